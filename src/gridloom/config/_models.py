@@ -1,0 +1,171 @@
+"""Pipeline-level configuration: providers, models, seed dataset, run settings, the pipeline."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import attrs
+
+from ..errors import ConfigError
+from ._columns import ColumnConfig
+
+__all__ = [
+    "ModelConfig",
+    "PipelineConfig",
+    "ProviderConfig",
+    "RunConfig",
+    "SeedDatasetConfig",
+]
+
+
+def _tuple(value: Any) -> tuple[Any, ...]:
+    return tuple(value)
+
+
+@attrs.frozen(kw_only=True)
+class ProviderConfig:
+    """Where models are served.
+
+    Attributes:
+        name: referenced by ``ModelConfig.provider``.
+        type: ``openai`` (any OpenAI-compatible server, vLLM included), ``anthropic``, or
+            ``simulated`` (gridloom's built-in endpoint; needs no key and no network).
+        endpoint: base URL, e.g. ``http://127.0.0.1:8000/v1``; not used by ``simulated``.
+        api_key_env: name of the environment variable holding the API key. The key itself never
+            appears in a config, an output file, a log or an error message.
+        headers: extra HTTP headers sent with every request.
+        extra_body: extra fields merged into every request body.
+    """
+
+    name: str = attrs.field(validator=attrs.validators.min_len(1))
+    type: Literal["openai", "anthropic", "simulated"] = "openai"
+    endpoint: str | None = None
+    api_key_env: str | None = None
+    headers: dict[str, str] = attrs.field(factory=dict)
+    extra_body: dict[str, Any] = attrs.field(factory=dict)
+
+    def __attrs_post_init__(self) -> None:
+        if self.type != "simulated" and not self.endpoint:
+            raise ValueError(f"provider {self.name!r} of type {self.type!r} needs an endpoint")
+
+
+@attrs.frozen(kw_only=True)
+class ModelConfig:
+    """A model as columns see it: an alias bound to a provider, a model name and defaults.
+
+    Attributes:
+        alias: the name columns use in their ``model`` field.
+        provider: name of a ``ProviderConfig``.
+        model: the model name sent to the provider.
+        max_parallel_requests: upper bound on concurrent requests to this model; the adaptive
+            throttle discovers the real capacity beneath it.
+        temperature, top_p, max_tokens: default inference parameters.
+        timeout: seconds allowed for one request.
+    """
+
+    alias: str = attrs.field(validator=attrs.validators.min_len(1))
+    provider: str
+    model: str
+    max_parallel_requests: int = attrs.field(default=4, validator=attrs.validators.ge(1))
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    timeout: float = attrs.field(default=120.0, validator=attrs.validators.gt(0))
+
+
+@attrs.frozen(kw_only=True)
+class SeedDatasetConfig:
+    """Rows read from a file whose columns every generated column can reference.
+
+    Attributes:
+        path: a parquet, CSV or JSONL file, or a glob of them (relative paths are resolved
+            against the config file's folder when loaded from a file).
+        format: ``auto`` picks by file extension.
+        order: ``ordered`` keeps file order; ``shuffled`` permutes (deterministically under
+            ``run.seed``).
+        cycle: start again from the top when the run needs more rows than the file has;
+            with ``cycle: false`` such a run is refused.
+        columns: the subset of the file's columns to use; all of them when empty.
+    """
+
+    path: str = attrs.field(validator=attrs.validators.min_len(1))
+    format: Literal["auto", "parquet", "csv", "jsonl"] = "auto"
+    order: Literal["ordered", "shuffled"] = "ordered"
+    cycle: bool = True
+    columns: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
+
+
+@attrs.frozen(kw_only=True)
+class RunConfig:
+    """How a run is executed; none of these change *what* is generated except ``seed`` and
+    ``row_group_size`` (the random streams are derived per row group).
+
+    Attributes:
+        row_group_size: rows per row group; each row group is one parquet file.
+        max_row_groups_in_flight: row groups held in memory at once.
+        max_submitted_tasks: cell/batch tasks dispatched and working locally at once.
+        max_llm_wait_tasks: model-bound tasks waiting on the network at once.
+        max_worker_threads: threads running synchronous generators at once.
+        seed: makes the output identical run to run; a random seed is drawn (and recorded in
+            ``metadata.json``) when unset.
+        scheduling: ``cell`` starts each cell as soon as its row's upstream cells are done;
+            ``column`` runs each column to completion before the next (the legacy baseline).
+    """
+
+    row_group_size: int = attrs.field(default=500, validator=attrs.validators.ge(1))
+    max_row_groups_in_flight: int = attrs.field(default=4, validator=attrs.validators.ge(1))
+    max_submitted_tasks: int = attrs.field(default=256, validator=attrs.validators.ge(1))
+    max_llm_wait_tasks: int = attrs.field(default=1024, validator=attrs.validators.ge(1))
+    max_worker_threads: int = attrs.field(default=8, validator=attrs.validators.ge(1))
+    seed: int | None = None
+    scheduling: Literal["cell", "column"] = "cell"
+
+
+@attrs.frozen(kw_only=True)
+class PipelineConfig:
+    """A whole pipeline: where models live, which columns to generate, how to run.
+
+    Construction checks what can be checked without parsing templates: unique column and model
+    names, model aliases pointing at known providers. Reference, cycle and template checks
+    happen when the pipeline is compiled (``gridloom.validate``), still before any request.
+    """
+
+    columns: tuple[ColumnConfig, ...] = attrs.field(converter=_tuple)
+    providers: tuple[ProviderConfig, ...] = attrs.field(default=(), converter=_tuple)
+    models: tuple[ModelConfig, ...] = attrs.field(default=(), converter=_tuple)
+    seed_dataset: SeedDatasetConfig | None = None
+    run: RunConfig = attrs.field(factory=RunConfig)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.columns and self.seed_dataset is None:
+            raise ConfigError("a pipeline needs at least one column or a seed_dataset",
+                              field="columns")
+        seen: set[str] = set()
+        for col in self.columns:
+            if col.name in seen:
+                raise ConfigError("duplicate column name", column=col.name, field="name")
+            seen.add(col.name)
+        providers: set[str] = set()
+        for provider in self.providers:
+            if provider.name in providers:
+                raise ConfigError(f"duplicate provider name {provider.name!r}",
+                                  field="providers")
+            providers.add(provider.name)
+        aliases: set[str] = set()
+        for model in self.models:
+            if model.alias in aliases:
+                raise ConfigError(f"duplicate model alias {model.alias!r}", field="models")
+            aliases.add(model.alias)
+            if model.provider not in providers:
+                raise ConfigError(
+                    f"model {model.alias!r} names unknown provider {model.provider!r}"
+                    f" (known: {sorted(providers) or 'none'})",
+                    field="models",
+                )
+
+    def column(self, name: str) -> ColumnConfig:
+        """The column called ``name``; ``KeyError`` if there is none."""
+        for col in self.columns:
+            if col.name == name:
+                return col
+        raise KeyError(name)

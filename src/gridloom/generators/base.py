@@ -1,0 +1,151 @@
+"""The generator contract: what the scheduler calls to fill a column.
+
+A generator fills one *node* of the execution graph: usually one column, sometimes several
+(a seed dataset fills all of its columns at once). Implement **either** :meth:`generate`
+(synchronous; the scheduler runs it in a worker thread unless the generator is marked
+``inline``) **or** :meth:`agenerate` (asynchronous, runs on the trio loop).
+
+Granularity:
+
+* ``cell`` — called once per row with a :class:`CellContext`; returns the value (or, for a
+  multi-output generator, a mapping from output column to value).
+* ``batch`` — called once per row group with a :class:`BatchContext` covering the row group's
+  live rows; returns a sequence with one value per row (or a mapping from output column to such
+  a sequence).
+
+Raising any exception fails the cell (or batch): its row (or rows) are dropped with the
+exception as the recorded reason. Generators know nothing of row groups' storage, limits or
+scheduling; everything they need arrives in the context.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import attrs
+import pyarrow as pa
+
+__all__ = [
+    "BatchContext",
+    "CellContext",
+    "ColumnGenerator",
+    "Granularity",
+    "derive_rng",
+    "derive_seed",
+]
+
+Granularity = Literal["cell", "batch"]
+
+
+def derive_seed(seed: int, *parts: object) -> int:
+    """A 64-bit seed derived from ``seed`` and ``parts``, stable across processes and Pythons."""
+    text = ":".join([str(seed), *map(str, parts)]).encode()
+    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big")
+
+
+def derive_rng(seed: int, *parts: object) -> random.Random:
+    """An independent ``random.Random`` stream for ``(seed, *parts)``."""
+    return random.Random(derive_seed(seed, *parts))
+
+
+@attrs.define(kw_only=True, slots=True)
+class CellContext:
+    """What a cell generator gets for one row.
+
+    Attributes:
+        row: this row's values of every upstream column (read-only by convention).
+        row_id: the row's position in the whole dataset (0-based).
+        column: the node's primary column name.
+        seed: the run seed; :attr:`rng` is derived from it, the column and the row id.
+    """
+
+    row: Mapping[str, Any]
+    row_id: int
+    column: str
+    seed: int
+    params: Mapping[str, Any] = attrs.field(factory=dict)
+    _rng: random.Random | None = None
+
+    @property
+    def rng(self) -> random.Random:
+        """A random stream unique to this (run seed, column, row); created on first use."""
+        if self._rng is None:
+            self._rng = derive_rng(self.seed, self.column, "row", self.row_id)
+        return self._rng
+
+
+@attrs.define(kw_only=True, slots=True)
+class BatchContext:
+    """What a batch generator gets for one row group.
+
+    Attributes:
+        row_ids: dataset positions of the live rows in this batch, ascending.
+        columns: each upstream column's values over those rows, aligned with ``row_ids``.
+        row_group: the row group's index.
+        column: the node's primary column name.
+        seed: the run seed; :attr:`rng` is derived from it, the column and the row group.
+    """
+
+    row_ids: Sequence[int]
+    columns: Mapping[str, Sequence[Any]]
+    row_group: int
+    column: str
+    seed: int
+    params: Mapping[str, Any] = attrs.field(factory=dict)
+    _rng: random.Random | None = None
+
+    @property
+    def rng(self) -> random.Random:
+        """A random stream unique to this (run seed, column, row group); created on first use."""
+        if self._rng is None:
+            self._rng = derive_rng(self.seed, self.column, "group", self.row_group)
+        return self._rng
+
+    def __len__(self) -> int:
+        return len(self.row_ids)
+
+
+class ColumnGenerator:
+    """Base class of every generator. Subclasses set the class variables and implement one of
+    :meth:`generate` / :meth:`agenerate`.
+
+    Class attributes (an instance may override them in ``__init__``):
+        granularity: ``"cell"`` or ``"batch"``.
+        model_bound: the generator waits on a model; the scheduler moves its task from the
+            submission limiter to the LLM-wait limiter before calling it.
+        inline: a cheap synchronous generator (bookkeeping-sized work) that runs directly on the
+            event loop instead of a worker thread. Only for built-ins that never block.
+    """
+
+    granularity: Granularity = "cell"
+    model_bound: bool = False
+    inline: bool = False
+
+    def __init__(self, *, name: str, outputs: Mapping[str, pa.DataType]):
+        if not outputs:
+            raise ValueError("a generator needs at least one output column")
+        self.name = name
+        self.outputs: dict[str, pa.DataType] = dict(outputs)
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(self.outputs)
+
+    @property
+    def is_async(self) -> bool:
+        """True when the subclass implements :meth:`agenerate`."""
+        return type(self).agenerate is not ColumnGenerator.agenerate
+
+    def generate(self, ctx: Any) -> Any:
+        """Synchronous generation; see the module docstring for the return shape."""
+        raise NotImplementedError(f"{type(self).__name__} implements neither generate nor agenerate")
+
+    async def agenerate(self, ctx: Any) -> Any:
+        """Asynchronous generation; see the module docstring for the return shape."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} {self.granularity}>"
