@@ -134,7 +134,7 @@ class UniformColumn(ColumnConfig):
 
     kind: ClassVar[str] = "uniform"
     low: float
-    high: float
+    high: float = attrs.field()
     convert_to: ConvertTo | None = None
     decimals: int | None = None
 
@@ -202,7 +202,7 @@ class DatetimeColumn(ColumnConfig):
 
     kind: ClassVar[str] = "datetime"
     start: dt.datetime
-    end: dt.datetime
+    end: dt.datetime = attrs.field()
     unit: TimeUnit = "seconds"
     format: str | None = None
 
@@ -222,7 +222,7 @@ class TimedeltaColumn(ColumnConfig):
 
     kind: ClassVar[str] = "timedelta"
     min: int
-    max: int
+    max: int = attrs.field()
     unit: TimeUnit = "days"
     reference: str | None = None
 
@@ -278,7 +278,7 @@ class CustomColumn(ColumnConfig):
     """
 
     kind: ClassVar[str] = "custom"
-    function: str | Callable[..., Any]
+    function: str | Callable[..., Any] = attrs.field()
     mode: Literal["cell", "batch"] = "cell"
     dtype: DType = "string"
     params: dict[str, Any] = attrs.field(factory=dict)
