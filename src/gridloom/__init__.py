@@ -1,0 +1,105 @@
+"""gridloom: generate synthetic datasets cell by cell, on trio structured concurrency.
+
+The public face. Everything a user needs is importable from here::
+
+    import gridloom as gl
+    result = gl.create("pipeline.yaml", num_records=10_000, output_dir="out/")
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from ._api import acreate, apreview, create, plan_row_groups, preview, validate
+from .config import (
+    BernoulliColumn,
+    BinomialColumn,
+    CategoryColumn,
+    ColumnConfig,
+    CustomColumn,
+    DatetimeColumn,
+    ExpressionColumn,
+    GaussianColumn,
+    ModelConfig,
+    PipelineBuilder,
+    PipelineConfig,
+    PoissonColumn,
+    ProviderConfig,
+    RunConfig,
+    SeedDatasetConfig,
+    SubcategoryColumn,
+    TimedeltaColumn,
+    UniformColumn,
+    UUIDColumn,
+    config_hash,
+    dump_config,
+    load_config,
+)
+from .engine import ExecutionGraph
+from .errors import (
+    ConfigError,
+    CycleError,
+    GenerationError,
+    GridloomError,
+    OutputExistsError,
+    RunError,
+    StorageError,
+    TemplateError,
+    UnknownReferenceError,
+    ValueTypeError,
+)
+from .generators import BatchContext, CellContext, ColumnGenerator
+from .storage import ColumnCounts, RunResult
+
+try:
+    __version__ = version("gridloom")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
+__all__ = [
+    "BatchContext",
+    "BernoulliColumn",
+    "BinomialColumn",
+    "CategoryColumn",
+    "CellContext",
+    "ColumnConfig",
+    "ColumnCounts",
+    "ColumnGenerator",
+    "ConfigError",
+    "CustomColumn",
+    "CycleError",
+    "DatetimeColumn",
+    "ExecutionGraph",
+    "ExpressionColumn",
+    "GaussianColumn",
+    "GenerationError",
+    "GridloomError",
+    "ModelConfig",
+    "OutputExistsError",
+    "PipelineBuilder",
+    "PipelineConfig",
+    "PoissonColumn",
+    "ProviderConfig",
+    "RunConfig",
+    "RunError",
+    "RunResult",
+    "SeedDatasetConfig",
+    "StorageError",
+    "SubcategoryColumn",
+    "TemplateError",
+    "TimedeltaColumn",
+    "UUIDColumn",
+    "UniformColumn",
+    "UnknownReferenceError",
+    "ValueTypeError",
+    "__version__",
+    "acreate",
+    "apreview",
+    "config_hash",
+    "create",
+    "dump_config",
+    "load_config",
+    "plan_row_groups",
+    "preview",
+    "validate",
+]

@@ -1,0 +1,61 @@
+"""Pipeline configuration: frozen attrs models, the YAML/JSON converter, files, a builder.
+
+Build a pipeline in Python with :class:`PipelineBuilder` or the config classes, or load one
+with :func:`load_config`; :func:`dump_config` writes it back losslessly and
+:func:`config_hash` fingerprints it.
+"""
+
+from ._builder import PipelineBuilder
+from ._columns import (
+    COLUMN_KINDS,
+    SAMPLER_KINDS,
+    BernoulliColumn,
+    BinomialColumn,
+    CategoryColumn,
+    ColumnConfig,
+    CustomColumn,
+    DatetimeColumn,
+    DType,
+    ExpressionColumn,
+    GaussianColumn,
+    PoissonColumn,
+    SubcategoryColumn,
+    TimedeltaColumn,
+    UniformColumn,
+    UUIDColumn,
+)
+from ._converter import converter, structure_pipeline, unstructure_pipeline
+from ._io import config_hash, dump_config, load_config, load_config_with_base
+from ._models import ModelConfig, PipelineConfig, ProviderConfig, RunConfig, SeedDatasetConfig
+
+__all__ = [
+    "COLUMN_KINDS",
+    "SAMPLER_KINDS",
+    "BernoulliColumn",
+    "BinomialColumn",
+    "CategoryColumn",
+    "ColumnConfig",
+    "CustomColumn",
+    "DType",
+    "DatetimeColumn",
+    "ExpressionColumn",
+    "GaussianColumn",
+    "ModelConfig",
+    "PipelineBuilder",
+    "PipelineConfig",
+    "PoissonColumn",
+    "ProviderConfig",
+    "RunConfig",
+    "SeedDatasetConfig",
+    "SubcategoryColumn",
+    "TimedeltaColumn",
+    "UUIDColumn",
+    "UniformColumn",
+    "config_hash",
+    "converter",
+    "dump_config",
+    "load_config",
+    "load_config_with_base",
+    "structure_pipeline",
+    "unstructure_pipeline",
+]

@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Literal
 import attrs
 
 __all__ = [
+    "COLUMN_KINDS",
     "SAMPLER_KINDS",
     "BernoulliColumn",
     "BinomialColumn",
@@ -55,6 +56,10 @@ def _probability(_inst: Any, attribute: attrs.Attribute[Any], value: float) -> N
 
 def _tuple(value: Any) -> tuple[Any, ...]:
     return tuple(value)
+
+
+def _options_by_parent(value: Any) -> dict[Any, tuple[Any, ...]]:
+    return {key: tuple(options) for key, options in dict(value).items()}
 
 
 @attrs.frozen(kw_only=True)
@@ -99,9 +104,7 @@ class CategoryColumn(ColumnConfig):
         if value is None:
             return
         if len(value) != len(self.values):
-            raise ValueError(
-                f"weights has {len(value)} entries but values has {len(self.values)}"
-            )
+            raise ValueError(f"weights has {len(value)} entries but values has {len(self.values)}")
         if any(w < 0 for w in value) or sum(value) <= 0:
             raise ValueError("weights must be >= 0 and not all zero")
 
@@ -112,9 +115,7 @@ class SubcategoryColumn(ColumnConfig):
 
     kind: ClassVar[str] = "subcategory"
     parent: str
-    values: dict[Any, tuple[Any, ...]] = attrs.field(
-        converter=lambda v: {k: tuple(vs) for k, vs in dict(v).items()}
-    )
+    values: dict[Any, tuple[Any, ...]] = attrs.field(converter=_options_by_parent)
 
     @values.validator
     def _check_values(self, _attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -293,3 +294,8 @@ class CustomColumn(ColumnConfig):
                 )
         elif not callable(value):
             raise TypeError(f"function must be callable or an import path, got {value!r}")
+
+
+#: Every column class by its kind key, in the order the kinds are documented.
+_ALL_KINDS: tuple[type[ColumnConfig], ...] = (*SAMPLER_KINDS, ExpressionColumn, CustomColumn)
+COLUMN_KINDS: dict[str, type[ColumnConfig]] = {cls.kind: cls for cls in _ALL_KINDS}

@@ -39,13 +39,15 @@ class ProviderConfig:
 
     name: str = attrs.field(validator=attrs.validators.min_len(1))
     type: Literal["openai", "anthropic", "simulated"] = "openai"
-    endpoint: str | None = None
+    endpoint: str | None = attrs.field(default=None)
     api_key_env: str | None = None
     headers: dict[str, str] = attrs.field(factory=dict)
     extra_body: dict[str, Any] = attrs.field(factory=dict)
 
-    def __attrs_post_init__(self) -> None:
-        if self.type != "simulated" and not self.endpoint:
+    @endpoint.validator
+    def _check_endpoint(self, _attribute: attrs.Attribute[Any], value: str | None) -> None:
+        # A validator rather than __attrs_post_init__, so errors point at the field.
+        if self.type != "simulated" and not value:
             raise ValueError(f"provider {self.name!r} of type {self.type!r} needs an endpoint")
 
 
@@ -138,29 +140,33 @@ class PipelineConfig:
 
     def __attrs_post_init__(self) -> None:
         if not self.columns and self.seed_dataset is None:
-            raise ConfigError("a pipeline needs at least one column or a seed_dataset",
-                              field="columns")
+            raise ConfigError(
+                "a pipeline needs at least one column or a seed_dataset", field="columns"
+            )
         seen: set[str] = set()
         for col in self.columns:
             if col.name in seen:
                 raise ConfigError("duplicate column name", column=col.name, field="name")
             seen.add(col.name)
         providers: set[str] = set()
-        for provider in self.providers:
+        for i, provider in enumerate(self.providers):
             if provider.name in providers:
-                raise ConfigError(f"duplicate provider name {provider.name!r}",
-                                  field="providers")
+                raise ConfigError(
+                    f"duplicate provider name {provider.name!r}", field=f"providers[{i}].name"
+                )
             providers.add(provider.name)
         aliases: set[str] = set()
-        for model in self.models:
+        for i, model in enumerate(self.models):
             if model.alias in aliases:
-                raise ConfigError(f"duplicate model alias {model.alias!r}", field="models")
+                raise ConfigError(
+                    f"duplicate model alias {model.alias!r}", field=f"models[{i}].alias"
+                )
             aliases.add(model.alias)
             if model.provider not in providers:
                 raise ConfigError(
                     f"model {model.alias!r} names unknown provider {model.provider!r}"
-                    f" (known: {sorted(providers) or 'none'})",
-                    field="models",
+                    f" (known: {', '.join(sorted(providers)) or 'none'})",
+                    field=f"models[{i}].provider",
                 )
 
     def column(self, name: str) -> ColumnConfig:

@@ -141,7 +141,9 @@ class ColumnGenerator:
 
     def generate(self, ctx: Any) -> Any:
         """Synchronous generation; see the module docstring for the return shape."""
-        raise NotImplementedError(f"{type(self).__name__} implements neither generate nor agenerate")
+        raise NotImplementedError(
+            f"{type(self).__name__} implements neither generate nor agenerate"
+        )
 
     async def agenerate(self, ctx: Any) -> Any:
         """Asynchronous generation; see the module docstring for the return shape."""

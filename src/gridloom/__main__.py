@@ -1,0 +1,5 @@
+"""``python -m gridloom`` is the ``gridloom`` command."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,245 @@
+"""The public entry points: ``create``, ``acreate``, ``preview``, ``validate``."""
+
+from __future__ import annotations
+
+import functools
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from .config import PipelineConfig, config_hash, dump_config, load_config_with_base
+from .engine import ExecutionGraph, RowGroupSpec, Scheduler, compile_pipeline
+from .errors import ConfigError
+from .storage import MemoryStore, ParquetStore, RowGroupStore, RunResult
+
+__all__ = ["acreate", "create", "plan_row_groups", "preview", "validate"]
+
+ConfigSource = PipelineConfig | str | os.PathLike[str] | Mapping[str, Any]
+
+
+def _load(config: ConfigSource, base_dir: str | os.PathLike[str] | None) -> tuple[
+    PipelineConfig, Path | None
+]:
+    if isinstance(config, PipelineConfig):
+        cfg, base = config, None
+    else:
+        cfg, base = load_config_with_base(config)
+    if base_dir is not None:
+        base = Path(base_dir)
+    return cfg, base
+
+
+def validate(
+    config: ConfigSource, *, base_dir: str | os.PathLike[str] | None = None
+) -> ExecutionGraph:
+    """Check a pipeline without generating anything; returns its execution graph.
+
+    Raises:
+        ConfigError: naming the column and field at fault.
+    """
+    cfg, base = _load(config, base_dir)
+    return compile_pipeline(cfg, base_dir=base)
+
+
+def plan_row_groups(num_records: int, row_group_size: int) -> list[RowGroupSpec]:
+    """Split ``num_records`` rows into row groups of ``row_group_size`` (the last may be short)."""
+    if num_records < 1:
+        raise ConfigError(f"num_records must be >= 1, got {num_records}")
+    return [
+        RowGroupSpec(
+            index=i, first_row_id=start, num_rows=min(row_group_size, num_records - start)
+        )
+        for i, start in enumerate(range(0, num_records, row_group_size))
+    ]
+
+
+def _check_seed_rows(graph: ExecutionGraph, cfg: PipelineConfig, num_records: int) -> None:
+    seed_cfg = cfg.seed_dataset
+    if seed_cfg is None or seed_cfg.cycle:
+        return
+    generator = graph.nodes[graph.producer[next(iter(graph.nodes[0].outputs))]].generator
+    available = getattr(generator, "num_rows", None)
+    if isinstance(available, int) and num_records > available:
+        raise ConfigError(
+            f"the seed dataset has {available} rows, fewer than num_records={num_records};"
+            " set cycle: true to reuse rows",
+            field="seed_dataset.cycle",
+        )
+
+
+async def _run(
+    cfg: PipelineConfig,
+    graph: ExecutionGraph,
+    store: RowGroupStore,
+    *,
+    num_records: int,
+    seed: int,
+    output_dir: Path | None,
+) -> RunResult:
+    specs = [
+        spec
+        for spec in plan_row_groups(num_records, cfg.run.row_group_size)
+        if spec.index not in store.completed()
+    ]
+    scheduler = Scheduler(graph, cfg.run, seed=seed, store=store)
+    started = trio.current_time()
+    status = "failed"
+    try:
+        await scheduler.run(specs)
+        status = "complete"
+    except BaseException as exc:
+        status = "interrupted" if _is_interrupt(exc) else "failed"
+        raise
+    finally:
+        wall = trio.current_time() - started
+        summary = {"wall_time": wall, "status": status, **_stats(scheduler)}
+        with trio.CancelScope(shield=True):
+            await store.finish(status=status, summary=summary)
+    return RunResult.from_store(
+        store,
+        num_records=num_records,
+        wall_time=wall,
+        status=status,
+        output_dir=output_dir,
+        seed=seed,
+    )
+
+
+def _is_interrupt(exc: BaseException) -> bool:
+    if isinstance(exc, KeyboardInterrupt | trio.Cancelled):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return any(_is_interrupt(e) for e in exc.exceptions)
+    return False
+
+
+def _stats(scheduler: Scheduler) -> dict[str, int]:
+    stats = scheduler.statistics()
+    return {
+        "cells_done": stats.cells_done,
+        "cells_failed": stats.cells_failed,
+        "rows_dropped": stats.rows_dropped,
+        "row_groups_written": stats.row_groups_written,
+    }
+
+
+def _run_seed(cfg: PipelineConfig) -> int:
+    return cfg.run.seed if cfg.run.seed is not None else secrets.randbits(63)
+
+
+async def acreate(
+    config: ConfigSource,
+    *,
+    num_records: int,
+    output_dir: str | os.PathLike[str],
+    resume: bool = False,
+    overwrite: bool = False,
+    base_dir: str | os.PathLike[str] | None = None,
+) -> RunResult:
+    """Generate ``num_records`` rows into ``output_dir``; for callers already inside trio.
+
+    Args:
+        config: a :class:`PipelineConfig`, a path to a YAML/JSON file, or a parsed mapping.
+        num_records: rows to generate.
+        output_dir: where ``config.yaml``, ``metadata.json`` and ``data/*.parquet`` go.
+        resume: continue a run previously started in ``output_dir`` with the same config.
+        overwrite: replace a previous run in ``output_dir``.
+        base_dir: folder for relative paths in the config (default: the config file's folder).
+
+    Returns:
+        The :class:`RunResult`; the data stays on disk and is read on first access.
+
+    Raises:
+        ConfigError: the pipeline is invalid (raised before anything is generated).
+        OutputExistsError: ``output_dir`` holds a run and neither ``resume`` nor ``overwrite``.
+    """
+    if resume and overwrite:
+        raise ValueError("resume and overwrite exclude each other")
+    cfg, base = _load(config, base_dir)
+    graph = compile_pipeline(cfg, base_dir=base)
+    _check_seed_rows(graph, cfg, num_records)
+    plan_row_groups(num_records, cfg.run.row_group_size)  # validates num_records
+    out = Path(output_dir)
+    mode = "resume" if resume else "overwrite" if overwrite else "new"
+    store = await trio.to_thread.run_sync(
+        functools.partial(
+            ParquetStore.open,
+            out,
+            schema=graph.schema,
+            config_text=dump_config(cfg, None, strict=False),
+            config_hash=config_hash(cfg),
+            num_records=num_records,
+            row_group_size=cfg.run.row_group_size,
+            seed=_run_seed(cfg),
+            mode=mode,
+        )
+    )
+    return await _run(
+        cfg, graph, store, num_records=num_records, seed=store.seed, output_dir=out
+    )
+
+
+def create(
+    config: ConfigSource,
+    *,
+    num_records: int,
+    output_dir: str | os.PathLike[str],
+    resume: bool = False,
+    overwrite: bool = False,
+    base_dir: str | os.PathLike[str] | None = None,
+) -> RunResult:
+    """Generate ``num_records`` rows into ``output_dir`` (runs its own trio event loop).
+
+    Example:
+        >>> import gridloom as gl
+        >>> result = gl.create("pipeline.yaml", num_records=10_000, output_dir="out/")
+        >>> result.table.num_rows  # doctest: +SKIP
+        10000
+
+    See :func:`acreate` for the arguments.
+    """
+    return trio.run(
+        functools.partial(
+            acreate,
+            config,
+            num_records=num_records,
+            output_dir=output_dir,
+            resume=resume,
+            overwrite=overwrite,
+            base_dir=base_dir,
+        )
+    )
+
+
+async def apreview(
+    config: ConfigSource,
+    num_records: int = 10,
+    *,
+    base_dir: str | os.PathLike[str] | None = None,
+) -> RunResult:
+    """Generate a few rows in memory (nothing is written); for callers inside trio."""
+    cfg, base = _load(config, base_dir)
+    graph = compile_pipeline(cfg, base_dir=base)
+    _check_seed_rows(graph, cfg, num_records)
+    store = MemoryStore(graph.schema)
+    return await _run(
+        cfg, graph, store, num_records=num_records, seed=_run_seed(cfg), output_dir=None
+    )
+
+
+def preview(
+    config: ConfigSource,
+    num_records: int = 10,
+    *,
+    base_dir: str | os.PathLike[str] | None = None,
+) -> RunResult:
+    """Generate a few rows in memory to look at before a real run.
+
+    Example:
+        >>> gl.preview("pipeline.yaml", num_records=5).table.to_pylist()  # doctest: +SKIP
+    """
+    return trio.run(functools.partial(apreview, config, num_records, base_dir=base_dir))

@@ -1,0 +1,519 @@
+"""The one cattrs converter between config objects and plain YAML/JSON data.
+
+Structuring is strict: unknown keys fail (``forbid_extra_keys``), ``"5"`` is not an integer,
+``"yes"`` is not a boolean and ``"abc"`` is not a list. Every failure, wherever it happens, is
+reported as a single :class:`~gridloom.errors.ConfigError` naming the column and the field path
+(see :mod:`._issues`).
+
+Unstructuring gives plain data only (dict, list, str, int, float, bool, None) in a canonical
+form: every field written out, tuples as lists, datetimes as ISO strings, callables as
+``"module:qualname"`` import paths.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import contextvars
+import datetime as dt
+import importlib
+import math
+import types
+import typing
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, get_args, get_origin
+
+import attrs
+import cattrs
+from cattrs.cols import (
+    homogenous_tuple_structure_factory,
+    iterable_unstructure_factory,
+    mapping_structure_factory,
+)
+from cattrs.errors import (
+    AttributeValidationNote,
+    ClassValidationError,
+    ForbiddenExtraKeysError,
+)
+from cattrs.gen import make_dict_structure_fn
+
+from ..errors import ConfigError
+from ._columns import COLUMN_KINDS, ColumnConfig
+from ._issues import (
+    ColumnIssues,
+    Issue,
+    PathPart,
+    collect,
+    describe,
+    render_path,
+    suggest,
+    to_config_error,
+    unknown_key_message,
+)
+from ._models import PipelineConfig
+
+__all__ = [
+    "converter",
+    "find_invalid_field",
+    "structure_pipeline",
+    "unstructure_pipeline",
+]
+
+#: The converter; hooks are registered below, at import.
+converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+
+_COMMON_FIELDS: tuple[str, ...] = tuple(a.name for a in attrs.fields(ColumnConfig))
+#: Top-level key order of a dumped pipeline (the order a reader wants, not field order).
+_PIPELINE_KEYS = ("providers", "models", "seed_dataset", "columns", "run")
+_LITERAL: Any = Literal
+#: Whether the unstructuring in progress refuses what cannot be loaded back (see ``strict``).
+_STRICT: contextvars.ContextVar[bool] = contextvars.ContextVar("gridloom_config_strict")
+
+
+# --------------------------------------------------------------------------- type predicates
+
+
+def _is_union(tp: Any) -> bool:
+    return get_origin(tp) in (typing.Union, types.UnionType)
+
+
+def _is_optional(tp: Any) -> bool:
+    if not _is_union(tp):
+        return False
+    args = get_args(tp)
+    return type(None) in args and len(args) == 2
+
+
+def _is_function_type(tp: Any) -> bool:
+    """``str | Callable[..., Any]``, the type of ``CustomColumn.function``."""
+    return (
+        _is_union(tp)
+        and str in get_args(tp)
+        and any(get_origin(arg) is collections.abc.Callable for arg in get_args(tp))
+    )
+
+
+def _is_tuple(tp: Any) -> bool:
+    return tp is tuple or get_origin(tp) is tuple
+
+
+def _is_dict(tp: Any) -> bool:
+    return get_origin(tp) is dict
+
+
+def _is_config_class(tp: Any) -> bool:
+    """Any attrs class but the column base (which dispatches on the kind key)."""
+    return isinstance(tp, type) and attrs.has(tp) and tp is not ColumnConfig
+
+
+# --------------------------------------------------------------------------- strict scalars
+
+
+def _structure_str(obj: Any, _: Any) -> str:
+    if not isinstance(obj, str):
+        raise TypeError(f"expected a string, got {describe(obj)}")
+    return obj
+
+
+def _structure_int(obj: Any, _: Any) -> int:
+    if isinstance(obj, bool) or not isinstance(obj, int):
+        raise TypeError(f"expected an integer, got {describe(obj)}")
+    return obj
+
+
+def _structure_float(obj: Any, _: Any) -> float:
+    if isinstance(obj, bool) or not isinstance(obj, int | float):
+        raise TypeError(f"expected a number, got {describe(obj)}")
+    return float(obj)
+
+
+def _structure_bool(obj: Any, _: Any) -> bool:
+    if not isinstance(obj, bool):
+        raise TypeError(f"expected true or false, got {describe(obj)}")
+    return obj
+
+
+def _structure_datetime(obj: Any, _: Any) -> dt.datetime:
+    if isinstance(obj, dt.datetime):
+        return obj
+    if isinstance(obj, dt.date):  # YAML reads an unquoted 2024-01-31 as a date
+        return dt.datetime.combine(obj, dt.time())
+    if isinstance(obj, str):
+        try:
+            return dt.datetime.fromisoformat(obj)
+        except ValueError:
+            pass
+        raise ValueError(
+            f"expected an ISO 8601 datetime such as '2024-01-31T12:00:00', got {obj!r}"
+        )
+    raise TypeError(f"expected an ISO 8601 datetime string, got {describe(obj)}")
+
+
+def _structure_function(obj: Any, _: Any) -> str | Callable[..., Any]:
+    if isinstance(obj, str) or callable(obj):
+        return obj  # type: ignore[no-any-return]
+    raise TypeError(f"expected an import path 'package.module:function', got {describe(obj)}")
+
+
+def _literal_hook(tp: Any) -> Callable[[Any, Any], Any]:
+    choices = get_args(tp)
+
+    def structure_literal(obj: Any, _: Any) -> Any:
+        for choice in choices:
+            if obj == choice and type(obj) is type(choice):
+                return choice
+        listed = ", ".join(repr(c) for c in choices)
+        guess = suggest(obj, [c for c in choices if isinstance(c, str)])
+        hint = f"; did you mean {guess!r}?" if guess else ""
+        return_msg = f"must be one of {listed}, got {obj!r}{hint}"
+        raise ValueError(return_msg)
+
+    return structure_literal
+
+
+def _tuple_hook(tp: Any) -> Callable[[Any, Any], Any]:
+    inner = homogenous_tuple_structure_factory(tp, converter)
+
+    def structure_tuple(obj: Any, _: Any) -> Any:
+        if not isinstance(obj, list | tuple):
+            raise TypeError(f"expected a list, got {describe(obj)}")
+        return inner(obj, tp)
+
+    return structure_tuple
+
+
+def _dict_hook(tp: Any) -> Callable[[Any, Any], Any]:
+    inner = mapping_structure_factory(tp, converter)
+
+    def structure_dict(obj: Any, _: Any) -> Any:
+        if not isinstance(obj, Mapping):
+            raise TypeError(f"expected a mapping, got {describe(obj)}")
+        return inner(obj, tp)
+
+    return structure_dict
+
+
+# --------------------------------------------------------------------------- attrs classes
+
+
+def find_invalid_field(cls: type[Any], values: Mapping[str, Any]) -> str | None:
+    """The field whose validator rejects ``values``, for errors raised by ``cls(**values)``.
+
+    attrs validators raise a plain ``ValueError``/``TypeError`` that does not say which field
+    failed; this rebuilds the instance without running ``__init__`` and runs the validators one
+    by one. ``None`` when no single validator is to blame (for example a post-init check).
+
+    Args:
+        cls: an attrs class.
+        values: the already structured keyword arguments that made ``cls(**values)`` fail.
+    """
+    try:
+        inst = object.__new__(cls)
+        fields = attrs.fields(cls)
+        for field in fields:
+            if field.name in values:
+                value = values[field.name]
+            elif isinstance(field.default, attrs.Factory):  # type: ignore[arg-type]
+                factory = field.default.factory
+                value = factory(inst) if field.default.takes_self else factory()
+            else:
+                value = field.default
+            if field.converter is not None and field.name in values:
+                value = field.converter(value)
+            object.__setattr__(inst, field.name, value)
+        for field in fields:
+            if field.validator is None:
+                continue
+            try:
+                field.validator(inst, field, getattr(inst, field.name))
+            except (ValueError, TypeError):
+                invalid: str = field.name
+                return invalid
+    except Exception:  # the values were odd enough to defeat the reconstruction
+        return None
+    return None
+
+
+def _attrs_hook(cls: type[Any]) -> Callable[[Any, Any], Any]:
+    attrs.resolve_types(cls)
+    inner = make_dict_structure_fn(
+        cls, converter, _cattrs_forbid_extra_keys=True, _cattrs_detailed_validation=True
+    )
+
+    def structure_attrs(obj: Any, _: Any) -> Any:
+        if not isinstance(obj, Mapping):
+            raise TypeError(f"expected a mapping, got {describe(obj)}")
+        try:
+            return inner(obj, cls)
+        except ClassValidationError as exc:
+            _point_at_fields(exc, cls, obj)
+            raise
+
+    return structure_attrs
+
+
+def _point_at_fields(exc: ClassValidationError, cls: type[Any], obj: Mapping[str, Any]) -> None:
+    """Attach a field note to errors raised by the constructor (validators) of ``cls``."""
+    for sub in exc.exceptions:
+        if (
+            isinstance(sub, ConfigError | ForbiddenExtraKeysError)
+            or not isinstance(sub, ValueError | TypeError)
+            or any(isinstance(n, AttributeValidationNote) for n in getattr(sub, "__notes__", ()))
+        ):
+            continue
+        fields = {a.name: a for a in attrs.fields(cls)}
+        try:
+            values = {k: converter.structure(v, fields[k].type) for k, v in obj.items()}
+        except Exception:
+            continue
+        name = find_invalid_field(cls, values)
+        if name is not None:
+            note = AttributeValidationNote(f"Validating {cls.__name__}.{name}", name, None)
+            sub.__notes__ = [*getattr(sub, "__notes__", ()), note]
+
+
+# --------------------------------------------------------------------------- columns
+
+
+def _column_issue(name: str | None, message: str, *path: PathPart) -> ColumnIssues:
+    return ColumnIssues(name, [Issue(message, path)])
+
+
+def _structure_column(obj: Any, _: Any) -> ColumnConfig:
+    """``{name, <kind>: {params}, depends_on?, drop?}`` → the kind's column class."""
+    if isinstance(obj, ColumnConfig):
+        return obj
+    if not isinstance(obj, Mapping):
+        raise TypeError(f"a column must be a mapping, got {describe(obj)}")
+    raw_name = obj.get("name")
+    name = raw_name if isinstance(raw_name, str) and raw_name else None
+    kinds = [key for key in obj if key in COLUMN_KINDS]
+    unknown = [key for key in obj if key not in COLUMN_KINDS and key not in _COMMON_FIELDS]
+    all_kinds = ", ".join(COLUMN_KINDS)
+    if not kinds:
+        for key in unknown:
+            guess = suggest(key, COLUMN_KINDS)
+            if guess is not None:
+                raise _column_issue(
+                    name, f"unknown column kind {key!r}; did you mean {guess!r}?", str(key)
+                )
+        found = f" (found {', '.join(repr(k) for k in unknown)})" if unknown else ""
+        raise _column_issue(name, f"no kind key: a column needs one of {all_kinds}{found}")
+    if len(kinds) > 1:
+        listed = ", ".join(repr(k) for k in kinds)
+        raise _column_issue(
+            name, f"a column has exactly one kind key, found {len(kinds)}: {listed}", kinds[1]
+        )
+    kind = kinds[0]
+    if unknown:
+        allowed = [*_COMMON_FIELDS, kind]
+        raise _column_issue(name, unknown_key_message(unknown[0], allowed), str(unknown[0]))
+    cls = COLUMN_KINDS[kind]
+    params = obj[kind]
+    if params is None:
+        params = {}
+    elif isinstance(params, str) and kind == "expression":
+        params = {"template": params}
+    if not isinstance(params, Mapping):
+        raise _column_issue(
+            name, f"expected a mapping of {kind} parameters, got {describe(params)}", kind
+        )
+    for key in params:
+        if key in _COMMON_FIELDS:
+            raise _column_issue(
+                name,
+                f"{key!r} belongs at the column level, beside {kind!r}, not inside it",
+                kind,
+                key,
+            )
+    flat = {**params, **{key: obj[key] for key in _COMMON_FIELDS if key in obj}}
+    try:
+        column: ColumnConfig = converter.structure(flat, cls)
+    except ClassValidationError as exc:
+        issues = [
+            issue
+            if issue.path and issue.path[0] in _COMMON_FIELDS
+            else attrs.evolve(issue, path=(kind, *issue.path))
+            for issue in collect(exc)
+        ]
+        raise ColumnIssues(name, issues) from None
+    return column
+
+
+def _unstructure_column(column: ColumnConfig) -> dict[str, Any]:
+    try:
+        flat: dict[str, Any] = converter.unstructure(column, unstructure_as=type(column))
+    except ConfigError as exc:
+        raise ConfigError(exc.message, column=column.name, field=exc.field) from None
+    out: dict[str, Any] = {"name": flat.pop("name")}
+    common = {key: flat.pop(key) for key in _COMMON_FIELDS if key in flat}
+    out[column.kind] = flat
+    out.update(common)
+    return out
+
+
+def _function_to_path(function: str | Callable[..., Any]) -> str:
+    if isinstance(function, str):
+        return function
+    module = getattr(function, "__module__", None)
+    qualname = getattr(function, "__qualname__", None)
+    if not _STRICT.get(True):
+        return f"{module or '?'}:{qualname or type(function).__qualname__}"
+    problem = "a lambda or local function cannot be written to a config file"
+    if not module or not qualname or "<" in qualname:
+        raise ConfigError(
+            f"{problem}: {function!r}; use a module-level function", field="custom.function"
+        )
+    target: Any = None
+    try:
+        target = importlib.import_module(module)
+        for part in qualname.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError):
+        target = None
+    if target is not function:
+        raise ConfigError(
+            f"{problem}: {module}:{qualname} is not importable by that path",
+            field="custom.function",
+        )
+    return f"{module}:{qualname}"
+
+
+# --------------------------------------------------------------------------- unstructure
+
+
+def _optional_unhook(tp: Any) -> Callable[[Any], Any]:
+    (inner,) = [arg for arg in get_args(tp) if arg is not type(None)]
+
+    def unstructure_optional(obj: Any) -> Any:
+        return None if obj is None else converter.unstructure(obj, unstructure_as=inner)
+
+    return unstructure_optional
+
+
+def _unstructure_float(obj: Any) -> Any:
+    return obj if isinstance(obj, bool) else float(obj)
+
+
+def _plain(obj: Any, path: tuple[PathPart, ...]) -> Any:
+    """Check that ``obj`` holds only YAML/JSON-safe values (lists, not tuples)."""
+    if obj is None or isinstance(obj, str | bool | int):
+        return obj
+    if isinstance(obj, float):
+        if not math.isfinite(obj):
+            raise ConfigError(
+                f"{obj!r} cannot be written to a config file", field=render_path(path) or None
+            )
+        return obj
+    if isinstance(obj, list | tuple):
+        return [_plain(item, (*path, i)) for i, item in enumerate(obj)]
+    if isinstance(obj, dt.date | dt.time) and not _STRICT.get(True):
+        return obj.isoformat()
+    if isinstance(obj, dict):
+        out = {}
+        for key, value in obj.items():
+            if not isinstance(key, str | int | float | bool) and key is not None:
+                raise ConfigError(
+                    f"mapping key {describe(key)} cannot be written to a config file",
+                    field=render_path(path) or None,
+                )
+            out[key] = _plain(value, (*path, str(key)))
+        return out
+    raise ConfigError(
+        f"a value of type {type(obj).__name__} cannot be written to a config file",
+        field=render_path(path) or None,
+    )
+
+
+# --------------------------------------------------------------------------- registration
+
+
+def _register() -> None:
+    c = converter
+    c.register_structure_hook(str, _structure_str)
+    c.register_structure_hook(int, _structure_int)
+    c.register_structure_hook(float, _structure_float)
+    c.register_structure_hook(bool, _structure_bool)
+    c.register_structure_hook(dt.datetime, _structure_datetime)
+    c.register_structure_hook_factory(lambda tp: get_origin(tp) is _LITERAL, _literal_hook)
+    c.register_structure_hook_factory(_is_tuple, _tuple_hook)
+    c.register_structure_hook_factory(_is_dict, _dict_hook)
+    c.register_structure_hook_func(_is_function_type, _structure_function)
+    c.register_structure_hook_factory(_is_config_class, _attrs_hook)
+    c.register_structure_hook_func(lambda tp: tp is ColumnConfig, _structure_column)
+
+    c.register_unstructure_hook(float, _unstructure_float)
+    c.register_unstructure_hook(dt.datetime, dt.datetime.isoformat)
+    c.register_unstructure_hook_factory(_is_optional, _optional_unhook)
+    c.register_unstructure_hook_factory(
+        _is_tuple, lambda tp: iterable_unstructure_factory(tp, converter, unstructure_to=list)
+    )
+    c.register_unstructure_hook_func(_is_function_type, _function_to_path)
+    c.register_unstructure_hook_func(lambda tp: tp is ColumnConfig, _unstructure_column)
+
+
+_register()
+
+
+# --------------------------------------------------------------------------- public functions
+
+
+def structure_pipeline(data: Mapping[str, Any]) -> PipelineConfig:
+    """Build a :class:`PipelineConfig` from plain data (a parsed YAML or JSON document).
+
+    Args:
+        data: the top-level mapping; columns may also be given as column objects.
+
+    Raises:
+        ConfigError: on any problem; the message names the column and the field path, reports
+            the first problem found and says how many more there are.
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"a pipeline config must be a mapping, got {describe(data)}")
+    try:
+        pipeline: PipelineConfig = converter.structure(data, PipelineConfig)
+    except ClassValidationError as exc:
+        raise to_config_error(collect(exc)) from None
+    return pipeline
+
+
+def unstructure_pipeline(cfg: PipelineConfig, *, strict: bool = True) -> dict[str, Any]:
+    """The plain-data (YAML/JSON-safe) canonical form of a pipeline.
+
+    Every field is written out; an absent seed dataset and empty provider and model lists are
+    left out. ``structure_pipeline(unstructure_pipeline(cfg)) == cfg`` whenever custom column
+    functions are given as import paths (or importable module-level functions).
+
+    Args:
+        cfg: the pipeline.
+        strict: refuse what could not be loaded back. With ``strict=False`` a function that is
+            not importable by its name (a lambda, a local function) is written as
+            ``"module:qualname"`` anyway, and dates and times inside free-form values as ISO
+            strings: the result describes the pipeline (for a run's ``config.yaml`` or its
+            hash) but may not load back to an equal one.
+
+    Raises:
+        ConfigError: a value cannot be written to a config file (in strict mode a lambda or
+            local function; always a non-finite float or an object of an unknown type).
+    """
+    token = _STRICT.set(strict)
+    try:
+        return _unstructure_pipeline(cfg)
+    finally:
+        _STRICT.reset(token)
+
+
+def _unstructure_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
+    raw: dict[str, Any] = converter.unstructure(cfg, unstructure_as=PipelineConfig)
+    out: dict[str, Any] = {}
+    for key in _PIPELINE_KEYS:
+        value = raw[key]
+        if key != "columns" and value in (None, []):
+            continue
+        out[key] = value
+    for index, column in enumerate(cfg.columns):
+        try:
+            out["columns"][index] = _plain(out["columns"][index], ())
+        except ConfigError as exc:
+            raise ConfigError(exc.message, column=column.name, field=exc.field) from None
+    plain: dict[str, Any] = _plain(out, ())
+    return plain

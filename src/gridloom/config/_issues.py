@@ -1,0 +1,178 @@
+"""From cattrs' error trees to one readable :class:`~gridloom.errors.ConfigError`.
+
+Structuring a pipeline can fail in many places at once; cattrs reports that as a tree of
+exception groups whose leaves carry notes saying which attribute or index they came from.
+:func:`collect` flattens such a tree into :class:`Issue` values with a path from the root of the
+pipeline, and :func:`to_config_error` turns the first one into the error the user sees,
+mentioning how many more there are.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import attrs
+from cattrs.errors import (
+    AttributeValidationNote,
+    BaseValidationError,
+    CattrsError,
+    ForbiddenExtraKeysError,
+    IterableValidationNote,
+)
+
+from ..errors import ConfigError
+from ._columns import ColumnConfig
+
+__all__ = [
+    "ColumnIssues",
+    "Issue",
+    "PathPart",
+    "collect",
+    "describe",
+    "render_path",
+    "suggest",
+    "to_config_error",
+    "unknown_key_message",
+]
+
+#: One step of a path: an attribute or mapping key (``str``) or a list index (``int``).
+PathPart = str | int
+
+_COMMON_FIELDS = frozenset(a.name for a in attrs.fields(ColumnConfig))
+
+
+@attrs.frozen
+class Issue:
+    """One problem found while structuring.
+
+    Attributes:
+        message: what is wrong, without the location.
+        path: where, from the pipeline root; relative to the column when ``column`` is set.
+        column: the name of the column at fault, when it has one.
+        unknown_key: the issue is an unknown key, likely a typo that explains other issues
+            (a misspelt key is also a missing one), so it is reported first.
+    """
+
+    message: str
+    path: tuple[PathPart, ...] = ()
+    column: str | None = None
+    unknown_key: bool = False
+
+
+class ColumnIssues(Exception):
+    """Raised by the column hook: the problems of one column, with paths relative to it."""
+
+    def __init__(self, column: str | None, issues: Sequence[Issue]) -> None:
+        super().__init__(column, issues)
+        self.column = column
+        self.issues = tuple(issues)
+
+
+def render_path(path: Iterable[PathPart]) -> str:
+    """``("models", 1, "timeout")`` → ``"models[1].timeout"``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def describe(value: Any) -> str:
+    """A short description of a value for messages: its type and a clipped repr."""
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{type(value).__name__} {text}"
+
+
+def suggest(word: object, choices: Iterable[str]) -> str | None:
+    """The choice closest to ``word``, if any is close enough to be a likely typo."""
+    if not isinstance(word, str):
+        return None
+    matches = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+def unknown_key_message(key: object, known: Sequence[str]) -> str:
+    """``unknown key 'hihg'; did you mean 'high'?`` or a list of the allowed keys."""
+    guess = suggest(key, known)
+    if guess is not None:
+        return f"unknown key {key!r}; did you mean {guess!r}?"
+    allowed = ", ".join(known) if known else "none"
+    return f"unknown key {key!r} (allowed: {allowed})"
+
+
+def _note_part(exc: BaseException) -> tuple[PathPart, ...]:
+    for note in reversed(getattr(exc, "__notes__", ())):
+        if isinstance(note, AttributeValidationNote):
+            return (note.name,)
+        if isinstance(note, IterableValidationNote):
+            return (note.index,)
+    return ()
+
+
+def _is_missing_key(exc: BaseException) -> bool:
+    if not isinstance(exc, KeyError):
+        return False
+    part = _note_part(exc)
+    return bool(part) and exc.args == part
+
+
+def _known_fields(cls: Any) -> list[str]:
+    if not (isinstance(cls, type) and attrs.has(cls)):
+        return []
+    names = [a.name for a in attrs.fields(cls)]
+    if issubclass(cls, ColumnConfig):
+        names = [n for n in names if n not in _COMMON_FIELDS]
+    return names
+
+
+def collect(exc: BaseException, path: tuple[PathPart, ...] = ()) -> list[Issue]:
+    """Flatten an exception raised while structuring into issues, in the order found.
+
+    Raises:
+        BaseException: a leaf that is not a configuration problem (a bug) is re-raised.
+    """
+    if isinstance(exc, ColumnIssues):
+        if exc.column is not None:
+            return [attrs.evolve(issue, column=exc.column) for issue in exc.issues]
+        return [attrs.evolve(issue, path=path + issue.path) for issue in exc.issues]
+    if isinstance(exc, BaseValidationError):
+        issues: list[Issue] = []
+        for sub in exc.exceptions:
+            issues.extend(collect(sub, path + _note_part(sub)))
+        return issues
+    if isinstance(exc, ForbiddenExtraKeysError):
+        known = _known_fields(exc.cl)
+        return [
+            Issue(unknown_key_message(key, known), (*path, str(key)), unknown_key=True)
+            for key in sorted(exc.extra_fields, key=str)
+        ]
+    if isinstance(exc, ConfigError):
+        where = (*path, exc.field) if exc.field else path
+        return [Issue(exc.message, where, exc.column)]
+    if _is_missing_key(exc):
+        return [Issue("required field is missing", path)]
+    if isinstance(exc, ValueError | TypeError | CattrsError):
+        return [Issue(str(exc) or type(exc).__name__, path)]
+    raise exc
+
+
+def to_config_error(issues: Sequence[Issue]) -> ConfigError:
+    """One error for the first issue, saying how many more were found.
+
+    Unknown keys come first: a misspelt key also shows up as a missing one, and the typo is
+    what the user needs to see.
+    """
+    if not issues:
+        return ConfigError("invalid configuration")
+    first = sorted(issues, key=lambda issue: not issue.unknown_key)[0]
+    message = first.message
+    more = len(issues) - 1
+    if more:
+        message += f" (and {more} more error{'s' if more > 1 else ''})"
+    return ConfigError(message, column=first.column, field=render_path(first.path) or None)

@@ -1,0 +1,422 @@
+"""The trio scheduler: fills the grid cell by cell, a few row groups at a time.
+
+Shape of a run (DESIGN.md §4)::
+
+    Scheduler.run()                      one nursery for the run
+    ├── dispatcher                       pops ready tasks, best first, as the submission
+    │                                    limiter allows, and starts them in their row group
+    └── row groups                       admitted by CapacityLimiter(max_row_groups_in_flight)
+        └── row group N (own nursery)    cell/batch tasks; when its tracker is finished the
+                                         row group is written by the store, then released
+
+Limits: the *submission* limiter caps tasks dispatched and working locally; a model-bound task
+acquires an *LLM-wait* slot and then releases its submission slot (one-way handoff), so tasks
+waiting on the network never block dispatch. Synchronous generators run in worker threads under
+their own limiter; ``inline`` generators (cheap built-ins) run on the loop inside the
+dispatcher, with a checkpoint every few hundred.
+
+Ready tasks are ordered by (row group, row, column): the oldest row group first, and within it a
+row's next column before later rows' first columns, so rows complete early and completion flows
+diagonally across the grid. In ``column`` scheduling (the legacy baseline) a row group runs its
+columns strictly one after another, each to completion.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+import trio
+
+from ..config import RunConfig
+from ..errors import GenerationError
+from ..generators import BatchContext, CellContext, ColumnGenerator
+from ..storage import ColumnCounts, DropRecord, RowGroupData, RowGroupStore
+from .graph import ExecutionGraph, Node
+from .tracker import BatchTask, CellTask, CompletionTracker, Task
+
+__all__ = ["RowGroupSpec", "Scheduler", "SchedulerStatistics"]
+
+log = logging.getLogger("gridloom.scheduler")
+
+#: Inline tasks run back to back in the dispatcher; it yields to the loop after this many.
+_INLINE_BURST = 256
+
+
+@attrs.frozen(kw_only=True)
+class RowGroupSpec:
+    """A row group to generate: rows ``first_row_id .. first_row_id + num_rows - 1``."""
+
+    index: int
+    first_row_id: int
+    num_rows: int
+
+
+@attrs.frozen(kw_only=True)
+class SchedulerStatistics:
+    """A snapshot of the scheduler (read by progress, traces and tests)."""
+
+    row_groups_in_flight: int
+    row_groups_written: int
+    tasks_submitted: int
+    tasks_waiting_on_model: int
+    tasks_ready: int
+    cells_done: int
+    cells_failed: int
+    rows_dropped: int
+    peak_row_groups_in_flight: int
+    peak_tasks_submitted: int
+    peak_tasks_waiting_on_model: int
+
+
+class _RowGroup:
+    """Mutable state of one admitted row group (owned by the scheduler)."""
+
+    __slots__ = (
+        "columns",
+        "done",
+        "drops",
+        "failed",
+        "nursery",
+        "parked",
+        "spec",
+        "stage",
+        "tracker",
+    )
+
+    def __init__(self, spec: RowGroupSpec, graph: ExecutionGraph, column_mode: bool):
+        self.spec = spec
+        self.tracker = CompletionTracker(graph.nodes, spec.num_rows)
+        self.columns: dict[str, list[Any]] = {
+            col: [None] * spec.num_rows for col in graph.columns
+        }
+        self.drops: list[DropRecord] = []
+        self.failed = [0] * len(graph.nodes)
+        self.done = trio.Event()
+        self.nursery: trio.Nursery | None = None
+        # Column mode: index of the node now running; tasks of later nodes wait in `parked`.
+        self.stage = 0 if column_mode else -1
+        self.parked: list[list[Task]] = [[] for _ in graph.nodes] if column_mode else []
+
+
+class Scheduler:
+    """Runs row groups of an :class:`ExecutionGraph` and hands each finished one to a store.
+
+    Args:
+        graph: the compiled pipeline.
+        run: limits and scheduling mode.
+        seed: the run seed every random stream derives from.
+        store: receives each finished row group (``await store.write(...)``).
+    """
+
+    def __init__(
+        self, graph: ExecutionGraph, run: RunConfig, *, seed: int, store: RowGroupStore
+    ):
+        self._graph = graph
+        self._run = run
+        self._seed = seed
+        self._store = store
+        self._column_mode = run.scheduling == "column"
+        self._admission = trio.CapacityLimiter(run.max_row_groups_in_flight)
+        self._submission = trio.CapacityLimiter(run.max_submitted_tasks)
+        self._llm_wait = trio.CapacityLimiter(run.max_llm_wait_tasks)
+        self._threads = trio.CapacityLimiter(run.max_worker_threads)
+        self._ready: list[tuple[int, int, int, int, _RowGroup, Task]] = []
+        self._seq = itertools.count()
+        self._wakeup = trio.Event()
+        self._in_flight = 0
+        self._written = 0
+        self._cells_done = 0
+        self._cells_failed = 0
+        self._rows_dropped = 0
+        self._peak_groups = 0
+        self._peak_submitted = 0
+        self._peak_llm = 0
+
+    # ------------------------------------------------------------------ public
+
+    def statistics(self) -> SchedulerStatistics:
+        """A frozen snapshot of progress and limiter use."""
+        return SchedulerStatistics(
+            row_groups_in_flight=self._in_flight,
+            row_groups_written=self._written,
+            tasks_submitted=self._submission.borrowed_tokens,
+            tasks_waiting_on_model=self._llm_wait.borrowed_tokens,
+            tasks_ready=len(self._ready),
+            cells_done=self._cells_done,
+            cells_failed=self._cells_failed,
+            rows_dropped=self._rows_dropped,
+            peak_row_groups_in_flight=self._peak_groups,
+            peak_tasks_submitted=self._peak_submitted,
+            peak_tasks_waiting_on_model=self._peak_llm,
+        )
+
+    async def run(self, row_groups: Sequence[RowGroupSpec]) -> None:
+        """Generate and store ``row_groups`` (in index order of admission)."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._dispatch_loop)
+            async with trio.open_nursery() as groups:
+                for spec in row_groups:
+                    token = object()
+                    await self._admission.acquire_on_behalf_of(token)
+                    groups.start_soon(self._run_row_group, spec, token)
+            nursery.cancel_scope.cancel()
+
+    # ------------------------------------------------------------------ row groups
+
+    async def _run_row_group(self, spec: RowGroupSpec, token: object) -> None:
+        self._in_flight += 1
+        self._peak_groups = max(self._peak_groups, self._in_flight)
+        try:
+            group = _RowGroup(spec, self._graph, self._column_mode)
+            async with trio.open_nursery() as nursery:
+                group.nursery = nursery
+                self._accept(group, group.tracker.start())
+                await group.done.wait()
+            group.nursery = None
+            data = self._row_group_data(group)
+            del group
+            await self._store.write(data)
+            self._written += 1
+        finally:
+            self._in_flight -= 1
+            self._admission.release_on_behalf_of(token)
+
+    def _row_group_data(self, group: _RowGroup) -> RowGroupData:
+        tracker = group.tracker
+        live = tracker.live_rows()
+        first = group.spec.first_row_id
+        counts: dict[str, ColumnCounts] = {}
+        for node in self._graph.nodes:
+            done = sum(tracker.is_done(node.index, r) for r in range(tracker.num_rows))
+            failed = group.failed[node.index]
+            node_counts = ColumnCounts(
+                done=done, failed=failed, dropped=tracker.num_rows - done - failed
+            )
+            for col in node.outputs:
+                counts[col] = node_counts
+        columns = {
+            field.name: [group.columns[field.name][r] for r in live]
+            for field in self._graph.schema
+        }
+        return RowGroupData(
+            index=group.spec.index,
+            first_row_id=first,
+            num_rows=group.spec.num_rows,
+            row_ids=[first + r for r in live],
+            columns=columns,
+            drops=sorted(group.drops, key=lambda d: d.row_id),
+            counts=counts,
+        )
+
+    # ------------------------------------------------------------------ ready queue
+
+    def _accept(self, group: _RowGroup, tasks: Sequence[Task]) -> None:
+        """Queue newly ready tasks (or park them until their column's turn)."""
+        for task in tasks:
+            if self._column_mode and task.node > group.stage:
+                group.parked[task.node].append(task)
+                continue
+            row = task.row if isinstance(task, CellTask) else -1
+            heapq.heappush(
+                self._ready, (group.spec.index, row, task.node, next(self._seq), group, task)
+            )
+        if self._ready:
+            self._wakeup.set()
+
+    def _advance_stage(self, group: _RowGroup) -> None:
+        """Column mode: once the running column is complete, release the next one's tasks."""
+        tracker = group.tracker
+        nodes = len(self._graph.nodes)
+        while group.stage < nodes and tracker.is_complete(group.stage):
+            group.stage += 1
+            if group.stage < nodes:
+                parked, group.parked[group.stage] = group.parked[group.stage], []
+                self._accept(group, parked)
+
+    async def _dispatch_loop(self) -> None:
+        # A submission slot is acquired *before* choosing the task it will carry: while we wait
+        # for it, better tasks (a finished cell's downstream) may arrive and must go first.
+        inline_burst = 0
+        token: object | None = None
+        while True:
+            if not self._ready:
+                if token is not None:
+                    self._submission.release_on_behalf_of(token)
+                    token = None
+                inline_burst = 0
+                await self._wakeup.wait()
+                self._wakeup = trio.Event()
+                continue
+            *_, group, task = self._ready[0]
+            if not group.tracker.is_needed(task):  # its rows were dropped meanwhile
+                heapq.heappop(self._ready)
+                continue
+            node = self._graph.nodes[task.node]
+            generator = node.generator
+            if generator.inline and not generator.is_async:
+                heapq.heappop(self._ready)
+                self._finish(group, task, self._call_inline(group, node, task))
+                inline_burst += 1
+                if inline_burst >= _INLINE_BURST:
+                    inline_burst = 0
+                    await trio.sleep(0)
+                continue
+            if token is None:
+                token = object()
+                await self._submission.acquire_on_behalf_of(token)
+                self._peak_submitted = max(
+                    self._peak_submitted, self._submission.borrowed_tokens
+                )
+                continue  # look again: the best task may have changed while we waited
+            heapq.heappop(self._ready)
+            assert group.nursery is not None
+            group.nursery.start_soon(self._run_task, group, node, task, token)
+            token = None
+
+    # ------------------------------------------------------------------ tasks
+
+    def _context(self, group: _RowGroup, node: Node, task: Task) -> CellContext | BatchContext:
+        first = group.spec.first_row_id
+        if isinstance(task, CellTask):
+            return CellContext(
+                row={col: group.columns[col][task.row] for col in node.inputs},
+                row_id=first + task.row,
+                column=node.name,
+                seed=self._seed,
+            )
+        rows = task.rows
+        return BatchContext(
+            row_ids=[first + r for r in rows],
+            columns={col: [group.columns[col][r] for r in rows] for col in node.inputs},
+            row_group=group.spec.index,
+            column=node.name,
+            seed=self._seed,
+        )
+
+    def _call_inline(self, group: _RowGroup, node: Node, task: Task) -> Any:
+        try:
+            return node.generator.generate(self._context(group, node, task))
+        except Exception as exc:
+            return _Failure(exc)
+
+    async def _run_task(self, group: _RowGroup, node: Node, task: Task, token: object) -> None:
+        generator = node.generator
+        slot = self._submission
+        outcome: Any
+        try:
+            if generator.model_bound:
+                await self._llm_wait.acquire_on_behalf_of(token)
+                self._submission.release_on_behalf_of(token)
+                slot = self._llm_wait
+                self._peak_llm = max(self._peak_llm, self._llm_wait.borrowed_tokens)
+                if not group.tracker.is_needed(task):  # dropped while waiting: skip the call
+                    return
+            outcome = await self._invoke(generator, self._context(group, node, task))
+        finally:
+            slot.release_on_behalf_of(token)
+        self._finish(group, task, outcome)
+
+    async def _invoke(self, generator: ColumnGenerator, ctx: CellContext | BatchContext) -> Any:
+        try:
+            if generator.is_async:
+                return await generator.agenerate(ctx)
+            if generator.inline:
+                return generator.generate(ctx)
+            return await trio.to_thread.run_sync(generator.generate, ctx, limiter=self._threads)
+        except Exception as exc:
+            return _Failure(exc)
+
+    # ------------------------------------------------------------------ outcomes
+
+    def _finish(self, group: _RowGroup, task: Task, outcome: Any) -> None:
+        """Record a task's outcome, queue what it made ready, and close the group if done."""
+        tracker = group.tracker
+        node = self._graph.nodes[task.node]
+        ready: list[Task] = []
+        if not isinstance(outcome, _Failure):
+            try:
+                ready = self._store_values(group, node, task, outcome)
+            except GenerationError as exc:
+                outcome = _Failure(exc)
+        if isinstance(outcome, _Failure):
+            rows = [task.row] if isinstance(task, CellTask) else list(task.rows)
+            for row in rows:
+                if tracker.is_dropped(row):
+                    continue
+                group.failed[node.index] += 1
+                self._cells_failed += 1
+                self._rows_dropped += 1
+                group.drops.append(
+                    DropRecord(
+                        row_id=group.spec.first_row_id + row,
+                        column=node.name,
+                        error_type=type(outcome.error).__name__,
+                        message=str(outcome.error),
+                    )
+                )
+                ready.extend(tracker.drop_row(row))
+        if self._column_mode:
+            self._advance_stage(group)
+        self._accept(group, ready)
+        if tracker.finished:
+            group.done.set()
+
+    def _store_values(
+        self, group: _RowGroup, node: Node, task: Task, value: Any
+    ) -> list[Task]:
+        tracker = group.tracker
+        outputs = node.outputs
+        if isinstance(task, CellTask):
+            if tracker.is_dropped(task.row):
+                return []
+            if len(outputs) == 1:
+                group.columns[outputs[0]][task.row] = value
+            else:
+                mapping = _as_mapping(node, value)
+                for col in outputs:
+                    group.columns[col][task.row] = mapping[col]
+            self._cells_done += 1
+            return tracker.complete_cell(task.node, task.row)
+        rows = task.rows
+        per_column = (
+            {outputs[0]: value} if len(outputs) == 1 else dict(_as_mapping(node, value))
+        )
+        for col in outputs:
+            values = per_column[col]
+            if not isinstance(values, Sequence) or isinstance(values, str | bytes):
+                raise GenerationError(
+                    f"column {node.name!r}: batch generator returned "
+                    f"{type(values).__name__}, expected a list of {len(rows)} values"
+                )
+            if len(values) != len(rows):
+                raise GenerationError(
+                    f"column {node.name!r}: batch generator returned {len(values)} values "
+                    f"for {len(rows)} rows"
+                )
+        alive = [i for i, r in enumerate(rows) if not tracker.is_dropped(r)]
+        for col in outputs:
+            target, values = group.columns[col], per_column[col]
+            for i in alive:
+                target[rows[i]] = values[i]
+        self._cells_done += len(alive)
+        return tracker.complete_batch(task.node, rows)
+
+
+@attrs.frozen
+class _Failure:
+    error: Exception
+
+
+def _as_mapping(node: Node, value: Any) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping) or set(value) != set(node.outputs):
+        raise GenerationError(
+            f"column {node.name!r}: generator must return a mapping with keys "
+            f"{sorted(node.outputs)}, got {type(value).__name__}"
+        )
+    return value
+

@@ -1,0 +1,73 @@
+"""The expression generator: a sandboxed Jinja template rendered per row, then cast."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import jinja2
+
+from ..config._columns import ExpressionColumn
+from ..errors import GenerationError, TemplateError
+from ._dtypes import arrow_type, coerce
+from ._jinja import template_env
+from .base import BatchContext, CellContext, ColumnGenerator, Granularity
+
+__all__ = ["ExpressionGenerator"]
+
+
+class ExpressionGenerator(ColumnGenerator):
+    """Renders an :class:`~gridloom.config.ExpressionColumn`'s template against each row.
+
+    The rendered text is stripped of surrounding whitespace and converted to the column's
+    ``dtype`` with :func:`coerce`; for dtypes other than ``string`` an empty rendering is null.
+    Runs inline on the event loop, per cell or (when every referenced column is produced by a
+    batch generator) per batch.
+
+    Args:
+        config: the column.
+        granularity: ``batch`` renders a whole row group from ``ctx.columns`` in one call;
+            ``cell`` renders one row from ``ctx.row``.
+
+    Raises:
+        TemplateError: the template does not parse.
+        ConfigError: the dtype is unknown.
+    """
+
+    inline = True
+
+    def __init__(self, config: ExpressionColumn, *, granularity: Granularity = "cell"):
+        super().__init__(
+            name=config.name, outputs={config.name: arrow_type(config.dtype, column=config.name)}
+        )
+        self.config = config
+        self.granularity = granularity
+        try:
+            self._template = template_env().from_string(config.template)
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(
+                f"template does not parse: {exc.message} (line {exc.lineno})",
+                column=config.name,
+                field="template",
+            ) from exc
+
+    def generate(self, ctx: CellContext | BatchContext) -> Any:
+        """The row's value (cell context), or one value per row (batch context)."""
+        if isinstance(ctx, BatchContext):
+            columns = ctx.columns
+            return [
+                self._render({name: values[i] for name, values in columns.items()})
+                for i in range(len(ctx.row_ids))
+            ]
+        return self._render(ctx.row)
+
+    def _render(self, row: Mapping[str, Any]) -> Any:
+        try:
+            text = self._template.render(row).strip()
+        except Exception as exc:
+            raise GenerationError(
+                f"column {self.name!r}: template failed to render: {type(exc).__name__}: {exc}"
+            ) from exc
+        if not text and self.config.dtype != "string":
+            return None
+        return coerce(text, self.config.dtype, column=self.name)

@@ -1,0 +1,485 @@
+"""Checkpoint stores: where finished row groups go.
+
+A store receives each finished row group once (:meth:`RowGroupStore.write`),
+keeps per-column counts, and gives the data back as Arrow tables.
+:class:`MemoryStore` keeps everything in memory (previews); :class:`ParquetStore`
+writes a run directory::
+
+    <out>/config.yaml                   the pipeline as run (the caller removes secrets)
+    <out>/metadata.json                 progress and counts, rewritten after every row group
+    <out>/data/part-00000.parquet       one file per row group, all with the declared schema
+    <out>/dropped/part-00000.parquet    drop records, only for row groups that dropped rows
+
+Every file is written atomically: to ``.tmp-*`` in the same directory, fsynced,
+renamed over the final name with :func:`os.replace`, then the directory is
+fsynced. A row group is committed by the rename of its data file (its dropped
+file, if any, is renamed just before); ``metadata.json`` is then rewritten.
+
+``metadata.json`` (``format_version`` 1) holds:
+
+- ``format_version``: 1.
+- ``gridloom_version``: version of gridloom that last wrote the file.
+- ``config_hash``: hash of the configuration, checked on resume.
+- ``num_records``: rows requested; ``row_group_size``; ``seed``.
+- ``status``: ``"running"`` while a run is going, then what :meth:`~ParquetStore.finish`
+  set: ``"complete"``, ``"interrupted"`` or ``"failed"``.
+- ``created_at`` / ``updated_at``: ISO 8601 UTC timestamps.
+- ``schema``: column name to Arrow type string, in column order.
+- ``rows_written`` / ``rows_dropped``: totals over the row groups on disk.
+- ``counts``: per column ``{"done", "failed", "dropped"}`` totals.
+- ``row_groups``: ``{"<index>": {"rows", "dropped", "file", "dropped_file",
+  "first_row_id", "num_rows", "counts"}}`` where ``rows`` are kept rows,
+  ``dropped`` dropped rows, ``file``/``dropped_file`` paths relative to the run
+  directory (``dropped_file`` is ``null`` when nothing was dropped), and
+  ``counts`` the per column counts of that row group.
+- ``summary``: the JSON object given to :meth:`~ParquetStore.finish` (``{}`` before).
+
+Each data file also carries its own ``row_groups`` entry (plus ``index``) in the
+parquet footer's key-value metadata under ``gridloom.row_group``, so that a
+file committed just before a crash, while ``metadata.json`` was not yet
+rewritten, can be adopted on resume with exact counts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, BinaryIO, Literal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import trio
+
+from gridloom.errors import StorageError
+
+from ._atomic import atomic_write, atomic_write_bytes, fsync_dir, remove_temp_files
+from ._convert import DROPPED_SCHEMA, data_table, dropped_table
+from ._metadata import (
+    FORMAT_VERSION,
+    RowGroupEntry,
+    Tally,
+    counts_to_json,
+    gridloom_version,
+    now_iso,
+    schema_to_json,
+)
+from ._protocol import IO_THREADS, check_finish_args
+from ._resume import load_resume_state
+from ._rundir import clear_run, refuse_existing_run
+from ._types import ColumnCounts, RowGroupData
+
+__all__ = ["ROW_GROUP_KEY", "ParquetStore", "read_parquet"]
+
+#: Key of the row group entry in each data file's footer metadata.
+ROW_GROUP_KEY = "gridloom.row_group"
+
+
+Mode = Literal["new", "overwrite", "resume"]
+
+
+def read_parquet(path: Path, schema: pa.Schema) -> pa.Table:
+    """Read one parquet file and check it has exactly ``schema``.
+
+    Raises:
+        StorageError: the file cannot be read or has another schema.
+    """
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise StorageError(f"cannot read {path}: {exc}") from exc
+    if not table.schema.equals(schema):
+        raise StorageError(
+            f"{path} does not have the declared schema:\n{table.schema}\nexpected:\n{schema}"
+        )
+    return table.replace_schema_metadata(schema.metadata)
+
+
+def _write_data_file(table: pa.Table, info: str, f: BinaryIO) -> None:
+    # Non-compliant nested types keep Arrow's list item names ("item"), so that
+    # the files read back with exactly the declared schema.
+    with pq.ParquetWriter(f, table.schema, use_compliant_nested_type=False) as writer:
+        writer.write_table(table)
+        writer.add_key_value_metadata({ROW_GROUP_KEY: info})
+
+
+def _write_dropped_file(table: pa.Table, f: BinaryIO) -> None:
+    pq.write_table(table, f, use_compliant_nested_type=False)
+
+
+class ParquetStore:
+    """Checkpoint store writing a run directory (see the module docstring).
+
+    Create it with :meth:`open`. ``write`` and ``finish`` do their blocking IO in
+    worker threads (at most :data:`IO_THREADS` at a time); ``open``,
+    ``read_table`` and ``read_dropped`` block, so call them outside the event
+    loop's hot path (or through ``trio.to_thread.run_sync``).
+    """
+
+    def __init__(
+        self,
+        *,
+        output_dir: Path,
+        schema: pa.Schema,
+        config_hash: str,
+        num_records: int,
+        row_group_size: int,
+        seed: int,
+        created_at: str,
+        tally: Tally,
+    ) -> None:
+        """Private: use :meth:`open`."""
+        self._dir = output_dir
+        self._schema = schema
+        self._config_hash = config_hash
+        self._num_records = num_records
+        self._row_group_size = row_group_size
+        self._seed = seed
+        self._created_at = created_at
+        self._tally = tally
+        self._status = "running"
+        self._summary: dict[str, Any] = {}
+        self._writing: set[int] = set()
+        self._limiter = trio.CapacityLimiter(IO_THREADS)
+        self._lock = trio.Lock()
+
+    # ----------------------------------------------------------------- opening
+
+    @classmethod
+    def open(
+        cls,
+        output_dir: str | Path,
+        *,
+        schema: pa.Schema,
+        config_text: str,
+        config_hash: str,
+        num_records: int,
+        row_group_size: int,
+        seed: int,
+        mode: Mode,
+    ) -> ParquetStore:
+        """Open a run directory for writing.
+
+        Args:
+            output_dir: the run directory; created if missing.
+            schema: declared schema of the data files.
+            config_text: pipeline configuration written to ``config.yaml`` as is; it
+                must hold no secrets.
+            config_hash: hash of the configuration; a resumed run must match it.
+            num_records: rows requested.
+            row_group_size: rows per row group; a resumed run must match it.
+            seed: run seed (on resume the seed recorded on disk is kept, see :attr:`seed`).
+            mode: ``"new"`` refuses a directory that already holds a run;
+                ``"overwrite"`` removes gridloom's files of a previous run first (other
+                files are left alone); ``"resume"`` continues the run on disk, see
+                the module ``gridloom.storage._resume`` for the rules.
+
+        Returns:
+            The store, with ``metadata.json`` showing status ``"running"``.
+
+        Raises:
+            OutputExistsError: mode ``"new"`` and the directory holds a run.
+            StorageError: the directory cannot be used, or cannot be resumed.
+            ValueError: invalid arguments.
+        """
+        if mode not in ("new", "overwrite", "resume"):
+            raise ValueError(f"mode must be 'new', 'overwrite' or 'resume', got {mode!r}")
+        if num_records < 0:
+            raise ValueError(f"num_records must be >= 0, got {num_records}")
+        if row_group_size < 1:
+            raise ValueError(f"row_group_size must be >= 1, got {row_group_size}")
+        out = Path(output_dir)
+        if out.exists() and not out.is_dir():
+            raise StorageError(f"output path {out} exists and is not a directory")
+        try:
+            if mode == "resume":
+                return cls._resume(
+                    out,
+                    schema=schema,
+                    config_text=config_text,
+                    config_hash=config_hash,
+                    num_records=num_records,
+                    row_group_size=row_group_size,
+                )
+            if mode == "new":
+                refuse_existing_run(out)
+            else:
+                clear_run(out)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "data").mkdir(exist_ok=True)
+            fsync_dir(out)
+            remove_temp_files(out)
+            store = cls(
+                output_dir=out,
+                schema=schema,
+                config_hash=config_hash,
+                num_records=num_records,
+                row_group_size=row_group_size,
+                seed=seed,
+                created_at=now_iso(),
+                tally=Tally(),
+            )
+            store._write_metadata_sync(store._document())
+            atomic_write_bytes(out / "config.yaml", config_text.encode("utf-8"))
+        except OSError as exc:
+            raise StorageError(f"cannot prepare output directory {out}: {exc}") from exc
+        return store
+
+    @classmethod
+    def _resume(
+        cls,
+        out: Path,
+        *,
+        schema: pa.Schema,
+        config_text: str,
+        config_hash: str,
+        num_records: int,
+        row_group_size: int,
+    ) -> ParquetStore:
+        try:
+            state = load_resume_state(
+                out,
+                schema=schema,
+                config_hash=config_hash,
+                num_records=num_records,
+                row_group_size=row_group_size,
+                row_group_key=ROW_GROUP_KEY,
+            )
+            store = cls(
+                output_dir=out,
+                schema=schema,
+                config_hash=config_hash,
+                num_records=state.num_records,
+                row_group_size=row_group_size,
+                seed=state.seed,
+                created_at=state.created_at,
+                tally=state.tally,
+            )
+            store._summary = state.summary
+            (out / "data").mkdir(exist_ok=True)
+            if not (out / "config.yaml").exists():
+                atomic_write_bytes(out / "config.yaml", config_text.encode("utf-8"))
+            store._write_metadata_sync(store._document())
+        except OSError as exc:
+            raise StorageError(f"cannot resume {out}: {exc}") from exc
+        return store
+
+    # -------------------------------------------------------------- properties
+
+    @property
+    def output_dir(self) -> Path:
+        """The run directory."""
+        return self._dir
+
+    @property
+    def schema(self) -> pa.Schema:
+        """Declared schema of the data files."""
+        return self._schema
+
+    @property
+    def seed(self) -> int:
+        """Run seed; on resume, the seed recorded by the original run."""
+        return self._seed
+
+    @property
+    def num_records(self) -> int:
+        """Rows requested; on resume, the larger of the old and the new request."""
+        return self._num_records
+
+    @property
+    def row_group_size(self) -> int:
+        """Rows per row group."""
+        return self._row_group_size
+
+    @property
+    def num_row_groups(self) -> int:
+        """Row groups of the whole run."""
+        return -(-self._num_records // self._row_group_size)
+
+    @property
+    def config_hash(self) -> str:
+        """Configuration hash recorded in ``metadata.json``."""
+        return self._config_hash
+
+    @property
+    def status(self) -> str:
+        """Status recorded in ``metadata.json``."""
+        return self._status
+
+    @property
+    def counts(self) -> Mapping[str, ColumnCounts]:
+        """Per column counts over every row group on disk."""
+        return dict(self._tally.counts)
+
+    @property
+    def rows_written(self) -> int:
+        """Kept rows over every row group on disk."""
+        return self._tally.rows_written
+
+    @property
+    def rows_dropped(self) -> int:
+        """Dropped rows over every row group on disk."""
+        return self._tally.rows_dropped
+
+    def completed(self) -> frozenset[int]:
+        """Indices of the row groups on disk (including those adopted on resume)."""
+        return self._tally.completed()
+
+    def __repr__(self) -> str:
+        return (
+            f"<ParquetStore {str(self._dir)!r} {len(self._tally.groups)}/"
+            f"{self.num_row_groups} row groups, {self.rows_written} rows, {self._status}>"
+        )
+
+    # ----------------------------------------------------------------- writing
+
+    async def write(self, data: RowGroupData) -> None:
+        """Write one row group durably, then record it in ``metadata.json``.
+
+        The row group must follow the run's layout: group ``i`` covers rows
+        ``i * row_group_size`` up to ``min((i + 1) * row_group_size, num_records)``.
+        If this raises, nothing of the row group is left on disk, except when the
+        final ``metadata.json`` update fails: the data file is then complete and a
+        resume adopts it.
+
+        Raises:
+            ValueTypeError: a value does not fit its column's type.
+            StorageError: the row group is inconsistent, already written, or IO failed.
+        """
+        index = data.index
+        self._check_layout(data)
+        if index in self._tally.groups or index in self._writing:
+            raise StorageError(f"row group {index} is already written to {self._dir}")
+        self._writing.add(index)
+        try:
+            entry = await trio.to_thread.run_sync(self._write_files, data, limiter=self._limiter)
+            del data
+            # The data file is committed: record it even if we are being cancelled.
+            with trio.CancelScope(shield=True):
+                async with self._lock:
+                    self._tally.add(entry)
+                    await self._write_metadata()
+        finally:
+            self._writing.discard(index)
+
+    async def finish(self, *, status: str, summary: Mapping[str, Any]) -> None:
+        """Record the final status and summary in ``metadata.json``.
+
+        Args:
+            status: ``"complete"``, ``"interrupted"``, ``"failed"`` (or ``"running"``).
+            summary: JSON-serialisable mapping stored under ``summary``.
+
+        Raises:
+            ValueError: unknown status.
+            StorageError: the summary is not JSON-serialisable, or IO failed.
+        """
+        plain = check_finish_args(status, summary)
+        with trio.CancelScope(shield=True):
+            async with self._lock:
+                self._status = status
+                self._summary = plain
+                await self._write_metadata()
+
+    def _check_layout(self, data: RowGroupData) -> None:
+        index = data.index
+        if index >= self.num_row_groups:
+            raise StorageError(
+                f"row group {index} is out of range: the run has {self.num_row_groups} "
+                f"row groups ({self._num_records} records by {self._row_group_size})"
+            )
+        first = index * self._row_group_size
+        rows = min(self._row_group_size, self._num_records - first)
+        if (data.first_row_id, data.num_rows) != (first, rows):
+            raise StorageError(
+                f"row group {index} should cover rows {first}..{first + rows - 1}, "
+                f"got first_row_id={data.first_row_id}, num_rows={data.num_rows}"
+            )
+
+    def _write_files(self, data: RowGroupData) -> RowGroupEntry:
+        """Worker thread: convert and write the data (and dropped) files atomically."""
+        table = data_table(data, self._schema)
+        entry = RowGroupEntry.of(data)
+        info = json.dumps({"index": entry.index, **entry.to_json()})
+        data_path = self._dir / entry.data_file(entry.index)
+        drop_path = self._dir / entry.dropped_file(entry.index)
+        try:
+            if data.drops:
+                drops = dropped_table(data.drops)
+                if not drop_path.parent.is_dir():
+                    drop_path.parent.mkdir(exist_ok=True)
+                    fsync_dir(self._dir)
+                atomic_write(drop_path, lambda f: _write_dropped_file(drops, f))
+            try:
+                atomic_write(data_path, lambda f: _write_data_file(table, info, f))
+            except BaseException:
+                if data.drops:
+                    drop_path.unlink(missing_ok=True)
+                raise
+        except OSError as exc:
+            raise StorageError(
+                f"cannot write row group {entry.index} to {self._dir}: {exc}"
+            ) from exc
+        return entry
+
+    def _document(self) -> dict[str, Any]:
+        groups = self._tally.groups
+        return {
+            "format_version": FORMAT_VERSION,
+            "gridloom_version": gridloom_version(),
+            "config_hash": self._config_hash,
+            "num_records": self._num_records,
+            "row_group_size": self._row_group_size,
+            "seed": self._seed,
+            "status": self._status,
+            "created_at": self._created_at,
+            "updated_at": now_iso(),
+            "schema": schema_to_json(self._schema),
+            "rows_written": self._tally.rows_written,
+            "rows_dropped": self._tally.rows_dropped,
+            "counts": counts_to_json(self._tally.counts),
+            "row_groups": {str(i): groups[i].to_json() for i in sorted(groups)},
+            "summary": self._summary,
+        }
+
+    def _write_metadata_sync(self, doc: dict[str, Any]) -> None:
+        payload = json.dumps(doc, indent=2, allow_nan=False).encode("utf-8") + b"\n"
+        atomic_write_bytes(self._dir / "metadata.json", payload)
+
+    async def _write_metadata(self) -> None:
+        doc = self._document()
+        try:
+            await trio.to_thread.run_sync(self._write_metadata_sync, doc, limiter=self._limiter)
+        except OSError as exc:
+            raise StorageError(f"cannot write {self._dir / 'metadata.json'}: {exc}") from exc
+
+    # ----------------------------------------------------------------- reading
+
+    def read_table(self) -> pa.Table:
+        """All kept rows on disk, in row group order, with exactly the declared schema.
+
+        Raises:
+            StorageError: a data file is missing, unreadable or has another schema.
+        """
+        tables = [
+            read_parquet(self._dir / RowGroupEntry.data_file(i), self._schema)
+            for i, entry in sorted(self._tally.groups.items())
+            if entry.rows
+        ]
+        if not tables:
+            return self._schema.empty_table()
+        return pa.concat_tables(tables)
+
+    def read_dropped(self) -> pa.Table:
+        """All drop records on disk, in row group order.
+
+        Raises:
+            StorageError: a dropped file is missing or unreadable.
+        """
+        tables = [
+            read_parquet(self._dir / RowGroupEntry.dropped_file(i), DROPPED_SCHEMA)
+            for i, entry in sorted(self._tally.groups.items())
+            if entry.has_drops
+        ]
+        if not tables:
+            return DROPPED_SCHEMA.empty_table()
+        return pa.concat_tables(tables)

@@ -1,0 +1,124 @@
+"""A store that keeps row groups in memory (for previews)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pyarrow as pa
+import trio
+
+from gridloom.errors import StorageError
+
+from ._convert import DROPPED_SCHEMA, data_table, dropped_table
+from ._metadata import RowGroupEntry, Tally
+from ._protocol import IO_THREADS, check_finish_args
+from ._types import ColumnCounts, RowGroupData
+
+__all__ = ["MemoryStore"]
+
+
+class MemoryStore:
+    """Checkpoint store keeping Arrow tables in memory; used by ``gridloom.preview``.
+
+    Values are converted exactly as :class:`~gridloom.storage.ParquetStore` does, so a
+    value of the wrong type fails the same way in a preview as in a full run.
+
+    Args:
+        schema: declared schema of the data tables.
+    """
+
+    def __init__(self, schema: pa.Schema) -> None:
+        self._schema = schema
+        self._tally = Tally()
+        self._tables: dict[int, pa.Table] = {}
+        self._dropped: dict[int, pa.Table] = {}
+        self._writing: set[int] = set()
+        self._limiter = trio.CapacityLimiter(IO_THREADS)
+        self._status = "running"
+        self._summary: dict[str, Any] = {}
+
+    @property
+    def schema(self) -> pa.Schema:
+        """Declared schema of the data tables."""
+        return self._schema
+
+    @property
+    def counts(self) -> Mapping[str, ColumnCounts]:
+        """Per column counts over every row group held."""
+        return dict(self._tally.counts)
+
+    @property
+    def rows_written(self) -> int:
+        """Kept rows over every row group held."""
+        return self._tally.rows_written
+
+    @property
+    def rows_dropped(self) -> int:
+        """Dropped rows over every row group held."""
+        return self._tally.rows_dropped
+
+    @property
+    def status(self) -> str:
+        """``"running"`` until :meth:`finish` sets the final status."""
+        return self._status
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """The summary given to :meth:`finish` (``{}`` before)."""
+        return dict(self._summary)
+
+    def completed(self) -> frozenset[int]:
+        """Indices of the row groups held."""
+        return self._tally.completed()
+
+    def __repr__(self) -> str:
+        return f"<MemoryStore {len(self._tables)} row groups, {self.rows_written} rows>"
+
+    async def write(self, data: RowGroupData) -> None:
+        """Convert a row group to Arrow tables and keep them.
+
+        Raises:
+            ValueTypeError: a value does not fit its column's type.
+            StorageError: the row group is inconsistent or already held.
+        """
+        index = data.index
+        if index in self._tables or index in self._writing:
+            raise StorageError(f"row group {index} is already written")
+        self._writing.add(index)
+        try:
+            table, dropped = await trio.to_thread.run_sync(
+                self._convert, data, limiter=self._limiter
+            )
+            self._tally.add(RowGroupEntry.of(data))
+            self._tables[index] = table
+            if dropped is not None:
+                self._dropped[index] = dropped
+        finally:
+            self._writing.discard(index)
+
+    def _convert(self, data: RowGroupData) -> tuple[pa.Table, pa.Table | None]:
+        table = data_table(data, self._schema)
+        return table, dropped_table(data.drops) if data.drops else None
+
+    async def finish(self, *, status: str, summary: Mapping[str, Any]) -> None:
+        """Record the final status and summary.
+
+        Raises:
+            ValueError: unknown status.
+            StorageError: the summary is not JSON-serialisable.
+        """
+        self._summary = check_finish_args(status, summary)
+        self._status = status
+
+    def read_table(self) -> pa.Table:
+        """All kept rows, in row group order, with the declared schema."""
+        if not self._tables:
+            return self._schema.empty_table()
+        return pa.concat_tables([self._tables[i] for i in sorted(self._tables)])
+
+    def read_dropped(self) -> pa.Table:
+        """All drop records, in row group order."""
+        if not self._dropped:
+            return DROPPED_SCHEMA.empty_table()
+        return pa.concat_tables([self._dropped[i] for i in sorted(self._dropped)])

@@ -1,0 +1,181 @@
+"""Book-keeping shared by the stores, and the JSON shape of ``metadata.json``.
+
+The layout of ``metadata.json`` is described in :mod:`gridloom.storage._checkpoint`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pyarrow as pa
+
+from gridloom.errors import StorageError
+
+from ._types import ColumnCounts, RowGroupData
+
+__all__ = [
+    "FORMAT_VERSION",
+    "STATUSES",
+    "RowGroupEntry",
+    "Tally",
+    "counts_from_json",
+    "counts_to_json",
+    "gridloom_version",
+    "load_json",
+    "now_iso",
+    "schema_to_json",
+]
+
+FORMAT_VERSION = 1
+STATUSES = frozenset({"running", "complete", "interrupted", "failed"})
+
+
+def now_iso() -> str:
+    """Current UTC time in ISO 8601, e.g. ``2025-01-31T12:00:00.123+00:00``."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+
+
+def gridloom_version() -> str:
+    """Installed gridloom version, or ``"unknown"`` when not installed as a distribution."""
+    try:
+        return importlib.metadata.version("gridloom")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - source checkout
+        return "unknown"
+
+
+def schema_to_json(schema: pa.Schema) -> dict[str, str]:
+    """Column name to Arrow type string, in schema order."""
+    return {field.name: str(field.type) for field in schema}
+
+
+def counts_to_json(counts: Mapping[str, ColumnCounts]) -> dict[str, dict[str, int]]:
+    """Per column counts as plain dicts."""
+    return {name: c.as_dict() for name, c in counts.items()}
+
+
+def counts_from_json(raw: Any) -> dict[str, ColumnCounts]:
+    """Inverse of :func:`counts_to_json`; raises ``KeyError``/``TypeError`` on bad input."""
+    if not isinstance(raw, dict):
+        raise TypeError("counts must be an object")
+    return {
+        str(name): ColumnCounts(
+            done=int(c["done"]), failed=int(c["failed"]), dropped=int(c["dropped"])
+        )
+        for name, c in raw.items()
+    }
+
+
+def load_json(path: Path) -> dict[str, Any]:
+    """Read a JSON object from ``path``.
+
+    Raises:
+        StorageError: the file cannot be read or is not a JSON object.
+    """
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise StorageError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise StorageError(f"cannot read {path}: expected a JSON object")
+    return doc
+
+
+@attrs.frozen(kw_only=True)
+class RowGroupEntry:
+    """What the stores remember about a written row group (no data).
+
+    Attributes:
+        index: row group index.
+        first_row_id: global id of the group's first row.
+        num_rows: rows the group covers (kept + dropped).
+        rows: rows kept and written.
+        dropped: rows dropped.
+        has_drops: whether a dropped-records file was written.
+        counts: per column counts of the group.
+    """
+
+    index: int
+    first_row_id: int
+    num_rows: int
+    rows: int
+    dropped: int
+    has_drops: bool
+    counts: dict[str, ColumnCounts]
+
+    @classmethod
+    def of(cls, data: RowGroupData) -> RowGroupEntry:
+        """Summarise a row group."""
+        return cls(
+            index=data.index,
+            first_row_id=data.first_row_id,
+            num_rows=data.num_rows,
+            rows=len(data.row_ids),
+            dropped=data.num_rows - len(data.row_ids),
+            has_drops=bool(data.drops),
+            counts=dict(data.counts),
+        )
+
+    @staticmethod
+    def data_file(index: int) -> str:
+        """Path of the group's data file, relative to the output directory."""
+        return f"data/part-{index:05d}.parquet"
+
+    @staticmethod
+    def dropped_file(index: int) -> str:
+        """Path of the group's dropped-records file, relative to the output directory."""
+        return f"dropped/part-{index:05d}.parquet"
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``row_groups`` entry of ``metadata.json``."""
+        return {
+            "rows": self.rows,
+            "dropped": self.dropped,
+            "file": self.data_file(self.index),
+            "dropped_file": self.dropped_file(self.index) if self.has_drops else None,
+            "first_row_id": self.first_row_id,
+            "num_rows": self.num_rows,
+            "counts": counts_to_json(self.counts),
+        }
+
+    @classmethod
+    def from_json(cls, index: int, raw: Any) -> RowGroupEntry:
+        """Inverse of :meth:`to_json`; raises ``KeyError``/``TypeError``/``ValueError``."""
+        if not isinstance(raw, dict):
+            raise TypeError("row group entry must be an object")
+        return cls(
+            index=index,
+            first_row_id=int(raw["first_row_id"]),
+            num_rows=int(raw["num_rows"]),
+            rows=int(raw["rows"]),
+            dropped=int(raw["dropped"]),
+            has_drops=raw.get("dropped_file") is not None,
+            counts=counts_from_json(raw["counts"]),
+        )
+
+
+@attrs.define
+class Tally:
+    """Running totals over the row groups a store holds."""
+
+    groups: dict[int, RowGroupEntry] = attrs.field(factory=dict)
+    counts: dict[str, ColumnCounts] = attrs.field(factory=dict)
+    rows_written: int = 0
+    rows_dropped: int = 0
+
+    def add(self, entry: RowGroupEntry) -> None:
+        """Count a row group in."""
+        self.groups[entry.index] = entry
+        for name, c in entry.counts.items():
+            self.counts[name] = self.counts.get(name, ColumnCounts()) + c
+        self.rows_written += entry.rows
+        self.rows_dropped += entry.dropped
+
+    def completed(self) -> frozenset[int]:
+        """Indices of the row groups counted in."""
+        return frozenset(self.groups)

@@ -1,0 +1,153 @@
+"""What a run hands back to the user."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pyarrow as pa
+
+from ._protocol import RowGroupStore
+from ._types import ColumnCounts
+
+__all__ = ["RunResult"]
+
+
+def _plain(value: Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON round trip: a deep copy made of plain types, or ``TypeError``/``ValueError``."""
+    plain = json.loads(json.dumps(dict(value), allow_nan=False))
+    assert isinstance(plain, dict)
+    return plain
+
+
+@attrs.frozen(kw_only=True)
+class RunResult:
+    """The outcome of a run: counts at hand, data read on demand from the store.
+
+    Build it with :meth:`from_store` once the store is finished. The data tables are
+    read from the store (disk or memory) on first access and then cached.
+
+    Attributes:
+        output_dir: run directory, or ``None`` for an in-memory run (preview).
+        num_records: rows requested (on resume: of the whole run).
+        num_rows: rows written (kept).
+        num_dropped: rows dropped.
+        columns: per column counts of done, failed and dropped cells.
+        wall_time: seconds the run took (this invocation only, on resume).
+        seed: seed of the run.
+        status: ``"complete"``, ``"interrupted"`` or ``"failed"``.
+        extras: further JSON-serialisable summary sections provided by the engine
+            (token usage per model, throttle history, ...), merged into :attr:`summary`.
+    """
+
+    output_dir: Path | None
+    num_records: int
+    num_rows: int
+    num_dropped: int = 0
+    columns: dict[str, ColumnCounts] = attrs.field(factory=dict)
+    wall_time: float
+    seed: int
+    status: str
+    extras: Mapping[str, Any] = attrs.field(factory=dict, converter=_plain)
+    _store: RowGroupStore = attrs.field(repr=False, eq=False)
+    _cache: dict[str, pa.Table] = attrs.field(init=False, factory=dict, repr=False, eq=False)
+
+    @classmethod
+    def from_store(
+        cls,
+        store: RowGroupStore,
+        *,
+        num_records: int,
+        seed: int,
+        wall_time: float,
+        status: str,
+        output_dir: str | Path | None = None,
+        extras: Mapping[str, Any] | None = None,
+    ) -> RunResult:
+        """Build the result of a run from its (finished) store.
+
+        Counts come from the store; the data stays in the store until asked for.
+
+        Args:
+            store: the store the run wrote to.
+            num_records: rows requested.
+            seed: seed of the run (for a resumed :class:`ParquetStore`, its ``seed``).
+            wall_time: seconds the run took.
+            status: final status, as given to the store's ``finish``.
+            output_dir: run directory, ``None`` for an in-memory store.
+            extras: further JSON-serialisable summary sections (see :attr:`extras`).
+
+        Raises:
+            TypeError: ``extras`` is not JSON-serialisable.
+        """
+        return cls(
+            output_dir=None if output_dir is None else Path(output_dir),
+            num_records=num_records,
+            num_rows=store.rows_written,
+            num_dropped=store.rows_dropped,
+            columns=dict(store.counts),
+            wall_time=wall_time,
+            seed=seed,
+            status=status,
+            extras=extras or {},
+            store=store,
+        )
+
+    @property
+    def table(self) -> pa.Table:
+        """The dataset as a ``pyarrow.Table`` (read on first access, then cached)."""
+        if "table" not in self._cache:
+            self._cache["table"] = self._store.read_table()
+        return self._cache["table"]
+
+    @property
+    def dropped(self) -> pa.Table:
+        """Drop records: ``row_id``, ``column``, ``error_type``, ``message`` (cached)."""
+        if "dropped" not in self._cache:
+            self._cache["dropped"] = self._store.read_dropped()
+        return self._cache["dropped"]
+
+    def to_pandas(self) -> Any:
+        """The dataset as a ``pandas.DataFrame``.
+
+        Raises:
+            ImportError: pandas is not installed.
+        """
+        if importlib.util.find_spec("pandas") is None:
+            raise ImportError(
+                "RunResult.to_pandas() needs pandas, which is not installed; "
+                "install it with: pip install gridloom[pandas]"
+            )
+        return self.table.to_pandas()
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """Counts, timings and the engine's extras as a JSON-serialisable dict."""
+        failed = sum(c.failed for c in self.columns.values())
+        summary: dict[str, Any] = {
+            "status": self.status,
+            "output_dir": None if self.output_dir is None else str(self.output_dir),
+            "num_records": self.num_records,
+            "num_rows": self.num_rows,
+            "num_dropped": self.num_dropped,
+            "failed_cells": failed,
+            "wall_time": self.wall_time,
+            "rows_per_second": self.num_rows / self.wall_time if self.wall_time > 0 else None,
+            "seed": self.seed,
+            "columns": {name: c.as_dict() for name, c in self.columns.items()},
+        }
+        for key, value in _plain(self.extras).items():
+            summary.setdefault(key, value)
+        return summary
+
+    def __repr__(self) -> str:
+        where = "memory" if self.output_dir is None else repr(str(self.output_dir))
+        return (
+            f"<RunResult {self.status}: {self.num_rows}/{self.num_records} rows, "
+            f"{self.num_dropped} dropped, {len(self.columns)} columns, "
+            f"{self.wall_time:.1f}s, seed={self.seed}, output={where}>"
+        )

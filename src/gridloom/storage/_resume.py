@@ -1,0 +1,267 @@
+"""Work out which row groups of an interrupted run are usable (blocking IO).
+
+Rules, applied to every row group listed in ``metadata.json`` or found as
+``data/part-NNNNN.parquet``:
+
+- **Listed and present**: adopted as complete.
+- **Listed but missing**: the run directory was tampered with; resuming would
+  silently lose rows, so :class:`~gridloom.errors.StorageError` is raised.
+- **Present but not listed**: the run stopped between the atomic rename of the
+  data file and the rewrite of ``metadata.json``. The rename is the commit
+  point, so the file is complete: it is adopted, with the exact counts stored in
+  its footer (``gridloom.row_group``). A file without that footer entry, with
+  another schema, or unreadable was not written by gridloom's atomic writer and
+  raises :class:`~gridloom.errors.StorageError` naming it (it is never deleted).
+- **Covering other rows than the resumed run expects**: only possible for the
+  last, short row group of a run resumed with a larger ``num_records``. Its
+  files are deleted and the whole group is generated again, so that every
+  adopted row group is complete.
+- A dropped-records file whose row group is not adopted is a leftover of an
+  interrupted write and is deleted; one that an adopted row group needs but is
+  missing raises :class:`~gridloom.errors.StorageError`.
+
+Before that, :func:`load_resume_state` checks that ``metadata.json`` exists and
+matches the run being resumed (format version, config hash, row group size and
+column schema) and removes temp files (``.tmp-*``) left by an interrupted write.
+The resumed run requests ``max(old, new)`` records and keeps the recorded seed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from gridloom.errors import StorageError
+
+from ._atomic import remove_temp_files
+from ._metadata import FORMAT_VERSION, RowGroupEntry, Tally, load_json, now_iso, schema_to_json
+
+__all__ = ["ResumeState", "load_resume_state", "resume_tally"]
+
+logger = logging.getLogger("gridloom.storage")
+
+_BAD_ENTRY = (KeyError, TypeError, ValueError)
+
+
+def _part_files(directory: Path, name_of: Callable[[int], str]) -> dict[int, Path]:
+    """``part-NNNNN.parquet`` files of ``directory`` by index (other names are ignored)."""
+    found: dict[int, Path] = {}
+    if not directory.is_dir():
+        return found
+    for entry in directory.iterdir():
+        stem = entry.name.removeprefix("part-").removesuffix(".parquet")
+        if stem.isdigit() and entry.is_file():
+            index = int(stem)
+            if Path(name_of(index)).name == entry.name:
+                found[index] = entry
+    return found
+
+
+def _listed(out: Path, raw_groups: Any) -> dict[int, RowGroupEntry]:
+    if raw_groups is None:
+        return {}
+    if not isinstance(raw_groups, dict):
+        raise StorageError(f"cannot resume {out}: metadata.json row_groups is not an object")
+    listed: dict[int, RowGroupEntry] = {}
+    for key, raw in raw_groups.items():
+        try:
+            index = int(key)
+            listed[index] = RowGroupEntry.from_json(index, raw)
+        except _BAD_ENTRY as exc:
+            raise StorageError(
+                f"cannot resume {out}: metadata.json entry for row group {key!r} is damaged "
+                f"({exc!r})"
+            ) from exc
+    return listed
+
+
+def _adopt(path: Path, index: int, schema: pa.Schema, key: str) -> RowGroupEntry:
+    """Entry of a data file committed but not yet listed in ``metadata.json``."""
+    advice = "; remove it (or pass overwrite) if it is not needed"
+    try:
+        footer = pq.read_metadata(path)
+        file_schema = pq.read_schema(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise StorageError(f"cannot resume: {path} is unreadable ({exc}){advice}") from exc
+    raw = (footer.metadata or {}).get(key.encode())
+    if raw is None:
+        raise StorageError(f"cannot resume: {path} was not written by gridloom{advice}")
+    try:
+        info = json.loads(raw)
+        entry = RowGroupEntry.from_json(index, info)
+        if info.get("index") != index:
+            raise ValueError(f"footer says row group {info.get('index')!r}")
+    except _BAD_ENTRY as exc:
+        raise StorageError(f"cannot resume: {path} has a damaged footer ({exc}){advice}") from exc
+    if not file_schema.equals(schema) or footer.num_rows != entry.rows:
+        raise StorageError(
+            f"cannot resume: {path} does not match the run's schema or row count{advice}"
+        )
+    logger.info("adopting %s, written just before the previous run stopped", path)
+    return entry
+
+
+def resume_tally(
+    out: Path,
+    raw_groups: Any,
+    *,
+    schema: pa.Schema,
+    num_records: int,
+    row_group_size: int,
+    row_group_key: str,
+) -> Tally:
+    """Tally of the usable row groups of the run in ``out`` (see the module docstring).
+
+    Args:
+        out: the run directory.
+        raw_groups: the ``row_groups`` object of ``metadata.json``.
+        schema: declared schema of the data files.
+        num_records: rows of the resumed run.
+        row_group_size: rows per row group.
+        row_group_key: footer metadata key holding a data file's own entry.
+
+    Raises:
+        StorageError: a listed file is missing, or an unlisted file is not gridloom's.
+    """
+    listed = _listed(out, raw_groups)
+    data_files = _part_files(out / "data", RowGroupEntry.data_file)
+    tally = Tally()
+    for index in sorted(set(listed) | set(data_files)):
+        path = out / RowGroupEntry.data_file(index)
+        dropped_path = out / RowGroupEntry.dropped_file(index)
+        entry = listed.get(index)
+        if entry is None:
+            entry = _adopt(path, index, schema, row_group_key)
+        first = index * row_group_size
+        rows = max(0, min(row_group_size, num_records - first))
+        if (entry.first_row_id, entry.num_rows) != (first, rows):
+            logger.warning(
+                "row group %d covered rows %d..%d, the resumed run needs %d..%d: "
+                "it will be generated again",
+                index,
+                entry.first_row_id,
+                entry.first_row_id + entry.num_rows - 1,
+                first,
+                first + rows - 1,
+            )
+            path.unlink(missing_ok=True)
+            dropped_path.unlink(missing_ok=True)
+            continue
+        if index not in data_files:
+            raise StorageError(
+                f"cannot resume {out}: metadata.json lists {path} but the file is missing; "
+                "pass overwrite to start again"
+            )
+        if entry.has_drops and not dropped_path.is_file():
+            raise StorageError(
+                f"cannot resume {out}: row group {index} dropped rows but {dropped_path} "
+                "is missing; pass overwrite to start again"
+            )
+        tally.add(entry)
+    for index, path in _part_files(out / "dropped", RowGroupEntry.dropped_file).items():
+        if index not in tally.groups:
+            logger.info("removing %s, left by an interrupted write", path)
+            path.unlink(missing_ok=True)
+    return tally
+
+
+@attrs.frozen(kw_only=True)
+class ResumeState:
+    """What a resumed store starts from.
+
+    Attributes:
+        num_records: rows of the resumed run: the larger of the old and new request.
+        seed: the seed recorded by the original run.
+        created_at: creation time of the original run.
+        summary: the summary recorded by the last ``finish``.
+        tally: the usable row groups.
+    """
+
+    num_records: int
+    seed: int
+    created_at: str
+    summary: dict[str, Any]
+    tally: Tally
+
+
+def load_resume_state(
+    out: Path,
+    *,
+    schema: pa.Schema,
+    config_hash: str,
+    num_records: int,
+    row_group_size: int,
+    row_group_key: str,
+) -> ResumeState:
+    """Check that the run in ``out`` can be resumed and work out what is already done.
+
+    Removes temp files and unusable leftovers (see the module docstring).
+
+    Raises:
+        StorageError: no run there, a damaged ``metadata.json``, or a run that does not
+            match (config hash, row group size, schema); the message says which.
+    """
+    meta_path = out / "metadata.json"
+    if not meta_path.is_file():
+        raise StorageError(
+            f"cannot resume {out}: no metadata.json there, so there is no run to "
+            "continue; start a new run instead"
+        )
+    doc = load_json(meta_path)
+    try:
+        version = doc["format_version"]
+        old_hash = str(doc["config_hash"])
+        old_size = int(doc["row_group_size"])
+        old_records = int(doc["num_records"])
+        seed = int(doc["seed"])
+        old_schema = doc["schema"]
+        created_at = str(doc.get("created_at") or now_iso())
+        summary = doc.get("summary") or {}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StorageError(f"cannot resume {out}: metadata.json is damaged ({exc!r})") from exc
+    if version != FORMAT_VERSION:
+        raise StorageError(
+            f"cannot resume {out}: metadata format_version {version!r} is not supported "
+            f"(expected {FORMAT_VERSION})"
+        )
+    if old_hash != config_hash:
+        raise StorageError(
+            f"cannot resume {out}: the configuration changed (config hash "
+            f"{old_hash[:12]} on disk, {config_hash[:12]} now); restore the original "
+            "configuration, or pass overwrite to start again"
+        )
+    if old_size != row_group_size:
+        raise StorageError(
+            f"cannot resume {out}: row_group_size was {old_size}, now {row_group_size}; "
+            "use the original row_group_size"
+        )
+    if old_schema != schema_to_json(schema):
+        raise StorageError(
+            f"cannot resume {out}: the column schema changed (was {old_schema}, "
+            f"now {schema_to_json(schema)})"
+        )
+    for d in (out, out / "data", out / "dropped"):
+        remove_temp_files(d)
+    total = max(old_records, num_records)
+    tally = resume_tally(
+        out,
+        doc.get("row_groups"),
+        schema=schema,
+        num_records=total,
+        row_group_size=row_group_size,
+        row_group_key=row_group_key,
+    )
+    return ResumeState(
+        num_records=total,
+        seed=seed,
+        created_at=created_at,
+        summary=summary if isinstance(summary, dict) else {},
+        tally=tally,
+    )

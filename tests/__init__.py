@@ -1,0 +1,1 @@
+"""gridloom test suite (a package, so tests can share helper modules)."""

@@ -1,0 +1,203 @@
+"""Column dtypes: Arrow types, value coercion and inference of literal value types."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gridloom.errors import ConfigError, ValueTypeError
+from gridloom.generators import arrow_type, coerce, infer_arrow_type, normalize_values
+
+JSON_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text()
+)
+JSON = st.recursive(
+    JSON_SCALARS, lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner), max_leaves=20
+)
+JSON_CONTAINERS = st.lists(JSON) | st.dictionaries(st.text(), JSON)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "expected"),
+    [
+        ("string", pa.string()),
+        ("int", pa.int64()),
+        ("float", pa.float64()),
+        ("bool", pa.bool_()),
+        ("datetime", pa.timestamp("us")),
+        ("timedelta", pa.duration("us")),
+        ("json", pa.string()),
+    ],
+)
+def test_arrow_type_of_each_dtype(dtype: str, expected: pa.DataType) -> None:
+    """Each dtype maps to its documented Arrow type."""
+    assert arrow_type(dtype) == expected
+
+
+def test_unknown_dtype_is_a_config_error() -> None:
+    """An unknown dtype is a ConfigError on field dtype naming the column."""
+    with pytest.raises(ConfigError, match="unknown dtype 'integer'") as info:
+        arrow_type("integer", column="age")
+    assert (info.value.column, info.value.field) == ("age", "dtype")
+    with pytest.raises(ConfigError):
+        coerce("1", "integer", column="age")
+
+
+@pytest.mark.parametrize(
+    ("value", "dtype", "expected"),
+    [
+        (" 3 ", "int", 3),
+        ("3.0", "int", 3),
+        (4.0, "int", 4),
+        (True, "int", 1),
+        (decimal.Decimal("12"), "int", 12),
+        ("2.5", "float", 2.5),
+        (7, "float", 7.0),
+        ("TRUE", "bool", True),
+        ("no", "bool", False),
+        ("1", "bool", True),
+        (0, "bool", False),
+        ("2024-05-01T12:30:00", "datetime", dt.datetime(2024, 5, 1, 12, 30)),
+        ("2024-05-01T12:30:00+02:00", "datetime", dt.datetime(2024, 5, 1, 10, 30)),
+        (dt.date(2024, 5, 1), "datetime", dt.datetime(2024, 5, 1)),
+        ("90", "timedelta", dt.timedelta(seconds=90)),
+        ("P1DT2H30M", "timedelta", dt.timedelta(days=1, hours=2, minutes=30)),
+        ("-PT1.5S", "timedelta", dt.timedelta(seconds=-1.5)),
+        ("-1 day, 23:00:00", "timedelta", dt.timedelta(hours=-1)),
+        (2.5, "timedelta", dt.timedelta(seconds=2.5)),
+        ({"a": [1, 2]}, "json", '{"a": [1, 2]}'),
+        ([], "json", "[]"),
+        (' {"a": 1} ', "json", ' {"a": 1} '),
+        (12, "string", "12"),
+        ({"k": "v"}, "string", '{"k": "v"}'),
+        (b"abc", "string", "abc"),
+        (None, "int", None),
+        (None, "json", None),
+    ],
+)
+def test_coerce_converts_values(value: Any, dtype: str, expected: Any) -> None:
+    """coerce converts text and Python values into what Arrow stores for the dtype."""
+    result = coerce(value, dtype, column="c")
+    assert result == expected
+    assert type(result) is type(expected)
+    pa.array([result], type=arrow_type(dtype))
+
+
+@pytest.mark.parametrize(
+    ("value", "dtype"),
+    [
+        ("three", "int"),
+        ("3.5", "int"),
+        (3.5, "int"),
+        (float("nan"), "int"),
+        (2**70, "int"),
+        ([1], "int"),
+        ("abc", "float"),
+        ("maybe", "bool"),
+        (2, "bool"),
+        ("yesterday", "datetime"),
+        (1700000000, "datetime"),
+        ("soon", "timedelta"),
+        (True, "timedelta"),
+        ("{not json", "json"),
+        ({"when": dt.date(2024, 1, 1)}, "json"),
+        (float("inf"), "json"),
+        (b"\xff", "string"),
+    ],
+)
+def test_coerce_refuses_values_that_do_not_fit(value: Any, dtype: str) -> None:
+    """A value that does not fit raises ValueTypeError naming column, dtype and value."""
+    with pytest.raises(ValueTypeError, match=rf"column 'price'.*as {dtype}") as info:
+        coerce(value, dtype, column="price")
+    assert repr(value)[:10] in str(info.value)
+
+
+def test_coerce_error_message_cuts_long_values() -> None:
+    """Long values appear shortened in the error message."""
+    with pytest.raises(ValueTypeError) as info:
+        coerce("x" * 10_000, "int", column="n")
+    assert len(str(info.value)) < 200
+
+
+@given(st.integers(min_value=-(2**63), max_value=2**63 - 1))
+def test_int_text_round_trips(number: int) -> None:
+    """Any int64's decimal text coerces back to the same int."""
+    assert coerce(str(number), "int", column="c") == number
+
+
+@given(st.floats(allow_nan=False))
+def test_float_text_round_trips(number: float) -> None:
+    """Any float's repr coerces back to the same float."""
+    assert coerce(repr(number), "float", column="c") == number
+
+
+@given(st.datetimes())
+def test_datetime_iso_text_round_trips(moment: dt.datetime) -> None:
+    """A naive datetime's ISO text coerces back to the same datetime."""
+    assert coerce(moment.isoformat(), "datetime", column="c") == moment
+
+
+@given(st.timedeltas())
+def test_timedelta_text_round_trips(delta: dt.timedelta) -> None:
+    """str(timedelta) coerces back to the same timedelta."""
+    assert coerce(str(delta), "timedelta", column="c") == delta
+
+
+@given(JSON_CONTAINERS)
+def test_json_values_round_trip(value: Any) -> None:
+    """Lists and dicts are stored as JSON text that loads back to them."""
+    text = coerce(value, "json", column="c")
+    assert json.loads(text) == value
+
+
+@given(JSON)
+def test_json_text_is_kept_as_is(value: Any) -> None:
+    """Valid JSON text is validated and stored unchanged."""
+    text = json.dumps(value)
+    assert coerce(text, "json", column="c") == text
+
+
+@given(st.booleans())
+def test_bool_text_round_trips(flag: bool) -> None:
+    """str(bool) and its lower-case form coerce back to the bool."""
+    assert coerce(str(flag), "bool", column="c") is flag
+    assert coerce(str(flag).lower(), "bool", column="c") is flag
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ([True, False], pa.bool_()),
+        ([1, 2, None], pa.int64()),
+        ([1, 2.5], pa.float64()),
+        ([True, 1], pa.string()),
+        (["a", "b"], pa.string()),
+        (["a", 1], pa.string()),
+        ([None], pa.string()),
+        ([2**64], pa.float64()),
+        ([dt.date(2024, 1, 1)], pa.string()),
+    ],
+)
+def test_infer_arrow_type(values: list[Any], expected: pa.DataType) -> None:
+    """Literal values' type: all bool, all int, numbers, else string."""
+    assert infer_arrow_type(values) == expected
+
+
+def test_normalize_values_converts_to_the_inferred_type() -> None:
+    """normalize_values makes the values fit the inferred type, keeping None."""
+    assert normalize_values([1, 2.5, None]) == (pa.float64(), (1.0, 2.5, None))
+    assert normalize_values(["a", 1, None]) == (pa.string(), ("a", "1", None))
+    kind, values = normalize_values([3, 4])
+    assert kind == pa.int64()
+    assert values == (3, 4)

@@ -1,0 +1,308 @@
+"""Property tests of the trio scheduler on random DAGs, in thread-aware virtual time."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+import attrs
+import pytest
+import trio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gridloom.config import RunConfig
+from gridloom.engine import RowGroupSpec, Scheduler
+from gridloom.storage import MemoryStore, RowGroupData
+
+from .scheduling import (
+    Call,
+    NodeSpec,
+    Recorder,
+    build_graph,
+    column_mode_makespan,
+    critical_path_makespan,
+    value_of,
+)
+from .vclock import run_virtual
+
+PROPERTY = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+
+
+@st.composite
+def dags(draw: st.DrawFn, max_nodes: int = 6) -> list[NodeSpec]:
+    count = draw(st.integers(1, max_nodes))
+    specs = []
+    for i in range(count):
+        upstream = draw(st.sets(st.integers(0, i - 1), max_size=3)) if i else set()
+        mode = draw(st.sampled_from(["async", "async", "sync", "inline"]))
+        specs.append(
+            NodeSpec(
+                upstream=tuple(sorted(upstream)),
+                granularity=draw(st.sampled_from(["cell", "cell", "batch"])),
+                mode=mode,
+                model_bound=mode == "async" and draw(st.booleans()),
+                durations=tuple(draw(st.lists(st.integers(0, 5), min_size=1, max_size=6))),
+            )
+        )
+    return specs
+
+
+@attrs.define
+class RecordingStore:
+    """A MemoryStore that also records when each row group was written."""
+
+    inner: MemoryStore
+    writes: list[tuple[float, int]] = attrs.Factory(list)
+
+    def completed(self) -> frozenset[int]:
+        return self.inner.completed()
+
+    async def write(self, data: RowGroupData) -> None:
+        self.writes.append((trio.current_time(), data.index))
+        await self.inner.write(data)
+
+
+def plan(num_records: int, size: int) -> list[RowGroupSpec]:
+    return [
+        RowGroupSpec(index=i, first_row_id=s, num_rows=min(size, num_records - s))
+        for i, s in enumerate(range(0, num_records, size))
+    ]
+
+
+@attrs.frozen
+class Outcome:
+    recorder: Recorder
+    store: RecordingStore
+    makespan: float
+    stats: object
+
+
+def execute(
+    specs: Sequence[NodeSpec],
+    *,
+    num_records: int,
+    run: RunConfig,
+    failures: frozenset[tuple[int, int]] = frozenset(),
+) -> Outcome:
+    recorder = Recorder()
+    graph = build_graph(specs, recorder, failures=failures, row_group_size=run.row_group_size)
+    store = RecordingStore(MemoryStore(graph.schema))
+
+    async def go() -> Outcome:
+        scheduler = Scheduler(graph, run, seed=1, store=store)  # type: ignore[arg-type]
+        start = trio.current_time()
+        await scheduler.run(plan(num_records, run.row_group_size))
+        return Outcome(recorder, store, trio.current_time() - start, scheduler.statistics())
+
+    return run_virtual(go)
+
+
+def peak(intervals: list[tuple[float, float]]) -> int:
+    """Largest number of intervals open at once (an end at t comes before a start at t)."""
+    events = sorted(
+        [(s, 1) for s, e in intervals if e > s] + [(e, -1) for s, e in intervals if e > s],
+        key=lambda ev: (ev[0], ev[1]),
+    )
+    best = current = 0
+    for _, delta in events:
+        current += delta
+        best = max(best, current)
+    return best
+
+
+def check_invariants(
+    specs: Sequence[NodeSpec],
+    outcome: Outcome,
+    *,
+    num_records: int,
+    run: RunConfig,
+    failures: frozenset[tuple[int, int]],
+) -> None:
+    recorder, store = outcome.recorder, outcome.store
+    assert recorder.problems == []
+    size = run.row_group_size
+    calls: list[Call] = recorder.calls
+    assert all(c.end >= c.start for c in calls), "every call finished"
+
+    # Every cell runs at most once; batch nodes once per row group.
+    cell_runs = Counter(
+        (c.node, r) for c in calls if specs[c.node].granularity == "cell" for r in c.row_ids
+    )
+    assert max(cell_runs.values(), default=1) == 1
+    batch_runs = Counter((c.node, c.row_group) for c in calls if specs[c.node].granularity == "batch")
+    assert max(batch_runs.values(), default=1) == 1
+
+    # A failed call drops its rows (a failed batch all of them).
+    dropped: set[int] = set()
+    for c in calls:
+        if c.failed:
+            dropped |= set(c.row_ids)
+    descendants: list[set[int]] = [set() for _ in specs]
+    for i in reversed(range(len(specs))):
+        for j in range(i + 1, len(specs)):
+            if i in specs[j].upstream:
+                descendants[i] |= {j} | descendants[j]
+
+    # Never before the row's upstream cells; nothing downstream of a failure runs for its row.
+    ends: dict[tuple[int, int], float] = {}
+    for c in calls:
+        if not c.failed:
+            for r in c.row_ids:
+                ends[(c.node, r)] = c.end
+    for c in calls:
+        for r in c.row_ids:
+            for u in specs[c.node].upstream:
+                assert (u, r) in ends, f"node {c.node} row {r} ran without upstream {u}"
+                assert ends[(u, r)] <= c.start
+    for f in (c for c in calls if c.failed):
+        for c in calls:
+            if c.node in descendants[f.node]:
+                assert not set(c.row_ids) & set(f.row_ids), "downstream of a dropped row ran"
+    for r in range(num_records):
+        if r in dropped:
+            continue
+        for i in range(len(specs)):
+            assert (i, r) in ends, f"live row {r} misses column c{i}"
+
+    # Limits: count the peaks from the recorded intervals and from the scheduler itself.
+    local = [
+        (c.start, c.end)
+        for c in calls
+        if not c.model_bound and specs[c.node].mode != "inline"
+    ]
+    model = [(c.start, c.end) for c in calls if c.model_bound]
+    threads = [(c.start, c.end) for c in calls if specs[c.node].mode == "sync"]
+    assert peak(local) <= run.max_submitted_tasks
+    assert peak(model) <= run.max_llm_wait_tasks
+    assert peak(threads) <= run.max_worker_threads
+    stats = outcome.stats
+    assert stats.peak_tasks_submitted <= run.max_submitted_tasks  # type: ignore[attr-defined]
+    assert stats.peak_tasks_waiting_on_model <= run.max_llm_wait_tasks  # type: ignore[attr-defined]
+    assert stats.peak_row_groups_in_flight <= run.max_row_groups_in_flight  # type: ignore[attr-defined]
+
+    # Row groups alive (first call .. written) never exceed the admission limit.
+    written = dict((index, t) for t, index in store.writes)
+    groups = len(range(0, num_records, size))
+    assert sorted(written) == list(range(groups)), "every row group written once"
+    alive = []
+    for g in range(groups):
+        starts = [c.start for c in calls if c.row_group == g]
+        alive.append((min(starts, default=written[g]), written[g]))
+    assert peak(alive) <= run.max_row_groups_in_flight
+
+    # Output: complete rows, in row order, with the right values; drops recorded.
+    table = store.inner.read_table()
+    kept = [r for r in range(num_records) if r not in dropped]
+    assert table.num_rows == len(kept)
+    for i in range(len(specs)):
+        assert table.column(f"c{i}").to_pylist() == [value_of(f"c{i}", r) for r in kept]
+    drops = store.inner.read_dropped()
+    assert sorted(drops.column("row_id").to_pylist()) == sorted(dropped)
+
+
+@PROPERTY
+@given(
+    specs=dags(),
+    num_records=st.integers(1, 30),
+    row_group_size=st.integers(1, 12),
+    limits=st.tuples(
+        st.integers(1, 3), st.integers(1, 6), st.integers(1, 6), st.integers(1, 3)
+    ),
+    column_mode=st.booleans(),
+    data=st.data(),
+)
+def test_scheduler_invariants(
+    specs: list[NodeSpec],
+    num_records: int,
+    row_group_size: int,
+    limits: tuple[int, int, int, int],
+    column_mode: bool,
+    data: st.DataObject,
+) -> None:
+    """Each cell once, after its row's upstream; limits hold; rows complete or dropped, in order."""
+    failures = data.draw(
+        st.frozensets(
+            st.tuples(st.integers(0, len(specs) - 1), st.integers(0, num_records - 1)),
+            max_size=4,
+        )
+    )
+    groups, submitted, llm, threads = limits
+    run = RunConfig(
+        row_group_size=row_group_size,
+        max_row_groups_in_flight=groups,
+        max_submitted_tasks=submitted,
+        max_llm_wait_tasks=llm,
+        max_worker_threads=threads,
+        scheduling="column" if column_mode else "cell",
+    )
+    outcome = execute(specs, num_records=num_records, run=run, failures=failures)
+    check_invariants(specs, outcome, num_records=num_records, run=run, failures=failures)
+
+
+UNCAPPED = dict(
+    max_row_groups_in_flight=1000,
+    max_submitted_tasks=100_000,
+    max_llm_wait_tasks=100_000,
+    max_worker_threads=100_000,
+)
+
+
+@PROPERTY
+@given(specs=dags(), num_records=st.integers(1, 24), row_group_size=st.integers(1, 10))
+def test_uncapped_makespan_is_the_critical_path(
+    specs: list[NodeSpec], num_records: int, row_group_size: int
+) -> None:
+    """With no caps, cell-level makespan equals the longest per-row critical path exactly."""
+    cell = execute(
+        specs, num_records=num_records, run=RunConfig(row_group_size=row_group_size, **UNCAPPED)
+    )
+    column = execute(
+        specs,
+        num_records=num_records,
+        run=RunConfig(row_group_size=row_group_size, scheduling="column", **UNCAPPED),
+    )
+    assert cell.makespan == critical_path_makespan(specs, num_records, row_group_size)
+    assert column.makespan == column_mode_makespan(specs, num_records, row_group_size)
+    assert cell.makespan <= column.makespan
+
+
+def test_model_bound_tasks_hand_off_their_dispatch_slot() -> None:
+    """With one submission slot, 50 model-bound cells still wait on the model concurrently."""
+    specs = [NodeSpec(upstream=(), granularity="cell", mode="async", model_bound=True,
+                      durations=(10,))]
+    run = RunConfig(row_group_size=50, max_submitted_tasks=1, max_llm_wait_tasks=64)
+    outcome = execute(specs, num_records=50, run=run)
+    assert outcome.makespan == 10
+    assert outcome.stats.peak_tasks_waiting_on_model == 50  # type: ignore[attr-defined]
+    assert outcome.stats.peak_tasks_submitted == 1  # type: ignore[attr-defined]
+
+
+def test_without_model_bound_one_slot_serialises() -> None:
+    """The same cells, not model-bound, run one at a time through one submission slot."""
+    specs = [NodeSpec(upstream=(), granularity="cell", mode="async", durations=(10,))]
+    run = RunConfig(row_group_size=50, max_submitted_tasks=1)
+    assert execute(specs, num_records=50, run=run).makespan == 500
+
+
+@pytest.mark.parametrize("scheduling", ["cell", "column"])
+def test_diagonal_fill_order(scheduling: str) -> None:
+    """Cell mode finishes row 0's chain before the last row's first cell; column mode does not."""
+    chain = [
+        NodeSpec(upstream=(), granularity="cell", mode="async", durations=(1,)),
+        NodeSpec(upstream=(0,), granularity="cell", mode="async", durations=(1,)),
+        NodeSpec(upstream=(1,), granularity="cell", mode="async", durations=(1,)),
+    ]
+    run = RunConfig(row_group_size=20, max_submitted_tasks=4, scheduling=scheduling)
+    outcome = execute(chain, num_records=20, run=run)
+    calls = outcome.recorder.calls
+    row0_done = max(c.end for c in calls if c.row_ids == (0,))
+    last_first = max(c.start for c in calls if c.node == 0)
+    if scheduling == "cell":
+        assert row0_done <= last_first
+        assert outcome.makespan == 15  # 60 cells / 4 slots, no idle slot
+    else:
+        assert row0_done > last_first
+        assert outcome.makespan == 15
