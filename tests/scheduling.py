@@ -166,9 +166,7 @@ def build_graph(
     )
 
 
-def critical_path_makespan(
-    specs: Sequence[NodeSpec], num_records: int, row_group_size: int
-) -> int:
+def critical_path_makespan(specs: Sequence[NodeSpec], num_records: int, row_group_size: int) -> int:
     """Earliest-start makespan with unlimited concurrency and no failures."""
     makespan = 0
     for group, start in enumerate(range(0, num_records, row_group_size)):
@@ -178,9 +176,7 @@ def critical_path_makespan(
             pattern = spec.durations
             per_row: dict[int, int] = {}
             if spec.granularity == "batch":
-                ready = max(
-                    (finish[u][r] for u in spec.upstream for r in rows), default=0
-                )
+                ready = max((finish[u][r] for u in spec.upstream for r in rows), default=0)
                 end = ready + (0 if spec.mode == "inline" else pattern[group % len(pattern)])
                 per_row = dict.fromkeys(rows, end)
             else:
@@ -193,9 +189,7 @@ def critical_path_makespan(
     return makespan
 
 
-def column_mode_makespan(
-    specs: Sequence[NodeSpec], num_records: int, row_group_size: int
-) -> int:
+def column_mode_makespan(specs: Sequence[NodeSpec], num_records: int, row_group_size: int) -> int:
     """Makespan when each row group runs its columns one after another (unlimited width)."""
     makespan = 0
     for group, start in enumerate(range(0, num_records, row_group_size)):

@@ -26,9 +26,7 @@ from .scheduling import (
 )
 from .vclock import run_virtual
 
-PROPERTY = settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @st.composite
@@ -132,7 +130,9 @@ def check_invariants(
         (c.node, r) for c in calls if specs[c.node].granularity == "cell" for r in c.row_ids
     )
     assert max(cell_runs.values(), default=1) == 1
-    batch_runs = Counter((c.node, c.row_group) for c in calls if specs[c.node].granularity == "batch")
+    batch_runs = Counter(
+        (c.node, c.row_group) for c in calls if specs[c.node].granularity == "batch"
+    )
     assert max(batch_runs.values(), default=1) == 1
 
     # A failed call drops its rows (a failed batch all of them).
@@ -169,9 +169,7 @@ def check_invariants(
 
     # Limits: count the peaks from the recorded intervals and from the scheduler itself.
     local = [
-        (c.start, c.end)
-        for c in calls
-        if not c.model_bound and specs[c.node].mode != "inline"
+        (c.start, c.end) for c in calls if not c.model_bound and specs[c.node].mode != "inline"
     ]
     model = [(c.start, c.end) for c in calls if c.model_bound]
     threads = [(c.start, c.end) for c in calls if specs[c.node].mode == "sync"]
@@ -184,7 +182,7 @@ def check_invariants(
     assert stats.peak_row_groups_in_flight <= run.max_row_groups_in_flight  # type: ignore[attr-defined]
 
     # Row groups alive (first call .. written) never exceed the admission limit.
-    written = dict((index, t) for t, index in store.writes)
+    written = {index: t for t, index in store.writes}
     groups = len(range(0, num_records, size))
     assert sorted(written) == list(range(groups)), "every row group written once"
     alive = []
@@ -208,9 +206,7 @@ def check_invariants(
     specs=dags(),
     num_records=st.integers(1, 30),
     row_group_size=st.integers(1, 12),
-    limits=st.tuples(
-        st.integers(1, 3), st.integers(1, 6), st.integers(1, 6), st.integers(1, 3)
-    ),
+    limits=st.tuples(st.integers(1, 3), st.integers(1, 6), st.integers(1, 6), st.integers(1, 3)),
     column_mode=st.booleans(),
     data=st.data(),
 )
@@ -242,12 +238,12 @@ def test_scheduler_invariants(
     check_invariants(specs, outcome, num_records=num_records, run=run, failures=failures)
 
 
-UNCAPPED = dict(
-    max_row_groups_in_flight=1000,
-    max_submitted_tasks=100_000,
-    max_llm_wait_tasks=100_000,
-    max_worker_threads=100_000,
-)
+UNCAPPED = {
+    "max_row_groups_in_flight": 1000,
+    "max_submitted_tasks": 100_000,
+    "max_llm_wait_tasks": 100_000,
+    "max_worker_threads": 100_000,
+}
 
 
 @PROPERTY
@@ -271,8 +267,9 @@ def test_uncapped_makespan_is_the_critical_path(
 
 def test_model_bound_tasks_hand_off_their_dispatch_slot() -> None:
     """With one submission slot, 50 model-bound cells still wait on the model concurrently."""
-    specs = [NodeSpec(upstream=(), granularity="cell", mode="async", model_bound=True,
-                      durations=(10,))]
+    specs = [
+        NodeSpec(upstream=(), granularity="cell", mode="async", model_bound=True, durations=(10,))
+    ]
     run = RunConfig(row_group_size=50, max_submitted_tasks=1, max_llm_wait_tasks=64)
     outcome = execute(specs, num_records=50, run=run)
     assert outcome.makespan == 10

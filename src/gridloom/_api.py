@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import trio
 
@@ -18,12 +19,14 @@ from .storage import MemoryStore, ParquetStore, RowGroupStore, RunResult
 
 __all__ = ["acreate", "create", "plan_row_groups", "preview", "validate"]
 
+log = logging.getLogger("gridloom")
+
 ConfigSource = PipelineConfig | str | os.PathLike[str] | Mapping[str, Any]
 
 
-def _load(config: ConfigSource, base_dir: str | os.PathLike[str] | None) -> tuple[
-    PipelineConfig, Path | None
-]:
+def _load(
+    config: ConfigSource, base_dir: str | os.PathLike[str] | None
+) -> tuple[PipelineConfig, Path | None]:
     if isinstance(config, PipelineConfig):
         cfg, base = config, None
     else:
@@ -50,9 +53,7 @@ def plan_row_groups(num_records: int, row_group_size: int) -> list[RowGroupSpec]
     if num_records < 1:
         raise ConfigError(f"num_records must be >= 1, got {num_records}")
     return [
-        RowGroupSpec(
-            index=i, first_row_id=start, num_rows=min(row_group_size, num_records - start)
-        )
+        RowGroupSpec(index=i, first_row_id=start, num_rows=min(row_group_size, num_records - start))
         for i, start in enumerate(range(0, num_records, row_group_size))
     ]
 
@@ -80,28 +81,34 @@ async def _run(
     seed: int,
     output_dir: Path | None,
 ) -> RunResult:
+    # On resume the store knows the run's full size (it may have grown).
+    total = getattr(store, "num_records", num_records)
     specs = [
         spec
-        for spec in plan_row_groups(num_records, cfg.run.row_group_size)
+        for spec in plan_row_groups(total, cfg.run.row_group_size)
         if spec.index not in store.completed()
     ]
     scheduler = Scheduler(graph, cfg.run, seed=seed, store=store)
     started = trio.current_time()
-    status = "failed"
     try:
         await scheduler.run(specs)
-        status = "complete"
     except BaseException as exc:
         status = "interrupted" if _is_interrupt(exc) else "failed"
-        raise
-    finally:
-        wall = trio.current_time() - started
-        summary = {"wall_time": wall, "status": status, **_stats(scheduler)}
+        summary = {"wall_time": trio.current_time() - started, "status": status}
         with trio.CancelScope(shield=True):
-            await store.finish(status=status, summary=summary)
+            try:
+                await store.finish(status=status, summary={**summary, **_stats(scheduler)})
+            except Exception:  # keep the original error; this one is secondary
+                log.exception("could not record the run's final status")
+        raise
+    wall = trio.current_time() - started
+    status = "complete"
+    await store.finish(
+        status=status, summary={"wall_time": wall, "status": status, **_stats(scheduler)}
+    )
     return RunResult.from_store(
         store,
-        num_records=num_records,
+        num_records=total,
         wall_time=wall,
         status=status,
         output_dir=output_dir,
@@ -164,7 +171,9 @@ async def acreate(
     _check_seed_rows(graph, cfg, num_records)
     plan_row_groups(num_records, cfg.run.row_group_size)  # validates num_records
     out = Path(output_dir)
-    mode = "resume" if resume else "overwrite" if overwrite else "new"
+    mode: Literal["new", "overwrite", "resume"] = (
+        "resume" if resume else "overwrite" if overwrite else "new"
+    )
     store = await trio.to_thread.run_sync(
         functools.partial(
             ParquetStore.open,
@@ -178,9 +187,7 @@ async def acreate(
             mode=mode,
         )
     )
-    return await _run(
-        cfg, graph, store, num_records=num_records, seed=store.seed, output_dir=out
-    )
+    return await _run(cfg, graph, store, num_records=num_records, seed=store.seed, output_dir=out)
 
 
 def create(

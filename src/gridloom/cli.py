@@ -40,7 +40,9 @@ def cli(verbose: int) -> None:
       gridloom create examples/people.yaml -n 1000 -o out/people
     """
     level = logging.WARNING - 10 * verbose
-    logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s"
+    )
 
 
 @cli.command()
@@ -70,10 +72,16 @@ def validate(config: Path, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("-n", "--num-records", type=click.IntRange(min=1), required=True,
-              help="Rows to generate.")
-@click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path),
-              required=True, help="Directory for config.yaml, metadata.json and data/.")
+@click.option(
+    "-n", "--num-records", type=click.IntRange(min=1), required=True, help="Rows to generate."
+)
+@click.option(
+    "-o",
+    "--output-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Directory for config.yaml, metadata.json and data/.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace a previous run in OUTPUT_DIR.")
 @click.option("--resume", is_flag=True, help="Continue a run started in OUTPUT_DIR.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")

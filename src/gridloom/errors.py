@@ -26,10 +26,10 @@ __all__ = [
     "GenerationError",
     "GridloomError",
     "OutputExistsError",
-    "UnknownReferenceError",
     "RunError",
     "StorageError",
     "TemplateError",
+    "UnknownReferenceError",
     "ValueTypeError",
 ]
 

@@ -85,6 +85,10 @@ class ColumnConfig:
         """Columns named outright by fields (not templates), by field name."""
         return {"depends_on": self.depends_on} if self.depends_on else {}
 
+    def model_aliases(self) -> dict[str, str]:
+        """Model aliases this column uses, by field path (e.g. ``custom.model``)."""
+        return {}
+
 
 # --------------------------------------------------------------------------- samplers
 
@@ -276,6 +280,10 @@ class CustomColumn(ColumnConfig):
     values — and returns the value. Per batch it receives ``(columns, ctx)`` — each upstream column
     as a list over the batch's rows — and returns a list with one value per row. ``params`` are
     passed as ``ctx.params``. Columns it reads must be listed in ``depends_on``.
+
+    ``model`` names a model alias the function calls itself: the column is then *model-bound*
+    (its tasks wait on the network under the LLM-wait limit, without holding a dispatch slot)
+    and ``ctx.model`` is that alias's :class:`~gridloom.config.ModelConfig`.
     """
 
     kind: ClassVar[str] = "custom"
@@ -283,6 +291,10 @@ class CustomColumn(ColumnConfig):
     mode: Literal["cell", "batch"] = "cell"
     dtype: DType = "string"
     params: dict[str, Any] = attrs.field(factory=dict)
+    model: str | None = None
+
+    def model_aliases(self) -> dict[str, str]:
+        return {f"{self.kind}.model": self.model} if self.model is not None else {}
 
     @function.validator
     def _check_function(self, _attribute: attrs.Attribute[Any], value: Any) -> None:

@@ -168,6 +168,15 @@ class PipelineConfig:
                     f" (known: {', '.join(sorted(providers)) or 'none'})",
                     field=f"models[{i}].provider",
                 )
+        for col in self.columns:
+            for field, alias in col.model_aliases().items():
+                if alias not in aliases:
+                    raise ConfigError(
+                        f"unknown model alias {alias!r}"
+                        f" (known: {', '.join(sorted(aliases)) or 'none — add it under models'})",
+                        column=col.name,
+                        field=field,
+                    )
 
     def column(self, name: str) -> ColumnConfig:
         """The column called ``name``; ``KeyError`` if there is none."""

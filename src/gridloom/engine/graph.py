@@ -217,6 +217,7 @@ def compile_pipeline(config: PipelineConfig, *, base_dir: Path | None = None) ->
     # Build generators in topological order so each sees its upstream types.
     position = {slot: pos for pos, slot in enumerate(order)}
     by_name = {column.name: column for column in config.columns}
+    models = {model.alias: model for model in config.models}
     types: dict[str, pa.DataType] = {}
     granularity: dict[str, Granularity] = {}
     ancestors: dict[int, set[str]] = {}
@@ -232,6 +233,7 @@ def compile_pipeline(config: PipelineConfig, *, base_dir: Path | None = None) ->
                 upstream_types=dict(types),
                 upstream_granularity=dict(granularity),
                 base_dir=base_dir,
+                models=models,
             )
             generator = build_generator(column, ctx)
         if tuple(generator.outputs) != outputs[slot]:

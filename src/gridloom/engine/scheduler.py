@@ -31,13 +31,14 @@ from typing import Any
 
 import attrs
 import trio
+import trio.lowlevel
 
 from ..config import RunConfig
 from ..errors import GenerationError
 from ..generators import BatchContext, CellContext, ColumnGenerator
 from ..storage import ColumnCounts, DropRecord, RowGroupData, RowGroupStore
 from .graph import ExecutionGraph, Node
-from .tracker import BatchTask, CellTask, CompletionTracker, Task
+from .tracker import CellTask, CompletionTracker, Task
 
 __all__ = ["RowGroupSpec", "Scheduler", "SchedulerStatistics"]
 
@@ -91,9 +92,7 @@ class _RowGroup:
     def __init__(self, spec: RowGroupSpec, graph: ExecutionGraph, column_mode: bool):
         self.spec = spec
         self.tracker = CompletionTracker(graph.nodes, spec.num_rows)
-        self.columns: dict[str, list[Any]] = {
-            col: [None] * spec.num_rows for col in graph.columns
-        }
+        self.columns: dict[str, list[Any]] = {col: [None] * spec.num_rows for col in graph.columns}
         self.drops: list[DropRecord] = []
         self.failed = [0] * len(graph.nodes)
         self.done = trio.Event()
@@ -113,9 +112,7 @@ class Scheduler:
         store: receives each finished row group (``await store.write(...)``).
     """
 
-    def __init__(
-        self, graph: ExecutionGraph, run: RunConfig, *, seed: int, store: RowGroupStore
-    ):
+    def __init__(self, graph: ExecutionGraph, run: RunConfig, *, seed: int, store: RowGroupStore):
         self._graph = graph
         self._run = run
         self._seed = seed
@@ -200,8 +197,7 @@ class Scheduler:
             for col in node.outputs:
                 counts[col] = node_counts
         columns = {
-            field.name: [group.columns[field.name][r] for r in live]
-            for field in self._graph.schema
+            field.name: [group.columns[field.name][r] for r in live] for field in self._graph.schema
         }
         return RowGroupData(
             index=group.spec.index,
@@ -264,14 +260,12 @@ class Scheduler:
                 inline_burst += 1
                 if inline_burst >= _INLINE_BURST:
                     inline_burst = 0
-                    await trio.sleep(0)
+                    await trio.lowlevel.checkpoint()
                 continue
             if token is None:
                 token = object()
                 await self._submission.acquire_on_behalf_of(token)
-                self._peak_submitted = max(
-                    self._peak_submitted, self._submission.borrowed_tokens
-                )
+                self._peak_submitted = max(self._peak_submitted, self._submission.borrowed_tokens)
                 continue  # look again: the best task may have changed while we waited
             heapq.heappop(self._ready)
             assert group.nursery is not None
@@ -366,9 +360,7 @@ class Scheduler:
         if tracker.finished:
             group.done.set()
 
-    def _store_values(
-        self, group: _RowGroup, node: Node, task: Task, value: Any
-    ) -> list[Task]:
+    def _store_values(self, group: _RowGroup, node: Node, task: Task, value: Any) -> list[Task]:
         tracker = group.tracker
         outputs = node.outputs
         if isinstance(task, CellTask):
@@ -383,9 +375,7 @@ class Scheduler:
             self._cells_done += 1
             return tracker.complete_cell(task.node, task.row)
         rows = task.rows
-        per_column = (
-            {outputs[0]: value} if len(outputs) == 1 else dict(_as_mapping(node, value))
-        )
+        per_column = {outputs[0]: value} if len(outputs) == 1 else dict(_as_mapping(node, value))
         for col in outputs:
             values = per_column[col]
             if not isinstance(values, Sequence) or isinstance(values, str | bytes):
@@ -419,4 +409,3 @@ def _as_mapping(node: Node, value: Any) -> Mapping[str, Any]:
             f"{sorted(node.outputs)}, got {type(value).__name__}"
         )
     return value
-

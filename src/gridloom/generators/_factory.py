@@ -25,6 +25,7 @@ from ..config._columns import (
     UniformColumn,
     UUIDColumn,
 )
+from ..config._models import ModelConfig
 from ..errors import ConfigError, TemplateError, UnknownReferenceError
 from ._dtypes import normalize_values, short_repr
 from ._jinja import template_variables
@@ -59,12 +60,14 @@ class BuildContext:
             in topological order, so a column's references are all here).
         upstream_granularity: granularity of the generator producing each of those columns.
         base_dir: folder relative file paths are resolved against.
+        models: the pipeline's model configurations, by alias.
     """
 
     columns: Mapping[str, ColumnConfig] = attrs.field(factory=dict)
     upstream_types: Mapping[str, pa.DataType] = attrs.field(factory=dict)
     upstream_granularity: Mapping[str, Granularity] = attrs.field(factory=dict)
     base_dir: Path | None = None
+    models: Mapping[str, ModelConfig] = attrs.field(factory=dict)
 
 
 #: Builds the generator of one column kind.
@@ -171,5 +174,10 @@ register_builder(DatetimeColumn, _simple(DatetimeSampler))
 register_builder(TimedeltaColumn, _timedelta)
 register_builder(ExpressionColumn, _expression)
 register_builder(
-    CustomColumn, lambda column, ctx: custom_generator(column, search_path=ctx.base_dir)
+    CustomColumn,
+    lambda column, ctx: custom_generator(
+        column,
+        search_path=ctx.base_dir,
+        model=ctx.models.get(column.model) if column.model is not None else None,
+    ),
 )

@@ -60,6 +60,8 @@ class CellContext:
         row_id: the row's position in the whole dataset (0-based).
         column: the node's primary column name.
         seed: the run seed; :attr:`rng` is derived from it, the column and the row id.
+        params: the column's own parameters (custom columns' ``params``).
+        model: the configuration of the model the column uses, for model-bound columns.
     """
 
     row: Mapping[str, Any]
@@ -67,6 +69,7 @@ class CellContext:
     column: str
     seed: int
     params: Mapping[str, Any] = attrs.field(factory=dict)
+    model: Any = None
     _rng: random.Random | None = None
 
     @property
@@ -87,6 +90,8 @@ class BatchContext:
         row_group: the row group's index.
         column: the node's primary column name.
         seed: the run seed; :attr:`rng` is derived from it, the column and the row group.
+        params: the column's own parameters (custom columns' ``params``).
+        model: the configuration of the model the column uses, for model-bound columns.
     """
 
     row_ids: Sequence[int]
@@ -95,6 +100,7 @@ class BatchContext:
     column: str
     seed: int
     params: Mapping[str, Any] = attrs.field(factory=dict)
+    model: Any = None
     _rng: random.Random | None = None
 
     @property

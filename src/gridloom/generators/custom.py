@@ -96,7 +96,7 @@ def is_async_callable(function: Callable[..., Any]) -> bool:
 
 
 class _CustomBase(ColumnGenerator):
-    def __init__(self, config: CustomColumn, function: Callable[..., Any]):
+    def __init__(self, config: CustomColumn, function: Callable[..., Any], model: Any = None):
         super().__init__(
             name=config.name, outputs={config.name: arrow_type(config.dtype, column=config.name)}
         )
@@ -108,9 +108,12 @@ class _CustomBase(ColumnGenerator):
         self.function = function
         self.granularity = config.mode
         self.params: Mapping[str, Any] = MappingProxyType(dict(config.params))
+        self.model = model
+        self.model_bound = config.model is not None
 
     def _arguments(self, ctx: CellContext | BatchContext) -> tuple[Any, ...]:
         ctx.params = self.params
+        ctx.model = self.model
         if isinstance(ctx, BatchContext):
             return ({name: list(values) for name, values in ctx.columns.items()}, ctx)
         return (dict(ctx.row), ctx)
@@ -171,7 +174,7 @@ class AsyncCustomGenerator(_CustomBase):
 
 
 def custom_generator(
-    config: CustomColumn, *, search_path: Path | None = None
+    config: CustomColumn, *, search_path: Path | None = None, model: Any = None
 ) -> CustomGenerator | AsyncCustomGenerator:
     """Resolve ``config.function`` and wrap it in the sync or async generator it needs.
 
@@ -180,5 +183,5 @@ def custom_generator(
     """
     function = resolve_function(config.function, column=config.name, search_path=search_path)
     if is_async_callable(function):
-        return AsyncCustomGenerator(config, function)
-    return CustomGenerator(config, function)
+        return AsyncCustomGenerator(config, function, model)
+    return CustomGenerator(config, function, model)

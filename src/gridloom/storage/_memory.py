@@ -6,13 +6,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import pyarrow as pa
-import trio
 
 from gridloom.errors import StorageError
 
 from ._convert import DROPPED_SCHEMA, data_table, dropped_table
 from ._metadata import RowGroupEntry, Tally
-from ._protocol import IO_THREADS, check_finish_args
+from ._protocol import check_finish_args
 from ._types import ColumnCounts, RowGroupData
 
 __all__ = ["MemoryStore"]
@@ -22,7 +21,9 @@ class MemoryStore:
     """Checkpoint store keeping Arrow tables in memory; used by ``gridloom.preview``.
 
     Values are converted exactly as :class:`~gridloom.storage.ParquetStore` does, so a
-    value of the wrong type fails the same way in a preview as in a full run.
+    value of the wrong type fails the same way in a preview as in a full run. There is
+    no IO, and the conversion of a preview-sized row group is cheap, so it runs inline
+    (no worker thread): ``write`` is deterministic under virtual clocks.
 
     Args:
         schema: declared schema of the data tables.
@@ -33,8 +34,6 @@ class MemoryStore:
         self._tally = Tally()
         self._tables: dict[int, pa.Table] = {}
         self._dropped: dict[int, pa.Table] = {}
-        self._writing: set[int] = set()
-        self._limiter = trio.CapacityLimiter(IO_THREADS)
         self._status = "running"
         self._summary: dict[str, Any] = {}
 
@@ -83,23 +82,13 @@ class MemoryStore:
             StorageError: the row group is inconsistent or already held.
         """
         index = data.index
-        if index in self._tables or index in self._writing:
+        if index in self._tables:
             raise StorageError(f"row group {index} is already written")
-        self._writing.add(index)
-        try:
-            table, dropped = await trio.to_thread.run_sync(
-                self._convert, data, limiter=self._limiter
-            )
-            self._tally.add(RowGroupEntry.of(data))
-            self._tables[index] = table
-            if dropped is not None:
-                self._dropped[index] = dropped
-        finally:
-            self._writing.discard(index)
-
-    def _convert(self, data: RowGroupData) -> tuple[pa.Table, pa.Table | None]:
         table = data_table(data, self._schema)
-        return table, dropped_table(data.drops) if data.drops else None
+        if data.drops:
+            self._dropped[index] = dropped_table(data.drops)
+        self._tables[index] = table
+        self._tally.add(RowGroupEntry.of(data))
 
     async def finish(self, *, status: str, summary: Mapping[str, Any]) -> None:
         """Record the final status and summary.

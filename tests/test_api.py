@@ -1,0 +1,249 @@
+"""The public API end to end: create, acreate, preview, resume, drops, determinism."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import trio
+
+import gridloom as gl
+from gridloom.config import load_config, structure_pipeline
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def _pipeline(run: dict[str, Any] | None = None, **extra: Any) -> gl.PipelineConfig:
+    return structure_pipeline(
+        {
+            "columns": [
+                {"name": "topic", "category": {"values": ["rivers", "deserts"], "weights": [2, 1]}},
+                {"name": "n", "uniform": {"low": 1, "high": 100, "convert_to": "int"}},
+                {
+                    "name": "noisy",
+                    "custom": {"function": "tests.test_api:jittered_cell", "dtype": "float"},
+                    "depends_on": ["n"],
+                },
+                {"name": "label", "expression": "{{ topic }}-{{ n }}-{{ noisy }}"},
+            ],
+            "run": {"seed": 11, **(run or {})},
+            **extra,
+        }
+    )
+
+
+_jitter = random.Random(0)
+
+
+async def jittered_cell(row: dict[str, Any], ctx: gl.CellContext) -> float:
+    """Sleeps a random (unseeded) virtual time so completion order varies run to run."""
+    await trio.sleep(_jitter.random())
+    return row["n"] + ctx.rng.random()
+
+
+def failing_cell(row: dict[str, Any], ctx: gl.CellContext) -> int:
+    """Fails on every third row."""
+    if ctx.row_id % 3 == 0:
+        raise ValueError(f"row {ctx.row_id} is unlucky")
+    return int(row["n"]) * 2
+
+
+def model_cell(row: dict[str, Any], ctx: gl.CellContext) -> str:
+    """Reports the model it was given."""
+    return f"{ctx.model.alias}:{ctx.model.model}"
+
+
+async def test_create_writes_the_documented_layout(tmp_path: Path, autojump_clock: Any) -> None:
+    """A run writes config.yaml, metadata.json and one parquet file per row group."""
+    out = tmp_path / "run"
+    result = await gl.acreate(_pipeline({"row_group_size": 10}), num_records=25, output_dir=out)
+    assert result.status == "complete"
+    assert result.num_rows == 25
+    assert sorted(p.name for p in (out / "data").iterdir()) == [
+        "part-00000.parquet",
+        "part-00001.parquet",
+        "part-00002.parquet",
+    ]
+    files = [pq.read_table(p) for p in sorted((out / "data").iterdir())]
+    assert [t.num_rows for t in files] == [10, 10, 5]
+    assert all(t.schema == files[0].schema for t in files)
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["status"] == "complete"
+    assert meta["rows_written"] == 25
+    assert meta["seed"] == 11
+    assert load_config(out / "config.yaml") == _pipeline({"row_group_size": 10})
+    assert result.table.equals(pq.read_table(out / "data"))
+    assert {c.done for c in result.columns.values()} == {25}
+
+
+async def test_output_is_identical_whatever_the_concurrency(
+    tmp_path: Path, autojump_clock: Any
+) -> None:
+    """Same seed → same table, across limits and random completion orders."""
+    tables = []
+    for i, run in enumerate(
+        [
+            {"row_group_size": 7, "max_row_groups_in_flight": 1, "max_submitted_tasks": 1},
+            {"row_group_size": 7, "max_row_groups_in_flight": 4, "max_submitted_tasks": 64},
+            {"row_group_size": 7, "max_row_groups_in_flight": 2, "scheduling": "column"},
+        ]
+    ):
+        result = await gl.acreate(_pipeline(run), num_records=40, output_dir=tmp_path / str(i))
+        tables.append(result.table)
+    assert tables[0].num_rows == 40
+    assert tables[0].equals(tables[1])
+    assert tables[0].equals(tables[2])
+
+
+async def test_different_seeds_give_different_data(autojump_clock: Any) -> None:
+    """The seed matters: another seed gives other values."""
+    a = await gl.apreview(_pipeline({"seed": 1}), num_records=20)
+    b = await gl.apreview(_pipeline({"seed": 2}), num_records=20)
+    assert a.table.column("n").to_pylist() != b.table.column("n").to_pylist()
+
+
+async def test_preview_runs_in_memory(
+    tmp_path: Path, autojump_clock: Any, monkeypatch: Any
+) -> None:
+    """preview returns rows without writing anything."""
+    monkeypatch.chdir(tmp_path)
+    result = await gl.apreview(_pipeline(), num_records=5)
+    assert result.output_dir is None
+    assert result.table.num_rows == 5
+    assert result.table.column_names == ["topic", "n", "noisy", "label"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sync_create_and_preview(tmp_path: Path) -> None:
+    """The blocking entry points run their own event loop."""
+    config = structure_pipeline(
+        {"columns": [{"name": "x", "gaussian": {"mean": 0, "stddev": 1}}], "run": {"seed": 3}}
+    )
+    assert gl.preview(config, num_records=4).table.num_rows == 4
+    result = gl.create(config, num_records=12, output_dir=tmp_path / "o")
+    assert result.table.num_rows == 12
+
+
+async def test_failures_drop_rows_and_stop_their_downstream(
+    tmp_path: Path, autojump_clock: Any
+) -> None:
+    """A failing cell drops its row: no downstream cell runs; the drop is recorded."""
+    config = structure_pipeline(
+        {
+            "columns": [
+                {"name": "n", "uniform": {"low": 1, "high": 9, "convert_to": "int"}},
+                {
+                    "name": "doubled",
+                    "custom": {"function": "tests.test_api:failing_cell", "dtype": "int"},
+                    "depends_on": ["n"],
+                },
+                {"name": "text", "expression": "{{ doubled }}!"},
+            ],
+            "run": {"seed": 5, "row_group_size": 4},
+        }
+    )
+    result = await gl.acreate(config, num_records=10, output_dir=tmp_path / "o")
+    unlucky = [0, 3, 6, 9]
+    assert result.num_rows == 6
+    assert result.num_dropped == 4
+    assert result.columns["n"] == gl.ColumnCounts(done=10, failed=0, dropped=0)
+    assert result.columns["doubled"] == gl.ColumnCounts(done=6, failed=4, dropped=0)
+    assert result.columns["text"] == gl.ColumnCounts(done=6, failed=0, dropped=4)
+    dropped = result.dropped.to_pylist()
+    assert [d["row_id"] for d in dropped] == unlucky
+    assert {d["column"] for d in dropped} == {"doubled"}
+    assert {d["error_type"] for d in dropped} == {"ValueError"}
+    assert dropped[0]["message"] == "row 0 is unlucky"
+    table = result.table
+    assert table.column("doubled").to_pylist() == [n * 2 for n in table.column("n").to_pylist()]
+
+
+async def test_existing_output_needs_resume_or_overwrite(
+    tmp_path: Path, autojump_clock: Any
+) -> None:
+    """A second run into the same folder is refused, resumed, or overwritten on request."""
+    out = tmp_path / "o"
+    first = await gl.acreate(_pipeline({"row_group_size": 5}), num_records=15, output_dir=out)
+    with pytest.raises(gl.OutputExistsError, match="resume"):
+        await gl.acreate(_pipeline({"row_group_size": 5}), num_records=15, output_dir=out)
+    resumed = await gl.acreate(
+        _pipeline({"row_group_size": 5}), num_records=15, output_dir=out, resume=True
+    )
+    assert resumed.table.equals(first.table)
+    changed = _pipeline({"row_group_size": 5, "seed": 12})
+    with pytest.raises(gl.StorageError):
+        await gl.acreate(changed, num_records=15, output_dir=out, resume=True)
+    again = await gl.acreate(changed, num_records=15, output_dir=out, overwrite=True)
+    assert not again.table.equals(first.table)
+
+
+async def test_resume_generates_only_missing_row_groups(
+    tmp_path: Path, autojump_clock: Any
+) -> None:
+    """After losing a row group file (and its metadata entry), resume regenerates just that one."""
+    out = tmp_path / "o"
+    config = _pipeline({"row_group_size": 5})
+    full = await gl.acreate(config, num_records=15, output_dir=out)
+    meta_path = out / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["row_groups"]["1"]
+    meta["status"] = "interrupted"
+    meta_path.write_text(json.dumps(meta))
+    (out / "data" / "part-00001.parquet").unlink()
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "data").iterdir()}
+    resumed = await gl.acreate(config, num_records=15, output_dir=out, resume=True)
+    assert resumed.table.equals(full.table)
+    after = {p.name: p.stat().st_mtime_ns for p in (out / "data").iterdir()}
+    assert after["part-00000.parquet"] == before["part-00000.parquet"]
+    assert after["part-00002.parquet"] == before["part-00002.parquet"]
+    assert "part-00001.parquet" in after
+
+
+async def test_model_bound_custom_column_gets_its_model(autojump_clock: Any) -> None:
+    """A custom column naming a model alias sees that model's config in ctx.model."""
+    config = structure_pipeline(
+        {
+            "providers": [{"name": "local", "endpoint": "http://127.0.0.1:9/v1"}],
+            "models": [{"alias": "writer", "provider": "local", "model": "small-8b"}],
+            "columns": [
+                {"name": "n", "uniform": {"low": 0, "high": 1}},
+                {
+                    "name": "m",
+                    "custom": {"function": "tests.test_api:model_cell", "model": "writer"},
+                    "depends_on": ["n"],
+                },
+            ],
+        }
+    )
+    graph = gl.validate(config)
+    assert graph.nodes[1].generator.model_bound
+    result = await gl.apreview(config, num_records=3)
+    assert result.table.column("m").to_pylist() == ["writer:small-8b"] * 3
+
+
+async def test_example_config_runs(tmp_path: Path, autojump_clock: Any) -> None:
+    """examples/people.yaml (samplers, expressions, a batch function) produces sane data."""
+    result = await gl.acreate(EXAMPLES / "people.yaml", num_records=300, output_dir=tmp_path / "p")
+    table = result.table
+    assert table.num_rows == 300
+    rows = table.to_pylist()
+    cities = {"France": {"Paris", "Lyon", "Marseille"}, "Kenya": {"Nairobi", "Mombasa"}}
+    for row in rows:
+        assert 18 <= row["age"] <= 80
+        assert row["age_band"] == f"{row['age'] // 10 * 10}s"
+        assert row["city"] in cities.get(row["country"], {row["city"]})
+        assert row["last_order"] > row["signup"]
+        assert row["customer_id"].startswith("cus_")
+    assert table.schema.field("signup").type == pa.timestamp("us")
+
+
+def test_public_names_are_sorted_and_importable() -> None:
+    """gridloom's __all__ is sorted and every name in it exists."""
+    assert gl.__all__ == sorted(gl.__all__)
+    for name in gl.__all__:
+        assert hasattr(gl, name), name
