@@ -27,7 +27,8 @@ def test_validate_prints_the_graph() -> None:
     """`gridloom validate` accepts the example and lists its nodes; --json parses."""
     proc = gridloom("validate", EXAMPLE)
     assert proc.returncode == 0, proc.stderr
-    assert "valid" in proc.stdout and "loyalty_score" in proc.stdout
+    assert "valid" in proc.stdout
+    assert "loyalty_score" in proc.stdout
     data = json.loads(gridloom("validate", EXAMPLE, "--json").stdout)
     assert data["valid"] is True
     assert {n["node"] for n in data["nodes"]} >= {"country", "city", "greeting"}
@@ -41,7 +42,9 @@ def test_validate_reports_a_bad_config_in_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1
-    assert str(bad) in lines[0] and "column 'a'" in lines[0] and "'b'" in lines[0]
+    assert str(bad) in lines[0]
+    assert "column 'a'" in lines[0]
+    assert "'b'" in lines[0]
 
 
 def test_create_writes_a_dataset_and_refuses_to_clobber_it(tmp_path: Path) -> None:

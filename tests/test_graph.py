@@ -97,7 +97,8 @@ def test_unknown_reference_names_column_field_and_suggests() -> None:
     message = str(info.value)
     assert info.value.column == "summary"
     assert info.value.field == "expression.template"
-    assert "'topik'" in message and "did you mean 'topic'" in message
+    assert "'topik'" in message
+    assert "did you mean 'topic'" in message
 
 
 def test_unknown_depends_on_and_subcategory_parent() -> None:
@@ -134,7 +135,8 @@ def test_unknown_model_alias_is_rejected() -> None:
             models=[{"alias": "judge", "provider": "local", "model": "m"}],
         )
     assert (info.value.column, info.value.field) == ("a", "custom.model")
-    assert "'writer'" in str(info.value) and "judge" in str(info.value)
+    assert "'writer'" in str(info.value)
+    assert "judge" in str(info.value)
 
 
 def test_duplicate_column_name_is_rejected() -> None:
