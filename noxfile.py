@@ -20,8 +20,8 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff: lint and formatting."""
     session.install("ruff>=0.6")
-    session.run("ruff", "check", "src", "tests", "bench", "examples", "noxfile.py")
-    session.run("ruff", "format", "--check", "src", "tests", "bench", "examples", "noxfile.py")
+    session.run("ruff", "check", "src", "tests", "bench", "examples", "docs", "noxfile.py")
+    session.run("ruff", "format", "--check", "src", "tests", "bench", "examples", "docs", "noxfile.py")
 
 
 @nox.session

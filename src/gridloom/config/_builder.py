@@ -309,6 +309,7 @@ class PipelineBuilder:
         mode: Literal["cell", "batch"] = "cell",
         dtype: DType = "string",
         params: Mapping[str, Any] | None = None,
+        model: str | None = None,
         depends_on: Iterable[str] = (),
         drop: bool = False,
     ) -> Self:
@@ -322,6 +323,7 @@ class PipelineBuilder:
             mode=mode,
             dtype=dtype,
             params=dict(params or {}),
+            model=model,
         )
 
     # ------------------------------------------------------------------ pipeline parts

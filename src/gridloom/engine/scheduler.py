@@ -31,7 +31,6 @@ from typing import Any
 
 import attrs
 import trio
-import trio.lowlevel
 
 from ..config import RunConfig
 from ..errors import GenerationError
@@ -46,6 +45,8 @@ log = logging.getLogger("gridloom.scheduler")
 
 #: Inline tasks run back to back in the dispatcher; it yields to the loop after this many.
 _INLINE_BURST = 256
+#: Tasks the dispatcher starts back to back before it lets the event loop run.
+_DISPATCH_BURST = 64
 
 
 @attrs.frozen(kw_only=True)
@@ -237,14 +238,14 @@ class Scheduler:
     async def _dispatch_loop(self) -> None:
         # A submission slot is acquired *before* choosing the task it will carry: while we wait
         # for it, better tasks (a finished cell's downstream) may arrive and must go first.
-        inline_burst = 0
+        inline_burst = burst = 0
         token: object | None = None
         while True:
             if not self._ready:
                 if token is not None:
                     self._submission.release_on_behalf_of(token)
                     token = None
-                inline_burst = 0
+                inline_burst = burst = 0
                 await self._wakeup.wait()
                 self._wakeup = trio.Event()
                 continue
@@ -260,17 +261,29 @@ class Scheduler:
                 inline_burst += 1
                 if inline_burst >= _INLINE_BURST:
                     inline_burst = 0
-                    await trio.lowlevel.checkpoint()
+                    await trio.sleep(0)
                 continue
             if token is None:
                 token = object()
-                await self._submission.acquire_on_behalf_of(token)
-                self._peak_submitted = max(self._peak_submitted, self._submission.borrowed_tokens)
-                continue  # look again: the best task may have changed while we waited
+                try:
+                    self._submission.acquire_on_behalf_of_nowait(token)
+                except trio.WouldBlock:
+                    await self._submission.acquire_on_behalf_of(token)
+                    continue  # look again: the best task may have changed while we waited
+                finally:
+                    self._peak_submitted = max(
+                        self._peak_submitted, self._submission.borrowed_tokens
+                    )
             heapq.heappop(self._ready)
             assert group.nursery is not None
             group.nursery.start_soon(self._run_task, group, node, task, token)
             token = None
+            # Start a burst of tasks without a trip through the event loop for each, but let
+            # the loop run between bursts.
+            burst += 1
+            if burst >= _DISPATCH_BURST:
+                burst = 0
+                await trio.sleep(0)
 
     # ------------------------------------------------------------------ tasks
 
@@ -304,7 +317,10 @@ class Scheduler:
         outcome: Any
         try:
             if generator.model_bound:
-                await self._llm_wait.acquire_on_behalf_of(token)
+                try:
+                    self._llm_wait.acquire_on_behalf_of_nowait(token)
+                except trio.WouldBlock:
+                    await self._llm_wait.acquire_on_behalf_of(token)
                 self._submission.release_on_behalf_of(token)
                 slot = self._llm_wait
                 self._peak_llm = max(self._peak_llm, self._llm_wait.borrowed_tokens)
