@@ -8,6 +8,8 @@ nox.options.default_venv_backend = "uv|venv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["tests", "lint", "typecheck"]
 
+LINTED = ("src", "tests", "bench", "examples", "docs", "noxfile.py")
+
 
 @nox.session
 def tests(session: nox.Session) -> None:
@@ -20,8 +22,8 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff: lint and formatting."""
     session.install("ruff>=0.6")
-    session.run("ruff", "check", "src", "tests", "bench", "examples", "docs", "noxfile.py")
-    session.run("ruff", "format", "--check", "src", "tests", "bench", "examples", "docs", "noxfile.py")
+    session.run("ruff", "check", *LINTED)
+    session.run("ruff", "format", "--check", *LINTED)
 
 
 @nox.session
@@ -36,3 +38,5 @@ def bench(session: nox.Session) -> None:
     """Benchmarks; figures go to bench/results/."""
     session.install("-e", ".[test]")
     session.run("python", "bench/scale.py", *session.posargs)
+    session.run("python", "bench/cells.py", *session.posargs)
+    session.run("python", "bench/cells.py", "--model-bound", *session.posargs)
