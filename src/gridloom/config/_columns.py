@@ -95,7 +95,12 @@ class ColumnConfig:
 
 @attrs.frozen(kw_only=True)
 class CategoryColumn(ColumnConfig):
-    """A value drawn from ``values``, optionally weighted."""
+    """A value drawn from ``values``, optionally weighted.
+
+    Attributes:
+        values: the possible values (text, numbers or booleans; the column's type follows them).
+        weights: relative weights, one per value; uniform when omitted.
+    """
 
     kind: ClassVar[str] = "category"
     values: tuple[Any, ...] = attrs.field(converter=_tuple, validator=attrs.validators.min_len(1))
@@ -115,7 +120,12 @@ class CategoryColumn(ColumnConfig):
 
 @attrs.frozen(kw_only=True)
 class SubcategoryColumn(ColumnConfig):
-    """A value drawn from the list that belongs to the row's ``parent`` category value."""
+    """A value drawn from the list that belongs to the row's ``parent`` category value.
+
+    Attributes:
+        parent: the category column this one is conditioned on.
+        values: for each value of the parent, the values this column may take.
+    """
 
     kind: ClassVar[str] = "subcategory"
     parent: str
@@ -135,7 +145,13 @@ class SubcategoryColumn(ColumnConfig):
 
 @attrs.frozen(kw_only=True)
 class UniformColumn(ColumnConfig):
-    """A number drawn uniformly from ``[low, high]``."""
+    """A number drawn uniformly from ``[low, high]``.
+
+    Attributes:
+        low, high: the bounds; with ``convert_to: int`` a whole number in the bounds.
+        convert_to: store the value as ``int``, ``float`` or ``string``.
+        decimals: round to this many decimal places.
+    """
 
     kind: ClassVar[str] = "uniform"
     low: float
@@ -151,7 +167,13 @@ class UniformColumn(ColumnConfig):
 
 @attrs.frozen(kw_only=True)
 class GaussianColumn(ColumnConfig):
-    """A number drawn from a normal distribution."""
+    """A number drawn from a normal distribution.
+
+    Attributes:
+        mean, stddev: the distribution's parameters.
+        convert_to: store the value as ``int`` (rounded), ``float`` or ``string``.
+        decimals: round to this many decimal places.
+    """
 
     kind: ClassVar[str] = "gaussian"
     mean: float = 0.0
@@ -162,7 +184,12 @@ class GaussianColumn(ColumnConfig):
 
 @attrs.frozen(kw_only=True)
 class PoissonColumn(ColumnConfig):
-    """A count drawn from a Poisson distribution with the given mean."""
+    """A count drawn from a Poisson distribution with the given mean.
+
+    Attributes:
+        mean: the expected count (> 0).
+        convert_to: store the value as ``int``, ``float`` or ``string``.
+    """
 
     kind: ClassVar[str] = "poisson"
     mean: float = attrs.field(validator=_positive)
@@ -171,7 +198,12 @@ class PoissonColumn(ColumnConfig):
 
 @attrs.frozen(kw_only=True)
 class BernoulliColumn(ColumnConfig):
-    """1 with probability ``p``, else 0."""
+    """1 with probability ``p``, else 0.
+
+    Attributes:
+        p: probability of 1.
+        convert_to: store the value as ``int``, ``float`` or ``string``.
+    """
 
     kind: ClassVar[str] = "bernoulli"
     p: float = attrs.field(validator=_probability)
@@ -180,7 +212,13 @@ class BernoulliColumn(ColumnConfig):
 
 @attrs.frozen(kw_only=True)
 class BinomialColumn(ColumnConfig):
-    """The number of successes in ``n`` trials of probability ``p``."""
+    """The number of successes in ``n`` trials of probability ``p``.
+
+    Attributes:
+        n: number of trials.
+        p: probability of success in each.
+        convert_to: store the value as ``int``, ``float`` or ``string``.
+    """
 
     kind: ClassVar[str] = "binomial"
     n: int = attrs.field(validator=attrs.validators.ge(0))
@@ -190,7 +228,13 @@ class BinomialColumn(ColumnConfig):
 
 @attrs.frozen(kw_only=True)
 class UUIDColumn(ColumnConfig):
-    """A random UUID4 as text (deterministic when ``run.seed`` is set)."""
+    """A random UUID4 as text (deterministic when ``run.seed`` is set).
+
+    Attributes:
+        prefix: text put before the UUID.
+        short: keep only the first 8 hex digits.
+        uppercase: upper-case hex digits.
+    """
 
     kind: ClassVar[str] = "uuid"
     prefix: str = ""
@@ -203,6 +247,11 @@ class DatetimeColumn(ColumnConfig):
     """A datetime drawn uniformly from ``[start, end]``, rounded down to ``unit``.
 
     With ``format`` set, the value is stored as text formatted with ``strftime``.
+
+    Attributes:
+        start, end: the bounds (ISO 8601 text in YAML).
+        unit: granularity of the drawn values.
+        format: a ``strftime`` format; the value is then stored as text.
     """
 
     kind: ClassVar[str] = "datetime"
@@ -223,6 +272,11 @@ class TimedeltaColumn(ColumnConfig):
 
     Without ``reference`` the value is a duration; with ``reference`` naming a datetime column the
     value is that datetime plus the drawn duration.
+
+    Attributes:
+        min, max: bounds of the whole number of units drawn.
+        unit: the unit of ``min`` and ``max``.
+        reference: a datetime column to add the duration to.
     """
 
     kind: ClassVar[str] = "timedelta"
@@ -261,7 +315,12 @@ SAMPLER_KINDS: tuple[type[ColumnConfig], ...] = (
 
 @attrs.frozen(kw_only=True)
 class ExpressionColumn(ColumnConfig):
-    """A Jinja template rendered per row (sandboxed), then cast to ``dtype``."""
+    """A Jinja template rendered per row (sandboxed), then cast to ``dtype``.
+
+    Attributes:
+        template: the template; its variables are the columns it references.
+        dtype: the type the rendered text is cast to.
+    """
 
     kind: ClassVar[str] = "expression"
     template: str
@@ -283,7 +342,14 @@ class CustomColumn(ColumnConfig):
 
     ``model`` names a model alias the function calls itself: the column is then *model-bound*
     (its tasks wait on the network under the LLM-wait limit, without holding a dispatch slot)
-    and ``ctx.model`` is that alias's :class:`~gridloom.config.ModelConfig`.
+    and ``ctx.model`` is that alias's ``ModelConfig``.
+
+    Attributes:
+        function: the callable or its import path ``"package.module:function"``.
+        mode: ``cell`` (one call per row) or ``batch`` (one call per row group).
+        dtype: the type each returned value is stored as.
+        params: passed to the function as ``ctx.params``.
+        model: a model alias the function calls itself (makes the column model-bound).
     """
 
     kind: ClassVar[str] = "custom"

@@ -130,6 +130,13 @@ class PipelineConfig:
     Construction checks what can be checked without parsing templates: unique column and model
     names, model aliases pointing at known providers. Reference, cycle and template checks
     happen when the pipeline is compiled (``gridloom.validate``), still before any request.
+
+    Attributes:
+        columns: the columns, in any order (references decide the execution order).
+        providers: where models are served.
+        models: model aliases the columns use.
+        seed_dataset: rows read from a file, whose columns every column can reference.
+        run: how the run is executed.
     """
 
     columns: tuple[ColumnConfig, ...] = attrs.field(converter=_tuple)
