@@ -41,7 +41,8 @@ _jitter = random.Random(0)
 
 
 async def jittered_cell(row: dict[str, Any], ctx: gl.CellContext) -> float:
-    """Sleeps a random (unseeded) virtual time so completion order varies run to run."""
+    """Sleeps a random virtual time from a stream that runs on across calls and runs, so the
+    completion order differs from run to run."""
     await trio.sleep(_jitter.random())
     return row["n"] + ctx.rng.random()
 
@@ -51,6 +52,14 @@ def failing_cell(row: dict[str, Any], ctx: gl.CellContext) -> int:
     if ctx.row_id % 3 == 0:
         raise ValueError(f"row {ctx.row_id} is unlucky")
     return int(row["n"]) * 2
+
+
+async def jittered_failure(row: dict[str, Any], ctx: gl.CellContext) -> int:
+    """Fails on every third row, after a random virtual time."""
+    await trio.sleep(_jitter.random())
+    if ctx.row_id % 3 == 0:
+        raise ValueError("unlucky")
+    return ctx.row_id
 
 
 def model_cell(row: dict[str, Any], ctx: gl.CellContext) -> str:
@@ -98,6 +107,116 @@ async def test_output_is_identical_whatever_the_concurrency(
     assert tables[0].num_rows == 40
     assert tables[0].equals(tables[1])
     assert tables[0].equals(tables[2])
+
+
+async def test_output_is_identical_when_rows_drop_at_different_moments(
+    tmp_path: Path, autojump_clock: Any
+) -> None:
+    """Samplers after a cell column give every surviving row the same value, whichever
+    sibling cells failed before or after the sampler ran."""
+    config = structure_pipeline(
+        {
+            "columns": [
+                {"name": "n", "uniform": {"low": 1, "high": 100, "convert_to": "int"}},
+                {
+                    "name": "a",
+                    "custom": {"function": "tests.test_api:jittered_cell", "dtype": "float"},
+                    "depends_on": ["n"],
+                },
+                {
+                    "name": "bad",
+                    "custom": {"function": "tests.test_api:jittered_failure", "dtype": "int"},
+                },
+                {"name": "g", "gaussian": {"mean": 0, "stddev": 1}, "depends_on": ["a"]},
+                {"name": "u", "uuid": {}, "depends_on": ["a"]},
+                {"name": "e", "expression": "{{ g }}/{{ bad }}"},
+            ],
+            "run": {"seed": 4, "row_group_size": 12},
+        }
+    )
+    tables = [
+        (await gl.acreate(config, num_records=36, output_dir=tmp_path / str(i))).table
+        for i in range(4)
+    ]
+    assert tables[0].num_rows == 24
+    for table in tables[1:]:
+        assert table.equals(tables[0])
+
+
+async def test_one_bad_row_in_a_batch_expression_drops_only_that_row(
+    autojump_clock: Any,
+) -> None:
+    """A batch expression that fails to render for one row drops that row, not the group."""
+    config = structure_pipeline(
+        {
+            "columns": [
+                {"name": "x", "category": {"values": [0, 1, 2, 4]}},
+                {"name": "y", "expression": {"template": "{{ 100 // x }}", "dtype": "int"}},
+            ],
+            "run": {"seed": 9, "row_group_size": 50},
+        }
+    )
+    assert gl.validate(config).nodes[1].granularity == "batch"
+    result = await gl.apreview(config, num_records=200)
+    zeros = result.columns["x"].done - result.num_rows
+    assert 0 < zeros < 200
+    assert result.num_dropped == zeros
+    assert 0 not in result.table.column("x").to_pylist()
+    assert {d["error_type"] for d in result.dropped.to_pylist()} == {"GenerationError"}
+    assert result.columns["y"] == gl.ColumnCounts(done=200 - zeros, failed=zeros, dropped=0)
+
+
+async def test_resume_accepts_other_limits_but_not_another_pipeline(
+    tmp_path: Path, autojump_clock: Any
+) -> None:
+    """Limits and scheduling mode do not change the output, so resume allows changing them."""
+    out = tmp_path / "o"
+    first = await gl.acreate(_pipeline({"row_group_size": 5}), num_records=10, output_dir=out)
+    slower = _pipeline({"row_group_size": 5, "max_row_groups_in_flight": 1, "scheduling": "column"})
+    resumed = await gl.acreate(slower, num_records=10, output_dir=out, resume=True)
+    assert resumed.table.equals(first.table)
+    assert gl.config_hash(slower) == gl.config_hash(_pipeline({"row_group_size": 5}))
+    assert gl.config_hash(_pipeline({"row_group_size": 6})) != gl.config_hash(slower)
+
+
+async def test_run_config_copy_has_no_header_secrets(tmp_path: Path, autojump_clock: Any) -> None:
+    """config.yaml next to the data never holds provider header values."""
+    config = _pipeline(
+        providers=[
+            {
+                "name": "gw",
+                "endpoint": "http://127.0.0.1:9/v1",
+                "headers": {"Authorization": "Bearer sk-not-a-real-key-1234567890"},
+            }
+        ]
+    )
+    await gl.acreate(config, num_records=3, output_dir=tmp_path / "o")
+    text = (tmp_path / "o" / "config.yaml").read_text()
+    assert "sk-not-a-real-key" not in text
+    assert "Authorization: <redacted>" in text
+    assert "sk-not-a-real-key" not in (tmp_path / "o" / "metadata.json").read_text()
+
+
+async def test_a_storage_failure_surfaces_as_itself(
+    tmp_path: Path, autojump_clock: Any, monkeypatch: Any
+) -> None:
+    """An error inside the run reaches the caller as the error, not wrapped in groups."""
+    from gridloom.storage import ParquetStore
+
+    original = ParquetStore.write
+
+    async def failing_write(self: ParquetStore, data: Any) -> None:
+        if data.index == 1:
+            raise gl.StorageError("disk on fire")
+        await original(self, data)
+
+    monkeypatch.setattr(ParquetStore, "write", failing_write)
+    with pytest.raises(gl.StorageError, match="disk on fire"):
+        await gl.acreate(
+            _pipeline({"row_group_size": 5}), num_records=15, output_dir=tmp_path / "o"
+        )
+    meta = json.loads((tmp_path / "o" / "metadata.json").read_text())
+    assert meta["status"] == "failed"
 
 
 async def test_different_seeds_give_different_data(autojump_clock: Any) -> None:

@@ -27,7 +27,13 @@ from gridloom.config._columns import (
     UUIDColumn,
 )
 from gridloom.errors import ConfigError, GenerationError
-from gridloom.generators import BatchContext, BuildContext, ColumnGenerator, build_generator
+from gridloom.generators import (
+    BatchContext,
+    BuildContext,
+    ColumnGenerator,
+    RowFailure,
+    build_generator,
+)
 
 DRAWS = 20_000
 
@@ -194,12 +200,15 @@ def test_subcategory_draws_from_the_parent_values_list() -> None:
     assert set(breeds) == {"siamese", "persian", "beagle", "poodle", "pug"}
 
 
-def test_subcategory_unknown_parent_value_fails_clearly() -> None:
-    """A parent value without an entry raises GenerationError naming column and value."""
+def test_subcategory_unknown_parent_value_fails_only_that_row() -> None:
+    """A parent value without an entry fails that row (naming column and value), not the batch."""
     columns = _subcategory_columns()
     generator = build(columns["breed"], columns=columns)
-    with pytest.raises(GenerationError, match=r"'breed'.*'animal'.*'hamster'"):
-        generator.generate(batch("breed", 2, columns={"animal": ["cat", "hamster"]}))
+    cat, hamster = generator.generate(batch("breed", 2, columns={"animal": ["cat", "hamster"]}))
+    assert cat in columns["breed"].values["cat"]  # type: ignore[attr-defined]
+    assert isinstance(hamster, RowFailure)
+    assert isinstance(hamster.error, GenerationError)
+    assert re.search(r"'breed'.*'animal'.*'hamster'", str(hamster.error))
 
 
 def test_subcategory_parent_must_be_a_category_column() -> None:

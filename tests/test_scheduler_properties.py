@@ -30,7 +30,7 @@ PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[Healt
 
 
 @st.composite
-def dags(draw: st.DrawFn, max_nodes: int = 6) -> list[NodeSpec]:
+def dags(draw: st.DrawFn, max_nodes: int = 6, min_duration: int = 0) -> list[NodeSpec]:
     count = draw(st.integers(1, max_nodes))
     specs = []
     for i in range(count):
@@ -42,7 +42,9 @@ def dags(draw: st.DrawFn, max_nodes: int = 6) -> list[NodeSpec]:
                 granularity=draw(st.sampled_from(["cell", "cell", "batch"])),
                 mode=mode,
                 model_bound=mode == "async" and draw(st.booleans()),
-                durations=tuple(draw(st.lists(st.integers(0, 5), min_size=1, max_size=6))),
+                durations=tuple(
+                    draw(st.lists(st.integers(min_duration, 5), min_size=1, max_size=6))
+                ),
             )
         )
     return specs
@@ -125,7 +127,8 @@ def check_invariants(
     calls: list[Call] = recorder.calls
     assert all(c.end >= c.start for c in calls), "every call finished"
 
-    # Every cell runs at most once; batch nodes once per row group.
+    # No cell runs twice (and, checked below, every live row's cell runs exactly once); each
+    # batch node runs at most once per row group.
     cell_runs = Counter(
         (c.node, r) for c in calls if specs[c.node].granularity == "cell" for r in c.row_ids
     )
@@ -166,6 +169,8 @@ def check_invariants(
             continue
         for i in range(len(specs)):
             assert (i, r) in ends, f"live row {r} misses column c{i}"
+            if specs[i].granularity == "cell":
+                assert cell_runs[(i, r)] == 1, f"live cell (c{i}, {r}) ran {cell_runs[(i, r)]}x"
 
     # Limits: count the peaks from the recorded intervals and from the scheduler itself.
     local = [
@@ -203,7 +208,7 @@ def check_invariants(
 
 @PROPERTY
 @given(
-    specs=dags(),
+    specs=dags(min_duration=1),
     num_records=st.integers(1, 30),
     row_group_size=st.integers(1, 12),
     limits=st.tuples(st.integers(1, 3), st.integers(1, 6), st.integers(1, 6), st.integers(1, 3)),

@@ -48,7 +48,7 @@ from .errors import (
     UnknownReferenceError,
     ValueTypeError,
 )
-from .generators import BatchContext, CellContext, ColumnGenerator
+from .generators import BatchContext, CellContext, ColumnGenerator, RowFailure
 from .storage import ColumnCounts, RunResult
 
 try:
@@ -80,6 +80,7 @@ __all__ = [
     "PipelineConfig",
     "PoissonColumn",
     "ProviderConfig",
+    "RowFailure",
     "RunConfig",
     "RunError",
     "RunResult",

@@ -94,18 +94,16 @@ async def _run(
         await scheduler.run(specs)
     except BaseException as exc:
         status = "interrupted" if _is_interrupt(exc) else "failed"
-        summary = {"wall_time": trio.current_time() - started, "status": status}
+        summary = _summary(scheduler, status, trio.current_time() - started)
         with trio.CancelScope(shield=True):
             try:
-                await store.finish(status=status, summary={**summary, **_stats(scheduler)})
+                await store.finish(status=status, summary=summary)
             except Exception:  # keep the original error; this one is secondary
                 log.exception("could not record the run's final status")
-        raise
+        raise _unwrap(exc) from None
     wall = trio.current_time() - started
     status = "complete"
-    await store.finish(
-        status=status, summary={"wall_time": wall, "status": status, **_stats(scheduler)}
-    )
+    await store.finish(status=status, summary=_summary(scheduler, status, wall))
     return RunResult.from_store(
         store,
         num_records=total,
@@ -124,13 +122,39 @@ def _is_interrupt(exc: BaseException) -> bool:
     return False
 
 
-def _stats(scheduler: Scheduler) -> dict[str, int]:
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """The error a caller should see: nurseries wrap errors in exception groups, but a run
+    stops for one reason. A Ctrl-C wins; else a lone error (with its traceback) is raised as
+    itself; several different errors stay grouped."""
+    leaves = _leaves(exc)
+    for leaf in leaves:
+        if isinstance(leaf, KeyboardInterrupt):
+            return leaf
+    real = [leaf for leaf in leaves if not isinstance(leaf, trio.Cancelled)]
+    if len(real) == 1:
+        return real[0]
+    return exc
+
+
+def _summary(scheduler: Scheduler, status: str, wall: float) -> dict[str, object]:
+    """What this invocation did (a resumed run's earlier invocations are not included; the
+    run-wide counts are kept by the store in metadata.json)."""
     stats = scheduler.statistics()
     return {
-        "cells_done": stats.cells_done,
-        "cells_failed": stats.cells_failed,
-        "rows_dropped": stats.rows_dropped,
-        "row_groups_written": stats.row_groups_written,
+        "status": status,
+        "invocation": {
+            "wall_time": wall,
+            "cells_done": stats.cells_done,
+            "cells_failed": stats.cells_failed,
+            "rows_dropped": stats.rows_dropped,
+            "row_groups_written": stats.row_groups_written,
+        },
     }
 
 
@@ -166,10 +190,11 @@ async def acreate(
     """
     if resume and overwrite:
         raise ValueError("resume and overwrite exclude each other")
-    cfg, base = _load(config, base_dir)
-    graph = compile_pipeline(cfg, base_dir=base)
-    _check_seed_rows(graph, cfg, num_records)
-    plan_row_groups(num_records, cfg.run.row_group_size)  # validates num_records
+    plan_row_groups(num_records, 1)  # validates num_records
+    # Loading and compiling read files (config, seed schema): keep them off the event loop.
+    cfg, base = await trio.to_thread.run_sync(_load, config, base_dir)
+    graph = await trio.to_thread.run_sync(functools.partial(compile_pipeline, cfg, base_dir=base))
+    await trio.to_thread.run_sync(_check_seed_rows, graph, cfg, num_records)
     out = Path(output_dir)
     mode: Literal["new", "overwrite", "resume"] = (
         "resume" if resume else "overwrite" if overwrite else "new"
@@ -179,7 +204,7 @@ async def acreate(
             ParquetStore.open,
             out,
             schema=graph.schema,
-            config_text=dump_config(cfg, None, strict=False),
+            config_text=dump_config(cfg, None, strict=False, redact=True),
             config_hash=config_hash(cfg),
             num_records=num_records,
             row_group_size=cfg.run.row_group_size,
@@ -229,9 +254,10 @@ async def apreview(
     base_dir: str | os.PathLike[str] | None = None,
 ) -> RunResult:
     """Generate a few rows in memory (nothing is written); for callers inside trio."""
-    cfg, base = _load(config, base_dir)
-    graph = compile_pipeline(cfg, base_dir=base)
-    _check_seed_rows(graph, cfg, num_records)
+    plan_row_groups(num_records, 1)  # validates num_records
+    cfg, base = await trio.to_thread.run_sync(_load, config, base_dir)
+    graph = await trio.to_thread.run_sync(functools.partial(compile_pipeline, cfg, base_dir=base))
+    await trio.to_thread.run_sync(_check_seed_rows, graph, cfg, num_records)
     store = MemoryStore(graph.schema)
     return await _run(
         cfg, graph, store, num_records=num_records, seed=_run_seed(cfg), output_dir=None

@@ -137,6 +137,7 @@ def dump_config(
     *,
     format: ConfigFormat | None = None,
     strict: bool = True,
+    redact: bool = False,
 ) -> str:
     """Write a pipeline as YAML or JSON text, and to a file when ``path`` is given.
 
@@ -151,6 +152,9 @@ def dump_config(
         strict: refuse what could not be loaded back (a lambda as a custom function). With
             ``strict=False`` such a function is written by name, for a record of what ran
             (a run's ``config.yaml``) rather than a file to load again.
+        redact: replace every provider header value with ``<redacted>`` — headers may carry
+            credentials — for a copy written next to the data. API keys never appear in a
+            config in the first place: providers name the environment variable holding them.
 
     Returns:
         The text written.
@@ -163,6 +167,9 @@ def dump_config(
         suffix = Path(path).suffix.lower() if path is not None else ""
         format = _SUFFIXES.get(suffix, "yaml")
     data = unstructure_pipeline(cfg, strict=strict)
+    if redact:
+        for provider in data.get("providers", []):
+            provider["headers"] = dict.fromkeys(provider.get("headers", {}), REDACTED)
     if format == "json":
         _check_json_keys(data, "")
         text = json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
@@ -203,15 +210,38 @@ def _write_atomically(path: Path, text: str) -> None:
         raise
 
 
+#: What a redacted header value reads as.
+REDACTED = "<redacted>"
+
+#: The run settings that change what is generated (the random streams derive from both).
+_OUTPUT_RUN_FIELDS = ("seed", "row_group_size")
+#: Model settings that change how requests are made, not what comes back.
+_EXECUTION_MODEL_FIELDS = frozenset({"max_parallel_requests", "timeout"})
+
+
 def config_hash(cfg: PipelineConfig) -> str:
-    """SHA-256 (hex) of the pipeline's canonical JSON form, stable across runs and processes.
+    """SHA-256 (hex) of what decides the pipeline's *output*, stable across runs and processes.
 
     Two pipelines that load to equal objects have the same hash, however they were written.
-    A custom function that is not importable by its name (a lambda, a local function) counts
-    by its ``module:qualname`` only, so the hash works for any pipeline built in Python.
+    Settings that change only how a run executes are left out, so a run can be resumed with
+    other limits: ``run``'s concurrency limits and scheduling mode, models'
+    ``max_parallel_requests`` and ``timeout``, and providers' endpoints, key variables,
+    headers and extra body fields (only their names and types count). A custom function that
+    is not importable by its name (a lambda, a local function) counts by its
+    ``module:qualname`` only, so the hash works for any pipeline built in Python.
     """
+    data = unstructure_pipeline(cfg, strict=False)
+    run = data.get("run", {})
+    data["run"] = {key: run.get(key) for key in _OUTPUT_RUN_FIELDS}
+    data["models"] = [
+        {k: v for k, v in model.items() if k not in _EXECUTION_MODEL_FIELDS}
+        for model in data.get("models", [])
+    ]
+    data["providers"] = [
+        {"name": p["name"], "type": p.get("type")} for p in data.get("providers", [])
+    ]
     canonical = json.dumps(
-        _hashable(unstructure_pipeline(cfg, strict=False)),
+        _hashable(data),
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,

@@ -34,7 +34,7 @@ import trio
 
 from ..config import RunConfig
 from ..errors import GenerationError
-from ..generators import BatchContext, CellContext, ColumnGenerator
+from ..generators import BatchContext, CellContext, ColumnGenerator, RowFailure
 from ..storage import ColumnCounts, DropRecord, RowGroupData, RowGroupStore
 from .graph import ExecutionGraph, Node
 from .tracker import CellTask, CompletionTracker, Task
@@ -47,6 +47,15 @@ log = logging.getLogger("gridloom.scheduler")
 _INLINE_BURST = 256
 #: Tasks the dispatcher starts back to back before it lets the event loop run.
 _DISPATCH_BURST = 64
+#: An inline batch over more rows than this goes to a worker thread instead, so the loop is
+#: never held for longer than a few milliseconds.
+_INLINE_BATCH_ROWS = 1024
+
+
+def _runs_inline(generator: ColumnGenerator, task: Task) -> bool:
+    if not generator.inline or generator.is_async:
+        return False
+    return isinstance(task, CellTask) or len(task.rows) <= _INLINE_BATCH_ROWS
 
 
 @attrs.frozen(kw_only=True)
@@ -255,7 +264,7 @@ class Scheduler:
                 continue
             node = self._graph.nodes[task.node]
             generator = node.generator
-            if generator.inline and not generator.is_async:
+            if _runs_inline(generator, task):
                 heapq.heappop(self._ready)
                 self._finish(group, task, self._call_inline(group, node, task))
                 inline_burst += 1
@@ -303,13 +312,14 @@ class Scheduler:
             row_group=group.spec.index,
             column=node.name,
             seed=self._seed,
+            group_row_ids=range(first, first + group.spec.num_rows),
         )
 
     def _call_inline(self, group: _RowGroup, node: Node, task: Task) -> Any:
         try:
             return node.generator.generate(self._context(group, node, task))
         except Exception as exc:
-            return _Failure(exc)
+            return RowFailure(exc)
 
     async def _run_task(self, group: _RowGroup, node: Node, task: Task, token: object) -> None:
         generator = node.generator
@@ -335,61 +345,77 @@ class Scheduler:
         try:
             if generator.is_async:
                 return await generator.agenerate(ctx)
-            if generator.inline:
-                return generator.generate(ctx)
             return await trio.to_thread.run_sync(generator.generate, ctx, limiter=self._threads)
         except Exception as exc:
-            return _Failure(exc)
+            return RowFailure(exc)
 
     # ------------------------------------------------------------------ outcomes
 
     def _finish(self, group: _RowGroup, task: Task, outcome: Any) -> None:
-        """Record a task's outcome, queue what it made ready, and close the group if done."""
+        """Record a task's outcome, queue what it made ready, and close the group if done.
+
+        ``outcome`` is the generator's return value, or a :class:`RowFailure` when the call
+        raised (every row of the task fails); a batch result may also hold a
+        :class:`RowFailure` in place of single rows' values (just those rows fail).
+        """
         tracker = group.tracker
         node = self._graph.nodes[task.node]
+        rows = [task.row] if isinstance(task, CellTask) else list(task.rows)
         ready: list[Task] = []
-        if not isinstance(outcome, _Failure):
+        if isinstance(outcome, RowFailure):
+            self._fail_rows(group, node, rows, outcome.error, ready)
+        else:
             try:
-                ready = self._store_values(group, node, task, outcome)
+                self._store_values(group, node, task, outcome, ready)
             except GenerationError as exc:
-                outcome = _Failure(exc)
-        if isinstance(outcome, _Failure):
-            rows = [task.row] if isinstance(task, CellTask) else list(task.rows)
-            for row in rows:
-                if tracker.is_dropped(row):
-                    continue
-                group.failed[node.index] += 1
-                self._cells_failed += 1
-                self._rows_dropped += 1
-                group.drops.append(
-                    DropRecord(
-                        row_id=group.spec.first_row_id + row,
-                        column=node.name,
-                        error_type=type(outcome.error).__name__,
-                        message=str(outcome.error),
-                    )
-                )
-                ready.extend(tracker.drop_row(row))
+                self._fail_rows(group, node, rows, exc, ready)
         if self._column_mode:
             self._advance_stage(group)
         self._accept(group, ready)
         if tracker.finished:
             group.done.set()
 
-    def _store_values(self, group: _RowGroup, node: Node, task: Task, value: Any) -> list[Task]:
+    def _fail_rows(
+        self, group: _RowGroup, node: Node, rows: Sequence[int], error: Exception, ready: list[Task]
+    ) -> None:
+        """``node`` failed on ``rows``: drop each (still live) row, recording why."""
+        tracker = group.tracker
+        for row in rows:
+            if tracker.is_dropped(row):
+                continue
+            group.failed[node.index] += 1
+            self._cells_failed += 1
+            self._rows_dropped += 1
+            group.drops.append(
+                DropRecord(
+                    row_id=group.spec.first_row_id + row,
+                    column=node.name,
+                    error_type=type(error).__name__,
+                    message=str(error),
+                )
+            )
+            ready.extend(tracker.drop_row(row))
+
+    def _store_values(
+        self, group: _RowGroup, node: Node, task: Task, value: Any, ready: list[Task]
+    ) -> None:
+        """Write a successful result into the row group; raises GenerationError on a bad shape
+        before anything is written."""
         tracker = group.tracker
         outputs = node.outputs
         if isinstance(task, CellTask):
             if tracker.is_dropped(task.row):
-                return []
-            if len(outputs) == 1:
-                group.columns[outputs[0]][task.row] = value
-            else:
-                mapping = _as_mapping(node, value)
-                for col in outputs:
-                    group.columns[col][task.row] = mapping[col]
+                return
+            mapping = {outputs[0]: value} if len(outputs) == 1 else _as_mapping(node, value)
+            failure = next((v for v in mapping.values() if isinstance(v, RowFailure)), None)
+            if failure is not None:
+                self._fail_rows(group, node, [task.row], failure.error, ready)
+                return
+            for col in outputs:
+                group.columns[col][task.row] = mapping[col]
             self._cells_done += 1
-            return tracker.complete_cell(task.node, task.row)
+            ready.extend(tracker.complete_cell(task.node, task.row))
+            return
         rows = task.rows
         per_column = {outputs[0]: value} if len(outputs) == 1 else dict(_as_mapping(node, value))
         for col in outputs:
@@ -404,18 +430,18 @@ class Scheduler:
                     f"column {node.name!r}: batch generator returned {len(values)} values "
                     f"for {len(rows)} rows"
                 )
-        alive = [i for i, r in enumerate(rows) if not tracker.is_dropped(r)]
-        for col in outputs:
-            target, values = group.columns[col], per_column[col]
-            for i in alive:
-                target[rows[i]] = values[i]
-        self._cells_done += len(alive)
-        return tracker.complete_batch(task.node, rows)
-
-
-@attrs.frozen
-class _Failure:
-    error: Exception
+        columns = [(group.columns[col], per_column[col]) for col in outputs]
+        for i, row in enumerate(rows):
+            if tracker.is_dropped(row):
+                continue
+            failure = next((v[i] for _, v in columns if isinstance(v[i], RowFailure)), None)
+            if failure is not None:
+                self._fail_rows(group, node, [row], failure.error, ready)
+                continue
+            for target, values in columns:
+                target[row] = values[i]
+            self._cells_done += 1
+        ready.extend(tracker.complete_batch(task.node, rows))
 
 
 def _as_mapping(node: Node, value: Any) -> Mapping[str, Any]:

@@ -11,6 +11,7 @@ from .base import (
     CellContext,
     ColumnGenerator,
     Granularity,
+    RowFailure,
     derive_rng,
     derive_seed,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "GeneratorBuilder",
     "Granularity",
     "PoissonSampler",
+    "RowFailure",
     "SeedDatasetGenerator",
     "SubcategorySampler",
     "TimedeltaSampler",

@@ -14,8 +14,10 @@ Granularity:
   a sequence).
 
 Raising any exception fails the cell (or batch): its row (or rows) are dropped with the
-exception as the recorded reason. Generators know nothing of row groups' storage, limits or
-scheduling; everything they need arrives in the context.
+exception as the recorded reason. A batch generator that fails on some rows only puts a
+:class:`RowFailure` in those rows' places: just those rows are dropped. Generators know
+nothing of row groups' storage, limits or scheduling; everything they need arrives in the
+context.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ __all__ = [
     "CellContext",
     "ColumnGenerator",
     "Granularity",
+    "RowFailure",
     "derive_rng",
     "derive_seed",
 ]
@@ -49,6 +52,14 @@ def derive_seed(seed: int, *parts: object) -> int:
 def derive_rng(seed: int, *parts: object) -> random.Random:
     """An independent ``random.Random`` stream for ``(seed, *parts)``."""
     return random.Random(derive_seed(seed, *parts))
+
+
+@attrs.frozen
+class RowFailure:
+    """A batch generator's stand-in for one row's value: that row fails with ``error``
+    (and is dropped), the batch's other rows go on."""
+
+    error: Exception
 
 
 @attrs.define(kw_only=True, slots=True)
@@ -88,6 +99,9 @@ class BatchContext:
         row_ids: dataset positions of the live rows in this batch, ascending.
         columns: each upstream column's values over those rows, aligned with ``row_ids``.
         row_group: the row group's index.
+        group_row_ids: every row id of the row group, dropped ones included. A generator that
+            draws random values draws one per entry here and picks ``row_ids`` from them, so a
+            row's value never depends on which other rows were dropped.
         column: the node's primary column name.
         seed: the run seed; :attr:`rng` is derived from it, the column and the row group.
         params: the column's own parameters (custom columns' ``params``).
@@ -99,9 +113,19 @@ class BatchContext:
     row_group: int
     column: str
     seed: int
+    group_row_ids: Sequence[int] | None = None
     params: Mapping[str, Any] = attrs.field(factory=dict)
     model: Any = None
     _rng: random.Random | None = None
+
+    def positions(self) -> list[int] | None:
+        """Where each of ``row_ids`` sits in ``group_row_ids``; ``None`` when they are the same
+        rows (nothing dropped, or no group given)."""
+        group = self.group_row_ids
+        if group is None or len(group) == len(self.row_ids):
+            return None
+        first = group[0]
+        return [row_id - first for row_id in self.row_ids]
 
     @property
     def rng(self) -> random.Random:

@@ -18,7 +18,7 @@ from typing import Any
 from ..config._columns import CustomColumn
 from ..errors import ConfigError, GenerationError
 from ._dtypes import arrow_type, coerce
-from .base import BatchContext, CellContext, ColumnGenerator
+from .base import BatchContext, CellContext, ColumnGenerator, RowFailure
 
 __all__ = [
     "AsyncCustomGenerator",
@@ -133,7 +133,16 @@ class _CustomBase(ColumnGenerator):
                 f"column {self.name!r}: batch function returned a list of the wrong length:"
                 f" got {len(result)} values for {expected} rows"
             )
-        return [coerce(value, dtype, column=self.name) for value in result]
+        out: list[Any] = []
+        for value in result:
+            if isinstance(value, RowFailure):
+                out.append(value)
+                continue
+            try:
+                out.append(coerce(value, dtype, column=self.name))
+            except GenerationError as exc:  # this row fails; the others go on
+                out.append(RowFailure(exc))
+        return out
 
 
 class CustomGenerator(_CustomBase):

@@ -11,7 +11,7 @@ from ..config._columns import ExpressionColumn
 from ..errors import GenerationError, TemplateError
 from ._dtypes import arrow_type, coerce
 from ._jinja import template_env
-from .base import BatchContext, CellContext, ColumnGenerator, Granularity
+from .base import BatchContext, CellContext, ColumnGenerator, Granularity, RowFailure
 
 __all__ = ["ExpressionGenerator"]
 
@@ -55,10 +55,13 @@ class ExpressionGenerator(ColumnGenerator):
         """The row's value (cell context), or one value per row (batch context)."""
         if isinstance(ctx, BatchContext):
             columns = ctx.columns
-            return [
-                self._render({name: values[i] for name, values in columns.items()})
-                for i in range(len(ctx.row_ids))
-            ]
+            out: list[Any] = []
+            for i in range(len(ctx.row_ids)):
+                try:
+                    out.append(self._render({name: values[i] for name, values in columns.items()}))
+                except GenerationError as exc:  # this row fails; the others go on
+                    out.append(RowFailure(exc))
+            return out
         return self._render(ctx.row)
 
     def _render(self, row: Mapping[str, Any]) -> Any:

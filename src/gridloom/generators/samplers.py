@@ -32,7 +32,7 @@ from ..config._columns import (
 from ..errors import ConfigError, GenerationError
 from ._distributions import binomial_sampler, poisson_sampler
 from ._dtypes import normalize_values, short_repr, to_naive_utc
-from .base import BatchContext, ColumnGenerator, Granularity
+from .base import BatchContext, ColumnGenerator, Granularity, RowFailure
 
 __all__ = [
     "BernoulliSampler",
@@ -67,9 +67,18 @@ class _Sampler(ColumnGenerator):
     inline = True
 
     def generate(self, ctx: BatchContext) -> list[Any]:
-        """One drawn value per row of ``ctx``."""
-        rng = ctx.rng
-        return [self._draw(rng) for _ in ctx.row_ids]
+        """One drawn value per row of ``ctx``.
+
+        Values are drawn for every row of the row group (``ctx.group_row_ids``) and the live
+        rows' values picked, so a row's value does not depend on which rows were dropped.
+        """
+        count = len(ctx.group_row_ids) if ctx.group_row_ids is not None else len(ctx.row_ids)
+        drawn = self._draw_many(ctx.rng, count)
+        positions = ctx.positions()
+        return drawn if positions is None else [drawn[i] for i in positions]
+
+    def _draw_many(self, rng: random.Random, count: int) -> list[Any]:
+        return [self._draw(rng) for _ in range(count)]
 
     def _draw(self, rng: random.Random) -> Any:
         raise NotImplementedError
@@ -122,9 +131,8 @@ class CategorySampler(_Sampler):
             list(itertools.accumulate(config.weights)) if config.weights is not None else None
         )
 
-    def generate(self, ctx: BatchContext) -> list[Any]:
-        """One weighted draw per row of ``ctx``."""
-        return ctx.rng.choices(self.values, cum_weights=self._cum_weights, k=len(ctx.row_ids))
+    def _draw_many(self, rng: random.Random, count: int) -> list[Any]:
+        return rng.choices(self.values, cum_weights=self._cum_weights, k=count)
 
 
 class SubcategorySampler(_Sampler):
@@ -153,17 +161,28 @@ class SubcategorySampler(_Sampler):
             raise GenerationError(
                 f"column {self.name!r}: parent column {parent!r} is not in the batch"
             ) from None
+        # One uniform draw per row of the row group, mapped onto that row's options: a row's
+        # value depends on its position only, never on which other rows are live.
+        count = len(ctx.group_row_ids) if ctx.group_row_ids is not None else len(ctx.row_ids)
         rng = ctx.rng
-        out = []
-        for value in parents:
+        draws = [rng.random() for _ in range(count)]
+        positions = ctx.positions() or range(len(ctx.row_ids))
+        out: list[Any] = []
+        for value, position in zip(parents, positions, strict=True):
             try:
                 options = self.options[value]
             except (KeyError, TypeError):
-                raise GenerationError(
-                    f"column {self.name!r}: parent {parent!r} value {short_repr(value)} has no"
-                    f" entry in values (known: {', '.join(map(short_repr, self.options))})"
-                ) from None
-            out.append(rng.choice(options))
+                out.append(
+                    RowFailure(
+                        GenerationError(
+                            f"column {self.name!r}: parent {parent!r} value {short_repr(value)}"
+                            " has no entry in values (known: "
+                            f"{', '.join(map(short_repr, self.options))})"
+                        )
+                    )
+                )
+                continue
+            out.append(options[min(int(draws[position] * len(options)), len(options) - 1)])
         return out
 
 
