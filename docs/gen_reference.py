@@ -19,11 +19,14 @@ import attrs
 from gridloom.config import (
     COLUMN_KINDS,
     ColumnConfig,
+    LatencyConfig,
     ModelConfig,
     PipelineConfig,
     ProviderConfig,
     RunConfig,
     SeedDatasetConfig,
+    SimulatedModel,
+    SimulationConfig,
 )
 
 TARGET = Path(__file__).resolve().parent / "configuration.md"
@@ -125,6 +128,9 @@ def render() -> str:
     out = [INTRO]
     sections: list[tuple[str, type]] = [
         ("providers", ProviderConfig),
+        ("providers[].simulation", SimulationConfig),
+        ("providers[].simulation.default / .models[name]", SimulatedModel),
+        ("...latency", LatencyConfig),
         ("models", ModelConfig),
         ("seed_dataset", SeedDatasetConfig),
         ("run", RunConfig),

@@ -10,7 +10,18 @@ already catches ``ValueError`` for bad input keeps working::
     │   ├── CycleError                    columns depend on each other in a loop
     │   └── TemplateError                 a Jinja template does not parse
     ├── GenerationError                   a generator failed on a cell or batch
-    │   └── ValueTypeError                a generated value does not fit the column's dtype
+    │   ├── ValueTypeError                a generated value does not fit the column's dtype
+    │   └── InvalidOutput                 model output unusable after the allowed corrections
+    ├── ModelError                        a model request failed; ``retryable`` says whether
+    │   │                                 trying again later may succeed
+    │   ├── RateLimited                   429 (``retry_after`` when the provider said)
+    │   ├── ProviderUnavailable           5xx, or 529 overloaded
+    │   ├── ProviderTimeout               no answer in time (or 408)
+    │   ├── ConnectionFailed              refused, reset or dropped connection
+    │   ├── MalformedResponse             the reply is not the API's documented shape
+    │   └── BadRequest                    any other 4xx
+    │       ├── AuthenticationFailed      401/403: missing or wrong API key
+    │       └── ContextLengthExceeded     the prompt does not fit the model
     ├── StorageError                      the output directory cannot be used
     │   └── OutputExistsError             the directory already holds a run
     └── RunError                          a run could not complete
@@ -20,12 +31,24 @@ Messages name the column, model or file involved.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
+    "AuthenticationFailed",
+    "BadRequest",
     "ConfigError",
+    "ConnectionFailed",
+    "ContextLengthExceeded",
     "CycleError",
     "GenerationError",
     "GridloomError",
+    "InvalidOutput",
+    "MalformedResponse",
+    "ModelError",
     "OutputExistsError",
+    "ProviderTimeout",
+    "ProviderUnavailable",
+    "RateLimited",
     "RunError",
     "StorageError",
     "TemplateError",
@@ -83,6 +106,94 @@ class GenerationError(GridloomError):
 
 class ValueTypeError(GenerationError, TypeError):
     """A generated value cannot be stored as the column's declared dtype."""
+
+
+class InvalidOutput(GenerationError):
+    """A model's output could not be used (unparseable, or invalid against the column's schema)
+    even after the allowed correction attempts."""
+
+
+class ModelError(GridloomError):
+    """A request to a model failed.
+
+    Attributes:
+        retryable: whether the same request may succeed later (rate limits, server errors,
+            timeouts, connection failures) or never will (bad requests, authentication).
+        status: the HTTP status, when there was a response.
+        provider: the provider's name; model: the model name.
+
+    Messages never contain API keys or request headers.
+    """
+
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        provider: str | None = None,
+        model: str | None = None,
+    ):
+        self.status = status
+        self.provider = provider
+        self.model = model
+        where = "/".join(x for x in (provider, model) if x)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class RateLimited(ModelError):
+    """HTTP 429: the provider refuses more requests for now.
+
+    Attributes:
+        retry_after: seconds the provider asked to wait (from ``Retry-After``), if it said.
+    """
+
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any):
+        self.retry_after = retry_after
+        super().__init__(message, **kwargs)
+
+
+class ProviderUnavailable(ModelError):
+    """HTTP 5xx (or 529): the provider failed or is overloaded."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any):
+        self.retry_after = retry_after
+        super().__init__(message, **kwargs)
+
+
+class ProviderTimeout(ModelError):
+    """No complete answer within the model's timeout (or HTTP 408)."""
+
+    retryable = True
+
+
+class ConnectionFailed(ModelError):
+    """The connection could not be made, or broke before the answer was complete."""
+
+    retryable = True
+
+
+class MalformedResponse(ModelError):
+    """The provider answered, but not in the API's documented shape."""
+
+    retryable = True
+
+
+class BadRequest(ModelError):
+    """HTTP 4xx other than 401/403/408/429: sending the same request again will not help."""
+
+
+class AuthenticationFailed(BadRequest):
+    """HTTP 401/403: the API key is missing, wrong, or not allowed this model."""
+
+
+class ContextLengthExceeded(BadRequest):
+    """The prompt (plus the requested output) is longer than the model accepts."""
 
 
 class StorageError(GridloomError):

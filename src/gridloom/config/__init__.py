@@ -27,6 +27,7 @@ from ._columns import (
 from ._converter import converter, structure_pipeline, unstructure_pipeline
 from ._io import config_hash, dump_config, load_config, load_config_with_base
 from ._models import ModelConfig, PipelineConfig, ProviderConfig, RunConfig, SeedDatasetConfig
+from ._simulation import LatencyConfig, SimulatedModel, SimulationConfig
 
 __all__ = [
     "COLUMN_KINDS",
@@ -40,6 +41,7 @@ __all__ = [
     "DatetimeColumn",
     "ExpressionColumn",
     "GaussianColumn",
+    "LatencyConfig",
     "ModelConfig",
     "PipelineBuilder",
     "PipelineConfig",
@@ -47,6 +49,8 @@ __all__ = [
     "ProviderConfig",
     "RunConfig",
     "SeedDatasetConfig",
+    "SimulatedModel",
+    "SimulationConfig",
     "SubcategoryColumn",
     "TimedeltaColumn",
     "UUIDColumn",

@@ -8,6 +8,7 @@ import attrs
 
 from ..errors import ConfigError
 from ._columns import ColumnConfig
+from ._simulation import SimulationConfig
 
 __all__ = [
     "ModelConfig",
@@ -35,6 +36,7 @@ class ProviderConfig:
             appears in a config, an output file, a log or an error message.
         headers: extra HTTP headers sent with every request.
         extra_body: extra fields merged into every request body.
+        simulation: behaviour of the simulated endpoint (``simulated`` providers only).
     """
 
     name: str = attrs.field(validator=attrs.validators.min_len(1))
@@ -43,6 +45,12 @@ class ProviderConfig:
     api_key_env: str | None = None
     headers: dict[str, str] = attrs.field(factory=dict)
     extra_body: dict[str, Any] = attrs.field(factory=dict)
+    simulation: SimulationConfig | None = attrs.field(default=None)
+
+    @simulation.validator
+    def _check_simulation(self, _attribute: attrs.Attribute[Any], value: Any) -> None:
+        if value is not None and self.type != "simulated":
+            raise ValueError("only a provider of type 'simulated' takes simulation settings")
 
     @endpoint.validator
     def _check_endpoint(self, _attribute: attrs.Attribute[Any], value: str | None) -> None:
@@ -63,6 +71,8 @@ class ModelConfig:
             throttle discovers the real capacity beneath it.
         temperature, top_p, max_tokens: default inference parameters.
         timeout: seconds allowed for one request.
+        json_schema_mode: the provider enforces a JSON schema given as ``response_format``;
+            when false, structured columns put the schema in the prompt instead.
     """
 
     alias: str = attrs.field(validator=attrs.validators.min_len(1))
@@ -73,6 +83,7 @@ class ModelConfig:
     top_p: float | None = None
     max_tokens: int | None = None
     timeout: float = attrs.field(default=120.0, validator=attrs.validators.gt(0))
+    json_schema_mode: bool = True
 
 
 @attrs.frozen(kw_only=True)

@@ -1,0 +1,136 @@
+"""Canonical request and response types: what generators send and get, whatever the provider.
+
+Adapters translate these to and from each provider's wire format (OpenAI-compatible chat
+completions and embeddings, Anthropic Messages).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import attrs
+
+__all__ = [
+    "ChatRequest",
+    "ChatResponse",
+    "EmbeddingRequest",
+    "EmbeddingResponse",
+    "Message",
+    "ModelClient",
+    "ResponseFormat",
+    "Usage",
+]
+
+
+def _tuple(value: Any) -> tuple[Any, ...]:
+    return tuple(value)
+
+
+@attrs.frozen(kw_only=True)
+class Message:
+    """One chat message."""
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+@attrs.frozen(kw_only=True)
+class ResponseFormat:
+    """Ask for JSON output valid against ``schema`` (the provider's JSON-schema mode).
+
+    Attributes:
+        name: a short identifier for the schema (OpenAI requires one).
+        schema: the JSON Schema the answer must satisfy.
+    """
+
+    name: str
+    schema: Mapping[str, Any]
+
+
+@attrs.frozen(kw_only=True)
+class ChatRequest:
+    """A chat completion request.
+
+    Attributes:
+        model: the provider's model name.
+        messages: the conversation, system message first when there is one.
+        temperature, top_p, max_tokens: sampling parameters; ``None`` leaves the provider's.
+        timeout: seconds allowed for the whole request; ``None`` uses the client's default.
+        response_format: JSON-schema output mode, for providers that support it.
+        extra_body: fields merged into the request body as they are.
+    """
+
+    model: str
+    messages: tuple[Message, ...] = attrs.field(converter=_tuple)
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    timeout: float | None = None
+    response_format: ResponseFormat | None = None
+    extra_body: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen(kw_only=True)
+class Usage:
+    """Tokens a request consumed, as the provider counted them."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+        )
+
+
+@attrs.frozen(kw_only=True)
+class ChatResponse:
+    """A chat completion.
+
+    Attributes:
+        text: the answer's text.
+        reasoning: the model's reasoning text, when the provider returns it separately.
+        usage: token counts.
+        finish_reason: why generation stopped (``stop``, ``length``, ...), if reported.
+        model: the model name the provider reports.
+    """
+
+    text: str
+    reasoning: str | None = None
+    usage: Usage = attrs.field(factory=Usage)
+    finish_reason: str | None = None
+    model: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class EmbeddingRequest:
+    """Embed ``inputs`` with ``model``."""
+
+    model: str
+    inputs: tuple[str, ...] = attrs.field(converter=_tuple)
+    timeout: float | None = None
+    extra_body: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen(kw_only=True)
+class EmbeddingResponse:
+    """One vector per input, in input order."""
+
+    vectors: tuple[tuple[float, ...], ...]
+    usage: Usage = attrs.field(factory=Usage)
+
+
+@runtime_checkable
+class ModelClient(Protocol):
+    """What generators call. Implementations raise :class:`~gridloom.errors.ModelError`
+    subclasses (never raw httpx errors), and never put API keys in messages or reprs."""
+
+    async def chat(self, request: ChatRequest) -> ChatResponse:
+        """One chat completion."""
+        ...
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        """Embeddings for a list of inputs."""
+        ...

@@ -1,0 +1,110 @@
+"""Configuration of gridloom's built-in simulated endpoint (providers of type ``simulated``).
+
+```yaml
+providers:
+  - name: sim
+    type: simulated
+    simulation:
+      default: {latency: {median: 0.5, sigma: 0.3}}
+      models:
+        judge-70b: {capacity: 8, latency: {fixed: 0.2, per_token: 0.004}}
+```
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import attrs
+
+__all__ = ["LatencyConfig", "SimulatedModel", "SimulationConfig"]
+
+
+def _rate(_inst: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{attribute.name} must be between 0 and 1, got {value!r}")
+
+
+_non_negative = attrs.validators.ge(0.0)
+
+
+@attrs.frozen(kw_only=True)
+class LatencyConfig:
+    """How long the simulated model takes to answer: ``fixed + lognormal + per_token × tokens``.
+
+    Attributes:
+        fixed: seconds added to every request.
+        median: median of a lognormal component, in seconds (0 for none).
+        sigma: shape of the lognormal component (0 makes it exactly ``median``).
+        per_token: seconds per output token.
+    """
+
+    fixed: float = attrs.field(default=0.0, validator=_non_negative)
+    median: float = attrs.field(default=0.0, validator=_non_negative)
+    sigma: float = attrs.field(default=0.0, validator=_non_negative)
+    per_token: float = attrs.field(default=0.0, validator=_non_negative)
+
+
+@attrs.frozen(kw_only=True)
+class SimulatedModel:
+    """Behaviour of one simulated model.
+
+    Attributes:
+        latency: how long answers take.
+        capacity: requests served at once; a request beyond it is answered 429 at once.
+        retry_after: seconds sent in ``Retry-After`` with a 429.
+        requests_per_second: a token bucket of requests; when empty, 429.
+        tokens_per_minute: a token bucket of output tokens; when empty, 429.
+        error_500_rate: share of requests answered 500.
+        error_503_rate: share of requests answered 503 (with ``Retry-After``).
+        hang_rate: share of requests never answered (the client's timeout ends them).
+        malformed_rate: share of answers whose body is not valid JSON.
+        disconnect_rate: share of requests whose connection is dropped without an answer.
+        invalid_output_rate: share of structured answers that are not valid for their schema.
+        output_tokens: typical length of a text answer, in tokens.
+        reasoning: also return reasoning text, separately from the answer.
+        embedding_dimensions: length of embedding vectors.
+    """
+
+    latency: LatencyConfig = attrs.field(factory=LatencyConfig)
+    capacity: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.ge(1))
+    )
+    retry_after: float = attrs.field(default=1.0, validator=_non_negative)
+    requests_per_second: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.gt(0))
+    )
+    tokens_per_minute: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.gt(0))
+    )
+    error_500_rate: float = attrs.field(default=0.0, validator=_rate)
+    error_503_rate: float = attrs.field(default=0.0, validator=_rate)
+    hang_rate: float = attrs.field(default=0.0, validator=_rate)
+    malformed_rate: float = attrs.field(default=0.0, validator=_rate)
+    disconnect_rate: float = attrs.field(default=0.0, validator=_rate)
+    invalid_output_rate: float = attrs.field(default=0.0, validator=_rate)
+    output_tokens: int = attrs.field(default=48, validator=attrs.validators.ge(1))
+    reasoning: bool = False
+    embedding_dimensions: int = attrs.field(default=32, validator=attrs.validators.ge(1))
+
+
+@attrs.frozen(kw_only=True)
+class SimulationConfig:
+    """The simulated endpoint of one provider.
+
+    Attributes:
+        seed: seeds latencies and injected faults (answers depend only on the request).
+        default: behaviour of every model not listed in ``models``.
+        models: behaviour per model name.
+        transport: ``socket`` serves the endpoint over HTTP on 127.0.0.1 (started and stopped
+            with the run); ``asgi`` mounts it in-process, for runs on a virtual clock.
+    """
+
+    seed: int = 0
+    default: SimulatedModel = attrs.field(factory=SimulatedModel)
+    models: dict[str, SimulatedModel] = attrs.field(factory=dict)
+    transport: Literal["socket", "asgi"] = "socket"
+
+    def for_model(self, name: str) -> SimulatedModel:
+        """The behaviour of model ``name``."""
+        return self.models.get(name, self.default)
