@@ -30,7 +30,7 @@ _non_negative = attrs.validators.ge(0.0)
 
 @attrs.frozen(kw_only=True)
 class LatencyConfig:
-    """How long the simulated model takes to answer: ``fixed + lognormal + per_token × tokens``.
+    """How long the simulated model takes to answer: ``fixed + lognormal + per_token * tokens``.
 
     Attributes:
         fixed: seconds added to every request.
