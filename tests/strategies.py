@@ -3,6 +3,9 @@
 Config: :func:`pipelines` draws valid :class:`~gridloom.config.PipelineConfig` objects covering
 every column kind, with unique names and valid parameters, that a YAML or JSON file can hold
 (custom functions as import paths, string mapping keys, finite floats).
+
+JSON Schemas: :func:`json_schemas` draws satisfiable schemas from the subset the simulated
+endpoint answers.
 """
 
 from __future__ import annotations
@@ -260,3 +263,143 @@ def pipelines(draw: st.DrawFn, max_columns: int = 6) -> PipelineConfig:
         seed_dataset=draw(st.none() | seed_datasets),
         run=draw(run_configs),
     )
+
+
+# --------------------------------------------------------------------------- JSON Schemas
+# The subset the simulated endpoint can answer (gridloom.simulated._schema_values); every
+# schema drawn here is satisfiable.
+
+_integer_bounds = st.integers(-1000, 1000)
+
+
+@st.composite
+def _integer_schemas(draw: st.DrawFn) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "integer"}
+    low = draw(_integer_bounds)
+    width = draw(st.integers(0, 500))
+    style = draw(st.sampled_from(["none", "inclusive", "exclusive", "low", "high", "multiple"]))
+    if style == "inclusive":
+        schema |= {"minimum": low, "maximum": low + width}
+    elif style == "exclusive":
+        schema |= {"exclusiveMinimum": low, "exclusiveMaximum": low + width + 2}
+    elif style == "low":
+        schema["minimum"] = low
+    elif style == "high":
+        schema["exclusiveMaximum"] = low
+    elif style == "multiple":
+        step = draw(st.integers(1, 10))
+        schema |= {"minimum": low, "maximum": low + width + step, "multipleOf": step}
+    return schema
+
+
+@st.composite
+def _number_schemas(draw: st.DrawFn) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "number"}
+    low = draw(st.floats(-1e6, 1e6))
+    width = draw(st.floats(1e-3, 1e4))
+    style = draw(st.sampled_from(["none", "inclusive", "exclusive", "low", "high"]))
+    if style == "inclusive":
+        schema |= {"minimum": low, "maximum": low + width}
+    elif style == "exclusive":
+        schema |= {"exclusiveMinimum": low, "exclusiveMaximum": low + width}
+    elif style == "low":
+        schema["exclusiveMinimum"] = low
+    elif style == "high":
+        schema["maximum"] = low
+    return schema
+
+
+@st.composite
+def _string_schemas(draw: st.DrawFn) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string"}
+    style = draw(st.sampled_from(["none", "lengths", "format", "enum"]))
+    if style == "lengths":
+        low = draw(st.integers(0, 30))
+        if draw(st.booleans()):
+            schema["minLength"] = low
+        if draw(st.booleans()):
+            schema["maxLength"] = low + draw(st.integers(0, 30))
+    elif style == "format":
+        formats = ["date", "date-time", "time", "email", "uri", "uuid", "hostname", "ipv4"]
+        schema["format"] = draw(st.sampled_from(formats))
+    elif style == "enum":
+        schema["enum"] = draw(st.lists(texts, min_size=1, max_size=4, unique=True))
+    return schema
+
+
+_json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-(10**6), 10**6), texts)
+#: Leaf schemas by the JSON type of the values they accept (disjoint types, for ``oneOf``).
+_typed_leaf_schemas: dict[str, st.SearchStrategy[dict[str, Any]]] = {
+    "string": _string_schemas(),
+    "integer": _integer_schemas(),
+    "boolean": st.just({"type": "boolean"}),
+    "null": st.just({"type": "null"}),
+}
+_leaf_schemas = st.one_of(
+    *_typed_leaf_schemas.values(),
+    _number_schemas(),
+    st.builds(lambda value: {"const": value}, _json_scalars),
+    st.builds(
+        lambda values: {"enum": values},
+        st.lists(_json_scalars, min_size=1, max_size=4, unique_by=lambda v: (type(v), v)),
+    ),
+)
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    kind = schema.get("type")
+    if isinstance(kind, str) and kind != "null":
+        return {**schema, "type": [kind, "null"]}
+    return schema
+
+
+@st.composite
+def _object_schemas(draw: st.DrawFn, children: st.SearchStrategy[Any]) -> dict[str, Any]:
+    properties = draw(st.dictionaries(identifiers, children, max_size=4))
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    if properties:
+        schema["required"] = draw(st.lists(st.sampled_from(sorted(properties)), unique=True))
+    if draw(st.booleans()):
+        schema["additionalProperties"] = draw(st.booleans())
+    return schema
+
+
+@st.composite
+def _array_schemas(draw: st.DrawFn, children: st.SearchStrategy[Any]) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "array", "items": draw(children)}
+    low = draw(st.integers(0, 3))
+    if draw(st.booleans()):
+        schema["minItems"] = low
+    if draw(st.booleans()):
+        schema["maxItems"] = low + draw(st.integers(0, 3))
+    return schema
+
+
+_one_of_schemas = (
+    st.lists(st.sampled_from(sorted(_typed_leaf_schemas)), min_size=1, max_size=3, unique=True)
+    .flatmap(lambda kinds: st.tuples(*(_typed_leaf_schemas[k] for k in kinds)))
+    .map(lambda branches: {"oneOf": list(branches)})
+)
+
+
+def _schema_trees(extra_leaves: st.SearchStrategy[dict[str, Any]]) -> st.SearchStrategy[Any]:
+    return st.recursive(
+        _leaf_schemas | extra_leaves | _one_of_schemas,
+        lambda children: st.one_of(
+            _object_schemas(children),
+            _array_schemas(children),
+            st.lists(children, min_size=1, max_size=3).map(lambda xs: {"anyOf": xs}),
+            children.map(_nullable),
+        ),
+        max_leaves=8,
+    )
+
+
+@st.composite
+def json_schemas(draw: st.DrawFn) -> dict[str, Any]:
+    """A satisfiable JSON Schema from the subset the simulated endpoint supports, sometimes with
+    ``$defs`` that the body refers to with ``$ref``."""
+    defs = draw(st.dictionaries(identifiers, _schema_trees(st.nothing()), max_size=2))
+    refs = st.sampled_from([{"$ref": f"#/$defs/{name}"} for name in sorted(defs)])
+    body: dict[str, Any] = draw(_schema_trees(refs if defs else st.nothing()))
+    return {**body, "$defs": defs} if defs else body

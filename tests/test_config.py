@@ -22,11 +22,17 @@ from gridloom.config import (
     CategoryColumn,
     CustomColumn,
     DatetimeColumn,
+    EmbeddingColumn,
     ExpressionColumn,
     GaussianColumn,
+    LLMCodeColumn,
+    LLMJudgeColumn,
+    LLMStructuredColumn,
+    LLMTextColumn,
     PipelineBuilder,
     PipelineConfig,
     PoissonColumn,
+    Rubric,
     RunConfig,
     SubcategoryColumn,
     TimedeltaColumn,
@@ -119,6 +125,57 @@ KIND_CASES: list[tuple[dict[str, Any], Any]] = [
         ),
     ),
 ]
+KIND_CASES += [
+    (
+        {
+            "name": "s",
+            "llm_text": {"model": "w", "prompt": "About {{ c }}", "with_reasoning": True},
+        },
+        LLMTextColumn(name="s", model="w", prompt="About {{ c }}", with_reasoning=True),
+    ),
+    (
+        {"name": "k", "llm_code": {"model": "w", "prompt": "Sort a list", "language": "rust"}},
+        LLMCodeColumn(name="k", model="w", prompt="Sort a list", language="rust"),
+    ),
+    (
+        {
+            "name": "j",
+            "llm_structured": {
+                "model": "w",
+                "prompt": "Facts",
+                "schema": {"type": "object"},
+                "max_correction_attempts": 1,
+            },
+        },
+        LLMStructuredColumn(
+            name="j",
+            model="w",
+            prompt="Facts",
+            schema={"type": "object"},
+            max_correction_attempts=1,
+        ),
+    ),
+    (
+        {
+            "name": "q",
+            "llm_judge": {
+                "model": "w",
+                "prompt": "{{ s }}",
+                "rubrics": [{"name": "acc", "scores": {"1": "bad", "5": "good"}}],
+            },
+        },
+        LLMJudgeColumn(
+            name="q",
+            model="w",
+            prompt="{{ s }}",
+            rubrics=(Rubric(name="acc", scores={1: "bad", 5: "good"}),),
+        ),
+    ),
+    (
+        {"name": "v", "embedding": {"model": "w", "input": "{{ s }}"}},
+        EmbeddingColumn(name="v", model="w", input="{{ s }}"),
+    ),
+]
 KIND_CASES[8] = (
     {"name": "when", "datetime": {"start": "2024-01-01", "end": "2024-03-01T12:30:00"}},
     DatetimeColumn(name="when", start=dt.datetime(2024, 1, 1), end=dt.datetime(2024, 3, 1, 12, 30)),
@@ -147,7 +204,11 @@ def test_every_kind_loads_from_yaml_and_json(
     tmp_path: Path, suffix: str, column: dict[str, Any], expected: Any
 ) -> None:
     """Each column kind loads from a YAML or JSON file to the expected column object."""
-    path = _write(tmp_path, "pipeline" + suffix, {"columns": [column]})
+    models = {
+        "providers": [{"name": "sim", "type": "simulated"}],
+        "models": [{"alias": "w", "provider": "sim", "model": "m"}],
+    }
+    path = _write(tmp_path, "pipeline" + suffix, {"columns": [column], **models})
     assert load_config(path).columns == (expected,)
 
 
@@ -422,6 +483,11 @@ def test_builder_has_a_method_per_kind() -> None:
         .timedelta("t", 0, 5, reference="d")
         .expression("e", "{{ c }}")
         .custom("f", "json:dumps")
+        .llm_text("lt", "w", "About {{ c }}")
+        .llm_code("lc", "w", "Code", language="go")
+        .llm_structured("ls", "w", "Facts", {"type": "object"})
+        .llm_judge("lj", "w", "{{ lt }}", [{"name": "a", "scores": {1: "x"}}])
+        .embedding("le", "w", "{{ lt }}")
         .column(UUIDColumn(name="id2"))
         .provider("sim", type="simulated")
         .model("w", provider="sim", model="m")

@@ -10,7 +10,16 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from ._api import acreate, apreview, create, plan_row_groups, preview, validate
+from ._api import (
+    acheck_models,
+    acreate,
+    apreview,
+    check_models,
+    create,
+    plan_row_groups,
+    preview,
+    validate,
+)
 from .config import (
     BernoulliColumn,
     BinomialColumn,
@@ -94,8 +103,10 @@ __all__ = [
     "UnknownReferenceError",
     "ValueTypeError",
     "__version__",
+    "acheck_models",
     "acreate",
     "apreview",
+    "check_models",
     "config_hash",
     "create",
     "dump_config",

@@ -12,12 +12,24 @@ from typing import Any, Literal
 
 import trio
 
+from .clients import ModelHandle
 from .config import PipelineConfig, config_hash, dump_config, load_config_with_base
 from .engine import ExecutionGraph, RowGroupSpec, Scheduler, compile_pipeline
+from .engine.models import check_models as _check_models
+from .engine.models import open_models
 from .errors import ConfigError
 from .storage import MemoryStore, ParquetStore, RowGroupStore, RunResult
 
-__all__ = ["acreate", "create", "plan_row_groups", "preview", "validate"]
+__all__ = [
+    "acheck_models",
+    "acreate",
+    "apreview",
+    "check_models",
+    "create",
+    "plan_row_groups",
+    "preview",
+    "validate",
+]
 
 log = logging.getLogger("gridloom")
 
@@ -80,6 +92,7 @@ async def _run(
     num_records: int,
     seed: int,
     output_dir: Path | None,
+    models: Mapping[str, ModelHandle],
 ) -> RunResult:
     # On resume the store knows the run's full size (it may have grown).
     total = getattr(store, "num_records", num_records)
@@ -88,13 +101,13 @@ async def _run(
         for spec in plan_row_groups(total, cfg.run.row_group_size)
         if spec.index not in store.completed()
     ]
-    scheduler = Scheduler(graph, cfg.run, seed=seed, store=store)
+    scheduler = Scheduler(graph, cfg.run, seed=seed, store=store, models=models)
     started = trio.current_time()
     try:
         await scheduler.run(specs)
     except BaseException as exc:
         status = "interrupted" if _is_interrupt(exc) else "failed"
-        summary = _summary(scheduler, status, trio.current_time() - started)
+        summary = _summary(scheduler, models, status, trio.current_time() - started)
         with trio.CancelScope(shield=True):
             try:
                 await store.finish(status=status, summary=summary)
@@ -103,7 +116,8 @@ async def _run(
         raise _unwrap(exc) from None
     wall = trio.current_time() - started
     status = "complete"
-    await store.finish(status=status, summary=_summary(scheduler, status, wall))
+    summary = _summary(scheduler, models, status, wall)
+    await store.finish(status=status, summary=summary)
     return RunResult.from_store(
         store,
         num_records=total,
@@ -111,6 +125,7 @@ async def _run(
         status=status,
         output_dir=output_dir,
         seed=seed,
+        extras={"models": summary["models"]},
     )
 
 
@@ -142,7 +157,9 @@ def _unwrap(exc: BaseException) -> BaseException:
     return exc
 
 
-def _summary(scheduler: Scheduler, status: str, wall: float) -> dict[str, object]:
+def _summary(
+    scheduler: Scheduler, models: Mapping[str, ModelHandle], status: str, wall: float
+) -> dict[str, Any]:
     """What this invocation did (a resumed run's earlier invocations are not included; the
     run-wide counts are kept by the store in metadata.json)."""
     stats = scheduler.statistics()
@@ -155,6 +172,7 @@ def _summary(scheduler: Scheduler, status: str, wall: float) -> dict[str, object
             "rows_dropped": stats.rows_dropped,
             "row_groups_written": stats.row_groups_written,
         },
+        "models": {alias: handle.usage().as_dict() for alias, handle in models.items()},
     }
 
 
@@ -199,6 +217,18 @@ async def acreate(
     mode: Literal["new", "overwrite", "resume"] = (
         "resume" if resume else "overwrite" if overwrite else "new"
     )
+    async with open_models(cfg) as models:
+        return await _create(cfg, graph, out, mode, num_records, models)
+
+
+async def _create(
+    cfg: PipelineConfig,
+    graph: ExecutionGraph,
+    out: Path,
+    mode: Literal["new", "overwrite", "resume"],
+    num_records: int,
+    models: Mapping[str, ModelHandle],
+) -> RunResult:
     store = await trio.to_thread.run_sync(
         functools.partial(
             ParquetStore.open,
@@ -212,7 +242,9 @@ async def acreate(
             mode=mode,
         )
     )
-    return await _run(cfg, graph, store, num_records=num_records, seed=store.seed, output_dir=out)
+    return await _run(
+        cfg, graph, store, num_records=num_records, seed=store.seed, output_dir=out, models=models
+    )
 
 
 def create(
@@ -259,9 +291,16 @@ async def apreview(
     graph = await trio.to_thread.run_sync(functools.partial(compile_pipeline, cfg, base_dir=base))
     await trio.to_thread.run_sync(_check_seed_rows, graph, cfg, num_records)
     store = MemoryStore(graph.schema)
-    return await _run(
-        cfg, graph, store, num_records=num_records, seed=_run_seed(cfg), output_dir=None
-    )
+    async with open_models(cfg) as models:
+        return await _run(
+            cfg,
+            graph,
+            store,
+            num_records=num_records,
+            seed=_run_seed(cfg),
+            output_dir=None,
+            models=models,
+        )
 
 
 def preview(
@@ -276,3 +315,28 @@ def preview(
         >>> gl.preview("pipeline.yaml", num_records=5).table.to_pylist()  # doctest: +SKIP
     """
     return trio.run(functools.partial(apreview, config, num_records, base_dir=base_dir))
+
+
+async def acheck_models(
+    config: ConfigSource, *, base_dir: str | os.PathLike[str] | None = None
+) -> list[dict[str, Any]]:
+    """Send one tiny request to every model alias the pipeline uses; for callers in trio.
+
+    Returns:
+        One dict per alias: ``alias``, ``provider``, ``model``, ``ok``, and ``latency_s`` or
+        ``error``.
+    """
+    cfg, _base = await trio.to_thread.run_sync(_load, config, base_dir)
+    return await _check_models(cfg)
+
+
+def check_models(
+    config: ConfigSource, *, base_dir: str | os.PathLike[str] | None = None
+) -> list[dict[str, Any]]:
+    """Send one tiny request to every model alias the pipeline uses; report latency or error.
+
+    Example:
+        >>> for row in gl.check_models("pipeline.yaml"):  # doctest: +SKIP
+        ...     print(row["alias"], row["ok"], row.get("latency_s"), row.get("error"))
+    """
+    return trio.run(functools.partial(acheck_models, config, base_dir=base_dir))

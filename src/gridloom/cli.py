@@ -136,6 +136,91 @@ def create(
         )
 
 
+@cli.command("check-models")
+@click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def check_models(config: Path, as_json: bool) -> None:
+    """Send one tiny request to each model CONFIG uses; report latency or the error.
+
+    Exits 1 when any model fails.
+
+    \b
+    Example:
+      gridloom check-models examples/quickstart.yaml
+    """
+    try:
+        results = _api.check_models(config)
+    except ConfigError as exc:
+        _fail(f"{config}: {exc}", EXIT_CONFIG)
+        return
+    if as_json:
+        click.echo(json.dumps(results, indent=2))
+    else:
+        if not results:
+            click.echo(f"{config}: no column uses a model")
+        for row in results:
+            where = f"{row['alias']} ({row['provider']}/{row['model']})"
+            if row["ok"]:
+                click.echo(f"  ok    {where:<40} {row['latency_s'] * 1000:8.1f} ms")
+            else:
+                click.echo(f"  FAIL  {where:<40} {row['error']}")
+    if any(not row["ok"] for row in results):
+        sys.exit(EXIT_FAILED)
+
+
+@cli.command()
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8000,
+    show_default=True,
+    help="Port on 127.0.0.1 (0 picks a free one).",
+)
+@click.option(
+    "--latency",
+    type=float,
+    default=0.5,
+    show_default=True,
+    help="Median latency in seconds (lognormal, sigma 0.3).",
+)
+@click.option(
+    "--capacity",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Concurrent requests served per model; beyond it, 429.",
+)
+@click.option(
+    "--error-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Share of requests answered 503.",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+def simulate(port: int, latency: float, capacity: int | None, error_rate: float, seed: int) -> None:
+    """Serve the simulated OpenAI-compatible endpoint on 127.0.0.1 until Ctrl-C.
+
+    It speaks /v1/chat/completions, /v1/embeddings and /v1/messages; point any
+    OpenAI-compatible client (or a gridloom provider of type openai) at it.
+
+    \b
+    Example:
+      gridloom simulate --port 8000 --latency 0.2 --capacity 8
+    """
+    from .config import LatencyConfig, SimulatedModel, SimulationConfig
+    from .simulated import run_simulator
+
+    model = SimulatedModel(
+        latency=LatencyConfig(median=latency, sigma=0.3 if latency else 0.0),
+        capacity=capacity,
+        error_503_rate=error_rate,
+    )
+    try:
+        run_simulator(SimulationConfig(seed=seed, default=model), port=port)
+    except KeyboardInterrupt:
+        sys.exit(0)
+
+
 def main() -> None:
     """Console-script entry point."""
     cli()

@@ -7,7 +7,6 @@ with :func:`load_config`; :func:`dump_config` writes it back losslessly and
 
 from ._builder import PipelineBuilder
 from ._columns import (
-    COLUMN_KINDS,
     SAMPLER_KINDS,
     BernoulliColumn,
     BinomialColumn,
@@ -26,6 +25,16 @@ from ._columns import (
 )
 from ._converter import converter, structure_pipeline, unstructure_pipeline
 from ._io import config_hash, dump_config, load_config, load_config_with_base
+from ._kinds import COLUMN_KINDS
+from ._llm import (
+    EmbeddingColumn,
+    LLMCodeColumn,
+    LLMColumn,
+    LLMJudgeColumn,
+    LLMStructuredColumn,
+    LLMTextColumn,
+    Rubric,
+)
 from ._models import ModelConfig, PipelineConfig, ProviderConfig, RunConfig, SeedDatasetConfig
 from ._simulation import LatencyConfig, SimulatedModel, SimulationConfig
 
@@ -39,14 +48,21 @@ __all__ = [
     "CustomColumn",
     "DType",
     "DatetimeColumn",
+    "EmbeddingColumn",
     "ExpressionColumn",
     "GaussianColumn",
+    "LLMCodeColumn",
+    "LLMColumn",
+    "LLMJudgeColumn",
+    "LLMStructuredColumn",
+    "LLMTextColumn",
     "LatencyConfig",
     "ModelConfig",
     "PipelineBuilder",
     "PipelineConfig",
     "PoissonColumn",
     "ProviderConfig",
+    "Rubric",
     "RunConfig",
     "SeedDatasetConfig",
     "SimulatedModel",

@@ -43,6 +43,14 @@ from ._columns import (
     UUIDColumn,
 )
 from ._converter import converter, find_invalid_field
+from ._llm import (
+    EmbeddingColumn,
+    LLMCodeColumn,
+    LLMJudgeColumn,
+    LLMStructuredColumn,
+    LLMTextColumn,
+    Rubric,
+)
 from ._models import ModelConfig, PipelineConfig, ProviderConfig, RunConfig, SeedDatasetConfig
 
 __all__ = ["PipelineBuilder"]
@@ -324,6 +332,113 @@ class PipelineBuilder:
             dtype=dtype,
             params=dict(params or {}),
             model=model,
+        )
+
+    # ------------------------------------------------------------------ model columns
+
+    def llm_text(
+        self,
+        name: str,
+        model: str,
+        prompt: str,
+        *,
+        depends_on: Iterable[str] = (),
+        drop: bool = False,
+        **fields: Any,
+    ) -> Self:
+        """Add an :class:`LLMTextColumn` (``fields``: system_prompt, temperature, top_p,
+        max_tokens, timeout, extra_body, with_reasoning)."""
+        return self._add(
+            LLMTextColumn, name, depends_on, drop, model=model, prompt=prompt, **fields
+        )
+
+    def llm_code(
+        self,
+        name: str,
+        model: str,
+        prompt: str,
+        *,
+        language: str = "python",
+        depends_on: Iterable[str] = (),
+        drop: bool = False,
+        **fields: Any,
+    ) -> Self:
+        """Add an :class:`LLMCodeColumn`: one fenced code block in ``language``."""
+        return self._add(
+            LLMCodeColumn,
+            name,
+            depends_on,
+            drop,
+            model=model,
+            prompt=prompt,
+            language=language,
+            **fields,
+        )
+
+    def llm_structured(
+        self,
+        name: str,
+        model: str,
+        prompt: str,
+        schema: Mapping[str, Any],
+        *,
+        depends_on: Iterable[str] = (),
+        drop: bool = False,
+        **fields: Any,
+    ) -> Self:
+        """Add an :class:`LLMStructuredColumn`: JSON valid against ``schema``."""
+        return self._add(
+            LLMStructuredColumn,
+            name,
+            depends_on,
+            drop,
+            model=model,
+            prompt=prompt,
+            schema=dict(schema),
+            **fields,
+        )
+
+    def llm_judge(
+        self,
+        name: str,
+        model: str,
+        prompt: str,
+        rubrics: Iterable[Rubric | Mapping[str, Any]],
+        *,
+        depends_on: Iterable[str] = (),
+        drop: bool = False,
+        **fields: Any,
+    ) -> Self:
+        """Add an :class:`LLMJudgeColumn`; each rubric is a :class:`Rubric` or a mapping with
+        ``name``, ``description`` and ``scores``."""
+        built = tuple(
+            r if isinstance(r, Rubric) else _construct(Rubric, dict(r), column=name, where="rubric")
+            for r in rubrics
+        )
+        return self._add(
+            LLMJudgeColumn,
+            name,
+            depends_on,
+            drop,
+            model=model,
+            prompt=prompt,
+            rubrics=built,
+            **fields,
+        )
+
+    def embedding(
+        self,
+        name: str,
+        model: str,
+        input: str,
+        *,
+        depends_on: Iterable[str] = (),
+        drop: bool = False,
+        **fields: Any,
+    ) -> Self:
+        """Add an :class:`EmbeddingColumn`: the vector of the rendered ``input``."""
+        return self._add(
+            EmbeddingColumn, name, depends_on, drop, model=model, input=input, **fields
         )
 
     # ------------------------------------------------------------------ pipeline parts

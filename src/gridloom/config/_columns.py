@@ -19,7 +19,6 @@ from typing import Any, ClassVar, Literal
 import attrs
 
 __all__ = [
-    "COLUMN_KINDS",
     "SAMPLER_KINDS",
     "BernoulliColumn",
     "BinomialColumn",
@@ -372,8 +371,3 @@ class CustomColumn(ColumnConfig):
                 )
         elif not callable(value):
             raise TypeError(f"function must be callable or an import path, got {value!r}")
-
-
-#: Every column class by its kind key, in the order the kinds are documented.
-_ALL_KINDS: tuple[type[ColumnConfig], ...] = (*SAMPLER_KINDS, ExpressionColumn, CustomColumn)
-COLUMN_KINDS: dict[str, type[ColumnConfig]] = {cls.kind: cls for cls in _ALL_KINDS}

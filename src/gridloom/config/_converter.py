@@ -37,7 +37,7 @@ from cattrs.errors import (
 from cattrs.gen import make_dict_structure_fn
 
 from ..errors import ConfigError
-from ._columns import COLUMN_KINDS, ColumnConfig
+from ._columns import ColumnConfig
 from ._issues import (
     ColumnIssues,
     Issue,
@@ -49,6 +49,8 @@ from ._issues import (
     to_config_error,
     unknown_key_message,
 )
+from ._kinds import COLUMN_KINDS
+from ._llm import Rubric
 from ._models import PipelineConfig
 
 __all__ = [
@@ -106,6 +108,12 @@ def _is_config_class(tp: Any) -> bool:
 
 
 # --------------------------------------------------------------------------- strict scalars
+
+
+def _structure_int_or_str(obj: Any, _: Any) -> int | str:
+    if isinstance(obj, bool) or not isinstance(obj, int | str):
+        raise TypeError(f"expected a whole number or a string, got {describe(obj)}")
+    return obj
 
 
 def _structure_str(obj: Any, _: Any) -> str:
@@ -434,6 +442,7 @@ def _register() -> None:
     c.register_structure_hook(float, _structure_float)
     c.register_structure_hook(bool, _structure_bool)
     c.register_structure_hook(dt.datetime, _structure_datetime)
+    c.register_structure_hook(int | str, _structure_int_or_str)
     c.register_structure_hook_factory(lambda tp: get_origin(tp) is _LITERAL, _literal_hook)
     c.register_structure_hook_factory(_is_tuple, _tuple_hook)
     c.register_structure_hook_factory(_is_dict, _dict_hook)
@@ -443,6 +452,15 @@ def _register() -> None:
 
     c.register_unstructure_hook(float, _unstructure_float)
     c.register_unstructure_hook(dt.datetime, dt.datetime.isoformat)
+    # Score keys are written as text so JSON can hold them; loading turns digits back to ints.
+    c.register_unstructure_hook(
+        Rubric,
+        lambda r: {
+            "name": r.name,
+            "description": r.description,
+            "scores": {str(k): v for k, v in r.scores.items()},
+        },
+    )
     c.register_unstructure_hook_factory(_is_optional, _optional_unhook)
     c.register_unstructure_hook_factory(
         _is_tuple, lambda tp: iterable_unstructure_factory(tp, converter, unstructure_to=list)

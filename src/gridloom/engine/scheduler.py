@@ -120,14 +120,27 @@ class Scheduler:
         run: limits and scheduling mode.
         seed: the run seed every random stream derives from.
         store: receives each finished row group (``await store.write(...)``).
+        models: the run's model handles by alias, handed to generators in their context.
     """
 
-    def __init__(self, graph: ExecutionGraph, run: RunConfig, *, seed: int, store: RowGroupStore):
+    def __init__(
+        self,
+        graph: ExecutionGraph,
+        run: RunConfig,
+        *,
+        seed: int,
+        store: RowGroupStore,
+        models: Mapping[str, Any] | None = None,
+    ):
         self._graph = graph
         self._run = run
         self._seed = seed
+        self._models: Mapping[str, Any] = models or {}
         self._store = store
         self._column_mode = run.scheduling == "column"
+        self._encoders = {
+            col: fn for node in graph.nodes for col, fn in node.generator.encoders.items()
+        }
         self._admission = trio.CapacityLimiter(run.max_row_groups_in_flight)
         self._submission = trio.CapacityLimiter(run.max_submitted_tasks)
         self._llm_wait = trio.CapacityLimiter(run.max_llm_wait_tasks)
@@ -206,9 +219,14 @@ class Scheduler:
             )
             for col in node.outputs:
                 counts[col] = node_counts
-        columns = {
-            field.name: [group.columns[field.name][r] for r in live] for field in self._graph.schema
-        }
+        encoders = self._encoders
+        columns = {}
+        for field in self._graph.schema:
+            values = group.columns[field.name]
+            encode = encoders.get(field.name)
+            columns[field.name] = (
+                [values[r] for r in live] if encode is None else [encode(values[r]) for r in live]
+            )
         return RowGroupData(
             index=group.spec.index,
             first_row_id=first,
@@ -304,6 +322,7 @@ class Scheduler:
                 row_id=first + task.row,
                 column=node.name,
                 seed=self._seed,
+                models=self._models,
             )
         rows = task.rows
         return BatchContext(
@@ -313,6 +332,7 @@ class Scheduler:
             column=node.name,
             seed=self._seed,
             group_row_ids=range(first, first + group.spec.num_rows),
+            models=self._models,
         )
 
     def _call_inline(self, group: _RowGroup, node: Node, task: Task) -> Any:

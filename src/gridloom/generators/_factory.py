@@ -25,6 +25,14 @@ from ..config._columns import (
     UniformColumn,
     UUIDColumn,
 )
+from ..config._llm import (
+    EmbeddingColumn,
+    LLMCodeColumn,
+    LLMColumn,
+    LLMJudgeColumn,
+    LLMStructuredColumn,
+    LLMTextColumn,
+)
 from ..config._models import ModelConfig
 from ..errors import ConfigError, TemplateError, UnknownReferenceError
 from ._dtypes import normalize_values, short_repr
@@ -32,6 +40,7 @@ from ._jinja import template_variables
 from .base import ColumnGenerator, Granularity
 from .custom import custom_generator
 from .expression import ExpressionGenerator
+from .llm import build_llm_generator
 from .samplers import (
     BernoulliSampler,
     BinomialSampler,
@@ -162,6 +171,17 @@ def _simple(factory: Callable[[C], ColumnGenerator]) -> GeneratorBuilder[C]:
     return build
 
 
+def _llm(column: LLMColumn | EmbeddingColumn, ctx: BuildContext) -> ColumnGenerator:
+    model = ctx.models.get(column.model)
+    if model is None:  # PipelineConfig already checks aliases; this guards direct use
+        raise ConfigError(
+            f"unknown model alias {column.model!r}",
+            column=column.name,
+            field=f"{column.kind}.model",
+        )
+    return build_llm_generator(column, model)
+
+
 register_builder(CategoryColumn, _simple(CategorySampler))
 register_builder(SubcategoryColumn, _subcategory)
 register_builder(UniformColumn, _simple(UniformSampler))
@@ -181,3 +201,8 @@ register_builder(
         model=ctx.models.get(column.model) if column.model is not None else None,
     ),
 )
+register_builder(LLMTextColumn, _llm)
+register_builder(LLMCodeColumn, _llm)
+register_builder(LLMStructuredColumn, _llm)
+register_builder(LLMJudgeColumn, _llm)
+register_builder(EmbeddingColumn, _llm)

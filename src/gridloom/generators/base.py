@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, Literal
 
 import attrs
@@ -72,7 +73,9 @@ class CellContext:
         column: the node's primary column name.
         seed: the run seed; :attr:`rng` is derived from it, the column and the row id.
         params: the column's own parameters (custom columns' ``params``).
-        model: the configuration of the model the column uses, for model-bound columns.
+        model: for a custom column with ``model``, that alias's handle (``await
+            ctx.model.chat(request)``; ``ctx.model.config`` is its ``ModelConfig``).
+        models: the run's model handles by alias (what LLM generators call).
     """
 
     row: Mapping[str, Any]
@@ -81,6 +84,7 @@ class CellContext:
     seed: int
     params: Mapping[str, Any] = attrs.field(factory=dict)
     model: Any = None
+    models: Mapping[str, Any] = attrs.field(factory=dict)
     _rng: random.Random | None = None
 
     @property
@@ -105,7 +109,9 @@ class BatchContext:
         column: the node's primary column name.
         seed: the run seed; :attr:`rng` is derived from it, the column and the row group.
         params: the column's own parameters (custom columns' ``params``).
-        model: the configuration of the model the column uses, for model-bound columns.
+        model: for a custom column with ``model``, that alias's handle (``await
+            ctx.model.chat(request)``; ``ctx.model.config`` is its ``ModelConfig``).
+        models: the run's model handles by alias (what LLM generators call).
     """
 
     row_ids: Sequence[int]
@@ -116,6 +122,7 @@ class BatchContext:
     group_row_ids: Sequence[int] | None = None
     params: Mapping[str, Any] = attrs.field(factory=dict)
     model: Any = None
+    models: Mapping[str, Any] = attrs.field(factory=dict)
     _rng: random.Random | None = None
 
     def positions(self) -> list[int] | None:
@@ -146,6 +153,7 @@ class ColumnGenerator:
         granularity: ``"cell"`` or ``"batch"``.
         model_bound: the generator waits on a model; the scheduler moves its task from the
             submission limiter to the LLM-wait limiter before calling it.
+        encoders: per output column, a function from the in-memory value to the stored one.
         inline: a cheap synchronous generator (bookkeeping-sized work) that runs directly on the
             event loop instead of a worker thread. Only for built-ins that never block.
     """
@@ -153,6 +161,9 @@ class ColumnGenerator:
     granularity: Granularity = "cell"
     model_bound: bool = False
     inline: bool = False
+    #: Per output column, how a value is turned into what the file stores (e.g. a parsed JSON
+    #: object into JSON text); downstream templates see the value before encoding.
+    encoders: Mapping[str, Callable[[Any], Any]] = MappingProxyType({})
 
     def __init__(self, *, name: str, outputs: Mapping[str, pa.DataType]):
         if not outputs:

@@ -113,7 +113,8 @@ class _CustomBase(ColumnGenerator):
 
     def _arguments(self, ctx: CellContext | BatchContext) -> tuple[Any, ...]:
         ctx.params = self.params
-        ctx.model = self.model
+        if self.model_bound:
+            ctx.model = ctx.models.get(self.config.model or "", self.model)
         if isinstance(ctx, BatchContext):
             return ({name: list(values) for name, values in ctx.columns.items()}, ctx)
         return (dict(ctx.row), ctx)

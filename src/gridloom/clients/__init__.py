@@ -1,0 +1,59 @@
+"""Model clients: canonical request/response types and adapters over one ``httpx.AsyncClient``
+per provider.
+
+A typical wiring::
+
+    http = build_http_client(provider, models)
+    client = adapter_for(provider, http, api_key=api_key_from_env(provider))
+    async with http:
+        response = await client.chat(ChatRequest(model="m", messages=[Message(...)]))
+
+Every failure is a :class:`~gridloom.errors.ModelError`; 502/503/504 and broken connections are
+retried here (:class:`RetryPolicy`), a 429 never is. API keys travel as :class:`Secret` and
+never appear in reprs, logs or error messages.
+"""
+
+from ._anthropic import AnthropicClient
+from ._errors import error_from_exception, error_from_response, parse_retry_after
+from ._factory import adapter_for
+from ._handle import ModelHandle, ModelUsage
+from ._http import api_key_from_env, build_http_client, http_limits, http_timeout
+from ._openai import OpenAIClient
+from ._retry import RetryPolicy, send_with_retry
+from ._secret import Secret
+from ._types import (
+    ChatRequest,
+    ChatResponse,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    Message,
+    ModelClient,
+    ResponseFormat,
+    Usage,
+)
+
+__all__ = [
+    "AnthropicClient",
+    "ChatRequest",
+    "ChatResponse",
+    "EmbeddingRequest",
+    "EmbeddingResponse",
+    "Message",
+    "ModelClient",
+    "ModelHandle",
+    "ModelUsage",
+    "OpenAIClient",
+    "ResponseFormat",
+    "RetryPolicy",
+    "Secret",
+    "Usage",
+    "adapter_for",
+    "api_key_from_env",
+    "build_http_client",
+    "error_from_exception",
+    "error_from_response",
+    "http_limits",
+    "http_timeout",
+    "parse_retry_after",
+    "send_with_retry",
+]

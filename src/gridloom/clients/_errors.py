@@ -1,0 +1,223 @@
+"""Normalise provider failures (HTTP statuses, httpx exceptions) into gridloom's ModelError tree.
+
+Messages carry the status and a short excerpt of the provider's own error message; never request
+headers, and never a known secret (each is redacted should a provider echo it back).
+"""
+
+from __future__ import annotations
+
+import datetime
+import email.utils
+import json
+import math
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import httpx
+
+from ..errors import (
+    AuthenticationFailed,
+    BadRequest,
+    ConnectionFailed,
+    ContextLengthExceeded,
+    MalformedResponse,
+    ModelError,
+    ProviderTimeout,
+    ProviderUnavailable,
+    RateLimited,
+)
+from ._secret import Secret, redact
+
+__all__ = ["error_from_exception", "error_from_response", "parse_retry_after"]
+
+#: Longest excerpt of a provider's error message kept in an exception message.
+EXCERPT_CHARS = 300
+
+# Lower-case fragments by which OpenAI, Anthropic, vLLM and friends say "the prompt is too long".
+_CONTEXT_MARKERS = (
+    "context_length_exceeded",
+    "context length",
+    "context window",
+    "maximum context",
+    "prompt is too long",
+    "too many input tokens",
+)
+_CONTEXT_STATUSES = frozenset({400, 413, 422})
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait according to a ``Retry-After`` header value.
+
+    Args:
+        value: the header value: delay-seconds (``"2"``, leniently also ``"1.5"``) or an HTTP
+            date (``"Wed, 21 Oct 2015 07:28:00 GMT"``).
+        now: the current wall-clock time (seconds since the epoch) an HTTP date is measured
+            from; ``time.time()`` when ``None``.
+
+    Returns:
+        The delay in seconds (``0.0`` for a date already past), or ``None`` when the value is
+        missing, negative, not finite or not understood.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    if text[0] in "+-.0123456789":
+        return _delay_seconds(text)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # HTTP dates are GMT; asctime-format dates carry no zone.
+        when = when.replace(tzinfo=datetime.UTC)
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+def _delay_seconds(text: str | None) -> float | None:
+    """A non-negative, finite number of seconds, or ``None``."""
+    if text is None:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def _retry_after(headers: httpx.Headers, now: float | None) -> float | None:
+    millis = _delay_seconds(headers.get("retry-after-ms"))
+    if millis is not None:
+        return millis / 1000.0
+    return parse_retry_after(headers.get("retry-after"), now=now)
+
+
+def _error_detail(body: Any) -> str | None:
+    """The human-readable message inside a JSON error body, in the common shapes."""
+    if not isinstance(body, dict):
+        return None
+    error = body.get("error")
+    if isinstance(error, dict):
+        message = error.get("message")
+        if isinstance(message, str) and message:
+            return message
+    if isinstance(error, str) and error:
+        return error
+    for key in ("message", "detail"):
+        value = body.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _excerpt(text: str) -> str:
+    text = " ".join(text.split())
+    if len(text) > EXCERPT_CHARS:
+        return text[: EXCERPT_CHARS - 1] + "…"
+    return text
+
+
+def error_from_response(
+    response: httpx.Response,
+    *,
+    provider: str | None,
+    model: str | None,
+    secrets: Iterable[Secret] = (),
+    now: float | None = None,
+) -> ModelError:
+    """The :class:`~gridloom.errors.ModelError` for an unsuccessful response.
+
+    ===========================================  ==========================================
+    status                                       error
+    ===========================================  ==========================================
+    429                                          ``RateLimited(retry_after)``
+    408                                          ``ProviderTimeout``
+    401, 403                                     ``AuthenticationFailed``
+    400, 413, 422 mentioning the context length  ``ContextLengthExceeded``
+    other 4xx (and unexpected 1xx-3xx)           ``BadRequest``
+    5xx, 529                                     ``ProviderUnavailable(retry_after)``
+    ===========================================  ==========================================
+
+    ``retry_after`` comes from ``retry-after-ms`` or ``Retry-After`` (seconds or HTTP date).
+
+    Args:
+        response: the provider's response; its body must have been read.
+        provider: the provider's name, for the message.
+        model: the model name, for the message.
+        secrets: values to redact should the provider echo them in its error message.
+        now: wall-clock time to measure a ``Retry-After`` date from; ``time.time()`` if ``None``.
+
+    Returns:
+        The error to raise; it is not raised here.
+    """
+    status = response.status_code
+    text = response.text
+    try:
+        detail = _error_detail(json.loads(text))
+    except ValueError:
+        detail = None
+    excerpt = redact(_excerpt(detail if detail is not None else text), secrets)
+    reason = response.reason_phrase or ""
+    message = f"HTTP {status}{' ' + reason if reason else ''}"
+    if excerpt:
+        message += f": {excerpt}"
+    where: dict[str, Any] = {"status": status, "provider": provider, "model": model}
+
+    if status == 429:
+        return RateLimited(message, retry_after=_retry_after(response.headers, now), **where)
+    if status >= 500:
+        return ProviderUnavailable(
+            message, retry_after=_retry_after(response.headers, now), **where
+        )
+    if status == 408:
+        return ProviderTimeout(message, **where)
+    if status in (401, 403):
+        return AuthenticationFailed(message, **where)
+    if status in _CONTEXT_STATUSES and any(m in text.lower() for m in _CONTEXT_MARKERS):
+        return ContextLengthExceeded(message, **where)
+    if status < 400:
+        return BadRequest(f"{message} (unexpected; redirects are not followed)", **where)
+    return BadRequest(message, **where)
+
+
+def error_from_exception(
+    exc: httpx.HTTPError,
+    *,
+    provider: str | None,
+    model: str | None,
+    secrets: Iterable[Secret] = (),
+) -> ModelError:
+    """The :class:`~gridloom.errors.ModelError` for an httpx exception.
+
+    Timeouts become ``ProviderTimeout``; network and remote-protocol failures (refused, reset or
+    dropped connections) become ``ConnectionFailed``; an undecodable body becomes
+    ``MalformedResponse``; mistakes on our side (unsupported URL scheme, invalid request)
+    become ``BadRequest``. The message holds the exception's type and text, never its request.
+
+    Args:
+        exc: what httpx raised.
+        provider: the provider's name, for the message.
+        model: the model name, for the message.
+        secrets: values to redact from the message.
+
+    Returns:
+        The error to raise (callers raise it ``from None`` so the request, headers included,
+        stays unreachable from the error).
+    """
+    if isinstance(exc, httpx.HTTPStatusError):
+        return error_from_response(exc.response, provider=provider, model=model, secrets=secrets)
+    message = redact(
+        _excerpt(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__), secrets
+    )
+    where: dict[str, Any] = {"provider": provider, "model": model}
+    if isinstance(exc, httpx.TimeoutException):
+        return ProviderTimeout(message, **where)
+    if isinstance(exc, httpx.DecodingError):
+        return MalformedResponse(message, **where)
+    if isinstance(
+        exc, httpx.UnsupportedProtocol | httpx.LocalProtocolError | httpx.TooManyRedirects
+    ):
+        return BadRequest(message, **where)
+    return ConnectionFailed(message, **where)

@@ -1,0 +1,128 @@
+"""A model alias as generators see it: a client, a concurrency limit, and usage accounting."""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+
+import attrs
+import trio
+
+from ..config import ModelConfig
+from ..errors import ModelError
+from ._types import (
+    ChatRequest,
+    ChatResponse,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    ModelClient,
+    Usage,
+)
+
+__all__ = ["ModelHandle", "ModelUsage"]
+
+#: Latencies kept per alias for percentiles (the most recent ones).
+_LATENCY_SAMPLE = 10_000
+
+
+@attrs.frozen(kw_only=True)
+class ModelUsage:
+    """A snapshot of one alias's traffic (what ``RunResult`` reports per model)."""
+
+    alias: str
+    model: str
+    provider: str
+    requests: int
+    succeeded: int
+    failed: int
+    errors: dict[str, int]
+    rate_limited: int
+    input_tokens: int
+    output_tokens: int
+    mean_latency: float | None
+    p95_latency: float | None
+
+    def as_dict(self) -> dict[str, object]:
+        return attrs.asdict(self)
+
+
+class ModelHandle:
+    """Calls one model alias through its client, within the (provider, model) concurrency limit,
+    and counts requests, errors, tokens and latency.
+
+    Args:
+        config: the alias's model configuration.
+        client: the provider's client.
+        limiter: shared by every alias that points at the same (provider, model).
+    """
+
+    def __init__(self, config: ModelConfig, client: ModelClient, limiter: trio.CapacityLimiter):
+        self.config = config
+        self.client = client
+        self.limiter = limiter
+        self._requests = 0
+        self._succeeded = 0
+        self._errors: Counter[str] = Counter()
+        self._usage = Usage()
+        self._latencies: deque[float] = deque(maxlen=_LATENCY_SAMPLE)
+
+    @property
+    def alias(self) -> str:
+        return self.config.alias
+
+    @property
+    def model(self) -> str:
+        """The provider's model name."""
+        return self.config.model
+
+    def __repr__(self) -> str:
+        return f"<ModelHandle {self.alias!r} → {self.config.provider}/{self.model}>"
+
+    async def chat(self, request: ChatRequest) -> ChatResponse:
+        """One chat completion, counted."""
+        async with self.limiter:
+            started = trio.current_time()
+            self._requests += 1
+            try:
+                response = await self.client.chat(request)
+            except ModelError as exc:
+                self._errors[type(exc).__name__] += 1
+                raise
+            self._record(started, response.usage)
+            return response
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        """Embeddings, counted."""
+        async with self.limiter:
+            started = trio.current_time()
+            self._requests += 1
+            try:
+                response = await self.client.embed(request)
+            except ModelError as exc:
+                self._errors[type(exc).__name__] += 1
+                raise
+            self._record(started, response.usage)
+            return response
+
+    def _record(self, started: float, usage: Usage) -> None:
+        self._succeeded += 1
+        self._usage = self._usage + usage
+        self._latencies.append(trio.current_time() - started)
+
+    def usage(self) -> ModelUsage:
+        """A frozen snapshot of this alias's traffic so far."""
+        latencies = sorted(self._latencies)
+        p95 = latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))] if latencies else None
+        return ModelUsage(
+            alias=self.alias,
+            model=self.model,
+            provider=self.config.provider,
+            requests=self._requests,
+            succeeded=self._succeeded,
+            failed=sum(self._errors.values()),
+            errors=dict(self._errors),
+            rate_limited=self._errors.get("RateLimited", 0),
+            input_tokens=self._usage.input_tokens,
+            output_tokens=self._usage.output_tokens,
+            mean_latency=sum(latencies) / len(latencies) if latencies else None,
+            p95_latency=p95,
+        )

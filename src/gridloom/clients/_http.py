@@ -1,0 +1,153 @@
+"""One shared ``httpx.AsyncClient`` per provider, with timeouts and pool limits from the config.
+
+httpx's defaults (5 s timeouts, 100 connections) are never used: the read timeout is the longest
+``timeout`` of the provider's models and the pool holds as many connections as those models may
+have requests in flight.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
+
+import attrs
+import httpx
+
+from ..config import ModelConfig, ProviderConfig
+from ..errors import ConfigError
+from ._secret import Secret
+from ._sharded import ShardedTransport
+
+__all__ = [
+    "CONNECT_TIMEOUT",
+    "KEEPALIVE_EXPIRY",
+    "api_key_from_env",
+    "build_http_client",
+    "http_limits",
+    "http_timeout",
+]
+
+#: Seconds allowed to open a connection (capped by the models' own timeout).
+CONNECT_TIMEOUT = 10.0
+#: Seconds an idle pooled connection is kept; below common servers' keep-alive timeouts, so a
+#: connection is not reused just as the server closes it.
+KEEPALIVE_EXPIRY = 4.0
+
+_DEFAULT = attrs.fields(ModelConfig).timeout.default
+_DEFAULT_MODEL_TIMEOUT: float = _DEFAULT if isinstance(_DEFAULT, float) else 120.0
+
+
+def _user_agent() -> str:
+    try:
+        return f"gridloom/{version('gridloom')}"
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "gridloom"
+
+
+def _provider_models(provider: ProviderConfig, models: Sequence[ModelConfig]) -> list[ModelConfig]:
+    return [m for m in models if m.provider == provider.name]
+
+
+def http_timeout(provider: ProviderConfig, models: Sequence[ModelConfig]) -> httpx.Timeout:
+    """The client's timeouts: read/write/pool = the longest ``timeout`` of the provider's models.
+
+    Args:
+        provider: the provider.
+        models: model configs; those naming another provider are ignored.
+
+    Returns:
+        ``httpx.Timeout`` with ``connect`` = min(:data:`CONNECT_TIMEOUT`, that longest timeout).
+    """
+    mine = _provider_models(provider, models)
+    longest = max((m.timeout for m in mine), default=_DEFAULT_MODEL_TIMEOUT)
+    return httpx.Timeout(longest, connect=min(CONNECT_TIMEOUT, longest))
+
+
+def http_limits(provider: ProviderConfig, models: Sequence[ModelConfig]) -> httpx.Limits:
+    """The client's pool size: the sum of ``max_parallel_requests`` of the provider's models.
+
+    Args:
+        provider: the provider.
+        models: model configs; those naming another provider are ignored.
+
+    Returns:
+        ``httpx.Limits`` with that many connections (at least one), all of them kept alive.
+    """
+    total = max(1, sum(m.max_parallel_requests for m in _provider_models(provider, models)))
+    return httpx.Limits(
+        max_connections=total, max_keepalive_connections=total, keepalive_expiry=KEEPALIVE_EXPIRY
+    )
+
+
+def build_http_client(
+    provider: ProviderConfig,
+    models: Sequence[ModelConfig],
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    base_url: str | None = None,
+) -> httpx.AsyncClient:
+    """The one ``httpx.AsyncClient`` shared by every model of ``provider``.
+
+    The API key is not set here: adapters add it to each request, so it never sits in the
+    client's default headers.
+
+    Args:
+        provider: the provider; its ``headers`` are sent with every request.
+        models: model configs; those naming another provider are ignored.
+        transport: a transport to use instead of the pooled network one (a
+            :class:`ShardedTransport`) (``httpx.MockTransport``
+            or ``httpx.ASGITransport`` in tests and virtual-time runs); it then manages its own
+            connections.
+        base_url: overrides ``provider.endpoint``, e.g. the URL of a simulated server.
+
+    Returns:
+        An unopened client; use it as ``async with`` (or ``aclose()`` it) when done.
+
+    Raises:
+        ConfigError: neither ``base_url`` nor ``provider.endpoint`` is set.
+    """
+    url = base_url or provider.endpoint
+    if not url:
+        raise ConfigError(
+            f"provider {provider.name!r} has no endpoint and none was given", field="endpoint"
+        )
+    limits = http_limits(provider, models)
+    if transport is None:
+        transport = ShardedTransport(limits)
+    headers = {"user-agent": _user_agent(), **provider.headers}
+    return httpx.AsyncClient(
+        base_url=url,
+        headers=headers,
+        timeout=http_timeout(provider, models),
+        limits=limits,
+        transport=transport,
+        follow_redirects=False,
+    )
+
+
+def api_key_from_env(provider: ProviderConfig) -> Secret | None:
+    """The provider's API key, read from the environment variable its config names.
+
+    Args:
+        provider: the provider; ``api_key_env`` names the variable.
+
+    Returns:
+        The key wrapped in a :class:`Secret`, or ``None`` when the provider names no variable
+        (local servers without authentication, the simulated endpoint).
+
+    Raises:
+        ConfigError: the named variable is unset or empty. The message names the provider and
+            the variable, never a value.
+    """
+    name = provider.api_key_env
+    if not name:
+        return None
+    value = os.environ.get(name)
+    if not value:
+        raise ConfigError(
+            f"provider {provider.name!r}: environment variable {name!r} holding the API key"
+            " is not set (or empty)",
+            field="api_key_env",
+        )
+    return Secret(value)

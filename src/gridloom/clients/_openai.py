@@ -1,0 +1,146 @@
+"""Adapter for OpenAI-compatible servers: ``chat/completions`` and ``embeddings``.
+
+Speaks to OpenAI itself, vLLM, llama.cpp, Ollama's OpenAI endpoint, gridloom's simulated
+endpoint and the like.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._base import AdapterBase, as_tokens, optional_str
+from ._types import ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, Usage
+
+__all__ = ["OpenAIClient"]
+
+
+class OpenAIClient(AdapterBase):
+    """A :class:`~gridloom.clients.ModelClient` for an OpenAI-compatible API.
+
+    Sends the key, when there is one, as ``Authorization: Bearer ...``.
+
+    Args:
+        http: the provider's shared client; its base URL ends in ``/v1``.
+        provider: the provider's config; its ``extra_body`` is merged into every request body.
+        api_key: the API key, or ``None`` for servers without authentication.
+        retry: the transport retry policy; ``RetryPolicy()`` when ``None``.
+    """
+
+    __slots__ = ()
+
+    def _auth_headers(self) -> dict[str, str]:
+        if self._api_key is None:
+            return {}
+        return {"authorization": f"Bearer {self._api_key.reveal()}"}
+
+    @staticmethod
+    def chat_body(request: ChatRequest) -> dict[str, Any]:
+        """The request's wire body, before any extra fields are merged."""
+        body: dict[str, Any] = {
+            "model": request.model,
+            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+        }
+        for key in ("temperature", "top_p", "max_tokens"):
+            value = getattr(request, key)
+            if value is not None:
+                body[key] = value
+        if request.response_format is not None:
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": request.response_format.name,
+                    "schema": dict(request.response_format.schema),
+                    "strict": True,
+                },
+            }
+        return body
+
+    async def chat(self, request: ChatRequest) -> ChatResponse:
+        """One chat completion (``POST chat/completions``).
+
+        Args:
+            request: the canonical request.
+
+        Returns:
+            The first choice's content (``""`` when the provider sends ``null``), the reasoning
+            from ``reasoning_content`` or ``reasoning`` when present, usage and finish reason.
+
+        Raises:
+            ModelError: the request failed; ``MalformedResponse`` when the reply lacks the
+                documented fields.
+        """
+        body = self._body(self.chat_body(request), request.extra_body)
+        data = await self._post(
+            "chat/completions", body, model=request.model, time_limit=request.timeout
+        )
+        model = request.model
+        if not isinstance(data, dict):
+            raise self._malformed(model, "the body is not a JSON object")
+        choices = data.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            raise self._malformed(model, "no 'choices'")
+        message = choices[0].get("message")
+        if not isinstance(message, dict) or "content" not in message:
+            raise self._malformed(model, "no 'choices[0].message.content'")
+        content = message["content"]
+        if content is not None and not isinstance(content, str):
+            raise self._malformed(model, "'choices[0].message.content' is not a string")
+        reasoning = optional_str(message.get("reasoning_content")) or optional_str(
+            message.get("reasoning")
+        )
+        usage = data.get("usage")
+        usage = usage if isinstance(usage, dict) else {}
+        return ChatResponse(
+            text=content or "",
+            reasoning=reasoning,
+            usage=Usage(
+                input_tokens=as_tokens(usage.get("prompt_tokens")),
+                output_tokens=as_tokens(usage.get("completion_tokens")),
+            ),
+            finish_reason=optional_str(choices[0].get("finish_reason")),
+            model=optional_str(data.get("model")),
+        )
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        """Embeddings for the request's inputs (``POST embeddings``).
+
+        Args:
+            request: the canonical request.
+
+        Returns:
+            One vector per input, in input order (the reply is ordered by its ``index`` fields).
+
+        Raises:
+            ModelError: the request failed; ``MalformedResponse`` when the reply does not hold
+                exactly one numeric vector per input.
+        """
+        body = self._body(
+            {"model": request.model, "input": list(request.inputs)}, request.extra_body
+        )
+        data = await self._post("embeddings", body, model=request.model, time_limit=request.timeout)
+        model = request.model
+        items = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(items, list):
+            raise self._malformed(model, "no 'data' list")
+        vectors: dict[int, tuple[float, ...]] = {}
+        for item in items:
+            if not isinstance(item, dict):
+                raise self._malformed(model, "an item of 'data' is not an object")
+            index, embedding = item.get("index"), item.get("embedding")
+            if not isinstance(index, int) or isinstance(index, bool) or index in vectors:
+                raise self._malformed(model, "missing or repeated 'index'")
+            if not isinstance(embedding, list) or not all(
+                isinstance(x, int | float) and not isinstance(x, bool) for x in embedding
+            ):
+                raise self._malformed(model, f"'embedding' {index} is not a list of numbers")
+            vectors[index] = tuple(float(x) for x in embedding)
+        if sorted(vectors) != list(range(len(request.inputs))):
+            raise self._malformed(
+                model, f"{len(vectors)} vectors for {len(request.inputs)} inputs, or bad indexes"
+            )
+        usage = data.get("usage")
+        usage = usage if isinstance(usage, dict) else {}
+        return EmbeddingResponse(
+            vectors=tuple(vectors[i] for i in range(len(vectors))),
+            usage=Usage(input_tokens=as_tokens(usage.get("prompt_tokens"))),
+        )

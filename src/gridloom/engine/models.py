@@ -1,0 +1,147 @@
+"""Opening the models a run uses: one HTTP client per provider, one handle per alias.
+
+Providers of type ``simulated`` get gridloom's simulated endpoint, started for the run: over
+real sockets on 127.0.0.1 (``transport: socket``) or mounted in-process (``transport: asgi``,
+for runs on a virtual clock). Only providers that some column actually uses are opened, and a
+missing API key fails here, before any row is generated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import trio
+
+from ..clients import (
+    AnthropicClient,
+    ChatRequest,
+    EmbeddingRequest,
+    Message,
+    ModelClient,
+    ModelHandle,
+    OpenAIClient,
+    api_key_from_env,
+    build_http_client,
+)
+from ..config import (
+    EmbeddingColumn,
+    ModelConfig,
+    PipelineConfig,
+    ProviderConfig,
+    SimulationConfig,
+)
+
+__all__ = ["check_models", "open_models", "used_aliases"]
+
+
+def used_aliases(config: PipelineConfig) -> set[str]:
+    """Model aliases referenced by some column."""
+    return {alias for column in config.columns for alias in column.model_aliases().values()}
+
+
+async def _open_client(
+    provider: ProviderConfig, models: list[ModelConfig], stack: contextlib.AsyncExitStack
+) -> ModelClient:
+    if provider.type == "simulated":
+        # Imported here: the simulated endpoint (and its HTTP server) loads only when used.
+        from ..simulated import SimulatedApp, serve_simulated
+
+        simulation = provider.simulation or SimulationConfig()
+        if simulation.transport == "asgi":
+            app = SimulatedApp(simulation)
+            http = build_http_client(
+                provider,
+                models,
+                transport=httpx.ASGITransport(app=app),
+                base_url="http://simulated.invalid/v1",
+            )
+        else:
+            server = await stack.enter_async_context(serve_simulated(simulation))
+            http = build_http_client(provider, models, base_url=server.url)
+        stack.push_async_callback(http.aclose)
+        return OpenAIClient(http, provider=provider, api_key=None)
+    api_key = api_key_from_env(provider)
+    http = build_http_client(provider, models)
+    stack.push_async_callback(http.aclose)
+    if provider.type == "anthropic":
+        return AnthropicClient(http, provider=provider, api_key=api_key)
+    return OpenAIClient(http, provider=provider, api_key=api_key)
+
+
+@contextlib.asynccontextmanager
+async def open_models(
+    config: PipelineConfig, *, aliases: set[str] | None = None
+) -> AsyncIterator[dict[str, ModelHandle]]:
+    """Open clients for the aliases the pipeline uses; yield a handle per alias.
+
+    Aliases that point at the same (provider, model) share one concurrency limit: the smallest
+    ``max_parallel_requests`` among them.
+
+    Raises:
+        ConfigError: a provider's API key variable is not set.
+    """
+    wanted = used_aliases(config) if aliases is None else aliases
+    models = [m for m in config.models if m.alias in wanted]
+    providers = {p.name: p for p in config.providers}
+    async with contextlib.AsyncExitStack() as stack:
+        clients: dict[str, ModelClient] = {}
+        for name in sorted({m.provider for m in models}):
+            provider = providers[name]
+            served = [m for m in config.models if m.provider == name]
+            clients[name] = await _open_client(provider, served, stack)
+        caps: dict[tuple[str, str], int] = {}
+        for model in models:
+            key = (model.provider, model.model)
+            caps[key] = min(caps.get(key, model.max_parallel_requests), model.max_parallel_requests)
+        limiters = {key: trio.CapacityLimiter(cap) for key, cap in caps.items()}
+        yield {
+            model.alias: ModelHandle(
+                model, clients[model.provider], limiters[(model.provider, model.model)]
+            )
+            for model in models
+        }
+
+
+async def check_models(config: PipelineConfig) -> list[dict[str, Any]]:
+    """Send one tiny request per used alias; report latency or the error, per alias."""
+    chat_aliases = {
+        alias
+        for column in config.columns
+        if not isinstance(column, EmbeddingColumn)
+        for alias in column.model_aliases().values()
+    }
+    embedding_only = used_aliases(config) - chat_aliases
+    results: list[dict[str, Any]] = []
+    async with open_models(config) as handles:
+        for alias, handle in sorted(handles.items()):
+            started = trio.current_time()
+            entry: dict[str, Any] = {
+                "alias": alias,
+                "provider": handle.config.provider,
+                "model": handle.model,
+            }
+            try:
+                if alias in embedding_only:
+                    await handle.embed(
+                        EmbeddingRequest(
+                            model=handle.model, inputs=("ok",), timeout=handle.config.timeout
+                        )
+                    )
+                else:
+                    await handle.chat(
+                        ChatRequest(
+                            model=handle.model,
+                            messages=(Message(role="user", content="Reply with OK."),),
+                            max_tokens=8,
+                            timeout=handle.config.timeout,
+                        )
+                    )
+            except Exception as exc:  # reported, not raised: the point is to see them all
+                entry.update(ok=False, error=f"{type(exc).__name__}: {exc}")
+            else:
+                entry.update(ok=True, latency_s=round(trio.current_time() - started, 4))
+            results.append(entry)
+    return results

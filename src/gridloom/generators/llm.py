@@ -1,0 +1,358 @@
+"""Generators that call models: text, code, structured JSON, judges, embeddings.
+
+Each is a model-bound, asynchronous *cell* generator: the scheduler hands its task from the
+submission limiter to the LLM-wait limiter, then the generator renders its prompts from the
+row, calls its model alias (``ctx.models[alias]``) and turns the answer into the cell's value.
+A :class:`~gridloom.errors.ModelError` from the call propagates; the scheduler decides what a
+failure means for the row.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jinja2
+import pyarrow as pa
+from jsonschema import exceptions as schema_exceptions
+from jsonschema import validators
+
+from ..clients._types import ChatRequest, ChatResponse, EmbeddingRequest, Message, ResponseFormat
+from ..config import (
+    EmbeddingColumn,
+    LLMCodeColumn,
+    LLMColumn,
+    LLMJudgeColumn,
+    LLMStructuredColumn,
+    ModelConfig,
+    Rubric,
+)
+from ..errors import GenerationError, InvalidOutput, TemplateError
+from ._jinja import template_env
+from .base import CellContext, ColumnGenerator
+
+__all__ = [
+    "EmbeddingGenerator",
+    "LLMCodeGenerator",
+    "LLMJudgeGenerator",
+    "LLMStructuredGenerator",
+    "LLMTextGenerator",
+    "extract_code",
+    "judge_schema",
+    "parse_json_answer",
+]
+
+REASONING_SUFFIX = "__reasoning"
+_FENCE = re.compile(r"```[ \t]*([\w+#.-]*)[ \t]*\n(.*?)```", re.DOTALL)
+
+
+def _compile(column: str, field: str, source: str) -> jinja2.Template:
+    try:
+        return template_env().from_string(source)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(
+            f"template does not parse: {exc.message} (line {exc.lineno})",
+            column=column,
+            field=field,
+        ) from exc
+
+
+def _render(column: str, template: jinja2.Template, row: Mapping[str, Any]) -> str:
+    try:
+        return template.render(row).strip()
+    except Exception as exc:
+        raise GenerationError(
+            f"column {column!r}: template failed to render: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _json_text(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False, sort_keys=False)
+
+
+class _ModelColumn(ColumnGenerator):
+    """Shared machinery: prompt templates, request building, the reasoning side column."""
+
+    granularity = "cell"
+    model_bound = True
+    inline = False
+
+    def __init__(self, config: LLMColumn, model: ModelConfig, value_type: pa.DataType):
+        outputs = {config.name: value_type}
+        if config.with_reasoning:
+            outputs[config.name + REASONING_SUFFIX] = pa.string()
+        super().__init__(name=config.name, outputs=outputs)
+        self.config = config
+        self.model_config = model
+        self._prompt = _compile(config.name, f"{config.kind}.prompt", config.prompt)
+        self._system = (
+            _compile(config.name, f"{config.kind}.system_prompt", config.system_prompt)
+            if config.system_prompt is not None
+            else None
+        )
+
+    def system_text(self, row: Mapping[str, Any]) -> str | None:
+        """The rendered system prompt (subclasses add their instructions)."""
+        return _render(self.name, self._system, row) if self._system is not None else None
+
+    def messages(self, row: Mapping[str, Any]) -> list[Message]:
+        system = self.system_text(row)
+        user = _render(self.name, self._prompt, row)
+        out = [Message(role="system", content=system)] if system else []
+        out.append(Message(role="user", content=user))
+        return out
+
+    def request(
+        self, messages: list[Message], response_format: ResponseFormat | None = None
+    ) -> ChatRequest:
+        cfg, model = self.config, self.model_config
+        return ChatRequest(
+            model=model.model,
+            messages=messages,
+            temperature=cfg.temperature if cfg.temperature is not None else model.temperature,
+            top_p=cfg.top_p if cfg.top_p is not None else model.top_p,
+            max_tokens=cfg.max_tokens if cfg.max_tokens is not None else model.max_tokens,
+            timeout=cfg.timeout if cfg.timeout is not None else model.timeout,
+            response_format=response_format,
+            extra_body=dict(cfg.extra_body),
+        )
+
+    async def call(self, ctx: CellContext, request: ChatRequest) -> ChatResponse:
+        handle = ctx.models.get(self.config.model)
+        if handle is None:
+            raise GenerationError(f"column {self.name!r}: model {self.config.model!r} is not open")
+        response: ChatResponse = await handle.chat(request)
+        return response
+
+    def result(self, value: Any, response: ChatResponse) -> Any:
+        if not self.config.with_reasoning:
+            return value
+        return {self.name: value, self.name + REASONING_SUFFIX: response.reasoning}
+
+
+class LLMTextGenerator(_ModelColumn):
+    """``llm_text``: the model's answer, stripped of surrounding whitespace."""
+
+    def __init__(self, config: LLMColumn, model: ModelConfig):
+        super().__init__(config, model, pa.string())
+
+    async def agenerate(self, ctx: CellContext) -> Any:
+        response = await self.call(ctx, self.request(self.messages(ctx.row)))
+        return self.result(response.text.strip(), response)
+
+
+def extract_code(text: str, language: str | None = None) -> str:
+    """The content of the first fenced code block (preferring one tagged ``language``), or the
+    whole text stripped when there is no fence."""
+    blocks = _FENCE.findall(text)
+    if not blocks:
+        return text.strip()
+    if language is not None:
+        for tag, body in blocks:
+            if tag.lower() == language.lower():
+                return str(body).rstrip()
+    return str(blocks[0][1]).rstrip()
+
+
+class LLMCodeGenerator(_ModelColumn):
+    """``llm_code``: asks for one fenced code block in ``language``; keeps its content."""
+
+    config: LLMCodeColumn
+
+    def __init__(self, config: LLMCodeColumn, model: ModelConfig):
+        super().__init__(config, model, pa.string())
+
+    def system_text(self, row: Mapping[str, Any]) -> str | None:
+        own = super().system_text(row)
+        rule = (
+            f"Answer with a single fenced code block in {self.config.language}, "
+            f"starting with ```{self.config.language.lower()}."
+        )
+        return f"{own}\n\n{rule}" if own else rule
+
+    async def agenerate(self, ctx: CellContext) -> Any:
+        response = await self.call(ctx, self.request(self.messages(ctx.row)))
+        return self.result(extract_code(response.text, self.config.language), response)
+
+
+def parse_json_answer(text: str, check: Callable[[Any], None]) -> Any:
+    """Parse a model's JSON answer (a fenced ```json block or bare JSON) and validate it.
+
+    Raises:
+        ValueError: with a short, model-readable reason.
+    """
+    stripped = text.strip()
+    blocks = _FENCE.findall(stripped)
+    candidate = str(blocks[0][1]) if blocks else stripped
+    try:
+        value = json.loads(candidate)
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"the answer is not valid JSON ({exc.msg} at position {exc.pos})"
+        ) from None
+    check(value)
+    return value
+
+
+class LLMStructuredGenerator(_ModelColumn):
+    """``llm_structured``: JSON valid against the column's schema, with correction rounds.
+
+    The cell's value is the parsed object (so templates can index into it); it is stored as
+    JSON text.
+    """
+
+    def __init__(
+        self,
+        config: LLMColumn,
+        model: ModelConfig,
+        *,
+        schema: Mapping[str, Any],
+        max_corrections: int,
+    ):
+        super().__init__(config, model, pa.string())
+        self.schema = dict(schema)
+        self.max_corrections = max_corrections
+        self.encoders = {config.name: _json_text}
+        self._validator = validators.validator_for(self.schema)(self.schema)
+        self._schema_text = json.dumps(self.schema, indent=2, ensure_ascii=False)
+
+    def _check(self, value: Any) -> None:
+        error = schema_exceptions.best_match(self._validator.iter_errors(value))
+        if error is not None:
+            where = "/".join(str(p) for p in error.absolute_path) or "the top level"
+            raise ValueError(f"the answer does not match the schema at {where}: {error.message}")
+
+    def messages(self, row: Mapping[str, Any]) -> list[Message]:
+        messages = super().messages(row)
+        if self.model_config.json_schema_mode:
+            return messages
+        last = messages[-1]
+        instruction = (
+            "\n\nRespond with JSON only, valid against this JSON Schema:\n"
+            f"```json\n{self._schema_text}\n```"
+        )
+        return [*messages[:-1], Message(role="user", content=last.content + instruction)]
+
+    def response_format(self) -> ResponseFormat | None:
+        if not self.model_config.json_schema_mode:
+            return None
+        return ResponseFormat(name=re.sub(r"\W", "_", self.name)[:64], schema=self.schema)
+
+    async def agenerate(self, ctx: CellContext) -> Any:
+        messages = self.messages(ctx.row)
+        response_format = self.response_format()
+        reason = ""
+        for _attempt in range(self.max_corrections + 1):
+            response = await self.call(ctx, self.request(messages, response_format))
+            try:
+                value = parse_json_answer(response.text, self._check)
+            except ValueError as exc:
+                reason = str(exc)
+                messages = [
+                    *messages,
+                    Message(role="assistant", content=response.text),
+                    Message(
+                        role="user",
+                        content=f"That answer is not usable: {reason}. Reply again with JSON"
+                        " only, valid against the schema.",
+                    ),
+                ]
+                continue
+            return self.result(value, response)
+        raise InvalidOutput(
+            f"column {self.name!r}: no valid answer after {self.max_corrections} correction"
+            f" attempt(s); last problem: {reason}"
+        )
+
+
+def judge_schema(rubrics: tuple[Rubric, ...]) -> dict[str, Any]:
+    """The JSON Schema of a judge's answer: per rubric, an allowed score and a reason."""
+    return {
+        "type": "object",
+        "properties": {
+            rubric.name: {
+                "type": "object",
+                "properties": {
+                    "score": {"enum": list(rubric.scores)},
+                    "reasoning": {"type": "string"},
+                },
+                "required": ["score", "reasoning"],
+                "additionalProperties": False,
+            }
+            for rubric in rubrics
+        },
+        "required": [rubric.name for rubric in rubrics],
+        "additionalProperties": False,
+    }
+
+
+class LLMJudgeGenerator(LLMStructuredGenerator):
+    """``llm_judge``: for each rubric, a score from its scale and a short reason."""
+
+    config: LLMJudgeColumn
+
+    def __init__(self, config: LLMJudgeColumn, model: ModelConfig):
+        super().__init__(
+            config,
+            model,
+            schema=judge_schema(config.rubrics),
+            max_corrections=config.max_correction_attempts,
+        )
+        lines = [
+            "You are a careful judge. Score the user's material on each rubric below, choosing"
+            " one of the listed scores, and give a one-sentence reason for each."
+        ]
+        for rubric in config.rubrics:
+            lines.append(f"\nRubric {rubric.name!r}: {rubric.description}".rstrip(": "))
+            lines.extend(f"  {score}: {meaning}" for score, meaning in rubric.scores.items())
+        self._instructions = "\n".join(lines)
+
+    def system_text(self, row: Mapping[str, Any]) -> str | None:
+        own = super().system_text(row)
+        return f"{own}\n\n{self._instructions}" if own else self._instructions
+
+
+class EmbeddingGenerator(ColumnGenerator):
+    """``embedding``: the vector of the rendered ``input`` text (stored as list<float32>)."""
+
+    granularity = "cell"
+    model_bound = True
+    inline = False
+
+    def __init__(self, config: EmbeddingColumn, model: ModelConfig):
+        super().__init__(name=config.name, outputs={config.name: pa.list_(pa.float32())})
+        self.config = config
+        self.model_config = model
+        self._input = _compile(config.name, "embedding.input", config.input)
+
+    async def agenerate(self, ctx: CellContext) -> Any:
+        handle = ctx.models.get(self.config.model)
+        if handle is None:
+            raise GenerationError(f"column {self.name!r}: model {self.config.model!r} is not open")
+        text = _render(self.name, self._input, ctx.row)
+        timeout = self.config.timeout or self.model_config.timeout
+        response = await handle.embed(
+            EmbeddingRequest(model=self.model_config.model, inputs=(text,), timeout=timeout)
+        )
+        if len(response.vectors) != 1:
+            raise GenerationError(
+                f"column {self.name!r}: expected one vector, got {len(response.vectors)}"
+            )
+        return list(response.vectors[0])
+
+
+def build_llm_generator(column: LLMColumn | EmbeddingColumn, model: ModelConfig) -> ColumnGenerator:
+    """The generator for an LLM column kind."""
+    if isinstance(column, EmbeddingColumn):
+        return EmbeddingGenerator(column, model)
+    if isinstance(column, LLMJudgeColumn):
+        return LLMJudgeGenerator(column, model)
+    if isinstance(column, LLMStructuredColumn):
+        return LLMStructuredGenerator(
+            column, model, schema=column.schema, max_corrections=column.max_correction_attempts
+        )
+    if isinstance(column, LLMCodeColumn):
+        return LLMCodeGenerator(column, model)
+    return LLMTextGenerator(column, model)

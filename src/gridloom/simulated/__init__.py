@@ -1,0 +1,21 @@
+"""gridloom's simulated model endpoint: OpenAI chat completions and embeddings and Anthropic
+Messages, answered deterministically, with latency, rate limits and faults per model.
+
+Mount :class:`SimulatedApp` in-process with ``httpx.ASGITransport`` (it then runs on trio's
+clock, virtual under ``autojump_clock``), or serve it over real sockets on loopback with
+:func:`serve_simulated` / :func:`run_simulator`.
+"""
+
+from ._app import SimulatedApp
+from ._recorder import ModelStatistics, SimulationStatistics, TimelineEntry
+from ._server import SimulatedServer, run_simulator, serve_simulated
+
+__all__ = [
+    "ModelStatistics",
+    "SimulatedApp",
+    "SimulatedServer",
+    "SimulationStatistics",
+    "TimelineEntry",
+    "run_simulator",
+    "serve_simulated",
+]

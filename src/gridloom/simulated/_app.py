@@ -1,0 +1,300 @@
+"""The simulated endpoint as a plain ASGI 3 application."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from ..config import SimulationConfig
+from ._asgi import (
+    Api,
+    DroppedConnection,
+    Receive,
+    Scope,
+    Send,
+    dump_json,
+    error_body,
+    format_retry_after,
+    read_body,
+    send_bytes,
+    send_json,
+    wait_for_disconnect,
+)
+from ._behaviour import Fault, ModelBehaviour
+from ._formats import anthropic_message, chat_completion, embeddings, model_list
+from ._recorder import Recorder, SimulationStatistics, TimelineEntry
+from ._replies import Reply, build_reply, invalid_reply
+from ._requests import (
+    EmbeddingsRequest,
+    GenerationRequest,
+    RequestError,
+    parse_anthropic_messages,
+    parse_chat_completions,
+    parse_embeddings,
+    parse_json_body,
+)
+
+__all__ = ["SimulatedApp"]
+
+_CHAT = "/v1/chat/completions"
+_MESSAGES = "/v1/messages"
+_EMBEDDINGS = "/v1/embeddings"
+_ROUTES: dict[str, str] = {
+    _CHAT: "POST",
+    _MESSAGES: "POST",
+    _EMBEDDINGS: "POST",
+    "/v1/models": "GET",
+    "/stats": "GET",
+    "/timeline": "GET",
+}
+
+
+class _Flight:
+    """One admitted request: settled once (capacity released, outcome recorded), which
+    happens just before its final response is sent, or when it ends without one."""
+
+    def __init__(
+        self, finish: Callable[..., None], behaviour: ModelBehaviour, path: str, start: float
+    ):
+        self._finish = finish
+        self.behaviour = behaviour
+        self.path = path
+        self.start = start
+        self.outcome = "client_closed"
+        self.settled = False
+
+    def settle(
+        self,
+        status: int | None,
+        outcome: str,
+        *,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+    ) -> None:
+        if self.settled:
+            return
+        self.settled = True
+        self.outcome = outcome
+        self.behaviour.release()
+        self._finish(
+            self.behaviour.name,
+            self.path,
+            self.start,
+            status,
+            outcome,
+            admitted=True,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+        )
+
+
+class SimulatedApp:
+    """An ASGI app that speaks OpenAI chat completions and embeddings and Anthropic Messages,
+    with latency, rate limits and faults configured per model name.
+
+    Routes: ``POST /v1/chat/completions``, ``POST /v1/embeddings``, ``POST /v1/messages``,
+    ``GET /v1/models``, ``GET /stats`` (counters per model) and ``GET /timeline`` (one entry
+    per finished request). Unknown paths get 404, wrong methods 405, bad bodies 400, all as
+    JSON in the API's error shape.
+
+    It waits with ``trio.sleep``, so mounted in-process (``httpx.ASGITransport``) under trio's
+    ``autojump_clock`` it runs in virtual time. Answers depend only on the request; latencies
+    and faults come from a random stream per model seeded by ``config.seed``. An injected
+    dropped connection raises :class:`~gridloom.errors.ConnectionFailed` out of the app
+    (mounted in-process, the caller of the request sees it; :func:`serve_simulated` turns it
+    into a closed socket).
+
+    Args:
+        config: the behaviour of each model.
+        clock: the time source for the timeline and the rate-limit buckets.
+    """
+
+    def __init__(self, config: SimulationConfig, *, clock: Callable[[], float] = trio.current_time):
+        self.config = config
+        self._clock = clock
+        self._recorder = Recorder()
+        self._behaviours: dict[str, ModelBehaviour] = {}
+
+    def statistics(self) -> SimulationStatistics:
+        """A snapshot of the counters per model (what ``GET /stats`` returns)."""
+        return self._recorder.statistics()
+
+    def timeline(self) -> list[TimelineEntry]:
+        """The finished requests, oldest first (the last 100,000 are kept)."""
+        return self._recorder.timeline()
+
+    def _behaviour(self, model: str) -> ModelBehaviour:
+        behaviour = self._behaviours.get(model)
+        if behaviour is None:
+            behaviour = ModelBehaviour(
+                model, self.config.for_model(model), self.config.seed, self._clock
+            )
+            self._behaviours[model] = behaviour
+        return behaviour
+
+    # ----------------------------------------------------------------- ASGI entry point
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Handle one ASGI connection scope (``http`` or ``lifespan``)."""
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        path: str = scope["path"]
+        method: str = scope["method"]
+        api: Api = "anthropic" if path == _MESSAGES else "openai"
+        allowed = _ROUTES.get(path)
+        if allowed is None:
+            await send_json(send, 404, error_body(api, 404, f"unknown path {path!r}"))
+            return
+        if method != allowed:
+            message = f"method {method} not allowed for {path} (use {allowed})"
+            headers = [(b"allow", allowed.encode())]
+            await send_json(send, 405, error_body(api, 405, message), headers=headers)
+            return
+        if method == "GET":
+            await send_json(send, 200, self._report(path))
+            return
+        body = await read_body(receive)
+        await self._handle(path, api, body, receive, send)
+
+    def _report(self, path: str) -> Any:
+        if path == "/stats":
+            return self.statistics().to_json()
+        if path == "/timeline":
+            return [entry.to_json() for entry in self.timeline()]
+        return model_list(sorted(self.config.models))
+
+    # ----------------------------------------------------------------- model requests
+
+    async def _handle(self, path: str, api: Api, body: bytes, receive: Receive, send: Send) -> None:
+        start = self._clock()
+        model = ""
+        request: GenerationRequest | EmbeddingsRequest
+        try:
+            payload = parse_json_body(body)
+            if isinstance(payload.get("model"), str):
+                model = payload["model"]
+            if path == _EMBEDDINGS:
+                request = parse_embeddings(payload)
+                reply = None
+                output_tokens = 0
+            else:
+                parse = parse_anthropic_messages if path == _MESSAGES else parse_chat_completions
+                request = parse(payload)
+                reply = build_reply(request, self.config.for_model(request.model))
+                output_tokens = reply.output_tokens
+        except RequestError as exc:
+            self._recorder.arrived(model)
+            self._finish(model, path, start, 400, "bad_request", admitted=False)
+            await send_json(send, 400, error_body(api, 400, exc.message, param=exc.param))
+            return
+
+        self._recorder.arrived(model)
+        behaviour = self._behaviour(model)
+        rejection = behaviour.admit(output_tokens)
+        if rejection is not None:
+            headers = [(b"retry-after", format_retry_after(rejection.retry_after).encode())]
+            self._finish(model, path, start, 429, "rate_limited", admitted=False)
+            await send_json(send, 429, error_body(api, 429, rejection.reason), headers=headers)
+            return
+
+        self._recorder.admitted(model)
+        flight = _Flight(self._finish, behaviour, path, start)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_cancel_on_disconnect, receive, nursery.cancel_scope)
+                await self._answer(api, flight, request, reply, send)
+                nursery.cancel_scope.cancel()
+        finally:
+            flight.settle(None, flight.outcome)
+        if flight.outcome == "disconnect":
+            raise DroppedConnection("the simulated endpoint dropped the connection", model=model)
+
+    async def _answer(
+        self,
+        api: Api,
+        flight: _Flight,
+        request: GenerationRequest | EmbeddingsRequest,
+        reply: Reply | None,
+        send: Send,
+    ) -> None:
+        behaviour = flight.behaviour
+        draw = behaviour.draw()
+        settings = behaviour.settings
+        if draw.fault is Fault.ERROR_500:
+            flight.settle(500, "error_500")
+            await send_json(send, 500, error_body(api, 500, "simulated internal server error"))
+            return
+        if draw.fault is Fault.ERROR_503:
+            flight.settle(503, "error_503")
+            headers = [(b"retry-after", format_retry_after(settings.retry_after).encode())]
+            body = error_body(api, 503, "the simulated model is overloaded")
+            await send_json(send, 503, body, headers=headers)
+            return
+        if draw.fault is Fault.HANG:
+            flight.outcome = "hang"
+            await trio.sleep_forever()
+        await trio.sleep(behaviour.latency(draw, reply.output_tokens if reply else 0))
+        if draw.fault is Fault.DISCONNECT:
+            flight.settle(None, "disconnect")
+            return
+        outcome = "ok"
+        if isinstance(request, EmbeddingsRequest):
+            dimensions = request.dimensions or settings.embedding_dimensions
+            value = embeddings(request, dimensions)
+            input_tokens, output_tokens = request.input_tokens(), 0
+        else:
+            assert reply is not None
+            if draw.invalid_output and reply.kind == "json":
+                reply = invalid_reply(reply, request.digest())
+                outcome = "invalid_output"
+            if api == "anthropic":
+                value = anthropic_message(request, reply)
+            else:
+                value = chat_completion(request, reply)
+            input_tokens, output_tokens = reply.input_tokens, reply.output_tokens
+        data = dump_json(value)
+        if draw.fault is Fault.MALFORMED:
+            flight.settle(200, "malformed")
+            await send_bytes(send, 200, data[: len(data) // 2])
+            return
+        flight.settle(200, outcome, input_tokens=input_tokens, output_tokens=output_tokens)
+        await send_bytes(send, 200, data)
+
+    def _finish(
+        self,
+        model: str,
+        path: str,
+        start: float,
+        status: int | None,
+        outcome: str,
+        *,
+        admitted: bool,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+    ) -> None:
+        entry = TimelineEntry(
+            model=model, path=path, start=start, end=self._clock(), status=status, outcome=outcome
+        )
+        self._recorder.finished(
+            entry, admitted=admitted, input_tokens=input_tokens, output_tokens=output_tokens
+        )
+
+
+async def _cancel_on_disconnect(receive: Receive, scope: trio.CancelScope) -> None:
+    await wait_for_disconnect(receive)
+    scope.cancel()
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

@@ -1,0 +1,184 @@
+"""Per-model behaviour: admission (capacity, token buckets), injected faults, latency.
+
+Everything random comes from one ``random.Random`` per model, seeded from
+``(config.seed, model)``; each admitted request draws the same three numbers in the same
+order (fault, invalid output, lognormal), so a run with the same arrivals is repeatable.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import math
+import random
+from collections.abc import Callable
+
+import attrs
+
+from ..config import SimulatedModel
+
+__all__ = ["Draw", "Fault", "ModelBehaviour", "Rejection", "TokenBucket"]
+
+
+class Fault(enum.Enum):
+    """An injected failure, chosen per request."""
+
+    ERROR_500 = "error_500"
+    ERROR_503 = "error_503"
+    HANG = "hang"
+    DISCONNECT = "disconnect"
+    MALFORMED = "malformed"
+
+
+@attrs.frozen(kw_only=True)
+class Draw:
+    """What one admitted request will suffer: a fault (or none), an invalid structured answer,
+    and its lognormal latency component (seconds)."""
+
+    fault: Fault | None
+    invalid_output: bool
+    lognormal: float
+
+
+@attrs.frozen(kw_only=True)
+class Rejection:
+    """A 429: why, and after how many seconds to come back."""
+
+    reason: str
+    retry_after: float
+
+
+class TokenBucket:
+    """A token bucket refilled continuously from ``clock``.
+
+    Args:
+        rate: tokens added per second.
+        capacity: the most tokens it holds (it starts full).
+        clock: current time in seconds.
+    """
+
+    def __init__(self, rate: float, capacity: float, clock: Callable[[], float]):
+        self.rate = rate
+        self.capacity = capacity
+        self._clock = clock
+        self._tokens = capacity
+        self._updated = clock()
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(self.capacity, self._tokens + (now - self._updated) * self.rate)
+        self._updated = now
+
+    def wait_time(self, cost: float) -> float:
+        """Seconds until ``cost`` tokens (at most ``capacity``) are available; 0 if they are."""
+        self._refill()
+        missing = min(cost, self.capacity) - self._tokens
+        return max(0.0, missing / self.rate)
+
+    def take(self, cost: float) -> None:
+        """Remove ``cost`` tokens (at most ``capacity``); the level may go negative."""
+        self._refill()
+        self._tokens -= min(cost, self.capacity)
+
+
+class ModelBehaviour:
+    """The mutable state of one simulated model: in-flight count, buckets, random stream.
+
+    Args:
+        name: the model name.
+        settings: how the model behaves.
+        seed: the simulation's seed.
+        clock: current time in seconds (refills the buckets).
+    """
+
+    def __init__(self, name: str, settings: SimulatedModel, seed: int, clock: Callable[[], float]):
+        self.name = name
+        self.settings = settings
+        digest = hashlib.sha256(f"{seed}\x00{name}".encode()).digest()
+        self._rng = random.Random(int.from_bytes(digest[:8], "big"))
+        self.in_flight = 0
+        self._requests = (
+            TokenBucket(settings.requests_per_second, max(1.0, settings.requests_per_second), clock)
+            if settings.requests_per_second is not None
+            else None
+        )
+        self._tokens = (
+            TokenBucket(settings.tokens_per_minute / 60.0, settings.tokens_per_minute, clock)
+            if settings.tokens_per_minute is not None
+            else None
+        )
+
+    def admit(self, output_tokens: int) -> Rejection | None:
+        """Admit a request (counting it in flight) or say why it gets a 429.
+
+        A rejected request takes nothing from the buckets; an admitted one takes one request
+        and ``output_tokens`` tokens. Call :meth:`release` when an admitted request ends.
+        """
+        settings = self.settings
+        if settings.capacity is not None and self.in_flight >= settings.capacity:
+            return Rejection(
+                reason=f"model {self.name!r} is at capacity ({settings.capacity} requests)",
+                retry_after=settings.retry_after,
+            )
+        if self._requests is not None:
+            wait = self._requests.wait_time(1)
+            if wait > 0:
+                return Rejection(
+                    reason=f"model {self.name!r}: rate limit of "
+                    f"{settings.requests_per_second:g} requests per second reached",
+                    retry_after=wait,
+                )
+        if self._tokens is not None:
+            wait = self._tokens.wait_time(output_tokens)
+            if wait > 0:
+                return Rejection(
+                    reason=f"model {self.name!r}: rate limit of "
+                    f"{settings.tokens_per_minute:g} tokens per minute reached",
+                    retry_after=wait,
+                )
+        if self._requests is not None:
+            self._requests.take(1)
+        if self._tokens is not None:
+            self._tokens.take(output_tokens)
+        self.in_flight += 1
+        return None
+
+    def release(self) -> None:
+        """An admitted request has ended."""
+        self.in_flight -= 1
+
+    def draw(self) -> Draw:
+        """The fate of an admitted request.
+
+        The fault rates are stacked shares of one uniform draw, in the order 500, 503, hang,
+        disconnect, malformed (if they add up to more than 1, the later ones get less).
+        """
+        settings = self.settings
+        u_fault = self._rng.random()
+        u_invalid = self._rng.random()
+        z = self._rng.gauss(0.0, 1.0)
+        fault: Fault | None = None
+        edge = 0.0
+        for rate, kind in (
+            (settings.error_500_rate, Fault.ERROR_500),
+            (settings.error_503_rate, Fault.ERROR_503),
+            (settings.hang_rate, Fault.HANG),
+            (settings.disconnect_rate, Fault.DISCONNECT),
+            (settings.malformed_rate, Fault.MALFORMED),
+        ):
+            edge += rate
+            if u_fault < edge:
+                fault = kind
+                break
+        latency = settings.latency
+        lognormal = latency.median * math.exp(latency.sigma * z) if latency.median > 0 else 0.0
+        return Draw(
+            fault=fault,
+            invalid_output=u_invalid < settings.invalid_output_rate,
+            lognormal=lognormal,
+        )
+
+    def latency(self, draw: Draw, output_tokens: int) -> float:
+        """Seconds to answer: fixed + lognormal + per_token * output tokens."""
+        latency = self.settings.latency
+        return latency.fixed + draw.lognormal + latency.per_token * output_tokens

@@ -1,0 +1,374 @@
+"""Deterministic answers: the same request always gets the same text.
+
+What is asked decides the kind of answer, in this order:
+
+1. a JSON Schema through the API (``response_format`` / ``output_format``) → JSON valid for it;
+2. a JSON Schema in the prompt (a fenced ```` ```json ```` block after the words "JSON Schema")
+   → JSON valid for it;
+3. ``response_format: {type: json_object}`` → a JSON object;
+4. a fence marker ```` ```<lang> ```` or the phrase "code block" in a system or user message →
+   a fenced code block in that language (``python`` by default; Python code parses);
+5. otherwise sentence-like text of about ``output_tokens`` words that mentions a few words of
+   the last user message.
+
+Every choice comes from a ``random.Random`` seeded by the request's digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import keyword
+import math
+import random
+import re
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import attrs
+import jsonschema
+
+from ..config import SimulatedModel
+from ._requests import GenerationRequest, PromptMessage, RequestError, count_tokens
+from ._schema_values import UnsatisfiableSchema, check_schema, is_valid, value_for_schema
+
+__all__ = [
+    "Reply",
+    "build_reply",
+    "code_language",
+    "embedding_vector",
+    "invalid_reply",
+    "schema_from_prompt",
+    "topic_words",
+]
+
+_VOCABULARY = tuple(
+    """
+    the a of and to in is it that for on with as this by from at an be are was or which
+    model data record value sample pattern result detail example context signal measure
+    shows suggests describes follows includes remains becomes reflects supports indicates
+    often usually clearly mostly rarely typically notably broadly largely simply
+    small large early recent common useful careful stable similar distinct general
+    process change region period feature structure source method series level factor
+    between across within around during after before under over through
+    """.split()  # noqa: SIM905 - a word list reads better as text
+)
+_STOPWORDS = frozenset(
+    """
+    about above after again against also been before being below between both could does
+    doing down during each from further have having here into itself just more most once
+    only other over same should some such than that their them then there these they this
+    those through under until very what when where which while with would your yours
+    please write give make list return answer using based following tell explain describe
+    generate create summarize short sentence sentences words paragraph brief
+    """.split()  # noqa: SIM905
+)
+_WORD = re.compile(r"[^\W\d_][\w'-]{3,}")
+_FENCE = re.compile(r"```([A-Za-z][\w+#.-]*)")
+_SCHEMA_BLOCK = re.compile(r"```json[^\n]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
+
+
+@attrs.frozen(kw_only=True)
+class Reply:
+    """One answer.
+
+    Attributes:
+        text: the answer (message content).
+        reasoning: reasoning text, when the model "reasons".
+        kind: ``text``, ``code`` or ``json``.
+        schema: the JSON Schema the answer follows, if any.
+        truncated: the answer was cut at ``max_tokens``.
+        input_tokens: words in the prompt.
+        output_tokens: words in the answer plus words of reasoning.
+        reasoning_tokens: words of reasoning.
+    """
+
+    text: str
+    reasoning: str | None = None
+    kind: Literal["text", "code", "json"] = "text"
+    schema: Any = None
+    truncated: bool = False
+    input_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+
+
+def _rng(digest: bytes, salt: bytes = b"") -> random.Random:
+    return random.Random(int.from_bytes(hashlib.sha256(digest + salt).digest()[:8], "big"))
+
+
+def topic_words(text: str, limit: int = 6) -> list[str]:
+    """Distinct content words of ``text``, in order of appearance (lowercased)."""
+    seen: dict[str, None] = {}
+    for match in _WORD.finditer(text):
+        word = match.group().strip("'-").lower()
+        if len(word) >= 4 and word not in _STOPWORDS:
+            seen.setdefault(word, None)
+        if len(seen) >= limit:
+            break
+    return list(seen)
+
+
+def schema_from_prompt(messages: Sequence[PromptMessage]) -> Any:
+    """The JSON Schema in a ```` ```json ```` block that follows "JSON Schema" in a system or
+    user message, or ``None``."""
+    for message in messages:
+        if message.role not in ("system", "user"):
+            continue
+        lowered = message.text.lower()
+        start = lowered.find("json schema")
+        while start >= 0:
+            block = _SCHEMA_BLOCK.search(message.text, start)
+            if block is not None:
+                try:
+                    schema = json.loads(block.group(1))
+                except json.JSONDecodeError:
+                    schema = None
+                if isinstance(schema, dict | bool):
+                    return schema
+            start = lowered.find("json schema", start + 1)
+    return None
+
+
+def code_language(messages: Sequence[PromptMessage]) -> str | None:
+    """The language asked for (from a ```` ```<lang> ```` marker), ``python`` when only
+    "code block" is said, or ``None`` when no code is asked for."""
+    asked = False
+    for message in messages:
+        if message.role not in ("system", "user"):
+            continue
+        fence = _FENCE.search(message.text)
+        if fence is not None:
+            return fence.group(1).lower()
+        asked = asked or "code block" in message.text.lower()
+    return "python" if asked else None
+
+
+def build_reply(request: GenerationRequest, model: SimulatedModel) -> Reply:
+    """The answer to ``request`` from a model behaving like ``model``.
+
+    Raises:
+        RequestError: the schema given through the API is not a valid or satisfiable schema.
+    """
+    digest = request.digest()
+    rng = _rng(digest)
+    last_user = next((m.text for m in reversed(request.messages) if m.role == "user"), "")
+    topics = topic_words(last_user)
+    kind: Literal["text", "code", "json"] = "text"
+    schema: Any = None
+    truncated = False
+    if request.schema is not None:
+        try:
+            check_schema(request.schema)
+            text = _json_text(value_for_schema(request.schema, rng, words=topics))
+        except (jsonschema.SchemaError, UnsatisfiableSchema) as exc:
+            raise RequestError(f"invalid JSON Schema: {_first_line(exc)}", param="schema") from None
+        kind, schema = "json", request.schema
+    elif (prompt_schema := _usable(schema_from_prompt(request.messages))) is not None:
+        text = _json_text(value_for_schema(prompt_schema, rng, words=topics))
+        kind, schema = "json", prompt_schema
+    elif request.json_mode:
+        text = _json_text({"answer": _sentences(rng, 8, topics)})
+        kind = "json"
+    elif (language := code_language(request.messages)) is not None:
+        text = _code_block(language, rng, topics)
+        kind = "code"
+    else:
+        wanted = max(1, round(model.output_tokens * rng.uniform(0.75, 1.25)))
+        if request.max_tokens is not None and wanted > request.max_tokens:
+            wanted, truncated = request.max_tokens, True
+        text = _sentences(rng, wanted, topics)
+    reasoning = None
+    if model.reasoning:
+        reasoning = _reasoning(_rng(digest, b"reasoning"), model.output_tokens, topics)
+    reasoning_tokens = count_tokens(reasoning) if reasoning else 0
+    return Reply(
+        text=text,
+        reasoning=reasoning,
+        kind=kind,
+        schema=schema,
+        truncated=truncated,
+        input_tokens=request.input_tokens(),
+        output_tokens=count_tokens(text) + reasoning_tokens,
+        reasoning_tokens=reasoning_tokens,
+    )
+
+
+def invalid_reply(reply: Reply, digest: bytes) -> Reply:
+    """A structured answer gone wrong: not JSON, or JSON that breaks the schema.
+
+    Text and code answers are returned unchanged.
+    """
+    if reply.kind != "json":
+        return reply
+    rng = _rng(digest, b"invalid")
+    text = f"Here is the JSON you asked for: {reply.text[:-1]}"
+    if reply.schema is not None and rng.random() < 0.5:
+        value = json.loads(reply.text)
+        for candidate in _violations(value, reply.schema):
+            if not is_valid(candidate, reply.schema):
+                text = _json_text(candidate)
+                break
+    reasoning_tokens = reply.reasoning_tokens
+    return attrs.evolve(reply, text=text, output_tokens=count_tokens(text) + reasoning_tokens)
+
+
+def embedding_vector(model: str, text: str, dimensions: int) -> list[float]:
+    """A unit vector that depends only on ``model`` and ``text``."""
+    rng = _rng(json.dumps([model, text]).encode(), b"embedding")
+    vector = [rng.gauss(0.0, 1.0) for _ in range(dimensions)]
+    norm = math.sqrt(sum(x * x for x in vector)) or 1.0
+    return [round(x / norm, 6) for x in vector]
+
+
+# --------------------------------------------------------------------- JSON
+
+
+def _usable(schema: Any) -> Any:
+    if schema is None:
+        return None
+    try:
+        check_schema(schema)
+    except jsonschema.SchemaError:
+        return None
+    return schema
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = exc.message if isinstance(exc, jsonschema.SchemaError) else str(exc)
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _violations(value: Any, schema: Any) -> list[Any]:
+    candidates: list[Any] = []
+    if isinstance(value, dict) and isinstance(schema, dict):
+        for name in schema.get("required", []):
+            candidates.append({k: v for k, v in value.items() if k != name})
+        candidates.append([value])
+    else:
+        candidates.append({"value": value})
+    candidates.append("not the requested structure")
+    return candidates
+
+
+# --------------------------------------------------------------------- text
+
+
+def _sentences(rng: random.Random, words: int, topics: Sequence[str]) -> str:
+    """Sentence-like text of exactly ``words`` words, mentioning some ``topics``."""
+    chosen = rng.sample(list(topics), min(len(topics), 3)) if topics else []
+    out: list[str] = []
+    remaining = words
+    while remaining > 0:
+        length = min(remaining, rng.randint(6, 14))
+        if 0 < remaining - length < 3:
+            length = remaining
+        sentence = [rng.choice(_VOCABULARY) for _ in range(length)]
+        if chosen and (not out or rng.random() < 0.8):
+            sentence[rng.randrange(length)] = rng.choice(chosen)
+        sentence[0] = sentence[0].capitalize()
+        sentence[-1] += "."
+        out.extend(sentence)
+        remaining -= length
+    return " ".join(out)
+
+
+def _reasoning(rng: random.Random, output_tokens: int, topics: Sequence[str]) -> str:
+    about = ", ".join(topics[:3]) or "the request"
+    opening = f"The question is about {about}."
+    rest = max(4, output_tokens // 2 - count_tokens(opening))
+    return f"{opening} {_sentences(rng, rest, topics)}"
+
+
+# --------------------------------------------------------------------- code
+
+
+def _identifier(word: str) -> str:
+    cleaned = "".join(ch for ch in word.lower() if "a" <= ch <= "z")
+    if not cleaned or keyword.iskeyword(cleaned):
+        return "items"
+    return cleaned
+
+
+def _code_block(language: str, rng: random.Random, topics: Sequence[str]) -> str:
+    nouns = [_identifier(t) for t in topics] or ["records"]
+    noun = rng.choice(nouns)
+    verb = rng.choice(("count", "collect", "summarize", "rank", "group"))
+    doc = " ".join(_identifier(w) for w in rng.sample(_VOCABULARY[20:], 5)).capitalize()
+    number = rng.randint(2, 99)
+    if language in ("python", "py", "python3"):
+        body = _python(rng, verb, noun, doc, number)
+    elif language in ("javascript", "js", "typescript", "ts"):
+        body = (
+            f"// {doc}.\n"
+            f"function {verb}{noun.capitalize()}(items) {{\n"
+            "  const counts = {};\n"
+            "  for (const item of items) {\n"
+            "    const key = item.trim().toLowerCase();\n"
+            "    counts[key] = (counts[key] || 0) + 1;\n"
+            "  }\n"
+            "  return counts;\n"
+            "}\n"
+        )
+    elif language == "sql":
+        body = (
+            f"-- {doc}.\n"
+            f"SELECT {noun}, COUNT(*) AS total\n"
+            f"FROM {noun}_table\n"
+            f"WHERE score > {number}\n"
+            f"GROUP BY {noun}\n"
+            "ORDER BY total DESC;\n"
+        )
+    elif language in ("bash", "sh", "shell", "zsh"):
+        body = (
+            "#!/usr/bin/env bash\n"
+            "set -euo pipefail\n"
+            f"# {doc}.\n"
+            f"for item in {' '.join(nouns[:3])}; do\n"
+            f'  echo "{verb}: $item"\n'
+            "done\n"
+        )
+    elif language == "json":
+        body = json.dumps({"topic": noun, "count": number, "tags": nouns[:3]}, indent=2) + "\n"
+    else:
+        body = f"// {doc}.\nint {verb}_{noun}(int count) {{\n    return count * {number};\n}}\n"
+    return f"```{language}\n{body}```"
+
+
+def _python(rng: random.Random, verb: str, noun: str, doc: str, number: int) -> str:
+    name = f"{verb}_{noun}"
+    choice = rng.randrange(3)
+    if choice == 0:
+        return (
+            f"def {name}(items: list[str]) -> dict[str, int]:\n"
+            f'    """{doc}."""\n'
+            "    counts: dict[str, int] = {}\n"
+            "    for item in items:\n"
+            "        key = item.strip().lower()\n"
+            "        counts[key] = counts.get(key, 0) + 1\n"
+            "    return counts\n"
+        )
+    if choice == 1:
+        return (
+            f"def {name}(values: list[float], threshold: float = {number / 10}) -> list[float]:\n"
+            f'    """{doc}."""\n'
+            "    kept = [value for value in values if value >= threshold]\n"
+            "    return sorted(kept, reverse=True)\n"
+        )
+    return (
+        "from dataclasses import dataclass\n"
+        "\n\n"
+        "@dataclass\n"
+        f"class {noun.capitalize()}Record:\n"
+        f'    """{doc}."""\n'
+        "\n"
+        "    name: str\n"
+        f"    weight: float = {number / 10}\n"
+        "\n"
+        "    def score(self) -> float:\n"
+        f"        return round(self.weight * {number}, 2)\n"
+    )
