@@ -88,6 +88,10 @@ class ColumnConfig:
         """Model aliases this column uses, by field path (e.g. ``custom.model``)."""
         return {}
 
+    def output_names(self) -> tuple[str, ...]:
+        """The columns this one fills: its own, then any side columns."""
+        return (self.name,)
+
 
 # --------------------------------------------------------------------------- samplers
 

@@ -8,7 +8,11 @@ import attrs
 
 from ._columns import ColumnConfig, _tuple
 
+#: Suffix of the side column holding a model's reasoning text.
+REASONING_SUFFIX = "__reasoning"
+
 __all__ = [
+    "REASONING_SUFFIX",
     "EmbeddingColumn",
     "LLMCodeColumn",
     "LLMColumn",
@@ -67,6 +71,11 @@ class LLMColumn(ColumnConfig):
 
     def model_aliases(self) -> dict[str, str]:
         return {f"{self.kind}.model": self.model}
+
+    def output_names(self) -> tuple[str, ...]:
+        if self.with_reasoning:
+            return (self.name, self.name + REASONING_SUFFIX)
+        return (self.name,)
 
 
 @attrs.frozen(kw_only=True)

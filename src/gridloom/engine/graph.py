@@ -176,13 +176,18 @@ def compile_pipeline(config: PipelineConfig, *, base_dir: Path | None = None) ->
             producer[col] = 0
     offset = len(names)
     for i, column in enumerate(config.columns):
-        if column.name in producer:
-            raise ConfigError(
-                "a seed dataset column already has this name", column=column.name, field="name"
-            )
+        for output in column.output_names():
+            if output in producer:
+                owner = names[producer[output]]
+                what = "a seed dataset column" if owner == SEED_NODE else f"column {owner!r}"
+                raise ConfigError(
+                    f"{what} already fills a column named {output!r}",
+                    column=column.name,
+                    field="name",
+                )
+            producer[output] = offset + i
         names.append(column.name)
-        outputs.append((column.name,))
-        producer[column.name] = offset + i
+        outputs.append(column.output_names())
 
     # Edges from references.
     upstream: dict[int, set[int]] = {i: set() for i in range(len(names))}

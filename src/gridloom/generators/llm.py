@@ -29,6 +29,7 @@ from ..config import (
     ModelConfig,
     Rubric,
 )
+from ..config._llm import REASONING_SUFFIX
 from ..errors import GenerationError, InvalidOutput, TemplateError
 from ._jinja import template_env
 from .base import CellContext, ColumnGenerator
@@ -44,7 +45,6 @@ __all__ = [
     "parse_json_answer",
 ]
 
-REASONING_SUFFIX = "__reasoning"
 _FENCE = re.compile(r"```[ \t]*([\w+#.-]*)[ \t]*\n(.*?)```", re.DOTALL)
 
 
@@ -166,9 +166,10 @@ class LLMCodeGenerator(_ModelColumn):
 
     def system_text(self, row: Mapping[str, Any]) -> str | None:
         own = super().system_text(row)
+        tag = self.config.language.lower()
         rule = (
-            f"Answer with a single fenced code block in {self.config.language}, "
-            f"starting with ```{self.config.language.lower()}."
+            f"Answer with a single fenced code block in {self.config.language}: "
+            f"```{tag} on the first line, the code, then ``` on the last line."
         )
         return f"{own}\n\n{rule}" if own else rule
 

@@ -64,7 +64,7 @@ _STOPWORDS = frozenset(
     """.split()  # noqa: SIM905
 )
 _WORD = re.compile(r"[^\W\d_][\w'-]{3,}")
-_FENCE = re.compile(r"```([A-Za-z][\w+#.-]*)")
+_FENCE = re.compile(r"```([A-Za-z][\w+#-]*(?:\.[\w+#-]+)*)")
 _SCHEMA_BLOCK = re.compile(r"```json[^\n]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
 
 
