@@ -176,6 +176,21 @@ def _summary(
     }
 
 
+async def _prepare(
+    config: ConfigSource, base_dir: str | os.PathLike[str] | None, num_records: int
+) -> tuple[PipelineConfig, ExecutionGraph]:
+    """Load, compile and check a pipeline for a run of ``num_records`` rows.
+
+    Loading and compiling read files (the config, a seed dataset's schema), so they run in a
+    worker thread, off the event loop.
+    """
+    plan_row_groups(num_records, 1)  # validates num_records
+    cfg, base = await trio.to_thread.run_sync(_load, config, base_dir)
+    graph = await trio.to_thread.run_sync(functools.partial(compile_pipeline, cfg, base_dir=base))
+    await trio.to_thread.run_sync(_check_seed_rows, graph, cfg, num_records)
+    return cfg, graph
+
+
 def _run_seed(cfg: PipelineConfig) -> int:
     return cfg.run.seed if cfg.run.seed is not None else secrets.randbits(63)
 
@@ -208,11 +223,7 @@ async def acreate(
     """
     if resume and overwrite:
         raise ValueError("resume and overwrite exclude each other")
-    plan_row_groups(num_records, 1)  # validates num_records
-    # Loading and compiling read files (config, seed schema): keep them off the event loop.
-    cfg, base = await trio.to_thread.run_sync(_load, config, base_dir)
-    graph = await trio.to_thread.run_sync(functools.partial(compile_pipeline, cfg, base_dir=base))
-    await trio.to_thread.run_sync(_check_seed_rows, graph, cfg, num_records)
+    cfg, graph = await _prepare(config, base_dir, num_records)
     out = Path(output_dir)
     mode: Literal["new", "overwrite", "resume"] = (
         "resume" if resume else "overwrite" if overwrite else "new"
@@ -286,10 +297,7 @@ async def apreview(
     base_dir: str | os.PathLike[str] | None = None,
 ) -> RunResult:
     """Generate a few rows in memory (nothing is written); for callers inside trio."""
-    plan_row_groups(num_records, 1)  # validates num_records
-    cfg, base = await trio.to_thread.run_sync(_load, config, base_dir)
-    graph = await trio.to_thread.run_sync(functools.partial(compile_pipeline, cfg, base_dir=base))
-    await trio.to_thread.run_sync(_check_seed_rows, graph, cfg, num_records)
+    cfg, graph = await _prepare(config, base_dir, num_records)
     store = MemoryStore(graph.schema)
     async with open_models(cfg) as models:
         return await _run(
