@@ -35,8 +35,8 @@ def start_simulator(latency: float) -> tuple[subprocess.Popen[str], str]:
     line = proc.stdout.readline()
     if "http://" not in line:
         proc.kill()
-        raise RuntimeError(f"simulator did not start: {line!r} {proc.stderr.read() if proc.stderr else ''}")
-    url = line.split()[3] if len(line.split()) > 3 else line.strip()
+        detail = proc.stderr.read() if proc.stderr else ""
+        raise RuntimeError(f"simulator did not start: {line!r} {detail}")
     url = next(word for word in line.split() if word.startswith("http://"))
     return proc, url
 
