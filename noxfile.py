@@ -36,7 +36,9 @@ def typecheck(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks; figures go to bench/results/."""
-    session.install("-e", ".[test]")
+    session.install("-e", ".[test,bench]")
     session.run("python", "bench/scale.py", *session.posargs)
     session.run("python", "bench/cells.py", *session.posargs)
     session.run("python", "bench/cells.py", "--model-bound", *session.posargs)
+    session.run("python", "bench/throttle.py")
+    session.run("python", "bench/llm_socket.py")

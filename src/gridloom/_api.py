@@ -228,8 +228,11 @@ async def acreate(
     mode: Literal["new", "overwrite", "resume"] = (
         "resume" if resume else "overwrite" if overwrite else "new"
     )
-    async with open_models(cfg) as models:
-        return await _create(cfg, graph, out, mode, num_records, models)
+    try:
+        async with open_models(cfg) as models:
+            return await _create(cfg, graph, out, mode, num_records, models)
+    except BaseExceptionGroup as exc:  # the models' service nursery wraps what passes it
+        raise _unwrap(exc) from None
 
 
 async def _create(
@@ -299,16 +302,19 @@ async def apreview(
     """Generate a few rows in memory (nothing is written); for callers inside trio."""
     cfg, graph = await _prepare(config, base_dir, num_records)
     store = MemoryStore(graph.schema)
-    async with open_models(cfg) as models:
-        return await _run(
-            cfg,
-            graph,
-            store,
-            num_records=num_records,
-            seed=_run_seed(cfg),
-            output_dir=None,
-            models=models,
-        )
+    try:
+        async with open_models(cfg) as models:
+            return await _run(
+                cfg,
+                graph,
+                store,
+                num_records=num_records,
+                seed=_run_seed(cfg),
+                output_dir=None,
+                models=models,
+            )
+    except BaseExceptionGroup as exc:
+        raise _unwrap(exc) from None
 
 
 def preview(

@@ -21,6 +21,7 @@ from ._http import api_key_from_env, build_http_client, http_limits, http_timeou
 from ._openai import OpenAIClient
 from ._retry import RetryPolicy, send_with_retry
 from ._secret import Secret
+from ._throttled import ThrottledModelClient
 from ._types import (
     ChatRequest,
     ChatResponse,
@@ -46,6 +47,7 @@ __all__ = [
     "ResponseFormat",
     "RetryPolicy",
     "Secret",
+    "ThrottledModelClient",
     "Usage",
     "adapter_for",
     "api_key_from_env",

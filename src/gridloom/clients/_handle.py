@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections import Counter, deque
+from collections.abc import Mapping
 
 import attrs
 import trio
 
 from ..config import ModelConfig
 from ..errors import ModelError
+from ..throttle import AdaptiveLimiter
 from ._types import (
     ChatRequest,
     ChatResponse,
@@ -22,6 +24,8 @@ __all__ = ["ModelHandle", "ModelUsage"]
 
 #: Latencies kept per alias for percentiles (the most recent ones).
 _LATENCY_SAMPLE = 10_000
+#: Points of throttle history reported per domain (for plots).
+_HISTORY_POINTS = 1000
 
 
 @attrs.frozen(kw_only=True)
@@ -36,6 +40,7 @@ class ModelUsage:
     failed: int
     errors: dict[str, int]
     rate_limited: int
+    throttle: dict[str, dict[str, object]]
     input_tokens: int
     output_tokens: int
     mean_latency: float | None
@@ -45,6 +50,17 @@ class ModelUsage:
         return attrs.asdict(self)
 
 
+def _downsample(
+    history: list[tuple[float, int, int]], points: int = _HISTORY_POINTS
+) -> list[list[float]]:
+    """At most ``points`` (time, limit, in flight) samples, evenly spread, the last one kept."""
+    if len(history) <= points:
+        return [[round(t, 6), limit, flight] for t, limit, flight in history]
+    step = len(history) / points
+    picked = [history[int(i * step)] for i in range(points - 1)] + [history[-1]]
+    return [[round(t, 6), limit, flight] for t, limit, flight in picked]
+
+
 class ModelHandle:
     """Calls one model alias through its client, within the (provider, model) concurrency limit,
     and counts requests, errors, tokens and latency.
@@ -52,13 +68,22 @@ class ModelHandle:
     Args:
         config: the alias's model configuration.
         client: the provider's client.
-        limiter: shared by every alias that points at the same (provider, model).
+        limiter: shared by every alias that points at the same (provider, model): its cap.
+        throttles: the adaptive limiters beneath the cap, by domain, for reporting.
     """
 
-    def __init__(self, config: ModelConfig, client: ModelClient, limiter: trio.CapacityLimiter):
+    def __init__(
+        self,
+        config: ModelConfig,
+        client: ModelClient,
+        limiter: trio.CapacityLimiter,
+        *,
+        throttles: Mapping[str, AdaptiveLimiter] | None = None,
+    ):
         self.config = config
         self.client = client
         self.limiter = limiter
+        self.throttles = dict(throttles or {})
         self._requests = 0
         self._succeeded = 0
         self._errors: Counter[str] = Counter()
@@ -120,7 +145,23 @@ class ModelHandle:
             succeeded=self._succeeded,
             failed=sum(self._errors.values()),
             errors=dict(self._errors),
-            rate_limited=self._errors.get("RateLimited", 0),
+            # With throttles, every 429 is counted there (most are retried, never raised).
+            rate_limited=sum(t.statistics().rate_limited for t in self.throttles.values())
+            if self.throttles
+            else self._errors.get("RateLimited", 0),
+            throttle={
+                domain: {
+                    "limit": stats.limit,
+                    "cap": stats.cap,
+                    "ceiling": stats.ceiling,
+                    "cuts": stats.cuts,
+                    "increases": stats.increases,
+                    "rate_limited": stats.rate_limited,
+                    "history": _downsample(t.controller.history()),
+                }
+                for domain, t in self.throttles.items()
+                if (stats := t.statistics()).admitted
+            },
             input_tokens=self._usage.input_tokens,
             output_tokens=self._usage.output_tokens,
             mean_latency=sum(latencies) / len(latencies) if latencies else None,

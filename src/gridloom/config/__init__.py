@@ -37,6 +37,7 @@ from ._llm import (
 )
 from ._models import ModelConfig, PipelineConfig, ProviderConfig, RunConfig, SeedDatasetConfig
 from ._simulation import LatencyConfig, SimulatedModel, SimulationConfig
+from ._throttle import ThrottleConfig
 
 __all__ = [
     "COLUMN_KINDS",
@@ -68,6 +69,7 @@ __all__ = [
     "SimulatedModel",
     "SimulationConfig",
     "SubcategoryColumn",
+    "ThrottleConfig",
     "TimedeltaColumn",
     "UUIDColumn",
     "UniformColumn",

@@ -9,6 +9,7 @@ import attrs
 from ..errors import ConfigError
 from ._columns import ColumnConfig
 from ._simulation import SimulationConfig
+from ._throttle import ThrottleConfig
 
 __all__ = [
     "ModelConfig",
@@ -123,6 +124,7 @@ class RunConfig:
             ``metadata.json``) when unset.
         scheduling: ``cell`` starts each cell as soon as its row's upstream cells are done;
             ``column`` runs each column to completion before the next (the legacy baseline).
+        throttle: how each model's adaptive concurrency limit reacts to its provider.
     """
 
     row_group_size: int = attrs.field(default=500, validator=attrs.validators.ge(1))
@@ -132,6 +134,7 @@ class RunConfig:
     max_worker_threads: int = attrs.field(default=8, validator=attrs.validators.ge(1))
     seed: int | None = None
     scheduling: Literal["cell", "column"] = "cell"
+    throttle: ThrottleConfig = attrs.field(factory=ThrottleConfig)
 
 
 @attrs.frozen(kw_only=True)

@@ -23,6 +23,7 @@ from ..clients import (
     ModelClient,
     ModelHandle,
     OpenAIClient,
+    ThrottledModelClient,
     api_key_from_env,
     build_http_client,
 )
@@ -33,6 +34,7 @@ from ..config import (
     ProviderConfig,
     SimulationConfig,
 )
+from ..throttle import ThrottleRegistry
 
 __all__ = ["check_models", "open_models", "used_aliases"]
 
@@ -97,12 +99,28 @@ async def open_models(
             key = (model.provider, model.model)
             caps[key] = min(caps.get(key, model.max_parallel_requests), model.max_parallel_requests)
         limiters = {key: trio.CapacityLimiter(cap) for key, cap in caps.items()}
-        yield {
-            model.alias: ModelHandle(
-                model, clients[model.provider], limiters[(model.provider, model.model)]
+        registry = ThrottleRegistry(config.run.throttle)
+        handles: dict[str, ModelHandle] = {}
+        for model in models:
+            key = (model.provider, model.model)
+            chat = registry.limiter(model.provider, model.model, "chat", caps[key])
+            embedding = registry.limiter(model.provider, model.model, "embedding", caps[key])
+            throttled = ThrottledModelClient(
+                clients[model.provider],
+                chat=chat,
+                embedding=embedding,
+                capacity_statuses=config.run.throttle.capacity_statuses,
             )
-            for model in models
-        }
+            handles[model.alias] = ModelHandle(
+                model, throttled, limiters[key], throttles={"chat": chat, "embedding": embedding}
+            )
+        if config.run.throttle.rampup_seconds <= 0:
+            yield handles
+            return
+        async with trio.open_nursery() as nursery:  # drives the start-up ramps
+            await nursery.start(registry.run)
+            yield handles
+            nursery.cancel_scope.cancel()
 
 
 async def check_models(config: PipelineConfig) -> list[dict[str, Any]]:

@@ -1,0 +1,46 @@
+"""How the adaptive (AIMD) concurrency limit of each model reacts to its provider."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+__all__ = ["ThrottleConfig"]
+
+
+def _fraction(_inst: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"{attribute.name} must be between 0 and 1 (exclusive), got {value!r}")
+
+
+def _tuple(value: Any) -> tuple[Any, ...]:
+    return tuple(value)
+
+
+@attrs.frozen(kw_only=True)
+class ThrottleConfig:
+    """Adaptive concurrency per (provider, model): multiplicative decrease on a rate limit,
+    additive increase on sustained success.
+
+    Attributes:
+        reduce_factor: on a 429 the limit becomes ``max(1, floor(limit * reduce_factor))``.
+        additive_increase: added to the limit after ``success_window`` successes in a row.
+        success_window: consecutive successes needed for one increase.
+        cooldown_seconds: no new request is admitted for this long after a 429 that carried no
+            ``Retry-After`` (with one, its value is used).
+        ceiling_overshoot: after a 429, the limit in force before the cut is remembered as the
+            ceiling, and increases stop at ``ceiling * (1 + ceiling_overshoot)``.
+        rampup_seconds: start at 1 and raise the limit linearly to the cap over this many
+            seconds (0 starts at the cap); the first 429 ends the ramp.
+        capacity_statuses: other HTTP statuses that, with a ``Retry-After``, signal overload
+            like a 429 does (self-hosted servers behind gateways often answer 503 or 529).
+    """
+
+    reduce_factor: float = attrs.field(default=0.75, validator=_fraction)
+    additive_increase: int = attrs.field(default=1, validator=attrs.validators.ge(1))
+    success_window: int = attrs.field(default=25, validator=attrs.validators.ge(1))
+    cooldown_seconds: float = attrs.field(default=2.0, validator=attrs.validators.ge(0.0))
+    ceiling_overshoot: float = attrs.field(default=0.10, validator=attrs.validators.ge(0.0))
+    rampup_seconds: float = attrs.field(default=0.0, validator=attrs.validators.ge(0.0))
+    capacity_statuses: tuple[int, ...] = attrs.field(default=(503, 529), converter=_tuple)

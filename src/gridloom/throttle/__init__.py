@@ -1,0 +1,16 @@
+"""Adaptive concurrency: a pure AIMD controller per (provider, model, domain) and its trio
+actuator, a ``CapacityLimiter`` whose size follows the controller."""
+
+from ._controller import AIMDController, ControllerStatistics, Ticket, Transition
+from ._limiter import AdaptiveLimiter
+from ._registry import Domain, ThrottleRegistry
+
+__all__ = [
+    "AIMDController",
+    "AdaptiveLimiter",
+    "ControllerStatistics",
+    "Domain",
+    "ThrottleRegistry",
+    "Ticket",
+    "Transition",
+]

@@ -1,0 +1,411 @@
+"""The AIMD controller: how many requests one (provider, model, domain) may have in flight.
+
+A pure class driven by explicit calls and an injected clock (no trio, no I/O), so hypothesis can
+test it exhaustively; the trio actuator resizes its ``CapacityLimiter`` after each
+:class:`Transition`. Rules (numbers from :class:`~gridloom.config.ThrottleConfig`):
+
+* **Start** at the cap, or with ``rampup_seconds > 0`` at 1, rising as
+  ``min(cap, 1 + floor((cap - 1) * elapsed / rampup_seconds))`` (read from the clock).
+* **Rate limited**: limit → ``max(1, floor(limit * reduce_factor))``; the pre-cut limit is
+  remembered as the ceiling (the lowest seen) — and a refusal at or above the ceiling shows the
+  ceiling itself too high, so it drops to one below that limit; no admission until the
+  ``Retry-After`` — else ``cooldown_seconds`` — has passed. The first cut ends a ramp.
+* **Cascade dampening**: only a request admitted at or below the current limit can cut it. A
+  refusal that may not cut still honours its ``Retry-After`` but keeps the success streak: it
+  speaks of a limit already gone.
+* **Success**: every ``success_window`` successes in a row add ``additive_increase``, up to the
+  cap and, once a ceiling exists, ``floor(ceiling * (1 + ceiling_overshoot))``. A ramp, while it
+  lasts, alone sets the limit.
+* A lower limit cancels nothing: none is admitted until fewer than ``limit`` are in flight.
+
+Each change of the limit is one INFO line on ``gridloom.throttle``, e.g.
+``openai/gpt-4o chat: limit 16 → 12 (rate-limited, cooldown 7.0 s)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from collections.abc import Callable
+
+import attrs
+
+from ..config import ThrottleConfig
+
+__all__ = ["AIMDController", "ControllerStatistics", "Ticket", "Transition"]
+
+log = logging.getLogger("gridloom.throttle")
+
+#: Absorbs binary rounding in ``floor``: ``10 * 1.3`` is 12.999…, and the limit meant is 13.
+_TOLERANCE = 1e-9
+#: History entries kept (the oldest are dropped first).
+_HISTORY = 100_000
+
+
+def _floor(value: float) -> int:
+    return math.floor(value + _TOLERANCE)
+
+
+@attrs.frozen(kw_only=True)
+class Ticket:
+    """One admitted request; hand it back to exactly one of the ``on_*`` methods.
+
+    Attributes:
+        id: increasing from 0, unique within the controller.
+        admitted_at: clock time of admission.
+        limit_at_admission: the controller's limit when the request was admitted.
+    """
+
+    id: int
+    admitted_at: float
+    limit_at_admission: int
+
+
+@attrs.frozen(kw_only=True)
+class Transition:
+    """A change of the limit (also returned for a cut at limit 1, which starts a cooldown).
+
+    Attributes:
+        time: clock time of the change.
+        old_limit: the limit before.
+        new_limit: the limit after.
+        reason: ``"rate-limited"``, ``"increase"``, ``"ramp"``, ``"ramp-aborted"`` (the cut
+            that ended a ramp) or ``"cap"``.
+        cooldown_until: for a cut, when admissions may resume; otherwise ``None``.
+    """
+
+    time: float
+    old_limit: int
+    new_limit: int
+    reason: str
+    cooldown_until: float | None
+
+
+@attrs.frozen(kw_only=True)
+class ControllerStatistics:
+    """A snapshot of one controller.
+
+    Attributes:
+        limit: requests allowed in flight now (the ramp applied).
+        cap: the hard upper bound.
+        in_flight: requests admitted and not yet handed back.
+        blocked_until: no admission before this clock time.
+        ceiling: the lowest limit that was cut, or ``None`` before the first cut.
+        success_streak: successes since the last increase or cut.
+        ramping: whether the start-up ramp still sets the limit.
+        admitted: requests admitted so far.
+        succeeded: requests reported successful.
+        rate_limited: requests refused for capacity (cutting or not).
+        cuts: refusals that cut the limit.
+        increases: additive increases applied.
+    """
+
+    limit: int
+    cap: int
+    in_flight: int
+    blocked_until: float
+    ceiling: int | None
+    success_streak: int
+    ramping: bool
+    admitted: int
+    succeeded: int
+    rate_limited: int
+    cuts: int
+    increases: int
+
+
+class AIMDController:
+    """Additive-increase, multiplicative-decrease limit on concurrent requests.
+
+    Args:
+        cap: the limit never exceeds this (the smallest ``max_parallel_requests`` of the
+            aliases sharing the model).
+        config: the tuning (reduce factor, window, cooldown, ceiling overshoot, ramp).
+        clock: returns the current time in seconds (``trio.current_time`` in a run).
+        name: prefix of log lines, e.g. ``"openai/gpt-4o chat"``.
+
+    Raises:
+        ValueError: if ``cap`` is below 1.
+
+    Handing back a ticket that is not in flight (twice, or another controller's) raises
+    ``RuntimeError``, and so does :meth:`admit` when :meth:`can_admit` is false: both are bugs
+    of the caller.
+    """
+
+    def __init__(
+        self,
+        *,
+        cap: int,
+        config: ThrottleConfig,
+        clock: Callable[[], float],
+        name: str = "",
+    ):
+        _check_cap(cap)
+        self._config = config
+        self._clock = clock
+        self._name = name
+        self._cap = cap
+        self._start = clock()
+        self._ramp_end = self._start + config.rampup_seconds
+        self._ramping = config.rampup_seconds > 0 and cap > 1
+        self._limit = 1 if self._ramping else cap
+        self._blocked_until = self._start
+        self._ceiling: int | None = None
+        self._streak = 0
+        self._tickets: dict[int, Ticket] = {}
+        self._next_id = 0
+        self._succeeded = 0
+        self._rate_limited = 0
+        self._cuts = 0
+        self._increases = 0
+        self._history: deque[tuple[float, int, int]] = deque(maxlen=_HISTORY)
+        self._history.append((self._start, self._limit, 0))
+
+    # ------------------------------------------------------------------ reading
+
+    @property
+    def limit(self) -> int:
+        """Requests allowed in flight now (reading it advances the ramp)."""
+        self._advance_ramp(self._clock())
+        return self._limit
+
+    @property
+    def cap(self) -> int:
+        """The hard upper bound of the limit."""
+        return self._cap
+
+    @property
+    def in_flight(self) -> int:
+        """Requests admitted and not yet handed back."""
+        return len(self._tickets)
+
+    @property
+    def blocked_until(self) -> float:
+        """No admission before this clock time (initially the construction time)."""
+        return self._blocked_until
+
+    @property
+    def ceiling(self) -> int | None:
+        """The lowest limit that was cut, or ``None`` before the first cut."""
+        return self._ceiling
+
+    def can_admit(self) -> bool:
+        """Whether a request may start now: fewer than ``limit`` in flight and no cooldown."""
+        now = self._clock()
+        self._advance_ramp(now)
+        return len(self._tickets) < self._limit and now >= self._blocked_until
+
+    def next_ramp_step_at(self) -> float | None:
+        """When the ramp next raises the limit (guaranteed risen by then: sleep until it with
+        no margin), or ``None`` if no ramp is under way."""
+        now = self._clock()
+        self._advance_ramp(now)
+        if not self._ramping:
+            return None
+        current = self._limit
+        at = min(
+            self._ramp_end, self._start + current * self._config.rampup_seconds / (self._cap - 1)
+        )
+        for _ in range(64):  # a few ulps at most; the ramp's end is the safe fallback
+            if at >= self._ramp_end or self._ramp_limit(at) > current:
+                return at
+            at = math.nextafter(at, math.inf)
+        return self._ramp_end
+
+    def history(self) -> list[tuple[float, int, int]]:
+        """``(time, limit, in_flight)`` after every change of either (the last 100,000)."""
+        return list(self._history)
+
+    def statistics(self) -> ControllerStatistics:
+        """A frozen snapshot of the state and the counters."""
+        self._advance_ramp(self._clock())
+        return ControllerStatistics(
+            limit=self._limit,
+            cap=self._cap,
+            in_flight=len(self._tickets),
+            blocked_until=self._blocked_until,
+            ceiling=self._ceiling,
+            success_streak=self._streak,
+            ramping=self._ramping,
+            admitted=self._next_id,
+            succeeded=self._succeeded,
+            rate_limited=self._rate_limited,
+            cuts=self._cuts,
+            increases=self._increases,
+        )
+
+    # ------------------------------------------------------------------ driving
+
+    def admit(self) -> Ticket:
+        """Admit one request (only when :meth:`can_admit`)."""
+        now = self._clock()
+        self._advance_ramp(now)
+        if now < self._blocked_until:
+            raise RuntimeError(f"{self._label()}admission during a cooldown")
+        if len(self._tickets) >= self._limit:
+            raise RuntimeError(f"{self._label()}admission beyond the limit of {self._limit}")
+        ticket = Ticket(id=self._next_id, admitted_at=now, limit_at_admission=self._limit)
+        self._next_id += 1
+        self._tickets[ticket.id] = ticket
+        self._record(now)
+        return ticket
+
+    def on_success(self, ticket: Ticket) -> Transition | None:
+        """The request succeeded; may raise the limit.
+
+        Returns:
+            The transition (an increase, or a ramp step seen now), or ``None``.
+        """
+        now = self._release(ticket)
+        transition = self._advance_ramp(now)
+        self._succeeded += 1
+        self._streak += 1
+        if self._streak < self._config.success_window:
+            return transition
+        self._streak = 0
+        if self._ramping:
+            return transition
+        new = min(self._limit + self._config.additive_increase, self._increase_bound())
+        if new <= self._limit:
+            return transition
+        self._increases += 1
+        return self._change(now, new, "increase")
+
+    def on_rate_limited(
+        self, ticket: Ticket, retry_after: float | None = None
+    ) -> Transition | None:
+        """The provider refused the request for capacity; may cut the limit.
+
+        Args:
+            ticket: the refused request's ticket.
+            retry_after: the provider's ``Retry-After`` in seconds (a negative value, from a
+                date in the past, counts as 0), or ``None`` to use ``cooldown_seconds``.
+
+        Returns:
+            The cut (``"rate-limited"`` or ``"ramp-aborted"``) if this refusal may cut — even
+            at limit 1, where it only starts a cooldown — else a ramp step seen now, or ``None``.
+
+        Raises:
+            ValueError: if ``retry_after`` is not finite.
+        """
+        if retry_after is not None and not math.isfinite(retry_after):
+            raise ValueError(f"Retry-After must be a finite number of seconds, got {retry_after}")
+        now = self._release(ticket)
+        transition = self._advance_ramp(now)
+        self._rate_limited += 1
+        if ticket.limit_at_admission > self._limit:
+            if retry_after is not None:
+                self._blocked_until = max(self._blocked_until, now + max(0.0, retry_after))
+            log.debug("%srefusal from limit %d ignored", self._label(), ticket.limit_at_admission)
+            return transition
+        wait = self._config.cooldown_seconds if retry_after is None else max(0.0, retry_after)
+        self._blocked_until = max(self._blocked_until, now + wait)
+        old = self._limit
+        if self._ceiling is not None and old >= self._ceiling:
+            # Refused again at the remembered ceiling: the ceiling itself is one too high.
+            # Lowering it ends the 6 -> 9 -> 429 sawtooth that re-probing it would cause.
+            self._ceiling = max(1, min(self._ceiling, old) - 1)
+        else:
+            self._ceiling = old if self._ceiling is None else min(self._ceiling, old)
+        self._streak = 0
+        self._cuts += 1
+        reason = "ramp-aborted" if self._ramping else "rate-limited"
+        self._ramping = False
+        new = max(1, _floor(old * self._config.reduce_factor))
+        return self._change(now, new, reason, cooldown_until=self._blocked_until)
+
+    def on_release(self, ticket: Ticket) -> None:
+        """The request ended otherwise (another error, cancellation): only free its slot."""
+        now = self._release(ticket)
+        self._advance_ramp(now)
+
+    def set_cap(self, cap: int) -> Transition | None:
+        """Change the cap; the limit becomes ``min(limit, cap)`` (during a ramp, the ramp is
+        re-evaluated with the new cap).
+
+        Returns:
+            The transition (reason ``"cap"``) if the limit changed, else ``None``.
+
+        Raises:
+            ValueError: if ``cap`` is below 1.
+        """
+        _check_cap(cap)
+        now = self._clock()
+        self._advance_ramp(now)
+        self._cap = cap
+        if self._ramping:
+            new = self._ramp_limit(now)
+            self._ramping = new < cap
+        else:
+            new = min(self._limit, cap)
+        if new == self._limit:
+            return None
+        return self._change(now, new, "cap")
+
+    # ------------------------------------------------------------------ internals
+
+    def _label(self) -> str:
+        return f"{self._name}: " if self._name else ""
+
+    def _ramp_limit(self, now: float) -> int:
+        if now >= self._ramp_end:
+            return self._cap
+        elapsed = max(0.0, now - self._start)
+        steps = _floor((self._cap - 1) * elapsed / self._config.rampup_seconds)
+        return min(self._cap, 1 + steps)
+
+    def _advance_ramp(self, now: float) -> Transition | None:
+        if not self._ramping:
+            return None
+        new = self._ramp_limit(now)
+        if new >= self._cap:
+            self._ramping = False
+        if new == self._limit:
+            return None
+        return self._change(now, new, "ramp")
+
+    def _increase_bound(self) -> int:
+        if self._ceiling is None:
+            return self._cap
+        overshoot = _floor(self._ceiling * (1.0 + self._config.ceiling_overshoot))
+        return min(self._cap, overshoot)
+
+    def _release(self, ticket: Ticket) -> float:
+        if self._tickets.get(ticket.id) != ticket:
+            raise RuntimeError(
+                f"{self._label()}ticket {ticket.id} is not in flight "
+                "(handed back twice, or from another controller)"
+            )
+        del self._tickets[ticket.id]
+        now = self._clock()
+        self._record(now)
+        return now
+
+    def _change(
+        self, now: float, new: int, reason: str, *, cooldown_until: float | None = None
+    ) -> Transition:
+        transition = Transition(
+            time=now,
+            old_limit=self._limit,
+            new_limit=new,
+            reason=reason,
+            cooldown_until=cooldown_until,
+        )
+        self._limit = new
+        self._record(now)
+        detail = reason
+        if cooldown_until is not None:
+            detail = f"{reason}, cooldown {cooldown_until - now:.1f} s"
+        log.info("%slimit %d → %d (%s)", self._label(), transition.old_limit, new, detail)
+        return transition
+
+    def _record(self, now: float) -> None:
+        entry = (now, self._limit, len(self._tickets))
+        if entry[1:] != self._history[-1][1:]:
+            self._history.append(entry)
+
+
+def _check_cap(cap: int) -> None:
+    if cap < 1:
+        raise ValueError(f"the concurrency cap must be at least 1, got {cap}")

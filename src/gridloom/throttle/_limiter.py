@@ -1,0 +1,93 @@
+"""The trio side of the AIMD controller: a ``trio.CapacityLimiter`` whose size follows it.
+
+Lowering the limiter's ``total_tokens`` lets requests in flight finish; raising it wakes waiters,
+first come first served. A cooldown (after a 429) holds new admissions until the controller's
+``blocked_until`` with a single ``trio.sleep_until`` — no polling. A start-up ramp raises the
+limit at the exact moments its steps fall due (:meth:`AdaptiveLimiter.run_ramp`).
+"""
+
+from __future__ import annotations
+
+import trio
+
+from ._controller import AIMDController, ControllerStatistics, Ticket, Transition
+
+__all__ = ["AdaptiveLimiter"]
+
+
+class AdaptiveLimiter:
+    """Admits requests for one (provider, model, domain) as its controller allows.
+
+    Args:
+        controller: the pure AIMD state machine (its clock must be trio's).
+        rampup_seconds: the controller's ramp length, to schedule ramp steps (0: no ramp).
+    """
+
+    def __init__(self, controller: AIMDController, *, rampup_seconds: float = 0.0):
+        self.controller = controller
+        self._limiter = trio.CapacityLimiter(max(1, controller.limit))
+        self._borrowers: dict[int, object] = {}
+        self._rampup = rampup_seconds
+
+    def _sync(self) -> None:
+        self._limiter.total_tokens = max(1, self.controller.limit)
+
+    async def acquire(self) -> Ticket:
+        """Wait for admission; returns the ticket to settle with one of the release methods."""
+        controller = self.controller
+        while True:
+            await trio.sleep_until(controller.blocked_until)
+            borrower = object()
+            await self._limiter.acquire_on_behalf_of(borrower)
+            if trio.current_time() < controller.blocked_until or not controller.can_admit():
+                # A 429 arrived (cooldown) or the limit fell while we waited: queue again.
+                self._limiter.release_on_behalf_of(borrower)
+                continue
+            ticket = controller.admit()
+            self._borrowers[ticket.id] = borrower
+            return ticket
+
+    def _settle(self, ticket: Ticket, transition: Transition | None) -> None:
+        borrower = self._borrowers.pop(ticket.id)
+        if transition is not None:
+            self._sync()
+        self._limiter.release_on_behalf_of(borrower)
+
+    def succeeded(self, ticket: Ticket) -> None:
+        """The request succeeded."""
+        self._settle(ticket, self.controller.on_success(ticket))
+
+    def rate_limited(self, ticket: Ticket, retry_after: float | None) -> None:
+        """The provider refused for capacity (429, or 503/529 with Retry-After)."""
+        self._settle(ticket, self.controller.on_rate_limited(ticket, retry_after))
+
+    def released(self, ticket: Ticket) -> None:
+        """The request ended otherwise (another error, cancellation): free its slot only."""
+        self.controller.on_release(ticket)
+        self._settle(ticket, None)
+
+    def set_cap(self, cap: int) -> None:
+        """Change the cap (the smallest ``max_parallel_requests`` of the aliases sharing it)."""
+        if self.controller.set_cap(cap) is not None:
+            self._sync()
+
+    async def run_ramp(self) -> None:
+        """During a start-up ramp, raise the limiter at each ramp step; returns when it ends."""
+        controller = self.controller
+        cap = controller.cap
+        if self._rampup <= 0 or cap <= 1:
+            return
+        while controller.statistics().ramping:
+            self._sync()
+            current = controller.limit
+            if current >= cap:
+                break
+            step = controller.next_ramp_step_at()
+            if step is None:
+                break
+            await trio.sleep_until(step)
+        self._sync()
+
+    def statistics(self) -> ControllerStatistics:
+        """The controller's snapshot (limit, in flight, ceiling, cooldown, counters)."""
+        return self.controller.statistics()

@@ -1,0 +1,57 @@
+"""One adaptive limiter per (provider, model, domain), for a run."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import trio
+
+from ..config import ThrottleConfig
+from ._controller import AIMDController
+from ._limiter import AdaptiveLimiter
+
+__all__ = ["Domain", "ThrottleRegistry"]
+
+#: Request kinds that adapt independently beneath a (provider, model)'s cap.
+Domain = Literal["chat", "embedding"]
+
+
+class ThrottleRegistry:
+    """One adaptive limiter per (provider, model, domain), created on first use.
+
+    Args:
+        config: the AIMD settings.
+    """
+
+    def __init__(self, config: ThrottleConfig):
+        self.config = config
+        self._limiters: dict[tuple[str, str, Domain], AdaptiveLimiter] = {}
+
+    def limiter(self, provider: str, model: str, domain: Domain, cap: int) -> AdaptiveLimiter:
+        """The limiter of ``(provider, model, domain)``; ``cap`` lowers its cap if smaller."""
+        key = (provider, model, domain)
+        limiter = self._limiters.get(key)
+        if limiter is None:
+            controller = AIMDController(
+                cap=cap,
+                config=self.config,
+                clock=trio.current_time,
+                name=f"{provider}/{model} [{domain}]",
+            )
+            limiter = AdaptiveLimiter(controller, rampup_seconds=self.config.rampup_seconds)
+            self._limiters[key] = limiter
+        elif cap < limiter.controller.cap:
+            limiter.set_cap(cap)
+        return limiter
+
+    def limiters(self) -> dict[tuple[str, str, Domain], AdaptiveLimiter]:
+        """Every limiter created so far."""
+        return dict(self._limiters)
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Drive the start-up ramps of the limiters that have one (a service for the run's
+        nursery; returns when every ramp is over)."""
+        task_status.started()
+        async with trio.open_nursery() as nursery:
+            for limiter in self._limiters.values():
+                nursery.start_soon(limiter.run_ramp)
