@@ -5,7 +5,7 @@ An endpoint of capacity 8 (beyond it: 429 with Retry-After 1 s) behind
 fraction of the capacity bound (capacity / mean latency of served requests), the 429 count,
 and a PNG of the AIMD limit and the requests in flight over time.
 
-    python bench/throttle.py                      # 1,000 rows, latency 0.1 s
+    python bench/throttle.py                      # 1,000 rows, median latency 0.5 s
     python bench/throttle.py --rows 200 --latency 0.2
 """
 
@@ -98,7 +98,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1000)
-    parser.add_argument("--latency", type=float, default=0.1)
+    parser.add_argument("--latency", type=float, default=0.5)
     parser.add_argument("--capacity", type=int, default=8)
     parser.add_argument("--parallel", type=int, default=32)
     args = parser.parse_args()
