@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TypeVar
 
 import attrs
 import trio
@@ -21,6 +22,8 @@ from ._types import (
 )
 
 __all__ = ["ModelHandle", "ModelUsage"]
+
+R = TypeVar("R", ChatResponse, EmbeddingResponse)
 
 #: Latencies kept per alias for percentiles (the most recent ones).
 _LATENCY_SAMPLE = 10_000
@@ -104,34 +107,26 @@ class ModelHandle:
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
         """One chat completion, counted."""
-        async with self.limiter:
-            started = trio.current_time()
-            self._requests += 1
-            try:
-                response = await self.client.chat(request)
-            except ModelError as exc:
-                self._errors[type(exc).__name__] += 1
-                raise
-            self._record(started, response.usage)
-            return response
+        return await self._counted(lambda: self.client.chat(request))
 
     async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
         """Embeddings, counted."""
+        return await self._counted(lambda: self.client.embed(request))
+
+    async def _counted(self, call: Callable[[], Awaitable[R]]) -> R:
+        """Run ``call`` within the cap, counting the request, its error or its usage."""
         async with self.limiter:
             started = trio.current_time()
             self._requests += 1
             try:
-                response = await self.client.embed(request)
+                response = await call()
             except ModelError as exc:
                 self._errors[type(exc).__name__] += 1
                 raise
-            self._record(started, response.usage)
+            self._succeeded += 1
+            self._usage = self._usage + response.usage
+            self._latencies.append(trio.current_time() - started)
             return response
-
-    def _record(self, started: float, usage: Usage) -> None:
-        self._succeeded += 1
-        self._usage = self._usage + usage
-        self._latencies.append(trio.current_time() - started)
 
     def usage(self) -> ModelUsage:
         """A frozen snapshot of this alias's traffic so far."""
