@@ -11,9 +11,11 @@ import trio
 
 from gridloom.clients import (
     ChatRequest,
+    ChatResponse,
     Message,
     OpenAIClient,
     ThrottledModelClient,
+    Usage,
     build_http_client,
 )
 from gridloom.config import (
@@ -26,7 +28,7 @@ from gridloom.config import (
 )
 from gridloom.errors import BadRequest, RateLimited
 from gridloom.simulated import SimulatedApp
-from gridloom.throttle import AdaptiveLimiter, ThrottleRegistry
+from gridloom.throttle import AdaptiveLimiter, ThrottleRegistry, TokenBucket
 
 
 def limiter(cap: int, **config: Any) -> AdaptiveLimiter:
@@ -215,3 +217,51 @@ async def test_converges_to_the_endpoint_capacity(autojump_clock: Any) -> None:
     assert ok == 2000
     # Goodput against the capacity bound (8 requests per second of latency 1 s).
     assert 2000 / trio.current_time() > 0.85 * 8
+
+
+def test_token_bucket_spends_evenly_and_queues_in_order() -> None:
+    """120 per minute: two at once, then one every half second, in the order reserved."""
+    now = [0.0]
+    bucket = TokenBucket.per_minute(120, lambda: now[0])
+    assert [bucket.reserve() for _ in range(5)] == [0.0, 0.0, 0.5, 1.0, 1.5]
+    now[0] = 10.0
+    assert bucket.level == 2.0
+    bucket.debit(5)
+    assert bucket.available_at() == 11.5
+
+
+async def test_published_budgets_pace_requests_and_tokens(autojump_clock: Any) -> None:
+    """requests_per_minute paces attempts; tokens_per_minute holds requests while overdrawn."""
+    starts: list[float] = []
+
+    @attrs.define
+    class Counting:
+        async def chat(self, request: ChatRequest) -> Any:
+            starts.append(trio.current_time())
+            return ChatResponse(text="ok", usage=Usage(input_tokens=10, output_tokens=20))
+
+        async def embed(self, request: Any) -> Any:
+            raise AssertionError
+
+    paced = ThrottledModelClient(
+        Counting(),
+        chat=limiter(8),
+        embedding=limiter(8),
+        requests=TokenBucket.per_minute(60, trio.current_time),
+    )
+    async with trio.open_nursery() as nursery:
+        for _ in range(4):
+            nursery.start_soon(paced.chat, REQUEST)
+    assert starts == [0.0, 1.0, 2.0, 3.0]
+
+    starts.clear()
+    tokens = TokenBucket.per_minute(1800, trio.current_time)  # 30 tokens per second
+    budgeted = ThrottledModelClient(
+        Counting(), chat=limiter(8), embedding=limiter(8), tokens=tokens
+    )
+    begin = trio.current_time()
+    for _ in range(3):
+        await budgeted.chat(REQUEST)
+    # Each answer costs 30 tokens, one second's budget. The bucket starts full, so the first
+    # answer leaves it at 0 (the second may go at once) and the second overdraws it by 30.
+    assert [t - begin for t in starts] == [0.0, 0.0, 1.0]

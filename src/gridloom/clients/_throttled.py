@@ -12,8 +12,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+import trio
+
 from ..errors import ProviderUnavailable, RateLimited
-from ..throttle import AdaptiveLimiter
+from ..throttle import AdaptiveLimiter, TokenBucket
 from ._types import ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, ModelClient
 
 __all__ = ["MAX_RATE_LIMITED_ATTEMPTS", "ThrottledModelClient"]
@@ -33,6 +35,8 @@ class ThrottledModelClient:
         capacity_statuses: statuses other than 429 that, with a ``Retry-After``, count as a
             capacity refusal.
         max_rate_limited_attempts: refusals in a row before the error is raised.
+        requests: a published requests-per-minute budget, taken before each attempt.
+        tokens: a published tokens-per-minute budget, charged with each response's usage.
     """
 
     def __init__(
@@ -43,7 +47,11 @@ class ThrottledModelClient:
         embedding: AdaptiveLimiter,
         capacity_statuses: tuple[int, ...] = (503, 529),
         max_rate_limited_attempts: int = MAX_RATE_LIMITED_ATTEMPTS,
+        requests: TokenBucket | None = None,
+        tokens: TokenBucket | None = None,
     ):
+        self.requests_budget = requests
+        self.tokens_budget = tokens
         self.inner = inner
         self.chat_limiter = chat
         self.embedding_limiter = embedding
@@ -71,6 +79,10 @@ class ThrottledModelClient:
     async def _attempt(self, limiter: AdaptiveLimiter, call: Callable[[], Awaitable[T]]) -> T:
         refusals = 0
         while True:
+            if self.tokens_budget is not None:
+                await trio.sleep_until(self.tokens_budget.available_at())
+            if self.requests_budget is not None:
+                await trio.sleep_until(self.requests_budget.reserve())
             ticket = await limiter.acquire()
             try:
                 result = await call()
@@ -85,4 +97,7 @@ class ThrottledModelClient:
                     raise
                 continue
             limiter.succeeded(ticket)
+            usage = getattr(result, "usage", None)
+            if self.tokens_budget is not None and usage is not None:
+                self.tokens_budget.debit(usage.input_tokens + usage.output_tokens)
             return result

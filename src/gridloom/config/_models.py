@@ -74,6 +74,10 @@ class ModelConfig:
         timeout: seconds allowed for one request.
         json_schema_mode: the provider enforces a JSON schema given as ``response_format``;
             when false, structured columns put the schema in the prompt instead.
+        requests_per_minute: a published request budget, spent evenly (one second's worth may
+            go at once); aliases of one (provider, model) share the smallest.
+        tokens_per_minute: a published token budget (input plus output); each response's usage
+            is charged, and new requests wait while the budget is overdrawn.
     """
 
     alias: str = attrs.field(validator=attrs.validators.min_len(1))
@@ -85,6 +89,12 @@ class ModelConfig:
     max_tokens: int | None = None
     timeout: float = attrs.field(default=120.0, validator=attrs.validators.gt(0))
     json_schema_mode: bool = True
+    requests_per_minute: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.gt(0))
+    )
+    tokens_per_minute: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.gt(0))
+    )
 
 
 @attrs.frozen(kw_only=True)

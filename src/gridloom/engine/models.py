@@ -34,7 +34,7 @@ from ..config import (
     ProviderConfig,
     SimulationConfig,
 )
-from ..throttle import ThrottleRegistry
+from ..throttle import ThrottleRegistry, TokenBucket
 
 __all__ = ["check_models", "open_models", "used_aliases"]
 
@@ -100,6 +100,21 @@ async def open_models(
             caps[key] = min(caps.get(key, model.max_parallel_requests), model.max_parallel_requests)
         limiters = {key: trio.CapacityLimiter(cap) for key, cap in caps.items()}
         registry = ThrottleRegistry(config.run.throttle)
+        # Aliases of one (provider, model) share its budgets: the smallest published one.
+        smallest: dict[tuple[str, str, str], float] = {}
+        for model in models:
+            for kind, value in (
+                ("requests", model.requests_per_minute),
+                ("tokens", model.tokens_per_minute),
+            ):
+                if value is not None:
+                    slot = (model.provider, model.model, kind)
+                    smallest[slot] = min(smallest.get(slot, value), value)
+
+        def budget(model: ModelConfig, kind: str) -> TokenBucket | None:
+            per_minute = smallest.get((model.provider, model.model, kind))
+            return registry.budget(model.provider, model.model, kind, per_minute)
+
         handles: dict[str, ModelHandle] = {}
         for model in models:
             key = (model.provider, model.model)
@@ -110,6 +125,8 @@ async def open_models(
                 chat=chat,
                 embedding=embedding,
                 capacity_statuses=config.run.throttle.capacity_statuses,
+                requests=budget(model, "requests"),
+                tokens=budget(model, "tokens"),
             )
             handles[model.alias] = ModelHandle(
                 model, throttled, limiters[key], throttles={"chat": chat, "embedding": embedding}

@@ -1,6 +1,7 @@
 """Adaptive concurrency: a pure AIMD controller per (provider, model, domain) and its trio
 actuator, a ``CapacityLimiter`` whose size follows the controller."""
 
+from ._bucket import TokenBucket
 from ._controller import AIMDController, ControllerStatistics, Ticket, Transition
 from ._limiter import AdaptiveLimiter
 from ._registry import Domain, ThrottleRegistry
@@ -12,5 +13,6 @@ __all__ = [
     "Domain",
     "ThrottleRegistry",
     "Ticket",
+    "TokenBucket",
     "Transition",
 ]

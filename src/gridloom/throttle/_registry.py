@@ -7,6 +7,7 @@ from typing import Literal
 import trio
 
 from ..config import ThrottleConfig
+from ._bucket import TokenBucket
 from ._controller import AIMDController
 from ._limiter import AdaptiveLimiter
 
@@ -26,6 +27,7 @@ class ThrottleRegistry:
     def __init__(self, config: ThrottleConfig):
         self.config = config
         self._limiters: dict[tuple[str, str, Domain], AdaptiveLimiter] = {}
+        self._budgets: dict[tuple[str, str, str], TokenBucket] = {}
 
     def limiter(self, provider: str, model: str, domain: Domain, cap: int) -> AdaptiveLimiter:
         """The limiter of ``(provider, model, domain)``; ``cap`` lowers its cap if smaller."""
@@ -43,6 +45,20 @@ class ThrottleRegistry:
         elif cap < limiter.controller.cap:
             limiter.set_cap(cap)
         return limiter
+
+    def budget(
+        self, provider: str, model: str, kind: str, per_minute: float | None
+    ) -> TokenBucket | None:
+        """The shared per-minute budget of ``kind`` (requests, tokens) for (provider, model),
+        created on first use with ``per_minute``; ``None`` when there is no budget."""
+        if per_minute is None:
+            return None
+        key = (provider, model, kind)
+        bucket = self._budgets.get(key)
+        if bucket is None:
+            bucket = TokenBucket.per_minute(per_minute, trio.current_time)
+            self._budgets[key] = bucket
+        return bucket
 
     def limiters(self) -> dict[tuple[str, str, Domain], AdaptiveLimiter]:
         """Every limiter created so far."""
