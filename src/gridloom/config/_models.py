@@ -7,7 +7,7 @@ from typing import Any, Literal
 import attrs
 
 from ..errors import ConfigError
-from ._columns import ColumnConfig
+from ._columns import ColumnConfig, _tuple
 from ._simulation import SimulationConfig
 from ._throttle import ThrottleConfig
 
@@ -18,10 +18,6 @@ __all__ = [
     "RunConfig",
     "SeedDatasetConfig",
 ]
-
-
-def _tuple(value: Any) -> tuple[Any, ...]:
-    return tuple(value)
 
 
 @attrs.frozen(kw_only=True)

@@ -6,16 +6,14 @@ from typing import Any
 
 import attrs
 
+from ._columns import _tuple
+
 __all__ = ["ThrottleConfig"]
 
 
 def _fraction(_inst: Any, attribute: attrs.Attribute[Any], value: float) -> None:
     if not 0.0 < value < 1.0:
         raise ValueError(f"{attribute.name} must be between 0 and 1 (exclusive), got {value!r}")
-
-
-def _tuple(value: Any) -> tuple[Any, ...]:
-    return tuple(value)
 
 
 @attrs.frozen(kw_only=True)

@@ -133,7 +133,6 @@ class Scheduler:
         models: Mapping[str, Any] | None = None,
     ):
         self._graph = graph
-        self._run = run
         self._seed = seed
         self._models: Mapping[str, Any] = models or {}
         self._store = store

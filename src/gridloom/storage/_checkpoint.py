@@ -59,6 +59,7 @@ from ._metadata import (
     FORMAT_VERSION,
     RowGroupEntry,
     Tally,
+    TallyView,
     counts_to_json,
     gridloom_version,
     now_iso,
@@ -67,7 +68,7 @@ from ._metadata import (
 from ._protocol import IO_THREADS, check_finish_args
 from ._resume import load_resume_state
 from ._rundir import clear_run, refuse_existing_run
-from ._types import ColumnCounts, RowGroupData
+from ._types import RowGroupData
 
 __all__ = ["ROW_GROUP_KEY", "ParquetStore", "read_parquet"]
 
@@ -107,7 +108,7 @@ def _write_dropped_file(table: pa.Table, f: BinaryIO) -> None:
     pq.write_table(table, f, use_compliant_nested_type=False)
 
 
-class ParquetStore:
+class ParquetStore(TallyView):
     """Checkpoint store writing a run directory (see the module docstring).
 
     Create it with :meth:`open`. ``write`` and ``finish`` do their blocking IO in
@@ -305,25 +306,6 @@ class ParquetStore:
     def status(self) -> str:
         """Status recorded in ``metadata.json``."""
         return self._status
-
-    @property
-    def counts(self) -> Mapping[str, ColumnCounts]:
-        """Per column counts over every row group on disk."""
-        return dict(self._tally.counts)
-
-    @property
-    def rows_written(self) -> int:
-        """Kept rows over every row group on disk."""
-        return self._tally.rows_written
-
-    @property
-    def rows_dropped(self) -> int:
-        """Dropped rows over every row group on disk."""
-        return self._tally.rows_dropped
-
-    def completed(self) -> frozenset[int]:
-        """Indices of the row groups on disk (including those adopted on resume)."""
-        return self._tally.completed()
 
     def __repr__(self) -> str:
         return (

@@ -10,14 +10,14 @@ import pyarrow as pa
 from gridloom.errors import StorageError
 
 from ._convert import DROPPED_SCHEMA, data_table, dropped_table
-from ._metadata import RowGroupEntry, Tally
+from ._metadata import RowGroupEntry, Tally, TallyView
 from ._protocol import check_finish_args
-from ._types import ColumnCounts, RowGroupData
+from ._types import RowGroupData
 
 __all__ = ["MemoryStore"]
 
 
-class MemoryStore:
+class MemoryStore(TallyView):
     """Checkpoint store keeping Arrow tables in memory; used by ``gridloom.preview``.
 
     Values are converted exactly as :class:`~gridloom.storage.ParquetStore` does, so a
@@ -43,21 +43,6 @@ class MemoryStore:
         return self._schema
 
     @property
-    def counts(self) -> Mapping[str, ColumnCounts]:
-        """Per column counts over every row group held."""
-        return dict(self._tally.counts)
-
-    @property
-    def rows_written(self) -> int:
-        """Kept rows over every row group held."""
-        return self._tally.rows_written
-
-    @property
-    def rows_dropped(self) -> int:
-        """Dropped rows over every row group held."""
-        return self._tally.rows_dropped
-
-    @property
     def status(self) -> str:
         """``"running"`` until :meth:`finish` sets the final status."""
         return self._status
@@ -66,10 +51,6 @@ class MemoryStore:
     def summary(self) -> dict[str, Any]:
         """The summary given to :meth:`finish` (``{}`` before)."""
         return dict(self._summary)
-
-    def completed(self) -> frozenset[int]:
-        """Indices of the row groups held."""
-        return self._tally.completed()
 
     def __repr__(self) -> str:
         return f"<MemoryStore {len(self._tables)} row groups, {self.rows_written} rows>"

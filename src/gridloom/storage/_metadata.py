@@ -179,3 +179,28 @@ class Tally:
     def completed(self) -> frozenset[int]:
         """Indices of the row groups counted in."""
         return frozenset(self.groups)
+
+
+class TallyView:
+    """What every store reports from its :class:`Tally` (a store sets ``self._tally``)."""
+
+    _tally: Tally
+
+    @property
+    def counts(self) -> Mapping[str, ColumnCounts]:
+        """Per column counts over every row group held."""
+        return dict(self._tally.counts)
+
+    @property
+    def rows_written(self) -> int:
+        """Kept rows over every row group held."""
+        return self._tally.rows_written
+
+    @property
+    def rows_dropped(self) -> int:
+        """Dropped rows over every row group held."""
+        return self._tally.rows_dropped
+
+    def completed(self) -> frozenset[int]:
+        """Indices of the row groups held (for a resumed run, those adopted from disk too)."""
+        return self._tally.completed()
