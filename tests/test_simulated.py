@@ -13,7 +13,7 @@ import trio
 import trio.testing
 
 import gridloom.simulated
-from gridloom.config import LatencyConfig, SimulatedModel, SimulationConfig
+from gridloom.config import CapacityStep, LatencyConfig, SimulatedModel, SimulationConfig
 from gridloom.errors import ConnectionFailed
 from gridloom.simulated import SimulatedApp, run_simulator, serve_simulated
 from gridloom.simulated._asgi import format_retry_after
@@ -293,6 +293,46 @@ async def test_capacity_answers_429(autojump_clock: trio.testing.MockClock) -> N
     stats = app.statistics().models["m"]
     assert stats.peak_in_flight == 2
     assert stats.by_status == {"200": 2, "429": 1}
+
+
+async def test_capacity_schedule(autojump_clock: trio.testing.MockClock) -> None:
+    """Capacity follows its schedule, counted from the endpoint's first request."""
+    app = SimulatedApp(
+        simulation(
+            capacity=1,
+            capacity_schedule=[CapacityStep(at=10, capacity=3), CapacityStep(at=20, capacity=2)],
+            latency=LatencyConfig(fixed=1.0),
+        )
+    )
+    await trio.sleep(5)  # the schedule starts with the first request, not the app
+
+    async def burst(size: int) -> list[int]:
+        statuses: list[int] = []
+        async with client(app) as http:
+
+            async def one(index: int) -> None:
+                response = await http.post("/chat/completions", json=chat(f"r{index}"))
+                statuses.append(response.status_code)
+
+            async with trio.open_nursery() as nursery:
+                for index in range(size):
+                    nursery.start_soon(one, index)
+        return sorted(statuses)
+
+    assert await burst(4) == [200, 429, 429, 429]  # t = 5: capacity 1
+    await trio.sleep_until(5 + 9.5)
+    assert await burst(4) == [200, 429, 429, 429]  # 9.5 s after the first request: still 1
+    await trio.sleep_until(5 + 10)
+    assert await burst(4) == [200, 200, 200, 429]  # from 10 s: 3
+    await trio.sleep_until(5 + 20)
+    assert await burst(4) == [200, 200, 429, 429]  # from 20 s: 2
+
+
+def test_capacity_schedule_must_be_ordered() -> None:
+    with pytest.raises(ValueError, match="increasing order"):
+        SimulatedModel(
+            capacity_schedule=[CapacityStep(at=5, capacity=2), CapacityStep(at=1, capacity=3)]
+        )
 
 
 async def test_requests_per_second_bucket(autojump_clock: trio.testing.MockClock) -> None:

@@ -135,8 +135,10 @@ def test_ceiling_only_falls() -> None:
 
 def test_refusal_at_the_ceiling_lowers_it() -> None:
     """Refused at 9, then again at 9 after climbing back: the ceiling drops to 8, and the
-    limit settles there instead of probing 9 forever."""
-    controller, _ = make(cap=9, success_window=1, ceiling_overshoot=0.1, cooldown_seconds=0)
+    limit settles there instead of re-trying 9 after every cut."""
+    controller, _ = make(
+        cap=9, success_window=1, ceiling_overshoot=0.1, cooldown_seconds=0, ceiling_probe_windows=0
+    )
     controller.on_rate_limited(controller.admit())  # 9 -> 6, ceiling 9
     assert (controller.limit, controller.ceiling) == (6, 9)
     for _ in range(3):
@@ -146,7 +148,79 @@ def test_refusal_at_the_ceiling_lowers_it() -> None:
     assert (controller.limit, controller.ceiling) == (6, 8)
     for _ in range(10):
         controller.on_success(controller.admit())
-    assert controller.limit == 8  # floor(8 * 1.1): no more probing at 9
+    assert controller.limit == 8  # floor(8 * 1.1): 9 is not tried again
+
+
+def test_probe_raises_a_quiet_ceiling_and_a_held_probe_lifts_it() -> None:
+    """At the bound for ``ceiling_probe_windows`` windows, the ceiling rises by one; a window
+    at the probed limit without a refusal forgets the ceiling, and the limit climbs to the cap."""
+    controller, _ = make(
+        cap=12, success_window=2, ceiling_overshoot=0.0, cooldown_seconds=0, ceiling_probe_windows=3
+    )
+    controller.on_rate_limited(controller.admit())  # 12 -> 9, ceiling 12
+    controller.on_rate_limited(controller.admit())  # 9 -> 6, ceiling 9
+    assert (controller.limit, controller.ceiling) == (6, 9)
+    reasons = []
+    for _ in range(2 * (3 + 3) - 1):  # 3 windows up to 9, 3 windows at 9, less one success
+        transition = controller.on_success(controller.admit())
+        if transition is not None:
+            reasons.append(transition.reason)
+    assert reasons == ["increase"] * 3
+    assert (controller.limit, controller.ceiling) == (9, 9)
+    probe = controller.on_success(controller.admit())
+    assert probe is not None
+    assert (probe.reason, probe.old_limit, probe.new_limit) == (
+        "probe",
+        9,
+        10,
+    )
+    assert controller.ceiling == 10
+    assert controller.statistics().probing
+    controller.on_success(controller.admit())
+    lifted = controller.on_success(controller.admit())
+    assert lifted is not None
+    assert (lifted.reason, lifted.new_limit) == ("ceiling-lifted", 11)
+    stats = controller.statistics()
+    assert (stats.ceiling, stats.probing, stats.probes) == (None, False, 1)
+    for _ in range(2):
+        controller.on_success(controller.admit())
+    assert controller.limit == 12  # free to reach the cap
+
+
+def test_refused_probes_step_back_and_back_off_exponentially() -> None:
+    """A refused probe restores the limit and the ceiling without a cut, honours the cooldown,
+    and doubles the windows before the next probe, up to 8 times the base."""
+    controller, clock = make(
+        cap=32,
+        success_window=1,
+        ceiling_overshoot=0.0,
+        cooldown_seconds=0,
+        ceiling_probe_windows=2,
+        reduce_factor=0.5,
+    )
+    controller.on_rate_limited(controller.admit())  # 32 -> 16, ceiling 32
+    controller.on_rate_limited(controller.admit())  # 16 -> 8, ceiling 16
+    controller.on_rate_limited(controller.admit())  # 8 -> 4, ceiling 8
+    for _ in range(4):
+        controller.on_success(controller.admit())
+    assert controller.limit == 8
+    waits = []
+    for _ in range(6):
+        successes = 0
+        while not controller.statistics().probing:
+            controller.on_success(controller.admit())
+            successes += 1
+        assert (controller.limit, controller.ceiling) == (9, 9)
+        waits.append(successes)
+        step = controller.on_rate_limited(controller.admit(), retry_after=1.5)
+        assert step is not None
+        assert (step.reason, step.new_limit) == ("probe-refused", 8)
+        assert (controller.limit, controller.ceiling) == (8, 8)
+        assert controller.blocked_until == clock[0] + 1.5
+        clock[0] += 2
+    assert waits == [2, 4, 8, 16, 16, 16]
+    stats = controller.statistics()
+    assert (stats.probes, stats.probes_refused, stats.cuts) == (6, 6, 3)
 
 
 def test_burst_of_concurrent_429s_cuts_once() -> None:
@@ -393,6 +467,7 @@ configs = st.builds(
     cooldown_seconds=st.sampled_from([0.0, 0.5, 2.0]),
     ceiling_overshoot=st.sampled_from([0.0, 0.1, 0.25, 0.5]),
     rampup_seconds=st.sampled_from([0.0, 0.0, 3.0, 10.0]),
+    ceiling_probe_windows=st.sampled_from([0, 1, 2, 8]),
 )
 retry_afters = st.none() | st.floats(0.0, 10.0)
 
@@ -441,6 +516,15 @@ class ControllerMachine(RuleBasedStateMachine):
             assert before.success_streak + 1 == self.config.success_window
             assert not before.ramping
             assert 0 < transition.new_limit - transition.old_limit <= self.config.additive_increase
+        after = self.controller.statistics()
+        if transition is not None and transition.reason == "probe":
+            assert before.ceiling is not None
+            assert after.ceiling == before.ceiling + 1
+            assert after.probing
+            assert after.probes == before.probes + 1
+        if transition is not None and transition.reason == "ceiling-lifted":
+            assert before.probing
+            assert after.ceiling is None
 
     @rule(ticket=consumes(tickets), retry_after=retry_afters)
     def rate_limited(self, ticket: Ticket, retry_after: float | None) -> None:
@@ -456,9 +540,22 @@ class ControllerMachine(RuleBasedStateMachine):
             assert transition.reason in ("rate-limited", "ramp-aborted")
             old = transition.old_limit
             assert ticket.limit_at_admission <= old
-            assert transition.new_limit == max(1, floor(old * self.config.reduce_factor))
+            assert after.ceiling is not None
+            bound = floor(after.ceiling * (1 + self.config.ceiling_overshoot))
+            assert transition.new_limit == max(
+                1, min(floor(old * self.config.reduce_factor), bound)
+            )
             assert after.success_streak == 0
             assert not after.ramping
+        elif transition is not None and transition.reason == "probe-refused":
+            assert before.probing
+            assert not after.probing
+            assert before.ceiling is not None
+            assert after.ceiling == before.ceiling - 1
+            assert after.limit == min(
+                after.cap, floor(after.ceiling * (1 + self.config.ceiling_overshoot))
+            )
+            assert after.probes_refused == before.probes_refused + 1
         else:
             assert after.success_streak == before.success_streak
         if retry_after is not None:
@@ -474,10 +571,13 @@ class ControllerMachine(RuleBasedStateMachine):
     def burst(self, size: int, retry_afters: list[float | None]) -> None:
         burst = [self.controller.admit() for _ in range(size) if self.controller.can_admit()]
         assert len({t.limit_at_admission for t in burst}) == 1
-        cuts = self.controller.statistics().cuts
+        before = self.controller.statistics()
         for ticket, retry_after in zip(burst, retry_afters, strict=False):
             self.controller.on_rate_limited(ticket, retry_after)
-        assert self.controller.statistics().cuts == cuts + 1
+        after = self.controller.statistics()
+        # One reaction per burst: a cut, or stepping back from a probe.
+        reactions = after.cuts + after.probes_refused - before.cuts - before.probes_refused
+        assert reactions == 1
 
     @rule(count=st.integers(1, 60))
     def steady(self, count: int) -> None:

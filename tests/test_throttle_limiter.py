@@ -19,6 +19,7 @@ from gridloom.clients import (
     build_http_client,
 )
 from gridloom.config import (
+    CapacityStep,
     LatencyConfig,
     ModelConfig,
     ProviderConfig,
@@ -172,11 +173,16 @@ async def test_giving_up_after_too_many_refusals(autojump_clock: Any) -> None:
     assert trio.current_time() == 1.0
 
 
-def simulated_client(capacity: int, latency: float = 1.0) -> tuple[OpenAIClient, SimulatedApp]:
+def simulated_client(
+    capacity: int, latency: float = 1.0, schedule: tuple[CapacityStep, ...] = ()
+) -> tuple[OpenAIClient, SimulatedApp]:
     app = SimulatedApp(
         SimulationConfig(
             default=SimulatedModel(
-                latency=LatencyConfig(fixed=latency), capacity=capacity, retry_after=1.0
+                latency=LatencyConfig(fixed=latency),
+                capacity=capacity,
+                capacity_schedule=schedule,
+                retry_after=1.0,
             )
         )
     )
@@ -217,6 +223,53 @@ async def test_converges_to_the_endpoint_capacity(autojump_clock: Any) -> None:
     assert ok == 2000
     # Goodput against the capacity bound (8 requests per second of latency 1 s).
     assert 2000 / trio.current_time() > 0.85 * 8
+
+
+async def test_tracks_capacity_that_changes_mid_run(autojump_clock: Any) -> None:
+    """Capacity 8, then 16 from t = 60 s, then 4 from t = 200 s, under constant demand of 32:
+    the limit holds 8, finds 16 by probing its ceiling, and falls to 4 — each time with
+    goodput near the capacity and few refusals once settled."""
+    steps = (CapacityStep(at=60, capacity=16), CapacityStep(at=200, capacity=4))
+    inner, app = simulated_client(capacity=8, schedule=steps)
+    lim = limiter(32)
+    client = ThrottledModelClient(inner, chat=lim, embedding=limiter(32))
+
+    async def worker() -> None:
+        while trio.current_time() < 280:
+            await client.chat(REQUEST)
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(32):
+            nursery.start_soon(worker)
+    timeline = app.timeline()
+    history = lim.controller.history()
+
+    def window(start: float, end: float) -> tuple[float, int, range]:
+        entries = [e for e in timeline if start <= e.start < end]
+        served = sum(1 for e in entries if e.status == 200) / (end - start)
+        refused = sum(1 for e in entries if e.status == 429)
+        limits = [limit for t, limit, _ in history if start <= t < end]
+        return served, refused, range(min(limits), max(limits) + 1)
+
+    served, refused, limits = window(30, 60)  # settled at 8
+    assert served >= 0.9 * 8
+    assert refused <= 2
+    assert limits.start >= 6
+    assert limits.stop <= 11
+    served, refused, limits = window(150, 200)  # found 16 (the rise is seen within 60 s)
+    assert served >= 0.9 * 16
+    assert refused <= 3
+    assert limits.start >= 12
+    assert min(t for t, limit, _ in history if t >= 60 and limit > 10) < 120
+    served, refused, limits = window(230, 280)  # back down to 4
+    assert served >= 0.9 * 4
+    assert refused == 0
+    assert limits.start >= 3
+    assert limits.stop <= 7
+    stats = lim.statistics()
+    assert stats.probes >= 2
+    assert stats.ceiling is not None
+    assert stats.ceiling <= 5
 
 
 def test_token_bucket_spends_evenly_and_queues_in_order() -> None:

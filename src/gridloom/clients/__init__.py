@@ -10,7 +10,8 @@ A typical wiring::
 
 Every failure is a :class:`~gridloom.errors.ModelError`; 502/503/504 and broken connections are
 retried here (:class:`RetryPolicy`), a 429 never is. API keys travel as :class:`Secret` and
-never appear in reprs, logs or error messages.
+never appear in reprs, logs or error messages. A success carries the quota its headers report
+(:class:`RateLimitState`), which :class:`ThrottledModelClient` holds admissions on.
 """
 
 from ._anthropic import AnthropicClient
@@ -19,6 +20,7 @@ from ._factory import adapter_for
 from ._handle import ModelHandle, ModelUsage
 from ._http import api_key_from_env, build_http_client, http_limits, http_timeout
 from ._openai import OpenAIClient
+from ._quota import parse_rate_limit_headers
 from ._retry import RetryPolicy, send_with_retry
 from ._secret import Secret
 from ._throttled import ThrottledModelClient
@@ -29,6 +31,7 @@ from ._types import (
     EmbeddingResponse,
     Message,
     ModelClient,
+    RateLimitState,
     ResponseFormat,
     Usage,
 )
@@ -44,6 +47,7 @@ __all__ = [
     "ModelHandle",
     "ModelUsage",
     "OpenAIClient",
+    "RateLimitState",
     "ResponseFormat",
     "RetryPolicy",
     "Secret",
@@ -56,6 +60,7 @@ __all__ = [
     "error_from_response",
     "http_limits",
     "http_timeout",
+    "parse_rate_limit_headers",
     "parse_retry_after",
     "send_with_retry",
 ]

@@ -6,7 +6,13 @@ from typing import Any
 
 from ..errors import BadRequest
 from ._base import AdapterBase, as_tokens, optional_str
-from ._types import ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, Usage
+from ._types import (
+    ChatRequest,
+    ChatResponse,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    Usage,
+)
 
 __all__ = ["ANTHROPIC_VERSION", "DEFAULT_MAX_TOKENS", "AnthropicClient"]
 
@@ -70,14 +76,17 @@ class AnthropicClient(AdapterBase):
 
         Returns:
             The concatenated ``text`` blocks, the concatenated ``thinking`` blocks as reasoning,
-            usage and the stop reason.
+            usage, the stop reason and the quota reported by the ``anthropic-ratelimit-*``
+            headers.
 
         Raises:
             ModelError: the request failed; ``MalformedResponse`` when the reply lacks the
                 documented fields.
         """
         body = self._body(self.chat_body(request), request.extra_body)
-        data = await self._post("messages", body, model=request.model, time_limit=request.timeout)
+        data, rate_limit = await self._post(
+            "messages", body, model=request.model, time_limit=request.timeout
+        )
         model = request.model
         blocks = data.get("content") if isinstance(data, dict) else None
         if not isinstance(blocks, list):
@@ -105,6 +114,7 @@ class AnthropicClient(AdapterBase):
             ),
             finish_reason=optional_str(data.get("stop_reason")),
             model=optional_str(data.get("model")),
+            rate_limit=rate_limit,
         )
 
     async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:

@@ -10,8 +10,10 @@ import httpx
 from ..config import ProviderConfig
 from ..errors import MalformedResponse
 from ._post import post_json
+from ._quota import parse_rate_limit_headers
 from ._retry import RetryPolicy
 from ._secret import Secret
+from ._types import RateLimitState
 
 __all__ = ["AdapterBase", "as_tokens", "optional_str"]
 
@@ -62,8 +64,9 @@ class AdapterBase:
 
     async def _post(
         self, path: str, body: Mapping[str, Any], *, model: str, time_limit: float | None
-    ) -> Any:
-        return await post_json(
+    ) -> tuple[Any, RateLimitState | None]:
+        """POST ``body``; the decoded reply and the quota its headers report (if any)."""
+        data, headers = await post_json(
             self._http,
             path,
             body,
@@ -74,6 +77,7 @@ class AdapterBase:
             model=model,
             secrets=() if self._api_key is None else (self._api_key,),
         )
+        return data, parse_rate_limit_headers(headers)
 
     def _malformed(self, model: str, what: str) -> MalformedResponse:
         return MalformedResponse(

@@ -9,7 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 from ._base import AdapterBase, as_tokens, optional_str
-from ._types import ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, Usage
+from ._types import (
+    ChatRequest,
+    ChatResponse,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    Usage,
+)
 
 __all__ = ["OpenAIClient"]
 
@@ -63,14 +69,15 @@ class OpenAIClient(AdapterBase):
 
         Returns:
             The first choice's content (``""`` when the provider sends ``null``), the reasoning
-            from ``reasoning_content`` or ``reasoning`` when present, usage and finish reason.
+            from ``reasoning_content`` or ``reasoning`` when present, usage, finish reason and
+            the quota reported by the ``x-ratelimit-*`` headers.
 
         Raises:
             ModelError: the request failed; ``MalformedResponse`` when the reply lacks the
                 documented fields.
         """
         body = self._body(self.chat_body(request), request.extra_body)
-        data = await self._post(
+        data, rate_limit = await self._post(
             "chat/completions", body, model=request.model, time_limit=request.timeout
         )
         model = request.model
@@ -99,6 +106,7 @@ class OpenAIClient(AdapterBase):
             ),
             finish_reason=optional_str(choices[0].get("finish_reason")),
             model=optional_str(data.get("model")),
+            rate_limit=rate_limit,
         )
 
     async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
@@ -108,7 +116,8 @@ class OpenAIClient(AdapterBase):
             request: the canonical request.
 
         Returns:
-            One vector per input, in input order (the reply is ordered by its ``index`` fields).
+            One vector per input, in input order (the reply is ordered by its ``index`` fields),
+            and the quota reported by the ``x-ratelimit-*`` headers.
 
         Raises:
             ModelError: the request failed; ``MalformedResponse`` when the reply does not hold
@@ -117,7 +126,9 @@ class OpenAIClient(AdapterBase):
         body = self._body(
             {"model": request.model, "input": list(request.inputs)}, request.extra_body
         )
-        data = await self._post("embeddings", body, model=request.model, time_limit=request.timeout)
+        data, rate_limit = await self._post(
+            "embeddings", body, model=request.model, time_limit=request.timeout
+        )
         model = request.model
         items = data.get("data") if isinstance(data, dict) else None
         if not isinstance(items, list):
@@ -143,4 +154,5 @@ class OpenAIClient(AdapterBase):
         return EmbeddingResponse(
             vectors=tuple(vectors[i] for i in range(len(vectors))),
             usage=Usage(input_tokens=as_tokens(usage.get("prompt_tokens"))),
+            rate_limit=rate_limit,
         )

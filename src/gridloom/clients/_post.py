@@ -40,8 +40,9 @@ async def post_json(
     provider: str,
     model: str,
     secrets: Iterable[Secret] = (),
-) -> Any:
-    """POST ``body`` as JSON to ``path`` (relative to the client's base URL); the decoded reply.
+) -> tuple[Any, httpx.Headers]:
+    """POST ``body`` as JSON to ``path`` (relative to the client's base URL); the decoded reply
+    and its headers (which may report the provider's remaining quota).
 
     Each attempt is bounded by ``time_limit`` as a whole (a trio deadline, so it also holds for
     transports without timeouts of their own, and in virtual time), as well as by httpx's
@@ -59,7 +60,7 @@ async def post_json(
         secrets: values to redact from error messages.
 
     Returns:
-        The JSON value of a 2xx response.
+        The JSON value of a 2xx response, and the response's headers.
 
     Raises:
         ModelError: the request failed, timed out, or the reply is not JSON.
@@ -79,7 +80,7 @@ async def post_json(
         attempt, policy=retry, provider=provider, model=model, secrets=secrets
     )
     try:
-        return response.json()
+        return response.json(), response.headers
     except ValueError:
         pass
     # Raised outside the except clause: no exception context to carry along.

@@ -5,6 +5,10 @@ reports the outcome. A rate limit (429, or a configured overload status with ``R
 feeds the controller and the request re-enters the acquire path — behind the cooldown — rather
 than failing; after ``max_rate_limited_attempts`` refusals in a row it is raised. A 429 never
 reaches transport retry: it must reach the controller.
+
+A success whose quota headers say the provider's quota is spent (``x-ratelimit-remaining-requests:
+0``, or fewer tokens left than a request typically costs) holds the limiter's admissions until
+enough of the quota is back — without cutting the limit — so the next request is not refused.
 """
 
 from __future__ import annotations
@@ -16,14 +20,24 @@ import trio
 
 from ..errors import ProviderUnavailable, RateLimited
 from ..throttle import AdaptiveLimiter, TokenBucket
-from ._types import ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, ModelClient
+from ._types import (
+    ChatRequest,
+    ChatResponse,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    ModelClient,
+    RateLimitState,
+    Usage,
+)
 
-__all__ = ["MAX_RATE_LIMITED_ATTEMPTS", "ThrottledModelClient"]
+__all__ = ["MAX_QUOTA_HOLD_SECONDS", "MAX_RATE_LIMITED_ATTEMPTS", "ThrottledModelClient"]
 
 T = TypeVar("T")
 
 #: Refusals in a row after which a request gives up (the fault layer above decides what next).
 MAX_RATE_LIMITED_ATTEMPTS = 50
+#: Longest hold one response's quota headers may impose, in seconds.
+MAX_QUOTA_HOLD_SECONDS = 60.0
 
 
 class ThrottledModelClient:
@@ -37,6 +51,12 @@ class ThrottledModelClient:
         max_rate_limited_attempts: refusals in a row before the error is raised.
         requests: a published requests-per-minute budget, taken before each attempt.
         tokens: a published tokens-per-minute budget, charged with each response's usage.
+        respect_quota_headers: hold admissions when a response's quota headers
+            (:attr:`ChatResponse.rate_limit`) say the provider's quota is spent: until one
+            request is back (``reset_requests / (limit_requests - remaining_requests)``), or
+            until the tokens a request costs on average (the mean ``input + output`` usage of
+            this client's successes) are back, pro rata of ``reset_tokens``; at most
+            :data:`MAX_QUOTA_HOLD_SECONDS`. A hold never changes the limit.
     """
 
     def __init__(
@@ -49,6 +69,7 @@ class ThrottledModelClient:
         max_rate_limited_attempts: int = MAX_RATE_LIMITED_ATTEMPTS,
         requests: TokenBucket | None = None,
         tokens: TokenBucket | None = None,
+        respect_quota_headers: bool = True,
     ):
         self.requests_budget = requests
         self.tokens_budget = tokens
@@ -57,6 +78,9 @@ class ThrottledModelClient:
         self.embedding_limiter = embedding
         self.capacity_statuses = capacity_statuses
         self.max_rate_limited_attempts = max_rate_limited_attempts
+        self.respect_quota_headers = respect_quota_headers
+        self._successes = 0
+        self._mean_cost = 1.0
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
         return await self._attempt(self.chat_limiter, lambda: self.inner.chat(request))
@@ -96,8 +120,38 @@ class ThrottledModelClient:
                 if refusals >= self.max_rate_limited_attempts:
                     raise
                 continue
-            limiter.succeeded(ticket)
             usage = getattr(result, "usage", None)
+            if isinstance(usage, Usage):
+                self._successes += 1
+                cost = usage.input_tokens + usage.output_tokens
+                self._mean_cost += (cost - self._mean_cost) / self._successes
+            state = getattr(result, "rate_limit", None)
+            if self.respect_quota_headers and isinstance(state, RateLimitState):
+                self._hold_for_quota(limiter, state)
+            limiter.succeeded(ticket)
             if self.tokens_budget is not None and usage is not None:
                 self.tokens_budget.debit(usage.input_tokens + usage.output_tokens)
             return result
+
+    def _hold_for_quota(self, limiter: AdaptiveLimiter, state: RateLimitState) -> None:
+        """Hold ``limiter``'s admissions if ``state`` says the quota is spent."""
+        waits: list[tuple[float, str]] = []
+        remaining, reset = state.remaining_requests, state.reset_requests
+        if remaining is not None and remaining < 1 and reset is not None:
+            limit = state.limit_requests
+            wait = reset if limit is None else reset / max(1, limit - remaining)
+            waits.append((wait, f"remaining requests {remaining}, reset in {reset:g} s"))
+        cost = self._mean_cost  # 1 until the first success reports its usage
+        remaining, reset = state.remaining_tokens, state.reset_tokens
+        if remaining is not None and remaining < cost and reset is not None:
+            limit = state.limit_tokens
+            wait = (
+                reset if limit is None else reset * (cost - remaining) / max(1, limit - remaining)
+            )
+            waits.append(
+                (wait, f"remaining tokens {remaining} < {cost:.0f} a request, reset in {reset:g} s")
+            )
+        if not waits:
+            return
+        wait, reason = max(waits)
+        limiter.hold_until(trio.current_time() + min(wait, MAX_QUOTA_HOLD_SECONDS), reason)

@@ -18,6 +18,7 @@ __all__ = [
     "EmbeddingResponse",
     "Message",
     "ModelClient",
+    "RateLimitState",
     "ResponseFormat",
     "Usage",
 ]
@@ -86,6 +87,29 @@ class Usage:
 
 
 @attrs.frozen(kw_only=True)
+class RateLimitState:
+    """The provider's quota as its response headers reported it (``x-ratelimit-*`` from
+    OpenAI-compatible servers, ``anthropic-ratelimit-*`` from Anthropic); ``None`` where a value
+    was absent or not understood.
+
+    Attributes:
+        limit_requests: requests allowed per quota window.
+        remaining_requests: requests left in the window.
+        reset_requests: seconds until the request quota is fully replenished.
+        limit_tokens: tokens allowed per quota window.
+        remaining_tokens: tokens left in the window.
+        reset_tokens: seconds until the token quota is fully replenished.
+    """
+
+    limit_requests: int | None = None
+    remaining_requests: int | None = None
+    reset_requests: float | None = None
+    limit_tokens: int | None = None
+    remaining_tokens: int | None = None
+    reset_tokens: float | None = None
+
+
+@attrs.frozen(kw_only=True)
 class ChatResponse:
     """A chat completion.
 
@@ -95,6 +119,7 @@ class ChatResponse:
         usage: token counts.
         finish_reason: why generation stopped (``stop``, ``length``, ...), if reported.
         model: the model name the provider reports.
+        rate_limit: the quota the response's headers reported, if they did.
     """
 
     text: str
@@ -102,6 +127,7 @@ class ChatResponse:
     usage: Usage = attrs.field(factory=Usage)
     finish_reason: str | None = None
     model: str | None = None
+    rate_limit: RateLimitState | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -116,10 +142,17 @@ class EmbeddingRequest:
 
 @attrs.frozen(kw_only=True)
 class EmbeddingResponse:
-    """One vector per input, in input order."""
+    """One vector per input, in input order.
+
+    Attributes:
+        vectors: the embeddings.
+        usage: token counts.
+        rate_limit: the quota the response's headers reported, if they did.
+    """
 
     vectors: tuple[tuple[float, ...], ...]
     usage: Usage = attrs.field(factory=Usage)
+    rate_limit: RateLimitState | None = None
 
 
 @runtime_checkable

@@ -36,7 +36,7 @@ from ._llm import (
     Rubric,
 )
 from ._models import ModelConfig, PipelineConfig, ProviderConfig, RunConfig, SeedDatasetConfig
-from ._simulation import LatencyConfig, SimulatedModel, SimulationConfig
+from ._simulation import CapacityStep, LatencyConfig, SimulatedModel, SimulationConfig
 from ._throttle import ThrottleConfig
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "SAMPLER_KINDS",
     "BernoulliColumn",
     "BinomialColumn",
+    "CapacityStep",
     "CategoryColumn",
     "ColumnConfig",
     "CustomColumn",

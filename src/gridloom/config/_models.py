@@ -131,6 +131,25 @@ class RunConfig:
         scheduling: ``cell`` starts each cell as soon as its row's upstream cells are done;
             ``column`` runs each column to completion before the next (the legacy baseline).
         throttle: how each model's adaptive concurrency limit reacts to its provider.
+        max_cell_attempts: attempts a cell gets when it fails for a reason that may pass (a
+            rate limit that outlasted the throttle, 5xx, a timeout, a dropped connection, a
+            malformed reply), each after a backoff; then it waits for salvage.
+        retry_backoff_seconds: the first backoff; each further one doubles, with full jitter.
+        retry_backoff_max_seconds: the longest backoff.
+        salvage_rounds: when a row group has nothing left but cells out of attempts, they are
+            re-run this many times (one attempt each, after a pause of
+            ``retry_backoff_max_seconds``) before their rows are dropped; 0 drops them at once.
+        salvage_round_seconds: each salvage round is cancelled after this long (its unfinished
+            cells count as failed).
+        shutdown_error_rate: stop the run when, for one model, the share of failed requests
+            among its recent outcomes exceeds this (``null``: never); completed row groups are
+            kept and the run can be resumed.
+        shutdown_window: recent outcomes per model the rate is computed over.
+        shutdown_window_seconds: only outcomes this recent count.
+        shutdown_min_outcomes: the rate is not judged on fewer outcomes than this.
+        fill_to_target: when rows are dropped, generate extra rows (new row ids after the
+            planned ones) until ``num_records`` rows are written or the budget is spent.
+        fill_budget: extra rows allowed, as a fraction of ``num_records``.
     """
 
     row_group_size: int = attrs.field(default=500, validator=attrs.validators.ge(1))
@@ -141,6 +160,20 @@ class RunConfig:
     seed: int | None = None
     scheduling: Literal["cell", "column"] = "cell"
     throttle: ThrottleConfig = attrs.field(factory=ThrottleConfig)
+    max_cell_attempts: int = attrs.field(default=8, validator=attrs.validators.ge(1))
+    retry_backoff_seconds: float = attrs.field(default=1.0, validator=attrs.validators.ge(0.0))
+    retry_backoff_max_seconds: float = attrs.field(default=30.0, validator=attrs.validators.ge(0.0))
+    salvage_rounds: int = attrs.field(default=2, validator=attrs.validators.ge(0))
+    salvage_round_seconds: float = attrs.field(default=600.0, validator=attrs.validators.gt(0.0))
+    shutdown_error_rate: float | None = attrs.field(
+        default=0.5,
+        validator=attrs.validators.optional([attrs.validators.gt(0.0), attrs.validators.le(1.0)]),
+    )
+    shutdown_window: int = attrs.field(default=50, validator=attrs.validators.ge(1))
+    shutdown_window_seconds: float = attrs.field(default=120.0, validator=attrs.validators.gt(0.0))
+    shutdown_min_outcomes: int = attrs.field(default=10, validator=attrs.validators.ge(1))
+    fill_to_target: bool = False
+    fill_budget: float = attrs.field(default=0.25, validator=attrs.validators.ge(0.0))
 
 
 @attrs.frozen(kw_only=True)

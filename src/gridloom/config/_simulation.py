@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import attrs
 
-__all__ = ["LatencyConfig", "SimulatedModel", "SimulationConfig"]
+__all__ = ["CapacityStep", "LatencyConfig", "SimulatedModel", "SimulationConfig"]
 
 
 def _rate(_inst: Any, attribute: attrs.Attribute[Any], value: float) -> None:
@@ -46,15 +46,43 @@ class LatencyConfig:
 
 
 @attrs.frozen(kw_only=True)
+class CapacityStep:
+    """From ``at`` seconds after the endpoint's first request on, the model serves ``capacity``
+    requests at once (to replay a provider whose capacity changes during a run).
+
+    Attributes:
+        at: seconds after the first request the endpoint received (from any model).
+        capacity: requests served at once from then on.
+    """
+
+    at: float = attrs.field(validator=_non_negative)
+    capacity: int = attrs.field(validator=attrs.validators.ge(1))
+
+
+def _steps(value: Any) -> tuple[CapacityStep, ...]:
+    return tuple(value)
+
+
+def _ordered(_inst: Any, attribute: attrs.Attribute[Any], value: tuple[CapacityStep, ...]) -> None:
+    times = [step.at for step in value]
+    if times != sorted(times) or len(set(times)) != len(times):
+        raise ValueError(f"{attribute.name} must be in increasing order of 'at', got {times}")
+
+
+@attrs.frozen(kw_only=True)
 class SimulatedModel:
     """Behaviour of one simulated model.
 
     Attributes:
         latency: how long answers take.
         capacity: requests served at once; a request beyond it is answered 429 at once.
+        capacity_schedule: later capacities, each from its time on (e.g. ``[{at: 60,
+            capacity: 16}, {at: 120, capacity: 4}]``); ``capacity`` holds before the first.
         retry_after: seconds sent in ``Retry-After`` with a 429.
         requests_per_second: a token bucket of requests; when empty, 429.
         tokens_per_minute: a token bucket of output tokens; when empty, 429.
+        rate_limit_headers: every 200 answer reports each bucket in quota headers
+            (``x-ratelimit-*`` on OpenAI paths, ``anthropic-ratelimit-*`` on ``/v1/messages``).
         error_500_rate: share of requests answered 500.
         error_503_rate: share of requests answered 503 (with ``Retry-After``).
         hang_rate: share of requests never answered (the client's timeout ends them).
@@ -70,6 +98,9 @@ class SimulatedModel:
     capacity: int | None = attrs.field(
         default=None, validator=attrs.validators.optional(attrs.validators.ge(1))
     )
+    capacity_schedule: tuple[CapacityStep, ...] = attrs.field(
+        default=(), converter=_steps, validator=_ordered
+    )
     retry_after: float = attrs.field(default=1.0, validator=_non_negative)
     requests_per_second: float | None = attrs.field(
         default=None, validator=attrs.validators.optional(attrs.validators.gt(0))
@@ -77,6 +108,7 @@ class SimulatedModel:
     tokens_per_minute: float | None = attrs.field(
         default=None, validator=attrs.validators.optional(attrs.validators.gt(0))
     )
+    rate_limit_headers: bool = False
     error_500_rate: float = attrs.field(default=0.0, validator=_rate)
     error_503_rate: float = attrs.field(default=0.0, validator=_rate)
     hang_rate: float = attrs.field(default=0.0, validator=_rate)

@@ -29,6 +29,11 @@ class ThrottleConfig:
             ``Retry-After`` (with one, its value is used).
         ceiling_overshoot: after a 429, the limit in force before the cut is remembered as the
             ceiling, and increases stop at ``ceiling * (1 + ceiling_overshoot)``.
+        ceiling_probe_windows: once the limit has stood at that bound for this many success
+            windows without a refusal, the ceiling is raised by one to look for capacity that
+            has grown; if the probe holds for a window the ceiling is forgotten, if it is
+            refused the limit steps back (no cut) and the wait before the next probe doubles
+            (up to 8 times this). 0 never probes.
         rampup_seconds: start at 1 and raise the limit linearly to the cap over this many
             seconds (0 starts at the cap); the first 429 ends the ramp.
         capacity_statuses: other HTTP statuses that, with a ``Retry-After``, signal overload
@@ -40,5 +45,6 @@ class ThrottleConfig:
     success_window: int = attrs.field(default=25, validator=attrs.validators.ge(1))
     cooldown_seconds: float = attrs.field(default=2.0, validator=attrs.validators.ge(0.0))
     ceiling_overshoot: float = attrs.field(default=0.10, validator=attrs.validators.ge(0.0))
+    ceiling_probe_windows: int = attrs.field(default=8, validator=attrs.validators.ge(0))
     rampup_seconds: float = attrs.field(default=0.0, validator=attrs.validators.ge(0.0))
     capacity_statuses: tuple[int, ...] = attrs.field(default=(503, 529), converter=_tuple)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +18,7 @@ from ._asgi import (
     dump_json,
     error_body,
     format_retry_after,
+    quota_headers,
     read_body,
     send_bytes,
     send_json,
@@ -106,16 +108,31 @@ class SimulatedApp:
     (mounted in-process, the caller of the request sees it; :func:`serve_simulated` turns it
     into a closed socket).
 
+    A model with ``rate_limit_headers`` reports its buckets on every 200 answer, as of the
+    moment the answer is sent: OpenAI's ``x-ratelimit-*`` headers (resets as durations) on
+    the OpenAI paths, Anthropic's ``anthropic-ratelimit-*`` on ``/v1/messages``. Anthropic's
+    resets are timestamps, ``wall_clock() + reset``: wall-clock time even when ``clock`` is
+    virtual, because that is what a client compares them with.
+
     Args:
         config: the behaviour of each model.
         clock: the time source for the timeline and the rate-limit buckets.
+        wall_clock: seconds since the epoch, for Anthropic's reset timestamps.
     """
 
-    def __init__(self, config: SimulationConfig, *, clock: Callable[[], float] = trio.current_time):
+    def __init__(
+        self,
+        config: SimulationConfig,
+        *,
+        clock: Callable[[], float] = trio.current_time,
+        wall_clock: Callable[[], float] = time.time,
+    ):
         self.config = config
         self._clock = clock
+        self._wall_clock = wall_clock
         self._recorder = Recorder()
         self._behaviours: dict[str, ModelBehaviour] = {}
+        self._epoch: float | None = None
 
     def statistics(self) -> SimulationStatistics:
         """A snapshot of the counters per model (what ``GET /stats`` returns)."""
@@ -128,8 +145,14 @@ class SimulatedApp:
     def _behaviour(self, model: str) -> ModelBehaviour:
         behaviour = self._behaviours.get(model)
         if behaviour is None:
+            if self._epoch is None:
+                self._epoch = self._clock()
             behaviour = ModelBehaviour(
-                model, self.config.for_model(model), self.config.seed, self._clock
+                model,
+                self.config.for_model(model),
+                self.config.seed,
+                self._clock,
+                epoch=self._epoch,
             )
             self._behaviours[model] = behaviour
         return behaviour
@@ -258,12 +281,15 @@ class SimulatedApp:
                 value = chat_completion(request, reply)
             input_tokens, output_tokens = reply.input_tokens, reply.output_tokens
         data = dump_json(value)
+        quota = None
+        if settings.rate_limit_headers:
+            quota = quota_headers(api, behaviour.quotas(), self._wall_clock())
         if draw.fault is Fault.MALFORMED:
             flight.settle(200, "malformed")
-            await send_bytes(send, 200, data[: len(data) // 2])
+            await send_bytes(send, 200, data[: len(data) // 2], headers=quota)
             return
         flight.settle(200, outcome, input_tokens=input_tokens, output_tokens=output_tokens)
-        await send_bytes(send, 200, data)
+        await send_bytes(send, 200, data, headers=quota)
 
     def _finish(
         self,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any, Literal
 
 from ..errors import ConnectionFailed
+from ._behaviour import Quota
 
 __all__ = [
     "Api",
@@ -17,7 +19,10 @@ __all__ = [
     "Scope",
     "Send",
     "error_body",
+    "format_reset_duration",
     "format_retry_after",
+    "format_timestamp",
+    "quota_headers",
     "read_body",
     "send_bytes",
     "send_json",
@@ -119,9 +124,74 @@ def error_body(api: Api, status: int, message: str, *, param: str | None = None)
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
+def _millis_up(seconds: float) -> int:
+    """``seconds`` in whole milliseconds, rounded up (binary noise below a nanosecond ignored)."""
+    return math.ceil(round(seconds * 1000.0, 6))
+
+
 def format_retry_after(seconds: float) -> str:
     """A ``Retry-After`` value: whole seconds as an integer, else a decimal rounded up to ms."""
-    millis = math.ceil(round(max(seconds, 0.0) * 1000.0, 6))
+    millis = _millis_up(max(seconds, 0.0))
     if millis % 1000 == 0:
         return str(millis // 1000)
     return repr(millis / 1000)
+
+
+def format_reset_duration(seconds: float) -> str:
+    """An OpenAI ``x-ratelimit-reset-*`` value: a Go-style duration rounded up to milliseconds
+    (``"0s"``, ``"20ms"``, ``"1s"``, ``"1.5s"``, ``"6m0s"``, ``"1h2m3.5s"``)."""
+    millis = _millis_up(max(seconds, 0.0))
+    if millis == 0:
+        return "0s"
+    if millis < 1000:
+        return f"{millis}ms"
+    hours, millis = divmod(millis, 3_600_000)
+    minutes, millis = divmod(millis, 60_000)
+    text = f"{millis // 1000}s" if millis % 1000 == 0 else f"{millis / 1000!r}s"
+    if hours:
+        return f"{hours}h{minutes}m{text}"
+    if minutes:
+        return f"{minutes}m{text}"
+    return text
+
+
+def format_timestamp(when: float) -> str:
+    """An RFC 3339 UTC timestamp for ``when`` seconds since the epoch, rounded up to
+    milliseconds (``"2024-05-01T12:00:00Z"``, ``"2024-05-01T12:00:00.250Z"``)."""
+    millis = math.ceil(round(when * 1000.0, 3))
+    seconds, millis = divmod(millis, 1000)
+    moment = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{text}.{millis:03d}Z" if millis else f"{text}Z"
+
+
+def quota_headers(api: Api, quotas: Iterable[Quota], now: float) -> list[tuple[bytes, bytes]]:
+    """Quota headers for a 200 answer, three per bucket.
+
+    OpenAI: ``x-ratelimit-limit-<kind>``, ``x-ratelimit-remaining-<kind>`` and
+    ``x-ratelimit-reset-<kind>`` (a duration). Anthropic: ``anthropic-ratelimit-<kind>-limit``,
+    ``-remaining`` and ``-reset``, the last an RFC 3339 timestamp: ``now`` plus the bucket's
+    reset, so ``now`` must be wall-clock time (seconds since the epoch), even when the app runs
+    on a virtual clock.
+
+    Args:
+        api: which API's format.
+        quotas: the model's buckets.
+        now: the current wall-clock time, for Anthropic's timestamps.
+    """
+    headers: list[tuple[bytes, bytes]] = []
+    for quota in quotas:
+        kind = quota.kind
+        if api == "anthropic":
+            names = [
+                f"anthropic-ratelimit-{kind}-{part}" for part in ("limit", "remaining", "reset")
+            ]
+            reset = format_timestamp(now + quota.reset)
+        else:
+            names = [f"x-ratelimit-{part}-{kind}" for part in ("limit", "remaining", "reset")]
+            reset = format_reset_duration(quota.reset)
+        values = (str(quota.limit), str(quota.remaining), reset)
+        headers.extend(
+            (name.encode(), value.encode()) for name, value in zip(names, values, strict=True)
+        )
+    return headers

@@ -12,12 +12,17 @@ import hashlib
 import math
 import random
 from collections.abc import Callable
+from typing import Literal
 
 import attrs
 
 from ..config import SimulatedModel
 
-__all__ = ["Draw", "Fault", "ModelBehaviour", "Rejection", "TokenBucket"]
+__all__ = ["Draw", "Fault", "ModelBehaviour", "Quota", "Rejection", "TokenBucket"]
+
+
+#: Absorbs binary rounding when a bucket's level is rounded down to whole units.
+_TOLERANCE = 1e-9
 
 
 class Fault(enum.Enum):
@@ -46,6 +51,23 @@ class Rejection:
 
     reason: str
     retry_after: float
+
+
+@attrs.frozen(kw_only=True)
+class Quota:
+    """One rate-limit bucket as the quota headers report it.
+
+    Attributes:
+        kind: ``requests`` or ``tokens``.
+        limit: the bucket's capacity (whole units, rounded down).
+        remaining: whole units in the bucket now (rounded down).
+        reset: seconds until the bucket is full again.
+    """
+
+    kind: Literal["requests", "tokens"]
+    limit: int
+    remaining: int
+    reset: float
 
 
 class TokenBucket:
@@ -80,6 +102,25 @@ class TokenBucket:
         self._refill()
         self._tokens -= min(cost, self.capacity)
 
+    def level(self) -> float:
+        """Tokens in the bucket now."""
+        self._refill()
+        return self._tokens
+
+    def seconds_to_full(self) -> float:
+        """Seconds until the bucket holds ``capacity`` again; 0 if it does."""
+        self._refill()
+        return max(0.0, (self.capacity - self._tokens) / self.rate)
+
+    def quota(self, kind: Literal["requests", "tokens"]) -> Quota:
+        """The bucket now, as quota headers report it."""
+        return Quota(
+            kind=kind,
+            limit=math.floor(self.capacity + _TOLERANCE),
+            remaining=max(0, math.floor(self.level() + _TOLERANCE)),
+            reset=self.seconds_to_full(),
+        )
+
 
 class ModelBehaviour:
     """The mutable state of one simulated model: in-flight count, buckets, random stream.
@@ -89,11 +130,22 @@ class ModelBehaviour:
         settings: how the model behaves.
         seed: the simulation's seed.
         clock: current time in seconds (refills the buckets).
+        epoch: the time ``capacity_schedule`` counts from (default: now).
     """
 
-    def __init__(self, name: str, settings: SimulatedModel, seed: int, clock: Callable[[], float]):
+    def __init__(
+        self,
+        name: str,
+        settings: SimulatedModel,
+        seed: int,
+        clock: Callable[[], float],
+        *,
+        epoch: float | None = None,
+    ):
         self.name = name
         self.settings = settings
+        self._clock = clock
+        self._epoch = clock() if epoch is None else epoch
         digest = hashlib.sha256(f"{seed}\x00{name}".encode()).digest()
         self._rng = random.Random(int.from_bytes(digest[:8], "big"))
         self.in_flight = 0
@@ -108,6 +160,16 @@ class ModelBehaviour:
             else None
         )
 
+    def capacity(self) -> int | None:
+        """Requests served at once now (``None``: unlimited), per ``capacity_schedule``."""
+        capacity = self.settings.capacity
+        elapsed = self._clock() - self._epoch
+        for step in self.settings.capacity_schedule:
+            if step.at > elapsed:
+                break
+            capacity = step.capacity
+        return capacity
+
     def admit(self, output_tokens: int) -> Rejection | None:
         """Admit a request (counting it in flight) or say why it gets a 429.
 
@@ -115,9 +177,10 @@ class ModelBehaviour:
         and ``output_tokens`` tokens. Call :meth:`release` when an admitted request ends.
         """
         settings = self.settings
-        if settings.capacity is not None and self.in_flight >= settings.capacity:
+        capacity = self.capacity()
+        if capacity is not None and self.in_flight >= capacity:
             return Rejection(
-                reason=f"model {self.name!r} is at capacity ({settings.capacity} requests)",
+                reason=f"model {self.name!r} is at capacity ({capacity} requests)",
                 retry_after=settings.retry_after,
             )
         if self._requests is not None:
@@ -146,6 +209,15 @@ class ModelBehaviour:
     def release(self) -> None:
         """An admitted request has ended."""
         self.in_flight -= 1
+
+    def quotas(self) -> list[Quota]:
+        """The model's buckets now (requests first), for quota headers; empty without any."""
+        quotas = []
+        if self._requests is not None:
+            quotas.append(self._requests.quota("requests"))
+        if self._tokens is not None:
+            quotas.append(self._tokens.quota("tokens"))
+        return quotas
 
     def draw(self) -> Draw:
         """The fate of an admitted request.

@@ -16,6 +16,13 @@ test it exhaustively; the trio actuator resizes its ``CapacityLimiter`` after ea
 * **Success**: every ``success_window`` successes in a row add ``additive_increase``, up to the
   cap and, once a ceiling exists, ``floor(ceiling * (1 + ceiling_overshoot))``. A ramp, while it
   lasts, alone sets the limit.
+* **Probing**: capacity can grow during a run (another tenant leaves, a quota is raised). After
+  ``ceiling_probe_windows`` windows at that bound with no refusal, the ceiling rises by one
+  (reason ``"probe"``). A probe that holds for one more window shows the ceiling stale: it is
+  forgotten and the limit climbs again (``"ceiling-lifted"``). A refused probe
+  (``"probe-refused"``) steps the limit and the ceiling back — no multiplicative cut: it only
+  confirms the limit before it — honours the cooldown, and doubles the wait before the next
+  probe, up to 8 times the base; a steady capacity costs one refusal per ever longer interval.
 * A lower limit cancels nothing: none is admitted until fewer than ``limit`` are in flight.
 
 Each change of the limit is one INFO line on ``gridloom.throttle``, e.g.
@@ -39,6 +46,8 @@ log = logging.getLogger("gridloom.throttle")
 
 #: Absorbs binary rounding in ``floor``: ``10 * 1.3`` is 12.999…, and the limit meant is 13.
 _TOLERANCE = 1e-9
+#: A refused probe doubles the wait before the next, up to this many times the base.
+_PROBE_BACKOFF = 8
 #: History entries kept (the oldest are dropped first).
 _HISTORY = 100_000
 
@@ -71,7 +80,8 @@ class Transition:
         old_limit: the limit before.
         new_limit: the limit after.
         reason: ``"rate-limited"``, ``"increase"``, ``"ramp"``, ``"ramp-aborted"`` (the cut
-            that ended a ramp) or ``"cap"``.
+            that ended a ramp), ``"probe"``, ``"probe-refused"``, ``"ceiling-lifted"`` or
+            ``"cap"``.
         cooldown_until: for a cut, when admissions may resume; otherwise ``None``.
     """
 
@@ -99,6 +109,10 @@ class ControllerStatistics:
         rate_limited: requests refused for capacity (cutting or not).
         cuts: refusals that cut the limit.
         increases: additive increases applied.
+        holds: admissions held by :meth:`AIMDController.hold_until` (quota headers).
+        probes: times the ceiling was raised by one to probe for more capacity.
+        probes_refused: probes answered with a refusal (each stepped back, without a cut).
+        probing: whether the limit is at a probed ceiling not yet confirmed.
     """
 
     limit: int
@@ -113,6 +127,10 @@ class ControllerStatistics:
     rate_limited: int
     cuts: int
     increases: int
+    holds: int = 0
+    probes: int = 0
+    probes_refused: int = 0
+    probing: bool = False
 
 
 class AIMDController:
@@ -159,6 +177,12 @@ class AIMDController:
         self._rate_limited = 0
         self._cuts = 0
         self._increases = 0
+        self._holds = 0
+        self._probes = 0
+        self._probes_refused = 0
+        self._probing = False
+        self._windows_at_bound = 0
+        self._probe_wait = config.ceiling_probe_windows
         self._history: deque[tuple[float, int, int]] = deque(maxlen=_HISTORY)
         self._history.append((self._start, self._limit, 0))
 
@@ -233,6 +257,10 @@ class AIMDController:
             rate_limited=self._rate_limited,
             cuts=self._cuts,
             increases=self._increases,
+            holds=self._holds,
+            probes=self._probes,
+            probes_refused=self._probes_refused,
+            probing=self._probing,
         )
 
     # ------------------------------------------------------------------ driving
@@ -266,11 +294,29 @@ class AIMDController:
         self._streak = 0
         if self._ramping:
             return transition
-        new = min(self._limit + self._config.additive_increase, self._increase_bound())
-        if new <= self._limit:
+        step = self._config.additive_increase
+        bound = self._increase_bound()
+        if self._limit < bound:
+            self._increases += 1
+            return self._change(now, min(self._limit + step, bound), "increase")
+        if self._ceiling is None or bound >= self._cap or self._config.ceiling_probe_windows == 0:
             return transition
-        self._increases += 1
-        return self._change(now, new, "increase")
+        if self._probing:
+            # A whole window at the probed limit without a refusal: the ceiling is stale.
+            self._ceiling = None
+            self._probing = False
+            self._probe_wait = self._config.ceiling_probe_windows
+            self._increases += 1
+            return self._change(now, min(self._limit + step, self._cap), "ceiling-lifted")
+        self._windows_at_bound += 1
+        if self._windows_at_bound < self._probe_wait:
+            return transition
+        self._windows_at_bound = 0
+        self._ceiling += 1
+        self._probing = True
+        self._probes += 1
+        new = min(self._limit + step, self._increase_bound())
+        return self._change(now, new, "probe") if new > self._limit else transition
 
     def on_rate_limited(
         self, ticket: Ticket, retry_after: float | None = None
@@ -302,18 +348,56 @@ class AIMDController:
         wait = self._config.cooldown_seconds if retry_after is None else max(0.0, retry_after)
         self._blocked_until = max(self._blocked_until, now + wait)
         old = self._limit
+        if self._probing and self._ceiling is not None and old >= self._ceiling:
+            # The probe got its answer: the limit before it was right. Step back to it — no
+            # multiplicative cut — and wait twice as long before asking again.
+            self._ceiling -= 1
+            self._probing = False
+            self._probes_refused += 1
+            self._probe_wait = min(
+                2 * self._probe_wait, _PROBE_BACKOFF * self._config.ceiling_probe_windows
+            )
+            self._windows_at_bound = 0
+            self._streak = 0
+            return self._change(
+                now, self._increase_bound(), "probe-refused", cooldown_until=self._blocked_until
+            )
         if self._ceiling is not None and old >= self._ceiling:
             # Refused again at the remembered ceiling: the ceiling itself is one too high.
             # Lowering it ends the 6 -> 9 -> 429 sawtooth that re-probing it would cause.
             self._ceiling = max(1, min(self._ceiling, old) - 1)
         else:
             self._ceiling = old if self._ceiling is None else min(self._ceiling, old)
+        self._probing = False
+        self._windows_at_bound = 0
         self._streak = 0
         self._cuts += 1
         reason = "ramp-aborted" if self._ramping else "rate-limited"
         self._ramping = False
-        new = max(1, _floor(old * self._config.reduce_factor))
+        # A lowered ceiling may bind tighter than the cut itself (refused at 5 with ceiling 4).
+        new = max(1, min(_floor(old * self._config.reduce_factor), self._increase_bound()))
         return self._change(now, new, reason, cooldown_until=self._blocked_until)
+
+    def hold_until(self, when: float, reason: str) -> bool:
+        """Admit nothing before ``when`` without touching the limit — for a provider that says
+        its quota is spent (``x-ratelimit-remaining-requests: 0``) before it has to refuse.
+
+        Returns:
+            Whether the hold extended the current cooldown.
+
+        Raises:
+            ValueError: if ``when`` is not finite.
+        """
+        if not math.isfinite(when):
+            raise ValueError(f"a hold must end at a finite time, got {when}")
+        if when <= self._blocked_until:
+            return False
+        self._blocked_until = when
+        self._holds += 1
+        log.info(
+            "%sholding admissions for %.1f s (%s)", self._label(), when - self._clock(), reason
+        )
+        return True
 
     def on_release(self, ticket: Ticket) -> None:
         """The request ended otherwise (another error, cancellation): only free its slot."""

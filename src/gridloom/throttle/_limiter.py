@@ -66,6 +66,11 @@ class AdaptiveLimiter:
         self.controller.on_release(ticket)
         self._settle(ticket, None)
 
+    def hold_until(self, when: float, reason: str) -> None:
+        """Admit nothing before ``when`` (trio time), leaving the limit alone; waiters already
+        queued re-check the hold when they get a slot."""
+        self.controller.hold_until(when, reason)
+
     def set_cap(self, cap: int) -> None:
         """Change the cap (the smallest ``max_parallel_requests`` of the aliases sharing it)."""
         if self.controller.set_cap(cap) is not None:
