@@ -115,6 +115,11 @@ class SeedDatasetConfig:
     columns: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
 
 
+def _optional_rate(_inst: Any, attribute: attrs.Attribute[Any], value: float | None) -> None:
+    if value is not None and not 0.0 < value <= 1.0:
+        raise ValueError(f"{attribute.name} must be in (0, 1] or null, got {value!r}")
+
+
 @attrs.frozen(kw_only=True)
 class RunConfig:
     """How a run is executed; none of these change *what* is generated except ``seed`` and
@@ -165,10 +170,7 @@ class RunConfig:
     retry_backoff_max_seconds: float = attrs.field(default=30.0, validator=attrs.validators.ge(0.0))
     salvage_rounds: int = attrs.field(default=2, validator=attrs.validators.ge(0))
     salvage_round_seconds: float = attrs.field(default=600.0, validator=attrs.validators.gt(0.0))
-    shutdown_error_rate: float | None = attrs.field(
-        default=0.5,
-        validator=attrs.validators.optional([attrs.validators.gt(0.0), attrs.validators.le(1.0)]),
-    )
+    shutdown_error_rate: float | None = attrs.field(default=0.5, validator=_optional_rate)
     shutdown_window: int = attrs.field(default=50, validator=attrs.validators.ge(1))
     shutdown_window_seconds: float = attrs.field(default=120.0, validator=attrs.validators.gt(0.0))
     shutdown_min_outcomes: int = attrs.field(default=10, validator=attrs.validators.ge(1))
