@@ -7,6 +7,7 @@ value its producer must have written. Durations and failures come from the test'
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -15,7 +16,8 @@ import pyarrow as pa
 import trio
 
 from gridloom.engine import ExecutionGraph, Node
-from gridloom.generators import BatchContext, CellContext, ColumnGenerator
+from gridloom.errors import ProviderUnavailable
+from gridloom.generators import BatchContext, CellContext, ColumnGenerator, RowFailure
 
 from .vclock import sleep_in_thread
 
@@ -40,6 +42,7 @@ class Call:
     end: float = -1.0
     failed: bool = False
     model_bound: bool = False
+    transient: tuple[int, ...] = ()  # rows whose attempt failed with an error that may pass
 
 
 @attrs.define
@@ -60,18 +63,26 @@ class _ProbeBase(ColumnGenerator):
         recorder: Recorder,
         failures: frozenset[tuple[int, int]],
         row_group_size: int,
+        transient: Mapping[tuple[int, int], int] | None = None,
+        slow_retries: int | None = None,
     ):
         super().__init__(name=f"c{index}", outputs={f"c{index}": pa.string()})
         self.index = index
         self.spec = spec
         self.recorder = recorder
         self.failures = failures
+        self.transient = dict(transient or {})
+        self.attempts: Counter[int] = Counter()  # transient failures served, per row id
+        self.slow_retries = slow_retries  # duration of every attempt after a transient failure
         self.row_group_size = row_group_size
         self.granularity = "batch" if spec.granularity == "batch" else "cell"
         self.model_bound = spec.model_bound
         self.inline = spec.mode == "inline"
 
     def _duration(self, ctx: CellContext | BatchContext) -> int:
+        ids = [ctx.row_id] if isinstance(ctx, CellContext) else ctx.row_ids
+        if self.slow_retries is not None and any(self.attempts[i] for i in ids):
+            return self.slow_retries
         pattern = self.spec.durations
         if isinstance(ctx, CellContext):
             return pattern[ctx.row_id % len(pattern)]
@@ -96,17 +107,34 @@ class _ProbeBase(ColumnGenerator):
         self.recorder.calls.append(call)
         return call
 
+    def _flaky(self, row_id: int) -> bool:
+        """Whether this attempt at ``row_id`` fails with an error that may pass."""
+        if self.attempts[row_id] < self.transient.get((self.index, row_id), 0):
+            self.attempts[row_id] += 1
+            return True
+        return False
+
     def _result(self, ctx: CellContext | BatchContext, call: Call, now: float) -> Any:
         call.end = now
         if isinstance(ctx, CellContext):
             if (self.index, ctx.row_id) in self.failures:
                 call.failed = True
                 raise RuntimeError(f"injected failure {self.name} row {ctx.row_id}")
+            if self._flaky(ctx.row_id):
+                call.transient = (ctx.row_id,)
+                raise ProviderUnavailable(f"injected 503 {self.name} row {ctx.row_id}")
             return value_of(self.name, ctx.row_id)
         if any((self.index, i) in self.failures for i in ctx.row_ids):
             call.failed = True
             raise RuntimeError(f"injected batch failure {self.name}")
-        return [value_of(self.name, i) for i in ctx.row_ids]
+        flaky = tuple(i for i in ctx.row_ids if self._flaky(i))
+        call.transient = flaky
+        return [
+            RowFailure(ProviderUnavailable(f"injected 503 {self.name} row {i}"))
+            if i in flaky
+            else value_of(self.name, i)
+            for i in ctx.row_ids
+        ]
 
 
 class AsyncProbe(_ProbeBase):
@@ -132,6 +160,8 @@ def build_graph(
     *,
     failures: frozenset[tuple[int, int]] = frozenset(),
     row_group_size: int,
+    transient: Mapping[tuple[int, int], int] | None = None,
+    slow_retries: int | None = None,
 ) -> ExecutionGraph:
     """An ExecutionGraph whose node ``i`` is a probe named ``c{i}``."""
     downstream: list[list[int]] = [[] for _ in specs]
@@ -146,7 +176,7 @@ def build_graph(
             anc |= ancestors[u] | {u}
         ancestors.append(anc)
         cls = AsyncProbe if spec.mode == "async" else SyncProbe
-        generator = cls(i, spec, recorder, failures, row_group_size)
+        generator = cls(i, spec, recorder, failures, row_group_size, transient, slow_retries)
         nodes.append(
             Node(
                 index=i,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import attrs
 import pytest
@@ -86,9 +86,18 @@ def execute(
     num_records: int,
     run: RunConfig,
     failures: frozenset[tuple[int, int]] = frozenset(),
+    transient: Mapping[tuple[int, int], int] | None = None,
+    slow_retries: int | None = None,
 ) -> Outcome:
     recorder = Recorder()
-    graph = build_graph(specs, recorder, failures=failures, row_group_size=run.row_group_size)
+    graph = build_graph(
+        specs,
+        recorder,
+        failures=failures,
+        row_group_size=run.row_group_size,
+        transient=transient,
+        slow_retries=slow_retries,
+    )
     store = RecordingStore(MemoryStore(graph.schema))
 
     async def go() -> Outcome:

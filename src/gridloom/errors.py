@@ -11,7 +11,8 @@ already catches ``ValueError`` for bad input keeps working::
     │   └── TemplateError                 a Jinja template does not parse
     ├── GenerationError                   a generator failed on a cell or batch
     │   ├── ValueTypeError                a generated value does not fit the column's dtype
-    │   └── InvalidOutput                 model output unusable after the allowed corrections
+    │   ├── InvalidOutput                 model output unusable after the allowed corrections
+    │   └── SalvageTimeout                a cell re-run in a salvage round outlasted the round
     ├── ModelError                        a model request failed; ``retryable`` says whether
     │   │                                 trying again later may succeed
     │   ├── RateLimited                   429 (``retry_after`` when the provider said)
@@ -26,7 +27,8 @@ already catches ``ValueError`` for bad input keeps working::
     │   └── OutputExistsError             the directory already holds a run
     └── RunError                          a run could not complete
 
-Messages name the column, model or file involved.
+Messages name the column, model or file involved. :func:`is_retryable` tells a failure
+that may pass (the cell is tried again later) from one that will not (its row is dropped).
 """
 
 from __future__ import annotations
@@ -50,10 +52,12 @@ __all__ = [
     "ProviderUnavailable",
     "RateLimited",
     "RunError",
+    "SalvageTimeout",
     "StorageError",
     "TemplateError",
     "UnknownReferenceError",
     "ValueTypeError",
+    "is_retryable",
 ]
 
 
@@ -111,6 +115,10 @@ class ValueTypeError(GenerationError, TypeError):
 class InvalidOutput(GenerationError):
     """A model's output could not be used (unparseable, or invalid against the column's schema)
     even after the allowed correction attempts."""
+
+
+class SalvageTimeout(GenerationError):
+    """A cell re-run in a salvage round did not finish before the round's deadline."""
 
 
 class ModelError(GridloomError):
@@ -206,3 +214,14 @@ class OutputExistsError(StorageError):
 
 class RunError(GridloomError):
     """A run could not complete."""
+
+
+def is_retryable(error: BaseException) -> bool:
+    """Whether a cell that failed with ``error`` may succeed if tried again later: a model
+    error marked retryable (429 after the throttle's own retries, 5xx, timeouts, dropped
+    connections, malformed replies), or a salvage round's timeout. Everything else — bad
+    requests, authentication, output still invalid after corrections, generator exceptions,
+    template errors — is final."""
+    if isinstance(error, ModelError):
+        return error.retryable
+    return isinstance(error, SalvageTimeout)

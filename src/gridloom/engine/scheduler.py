@@ -19,6 +19,13 @@ Ready tasks are ordered by (row group, row, column): the oldest row group first,
 row's next column before later rows' first columns, so rows complete early and completion flows
 diagonally across the grid. In ``column`` scheduling (the legacy baseline) a row group runs its
 columns strictly one after another, each to completion.
+
+Failures (DESIGN.md §6): a failure that may pass (:func:`~gridloom.errors.is_retryable`) *defers*
+the cell: it sleeps a capped, jittered, doubling backoff in its row group's nursery and is queued
+again, while everything else goes on. After ``max_cell_attempts`` it waits for *salvage*: once
+its row group has nothing else left to do, the waiting cells are re-run, one attempt each per
+round, each round bounded by a deadline, up to ``salvage_rounds`` rounds — per row group, never
+behind a global barrier. A final failure (or a cell still failing after salvage) drops its row.
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import math
+import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -33,13 +42,16 @@ import attrs
 import trio
 
 from ..config import RunConfig
-from ..errors import GenerationError
+from ..errors import GenerationError, ProviderUnavailable, RateLimited, SalvageTimeout, is_retryable
 from ..generators import BatchContext, CellContext, ColumnGenerator, RowFailure
 from ..storage import ColumnCounts, DropRecord, RowGroupData, RowGroupStore
 from .graph import ExecutionGraph, Node
-from .tracker import CellTask, CompletionTracker, Task
+from .tracker import BatchTask, CellTask, CompletionTracker, Task
 
 __all__ = ["RowGroupSpec", "Scheduler", "SchedulerStatistics"]
+
+#: ``_run_task``'s outcome when the task was skipped (its rows dropped while it waited).
+_SKIPPED: Any = object()
 
 log = logging.getLogger("gridloom.scheduler")
 
@@ -79,6 +91,10 @@ class SchedulerStatistics:
     cells_done: int
     cells_failed: int
     rows_dropped: int
+    retries: int
+    cells_deferred: int
+    salvage_rounds: int
+    cells_salvaged: int
     peak_row_groups_in_flight: int
     peak_tasks_submitted: int
     peak_tasks_waiting_on_model: int
@@ -88,12 +104,18 @@ class _RowGroup:
     """Mutable state of one admitted row group (owned by the scheduler)."""
 
     __slots__ = (
+        "attempts",
         "columns",
+        "deadline",
         "done",
         "drops",
         "failed",
         "nursery",
+        "outstanding",
         "parked",
+        "rounds",
+        "salvage",
+        "salvaging",
         "spec",
         "stage",
         "tracker",
@@ -110,6 +132,17 @@ class _RowGroup:
         # Column mode: index of the node now running; tasks of later nodes wait in `parked`.
         self.stage = 0 if column_mode else -1
         self.parked: list[list[Task]] = [[] for _ in graph.nodes] if column_mode else []
+        # Tasks queued, running or sleeping before a retry; 0 means the group is quiet.
+        self.outstanding = 0
+        # Retryable failures so far, per task.
+        self.attempts: dict[Task, int] = {}
+        # Tasks out of attempts, with their last error, waiting for a salvage round.
+        self.salvage: list[tuple[Task, Exception]] = []
+        # The tasks of the salvage round under way, and its deadline.
+        self.salvaging: frozenset[Task] = frozenset()
+        # Salvage rounds each task has had.
+        self.rounds: dict[Task, int] = {}
+        self.deadline = 0.0
 
 
 class Scheduler:
@@ -144,6 +177,12 @@ class Scheduler:
         self._submission = trio.CapacityLimiter(run.max_submitted_tasks)
         self._llm_wait = trio.CapacityLimiter(run.max_llm_wait_tasks)
         self._threads = trio.CapacityLimiter(run.max_worker_threads)
+        self._max_attempts = run.max_cell_attempts
+        self._backoff = run.retry_backoff_seconds
+        self._backoff_max = run.retry_backoff_max_seconds
+        self._salvage_rounds = run.salvage_rounds
+        self._salvage_seconds = run.salvage_round_seconds
+        self._jitter = random.Random(seed)
         self._ready: list[tuple[int, int, int, int, _RowGroup, Task]] = []
         self._seq = itertools.count()
         self._wakeup = trio.Event()
@@ -152,6 +191,10 @@ class Scheduler:
         self._cells_done = 0
         self._cells_failed = 0
         self._rows_dropped = 0
+        self._retries = 0
+        self._deferred = 0
+        self._salvage_rounds_run = 0
+        self._cells_salvaged = 0
         self._peak_groups = 0
         self._peak_submitted = 0
         self._peak_llm = 0
@@ -169,6 +212,10 @@ class Scheduler:
             cells_done=self._cells_done,
             cells_failed=self._cells_failed,
             rows_dropped=self._rows_dropped,
+            retries=self._retries,
+            cells_deferred=self._deferred,
+            salvage_rounds=self._salvage_rounds_run,
+            cells_salvaged=self._cells_salvaged,
             peak_row_groups_in_flight=self._peak_groups,
             peak_tasks_submitted=self._peak_submitted,
             peak_tasks_waiting_on_model=self._peak_llm,
@@ -196,6 +243,7 @@ class Scheduler:
                 group.nursery = nursery
                 self._accept(group, group.tracker.start())
                 await group.done.wait()
+                await self._salvage(group)
             group.nursery = None
             data = self._row_group_data(group)
             del group
@@ -236,14 +284,61 @@ class Scheduler:
             counts=counts,
         )
 
+    async def _salvage(self, group: _RowGroup) -> None:
+        """The group is quiet: finished, or left with cells out of attempts. Each of those gets
+        up to ``salvage_rounds`` more attempts, one per round; a round re-runs every waiting
+        cell with rounds left and drops the rows of the others."""
+        tracker = group.tracker
+        while not tracker.finished:
+            waiting = [(t, e) for t, e in group.salvage if tracker.is_needed(t)]
+            group.salvage = []
+            if not waiting:  # only possible if a task went missing: fail loudly, never hang
+                raise RuntimeError(f"row group {group.spec.index} is stuck with no work left")
+            group.done = trio.Event()
+            rounds = group.rounds
+            again = [t for t, _ in waiting if rounds.get(t, 0) < self._salvage_rounds]
+            ready: list[Task] = []
+            for task, error in waiting:
+                if rounds.get(task, 0) < self._salvage_rounds:
+                    continue
+                note = f"gave up after {group.attempts.get(task, 0)} attempts"
+                if rounds.get(task, 0):
+                    note += f", {rounds[task]} of them in salvage rounds"
+                rows = [task.row] if isinstance(task, CellTask) else list(task.rows)
+                self._fail_rows(group, self._graph.nodes[task.node], rows, error, ready, note=note)
+            if self._column_mode:
+                self._advance_stage(group)
+            self._accept(group, ready)
+            if again:
+                self._salvage_rounds_run += 1
+                log.info(
+                    "row group %d: salvage round for %d cells (last error: %s)",
+                    group.spec.index,
+                    len(again),
+                    type(waiting[-1][1]).__name__,
+                )
+                group.outstanding += 1  # the pause keeps the group from looking quiet
+                await trio.sleep(self._backoff_max)
+                group.outstanding -= 1
+                for task in again:
+                    rounds[task] = rounds.get(task, 0) + 1
+                group.salvaging = frozenset(again)
+                group.deadline = trio.current_time() + self._salvage_seconds
+                self._accept(group, again)
+            self._check_quiet(group)
+            await group.done.wait()
+            group.salvaging = frozenset()
+
     # ------------------------------------------------------------------ ready queue
 
     def _accept(self, group: _RowGroup, tasks: Sequence[Task]) -> None:
-        """Queue newly ready tasks (or park them until their column's turn)."""
+        """Queue newly ready tasks (or park them until their column's turn: parked tasks are
+        not outstanding, so a column stuck on salvage leaves its group quiet)."""
         for task in tasks:
             if self._column_mode and task.node > group.stage:
                 group.parked[task.node].append(task)
                 continue
+            group.outstanding += 1
             row = task.row if isinstance(task, CellTask) else -1
             heapq.heappush(
                 self._ready, (group.spec.index, row, task.node, next(self._seq), group, task)
@@ -278,6 +373,8 @@ class Scheduler:
             *_, group, task = self._ready[0]
             if not group.tracker.is_needed(task):  # its rows were dropped meanwhile
                 heapq.heappop(self._ready)
+                group.outstanding -= 1
+                self._check_quiet(group)
                 continue
             node = self._graph.nodes[task.node]
             generator = node.generator
@@ -343,21 +440,33 @@ class Scheduler:
     async def _run_task(self, group: _RowGroup, node: Node, task: Task, token: object) -> None:
         generator = node.generator
         slot = self._submission
-        outcome: Any
+        outcome: Any = _SKIPPED
+        deadline = group.deadline if group.salvaging and task in group.salvaging else math.inf
         try:
-            if generator.model_bound:
-                try:
-                    self._llm_wait.acquire_on_behalf_of_nowait(token)
-                except trio.WouldBlock:
-                    await self._llm_wait.acquire_on_behalf_of(token)
-                self._submission.release_on_behalf_of(token)
-                slot = self._llm_wait
-                self._peak_llm = max(self._peak_llm, self._llm_wait.borrowed_tokens)
-                if not group.tracker.is_needed(task):  # dropped while waiting: skip the call
-                    return
-            outcome = await self._invoke(generator, self._context(group, node, task))
+            with trio.move_on_at(deadline) as scope:
+                if generator.model_bound:
+                    try:
+                        self._llm_wait.acquire_on_behalf_of_nowait(token)
+                    except trio.WouldBlock:
+                        await self._llm_wait.acquire_on_behalf_of(token)
+                    self._submission.release_on_behalf_of(token)
+                    slot = self._llm_wait
+                    self._peak_llm = max(self._peak_llm, self._llm_wait.borrowed_tokens)
+                    if not group.tracker.is_needed(task):  # dropped while waiting: skip the call
+                        return
+                outcome = await self._invoke(generator, self._context(group, node, task))
+            if scope.cancelled_caught:
+                outcome = RowFailure(
+                    SalvageTimeout(
+                        f"column {node.name!r}: not finished within the salvage round's "
+                        f"{self._salvage_seconds:g} s"
+                    )
+                )
         finally:
             slot.release_on_behalf_of(token)
+            if outcome is _SKIPPED:
+                group.outstanding -= 1
+                self._check_quiet(group)
         self._finish(group, task, outcome)
 
     async def _invoke(self, generator: ColumnGenerator, ctx: CellContext | BatchContext) -> Any:
@@ -377,12 +486,17 @@ class Scheduler:
         raised (every row of the task fails); a batch result may also hold a
         :class:`RowFailure` in place of single rows' values (just those rows fail).
         """
-        tracker = group.tracker
+        group.outstanding -= 1
         node = self._graph.nodes[task.node]
         rows = [task.row] if isinstance(task, CellTask) else list(task.rows)
         ready: list[Task] = []
+        if group.salvaging and task in group.salvaging and not isinstance(outcome, RowFailure):
+            self._cells_salvaged += len(rows)
         if isinstance(outcome, RowFailure):
-            self._fail_rows(group, node, rows, outcome.error, ready)
+            if is_retryable(outcome.error):
+                self._retry(group, task, outcome.error)
+            else:
+                self._fail_rows(group, node, rows, outcome.error, ready)
         else:
             try:
                 self._store_values(group, node, task, outcome, ready)
@@ -391,13 +505,58 @@ class Scheduler:
         if self._column_mode:
             self._advance_stage(group)
         self._accept(group, ready)
-        if tracker.finished:
+        self._check_quiet(group)
+
+    def _check_quiet(self, group: _RowGroup) -> None:
+        """Wake the row group when it is finished, or has nothing left but salvage."""
+        if group.outstanding == 0 or group.tracker.finished:
             group.done.set()
 
+    def _retry(
+        self, group: _RowGroup, task: Task, error: Exception, *, origin: Task | None = None
+    ) -> None:
+        """``task`` failed with an error that may pass: try it again after a backoff, or, out
+        of attempts (or failing in a salvage round), keep it for the next salvage round.
+        ``origin`` is the batch ``task`` was split from (its attempts and round carry over)."""
+        origin = task if origin is None else origin
+        attempts = group.attempts.get(origin, 0) + 1
+        group.attempts[task] = attempts
+        if task is not origin and origin in group.rounds:
+            group.rounds[task] = group.rounds[origin]
+        if origin in group.salvaging or attempts >= self._max_attempts:
+            group.salvage.append((task, error))
+            return
+        self._retries += 1
+        delay = min(self._backoff_max, self._backoff * 2.0 ** (attempts - 1))
+        delay *= 0.5 + 0.5 * self._jitter.random()  # equal jitter: spread, never near zero
+        if isinstance(error, RateLimited | ProviderUnavailable) and error.retry_after is not None:
+            delay = max(delay, min(error.retry_after, self._backoff_max))
+        group.outstanding += 1
+        self._deferred += 1
+        assert group.nursery is not None
+        group.nursery.start_soon(self._retry_later, group, task, delay)
+
+    async def _retry_later(self, group: _RowGroup, task: Task, delay: float) -> None:
+        try:
+            await trio.sleep(delay)
+        finally:
+            self._deferred -= 1
+        group.outstanding -= 1
+        self._accept(group, [task])
+        self._check_quiet(group)
+
     def _fail_rows(
-        self, group: _RowGroup, node: Node, rows: Sequence[int], error: Exception, ready: list[Task]
+        self,
+        group: _RowGroup,
+        node: Node,
+        rows: Sequence[int],
+        error: Exception,
+        ready: list[Task],
+        *,
+        note: str = "",
     ) -> None:
         """``node`` failed on ``rows``: drop each (still live) row, recording why."""
+        message = f"{error} ({note})" if note else str(error)
         tracker = group.tracker
         for row in rows:
             if tracker.is_dropped(row):
@@ -410,7 +569,7 @@ class Scheduler:
                     row_id=group.spec.first_row_id + row,
                     column=node.name,
                     error_type=type(error).__name__,
-                    message=str(error),
+                    message=message,
                 )
             )
             ready.extend(tracker.drop_row(row))
@@ -428,7 +587,10 @@ class Scheduler:
             mapping = {outputs[0]: value} if len(outputs) == 1 else _as_mapping(node, value)
             failure = next((v for v in mapping.values() if isinstance(v, RowFailure)), None)
             if failure is not None:
-                self._fail_rows(group, node, [task.row], failure.error, ready)
+                if is_retryable(failure.error):
+                    self._retry(group, task, failure.error)
+                else:
+                    self._fail_rows(group, node, [task.row], failure.error, ready)
                 return
             for col in outputs:
                 group.columns[col][task.row] = mapping[col]
@@ -450,17 +612,29 @@ class Scheduler:
                     f"for {len(rows)} rows"
                 )
         columns = [(group.columns[col], per_column[col]) for col in outputs]
+        again: list[int] = []
+        error: Exception | None = None
         for i, row in enumerate(rows):
             if tracker.is_dropped(row):
                 continue
             failure = next((v[i] for _, v in columns if isinstance(v[i], RowFailure)), None)
             if failure is not None:
-                self._fail_rows(group, node, [row], failure.error, ready)
+                if is_retryable(failure.error):
+                    again.append(row)
+                    error = failure.error
+                else:
+                    self._fail_rows(group, node, [row], failure.error, ready)
                 continue
             for target, values in columns:
                 target[row] = values[i]
             self._cells_done += 1
-        ready.extend(tracker.complete_batch(task.node, rows))
+        if error is None:
+            ready.extend(tracker.complete_batch(task.node, rows))
+            return
+        # Only the rows that may pass are tried again, as a batch of their own.
+        retry = BatchTask(node=task.node, rows=tuple(again))
+        ready.extend(tracker.complete_batch(task.node, [r for r in rows if r not in set(again)]))
+        self._retry(group, retry, error, origin=task)
 
 
 def _as_mapping(node: Node, value: Any) -> Mapping[str, Any]:
