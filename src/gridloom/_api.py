@@ -14,7 +14,14 @@ import trio
 
 from .clients import ModelHandle
 from .config import PipelineConfig, config_hash, dump_config, load_config_with_base
-from .engine import ExecutionGraph, RowGroupSpec, Scheduler, compile_pipeline
+from .engine import (
+    ExecutionGraph,
+    HealthMonitor,
+    RowGroupSpec,
+    Scheduler,
+    ShutdownReason,
+    compile_pipeline,
+)
 from .engine.models import check_models as _check_models
 from .engine.models import open_models
 from .errors import ConfigError
@@ -102,9 +109,20 @@ async def _run(
         if spec.index not in store.completed()
     ]
     scheduler = Scheduler(graph, cfg.run, seed=seed, store=store, models=models)
+    # A model that keeps failing stops the run: its health monitor cancels this scope.
+    stop = trio.CancelScope()
+    reasons: list[ShutdownReason] = []
+
+    def on_trip(reason: ShutdownReason) -> None:
+        reasons.append(reason)
+        stop.cancel()
+
+    for monitor in _monitors(models):
+        monitor.on_trip(on_trip)
     started = trio.current_time()
     try:
-        await scheduler.run(specs)
+        with stop:
+            await scheduler.run(specs)
     except BaseException as exc:
         status = "interrupted" if _is_interrupt(exc) else "failed"
         summary = _summary(scheduler, models, status, trio.current_time() - started)
@@ -115,18 +133,35 @@ async def _run(
                 log.exception("could not record the run's final status")
         raise _unwrap(exc) from None
     wall = trio.current_time() - started
-    status = "complete"
+    # Tripped after the last row group was written: nothing was cut short, the run is complete.
+    reason = reasons[0] if stop.cancelled_caught and reasons else None
+    status = "complete" if reason is None else "stopped"
     summary = _summary(scheduler, models, status, wall)
+    extras: dict[str, Any] = {"models": summary["models"]}
+    if reason is not None:
+        log.error("run stopped early: %s", reason.message)
+        summary["stop_reason"] = reason.message
+        summary["stop"] = extras["stop"] = reason.as_dict()
     await store.finish(status=status, summary=summary)
     return RunResult.from_store(
         store,
         num_records=total,
         wall_time=wall,
         status=status,
+        stop_reason=None if reason is None else reason.message,
         output_dir=output_dir,
         seed=seed,
-        extras={"models": summary["models"]},
+        extras=extras,
     )
+
+
+def _monitors(models: Mapping[str, ModelHandle]) -> list[HealthMonitor]:
+    """The distinct health monitors of the run's handles (one per ``open_models``)."""
+    found: dict[int, HealthMonitor] = {}
+    for handle in models.values():
+        if isinstance(handle.health, HealthMonitor):
+            found.setdefault(id(handle.health), handle.health)
+    return list(found.values())
 
 
 def _is_interrupt(exc: BaseException) -> bool:
@@ -215,7 +250,10 @@ async def acreate(
         base_dir: folder for relative paths in the config (default: the config file's folder).
 
     Returns:
-        The :class:`RunResult`; the data stays on disk and is read on first access.
+        The :class:`RunResult`; the data stays on disk and is read on first access. When a
+        model kept failing (``run.shutdown_error_rate``) or refused the API key, the run stops
+        early: ``status`` is ``"stopped"``, ``stop_reason`` names the model, the completed row
+        groups are kept, and ``resume=True`` generates the rest.
 
     Raises:
         ConfigError: the pipeline is invalid (raised before anything is generated).
@@ -299,7 +337,10 @@ async def apreview(
     *,
     base_dir: str | os.PathLike[str] | None = None,
 ) -> RunResult:
-    """Generate a few rows in memory (nothing is written); for callers inside trio."""
+    """Generate a few rows in memory (nothing is written); for callers inside trio.
+
+    A failing model stops the preview early, as it does a run (see :func:`acreate`).
+    """
     cfg, graph = await _prepare(config, base_dir, num_records)
     store = MemoryStore(graph.schema)
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import attrs
 import trio
@@ -21,7 +21,7 @@ from ._types import (
     Usage,
 )
 
-__all__ = ["ModelHandle", "ModelUsage"]
+__all__ = ["HealthRecorder", "ModelHandle", "ModelUsage"]
 
 R = TypeVar("R", ChatResponse, EmbeddingResponse)
 
@@ -64,6 +64,12 @@ def _downsample(
     return [[round(t, 6), limit, flight] for t, limit, flight in picked]
 
 
+class HealthRecorder(Protocol):
+    """Told the outcome of each request (the engine's ``HealthMonitor`` is one)."""
+
+    def record(self, alias: str, ok: bool, error: BaseException | None = None) -> None: ...
+
+
 class ModelHandle:
     """Calls one model alias through its client, within the (provider, model) concurrency limit,
     and counts requests, errors, tokens and latency.
@@ -73,6 +79,8 @@ class ModelHandle:
         client: the provider's client.
         limiter: shared by every alias that points at the same (provider, model): its cap.
         throttles: the adaptive limiters beneath the cap, by domain, for reporting.
+        health: told each request's outcome (a success, or the ``ModelError`` it raised; a
+            cancelled request is no outcome), to stop the run when this alias keeps failing.
     """
 
     def __init__(
@@ -82,11 +90,13 @@ class ModelHandle:
         limiter: trio.CapacityLimiter,
         *,
         throttles: Mapping[str, AdaptiveLimiter] | None = None,
+        health: HealthRecorder | None = None,
     ):
         self.config = config
         self.client = client
         self.limiter = limiter
         self.throttles = dict(throttles or {})
+        self.health = health
         self._requests = 0
         self._succeeded = 0
         self._errors: Counter[str] = Counter()
@@ -114,7 +124,8 @@ class ModelHandle:
         return await self._counted(lambda: self.client.embed(request))
 
     async def _counted(self, call: Callable[[], Awaitable[R]]) -> R:
-        """Run ``call`` within the cap, counting the request, its error or its usage."""
+        """Run ``call`` within the cap, counting the request, its error or its usage, and
+        telling the health monitor the outcome."""
         async with self.limiter:
             started = trio.current_time()
             self._requests += 1
@@ -122,10 +133,14 @@ class ModelHandle:
                 response = await call()
             except ModelError as exc:
                 self._errors[type(exc).__name__] += 1
+                if self.health is not None:
+                    self.health.record(self.alias, False, exc)
                 raise
             self._succeeded += 1
             self._usage = self._usage + response.usage
             self._latencies.append(trio.current_time() - started)
+            if self.health is not None:
+                self.health.record(self.alias, True)
             return response
 
     def usage(self) -> ModelUsage:
@@ -151,6 +166,9 @@ class ModelHandle:
                     "ceiling": stats.ceiling,
                     "cuts": stats.cuts,
                     "increases": stats.increases,
+                    "probes": stats.probes,
+                    "probes_refused": stats.probes_refused,
+                    "holds": stats.holds,
                     "rate_limited": stats.rate_limited,
                     "history": _downsample(t.controller.history()),
                 }

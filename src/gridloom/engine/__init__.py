@@ -1,6 +1,8 @@
-"""The engine: compile a pipeline into a graph, track completion, schedule cells on trio."""
+"""The engine: compile a pipeline into a graph, track completion, schedule cells on trio, and
+watch the models' health."""
 
 from .graph import ExecutionGraph, Node, compile_pipeline
+from .health import HealthMonitor, ShutdownReason
 from .scheduler import RowGroupSpec, Scheduler, SchedulerStatistics
 from .tracker import BatchTask, CellTask, CompletionTracker, Task, TrackerStatistics
 
@@ -9,10 +11,12 @@ __all__ = [
     "CellTask",
     "CompletionTracker",
     "ExecutionGraph",
+    "HealthMonitor",
     "Node",
     "RowGroupSpec",
     "Scheduler",
     "SchedulerStatistics",
+    "ShutdownReason",
     "Task",
     "TrackerStatistics",
     "compile_pipeline",

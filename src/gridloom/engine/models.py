@@ -4,6 +4,10 @@ Providers of type ``simulated`` get gridloom's simulated endpoint, started for t
 real sockets on 127.0.0.1 (``transport: socket``) or mounted in-process (``transport: asgi``,
 for runs on a virtual clock). Only providers that some column actually uses are opened, and a
 missing API key fails here, before any row is generated.
+
+Every handle of one :func:`open_models` shares one :class:`~gridloom.engine.health.HealthMonitor`
+(``handle.health``), built from the run's ``shutdown_*`` settings, which whoever runs the
+scheduler watches to stop the run when a model keeps failing.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from ..config import (
     SimulationConfig,
 )
 from ..throttle import ThrottleRegistry, TokenBucket
+from .health import HealthMonitor
 
 __all__ = ["check_models", "open_models", "used_aliases"]
 
@@ -80,7 +85,9 @@ async def open_models(
     """Open clients for the aliases the pipeline uses; yield a handle per alias.
 
     Aliases that point at the same (provider, model) share one concurrency limit: the smallest
-    ``max_parallel_requests`` among them.
+    ``max_parallel_requests`` among them. Every handle reports its outcomes to one
+    :class:`HealthMonitor` (``handle.health``, on the virtual or real trio clock), configured by
+    ``config.run``'s ``shutdown_*`` settings.
 
     Raises:
         ConfigError: a provider's API key variable is not set.
@@ -115,6 +122,7 @@ async def open_models(
             per_minute = smallest.get((model.provider, model.model, kind))
             return registry.budget(model.provider, model.model, kind, per_minute)
 
+        health = HealthMonitor.from_run_config(config.run, clock=trio.current_time)
         handles: dict[str, ModelHandle] = {}
         for model in models:
             key = (model.provider, model.model)
@@ -128,8 +136,18 @@ async def open_models(
                 requests=budget(model, "requests"),
                 tokens=budget(model, "tokens"),
             )
+            health.register(
+                model.alias,
+                model=model.model,
+                provider=model.provider,
+                api_key_env=providers[model.provider].api_key_env,
+            )
             handles[model.alias] = ModelHandle(
-                model, throttled, limiters[key], throttles={"chat": chat, "embedding": embedding}
+                model,
+                throttled,
+                limiters[key],
+                throttles={"chat": chat, "embedding": embedding},
+                health=health,
             )
         if config.run.throttle.rampup_seconds <= 0:
             yield handles

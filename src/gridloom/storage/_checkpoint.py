@@ -22,7 +22,8 @@ file, if any, is renamed just before); ``metadata.json`` is then rewritten.
 - ``config_hash``: hash of the configuration, checked on resume.
 - ``num_records``: rows requested; ``row_group_size``; ``seed``.
 - ``status``: ``"running"`` while a run is going, then what :meth:`~ParquetStore.finish`
-  set: ``"complete"``, ``"interrupted"`` or ``"failed"``.
+  set: ``"complete"``, ``"interrupted"``, ``"stopped"`` (a failing model stopped it early;
+  resumable like an interrupted run) or ``"failed"``.
 - ``created_at`` / ``updated_at``: ISO 8601 UTC timestamps.
 - ``schema``: column name to Arrow type string, in column order.
 - ``rows_written`` / ``rows_dropped``: totals over the row groups on disk.
@@ -348,7 +349,8 @@ class ParquetStore(TallyView):
         """Record the final status and summary in ``metadata.json``.
 
         Args:
-            status: ``"complete"``, ``"interrupted"``, ``"failed"`` (or ``"running"``).
+            status: ``"complete"``, ``"interrupted"``, ``"stopped"``, ``"failed"`` (or
+                ``"running"``).
             summary: JSON-serialisable mapping stored under ``summary``.
 
         Raises:

@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
-STATUSES = frozenset({"running", "complete", "interrupted", "failed"})
+STATUSES = frozenset({"running", "complete", "interrupted", "stopped", "failed"})
 
 
 def now_iso() -> str:

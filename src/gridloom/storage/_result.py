@@ -39,7 +39,9 @@ class RunResult:
         columns: per column counts of done, failed and dropped cells.
         wall_time: seconds the run took (this invocation only, on resume).
         seed: seed of the run.
-        status: ``"complete"``, ``"interrupted"`` or ``"failed"``.
+        status: ``"complete"``, ``"interrupted"``, ``"stopped"`` (a failing model stopped the
+            run early; completed row groups are kept and it can be resumed) or ``"failed"``.
+        stop_reason: why a ``"stopped"`` run stopped, in one line naming the model; else ``None``.
         extras: further JSON-serialisable summary sections provided by the engine
             (token usage per model, throttle history, ...), merged into :attr:`summary`.
     """
@@ -52,6 +54,7 @@ class RunResult:
     wall_time: float
     seed: int
     status: str
+    stop_reason: str | None = None
     extras: Mapping[str, Any] = attrs.field(factory=dict, converter=_plain)
     _store: RowGroupStore = attrs.field(repr=False, eq=False)
     _cache: dict[str, pa.Table] = attrs.field(init=False, factory=dict, repr=False, eq=False)
@@ -67,6 +70,7 @@ class RunResult:
         status: str,
         output_dir: str | Path | None = None,
         extras: Mapping[str, Any] | None = None,
+        stop_reason: str | None = None,
     ) -> RunResult:
         """Build the result of a run from its (finished) store.
 
@@ -80,6 +84,7 @@ class RunResult:
             status: final status, as given to the store's ``finish``.
             output_dir: run directory, ``None`` for an in-memory store.
             extras: further JSON-serialisable summary sections (see :attr:`extras`).
+            stop_reason: why the run was stopped early (status ``"stopped"``).
 
         Raises:
             TypeError: ``extras`` is not JSON-serialisable.
@@ -93,6 +98,7 @@ class RunResult:
             wall_time=wall_time,
             seed=seed,
             status=status,
+            stop_reason=stop_reason,
             extras=extras or {},
             store=store,
         )
@@ -130,6 +136,7 @@ class RunResult:
         failed = sum(c.failed for c in self.columns.values())
         summary: dict[str, Any] = {
             "status": self.status,
+            "stop_reason": self.stop_reason,
             "output_dir": None if self.output_dir is None else str(self.output_dir),
             "num_records": self.num_records,
             "num_rows": self.num_rows,
@@ -146,8 +153,9 @@ class RunResult:
 
     def __repr__(self) -> str:
         where = "memory" if self.output_dir is None else repr(str(self.output_dir))
+        why = "" if self.stop_reason is None else f", stop_reason={self.stop_reason!r}"
         return (
             f"<RunResult {self.status}: {self.num_rows}/{self.num_records} rows, "
             f"{self.num_dropped} dropped, {len(self.columns)} columns, "
-            f"{self.wall_time:.1f}s, seed={self.seed}, output={where}>"
+            f"{self.wall_time:.1f}s, seed={self.seed}, output={where}{why}>"
         )
