@@ -173,7 +173,7 @@ def test_the_message_names_the_model_counts_error_and_what_next() -> None:
     assert reason.top_error == "ConnectionFailed"
     assert reason.message == (
         "model 'judge' failed 5 of 5 recent requests (ConnectionFailed); stopping the run"
-        " — completed row groups are kept, resume with --resume"
+        " — completed row groups are kept; resume it to generate the rest"
     )
     assert "\n" not in reason.message
     assert reason.as_dict()["failed"] == 5

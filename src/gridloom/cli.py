@@ -1,26 +1,46 @@
 """The ``gridloom`` command line.
 
 Exit codes: 0 success · 1 the run failed · 2 usage or configuration error ·
-3 the output directory already holds a run · 130 interrupted (Ctrl-C).
+3 the output directory already holds a run · 4 the run stopped early (its stop reason is
+printed) · 130 interrupted by Ctrl-C (SIGINT) · 143 terminated by SIGTERM.
+
+On SIGINT or SIGTERM ``create`` stops admitting work, cancels the cells in flight, keeps every
+row group already written, records status ``"interrupted"`` in ``metadata.json`` and prints
+how to resume; a second signal during that shutdown exits at once (every file on disk is
+complete either way, and ``--resume`` cleans up what an abrupt exit leaves).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import shlex
+import signal
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+import attrs
 import click
+import trio
 
 from . import _api
 from .errors import ConfigError, GridloomError, OutputExistsError
+from .storage import RunResult
 
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
 EXIT_EXISTS = 3
-EXIT_INTERRUPTED = 130
+EXIT_STOPPED = 4
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+
+#: The signals ``create`` treats as a request to stop, and the exit code of each.
+_SIGNAL_EXITS = {signal.SIGINT: EXIT_INTERRUPTED, signal.SIGTERM: EXIT_TERMINATED}
+
+log = logging.getLogger("gridloom")
 
 
 def _fail(message: str, code: int) -> None:
@@ -95,32 +115,148 @@ def create(
 ) -> None:
     """Generate NUM_RECORDS rows from CONFIG into OUTPUT_DIR as parquet.
 
+    Ctrl-C (SIGINT) or SIGTERM stops the run: completed row groups are kept,
+    metadata.json says "interrupted", and --resume then generates only what is
+    missing. A second Ctrl-C while stopping exits at once.
+
+    \b
+    Exit codes:
+      0    the run is complete
+      1    the run failed
+      2    usage or configuration error
+      3    OUTPUT_DIR already holds a run
+      4    the run stopped early (the reason is printed)
+      130  interrupted by Ctrl-C (SIGINT)
+      143  interrupted by SIGTERM
+
     \b
     Example:
       gridloom create examples/people.yaml -n 1000 -o out/people
+      gridloom create examples/people.yaml -n 1000 -o out/people --resume
     """
     if overwrite and resume:
         _fail("--overwrite and --resume exclude each other", EXIT_CONFIG)
     try:
-        result = _api.create(
-            config,
-            num_records=num_records,
-            output_dir=output_dir,
-            overwrite=overwrite,
-            resume=resume,
+        outcome = trio.run(_create_with_signals, config, num_records, output_dir, overwrite, resume)
+    except BaseException as exc:
+        # Ctrl-C before the signal receiver was open (or after it closed): trio raises it.
+        if not _is_keyboard_interrupt(exc):
+            raise
+        outcome = _Outcome(signum=signal.SIGINT)
+    if outcome.signum is not None:
+        if outcome.error is not None:  # most likely a consequence of the cancellation
+            log.warning("while stopping: %s", outcome.error)
+        _interrupted(outcome.signum, config, num_records, output_dir)
+    error = outcome.error
+    if isinstance(error, ConfigError):
+        _fail(f"{config}: {error}", EXIT_CONFIG)
+    elif isinstance(error, OutputExistsError):
+        _fail(str(error), EXIT_EXISTS)
+    elif isinstance(error, GridloomError):
+        _fail(str(error), EXIT_FAILED)
+    elif error is not None:
+        raise error
+    result = outcome.result
+    assert result is not None
+    _report(result, output_dir, as_json)
+    if result.status == "stopped":
+        reason = getattr(result, "stop_reason", None) or "no reason given"
+        click.echo(f"stopped early: {reason}", err=True)
+        sys.exit(EXIT_STOPPED)
+
+
+@attrs.define
+class _Outcome:
+    """How a ``create`` run ended: a result, an error, and the signal that stopped it."""
+
+    result: RunResult | None = None
+    error: Exception | None = None
+    signum: int | None = None
+
+
+async def _create_with_signals(
+    config: Path, num_records: int, output_dir: Path, overwrite: bool, resume: bool
+) -> _Outcome:
+    """Run ``acreate``, cancelling it on the first SIGINT or SIGTERM.
+
+    The receiver replaces trio's own Ctrl-C handling, so both signals stop the run the same
+    way: a cancellation, which the run records as status ``"interrupted"`` after the row
+    groups being written are committed.
+    """
+    outcome = _Outcome()
+    with trio.open_signal_receiver(*_SIGNAL_EXITS) as signals:
+        async with trio.open_nursery() as nursery:
+            run_scope = trio.CancelScope()
+            nursery.start_soon(_watch_signals, signals, run_scope, outcome)
+            with run_scope:
+                try:
+                    outcome.result = await _api.acreate(
+                        config,
+                        num_records=num_records,
+                        output_dir=output_dir,
+                        overwrite=overwrite,
+                        resume=resume,
+                    )
+                except Exception as exc:
+                    outcome.error = exc
+            nursery.cancel_scope.cancel()
+    return outcome
+
+
+async def _watch_signals(
+    signals: AsyncIterator[int], run_scope: trio.CancelScope, outcome: _Outcome
+) -> None:
+    async for signum in signals:
+        if outcome.signum is None:
+            outcome.signum = signum
+            run_scope.cancel()
+            continue
+        # A second signal while shutting down: leave now. Every file on disk is complete
+        # (written atomically); --resume removes the temp files an abrupt exit leaves.
+        click.echo(f"{_signal_name(signum)} again: exiting without waiting", err=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_SIGNAL_EXITS.get(signal.Signals(outcome.signum), EXIT_INTERRUPTED))
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:  # pragma: no cover - only SIGINT and SIGTERM are received
+        return f"signal {signum}"
+
+
+def _is_keyboard_interrupt(exc: BaseException) -> bool:
+    if isinstance(exc, KeyboardInterrupt):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return any(_is_keyboard_interrupt(inner) for inner in exc.exceptions)
+    return False
+
+
+def _interrupted(signum: int, config: Path, num_records: int, output_dir: Path) -> NoReturn:
+    """Print what was kept and how to resume, then exit with the signal's code."""
+    code = _SIGNAL_EXITS.get(signal.Signals(signum), EXIT_INTERRUPTED)
+    if not (output_dir / "metadata.json").is_file():  # stopped before the run directory
+        click.echo(
+            f"interrupted by {_signal_name(signum)} before the run started; "
+            f"nothing was written to {output_dir}",
+            err=True,
         )
-    except ConfigError as exc:
-        _fail(f"{config}: {exc}", EXIT_CONFIG)
-        return
-    except OutputExistsError as exc:
-        _fail(str(exc), EXIT_EXISTS)
-        return
-    except KeyboardInterrupt:
-        _fail(f"interrupted; completed row groups are kept in {output_dir}", EXIT_INTERRUPTED)
-        return
-    except GridloomError as exc:
-        _fail(str(exc), EXIT_FAILED)
-        return
+        sys.exit(code)
+    kept = len(list((output_dir / "data").glob("part-*.parquet")))
+    command = shlex.join(
+        ["gridloom", "create", str(config), "-n", str(num_records), "-o", str(output_dir)]
+    )
+    click.echo(
+        f"interrupted by {_signal_name(signum)}; {kept} row groups kept in {output_dir}"
+        f" — resume with: {command} --resume",
+        err=True,
+    )
+    sys.exit(code)
+
+
+def _report(result: RunResult, output_dir: Path, as_json: bool) -> None:
     summary: dict[str, Any] = result.summary
     if as_json:
         click.echo(json.dumps(summary, indent=2, default=str))
