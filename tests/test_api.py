@@ -278,6 +278,8 @@ async def test_failures_drop_rows_and_stop_their_downstream(
     assert {d["column"] for d in dropped} == {"doubled"}
     assert {d["error_type"] for d in dropped} == {"ValueError"}
     assert dropped[0]["message"] == "row 0 is unlucky"
+    assert result.drop_reasons == {"doubled": {"ValueError": 4}}
+    assert result.summary["drop_reasons"] == {"doubled": {"ValueError": 4}}
     table = result.table
     assert table.column("doubled").to_pylist() == [n * 2 for n in table.column("n").to_pylist()]
 
@@ -366,3 +368,45 @@ def test_public_names_are_sorted_and_importable() -> None:
     assert gl.__all__ == sorted(gl.__all__)
     for name in gl.__all__:
         assert hasattr(gl, name), name
+
+
+async def test_fill_to_target_replaces_dropped_rows(tmp_path: Path, autojump_clock: Any) -> None:
+    """With fill_to_target, rows dropped by a failing cell are replaced by top-up row groups
+    (new row ids after the planned ones) until num_records rows are written; the budget caps
+    the extra rows; a resume adopts the top-up groups."""
+
+    def config(fill: bool, budget: float = 1.0) -> gl.PipelineConfig:
+        return structure_pipeline(
+            {
+                "columns": [
+                    {"name": "n", "uniform": {"low": 1, "high": 9, "convert_to": "int"}},
+                    {
+                        "name": "doubled",
+                        "custom": {"function": "tests.test_api:failing_cell", "dtype": "int"},
+                        "depends_on": ["n"],
+                    },
+                ],
+                "run": {
+                    "seed": 5,
+                    "row_group_size": 4,
+                    "fill_to_target": fill,
+                    "fill_budget": budget,
+                },
+            }
+        )
+
+    plain = await gl.acreate(config(False), num_records=10, output_dir=tmp_path / "plain")
+    assert plain.num_rows == 6  # rows 0, 3, 6, 9 are unlucky
+    filled = await gl.acreate(config(True), num_records=10, output_dir=tmp_path / "fill")
+    assert filled.num_rows == 10
+    # Top-ups: group 3 (rows 12..15: 12 and 15 unlucky), then group 4 (rows 16..17).
+    assert (
+        filled.table.column("doubled").to_pylist()[:6] == plain.table.column("doubled").to_pylist()
+    )
+    assert sorted(filled.dropped.column("row_id").to_pylist()) == [0, 3, 6, 9, 12, 15]
+    capped = await gl.acreate(config(True, 0.3), num_records=10, output_dir=tmp_path / "cap")
+    assert capped.num_rows == 8  # 3 extra rows allowed: 12..14, of which 12 drops
+    resumed = await gl.acreate(
+        config(True), num_records=10, output_dir=tmp_path / "fill", resume=True
+    )
+    assert resumed.table.equals(filled.table)

@@ -594,10 +594,24 @@ async def test_inconsistent_row_group_is_refused(change: dict[str, Any], match: 
 async def test_row_group_outside_the_layout_is_refused(tmp_path: Path) -> None:
     """ParquetStore refuses a row group that does not cover the rows its index implies."""
     store = open_store(tmp_path / "run")
-    with pytest.raises(StorageError, match="out of range"):
-        await store.write(group(3, num_records=16))
+    with pytest.raises(StorageError, match="top-up row group 3 should start at row 12"):
+        await store.write(group(3, rgs=3, num_records=16))
     with pytest.raises(StorageError, match=r"should cover rows 4\.\.7"):
         await store.write(group(1, rgs=3))
+
+
+async def test_top_up_row_groups_are_written_and_adopted_on_resume(tmp_path: Path) -> None:
+    """Row groups after the planned ones (fill_to_target) start at index * row_group_size,
+    cover 1 to row_group_size rows, and a resumed run adopts them."""
+    store = open_store(tmp_path / "run")
+    for index in range(3):
+        await store.write(group(index))
+    await store.write(group(3, num_records=14))  # rows 12..13 replace dropped ones
+    await store.finish(status="complete", summary={})
+    assert store.rows_covered() == {0: 4, 1: 4, 2: 2, 3: 2}
+    resumed = open_store(tmp_path / "run", mode="resume")
+    assert resumed.completed() == frozenset({0, 1, 2, 3})
+    assert resumed.rows_written == 12
 
 
 async def test_writing_a_row_group_twice_is_refused(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 import secrets
 from collections.abc import Mapping
@@ -123,6 +124,14 @@ async def _run(
     try:
         with stop:
             await scheduler.run(specs)
+            if cfg.run.fill_to_target:
+                while top_up := _top_up(store, total, cfg.run.row_group_size, cfg.run.fill_budget):
+                    log.info(
+                        "%d rows were dropped: generating %d more (fill_to_target)",
+                        total - store.rows_written,
+                        sum(spec.num_rows for spec in top_up),
+                    )
+                    await scheduler.run(top_up)
     except BaseException as exc:
         status = "interrupted" if _is_interrupt(exc) else "failed"
         summary = _summary(scheduler, models, status, trio.current_time() - started)
@@ -153,6 +162,24 @@ async def _run(
         seed=seed,
         extras=extras,
     )
+
+
+def _top_up(
+    store: RowGroupStore, total: int, row_group_size: int, budget: float
+) -> list[RowGroupSpec]:
+    """Row groups that replace dropped rows (``fill_to_target``), after the planned ones: as
+    many rows as are missing, within the budget of ``budget * total`` extra rows overall."""
+    planned = -(-total // row_group_size)
+    covered = store.rows_covered()
+    extra = sum(rows for index, rows in covered.items() if index >= planned)
+    wanted = min(total - store.rows_written, math.ceil(budget * total) - extra)
+    start = max([planned, *(index + 1 for index in covered)])
+    specs: list[RowGroupSpec] = []
+    for offset in range(0, max(0, wanted), row_group_size):
+        index = start + len(specs)
+        rows = min(row_group_size, wanted - offset)
+        specs.append(RowGroupSpec(index=index, first_row_id=index * row_group_size, num_rows=rows))
+    return specs
 
 
 def _monitors(models: Mapping[str, ModelHandle]) -> list[HealthMonitor]:

@@ -63,6 +63,7 @@ from ._metadata import (
     TallyView,
     counts_to_json,
     gridloom_version,
+    layout_problem,
     now_iso,
     schema_to_json,
 )
@@ -365,18 +366,16 @@ class ParquetStore(TallyView):
                 await self._write_metadata()
 
     def _check_layout(self, data: RowGroupData) -> None:
-        index = data.index
-        if index >= self.num_row_groups:
+        problem = layout_problem(
+            data.index,
+            data.first_row_id,
+            data.num_rows,
+            num_records=self._num_records,
+            row_group_size=self._row_group_size,
+        )
+        if problem is not None:
             raise StorageError(
-                f"row group {index} is out of range: the run has {self.num_row_groups} "
-                f"row groups ({self._num_records} records by {self._row_group_size})"
-            )
-        first = index * self._row_group_size
-        rows = min(self._row_group_size, self._num_records - first)
-        if (data.first_row_id, data.num_rows) != (first, rows):
-            raise StorageError(
-                f"row group {index} should cover rows {first}..{first + rows - 1}, "
-                f"got first_row_id={data.first_row_id}, num_rows={data.num_rows}"
+                f"{problem}, got first_row_id={data.first_row_id}, num_rows={data.num_rows}"
             )
 
     def _write_files(self, data: RowGroupData) -> RowGroupEntry:

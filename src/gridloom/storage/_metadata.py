@@ -27,6 +27,7 @@ __all__ = [
     "counts_from_json",
     "counts_to_json",
     "gridloom_version",
+    "layout_problem",
     "load_json",
     "now_iso",
     "schema_to_json",
@@ -34,6 +35,30 @@ __all__ = [
 
 FORMAT_VERSION = 1
 STATUSES = frozenset({"running", "complete", "interrupted", "stopped", "failed"})
+
+
+def layout_problem(
+    index: int, first_row_id: int, num_rows: int, *, num_records: int, row_group_size: int
+) -> str | None:
+    """Why a row group does not fit the run's layout, or ``None`` if it does.
+
+    Row group ``i`` starts at row ``i * row_group_size``. The *planned* groups (those below
+    ``ceil(num_records / row_group_size)``) cover exactly their share of ``num_records``; the
+    *top-up* groups after them (``run.fill_to_target`` replacing dropped rows) cover 1 to
+    ``row_group_size`` rows.
+    """
+    first = index * row_group_size
+    planned = -(-num_records // row_group_size)
+    if index < planned:
+        rows = min(row_group_size, num_records - first)
+        if (first_row_id, num_rows) == (first, rows):
+            return None
+        return f"row group {index} should cover rows {first}..{first + rows - 1}"
+    if first_row_id == first and 1 <= num_rows <= row_group_size:
+        return None
+    return (
+        f"top-up row group {index} should start at row {first} and cover 1 to {row_group_size} rows"
+    )
 
 
 def now_iso() -> str:
@@ -204,3 +229,7 @@ class TallyView:
     def completed(self) -> frozenset[int]:
         """Indices of the row groups held (for a resumed run, those adopted from disk too)."""
         return self._tally.completed()
+
+    def rows_covered(self) -> dict[int, int]:
+        """Rows each held row group covers (kept and dropped), by index."""
+        return {index: entry.num_rows for index, entry in self._tally.groups.items()}

@@ -46,6 +46,9 @@ class RowGroupStore(Protocol):
     def completed(self) -> frozenset[int]:
         """Indices of the row groups already held (on resume: those found on disk)."""
 
+    def rows_covered(self) -> dict[int, int]:
+        """Rows each held row group covers (kept and dropped), by index."""
+
     async def write(self, data: RowGroupData) -> None:
         """Store one finished row group; afterwards the store keeps no reference to ``data``."""
 

@@ -117,6 +117,23 @@ class RunResult:
             self._cache["dropped"] = self._store.read_dropped()
         return self._cache["dropped"]
 
+    @property
+    def drop_reasons(self) -> dict[str, dict[str, int]]:
+        """Dropped rows per column and error type, e.g. ``{"answer": {"InvalidOutput": 3}}``
+        (from the drop records on disk, so a resumed run's earlier drops are included)."""
+        if self.num_dropped == 0:
+            return {}
+        reasons: dict[str, dict[str, int]] = {}
+        dropped = self.dropped
+        for column, error in zip(
+            dropped.column("column").to_pylist(),
+            dropped.column("error_type").to_pylist(),
+            strict=True,
+        ):
+            per_column = reasons.setdefault(column, {})
+            per_column[error] = per_column.get(error, 0) + 1
+        return reasons
+
     def to_pandas(self) -> Any:
         """The dataset as a ``pandas.DataFrame``.
 
@@ -146,6 +163,7 @@ class RunResult:
             "rows_per_second": self.num_rows / self.wall_time if self.wall_time > 0 else None,
             "seed": self.seed,
             "columns": {name: c.as_dict() for name, c in self.columns.items()},
+            "drop_reasons": self.drop_reasons,
         }
         for key, value in _plain(self.extras).items():
             summary.setdefault(key, value)

@@ -41,7 +41,15 @@ import pyarrow.parquet as pq
 from gridloom.errors import StorageError
 
 from ._atomic import remove_temp_files
-from ._metadata import FORMAT_VERSION, RowGroupEntry, Tally, load_json, now_iso, schema_to_json
+from ._metadata import (
+    FORMAT_VERSION,
+    RowGroupEntry,
+    Tally,
+    layout_problem,
+    load_json,
+    now_iso,
+    schema_to_json,
+)
 
 __all__ = ["ResumeState", "load_resume_state", "resume_tally"]
 
@@ -139,17 +147,21 @@ def resume_tally(
         entry = listed.get(index)
         if entry is None:
             entry = _adopt(path, index, schema, row_group_key)
-        first = index * row_group_size
-        rows = max(0, min(row_group_size, num_records - first))
-        if (entry.first_row_id, entry.num_rows) != (first, rows):
+        problem = layout_problem(
+            index,
+            entry.first_row_id,
+            entry.num_rows,
+            num_records=num_records,
+            row_group_size=row_group_size,
+        )
+        if problem is not None:
             logger.warning(
-                "row group %d covered rows %d..%d, the resumed run needs %d..%d: "
+                "row group %d covered rows %d..%d, but for the resumed run %s: "
                 "it will be generated again",
                 index,
                 entry.first_row_id,
                 entry.first_row_id + entry.num_rows - 1,
-                first,
-                first + rows - 1,
+                problem,
             )
             path.unlink(missing_ok=True)
             dropped_path.unlink(missing_ok=True)
