@@ -383,6 +383,10 @@ async def test_a_model_dying_mid_run_keeps_the_finished_row_groups(
     ]
     assert stopped.table.num_rows == stopped.num_rows
     assert stopped.num_rows + stopped.num_dropped == 10 * len(groups)
+    # The row groups in flight at the stop are accounted for: not written, redone on resume.
+    abandoned = meta["summary"]["invocation"]["rows_abandoned"]
+    assert abandoned % 10 == 0
+    assert 10 <= abandoned <= 10 * 4  # at most max_row_groups_in_flight groups
 
     state["dead"] = False
     resumed = await gl.acreate(config, num_records=200, output_dir=out, resume=True)

@@ -233,6 +233,11 @@ def _summary(
             "cells_failed": stats.cells_failed,
             "rows_dropped": stats.rows_dropped,
             "row_groups_written": stats.row_groups_written,
+            "retries": stats.retries,
+            "salvage_rounds": stats.salvage_rounds,
+            "cells_salvaged": stats.cells_salvaged,
+            # Rows of row groups in flight when the run stopped: not written, a resume redoes them.
+            "rows_abandoned": stats.rows_abandoned,
         },
         "models": {alias: handle.usage().as_dict() for alias, handle in models.items()},
     }

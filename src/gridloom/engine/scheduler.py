@@ -95,6 +95,7 @@ class SchedulerStatistics:
     cells_deferred: int
     salvage_rounds: int
     cells_salvaged: int
+    rows_abandoned: int
     peak_row_groups_in_flight: int
     peak_tasks_submitted: int
     peak_tasks_waiting_on_model: int
@@ -192,6 +193,7 @@ class Scheduler:
         self._cells_failed = 0
         self._rows_dropped = 0
         self._retries = 0
+        self._rows_abandoned = 0
         self._deferred = 0
         self._salvage_rounds_run = 0
         self._cells_salvaged = 0
@@ -216,6 +218,7 @@ class Scheduler:
             cells_deferred=self._deferred,
             salvage_rounds=self._salvage_rounds_run,
             cells_salvaged=self._cells_salvaged,
+            rows_abandoned=self._rows_abandoned,
             peak_row_groups_in_flight=self._peak_groups,
             peak_tasks_submitted=self._peak_submitted,
             peak_tasks_waiting_on_model=self._peak_llm,
@@ -237,6 +240,7 @@ class Scheduler:
     async def _run_row_group(self, spec: RowGroupSpec, token: object) -> None:
         self._in_flight += 1
         self._peak_groups = max(self._peak_groups, self._in_flight)
+        written = False
         try:
             group = _RowGroup(spec, self._graph, self._column_mode)
             async with trio.open_nursery() as nursery:
@@ -249,8 +253,11 @@ class Scheduler:
             del group
             await self._store.write(data)
             self._written += 1
+            written = True
         finally:
             self._in_flight -= 1
+            if not written:  # the run stopped or failed while this group was in flight
+                self._rows_abandoned += spec.num_rows
             self._admission.release_on_behalf_of(token)
 
     def _row_group_data(self, group: _RowGroup) -> RowGroupData:
