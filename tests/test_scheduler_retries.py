@@ -249,3 +249,17 @@ def test_batch_retries_only_the_rows_that_failed() -> None:
     outcome = execute(specs, num_records=5, run=run, transient={(0, 1): 1, (0, 3): 2})
     assert [c.row_ids for c in outcome.recorder.calls] == [(0, 1, 2, 3, 4), (1, 3), (3,)]
     assert outcome.store.inner.read_table().num_rows == 5
+
+
+def test_statistics_count_cells_per_node() -> None:
+    """statistics().nodes counts done and failed cells per node, in execution order."""
+    specs = [
+        NodeSpec(upstream=(), granularity="cell", mode="async", durations=(1,)),
+        NodeSpec(upstream=(0,), granularity="batch", mode="async", durations=(1,)),
+    ]
+    run = RunConfig(row_group_size=4, max_cell_attempts=2, salvage_rounds=0)
+    outcome = execute(
+        specs, num_records=8, run=run, failures=frozenset({(0, 2)}), transient={(0, 5): 2}
+    )
+    nodes = outcome.stats.nodes  # type: ignore[attr-defined]
+    assert [(n.name, n.done, n.failed) for n in nodes] == [("c0", 6, 2), ("c1", 6, 0)]

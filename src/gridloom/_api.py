@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+import pyarrow as pa
 import trio
 
 from .clients import ModelHandle
@@ -27,6 +28,7 @@ from .engine.models import check_models as _check_models
 from .engine.models import open_models
 from .errors import ConfigError
 from .storage import MemoryStore, ParquetStore, RowGroupStore, RunResult
+from .trace import TaskTracer, write_trace
 
 __all__ = [
     "acheck_models",
@@ -109,7 +111,9 @@ async def _run(
         for spec in plan_row_groups(total, cfg.run.row_group_size)
         if spec.index not in store.completed()
     ]
-    scheduler = Scheduler(graph, cfg.run, seed=seed, store=store, models=models)
+    traced = cfg.run.trace or os.environ.get("GRIDLOOM_TRACE", "") not in ("", "0")
+    tracer = TaskTracer(origin=trio.current_time()) if traced else None
+    scheduler = Scheduler(graph, cfg.run, seed=seed, store=store, models=models, tracer=tracer)
     # A model that keeps failing stops the run: its health monitor cancels this scope.
     stop = trio.CancelScope()
     reasons: list[ShutdownReason] = []
@@ -137,6 +141,7 @@ async def _run(
         summary = _summary(scheduler, models, status, trio.current_time() - started)
         with trio.CancelScope(shield=True):
             try:
+                await _save_trace(tracer, output_dir)
                 await store.finish(status=status, summary=summary)
             except Exception:  # keep the original error; this one is secondary
                 log.exception("could not record the run's final status")
@@ -151,6 +156,7 @@ async def _run(
         log.error("run stopped early: %s", reason.message)
         summary["stop_reason"] = reason.message
         summary["stop"] = extras["stop"] = reason.as_dict()
+    trace = await _save_trace(tracer, output_dir)
     await store.finish(status=status, summary=summary)
     return RunResult.from_store(
         store,
@@ -161,7 +167,28 @@ async def _run(
         output_dir=output_dir,
         seed=seed,
         extras=extras,
+        trace=trace,
     )
+
+
+async def _save_trace(tracer: TaskTracer | None, output_dir: Path | None) -> pa.Table | None:
+    """The run's trace as a table, also written to ``output_dir`` (if any) as
+    ``trace.parquet``; spans still open (the run was cut short) are marked ``cancelled``."""
+    if tracer is None:
+        return None
+    for span in tracer.spans:
+        if not span.status:
+            span.status = "cancelled"
+    if tracer.overflow:
+        log.warning(
+            "the trace kept %d task spans; %d more were not kept",
+            len(tracer.spans),
+            tracer.overflow,
+        )
+    table = tracer.table()
+    if output_dir is not None:
+        await trio.to_thread.run_sync(write_trace, output_dir, table)
+    return table
 
 
 def _top_up(

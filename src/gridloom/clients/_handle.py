@@ -12,6 +12,7 @@ import trio
 from ..config import ModelConfig
 from ..errors import ModelError
 from ..throttle import AdaptiveLimiter
+from ._span import CURRENT_SPAN
 from ._types import (
     ChatRequest,
     ChatResponse,
@@ -126,6 +127,9 @@ class ModelHandle:
     async def _counted(self, call: Callable[[], Awaitable[R]]) -> R:
         """Run ``call`` within the cap, counting the request, its error or its usage, and
         telling the health monitor the outcome."""
+        span = CURRENT_SPAN.get()
+        if span is not None:
+            span.using_model(self.alias)
         async with self.limiter:
             started = trio.current_time()
             self._requests += 1

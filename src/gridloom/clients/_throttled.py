@@ -20,6 +20,7 @@ import trio
 
 from ..errors import ProviderUnavailable, RateLimited
 from ..throttle import AdaptiveLimiter, TokenBucket
+from ._span import CURRENT_SPAN
 from ._types import (
     ChatRequest,
     ChatResponse,
@@ -108,9 +109,14 @@ class ThrottledModelClient:
             if self.requests_budget is not None:
                 await trio.sleep_until(self.requests_budget.reserve())
             ticket = await limiter.acquire()
+            span = CURRENT_SPAN.get()
+            if span is not None:
+                span.request_sent(trio.current_time())
             try:
                 result = await call()
             except BaseException as exc:
+                if span is not None:
+                    span.response_received(trio.current_time())
                 capacity, retry_after = self._retry_after(exc)
                 if not capacity:
                     limiter.released(ticket)
@@ -128,6 +134,8 @@ class ThrottledModelClient:
             state = getattr(result, "rate_limit", None)
             if self.respect_quota_headers and isinstance(state, RateLimitState):
                 self._hold_for_quota(limiter, state)
+            if span is not None:
+                span.response_received(trio.current_time())
             limiter.succeeded(ticket)
             if self.tokens_budget is not None and usage is not None:
                 self.tokens_budget.debit(usage.input_tokens + usage.output_tokens)

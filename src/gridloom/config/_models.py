@@ -155,6 +155,8 @@ class RunConfig:
         fill_to_target: when rows are dropped, generate extra rows (new row ids after the
             planned ones) until ``num_records`` rows are written or the budget is spent.
         fill_budget: extra rows allowed, as a fraction of ``num_records``.
+        trace: record every task attempt (``trace.parquet``, and ``trace.json`` for Perfetto);
+            the ``GRIDLOOM_TRACE=1`` environment variable turns it on too.
     """
 
     row_group_size: int = attrs.field(default=500, validator=attrs.validators.ge(1))
@@ -176,6 +178,7 @@ class RunConfig:
     shutdown_min_outcomes: int = attrs.field(default=10, validator=attrs.validators.ge(1))
     fill_to_target: bool = False
     fill_budget: float = attrs.field(default=0.25, validator=attrs.validators.ge(0.0))
+    trace: bool = False
 
 
 @attrs.frozen(kw_only=True)

@@ -3,7 +3,7 @@ watch the models' health."""
 
 from .graph import ExecutionGraph, Node, compile_pipeline
 from .health import HealthMonitor, ShutdownReason
-from .scheduler import RowGroupSpec, Scheduler, SchedulerStatistics
+from .scheduler import NodeProgress, RowGroupSpec, Scheduler, SchedulerStatistics
 from .tracker import BatchTask, CellTask, CompletionTracker, Task, TrackerStatistics
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "ExecutionGraph",
     "HealthMonitor",
     "Node",
+    "NodeProgress",
     "RowGroupSpec",
     "Scheduler",
     "SchedulerStatistics",

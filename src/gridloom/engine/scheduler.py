@@ -41,14 +41,16 @@ from typing import Any
 import attrs
 import trio
 
+from ..clients._span import CURRENT_SPAN
 from ..config import RunConfig
 from ..errors import GenerationError, ProviderUnavailable, RateLimited, SalvageTimeout, is_retryable
 from ..generators import BatchContext, CellContext, ColumnGenerator, RowFailure
 from ..storage import ColumnCounts, DropRecord, RowGroupData, RowGroupStore
+from ..trace import TaskSpan, TaskTracer
 from .graph import ExecutionGraph, Node
 from .tracker import BatchTask, CellTask, CompletionTracker, Task
 
-__all__ = ["RowGroupSpec", "Scheduler", "SchedulerStatistics"]
+__all__ = ["NodeProgress", "RowGroupSpec", "Scheduler", "SchedulerStatistics"]
 
 #: ``_run_task``'s outcome when the task was skipped (its rows dropped while it waited).
 _SKIPPED: Any = object()
@@ -80,8 +82,27 @@ class RowGroupSpec:
 
 
 @attrs.frozen(kw_only=True)
+class NodeProgress:
+    """Cells of one node (a column, or a multi-output generator) so far.
+
+    Attributes:
+        name: the node's name; outputs: the columns it fills.
+        done: cells (rows, for a batch node) generated.
+        failed: cells whose failure dropped their row.
+    """
+
+    name: str
+    outputs: tuple[str, ...]
+    done: int
+    failed: int
+
+
+@attrs.frozen(kw_only=True)
 class SchedulerStatistics:
-    """A snapshot of the scheduler (read by progress, traces and tests)."""
+    """A snapshot of the scheduler (read by progress, traces and tests).
+
+    ``nodes`` gives per node progress in execution order; the other fields are run-wide.
+    """
 
     row_groups_in_flight: int
     row_groups_written: int
@@ -96,6 +117,7 @@ class SchedulerStatistics:
     salvage_rounds: int
     cells_salvaged: int
     rows_abandoned: int
+    nodes: tuple[NodeProgress, ...] = ()
     peak_row_groups_in_flight: int
     peak_tasks_submitted: int
     peak_tasks_waiting_on_model: int
@@ -117,6 +139,7 @@ class _RowGroup:
         "rounds",
         "salvage",
         "salvaging",
+        "spans",
         "spec",
         "stage",
         "tracker",
@@ -143,6 +166,8 @@ class _RowGroup:
         self.salvaging: frozenset[Task] = frozenset()
         # Salvage rounds each task has had.
         self.rounds: dict[Task, int] = {}
+        # When tracing: the span of each queued or running task.
+        self.spans: dict[Task, TaskSpan] = {}
         self.deadline = 0.0
 
 
@@ -155,6 +180,7 @@ class Scheduler:
         seed: the run seed every random stream derives from.
         store: receives each finished row group (``await store.write(...)``).
         models: the run's model handles by alias, handed to generators in their context.
+        tracer: records a span per task attempt when given.
     """
 
     def __init__(
@@ -165,7 +191,9 @@ class Scheduler:
         seed: int,
         store: RowGroupStore,
         models: Mapping[str, Any] | None = None,
+        tracer: TaskTracer | None = None,
     ):
+        self._tracer = tracer
         self._graph = graph
         self._seed = seed
         self._models: Mapping[str, Any] = models or {}
@@ -193,6 +221,8 @@ class Scheduler:
         self._cells_failed = 0
         self._rows_dropped = 0
         self._retries = 0
+        self._node_done = [0] * len(graph.nodes)
+        self._node_failed = [0] * len(graph.nodes)
         self._rows_abandoned = 0
         self._deferred = 0
         self._salvage_rounds_run = 0
@@ -219,6 +249,15 @@ class Scheduler:
             salvage_rounds=self._salvage_rounds_run,
             cells_salvaged=self._cells_salvaged,
             rows_abandoned=self._rows_abandoned,
+            nodes=tuple(
+                NodeProgress(
+                    name=node.name,
+                    outputs=tuple(node.outputs),
+                    done=self._node_done[node.index],
+                    failed=self._node_failed[node.index],
+                )
+                for node in self._graph.nodes
+            ),
             peak_row_groups_in_flight=self._peak_groups,
             peak_tasks_submitted=self._peak_submitted,
             peak_tasks_waiting_on_model=self._peak_llm,
@@ -346,12 +385,33 @@ class Scheduler:
                 group.parked[task.node].append(task)
                 continue
             group.outstanding += 1
+            if self._tracer is not None:
+                self._open_span(group, task)
             row = task.row if isinstance(task, CellTask) else -1
             heapq.heappush(
                 self._ready, (group.spec.index, row, task.node, next(self._seq), group, task)
             )
         if self._ready:
             self._wakeup.set()
+
+    def _open_span(self, group: _RowGroup, task: Task) -> None:
+        assert self._tracer is not None
+        cell = isinstance(task, CellTask)
+        group.spans[task] = self._tracer.open(
+            row_group=group.spec.index,
+            row_id=group.spec.first_row_id + task.row if isinstance(task, CellTask) else -1,
+            rows=1 if cell else len(task.rows) if isinstance(task, BatchTask) else 0,
+            column=self._graph.nodes[task.node].name,
+            attempt=group.attempts.get(task, 0) + 1,
+            now=trio.current_time(),
+        )
+
+    def _close_span(self, group: _RowGroup, task: Task, status: str, error: str = "") -> None:
+        span = group.spans.pop(task, None)
+        if span is not None:
+            span.completed = trio.current_time()
+            span.status = status
+            span.error = error
 
     def _advance_stage(self, group: _RowGroup) -> None:
         """Column mode: once the running column is complete, release the next one's tasks."""
@@ -381,12 +441,16 @@ class Scheduler:
             if not group.tracker.is_needed(task):  # its rows were dropped meanwhile
                 heapq.heappop(self._ready)
                 group.outstanding -= 1
+                if self._tracer is not None:
+                    self._close_span(group, task, "skipped")
                 self._check_quiet(group)
                 continue
             node = self._graph.nodes[task.node]
             generator = node.generator
             if _runs_inline(generator, task):
                 heapq.heappop(self._ready)
+                if self._tracer is not None:
+                    self._mark(group, task, "dispatched", "slot")
                 self._finish(group, task, self._call_inline(group, node, task))
                 inline_burst += 1
                 if inline_burst >= _INLINE_BURST:
@@ -405,6 +469,8 @@ class Scheduler:
                         self._peak_submitted, self._submission.borrowed_tokens
                     )
             heapq.heappop(self._ready)
+            if self._tracer is not None:
+                self._mark(group, task, "dispatched")
             assert group.nursery is not None
             group.nursery.start_soon(self._run_task, group, node, task, token)
             token = None
@@ -416,6 +482,15 @@ class Scheduler:
                 await trio.sleep(0)
 
     # ------------------------------------------------------------------ tasks
+
+    @staticmethod
+    def _mark(group: _RowGroup, task: Task, *moments: str) -> None:
+        """Tracing: the task reached ``moments`` (span attribute names) now."""
+        span = group.spans.get(task)
+        if span is not None:
+            now = trio.current_time()
+            for moment in moments:
+                setattr(span, moment, now)
 
     def _context(self, group: _RowGroup, node: Node, task: Task) -> CellContext | BatchContext:
         first = group.spec.first_row_id
@@ -461,7 +536,10 @@ class Scheduler:
                     self._peak_llm = max(self._peak_llm, self._llm_wait.borrowed_tokens)
                     if not group.tracker.is_needed(task):  # dropped while waiting: skip the call
                         return
-                outcome = await self._invoke(generator, self._context(group, node, task))
+                if self._tracer is None:
+                    outcome = await self._invoke(generator, self._context(group, node, task))
+                else:
+                    outcome = await self._traced_invoke(group, node, task)
             if scope.cancelled_caught:
                 outcome = RowFailure(
                     SalvageTimeout(
@@ -473,8 +551,18 @@ class Scheduler:
             slot.release_on_behalf_of(token)
             if outcome is _SKIPPED:
                 group.outstanding -= 1
+                if self._tracer is not None:
+                    self._close_span(group, task, "skipped")
                 self._check_quiet(group)
         self._finish(group, task, outcome)
+
+    async def _traced_invoke(self, group: _RowGroup, node: Node, task: Task) -> Any:
+        self._mark(group, task, "slot")
+        token = CURRENT_SPAN.set(group.spans.get(task))
+        try:
+            return await self._invoke(node.generator, self._context(group, node, task))
+        finally:
+            CURRENT_SPAN.reset(token)
 
     async def _invoke(self, generator: ColumnGenerator, ctx: CellContext | BatchContext) -> Any:
         try:
@@ -499,16 +587,22 @@ class Scheduler:
         ready: list[Task] = []
         if group.salvaging and task in group.salvaging and not isinstance(outcome, RowFailure):
             self._cells_salvaged += len(rows)
+        status, error = "ok", ""
         if isinstance(outcome, RowFailure):
+            error = type(outcome.error).__name__
             if is_retryable(outcome.error):
-                self._retry(group, task, outcome.error)
+                status = "retry" if self._retry(group, task, outcome.error) else "salvage"
             else:
+                status = "failed"
                 self._fail_rows(group, node, rows, outcome.error, ready)
         else:
             try:
                 self._store_values(group, node, task, outcome, ready)
             except GenerationError as exc:
+                status, error = "failed", type(exc).__name__
                 self._fail_rows(group, node, rows, exc, ready)
+        if self._tracer is not None:
+            self._close_span(group, task, status, error)
         if self._column_mode:
             self._advance_stage(group)
         self._accept(group, ready)
@@ -521,10 +615,14 @@ class Scheduler:
 
     def _retry(
         self, group: _RowGroup, task: Task, error: Exception, *, origin: Task | None = None
-    ) -> None:
+    ) -> bool:
         """``task`` failed with an error that may pass: try it again after a backoff, or, out
         of attempts (or failing in a salvage round), keep it for the next salvage round.
-        ``origin`` is the batch ``task`` was split from (its attempts and round carry over)."""
+        ``origin`` is the batch ``task`` was split from (its attempts and round carry over).
+
+        Returns:
+            Whether the task was deferred (else it waits for salvage).
+        """
         origin = task if origin is None else origin
         attempts = group.attempts.get(origin, 0) + 1
         group.attempts[task] = attempts
@@ -532,7 +630,7 @@ class Scheduler:
             group.rounds[task] = group.rounds[origin]
         if origin in group.salvaging or attempts >= self._max_attempts:
             group.salvage.append((task, error))
-            return
+            return False
         self._retries += 1
         delay = min(self._backoff_max, self._backoff * 2.0 ** (attempts - 1))
         delay *= 0.5 + 0.5 * self._jitter.random()  # equal jitter: spread, never near zero
@@ -542,6 +640,7 @@ class Scheduler:
         self._deferred += 1
         assert group.nursery is not None
         group.nursery.start_soon(self._retry_later, group, task, delay)
+        return True
 
     async def _retry_later(self, group: _RowGroup, task: Task, delay: float) -> None:
         try:
@@ -570,6 +669,7 @@ class Scheduler:
                 continue
             group.failed[node.index] += 1
             self._cells_failed += 1
+            self._node_failed[node.index] += 1
             self._rows_dropped += 1
             group.drops.append(
                 DropRecord(
@@ -602,6 +702,7 @@ class Scheduler:
             for col in outputs:
                 group.columns[col][task.row] = mapping[col]
             self._cells_done += 1
+            self._node_done[task.node] += 1
             ready.extend(tracker.complete_cell(task.node, task.row))
             return
         rows = task.rows
@@ -635,6 +736,7 @@ class Scheduler:
             for target, values in columns:
                 target[row] = values[i]
             self._cells_done += 1
+            self._node_done[task.node] += 1
         if error is None:
             ready.extend(tracker.complete_batch(task.node, rows))
             return

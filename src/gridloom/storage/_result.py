@@ -44,6 +44,8 @@ class RunResult:
         stop_reason: why a ``"stopped"`` run stopped, in one line naming the model; else ``None``.
         extras: further JSON-serialisable summary sections provided by the engine
             (token usage per model, throttle history, ...), merged into :attr:`summary`.
+        trace: one row per task attempt (``gridloom.trace.TRACE_SCHEMA``) when the run was
+            traced (``run.trace`` or ``GRIDLOOM_TRACE=1``), else ``None``.
     """
 
     output_dir: Path | None
@@ -57,6 +59,7 @@ class RunResult:
     stop_reason: str | None = None
     extras: Mapping[str, Any] = attrs.field(factory=dict, converter=_plain)
     _store: RowGroupStore = attrs.field(repr=False, eq=False)
+    trace: pa.Table | None = attrs.field(default=None, repr=False, eq=False)
     _cache: dict[str, pa.Table] = attrs.field(init=False, factory=dict, repr=False, eq=False)
 
     @classmethod
@@ -71,6 +74,7 @@ class RunResult:
         output_dir: str | Path | None = None,
         extras: Mapping[str, Any] | None = None,
         stop_reason: str | None = None,
+        trace: pa.Table | None = None,
     ) -> RunResult:
         """Build the result of a run from its (finished) store.
 
@@ -85,6 +89,7 @@ class RunResult:
             output_dir: run directory, ``None`` for an in-memory store.
             extras: further JSON-serialisable summary sections (see :attr:`extras`).
             stop_reason: why the run was stopped early (status ``"stopped"``).
+            trace: the task trace, when the run was traced.
 
         Raises:
             TypeError: ``extras`` is not JSON-serialisable.
@@ -101,6 +106,7 @@ class RunResult:
             stop_reason=stop_reason,
             extras=extras or {},
             store=store,
+            trace=trace,
         )
 
     @property
