@@ -6,6 +6,7 @@ body and the headers.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -19,6 +20,36 @@ from ._retry import RetryPolicy, send_with_retry
 from ._secret import Secret
 
 __all__ = ["post_json"]
+
+
+class _Chunk:
+    """Iterates over one chunk of bytes: a plain async iterator, not an async generator, so a
+    request cancelled while its body is being sent leaves nothing for the garbage collector to
+    finalise (httpx's own ``ByteStream`` is a generator: encode/httpx#3686)."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: bytes):
+        self._data: bytes | None = data
+
+    def __aiter__(self) -> _Chunk:
+        return self
+
+    async def __anext__(self) -> bytes:
+        data, self._data = self._data, None
+        if data is None:
+            raise StopAsyncIteration
+        return data
+
+
+class _JsonBody(httpx.AsyncByteStream):
+    """A JSON request body sent as a single chunk."""
+
+    def __init__(self, data: bytes):
+        self._data = data
+
+    def __aiter__(self) -> _Chunk:
+        return _Chunk(self._data)
 
 
 def _deadline(http: httpx.AsyncClient, time_limit: float | None) -> float:
@@ -71,9 +102,16 @@ async def post_json(
     if time_limit is not None:
         request_timeout = httpx.Timeout(time_limit, connect=min(CONNECT_TIMEOUT, time_limit))
 
+    payload = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    send_headers = {**headers, "content-type": "application/json"}
+
     async def attempt() -> httpx.Response:
+        request = http.build_request(
+            "POST", path, content=payload, headers=send_headers, timeout=request_timeout
+        )
+        request.stream = _JsonBody(payload)  # httpx would wrap any stream passed as content
         with trio.move_on_after(deadline):
-            return await http.post(path, json=body, headers=dict(headers), timeout=request_timeout)
+            return await http.send(request)
         raise ProviderTimeout(f"no answer within {deadline:g} s", provider=provider, model=model)
 
     response = await send_with_retry(

@@ -95,7 +95,9 @@ class TokenBucket:
         """Seconds until ``cost`` tokens (at most ``capacity``) are available; 0 if they are."""
         self._refill()
         missing = min(cost, self.capacity) - self._tokens
-        return max(0.0, missing / self.rate)
+        # Binary noise is no shortage: a client that waited exactly the advertised time must
+        # find its token (else the wait rounds to "Retry-After: 0" and repeats forever).
+        return 0.0 if missing <= _TOLERANCE else missing / self.rate
 
     def take(self, cost: float) -> None:
         """Remove ``cost`` tokens (at most ``capacity``); the level may go negative."""
