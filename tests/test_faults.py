@@ -243,6 +243,10 @@ async def test_one_in_five_503s_is_retried_and_never_stops_the_run(
         # Retried beneath the alias: one counted request per cell, none failed.
         assert usage["requests"] == usage["succeeded"] == ROWS
         assert usage["errors"] == {}
+        # Every 503 is accounted for: retried by the transport, or by the throttle.
+        retried = usage["transport_retries"].get("ProviderUnavailable", 0)
+        assert retried + usage["rate_limited"] == unavailable
+        assert retried > 0
 
 
 async def test_hangs_are_cut_at_the_model_timeout_and_retried(

@@ -12,7 +12,7 @@ import trio
 from ..config import ModelConfig
 from ..errors import ModelError
 from ..throttle import AdaptiveLimiter
-from ._span import CURRENT_SPAN
+from ._span import CURRENT_CALLER, CURRENT_SPAN
 from ._types import (
     ChatRequest,
     ChatResponse,
@@ -43,6 +43,7 @@ class ModelUsage:
     succeeded: int
     failed: int
     errors: dict[str, int]
+    transport_retries: dict[str, int]
     rate_limited: int
     throttle: dict[str, dict[str, object]]
     input_tokens: int
@@ -101,6 +102,7 @@ class ModelHandle:
         self._requests = 0
         self._succeeded = 0
         self._errors: Counter[str] = Counter()
+        self._retries: Counter[str] = Counter()
         self._usage = Usage()
         self._latencies: deque[float] = deque(maxlen=_LATENCY_SAMPLE)
 
@@ -130,22 +132,34 @@ class ModelHandle:
         span = CURRENT_SPAN.get()
         if span is not None:
             span.using_model(self.alias)
-        async with self.limiter:
-            started = trio.current_time()
-            self._requests += 1
-            try:
-                response = await call()
-            except ModelError as exc:
-                self._errors[type(exc).__name__] += 1
-                if self.health is not None:
-                    self.health.record(self.alias, False, exc)
-                raise
-            self._succeeded += 1
-            self._usage = self._usage + response.usage
-            self._latencies.append(trio.current_time() - started)
+        caller = CURRENT_CALLER.set(self)
+        try:
+            async with self.limiter:
+                return await self._call(call)
+        finally:
+            CURRENT_CALLER.reset(caller)
+
+    def transport_retry(self, error: str) -> None:
+        """One of this alias's requests failed with ``error`` and is tried again by the
+        transport (5xx, connection errors)."""
+        self._retries[error] += 1
+
+    async def _call(self, call: Callable[[], Awaitable[R]]) -> R:
+        started = trio.current_time()
+        self._requests += 1
+        try:
+            response = await call()
+        except ModelError as exc:
+            self._errors[type(exc).__name__] += 1
             if self.health is not None:
-                self.health.record(self.alias, True)
-            return response
+                self.health.record(self.alias, False, exc)
+            raise
+        self._succeeded += 1
+        self._usage = self._usage + response.usage
+        self._latencies.append(trio.current_time() - started)
+        if self.health is not None:
+            self.health.record(self.alias, True)
+        return response
 
     def usage(self) -> ModelUsage:
         """A frozen snapshot of this alias's traffic so far."""
@@ -159,6 +173,7 @@ class ModelHandle:
             succeeded=self._succeeded,
             failed=sum(self._errors.values()),
             errors=dict(self._errors),
+            transport_retries=dict(self._retries),
             # With throttles, every 429 is counted there (most are retried, never raised).
             rate_limited=sum(t.statistics().rate_limited for t in self.throttles.values())
             if self.throttles

@@ -20,6 +20,7 @@ import trio
 from ..errors import ModelError, ProviderUnavailable
 from ._errors import error_from_exception, error_from_response
 from ._secret import Secret
+from ._span import CURRENT_CALLER
 
 __all__ = ["RETRY_STATUSES", "RetryPolicy", "send_with_retry"]
 
@@ -121,5 +122,8 @@ async def send_with_retry(
             error,
             wait,
         )
+        caller = CURRENT_CALLER.get()
+        if caller is not None:
+            caller.transport_retry(type(error).__name__)
         await trio.sleep(wait)
         attempt += 1

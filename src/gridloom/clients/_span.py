@@ -3,7 +3,8 @@
 The scheduler puts the running task's span in :data:`CURRENT_SPAN` (a context variable, so it
 follows the task into the generator's model calls); the model handle names the model, and the
 throttled client marks when a request passed its limits and when its answer came back.
-Without a trace the variable holds ``None`` and nothing is recorded.
+Without a trace the variable holds ``None`` and nothing is recorded. Likewise
+:data:`CURRENT_CALLER` lets transport retries, deep in the HTTP layer, be counted per model alias.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from contextvars import ContextVar
 from typing import Protocol
 
-__all__ = ["CURRENT_SPAN", "RequestSpan"]
+__all__ = ["CURRENT_CALLER", "CURRENT_SPAN", "Caller", "RequestSpan"]
 
 
 class RequestSpan(Protocol):
@@ -29,3 +30,14 @@ class RequestSpan(Protocol):
 
 #: The span of the task whose code is running, when tracing; else ``None``.
 CURRENT_SPAN: ContextVar[RequestSpan | None] = ContextVar("gridloom_request_span", default=None)
+
+
+class Caller(Protocol):
+    """Who is making the current model call (a model handle), to count transport retries."""
+
+    def transport_retry(self, error: str) -> None:
+        """An attempt failed with ``error`` (a class name) and is being tried again."""
+
+
+#: The model handle whose call is running (set by the handle around each call).
+CURRENT_CALLER: ContextVar[Caller | None] = ContextVar("gridloom_caller", default=None)
