@@ -47,6 +47,10 @@ columns:
   - {name: title, expression: "All about {{ topic }}"}     # expression shorthand
   - {name: score, custom: {function: "my_module:score", dtype: float}, depends_on: [title]}
 ```
+
+`gridloom schema --output gridloom.schema.json` writes the JSON Schema of this format, generated
+from the same models, for editors and other tools (`gridloom.config.config_json_schema()` in
+Python).
 """
 
 

@@ -1,35 +1,60 @@
 """The ``gridloom`` command line.
 
-Exit codes: 0 success · 1 the run failed · 2 usage or configuration error ·
-3 the output directory already holds a run · 4 the run stopped early (its stop reason is
-printed) · 130 interrupted by Ctrl-C (SIGINT) · 143 terminated by SIGTERM.
+Commands: ``validate``, ``preview``, ``create``, ``resume``, ``inspect``, ``check-models``,
+``simulate`` and ``schema`` (``docs/cli.md`` is the reference, generated from this module by
+``docs/gen_cli.py``).
 
-On SIGINT or SIGTERM ``create`` stops admitting work, cancels the cells in flight, keeps every
-row group already written, records status ``"interrupted"`` in ``metadata.json`` and prints
-how to resume; a second signal during that shutdown exits at once (every file on disk is
-complete either way, and ``--resume`` cleans up what an abrupt exit leaves).
+Every command takes ``--json``: stdout then carries one JSON object (``simulate``: one per
+line) with ``"ok"`` and ``"command"``; a failure is ``{"ok": false, "command": ...,
+"error": {"type", "message", "path", "file"}}`` and the exit code says which kind it was. The
+JSON Schema of each command's output is in ``cli_schemas.json`` next to this module
+(:func:`output_schema`). Without ``--json`` an error is one line on stderr:
+``error: <config file>: <message>``, the message naming the column and field at fault.
+
+Exit codes (:data:`EXIT_CODES`): 0 success · 1 the run (or command) failed · 2 usage or
+configuration error · 3 the output directory already holds a run · 4 the run stopped early (its
+stop reason is printed) · 130 interrupted by Ctrl-C (SIGINT) · 143 terminated by SIGTERM.
+
+On SIGINT or SIGTERM ``create`` and ``resume`` stop admitting work, cancel the cells in
+flight, keep every row group already written, record status ``"interrupted"`` in
+``metadata.json`` and print how to resume; a second signal during that shutdown exits at once
+(every file on disk is complete either way, and resuming cleans up what an abrupt exit leaves).
 """
 
 from __future__ import annotations
 
+import copy
+import datetime as dt
+import decimal
+import functools
+import importlib.resources
 import json
 import logging
+import math
 import os
+import re
 import shlex
+import shutil
 import signal
 import sys
-from collections.abc import AsyncIterator
+import traceback
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 import attrs
 import click
 import trio
+import yaml
 
 from . import _api
-from .errors import ConfigError, GridloomError, OutputExistsError
+from .config import COLUMN_KINDS
+from .errors import ConfigError, GridloomError, OutputExistsError, StorageError
 from .storage import RunResult
 
+__all__ = ["EXIT_CODES", "cli", "main", "output_schema"]
+
+EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
 EXIT_EXISTS = 3
@@ -37,27 +62,262 @@ EXIT_STOPPED = 4
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
 EXIT_TERMINATED = 143  # 128 + SIGTERM
 
-#: The signals ``create`` treats as a request to stop, and the exit code of each.
+#: Every exit code of every command, and what it means.
+EXIT_CODES: dict[int, str] = {
+    EXIT_OK: "success (create/resume: the run is complete)",
+    EXIT_FAILED: "the run or the command failed (a model check failed, a run directory is"
+    " damaged, a file cannot be written); the error is printed",
+    EXIT_CONFIG: "usage or configuration error: a bad option, an invalid config (the message"
+    " names the column and field), a missing config file or run directory",
+    EXIT_EXISTS: "the output directory already holds a run (pass --resume or --overwrite)",
+    EXIT_STOPPED: "the run stopped early on its own (a model kept failing); the reason is"
+    " printed, and resume continues it",
+    EXIT_INTERRUPTED: "interrupted by Ctrl-C (SIGINT); a run is resumable",
+    EXIT_TERMINATED: "interrupted by SIGTERM; a run is resumable",
+}
+
+#: The signals that stop a run, and the exit code of each.
 _SIGNAL_EXITS = {signal.SIGINT: EXIT_INTERRUPTED, signal.SIGTERM: EXIT_TERMINATED}
+
+#: Keys of a column mapping that are not its kind key (the common fields).
+_COLUMN_KEYS = frozenset({"name", "depends_on", "drop"})
+#: How many characters of a value a table cell shows.
+_CELL_WIDTH = 32
 
 log = logging.getLogger("gridloom")
 
 
-def _fail(message: str, code: int) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
+# --------------------------------------------------------------------------- output
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@functools.cache
+def _schemas() -> dict[str, Any]:
+    text = importlib.resources.files("gridloom").joinpath("cli_schemas.json").read_text("utf-8")
+    doc: dict[str, Any] = json.loads(text)
+    return doc
+
+
+def output_schema(command: str | None = None) -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of ``gridloom <command> --json`` output.
+
+    Args:
+        command: a command name (``"inspect"``, ``"check-models"``, ...); ``None`` gives the
+            whole document, with every command's schema under ``$defs``.
+
+    Raises:
+        KeyError: no command of that name has a documented output.
+    """
+    doc = copy.deepcopy(_schemas())
+    if command is None:
+        return doc
+    if command not in doc["commands"]:
+        raise KeyError(command)
+    return {"$schema": doc["$schema"], "$ref": f"#/$defs/{command}", "$defs": doc["$defs"]}
+
+
+def _jsonable(value: Any) -> Any:
+    """A dataset value as JSON: datetimes as ISO 8601 text, durations in seconds,
+    non-finite floats as null."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, decimal.Decimal):
+        return _jsonable(float(value))
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return str(value)
+
+
+def _config_path(exc: ConfigError, file: Path | None = None) -> str | None:
+    """Where in the config the error is: ``columns.<name>.<kind>.<field>`` for a column's
+    parameter, ``columns.<name>.<field>`` for a common field, else a top-level path such as
+    ``models[0].provider``.
+
+    Errors raised while compiling name a parameter without its kind key (``function`` for
+    ``custom.function``); the kind is then looked up in ``file``.
+    """
+    if exc.column is None:
+        return exc.field or None
+    field = exc.field or ""
+    head = re.split(r"[.\[]", field, maxsplit=1)[0]
+    if field and head not in _COLUMN_KEYS and head not in COLUMN_KINDS and file is not None:
+        kind = _column_kind(file, exc.column)
+        if kind is not None:
+            field = f"{kind}.{field}"
+    return ".".join(["columns", exc.column, *([field] if field else [])])
+
+
+def _column_kind(file: Path, column: str) -> str | None:
+    """The kind key of column ``column`` in the config file, if it can be read."""
+    try:
+        doc = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    columns = doc.get("columns") if isinstance(doc, dict) else None
+    for entry in columns if isinstance(columns, list) else []:
+        if isinstance(entry, dict) and entry.get("name") == column:
+            return next((key for key in entry if key in COLUMN_KINDS), None)
+    return None
+
+
+@attrs.define
+class _Out:
+    """What one command invocation prints: human text, or JSON with ``--json``."""
+
+    command: str
+    as_json: bool
+
+    def emit(self, doc: dict[str, Any], *, ok: bool = True) -> None:
+        """Print a JSON document (``ok``/``command`` first)."""
+        payload = {"ok": ok, "command": self.command, **doc}
+        click.echo(json.dumps(payload, indent=2, ensure_ascii=False, default=str))
+
+    def fail(
+        self,
+        code: int,
+        message: str,
+        *,
+        kind: str,
+        path: str | None = None,
+        file: Path | str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> NoReturn:
+        """Report a failure and exit with ``code``.
+
+        Text: ``error: <file>: <message>`` on stderr. JSON: ``{"ok": false, ..., "error":
+        {"type": kind, ...}}`` on stdout, with ``extra`` keys beside ``error``.
+        """
+        if self.as_json:
+            error = {
+                "type": kind,
+                "message": message,
+                "path": path,
+                "file": None if file is None else str(file),
+            }
+            self.emit({**(extra or {}), "error": error}, ok=False)
+        else:
+            prefix = f"{file}: " if file is not None else ""
+            click.echo(f"error: {prefix}{message}", err=True)
+        sys.exit(code)
+
+    def config_error(self, exc: ConfigError, file: Path, *, hint: str = "") -> NoReturn:
+        """A configuration error: exit 2, naming the file, the column and the field."""
+        self.fail(
+            EXIT_CONFIG,
+            str(exc) + hint,
+            kind=type(exc).__name__,
+            path=_config_path(exc, file),
+            file=file,
+        )
+
+    def error(self, exc: BaseException, *, file: Path | None = None) -> NoReturn:
+        """An error raised by a run: the exit code follows its type.
+
+        An unexpected exception (a bug) keeps its traceback: re-raised without ``--json``,
+        printed on stderr with it.
+        """
+        if isinstance(exc, OutputExistsError):
+            self.fail(EXIT_EXISTS, str(exc), kind=type(exc).__name__)
+        if isinstance(exc, GridloomError):
+            self.fail(EXIT_FAILED, str(exc), kind=type(exc).__name__, file=file)
+        if not self.as_json:
+            raise exc
+        traceback.print_exception(exc)
+        self.fail(EXIT_FAILED, f"{type(exc).__name__}: {exc}", kind=type(exc).__name__)
+
+
+def _check_config_file(out: _Out, config: Path) -> None:
+    """Fail as a configuration error when ``config`` is not a readable file."""
+    if not config.exists():
+        out.config_error(ConfigError("no such file"), config)
+    if not config.is_file():
+        out.config_error(ConfigError("not a file"), config)
+
+
+# --------------------------------------------------------------------------- the group
+
+
+class _Group(click.Group):
+    """Lists the commands in the order they are defined, and keeps ``--json`` usage errors
+    (a missing argument, an unknown option) on stdout as JSON."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        if not standalone_mode or "--json" not in argv:
+            return super().main(
+                argv,
+                prog_name,
+                complete_var,
+                standalone_mode,
+                windows_expand_args=windows_expand_args,
+                **extra,
+            )
+        try:
+            rv = super().main(
+                argv,
+                prog_name,
+                complete_var,
+                False,
+                windows_expand_args=windows_expand_args,
+                **extra,
+            )
+        except click.ClickException as exc:
+            command = next((a for a in argv if a in self.commands), None)
+            kind = "UsageError" if isinstance(exc, click.UsageError) else type(exc).__name__
+            error = {"type": kind, "message": exc.format_message(), "path": None, "file": None}
+            doc = {"ok": False, "command": command, "error": error}
+            click.echo(json.dumps(doc, indent=2))
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(EXIT_FAILED)
+        sys.exit(rv if isinstance(rv, int) else EXIT_OK)
+
+
+_JSON_HELP = "Print machine-readable JSON on stdout (errors too)."
+
+
+def _json_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json", "as_json", is_flag=True, help=_JSON_HELP)(fn)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="gridloom")
-@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+@click.option("-v", "--verbose", count=True, help="More log output on stderr (-v info, -vv debug).")
 def cli(verbose: int) -> None:
     """gridloom: generate synthetic datasets, cell by cell.
+
+    Every command takes --json for machine-readable output on stdout (errors
+    included) and exits with a documented code: 0 success, 1 failed, 2 usage
+    or configuration error, 3 output exists, 4 stopped early, 130/143
+    interrupted by SIGINT/SIGTERM.
 
     \b
     Example:
       gridloom validate examples/people.yaml
+      gridloom preview examples/quickstart.yaml -n 3
       gridloom create examples/people.yaml -n 1000 -o out/people
+      gridloom inspect out/people --json
     """
     level = logging.WARNING - 10 * verbose
     logging.basicConfig(
@@ -65,24 +325,41 @@ def cli(verbose: int) -> None:
     )
 
 
+# --------------------------------------------------------------------------- validate
+
+
 @cli.command()
-@click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.argument("config", type=click.Path(path_type=Path))
+@_json_option
 def validate(config: Path, as_json: bool) -> None:
     """Check CONFIG without generating anything; print the execution graph.
 
+    Loads and compiles the pipeline (references, cycles, templates, custom
+    functions, the seed dataset's columns) without sending a request.
+
     \b
     Example:
+      gridloom validate examples/people.yaml
       gridloom validate examples/people.yaml --json
     """
+    out = _Out("validate", as_json)
+    _check_config_file(out, config)
     try:
         graph = _api.validate(config)
     except ConfigError as exc:
-        _fail(f"{config}: {exc}", EXIT_CONFIG)
-        return
+        out.config_error(exc, config)
     nodes = graph.describe()
     if as_json:
-        click.echo(json.dumps({"valid": True, "nodes": nodes, "depth": graph.depth()}, indent=2))
+        schema = {field.name: str(field.type) for field in graph.schema}
+        out.emit(
+            {
+                "config": str(config),
+                "valid": True,
+                "depth": graph.depth(),
+                "nodes": nodes,
+                "schema": schema,
+            }
+        )
         return
     click.echo(f"{config}: valid — {len(nodes)} nodes, dependency depth {graph.depth()}")
     for node in nodes:
@@ -90,8 +367,244 @@ def validate(config: Path, as_json: bool) -> None:
         click.echo(f"  {node['node']:<24} {node['granularity']:<5}  after: {deps}")
 
 
+# --------------------------------------------------------------------------- runs and signals
+
+
+@attrs.define
+class _Outcome:
+    """How a run ended: a result, an error, and the signal that stopped it."""
+
+    result: Any = None
+    error: Exception | None = None
+    signum: int | None = None
+
+
+def _run_with_signals(
+    fn: Callable[[], Awaitable[Any]], on_abrupt_exit: Callable[[int], None]
+) -> _Outcome:
+    """Run ``fn`` in its own trio loop, cancelling it on the first SIGINT or SIGTERM.
+
+    The receiver replaces trio's own Ctrl-C handling, so both signals stop a run the same
+    way: a cancellation, which a run records as status ``"interrupted"`` after the row groups
+    being written are committed. A second signal calls ``on_abrupt_exit(first_signal)`` and
+    exits at once with the first signal's code.
+    """
+    try:
+        outcome: _Outcome = trio.run(_with_signals, fn, on_abrupt_exit)
+    except BaseException as exc:
+        # Ctrl-C before the signal receiver was open (or after it closed): trio raises it.
+        if not _is_keyboard_interrupt(exc):
+            raise
+        outcome = _Outcome(signum=signal.SIGINT)
+    return outcome
+
+
+async def _with_signals(
+    fn: Callable[[], Awaitable[Any]], on_abrupt_exit: Callable[[int], None]
+) -> _Outcome:
+    outcome = _Outcome()
+    with trio.open_signal_receiver(*_SIGNAL_EXITS) as signals:
+        async with trio.open_nursery() as nursery:
+            run_scope = trio.CancelScope()
+            nursery.start_soon(_watch_signals, signals, run_scope, outcome, on_abrupt_exit)
+            with run_scope:
+                try:
+                    outcome.result = await fn()
+                except Exception as exc:
+                    outcome.error = exc
+            nursery.cancel_scope.cancel()
+    return outcome
+
+
+async def _watch_signals(
+    signals: AsyncIterator[int],
+    run_scope: trio.CancelScope,
+    outcome: _Outcome,
+    on_abrupt_exit: Callable[[int], None],
+) -> None:
+    async for signum in signals:
+        if outcome.signum is None:
+            outcome.signum = signum
+            run_scope.cancel()
+            continue
+        # A second signal while shutting down: leave now. Every file on disk is complete
+        # (written atomically); resuming removes the temp files an abrupt exit leaves.
+        click.echo(f"{_signal_name(signum)} again: exiting without waiting", err=True)
+        on_abrupt_exit(outcome.signum)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_signal_exit(outcome.signum))
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:  # pragma: no cover - only SIGINT and SIGTERM are received
+        return f"signal {signum}"
+
+
+def _signal_exit(signum: int) -> int:
+    try:
+        return _SIGNAL_EXITS.get(signal.Signals(signum), EXIT_INTERRUPTED)
+    except ValueError:  # pragma: no cover
+        return EXIT_INTERRUPTED
+
+
+def _is_keyboard_interrupt(exc: BaseException) -> bool:
+    if isinstance(exc, KeyboardInterrupt):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return any(_is_keyboard_interrupt(inner) for inner in exc.exceptions)
+    return False
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside (nested) exception groups, or ``exc`` itself."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
+
+
+def _abrupt_json(out: _Out) -> Callable[[int], None]:
+    def report(signum: int) -> None:
+        if out.as_json:
+            message = f"{_signal_name(signum)}, then a second signal: exited without waiting"
+            error = {"type": "Interrupted", "message": message, "path": None, "file": None}
+            click.echo(json.dumps({"ok": False, "command": out.command, "error": error}))
+
+    return report
+
+
+# --------------------------------------------------------------------------- preview
+
+
+@cli.command(short_help="Generate a few rows in memory and print them.")
+@click.argument("config", type=click.Path(path_type=Path))
+@click.option(
+    "-n",
+    "--num-records",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="Rows to generate.",
+)
+@_json_option
+def preview(config: Path, num_records: int, as_json: bool) -> None:
+    """Generate a few rows of CONFIG in memory and print them; nothing is written.
+
+    Prints a table (long values cut short; one block per row when the table
+    is wider than the terminal), or with --json the rows themselves: datetimes
+    as ISO 8601 text, durations in seconds. Dropped rows are counted with
+    their reasons. Exits 4 when a failing model stopped the preview early.
+
+    \b
+    Example:
+      gridloom preview examples/quickstart.yaml -n 3
+      gridloom preview examples/people.yaml --json
+    """
+    out = _Out("preview", as_json)
+    _check_config_file(out, config)
+    outcome = _run_with_signals(
+        functools.partial(_api.apreview, config, num_records), _abrupt_json(out)
+    )
+    if outcome.signum is not None:
+        name = _signal_name(outcome.signum)
+        out.fail(
+            _signal_exit(outcome.signum),
+            f"interrupted by {name}; a preview writes nothing",
+            kind="Interrupted",
+            extra={"status": "interrupted", "signal": name},
+        )
+    if isinstance(outcome.error, ConfigError):
+        out.config_error(outcome.error, config)
+    if outcome.error is not None:
+        out.error(outcome.error, file=config)
+    result: RunResult = outcome.result
+    rows = [_jsonable(row) for row in result.table.to_pylist()]
+    if as_json:
+        doc = {
+            "config": str(config),
+            "status": result.status,
+            "stop_reason": result.stop_reason,
+            "num_records": result.num_records,
+            "num_rows": result.num_rows,
+            "num_dropped": result.num_dropped,
+            "wall_time": result.wall_time,
+            "seed": result.seed,
+            "schema": {field.name: str(field.type) for field in result.table.schema},
+            "columns": {name: c.as_dict() for name, c in result.columns.items()},
+            "drop_reasons": result.drop_reasons,
+            "rows": rows,
+        }
+        if result.status == "stopped":
+            out.fail(
+                EXIT_STOPPED,
+                f"stopped early: {result.stop_reason or 'no reason given'}",
+                kind="RunStopped",
+                extra=doc,
+            )
+        out.emit(doc)
+        return
+    for line in _render_rows(rows, result.table.schema.names):
+        click.echo(line)
+    click.echo(
+        f"{result.num_rows} of {result.num_records} rows in {result.wall_time:.2f} s"
+        f" (seed {result.seed}), {result.num_dropped} dropped"
+    )
+    for column, reasons in result.drop_reasons.items():
+        listed = ", ".join(f"{error} {n}" for error, n in reasons.items())
+        click.echo(f"  dropped by {column}: {listed}")
+    if result.status == "stopped":
+        click.echo(f"stopped early: {result.stop_reason or 'no reason given'}", err=True)
+        sys.exit(EXIT_STOPPED)
+
+
+def _cell_text(value: Any, width: int) -> str:
+    if value is None:
+        text = "null"
+    elif isinstance(value, str):
+        text = value
+    elif isinstance(value, dict | list):
+        text = json.dumps(value, ensure_ascii=False)
+    else:
+        text = str(value)
+    text = text.replace("\r\n", "\\n").replace("\n", "\\n").replace("\t", " ")
+    if len(text) > width:
+        text = text[: max(width - 3, 1)] + "..."
+    return text
+
+
+def _render_rows(rows: list[dict[str, Any]], columns: list[str]) -> list[str]:
+    """Rows as a plain text table; one block per row when the table would not fit."""
+    if not rows:
+        return ["(no rows)"]
+    width = shutil.get_terminal_size((100, 24)).columns
+    cells = [[_cell_text(row.get(name), _CELL_WIDTH) for name in columns] for row in rows]
+    widths = [max(len(name), *(len(line[i]) for line in cells)) for i, name in enumerate(columns)]
+    if sum(widths) + 2 * (len(widths) - 1) <= width:
+        lines = ["  ".join(name.ljust(w) for name, w in zip(columns, widths, strict=True))]
+        lines.append("  ".join("-" * w for w in widths))
+        lines += [
+            "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+            for line in cells
+        ]
+        return [line.rstrip() for line in lines]
+    label = max(len(name) for name in columns)
+    value_width = max(width - label - 4, 20)
+    lines = []
+    for index, row in enumerate(rows):
+        lines.append(f"--- row {index} " + "-" * max(0, min(width, 60) - 12))
+        lines += [
+            f"  {name.ljust(label)}  {_cell_text(row.get(name), value_width)}" for name in columns
+        ]
+    return lines
+
+
+# --------------------------------------------------------------------------- create, resume
+
+
 @cli.command()
-@click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("config", type=click.Path(path_type=Path))
 @click.option(
     "-n", "--num-records", type=click.IntRange(min=1), required=True, help="Rows to generate."
 )
@@ -104,7 +617,7 @@ def validate(config: Path, as_json: bool) -> None:
 )
 @click.option("--overwrite", is_flag=True, help="Replace a previous run in OUTPUT_DIR.")
 @click.option("--resume", is_flag=True, help="Continue a run started in OUTPUT_DIR.")
-@click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run summary (or error) as JSON.")
 def create(
     config: Path,
     num_records: int,
@@ -116,8 +629,9 @@ def create(
     """Generate NUM_RECORDS rows from CONFIG into OUTPUT_DIR as parquet.
 
     Ctrl-C (SIGINT) or SIGTERM stops the run: completed row groups are kept,
-    metadata.json says "interrupted", and --resume then generates only what is
-    missing. A second Ctrl-C while stopping exits at once.
+    metadata.json says "interrupted", and --resume (or `gridloom resume
+    OUTPUT_DIR`) then generates only what is missing. A second Ctrl-C while
+    stopping exits at once.
 
     \b
     Exit codes:
@@ -133,133 +647,220 @@ def create(
     Example:
       gridloom create examples/people.yaml -n 1000 -o out/people
       gridloom create examples/people.yaml -n 1000 -o out/people --resume
+      gridloom create examples/quickstart.yaml -n 200 -o out/q --overwrite --json
     """
+    out = _Out("create", as_json)
     if overwrite and resume:
-        _fail("--overwrite and --resume exclude each other", EXIT_CONFIG)
+        out.fail(EXIT_CONFIG, "--overwrite and --resume exclude each other", kind="UsageError")
+    _check_config_file(out, config)
+    hint = ["gridloom", "create", str(config), "-n", str(num_records), "-o", str(output_dir)]
+    _generate(
+        out,
+        config=config,
+        num_records=num_records,
+        output_dir=output_dir,
+        overwrite=overwrite,
+        resume=resume,
+        base_dir=None,
+        resume_command=[*hint, "--resume"],
+    )
+
+
+@cli.command()
+@click.argument("output_dir", type=click.Path(path_type=Path))
+@click.option(
+    "-n",
+    "--num-records",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Rows of the whole run. Default: as recorded in metadata.json; more extends the run.",
+)
+@click.option(
+    "--base-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder the saved config's relative paths (seed dataset, custom function modules)"
+    " are resolved against; default OUTPUT_DIR. Pass the original config's folder.",
+)
+@_json_option
+def resume(output_dir: Path, num_records: int | None, base_dir: Path | None, as_json: bool) -> None:
+    """Continue the run in OUTPUT_DIR with the config.yaml saved there.
+
+    The same as `gridloom create OUTPUT_DIR/config.yaml -n <num_records> -o
+    OUTPUT_DIR --resume`, with num_records read from metadata.json: only the
+    missing row groups are generated, with the recorded seed. Signals, output
+    and exit codes are those of create. The saved config resolves relative
+    paths against OUTPUT_DIR: a pipeline with a seed file or custom functions
+    next to its original config needs --base-dir. Provider header values are
+    saved redacted, so a provider that needs headers must be resumed with
+    `gridloom create ORIGINAL_CONFIG ... --resume` instead.
+
+    \b
+    Example:
+      gridloom resume out/quickstart
+      gridloom resume out/people --base-dir examples --json
+    """
+    out = _Out("resume", as_json)
+    meta = _run_metadata(out, output_dir)
+    config = output_dir / "config.yaml"
+    if not config.is_file():
+        out.fail(
+            EXIT_FAILED,
+            "the run directory has no config.yaml; resume with"
+            " `gridloom create CONFIG -n N -o OUTPUT_DIR --resume`",
+            kind="StorageError",
+            file=output_dir,
+        )
+    recorded = meta.get("num_records")
+    if not isinstance(recorded, int) or isinstance(recorded, bool) or recorded < 1:
+        out.fail(
+            EXIT_FAILED,
+            f"metadata.json has no valid num_records ({recorded!r})",
+            kind="StorageError",
+            file=output_dir / "metadata.json",
+        )
+    if meta.get("status") == "running":
+        log.warning(
+            "metadata.json says the run in %s is running: if another gridloom process is"
+            " still writing it, stop that one first",
+            output_dir,
+        )
+    _warn_redacted_headers(config)
+    command = ["gridloom", "resume", str(output_dir)]
+    if base_dir is not None:
+        command += ["--base-dir", str(base_dir)]
+    _generate(
+        out,
+        config=config,
+        num_records=max(num_records or recorded, recorded),
+        output_dir=output_dir,
+        overwrite=False,
+        resume=True,
+        base_dir=base_dir if base_dir is not None else output_dir,
+        resume_command=command,
+        config_hint=""
+        if base_dir is not None
+        else " (a saved config resolves relative paths and custom function modules against"
+        " the run directory; if they sit next to the original config, pass --base-dir"
+        " with its folder)",
+    )
+
+
+def _run_metadata(out: _Out, output_dir: Path) -> dict[str, Any]:
+    """``metadata.json`` of the run in ``output_dir``; fails clearly when there is none."""
+    from .storage._metadata import load_json
+
+    if not output_dir.exists():
+        out.fail(EXIT_CONFIG, "no such directory", kind="NotARunDirectory", file=output_dir)
+    if not output_dir.is_dir():
+        out.fail(EXIT_CONFIG, "not a directory", kind="NotARunDirectory", file=output_dir)
+    if not (output_dir / "metadata.json").is_file():
+        out.fail(
+            EXIT_CONFIG,
+            "not a gridloom run directory (no metadata.json)",
+            kind="NotARunDirectory",
+            file=output_dir,
+        )
     try:
-        outcome = trio.run(_create_with_signals, config, num_records, output_dir, overwrite, resume)
-    except BaseException as exc:
-        # Ctrl-C before the signal receiver was open (or after it closed): trio raises it.
-        if not _is_keyboard_interrupt(exc):
-            raise
-        outcome = _Outcome(signum=signal.SIGINT)
+        return load_json(output_dir / "metadata.json")
+    except StorageError as exc:
+        out.fail(EXIT_FAILED, str(exc), kind=type(exc).__name__, file=output_dir)
+
+
+def _warn_redacted_headers(config: Path) -> None:
+    """Warn when the saved config's providers carry redacted header values."""
+    from .config._io import REDACTED
+
+    try:
+        doc = yaml.safe_load(config.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return  # loading it reports the problem
+    providers = doc.get("providers") if isinstance(doc, dict) else None
+    for provider in providers if isinstance(providers, list) else []:
+        headers = provider.get("headers") if isinstance(provider, dict) else None
+        redacted = [k for k, v in (headers or {}).items() if v == REDACTED]
+        if redacted:
+            click.echo(
+                f"warning: {config}: provider {provider.get('name')!r} sends headers"
+                f" {', '.join(map(str, redacted))} with the value {REDACTED!r} (saved"
+                " redacted); resume with the original config to send the real ones",
+                err=True,
+            )
+
+
+def _generate(
+    out: _Out,
+    *,
+    config: Path,
+    num_records: int,
+    output_dir: Path,
+    overwrite: bool,
+    resume: bool,
+    base_dir: Path | None,
+    resume_command: list[str],
+    config_hint: str = "",
+) -> None:
+    """The run of ``create`` and ``resume``: ``acreate`` under the signal handling, then the
+    report or the error, and the exit code."""
+    run = functools.partial(
+        _api.acreate,
+        config,
+        num_records=num_records,
+        output_dir=output_dir,
+        overwrite=overwrite,
+        resume=resume,
+        base_dir=base_dir,
+    )
+    outcome = _run_with_signals(run, _abrupt_json(out))
     if outcome.signum is not None:
         if outcome.error is not None:  # most likely a consequence of the cancellation
             log.warning("while stopping: %s", outcome.error)
-        _interrupted(outcome.signum, config, num_records, output_dir)
-    error = outcome.error
-    if isinstance(error, ConfigError):
-        _fail(f"{config}: {error}", EXIT_CONFIG)
-    elif isinstance(error, OutputExistsError):
-        _fail(str(error), EXIT_EXISTS)
-    elif isinstance(error, GridloomError):
-        _fail(str(error), EXIT_FAILED)
-    elif error is not None:
-        raise error
-    result = outcome.result
-    assert result is not None
-    _report(result, output_dir, as_json)
-    if result.status == "stopped":
-        reason = getattr(result, "stop_reason", None) or "no reason given"
-        click.echo(f"stopped early: {reason}", err=True)
-        sys.exit(EXIT_STOPPED)
+        _interrupted(out, outcome.signum, output_dir, resume_command)
+    if isinstance(outcome.error, ConfigError):
+        out.config_error(outcome.error, config, hint=config_hint)
+    if outcome.error is not None:
+        out.error(outcome.error)
+    result: RunResult = outcome.result
+    _report(out, result, output_dir)
 
 
-@attrs.define
-class _Outcome:
-    """How a ``create`` run ended: a result, an error, and the signal that stopped it."""
-
-    result: RunResult | None = None
-    error: Exception | None = None
-    signum: int | None = None
-
-
-async def _create_with_signals(
-    config: Path, num_records: int, output_dir: Path, overwrite: bool, resume: bool
-) -> _Outcome:
-    """Run ``acreate``, cancelling it on the first SIGINT or SIGTERM.
-
-    The receiver replaces trio's own Ctrl-C handling, so both signals stop the run the same
-    way: a cancellation, which the run records as status ``"interrupted"`` after the row
-    groups being written are committed.
-    """
-    outcome = _Outcome()
-    with trio.open_signal_receiver(*_SIGNAL_EXITS) as signals:
-        async with trio.open_nursery() as nursery:
-            run_scope = trio.CancelScope()
-            nursery.start_soon(_watch_signals, signals, run_scope, outcome)
-            with run_scope:
-                try:
-                    outcome.result = await _api.acreate(
-                        config,
-                        num_records=num_records,
-                        output_dir=output_dir,
-                        overwrite=overwrite,
-                        resume=resume,
-                    )
-                except Exception as exc:
-                    outcome.error = exc
-            nursery.cancel_scope.cancel()
-    return outcome
-
-
-async def _watch_signals(
-    signals: AsyncIterator[int], run_scope: trio.CancelScope, outcome: _Outcome
-) -> None:
-    async for signum in signals:
-        if outcome.signum is None:
-            outcome.signum = signum
-            run_scope.cancel()
-            continue
-        # A second signal while shutting down: leave now. Every file on disk is complete
-        # (written atomically); --resume removes the temp files an abrupt exit leaves.
-        click.echo(f"{_signal_name(signum)} again: exiting without waiting", err=True)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(_SIGNAL_EXITS.get(signal.Signals(outcome.signum), EXIT_INTERRUPTED))
-
-
-def _signal_name(signum: int) -> str:
-    try:
-        return signal.Signals(signum).name
-    except ValueError:  # pragma: no cover - only SIGINT and SIGTERM are received
-        return f"signal {signum}"
-
-
-def _is_keyboard_interrupt(exc: BaseException) -> bool:
-    if isinstance(exc, KeyboardInterrupt):
-        return True
-    if isinstance(exc, BaseExceptionGroup):
-        return any(_is_keyboard_interrupt(inner) for inner in exc.exceptions)
-    return False
-
-
-def _interrupted(signum: int, config: Path, num_records: int, output_dir: Path) -> NoReturn:
+def _interrupted(out: _Out, signum: int, output_dir: Path, resume_command: list[str]) -> NoReturn:
     """Print what was kept and how to resume, then exit with the signal's code."""
-    code = _SIGNAL_EXITS.get(signal.Signals(signum), EXIT_INTERRUPTED)
+    name = _signal_name(signum)
+    code = _signal_exit(signum)
+    extra: dict[str, Any] = {
+        "status": "interrupted",
+        "signal": name,
+        "output_dir": str(output_dir),
+        "row_groups_kept": 0,
+        "resume_command": None,
+    }
     if not (output_dir / "metadata.json").is_file():  # stopped before the run directory
-        click.echo(
-            f"interrupted by {_signal_name(signum)} before the run started; "
-            f"nothing was written to {output_dir}",
-            err=True,
+        message = (
+            f"interrupted by {name} before the run started; nothing was written to {output_dir}"
         )
-        sys.exit(code)
-    kept = len(list((output_dir / "data").glob("part-*.parquet")))
-    command = shlex.join(
-        ["gridloom", "create", str(config), "-n", str(num_records), "-o", str(output_dir)]
-    )
-    click.echo(
-        f"interrupted by {_signal_name(signum)}; {kept} row groups kept in {output_dir}"
-        f" — resume with: {command} --resume",
-        err=True,
-    )
+    else:
+        kept = len(list((output_dir / "data").glob("part-*.parquet")))
+        command = shlex.join(resume_command)
+        extra.update(row_groups_kept=kept, resume_command=command)
+        message = (
+            f"interrupted by {name}; {kept} row groups kept in {output_dir}"
+            f" — resume with: {command}"
+        )
+    if out.as_json:
+        out.fail(code, message, kind="Interrupted", extra=extra)
+    click.echo(message, err=True)
     sys.exit(code)
 
 
-def _report(result: RunResult, output_dir: Path, as_json: bool) -> None:
+def _report(out: _Out, result: RunResult, output_dir: Path) -> None:
     summary: dict[str, Any] = result.summary
-    if as_json:
-        click.echo(json.dumps(summary, indent=2, default=str))
+    stopped = result.status == "stopped"
+    reason = result.stop_reason or "no reason given"
+    if out.as_json:
+        if stopped:
+            out.fail(EXIT_STOPPED, f"stopped early: {reason}", kind="RunStopped", extra=summary)
+        out.emit(summary)
         return
     click.echo(
         f"wrote {result.num_rows} of {result.num_records} rows to {output_dir} "
@@ -270,11 +871,146 @@ def _report(result: RunResult, output_dir: Path, as_json: bool) -> None:
             f"  {name:<24} done {counts.done:>8}  failed {counts.failed:>6}"
             f"  dropped {counts.dropped:>6}"
         )
+    if stopped:
+        click.echo(f"stopped early: {reason}", err=True)
+        sys.exit(EXIT_STOPPED)
 
 
-@cli.command("check-models")
-@click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+# --------------------------------------------------------------------------- inspect
+
+
+@cli.command(short_help="Show a run's status, counts, schema and first rows.")
+@click.argument("output_dir", type=click.Path(path_type=Path))
+@click.option(
+    "-n",
+    "--sample-rows",
+    type=click.IntRange(min=0),
+    default=5,
+    show_default=True,
+    help="Sample rows to show (0: none).",
+)
+@_json_option
+def inspect(output_dir: Path, sample_rows: int, as_json: bool) -> None:
+    """Show the status, counts, schema and first rows of the run in OUTPUT_DIR.
+
+    Reads metadata.json and the parquet footers, never the whole dataset: the
+    sample comes from the first rows of the first data file. Counts are per
+    column (done, failed, dropped), with the drop reasons per column and error
+    type. A run whose status is "running" may still be going, or was killed
+    (resume continues it). Problems found (a listed file missing, a file not
+    yet listed, an unreadable file) are reported, not fatal.
+
+    \b
+    Example:
+      gridloom inspect out/people
+      gridloom inspect out/quickstart --json -n 2
+    """
+    from .storage._inspect import inspect_run
+
+    out = _Out("inspect", as_json)
+    _run_metadata(out, output_dir)
+    try:
+        info = inspect_run(output_dir, sample_rows=sample_rows)
+    except StorageError as exc:
+        out.fail(EXIT_FAILED, str(exc), kind=type(exc).__name__, file=output_dir)
+    meta = info.metadata
+    summary: dict[str, Any] = meta["summary"] if isinstance(meta.get("summary"), dict) else {}
+    status = str(meta.get("status", "unknown"))
+    num_records = _int_or_none(meta.get("num_records"))
+    row_group_size = _int_or_none(meta.get("row_group_size"))
+    planned = -(-num_records // row_group_size) if num_records and row_group_size else None
+    groups: dict[str, Any] = meta["row_groups"] if isinstance(meta.get("row_groups"), dict) else {}
+    rows = [_jsonable(row) for row in info.sample.to_pylist()]
+    resumable = status != "complete"
+    doc: dict[str, Any] = {
+        "output_dir": str(output_dir),
+        "status": status,
+        "stop_reason": summary.get("stop_reason"),
+        "num_records": num_records,
+        "row_group_size": row_group_size,
+        "seed": _int_or_none(meta.get("seed")),
+        "config_hash": meta.get("config_hash"),
+        "gridloom_version": meta.get("gridloom_version"),
+        "created_at": meta.get("created_at"),
+        "updated_at": meta.get("updated_at"),
+        "rows_written": _int_or_none(meta.get("rows_written")) or 0,
+        "rows_dropped": _int_or_none(meta.get("rows_dropped")) or 0,
+        "rows_on_disk": info.rows_on_disk,
+        "row_groups": {
+            "planned": planned,
+            "written": len(groups),
+            "on_disk": len(info.data_files),
+            "unlisted": list(info.unlisted),
+        },
+        "columns": meta.get("counts") if isinstance(meta.get("counts"), dict) else {},
+        "drop_reasons": info.drop_reasons,
+        "schema": info.schema,
+        "sample": rows,
+        "problems": list(info.problems),
+        "resume_command": shlex.join(["gridloom", "resume", str(output_dir)])
+        if resumable
+        else None,
+        "summary": summary,
+    }
+    if as_json:
+        out.emit(doc)
+        return
+    for line in _inspect_text(doc, [f["name"] for f in info.schema]):
+        click.echo(line)
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _inspect_text(doc: dict[str, Any], names: list[str]) -> list[str]:
+    groups = doc["row_groups"]
+    status = doc["status"]
+    if status == "running":
+        status += " (still going, or killed: resume continues it)"
+    lines = [
+        f"{doc['output_dir']}: {status}",
+        f"  rows: {doc['rows_written']} written of {doc['num_records']} requested,"
+        f" {doc['rows_dropped']} dropped; row groups: {groups['written']} of"
+        f" {groups['planned']} written",
+        f"  seed {doc['seed']} · row_group_size {doc['row_group_size']} · created"
+        f" {doc['created_at']} · updated {doc['updated_at']} · gridloom"
+        f" {doc['gridloom_version']}",
+    ]
+    if doc["stop_reason"]:
+        lines.append(f"  stopped early: {doc['stop_reason']}")
+    for problem in doc["problems"]:
+        lines.append(f"  problem: {problem}")
+    if doc["resume_command"]:
+        lines.append(f"  continue with: {doc['resume_command']}")
+    lines.append("columns:")
+    for name, c in doc["columns"].items():
+        lines.append(
+            f"  {name:<24} done {c.get('done', 0):>8}  failed {c.get('failed', 0):>6}"
+            f"  dropped {c.get('dropped', 0):>6}"
+        )
+    if doc["drop_reasons"]:
+        lines.append("drop reasons:")
+        for column, reasons in doc["drop_reasons"].items():
+            listed = ", ".join(f"{error} {n}" for error, n in reasons.items())
+            lines.append(f"  {column:<24} {listed}")
+    lines.append("schema:")
+    lines += [
+        f"  {f['name']:<24} {f['type']}{'' if f['nullable'] else ' not null'}"
+        for f in doc["schema"]
+    ]
+    if doc["sample"]:
+        lines.append(f"sample (first {len(doc['sample'])} rows):")
+        lines += ["  " + line for line in _render_rows(doc["sample"], names)]
+    return lines
+
+
+# --------------------------------------------------------------------------- check-models
+
+
+@cli.command("check-models", short_help="Send one tiny request to each model CONFIG uses.")
+@click.argument("config", type=click.Path(path_type=Path))
+@_json_option
 def check_models(config: Path, as_json: bool) -> None:
     """Send one tiny request to each model CONFIG uses; report latency or the error.
 
@@ -283,28 +1019,45 @@ def check_models(config: Path, as_json: bool) -> None:
     \b
     Example:
       gridloom check-models examples/quickstart.yaml
+      gridloom check-models examples/quickstart.yaml --json
     """
-    try:
-        results = _api.check_models(config)
-    except ConfigError as exc:
-        _fail(f"{config}: {exc}", EXIT_CONFIG)
-        return
+    out = _Out("check-models", as_json)
+    _check_config_file(out, config)
+    outcome = _run_with_signals(functools.partial(_api.acheck_models, config), _abrupt_json(out))
+    if outcome.signum is not None:
+        name = _signal_name(outcome.signum)
+        out.fail(_signal_exit(outcome.signum), f"interrupted by {name}", kind="Interrupted")
+    if isinstance(outcome.error, ConfigError):
+        out.config_error(outcome.error, config)
+    if outcome.error is not None:
+        out.error(outcome.error, file=config)
+    results: list[dict[str, Any]] = outcome.result
+    failed = [row for row in results if not row["ok"]]
     if as_json:
-        click.echo(json.dumps(results, indent=2))
-    else:
-        if not results:
-            click.echo(f"{config}: no column uses a model")
-        for row in results:
-            where = f"{row['alias']} ({row['provider']}/{row['model']})"
-            if row["ok"]:
-                click.echo(f"  ok    {where:<40} {row['latency_s'] * 1000:8.1f} ms")
-            else:
-                click.echo(f"  FAIL  {where:<40} {row['error']}")
-    if any(not row["ok"] for row in results):
+        doc = {"config": str(config), "models": results}
+        if failed:
+            message = f"{len(failed)} of {len(results)} models failed: " + "; ".join(
+                f"{row['alias']}: {row['error']}" for row in failed
+            )
+            out.fail(EXIT_FAILED, message, kind="ModelCheckFailed", file=config, extra=doc)
+        out.emit(doc)
+        return
+    if not results:
+        click.echo(f"{config}: no column uses a model")
+    for row in results:
+        where = f"{row['alias']} ({row['provider']}/{row['model']})"
+        if row["ok"]:
+            click.echo(f"  ok    {where:<40} {row['latency_s'] * 1000:8.1f} ms")
+        else:
+            click.echo(f"  FAIL  {where:<40} {row['error']}")
+    if failed:
         sys.exit(EXIT_FAILED)
 
 
-@cli.command()
+# --------------------------------------------------------------------------- simulate
+
+
+@cli.command(short_help="Serve the simulated OpenAI-compatible endpoint.")
 @click.option(
     "--port",
     type=click.IntRange(0, 65535),
@@ -332,29 +1085,160 @@ def check_models(config: Path, as_json: bool) -> None:
     show_default=True,
     help="Share of requests answered 503.",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
-def simulate(port: int, latency: float, capacity: int | None, error_rate: float, seed: int) -> None:
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds latencies and faults.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print JSON lines on stdout: one when ready (with the URL), one when stopped.",
+)
+def simulate(
+    port: int,
+    latency: float,
+    capacity: int | None,
+    error_rate: float,
+    seed: int,
+    as_json: bool,
+) -> None:
     """Serve the simulated OpenAI-compatible endpoint on 127.0.0.1 until Ctrl-C.
 
     It speaks /v1/chat/completions, /v1/embeddings and /v1/messages; point any
     OpenAI-compatible client (or a gridloom provider of type openai) at it.
+    SIGINT or SIGTERM stops it (exit 0).
 
     \b
     Example:
       gridloom simulate --port 8000 --latency 0.2 --capacity 8
+      gridloom simulate --port 0 --json
     """
     from .config import LatencyConfig, SimulatedModel, SimulationConfig
-    from .simulated import run_simulator
 
+    out = _Out("simulate", as_json)
     model = SimulatedModel(
         latency=LatencyConfig(median=latency, sigma=0.3 if latency else 0.0),
         capacity=capacity,
         error_503_rate=error_rate,
     )
+    config = SimulationConfig(seed=seed, default=model)
     try:
-        run_simulator(SimulationConfig(seed=seed, default=model), port=port)
-    except KeyboardInterrupt:
-        sys.exit(0)
+        signum = trio.run(_simulate, config, port, out)
+    except KeyboardInterrupt:  # before the signal receiver was open
+        signum = signal.SIGINT
+    except Exception as exc:
+        leaves = _leaves(exc)
+        error = leaves[0] if len(leaves) == 1 else exc
+        out.fail(EXIT_FAILED, f"cannot serve on port {port}: {error}", kind=type(error).__name__)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "ok": True,
+                    "command": "simulate",
+                    "event": "stopped",
+                    "signal": _signal_name(signum),
+                }
+            )
+        )
+
+
+async def _simulate(config: Any, port: int, out: _Out) -> int:
+    from .simulated import serve_simulated
+
+    with trio.open_signal_receiver(*_SIGNAL_EXITS) as signals:
+        async with serve_simulated(config, port=port) as server:
+            if out.as_json:
+                ready = {
+                    "ok": True,
+                    "command": "simulate",
+                    "event": "ready",
+                    "url": server.url,
+                    "host": server.host,
+                    "port": server.port,
+                }
+                click.echo(json.dumps(ready))
+            else:
+                click.echo(f"gridloom simulated endpoint: {server.url}  (Ctrl-C to stop)")
+            sys.stdout.flush()
+            async for signum in signals:
+                return signum
+    return signal.SIGINT  # pragma: no cover - the receiver never ends by itself
+
+
+# --------------------------------------------------------------------------- schema
+
+
+@cli.command(short_help="Print the JSON Schema of the config format.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the schema to this file instead of stdout.",
+)
+@click.option(
+    "--command",
+    "for_command",
+    default=None,
+    metavar="NAME",
+    help="The schema of command NAME's --json output instead of the config's.",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help='Wrap the schema: {"ok": true, "command": "schema", "output": ..., "schema": ...}.',
+)
+def schema(output: Path | None, for_command: str | None, as_json: bool) -> None:
+    """Print the JSON Schema (draft 2020-12) of the pipeline config format.
+
+    Generated from the config models, with their descriptions: point an
+    editor's YAML/JSON language server at it to get completion and checks.
+    Some rules span fields (high >= low, model aliases that exist, templates
+    that parse) and are checked only by `gridloom validate`.
+
+    \b
+    Example:
+      gridloom schema --output gridloom.schema.json
+      gridloom schema --command inspect
+    """
+    from .config import config_json_schema
+
+    out = _Out("schema", as_json)
+    if for_command is None:
+        doc = config_json_schema()
+    else:
+        try:
+            doc = output_schema(for_command)
+        except KeyError:
+            known = ", ".join(_schemas()["commands"])
+            out.fail(
+                EXIT_CONFIG,
+                f"no command {for_command!r} has a documented output (known: {known})",
+                kind="UsageError",
+            )
+    text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    if output is not None:
+        try:
+            output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            out.fail(
+                EXIT_FAILED,
+                f"cannot write: {exc.strerror or exc}",
+                kind=type(exc).__name__,
+                file=output,
+            )
+    if as_json:
+        out.emit({"output": None if output is None else str(output), "schema": doc})
+    elif output is None:
+        click.echo(text, nl=False)
+    else:
+        click.echo(f"wrote {output}")
+
+
+# --------------------------------------------------------------------------- plot
+# Reserved: `gridloom plot` (charts of a run's trace) is added here by its own change,
+# with its schema under "$defs"/"commands" in cli_schemas.json (tests/test_cli_reference.py
+# checks that every command has one, an Example in its --help, and is in docs/cli.md).
 
 
 def main() -> None:

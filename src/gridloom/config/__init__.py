@@ -2,7 +2,8 @@
 
 Build a pipeline in Python with :class:`PipelineBuilder` or the config classes, or load one
 with :func:`load_config`; :func:`dump_config` writes it back losslessly and
-:func:`config_hash` fingerprints it.
+:func:`config_hash` fingerprints it; :func:`config_json_schema` describes the file format as a
+JSON Schema.
 """
 
 from ._builder import PipelineBuilder
@@ -36,6 +37,7 @@ from ._llm import (
     Rubric,
 )
 from ._models import ModelConfig, PipelineConfig, ProviderConfig, RunConfig, SeedDatasetConfig
+from ._schema import config_json_schema
 from ._simulation import CapacityStep, LatencyConfig, SimulatedModel, SimulationConfig
 from ._throttle import ThrottleConfig
 
@@ -75,6 +77,7 @@ __all__ = [
     "UUIDColumn",
     "UniformColumn",
     "config_hash",
+    "config_json_schema",
     "converter",
     "dump_config",
     "load_config",

@@ -16,7 +16,7 @@ logger = logging.getLogger("gridloom.storage")
 
 _PART_RE = re.compile(r"part-(\d{5,})\.parquet")
 #: Files and directories of a run that belong to gridloom.
-_OWN_FILES = ("metadata.json", "config.yaml", "trace.json")
+_OWN_FILES = ("metadata.json", "config.yaml", "trace.parquet", "trace.json")
 _OWN_DIRS = ("data", "dropped")
 
 
@@ -33,8 +33,8 @@ def refuse_existing_run(out: Path) -> None:
 def clear_run(out: Path) -> None:
     """Remove gridloom's files of a previous run from ``out``; leave anything else.
 
-    Removes ``metadata.json``, ``config.yaml``, ``trace.json``, temp files, and the
-    ``part-NNNNN.parquet`` files of ``data/`` and ``dropped/`` (and those directories
+    Removes ``metadata.json``, ``config.yaml``, ``trace.parquet``, ``trace.json``, temp files,
+    and the ``part-NNNNN.parquet`` files of ``data/`` and ``dropped/`` (and those directories
     when nothing else is in them).
     """
     if not out.is_dir():

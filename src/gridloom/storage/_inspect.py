@@ -1,0 +1,171 @@
+"""A look at a run directory without loading its dataset (``gridloom inspect``).
+
+Everything comes from ``metadata.json`` and the parquet footers; the only data read is the
+first rows of the first non-empty data file's first row group (the sample) and the
+``column``/``error_type`` columns of the dropped-records files (the drop reasons).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from gridloom.errors import StorageError
+
+from ._metadata import RowGroupEntry, load_json
+
+__all__ = ["RunDirectoryInfo", "inspect_run", "is_run_directory"]
+
+
+def is_run_directory(out: Path) -> bool:
+    """Whether ``out`` holds a gridloom run (it has a ``metadata.json``)."""
+    return (out / "metadata.json").is_file()
+
+
+@attrs.frozen(kw_only=True)
+class RunDirectoryInfo:
+    """What ``gridloom inspect`` reports about a run directory.
+
+    Attributes:
+        metadata: ``metadata.json`` as read.
+        rows_on_disk: kept rows over the data files on disk, from their parquet footers.
+        data_files: row group index to its data file, for the files on disk.
+        unlisted: indices of data files on disk that ``metadata.json`` does not list (written
+            just before a crash; a resume adopts them).
+        problems: what is wrong with the directory, one sentence each (empty when nothing).
+        schema: the columns of the data files: ``name``, Arrow ``type`` (as text) and
+            ``nullable`` (from ``metadata.json`` when no data file exists).
+        drop_reasons: dropped rows per column and error type.
+        sample: the first rows of the dataset, as an Arrow table.
+    """
+
+    metadata: dict[str, Any]
+    rows_on_disk: int
+    data_files: dict[int, Path]
+    unlisted: tuple[int, ...]
+    problems: tuple[str, ...]
+    schema: list[dict[str, Any]]
+    drop_reasons: dict[str, dict[str, int]]
+    sample: pa.Table
+
+
+def _part_files(directory: Path) -> dict[int, Path]:
+    found: dict[int, Path] = {}
+    if not directory.is_dir():
+        return found
+    for entry in directory.glob("part-*.parquet"):
+        stem = entry.name.removeprefix("part-").removesuffix(".parquet")
+        if stem.isdigit() and entry.is_file():
+            found[int(stem)] = entry
+    return dict(sorted(found.items()))
+
+
+def _schema_fields(schema: pa.Schema) -> list[dict[str, Any]]:
+    return [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in schema]
+
+
+def _schema_from_metadata(metadata: dict[str, Any]) -> list[dict[str, Any]]:
+    """The schema recorded in ``metadata.json`` (column name to type text)."""
+    recorded = metadata.get("schema")
+    if not isinstance(recorded, dict):
+        return []
+    return [{"name": str(n), "type": str(t), "nullable": True} for n, t in recorded.items()]
+
+
+def inspect_run(out: Path, *, sample_rows: int = 5) -> RunDirectoryInfo:
+    """Read what a run directory holds, without loading the dataset.
+
+    Args:
+        out: the run directory.
+        sample_rows: how many rows to sample (0 for none).
+
+    Raises:
+        StorageError: ``out`` holds no run, or its ``metadata.json`` cannot be read.
+    """
+    if not is_run_directory(out):
+        raise StorageError(f"{out} holds no gridloom run (no metadata.json)")
+    metadata = load_json(out / "metadata.json")
+    raw_groups = metadata.get("row_groups") or {}
+    if not isinstance(raw_groups, dict):
+        raise StorageError(f"cannot read {out / 'metadata.json'}: row_groups is not an object")
+    problems: list[str] = []
+    listed: dict[int, RowGroupEntry] = {}
+    for key, raw in raw_groups.items():
+        try:
+            listed[int(key)] = RowGroupEntry.from_json(int(key), raw)
+        except (KeyError, TypeError, ValueError) as exc:
+            problems.append(f"metadata.json entry for row group {key!r} is damaged ({exc!r})")
+    data_files = _part_files(out / "data")
+    for index in sorted(set(listed) - set(data_files)):
+        problems.append(f"metadata.json lists {RowGroupEntry.data_file(index)}, which is missing")
+    unlisted = tuple(sorted(set(data_files) - set(listed)))
+    for index in unlisted:
+        problems.append(
+            f"{RowGroupEntry.data_file(index)} is not listed in metadata.json (written just"
+            " before the run stopped; resuming adopts it)"
+        )
+
+    rows_on_disk = 0
+    first_with_rows: Path | None = None
+    for index, path in data_files.items():
+        try:
+            footer = pq.read_metadata(path)
+        except (OSError, pa.ArrowException) as exc:
+            problems.append(f"{path.relative_to(out)} is unreadable ({exc})")
+            continue
+        rows_on_disk += footer.num_rows
+        if first_with_rows is None and footer.num_rows and footer.num_row_groups:
+            first_with_rows = path
+        entry = listed.get(index)
+        if entry is not None and entry.rows != footer.num_rows:
+            problems.append(
+                f"{path.relative_to(out)} holds {footer.num_rows} rows, metadata.json says"
+                f" {entry.rows}"
+            )
+    first = next(iter(data_files.values()), None)
+    try:
+        schema = None if first is None else pq.read_schema(first).remove_metadata()
+    except (OSError, pa.ArrowException):  # reported above
+        schema = None
+    fields = _schema_from_metadata(metadata) if schema is None else _schema_fields(schema)
+
+    sample = pa.table({}) if schema is None else schema.empty_table()
+    if sample_rows > 0 and first_with_rows is not None:
+        try:
+            batches = pq.ParquetFile(first_with_rows).iter_batches(
+                batch_size=sample_rows, row_groups=[0]
+            )
+            sample = pa.Table.from_batches([next(batches)]).replace_schema_metadata(None)
+        except (OSError, StopIteration, pa.ArrowException) as exc:
+            problems.append(f"cannot read a sample from {first_with_rows.relative_to(out)}: {exc}")
+
+    drop_reasons: dict[str, dict[str, int]] = {}
+    for index, entry in sorted(listed.items()):
+        if not entry.has_drops:
+            continue
+        path = out / RowGroupEntry.dropped_file(index)
+        try:
+            drops = pq.read_table(path, columns=["column", "error_type"])
+        except (OSError, pa.ArrowException) as exc:
+            problems.append(f"{path.relative_to(out)} is unreadable ({exc})")
+            continue
+        for column, error in zip(
+            drops.column("column").to_pylist(), drops.column("error_type").to_pylist(), strict=True
+        ):
+            per_column = drop_reasons.setdefault(str(column), {})
+            per_column[str(error)] = per_column.get(str(error), 0) + 1
+
+    return RunDirectoryInfo(
+        metadata=metadata,
+        rows_on_disk=rows_on_disk,
+        data_files=data_files,
+        unlisted=unlisted,
+        problems=tuple(problems),
+        schema=fields,
+        drop_reasons=drop_reasons,
+        sample=sample,
+    )
