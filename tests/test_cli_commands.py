@@ -449,11 +449,14 @@ def test_interrupt_resume_interrupt_resume_equals_an_uninterrupted_run(tmp_path:
 FUNCTIONS = "def double(row, ctx):\n    return row['n'] * 2\n"
 
 
-def test_resume_finds_functions_next_to_the_original_config_with_base_dir(tmp_path: Path) -> None:
-    """The saved config.yaml resolves custom function modules against the run directory: a
-    module next to the original config needs --base-dir (the error says so)."""
-    (tmp_path / "cli_resume_functions.py").write_text(FUNCTIONS)
-    config = tmp_path / "f.yaml"
+def test_resume_finds_functions_next_to_the_original_config(tmp_path: Path) -> None:
+    """metadata.json records the original config's folder, so a resume from the saved
+    config.yaml finds a custom function module next to it; once the module has moved, the
+    error says to pass --base-dir, and --base-dir finds it."""
+    original = tmp_path / "original"
+    original.mkdir()
+    (original / "cli_resume_functions.py").write_text(FUNCTIONS)
+    config = original / "f.yaml"
     config.write_text(
         "columns:\n  - {name: n, uniform: {low: 0, high: 9, convert_to: int}}\n"
         "  - {name: d, custom: {function: 'cli_resume_functions:double', dtype: int},"
@@ -462,14 +465,20 @@ def test_resume_finds_functions_next_to_the_original_config_with_base_dir(tmp_pa
     out = tmp_path / "out"
     proc = gridloom("create", config, "-n", "10", "-o", out)
     assert proc.returncode == 0, proc.stderr
-    result = invoke("resume", out)
+    assert json.loads((out / "metadata.json").read_text())["base_dir"] == str(original.resolve())
+    proc = gridloom("resume", out, "-n", "15")
+    assert proc.returncode == 0, proc.stderr
+    assert "wrote 15 of 15 rows" in proc.stdout
+    moved = tmp_path / "moved"
+    original.rename(moved)
+    result = invoke("resume", out, "-n", "20")
     assert result.exit_code == 2
     line = one_line_error(result.stderr)
     assert line.startswith(f"error: {out / 'config.yaml'}: column 'd', field 'function'")
     assert "--base-dir" in line
-    proc = gridloom("resume", out, "--base-dir", tmp_path, "-n", "15")
+    proc = gridloom("resume", out, "--base-dir", moved, "-n", "20")
     assert proc.returncode == 0, proc.stderr
-    assert "wrote 15 of 15 rows" in proc.stdout
+    assert "wrote 20 of 20 rows" in proc.stdout
 
 
 # --------------------------------------------------------------------------- simulate

@@ -27,8 +27,9 @@ from .engine import (
 from .engine.models import check_models as _check_models
 from .engine.models import open_models
 from .errors import ConfigError
+from .progress import ProgressReporter, reporting
 from .storage import MemoryStore, ParquetStore, RowGroupStore, RunResult
-from .trace import TaskTracer, write_trace
+from .trace import TaskTracer, throttle_counters, with_origin, write_trace
 
 __all__ = [
     "acheck_models",
@@ -103,6 +104,7 @@ async def _run(
     seed: int,
     output_dir: Path | None,
     models: Mapping[str, ModelHandle],
+    preview: bool = False,
 ) -> RunResult:
     # On resume the store knows the run's full size (it may have grown).
     total = getattr(store, "num_records", num_records)
@@ -124,24 +126,38 @@ async def _run(
 
     for monitor in _monitors(models):
         monitor.on_trip(on_trip)
+    # Live progress (run.progress, GRIDLOOM_PROGRESS): a background task reading snapshots.
+    reporter = ProgressReporter.for_run(
+        cfg.run,
+        statistics=scheduler.statistics,
+        models=models,
+        total=sum(spec.num_rows for spec in specs),
+        preview=preview,
+    )
     started = trio.current_time()
     try:
         with stop:
-            await scheduler.run(specs)
-            if cfg.run.fill_to_target:
-                while top_up := _top_up(store, total, cfg.run.row_group_size, cfg.run.fill_budget):
-                    log.info(
-                        "%d rows were dropped: generating %d more (fill_to_target)",
-                        total - store.rows_written,
-                        sum(spec.num_rows for spec in top_up),
-                    )
-                    await scheduler.run(top_up)
+            async with reporting(reporter):
+                await scheduler.run(specs)
+                if cfg.run.fill_to_target:
+                    while top_up := _top_up(
+                        store, total, cfg.run.row_group_size, cfg.run.fill_budget
+                    ):
+                        extra = sum(spec.num_rows for spec in top_up)
+                        log.info(
+                            "%d rows were dropped: generating %d more (fill_to_target)",
+                            total - store.rows_written,
+                            extra,
+                        )
+                        if reporter is not None:
+                            reporter.add_rows(extra)
+                        await scheduler.run(top_up)
     except BaseException as exc:
         status = "interrupted" if _is_interrupt(exc) else "failed"
         summary = _summary(scheduler, models, status, trio.current_time() - started)
         with trio.CancelScope(shield=True):
             try:
-                await _save_trace(tracer, output_dir)
+                await _save_trace(tracer, output_dir, models)
                 await store.finish(status=status, summary=summary)
             except Exception:  # keep the original error; this one is secondary
                 log.exception("could not record the run's final status")
@@ -151,12 +167,14 @@ async def _run(
     reason = reasons[0] if stop.cancelled_caught and reasons else None
     status = "complete" if reason is None else "stopped"
     summary = _summary(scheduler, models, status, wall)
-    extras: dict[str, Any] = {"models": summary["models"]}
+    if reporter is not None:
+        reporter.finish(status)
+    extras: dict[str, Any] = {"models": summary["models"], "invocation": summary["invocation"]}
     if reason is not None:
         log.error("run stopped early: %s", reason.message)
         summary["stop_reason"] = reason.message
         summary["stop"] = extras["stop"] = reason.as_dict()
-    trace = await _save_trace(tracer, output_dir)
+    trace = await _save_trace(tracer, output_dir, models)
     await store.finish(status=status, summary=summary)
     return RunResult.from_store(
         store,
@@ -171,9 +189,13 @@ async def _run(
     )
 
 
-async def _save_trace(tracer: TaskTracer | None, output_dir: Path | None) -> pa.Table | None:
+async def _save_trace(
+    tracer: TaskTracer | None, output_dir: Path | None, models: Mapping[str, ModelHandle]
+) -> pa.Table | None:
     """The run's trace as a table, also written to ``output_dir`` (if any) as
-    ``trace.parquet``; spans still open (the run was cut short) are marked ``cancelled``."""
+    ``trace.parquet`` and ``trace.json`` (for Perfetto, with the counter tracks of ``models``'
+    throttles); spans still open (the run was cut short) are marked ``cancelled``. The table's
+    schema metadata records the run's start on the trio clock (``trace.ORIGIN_KEY``)."""
     if tracer is None:
         return None
     for span in tracer.spans:
@@ -185,9 +207,17 @@ async def _save_trace(tracer: TaskTracer | None, output_dir: Path | None) -> pa.
             len(tracer.spans),
             tracer.overflow,
         )
-    table = tracer.table()
+    table = with_origin(tracer.table(), tracer.origin)
     if output_dir is not None:
-        await trio.to_thread.run_sync(write_trace, output_dir, table)
+        usage = {alias: handle.usage().as_dict() for alias, handle in models.items()}
+        write = functools.partial(
+            write_trace,
+            output_dir,
+            table,
+            counters=throttle_counters(usage, origin=tracer.origin),
+            metadata={"spans_not_kept": tracer.overflow},
+        )
+        await trio.to_thread.run_sync(write)
     return table
 
 
@@ -272,8 +302,9 @@ def _summary(
 
 async def _prepare(
     config: ConfigSource, base_dir: str | os.PathLike[str] | None, num_records: int
-) -> tuple[PipelineConfig, ExecutionGraph]:
-    """Load, compile and check a pipeline for a run of ``num_records`` rows.
+) -> tuple[PipelineConfig, ExecutionGraph, Path | None]:
+    """Load, compile and check a pipeline for a run of ``num_records`` rows; also returns the
+    folder its relative paths resolve against.
 
     Loading and compiling read files (the config, a seed dataset's schema), so they run in a
     worker thread, off the event loop.
@@ -282,7 +313,7 @@ async def _prepare(
     cfg, base = await trio.to_thread.run_sync(_load, config, base_dir)
     graph = await trio.to_thread.run_sync(functools.partial(compile_pipeline, cfg, base_dir=base))
     await trio.to_thread.run_sync(_check_seed_rows, graph, cfg, num_records)
-    return cfg, graph
+    return cfg, graph, base
 
 
 def _run_seed(cfg: PipelineConfig) -> int:
@@ -320,14 +351,17 @@ async def acreate(
     """
     if resume and overwrite:
         raise ValueError("resume and overwrite exclude each other")
-    cfg, graph = await _prepare(config, base_dir, num_records)
+    cfg, graph, base = await _prepare(config, base_dir, num_records)
     out = Path(output_dir)
+    # Recorded in metadata.json for a resume from the saved config.yaml; a resume keeps the
+    # recorded folder unless one is given.
+    record = Path(base_dir) if base_dir is not None else None if resume else base
     mode: Literal["new", "overwrite", "resume"] = (
         "resume" if resume else "overwrite" if overwrite else "new"
     )
     try:
         async with open_models(cfg) as models:
-            return await _create(cfg, graph, out, mode, num_records, models)
+            return await _create(cfg, graph, out, mode, num_records, models, record)
     except BaseExceptionGroup as exc:  # the models' service nursery wraps what passes it
         raise _unwrap(exc) from None
 
@@ -339,6 +373,7 @@ async def _create(
     mode: Literal["new", "overwrite", "resume"],
     num_records: int,
     models: Mapping[str, ModelHandle],
+    base_dir: Path | None,
 ) -> RunResult:
     store = await trio.to_thread.run_sync(
         functools.partial(
@@ -351,6 +386,7 @@ async def _create(
             row_group_size=cfg.run.row_group_size,
             seed=_run_seed(cfg),
             mode=mode,
+            base_dir=base_dir,
         )
     )
     return await _run(
@@ -400,7 +436,7 @@ async def apreview(
 
     A failing model stops the preview early, as it does a run (see :func:`acreate`).
     """
-    cfg, graph = await _prepare(config, base_dir, num_records)
+    cfg, graph, _base = await _prepare(config, base_dir, num_records)
     store = MemoryStore(graph.schema)
     try:
         async with open_models(cfg) as models:
@@ -412,6 +448,7 @@ async def apreview(
                 seed=_run_seed(cfg),
                 output_dir=None,
                 models=models,
+                preview=True,
             )
     except BaseExceptionGroup as exc:
         raise _unwrap(exc) from None

@@ -726,8 +726,12 @@ def resume(output_dir: Path, num_records: int | None, base_dir: Path | None, as_
             output_dir,
         )
     _warn_redacted_headers(config)
+    explicit = base_dir is not None
+    recorded_base = meta.get("base_dir")
+    if base_dir is None and isinstance(recorded_base, str) and Path(recorded_base).is_dir():
+        base_dir = Path(recorded_base)  # where the original config's relative paths pointed
     command = ["gridloom", "resume", str(output_dir)]
-    if base_dir is not None:
+    if explicit:
         command += ["--base-dir", str(base_dir)]
     _generate(
         out,
@@ -739,10 +743,10 @@ def resume(output_dir: Path, num_records: int | None, base_dir: Path | None, as_
         base_dir=base_dir if base_dir is not None else output_dir,
         resume_command=command,
         config_hint=""
-        if base_dir is not None
-        else " (a saved config resolves relative paths and custom function modules against"
-        " the run directory; if they sit next to the original config, pass --base-dir"
-        " with its folder)",
+        if explicit
+        else f" (the saved config's relative paths and custom function modules resolve"
+        f" against {base_dir or output_dir}, the original config's folder when recorded;"
+        " if they have moved, pass --base-dir with their folder)",
     )
 
 

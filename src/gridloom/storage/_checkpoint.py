@@ -64,6 +64,7 @@ from ._metadata import (
     counts_to_json,
     gridloom_version,
     layout_problem,
+    load_json,
     now_iso,
     schema_to_json,
 )
@@ -142,6 +143,7 @@ class ParquetStore(TallyView):
         self._tally = tally
         self._status = "running"
         self._summary: dict[str, Any] = {}
+        self._base_dir: str | None = None
         self._writing: set[int] = set()
         self._limiter = trio.CapacityLimiter(IO_THREADS)
         self._lock = trio.Lock()
@@ -160,6 +162,7 @@ class ParquetStore(TallyView):
         row_group_size: int,
         seed: int,
         mode: Mode,
+        base_dir: str | Path | None = None,
     ) -> ParquetStore:
         """Open a run directory for writing.
 
@@ -176,6 +179,9 @@ class ParquetStore(TallyView):
                 ``"overwrite"`` removes gridloom's files of a previous run first (other
                 files are left alone); ``"resume"`` continues the run on disk, see
                 the module ``gridloom.storage._resume`` for the rules.
+            base_dir: the folder the config's relative paths (seed files, custom function
+                modules) resolve against, recorded in ``metadata.json`` so a resume from the
+                saved ``config.yaml`` finds them; on resume, ``None`` keeps the recorded one.
 
         Returns:
             The store, with ``metadata.json`` showing status ``"running"``.
@@ -203,6 +209,7 @@ class ParquetStore(TallyView):
                     config_hash=config_hash,
                     num_records=num_records,
                     row_group_size=row_group_size,
+                    base_dir=base_dir,
                 )
             if mode == "new":
                 refuse_existing_run(out)
@@ -222,6 +229,7 @@ class ParquetStore(TallyView):
                 created_at=now_iso(),
                 tally=Tally(),
             )
+            store._base_dir = None if base_dir is None else str(Path(base_dir).resolve())
             store._write_metadata_sync(store._document())
             atomic_write_bytes(out / "config.yaml", config_text.encode("utf-8"))
         except OSError as exc:
@@ -238,6 +246,7 @@ class ParquetStore(TallyView):
         config_hash: str,
         num_records: int,
         row_group_size: int,
+        base_dir: str | Path | None,
     ) -> ParquetStore:
         try:
             state = load_resume_state(
@@ -259,6 +268,10 @@ class ParquetStore(TallyView):
                 tally=state.tally,
             )
             store._summary = state.summary
+            if base_dir is not None:
+                store._base_dir = str(Path(base_dir).resolve())
+            elif isinstance(recorded := load_json(out / "metadata.json").get("base_dir"), str):
+                store._base_dir = recorded
             (out / "data").mkdir(exist_ok=True)
             if not (out / "config.yaml").exists():
                 atomic_write_bytes(out / "config.yaml", config_text.encode("utf-8"))
@@ -415,6 +428,7 @@ class ParquetStore(TallyView):
             "seed": self._seed,
             "status": self._status,
             "created_at": self._created_at,
+            "base_dir": self._base_dir,
             "updated_at": now_iso(),
             "schema": schema_to_json(self._schema),
             "rows_written": self._tally.rows_written,
