@@ -42,3 +42,4 @@ def bench(session: nox.Session) -> None:
     session.run("python", "bench/cells.py", "--model-bound", *session.posargs)
     session.run("python", "bench/throttle.py")
     session.run("python", "bench/llm_socket.py")
+    session.run("python", "bench/timeline.py")

@@ -129,6 +129,8 @@ def main() -> None:
             "faults_drop_reasons": with_faults["drop_reasons"],
             "faults_requests": with_faults["models"]["writer"]["requests"],
             "faults_errors": with_faults["models"]["writer"]["errors"],
+            "faults_transport_retries": with_faults["models"]["writer"]["transport_retries"],
+            "faults_throttle_retries": with_faults["models"]["writer"]["rate_limited"],
             "kill_after_s": round(killed_s, 2),
             "kill_row_groups_on_disk": kept_groups,
             "kill_rows_on_disk": kept,

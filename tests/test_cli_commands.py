@@ -8,6 +8,7 @@ commands run in-process through click's ``CliRunner``.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -501,3 +502,32 @@ def test_simulate_json_lines() -> None:
     assert proc.returncode == 0, stderr
     stopped = checked("simulate", stdout)
     assert stopped == {"ok": True, "command": "simulate", "event": "stopped", "signal": "SIGTERM"}
+
+
+# --------------------------------------------------------------------------- plot
+
+
+def test_plot_draws_a_traced_run_and_explains_an_untraced_one(tmp_path: Path) -> None:
+    """plot writes the three PNGs of a traced run (--json lists them); on a run without a
+    trace it fails with one clear line."""
+    config = pipeline(tmp_path)
+    traced = tmp_path / "traced"
+    env_run = subprocess.run(
+        [sys.executable, "-m", "gridloom", "create", str(config), "-n", "20", "-o", str(traced)],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env={**os.environ, "GRIDLOOM_TRACE": "1", "GRIDLOOM_PROGRESS": "off"},
+    )
+    assert env_run.returncode == 0, env_run.stderr
+    result = invoke("plot", traced, "--json", "--dest", tmp_path / "pictures")
+    assert result.exit_code == 0, result.stdout
+    doc = checked("plot", result.stdout)
+    names = sorted(Path(f).name for f in doc["files"])
+    assert names == ["columns.png", "latency.png", "models.png"]
+    assert all(Path(f).stat().st_size > 10_000 for f in doc["files"])
+    plain = tmp_path / "plain"
+    assert gridloom("create", config, "-n", "10", "-o", plain).returncode == 0
+    proc = gridloom("plot", plain)
+    assert proc.returncode == 1
+    assert one_line_error(proc.stderr).startswith(f"error: {plain}:")

@@ -866,15 +866,11 @@ def _report(out: _Out, result: RunResult, output_dir: Path) -> None:
             out.fail(EXIT_STOPPED, f"stopped early: {reason}", kind="RunStopped", extra=summary)
         out.emit(summary)
         return
-    click.echo(
-        f"wrote {result.num_rows} of {result.num_records} rows to {output_dir} "
-        f"in {result.wall_time:.2f} s"
-    )
-    for name, counts in result.columns.items():
-        click.echo(
-            f"  {name:<24} done {counts.done:>8}  failed {counts.failed:>6}"
-            f"  dropped {counts.dropped:>6}"
-        )
+    from .progress import render_summary
+
+    click.echo(f"wrote {result.num_rows} of {result.num_records} rows to {output_dir}")
+    # The run summary (also in metadata.json): columns, models, retries, why the run ended.
+    click.echo(render_summary(summary))
     if stopped:
         click.echo(f"stopped early: {reason}", err=True)
         sys.exit(EXIT_STOPPED)
@@ -1240,9 +1236,45 @@ def schema(output: Path | None, for_command: str | None, as_json: bool) -> None:
 
 
 # --------------------------------------------------------------------------- plot
-# Reserved: `gridloom plot` (charts of a run's trace) is added here by its own change,
-# with its schema under "$defs"/"commands" in cli_schemas.json (tests/test_cli_reference.py
-# checks that every command has one, an Example in its --help, and is in docs/cli.md).
+
+
+@cli.command(short_help="Draw PNG pictures of a traced run.")
+@click.argument("output_dir", type=click.Path(path_type=Path))
+@click.option(
+    "--dest",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder for the PNGs (default: OUTPUT_DIR).",
+)
+@_json_option
+def plot(output_dir: Path, dest: Path | None, as_json: bool) -> None:
+    """Draw the trace of the run in OUTPUT_DIR as PNG pictures.
+
+    columns.png is a Gantt of column activity over time (cell-level scheduling
+    shows as a diagonal fill); models.png shows each model's requests in flight
+    against its AIMD limit, with its 429s; latency.png has per column histograms
+    of model latency and of queue plus throttle wait. The run must have been
+    traced (run.trace: true, or GRIDLOOM_TRACE=1), and matplotlib installed
+    (pip install 'gridloom[plot]').
+
+    \b
+    Example:
+      GRIDLOOM_TRACE=1 gridloom create examples/quickstart.yaml -n 200 -o out/qs
+      gridloom plot out/qs
+    """
+    out = _Out("plot", as_json)
+    _run_metadata(out, output_dir)
+    from . import plots
+
+    try:
+        files = plots.render_plots(output_dir, dest=dest)
+    except (FileNotFoundError, ImportError) as exc:
+        out.fail(EXIT_FAILED, str(exc), kind=type(exc).__name__, file=output_dir)
+    if as_json:
+        out.emit({"output_dir": str(output_dir), "files": [str(f) for f in files]})
+        return
+    for path in files:
+        click.echo(f"wrote {path}")
 
 
 def main() -> None:

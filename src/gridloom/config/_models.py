@@ -157,6 +157,12 @@ class RunConfig:
         fill_budget: extra rows allowed, as a fraction of ``num_records``.
         trace: record every task attempt (``trace.parquet``, and ``trace.json`` for Perfetto);
             the ``GRIDLOOM_TRACE=1`` environment variable turns it on too.
+        progress: live progress while the run goes: ``bar`` redraws a bar per column and a line
+            per model in the terminal; ``log`` prints one plain line every
+            ``progress_interval_seconds`` and a final one; ``auto`` is ``bar`` on a terminal,
+            else ``log`` (``off`` for a preview); the ``GRIDLOOM_PROGRESS`` environment variable
+            (auto, bar, log, off) overrides it.
+        progress_interval_seconds: seconds between two ``log`` progress lines.
     """
 
     row_group_size: int = attrs.field(default=500, validator=attrs.validators.ge(1))
@@ -179,6 +185,8 @@ class RunConfig:
     fill_to_target: bool = False
     fill_budget: float = attrs.field(default=0.25, validator=attrs.validators.ge(0.0))
     trace: bool = False
+    progress: Literal["auto", "bar", "log", "off"] = "auto"
+    progress_interval_seconds: float = attrs.field(default=10.0, validator=attrs.validators.gt(0.0))
 
 
 @attrs.frozen(kw_only=True)

@@ -1,6 +1,45 @@
-"""Task traces: what each task attempt waited for, and how long its model took."""
+"""Task traces: what each task attempt waited for, and how long its model took.
 
-from ._files import TRACE_FILE, write_trace
+``trace.parquet`` holds one row per task attempt (:data:`TRACE_SCHEMA`); ``trace.json`` is the
+same trace as Chrome trace-event JSON (:func:`chrome_trace`), to open in https://ui.perfetto.dev.
+"""
+
+from ._chrome import chrome_trace
+from ._derive import (
+    assign_lanes,
+    column_order,
+    requests_in_flight,
+    throttle_counters,
+    throttle_history,
+    trace_end,
+)
+from ._files import (
+    CHROME_MAX_ATTEMPTS,
+    CHROME_TRACE_FILE,
+    ORIGIN_KEY,
+    TRACE_FILE,
+    trace_origin,
+    with_origin,
+    write_trace,
+)
 from ._spans import TRACE_SCHEMA, TaskSpan, TaskTracer
 
-__all__ = ["TRACE_FILE", "TRACE_SCHEMA", "TaskSpan", "TaskTracer", "write_trace"]
+__all__ = [
+    "CHROME_MAX_ATTEMPTS",
+    "CHROME_TRACE_FILE",
+    "ORIGIN_KEY",
+    "TRACE_FILE",
+    "TRACE_SCHEMA",
+    "TaskSpan",
+    "TaskTracer",
+    "assign_lanes",
+    "chrome_trace",
+    "column_order",
+    "requests_in_flight",
+    "throttle_counters",
+    "throttle_history",
+    "trace_end",
+    "trace_origin",
+    "with_origin",
+    "write_trace",
+]

@@ -1,0 +1,389 @@
+"""The reporter: a trio task that polls snapshots and draws them (rich bars, or plain lines)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import sys
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from typing import IO, TYPE_CHECKING, Any, Literal, TextIO
+
+import trio
+
+from ._snapshot import (
+    RATE_WINDOW_SECONDS,
+    ProgressSnapshot,
+    eta_seconds,
+    format_duration,
+    format_line,
+    format_rate,
+    model_progress,
+    rate,
+    resolve_mode,
+    take_snapshot,
+)
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+    from rich.live import Live
+
+    from ..clients import ModelHandle
+    from ..config import RunConfig
+    from ..engine import SchedulerStatistics
+
+__all__ = ["BAR_POLL_SECONDS", "ProgressReporter", "make_console", "reporting"]
+
+log = logging.getLogger("gridloom.progress")
+
+#: Seconds between two snapshots of the bar display: at most 8 redraws a second.
+BAR_POLL_SECONDS = 0.125
+#: The bar display skips a redraw when no count changed, unless this long has passed.
+_IDLE_REDRAW_SECONDS = 1.0
+#: A redraw waits at least this many times as long as the last one took: the display takes at
+#: most about 1% of the event loop, however slow the terminal.
+_COST_FACTOR = 100
+#: Model usage (its requests count) is read at most this often by the bar display; the
+#: throttle snapshots (limit, in flight, 429s) are read at every poll.
+_USAGE_SECONDS = 1.0
+#: Width of a bar, in cells.
+_BAR_WIDTH = 30
+
+
+def make_console(file: IO[str] | None = None, *, force_terminal: bool | None = None) -> Console:
+    """The rich console gridloom draws on: stderr unless ``file`` is given.
+
+    Args:
+        file: where to write (default ``sys.stderr`` as it is now).
+        force_terminal: draw as on a terminal (colours, cursor moves) even when ``file`` is
+            not one; ``None`` asks the file.
+    """
+    from rich.console import Console
+
+    return Console(file=sys.stderr if file is None else file, force_terminal=force_terminal)
+
+
+class ProgressReporter:
+    """Shows a run's progress from periodic snapshots (see :mod:`gridloom.progress`).
+
+    Use it through :func:`reporting`, which starts its polling task around the run and stops
+    it after; then :meth:`finish` prints the ``log`` display's final line. Nothing it does
+    raises into the run: a failure of the display is logged once and the display stops.
+
+    Args:
+        mode: ``bar`` or ``log``.
+        statistics: returns the scheduler's snapshot (``scheduler.statistics``).
+        models: the run's model handles by alias.
+        total: rows planned in this invocation.
+        interval: seconds between two ``log`` lines.
+        stream: where to write (default: ``sys.stderr`` as it is when writing).
+    """
+
+    def __init__(
+        self,
+        mode: Literal["bar", "log"],
+        *,
+        statistics: Callable[[], SchedulerStatistics],
+        models: Mapping[str, ModelHandle] | None = None,
+        total: int,
+        interval: float = 10.0,
+        stream: TextIO | None = None,
+    ):
+        self.mode = mode
+        self.total = total
+        self._statistics = statistics
+        self._models = dict(models or {})
+        self._interval = interval
+        self._stream = stream
+        self._history: deque[ProgressSnapshot] = deque()
+        self._requests: dict[str, int] = {}
+        self._usage_read = -math.inf
+        self._started = 0.0
+        self._broken = False
+        self._live: Live | None = None
+        self._drawn: tuple[ProgressSnapshot, float] | None = None
+        self._cost = 0.0
+        self._handlers: list[tuple[logging.StreamHandler[Any], Any]] = []
+
+    @classmethod
+    def for_run(
+        cls,
+        run: RunConfig,
+        *,
+        statistics: Callable[[], SchedulerStatistics],
+        models: Mapping[str, ModelHandle],
+        total: int,
+        preview: bool = False,
+    ) -> ProgressReporter | None:
+        """The reporter that ``run.progress`` (or ``GRIDLOOM_PROGRESS``) asks for; ``None``
+        for ``off``.
+
+        Args:
+            run: the run settings (``progress``, ``progress_interval_seconds``).
+            statistics: returns the scheduler's snapshot.
+            models: the run's model handles by alias.
+            total: rows planned in this invocation.
+            preview: for a preview (``auto`` then means ``off``).
+        """
+        mode = resolve_mode(run.progress, preview=preview)
+        if mode == "off":
+            return None
+        return cls(
+            mode,
+            statistics=statistics,
+            models=models,
+            total=total,
+            interval=run.progress_interval_seconds,
+        )
+
+    def add_rows(self, rows: int) -> None:
+        """``rows`` more rows were planned (``fill_to_target``)."""
+        self.total += rows
+
+    # ------------------------------------------------------------------ snapshots
+
+    def snapshot(self, *, usage: bool = True) -> ProgressSnapshot:
+        """A snapshot now; ``usage`` reads each handle's ``usage()`` (else the last count)."""
+        now = trio.current_time() - self._started
+        if usage:
+            self._requests = {a: h.usage().requests for a, h in self._models.items()}
+            self._usage_read = now
+        models = [
+            model_progress(handle, self._requests.get(alias, 0))
+            for alias, handle in self._models.items()
+        ]
+        return take_snapshot(self._statistics(), models, time=now, total=self.total)
+
+    def _record(self, snapshot: ProgressSnapshot) -> None:
+        """Keep ``snapshot`` for rates: those of the last window, and one before it."""
+        history = self._history
+        history.append(snapshot)
+        while len(history) > 2 and history[1].time < snapshot.time - RATE_WINDOW_SECONDS:
+            history.popleft()
+
+    def _rate(self, count: Callable[[ProgressSnapshot], float]) -> float | None:
+        return rate([(s.time, count(s)) for s in self._history])
+
+    # ------------------------------------------------------------------ life cycle
+
+    def start(self) -> None:
+        """Take the first snapshot and, for ``bar``, open the live display."""
+        self._started = trio.current_time()
+        try:
+            first = self.snapshot()
+            self._record(first)
+            if self.mode == "bar":
+                self._open_live(first)
+        except Exception:
+            self._fail()
+
+    async def run(self) -> None:
+        """Poll and redraw until cancelled; raises nothing but ``Cancelled``.
+
+        ``bar`` polls every :data:`BAR_POLL_SECONDS` (the rate-limited redraw "on task
+        completion": a poll that finds no count changed draws nothing); ``log`` writes a line
+        every ``interval``. On a virtual clock (trio's ``MockClock``, as tests use) it stops
+        after its first tick, lest its wake-ups make the clock leap ahead while the run waits
+        on threads or sockets.
+        """
+        poll = BAR_POLL_SECONDS if self.mode == "bar" else self._interval
+        real_start, clock_start = time.perf_counter(), trio.current_time()
+        while not self._broken:
+            await trio.sleep(poll)
+            if trio.current_time() - clock_start > time.perf_counter() - real_start + 0.05:
+                return  # a virtual clock: its time runs ahead of the real one
+            try:
+                if self.mode == "bar":
+                    now = trio.current_time() - self._started
+                    snapshot = self.snapshot(usage=now - self._usage_read >= _USAGE_SECONDS)
+                    self._record(snapshot)
+                    self._redraw(snapshot)
+                else:
+                    snapshot = self.snapshot()
+                    self._record(snapshot)
+                    self._write(format_line(snapshot, self._rate(lambda s: s.rows)))
+            except Exception:
+                self._fail()
+
+    def close(self) -> None:
+        """Stop the display: for ``bar``, a final redraw, then the terminal is handed back."""
+        if self._live is None:
+            return
+        try:
+            snapshot = self.snapshot()
+            self._record(snapshot)
+            self._redraw(snapshot, force=True)
+        except Exception:
+            self._fail()
+        finally:
+            self._close_live()
+
+    def finish(self, status: str) -> None:
+        """After a run that ended without an error: the ``log`` display's final line, e.g.
+        ``gridloom: complete · 5,000/5,000 rows · ... · 212 rows/s · in 23.6 s``.
+
+        Args:
+            status: how the run ended (``complete``, ``stopped``).
+        """
+        if self.mode != "log" or self._broken:
+            return
+        try:
+            snapshot = self.snapshot()
+            average = snapshot.rows / snapshot.time if snapshot.time > 0 else None
+            self._write(format_line(snapshot, average, status=status))
+        except Exception:
+            self._fail()
+
+    def _fail(self) -> None:
+        if not self._broken:
+            self._broken = True
+            log.warning("the progress display failed; the run goes on without it", exc_info=True)
+        self._close_live()
+
+    def _write(self, line: str) -> None:
+        stream = self._stream or sys.stderr
+        stream.write(line + "\n")
+        stream.flush()
+
+    # ------------------------------------------------------------------ the bar display
+
+    def _open_live(self, first: ProgressSnapshot) -> None:
+        from rich.live import Live
+
+        before = {id(sys.stdout): "stdout", id(sys.stderr): "stderr"}
+        live = Live(
+            self._renderable(first),
+            console=make_console(self._stream, force_terminal=True),
+            auto_refresh=False,  # redrawn by run(), from trio's thread
+            transient=False,
+        )
+        live.start()
+        # Rich hides the cursor while live; a hard exit (a second Ctrl-C) would leave it hidden.
+        live.console.show_cursor(True)
+        self._live = live
+        self._drawn = (first, time.perf_counter())
+        # Log handlers that wrote to the terminal now write through rich, above the display.
+        proxies = {"stdout": sys.stdout, "stderr": sys.stderr}
+        for handler in _stream_handlers():
+            name = before.get(id(handler.stream))
+            if name is not None and proxies[name] is not handler.stream:
+                self._handlers.append((handler, handler.setStream(proxies[name])))
+
+    def _close_live(self) -> None:
+        live, self._live = self._live, None
+        handlers, self._handlers = self._handlers, []
+        for handler, stream in handlers:
+            with contextlib.suppress(Exception):
+                handler.setStream(stream)
+        if live is not None:
+            with contextlib.suppress(Exception):
+                live.stop()
+
+    def _redraw(self, snapshot: ProgressSnapshot, *, force: bool = False) -> None:
+        if self._live is None:
+            return
+        now = time.perf_counter()
+        if not force and self._drawn is not None:
+            drawn, at = self._drawn
+            if now - at < self._cost * _COST_FACTOR:
+                return  # keep redrawing within its share of the event loop
+            if now - at < _IDLE_REDRAW_SECONDS and _same_counts(drawn, snapshot):
+                return
+        self._drawn = (snapshot, now)
+        self._live.update(self._renderable(snapshot), refresh=True)
+        self._cost = time.perf_counter() - now
+
+    def _renderable(self, snapshot: ProgressSnapshot) -> RenderableType:
+        """The display: a head line, a line per column, a line per model.
+
+        One unwrapped ``Text``, laid out here: a rich ``Table`` of progress bars costs several
+        milliseconds a redraw, this well under one.
+        """
+        from rich.text import Text
+
+        total = snapshot.total
+        rows_rate = self._rate(lambda s: s.rows)
+        text = Text(no_wrap=True, overflow="ellipsis", end="")
+        text.append("gridloom ", "bold")
+        text.append(
+            f"{snapshot.rows:,}/{total:,} rows · {format_duration(snapshot.time)} · "
+            f"{format_rate(rows_rate)} rows/s · "
+            + ("done" if snapshot.rows >= total else _eta(total - snapshot.rows, rows_rate))
+        )
+        names = [c.name for c in snapshot.columns] + [m.alias for m in snapshot.models]
+        width = max(map(len, names), default=0)
+        counts = len(f"{total:,}") * 2 + 1
+        for i, column in enumerate(snapshot.columns):
+            per_second = rate([(s.time, s.columns[i].done) for s in self._history])
+            remaining = total - column.done - column.failed
+            filled = min(_BAR_WIDTH, _BAR_WIDTH * column.done // total) if total > 0 else 0
+            finished = remaining <= 0
+            text.append("\n")
+            text.append(column.name.ljust(width), "cyan")
+            text.append(" ")
+            text.append("━" * filled, "green" if finished else "magenta")
+            text.append("━" * (_BAR_WIDTH - filled), "bright_black")
+            text.append(
+                f" {f'{column.done:,}/{total:,}':>{counts}} {format_rate(per_second):>7}/s"
+                f"  {'done' if finished else _eta(remaining, per_second):>14}  "
+            )
+            text.append(f"{column.failed:,} failed", "red" if column.failed else "dim")
+        for model in snapshot.models:
+            limit = "-" if model.limit is None else f"{model.limit:,}"
+            text.append("\n")
+            text.append(model.alias.ljust(width), "magenta")
+            text.append(
+                f" limit {limit} · in flight {model.in_flight:,} · requests {model.requests:,} · "
+            )
+            text.append(f"429s {model.rate_limited:,}", "yellow" if model.rate_limited else "dim")
+        return text
+
+
+def _eta(remaining: int, per_second: float | None) -> str:
+    return f"ETA {format_duration(eta_seconds(remaining, per_second))}"
+
+
+def _same_counts(a: ProgressSnapshot, b: ProgressSnapshot) -> bool:
+    """Whether two snapshots show the same counts (their times aside)."""
+    return (
+        a.total == b.total and a.rows == b.rows and a.columns == b.columns and a.models == b.models
+    )
+
+
+def _stream_handlers() -> Iterator[logging.StreamHandler[Any]]:
+    """The stream handlers of the root logger and of gridloom's loggers."""
+    loggers: list[logging.Logger] = [logging.getLogger()]
+    for name, item in list(logging.Logger.manager.loggerDict.items()):
+        ours = name == "gridloom" or name.startswith("gridloom.")
+        if ours and isinstance(item, logging.Logger):
+            loggers.append(item)
+    seen: set[int] = set()
+    for logger in loggers:
+        for handler in logger.handlers:
+            if isinstance(handler, logging.StreamHandler) and id(handler) not in seen:
+                seen.add(id(handler))
+                yield handler
+
+
+@contextlib.asynccontextmanager
+async def reporting(reporter: ProgressReporter | None) -> AsyncIterator[None]:
+    """Run ``reporter`` in the background while the body runs (nothing when ``None``).
+
+    The body's end (or error, or cancellation) stops the reporter: the run never waits for it,
+    and the reporter raises nothing of its own into the run.
+    """
+    if reporter is None:
+        yield
+        return
+    reporter.start()
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(reporter.run)
+            try:
+                yield
+            finally:
+                nursery.cancel_scope.cancel()
+    finally:
+        reporter.close()

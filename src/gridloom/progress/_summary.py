@@ -1,0 +1,125 @@
+"""A run's summary as a plain-text table (what ``gridloom create`` prints at the end)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = ["render_summary"]
+
+
+def _number(value: Any, spec: str = ",") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, int | float):
+        return format(value, spec)
+    return str(value)
+
+
+def _seconds(value: Any) -> str:
+    if not isinstance(value, int | float):
+        return "-"
+    return f"{value:.2f} s" if value < 10 else f"{value:,.1f} s"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], indent: str = "  ") -> list[str]:
+    """Plain-text columns: the first left-aligned, the others right-aligned."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = []
+    for row in [header, *rows]:
+        cells = [row[0].ljust(widths[0])]
+        cells += [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
+        lines.append((indent + "  ".join(cells)).rstrip())
+    return lines
+
+
+def _ended(status: str, summary: Mapping[str, Any]) -> str:
+    if status == "complete":
+        dropped = summary.get("num_dropped") or 0
+        if dropped:
+            return f"complete: every planned row was generated or dropped ({dropped:,} dropped)"
+        return "complete: every planned row was generated"
+    if status == "stopped":
+        reason = summary.get("stop_reason") or "no reason given"
+        return f"stopped early: {reason} (resume to generate the rest)"
+    if status == "interrupted":
+        return "interrupted (resume to generate the rest)"
+    if status == "failed":
+        return "failed (see the error above)"
+    return status or "unknown"
+
+
+def render_summary(summary: Mapping[str, Any]) -> str:
+    """A run's summary as a plain-text table, for a terminal or a log.
+
+    Args:
+        summary: ``RunResult.summary`` (or the ``summary`` of ``metadata.json``): rows written
+            and dropped, per column counts, per model usage, wall time, and why the run ended.
+            Missing sections are left out.
+
+    Returns:
+        Lines such as::
+
+            60 of 60 rows written, 0 dropped, in 2.31 s (26.0 rows/s)
+
+              column   done  failed  dropped
+              summary    60       0        0
+
+              model   requests  tokens in  tokens out  429s  retries  errors  mean latency ...
+              writer       120      4,800       9,600     0        0       0        0.16 s ...
+
+            cell retries 0 · salvage rounds 0
+            ended: complete: every planned row was generated
+    """
+    invocation: Mapping[str, Any] = summary.get("invocation") or {}
+    wall = summary.get("wall_time", invocation.get("wall_time"))
+    lines: list[str] = []
+    if "num_rows" in summary:
+        head = f"{summary['num_rows']:,} of {_number(summary.get('num_records'))} rows written"
+        head += f", {_number(summary.get('num_dropped', 0))} dropped"
+    else:
+        groups = invocation.get("row_groups_written")
+        head = f"{_number(groups)} row groups written"
+        head += f", {_number(invocation.get('rows_dropped'))} rows dropped"
+    if wall is not None:
+        head += f", in {_seconds(wall)}"
+    per_second = summary.get("rows_per_second")
+    if isinstance(per_second, int | float):
+        head += f" ({per_second:,.1f} rows/s)"
+    lines.append(head)
+    columns: Mapping[str, Mapping[str, Any]] = summary.get("columns") or {}
+    if columns:
+        rows = [
+            [name, _number(c.get("done")), _number(c.get("failed")), _number(c.get("dropped"))]
+            for name, c in columns.items()
+        ]
+        lines += ["", *_table(["column", "done", "failed", "dropped"], rows)]
+    models: Mapping[str, Mapping[str, Any]] = summary.get("models") or {}
+    if models:
+        header = ["model", "requests", "tokens in", "tokens out", "429s", "retries", "errors"]
+        header += ["mean latency", "p95 latency"]
+        rows = [
+            [
+                alias,
+                _number(m.get("requests")),
+                _number(m.get("input_tokens")),
+                _number(m.get("output_tokens")),
+                _number(m.get("rate_limited")),
+                _number(sum((m.get("transport_retries") or {}).values())),
+                _number(m.get("failed")),
+                _seconds(m.get("mean_latency")),
+                _seconds(m.get("p95_latency")),
+            ]
+            for alias, m in models.items()
+        ]
+        lines += ["", *_table(header, rows)]
+    if invocation:
+        lines += [
+            "",
+            f"cell retries {_number(invocation.get('retries'))} · "
+            f"salvage rounds {_number(invocation.get('salvage_rounds'))}",
+        ]
+    else:
+        lines.append("")
+    lines.append(f"ended: {_ended(str(summary.get('status', '')), summary)}")
+    return "\n".join(lines)
