@@ -121,3 +121,22 @@ async def test_a_missing_api_key_fails_before_any_request() -> None:
     with pytest.raises(ConfigError, match="GRIDLOOM_TEST_KEY_THAT_IS_NOT_SET"):
         async with open_models(config):
             pass
+
+
+async def test_latency_is_the_models_own_without_queueing(autojump_clock: Any) -> None:
+    """Reported latency is the time from passing the limits to the answer: 16 requests to a
+    model serving 2 at once take 8 s in all, yet each one's latency is its 1 s; throttle
+    queueing and 429 retries are not counted as latency."""
+    config = pipeline(
+        [{"alias": "x", "provider": "sim", "model": "m", "max_parallel_requests": 8}],
+        {"default": {"latency": {"fixed": 1.0}, "capacity": 2, "retry_after": 0.5}},
+    )
+    async with open_models(config) as handles:
+        x = handles["x"]
+        async with trio.open_nursery() as nursery:
+            for _ in range(16):
+                nursery.start_soon(x.chat, ask("m"))
+        usage = x.usage()
+    assert trio.current_time() >= 8.0
+    assert usage.rate_limited > 0
+    assert usage.mean_latency == usage.p95_latency == 1.0

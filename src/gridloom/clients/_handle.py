@@ -72,6 +72,23 @@ class HealthRecorder(Protocol):
     def record(self, alias: str, ok: bool, error: BaseException | None = None) -> None: ...
 
 
+class _CallRecord:
+    """What the layers beneath one call report back to its handle: transport retries (counted
+    per error class in the handle's counter) and the model's latency without queueing."""
+
+    __slots__ = ("latency", "retries")
+
+    def __init__(self, retries: Counter[str]):
+        self.retries = retries
+        self.latency: float | None = None
+
+    def transport_retry(self, error: str) -> None:
+        self.retries[error] += 1
+
+    def answered(self, seconds: float) -> None:
+        self.latency = seconds
+
+
 class ModelHandle:
     """Calls one model alias through its client, within the (provider, model) concurrency limit,
     and counts requests, errors, tokens and latency.
@@ -132,19 +149,15 @@ class ModelHandle:
         span = CURRENT_SPAN.get()
         if span is not None:
             span.using_model(self.alias)
-        caller = CURRENT_CALLER.set(self)
+        record = _CallRecord(self._retries)
+        caller = CURRENT_CALLER.set(record)
         try:
             async with self.limiter:
-                return await self._call(call)
+                return await self._call(call, record)
         finally:
             CURRENT_CALLER.reset(caller)
 
-    def transport_retry(self, error: str) -> None:
-        """One of this alias's requests failed with ``error`` and is tried again by the
-        transport (5xx, connection errors)."""
-        self._retries[error] += 1
-
-    async def _call(self, call: Callable[[], Awaitable[R]]) -> R:
+    async def _call(self, call: Callable[[], Awaitable[R]], record: _CallRecord) -> R:
         started = trio.current_time()
         self._requests += 1
         try:
@@ -156,7 +169,9 @@ class ModelHandle:
             raise
         self._succeeded += 1
         self._usage = self._usage + response.usage
-        self._latencies.append(trio.current_time() - started)
+        # The model's latency when the throttle reported it (no queueing), else the call's.
+        latency = record.latency
+        self._latencies.append(trio.current_time() - started if latency is None else latency)
         if self.health is not None:
             self.health.record(self.alias, True)
         return response

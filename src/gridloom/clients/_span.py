@@ -38,6 +38,9 @@ class Caller(Protocol):
     def transport_retry(self, error: str) -> None:
         """An attempt failed with ``error`` (a class name) and is being tried again."""
 
+    def answered(self, seconds: float) -> None:
+        """A request that had passed its model's limits was answered after ``seconds``."""
+
 
 #: The model handle whose call is running (set by the handle around each call).
 CURRENT_CALLER: ContextVar[Caller | None] = ContextVar("gridloom_caller", default=None)

@@ -20,7 +20,7 @@ import trio
 
 from ..errors import ProviderUnavailable, RateLimited
 from ..throttle import AdaptiveLimiter, TokenBucket
-from ._span import CURRENT_SPAN
+from ._span import CURRENT_CALLER, CURRENT_SPAN
 from ._types import (
     ChatRequest,
     ChatResponse,
@@ -110,8 +110,9 @@ class ThrottledModelClient:
                 await trio.sleep_until(self.requests_budget.reserve())
             ticket = await limiter.acquire()
             span = CURRENT_SPAN.get()
+            sent = trio.current_time()
             if span is not None:
-                span.request_sent(trio.current_time())
+                span.request_sent(sent)
             try:
                 result = await call()
             except BaseException as exc:
@@ -134,8 +135,12 @@ class ThrottledModelClient:
             state = getattr(result, "rate_limit", None)
             if self.respect_quota_headers and isinstance(state, RateLimitState):
                 self._hold_for_quota(limiter, state)
+            answered = trio.current_time()
             if span is not None:
-                span.response_received(trio.current_time())
+                span.response_received(answered)
+            caller = CURRENT_CALLER.get()
+            if caller is not None:
+                caller.answered(answered - sent)
             limiter.succeeded(ticket)
             if self.tokens_budget is not None and usage is not None:
                 self.tokens_budget.debit(usage.input_tokens + usage.output_tokens)
