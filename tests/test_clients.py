@@ -32,7 +32,7 @@ from gridloom.clients import (
     http_limits,
     http_timeout,
 )
-from gridloom.clients._sharded import ShardedTransport
+from gridloom.clients._wire import WireTransport
 from gridloom.config import ModelConfig, ProviderConfig
 from gridloom.errors import (
     AuthenticationFailed,
@@ -233,21 +233,11 @@ async def test_built_client_uses_explicit_settings() -> None:
         assert str(http.base_url) == "http://openai.test/v1/"
         assert http.headers["x-team"] == "data"
         assert http.headers["user-agent"].startswith("gridloom")
-        # httpx keeps the limits on the pools only; this checks what the transport really got.
+        # httpx keeps the limits on the transport only; this checks what the transport got.
         transport = http._transport
-        assert isinstance(transport, ShardedTransport)
-        pools = [shard._pool for shard in transport._shards]
-        assert sum(p._max_connections for p in pools) >= 8
-        assert all(p._max_connections == p._max_keepalive_connections <= 16 for p in pools)
-
-
-async def test_large_pools_are_split_into_small_shards() -> None:
-    """512 allowed connections become 32 pools of 16 (httpcore's pool cost grows with n²)."""
-    limits = httpx.Limits(max_connections=512, max_keepalive_connections=512)
-    transport = ShardedTransport(limits)
-    assert transport.shards == 32
-    assert transport.limits.max_connections == 16
-    await transport.aclose()
+        assert isinstance(transport, WireTransport)
+        assert transport.limits.max_connections == transport.limits.max_keepalive_connections
+        assert transport.limits.max_connections >= 8
 
 
 async def test_base_url_override_and_missing_endpoint() -> None:

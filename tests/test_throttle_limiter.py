@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import random
 from typing import Any
 
 import attrs
@@ -14,6 +16,7 @@ from gridloom.clients import (
     ChatResponse,
     Message,
     OpenAIClient,
+    RetryPolicy,
     ThrottledModelClient,
     Usage,
     build_http_client,
@@ -152,6 +155,80 @@ async def test_rate_limited_requests_retry_behind_the_cooldown(autojump_clock: A
     client = ThrottledModelClient(inner, chat=limiter(4), embedding=limiter(4))
     assert await client.chat(ChatRequest(model="m", messages=())) == "ok"
     assert inner.calls == [0.0, 3.0, 4.0]
+
+
+class _LongestWait(random.Random):
+    """Backoff jitter that always draws the ceiling, for exact times."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
+
+async def test_transport_retry_waits_outside_the_limiter_slot(autojump_clock: Any) -> None:
+    """With one slot, a request whose 503 is retried after a 4 s backoff gives its slot to the
+    next request while it waits, then queues for one again: B is answered at t=0, A at t=4 —
+    not B at t=4, as if A had held the slot through its wait."""
+    answers = iter([503])
+    sent: list[tuple[str, float]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        prompt = json.loads(request.content)["messages"][0]["content"]
+        sent.append((prompt, trio.current_time()))
+        status = next(answers, 200)
+        if status != 200:
+            return httpx.Response(status, json={"error": {"message": "overloaded"}})
+        reply = {
+            "choices": [{"message": {"content": "ok"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1},
+        }
+        return httpx.Response(200, json=reply)
+
+    provider = ProviderConfig(name="p", type="openai", endpoint="http://p.test/v1")
+    model = ModelConfig(alias="m", provider="p", model="m", max_parallel_requests=1)
+    http = build_http_client(provider, [model], transport=httpx.MockTransport(handler))
+    retry = RetryPolicy(max_attempts=3, base=4.0, cap=4.0, rng=_LongestWait())
+    inner = OpenAIClient(http, provider=provider, api_key=None, retry=retry)
+    lim = limiter(1)
+    client = ThrottledModelClient(inner, chat=lim, embedding=limiter(1))
+    answered: dict[str, float] = {}
+
+    async def ask(prompt: str) -> None:
+        await client.chat(ChatRequest(model="m", messages=[Message(role="user", content=prompt)]))
+        answered[prompt] = trio.current_time()
+
+    async with http, trio.open_nursery() as nursery:
+        nursery.start_soon(ask, "A")
+        await trio.sleep(0)
+        nursery.start_soon(ask, "B")
+    assert sent == [("A", 0.0), ("B", 0.0), ("A", 4.0)]
+    assert answered == {"B": 0.0, "A": 4.0}
+    stats = lim.statistics()
+    assert (stats.in_flight, stats.limit) == (0, 1)
+
+
+async def test_cancelled_during_a_retry_wait_holds_no_slot(autojump_clock: Any) -> None:
+    """A request cancelled while it sleeps outside its slot leaves the limiter balanced."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503, json={"error": {"message": "overloaded"}})
+
+    provider = ProviderConfig(name="p", type="openai", endpoint="http://p.test/v1")
+    model = ModelConfig(alias="m", provider="p", model="m", max_parallel_requests=1)
+    http = build_http_client(provider, [model], transport=httpx.MockTransport(handler))
+    retry = RetryPolicy(max_attempts=3, base=4.0, cap=4.0, rng=_LongestWait())
+    lim = limiter(1)
+    client = ThrottledModelClient(
+        OpenAIClient(http, provider=provider, api_key=None, retry=retry),
+        chat=lim,
+        embedding=limiter(1),
+    )
+    async with http:
+        with trio.move_on_after(2.0):
+            await client.chat(ChatRequest(model="m", messages=[Message(role="user", content="x")]))
+    assert trio.current_time() == 2.0
+    assert lim.statistics().in_flight == 0
+    lim.succeeded(await lim.acquire())  # the one slot is free
+    assert trio.current_time() == 2.0
 
 
 async def test_giving_up_after_too_many_refusals(autojump_clock: Any) -> None:

@@ -8,6 +8,7 @@ have requests in flight.
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
@@ -17,13 +18,15 @@ import httpx
 from ..config import ModelConfig, ProviderConfig
 from ..errors import ConfigError
 from ._secret import Secret
-from ._sharded import ShardedTransport
+from ._wire import WireTransport
 
 __all__ = [
     "CONNECT_TIMEOUT",
     "KEEPALIVE_EXPIRY",
+    "DirectRoute",
     "api_key_from_env",
     "build_http_client",
+    "direct_route",
     "http_limits",
     "http_timeout",
 ]
@@ -96,7 +99,7 @@ def build_http_client(
         provider: the provider; its ``headers`` are sent with every request.
         models: model configs; those naming another provider are ignored.
         transport: a transport to use instead of the pooled network one (a
-            :class:`ShardedTransport`) (``httpx.MockTransport``
+            :class:`WireTransport`) (``httpx.MockTransport``
             or ``httpx.ASGITransport`` in tests and virtual-time runs); it then manages its own
             connections.
         base_url: overrides ``provider.endpoint``, e.g. the URL of a simulated server.
@@ -114,9 +117,9 @@ def build_http_client(
         )
     limits = http_limits(provider, models)
     if transport is None:
-        transport = ShardedTransport(limits)
+        transport = WireTransport(limits)
     headers = {"user-agent": _user_agent(), **provider.headers}
-    return httpx.AsyncClient(
+    client = httpx.AsyncClient(
         base_url=url,
         headers=headers,
         timeout=http_timeout(provider, models),
@@ -124,6 +127,40 @@ def build_http_client(
         transport=transport,
         follow_redirects=False,
     )
+    _DIRECT[client] = DirectRoute(transport, dict(client.headers), client.base_url)
+    return client
+
+
+@attrs.define(eq=False)
+class DirectRoute:
+    """How a client made by :func:`build_http_client` sends model requests: straight to its
+    transport, with the client's own headers and base URL (joined once per path).
+
+    Model requests use none of what the client adds per request (cookies, an auth flow,
+    redirects, event hooks); skipping it saves a large share of the client-side CPU per request.
+    """
+
+    transport: httpx.AsyncBaseTransport
+    headers: dict[str, str]
+    base_url: httpx.URL
+    _urls: dict[str, httpx.URL] = attrs.field(factory=dict)
+
+    def url(self, path: str) -> httpx.URL:
+        """The absolute URL of ``path`` (relative to the base URL)."""
+        url = self._urls.get(path)
+        if url is None:
+            url = self._urls[path] = self.base_url.join(path)
+        return url
+
+
+#: The direct route of each client made by :func:`build_http_client`.
+_DIRECT: weakref.WeakKeyDictionary[httpx.AsyncClient, DirectRoute] = weakref.WeakKeyDictionary()
+
+
+def direct_route(client: httpx.AsyncClient) -> DirectRoute | None:
+    """The :class:`DirectRoute` of ``client`` if :func:`build_http_client` made it, else ``None``
+    (any other client is used through its public API)."""
+    return _DIRECT.get(client)
 
 
 def api_key_from_env(provider: ProviderConfig) -> Secret | None:

@@ -4,7 +4,8 @@ Only failures of the path to the model are retried here. A 429 is never retried 
 it is raised at once so the adaptive throttle above can learn from it. Other 5xx, 408, timeouts
 and bad requests are raised at once as well; the fault policy above decides whether the task is
 deferred or its row dropped. Waits use ``trio.sleep``, so they pass in virtual time under
-``autojump_clock``.
+``autojump_clock``. Behind a throttled client a wait gives the request's limiter slot back
+(:data:`~gridloom.clients._span.CURRENT_SLOT`) and queues for one again afterwards.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import trio
 from ..errors import ModelError, ProviderUnavailable
 from ._errors import error_from_exception, error_from_response
 from ._secret import Secret
-from ._span import CURRENT_CALLER
+from ._span import CURRENT_CALLER, CURRENT_SLOT
 
 __all__ = ["RETRY_STATUSES", "RetryPolicy", "send_with_retry"]
 
@@ -125,5 +126,9 @@ async def send_with_retry(
         caller = CURRENT_CALLER.get()
         if caller is not None:
             caller.transport_retry(type(error).__name__)
-        await trio.sleep(wait)
+        slot = CURRENT_SLOT.get()
+        if slot is None:
+            await trio.sleep(wait)
+        else:  # the wait does not hold a model slot another request could use
+            await slot.sleep_outside(wait)
         attempt += 1

@@ -12,7 +12,7 @@ from __future__ import annotations
 from contextvars import ContextVar
 from typing import Protocol
 
-__all__ = ["CURRENT_CALLER", "CURRENT_SPAN", "Caller", "RequestSpan"]
+__all__ = ["CURRENT_CALLER", "CURRENT_SLOT", "CURRENT_SPAN", "Caller", "HeldSlot", "RequestSpan"]
 
 
 class RequestSpan(Protocol):
@@ -44,3 +44,16 @@ class Caller(Protocol):
 
 #: The model handle whose call is running (set by the handle around each call).
 CURRENT_CALLER: ContextVar[Caller | None] = ContextVar("gridloom_caller", default=None)
+
+
+class HeldSlot(Protocol):
+    """The limiter slot the current request holds (set by the throttled client around a call)."""
+
+    async def sleep_outside(self, seconds: float) -> None:
+        """Give the slot back, sleep ``seconds``, then take a slot again (behind any queue)."""
+
+
+#: The slot of the model call whose code is running, if it passed a limiter; else ``None``.
+#: Transport retry sleeps through it, so a request waiting to be retried does not hold a slot
+#: another request could use.
+CURRENT_SLOT: ContextVar[HeldSlot | None] = ContextVar("gridloom_held_slot", default=None)

@@ -19,8 +19,8 @@ from typing import TypeVar
 import trio
 
 from ..errors import ProviderUnavailable, RateLimited
-from ..throttle import AdaptiveLimiter, TokenBucket
-from ._span import CURRENT_CALLER, CURRENT_SPAN
+from ..throttle import AdaptiveLimiter, Ticket, TokenBucket
+from ._span import CURRENT_CALLER, CURRENT_SLOT, CURRENT_SPAN
 from ._types import (
     ChatRequest,
     ChatResponse,
@@ -39,6 +39,29 @@ T = TypeVar("T")
 MAX_RATE_LIMITED_ATTEMPTS = 50
 #: Longest hold one response's quota headers may impose, in seconds.
 MAX_QUOTA_HOLD_SECONDS = 60.0
+
+
+class _Slot:
+    """The limiter slot one attempt holds; transport retry sleeps outside it."""
+
+    __slots__ = ("held", "limiter", "sent", "ticket")
+
+    def __init__(self, limiter: AdaptiveLimiter, ticket: Ticket):
+        self.limiter = limiter
+        self.ticket = ticket
+        self.held = True
+        self.sent = trio.current_time()
+
+    async def sleep_outside(self, seconds: float) -> None:
+        self.limiter.released(self.ticket)
+        self.held = False
+        await trio.sleep(seconds)
+        self.ticket = await self.limiter.acquire()
+        self.held = True
+        self.sent = trio.current_time()
+        span = CURRENT_SPAN.get()
+        if span is not None:
+            span.request_sent(self.sent)
 
 
 class ThrottledModelClient:
@@ -108,25 +131,29 @@ class ThrottledModelClient:
                 await trio.sleep_until(self.tokens_budget.available_at())
             if self.requests_budget is not None:
                 await trio.sleep_until(self.requests_budget.reserve())
-            ticket = await limiter.acquire()
+            slot = _Slot(limiter, await limiter.acquire())
             span = CURRENT_SPAN.get()
-            sent = trio.current_time()
             if span is not None:
-                span.request_sent(sent)
+                span.request_sent(slot.sent)
+            token = CURRENT_SLOT.set(slot)
             try:
                 result = await call()
             except BaseException as exc:
                 if span is not None:
                     span.response_received(trio.current_time())
+                if not slot.held:  # cancelled while waiting outside its slot
+                    raise
                 capacity, retry_after = self._retry_after(exc)
                 if not capacity:
-                    limiter.released(ticket)
+                    limiter.released(slot.ticket)
                     raise
-                limiter.rate_limited(ticket, retry_after)
+                limiter.rate_limited(slot.ticket, retry_after)
                 refusals += 1
                 if refusals >= self.max_rate_limited_attempts:
                     raise
                 continue
+            finally:
+                CURRENT_SLOT.reset(token)
             usage = getattr(result, "usage", None)
             if isinstance(usage, Usage):
                 self._successes += 1
@@ -140,8 +167,8 @@ class ThrottledModelClient:
                 span.response_received(answered)
             caller = CURRENT_CALLER.get()
             if caller is not None:
-                caller.answered(answered - sent)
-            limiter.succeeded(ticket)
+                caller.answered(answered - slot.sent)
+            limiter.succeeded(slot.ticket)
             if self.tokens_budget is not None and usage is not None:
                 self.tokens_budget.debit(usage.input_tokens + usage.output_tokens)
             return result

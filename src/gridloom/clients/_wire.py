@@ -1,0 +1,295 @@
+"""gridloom's HTTP/1.1 transport: keep-alive connections on trio streams, framed by h11.
+
+httpx's default transport (httpcore) spends most of a model request's client-side CPU in its
+connection pool: on every request event it walks all of its connections and requests
+(encode/httpcore#1035), so its cost grows with the pool. gridloom's concurrency is already
+bounded by the model limiters above the transport, so the pool here does the least that is
+needed, at a cost that does not depend on its size:
+
+- a request takes a connection slot (a semaphore of ``max_connections``), then the most recently
+  used idle connection to its origin (a stack, so warm connections are reused and the others
+  expire), else opens a new one;
+- an idle connection is reused only if it is younger than ``keepalive_expiry`` and its socket
+  has nothing to read (a server that closed it has sent EOF);
+- the response body is a stream; when it has been read to the end and both sides may send
+  another request, the connection goes back on the stack, otherwise it is closed.
+
+httpx's timeouts are honoured per operation (connect, write, read, pool) and failures are
+raised as the same ``httpx`` exceptions httpcore raises, so the client's error mapping and
+transport retry see no difference. HTTPS uses httpx's own SSL context (certifi, or
+``SSL_CERT_FILE`` / ``SSL_CERT_DIR``). Proxies and HTTP/2 are not supported; pass another
+transport for those.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, cast
+
+import h11
+import httpx
+import trio
+
+__all__ = ["WireTransport"]
+
+#: Bytes asked for per read.
+READ_SIZE = 64 * 1024
+
+_Origin = tuple[bytes, str, int]
+
+_NO_TIMEOUT: dict[str, float | None] = {}
+
+
+def _timeout(request: httpx.Request, name: str) -> float:
+    value: float | None = request.extensions.get("timeout", _NO_TIMEOUT).get(name)
+    return float("inf") if value is None else value
+
+
+class _Connection:
+    """One HTTP/1.1 connection: a trio stream and its h11 state."""
+
+    __slots__ = ("h11", "idle_since", "origin", "socket", "stream")
+
+    def __init__(self, origin: _Origin, stream: trio.abc.Stream, socket: trio.socket.SocketType):
+        self.origin = origin
+        self.stream = stream
+        self.socket = socket
+        self.h11 = h11.Connection(h11.CLIENT)
+        self.idle_since = 0.0
+
+    def reusable(self, now: float, expiry: float) -> bool:
+        """Young enough and not closed by the server (an idle socket has nothing to read)."""
+        return now - self.idle_since < expiry and not self.socket.is_readable()
+
+    def close_now(self) -> None:
+        """Close without a checkpoint (no TLS close_notify; the peer sees the socket close)."""
+        self.socket.close()
+
+    async def send_request(self, request: httpx.Request) -> None:
+        head = h11.Request(
+            method=request.method, target=request.url.raw_path, headers=request.headers.raw
+        )
+        out = [self.h11.send(head)]
+        try:
+            chunks: list[bytes] = [request.content]  # bytes given as content (or read)
+        except httpx.RequestNotRead:
+            chunks = [chunk async for chunk in request.stream]  # type: ignore[union-attr]
+        out.extend(self.h11.send(h11.Data(data=chunk)) for chunk in chunks if chunk)
+        out.append(self.h11.send(h11.EndOfMessage()))
+        await self.stream.send_all(b"".join(x or b"" for x in out))
+
+    async def next_event(self, scope: trio.CancelScope | None, read_seconds: float) -> Any:
+        """The next h11 event from the server. Each read may take ``read_seconds``: the deadline of
+        ``scope`` restarts with it (without a scope, one is opened only if a read is needed)."""
+        while True:
+            event = self.h11.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            if scope is None:
+                with _fail_after(read_seconds, httpx.ReadTimeout) as read_scope:
+                    return await self.next_event(read_scope, read_seconds)
+            scope.deadline = trio.current_time() + read_seconds
+            data = await self.stream.receive_some(READ_SIZE)
+            if not data and self.h11.their_state is h11.SEND_RESPONSE:
+                raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+            self.h11.receive_data(cast(bytes, data))
+
+
+class _fail_after:
+    """``trio.fail_after`` raising the given httpx timeout instead of ``trio.TooSlowError``."""
+
+    __slots__ = ("_error", "_scope")
+
+    def __init__(self, seconds: float, error: type[httpx.TimeoutException]):
+        self._scope = trio.move_on_after(seconds)
+        self._error = error
+
+    def __enter__(self) -> trio.CancelScope:
+        return self._scope.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self._scope.__exit__(*exc)  # type: ignore[arg-type]
+        if self._scope.cancelled_caught:
+            raise self._error(self._error.__name__)
+
+
+class _Body(httpx.AsyncByteStream):
+    """A response body read from its connection; closing it frees (or closes) the connection."""
+
+    def __init__(self, transport: WireTransport, conn: _Connection, read_timeout: float):
+        self._transport = transport
+        self._conn: _Connection | None = conn
+        self._read_timeout = read_timeout
+        self._done = False
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self
+
+    async def __anext__(self) -> bytes:
+        conn = self._conn
+        if conn is None or self._done:
+            raise StopAsyncIteration
+        try:
+            event = await conn.next_event(None, self._read_timeout)
+        except BaseException as exc:
+            await self.aclose()
+            translated = _translate(exc)
+            if translated is exc:
+                raise
+            raise translated from exc
+        if isinstance(event, h11.Data):
+            return bytes(event.data)
+        self._done = True  # EndOfMessage
+        raise StopAsyncIteration
+
+    async def aclose(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            self._transport._finished(conn, reuse=self._done)
+
+
+class WireTransport(httpx.AsyncBaseTransport):
+    """An ``httpx`` transport for HTTP/1.1 over trio with a size-independent connection pool.
+
+    Args:
+        limits: ``max_connections`` bounds the requests in flight (and so the connections in
+            use), ``max_keepalive_connections`` the idle connections kept, ``keepalive_expiry``
+            how long an idle connection may be reused.
+    """
+
+    def __init__(self, limits: httpx.Limits):
+        self.limits = limits
+        self._slots = trio.Semaphore(limits.max_connections or 1_000_000)
+        self._keep = limits.max_keepalive_connections or 0
+        self._expiry = limits.keepalive_expiry if limits.keepalive_expiry is not None else 5.0
+        self._idle: dict[_Origin, list[_Connection]] = {}
+        self._idle_count = 0
+        self._ssl: Any = None
+        self._closed = False
+        #: Connections opened so far (for tests and statistics).
+        self.connections_opened = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._closed:
+            raise RuntimeError("the transport is closed")
+        url = request.url
+        scheme = url.raw_scheme
+        if scheme not in (b"http", b"https"):
+            raise httpx.UnsupportedProtocol(f"unsupported URL scheme {url.scheme!r}")
+        port = url.port or (443 if scheme == b"https" else 80)
+        origin: _Origin = (scheme, url.host, port)
+        try:
+            self._slots.acquire_nowait()
+        except trio.WouldBlock:
+            with _fail_after(_timeout(request, "pool"), httpx.PoolTimeout):
+                await self._slots.acquire()
+        conn: _Connection | None = None
+        read_timeout = _timeout(request, "read")
+        phase: type[httpx.TimeoutException] = httpx.ConnectTimeout
+        try:
+            # One cancel scope for the whole exchange; its deadline follows the phase.
+            with trio.CancelScope() as scope:
+                conn = self._checkout(origin)
+                if conn is None:
+                    scope.deadline = trio.current_time() + _timeout(request, "connect")
+                    conn = await self._connect(origin)
+                phase = httpx.WriteTimeout
+                scope.deadline = trio.current_time() + _timeout(request, "write")
+                await conn.send_request(request)
+                phase = httpx.ReadTimeout
+                event = await conn.next_event(scope, read_timeout)
+                while isinstance(event, h11.InformationalResponse):
+                    event = await conn.next_event(scope, read_timeout)
+            if scope.cancelled_caught:
+                raise phase(phase.__name__)
+        except BaseException as exc:
+            if conn is not None:
+                conn.close_now()
+            self._slots.release()
+            translated = _translate(exc)
+            if translated is exc:
+                raise
+            raise translated from exc
+        assert conn is not None
+        assert isinstance(event, h11.Response)
+        return httpx.Response(
+            status_code=event.status_code,
+            headers=event.headers.raw_items(),
+            stream=_Body(self, conn, read_timeout),
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": bytes(event.reason)},
+        )
+
+    def _checkout(self, origin: _Origin) -> _Connection | None:
+        stack = self._idle.get(origin)
+        now = trio.current_time()
+        while stack:
+            conn = stack.pop()
+            self._idle_count -= 1
+            if conn.reusable(now, self._expiry):
+                return conn
+            conn.close_now()
+        return None
+
+    async def _connect(self, origin: _Origin) -> _Connection:
+        """A new connection (the caller's cancel scope bounds the time it may take)."""
+        scheme, host, port = origin
+        try:
+            tcp = await trio.open_tcp_stream(host, port)
+        except OSError as exc:
+            raise httpx.ConnectError(str(exc) or type(exc).__name__) from exc
+        stream: trio.abc.Stream = tcp
+        if scheme == b"https":
+            if self._ssl is None:
+                self._ssl = httpx.create_ssl_context()
+                self._ssl.set_alpn_protocols(["http/1.1"])
+            ssl_stream = trio.SSLStream(tcp, self._ssl, server_hostname=host)
+            try:
+                await ssl_stream.do_handshake()
+            except BaseException as exc:
+                tcp.socket.close()
+                if isinstance(exc, OSError | trio.BrokenResourceError):
+                    raise httpx.ConnectError(f"TLS handshake failed: {exc}") from exc
+                raise
+            stream = ssl_stream
+        self.connections_opened += 1
+        return _Connection(origin, stream, tcp.socket)
+
+    def _finished(self, conn: _Connection, *, reuse: bool) -> None:
+        """A response is over: keep its connection for the next request, or close it."""
+        self._slots.release()
+        state = conn.h11
+        if (
+            reuse
+            and not self._closed
+            and state.our_state is h11.DONE
+            and state.their_state is h11.DONE
+            and self._idle_count < self._keep
+        ):
+            state.start_next_cycle()
+            conn.idle_since = trio.current_time()
+            self._idle.setdefault(conn.origin, []).append(conn)
+            self._idle_count += 1
+        else:
+            conn.close_now()
+
+    async def aclose(self) -> None:
+        self._closed = True
+        for stack in self._idle.values():
+            for conn in stack:
+                conn.close_now()
+        self._idle.clear()
+        self._idle_count = 0
+
+
+def _translate(exc: BaseException) -> BaseException:
+    """The httpx exception for a failure below it (httpx's own and cancellation pass through)."""
+    if isinstance(exc, httpx.HTTPError | trio.Cancelled | KeyboardInterrupt):
+        return exc
+    if isinstance(exc, h11.RemoteProtocolError):
+        return httpx.RemoteProtocolError(str(exc))
+    if isinstance(exc, h11.LocalProtocolError):
+        return httpx.LocalProtocolError(str(exc))
+    if isinstance(exc, trio.BrokenResourceError | trio.ClosedResourceError | OSError):
+        cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+        return httpx.ReadError(str(cause) or type(cause).__name__)
+    return exc
