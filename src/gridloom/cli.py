@@ -1070,7 +1070,14 @@ def check_models(config: Path, as_json: bool) -> None:
     type=float,
     default=0.5,
     show_default=True,
-    help="Median latency in seconds (lognormal, sigma 0.3).",
+    help="Median latency in seconds (lognormal, see --sigma).",
+)
+@click.option(
+    "--sigma",
+    type=click.FloatRange(min=0),
+    default=0.3,
+    show_default=True,
+    help="Spread of the lognormal latency; 0 makes every latency exactly --latency.",
 )
 @click.option(
     "--capacity",
@@ -1095,6 +1102,7 @@ def check_models(config: Path, as_json: bool) -> None:
 def simulate(
     port: int,
     latency: float,
+    sigma: float,
     capacity: int | None,
     error_rate: float,
     seed: int,
@@ -1109,13 +1117,13 @@ def simulate(
     \b
     Example:
       gridloom simulate --port 8000 --latency 0.2 --capacity 8
-      gridloom simulate --port 0 --json
+      gridloom simulate --port 0 --json --latency 1 --sigma 0
     """
     from .config import LatencyConfig, SimulatedModel, SimulationConfig
 
     out = _Out("simulate", as_json)
     model = SimulatedModel(
-        latency=LatencyConfig(median=latency, sigma=0.3 if latency else 0.0),
+        latency=LatencyConfig(median=latency, sigma=sigma if latency else 0.0),
         capacity=capacity,
         error_503_rate=error_rate,
     )

@@ -54,6 +54,7 @@ _HEADERS = {
     "remaining_tokens": ("x-ratelimit-remaining-tokens", "anthropic-ratelimit-tokens-remaining"),
     "reset_tokens": ("x-ratelimit-reset-tokens", "anthropic-ratelimit-tokens-reset"),
 }
+_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-")
 
 
 def parse_reset_duration(value: str | None) -> float | None:
@@ -130,10 +131,17 @@ def parse_rate_limit_headers(
     Returns:
         The state, or ``None`` when no quota header is present at all.
     """
+    quota = {
+        key: value
+        for key, value in reversed(headers.multi_items())  # the first of repeated headers wins
+        if key.startswith(_PREFIXES)
+    }
+    if not quota:
+        return None
     present = False
     values: dict[str, Any] = {}
     for field, (openai, anthropic) in _HEADERS.items():
-        openai_value, anthropic_value = headers.get(openai), headers.get(anthropic)
+        openai_value, anthropic_value = quota.get(openai), quota.get(anthropic)
         present = present or openai_value is not None or anthropic_value is not None
         if field.startswith("reset_"):
             value: float | int | None = parse_reset_duration(openai_value)

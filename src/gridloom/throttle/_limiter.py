@@ -36,7 +36,8 @@ class AdaptiveLimiter:
         """Wait for admission; returns the ticket to settle with one of the release methods."""
         controller = self.controller
         while True:
-            await trio.sleep_until(controller.blocked_until)
+            if trio.current_time() < controller.blocked_until:  # a cooldown or a hold
+                await trio.sleep_until(controller.blocked_until)
             borrower = object()
             await self._limiter.acquire_on_behalf_of(borrower)
             if trio.current_time() < controller.blocked_until or not controller.can_admit():
