@@ -42,7 +42,7 @@ class DroppedConnection(ConnectionFailed):
     """Raised by the app to drop a connection without answering (an injected fault).
 
     Mounted in-process (``httpx.ASGITransport``) this exception reaches the caller of the
-    request; served by hypercorn, the server wrapper turns it into a closed socket.
+    request; served over sockets, the connection is closed without an answer.
     """
 
 

@@ -1,28 +1,22 @@
-"""Serving the simulated endpoint over real sockets on loopback, with hypercorn's trio worker."""
+"""Serving the simulated endpoint over real sockets on loopback (gridloom's small HTTP/1.1
+server, :mod:`._http11`)."""
 
 from __future__ import annotations
 
 import functools
 import ipaddress
-import logging
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import attrs
 import trio
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve
-from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 
 from ..config import SimulationConfig
 from ._app import SimulatedApp
-from ._asgi import DroppedConnection, Message
+from ._http11 import serve_http
 
 __all__ = ["SimulatedServer", "run_simulator", "serve_simulated"]
-
-#: hypercorn's error log goes here; it says nothing unless logging is configured for it.
-_LOGGER = logging.getLogger("gridloom.simulated.server")
 
 
 @attrs.frozen(kw_only=True)
@@ -55,43 +49,6 @@ def _loopback(host: str) -> str:
     return str(address)
 
 
-class _DroppingApp:
-    """Serves ``app`` through hypercorn, turning an injected dropped connection into a closed
-    socket.
-
-    hypercorn answers 500 when an app fails before starting its response, so instead the
-    response is started with a body length that is never sent: hypercorn then closes the
-    connection and the client sees it break (``httpx.RemoteProtocolError``).
-    """
-
-    def __init__(self, app: SimulatedApp):
-        self.app = app
-
-    async def __call__(
-        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
-    ) -> None:
-        async def app_send(message: Message) -> None:
-            await send(message)  # type: ignore[arg-type]
-
-        try:
-            await self.app(scope, receive, app_send)  # type: ignore[arg-type]
-        except DroppedConnection:
-            headers = [(b"content-length", b"1"), (b"content-type", b"application/json")]
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
-
-
-def _hypercorn_config(host: str, port: int) -> HypercornConfig:
-    config = HypercornConfig()
-    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
-    config.accesslog = None
-    config.errorlog = _LOGGER
-    config.graceful_timeout = 3.0
-    # Room for bursts of new connections (a run may open hundreds at once); hypercorn's
-    # default backlog of 100 makes the kernel reset the surplus.
-    config.backlog = 4096
-    return config
-
-
 @asynccontextmanager
 async def serve_simulated(
     config: SimulationConfig, *, host: str = "127.0.0.1", port: int = 0
@@ -121,22 +78,14 @@ async def serve_simulated(
     shutdown = trio.Event()
     failure: Exception | None = None
     async with trio.open_nursery() as nursery:
-        binds: list[str] = await nursery.start(
-            functools.partial(
-                serve,
-                _DroppingApp(app),
-                _hypercorn_config(address, port),
-                shutdown_trigger=shutdown.wait,
-            )
+        bound_host, bound_port = await nursery.start(
+            functools.partial(serve_http, app, address, port, shutdown=shutdown)
         )
-        bound = binds[0].removeprefix("http://")
-        bound_host, _, bound_port = bound.rpartition(":")
+        netloc = f"[{bound_host}]" if ":" in bound_host else bound_host
+        netloc += f":{bound_port}"
         try:
             yield SimulatedServer(
-                url=f"http://{bound}/v1",
-                host=bound_host.strip("[]"),
-                port=int(bound_port),
-                app=app,
+                url=f"http://{netloc}/v1", host=bound_host, port=bound_port, app=app
             )
         except Exception as exc:
             # Re-raised below, outside the nursery, so that it is not wrapped in a group.
