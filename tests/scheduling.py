@@ -31,6 +31,8 @@ class NodeSpec:
     mode: str  # "async" | "sync" | "inline"
     model_bound: bool = False
     durations: tuple[int, ...] = (1,)  # cycled over row ids (batch: over row groups)
+    lane: tuple[str, int] | None = None  # model-bound: (model alias, max_parallel_requests)
+    capacity: int = 0  # the lane's model serves at most this many calls at once (0: any)
 
 
 @attrs.define
@@ -65,6 +67,7 @@ class _ProbeBase(ColumnGenerator):
         row_group_size: int,
         transient: Mapping[tuple[int, int], int] | None = None,
         slow_retries: int | None = None,
+        capacity: trio.CapacityLimiter | None = None,
     ):
         super().__init__(name=f"c{index}", outputs={f"c{index}": pa.string()})
         self.index = index
@@ -77,6 +80,8 @@ class _ProbeBase(ColumnGenerator):
         self.row_group_size = row_group_size
         self.granularity = "batch" if spec.granularity == "batch" else "cell"
         self.model_bound = spec.model_bound
+        self.model_lane = spec.lane if spec.model_bound else None
+        self.capacity = capacity
         self.inline = spec.mode == "inline"
 
     def _duration(self, ctx: CellContext | BatchContext) -> int:
@@ -140,7 +145,11 @@ class _ProbeBase(ColumnGenerator):
 class AsyncProbe(_ProbeBase):
     async def agenerate(self, ctx: Any) -> Any:
         call = self._begin(ctx, trio.current_time())
-        await trio.sleep(self._duration(ctx))
+        if self.capacity is None:
+            await trio.sleep(self._duration(ctx))
+        else:
+            async with self.capacity:
+                await trio.sleep(self._duration(ctx))
         return self._result(ctx, call, trio.current_time())
 
 
@@ -170,13 +179,19 @@ def build_graph(
             downstream[u].append(i)
     ancestors: list[set[int]] = []
     nodes = []
+    models: dict[str, trio.CapacityLimiter] = {}  # a model's capacity, shared by its nodes
     for i, spec in enumerate(specs):
         anc: set[int] = set()
         for u in spec.upstream:
             anc |= ancestors[u] | {u}
         ancestors.append(anc)
         cls = AsyncProbe if spec.mode == "async" else SyncProbe
-        generator = cls(i, spec, recorder, failures, row_group_size, transient, slow_retries)
+        capacity = None
+        if spec.capacity and spec.lane is not None:
+            capacity = models.setdefault(spec.lane[0], trio.CapacityLimiter(spec.capacity))
+        generator = cls(
+            i, spec, recorder, failures, row_group_size, transient, slow_retries, capacity
+        )
         nodes.append(
             Node(
                 index=i,

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from gridloom.config import RunConfig
 from gridloom.engine import RowGroupSpec, Scheduler
+from gridloom.engine.scheduler import _LANE_DEPTH
 from gridloom.storage import MemoryStore, RowGroupData
 
 from .scheduling import (
@@ -29,6 +30,10 @@ from .vclock import run_virtual
 PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
+#: Model lanes a generated model-bound node may wait in: none, or one of two models.
+LANES = (None, ("a", 1), ("b", 3))
+
+
 @st.composite
 def dags(draw: st.DrawFn, max_nodes: int = 6, min_duration: int = 0) -> list[NodeSpec]:
     count = draw(st.integers(1, max_nodes))
@@ -36,15 +41,17 @@ def dags(draw: st.DrawFn, max_nodes: int = 6, min_duration: int = 0) -> list[Nod
     for i in range(count):
         upstream = draw(st.sets(st.integers(0, i - 1), max_size=3)) if i else set()
         mode = draw(st.sampled_from(["async", "async", "sync", "inline"]))
+        model_bound = mode == "async" and draw(st.booleans())
         specs.append(
             NodeSpec(
                 upstream=tuple(sorted(upstream)),
                 granularity=draw(st.sampled_from(["cell", "cell", "batch"])),
                 mode=mode,
-                model_bound=mode == "async" and draw(st.booleans()),
+                model_bound=model_bound,
                 durations=tuple(
                     draw(st.lists(st.integers(min_duration, 5), min_size=1, max_size=6))
                 ),
+                lane=draw(st.sampled_from(LANES)) if model_bound else None,
             )
         )
     return specs
@@ -194,6 +201,14 @@ def check_invariants(
     assert stats.peak_tasks_submitted <= run.max_submitted_tasks  # type: ignore[attr-defined]
     assert stats.peak_tasks_waiting_on_model <= run.max_llm_wait_tasks  # type: ignore[attr-defined]
     assert stats.peak_row_groups_in_flight <= run.max_row_groups_in_flight  # type: ignore[attr-defined]
+    # A model's lane never has more than _LANE_DEPTH x its max_parallel_requests tasks out.
+    for alias, parallel in {s.lane for s in specs if s.model_bound and s.lane is not None}:
+        lane = [
+            (c.start, c.end)
+            for c in calls
+            if c.model_bound and specs[c.node].lane == (alias, parallel)
+        ]
+        assert peak(lane) <= _LANE_DEPTH * parallel, f"lane {alias} over its cap"
 
     # Row groups alive (first call .. written) never exceed the admission limit.
     written = {index: t for t, index in store.writes}
@@ -266,6 +281,7 @@ def test_uncapped_makespan_is_the_critical_path(
     specs: list[NodeSpec], num_records: int, row_group_size: int
 ) -> None:
     """With no caps, cell-level makespan equals the longest per-row critical path exactly."""
+    specs = [attrs.evolve(spec, lane=None) for spec in specs]  # a model's lane is a cap too
     cell = execute(
         specs, num_records=num_records, run=RunConfig(row_group_size=row_group_size, **UNCAPPED)
     )
@@ -289,6 +305,30 @@ def test_model_bound_tasks_hand_off_their_dispatch_slot() -> None:
     assert outcome.makespan == 10
     assert outcome.stats.peak_tasks_waiting_on_model == 50  # type: ignore[attr-defined]
     assert outcome.stats.peak_tasks_submitted == 1  # type: ignore[attr-defined]
+
+
+def test_a_busy_model_does_not_starve_another() -> None:
+    """Dual model: 3 generator columns on model A, a judge per generator on model B, each model
+    serving 16 calls at once, 1 s each. 1,800 generator tasks are ready at the start, more than
+    the LLM-wait slots; the judges must still reach model B as soon as their generator is done,
+    so B trails A by one call: A needs 113 rounds (1,800 / 16), the last judges one more."""
+    gen = {"lane": ("a", 16), "capacity": 16}
+    judge = {"lane": ("b", 16), "capacity": 16}
+    specs = [
+        *(
+            NodeSpec(upstream=(), granularity="cell", mode="async", model_bound=True, **gen)
+            for _ in range(3)
+        ),
+        *(
+            NodeSpec(upstream=(i,), granularity="cell", mode="async", model_bound=True, **judge)
+            for i in range(3)
+        ),
+    ]
+    run = RunConfig(row_group_size=600)
+    assert run.max_llm_wait_tasks < 1800
+    outcome = execute(specs, num_records=600, run=run)
+    assert outcome.makespan == 114
+    assert outcome.stats.peak_tasks_waiting_on_model <= 2 * _LANE_DEPTH * 16  # type: ignore[attr-defined]
 
 
 def test_without_model_bound_one_slot_serialises() -> None:

@@ -17,8 +17,13 @@ dispatcher, with a checkpoint every few hundred.
 
 Ready tasks are ordered by (row group, row, column): the oldest row group first, and within it a
 row's next column before later rows' first columns, so rows complete early and completion flows
-diagonally across the grid. In ``column`` scheduling (the legacy baseline) a row group runs its
-columns strictly one after another, each to completion.
+diagonally across the grid. They wait in *lanes*, one per model (a generator's ``model_lane``)
+and one for everything else; a model's lane dispatches at most ``_LANE_DEPTH`` x its
+``max_parallel_requests`` tasks at once, and the dispatcher takes the best task of the lanes
+that have room. Without lanes, thousands of tasks queued for one busy model would fill the
+LLM-wait slots, and a second model's tasks (a judge whose generator just finished) would wait
+behind them in the limiter's queue while that model sat idle. In ``column`` scheduling (the
+legacy baseline) a row group runs its columns strictly one after another, each to completion.
 
 Failures (DESIGN.md §6): a failure that may pass (:func:`~gridloom.errors.is_retryable`) *defers*
 the cell: it sleeps a capped, jittered, doubling backoff in its row group's nursery and is queued
@@ -56,6 +61,22 @@ __all__ = ["NodeProgress", "RowGroupSpec", "Scheduler", "SchedulerStatistics"]
 _SKIPPED: Any = object()
 
 log = logging.getLogger("gridloom.scheduler")
+
+#: A model's lane dispatches at most this many times its ``max_parallel_requests`` tasks at once:
+#: enough to keep its requests in flight while the next ones render their prompts.
+_LANE_DEPTH = 2
+
+_Entry = tuple[int, int, int, int, "_RowGroup", Task]
+
+
+@attrs.define(eq=False)
+class _Lane:
+    """Ready tasks that wait on one model (or on no model), best first."""
+
+    cap: float  #: tasks of the lane dispatched and not finished, at most
+    ready: list[_Entry] = attrs.Factory(list)
+    running: int = 0
+
 
 #: Inline tasks run back to back in the dispatcher; it yields to the loop after this many.
 _INLINE_BURST = 256
@@ -212,7 +233,8 @@ class Scheduler:
         self._salvage_rounds = run.salvage_rounds
         self._salvage_seconds = run.salvage_round_seconds
         self._jitter = random.Random(seed)
-        self._ready: list[tuple[int, int, int, int, _RowGroup, Task]] = []
+        self._lanes: dict[str | None, _Lane] = {None: _Lane(cap=math.inf)}
+        self._node_lane: list[_Lane] = [self._lane(node.generator) for node in graph.nodes]
         self._seq = itertools.count()
         self._wakeup = trio.Event()
         self._in_flight = 0
@@ -240,7 +262,7 @@ class Scheduler:
             row_groups_written=self._written,
             tasks_submitted=self._submission.borrowed_tokens,
             tasks_waiting_on_model=self._llm_wait.borrowed_tokens,
-            tasks_ready=len(self._ready),
+            tasks_ready=sum(len(lane.ready) for lane in self._lanes.values()),
             cells_done=self._cells_done,
             cells_failed=self._cells_failed,
             rows_dropped=self._rows_dropped,
@@ -389,10 +411,34 @@ class Scheduler:
                 self._open_span(group, task)
             row = task.row if isinstance(task, CellTask) else -1
             heapq.heappush(
-                self._ready, (group.spec.index, row, task.node, next(self._seq), group, task)
+                self._node_lane[task.node].ready,
+                (group.spec.index, row, task.node, next(self._seq), group, task),
             )
-        if self._ready:
+        if tasks:
             self._wakeup.set()
+
+    def _lane(self, generator: ColumnGenerator) -> _Lane:
+        """The lane of a node's tasks (created on first use)."""
+        spec = generator.model_lane if generator.model_bound else None
+        if spec is None:
+            return self._lanes[None]
+        alias, parallel = spec
+        lane = self._lanes.get(alias)
+        if lane is None:
+            lane = self._lanes[alias] = _Lane(cap=_LANE_DEPTH * max(1, parallel))
+        return lane
+
+    def _best_lane(self) -> _Lane | None:
+        """The lane whose best ready task comes first, among those with room."""
+        best: _Lane | None = None
+        for lane in self._lanes.values():
+            if (
+                lane.ready
+                and lane.running < lane.cap
+                and (best is None or lane.ready[0][:4] < best.ready[0][:4])
+            ):
+                best = lane
+        return best
 
     def _open_span(self, group: _RowGroup, task: Task) -> None:
         assert self._tracer is not None
@@ -429,7 +475,8 @@ class Scheduler:
         inline_burst = burst = 0
         token: object | None = None
         while True:
-            if not self._ready:
+            lane = self._best_lane()
+            if lane is None:
                 if token is not None:
                     self._submission.release_on_behalf_of(token)
                     token = None
@@ -437,9 +484,9 @@ class Scheduler:
                 await self._wakeup.wait()
                 self._wakeup = trio.Event()
                 continue
-            *_, group, task = self._ready[0]
+            *_, group, task = lane.ready[0]
             if not group.tracker.is_needed(task):  # its rows were dropped meanwhile
-                heapq.heappop(self._ready)
+                heapq.heappop(lane.ready)
                 group.outstanding -= 1
                 if self._tracer is not None:
                     self._close_span(group, task, "skipped")
@@ -448,7 +495,7 @@ class Scheduler:
             node = self._graph.nodes[task.node]
             generator = node.generator
             if _runs_inline(generator, task):
-                heapq.heappop(self._ready)
+                heapq.heappop(lane.ready)
                 if self._tracer is not None:
                     self._mark(group, task, "dispatched", "slot")
                 self._finish(group, task, self._call_inline(group, node, task))
@@ -468,10 +515,11 @@ class Scheduler:
                     self._peak_submitted = max(
                         self._peak_submitted, self._submission.borrowed_tokens
                     )
-            heapq.heappop(self._ready)
+            heapq.heappop(lane.ready)
             if self._tracer is not None:
                 self._mark(group, task, "dispatched")
             assert group.nursery is not None
+            lane.running += 1
             group.nursery.start_soon(self._run_task, group, node, task, token)
             token = None
             # Start a burst of tasks without a trip through the event loop for each, but let
@@ -549,6 +597,10 @@ class Scheduler:
                 )
         finally:
             slot.release_on_behalf_of(token)
+            lane = self._node_lane[task.node]
+            lane.running -= 1
+            if lane.ready and lane.running + 1 >= lane.cap:  # the lane has room again
+                self._wakeup.set()
             if outcome is _SKIPPED:
                 group.outstanding -= 1
                 if self._tracer is not None:

@@ -156,11 +156,17 @@ class ColumnGenerator:
         encoders: per output column, a function from the in-memory value to the stored one.
         inline: a cheap synchronous generator (bookkeeping-sized work) that runs directly on the
             event loop instead of a worker thread. Only for built-ins that never block.
+        model_lane: for a model-bound generator, the alias of the model its calls wait on and
+            that model's ``max_parallel_requests``. The scheduler dispatches only a few times
+            that many of the lane's tasks at once and keeps the rest in its ready queue, so
+            tasks queued for a busy model never hold the LLM-wait slots another model's tasks
+            need. ``None``: no lane (only the global limits apply).
     """
 
     granularity: Granularity = "cell"
     model_bound: bool = False
     inline: bool = False
+    model_lane: tuple[str, int] | None = None
     #: Per output column, how a value is turned into what the file stores (e.g. a parsed JSON
     #: object into JSON text); downstream templates see the value before encoding.
     encoders: Mapping[str, Callable[[Any], Any]] = MappingProxyType({})

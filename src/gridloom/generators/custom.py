@@ -16,6 +16,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ..config._columns import CustomColumn
+from ..config._models import ModelConfig
 from ..errors import ConfigError, GenerationError
 from ._dtypes import arrow_type, coerce
 from .base import BatchContext, CellContext, ColumnGenerator, RowFailure
@@ -110,6 +111,8 @@ class _CustomBase(ColumnGenerator):
         self.params: Mapping[str, Any] = MappingProxyType(dict(config.params))
         self.model = model
         self.model_bound = config.model is not None
+        if self.model_bound and isinstance(model, ModelConfig):
+            self.model_lane = (model.alias, model.max_parallel_requests)
 
     def _arguments(self, ctx: CellContext | BatchContext) -> tuple[Any, ...]:
         ctx.params = self.params

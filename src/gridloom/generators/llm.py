@@ -86,6 +86,7 @@ class _ModelColumn(ColumnGenerator):
         super().__init__(name=config.name, outputs=outputs)
         self.config = config
         self.model_config = model
+        self.model_lane = (model.alias, model.max_parallel_requests)
         self._prompt = _compile(config.name, f"{config.kind}.prompt", config.prompt)
         self._system = (
             _compile(config.name, f"{config.kind}.system_prompt", config.system_prompt)
@@ -326,6 +327,7 @@ class EmbeddingGenerator(ColumnGenerator):
         super().__init__(name=config.name, outputs={config.name: pa.list_(pa.float32())})
         self.config = config
         self.model_config = model
+        self.model_lane = (model.alias, model.max_parallel_requests)
         self._input = _compile(config.name, "embedding.input", config.input)
 
     async def agenerate(self, ctx: CellContext) -> Any:
