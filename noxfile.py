@@ -35,11 +35,56 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks; figures go to bench/results/."""
-    session.install("-e", ".[test,bench]")
-    session.run("python", "bench/scale.py", *session.posargs)
-    session.run("python", "bench/cells.py", *session.posargs)
-    session.run("python", "bench/cells.py", "--model-bound", *session.posargs)
-    session.run("python", "bench/throttle.py")
-    session.run("python", "bench/llm_socket.py")
-    session.run("python", "bench/timeline.py")
+    """Quick benchmarks (about 9 minutes on 2 cores); figures and plots go to bench/results/.
+
+    The four DAG shapes at 10 records (3 trials) and 100 records (1 trial), cell vs column;
+    engine overhead at 5,000 and 10,000 rows; the self-hosted case (512 in flight, 20,000
+    cells); the throttle's goodput at 200 rows. Then one combined table.
+    """
+    session.install("-e", ".[bench]")
+    env = {"GRIDLOOM_PROGRESS": "off"}
+    session.run("python", "bench/shapes.py", "--quick", env=env)
+    session.run("python", "bench/overhead.py", "--quick", env=env)
+    session.run("python", "bench/throttle.py", "--rows", "200", env=env)
+    session.run("python", "bench/report.py", *session.posargs)
+
+
+@nox.session
+def bench_full(session: nox.Session) -> None:
+    """Every benchmark at full size (about 90 minutes): the shapes at 10 and 1,000 records with
+    3 trials, engine overhead at 10,000 and 100,000 rows, the throttle at 1,000 rows, capacity
+    changes, faults and resume, the scheduler's own costs. Then one combined table."""
+    session.install("-e", ".[bench]")
+    env = {"GRIDLOOM_PROGRESS": "off"}
+    session.run("python", "bench/shapes.py", env=env)
+    session.run("python", "bench/overhead.py", env=env)
+    session.run("python", "bench/throttle.py", env=env)
+    session.run("python", "bench/throttle_shift.py", env=env)
+    session.run("python", "bench/faults.py", env=env)
+    session.run("python", "bench/scale.py", env=env)
+    session.run("python", "bench/cells.py", env=env)
+    session.run("python", "bench/cells.py", "--model-bound", env=env)
+    session.run("python", "bench/llm_socket.py", env=env)
+    session.run("python", "bench/timeline.py", env=env)
+    session.run("python", "bench/report.py", *session.posargs)
+
+
+@nox.session
+def bench_peer(session: nox.Session) -> None:
+    """gridloom vs NVIDIA NeMo Data Designer 0.9.7 on the four shapes, same simulated endpoint.
+
+    Data Designer is installed in its own venv (kept in nox's cache folder between runs; see
+    bench/dd_env.py for its certifi pin), and runs in its own processes.
+    """
+    session.install("-e", ".[bench]")
+    dd = session.cache_dir / "data-designer-0.9.7"
+    session.run("python", "bench/dd_env.py", str(dd))
+    session.run(
+        "python",
+        "bench/peer.py",
+        "--dd-python",
+        str(dd / "bin" / "python"),
+        *session.posargs,
+        env={"GRIDLOOM_PROGRESS": "off"},
+    )
+    session.run("python", "bench/report.py")

@@ -81,3 +81,28 @@ def write_report(name: str, title: str, runs: list[dict[str, Any]]) -> str:
     markdown = "\n".join(lines) + "\n"
     (RESULTS / f"{stem}.md").write_text(markdown)
     return markdown
+
+
+def start_simulator(*options: str) -> tuple[subprocess.Popen[str], str]:
+    """A ``gridloom simulate`` process on a free loopback port with ``options`` (e.g.
+    ``--latency 0.5 --seed 0``); returns it and its base URL once it is listening."""
+    cmd = [sys.executable, "-m", "gridloom", "simulate", "--port", "0", "--json", *options]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    try:
+        url = json.loads(line)["url"]
+    except (ValueError, KeyError) as exc:
+        proc.kill()
+        detail = proc.stderr.read() if proc.stderr else ""
+        raise RuntimeError(f"simulator did not start: {line!r} {detail}") from exc
+    return proc, str(url)
+
+
+def save(kind: str, report: dict[str, Any], markdown: str) -> Path:
+    """Write ``bench/results/<kind>-<date>-<host>.{json,md}``; return the JSON's path."""
+    RESULTS.mkdir(exist_ok=True)
+    stem = f"{kind}-{dt.date.today().isoformat()}-{platform.node()}"
+    (RESULTS / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (RESULTS / f"{stem}.md").write_text(markdown)
+    return RESULTS / f"{stem}.json"

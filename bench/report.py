@@ -356,7 +356,7 @@ def plots(data: dict[str, Any], stem: str) -> list[str]:
             ax.set_xticks(list(xs), labels, fontsize=8)
             ax.set_title(title)
             ax.set_yscale("log")
-        a1.legend(fontsize=8)
+        a1.legend(loc="upper left", fontsize=8)
         fig.tight_layout()
         path = RESULTS / f"{stem}-peer.png"
         fig.savefig(path, dpi=110)
