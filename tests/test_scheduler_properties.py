@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import attrs
 import pytest
@@ -17,6 +18,7 @@ from gridloom.engine.scheduler import _LANE_DEPTH
 from gridloom.storage import MemoryStore, RowGroupData
 
 from .scheduling import (
+    AsyncProbe,
     Call,
     NodeSpec,
     Recorder,
@@ -357,3 +359,41 @@ def test_diagonal_fill_order(scheduling: str) -> None:
     else:
         assert row0_done > last_first
         assert outcome.makespan == 15
+
+
+class _StoppingProbe(AsyncProbe):
+    """Like AsyncProbe, and the call for row 1 stops the whole run as it ends (as the health
+    monitor does from inside a model call)."""
+
+    stop: trio.CancelScope
+
+    async def agenerate(self, ctx: Any) -> Any:
+        value = await super().agenerate(ctx)
+        if ctx.row_id == 1:
+            self.stop.cancel()
+        return value
+
+
+def test_a_run_stopped_while_tasks_wait_in_a_full_lane() -> None:
+    """Rows 0 and 1 (one row group each) fill their model's lane of 2; rows 2 and 3 wait in it.
+    At t=1 row 0's call ends (its lane has room: the dispatcher wakes) and row 1's call stops
+    the run. Row groups 2 and 3 have nothing running, so their nurseries close at once; the
+    dispatcher, woken normally in the same step, must not start their queued tasks in them."""
+    spec = NodeSpec(upstream=(), granularity="cell", mode="async", model_bound=True, lane=("a", 1))
+    for attempt in range(20):  # trio varies the order of tasks woken together
+        recorder = Recorder()
+        graph = build_graph([spec], recorder, row_group_size=1)
+        node = graph.nodes[0]
+        probe = _StoppingProbe(0, spec, recorder, frozenset(), 1)
+        graph = attrs.evolve(graph, nodes=(attrs.evolve(node, generator=probe),))
+        store = RecordingStore(MemoryStore(graph.schema))
+
+        async def go(graph: Any = graph, probe: _StoppingProbe = probe, store: Any = store) -> None:
+            scheduler = Scheduler(graph, RunConfig(row_group_size=1), seed=1, store=store)
+            with trio.CancelScope() as probe.stop:
+                await scheduler.run(plan(4, 1))
+
+        run_virtual(go)
+        # It ends cleanly (before the fix: "Nursery is closed to new arrivals"); calls that
+        # started did so by the stop at t=1.
+        assert all(c.start <= 1 for c in recorder.calls), attempt

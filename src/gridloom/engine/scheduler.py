@@ -304,12 +304,14 @@ class Scheduler:
         written = False
         try:
             group = _RowGroup(spec, self._graph, self._column_mode)
-            async with trio.open_nursery() as nursery:
-                group.nursery = nursery
-                self._accept(group, group.tracker.start())
-                await group.done.wait()
-                await self._salvage(group)
-            group.nursery = None
+            try:
+                async with trio.open_nursery() as nursery:
+                    group.nursery = nursery
+                    self._accept(group, group.tracker.start())
+                    await group.done.wait()
+                    await self._salvage(group)
+            finally:
+                group.nursery = None  # closed: tasks of it still queued are dropped
             data = self._row_group_data(group)
             del group
             await self._store.write(data)
@@ -484,7 +486,14 @@ class Scheduler:
                 await self._wakeup.wait()
                 self._wakeup = trio.Event()
                 continue
+            if trio.current_effective_deadline() == -math.inf:
+                # The run is being stopped, and this loop was woken normally in the same step:
+                # row groups with nothing running may already have closed their nurseries.
+                await trio.lowlevel.checkpoint()  # raises Cancelled
             *_, group, task = lane.ready[0]
+            if group.nursery is None:  # the row group is gone
+                heapq.heappop(lane.ready)
+                continue
             if not group.tracker.is_needed(task):  # its rows were dropped meanwhile
                 heapq.heappop(lane.ready)
                 group.outstanding -= 1
