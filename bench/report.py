@@ -413,8 +413,8 @@ def main() -> None:
     body = markdown(data, sources, goals)
     cpus = next((d["cpus"] for d in data.values() if d and "cpus" in d), "?")
     header = (
-        f"Measured {args.date} on `{args.host}` ({cpus} cores) with `python3 -m nox -s bench`"
-        f", `bench_full` and `bench_peer`; sources: "
+        f"Measured {args.date} on `{args.host}` ({cpus} cores); the latest result of each"
+        " benchmark: "
         + ", ".join(f"`{name}`" if name else f"{kind}: not run" for kind, name in sources.items())
         + ".\n\n"
     )
