@@ -282,8 +282,9 @@ def markdown(data: dict[str, Any], sources: dict[str, str | None], goals: list[A
             f" | {hosted['fraction_of_ideal']:.3f} | {hosted['cpu_utilisation']:.2f}"
             f" | {hosted['sim_cpu_ms_per_request']:.2f} | {hosted['non_200']} |",
             "",
-            "20,000 cells in whole rounds of 512 take at least 40 latencies, so 0.977 is the"
-            " best possible fraction. " + _source(sources, "overhead"),
+            f"Sent in whole rounds of 512 at the latency actually served, {hosted['cells']:,}"
+            f" cells can reach at most {hosted['fraction_of_ideal'] / hosted['wave_over_wall']:.3f}"
+            " of 512 cells/s. " + _source(sources, "overhead"),
         ]
     throttle = data["throttle"]
     if throttle:
