@@ -101,57 +101,6 @@ def dd_version(dd_python: str) -> str:
     return version
 
 
-# ----------------------------------------------------------------------------- bound
-
-
-def bound(
-    shape: str, run: dict[str, Any], entries: list[dict[str, Any]], parallel: int
-) -> dict[str, Any]:
-    """``run`` plus the ideal bound from its slice of the simulator timeline.
-
-    The formula of ``shapes.analyse`` (the issue's ideal), which needs only the endpoint's
-    view, so it applies to both peers alike (``shapes.analyse`` also reads gridloom's trace)::
-
-        L_m = mean latency of the requests served for model m
-        ideal = max(max over paths p of sum of L_model over p's cells,
-                    max over models m of served_m * L_m / parallel)
-    """
-    served = [e for e in entries if e["status"] == 200 and e["path"].endswith("/completions")]
-    by_alias: dict[str, list[float]] = {}
-    for alias, name in shapes.SIM_MODEL.items():
-        lat = [e["end"] - e["start"] for e in served if e["model"] == name]
-        if lat:
-            by_alias[alias] = lat
-    paths = shapes.shape_paths(shape)
-    missing = sorted({m for p in paths for m in p} - by_alias.keys())
-    if missing:
-        names = [shapes.SIM_MODEL[m] for m in missing]
-        seen = sorted({e["model"] for e in entries})
-        raise ValueError(f"no served requests for model(s) {names}; the timeline has {seen}")
-    mean = {a: statistics.fmean(v) for a, v in by_alias.items()}
-    depth = max(sum(mean[m] for m in p) for p in paths)
-    capacity = max(len(v) * mean[a] / parallel for a, v in by_alias.items())
-    ideal = max(depth, capacity)
-    span = max(e["end"] for e in served) - min(e["start"] for e in served)
-    wall = run["wall_s"]
-    return {
-        **run,
-        "requests": len(served),
-        "non_200": len(entries) - len(served),
-        "mean_latency_s": {a: round(v, 4) for a, v in mean.items()},
-        "ideal_depth_s": depth,
-        "ideal_capacity_s": capacity,
-        "ideal_s": ideal,
-        "ratio": wall / ideal,
-        "span_s": span,
-        "outside_s": wall - span,
-        "cpu_ms_per_cell": 1000 * run["cpu_s"] / max(1, run["llm_cells"]),
-    }
-
-
-# ----------------------------------------------------------------------------- runs
-
-
 def dd_models(shape: str) -> tuple[str, str]:
     """The simulated model names peer_dd sends for its model A and model B."""
     if shape == "dual":
@@ -222,7 +171,7 @@ def run_dd(shape: str, records: int, url: str, args: argparse.Namespace) -> dict
         out["error"] = f"produced {out['llm_cells']} LLM cells, expected {expected}"
     if out.get("error") is None and out.get("warm_missing"):
         print(f"    (peer_dd could not pre-import {out['warm_missing']})", flush=True)
-    # bound() reads cpu_s: the CPU of the timed call, as for gridloom.
+    # endpoint_bound() reads cpu_s: the CPU of the timed call, as for gridloom.
     return {**out, "process_cpu_s": out.get("cpu_s"), "cpu_s": out.get("call_cpu_s")}
 
 
@@ -266,7 +215,7 @@ def run_case(
             row: dict[str, Any] = dict(run)
             if not run.get("error"):
                 try:
-                    row = bound(shape, run, entries, args.parallel)
+                    row = shapes.endpoint_bound(shape, run, entries, args.parallel)
                 except (KeyError, ValueError, ZeroDivisionError) as exc:
                     row["error"] = f"no ideal bound from the timeline ({len(entries)} "
                     row["error"] += f"requests): {type(exc).__name__}: {exc}"

@@ -292,25 +292,41 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def analyse(
-    shape: str, run: dict[str, Any], entries: list[dict[str, Any]], parallel: int, records: int
-) -> dict[str, Any]:
+def served_latencies(
+    entries: list[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], dict[str, list[float]]]:
+    """The timeline's served completions, and their latencies per model alias."""
     served = [e for e in entries if e["status"] == 200 and e["path"].endswith("/completions")]
     by_alias: dict[str, list[float]] = {}
     for alias, name in SIM_MODEL.items():
         lat = [e["end"] - e["start"] for e in served if e["model"] == name]
         if lat:
             by_alias[alias] = lat
-    mean = {a: statistics.fmean(v) for a, v in by_alias.items()}
+    return served, by_alias
+
+
+def endpoint_bound(
+    shape: str, run: dict[str, Any], entries: list[dict[str, Any]], parallel: int
+) -> dict[str, Any]:
+    """``run`` plus the issue's ideal bound from its slice of the simulator timeline. It needs
+    only the endpoint's view, so it applies to any client (bench/peer.py uses it for both)::
+
+        L_m = mean latency of the requests served for model m
+        ideal = max(max over paths p of sum of L_model over p's cells,
+                    max over models m of served_m * L_m / parallel)
+    """
+    served, by_alias = served_latencies(entries)
     paths = shape_paths(shape)
+    missing = sorted({m for p in paths for m in p} - by_alias.keys())
+    if missing:
+        names = [SIM_MODEL[m] for m in missing]
+        seen = sorted({e["model"] for e in entries})
+        raise ValueError(f"no served requests for model(s) {names}; the timeline has {seen}")
+    mean = {a: statistics.fmean(v) for a, v in by_alias.items()}
     depth = max(sum(mean[m] for m in p) for p in paths)
     capacity = max(len(v) * mean[a] / parallel for a, v in by_alias.items())
     ideal = max(depth, capacity)
-    # From this run's own latencies: the capacity term exactly, the slowest row's path.
-    capacity_realised = max(sum(v) / parallel for v in by_alias.values())
-    ideal_realised = max(run["crit_realised_s"], capacity_realised)
     span = max(e["end"] for e in served) - min(e["start"] for e in served)
-    busy = sum(sum(v) for v in by_alias.values())
     wall = run["wall_s"]
     return {
         **run,
@@ -320,15 +336,31 @@ def analyse(
         "ideal_depth_s": depth,
         "ideal_capacity_s": capacity,
         "ideal_s": ideal,
-        "ideal_realised_s": ideal_realised,
         "ratio": wall / ideal,
-        "ratio_realised": wall / ideal_realised,
-        "ratio_replay": wall / run["replay_s"],
         "span_s": span,
         "outside_s": wall - span,
-        "utilisation": busy / (span * parallel * len(by_alias)),
-        "requests_per_s": len(served) / wall,
         "cpu_ms_per_cell": 1000 * run["cpu_s"] / max(1, run["llm_cells"]),
+    }
+
+
+def analyse(
+    shape: str, run: dict[str, Any], entries: list[dict[str, Any]], parallel: int, records: int
+) -> dict[str, Any]:
+    """``endpoint_bound`` plus the bounds from the run's own trace (realised, replay)."""
+    row = endpoint_bound(shape, run, entries, parallel)
+    served, by_alias = served_latencies(entries)
+    # From this run's own latencies: the capacity term exactly, the slowest row's path.
+    capacity_realised = max(sum(v) / parallel for v in by_alias.values())
+    ideal_realised = max(run["crit_realised_s"], capacity_realised)
+    busy = sum(sum(v) for v in by_alias.values())
+    wall = run["wall_s"]
+    return {
+        **row,
+        "ideal_realised_s": ideal_realised,
+        "ratio_realised": wall / ideal_realised,
+        "ratio_replay": wall / run["replay_s"],
+        "utilisation": busy / (row["span_s"] * parallel * len(by_alias)),
+        "requests_per_s": len(served) / wall,
     }
 
 
