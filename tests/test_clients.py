@@ -414,7 +414,7 @@ def anthropic_reply(*blocks: dict[str, Any]) -> dict[str, Any]:
 
 
 async def test_anthropic_request_is_exact() -> None:
-    """System goes top-level, max_tokens defaults to 1024, response_format is left out."""
+    """System goes top-level, max_tokens defaults to 1024, response_format is a forced tool."""
     script = Script(ok(anthropic_reply({"type": "text", "text": "ok"})))
     request = ChatRequest(
         model="claude-x",
@@ -445,6 +445,14 @@ async def test_anthropic_request_is_exact() -> None:
         ],
         "temperature": 0.2,
         "metadata": {"user_id": "u1"},
+        "tools": [
+            {
+                "name": "f",
+                "description": "Record the answer: the tool's input is the whole answer.",
+                "input_schema": {"type": "object"},
+            }
+        ],
+        "tool_choice": {"type": "tool", "name": "f"},
     }
 
 

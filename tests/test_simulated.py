@@ -43,6 +43,9 @@ def chat(content: str = "Tell me about rivers and deltas", model: str = "m", **e
     return {"model": model, "messages": [{"role": "user", "content": content}], **extra}
 
 
+TOOL = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}
+
+
 def structured(content: str = "Three facts about deserts") -> Any:
     response_format = {"type": "json_schema", "json_schema": {"name": "facts", "schema": SCHEMA}}
     return chat(content, response_format=response_format)
@@ -142,12 +145,12 @@ async def test_embeddings_shape(autojump_clock: trio.testing.MockClock) -> None:
 
 
 async def test_models_list(autojump_clock: trio.testing.MockClock) -> None:
-    """``GET /v1/models`` lists the configured model names."""
+    """``GET /v1/models`` lists the configured model names and the default model."""
     config = SimulationConfig(models={"b": SimulatedModel(), "a": SimulatedModel()})
     async with client(SimulatedApp(config)) as http:
         body = (await http.get("/models")).json()
     assert body["object"] == "list"
-    assert [m["id"] for m in body["data"]] == ["a", "b"]
+    assert [m["id"] for m in body["data"]] == ["a", "b", "gridloom-simulated"]
 
 
 @pytest.mark.parametrize(
@@ -169,6 +172,25 @@ async def test_models_list(autojump_clock: trio.testing.MockClock) -> None:
             400,
             "response_format.json_schema.schema",
         ),
+        ("POST", "/v1/chat/completions", chat(n=17), 400, "n"),
+        ("POST", "/v1/chat/completions", chat(n=0), 400, "n"),
+        ("POST", "/v1/chat/completions", chat(logprobs=True), 400, "logprobs"),
+        ("POST", "/v1/chat/completions", chat(modalities=["audio"]), 400, "modalities"),
+        ("POST", "/v1/chat/completions", chat(stream="yes"), 400, "stream"),
+        (
+            "POST",
+            "/v1/chat/completions",
+            chat(stream_options={"include_usage": True}),
+            400,
+            "stream_options",
+        ),
+        ("POST", "/v1/chat/completions", chat(tools=[{"type": "custom"}]), 400, "tools[0].type"),
+        ("POST", "/v1/chat/completions", chat(tools=[TOOL] * 129), 400, "tools"),
+        ("POST", "/v1/chat/completions", chat(tools=[TOOL, TOOL]), 400, "tools"),
+        ("POST", "/v1/chat/completions", chat(tool_choice="required"), 400, "tool_choice"),
+        ("POST", "/v1/responses", {"model": "m", "input": "Hi"}, 400, None),
+        ("POST", "/v1/completions", {"model": "m", "prompt": "Hi"}, 400, None),
+        ("GET", "/v1/models/" + "x" * 300, None, 404, "model"),
     ],
 )
 async def test_errors_in_openai_shape(
@@ -581,3 +603,185 @@ async def test_serve_refuses_non_loopback(host: str) -> None:
             pass  # pragma: no cover
     with pytest.raises(ValueError, match="loopback"):
         run_simulator(SimulationConfig(), host=host, port=0)
+
+
+# --------------------------------------------------------------------- streaming
+
+
+async def call(
+    app: SimulatedApp, path: str, body: Any, *, leave_at: float | None = None
+) -> list[tuple[float, Any]]:
+    """Run one request through the ASGI app: the messages it sends, each with its time. With
+    ``leave_at``, the client disconnects at that time."""
+    sent: list[tuple[float, Any]] = []
+    delivered = False
+
+    async def receive() -> Any:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": json.dumps(body).encode()}
+        if leave_at is None:
+            await trio.sleep_forever()
+        await trio.sleep_until(leave_at)
+        return {"type": "http.disconnect"}
+
+    async def send(message: Any) -> None:
+        sent.append((trio.current_time(), message))
+
+    await app({"type": "http", "method": "POST", "path": path, "headers": []}, receive, send)
+    return sent
+
+
+def sse_data(sent: list[tuple[float, Any]]) -> list[Any]:
+    """The ``data:`` payloads of a streamed response (``[DONE]`` kept as text)."""
+    raw = b"".join(m.get("body", b"") for _, m in sent if m["type"] == "http.response.body")
+    out = []
+    for event in raw.decode().split("\n\n"):
+        for line in event.splitlines():
+            if line.startswith("data: "):
+                data = line.removeprefix("data: ")
+                out.append(data if data == "[DONE]" else json.loads(data))
+    return out
+
+
+async def test_stream_spends_the_latency_between_its_chunks(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A streamed completion: head and first chunk after the fixed latency, each later delta
+    after ``per_token`` x its words, the end when the unstreamed answer would come."""
+    app = SimulatedApp(simulation(latency=LatencyConfig(fixed=1.0, per_token=0.25)))
+    sent = await call(app, "/v1/chat/completions", chat(stream=True))
+    (start, head), *bodies = sent
+    assert (start, head["status"]) == (1.0, 200)
+    assert dict(head["headers"])[b"content-type"] == b"text/event-stream; charset=utf-8"
+    assert [m.get("more_body") for _, m in bodies] == [True] * (len(bodies) - 1) + [False]
+    chunks = sse_data(sent)
+    assert chunks[-1] == "[DONE]"
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks[:-1])
+    deltas = [c for c in chunks[:-1] if c["choices"][0]["delta"].get("content")]
+    # The role goes at once; each delta once its words' latency is spent; the last write
+    # also carries the finish reason and [DONE].
+    assert len(bodies) == 1 + len(deltas)
+    times = [t for t, _ in bodies]
+    assert times[0] == 1.0
+    assert times == sorted(set(times))
+    words = len(text.split())
+    assert times[-1] == pytest.approx(1.0 + 0.25 * words, abs=1e-9)
+    unstreamed = SimulatedApp(simulation(latency=LatencyConfig(fixed=1.0, per_token=0.25)))
+    start_plain = trio.current_time()
+    plain = await call(unstreamed, "/v1/chat/completions", chat())
+    body = json.loads(plain[1][1]["body"])
+    assert body["choices"][0]["message"]["content"] == text
+    assert plain[-1][0] - start_plain == pytest.approx(times[-1], abs=1e-9)
+    (entry,) = app.timeline()
+    assert (entry.status, entry.outcome) == (200, "ok")
+    assert entry.end == times[-1]
+    assert app.statistics().models["m"].output_tokens == words
+
+
+async def test_anthropic_stream_events(autojump_clock: trio.testing.MockClock) -> None:
+    """A streamed message is message_start, one block's start/deltas/stop, message_delta
+    (stop reason, usage), message_stop; its text deltas make the unstreamed text."""
+    app = SimulatedApp(simulation(latency=LatencyConfig(per_token=0.5)))
+    body = {"model": "c", "max_tokens": 300, "messages": [{"role": "user", "content": "Hi"}]}
+    sent = await call(app, "/v1/messages", body | {"stream": True})
+    events = sse_data(sent)
+    kinds = [e["type"] for e in events]
+    deltas = kinds.count("content_block_delta")
+    assert kinds == [
+        "message_start",
+        "content_block_start",
+        *["content_block_delta"] * deltas,
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
+    text = "".join(e["delta"]["text"] for e in events if e["type"] == "content_block_delta")
+    plain = json.loads((await call(app, "/v1/messages", body))[1][1]["body"])
+    assert text == plain["content"][0]["text"]
+    assert events[-2]["delta"]["stop_reason"] == "end_turn"
+    assert events[-2]["usage"] == {"output_tokens": len(text.split())}
+    assert sent[-1][0] == 0.5 * len(text.split())
+
+
+async def test_a_stream_holds_its_capacity_slot(autojump_clock: trio.testing.MockClock) -> None:
+    """While a stream is still sending, the model's one slot is taken: another request gets
+    429; once the stream ended, requests are admitted again."""
+    app = SimulatedApp(simulation(capacity=1, latency=LatencyConfig(per_token=1.0)))
+    statuses: list[tuple[float, int]] = []
+
+    async def plain(at: float) -> None:
+        await trio.sleep_until(at)
+        (_, head), *_ = await call(app, "/v1/chat/completions", chat())
+        statuses.append((at, head["status"]))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(plain, 5.0)
+        sent = await call(app, "/v1/chat/completions", chat(stream=True))
+        ended = sent[-1][0]
+        nursery.start_soon(plain, ended)
+    assert ended > 5.0
+    assert statuses[0] == (5.0, 429)
+    assert statuses[1] == (ended, 200)
+
+
+@pytest.mark.parametrize(
+    ("fault", "status"), [("error_500_rate", 500), ("error_503_rate", 503), ("hang_rate", None)]
+)
+async def test_stream_faults_before_the_first_byte(
+    autojump_clock: trio.testing.MockClock, fault: str, status: int | None
+) -> None:
+    """Faults that strike before the answer are ordinary HTTP errors (JSON, not a stream);
+    a hung stream sends nothing."""
+    app = SimulatedApp(simulation(**{fault: 1.0}))
+    sent = await call(app, "/v1/chat/completions", chat(stream=True), leave_at=10.0)
+    if status is None:
+        assert sent == []
+        assert app.timeline()[0].outcome == "hang"
+        return
+    (_, head), (_, body) = sent
+    assert head["status"] == status
+    assert dict(head["headers"])[b"content-type"] == b"application/json"
+    assert json.loads(body["body"])["error"]["type"] == "server_error"
+
+
+async def test_malformed_stream_is_cut_short(autojump_clock: trio.testing.MockClock) -> None:
+    """A malformed stream is a 200 event stream that ends in the middle (no ``[DONE]``)."""
+    app = SimulatedApp(simulation(malformed_rate=1.0))
+    sent = await call(app, "/v1/chat/completions", chat(stream=True))
+    raw = b"".join(m.get("body", b"") for _, m in sent[1:])
+    assert sent[0][1]["status"] == 200
+    assert raw.startswith(b"data: {")
+    assert b"[DONE]" not in raw
+    assert app.timeline()[0].outcome == "malformed"
+
+
+async def test_a_client_leaving_mid_stream_frees_the_slot(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A client that disconnects in the middle of a stream ends it; it is recorded as
+    ``client_closed`` and its capacity is released."""
+    app = SimulatedApp(simulation(capacity=1, latency=LatencyConfig(per_token=1.0)))
+    sent = await call(app, "/v1/chat/completions", chat(stream=True), leave_at=3.5)
+    assert sent[-1][1]["more_body"] is True  # the stream never ended
+    assert trio.current_time() == 3.5
+    (entry,) = app.timeline()
+    assert (entry.end, entry.status, entry.outcome) == (3.5, None, "client_closed")
+    assert app.statistics().models["m"].in_flight == 0
+
+
+async def test_unknown_path_lists_the_routes(autojump_clock: trio.testing.MockClock) -> None:
+    """An unknown path is a JSON 404 naming the endpoints that are served; a model is
+    retrieved by any name."""
+    async with client(SimulatedApp(simulation()), base_url="http://sim") as http:
+        missing = await http.post("/v1/chat/complete", json=chat())
+        model = await http.get("/v1/models/some%2Fmodel")
+    assert missing.status_code == 404
+    assert "POST /v1/chat/completions" in missing.json()["error"]["message"]
+    assert model.json() == {
+        "id": "some/model",
+        "object": "model",
+        "created": 0,
+        "owned_by": "gridloom-simulated",
+    }

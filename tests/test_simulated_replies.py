@@ -23,6 +23,8 @@ from gridloom.simulated._replies import (
 )
 from gridloom.simulated._requests import GenerationRequest, PromptMessage, RequestError
 from gridloom.simulated._schema_values import UnsatisfiableSchema, is_valid, value_for_schema
+from gridloom.simulated._streams import MAX_PIECES, split
+from gridloom.simulated._tools import Tool, ToolChoice
 
 from .strategies import json_schemas
 
@@ -257,3 +259,63 @@ def test_embedding_vectors() -> None:
     assert sum(x * x for x in vector) == pytest.approx(1.0, abs=1e-4)
     assert embedding_vector("m", "hello", 16) == vector
     assert embedding_vector("m", "hullo", 16) != vector
+
+
+# --------------------------------------------------------------------- tools, choices, streams
+
+
+def tools(*schemas: Any) -> tuple[Tool, ...]:
+    return tuple(Tool(name=f"tool_{i}", schema=schema) for i, schema in enumerate(schemas))
+
+
+@settings(max_examples=100, deadline=None)
+@given(schema=json_schemas(), topic=st.text(max_size=40))
+def test_forced_tool_call_arguments_validate(schema: dict[str, Any], topic: str) -> None:
+    """A forced tool call's arguments are valid for the tool's schema; it is the whole answer."""
+    offered = tools({"type": "object"}, schema)
+    choice = ToolChoice(mode="named", name="tool_1")
+    reply = build_reply(request(("user", topic), tools=offered, tool_choice=choice), MODEL)
+    assert reply.kind == "tool"
+    assert reply.text == ""
+    assert reply.tool_call is not None
+    assert reply.tool_call.name == "tool_1"
+    assert_valid(reply.tool_call.arguments, schema)
+    assert reply.output_tokens == len(reply.tool_call.arguments_json().split())
+
+
+def test_tool_choice_modes() -> None:
+    """``none`` answers text; ``required`` calls some tool (seeded); ``auto`` calls one unless
+    the conversation ends with a tool result."""
+    offered = tools({"type": "object"}, {"type": "object"}, {"type": "object"})
+    ask = ("user", "weather in Lyon")
+
+    def called(*messages: tuple[str, str], mode: str, after: bool = False) -> str | None:
+        choice = ToolChoice(mode=mode)  # type: ignore[arg-type]
+        req = request(*messages, tools=offered, tool_choice=choice, after_tool_result=after)
+        call = build_reply(req, MODEL).tool_call
+        return None if call is None else call.name
+
+    assert called(ask, mode="none") is None
+    required = called(ask, mode="required")
+    assert required in ("tool_0", "tool_1", "tool_2")
+    assert called(ask, mode="auto") == required  # the same seeded pick
+    assert called(ask, ("assistant", "x()"), ("tool", "21 C"), mode="auto", after=True) is None
+    names = {called(("user", f"question {i}"), mode="required") for i in range(30)}
+    assert names == {"tool_0", "tool_1", "tool_2"}
+
+
+def test_choices_differ_and_the_first_is_the_single_answer() -> None:
+    """Choice 0 is the ``n=1`` answer; later choices are other answers to the same request."""
+    req = request(("user", "rivers and deltas"))
+    answers = [build_reply(req, MODEL, choice=i).text for i in range(4)]
+    assert answers[0] == build_reply(req, MODEL).text
+    assert len(set(answers)) == 4
+
+
+@given(text=st.text(max_size=400))
+def test_stream_split_keeps_the_text_and_whole_words(text: str) -> None:
+    """Deltas concatenate to the text, at most 32 of them, none splitting a word."""
+    parts = split(text)
+    assert "".join(parts) == text
+    assert len(parts) <= MAX_PIECES
+    assert sum(len(part.split()) for part in parts) == len(text.split())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from typing import Any
 
 from ..errors import BadRequest
@@ -11,6 +13,7 @@ from ._types import (
     ChatResponse,
     EmbeddingRequest,
     EmbeddingResponse,
+    ResponseFormat,
     Usage,
 )
 
@@ -20,15 +23,62 @@ __all__ = ["ANTHROPIC_VERSION", "DEFAULT_MAX_TOKENS", "AnthropicClient"]
 ANTHROPIC_VERSION = "2023-06-01"
 #: ``max_tokens`` is required by the Messages API; this is sent when the request leaves it unset.
 DEFAULT_MAX_TOKENS = 1024
+#: The property that carries a schema whose root is not an object (a tool's input is one).
+_WRAPPED = "value"
+
+
+def _tool_for(response_format: ResponseFormat) -> tuple[dict[str, Any], bool]:
+    """The one tool that forces ``response_format``'s schema, and whether the schema had to be
+    wrapped (a tool's input is an object; a schema not of ``type: object`` becomes its
+    property ``value``)."""
+    schema = dict(response_format.schema)
+    wrapped = schema.get("type") != "object"
+    if wrapped:
+        schema = {
+            "type": "object",
+            "properties": {_WRAPPED: schema},
+            "required": [_WRAPPED],
+            "additionalProperties": False,
+        }
+    tool = {
+        "name": response_format.name,
+        "description": "Record the answer: the tool's input is the whole answer.",
+        "input_schema": schema,
+    }
+    return tool, wrapped
+
+
+def _tool_answer(value: Any, wrapped: bool) -> str:
+    """A forced tool's ``input`` as the JSON text of the answer (unwrapped if it was wrapped)."""
+    if wrapped and isinstance(value, dict):
+        value = value.get(_WRAPPED)
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _schema_instruction(response_format: ResponseFormat) -> str:
+    """The system-prompt fallback: the schema as a fenced JSON block."""
+    text = json.dumps(dict(response_format.schema), indent=2, ensure_ascii=False)
+    return f"Respond with JSON only, valid against this JSON Schema:\n```json\n{text}\n```"
+
+
+def _thinking(body: Mapping[str, Any]) -> bool:
+    """Whether ``body`` turns extended thinking on (which forbids a forced tool choice)."""
+    thinking = body.get("thinking")
+    return isinstance(thinking, Mapping) and thinking.get("type") != "disabled"
 
 
 class AnthropicClient(AdapterBase):
     """A :class:`~gridloom.clients.ModelClient` for the Anthropic Messages API.
 
-    Sends the key, when there is one, as ``x-api-key``, and ``anthropic-version``. The Messages
-    API has no JSON-schema response format: ``ChatRequest.response_format`` is ignored (the
-    structured generator puts the schema in the prompt for such models). It has no embeddings
-    API either.
+    Sends the key, when there is one, as ``x-api-key``, and ``anthropic-version``.
+
+    ``ChatRequest.response_format`` is enforced the Anthropic way: the request carries one tool
+    whose ``input_schema`` is the schema and ``tool_choice`` forces it, and the ``tool_use``
+    block's ``input`` comes back as the response text, serialised as JSON (a schema whose root
+    is not an object is wrapped as the tool's one property ``value`` and unwrapped). Anthropic
+    forbids forcing a tool while extended thinking is on, so when the body's ``thinking``
+    (from the provider's or the request's ``extra_body``) is enabled the schema goes into the
+    system prompt instead. There is no embeddings API.
 
     Args:
         http: the provider's shared client; its base URL ends in ``/v1``.
@@ -75,15 +125,18 @@ class AnthropicClient(AdapterBase):
             request: the canonical request; system messages go to the top-level ``system``.
 
         Returns:
-            The concatenated ``text`` blocks, the concatenated ``thinking`` blocks as reasoning,
-            usage, the stop reason and the quota reported by the ``anthropic-ratelimit-*``
-            headers.
+            The concatenated ``text`` blocks (with a forced schema tool: its ``input`` as JSON
+            text), the concatenated ``thinking`` blocks as reasoning, usage, the stop reason and
+            the quota reported by the ``anthropic-ratelimit-*`` headers.
 
         Raises:
             ModelError: the request failed; ``MalformedResponse`` when the reply lacks the
                 documented fields.
         """
         body = self._body(self.chat_body(request), request.extra_body)
+        forced = None
+        if request.response_format is not None:
+            forced = self._force_schema(body, request.response_format)
         data, rate_limit = await self._post(
             "messages", body, model=request.model, time_limit=request.timeout
         )
@@ -93,6 +146,7 @@ class AnthropicClient(AdapterBase):
             raise self._malformed(model, "no 'content' list")
         texts: list[str] = []
         thoughts: list[str] = []
+        answer: str | None = None
         for block in blocks:
             if not isinstance(block, dict):
                 raise self._malformed(model, "a content block is not an object")
@@ -103,10 +157,12 @@ class AnthropicClient(AdapterBase):
                 texts.append(block["text"])
             elif kind == "thinking" and isinstance(block.get("thinking"), str):
                 thoughts.append(block["thinking"])
+            elif kind == "tool_use" and forced is not None and block.get("name") == forced[0]:
+                answer = _tool_answer(block.get("input"), forced[1])
         usage = data.get("usage")
         usage = usage if isinstance(usage, dict) else {}
         return ChatResponse(
-            text="".join(texts),
+            text="".join(texts) if answer is None else answer,
             reasoning="".join(thoughts) or None,
             usage=Usage(
                 input_tokens=as_tokens(usage.get("input_tokens")),
@@ -116,6 +172,26 @@ class AnthropicClient(AdapterBase):
             model=optional_str(data.get("model")),
             rate_limit=rate_limit,
         )
+
+    @staticmethod
+    def _force_schema(
+        body: dict[str, Any], response_format: ResponseFormat
+    ) -> tuple[str, bool] | None:
+        """Make ``body`` (extras merged) ask for ``response_format``'s schema: a forced tool
+        (returns its name and whether the schema is wrapped), or, with extended thinking on,
+        an instruction at the end of the system prompt (returns ``None``)."""
+        if _thinking(body):
+            instruction = _schema_instruction(response_format)
+            system = body.get("system")
+            if isinstance(system, list):
+                body["system"] = [*system, {"type": "text", "text": instruction}]
+            else:
+                body["system"] = f"{system}\n\n{instruction}" if system else instruction
+            return None
+        tool, wrapped = _tool_for(response_format)
+        body["tools"] = [tool]
+        body["tool_choice"] = {"type": "tool", "name": tool["name"]}
+        return tool["name"], wrapped
 
     async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
         """Always raises: Anthropic has no embeddings API.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
@@ -25,7 +26,7 @@ from ._asgi import (
     wait_for_disconnect,
 )
 from ._behaviour import Fault, ModelBehaviour
-from ._formats import anthropic_message, chat_completion, embeddings, model_list
+from ._formats import anthropic_message, chat_completion, embeddings, model_list, model_object
 from ._recorder import Recorder, SimulationStatistics, TimelineEntry
 from ._replies import Reply, build_reply, invalid_reply
 from ._requests import (
@@ -37,20 +38,54 @@ from ._requests import (
     parse_embeddings,
     parse_json_body,
 )
+from ._streams import Piece, anthropic_events, openai_events, send_stream
 
-__all__ = ["SimulatedApp"]
+__all__ = ["DEFAULT_MODEL", "SimulatedApp"]
+
+#: The model ``GET /v1/models`` lists besides the configured ones (every name not configured
+#: behaves like it: as ``config.default``).
+DEFAULT_MODEL = "gridloom-simulated"
+#: Longest model id ``GET /v1/models/{id}`` answers for.
+MAX_MODEL_ID = 256
 
 _CHAT = "/v1/chat/completions"
 _MESSAGES = "/v1/messages"
 _EMBEDDINGS = "/v1/embeddings"
+_MODELS = "/v1/models"
 _ROUTES: dict[str, str] = {
     _CHAT: "POST",
     _MESSAGES: "POST",
     _EMBEDDINGS: "POST",
-    "/v1/models": "GET",
+    _MODELS: "GET",
     "/stats": "GET",
     "/timeline": "GET",
 }
+_SERVED = (
+    "POST /v1/chat/completions, POST /v1/embeddings, POST /v1/messages, GET /v1/models,"
+    " GET /v1/models/{model}, GET /stats, GET /timeline"
+)
+#: Endpoints of the two APIs that the simulated endpoint knows and refuses (400, not 404).
+_UNSUPPORTED = (
+    "/v1/responses",
+    "/v1/completions",
+    "/v1/moderations",
+    "/v1/images",
+    "/v1/audio",
+    "/v1/files",
+    "/v1/uploads",
+    "/v1/batches",
+    "/v1/fine_tuning",
+    "/v1/assistants",
+    "/v1/threads",
+    "/v1/vector_stores",
+    "/v1/realtime",
+    "/v1/messages/batches",
+    "/v1/messages/count_tokens",
+)
+
+
+def _unsupported(path: str) -> bool:
+    return any(path == prefix or path.startswith(prefix + "/") for prefix in _UNSUPPORTED)
 
 
 class _Flight:
@@ -97,9 +132,15 @@ class SimulatedApp:
     with latency, rate limits and faults configured per model name.
 
     Routes: ``POST /v1/chat/completions``, ``POST /v1/embeddings``, ``POST /v1/messages``,
-    ``GET /v1/models``, ``GET /stats`` (counters per model) and ``GET /timeline`` (one entry
-    per finished request). Unknown paths get 404, wrong methods 405, bad bodies 400, all as
-    JSON in the API's error shape.
+    ``GET /v1/models`` (the configured models and :data:`DEFAULT_MODEL`),
+    ``GET /v1/models/{model}`` (any name: every name is served), ``GET /stats`` (counters per
+    model) and ``GET /timeline`` (one entry per finished request). Other endpoints of the two
+    APIs (``/v1/responses``, ``/v1/completions``, ...) and parameters the simulation does not
+    model (``logprobs``, ``n`` above 16, ...) get 400; unknown paths 404 (listing the routes),
+    wrong methods 405, bad bodies 400, all as JSON in the API's error shape.
+
+    Chat completions and messages stream with ``stream: true`` (see :mod:`._streams`), answer
+    ``n`` choices (at most 16), and call tools (see :mod:`._tools`).
 
     It waits with ``trio.sleep``, so mounted in-process (``httpx.ASGITransport``) under trio's
     ``autojump_clock`` it runs in virtual time. Answers depend only on the request; latencies
@@ -168,10 +209,15 @@ class SimulatedApp:
             return
         path: str = scope["path"]
         method: str = scope["method"]
-        api: Api = "anthropic" if path == _MESSAGES else "openai"
-        allowed = _ROUTES.get(path)
+        api: Api = "anthropic" if path.startswith(_MESSAGES) else "openai"
+        allowed = "GET" if path.startswith(_MODELS + "/") else _ROUTES.get(path)
         if allowed is None:
-            await send_json(send, 404, error_body(api, 404, f"unknown path {path!r}"))
+            if _unsupported(path):
+                message = f"{path} is not supported by gridloom's simulated endpoint"
+                await send_json(send, 400, error_body(api, 400, f"{message}; it serves {_SERVED}"))
+                return
+            message = f"unknown path {path!r}; gridloom's simulated endpoint serves {_SERVED}"
+            await send_json(send, 404, error_body(api, 404, message))
             return
         if method != allowed:
             message = f"method {method} not allowed for {path} (use {allowed})"
@@ -179,6 +225,14 @@ class SimulatedApp:
             await send_json(send, 405, error_body(api, 405, message), headers=headers)
             return
         if method == "GET":
+            if path.startswith(_MODELS + "/"):
+                name = urllib.parse.unquote(path[len(_MODELS) + 1 :])
+                if not name or len(name) > MAX_MODEL_ID:
+                    message = f"no model {name[:MAX_MODEL_ID]!r}"
+                    await send_json(send, 404, error_body(api, 404, message, param="model"))
+                    return
+                await send_json(send, 200, model_object(name))
+                return
             await send_json(send, 200, self._report(path))
             return
         body = await read_body(receive)
@@ -189,7 +243,7 @@ class SimulatedApp:
             return self.statistics().to_json()
         if path == "/timeline":
             return [entry.to_json() for entry in self.timeline()]
-        return model_list(sorted(self.config.models))
+        return model_list(sorted({*self.config.models, DEFAULT_MODEL}))
 
     # ----------------------------------------------------------------- model requests
 
@@ -201,19 +255,22 @@ class SimulatedApp:
             payload = parse_json_body(body)
             if isinstance(payload.get("model"), str):
                 model = payload["model"]
+            replies: tuple[Reply, ...] = ()
             if path == _EMBEDDINGS:
                 request = parse_embeddings(payload)
-                reply = None
-                output_tokens = 0
             else:
                 parse = parse_anthropic_messages if path == _MESSAGES else parse_chat_completions
                 request = parse(payload)
-                reply = build_reply(request, self.config.for_model(request.model))
-                output_tokens = reply.output_tokens
+                settings = self.config.for_model(request.model)
+                replies = tuple(
+                    build_reply(request, settings, choice=index) for index in range(request.n)
+                )
+            output_tokens = sum(reply.output_tokens for reply in replies)
         except RequestError as exc:
             self._recorder.arrived(model)
             self._finish(model, path, start, 400, "bad_request", admitted=False)
-            await send_json(send, 400, error_body(api, 400, exc.message, param=exc.param))
+            body = error_body(api, 400, exc.message, param=exc.param, code=exc.code)
+            await send_json(send, 400, body)
             return
 
         self._recorder.arrived(model)
@@ -230,7 +287,7 @@ class SimulatedApp:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_cancel_on_disconnect, receive, nursery.cancel_scope)
-                await self._answer(api, flight, request, reply, send)
+                await self._answer(api, flight, request, replies, send)
                 nursery.cancel_scope.cancel()
         finally:
             flight.settle(None, flight.outcome)
@@ -242,7 +299,7 @@ class SimulatedApp:
         api: Api,
         flight: _Flight,
         request: GenerationRequest | EmbeddingsRequest,
-        reply: Reply | None,
+        replies: tuple[Reply, ...],
         send: Send,
     ) -> None:
         behaviour = flight.behaviour
@@ -261,7 +318,10 @@ class SimulatedApp:
         if draw.fault is Fault.HANG:
             flight.outcome = "hang"
             await trio.sleep_forever()
-        await trio.sleep(behaviour.latency(draw, reply.output_tokens if reply else 0))
+        # A stream spends the per-token latency between its events, the rest before them.
+        stream = isinstance(request, GenerationRequest) and request.stream
+        tokens = 0 if stream else sum(reply.output_tokens for reply in replies)
+        await trio.sleep(behaviour.latency(draw, tokens))
         if draw.fault is Fault.DISCONNECT:
             flight.settle(None, "disconnect")
             return
@@ -271,15 +331,18 @@ class SimulatedApp:
             value = embeddings(request, dimensions)
             input_tokens, output_tokens = request.input_tokens(), 0
         else:
-            assert reply is not None
-            if draw.invalid_output and reply.kind == "json":
-                reply = invalid_reply(reply, request.digest())
+            if draw.invalid_output and any(reply.kind == "json" for reply in replies):
+                replies = tuple(invalid_reply(reply, request.digest()) for reply in replies)
                 outcome = "invalid_output"
+            input_tokens = replies[0].input_tokens
+            output_tokens = sum(reply.output_tokens for reply in replies)
+            if stream:
+                await self._stream(api, flight, request, replies, send, outcome, draw.fault)
+                return
             if api == "anthropic":
-                value = anthropic_message(request, reply)
+                value = anthropic_message(request, replies[0])
             else:
-                value = chat_completion(request, reply)
-            input_tokens, output_tokens = reply.input_tokens, reply.output_tokens
+                value = chat_completion(request, replies)
         data = dump_json(value)
         quota = None
         if settings.rate_limit_headers:
@@ -290,6 +353,41 @@ class SimulatedApp:
             return
         flight.settle(200, outcome, input_tokens=input_tokens, output_tokens=output_tokens)
         await send_bytes(send, 200, data, headers=quota)
+
+    async def _stream(
+        self,
+        api: Api,
+        flight: _Flight,
+        request: GenerationRequest,
+        replies: tuple[Reply, ...],
+        send: Send,
+        outcome: str,
+        fault: Fault | None,
+    ) -> None:
+        """Answer with server-sent events (the latency before the first has passed)."""
+        behaviour = flight.behaviour
+        if api == "anthropic":
+            pieces = anthropic_events(request, replies[0])
+        else:
+            pieces = openai_events(request, replies)
+        output_tokens = sum(reply.output_tokens for reply in replies)
+        if fault is Fault.MALFORMED:
+            data = b"".join(piece.data for piece in pieces)
+            pieces = [Piece(output_tokens, data[: len(data) // 2])]
+            outcome = "malformed"
+        quota = None
+        if behaviour.settings.rate_limit_headers:
+            quota = quota_headers(api, behaviour.quotas(), self._wall_clock())
+
+        def settle() -> None:
+            if outcome == "malformed":
+                flight.settle(200, outcome)
+            else:
+                input_tokens = replies[0].input_tokens
+                flight.settle(200, outcome, input_tokens=input_tokens, output_tokens=output_tokens)
+
+        per_token = behaviour.settings.latency.per_token
+        await send_stream(send, pieces, per_token=per_token, headers=quota, before_last=settle)
 
     def _finish(
         self,

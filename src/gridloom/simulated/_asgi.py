@@ -113,14 +113,17 @@ _ANTHROPIC_TYPES = {
 }
 
 
-def error_body(api: Api, status: int, message: str, *, param: str | None = None) -> Any:
-    """An error body in the shape of ``api`` (OpenAI: ``{"error": {...}}``; Anthropic adds
-    ``"type": "error"``)."""
+def error_body(
+    api: Api, status: int, message: str, *, param: str | None = None, code: str | None = None
+) -> Any:
+    """An error body in the shape of ``api`` (OpenAI: ``{"error": {...}}`` with ``code``
+    (given, or the type of a 429); Anthropic adds ``"type": "error"``)."""
     if api == "anthropic":
         kind = _ANTHROPIC_TYPES.get(status, "api_error")
         return {"type": "error", "error": {"type": kind, "message": message}}
     kind = _OPENAI_TYPES.get(status, "server_error")
-    code = kind if status == 429 else None
+    if code is None and status == 429:
+        code = kind
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 

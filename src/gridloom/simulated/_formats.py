@@ -5,59 +5,120 @@ Bodies are deterministic: ids derive from the request digest and ``created`` is 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ._replies import Reply, embedding_vector
 from ._requests import EmbeddingsRequest, GenerationRequest
 
-__all__ = ["anthropic_message", "chat_completion", "embeddings", "model_list"]
+__all__ = [
+    "OWNER",
+    "anthropic_message",
+    "anthropic_stop_reason",
+    "chat_completion",
+    "chat_usage",
+    "embeddings",
+    "finish_reason",
+    "model_list",
+    "model_object",
+    "openai_tool_call",
+]
+
+#: The ``owned_by`` of every listed model.
+OWNER = "gridloom-simulated"
 
 
-def chat_completion(request: GenerationRequest, reply: Reply) -> dict[str, Any]:
-    """An OpenAI ``chat.completion`` object."""
-    message: dict[str, Any] = {"role": "assistant", "content": reply.text}
-    if reply.reasoning is not None:
-        message["reasoning_content"] = reply.reasoning
-    usage: dict[str, Any] = {
-        "prompt_tokens": reply.input_tokens,
-        "completion_tokens": reply.output_tokens,
-        "total_tokens": reply.input_tokens + reply.output_tokens,
+def finish_reason(reply: Reply) -> str:
+    """OpenAI's ``finish_reason`` for ``reply``."""
+    if reply.tool_call is not None:
+        return "tool_calls"
+    return "length" if reply.truncated else "stop"
+
+
+def anthropic_stop_reason(reply: Reply) -> str:
+    """Anthropic's ``stop_reason`` for ``reply``."""
+    if reply.tool_call is not None:
+        return "tool_use"
+    return "max_tokens" if reply.truncated else "end_turn"
+
+
+def openai_tool_call(reply: Reply) -> dict[str, Any]:
+    """The ``tool_calls`` entry of a tool-call reply."""
+    call = reply.tool_call
+    assert call is not None
+    return {
+        "id": f"call_{call.key}",
+        "type": "function",
+        "function": {"name": call.name, "arguments": call.arguments_json()},
     }
-    if reply.reasoning is not None:
-        usage["completion_tokens_details"] = {"reasoning_tokens": reply.reasoning_tokens}
+
+
+def chat_usage(replies: Sequence[Reply]) -> dict[str, Any]:
+    """The ``usage`` of a chat completion with these choices (the prompt counted once)."""
+    first = replies[0]
+    prompt, completion, reasoning = first.input_tokens, first.output_tokens, first.reasoning
+    for reply in replies[1:]:
+        completion += reply.output_tokens
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+    if reasoning is not None:  # the same model: all choices reason, or none does
+        reasoning_tokens = sum(reply.reasoning_tokens for reply in replies)
+        usage["completion_tokens_details"] = {"reasoning_tokens": reasoning_tokens}
+    return usage
+
+
+def chat_completion(request: GenerationRequest, replies: Sequence[Reply]) -> dict[str, Any]:
+    """An OpenAI ``chat.completion`` object, one choice per reply."""
+    choices = []
+    for index, reply in enumerate(replies):
+        message: dict[str, Any] = {"role": "assistant", "content": reply.text}
+        if reply.tool_call is not None:
+            message["content"] = None
+            message["tool_calls"] = [openai_tool_call(reply)]
+        if reply.reasoning is not None:
+            message["reasoning_content"] = reply.reasoning
+        choices.append(
+            {
+                "index": index,
+                "message": message,
+                "logprobs": None,
+                "finish_reason": finish_reason(reply),
+            }
+        )
     return {
         "id": f"chatcmpl-{request.digest().hex()[:24]}",
         "object": "chat.completion",
         "created": 0,
         "model": request.model,
-        "system_fingerprint": "gridloom-simulated",
-        "choices": [
-            {
-                "index": 0,
-                "message": message,
-                "logprobs": None,
-                "finish_reason": "length" if reply.truncated else "stop",
-            }
-        ],
-        "usage": usage,
+        "system_fingerprint": OWNER,
+        "choices": choices,
+        "usage": chat_usage(replies),
     }
 
 
 def anthropic_message(request: GenerationRequest, reply: Reply) -> dict[str, Any]:
-    """An Anthropic Messages ``message`` object (a ``thinking`` block first when reasoning)."""
+    """An Anthropic Messages ``message`` object (a ``thinking`` block first when reasoning;
+    then a ``text`` block, or a ``tool_use`` block for a tool call)."""
     content: list[dict[str, Any]] = []
     if reply.reasoning is not None:
         signature = request.digest().hex()[:32]
         content.append({"type": "thinking", "thinking": reply.reasoning, "signature": signature})
-    content.append({"type": "text", "text": reply.text})
+    call = reply.tool_call
+    if call is not None:
+        block = {"type": "tool_use", "id": f"toolu_{call.key}", "name": call.name}
+        content.append(block | {"input": call.arguments})
+    else:
+        content.append({"type": "text", "text": reply.text})
     return {
         "id": f"msg_{request.digest().hex()[:24]}",
         "type": "message",
         "role": "assistant",
         "model": request.model,
         "content": content,
-        "stop_reason": "max_tokens" if reply.truncated else "end_turn",
+        "stop_reason": anthropic_stop_reason(reply),
         "stop_sequence": None,
         "usage": {"input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens},
     }
@@ -81,12 +142,11 @@ def embeddings(request: EmbeddingsRequest, dimensions: int) -> dict[str, Any]:
     }
 
 
+def model_object(name: str) -> dict[str, Any]:
+    """An OpenAI ``model`` object."""
+    return {"id": name, "object": "model", "created": 0, "owned_by": OWNER}
+
+
 def model_list(names: Iterable[str]) -> dict[str, Any]:
     """An OpenAI model ``list``."""
-    return {
-        "object": "list",
-        "data": [
-            {"id": name, "object": "model", "created": 0, "owned_by": "gridloom-simulated"}
-            for name in names
-        ],
-    }
+    return {"object": "list", "data": [model_object(name) for name in names]}

@@ -11,15 +11,18 @@ only what the simulated app needs, at about a quarter of a general-purpose serve
   read meanwhile are kept for the connection's next request.
 - An app raising :class:`~gridloom.simulated._asgi.DroppedConnection` has its connection
   closed without an answer; any other exception before the response starts is a 500.
-- Stopping closes the listeners and idle connections at once, lets requests in progress
-  finish for up to ``grace`` seconds, then cancels them.
+- Stopping closes the listeners and the idle keep-alive connections at once; a connection
+  with a request in progress answers it with ``Connection: close`` and closes (it never starts
+  another), for up to ``grace`` seconds, after which it is cancelled and closed.
+- Status lines carry the standard reason phrase (``HTTP/1.1 200 OK``).
 """
 
 from __future__ import annotations
 
 import functools
+import http
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import h11
@@ -27,7 +30,7 @@ import trio
 
 from ._asgi import DroppedConnection, Message, Scope
 
-__all__ = ["serve_http"]
+__all__ = ["serve_http", "serve_listeners"]
 
 _LOGGER = logging.getLogger("gridloom.simulated.server")
 
@@ -37,17 +40,35 @@ _READ_SIZE = 64 * 1024
 
 App = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Any]
 
+_CLOSE = (b"connection", b"close")
+_REASONS = {status.value: status.phrase.encode("ascii") for status in http.HTTPStatus}
+
+
+def _reason(status: int) -> bytes:
+    """The standard reason phrase of ``status`` (empty for a code without one)."""
+    return _REASONS.get(status, b"")
+
 
 class _Closed(Exception):
     """The client closed the connection (between or during requests)."""
 
 
 class _Activity:
-    """Counts requests in progress; lets the server wait until there are none."""
+    """Counts requests in progress and lets the server wait until there are none; knows the
+    connections waiting for a request (idle), and on :meth:`stop` ends them."""
 
     def __init__(self) -> None:
         self.busy = 0
+        self.stopping = False
         self._idle: trio.Event | None = None
+        #: The cancel scopes of the connections waiting for their next request.
+        self.waiting: set[trio.CancelScope] = set()
+
+    def stop(self) -> None:
+        """No more requests: end every connection that waits for its next one."""
+        self.stopping = True
+        for scope in self.waiting:
+            scope.cancel()
 
     def begin(self) -> None:
         self.busy += 1
@@ -85,25 +106,33 @@ class _Connection:
             self.h11.receive_data(bytes(data))
 
     async def serve(self) -> None:
-        """Answer requests until the client or the server closes the connection."""
-        while True:
+        """Answer requests until the client or the server closes the connection (or the
+        server stops while the connection waits for a request)."""
+        # One scope per connection, in ``activity.waiting`` only between requests: stopping
+        # cancels it there and never in the middle of an answer.
+        waiting = self.activity.waiting
+        with trio.CancelScope() as scope:
             try:
-                event = await self._event()
-            except h11.RemoteProtocolError:
-                return
-            if isinstance(event, h11.ConnectionClosed):
-                return
-            if not isinstance(event, h11.Request):
-                return
-            self.activity.begin()
-            try:
-                if not await self._request(event):
-                    return
+                while not self.activity.stopping:
+                    waiting.add(scope)
+                    try:
+                        event = await self._event()
+                    except h11.RemoteProtocolError:
+                        return
+                    if not isinstance(event, h11.Request):  # closed, or not a request
+                        return
+                    waiting.discard(scope)
+                    self.activity.begin()
+                    try:
+                        if not await self._request(event):
+                            return
+                    finally:
+                        self.activity.end()
+                    if self.h11.our_state is not h11.DONE or self.h11.their_state is not h11.DONE:
+                        return
+                    self.h11.start_next_cycle()
             finally:
-                self.activity.end()
-            if self.h11.our_state is not h11.DONE or self.h11.their_state is not h11.DONE:
-                return
-            self.h11.start_next_cycle()
+                waiting.discard(scope)
 
     async def _request(self, request: h11.Request) -> bool:
         """Read the body of ``request`` and answer it; whether the connection may go on."""
@@ -167,12 +196,7 @@ class _Connection:
             if len(started) == 1:
                 head = started[0]
                 started.append(head)  # marks the head as sent
-                out = (
-                    self.h11.send(
-                        h11.Response(status_code=head["status"], headers=head.get("headers", []))
-                    )
-                    or b""
-                )
+                out = self.h11.send(self._head(head["status"], head.get("headers", []))) or b""
             data = message.get("body", b"")
             if data:
                 out += self.h11.send(h11.Data(data=data)) or b""
@@ -192,10 +216,7 @@ class _Connection:
             if started:
                 return False
             error = b'{"error":{"message":"internal error","type":"server_error"}}'
-            head = h11.Response(
-                status_code=500,
-                headers=[("content-type", "application/json"), ("connection", "close")],
-            )
+            head = self._head(500, [(b"content-type", b"application/json"), _CLOSE])
             await self.stream.send_all(
                 (self.h11.send(head) or b"")
                 + (self.h11.send(h11.Data(data=error)) or b"")
@@ -203,6 +224,13 @@ class _Connection:
             )
             return False
         return finished
+
+    def _head(self, status: int, headers: Sequence[tuple[bytes, bytes]]) -> h11.Response:
+        """The response head; once the server is stopping, it says ``Connection: close``."""
+        fields = list(headers)
+        if self.activity.stopping and _CLOSE not in fields:
+            fields.append(_CLOSE)
+        return h11.Response(status_code=status, headers=fields, reason=_reason(status))
 
 
 async def serve_connection(
@@ -231,20 +259,38 @@ async def serve_http(
     listeners = await trio.open_tcp_listeners(port, host=host, backlog=4096)
     sockname = listeners[0].socket.getsockname()
     bound = (str(sockname[0]), int(sockname[1]))
+    await serve_listeners(
+        app, listeners, bound, shutdown=shutdown, grace=grace, task_status=task_status
+    )
+
+
+async def serve_listeners(
+    app: App,
+    listeners: Sequence[trio.abc.Listener[trio.abc.Stream]],
+    bound: tuple[str, int],
+    *,
+    shutdown: trio.Event,
+    grace: float = 3.0,
+    task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """:func:`serve_http` on listeners already open (the ASGI ``server`` is ``bound``)."""
     activity = _Activity()
 
     async with trio.open_nursery() as handlers:
 
-        async def handle(stream: trio.SocketStream) -> None:
+        async def handle(stream: trio.abc.Stream) -> None:
             await serve_connection(stream, app, bound, activity)
 
         async with trio.open_nursery() as acceptors:
             acceptors.start_soon(
-                functools.partial(trio.serve_listeners, handle, listeners, handler_nursery=handlers)
+                functools.partial(
+                    trio.serve_listeners, handle, list(listeners), handler_nursery=handlers
+                )
             )
             task_status.started(bound)
             await shutdown.wait()
             acceptors.cancel_scope.cancel()
+        activity.stop()
         for listener in listeners:
             await trio.aclose_forcefully(listener)
         with trio.move_on_after(grace):

@@ -2,6 +2,8 @@
 
 What is asked decides the kind of answer, in this order:
 
+0. tools the model must or may call → a call of one of them, its arguments valid for the
+   tool's schema (see :mod:`._tools` for which tool, and when ``auto`` answers text);
 1. a JSON Schema through the API (``response_format`` / ``output_format``) → JSON valid for it;
 2. a JSON Schema in the prompt (a fenced ```` ```json ```` block after the words "JSON Schema")
    → JSON valid for it;
@@ -11,7 +13,8 @@ What is asked decides the kind of answer, in this order:
 5. otherwise sentence-like text of about ``output_tokens`` words that mentions a few words of
    the last user message.
 
-Every choice comes from a ``random.Random`` seeded by the request's digest.
+Every choice comes from a ``random.Random`` seeded by the request's digest (and, for the
+second and later of ``n`` choices, by the choice's index).
 """
 
 from __future__ import annotations
@@ -31,9 +34,11 @@ import jsonschema
 from ..config import SimulatedModel
 from ._requests import GenerationRequest, PromptMessage, RequestError, count_tokens
 from ._schema_values import UnsatisfiableSchema, check_schema, is_valid, value_for_schema
+from ._tools import choose_tool
 
 __all__ = [
     "Reply",
+    "ToolCall",
     "build_reply",
     "code_language",
     "embedding_vector",
@@ -69,13 +74,34 @@ _SCHEMA_BLOCK = re.compile(r"```json[^\n]*\n(.*?)```", re.DOTALL | re.IGNORECASE
 
 
 @attrs.frozen(kw_only=True)
+class ToolCall:
+    """A call of a tool, as an answer.
+
+    Attributes:
+        key: hex digits that make its id (``call_<key>`` for OpenAI, ``toolu_<key>`` for
+            Anthropic).
+        name: the tool called.
+        arguments: its arguments, a JSON value valid for the tool's schema.
+    """
+
+    key: str
+    name: str
+    arguments: Any
+
+    def arguments_json(self) -> str:
+        """The arguments as JSON text (OpenAI's ``function.arguments``)."""
+        return json.dumps(self.arguments, ensure_ascii=False)
+
+
+@attrs.frozen(kw_only=True)
 class Reply:
     """One answer.
 
     Attributes:
-        text: the answer (message content).
+        text: the answer (message content; empty for a tool call).
         reasoning: reasoning text, when the model "reasons".
-        kind: ``text``, ``code`` or ``json``.
+        kind: ``text``, ``code``, ``json`` or ``tool``.
+        tool_call: the call, when the answer is one.
         schema: the JSON Schema the answer follows, if any.
         truncated: the answer was cut at ``max_tokens``.
         input_tokens: words in the prompt.
@@ -85,7 +111,8 @@ class Reply:
 
     text: str
     reasoning: str | None = None
-    kind: Literal["text", "code", "json"] = "text"
+    kind: Literal["text", "code", "json", "tool"] = "text"
+    tool_call: ToolCall | None = None
     schema: Any = None
     truncated: bool = False
     input_tokens: int = 0
@@ -144,20 +171,43 @@ def code_language(messages: Sequence[PromptMessage]) -> str | None:
     return "python" if asked else None
 
 
-def build_reply(request: GenerationRequest, model: SimulatedModel) -> Reply:
+def build_reply(request: GenerationRequest, model: SimulatedModel, *, choice: int = 0) -> Reply:
     """The answer to ``request`` from a model behaving like ``model``.
 
+    Args:
+        request: the request.
+        model: how the model behaves.
+        choice: which of the request's ``n`` choices (0 is the answer to ``n=1``).
+
     Raises:
-        RequestError: the schema given through the API is not a valid or satisfiable schema.
+        RequestError: the schema given through the API, or the called tool's, is not
+            satisfiable (or not a valid schema).
     """
     digest = request.digest()
+    if choice:
+        digest = hashlib.sha256(digest + f"choice {choice}".encode()).digest()
     rng = _rng(digest)
     last_user = next((m.text for m in reversed(request.messages) if m.role == "user"), "")
     topics = topic_words(last_user)
-    kind: Literal["text", "code", "json"] = "text"
+    kind: Literal["text", "code", "json", "tool"] = "text"
     schema: Any = None
     truncated = False
-    if request.schema is not None:
+    call = None
+    tool = choose_tool(
+        request.tools, request.tool_choice, after_tool_result=request.after_tool_result, rng=rng
+    )
+    if tool is not None:
+        try:
+            arguments = value_for_schema(tool.schema, rng, words=topics)
+        except UnsatisfiableSchema as exc:
+            raise RequestError(
+                f"the schema of tool {tool.name!r} is unsatisfiable: {_first_line(exc)}",
+                param="tools",
+            ) from None
+        key = hashlib.sha256(digest + tool.name.encode()).hexdigest()[:24]
+        call = ToolCall(key=key, name=tool.name, arguments=arguments)
+        text, kind, schema = "", "tool", tool.schema
+    elif request.schema is not None:
         try:
             check_schema(request.schema)
             text = _json_text(value_for_schema(request.schema, rng, words=topics))
@@ -182,14 +232,16 @@ def build_reply(request: GenerationRequest, model: SimulatedModel) -> Reply:
     if model.reasoning:
         reasoning = _reasoning(_rng(digest, b"reasoning"), model.output_tokens, topics)
     reasoning_tokens = count_tokens(reasoning) if reasoning else 0
+    answer_tokens = count_tokens(call.arguments_json()) if call else count_tokens(text)
     return Reply(
         text=text,
         reasoning=reasoning,
         kind=kind,
+        tool_call=call,
         schema=schema,
         truncated=truncated,
         input_tokens=request.input_tokens(),
-        output_tokens=count_tokens(text) + reasoning_tokens,
+        output_tokens=answer_tokens + reasoning_tokens,
         reasoning_tokens=reasoning_tokens,
     )
 

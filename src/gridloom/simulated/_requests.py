@@ -9,7 +9,11 @@ from typing import Any
 
 import attrs
 
+from ._errors import RequestError
+from ._tools import AUTO, Tool, ToolChoice, parse_anthropic_tools, parse_openai_tools
+
 __all__ = [
+    "MAX_CHOICES",
     "EmbeddingsRequest",
     "GenerationRequest",
     "PromptMessage",
@@ -22,17 +26,20 @@ __all__ = [
 ]
 
 
-class RequestError(Exception):
-    """The request body is not valid for the API (answered 400).
+#: Most choices (``n``) one chat completion may ask for.
+MAX_CHOICES = 16
 
-    Attributes:
-        param: the offending field, when there is one.
-    """
-
-    def __init__(self, message: str, *, param: str | None = None):
-        self.message = message
-        self.param = param
-        super().__init__(message)
+#: OpenAI parameters that would change the answer in ways the simulated endpoint does not
+#: model: a request that sets one (to anything but its neutral value) is answered 400.
+_UNSUPPORTED_OPENAI = {
+    "logprobs": "log probabilities",
+    "top_logprobs": "log probabilities",
+    "audio": "audio output",
+    "prediction": "predicted outputs",
+    "functions": "legacy function calling (use 'tools')",
+    "function_call": "legacy function calling (use 'tool_choice')",
+    "web_search_options": "web search",
+}
 
 
 def count_tokens(text: str) -> int:
@@ -63,6 +70,13 @@ class GenerationRequest:
         schema: JSON Schema asked for through the API (``response_format`` / ``output_format``).
         json_mode: plain JSON output asked for (``response_format: {type: json_object}``).
         max_tokens: the output limit, if the request set one.
+        tools: the tools the model may call.
+        tool_choice: how it must use them.
+        after_tool_result: the conversation ends with a tool's result.
+        n: how many choices to answer with (OpenAI; at most :data:`MAX_CHOICES`).
+        stream: answer as server-sent events.
+        include_usage: when streaming, end with a chunk carrying the usage (OpenAI's
+            ``stream_options.include_usage``).
     """
 
     model: str
@@ -70,15 +84,25 @@ class GenerationRequest:
     schema: Any = None
     json_mode: bool = False
     max_tokens: int | None = None
+    tools: tuple[Tool, ...] = ()
+    tool_choice: ToolChoice = AUTO
+    after_tool_result: bool = False
+    n: int = 1
+    stream: bool = False
+    include_usage: bool = False
 
     def digest(self) -> bytes:
-        """Hash of what determines the answer: model, messages and schema."""
-        key = [
+        """Hash of what determines the answer: model, messages, schema and tools (not ``n``
+        nor streaming: the first choice is the same answer either way)."""
+        key: list[Any] = [
             self.model,
             [[m.role, m.text] for m in self.messages],
             self.schema,
             self.json_mode,
         ]
+        if self.tools:
+            key.append([[tool.name, tool.schema] for tool in self.tools])
+            key.append([self.tool_choice.mode, self.tool_choice.name])
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).digest()
 
     def input_tokens(self) -> int:
@@ -139,8 +163,27 @@ def _text_of(content: Any, param: str) -> str:
                 if not isinstance(text, str):
                     raise RequestError("a text part needs a string 'text'", param=param)
                 texts.append(text)
+            elif part["type"] == "tool_use":
+                arguments = json.dumps(part.get("input"), sort_keys=True)
+                texts.append(f"{part.get('name')}({arguments})")
+            elif part["type"] == "tool_result":
+                texts.append(_result_text(part.get("content")))
         return "\n\n".join(texts)
     raise RequestError("'content' must be a string or a list of parts", param=param)
+
+
+def _result_text(content: Any) -> str:
+    """The text of an Anthropic ``tool_result`` block's content (a string, or text blocks;
+    nothing nested deeper is read)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n\n".join(
+            block["text"]
+            for block in content
+            if isinstance(block, dict) and isinstance(block.get("text"), str)
+        )
+    return ""
 
 
 def _max_tokens(body: Mapping[str, Any], *names: str) -> int | None:
@@ -152,6 +195,88 @@ def _max_tokens(body: Mapping[str, Any], *names: str) -> int | None:
             raise RequestError(f"'{name}' must be a positive integer", param=name)
         return value
     return None
+
+
+def _tool_calls_text(raw: Mapping[str, Any], param: str) -> str:
+    """An assistant message's ``tool_calls`` as text (``name(arguments)`` lines)."""
+    calls = raw.get("tool_calls")
+    if calls is None:
+        return ""
+    if not isinstance(calls, list):
+        raise RequestError("'tool_calls' must be an array", param=f"{param}.tool_calls")
+    lines: list[str] = []
+    for call in calls:
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict):
+            raise RequestError("each tool call needs a 'function'", param=f"{param}.tool_calls")
+        lines.append(f"{function.get('name')}({function.get('arguments')})")
+    return "\n".join(lines)
+
+
+def _flag(body: Mapping[str, Any], name: str) -> bool:
+    value = body.get(name)
+    if value is not None and not isinstance(value, bool):
+        raise RequestError(f"'{name}' must be a boolean", param=name)
+    return bool(value)
+
+
+def _unsupported(param: str, what: str) -> RequestError:
+    return RequestError(
+        f"'{param}' ({what}) is not supported by gridloom's simulated endpoint",
+        param=param,
+        code="unsupported_parameter",
+    )
+
+
+#: The fields :func:`_openai_options` reads (a request with none of them takes the defaults).
+_OPTION_FIELDS = frozenset(_UNSUPPORTED_OPENAI) | {
+    "modalities",
+    "n",
+    "stream",
+    "stream_options",
+    "tools",
+    "tool_choice",
+}
+
+
+def _openai_options(body: Mapping[str, Any]) -> dict[str, Any]:
+    """``n``, streaming and tools of a chat completion request; refuses what is unsupported."""
+    if _OPTION_FIELDS.isdisjoint(body):
+        return {}
+    for name, what in _UNSUPPORTED_OPENAI.items():
+        if body.get(name) not in (None, False):
+            raise _unsupported(name, what)
+    modalities = body.get("modalities")
+    if modalities is not None and modalities != ["text"]:
+        raise _unsupported("modalities", "output other than text")
+    n = body.get("n")
+    if n is None:
+        n = 1
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_CHOICES:
+        raise RequestError(
+            f"'n' must be an integer from 1 to {MAX_CHOICES} (the simulated endpoint's limit)",
+            param="n",
+            code="integer_above_max_value" if isinstance(n, int) and n > 1 else None,
+        )
+    stream = _flag(body, "stream")
+    include_usage = False
+    options = body.get("stream_options")
+    if options is not None:
+        if not stream:
+            raise RequestError(
+                "'stream_options' is only allowed when 'stream' is true", param="stream_options"
+            )
+        if not isinstance(options, dict):
+            raise RequestError("'stream_options' must be an object", param="stream_options")
+        include_usage = _flag(options, "include_usage")
+    tools, tool_choice = parse_openai_tools(body)
+    return {
+        "n": n,
+        "stream": stream,
+        "include_usage": include_usage,
+        "tools": tools,
+        "tool_choice": tool_choice,
+    }
 
 
 _OPENAI_ROLES = {"system": "system", "developer": "system", "user": "user"}
@@ -176,7 +301,10 @@ def parse_chat_completions(body: Mapping[str, Any]) -> GenerationRequest:
         role = _OPENAI_ROLES.get(raw.get("role"))  # type: ignore[arg-type]
         if role is None:
             raise RequestError(f"unknown role {raw.get('role')!r}", param=f"{param}.role")
-        messages.append(PromptMessage(role=role, text=_text_of(raw.get("content"), param)))
+        text = _text_of(raw.get("content"), param)
+        if role == "assistant" and (calls := _tool_calls_text(raw, param)):
+            text = f"{text}\n\n{calls}" if text else calls
+        messages.append(PromptMessage(role=role, text=text))
     schema: Any = None
     json_mode = False
     response_format = body.get("response_format")
@@ -204,6 +332,8 @@ def parse_chat_completions(body: Mapping[str, Any]) -> GenerationRequest:
         schema=schema,
         json_mode=json_mode,
         max_tokens=_max_tokens(body, "max_completion_tokens", "max_tokens"),
+        after_tool_result=raw_messages[-1].get("role") in ("tool", "function"),
+        **_openai_options(body),
     )
 
 
@@ -237,8 +367,21 @@ def parse_anthropic_messages(body: Mapping[str, Any]) -> GenerationRequest:
                 "'output_format.schema' must be a JSON Schema", param="output_format.schema"
             )
         schema = output_format["schema"]
+    tools, tool_choice = parse_anthropic_tools(body)
+    last = raw_messages[-1].get("content")
+    after_tool_result = raw_messages[-1]["role"] == "user" and any(
+        isinstance(block, dict) and block.get("type") == "tool_result"
+        for block in (last if isinstance(last, list) else ())
+    )
     return GenerationRequest(
-        model=model, messages=tuple(messages), schema=schema, max_tokens=max_tokens
+        model=model,
+        messages=tuple(messages),
+        schema=schema,
+        max_tokens=max_tokens,
+        tools=tools,
+        tool_choice=tool_choice,
+        after_tool_result=after_tool_result,
+        stream=_flag(body, "stream"),
     )
 
 

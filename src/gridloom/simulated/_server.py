@@ -51,7 +51,7 @@ def _loopback(host: str) -> str:
 
 @asynccontextmanager
 async def serve_simulated(
-    config: SimulationConfig, *, host: str = "127.0.0.1", port: int = 0
+    config: SimulationConfig, *, host: str = "127.0.0.1", port: int = 0, grace: float = 3.0
 ) -> AsyncIterator[SimulatedServer]:
     """Serve a :class:`SimulatedApp` over HTTP on loopback for the duration of the block.
 
@@ -65,6 +65,9 @@ async def serve_simulated(
         config: the behaviour of each model.
         host: a loopback address (``127.0.0.1``, ``::1`` or ``localhost``).
         port: the port; 0 picks a free one (read it from the yielded server).
+        grace: when the block ends, seconds that requests in progress get to finish (idle
+            keep-alive connections are closed at once, and no connection starts a new
+            request); then they are cut.
 
     Yields:
         The running server; it stops (gracefully) when the block ends. An exception raised in
@@ -79,7 +82,7 @@ async def serve_simulated(
     failure: Exception | None = None
     async with trio.open_nursery() as nursery:
         bound_host, bound_port = await nursery.start(
-            functools.partial(serve_http, app, address, port, shutdown=shutdown)
+            functools.partial(serve_http, app, address, port, shutdown=shutdown, grace=grace)
         )
         netloc = f"[{bound_host}]" if ":" in bound_host else bound_host
         netloc += f":{bound_port}"

@@ -1,0 +1,134 @@
+"""The Anthropic client enforces ``ChatRequest.response_format`` with a forced tool (or, with
+extended thinking on, with the schema in the system prompt), over httpx.MockTransport."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+from gridloom.clients import (
+    AnthropicClient,
+    ChatRequest,
+    Message,
+    ResponseFormat,
+    Secret,
+    build_http_client,
+)
+from gridloom.config import ProviderConfig
+
+FACTS = {"type": "object", "properties": {"facts": {"type": "array"}}, "required": ["facts"]}
+LIST = {"type": "array", "items": {"type": "integer"}}
+
+
+def provider(**extra_body: Any) -> ProviderConfig:
+    return ProviderConfig(
+        name="an", type="anthropic", endpoint="http://anthropic.test/v1", extra_body=extra_body
+    )
+
+
+async def exchange(
+    request: ChatRequest, reply: dict[str, Any], **extra_body: Any
+) -> tuple[dict[str, Any], str]:
+    """Send ``request``; the body that went out and the response text that came back."""
+    sent: list[Any] = []
+
+    def handler(http_request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(http_request.content))
+        return httpx.Response(200, json=reply)
+
+    config = provider(**extra_body)
+    http = build_http_client(config, [], transport=httpx.MockTransport(handler))
+    async with http:
+        client = AnthropicClient(http, provider=config, api_key=Secret("sk-test"))
+        response = await client.chat(request)
+    return sent[0], response.text
+
+
+def message(*blocks: dict[str, Any], stop: str = "tool_use") -> dict[str, Any]:
+    return {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-x",
+        "content": list(blocks),
+        "stop_reason": stop,
+        "usage": {"input_tokens": 10, "output_tokens": 5},
+    }
+
+
+def ask(schema: dict[str, Any], **extra_body: Any) -> ChatRequest:
+    return ChatRequest(
+        model="claude-x",
+        messages=[Message(role="system", content="Be exact."), Message(role="user", content="?")],
+        response_format=ResponseFormat(name="facts", schema=schema),
+        extra_body=extra_body,
+    )
+
+
+async def test_schema_is_a_forced_tool_and_its_input_is_the_answer() -> None:
+    """The schema goes as one tool's ``input_schema`` with ``tool_choice`` forcing it; the
+    ``tool_use`` input comes back as JSON text."""
+    call = {"type": "tool_use", "id": "toolu_1", "name": "facts", "input": {"facts": ["a"]}}
+    body, text = await exchange(ask(FACTS), message(call))
+    assert body["tools"] == [
+        {
+            "name": "facts",
+            "description": "Record the answer: the tool's input is the whole answer.",
+            "input_schema": FACTS,
+        }
+    ]
+    assert body["tool_choice"] == {"type": "tool", "name": "facts"}
+    assert body["system"] == "Be exact."
+    assert json.loads(text) == {"facts": ["a"]}
+
+
+async def test_a_schema_that_is_not_an_object_is_wrapped() -> None:
+    """A tool's input is an object: a schema of another type is wrapped as its property
+    ``value``, and unwrapped from the answer."""
+    call = {"type": "tool_use", "id": "toolu_1", "name": "facts", "input": {"value": [1, 2]}}
+    body, text = await exchange(ask(LIST), message(call))
+    assert body["tools"][0]["input_schema"] == {
+        "type": "object",
+        "properties": {"value": LIST},
+        "required": ["value"],
+        "additionalProperties": False,
+    }
+    assert json.loads(text) == [1, 2]
+
+
+async def test_with_extended_thinking_the_schema_goes_in_the_system_prompt() -> None:
+    """Anthropic forbids a forced tool with thinking on (from the request's or the provider's
+    ``extra_body``): no tool is sent, the system prompt ends with the schema, and the text
+    answer is returned as it is."""
+    thinking = {"type": "enabled", "budget_tokens": 1024}
+    reply = message({"type": "text", "text": '{"facts": []}'}, stop="end_turn")
+    for request, extra in (
+        (ask(FACTS, thinking=thinking), {}),
+        (ask(FACTS), {"thinking": thinking}),
+    ):
+        body, text = await exchange(request, reply, **extra)
+        assert "tools" not in body
+        assert "tool_choice" not in body
+        schema_text = json.dumps(FACTS, indent=2)
+        assert body["system"] == (
+            "Be exact.\n\nRespond with JSON only, valid against this JSON Schema:\n"
+            f"```json\n{schema_text}\n```"
+        )
+        assert text == '{"facts": []}'
+
+
+async def test_thinking_disabled_still_forces_the_tool() -> None:
+    """``thinking: {type: disabled}`` is not thinking: the tool is forced."""
+    call = {"type": "tool_use", "id": "toolu_1", "name": "facts", "input": {"facts": []}}
+    body, _ = await exchange(ask(FACTS, thinking={"type": "disabled"}), message(call))
+    assert body["tool_choice"] == {"type": "tool", "name": "facts"}
+
+
+async def test_without_a_tool_call_the_text_is_returned() -> None:
+    """A reply that ignores the tool (no ``tool_use`` block) gives its text, for the
+    structured generator to judge and correct."""
+    reply = message({"type": "text", "text": "no JSON here"}, stop="end_turn")
+    _, text = await exchange(ask(FACTS), reply)
+    assert text == "no JSON here"
