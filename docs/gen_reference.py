@@ -20,9 +20,11 @@ from gridloom.config import (
     COLUMN_KINDS,
     ColumnConfig,
     LatencyConfig,
+    LLMJudgeColumn,
     ModelConfig,
     PipelineConfig,
     ProviderConfig,
+    Rubric,
     RunConfig,
     SeedDatasetConfig,
     SimulatedModel,
@@ -89,6 +91,8 @@ def _default(field: attrs.Attribute[Any]) -> str:
         return f"`{str(value).lower()}`"
     if value == ():
         return "`[]`"
+    if value == "":
+        return '`""`'
     return f"`{value}`" if isinstance(value, str) else f"`{value!r}`"
 
 
@@ -110,9 +114,19 @@ def _split_doc(cls: type) -> tuple[str, dict[str, str]]:
     return prose.strip().replace("``", "`"), {k: v.replace("``", "`") for k, v in described.items()}
 
 
+def _described(cls: type) -> dict[str, str]:
+    """The meaning of each field: the ``Attributes:`` entries of ``cls`` and of the classes it
+    inherits fields from (``LLMColumn`` for every ``llm_*`` kind), the nearest class winning."""
+    described: dict[str, str] = {}
+    for base in reversed(cls.__mro__):
+        if base is not object:
+            described.update(_split_doc(base)[1])
+    return described
+
+
 def _table(cls: type, skip: frozenset[str] = frozenset()) -> list[str]:
     hints = typing.get_type_hints(cls)
-    _, described = _split_doc(cls)
+    described = _described(cls)
     rows = ["| field | type | default | meaning |", "|---|---|---|---|"]
     for field in attrs.fields(cls):
         if field.name in skip:
@@ -146,6 +160,8 @@ def render() -> str:
     common = frozenset(f.name for f in attrs.fields(ColumnConfig))
     for kind, cls in COLUMN_KINDS.items():
         out += [f"### `{kind}`", "", _doc(cls), "", *_table(cls, common), ""]
+        if cls is LLMJudgeColumn:
+            out += [f"#### `{kind}.rubrics[]`", "", _doc(Rubric), "", *_table(Rubric), ""]
     return "\n".join(out).rstrip() + "\n"
 
 

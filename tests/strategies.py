@@ -403,3 +403,72 @@ def json_schemas(draw: st.DrawFn) -> dict[str, Any]:
     refs = st.sampled_from([{"$ref": f"#/$defs/{name}"} for name in sorted(defs)])
     body: dict[str, Any] = draw(_schema_trees(refs if defs else st.nothing()))
     return {**body, "$defs": defs} if defs else body
+
+
+# --------------------------------------------------------------------------- fields of schemas
+
+#: Names a template can read with a dot: not a Jinja keyword, not a method Jinja would find
+#: on a dict first (``items``, ``keys``, ...).
+_JINJA_WORDS = frozenset(
+    {"and", "or", "not", "in", "is", "if", "else", "true", "false", "none", "for", "recursive"}
+)
+field_names = identifiers.filter(lambda name: name not in _JINJA_WORDS and name not in dir(dict))
+
+
+def _closed_object(children: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]:
+    """An object schema with at least one property that lets no other field in (saying
+    ``additionalProperties: false``, or not mentioning it)."""
+    return st.builds(
+        lambda properties, explicit: {
+            "type": "object",
+            "properties": properties,
+            **({"additionalProperties": False} if explicit else {}),
+        },
+        st.dictionaries(field_names, children, min_size=1, max_size=4),
+        st.booleans(),
+    )
+
+
+#: Object schemas whose objects (nested, or inside arrays) are all closed.
+closed_object_schemas = st.recursive(
+    st.sampled_from([{"type": "string"}, {"type": "integer"}, {"type": "boolean"}]),
+    lambda children: st.one_of(
+        _closed_object(children),
+        st.builds(lambda items: {"type": "array", "items": items}, children),
+    ),
+    max_leaves=10,
+).flatmap(
+    lambda schema: (
+        st.just(schema) if schema.get("type") == "object" else _closed_object(st.just(schema))
+    )
+)
+
+
+@st.composite
+def schema_paths(draw: st.DrawFn, schema: dict[str, Any]) -> list[str | int]:
+    """A path that exists in ``schema``: property names through objects, indices through
+    arrays; it may stop anywhere."""
+    path: list[str | int] = []
+    node = schema
+    while node.get("type") in ("object", "array") and (not path or draw(st.booleans())):
+        if node["type"] == "object":
+            name = draw(st.sampled_from(sorted(node["properties"])))
+            path.append(name)
+            node = node["properties"][name]
+        else:
+            path.append(draw(st.integers(0, 3)))
+            node = node["items"]
+    return path
+
+
+@st.composite
+def jinja_reads(draw: st.DrawFn, root: str, path: list[str | int]) -> str:
+    """A Jinja expression reading ``path`` from ``root``, each step spelt one of the ways
+    Jinja allows: ``.name`` or ``["name"]``; ``[0]`` or ``.0``."""
+    text = root
+    for step in path:
+        if isinstance(step, int):
+            text += draw(st.sampled_from([f"[{step}]", f".{step}"]))
+        else:
+            text += draw(st.sampled_from([f".{step}", f'["{step}"]', f"['{step}']"]))
+    return text

@@ -53,9 +53,13 @@ def test_unknown_key_inside_kind_params() -> None:
         "a",
         "uniform.hihg",
         "did you mean 'high'?",
-        "(and 1 more error)",
     )
     assert str(err).startswith("column 'a', field 'uniform.hihg': unknown key 'hihg'")
+    assert [(i.column, i.field) for i in err.issues] == [
+        ("a", "uniform.hihg"),
+        ("a", "uniform.high"),
+    ]
+    assert "more error" not in str(err)
 
 
 def test_unknown_key_without_close_match_lists_allowed_keys() -> None:
@@ -313,8 +317,9 @@ def test_empty_column_name() -> None:
 # --------------------------------------------------------------------------- several errors
 
 
-def test_first_error_reported_with_count_of_the_rest() -> None:
-    """With several problems, the first is reported and the rest are counted."""
+def test_every_error_is_listed() -> None:
+    """With several problems, every one is kept (``issues``) and shown on its own line, the
+    first one first; nothing is hidden behind a count."""
     doc = {
         "columns": [
             {"name": "a", "bernoulli": {"p": 2}},
@@ -322,10 +327,18 @@ def test_first_error_reported_with_count_of_the_rest() -> None:
         ],
         "run": {"row_group_size": "big"},
     }
-    err = _check(doc, "a", "bernoulli.p", "(and 2 more errors)")
-    assert str(err) == (
-        "column 'a', field 'bernoulli.p': p must be between 0 and 1, got 2.0 (and 2 more errors)"
-    )
+    err = _check(doc, "a", "bernoulli.p")
+    assert [(i.column, i.field) for i in err.issues] == [
+        ("a", "bernoulli.p"),
+        ("b", "uniform.high"),
+        (None, "run.row_group_size"),
+    ]
+    assert str(err).splitlines() == [
+        "column 'a', field 'bernoulli.p': p must be between 0 and 1, got 2.0",
+        "  column 'b', field 'uniform.high': high (1.0) must be >= low (5.0)",
+        "  field 'run.row_group_size': expected an integer, got str 'big'",
+    ]
+    assert err.message == "p must be between 0 and 1, got 2.0"
 
 
 # --------------------------------------------------------------------------- files
@@ -385,3 +398,24 @@ def test_structure_error_from_file_notes_the_file(tmp_path: Path) -> None:
         load_config(path)
     assert (info.value.column, info.value.field) == ("a", "bernoulli.p")
     assert any("p.yaml" in note for note in info.value.__notes__)
+
+
+def test_pipeline_level_problems_are_all_listed() -> None:
+    """Duplicate names, unknown providers and unknown model aliases are all reported, not only
+    the first."""
+    doc = {
+        "providers": [{"name": "sim", "type": "simulated"}],
+        "models": [{"alias": "m", "provider": "nope", "model": "x"}],
+        "columns": [
+            {"name": "a", "uuid": {}},
+            {"name": "a", "uuid": {}},
+            {"name": "t", "llm_text": {"model": "writer", "prompt": "hi"}},
+        ],
+    }
+    err = _check(doc, "a", "name")
+    assert [(i.column, i.field) for i in err.issues] == [
+        ("a", "name"),
+        (None, "models[0].provider"),
+        ("t", "llm_text.model"),
+    ]
+    assert len(str(err).splitlines()) == 3

@@ -188,3 +188,44 @@ def test_validate_accepts_a_yaml_path_and_resolves_relative_paths(tmp_path: Path
     )
     graph = gl.validate(tmp_path / "p.yaml")
     assert graph.schema.names == ["x", "y"]
+
+
+def test_every_compile_error_is_listed() -> None:
+    """Compiling goes on past a bad column: template errors, unknown references, a cycle and a
+    generator that cannot be built are all listed, in one error of the first one's type."""
+    with pytest.raises(gl.ConfigError) as info:
+        compile_pipeline(
+            pipeline(
+                {"name": "a", "category": {"values": ["x"]}},
+                {"name": "b", "expression": "{{ a "},
+                {"name": "c", "expression": "{{ topik }} {{ a }}"},
+                {"name": "d", "expression": "{{ e }}"},
+                {"name": "e", "expression": "{{ d }}"},
+                {"name": "f", "custom": {"function": "no_such_module_xyz:f"}},
+                {"name": "g", "expression": "{{ b }} {{ c }} fine"},
+            )
+        )
+    err = info.value
+    assert isinstance(err, gl.TemplateError)
+    assert [(i.column, i.field) for i in err.issues] == [
+        ("b", "expression.template"),
+        ("c", "expression.template"),
+        ("d", None),
+        ("f", "function"),
+    ]
+    assert "references unknown column 'topik'" in err.issues[1].message
+    assert "d -> e -> d" in err.issues[2].message
+    lines = str(err).splitlines()
+    assert len(lines) == 4
+    assert lines[0].startswith("column 'b', field 'expression.template': template does not parse")
+    assert lines[1].startswith("  column 'c', field 'expression.template': references unknown")
+
+
+def test_one_compile_error_is_raised_as_before() -> None:
+    """With one problem the error is exactly the one raised before errors were collected."""
+    with pytest.raises(gl.UnknownReferenceError) as info:
+        compile_pipeline(pipeline({"name": "a", "expression": "{{ b }}"}))
+    assert len(info.value.issues) == 1
+    assert (
+        str(info.value) == "column 'a', field 'expression.template': references unknown column 'b'"
+    )

@@ -6,7 +6,8 @@ already catches ``ValueError`` for bad input keeps working::
 
     GridloomError
     ├── ConfigError (ValueError)          the pipeline description is wrong
-    │   ├── UnknownReferenceError         a template or depends_on names an unknown column
+    │   ├── UnknownReferenceError         a template or depends_on names an unknown column,
+    │   │                                 or a field a structured column's schema lacks
     │   ├── CycleError                    columns depend on each other in a loop
     │   └── TemplateError                 a Jinja template does not parse
     ├── GenerationError                   a generator failed on a cell or batch
@@ -27,18 +28,24 @@ already catches ``ValueError`` for bad input keeps working::
     │   └── OutputExistsError             the directory already holds a run
     └── RunError                          a run could not complete
 
-Messages name the column, model or file involved. :func:`is_retryable` tells a failure
-that may pass (the cell is tried again later) from one that will not (its row is dropped).
+Messages name the column, model or file involved. A :class:`ConfigError` lists every problem
+found (``issues``, one :class:`ConfigIssue` each), not only the first. :func:`is_retryable`
+tells a failure that may pass (the cell is tried again later) from one that will not (its row
+is dropped).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
+
+import attrs
 
 __all__ = [
     "AuthenticationFailed",
     "BadRequest",
     "ConfigError",
+    "ConfigIssue",
     "ConnectionFailed",
     "ContextLengthExceeded",
     "CycleError",
@@ -65,27 +72,84 @@ class GridloomError(Exception):
     """Root of every error gridloom raises on purpose."""
 
 
-class ConfigError(GridloomError, ValueError):
-    """The pipeline configuration is invalid.
+@attrs.frozen
+class ConfigIssue:
+    """One problem in a pipeline configuration.
 
     Attributes:
+        message: what is wrong, without the location.
         column: name of the column at fault, when there is one.
         field: dotted path of the field at fault inside the column or section.
     """
 
-    def __init__(self, message: str, *, column: str | None = None, field: str | None = None):
-        self.column = column
-        self.field = field
-        self.message = message
-        super().__init__(self._render())
+    message: str
+    column: str | None = None
+    field: str | None = None
 
-    def _render(self) -> str:
+    def __str__(self) -> str:
         where = []
         if self.column is not None:
             where.append(f"column {self.column!r}")
         if self.field:
             where.append(f"field {self.field!r}")
         return f"{', '.join(where)}: {self.message}" if where else self.message
+
+
+class ConfigError(GridloomError, ValueError):
+    """The pipeline configuration is invalid.
+
+    ``str(error)`` is the first problem on the first line, then each further problem on a line
+    of its own. The exception's type is that of the first problem.
+
+    Attributes:
+        column: name of the column at fault in the first problem, when there is one.
+        field: dotted path of the field at fault inside the column or section (first problem).
+        message: the first problem, without its location.
+        issues: every problem found, the first one first.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        column: str | None = None,
+        field: str | None = None,
+        more: Iterable[ConfigIssue] = (),
+    ):
+        self.column = column
+        self.field = field
+        self.message = message
+        self.issues: tuple[ConfigIssue, ...] = (ConfigIssue(message, column, field), *more)
+        super().__init__(self._render())
+
+    @classmethod
+    def from_issues(cls, issues: Iterable[ConfigIssue]) -> ConfigError:
+        """One error listing ``issues`` (``"invalid configuration"`` when there are none)."""
+        first, *rest = tuple(issues) or (ConfigIssue("invalid configuration"),)
+        return cls(first.message, column=first.column, field=first.field, more=rest)
+
+    @staticmethod
+    def gather(errors: Iterable[ConfigError]) -> ConfigError:
+        """The first of ``errors`` (keeping its type), with the problems of the others added.
+
+        Raises:
+            ValueError: ``errors`` is empty.
+        """
+        first, *rest = errors
+        first.add(issue for error in rest for issue in error.issues)
+        return first
+
+    def add(self, issues: Iterable[ConfigIssue]) -> None:
+        """List further problems after those already held."""
+        self.issues = (*self.issues, *issues)
+        self.args = (self._render(),)
+
+    def _render(self) -> str:
+        first, *rest = self.issues
+        return "\n".join([str(first), *(f"  {issue}" for issue in rest)])
+
+    def __str__(self) -> str:
+        return self._render()
 
 
 class UnknownReferenceError(ConfigError):

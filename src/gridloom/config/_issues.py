@@ -3,8 +3,8 @@
 Structuring a pipeline can fail in many places at once; cattrs reports that as a tree of
 exception groups whose leaves carry notes saying which attribute or index they came from.
 :func:`collect` flattens such a tree into :class:`Issue` values with a path from the root of the
-pipeline, and :func:`to_config_error` turns the first one into the error the user sees,
-mentioning how many more there are.
+pipeline, and :func:`to_config_error` turns them into the one error the user sees, which lists
+every problem.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from cattrs.errors import (
     IterableValidationNote,
 )
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ConfigIssue
 from ._columns import ColumnConfig
 
 __all__ = [
@@ -153,8 +153,10 @@ def collect(exc: BaseException, path: tuple[PathPart, ...] = ()) -> list[Issue]:
             for key in sorted(exc.extra_fields, key=str)
         ]
     if isinstance(exc, ConfigError):
-        where = (*path, exc.field) if exc.field else path
-        return [Issue(exc.message, where, exc.column)]
+        return [
+            Issue(issue.message, (*path, issue.field) if issue.field else path, issue.column)
+            for issue in exc.issues
+        ]
     if _is_missing_key(exc):
         return [Issue("required field is missing", path)]
     if isinstance(exc, ValueError | TypeError | CattrsError):
@@ -163,16 +165,13 @@ def collect(exc: BaseException, path: tuple[PathPart, ...] = ()) -> list[Issue]:
 
 
 def to_config_error(issues: Sequence[Issue]) -> ConfigError:
-    """One error for the first issue, saying how many more were found.
+    """One error listing every issue (``ConfigError.issues``), the first one in its message.
 
     Unknown keys come first: a misspelt key also shows up as a missing one, and the typo is
     what the user needs to see.
     """
-    if not issues:
-        return ConfigError("invalid configuration")
-    first = sorted(issues, key=lambda issue: not issue.unknown_key)[0]
-    message = first.message
-    more = len(issues) - 1
-    if more:
-        message += f" (and {more} more error{'s' if more > 1 else ''})"
-    return ConfigError(message, column=first.column, field=render_path(first.path) or None)
+    ordered = sorted(issues, key=lambda issue: not issue.unknown_key)
+    return ConfigError.from_issues(
+        ConfigIssue(issue.message, issue.column, render_path(issue.path) or None)
+        for issue in ordered
+    )

@@ -13,6 +13,7 @@ import difflib
 import heapq
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import attrs
 import jinja2
@@ -23,6 +24,7 @@ from ..errors import ConfigError, CycleError, TemplateError, UnknownReferenceErr
 from ..generators import BuildContext, ColumnGenerator, SeedDatasetGenerator, build_generator
 from ..generators._jinja import template_variables
 from ..generators.base import Granularity
+from ._fields import field_problems, value_schema
 
 __all__ = ["ExecutionGraph", "Node", "compile_pipeline"]
 
@@ -99,18 +101,26 @@ def _suggest(name: str, known: Iterable[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
-def _references(column: ColumnConfig, known: Mapping[str, int]) -> dict[str, str]:
-    """Referenced column → the field that references it; raises on syntax or unknown names."""
+def _references(
+    column: ColumnConfig, known: Mapping[str, int], schemas: Mapping[str, Mapping[str, Any]]
+) -> tuple[dict[str, str], list[ConfigError]]:
+    """Referenced column → the field that references it, and the column's problems: templates
+    that do not parse, unknown names, fields of structured columns that their schemas lack."""
     refs: dict[str, str] = {}
-    for field, source in column.templates().items():
+    problems: list[ConfigError] = []
+    templates = column.templates()
+    for field, source in templates.items():
         try:
             names = template_variables(source)
         except jinja2.TemplateSyntaxError as exc:
-            raise TemplateError(
-                f"template does not parse: {exc.message} (line {exc.lineno})",
-                column=column.name,
-                field=f"{column.kind}.{field}",
-            ) from None
+            problems.append(
+                TemplateError(
+                    f"template does not parse: {exc.message} (line {exc.lineno})",
+                    column=column.name,
+                    field=f"{column.kind}.{field}",
+                )
+            )
+            continue
         for name in sorted(names):
             refs.setdefault(name, f"{column.kind}.{field}")
     for field, names_ in column.direct_references().items():
@@ -119,12 +129,26 @@ def _references(column: ColumnConfig, known: Mapping[str, int]) -> dict[str, str
             refs.setdefault(name, path)
     for name, path in refs.items():
         if name not in known:
-            raise UnknownReferenceError(
-                f"references unknown column {name!r}{_suggest(name, known)}",
-                column=column.name,
-                field=path,
+            problems.append(
+                UnknownReferenceError(
+                    f"references unknown column {name!r}{_suggest(name, known)}",
+                    column=column.name,
+                    field=path,
+                )
             )
-    return refs
+    read = {name: schemas[name] for name in refs if name in schemas and name != column.name}
+    for field, source in templates.items() if read else ():
+        try:
+            found = field_problems(source, read)
+        except jinja2.TemplateSyntaxError:
+            continue  # reported above
+        problems.extend(
+            UnknownReferenceError(
+                problem.message(), column=column.name, field=f"{column.kind}.{field}"
+            )
+            for problem in found
+        )
+    return refs, problems
 
 
 def _find_cycle(edges: Mapping[int, Sequence[int]], among: set[int]) -> list[int]:
@@ -162,7 +186,12 @@ def compile_pipeline(config: PipelineConfig, *, base_dir: Path | None = None) ->
 
     Raises:
         ConfigError: with the column and field at fault (subclasses name the kind of problem).
+            Every column is checked: the error lists all the problems found (``issues``) and
+            has the type of the first. A column whose own checks fail is not built, nor are
+            the columns downstream of it.
     """
+    problems: list[ConfigError] = []
+    failed: set[int] = set()  # slots with a problem of their own or upstream
     # Node slots in config order: the seed dataset first, then each column.
     seed: SeedDatasetGenerator | None = None
     names: list[str] = []
@@ -180,22 +209,35 @@ def compile_pipeline(config: PipelineConfig, *, base_dir: Path | None = None) ->
             if output in producer:
                 owner = names[producer[output]]
                 what = "a seed dataset column" if owner == SEED_NODE else f"column {owner!r}"
-                raise ConfigError(
-                    f"{what} already fills a column named {output!r}",
-                    column=column.name,
-                    field="name",
+                problems.append(
+                    ConfigError(
+                        f"{what} already fills a column named {output!r}",
+                        column=column.name,
+                        field="name",
+                    )
                 )
+                failed.add(offset + i)
+                continue
             producer[output] = offset + i
         names.append(column.name)
         outputs.append(column.output_names())
 
     # Edges from references.
     upstream: dict[int, set[int]] = {i: set() for i in range(len(names))}
+    schemas = {c.name: schema for c in config.columns if (schema := value_schema(c)) is not None}
     for i, column in enumerate(config.columns):
         slot = offset + i
-        for ref in _references(column, producer):
+        refs, found = _references(column, producer, schemas)
+        if found:
+            problems.extend(found)
+            failed.add(slot)
+        for ref in refs:
+            if ref not in producer:
+                continue
             if producer[ref] == slot:
-                raise CycleError([column.name, column.name])
+                problems.append(CycleError([column.name, column.name]))
+                failed.add(slot)
+                continue
             upstream[slot].add(producer[ref])
     downstream: dict[int, list[int]] = {i: [] for i in range(len(names))}
     for v, ups in upstream.items():
@@ -217,7 +259,7 @@ def compile_pipeline(config: PipelineConfig, *, base_dir: Path | None = None) ->
     if len(order) < len(names):
         left = set(range(len(names))) - set(order)
         cycle = _find_cycle({u: sorted(vs) for u, vs in downstream.items()}, left)
-        raise CycleError([names[u] for u in cycle])
+        problems.append(CycleError([names[u] for u in cycle]))
 
     # Build generators in topological order so each sees its upstream types.
     position = {slot: pos for pos, slot in enumerate(order)}
@@ -228,6 +270,9 @@ def compile_pipeline(config: PipelineConfig, *, base_dir: Path | None = None) ->
     ancestors: dict[int, set[str]] = {}
     nodes: list[Node] = []
     for pos, slot in enumerate(order):
+        if slot in failed or failed & upstream[slot]:
+            failed.add(slot)  # its upstream types are unknown: building it would mislead
+            continue
         generator: ColumnGenerator
         if seed is not None and slot == 0:
             generator = seed
@@ -240,7 +285,12 @@ def compile_pipeline(config: PipelineConfig, *, base_dir: Path | None = None) ->
                 base_dir=base_dir,
                 models=models,
             )
-            generator = build_generator(column, ctx)
+            try:
+                generator = build_generator(column, ctx)
+            except ConfigError as exc:
+                problems.append(exc)
+                failed.add(slot)
+                continue
         if tuple(generator.outputs) != outputs[slot]:
             raise ConfigError(  # pragma: no cover - a generator bug, not a user error
                 f"generator {type(generator).__name__} declares outputs "
@@ -266,6 +316,9 @@ def compile_pipeline(config: PipelineConfig, *, base_dir: Path | None = None) ->
                 generator=generator,
             )
         )
+
+    if problems:
+        raise ConfigError.gather(problems)
 
     dropped = {column.name for column in config.columns if column.drop}
     fields = [

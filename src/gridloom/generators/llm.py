@@ -46,6 +46,8 @@ __all__ = [
 ]
 
 _FENCE = re.compile(r"```[ \t]*([\w+#.-]*)[ \t]*\n(.*?)```", re.DOTALL)
+#: Where Jinja syntax starts: text without it renders as itself.
+_JINJA_SYNTAX = re.compile(r"\{[{%#]")
 
 
 def _compile(column: str, field: str, source: str) -> jinja2.Template:
@@ -302,18 +304,50 @@ class LLMJudgeGenerator(LLMStructuredGenerator):
             schema=judge_schema(config.rubrics),
             max_corrections=config.max_correction_attempts,
         )
+        # A rubric's description and its scores' meanings are templates over the row, like
+        # the prompt; text without Jinja syntax is kept as is (and rendered once, below).
+        self._rubrics = [
+            (
+                rubric,
+                self._rubric_text(f"rubrics[{i}].description", rubric.description),
+                [
+                    (score, self._rubric_text(f"rubrics[{i}].scores.{score}", meaning))
+                    for score, meaning in rubric.scores.items()
+                ],
+            )
+            for i, rubric in enumerate(config.rubrics)
+        ]
+        templated = any(
+            not isinstance(text, str)
+            for _, description, meanings in self._rubrics
+            for text in (description, *(meaning for _, meaning in meanings))
+        )
+        self._instructions = None if templated else self.instructions({})
+
+    def _rubric_text(self, field: str, text: str) -> str | jinja2.Template:
+        if _JINJA_SYNTAX.search(text) is None:
+            return text
+        return _compile(self.name, f"{self.config.kind}.{field}", text)
+
+    def instructions(self, row: Mapping[str, Any]) -> str:
+        """The judging instructions, with each rubric's texts rendered over ``row``."""
+
+        def text(piece: str | jinja2.Template) -> str:
+            return piece if isinstance(piece, str) else _render(self.name, piece, row)
+
         lines = [
             "You are a careful judge. Score the user's material on each rubric below, choosing"
             " one of the listed scores, and give a one-sentence reason for each."
         ]
-        for rubric in config.rubrics:
-            lines.append(f"\nRubric {rubric.name!r}: {rubric.description}".rstrip(": "))
-            lines.extend(f"  {score}: {meaning}" for score, meaning in rubric.scores.items())
-        self._instructions = "\n".join(lines)
+        for rubric, description, meanings in self._rubrics:
+            lines.append(f"\nRubric {rubric.name!r}: {text(description)}".rstrip(": "))
+            lines.extend(f"  {score}: {text(meaning)}" for score, meaning in meanings)
+        return "\n".join(lines)
 
     def system_text(self, row: Mapping[str, Any]) -> str | None:
         own = super().system_text(row)
-        return f"{own}\n\n{self._instructions}" if own else self._instructions
+        rules = self._instructions if self._instructions is not None else self.instructions(row)
+        return f"{own}\n\n{rules}" if own else rules
 
 
 class EmbeddingGenerator(ColumnGenerator):
