@@ -370,6 +370,21 @@ def test_public_names_are_sorted_and_importable() -> None:
         assert hasattr(gl, name), name
 
 
+def test_the_namespace_has_no_stray_names() -> None:
+    """Every public name of the gridloom namespace is in __all__ or is one of its subpackages
+    (no `annotations` from a __future__ import, no `version` or `PackageNotFoundError`)."""
+    import types
+
+    stray = [
+        name
+        for name in dir(gl)
+        if not name.startswith("_")
+        and name not in gl.__all__
+        and not isinstance(getattr(gl, name), types.ModuleType)
+    ]
+    assert stray == []
+
+
 async def test_fill_to_target_replaces_dropped_rows(tmp_path: Path, autojump_clock: Any) -> None:
     """With fill_to_target, rows dropped by a failing cell are replaced by top-up row groups
     (new row ids after the planned ones) until num_records rows are written; the budget caps

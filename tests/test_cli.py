@@ -54,7 +54,7 @@ def test_create_writes_a_dataset_and_refuses_to_clobber_it(tmp_path: Path) -> No
     out = tmp_path / "out"
     proc = gridloom("create", EXAMPLE, "-n", "250", "-o", out)
     assert proc.returncode == 0, proc.stderr
-    assert "wrote 250 of 250 rows" in proc.stdout
+    assert "250 of 250 rows written to " in proc.stdout
     assert pq.read_table(out / "data").num_rows == 250
     again = gridloom("create", EXAMPLE, "-n", "250", "-o", out)
     assert again.returncode == 3

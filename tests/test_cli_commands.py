@@ -37,7 +37,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 TIMEOUT = 60.0
 
 #: An LLM pipeline on the simulated endpoint; ``checked`` drops the rows whose ``n`` is a
-#: multiple of 7 (division by zero).
+#: multiple of 7 (division by zero), which ``allow_drops`` lets go (by default).
 PIPELINE = """\
 providers:
   - name: sim
@@ -53,14 +53,17 @@ columns:
     llm_text: {model: writer, prompt: "Summarize {{ topic }} number {{ n }}."}
   - name: checked
     expression: {template: "{{ n // (n % 7) }}", dtype: int}
-run: {row_group_size: ROWS_PER_GROUP, max_row_groups_in_flight: 1, seed: 3}
+run: {row_group_size: ROWS_PER_GROUP, max_row_groups_in_flight: 1, seed: 3, allow_drops: ALLOW}
 """
 
 
-def pipeline(folder: Path, *, latency: float = 0.001, rows_per_group: int = 10) -> Path:
+def pipeline(
+    folder: Path, *, latency: float = 0.001, rows_per_group: int = 10, allow_drops: float = 0.5
+) -> Path:
     """Write :data:`PIPELINE` to ``folder/pipeline.yaml``."""
     config = folder / "pipeline.yaml"
     text = PIPELINE.replace("LATENCY", str(latency)).replace("ROWS_PER_GROUP", str(rows_per_group))
+    text = text.replace("ALLOW", str(allow_drops))
     config.write_text(text)
     return config
 
@@ -380,10 +383,55 @@ def test_create_then_inspect(tmp_path: Path) -> None:
     assert info["problems"] == []
     assert info["sample"] == pq.read_table(out / "data").slice(0, 2).to_pylist()
 
+    assert info["drop_examples"] == summary["drop_examples"]
+    [example] = info["drop_examples"]
+    assert example["column"] == "checked"
+    assert example["rows"] == summary["num_dropped"]
+    assert "ZeroDivisionError" in example["message"]
+    dropped = pq.read_table(out / "dropped").to_pylist()
+    assert {"row_id": example["row_id"], "column": "checked"}.items() <= dropped[0].items()
+
     result = invoke("inspect", out)
     assert result.exit_code == 0
-    for part in ("complete", "drop reasons:", "GenerationError", "schema:", "sample (first 5"):
+    for part in (
+        "complete",
+        "dropped rows, by reason:",
+        f"checked · GenerationError · {summary['num_dropped']} row",
+        f"row {example['row_id']}: template failed to render: ZeroDivisionError",
+        "schema:",
+        "sample (first 5",
+    ):
         assert part in result.stdout
+
+
+def test_a_run_short_of_rows_exits_5_with_its_reasons(tmp_path: Path) -> None:
+    """With run.allow_drops 0 (the default) a run that drops rows ends "incomplete" and exits
+    5, its text and JSON output saying why with an example per reason; inspect and preview
+    say so too. (It used to end "complete" and exit 0 having written 0 of 30 rows.)"""
+    config = pipeline(tmp_path, allow_drops=0.0)
+    out = tmp_path / "out"
+    proc = gridloom("create", config, "-n", "30", "-o", out)
+    assert proc.returncode == 5, proc.stderr
+    assert "ended: incomplete:" in proc.stdout
+    assert "checked · GenerationError" in proc.stdout
+    assert "ZeroDivisionError" in proc.stdout
+    doc = checked(
+        "create", invoke("create", config, "-n", "30", "-o", out, "--overwrite", "--json").stdout
+    )
+    assert doc["ok"] is False
+    assert doc["error"]["type"] == "RunIncomplete"
+    assert doc["status"] == "incomplete"
+    assert doc["shortfall"]["missing"] == doc["num_dropped"] > 0
+    assert doc["shortfall"]["allowed"] == 0
+    assert "ZeroDivisionError" in doc["drop_examples"][0]["message"]
+    info = checked("inspect", gridloom("inspect", out, "--json").stdout)
+    assert info["status"] == "incomplete"
+    assert info["resume_command"] is None
+    preview = invoke("preview", config, "-n", "30", "--json")
+    assert preview.exit_code == 5
+    shown = checked("preview", preview.stdout)
+    assert shown["status"] == "incomplete"
+    assert shown["drop_examples"][0]["column"] == "checked"
 
 
 def test_inspect_and_resume_need_a_run_directory(tmp_path: Path) -> None:
@@ -469,7 +517,7 @@ def test_resume_finds_functions_next_to_the_original_config(tmp_path: Path) -> N
     assert json.loads((out / "metadata.json").read_text())["base_dir"] == str(original.resolve())
     proc = gridloom("resume", out, "-n", "15")
     assert proc.returncode == 0, proc.stderr
-    assert "wrote 15 of 15 rows" in proc.stdout
+    assert "15 of 15 rows written to " in proc.stdout
     moved = tmp_path / "moved"
     original.rename(moved)
     result = invoke("resume", out, "-n", "20")
@@ -479,7 +527,7 @@ def test_resume_finds_functions_next_to_the_original_config(tmp_path: Path) -> N
     assert "--base-dir" in line
     proc = gridloom("resume", out, "--base-dir", moved, "-n", "20")
     assert proc.returncode == 0, proc.stderr
-    assert "wrote 20 of 20 rows" in proc.stdout
+    assert "20 of 20 rows written to " in proc.stdout
 
 
 # --------------------------------------------------------------------------- simulate

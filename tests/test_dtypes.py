@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from gridloom.errors import ConfigError, ValueTypeError
 from gridloom.generators import arrow_type, coerce, infer_arrow_type, normalize_values
+from gridloom.generators._dtypes import json_text
 
 JSON_SCALARS = (
     st.none()
@@ -76,9 +77,10 @@ def test_unknown_dtype_is_a_config_error() -> None:
         ("-PT1.5S", "timedelta", dt.timedelta(seconds=-1.5)),
         ("-1 day, 23:00:00", "timedelta", dt.timedelta(hours=-1)),
         (2.5, "timedelta", dt.timedelta(seconds=2.5)),
-        ({"a": [1, 2]}, "json", '{"a": [1, 2]}'),
-        ([], "json", "[]"),
-        (' {"a": 1} ', "json", ' {"a": 1} '),
+        ({"a": [1, 2]}, "json", {"a": [1, 2]}),
+        ([], "json", []),
+        (' {"a": 1} ', "json", {"a": 1}),
+        ('"text"', "json", "text"),
         (12, "string", "12"),
         ({"k": "v"}, "string", '{"k": "v"}'),
         (b"abc", "string", "abc"),
@@ -87,11 +89,12 @@ def test_unknown_dtype_is_a_config_error() -> None:
     ],
 )
 def test_coerce_converts_values(value: Any, dtype: str, expected: Any) -> None:
-    """coerce converts text and Python values into what Arrow stores for the dtype."""
+    """coerce converts text and Python values into what Arrow stores for the dtype (a json
+    column's value is the parsed one, stored as its JSON text)."""
     result = coerce(value, dtype, column="c")
     assert result == expected
     assert type(result) is type(expected)
-    pa.array([result], type=arrow_type(dtype))
+    pa.array([json_text(result) if dtype == "json" else result], type=arrow_type(dtype))
 
 
 @pytest.mark.parametrize(
@@ -156,16 +159,23 @@ def test_timedelta_text_round_trips(delta: dt.timedelta) -> None:
 
 @given(JSON_CONTAINERS)
 def test_json_values_round_trip(value: Any) -> None:
-    """Lists and dicts are stored as JSON text that loads back to them."""
-    text = coerce(value, "json", column="c")
+    """Lists and dicts stay themselves in memory and are stored as JSON text that loads back
+    to them."""
+    kept = coerce(value, "json", column="c")
+    assert kept == value
+    text = json_text(kept)
+    assert text is not None
     assert json.loads(text) == value
 
 
 @given(JSON)
-def test_json_text_is_kept_as_is(value: Any) -> None:
-    """Valid JSON text is validated and stored unchanged."""
+def test_json_text_is_parsed(value: Any) -> None:
+    """Valid JSON text becomes its value (what downstream templates see), stored as JSON text
+    that loads back to it."""
     text = json.dumps(value)
-    assert coerce(text, "json", column="c") == text
+    parsed = coerce(text, "json", column="c")
+    assert parsed == value
+    assert json.loads(json_text(parsed) or "null") == value
 
 
 @given(st.booleans())

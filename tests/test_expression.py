@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pytest
 
+import gridloom as gl
 from gridloom.config._columns import ExpressionColumn
 from gridloom.errors import (
     ConfigError,
@@ -51,7 +54,7 @@ def test_renders_the_row_and_strips_whitespace() -> None:
         ("{{ a < b }}", "bool", True, pa.bool_()),
         ("2024-01-0{{ a }}T08:00", "datetime", dt.datetime(2024, 1, 2, 8), pa.timestamp("us")),
         ("P{{ b }}D", "timedelta", dt.timedelta(days=3), pa.duration("us")),
-        ('{"sum": {{ a + b }}}', "json", '{"sum": 5}', pa.string()),
+        ('{"sum": {{ a + b }}}', "json", {"sum": 5}, pa.string()),
     ],
 )
 def test_rendered_text_is_cast_to_the_dtype(
@@ -140,3 +143,35 @@ def test_unknown_dtype_is_a_config_error() -> None:
     with pytest.raises(ConfigError) as info:
         build("{{ 1 }}", dtype="number")
     assert (info.value.column, info.value.field) == ("out", "dtype")
+
+
+@pytest.mark.parametrize("mode", ["cell", "batch"])
+def test_json_expressions_reach_downstream_templates_as_values(tmp_path: Path, mode: str) -> None:
+    """An expression with dtype json is a value, not text, to the columns after it
+    (`{{ e.a }}`, `{{ e.b[1] }}`), in cell and batch mode alike; it is stored as JSON text.
+    Custom columns with dtype json behave the same."""
+    config = gl.PipelineConfig(
+        columns=[
+            gl.UniformColumn(name="n", low=1, high=9, convert_to="int"),
+            gl.ExpressionColumn(
+                name="e", template='{"a": {{ n }}, "b": [1, {{ n * 2 }}]}', dtype="json"
+            ),
+            gl.ExpressionColumn(name="f", template="{{ e.a }}-{{ e.b[1] }}"),
+            gl.CustomColumn(name="c", function=_as_json, dtype="json", mode=mode, depends_on=["n"]),
+            gl.ExpressionColumn(name="g", template="{{ c.n }}"),
+        ],
+        run=gl.RunConfig(seed=3, progress="off"),
+    )
+    result = gl.create(config, num_records=6, output_dir=tmp_path / "o")
+    assert result.status == "complete"
+    for row in result.table.to_pylist():
+        assert row["f"] == f"{row['n']}-{row['n'] * 2}"
+        assert json.loads(row["e"]) == {"a": row["n"], "b": [1, row["n"] * 2]}
+        assert json.loads(row["c"]) == {"n": row["n"]}
+        assert row["g"] == str(row["n"])
+
+
+def _as_json(values: dict[str, Any], ctx: Any) -> Any:
+    if isinstance(ctx, BatchContext):
+        return [{"n": n} for n in values["n"]]
+    return {"n": values["n"]}

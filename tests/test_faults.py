@@ -346,10 +346,10 @@ async def test_a_dead_model_drops_every_row_once_its_attempts_are_spent(
 ) -> None:
     """Every writer request answered 500, early shutdown off: each draft cell gets exactly
     max_cell_attempts + salvage_rounds attempts, then its row is dropped with the reason;
-    the editor is never called."""
+    the editor is never called; the run ends "incomplete" (every row is missing)."""
     config = pipeline(writer={"error_500_rate": 1.0}, run={**BUDGET, "shutdown_error_rate": None})
     result = await gl.apreview(config, num_records=ROWS)
-    assert result.status == "complete"
+    assert result.status == "incomplete"
     assert result.stop_reason is None
     assert (result.num_rows, result.num_dropped) == (0, ROWS)
     assert result.drop_reasons == {"draft": {"ProviderUnavailable": ROWS}}
@@ -458,9 +458,10 @@ async def test_invalid_structured_output_drops_rows_without_cell_retries(
         },
         {"name": "final", "llm_text": {"model": "editor", "prompt": "Use {{ facts }}"}},
     ]
-    config = pipeline(writer={"invalid_output_rate": 1.0}, columns=columns)
+    unwatched = {"generator_first_rows": 0, "generator_error_rate": None}
+    config = pipeline(writer={"invalid_output_rate": 1.0}, columns=columns, run=unwatched)
     result = await gl.apreview(config, num_records=ROWS)
-    assert result.status == "complete"
+    assert result.status == "incomplete"
     assert (result.num_rows, result.num_dropped) == (0, ROWS)
     assert result.drop_reasons == {"facts": {"InvalidOutput": ROWS}}
     assert all(
@@ -473,6 +474,33 @@ async def test_invalid_structured_output_drops_rows_without_cell_retries(
     writer = result.summary["models"]["writer"]
     assert writer["requests"] == writer["succeeded"] == ROWS * (1 + corrections)
     assert EDITOR not in stats
+
+
+async def test_invalid_structured_output_on_every_row_stops_the_run(
+    autojump_clock: Any, simulators: list[SimulatedApp]
+) -> None:
+    """The same, with the column health check on (the default): the run stops once the
+    column's first 5 cells failed with InvalidOutput, naming the column — a handful of
+    requests, not every row's."""
+    columns = [
+        *TEXT_COLUMNS[:2],
+        {
+            "name": "facts",
+            "llm_structured": {
+                "model": "writer",
+                "prompt": "Facts on {{ topic }}, item {{ n }}.",
+                "schema": {"type": "object", "required": ["title"]},
+                "max_correction_attempts": 0,
+            },
+        },
+    ]
+    config = pipeline(writer={"invalid_output_rate": 1.0}, columns=columns)
+    result = await gl.apreview(config, num_records=ROWS)
+    assert result.status == "stopped"
+    assert (result.stop_reason or "").startswith(
+        "column 'facts' failed on each of its first 5 rows with InvalidOutput"
+    )
+    assert served(simulators)[WRITER].requests < ROWS
 
 
 # ---------------------------------------------------------------------- a mix, and determinism

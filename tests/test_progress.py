@@ -137,7 +137,7 @@ def test_bar_display_in_a_terminal(tmp_path: Path) -> None:
         assert re.search(r"limit \d+ · in flight 0 · requests \d+ · 429s 0", last), last
     heads = [line for line in lines if line.startswith("gridloom ")]
     assert heads[-1].startswith("gridloom 60/60 rows"), heads[-1]
-    assert "wrote 60 of 60 rows" in text
+    assert "60 of 60 rows written to " in text
 
 
 def test_plain_lines_in_a_pipe(tmp_path: Path) -> None:
@@ -159,7 +159,7 @@ def test_plain_lines_in_a_pipe(tmp_path: Path) -> None:
     assert periodic, "no periodic line within a run of about 2 s at a 0.3 s interval"
     assert all(re.search(r"/60 rows · .* · ETA \S+( \w+)*$", line) for line in periodic)
     assert "gridloom:" not in proc.stdout
-    assert "wrote 60 of 60 rows" in proc.stdout
+    assert "60 of 60 rows written to " in proc.stdout
 
 
 def test_off_prints_nothing(tmp_path: Path) -> None:
@@ -170,8 +170,8 @@ def test_off_prints_nothing(tmp_path: Path) -> None:
     code, raw = run_in_terminal(args, _env(GRIDLOOM_PROGRESS="off"))
     assert code == 0, raw
     lines = screen_lines(raw)
-    assert lines[0].startswith("wrote 20 of 20 rows")
-    assert lines[-1] == "ended: complete: every planned row was generated"
+    assert lines[0].startswith("20 of 20 rows written to ")
+    assert lines[-1] == "ended: complete: every row asked for was written"
     assert not any(line.startswith("gridloom:") for line in lines)  # no progress line
     assert "━" not in raw  # no bar
 
@@ -393,6 +393,15 @@ def test_render_summary() -> None:
             },
         },
         "invocation": {"retries": 11, "salvage_rounds": 1},
+        "drop_examples": [
+            {
+                "column": "quality",
+                "error_type": "InvalidOutput",
+                "rows": 2,
+                "row_id": 17,
+                "message": "column 'quality': not valid JSON\n(line 1)",
+            }
+        ],
     }
     assert render_summary(summary).splitlines() == [
         "60 of 100 rows written, 2 dropped, in 12.5 s (4.8 rows/s)",
@@ -401,14 +410,17 @@ def test_render_summary() -> None:
         "  topic      62       0        0",
         "  quality    60       2        0",
         "",
+        "dropped rows, by reason:",
+        "  quality · InvalidOutput · 2 rows",
+        "    row 17: not valid JSON (line 1)",
+        "",
         "  model  requests  tokens in  tokens out  429s  retries  errors  mean latency"
         "  p95 latency",
         "  judge     1,234     56,789       4,321     7        5       9        0.25 s"
         "       0.61 s",
         "",
         "cell retries 11 · salvage rounds 1",
-        "ended: stopped early: model 'judge' failed 9 of its last 10 requests"
-        " (resume to generate the rest)",
+        "ended: stopped early: model 'judge' failed 9 of its last 10 requests",
     ]
 
 
@@ -417,7 +429,61 @@ def test_render_summary_of_a_real_run(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setenv("GRIDLOOM_PROGRESS", "off")
     result = gl.create(_pipeline(), num_records=25, output_dir=tmp_path / "o")
     text = render_summary(result.summary)
-    assert text.startswith("25 of 25 rows written, 0 dropped, in ")
+    assert text.startswith(f"25 of 25 rows written to {tmp_path / 'o'}, 0 dropped, in ")
     assert "  twice     25       0        0" in text
     assert "cell retries 0 · salvage rounds 0" in text
-    assert text.endswith("ended: complete: every planned row was generated")
+    assert "dropped rows" not in text
+    assert text.endswith("ended: complete: every row asked for was written")
+
+
+@pytest.mark.parametrize("width", [60, 80, 100, 160])
+@pytest.mark.parametrize("total", [60, 12_345, 10_000_000])
+def test_bar_lines_fit_the_terminal(width: int, total: int) -> None:
+    """No line of the bar display is cut at the terminal's width (80 columns used to cut
+    every column line): bars shrink, then long names are cut, then the ETA and the rate go,
+    and the failed count stays."""
+    long = "a_rather_long_column_name_for_a_judge"
+    reporter = ProgressReporter("bar", statistics=lambda: _stats(), total=total)
+    snapshot = ProgressSnapshot(
+        time=5.0,
+        total=total,
+        rows=total // 3,
+        rows_dropped=total // 9,
+        columns=(
+            ColumnProgress(name="topic", done=total, failed=0),
+            ColumnProgress(name=long, done=total // 2, failed=total // 9),
+        ),
+        models=(
+            ModelProgress(alias="writer", limit=64, in_flight=12, requests=99, rate_limited=3),
+        ),
+    )
+    for final in (False, True):
+        # The display is one unwrapped Text, cut with an ellipsis at the terminal's width.
+        lines = reporter._renderable(snapshot, final=final, width=width).plain.splitlines()  # type: ignore[union-attr]
+        assert len(lines) == 4
+        for line in lines if width >= 80 else lines[1:3]:
+            assert len(line) <= width, line
+        assert lines[2].endswith(f"{total // 9:,} failed"), lines[2]
+        assert "━" in lines[1]
+        if width >= 160:
+            assert long in lines[2]  # cut only when needed
+            assert "/s" in lines[2]
+
+
+def test_the_final_frame_shows_rates_that_agree() -> None:
+    """On the final frame every rate is an average over the run: the columns' rates agree with
+    the head's rows/s when every column is done."""
+    reporter = ProgressReporter("bar", statistics=lambda: _stats(), total=500)
+    snapshot = ProgressSnapshot(
+        time=10.0,
+        total=500,
+        rows=500,
+        rows_dropped=0,
+        columns=(
+            ColumnProgress(name="a", done=500, failed=0),
+            ColumnProgress(name="b", done=500, failed=0),
+        ),
+    )
+    text = reporter._renderable(snapshot, final=True, width=120).plain  # type: ignore[union-attr]
+    assert "50 rows/s" in text
+    assert text.count(" 50/s") == 2, text

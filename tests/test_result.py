@@ -152,7 +152,7 @@ async def test_to_pandas_without_pandas_says_how_to_install(
     result = RunResult.from_store(
         await filled_store(), num_records=8, seed=3, wall_time=2.0, status="complete"
     )
-    with pytest.raises(ImportError, match=r"pip install gridloom\[pandas\]"):
+    with pytest.raises(ImportError, match=r"pip install 'gridloom\[pandas\]'"):
         result.to_pandas()
 
 

@@ -288,17 +288,60 @@ async def test_overwrite_clears_only_gridloom_files(tmp_path: Path) -> None:
     assert metadata(out)["seed"] == 99
 
 
-async def test_overwrite_keeps_foreign_files_in_data_dir(tmp_path: Path) -> None:
-    """Mode "overwrite" leaves a file it did not write even inside data/."""
+async def test_overwrite_refuses_foreign_files_in_data_dir(tmp_path: Path) -> None:
+    """Mode "overwrite" refuses a run directory whose data/ holds a file gridloom did not
+    write (reading data/ as a dataset would fail on it), naming the file, and deletes
+    nothing; so do modes "new" and "resume"."""
     out = tmp_path / "run"
     store = open_store(out)
     await store.write(group(0))
     (out / "data" / "README").write_text("mine")
-    open_store(out, mode="overwrite")
-    assert sorted(p.name for p in (out / "data").iterdir()) == ["README"]
+    before = sorted(p.name for p in (out / "data").iterdir())
+    for mode in ("overwrite", "new", "resume"):
+        with pytest.raises(StorageError, match=r"did not write \(data/README\)") as info:
+            open_store(out, mode=mode)
+        assert "gridloom run" not in str(info.value)
+    assert sorted(p.name for p in (out / "data").iterdir()) == before
+    assert (out / "metadata.json").is_file()
+
+
+def test_a_plain_folder_with_data_is_not_called_a_run(tmp_path: Path) -> None:
+    """A folder that merely has a data/ of its own is refused for what it is (foreign files),
+    not called "a gridloom run"; an empty data/ is fine; gridloom's own part files without a
+    metadata.json are the remains of a run, replaced with --overwrite."""
+    out = tmp_path / "mine"
+    (out / "data").mkdir(parents=True)
+    open_store(out)  # an empty data/ is fine
+    clear = tmp_path / "plain"
+    (clear / "data").mkdir(parents=True)
+    (clear / "data" / "mine.csv").write_text("a,b\n")
+    with pytest.raises(StorageError, match="did not write") as info:
+        open_store(clear)
+    assert not isinstance(info.value, OutputExistsError)
+    assert "gridloom run" not in str(info.value)
+    remains = tmp_path / "remains"
+    (remains / "data").mkdir(parents=True)
+    (remains / "data" / "part-00000.parquet").write_bytes(b"")
+    with pytest.raises(OutputExistsError, match=r"without its metadata\.json.*--overwrite"):
+        open_store(remains)
+    open_store(remains, mode="overwrite")
+    assert not (remains / "data" / "part-00000.parquet").exists()
 
 
 # ------------------------------------------------------------------ resume
+
+
+async def test_resume_never_shrinks_a_run(tmp_path: Path) -> None:
+    """A resume asking for fewer rows than the run has is refused with both counts (it was
+    silently ignored); as many or more is accepted, and more grows the run."""
+    out = tmp_path / "run"
+    first = open_store(out)
+    await write_all(first, [group(0)])
+    await first.finish(status="interrupted", summary={})
+    with pytest.raises(StorageError, match=r"has 10 rows .* 6 were asked for.*only grow"):
+        open_store(out, mode="resume", num_records=6)
+    assert open_store(out, mode="resume", num_records=10).num_records == 10
+    assert open_store(out, mode="resume", num_records=12).num_records == 12
 
 
 async def test_resume_adopts_completed_row_groups(tmp_path: Path) -> None:
@@ -308,7 +351,7 @@ async def test_resume_adopts_completed_row_groups(tmp_path: Path) -> None:
     await write_all(first, [group(0, drop=(3,)), group(2)])
     await first.finish(status="interrupted", summary={})
 
-    store = open_store(out, mode="resume", seed=12345, num_records=6)
+    store = open_store(out, mode="resume", seed=12345, num_records=10)
     assert store.completed() == frozenset({0, 2})
     assert store.seed == 7
     assert store.num_records == 10

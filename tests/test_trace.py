@@ -541,5 +541,5 @@ def test_plots_need_a_trace_and_matplotlib(tmp_path: Path, monkeypatch: pytest.M
     pq.write_table(table_of([]), tmp_path / "trace.parquet")
     for module in ("matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg"):
         monkeypatch.setitem(sys.modules, module, None)
-    with pytest.raises(ImportError, match=r"pip install gridloom\[plot\]"):
+    with pytest.raises(ImportError, match=r"pip install 'gridloom\[plot\]'"):
         render_plots(tmp_path)

@@ -6,9 +6,7 @@ The public face. Everything a user needs is importable from here::
     result = gl.create("pipeline.yaml", num_records=10_000, output_dir="out/")
 """
 
-from __future__ import annotations
-
-from importlib.metadata import PackageNotFoundError, version
+import importlib.metadata as _metadata
 
 from ._api import (
     acheck_models,
@@ -61,8 +59,8 @@ from .generators import BatchContext, CellContext, ColumnGenerator, RowFailure
 from .storage import ColumnCounts, RunResult
 
 try:
-    __version__ = version("gridloom")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = _metadata.version("gridloom")
+except _metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
 __all__ = [

@@ -18,6 +18,7 @@ from .clients import ModelHandle
 from .config import PipelineConfig, config_hash, dump_config, load_config_with_base
 from .engine import (
     ExecutionGraph,
+    GeneratorHealth,
     HealthMonitor,
     RowGroupSpec,
     Scheduler,
@@ -115,8 +116,17 @@ async def _run(
     ]
     traced = cfg.run.trace or os.environ.get("GRIDLOOM_TRACE", "") not in ("", "0")
     tracer = TaskTracer(origin=trio.current_time()) if traced else None
-    scheduler = Scheduler(graph, cfg.run, seed=seed, store=store, models=models, tracer=tracer)
-    # A model that keeps failing stops the run: its health monitor cancels this scope.
+    columns_health = GeneratorHealth.from_run_config(cfg.run)
+    scheduler = Scheduler(
+        graph,
+        cfg.run,
+        seed=seed,
+        store=store,
+        models=models,
+        tracer=tracer,
+        health=columns_health,
+    )
+    # A model, or a column, that keeps failing stops the run: its monitor cancels this scope.
     stop = trio.CancelScope()
     reasons: list[ShutdownReason] = []
 
@@ -126,6 +136,7 @@ async def _run(
 
     for monitor in _monitors(models):
         monitor.on_trip(on_trip)
+    columns_health.on_trip(on_trip)
     # Live progress (run.progress, GRIDLOOM_PROGRESS): a background task reading snapshots.
     reporter = ProgressReporter.for_run(
         cfg.run,
@@ -135,6 +146,7 @@ async def _run(
         preview=preview,
     )
     started = trio.current_time()
+    rows_before = store.rows_written
     try:
         with stop:
             async with reporting(reporter):
@@ -166,12 +178,21 @@ async def _run(
     # Tripped after the last row group was written: nothing was cut short, the run is complete.
     reason = reasons[0] if stop.cancelled_caught and reasons else None
     status = "complete" if reason is None else "stopped"
+    # Every row group was generated; were too many rows dropped (run.allow_drops)?
+    shortfall = None
+    if status == "complete":
+        shortfall = _shortfall(store.rows_written, total, cfg.run.allow_drops)
+        status = "complete" if shortfall is None else "incomplete"
     summary = _summary(scheduler, models, status, wall)
+    if shortfall is not None:
+        summary["shortfall"] = shortfall
     if reporter is not None:
         reporter.finish(status)
     extras: dict[str, Any] = {"models": summary["models"], "invocation": summary["invocation"]}
+    if shortfall is not None:
+        extras["shortfall"] = shortfall
     if reason is not None:
-        log.error("run stopped early: %s", reason.message)
+        log.info("run stopped early: %s", reason.message)
         summary["stop_reason"] = reason.message
         summary["stop"] = extras["stop"] = reason.as_dict()
     trace = await _save_trace(tracer, output_dir, models)
@@ -186,6 +207,7 @@ async def _run(
         seed=seed,
         extras=extras,
         trace=trace,
+        rows_generated=store.rows_written - rows_before,
     )
 
 
@@ -219,6 +241,16 @@ async def _save_trace(
         )
         await trio.to_thread.run_sync(write)
     return table
+
+
+def _shortfall(written: int, total: int, allow_drops: float) -> dict[str, Any] | None:
+    """How far a run that generated every row group falls short of ``total`` rows, when that
+    is more than ``allow_drops`` (a share of ``total``) lets go missing; else ``None``."""
+    missing = total - written
+    allowed = math.floor(allow_drops * total + 1e-9)
+    if missing <= allowed:
+        return None
+    return {"missing": missing, "allowed": allowed, "allow_drops": allow_drops}
 
 
 def _top_up(

@@ -13,7 +13,9 @@ JSON Schema of each command's output is in ``cli_schemas.json`` next to this mod
 
 Exit codes (:data:`EXIT_CODES`): 0 success · 1 the run (or command) failed · 2 usage or
 configuration error · 3 the output directory already holds a run · 4 the run stopped early (its
-stop reason is printed) · 130 interrupted by Ctrl-C (SIGINT) · 143 terminated by SIGTERM.
+stop reason is printed) · 5 the run wrote fewer rows than asked (more were dropped than
+``run.allow_drops`` allows; the drop reasons are printed) · 130 interrupted by Ctrl-C (SIGINT)
+· 143 terminated by SIGTERM.
 
 On SIGINT or SIGTERM ``create`` and ``resume`` stop admitting work, cancel the cells in
 flight, keep every row group already written, record status ``"interrupted"`` in
@@ -49,7 +51,7 @@ import yaml
 
 from . import _api
 from .config import COLUMN_KINDS
-from .errors import ConfigError, GridloomError, OutputExistsError, StorageError
+from .errors import ConfigError, ConfigIssue, GridloomError, OutputExistsError, StorageError
 from .storage import RunResult
 
 __all__ = ["EXIT_CODES", "cli", "main", "output_schema"]
@@ -59,6 +61,7 @@ EXIT_FAILED = 1
 EXIT_CONFIG = 2
 EXIT_EXISTS = 3
 EXIT_STOPPED = 4
+EXIT_INCOMPLETE = 5
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
 EXIT_TERMINATED = 143  # 128 + SIGTERM
 
@@ -70,8 +73,11 @@ EXIT_CODES: dict[int, str] = {
     EXIT_CONFIG: "usage or configuration error: a bad option, an invalid config (the message"
     " names the column and field), a missing config file or run directory",
     EXIT_EXISTS: "the output directory already holds a run (pass --resume or --overwrite)",
-    EXIT_STOPPED: "the run stopped early on its own (a model kept failing); the reason is"
-    " printed, and resume continues it",
+    EXIT_STOPPED: "the run stopped early on its own (a model, or a column, kept failing); the"
+    " reason is printed",
+    EXIT_INCOMPLETE: "the run (or preview) generated every row group but wrote fewer rows than"
+    " asked: more rows were dropped than run.allow_drops allows; the drop reasons are printed,"
+    " with an example each",
     EXIT_INTERRUPTED: "interrupted by Ctrl-C (SIGINT); a run is resumable",
     EXIT_TERMINATED: "interrupted by SIGTERM; a run is resumable",
 }
@@ -137,10 +143,10 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def _config_path(exc: ConfigError, file: Path | None = None) -> str | None:
-    """Where in the config the error is: ``columns.<name>.<kind>.<field>`` for a column's
-    parameter, ``columns.<name>.<field>`` for a common field, else a top-level path such as
-    ``models[0].provider``.
+def _config_path(exc: ConfigError | ConfigIssue, file: Path | None = None) -> str | None:
+    """Where in the config the error (or one of its issues) is:
+    ``columns.<name>.<kind>.<field>`` for a column's parameter, ``columns.<name>.<field>`` for
+    a common field, else a top-level path such as ``models[0].provider``.
 
     Errors raised while compiling name a parameter without its kind key (``function`` for
     ``custom.function``); the kind is then looked up in ``file``.
@@ -190,33 +196,49 @@ class _Out:
         path: str | None = None,
         file: Path | str | None = None,
         extra: dict[str, Any] | None = None,
+        errors: Sequence[dict[str, Any]] | None = None,
     ) -> NoReturn:
         """Report a failure and exit with ``code``.
 
         Text: ``error: <file>: <message>`` on stderr. JSON: ``{"ok": false, ..., "error":
         {"type": kind, ...}}`` on stdout, with ``extra`` keys beside ``error``.
+
+        ``errors`` (a configuration error's problems, each ``{"message", "path", "column"}``,
+        the one ``message`` describes first) goes to JSON as ``error.errors``; the text
+        prints each one after the first on an indented line of its own, after its path.
         """
         if self.as_json:
-            error = {
+            error: dict[str, Any] = {
                 "type": kind,
                 "message": message,
                 "path": path,
                 "file": None if file is None else str(file),
             }
+            if errors is not None:
+                error["errors"] = list(errors)
             self.emit({**(extra or {}), "error": error}, ok=False)
         else:
             prefix = f"{file}: " if file is not None else ""
             click.echo(f"error: {prefix}{message}", err=True)
+            for entry in list(errors or ())[1:]:
+                where = f"{entry['path']}: " if entry.get("path") else ""
+                click.echo(f"  {where}{entry['message']}", err=True)
         sys.exit(code)
 
     def config_error(self, exc: ConfigError, file: Path, *, hint: str = "") -> NoReturn:
-        """A configuration error: exit 2, naming the file, the column and the field."""
+        """A configuration error: exit 2, naming the file, the column and the field of the
+        first problem, then every further problem with its config path."""
+        errors = [
+            {"message": issue.message, "path": _config_path(issue, file), "column": issue.column}
+            for issue in exc.issues
+        ]
         self.fail(
             EXIT_CONFIG,
-            str(exc) + hint,
+            str(exc.issues[0]) + hint,
             kind=type(exc).__name__,
-            path=_config_path(exc, file),
+            path=errors[0]["path"],
             file=file,
+            errors=errors,
         )
 
     def error(self, exc: BaseException, *, file: Path | None = None) -> NoReturn:
@@ -309,8 +331,8 @@ def cli(verbose: int) -> None:
 
     Every command takes --json for machine-readable output on stdout (errors
     included) and exits with a documented code: 0 success, 1 failed, 2 usage
-    or configuration error, 3 output exists, 4 stopped early, 130/143
-    interrupted by SIGINT/SIGTERM.
+    or configuration error, 3 output exists, 4 stopped early, 5 rows missing
+    (dropped beyond run.allow_drops), 130/143 interrupted by SIGINT/SIGTERM.
 
     \b
     Example:
@@ -494,8 +516,10 @@ def preview(config: Path, num_records: int, as_json: bool) -> None:
 
     Prints a table (long values cut short; one block per row when the table
     is wider than the terminal), or with --json the rows themselves: datetimes
-    as ISO 8601 text, durations in seconds. Dropped rows are counted with
-    their reasons. Exits 4 when a failing model stopped the preview early.
+    as ISO 8601 text, durations in seconds. Dropped rows are counted by
+    reason, with an example each (row id and message). Exits 4 when a failing
+    model or column stopped the preview early, 5 when more rows were dropped
+    than run.allow_drops allows.
 
     \b
     Example:
@@ -534,29 +558,30 @@ def preview(config: Path, num_records: int, as_json: bool) -> None:
             "schema": {field.name: str(field.type) for field in result.table.schema},
             "columns": {name: c.as_dict() for name, c in result.columns.items()},
             "drop_reasons": result.drop_reasons,
+            "drop_examples": [example.as_dict() for example in result.drop_examples],
             "rows": rows,
         }
-        if result.status == "stopped":
-            out.fail(
-                EXIT_STOPPED,
-                f"stopped early: {result.stop_reason or 'no reason given'}",
-                kind="RunStopped",
-                extra=doc,
-            )
+        failure = _run_failure(result)
+        if failure is not None:
+            code, kind, message = failure
+            out.fail(code, message, kind=kind, extra=doc)
         out.emit(doc)
         return
+    from .progress import render_drops
+
     for line in _render_rows(rows, result.table.schema.names):
         click.echo(line)
     click.echo(
-        f"{result.num_rows} of {result.num_records} rows in {result.wall_time:.2f} s"
-        f" (seed {result.seed}), {result.num_dropped} dropped"
+        f"{result.num_rows:,} of {result.num_records:,} rows in {result.wall_time:.2f} s"
+        f" (seed {result.seed}), {result.num_dropped:,} dropped"
     )
-    for column, reasons in result.drop_reasons.items():
-        listed = ", ".join(f"{error} {n}" for error, n in reasons.items())
-        click.echo(f"  dropped by {column}: {listed}")
-    if result.status == "stopped":
-        click.echo(f"stopped early: {result.stop_reason or 'no reason given'}", err=True)
-        sys.exit(EXIT_STOPPED)
+    for line in render_drops([example.as_dict() for example in result.drop_examples]):
+        click.echo(line)
+    failure = _run_failure(result)
+    if failure is not None:
+        code, _kind, message = failure
+        click.echo(message, err=True)
+        sys.exit(code)
 
 
 def _cell_text(value: Any, width: int) -> str:
@@ -673,14 +698,16 @@ def create(
     "--num-records",
     type=click.IntRange(min=1),
     default=None,
-    help="Rows of the whole run. Default: as recorded in metadata.json; more extends the run.",
+    help="Rows of the whole run. Default: as recorded in metadata.json; more extends the run,"
+    " fewer is refused.",
 )
 @click.option(
     "--base-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
     help="Folder the saved config's relative paths (seed dataset, custom function modules)"
-    " are resolved against; default OUTPUT_DIR. Pass the original config's folder.",
+    " are resolved against; default: the original config's folder, as recorded in"
+    " metadata.json (else OUTPUT_DIR). Needed only when those files have moved.",
 )
 @_json_option
 def resume(output_dir: Path, num_records: int | None, base_dir: Path | None, as_json: bool) -> None:
@@ -689,11 +716,12 @@ def resume(output_dir: Path, num_records: int | None, base_dir: Path | None, as_
     The same as `gridloom create OUTPUT_DIR/config.yaml -n <num_records> -o
     OUTPUT_DIR --resume`, with num_records read from metadata.json: only the
     missing row groups are generated, with the recorded seed. Signals, output
-    and exit codes are those of create. The saved config resolves relative
-    paths against OUTPUT_DIR: a pipeline with a seed file or custom functions
-    next to its original config needs --base-dir. Provider header values are
-    saved redacted, so a provider that needs headers must be resumed with
-    `gridloom create ORIGINAL_CONFIG ... --resume` instead.
+    and exit codes are those of create. -n may grow the run, never shrink it.
+    The saved config's relative paths (a seed file, custom function modules)
+    resolve against the original config's folder, which metadata.json
+    records; --base-dir is needed only when those files have moved. Provider
+    header values are saved redacted, so a provider that needs headers must
+    be resumed with `gridloom create ORIGINAL_CONFIG ... --resume` instead.
 
     \b
     Example:
@@ -719,6 +747,15 @@ def resume(output_dir: Path, num_records: int | None, base_dir: Path | None, as_
             kind="StorageError",
             file=output_dir / "metadata.json",
         )
+    if num_records is not None and num_records < recorded:
+        out.fail(
+            EXIT_CONFIG,
+            f"the run has {recorded:,} rows and -n {num_records:,} would shrink it; a resumed"
+            f" run keeps its rows and can only grow: pass -n {recorded:,} or more, or leave -n"
+            " out",
+            kind="UsageError",
+            file=output_dir,
+        )
     if meta.get("status") == "running":
         log.warning(
             "metadata.json says the run in %s is running: if another gridloom process is"
@@ -736,7 +773,7 @@ def resume(output_dir: Path, num_records: int | None, base_dir: Path | None, as_
     _generate(
         out,
         config=config,
-        num_records=max(num_records or recorded, recorded),
+        num_records=num_records or recorded,
         output_dir=output_dir,
         overwrite=False,
         resume=True,
@@ -825,7 +862,7 @@ def _generate(
     if outcome.error is not None:
         out.error(outcome.error)
     result: RunResult = outcome.result
-    _report(out, result, output_dir)
+    _report(out, result)
 
 
 def _interrupted(out: _Out, signum: int, output_dir: Path, resume_command: list[str]) -> NoReturn:
@@ -857,23 +894,43 @@ def _interrupted(out: _Out, signum: int, output_dir: Path, resume_command: list[
     sys.exit(code)
 
 
-def _report(out: _Out, result: RunResult, output_dir: Path) -> None:
+def _run_failure(result: RunResult) -> tuple[int, str, str] | None:
+    """(exit code, error type, message) of a run or preview that did not do what was asked:
+    stopped early, or short of rows; ``None`` for a complete one."""
+    if result.status == "stopped":
+        return EXIT_STOPPED, "RunStopped", f"stopped early: {result.stop_reason or 'no reason'}"
+    if result.status == "incomplete":
+        missing = result.num_records - result.num_rows
+        reasons = "; ".join(
+            f"{e.column} {e.error_type} x{e.rows} (e.g. row {e.row_id})"
+            for e in result.drop_examples
+        )
+        return (
+            EXIT_INCOMPLETE,
+            "RunIncomplete",
+            f"incomplete: {result.num_rows:,} of {result.num_records:,} rows written, {missing:,}"
+            f" dropped ({reasons}); run.allow_drops lets a share of rows go missing,"
+            " run.fill_to_target replaces them",
+        )
+    return None
+
+
+def _report(out: _Out, result: RunResult) -> None:
     summary: dict[str, Any] = result.summary
-    stopped = result.status == "stopped"
-    reason = result.stop_reason or "no reason given"
+    failure = _run_failure(result)
     if out.as_json:
-        if stopped:
-            out.fail(EXIT_STOPPED, f"stopped early: {reason}", kind="RunStopped", extra=summary)
+        if failure is not None:
+            code, kind, message = failure
+            out.fail(code, message, kind=kind, extra=summary)
         out.emit(summary)
         return
     from .progress import render_summary
 
-    click.echo(f"wrote {result.num_rows} of {result.num_records} rows to {output_dir}")
-    # The run summary (also in metadata.json): columns, models, retries, why the run ended.
+    # The run summary (also in metadata.json): rows, columns, drop reasons, models, retries,
+    # and why the run ended, said once (its last line).
     click.echo(render_summary(summary))
-    if stopped:
-        click.echo(f"stopped early: {reason}", err=True)
-        sys.exit(EXIT_STOPPED)
+    if failure is not None:
+        sys.exit(failure[0])
 
 
 # --------------------------------------------------------------------------- inspect
@@ -896,9 +953,10 @@ def inspect(output_dir: Path, sample_rows: int, as_json: bool) -> None:
     Reads metadata.json and the parquet footers, never the whole dataset: the
     sample comes from the first rows of the first data file. Counts are per
     column (done, failed, dropped), with the drop reasons per column and error
-    type. A run whose status is "running" may still be going, or was killed
-    (resume continues it). Problems found (a listed file missing, a file not
-    yet listed, an unreadable file) are reported, not fatal.
+    type, each with an example (row id and message). A run whose status is
+    "running" may still be going, or was killed (resume continues it).
+    Problems found (a listed file missing, a file not yet listed, an
+    unreadable file) are reported, not fatal.
 
     \b
     Example:
@@ -921,7 +979,7 @@ def inspect(output_dir: Path, sample_rows: int, as_json: bool) -> None:
     planned = -(-num_records // row_group_size) if num_records and row_group_size else None
     groups: dict[str, Any] = meta["row_groups"] if isinstance(meta.get("row_groups"), dict) else {}
     rows = [_jsonable(row) for row in info.sample.to_pylist()]
-    resumable = status != "complete"
+    resumable = status not in ("complete", "incomplete")
     doc: dict[str, Any] = {
         "output_dir": str(output_dir),
         "status": status,
@@ -944,6 +1002,7 @@ def inspect(output_dir: Path, sample_rows: int, as_json: bool) -> None:
         },
         "columns": meta.get("counts") if isinstance(meta.get("counts"), dict) else {},
         "drop_reasons": info.drop_reasons,
+        "drop_examples": [example.as_dict() for example in info.drop_examples],
         "schema": info.schema,
         "sample": rows,
         "problems": list(info.problems),
@@ -964,6 +1023,8 @@ def _int_or_none(value: Any) -> int | None:
 
 
 def _inspect_text(doc: dict[str, Any], names: list[str]) -> list[str]:
+    from .progress import render_drops
+
     groups = doc["row_groups"]
     status = doc["status"]
     if status == "running":
@@ -989,11 +1050,7 @@ def _inspect_text(doc: dict[str, Any], names: list[str]) -> list[str]:
             f"  {name:<24} done {c.get('done', 0):>8}  failed {c.get('failed', 0):>6}"
             f"  dropped {c.get('dropped', 0):>6}"
         )
-    if doc["drop_reasons"]:
-        lines.append("drop reasons:")
-        for column, reasons in doc["drop_reasons"].items():
-            listed = ", ".join(f"{error} {n}" for error, n in reasons.items())
-            lines.append(f"  {column:<24} {listed}")
+    lines += render_drops(doc["drop_examples"])
     lines.append("schema:")
     lines += [
         f"  {f['name']:<24} {f['type']}{'' if f['nullable'] else ' not null'}"
@@ -1110,9 +1167,12 @@ def simulate(
 ) -> None:
     """Serve the simulated OpenAI-compatible endpoint on 127.0.0.1 until Ctrl-C.
 
-    It speaks /v1/chat/completions, /v1/embeddings and /v1/messages; point any
-    OpenAI-compatible client (or a gridloom provider of type openai) at it.
-    SIGINT or SIGTERM stops it (exit 0).
+    It speaks /v1/chat/completions (streaming, n, tools, JSON schema),
+    /v1/embeddings, /v1/models and Anthropic's /v1/messages (streaming, tools);
+    point any OpenAI or Anthropic client (or a gridloom provider of type openai or
+    anthropic) at it. Unsupported endpoints and parameters get a 400 that says so.
+    SIGINT or SIGTERM stops it at once (exit 0): idle connections are closed,
+    requests in progress get 0.1 s to finish.
 
     \b
     Example:
@@ -1153,7 +1213,7 @@ async def _simulate(config: Any, port: int, out: _Out) -> int:
     from .simulated import serve_simulated
 
     with trio.open_signal_receiver(*_SIGNAL_EXITS) as signals:
-        async with serve_simulated(config, port=port) as server:
+        async with serve_simulated(config, port=port, grace=0.1) as server:
             if out.as_json:
                 ready = {
                     "ok": True,

@@ -1,6 +1,6 @@
 """Pictures of a traced run: column activity, model traffic, latencies (PNG, via matplotlib).
 
-matplotlib is optional (``pip install gridloom[plot]``); it is imported when a plot is drawn,
+matplotlib is optional (``pip install 'gridloom[plot]'``); it is imported when a plot is drawn,
 and figures are drawn with its Agg backend (no display needed, the global backend untouched).
 
 Example:
@@ -60,7 +60,7 @@ def _matplotlib() -> tuple[Any, Any]:
         from matplotlib.figure import Figure
     except ImportError as exc:
         raise ImportError(
-            "gridloom's plots need matplotlib; install it with: pip install gridloom[plot]",
+            "gridloom's plots need matplotlib; install it with: pip install 'gridloom[plot]'",
             name="matplotlib",
         ) from exc
     return Figure, FigureCanvasAgg
@@ -345,7 +345,7 @@ def render_plots(out_dir: Path, *, dest: Path | None = None) -> list[Path]:
 
     Raises:
         FileNotFoundError: ``out_dir`` holds no trace.
-        ImportError: matplotlib is not installed (``pip install gridloom[plot]``).
+        ImportError: matplotlib is not installed (``pip install 'gridloom[plot]'``).
     """
     out_dir = Path(out_dir)
     trace_path = out_dir / TRACE_FILE

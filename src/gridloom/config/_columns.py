@@ -345,7 +345,9 @@ class CustomColumn(ColumnConfig):
 
     ``model`` names a model alias the function calls itself: the column is then *model-bound*
     (its tasks wait on the network under the LLM-wait limit, without holding a dispatch slot)
-    and ``ctx.model`` is that alias's ``ModelConfig``.
+    and ``ctx.model`` is that alias's model handle: ``await ctx.model.chat(request)`` sends a
+    request through the alias's throttle, retries and usage counts, and ``ctx.model.config``
+    is its ``ModelConfig``.
 
     Attributes:
         function: the callable or its import path ``"package.module:function"``.

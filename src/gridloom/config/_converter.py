@@ -2,8 +2,8 @@
 
 Structuring is strict: unknown keys fail (``forbid_extra_keys``), ``"5"`` is not an integer,
 ``"yes"`` is not a boolean and ``"abc"`` is not a list. Every failure, wherever it happens, is
-reported as a single :class:`~gridloom.errors.ConfigError` naming the column and the field path
-(see :mod:`._issues`).
+reported in a single :class:`~gridloom.errors.ConfigError` that lists every problem found, each
+naming its column and field path (see :mod:`._issues`).
 
 Unstructuring gives plain data only (dict, list, str, int, float, bool, None) in a canonical
 form: every field written out, tuples as lists, datetimes as ISO strings, callables as
@@ -162,16 +162,33 @@ def _structure_function(obj: Any, _: Any) -> str | Callable[..., Any]:
     raise TypeError(f"expected an import path 'package.module:function', got {describe(obj)}")
 
 
+#: Words YAML 1.1 (PyYAML) reads as booleans when unquoted: ``progress: off`` loads as False.
+_YAML_BOOL_WORDS: dict[bool, tuple[str, ...]] = {
+    True: ("on", "yes", "true", "y"),
+    False: ("off", "no", "false", "n"),
+}
+
+
 def _literal_hook(tp: Any) -> Callable[[Any, Any], Any]:
     choices = get_args(tp)
+    # A choice spelt like a YAML boolean word stands for that boolean too, so the unquoted
+    # word that YAML turned into true/false is still accepted (choices never contain bools).
+    words = {
+        flag: next((c for c in choices if isinstance(c, str) and c.lower() in spelt), None)
+        for flag, spelt in _YAML_BOOL_WORDS.items()
+    }
 
     def structure_literal(obj: Any, _: Any) -> Any:
         for choice in choices:
             if obj == choice and type(obj) is type(choice):
                 return choice
+        if isinstance(obj, bool) and words[obj] is not None:
+            return words[obj]
         listed = ", ".join(repr(c) for c in choices)
         guess = suggest(obj, [c for c in choices if isinstance(c, str)])
         hint = f"; did you mean {guess!r}?" if guess else ""
+        if isinstance(obj, bool):
+            hint += " (YAML reads unquoted on/off/yes/no as true/false: quote the word)"
         return_msg = f"must be one of {listed}, got {obj!r}{hint}"
         raise ValueError(return_msg)
 
@@ -482,8 +499,8 @@ def structure_pipeline(data: Mapping[str, Any]) -> PipelineConfig:
         data: the top-level mapping; columns may also be given as column objects.
 
     Raises:
-        ConfigError: on any problem; the message names the column and the field path, reports
-            the first problem found and says how many more there are.
+        ConfigError: on any problem; it lists every problem found (``issues``), each naming
+            its column and field path, the first one on the first line of its message.
     """
     if not isinstance(data, Mapping):
         raise ConfigError(f"a pipeline config must be a mapping, got {describe(data)}")

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 import attrs
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ConfigIssue
 from ._columns import ColumnConfig, _tuple
 from ._simulation import SimulationConfig
 from ._throttle import ThrottleConfig
@@ -152,6 +152,18 @@ class RunConfig:
         shutdown_window: recent outcomes per model the rate is computed over.
         shutdown_window_seconds: only outcomes this recent count.
         shutdown_min_outcomes: the rate is not judged on fewer outcomes than this.
+        generator_first_rows: stop the run when a column's first this many cells all fail
+            with the same error of its own (a template that does not render, output that
+            fails its schema, a custom function that raises; not a model's errors); ``0``
+            never.
+        generator_error_rate: stop the run when one such error's share of a column's recent
+            outcomes exceeds this (``null``: never).
+        generator_window: recent outcomes per column that rate is computed over.
+        generator_min_outcomes: that rate is not judged on fewer outcomes than this.
+        allow_drops: the share of ``num_records`` that may be dropped while the run still
+            counts as ``complete``; a run that ends with more rows missing has status
+            ``incomplete`` (``gridloom create`` exits 5). ``0`` (the default): every row
+            asked for must be written.
         fill_to_target: when rows are dropped, generate extra rows (new row ids after the
             planned ones) until ``num_records`` rows are written or the budget is spent.
         fill_budget: extra rows allowed, as a fraction of ``num_records``.
@@ -182,6 +194,13 @@ class RunConfig:
     shutdown_window: int = attrs.field(default=50, validator=attrs.validators.ge(1))
     shutdown_window_seconds: float = attrs.field(default=120.0, validator=attrs.validators.gt(0.0))
     shutdown_min_outcomes: int = attrs.field(default=10, validator=attrs.validators.ge(1))
+    generator_first_rows: int = attrs.field(default=5, validator=attrs.validators.ge(0))
+    generator_error_rate: float | None = attrs.field(default=0.5, validator=_optional_rate)
+    generator_window: int = attrs.field(default=100, validator=attrs.validators.ge(1))
+    generator_min_outcomes: int = attrs.field(default=20, validator=attrs.validators.ge(1))
+    allow_drops: float = attrs.field(
+        default=0.0, validator=[attrs.validators.ge(0.0), attrs.validators.le(1.0)]
+    )
     fill_to_target: bool = False
     fill_budget: float = attrs.field(default=0.25, validator=attrs.validators.ge(0.0))
     trace: bool = False
@@ -212,44 +231,69 @@ class PipelineConfig:
     run: RunConfig = attrs.field(factory=RunConfig)
 
     def __attrs_post_init__(self) -> None:
+        problems: list[ConfigIssue] = []
         if not self.columns and self.seed_dataset is None:
-            raise ConfigError(
-                "a pipeline needs at least one column or a seed_dataset", field="columns"
+            problems.append(
+                ConfigIssue(
+                    "a pipeline needs at least one column or a seed_dataset", None, "columns"
+                )
             )
         seen: set[str] = set()
         for col in self.columns:
             if col.name in seen:
-                raise ConfigError("duplicate column name", column=col.name, field="name")
+                problems.append(ConfigIssue("duplicate column name", col.name, "name"))
             seen.add(col.name)
         providers: set[str] = set()
         for i, provider in enumerate(self.providers):
             if provider.name in providers:
-                raise ConfigError(
-                    f"duplicate provider name {provider.name!r}", field=f"providers[{i}].name"
+                problems.append(
+                    ConfigIssue(
+                        f"duplicate provider name {provider.name!r}", None, f"providers[{i}].name"
+                    )
                 )
             providers.add(provider.name)
         aliases: set[str] = set()
         for i, model in enumerate(self.models):
             if model.alias in aliases:
-                raise ConfigError(
-                    f"duplicate model alias {model.alias!r}", field=f"models[{i}].alias"
+                problems.append(
+                    ConfigIssue(
+                        f"duplicate model alias {model.alias!r}", None, f"models[{i}].alias"
+                    )
                 )
             aliases.add(model.alias)
             if model.provider not in providers:
-                raise ConfigError(
-                    f"model {model.alias!r} names unknown provider {model.provider!r}"
-                    f" (known: {', '.join(sorted(providers)) or 'none'})",
-                    field=f"models[{i}].provider",
+                problems.append(
+                    ConfigIssue(
+                        f"model {model.alias!r} names unknown provider {model.provider!r}"
+                        f" (known: {', '.join(sorted(providers)) or 'none'})",
+                        None,
+                        f"models[{i}].provider",
+                    )
                 )
+        kinds = {p.name: p.type for p in self.providers}
+        served_by = {m.alias: kinds.get(m.provider) for m in self.models}
         for col in self.columns:
             for field, alias in col.model_aliases().items():
                 if alias not in aliases:
-                    raise ConfigError(
-                        f"unknown model alias {alias!r}"
-                        f" (known: {', '.join(sorted(aliases)) or 'none — add it under models'})",
-                        column=col.name,
-                        field=field,
+                    problems.append(
+                        ConfigIssue(
+                            f"unknown model alias {alias!r} (known: "
+                            f"{', '.join(sorted(aliases)) or 'none — add it under models'})",
+                            col.name,
+                            field,
+                        )
                     )
+                elif col.kind == "embedding" and served_by[alias] == "anthropic":
+                    problems.append(
+                        ConfigIssue(
+                            f"model {alias!r} is served by an Anthropic provider, which has no"
+                            " embeddings API; use a model of an OpenAI-compatible provider",
+                            col.name,
+                            field,
+                        )
+                    )
+        if problems:
+            raise ConfigError.from_issues(problems)
 
     def column(self, name: str) -> ColumnConfig:
         """The column called ``name``; ``KeyError`` if there is none."""

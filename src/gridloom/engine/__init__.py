@@ -1,6 +1,7 @@
 """The engine: compile a pipeline into a graph, track completion, schedule cells on trio, and
 watch the models' health."""
 
+from .generator_health import GeneratorHealth
 from .graph import ExecutionGraph, Node, compile_pipeline
 from .health import HealthMonitor, ShutdownReason
 from .scheduler import NodeProgress, RowGroupSpec, Scheduler, SchedulerStatistics
@@ -11,6 +12,7 @@ __all__ = [
     "CellTask",
     "CompletionTracker",
     "ExecutionGraph",
+    "GeneratorHealth",
     "HealthMonitor",
     "Node",
     "NodeProgress",

@@ -35,29 +35,51 @@ _KEPT = "stopping the run — completed row groups are kept; resume it to genera
 
 @attrs.frozen(kw_only=True)
 class ShutdownReason:
-    """Why the run was stopped early.
+    """Why the run was stopped early: a failing model, or a column failing the same way row
+    after row (:class:`~gridloom.engine.generator_health.GeneratorHealth`).
 
     Attributes:
-        alias: the model alias that was failing.
-        model: the provider's model name behind it.
-        failed: failed requests among the recent outcomes judged.
+        alias: the model alias that was failing (``None`` when a column was).
+        model: the provider's model name behind it (``None`` when a column was failing).
+        failed: failed requests (or cells) among the recent outcomes judged.
         total: recent outcomes judged.
-        window_seconds: how far back outcomes counted.
+        window_seconds: how far back outcomes counted (``None``: by count only).
         top_error: the most common error class among the failures (``None`` if none named).
-        message: one line for people: the model, the counts, the error, and what happens next.
+        message: one line for people: the model or column, the counts, the error, and what
+            happens next.
+        column: the column that was failing, when it was a column.
+        example: for a failing column, one failure's message, quoted.
+        row_id: the row of that example.
     """
 
-    alias: str
-    model: str
+    alias: str | None
+    model: str | None
     failed: int
     total: int
-    window_seconds: float
+    window_seconds: float | None
     top_error: str | None
     message: str
+    column: str | None = None
+    example: str | None = None
+    row_id: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The fields as a JSON-serialisable dict (for the run summary)."""
         return attrs.asdict(self)
+
+
+def check_window(error_rate: float | None, window: int, min_outcomes: int) -> None:
+    """Check a failure-rate rule's settings (shared by the model and column monitors).
+
+    Raises:
+        ValueError: a value out of range.
+    """
+    if error_rate is not None and not 0.0 < error_rate <= 1.0:
+        raise ValueError(f"error_rate must be in (0, 1] or None, got {error_rate!r}")
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    if min_outcomes < 1:
+        raise ValueError(f"min_outcomes must be >= 1, got {min_outcomes}")
 
 
 @attrs.frozen
@@ -94,14 +116,9 @@ class HealthMonitor:
         min_outcomes: int,
         clock: Callable[[], float],
     ):
-        if error_rate is not None and not 0.0 < error_rate <= 1.0:
-            raise ValueError(f"error_rate must be in (0, 1] or None, got {error_rate!r}")
-        if window < 1:
-            raise ValueError(f"window must be >= 1, got {window}")
+        check_window(error_rate, window, min_outcomes)
         if window_seconds <= 0:
             raise ValueError(f"window_seconds must be > 0, got {window_seconds}")
-        if min_outcomes < 1:
-            raise ValueError(f"min_outcomes must be >= 1, got {min_outcomes}")
         self.error_rate = error_rate
         self.window = window
         self.window_seconds = window_seconds

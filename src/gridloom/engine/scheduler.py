@@ -52,6 +52,7 @@ from ..errors import GenerationError, ProviderUnavailable, RateLimited, SalvageT
 from ..generators import BatchContext, CellContext, ColumnGenerator, RowFailure
 from ..storage import ColumnCounts, DropRecord, RowGroupData, RowGroupStore
 from ..trace import TaskSpan, TaskTracer
+from .generator_health import GeneratorHealth
 from .graph import ExecutionGraph, Node
 from .tracker import BatchTask, CellTask, CompletionTracker, Task
 
@@ -202,6 +203,7 @@ class Scheduler:
         store: receives each finished row group (``await store.write(...)``).
         models: the run's model handles by alias, handed to generators in their context.
         tracer: records a span per task attempt when given.
+        health: told every cell's final outcome, to stop a run whose column keeps failing.
     """
 
     def __init__(
@@ -213,8 +215,10 @@ class Scheduler:
         store: RowGroupStore,
         models: Mapping[str, Any] | None = None,
         tracer: TaskTracer | None = None,
+        health: GeneratorHealth | None = None,
     ):
         self._tracer = tracer
+        self._health = health
         self._graph = graph
         self._seed = seed
         self._models: Mapping[str, Any] = models or {}
@@ -732,15 +736,18 @@ class Scheduler:
             self._cells_failed += 1
             self._node_failed[node.index] += 1
             self._rows_dropped += 1
+            row_id = group.spec.first_row_id + row
             group.drops.append(
                 DropRecord(
-                    row_id=group.spec.first_row_id + row,
+                    row_id=row_id,
                     column=node.name,
                     error_type=type(error).__name__,
                     message=message,
                 )
             )
             ready.extend(tracker.drop_row(row))
+            if self._health is not None:
+                self._health.record_failure(node.name, error, row_id)
 
     def _store_values(
         self, group: _RowGroup, node: Node, task: Task, value: Any, ready: list[Task]
@@ -752,7 +759,7 @@ class Scheduler:
         if isinstance(task, CellTask):
             if tracker.is_dropped(task.row):
                 return
-            mapping = {outputs[0]: value} if len(outputs) == 1 else _as_mapping(node, value)
+            mapping = {outputs[0]: value} if _returns_value(node) else _as_mapping(node, value)
             failure = next((v for v in mapping.values() if isinstance(v, RowFailure)), None)
             if failure is not None:
                 if is_retryable(failure.error):
@@ -764,10 +771,12 @@ class Scheduler:
                 group.columns[col][task.row] = mapping[col]
             self._cells_done += 1
             self._node_done[task.node] += 1
+            if self._health is not None:
+                self._health.record_success(node.name)
             ready.extend(tracker.complete_cell(task.node, task.row))
             return
         rows = task.rows
-        per_column = {outputs[0]: value} if len(outputs) == 1 else dict(_as_mapping(node, value))
+        per_column = {outputs[0]: value} if _returns_value(node) else dict(_as_mapping(node, value))
         for col in outputs:
             values = per_column[col]
             if not isinstance(values, Sequence) or isinstance(values, str | bytes):
@@ -783,6 +792,8 @@ class Scheduler:
         columns = [(group.columns[col], per_column[col]) for col in outputs]
         again: list[int] = []
         error: Exception | None = None
+        stored = 0
+        failed: list[tuple[int, Exception]] = []
         for i, row in enumerate(rows):
             if tracker.is_dropped(row):
                 continue
@@ -792,12 +803,18 @@ class Scheduler:
                     again.append(row)
                     error = failure.error
                 else:
-                    self._fail_rows(group, node, [row], failure.error, ready)
+                    failed.append((row, failure.error))
                 continue
             for target, values in columns:
                 target[row] = values[i]
-            self._cells_done += 1
-            self._node_done[task.node] += 1
+            stored += 1
+        self._cells_done += stored
+        self._node_done[task.node] += stored
+        if self._health is not None and stored:
+            # Before the failures, so a batch's good rows count as such for the first-rows rule.
+            self._health.record_success(node.name, stored)
+        for row, failure_error in failed:
+            self._fail_rows(group, node, [row], failure_error, ready)
         if error is None:
             ready.extend(tracker.complete_batch(task.node, rows))
             return
@@ -805,6 +822,13 @@ class Scheduler:
         retry = BatchTask(node=task.node, rows=tuple(again))
         ready.extend(tracker.complete_batch(task.node, [r for r in rows if r not in set(again)]))
         self._retry(group, retry, error, origin=task)
+
+
+def _returns_value(node: Node) -> bool:
+    """Whether ``node``'s generator returns its value itself: it fills one column, named as
+    the node. Any other (several outputs, or outputs named apart from the node, like a seed
+    dataset's columns, even just one) returns a mapping from output column to value."""
+    return node.outputs == (node.name,)
 
 
 def _as_mapping(node: Node, value: Any) -> Mapping[str, Any]:

@@ -27,6 +27,7 @@ __all__ = [
     "arrow_type",
     "coerce",
     "infer_arrow_type",
+    "json_text",
     "normalize_values",
     "short_repr",
     "to_naive_utc",
@@ -94,8 +95,10 @@ def coerce(value: Any, dtype: DType | str, *, column: str) -> Any:
     Conversions: numbers and numeric text to ``int`` (only when integral) and ``float``;
     ``true/false/yes/no/1/0`` (any case) and 0/1 to ``bool``; ISO 8601 text and dates to
     ``datetime`` (aware values become naive UTC); ``timedelta`` from seconds, ``str(timedelta)``
-    text or ISO 8601 durations without years/months (``P1DT2H30M``); ``json`` validates text
-    with ``json.loads`` and serialises anything else with ``json.dumps``; ``string`` keeps text,
+    text or ISO 8601 durations without years/months (``P1DT2H30M``); ``json`` parses text with
+    ``json.loads`` and keeps any other value that ``json.dumps`` accepts — the value in memory
+    (what downstream templates see: ``{{ e.a }}``) is the parsed one, and :func:`json_text` is
+    what is stored; ``string`` keeps text,
     serialises mappings and lists as JSON and applies ``str`` to the rest.
 
     Args:
@@ -256,6 +259,21 @@ def _to_timedelta(value: Any) -> dt.timedelta:
     raise _Unfit
 
 
+def _to_json_value(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError as exc:
+            raise _Unfit(f"invalid JSON ({exc})") from None
+    _to_json(value)  # raises when it cannot be written as JSON
+    return value
+
+
+def json_text(value: Any) -> str | None:
+    """How a ``json`` column's value (parsed, see :func:`coerce`) is stored: JSON text."""
+    return None if value is None else json.dumps(value, ensure_ascii=False, allow_nan=False)
+
+
 def _to_json(value: Any) -> str:
     if isinstance(value, str):
         try:
@@ -276,7 +294,7 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "bool": _to_bool,
     "datetime": _to_datetime,
     "timedelta": _to_timedelta,
-    "json": _to_json,
+    "json": _to_json_value,
 }
 
 

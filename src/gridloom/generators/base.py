@@ -7,11 +7,14 @@ A generator fills one *node* of the execution graph: usually one column, sometim
 
 Granularity:
 
-* ``cell`` — called once per row with a :class:`CellContext`; returns the value (or, for a
-  multi-output generator, a mapping from output column to value).
+* ``cell`` — called once per row with a :class:`CellContext`; returns the value.
 * ``batch`` — called once per row group with a :class:`BatchContext` covering the row group's
-  live rows; returns a sequence with one value per row (or a mapping from output column to such
-  a sequence).
+  live rows; returns a sequence with one value per row.
+
+A generator that fills one column named as itself returns that column's value (or sequence)
+directly; any other — several outputs, or outputs named apart from the generator, like a seed
+dataset's columns, even when there is just one — returns a mapping from output column to its
+value (or sequence).
 
 Raising any exception fails the cell (or batch): its row (or rows) are dropped with the
 exception as the recorded reason. A batch generator that fails on some rows only puts a

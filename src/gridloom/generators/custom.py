@@ -18,7 +18,7 @@ from typing import Any
 from ..config._columns import CustomColumn
 from ..config._models import ModelConfig
 from ..errors import ConfigError, GenerationError
-from ._dtypes import arrow_type, coerce
+from ._dtypes import arrow_type, coerce, json_text
 from .base import BatchContext, CellContext, ColumnGenerator, RowFailure
 
 __all__ = [
@@ -108,6 +108,8 @@ class _CustomBase(ColumnGenerator):
         self.config = config
         self.function = function
         self.granularity = config.mode
+        if config.dtype == "json":  # parsed in memory (for templates), JSON text on disk
+            self.encoders = {config.name: json_text}
         self.params: Mapping[str, Any] = MappingProxyType(dict(config.params))
         self.model = model
         self.model_bound = config.model is not None

@@ -9,7 +9,7 @@ import jinja2
 
 from ..config._columns import ExpressionColumn
 from ..errors import GenerationError, TemplateError
-from ._dtypes import arrow_type, coerce
+from ._dtypes import arrow_type, coerce, json_text
 from ._jinja import template_env
 from .base import BatchContext, CellContext, ColumnGenerator, Granularity, RowFailure
 
@@ -42,6 +42,8 @@ class ExpressionGenerator(ColumnGenerator):
         )
         self.config = config
         self.granularity = granularity
+        if config.dtype == "json":  # parsed in memory (for templates), JSON text on disk
+            self.encoders = {config.name: json_text}
         try:
             self._template = template_env().from_string(config.template)
         except jinja2.TemplateSyntaxError as exc:

@@ -48,8 +48,11 @@ _COST_FACTOR = 100
 #: Model usage (its requests count) is read at most this often by the bar display; the
 #: throttle snapshots (limit, in flight, 429s) are read at every poll.
 _USAGE_SECONDS = 1.0
-#: Width of a bar, in cells.
+#: Width of a bar, in cells, when the terminal has room; it shrinks to fit down to the least.
 _BAR_WIDTH = 30
+_LEAST_BAR = 6
+#: Column and model names are cut to fit, never below this.
+_LEAST_NAME = 8
 
 
 def make_console(file: IO[str] | None = None, *, force_terminal: bool | None = None) -> Console:
@@ -214,7 +217,7 @@ class ProgressReporter:
         try:
             snapshot = self.snapshot()
             self._record(snapshot)
-            self._redraw(snapshot, force=True)
+            self._redraw(snapshot, force=True, final=True)
         except Exception:
             self._fail()
         finally:
@@ -281,7 +284,9 @@ class ProgressReporter:
             with contextlib.suppress(Exception):
                 live.stop()
 
-    def _redraw(self, snapshot: ProgressSnapshot, *, force: bool = False) -> None:
+    def _redraw(
+        self, snapshot: ProgressSnapshot, *, force: bool = False, final: bool = False
+    ) -> None:
         if self._live is None:
             return
         now = time.perf_counter()
@@ -292,19 +297,33 @@ class ProgressReporter:
             if now - at < _IDLE_REDRAW_SECONDS and _same_counts(drawn, snapshot):
                 return
         self._drawn = (snapshot, now)
-        self._live.update(self._renderable(snapshot), refresh=True)
+        self._live.update(self._renderable(snapshot, final=final), refresh=True)
         self._cost = time.perf_counter() - now
 
-    def _renderable(self, snapshot: ProgressSnapshot) -> RenderableType:
-        """The display: a head line, a line per column, a line per model.
+    def _renderable(
+        self, snapshot: ProgressSnapshot, *, final: bool = False, width: int | None = None
+    ) -> RenderableType:
+        """The display: a head line, a line per column, a line per model, each fitted to the
+        terminal's width (bars shrink, then names are cut) so no line is cut short.
+
+        While the run goes, rates are those of the last :data:`RATE_WINDOW_SECONDS`; on the
+        ``final`` frame they are averages over the whole run, the head's rows/s and the
+        columns' cells/s alike, so they agree with each other and with the run summary.
 
         One unwrapped ``Text``, laid out here: a rich ``Table`` of progress bars costs several
         milliseconds a redraw, this well under one.
         """
         from rich.text import Text
 
+        if width is None:
+            width = self._live.console.width if self._live is not None else 100
         total = snapshot.total
-        rows_rate = self._rate(lambda s: s.rows)
+        elapsed = snapshot.time if snapshot.time > 0 else None
+
+        def average(count: float) -> float | None:
+            return None if elapsed is None else count / elapsed
+
+        rows_rate = average(snapshot.rows) if final else self._rate(lambda s: s.rows)
         text = Text(no_wrap=True, overflow="ellipsis", end="")
         text.append("gridloom ", "bold")
         text.append(
@@ -313,32 +332,74 @@ class ProgressReporter:
             + ("done" if snapshot.rows >= total else _eta(total - snapshot.rows, rows_rate))
         )
         names = [c.name for c in snapshot.columns] + [m.alias for m in snapshot.models]
-        width = max(map(len, names), default=0)
-        counts = len(f"{total:,}") * 2 + 1
+        # A column line: name, bar, counts, rate ("1,234/s"), ETA ("ETA 3 min 05 s"), failed;
+        # every part measured, so that the line fits: bars shrink, names are cut, and on a
+        # narrow terminal the ETA goes first, then the rate.
+        parts = []
         for i, column in enumerate(snapshot.columns):
-            per_second = rate([(s.time, s.columns[i].done) for s in self._history])
+            if final:
+                per_second = average(column.done)
+            else:
+                per_second = rate([(s.time, s.columns[i].done) for s in self._history])
             remaining = total - column.done - column.failed
-            filled = min(_BAR_WIDTH, _BAR_WIDTH * column.done // total) if total > 0 else 0
             finished = remaining <= 0
+            parts.append(
+                (
+                    f"{column.done:,}/{total:,}",
+                    f"{format_rate(per_second)}/s",
+                    "done" if finished else _eta(remaining, per_second),
+                    f"{column.failed:,} failed",
+                )
+            )
+        widths = [max((len(p[k]) for p in parts), default=0) for k in range(4)]
+        fixed = 1 + 1 + widths[0] + 2 + widths[3]
+        show_rate = show_eta = True
+        if fixed + widths[1] + 1 + widths[2] + 2 + _LEAST_NAME + _LEAST_BAR > width:
+            show_eta = False
+        if fixed + widths[1] + 1 + _LEAST_NAME + _LEAST_BAR > width:
+            show_rate = False
+        fixed += (widths[1] + 1 if show_rate else 0) + (widths[2] + 2 if show_eta else 0)
+        models = [
+            f" limit {'-' if m.limit is None else f'{m.limit:,}'} · in flight {m.in_flight:,}"
+            f" · requests {m.requests:,} · 429s {m.rate_limited:,}"
+            for m in snapshot.models
+        ]
+        name_width = max(map(len, names), default=0)
+        longest_model = max(map(len, models), default=0)
+        if name_width + longest_model > width:
+            name_width = max(_LEAST_NAME, width - longest_model)
+        bar = max(_LEAST_BAR, min(_BAR_WIDTH, width - fixed - name_width))
+        if name_width + bar + fixed > width:
+            name_width = max(_LEAST_NAME, width - fixed - bar)
+        for column, (counts, per_second_text, eta, failed) in zip(
+            snapshot.columns, parts, strict=True
+        ):
+            filled = min(bar, bar * column.done // total) if total > 0 else 0
+            finished = eta == "done"
             text.append("\n")
-            text.append(column.name.ljust(width), "cyan")
+            text.append(_fit(column.name, name_width), "cyan")
             text.append(" ")
             text.append("━" * filled, "green" if finished else "magenta")
-            text.append("━" * (_BAR_WIDTH - filled), "bright_black")
-            text.append(
-                f" {f'{column.done:,}/{total:,}':>{counts}} {format_rate(per_second):>7}/s"
-                f"  {'done' if finished else _eta(remaining, per_second):>14}  "
-            )
-            text.append(f"{column.failed:,} failed", "red" if column.failed else "dim")
-        for model in snapshot.models:
-            limit = "-" if model.limit is None else f"{model.limit:,}"
+            text.append("━" * (bar - filled), "bright_black")
+            text.append(f" {counts:>{widths[0]}}")
+            if show_rate:
+                text.append(f" {per_second_text:>{widths[1]}}")
+            if show_eta:
+                text.append(f"  {eta:>{widths[2]}}")
+            text.append("  ")
+            text.append(failed, "red" if column.failed else "dim")
+        for model, line in zip(snapshot.models, models, strict=True):
+            head, _, refusals = line.rpartition(" · ")
             text.append("\n")
-            text.append(model.alias.ljust(width), "magenta")
-            text.append(
-                f" limit {limit} · in flight {model.in_flight:,} · requests {model.requests:,} · "
-            )
-            text.append(f"429s {model.rate_limited:,}", "yellow" if model.rate_limited else "dim")
+            text.append(_fit(model.alias, name_width), "magenta")
+            text.append(f"{head} · ")
+            text.append(refusals, "yellow" if model.rate_limited else "dim")
         return text
+
+
+def _fit(name: str, width: int) -> str:
+    """``name`` padded, or cut with an ellipsis, to exactly ``width`` characters."""
+    return name.ljust(width) if len(name) <= width else name[: width - 1] + "…"
 
 
 def _eta(remaining: int, per_second: float | None) -> str:

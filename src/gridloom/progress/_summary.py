@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["render_summary"]
+__all__ = ["render_drops", "render_summary"]
 
 
 def _number(value: Any, spec: str = ",") -> str:
@@ -33,15 +33,46 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], indent: str = "
     return lines
 
 
+def render_drops(examples: Sequence[Mapping[str, Any]], indent: str = "  ") -> list[str]:
+    """Drop reasons, one per column and error type, each with its row count and an example
+    (``RunResult.drop_examples`` as dicts, or the ``drop_examples`` of a summary)::
+
+        dropped rows, by reason:
+          grade · GenerationError · 30 rows
+            row 9: template failed to render: UndefinedError: ...
+    """
+    if not examples:
+        return []
+    lines = ["dropped rows, by reason:"]
+    for example in examples:
+        column = example.get("column")
+        rows = example.get("rows")
+        lines.append(
+            f"{indent}{column} · {example.get('error_type')} · {_number(rows)}"
+            f" row{'' if rows == 1 else 's'}"
+        )
+        message = " ".join(str(example.get("message") or "").split())
+        prefix = f"column {column!r}: "  # messages often start by naming the column again
+        message = message.removeprefix(prefix)
+        lines.append(f"{indent}  row {_number(example.get('row_id'), '')}: {message}")
+    return lines
+
+
 def _ended(status: str, summary: Mapping[str, Any]) -> str:
     if status == "complete":
         dropped = summary.get("num_dropped") or 0
         if dropped:
-            return f"complete: every planned row was generated or dropped ({dropped:,} dropped)"
-        return "complete: every planned row was generated"
+            return f"complete ({dropped:,} rows dropped, within run.allow_drops)"
+        return "complete: every row asked for was written"
+    if status == "incomplete":
+        short: Mapping[str, Any] = summary.get("shortfall") or {}
+        return (
+            f"incomplete: {_number(short.get('missing'))} rows missing (dropped), and"
+            f" run.allow_drops lets {_number(short.get('allowed'))} go; see the drop reasons"
+            " above (run.fill_to_target replaces dropped rows)"
+        )
     if status == "stopped":
-        reason = summary.get("stop_reason") or "no reason given"
-        return f"stopped early: {reason} (resume to generate the rest)"
+        return f"stopped early: {summary.get('stop_reason') or 'no reason given'}"
     if status == "interrupted":
         return "interrupted (resume to generate the rest)"
     if status == "failed":
@@ -76,6 +107,8 @@ def render_summary(summary: Mapping[str, Any]) -> str:
     lines: list[str] = []
     if "num_rows" in summary:
         head = f"{summary['num_rows']:,} of {_number(summary.get('num_records'))} rows written"
+        if summary.get("output_dir"):
+            head += f" to {summary['output_dir']}"
         head += f", {_number(summary.get('num_dropped', 0))} dropped"
     else:
         groups = invocation.get("row_groups_written")
@@ -94,6 +127,9 @@ def render_summary(summary: Mapping[str, Any]) -> str:
             for name, c in columns.items()
         ]
         lines += ["", *_table(["column", "done", "failed", "dropped"], rows)]
+    drops = render_drops(summary.get("drop_examples") or [])
+    if drops:
+        lines += ["", *drops]
     models: Mapping[str, Mapping[str, Any]] = summary.get("models") or {}
     if models:
         header = ["model", "requests", "tokens in", "tokens out", "429s", "retries", "errors"]

@@ -10,6 +10,7 @@ directory that can be resumed, :class:`MemoryStore` keeps it in memory.
 from __future__ import annotations
 
 from ._checkpoint import ParquetStore
+from ._drops import DropExample
 from ._memory import MemoryStore
 from ._protocol import RowGroupStore
 from ._result import RunResult
@@ -17,6 +18,7 @@ from ._types import ColumnCounts, DropRecord, RowGroupData
 
 __all__ = [
     "ColumnCounts",
+    "DropExample",
     "DropRecord",
     "MemoryStore",
     "ParquetStore",

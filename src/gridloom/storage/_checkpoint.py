@@ -22,8 +22,9 @@ file, if any, is renamed just before); ``metadata.json`` is then rewritten.
 - ``config_hash``: hash of the configuration, checked on resume.
 - ``num_records``: rows requested; ``row_group_size``; ``seed``.
 - ``status``: ``"running"`` while a run is going, then what :meth:`~ParquetStore.finish`
-  set: ``"complete"``, ``"interrupted"``, ``"stopped"`` (a failing model stopped it early;
-  resumable like an interrupted run) or ``"failed"``.
+  set: ``"complete"``, ``"incomplete"`` (every row group was generated, but more rows were
+  dropped than ``run.allow_drops`` allows), ``"interrupted"``, ``"stopped"`` (a failing model
+  or column stopped it early; resumable like an interrupted run) or ``"failed"``.
 - ``created_at`` / ``updated_at``: ISO 8601 UTC timestamps.
 - ``schema``: column name to Arrow type string, in column order.
 - ``rows_written`` / ``rows_dropped``: totals over the row groups on disk.
@@ -70,7 +71,7 @@ from ._metadata import (
 )
 from ._protocol import IO_THREADS, check_finish_args
 from ._resume import load_resume_state
-from ._rundir import clear_run, refuse_existing_run
+from ._rundir import clear_run, refuse_existing_run, refuse_foreign_files
 from ._types import RowGroupData
 
 __all__ = ["ROW_GROUP_KEY", "ParquetStore", "read_parquet"]
@@ -202,6 +203,7 @@ class ParquetStore(TallyView):
             raise StorageError(f"output path {out} exists and is not a directory")
         try:
             if mode == "resume":
+                refuse_foreign_files(out)
                 return cls._resume(
                     out,
                     schema=schema,
@@ -363,8 +365,8 @@ class ParquetStore(TallyView):
         """Record the final status and summary in ``metadata.json``.
 
         Args:
-            status: ``"complete"``, ``"interrupted"``, ``"stopped"``, ``"failed"`` (or
-                ``"running"``).
+            status: ``"complete"``, ``"incomplete"``, ``"interrupted"``, ``"stopped"``,
+                ``"failed"`` (or ``"running"``).
             summary: JSON-serialisable mapping stored under ``summary``.
 
         Raises:

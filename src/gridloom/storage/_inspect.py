@@ -2,7 +2,7 @@
 
 Everything comes from ``metadata.json`` and the parquet footers; the only data read is the
 first rows of the first non-empty data file's first row group (the sample) and the
-``column``/``error_type`` columns of the dropped-records files (the drop reasons).
+dropped-records files (the drop reasons, with an example each).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 
 from gridloom.errors import StorageError
 
+from ._drops import DropExample, DropTally
 from ._metadata import RowGroupEntry, load_json
 
 __all__ = ["RunDirectoryInfo", "inspect_run", "is_run_directory"]
@@ -40,6 +41,7 @@ class RunDirectoryInfo:
         schema: the columns of the data files: ``name``, Arrow ``type`` (as text) and
             ``nullable`` (from ``metadata.json`` when no data file exists).
         drop_reasons: dropped rows per column and error type.
+        drop_examples: one example per drop reason (row id and message).
         sample: the first rows of the dataset, as an Arrow table.
     """
 
@@ -50,6 +52,7 @@ class RunDirectoryInfo:
     problems: tuple[str, ...]
     schema: list[dict[str, Any]]
     drop_reasons: dict[str, dict[str, int]]
+    drop_examples: tuple[DropExample, ...]
     sample: pa.Table
 
 
@@ -143,21 +146,23 @@ def inspect_run(out: Path, *, sample_rows: int = 5) -> RunDirectoryInfo:
         except (OSError, StopIteration, pa.ArrowException) as exc:
             problems.append(f"cannot read a sample from {first_with_rows.relative_to(out)}: {exc}")
 
-    drop_reasons: dict[str, dict[str, int]] = {}
+    tally = DropTally()
     for index, entry in sorted(listed.items()):
         if not entry.has_drops:
             continue
         path = out / RowGroupEntry.dropped_file(index)
         try:
-            drops = pq.read_table(path, columns=["column", "error_type"])
+            drops = pq.read_table(path, columns=["row_id", "column", "error_type", "message"])
         except (OSError, pa.ArrowException) as exc:
             problems.append(f"{path.relative_to(out)} is unreadable ({exc})")
             continue
-        for column, error in zip(
-            drops.column("column").to_pylist(), drops.column("error_type").to_pylist(), strict=True
-        ):
-            per_column = drop_reasons.setdefault(str(column), {})
-            per_column[str(error)] = per_column.get(str(error), 0) + 1
+        tally.add_table(drops)
+    reasons = tally.by_column()
+    drop_reasons = {
+        column: {error: example.rows for error, example in errors.items()}
+        for column, errors in reasons.items()
+    }
+    drop_examples = tuple(example for errors in reasons.values() for example in errors.values())
 
     return RunDirectoryInfo(
         metadata=metadata,
@@ -167,5 +172,6 @@ def inspect_run(out: Path, *, sample_rows: int = 5) -> RunDirectoryInfo:
         problems=tuple(problems),
         schema=fields,
         drop_reasons=drop_reasons,
+        drop_examples=drop_examples,
         sample=sample,
     )

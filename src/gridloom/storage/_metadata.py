@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
-STATUSES = frozenset({"running", "complete", "interrupted", "stopped", "failed"})
+STATUSES = frozenset({"running", "complete", "incomplete", "interrupted", "stopped", "failed"})
 
 
 def layout_problem(

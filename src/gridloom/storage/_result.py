@@ -11,6 +11,7 @@ from typing import Any
 import attrs
 import pyarrow as pa
 
+from ._drops import DropExample, summarize_drops
 from ._protocol import RowGroupStore
 from ._types import ColumnCounts
 
@@ -38,10 +39,18 @@ class RunResult:
         num_dropped: rows dropped.
         columns: per column counts of done, failed and dropped cells.
         wall_time: seconds the run took (this invocation only, on resume).
+        rows_generated: rows written by this invocation (on resume, without the earlier
+            ones); ``None`` means :attr:`num_rows`. The summary's ``rows_per_second`` is
+            these over :attr:`wall_time`.
         seed: seed of the run.
-        status: ``"complete"``, ``"interrupted"``, ``"stopped"`` (a failing model stopped the
-            run early; completed row groups are kept and it can be resumed) or ``"failed"``.
-        stop_reason: why a ``"stopped"`` run stopped, in one line naming the model; else ``None``.
+        status: ``"complete"`` (every row asked for was written, or as many as
+            ``run.allow_drops`` lets go missing), ``"incomplete"`` (every row group was
+            generated, but more rows were dropped than ``run.allow_drops`` allows: see
+            :attr:`drop_examples`), ``"interrupted"``, ``"stopped"`` (a failing model or column
+            stopped the run early; completed row groups are kept and it can be resumed) or
+            ``"failed"``.
+        stop_reason: why a ``"stopped"`` run stopped, in one line naming the model or column;
+            else ``None``.
         extras: further JSON-serialisable summary sections provided by the engine
             (token usage per model, throttle history, ...), merged into :attr:`summary`.
         trace: one row per task attempt (``gridloom.trace.TRACE_SCHEMA``) when the run was
@@ -54,6 +63,7 @@ class RunResult:
     num_dropped: int = 0
     columns: dict[str, ColumnCounts] = attrs.field(factory=dict)
     wall_time: float
+    rows_generated: int | None = None
     seed: int
     status: str
     stop_reason: str | None = None
@@ -61,6 +71,9 @@ class RunResult:
     _store: RowGroupStore = attrs.field(repr=False, eq=False)
     trace: pa.Table | None = attrs.field(default=None, repr=False, eq=False)
     _cache: dict[str, pa.Table] = attrs.field(init=False, factory=dict, repr=False, eq=False)
+    _digest: dict[str, dict[str, dict[str, DropExample]]] = attrs.field(
+        init=False, factory=dict, repr=False, eq=False
+    )
 
     @classmethod
     def from_store(
@@ -75,6 +88,7 @@ class RunResult:
         extras: Mapping[str, Any] | None = None,
         stop_reason: str | None = None,
         trace: pa.Table | None = None,
+        rows_generated: int | None = None,
     ) -> RunResult:
         """Build the result of a run from its (finished) store.
 
@@ -90,6 +104,7 @@ class RunResult:
             extras: further JSON-serialisable summary sections (see :attr:`extras`).
             stop_reason: why the run was stopped early (status ``"stopped"``).
             trace: the task trace, when the run was traced.
+            rows_generated: rows written by this invocation (see :attr:`rows_generated`).
 
         Raises:
             TypeError: ``extras`` is not JSON-serialisable.
@@ -101,6 +116,7 @@ class RunResult:
             num_dropped=store.rows_dropped,
             columns=dict(store.counts),
             wall_time=wall_time,
+            rows_generated=rows_generated,
             seed=seed,
             status=status,
             stop_reason=stop_reason,
@@ -127,18 +143,23 @@ class RunResult:
     def drop_reasons(self) -> dict[str, dict[str, int]]:
         """Dropped rows per column and error type, e.g. ``{"answer": {"InvalidOutput": 3}}``
         (from the drop records on disk, so a resumed run's earlier drops are included)."""
+        return {
+            column: {error: example.rows for error, example in errors.items()}
+            for column, errors in self._drops().items()
+        }
+
+    @property
+    def drop_examples(self) -> list[DropExample]:
+        """One example per drop reason (column and error type): how many rows it dropped,
+        and the first such row's id and message, in column then error type order."""
+        return [example for errors in self._drops().values() for example in errors.values()]
+
+    def _drops(self) -> dict[str, dict[str, DropExample]]:
         if self.num_dropped == 0:
             return {}
-        reasons: dict[str, dict[str, int]] = {}
-        dropped = self.dropped
-        for column, error in zip(
-            dropped.column("column").to_pylist(),
-            dropped.column("error_type").to_pylist(),
-            strict=True,
-        ):
-            per_column = reasons.setdefault(column, {})
-            per_column[error] = per_column.get(error, 0) + 1
-        return reasons
+        if "drop_digest" not in self._digest:
+            self._digest["drop_digest"] = summarize_drops(self.dropped)
+        return self._digest["drop_digest"]
 
     def to_pandas(self) -> Any:
         """The dataset as a ``pandas.DataFrame``.
@@ -149,7 +170,7 @@ class RunResult:
         if importlib.util.find_spec("pandas") is None:
             raise ImportError(
                 "RunResult.to_pandas() needs pandas, which is not installed; "
-                "install it with: pip install gridloom[pandas]"
+                "install it with: pip install 'gridloom[pandas]'"
             )
         return self.table.to_pandas()
 
@@ -157,6 +178,7 @@ class RunResult:
     def summary(self) -> dict[str, Any]:
         """Counts, timings and the engine's extras as a JSON-serialisable dict."""
         failed = sum(c.failed for c in self.columns.values())
+        generated = self.num_rows if self.rows_generated is None else self.rows_generated
         summary: dict[str, Any] = {
             "status": self.status,
             "stop_reason": self.stop_reason,
@@ -166,10 +188,12 @@ class RunResult:
             "num_dropped": self.num_dropped,
             "failed_cells": failed,
             "wall_time": self.wall_time,
-            "rows_per_second": self.num_rows / self.wall_time if self.wall_time > 0 else None,
+            "rows_generated": generated,
+            "rows_per_second": generated / self.wall_time if self.wall_time > 0 else None,
             "seed": self.seed,
             "columns": {name: c.as_dict() for name, c in self.columns.items()},
             "drop_reasons": self.drop_reasons,
+            "drop_examples": [example.as_dict() for example in self.drop_examples],
         }
         for key, value in _plain(self.extras).items():
             summary.setdefault(key, value)

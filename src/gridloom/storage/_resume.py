@@ -23,7 +23,8 @@ Rules, applied to every row group listed in ``metadata.json`` or found as
 Before that, :func:`load_resume_state` checks that ``metadata.json`` exists and
 matches the run being resumed (format version, config hash, row group size and
 column schema) and removes temp files (``.tmp-*``) left by an interrupted write.
-The resumed run requests ``max(old, new)`` records and keeps the recorded seed.
+The resumed run keeps the recorded seed; it may ask for more records than the original run
+(it grows), never fewer (refused with :class:`~gridloom.errors.StorageError`).
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def _listed(out: Path, raw_groups: Any) -> dict[int, RowGroupEntry]:
 
 def _adopt(path: Path, index: int, schema: pa.Schema, key: str) -> RowGroupEntry:
     """Entry of a data file committed but not yet listed in ``metadata.json``."""
-    advice = "; remove it (or pass overwrite) if it is not needed"
+    advice = "; remove it if it is not needed, or start again with --overwrite"
     try:
         footer = pq.read_metadata(path)
         file_schema = pq.read_schema(path)
@@ -169,12 +170,12 @@ def resume_tally(
         if index not in data_files:
             raise StorageError(
                 f"cannot resume {out}: metadata.json lists {path} but the file is missing; "
-                "pass overwrite to start again"
+                "start again with --overwrite (overwrite=True from Python)"
             )
         if entry.has_drops and not dropped_path.is_file():
             raise StorageError(
                 f"cannot resume {out}: row group {index} dropped rows but {dropped_path} "
-                "is missing; pass overwrite to start again"
+                "is missing; start again with --overwrite (overwrite=True from Python)"
             )
         tally.add(entry)
     for index, path in _part_files(out / "dropped", RowGroupEntry.dropped_file).items():
@@ -189,7 +190,7 @@ class ResumeState:
     """What a resumed store starts from.
 
     Attributes:
-        num_records: rows of the resumed run: the larger of the old and new request.
+        num_records: rows of the resumed run (never fewer than recorded: refused).
         seed: the seed recorded by the original run.
         created_at: creation time of the original run.
         summary: the summary recorded by the last ``finish``.
@@ -247,7 +248,7 @@ def load_resume_state(
         raise StorageError(
             f"cannot resume {out}: the configuration changed (config hash "
             f"{old_hash[:12]} on disk, {config_hash[:12]} now); restore the original "
-            "configuration, or pass overwrite to start again"
+            "configuration, or start again with --overwrite (overwrite=True from Python)"
         )
     if old_size != row_group_size:
         raise StorageError(
@@ -259,9 +260,15 @@ def load_resume_state(
             f"cannot resume {out}: the column schema changed (was {old_schema}, "
             f"now {schema_to_json(schema)})"
         )
+    if num_records < old_records:
+        raise StorageError(
+            f"cannot resume {out}: the run has {old_records:,} rows (metadata.json) and"
+            f" {num_records:,} were asked for; a resumed run keeps its rows and can only grow:"
+            f" ask for {old_records:,} or more (or leave -n out with `gridloom resume`)"
+        )
     for d in (out, out / "data", out / "dropped"):
         remove_temp_files(d)
-    total = max(old_records, num_records)
+    total = num_records
     tally = resume_tally(
         out,
         doc.get("row_groups"),

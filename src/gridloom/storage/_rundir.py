@@ -2,31 +2,71 @@
 
 from __future__ import annotations
 
-import logging
 import re
 from pathlib import Path
 
-from gridloom.errors import OutputExistsError
+from gridloom.errors import OutputExistsError, StorageError
 
-from ._atomic import fsync_dir, remove_temp_files
+from ._atomic import TEMP_PREFIX, fsync_dir, remove_temp_files
 
-__all__ = ["clear_run", "refuse_existing_run"]
-
-logger = logging.getLogger("gridloom.storage")
+__all__ = ["clear_run", "foreign_files", "refuse_existing_run", "refuse_foreign_files"]
 
 _PART_RE = re.compile(r"part-(\d{5,})\.parquet")
 #: Files and directories of a run that belong to gridloom.
 _OWN_FILES = ("metadata.json", "config.yaml", "trace.parquet", "trace.json")
 _OWN_DIRS = ("data", "dropped")
+#: How many foreign files a message names.
+_NAMED = 5
+
+
+def foreign_files(out: Path) -> list[Path]:
+    """Entries of ``out/data`` and ``out/dropped`` that gridloom did not write (neither a
+    ``part-NNNNN.parquet`` file nor a temp file of an interrupted write)."""
+    found: list[Path] = []
+    for name in _OWN_DIRS:
+        sub = out / name
+        if not sub.is_dir():
+            continue
+        for entry in sorted(sub.iterdir()):
+            own = _PART_RE.fullmatch(entry.name) or entry.name.startswith(TEMP_PREFIX)
+            if not (own and entry.is_file()):
+                found.append(entry)
+    return found
+
+
+def refuse_foreign_files(out: Path) -> None:
+    """Raise :class:`StorageError` if ``out/data`` or ``out/dropped`` hold files gridloom did
+    not write: the dataset is read as every file of ``data/`` (``pyarrow.parquet.read_table``),
+    so a run must not share that folder, and replacing a run never deletes them."""
+    found = foreign_files(out)
+    if not found:
+        return
+    named = ", ".join(str(p.relative_to(out)) for p in found[:_NAMED])
+    more = f" and {len(found) - _NAMED} more" if len(found) > _NAMED else ""
+    raise StorageError(
+        f"output directory {out} holds files gridloom did not write ({named}{more}); gridloom"
+        " keeps its dataset in data/ and dropped/, and reading data/ would fail with them"
+        " there: choose another output directory, or move those files away"
+    )
 
 
 def refuse_existing_run(out: Path) -> None:
-    """Raise :class:`OutputExistsError` if ``out`` already holds a run."""
-    found = [n for n in ("metadata.json", *_OWN_DIRS) if (out / n).exists()]
-    if found:
+    """Raise :class:`OutputExistsError` if ``out`` already holds a run (its
+    ``metadata.json``, or the part files of one), or :class:`StorageError` if it holds files
+    in ``data/`` or ``dropped/`` that gridloom did not write."""
+    refuse_foreign_files(out)
+    if (out / "metadata.json").exists():
         raise OutputExistsError(
-            f"output directory {out} already holds a gridloom run ({', '.join(found)}); "
-            "pass overwrite to replace it or resume to continue it"
+            f"output directory {out} already holds a gridloom run (metadata.json); replace it"
+            " with --overwrite or continue it with --resume (overwrite=True / resume=True"
+            " from Python)"
+        )
+    parts = [n for n in _OWN_DIRS if (out / n).is_dir() and any((out / n).iterdir())]
+    if parts:
+        raise OutputExistsError(
+            f"output directory {out} holds the files of a gridloom run without its"
+            f" metadata.json ({', '.join(p + '/' for p in parts)}); replace them with"
+            " --overwrite (overwrite=True from Python)"
         )
 
 
@@ -36,9 +76,14 @@ def clear_run(out: Path) -> None:
     Removes ``metadata.json``, ``config.yaml``, ``trace.parquet``, ``trace.json``, temp files,
     and the ``part-NNNNN.parquet`` files of ``data/`` and ``dropped/`` (and those directories
     when nothing else is in them).
+
+    Raises:
+        StorageError: ``data/`` or ``dropped/`` hold files gridloom did not write (nothing is
+            removed then).
     """
     if not out.is_dir():
         return
+    refuse_foreign_files(out)
     for name in _OWN_FILES:
         (out / name).unlink(missing_ok=True)
     for name in _OWN_DIRS:
@@ -49,9 +94,6 @@ def clear_run(out: Path) -> None:
         for entry in sub.iterdir():
             if entry.is_file() and _PART_RE.fullmatch(entry.name):
                 entry.unlink()
-        try:
-            sub.rmdir()
-        except OSError:
-            logger.warning("kept %s: it holds files that gridloom did not write", sub)
+        sub.rmdir()
     remove_temp_files(out)
     fsync_dir(out)

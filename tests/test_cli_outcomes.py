@@ -1,0 +1,118 @@
+"""What the CLI says about a run's output directory, resumes and the run's outcome."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from click.testing import CliRunner, Result
+
+from gridloom.cli import cli, output_schema
+
+PIPELINE = """\
+columns:
+  - {name: n, uniform: {low: 1, high: 100, convert_to: int}}
+  - {name: double, expression: {template: "{{ n * 2 }}", dtype: int}}
+run: {row_group_size: 10, seed: 5, progress: off}
+"""
+
+
+def invoke(*args: str | Path) -> Result:
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def checked(command: str, stdout: str) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(stdout)
+    jsonschema.validate(doc, output_schema(command))
+    return doc
+
+
+def config_file(folder: Path) -> Path:
+    path = folder / "p.yaml"
+    path.write_text(PIPELINE)
+    return path
+
+
+def test_an_existing_run_is_refused_in_cli_words(tmp_path: Path) -> None:
+    """The error names the options a user types (--overwrite, --resume), not the Python
+    arguments ("pass overwrite")."""
+    config = config_file(tmp_path)
+    out = tmp_path / "out"
+    assert invoke("create", config, "-n", "10", "-o", out).exit_code == 0
+    again = invoke("create", config, "-n", "10", "-o", out)
+    assert again.exit_code == 3
+    assert "--overwrite" in again.stderr
+    assert "--resume" in again.stderr
+    assert "pass overwrite" not in again.stderr
+
+
+def test_a_plain_folder_with_a_data_folder_is_not_a_run(tmp_path: Path) -> None:
+    """A folder whose data/ holds the user's own files is refused for what it is, and
+    --overwrite refuses too rather than leave them next to the dataset (reading data/ would
+    then fail); nothing of the user's is removed."""
+    config = config_file(tmp_path)
+    out = tmp_path / "mine"
+    (out / "data").mkdir(parents=True)
+    (out / "data" / "mine.csv").write_text("a,b\n1,2\n")
+    for extra in ((), ("--overwrite",)):
+        result = invoke("create", config, "-n", "10", "-o", out, *extra, "--json")
+        assert result.exit_code == 1
+        doc = checked("create", result.stdout)
+        message = doc["error"]["message"]
+        assert "data/mine.csv" in message
+        assert "gridloom run" not in message
+        assert (out / "data" / "mine.csv").read_text() == "a,b\n1,2\n"
+    assert not (out / "metadata.json").exists()
+
+
+def test_resume_refuses_to_shrink_a_run(tmp_path: Path) -> None:
+    """`gridloom resume DIR -n 10` on a 40-row run was silently ignored: now a usage error
+    saying both counts; `create --resume` with fewer rows fails the same way."""
+    config = config_file(tmp_path)
+    out = tmp_path / "out"
+    assert invoke("create", config, "-n", "40", "-o", out).exit_code == 0
+    result = invoke("resume", out, "-n", "10", "--json")
+    assert result.exit_code == 2
+    message = checked("resume", result.stdout)["error"]["message"]
+    assert "40" in message
+    assert "-n 10" in message
+    assert "only grow" in message
+    text = invoke("resume", out, "-n", "10")
+    assert text.exit_code == 2
+    assert text.stderr.startswith("error: ")
+    again = invoke("create", config, "-n", "10", "-o", out, "--resume", "--json")
+    assert again.exit_code == 1
+    assert "only grow" in checked("create", again.stdout)["error"]["message"]
+
+
+def test_the_rate_after_a_resume_counts_this_invocation_only(tmp_path: Path) -> None:
+    """A resume that adds 20 rows to a 40-row run reports 20 rows generated, and its rows/s
+    divides those 20 (not all 60) by this invocation's time."""
+    config = config_file(tmp_path)
+    out = tmp_path / "out"
+    assert invoke("create", config, "-n", "40", "-o", out).exit_code == 0
+    result = invoke("resume", out, "-n", "60", "--json")
+    assert result.exit_code == 0, result.stdout
+    doc = checked("resume", result.stdout)
+    assert doc["num_rows"] == 60
+    assert doc["rows_generated"] == 20
+    assert doc["rows_per_second"] == doc["rows_generated"] / doc["wall_time"]
+    plain = invoke("resume", out, "-n", "70")
+    assert plain.exit_code == 0
+    first = plain.stdout.splitlines()[0]
+    assert first.startswith(f"70 of 70 rows written to {out}, 0 dropped, in ")
+    assert "wrote" not in plain.stdout  # said once, in one format
+
+
+def test_complete_means_every_row(tmp_path: Path) -> None:
+    """A run that wrote every row says so, exits 0, and its summary has no shortfall."""
+    config = config_file(tmp_path)
+    result = invoke("create", config, "-n", "25", "-o", tmp_path / "o", "--json")
+    assert result.exit_code == 0
+    doc = checked("create", result.stdout)
+    assert doc["status"] == "complete"
+    assert doc["num_rows"] == 25
+    assert doc["drop_examples"] == []
+    assert "shortfall" not in doc

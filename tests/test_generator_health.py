@@ -1,0 +1,313 @@
+"""Generator health: a column that fails the same way row after row stops the run early,
+naming the column and quoting the error, before the request budget is spent."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import hypothesis.strategies as st
+import pytest
+from hypothesis import given
+
+import gridloom as gl
+from gridloom.config import structure_pipeline
+from gridloom.engine import GeneratorHealth, ShutdownReason
+from gridloom.errors import (
+    GenerationError,
+    InvalidOutput,
+    ProviderUnavailable,
+    RateLimited,
+    ValueTypeError,
+)
+
+# ---------------------------------------------------------------------- the monitor alone
+
+
+def health(
+    *,
+    first_rows: int = 5,
+    error_rate: float | None = 0.5,
+    window: int = 20,
+    min_outcomes: int = 10,
+) -> tuple[GeneratorHealth, list[ShutdownReason]]:
+    monitor = GeneratorHealth(
+        first_rows=first_rows, error_rate=error_rate, window=window, min_outcomes=min_outcomes
+    )
+    trips: list[ShutdownReason] = []
+    monitor.on_trip(trips.append)
+    return monitor, trips
+
+
+#: The kinds of outcome a column's cell can have: ``ok``, or a final error class.
+ERRORS = {
+    "template": lambda: GenerationError("column 'c': template failed to render: UndefinedError"),
+    "schema": lambda: InvalidOutput("column 'c': not valid against the schema"),
+    "dtype": lambda: ValueTypeError("column 'c': cannot store 'x' as int"),
+    "custom": lambda: ValueError("the function raised"),
+    "model": lambda: ProviderUnavailable("503", provider="p", model="m"),
+    "rate": lambda: RateLimited("429", provider="p", model="m"),
+}
+OUTCOMES = st.lists(st.sampled_from(["ok", *ERRORS]), max_size=60)
+COUNTED = ("template", "schema", "dtype", "custom")
+
+
+def feed(monitor: GeneratorHealth, outcomes: list[str], column: str = "c") -> None:
+    for row, outcome in enumerate(outcomes):
+        if outcome == "ok":
+            monitor.record_success(column)
+        else:
+            monitor.record_failure(column, ERRORS[outcome](), row)
+
+
+def expected_trip(
+    outcomes: list[str], first_rows: int, error_rate: float | None, window: int, least: int
+) -> int | None:
+    """Reference model: the index of the outcome at which the monitor must trip."""
+    counted = [o for o in outcomes if o == "ok" or o in COUNTED]
+    kinds = {"template": "GenerationError", "schema": "InvalidOutput", "dtype": "ValueTypeError"}
+    kinds["custom"] = "ValueError"
+    names = [None if o == "ok" else kinds[o] for o in counted]
+    for i, name in enumerate(names):
+        if name is None:
+            continue
+        head = names[: i + 1]
+        if first_rows and len(head) == first_rows and len(set(head)) == 1:
+            return i
+        recent = names[max(0, i + 1 - window) : i + 1]
+        judged = error_rate is not None and len(recent) >= min(least, window)
+        if judged and recent.count(name) / len(recent) > error_rate:  # type: ignore[operator]
+            return i
+    return None
+
+
+@given(
+    outcomes=OUTCOMES,
+    first_rows=st.integers(0, 6),
+    error_rate=st.one_of(st.none(), st.sampled_from([0.25, 0.5, 0.9, 1.0])),
+    window=st.integers(1, 12),
+    least=st.integers(1, 12),
+)
+def test_trips_exactly_when_a_rule_holds(
+    outcomes: list[str], first_rows: int, error_rate: float | None, window: int, least: int
+) -> None:
+    """Over any sequence of outcomes the monitor trips once, at the first outcome where the
+    first-rows rule (the first N counted outcomes all fail with one error type) or the rate
+    rule (one error type's share of the recent window) holds; model errors and errors that
+    may pass never count."""
+    monitor, trips = health(
+        first_rows=first_rows, error_rate=error_rate, window=window, min_outcomes=least
+    )
+    at = expected_trip(outcomes, first_rows, error_rate, window, least)
+    counted = 0
+    for outcome in outcomes:
+        before = len(trips)
+        feed(monitor, [outcome])
+        if outcome == "ok" or outcome in COUNTED:
+            counted += 1
+        if at is not None and counted == at + 1 and before == 0:
+            assert len(trips) == 1
+        elif before == 0:
+            assert trips == [], (outcomes, counted, at)
+    assert len(trips) == (0 if at is None else 1)
+    if trips:
+        assert trips[0].column == "c"
+        assert monitor.tripped is trips[0]
+
+
+def test_the_first_rows_rule_quotes_the_error_and_names_the_column() -> None:
+    """Five rows failing with one template error trip with a message naming the column, the
+    count, the error (quoted, without repeating the column) and a row id."""
+    monitor, trips = health(error_rate=None)
+    for row in (3, 1, 4, 0):
+        monitor.record_failure("grade", GenerationError("column 'grade': bad 'replyy'"), row)
+    assert trips == []
+    monitor.record_failure("grade", GenerationError("column 'grade': bad 'replyy'"), 2)
+    [reason] = trips
+    assert reason.column == "grade"
+    assert reason.row_id == 3
+    assert reason.top_error == "GenerationError"
+    assert (reason.failed, reason.total) == (5, 5)
+    assert reason.alias is None
+    assert reason.model is None
+    assert reason.message.startswith(
+        "column 'grade' failed on each of its first 5 rows with GenerationError: bad 'replyy'"
+        " (e.g. row 3)"
+    )
+    assert reason.as_dict()["example"] == "bad 'replyy'"
+
+
+def test_a_success_or_another_error_clears_the_first_rows_rule() -> None:
+    """A column whose first rows include a success, or two different errors, is not judged by
+    the first-rows rule."""
+    monitor, trips = health(error_rate=None)
+    monitor.record_success("a")
+    for row in range(10):
+        monitor.record_failure("a", ValueError("x"), row)
+    monitor.record_failure("b", ValueError("x"), 0)
+    for row in range(1, 10):
+        monitor.record_failure("b", KeyError("y"), row)
+    assert trips == []
+
+
+def test_columns_are_judged_apart() -> None:
+    """Failures of one column never count for another."""
+    monitor, trips = health(first_rows=3, error_rate=None)
+    monitor.record_failure("a", ValueError("x"), 0)
+    monitor.record_failure("b", ValueError("x"), 1)
+    monitor.record_failure("a", ValueError("x"), 2)
+    assert trips == []
+    monitor.record_failure("a", ValueError("x"), 3)
+    assert [t.column for t in trips] == ["a"]
+
+
+def test_batches_count_every_row() -> None:
+    """A batch's successes count as that many outcomes for the rate rule."""
+    monitor, trips = health(first_rows=0, error_rate=0.5, window=10, min_outcomes=10)
+    monitor.record_success("c", 5)
+    for row in range(5):
+        monitor.record_failure("c", ValueError("x"), row)
+    assert trips == []  # 5 of 10
+    monitor.record_failure("c", ValueError("x"), 5)
+    assert len(trips) == 1
+    assert (trips[0].failed, trips[0].total) == (6, 10)
+    assert "failed on 6 of its last 10 rows" in trips[0].message
+
+
+def test_settings_out_of_range_are_refused() -> None:
+    """Bad settings fail at construction."""
+    for kwargs in (
+        {"first_rows": -1},
+        {"error_rate": 0.0},
+        {"error_rate": 1.5},
+        {"window": 0},
+        {"min_outcomes": 0},
+    ):
+        args: dict[str, Any] = {"first_rows": 5, "error_rate": 0.5, "window": 5, "min_outcomes": 5}
+        with pytest.raises(ValueError, match=next(iter(kwargs))):
+            GeneratorHealth(**{**args, **kwargs})
+
+
+# ---------------------------------------------------------------------- in a run
+
+
+def info_of(row: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    """A custom column's value: a dict whose keys no schema declares."""
+    return {"reply": row["text"][:10]}
+
+
+def pipeline(run: dict[str, Any] | None = None) -> gl.PipelineConfig:
+    """topic → text (a model) → info (a dict) → grade, whose template asks info for a key it
+    does not have: every grade cell fails, and no validation can know it beforehand."""
+    return structure_pipeline(
+        {
+            "providers": [
+                {
+                    "name": "sim",
+                    "type": "simulated",
+                    "simulation": {"default": {"latency": {"fixed": 0.2}}, "transport": "asgi"},
+                }
+            ],
+            "models": [
+                {"alias": "writer", "provider": "sim", "model": "w", "max_parallel_requests": 4}
+            ],
+            "columns": [
+                {"name": "topic", "category": {"values": ["rivers", "deserts"]}},
+                {"name": "text", "llm_text": {"model": "writer", "prompt": "On {{ topic }}."}},
+                {
+                    "name": "info",
+                    "custom": {"function": f"{__name__}:info_of", "dtype": "json"},
+                    "depends_on": ["text"],
+                },
+                {"name": "grade", "expression": "{{ info.replyy }}"},
+            ],
+            "run": {"seed": 4, "row_group_size": 25, "progress": "off", **(run or {})},
+        }
+    )
+
+
+async def test_a_broken_column_stops_the_run_before_the_budget_is_spent(
+    tmp_path: Path, autojump_clock: Any
+) -> None:
+    """400 rows whose every grade fails: the run stops after a handful of requests (not 400),
+    status "stopped", the reason naming the column and quoting the Jinja error."""
+    result = await gl.acreate(pipeline(), num_records=400, output_dir=tmp_path / "o")
+    assert result.status == "stopped"
+    reason = result.stop_reason or ""
+    assert reason.startswith("column 'grade' failed on each of its first 5 rows with")
+    assert "has no attribute 'replyy'" in reason
+    stop = result.summary["stop"]
+    assert stop["column"] == "grade"
+    assert stop["top_error"] == "GenerationError"
+    requests = result.summary["models"]["writer"]["requests"]
+    assert 5 <= requests <= 5 + 2 * 4  # the failing rows, and what was in flight then
+    meta = json.loads((tmp_path / "o" / "metadata.json").read_text())
+    assert meta["status"] == "stopped"
+
+
+async def test_the_check_can_be_turned_off(tmp_path: Path, autojump_clock: Any) -> None:
+    """With both rules off the run goes to the end and reports every row dropped, status
+    "incomplete" (not "complete")."""
+    config = pipeline({"generator_first_rows": 0, "generator_error_rate": None})
+    result = await gl.acreate(config, num_records=50, output_dir=tmp_path / "o")
+    assert result.status == "incomplete"
+    assert result.num_rows == 0
+    assert result.drop_reasons == {"grade": {"GenerationError": 50}}
+    [example] = result.drop_examples
+    assert (example.column, example.error_type, example.rows) == ("grade", "GenerationError", 50)
+    assert "has no attribute 'replyy'" in example.message
+    assert 0 <= example.row_id < 50
+    assert result.summary["shortfall"] == {"missing": 50, "allowed": 0, "allow_drops": 0.0}
+
+
+async def test_allow_drops_lets_a_share_go_missing(tmp_path: Path, autojump_clock: Any) -> None:
+    """Rows missing within run.allow_drops leave the run "complete"; one more is
+    "incomplete"."""
+
+    def config(allow: float) -> gl.PipelineConfig:
+        return structure_pipeline(
+            {
+                "columns": [
+                    {"name": "n", "uniform": {"low": 0, "high": 10, "convert_to": "int"}},
+                    {"name": "q", "expression": {"template": "{{ 10 // n }}", "dtype": "int"}},
+                ],
+                "run": {"seed": 1, "row_group_size": 10, "allow_drops": allow},
+            }
+        )
+
+    first = await gl.acreate(config(0.0), num_records=100, output_dir=tmp_path / "a")
+    missing = first.num_records - first.num_rows
+    assert 0 < missing < 20
+    assert first.status == "incomplete"
+    enough = await gl.acreate(config(missing / 100), num_records=100, output_dir=tmp_path / "b")
+    assert enough.status == "complete"
+    assert "shortfall" not in enough.summary
+    short = await gl.acreate(
+        config((missing - 1) / 100), num_records=100, output_dir=tmp_path / "c"
+    )
+    assert short.status == "incomplete"
+
+
+def test_cli_exits_4_naming_the_column(tmp_path: Path) -> None:
+    """`gridloom create` on such a pipeline exits 4 and prints the stop reason once, naming
+    the column and quoting the error; --json says the same in `stop`."""
+    config = tmp_path / "p.yaml"
+    (tmp_path / "helpers.py").write_text(
+        "def info_of(row, ctx):\n    return {'reply': row['text'][:10]}\n"
+    )
+    doc = gl.dump_config(pipeline()).replace(f"{__name__}:info_of", "helpers:info_of")
+    config.write_text(doc.replace("transport: asgi", "transport: socket"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "gridloom", "create", config, "-n", "200", "-o", tmp_path / "o"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 4, proc.stderr
+    both = proc.stdout + proc.stderr
+    assert both.count("column 'grade' failed on each of its first 5 rows") == 1
+    assert "has no attribute 'replyy'" in both
