@@ -53,6 +53,31 @@ columns:
 `gridloom schema --output gridloom.schema.json` writes the JSON Schema of this format, generated
 from the same models, for editors and other tools (`gridloom.config.config_json_schema()` in
 Python).
+
+**Limits.** Whatever is accepted can be run, written to a run's `config.yaml` and loaded back, so
+what cannot is refused when the config is loaded or validated, before any request, with the column
+and field at fault:
+
+- A config file is at most 16 MiB; lists and mappings nest at most 64 levels; a document holds
+  at most 1,000,000 values; YAML aliases may stand for at most 100,000 values (each counted as
+  what it refers to, written out: a "billion laughs" file stops there) and may not sit inside the
+  list or mapping they name. YAML is read with a safe loader that knows only the plain tags (no
+  Python objects, `!!binary`, `!!set`, `!!omap`, `!!pairs`).
+- Numbers are finite everywhere (no `.nan`, `.inf`, `NaN`, `1e999`); integers in typed fields fit
+  in 64 bits, and any integer has at most about 3,000 digits; text is valid Unicode (no lone
+  surrogates such as JSON's `"\\ud800"`).
+- Samplers: `uniform` bounds (and `high - low`) are finite, and within the 64-bit range with
+  `convert_to: int`; `gaussian` keeps `abs(mean) + 9 * stddev` finite (below 2**63 with
+  `convert_to: int`); a `poisson` mean is at most 1e15; `binomial` `n` is 0 to 2**63 - 1;
+  `category` values are text, finite numbers, booleans or null (an unquoted YAML date is kept
+  as its text) and weights are finite, >= 0 and not all zero; `datetime` bounds stay within
+  years 1 to 9999 in UTC; `timedelta` bounds fit a duration column (about 106 million days), or
+  with `reference` the span of datetimes (about 3.65 million days).
+- A seed dataset is read whole, and checked, when the pipeline is validated: at most 2 GiB in
+  at most 10,000 regular files; a CSV or JSONL file that does not parse cleanly (an unterminated
+  quote, a row with more or fewer fields than the header, text that is not UTF-8), duplicate
+  column names, binary values that are not UTF-8 text (those that are become text) and seed
+  data without rows are refused.
 """
 
 

@@ -116,3 +116,18 @@ def test_complete_means_every_row(tmp_path: Path) -> None:
     assert doc["num_rows"] == 25
     assert doc["drop_examples"] == []
     assert "shortfall" not in doc
+
+
+def test_resume_of_a_run_folder_with_a_hostile_config_is_a_clear_error(tmp_path: Path) -> None:
+    """A run folder's config.yaml that nests without end, or holds a value YAML cannot build
+    (2024-13-01), is reported as a config error with --json — never a traceback (the warning
+    pass over the saved config read it without limits)."""
+    config = config_file(tmp_path)
+    out = tmp_path / "out"
+    assert invoke("create", config, "-n", "10", "-o", out).exit_code == 0
+    for text in ("a: " + "[" * 5000 + "]" * 5000 + "\n", "columns: []\nwhen: 2024-13-01\n"):
+        (out / "config.yaml").write_text(text)
+        result = invoke("resume", out, "--json")
+        assert result.exit_code == 2, result.stdout
+        doc = checked("resume", result.stdout)
+        assert doc["error"]["type"] == "ConfigError"

@@ -19,6 +19,8 @@ from gridloom.errors import (
     ProviderTimeout,
     ProviderUnavailable,
     RateLimited,
+    ResponseTooLarge,
+    is_retryable,
 )
 
 NOW = 1_700_000_000.0
@@ -138,11 +140,21 @@ def test_status_mapping(
         (BadRequest, False),
         (AuthenticationFailed, False),
         (ContextLengthExceeded, False),
+        (ResponseTooLarge, False),
     ],
 )
 def test_retryable_flags(error: type[ModelError], retryable: bool) -> None:
     """Each mapped error says whether trying again later may succeed."""
     assert error.retryable is retryable
+
+
+def test_a_reply_too_large_is_final() -> None:
+    """ResponseTooLarge is a ModelError no retry can cure: its row is dropped."""
+    error = ResponseTooLarge("reply too large", limit=10, provider="acme", model="m-1")
+    assert isinstance(error, ModelError)
+    assert not is_retryable(error)
+    assert error.limit == 10
+    assert str(error) == "acme/m-1: reply too large"
 
 
 def test_context_length_is_only_detected_on_client_errors() -> None:

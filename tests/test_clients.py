@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import gzip
 import json
 import logging
 import random
@@ -32,6 +33,7 @@ from gridloom.clients import (
     http_limits,
     http_timeout,
 )
+from gridloom.clients._http import response_caps
 from gridloom.clients._wire import WireTransport
 from gridloom.config import ModelConfig, ProviderConfig
 from gridloom.errors import (
@@ -44,6 +46,7 @@ from gridloom.errors import (
     ProviderTimeout,
     ProviderUnavailable,
     RateLimited,
+    ResponseTooLarge,
 )
 
 KEY_ENV = "GRIDLOOM_TEST_API_KEY"
@@ -247,6 +250,60 @@ async def test_base_url_override_and_missing_endpoint() -> None:
         assert str(http.base_url) == "http://127.0.0.1:9/v1/"
     with pytest.raises(ConfigError, match="'sim' has no endpoint"):
         build_http_client(sim, MODELS)
+
+
+def test_reply_size_cap_per_model_name_is_the_largest_of_its_aliases() -> None:
+    """Aliases of one (provider, model) share the largest max_response_bytes; models of other
+    providers do not count."""
+    models = [
+        ModelConfig(alias="a", provider="oa", model="x", max_response_bytes=1000),
+        ModelConfig(alias="b", provider="oa", model="x", max_response_bytes=5000),
+        ModelConfig(alias="c", provider="oa", model="y"),
+        ModelConfig(alias="d", provider="elsewhere", model="y", max_response_bytes=1),
+    ]
+    caps = response_caps(OPENAI, models)
+    assert (caps["x"].limit, caps["x"].aliases) == (5000, ("a", "b"))
+    assert (caps["y"].limit, caps["y"].aliases) == (8 * 1024 * 1024, ("c",))
+
+
+async def test_reply_over_the_cap_is_refused_and_not_retried(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """A reply longer than the model's max_response_bytes raises ResponseTooLarge after one
+    request (no transport retry), naming the alias and the cap, with no httpx exception
+    (nor its request) reachable from it; a reply within the cap passes, gzip decoded."""
+    models = [ModelConfig(alias="writer", provider="oa", model="w-8b", max_response_bytes=300)]
+    long_reply = chat_reply("x" * 400)
+    script = Script(ok(long_reply))
+    http = build_http_client(OPENAI, models, transport=httpx.MockTransport(script))
+    client = OpenAIClient(http, provider=OPENAI, api_key=None)
+    with pytest.raises(ResponseTooLarge) as caught:
+        await client.chat(REQUEST)
+    assert len(script.requests) == 1
+    error = caught.value
+    assert (error.retryable, error.limit, error.status) == (False, 300, None)
+    assert "max_response_bytes = 300 (300 bytes) of model alias 'writer'" in str(error)
+    assert error.__cause__ is None
+    assert error.__context__ is None
+
+    packed = gzip.compress(json.dumps(chat_reply("short")).encode())
+    zipped = Script(
+        lambda r: httpx.Response(200, content=packed, headers={"content-encoding": "gzip"})
+    )
+    http = build_http_client(OPENAI, models, transport=httpx.MockTransport(zipped))
+    assert (await OpenAIClient(http, provider=OPENAI, api_key=None).chat(REQUEST)).text == "short"
+    assert zipped.requests[0].headers["accept-encoding"] == "gzip, deflate"
+
+
+async def test_reply_cap_of_a_client_made_elsewhere_is_the_default() -> None:
+    """A client not made by build_http_client is read through its public API, within the
+    default cap (8 MiB)."""
+    big = chat_reply("x" * (8 * 1024 * 1024))
+    async with httpx.AsyncClient(
+        base_url="http://x.test/v1", transport=httpx.MockTransport(Script(ok(big)))
+    ) as http:
+        with pytest.raises(ResponseTooLarge, match=r"8388608 \(8 MiB\) \(the default cap\)"):
+            await OpenAIClient(http, provider=OPENAI, api_key=None).chat(REQUEST)
 
 
 # --------------------------------------------------------------------------- OpenAI wire format

@@ -367,11 +367,12 @@ def test_lambda_is_written_by_name_when_not_strict() -> None:
 
 
 def test_non_finite_float_cannot_be_dumped() -> None:
-    """An infinite parameter fails the dump, naming the column and field."""
-    cfg = PipelineBuilder().gaussian("g", mean=float("inf")).build()
+    """An infinite parameter in a free-form field (typed fields refuse it when built) fails the
+    dump, naming the column and field."""
+    cfg = PipelineBuilder().custom("f", "json:dumps", params={"x": float("inf")}).build()
     with pytest.raises(ConfigError) as info:
         unstructure_pipeline(cfg)
-    assert (info.value.column, info.value.field) == ("g", "gaussian.mean")
+    assert (info.value.column, info.value.field) == ("f", "custom.params.x")
 
 
 def test_json_dump_refuses_non_string_keys() -> None:

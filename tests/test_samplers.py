@@ -13,6 +13,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from gridloom.config import PipelineConfig
 from gridloom.config._columns import (
     BernoulliColumn,
     BinomialColumn,
@@ -26,6 +27,7 @@ from gridloom.config._columns import (
     UniformColumn,
     UUIDColumn,
 )
+from gridloom.engine.graph import compile_pipeline
 from gridloom.errors import ConfigError, GenerationError
 from gridloom.generators import (
     BatchContext,
@@ -34,6 +36,7 @@ from gridloom.generators import (
     RowFailure,
     build_generator,
 )
+from gridloom.generators.samplers import TimedeltaSampler
 
 DRAWS = 20_000
 
@@ -455,3 +458,176 @@ def test_generators_package_exports_a_sorted_public_face() -> None:
 
     assert package.__all__ == sorted(set(package.__all__))
     assert all(hasattr(package, name) for name in package.__all__)
+
+
+# --------------------------------------------------------------------------- hostile parameters
+
+NAN, INF = math.nan, math.inf
+
+
+@pytest.mark.parametrize(
+    ("kind", "fields", "message"),
+    [
+        (UniformColumn, {"low": NAN, "high": 1}, "finite"),
+        (UniformColumn, {"low": 0, "high": INF}, "finite"),
+        (UniformColumn, {"low": 0, "high": 10**400}, "too large"),
+        (UniformColumn, {"low": -1.7e308, "high": 1.7e308}, "too wide"),
+        (UniformColumn, {"low": 0, "high": 1e19, "convert_to": "int"}, "64-bit"),
+        (UniformColumn, {"low": 0, "high": 1, "decimals": 10**20}, "64-bit"),
+        (UniformColumn, {"low": True, "high": 2}, "must be a number"),
+        (GaussianColumn, {"mean": NAN}, "finite"),
+        (GaussianColumn, {"stddev": NAN}, "finite"),
+        (GaussianColumn, {"stddev": INF}, "finite"),
+        (GaussianColumn, {"mean": 1e308, "stddev": 1e307}, "overflow"),
+        (GaussianColumn, {"stddev": 2e18, "convert_to": "int"}, "64-bit"),
+        (PoissonColumn, {"mean": NAN}, "finite"),
+        (PoissonColumn, {"mean": INF}, "finite"),
+        (PoissonColumn, {"mean": 1e16}, "must be <="),
+        (BernoulliColumn, {"p": True}, "must be a number"),
+        (BernoulliColumn, {"p": NAN}, "finite"),
+        (BinomialColumn, {"n": 2**63, "p": 0.5}, "64-bit"),
+        (BinomialColumn, {"n": -1, "p": 0.5}, ">= 0"),
+        (BinomialColumn, {"n": 10, "p": 1.5}, "between 0 and 1"),
+        (CategoryColumn, {"values": ("a", "b"), "weights": (NAN, 1)}, "finite"),
+        (CategoryColumn, {"values": ("a", "b"), "weights": (INF, 1)}, "finite"),
+        (CategoryColumn, {"values": ("a", "b"), "weights": (1e308, 1e308)}, "sum"),
+        (CategoryColumn, {"values": ("a", "b"), "weights": (-1, 2)}, ">= 0"),
+        (CategoryColumn, {"values": (NAN, 1.0)}, "finite"),
+        (CategoryColumn, {"values": (10**20, 1)}, "64-bit"),
+        (CategoryColumn, {"values": ([1, 2], "a")}, "not text, a number"),
+        (CategoryColumn, {"values": ("\ud800",)}, "UTF-8"),
+        (SubcategoryColumn, {"parent": "p", "values": {NAN: ("a",)}}, "finite"),
+        (SubcategoryColumn, {"parent": "p", "values": {"a": (INF,)}}, "finite"),
+        (TimedeltaColumn, {"min": 0, "max": 10**12}, "106751991 days"),
+        (TimedeltaColumn, {"min": -(10**13), "max": 0, "unit": "seconds"}, "seconds"),
+        (TimedeltaColumn, {"min": 0, "max": 2**63}, "64-bit"),
+        (TimedeltaColumn, {"min": 0, "max": 4_000_000, "reference": "d"}, "3652058 days"),
+        (UUIDColumn, {"prefix": "\udcff"}, "UTF-8"),
+        (
+            DatetimeColumn,
+            {
+                "start": dt.datetime(1, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=1))),
+                "end": dt.datetime(2, 1, 1),
+            },
+            "leaves the datetime range",
+        ),
+        (
+            DatetimeColumn,
+            {"start": dt.datetime(2020, 1, 1), "end": dt.datetime(2021, 1, 1), "format": "%Y\x00"},
+            "NUL",
+        ),
+    ],
+)
+def test_hostile_parameters_are_refused_when_the_column_is_made(
+    kind: type[ColumnConfig], fields: dict[str, Any], message: str
+) -> None:
+    """NaN, infinities, non-numbers, values past 64 bits or past what a draw can hold are
+    refused by the column's own validators (so Python-built configs are checked too)."""
+    with pytest.raises((ValueError, TypeError), match=message):
+        kind(name="x", **fields)
+
+
+def test_datetime_bounds_with_and_without_offsets_compare_in_utc() -> None:
+    """A naive start and an aware end are compared (and drawn between) in UTC."""
+    plus_two = dt.timezone(dt.timedelta(hours=2))
+    column = DatetimeColumn(
+        name="d", start=dt.datetime(2024, 1, 1), end=dt.datetime(2024, 1, 1, 3, tzinfo=plus_two)
+    )
+    values = draw(column, 200)
+    assert min(values) >= dt.datetime(2024, 1, 1)
+    assert max(values) <= dt.datetime(2024, 1, 1, 1)
+    with pytest.raises(ValueError, match="must not be before start"):
+        DatetimeColumn(
+            name="d",
+            start=dt.datetime(2024, 1, 1, 1),
+            end=dt.datetime(2024, 1, 1, 2, tzinfo=plus_two),
+        )
+
+
+def test_datetime_start_past_the_last_whole_unit_is_a_config_error() -> None:
+    """A start after the last midnight of year 9999 (unit days) is a ConfigError, not an
+    OverflowError."""
+    column = DatetimeColumn(
+        name="d",
+        start=dt.datetime(9999, 12, 31, 12),
+        end=dt.datetime(9999, 12, 31, 23),
+        unit="days",
+    )
+    with pytest.raises(ConfigError, match="no whole day") as info:
+        build(column)
+    assert (info.value.column, info.value.field) == ("d", "unit")
+
+
+def test_category_dates_are_kept_as_their_text() -> None:
+    """A date among category values (YAML's unquoted 2024-01-31) is kept as its text, which
+    is what the column stores and what a config file can hold."""
+    column = CategoryColumn(name="c", values=(dt.date(2024, 1, 31), "x"))
+    assert column.values == ("2024-01-31", "x")
+    assert set(draw(column, 100)) == {"2024-01-31", "x"}
+
+
+def test_timedelta_reference_bounds_that_overflow_are_a_config_error() -> None:
+    """Given the reference column's range, a duration that takes it past year 9999 is
+    refused when the generator is built."""
+    column = TimedeltaColumn(name="due", min=0, max=400, reference="created")
+    start, kind = dt.datetime(2020, 1, 1), pa.timestamp("us")
+    TimedeltaSampler(column, reference_type=kind, reference_bounds=(start, dt.datetime(2021, 1, 1)))
+    with pytest.raises(ConfigError, match="leaves the datetime range") as info:
+        TimedeltaSampler(
+            column, reference_type=kind, reference_bounds=(start, dt.datetime(9999, 6, 1))
+        )
+    assert (info.value.column, info.value.field) == ("due", "max")
+
+
+def test_timedelta_past_year_9999_is_refused_when_compiled() -> None:
+    """validate refuses a timedelta whose datetime reference's range plus [min, max] leaves
+    years 1 to 9999, instead of a run that drops every row."""
+    cfg = PipelineConfig(
+        columns=[
+            DatetimeColumn(
+                name="created", start=dt.datetime(9999, 1, 1), end=dt.datetime(9999, 6, 1)
+            ),
+            TimedeltaColumn(name="due", min=0, max=400, reference="created"),
+        ]
+    )
+    with pytest.raises(ConfigError, match="leaves the datetime range"):
+        compile_pipeline(cfg)
+
+
+def test_timedelta_sum_past_year_9999_fails_that_row_only() -> None:
+    """At run time, a reference datetime plus its duration past year 9999 fails its row
+    alone (a RowFailure), not the whole batch."""
+    column = TimedeltaColumn(name="due", min=30, max=30, reference="created")
+    generator = build(column, upstream_types={"created": pa.timestamp("us")})
+    created = [dt.datetime(2024, 1, 1), dt.datetime(9999, 12, 30), None]
+    due = generator.generate(batch("due", 3, columns={"created": created}))
+    assert due[0] == dt.datetime(2024, 1, 31)
+    assert isinstance(due[1], RowFailure)
+    assert "years 1 to 9999" in str(due[1].error)
+    assert due[2] is None
+
+
+def test_binomial_with_tiny_p_and_huge_n_has_mean_n_p() -> None:
+    """n = 2**62, p = 2e-18: 1 - p rounds to 1.0, yet the counts average n·p ≈ 9.2 (they
+    were all 0)."""
+    values = draw(BinomialColumn(name="b", n=2**62, p=2e-18), 5_000)
+    assert statistics.mean(values) == pytest.approx(2**62 * 2e-18, rel=0.05)
+
+
+@pytest.mark.parametrize(
+    "column",
+    [
+        BinomialColumn(name="b", n=2**63 - 1, p=0.5),
+        BinomialColumn(name="b", n=2**63 - 1, p=1.0),
+        PoissonColumn(name="p", mean=1e15),
+        UniformColumn(name="u", low=-(2**62), high=2**62, convert_to="int"),
+        GaussianColumn(name="g", mean=0, stddev=1e18, convert_to="int"),
+        TimedeltaColumn(name="t", min=-106_751_991, max=106_751_991),
+    ],
+    ids=lambda c: c.kind,
+)
+def test_largest_accepted_parameters_give_values_arrow_stores(column: ColumnConfig) -> None:
+    """At the edge of what is accepted, every value still fits the declared Arrow type."""
+    generator = build(column)
+    values = generator.generate(batch(column.name, 500))
+    pa.array(values, type=generator.outputs[column.name])

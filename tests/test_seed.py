@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import tempfile
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -12,10 +15,15 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+import gridloom as gl
 from gridloom.config._models import SeedDatasetConfig
 from gridloom.errors import ConfigError, GenerationError
 from gridloom.generators import BatchContext, SeedDatasetGenerator
+from gridloom.generators import seed as seed_module
+from gridloom.generators.seed import MAX_SEED_BYTES
 
 ROWS = [{"id": i, "name": f"n{i}", "score": i / 2} for i in range(10)]
 
@@ -206,3 +214,175 @@ def test_rows_load_once_under_concurrent_use(tmp_path: Path) -> None:
     assert len(results) == 8
     assert all(r == results[0] for r in results)
     assert generator.table() is generator.table()
+
+
+# --------------------------------------------------------------------------- hostile files
+
+
+def refused(tmp_path: Path, path: str, match: str, **fields: Any) -> ConfigError:
+    with pytest.raises(ConfigError, match=match) as info:
+        seed_gen(tmp_path, path, **fields)
+    assert info.value.field == "seed_dataset.path"
+    return info.value
+
+
+def test_an_unterminated_quote_is_a_config_error_naming_its_line(tmp_path: Path) -> None:
+    """A quoted CSV field that never closes (pyarrow would read the rest of the file into it)
+    is refused, naming the file and the line the quote opens on."""
+    (tmp_path / "rows.csv").write_bytes(b'a,b\n1,x\n2,"unterminated\n3,y\n')
+    error = refused(tmp_path, "rows.csv", r"quoted field opened on line 3 is never closed")
+    assert "rows.csv" in str(error)
+
+
+def test_quotes_that_close_are_read_as_written(tmp_path: Path) -> None:
+    """Quoted fields with commas, doubled quotes and line breaks, and a quote inside an
+    unquoted field, are all fine."""
+    (tmp_path / "rows.csv").write_bytes(b'a,b\n1,"x, ""y""\nz"\n2,5" tall\n')
+    assert run(seed_gen(tmp_path, "rows.csv"), [0, 1])["b"] == ['x, "y"\nz', '5" tall']
+
+
+def test_a_ragged_row_is_a_config_error_naming_its_row(tmp_path: Path) -> None:
+    """A row with more fields than the header is refused with pyarrow's row number."""
+    lines = ["a,b"] + [f"{i},x" for i in range(5000)] + ["1,2,3"]
+    (tmp_path / "rows.csv").write_text("\n".join(lines) + "\n")
+    refused(tmp_path, "rows.csv", r"Row #5002: Expected 2 columns, got 3")
+
+
+def test_a_header_only_csv_is_a_config_error(tmp_path: Path) -> None:
+    """Seed data without rows is refused when the pipeline is validated (it used to drop
+    every row of the run)."""
+    (tmp_path / "rows.csv").write_text("a,b\n")
+    refused(tmp_path, "rows.csv", "the seed dataset has no rows")
+    config = tmp_path / "pipeline.yaml"
+    config.write_text("seed_dataset: {path: rows.csv}\ncolumns: []\n")
+    with pytest.raises(ConfigError, match="no rows"):
+        gl.validate(config)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "match"),
+    [
+        ("values.csv", b"a,b\n1,ok\n2,caf\xe9\n", r"column 'b' holds bytes that are not UTF-8"),
+        ("header.csv", b"a,caf\xe9\n1,2\n", "is not UTF-8 text"),
+        (
+            "rows.jsonl",
+            b'{"a": "ok"}\n{"a": "caf\xe9"}\n',
+            r"'a' holds text that is not UTF-8 \(data row 2\)",
+        ),
+        ("empty.jsonl", b"", "no columns|Empty"),
+        ("empty.csv", b"", "Empty CSV"),
+        ("twice.csv", b"a,a\n1,2\n", "more than one column named 'a'"),
+        ("twice.jsonl", b'{"a": 1, "a": 2}\n', "specified twice"),
+    ],
+)
+def test_malformed_files_are_config_errors(
+    tmp_path: Path, name: str, content: bytes, match: str
+) -> None:
+    """Invalid UTF-8 (in values, names or JSON), empty files and duplicate names are refused
+    when the generator is built — never stored as Python-repr bytes, never a
+    UnicodeDecodeError."""
+    (tmp_path / name).write_bytes(content)
+    refused(tmp_path, name, match)
+
+
+def test_binary_parquet_values_are_decoded_or_refused(tmp_path: Path) -> None:
+    """Binary parquet columns (flat or nested) holding UTF-8 become text columns; one that
+    holds other bytes is refused, naming the column and the row."""
+    table = pa.table(
+        {
+            "flat": pa.array([b"caf\xc3\xa9", None], pa.binary()),
+            "big": pa.array([b"x", b"y"], pa.large_binary()),
+            "nested": pa.array([[b"a"], []], pa.list_(pa.binary())),
+        }
+    )
+    pq.write_table(table, tmp_path / "text.parquet")
+    generator = seed_gen(tmp_path, "text.parquet")
+    assert generator.outputs == {
+        "flat": pa.string(),
+        "big": pa.large_string(),
+        "nested": pa.list_(pa.string()),
+    }
+    assert run(generator, [0, 1]) == {
+        "flat": ["café", None],
+        "big": ["x", "y"],
+        "nested": [["a"], []],
+    }
+    pq.write_table(pa.table({"blob": pa.array([b"ok", b"\xff\xfe"])}), tmp_path / "blob.parquet")
+    refused(
+        tmp_path,
+        "blob.parquet",
+        r"column 'blob' holds bytes that are not UTF-8 text \(data row 2\)",
+    )
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_paths_that_are_not_regular_files_are_config_errors(tmp_path: Path) -> None:
+    """A directory, a named pipe (which would block), a device, and a glob matching only
+    directories are refused at once, saying what they are."""
+    (tmp_path / "folder.csv").mkdir()
+    refused(tmp_path, "folder.csv", "is a directory; give a file, or a glob")
+    os.mkfifo(tmp_path / "pipe.csv")
+    refused(tmp_path, "pipe.csv", "is not a regular file")
+    refused(tmp_path, "/dev/null", "is not a regular file", format="csv")
+    refused(tmp_path, "folder*", r"no file matches .* \(only directories or special files\)")
+
+
+def test_seed_data_larger_than_2_gib_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    """A sparse file of 2 GiB + 1 byte is refused by its size, in an instant."""
+    with (tmp_path / "huge.csv").open("wb") as handle:
+        handle.truncate(MAX_SEED_BYTES + 1)
+    start = time.monotonic()
+    refused(tmp_path, "huge.csv", r"2,147,483,649 bytes; at most 2,147,483,648 \(2 GiB\)")
+    assert time.monotonic() - start < 5
+
+
+def test_a_glob_matching_too_many_files_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The number of files a glob may match is bounded."""
+    monkeypatch.setattr(seed_module, "MAX_SEED_FILES", 3)
+    for i in range(4):
+        write_csv(tmp_path / f"{i}.csv", ROWS)
+    refused(tmp_path, "*.csv", "matches 4 files; a seed dataset has at most 3")
+
+
+_MUTATIONS = st.sampled_from([b'"', b",", b"\n", b"\r", b"\xff", b"\x00", b"\xc3", b" ", b'""'])
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    edits=st.lists(
+        st.tuples(st.integers(0, 10_000), st.sampled_from(["insert", "delete", "cut"]), _MUTATIONS),
+        min_size=1,
+        max_size=3,
+    ),
+    rows=st.integers(1, 8),
+)
+def test_mutated_csv_files_load_typed_or_are_refused(
+    edits: list[tuple[int, str, bytes]], rows: int
+) -> None:
+    """A valid CSV with a few bytes inserted, deleted or cut off either loads into typed
+    columns (text as str, never bytes or their repr) or is a ConfigError — nothing else."""
+    lines = ["id,name,score"] + [f'{i},"n, {i}",{i / 2}' for i in range(rows)]
+    data = bytearray(("\n".join(lines) + "\n").encode())
+    for position, how, piece in edits:
+        at = position % (len(data) + 1)
+        if how == "insert":
+            data[at:at] = piece
+        elif how == "delete":
+            del data[at : at + len(piece)]
+        else:
+            del data[at:]
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "rows.csv").write_bytes(bytes(data))
+        try:
+            generator = seed_gen(Path(folder), "rows.csv")
+        except ConfigError:
+            return
+    assert not any(
+        pa.types.is_binary(t) or pa.types.is_large_binary(t) for t in generator.outputs.values()
+    )
+    values = run(generator, range(generator.num_rows))
+    for column in values.values():
+        assert not any(isinstance(v, bytes) for v in column)
+        assert not any(isinstance(v, str) and v.startswith(("b'", 'b"')) for v in column)

@@ -59,13 +59,22 @@ def down() -> ConnectionFailed:
     return ConnectionFailed("connection refused", provider="p", model="judge-70b")
 
 
+def tick(health: HealthMonitor, clock: Clock, *aliases: str) -> None:
+    """A second passes: the seconds sent so far are complete, and judged."""
+    clock.now = float(int(clock.now) + 1)
+    for alias in aliases or ("judge",):
+        health.check(alias)
+
+
 def test_trips_when_the_failed_share_exceeds_the_rate() -> None:
-    """3 failures of 4 exceed 0.5; the reason counts them and names the error class."""
-    health = monitor()
-    for ok in (True, False, False):
+    """3 failures of 4 exceed 0.5, judged once their second is complete; the reason counts
+    them and names the error class."""
+    clock = Clock()
+    health = monitor(clock)
+    for ok in (True, False, False, False):
         health.record("judge", ok, None if ok else down())
-    assert health.tripped is None
-    health.record("judge", False, down())
+    assert health.tripped is None  # the second may still fill
+    tick(health, clock)
     reason = health.tripped
     assert reason is not None
     assert (reason.alias, reason.failed, reason.total) == ("judge", 3, 4)
@@ -75,45 +84,63 @@ def test_trips_when_the_failed_share_exceeds_the_rate() -> None:
 
 def test_a_share_equal_to_the_rate_does_not_trip() -> None:
     """The share must exceed the rate: half failed at error_rate 0.5 is not enough."""
-    health = monitor()
+    clock = Clock()
+    health = monitor(clock)
     for ok in (True, False) * 5:
         health.record("judge", ok, None if ok else down())
+    tick(health, clock)
     assert health.tripped is None
     assert health.recent("judge") == (5, 10)
 
 
 def test_too_few_outcomes_are_not_judged() -> None:
     """Below min_outcomes even a 100 % failure rate does not trip."""
-    health = monitor(min_outcomes=5)
+    clock = Clock()
+    health = monitor(clock, min_outcomes=5)
     for _ in range(4):
         health.record("judge", False, down())
+    tick(health, clock)
     assert health.tripped is None
     health.record("judge", False, down())
+    tick(health, clock)
     assert health.tripped is not None
 
 
 def test_min_outcomes_above_the_window_is_capped_at_the_window() -> None:
     """A window smaller than min_outcomes still trips once the window is full."""
-    health = monitor(window=3, min_outcomes=10)
+    clock = Clock()
+    health = monitor(clock, window=3, min_outcomes=10)
     for _ in range(3):
         health.record("judge", False, down())
+    tick(health, clock)
     assert health.tripped is not None
 
 
 def test_the_window_keeps_only_the_last_outcomes() -> None:
-    """Old failures leave the window as new successes arrive (bounded by count)."""
-    health = monitor(window=10, min_outcomes=10)
+    """Old seconds leave the window as new requests arrive (bounded by count, a whole second
+    at a time, oldest first)."""
+    clock = Clock()
+    health = monitor(clock, window=10, min_outcomes=10)
     for _ in range(5):
         health.record("judge", False, down())
+    clock.now = 1.0
     for _ in range(10):
         health.record("judge", True)
     assert health.recent("judge") == (0, 10)
-    for _ in range(5):  # 5 of the last 10 failed: not more than half
-        health.record("judge", False, down())
+    clock.now = 2.0
+    for ok in [False] * 4 + [True] * 6:  # 40 %: the second before is dropped whole
+        health.record("judge", ok, None if ok else down())
+    tick(health, clock)
+    assert health.recent("judge") == (4, 10)
     assert health.tripped is None
+    for _ in range(9):
+        health.record("judge", False, down())
+    tick(health, clock)
+    assert health.tripped is None  # 9 requests: too few to judge once second 2 is gone
     health.record("judge", False, down())
+    tick(health, clock)
     assert health.tripped is not None
-    assert (health.tripped.failed, health.tripped.total) == (6, 10)
+    assert (health.tripped.failed, health.tripped.total) == (10, 10)
 
 
 def test_outcomes_older_than_the_window_seconds_do_not_count() -> None:
@@ -123,35 +150,42 @@ def test_outcomes_older_than_the_window_seconds_do_not_count() -> None:
     for _ in range(20):
         health.record("judge", False, down())
         clock.now += 4.0  # at most 3 outcomes within any 10 s
+        health.check("judge")
     assert health.tripped is None
     assert health.recent("judge") == (2, 2)  # at 80 s: those of 72 and 76 s
     for _ in range(2):
         health.record("judge", False, down())
+    tick(health, clock)
     assert health.tripped is not None
     assert health.tripped.total == 4
 
 
 def test_aliases_are_judged_apart() -> None:
     """One alias's successes do not dilute another's failures."""
-    health = monitor()
+    clock = Clock()
+    health = monitor(clock)
     for _ in range(20):
         health.record("writer", True)
     for _ in range(3):
         health.record("judge", False, down())
+    tick(health, clock, "judge", "writer")
     assert health.tripped is None
     health.record("judge", False, down())
+    tick(health, clock, "judge", "writer")
     assert health.tripped is not None
     assert health.tripped.alias == "judge"
 
 
 def test_trips_once_and_calls_back_once() -> None:
     """The first alias to cross the line is the reason; callbacks run once, late ones at once."""
-    health = monitor()
+    clock = Clock()
+    health = monitor(clock)
     seen: list[ShutdownReason] = []
     health.on_trip(seen.append)
     for alias in ("judge", "writer"):
         for _ in range(6):
             health.record(alias, False, down())
+    tick(health, clock, "judge", "writer")
     assert len(seen) == 1
     assert seen[0].alias == "judge"
     assert health.tripped is seen[0]
@@ -162,18 +196,21 @@ def test_trips_once_and_calls_back_once() -> None:
 
 def test_the_message_names_the_model_counts_error_and_what_next() -> None:
     """One line: alias, failed of total, the most common error, kept row groups, --resume."""
-    health = monitor(min_outcomes=5)
+    clock = Clock()
+    health = monitor(clock, min_outcomes=5)
     health.register("judge", model="judge-70b", provider="p")
     health.record("judge", False, ProviderUnavailable("HTTP 500"))
     for _ in range(4):
         health.record("judge", False, down())
+    tick(health, clock)
     reason = health.tripped
     assert reason is not None
     assert reason.model == "judge-70b"
     assert reason.top_error == "ConnectionFailed"
     assert reason.message == (
-        "model 'judge' failed 5 of 5 recent requests (ConnectionFailed); stopping the run"
-        " — completed row groups are kept; resume it to generate the rest"
+        "model 'judge' failed 5 of its last 5 requests (ConnectionFailed), a failure rate of"
+        " 100% second by second over 1 s; stopping the run — completed row groups are kept;"
+        " resume it to generate the rest"
     )
     assert "\n" not in reason.message
     assert reason.as_dict()["failed"] == 5
@@ -328,19 +365,22 @@ def simulated(**model: Any) -> dict[str, Any]:
 async def test_a_dead_model_stops_the_run_within_its_window(
     tmp_path: Path, autojump_clock: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Every request answered 500: the run stops after about min_outcomes requests, not 400."""
+    """Every request answered 500: the run stops as soon as the complete seconds of failures
+    span shutdown_min_seconds (the last of them complete one second later, plus the answer
+    that shows it), not after 400 rows."""
     config = llm_pipeline(simulated(error_500_rate=1.0))
     out = tmp_path / "o"
+    started = trio.current_time()
     with caplog.at_level(logging.INFO, logger="gridloom"):
         result = await gl.acreate(config, num_records=400, output_dir=out)
+    elapsed = trio.current_time() - started
     assert result.status == "stopped"
     assert result.stop_reason is not None
     assert "model 'judge'" in result.stop_reason
     assert "ProviderUnavailable" in result.stop_reason
-    requests = result.summary["models"]["judge"]["requests"]
     run = config.run
-    assert run.shutdown_min_outcomes <= requests <= run.shutdown_min_outcomes + 4
-    assert requests < 3 * run.shutdown_window
+    assert run.shutdown_min_seconds + 1.0 <= elapsed <= run.shutdown_min_seconds + 1.0 + 0.2
+    assert result.summary["models"]["judge"]["requests"] >= run.shutdown_min_outcomes
     assert result.summary["stop_reason"] == result.stop_reason
     assert result.summary["stop"]["alias"] == "judge"
     assert result.summary["stop"]["model"] == "judge-70b"
@@ -422,9 +462,10 @@ def closed_port() -> int:
 
 
 async def test_an_unreachable_endpoint_stops_the_run_within_seconds(tmp_path: Path) -> None:
-    """Real sockets, nothing listening: refused connections stop the run in a few seconds."""
+    """Real sockets, nothing listening: refused connections stop the run in a few seconds
+    (shutdown_min_seconds lowered to 1 s to keep the test short)."""
     provider = {"name": "down", "endpoint": f"http://127.0.0.1:{closed_port()}/v1"}
-    config = llm_pipeline(provider, max_parallel=10)
+    config = llm_pipeline(provider, max_parallel=10, run={"shutdown_min_seconds": 1.0})
     started = trio.current_time()
     result = await gl.acreate(config, num_records=500, output_dir=tmp_path / "o")
     assert trio.current_time() - started < 15.0
@@ -432,7 +473,6 @@ async def test_an_unreachable_endpoint_stops_the_run_within_seconds(tmp_path: Pa
     assert result.stop_reason is not None
     assert "model 'judge'" in result.stop_reason
     assert "ConnectionFailed" in result.stop_reason
-    assert result.summary["models"]["judge"]["requests"] <= 20
     assert result.num_rows == 0
 
 
@@ -514,8 +554,13 @@ async def test_a_refused_api_key_stops_the_run_at_the_first_answer(
 
 async def test_a_preview_is_stopped_too(autojump_clock: Any) -> None:
     """apreview returns a stopped result the same way (nothing is written)."""
-    config = llm_pipeline(simulated(error_500_rate=1.0), run={"shutdown_min_outcomes": 3})
+    config = llm_pipeline(
+        simulated(error_500_rate=1.0),
+        run={"shutdown_min_outcomes": 3, "shutdown_min_seconds": 0.0},
+    )
+    started = trio.current_time()
     result = await gl.apreview(config, num_records=100)
     assert result.status == "stopped"
-    assert result.summary["models"]["judge"]["requests"] <= 3 + 4
+    # Judged at the first outcome after its first second of sends is complete.
+    assert 1.0 <= trio.current_time() - started < 2.0
     assert result.num_rows == 0

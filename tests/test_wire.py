@@ -322,9 +322,47 @@ async def test_https_with_a_trusted_certificate(monkeypatch: pytest.MonkeyPatch)
 
 
 async def test_https_with_an_untrusted_certificate_fails_to_connect() -> None:
+    """The error names OpenSSL's reason (trio's BrokenResourceError around it has no text, so
+    it once read 'TLS handshake failed: ' and nothing more)."""
     async with serving(keep_alive, tls=trustme.CA()) as server:
         wire = transport()
-        with pytest.raises(httpx.ConnectError, match="TLS handshake failed"):
+        with pytest.raises(httpx.ConnectError) as caught:
+            await get(wire, server.url)
+        await wire.aclose()
+    assert str(caught.value) == (
+        "TLS handshake failed: certificate verify failed: unable to get local issuer certificate"
+    )
+
+
+async def test_https_with_the_ssl_context_given() -> None:
+    """The transport uses the SSL context it is given (the client builds it from the
+    provider's TLS settings) instead of httpx's default one, and offers HTTP/1.1 by ALPN."""
+    ca = trustme.CA()
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    async with serving(keep_alive, tls=ca) as server:
+        wire = WireTransport(httpx.Limits(max_connections=2), ssl_context=context)
+        assert (await get(wire, server.url)).content == b"ok"
+        await wire.aclose()
+    assert wire.connections_opened == 1
+
+
+async def test_tls_failure_after_the_handshake_names_the_ssl_error() -> None:
+    """A server that breaks the TLS session mid-answer (no close_notify): the read error
+    carries OpenSSL's words, not an empty text."""
+    ca = trustme.CA()
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+
+    async def cut(stream: trio.abc.Stream, server: Server) -> None:
+        if await server.read_request(stream, h11.Connection(h11.SERVER)):
+            await stream.send_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc")
+            assert isinstance(stream, trio.SSLStream)
+            stream.transport_stream.socket.close()  # type: ignore[attr-defined]
+
+    async with serving(cut, tls=ca) as server:
+        wire = WireTransport(httpx.Limits(max_connections=2), ssl_context=context)
+        with pytest.raises(httpx.ReadError, match="EOF occurred in violation of protocol"):
             await get(wire, server.url)
         await wire.aclose()
 

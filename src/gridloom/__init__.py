@@ -52,6 +52,7 @@ from .errors import (
     RunError,
     StorageError,
     TemplateError,
+    TemplateLimitExceeded,
     UnknownReferenceError,
     ValueTypeError,
 )
@@ -95,6 +96,7 @@ __all__ = [
     "StorageError",
     "SubcategoryColumn",
     "TemplateError",
+    "TemplateLimitExceeded",
     "TimedeltaColumn",
     "UUIDColumn",
     "UniformColumn",

@@ -7,7 +7,7 @@ import logging
 import math
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -72,14 +72,29 @@ def validate(
     return compile_pipeline(cfg, base_dir=base)
 
 
-def plan_row_groups(num_records: int, row_group_size: int) -> list[RowGroupSpec]:
-    """Split ``num_records`` rows into row groups of ``row_group_size`` (the last may be short)."""
+def _check_num_records(num_records: int) -> None:
     if num_records < 1:
         raise ConfigError(f"num_records must be >= 1, got {num_records}")
-    return [
-        RowGroupSpec(index=i, first_row_id=start, num_rows=min(row_group_size, num_records - start))
-        for i, start in enumerate(range(0, num_records, row_group_size))
-    ]
+
+
+def plan_row_groups(num_records: int, row_group_size: int) -> list[RowGroupSpec]:
+    """Split ``num_records`` rows into row groups of ``row_group_size`` (the last may be short).
+
+    A list, for looking at a plan; a run walks it lazily (:func:`_iter_row_groups`), so its
+    size never depends on ``num_records``.
+    """
+    _check_num_records(num_records)
+    return list(_iter_row_groups(num_records, row_group_size))
+
+
+def _iter_row_groups(
+    num_records: int, row_group_size: int, skip: frozenset[int] = frozenset()
+) -> Iterator[RowGroupSpec]:
+    """The row groups of ``num_records`` rows, one at a time, but those in ``skip``."""
+    for index, start in enumerate(range(0, num_records, row_group_size)):
+        if index not in skip:
+            rows = min(row_group_size, num_records - start)
+            yield RowGroupSpec(index=index, first_row_id=start, num_rows=rows)
 
 
 def _check_seed_rows(graph: ExecutionGraph, cfg: PipelineConfig, num_records: int) -> None:
@@ -109,11 +124,11 @@ async def _run(
 ) -> RunResult:
     # On resume the store knows the run's full size (it may have grown).
     total = getattr(store, "num_records", num_records)
-    specs = [
-        spec
-        for spec in plan_row_groups(total, cfg.run.row_group_size)
-        if spec.index not in store.completed()
-    ]
+    size = cfg.run.row_group_size
+    done = store.completed()
+    specs = _iter_row_groups(total, size, done)  # lazy: -n 10**12 plans nothing up front
+    planned = -(-total // size)
+    remaining = total - sum(rows for i, rows in store.rows_covered().items() if i < planned)
     traced = cfg.run.trace or os.environ.get("GRIDLOOM_TRACE", "") not in ("", "0")
     tracer = TaskTracer(origin=trio.current_time()) if traced else None
     columns_health = GeneratorHealth.from_run_config(cfg.run)
@@ -142,7 +157,7 @@ async def _run(
         cfg.run,
         statistics=scheduler.statistics,
         models=models,
-        total=sum(spec.num_rows for spec in specs),
+        total=remaining,
         preview=preview,
     )
     started = trio.current_time()
@@ -152,10 +167,8 @@ async def _run(
             async with reporting(reporter):
                 await scheduler.run(specs)
                 if cfg.run.fill_to_target:
-                    while top_up := _top_up(
-                        store, total, cfg.run.row_group_size, cfg.run.fill_budget
-                    ):
-                        extra = sum(spec.num_rows for spec in top_up)
+                    while top_up := _top_up(store, total, size, cfg.run.fill_budget):
+                        extra, groups = top_up
                         log.info(
                             "%d rows were dropped: generating %d more (fill_to_target)",
                             total - store.rows_written,
@@ -163,7 +176,7 @@ async def _run(
                         )
                         if reporter is not None:
                             reporter.add_rows(extra)
-                        await scheduler.run(top_up)
+                        await scheduler.run(groups)
     except BaseException as exc:
         status = "interrupted" if _is_interrupt(exc) else "failed"
         summary = _summary(scheduler, models, status, trio.current_time() - started)
@@ -184,6 +197,9 @@ async def _run(
         shortfall = _shortfall(store.rows_written, total, cfg.run.allow_drops)
         status = "complete" if shortfall is None else "incomplete"
     summary = _summary(scheduler, models, status, wall)
+    damaged: tuple[str, ...] = getattr(store, "damaged", ())
+    if damaged:  # found on resume, set aside, and generated again by this invocation
+        summary["invocation"]["row_groups_damaged"] = list(damaged)
     if shortfall is not None:
         summary["shortfall"] = shortfall
     if reporter is not None:
@@ -255,20 +271,25 @@ def _shortfall(written: int, total: int, allow_drops: float) -> dict[str, Any] |
 
 def _top_up(
     store: RowGroupStore, total: int, row_group_size: int, budget: float
-) -> list[RowGroupSpec]:
+) -> tuple[int, Iterator[RowGroupSpec]] | None:
     """Row groups that replace dropped rows (``fill_to_target``), after the planned ones: as
-    many rows as are missing, within the budget of ``budget * total`` extra rows overall."""
+    many rows as are missing, within the budget of ``budget * total`` extra rows overall.
+    Their row count, and the groups one at a time; ``None`` when there are none."""
     planned = -(-total // row_group_size)
     covered = store.rows_covered()
     extra = sum(rows for index, rows in covered.items() if index >= planned)
     wanted = min(total - store.rows_written, math.ceil(budget * total) - extra)
+    if wanted <= 0:
+        return None
     start = max([planned, *(index + 1 for index in covered)])
-    specs: list[RowGroupSpec] = []
-    for offset in range(0, max(0, wanted), row_group_size):
-        index = start + len(specs)
-        rows = min(row_group_size, wanted - offset)
-        specs.append(RowGroupSpec(index=index, first_row_id=index * row_group_size, num_rows=rows))
-    return specs
+
+    def groups() -> Iterator[RowGroupSpec]:
+        for n, offset in enumerate(range(0, wanted, row_group_size)):
+            index = start + n
+            rows = min(row_group_size, wanted - offset)
+            yield RowGroupSpec(index=index, first_row_id=index * row_group_size, num_rows=rows)
+
+    return wanted, groups()
 
 
 def _monitors(models: Mapping[str, ModelHandle]) -> list[HealthMonitor]:
@@ -341,7 +362,7 @@ async def _prepare(
     Loading and compiling read files (the config, a seed dataset's schema), so they run in a
     worker thread, off the event loop.
     """
-    plan_row_groups(num_records, 1)  # validates num_records
+    _check_num_records(num_records)
     cfg, base = await trio.to_thread.run_sync(_load, config, base_dir)
     graph = await trio.to_thread.run_sync(functools.partial(compile_pipeline, cfg, base_dir=base))
     await trio.to_thread.run_sync(_check_seed_rows, graph, cfg, num_records)

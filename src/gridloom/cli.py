@@ -21,11 +21,15 @@ On SIGINT or SIGTERM ``create`` and ``resume`` stop admitting work, cancel the c
 flight, keep every row group already written, record status ``"interrupted"`` in
 ``metadata.json`` and print how to resume; a second signal during that shutdown exits at once
 (every file on disk is complete either way, and resuming cleans up what an abrupt exit leaves).
+Should the process still be running 2 s after the first signal (user code holding the loop), a
+watchdog thread ends it with the signal's exit code: SIGINT and SIGTERM always end it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import ctypes
 import datetime as dt
 import decimal
 import functools
@@ -34,20 +38,24 @@ import json
 import logging
 import math
 import os
+import platform
 import re
+import select
 import shlex
 import shutil
 import signal
+import socket
 import sys
+import threading
+import time
 import traceback
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 import attrs
 import click
 import trio
-import yaml
 
 from . import _api
 from .config import COLUMN_KINDS
@@ -164,11 +172,13 @@ def _config_path(exc: ConfigError | ConfigIssue, file: Path | None = None) -> st
 
 def _column_kind(file: Path, column: str) -> str | None:
     """The kind key of column ``column`` in the config file, if it can be read."""
-    try:
-        doc = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+    from .config._io import read_config_document
+
+    try:  # with the loader's limits: the file may be hostile (a run folder's config.yaml)
+        doc = read_config_document(file)
+    except ConfigError:
         return None
-    columns = doc.get("columns") if isinstance(doc, dict) else None
+    columns = doc.get("columns")
     for entry in columns if isinstance(columns, list) else []:
         if isinstance(entry, dict) and entry.get("name") == column:
             return next((key for key in entry if key in COLUMN_KINDS), None)
@@ -367,7 +377,9 @@ def validate(config: Path, as_json: bool) -> None:
     out = _Out("validate", as_json)
     _check_config_file(out, config)
     try:
-        graph = _api.validate(config)
+        # Nothing to save: SIGINT/SIGTERM end the process at once, even in a C call.
+        with _default_signals():
+            graph = _api.validate(config)
     except ConfigError as exc:
         out.config_error(exc, config)
     nodes = graph.describe()
@@ -402,33 +414,52 @@ class _Outcome:
 
 
 def _run_with_signals(
-    fn: Callable[[], Awaitable[Any]], on_abrupt_exit: Callable[[int], None]
+    fn: Callable[[], Awaitable[Any]], on_abrupt_exit: Callable[[int, str], None]
 ) -> _Outcome:
     """Run ``fn`` in its own trio loop, cancelling it on the first SIGINT or SIGTERM.
 
     The receiver replaces trio's own Ctrl-C handling, so both signals stop a run the same
     way: a cancellation, which a run records as status ``"interrupted"`` after the row groups
-    being written are committed. A second signal calls ``on_abrupt_exit(first_signal)`` and
-    exits at once with the first signal's code.
+    being written are committed. A :class:`_Watchdog` thread makes sure the process ends
+    even when the loop cannot honour that (a template or custom function holding it): if the
+    process is still running :data:`_SIGNAL_GRACE_SECONDS` after the first signal, or at a
+    second signal, it calls ``on_abrupt_exit(first_signal, why)`` and exits at once with the
+    first signal's code (every file on disk is complete: writes are atomic).
     """
+    watchdog = _Watchdog(on_abrupt_exit)
     try:
-        outcome: _Outcome = trio.run(_with_signals, fn, on_abrupt_exit)
+        outcome: _Outcome = trio.run(_with_signals, fn, on_abrupt_exit, watchdog)
     except BaseException as exc:
         # Ctrl-C before the signal receiver was open (or after it closed): trio raises it.
         if not _is_keyboard_interrupt(exc):
             raise
         outcome = _Outcome(signum=signal.SIGINT)
+    finally:
+        watchdog.close()
+    if watchdog.signalled:
+        global _STOPPING
+        _STOPPING = True
+    if watchdog.signalled and threading.current_thread() is threading.main_thread():
+        # Stopping: until the process has exited (the report, the interpreter's own shutdown,
+        # threads the shutdown waits for), a further signal still goes to the watchdog, which
+        # exits at once with the first signal's code.
+        for signum in _SIGNAL_EXITS:
+            signal.signal(signum, lambda number, _frame: watchdog.notify(number))
     return outcome
 
 
 async def _with_signals(
-    fn: Callable[[], Awaitable[Any]], on_abrupt_exit: Callable[[int], None]
+    fn: Callable[[], Awaitable[Any]],
+    on_abrupt_exit: Callable[[int, str], None],
+    watchdog: _Watchdog | None = None,
 ) -> _Outcome:
     outcome = _Outcome()
-    with trio.open_signal_receiver(*_SIGNAL_EXITS) as signals:
+    with trio.open_signal_receiver(*_SIGNAL_EXITS) as signals, _chained_handlers(watchdog):
         async with trio.open_nursery() as nursery:
             run_scope = trio.CancelScope()
-            nursery.start_soon(_watch_signals, signals, run_scope, outcome, on_abrupt_exit)
+            nursery.start_soon(
+                _watch_signals, signals, run_scope, outcome, on_abrupt_exit, watchdog
+            )
             with run_scope:
                 try:
                     outcome.result = await fn()
@@ -442,20 +473,176 @@ async def _watch_signals(
     signals: AsyncIterator[int],
     run_scope: trio.CancelScope,
     outcome: _Outcome,
-    on_abrupt_exit: Callable[[int], None],
+    on_abrupt_exit: Callable[[int, str], None],
+    watchdog: _Watchdog | None = None,
 ) -> None:
     async for signum in signals:
         if outcome.signum is None:
             outcome.signum = signum
             run_scope.cancel()
             continue
+        if watchdog is not None:
+            continue  # the watchdog saw it too, and is ending the process
         # A second signal while shutting down: leave now. Every file on disk is complete
         # (written atomically); resuming removes the temp files an abrupt exit leaves.
         click.echo(f"{_signal_name(signum)} again: exiting without waiting", err=True)
-        on_abrupt_exit(outcome.signum)
+        on_abrupt_exit(outcome.signum, "a second signal")
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(_signal_exit(outcome.signum))
+
+
+#: After the first SIGINT/SIGTERM a run has this long to stop; then the process exits anyway.
+_SIGNAL_GRACE_SECONDS = 2.0
+#: ``sa_flags`` bit asking the kernel to restore a signal's default action once it has been
+#: delivered (Linux's SA_RESETHAND).
+_SA_RESETHAND = -0x80000000
+
+
+class _Watchdog:
+    """Ends the process when a stop signal is not honoured in time.
+
+    A thread, so that it acts even while the event loop is held (a template rendering on it,
+    a custom function that never yields, a worker thread the shutdown waits for): the signal
+    handler only writes the signal's number to a socket (:meth:`notify`), the thread wakes on
+    it and, if the process is still running :data:`_SIGNAL_GRACE_SECONDS` later or a second
+    signal comes, prints one line, calls ``on_abrupt_exit`` and exits with the first signal's
+    code. The files of the run are complete at any moment (atomic writes); resuming cleans up
+    the temp files an abrupt exit leaves.
+    """
+
+    def __init__(
+        self, on_abrupt_exit: Callable[[int, str], None], grace: float = _SIGNAL_GRACE_SECONDS
+    ):
+        self._on_abrupt_exit = on_abrupt_exit
+        self._grace = grace
+        self._receive, self._send = socket.socketpair()
+        self._send.setblocking(False)
+        self.signalled = False
+        self._thread = threading.Thread(
+            target=self._watch, name="gridloom-signal-watchdog", daemon=True
+        )
+        self._thread.start()
+
+    def notify(self, signum: int) -> None:
+        """Called from the signal handler: one non-blocking send, safe there."""
+        self.signalled = True
+        with contextlib.suppress(OSError):
+            self._send.send(bytes([signum & 0xFF]))
+
+    def close(self) -> None:
+        """The run is over. Without a signal the thread stops now; after one it stays armed
+        until the process ends, so a shutdown that hangs later still ends in time."""
+        if self.signalled:
+            return
+        self._send.close()
+        self._thread.join()
+        self._receive.close()
+
+    def _next(self, timeout: float | None) -> int | None:
+        """The next signal's number; ``None`` on timeout; ``-1`` once :meth:`close` ran."""
+        ready, _, _ = select.select([self._receive], [], [], timeout)
+        if not ready:
+            return None
+        data = self._receive.recv(1)
+        return data[0] if data else -1
+
+    def _watch(self) -> None:
+        first = self._next(None)
+        if first is None or first < 0:
+            return
+        deadline = time.monotonic() + self._grace
+        second: int | None = None
+        while second is None and (left := deadline - time.monotonic()) > 0:
+            second = self._next(left)
+        if second is not None and second < 0:  # pragma: no cover - close() keeps it armed
+            return
+        if second is None:
+            line = (
+                f"{_signal_name(first)}: still running {self._grace:g} s later;"
+                " exiting without waiting"
+            )
+            why = f"still running {self._grace:g} s later"
+        else:
+            line = f"{_signal_name(second)} again: exiting without waiting"
+            why = "a second signal"
+        with contextlib.suppress(OSError):
+            os.write(2, (line + "\n").encode())
+        with contextlib.suppress(Exception):
+            self._on_abrupt_exit(first, why)
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(_signal_exit(first))
+
+
+@contextlib.contextmanager
+def _chained_handlers(watchdog: _Watchdog | None) -> Iterator[None]:
+    """While inside: SIGINT/SIGTERM first tell ``watchdog``, then run the handler already
+    installed (trio's receiver). Where the kernel allows (Linux), each delivery also restores
+    the signal's default action until the handler has run: if the interpreter cannot run it
+    (a C call holding the GIL), a second signal ends the process right away."""
+    if watchdog is None:
+        yield
+        return
+    previous = {signum: signal.getsignal(signum) for signum in _SIGNAL_EXITS}
+
+    def handler(signum: int, frame: Any) -> None:
+        watchdog.notify(signum)
+        signal.signal(signum, handler)  # re-arm the one-shot default action
+        _reset_on_delivery(signum)
+        prior = previous.get(signal.Signals(signum))
+        if callable(prior):
+            prior(signum, frame)
+
+    for signum in previous:
+        signal.signal(signum, handler)
+        _reset_on_delivery(signum)
+    try:
+        yield
+    finally:
+        for signum, prior in previous.items():
+            signal.signal(signum, prior)
+
+
+def _reset_on_delivery(signum: int) -> None:
+    """Add SA_RESETHAND to the installed action of ``signum`` (Linux on x86-64 or arm64,
+    where ``struct sigaction`` is handler, 128-byte mask, flags, restorer); elsewhere, or if
+    anything fails, nothing changes."""
+    if sys.platform != "linux" or platform.machine() not in ("x86_64", "aarch64"):
+        return
+
+    class _SigAction(ctypes.Structure):
+        _fields_ = [
+            ("handler", ctypes.c_void_p),
+            ("mask", ctypes.c_ulong * 16),
+            ("flags", ctypes.c_int),
+            ("restorer", ctypes.c_void_p),
+        ]
+
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL(None, use_errno=True)
+        action = _SigAction()
+        if libc.sigaction(signum, None, ctypes.byref(action)) != 0:
+            return
+        if action.handler in (None, 0, 1):  # SIG_DFL, SIG_IGN
+            return
+        action.flags |= _SA_RESETHAND
+        libc.sigaction(signum, ctypes.byref(action), None)
+
+
+@contextlib.contextmanager
+def _default_signals() -> Iterator[None]:
+    """While inside: SIGINT and SIGTERM take their default action, ending the process at once
+    whatever it is doing (even a C call holding the GIL). For commands with nothing to save."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.signal(signum, signal.SIG_DFL) for signum in _SIGNAL_EXITS}
+    try:
+        yield
+    finally:
+        for signum, prior in previous.items():
+            signal.signal(signum, prior)
 
 
 def _signal_name(signum: int) -> str:
@@ -487,10 +674,10 @@ def _leaves(exc: BaseException) -> list[BaseException]:
     return [exc]
 
 
-def _abrupt_json(out: _Out) -> Callable[[int], None]:
-    def report(signum: int) -> None:
+def _abrupt_json(out: _Out) -> Callable[[int, str], None]:
+    def report(signum: int, why: str = "a second signal") -> None:
         if out.as_json:
-            message = f"{_signal_name(signum)}, then a second signal: exited without waiting"
+            message = f"{_signal_name(signum)}, then {why}: exited without waiting"
             error = {"type": "Interrupted", "message": message, "path": None, "file": None}
             click.echo(json.dumps({"ok": False, "command": out.command, "error": error}))
 
@@ -810,13 +997,13 @@ def _run_metadata(out: _Out, output_dir: Path) -> dict[str, Any]:
 
 def _warn_redacted_headers(config: Path) -> None:
     """Warn when the saved config's providers carry redacted header values."""
-    from .config._io import REDACTED
+    from .config._io import REDACTED, read_config_document
 
-    try:
-        doc = yaml.safe_load(config.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+    try:  # with the loader's limits: the file may be hostile
+        doc = read_config_document(config)
+    except ConfigError:
         return  # loading it reports the problem
-    providers = doc.get("providers") if isinstance(doc, dict) else None
+    providers = doc.get("providers")
     for provider in providers if isinstance(providers, list) else []:
         headers = provider.get("headers") if isinstance(provider, dict) else None
         redacted = [k for k, v in (headers or {}).items() if v == REDACTED]
@@ -1071,7 +1258,10 @@ def _inspect_text(doc: dict[str, Any], names: list[str]) -> list[str]:
 def check_models(config: Path, as_json: bool) -> None:
     """Send one tiny request to each model CONFIG uses; report latency or the error.
 
-    Exits 1 when any model fails.
+    Under each model a line says which transport its provider uses and why: fast
+    (gridloom's HTTP/1.1 transport), httpx (httpx's own: for a proxy, from the provider's
+    proxy setting or from HTTPS_PROXY, HTTP_PROXY or ALL_PROXY, or for http2) or asgi (the
+    simulated endpoint in-process). Exits 1 when any model fails.
 
     \b
     Example:
@@ -1107,6 +1297,7 @@ def check_models(config: Path, as_json: bool) -> None:
             click.echo(f"  ok    {where:<40} {row['latency_s'] * 1000:8.1f} ms")
         else:
             click.echo(f"  FAIL  {where:<40} {row['error']}")
+        click.echo(f"        transport: {row['transport']} ({row['transport_reason']})")
     if failed:
         sys.exit(EXIT_FAILED)
 
@@ -1345,6 +1536,24 @@ def plot(output_dir: Path, dest: Path | None, as_json: bool) -> None:
         click.echo(f"wrote {path}")
 
 
+#: A stop signal came: the process exits as soon as the command has reported.
+_STOPPING = False
+
+
 def main() -> None:
-    """Console-script entry point."""
-    cli()
+    """Console-script entry point.
+
+    After a stop signal the exit skips the interpreter's own shutdown (``os._exit``, once the
+    output is flushed): a worker thread still running user code could hold it up, and every
+    file of the run is complete already.
+    """
+    try:
+        cli()
+    except SystemExit as exc:
+        if not _STOPPING:
+            raise
+        code = exc.code if isinstance(exc.code, int) else EXIT_FAILED
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)

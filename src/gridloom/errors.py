@@ -9,10 +9,13 @@ already catches ``ValueError`` for bad input keeps working::
     │   ├── UnknownReferenceError         a template or depends_on names an unknown column,
     │   │                                 or a field a structured column's schema lacks
     │   ├── CycleError                    columns depend on each other in a loop
-    │   └── TemplateError                 a Jinja template does not parse
+    │   └── TemplateError                 a Jinja template does not parse, or reaches for what
+    │                                     the sandbox refuses (``__class__``, ``.format``, ...)
     ├── GenerationError                   a generator failed on a cell or batch
     │   ├── ValueTypeError                a generated value does not fit the column's dtype
     │   ├── InvalidOutput                 model output unusable after the allowed corrections
+    │   ├── TemplateLimitExceeded         rendering a template went past a limit (its output's
+    │   │                                 size, loop iterations, an integer's size, CPU time)
     │   └── SalvageTimeout                a cell re-run in a salvage round outlasted the round
     ├── ModelError                        a model request failed; ``retryable`` says whether
     │   │                                 trying again later may succeed
@@ -20,7 +23,10 @@ already catches ``ValueError`` for bad input keeps working::
     │   ├── ProviderUnavailable           5xx, or 529 overloaded
     │   ├── ProviderTimeout               no answer in time (or 408)
     │   ├── ConnectionFailed              refused, reset or dropped connection
+    │   │   └── CertificateRejected       the server's TLS certificate failed verification
+    │   │                                 (final: it will not pass by itself)
     │   ├── MalformedResponse             the reply is not the API's documented shape
+    │   ├── ResponseTooLarge              the reply is longer than ``max_response_bytes``
     │   └── BadRequest                    any other 4xx
     │       ├── AuthenticationFailed      401/403: missing or wrong API key
     │       └── ContextLengthExceeded     the prompt does not fit the model
@@ -44,6 +50,7 @@ import attrs
 __all__ = [
     "AuthenticationFailed",
     "BadRequest",
+    "CertificateRejected",
     "ConfigError",
     "ConfigIssue",
     "ConnectionFailed",
@@ -58,10 +65,12 @@ __all__ = [
     "ProviderTimeout",
     "ProviderUnavailable",
     "RateLimited",
+    "ResponseTooLarge",
     "RunError",
     "SalvageTimeout",
     "StorageError",
     "TemplateError",
+    "TemplateLimitExceeded",
     "UnknownReferenceError",
     "ValueTypeError",
     "is_retryable",
@@ -165,7 +174,9 @@ class CycleError(ConfigError):
 
 
 class TemplateError(ConfigError):
-    """A Jinja template in the configuration does not parse."""
+    """A Jinja template in the configuration does not parse, or uses what templates may not:
+    private or internal attributes (``x.__class__``, ``x._name``, ``mro``), ``str.format``,
+    ``self``, ``include``/``import``/``extends``."""
 
 
 class GenerationError(GridloomError):
@@ -179,6 +190,13 @@ class ValueTypeError(GenerationError, TypeError):
 class InvalidOutput(GenerationError):
     """A model's output could not be used (unparseable, or invalid against the column's schema)
     even after the allowed correction attempts."""
+
+
+class TemplateLimitExceeded(GenerationError):
+    """Rendering a template for one cell went past one of its limits: the rendered text (or a
+    value built on the way) is too long, its loops ran too many iterations, an integer grew
+    too large, or it used up its CPU time budget. The message names the column, the field
+    and the limit (``run.template_*``); the row is dropped."""
 
 
 class SalvageTimeout(GenerationError):
@@ -250,10 +268,34 @@ class ConnectionFailed(ModelError):
     retryable = True
 
 
+class CertificateRejected(ConnectionFailed):
+    """The server's TLS certificate failed verification (an unknown CA, another host's name,
+    expired): trying again cannot help, so it is final, unlike other connection failures. The
+    message says why; a provider's ``verify`` (a CA bundle) or the system's trust fixes it."""
+
+    retryable = False
+
+
 class MalformedResponse(ModelError):
     """The provider answered, but not in the API's documented shape."""
 
     retryable = True
+
+
+class ResponseTooLarge(ModelError):
+    """The reply is longer than the model's ``max_response_bytes``; reading stopped there, so
+    the same request would only fetch as much again. The message names the alias, the cap
+    and how to raise it.
+
+    Attributes:
+        limit: the cap, in bytes.
+    """
+
+    retryable = False
+
+    def __init__(self, message: str, *, limit: int, **kwargs: Any):
+        self.limit = limit
+        super().__init__(message, **kwargs)
 
 
 class BadRequest(ModelError):

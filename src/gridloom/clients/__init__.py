@@ -9,7 +9,10 @@ A typical wiring::
         response = await client.chat(ChatRequest(model="m", messages=[Message(...)]))
 
 Every failure is a :class:`~gridloom.errors.ModelError`; 502/503/504 and broken connections are
-retried here (:class:`RetryPolicy`), a 429 never is. API keys travel as :class:`Secret` and
+retried here (:class:`RetryPolicy`), a 429 never is. Each provider's requests go through the
+transport its HTTP settings allow (:func:`transport_plan`: gridloom's fast HTTP/1.1 one, or
+httpx's own for proxies and HTTP/2), and replies are refused past the model's
+``max_response_bytes``. API keys travel as :class:`Secret` and
 never appear in reprs, logs or error messages. A success carries the quota its headers report
 (:class:`RateLimitState`), which :class:`ThrottledModelClient` holds admissions on.
 """
@@ -20,6 +23,7 @@ from ._factory import adapter_for
 from ._handle import ModelHandle, ModelUsage
 from ._http import api_key_from_env, build_http_client, http_limits, http_timeout
 from ._openai import OpenAIClient
+from ._policy import TransportPlan, transport_plan
 from ._quota import parse_rate_limit_headers
 from ._retry import RetryPolicy, send_with_retry
 from ._secret import Secret
@@ -52,6 +56,7 @@ __all__ = [
     "RetryPolicy",
     "Secret",
     "ThrottledModelClient",
+    "TransportPlan",
     "Usage",
     "adapter_for",
     "api_key_from_env",
@@ -63,4 +68,5 @@ __all__ = [
     "parse_rate_limit_headers",
     "parse_retry_after",
     "send_with_retry",
+    "transport_plan",
 ]

@@ -29,7 +29,7 @@ class AdapterBase:
         retry: the transport retry policy; ``RetryPolicy()`` when ``None``.
     """
 
-    __slots__ = ("_api_key", "_http", "_provider", "_retry")
+    __slots__ = ("_api_key", "_http", "_provider", "_retry", "_secrets")
 
     def __init__(
         self,
@@ -43,6 +43,11 @@ class AdapterBase:
         self._provider = provider
         self._api_key = api_key
         self._retry = RetryPolicy() if retry is None else retry
+        # Redacted from every error message: the key and every configured header value.
+        self._secrets = tuple(
+            [*([] if api_key is None else [api_key])]
+            + [Secret(value) for value in provider.headers.values() if value]
+        )
 
     @property
     def provider(self) -> ProviderConfig:
@@ -75,7 +80,7 @@ class AdapterBase:
             retry=self._retry,
             provider=self._provider.name,
             model=model,
-            secrets=() if self._api_key is None else (self._api_key,),
+            secrets=self._secrets,
         )
         return data, parse_rate_limit_headers(headers)
 

@@ -10,6 +10,7 @@ import datetime
 import email.utils
 import json
 import math
+import ssl
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -19,6 +20,7 @@ import httpx
 from ..errors import (
     AuthenticationFailed,
     BadRequest,
+    CertificateRejected,
     ConnectionFailed,
     ContextLengthExceeded,
     MalformedResponse,
@@ -112,8 +114,14 @@ def _error_detail(body: Any) -> str | None:
     return None
 
 
-def _excerpt(text: str) -> str:
-    text = " ".join(text.split())
+def _excerpt(text: str, secrets: Iterable[Secret] = ()) -> str:
+    """The start of ``text`` (whitespace runs made single spaces), at most
+    :data:`EXCERPT_CHARS` characters, with every secret redacted *before* it is cut: the head
+    redacted runs a longest secret past the cut, so a secret straddling it is masked whole,
+    never left as a prefix."""
+    secrets = tuple(secrets)
+    longest = max((len(secret.reveal()) for secret in secrets), default=0)
+    text = redact(" ".join(text.split())[: EXCERPT_CHARS + longest + 1], secrets)
     if len(text) > EXCERPT_CHARS:
         return text[: EXCERPT_CHARS - 1] + "…"
     return text
@@ -158,7 +166,8 @@ def error_from_response(
         detail = _error_detail(json.loads(text))
     except ValueError:
         detail = None
-    excerpt = redact(_excerpt(detail if detail is not None else text), secrets)
+    # Redact before cutting: a secret cut at the excerpt's end would leak its prefix.
+    excerpt = _excerpt(detail if detail is not None else text, secrets)
     reason = response.reason_phrase or ""
     message = f"HTTP {status}{' ' + reason if reason else ''}"
     if excerpt:
@@ -208,9 +217,7 @@ def error_from_exception(
     """
     if isinstance(exc, httpx.HTTPStatusError):
         return error_from_response(exc.response, provider=provider, model=model, secrets=secrets)
-    message = redact(
-        _excerpt(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__), secrets
-    )
+    message = _excerpt(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, secrets)
     where: dict[str, Any] = {"provider": provider, "model": model}
     if isinstance(exc, httpx.TimeoutException):
         return ProviderTimeout(message, **where)
@@ -220,4 +227,20 @@ def error_from_exception(
         exc, httpx.UnsupportedProtocol | httpx.LocalProtocolError | httpx.TooManyRedirects
     ):
         return BadRequest(message, **where)
+    if _certificate_rejected(exc):
+        return CertificateRejected(message, **where)
     return ConnectionFailed(message, **where)
+
+
+def _certificate_rejected(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is a failed TLS certificate verification."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return True
+        if "certificate verify failed" in str(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False

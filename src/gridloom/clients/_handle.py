@@ -67,9 +67,22 @@ def _downsample(
 
 
 class HealthRecorder(Protocol):
-    """Told the outcome of each request (the engine's ``HealthMonitor`` is one)."""
+    """Told when each request is sent, and its outcome (the engine's ``HealthMonitor`` is
+    one): ``sent`` gives a ticket in send order, then ``record`` the outcome, or ``forget``
+    when the request ended with none (cancelled)."""
 
-    def record(self, alias: str, ok: bool, error: BaseException | None = None) -> None: ...
+    def sent(self, alias: str) -> int: ...
+
+    def record(
+        self,
+        alias: str,
+        ok: bool,
+        error: BaseException | None = None,
+        *,
+        ticket: int | None = None,
+    ) -> None: ...
+
+    def forget(self, alias: str, ticket: int) -> None: ...
 
 
 class _CallRecord:
@@ -160,20 +173,26 @@ class ModelHandle:
     async def _call(self, call: Callable[[], Awaitable[R]], record: _CallRecord) -> R:
         started = trio.current_time()
         self._requests += 1
+        health = self.health
+        ticket = None if health is None else health.sent(self.alias)
         try:
             response = await call()
         except ModelError as exc:
             self._errors[type(exc).__name__] += 1
-            if self.health is not None:
-                self.health.record(self.alias, False, exc)
+            if health is not None:
+                health.record(self.alias, False, exc, ticket=ticket)
+            raise
+        except BaseException:  # cancelled, or not the model's doing: no outcome
+            if health is not None and ticket is not None:
+                health.forget(self.alias, ticket)
             raise
         self._succeeded += 1
         self._usage = self._usage + response.usage
         # The model's latency when the throttle reported it (no queueing), else the call's.
         latency = record.latency
         self._latencies.append(trio.current_time() - started if latency is None else latency)
-        if self.health is not None:
-            self.health.record(self.alias, True)
+        if health is not None:
+            health.record(self.alias, True, ticket=ticket)
         return response
 
     def usage(self) -> ModelUsage:

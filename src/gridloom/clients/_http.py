@@ -2,7 +2,9 @@
 
 httpx's defaults (5 s timeouts, 100 connections) are never used: the read timeout is the longest
 ``timeout`` of the provider's models and the pool holds as many connections as those models may
-have requests in flight.
+have requests in flight. The transport follows the provider's HTTP policy (proxies, TLS,
+HTTP/2: :mod:`._policy`), and replies are read within each model's ``max_response_bytes``
+(:mod:`._limit`).
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ import httpx
 
 from ..config import ModelConfig, ProviderConfig
 from ..errors import ConfigError
+from ._limit import ResponseCap
+from ._policy import TransportPlan, network_transport
 from ._secret import Secret
-from ._wire import WireTransport
 
 __all__ = [
     "CONNECT_TIMEOUT",
@@ -29,6 +32,7 @@ __all__ = [
     "direct_route",
     "http_limits",
     "http_timeout",
+    "response_caps",
 ]
 
 #: Seconds allowed to open a connection (capped by the models' own timeout).
@@ -83,6 +87,22 @@ def http_limits(provider: ProviderConfig, models: Sequence[ModelConfig]) -> http
     )
 
 
+def response_caps(
+    provider: ProviderConfig, models: Sequence[ModelConfig]
+) -> dict[str, ResponseCap]:
+    """The reply size cap per model name of ``provider``: the largest ``max_response_bytes``
+    of the aliases that point at it."""
+    caps: dict[str, ResponseCap] = {}
+    for m in _provider_models(provider, models):
+        known = caps.get(m.model)
+        if known is None:
+            caps[m.model] = ResponseCap(limit=m.max_response_bytes, aliases=(m.alias,))
+        else:
+            limit = max(known.limit, m.max_response_bytes)
+            caps[m.model] = ResponseCap(limit=limit, aliases=(*known.aliases, m.alias))
+    return caps
+
+
 def build_http_client(
     provider: ProviderConfig,
     models: Sequence[ModelConfig],
@@ -98,9 +118,10 @@ def build_http_client(
     Args:
         provider: the provider; its ``headers`` are sent with every request.
         models: model configs; those naming another provider are ignored.
-        transport: a transport to use instead of the pooled network one (a
-            :class:`WireTransport`) (``httpx.MockTransport``
-            or ``httpx.ASGITransport`` in tests and virtual-time runs); it then manages its own
+        transport: a transport to use instead of the network one the provider's HTTP policy
+            picks (:func:`~gridloom.clients._policy.network_transport`: gridloom's fast
+            HTTP/1.1 one, or httpx's own for a proxy or HTTP/2), e.g. ``httpx.MockTransport``
+            or ``httpx.ASGITransport`` in tests and virtual-time runs; it then manages its own
             connections.
         base_url: overrides ``provider.endpoint``, e.g. the URL of a simulated server.
 
@@ -108,7 +129,9 @@ def build_http_client(
         An unopened client; use it as ``async with`` (or ``aclose()`` it) when done.
 
     Raises:
-        ConfigError: neither ``base_url`` nor ``provider.endpoint`` is set.
+        ConfigError: neither ``base_url`` nor ``provider.endpoint`` is set, or a setting of
+            the provider cannot be honoured (an unreadable CA bundle or client certificate,
+            ``http2`` without the ``h2`` package).
     """
     url = base_url or provider.endpoint
     if not url:
@@ -116,9 +139,11 @@ def build_http_client(
             f"provider {provider.name!r} has no endpoint and none was given", field="endpoint"
         )
     limits = http_limits(provider, models)
+    plan: TransportPlan | None = None
     if transport is None:
-        transport = WireTransport(limits)
-    headers = {"user-agent": _user_agent(), **provider.headers}
+        transport, plan = network_transport(provider, url, limits)
+    # Only the encodings the reply size cap can inflate in bounded pieces (see _limit.py).
+    headers = {"user-agent": _user_agent(), "accept-encoding": "gzip, deflate", **provider.headers}
     client = httpx.AsyncClient(
         base_url=url,
         headers=headers,
@@ -127,7 +152,13 @@ def build_http_client(
         transport=transport,
         follow_redirects=False,
     )
-    _DIRECT[client] = DirectRoute(transport, dict(client.headers), client.base_url)
+    _DIRECT[client] = DirectRoute(
+        transport,
+        dict(client.headers),
+        client.base_url,
+        caps=response_caps(provider, models),
+        plan=plan,
+    )
     return client
 
 
@@ -138,12 +169,24 @@ class DirectRoute:
 
     Model requests use none of what the client adds per request (cookies, an auth flow,
     redirects, event hooks); skipping it saves a large share of the client-side CPU per request.
+
+    Attributes:
+        caps: the reply size cap per model name (others get the default cap).
+        plan: the transport the provider's HTTP policy picked and why (``None`` when the
+            caller gave the transport).
     """
 
     transport: httpx.AsyncBaseTransport
     headers: dict[str, str]
     base_url: httpx.URL
+    caps: dict[str, ResponseCap] = attrs.field(factory=dict)
+    plan: TransportPlan | None = None
     _urls: dict[str, httpx.URL] = attrs.field(factory=dict)
+    _default_cap: ResponseCap = attrs.field(factory=ResponseCap)
+
+    def cap(self, model: str) -> ResponseCap:
+        """The reply size cap of ``model`` (a provider's model name)."""
+        return self.caps.get(model, self._default_cap)
 
     def url(self, path: str) -> httpx.URL:
         """The absolute URL of ``path`` (relative to the base URL)."""

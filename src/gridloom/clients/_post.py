@@ -1,4 +1,5 @@
-"""One JSON request to a provider: deadline, transport retry, error mapping, JSON decoding.
+"""One JSON request to a provider: deadline, transport retry, reply size cap, error mapping,
+JSON decoding.
 
 Both adapters send every request through :func:`post_json`; they differ only in the path, the
 body and the headers.
@@ -16,6 +17,7 @@ import trio
 
 from ..errors import MalformedResponse, ProviderTimeout
 from ._http import CONNECT_TIMEOUT, DirectRoute, direct_route
+from ._limit import ResponseCap, read_body
 from ._retry import RetryPolicy, send_with_retry
 from ._secret import Secret
 
@@ -77,7 +79,8 @@ async def post_json(
 
     Each attempt is bounded by ``time_limit`` as a whole (a trio deadline, so it also holds for
     transports without timeouts of their own, and in virtual time), as well as by httpx's
-    per-operation timeouts.
+    per-operation timeouts. The reply is read within the model's ``max_response_bytes`` (the
+    cap the client was built with; the default cap for a client made elsewhere).
 
     Args:
         http: the provider's shared client.
@@ -94,7 +97,8 @@ async def post_json(
         The JSON value of a 2xx response, and the response's headers.
 
     Raises:
-        ModelError: the request failed, timed out, or the reply is not JSON.
+        ModelError: the request failed, timed out, or the reply is not JSON;
+            ``ResponseTooLarge`` (never retried) when it is longer than the cap.
     """
     secrets = tuple(secrets)
     deadline = _deadline(http, time_limit)
@@ -106,6 +110,7 @@ async def post_json(
     send_headers = {**headers, "content-type": "application/json"}
     route = direct_route(http)
     timeouts = request_timeout.as_dict()
+    cap = route.cap(model) if route is not None else ResponseCap()
 
     async def direct_attempt(route: DirectRoute) -> httpx.Response:
         # What ``http.send`` does for this request, without the layers it does not use.
@@ -121,7 +126,7 @@ async def post_json(
             response = await route.transport.handle_async_request(request)
             response.request = request
             try:
-                await response.aread()
+                await read_body(response, cap, provider=provider, model=model)
             finally:
                 await response.aclose()
             return response
@@ -135,7 +140,12 @@ async def post_json(
         )
         request.stream = _JsonBody(payload)  # httpx would wrap any stream passed as content
         with trio.move_on_after(deadline):
-            return await http.send(request)
+            response = await http.send(request, stream=True)
+            try:
+                await read_body(response, cap, provider=provider, model=model)
+            finally:
+                await response.aclose()
+            return response
         raise ProviderTimeout(f"no answer within {deadline:g} s", provider=provider, model=model)
 
     response = await send_with_retry(

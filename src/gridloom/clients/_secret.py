@@ -36,8 +36,36 @@ class Secret:
     __str__ = __repr__
 
 
+#: A run of this many characters of a secret, found anywhere in a text, is masked too: a
+#: server that echoes the request may cut a key short, and what is left of it still leaks.
+FRAGMENT_CHARS = 8
+
+
 def redact(text: str, secrets: Iterable[Secret]) -> str:
-    """``text`` with every occurrence of each secret's value replaced by ``***``."""
-    for secret in secrets:
-        text = text.replace(secret.reveal(), _MASK)
-    return text
+    """``text`` with every occurrence of each secret's value replaced by ``***``, and every
+    run of at least :data:`FRAGMENT_CHARS` characters of a secret (a cut or partial echo of
+    it) masked likewise."""
+    values = sorted({secret.reveal() for secret in secrets}, key=len, reverse=True)
+    for value in values:
+        text = text.replace(value, _MASK)
+    size = FRAGMENT_CHARS
+    grams = {v[i : i + size] for v in values for i in range(len(v) - size + 1)}
+    if not grams or len(text) < size:
+        return text
+    covered = [False] * len(text)
+    for i in range(len(text) - size + 1):
+        if text[i : i + size] in grams:
+            covered[i : i + size] = [True] * size
+    if not any(covered):
+        return text
+    out: list[str] = []
+    masking = False
+    for char, hidden in zip(text, covered, strict=True):
+        if hidden:
+            if not masking:
+                out.append(_MASK)
+            masking = True
+        else:
+            out.append(char)
+            masking = False
+    return "".join(out)

@@ -16,13 +16,17 @@ needed, at a cost that does not depend on its size:
 
 httpx's timeouts are honoured per operation (connect, write, read, pool) and failures are
 raised as the same ``httpx`` exceptions httpcore raises, so the client's error mapping and
-transport retry see no difference. HTTPS uses httpx's own SSL context (certifi, or
-``SSL_CERT_FILE`` / ``SSL_CERT_DIR``). Proxies and HTTP/2 are not supported; pass another
-transport for those.
+transport retry see no difference; a failed TLS handshake names its reason (``certificate
+verify failed: self-signed certificate``, a hostname mismatch, an expired certificate, ...).
+HTTPS uses the SSL context it is given, which the client builds from the provider's TLS
+settings (:func:`~gridloom.clients._policy.ssl_context`), else httpx's default one (certifi,
+or ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``). Proxies and HTTP/2 are not supported here: the
+client gives such providers httpx's own transport (:mod:`~gridloom.clients._policy`).
 """
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator
 from typing import Any, cast
 
@@ -30,7 +34,7 @@ import h11
 import httpx
 import trio
 
-__all__ = ["WireTransport"]
+__all__ = ["WireTransport", "ssl_error", "tls_reason"]
 
 #: Bytes asked for per read.
 READ_SIZE = 64 * 1024
@@ -155,16 +159,20 @@ class WireTransport(httpx.AsyncBaseTransport):
         limits: ``max_connections`` bounds the requests in flight (and so the connections in
             use), ``max_keepalive_connections`` the idle connections kept, ``keepalive_expiry``
             how long an idle connection may be reused.
+        ssl_context: TLS settings for ``https`` origins (its ALPN protocols are set to
+            HTTP/1.1 here); ``httpx.create_ssl_context()``, made on first use, when ``None``.
     """
 
-    def __init__(self, limits: httpx.Limits):
+    def __init__(self, limits: httpx.Limits, *, ssl_context: ssl.SSLContext | None = None):
         self.limits = limits
         self._slots = trio.Semaphore(limits.max_connections or 1_000_000)
         self._keep = limits.max_keepalive_connections or 0
         self._expiry = limits.keepalive_expiry if limits.keepalive_expiry is not None else 5.0
         self._idle: dict[_Origin, list[_Connection]] = {}
         self._idle_count = 0
-        self._ssl: Any = None
+        self._ssl = ssl_context
+        if ssl_context is not None:
+            ssl_context.set_alpn_protocols(["http/1.1"])
         self._closed = False
         #: Connections opened so far (for tests and statistics).
         self.connections_opened = 0
@@ -248,7 +256,7 @@ class WireTransport(httpx.AsyncBaseTransport):
             except BaseException as exc:
                 tcp.socket.close()
                 if isinstance(exc, OSError | trio.BrokenResourceError):
-                    raise httpx.ConnectError(f"TLS handshake failed: {exc}") from exc
+                    raise httpx.ConnectError(f"TLS handshake failed: {tls_reason(exc)}") from exc
                 raise
             stream = ssl_stream
         self.connections_opened += 1
@@ -281,6 +289,31 @@ class WireTransport(httpx.AsyncBaseTransport):
         self._idle_count = 0
 
 
+def ssl_error(exc: BaseException) -> ssl.SSLError | None:
+    """The ``ssl`` error behind ``exc``, if any: trio wraps it in a ``BrokenResourceError``
+    whose own text is empty, and httpcore and httpx wrap that again."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None or isinstance(seen, ssl.SSLError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def tls_reason(exc: BaseException) -> str:
+    """Why a TLS connection failed, in OpenSSL's words: ``certificate verify failed:
+    self-signed certificate``, ``... IP address mismatch, certificate is not valid for
+    '127.0.0.1'.``, ``... certificate has expired``, ``[SSL: WRONG_VERSION_NUMBER] wrong
+    version number``, ..."""
+    error = ssl_error(exc)
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return f"certificate verify failed: {error.verify_message}"
+    if error is not None:
+        text = error.strerror or str(error)
+        return text.split(" (_ssl.c:", 1)[0] or error.reason or type(error).__name__
+    return str(exc) or type(exc).__name__
+
+
 def _translate(exc: BaseException) -> BaseException:
     """The httpx exception for a failure below it (httpx's own and cancellation pass through)."""
     if isinstance(exc, httpx.HTTPError | trio.Cancelled | KeyboardInterrupt):
@@ -290,6 +323,8 @@ def _translate(exc: BaseException) -> BaseException:
     if isinstance(exc, h11.LocalProtocolError):
         return httpx.LocalProtocolError(str(exc))
     if isinstance(exc, trio.BrokenResourceError | trio.ClosedResourceError | OSError):
+        if ssl_error(exc) is not None:
+            return httpx.ReadError(tls_reason(exc))
         cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
         return httpx.ReadError(str(cause) or type(cause).__name__)
     return exc

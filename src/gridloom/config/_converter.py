@@ -19,7 +19,7 @@ import importlib
 import math
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, get_args, get_origin
 
 import attrs
@@ -37,7 +37,7 @@ from cattrs.errors import (
 from cattrs.gen import make_dict_structure_fn
 
 from ..errors import ConfigError
-from ._columns import ColumnConfig
+from ._columns import INT64_MAX, INT64_MIN, ColumnConfig, text_problem
 from ._issues import (
     ColumnIssues,
     Issue,
@@ -54,7 +54,10 @@ from ._llm import Rubric
 from ._models import PipelineConfig
 
 __all__ = [
+    "MAX_CONFIG_VALUES",
+    "MAX_NESTING",
     "converter",
+    "document_issues",
     "find_invalid_field",
     "structure_pipeline",
     "unstructure_pipeline",
@@ -69,6 +72,12 @@ _PIPELINE_KEYS = ("providers", "models", "seed_dataset", "columns", "run")
 _LITERAL: Any = Literal
 #: Whether the unstructuring in progress refuses what cannot be loaded back (see ``strict``).
 _STRICT: contextvars.ContextVar[bool] = contextvars.ContextVar("gridloom_config_strict")
+#: How deeply lists and mappings may nest in a config (its top-level mapping is level 1).
+MAX_NESTING = 64
+#: Integers of more bits (about 3,000 digits) are refused: they could not be written back.
+_MAX_INT_BITS = 10_000
+#: How many values (scalars, lists and mappings, each counted where it appears) a config may hold.
+MAX_CONFIG_VALUES = 1_000_000
 
 
 # --------------------------------------------------------------------------- type predicates
@@ -113,25 +122,38 @@ def _is_config_class(tp: Any) -> bool:
 def _structure_int_or_str(obj: Any, _: Any) -> int | str:
     if isinstance(obj, bool) or not isinstance(obj, int | str):
         raise TypeError(f"expected a whole number or a string, got {describe(obj)}")
-    return obj
+    return _structure_str(obj, str) if isinstance(obj, str) else _structure_int(obj, int)
 
 
 def _structure_str(obj: Any, _: Any) -> str:
     if not isinstance(obj, str):
         raise TypeError(f"expected a string, got {describe(obj)}")
+    problem = text_problem(obj)
+    if problem is not None:
+        raise ValueError(f"the text {problem}")
     return obj
 
 
 def _structure_int(obj: Any, _: Any) -> int:
     if isinstance(obj, bool) or not isinstance(obj, int):
         raise TypeError(f"expected an integer, got {describe(obj)}")
+    if not INT64_MIN <= obj <= INT64_MAX:
+        raise ValueError(
+            f"expected an integer that fits in 64 bits (at most {INT64_MAX}), got {describe(obj)}"
+        )
     return obj
 
 
 def _structure_float(obj: Any, _: Any) -> float:
     if isinstance(obj, bool) or not isinstance(obj, int | float):
         raise TypeError(f"expected a number, got {describe(obj)}")
-    return float(obj)
+    try:
+        number = float(obj)
+    except OverflowError:
+        raise ValueError(f"expected a finite number, got {describe(obj)}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"expected a finite number, got {number!r}")
+    return number
 
 
 def _structure_bool(obj: Any, _: Any) -> bool:
@@ -421,7 +443,15 @@ def _unstructure_float(obj: Any) -> Any:
 
 def _plain(obj: Any, path: tuple[PathPart, ...]) -> Any:
     """Check that ``obj`` holds only YAML/JSON-safe values (lists, not tuples)."""
-    if obj is None or isinstance(obj, str | bool | int):
+    if isinstance(obj, str):
+        problem = text_problem(obj)
+        if problem is not None:
+            raise ConfigError(
+                f"the text {problem}: it cannot be written to a config file",
+                field=render_path(path) or None,
+            )
+        return obj
+    if obj is None or isinstance(obj, bool | int):
         return obj
     if isinstance(obj, float):
         if not math.isfinite(obj):
@@ -441,6 +471,7 @@ def _plain(obj: Any, path: tuple[PathPart, ...]) -> Any:
                     f"mapping key {describe(key)} cannot be written to a config file",
                     field=render_path(path) or None,
                 )
+            _plain(key, path)
             out[key] = _plain(value, (*path, str(key)))
         return out
     raise ConfigError(
@@ -492,6 +523,79 @@ _register()
 # --------------------------------------------------------------------------- public functions
 
 
+def _too_deep(data: Any, path: tuple[PathPart, ...]) -> ConfigError:
+    issue = _by_column(data, Issue("", path[:8]))
+    field = render_path(issue.path) + ("..." if len(path) > 8 else "")
+    return ConfigError(
+        f"lists and mappings nest more than {MAX_NESTING} levels deep (or contain themselves)",
+        column=issue.column,
+        field=field or None,
+    )
+
+
+def document_issues(data: Any) -> list[Issue]:
+    """What a parsed document holds that no config may: numbers that are not finite (NaN,
+    infinity) and text UTF-8 cannot encode (lone surrogates), anywhere, free-form fields
+    included, in the order they appear.
+
+    Raises:
+        ConfigError: lists and mappings nest more than :data:`MAX_NESTING` levels deep (a
+            structure that contains itself always does), or the document holds more than
+            :data:`MAX_CONFIG_VALUES` values; nothing else is checked then.
+    """
+    issues: list[Issue] = []
+    stack: list[tuple[Any, tuple[PathPart, ...], int, str]] = [(data, (), 1, "")]
+    seen = 0
+    while stack:
+        obj, path, depth, what = stack.pop()
+        seen += 1
+        if seen > MAX_CONFIG_VALUES:
+            raise ConfigError(f"the config holds more than {MAX_CONFIG_VALUES:,} values")
+        if isinstance(obj, str):
+            problem = text_problem(obj)
+            if problem is not None:
+                issues.append(Issue(f"{what}the text {problem}", path))
+        elif isinstance(obj, float):
+            if not math.isfinite(obj):
+                issues.append(Issue(f"{what}expected a finite number, got {obj!r}", path))
+        elif isinstance(obj, int) and obj.bit_length() > _MAX_INT_BITS:
+            # Python refuses to write out integers of more than 4,300 digits by default.
+            issues.append(Issue(f"{what}an integer of more than 3,000 digits", path))
+        elif isinstance(obj, Mapping | list | tuple):
+            if depth > MAX_NESTING:
+                raise _too_deep(data, path)
+            items = list(obj.items()) if isinstance(obj, Mapping) else list(enumerate(obj))
+            for key, value in reversed(items):
+                part: PathPart = key if isinstance(key, str | int) else str(key)
+                stack.append((value, (*path, part), depth + 1, ""))
+                if isinstance(obj, Mapping):
+                    stack.append((key, path, depth, f"mapping key {describe(key)}: "))
+    return issues
+
+
+def _by_column(data: Any, issue: Issue) -> Issue:
+    """``issue`` (path from the root) named by its column, as the column hook names issues."""
+    path = issue.path
+    columns = data.get("columns") if isinstance(data, Mapping) else None
+    if len(path) < 2 or path[0] != "columns" or not isinstance(path[1], int):
+        return issue
+    if not isinstance(columns, list | tuple) or not 0 <= path[1] < len(columns):
+        return issue
+    column = columns[path[1]]
+    name = column.get("name") if isinstance(column, Mapping) else None
+    if not isinstance(name, str) or not name:
+        return issue
+    return attrs.evolve(issue, column=name, path=path[2:])
+
+
+def _reported(issue: Issue, found: Sequence[Issue]) -> bool:
+    """Whether one of ``found`` is at ``issue``'s field or inside it."""
+    size = len(issue.path)
+    return bool(size) and any(
+        other.column == issue.column and other.path[:size] == issue.path for other in found
+    )
+
+
 def structure_pipeline(data: Mapping[str, Any]) -> PipelineConfig:
     """Build a :class:`PipelineConfig` from plain data (a parsed YAML or JSON document).
 
@@ -501,13 +605,30 @@ def structure_pipeline(data: Mapping[str, Any]) -> PipelineConfig:
     Raises:
         ConfigError: on any problem; it lists every problem found (``issues``), each naming
             its column and field path, the first one on the first line of its message.
+            Lists and mappings nested more than :data:`MAX_NESTING` levels deep, more than
+            :data:`MAX_CONFIG_VALUES` values, numbers that are not finite (NaN, infinity)
+            and text UTF-8 cannot encode are refused wherever they are.
     """
     if not isinstance(data, Mapping):
         raise ConfigError(f"a pipeline config must be a mapping, got {describe(data)}")
+    found = [_by_column(data, issue) for issue in document_issues(data)]
     try:
         pipeline: PipelineConfig = converter.structure(data, PipelineConfig)
     except ClassValidationError as exc:
-        raise to_config_error(collect(exc)) from None
+        # A problem found in the document is not reported again by the field holding it.
+        found += [issue for issue in collect(exc) if not _reported(issue, found)]
+    except RecursionError:  # pragma: no cover - MAX_NESTING keeps structuring shallow
+        raise ConfigError("the config is nested too deeply to be read") from None
+    except ConfigError as exc:
+        # The pipeline's own checks (unique names...) run once every field is structured.
+        if not found:
+            raise
+        found += [
+            Issue(issue.message, (issue.field,) if issue.field else (), issue.column)
+            for issue in exc.issues
+        ]
+    if found:
+        raise to_config_error(found)
     return pipeline
 
 

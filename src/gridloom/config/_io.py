@@ -6,6 +6,14 @@ which :func:`load_config_with_base` returns alongside the config::
 
     cfg, base = load_config_with_base("pipelines/people.yaml")
     seed_path = base / cfg.seed_dataset.path   # an absolute path stays absolute
+
+Reading is bounded, so a hostile file fails fast with a :class:`~gridloom.errors.ConfigError`
+instead of exhausting memory or the stack: a config file is at most :data:`MAX_CONFIG_BYTES`,
+lists and mappings nest at most :data:`MAX_NESTING` levels, a document holds at most
+:data:`MAX_CONFIG_VALUES` values, YAML aliases add at most :data:`MAX_ALIAS_NODES` values
+(each counted as if written out: a "billion laughs" document stops there) and never refer to a
+list or mapping that contains them. YAML is read with a safe loader whose only tags are the
+plain ones (no Python objects, no ``!!binary``, ``!!set``, ``!!omap`` or ``!!pairs``).
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,11 +30,26 @@ from typing import Any, Literal
 import yaml
 
 from ..errors import ConfigError
-from ._converter import structure_pipeline, unstructure_pipeline
+from ._converter import (
+    MAX_CONFIG_VALUES,
+    MAX_NESTING,
+    structure_pipeline,
+    unstructure_pipeline,
+)
 from ._issues import describe
-from ._models import PipelineConfig
+from ._models import PipelineConfig, redact_url
 
-__all__ = ["config_hash", "dump_config", "load_config", "load_config_with_base"]
+__all__ = [
+    "MAX_ALIAS_NODES",
+    "MAX_CONFIG_BYTES",
+    "MAX_CONFIG_VALUES",
+    "MAX_NESTING",
+    "config_hash",
+    "dump_config",
+    "load_config",
+    "load_config_with_base",
+    "read_config_document",
+]
 
 ConfigFormat = Literal["yaml", "json"]
 _SUFFIXES: dict[str, ConfigFormat] = {".yaml": "yaml", ".yml": "yaml", ".json": "json"}
@@ -50,6 +74,105 @@ def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
 
 _Dumper.add_representer(str, _represent_str)
 
+#: The largest config file read, in bytes (16 MiB).
+MAX_CONFIG_BYTES = 16 * 1024 * 1024
+#: Values YAML aliases may add to a document, each alias counted as the list or mapping it
+#: stands for written out in full.
+MAX_ALIAS_NODES = 100_000
+
+# libyaml's parser when PyYAML has it; the pure-Python one otherwise.
+_SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_SafeLoader):  # type: ignore[valid-type,misc]
+    """A safe loader that knows only the plain tags, and reports a value it cannot build
+    (``2024-13-01``, an integer of 5,000 digits) as a YAML error at its place."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, OverflowError, TypeError) as exc:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read this value: {exc}", node.start_mark
+            ) from None
+
+
+def _refuse_tag(_loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    raise yaml.constructor.ConstructorError(
+        None, None, f"the tag {node.tag!r} is not allowed in a config", node.start_mark
+    )
+
+
+for _tag in ("binary", "set", "omap", "pairs"):
+    _Loader.add_constructor(f"tag:yaml.org,2002:{_tag}", _refuse_tag)
+
+
+class _Frame:
+    """A list or mapping being read: its anchor and the values it holds so far."""
+
+    __slots__ = ("anchor", "size")
+
+    def __init__(self, anchor: str | None) -> None:
+        self.anchor = anchor
+        self.size = 1
+
+
+def _check_yaml_events(text: str) -> None:
+    """Walk the YAML event stream of ``text`` once, before anything is built from it.
+
+    Raises:
+        ValueError: nesting deeper than :data:`MAX_NESTING`, more than
+            :data:`MAX_CONFIG_VALUES` values, aliases adding more than
+            :data:`MAX_ALIAS_NODES`, or an alias inside the list or mapping it names; the
+            message ends with the place.
+        yaml.YAMLError: the text is not YAML.
+    """
+    frames: list[_Frame] = []
+    sizes: dict[str, int] = {}  # anchor -> values it stands for
+    values = aliased = 0
+    for event in yaml.parse(text, Loader=_SafeLoader):
+        if isinstance(event, yaml.AliasEvent):
+            if any(frame.anchor == event.anchor for frame in frames):
+                problem = f"alias *{event.anchor} is inside the list or mapping it refers to"
+                raise ValueError(f"{problem}{_at(event)}")
+            size = sizes.get(event.anchor, 1) if event.anchor is not None else 1
+            aliased += size
+            if aliased > MAX_ALIAS_NODES:
+                raise ValueError(
+                    f"aliases stand for more than {MAX_ALIAS_NODES:,} values (each counts as"
+                    f" what it refers to, written out){_at(event)}"
+                )
+        elif isinstance(event, yaml.ScalarEvent):
+            size = 1
+            if event.anchor is not None:
+                sizes[event.anchor] = 1
+        elif isinstance(event, yaml.CollectionStartEvent):
+            if len(frames) >= MAX_NESTING:
+                raise ValueError(
+                    f"lists and mappings nest more than {MAX_NESTING} levels deep{_at(event)}"
+                )
+            frames.append(_Frame(event.anchor))
+            size = 1
+        elif isinstance(event, yaml.CollectionEndEvent):
+            frame = frames.pop()
+            if frame.anchor is not None:
+                sizes[frame.anchor] = frame.size
+            if frames:
+                frames[-1].size += frame.size
+            continue
+        else:
+            continue
+        values += size
+        if values > MAX_CONFIG_VALUES:
+            raise ValueError(f"the config holds more than {MAX_CONFIG_VALUES:,} values{_at(event)}")
+        if frames and not isinstance(event, yaml.CollectionStartEvent):
+            frames[-1].size += size
+
+
+def _at(event: yaml.Event) -> str:
+    mark = event.start_mark
+    return f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+
 
 def load_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> PipelineConfig:
     """Load a pipeline from a ``.yaml``/``.yml``/``.json`` file or an already parsed mapping.
@@ -58,8 +181,9 @@ def load_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> PipelineC
         source: a path to a config file, or the parsed document itself.
 
     Raises:
-        ConfigError: the file is missing or unreadable, does not parse, or describes an
-            invalid pipeline. File problems name the file.
+        ConfigError: the file is missing, unreadable or not a regular file, does not parse,
+            goes past a reading limit (see the module's docstring), or describes an invalid
+            pipeline. File problems name the file.
     """
     cfg, _base = load_config_with_base(source)
     return cfg
@@ -86,6 +210,17 @@ def load_config_with_base(
     return cfg, path.resolve().parent
 
 
+def read_config_document(path: str | os.PathLike[str]) -> Mapping[str, Any]:
+    """The parsed document of a config file, read with the limits :func:`load_config` reads
+    it with (size, nesting, values, aliases, plain tags), not yet turned into a pipeline.
+
+    Raises:
+        ConfigError: the file cannot be read, does not parse, goes past a limit, or its top
+            level is not a mapping.
+    """
+    return _read_document(Path(path))
+
+
 def _read_document(path: Path) -> Mapping[str, Any]:
     fmt = _SUFFIXES.get(path.suffix.lower())
     if fmt is None:
@@ -93,29 +228,12 @@ def _read_document(path: Path) -> Mapping[str, Any]:
             f"config file {str(path)!r}: unsupported extension {path.suffix!r}"
             " (use .yaml, .yml or .json)"
         )
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"config file {str(path)!r} not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ConfigError(f"config file {str(path)!r} cannot be read: {reason}") from None
+    text = _read_text(path)
     data: Any
-    if fmt == "json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(
-                f"config file {str(path)!r} is not valid JSON: {exc.msg}"
-                f" at line {exc.lineno}, column {exc.colno}"
-            ) from None
-    else:
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ConfigError(
-                f"config file {str(path)!r} is not valid YAML: {_yaml_problem(exc)}"
-            ) from None
+    try:
+        data = _parse_json(path, text) if fmt == "json" else _parse_yaml(path, text)
+    except (RecursionError, MemoryError):  # pragma: no cover - the limits come first
+        raise ConfigError(f"config file {str(path)!r} is too complex to be read") from None
     if data is None:
         raise ConfigError(f"config file {str(path)!r} is empty")
     if not isinstance(data, Mapping):
@@ -123,6 +241,62 @@ def _read_document(path: Path) -> Mapping[str, Any]:
             f"config file {str(path)!r}: the top level must be a mapping, got {describe(data)}"
         )
     return data
+
+
+def _read_text(path: Path) -> str:
+    """The text of the config file ``path``: a regular file of at most MAX_CONFIG_BYTES."""
+    where = f"config file {str(path)!r}"
+    try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"{where} is not a regular file")
+        if info.st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                f"{where} has {info.st_size:,} bytes; a config file may have at most"
+                f" {MAX_CONFIG_BYTES:,} (16 MiB)"
+            )
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
+    except FileNotFoundError:
+        raise ConfigError(f"{where} not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{where} cannot be read: {exc.strerror or exc}") from None
+    if len(raw) > MAX_CONFIG_BYTES:  # it grew since stat
+        raise ConfigError(f"{where} has more than {MAX_CONFIG_BYTES:,} bytes (16 MiB)")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"{where} cannot be read: it is not UTF-8 text (line {line})") from None
+
+
+def _parse_json(path: Path, text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"config file {str(path)!r} is not valid JSON: {exc.msg}"
+            f" at line {exc.lineno}, column {exc.colno}"
+        ) from None
+    except RecursionError:
+        raise ConfigError(
+            f"config file {str(path)!r} is refused: lists and mappings nest more than"
+            f" {MAX_NESTING} levels deep"
+        ) from None
+    except ValueError as exc:  # an integer too long to convert, for instance
+        raise ConfigError(f"config file {str(path)!r} is not valid JSON: {exc}") from None
+
+
+def _parse_yaml(path: Path, text: str) -> Any:
+    try:
+        _check_yaml_events(text)
+        return yaml.load(text, Loader=_Loader)  # a safe loader: see _Loader
+    except yaml.YAMLError as exc:
+        raise ConfigError(
+            f"config file {str(path)!r} is not valid YAML: {_yaml_problem(exc)}"
+        ) from None
+    except ValueError as exc:
+        raise ConfigError(f"config file {str(path)!r} is refused: {exc}") from None
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
@@ -157,8 +331,9 @@ def dump_config(
             ``strict=False`` such a function is written by name, for a record of what ran
             (a run's ``config.yaml``) rather than a file to load again.
         redact: replace every provider header value with ``<redacted>`` — headers may carry
-            credentials — for a copy written next to the data. API keys never appear in a
-            config in the first place: providers name the environment variable holding them.
+            credentials — and the credentials of a provider's ``proxy`` URL, for a copy
+            written next to the data. API keys never appear in a config in the first place:
+            providers name the environment variable holding them.
 
     Returns:
         The text written.
@@ -174,6 +349,8 @@ def dump_config(
     if redact:
         for provider in data.get("providers", []):
             provider["headers"] = dict.fromkeys(provider.get("headers", {}), REDACTED)
+            if provider.get("proxy"):
+                provider["proxy"] = redact_url(provider["proxy"])
     if format == "json":
         _check_json_keys(data, "")
         text = json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
@@ -220,7 +397,7 @@ REDACTED = "<redacted>"
 #: The run settings that change what is generated (the random streams derive from both).
 _OUTPUT_RUN_FIELDS = ("seed", "row_group_size")
 #: Model settings that change how requests are made, not what comes back.
-_EXECUTION_MODEL_FIELDS = frozenset({"max_parallel_requests", "timeout"})
+_EXECUTION_MODEL_FIELDS = frozenset({"max_parallel_requests", "timeout", "max_response_bytes"})
 
 
 def config_hash(cfg: PipelineConfig) -> str:
@@ -229,8 +406,9 @@ def config_hash(cfg: PipelineConfig) -> str:
     Two pipelines that load to equal objects have the same hash, however they were written.
     Settings that change only how a run executes are left out, so a run can be resumed with
     other limits: ``run``'s concurrency limits and scheduling mode, models'
-    ``max_parallel_requests`` and ``timeout``, and providers' endpoints, key variables,
-    headers and extra body fields (only their names and types count). A custom function that
+    ``max_parallel_requests``, ``timeout`` and ``max_response_bytes``, and providers' endpoints,
+    key variables, headers, extra body fields and HTTP settings (only their names and types
+    count). A custom function that
     is not importable by its name (a lambda, a local function) counts by its
     ``module:qualname`` only, so the hash works for any pipeline built in Python.
     """

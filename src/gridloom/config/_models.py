@@ -7,7 +7,7 @@ from typing import Any, Literal
 import attrs
 
 from ..errors import ConfigError, ConfigIssue
-from ._columns import ColumnConfig, _tuple
+from ._columns import ColumnConfig, _finite, _int64, _probability, _text, _tuple
 from ._simulation import SimulationConfig
 from ._throttle import ThrottleConfig
 
@@ -18,6 +18,73 @@ __all__ = [
     "RunConfig",
     "SeedDatasetConfig",
 ]
+
+
+#: What the credentials of a URL read as where a config is shown (see :func:`redact_url`).
+URL_CREDENTIALS_REDACTED = "<redacted>"
+
+_PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its credentials (``user:password@``), if any, replaced by ``<redacted>``:
+    a proxy URL may carry them, and it is shown in reprs, dumped configs and messages."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    authority, slash, tail = rest.partition("/")
+    if "@" not in authority:
+        return url
+    host = authority.rpartition("@")[2]
+    return f"{scheme}{sep}{URL_CREDENTIALS_REDACTED}@{host}{slash}{tail}"
+
+
+def _redacted_repr(value: str | None) -> str:
+    return repr(None if value is None else redact_url(value))
+
+
+def _as_given(value: Any) -> Any:
+    # An attrs converter, so that cattrs hands the raw value over (it has no hook for these
+    # unions) and the validator below names the field; lists become tuples.
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _check_proxy(_inst: Any, _attribute: attrs.Attribute[Any], value: str | None) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise TypeError(f"proxy must be a URL string or null, got {type(value).__name__}")
+    scheme, sep, rest = value.partition("://")
+    host = rest.partition("/")[0].rpartition("@")[2]
+    if not sep or scheme.lower() not in _PROXY_SCHEMES or not host.strip(":"):
+        raise ValueError(
+            f"proxy must be a URL such as 'http://proxy.example:3128' (schemes:"
+            f" {', '.join(_PROXY_SCHEMES)}), got {redact_url(value)!r}"
+        )
+
+
+def _check_verify(_inst: Any, _attribute: attrs.Attribute[Any], value: Any) -> None:
+    if isinstance(value, bool) or (isinstance(value, str) and value):
+        return
+    raise TypeError(
+        "verify must be true, false or the path of a CA bundle (a PEM file or a"
+        f" directory of certificates), got {value!r}"
+    )
+
+
+def _check_cert(_inst: Any, _attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is None or (isinstance(value, str) and value):
+        return
+    if (
+        isinstance(value, tuple)
+        and len(value) == 2
+        and all(isinstance(part, str) and part for part in value)
+    ):
+        return
+    raise TypeError(
+        "cert must be the path of a client certificate (PEM holding the certificate and its"
+        f" key) or a list [certificate, key] of two paths, got {value!r}"
+    )
 
 
 @attrs.frozen(kw_only=True)
@@ -34,6 +101,24 @@ class ProviderConfig:
         headers: extra HTTP headers sent with every request.
         extra_body: extra fields merged into every request body.
         simulation: behaviour of the simulated endpoint (``simulated`` providers only).
+        proxy: URL of the proxy requests go through (``http://``, ``https://``, ``socks5://``;
+            it may hold credentials, ``http://user:password@host:3128``, which are never
+            shown). ``null``: from the environment when ``trust_env`` is true, by httpx's
+            rules (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``, and ``NO_PROXY`` to
+            exclude hosts), else none. Requests through a proxy use httpx's transport.
+        trust_env: read settings from the environment as httpx does: proxies (above) and,
+            when ``verify`` is true, the CA bundle in ``SSL_CERT_FILE`` or ``SSL_CERT_DIR``.
+            Environment proxies never apply to ``simulated`` providers (served on loopback).
+        verify: check the server's TLS certificate: ``true`` against the trusted CAs
+            (certifi's, or ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``), a path to check it against
+            that CA bundle (a PEM file, or a directory of certificates) instead, or
+            ``false`` not to check it at all.
+        cert: a client certificate for servers that ask for one: the path of a PEM file
+            holding the certificate and its private key, or a list ``[certificate, key]``
+            of two paths. (Relative paths here and in ``verify`` are taken from the working
+            directory, as httpx takes them.)
+        http2: speak HTTP/2 when the server offers it (needs the ``h2`` package); such a
+            provider uses httpx's transport.
     """
 
     name: str = attrs.field(validator=attrs.validators.min_len(1))
@@ -43,6 +128,13 @@ class ProviderConfig:
     headers: dict[str, str] = attrs.field(factory=dict)
     extra_body: dict[str, Any] = attrs.field(factory=dict)
     simulation: SimulationConfig | None = attrs.field(default=None)
+    proxy: str | None = attrs.field(default=None, validator=_check_proxy, repr=_redacted_repr)
+    trust_env: bool = True
+    verify: bool | str = attrs.field(default=True, converter=_as_given, validator=_check_verify)
+    cert: str | tuple[str, str] | None = attrs.field(
+        default=None, converter=_as_given, validator=_check_cert
+    )
+    http2: bool = False
 
     @simulation.validator
     def _check_simulation(self, _attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -66,31 +158,43 @@ class ModelConfig:
         model: the model name sent to the provider.
         max_parallel_requests: upper bound on concurrent requests to this model; the adaptive
             throttle discovers the real capacity beneath it.
-        temperature, top_p, max_tokens: default inference parameters.
-        timeout: seconds allowed for one request.
+        temperature, top_p, max_tokens: default inference parameters (``temperature >= 0``,
+            ``top_p`` between 0 and 1, ``max_tokens >= 1``).
+        timeout: seconds allowed for one request (a finite number > 0).
         json_schema_mode: the provider enforces a JSON schema given as ``response_format``;
             when false, structured columns put the schema in the prompt instead.
         requests_per_minute: a published request budget, spent evenly (one second's worth may
             go at once); aliases of one (provider, model) share the smallest.
         tokens_per_minute: a published token budget (input plus output); each response's usage
             is charged, and new requests wait while the budget is overdrawn.
+        max_response_bytes: the longest reply accepted, in bytes (after decompression); a
+            longer one is refused while it is read (``ResponseTooLarge``; the row is dropped)
+            instead of being held in memory. Aliases of one (provider, model) share the
+            largest.
     """
 
     alias: str = attrs.field(validator=attrs.validators.min_len(1))
     provider: str
     model: str
-    max_parallel_requests: int = attrs.field(default=4, validator=attrs.validators.ge(1))
-    temperature: float | None = None
-    top_p: float | None = None
-    max_tokens: int | None = None
-    timeout: float = attrs.field(default=120.0, validator=attrs.validators.gt(0))
+    max_parallel_requests: int = attrs.field(default=4, validator=[_int64, attrs.validators.ge(1)])
+    temperature: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional([_finite, attrs.validators.ge(0)])
+    )
+    top_p: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_probability)
+    )
+    max_tokens: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional([_int64, attrs.validators.ge(1)])
+    )
+    timeout: float = attrs.field(default=120.0, validator=[_finite, attrs.validators.gt(0)])
     json_schema_mode: bool = True
     requests_per_minute: float | None = attrs.field(
-        default=None, validator=attrs.validators.optional(attrs.validators.gt(0))
+        default=None, validator=attrs.validators.optional([_finite, attrs.validators.gt(0)])
     )
     tokens_per_minute: float | None = attrs.field(
-        default=None, validator=attrs.validators.optional(attrs.validators.gt(0))
+        default=None, validator=attrs.validators.optional([_finite, attrs.validators.gt(0)])
     )
+    max_response_bytes: int = attrs.field(default=8 * 1024 * 1024, validator=attrs.validators.ge(1))
 
 
 @attrs.frozen(kw_only=True)
@@ -99,7 +203,11 @@ class SeedDatasetConfig:
 
     Attributes:
         path: a parquet, CSV or JSONL file, or a glob of them (relative paths are resolved
-            against the config file's folder when loaded from a file).
+            against the config file's folder when loaded from a file). The files are read
+            whole, and checked, when the pipeline is validated: at most 2 GiB in all and
+            10,000 files; a CSV or JSONL file that does not parse cleanly (an unterminated
+            quote, a row with more or fewer fields than the header, text that is not UTF-8)
+            or seed data without rows is a configuration error.
         format: ``auto`` picks by file extension.
         order: ``ordered`` keeps file order; ``shuffled`` permutes (deterministically under
             ``run.seed``).
@@ -108,7 +216,7 @@ class SeedDatasetConfig:
         columns: the subset of the file's columns to use; all of them when empty.
     """
 
-    path: str = attrs.field(validator=attrs.validators.min_len(1))
+    path: str = attrs.field(validator=attrs.validators.and_(attrs.validators.min_len(1), _text))
     format: Literal["auto", "parquet", "csv", "jsonl"] = "auto"
     order: Literal["ordered", "shuffled"] = "ordered"
     cycle: bool = True
@@ -131,6 +239,15 @@ class RunConfig:
         max_submitted_tasks: cell/batch tasks dispatched and working locally at once.
         max_llm_wait_tasks: model-bound tasks waiting on the network at once.
         max_worker_threads: threads running synchronous generators at once.
+        template_max_output_chars: the longest text one template may render for one cell (an
+            expression's value, a prompt), and the longest string or list it may build on the
+            way; all the text its filters build together stays under 64 times this. A cell
+            over it fails with ``TemplateLimitExceeded`` (its row is dropped).
+        template_max_loop_iterations: ``{% for %}`` iterations one render of a template may
+            run, all its loops together; also the largest ``range()`` it may ask for.
+        template_time_budget_seconds: CPU seconds one render of a template may use. Templates
+            with loops, macros or calls render in a worker thread, never on the event loop;
+            this bounds them even where the other limits do not.
         seed: makes the output identical run to run; a random seed is drawn (and recorded in
             ``metadata.json``) when unset.
         scheduling: ``cell`` starts each cell as soon as its row's upstream cells are done;
@@ -146,12 +263,18 @@ class RunConfig:
             ``retry_backoff_max_seconds``) before their rows are dropped; 0 drops them at once.
         salvage_round_seconds: each salvage round is cancelled after this long (its unfinished
             cells count as failed).
-        shutdown_error_rate: stop the run when, for one model, the share of failed requests
-            among its recent outcomes exceeds this (``null``: never); completed row groups are
-            kept and the run can be resumed.
-        shutdown_window: recent outcomes per model the rate is computed over.
-        shutdown_window_seconds: only outcomes this recent count.
-        shutdown_min_outcomes: the rate is not judged on fewer outcomes than this.
+        shutdown_error_rate: stop the run when one model's failure rate exceeds this
+            (``null``: never); completed row groups are kept and the run can be resumed. The
+            rate is the share of its requests that failed, taken second by second (by when
+            each request was sent) and averaged over the recent seconds, so a burst of
+            requests that failed together — timeouts of requests that hung at once — weighs
+            as one second, not as many failures.
+        shutdown_window: at most this many recent requests per model are judged.
+        shutdown_window_seconds: only requests sent this recently are judged.
+        shutdown_min_outcomes: the rate is not judged on fewer requests than this.
+        shutdown_min_seconds: nor on requests sent over less time than this, so a start-up
+            burst of failures cannot stop a run on its own (a refused API key stops it at
+            once).
         generator_first_rows: stop the run when a column's first this many cells all fail
             with the same error of its own (a template that does not render, output that
             fails its schema, a custom function that raises; not a model's errors); ``0``
@@ -182,6 +305,15 @@ class RunConfig:
     max_submitted_tasks: int = attrs.field(default=256, validator=attrs.validators.ge(1))
     max_llm_wait_tasks: int = attrs.field(default=1024, validator=attrs.validators.ge(1))
     max_worker_threads: int = attrs.field(default=8, validator=attrs.validators.ge(1))
+    template_max_output_chars: int = attrs.field(
+        default=1_048_576, validator=attrs.validators.ge(1)
+    )
+    template_max_loop_iterations: int = attrs.field(
+        default=100_000, validator=attrs.validators.ge(1)
+    )
+    template_time_budget_seconds: float = attrs.field(
+        default=2.0, validator=attrs.validators.gt(0.0)
+    )
     seed: int | None = None
     scheduling: Literal["cell", "column"] = "cell"
     throttle: ThrottleConfig = attrs.field(factory=ThrottleConfig)
@@ -191,9 +323,10 @@ class RunConfig:
     salvage_rounds: int = attrs.field(default=2, validator=attrs.validators.ge(0))
     salvage_round_seconds: float = attrs.field(default=600.0, validator=attrs.validators.gt(0.0))
     shutdown_error_rate: float | None = attrs.field(default=0.5, validator=_optional_rate)
-    shutdown_window: int = attrs.field(default=50, validator=attrs.validators.ge(1))
+    shutdown_window: int = attrs.field(default=1000, validator=attrs.validators.ge(1))
     shutdown_window_seconds: float = attrs.field(default=120.0, validator=attrs.validators.gt(0.0))
-    shutdown_min_outcomes: int = attrs.field(default=10, validator=attrs.validators.ge(1))
+    shutdown_min_outcomes: int = attrs.field(default=20, validator=attrs.validators.ge(1))
+    shutdown_min_seconds: float = attrs.field(default=5.0, validator=attrs.validators.ge(0.0))
     generator_first_rows: int = attrs.field(default=5, validator=attrs.validators.ge(0))
     generator_error_rate: float | None = attrs.field(default=0.5, validator=_optional_rate)
     generator_window: int = attrs.field(default=100, validator=attrs.validators.ge(1))

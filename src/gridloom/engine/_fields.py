@@ -29,7 +29,7 @@ import attrs
 from jinja2 import nodes
 
 from ..config import ColumnConfig, LLMJudgeColumn, LLMStructuredColumn
-from ..generators._jinja import template_env
+from ..generators._jinja import parse_template
 from ..generators.llm import judge_schema
 
 __all__ = ["FieldProblem", "Read", "field_problems", "reads", "value_schema"]
@@ -148,7 +148,7 @@ def reads(source: str, roots: set[str]) -> list[Read]:
     Raises:
         jinja2.TemplateSyntaxError: the template does not parse.
     """
-    tree = template_env().parse(source)
+    tree = parse_template(source)
     roots = roots - _bound_names(tree) - _SPECIAL_NAMES
     return [read for read in _walk(tree) if read.root in roots and read.steps]
 

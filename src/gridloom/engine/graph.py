@@ -22,7 +22,7 @@ import pyarrow as pa
 from ..config import ColumnConfig, PipelineConfig
 from ..errors import ConfigError, CycleError, TemplateError, UnknownReferenceError
 from ..generators import BuildContext, ColumnGenerator, SeedDatasetGenerator, build_generator
-from ..generators._jinja import template_variables
+from ..generators._jinja import TemplateLimits, template_variables
 from ..generators.base import Granularity
 from ._fields import field_problems, value_schema
 
@@ -265,6 +265,7 @@ def compile_pipeline(config: PipelineConfig, *, base_dir: Path | None = None) ->
     position = {slot: pos for pos, slot in enumerate(order)}
     by_name = {column.name: column for column in config.columns}
     models = {model.alias: model for model in config.models}
+    template_limits = TemplateLimits.from_run(config.run)
     types: dict[str, pa.DataType] = {}
     granularity: dict[str, Granularity] = {}
     ancestors: dict[int, set[str]] = {}
@@ -284,6 +285,7 @@ def compile_pipeline(config: PipelineConfig, *, base_dir: Path | None = None) ->
                 upstream_granularity=dict(granularity),
                 base_dir=base_dir,
                 models=models,
+                template_limits=template_limits,
             )
             try:
                 generator = build_generator(column, ctx)

@@ -30,6 +30,7 @@ from ..clients import (
     ThrottledModelClient,
     api_key_from_env,
     build_http_client,
+    transport_plan,
 )
 from ..config import (
     EmbeddingColumn,
@@ -159,7 +160,10 @@ async def open_models(
 
 
 async def check_models(config: PipelineConfig) -> list[dict[str, Any]]:
-    """Send one tiny request per used alias; report latency or the error, per alias."""
+    """Send one tiny request per used alias; report latency or the error, per alias, and the
+    transport its provider's requests go through and why (``transport``: ``fast``, ``httpx``
+    or ``asgi``; ``transport_reason``, e.g. ``proxy http://proxy:3128 from HTTPS_PROXY``)."""
+    providers = {p.name: p for p in config.providers}
     chat_aliases = {
         alias
         for column in config.columns
@@ -171,10 +175,13 @@ async def check_models(config: PipelineConfig) -> list[dict[str, Any]]:
     async with open_models(config) as handles:
         for alias, handle in sorted(handles.items()):
             started = trio.current_time()
+            plan = transport_plan(providers[handle.config.provider])
             entry: dict[str, Any] = {
                 "alias": alias,
                 "provider": handle.config.provider,
                 "model": handle.model,
+                "transport": plan.kind,
+                "transport_reason": plan.reason,
             }
             try:
                 if alias in embedding_only:

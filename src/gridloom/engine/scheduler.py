@@ -40,7 +40,7 @@ import itertools
 import logging
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -289,8 +289,9 @@ class Scheduler:
             peak_tasks_waiting_on_model=self._peak_llm,
         )
 
-    async def run(self, row_groups: Sequence[RowGroupSpec]) -> None:
-        """Generate and store ``row_groups`` (in index order of admission)."""
+    async def run(self, row_groups: Iterable[RowGroupSpec]) -> None:
+        """Generate and store ``row_groups`` (in index order of admission); they are taken
+        one at a time, as admission allows, so a plan may be lazy and of any length."""
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._dispatch_loop)
             async with trio.open_nursery() as groups:
@@ -314,18 +315,31 @@ class Scheduler:
                     self._accept(group, group.tracker.start())
                     await group.done.wait()
                     await self._salvage(group)
+            except BaseException:
+                # Stopped, or failed: a row group finished in that very step is still kept.
+                if not group.tracker.finished:
+                    raise
+                await self._write(self._row_group_data(group))
+                written = True
+                raise
             finally:
                 group.nursery = None  # closed: tasks of it still queued are dropped
             data = self._row_group_data(group)
             del group
-            await self._store.write(data)
-            self._written += 1
+            await self._write(data)
             written = True
         finally:
             self._in_flight -= 1
             if not written:  # the run stopped or failed while this group was in flight
                 self._rows_abandoned += spec.num_rows
             self._admission.release_on_behalf_of(token)
+
+    async def _write(self, data: RowGroupData) -> None:
+        """Hand a finished row group to the store; a stop arriving meanwhile waits for it (a
+        local write), so a finished row group is never lost to a stop."""
+        with trio.CancelScope(shield=True):
+            await self._store.write(data)
+        self._written += 1
 
     def _row_group_data(self, group: _RowGroup) -> RowGroupData:
         tracker = group.tracker
@@ -633,7 +647,11 @@ class Scheduler:
         try:
             if generator.is_async:
                 return await generator.agenerate(ctx)
-            return await trio.to_thread.run_sync(generator.generate, ctx, limiter=self._threads)
+            # Abandoned on cancel: a stop never waits for a slow user function (its result
+            # is discarded; the thread ends on its own, the watchdog ends a stuck process).
+            return await trio.to_thread.run_sync(
+                generator.generate, ctx, limiter=self._threads, abandon_on_cancel=True
+            )
         except Exception as exc:
             return RowFailure(exc)
 

@@ -90,7 +90,8 @@ def _binomial_inversion(n: int, p: float) -> Draw:
     q = 1.0 - p
     ratio = p / q
     a = (n + 1) * ratio
-    p_zero = q**n
+    # (1 - p)**n through log1p: for a tiny p, 1 - p rounds to 1.0 and q**n would be 1.
+    p_zero = math.exp(n * math.log1p(-p))
 
     def draw(rng: random.Random) -> int:
         while True:

@@ -36,7 +36,7 @@ from ..config._llm import (
 from ..config._models import ModelConfig
 from ..errors import ConfigError, TemplateError, UnknownReferenceError
 from ._dtypes import normalize_values, short_repr
-from ._jinja import template_variables
+from ._jinja import TemplateLimits, template_variables
 from .base import ColumnGenerator, Granularity
 from .custom import custom_generator
 from .expression import ExpressionGenerator
@@ -70,6 +70,8 @@ class BuildContext:
         upstream_granularity: granularity of the generator producing each of those columns.
         base_dir: folder relative file paths are resolved against.
         models: the pipeline's model configurations, by alias.
+        template_limits: what one render of a template may use (the run's ``template_*``
+            settings).
     """
 
     columns: Mapping[str, ColumnConfig] = attrs.field(factory=dict)
@@ -77,6 +79,7 @@ class BuildContext:
     upstream_granularity: Mapping[str, Granularity] = attrs.field(factory=dict)
     base_dir: Path | None = None
     models: Mapping[str, ModelConfig] = attrs.field(factory=dict)
+    template_limits: TemplateLimits = attrs.field(factory=TemplateLimits)
 
 
 #: Builds the generator of one column kind.
@@ -140,7 +143,11 @@ def _timedelta(column: TimedeltaColumn, ctx: BuildContext) -> ColumnGenerator:
                 column=column.name,
                 field="reference",
             )
-    return TimedeltaSampler(column, reference_type=reference_type)
+    bounds = None
+    reference = ctx.columns.get(column.reference) if column.reference is not None else None
+    if isinstance(reference, DatetimeColumn) and reference.format is None:
+        bounds = (reference.start, reference.end)  # so a sum past year 9999 is refused here
+    return TimedeltaSampler(column, reference_type=reference_type, reference_bounds=bounds)
 
 
 def _expression(column: ExpressionColumn, ctx: BuildContext) -> ColumnGenerator:
@@ -161,7 +168,9 @@ def _expression(column: ExpressionColumn, ctx: BuildContext) -> ColumnGenerator:
             field="template",
         )
     batch = all(ctx.upstream_granularity[name] == "batch" for name in names)
-    return ExpressionGenerator(column, granularity="batch" if batch else "cell")
+    return ExpressionGenerator(
+        column, granularity="batch" if batch else "cell", limits=ctx.template_limits
+    )
 
 
 def _simple(factory: Callable[[C], ColumnGenerator]) -> GeneratorBuilder[C]:
@@ -179,7 +188,7 @@ def _llm(column: LLMColumn | EmbeddingColumn, ctx: BuildContext) -> ColumnGenera
             column=column.name,
             field=f"{column.kind}.model",
         )
-    return build_llm_generator(column, model)
+    return build_llm_generator(column, model, limits=ctx.template_limits)
 
 
 register_builder(CategoryColumn, _simple(CategorySampler))

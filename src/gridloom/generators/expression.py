@@ -5,12 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import jinja2
-
 from ..config._columns import ExpressionColumn
-from ..errors import GenerationError, TemplateError
+from ..errors import GenerationError, TemplateLimitExceeded
 from ._dtypes import arrow_type, coerce, json_text
-from ._jinja import template_env
+from ._jinja import TemplateLimits, compile_template
 from .base import BatchContext, CellContext, ColumnGenerator, Granularity, RowFailure
 
 __all__ = ["ExpressionGenerator"]
@@ -21,22 +19,32 @@ class ExpressionGenerator(ColumnGenerator):
 
     The rendered text is stripped of surrounding whitespace and converted to the column's
     ``dtype`` with :func:`coerce`; for dtypes other than ``string`` an empty rendering is null.
-    Runs inline on the event loop, per cell or (when every referenced column is produced by a
-    batch generator) per batch.
+    Runs per cell or (when every referenced column is produced by a batch generator) per
+    batch: inline on the event loop when the template is simple (no loops, macros or heavy
+    operators: a render takes microseconds), else in a worker thread, each render bounded by
+    ``limits`` (a render over them fails its row with
+    :class:`~gridloom.errors.TemplateLimitExceeded`).
 
     Args:
         config: the column.
         granularity: ``batch`` renders a whole row group from ``ctx.columns`` in one call;
             ``cell`` renders one row from ``ctx.row``.
+        limits: what one render may use (the run's ``template_*`` settings).
 
     Raises:
-        TemplateError: the template does not parse.
+        TemplateError: the template does not parse, or uses what templates may not.
         ConfigError: the dtype is unknown.
     """
 
     inline = True
 
-    def __init__(self, config: ExpressionColumn, *, granularity: Granularity = "cell"):
+    def __init__(
+        self,
+        config: ExpressionColumn,
+        *,
+        granularity: Granularity = "cell",
+        limits: TemplateLimits | None = None,
+    ):
         super().__init__(
             name=config.name, outputs={config.name: arrow_type(config.dtype, column=config.name)}
         )
@@ -44,14 +52,10 @@ class ExpressionGenerator(ColumnGenerator):
         self.granularity = granularity
         if config.dtype == "json":  # parsed in memory (for templates), JSON text on disk
             self.encoders = {config.name: json_text}
-        try:
-            self._template = template_env().from_string(config.template)
-        except jinja2.TemplateSyntaxError as exc:
-            raise TemplateError(
-                f"template does not parse: {exc.message} (line {exc.lineno})",
-                column=config.name,
-                field="template",
-            ) from exc
+        self._template = compile_template(
+            config.template, column=config.name, field="template", limits=limits
+        )
+        self.inline = self._template.simple
 
     def generate(self, ctx: CellContext | BatchContext) -> Any:
         """The row's value (cell context), or one value per row (batch context)."""
@@ -69,6 +73,8 @@ class ExpressionGenerator(ColumnGenerator):
     def _render(self, row: Mapping[str, Any]) -> Any:
         try:
             text = self._template.render(row).strip()
+        except TemplateLimitExceeded:
+            raise
         except Exception as exc:
             raise GenerationError(
                 f"column {self.name!r}: template failed to render: {type(exc).__name__}: {exc}"

@@ -14,8 +14,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import jinja2
 import pyarrow as pa
+import trio
 from jsonschema import exceptions as schema_exceptions
 from jsonschema import validators
 
@@ -30,8 +30,8 @@ from ..config import (
     Rubric,
 )
 from ..config._llm import REASONING_SUFFIX
-from ..errors import GenerationError, InvalidOutput, TemplateError
-from ._jinja import template_env
+from ..errors import GenerationError, InvalidOutput, TemplateLimitExceeded
+from ._jinja import CompiledTemplate, TemplateLimits, compile_template
 from .base import CellContext, ColumnGenerator
 
 __all__ = [
@@ -50,20 +50,17 @@ _FENCE = re.compile(r"```[ \t]*([\w+#.-]*)[ \t]*\n(.*?)```", re.DOTALL)
 _JINJA_SYNTAX = re.compile(r"\{[{%#]")
 
 
-def _compile(column: str, field: str, source: str) -> jinja2.Template:
-    try:
-        return template_env().from_string(source)
-    except jinja2.TemplateSyntaxError as exc:
-        raise TemplateError(
-            f"template does not parse: {exc.message} (line {exc.lineno})",
-            column=column,
-            field=field,
-        ) from exc
+def _compile(
+    column: str, field: str, source: str, limits: TemplateLimits | None = None
+) -> CompiledTemplate:
+    return compile_template(source, column=column, field=field, limits=limits)
 
 
-def _render(column: str, template: jinja2.Template, row: Mapping[str, Any]) -> str:
+def _render(column: str, template: CompiledTemplate, row: Mapping[str, Any]) -> str:
     try:
         return template.render(row).strip()
+    except TemplateLimitExceeded:
+        raise
     except Exception as exc:
         raise GenerationError(
             f"column {column!r}: template failed to render: {type(exc).__name__}: {exc}"
@@ -81,7 +78,13 @@ class _ModelColumn(ColumnGenerator):
     model_bound = True
     inline = False
 
-    def __init__(self, config: LLMColumn, model: ModelConfig, value_type: pa.DataType):
+    def __init__(
+        self,
+        config: LLMColumn,
+        model: ModelConfig,
+        value_type: pa.DataType,
+        limits: TemplateLimits | None = None,
+    ):
         outputs = {config.name: value_type}
         if config.with_reasoning:
             outputs[config.name + REASONING_SUFFIX] = pa.string()
@@ -89,16 +92,27 @@ class _ModelColumn(ColumnGenerator):
         self.config = config
         self.model_config = model
         self.model_lane = (model.alias, model.max_parallel_requests)
-        self._prompt = _compile(config.name, f"{config.kind}.prompt", config.prompt)
+        self.limits = limits
+        self._prompt = _compile(config.name, f"{config.kind}.prompt", config.prompt, limits)
         self._system = (
-            _compile(config.name, f"{config.kind}.system_prompt", config.system_prompt)
+            _compile(config.name, f"{config.kind}.system_prompt", config.system_prompt, limits)
             if config.system_prompt is not None
             else None
         )
+        #: Every template is simple: prompts render on the event loop (else in a thread).
+        self.render_inline = self._prompt.simple and (self._system is None or self._system.simple)
 
     def system_text(self, row: Mapping[str, Any]) -> str | None:
         """The rendered system prompt (subclasses add their instructions)."""
         return _render(self.name, self._system, row) if self._system is not None else None
+
+    async def render_messages(self, row: Mapping[str, Any]) -> list[Message]:
+        """:meth:`messages`, rendered on the event loop when every template of the column is
+        simple, else in a worker thread (abandoned if the cell is cancelled; the render's CPU
+        budget ends it soon after)."""
+        if self.render_inline:
+            return self.messages(row)
+        return await trio.to_thread.run_sync(self.messages, row, abandon_on_cancel=True)
 
     def messages(self, row: Mapping[str, Any]) -> list[Message]:
         system = self.system_text(row)
@@ -138,11 +152,13 @@ class _ModelColumn(ColumnGenerator):
 class LLMTextGenerator(_ModelColumn):
     """``llm_text``: the model's answer, stripped of surrounding whitespace."""
 
-    def __init__(self, config: LLMColumn, model: ModelConfig):
-        super().__init__(config, model, pa.string())
+    def __init__(
+        self, config: LLMColumn, model: ModelConfig, *, limits: TemplateLimits | None = None
+    ):
+        super().__init__(config, model, pa.string(), limits)
 
     async def agenerate(self, ctx: CellContext) -> Any:
-        response = await self.call(ctx, self.request(self.messages(ctx.row)))
+        response = await self.call(ctx, self.request(await self.render_messages(ctx.row)))
         return self.result(response.text.strip(), response)
 
 
@@ -164,8 +180,10 @@ class LLMCodeGenerator(_ModelColumn):
 
     config: LLMCodeColumn
 
-    def __init__(self, config: LLMCodeColumn, model: ModelConfig):
-        super().__init__(config, model, pa.string())
+    def __init__(
+        self, config: LLMCodeColumn, model: ModelConfig, *, limits: TemplateLimits | None = None
+    ):
+        super().__init__(config, model, pa.string(), limits)
 
     def system_text(self, row: Mapping[str, Any]) -> str | None:
         own = super().system_text(row)
@@ -177,7 +195,7 @@ class LLMCodeGenerator(_ModelColumn):
         return f"{own}\n\n{rule}" if own else rule
 
     async def agenerate(self, ctx: CellContext) -> Any:
-        response = await self.call(ctx, self.request(self.messages(ctx.row)))
+        response = await self.call(ctx, self.request(await self.render_messages(ctx.row)))
         return self.result(extract_code(response.text, self.config.language), response)
 
 
@@ -214,8 +232,9 @@ class LLMStructuredGenerator(_ModelColumn):
         *,
         schema: Mapping[str, Any],
         max_corrections: int,
+        limits: TemplateLimits | None = None,
     ):
-        super().__init__(config, model, pa.string())
+        super().__init__(config, model, pa.string(), limits)
         self.schema = dict(schema)
         self.max_corrections = max_corrections
         self.encoders = {config.name: _json_text}
@@ -245,7 +264,7 @@ class LLMStructuredGenerator(_ModelColumn):
         return ResponseFormat(name=re.sub(r"\W", "_", self.name)[:64], schema=self.schema)
 
     async def agenerate(self, ctx: CellContext) -> Any:
-        messages = self.messages(ctx.row)
+        messages = await self.render_messages(ctx.row)
         response_format = self.response_format()
         reason = ""
         for _attempt in range(self.max_corrections + 1):
@@ -297,12 +316,15 @@ class LLMJudgeGenerator(LLMStructuredGenerator):
 
     config: LLMJudgeColumn
 
-    def __init__(self, config: LLMJudgeColumn, model: ModelConfig):
+    def __init__(
+        self, config: LLMJudgeColumn, model: ModelConfig, *, limits: TemplateLimits | None = None
+    ):
         super().__init__(
             config,
             model,
             schema=judge_schema(config.rubrics),
             max_corrections=config.max_correction_attempts,
+            limits=limits,
         )
         # A rubric's description and its scores' meanings are templates over the row, like
         # the prompt; text without Jinja syntax is kept as is (and rendered once, below).
@@ -317,22 +339,24 @@ class LLMJudgeGenerator(LLMStructuredGenerator):
             )
             for i, rubric in enumerate(config.rubrics)
         ]
-        templated = any(
-            not isinstance(text, str)
+        templates = [
+            text
             for _, description, meanings in self._rubrics
             for text in (description, *(meaning for _, meaning in meanings))
-        )
-        self._instructions = None if templated else self.instructions({})
+            if not isinstance(text, str)
+        ]
+        self.render_inline = self.render_inline and all(t.simple for t in templates)
+        self._instructions = None if templates else self.instructions({})
 
-    def _rubric_text(self, field: str, text: str) -> str | jinja2.Template:
+    def _rubric_text(self, field: str, text: str) -> str | CompiledTemplate:
         if _JINJA_SYNTAX.search(text) is None:
             return text
-        return _compile(self.name, f"{self.config.kind}.{field}", text)
+        return _compile(self.name, f"{self.config.kind}.{field}", text, self.limits)
 
     def instructions(self, row: Mapping[str, Any]) -> str:
         """The judging instructions, with each rubric's texts rendered over ``row``."""
 
-        def text(piece: str | jinja2.Template) -> str:
+        def text(piece: str | CompiledTemplate) -> str:
             return piece if isinstance(piece, str) else _render(self.name, piece, row)
 
         lines = [
@@ -357,18 +381,25 @@ class EmbeddingGenerator(ColumnGenerator):
     model_bound = True
     inline = False
 
-    def __init__(self, config: EmbeddingColumn, model: ModelConfig):
+    def __init__(
+        self, config: EmbeddingColumn, model: ModelConfig, *, limits: TemplateLimits | None = None
+    ):
         super().__init__(name=config.name, outputs={config.name: pa.list_(pa.float32())})
         self.config = config
         self.model_config = model
         self.model_lane = (model.alias, model.max_parallel_requests)
-        self._input = _compile(config.name, "embedding.input", config.input)
+        self._input = _compile(config.name, "embedding.input", config.input, limits)
 
     async def agenerate(self, ctx: CellContext) -> Any:
         handle = ctx.models.get(self.config.model)
         if handle is None:
             raise GenerationError(f"column {self.name!r}: model {self.config.model!r} is not open")
-        text = _render(self.name, self._input, ctx.row)
+        if self._input.simple:
+            text = _render(self.name, self._input, ctx.row)
+        else:
+            text = await trio.to_thread.run_sync(
+                _render, self.name, self._input, ctx.row, abandon_on_cancel=True
+            )
         timeout = self.config.timeout or self.model_config.timeout
         response = await handle.embed(
             EmbeddingRequest(model=self.model_config.model, inputs=(text,), timeout=timeout)
@@ -380,16 +411,25 @@ class EmbeddingGenerator(ColumnGenerator):
         return list(response.vectors[0])
 
 
-def build_llm_generator(column: LLMColumn | EmbeddingColumn, model: ModelConfig) -> ColumnGenerator:
-    """The generator for an LLM column kind."""
+def build_llm_generator(
+    column: LLMColumn | EmbeddingColumn,
+    model: ModelConfig,
+    *,
+    limits: TemplateLimits | None = None,
+) -> ColumnGenerator:
+    """The generator for an LLM column kind; ``limits`` bound each render of its templates."""
     if isinstance(column, EmbeddingColumn):
-        return EmbeddingGenerator(column, model)
+        return EmbeddingGenerator(column, model, limits=limits)
     if isinstance(column, LLMJudgeColumn):
-        return LLMJudgeGenerator(column, model)
+        return LLMJudgeGenerator(column, model, limits=limits)
     if isinstance(column, LLMStructuredColumn):
         return LLMStructuredGenerator(
-            column, model, schema=column.schema, max_corrections=column.max_correction_attempts
+            column,
+            model,
+            schema=column.schema,
+            max_corrections=column.max_correction_attempts,
+            limits=limits,
         )
     if isinstance(column, LLMCodeColumn):
-        return LLMCodeGenerator(column, model)
-    return LLMTextGenerator(column, model)
+        return LLMCodeGenerator(column, model, limits=limits)
+    return LLMTextGenerator(column, model, limits=limits)

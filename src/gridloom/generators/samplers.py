@@ -105,6 +105,8 @@ def _numeric_output(
         return value
 
     def to_int(value: Any) -> int:
+        if isinstance(value, int):  # already whole: through a float it could pass 2**63 - 1
+            return value
         return round(float(value))
 
     def to_float(value: Any) -> float:
@@ -311,10 +313,18 @@ class DatetimeSampler(_Sampler):
         super().__init__(name=config.name, outputs={config.name: kind})
         self.config = config
         self._step = _UNITS[config.unit]
-        start, end = to_naive_utc(config.start), to_naive_utc(config.end)
-        first = _floor(start, config.unit)
-        if first < start:
-            first += self._step
+        no_instant = ConfigError(
+            f"no whole {config.unit.rstrip('s')} lies between start and end",
+            column=config.name,
+            field="unit",
+        )
+        try:
+            start, end = to_naive_utc(config.start), to_naive_utc(config.end)
+            first = _floor(start, config.unit)
+            if first < start:
+                first += self._step
+        except OverflowError:  # start is past the last whole unit of year 9999
+            raise no_instant from None
         last = _floor(end, config.unit)
         if first > last:
             raise ConfigError(
@@ -340,9 +350,22 @@ class TimedeltaSampler(_Sampler):
         config: the column.
         reference_type: the Arrow type of the ``reference`` column (a timestamp type); the
             output keeps its time zone. Required when ``config.reference`` is set.
+        reference_bounds: the earliest and latest datetime the reference column can hold,
+            when known (a ``datetime`` column's ``start`` and ``end``): a sum that would leave
+            years 1 to 9999 is then refused here rather than failing rows.
+
+    Raises:
+        ConfigError: an unknown unit, a reference that is not a datetime column, or
+            ``reference_bounds`` plus ``[min, max]`` leaving the datetime range.
     """
 
-    def __init__(self, config: TimedeltaColumn, *, reference_type: pa.DataType | None = None):
+    def __init__(
+        self,
+        config: TimedeltaColumn,
+        *,
+        reference_type: pa.DataType | None = None,
+        reference_bounds: tuple[dt.datetime, dt.datetime] | None = None,
+    ):
         if config.unit not in _UNITS:
             raise ConfigError(
                 f"unit must be one of {', '.join(_UNITS)}, got {config.unit!r}",
@@ -362,12 +385,29 @@ class TimedeltaSampler(_Sampler):
         super().__init__(name=config.name, outputs={config.name: kind})
         self.config = config
         self._step = _UNITS[config.unit]
+        if config.reference is not None and reference_bounds is not None:
+            self._check_sums(*reference_bounds)
+
+    def _check_sums(self, earliest: dt.datetime, latest: dt.datetime) -> None:
+        cfg = self.config
+        for field, moment, units in (("min", earliest, cfg.min), ("max", latest, cfg.max)):
+            try:
+                to_naive_utc(moment) + self._step * units
+            except OverflowError:
+                raise ConfigError(
+                    f"reference {cfg.reference!r} ({earliest.isoformat()} to"
+                    f" {latest.isoformat()}) plus {cfg.min} to {cfg.max} {cfg.unit} leaves the"
+                    " datetime range (years 1 to 9999)",
+                    column=cfg.name,
+                    field=field,
+                ) from None
 
     def _draw(self, rng: random.Random) -> dt.timedelta:
         return self._step * rng.randint(self.config.min, self.config.max)
 
     def generate(self, ctx: BatchContext) -> list[Any]:
-        """One duration per row, added to the reference datetime when there is one."""
+        """One duration per row, added to the reference datetime when there is one (a sum
+        past year 9999 or before year 1 fails that row alone)."""
         deltas = super().generate(ctx)
         reference = self.config.reference
         if reference is None:
@@ -378,7 +418,17 @@ class TimedeltaSampler(_Sampler):
             raise GenerationError(
                 f"column {self.name!r}: reference column {reference!r} is not in the batch"
             ) from None
-        return [
-            None if base is None else base + delta
-            for base, delta in zip(bases, deltas, strict=True)
-        ]
+        return [self._add(base, delta) for base, delta in zip(bases, deltas, strict=True)]
+
+    def _add(self, base: Any, delta: dt.timedelta) -> Any:
+        if base is None:
+            return None
+        try:
+            return base + delta
+        except OverflowError:
+            return RowFailure(
+                GenerationError(
+                    f"column {self.name!r}: {short_repr(base)} + {delta} leaves the datetime"
+                    " range (years 1 to 9999)"
+                )
+            )

@@ -1,10 +1,23 @@
-"""The seed dataset generator: rows of a parquet, CSV or JSONL file (or a glob of them)."""
+"""The seed dataset generator: rows of a parquet, CSV or JSONL file (or a glob of them).
+
+The files are read whole, and checked, when the generator is built — when the pipeline is
+compiled, so ``validate`` reports what a run would trip on: every problem is a
+:class:`~gridloom.errors.ConfigError` on ``seed_dataset.path`` naming the file. Limits and
+checks: at most :data:`MAX_SEED_BYTES` (2 GiB) in at most :data:`MAX_SEED_FILES` files, each
+a regular file (not a directory, pipe or device); a CSV or JSONL file must parse cleanly (no
+unterminated quote, no row with more or fewer fields than the header, UTF-8 text); binary
+values are decoded as UTF-8 text, or refused; column names are unique; there is at least one
+row.
+"""
 
 from __future__ import annotations
 
 import glob
+import mmap
+import re
+import stat
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +30,14 @@ from ..config._models import SeedDatasetConfig
 from ..errors import ConfigError, GenerationError
 from .base import BatchContext, ColumnGenerator, Granularity, derive_rng
 
-__all__ = ["SEED_DATASET_NODE", "SeedDatasetGenerator"]
+__all__ = ["MAX_SEED_BYTES", "MAX_SEED_FILES", "SEED_DATASET_NODE", "SeedDatasetGenerator"]
 
 #: The generator's name (the seed dataset fills several columns as one node).
 SEED_DATASET_NODE = "seed_dataset"
+#: The most seed data read, in bytes, over all its files (2 GiB).
+MAX_SEED_BYTES = 2 * 1024**3
+#: The most files a seed dataset's glob may match.
+MAX_SEED_FILES = 10_000
 
 _FORMATS_BY_SUFFIX = {
     ".parquet": "parquet",
@@ -31,21 +48,64 @@ _FORMATS_BY_SUFFIX = {
     ".json": "jsonl",
 }
 _GLOB_CHARS = frozenset("*?[")
+_PATH_FIELD = "seed_dataset.path"
 #: Shuffle permutations kept per generator (row groups in flight rarely span more cycles).
 _PERMUTATION_CACHE = 4
+#: Bytes that end an unquoted CSV field, so that a quote after one opens a quoted field.
+_FIELD_ENDS = frozenset(b",\r\n")
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def _problem(message: str, field: str = _PATH_FIELD) -> ConfigError:
+    return ConfigError(message, field=field)
+
+
+def _regular_size(path: Path) -> int | None:
+    """The size of ``path`` when it is a regular file (after symlinks), else ``None``."""
+    try:
+        info = path.stat()
+    except (OSError, ValueError):
+        return None
+    return info.st_size if stat.S_ISREG(info.st_mode) else None
 
 
 def _resolve_files(pattern: str, base_dir: Path | None) -> tuple[Path, ...]:
-    path = Path(pattern).expanduser()
+    try:
+        path = Path(pattern).expanduser()
+    except RuntimeError as exc:  # ~user that does not exist
+        raise _problem(f"cannot resolve {pattern!r}: {exc}") from None
     if not path.is_absolute() and base_dir is not None:
         path = base_dir / path
     if _GLOB_CHARS.intersection(pattern):
-        files = sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
+        matches = sorted(Path(p) for p in glob.glob(str(path), recursive=True))
+        files = [(p, size) for p in matches if (size := _regular_size(p)) is not None]
+        if not files:
+            others = " (only directories or special files)" if matches else ""
+            raise _problem(f"no file matches {str(path)!r}{others}")
     else:
-        files = [path] if path.is_file() else []
-    if not files:
-        raise ConfigError(f"no file matches {str(path)!r}", field="seed_dataset.path")
-    return tuple(files)
+        size = _regular_size(path)
+        if size is None:
+            if path.is_dir():
+                raise _problem(
+                    f"{str(path)!r} is a directory; give a file, or a glob such as"
+                    f" {str(path / '*.parquet')!r}"
+                )
+            if path.exists():
+                raise _problem(f"{str(path)!r} is not a regular file (a pipe, socket or device)")
+            raise _problem(f"no file matches {str(path)!r}")
+        files = [(path, size)]
+    if len(files) > MAX_SEED_FILES:
+        raise _problem(
+            f"{str(path)!r} matches {len(files):,} files; a seed dataset has at most"
+            f" {MAX_SEED_FILES:,}"
+        )
+    total = sum(size for _path, size in files)
+    if total > MAX_SEED_BYTES:
+        raise _problem(
+            f"the seed data {str(path)!r} has {total:,} bytes; at most {MAX_SEED_BYTES:,}"
+            " (2 GiB) are read"
+        )
+    return tuple(p for p, _size in files)
 
 
 def _format_of(path: Path, declared: str) -> str:
@@ -61,30 +121,181 @@ def _format_of(path: Path, declared: str) -> str:
         ) from None
 
 
-def _read_schema(path: Path, fmt: str) -> pa.Schema:
-    if fmt == "parquet":
-        return pq.read_schema(path).remove_metadata()
-    if fmt == "csv":
-        with pa_csv.open_csv(path) as reader:
-            return reader.schema
-    if fmt == "jsonl":
-        with pa_json.open_json(path) as reader:
-            return reader.schema
-    raise ConfigError(f"unknown format {fmt!r}", field="seed_dataset.format")
+def _unterminated_quote(data: bytes | mmap.mmap) -> int | None:
+    """Where a quoted CSV field opens that is never closed (a byte offset), if one does.
+
+    A quote opens a quoted field at the start of a field (the start of the data, or after a
+    comma or a line break); inside, ``""`` is a quote and a lone ``"`` closes it. pyarrow
+    reads an unclosed field to the end of the file as one value; this finds it.
+    """
+    find = data.find
+    first = pos = len(_UTF8_BOM) if data[: len(_UTF8_BOM)] == _UTF8_BOM else 0
+    while (opening := find(b'"', pos)) >= 0:
+        if opening != first and data[opening - 1] not in _FIELD_ENDS:
+            pos = opening + 1  # a quote inside an unquoted field is a plain character
+            continue
+        closing = opening + 1
+        while True:
+            closing = find(b'"', closing)
+            if closing < 0:
+                return opening
+            if data[closing + 1 : closing + 2] != b'"':
+                break
+            closing += 2
+        pos = closing + 1
+    return None
 
 
-def _read_table(path: Path, fmt: str, schema: pa.Schema) -> pa.Table:
-    """``path``'s columns that are in ``schema``, read with ``schema``'s types."""
-    if fmt == "parquet":
-        return pq.read_table(path, columns=schema.names)
-    if fmt == "csv":
-        options = pa_csv.ConvertOptions(
-            column_types={field.name: field.type for field in schema},
-            include_columns=schema.names,
+def _line_of(data: bytes | mmap.mmap, offset: int) -> int:
+    chunk = 1 << 24
+    return 1 + sum(
+        data[start : min(offset, start + chunk)].count(b"\n") for start in range(0, offset, chunk)
+    )
+
+
+def _check_quotes(path: Path) -> None:
+    with path.open("rb") as handle:
+        if _regular_size(path) == 0:
+            return  # pyarrow says it is empty
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            opening = _unterminated_quote(data)
+            if opening is not None:
+                raise _problem(
+                    f"cannot read seed data {str(path)!r}: the quoted field opened on line"
+                    f" {_line_of(data, opening)} is never closed"
+                )
+
+
+def _read_csv(path: Path) -> pa.Table:
+    _check_quotes(path)
+    parse = pa_csv.ParseOptions(newlines_in_values=True)
+    try:
+        return pa_csv.read_csv(path, parse_options=parse)
+    except pa.ArrowInvalid:
+        # Once more on one thread, where pyarrow's message says which row is wrong.
+        one_thread = pa_csv.ReadOptions(use_threads=False)
+        return pa_csv.read_csv(path, read_options=one_thread, parse_options=parse)
+
+
+def _read_parquet(path: Path, wanted: Sequence[str]) -> pa.Table:
+    names = pq.read_schema(path).names
+    columns = [name for name in names if name in wanted] if wanted else None
+    return pq.read_table(path, columns=columns)
+
+
+def _text_type(kind: pa.DataType) -> pa.DataType:
+    """``kind`` with every binary type in it replaced by the matching text type."""
+    if pa.types.is_binary(kind) or pa.types.is_fixed_size_binary(kind):
+        return pa.string()
+    if pa.types.is_large_binary(kind):
+        return pa.large_string()
+    if pa.types.is_binary_view(kind):
+        return pa.string_view()
+    if pa.types.is_list(kind):
+        return pa.list_(kind.value_field.with_type(_text_type(kind.value_type)))
+    if pa.types.is_large_list(kind):
+        return pa.large_list(kind.value_field.with_type(_text_type(kind.value_type)))
+    if pa.types.is_fixed_size_list(kind):
+        value_field = kind.value_field.with_type(_text_type(kind.value_type))
+        return pa.list_(value_field, kind.list_size)
+    if pa.types.is_struct(kind):
+        return pa.struct([field.with_type(_text_type(field.type)) for field in kind])
+    if pa.types.is_map(kind):
+        return pa.map_(
+            kind.key_field.with_type(_text_type(kind.key_type)),
+            kind.item_field.with_type(_text_type(kind.item_type)),
         )
-        return pa_csv.read_csv(path, convert_options=options)
-    parse = pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
-    return pa_json.read_json(path, parse_options=parse)
+    if pa.types.is_dictionary(kind):
+        return pa.dictionary(kind.index_type, _text_type(kind.value_type), kind.ordered)
+    return kind
+
+
+def _first_bad_row(column: pa.ChunkedArray) -> str:
+    for row, value in enumerate(column.to_pylist(), start=1):
+        if isinstance(value, bytes):
+            try:
+                value.decode("utf-8")
+            except UnicodeDecodeError:
+                return f" (data row {row})"
+    return ""
+
+
+def _as_text(table: pa.Table, where: str) -> pa.Table:
+    """``table`` with binary values decoded as UTF-8 text: never stored as bytes."""
+    for index, field in enumerate(table.schema):
+        text_type = _text_type(field.type)
+        if text_type == field.type:
+            continue
+        column = table.column(index)
+        try:
+            decoded = column.cast(text_type)
+        except pa.ArrowInvalid:
+            raise _problem(
+                f"{where}: column {field.name!r} holds bytes that are not UTF-8 text"
+                f"{_first_bad_row(column)}; gridloom columns hold text"
+            ) from None
+        except pa.ArrowException:
+            raise _problem(
+                f"{where}: column {field.name!r} holds binary data ({field.type}), which"
+                " gridloom cannot store as text"
+            ) from None
+        table = table.set_column(index, field.with_type(text_type), decoded)
+    return table
+
+
+def _check_names(table: pa.Table, where: str) -> None:
+    try:
+        names = table.column_names
+    except UnicodeDecodeError:
+        raise _problem(f"{where}: a column name is not UTF-8 text") from None
+    if not names:
+        raise _problem(f"{where} has no columns")
+    seen: set[str] = set()
+    for name in names:
+        if "\ufffd" in name:
+            raise _problem(f"{where}: the column name {name!r} is not UTF-8 text")
+        if name in seen:
+            raise _problem(f"{where} has more than one column named {name!r}")
+        seen.add(name)
+
+
+def _check_text(table: pa.Table, where: str) -> None:
+    """Refuse text values that are not UTF-8 (pyarrow's JSON reader, and some parquet
+    writers, let such bytes through into text columns)."""
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        offset = 0
+        for chunk in column.chunks:
+            try:
+                chunk.validate(full=True)
+            except pa.ArrowInvalid as exc:
+                found = re.search(r"string index (\d+)", str(exc))
+                row = f" (data row {offset + int(found[1]) + 1})" if found else ""
+                raise _problem(
+                    f"{where}: column {name!r} holds text that is not UTF-8{row}"
+                ) from None
+            offset += len(chunk)
+
+
+def _read_file(path: Path, fmt: str, wanted: Sequence[str]) -> pa.Table:
+    """The rows of one seed file, checked, with text for binary values."""
+    where = f"seed data {str(path)!r}"
+    try:
+        if fmt == "parquet":
+            table = _read_parquet(path, wanted)
+        elif fmt == "csv":
+            table = _read_csv(path)
+        elif fmt == "jsonl":
+            table = pa_json.read_json(path)
+        else:
+            raise ConfigError(f"unknown format {fmt!r}", field="seed_dataset.format")
+    except UnicodeDecodeError:  # pyarrow quoted the undecodable bytes in its message
+        raise _problem(f"cannot read {where}: it is not UTF-8 text") from None
+    except (OSError, pa.ArrowException) as exc:
+        raise _problem(f"cannot read {where}: {exc}") from exc
+    _check_names(table, where)
+    table = _as_text(table.replace_schema_metadata(None), where)
+    _check_text(table, where)
+    return table
 
 
 def _checked(path: Path, read: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -92,27 +303,38 @@ def _checked(path: Path, read: Callable[..., Any], *args: Any, **kwargs: Any) ->
     try:
         return read(*args, **kwargs)
     except (OSError, pa.ArrowException) as exc:
-        raise ConfigError(
-            f"cannot read seed data {str(path)!r}: {exc}", field="seed_dataset.path"
-        ) from exc
+        raise _problem(f"cannot read seed data {str(path)!r}: {exc}") from exc
+
+
+def _conformed(path: Path, table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with ``schema``: columns cast to its types, nulls for those it lacks."""
+    columns = [
+        _checked(path, table.column(field.name).cast, field.type)
+        if field.name in table.column_names
+        else pa.nulls(table.num_rows, field.type)
+        for field in schema
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
 class SeedDatasetGenerator(ColumnGenerator):
     """Fills the seed columns of each row from a file of rows.
 
     Construction resolves the file(s) (relative to ``base_dir``; a glob matches files in sorted
-    order, concatenated) and reads only their schemas; the rows are loaded on first use, once.
-    Dataset row ``r`` takes file row ``r mod N`` (``ordered``), or position ``r mod N`` of a
-    permutation of the ``N`` rows drawn from ``(seed, "seed_dataset", r // N)`` (``shuffled``):
-    the mapping depends on neither row groups nor threads.
+    order, concatenated), reads them whole and checks them (see the module's docstring for
+    the limits). Dataset row ``r`` takes file row ``r mod N`` (``ordered``), or position
+    ``r mod N`` of a permutation of the ``N`` rows drawn from ``(seed, "seed_dataset", r // N)``
+    (``shuffled``): the mapping depends on neither row groups nor threads.
 
     Args:
         config: the seed dataset section of the pipeline.
         base_dir: folder relative paths are resolved against (the config file's folder).
 
     Raises:
-        ConfigError: no file matches, a format cannot be told or read, files' schemas
-            conflict, or ``config.columns`` names a column the files do not have.
+        ConfigError: no file matches (or a path is a directory, pipe or device), the data is
+            too large, a format cannot be told, a file does not parse cleanly or holds binary
+            values that are not UTF-8 text, files' schemas conflict, ``config.columns``
+            names a column the files do not have, or there are no rows.
     """
 
     granularity: Granularity = "batch"
@@ -121,15 +343,15 @@ class SeedDatasetGenerator(ColumnGenerator):
     def __init__(self, config: SeedDatasetConfig, base_dir: Path | None = None):
         self.config = config
         self.files = _resolve_files(config.path, base_dir)
-        self._formats = tuple(_format_of(path, config.format) for path in self.files)
-        self._file_schemas: tuple[pa.Schema, ...] = tuple(
-            _checked(path, _read_schema, path, fmt)
-            for path, fmt in zip(self.files, self._formats, strict=True)
-        )
+        formats = tuple(_format_of(path, config.format) for path in self.files)
+        tables = [
+            _read_file(path, fmt, config.columns)
+            for path, fmt in zip(self.files, formats, strict=True)
+        ]
         schema = _checked(
             self.files[0],
             pa.unify_schemas,
-            list(self._file_schemas),
+            [table.schema for table in tables],
             promote_options="permissive",
         )
         names = config.columns or tuple(schema.names)
@@ -141,40 +363,24 @@ class SeedDatasetGenerator(ColumnGenerator):
             )
         self.schema = pa.schema([schema.field(name) for name in names])
         super().__init__(name=SEED_DATASET_NODE, outputs={f.name: f.type for f in self.schema})
+        table = pa.concat_tables(
+            _conformed(path, part, self.schema)
+            for path, part in zip(self.files, tables, strict=True)
+        )
+        if table.num_rows == 0:
+            raise _problem(f"the seed dataset has no rows: {str(config.path)!r} holds no data rows")
+        self._table: pa.Table = table
         self._lock = threading.Lock()
-        self._table: pa.Table | None = None
         self._permutations: dict[tuple[int, int], list[int]] = {}
 
     @property
     def num_rows(self) -> int:
-        """Rows in the seed data (loads it if not loaded yet)."""
-        return int(self.table().num_rows)
+        """Rows in the seed data."""
+        return int(self._table.num_rows)
 
     def table(self) -> pa.Table:
-        """The seed rows as one Arrow table with :attr:`schema`; loaded once, thread-safe."""
-        with self._lock:
-            if self._table is None:
-                self._table = self._load()
-            return self._table
-
-    def _load(self) -> pa.Table:
-        parts = []
-        for path, fmt, file_schema in zip(
-            self.files, self._formats, self._file_schemas, strict=True
-        ):
-            present = pa.schema([f for f in self.schema if f.name in file_schema.names])
-            try:
-                part = _read_table(path, fmt, present)
-            except (OSError, pa.ArrowException) as exc:
-                raise GenerationError(f"cannot read seed data {str(path)!r}: {exc}") from exc
-            columns = [
-                part.column(f.name).cast(f.type)
-                if f.name in present.names
-                else pa.nulls(part.num_rows, f.type)
-                for f in self.schema
-            ]
-            parts.append(pa.Table.from_arrays(columns, schema=self.schema))
-        return pa.concat_tables(parts)
+        """The seed rows as one Arrow table with :attr:`schema` (read when built)."""
+        return self._table
 
     def _permutation(self, seed: int, cycle: int, size: int) -> list[int]:
         key = (seed, cycle)

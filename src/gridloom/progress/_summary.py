@@ -155,6 +155,10 @@ def render_summary(summary: Mapping[str, Any]) -> str:
             f"cell retries {_number(invocation.get('retries'))} · "
             f"salvage rounds {_number(invocation.get('salvage_rounds'))}",
         ]
+        lines += [
+            f"damaged on disk, generated again: {line}"
+            for line in invocation.get("row_groups_damaged") or []
+        ]
     else:
         lines.append("")
     lines.append(f"ended: {_ended(str(summary.get('status', '')), summary)}")

@@ -7,11 +7,13 @@ clock, virtual under ``autojump_clock``), or serve it over real sockets on loopb
 """
 
 from ._app import SimulatedApp
+from ._http11 import ServerLimits
 from ._recorder import ModelStatistics, SimulationStatistics, TimelineEntry
 from ._server import SimulatedServer, run_simulator, serve_simulated
 
 __all__ = [
     "ModelStatistics",
+    "ServerLimits",
     "SimulatedApp",
     "SimulatedServer",
     "SimulationStatistics",

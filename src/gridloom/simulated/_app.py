@@ -28,8 +28,9 @@ from ._asgi import (
 from ._behaviour import Fault, ModelBehaviour
 from ._formats import anthropic_message, chat_completion, embeddings, model_list, model_object
 from ._recorder import Recorder, SimulationStatistics, TimelineEntry
-from ._replies import Reply, build_reply, invalid_reply
+from ._replies import Reply, build_reply, embedding_vector, invalid_reply
 from ._requests import (
+    MAX_MODEL_NAME,
     EmbeddingsRequest,
     GenerationRequest,
     RequestError,
@@ -38,15 +39,26 @@ from ._requests import (
     parse_embeddings,
     parse_json_body,
 )
+from ._schema_values import Budget
 from ._streams import Piece, anthropic_events, openai_events, send_stream
 
-__all__ = ["DEFAULT_MODEL", "SimulatedApp"]
+__all__ = ["DEFAULT_MODEL", "MAX_EMBEDDING_VALUES", "MAX_MODELS", "SimulatedApp"]
 
 #: The model ``GET /v1/models`` lists besides the configured ones (every name not configured
 #: behaves like it: as ``config.default``).
 DEFAULT_MODEL = "gridloom-simulated"
 #: Longest model id ``GET /v1/models/{id}`` answers for.
 MAX_MODEL_ID = 256
+#: Most distinct model names one app keeps state and statistics for; a request naming one
+#: more gets 400.
+MAX_MODELS = 1_024
+#: Most numbers in one embeddings answer (inputs times dimensions), e.g. 32 inputs of 8,192
+#: dimensions or 2,048 of 128; beyond, 400.
+MAX_EMBEDDING_VALUES = 262_144
+#: Embedding numbers computed between two checkpoints (the event loop serves others meanwhile).
+_EMBEDDING_SLICE = 8_192
+#: Timeline entries encoded and sent at a time (the whole timeline is up to 100,000).
+_TIMELINE_SLICE = 2_000
 
 _CHAT = "/v1/chat/completions"
 _MESSAGES = "/v1/messages"
@@ -142,6 +154,13 @@ class SimulatedApp:
     Chat completions and messages stream with ``stream: true`` (see :mod:`._streams`), answer
     ``n`` choices (at most 16), and call tools (see :mod:`._tools`).
 
+    Every request is bounded, so that no client can make it work long or answer big: the
+    limits of :mod:`._requests` (messages, text, tokens, embeddings), of
+    :mod:`._schema_checks` and :mod:`._schema_values` (schemas, and the work of building a
+    value for one), :data:`MAX_MODELS` model names and :data:`MAX_EMBEDDING_VALUES` numbers
+    per embeddings answer; beyond any of them, 400. A large embeddings answer and
+    ``GET /timeline`` are computed in slices, with checkpoints between them.
+
     It waits with ``trio.sleep``, so mounted in-process (``httpx.ASGITransport``) under trio's
     ``autojump_clock`` it runs in virtual time. Answers depend only on the request; latencies
     and faults come from a random stream per model seeded by ``config.seed``. An injected
@@ -173,6 +192,7 @@ class SimulatedApp:
         self._wall_clock = wall_clock
         self._recorder = Recorder()
         self._behaviours: dict[str, ModelBehaviour] = {}
+        self._names: set[str] = set()
         self._epoch: float | None = None
 
     def statistics(self) -> SimulationStatistics:
@@ -233,6 +253,9 @@ class SimulatedApp:
                     return
                 await send_json(send, 200, model_object(name))
                 return
+            if path == "/timeline":
+                await self._send_timeline(send)
+                return
             await send_json(send, 200, self._report(path))
             return
         body = await read_body(receive)
@@ -241,30 +264,79 @@ class SimulatedApp:
     def _report(self, path: str) -> Any:
         if path == "/stats":
             return self.statistics().to_json()
-        if path == "/timeline":
-            return [entry.to_json() for entry in self.timeline()]
         return model_list(sorted({*self.config.models, DEFAULT_MODEL}))
 
+    async def _send_timeline(self, send: Send) -> None:
+        """``GET /timeline``: a JSON array sent a slice at a time, so that a long timeline
+        neither holds the event loop nor sits whole in memory."""
+        entries = self.timeline()
+        head = [(b"content-type", b"application/json")]
+        await send({"type": "http.response.start", "status": 200, "headers": head})
+        separator = b"["
+        for start in range(0, len(entries), _TIMELINE_SLICE):
+            part = [entry.to_json() for entry in entries[start : start + _TIMELINE_SLICE]]
+            body = separator + dump_json(part)[1:-1]
+            separator = b","
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+        last = b"]" if entries else b"[]"
+        await send({"type": "http.response.body", "body": last, "more_body": False})
+
     # ----------------------------------------------------------------- model requests
+
+    def _model_name(self, value: Any) -> str:
+        """The model a request names, as its statistics are kept ("" for none valid).
+
+        Raises:
+            RequestError: it would be one model more than :data:`MAX_MODELS`.
+        """
+        if not isinstance(value, str) or not value or len(value) > MAX_MODEL_NAME:
+            return ""
+        if value not in self._names:
+            if len(self._names) >= MAX_MODELS:
+                raise RequestError(
+                    f"the simulated endpoint serves at most {MAX_MODELS} distinct model names",
+                    param="model",
+                )
+            self._names.add(value)
+        return value
+
+    def _parse(
+        self, path: str, payload: dict[str, Any]
+    ) -> tuple[GenerationRequest | EmbeddingsRequest, tuple[Reply, ...]]:
+        """The request in ``payload``, and its answers (none for embeddings).
+
+        Raises:
+            RequestError: the request is invalid, or beyond a limit.
+        """
+        if path == _EMBEDDINGS:
+            embedding = parse_embeddings(payload)
+            settings = self.config.for_model(embedding.model)
+            dimensions = embedding.dimensions or settings.embedding_dimensions
+            if len(embedding.inputs) * dimensions > MAX_EMBEDDING_VALUES:
+                raise RequestError(
+                    f"an embeddings answer may hold at most {MAX_EMBEDDING_VALUES} numbers"
+                    f" (inputs times dimensions; asked {len(embedding.inputs)} x {dimensions})",
+                    param="input",
+                )
+            return embedding, ()
+        parse = parse_anthropic_messages if path == _MESSAGES else parse_chat_completions
+        request = parse(payload)
+        settings = self.config.for_model(request.model)
+        budget = Budget()  # one for all the choices: n is no multiplier of the work
+        replies = tuple(
+            build_reply(request, settings, choice=index, budget=budget)
+            for index in range(request.n)
+        )
+        return request, replies
 
     async def _handle(self, path: str, api: Api, body: bytes, receive: Receive, send: Send) -> None:
         start = self._clock()
         model = ""
-        request: GenerationRequest | EmbeddingsRequest
         try:
             payload = parse_json_body(body)
-            if isinstance(payload.get("model"), str):
-                model = payload["model"]
-            replies: tuple[Reply, ...] = ()
-            if path == _EMBEDDINGS:
-                request = parse_embeddings(payload)
-            else:
-                parse = parse_anthropic_messages if path == _MESSAGES else parse_chat_completions
-                request = parse(payload)
-                settings = self.config.for_model(request.model)
-                replies = tuple(
-                    build_reply(request, settings, choice=index) for index in range(request.n)
-                )
+            model = self._model_name(payload.get("model"))
+            request, replies = self._parse(path, payload)
+            del payload  # the request holds what matters; a large body's objects can go
             output_tokens = sum(reply.output_tokens for reply in replies)
         except RequestError as exc:
             self._recorder.arrived(model)
@@ -328,11 +400,14 @@ class SimulatedApp:
         outcome = "ok"
         if isinstance(request, EmbeddingsRequest):
             dimensions = request.dimensions or settings.embedding_dimensions
-            value = embeddings(request, dimensions)
+            data = await _embeddings_json(request, dimensions)
             input_tokens, output_tokens = request.input_tokens(), 0
         else:
             if draw.invalid_output and any(reply.kind == "json" for reply in replies):
-                replies = tuple(invalid_reply(reply, request.digest()) for reply in replies)
+                budget = Budget()
+                replies = tuple(
+                    invalid_reply(reply, request.digest(), budget=budget) for reply in replies
+                )
                 outcome = "invalid_output"
             input_tokens = replies[0].input_tokens
             output_tokens = sum(reply.output_tokens for reply in replies)
@@ -343,7 +418,7 @@ class SimulatedApp:
                 value = anthropic_message(request, replies[0])
             else:
                 value = chat_completion(request, replies)
-        data = dump_json(value)
+            data = dump_json(value)
         quota = None
         if settings.rate_limit_headers:
             quota = quota_headers(api, behaviour.quotas(), self._wall_clock())
@@ -407,6 +482,24 @@ class SimulatedApp:
         self._recorder.finished(
             entry, admitted=admitted, input_tokens=input_tokens, output_tokens=output_tokens
         )
+
+
+async def _embeddings_json(request: EmbeddingsRequest, dimensions: int) -> bytes:
+    """The embeddings answer as JSON — ``dump_json(embeddings(request, dimensions))`` — its
+    vectors computed and encoded a slice at a time, with checkpoints between (the event loop
+    serves others meanwhile)."""
+    items: list[bytes] = []
+    computed = 0
+    for index, text in enumerate(request.inputs):
+        vector = embedding_vector(request.model, text, dimensions)
+        items.append(dump_json({"object": "embedding", "index": index, "embedding": vector}))
+        computed += dimensions
+        if computed >= _EMBEDDING_SLICE:
+            computed = 0
+            await trio.sleep(0)
+    # The envelope with its data left out: a key of the object, "data":[] can only be that.
+    head, _, tail = dump_json(embeddings(request, dimensions, vectors=[])).partition(b'"data":[]')
+    return head + b'"data":[' + b",".join(items) + b"]" + tail
 
 
 async def _cancel_on_disconnect(receive: Receive, scope: trio.CancelScope) -> None:

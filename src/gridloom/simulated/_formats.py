@@ -124,19 +124,19 @@ def anthropic_message(request: GenerationRequest, reply: Reply) -> dict[str, Any
     }
 
 
-def embeddings(request: EmbeddingsRequest, dimensions: int) -> dict[str, Any]:
-    """An OpenAI embeddings ``list``."""
+def embeddings(
+    request: EmbeddingsRequest, dimensions: int, *, vectors: Sequence[list[float]] | None = None
+) -> dict[str, Any]:
+    """An OpenAI embeddings ``list`` (of ``vectors``, one per input, when already computed)."""
     tokens = request.input_tokens()
+    if vectors is None:
+        vectors = [embedding_vector(request.model, text, dimensions) for text in request.inputs]
     return {
         "object": "list",
         "model": request.model,
         "data": [
-            {
-                "object": "embedding",
-                "index": index,
-                "embedding": embedding_vector(request.model, text, dimensions),
-            }
-            for index, text in enumerate(request.inputs)
+            {"object": "embedding", "index": index, "embedding": vector}
+            for index, vector in enumerate(vectors)
         ],
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
     }

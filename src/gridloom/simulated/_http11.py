@@ -4,13 +4,23 @@ The simulated endpoint is the harness every benchmark measures gridloom against,
 shares the machine with the engine, so its own cost per request matters: this server does
 only what the simulated app needs, at about a quarter of a general-purpose server's CPU.
 
-- HTTP/1.1 with keep-alive; one request at a time per connection (no pipelining).
+- HTTP/1.1 with keep-alive; one request at a time per connection (pipelined requests wait
+  their turn).
 - The app sees ``http`` scopes only. ``receive()`` gives the whole request body once; called
   again, it waits until the client closes the connection and then reports
   ``http.disconnect`` (a hanging answer uses that to end when the client gives up). Bytes
-  read meanwhile are kept for the connection's next request.
+  read meanwhile are kept for the connection's next request (at most
+  :data:`MAX_PIPELINED_BYTES` before the answer is out: more, and the connection is
+  treated as gone).
 - An app raising :class:`~gridloom.simulated._asgi.DroppedConnection` has its connection
-  closed without an answer; any other exception before the response starts is a 500.
+  closed without an answer; any other exception before the response starts is a 500 (and a
+  warning on the ``gridloom.simulated.server`` logger).
+- Nothing one connection does can stop the server: a malformed request (any h11 protocol
+  error: bad request line, header or chunk, a body cut short) gets a 400, a head over
+  :data:`MAX_HEAD_BYTES` a 431, a body over :data:`MAX_BODY_BYTES` a 413, a client too slow
+  to send its request a 408 — each with ``Connection: close`` and a JSON error body — or,
+  when an answer is already under way, the connection is closed. Any other error is logged
+  and ends that connection only. The limits and timeouts are :class:`ServerLimits`.
 - Stopping closes the listeners and the idle keep-alive connections at once; a connection
   with a request in progress answers it with ``Connection: close`` and closes (it never starts
   another), for up to ``grace`` seconds, after which it is cancelled and closed.
@@ -21,27 +31,51 @@ from __future__ import annotations
 
 import functools
 import http
+import json
 import logging
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import attrs
 import h11
 import trio
 
 from ._asgi import DroppedConnection, Message, Scope
 
-__all__ = ["serve_http", "serve_listeners"]
+__all__ = [
+    "MAX_BODY_BYTES",
+    "MAX_BUFFERED_BYTES",
+    "MAX_CONNECTIONS",
+    "MAX_HEAD_BYTES",
+    "MAX_PIPELINED_BYTES",
+    "ServerLimits",
+    "serve_http",
+    "serve_listeners",
+]
 
 _LOGGER = logging.getLogger("gridloom.simulated.server")
 
-#: Largest request head or body accepted, in bytes.
-MAX_REQUEST_BYTES = 64 * 1024 * 1024
+#: Largest request head (request line and headers), in bytes; a larger one gets 431.
+MAX_HEAD_BYTES = 16 * 1024
+#: Largest request body, in bytes; a larger one gets 413 (decoding a body this size as JSON
+#: takes the event loop about 0.1 s).
+MAX_BODY_BYTES = 4 * 1024 * 1024
+#: Request bodies the whole server holds at once, in bytes; a request beyond gets 503.
+MAX_BUFFERED_BYTES = 256 * 1024 * 1024
+#: Bytes a client may send ahead of its answer (pipelining); more, and it is treated as gone.
+MAX_PIPELINED_BYTES = 64 * 1024
+#: Connections open at once; one more is answered 503 and closed at once.
+MAX_CONNECTIONS = 1024
 _READ_SIZE = 64 * 1024
+#: Longest error message the server itself answers with (it may quote the client's bytes).
+_MESSAGE_CHARS = 200
 
 App = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Any]
 
 _CLOSE = (b"connection", b"close")
 _REASONS = {status.value: status.phrase.encode("ascii") for status in http.HTTPStatus}
+_ERROR_TYPES = {413: "request_too_large", 503: "overloaded_error"}
 
 
 def _reason(status: int) -> bytes:
@@ -49,8 +83,85 @@ def _reason(status: int) -> bytes:
     return _REASONS.get(status, b"")
 
 
+@attrs.frozen(kw_only=True)
+class ServerLimits:
+    """What one client may take from the simulated endpoint's HTTP server.
+
+    Attributes:
+        head_timeout: seconds to send a request head, counted from the connection's opening
+            or, on a kept-alive connection, from the first byte of the request; then 408.
+        body_timeout: seconds to send the body once the head is in; then 408.
+        idle_timeout: seconds a kept-alive connection may wait for its next request; then it
+            is closed.
+        write_timeout: seconds one write of an answer may take; a client that stops reading
+            has its connection closed.
+        linger: after an error answer, seconds the server keeps reading (and dropping) what
+            the client still sends, so that the answer is read rather than cut by a reset.
+        max_connections: connections open at once; one more is answered 503 and closed.
+        max_head_bytes: largest request head; a larger one gets 431.
+        max_body_bytes: largest request body; a larger one gets 413.
+        max_buffered_bytes: request bodies held at once by the whole server; beyond, 503.
+        max_pipelined_bytes: bytes a client may send ahead while its request is answered.
+    """
+
+    head_timeout: float = attrs.field(default=10.0, validator=attrs.validators.gt(0))
+    body_timeout: float = attrs.field(default=30.0, validator=attrs.validators.gt(0))
+    idle_timeout: float = attrs.field(default=30.0, validator=attrs.validators.gt(0))
+    write_timeout: float = attrs.field(default=30.0, validator=attrs.validators.gt(0))
+    linger: float = attrs.field(default=2.0, validator=attrs.validators.ge(0))
+    max_connections: int = attrs.field(default=MAX_CONNECTIONS, validator=attrs.validators.ge(1))
+    max_head_bytes: int = attrs.field(default=MAX_HEAD_BYTES, validator=attrs.validators.ge(1))
+    max_body_bytes: int = attrs.field(default=MAX_BODY_BYTES, validator=attrs.validators.ge(0))
+    max_buffered_bytes: int = attrs.field(
+        default=MAX_BUFFERED_BYTES, validator=attrs.validators.ge(0)
+    )
+    max_pipelined_bytes: int = attrs.field(
+        default=MAX_PIPELINED_BYTES, validator=attrs.validators.ge(0)
+    )
+
+
+_DEFAULT_LIMITS = ServerLimits()
+
+
+def _error_response(status: int, message: str, *, retry_after: bool = False) -> bytes:
+    """A complete ``Connection: close`` answer with a JSON error body that both APIs' clients
+    read (OpenAI's ``error.message`` and Anthropic's ``type: error``)."""
+    kind = _ERROR_TYPES.get(status, "invalid_request_error")
+    error = {"message": message[:_MESSAGE_CHARS], "type": kind, "param": None, "code": None}
+    body = json.dumps({"type": "error", "error": error}).encode()
+    head = b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n" % (
+        status,
+        _reason(status),
+        len(body),
+    )
+    if retry_after:
+        head += b"retry-after: 1\r\n"
+    return head + b"connection: close\r\n\r\n" + body
+
+
 class _Closed(Exception):
-    """The client closed the connection (between or during requests)."""
+    """The client closed the connection (between or during requests), or stopped reading."""
+
+
+class _Refused(Exception):
+    """The request cannot be served: answer ``status`` (with ``Connection: close``) if no
+    answer has started, then close."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+#: What a connection that ended under the server's feet raises.
+_GONE = (_Closed, trio.BrokenResourceError, trio.ClosedResourceError)
+
+
+def _gone(exc: BaseException) -> bool:
+    """Whether ``exc`` (or every exception of a group) says the client went away."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_gone(inner) for inner in exc.exceptions)
+    return isinstance(exc, (*_GONE, DroppedConnection))
 
 
 class _Activity:
@@ -60,6 +171,10 @@ class _Activity:
     def __init__(self) -> None:
         self.busy = 0
         self.stopping = False
+        #: Connections open now.
+        self.connections = 0
+        #: Bytes of request bodies held now (read, and not yet answered).
+        self.buffered = 0
         self._idle: trio.Event | None = None
         #: The cancel scopes of the connections waiting for their next request.
         self.waiting: set[trio.CancelScope] = set()
@@ -86,65 +201,188 @@ class _Activity:
 
 class _Connection:
     def __init__(
-        self, stream: trio.abc.Stream, app: App, server: tuple[str, int], activity: _Activity
+        self,
+        stream: trio.abc.Stream,
+        app: App,
+        server: tuple[str, int],
+        activity: _Activity,
+        limits: ServerLimits,
     ):
         self.stream = stream
         self.app = app
         self.server = server
         self.activity = activity
-        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_BYTES)
+        self.limits = limits
+        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_head_bytes)
+        #: Body bytes of the current request counted in ``activity.buffered``.
+        self.held = 0
+        #: The connection's scope: cancelled to stop it, its deadline the current phase's.
+        self.scope = trio.CancelScope()
+        self.phase = "head"
+
+    async def _receive(self) -> None:
+        """Read what the client sent into h11 (``b""`` when it closed)."""
+        try:
+            data = await self.stream.receive_some(_READ_SIZE)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise _Closed from None
+        self.h11.receive_data(bytes(data))
 
     async def _event(self) -> Any:
         while True:
             event = self.h11.next_event()
             if event is not h11.NEED_DATA:
                 return event
-            try:
-                data = await self.stream.receive_some(_READ_SIZE)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                raise _Closed from None
-            self.h11.receive_data(bytes(data))
+            await self._receive()
 
     async def serve(self) -> None:
         """Answer requests until the client or the server closes the connection (or the
         server stops while the connection waits for a request)."""
-        # One scope per connection, in ``activity.waiting`` only between requests: stopping
-        # cancels it there and never in the middle of an answer.
+        # One scope per connection. It is in ``activity.waiting`` only between requests:
+        # stopping cancels it there and never in the middle of an answer. Its deadline is the
+        # timeout of the current phase (see _phase): one scope for every timeout of the
+        # connection, moved rather than made anew, as that costs less per request.
         waiting = self.activity.waiting
-        with trio.CancelScope() as scope:
+        first = True
+        refusal: tuple[int, str] | None = None
+        with self.scope:
             try:
                 while not self.activity.stopping:
-                    waiting.add(scope)
-                    try:
-                        event = await self._event()
-                    except h11.RemoteProtocolError:
+                    waiting.add(self.scope)
+                    request = await self._head(first)
+                    if request is None:  # closed, idle for too long, or not a request
                         return
-                    if not isinstance(event, h11.Request):  # closed, or not a request
-                        return
-                    waiting.discard(scope)
+                    waiting.discard(self.scope)
+                    first = False
                     self.activity.begin()
                     try:
-                        if not await self._request(event):
+                        if not await self._request(request):
                             return
                     finally:
                         self.activity.end()
+                        self.activity.buffered -= self.held
+                        self.held = 0
                     if self.h11.our_state is not h11.DONE or self.h11.their_state is not h11.DONE:
                         return
                     self.h11.start_next_cycle()
+            except h11.RemoteProtocolError as exc:
+                refusal = (exc.error_status_hint, f"malformed request: {exc}")
+            except _Refused as exc:
+                refusal = (exc.status, exc.message)
             finally:
-                waiting.discard(scope)
+                waiting.discard(self.scope)
+        if self.scope.cancelled_caught and not self.activity.stopping:
+            if self.phase == "head":
+                timeout = self.limits.head_timeout
+                refusal = (408, f"no complete request head within {timeout:g} s")
+            elif self.phase == "body":
+                refusal = (408, f"the request body took over {self.limits.body_timeout:g} s")
+        if refusal is not None:
+            await self._refuse(*refusal)
+
+    def _phase(self, phase: str, timeout: float) -> None:
+        """Enter ``phase`` (``idle``, ``head``, ``body``, ``app`` or ``write``), which ends the
+        connection after ``timeout`` seconds (408 for a head or a body)."""
+        self.phase = phase
+        self.scope.deadline = trio.current_time() + timeout
+
+    async def _head(self, first: bool) -> h11.Request | None:
+        """The next request's head; ``None`` when the client closed, sent something else, or
+        (kept alive) sent nothing for ``idle_timeout``.
+
+        Raises:
+            _Refused: the head is larger than ``max_head_bytes`` (431), or declares a body
+                larger than ``max_body_bytes`` (413).
+            h11.RemoteProtocolError: the head is malformed or too large.
+        """
+        if first:
+            self._phase("head", self.limits.head_timeout)
+            event = await self._event()
+        else:
+            event = self.h11.next_event()
+            if event is h11.NEED_DATA:
+                # Kept alive, nothing of the next request yet: wait for its first bytes.
+                self._phase("idle", self.limits.idle_timeout)
+                await self._receive()
+                event = self.h11.next_event()
+                if event is h11.NEED_DATA:
+                    self._phase("head", self.limits.head_timeout)
+                    event = await self._event()
+        if not isinstance(event, h11.Request):
+            return None
+        # h11 bounds the head only while it is incomplete: one read may bring a larger one.
+        limits = self.limits
+        size = len(event.method) + len(event.target) + 12
+        for name, value in event.headers:
+            size += len(name) + len(value) + 4
+            if name == b"content-length" and int(value) > limits.max_body_bytes:
+                raise _Refused(413, f"the request body is over {limits.max_body_bytes} bytes")
+        if size > limits.max_head_bytes:
+            raise _Refused(431, f"the request head is over {limits.max_head_bytes} bytes")
+        return event
 
     async def _request(self, request: h11.Request) -> bool:
         """Read the body of ``request`` and answer it; whether the connection may go on."""
-        chunks: list[bytes] = []
+        limits = self.limits
+        body = bytearray()
+        timed = False
         while True:
-            part = await self._event()
-            if isinstance(part, h11.Data):
-                chunks.append(bytes(part.data))
+            part = self.h11.next_event()
+            if part is h11.NEED_DATA:
+                if not timed:  # only a body still on its way needs its timeout
+                    timed = True
+                    self._phase("body", limits.body_timeout)
+                await self._receive()
+            elif isinstance(part, h11.Data):
+                size = len(part.data)
+                if len(body) + size > limits.max_body_bytes:
+                    raise _Refused(413, f"the request body is over {limits.max_body_bytes} bytes")
+                if self.activity.buffered + size > limits.max_buffered_bytes:
+                    raise _Refused(503, "the simulated endpoint holds too many request bodies")
+                self.activity.buffered += size
+                self.held += size
+                body += part.data
             elif isinstance(part, h11.EndOfMessage):
-                return await self._answer(request, b"".join(chunks))
-            else:
+                break
+            else:  # pragma: no cover - h11 ends a body with EndOfMessage or raises
                 return False
+        self.phase = "app"
+        self.scope.deadline = math.inf  # the app takes the time it takes
+        return await self._answer(request, bytes(body))
+
+    async def _send(self, data: bytes, *, last: bool = False) -> None:
+        """Send ``data``; a client that takes more than ``write_timeout`` to read it is cut
+        (the connection's scope is cancelled: the app and the connection end). After the
+        ``last`` write of an answer the deadline stays: the app has that long to return."""
+        self.phase = "write"
+        scope = self.scope
+        scope.deadline = trio.current_time() + self.limits.write_timeout
+        await self.stream.send_all(data)
+        if not last:
+            self.phase = "app"
+            scope.deadline = math.inf
+
+    async def _refuse(self, status: int, message: str) -> None:
+        """Answer ``status`` and close, or just close when an answer has already started;
+        then linger: drop what the client still sends, for a moment, so that it reads the
+        answer instead of a connection reset."""
+        if self.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            return
+        stream = self.stream
+        try:
+            with trio.move_on_after(self.limits.write_timeout):
+                await stream.send_all(_error_response(status, message, retry_after=status == 503))
+            with trio.move_on_after(self.limits.linger):
+                if isinstance(stream, trio.abc.HalfCloseableStream):
+                    await stream.send_eof()
+                drained = 0
+                while drained <= self.limits.max_body_bytes:
+                    data = await stream.receive_some(_READ_SIZE)
+                    if not data:
+                        break
+                    drained += len(data)
+        except _GONE:
+            pass
 
     async def _answer(self, request: h11.Request, body: bytes) -> bool:
         """Run the app for one request; whether the connection may carry another."""
@@ -176,10 +414,18 @@ class _Connection:
             # A client waiting for its answer sends nothing more, except that it may close the
             # connection. Bytes that do arrive are kept for the next request: the answer may
             # already be out, and the client's next request already in, before this task is
-            # cancelled.
+            # cancelled. Before the answer is out, that is pipelining, allowed up to a limit;
+            # after, the next request, up to the size of one.
+            ahead = 0
+            limits = self.limits
             try:
                 while data := await self.stream.receive_some(_READ_SIZE):
+                    ahead += len(data)
+                    if not finished and ahead > limits.max_pipelined_bytes:
+                        break  # a client that floods its own connection is treated as gone
                     self.h11.receive_data(bytes(data))
+                    if ahead > limits.max_head_bytes + limits.max_body_bytes:
+                        await trio.sleep_forever()  # enough for a request: read no more
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
             return {"type": "http.disconnect"}
@@ -196,36 +442,37 @@ class _Connection:
             if len(started) == 1:
                 head = started[0]
                 started.append(head)  # marks the head as sent
-                out = self.h11.send(self._head(head["status"], head.get("headers", []))) or b""
+                out = self.h11.send(self._head_of(head["status"], head.get("headers", []))) or b""
             data = message.get("body", b"")
             if data:
                 out += self.h11.send(h11.Data(data=data)) or b""
             if not message.get("more_body", False):
                 finished = True
                 out += self.h11.send(h11.EndOfMessage()) or b""
-            await self.stream.send_all(out)
+            await self._send(out, last=finished)
 
         try:
             await self.app(scope, receive, send)
-        except DroppedConnection:
-            return False
-        except (trio.BrokenResourceError, trio.ClosedResourceError, _Closed):
-            return False
-        except Exception:
-            _LOGGER.exception("simulated app failed on %s %s", scope["method"], scope["path"])
-            if started:
+        except Exception as exc:
+            if _gone(exc):
                 return False
+            _LOGGER.warning(
+                "simulated app failed on %s %s", scope["method"], scope["path"], exc_info=True
+            )
+            if len(started) > 1 or self.h11.our_state is not h11.SEND_RESPONSE:
+                return False  # the answer is under way: only closing can tell the client
             error = b'{"error":{"message":"internal error","type":"server_error"}}'
-            head = self._head(500, [(b"content-type", b"application/json"), _CLOSE])
-            await self.stream.send_all(
+            head = self._head_of(500, [(b"content-type", b"application/json"), _CLOSE])
+            await self._send(
                 (self.h11.send(head) or b"")
                 + (self.h11.send(h11.Data(data=error)) or b"")
-                + (self.h11.send(h11.EndOfMessage()) or b"")
+                + (self.h11.send(h11.EndOfMessage()) or b""),
+                last=True,
             )
             return False
         return finished
 
-    def _head(self, status: int, headers: Sequence[tuple[bytes, bytes]]) -> h11.Response:
+    def _head_of(self, status: int, headers: Sequence[tuple[bytes, bytes]]) -> h11.Response:
         """The response head; once the server is stopping, it says ``Connection: close``."""
         fields = list(headers)
         if self.activity.stopping and _CLOSE not in fields:
@@ -234,13 +481,36 @@ class _Connection:
 
 
 async def serve_connection(
-    stream: trio.abc.Stream, app: App, server: tuple[str, int], activity: _Activity
+    stream: trio.abc.Stream,
+    app: App,
+    server: tuple[str, int],
+    activity: _Activity,
+    limits: ServerLimits = _DEFAULT_LIMITS,
 ) -> None:
-    """Answer requests on ``stream`` until either side ends the connection, then close it."""
+    """Answer requests on ``stream`` until either side ends the connection, then close it.
+
+    Never raises for anything the client does: whatever ends one connection is that
+    connection's business (logged when unexpected), not the server's."""
     try:
-        await _Connection(stream, app, server, activity).serve()
-    except (_Closed, trio.BrokenResourceError, trio.ClosedResourceError):
+        await _Connection(stream, app, server, activity, limits).serve()
+    except* _GONE:
         pass
+    except* Exception:
+        _LOGGER.warning("simulated server: a connection failed", exc_info=True)
+    finally:
+        await trio.aclose_forcefully(stream)
+
+
+async def _turn_away(stream: trio.abc.Stream, limits: ServerLimits) -> None:
+    """Answer a connection beyond ``max_connections`` with 503, and close it."""
+    try:
+        with trio.move_on_after(min(limits.write_timeout, 1.0)):
+            message = f"the simulated endpoint serves at most {limits.max_connections} connections"
+            await stream.send_all(_error_response(503, message, retry_after=True))
+    except _GONE:
+        pass
+    except Exception:
+        _LOGGER.warning("simulated server: turning a connection away failed", exc_info=True)
     finally:
         await trio.aclose_forcefully(stream)
 
@@ -252,15 +522,23 @@ async def serve_http(
     *,
     shutdown: trio.Event,
     grace: float = 3.0,
+    limits: ServerLimits | None = None,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` on ``host:port`` until ``shutdown`` is set; reports the bound (host, port)
-    to ``task_status`` once listening. Then stops as described above."""
+    to ``task_status`` once listening. Then stops as described above. ``limits`` bound what
+    each client may take (default: :class:`ServerLimits`'s defaults)."""
     listeners = await trio.open_tcp_listeners(port, host=host, backlog=4096)
     sockname = listeners[0].socket.getsockname()
     bound = (str(sockname[0]), int(sockname[1]))
     await serve_listeners(
-        app, listeners, bound, shutdown=shutdown, grace=grace, task_status=task_status
+        app,
+        listeners,
+        bound,
+        shutdown=shutdown,
+        grace=grace,
+        limits=limits,
+        task_status=task_status,
     )
 
 
@@ -271,15 +549,24 @@ async def serve_listeners(
     *,
     shutdown: trio.Event,
     grace: float = 3.0,
+    limits: ServerLimits | None = None,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """:func:`serve_http` on listeners already open (the ASGI ``server`` is ``bound``)."""
     activity = _Activity()
+    limits = limits or _DEFAULT_LIMITS
 
     async with trio.open_nursery() as handlers:
 
         async def handle(stream: trio.abc.Stream) -> None:
-            await serve_connection(stream, app, bound, activity)
+            if activity.connections >= limits.max_connections:
+                await _turn_away(stream, limits)
+                return
+            activity.connections += 1
+            try:
+                await serve_connection(stream, app, bound, activity, limits)
+            finally:
+                activity.connections -= 1
 
         async with trio.open_nursery() as acceptors:
             acceptors.start_soon(

@@ -15,6 +15,11 @@ What is asked decides the kind of answer, in this order:
 
 Every choice comes from a ``random.Random`` seeded by the request's digest (and, for the
 second and later of ``n`` choices, by the choice's index).
+
+An answer is bounded whatever is asked: text is at most :data:`MAX_ANSWER_TOKENS` words (and
+reasoning half that), and JSON values are built within the limits of :mod:`._schema_values`
+(one budget of work for all the choices of a request). A schema in the prompt that is beyond
+them, or unsatisfiable, is passed over like no schema.
 """
 
 from __future__ import annotations
@@ -33,10 +38,19 @@ import jsonschema
 
 from ..config import SimulatedModel
 from ._requests import GenerationRequest, PromptMessage, RequestError, count_tokens
-from ._schema_values import UnsatisfiableSchema, check_schema, is_valid, value_for_schema
+from ._schema_values import (
+    Budget,
+    SchemaTally,
+    SchemaTooLarge,
+    UnsatisfiableSchema,
+    check_schema,
+    is_valid,
+    value_for_schema,
+)
 from ._tools import choose_tool
 
 __all__ = [
+    "MAX_ANSWER_TOKENS",
     "Reply",
     "ToolCall",
     "build_reply",
@@ -70,7 +84,13 @@ _STOPWORDS = frozenset(
 )
 _WORD = re.compile(r"[^\W\d_][\w'-]{3,}")
 _FENCE = re.compile(r"```([A-Za-z][\w+#-]*(?:\.[\w+#-]+)*)")
-_SCHEMA_BLOCK = re.compile(r"```json[^\n]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
+_SCHEMA_WORDS = re.compile(r"json schema", re.IGNORECASE)
+_JSON_FENCE = re.compile(r"```json", re.IGNORECASE)
+
+#: Most words of a text answer (whatever ``output_tokens`` the model is configured with).
+MAX_ANSWER_TOKENS = 32_768
+#: Characters of the last user message searched for topic words.
+_TOPIC_SCAN = 65_536
 
 
 @attrs.frozen(kw_only=True)
@@ -125,9 +145,10 @@ def _rng(digest: bytes, salt: bytes = b"") -> random.Random:
 
 
 def topic_words(text: str, limit: int = 6) -> list[str]:
-    """Distinct content words of ``text``, in order of appearance (lowercased)."""
+    """Distinct content words of ``text``, in order of appearance (lowercased), from its
+    first :data:`_TOPIC_SCAN` characters."""
     seen: dict[str, None] = {}
-    for match in _WORD.finditer(text):
+    for match in _WORD.finditer(text, 0, _TOPIC_SCAN):
         word = match.group().strip("'-").lower()
         if len(word) >= 4 and word not in _STOPWORDS:
             seen.setdefault(word, None)
@@ -137,23 +158,28 @@ def topic_words(text: str, limit: int = 6) -> list[str]:
 
 
 def schema_from_prompt(messages: Sequence[PromptMessage]) -> Any:
-    """The JSON Schema in a ```` ```json ```` block that follows "JSON Schema" in a system or
-    user message, or ``None``."""
+    """The JSON Schema in the first ```` ```json ```` block after "JSON Schema" in a system or
+    user message that holds one, or ``None`` (one pass over each message)."""
     for message in messages:
         if message.role not in ("system", "user"):
             continue
-        lowered = message.text.lower()
-        start = lowered.find("json schema")
-        while start >= 0:
-            block = _SCHEMA_BLOCK.search(message.text, start)
-            if block is not None:
-                try:
-                    schema = json.loads(block.group(1))
-                except json.JSONDecodeError:
-                    schema = None
-                if isinstance(schema, dict | bool):
-                    return schema
-            start = lowered.find("json schema", start + 1)
+        text = message.text
+        words = _SCHEMA_WORDS.search(text)
+        if words is None:
+            continue
+        position = words.end()
+        while (fence := _JSON_FENCE.search(text, position)) is not None:
+            start = text.find("\n", fence.end())
+            end = text.find("```", start + 1) if start >= 0 else -1
+            if end < 0:
+                break
+            try:
+                schema = json.loads(text[start + 1 : end])
+            except (ValueError, RecursionError):
+                schema = None
+            if isinstance(schema, dict | bool):
+                return schema
+            position = end + 3
     return None
 
 
@@ -171,24 +197,33 @@ def code_language(messages: Sequence[PromptMessage]) -> str | None:
     return "python" if asked else None
 
 
-def build_reply(request: GenerationRequest, model: SimulatedModel, *, choice: int = 0) -> Reply:
+def build_reply(
+    request: GenerationRequest,
+    model: SimulatedModel,
+    *,
+    choice: int = 0,
+    budget: Budget | None = None,
+) -> Reply:
     """The answer to ``request`` from a model behaving like ``model``.
 
     Args:
         request: the request.
         model: how the model behaves.
         choice: which of the request's ``n`` choices (0 is the answer to ``n=1``).
+        budget: the work left for building JSON values (share one among the choices of a
+            request); a fresh one when not given.
 
     Raises:
         RequestError: the schema given through the API, or the called tool's, is not
-            satisfiable (or not a valid schema).
+            satisfiable (or not a valid schema), or asks for more than the limits.
     """
+    budget = Budget() if budget is None else budget
     digest = request.digest()
     if choice:
         digest = hashlib.sha256(digest + f"choice {choice}".encode()).digest()
     rng = _rng(digest)
-    last_user = next((m.text for m in reversed(request.messages) if m.role == "user"), "")
-    topics = topic_words(last_user)
+    facts = _facts(request)
+    topics = facts.topics
     kind: Literal["text", "code", "json", "tool"] = "text"
     schema: Any = None
     truncated = False
@@ -198,7 +233,7 @@ def build_reply(request: GenerationRequest, model: SimulatedModel, *, choice: in
     )
     if tool is not None:
         try:
-            arguments = value_for_schema(tool.schema, rng, words=topics)
+            arguments = value_for_schema(tool.schema, rng, words=topics, budget=budget)
         except UnsatisfiableSchema as exc:
             raise RequestError(
                 f"the schema of tool {tool.name!r} is unsatisfiable: {_first_line(exc)}",
@@ -210,27 +245,30 @@ def build_reply(request: GenerationRequest, model: SimulatedModel, *, choice: in
     elif request.schema is not None:
         try:
             check_schema(request.schema)
-            text = _json_text(value_for_schema(request.schema, rng, words=topics))
+            text = _json_text(value_for_schema(request.schema, rng, words=topics, budget=budget))
         except (jsonschema.SchemaError, UnsatisfiableSchema) as exc:
             raise RequestError(f"invalid JSON Schema: {_first_line(exc)}", param="schema") from None
         kind, schema = "json", request.schema
-    elif (prompt_schema := _usable(schema_from_prompt(request.messages))) is not None:
-        text = _json_text(value_for_schema(prompt_schema, rng, words=topics))
-        kind, schema = "json", prompt_schema
+    elif (prompted := _prompted_json(facts.prompt_schema, rng, topics, budget)) is not None:
+        text, schema = prompted, facts.prompt_schema
+        kind = "json"
     elif request.json_mode:
         text = _json_text({"answer": _sentences(rng, 8, topics)})
         kind = "json"
-    elif (language := code_language(request.messages)) is not None:
-        text = _code_block(language, rng, topics)
+    elif facts.language is not None:
+        text = _code_block(facts.language, rng, topics)
         kind = "code"
     else:
-        wanted = max(1, round(model.output_tokens * rng.uniform(0.75, 1.25)))
+        wanted = min(
+            max(1, round(model.output_tokens * rng.uniform(0.75, 1.25))), MAX_ANSWER_TOKENS
+        )
         if request.max_tokens is not None and wanted > request.max_tokens:
             wanted, truncated = request.max_tokens, True
         text = _sentences(rng, wanted, topics)
     reasoning = None
     if model.reasoning:
-        reasoning = _reasoning(_rng(digest, b"reasoning"), model.output_tokens, topics)
+        length = min(model.output_tokens, MAX_ANSWER_TOKENS)
+        reasoning = _reasoning(_rng(digest, b"reasoning"), length, topics)
     reasoning_tokens = count_tokens(reasoning) if reasoning else 0
     answer_tokens = count_tokens(call.arguments_json()) if call else count_tokens(text)
     return Reply(
@@ -246,8 +284,9 @@ def build_reply(request: GenerationRequest, model: SimulatedModel, *, choice: in
     )
 
 
-def invalid_reply(reply: Reply, digest: bytes) -> Reply:
-    """A structured answer gone wrong: not JSON, or JSON that breaks the schema.
+def invalid_reply(reply: Reply, digest: bytes, *, budget: Budget | None = None) -> Reply:
+    """A structured answer gone wrong: not JSON, or JSON that breaks the schema (checked
+    within ``budget``, a fresh one when not given).
 
     Text and code answers are returned unchanged.
     """
@@ -258,7 +297,7 @@ def invalid_reply(reply: Reply, digest: bytes) -> Reply:
     if reply.schema is not None and rng.random() < 0.5:
         value = json.loads(reply.text)
         for candidate in _violations(value, reply.schema):
-            if not is_valid(candidate, reply.schema):
+            if not is_valid(candidate, reply.schema, budget=budget):
                 text = _json_text(candidate)
                 break
     reasoning_tokens = reply.reasoning_tokens
@@ -276,14 +315,56 @@ def embedding_vector(model: str, text: str, dimensions: int) -> list[float]:
 # --------------------------------------------------------------------- JSON
 
 
-def _usable(schema: Any) -> Any:
+@attrs.frozen
+class _Facts:
+    """What the answers to a request draw on that does not depend on the choice."""
+
+    topics: list[str]
+    prompt_schema: Any
+    language: str | None
+
+
+#: The facts of the last request asked about (its ``n`` choices are built one after another).
+_LAST_FACTS: list[tuple[GenerationRequest, _Facts]] = []
+
+
+def _facts(request: GenerationRequest) -> _Facts:
+    """The facts of ``request``, worked out once for all its choices."""
+    if _LAST_FACTS and _LAST_FACTS[0][0] is request:
+        return _LAST_FACTS[0][1]
+    last_user = next((m.text for m in reversed(request.messages) if m.role == "user"), "")
+    facts = _Facts(
+        topics=topic_words(last_user),
+        prompt_schema=_checked(schema_from_prompt(request.messages)),
+        language=code_language(request.messages),
+    )
+    _LAST_FACTS[:] = [(request, facts)]
+    return facts
+
+
+def _checked(schema: Any) -> Any:
+    """``schema`` if it is one the simulated endpoint can answer for, else ``None``."""
     if schema is None:
         return None
     try:
+        SchemaTally().add(schema)
         check_schema(schema)
-    except jsonschema.SchemaError:
+    except (jsonschema.SchemaError, SchemaTooLarge):
         return None
     return schema
+
+
+def _prompted_json(
+    schema: Any, rng: random.Random, topics: Sequence[str], budget: Budget
+) -> str | None:
+    """JSON text for the (checked) schema in the prompt; ``None`` when there is none, or
+    none can be built (unsatisfiable, over the limits)."""
+    if schema is None:
+        return None
+    try:
+        return _json_text(value_for_schema(schema, rng, words=topics, budget=budget))
+    except UnsatisfiableSchema:
+        return None
 
 
 def _json_text(value: Any) -> str:

@@ -1,19 +1,44 @@
-"""Parsing request bodies of the three APIs into neutral, hashable request values."""
+"""Parsing request bodies of the three APIs into neutral, hashable request values.
+
+Every request is held to limits that bound what answering it costs (each is answered 400
+beyond): :data:`MAX_MODEL_NAME`, :data:`MAX_MESSAGES`, :data:`MAX_CONTENT_PARTS`,
+:data:`MAX_PROMPT_CHARS`, :data:`MAX_CHOICES`, :data:`MAX_TOKENS`,
+:data:`MAX_EMBEDDING_INPUTS` and :data:`MAX_EMBEDDING_DIMENSIONS`, :data:`MAX_JSON_DEPTH`
+for tool inputs and arguments, and the schema limits of :mod:`._schema_values`.
+"""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
 from ._errors import RequestError
-from ._tools import AUTO, Tool, ToolChoice, parse_anthropic_tools, parse_openai_tools
+from ._schema_values import SchemaTally
+from ._tools import (
+    AUTO,
+    Tool,
+    ToolChoice,
+    count_schema,
+    parse_anthropic_tools,
+    parse_openai_tools,
+)
 
 __all__ = [
     "MAX_CHOICES",
+    "MAX_CONTENT_PARTS",
+    "MAX_EMBEDDING_DIMENSIONS",
+    "MAX_EMBEDDING_INPUTS",
+    "MAX_JSON_DEPTH",
+    "MAX_MESSAGES",
+    "MAX_MODEL_NAME",
+    "MAX_PROMPT_CHARS",
+    "MAX_TOKENS",
     "EmbeddingsRequest",
     "GenerationRequest",
     "PromptMessage",
@@ -28,6 +53,24 @@ __all__ = [
 
 #: Most choices (``n``) one chat completion may ask for.
 MAX_CHOICES = 16
+#: Largest ``max_tokens`` / ``max_completion_tokens`` accepted (above every real model's
+#: output limit; the answer's own length is bounded by ``MAX_ANSWER_TOKENS`` of ``_replies``).
+MAX_TOKENS = 131_072
+#: Longest model name.
+MAX_MODEL_NAME = 256
+#: Most messages in one request.
+MAX_MESSAGES = 2_048
+#: Most content parts (text, image, tool use or result blocks; tool calls) in one request.
+MAX_CONTENT_PARTS = 4_096
+#: Most characters of text in one request: the system prompt and every message (for
+#: embeddings, every input).
+MAX_PROMPT_CHARS = 1_048_576
+#: Most inputs of one embeddings request (OpenAI's limit).
+MAX_EMBEDDING_INPUTS = 2_048
+#: Largest ``dimensions`` of an embeddings request.
+MAX_EMBEDDING_DIMENSIONS = 8_192
+#: Deepest nesting of a JSON value that is turned into prompt text (a tool call's input).
+MAX_JSON_DEPTH = 32
 
 #: OpenAI parameters that would change the answer in ways the simulated endpoint does not
 #: model: a request that sets one (to anything but its neutral value) is answered 400.
@@ -94,6 +137,10 @@ class GenerationRequest:
     def digest(self) -> bytes:
         """Hash of what determines the answer: model, messages, schema and tools (not ``n``
         nor streaming: the first choice is the same answer either way)."""
+        return self._digest
+
+    @functools.cached_property
+    def _digest(self) -> bytes:
         key: list[Any] = [
             self.model,
             [[m.role, m.text] for m in self.messages],
@@ -107,6 +154,10 @@ class GenerationRequest:
 
     def input_tokens(self) -> int:
         """Words in the prompt."""
+        return self._input_tokens
+
+    @functools.cached_property
+    def _input_tokens(self) -> int:
         return sum(count_tokens(m.text) for m in self.messages)
 
 
@@ -129,12 +180,30 @@ class EmbeddingsRequest:
         return sum(count_tokens(text) for text in self.inputs)
 
 
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is beyond the range of numbers")
+    return value
+
+
+#: One decoder for every body (``json.loads`` with options builds one per call).
+_DECODER = json.JSONDecoder(parse_constant=_not_json, parse_float=_finite)
+
+
 def parse_json_body(body: bytes) -> dict[str, Any]:
-    """Decode a JSON object body."""
+    """Decode a JSON object body (strict JSON: no ``NaN`` nor ``Infinity``, nor a number
+    that only a float's infinity holds)."""
     try:
-        value = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        value = _DECODER.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
+    except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
         raise RequestError(f"the request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise RequestError("the request body is not valid JSON: it nests too deeply") from None
     if not isinstance(value, dict):
         raise RequestError("the request body must be a JSON object")
     return value
@@ -144,16 +213,76 @@ def _model(body: Mapping[str, Any]) -> str:
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise RequestError("'model' is required and must be a non-empty string", param="model")
+    if len(model) > MAX_MODEL_NAME:
+        raise RequestError(
+            f"'model' may be at most {MAX_MODEL_NAME} characters long", param="model"
+        )
     return model
 
 
-def _text_of(content: Any, param: str) -> str:
+class _Size:
+    """The parts and characters of one request's prompt so far, against the limits."""
+
+    __slots__ = ("chars", "parts")
+
+    def __init__(self) -> None:
+        self.parts = 0
+        self.chars = 0
+
+    def add_parts(self, count: int, param: str) -> None:
+        self.parts += count
+        if self.parts > MAX_CONTENT_PARTS:
+            raise RequestError(
+                f"a request may hold at most {MAX_CONTENT_PARTS} content parts", param=param
+            )
+
+    def add_text(self, text: str, param: str) -> str:
+        self.chars += len(text)
+        if self.chars > MAX_PROMPT_CHARS:
+            raise RequestError(
+                f"a request may hold at most {MAX_PROMPT_CHARS} characters of text",
+                param=param,
+                code="context_length_exceeded",
+            )
+        return text
+
+
+def _messages(raw: Any) -> list[Any]:
+    if not isinstance(raw, list) or not raw:
+        raise RequestError("'messages' must be a non-empty array", param="messages")
+    if len(raw) > MAX_MESSAGES:
+        raise RequestError(
+            f"a request may hold at most {MAX_MESSAGES} messages",
+            param="messages",
+            code="array_above_max_length",
+        )
+    return raw
+
+
+def _shallow(value: Any, param: str) -> Any:
+    """``value``, checked to nest at most :data:`MAX_JSON_DEPTH` deep."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                raise RequestError(f"a value nests more than {MAX_JSON_DEPTH} deep", param=param)
+            stack.extend((child, depth + 1) for child in _children(node))
+    return value
+
+
+def _children(node: dict[str, Any] | list[Any]) -> list[Any]:
+    return list(node.values()) if isinstance(node, dict) else node
+
+
+def _text_of(content: Any, param: str, size: _Size) -> str:
     """The text of a message content: a string, or a list of text parts/blocks."""
     if content is None:
         return ""
     if isinstance(content, str):
-        return content
+        return size.add_text(content, param)
     if isinstance(content, list):
+        size.add_parts(len(content), param)
         texts: list[str] = []
         for part in content:
             if not isinstance(part, dict) or not isinstance(part.get("type"), str):
@@ -164,20 +293,21 @@ def _text_of(content: Any, param: str) -> str:
                     raise RequestError("a text part needs a string 'text'", param=param)
                 texts.append(text)
             elif part["type"] == "tool_use":
-                arguments = json.dumps(part.get("input"), sort_keys=True)
-                texts.append(f"{part.get('name')}({arguments})")
+                arguments = json.dumps(_shallow(part.get("input"), param), sort_keys=True)
+                texts.append(f"{_shallow(part.get('name'), param)}({arguments})")
             elif part["type"] == "tool_result":
-                texts.append(_result_text(part.get("content")))
-        return "\n\n".join(texts)
+                texts.append(_result_text(part.get("content"), param, size))
+        return size.add_text("\n\n".join(texts), param)
     raise RequestError("'content' must be a string or a list of parts", param=param)
 
 
-def _result_text(content: Any) -> str:
+def _result_text(content: Any, param: str, size: _Size) -> str:
     """The text of an Anthropic ``tool_result`` block's content (a string, or text blocks;
     nothing nested deeper is read)."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
+        size.add_parts(len(content), param)
         return "\n\n".join(
             block["text"]
             for block in content
@@ -193,24 +323,33 @@ def _max_tokens(body: Mapping[str, Any], *names: str) -> int | None:
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise RequestError(f"'{name}' must be a positive integer", param=name)
+        if value > MAX_TOKENS:
+            raise RequestError(
+                f"'{name}' may be at most {MAX_TOKENS} (the simulated endpoint's limit)",
+                param=name,
+                code="integer_above_max_value",
+            )
         return value
     return None
 
 
-def _tool_calls_text(raw: Mapping[str, Any], param: str) -> str:
+def _tool_calls_text(raw: Mapping[str, Any], param: str, size: _Size) -> str:
     """An assistant message's ``tool_calls`` as text (``name(arguments)`` lines)."""
     calls = raw.get("tool_calls")
     if calls is None:
         return ""
+    param = f"{param}.tool_calls"
     if not isinstance(calls, list):
-        raise RequestError("'tool_calls' must be an array", param=f"{param}.tool_calls")
+        raise RequestError("'tool_calls' must be an array", param=param)
+    size.add_parts(len(calls), param)
     lines: list[str] = []
     for call in calls:
         function = call.get("function") if isinstance(call, dict) else None
         if not isinstance(function, dict):
-            raise RequestError("each tool call needs a 'function'", param=f"{param}.tool_calls")
-        lines.append(f"{function.get('name')}({function.get('arguments')})")
-    return "\n".join(lines)
+            raise RequestError("each tool call needs a 'function'", param=param)
+        name = _shallow(function.get("name"), param)
+        lines.append(f"{name}({_shallow(function.get('arguments'), param)})")
+    return size.add_text("\n".join(lines), param)
 
 
 def _flag(body: Mapping[str, Any], name: str) -> bool:
@@ -239,7 +378,7 @@ _OPTION_FIELDS = frozenset(_UNSUPPORTED_OPENAI) | {
 }
 
 
-def _openai_options(body: Mapping[str, Any]) -> dict[str, Any]:
+def _openai_options(body: Mapping[str, Any], tally: SchemaTally) -> dict[str, Any]:
     """``n``, streaming and tools of a chat completion request; refuses what is unsupported."""
     if _OPTION_FIELDS.isdisjoint(body):
         return {}
@@ -269,7 +408,7 @@ def _openai_options(body: Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(options, dict):
             raise RequestError("'stream_options' must be an object", param="stream_options")
         include_usage = _flag(options, "include_usage")
-    tools, tool_choice = parse_openai_tools(body)
+    tools, tool_choice = parse_openai_tools(body, tally)
     return {
         "n": n,
         "stream": stream,
@@ -290,19 +429,21 @@ def parse_chat_completions(body: Mapping[str, Any]) -> GenerationRequest:
         RequestError: the body is not a valid chat completion request.
     """
     model = _model(body)
-    raw_messages = body.get("messages")
-    if not isinstance(raw_messages, list) or not raw_messages:
-        raise RequestError("'messages' must be a non-empty array", param="messages")
+    raw_messages = _messages(body.get("messages"))
+    size = _Size()
+    tally = SchemaTally()
     messages: list[PromptMessage] = []
     for index, raw in enumerate(raw_messages):
         param = f"messages[{index}]"
         if not isinstance(raw, dict):
             raise RequestError("each message must be an object", param=param)
-        role = _OPENAI_ROLES.get(raw.get("role"))  # type: ignore[arg-type]
+        role_name = raw.get("role")
+        role = _OPENAI_ROLES.get(role_name) if isinstance(role_name, str) else None
         if role is None:
-            raise RequestError(f"unknown role {raw.get('role')!r}", param=f"{param}.role")
-        text = _text_of(raw.get("content"), param)
-        if role == "assistant" and (calls := _tool_calls_text(raw, param)):
+            shown = role_name if isinstance(role_name, str | None) else type(role_name).__name__
+            raise RequestError(f"unknown role {shown!r}", param=f"{param}.role")
+        text = _text_of(raw.get("content"), param, size)
+        if role == "assistant" and (calls := _tool_calls_text(raw, param, size)):
             text = f"{text}\n\n{calls}" if text else calls
         messages.append(PromptMessage(role=role, text=text))
     schema: Any = None
@@ -319,12 +460,13 @@ def parse_chat_completions(body: Mapping[str, Any]) -> GenerationRequest:
                     "'response_format.json_schema.schema' must be a JSON Schema",
                     param="response_format.json_schema.schema",
                 )
-            schema = spec["schema"]
+            schema = _tallied(spec["schema"], tally, "response_format.json_schema.schema")
         elif kind == "json_object":
             json_mode = True
         elif kind != "text":
+            shown = kind if isinstance(kind, str | None) else type(kind).__name__
             raise RequestError(
-                f"unknown response_format type {kind!r}", param="response_format.type"
+                f"unknown response_format type {shown!r}", param="response_format.type"
             )
     return GenerationRequest(
         model=model,
@@ -333,7 +475,7 @@ def parse_chat_completions(body: Mapping[str, Any]) -> GenerationRequest:
         json_mode=json_mode,
         max_tokens=_max_tokens(body, "max_completion_tokens", "max_tokens"),
         after_tool_result=raw_messages[-1].get("role") in ("tool", "function"),
-        **_openai_options(body),
+        **_openai_options(body, tally),
     )
 
 
@@ -348,17 +490,18 @@ def parse_anthropic_messages(body: Mapping[str, Any]) -> GenerationRequest:
     if max_tokens is None:
         raise RequestError("max_tokens: Field required", param="max_tokens")
     messages: list[PromptMessage] = []
+    size = _Size()
+    tally = SchemaTally()
     system = body.get("system")
     if system is not None:
-        messages.append(PromptMessage(role="system", text=_text_of(system, "system")))
-    raw_messages = body.get("messages")
-    if not isinstance(raw_messages, list) or not raw_messages:
-        raise RequestError("'messages' must be a non-empty array", param="messages")
+        messages.append(PromptMessage(role="system", text=_text_of(system, "system", size)))
+    raw_messages = _messages(body.get("messages"))
     for index, raw in enumerate(raw_messages):
         param = f"messages[{index}]"
         if not isinstance(raw, dict) or raw.get("role") not in ("user", "assistant"):
             raise RequestError("each message needs role 'user' or 'assistant'", param=param)
-        messages.append(PromptMessage(role=raw["role"], text=_text_of(raw.get("content"), param)))
+        text = _text_of(raw.get("content"), param, size)
+        messages.append(PromptMessage(role=raw["role"], text=text))
     schema: Any = None
     output_format = body.get("output_format")
     if isinstance(output_format, dict) and output_format.get("type") == "json_schema":
@@ -366,8 +509,8 @@ def parse_anthropic_messages(body: Mapping[str, Any]) -> GenerationRequest:
             raise RequestError(
                 "'output_format.schema' must be a JSON Schema", param="output_format.schema"
             )
-        schema = output_format["schema"]
-    tools, tool_choice = parse_anthropic_tools(body)
+        schema = _tallied(output_format["schema"], tally, "output_format.schema")
+    tools, tool_choice = parse_anthropic_tools(body, tally)
     last = raw_messages[-1].get("content")
     after_tool_result = raw_messages[-1]["role"] == "user" and any(
         isinstance(block, dict) and block.get("type") == "tool_result"
@@ -401,9 +544,30 @@ def parse_embeddings(body: Mapping[str, Any]) -> EmbeddingsRequest:
         raise RequestError(
             "'input' must be a string or a non-empty array of strings", param="input"
         )
+    if len(inputs) > MAX_EMBEDDING_INPUTS:
+        raise RequestError(
+            f"at most {MAX_EMBEDDING_INPUTS} inputs are accepted, got {len(inputs)}",
+            param="input",
+            code="array_above_max_length",
+        )
+    size = _Size()
+    for text in inputs:
+        size.add_text(text, "input")
     dimensions = body.get("dimensions")
     if dimensions is not None and (
-        isinstance(dimensions, bool) or not isinstance(dimensions, int) or dimensions < 1
+        isinstance(dimensions, bool)
+        or not isinstance(dimensions, int)
+        or not 1 <= dimensions <= MAX_EMBEDDING_DIMENSIONS
     ):
-        raise RequestError("'dimensions' must be a positive integer", param="dimensions")
+        raise RequestError(
+            f"'dimensions' must be an integer from 1 to {MAX_EMBEDDING_DIMENSIONS}"
+            " (the simulated endpoint's limit)",
+            param="dimensions",
+        )
     return EmbeddingsRequest(model=model, inputs=inputs, dimensions=dimensions)
+
+
+def _tallied(schema: Any, tally: SchemaTally, param: str) -> Any:
+    """``schema``, counted against the request's schema limits."""
+    count_schema(schema, tally, param)
+    return schema

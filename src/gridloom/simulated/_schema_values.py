@@ -9,22 +9,62 @@ them), ``properties``, ``required``, ``additionalProperties``, ``min/maxProperti
 ``$defs`` / ``definitions``, and ``format`` date, date-time, time, email, uri, uuid, hostname,
 ipv4 (roughly). ``pattern`` is not supported. Every value is checked with ``jsonschema``;
 :func:`value_for_schema` retries a few draws and then returns its best effort.
+
+Building is bounded, because schemas come from clients: a value is built within the
+request's :class:`~._schema_checks.Budget` of work, its building and validating counted
+together, with at most :data:`MAX_ARRAY_ITEMS` items per array, :data:`MAX_STRING_LENGTH`
+characters per string and :data:`MAX_OBJECT_PROPERTIES` properties asked for with
+``minProperties`` (a schema asking for more is refused with :class:`SchemaTooLarge`). The
+schema itself is checked and counted by :mod:`._schema_checks`, whose names are re-exported
+here.
 """
 
 from __future__ import annotations
 
-import functools
-import json
 import math
 import random
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import jsonschema
-import jsonschema.validators
+from ._schema_checks import (
+    MAX_SCHEMA_DEPTH,
+    MAX_SCHEMA_OBJECTS,
+    MAX_SCHEMA_STEPS,
+    MAX_SCHEMA_VALUES,
+    Budget,
+    SchemaTally,
+    SchemaTooLarge,
+    UnsatisfiableSchema,
+    check_schema,
+    is_valid,
+    schema_key,
+    validate,
+)
 
-__all__ = ["UnsatisfiableSchema", "check_schema", "is_valid", "value_for_schema"]
+__all__ = [
+    "MAX_ARRAY_ITEMS",
+    "MAX_OBJECT_PROPERTIES",
+    "MAX_SCHEMA_DEPTH",
+    "MAX_SCHEMA_OBJECTS",
+    "MAX_SCHEMA_STEPS",
+    "MAX_SCHEMA_VALUES",
+    "MAX_STRING_LENGTH",
+    "Budget",
+    "SchemaTally",
+    "SchemaTooLarge",
+    "UnsatisfiableSchema",
+    "check_schema",
+    "is_valid",
+    "value_for_schema",
+]
+
+#: Most items of a built array (a larger ``minItems`` is refused).
+MAX_ARRAY_ITEMS = 256
+#: Longest built string (a larger ``minLength`` is refused).
+MAX_STRING_LENGTH = 4_096
+#: Largest ``minProperties`` accepted.
+MAX_OBJECT_PROPERTIES = 256
 
 _ATTEMPTS = 4
 _MAX_DEPTH = 12
@@ -37,74 +77,55 @@ _WORDS = tuple(
 )
 
 
-class UnsatisfiableSchema(ValueError):
-    """No value can satisfy the schema (``false``, or an impossible recursion)."""
-
-
-@functools.lru_cache(maxsize=256)
-def _validator(schema_json: str) -> jsonschema.protocols.Validator:
-    schema = json.loads(schema_json)
-    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-    return cls(schema)
-
-
-def _key(schema: Any) -> str:
-    return json.dumps(schema, sort_keys=True)
-
-
-def check_schema(schema: Any) -> None:
-    """Check that ``schema`` is a valid JSON Schema (the verdict is cached per schema).
-
-    Raises:
-        jsonschema.SchemaError: it is not.
-    """
-    problem = _schema_problem(_key(schema))
-    if problem is not None:
-        raise jsonschema.SchemaError(problem)
-
-
-@functools.lru_cache(maxsize=256)
-def _schema_problem(schema_json: str) -> str | None:
-    schema = json.loads(schema_json)
-    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-    try:
-        cls.check_schema(schema)
-    except jsonschema.SchemaError as exc:
-        return exc.message
-    return None
-
-
-def is_valid(value: Any, schema: Any) -> bool:
-    """Whether ``value`` is valid against ``schema`` (validators are cached per schema)."""
-    return bool(_validator(_key(schema)).is_valid(value))
-
-
-def value_for_schema(schema: Any, rng: random.Random, *, words: Sequence[str] = ()) -> Any:
+def value_for_schema(
+    schema: Any, rng: random.Random, *, words: Sequence[str] = (), budget: Budget | None = None
+) -> Any:
     """A JSON value valid against ``schema`` (best effort for unsupported keywords).
 
     Args:
-        schema: the JSON Schema (a dict or a boolean).
+        schema: the JSON Schema (a dict or a boolean), counted by :class:`SchemaTally`.
         rng: source of every choice; the same state gives the same value.
         words: words to build strings from (e.g. taken from the prompt); a built-in list
             is used when empty.
+        budget: the work allowed (:data:`MAX_SCHEMA_STEPS` when not given).
 
     Raises:
-        UnsatisfiableSchema: the schema is ``false`` or recurses without end.
+        UnsatisfiableSchema: the schema is ``false``, recurses without end, or has a
+            ``$ref`` that does not resolve.
+        SchemaTooLarge: the value asked for is beyond the limits (see the module doc).
     """
-    builder = _Builder(schema, rng, list(words) or list(_WORDS))
+    budget = Budget() if budget is None else budget
+    builder = _Builder(schema, rng, list(words) or list(_WORDS), budget)
+    key = schema_key(schema)
+    budget.spend(1 + len(key) // 64)
     value = builder.build(schema, 0)
     for _ in range(_ATTEMPTS - 1):
-        if is_valid(value, schema):
+        if validate(value, schema, budget, key):
             break
         value = builder.build(schema, 0)
     return value
 
 
+def _weight(value: Any, limit: int) -> int:
+    """JSON values in ``value`` (counting stops past ``limit``)."""
+    count = 0
+    stack = [value]
+    while stack and count <= limit:
+        node = stack.pop()
+        count += 1
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return count
+
+
 class _Builder:
-    def __init__(self, root: Any, rng: random.Random, words: list[str]):
+    def __init__(self, root: Any, rng: random.Random, words: list[str], budget: Budget):
         self.root = root
         self.rng = rng
         self.words = words
+        self.budget = budget
 
     # ----------------------------------------------------------------- schema handling
 
@@ -124,6 +145,7 @@ class _Builder:
 
     def _flatten(self, schema: Any, depth: int) -> dict[str, Any]:
         """Follow ``$ref`` and merge ``allOf`` into one schema dict."""
+        self.budget.spend()
         if schema is True or schema is None:
             return {}
         if schema is False:
@@ -148,17 +170,24 @@ class _Builder:
     def build(self, schema: Any, depth: int) -> Any:
         if depth > _MAX_DEPTH:
             raise UnsatisfiableSchema("the schema recurses too deeply to build a value")
+        self.budget.spend()
         flat = self._flatten(schema, depth)
         if "const" in flat:
-            return flat["const"]
+            return self._constant(flat["const"])
         if isinstance(flat.get("enum"), list) and flat["enum"]:
-            return self.rng.choice(flat["enum"])
+            return self._constant(self.rng.choice(flat["enum"]))
         for key in ("anyOf", "oneOf"):
             branches = flat.get(key)
             if isinstance(branches, list) and branches:
                 rest = {k: v for k, v in flat.items() if k != key}
                 return self._first_valid(rest, key, branches, depth)
         return self._typed(flat, self._pick_type(flat), depth)
+
+    def _constant(self, value: Any) -> Any:
+        """``value``, its size spent (a constant may be large, and repeated in an array)."""
+        if isinstance(value, dict | list):
+            self.budget.spend(_weight(value, self.budget.left))
+        return value
 
     def _first_valid(self, rest: dict[str, Any], key: str, branches: list[Any], depth: int) -> Any:
         whole = self._standalone({**rest, key: branches})
@@ -168,7 +197,7 @@ class _Builder:
                 value = self.build(_merge(rest, self._flatten(branch, depth)), depth + 1)
             except UnsatisfiableSchema:
                 continue
-            if is_valid(value, whole):
+            if validate(value, whole, self.budget):
                 return value
         return value
 
@@ -238,6 +267,8 @@ class _Builder:
                 if name in required:
                     raise
         min_props = flat.get("minProperties")
+        if isinstance(min_props, int) and min_props > MAX_OBJECT_PROPERTIES:
+            raise SchemaTooLarge(f"minProperties above {MAX_OBJECT_PROPERTIES} is not supported")
         if isinstance(min_props, int) and extra is not False:
             index = 0
             while len(result) < min_props:
@@ -256,6 +287,8 @@ class _Builder:
             prefix, items = items, flat.get("additionalItems", True)
         prefix = prefix if isinstance(prefix, list) else []
         low = max(_int(flat.get("minItems"), 0), 0)
+        if low > MAX_ARRAY_ITEMS:
+            raise SchemaTooLarge(f"minItems above {MAX_ARRAY_ITEMS} is not supported")
         high = _int(flat.get("maxItems"), low + 3)
         if items is False:
             high = min(high, len(prefix))
@@ -265,6 +298,7 @@ class _Builder:
         if depth >= _SHALLOW_DEPTH:
             target = low
         unique = flat.get("uniqueItems") is True
+        seen: set[str] = set()
         result: list[Any] = []
         attempts = 0
         while len(result) < target and attempts < target * 4 + 4:
@@ -272,8 +306,11 @@ class _Builder:
             index = len(result)
             sub = prefix[index] if index < len(prefix) else items
             value = self.build(sub, depth + 1)
-            if unique and any(_same_json(value, seen) for seen in result):
-                continue
+            if unique:
+                key = schema_key(value)
+                if key in seen:
+                    continue
+                seen.add(key)
             result.append(value)
         return result
 
@@ -336,9 +373,18 @@ class _Builder:
         else:
             text = " ".join(rng.choice(self.words) for _ in range(rng.randint(1, 4)))
         min_len = max(_int(flat.get("minLength"), 0), 0)
+        if min_len > MAX_STRING_LENGTH:
+            raise SchemaTooLarge(f"minLength above {MAX_STRING_LENGTH} is not supported")
         max_len = _int(flat.get("maxLength"), -1)
-        while len(text) < min_len:
-            text = f"{text} {rng.choice(self.words)}" if text else rng.choice(self.words)
+        if len(text) < min_len:
+            parts = [text] if text else []
+            length = len(text)
+            while length < min_len:
+                word = rng.choice(self.words)
+                length += len(word) + (1 if parts else 0)
+                parts.append(word)
+            text = " ".join(parts)
+        self.budget.spend(len(text) // 64)
         if max_len >= 0 and len(text) > max_len:
             text = text[:max_len]
             if text.endswith(" "):
@@ -355,6 +401,8 @@ class _Builder:
 
 def _int(value: Any, default: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float):
+        return default
+    if isinstance(value, float) and not math.isfinite(value):
         return default
     return int(value)
 
@@ -377,9 +425,13 @@ def _bounds(flat: Mapping[str, Any]) -> tuple[tuple[float, bool], tuple[float, b
 
 
 def _finite(value: Any) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)  # an integer beyond floats overflows
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _default_range(lo: Any, hi: Any, open_low: bool, open_high: bool, span: Any) -> tuple[Any, Any]:
@@ -400,10 +452,6 @@ def _inside(value: float, lo: float, lo_ex: bool, hi: float, hi_ex: bool) -> boo
 
 def _tidy(value: float) -> float | int:
     return int(value) if float(value).is_integer() and abs(value) < 2**53 else value
-
-
-def _same_json(a: Any, b: Any) -> bool:
-    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 
 def _merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import trio
 
 from ..config import SimulationConfig
 from ._app import SimulatedApp
-from ._http11 import serve_http
+from ._http11 import ServerLimits, serve_http
 
 __all__ = ["SimulatedServer", "run_simulator", "serve_simulated"]
 
@@ -51,7 +51,12 @@ def _loopback(host: str) -> str:
 
 @asynccontextmanager
 async def serve_simulated(
-    config: SimulationConfig, *, host: str = "127.0.0.1", port: int = 0, grace: float = 3.0
+    config: SimulationConfig,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    grace: float = 3.0,
+    limits: ServerLimits | None = None,
 ) -> AsyncIterator[SimulatedServer]:
     """Serve a :class:`SimulatedApp` over HTTP on loopback for the duration of the block.
 
@@ -68,6 +73,8 @@ async def serve_simulated(
         grace: when the block ends, seconds that requests in progress get to finish (idle
             keep-alive connections are closed at once, and no connection starts a new
             request); then they are cut.
+        limits: the timeouts and sizes the HTTP server holds clients to (default:
+            :class:`ServerLimits`'s defaults).
 
     Yields:
         The running server; it stops (gracefully) when the block ends. An exception raised in
@@ -82,7 +89,9 @@ async def serve_simulated(
     failure: Exception | None = None
     async with trio.open_nursery() as nursery:
         bound_host, bound_port = await nursery.start(
-            functools.partial(serve_http, app, address, port, shutdown=shutdown, grace=grace)
+            functools.partial(
+                serve_http, app, address, port, shutdown=shutdown, grace=grace, limits=limits
+            )
         )
         netloc = f"[{bound_host}]" if ":" in bound_host else bound_host
         netloc += f":{bound_port}"

@@ -18,7 +18,7 @@ import attrs
 import jsonschema
 
 from ._errors import RequestError
-from ._schema_values import check_schema
+from ._schema_values import SchemaTally, SchemaTooLarge, check_schema
 
 __all__ = [
     "AUTO",
@@ -27,6 +27,7 @@ __all__ = [
     "Tool",
     "ToolChoice",
     "choose_tool",
+    "count_schema",
     "parse_anthropic_tools",
     "parse_openai_tools",
 ]
@@ -80,11 +81,28 @@ def _name(value: Any, param: str) -> str:
     return value
 
 
-def _schema(value: Any, param: str, *, objects_only: bool) -> Any:
+def count_schema(schema: Any, tally: SchemaTally, param: str) -> None:
+    """Count ``schema`` against the limits of the request's schemas (before checking it:
+    checking costs time in proportion).
+
+    Raises:
+        RequestError: the request's schemas are over a limit, or this one names an
+            unsupported ``$schema``.
+    """
+    try:
+        tally.add(schema)
+    except SchemaTooLarge as exc:
+        raise RequestError(str(exc), param=param) from None
+    except jsonschema.SchemaError as exc:
+        raise RequestError(f"invalid JSON Schema: {exc.message}", param=param) from None
+
+
+def _schema(value: Any, param: str, tally: SchemaTally, *, objects_only: bool) -> Any:
     if not isinstance(value, dict):
         raise RequestError("a tool's schema must be a JSON Schema object", param=param)
     if objects_only and value.get("type") != "object":
         raise RequestError("a tool's input_schema must have type 'object'", param=param)
+    count_schema(value, tally, param)
     try:
         check_schema(value)
     except jsonschema.SchemaError as exc:
@@ -119,13 +137,17 @@ def _check_named(choice: ToolChoice, tools: Sequence[Tool], param: str) -> ToolC
     return choice
 
 
-def parse_openai_tools(body: Mapping[str, Any]) -> tuple[tuple[Tool, ...], ToolChoice]:
-    """The ``tools`` and ``tool_choice`` of a chat completion request.
+def parse_openai_tools(
+    body: Mapping[str, Any], tally: SchemaTally | None = None
+) -> tuple[tuple[Tool, ...], ToolChoice]:
+    """The ``tools`` and ``tool_choice`` of a chat completion request (their schemas counted
+    in ``tally``, the request's).
 
     Raises:
         RequestError: they are malformed, a tool is not a ``function``, or there are more
             than :data:`MAX_TOOLS`.
     """
+    tally = SchemaTally() if tally is None else tally
     raw_tools = body.get("tools")
     tools: list[Tool] = []
     if raw_tools is not None:
@@ -144,7 +166,7 @@ def parse_openai_tools(body: Mapping[str, Any]) -> tuple[tuple[Tool, ...], ToolC
             schema = (
                 _NO_ARGUMENTS
                 if parameters is None
-                else _schema(parameters, f"{param}.function.parameters", objects_only=False)
+                else _schema(parameters, f"{param}.function.parameters", tally, objects_only=False)
             )
             tools.append(Tool(name=name, schema=schema))
     raw_choice = body.get("tool_choice")
@@ -168,14 +190,18 @@ def parse_openai_tools(body: Mapping[str, Any]) -> tuple[tuple[Tool, ...], ToolC
     return _unique(tools), _check_named(choice, tools, "tool_choice")
 
 
-def parse_anthropic_tools(body: Mapping[str, Any]) -> tuple[tuple[Tool, ...], ToolChoice]:
-    """The ``tools`` and ``tool_choice`` of a Messages request (client tools only).
+def parse_anthropic_tools(
+    body: Mapping[str, Any], tally: SchemaTally | None = None
+) -> tuple[tuple[Tool, ...], ToolChoice]:
+    """The ``tools`` and ``tool_choice`` of a Messages request (client tools only; their
+    schemas counted in ``tally``, the request's).
 
     Raises:
         RequestError: they are malformed, a tool is a server tool, there are more than
             :data:`MAX_TOOLS`, or a forced choice comes with extended thinking (which
             Anthropic forbids).
     """
+    tally = SchemaTally() if tally is None else tally
     raw_tools = body.get("tools")
     tools: list[Tool] = []
     if raw_tools is not None:
@@ -190,7 +216,8 @@ def parse_anthropic_tools(body: Mapping[str, Any]) -> tuple[tuple[Tool, ...], To
                     param=f"{param}.type",
                 )
             name = _name(raw.get("name"), f"{param}.name")
-            schema = _schema(raw.get("input_schema"), f"{param}.input_schema", objects_only=True)
+            input_schema = raw.get("input_schema")
+            schema = _schema(input_schema, f"{param}.input_schema", tally, objects_only=True)
             tools.append(Tool(name=name, schema=schema))
     raw_choice = body.get("tool_choice")
     kind = raw_choice.get("type") if isinstance(raw_choice, dict) else None

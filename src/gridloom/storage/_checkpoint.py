@@ -145,6 +145,7 @@ class ParquetStore(TallyView):
         self._status = "running"
         self._summary: dict[str, Any] = {}
         self._base_dir: str | None = None
+        self._damaged: tuple[str, ...] = ()
         self._writing: set[int] = set()
         self._limiter = trio.CapacityLimiter(IO_THREADS)
         self._lock = trio.Lock()
@@ -270,6 +271,7 @@ class ParquetStore(TallyView):
                 tally=state.tally,
             )
             store._summary = state.summary
+            store._damaged = state.damaged
             if base_dir is not None:
                 store._base_dir = str(Path(base_dir).resolve())
             elif isinstance(recorded := load_json(out / "metadata.json").get("base_dir"), str):
@@ -288,6 +290,12 @@ class ParquetStore(TallyView):
     def output_dir(self) -> Path:
         """The run directory."""
         return self._dir
+
+    @property
+    def damaged(self) -> tuple[str, ...]:
+        """Row groups a resume found damaged (set aside in ``damaged/``, generated again): one
+        line each, which and why."""
+        return self._damaged
 
     @property
     def schema(self) -> pa.Schema:

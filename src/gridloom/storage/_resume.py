@@ -3,7 +3,11 @@
 Rules, applied to every row group listed in ``metadata.json`` or found as
 ``data/part-NNNNN.parquet``:
 
-- **Listed and present**: adopted as complete.
+- **Listed and present**: adopted as complete once its files check out: the data file's footer
+  reads, holds the listed row count and the run's schema, and its dropped-records file (if
+  the group dropped rows) reads with one record per dropped row. A file that fails (truncated,
+  emptied, overwritten) is *damaged*: it is moved to ``damaged/`` (kept, never deleted), a
+  warning names it and why, and the row group is generated again.
 - **Listed but missing**: the run directory was tampered with; resuming would
   silently lose rows, so :class:`~gridloom.errors.StorageError` is raised.
 - **Present but not listed**: the run stopped between the atomic rename of the
@@ -42,6 +46,7 @@ import pyarrow.parquet as pq
 from gridloom.errors import StorageError
 
 from ._atomic import remove_temp_files
+from ._convert import DROPPED_SCHEMA
 from ._metadata import (
     FORMAT_VERSION,
     RowGroupEntry,
@@ -117,6 +122,51 @@ def _adopt(path: Path, index: int, schema: pa.Schema, key: str) -> RowGroupEntry
     return entry
 
 
+def _damage(entry: RowGroupEntry, out: Path, schema: pa.Schema) -> str | None:
+    """Why the files of a listed row group cannot be adopted, or ``None`` when they check
+    out (footers only: the data pages are not read)."""
+    path = out / RowGroupEntry.data_file(entry.index)
+    try:
+        footer = pq.read_metadata(path)
+        file_schema = footer.schema.to_arrow_schema().remove_metadata()
+    except (OSError, pa.ArrowException) as exc:
+        return f"{path.name} is unreadable ({type(exc).__name__}: {exc})"
+    if footer.num_rows != entry.rows:
+        return f"{path.name} holds {footer.num_rows} rows, metadata.json lists {entry.rows}"
+    if not file_schema.equals(schema):
+        return f"{path.name} does not have the run's column schema"
+    if entry.has_drops:
+        drops = out / RowGroupEntry.dropped_file(entry.index)
+        try:
+            meta = pq.read_metadata(drops)
+            dropped_schema = meta.schema.to_arrow_schema().remove_metadata()
+        except (OSError, pa.ArrowException) as exc:
+            return f"dropped/{drops.name} is unreadable ({type(exc).__name__}: {exc})"
+        if not dropped_schema.equals(DROPPED_SCHEMA):
+            return f"dropped/{drops.name} is not a dropped-records file"
+        dropped = meta.num_rows
+        if dropped != entry.dropped:
+            return (
+                f"dropped/{drops.name} holds {dropped} records, the row group dropped"
+                f" {entry.dropped}"
+            )
+    return None
+
+
+def _set_aside(out: Path, index: int) -> list[Path]:
+    """Move a damaged row group's files to ``out/damaged/`` (out of the dataset, kept)."""
+    moved: list[Path] = []
+    for name in (RowGroupEntry.data_file(index), RowGroupEntry.dropped_file(index)):
+        source = out / name
+        if not source.is_file():
+            continue
+        target = out / "damaged" / name.replace("/", "-")
+        target.parent.mkdir(exist_ok=True)
+        source.replace(target)
+        moved.append(target)
+    return moved
+
+
 def resume_tally(
     out: Path,
     raw_groups: Any,
@@ -125,8 +175,9 @@ def resume_tally(
     num_records: int,
     row_group_size: int,
     row_group_key: str,
-) -> Tally:
-    """Tally of the usable row groups of the run in ``out`` (see the module docstring).
+) -> tuple[Tally, tuple[str, ...]]:
+    """Tally of the usable row groups of the run in ``out`` (see the module docstring), and
+    what was found damaged (one line per row group set aside to be generated again).
 
     Args:
         out: the run directory.
@@ -142,6 +193,7 @@ def resume_tally(
     listed = _listed(out, raw_groups)
     data_files = _part_files(out / "data", RowGroupEntry.data_file)
     tally = Tally()
+    damaged: list[str] = []
     for index in sorted(set(listed) | set(data_files)):
         path = out / RowGroupEntry.data_file(index)
         dropped_path = out / RowGroupEntry.dropped_file(index)
@@ -177,12 +229,24 @@ def resume_tally(
                 f"cannot resume {out}: row group {index} dropped rows but {dropped_path} "
                 "is missing; start again with --overwrite (overwrite=True from Python)"
             )
+        damage = _damage(entry, out, schema) if index in listed else None
+        if damage is not None:
+            moved = _set_aside(out, index)
+            logger.warning(
+                "row group %d is damaged: %s; it will be generated again (its files were"
+                " moved to %s)",
+                index,
+                damage,
+                ", ".join(str(p.relative_to(out)) for p in moved) or "nowhere",
+            )
+            damaged.append(f"row group {index}: {damage}")
+            continue
         tally.add(entry)
     for index, path in _part_files(out / "dropped", RowGroupEntry.dropped_file).items():
         if index not in tally.groups:
             logger.info("removing %s, left by an interrupted write", path)
             path.unlink(missing_ok=True)
-    return tally
+    return tally, tuple(damaged)
 
 
 @attrs.frozen(kw_only=True)
@@ -195,6 +259,8 @@ class ResumeState:
         created_at: creation time of the original run.
         summary: the summary recorded by the last ``finish``.
         tally: the usable row groups.
+        damaged: the row groups found damaged, set aside and to be generated again (one
+            line each: which and why).
     """
 
     num_records: int
@@ -202,6 +268,7 @@ class ResumeState:
     created_at: str
     summary: dict[str, Any]
     tally: Tally
+    damaged: tuple[str, ...] = ()
 
 
 def load_resume_state(
@@ -269,7 +336,7 @@ def load_resume_state(
     for d in (out, out / "data", out / "dropped"):
         remove_temp_files(d)
     total = num_records
-    tally = resume_tally(
+    tally, damaged = resume_tally(
         out,
         doc.get("row_groups"),
         schema=schema,
@@ -283,4 +350,5 @@ def load_resume_state(
         created_at=created_at,
         summary=summary if isinstance(summary, dict) else {},
         tally=tally,
+        damaged=damaged,
     )
