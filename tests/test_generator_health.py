@@ -4,6 +4,8 @@ naming the column and quoting the error, before the request budget is spent."""
 from __future__ import annotations
 
 import json
+import math
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -33,10 +35,14 @@ def health(
     error_rate: float | None = 0.5,
     window: int = 20,
     min_outcomes: int = 10,
+    rows: int = 1000,
 ) -> tuple[GeneratorHealth, list[ShutdownReason]]:
+    """A monitor for a run whose plan is rows ``0 .. rows - 1`` (announced in two groups)."""
     monitor = GeneratorHealth(
         first_rows=first_rows, error_rate=error_rate, window=window, min_outcomes=min_outcomes
     )
+    monitor.watch_rows(0, 3)
+    monitor.watch_rows(3, rows - 3)
     trips: list[ShutdownReason] = []
     monitor.on_trip(trips.append)
     return monitor, trips
@@ -51,76 +57,102 @@ ERRORS = {
     "model": lambda: ProviderUnavailable("503", provider="p", model="m"),
     "rate": lambda: RateLimited("429", provider="p", model="m"),
 }
-OUTCOMES = st.lists(st.sampled_from(["ok", *ERRORS]), max_size=60)
-COUNTED = ("template", "schema", "dtype", "custom")
+KINDS = {
+    "template": "GenerationError",
+    "schema": "InvalidOutput",
+    "dtype": "ValueTypeError",
+    "custom": "ValueError",
+}
 
 
-def feed(monitor: GeneratorHealth, outcomes: list[str], column: str = "c") -> None:
-    for row, outcome in enumerate(outcomes):
+def feed(monitor: GeneratorHealth, outcomes: list[tuple[int, str]], column: str = "c") -> None:
+    """Record ``(row id, outcome)`` pairs in the order given."""
+    for row, outcome in outcomes:
         if outcome == "ok":
-            monitor.record_success(column)
+            monitor.record_success(column, row)
         else:
             monitor.record_failure(column, ERRORS[outcome](), row)
 
 
+def lower_bound(failed: int, total: int) -> float:
+    """The 99% Wilson lower bound, written out independently of the module."""
+    z = 2.5758293035489
+    p = failed / total
+    root = math.sqrt(p * (1 - p) / total + z * z / (4 * total * total))
+    return (p + z * z / (2 * total) - z * root) / (1 + z * z / total)
+
+
 def expected_trip(
-    outcomes: list[str], first_rows: int, error_rate: float | None, window: int, least: int
+    arrivals: list[tuple[int, str]],
+    first_rows: int,
+    error_rate: float | None,
+    window: int,
+    least: int,
 ) -> int | None:
-    """Reference model: the index of the outcome at which the monitor must trip."""
-    counted = [o for o in outcomes if o == "ok" or o in COUNTED]
-    kinds = {"template": "GenerationError", "schema": "InvalidOutput", "dtype": "ValueTypeError"}
-    kinds["custom"] = "ValueError"
-    names = [None if o == "ok" else kinds[o] for o in counted]
-    for i, name in enumerate(names):
-        if name is None:
+    """Reference model: the index in ``arrivals`` at which the monitor must trip."""
+    first: dict[int, str | None] = {}  # the first rows' counted outcomes so far
+    recent: list[str | None] = []
+    for i, (row, outcome) in enumerate(arrivals):
+        if outcome != "ok" and outcome not in KINDS:
             continue
-        head = names[: i + 1]
-        if first_rows and len(head) == first_rows and len(set(head)) == 1:
-            return i
-        recent = names[max(0, i + 1 - window) : i + 1]
+        name = None if outcome == "ok" else KINDS[outcome]
+        recent = [*recent, name][-window:]
+        if name is None:
+            if row < first_rows:
+                first[row] = None
+            continue
+        if row < first_rows:
+            first[row] = name
+            if len(first) == first_rows and set(first.values()) == {name}:
+                return i
         judged = error_rate is not None and len(recent) >= min(least, window)
-        if judged and recent.count(name) / len(recent) > error_rate:  # type: ignore[operator]
+        if judged and lower_bound(recent.count(name), len(recent)) > error_rate:  # type: ignore[operator]
             return i
     return None
 
 
+@st.composite
+def arrivals(draw: st.DrawFn) -> list[tuple[int, str]]:
+    """Outcomes of rows ``0 .. n - 1``, arriving in any order."""
+    outcomes = draw(st.lists(st.sampled_from(["ok", *ERRORS]), max_size=60))
+    rows = draw(st.permutations(range(len(outcomes))))
+    return [(row, outcomes[row]) for row in rows]
+
+
 @given(
-    outcomes=OUTCOMES,
+    seen=arrivals(),
     first_rows=st.integers(0, 6),
-    error_rate=st.one_of(st.none(), st.sampled_from([0.25, 0.5, 0.9, 1.0])),
-    window=st.integers(1, 12),
-    least=st.integers(1, 12),
+    error_rate=st.one_of(st.none(), st.sampled_from([0.1, 0.25, 0.5, 0.9, 1.0])),
+    window=st.integers(1, 40),
+    least=st.integers(1, 40),
 )
 def test_trips_exactly_when_a_rule_holds(
-    outcomes: list[str], first_rows: int, error_rate: float | None, window: int, least: int
+    seen: list[tuple[int, str]],
+    first_rows: int,
+    error_rate: float | None,
+    window: int,
+    least: int,
 ) -> None:
-    """Over any sequence of outcomes the monitor trips once, at the first outcome where the
-    first-rows rule (the first N counted outcomes all fail with one error type) or the rate
-    rule (one error type's share of the recent window) holds; model errors and errors that
-    may pass never count."""
+    """Over any outcomes arriving in any order the monitor trips once, at the first outcome
+    where the first-rows rule (the run's first N rows all failed with one error type,
+    whatever order they ended in) or the rate rule (one error type's share of the recent
+    window clearly above the rate) holds; model errors and errors that may pass never count."""
     monitor, trips = health(
         first_rows=first_rows, error_rate=error_rate, window=window, min_outcomes=least
     )
-    at = expected_trip(outcomes, first_rows, error_rate, window, least)
-    counted = 0
-    for outcome in outcomes:
-        before = len(trips)
+    at = expected_trip(seen, first_rows, error_rate, window, least)
+    for i, outcome in enumerate(seen):
         feed(monitor, [outcome])
-        if outcome == "ok" or outcome in COUNTED:
-            counted += 1
-        if at is not None and counted == at + 1 and before == 0:
-            assert len(trips) == 1
-        elif before == 0:
-            assert trips == [], (outcomes, counted, at)
-    assert len(trips) == (0 if at is None else 1)
+        assert len(trips) == (1 if at is not None and i >= at else 0), (seen, i, at)
     if trips:
         assert trips[0].column == "c"
         assert monitor.tripped is trips[0]
 
 
 def test_the_first_rows_rule_quotes_the_error_and_names_the_column() -> None:
-    """Five rows failing with one template error trip with a message naming the column, the
-    count, the error (quoted, without repeating the column) and a row id."""
+    """The first five rows failing with one template error trip, in any order, with a message
+    naming the column, the count, the error (quoted, without repeating the column) and a row
+    id."""
     monitor, trips = health(error_rate=None)
     for row in (3, 1, 4, 0):
         monitor.record_failure("grade", GenerationError("column 'grade': bad 'replyy'"), row)
@@ -140,12 +172,39 @@ def test_the_first_rows_rule_quotes_the_error_and_names_the_column() -> None:
     assert reason.as_dict()["example"] == "bad 'replyy'"
 
 
+def test_the_first_rows_rule_judges_the_first_rows_not_the_first_outcomes() -> None:
+    """Failures that end before the successes of the first rows do not trip: the rule waits
+    for those rows, so a column failing every third row is never stopped by a race."""
+    monitor, trips = health(error_rate=None)
+    for row in (0, 3, 6, 9, 12, 15, 18):
+        monitor.record_failure("c", ValueError("unlucky"), row)
+    assert trips == []
+    monitor.record_success("c", 1)
+    for row in range(21, 60, 3):
+        monitor.record_failure("c", ValueError("unlucky"), row)
+    assert trips == []
+
+
+def test_the_first_rows_are_the_plan_s_first_rows() -> None:
+    """On a resumed run the first rows are the first rows still to generate."""
+    monitor = GeneratorHealth(first_rows=3, error_rate=None, window=10, min_outcomes=10)
+    trips: list[ShutdownReason] = []
+    monitor.on_trip(trips.append)
+    monitor.watch_rows(40, 2)
+    monitor.watch_rows(70, 10)
+    for row in (0, 1, 2, 41, 40):
+        monitor.record_failure("c", ValueError("x"), row)
+    assert trips == []
+    monitor.record_failure("c", ValueError("x"), 70)
+    assert [t.total for t in trips] == [3]
+
+
 def test_a_success_or_another_error_clears_the_first_rows_rule() -> None:
     """A column whose first rows include a success, or two different errors, is not judged by
     the first-rows rule."""
     monitor, trips = health(error_rate=None)
-    monitor.record_success("a")
-    for row in range(10):
+    monitor.record_success("a", 2)
+    for row in (0, 1, 3, 4, 5, 6):
         monitor.record_failure("a", ValueError("x"), row)
     monitor.record_failure("b", ValueError("x"), 0)
     for row in range(1, 10):
@@ -160,21 +219,58 @@ def test_columns_are_judged_apart() -> None:
     monitor.record_failure("b", ValueError("x"), 1)
     monitor.record_failure("a", ValueError("x"), 2)
     assert trips == []
-    monitor.record_failure("a", ValueError("x"), 3)
+    monitor.record_failure("a", ValueError("x"), 1)
     assert [t.column for t in trips] == ["a"]
 
 
 def test_batches_count_every_row() -> None:
-    """A batch's successes count as that many outcomes for the rate rule."""
-    monitor, trips = health(first_rows=0, error_rate=0.5, window=10, min_outcomes=10)
-    monitor.record_success("c", 5)
-    for row in range(5):
+    """A batch's successes count one outcome per row for the rate rule, and clear the
+    first-rows rule when they include a first row."""
+    monitor, trips = health(first_rows=0, error_rate=0.5, window=40, min_outcomes=10)
+    monitor.record_successes("c", range(100, 104))
+    for row in range(15):
         monitor.record_failure("c", ValueError("x"), row)
-    assert trips == []  # 5 of 10
-    monitor.record_failure("c", ValueError("x"), 5)
+    assert trips == []  # 15 of 19: the bound is 0.494
+    monitor.record_failure("c", ValueError("x"), 15)
+    assert len(trips) == 1  # 16 of 20: the bound is 0.512
+    assert (trips[0].failed, trips[0].total) == (16, 20)
+    assert "failed on 16 of its last 20 rows" in trips[0].message
+    monitor, trips = health(first_rows=5, error_rate=None)
+    monitor.record_successes("c", [7, 3])
+    for row in (0, 1, 2, 4, 5, 6):
+        monitor.record_failure("c", ValueError("x"), row)
+    assert trips == []
+
+
+def test_a_broken_column_stops_after_min_outcomes_and_a_third_never() -> None:
+    """With the defaults, a column that fails every row stops at the 20th outcome even when
+    its first rows never end (the first-rows rule cannot judge them), while one that fails a
+    third of its rows at random — or 90% of them, with two error types sharing the failures —
+    runs its 100,000 rows to the end."""
+    run = gl.RunConfig()
+    monitor = GeneratorHealth.from_run_config(run)
+    trips: list[ShutdownReason] = []
+    monitor.on_trip(trips.append)
+    monitor.watch_rows(0, 100_000)
+    for row in range(100, 119):
+        monitor.record_failure("c", ValueError("x"), row)
+    assert trips == []
+    monitor.record_failure("c", ValueError("x"), 119)
+    assert [(t.failed, t.total) for t in trips] == [(20, 20)]
+    for shares in ((1 / 3, 0.0), (0.45, 0.45)):
+        monitor = GeneratorHealth.from_run_config(run)
+        monitor.on_trip(trips.append)
+        monitor.watch_rows(0, 100_000)
+        draws = random.Random(5)
+        for row in range(100_000):
+            draw = draws.random()
+            if draw < shares[0]:
+                monitor.record_failure("c", ValueError("x"), row)
+            elif draw < shares[0] + shares[1]:
+                monitor.record_failure("c", KeyError("y"), row)
+            else:
+                monitor.record_success("c", row)
     assert len(trips) == 1
-    assert (trips[0].failed, trips[0].total) == (6, 10)
-    assert "failed on 6 of its last 10 rows" in trips[0].message
 
 
 def test_settings_out_of_range_are_refused() -> None:

@@ -275,12 +275,14 @@ class RunConfig:
         shutdown_min_seconds: nor on requests sent over less time than this, so a start-up
             burst of failures cannot stop a run on its own (a refused API key stops it at
             once).
-        generator_first_rows: stop the run when a column's first this many cells all fail
-            with the same error of its own (a template that does not render, output that
-            fails its schema, a custom function that raises; not a model's errors); ``0``
-            never.
+        generator_first_rows: stop the run when the first this many rows of the run all
+            fail at a column with the same error of its own (a template that does not
+            render, output that fails its schema, a custom function that raises; not a
+            model's errors), whatever order their cells end in; ``0`` never.
         generator_error_rate: stop the run when one such error's share of a column's recent
-            outcomes exceeds this (``null``: never).
+            outcomes is clearly above this — the lower end of its 99% confidence interval
+            (Wilson) exceeds it, so chance alone never stops a column that fails less often
+            (``null``: never).
         generator_window: recent outcomes per column that rate is computed over.
         generator_min_outcomes: that rate is not judged on fewer outcomes than this.
         allow_drops: the share of ``num_records`` that may be dropped while the run still
@@ -329,7 +331,7 @@ class RunConfig:
     shutdown_min_seconds: float = attrs.field(default=5.0, validator=attrs.validators.ge(0.0))
     generator_first_rows: int = attrs.field(default=5, validator=attrs.validators.ge(0))
     generator_error_rate: float | None = attrs.field(default=0.5, validator=_optional_rate)
-    generator_window: int = attrs.field(default=100, validator=attrs.validators.ge(1))
+    generator_window: int = attrs.field(default=1000, validator=attrs.validators.ge(1))
     generator_min_outcomes: int = attrs.field(default=20, validator=attrs.validators.ge(1))
     allow_drops: float = attrs.field(
         default=0.0, validator=[attrs.validators.ge(0.0), attrs.validators.le(1.0)]

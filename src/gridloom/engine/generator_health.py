@@ -5,10 +5,16 @@ function that raises on every row drops every row — and a run that goes on reg
 its whole request budget upstream of the broken column. :class:`GeneratorHealth` watches the
 final outcome of every cell, per column, and *trips* (once per run) when
 
-- the **first rows** rule holds: the column's first ``first_rows`` outcomes are all failures
-  with the same error type; or
+- the **first rows** rule holds: the run's first ``first_rows`` rows (in plan order, as the
+  scheduler announces them with :meth:`GeneratorHealth.watch_rows`) all failed at the column
+  with the same error type. The rule is judged on those rows whatever order their cells end
+  in, so a column whose failures come faster than its successes is not stopped by a race, and
+  the decision is the same at any concurrency; or
 - the **rate** rule holds: among the column's last ``window`` outcomes (judged once there are
-  at least ``min_outcomes`` of them), one error type's share exceeds ``error_rate``.
+  at least ``min_outcomes`` of them), one error type's share is *clearly* above
+  ``error_rate`` — the lower end of its 99% Wilson score interval exceeds it — so chance
+  alone does not stop a column that fails a third of its rows, while one that fails every
+  row stops after ``min_outcomes`` of them.
 
 Only *generator* errors count: a final failure that is neither a model request error
 (:class:`~gridloom.errors.ModelError`, watched per model by
@@ -22,17 +28,20 @@ registers :meth:`GeneratorHealth.on_trip` and cancels the run. It is plain Pytho
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Callable
+import math
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
 
 from ..config import RunConfig
 from ..errors import ModelError, is_retryable
 from .health import ShutdownReason, check_window
 
-__all__ = ["GeneratorHealth", "counts_for_generator_health"]
+__all__ = ["GeneratorHealth", "counts_for_generator_health", "wilson_lower_bound"]
 
 #: How much of an error message a stop reason quotes.
 _QUOTE = 300
+#: The normal quantile of the rate rule's bound: a two-sided 99% interval.
+_Z = 2.5758293035489
 _STOPPING = (
     "the run was stopped before spending more requests (rows already written are kept);"
     " fix the column and run again (run.generator_first_rows and run.generator_error_rate"
@@ -46,6 +55,18 @@ def counts_for_generator_health(error: BaseException) -> bool:
     return not isinstance(error, ModelError) and not is_retryable(error)
 
 
+def wilson_lower_bound(failed: int, total: int, z: float = _Z) -> float:
+    """The lower end of the Wilson score interval of a share ``failed / total``: how low the
+    true share may be, given what was seen (``z`` sets the confidence)."""
+    if total <= 0:
+        return 0.0
+    share = failed / total
+    z2 = z * z
+    centre = share + z2 / (2 * total)
+    spread = z * math.sqrt(share * (1 - share) / total + z2 / (4 * total * total))
+    return (centre - spread) / (1 + z2 / total)
+
+
 def _quote(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= _QUOTE else text[: _QUOTE - 1] + "…"
@@ -54,26 +75,34 @@ def _quote(text: str) -> str:
 class _Column:
     """What the monitor keeps per column."""
 
-    __slots__ = ("examples", "first_error", "first_failures", "outcomes", "seen", "settled")
+    __slots__ = ("counts", "examples", "first_error", "first_failures", "outcomes", "settled")
 
     def __init__(self, window: int) -> None:
         #: The last ``window`` outcomes: ``None`` for a success, else the error type's name.
         self.outcomes: deque[str | None] = deque(maxlen=window)
-        self.seen = 0  #: outcomes so far
-        self.first_error: str | None = None
-        self.first_failures = 0  #: leading failures with ``first_error``
+        #: How many of ``outcomes`` each error type has.
+        self.counts: Counter[str | None] = Counter()
+        self.first_error: str | None = None  #: the error type of the first rows' failures
+        self.first_failures = 0  #: first rows that failed with ``first_error``
         self.settled = False  #: the first-rows rule can no longer trip
         self.examples: dict[str, tuple[str, int]] = {}  #: error type → (message, row id)
+
+    def add(self, outcome: str | None) -> None:
+        outcomes = self.outcomes
+        if len(outcomes) == outcomes.maxlen:
+            self.counts[outcomes[0]] -= 1
+        outcomes.append(outcome)
+        self.counts[outcome] += 1
 
 
 class GeneratorHealth:
     """Tracks each column's final cell outcomes and trips when a column keeps failing.
 
     Args:
-        first_rows: trip when a column's first this many outcomes all fail with one error
-            type; ``0`` turns the rule off.
-        error_rate: trip when one error type's share of a column's recent outcomes exceeds
-            this; ``None`` turns the rule off.
+        first_rows: trip when the run's first this many rows all failed at a column with one
+            error type; ``0`` turns the rule off.
+        error_rate: trip when one error type's share of a column's recent outcomes is clearly
+            above this (the lower end of its 99% Wilson interval); ``None`` turns the rule off.
         window: recent outcomes per column the rate is computed over.
         min_outcomes: the rate is not judged on fewer outcomes than this (capped at
             ``window``).
@@ -98,6 +127,8 @@ class GeneratorHealth:
         self.window = window
         self.min_outcomes = min(min_outcomes, window)
         self._columns: dict[str, _Column] = {}
+        #: The run's first ``first_rows`` row ids, in plan order (see :meth:`watch_rows`).
+        self._first: set[int] = set()
         self._callbacks: list[Callable[[ShutdownReason], None]] = []
         self._tripped: ShutdownReason | None = None
 
@@ -130,21 +161,34 @@ class GeneratorHealth:
         if self._tripped is not None:
             callback(self._tripped)
 
+    def watch_rows(self, first_row_id: int, num_rows: int) -> None:
+        """The next ``num_rows`` rows of the plan (ids from ``first_row_id``): the first
+        ``first_rows`` rows announced are the ones the first-rows rule judges."""
+        missing = self.first_rows - len(self._first)
+        if missing > 0:
+            self._first.update(range(first_row_id, first_row_id + min(num_rows, missing)))
+
     def _column(self, column: str) -> _Column:
         state = self._columns.get(column)
         if state is None:
             state = self._columns[column] = _Column(self.window)
         return state
 
-    def record_success(self, column: str, count: int = 1) -> None:
-        """``count`` cells of ``column`` were generated."""
+    def record_success(self, column: str, row_id: int) -> None:
+        """The cell of ``column`` in row ``row_id`` was generated."""
         state = self._column(column)
-        state.seen += count
-        state.settled = True
-        if count == 1:
-            state.outcomes.append(None)
-        else:
-            state.outcomes.extend([None] * min(count, self.window))
+        state.add(None)
+        if not state.settled and row_id in self._first:
+            state.settled = True
+
+    def record_successes(self, column: str, row_ids: Iterable[int]) -> None:
+        """The cells of ``column`` in rows ``row_ids`` (one batch) were generated."""
+        state = self._column(column)
+        first = self._first
+        for row_id in row_ids:
+            state.add(None)
+            if not state.settled and row_id in first:
+                state.settled = True
 
     def record_failure(self, column: str, error: BaseException, row_id: int) -> None:
         """A cell of ``column`` failed for good with ``error`` (its row is dropped); errors
@@ -155,33 +199,34 @@ class GeneratorHealth:
         state = self._column(column)
         kind = type(error).__name__
         state.examples.setdefault(kind, (str(error), row_id))
-        state.seen += 1
-        state.outcomes.append(kind)
+        state.add(kind)
         if self._tripped is not None:
             return
-        if not state.settled:
+        if not state.settled and row_id in self._first:
             if state.first_error is None:
                 state.first_error = kind
-            if kind == state.first_error:
-                state.first_failures += 1
+            if kind != state.first_error:
+                state.settled = True
             else:
-                state.settled = True
-            if self.first_rows and state.first_failures >= self.first_rows:
-                self._trip(column, state, kind, state.first_failures, state.first_failures)
-                return
-            if state.seen >= self.first_rows:
-                state.settled = True
+                state.first_failures += 1
+                if state.first_failures == self.first_rows:
+                    state.settled = True
+                    self._trip(column, state, kind, self.first_rows, self.first_rows, first=True)
+                    return
         if self.error_rate is None or len(state.outcomes) < self.min_outcomes:
             return
-        same = sum(1 for outcome in state.outcomes if outcome == kind)
-        if same / len(state.outcomes) > self.error_rate:
-            self._trip(column, state, kind, same, len(state.outcomes))
+        same = state.counts[kind]
+        total = len(state.outcomes)
+        if wilson_lower_bound(same, total) > self.error_rate:
+            self._trip(column, state, kind, same, total, first=False)
 
-    def _trip(self, column: str, state: _Column, kind: str, failed: int, total: int) -> None:
+    def _trip(
+        self, column: str, state: _Column, kind: str, failed: int, total: int, *, first: bool
+    ) -> None:
         message, row_id = state.examples[kind]
         # Generator messages often start by naming their column again.
         quoted = _quote(message.removeprefix(f"column {column!r}: "))
-        if failed == total and total == state.seen:
+        if first:
             counts = f"failed on each of its first {total} rows"
         else:
             counts = f"failed on {failed} of its last {total} rows"

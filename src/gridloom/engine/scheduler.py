@@ -296,6 +296,8 @@ class Scheduler:
             nursery.start_soon(self._dispatch_loop)
             async with trio.open_nursery() as groups:
                 for spec in row_groups:
+                    if self._health is not None:
+                        self._health.watch_rows(spec.first_row_id, spec.num_rows)
                     token = object()
                     await self._admission.acquire_on_behalf_of(token)
                     groups.start_soon(self._run_row_group, spec, token)
@@ -790,7 +792,7 @@ class Scheduler:
             self._cells_done += 1
             self._node_done[task.node] += 1
             if self._health is not None:
-                self._health.record_success(node.name)
+                self._health.record_success(node.name, group.spec.first_row_id + task.row)
             ready.extend(tracker.complete_cell(task.node, task.row))
             return
         rows = task.rows
@@ -810,7 +812,7 @@ class Scheduler:
         columns = [(group.columns[col], per_column[col]) for col in outputs]
         again: list[int] = []
         error: Exception | None = None
-        stored = 0
+        stored: list[int] = []
         failed: list[tuple[int, Exception]] = []
         for i, row in enumerate(rows):
             if tracker.is_dropped(row):
@@ -825,12 +827,12 @@ class Scheduler:
                 continue
             for target, values in columns:
                 target[row] = values[i]
-            stored += 1
-        self._cells_done += stored
-        self._node_done[task.node] += stored
+            stored.append(row)
+        self._cells_done += len(stored)
+        self._node_done[task.node] += len(stored)
         if self._health is not None and stored:
-            # Before the failures, so a batch's good rows count as such for the first-rows rule.
-            self._health.record_success(node.name, stored)
+            first = group.spec.first_row_id
+            self._health.record_successes(node.name, [first + row for row in stored])
         for row, failure_error in failed:
             self._fail_rows(group, node, [row], failure_error, ready)
         if error is None:
