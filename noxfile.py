@@ -13,8 +13,9 @@ LINTED = ("src", "tests", "bench", "examples", "docs", "noxfile.py")
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Run the test suite (unit, property, integration)."""
-    session.install("-e", ".[test]")
+    """Run the test suite (unit, property, integration); the example column-kind plugin is
+    installed too, as a third party's would be (tests/test_plugin_example.py)."""
+    session.install("-e", ".[test]", "./examples/plugin")
     session.run("pytest", *session.posargs)
 
 
@@ -28,8 +29,8 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict on the package."""
-    session.install("-e", ".[dev]")
+    """mypy --strict on the package and the example plugin."""
+    session.install("-e", ".[dev]", "./examples/plugin")
     session.run("mypy")
 
 

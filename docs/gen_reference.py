@@ -1,7 +1,8 @@
-"""Generate docs/configuration.md from the attrs config models.
+"""Generate docs/configuration.md from the attrs config models and the column-kind registry.
 
-python docs/gen_reference.py          # rewrite docs/configuration.md
-python docs/gen_reference.py --check  # exit 1 if it is out of date (a test runs this)
+python docs/gen_reference.py             # rewrite docs/configuration.md (gridloom's own kinds)
+python docs/gen_reference.py --check     # exit 1 if it is out of date (a test runs this)
+python docs/gen_reference.py --plugins -o my-reference.md   # with every installed plugin's kinds
 """
 
 from __future__ import annotations
@@ -17,19 +18,17 @@ from typing import Any
 import attrs
 
 from gridloom.config import (
-    COLUMN_KINDS,
     ColumnConfig,
     LatencyConfig,
-    LLMJudgeColumn,
     ModelConfig,
     PipelineConfig,
     ProviderConfig,
-    Rubric,
     RunConfig,
     SeedDatasetConfig,
     SimulatedModel,
     SimulationConfig,
 )
+from gridloom.kinds import installed
 
 TARGET = Path(__file__).resolve().parent / "configuration.md"
 
@@ -53,6 +52,10 @@ columns:
 `gridloom schema --output gridloom.schema.json` writes the JSON Schema of this format, generated
 from the same models, for editors and other tools (`gridloom.config.config_json_schema()` in
 Python).
+
+The column kinds below are gridloom's own. Installed plugins add theirs ([plugins](plugins.md)):
+the JSON Schema includes them, `gridloom.kinds.installed()` lists them, and
+`python docs/gen_reference.py --plugins -o reference.md` writes this reference with them.
 
 **Limits.** Whatever is accepted can be run, written to a run's `config.yaml` and loaded back, so
 what cannot is refused when the config is loaded or validated, before any request, with the column
@@ -167,7 +170,21 @@ def _doc(cls: type) -> str:
     return _split_doc(cls)[0]
 
 
-def render() -> str:
+def _nested(cls: type) -> list[tuple[str, type]]:
+    """The fields of ``cls`` that hold config objects (``rubrics``), and their classes."""
+    hints = typing.get_type_hints(cls)
+    found = []
+    for field in attrs.fields(cls):
+        tp = hints[field.name]
+        args = typing.get_args(tp)
+        item = args[0] if typing.get_origin(tp) is tuple and args else tp
+        if isinstance(item, type) and attrs.has(item) and not issubclass(item, ColumnConfig):
+            found.append((f"{field.name}[]" if item is not tp else field.name, item))
+    return found
+
+
+def render(*, plugins: bool = False) -> str:
+    """The reference: gridloom's own column kinds, and with ``plugins`` every installed one."""
     out = [INTRO]
     sections: list[tuple[str, type]] = [
         ("providers", ProviderConfig),
@@ -183,24 +200,32 @@ def render() -> str:
         out += [f"## `{key}`", "", _doc(cls), "", *_table(cls), ""]
     out += ["## Columns: common fields", "", _doc(ColumnConfig), "", *_table(ColumnConfig), ""]
     common = frozenset(f.name for f in attrs.fields(ColumnConfig))
-    for kind, cls in COLUMN_KINDS.items():
-        out += [f"### `{kind}`", "", _doc(cls), "", *_table(cls, common), ""]
-        if cls is LLMJudgeColumn:
-            out += [f"#### `{kind}.rubrics[]`", "", _doc(Rubric), "", *_table(Rubric), ""]
+    for info in installed():
+        cls = info.config
+        if cls is None or not info.available or not (plugins or info.builtin):
+            continue
+        origin = [] if info.builtin else [f"*From {info.origin}.*", ""]
+        out += [f"### `{info.name}`", "", *origin, _doc(cls), "", *_table(cls, common), ""]
+        for field, nested in _nested(cls):
+            out += [f"#### `{info.name}.{field}`", "", _doc(nested), "", *_table(nested), ""]
     return "\n".join(out).rstrip() + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--check", action="store_true")
+    parser.add_argument("--plugins", action="store_true", help="also installed plugins' kinds")
+    parser.add_argument("-o", "--output", type=Path, default=TARGET)
     args = parser.parse_args()
-    text = render()
+    text = render(plugins=args.plugins)
     if args.check:
-        if not TARGET.exists() or TARGET.read_text() != text:
-            print(f"{TARGET} is out of date: run python docs/gen_reference.py", file=sys.stderr)
+        if not args.output.exists() or args.output.read_text() != text:
+            print(
+                f"{args.output} is out of date: run python docs/gen_reference.py", file=sys.stderr
+            )
             sys.exit(1)
         return
-    TARGET.write_text(text)
+    args.output.write_text(text)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from gridloom.config import structure_pipeline
 from gridloom.engine import compile_pipeline
 from gridloom.engine._fields import field_problems
 from gridloom.errors import ConfigError, TemplateError, UnknownReferenceError
-from gridloom.generators.llm import LLMJudgeGenerator
+from gridloom.kinds.llm_judge import LLMJudgeGenerator
 
 from .strategies import closed_object_schemas, jinja_reads, schema_paths
 

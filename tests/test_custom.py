@@ -13,17 +13,15 @@ import pyarrow as pa
 import pytest
 import trio
 
-from gridloom.config._columns import CustomColumn
 from gridloom.errors import ConfigError, GenerationError, ValueTypeError
 from gridloom.generators import (
-    AsyncCustomGenerator,
     BatchContext,
     BuildContext,
     CellContext,
     ColumnGenerator,
-    CustomGenerator,
     build_generator,
 )
+from gridloom.kinds.custom import AsyncCustomGenerator, CustomColumn, CustomGenerator
 
 MODULE = "gridloom_test_custom_functions"
 

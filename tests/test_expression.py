@@ -11,7 +11,6 @@ import pyarrow as pa
 import pytest
 
 import gridloom as gl
-from gridloom.config._columns import ExpressionColumn
 from gridloom.errors import (
     ConfigError,
     GenerationError,
@@ -27,6 +26,7 @@ from gridloom.generators import (
     Granularity,
     build_generator,
 )
+from gridloom.kinds import ExpressionColumn
 
 
 def build(

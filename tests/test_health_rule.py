@@ -12,9 +12,8 @@ from hypothesis import given, settings
 
 import gridloom as gl
 from gridloom.config import structure_pipeline
-from gridloom.engine import HealthMonitor
-from gridloom.engine.health import SLICE_SECONDS
 from gridloom.errors import ProviderTimeout
+from gridloom.run import SLICE_SECONDS, HealthMonitor
 
 RATE = 0.5
 MIN_OUTCOMES = 5

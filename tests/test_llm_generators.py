@@ -29,7 +29,8 @@ from gridloom.config import (
 )
 from gridloom.errors import GenerationError, InvalidOutput, RateLimited
 from gridloom.generators import BuildContext, CellContext, build_generator
-from gridloom.generators.llm import extract_code, judge_schema
+from gridloom.kinds.llm_code import extract_code
+from gridloom.kinds.llm_judge import judge_schema
 
 MODEL = ModelConfig(
     alias="w", provider="p", model="writer-8b", temperature=0.7, max_tokens=200, timeout=30

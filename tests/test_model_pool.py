@@ -9,8 +9,8 @@ import trio
 
 from gridloom.clients import ChatRequest, EmbeddingRequest, Message
 from gridloom.config import structure_pipeline
-from gridloom.engine.models import open_models
 from gridloom.errors import ConfigError
+from gridloom.run import open_models
 
 
 def pipeline(models: list[dict[str, Any]], simulation: dict[str, Any]) -> Any:

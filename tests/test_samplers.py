@@ -13,20 +13,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from gridloom.config import PipelineConfig
-from gridloom.config._columns import (
-    BernoulliColumn,
-    BinomialColumn,
-    CategoryColumn,
-    ColumnConfig,
-    DatetimeColumn,
-    GaussianColumn,
-    PoissonColumn,
-    SubcategoryColumn,
-    TimedeltaColumn,
-    UniformColumn,
-    UUIDColumn,
-)
+from gridloom.config import ColumnConfig, PipelineConfig
 from gridloom.engine.graph import compile_pipeline
 from gridloom.errors import ConfigError, GenerationError
 from gridloom.generators import (
@@ -36,7 +23,19 @@ from gridloom.generators import (
     RowFailure,
     build_generator,
 )
-from gridloom.generators.samplers import TimedeltaSampler
+from gridloom.kinds import (
+    BernoulliColumn,
+    BinomialColumn,
+    CategoryColumn,
+    DatetimeColumn,
+    GaussianColumn,
+    PoissonColumn,
+    SubcategoryColumn,
+    TimedeltaColumn,
+    UniformColumn,
+    UUIDColumn,
+)
+from gridloom.kinds.timedelta import TimedeltaSampler
 
 DRAWS = 20_000
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from gridloom.config import RunConfig
 from gridloom.engine import RowGroupSpec, Scheduler
-from gridloom.engine.scheduler import _LANE_DEPTH
+from gridloom.engine._lanes import LANE_DEPTH as _LANE_DEPTH
 from gridloom.storage import MemoryStore, RowGroupData
 
 from .scheduling import (

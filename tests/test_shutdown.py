@@ -17,13 +17,14 @@ import trio
 import gridloom as gl
 from gridloom.clients import ChatRequest, ChatResponse, Message, ModelHandle, OpenAIClient, Usage
 from gridloom.config import ModelConfig, structure_pipeline
-from gridloom.engine import HealthMonitor, ShutdownReason
+from gridloom.engine import ShutdownReason
 from gridloom.errors import (
     AuthenticationFailed,
     ConnectionFailed,
     ProviderUnavailable,
     RateLimited,
 )
+from gridloom.run import HealthMonitor
 
 # ---------------------------------------------------------------------- the monitor alone
 

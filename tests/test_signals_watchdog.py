@@ -22,7 +22,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from gridloom import cli
+from gridloom.run import Watchdog, chained_handlers
 
 #: Generous bound on waiting for a subprocess.
 TIMEOUT = 30.0
@@ -297,8 +297,8 @@ def test_the_watchdog_stops_with_a_run_that_ended_without_a_signal() -> None:
     handlers are restored."""
     before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     calls: list[tuple[int, str]] = []
-    watchdog = cli._Watchdog(lambda signum, why: calls.append((signum, why)))
-    with cli._chained_handlers(watchdog):
+    watchdog = Watchdog(lambda signum, why: calls.append((signum, why)))
+    with chained_handlers(watchdog):
         assert signal.getsignal(signal.SIGINT) is not before[signal.SIGINT]
     assert {sig: signal.getsignal(sig) for sig in before} == before
     watchdog.close()

@@ -23,7 +23,6 @@ from gridloom.config import (
     RunConfig,
     structure_pipeline,
 )
-from gridloom.config._columns import ExpressionColumn
 from gridloom.errors import ConfigError, GenerationError, TemplateError, TemplateLimitExceeded
 from gridloom.generators import BuildContext, CellContext, build_generator
 from gridloom.generators._jinja import (
@@ -32,7 +31,7 @@ from gridloom.generators._jinja import (
     compile_template,
     template_env,
 )
-from gridloom.generators.expression import ExpressionGenerator
+from gridloom.kinds.expression import ExpressionColumn, ExpressionGenerator
 
 from .test_llm_generators import MODEL, ScriptedClient
 

@@ -19,25 +19,13 @@ from ._api import (
     validate,
 )
 from .config import (
-    BernoulliColumn,
-    BinomialColumn,
-    CategoryColumn,
     ColumnConfig,
-    CustomColumn,
-    DatetimeColumn,
-    ExpressionColumn,
-    GaussianColumn,
     ModelConfig,
     PipelineBuilder,
     PipelineConfig,
-    PoissonColumn,
     ProviderConfig,
     RunConfig,
     SeedDatasetConfig,
-    SubcategoryColumn,
-    TimedeltaColumn,
-    UniformColumn,
-    UUIDColumn,
     config_hash,
     dump_config,
     load_config,
@@ -57,7 +45,21 @@ from .errors import (
     ValueTypeError,
 )
 from .generators import BatchContext, CellContext, ColumnGenerator, RowFailure
-from .storage import ColumnCounts, RunResult
+from .kinds import (
+    BernoulliColumn,
+    BinomialColumn,
+    CategoryColumn,
+    CustomColumn,
+    DatetimeColumn,
+    ExpressionColumn,
+    GaussianColumn,
+    PoissonColumn,
+    SubcategoryColumn,
+    TimedeltaColumn,
+    UniformColumn,
+    UUIDColumn,
+)
+from .storage import ColumnCounts, RunResult, open_run
 
 try:
     __version__ = _metadata.version("gridloom")
@@ -111,6 +113,7 @@ __all__ = [
     "create",
     "dump_config",
     "load_config",
+    "open_run",
     "plan_row_groups",
     "preview",
     "validate",

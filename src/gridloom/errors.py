@@ -89,11 +89,14 @@ class ConfigIssue:
         message: what is wrong, without the location.
         column: name of the column at fault, when there is one.
         field: dotted path of the field at fault inside the column or section.
+        kind: the kind key of that column (``llm_text``, ``custom``, ...), when known: a
+            problem found while compiling names the field without it (``prompt``).
     """
 
     message: str
     column: str | None = None
     field: str | None = None
+    kind: str | None = None
 
     def __str__(self) -> str:
         where = []

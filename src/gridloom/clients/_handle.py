@@ -67,7 +67,7 @@ def _downsample(
 
 
 class HealthRecorder(Protocol):
-    """Told when each request is sent, and its outcome (the engine's ``HealthMonitor`` is
+    """Told when each request is sent, and its outcome (the run's ``HealthMonitor`` is
     one): ``sent`` gives a ticket in send order, then ``record`` the outcome, or ``forget``
     when the request ended with none (cancelled)."""
 

@@ -1,10 +1,9 @@
-"""Where a model request reports its timing when a task trace is being recorded.
+"""Context of the model call whose code is running: who makes it, and the slot it holds.
 
-The scheduler puts the running task's span in :data:`CURRENT_SPAN` (a context variable, so it
-follows the task into the generator's model calls); the model handle names the model, and the
-throttled client marks when a request passed its limits and when its answer came back.
-Without a trace the variable holds ``None`` and nothing is recorded. Likewise
-:data:`CURRENT_CALLER` lets transport retries, deep in the HTTP layer, be counted per model alias.
+:data:`CURRENT_CALLER` lets transport retries, deep in the HTTP layer, be counted per model
+alias; :data:`CURRENT_SLOT` lets a transport retry sleep without holding a limiter slot. The
+running task's trace span (:data:`~gridloom.trace.CURRENT_SPAN`) is the trace layer's: the
+engine sets it, and the handle and the throttled client fill it in.
 """
 
 from __future__ import annotations
@@ -12,24 +11,9 @@ from __future__ import annotations
 from contextvars import ContextVar
 from typing import Protocol
 
+from ..trace import CURRENT_SPAN, RequestSpan
+
 __all__ = ["CURRENT_CALLER", "CURRENT_SLOT", "CURRENT_SPAN", "Caller", "HeldSlot", "RequestSpan"]
-
-
-class RequestSpan(Protocol):
-    """The part of a task span that model calls fill in."""
-
-    def using_model(self, alias: str) -> None:
-        """The task calls model ``alias``."""
-
-    def request_sent(self, now: float) -> None:
-        """A request passed its model's limits and went out at ``now``."""
-
-    def response_received(self, now: float) -> None:
-        """A request's answer (or error) came back at ``now``."""
-
-
-#: The span of the task whose code is running, when tracing; else ``None``.
-CURRENT_SPAN: ContextVar[RequestSpan | None] = ContextVar("gridloom_request_span", default=None)
 
 
 class Caller(Protocol):

@@ -19,7 +19,7 @@ import importlib
 import math
 import types
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any, Literal, get_args, get_origin
 
 import attrs
@@ -37,7 +37,8 @@ from cattrs.errors import (
 from cattrs.gen import make_dict_structure_fn
 
 from ..errors import ConfigError
-from ._columns import INT64_MAX, INT64_MIN, ColumnConfig, text_problem
+from ._columns import ColumnConfig
+from ._document import by_column, document_issues, reported
 from ._issues import (
     ColumnIssues,
     Issue,
@@ -49,35 +50,33 @@ from ._issues import (
     to_config_error,
     unknown_key_message,
 )
-from ._kinds import COLUMN_KINDS
+from ._kind import COMMON_FIELDS
+from ._kinds import column_kinds, unavailable, unavailable_message
 from ._llm import Rubric
 from ._models import PipelineConfig
+from ._scalars import (
+    literal_hook,
+    structure_bool,
+    structure_datetime,
+    structure_float,
+    structure_function,
+    structure_int,
+    structure_int_or_str,
+    structure_str,
+)
+from ._validators import text_problem
 
-__all__ = [
-    "MAX_CONFIG_VALUES",
-    "MAX_NESTING",
-    "converter",
-    "document_issues",
-    "find_invalid_field",
-    "structure_pipeline",
-    "unstructure_pipeline",
-]
+__all__ = ["converter", "find_invalid_field", "structure_pipeline", "unstructure_pipeline"]
 
 #: The converter; hooks are registered below, at import.
 converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
 
-_COMMON_FIELDS: tuple[str, ...] = tuple(a.name for a in attrs.fields(ColumnConfig))
+_COMMON_FIELDS = COMMON_FIELDS
 #: Top-level key order of a dumped pipeline (the order a reader wants, not field order).
 _PIPELINE_KEYS = ("providers", "models", "seed_dataset", "columns", "run")
 _LITERAL: Any = Literal
 #: Whether the unstructuring in progress refuses what cannot be loaded back (see ``strict``).
 _STRICT: contextvars.ContextVar[bool] = contextvars.ContextVar("gridloom_config_strict")
-#: How deeply lists and mappings may nest in a config (its top-level mapping is level 1).
-MAX_NESTING = 64
-#: Integers of more bits (about 3,000 digits) are refused: they could not be written back.
-_MAX_INT_BITS = 10_000
-#: How many values (scalars, lists and mappings, each counted where it appears) a config may hold.
-MAX_CONFIG_VALUES = 1_000_000
 
 
 # --------------------------------------------------------------------------- type predicates
@@ -114,107 +113,6 @@ def _is_dict(tp: Any) -> bool:
 def _is_config_class(tp: Any) -> bool:
     """Any attrs class but the column base (which dispatches on the kind key)."""
     return isinstance(tp, type) and attrs.has(tp) and tp is not ColumnConfig
-
-
-# --------------------------------------------------------------------------- strict scalars
-
-
-def _structure_int_or_str(obj: Any, _: Any) -> int | str:
-    if isinstance(obj, bool) or not isinstance(obj, int | str):
-        raise TypeError(f"expected a whole number or a string, got {describe(obj)}")
-    return _structure_str(obj, str) if isinstance(obj, str) else _structure_int(obj, int)
-
-
-def _structure_str(obj: Any, _: Any) -> str:
-    if not isinstance(obj, str):
-        raise TypeError(f"expected a string, got {describe(obj)}")
-    problem = text_problem(obj)
-    if problem is not None:
-        raise ValueError(f"the text {problem}")
-    return obj
-
-
-def _structure_int(obj: Any, _: Any) -> int:
-    if isinstance(obj, bool) or not isinstance(obj, int):
-        raise TypeError(f"expected an integer, got {describe(obj)}")
-    if not INT64_MIN <= obj <= INT64_MAX:
-        raise ValueError(
-            f"expected an integer that fits in 64 bits (at most {INT64_MAX}), got {describe(obj)}"
-        )
-    return obj
-
-
-def _structure_float(obj: Any, _: Any) -> float:
-    if isinstance(obj, bool) or not isinstance(obj, int | float):
-        raise TypeError(f"expected a number, got {describe(obj)}")
-    try:
-        number = float(obj)
-    except OverflowError:
-        raise ValueError(f"expected a finite number, got {describe(obj)}") from None
-    if not math.isfinite(number):
-        raise ValueError(f"expected a finite number, got {number!r}")
-    return number
-
-
-def _structure_bool(obj: Any, _: Any) -> bool:
-    if not isinstance(obj, bool):
-        raise TypeError(f"expected true or false, got {describe(obj)}")
-    return obj
-
-
-def _structure_datetime(obj: Any, _: Any) -> dt.datetime:
-    if isinstance(obj, dt.datetime):
-        return obj
-    if isinstance(obj, dt.date):  # YAML reads an unquoted 2024-01-31 as a date
-        return dt.datetime.combine(obj, dt.time())
-    if isinstance(obj, str):
-        try:
-            return dt.datetime.fromisoformat(obj)
-        except ValueError:
-            pass
-        raise ValueError(
-            f"expected an ISO 8601 datetime such as '2024-01-31T12:00:00', got {obj!r}"
-        )
-    raise TypeError(f"expected an ISO 8601 datetime string, got {describe(obj)}")
-
-
-def _structure_function(obj: Any, _: Any) -> str | Callable[..., Any]:
-    if isinstance(obj, str) or callable(obj):
-        return obj  # type: ignore[no-any-return]
-    raise TypeError(f"expected an import path 'package.module:function', got {describe(obj)}")
-
-
-#: Words YAML 1.1 (PyYAML) reads as booleans when unquoted: ``progress: off`` loads as False.
-_YAML_BOOL_WORDS: dict[bool, tuple[str, ...]] = {
-    True: ("on", "yes", "true", "y"),
-    False: ("off", "no", "false", "n"),
-}
-
-
-def _literal_hook(tp: Any) -> Callable[[Any, Any], Any]:
-    choices = get_args(tp)
-    # A choice spelt like a YAML boolean word stands for that boolean too, so the unquoted
-    # word that YAML turned into true/false is still accepted (choices never contain bools).
-    words = {
-        flag: next((c for c in choices if isinstance(c, str) and c.lower() in spelt), None)
-        for flag, spelt in _YAML_BOOL_WORDS.items()
-    }
-
-    def structure_literal(obj: Any, _: Any) -> Any:
-        for choice in choices:
-            if obj == choice and type(obj) is type(choice):
-                return choice
-        if isinstance(obj, bool) and words[obj] is not None:
-            return words[obj]
-        listed = ", ".join(repr(c) for c in choices)
-        guess = suggest(obj, [c for c in choices if isinstance(c, str)])
-        hint = f"; did you mean {guess!r}?" if guess else ""
-        if isinstance(obj, bool):
-            hint += " (YAML reads unquoted on/off/yes/no as true/false: quote the word)"
-        return_msg = f"must be one of {listed}, got {obj!r}{hint}"
-        raise ValueError(return_msg)
-
-    return structure_literal
 
 
 def _tuple_hook(tp: Any) -> Callable[[Any, Any], Any]:
@@ -333,33 +231,41 @@ def _structure_column(obj: Any, _: Any) -> ColumnConfig:
         raise TypeError(f"a column must be a mapping, got {describe(obj)}")
     raw_name = obj.get("name")
     name = raw_name if isinstance(raw_name, str) and raw_name else None
-    kinds = [key for key in obj if key in COLUMN_KINDS]
-    unknown = [key for key in obj if key not in COLUMN_KINDS and key not in _COMMON_FIELDS]
-    all_kinds = ", ".join(COLUMN_KINDS)
-    if not kinds:
+    kinds = column_kinds()
+    keys = [key for key in obj if key in kinds]
+    unknown = [key for key in obj if key not in kinds and key not in _COMMON_FIELDS]
+    for key in unknown:
+        info = unavailable(key) if isinstance(key, str) else None
+        if info is not None:  # a plugin's kind that did not load
+            raise _column_issue(name, unavailable_message(info), key)
+    if not keys:
         for key in unknown:
-            guess = suggest(key, COLUMN_KINDS)
+            guess = suggest(key, kinds)
             if guess is not None:
                 raise _column_issue(
                     name, f"unknown column kind {key!r}; did you mean {guess!r}?", str(key)
                 )
-        found = f" (found {', '.join(repr(k) for k in unknown)})" if unknown else ""
-        raise _column_issue(name, f"no kind key: a column needs one of {all_kinds}{found}")
-    if len(kinds) > 1:
-        listed = ", ".join(repr(k) for k in kinds)
+        found = ""
+        if unknown:
+            found = f" (found {', '.join(repr(k) for k in unknown)}; a kind from a plugin needs"
+            found += " its package installed)"
+        raise _column_issue(name, f"no kind key: a column needs one of {', '.join(kinds)}{found}")
+    if len(keys) > 1:
+        listed = ", ".join(repr(k) for k in keys)
         raise _column_issue(
-            name, f"a column has exactly one kind key, found {len(kinds)}: {listed}", kinds[1]
+            name, f"a column has exactly one kind key, found {len(keys)}: {listed}", keys[1]
         )
-    kind = kinds[0]
+    kind = keys[0]
     if unknown:
         allowed = [*_COMMON_FIELDS, kind]
         raise _column_issue(name, unknown_key_message(unknown[0], allowed), str(unknown[0]))
-    cls = COLUMN_KINDS[kind]
+    declared = kinds[kind]
+    cls = declared.config
     params = obj[kind]
     if params is None:
         params = {}
-    elif isinstance(params, str) and kind == "expression":
-        params = {"template": params}
+    elif isinstance(params, str) and declared.shorthand is not None:
+        params = {declared.shorthand: params}
     if not isinstance(params, Mapping):
         raise _column_issue(
             name, f"expected a mapping of {kind} parameters, got {describe(params)}", kind
@@ -485,16 +391,16 @@ def _plain(obj: Any, path: tuple[PathPart, ...]) -> Any:
 
 def _register() -> None:
     c = converter
-    c.register_structure_hook(str, _structure_str)
-    c.register_structure_hook(int, _structure_int)
-    c.register_structure_hook(float, _structure_float)
-    c.register_structure_hook(bool, _structure_bool)
-    c.register_structure_hook(dt.datetime, _structure_datetime)
-    c.register_structure_hook(int | str, _structure_int_or_str)
-    c.register_structure_hook_factory(lambda tp: get_origin(tp) is _LITERAL, _literal_hook)
+    c.register_structure_hook(str, structure_str)
+    c.register_structure_hook(int, structure_int)
+    c.register_structure_hook(float, structure_float)
+    c.register_structure_hook(bool, structure_bool)
+    c.register_structure_hook(dt.datetime, structure_datetime)
+    c.register_structure_hook(int | str, structure_int_or_str)
+    c.register_structure_hook_factory(lambda tp: get_origin(tp) is _LITERAL, literal_hook)
     c.register_structure_hook_factory(_is_tuple, _tuple_hook)
     c.register_structure_hook_factory(_is_dict, _dict_hook)
-    c.register_structure_hook_func(_is_function_type, _structure_function)
+    c.register_structure_hook_func(_is_function_type, structure_function)
     c.register_structure_hook_factory(_is_config_class, _attrs_hook)
     c.register_structure_hook_func(lambda tp: tp is ColumnConfig, _structure_column)
 
@@ -523,79 +429,6 @@ _register()
 # --------------------------------------------------------------------------- public functions
 
 
-def _too_deep(data: Any, path: tuple[PathPart, ...]) -> ConfigError:
-    issue = _by_column(data, Issue("", path[:8]))
-    field = render_path(issue.path) + ("..." if len(path) > 8 else "")
-    return ConfigError(
-        f"lists and mappings nest more than {MAX_NESTING} levels deep (or contain themselves)",
-        column=issue.column,
-        field=field or None,
-    )
-
-
-def document_issues(data: Any) -> list[Issue]:
-    """What a parsed document holds that no config may: numbers that are not finite (NaN,
-    infinity) and text UTF-8 cannot encode (lone surrogates), anywhere, free-form fields
-    included, in the order they appear.
-
-    Raises:
-        ConfigError: lists and mappings nest more than :data:`MAX_NESTING` levels deep (a
-            structure that contains itself always does), or the document holds more than
-            :data:`MAX_CONFIG_VALUES` values; nothing else is checked then.
-    """
-    issues: list[Issue] = []
-    stack: list[tuple[Any, tuple[PathPart, ...], int, str]] = [(data, (), 1, "")]
-    seen = 0
-    while stack:
-        obj, path, depth, what = stack.pop()
-        seen += 1
-        if seen > MAX_CONFIG_VALUES:
-            raise ConfigError(f"the config holds more than {MAX_CONFIG_VALUES:,} values")
-        if isinstance(obj, str):
-            problem = text_problem(obj)
-            if problem is not None:
-                issues.append(Issue(f"{what}the text {problem}", path))
-        elif isinstance(obj, float):
-            if not math.isfinite(obj):
-                issues.append(Issue(f"{what}expected a finite number, got {obj!r}", path))
-        elif isinstance(obj, int) and obj.bit_length() > _MAX_INT_BITS:
-            # Python refuses to write out integers of more than 4,300 digits by default.
-            issues.append(Issue(f"{what}an integer of more than 3,000 digits", path))
-        elif isinstance(obj, Mapping | list | tuple):
-            if depth > MAX_NESTING:
-                raise _too_deep(data, path)
-            items = list(obj.items()) if isinstance(obj, Mapping) else list(enumerate(obj))
-            for key, value in reversed(items):
-                part: PathPart = key if isinstance(key, str | int) else str(key)
-                stack.append((value, (*path, part), depth + 1, ""))
-                if isinstance(obj, Mapping):
-                    stack.append((key, path, depth, f"mapping key {describe(key)}: "))
-    return issues
-
-
-def _by_column(data: Any, issue: Issue) -> Issue:
-    """``issue`` (path from the root) named by its column, as the column hook names issues."""
-    path = issue.path
-    columns = data.get("columns") if isinstance(data, Mapping) else None
-    if len(path) < 2 or path[0] != "columns" or not isinstance(path[1], int):
-        return issue
-    if not isinstance(columns, list | tuple) or not 0 <= path[1] < len(columns):
-        return issue
-    column = columns[path[1]]
-    name = column.get("name") if isinstance(column, Mapping) else None
-    if not isinstance(name, str) or not name:
-        return issue
-    return attrs.evolve(issue, column=name, path=path[2:])
-
-
-def _reported(issue: Issue, found: Sequence[Issue]) -> bool:
-    """Whether one of ``found`` is at ``issue``'s field or inside it."""
-    size = len(issue.path)
-    return bool(size) and any(
-        other.column == issue.column and other.path[:size] == issue.path for other in found
-    )
-
-
 def structure_pipeline(data: Mapping[str, Any]) -> PipelineConfig:
     """Build a :class:`PipelineConfig` from plain data (a parsed YAML or JSON document).
 
@@ -611,12 +444,12 @@ def structure_pipeline(data: Mapping[str, Any]) -> PipelineConfig:
     """
     if not isinstance(data, Mapping):
         raise ConfigError(f"a pipeline config must be a mapping, got {describe(data)}")
-    found = [_by_column(data, issue) for issue in document_issues(data)]
+    found = [by_column(data, issue) for issue in document_issues(data)]
     try:
         pipeline: PipelineConfig = converter.structure(data, PipelineConfig)
     except ClassValidationError as exc:
         # A problem found in the document is not reported again by the field holding it.
-        found += [issue for issue in collect(exc) if not _reported(issue, found)]
+        found += [issue for issue in collect(exc) if not reported(issue, found)]
     except RecursionError:  # pragma: no cover - MAX_NESTING keeps structuring shallow
         raise ConfigError("the config is nested too deeply to be read") from None
     except ConfigError as exc:

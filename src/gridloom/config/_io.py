@@ -30,12 +30,8 @@ from typing import Any, Literal
 import yaml
 
 from ..errors import ConfigError
-from ._converter import (
-    MAX_CONFIG_VALUES,
-    MAX_NESTING,
-    structure_pipeline,
-    unstructure_pipeline,
-)
+from ._converter import structure_pipeline, unstructure_pipeline
+from ._document import MAX_CONFIG_VALUES, MAX_NESTING
 from ._issues import describe
 from ._models import PipelineConfig, redact_url
 
@@ -49,6 +45,7 @@ __all__ = [
     "load_config",
     "load_config_with_base",
     "read_config_document",
+    "redacted_headers",
 ]
 
 ConfigFormat = Literal["yaml", "json"]
@@ -393,6 +390,18 @@ def _write_atomically(path: Path, text: str) -> None:
 
 #: What a redacted header value reads as.
 REDACTED = "<redacted>"
+
+
+def redacted_headers(cfg: PipelineConfig) -> dict[str, list[str]]:
+    """The headers of each provider whose value reads :data:`REDACTED` (a run's saved
+    ``config.yaml`` keeps header names only), by provider name; providers without any are
+    left out. A run from such a config would send that text as the value."""
+    found = {
+        provider.name: [name for name, value in provider.headers.items() if value == REDACTED]
+        for provider in cfg.providers
+    }
+    return {name: headers for name, headers in found.items() if headers}
+
 
 #: The run settings that change what is generated (the random streams derive from both).
 _OUTPUT_RUN_FIELDS = ("seed", "row_group_size")

@@ -1,27 +1,284 @@
-"""Every column class by its kind key (the key that names a column's kind in YAML/JSON)."""
+"""The column-kind registry: every kind key, its declaration and where it came from.
+
+Kinds are found through the ``gridloom.columns`` entry-point group — gridloom's own kinds
+exactly like a plugin's — on first need (loading a config, building a generator, listing
+kinds), not when gridloom is imported. Each entry point names a :class:`ColumnKind`; its name
+is the kind key. When gridloom's own entry points are not installed (a source tree on
+``PYTHONPATH``) the built-in kinds are loaded from :data:`BUILTIN_ENTRY_POINTS`, the same list
+``pyproject.toml`` declares.
+
+A plugin that fails to import, declares an invalid kind or takes a name already registered
+(a built-in's, or an earlier plugin's) is skipped, with one warning line naming it; the other
+kinds still load. :func:`installed` lists every kind found, with its problem if it has one, and
+a config naming an unavailable kind fails with a ConfigError that names the plugin and the
+problem.
+
+This module is the config layer's: it imports kinds' modules only dynamically, by the names
+their entry points give.
+"""
 
 from __future__ import annotations
 
-from ._columns import SAMPLER_KINDS, ColumnConfig, CustomColumn, ExpressionColumn
-from ._llm import (
-    EmbeddingColumn,
-    LLMCodeColumn,
-    LLMJudgeColumn,
-    LLMStructuredColumn,
-    LLMTextColumn,
+import importlib.metadata
+import logging
+import re
+import threading
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import attrs
+
+from ._columns import ColumnConfig
+from ._kind import ColumnKind, KindInfo, kind_problem
+
+__all__ = [
+    "BUILTIN_ENTRY_POINTS",
+    "COLUMN_KINDS",
+    "ENTRY_POINT_GROUP",
+    "column_kinds",
+    "installed",
+    "kind_of",
+    "reload",
+    "unavailable",
+]
+
+log = logging.getLogger("gridloom.kinds")
+
+#: The entry-point group column kinds are declared in.
+ENTRY_POINT_GROUP = "gridloom.columns"
+#: The distribution whose entry points are the built-in kinds.
+_OWN_DISTRIBUTION = "gridloom"
+#: The built-in kinds' entry points, in the order they are documented; ``pyproject.toml``
+#: declares the same (a test keeps them equal).
+BUILTIN_ENTRY_POINTS: tuple[str, ...] = (
+    "category = gridloom.kinds.category:KIND",
+    "subcategory = gridloom.kinds.subcategory:KIND",
+    "uniform = gridloom.kinds.uniform:KIND",
+    "gaussian = gridloom.kinds.gaussian:KIND",
+    "poisson = gridloom.kinds.poisson:KIND",
+    "bernoulli = gridloom.kinds.bernoulli:KIND",
+    "binomial = gridloom.kinds.binomial:KIND",
+    "uuid = gridloom.kinds.uuid:KIND",
+    "datetime = gridloom.kinds.datetime:KIND",
+    "timedelta = gridloom.kinds.timedelta:KIND",
+    "expression = gridloom.kinds.expression:KIND",
+    "custom = gridloom.kinds.custom:KIND",
+    "llm_text = gridloom.kinds.llm_text:KIND",
+    "llm_code = gridloom.kinds.llm_code:KIND",
+    "llm_structured = gridloom.kinds.llm_structured:KIND",
+    "llm_judge = gridloom.kinds.llm_judge:KIND",
+    "embedding = gridloom.kinds.embedding:KIND",
 )
 
-__all__ = ["COLUMN_KINDS"]
 
-#: In the order the kinds are documented. A new column kind must be added here to be loadable.
-_ALL: tuple[type[ColumnConfig], ...] = (
-    *SAMPLER_KINDS,
-    ExpressionColumn,
-    CustomColumn,
-    LLMTextColumn,
-    LLMCodeColumn,
-    LLMStructuredColumn,
-    LLMJudgeColumn,
-    EmbeddingColumn,
-)
-COLUMN_KINDS: dict[str, type[ColumnConfig]] = {cls.kind: cls for cls in _ALL}
+@attrs.frozen
+class _Found:
+    """An entry point to load, and what is known of its distribution."""
+
+    entry_point: importlib.metadata.EntryPoint
+    distribution: str | None
+    version: str | None
+    builtin: bool
+
+
+@attrs.frozen
+class _State:
+    """What one load of the entry points found."""
+
+    kinds: dict[str, ColumnKind[Any]]
+    infos: tuple[KindInfo, ...]
+
+
+class _Registry:
+    """Loads the kinds once, on first use; :meth:`reload` forgets them (tests, new installs)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._state: _State | None = None
+        self._loading = False
+
+    def state(self) -> _State:
+        state = self._state
+        if state is not None:
+            return state
+        with self._lock:
+            if self._state is None:
+                if self._loading:
+                    raise RuntimeError(
+                        "the column-kind registry was used while its plugins were loading"
+                    )
+                self._loading = True
+                try:
+                    self._state = _load()
+                finally:
+                    self._loading = False
+            return self._state
+
+    def reload(self) -> None:
+        with self._lock:
+            self._state = None
+
+
+_REGISTRY = _Registry()
+
+
+def column_kinds() -> Mapping[str, ColumnKind[Any]]:
+    """Every available kind by kind key: built-ins first (in documented order), then plugins'
+    (by distribution, then name)."""
+    return _REGISTRY.state().kinds
+
+
+def installed() -> tuple[KindInfo, ...]:
+    """Every column kind found, available or not, in the order of :func:`column_kinds` (those
+    with a problem where they were found)."""
+    return _REGISTRY.state().infos
+
+
+def kind_of(column: ColumnConfig | type[ColumnConfig]) -> ColumnKind[Any] | None:
+    """The registered kind of a column (or config class): the one its ``kind`` key names,
+    when the column is an instance of that kind's config class."""
+    cls = column if isinstance(column, type) else type(column)
+    kind = _REGISTRY.state().kinds.get(cls.kind)
+    return kind if kind is not None and issubclass(cls, kind.config) else None
+
+
+def unavailable(name: str) -> KindInfo | None:
+    """What went wrong with the kind called ``name``, when one was found under that name but
+    none is available (``None`` when the name is available or unknown)."""
+    state = _REGISTRY.state()
+    if name in state.kinds:
+        return None
+    return next((info for info in state.infos if info.name == name and info.problem), None)
+
+
+def unavailable_message(info: KindInfo) -> str:
+    """``column kind 'x' from <origin> is not available: <problem>`` — one line."""
+    return f"column kind {info.name!r} from {info.origin} is not available: {info.problem}"
+
+
+def reload() -> None:
+    """Forget the kinds loaded; the next use reads the entry points again."""
+    _REGISTRY.reload()
+
+
+class _KindClasses(Mapping[str, type[ColumnConfig]]):
+    """A live, read-only view of the registry: kind key → config class."""
+
+    def __getitem__(self, key: str) -> type[ColumnConfig]:
+        return column_kinds()[key].config
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(column_kinds())
+
+    def __len__(self) -> int:
+        return len(column_kinds())
+
+    def __contains__(self, key: object) -> bool:
+        return key in column_kinds()
+
+    def __repr__(self) -> str:
+        return f"COLUMN_KINDS({', '.join(self)})"
+
+
+#: Every available column class by its kind key (a live view of the registry).
+COLUMN_KINDS: Mapping[str, type[ColumnConfig]] = _KindClasses()
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _load() -> _State:
+    kinds: dict[str, ColumnKind[Any]] = {}
+    infos: list[KindInfo] = []
+    for found in _discover():
+        info = _register(found, kinds, infos)
+        infos.append(info)
+        if info.problem is not None:
+            log.warning(unavailable_message(info))
+    return _State(kinds=kinds, infos=tuple(infos))
+
+
+def _register(
+    found: _Found, kinds: dict[str, ColumnKind[Any]], earlier: list[KindInfo]
+) -> KindInfo:
+    ep = found.entry_point
+    info = KindInfo(
+        name=ep.name,
+        config=None,
+        distribution=found.distribution,
+        version=found.version,
+        entry_point=f"{ep.name} = {ep.value}",
+        builtin=found.builtin,
+    )
+    try:
+        declared = ep.load()
+    except Exception as exc:
+        return attrs.evolve(info, problem=f"it failed to import: {_one_line(exc)}")
+    try:
+        problem = kind_problem(declared, ep.name)
+    except Exception as exc:  # a declaration odd enough to break the checks themselves
+        problem = f"its declaration cannot be checked: {_one_line(exc)}"
+    config = getattr(declared, "config", None)
+    if isinstance(config, type) and issubclass(config, ColumnConfig):
+        info = attrs.evolve(info, config=config)
+    if problem is None and ep.name in kinds:
+        taken = next(i for i in earlier if i.name == ep.name and i.problem is None)
+        problem = f"the kind key {ep.name!r} is already taken by {taken.origin}"
+    if problem is not None:
+        return attrs.evolve(info, problem=problem)
+    kinds[ep.name] = declared
+    return info
+
+
+def _one_line(exc: BaseException) -> str:
+    text = re.sub(r"\s+", " ", str(exc)).strip()
+    if len(text) > 300:
+        text = text[:297] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _discover() -> list[_Found]:
+    """The entry points to load: the built-ins (installed, else the fallback list) in
+    documented order, then the plugins' sorted by distribution and name."""
+    try:
+        points = list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+    except Exception as exc:  # broken metadata somewhere on sys.path
+        log.warning(f"cannot read the {ENTRY_POINT_GROUP} entry points: {_one_line(exc)}")
+        points = []
+    own: dict[str, _Found] = {}
+    plugins: list[_Found] = []
+    read: dict[int, tuple[str | None, str | None]] = {}  # a distribution's metadata, read once
+    for ep in points:
+        dist = getattr(ep, "dist", None)
+        if id(dist) not in read:
+            read[id(dist)] = _distribution(dist)
+        name, version = read[id(dist)]
+        found = _Found(ep, name, version, builtin=name == _OWN_DISTRIBUTION)
+        if found.builtin:
+            own.setdefault(ep.name, found)
+        else:
+            plugins.append(found)
+    builtins: list[_Found] = []
+    for line in BUILTIN_ENTRY_POINTS:
+        name, _, value = (part.strip() for part in line.partition("="))
+        builtins.append(own.pop(name) if name in own else _fallback(name, value))
+    builtins += own.values()
+    plugins.sort(key=lambda f: (f.distribution or "", f.entry_point.name, f.entry_point.value))
+    return [*builtins, *plugins]
+
+
+def _fallback(name: str, value: str) -> _Found:
+    ep = importlib.metadata.EntryPoint(name=name, value=value, group=ENTRY_POINT_GROUP)
+    return _Found(ep, _OWN_DISTRIBUTION, None, builtin=True)
+
+
+def _distribution(dist: importlib.metadata.Distribution | None) -> tuple[str | None, str | None]:
+    """The (normalized) name and the version of ``dist``."""
+    if dist is None:
+        return None, None
+    try:
+        metadata = dist.metadata
+        name, version = metadata["Name"], metadata["Version"]
+    except Exception:  # unreadable metadata: the kinds still load, unnamed
+        return None, None
+    return (re.sub(r"[-_.]+", "-", name).lower() if name else None), version

@@ -7,9 +7,10 @@ from typing import Any, Literal
 import attrs
 
 from ..errors import ConfigError, ConfigIssue
-from ._columns import ColumnConfig, _finite, _int64, _probability, _text, _tuple
+from ._columns import ColumnConfig
 from ._simulation import SimulationConfig
 from ._throttle import ThrottleConfig
+from ._validators import finite, int64, probability, schema_keywords, text, to_tuple
 
 __all__ = [
     "ModelConfig",
@@ -176,23 +177,23 @@ class ModelConfig:
     alias: str = attrs.field(validator=attrs.validators.min_len(1))
     provider: str
     model: str
-    max_parallel_requests: int = attrs.field(default=4, validator=[_int64, attrs.validators.ge(1)])
+    max_parallel_requests: int = attrs.field(default=4, validator=[int64, attrs.validators.ge(1)])
     temperature: float | None = attrs.field(
-        default=None, validator=attrs.validators.optional([_finite, attrs.validators.ge(0)])
+        default=None, validator=attrs.validators.optional([finite, attrs.validators.ge(0)])
     )
     top_p: float | None = attrs.field(
-        default=None, validator=attrs.validators.optional(_probability)
+        default=None, validator=attrs.validators.optional(probability)
     )
     max_tokens: int | None = attrs.field(
-        default=None, validator=attrs.validators.optional([_int64, attrs.validators.ge(1)])
+        default=None, validator=attrs.validators.optional([int64, attrs.validators.ge(1)])
     )
-    timeout: float = attrs.field(default=120.0, validator=[_finite, attrs.validators.gt(0)])
+    timeout: float = attrs.field(default=120.0, validator=[finite, attrs.validators.gt(0)])
     json_schema_mode: bool = True
     requests_per_minute: float | None = attrs.field(
-        default=None, validator=attrs.validators.optional([_finite, attrs.validators.gt(0)])
+        default=None, validator=attrs.validators.optional([finite, attrs.validators.gt(0)])
     )
     tokens_per_minute: float | None = attrs.field(
-        default=None, validator=attrs.validators.optional([_finite, attrs.validators.gt(0)])
+        default=None, validator=attrs.validators.optional([finite, attrs.validators.gt(0)])
     )
     max_response_bytes: int = attrs.field(default=8 * 1024 * 1024, validator=attrs.validators.ge(1))
 
@@ -216,13 +217,14 @@ class SeedDatasetConfig:
         columns: the subset of the file's columns to use; all of them when empty.
     """
 
-    path: str = attrs.field(validator=attrs.validators.and_(attrs.validators.min_len(1), _text))
+    path: str = attrs.field(validator=attrs.validators.and_(attrs.validators.min_len(1), text))
     format: Literal["auto", "parquet", "csv", "jsonl"] = "auto"
     order: Literal["ordered", "shuffled"] = "ordered"
     cycle: bool = True
-    columns: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
+    columns: tuple[str, ...] = attrs.field(default=(), converter=to_tuple)
 
 
+@schema_keywords(exclusiveMinimum=0, maximum=1)
 def _optional_rate(_inst: Any, attribute: attrs.Attribute[Any], value: float | None) -> None:
     if value is not None and not 0.0 < value <= 1.0:
         raise ValueError(f"{attribute.name} must be in (0, 1] or null, got {value!r}")
@@ -359,9 +361,9 @@ class PipelineConfig:
         run: how the run is executed.
     """
 
-    columns: tuple[ColumnConfig, ...] = attrs.field(converter=_tuple)
-    providers: tuple[ProviderConfig, ...] = attrs.field(default=(), converter=_tuple)
-    models: tuple[ModelConfig, ...] = attrs.field(default=(), converter=_tuple)
+    columns: tuple[ColumnConfig, ...] = attrs.field(converter=to_tuple)
+    providers: tuple[ProviderConfig, ...] = attrs.field(default=(), converter=to_tuple)
+    models: tuple[ModelConfig, ...] = attrs.field(default=(), converter=to_tuple)
     seed_dataset: SeedDatasetConfig | None = None
     run: RunConfig = attrs.field(factory=RunConfig)
 
@@ -418,7 +420,7 @@ class PipelineConfig:
                             field,
                         )
                     )
-                elif col.kind == "embedding" and served_by[alias] == "anthropic":
+                elif col.model_endpoint == "embedding" and served_by[alias] == "anthropic":
                     problems.append(
                         ConfigIssue(
                             f"model {alias!r} is served by an Anthropic provider, which has no"

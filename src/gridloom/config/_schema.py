@@ -19,7 +19,6 @@ model aliases that exist, templates that parse) and are checked only when a conf
 from __future__ import annotations
 
 import collections.abc
-import contextlib
 import datetime as dt
 import inspect
 import types
@@ -28,13 +27,12 @@ from typing import Any
 
 import attrs
 
-from ._columns import ColumnConfig, ExpressionColumn, _positive, _probability
-from ._kinds import COLUMN_KINDS
-from ._models import PipelineConfig, _optional_rate
-from ._simulation import _rate
-from ._throttle import _fraction
+from ._columns import ColumnConfig
+from ._kind import COMMON_FIELDS, ColumnKind
+from ._kinds import column_kinds
+from ._models import PipelineConfig
 
-__all__ = ["SCHEMA_DIALECT", "config_json_schema"]
+__all__ = ["SCHEMA_DIALECT", "config_json_schema", "kind_schema", "split_doc"]
 
 #: The JSON Schema dialect of :func:`config_json_schema`.
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -42,14 +40,6 @@ SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 #: Name of the column union in ``$defs``.
 _COLUMN_DEF = "Column"
 
-#: Range checks written as plain functions in the config modules, as schema keywords.
-_FUNCTION_BOUNDS: dict[Any, dict[str, float]] = {
-    _positive: {"exclusiveMinimum": 0},
-    _probability: {"minimum": 0, "maximum": 1},
-    _rate: {"minimum": 0, "maximum": 1},
-    _fraction: {"exclusiveMinimum": 0, "exclusiveMaximum": 1},
-    _optional_rate: {"exclusiveMinimum": 0, "maximum": 1},
-}
 _COMPARISONS = {
     ">=": "minimum",
     ">": "exclusiveMinimum",
@@ -82,7 +72,7 @@ def config_json_schema() -> dict[str, Any]:
     }
 
 
-def _split_doc(cls: type) -> tuple[str, dict[str, str]]:
+def split_doc(cls: type) -> tuple[str, dict[str, str]]:
     """The docstring's prose, and its Google-style ``Attributes:`` entries by field name.
 
     Entries of base classes are included (a subclass's own entry wins); an entry naming
@@ -159,8 +149,9 @@ def _constraints(validator: Any, out: dict[str, Any], *, is_array: bool) -> None
     min_length = getattr(validator, "min_length", None)
     if isinstance(min_length, int):
         out["minItems" if is_array else "minLength"] = min_length
-    with contextlib.suppress(TypeError):  # an unhashable validator object
-        out.update(_FUNCTION_BOUNDS.get(validator, {}))
+    keywords = getattr(validator, "json_schema", None)  # see _validators.schema_keywords
+    if isinstance(keywords, dict):
+        out.update(keywords)
 
 
 @attrs.define
@@ -179,7 +170,7 @@ class _Builder:
     def object_schema(self, cls: type, skip: frozenset[str] = frozenset()) -> dict[str, Any]:
         """An attrs class as a closed object: its fields, required when they have no default."""
         hints = typing.get_type_hints(cls)
-        prose, described = _split_doc(cls)
+        prose, described = split_doc(cls)
         properties: dict[str, Any] = {}
         required: list[str] = []
         for field in attrs.fields(cls):
@@ -270,22 +261,24 @@ class _Builder:
     def _column_schema(self) -> dict[str, Any]:
         """``{name, <kind>: {params}, depends_on?, drop?}`` with exactly one kind key."""
         common = self.object_schema(ColumnConfig)
-        common_names = frozenset(common["properties"])
         properties: dict[str, Any] = dict(common["properties"])
-        for kind, cls in COLUMN_KINDS.items():
-            params = self.object_schema(cls, skip=common_names)
-            self.defs[cls.__name__] = params
-            ref = {"$ref": f"#/$defs/{cls.__name__}"}
+        kinds = column_kinds()
+        for key, kind in kinds.items():
+            params = kind_schema(kind, self)
+            self.defs[kind.config.__name__] = params
+            ref = {"$ref": f"#/$defs/{kind.config.__name__}"}
             branches: list[dict[str, Any]] = [ref]
-            if cls is ExpressionColumn:  # {expression: "..."} is {expression: {template: ...}}
-                branches.append({"type": "string", "description": "Shorthand for the template."})
+            if kind.shorthand is not None:  # {expression: "..."} is {expression: {template: ...}}
+                branches.append(
+                    {"type": "string", "description": f"Shorthand for the {kind.shorthand}."}
+                )
             if not params.get("required"):  # {uuid: null} takes every default
                 branches.append({"type": "null"})
-            properties[kind] = ref if len(branches) == 1 else {"anyOf": branches}
+            properties[key] = ref if len(branches) == 1 else {"anyOf": branches}
         description = (
             "A column: a mapping with `name`, exactly one kind key holding that kind's"
             " parameters, and the optional common fields `depends_on` and `drop`. Kind keys:"
-            f" {', '.join(COLUMN_KINDS)}."
+            f" {', '.join(kinds)}."
         )
         return {
             "type": "object",
@@ -293,5 +286,21 @@ class _Builder:
             "properties": properties,
             "required": common.get("required", []),
             "additionalProperties": False,
-            "oneOf": [{"required": [kind]} for kind in COLUMN_KINDS],
+            "oneOf": [{"required": [key]} for key in kinds],
         }
+
+
+def kind_schema(kind: ColumnKind[Any], builder: _Builder | None = None) -> dict[str, Any]:
+    """The JSON Schema of a column kind's parameters: its config class's fields but the common
+    ones, as the kind's ``schema`` hook adjusts it.
+
+    Args:
+        kind: the kind.
+        builder: the schema being built (nested classes go to its ``$defs``); a new one when
+            ``None`` (to check that a kind has a schema at all).
+    """
+    builder = builder if builder is not None else _Builder()
+    params = builder.object_schema(kind.config, skip=frozenset(COMMON_FIELDS))
+    if kind.schema is not None:
+        params = kind.schema(params)
+    return params

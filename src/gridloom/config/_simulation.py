@@ -17,9 +17,12 @@ from typing import Any, Literal
 
 import attrs
 
+from ._validators import schema_keywords
+
 __all__ = ["CapacityStep", "LatencyConfig", "SimulatedModel", "SimulationConfig"]
 
 
+@schema_keywords(minimum=0, maximum=1)
 def _rate(_inst: Any, attribute: attrs.Attribute[Any], value: float) -> None:
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"{attribute.name} must be between 0 and 1, got {value!r}")

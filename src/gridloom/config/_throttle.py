@@ -6,11 +6,12 @@ from typing import Any
 
 import attrs
 
-from ._columns import _tuple
+from ._validators import schema_keywords, to_tuple
 
 __all__ = ["ThrottleConfig"]
 
 
+@schema_keywords(exclusiveMinimum=0, exclusiveMaximum=1)
 def _fraction(_inst: Any, attribute: attrs.Attribute[Any], value: float) -> None:
     if not 0.0 < value < 1.0:
         raise ValueError(f"{attribute.name} must be between 0 and 1 (exclusive), got {value!r}")
@@ -47,4 +48,4 @@ class ThrottleConfig:
     ceiling_overshoot: float = attrs.field(default=0.10, validator=attrs.validators.ge(0.0))
     ceiling_probe_windows: int = attrs.field(default=8, validator=attrs.validators.ge(0))
     rampup_seconds: float = attrs.field(default=0.0, validator=attrs.validators.ge(0.0))
-    capacity_statuses: tuple[int, ...] = attrs.field(default=(503, 529), converter=_tuple)
+    capacity_statuses: tuple[int, ...] = attrs.field(default=(503, 529), converter=to_tuple)

@@ -28,9 +28,8 @@ from typing import Any, Literal
 import attrs
 from jinja2 import nodes
 
-from ..config import ColumnConfig, LLMJudgeColumn, LLMStructuredColumn
+from ..config import ColumnConfig
 from ..generators._jinja import parse_template
-from ..generators.llm import judge_schema
 
 __all__ = ["FieldProblem", "Read", "field_problems", "reads", "value_schema"]
 
@@ -74,12 +73,9 @@ _MAX_REF_HOPS = 32
 
 
 def value_schema(column: ColumnConfig) -> Mapping[str, Any] | None:
-    """The JSON Schema of a column's value, for the kinds that declare one."""
-    if isinstance(column, LLMStructuredColumn):
-        return column.schema
-    if isinstance(column, LLMJudgeColumn):
-        return judge_schema(column.rubrics)
-    return None
+    """The JSON Schema of a column's value, for the kinds that declare one
+    (:meth:`ColumnConfig.value_schema`)."""
+    return column.value_schema()
 
 
 @attrs.frozen

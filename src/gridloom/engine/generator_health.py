@@ -18,12 +18,13 @@ final outcome of every cell, per column, and *trips* (once per run) when
 
 Only *generator* errors count: a final failure that is neither a model request error
 (:class:`~gridloom.errors.ModelError`, watched per model by
-:class:`~gridloom.engine.health.HealthMonitor`) nor one that may pass
+:class:`~gridloom.run.HealthMonitor`) nor one that may pass
 (:func:`~gridloom.errors.is_retryable`). Template errors, invalid or schema-less output,
 values that do not fit the column's dtype and exceptions of custom functions are such errors.
 
-Like the model monitor it only decides: the scheduler records outcomes, and whoever runs it
-registers :meth:`GeneratorHealth.on_trip` and cancels the run. It is plain Python, no trio.
+Like the model monitor it only decides: the scheduler records outcomes, and the run
+(:class:`~gridloom.run.Run`) registers :meth:`GeneratorHealth.on_trip` and cancels the run.
+It is plain Python, no trio.
 """
 
 from __future__ import annotations

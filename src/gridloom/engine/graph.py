@@ -53,7 +53,7 @@ class Node:
     downstream: tuple[int, ...]
     granularity: Granularity
     inputs: tuple[str, ...]
-    generator: ColumnGenerator = attrs.field(eq=False, repr=False)
+    generator: ColumnGenerator[Any] = attrs.field(eq=False, repr=False)
 
 
 @attrs.frozen(kw_only=True)
@@ -274,7 +274,7 @@ def compile_pipeline(config: PipelineConfig, *, base_dir: Path | None = None) ->
         if slot in failed or failed & upstream[slot]:
             failed.add(slot)  # its upstream types are unknown: building it would mislead
             continue
-        generator: ColumnGenerator
+        generator: ColumnGenerator[Any]
         if seed is not None and slot == 0:
             generator = seed
         else:

@@ -1,11 +1,14 @@
-"""Generators: what fills each column (samplers, expressions, custom functions, seed rows).
+"""Generators: the contract the engine calls, and what column kinds build theirs from.
 
-The engine builds one generator per column with :func:`build_generator` (the seed dataset's
-:class:`SeedDatasetGenerator` directly) and calls it as :class:`ColumnGenerator` describes.
+The engine builds one generator per column with :func:`build_generator` — each column kind
+(:mod:`gridloom.kinds`) makes its own — and the seed dataset's :class:`SeedDatasetGenerator`
+directly, and calls them as :class:`ColumnGenerator` describes. The shared helpers live here:
+dtypes, the Jinja sandbox, the sampler base, the model-calling machinery, function lookup.
 """
 
 from ._dtypes import arrow_type, coerce, infer_arrow_type, normalize_values
-from ._factory import BuildContext, GeneratorBuilder, build_generator, register_builder
+from ._factory import BuildContext, GeneratorBuilder, build_generator
+from ._jinja import TemplateLimits
 from .base import (
     BatchContext,
     CellContext,
@@ -15,52 +18,32 @@ from .base import (
     derive_rng,
     derive_seed,
 )
-from .custom import AsyncCustomGenerator, CustomGenerator, custom_generator, resolve_function
-from .expression import ExpressionGenerator
-from .samplers import (
-    BernoulliSampler,
-    BinomialSampler,
-    CategorySampler,
-    DatetimeSampler,
-    GaussianSampler,
-    PoissonSampler,
-    SubcategorySampler,
-    TimedeltaSampler,
-    UniformSampler,
-    UUIDSampler,
-)
+from .custom import is_async_callable, resolve_function
+from .llm import LLMStructuredGenerator, ModelColumnGenerator
+from .sampling import NumericSampler, Sampler
 from .seed import SeedDatasetGenerator
 
 __all__ = [
-    "AsyncCustomGenerator",
     "BatchContext",
-    "BernoulliSampler",
-    "BinomialSampler",
     "BuildContext",
-    "CategorySampler",
     "CellContext",
     "ColumnGenerator",
-    "CustomGenerator",
-    "DatetimeSampler",
-    "ExpressionGenerator",
-    "GaussianSampler",
     "GeneratorBuilder",
     "Granularity",
-    "PoissonSampler",
+    "LLMStructuredGenerator",
+    "ModelColumnGenerator",
+    "NumericSampler",
     "RowFailure",
+    "Sampler",
     "SeedDatasetGenerator",
-    "SubcategorySampler",
-    "TimedeltaSampler",
-    "UUIDSampler",
-    "UniformSampler",
+    "TemplateLimits",
     "arrow_type",
     "build_generator",
     "coerce",
-    "custom_generator",
     "derive_rng",
     "derive_seed",
     "infer_arrow_type",
+    "is_async_callable",
     "normalize_values",
-    "register_builder",
     "resolve_function",
 ]

@@ -16,6 +16,12 @@ directly; any other — several outputs, or outputs named apart from the generat
 dataset's columns, even when there is just one — returns a mapping from output column to its
 value (or sequence).
 
+The result's shape is checked once, by :func:`normalize_result` (the scheduler calls it on
+every result): a wrong shape fails the cell (or batch) with a
+:class:`~gridloom.errors.GenerationError`. Every output the generator declares
+(:attr:`ColumnGenerator.outputs`) must be there; a batch's sequences must each hold one value per
+row.
+
 Raising any exception fails the cell (or batch): its row (or rows) are dropped with the
 exception as the recorded reason. A batch generator that fails on some rows only puts a
 :class:`RowFailure` in those rows' places: just those rows are dropped. Generators know
@@ -29,22 +35,35 @@ import hashlib
 import random
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeAlias, TypeVar
 
 import attrs
 import pyarrow as pa
+
+from ..errors import GenerationError
+
+if TYPE_CHECKING:  # the clients sit below the generators; imported for types only
+    from ..clients import ModelHandle
 
 __all__ = [
     "BatchContext",
     "CellContext",
     "ColumnGenerator",
+    "Context",
     "Granularity",
+    "Models",
+    "Output",
     "RowFailure",
     "derive_rng",
     "derive_seed",
+    "normalize_result",
 ]
 
 Granularity = Literal["cell", "batch"]
+
+#: The run's model handles by alias (:class:`~gridloom.clients.ModelHandle`), as generators
+#: get them in their context; the engine passes them on under this name, never naming a client.
+Models: TypeAlias = "Mapping[str, ModelHandle]"
 
 
 def derive_seed(seed: int, *parts: object) -> int:
@@ -86,8 +105,8 @@ class CellContext:
     column: str
     seed: int
     params: Mapping[str, Any] = attrs.field(factory=dict)
-    model: Any = None
-    models: Mapping[str, Any] = attrs.field(factory=dict)
+    model: ModelHandle | None = None
+    models: Models = attrs.field(factory=dict)
     _rng: random.Random | None = None
 
     @property
@@ -124,8 +143,8 @@ class BatchContext:
     seed: int
     group_row_ids: Sequence[int] | None = None
     params: Mapping[str, Any] = attrs.field(factory=dict)
-    model: Any = None
-    models: Mapping[str, Any] = attrs.field(factory=dict)
+    model: ModelHandle | None = None
+    models: Models = attrs.field(factory=dict)
     _rng: random.Random | None = None
 
     def positions(self) -> list[int] | None:
@@ -148,7 +167,22 @@ class BatchContext:
         return len(self.row_ids)
 
 
-class ColumnGenerator:
+#: What a generator is called with: a :class:`CellContext` for a ``cell`` generator, a
+#: :class:`BatchContext` for a ``batch`` one.
+Context: TypeAlias = CellContext | BatchContext
+#: The context a generator class takes: ``CellContext`` (cell generators), ``BatchContext``
+#: (batch generators) or ``Context`` (generators that are either, by configuration).
+ContextT = TypeVar("ContextT", bound=Context)
+
+#: What a generator returns (see the module docstring): for a cell, the value of its one column
+#: named as itself, else a mapping from each output column to its value; for a batch, the same
+#: with a sequence of one value per row (or :class:`RowFailure`) in place of each value. Values
+#: are whatever the output's Arrow type takes, so the type says no more than ``object``;
+#: :func:`normalize_result` checks the shape.
+Output: TypeAlias = object
+
+
+class ColumnGenerator(Generic[ContextT]):
     """Base class of every generator. Subclasses set the class variables and implement one of
     :meth:`generate` / :meth:`agenerate`.
 
@@ -189,15 +223,63 @@ class ColumnGenerator:
         """True when the subclass implements :meth:`agenerate`."""
         return type(self).agenerate is not ColumnGenerator.agenerate
 
-    def generate(self, ctx: Any) -> Any:
+    def generate(self, ctx: ContextT) -> Output:
         """Synchronous generation; see the module docstring for the return shape."""
         raise NotImplementedError(
             f"{type(self).__name__} implements neither generate nor agenerate"
         )
 
-    async def agenerate(self, ctx: Any) -> Any:
+    async def agenerate(self, ctx: ContextT) -> Output:
         """Asynchronous generation; see the module docstring for the return shape."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} {self.granularity}>"
+
+
+def normalize_result(
+    generator: ColumnGenerator[Any], kind: Granularity, value: Output, n_rows: int
+) -> Mapping[str, Any]:
+    """A generator's result as a mapping from each of its declared outputs to its value (a
+    ``cell`` task) or to its sequence of ``n_rows`` values (a ``batch`` task) — the one place
+    the contract's shape is checked.
+
+    A generator that fills one column named as itself returns that column's value (or
+    sequence) directly; any other returns a mapping with exactly its output columns as keys.
+    Values, and items of a batch's sequences, may be :class:`RowFailure`.
+
+    Args:
+        generator: the generator that returned ``value``.
+        kind: ``cell`` or ``batch``: what the task was.
+        value: what ``generate``/``agenerate`` returned.
+        n_rows: the rows of a batch task (ignored for a cell).
+
+    Raises:
+        GenerationError: ``value`` is not of that shape; the message names the column.
+    """
+    outputs = generator.outputs
+    name = generator.name
+    mapping: Mapping[str, Any]
+    if len(outputs) == 1 and name in outputs:
+        mapping = {name: value}
+    elif isinstance(value, Mapping) and set(value) == set(outputs):
+        mapping = value
+    else:
+        raise GenerationError(
+            f"column {name!r}: generator must return a mapping with keys "
+            f"{sorted(outputs)}, got {type(value).__name__}"
+        )
+    if kind == "cell":
+        return mapping
+    for col in outputs:
+        values = mapping[col]
+        if not isinstance(values, Sequence) or isinstance(values, str | bytes):
+            raise GenerationError(
+                f"column {name!r}: batch generator returned "
+                f"{type(values).__name__}, expected a list of {n_rows} values"
+            )
+        if len(values) != n_rows:
+            raise GenerationError(
+                f"column {name!r}: batch generator returned {len(values)} values for {n_rows} rows"
+            )
+    return mapping

@@ -1,33 +1,19 @@
-"""Generators for user functions (:class:`~gridloom.config.CustomColumn`).
-
-A synchronous function becomes a :class:`CustomGenerator` (run in a worker thread); an
-``async def`` function — or an object whose ``__call__`` is ``async def`` — becomes an
-:class:`AsyncCustomGenerator` (run on the trio loop). :func:`custom_generator` picks.
-"""
+"""User functions named by import path: :func:`resolve_function` finds them and
+:func:`is_async_callable` tells how to call them (the ``custom`` kind's generators, in
+:mod:`gridloom.kinds.custom`, are built on these)."""
 
 from __future__ import annotations
 
 import importlib
 import inspect
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
-from ..config._columns import CustomColumn
-from ..config._models import ModelConfig
-from ..errors import ConfigError, GenerationError
-from ._dtypes import arrow_type, coerce, json_text
-from .base import BatchContext, CellContext, ColumnGenerator, RowFailure
+from ..errors import ConfigError
 
-__all__ = [
-    "AsyncCustomGenerator",
-    "CustomGenerator",
-    "custom_generator",
-    "is_async_callable",
-    "resolve_function",
-]
+__all__ = ["is_async_callable", "resolve_function"]
 
 
 def resolve_function(
@@ -94,109 +80,3 @@ def is_async_callable(function: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
         getattr(function, "__call__", None)  # noqa: B004
     )
-
-
-class _CustomBase(ColumnGenerator):
-    def __init__(self, config: CustomColumn, function: Callable[..., Any], model: Any = None):
-        super().__init__(
-            name=config.name, outputs={config.name: arrow_type(config.dtype, column=config.name)}
-        )
-        if config.mode not in ("cell", "batch"):
-            raise ConfigError(
-                f"mode must be cell or batch, got {config.mode!r}", column=config.name, field="mode"
-            )
-        self.config = config
-        self.function = function
-        self.granularity = config.mode
-        if config.dtype == "json":  # parsed in memory (for templates), JSON text on disk
-            self.encoders = {config.name: json_text}
-        self.params: Mapping[str, Any] = MappingProxyType(dict(config.params))
-        self.model = model
-        self.model_bound = config.model is not None
-        if self.model_bound and isinstance(model, ModelConfig):
-            self.model_lane = (model.alias, model.max_parallel_requests)
-
-    def _arguments(self, ctx: CellContext | BatchContext) -> tuple[Any, ...]:
-        ctx.params = self.params
-        if self.model_bound:
-            ctx.model = ctx.models.get(self.config.model or "", self.model)
-        if isinstance(ctx, BatchContext):
-            return ({name: list(values) for name, values in ctx.columns.items()}, ctx)
-        return (dict(ctx.row), ctx)
-
-    def _finish(self, result: Any, ctx: CellContext | BatchContext) -> Any:
-        dtype = self.config.dtype
-        if not isinstance(ctx, BatchContext):
-            return coerce(result, dtype, column=self.name)
-        expected = len(ctx.row_ids)
-        if isinstance(result, str | bytes | Mapping) or not isinstance(result, Sequence):
-            raise GenerationError(
-                f"column {self.name!r}: a batch function must return a list, got"
-                f" {type(result).__name__} for {expected} rows"
-            )
-        if len(result) != expected:
-            raise GenerationError(
-                f"column {self.name!r}: batch function returned a list of the wrong length:"
-                f" got {len(result)} values for {expected} rows"
-            )
-        out: list[Any] = []
-        for value in result:
-            if isinstance(value, RowFailure):
-                out.append(value)
-                continue
-            try:
-                out.append(coerce(value, dtype, column=self.name))
-            except GenerationError as exc:  # this row fails; the others go on
-                out.append(RowFailure(exc))
-        return out
-
-
-class CustomGenerator(_CustomBase):
-    """Calls a synchronous user function in a worker thread.
-
-    Per cell: ``function(row, ctx)`` → the value. Per batch: ``function(columns, ctx)`` → a
-    list with one value per row. Values are coerced to the column's dtype; ``ctx.params`` is
-    the column's ``params`` (read-only).
-
-    Args:
-        config: the column.
-        function: the resolved callable (see :func:`resolve_function`).
-    """
-
-    inline = False
-
-    def generate(self, ctx: CellContext | BatchContext) -> Any:
-        """Call the function for this cell or batch and coerce what it returns."""
-        result = self.function(*self._arguments(ctx))
-        if inspect.isawaitable(result):
-            close = getattr(result, "close", None)
-            if close is not None:
-                close()
-            raise GenerationError(
-                f"column {self.name!r}: the function returned an awaitable; declare it async def"
-            )
-        return self._finish(result, ctx)
-
-
-class AsyncCustomGenerator(_CustomBase):
-    """Awaits an asynchronous user function on the trio loop; otherwise as
-    :class:`CustomGenerator`."""
-
-    async def agenerate(self, ctx: CellContext | BatchContext) -> Any:
-        """Await the function for this cell or batch and coerce what it returns."""
-        result = await self.function(*self._arguments(ctx))
-        return self._finish(result, ctx)
-
-
-def custom_generator(
-    config: CustomColumn, *, search_path: Path | None = None, model: Any = None
-) -> CustomGenerator | AsyncCustomGenerator:
-    """Resolve ``config.function`` and wrap it in the sync or async generator it needs.
-
-    Raises:
-        ConfigError: the function cannot be resolved, or the dtype or mode is unknown.
-    """
-    function = resolve_function(config.function, column=config.name, search_path=search_path)
-    if is_async_callable(function):
-        return AsyncCustomGenerator(config, function, model)
-    return CustomGenerator(config, function, model)

@@ -1,10 +1,13 @@
-"""Generators that call models: text, code, structured JSON, judges, embeddings.
+"""What generators that call models share: prompt templates, requests, JSON answers.
 
-Each is a model-bound, asynchronous *cell* generator: the scheduler hands its task from the
-submission limiter to the LLM-wait limiter, then the generator renders its prompts from the
-row, calls its model alias (``ctx.models[alias]``) and turns the answer into the cell's value.
-A :class:`~gridloom.errors.ModelError` from the call propagates; the scheduler decides what a
-failure means for the row.
+A model-calling generator is a model-bound, asynchronous *cell* generator: the scheduler hands
+its task from the submission limiter to the LLM-wait limiter, then the generator renders its
+prompts from the row, calls its model alias (``ctx.models[alias]``) and turns the answer into
+the cell's value. A :class:`~gridloom.errors.ModelError` from the call propagates; the
+scheduler decides what a failure means for the row. :class:`ModelColumnGenerator` is the base
+of the ``llm_*`` kinds' generators (:mod:`gridloom.kinds`) and of a plugin's own;
+:class:`LLMStructuredGenerator` adds JSON answers valid against a schema, with correction
+rounds.
 """
 
 from __future__ import annotations
@@ -19,44 +22,39 @@ import trio
 from jsonschema import exceptions as schema_exceptions
 from jsonschema import validators
 
-from ..clients._types import ChatRequest, ChatResponse, EmbeddingRequest, Message, ResponseFormat
-from ..config import (
-    EmbeddingColumn,
-    LLMCodeColumn,
-    LLMColumn,
-    LLMJudgeColumn,
-    LLMStructuredColumn,
-    ModelConfig,
-    Rubric,
-)
+from ..clients._types import ChatRequest, ChatResponse, Message, ResponseFormat
+from ..config import LLMColumn, ModelConfig
 from ..config._llm import REASONING_SUFFIX
 from ..errors import GenerationError, InvalidOutput, TemplateLimitExceeded
 from ._jinja import CompiledTemplate, TemplateLimits, compile_template
 from .base import CellContext, ColumnGenerator
 
 __all__ = [
-    "EmbeddingGenerator",
-    "LLMCodeGenerator",
-    "LLMJudgeGenerator",
+    "FENCE",
+    "JINJA_SYNTAX",
     "LLMStructuredGenerator",
-    "LLMTextGenerator",
-    "extract_code",
-    "judge_schema",
+    "ModelColumnGenerator",
+    "compile_field",
     "parse_json_answer",
+    "render",
 ]
 
-_FENCE = re.compile(r"```[ \t]*([\w+#.-]*)[ \t]*\n(.*?)```", re.DOTALL)
+#: A fenced block of a model's answer: its language tag, then its content.
+FENCE = re.compile(r"```[ \t]*([\w+#.-]*)[ \t]*\n(.*?)```", re.DOTALL)
 #: Where Jinja syntax starts: text without it renders as itself.
-_JINJA_SYNTAX = re.compile(r"\{[{%#]")
+JINJA_SYNTAX = re.compile(r"\{[{%#]")
 
 
-def _compile(
+def compile_field(
     column: str, field: str, source: str, limits: TemplateLimits | None = None
 ) -> CompiledTemplate:
+    """The compiled template of ``column``'s ``field`` (errors name both)."""
     return compile_template(source, column=column, field=field, limits=limits)
 
 
-def _render(column: str, template: CompiledTemplate, row: Mapping[str, Any]) -> str:
+def render(column: str, template: CompiledTemplate, row: Mapping[str, Any]) -> str:
+    """``template`` rendered over ``row`` and stripped; a failure fails the cell naming the
+    column (a render over the template limits stays a ``TemplateLimitExceeded``)."""
     try:
         return template.render(row).strip()
     except TemplateLimitExceeded:
@@ -71,8 +69,19 @@ def _json_text(value: Any) -> str | None:
     return None if value is None else json.dumps(value, ensure_ascii=False, sort_keys=False)
 
 
-class _ModelColumn(ColumnGenerator):
-    """Shared machinery: prompt templates, request building, the reasoning side column."""
+class ModelColumnGenerator(ColumnGenerator[CellContext]):
+    """The base of generators for :class:`~gridloom.config.LLMColumn` kinds: prompt
+    templates (rendered inline when simple, else in a thread), the request from the column's
+    and its model's settings, the call through the run's model handle, and the reasoning side
+    column. A subclass implements ``agenerate``: typically
+    ``self.result(value, await self.call(ctx, self.request(await self.render_messages(ctx.row))))``.
+
+    Args:
+        config: the column.
+        model: its model alias's configuration.
+        value_type: the Arrow type of the column's value.
+        limits: what one render of its templates may use.
+    """
 
     granularity = "cell"
     model_bound = True
@@ -93,9 +102,9 @@ class _ModelColumn(ColumnGenerator):
         self.model_config = model
         self.model_lane = (model.alias, model.max_parallel_requests)
         self.limits = limits
-        self._prompt = _compile(config.name, f"{config.kind}.prompt", config.prompt, limits)
+        self._prompt = compile_field(config.name, f"{config.kind}.prompt", config.prompt, limits)
         self._system = (
-            _compile(config.name, f"{config.kind}.system_prompt", config.system_prompt, limits)
+            compile_field(config.name, f"{config.kind}.system_prompt", config.system_prompt, limits)
             if config.system_prompt is not None
             else None
         )
@@ -104,7 +113,7 @@ class _ModelColumn(ColumnGenerator):
 
     def system_text(self, row: Mapping[str, Any]) -> str | None:
         """The rendered system prompt (subclasses add their instructions)."""
-        return _render(self.name, self._system, row) if self._system is not None else None
+        return render(self.name, self._system, row) if self._system is not None else None
 
     async def render_messages(self, row: Mapping[str, Any]) -> list[Message]:
         """:meth:`messages`, rendered on the event loop when every template of the column is
@@ -116,7 +125,7 @@ class _ModelColumn(ColumnGenerator):
 
     def messages(self, row: Mapping[str, Any]) -> list[Message]:
         system = self.system_text(row)
-        user = _render(self.name, self._prompt, row)
+        user = render(self.name, self._prompt, row)
         out = [Message(role="system", content=system)] if system else []
         out.append(Message(role="user", content=user))
         return out
@@ -149,56 +158,6 @@ class _ModelColumn(ColumnGenerator):
         return {self.name: value, self.name + REASONING_SUFFIX: response.reasoning}
 
 
-class LLMTextGenerator(_ModelColumn):
-    """``llm_text``: the model's answer, stripped of surrounding whitespace."""
-
-    def __init__(
-        self, config: LLMColumn, model: ModelConfig, *, limits: TemplateLimits | None = None
-    ):
-        super().__init__(config, model, pa.string(), limits)
-
-    async def agenerate(self, ctx: CellContext) -> Any:
-        response = await self.call(ctx, self.request(await self.render_messages(ctx.row)))
-        return self.result(response.text.strip(), response)
-
-
-def extract_code(text: str, language: str | None = None) -> str:
-    """The content of the first fenced code block (preferring one tagged ``language``), or the
-    whole text stripped when there is no fence."""
-    blocks = _FENCE.findall(text)
-    if not blocks:
-        return text.strip()
-    if language is not None:
-        for tag, body in blocks:
-            if tag.lower() == language.lower():
-                return str(body).rstrip()
-    return str(blocks[0][1]).rstrip()
-
-
-class LLMCodeGenerator(_ModelColumn):
-    """``llm_code``: asks for one fenced code block in ``language``; keeps its content."""
-
-    config: LLMCodeColumn
-
-    def __init__(
-        self, config: LLMCodeColumn, model: ModelConfig, *, limits: TemplateLimits | None = None
-    ):
-        super().__init__(config, model, pa.string(), limits)
-
-    def system_text(self, row: Mapping[str, Any]) -> str | None:
-        own = super().system_text(row)
-        tag = self.config.language.lower()
-        rule = (
-            f"Answer with a single fenced code block in {self.config.language}: "
-            f"```{tag} on the first line, the code, then ``` on the last line."
-        )
-        return f"{own}\n\n{rule}" if own else rule
-
-    async def agenerate(self, ctx: CellContext) -> Any:
-        response = await self.call(ctx, self.request(await self.render_messages(ctx.row)))
-        return self.result(extract_code(response.text, self.config.language), response)
-
-
 def parse_json_answer(text: str, check: Callable[[Any], None]) -> Any:
     """Parse a model's JSON answer (a fenced ```json block or bare JSON) and validate it.
 
@@ -206,7 +165,7 @@ def parse_json_answer(text: str, check: Callable[[Any], None]) -> Any:
         ValueError: with a short, model-readable reason.
     """
     stripped = text.strip()
-    blocks = _FENCE.findall(stripped)
+    blocks = FENCE.findall(stripped)
     candidate = str(blocks[0][1]) if blocks else stripped
     try:
         value = json.loads(candidate)
@@ -218,7 +177,7 @@ def parse_json_answer(text: str, check: Callable[[Any], None]) -> Any:
     return value
 
 
-class LLMStructuredGenerator(_ModelColumn):
+class LLMStructuredGenerator(ModelColumnGenerator):
     """``llm_structured``: JSON valid against the column's schema, with correction rounds.
 
     The cell's value is the parsed object (so templates can index into it); it is stored as
@@ -240,6 +199,11 @@ class LLMStructuredGenerator(_ModelColumn):
         self.encoders = {config.name: _json_text}
         self._validator = validators.validator_for(self.schema)(self.schema)
         self._schema_text = json.dumps(self.schema, indent=2, ensure_ascii=False)
+
+    def answer_value(self, answer: Any) -> Any:
+        """The cell's value for a valid answer (parsed JSON): the answer itself; a subclass
+        may keep a part of it (set ``encoders`` to match)."""
+        return answer
 
     def _check(self, value: Any) -> None:
         error = schema_exceptions.best_match(self._validator.iter_errors(value))
@@ -283,153 +247,8 @@ class LLMStructuredGenerator(_ModelColumn):
                     ),
                 ]
                 continue
-            return self.result(value, response)
+            return self.result(self.answer_value(value), response)
         raise InvalidOutput(
             f"column {self.name!r}: no valid answer after {self.max_corrections} correction"
             f" attempt(s); last problem: {reason}"
         )
-
-
-def judge_schema(rubrics: tuple[Rubric, ...]) -> dict[str, Any]:
-    """The JSON Schema of a judge's answer: per rubric, an allowed score and a reason."""
-    return {
-        "type": "object",
-        "properties": {
-            rubric.name: {
-                "type": "object",
-                "properties": {
-                    "score": {"enum": list(rubric.scores)},
-                    "reasoning": {"type": "string"},
-                },
-                "required": ["score", "reasoning"],
-                "additionalProperties": False,
-            }
-            for rubric in rubrics
-        },
-        "required": [rubric.name for rubric in rubrics],
-        "additionalProperties": False,
-    }
-
-
-class LLMJudgeGenerator(LLMStructuredGenerator):
-    """``llm_judge``: for each rubric, a score from its scale and a short reason."""
-
-    config: LLMJudgeColumn
-
-    def __init__(
-        self, config: LLMJudgeColumn, model: ModelConfig, *, limits: TemplateLimits | None = None
-    ):
-        super().__init__(
-            config,
-            model,
-            schema=judge_schema(config.rubrics),
-            max_corrections=config.max_correction_attempts,
-            limits=limits,
-        )
-        # A rubric's description and its scores' meanings are templates over the row, like
-        # the prompt; text without Jinja syntax is kept as is (and rendered once, below).
-        self._rubrics = [
-            (
-                rubric,
-                self._rubric_text(f"rubrics[{i}].description", rubric.description),
-                [
-                    (score, self._rubric_text(f"rubrics[{i}].scores.{score}", meaning))
-                    for score, meaning in rubric.scores.items()
-                ],
-            )
-            for i, rubric in enumerate(config.rubrics)
-        ]
-        templates = [
-            text
-            for _, description, meanings in self._rubrics
-            for text in (description, *(meaning for _, meaning in meanings))
-            if not isinstance(text, str)
-        ]
-        self.render_inline = self.render_inline and all(t.simple for t in templates)
-        self._instructions = None if templates else self.instructions({})
-
-    def _rubric_text(self, field: str, text: str) -> str | CompiledTemplate:
-        if _JINJA_SYNTAX.search(text) is None:
-            return text
-        return _compile(self.name, f"{self.config.kind}.{field}", text, self.limits)
-
-    def instructions(self, row: Mapping[str, Any]) -> str:
-        """The judging instructions, with each rubric's texts rendered over ``row``."""
-
-        def text(piece: str | CompiledTemplate) -> str:
-            return piece if isinstance(piece, str) else _render(self.name, piece, row)
-
-        lines = [
-            "You are a careful judge. Score the user's material on each rubric below, choosing"
-            " one of the listed scores, and give a one-sentence reason for each."
-        ]
-        for rubric, description, meanings in self._rubrics:
-            lines.append(f"\nRubric {rubric.name!r}: {text(description)}".rstrip(": "))
-            lines.extend(f"  {score}: {text(meaning)}" for score, meaning in meanings)
-        return "\n".join(lines)
-
-    def system_text(self, row: Mapping[str, Any]) -> str | None:
-        own = super().system_text(row)
-        rules = self._instructions if self._instructions is not None else self.instructions(row)
-        return f"{own}\n\n{rules}" if own else rules
-
-
-class EmbeddingGenerator(ColumnGenerator):
-    """``embedding``: the vector of the rendered ``input`` text (stored as list<float32>)."""
-
-    granularity = "cell"
-    model_bound = True
-    inline = False
-
-    def __init__(
-        self, config: EmbeddingColumn, model: ModelConfig, *, limits: TemplateLimits | None = None
-    ):
-        super().__init__(name=config.name, outputs={config.name: pa.list_(pa.float32())})
-        self.config = config
-        self.model_config = model
-        self.model_lane = (model.alias, model.max_parallel_requests)
-        self._input = _compile(config.name, "embedding.input", config.input, limits)
-
-    async def agenerate(self, ctx: CellContext) -> Any:
-        handle = ctx.models.get(self.config.model)
-        if handle is None:
-            raise GenerationError(f"column {self.name!r}: model {self.config.model!r} is not open")
-        if self._input.simple:
-            text = _render(self.name, self._input, ctx.row)
-        else:
-            text = await trio.to_thread.run_sync(
-                _render, self.name, self._input, ctx.row, abandon_on_cancel=True
-            )
-        timeout = self.config.timeout or self.model_config.timeout
-        response = await handle.embed(
-            EmbeddingRequest(model=self.model_config.model, inputs=(text,), timeout=timeout)
-        )
-        if len(response.vectors) != 1:
-            raise GenerationError(
-                f"column {self.name!r}: expected one vector, got {len(response.vectors)}"
-            )
-        return list(response.vectors[0])
-
-
-def build_llm_generator(
-    column: LLMColumn | EmbeddingColumn,
-    model: ModelConfig,
-    *,
-    limits: TemplateLimits | None = None,
-) -> ColumnGenerator:
-    """The generator for an LLM column kind; ``limits`` bound each render of its templates."""
-    if isinstance(column, EmbeddingColumn):
-        return EmbeddingGenerator(column, model, limits=limits)
-    if isinstance(column, LLMJudgeColumn):
-        return LLMJudgeGenerator(column, model, limits=limits)
-    if isinstance(column, LLMStructuredColumn):
-        return LLMStructuredGenerator(
-            column,
-            model,
-            schema=column.schema,
-            max_corrections=column.max_correction_attempts,
-            limits=limits,
-        )
-    if isinstance(column, LLMCodeColumn):
-        return LLMCodeGenerator(column, model, limits=limits)
-    return LLMTextGenerator(column, model, limits=limits)

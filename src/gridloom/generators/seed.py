@@ -317,7 +317,7 @@ def _conformed(path: Path, table: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-class SeedDatasetGenerator(ColumnGenerator):
+class SeedDatasetGenerator(ColumnGenerator[BatchContext]):
     """Fills the seed columns of each row from a file of rows.
 
     Construction resolves the file(s) (relative to ``base_dir``; a glob matches files in sorted

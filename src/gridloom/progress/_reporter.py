@@ -71,9 +71,10 @@ def make_console(file: IO[str] | None = None, *, force_terminal: bool | None = N
 class ProgressReporter:
     """Shows a run's progress from periodic snapshots (see :mod:`gridloom.progress`).
 
-    Use it through :func:`reporting`, which starts its polling task around the run and stops
-    it after; then :meth:`finish` prints the ``log`` display's final line. Nothing it does
-    raises into the run: a failure of the display is logged once and the display stops.
+    A run starts it as a service of its nursery (``await nursery.start(reporter.serve)``) and
+    calls :meth:`stop` when the work is over; :func:`reporting` does the same around a block.
+    Then :meth:`finish` prints the ``log`` display's final line. Nothing it does raises into
+    the run: a failure of the display is logged once and the display stops.
 
     Args:
         mode: ``bar`` or ``log``.
@@ -109,6 +110,7 @@ class ProgressReporter:
         self._drawn: tuple[ProgressSnapshot, float] | None = None
         self._cost = 0.0
         self._handlers: list[tuple[logging.StreamHandler[Any], Any]] = []
+        self._scope = trio.CancelScope()
 
     @classmethod
     def for_run(
@@ -209,6 +211,22 @@ class ProgressReporter:
                     self._write(format_line(snapshot, self._rate(lambda s: s.rows)))
             except Exception:
                 self._fail()
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The reporter as a service: :meth:`start`, report started, then poll (:meth:`run`)
+        until :meth:`stop` (or a cancellation), and :meth:`close`."""
+        self.start()
+        try:
+            with self._scope:
+                task_status.started()
+                await self.run()
+        finally:
+            self.close()
+
+    def stop(self) -> None:
+        """End :meth:`serve` and close the display now (the run never waits for it)."""
+        self._scope.cancel()
+        self.close()
 
     def close(self) -> None:
         """Stop the display: for ``bar``, a final redraw, then the terminal is handed back."""

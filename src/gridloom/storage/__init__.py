@@ -3,15 +3,25 @@
 The engine hands each finished row group (:class:`RowGroupData`) to a
 :class:`RowGroupStore`: :class:`ParquetStore` writes it atomically to a run
 directory that can be resumed, :class:`MemoryStore` keeps it in memory.
-:class:`RunResult` is what a run returns. Drop records read back with the columns
-``row_id`` (int64), ``column``, ``error_type`` and ``message`` (strings).
+:class:`RunResult` is what a run returns, and :func:`open_run` gives that of a run
+directory on disk; :func:`inspect_run` looks at one without loading its dataset. Drop records
+read back with the columns ``row_id`` (int64), ``column``, ``error_type`` and ``message``
+(strings).
 """
 
 from __future__ import annotations
 
 from ._checkpoint import ParquetStore
 from ._drops import DropExample
+from ._inspect import (
+    RunDirectoryInfo,
+    data_files,
+    inspect_run,
+    is_run_directory,
+    read_run_metadata,
+)
 from ._memory import MemoryStore
+from ._opened import open_run
 from ._protocol import RowGroupStore
 from ._result import RunResult
 from ._types import ColumnCounts, DropRecord, RowGroupData
@@ -24,5 +34,11 @@ __all__ = [
     "ParquetStore",
     "RowGroupData",
     "RowGroupStore",
+    "RunDirectoryInfo",
     "RunResult",
+    "data_files",
+    "inspect_run",
+    "is_run_directory",
+    "open_run",
+    "read_run_metadata",
 ]

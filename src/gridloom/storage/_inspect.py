@@ -19,12 +19,35 @@ from gridloom.errors import StorageError
 from ._drops import DropExample, DropTally
 from ._metadata import RowGroupEntry, load_json
 
-__all__ = ["RunDirectoryInfo", "inspect_run", "is_run_directory"]
+__all__ = [
+    "RunDirectoryInfo",
+    "data_files",
+    "inspect_run",
+    "is_run_directory",
+    "read_run_metadata",
+]
 
 
 def is_run_directory(out: Path) -> bool:
     """Whether ``out`` holds a gridloom run (it has a ``metadata.json``)."""
     return (out / "metadata.json").is_file()
+
+
+def read_run_metadata(out: Path) -> dict[str, Any]:
+    """The ``metadata.json`` of the run in ``out``, as read.
+
+    Raises:
+        StorageError: ``out`` holds no run, or its ``metadata.json`` cannot be read.
+    """
+    if not is_run_directory(out):
+        raise StorageError(f"{out} holds no gridloom run (no metadata.json)")
+    return load_json(out / "metadata.json")
+
+
+def data_files(out: Path) -> dict[int, Path]:
+    """The data files on disk in the run directory ``out``, by row group index (the row
+    groups kept, whether ``metadata.json`` lists them yet or not)."""
+    return _part_files(out / "data")
 
 
 @attrs.frozen(kw_only=True)
@@ -89,9 +112,7 @@ def inspect_run(out: Path, *, sample_rows: int = 5) -> RunDirectoryInfo:
     Raises:
         StorageError: ``out`` holds no run, or its ``metadata.json`` cannot be read.
     """
-    if not is_run_directory(out):
-        raise StorageError(f"{out} holds no gridloom run (no metadata.json)")
-    metadata = load_json(out / "metadata.json")
+    metadata = read_run_metadata(out)
     raw_groups = metadata.get("row_groups") or {}
     if not isinstance(raw_groups, dict):
         raise StorageError(f"cannot read {out / 'metadata.json'}: row_groups is not an object")
@@ -102,10 +123,10 @@ def inspect_run(out: Path, *, sample_rows: int = 5) -> RunDirectoryInfo:
             listed[int(key)] = RowGroupEntry.from_json(int(key), raw)
         except (KeyError, TypeError, ValueError) as exc:
             problems.append(f"metadata.json entry for row group {key!r} is damaged ({exc!r})")
-    data_files = _part_files(out / "data")
-    for index in sorted(set(listed) - set(data_files)):
+    on_disk = data_files(out)
+    for index in sorted(set(listed) - set(on_disk)):
         problems.append(f"metadata.json lists {RowGroupEntry.data_file(index)}, which is missing")
-    unlisted = tuple(sorted(set(data_files) - set(listed)))
+    unlisted = tuple(sorted(set(on_disk) - set(listed)))
     for index in unlisted:
         problems.append(
             f"{RowGroupEntry.data_file(index)} is not listed in metadata.json (written just"
@@ -114,7 +135,7 @@ def inspect_run(out: Path, *, sample_rows: int = 5) -> RunDirectoryInfo:
 
     rows_on_disk = 0
     first_with_rows: Path | None = None
-    for index, path in data_files.items():
+    for index, path in on_disk.items():
         try:
             footer = pq.read_metadata(path)
         except (OSError, pa.ArrowException) as exc:
@@ -129,7 +150,7 @@ def inspect_run(out: Path, *, sample_rows: int = 5) -> RunDirectoryInfo:
                 f"{path.relative_to(out)} holds {footer.num_rows} rows, metadata.json says"
                 f" {entry.rows}"
             )
-    first = next(iter(data_files.values()), None)
+    first = next(iter(on_disk.values()), None)
     try:
         schema = None if first is None else pq.read_schema(first).remove_metadata()
     except (OSError, pa.ArrowException):  # reported above
@@ -167,7 +188,7 @@ def inspect_run(out: Path, *, sample_rows: int = 5) -> RunDirectoryInfo:
     return RunDirectoryInfo(
         metadata=metadata,
         rows_on_disk=rows_on_disk,
-        data_files=data_files,
+        data_files=on_disk,
         unlisted=unlisted,
         problems=tuple(problems),
         schema=fields,

@@ -5,6 +5,7 @@ same trace as Chrome trace-event JSON (:func:`chrome_trace`), to open in https:/
 """
 
 from ._chrome import chrome_trace
+from ._context import CURRENT_SPAN, RequestSpan
 from ._derive import (
     assign_lanes,
     column_order,
@@ -27,9 +28,11 @@ from ._spans import TRACE_SCHEMA, TaskSpan, TaskTracer
 __all__ = [
     "CHROME_MAX_ATTEMPTS",
     "CHROME_TRACE_FILE",
+    "CURRENT_SPAN",
     "ORIGIN_KEY",
     "TRACE_FILE",
     "TRACE_SCHEMA",
+    "RequestSpan",
     "TaskSpan",
     "TaskTracer",
     "assign_lanes",

@@ -5,44 +5,35 @@ real sockets on 127.0.0.1 (``transport: socket``) or mounted in-process (``trans
 for runs on a virtual clock). Only providers that some column actually uses are opened, and a
 missing API key fails here, before any row is generated.
 
-Every handle of one :func:`open_models` shares one :class:`~gridloom.engine.health.HealthMonitor`
-(``handle.health``), built from the run's ``shutdown_*`` settings, which whoever runs the
-scheduler watches to stop the run when a model keeps failing.
+Every handle of one :func:`open_models` shares one :class:`~gridloom.run.HealthMonitor`
+(``handle.health``), built from the run's ``shutdown_*`` settings, which the run watches to
+stop when a model keeps failing; and every limiter comes from one
+:class:`~gridloom.throttle.ThrottleRegistry`, whose start-up ramps (``throttle.rampup_seconds``)
+the run drives as a service of its nursery (``await nursery.start(registry.run)``).
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
 
 import httpx
 import trio
 
 from ..clients import (
     AnthropicClient,
-    ChatRequest,
-    EmbeddingRequest,
-    Message,
     ModelClient,
     ModelHandle,
     OpenAIClient,
     ThrottledModelClient,
     api_key_from_env,
     build_http_client,
-    transport_plan,
 )
-from ..config import (
-    EmbeddingColumn,
-    ModelConfig,
-    PipelineConfig,
-    ProviderConfig,
-    SimulationConfig,
-)
+from ..config import ModelConfig, PipelineConfig, ProviderConfig, SimulationConfig
 from ..throttle import ThrottleRegistry, TokenBucket
-from .health import HealthMonitor
+from ._health import HealthMonitor
 
-__all__ = ["check_models", "open_models", "used_aliases"]
+__all__ = ["open_models", "serve_models", "used_aliases"]
 
 
 def used_aliases(config: PipelineConfig) -> set[str]:
@@ -81,14 +72,20 @@ async def _open_client(
 
 @contextlib.asynccontextmanager
 async def open_models(
-    config: PipelineConfig, *, aliases: set[str] | None = None
+    config: PipelineConfig,
+    *,
+    aliases: set[str] | None = None,
+    registry: ThrottleRegistry | None = None,
+    health: HealthMonitor | None = None,
 ) -> AsyncIterator[dict[str, ModelHandle]]:
     """Open clients for the aliases the pipeline uses; yield a handle per alias.
 
     Aliases that point at the same (provider, model) share one concurrency limit: the smallest
     ``max_parallel_requests`` among them. Every handle reports its outcomes to one
     :class:`HealthMonitor` (``handle.health``, on the virtual or real trio clock), configured by
-    ``config.run``'s ``shutdown_*`` settings.
+    ``config.run``'s ``shutdown_*`` settings unless ``health`` is given. The limiters come from
+    ``registry`` (default: a new one for ``config.run.throttle``); with a start-up ramp
+    (``throttle.rampup_seconds``), the caller drives it: ``await nursery.start(registry.run)``.
 
     Raises:
         ConfigError: a provider's API key variable is not set.
@@ -107,7 +104,7 @@ async def open_models(
             key = (model.provider, model.model)
             caps[key] = min(caps.get(key, model.max_parallel_requests), model.max_parallel_requests)
         limiters = {key: trio.CapacityLimiter(cap) for key, cap in caps.items()}
-        registry = ThrottleRegistry(config.run.throttle)
+        throttles = ThrottleRegistry(config.run.throttle) if registry is None else registry
         # Aliases of one (provider, model) share its budgets: the smallest published one.
         smallest: dict[tuple[str, str, str], float] = {}
         for model in models:
@@ -121,14 +118,18 @@ async def open_models(
 
         def budget(model: ModelConfig, kind: str) -> TokenBucket | None:
             per_minute = smallest.get((model.provider, model.model, kind))
-            return registry.budget(model.provider, model.model, kind, per_minute)
+            return throttles.budget(model.provider, model.model, kind, per_minute)
 
-        health = HealthMonitor.from_run_config(config.run, clock=trio.current_time)
+        monitor = (
+            HealthMonitor.from_run_config(config.run, clock=trio.current_time)
+            if health is None
+            else health
+        )
         handles: dict[str, ModelHandle] = {}
         for model in models:
             key = (model.provider, model.model)
-            chat = registry.limiter(model.provider, model.model, "chat", caps[key])
-            embedding = registry.limiter(model.provider, model.model, "embedding", caps[key])
+            chat = throttles.limiter(model.provider, model.model, "chat", caps[key])
+            embedding = throttles.limiter(model.provider, model.model, "embedding", caps[key])
             throttled = ThrottledModelClient(
                 clients[model.provider],
                 chat=chat,
@@ -137,7 +138,7 @@ async def open_models(
                 requests=budget(model, "requests"),
                 tokens=budget(model, "tokens"),
             )
-            health.register(
+            monitor.register(
                 model.alias,
                 model=model.model,
                 provider=model.provider,
@@ -148,60 +149,22 @@ async def open_models(
                 throttled,
                 limiters[key],
                 throttles={"chat": chat, "embedding": embedding},
-                health=health,
+                health=monitor,
             )
-        if config.run.throttle.rampup_seconds <= 0:
-            yield handles
-            return
-        async with trio.open_nursery() as nursery:  # drives the start-up ramps
-            await nursery.start(registry.run)
-            yield handles
-            nursery.cancel_scope.cancel()
+        yield handles
 
 
-async def check_models(config: PipelineConfig) -> list[dict[str, Any]]:
-    """Send one tiny request per used alias; report latency or the error, per alias, and the
-    transport its provider's requests go through and why (``transport``: ``fast``, ``httpx``
-    or ``asgi``; ``transport_reason``, e.g. ``proxy http://proxy:3128 from HTTPS_PROXY``)."""
-    providers = {p.name: p for p in config.providers}
-    chat_aliases = {
-        alias
-        for column in config.columns
-        if not isinstance(column, EmbeddingColumn)
-        for alias in column.model_aliases().values()
-    }
-    embedding_only = used_aliases(config) - chat_aliases
-    results: list[dict[str, Any]] = []
-    async with open_models(config) as handles:
-        for alias, handle in sorted(handles.items()):
-            started = trio.current_time()
-            plan = transport_plan(providers[handle.config.provider])
-            entry: dict[str, Any] = {
-                "alias": alias,
-                "provider": handle.config.provider,
-                "model": handle.model,
-                "transport": plan.kind,
-                "transport_reason": plan.reason,
-            }
-            try:
-                if alias in embedding_only:
-                    await handle.embed(
-                        EmbeddingRequest(
-                            model=handle.model, inputs=("ok",), timeout=handle.config.timeout
-                        )
-                    )
-                else:
-                    await handle.chat(
-                        ChatRequest(
-                            model=handle.model,
-                            messages=(Message(role="user", content="Reply with OK."),),
-                            max_tokens=8,
-                            timeout=handle.config.timeout,
-                        )
-                    )
-            except Exception as exc:  # reported, not raised: the point is to see them all
-                entry.update(ok=False, error=f"{type(exc).__name__}: {exc}")
-            else:
-                entry.update(ok=True, latency_s=round(trio.current_time() - started, 4))
-            results.append(entry)
-    return results
+async def serve_models(
+    config: PipelineConfig,
+    *,
+    registry: ThrottleRegistry,
+    health: HealthMonitor,
+    stop: trio.Event,
+    task_status: trio.TaskStatus[dict[str, ModelHandle]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """The models as a service of a run's nursery: open them (:func:`open_models`), report
+    the handles as started, and close them once ``stop`` is set — normally, not cancelled, so
+    connections and a simulated endpoint shut down cleanly."""
+    async with open_models(config, registry=registry, health=health) as handles:
+        task_status.started(handles)
+        await stop.wait()

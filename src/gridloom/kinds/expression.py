@@ -1,21 +1,50 @@
-"""The expression generator: a sandboxed Jinja template rendered per row, then cast."""
+"""``expression``: a sandboxed Jinja template rendered per row, then cast to a type."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
-from ..config._columns import ExpressionColumn
-from ..errors import GenerationError, TemplateLimitExceeded
-from ._dtypes import arrow_type, coerce, json_text
-from ._jinja import TemplateLimits, compile_template
-from .base import BatchContext, CellContext, ColumnGenerator, Granularity, RowFailure
+import attrs
+import jinja2
 
-__all__ = ["ExpressionGenerator"]
+from ..config._columns import ColumnConfig, DType
+from ..config._kind import ColumnKind
+from ..errors import GenerationError, TemplateError, TemplateLimitExceeded, UnknownReferenceError
+from ..generators._dtypes import arrow_type, coerce, json_text
+from ..generators._factory import BuildContext
+from ..generators._jinja import TemplateLimits, compile_template, template_variables
+from ..generators.base import (
+    BatchContext,
+    CellContext,
+    ColumnGenerator,
+    Context,
+    Granularity,
+    RowFailure,
+)
+
+__all__ = ["KIND", "ExpressionColumn", "ExpressionGenerator"]
 
 
-class ExpressionGenerator(ColumnGenerator):
-    """Renders an :class:`~gridloom.config.ExpressionColumn`'s template against each row.
+@attrs.frozen(kw_only=True)
+class ExpressionColumn(ColumnConfig):
+    """A Jinja template rendered per row (sandboxed), then cast to ``dtype``.
+
+    Attributes:
+        template: the template; its variables are the columns it references.
+        dtype: the type the rendered text is cast to.
+    """
+
+    kind: ClassVar[str] = "expression"
+    template: str
+    dtype: DType = "string"
+
+    def templates(self) -> dict[str, str]:
+        return {"template": self.template}
+
+
+class ExpressionGenerator(ColumnGenerator[Context]):
+    """Renders an :class:`ExpressionColumn`'s template against each row.
 
     The rendered text is stripped of surrounding whitespace and converted to the column's
     ``dtype`` with :func:`coerce`; for dtypes other than ``string`` an empty rendering is null.
@@ -82,3 +111,31 @@ class ExpressionGenerator(ColumnGenerator):
         if not text and self.config.dtype != "string":
             return None
         return coerce(text, self.config.dtype, column=self.name)
+
+
+def _build(column: ExpressionColumn, ctx: BuildContext) -> ExpressionGenerator:
+    try:
+        names = template_variables(column.template)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(
+            f"template does not parse: {exc.message} (line {exc.lineno})",
+            column=column.name,
+            field="template",
+        ) from exc
+    names |= set(column.depends_on)
+    unknown = sorted(name for name in names if name not in ctx.upstream_granularity)
+    if unknown:
+        raise UnknownReferenceError(
+            f"references unknown or later column(s) {', '.join(map(repr, unknown))}",
+            column=column.name,
+            field="template",
+        )
+    batch = all(ctx.upstream_granularity[name] == "batch" for name in names)
+    return ExpressionGenerator(
+        column, granularity="batch" if batch else "cell", limits=ctx.template_limits
+    )
+
+
+KIND = ColumnKind(
+    config=ExpressionColumn, build=_build, positional=("template",), shorthand="template"
+)

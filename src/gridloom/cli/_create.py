@@ -1,0 +1,268 @@
+"""``gridloom create`` and ``gridloom resume``: a run under the signal handling, its report,
+and its exit code."""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from ..errors import ConfigError
+from ..progress import render_summary
+from ..run import Run, StopSignals, signal_exit, signal_name
+from ..storage import RunResult, data_files
+from ._group import json_option
+from ._output import (
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    Out,
+    check_config_file,
+    run_failure,
+    run_metadata,
+)
+from ._signals import run_stoppable
+
+__all__ = ["create", "resume"]
+
+log = logging.getLogger("gridloom")
+
+
+@click.command()
+@click.argument("config", type=click.Path(path_type=Path))
+@click.option(
+    "-n", "--num-records", type=click.IntRange(min=1), required=True, help="Rows to generate."
+)
+@click.option(
+    "-o",
+    "--output-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Directory for config.yaml, metadata.json and data/.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace a previous run in OUTPUT_DIR.")
+@click.option("--resume", is_flag=True, help="Continue a run started in OUTPUT_DIR.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run summary (or error) as JSON.")
+def create(
+    config: Path,
+    num_records: int,
+    output_dir: Path,
+    overwrite: bool,
+    resume: bool,
+    as_json: bool,
+) -> None:
+    """Generate NUM_RECORDS rows from CONFIG into OUTPUT_DIR as parquet.
+
+    Ctrl-C (SIGINT) or SIGTERM stops the run: completed row groups are kept,
+    metadata.json says "interrupted", and --resume (or `gridloom resume
+    OUTPUT_DIR`) then generates only what is missing. A second Ctrl-C while
+    stopping exits at once.
+
+    \b
+    Exit codes:
+      0    the run is complete
+      1    the run failed
+      2    usage or configuration error
+      3    OUTPUT_DIR already holds a run
+      4    the run stopped early (the reason is printed)
+      130  interrupted by Ctrl-C (SIGINT)
+      143  interrupted by SIGTERM
+
+    \b
+    Example:
+      gridloom create examples/people.yaml -n 1000 -o out/people
+      gridloom create examples/people.yaml -n 1000 -o out/people --resume
+      gridloom create examples/quickstart.yaml -n 200 -o out/q --overwrite --json
+    """
+    out = Out("create", as_json)
+    if overwrite and resume:
+        out.fail(EXIT_CONFIG, "--overwrite and --resume exclude each other", kind="UsageError")
+    check_config_file(out, config)
+    hint = ["gridloom", "create", str(config), "-n", str(num_records), "-o", str(output_dir)]
+    _generate(
+        out,
+        config=config,
+        num_records=num_records,
+        output_dir=output_dir,
+        overwrite=overwrite,
+        resume=resume,
+        base_dir=None,
+        resume_command=[*hint, "--resume"],
+    )
+
+
+@click.command()
+@click.argument("output_dir", type=click.Path(path_type=Path))
+@click.option(
+    "-n",
+    "--num-records",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Rows of the whole run. Default: as recorded in metadata.json; more extends the run,"
+    " fewer is refused.",
+)
+@click.option(
+    "--base-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder the saved config's relative paths (seed dataset, custom function modules)"
+    " are resolved against; default: the original config's folder, as recorded in"
+    " metadata.json (else OUTPUT_DIR). Needed only when those files have moved.",
+)
+@json_option
+def resume(output_dir: Path, num_records: int | None, base_dir: Path | None, as_json: bool) -> None:
+    """Continue the run in OUTPUT_DIR with the config.yaml saved there.
+
+    The same as `gridloom create OUTPUT_DIR/config.yaml -n <num_records> -o
+    OUTPUT_DIR --resume`, with num_records read from metadata.json: only the
+    missing row groups are generated, with the recorded seed. Signals, output
+    and exit codes are those of create. -n may grow the run, never shrink it.
+    The saved config's relative paths (a seed file, custom function modules)
+    resolve against the original config's folder, which metadata.json
+    records; --base-dir is needed only when those files have moved. Provider
+    header values are saved redacted, so a provider that needs headers must
+    be resumed with `gridloom create ORIGINAL_CONFIG ... --resume` instead.
+
+    \b
+    Example:
+      gridloom resume out/quickstart
+      gridloom resume out/people --base-dir examples --json
+    """
+    out = Out("resume", as_json)
+    meta = run_metadata(out, output_dir)
+    config = output_dir / "config.yaml"
+    if not config.is_file():
+        out.fail(
+            EXIT_FAILED,
+            "the run directory has no config.yaml; resume with"
+            " `gridloom create CONFIG -n N -o OUTPUT_DIR --resume`",
+            kind="StorageError",
+            file=output_dir,
+        )
+    recorded = meta.get("num_records")
+    if not isinstance(recorded, int) or isinstance(recorded, bool) or recorded < 1:
+        out.fail(
+            EXIT_FAILED,
+            f"metadata.json has no valid num_records ({recorded!r})",
+            kind="StorageError",
+            file=output_dir / "metadata.json",
+        )
+    if num_records is not None and num_records < recorded:
+        out.fail(
+            EXIT_CONFIG,
+            f"the run has {recorded:,} rows and -n {num_records:,} would shrink it; a resumed"
+            f" run keeps its rows and can only grow: pass -n {recorded:,} or more, or leave -n"
+            " out",
+            kind="UsageError",
+            file=output_dir,
+        )
+    if meta.get("status") == "running":
+        log.warning(
+            "metadata.json says the run in %s is running: if another gridloom process is"
+            " still writing it, stop that one first",
+            output_dir,
+        )
+    explicit = base_dir is not None
+    recorded_base = meta.get("base_dir")
+    if base_dir is None and isinstance(recorded_base, str) and Path(recorded_base).is_dir():
+        base_dir = Path(recorded_base)  # where the original config's relative paths pointed
+    command = ["gridloom", "resume", str(output_dir)]
+    if explicit:
+        command += ["--base-dir", str(base_dir)]
+    _generate(
+        out,
+        config=config,
+        num_records=num_records or recorded,
+        output_dir=output_dir,
+        overwrite=False,
+        resume=True,
+        base_dir=base_dir if base_dir is not None else output_dir,
+        resume_command=command,
+        config_hint=""
+        if explicit
+        else f" (the saved config's relative paths and custom function modules resolve"
+        f" against {base_dir or output_dir}, the original config's folder when recorded;"
+        " if they have moved, pass --base-dir with their folder)",
+    )
+
+
+def _generate(
+    out: Out,
+    *,
+    config: Path,
+    num_records: int,
+    output_dir: Path,
+    overwrite: bool,
+    resume: bool,
+    base_dir: Path | None,
+    resume_command: list[str],
+    config_hint: str = "",
+) -> None:
+    """The run of ``create`` and ``resume``: a :class:`~gridloom.run.Run` under the signal
+    handling, then the report or the error, and the exit code."""
+
+    async def work(signals: StopSignals) -> RunResult:
+        run = Run(config, base_dir=base_dir, signals=signals)
+        return await run.create(
+            num_records=num_records, output_dir=output_dir, overwrite=overwrite, resume=resume
+        )
+
+    outcome = run_stoppable(out, work)
+    if outcome.signum is not None:
+        if outcome.error is not None:  # most likely a consequence of the cancellation
+            log.warning("while stopping: %s", outcome.error)
+        _interrupted(out, outcome.signum, output_dir, resume_command)
+    if isinstance(outcome.error, ConfigError):
+        out.config_error(outcome.error, config, hint=config_hint)
+    if outcome.error is not None:
+        out.error(outcome.error)
+    assert outcome.result is not None
+    _report(out, outcome.result)
+
+
+def _interrupted(out: Out, signum: int, output_dir: Path, resume_command: list[str]) -> NoReturn:
+    """Print what was kept and how to resume, then exit with the signal's code."""
+    name = signal_name(signum)
+    code = signal_exit(signum)
+    extra: dict[str, Any] = {
+        "status": "interrupted",
+        "signal": name,
+        "output_dir": str(output_dir),
+        "row_groups_kept": 0,
+        "resume_command": None,
+    }
+    if not (output_dir / "metadata.json").is_file():  # stopped before the run directory
+        message = (
+            f"interrupted by {name} before the run started; nothing was written to {output_dir}"
+        )
+    else:
+        kept = len(data_files(output_dir))
+        command = shlex.join(resume_command)
+        extra.update(row_groups_kept=kept, resume_command=command)
+        message = (
+            f"interrupted by {name}; {kept} row groups kept in {output_dir}"
+            f" — resume with: {command}"
+        )
+    if out.as_json:
+        out.fail(code, message, kind="Interrupted", extra=extra)
+    click.echo(message, err=True)
+    sys.exit(code)
+
+
+def _report(out: Out, result: RunResult) -> None:
+    summary: dict[str, Any] = result.summary
+    failure = run_failure(result)
+    if out.as_json:
+        if failure is not None:
+            code, kind, message = failure
+            out.fail(code, message, kind=kind, extra=summary)
+        out.emit(summary)
+        return
+    # The run summary (also in metadata.json): rows, columns, drop reasons, models, retries,
+    # and why the run ended, said once (its last line).
+    click.echo(render_summary(summary))
+    if failure is not None:
+        sys.exit(failure[0])

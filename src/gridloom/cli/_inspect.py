@@ -1,0 +1,139 @@
+"""``gridloom inspect``: a run directory's status, counts, schema and first rows."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import StorageError
+from ..progress import render_drops
+from ..storage import inspect_run
+from ._group import json_option
+from ._output import EXIT_FAILED, Out, jsonable, render_rows, run_metadata
+
+__all__ = ["inspect"]
+
+
+@click.command(short_help="Show a run's status, counts, schema and first rows.")
+@click.argument("output_dir", type=click.Path(path_type=Path))
+@click.option(
+    "-n",
+    "--sample-rows",
+    type=click.IntRange(min=0),
+    default=5,
+    show_default=True,
+    help="Sample rows to show (0: none).",
+)
+@json_option
+def inspect(output_dir: Path, sample_rows: int, as_json: bool) -> None:
+    """Show the status, counts, schema and first rows of the run in OUTPUT_DIR.
+
+    Reads metadata.json and the parquet footers, never the whole dataset: the
+    sample comes from the first rows of the first data file. Counts are per
+    column (done, failed, dropped), with the drop reasons per column and error
+    type, each with an example (row id and message). A run whose status is
+    "running" may still be going, or was killed (resume continues it).
+    Problems found (a listed file missing, a file not yet listed, an
+    unreadable file) are reported, not fatal.
+
+    \b
+    Example:
+      gridloom inspect out/people
+      gridloom inspect out/quickstart --json -n 2
+    """
+    out = Out("inspect", as_json)
+    run_metadata(out, output_dir)
+    try:
+        info = inspect_run(output_dir, sample_rows=sample_rows)
+    except StorageError as exc:
+        out.fail(EXIT_FAILED, str(exc), kind=type(exc).__name__, file=output_dir)
+    meta = info.metadata
+    summary: dict[str, Any] = meta["summary"] if isinstance(meta.get("summary"), dict) else {}
+    status = str(meta.get("status", "unknown"))
+    num_records = _int_or_none(meta.get("num_records"))
+    row_group_size = _int_or_none(meta.get("row_group_size"))
+    planned = -(-num_records // row_group_size) if num_records and row_group_size else None
+    groups: dict[str, Any] = meta["row_groups"] if isinstance(meta.get("row_groups"), dict) else {}
+    rows = [jsonable(row) for row in info.sample.to_pylist()]
+    resumable = status not in ("complete", "incomplete")
+    doc: dict[str, Any] = {
+        "output_dir": str(output_dir),
+        "status": status,
+        "stop_reason": summary.get("stop_reason"),
+        "num_records": num_records,
+        "row_group_size": row_group_size,
+        "seed": _int_or_none(meta.get("seed")),
+        "config_hash": meta.get("config_hash"),
+        "gridloom_version": meta.get("gridloom_version"),
+        "created_at": meta.get("created_at"),
+        "updated_at": meta.get("updated_at"),
+        "rows_written": _int_or_none(meta.get("rows_written")) or 0,
+        "rows_dropped": _int_or_none(meta.get("rows_dropped")) or 0,
+        "rows_on_disk": info.rows_on_disk,
+        "row_groups": {
+            "planned": planned,
+            "written": len(groups),
+            "on_disk": len(info.data_files),
+            "unlisted": list(info.unlisted),
+        },
+        "columns": meta.get("counts") if isinstance(meta.get("counts"), dict) else {},
+        "drop_reasons": info.drop_reasons,
+        "drop_examples": [example.as_dict() for example in info.drop_examples],
+        "schema": info.schema,
+        "sample": rows,
+        "problems": list(info.problems),
+        "resume_command": shlex.join(["gridloom", "resume", str(output_dir)])
+        if resumable
+        else None,
+        "summary": summary,
+    }
+    if as_json:
+        out.emit(doc)
+        return
+    for line in _inspect_text(doc, [f["name"] for f in info.schema]):
+        click.echo(line)
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _inspect_text(doc: dict[str, Any], names: list[str]) -> list[str]:
+    groups = doc["row_groups"]
+    status = doc["status"]
+    if status == "running":
+        status += " (still going, or killed: resume continues it)"
+    lines = [
+        f"{doc['output_dir']}: {status}",
+        f"  rows: {doc['rows_written']} written of {doc['num_records']} requested,"
+        f" {doc['rows_dropped']} dropped; row groups: {groups['written']} of"
+        f" {groups['planned']} written",
+        f"  seed {doc['seed']} · row_group_size {doc['row_group_size']} · created"
+        f" {doc['created_at']} · updated {doc['updated_at']} · gridloom"
+        f" {doc['gridloom_version']}",
+    ]
+    if doc["stop_reason"]:
+        lines.append(f"  stopped early: {doc['stop_reason']}")
+    for problem in doc["problems"]:
+        lines.append(f"  problem: {problem}")
+    if doc["resume_command"]:
+        lines.append(f"  continue with: {doc['resume_command']}")
+    lines.append("columns:")
+    for name, c in doc["columns"].items():
+        lines.append(
+            f"  {name:<24} done {c.get('done', 0):>8}  failed {c.get('failed', 0):>6}"
+            f"  dropped {c.get('dropped', 0):>6}"
+        )
+    lines += render_drops(doc["drop_examples"])
+    lines.append("schema:")
+    lines += [
+        f"  {f['name']:<24} {f['type']}{'' if f['nullable'] else ' not null'}"
+        for f in doc["schema"]
+    ]
+    if doc["sample"]:
+        lines.append(f"sample (first {len(doc['sample'])} rows):")
+        lines += ["  " + line for line in render_rows(doc["sample"], names)]
+    return lines

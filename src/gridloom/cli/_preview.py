@@ -1,0 +1,103 @@
+"""``gridloom preview``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ..errors import ConfigError
+from ..progress import render_drops
+from ..run import Run, StopSignals, signal_exit, signal_name
+from ..storage import RunResult
+from ._group import json_option
+from ._output import Out, check_config_file, jsonable, render_rows, run_failure
+from ._signals import run_stoppable
+
+__all__ = ["preview"]
+
+
+@click.command(short_help="Generate a few rows in memory and print them.")
+@click.argument("config", type=click.Path(path_type=Path))
+@click.option(
+    "-n",
+    "--num-records",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="Rows to generate.",
+)
+@json_option
+def preview(config: Path, num_records: int, as_json: bool) -> None:
+    """Generate a few rows of CONFIG in memory and print them; nothing is written.
+
+    Prints a table (long values cut short; one block per row when the table
+    is wider than the terminal), or with --json the rows themselves: datetimes
+    as ISO 8601 text, durations in seconds. Dropped rows are counted by
+    reason, with an example each (row id and message). Exits 4 when a failing
+    model or column stopped the preview early, 5 when more rows were dropped
+    than run.allow_drops allows.
+
+    \b
+    Example:
+      gridloom preview examples/quickstart.yaml -n 3
+      gridloom preview examples/people.yaml --json
+    """
+    out = Out("preview", as_json)
+    check_config_file(out, config)
+
+    async def work(signals: StopSignals) -> RunResult:
+        return await Run(config, signals=signals).preview(num_records)
+
+    outcome = run_stoppable(out, work)
+    if outcome.signum is not None:
+        name = signal_name(outcome.signum)
+        out.fail(
+            signal_exit(outcome.signum),
+            f"interrupted by {name}; a preview writes nothing",
+            kind="Interrupted",
+            extra={"status": "interrupted", "signal": name},
+        )
+    if isinstance(outcome.error, ConfigError):
+        out.config_error(outcome.error, config)
+    if outcome.error is not None:
+        out.error(outcome.error, file=config)
+    result = outcome.result
+    assert result is not None
+    rows = [jsonable(row) for row in result.table.to_pylist()]
+    if as_json:
+        doc = {
+            "config": str(config),
+            "status": result.status,
+            "stop_reason": result.stop_reason,
+            "num_records": result.num_records,
+            "num_rows": result.num_rows,
+            "num_dropped": result.num_dropped,
+            "wall_time": result.wall_time,
+            "seed": result.seed,
+            "schema": {field.name: str(field.type) for field in result.table.schema},
+            "columns": {name: c.as_dict() for name, c in result.columns.items()},
+            "drop_reasons": result.drop_reasons,
+            "drop_examples": [example.as_dict() for example in result.drop_examples],
+            "rows": rows,
+        }
+        failure = run_failure(result)
+        if failure is not None:
+            code, kind, message = failure
+            out.fail(code, message, kind=kind, extra=doc)
+        out.emit(doc)
+        return
+    for line in render_rows(rows, result.table.schema.names):
+        click.echo(line)
+    click.echo(
+        f"{result.num_rows:,} of {result.num_records:,} rows in {result.wall_time:.2f} s"
+        f" (seed {result.seed}), {result.num_dropped:,} dropped"
+    )
+    for line in render_drops([example.as_dict() for example in result.drop_examples]):
+        click.echo(line)
+    failure = run_failure(result)
+    if failure is not None:
+        code, _kind, message = failure
+        click.echo(message, err=True)
+        sys.exit(code)

@@ -1,0 +1,252 @@
+"""The dispatcher: takes ready tasks, best first, as the limits allow, and hands each to the row
+group it belongs to, whose starter starts it in the group's own nursery.
+
+Limits: the *submission* limiter caps tasks dispatched and working locally; a model-bound task
+acquires an *LLM-wait* slot and then releases its submission slot (one-way handoff), so tasks
+waiting on the network never block dispatch. Synchronous generators run in worker threads under
+their own limiter; ``inline`` generators (cheap built-ins) run on the loop inside the
+dispatcher, with a checkpoint every few hundred.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from typing import Any
+
+import trio
+
+from ..config import RunConfig
+from ..errors import SalvageTimeout
+from ..generators import BatchContext, CellContext, ColumnGenerator, RowFailure
+from ..generators.base import Models
+from ..trace import CURRENT_SPAN, TaskTracer
+from ._lanes import ReadyQueue
+from ._outcomes import Outcomes
+from ._rowgroup import RowGroup
+from ._stats import Counters
+from .graph import ExecutionGraph, Node
+from .tracker import CellTask, Task
+
+__all__ = ["Dispatcher"]
+
+#: ``run_task``'s outcome when the task was skipped (its rows dropped while it waited).
+_SKIPPED = object()
+
+#: Inline tasks run back to back in the dispatcher; it yields to the loop after this many.
+_INLINE_BURST = 256
+#: Tasks the dispatcher hands over back to back before it lets the event loop run.
+_DISPATCH_BURST = 64
+#: An inline batch over more rows than this goes to a worker thread instead, so the loop is
+#: never held for longer than a few milliseconds.
+_INLINE_BATCH_ROWS = 1024
+
+
+def _runs_inline(generator: ColumnGenerator[Any], task: Task) -> bool:
+    if not generator.inline or generator.is_async:
+        return False
+    return isinstance(task, CellTask) or len(task.rows) <= _INLINE_BATCH_ROWS
+
+
+class Dispatcher:
+    """Moves ready tasks from the queue to their row groups, and runs each task.
+
+    Args:
+        graph: the compiled pipeline.
+        run: the limits (submission, LLM-wait, worker threads).
+        seed: the run seed, handed to generators in their context.
+        models: the run's model handles by alias, handed to generators in their context.
+        queue: the ready queue it takes tasks from.
+        outcomes: records what each task returned.
+        counters: the scheduler's counts.
+        tracer: marks when each task was dispatched and got its slot, when tracing.
+    """
+
+    def __init__(
+        self,
+        graph: ExecutionGraph,
+        run: RunConfig,
+        *,
+        seed: int,
+        models: Models,
+        queue: ReadyQueue,
+        outcomes: Outcomes,
+        counters: Counters,
+        tracer: TaskTracer | None,
+    ) -> None:
+        self._graph = graph
+        self._seed = seed
+        self._models = models
+        self._queue = queue
+        self._outcomes = outcomes
+        self._counts = counters
+        self._tracer = tracer
+        self.submission = trio.CapacityLimiter(run.max_submitted_tasks)
+        self.llm_wait = trio.CapacityLimiter(run.max_llm_wait_tasks)
+        self._threads = trio.CapacityLimiter(run.max_worker_threads)
+
+    async def run(self) -> None:
+        """Dispatch until cancelled (a task of the scheduler's nursery)."""
+        # A submission slot is acquired *before* choosing the task it will carry: while we wait
+        # for it, better tasks (a finished cell's downstream) may arrive and must go first.
+        queue = self._queue
+        finish = self._outcomes.finish
+        inline_burst = burst = 0
+        token: object | None = None
+        while True:
+            lane = queue.best_lane()
+            if lane is None:
+                if token is not None:
+                    self.submission.release_on_behalf_of(token)
+                    token = None
+                inline_burst = burst = 0
+                await queue.wakeup.wait()
+                queue.wakeup = trio.Event()
+                continue
+            *_, group, task = lane.ready[0]
+            if not group.open:  # the row group is gone
+                heapq.heappop(lane.ready)
+                continue
+            if not group.tracker.is_needed(task):  # its rows were dropped meanwhile
+                heapq.heappop(lane.ready)
+                group.outstanding -= 1
+                if self._tracer is not None:
+                    group.close_span(task, "skipped")
+                self._outcomes.check_quiet(group)
+                continue
+            node = self._graph.nodes[task.node]
+            if _runs_inline(node.generator, task):
+                heapq.heappop(lane.ready)
+                if self._tracer is not None:
+                    group.mark(task, "dispatched", "slot")
+                finish(group, task, self._call_inline(group, node, task))
+                inline_burst += 1
+                if inline_burst >= _INLINE_BURST:
+                    inline_burst = 0
+                    await trio.sleep(0)
+                continue
+            if token is None:
+                token = object()
+                try:
+                    self.submission.acquire_on_behalf_of_nowait(token)
+                except trio.WouldBlock:
+                    await self.submission.acquire_on_behalf_of(token)
+                    continue  # look again: the best task may have changed while we waited
+                finally:
+                    counts = self._counts
+                    counts.peak_submitted = max(
+                        counts.peak_submitted, self.submission.borrowed_tokens
+                    )
+            heapq.heappop(lane.ready)
+            if self._tracer is not None:
+                group.mark(task, "dispatched")
+            lane.running += 1
+            group.hand(self.run_task, group, node, task, token)
+            token = None
+            # Hand over a burst of tasks without a trip through the event loop for each, but
+            # let the loop run between bursts.
+            burst += 1
+            if burst >= _DISPATCH_BURST:
+                burst = 0
+                await trio.sleep(0)
+
+    def discard(self, group: RowGroup, node: Node, task: Task, token: object) -> None:
+        """A task handed to a group that closed before starting it: give back its slot."""
+        self.submission.release_on_behalf_of(token)
+        self._queue.task_done(task.node)
+
+    # ------------------------------------------------------------------ tasks
+
+    def _context(self, group: RowGroup, node: Node, task: Task) -> CellContext | BatchContext:
+        first = group.spec.first_row_id
+        if isinstance(task, CellTask):
+            return CellContext(
+                row={col: group.columns[col][task.row] for col in node.inputs},
+                row_id=first + task.row,
+                column=node.name,
+                seed=self._seed,
+                models=self._models,
+            )
+        rows = task.rows
+        return BatchContext(
+            row_ids=[first + r for r in rows],
+            columns={col: [group.columns[col][r] for r in rows] for col in node.inputs},
+            row_group=group.spec.index,
+            column=node.name,
+            seed=self._seed,
+            group_row_ids=range(first, first + group.spec.num_rows),
+            models=self._models,
+        )
+
+    def _call_inline(self, group: RowGroup, node: Node, task: Task) -> object:
+        try:
+            return node.generator.generate(self._context(group, node, task))
+        except Exception as exc:
+            return RowFailure(exc)
+
+    async def run_task(self, group: RowGroup, node: Node, task: Task, token: object) -> None:
+        """Run one dispatched task and record its outcome: a task of its row group's nursery,
+        started there by the group's starter."""
+        generator = node.generator
+        slot = self.submission
+        outcome: object = _SKIPPED
+        deadline = group.deadline if group.salvaging and task in group.salvaging else math.inf
+        try:
+            try:
+                with trio.move_on_at(deadline) as scope:
+                    if generator.model_bound:
+                        llm_wait = self.llm_wait
+                        try:
+                            llm_wait.acquire_on_behalf_of_nowait(token)
+                        except trio.WouldBlock:
+                            await llm_wait.acquire_on_behalf_of(token)
+                        self.submission.release_on_behalf_of(token)
+                        slot = llm_wait
+                        counts = self._counts
+                        counts.peak_llm = max(counts.peak_llm, llm_wait.borrowed_tokens)
+                        if not group.tracker.is_needed(task):  # dropped while waiting: skip it
+                            return
+                    if self._tracer is None:
+                        outcome = await self._invoke(generator, self._context(group, node, task))
+                    else:
+                        outcome = await self._traced_invoke(group, node, task)
+                if scope.cancelled_caught:
+                    outcome = RowFailure(
+                        SalvageTimeout(
+                            f"column {node.name!r}: not finished within the salvage round's "
+                            f"{self._outcomes.salvage_seconds:g} s"
+                        )
+                    )
+            finally:
+                slot.release_on_behalf_of(token)
+                self._queue.task_done(task.node)
+                if outcome is _SKIPPED:
+                    group.outstanding -= 1
+                    if self._tracer is not None:
+                        group.close_span(task, "skipped")
+                    self._outcomes.check_quiet(group)
+            self._outcomes.finish(group, task, outcome)
+        finally:
+            group.task_ended()
+
+    async def _traced_invoke(self, group: RowGroup, node: Node, task: Task) -> object:
+        group.mark(task, "slot")
+        token = CURRENT_SPAN.set(group.spans.get(task))
+        try:
+            return await self._invoke(node.generator, self._context(group, node, task))
+        finally:
+            CURRENT_SPAN.reset(token)
+
+    async def _invoke(
+        self, generator: ColumnGenerator[Any], ctx: CellContext | BatchContext
+    ) -> object:
+        try:
+            if generator.is_async:
+                return await generator.agenerate(ctx)
+            # Abandoned on cancel: a stop never waits for a slow user function (its result
+            # is discarded; the thread ends on its own, the watchdog ends a stuck process).
+            return await trio.to_thread.run_sync(
+                generator.generate, ctx, limiter=self._threads, abandon_on_cancel=True
+            )
+        except Exception as exc:
+            return RowFailure(exc)

@@ -1,0 +1,193 @@
+"""One admitted row group: its values, its bookkeeping, and the task that starts its tasks.
+
+Each row group runs in a nursery of its own. Its tasks (cells, batches, and the sleeps before
+retries) are started *in* that nursery by a task that runs there, the group's **starter**
+(:meth:`RowGroup.start_tasks`): whoever has work for the group (the dispatcher, outside the
+group; a finished task, inside it) hands it over with :meth:`RowGroup.hand`, and the starter
+starts it. The queue between them holds no more than the tasks holding a submission slot plus
+the retries due, so it stays bounded by the run's limits. A task therefore never lands in a
+nursery that is closing: the starter runs until its group is closing and nothing it started
+is still running, and once the nursery has closed the group refuses hand-overs
+(:attr:`RowGroup.open`), returning what was never started (:meth:`RowGroup.close`).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import attrs
+import trio
+
+from ..storage import ColumnCounts, DropRecord, RowGroupData
+from ..trace import TaskSpan
+from .graph import ExecutionGraph
+from .tracker import CompletionTracker, Task
+
+__all__ = ["Handed", "RowGroup", "RowGroupSpec"]
+
+#: A task handed to a row group's starter: the async function and its arguments.
+Handed = tuple[Callable[..., Awaitable[None]], tuple[Any, ...]]
+
+
+@attrs.frozen(kw_only=True)
+class RowGroupSpec:
+    """A row group to generate: rows ``first_row_id .. first_row_id + num_rows - 1``."""
+
+    index: int
+    first_row_id: int
+    num_rows: int
+
+
+class RowGroup:
+    """Mutable state of one admitted row group (owned by the scheduler)."""
+
+    __slots__ = (
+        "attempts",
+        "closing",
+        "columns",
+        "deadline",
+        "done",
+        "drops",
+        "failed",
+        "open",
+        "outstanding",
+        "parked",
+        "pending",
+        "rounds",
+        "running",
+        "salvage",
+        "salvaging",
+        "spans",
+        "spec",
+        "stage",
+        "tracker",
+        "wake",
+    )
+
+    def __init__(self, spec: RowGroupSpec, graph: ExecutionGraph, column_mode: bool):
+        self.spec = spec
+        self.tracker = CompletionTracker(graph.nodes, spec.num_rows)
+        self.columns: dict[str, list[Any]] = {col: [None] * spec.num_rows for col in graph.columns}
+        self.drops: list[DropRecord] = []
+        self.failed = [0] * len(graph.nodes)
+        self.done = trio.Event()
+        # Column mode: index of the node now running; tasks of later nodes wait in `parked`.
+        self.stage = 0 if column_mode else -1
+        self.parked: list[list[Task]] = [[] for _ in graph.nodes] if column_mode else []
+        # Tasks queued, running or sleeping before a retry; 0 means the group is quiet.
+        self.outstanding = 0
+        # Retryable failures so far, per task.
+        self.attempts: dict[Task, int] = {}
+        # Tasks out of attempts, with their last error, waiting for a salvage round.
+        self.salvage: list[tuple[Task, Exception]] = []
+        # The tasks of the salvage round under way, and its deadline.
+        self.salvaging: frozenset[Task] = frozenset()
+        # Salvage rounds each task has had.
+        self.rounds: dict[Task, int] = {}
+        # When tracing: the span of each queued or running task.
+        self.spans: dict[Task, TaskSpan] = {}
+        self.deadline = 0.0
+        # The starter: tasks handed over and not started yet, its wake-up, how many of the
+        # tasks it started are running, and whether the group is done with new work.
+        self.open = True
+        self.pending: deque[Handed] = deque()
+        self.wake = trio.Event()
+        self.running = 0
+        self.closing = False
+
+    # ------------------------------------------------------------------ the starter
+
+    def hand(self, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
+        """Have the starter start ``fn(*args)`` in the group's nursery. ``fn`` must call
+        :meth:`task_ended` when it ends. Only while :attr:`open`."""
+        self.pending.append((fn, args))
+        self.wake.set()
+
+    async def start_tasks(self, nursery: trio.Nursery) -> None:
+        """The starter: runs in the group's ``nursery`` and starts there every task handed to
+        the group, until the group is closing (:meth:`stop_starting`) and none of the tasks
+        it started is still running (one still running may yet hand over a retry)."""
+        pending = self.pending
+        while True:
+            while pending:
+                fn, args = pending.popleft()
+                self.running += 1
+                nursery.start_soon(fn, *args)
+            if self.closing and not self.running:
+                return
+            await self.wake.wait()
+            self.wake = trio.Event()
+
+    def task_ended(self) -> None:
+        """A task the starter started has ended."""
+        self.running -= 1
+        if self.closing and not self.running:
+            self.wake.set()
+
+    def stop_starting(self) -> None:
+        """The group has no more work of its own: the starter ends once what it started has."""
+        self.closing = True
+        self.wake.set()
+
+    def close(self) -> list[Handed]:
+        """The group's nursery has closed: refuse further hand-overs; return the tasks handed
+        over that were never started (a stop cancelled the starter)."""
+        self.open = False
+        left = list(self.pending)
+        self.pending.clear()
+        return left
+
+    # ------------------------------------------------------------------ tracing
+
+    def mark(self, task: Task, *moments: str) -> None:
+        """Tracing: the task reached ``moments`` (span attribute names) now."""
+        span = self.spans.get(task)
+        if span is not None:
+            now = trio.current_time()
+            for moment in moments:
+                setattr(span, moment, now)
+
+    def close_span(self, task: Task, status: str, error: str = "") -> None:
+        """Tracing: the task's attempt ended with ``status`` (and ``error``, a class name)."""
+        span = self.spans.pop(task, None)
+        if span is not None:
+            span.completed = trio.current_time()
+            span.status = status
+            span.error = error
+
+    # ------------------------------------------------------------------ the result
+
+    def data(
+        self, graph: ExecutionGraph, encoders: Mapping[str, Callable[[Any], Any]]
+    ) -> RowGroupData:
+        """The finished group as the store takes it: live rows, drops and counts."""
+        tracker = self.tracker
+        live = tracker.live_rows()
+        first = self.spec.first_row_id
+        counts: dict[str, ColumnCounts] = {}
+        for node in graph.nodes:
+            done = sum(tracker.is_done(node.index, r) for r in range(tracker.num_rows))
+            failed = self.failed[node.index]
+            node_counts = ColumnCounts(
+                done=done, failed=failed, dropped=tracker.num_rows - done - failed
+            )
+            for col in node.outputs:
+                counts[col] = node_counts
+        columns = {}
+        for field in graph.schema:
+            values = self.columns[field.name]
+            encode = encoders.get(field.name)
+            columns[field.name] = (
+                [values[r] for r in live] if encode is None else [encode(values[r]) for r in live]
+            )
+        return RowGroupData(
+            index=self.spec.index,
+            first_row_id=first,
+            num_rows=self.spec.num_rows,
+            row_ids=[first + r for r in live],
+            columns=columns,
+            drops=sorted(self.drops, key=lambda d: d.row_id),
+            counts=counts,
+        )

@@ -1,0 +1,89 @@
+"""What the scheduler counts, and the frozen snapshot of it that progress, traces and tests read."""
+
+from __future__ import annotations
+
+import attrs
+
+__all__ = ["Counters", "NodeProgress", "SchedulerStatistics"]
+
+
+@attrs.frozen(kw_only=True)
+class NodeProgress:
+    """Cells of one node (a column, or a multi-output generator) so far.
+
+    Attributes:
+        name: the node's name; outputs: the columns it fills.
+        done: cells (rows, for a batch node) generated.
+        failed: cells whose failure dropped their row.
+    """
+
+    name: str
+    outputs: tuple[str, ...]
+    done: int
+    failed: int
+
+
+@attrs.frozen(kw_only=True)
+class SchedulerStatistics:
+    """A snapshot of the scheduler (read by progress, traces and tests).
+
+    ``nodes`` gives per node progress in execution order; the other fields are run-wide.
+    """
+
+    row_groups_in_flight: int
+    row_groups_written: int
+    tasks_submitted: int
+    tasks_waiting_on_model: int
+    tasks_ready: int
+    cells_done: int
+    cells_failed: int
+    rows_dropped: int
+    retries: int
+    cells_deferred: int
+    salvage_rounds: int
+    cells_salvaged: int
+    rows_abandoned: int
+    nodes: tuple[NodeProgress, ...] = ()
+    peak_row_groups_in_flight: int
+    peak_tasks_submitted: int
+    peak_tasks_waiting_on_model: int
+
+
+class Counters:
+    """The scheduler's running counts, shared by its parts (mutable; only
+    :meth:`~gridloom.engine.Scheduler.statistics` reads them, into a snapshot)."""
+
+    __slots__ = (
+        "cells_done",
+        "cells_failed",
+        "cells_salvaged",
+        "deferred",
+        "in_flight",
+        "node_done",
+        "node_failed",
+        "peak_groups",
+        "peak_llm",
+        "peak_submitted",
+        "retries",
+        "rows_abandoned",
+        "rows_dropped",
+        "salvage_rounds",
+        "written",
+    )
+
+    def __init__(self, nodes: int) -> None:
+        self.in_flight = 0  #: row groups admitted and not yet released
+        self.written = 0  #: row groups handed to the store
+        self.cells_done = 0
+        self.cells_failed = 0
+        self.rows_dropped = 0
+        self.retries = 0
+        self.node_done = [0] * nodes
+        self.node_failed = [0] * nodes
+        self.rows_abandoned = 0
+        self.deferred = 0  #: tasks sleeping before a retry
+        self.salvage_rounds = 0
+        self.cells_salvaged = 0
+        self.peak_groups = 0
+        self.peak_submitted = 0
+        self.peak_llm = 0

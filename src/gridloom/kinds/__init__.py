@@ -1,0 +1,56 @@
+"""Column kinds: one module per kind, each declaring a :class:`ColumnKind`.
+
+A kind is a config class (a frozen attrs subclass of :class:`~gridloom.config.ColumnConfig`,
+whose fields are the kind's parameters and whose docstring its documentation), the generator
+that fills its columns, and how ``PipelineBuilder``'s method for it takes arguments. Every
+kind — the built-in ones here and a plugin's — is declared by a ``gridloom.columns`` entry
+point naming its ``ColumnKind``, and found through the same registry, on first need. Writing
+one is described in ``docs/plugins.md``.
+
+:func:`installed` lists the kinds found, where each came from and what is wrong with those
+that did not load.
+"""
+
+from ..config._kind import ColumnKind, KindInfo
+from ..config._kinds import ENTRY_POINT_GROUP, installed
+from .bernoulli import BernoulliColumn
+from .binomial import BinomialColumn
+from .category import CategoryColumn
+from .custom import CustomColumn
+from .datetime import DatetimeColumn
+from .embedding import EmbeddingColumn
+from .expression import ExpressionColumn
+from .gaussian import GaussianColumn
+from .llm_code import LLMCodeColumn
+from .llm_judge import LLMJudgeColumn
+from .llm_structured import LLMStructuredColumn
+from .llm_text import LLMTextColumn
+from .poisson import PoissonColumn
+from .subcategory import SubcategoryColumn
+from .timedelta import TimedeltaColumn
+from .uniform import UniformColumn
+from .uuid import UUIDColumn
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "BernoulliColumn",
+    "BinomialColumn",
+    "CategoryColumn",
+    "ColumnKind",
+    "CustomColumn",
+    "DatetimeColumn",
+    "EmbeddingColumn",
+    "ExpressionColumn",
+    "GaussianColumn",
+    "KindInfo",
+    "LLMCodeColumn",
+    "LLMJudgeColumn",
+    "LLMStructuredColumn",
+    "LLMTextColumn",
+    "PoissonColumn",
+    "SubcategoryColumn",
+    "TimedeltaColumn",
+    "UUIDColumn",
+    "UniformColumn",
+    "installed",
+]

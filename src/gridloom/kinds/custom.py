@@ -1,0 +1,187 @@
+"""``custom``: a user function, sync or async, called per cell or per batch.
+
+A synchronous function becomes a :class:`CustomGenerator` (run in a worker thread); an
+``async def`` function — or an object whose ``__call__`` is ``async def`` — becomes an
+:class:`AsyncCustomGenerator` (run on the trio loop). :func:`custom_generator` picks.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, ClassVar, Literal
+
+import attrs
+
+from ..config._columns import ColumnConfig, DType
+from ..config._kind import ColumnKind
+from ..config._models import ModelConfig
+from ..errors import ConfigError, GenerationError
+from ..generators._dtypes import arrow_type, coerce, json_text
+from ..generators._factory import BuildContext
+from ..generators.base import BatchContext, CellContext, ColumnGenerator, Context, RowFailure
+from ..generators.custom import is_async_callable, resolve_function
+
+__all__ = ["KIND", "AsyncCustomGenerator", "CustomColumn", "CustomGenerator", "custom_generator"]
+
+
+@attrs.frozen(kw_only=True)
+class CustomColumn(ColumnConfig):
+    """A user function, sync or async, called per cell or per batch.
+
+    ``function`` is a callable, or an import path ``"package.module:function"`` (the form used
+    in YAML). Per cell it receives ``(row, ctx)`` — ``row`` maps the upstream columns to this row's
+    values — and returns the value. Per batch it receives ``(columns, ctx)`` — each upstream column
+    as a list over the batch's rows — and returns a list with one value per row. ``params`` are
+    passed as ``ctx.params``. Columns it reads must be listed in ``depends_on``.
+
+    ``model`` names a model alias the function calls itself: the column is then *model-bound*
+    (its tasks wait on the network under the LLM-wait limit, without holding a dispatch slot)
+    and ``ctx.model`` is that alias's model handle: ``await ctx.model.chat(request)`` sends a
+    request through the alias's throttle, retries and usage counts, and ``ctx.model.config``
+    is its ``ModelConfig``.
+
+    Attributes:
+        function: the callable or its import path ``"package.module:function"``.
+        mode: ``cell`` (one call per row) or ``batch`` (one call per row group).
+        dtype: the type each returned value is stored as.
+        params: passed to the function as ``ctx.params``.
+        model: a model alias the function calls itself (makes the column model-bound).
+    """
+
+    kind: ClassVar[str] = "custom"
+    function: str | Callable[..., Any] = attrs.field()
+    mode: Literal["cell", "batch"] = "cell"
+    dtype: DType = "string"
+    params: dict[str, Any] = attrs.field(factory=dict)
+    model: str | None = None
+
+    def model_aliases(self) -> dict[str, str]:
+        return {f"{self.kind}.model": self.model} if self.model is not None else {}
+
+    @function.validator
+    def _check_function(self, _attribute: attrs.Attribute[Any], value: Any) -> None:
+        if isinstance(value, str):
+            module, sep, attr = value.partition(":")
+            if not sep or not module or not attr:
+                raise ValueError(
+                    f"function must be an import path 'package.module:function', got {value!r}"
+                )
+        elif not callable(value):
+            raise TypeError(f"function must be callable or an import path, got {value!r}")
+
+
+class _CustomBase(ColumnGenerator[Context]):
+    def __init__(self, config: CustomColumn, function: Callable[..., Any], model: Any = None):
+        super().__init__(
+            name=config.name, outputs={config.name: arrow_type(config.dtype, column=config.name)}
+        )
+        if config.mode not in ("cell", "batch"):
+            raise ConfigError(
+                f"mode must be cell or batch, got {config.mode!r}", column=config.name, field="mode"
+            )
+        self.config = config
+        self.function = function
+        self.granularity = config.mode
+        if config.dtype == "json":  # parsed in memory (for templates), JSON text on disk
+            self.encoders = {config.name: json_text}
+        self.params: Mapping[str, Any] = MappingProxyType(dict(config.params))
+        self.model = model
+        self.model_bound = config.model is not None
+        if self.model_bound and isinstance(model, ModelConfig):
+            self.model_lane = (model.alias, model.max_parallel_requests)
+
+    def _arguments(self, ctx: CellContext | BatchContext) -> tuple[Any, ...]:
+        ctx.params = self.params
+        if self.model_bound:
+            ctx.model = ctx.models.get(self.config.model or "", self.model)
+        if isinstance(ctx, BatchContext):
+            return ({name: list(values) for name, values in ctx.columns.items()}, ctx)
+        return (dict(ctx.row), ctx)
+
+    def _finish(self, result: Any, ctx: CellContext | BatchContext) -> Any:
+        dtype = self.config.dtype
+        if not isinstance(ctx, BatchContext):
+            return coerce(result, dtype, column=self.name)
+        expected = len(ctx.row_ids)
+        if isinstance(result, str | bytes | Mapping) or not isinstance(result, Sequence):
+            raise GenerationError(
+                f"column {self.name!r}: a batch function must return a list, got"
+                f" {type(result).__name__} for {expected} rows"
+            )
+        if len(result) != expected:
+            raise GenerationError(
+                f"column {self.name!r}: batch function returned a list of the wrong length:"
+                f" got {len(result)} values for {expected} rows"
+            )
+        out: list[Any] = []
+        for value in result:
+            if isinstance(value, RowFailure):
+                out.append(value)
+                continue
+            try:
+                out.append(coerce(value, dtype, column=self.name))
+            except GenerationError as exc:  # this row fails; the others go on
+                out.append(RowFailure(exc))
+        return out
+
+
+class CustomGenerator(_CustomBase):
+    """Calls a synchronous user function in a worker thread.
+
+    Per cell: ``function(row, ctx)`` → the value. Per batch: ``function(columns, ctx)`` → a
+    list with one value per row. Values are coerced to the column's dtype; ``ctx.params`` is
+    the column's ``params`` (read-only).
+
+    Args:
+        config: the column.
+        function: the resolved callable (see :func:`resolve_function`).
+    """
+
+    inline = False
+
+    def generate(self, ctx: CellContext | BatchContext) -> Any:
+        """Call the function for this cell or batch and coerce what it returns."""
+        result = self.function(*self._arguments(ctx))
+        if inspect.isawaitable(result):
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+            raise GenerationError(
+                f"column {self.name!r}: the function returned an awaitable; declare it async def"
+            )
+        return self._finish(result, ctx)
+
+
+class AsyncCustomGenerator(_CustomBase):
+    """Awaits an asynchronous user function on the trio loop; otherwise as
+    :class:`CustomGenerator`."""
+
+    async def agenerate(self, ctx: CellContext | BatchContext) -> Any:
+        """Await the function for this cell or batch and coerce what it returns."""
+        result = await self.function(*self._arguments(ctx))
+        return self._finish(result, ctx)
+
+
+def custom_generator(
+    config: CustomColumn, *, search_path: Path | None = None, model: Any = None
+) -> CustomGenerator | AsyncCustomGenerator:
+    """Resolve ``config.function`` and wrap it in the sync or async generator it needs.
+
+    Raises:
+        ConfigError: the function cannot be resolved, or the dtype or mode is unknown.
+    """
+    function = resolve_function(config.function, column=config.name, search_path=search_path)
+    if is_async_callable(function):
+        return AsyncCustomGenerator(config, function, model)
+    return CustomGenerator(config, function, model)
+
+
+def _build(column: CustomColumn, ctx: BuildContext) -> ColumnGenerator[Any]:
+    model = ctx.models.get(column.model) if column.model is not None else None
+    return custom_generator(column, search_path=ctx.base_dir, model=model)
+
+
+KIND = ColumnKind(config=CustomColumn, build=_build, positional=("function",))

@@ -1,0 +1,46 @@
+"""``llm_text``: free text from a model."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import attrs
+import pyarrow as pa
+
+from ..config._kind import ColumnKind
+from ..config._llm import LLMColumn
+from ..config._models import ModelConfig
+from ..generators._factory import BuildContext
+from ..generators._jinja import TemplateLimits
+from ..generators.base import CellContext
+from ..generators.llm import ModelColumnGenerator
+
+__all__ = ["KIND", "LLMTextColumn", "LLMTextGenerator"]
+
+
+@attrs.frozen(kw_only=True)
+class LLMTextColumn(LLMColumn):
+    """Free text from a model."""
+
+    kind: ClassVar[str] = "llm_text"
+
+
+class LLMTextGenerator(ModelColumnGenerator):
+    """``llm_text``: the model's answer, stripped of surrounding whitespace."""
+
+    def __init__(
+        self, config: LLMColumn, model: ModelConfig, *, limits: TemplateLimits | None = None
+    ):
+        super().__init__(config, model, pa.string(), limits)
+
+    async def agenerate(self, ctx: CellContext) -> Any:
+        response = await self.call(ctx, self.request(await self.render_messages(ctx.row)))
+        return self.result(response.text.strip(), response)
+
+
+def _build(column: LLMTextColumn, ctx: BuildContext) -> LLMTextGenerator:
+    model = ctx.model_config(column, column.model)
+    return LLMTextGenerator(column, model, limits=ctx.template_limits)
+
+
+KIND = ColumnKind(config=LLMTextColumn, build=_build, positional=("model", "prompt"))

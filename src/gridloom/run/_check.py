@@ -1,0 +1,66 @@
+"""``check_models``: one tiny request to every model a pipeline uses."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import trio
+
+from ..clients import ChatRequest, EmbeddingRequest, Message, ModelHandle, transport_plan
+from ..config import EmbeddingColumn, PipelineConfig
+from ._models import used_aliases
+
+__all__ = ["probe_models"]
+
+
+async def probe_models(
+    config: PipelineConfig, handles: Mapping[str, ModelHandle]
+) -> list[dict[str, Any]]:
+    """Send one tiny request per handle; report latency or the error, per alias, and the
+    transport its provider's requests go through and why (``transport``: ``fast``, ``httpx``
+    or ``asgi``; ``transport_reason``, e.g. ``proxy http://proxy:3128 from HTTPS_PROXY``).
+
+    An alias only embedding columns use gets an embedding request, any other a chat request.
+    """
+    providers = {p.name: p for p in config.providers}
+    chat_aliases = {
+        alias
+        for column in config.columns
+        if not isinstance(column, EmbeddingColumn)
+        for alias in column.model_aliases().values()
+    }
+    embedding_only = used_aliases(config) - chat_aliases
+    results: list[dict[str, Any]] = []
+    for alias, handle in sorted(handles.items()):
+        started = trio.current_time()
+        plan = transport_plan(providers[handle.config.provider])
+        entry: dict[str, Any] = {
+            "alias": alias,
+            "provider": handle.config.provider,
+            "model": handle.model,
+            "transport": plan.kind,
+            "transport_reason": plan.reason,
+        }
+        try:
+            if alias in embedding_only:
+                await handle.embed(
+                    EmbeddingRequest(
+                        model=handle.model, inputs=("ok",), timeout=handle.config.timeout
+                    )
+                )
+            else:
+                await handle.chat(
+                    ChatRequest(
+                        model=handle.model,
+                        messages=(Message(role="user", content="Reply with OK."),),
+                        max_tokens=8,
+                        timeout=handle.config.timeout,
+                    )
+                )
+        except Exception as exc:  # reported, not raised: the point is to see them all
+            entry.update(ok=False, error=f"{type(exc).__name__}: {exc}")
+        else:
+            entry.update(ok=True, latency_s=round(trio.current_time() - started, 4))
+        results.append(entry)
+    return results

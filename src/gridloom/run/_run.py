@@ -1,0 +1,359 @@
+"""The run: one invocation of a pipeline, and the owner of everything with a lifetime in it.
+
+Shape of a run (DESIGN.md §4)::
+
+    Run                                  the one top-level nursery
+    ├── stop signals (when asked)        SIGINT/SIGTERM cancel the run's work
+    ├── models                           clients, throttles, simulated endpoints; health
+    ├── ramp                             the throttles' start-up ramps (when configured)
+    ├── progress                         the live display, fed by snapshots
+    └── the work                         the scheduler, its top-up rounds, the store finished
+
+Each service starts with ``await nursery.start(...)``, so it is ready before the next needs
+it, and is stopped when the work is over (the models close normally, not cancelled, so their
+connections and a simulated endpoint shut down cleanly). Errors leave the run in one place,
+:meth:`Run._supervise`: unwrapped from the nursery's exception group (:func:`~._report.unwrap`).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import trio
+
+from ..clients import ModelHandle
+from ..config import PipelineConfig, config_hash, dump_config
+from ..engine import ExecutionGraph, GeneratorHealth, RowGroupSpec, Scheduler, ShutdownReason
+from ..progress import ProgressReporter
+from ..storage import MemoryStore, ParquetStore, RowGroupStore, RunResult
+from ..throttle import ThrottleRegistry
+from ..trace import TaskTracer
+from ._check import probe_models
+from ._health import HealthMonitor
+from ._models import serve_models
+from ._plan import iter_row_groups, shortfall, top_up
+from ._report import is_interrupt, save_trace, summarize, unwrap
+from ._signals import Interrupted, StopSignals
+from ._source import ConfigSource, compile_source, load_source, prepare, run_seed
+
+__all__ = ["Run"]
+
+log = logging.getLogger("gridloom")
+
+T = TypeVar("T")
+Mode = Literal["new", "overwrite", "resume"]
+
+
+class _Services:
+    """The run's services: tasks of its nursery, each started with ``nursery.start`` (ready
+    before the next), all stopped when the work is over."""
+
+    def __init__(self, nursery: trio.Nursery) -> None:
+        self._nursery = nursery
+        self._stops: list[tuple[Callable[[], None], trio.Event]] = []
+
+    async def _start(
+        self,
+        fn: Callable[..., Awaitable[None]],
+        stop: Callable[[], None] | None = None,
+    ) -> Any:
+        """Start ``fn(task_status=...)``; it ends by ``stop()`` (default: a cancellation)."""
+        scope = trio.CancelScope()
+        ended = trio.Event()
+
+        async def service(task_status: trio.TaskStatus[Any]) -> None:
+            try:
+                with scope:
+                    await fn(task_status=task_status)
+            finally:
+                ended.set()
+
+        value = await self._nursery.start(service)
+        self._stops.append((scope.cancel if stop is None else stop, ended))
+        return value
+
+    async def models(self, cfg: PipelineConfig) -> tuple[dict[str, ModelHandle], HealthMonitor]:
+        """Open the models (and their health monitor), and start their ramp if there is one."""
+        registry = ThrottleRegistry(cfg.run.throttle)
+        health = HealthMonitor.from_run_config(cfg.run, clock=trio.current_time)
+        closing = trio.Event()
+        serve = functools.partial(serve_models, cfg, registry=registry, health=health, stop=closing)
+        handles: dict[str, ModelHandle] = await self._start(serve, closing.set)
+        if cfg.run.throttle.rampup_seconds > 0:
+            await self._start(registry.run)
+        return handles, health
+
+    async def progress(self, reporter: ProgressReporter) -> None:
+        """Show ``reporter``; the run stops it (:meth:`ProgressReporter.stop`) itself."""
+        await self._start(reporter.serve, reporter.stop)
+
+    async def aclose(self) -> None:
+        """Stop every service, the last started first, and wait until each has ended."""
+        stops, self._stops = self._stops[::-1], []
+        for stop, _ in stops:
+            stop()
+        for _, ended in stops:
+            await ended.wait()
+
+
+class Run:
+    """One invocation of a pipeline: the owner of its one top-level nursery.
+
+    Args:
+        config: a :class:`PipelineConfig`, a path to a YAML/JSON file, or a parsed mapping.
+        base_dir: folder for relative paths in the config (default: the config file's folder).
+        signals: stop on SIGINT/SIGTERM (the command line): the run records status
+            ``"interrupted"`` and raises :class:`~gridloom.run.Interrupted`.
+    """
+
+    def __init__(
+        self,
+        config: ConfigSource,
+        *,
+        base_dir: str | os.PathLike[str] | None = None,
+        signals: StopSignals | None = None,
+    ) -> None:
+        self._source = config
+        self._base_dir = base_dir
+        self._signals = signals
+
+    # ------------------------------------------------------------------ what a run does
+
+    def validate(self) -> ExecutionGraph:
+        """Load and compile the pipeline, generating nothing (see :func:`gridloom.validate`).
+
+        Raises:
+            ConfigError: naming the column and field at fault (and the column's kind).
+        """
+        cfg, base = load_source(self._source, self._base_dir)
+        return compile_source(cfg, base)
+
+    async def create(
+        self,
+        *,
+        num_records: int,
+        output_dir: str | os.PathLike[str],
+        resume: bool = False,
+        overwrite: bool = False,
+    ) -> RunResult:
+        """Generate ``num_records`` rows into ``output_dir`` (see :func:`gridloom.acreate`)."""
+        if resume and overwrite:
+            raise ValueError("resume and overwrite exclude each other")
+        mode: Mode = "resume" if resume else "overwrite" if overwrite else "new"
+        work = functools.partial(self._create, num_records, Path(output_dir), mode)
+        return await self._supervise(work)
+
+    async def preview(self, num_records: int = 10) -> RunResult:
+        """Generate a few rows in memory (see :func:`gridloom.apreview`)."""
+        return await self._supervise(functools.partial(self._preview, num_records))
+
+    async def check_models(self) -> list[dict[str, Any]]:
+        """One tiny request to every model the pipeline uses (see
+        :func:`gridloom.acheck_models`)."""
+        return await self._supervise(self._check_models)
+
+    # ------------------------------------------------------------------ the nursery
+
+    async def _supervise(self, work: Callable[[_Services], Awaitable[T]]) -> T:
+        """Run ``work`` in the run's nursery, with its services; the one place errors leave
+        the run, unwrapped."""
+        stop = trio.CancelScope()
+        try:
+            async with trio.open_nursery() as nursery:
+                if self._signals is not None:
+                    await nursery.start(self._signals.watch, stop)
+                with stop:
+                    services = _Services(nursery)
+                    try:
+                        result = await work(services)
+                    finally:
+                        await services.aclose()
+                nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            raise unwrap(group) from None
+        if stop.cancelled_caught and self._signals is not None:
+            assert self._signals.signum is not None
+            raise Interrupted(self._signals.signum)
+        return result
+
+    async def _create(
+        self, num_records: int, out: Path, mode: Mode, services: _Services
+    ) -> RunResult:
+        cfg, graph, base = await prepare(self._source, self._base_dir, num_records)
+        # Recorded in metadata.json for a resume from the saved config.yaml; a resume keeps the
+        # recorded folder unless one is given.
+        given = self._base_dir
+        record = Path(given) if given is not None else None if mode == "resume" else base
+        models, health = await services.models(cfg)
+        store = await trio.to_thread.run_sync(
+            functools.partial(
+                ParquetStore.open,
+                out,
+                schema=graph.schema,
+                config_text=dump_config(cfg, None, strict=False, redact=True),
+                config_hash=config_hash(cfg),
+                num_records=num_records,
+                row_group_size=cfg.run.row_group_size,
+                seed=run_seed(cfg),
+                mode=mode,
+                base_dir=record,
+            )
+        )
+        return await self._generate(
+            services, cfg, graph, store, models, health, num_records, store.seed, out
+        )
+
+    async def _preview(self, num_records: int, services: _Services) -> RunResult:
+        cfg, graph, _base = await prepare(self._source, self._base_dir, num_records)
+        store = MemoryStore(graph.schema)
+        models, health = await services.models(cfg)
+        return await self._generate(
+            services, cfg, graph, store, models, health, num_records, run_seed(cfg), None
+        )
+
+    async def _check_models(self, services: _Services) -> list[dict[str, Any]]:
+        cfg, _base = await trio.to_thread.run_sync(load_source, self._source, self._base_dir)
+        models, _health = await services.models(cfg)
+        return await probe_models(cfg, models)
+
+    # ------------------------------------------------------------------ the work
+
+    async def _generate(
+        self,
+        services: _Services,
+        cfg: PipelineConfig,
+        graph: ExecutionGraph,
+        store: RowGroupStore,
+        models: Mapping[str, ModelHandle],
+        health: HealthMonitor,
+        num_records: int,
+        seed: int,
+        output_dir: Path | None,
+    ) -> RunResult:
+        """The scheduler over the plan, then its top-up rounds, then the store finished."""
+        # On resume the store knows the run's full size (it may have grown).
+        total = getattr(store, "num_records", num_records)
+        size = cfg.run.row_group_size
+        specs = iter_row_groups(total, size, store.completed())  # lazy: -n 10**12 plans nothing
+        planned = -(-total // size)
+        remaining = total - sum(rows for i, rows in store.rows_covered().items() if i < planned)
+        traced = cfg.run.trace or os.environ.get("GRIDLOOM_TRACE", "") not in ("", "0")
+        tracer = TaskTracer(origin=trio.current_time()) if traced else None
+        columns_health = GeneratorHealth.from_run_config(cfg.run)
+        scheduler = Scheduler(
+            graph,
+            cfg.run,
+            seed=seed,
+            store=store,
+            models=models,
+            tracer=tracer,
+            health=columns_health,
+        )
+        # A model, or a column, that keeps failing stops the run: its monitor cancels this scope.
+        stop = trio.CancelScope()
+        reasons: list[ShutdownReason] = []
+
+        def on_trip(reason: ShutdownReason) -> None:
+            reasons.append(reason)
+            stop.cancel()
+
+        health.on_trip(on_trip)
+        columns_health.on_trip(on_trip)
+        # Live progress (run.progress, GRIDLOOM_PROGRESS): a service reading snapshots.
+        reporter = ProgressReporter.for_run(
+            cfg.run,
+            statistics=scheduler.statistics,
+            models=models,
+            total=remaining,
+            preview=output_dir is None,
+        )
+        started = trio.current_time()
+        rows_before = store.rows_written
+        try:
+            with stop:
+                if reporter is not None:
+                    await services.progress(reporter)
+                try:
+                    await self._schedule(scheduler, store, specs, cfg, total, reporter)
+                finally:
+                    if reporter is not None:
+                        reporter.stop()
+        except BaseException as exc:
+            status = "interrupted" if is_interrupt(exc) else "failed"
+            summary = summarize(scheduler, models, status, trio.current_time() - started)
+            with trio.CancelScope(shield=True):
+                try:
+                    await save_trace(tracer, output_dir, models)
+                    await store.finish(status=status, summary=summary)
+                except Exception:  # keep the original error; this one is secondary
+                    log.exception("could not record the run's final status")
+            raise
+        wall = trio.current_time() - started
+        # Tripped after the last row group was written: nothing was cut short, the run is complete.
+        reason = reasons[0] if stop.cancelled_caught and reasons else None
+        status = "complete" if reason is None else "stopped"
+        # Every row group was generated; were too many rows dropped (run.allow_drops)?
+        short = None
+        if status == "complete":
+            short = shortfall(store.rows_written, total, cfg.run.allow_drops)
+            status = "complete" if short is None else "incomplete"
+        summary = summarize(scheduler, models, status, wall)
+        damaged: tuple[str, ...] = getattr(store, "damaged", ())
+        if damaged:  # found on resume, set aside, and generated again by this invocation
+            summary["invocation"]["row_groups_damaged"] = list(damaged)
+        if short is not None:
+            summary["shortfall"] = short
+        if reporter is not None:
+            reporter.finish(status)
+        extras: dict[str, Any] = {"models": summary["models"], "invocation": summary["invocation"]}
+        if short is not None:
+            extras["shortfall"] = short
+        if reason is not None:
+            log.info("run stopped early: %s", reason.message)
+            summary["stop_reason"] = reason.message
+            summary["stop"] = extras["stop"] = reason.as_dict()
+        trace = await save_trace(tracer, output_dir, models)
+        await store.finish(status=status, summary=summary)
+        return RunResult.from_store(
+            store,
+            num_records=total,
+            wall_time=wall,
+            status=status,
+            stop_reason=None if reason is None else reason.message,
+            output_dir=output_dir,
+            seed=seed,
+            extras=extras,
+            trace=trace,
+            rows_generated=store.rows_written - rows_before,
+        )
+
+    @staticmethod
+    async def _schedule(
+        scheduler: Scheduler,
+        store: RowGroupStore,
+        specs: Iterable[RowGroupSpec],
+        cfg: PipelineConfig,
+        total: int,
+        reporter: ProgressReporter | None,
+    ) -> None:
+        """The planned row groups, then (``fill_to_target``) top-up rounds until the rows
+        dropped are replaced or the budget is spent."""
+        await scheduler.run(specs)
+        if not cfg.run.fill_to_target:
+            return
+        size = cfg.run.row_group_size
+        while extra := top_up(store, total, size, cfg.run.fill_budget):
+            rows, groups = extra
+            log.info(
+                "%d rows were dropped: generating %d more (fill_to_target)",
+                total - store.rows_written,
+                rows,
+            )
+            if reporter is not None:
+                reporter.add_rows(rows)
+            await scheduler.run(groups)

@@ -1,0 +1,120 @@
+"""A run directory opened for reading (:func:`open_run`): the result of a finished run, or of
+as much of one as was written before it stopped."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from gridloom.errors import StorageError
+
+from ._checkpoint import read_parquet
+from ._convert import DROPPED_SCHEMA
+from ._inspect import read_run_metadata
+from ._metadata import RowGroupEntry, Tally, TallyView
+from ._result import RunResult
+from ._types import RowGroupData
+
+__all__ = ["open_run"]
+
+#: The sections of a run's summary that :attr:`RunResult.extras` carries.
+_EXTRAS = ("models", "invocation", "shortfall", "stop")
+
+
+class _RunDirectory(TallyView):
+    """The row groups ``metadata.json`` lists, read from disk on demand; nothing is written."""
+
+    def __init__(self, out: Path, schema: pa.Schema, tally: Tally) -> None:
+        self._dir = out
+        self._schema = schema
+        self._tally = tally
+
+    @property
+    def schema(self) -> pa.Schema:
+        return self._schema
+
+    async def write(self, data: RowGroupData) -> None:
+        raise StorageError(f"{self._dir} was opened for reading: it takes no row groups")
+
+    async def finish(self, *, status: str, summary: Mapping[str, Any]) -> None:
+        raise StorageError(f"{self._dir} was opened for reading: it cannot be finished")
+
+    def read_table(self) -> pa.Table:
+        tables = [
+            read_parquet(self._dir / RowGroupEntry.data_file(i), self._schema)
+            for i, entry in sorted(self._tally.groups.items())
+            if entry.rows
+        ]
+        return pa.concat_tables(tables) if tables else self._schema.empty_table()
+
+    def read_dropped(self) -> pa.Table:
+        tables = [
+            read_parquet(self._dir / RowGroupEntry.dropped_file(i), DROPPED_SCHEMA)
+            for i, entry in sorted(self._tally.groups.items())
+            if entry.has_drops
+        ]
+        return pa.concat_tables(tables) if tables else DROPPED_SCHEMA.empty_table()
+
+
+def _schema(out: Path, tally: Tally, recorded: Any) -> pa.Schema:
+    """The data files' schema; without one on disk, ``metadata.json``'s (types it cannot
+    name read as null)."""
+    for index, entry in sorted(tally.groups.items()):
+        if entry.rows:
+            path = out / RowGroupEntry.data_file(index)
+            try:
+                return pq.read_schema(path).remove_metadata()
+            except (OSError, pa.ArrowException) as exc:
+                raise StorageError(f"cannot read {path}: {exc}") from exc
+    fields = []
+    for name, text in (recorded if isinstance(recorded, dict) else {}).items():
+        try:
+            kind = pa.type_for_alias(str(text))
+        except (ValueError, KeyError):
+            kind = pa.null()
+        fields.append(pa.field(str(name), kind))
+    return pa.schema(fields)
+
+
+def open_run(output_dir: str | Path) -> RunResult:
+    """The :class:`RunResult` of the run in ``output_dir``: a finished run's, or, for one
+    that stopped or is still going, that of the row groups ``metadata.json`` lists so far.
+
+    Counts, status and summary come from ``metadata.json``; the data is read from the
+    parquet files on first access (:attr:`RunResult.table`). ``wall_time`` is the last
+    invocation's; ``trace`` is ``None`` (read ``trace.parquet`` for it).
+
+    Raises:
+        StorageError: ``output_dir`` holds no run, or its ``metadata.json`` is damaged.
+    """
+    out = Path(output_dir)
+    meta = read_run_metadata(out)
+    summary = meta.get("summary") if isinstance(meta.get("summary"), dict) else {}
+    assert isinstance(summary, dict)
+    tally = Tally()
+    try:
+        num_records = int(meta["num_records"])
+        seed = int(meta["seed"])
+        status = str(meta["status"])
+        groups = meta.get("row_groups") or {}
+        for key, raw in sorted(groups.items(), key=lambda item: int(item[0])):
+            tally.add(RowGroupEntry.from_json(int(key), raw))
+        invocation = summary.get("invocation")
+        wall = float(invocation.get("wall_time", 0.0)) if isinstance(invocation, dict) else 0.0
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise StorageError(f"cannot open {out}: metadata.json is damaged ({exc!r})") from exc
+    reason = summary.get("stop_reason")
+    return RunResult.from_store(
+        _RunDirectory(out, _schema(out, tally, meta.get("schema")), tally),
+        num_records=num_records,
+        seed=seed,
+        wall_time=wall,
+        status=status,
+        output_dir=out,
+        extras={key: summary[key] for key in _EXTRAS if key in summary},
+        stop_reason=reason if isinstance(reason, str) else None,
+    )
