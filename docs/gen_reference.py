@@ -28,6 +28,7 @@ from gridloom.config import (
     SimulatedModel,
     SimulationConfig,
 )
+from gridloom.config._processors import PROCESSOR_KINDS
 from gridloom.kinds import installed
 
 TARGET = Path(__file__).resolve().parent / "configuration.md"
@@ -40,13 +41,14 @@ INTRO = """\
 A pipeline is a YAML or JSON mapping (or a `gridloom.PipelineConfig` built in Python) with the
 sections below. Unknown keys, wrong types and missing fields are errors that name the column and
 the field. Every column is a mapping with `name`, exactly one *kind key* holding that kind's
-parameters, and the common fields `depends_on` and `drop`:
+parameters, and the common fields `depends_on`, `drop` and `skip_when`:
 
 ```yaml
 columns:
   - {name: topic, category: {values: [rivers, deserts], weights: [2, 1]}}
   - {name: title, expression: "All about {{ topic }}"}     # expression shorthand
   - {name: score, custom: {function: "my_module:score", dtype: float}, depends_on: [title]}
+  - {name: dry, expression: "Dry!", skip_when: "topic != 'deserts'"}   # null for rivers
 ```
 
 `gridloom schema --output gridloom.schema.json` writes the JSON Schema of this format, generated
@@ -208,7 +210,25 @@ def render(*, plugins: bool = False) -> str:
         out += [f"### `{info.name}`", "", *origin, _doc(cls), "", *_table(cls, common), ""]
         for field, nested in _nested(cls):
             out += [f"#### `{info.name}.{field}`", "", _doc(nested), "", *_table(nested), ""]
+    out += _processors()
     return "\n".join(out).rstrip() + "\n"
+
+
+PROCESSORS_INTRO = """\
+Steps run in order on each finished row group, just before it is written (so only that group's
+rows are in memory), as a list of one-key mappings under `processors` (see
+[processors](processors.md)). Each step sees the columns the steps before it left; a bad step
+fails `gridloom validate` before any request, naming it (`processors[1].rename.old: ...`)."""
+
+
+def _processors() -> list[str]:
+    out = ["## `processors`", "", PROCESSORS_INTRO, ""]
+    for key, cls in PROCESSOR_KINDS.items():
+        out += [f"### `{key}`", "", _doc(cls), ""]
+        if cls.shorthand is not None:
+            out += [f"`{key}` holds the value of `{cls.shorthand}` itself.", ""]
+        out += [*_table(cls), ""]
+    return out
 
 
 def main() -> None:

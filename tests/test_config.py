@@ -47,6 +47,8 @@ from gridloom.config import (
 )
 from gridloom.errors import ConfigError
 from gridloom.kinds import installed
+from gridloom.kinds.validate import ValidateColumn
+from gridloom.kinds.validate.regex import RegexCheck
 
 from .strategies import pipelines
 
@@ -175,6 +177,10 @@ KIND_CASES += [
     (
         {"name": "v", "embedding": {"model": "w", "input": "{{ s }}"}},
         EmbeddingColumn(name="v", model="w", input="{{ s }}"),
+    ),
+    (
+        {"name": "ok", "validate": {"kind": "regex", "target": "s", "pattern": "a+"}},
+        ValidateColumn(name="ok", target="s", check=RegexCheck(pattern="a+")),
     ),
 ]
 KIND_CASES[8] = (
@@ -491,6 +497,7 @@ def test_builder_has_a_method_per_kind() -> None:
         .llm_structured("ls", "w", "Facts", {"type": "object"})
         .llm_judge("lj", "w", "{{ lt }}", [{"name": "a", "scores": {1: "x"}}])
         .embedding("le", "w", "{{ lt }}")
+        .validate("va", "lt", RegexCheck(pattern=".+"))
         .column(UUIDColumn(name="id2"))
         .provider("sim", type="simulated")
         .model("w", provider="sim", model="m")

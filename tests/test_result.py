@@ -109,7 +109,7 @@ async def test_summary_is_json_serialisable_with_extras() -> None:
     assert summary["failed_cells"] == 1
     assert summary["rows_per_second"] == 3.5
     assert summary["output_dir"] == "out"
-    assert summary["columns"]["summary"] == {"done": 7, "failed": 1, "dropped": 0}
+    assert summary["columns"]["summary"] == {"done": 7, "failed": 1, "dropped": 0, "skipped": 0}
     assert summary["tokens"]["writer"]["completion"] == 20
 
 

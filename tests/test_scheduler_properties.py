@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from gridloom.config import RunConfig
 from gridloom.engine import RowGroupSpec, Scheduler
 from gridloom.engine._lanes import LANE_DEPTH as _LANE_DEPTH
+from gridloom.engine._skip import SkipCondition
 from gridloom.storage import MemoryStore, RowGroupData
 
 from .scheduling import (
@@ -397,3 +398,78 @@ def test_a_run_stopped_while_tasks_wait_in_a_full_lane() -> None:
         # It ends cleanly (before the fix: "Nursery is closed to new arrivals"); calls that
         # started did so by the stop at t=1.
         assert all(c.start <= 1 for c in recorder.calls), attempt
+
+
+@PROPERTY
+@given(
+    specs=dags(),
+    num_records=st.integers(1, 24),
+    row_group_size=st.integers(1, 10),
+    limits=st.tuples(st.integers(1, 3), st.integers(1, 4), st.integers(1, 4), st.integers(1, 3)),
+    column_mode=st.booleans(),
+    data=st.data(),
+)
+def test_skipped_cells_never_run(
+    specs: list[NodeSpec],
+    num_records: int,
+    row_group_size: int,
+    limits: tuple[int, int, int, int],
+    column_mode: bool,
+    data: st.DataObject,
+) -> None:
+    """Sink nodes with a ``skip_when`` over an upstream value never run for the rows it
+    holds for (a batch gets the other rows only), leave null there, count them as skipped,
+    and run every other cell once; the limits still hold."""
+    downstream = {u for spec in specs for u in spec.upstream}
+    skips: dict[int, frozenset[int]] = {}
+    conditions: dict[int, SkipCondition] = {}
+    for i, spec in enumerate(specs):
+        if i in downstream or not spec.upstream or not data.draw(st.booleans()):
+            continue
+        rows = data.draw(st.frozensets(st.integers(0, num_records - 1)))
+        reader = data.draw(st.sampled_from(spec.upstream))
+        values = ", ".join(repr(value_of(f"c{reader}", r)) for r in sorted(rows))
+        heavy = data.draw(st.booleans())  # `* 1` makes it not simple: evaluated in a thread
+        source = f"c{reader}{' * 1' if heavy else ''} in [{values}]"
+        skips[i] = rows
+        conditions[i] = SkipCondition(source, column=f"c{i}")
+        assert conditions[i].simple is not heavy
+    groups, submitted, llm, threads = limits
+    run = RunConfig(
+        row_group_size=row_group_size,
+        max_row_groups_in_flight=groups,
+        max_submitted_tasks=submitted,
+        max_llm_wait_tasks=llm,
+        max_worker_threads=threads,
+        scheduling="column" if column_mode else "cell",
+    )
+    recorder = Recorder()
+    graph = build_graph(specs, recorder, row_group_size=row_group_size)
+    nodes = tuple(attrs.evolve(n, skip=conditions.get(n.index)) for n in graph.nodes)
+    graph = attrs.evolve(graph, nodes=nodes)
+    store = RecordingStore(MemoryStore(graph.schema))
+
+    async def go() -> object:
+        scheduler = Scheduler(graph, run, seed=1, store=store)  # type: ignore[arg-type]
+        await scheduler.run(plan(num_records, row_group_size))
+        return scheduler.statistics()
+
+    stats = run_virtual(go)
+    assert recorder.problems == []
+    ran = Counter((c.node, r) for c in recorder.calls for r in c.row_ids)
+    for i in range(len(specs)):
+        skipped = skips.get(i, frozenset())
+        expected = {(i, r): 1 for r in range(num_records) if r not in skipped}
+        assert {k: v for k, v in ran.items() if k[0] == i} == expected
+        column = store.inner.read_table().column(f"c{i}").to_pylist()
+        assert column == [
+            None if r in skipped else value_of(f"c{i}", r) for r in range(num_records)
+        ]
+        node = stats.nodes[i]  # type: ignore[attr-defined]
+        assert (node.done, node.skipped, node.failed) == (
+            num_records - len(skipped),
+            len(skipped),
+            0,
+        )
+    assert stats.peak_tasks_submitted <= run.max_submitted_tasks  # type: ignore[attr-defined]
+    assert stats.peak_tasks_waiting_on_model <= run.max_llm_wait_tasks  # type: ignore[attr-defined]

@@ -199,8 +199,8 @@ async def test_metadata_contents(tmp_path: Path) -> None:
     assert doc["schema"] == {"topic": "string", "score": "int64", "tags": "list<item: string>"}
     assert doc["rows_written"] == 5
     assert doc["rows_dropped"] == 1
-    assert doc["counts"]["score"] == {"done": 5, "failed": 1, "dropped": 0}
-    assert doc["counts"]["topic"] == {"done": 6, "failed": 0, "dropped": 0}
+    assert doc["counts"]["score"] == {"done": 5, "failed": 1, "dropped": 0, "skipped": 0}
+    assert doc["counts"]["topic"] == {"done": 6, "failed": 0, "dropped": 0, "skipped": 0}
     assert set(doc["row_groups"]) == {"0", "2"}
     assert doc["row_groups"]["0"]["rows"] == 3
     assert doc["row_groups"]["0"]["dropped"] == 1
@@ -214,9 +214,9 @@ async def test_metadata_contents(tmp_path: Path) -> None:
         "first_row_id": 8,
         "num_rows": 2,
         "counts": {
-            "topic": {"done": 2, "failed": 0, "dropped": 0},
-            "score": {"done": 2, "failed": 0, "dropped": 0},
-            "tags": {"done": 2, "failed": 0, "dropped": 0},
+            "topic": {"done": 2, "failed": 0, "dropped": 0, "skipped": 0},
+            "score": {"done": 2, "failed": 0, "dropped": 0, "skipped": 0},
+            "tags": {"done": 2, "failed": 0, "dropped": 0, "skipped": 0},
         },
     }
     assert doc["summary"] == {"wall_time": 1.5, "tokens": {"m": 3}}

@@ -1,6 +1,7 @@
 """The ``gridloom`` command line.
 
-Commands: ``validate``, ``preview``, ``create``, ``resume``, ``inspect``, ``check-models``,
+Commands: ``validate``, ``preview``, ``create``, ``resume``, ``inspect``, ``export``,
+``check-models``,
 ``simulate``, ``schema``, ``plugins`` and ``plot`` (``docs/cli.md`` is the reference,
 generated from this package by ``docs/gen_cli.py``). Each command is one module of this
 package; adding one is a module defining a ``click.Command`` and its entry in
@@ -39,6 +40,7 @@ import click
 from ..run import stopping
 from ._check_models import check_models
 from ._create import create, resume
+from ._export import export
 from ._group import cli
 from ._inspect import inspect
 from ._output import EXIT_CODES, EXIT_FAILED, output_schema
@@ -58,6 +60,7 @@ _COMMANDS: tuple[click.Command, ...] = (
     create,
     resume,
     inspect,
+    export,
     check_models,
     simulate,
     schema,

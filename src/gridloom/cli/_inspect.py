@@ -33,7 +33,7 @@ def inspect(output_dir: Path, sample_rows: int, as_json: bool) -> None:
 
     Reads metadata.json and the parquet footers, never the whole dataset: the
     sample comes from the first rows of the first data file. Counts are per
-    column (done, failed, dropped), with the drop reasons per column and error
+    column (done, failed, dropped, skipped), with the drop reasons per column and error
     type, each with an example (row id and message). A run whose status is
     "running" may still be going, or was killed (resume continues it).
     Problems found (a listed file missing, a file not yet listed, an
@@ -79,7 +79,7 @@ def inspect(output_dir: Path, sample_rows: int, as_json: bool) -> None:
             "on_disk": len(info.data_files),
             "unlisted": list(info.unlisted),
         },
-        "columns": meta.get("counts") if isinstance(meta.get("counts"), dict) else {},
+        "columns": _counts(meta.get("counts")),
         "drop_reasons": info.drop_reasons,
         "drop_examples": [example.as_dict() for example in info.drop_examples],
         "schema": info.schema,
@@ -95,6 +95,17 @@ def inspect(output_dir: Path, sample_rows: int, as_json: bool) -> None:
         return
     for line in _inspect_text(doc, [f["name"] for f in info.schema]):
         click.echo(line)
+
+
+def _counts(raw: Any) -> dict[str, Any]:
+    """``metadata.json``'s per column counts, each with ``skipped`` (0 in runs written before
+    ``skip_when`` existed)."""
+    if not isinstance(raw, dict):
+        return {}
+    return {
+        name: {**c, "skipped": c.get("skipped", 0)} if isinstance(c, dict) else c
+        for name, c in raw.items()
+    }
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -123,10 +134,13 @@ def _inspect_text(doc: dict[str, Any], names: list[str]) -> list[str]:
         lines.append(f"  continue with: {doc['resume_command']}")
     lines.append("columns:")
     for name, c in doc["columns"].items():
-        lines.append(
+        line = (
             f"  {name:<24} done {c.get('done', 0):>8}  failed {c.get('failed', 0):>6}"
             f"  dropped {c.get('dropped', 0):>6}"
         )
+        if c.get("skipped"):
+            line += f"  skipped {c['skipped']:>6}"
+        lines.append(line)
     lines += render_drops(doc["drop_examples"])
     lines.append("schema:")
     lines += [

@@ -63,7 +63,8 @@ EXIT_CODES: dict[int, str] = {
     " damaged, a file cannot be written); the error is printed",
     EXIT_CONFIG: "usage or configuration error: a bad option, an invalid config (the message"
     " names the column and field), a missing config file or run directory",
-    EXIT_EXISTS: "the output directory already holds a run (pass --resume or --overwrite)",
+    EXIT_EXISTS: "the output directory already holds a run (pass --resume or --overwrite);"
+    " export: the file to write exists (pass --overwrite)",
     EXIT_STOPPED: "the run stopped early on its own (a model, or a column, kept failing); the"
     " reason is printed",
     EXIT_INCOMPLETE: "the run (or preview) generated every row group but wrote fewer rows than"
@@ -74,7 +75,7 @@ EXIT_CODES: dict[int, str] = {
 }
 
 #: Keys of a column mapping that are not its kind key (the common fields).
-_COLUMN_KEYS = frozenset({"name", "depends_on", "drop"})
+_COLUMN_KEYS = frozenset({"name", "depends_on", "drop", "skip_when"})
 #: How many characters of a value a table cell shows.
 _CELL_WIDTH = 32
 

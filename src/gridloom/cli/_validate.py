@@ -52,4 +52,7 @@ def validate(config: Path, as_json: bool) -> None:
     click.echo(f"{config}: valid — {len(nodes)} nodes, dependency depth {graph.depth()}")
     for node in nodes:
         deps = ", ".join(node["depends_on"]) or "-"  # type: ignore[arg-type]
-        click.echo(f"  {node['node']:<24} {node['granularity']:<5}  after: {deps}")
+        line = f"  {node['node']:<24} {node['granularity']:<5}  after: {deps}"
+        if "skip_when" in node:
+            line += f"  skip when: {node['skip_when']}"
+        click.echo(line)

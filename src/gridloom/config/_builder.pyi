@@ -11,6 +11,7 @@ from typing import Any, Literal, Self
 from ._building import BuilderBase
 from ._columns import ConvertTo, DType, TimeUnit
 from ._llm import Rubric
+from ._validator import ValidatorConfig
 
 class PipelineBuilder(BuilderBase):
     """Collects columns, providers, models and run settings, then builds a PipelineConfig.
@@ -28,6 +29,7 @@ class PipelineBuilder(BuilderBase):
         weights: Iterable[float] | None = None,
         depends_on: Iterable[str] = (),
         drop: bool = False,
+        skip_when: str | None = None,
     ) -> Self:
         """Add a `category` column (CategoryColumn): a value drawn from `values`, optionally
         weighted.
@@ -41,6 +43,12 @@ class PipelineBuilder(BuilderBase):
                 omitted.
             depends_on: extra columns this one must wait for, beyond those its templates name.
             drop: compute the column (others may use it) but leave it out of the output.
+            skip_when: a Jinja expression over the row (`"topic == 'alpha'"`, or the same
+                wrapped in `{{ }}`). Where it is true (by Jinja's truthiness: `false`, `none`,
+                `0`, empty strings and empty lists are false; any other value, even the string
+                `"false"`, is true) the cell is null and its generator is not called (no model
+                request); the row goes on. The columns it names are dependencies, like a
+                template's. Downstream templates see `None` (rendered as the text `None`).
         """
 
     def subcategory(
@@ -51,6 +59,7 @@ class PipelineBuilder(BuilderBase):
         *,
         depends_on: Iterable[str] = (),
         drop: bool = False,
+        skip_when: str | None = None,
     ) -> Self:
         """Add a `subcategory` column (SubcategoryColumn): a value drawn from the list that belongs
         to the row's `parent` category value.
@@ -62,6 +71,12 @@ class PipelineBuilder(BuilderBase):
                 values follow the rules of `category` values).
             depends_on: extra columns this one must wait for, beyond those its templates name.
             drop: compute the column (others may use it) but leave it out of the output.
+            skip_when: a Jinja expression over the row (`"topic == 'alpha'"`, or the same
+                wrapped in `{{ }}`). Where it is true (by Jinja's truthiness: `false`, `none`,
+                `0`, empty strings and empty lists are false; any other value, even the string
+                `"false"`, is true) the cell is null and its generator is not called (no model
+                request); the row goes on. The columns it names are dependencies, like a
+                template's. Downstream templates see `None` (rendered as the text `None`).
         """
 
     def uniform(
@@ -74,6 +89,7 @@ class PipelineBuilder(BuilderBase):
         decimals: int | None = None,
         depends_on: Iterable[str] = (),
         drop: bool = False,
+        skip_when: str | None = None,
     ) -> Self:
         """Add a `uniform` column (UniformColumn): a number drawn uniformly from `[low, high]`.
 
@@ -87,6 +103,12 @@ class PipelineBuilder(BuilderBase):
             decimals: round to this many decimal places.
             depends_on: extra columns this one must wait for, beyond those its templates name.
             drop: compute the column (others may use it) but leave it out of the output.
+            skip_when: a Jinja expression over the row (`"topic == 'alpha'"`, or the same
+                wrapped in `{{ }}`). Where it is true (by Jinja's truthiness: `false`, `none`,
+                `0`, empty strings and empty lists are false; any other value, even the string
+                `"false"`, is true) the cell is null and its generator is not called (no model
+                request); the row goes on. The columns it names are dependencies, like a
+                template's. Downstream templates see `None` (rendered as the text `None`).
         """
 
     def gaussian(
@@ -99,6 +121,7 @@ class PipelineBuilder(BuilderBase):
         decimals: int | None = None,
         depends_on: Iterable[str] = (),
         drop: bool = False,
+        skip_when: str | None = None,
     ) -> Self:
         """Add a `gaussian` column (GaussianColumn): a number drawn from a normal distribution.
 
@@ -114,6 +137,12 @@ class PipelineBuilder(BuilderBase):
             decimals: round to this many decimal places.
             depends_on: extra columns this one must wait for, beyond those its templates name.
             drop: compute the column (others may use it) but leave it out of the output.
+            skip_when: a Jinja expression over the row (`"topic == 'alpha'"`, or the same
+                wrapped in `{{ }}`). Where it is true (by Jinja's truthiness: `false`, `none`,
+                `0`, empty strings and empty lists are false; any other value, even the string
+                `"false"`, is true) the cell is null and its generator is not called (no model
+                request); the row goes on. The columns it names are dependencies, like a
+                template's. Downstream templates see `None` (rendered as the text `None`).
         """
 
     def poisson(
@@ -124,6 +153,7 @@ class PipelineBuilder(BuilderBase):
         convert_to: ConvertTo | None = None,
         depends_on: Iterable[str] = (),
         drop: bool = False,
+        skip_when: str | None = None,
     ) -> Self:
         """Add a `poisson` column (PoissonColumn): a count drawn from a Poisson distribution with
         the given mean.
@@ -134,6 +164,12 @@ class PipelineBuilder(BuilderBase):
             convert_to: store the value as `int`, `float` or `string`.
             depends_on: extra columns this one must wait for, beyond those its templates name.
             drop: compute the column (others may use it) but leave it out of the output.
+            skip_when: a Jinja expression over the row (`"topic == 'alpha'"`, or the same
+                wrapped in `{{ }}`). Where it is true (by Jinja's truthiness: `false`, `none`,
+                `0`, empty strings and empty lists are false; any other value, even the string
+                `"false"`, is true) the cell is null and its generator is not called (no model
+                request); the row goes on. The columns it names are dependencies, like a
+                template's. Downstream templates see `None` (rendered as the text `None`).
         """
 
     def bernoulli(
@@ -144,6 +180,7 @@ class PipelineBuilder(BuilderBase):
         convert_to: ConvertTo | None = None,
         depends_on: Iterable[str] = (),
         drop: bool = False,
+        skip_when: str | None = None,
     ) -> Self:
         """Add a `bernoulli` column (BernoulliColumn): 1 with probability `p`, else 0.
 
@@ -153,6 +190,12 @@ class PipelineBuilder(BuilderBase):
             convert_to: store the value as `int`, `float` or `string`.
             depends_on: extra columns this one must wait for, beyond those its templates name.
             drop: compute the column (others may use it) but leave it out of the output.
+            skip_when: a Jinja expression over the row (`"topic == 'alpha'"`, or the same
+                wrapped in `{{ }}`). Where it is true (by Jinja's truthiness: `false`, `none`,
+                `0`, empty strings and empty lists are false; any other value, even the string
+                `"false"`, is true) the cell is null and its generator is not called (no model
+                request); the row goes on. The columns it names are dependencies, like a
+                template's. Downstream templates see `None` (rendered as the text `None`).
         """
 
     def binomial(
@@ -164,6 +207,7 @@ class PipelineBuilder(BuilderBase):
         convert_to: ConvertTo | None = None,
         depends_on: Iterable[str] = (),
         drop: bool = False,
+        skip_when: str | None = None,
     ) -> Self:
         """Add a `binomial` column (BinomialColumn): the number of successes in `n` trials of
         probability `p`.
@@ -175,6 +219,12 @@ class PipelineBuilder(BuilderBase):
             convert_to: store the value as `int`, `float` or `string`.
             depends_on: extra columns this one must wait for, beyond those its templates name.
             drop: compute the column (others may use it) but leave it out of the output.
+            skip_when: a Jinja expression over the row (`"topic == 'alpha'"`, or the same
+                wrapped in `{{ }}`). Where it is true (by Jinja's truthiness: `false`, `none`,
+                `0`, empty strings and empty lists are false; any other value, even the string
+                `"false"`, is true) the cell is null and its generator is not called (no model
+                request); the row goes on. The columns it names are dependencies, like a
+                template's. Downstream templates see `None` (rendered as the text `None`).
         """
 
     def uuid(
@@ -186,6 +236,7 @@ class PipelineBuilder(BuilderBase):
         uppercase: bool = False,
         depends_on: Iterable[str] = (),
         drop: bool = False,
+        skip_when: str | None = None,
     ) -> Self:
         """Add a `uuid` column (UUIDColumn): a random UUID4 as text (deterministic when `run.seed`
         is set).
@@ -197,6 +248,12 @@ class PipelineBuilder(BuilderBase):
             uppercase: upper-case hex digits.
             depends_on: extra columns this one must wait for, beyond those its templates name.
             drop: compute the column (others may use it) but leave it out of the output.
+            skip_when: a Jinja expression over the row (`"topic == 'alpha'"`, or the same
+                wrapped in `{{ }}`). Where it is true (by Jinja's truthiness: `false`, `none`,
+                `0`, empty strings and empty lists are false; any other value, even the string
+                `"false"`, is true) the cell is null and its generator is not called (no model
+                request); the row goes on. The columns it names are dependencies, like a
+                template's. Downstream templates see `None` (rendered as the text `None`).
         """
 
     def datetime(
@@ -209,6 +266,7 @@ class PipelineBuilder(BuilderBase):
         format: str | None = None,
         depends_on: Iterable[str] = (),
         drop: bool = False,
+        skip_when: str | None = None,
     ) -> Self:
         """Add a `datetime` column (DatetimeColumn): a datetime drawn uniformly from `[start,
         end]`, rounded down to `unit`.
@@ -223,6 +281,12 @@ class PipelineBuilder(BuilderBase):
             format: a `strftime` format; the value is then stored as text.
             depends_on: extra columns this one must wait for, beyond those its templates name.
             drop: compute the column (others may use it) but leave it out of the output.
+            skip_when: a Jinja expression over the row (`"topic == 'alpha'"`, or the same
+                wrapped in `{{ }}`). Where it is true (by Jinja's truthiness: `false`, `none`,
+                `0`, empty strings and empty lists are false; any other value, even the string
+                `"false"`, is true) the cell is null and its generator is not called (no model
+                request); the row goes on. The columns it names are dependencies, like a
+                template's. Downstream templates see `None` (rendered as the text `None`).
         """
 
     def timedelta(
@@ -235,6 +299,7 @@ class PipelineBuilder(BuilderBase):
         reference: str | None = None,
         depends_on: Iterable[str] = (),
         drop: bool = False,
+        skip_when: str | None = None,
     ) -> Self:
         """Add a `timedelta` column (TimedeltaColumn): a whole number of `unit` drawn from `[min,
         max]`.
@@ -251,6 +316,12 @@ class PipelineBuilder(BuilderBase):
             reference: a datetime column to add the duration to.
             depends_on: extra columns this one must wait for, beyond those its templates name.
             drop: compute the column (others may use it) but leave it out of the output.
+            skip_when: a Jinja expression over the row (`"topic == 'alpha'"`, or the same
+                wrapped in `{{ }}`). Where it is true (by Jinja's truthiness: `false`, `none`,
+                `0`, empty strings and empty lists are false; any other value, even the string
+                `"false"`, is true) the cell is null and its generator is not called (no model
+                request); the row goes on. The columns it names are dependencies, like a
+                template's. Downstream templates see `None` (rendered as the text `None`).
         """
 
     def expression(
@@ -261,6 +332,7 @@ class PipelineBuilder(BuilderBase):
         dtype: DType = "string",
         depends_on: Iterable[str] = (),
         drop: bool = False,
+        skip_when: str | None = None,
     ) -> Self:
         """Add a `expression` column (ExpressionColumn): a Jinja template rendered per row
         (sandboxed), then cast to `dtype`.
@@ -271,6 +343,12 @@ class PipelineBuilder(BuilderBase):
             dtype: the type the rendered text is cast to.
             depends_on: extra columns this one must wait for, beyond those its templates name.
             drop: compute the column (others may use it) but leave it out of the output.
+            skip_when: a Jinja expression over the row (`"topic == 'alpha'"`, or the same
+                wrapped in `{{ }}`). Where it is true (by Jinja's truthiness: `false`, `none`,
+                `0`, empty strings and empty lists are false; any other value, even the string
+                `"false"`, is true) the cell is null and its generator is not called (no model
+                request); the row goes on. The columns it names are dependencies, like a
+                template's. Downstream templates see `None` (rendered as the text `None`).
         """
 
     def custom(
@@ -284,6 +362,7 @@ class PipelineBuilder(BuilderBase):
         model: str | None = None,
         depends_on: Iterable[str] = (),
         drop: bool = False,
+        skip_when: str | None = None,
     ) -> Self:
         """Add a `custom` column (CustomColumn): a user function, sync or async, called per cell or
         per batch.
@@ -297,6 +376,12 @@ class PipelineBuilder(BuilderBase):
             model: a model alias the function calls itself (makes the column model-bound).
             depends_on: extra columns this one must wait for, beyond those its templates name.
             drop: compute the column (others may use it) but leave it out of the output.
+            skip_when: a Jinja expression over the row (`"topic == 'alpha'"`, or the same
+                wrapped in `{{ }}`). Where it is true (by Jinja's truthiness: `false`, `none`,
+                `0`, empty strings and empty lists are false; any other value, even the string
+                `"false"`, is true) the cell is null and its generator is not called (no model
+                request); the row goes on. The columns it names are dependencies, like a
+                template's. Downstream templates see `None` (rendered as the text `None`).
         """
 
     def llm_text(
@@ -314,6 +399,7 @@ class PipelineBuilder(BuilderBase):
         with_reasoning: bool = False,
         depends_on: Iterable[str] = (),
         drop: bool = False,
+        skip_when: str | None = None,
     ) -> Self:
         """Add a `llm_text` column (LLMTextColumn): free text from a model.
 
@@ -331,6 +417,12 @@ class PipelineBuilder(BuilderBase):
                 `<name>__reasoning` (empty when the model returns none).
             depends_on: extra columns this one must wait for, beyond those its templates name.
             drop: compute the column (others may use it) but leave it out of the output.
+            skip_when: a Jinja expression over the row (`"topic == 'alpha'"`, or the same
+                wrapped in `{{ }}`). Where it is true (by Jinja's truthiness: `false`, `none`,
+                `0`, empty strings and empty lists are false; any other value, even the string
+                `"false"`, is true) the cell is null and its generator is not called (no model
+                request); the row goes on. The columns it names are dependencies, like a
+                template's. Downstream templates see `None` (rendered as the text `None`).
         """
 
     def llm_code(
@@ -349,6 +441,7 @@ class PipelineBuilder(BuilderBase):
         language: str = "python",
         depends_on: Iterable[str] = (),
         drop: bool = False,
+        skip_when: str | None = None,
     ) -> Self:
         """Add a `llm_code` column (LLMCodeColumn): code from a model: the model is asked for one
         fenced code block, whose content is kept.
@@ -369,6 +462,12 @@ class PipelineBuilder(BuilderBase):
                 written, so it cannot hold Jinja syntax.
             depends_on: extra columns this one must wait for, beyond those its templates name.
             drop: compute the column (others may use it) but leave it out of the output.
+            skip_when: a Jinja expression over the row (`"topic == 'alpha'"`, or the same
+                wrapped in `{{ }}`). Where it is true (by Jinja's truthiness: `false`, `none`,
+                `0`, empty strings and empty lists are false; any other value, even the string
+                `"false"`, is true) the cell is null and its generator is not called (no model
+                request); the row goes on. The columns it names are dependencies, like a
+                template's. Downstream templates see `None` (rendered as the text `None`).
         """
 
     def llm_structured(
@@ -376,7 +475,7 @@ class PipelineBuilder(BuilderBase):
         name: str,
         model: str,
         prompt: str,
-        schema: Mapping[str, Any],
+        schema: Mapping[str, Any] | None = None,
         *,
         system_prompt: str | None = None,
         temperature: float | None = None,
@@ -385,19 +484,23 @@ class PipelineBuilder(BuilderBase):
         timeout: float | None = None,
         extra_body: Mapping[str, Any] | None = None,
         with_reasoning: bool = False,
+        format: Literal["json", "yaml", "xml"] = "json",
+        xsd: str | None = None,
+        keep_raw: bool = False,
         max_correction_attempts: int = 2,
         depends_on: Iterable[str] = (),
         drop: bool = False,
+        skip_when: str | None = None,
     ) -> Self:
-        """Add a `llm_structured` column (LLMStructuredColumn): JSON from a model, valid against
-        `schema`.
+        """Add a `llm_structured` column (LLMStructuredColumn): structured data from a model, as
+        JSON, YAML or XML, valid against `schema`.
 
         Args:
             name: the column's name; other columns reference it as `{{ name }}`.
             model: the model alias to call (one of `models[].alias`).
             prompt: the user message, a Jinja template over other columns.
             schema: the JSON Schema of the answer (templates downstream may read only the fields
-                it declares).
+                it declares); required unless `xsd` is given.
             system_prompt: an optional system message, also a template.
             temperature: sampling temperature for this column (default: the model's).
             top_p: nucleus sampling probability for this column (default: the model's).
@@ -406,10 +509,21 @@ class PipelineBuilder(BuilderBase):
             extra_body: fields added to the request body; None for the default.
             with_reasoning: also keep the model's reasoning text, in a column named
                 `<name>__reasoning` (empty when the model returns none).
+            format: the answer's format: `json`, `yaml` or `xml`.
+            xsd: for `format: xml` only, instead of `schema`: the text of an XML Schema (at most
+                256 KiB; nothing it imports or includes is fetched).
+            keep_raw: also keep the accepted answer's text as the model wrote it, in a column
+                named `<name>__raw`.
             max_correction_attempts: how many times an invalid answer is sent back for
                 correction.
             depends_on: extra columns this one must wait for, beyond those its templates name.
             drop: compute the column (others may use it) but leave it out of the output.
+            skip_when: a Jinja expression over the row (`"topic == 'alpha'"`, or the same
+                wrapped in `{{ }}`). Where it is true (by Jinja's truthiness: `false`, `none`,
+                `0`, empty strings and empty lists are false; any other value, even the string
+                `"false"`, is true) the cell is null and its generator is not called (no model
+                request); the row goes on. The columns it names are dependencies, like a
+                template's. Downstream templates see `None` (rendered as the text `None`).
         """
 
     def llm_judge(
@@ -429,6 +543,7 @@ class PipelineBuilder(BuilderBase):
         max_correction_attempts: int = 2,
         depends_on: Iterable[str] = (),
         drop: bool = False,
+        skip_when: str | None = None,
     ) -> Self:
         """Add a `llm_judge` column (LLMJudgeColumn): a model's judgement against named rubrics:
         for each rubric a score and a reason.
@@ -450,6 +565,12 @@ class PipelineBuilder(BuilderBase):
                 correction.
             depends_on: extra columns this one must wait for, beyond those its templates name.
             drop: compute the column (others may use it) but leave it out of the output.
+            skip_when: a Jinja expression over the row (`"topic == 'alpha'"`, or the same
+                wrapped in `{{ }}`). Where it is true (by Jinja's truthiness: `false`, `none`,
+                `0`, empty strings and empty lists are false; any other value, even the string
+                `"false"`, is true) the cell is null and its generator is not called (no model
+                request); the row goes on. The columns it names are dependencies, like a
+                template's. Downstream templates see `None` (rendered as the text `None`).
         """
 
     def embedding(
@@ -461,6 +582,7 @@ class PipelineBuilder(BuilderBase):
         timeout: float | None = None,
         depends_on: Iterable[str] = (),
         drop: bool = False,
+        skip_when: str | None = None,
     ) -> Self:
         """Add a `embedding` column (EmbeddingColumn): an embedding vector of a text.
 
@@ -471,4 +593,43 @@ class PipelineBuilder(BuilderBase):
             timeout: seconds allowed per request (default: the model's).
             depends_on: extra columns this one must wait for, beyond those its templates name.
             drop: compute the column (others may use it) but leave it out of the output.
+            skip_when: a Jinja expression over the row (`"topic == 'alpha'"`, or the same
+                wrapped in `{{ }}`). Where it is true (by Jinja's truthiness: `false`, `none`,
+                `0`, empty strings and empty lists are false; any other value, even the string
+                `"false"`, is true) the cell is null and its generator is not called (no model
+                request); the row goes on. The columns it names are dependencies, like a
+                template's. Downstream templates see `None` (rendered as the text `None`).
+        """
+
+    def validate(
+        self,
+        name: str,
+        target: str,
+        check: ValidatorConfig | Mapping[str, Any],
+        *,
+        drop_invalid: bool = False,
+        max_chars: int = 200000,
+        depends_on: Iterable[str] = (),
+        drop: bool = False,
+        skip_when: str | None = None,
+    ) -> Self:
+        """Add a `validate` column (ValidateColumn): another column's value checked by a validator:
+        `{is_valid, messages, details}`.
+
+        Args:
+            name: the column's name; other columns reference it as `{{ name }}`.
+            target: the column whose value is checked.
+            check: the validator (in a file: `kind` and its parameters, beside `target`).
+            drop_invalid: drop a row whose value is invalid, with the messages as the reason
+                (such drops count as the column's errors for the generator health check: a
+                pipeline whose every row is invalid is stopped like a broken one).
+            max_chars: longest text checked, in characters; longer text is invalid.
+            depends_on: extra columns this one must wait for, beyond those its templates name.
+            drop: compute the column (others may use it) but leave it out of the output.
+            skip_when: a Jinja expression over the row (`"topic == 'alpha'"`, or the same
+                wrapped in `{{ }}`). Where it is true (by Jinja's truthiness: `false`, `none`,
+                `0`, empty strings and empty lists are false; any other value, even the string
+                `"false"`, is true) the cell is null and its generator is not called (no model
+                request); the row goes on. The columns it names are dependencies, like a
+                template's. Downstream templates see `None` (rendered as the text `None`).
         """

@@ -3,9 +3,10 @@ per registered column kind, made from the kind's declaration.
 
 A kind's method is named after its kind key. It takes the column's name, then the fields the
 kind lists as ``positional``, then every other field of its config class as a keyword, then
-``depends_on`` and ``drop``; its types are the fields' types, widened to what the method
-converts (any iterable for a list, any mapping for a mapping, a mapping for a nested config
-object, ISO text or a date for a datetime), and its docstring comes from the config class's.
+``depends_on``, ``drop`` and ``skip_when``; its types are the fields' types, widened to what
+the method converts (any iterable for a list, any mapping for a mapping, a mapping for a
+nested config object, ISO text or a date for a datetime), and its docstring comes from the
+config class's.
 The methods of the built-in kinds are also written out, typed, in ``_builder.pyi`` (generated
 by ``python -m gridloom.kinds._stub``) so editors and type checkers know them.
 """
@@ -22,15 +23,18 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import attrs
+from cattrs.errors import ClassValidationError
 
 from ..errors import ConfigError
 from ._columns import ColumnConfig
-from ._converter import converter, find_invalid_field
-from ._issues import describe
+from ._converter import converter, find_invalid_field, structure_processor
+from ._issues import collect, describe
 from ._kind import COMMON_FIELDS, ColumnKind
 from ._kinds import column_kinds, unavailable, unavailable_message
 from ._models import ModelConfig, PipelineConfig, ProviderConfig, RunConfig, SeedDatasetConfig
+from ._processors import ProcessorConfig
 from ._schema import split_doc
+from ._validator import ValidatorConfig
 
 __all__ = ["BuilderBase", "KindParameter", "construct", "kind_method_doc", "kind_parameters"]
 
@@ -125,7 +129,7 @@ def widen(tp: Any) -> Any:
 
 @functools.cache
 def kind_parameters(kind: ColumnKind[Any]) -> tuple[KindParameter, ...]:
-    """The parameters of ``kind``'s builder method, ``name`` to ``drop``."""
+    """The parameters of ``kind``'s builder method, ``name`` to ``skip_when``."""
     cls = kind.config
     hints = typing.get_type_hints(cls)
     fields = {a.name: a for a in attrs.fields(cls) if a.name not in COMMON_FIELDS}
@@ -138,6 +142,7 @@ def kind_parameters(kind: ColumnKind[Any]) -> tuple[KindParameter, ...]:
         params.append(KindParameter(name, annotation, default, name in kind.positional))
     params.append(KindParameter("depends_on", Iterable[str], (), positional=False))
     params.append(KindParameter("drop", bool, False, positional=False))
+    params.append(KindParameter("skip_when", str | None, None, positional=False))
     return tuple(params)
 
 
@@ -195,6 +200,21 @@ def _prepared(kind: ColumnKind[Any], column: str, arguments: Mapping[str, Any]) 
     return out
 
 
+def _structured(cls: type[Any], value: Mapping[str, Any], *, column: str, where: str) -> Any:
+    """``value`` structured as ``cls`` by the config converter, as a file's would be; its
+    problems become a ConfigError located under ``where``."""
+    try:
+        return converter.structure(dict(value), cls)
+    except ClassValidationError as exc:
+        issues = collect(exc)
+        # A misspelt key explains the missing one it was meant to be: name it first.
+        issue = next((i for i in issues if i.unknown_key), issues[0])
+        field = ".".join([where, *map(str, issue.path)])
+        raise ConfigError(issue.message, column=column, field=field) from None
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(str(exc), column=column, field=where) from None
+
+
 def _converted(tp: Any, value: Any, *, column: str, where: str) -> Any:
     """``value`` as the field of type ``tp`` holds it, for the wider forms :func:`widen`
     allows; any other value is left for the config class to refuse."""
@@ -207,6 +227,9 @@ def _converted(tp: Any, value: Any, *, column: str, where: str) -> Any:
         except (ValueError, TypeError) as exc:
             raise ConfigError(str(exc), column=column, field=where) from None
     many = typing.get_origin(tp) is tuple
+    if nested is ValidatorConfig and isinstance(value, Mapping):
+        # A validator's class follows from its ``kind`` key, as in a file.
+        return _structured(nested, value, column=column, where=where)
     if nested is not None and not many and isinstance(value, Mapping):
         return construct(nested, dict(value), column=column, where=where)
     if nested is not None and many and isinstance(value, str | Mapping):
@@ -297,6 +320,7 @@ class BuilderBase(metaclass=_KindMethods):
         self._providers: list[ProviderConfig] = []
         self._models: list[ModelConfig] = []
         self._seed_dataset: SeedDatasetConfig | None = None
+        self._processors: list[ProcessorConfig] = []
         self._run: dict[str, Any] = {} if seed is None else {"seed": seed}
 
     if not TYPE_CHECKING:  # see _KindMethods
@@ -343,6 +367,7 @@ class BuilderBase(metaclass=_KindMethods):
             "name": arguments.pop("name"),
             "depends_on": tuple(arguments.pop("depends_on", ())),
             "drop": arguments.pop("drop", False),
+            "skip_when": arguments.pop("skip_when", None),
             **_prepared(kind, column or "", arguments),
         }
         built = construct(kind.config, values, column=column, where=kind.name, common=True)
@@ -367,6 +392,15 @@ class BuilderBase(metaclass=_KindMethods):
         self._seed_dataset = _part(SeedDatasetConfig, dataset, "path", fields, "seed_dataset")
         return self
 
+    def processors(self, *processors: ProcessorConfig | Mapping[str, Any]) -> Self:
+        """Add processors, run in order on each finished row group: processor objects or
+        their file form, ``{"drop_columns": ["a"]}``, ``{"rename": {"old": "new"}}``,
+        ``{"schema_transform": {"template": {...}}}``."""
+        for processor in processors:
+            where = len(self._processors)
+            self._processors.append(structure_processor(processor, where))
+        return self
+
     def run(self, **fields: Any) -> Self:
         """Set :class:`RunConfig` fields; later calls override earlier ones field by field."""
         merged = {**self._run, **fields}
@@ -388,6 +422,7 @@ class BuilderBase(metaclass=_KindMethods):
                 "providers": self._providers,
                 "models": self._models,
                 "seed_dataset": self._seed_dataset,
+                "processors": self._processors,
                 "run": run,
             },
             column=None,

@@ -1,10 +1,12 @@
 """The base of every column configuration, and the value types columns declare.
 
 In YAML/JSON a column is a mapping with ``name``, exactly one *kind key* whose value holds the
-kind's parameters, and the optional common fields ``depends_on`` and ``drop``::
+kind's parameters, and the optional common fields ``depends_on``, ``drop`` and
+``skip_when``::
 
     - {name: topic, category: {values: [rivers, volcanoes], weights: [2, 1]}}
     - {name: title, expression: {template: "All about {{ topic }}", dtype: string}}
+    - {name: note, llm_text: {model: m, prompt: "..."}, skip_when: "{{ topic == 'rivers' }}"}
 
 In Python the same column is ``CategoryColumn(name="topic", values=("rivers", "volcanoes"),
 weights=(2, 1))``. Each kind's class is a frozen attrs subclass of :class:`ColumnConfig` whose
@@ -33,6 +35,11 @@ TimeUnit = Literal["days", "hours", "minutes", "seconds"]
 ModelEndpoint = Literal["chat", "embedding"]
 
 
+def _optional_text(instance: object, attribute: attrs.Attribute[str | None], value: object) -> None:
+    if value is not None and not (isinstance(value, str) and value.strip()):
+        raise ValueError(f"{attribute.name} must be a non-empty string, got {value!r}")
+
+
 @attrs.frozen(kw_only=True)
 class ColumnConfig:
     """Fields every column has.
@@ -41,6 +48,12 @@ class ColumnConfig:
         name: the column's name; other columns reference it as ``{{ name }}``.
         depends_on: extra columns this one must wait for, beyond those its templates name.
         drop: compute the column (others may use it) but leave it out of the output.
+        skip_when: a Jinja expression over the row (``"topic == 'alpha'"``, or the same wrapped
+            in ``{{ }}``). Where it is true (by Jinja's truthiness: ``false``, ``none``, ``0``,
+            empty strings and empty lists are false; any other value, even the string
+            ``"false"``, is true) the cell is null and its generator is not called (no model
+            request); the row goes on. The columns it names are dependencies, like a
+            template's. Downstream templates see ``None`` (rendered as the text ``None``).
     """
 
     #: The kind key (``category``, ``llm_text``, ...): set by every kind's class.
@@ -50,6 +63,7 @@ class ColumnConfig:
     name: str = attrs.field(validator=attrs.validators.min_len(1))
     depends_on: tuple[str, ...] = attrs.field(default=(), converter=to_tuple)
     drop: bool = False
+    skip_when: str | None = attrs.field(default=None, validator=_optional_text)
 
     def templates(self) -> dict[str, str]:
         """Jinja templates of this column, by field name; their variables are references."""

@@ -54,6 +54,7 @@ from ._kind import COMMON_FIELDS
 from ._kinds import column_kinds, unavailable, unavailable_message
 from ._llm import Rubric
 from ._models import PipelineConfig
+from ._processors import PROCESSOR_KINDS, ProcessorConfig
 from ._scalars import (
     literal_hook,
     structure_bool,
@@ -66,14 +67,20 @@ from ._scalars import (
 )
 from ._validators import text_problem
 
-__all__ = ["converter", "find_invalid_field", "structure_pipeline", "unstructure_pipeline"]
+__all__ = [
+    "converter",
+    "find_invalid_field",
+    "structure_pipeline",
+    "structure_processor",
+    "unstructure_pipeline",
+]
 
 #: The converter; hooks are registered below, at import.
 converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
 
 _COMMON_FIELDS = COMMON_FIELDS
 #: Top-level key order of a dumped pipeline (the order a reader wants, not field order).
-_PIPELINE_KEYS = ("providers", "models", "seed_dataset", "columns", "run")
+_PIPELINE_KEYS = ("providers", "models", "seed_dataset", "columns", "processors", "run")
 _LITERAL: Any = Literal
 #: Whether the unstructuring in progress refuses what cannot be loaded back (see ``strict``).
 _STRICT: contextvars.ContextVar[bool] = contextvars.ContextVar("gridloom_config_strict")
@@ -112,7 +119,12 @@ def _is_dict(tp: Any) -> bool:
 
 def _is_config_class(tp: Any) -> bool:
     """Any attrs class but the column base (which dispatches on the kind key)."""
-    return isinstance(tp, type) and attrs.has(tp) and tp is not ColumnConfig
+    return (
+        isinstance(tp, type)
+        and attrs.has(tp)
+        and tp is not ColumnConfig
+        and tp is not ProcessorConfig
+    )
 
 
 def _tuple_hook(tp: Any) -> Callable[[Any, Any], Any]:
@@ -299,6 +311,14 @@ def _unstructure_column(column: ColumnConfig) -> dict[str, Any]:
         raise ConfigError(exc.message, column=column.name, field=exc.field) from None
     out: dict[str, Any] = {"name": flat.pop("name")}
     common = {key: flat.pop(key) for key in _COMMON_FIELDS if key in flat}
+    if common.get("skip_when") is None:  # unset: left out, so older configs keep their hash
+        common.pop("skip_when", None)
+    # Parameters a kind gained later are left out at their (plain) default, so older configs
+    # keep their hash; the kind names them in its ``omit_at_default`` class variable.
+    fields = attrs.fields_dict(type(column))
+    for key in getattr(type(column), "omit_at_default", ()):
+        if key in flat and flat[key] == fields[key].default:
+            del flat[key]
     out[column.kind] = flat
     out.update(common)
     return out
@@ -386,6 +406,51 @@ def _plain(obj: Any, path: tuple[PathPart, ...]) -> Any:
     )
 
 
+# --------------------------------------------------------------------------- processors
+
+
+def _structure_processor(obj: Any, _: Any) -> ProcessorConfig:
+    """``{<kind>: value}`` → the processor kind's class (see :mod:`._processors`)."""
+    if isinstance(obj, ProcessorConfig):
+        return obj
+    if not isinstance(obj, Mapping) or len(obj) != 1:
+        raise TypeError(
+            "a processor is a mapping with one key, its kind"
+            f" ({', '.join(PROCESSOR_KINDS)}), got {describe(obj)}"
+        )
+    ((kind, value),) = obj.items()
+    cls = PROCESSOR_KINDS.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        guess = suggest(kind, PROCESSOR_KINDS)
+        hint = f"; did you mean {guess!r}?" if guess else f" (kinds: {', '.join(PROCESSOR_KINDS)})"
+        raise ValueError(f"unknown processor kind {kind!r}{hint}")
+    shorthand = cls.shorthand
+    params = {shorthand: value} if shorthand is not None else value
+    if not isinstance(params, Mapping):
+        raise TypeError(f"{kind}: expected a mapping of parameters, got {describe(params)}")
+    try:
+        processor: ProcessorConfig = converter.structure(params, cls)
+    except ClassValidationError as exc:
+        # Paths from the processor: ``rename`` and ``drop_columns`` hide their one field.
+        issues = [
+            attrs.evolve(
+                issue,
+                path=(kind, *issue.path[1:])
+                if shorthand is not None and issue.path[:1] == (shorthand,)
+                else (kind, *issue.path),
+            )
+            for issue in collect(exc)
+        ]
+        raise ColumnIssues(None, issues) from None
+    return processor
+
+
+def _unstructure_processor(processor: ProcessorConfig) -> dict[str, Any]:
+    flat: dict[str, Any] = converter.unstructure(processor, unstructure_as=type(processor))
+    shorthand = processor.shorthand
+    return {processor.kind: flat[shorthand] if shorthand is not None else flat}
+
+
 # --------------------------------------------------------------------------- registration
 
 
@@ -403,6 +468,7 @@ def _register() -> None:
     c.register_structure_hook_func(_is_function_type, structure_function)
     c.register_structure_hook_factory(_is_config_class, _attrs_hook)
     c.register_structure_hook_func(lambda tp: tp is ColumnConfig, _structure_column)
+    c.register_structure_hook_func(lambda tp: tp is ProcessorConfig, _structure_processor)
 
     c.register_unstructure_hook(float, _unstructure_float)
     c.register_unstructure_hook(dt.datetime, dt.datetime.isoformat)
@@ -421,6 +487,7 @@ def _register() -> None:
     )
     c.register_unstructure_hook_func(_is_function_type, _function_to_path)
     c.register_unstructure_hook_func(lambda tp: tp is ColumnConfig, _unstructure_column)
+    c.register_unstructure_hook_func(lambda tp: tp is ProcessorConfig, _unstructure_processor)
 
 
 _register()
@@ -463,6 +530,23 @@ def structure_pipeline(data: Mapping[str, Any]) -> PipelineConfig:
     if found:
         raise to_config_error(found)
     return pipeline
+
+
+def structure_processor(obj: Any, index: int) -> ProcessorConfig:
+    """One processor from its file form (``{"rename": {...}}``) or a processor object.
+
+    Raises:
+        ConfigError: naming ``processors[index]`` and the field at fault.
+    """
+    try:
+        return _structure_processor(obj, None)
+    except ColumnIssues as exc:
+        issues = [
+            attrs.evolve(issue, path=("processors", index, *issue.path)) for issue in exc.issues
+        ]
+    except (ValueError, TypeError) as exc:
+        issues = [Issue(str(exc), ("processors", index))]
+    raise to_config_error(issues)
 
 
 def unstructure_pipeline(cfg: PipelineConfig, *, strict: bool = True) -> dict[str, Any]:

@@ -20,7 +20,9 @@ C = TypeVar("C", bound=ColumnConfig)
 #: The fields every column has; a kind's config class inherits them and may not redefine them.
 COMMON_FIELDS: tuple[str, ...] = tuple(a.name for a in attrs.fields(ColumnConfig))
 #: ``PipelineBuilder``'s own methods: a kind key may not take one of these names.
-BUILDER_METHODS = frozenset({"add", "build", "column", "model", "provider", "run", "seed_dataset"})
+BUILDER_METHODS = frozenset(
+    {"add", "build", "column", "model", "processors", "provider", "run", "seed_dataset"}
+)
 
 
 @attrs.frozen(kw_only=True)

@@ -36,6 +36,7 @@ __all__ = [
     "COLUMN_KINDS",
     "ENTRY_POINT_GROUP",
     "column_kinds",
+    "discover_entry_points",
     "installed",
     "kind_of",
     "reload",
@@ -68,6 +69,7 @@ BUILTIN_ENTRY_POINTS: tuple[str, ...] = (
     "llm_structured = gridloom.kinds.llm_structured:KIND",
     "llm_judge = gridloom.kinds.llm_judge:KIND",
     "embedding = gridloom.kinds.embedding:KIND",
+    "validate = gridloom.kinds.validate:KIND",
 )
 
 
@@ -237,13 +239,27 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _discover() -> list[_Found]:
+def discover_entry_points(
+    group: str, builtin: tuple[str, ...]
+) -> list[tuple[importlib.metadata.EntryPoint, str | None, str | None, bool]]:
+    """The entry points of ``group`` to load, as ``(entry point, distribution, version,
+    builtin)``: gridloom's own (installed, else ``builtin``, a list of ``name = module:attr``
+    lines) in that list's order, then the plugins' sorted by distribution and name. Other
+    plugin registries (the ``validate`` kind's validators) find their entry points with it."""
+    return [
+        (f.entry_point, f.distribution, f.version, f.builtin) for f in _discover(group, builtin)
+    ]
+
+
+def _discover(
+    group: str = ENTRY_POINT_GROUP, builtin: tuple[str, ...] = BUILTIN_ENTRY_POINTS
+) -> list[_Found]:
     """The entry points to load: the built-ins (installed, else the fallback list) in
     documented order, then the plugins' sorted by distribution and name."""
     try:
-        points = list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+        points = list(importlib.metadata.entry_points(group=group))
     except Exception as exc:  # broken metadata somewhere on sys.path
-        log.warning(f"cannot read the {ENTRY_POINT_GROUP} entry points: {_one_line(exc)}")
+        log.warning(f"cannot read the {group} entry points: {_one_line(exc)}")
         points = []
     own: dict[str, _Found] = {}
     plugins: list[_Found] = []
@@ -259,16 +275,16 @@ def _discover() -> list[_Found]:
         else:
             plugins.append(found)
     builtins: list[_Found] = []
-    for line in BUILTIN_ENTRY_POINTS:
+    for line in builtin:
         name, _, value = (part.strip() for part in line.partition("="))
-        builtins.append(own.pop(name) if name in own else _fallback(name, value))
+        builtins.append(own.pop(name) if name in own else _fallback(name, value, group))
     builtins += own.values()
     plugins.sort(key=lambda f: (f.distribution or "", f.entry_point.name, f.entry_point.value))
     return [*builtins, *plugins]
 
 
-def _fallback(name: str, value: str) -> _Found:
-    ep = importlib.metadata.EntryPoint(name=name, value=value, group=ENTRY_POINT_GROUP)
+def _fallback(name: str, value: str, group: str = ENTRY_POINT_GROUP) -> _Found:
+    ep = importlib.metadata.EntryPoint(name=name, value=value, group=group)
     return _Found(ep, _OWN_DISTRIBUTION, None, builtin=True)
 
 

@@ -8,6 +8,7 @@ import attrs
 
 from ..errors import ConfigError, ConfigIssue
 from ._columns import ColumnConfig
+from ._processors import ProcessorConfig
 from ._simulation import SimulationConfig
 from ._throttle import ThrottleConfig
 from ._validators import finite, int64, probability, schema_keywords, text, to_tuple
@@ -358,6 +359,8 @@ class PipelineConfig:
         providers: where models are served.
         models: model aliases the columns use.
         seed_dataset: rows read from a file, whose columns every column can reference.
+        processors: steps that reshape each finished row group before it is written
+            (``drop_columns``, ``rename``, ``schema_transform``), in order.
         run: how the run is executed.
     """
 
@@ -365,6 +368,7 @@ class PipelineConfig:
     providers: tuple[ProviderConfig, ...] = attrs.field(default=(), converter=to_tuple)
     models: tuple[ModelConfig, ...] = attrs.field(default=(), converter=to_tuple)
     seed_dataset: SeedDatasetConfig | None = None
+    processors: tuple[ProcessorConfig, ...] = attrs.field(default=(), converter=to_tuple)
     run: RunConfig = attrs.field(factory=RunConfig)
 
     def __attrs_post_init__(self) -> None:

@@ -31,6 +31,7 @@ from ._columns import ColumnConfig
 from ._kind import COMMON_FIELDS, ColumnKind
 from ._kinds import column_kinds
 from ._models import PipelineConfig
+from ._processors import PROCESSOR_KINDS, ProcessorConfig
 
 __all__ = ["SCHEMA_DIALECT", "config_json_schema", "kind_schema", "split_doc"]
 
@@ -238,6 +239,8 @@ class _Builder:
             return {"type": "object", "additionalProperties": self.type_schema(value)}
         if tp is ColumnConfig:
             return self._column_ref()
+        if tp is ProcessorConfig:
+            return self._processor_schema()
         if isinstance(tp, type) and attrs.has(tp):
             return self.ref(tp)
         raise TypeError(f"no JSON Schema for the config type {tp!r}; teach _schema.py about it")
@@ -251,6 +254,28 @@ class _Builder:
                 "description": "An import path 'package.module:function'.",
             }
         return {"anyOf": [self.type_schema(arg) for arg in args if not _is_callable(arg)]}
+
+    def _processor_schema(self) -> dict[str, Any]:
+        """``{<kind>: value}``: one key, the kind; ``rename`` and ``drop_columns`` hold their
+        one field's value directly."""
+        branches: list[dict[str, Any]] = []
+        for key, cls in PROCESSOR_KINDS.items():
+            params = self.object_schema(cls)
+            if cls.shorthand is not None:  # {drop_columns: [...]}, {rename: {...}}
+                value = params["properties"][cls.shorthand]
+                value = {**value, "description": params.get("description", "")}
+            else:
+                self.defs[cls.__name__] = params
+                value = {"$ref": f"#/$defs/{cls.__name__}"}
+            branches.append(
+                {
+                    "type": "object",
+                    "properties": {key: value},
+                    "required": [key],
+                    "additionalProperties": False,
+                }
+            )
+        return {"oneOf": branches}
 
     def _column_ref(self) -> dict[str, Any]:
         if _COLUMN_DEF not in self.defs:
@@ -277,8 +302,8 @@ class _Builder:
             properties[key] = ref if len(branches) == 1 else {"anyOf": branches}
         description = (
             "A column: a mapping with `name`, exactly one kind key holding that kind's"
-            " parameters, and the optional common fields `depends_on` and `drop`. Kind keys:"
-            f" {', '.join(kinds)}."
+            " parameters, and the optional common fields `depends_on`, `drop` and"
+            f" `skip_when`. Kind keys: {', '.join(kinds)}."
         )
         return {
             "type": "object",

@@ -91,7 +91,10 @@ class SimulatedModel:
         hang_rate: share of requests never answered (the client's timeout ends them).
         malformed_rate: share of answers whose body is not valid JSON.
         disconnect_rate: share of requests whose connection is dropped without an answer.
-        invalid_output_rate: share of structured answers that are not valid for their schema.
+        invalid_output_rate: share of structured answers (JSON, YAML or XML text; not tool
+            calls) that are invalid: half of them do not parse, half break their schema when
+            it allows. Which ones is decided from ``seed`` and the request itself, so a run
+            gets the same ones whatever the order of arrivals; a correction is a new request.
         output_tokens: typical length of a text answer, in tokens.
         reasoning: also return reasoning text, separately from the answer.
         embedding_dimensions: length of embedding vectors.

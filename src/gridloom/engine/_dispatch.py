@@ -6,27 +6,37 @@ acquires an *LLM-wait* slot and then releases its submission slot (one-way hando
 waiting on the network never block dispatch. Synchronous generators run in worker threads under
 their own limiter; ``inline`` generators (cheap built-ins) run on the loop inside the
 dispatcher, with a checkpoint every few hundred.
+
+A column's ``skip_when`` is evaluated before its generator is called. A cell whose (simple)
+condition holds is finished in the dispatcher, as :data:`~._skip.SKIPPED`, without a slot,
+a worker thread or a model request; a condition that is not simple is evaluated in a worker
+thread by the task, before its generator is called. A batch task evaluates the condition for its
+rows and calls its generator only with the rows not skipped (same ``group_row_ids``, so
+samplers give every row the value it would have without skips); the result is spread back
+over the task's rows with ``SKIPPED`` in the skipped rows' places.
 """
 
 from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import trio
 
 from ..config import RunConfig
-from ..errors import SalvageTimeout
+from ..errors import GenerationError, SalvageTimeout
 from ..generators import BatchContext, CellContext, ColumnGenerator, RowFailure
-from ..generators.base import Models
+from ..generators.base import Models, normalize_result
 from ..trace import CURRENT_SPAN, TaskTracer
 from ._lanes import ReadyQueue
 from ._outcomes import Outcomes
 from ._rowgroup import RowGroup
+from ._skip import SkipCondition
 from ._stats import Counters
 from .graph import ExecutionGraph, Node
-from .tracker import CellTask, Task
+from .tracker import BatchTask, CellTask, Task
 
 __all__ = ["Dispatcher"]
 
@@ -42,10 +52,41 @@ _DISPATCH_BURST = 64
 _INLINE_BATCH_ROWS = 1024
 
 
-def _runs_inline(generator: ColumnGenerator[Any], task: Task) -> bool:
-    if not generator.inline or generator.is_async:
+def _inline(generator: ColumnGenerator[Any], rows: int) -> bool:
+    """Whether the generator runs on the loop for a task of ``rows`` rows."""
+    return generator.inline and not generator.is_async and rows <= _INLINE_BATCH_ROWS
+
+
+def _runs_inline(node: Node, task: Task) -> bool:
+    """Whether the dispatcher runs the task itself, on the loop (a condition that is not
+    simple is evaluated by the task, in a worker thread, first)."""
+    if node.skip is not None and not node.skip.simple:
         return False
-    return isinstance(task, CellTask) or len(task.rows) <= _INLINE_BATCH_ROWS
+    return _inline(node.generator, 1 if isinstance(task, CellTask) else len(task.rows))
+
+
+def _spread(node: Node, kept: Sequence[int], verdicts: Sequence[object], value: object) -> object:
+    """A batch generator's result over the ``kept`` rows, spread over all the task's rows
+    (``verdicts[i]`` is ``SKIPPED``, a ``RowFailure`` or ``None`` — kept — for the task's
+    ``i``-th row), in the shape the generator returns. A failed call (``value`` a
+    ``RowFailure``) or a result of the wrong shape fails the kept rows only."""
+    generator = node.generator
+    outputs = list(generator.outputs)
+    per_column: Mapping[str, Sequence[Any]]
+    if isinstance(value, RowFailure):
+        per_column = {col: [value] * len(kept) for col in outputs}
+    else:
+        try:
+            per_column = normalize_result(generator, "batch", value, len(kept))
+        except GenerationError as exc:
+            per_column = {col: [RowFailure(exc)] * len(kept) for col in outputs}
+    spread: dict[str, list[Any]] = {}
+    for col in outputs:
+        values = iter(per_column[col])
+        spread[col] = [next(values) if v is None else v for v in verdicts]
+    if len(outputs) == 1 and generator.name in spread:
+        return spread[generator.name]
+    return spread
 
 
 class Dispatcher:
@@ -115,7 +156,20 @@ class Dispatcher:
                 self._outcomes.check_quiet(group)
                 continue
             node = self._graph.nodes[task.node]
-            if _runs_inline(node.generator, task):
+            skip = node.skip
+            if skip is not None and skip.simple and isinstance(task, CellTask):
+                verdict = skip.verdict(self._row(group, node, task.row))
+                if verdict is not None:  # skipped (or the condition failed): no call
+                    heapq.heappop(lane.ready)
+                    if self._tracer is not None:
+                        group.mark(task, "dispatched", "slot")
+                    finish(group, task, verdict)
+                    inline_burst += 1
+                    if inline_burst >= _INLINE_BURST:
+                        inline_burst = 0
+                        await trio.sleep(0)
+                    continue
+            if _runs_inline(node, task):
                 heapq.heappop(lane.ready)
                 if self._tracer is not None:
                     group.mark(task, "dispatched", "slot")
@@ -157,17 +211,25 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ tasks
 
-    def _context(self, group: RowGroup, node: Node, task: Task) -> CellContext | BatchContext:
+    @staticmethod
+    def _row(group: RowGroup, node: Node, row: int) -> dict[str, Any]:
+        columns = group.columns
+        return {col: columns[col][row] for col in node.inputs}
+
+    def _context(
+        self, group: RowGroup, node: Node, task: Task, rows: Sequence[int] | None = None
+    ) -> CellContext | BatchContext:
+        """The generator's context for ``task`` (a batch: for ``rows`` of it, by default all)."""
         first = group.spec.first_row_id
         if isinstance(task, CellTask):
             return CellContext(
-                row={col: group.columns[col][task.row] for col in node.inputs},
+                row=self._row(group, node, task.row),
                 row_id=first + task.row,
                 column=node.name,
                 seed=self._seed,
                 models=self._models,
             )
-        rows = task.rows
+        rows = task.rows if rows is None else rows
         return BatchContext(
             row_ids=[first + r for r in rows],
             columns={col: [group.columns[col][r] for r in rows] for col in node.inputs},
@@ -179,8 +241,60 @@ class Dispatcher:
         )
 
     def _call_inline(self, group: RowGroup, node: Node, task: Task) -> object:
+        skip = node.skip
+        if skip is not None and isinstance(task, BatchTask):
+            verdicts = skip.verdicts([self._row(group, node, r) for r in task.rows])
+            kept = [r for r, v in zip(task.rows, verdicts, strict=True) if v is None]
+            value: object = []
+            if kept:
+                try:
+                    value = node.generator.generate(self._context(group, node, task, kept))
+                except Exception as exc:
+                    value = RowFailure(exc)
+            return _spread(node, kept, verdicts, value)
         try:
             return node.generator.generate(self._context(group, node, task))
+        except Exception as exc:
+            return RowFailure(exc)
+
+    async def _verdicts(
+        self, skip: SkipCondition, rows: Sequence[Mapping[str, Any]]
+    ) -> list[object]:
+        """The condition over ``rows``: on the loop when it is simple and they are few, else
+        in a worker thread."""
+        if skip.simple and len(rows) <= _INLINE_BATCH_ROWS:
+            return skip.verdicts(rows)
+        return await trio.to_thread.run_sync(
+            skip.verdicts, rows, limiter=self._threads, abandon_on_cancel=True
+        )
+
+    async def _call(self, group: RowGroup, node: Node, task: Task) -> object:
+        """Call the generator for ``task``, minding the node's ``skip_when``."""
+        skip = node.skip
+        generator = node.generator
+        if skip is None or (skip.simple and isinstance(task, CellTask)):
+            # No condition, or a simple one the dispatcher found false.
+            return await self._invoke(generator, self._context(group, node, task))
+        if isinstance(task, CellTask):
+            (verdict,) = await self._verdicts(skip, [self._row(group, node, task.row)])
+            if verdict is not None:
+                return verdict
+            return await self._generate(generator, self._context(group, node, task))
+        verdicts = await self._verdicts(skip, [self._row(group, node, r) for r in task.rows])
+        kept = [r for r, v in zip(task.rows, verdicts, strict=True) if v is None]
+        value: object = []
+        if kept:
+            value = await self._generate(generator, self._context(group, node, task, kept))
+        return _spread(node, kept, verdicts, value)
+
+    async def _generate(
+        self, generator: ColumnGenerator[Any], ctx: CellContext | BatchContext
+    ) -> object:
+        """Call the generator after a condition: on the loop when it is an inline one."""
+        if not _inline(generator, len(ctx) if isinstance(ctx, BatchContext) else 1):
+            return await self._invoke(generator, ctx)
+        try:
+            return generator.generate(ctx)
         except Exception as exc:
             return RowFailure(exc)
 
@@ -207,7 +321,7 @@ class Dispatcher:
                         if not group.tracker.is_needed(task):  # dropped while waiting: skip it
                             return
                     if self._tracer is None:
-                        outcome = await self._invoke(generator, self._context(group, node, task))
+                        outcome = await self._call(group, node, task)
                     else:
                         outcome = await self._traced_invoke(group, node, task)
                 if scope.cancelled_caught:
@@ -233,7 +347,7 @@ class Dispatcher:
         group.mark(task, "slot")
         token = CURRENT_SPAN.set(group.spans.get(task))
         try:
-            return await self._invoke(node.generator, self._context(group, node, task))
+            return await self._call(group, node, task)
         finally:
             CURRENT_SPAN.reset(token)
 

@@ -27,6 +27,7 @@ from ..storage import DropRecord
 from ..trace import TaskTracer
 from ._lanes import ReadyQueue
 from ._rowgroup import RowGroup
+from ._skip import SKIPPED
 from ._stats import Counters
 from .generator_health import GeneratorHealth
 from .graph import ExecutionGraph, Node
@@ -204,6 +205,10 @@ class Outcomes:
         if isinstance(task, CellTask):
             if tracker.is_dropped(task.row):
                 return
+            if value is SKIPPED:
+                self._skipped(group, node, task.row)
+                ready.extend(tracker.complete_cell(task.node, task.row))
+                return
             mapping = normalize_result(node.generator, "cell", value, 1)
             failure = next((v for v in mapping.values() if isinstance(v, RowFailure)), None)
             if failure is not None:
@@ -227,8 +232,12 @@ class Outcomes:
         error: Exception | None = None
         stored: list[int] = []
         failed: list[tuple[int, Exception]] = []
+        first_column = columns[0][1]
         for i, row in enumerate(rows):
             if tracker.is_dropped(row):
+                continue
+            if first_column[i] is SKIPPED:  # every output holds SKIPPED there
+                self._skipped(group, node, row)
                 continue
             failure = next((v[i] for _, v in columns if isinstance(v[i], RowFailure)), None)
             if failure is not None:
@@ -255,6 +264,14 @@ class Outcomes:
         retry = BatchTask(node=task.node, rows=tuple(again))
         ready.extend(tracker.complete_batch(task.node, [r for r in rows if r not in set(again)]))
         self._retry(group, retry, error, origin=task)
+
+    def _skipped(self, group: RowGroup, node: Node, row: int) -> None:
+        """The condition of ``node`` held for ``row``: its cell is null, counted as skipped."""
+        for col in node.outputs:
+            group.columns[col][row] = None
+        group.skip(node.index, row)
+        self._counts.cells_skipped += 1
+        self._counts.node_skipped[node.index] += 1
 
     async def salvage(self, group: RowGroup) -> None:
         """The group is quiet: finished, or left with cells out of attempts. Each of those gets

@@ -59,6 +59,7 @@ class RowGroup:
         "running",
         "salvage",
         "salvaging",
+        "skipped",
         "spans",
         "spec",
         "stage",
@@ -72,6 +73,8 @@ class RowGroup:
         self.columns: dict[str, list[Any]] = {col: [None] * spec.num_rows for col in graph.columns}
         self.drops: list[DropRecord] = []
         self.failed = [0] * len(graph.nodes)
+        # Per node with a skip_when, the rows whose condition held (their cells are null).
+        self.skipped: dict[int, set[int]] = {}
         self.done = trio.Event()
         # Column mode: index of the node now running; tasks of later nodes wait in `parked`.
         self.stage = 0 if column_mode else -1
@@ -96,6 +99,10 @@ class RowGroup:
         self.wake = trio.Event()
         self.running = 0
         self.closing = False
+
+    def skip(self, node: int, row: int) -> None:
+        """``node``'s cell of ``row`` was skipped (its ``skip_when`` held)."""
+        self.skipped.setdefault(node, set()).add(row)
 
     # ------------------------------------------------------------------ the starter
 
@@ -167,21 +174,30 @@ class RowGroup:
         live = tracker.live_rows()
         first = self.spec.first_row_id
         counts: dict[str, ColumnCounts] = {}
+        skipped_at: dict[str, set[int]] = {}
         for node in graph.nodes:
             done = sum(tracker.is_done(node.index, r) for r in range(tracker.num_rows))
             failed = self.failed[node.index]
+            skipped = self.skipped.get(node.index, set())
             node_counts = ColumnCounts(
-                done=done, failed=failed, dropped=tracker.num_rows - done - failed
+                done=done - len(skipped),
+                failed=failed,
+                dropped=tracker.num_rows - done - failed,
+                skipped=len(skipped),
             )
             for col in node.outputs:
                 counts[col] = node_counts
+                if skipped:
+                    skipped_at[col] = skipped
         columns = {}
         for field in graph.schema:
             values = self.columns[field.name]
             encode = encoders.get(field.name)
-            columns[field.name] = (
-                [values[r] for r in live] if encode is None else [encode(values[r]) for r in live]
-            )
+            if encode is None:
+                columns[field.name] = [values[r] for r in live]
+                continue
+            nulls = skipped_at.get(field.name, set())  # a skipped cell is null, not encoded
+            columns[field.name] = [None if r in nulls else encode(values[r]) for r in live]
         return RowGroupData(
             index=self.spec.index,
             first_row_id=first,

@@ -15,12 +15,14 @@ class NodeProgress:
         name: the node's name; outputs: the columns it fills.
         done: cells (rows, for a batch node) generated.
         failed: cells whose failure dropped their row.
+        skipped: cells left null because the column's ``skip_when`` held.
     """
 
     name: str
     outputs: tuple[str, ...]
     done: int
     failed: int
+    skipped: int = 0
 
 
 @attrs.frozen(kw_only=True)
@@ -37,6 +39,7 @@ class SchedulerStatistics:
     tasks_ready: int
     cells_done: int
     cells_failed: int
+    cells_skipped: int = 0
     rows_dropped: int
     retries: int
     cells_deferred: int
@@ -57,10 +60,12 @@ class Counters:
         "cells_done",
         "cells_failed",
         "cells_salvaged",
+        "cells_skipped",
         "deferred",
         "in_flight",
         "node_done",
         "node_failed",
+        "node_skipped",
         "peak_groups",
         "peak_llm",
         "peak_submitted",
@@ -80,6 +85,8 @@ class Counters:
         self.retries = 0
         self.node_done = [0] * nodes
         self.node_failed = [0] * nodes
+        self.cells_skipped = 0
+        self.node_skipped = [0] * nodes
         self.rows_abandoned = 0
         self.deferred = 0  #: tasks sleeping before a retry
         self.salvage_rounds = 0

@@ -25,6 +25,8 @@ from ..generators import BuildContext, ColumnGenerator, SeedDatasetGenerator, bu
 from ..generators._jinja import TemplateLimits, template_variables
 from ..generators.base import Granularity
 from ._fields import field_problems, value_schema
+from ._skip import FIELD as SKIP_FIELD
+from ._skip import SkipCondition, skip_source, skip_variables
 
 __all__ = ["ExecutionGraph", "Node", "compile_pipeline"]
 
@@ -44,6 +46,8 @@ class Node:
         granularity: ``cell`` (one task per row) or ``batch`` (one task per row group).
         inputs: every column available to the generator: the outputs of all its ancestors.
         generator: the generator that fills the outputs.
+        skip: the column's compiled ``skip_when``: rows where it holds get null, and the
+            generator is not called for them.
     """
 
     index: int
@@ -54,6 +58,7 @@ class Node:
     granularity: Granularity
     inputs: tuple[str, ...]
     generator: ColumnGenerator[Any] = attrs.field(eq=False, repr=False)
+    skip: SkipCondition | None = attrs.field(default=None, eq=False, repr=False)
 
 
 @attrs.frozen(kw_only=True)
@@ -84,16 +89,19 @@ class ExecutionGraph:
 
     def describe(self) -> list[dict[str, object]]:
         """One plain dict per node (for ``gridloom validate`` and logs)."""
-        return [
-            {
+        described: list[dict[str, object]] = []
+        for node in self.nodes:
+            entry: dict[str, object] = {
                 "node": node.name,
                 "outputs": list(node.outputs),
                 "granularity": node.granularity,
                 "model_bound": node.generator.model_bound,
                 "depends_on": [self.nodes[u].name for u in node.upstream],
             }
-            for node in self.nodes
-        ]
+            if node.skip is not None:
+                entry["skip_when"] = node.skip.source
+            described.append(entry)
+        return described
 
 
 def _suggest(name: str, known: Iterable[str]) -> str:
@@ -123,6 +131,12 @@ def _references(
             continue
         for name in sorted(names):
             refs.setdefault(name, f"{column.kind}.{field}")
+    if column.skip_when is not None:
+        try:
+            for name in sorted(skip_variables(column.skip_when, column.name)):
+                refs.setdefault(name, SKIP_FIELD)
+        except TemplateError as exc:
+            problems.append(exc)
     for field, names_ in column.direct_references().items():
         path = field if field == "depends_on" else f"{column.kind}.{field}"
         for name in names_:
@@ -137,15 +151,16 @@ def _references(
                 )
             )
     read = {name: schemas[name] for name in refs if name in schemas and name != column.name}
-    for field, source in templates.items() if read else ():
+    checked = {f"{column.kind}.{field}": source for field, source in templates.items()}
+    if column.skip_when is not None:
+        checked[SKIP_FIELD] = skip_source(column.skip_when)
+    for path, source in checked.items() if read else ():
         try:
             found = field_problems(source, read)
         except jinja2.TemplateSyntaxError:
             continue  # reported above
         problems.extend(
-            UnknownReferenceError(
-                problem.message(), column=column.name, field=f"{column.kind}.{field}"
-            )
+            UnknownReferenceError(problem.message(), column=column.name, field=path)
             for problem in found
         )
     return refs, problems
@@ -275,10 +290,20 @@ def compile_pipeline(config: PipelineConfig, *, base_dir: Path | None = None) ->
             failed.add(slot)  # its upstream types are unknown: building it would mislead
             continue
         generator: ColumnGenerator[Any]
+        skip: SkipCondition | None = None
         if seed is not None and slot == 0:
             generator = seed
         else:
             column = config.columns[slot - offset]
+            if column.skip_when is not None:
+                try:
+                    skip = SkipCondition(
+                        column.skip_when, column=column.name, limits=template_limits
+                    )
+                except ConfigError as exc:
+                    problems.append(exc)
+                    failed.add(slot)
+                    continue
             ctx = BuildContext(
                 columns=by_name,
                 upstream_types=dict(types),
@@ -316,6 +341,7 @@ def compile_pipeline(config: PipelineConfig, *, base_dir: Path | None = None) ->
                 granularity=generator.granularity,
                 inputs=tuple(sorted(inherited)),
                 generator=generator,
+                skip=skip,
             )
         )
 

@@ -104,6 +104,7 @@ class Scheduler:
             tasks_ready=self._queue.ready_count(),
             cells_done=counts.cells_done,
             cells_failed=counts.cells_failed,
+            cells_skipped=counts.cells_skipped,
             rows_dropped=counts.rows_dropped,
             retries=counts.retries,
             cells_deferred=counts.deferred,
@@ -116,6 +117,7 @@ class Scheduler:
                     outputs=tuple(node.outputs),
                     done=counts.node_done[node.index],
                     failed=counts.node_failed[node.index],
+                    skipped=counts.node_skipped[node.index],
                 )
                 for node in self._graph.nodes
             ),

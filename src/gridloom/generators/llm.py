@@ -1,4 +1,4 @@
-"""What generators that call models share: prompt templates, requests, JSON answers.
+"""What generators that call models share: prompt templates, requests, structured answers.
 
 A model-calling generator is a model-bound, asynchronous *cell* generator: the scheduler hands
 its task from the submission limiter to the LLM-wait limiter, then the generator renders its
@@ -6,8 +6,8 @@ prompts from the row, calls its model alias (``ctx.models[alias]``) and turns th
 the cell's value. A :class:`~gridloom.errors.ModelError` from the call propagates; the
 scheduler decides what a failure means for the row. :class:`ModelColumnGenerator` is the base
 of the ``llm_*`` kinds' generators (:mod:`gridloom.kinds`) and of a plugin's own;
-:class:`LLMStructuredGenerator` adds JSON answers valid against a schema, with correction
-rounds.
+:class:`LLMStructuredGenerator` adds JSON, YAML or XML answers valid against a schema, with
+correction rounds (the formats: :mod:`._structured_formats`).
 """
 
 from __future__ import annotations
@@ -19,19 +19,19 @@ from typing import Any
 
 import pyarrow as pa
 import trio
-from jsonschema import exceptions as schema_exceptions
-from jsonschema import validators
 
 from ..clients._types import ChatRequest, ChatResponse, Message, ResponseFormat
 from ..config import LLMColumn, ModelConfig
 from ..config._llm import REASONING_SUFFIX
 from ..errors import GenerationError, InvalidOutput, TemplateLimitExceeded
 from ._jinja import CompiledTemplate, TemplateLimits, compile_template
+from ._structured_formats import AnswerFormat, Format
 from .base import CellContext, ColumnGenerator
 
 __all__ = [
     "FENCE",
     "JINJA_SYNTAX",
+    "RAW_SUFFIX",
     "LLMStructuredGenerator",
     "ModelColumnGenerator",
     "compile_field",
@@ -43,6 +43,8 @@ __all__ = [
 FENCE = re.compile(r"```[ \t]*([\w+#.-]*)[ \t]*\n(.*?)```", re.DOTALL)
 #: Where Jinja syntax starts: text without it renders as itself.
 JINJA_SYNTAX = re.compile(r"\{[{%#]")
+#: Suffix of a structured column's side column holding the answer's raw text.
+RAW_SUFFIX = "__raw"
 
 
 def compile_field(
@@ -178,10 +180,12 @@ def parse_json_answer(text: str, check: Callable[[Any], None]) -> Any:
 
 
 class LLMStructuredGenerator(ModelColumnGenerator):
-    """``llm_structured``: JSON valid against the column's schema, with correction rounds.
+    """``llm_structured``: an answer in JSON, YAML or XML, valid against the column's schema,
+    with correction rounds.
 
     The cell's value is the parsed object (so templates can index into it); it is stored as
-    JSON text.
+    JSON text. With ``keep_raw``, the answer's text as the model wrote it (the accepted one)
+    goes to the side column ``<name>__raw``.
     """
 
     def __init__(
@@ -189,43 +193,54 @@ class LLMStructuredGenerator(ModelColumnGenerator):
         config: LLMColumn,
         model: ModelConfig,
         *,
-        schema: Mapping[str, Any],
+        schema: Mapping[str, Any] | None,
         max_corrections: int,
         limits: TemplateLimits | None = None,
+        answer_format: Format = "json",
+        xsd: str | None = None,
+        keep_raw: bool = False,
     ):
         super().__init__(config, model, pa.string(), limits)
-        self.schema = dict(schema)
+        self.schema = dict(schema) if schema is not None else None
         self.max_corrections = max_corrections
         self.encoders = {config.name: _json_text}
-        self._validator = validators.validator_for(self.schema)(self.schema)
-        self._schema_text = json.dumps(self.schema, indent=2, ensure_ascii=False)
+        self.format = AnswerFormat(answer_format, schema, xsd)
+        self.keep_raw = keep_raw
+        if keep_raw:
+            self.outputs = {**self.outputs, config.name + RAW_SUFFIX: pa.string()}
 
     def answer_value(self, answer: Any) -> Any:
         """The cell's value for a valid answer (parsed JSON): the answer itself; a subclass
         may keep a part of it (set ``encoders`` to match)."""
         return answer
 
-    def _check(self, value: Any) -> None:
-        error = schema_exceptions.best_match(self._validator.iter_errors(value))
-        if error is not None:
-            where = "/".join(str(p) for p in error.absolute_path) or "the top level"
-            raise ValueError(f"the answer does not match the schema at {where}: {error.message}")
+    def enforced(self) -> bool:
+        """Whether the provider enforces the schema (JSON with ``json_schema_mode``)."""
+        return self.format.fmt == "json" and self.model_config.json_schema_mode
 
     def messages(self, row: Mapping[str, Any]) -> list[Message]:
         messages = super().messages(row)
-        if self.model_config.json_schema_mode:
+        instruction = self.format.instruction(self.enforced())
+        if instruction is None:
             return messages
         last = messages[-1]
-        instruction = (
-            "\n\nRespond with JSON only, valid against this JSON Schema:\n"
-            f"```json\n{self._schema_text}\n```"
-        )
-        return [*messages[:-1], Message(role="user", content=last.content + instruction)]
+        return [*messages[:-1], Message(role="user", content=f"{last.content}\n\n{instruction}")]
 
     def response_format(self) -> ResponseFormat | None:
-        if not self.model_config.json_schema_mode:
+        if not self.enforced() or self.schema is None:
             return None
         return ResponseFormat(name=re.sub(r"\W", "_", self.name)[:64], schema=self.schema)
+
+    async def parse(self, text: str) -> Any:
+        """The value of the answer ``text`` (see :class:`AnswerFormat`), parsed in a worker
+        thread unless it is short enough for the format (:attr:`AnswerFormat.inline`).
+
+        Raises:
+            ValueError: with a short, model-readable reason.
+        """
+        if len(text) <= self.format.inline:
+            return self.format.parse(text)
+        return await trio.to_thread.run_sync(self.format.parse, text, abandon_on_cancel=True)
 
     async def agenerate(self, ctx: CellContext) -> Any:
         messages = await self.render_messages(ctx.row)
@@ -234,20 +249,21 @@ class LLMStructuredGenerator(ModelColumnGenerator):
         for _attempt in range(self.max_corrections + 1):
             response = await self.call(ctx, self.request(messages, response_format))
             try:
-                value = parse_json_answer(response.text, self._check)
+                value = await self.parse(response.text)
             except ValueError as exc:
                 reason = str(exc)
                 messages = [
                     *messages,
                     Message(role="assistant", content=response.text),
-                    Message(
-                        role="user",
-                        content=f"That answer is not usable: {reason}. Reply again with JSON"
-                        " only, valid against the schema.",
-                    ),
+                    Message(role="user", content=self.format.correction(reason)),
                 ]
                 continue
-            return self.result(self.answer_value(value), response)
+            out = self.result(self.answer_value(value), response)
+            if not self.keep_raw:
+                return out
+            if not self.config.with_reasoning:
+                out = {self.name: out}
+            return {**out, self.name + RAW_SUFFIX: response.text}
         raise InvalidOutput(
             f"column {self.name!r}: no valid answer after {self.max_corrections} correction"
             f" attempt(s); last problem: {reason}"

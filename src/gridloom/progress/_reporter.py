@@ -356,17 +356,20 @@ class ProgressReporter:
         parts = []
         for i, column in enumerate(snapshot.columns):
             if final:
-                per_second = average(column.done)
+                per_second = average(column.settled)
             else:
-                per_second = rate([(s.time, s.columns[i].done) for s in self._history])
-            remaining = total - column.done - column.failed
+                per_second = rate([(s.time, s.columns[i].settled) for s in self._history])
+            remaining = total - column.settled - column.failed
             finished = remaining <= 0
+            failed = f"{column.failed:,} failed"
+            if column.skipped:
+                failed = f"{column.skipped:,} skipped · {failed}"
             parts.append(
                 (
-                    f"{column.done:,}/{total:,}",
+                    f"{column.settled:,}/{total:,}",
                     f"{format_rate(per_second)}/s",
                     "done" if finished else _eta(remaining, per_second),
-                    f"{column.failed:,} failed",
+                    failed,
                 )
             )
         widths = [max((len(p[k]) for p in parts), default=0) for k in range(4)]
@@ -392,7 +395,7 @@ class ProgressReporter:
         for column, (counts, per_second_text, eta, failed) in zip(
             snapshot.columns, parts, strict=True
         ):
-            filled = min(bar, bar * column.done // total) if total > 0 else 0
+            filled = min(bar, bar * column.settled // total) if total > 0 else 0
             finished = eta == "done"
             text.append("\n")
             text.append(_fit(column.name, name_width), "cyan")

@@ -55,11 +55,18 @@ class ColumnProgress:
         name: the node's name.
         done: cells (rows, for a batch node) generated.
         failed: cells whose failure dropped their row.
+        skipped: cells left null because the column's ``skip_when`` held.
     """
 
     name: str
     done: int
     failed: int
+    skipped: int = 0
+
+    @property
+    def settled(self) -> int:
+        """Cells finished without dropping their row: generated or skipped."""
+        return self.done + self.skipped
 
 
 @attrs.frozen(kw_only=True)
@@ -118,9 +125,10 @@ def take_snapshot(
         total: rows planned in this invocation.
     """
     columns = tuple(
-        ColumnProgress(name=node.name, done=node.done, failed=node.failed) for node in stats.nodes
+        ColumnProgress(name=node.name, done=node.done, failed=node.failed, skipped=node.skipped)
+        for node in stats.nodes
     )
-    furthest_behind = min((c.done for c in columns), default=0)
+    furthest_behind = min((c.settled for c in columns), default=0)
     rows = min(total, furthest_behind + stats.rows_dropped)
     return ProgressSnapshot(
         time=time,
@@ -258,6 +266,8 @@ def format_line(
         parts.insert(0, status)
     for column in snapshot.columns:
         text = f"{column.name} {column.done:,} done"
+        if column.skipped:
+            text += f" {column.skipped:,} skipped"
         if column.failed:
             text += f" {column.failed:,} failed"
         parts.append(text)

@@ -122,11 +122,16 @@ def render_summary(summary: Mapping[str, Any]) -> str:
     lines.append(head)
     columns: Mapping[str, Mapping[str, Any]] = summary.get("columns") or {}
     if columns:
+        header = ["column", "done", "failed", "dropped"]
         rows = [
             [name, _number(c.get("done")), _number(c.get("failed")), _number(c.get("dropped"))]
             for name, c in columns.items()
         ]
-        lines += ["", *_table(["column", "done", "failed", "dropped"], rows)]
+        if any(c.get("skipped") for c in columns.values()):  # only pipelines with skip_when
+            header.append("skipped")
+            for row, c in zip(rows, columns.values(), strict=True):
+                row.append(_number(c.get("skipped", 0)))
+        lines += ["", *_table(header, rows)]
     drops = render_drops(summary.get("drop_examples") or [])
     if drops:
         lines += ["", *drops]

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+import pyarrow as pa
 import trio
 
 from ..clients import ModelHandle
@@ -37,6 +38,7 @@ from ._check import probe_models
 from ._health import HealthMonitor
 from ._models import serve_models
 from ._plan import iter_row_groups, shortfall, top_up
+from ._processors import ProcessingStore, compile_processors
 from ._report import is_interrupt, save_trace, summarize, unwrap
 from ._signals import Interrupted, StopSignals
 from ._source import ConfigSource, compile_source, load_source, prepare, run_seed
@@ -47,6 +49,12 @@ log = logging.getLogger("gridloom")
 
 T = TypeVar("T")
 Mode = Literal["new", "overwrite", "resume"]
+
+
+def _output_schema(cfg: PipelineConfig, graph: ExecutionGraph) -> pa.Schema:
+    """The schema of the data written: the generated columns', reshaped by the processors."""
+    chain = compile_processors(cfg, graph.schema)
+    return graph.schema if chain is None else chain.schema
 
 
 class _Services:
@@ -194,7 +202,7 @@ class Run:
             functools.partial(
                 ParquetStore.open,
                 out,
-                schema=graph.schema,
+                schema=_output_schema(cfg, graph),
                 config_text=dump_config(cfg, None, strict=False, redact=True),
                 config_hash=config_hash(cfg),
                 num_records=num_records,
@@ -210,7 +218,7 @@ class Run:
 
     async def _preview(self, num_records: int, services: _Services) -> RunResult:
         cfg, graph, _base = await prepare(self._source, self._base_dir, num_records)
-        store = MemoryStore(graph.schema)
+        store = MemoryStore(_output_schema(cfg, graph))
         models, health = await services.models(cfg)
         return await self._generate(
             services, cfg, graph, store, models, health, num_records, run_seed(cfg), None
@@ -245,11 +253,13 @@ class Run:
         traced = cfg.run.trace or os.environ.get("GRIDLOOM_TRACE", "") not in ("", "0")
         tracer = TaskTracer(origin=trio.current_time()) if traced else None
         columns_health = GeneratorHealth.from_run_config(cfg.run)
+        # Processors reshape each row group on its way from the scheduler to the store.
+        chain = compile_processors(cfg, graph.schema)
         scheduler = Scheduler(
             graph,
             cfg.run,
             seed=seed,
-            store=store,
+            store=store if chain is None else ProcessingStore(store, chain),
             models=models,
             tracer=tracer,
             health=columns_health,

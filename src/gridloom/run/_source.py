@@ -18,6 +18,7 @@ from ..config._io import redacted_headers  # TODO(lead): export it from gridloom
 from ..engine import ExecutionGraph, compile_pipeline
 from ..errors import ConfigError
 from ._plan import check_num_records
+from ._processors import compile_processors
 
 __all__ = ["ConfigSource", "compile_source", "load_source", "prepare", "run_seed"]
 
@@ -42,14 +43,17 @@ def load_source(
 
 
 def compile_source(cfg: PipelineConfig, base: Path | None) -> ExecutionGraph:
-    """Compile ``cfg``; a :class:`ConfigError`'s problems about a column also name its kind
-    (:attr:`~gridloom.errors.ConfigIssue.kind`), so a caller can point into the file.
+    """Compile ``cfg`` (its processors too); a :class:`ConfigError`'s problems about a column
+    also name its kind (:attr:`~gridloom.errors.ConfigIssue.kind`), so a caller can point into
+    the file.
 
     Raises:
         ConfigError: the pipeline does not compile.
     """
     try:
-        return compile_pipeline(cfg, base_dir=base)
+        graph = compile_pipeline(cfg, base_dir=base)
+        compile_processors(cfg, graph.schema)  # checked here; the run compiles them again
+        return graph
     except ConfigError as exc:
         kinds = {column.name: column.kind for column in cfg.columns}
         exc.issues = tuple(

@@ -403,7 +403,8 @@ class SimulatedApp:
             data = await _embeddings_json(request, dimensions)
             input_tokens, output_tokens = request.input_tokens(), 0
         else:
-            if draw.invalid_output and any(reply.kind == "json" for reply in replies):
+            structured = any(reply.kind in ("json", "yaml", "xml") for reply in replies)
+            if structured and behaviour.invalid_output(request.digest()):
                 budget = Budget()
                 replies = tuple(
                     invalid_reply(reply, request.digest(), budget=budget) for reply in replies

@@ -1,8 +1,10 @@
 """Per-model behaviour: admission (capacity, token buckets), injected faults, latency.
 
-Everything random comes from one ``random.Random`` per model, seeded from
+Faults and latencies come from one ``random.Random`` per model, seeded from
 ``(config.seed, model)``; each admitted request draws the same three numbers in the same
-order (fault, invalid output, lognormal), so a run with the same arrivals is repeatable.
+order (fault, a number no longer used, lognormal), so a run with the same arrivals is
+repeatable. Whether a structured answer is made invalid depends on the request itself
+(:meth:`ModelBehaviour.invalid_output`), so it does not change with the order of arrivals.
 """
 
 from __future__ import annotations
@@ -37,11 +39,10 @@ class Fault(enum.Enum):
 
 @attrs.frozen(kw_only=True)
 class Draw:
-    """What one admitted request will suffer: a fault (or none), an invalid structured answer,
-    and its lognormal latency component (seconds)."""
+    """What one admitted request will suffer: a fault (or none) and its lognormal latency
+    component (seconds)."""
 
     fault: Fault | None
-    invalid_output: bool
     lognormal: float
 
 
@@ -150,6 +151,7 @@ class ModelBehaviour:
         self._epoch = clock() if epoch is None else epoch
         digest = hashlib.sha256(f"{seed}\x00{name}".encode()).digest()
         self._rng = random.Random(int.from_bytes(digest[:8], "big"))
+        self._key = digest
         self.in_flight = 0
         self._requests = (
             TokenBucket(settings.requests_per_second, max(1.0, settings.requests_per_second), clock)
@@ -229,7 +231,7 @@ class ModelBehaviour:
         """
         settings = self.settings
         u_fault = self._rng.random()
-        u_invalid = self._rng.random()
+        self._rng.random()  # was the invalid-output draw: kept so latencies stay as seeded
         z = self._rng.gauss(0.0, 1.0)
         fault: Fault | None = None
         edge = 0.0
@@ -248,9 +250,18 @@ class ModelBehaviour:
         lognormal = latency.median * math.exp(latency.sigma * z) if latency.median > 0 else 0.0
         return Draw(
             fault=fault,
-            invalid_output=u_invalid < settings.invalid_output_rate,
             lognormal=lognormal,
         )
+
+    def invalid_output(self, request_digest: bytes) -> bool:
+        """Whether the structured answer to the request with ``request_digest`` is made
+        invalid: a uniform number from the seed, the model and the request, below
+        ``invalid_output_rate`` (a correction is another request, with its own number)."""
+        rate = self.settings.invalid_output_rate
+        if rate <= 0.0:
+            return False
+        digest = hashlib.sha256(self._key + request_digest + b"invalid output").digest()
+        return int.from_bytes(digest[:8], "big") / 2**64 < rate
 
     def latency(self, draw: Draw, output_tokens: int) -> float:
         """Seconds to answer: fixed + lognormal + per_token * output tokens."""

@@ -6,7 +6,9 @@ What is asked decides the kind of answer, in this order:
    tool's schema (see :mod:`._tools` for which tool, and when ``auto`` answers text);
 1. a JSON Schema through the API (``response_format`` / ``output_format``) → JSON valid for it;
 2. a JSON Schema in the prompt (a fenced ```` ```json ```` block after the words "JSON Schema")
-   → JSON valid for it;
+   → JSON valid for it, or YAML or XML holding such a value when a message says
+   ``Answer format: YAML.`` or ``Answer format: XML.`` (see :mod:`._structured_text`; with
+   the XML marker and an XSD in the prompt instead, XML valid for the XSD);
 3. ``response_format: {type: json_object}`` → a JSON object;
 4. a fence marker ```` ```<lang> ```` or the phrase "code block" in a system or user message →
    a fenced code block in that language (``python`` by default; Python code parses);
@@ -47,6 +49,14 @@ from ._schema_values import (
     is_valid,
     value_for_schema,
 )
+from ._structured_text import (
+    StructuredFormat,
+    broken_text,
+    format_from_prompt,
+    structured_text,
+    xml_from_xsd,
+    xsd_from_prompt,
+)
 from ._tools import choose_tool
 
 __all__ = [
@@ -86,6 +96,7 @@ _WORD = re.compile(r"[^\W\d_][\w'-]{3,}")
 _FENCE = re.compile(r"```([A-Za-z][\w+#-]*(?:\.[\w+#-]+)*)")
 _SCHEMA_WORDS = re.compile(r"json schema", re.IGNORECASE)
 _JSON_FENCE = re.compile(r"```json", re.IGNORECASE)
+_FORMAT_WORDS = "Answer format: "
 
 #: Most words of a text answer (whatever ``output_tokens`` the model is configured with).
 MAX_ANSWER_TOKENS = 32_768
@@ -120,9 +131,10 @@ class Reply:
     Attributes:
         text: the answer (message content; empty for a tool call).
         reasoning: reasoning text, when the model "reasons".
-        kind: ``text``, ``code``, ``json`` or ``tool``.
+        kind: ``text``, ``code``, ``json``, ``yaml``, ``xml`` or ``tool``.
         tool_call: the call, when the answer is one.
         schema: the JSON Schema the answer follows, if any.
+        value: the structured answer's value (for ``yaml`` and ``xml`` answers).
         truncated: the answer was cut at ``max_tokens``.
         input_tokens: words in the prompt.
         output_tokens: words in the answer plus words of reasoning.
@@ -131,9 +143,10 @@ class Reply:
 
     text: str
     reasoning: str | None = None
-    kind: Literal["text", "code", "json", "tool"] = "text"
+    kind: Literal["text", "code", "json", "yaml", "xml", "tool"] = "text"
     tool_call: ToolCall | None = None
     schema: Any = None
+    value: Any = None
     truncated: bool = False
     input_tokens: int = 0
     output_tokens: int = 0
@@ -224,8 +237,9 @@ def build_reply(
     rng = _rng(digest)
     facts = _facts(request)
     topics = facts.topics
-    kind: Literal["text", "code", "json", "tool"] = "text"
+    kind: Literal["text", "code", "json", "yaml", "xml", "tool"] = "text"
     schema: Any = None
+    value: Any = None
     truncated = False
     call = None
     tool = choose_tool(
@@ -249,9 +263,18 @@ def build_reply(
         except (jsonschema.SchemaError, UnsatisfiableSchema) as exc:
             raise RequestError(f"invalid JSON Schema: {_first_line(exc)}", param="schema") from None
         kind, schema = "json", request.schema
-    elif (prompted := _prompted_json(facts.prompt_schema, rng, topics, budget)) is not None:
-        text, schema = prompted, facts.prompt_schema
-        kind = "json"
+    elif (prompted := _prompted_value(facts.prompt_schema, rng, topics, budget)) is not None:
+        schema, value = facts.prompt_schema, prompted[0]
+        if facts.answer_format is None:
+            text, kind = _json_text(value), "json"
+        else:
+            text, kind = structured_text(value, facts.answer_format), facts.answer_format
+    elif (
+        facts.answer_format == "xml"
+        and facts.xsd is not None
+        and (document := xml_from_xsd(facts.xsd, rng, topics)) is not None
+    ):
+        text, kind = document, "xml"
     elif request.json_mode:
         text = _json_text({"answer": _sentences(rng, 8, topics)})
         kind = "json"
@@ -277,6 +300,7 @@ def build_reply(
         kind=kind,
         tool_call=call,
         schema=schema,
+        value=value,
         truncated=truncated,
         input_tokens=request.input_tokens(),
         output_tokens=answer_tokens + reasoning_tokens,
@@ -285,11 +309,13 @@ def build_reply(
 
 
 def invalid_reply(reply: Reply, digest: bytes, *, budget: Budget | None = None) -> Reply:
-    """A structured answer gone wrong: not JSON, or JSON that breaks the schema (checked
-    within ``budget``, a fresh one when not given).
+    """A structured answer gone wrong: not JSON (YAML, XML), or a value that breaks the
+    schema (checked within ``budget``, a fresh one when not given).
 
-    Text and code answers are returned unchanged.
+    Text, code and tool answers are returned unchanged.
     """
+    if reply.kind in ("yaml", "xml"):
+        return _invalid_structured(reply, digest, budget)
     if reply.kind != "json":
         return reply
     rng = _rng(digest, b"invalid")
@@ -302,6 +328,37 @@ def invalid_reply(reply: Reply, digest: bytes, *, budget: Budget | None = None) 
                 break
     reasoning_tokens = reply.reasoning_tokens
     return attrs.evolve(reply, text=text, output_tokens=count_tokens(text) + reasoning_tokens)
+
+
+def _invalid_structured(reply: Reply, digest: bytes, budget: Budget | None) -> Reply:
+    """:func:`invalid_reply` for a YAML or XML answer: half the time (when there is a JSON
+    Schema and a value breaking it) that value, else text that does not parse."""
+    fmt: StructuredFormat = "yaml" if reply.kind == "yaml" else "xml"
+    rng = _rng(digest, b"invalid")
+    text = broken_text(reply.text, fmt)
+    if reply.schema is not None and rng.random() < 0.5:
+        for candidate in _violations(reply.value, reply.schema):
+            if fmt == "xml" and not _xml_faithful(candidate, reply.schema):
+                continue
+            if not is_valid(candidate, reply.schema, budget=budget):
+                text = structured_text(candidate, fmt)
+                break
+    reasoning_tokens = reply.reasoning_tokens
+    return attrs.evolve(reply, text=text, output_tokens=count_tokens(text) + reasoning_tokens)
+
+
+def _xml_faithful(candidate: Any, schema: Any) -> bool:
+    """Whether ``candidate`` reads back from XML as itself: an object missing a property that
+    is not an array (a missing array property reads back as ``[]``)."""
+    if not isinstance(candidate, dict) or not isinstance(schema, dict):
+        return False
+    properties = schema.get("properties")
+    properties = properties if isinstance(properties, dict) else {}
+    missing = [name for name in schema.get("required", []) if name not in candidate]
+    return bool(missing) and all(
+        not (isinstance(properties.get(n), dict) and properties[n].get("type") == "array")
+        for n in missing
+    )
 
 
 def embedding_vector(model: str, text: str, dimensions: int) -> list[float]:
@@ -322,6 +379,8 @@ class _Facts:
     topics: list[str]
     prompt_schema: Any
     language: str | None
+    answer_format: StructuredFormat | None
+    xsd: str | None
 
 
 #: The facts of the last request asked about (its ``n`` choices are built one after another).
@@ -333,10 +392,15 @@ def _facts(request: GenerationRequest) -> _Facts:
     if _LAST_FACTS and _LAST_FACTS[0][0] is request:
         return _LAST_FACTS[0][1]
     last_user = next((m.text for m in reversed(request.messages) if m.role == "user"), "")
+    answer_format = format_from_prompt(request.messages)
+    if answer_format is not None and (cut := last_user.find(_FORMAT_WORDS)) > 0:
+        last_user = last_user[:cut]  # topics from the row's prompt, not the instruction
     facts = _Facts(
         topics=topic_words(last_user),
         prompt_schema=_checked(schema_from_prompt(request.messages)),
         language=code_language(request.messages),
+        answer_format=answer_format,
+        xsd=xsd_from_prompt(request.messages) if answer_format == "xml" else None,
     )
     _LAST_FACTS[:] = [(request, facts)]
     return facts
@@ -354,15 +418,15 @@ def _checked(schema: Any) -> Any:
     return schema
 
 
-def _prompted_json(
+def _prompted_value(
     schema: Any, rng: random.Random, topics: Sequence[str], budget: Budget
-) -> str | None:
-    """JSON text for the (checked) schema in the prompt; ``None`` when there is none, or
-    none can be built (unsatisfiable, over the limits)."""
+) -> tuple[Any] | None:
+    """A value (in a 1-tuple) for the (checked) schema in the prompt; ``None`` when there is
+    none, or none can be built (unsatisfiable, over the limits)."""
     if schema is None:
         return None
     try:
-        return _json_text(value_for_schema(schema, rng, words=topics, budget=budget))
+        return (value_for_schema(schema, rng, words=topics, budget=budget),)
     except UnsatisfiableSchema:
         return None
 

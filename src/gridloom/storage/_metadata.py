@@ -90,7 +90,10 @@ def counts_from_json(raw: Any) -> dict[str, ColumnCounts]:
         raise TypeError("counts must be an object")
     return {
         str(name): ColumnCounts(
-            done=int(c["done"]), failed=int(c["failed"]), dropped=int(c["dropped"])
+            done=int(c["done"]),
+            failed=int(c["failed"]),
+            dropped=int(c["dropped"]),
+            skipped=int(c.get("skipped", 0)),  # absent in runs written before skip_when
         )
         for name, c in raw.items()
     }

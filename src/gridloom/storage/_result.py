@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
-from collections.abc import Mapping
+import os
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
 import pyarrow as pa
 
+from ._checkpoint import read_parquet
 from ._drops import DropExample, summarize_drops
+from ._export import ExportInfo, export_result, hf_dataset
+from ._inspect import read_run_metadata
+from ._metadata import RowGroupEntry
 from ._protocol import RowGroupStore
 from ._types import ColumnCounts
 
@@ -131,6 +137,63 @@ class RunResult:
         if "table" not in self._cache:
             self._cache["table"] = self._store.read_table()
         return self._cache["table"]
+
+    @property
+    def schema(self) -> pa.Schema:
+        """The dataset's declared schema (no data is read)."""
+        return self._store.schema
+
+    def iter_tables(self) -> Iterator[pa.Table]:
+        """The dataset one row group at a time, in order: for a run directory each data file
+        is read only when the previous table has been consumed (memory holds one row group);
+        an in-memory result (a preview) or one whose :attr:`table` was read yields that.
+
+        Raises:
+            StorageError: a data file cannot be read or has another schema.
+        """
+        if self.output_dir is None or "table" in self._cache:
+            yield self.table
+            return
+        groups = read_run_metadata(self.output_dir).get("row_groups", {})
+        indices = sorted(int(i) for i, entry in groups.items() if entry.get("rows"))
+        for index in indices:
+            path = self.output_dir / RowGroupEntry.data_file(index)
+            yield read_parquet(path, self.schema)
+
+    def export(
+        self, path: str | os.PathLike[str], format: str, *, overwrite: bool = False
+    ) -> ExportInfo:
+        """Write the dataset to ``path`` as ``jsonl``, ``csv``, ``parquet`` or ``hf`` (a
+        Hugging Face ``datasets`` folder), streaming one row group at a time (``hf`` holds
+        the dataset in memory), atomically (see :mod:`gridloom.storage._export`).
+
+        Raises:
+            OutputExistsError: ``path`` exists and ``overwrite`` is false.
+            StorageError: an unknown format, or the file cannot be written.
+            ImportError: ``hf`` without the ``datasets`` package (the ``hf`` extra).
+        """
+        return export_result(self, Path(path), format, overwrite=overwrite)
+
+    def to_jsonl(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> ExportInfo:
+        """Write the dataset as JSON Lines, one object per row (nested values as JSON objects
+        and arrays); see :meth:`export`."""
+        return self.export(path, "jsonl", overwrite=overwrite)
+
+    def to_hf_dataset(
+        self, path: str | os.PathLike[str] | None = None, *, overwrite: bool = False
+    ) -> Any:
+        """The dataset as a Hugging Face ``datasets.Dataset`` (in memory; no network), also
+        saved with ``save_to_disk`` to ``path`` when one is given (atomically; an existing
+        ``path`` is refused unless ``overwrite``).
+
+        Raises:
+            ImportError: the ``datasets`` package is not installed (the ``hf`` extra).
+        """
+        if path is None:
+            return hf_dataset(self.schema, self.iter_tables())
+        self.export(path, "hf", overwrite=overwrite)
+        datasets = importlib.import_module("datasets")
+        return datasets.load_from_disk(str(path))
 
     @property
     def dropped(self) -> pa.Table:

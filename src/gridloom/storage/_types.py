@@ -39,11 +39,14 @@ class ColumnCounts:
         done: cells whose generator succeeded.
         failed: cells whose generator failed, which dropped their row.
         dropped: cells never run because their row was dropped upstream.
+        skipped: cells left null, never run, because the column's ``skip_when`` held (their
+            rows go on).
     """
 
     done: int = attrs.field(default=0, validator=_non_negative)
     failed: int = attrs.field(default=0, validator=_non_negative)
     dropped: int = attrs.field(default=0, validator=_non_negative)
+    skipped: int = attrs.field(default=0, validator=_non_negative)
 
     def __add__(self, other: ColumnCounts) -> ColumnCounts:
         if not isinstance(other, ColumnCounts):
@@ -52,11 +55,17 @@ class ColumnCounts:
             done=self.done + other.done,
             failed=self.failed + other.failed,
             dropped=self.dropped + other.dropped,
+            skipped=self.skipped + other.skipped,
         )
 
     def as_dict(self) -> dict[str, int]:
         """Return the counts as a plain, JSON-serialisable dict."""
-        return {"done": self.done, "failed": self.failed, "dropped": self.dropped}
+        return {
+            "done": self.done,
+            "failed": self.failed,
+            "dropped": self.dropped,
+            "skipped": self.skipped,
+        }
 
 
 @attrs.frozen(kw_only=True)

@@ -1,0 +1,76 @@
+"""``gridloom export``: a run's dataset as JSON Lines, CSV, one parquet file or a Hugging Face
+dataset folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..errors import OutputExistsError, StorageError
+from ..storage import open_run
+from ..storage._export import EXPORT_FORMATS, export_result
+from ._group import json_option
+from ._output import EXIT_EXISTS, EXIT_FAILED, Out, run_metadata
+
+__all__ = ["export"]
+
+
+@click.command(short_help="Export a run's dataset to jsonl, csv, parquet or hf.")
+@click.argument("output_dir", type=click.Path(path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(list(EXPORT_FORMATS)),
+    required=True,
+    help="jsonl, csv, parquet (one file), or hf (a Hugging Face datasets folder).",
+)
+@click.option(
+    "-o",
+    "--output",
+    "target",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The file (hf: folder) to write (default: OUTPUT_DIR/export/data.<format>).",
+)
+@click.option("--overwrite", is_flag=True, help="Replace PATH when it exists.")
+@json_option
+def export(output_dir: Path, fmt: str, target: Path | None, overwrite: bool, as_json: bool) -> None:
+    """Export the dataset of the run in OUTPUT_DIR (its rows as written, after the
+    pipeline's processors) to one file.
+
+    jsonl, csv and parquet are streamed one row group at a time; nested values
+    (structs, lists) are JSON in jsonl and JSON text in csv. hf saves a Hugging
+    Face datasets folder (save_to_disk; load it with datasets.load_from_disk),
+    which needs pip install 'gridloom[hf]'. The file is written to a temporary
+    name beside PATH and renamed, so a failed export leaves nothing behind; an
+    existing PATH is refused (exit 3) unless --overwrite. A run still going, or
+    stopped, exports the row groups written so far.
+
+    \b
+    Example:
+      gridloom export out/quickstart --format jsonl
+      gridloom export out/quickstart --format csv -o data.csv --overwrite --json
+    """
+    out = Out("export", as_json)
+    run_metadata(out, output_dir)
+    path = target if target is not None else output_dir / "export" / f"data.{fmt}"
+    try:
+        result = open_run(output_dir)
+        info = export_result(result, path, fmt, overwrite=overwrite)
+    except OutputExistsError as exc:
+        out.fail(EXIT_EXISTS, str(exc), kind=type(exc).__name__)
+    except (StorageError, ImportError) as exc:
+        out.fail(EXIT_FAILED, str(exc), kind=type(exc).__name__, file=output_dir)
+    if as_json:
+        out.emit(
+            {
+                "output_dir": str(output_dir),
+                "format": info.format,
+                "path": str(info.path),
+                "rows": info.rows,
+                "columns": list(info.columns),
+            }
+        )
+        return
+    click.echo(f"wrote {info.rows} rows ({info.format}) to {info.path}")

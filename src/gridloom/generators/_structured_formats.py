@@ -1,0 +1,249 @@
+"""The answer formats of structured columns: JSON, YAML and XML.
+
+An :class:`AnswerFormat` knows, for one column, how to ask for an answer in its format (the
+instruction added to the prompt) and how to turn the model's text into the cell's value: it
+takes the fenced block of the format (or the first fenced block, or the whole body), parses
+it safely (:mod:`._safe_yaml`, :mod:`._xml_json`) and validates it (the JSON Schema against
+the parsed value, or XML's JSON form; an XSD against the XML document with ``xmlschema``).
+Every failure is a ``ValueError`` whose text is fed back to the model.
+
+The instruction for YAML and XML starts with :data:`FORMAT_MARKER` (``Answer format: YAML.``
+or ``Answer format: XML.``); the simulated endpoint reads it to answer in that format.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from jsonschema import exceptions as schema_exceptions
+from jsonschema import validators
+
+from ._safe_yaml import load_yaml
+from ._xml_json import local_name, parse_xml, xml_to_json
+
+__all__ = [
+    "FORMATS",
+    "FORMAT_MARKER",
+    "INLINE_PARSE_CHARS",
+    "MAX_XSD_CHARS",
+    "AnswerFormat",
+    "Format",
+    "compile_xsd",
+    "extract_answer",
+]
+
+Format = Literal["json", "yaml", "xml"]
+#: The answer formats a structured column can ask for.
+FORMATS: tuple[Format, ...] = ("json", "yaml", "xml")
+#: How the prompt instruction for YAML and XML begins (``{}`` is ``YAML`` or ``XML``).
+FORMAT_MARKER = "Answer format: {}."
+#: The longest inline XSD accepted, in characters.
+MAX_XSD_CHARS = 256 * 1024
+#: The longest answer parsed on the event loop, per format (about a millisecond of work; a
+#: longer one goes to a worker thread): JSON parses in C, XML in expat and a short walk, YAML
+#: in pure Python (about 5 ms per KiB), so YAML always goes to a thread.
+INLINE_PARSE_CHARS: dict[str, int] = {"json": 65_536, "xml": 4_096, "yaml": 0}
+
+_FENCE = re.compile(r"```[ \t]*([\w+#.-]*)[ \t]*\n(.*?)```", re.DOTALL)
+_TAGS: dict[str, tuple[str, ...]] = {"json": ("json",), "yaml": ("yaml", "yml"), "xml": ("xml",)}
+_XML_RULES = (
+    "Write the answer as a root element <answer> whose content follows the schema this way:"
+    " each object property is a child element named after it (a property named @name is an"
+    " attribute), an array property is its element repeated once per item, an array inside an"
+    " array holds its items as <item> child elements, and a scalar is the element's text"
+    " (true/false for booleans, an empty element for null). No DTD, entities or namespaces."
+)
+
+
+def extract_answer(text: str, fmt: str) -> str:
+    """The part of a model's answer to parse: the first fenced block tagged for ``fmt``, else
+    the first fenced block, else the whole text (stripped)."""
+    stripped = text.strip()
+    blocks = _FENCE.findall(stripped)
+    for tag, body in blocks:
+        if tag.lower() in _TAGS[fmt]:
+            return str(body).strip()
+    return str(blocks[0][1]).strip() if blocks else stripped
+
+
+def compile_xsd(xsd: str) -> Any:
+    """The ``xmlschema`` schema of the XSD text ``xsd``: no resource it names is fetched (an
+    XSD that imports or includes one is refused), and a DTD's entities are refused.
+
+    Raises:
+        ValueError: the ``xmlschema`` package is missing, or ``xsd`` is not a valid schema.
+    """
+    if len(xsd) > MAX_XSD_CHARS:
+        raise ValueError(f"xsd is longer than {MAX_XSD_CHARS} characters")
+    try:
+        import xmlschema
+    except ImportError:
+        raise ValueError(
+            "xsd needs the optional dependency 'xmlschema': pip install 'gridloom[xml]'"
+        ) from None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # e.g. an import it may not fetch: refused
+            return xmlschema.XMLSchema(xsd, allow="none", defuse="always")
+    except Exception as exc:  # xmlschema raises many kinds for a bad schema
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"xsd is not a valid XML Schema: {first.rstrip(' :')}") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"the answer holds {name}, which JSON does not allow")
+
+
+def _local_keys(value: Any) -> Any:
+    """``value`` with namespaces dropped from its keys (``{urn:x}name`` → ``name``,
+    ``@{urn:x}id`` → ``@id``)."""
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            prefix = "@" if key.startswith("@") else ""
+            out[prefix + local_name(key[len(prefix) :])] = _local_keys(item)
+        return out
+    if isinstance(value, list):
+        return [_local_keys(item) for item in value]
+    return value
+
+
+def _json_value(value: Any) -> Any:
+    """``value`` (decoded by ``xmlschema``) as plain JSON data, namespaces dropped from keys."""
+    return _local_keys(json.loads(json.dumps(value, default=str, ensure_ascii=False)))
+
+
+def _decode_xsd(xsd: Any, root: Any) -> Any:
+    """The JSON form of ``root`` as ``xsd`` decodes it, once it is valid."""
+    error = next(iter(xsd.iter_errors(root)), None)
+    if error is not None:
+        where = error.path or local_name(str(root.tag))
+        raise ValueError(f"the answer does not match the XSD at {where}: {error.reason}")
+    return _json_value(xsd.to_dict(root, decimal_type=float))
+
+
+class AnswerFormat:
+    """How one structured column asks for and reads answers in ``fmt``.
+
+    Args:
+        fmt: ``json``, ``yaml`` or ``xml``.
+        schema: the JSON Schema of the value (``None`` for XML with an XSD).
+        xsd: the XML Schema (XSD) text, for XML only.
+    """
+
+    def __init__(
+        self,
+        fmt: Format = "json",
+        schema: Mapping[str, Any] | None = None,
+        xsd: str | None = None,
+    ):
+        if fmt not in FORMATS:
+            raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        if (schema is None) == (xsd is None) or (xsd is not None and fmt != "xml"):
+            raise ValueError("give a JSON Schema, or (for XML only) an XSD")
+        self.fmt: Format = fmt
+        self.schema = dict(schema) if schema is not None else None
+        self.xsd = xsd
+        self._validator = (
+            validators.validator_for(self.schema)(self.schema) if self.schema is not None else None
+        )
+        self._xsd = compile_xsd(xsd) if xsd is not None else None
+        self._schema_text = (
+            json.dumps(self.schema, indent=2, ensure_ascii=False) if self.schema else ""
+        )
+
+    @property
+    def inline(self) -> int:
+        """The longest answer :meth:`parse` should take on the event loop, in characters
+        (``-1``: none, as with an XSD)."""
+        return -1 if self.xsd is not None else INLINE_PARSE_CHARS[self.fmt]
+
+    @property
+    def name(self) -> str:
+        """The format's name as the model reads it (``JSON``, ``YAML``, ``XML``)."""
+        return self.fmt.upper()
+
+    def instruction(self, enforced: bool) -> str | None:
+        """The text added to the prompt, or ``None`` when the provider enforces the schema
+        (``enforced``: JSON with ``json_schema_mode``)."""
+        if self.fmt == "json":
+            if enforced:
+                return None
+            return (
+                "Respond with JSON only, valid against this JSON Schema:\n"
+                f"```json\n{self._schema_text}\n```"
+            )
+        marker = FORMAT_MARKER.format(self.name)
+        if self.fmt == "yaml":
+            return (
+                f"{marker} Respond with one YAML document in a ```yaml fenced block, plain data"
+                " (no anchors, aliases or tags), valid against this JSON Schema:\n"
+                f"```json\n{self._schema_text}\n```"
+            )
+        if self.xsd is not None:
+            return (
+                f"{marker} Respond with one XML document in a ```xml fenced block, valid"
+                " against this XML Schema (XSD); no DTD or entities:\n"
+                f"```xml\n{self.xsd.strip()}\n```"
+            )
+        return (
+            f"{marker} Respond with one XML document in a ```xml fenced block. {_XML_RULES}"
+            f" The content must be valid against this JSON Schema:\n"
+            f"```json\n{self._schema_text}\n```"
+        )
+
+    def correction(self, reason: str) -> str:
+        """The follow-up turn that sends an invalid answer back."""
+        how = {
+            "json": "JSON only",
+            "yaml": "one YAML document in a ```yaml block",
+            "xml": "one XML document in a ```xml block",
+        }[self.fmt]
+        return (
+            f"That answer is not usable: {reason}. Reply again with {how}, valid against"
+            " the schema."
+        )
+
+    def parse(self, text: str) -> Any:
+        """The value of the answer ``text``, parsed and validated.
+
+        Raises:
+            ValueError: with a short, model-readable reason.
+        """
+        candidate = extract_answer(text, self.fmt)
+        if self.fmt == "json":
+            try:
+                value = json.loads(candidate, parse_constant=_no_constant)
+            except json.JSONDecodeError as exc:
+                raise ValueError(
+                    f"the answer is not valid JSON ({exc.msg} at position {exc.pos})"
+                ) from None
+            except RecursionError:
+                raise ValueError("the answer's JSON is nested too deeply") from None
+            except ValueError as exc:  # NaN, or an integer beyond Python's digit limit
+                reason = str(exc)
+                if not reason.startswith("the answer"):
+                    reason = f"the answer is not usable JSON: {reason}"
+                raise ValueError(reason) from None
+        elif self.fmt == "yaml":
+            value = load_yaml(candidate)
+        else:
+            root = parse_xml(candidate)
+            if self._xsd is not None:
+                return _decode_xsd(self._xsd, root)
+            value = xml_to_json(root, self.schema)
+        self._validate(value)
+        return value
+
+    def _validate(self, value: Any) -> None:
+        if self._validator is not None:
+            error = schema_exceptions.best_match(self._validator.iter_errors(value))
+            if error is not None:
+                where = "/".join(str(p) for p in error.absolute_path) or "the top level"
+                raise ValueError(
+                    f"the answer does not match the schema at {where}: {error.message}"
+                )

@@ -1,0 +1,94 @@
+"""The ``callable`` validator: a user function, sync or async, per cell or per batch, resolved
+like the ``custom`` kind's functions (:func:`gridloom.generators.custom.resolve_function`).
+
+Per cell it is called as ``function(value, ctx)`` (``ctx.row`` holds the row's upstream values,
+``ctx.params`` the column's ``params``); per batch as ``function(values, ctx)`` with a list, and
+returns a list. A result is a bool, ``(bool, messages)`` or a mapping ``{is_valid, messages,
+details}``. A synchronous function runs in a worker thread; an ``async def`` one on the trio
+loop. A function that raises fails its cell (or batch), with the exception as the reason.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any, ClassVar
+
+import attrs
+
+from ...config._validator import ValidatorConfig
+from ...errors import ConfigError, GenerationError
+from ...generators._factory import BuildContext
+from ...generators.base import Context
+from ...generators.custom import is_async_callable, resolve_function
+from ._base import Checker, ValidatorKind
+from ._column import ValidateColumn
+
+__all__ = ["VALIDATOR", "CallableCheck", "CallableChecker"]
+
+
+def _check_function(_inst: Any, _attribute: attrs.Attribute[Any], value: Any) -> None:
+    if isinstance(value, str):
+        module, sep, attr = value.partition(":")
+        if not sep or not module or not attr:
+            raise ValueError(
+                f"function must be an import path 'package.module:function', got {value!r}"
+            )
+    elif not callable(value):
+        raise TypeError(f"function must be callable or an import path, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class CallableCheck(ValidatorConfig):
+    """A user function deciding validity: `function(value, ctx)`, or `function(values, ctx)`
+    per batch.
+
+    Attributes:
+        function: the callable or its import path `"package.module:function"`.
+        batch: call it once per row group with the list of values (it returns a list).
+        params: passed to the function as `ctx.params`.
+    """
+
+    kind: ClassVar[str] = "callable"
+    function: str | Callable[..., Any] = attrs.field(validator=_check_function)
+    batch: bool = False
+    params: dict[str, Any] = attrs.field(factory=dict)
+
+
+class CallableChecker(Checker):
+    """Calls the user's function (in a worker thread, or awaited when it is async)."""
+
+    def __init__(self, check: CallableCheck, function: Callable[..., Any], *, column: str):
+        self.function = function
+        self.column = column
+        self.params: Mapping[str, Any] = MappingProxyType(dict(check.params))
+        self.granularity = "batch" if check.batch else "cell"
+        self.is_async = is_async_callable(function)
+
+    def check(self, value: Any, ctx: Context) -> Any:
+        ctx.params = self.params
+        result = self.function(value, ctx)
+        if inspect.isawaitable(result):
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+            raise GenerationError(
+                f"column {self.column!r}: the function returned an awaitable; declare it async def"
+            )
+        return result
+
+    async def acheck(self, value: Any, ctx: Context) -> Any:
+        ctx.params = self.params
+        return await self.function(value, ctx)
+
+
+def _build(check: CallableCheck, column: ValidateColumn, ctx: BuildContext) -> CallableChecker:
+    try:
+        function = resolve_function(check.function, column=column.name, search_path=ctx.base_dir)
+    except ConfigError as exc:
+        raise ConfigError(exc.message, column=column.name, field="validate.function") from None
+    return CallableChecker(check, function, column=column.name)
+
+
+VALIDATOR = ValidatorKind(config=CallableCheck, build=_build)

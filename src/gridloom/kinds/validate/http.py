@@ -1,0 +1,171 @@
+"""The ``http`` validator: POST each value to a validation service, which answers a verdict.
+
+The request body is ``{"value": ..., "column": <target>, "row_id": ...}`` (JSON); the answer
+is ``{"is_valid": bool, "messages": [...], "details": ...}``. Requests run on the trio loop
+through an ``httpx.AsyncClient``, at most ``max_parallel`` at once per column, each with a
+timeout; a 429, a 5xx or a connection failure is tried again (``max_attempts`` in all) after
+a jittered backoff (:class:`gridloom.clients.RetryPolicy`), honouring a ``Retry-After`` up to
+its cap. An answer larger than ``max_response_bytes`` is refused without being read further.
+Any other failure fails the cell, with the reason recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, ClassVar
+
+import attrs
+import httpx
+import trio
+
+from ...clients._retry import RetryPolicy
+from ...config._validator import ValidatorConfig
+from ...errors import ConfigError, GenerationError
+from ...generators._factory import BuildContext
+from ...generators.base import CellContext, Context
+from ._base import Checker, ValidatorKind
+from ._column import ValidateColumn
+
+__all__ = ["VALIDATOR", "HttpCheck", "HttpChecker"]
+
+
+def _check_url(_inst: Any, _attribute: attrs.Attribute[Any], value: str) -> None:
+    try:
+        url = httpx.URL(value)
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise ValueError(f"url is not a URL: {exc}") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError(f"url must be an http:// or https:// URL with a host, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class HttpCheck(ValidatorConfig):
+    """A remote validation service: each value is POSTed as JSON `{value, column, row_id}`;
+    the service answers `{is_valid, messages, details?}`.
+
+    Attributes:
+        url: the service's URL (http or https).
+        api_key_env: an environment variable holding a key, sent as `Authorization: Bearer`.
+        timeout: longest one request may take, in seconds.
+        max_attempts: attempts per value, the first included; a 429, a 5xx or a connection
+            failure is tried again after a jittered backoff.
+        max_parallel: most requests in flight at once for this column.
+        max_response_bytes: largest answer accepted.
+    """
+
+    kind: ClassVar[str] = "http"
+    url: str = attrs.field(validator=_check_url)
+    api_key_env: str | None = None
+    timeout: float = attrs.field(default=30.0, validator=attrs.validators.gt(0))
+    max_attempts: int = attrs.field(default=3, validator=attrs.validators.ge(1))
+    max_parallel: int = attrs.field(default=16, validator=attrs.validators.ge(1))
+    max_response_bytes: int = attrs.field(default=1_048_576, validator=attrs.validators.ge(64))
+
+
+class _Retry(Exception):
+    """Internal: an attempt that may be tried again; ``retry_after`` from the answer."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class HttpChecker(Checker):
+    """POSTs each value to the service (on the trio loop)."""
+
+    is_async = True
+
+    def __init__(self, check: HttpCheck, *, column: ValidateColumn, api_key: str | None):
+        self.config = check
+        self.column = column
+        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.limiter = trio.CapacityLimiter(check.max_parallel)
+        self.lane = (f"validate:{check.url}", check.max_parallel)
+        self.policy = RetryPolicy(max_attempts=check.max_attempts)
+
+    async def acheck(self, value: Any, ctx: Context) -> Any:
+        row_id = ctx.row_id if isinstance(ctx, CellContext) else None
+        body = json.dumps(
+            {"value": value, "column": self.column.target, "row_id": row_id},
+            ensure_ascii=False,
+            default=str,
+        ).encode()
+        async with self.limiter:
+            attempt = 1
+            while True:
+                try:
+                    return await self._attempt(body)
+                except _Retry as exc:
+                    if attempt >= self.config.max_attempts:
+                        raise GenerationError(
+                            f"column {self.column.name!r}: the validation service failed"
+                            f" {attempt} times; last: {exc}"
+                        ) from None
+                    wait = self.policy.backoff(attempt)
+                    if exc.retry_after is not None:
+                        wait = max(wait, min(exc.retry_after, self.policy.cap))
+                    await trio.sleep(wait)
+                    attempt += 1
+
+    async def _attempt(self, body: bytes) -> Any:
+        headers = {**self.headers, "Content-Type": "application/json"}
+        limit = self.config.max_response_bytes
+        try:
+            async with (
+                httpx.AsyncClient(timeout=self.config.timeout) as client,
+                client.stream("POST", self.config.url, content=body, headers=headers) as answer,
+            ):
+                status = answer.status_code
+                if status == 429 or status >= 500:
+                    raise _Retry(f"HTTP {status}", _retry_after(answer.headers))
+                declared = answer.headers.get("Content-Length", "")
+                if declared.isdigit() and int(declared) > limit:
+                    raise self._too_large()
+                data = bytearray()
+                async for chunk in answer.aiter_raw():
+                    data += chunk
+                    if len(data) > limit:
+                        raise self._too_large()
+        except (httpx.TransportError, httpx.TimeoutException) as exc:
+            raise _Retry(f"{type(exc).__name__}: {exc}") from None
+        if status != 200:
+            raise GenerationError(
+                f"column {self.column.name!r}: the validation service answered HTTP {status}"
+            )
+        try:
+            return json.loads(data)
+        except ValueError as exc:
+            raise GenerationError(
+                f"column {self.column.name!r}: the validation service's answer is not JSON: {exc}"
+            ) from None
+
+    def _too_large(self) -> GenerationError:
+        return GenerationError(
+            f"column {self.column.name!r}: the validation service's answer is larger than"
+            f" max_response_bytes ({self.config.max_response_bytes})"
+        )
+
+
+def _retry_after(headers: httpx.Headers) -> float | None:
+    try:
+        seconds = float(headers.get("Retry-After", ""))
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None
+
+
+def _build(check: HttpCheck, column: ValidateColumn, ctx: BuildContext) -> HttpChecker:
+    key = None
+    if check.api_key_env is not None:
+        key = os.environ.get(check.api_key_env)
+        if not key:
+            raise ConfigError(
+                f"the environment variable {check.api_key_env!r} is not set",
+                column=column.name,
+                field="validate.api_key_env",
+            )
+    return HttpChecker(check, column=column, api_key=key)
+
+
+VALIDATOR = ValidatorKind(config=HttpCheck, build=_build)
