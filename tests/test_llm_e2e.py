@@ -87,14 +87,24 @@ def all_kinds(providers: list[dict[str, Any]], *, judge_provider: str = "sim") -
 def check_all_kinds(table: pa.Table, rows: int) -> None:
     assert table.num_rows == rows
     assert table.schema.field("vector").type == pa.list_(pa.float32())
+    # Closed schemas store structs, not JSON text (a judge's scores: one type per rubric).
+    assert table.schema.field("facts").type == pa.struct(
+        [
+            pa.field("facts", pa.list_(pa.field("item", pa.string(), nullable=False)), False),
+            pa.field("year", pa.int64(), nullable=False),
+        ]
+    )
+    quality_type = table.schema.field("quality").type
+    assert quality_type.field("accuracy").type.field("score").type == pa.int64()
+    assert quality_type.field("tone").type.field("score").type == pa.string()
     for row in table.to_pylist():
         assert row["topic"] in row["summary"] or row["summary"]
         assert row["summary__reasoning"]
         ast.parse(row["snippet"])
-        facts = json.loads(row["facts"])
+        facts = row["facts"]
         jsonschema.validate(facts, FACTS)
         assert row["year"] == facts["year"]
-        quality = json.loads(row["quality"])
+        quality = row["quality"]
         assert quality["accuracy"]["score"] in (1, 3, 5)
         assert quality["tone"]["score"] in ("flat", "lively")
         assert len(row["vector"]) == 32

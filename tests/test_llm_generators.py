@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
+import pyarrow as pa
 import pytest
 import trio
 
@@ -136,8 +137,9 @@ SCHEMA = {
 }
 
 
-async def test_structured_uses_the_providers_schema_mode_and_stores_json_text() -> None:
-    """With json_schema_mode the schema goes as response_format; the value is the object."""
+async def test_structured_uses_the_providers_schema_mode_and_stores_a_struct() -> None:
+    """With json_schema_mode the schema goes as response_format; the value is the object,
+    stored as the struct its closed schema derives."""
     client = ScriptedClient(lambda r: reply(json.dumps({"facts": ["a", "b"]})))
     column = LLMStructuredColumn(name="f", model="w", prompt="Facts", schema=SCHEMA)
     generator, ctx = setup(column, client)
@@ -146,7 +148,11 @@ async def test_structured_uses_the_providers_schema_mode_and_stores_json_text() 
     assert request.response_format is not None
     assert request.response_format.schema == SCHEMA
     assert "JSON Schema" not in request.messages[-1].content
-    assert generator.encoders["f"]({"facts": ["a", "b"]}) == '{"facts": ["a", "b"]}'
+    assert generator.encoders["f"]({"facts": ["a", "b"]}) == {"facts": ["a", "b"]}
+    assert generator.outputs["f"] == pa.struct(
+        [pa.field("facts", pa.list_(pa.field("item", pa.string(), nullable=False)), False)]
+    )
+    assert generator.field_metadata == {}
 
 
 async def test_structured_puts_the_schema_in_the_prompt_without_schema_mode() -> None:

@@ -72,6 +72,7 @@ __all__ = [
     "TemplateError",
     "TemplateLimitExceeded",
     "UnknownReferenceError",
+    "ValidationFailed",
     "ValueTypeError",
     "is_retryable",
 ]
@@ -193,6 +194,13 @@ class ValueTypeError(GenerationError, TypeError):
 class InvalidOutput(GenerationError):
     """A model's output could not be used (unparseable, or invalid against the column's schema)
     even after the allowed correction attempts."""
+
+
+class ValidationFailed(GenerationError):
+    """A value a validator found invalid dropped its row: a ``validate`` column with
+    ``drop_invalid: true``, or a model column whose answers its ``validate_with`` validators
+    still rejected after the allowed correction attempts. The message quotes the validators'
+    messages."""
 
 
 class TemplateLimitExceeded(GenerationError):

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from ..errors import StorageError
-from ..progress import render_drops
+from ..progress import render_corrections, render_drops
 from ..storage import inspect_run
 from ._group import json_option
 from ._output import EXIT_FAILED, Out, jsonable, render_rows, run_metadata
@@ -141,6 +141,7 @@ def _inspect_text(doc: dict[str, Any], names: list[str]) -> list[str]:
         if c.get("skipped"):
             line += f"  skipped {c['skipped']:>6}"
         lines.append(line)
+    lines += render_corrections(doc["columns"])
     lines += render_drops(doc["drop_examples"])
     lines.append("schema:")
     lines += [

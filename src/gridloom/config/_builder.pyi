@@ -340,7 +340,9 @@ class PipelineBuilder(BuilderBase):
         Args:
             name: the column's name; other columns reference it as `{{ name }}`.
             template: the template; its variables are the columns it references.
-            dtype: the type the rendered text is cast to.
+            dtype: the type the rendered text is cast to (`json`: parsed with `json.loads`;
+                templates downstream read the value, the file holds JSON text marked
+                `gridloom.json` in the field's metadata, which `to_pandas()` parses).
             depends_on: extra columns this one must wait for, beyond those its templates name.
             drop: compute the column (others may use it) but leave it out of the output.
             skip_when: a Jinja expression over the row (`"topic == 'alpha'"`, or the same
@@ -371,7 +373,10 @@ class PipelineBuilder(BuilderBase):
             name: the column's name; other columns reference it as `{{ name }}`.
             function: the callable or its import path `"package.module:function"`.
             mode: `cell` (one call per row) or `batch` (one call per row group).
-            dtype: the type each returned value is stored as.
+            dtype: the type each returned value is stored as (`json`: any JSON-able value, or
+                JSON text that is parsed; templates downstream read the value, the file holds
+                JSON text marked `gridloom.json` in the field's metadata, which `to_pandas()`
+                parses).
             params: passed to the function as `ctx.params`; None for the default.
             model: a model alias the function calls itself (makes the column model-bound).
             depends_on: extra columns this one must wait for, beyond those its templates name.
@@ -397,11 +402,14 @@ class PipelineBuilder(BuilderBase):
         timeout: float | None = None,
         extra_body: Mapping[str, Any] | None = None,
         with_reasoning: bool = False,
+        validate_with: Iterable[ValidatorConfig | Mapping[str, Any]] = (),
+        max_correction_attempts: int = 2,
         depends_on: Iterable[str] = (),
         drop: bool = False,
         skip_when: str | None = None,
     ) -> Self:
-        """Add a `llm_text` column (LLMTextColumn): free text from a model.
+        """Add a `llm_text` column (LLMTextColumn): free text from a model (stripped of surrounding
+        whitespace).
 
         Args:
             name: the column's name; other columns reference it as `{{ name }}`.
@@ -415,6 +423,17 @@ class PipelineBuilder(BuilderBase):
             extra_body: fields added to the request body; None for the default.
             with_reasoning: also keep the model's reasoning text, in a column named
                 `<name>__reasoning` (empty when the model returns none).
+            validate_with: validators every answer must pass (rejection sampling), each written
+                like a `validate` column's validator without `target`: `{kind: regex, pattern:
+                ...}`, `{kind: python, rules: [F]}`, `{kind: callable, function: mod:fn}` (see
+                docs/validators.md). They check the cell's value: the text (`llm_text`), the
+                extracted code (`llm_code`), the parsed, schema-valid value (`llm_structured`,
+                `llm_judge`). A rejected answer is sent back with the validators' messages, up
+                to `max_correction_attempts` times; then the row is dropped
+                (`ValidationFailed`).
+            max_correction_attempts: how many times a rejected answer is sent back to the model
+                for correction (a follow-up turn quoting the problems) before the row is
+                dropped.
             depends_on: extra columns this one must wait for, beyond those its templates name.
             drop: compute the column (others may use it) but leave it out of the output.
             skip_when: a Jinja expression over the row (`"topic == 'alpha'"`, or the same
@@ -438,6 +457,8 @@ class PipelineBuilder(BuilderBase):
         timeout: float | None = None,
         extra_body: Mapping[str, Any] | None = None,
         with_reasoning: bool = False,
+        validate_with: Iterable[ValidatorConfig | Mapping[str, Any]] = (),
+        max_correction_attempts: int = 2,
         language: str = "python",
         depends_on: Iterable[str] = (),
         drop: bool = False,
@@ -458,6 +479,17 @@ class PipelineBuilder(BuilderBase):
             extra_body: fields added to the request body; None for the default.
             with_reasoning: also keep the model's reasoning text, in a column named
                 `<name>__reasoning` (empty when the model returns none).
+            validate_with: validators every answer must pass (rejection sampling), each written
+                like a `validate` column's validator without `target`: `{kind: regex, pattern:
+                ...}`, `{kind: python, rules: [F]}`, `{kind: callable, function: mod:fn}` (see
+                docs/validators.md). They check the cell's value: the text (`llm_text`), the
+                extracted code (`llm_code`), the parsed, schema-valid value (`llm_structured`,
+                `llm_judge`). A rejected answer is sent back with the validators' messages, up
+                to `max_correction_attempts` times; then the row is dropped
+                (`ValidationFailed`).
+            max_correction_attempts: how many times a rejected answer is sent back to the model
+                for correction (a follow-up turn quoting the problems) before the row is
+                dropped.
             language: the programming language asked for (also the code fence's tag); used as
                 written, so it cannot hold Jinja syntax.
             depends_on: extra columns this one must wait for, beyond those its templates name.
@@ -484,6 +516,7 @@ class PipelineBuilder(BuilderBase):
         timeout: float | None = None,
         extra_body: Mapping[str, Any] | None = None,
         with_reasoning: bool = False,
+        validate_with: Iterable[ValidatorConfig | Mapping[str, Any]] = (),
         format: Literal["json", "yaml", "xml"] = "json",
         xsd: str | None = None,
         keep_raw: bool = False,
@@ -509,6 +542,14 @@ class PipelineBuilder(BuilderBase):
             extra_body: fields added to the request body; None for the default.
             with_reasoning: also keep the model's reasoning text, in a column named
                 `<name>__reasoning` (empty when the model returns none).
+            validate_with: validators every answer must pass (rejection sampling), each written
+                like a `validate` column's validator without `target`: `{kind: regex, pattern:
+                ...}`, `{kind: python, rules: [F]}`, `{kind: callable, function: mod:fn}` (see
+                docs/validators.md). They check the cell's value: the text (`llm_text`), the
+                extracted code (`llm_code`), the parsed, schema-valid value (`llm_structured`,
+                `llm_judge`). A rejected answer is sent back with the validators' messages, up
+                to `max_correction_attempts` times; then the row is dropped
+                (`ValidationFailed`).
             format: the answer's format: `json`, `yaml` or `xml`.
             xsd: for `format: xml` only, instead of `schema`: the text of an XML Schema (at most
                 256 KiB; nothing it imports or includes is fetched).
@@ -540,6 +581,7 @@ class PipelineBuilder(BuilderBase):
         timeout: float | None = None,
         extra_body: Mapping[str, Any] | None = None,
         with_reasoning: bool = False,
+        validate_with: Iterable[ValidatorConfig | Mapping[str, Any]] = (),
         max_correction_attempts: int = 2,
         depends_on: Iterable[str] = (),
         drop: bool = False,
@@ -561,6 +603,14 @@ class PipelineBuilder(BuilderBase):
             extra_body: fields added to the request body; None for the default.
             with_reasoning: also keep the model's reasoning text, in a column named
                 `<name>__reasoning` (empty when the model returns none).
+            validate_with: validators every answer must pass (rejection sampling), each written
+                like a `validate` column's validator without `target`: `{kind: regex, pattern:
+                ...}`, `{kind: python, rules: [F]}`, `{kind: callable, function: mod:fn}` (see
+                docs/validators.md). They check the cell's value: the text (`llm_text`), the
+                extracted code (`llm_code`), the parsed, schema-valid value (`llm_structured`,
+                `llm_judge`). A rejected answer is sent back with the validators' messages, up
+                to `max_correction_attempts` times; then the row is dropped
+                (`ValidationFailed`).
             max_correction_attempts: how many times an invalid answer is sent back for
                 correction.
             depends_on: extra columns this one must wait for, beyond those its templates name.

@@ -236,8 +236,9 @@ def _converted(tp: Any, value: Any, *, column: str, where: str) -> Any:
         message = f"expected a list of {nested.__name__} objects or mappings, got {describe(value)}"
         raise ConfigError(message, column=column, field=where)
     if nested is not None and many and isinstance(value, Iterable):
+        make = _structured if nested is ValidatorConfig else construct  # see above
         return tuple(
-            construct(nested, dict(item), column=column, where=f"{where}[{index}]")
+            make(nested, dict(item), column=column, where=f"{where}[{index}]")
             if isinstance(item, Mapping)
             else item
             for index, item in enumerate(value)

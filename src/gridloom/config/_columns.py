@@ -25,7 +25,8 @@ from ._validators import to_tuple
 
 __all__ = ["ColumnConfig", "ConvertTo", "DType", "ModelEndpoint", "TimeUnit"]
 
-#: Value types a column can declare. ``json`` values are stored as JSON text.
+#: Value types a column can declare. ``json`` values are stored as JSON text, marked in the
+#: field's metadata (``gridloom.json``).
 DType = Literal["string", "int", "float", "bool", "datetime", "timedelta", "json"]
 #: What a numeric sampler's value is converted to before it is stored.
 ConvertTo = Literal["int", "float", "string"]

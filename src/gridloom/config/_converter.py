@@ -317,7 +317,10 @@ def _unstructure_column(column: ColumnConfig) -> dict[str, Any]:
     # keep their hash; the kind names them in its ``omit_at_default`` class variable.
     fields = attrs.fields_dict(type(column))
     for key in getattr(type(column), "omit_at_default", ()):
-        if key in flat and flat[key] == fields[key].default:
+        default = fields[key].default
+        if isinstance(default, tuple):  # a tuple is written as a list
+            default = list(default)
+        if key in flat and flat[key] == default:
             del flat[key]
     out[column.kind] = flat
     out.update(common)

@@ -6,11 +6,13 @@ The kinds themselves (``llm_text``, ``llm_code``, ``llm_structured``, ``llm_judg
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 
 from ._columns import ColumnConfig
+from ._validator import ValidatorConfig
+from ._validators import to_tuple
 
 #: Suffix of the side column holding a model's reasoning text.
 REASONING_SUFFIX = "__reasoning"
@@ -51,7 +53,20 @@ class LLMColumn(ColumnConfig):
         extra_body: fields added to the request body.
         with_reasoning: also keep the model's reasoning text, in a column named
             ``<name>__reasoning`` (empty when the model returns none).
+        validate_with: validators every answer must pass (rejection sampling), each written
+            like a `validate` column's validator without `target`: `{kind: regex, pattern:
+            ...}`, `{kind: python, rules: [F]}`, `{kind: callable, function: mod:fn}` (see
+            docs/validators.md). They check the cell's value: the text (`llm_text`), the
+            extracted code (`llm_code`), the parsed, schema-valid value (`llm_structured`,
+            `llm_judge`). A rejected answer is sent back with the validators' messages, up to
+            `max_correction_attempts` times; then the row is dropped (`ValidationFailed`).
+        max_correction_attempts: how many times a rejected answer is sent back to the model
+            for correction (a follow-up turn quoting the problems) before the row is dropped.
     """
+
+    #: Parameters added after the first release: left out of the config's hash at their
+    #: default (a subclass that sets its own list keeps ``validate_with`` in it).
+    omit_at_default: ClassVar[tuple[str, ...]] = ("validate_with", "max_correction_attempts")
 
     model: str
     prompt: str
@@ -66,6 +81,12 @@ class LLMColumn(ColumnConfig):
     )
     extra_body: dict[str, Any] = attrs.field(factory=dict)
     with_reasoning: bool = False
+    validate_with: tuple[ValidatorConfig, ...] = attrs.field(
+        default=(),
+        converter=to_tuple,
+        validator=attrs.validators.deep_iterable(attrs.validators.instance_of(ValidatorConfig)),
+    )
+    max_correction_attempts: int = attrs.field(default=2, validator=attrs.validators.ge(0))
 
     def templates(self) -> dict[str, str]:
         out = {"prompt": self.prompt}

@@ -32,6 +32,7 @@ from ._kind import COMMON_FIELDS, ColumnKind
 from ._kinds import column_kinds
 from ._models import PipelineConfig
 from ._processors import PROCESSOR_KINDS, ProcessorConfig
+from ._validator import FILE_SCHEMA, ValidatorConfig
 
 __all__ = ["SCHEMA_DIALECT", "config_json_schema", "kind_schema", "split_doc"]
 
@@ -241,6 +242,8 @@ class _Builder:
             return self._column_ref()
         if tp is ProcessorConfig:
             return self._processor_schema()
+        if tp is ValidatorConfig:
+            return self._validator_ref()
         if isinstance(tp, type) and attrs.has(tp):
             return self.ref(tp)
         raise TypeError(f"no JSON Schema for the config type {tp!r}; teach _schema.py about it")
@@ -276,6 +279,17 @@ class _Builder:
                 }
             )
         return {"oneOf": branches}
+
+    def _validator_ref(self) -> dict[str, Any]:
+        """``{kind: <validator>, **parameters}`` (``validate_with`` entries), once in $defs:
+        described by the validators' :data:`FILE_SCHEMA` once the ``validate`` kind has
+        loaded (it loads with the kind registry), as a bare object before."""
+        name = ValidatorConfig.__name__
+        if name not in self.defs:
+            self.defs[name] = {}
+            made = FILE_SCHEMA[0](self) if FILE_SCHEMA else self.object_schema(ValidatorConfig)
+            self.defs[name] = made
+        return {"$ref": f"#/$defs/{name}"}
 
     def _column_ref(self) -> dict[str, Any]:
         if _COLUMN_DEF not in self.defs:

@@ -10,11 +10,17 @@ builder's typed signature of ``validate`` can name it.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import attrs
 
-__all__ = ["ValidatorConfig"]
+__all__ = ["FILE_SCHEMA", "ValidatorConfig"]
+
+#: Set when the validators load (``gridloom.kinds.validate``): the JSON Schema of a validator
+#: in its file form, ``{kind, **parameters}``, made with the given schema builder. Empty
+#: until then (the config schema then describes a validator as an object).
+FILE_SCHEMA: list[Callable[[Any], dict[str, Any]]] = []
 
 
 @attrs.frozen(kw_only=True)

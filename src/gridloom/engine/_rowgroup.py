@@ -20,9 +20,10 @@ from typing import Any
 import attrs
 import trio
 
-from ..storage import ColumnCounts, DropRecord, RowGroupData
+from ..generators._corrections import REJECTED, CorrectionLog
+from ..storage import ColumnCounts, CorrectionCounts, DropRecord, RowGroupData
 from ..trace import TaskSpan
-from .graph import ExecutionGraph
+from .graph import ExecutionGraph, Node
 from .tracker import CompletionTracker, Task
 
 __all__ = ["Handed", "RowGroup", "RowGroupSpec"]
@@ -166,6 +167,28 @@ class RowGroup:
 
     # ------------------------------------------------------------------ the result
 
+    def _corrections(self, node: Node) -> CorrectionCounts | None:
+        """How the cells of ``node`` fared against its answer checks (a model column whose
+        generator keeps a :class:`CorrectionLog`): a cell counts when it was stored, or when
+        its rejection dropped its row."""
+        log = getattr(node.generator, "corrections", None)
+        if not isinstance(log, CorrectionLog):
+            return None
+        first = self.spec.first_row_id
+        taken = log.take(first, self.spec.num_rows)
+        rejected_here = {d.row_id for d in self.drops if d.column == node.name}
+        first_try, rejected = 0, 0
+        corrected = [0] * log.limit
+        for row_id, rounds in taken.items():
+            if rounds == REJECTED:
+                rejected += row_id in rejected_here
+            elif self.tracker.is_done(node.index, row_id - first):
+                if rounds == 0:
+                    first_try += 1
+                elif rounds <= log.limit:
+                    corrected[rounds - 1] += 1
+        return CorrectionCounts(first_try=first_try, corrected=tuple(corrected), rejected=rejected)
+
     def data(
         self, graph: ExecutionGraph, encoders: Mapping[str, Callable[[Any], Any]]
     ) -> RowGroupData:
@@ -184,9 +207,12 @@ class RowGroup:
                 failed=failed,
                 dropped=tracker.num_rows - done - failed,
                 skipped=len(skipped),
+                corrections=self._corrections(node),
             )
             for col in node.outputs:
                 counts[col] = node_counts
+                if node_counts.corrections is not None:  # the column's own, not side columns'
+                    node_counts = attrs.evolve(node_counts, corrections=None)
                 if skipped:
                     skipped_at[col] = skipped
         columns = {}

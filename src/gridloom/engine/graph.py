@@ -282,6 +282,7 @@ def compile_pipeline(config: PipelineConfig, *, base_dir: Path | None = None) ->
     models = {model.alias: model for model in config.models}
     template_limits = TemplateLimits.from_run(config.run)
     types: dict[str, pa.DataType] = {}
+    metadata: dict[str, Mapping[bytes, bytes]] = {}
     granularity: dict[str, Granularity] = {}
     ancestors: dict[int, set[str]] = {}
     nodes: list[Node] = []
@@ -325,6 +326,7 @@ def compile_pipeline(config: PipelineConfig, *, base_dir: Path | None = None) ->
                 column=names[slot],
             )
         types.update(generator.outputs)
+        metadata.update(generator.field_metadata)
         for col in outputs[slot]:
             granularity[col] = generator.granularity
         inherited: set[str] = set()
@@ -350,7 +352,7 @@ def compile_pipeline(config: PipelineConfig, *, base_dir: Path | None = None) ->
 
     dropped = {column.name for column in config.columns if column.drop}
     fields = [
-        pa.field(col, types[col])
+        pa.field(col, types[col], metadata=metadata.get(col) or None)
         for slot in range(len(names))
         for col in outputs[slot]
         if col not in dropped

@@ -65,7 +65,8 @@ def short_repr(value: Any) -> str:
 def arrow_type(dtype: DType | str, *, column: str | None = None) -> pa.DataType:
     """The Arrow type a column of ``dtype`` is stored as.
 
-    ``json`` columns hold JSON text, so they are stored as strings.
+    ``json`` columns hold JSON text, so they are stored as strings (their generators mark the
+    field with ``JSON_TEXT_METADATA``, see :mod:`gridloom.storage._convert`).
 
     Args:
         dtype: one of ``string``, ``int``, ``float``, ``bool``, ``datetime``, ``timedelta``,

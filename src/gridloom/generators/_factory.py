@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from ..config._columns import ColumnConfig
 from ..config._kinds import installed, kind_of, unavailable, unavailable_message
+from ..config._llm import LLMColumn
 from ..config._models import ModelConfig
 from ..errors import ConfigError, GridloomError
 from ._jinja import TemplateLimits
@@ -97,7 +98,25 @@ def build_generator(column: ColumnConfig, ctx: BuildContext) -> ColumnGenerator[
             f" {type(generator).__name__}, not a ColumnGenerator",
             column=column.name,
         )
+    if isinstance(column, LLMColumn) and column.validate_with:
+        _check_answers(column, generator, ctx)
     return generator
+
+
+def _check_answers(column: LLMColumn, generator: ColumnGenerator[Any], ctx: BuildContext) -> None:
+    """Give a model column's generator its ``validate_with`` validators (every kind built on
+    :class:`~gridloom.generators.llm.ModelColumnGenerator` takes them)."""
+    from ..kinds.validate._feedback import answer_checks
+    from .llm import ModelColumnGenerator
+
+    if not isinstance(generator, ModelColumnGenerator):
+        raise ConfigError(
+            f"the {column.kind!r} column kind{_from(column.kind)} does not support validate_with"
+            " (its generator is not a ModelColumnGenerator)",
+            column=column.name,
+            field=f"{column.kind}.validate_with",
+        )
+    generator.check_answers(answer_checks(column, ctx), column.max_correction_attempts)
 
 
 def _from(name: str) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from jsonschema import exceptions as schema_exceptions
@@ -34,6 +34,7 @@ __all__ = [
     "Format",
     "compile_xsd",
     "extract_answer",
+    "validation_correction",
 ]
 
 Format = Literal["json", "yaml", "xml"]
@@ -124,6 +125,16 @@ def _decode_xsd(xsd: Any, root: Any) -> Any:
         where = error.path or local_name(str(root.tag))
         raise ValueError(f"the answer does not match the XSD at {where}: {error.reason}")
     return _json_value(xsd.to_dict(root, decimal_type=float))
+
+
+def validation_correction(messages: Sequence[str]) -> str:
+    """The follow-up turn that sends an answer its column's validators rejected back, quoting
+    their messages."""
+    listed = "\n".join(f"- {message}" for message in messages)
+    return (
+        f"That answer did not pass validation:\n{listed}\n\nReply again with the whole"
+        " corrected answer, in the same form as before, fixing every problem listed."
+    )
 
 
 class AnswerFormat:

@@ -207,6 +207,9 @@ class ColumnGenerator(Generic[ContextT]):
     #: Per output column, how a value is turned into what the file stores (e.g. a parsed JSON
     #: object into JSON text); downstream templates see the value before encoding.
     encoders: Mapping[str, Callable[[Any], Any]] = MappingProxyType({})
+    #: Per output column, the Arrow field metadata it is stored with (e.g. the mark of a
+    #: column holding JSON text, ``gridloom.storage._convert.JSON_TEXT_METADATA``).
+    field_metadata: Mapping[str, Mapping[bytes, bytes]] = MappingProxyType({})
 
     def __init__(self, *, name: str, outputs: Mapping[str, pa.DataType]):
         if not outputs:

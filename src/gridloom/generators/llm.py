@@ -4,7 +4,11 @@ A model-calling generator is a model-bound, asynchronous *cell* generator: the s
 its task from the submission limiter to the LLM-wait limiter, then the generator renders its
 prompts from the row, calls its model alias (``ctx.models[alias]``) and turns the answer into
 the cell's value. A :class:`~gridloom.errors.ModelError` from the call propagates; the
-scheduler decides what a failure means for the row. :class:`ModelColumnGenerator` is the base
+scheduler decides what a failure means for the row. An answer that fails the column's checks
+(its ``validate_with`` validators; a structured answer's parse and schema check) is sent back
+as a follow-up turn quoting the problems, up to ``max_correction_attempts`` times
+(:meth:`ModelColumnGenerator.answer`); each cell's rounds go to the generator's
+:class:`~._corrections.CorrectionLog`. :class:`ModelColumnGenerator` is the base
 of the ``llm_*`` kinds' generators (:mod:`gridloom.kinds`) and of a plugin's own;
 :class:`LLMStructuredGenerator` adds JSON, YAML or XML answers valid against a schema, with
 correction rounds (the formats: :mod:`._structured_formats`).
@@ -14,7 +18,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -23,9 +27,11 @@ import trio
 from ..clients._types import ChatRequest, ChatResponse, Message, ResponseFormat
 from ..config import LLMColumn, ModelConfig
 from ..config._llm import REASONING_SUFFIX
-from ..errors import GenerationError, InvalidOutput, TemplateLimitExceeded
+from ..errors import GenerationError, InvalidOutput, TemplateLimitExceeded, ValidationFailed
+from ._corrections import REJECTED, AnswerCheck, CorrectionLog
 from ._jinja import CompiledTemplate, TemplateLimits, compile_template
-from ._structured_formats import AnswerFormat, Format
+from ._json_arrow import JsonArrowError, storage_for_schema
+from ._structured_formats import AnswerFormat, Format, validation_correction
 from .base import CellContext, ColumnGenerator
 
 __all__ = [
@@ -67,16 +73,14 @@ def render(column: str, template: CompiledTemplate, row: Mapping[str, Any]) -> s
         ) from exc
 
 
-def _json_text(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, ensure_ascii=False, sort_keys=False)
-
-
 class ModelColumnGenerator(ColumnGenerator[CellContext]):
     """The base of generators for :class:`~gridloom.config.LLMColumn` kinds: prompt
     templates (rendered inline when simple, else in a thread), the request from the column's
     and its model's settings, the call through the run's model handle, and the reasoning side
     column. A subclass implements ``agenerate``: typically
-    ``self.result(value, await self.call(ctx, self.request(await self.render_messages(ctx.row))))``.
+    ``value, response = await self.answer(ctx, await self.render_messages(ctx.row))`` then
+    ``self.result(value, response)``; it turns an answer's text into its value in
+    :meth:`accept`.
 
     Args:
         config: the column.
@@ -88,6 +92,12 @@ class ModelColumnGenerator(ColumnGenerator[CellContext]):
     granularity = "cell"
     model_bound = True
     inline = False
+    #: The checks every answer value must pass (:meth:`check_answers`).
+    checks: tuple[AnswerCheck, ...] = ()
+    #: How many follow-up turns a cell may send for correction.
+    max_corrections = 0
+    #: The rounds each cell took, when the column's answers are checked (else ``None``).
+    corrections: CorrectionLog | None = None
 
     def __init__(
         self,
@@ -112,6 +122,81 @@ class ModelColumnGenerator(ColumnGenerator[CellContext]):
         )
         #: Every template is simple: prompts render on the event loop (else in a thread).
         self.render_inline = self._prompt.simple and (self._system is None or self._system.simple)
+
+    def check_answers(self, checks: Sequence[AnswerCheck], max_corrections: int) -> None:
+        """Check every answer value with ``checks`` (the column's ``validate_with``), sending a
+        rejected answer back up to ``max_corrections`` times."""
+        self.checks = tuple(checks)
+        self.max_corrections = max_corrections
+        if self.checks or self.corrections is not None:
+            self.corrections = CorrectionLog(max_corrections)
+
+    async def accept(self, text: str) -> Any:
+        """The value of an answer's ``text`` (here: the text stripped).
+
+        Raises:
+            ValueError: the text is not usable (a short, model-readable reason, sent back
+                for correction).
+        """
+        return text.strip()
+
+    async def answer(
+        self,
+        ctx: CellContext,
+        messages: list[Message],
+        response_format: ResponseFormat | None = None,
+    ) -> tuple[Any, ChatResponse]:
+        """The accepted value of the model's answer to ``messages``, and that response.
+
+        An answer :meth:`accept` refuses, or whose value one of :attr:`checks` rejects, is sent
+        back: the conversation so far, the answer as the assistant's turn, and a user turn
+        quoting the problems (one more request through the model handle, throttled like any).
+        After :attr:`max_corrections` follow-ups the cell fails: :class:`InvalidOutput` when
+        the last answer was unusable, :class:`ValidationFailed` when validators rejected it.
+        """
+        problems: list[str] = []
+        unusable = False
+        for attempt in range(self.max_corrections + 1):
+            response = await self.call(ctx, self.request(messages, response_format))
+            try:
+                value = await self.accept(response.text)
+            except ValueError as exc:
+                unusable, problems = True, [str(exc)]
+                follow_up = self.correction_text(str(exc))
+            else:
+                unusable, problems = False, await self._run_checks(value, ctx)
+                if not problems:
+                    if self.corrections is not None:
+                        self.corrections.record(ctx.row_id, attempt)
+                    return value, response
+                follow_up = validation_correction(problems)
+            messages = [
+                *messages,
+                Message(role="assistant", content=response.text),
+                Message(role="user", content=follow_up),
+            ]
+        if self.corrections is not None:
+            self.corrections.record(ctx.row_id, REJECTED)
+        shown = "; ".join(problems[:5])
+        if unusable:
+            raise InvalidOutput(
+                f"column {self.name!r}: no valid answer after {self.max_corrections} correction"
+                f" attempt(s); last problem: {shown}"
+            )
+        raise ValidationFailed(
+            f"column {self.name!r}: the validators still rejected the answer after"
+            f" {self.max_corrections} correction attempt(s): {shown}"
+        )
+
+    def correction_text(self, reason: str) -> str:
+        """The follow-up turn for an answer :meth:`accept` refused (``reason``)."""
+        return f"That answer is not usable: {reason}. Reply again with a corrected answer."
+
+    async def _run_checks(self, value: Any, ctx: CellContext) -> list[str]:
+        problems: list[str] = []
+        for check in self.checks:
+            problems += await check(value, ctx)
+        return problems
 
     def system_text(self, row: Mapping[str, Any]) -> str | None:
         """The rendered system prompt (subclasses add their instructions)."""
@@ -184,8 +269,9 @@ class LLMStructuredGenerator(ModelColumnGenerator):
     with correction rounds.
 
     The cell's value is the parsed object (so templates can index into it); it is stored as
-    JSON text. With ``keep_raw``, the answer's text as the model wrote it (the accepted one)
-    goes to the side column ``<name>__raw``.
+    the Arrow type its schema derives (:mod:`._json_arrow`), else as JSON text. With
+    ``keep_raw``, the answer's text as the model wrote it (the accepted one) goes to the side
+    column ``<name>__raw``.
     """
 
     def __init__(
@@ -200,18 +286,31 @@ class LLMStructuredGenerator(ModelColumnGenerator):
         xsd: str | None = None,
         keep_raw: bool = False,
     ):
-        super().__init__(config, model, pa.string(), limits)
+        # Stored natively when the schema pins the value's type down, else as marked JSON
+        # text; a subclass keeping a part of the answer gets a plain string column.
+        whole = type(self).answer_value is LLMStructuredGenerator.answer_value
+        stored, encode, metadata = storage_for_schema(schema if whole else None, config.name, whole)
+        super().__init__(config, model, stored, limits)
         self.schema = dict(schema) if schema is not None else None
         self.max_corrections = max_corrections
-        self.encoders = {config.name: _json_text}
+        # The format and schema check always runs: its rounds are counted too.
+        self.corrections = CorrectionLog(max_corrections)
+        self.encoders = {config.name: encode}
+        self.field_metadata = {config.name: metadata} if metadata else {}
         self.format = AnswerFormat(answer_format, schema, xsd)
         self.keep_raw = keep_raw
         if keep_raw:
             self.outputs = {**self.outputs, config.name + RAW_SUFFIX: pa.string()}
 
     def answer_value(self, answer: Any) -> Any:
-        """The cell's value for a valid answer (parsed JSON): the answer itself; a subclass
-        may keep a part of it (set ``encoders`` to match)."""
+        """The cell's value for a valid answer (parsed JSON): the answer itself, checked
+        against its stored type (a misfit fails the cell, :class:`GenerationError` naming the
+        field). A subclass may keep a part of it: its column is then a string column holding
+        JSON text, unmarked (set ``outputs``, ``encoders`` and ``field_metadata`` to match)."""
+        try:
+            self.encoders[self.name](answer)
+        except JsonArrowError as exc:
+            raise GenerationError(f"column {self.name!r}: {exc}") from None
         return answer
 
     def enforced(self) -> bool:
@@ -231,6 +330,14 @@ class LLMStructuredGenerator(ModelColumnGenerator):
             return None
         return ResponseFormat(name=re.sub(r"\W", "_", self.name)[:64], schema=self.schema)
 
+    async def accept(self, text: str) -> Any:
+        """The cell's value of the answer ``text``: parsed, schema-checked, then
+        :meth:`answer_value` (what ``validate_with`` validators see)."""
+        return self.answer_value(await self.parse(text))
+
+    def correction_text(self, reason: str) -> str:
+        return self.format.correction(reason)
+
     async def parse(self, text: str) -> Any:
         """The value of the answer ``text`` (see :class:`AnswerFormat`), parsed in a worker
         thread unless it is short enough for the format (:attr:`AnswerFormat.inline`).
@@ -244,27 +351,10 @@ class LLMStructuredGenerator(ModelColumnGenerator):
 
     async def agenerate(self, ctx: CellContext) -> Any:
         messages = await self.render_messages(ctx.row)
-        response_format = self.response_format()
-        reason = ""
-        for _attempt in range(self.max_corrections + 1):
-            response = await self.call(ctx, self.request(messages, response_format))
-            try:
-                value = await self.parse(response.text)
-            except ValueError as exc:
-                reason = str(exc)
-                messages = [
-                    *messages,
-                    Message(role="assistant", content=response.text),
-                    Message(role="user", content=self.format.correction(reason)),
-                ]
-                continue
-            out = self.result(self.answer_value(value), response)
-            if not self.keep_raw:
-                return out
-            if not self.config.with_reasoning:
-                out = {self.name: out}
-            return {**out, self.name + RAW_SUFFIX: response.text}
-        raise InvalidOutput(
-            f"column {self.name!r}: no valid answer after {self.max_corrections} correction"
-            f" attempt(s); last problem: {reason}"
-        )
+        value, response = await self.answer(ctx, messages, self.response_format())
+        out = self.result(value, response)
+        if not self.keep_raw:
+            return out
+        if not self.config.with_reasoning:
+            out = {self.name: out}
+        return {**out, self.name + RAW_SUFFIX: response.text}

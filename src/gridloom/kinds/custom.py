@@ -23,6 +23,7 @@ from ..generators._dtypes import arrow_type, coerce, json_text
 from ..generators._factory import BuildContext
 from ..generators.base import BatchContext, CellContext, ColumnGenerator, Context, RowFailure
 from ..generators.custom import is_async_callable, resolve_function
+from ..storage._convert import JSON_TEXT_METADATA
 
 __all__ = ["KIND", "AsyncCustomGenerator", "CustomColumn", "CustomGenerator", "custom_generator"]
 
@@ -46,7 +47,10 @@ class CustomColumn(ColumnConfig):
     Attributes:
         function: the callable or its import path ``"package.module:function"``.
         mode: ``cell`` (one call per row) or ``batch`` (one call per row group).
-        dtype: the type each returned value is stored as.
+        dtype: the type each returned value is stored as (``json``: any JSON-able value, or
+            JSON text that is parsed; templates downstream read the value, the file holds JSON
+            text marked ``gridloom.json`` in the field's metadata, which ``to_pandas()``
+            parses).
         params: passed to the function as ``ctx.params``.
         model: a model alias the function calls itself (makes the column model-bound).
     """
@@ -87,6 +91,7 @@ class _CustomBase(ColumnGenerator[Context]):
         self.granularity = config.mode
         if config.dtype == "json":  # parsed in memory (for templates), JSON text on disk
             self.encoders = {config.name: json_text}
+            self.field_metadata = {config.name: JSON_TEXT_METADATA}
         self.params: Mapping[str, Any] = MappingProxyType(dict(config.params))
         self.model = model
         self.model_bound = config.model is not None

@@ -22,6 +22,7 @@ from ..generators.base import (
     Granularity,
     RowFailure,
 )
+from ..storage._convert import JSON_TEXT_METADATA
 
 __all__ = ["KIND", "ExpressionColumn", "ExpressionGenerator"]
 
@@ -32,7 +33,9 @@ class ExpressionColumn(ColumnConfig):
 
     Attributes:
         template: the template; its variables are the columns it references.
-        dtype: the type the rendered text is cast to.
+        dtype: the type the rendered text is cast to (``json``: parsed with ``json.loads``;
+            templates downstream read the value, the file holds JSON text marked
+            ``gridloom.json`` in the field's metadata, which ``to_pandas()`` parses).
     """
 
     kind: ClassVar[str] = "expression"
@@ -81,6 +84,7 @@ class ExpressionGenerator(ColumnGenerator[Context]):
         self.granularity = granularity
         if config.dtype == "json":  # parsed in memory (for templates), JSON text on disk
             self.encoders = {config.name: json_text}
+            self.field_metadata = {config.name: JSON_TEXT_METADATA}
         self._template = compile_template(
             config.template, column=config.name, field="template", limits=limits
         )

@@ -66,9 +66,13 @@ class LLMCodeGenerator(ModelColumnGenerator):
         )
         return f"{own}\n\n{rule}" if own else rule
 
+    async def accept(self, text: str) -> Any:
+        """The code: what ``validate_with`` validators check (``{kind: python}``, ...)."""
+        return extract_code(text, self.config.language)
+
     async def agenerate(self, ctx: CellContext) -> Any:
-        response = await self.call(ctx, self.request(await self.render_messages(ctx.row)))
-        return self.result(extract_code(response.text, self.config.language), response)
+        value, response = await self.answer(ctx, await self.render_messages(ctx.row))
+        return self.result(value, response)
 
 
 def _build(column: LLMCodeColumn, ctx: BuildContext) -> LLMCodeGenerator:

@@ -43,7 +43,8 @@ def judge_schema(rubrics: tuple[Rubric, ...]) -> dict[str, Any]:
 class LLMJudgeColumn(LLMColumn):
     """A model's judgement against named rubrics: for each rubric a score and a reason.
 
-    The value is ``{rubric: {"score": ..., "reasoning": "..."}}`` (JSON text in the file);
+    The value is ``{rubric: {"score": ..., "reasoning": "..."}}`` (a struct in the file, or
+    JSON text when a rubric's scores mix types);
     templates downstream read it as ``{{ quality.accuracy.score }}``, checked by ``validate``.
     Each rubric's description and score meanings are Jinja templates over the row, like the
     prompt.
@@ -54,6 +55,8 @@ class LLMJudgeColumn(LLMColumn):
     """
 
     kind: ClassVar[str] = "llm_judge"
+    #: ``max_correction_attempts`` was always written here: only ``validate_with`` is left out.
+    omit_at_default: ClassVar[tuple[str, ...]] = ("validate_with",)
     rubrics: tuple[Rubric, ...] = attrs.field(
         converter=to_tuple, validator=attrs.validators.min_len(1)
     )

@@ -116,11 +116,19 @@ class LLMStructuredColumn(LLMColumn):
     ``schema``, the XML is validated against that XML Schema (needs the ``xml`` extra:
     ``pip install 'gridloom[xml]'``) and decoded by it. An answer that does not parse or does
     not validate is sent back with the error, up to ``max_correction_attempts`` times; then the
-    cell fails. Templates downstream see the parsed object (``{{ facts.facts[0] }}``); the file
-    holds it as JSON text. ``validate`` checks the fields templates read against the schema's
-    ``properties``: a name the schema rules out is an error (an object schema that does not
-    mention ``additionalProperties`` counts as closed; ``additionalProperties: true`` opens
-    it). A schema's ``description`` and ``title`` texts are sent as written, so they cannot
+    cell fails. Templates downstream see the parsed object (``{{ facts.facts[0] }}``). The file
+    holds it natively when the schema is closed enough: objects with ``properties`` (and
+    ``additionalProperties`` false or not mentioned) are structs, arrays with ``items`` lists,
+    scalars their type, ``enum``/``const``/``anyOf``/``oneOf`` of one type (and ``null``) that
+    type; a field is nullable unless it is ``required`` and its schema rules ``null`` out; keys
+    outside ``properties`` are not stored (``keep_raw`` keeps the answer's text). Any other
+    schema (open objects, mixed types, tuples, recursive ``$ref``) or an ``xsd`` stores JSON
+    text, marked ``gridloom.json`` in the field's metadata (``to_pandas()`` parses it). A value
+    its native type cannot hold (an integer beyond 64 bits) fails the cell (see
+    ``docs/structured-formats.md``). ``validate`` checks the fields templates read against the
+    schema's ``properties``: a name the schema rules out is an error (an object schema that
+    does not mention ``additionalProperties`` counts as closed; ``additionalProperties: true``
+    opens it). A schema's ``description`` and ``title`` texts are sent as written, so they cannot
     hold Jinja syntax.
 
     Attributes:
@@ -136,7 +144,7 @@ class LLMStructuredColumn(LLMColumn):
 
     kind: ClassVar[str] = "llm_structured"
     #: Parameters added after the first release: left out of the config's hash at their default.
-    omit_at_default: ClassVar[tuple[str, ...]] = ("format", "xsd", "keep_raw")
+    omit_at_default: ClassVar[tuple[str, ...]] = ("format", "xsd", "keep_raw", "validate_with")
     schema: dict[str, Any] | None = attrs.field(default=None, validator=_check_schema)
     format: Literal["json", "yaml", "xml"] = attrs.field(default="json", validator=_check_format)
     xsd: str | None = attrs.field(default=None, validator=_check_xsd)

@@ -20,7 +20,10 @@ __all__ = ["KIND", "LLMTextColumn", "LLMTextGenerator"]
 
 @attrs.frozen(kw_only=True)
 class LLMTextColumn(LLMColumn):
-    """Free text from a model."""
+    """Free text from a model (stripped of surrounding whitespace).
+
+    With ``validate_with``, each answer is checked by those validators and a rejected one
+    is sent back for correction (see docs/validators.md, "Rejection sampling")."""
 
     kind: ClassVar[str] = "llm_text"
 
@@ -34,8 +37,8 @@ class LLMTextGenerator(ModelColumnGenerator):
         super().__init__(config, model, pa.string(), limits)
 
     async def agenerate(self, ctx: CellContext) -> Any:
-        response = await self.call(ctx, self.request(await self.render_messages(ctx.row)))
-        return self.result(response.text.strip(), response)
+        value, response = await self.answer(ctx, await self.render_messages(ctx.row))
+        return self.result(value, response)
 
 
 def _build(column: LLMTextColumn, ctx: BuildContext) -> LLMTextGenerator:

@@ -46,7 +46,7 @@ from ._snapshot import (
     resolve_mode,
     take_snapshot,
 )
-from ._summary import render_drops, render_summary
+from ._summary import render_corrections, render_drops, render_summary
 
 __all__ = [
     "BAR_POLL_SECONDS",
@@ -63,6 +63,7 @@ __all__ = [
     "make_console",
     "model_progress",
     "rate",
+    "render_corrections",
     "render_drops",
     "render_summary",
     "reporting",

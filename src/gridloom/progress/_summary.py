@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["render_drops", "render_summary"]
+__all__ = ["render_corrections", "render_drops", "render_summary"]
 
 
 def _number(value: Any, spec: str = ",") -> str:
@@ -56,6 +56,41 @@ def render_drops(examples: Sequence[Mapping[str, Any]], indent: str = "  ") -> l
         message = message.removeprefix(prefix)
         lines.append(f"{indent}  row {_number(example.get('row_id'), '')}: {message}")
     return lines
+
+
+def render_corrections(columns: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The answer checks of the model columns that have them (``corrections`` in their
+    counts): answers valid at the first try, corrected (in all, and after 1, 2, ... follow-up
+    turns) and rejected::
+
+          checked answers  first try  corrected  after 1 · 2  rejected
+          summary                 52          6        5 · 1         2
+
+    Empty when no column has them.
+    """
+    checked = {
+        name: c["corrections"]
+        for name, c in columns.items()
+        if isinstance(c, Mapping) and isinstance(c.get("corrections"), Mapping)
+    }
+    if not checked:
+        return []
+    longest = max(len(c.get("corrected") or ()) for c in checked.values())
+    rounds = " · ".join(str(k) for k in range(1, longest + 1)) or "-"
+    header = ["checked answers", "first try", "corrected", f"after {rounds}", "rejected"]
+    rows = []
+    for name, c in checked.items():
+        corrected = [int(n) for n in c.get("corrected") or ()]
+        rows.append(
+            [
+                name,
+                _number(c.get("first_try")),
+                _number(sum(corrected)),
+                " · ".join(_number(n) for n in corrected) or "-",
+                _number(c.get("rejected")),
+            ]
+        )
+    return ["", *_table(header, rows)]
 
 
 def _ended(status: str, summary: Mapping[str, Any]) -> str:
@@ -132,6 +167,7 @@ def render_summary(summary: Mapping[str, Any]) -> str:
             for row, c in zip(rows, columns.values(), strict=True):
                 row.append(_number(c.get("skipped", 0)))
         lines += ["", *_table(header, rows)]
+        lines += render_corrections(columns)
     drops = render_drops(summary.get("drop_examples") or [])
     if drops:
         lines += ["", *drops]

@@ -10,7 +10,9 @@ written with the same schema. Leaves:
   (a list stays a list, an integer an integer); the steps only read dicts and lists, no
   template runs;
 * any other string is a template rendered to text (type ``string``) in the run's sandbox,
-  under its limits;
+  under its limits; a column stored as JSON text (marked in its field's metadata: a
+  ``dtype: json`` column, or a structured one whose schema is too open for a native type)
+  is parsed for it, so ``{{ answer.reply }}`` reads the field;
 * numbers, booleans and nulls are constants of their own type;
 * lists take the one type all their items unify to (structs unify field by field); mappings
   are structs.
@@ -22,6 +24,7 @@ with the reason); the other rows go on.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -38,6 +41,7 @@ from ..generators._jinja import (
     parse_template,
     template_variables,
 )
+from ..storage._convert import is_json_text
 
 __all__ = ["CompiledTransform", "RowFailures", "compile_transform"]
 
@@ -110,10 +114,16 @@ class _Path(_Leaf):
 class _Text(_Leaf):
     type = pa.string()
 
-    def __init__(self, template: CompiledTemplate) -> None:
+    def __init__(self, template: CompiledTemplate, parse: tuple[str, ...] = ()) -> None:
         self._template = template
+        self._parse = parse  # columns stored as JSON text: the template sees them parsed
 
     def value(self, row: Mapping[str, Any]) -> Any:
+        if self._parse:
+            row = dict(row)
+            for name in self._parse:
+                if isinstance(text := row.get(name), str):
+                    row[name] = json.loads(text)
         return self._template.render(row)
 
 
@@ -216,6 +226,7 @@ class _Compiler:
         self._schema = schema
         self._where = where
         self._limits = limits
+        self._json_text = frozenset(f.name for f in schema if is_json_text(f))
 
     def _error(self, path: str, message: str) -> ConfigError:
         return ConfigError(message, field=f"{self._where}.{path}")
@@ -277,7 +288,7 @@ class _Compiler:
             template = compile_template(source, column=self._where, field=path, limits=self._limits)
         except TemplateError as exc:
             raise self._error(path, exc.message) from None
-        return _Text(template)
+        return _Text(template, tuple(sorted(names & self._json_text)))
 
 
 class CompiledTransform:

@@ -24,10 +24,11 @@ from ._memory import MemoryStore
 from ._opened import open_run
 from ._protocol import RowGroupStore
 from ._result import RunResult
-from ._types import ColumnCounts, DropRecord, RowGroupData
+from ._types import ColumnCounts, CorrectionCounts, DropRecord, RowGroupData
 
 __all__ = [
     "ColumnCounts",
+    "CorrectionCounts",
     "DropExample",
     "DropRecord",
     "MemoryStore",

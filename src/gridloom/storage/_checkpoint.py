@@ -84,7 +84,8 @@ Mode = Literal["new", "overwrite", "resume"]
 
 
 def read_parquet(path: Path, schema: pa.Schema) -> pa.Table:
-    """Read one parquet file and check it has exactly ``schema``.
+    """Read one parquet file and check it has exactly ``schema`` (metadata aside: the
+    table read carries ``schema``'s, of the schema and of each field).
 
     Raises:
         StorageError: the file cannot be read or has another schema.
@@ -97,7 +98,9 @@ def read_parquet(path: Path, schema: pa.Schema) -> pa.Table:
         raise StorageError(
             f"{path} does not have the declared schema:\n{table.schema}\nexpected:\n{schema}"
         )
-    return table.replace_schema_metadata(schema.metadata)
+    # The declared schema's metadata wins (a field's JSON-text mark included), so files
+    # written before a mark existed read back like the ones written after.
+    return pa.Table.from_arrays(table.columns, schema=schema)
 
 
 def _write_data_file(table: pa.Table, info: str, f: BinaryIO) -> None:

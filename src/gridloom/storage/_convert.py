@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -10,7 +12,39 @@ from gridloom.errors import StorageError, ValueTypeError
 
 from ._types import DropRecord, RowGroupData
 
-__all__ = ["DROPPED_SCHEMA", "check_row_group", "data_table", "dropped_table"]
+__all__ = [
+    "DROPPED_SCHEMA",
+    "JSON_TEXT_KEY",
+    "JSON_TEXT_METADATA",
+    "check_row_group",
+    "data_table",
+    "dropped_table",
+    "is_json_text",
+    "parse_json_text",
+]
+
+#: Field metadata key marking a string column that holds JSON text (a structured or ``json``
+#: column whose shape no Arrow type pins down); it is kept in the data files.
+JSON_TEXT_KEY = b"gridloom.json"
+#: The field metadata of such a column.
+JSON_TEXT_METADATA: Mapping[bytes, bytes] = {JSON_TEXT_KEY: b"text"}
+
+
+def is_json_text(field: pa.Field) -> bool:
+    """Whether ``field`` holds JSON text (marked with :data:`JSON_TEXT_METADATA`)."""
+    return bool(field.metadata) and JSON_TEXT_KEY in field.metadata
+
+
+def parse_json_text(schema: pa.Schema, frame: Any) -> Any:
+    """The pandas ``frame`` of a table with ``schema``, its JSON-text columns parsed into
+    Python values (dicts, lists, scalars; a null stays ``None``), in place."""
+    for field in schema:
+        if is_json_text(field) and field.name in frame.columns:
+            frame[field.name] = [
+                None if text is None else json.loads(text) for text in frame[field.name]
+            ]
+    return frame
+
 
 #: Schema of the dropped-rows tables (``dropped/part-NNNNN.parquet``).
 DROPPED_SCHEMA = pa.schema(

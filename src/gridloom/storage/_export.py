@@ -7,10 +7,13 @@ size. Every export is atomic: it is written to a ``.tmp-*`` file (or folder) bes
 target, then renamed over it, so a failed export leaves no partial file behind. An existing
 target is refused unless ``overwrite`` is given.
 
-Values: JSON Lines writes nested values (structs, lists) as JSON objects and arrays, dates and
-times as ISO 8601 text, durations in seconds, non-finite floats as ``null`` (JSON has no
-NaN); CSV writes scalars as pyarrow's CSV writer does and nested values as JSON text; parquet
-and ``hf`` keep the Arrow types as they are.
+Values: JSON Lines writes nested values (structs, lists) as JSON objects and arrays, and so
+the JSON text of a column marked as holding it (a ``dtype: json`` column, or a structured one
+whose schema is too open for a native type: :data:`~gridloom.storage._convert.JSON_TEXT_KEY`);
+dates and times as ISO 8601 text, durations in seconds, non-finite floats as ``null`` (JSON has
+no NaN); CSV writes scalars as pyarrow's CSV writer does and nested values as JSON text; parquet
+and ``hf`` keep the Arrow types as they are (a structured column stored natively is a struct
+there, with nested ``datasets`` features; the field metadata marking JSON text is kept).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import pyarrow.parquet as pq
 from gridloom.errors import OutputExistsError, StorageError
 
 from ._atomic import TEMP_PREFIX, atomic_write, fsync_dir
+from ._convert import is_json_text
 
 if TYPE_CHECKING:
     from ._result import RunResult
@@ -109,12 +113,17 @@ def _is_hf_folder(path: Path) -> bool:
     return (path / "dataset_info.json").is_file() or (path / "state.json").is_file()
 
 
-def _write_jsonl(tables: Iterable[pa.Table], f: BinaryIO) -> int:
+def _write_jsonl(schema: pa.Schema, tables: Iterable[pa.Table], f: BinaryIO) -> int:
+    marked = [field.name for field in schema if is_json_text(field)]
     rows = 0
     for table in tables:
+        records = table.to_pylist()
+        for record in records:  # JSON text is written as the JSON value it holds
+            for name in marked:
+                if isinstance(text := record.get(name), str):
+                    record[name] = json.loads(text)
         lines = [
-            json.dumps(json_value(row), ensure_ascii=False, allow_nan=False)
-            for row in table.to_pylist()
+            json.dumps(json_value(row), ensure_ascii=False, allow_nan=False) for row in records
         ]
         if lines:
             f.write(("\n".join(lines) + "\n").encode("utf-8"))
@@ -185,7 +194,7 @@ def export_tables(
         return _export_hf(schema, tables, target)
     count: list[int] = []
     writers: dict[str, Callable[[BinaryIO], int]] = {
-        "jsonl": lambda f: _write_jsonl(tables, f),
+        "jsonl": lambda f: _write_jsonl(schema, tables, f),
         "csv": lambda f: _write_csv(schema, tables, f),
         "parquet": lambda f: _write_parquet(schema, tables, f),
     }

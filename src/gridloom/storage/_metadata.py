@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from gridloom.errors import StorageError
 
-from ._types import ColumnCounts, RowGroupData
+from ._types import ColumnCounts, CorrectionCounts, RowGroupData
 
 __all__ = [
     "FORMAT_VERSION",
@@ -79,7 +79,7 @@ def schema_to_json(schema: pa.Schema) -> dict[str, str]:
     return {field.name: str(field.type) for field in schema}
 
 
-def counts_to_json(counts: Mapping[str, ColumnCounts]) -> dict[str, dict[str, int]]:
+def counts_to_json(counts: Mapping[str, ColumnCounts]) -> dict[str, dict[str, Any]]:
     """Per column counts as plain dicts."""
     return {name: c.as_dict() for name, c in counts.items()}
 
@@ -94,6 +94,9 @@ def counts_from_json(raw: Any) -> dict[str, ColumnCounts]:
             failed=int(c["failed"]),
             dropped=int(c["dropped"]),
             skipped=int(c.get("skipped", 0)),  # absent in runs written before skip_when
+            corrections=(  # only for model columns with checks (and absent in older runs)
+                CorrectionCounts.from_dict(c["corrections"]) if "corrections" in c else None
+            ),
         )
         for name, c in raw.items()
     }

@@ -14,12 +14,13 @@ import attrs
 import pyarrow as pa
 
 from ._checkpoint import read_parquet
+from ._convert import parse_json_text
 from ._drops import DropExample, summarize_drops
 from ._export import ExportInfo, export_result, hf_dataset
 from ._inspect import read_run_metadata
 from ._metadata import RowGroupEntry
 from ._protocol import RowGroupStore
-from ._types import ColumnCounts
+from ._types import ColumnCounts, CorrectionCounts
 
 __all__ = ["RunResult"]
 
@@ -43,7 +44,8 @@ class RunResult:
         num_records: rows requested (on resume: of the whole run).
         num_rows: rows written (kept).
         num_dropped: rows dropped.
-        columns: per column counts of done, failed and dropped cells.
+        columns: per column counts of done, failed and dropped cells (and, for model
+            columns with answer checks, their ``corrections``; see :attr:`corrections`).
         wall_time: seconds the run took (this invocation only, on resume).
         rows_generated: rows written by this invocation (on resume, without the earlier
             ones); ``None`` means :attr:`num_rows`. The summary's ``rows_per_second`` is
@@ -130,6 +132,15 @@ class RunResult:
             store=store,
             trace=trace,
         )
+
+    @property
+    def corrections(self) -> dict[str, CorrectionCounts]:
+        """Per model column with answer checks (``validate_with``, or a structured column's
+        parse and schema check): first-try-valid, corrected-after-k and rejected cells (the
+        ``corrections`` of :attr:`columns`)."""
+        return {
+            name: c.corrections for name, c in self.columns.items() if c.corrections is not None
+        }
 
     @property
     def table(self) -> pa.Table:
@@ -224,8 +235,11 @@ class RunResult:
             self._digest["drop_digest"] = summarize_drops(self.dropped)
         return self._digest["drop_digest"]
 
-    def to_pandas(self) -> Any:
-        """The dataset as a ``pandas.DataFrame``.
+    def to_pandas(self, *, parse_json: bool = True) -> Any:
+        """The dataset as a ``pandas.DataFrame``: a structured column stored natively gives
+        dicts (and lists); one stored as JSON text (a ``dtype: json`` column, or a schema too
+        open for a native type, marked in the field's metadata) is parsed into the same Python
+        values unless ``parse_json`` is false.
 
         Raises:
             ImportError: pandas is not installed.
@@ -235,7 +249,9 @@ class RunResult:
                 "RunResult.to_pandas() needs pandas, which is not installed; "
                 "install it with: pip install 'gridloom[pandas]'"
             )
-        return self.table.to_pandas()
+        table = self.table
+        frame = table.to_pandas()
+        return parse_json_text(table.schema, frame) if parse_json else frame
 
     @property
     def summary(self) -> dict[str, Any]:

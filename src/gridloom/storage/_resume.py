@@ -271,6 +271,26 @@ class ResumeState:
     damaged: tuple[str, ...] = ()
 
 
+def _schema_change(old: Any, schema: pa.Schema) -> str:
+    """One line saying how the recorded schema ``old`` differs from ``schema``, naming the
+    columns (the data files already written keep their types, so they cannot be mixed)."""
+    new = schema_to_json(schema)
+    if not isinstance(old, dict) or list(old) != list(new):
+        return f"the column schema changed (was {old}, now {new})"
+    changed = [name for name in new if old[name] != new[name]]
+    lines = [f"column {name!r} was stored as {old[name]}, now as {new[name]}" for name in changed]
+    advice = ""
+    if any(old[name] == "string" for name in changed):
+        advice = (
+            " (a structured column whose schema now derives a native type was stored as JSON"
+            " text by an earlier gridloom: finish the run with that version)"
+        )
+    return (
+        "; ".join(lines) + f"{advice}; the row groups written cannot be mixed with new ones, so"
+        " start again with --overwrite (overwrite=True from Python)"
+    )
+
+
 def load_resume_state(
     out: Path,
     *,
@@ -323,10 +343,7 @@ def load_resume_state(
             "use the original row_group_size"
         )
     if old_schema != schema_to_json(schema):
-        raise StorageError(
-            f"cannot resume {out}: the column schema changed (was {old_schema}, "
-            f"now {schema_to_json(schema)})"
-        )
+        raise StorageError(f"cannot resume {out}: {_schema_change(old_schema, schema)}")
     if num_records < old_records:
         raise StorageError(
             f"cannot resume {out}: the run has {old_records:,} rows (metadata.json) and"

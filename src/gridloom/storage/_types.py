@@ -6,7 +6,7 @@ from typing import Any
 
 import attrs
 
-__all__ = ["ColumnCounts", "DropRecord", "RowGroupData"]
+__all__ = ["ColumnCounts", "CorrectionCounts", "DropRecord", "RowGroupData"]
 
 
 def _non_negative(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
@@ -31,6 +31,61 @@ class DropRecord:
     message: str
 
 
+def _histogram(value: Any) -> tuple[int, ...]:
+    out = tuple(int(n) for n in value)
+    if any(n < 0 for n in out):
+        raise ValueError(f"corrected counts must be >= 0, got {out}")
+    return out
+
+
+@attrs.frozen(kw_only=True)
+class CorrectionCounts:
+    """How a model column's answers fared against its checks (its validators, and for a
+    structured column its format and schema), cell by cell.
+
+    Attributes:
+        first_try: cells whose first answer passed.
+        corrected: a histogram: ``corrected[k - 1]`` cells passed after ``k`` follow-up turns
+            (``k`` = 1 .. the column's ``max_correction_attempts``).
+        rejected: cells whose every answer failed (their rows were dropped).
+    """
+
+    first_try: int = attrs.field(default=0, validator=_non_negative)
+    corrected: tuple[int, ...] = attrs.field(default=(), converter=_histogram)
+    rejected: int = attrs.field(default=0, validator=_non_negative)
+
+    def __add__(self, other: CorrectionCounts) -> CorrectionCounts:
+        if not isinstance(other, CorrectionCounts):
+            return NotImplemented
+        size = max(len(self.corrected), len(other.corrected))
+        mine = self.corrected + (0,) * (size - len(self.corrected))
+        theirs = other.corrected + (0,) * (size - len(other.corrected))
+        return CorrectionCounts(
+            first_try=self.first_try + other.first_try,
+            corrected=tuple(a + b for a, b in zip(mine, theirs, strict=True)),
+            rejected=self.rejected + other.rejected,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """The counts as a plain, JSON-serialisable dict."""
+        return {
+            "first_try": self.first_try,
+            "corrected": list(self.corrected),
+            "rejected": self.rejected,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> CorrectionCounts:
+        """Inverse of :meth:`as_dict`; raises ``KeyError``/``TypeError``/``ValueError``."""
+        if not isinstance(raw, dict) or not isinstance(raw["corrected"], list):
+            raise TypeError("corrections must be an object with a 'corrected' list")
+        return cls(
+            first_try=int(raw["first_try"]),
+            corrected=tuple(int(n) for n in raw["corrected"]),
+            rejected=int(raw["rejected"]),
+        )
+
+
 @attrs.frozen(kw_only=True)
 class ColumnCounts:
     """Outcome counts of the cells of one column.
@@ -41,12 +96,15 @@ class ColumnCounts:
         dropped: cells never run because their row was dropped upstream.
         skipped: cells left null, never run, because the column's ``skip_when`` held (their
             rows go on).
+        corrections: for a model column with checks (``validate_with``, or a structured
+            column's own parse and schema check), how its answers fared; ``None`` for others.
     """
 
     done: int = attrs.field(default=0, validator=_non_negative)
     failed: int = attrs.field(default=0, validator=_non_negative)
     dropped: int = attrs.field(default=0, validator=_non_negative)
     skipped: int = attrs.field(default=0, validator=_non_negative)
+    corrections: CorrectionCounts | None = None
 
     def __add__(self, other: ColumnCounts) -> ColumnCounts:
         if not isinstance(other, ColumnCounts):
@@ -56,16 +114,29 @@ class ColumnCounts:
             failed=self.failed + other.failed,
             dropped=self.dropped + other.dropped,
             skipped=self.skipped + other.skipped,
+            corrections=_sum_corrections(self.corrections, other.corrections),
         )
 
-    def as_dict(self) -> dict[str, int]:
-        """Return the counts as a plain, JSON-serialisable dict."""
-        return {
+    def as_dict(self) -> dict[str, Any]:
+        """Return the counts as a plain, JSON-serialisable dict (``corrections`` only for a
+        column that has them)."""
+        out: dict[str, Any] = {
             "done": self.done,
             "failed": self.failed,
             "dropped": self.dropped,
             "skipped": self.skipped,
         }
+        if self.corrections is not None:
+            out["corrections"] = self.corrections.as_dict()
+        return out
+
+
+def _sum_corrections(
+    a: CorrectionCounts | None, b: CorrectionCounts | None
+) -> CorrectionCounts | None:
+    if a is None:
+        return b
+    return a if b is None else a + b
 
 
 @attrs.frozen(kw_only=True)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import attrs
 
 from ...config._validator import ValidatorConfig
-from ...errors import ConfigError, GenerationError
+from ...errors import ConfigError, GenerationError, ValidationFailed
 from ...generators._dtypes import short_repr
 from ...generators.base import Context, Granularity
 
@@ -44,11 +44,6 @@ V = TypeVar("V", bound=ValidatorConfig)
 MAX_MESSAGES = 50
 #: Longest message a verdict keeps, in characters (longer ones are cut with "...").
 MAX_MESSAGE_CHARS = 500
-
-
-class ValidationFailed(GenerationError):
-    """A ``validate`` column with ``drop_invalid: true`` found its target invalid: the row is
-    dropped with the validator's messages as the reason."""
 
 
 class Checker:

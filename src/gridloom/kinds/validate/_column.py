@@ -27,7 +27,7 @@ from ...config._converter import converter
 from ...config._issues import describe, suggest
 from ...config._kind import COMMON_FIELDS, ColumnKind
 from ...config._schema import _Builder
-from ...config._validator import ValidatorConfig
+from ...config._validator import FILE_SCHEMA, ValidatorConfig
 from ...errors import ConfigError, GenerationError
 from ...generators._factory import BuildContext
 from ...generators.base import BatchContext, CellContext, ColumnGenerator, Context, RowFailure
@@ -138,6 +138,10 @@ def _structure_check(obj: Any, _: Any) -> ValidatorConfig:
 
 
 converter.register_structure_hook_func(lambda tp: tp is ValidatorConfig, _structure_check)
+converter.register_unstructure_hook_func(
+    lambda tp: tp is ValidatorConfig,
+    lambda check: {"kind": check.kind, **converter.unstructure(check, unstructure_as=type(check))},
+)
 # Made once the hook above is in place: the column's ``check`` is structured by it.
 _structure_fields = make_dict_structure_fn(
     ValidateColumn, converter, _cattrs_forbid_extra_keys=True, _cattrs_detailed_validation=True
@@ -212,6 +216,35 @@ def _schema(generated: dict[str, Any]) -> dict[str, Any]:
         "required": ["kind", "target"],
         "oneOf": branches,
     }
+
+
+def _file_schema(builder: _Builder) -> dict[str, Any]:
+    """A validator in its file form (a ``validate_with`` entry): ``kind`` choosing a validator
+    whose parameters sit beside it (one ``oneOf`` branch per validator kind)."""
+    branches = []
+    for key, declared in validator_kinds().items():
+        params = builder.object_schema(declared.config)
+        branch: dict[str, Any] = {
+            "type": "object",
+            "title": key,
+            "properties": {"kind": {"const": key}, **params["properties"]},
+            "required": ["kind", *params.get("required", [])],
+            "additionalProperties": False,
+        }
+        if params.get("description"):
+            branch["description"] = params["description"]
+        branches.append(branch)
+    return {
+        "type": "object",
+        "description": "A validator: `kind` (one of the validator kinds) and its parameters.",
+        "properties": {"kind": {"enum": list(validator_kinds())}},
+        "required": ["kind"],
+        "oneOf": branches,
+    }
+
+
+if not FILE_SCHEMA:
+    FILE_SCHEMA.append(_file_schema)
 
 
 # --------------------------------------------------------------------------- generators
