@@ -70,6 +70,8 @@ def feed(monitor: GeneratorHealth, outcomes: list[tuple[int, str]], column: str 
     for row, outcome in outcomes:
         if outcome == "ok":
             monitor.record_success(column, row)
+        elif outcome == "skip":
+            monitor.record_skipped(column, row)
         else:
             monitor.record_failure(column, ERRORS[outcome](), row)
 
@@ -82,6 +84,26 @@ def lower_bound(failed: int, total: int) -> float:
     return (p + z * z / (2 * total) - z * root) / (1 + z * z / total)
 
 
+def first_rows_trip(known: dict[int, str], first_rows: int) -> str | None:
+    """Reference model of the first-rows rule: walk the watched rows (the first
+    ``4 * first_rows``) in plan order while their outcomes are known, passing over skipped
+    rows and errors that are not the column's; the error type when ``first_rows`` failures of
+    one type come before any success or other type, else ``None``."""
+    failures: list[str] = []
+    for row in range(4 * first_rows):
+        if row not in known:
+            return None
+        outcome = known[row]
+        if outcome == "skip" or (outcome != "ok" and outcome not in KINDS):
+            continue
+        if outcome == "ok" or (failures and KINDS[outcome] != failures[0]):
+            return None
+        failures.append(KINDS[outcome])
+        if len(failures) == first_rows:
+            return failures[0]
+    return None
+
+
 def expected_trip(
     arrivals: list[tuple[int, str]],
     first_rows: int,
@@ -90,21 +112,18 @@ def expected_trip(
     least: int,
 ) -> int | None:
     """Reference model: the index in ``arrivals`` at which the monitor must trip."""
-    first: dict[int, str | None] = {}  # the first rows' counted outcomes so far
+    known: dict[int, str] = {}
     recent: list[str | None] = []
     for i, (row, outcome) in enumerate(arrivals):
-        if outcome != "ok" and outcome not in KINDS:
+        known[row] = outcome
+        if first_rows and first_rows_trip(known, first_rows) is not None:
+            return i
+        if outcome == "skip" or (outcome != "ok" and outcome not in KINDS):
             continue
         name = None if outcome == "ok" else KINDS[outcome]
         recent = [*recent, name][-window:]
         if name is None:
-            if row < first_rows:
-                first[row] = None
             continue
-        if row < first_rows:
-            first[row] = name
-            if len(first) == first_rows and set(first.values()) == {name}:
-                return i
         judged = error_rate is not None and len(recent) >= min(least, window)
         if judged and lower_bound(recent.count(name), len(recent)) > error_rate:  # type: ignore[operator]
             return i
@@ -114,7 +133,7 @@ def expected_trip(
 @st.composite
 def arrivals(draw: st.DrawFn) -> list[tuple[int, str]]:
     """Outcomes of rows ``0 .. n - 1``, arriving in any order."""
-    outcomes = draw(st.lists(st.sampled_from(["ok", *ERRORS]), max_size=60))
+    outcomes = draw(st.lists(st.sampled_from(["ok", "skip", *ERRORS]), max_size=60))
     rows = draw(st.permutations(range(len(outcomes))))
     return [(row, outcomes[row]) for row in rows]
 
@@ -183,6 +202,25 @@ def test_the_first_rows_rule_judges_the_first_rows_not_the_first_outcomes() -> N
     for row in range(21, 60, 3):
         monitor.record_failure("c", ValueError("unlucky"), row)
     assert trips == []
+
+
+def test_the_first_rows_rule_passes_over_skipped_rows_and_model_errors() -> None:
+    """Rows whose cell was skipped, or whose row a model error dropped, do not count: the rule
+    judges the next rows of the plan instead (up to four times ``first_rows`` rows in)."""
+    monitor, trips = health(error_rate=None)
+    monitor.record_skipped("c", 0)
+    monitor.record_failure("c", ProviderUnavailable("503", provider="p", model="m"), 2)
+    for row in (1, 3, 4, 5):
+        monitor.record_failure("c", ValueError("x"), row)
+    assert trips == []
+    monitor.record_failure("c", ValueError("x"), 6)
+    assert [(t.column, t.total) for t in trips] == [("c", 5)]
+    monitor, trips = health(first_rows=2, error_rate=None)
+    for row in range(8):
+        monitor.record_skipped("c", row)
+    for row in range(8, 20):
+        monitor.record_failure("c", ValueError("x"), row)
+    assert trips == []  # eight rows passed over: the rule gave up
 
 
 def test_the_first_rows_are_the_plan_s_first_rows() -> None:
@@ -345,6 +383,43 @@ async def test_a_broken_column_stops_the_run_before_the_budget_is_spent(
     assert requests == 3 * 4
     meta = json.loads((tmp_path / "o" / "metadata.json").read_text())
     assert meta["status"] == "stopped"
+
+
+async def row_number(row: dict[str, Any], ctx: Any) -> int:
+    """The row's id (async: it runs on the loop)."""
+    return int(ctx.row_id)
+
+
+async def always_fails(row: dict[str, Any], ctx: Any) -> int:
+    """Raises on every row it is called for."""
+    raise ValueError("cannot do it")
+
+
+async def test_a_broken_column_behind_skip_when_stops_on_the_rows_it_runs(
+    tmp_path: Path, autojump_clock: Any
+) -> None:
+    """A broken column whose first rows are skipped is judged on the first rows it runs: the
+    run stops after five of them, not after twenty, and names the column."""
+    config = structure_pipeline(
+        {
+            "columns": [
+                {"name": "i", "custom": {"function": f"{__name__}:row_number", "dtype": "int"}},
+                {
+                    "name": "bad",
+                    "custom": {"function": f"{__name__}:always_fails", "dtype": "int"},
+                    "skip_when": "i < 3",
+                },
+            ],
+            "run": {"seed": 1, "row_group_size": 10, "max_row_groups_in_flight": 1},
+        }
+    )
+    result = await gl.acreate(config, num_records=200, output_dir=tmp_path / "run")
+    assert result.status == "stopped"
+    assert (result.stop_reason or "").startswith(
+        "column 'bad' failed on each of its first 5 rows with ValueError: cannot do it"
+    )
+    assert result.columns["bad"].skipped == 3
+    assert result.columns["bad"].failed < 20
 
 
 async def test_the_check_can_be_turned_off(tmp_path: Path, autojump_clock: Any) -> None:

@@ -436,6 +436,24 @@ def test_render_summary_of_a_real_run(tmp_path: Path, monkeypatch: pytest.Monkey
     assert text.endswith("ended: complete: every row asked for was written")
 
 
+@pytest.mark.parametrize(
+    ("rows", "ended"),
+    [
+        (
+            100,
+            "complete: every row asked for was written"
+            " (3 dropped rows replaced, run.fill_to_target)",
+        ),
+        (97, "complete (3 rows dropped, within run.allow_drops)"),
+    ],
+)
+def test_the_ending_line_says_where_dropped_rows_went(rows: int, ended: str) -> None:
+    """A complete run with dropped rows says they were replaced when every row asked for was
+    written (fill_to_target), and that they were let go by allow_drops when rows are missing."""
+    summary = {"status": "complete", "num_records": 100, "num_rows": rows, "num_dropped": 3}
+    assert render_summary(summary).splitlines()[-1] == f"ended: {ended}"
+
+
 @pytest.mark.parametrize("width", [60, 80, 100, 160])
 @pytest.mark.parametrize("total", [60, 12_345, 10_000_000])
 def test_bar_lines_fit_the_terminal(width: int, total: int) -> None:

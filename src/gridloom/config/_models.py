@@ -281,7 +281,8 @@ class RunConfig:
         generator_first_rows: stop the run when the first this many rows of the run all
             fail at a column with the same error of its own (a template that does not
             render, output that fails its schema, a custom function that raises; not a
-            model's errors), whatever order their cells end in; ``0`` never.
+            model's errors), whatever order their cells end in (rows whose cell was skipped
+            or whose row a model error dropped are passed over); ``0`` never.
         generator_error_rate: stop the run when one such error's share of a column's recent
             outcomes is clearly above this — the lower end of its 99% confidence interval
             (Wilson) exceeds it, so chance alone never stops a column that fails less often

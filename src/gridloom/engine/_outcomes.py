@@ -272,6 +272,8 @@ class Outcomes:
         group.skip(node.index, row)
         self._counts.cells_skipped += 1
         self._counts.node_skipped[node.index] += 1
+        if self._health is not None:
+            self._health.record_skipped(node.name, group.spec.first_row_id + row)
 
     async def salvage(self, group: RowGroup) -> None:
         """The group is quiet: finished, or left with cells out of attempts. Each of those gets

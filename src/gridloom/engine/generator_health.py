@@ -41,6 +41,11 @@ __all__ = ["GeneratorHealth", "counts_for_generator_health", "wilson_lower_bound
 
 #: How much of an error message a stop reason quotes.
 _QUOTE = 300
+#: A watched row the first-rows rule passes over: its cell was skipped (``skip_when``), or its
+#: row failed for a reason that is not the column's own.
+_PASS = "\x00pass"
+#: The first-rows rule looks this many times ``first_rows`` rows ahead for rows that count.
+_LOOKAHEAD = 4
 #: The normal quantile of the rate rule's bound: a two-sided 99% interval.
 _Z = 2.5758293035489
 _STOPPING = (
@@ -76,13 +81,26 @@ def _quote(text: str) -> str:
 class _Column:
     """What the monitor keeps per column."""
 
-    __slots__ = ("counts", "examples", "first_error", "first_failures", "outcomes", "settled")
+    __slots__ = (
+        "counts",
+        "cursor",
+        "examples",
+        "first",
+        "first_error",
+        "first_failures",
+        "outcomes",
+        "settled",
+    )
 
     def __init__(self, window: int) -> None:
         #: The last ``window`` outcomes: ``None`` for a success, else the error type's name.
         self.outcomes: deque[str | None] = deque(maxlen=window)
         #: How many of ``outcomes`` each error type has.
         self.counts: Counter[str | None] = Counter()
+        #: Outcomes of watched rows not judged yet: ``None`` (success), an error type's name,
+        #: or :data:`_PASS` (skipped, or failed for a reason that is not the column's).
+        self.first: dict[int, str | None] = {}
+        self.cursor = 0  #: watched rows judged so far, in plan order
         self.first_error: str | None = None  #: the error type of the first rows' failures
         self.first_failures = 0  #: first rows that failed with ``first_error``
         self.settled = False  #: the first-rows rule can no longer trip
@@ -128,7 +146,9 @@ class GeneratorHealth:
         self.window = window
         self.min_outcomes = min(min_outcomes, window)
         self._columns: dict[str, _Column] = {}
-        #: The run's first ``first_rows`` row ids, in plan order (see :meth:`watch_rows`).
+        #: The run's first rows the first-rows rule may judge, in plan order (see
+        #: :meth:`watch_rows`), and the same as a set.
+        self._order: list[int] = []
         self._first: set[int] = set()
         self._callbacks: list[Callable[[ShutdownReason], None]] = []
         self._tripped: ShutdownReason | None = None
@@ -163,11 +183,18 @@ class GeneratorHealth:
             callback(self._tripped)
 
     def watch_rows(self, first_row_id: int, num_rows: int) -> None:
-        """The next ``num_rows`` rows of the plan (ids from ``first_row_id``): the first
-        ``first_rows`` rows announced are the ones the first-rows rule judges."""
-        missing = self.first_rows - len(self._first)
+        """The next ``num_rows`` rows of the plan (ids from ``first_row_id``). The first-rows
+        rule judges the first ``first_rows`` of them that count for a column — passing over
+        rows whose cell was skipped or whose row failed elsewhere, up to ``4 x first_rows``
+        rows in."""
+        missing = self.first_rows * _LOOKAHEAD - len(self._order)
         if missing > 0:
-            self._first.update(range(first_row_id, first_row_id + min(num_rows, missing)))
+            added = range(first_row_id, first_row_id + min(num_rows, missing))
+            self._order.extend(added)
+            self._first.update(added)
+            for column, state in self._columns.items():
+                if not state.settled:
+                    self._judge_first(column, state)
 
     def _column(self, column: str) -> _Column:
         state = self._columns.get(column)
@@ -180,7 +207,7 @@ class GeneratorHealth:
         state = self._column(column)
         state.add(None)
         if not state.settled and row_id in self._first:
-            state.settled = True
+            self._watched(column, state, row_id, None)
 
     def record_successes(self, column: str, row_ids: Iterable[int]) -> None:
         """The cells of ``column`` in rows ``row_ids`` (one batch) were generated."""
@@ -189,37 +216,75 @@ class GeneratorHealth:
         for row_id in row_ids:
             state.add(None)
             if not state.settled and row_id in first:
-                state.settled = True
+                self._watched(column, state, row_id, None)
+
+    def record_skipped(self, column: str, row_id: int) -> None:
+        """The cell of ``column`` in row ``row_id`` was skipped (its ``skip_when`` held): no
+        outcome for the rate rule, and a row the first-rows rule passes over."""
+        state = self._column(column)
+        if not state.settled and row_id in self._first:
+            self._watched(column, state, row_id, _PASS)
 
     def record_failure(self, column: str, error: BaseException, row_id: int) -> None:
         """A cell of ``column`` failed for good with ``error`` (its row is dropped); errors
-        that are not the column's own fault (see :func:`counts_for_generator_health`) are
-        ignored."""
-        if not counts_for_generator_health(error):
-            return
+        that are not the column's own fault (see :func:`counts_for_generator_health`) only
+        let the first-rows rule pass over the row."""
         state = self._column(column)
+        if not counts_for_generator_health(error):
+            if not state.settled and row_id in self._first:
+                self._watched(column, state, row_id, _PASS)
+            return
         kind = type(error).__name__
         state.examples.setdefault(kind, (str(error), row_id))
         state.add(kind)
         if self._tripped is not None:
             return
-        if not state.settled and row_id in self._first:
-            if state.first_error is None:
-                state.first_error = kind
-            if kind != state.first_error:
-                state.settled = True
-            else:
-                state.first_failures += 1
-                if state.first_failures == self.first_rows:
-                    state.settled = True
-                    self._trip(column, state, kind, self.first_rows, self.first_rows, first=True)
-                    return
+        if (
+            not state.settled
+            and row_id in self._first
+            and self._watched(column, state, row_id, kind)
+        ):
+            return
         if self.error_rate is None or len(state.outcomes) < self.min_outcomes:
             return
         same = state.counts[kind]
         total = len(state.outcomes)
         if wilson_lower_bound(same, total) > self.error_rate:
             self._trip(column, state, kind, same, total, first=False)
+
+    def _watched(self, column: str, state: _Column, row_id: int, outcome: str | None) -> bool:
+        """Record a watched row's outcome and judge; whether the rule tripped."""
+        state.first[row_id] = outcome
+        return self._judge_first(column, state)
+
+    def _judge_first(self, column: str, state: _Column) -> bool:
+        """Judge the watched rows of ``column`` in plan order, as far as their outcomes are
+        known: a success or a second error type settles the rule; ``first_rows`` failures of
+        one type in a row (rows passed over aside) trip it. Returns whether it tripped."""
+        order = self._order
+        while state.cursor < len(order) and order[state.cursor] in state.first:
+            outcome = state.first.pop(order[state.cursor])
+            state.cursor += 1
+            if outcome == _PASS:
+                continue
+            if outcome is None or (state.first_error not in (None, outcome)):
+                state.settled = True
+                break
+            state.first_error = outcome
+            state.first_failures += 1
+            if state.first_failures == self.first_rows:
+                state.settled = True
+                state.first.clear()
+                if self._tripped is not None:
+                    return False
+                self._trip(column, state, outcome, self.first_rows, self.first_rows, first=True)
+                return True
+        else:
+            if state.cursor >= self.first_rows * _LOOKAHEAD:  # too many rows passed over
+                state.settled = True
+        if state.settled:
+            state.first.clear()
+        return False
 
     def _trip(
         self, column: str, state: _Column, kind: str, failed: int, total: int, *, first: bool

@@ -96,6 +96,12 @@ def render_corrections(columns: Mapping[str, Mapping[str, Any]]) -> list[str]:
 def _ended(status: str, summary: Mapping[str, Any]) -> str:
     if status == "complete":
         dropped = summary.get("num_dropped") or 0
+        rows, asked = summary.get("num_rows"), summary.get("num_records")
+        if dropped and isinstance(rows, int) and isinstance(asked, int) and rows >= asked:
+            return (
+                "complete: every row asked for was written"
+                f" ({dropped:,} dropped rows replaced, run.fill_to_target)"
+            )
         if dropped:
             return f"complete ({dropped:,} rows dropped, within run.allow_drops)"
         return "complete: every row asked for was written"

@@ -12,10 +12,8 @@ findings as ``line:col CODE message``.
 from __future__ import annotations
 
 import ast
-import json
 import os
 import re
-import subprocess
 import tempfile
 from typing import Any, ClassVar
 
@@ -23,19 +21,22 @@ import attrs
 
 from ...config._validator import ValidatorConfig
 from ...config._validators import to_tuple
-from ...errors import ConfigError, GenerationError
 from ...generators._factory import BuildContext
-from ...generators.base import Context
-from ._base import Checker, ValidatorKind, as_text, invalid, needs_extra, valid
+from ._base import ValidatorKind, as_text, invalid, needs_extra, valid
 from ._column import ValidateColumn
-from ._subprocess import LANE, first_line, run_linter, snippet_index, write_snippets
+from ._subprocess import (
+    LANE,
+    MAX_LINT_OUTPUT,
+    LintingChecker,
+    snippet_index,
+    write_snippets,
+)
 
 __all__ = ["DEFAULT_RULES", "VALIDATOR", "PythonCheck", "PythonChecker"]
 
 #: ruff's own default selection: pyflakes, and the pycodestyle errors that are not style.
 DEFAULT_RULES: tuple[str, ...] = ("E4", "E7", "E9", "F")
 #: Most bytes of ruff's output read (its JSON report of one snippet).
-MAX_LINT_OUTPUT = 4 * 1024 * 1024
 _SELECTOR = re.compile(r"(ALL|[A-Z]{1,4}[0-9]{0,4})")
 
 
@@ -85,7 +86,7 @@ def parse_problems(code: str) -> list[str]:
     return []
 
 
-class PythonChecker(Checker):
+class PythonChecker(LintingChecker):
     """Parses each value, then lints it with ``ruff`` in a subprocess: one per value, or one
     per row group with ``batch``."""
 
@@ -94,6 +95,8 @@ class PythonChecker(Checker):
         self.column = column
         self.ruff = ruff
         self.granularity = "batch" if check.batch else "cell"
+        self.tool = "ruff"
+        self.timeout = check.timeout
         if check.lint:  # the checks wait on ruff processes: a scheduler lane of their own
             self.lane = LANE
 
@@ -109,27 +112,7 @@ class PythonChecker(Checker):
             return [*command, "--", *paths]
         return [*command, "--stdin-filename", "snippet.py", "-"]
 
-    def check(self, value: Any, ctx: Context) -> Any:
-        if self.granularity == "batch":
-            return self.check_many(list(value))
-        found = self._parsed(value)
-        if not isinstance(found, str):
-            return found
-        findings = self.lint(found)
-        return invalid(findings) if findings else valid()
-
-    def check_many(self, values: list[Any]) -> list[Any]:
-        """Verdicts of ``values``, the parsed ones linted by one ruff process."""
-        results: list[Any] = [self._parsed(value) for value in values]
-        codes = {i: code for i, code in enumerate(results) if isinstance(code, str)}
-        if codes:
-            findings = self.lint_many(codes)
-            for index in codes:
-                found = findings.get(index, [])
-                results[index] = invalid(found) if found else valid()
-        return results
-
-    def _parsed(self, value: Any) -> dict[str, Any] | str:
+    def parsed(self, value: Any) -> dict[str, Any] | str:
         """The verdict when no lint is needed, else the code to lint."""
         code = as_text(value)
         if code is None:
@@ -139,9 +122,9 @@ class PythonChecker(Checker):
             return invalid(problems)
         return code if self.config.lint else valid()
 
-    def lint(self, code: str) -> list[str]:
+    def lint_one(self, code: str) -> list[str]:
         """ruff's findings on ``code``, as ``line:col CODE message``."""
-        report = self._run(self.command(), code.encode("utf-8"), MAX_LINT_OUTPUT)
+        report = self.report(self.command(), stdin=code.encode("utf-8"), limit=MAX_LINT_OUTPUT)
         return [_finding(item) for item in report if isinstance(item, dict)]
 
     def lint_many(self, codes: dict[int, str]) -> dict[int, list[str]]:
@@ -149,32 +132,13 @@ class PythonChecker(Checker):
         with tempfile.TemporaryDirectory(prefix="gridloom-ruff-") as folder:
             paths = write_snippets(folder, codes, ".py")
             limit = min(MAX_LINT_OUTPUT * len(codes), 16 * MAX_LINT_OUTPUT)
-            report = self._run(self.command(*paths), b"", limit)
+            report = self.report(self.command(*paths), stdin=b"", limit=limit)
         found: dict[int, list[str]] = {}
         for item in report:
             index = snippet_index(item.get("filename")) if isinstance(item, dict) else None
             if index is not None and index in codes:
                 found.setdefault(index, []).append(_finding(item))
         return found
-
-    def _run(self, command: list[str], code: bytes, limit: int) -> list[Any]:
-        returncode, data, errors = run_linter(
-            command,
-            stdin=code,
-            timeout=self.config.timeout,
-            limit=limit,
-            column=self.column,
-            tool="ruff",
-        )
-        if returncode not in (0, 1):
-            raise GenerationError(f"column {self.column!r}: ruff failed: {errors}")
-        try:
-            report = json.loads(data)
-        except ValueError as exc:
-            raise GenerationError(
-                f"column {self.column!r}: ruff's report is not JSON: {exc}"
-            ) from None
-        return report if isinstance(report, list) else []
 
 
 def _finding(item: dict[str, Any]) -> str:
@@ -203,20 +167,10 @@ def _build(check: PythonCheck, column: ValidateColumn, ctx: BuildContext) -> Pyt
     if ruff is None:
         raise needs_extra("ruff", column=column.name, kind="python")
     checker = PythonChecker(check, column=column.name, ruff=ruff)
-    try:  # a selector ruff does not know fails here, before any request
-        done = subprocess.run(
-            checker.command(), input=b"", capture_output=True, timeout=60, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ConfigError(
-            f"cannot run ruff: {exc}", column=column.name, field="validate.kind"
-        ) from None
-    if done.returncode not in (0, 1):
-        raise ConfigError(
-            f"ruff refuses the rules: {first_line(done.stderr)}",
-            column=column.name,
-            field="validate.rules",
-        )
+    # A selector ruff does not know fails here, before any request.
+    checker.probe(
+        seconds=60, run_field="validate.kind", refused="the rules", refused_field="validate.rules"
+    )
     return checker
 
 

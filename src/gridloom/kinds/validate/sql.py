@@ -11,9 +11,7 @@ column's worker thread, bounded like ``ruff`` (:mod:`._subprocess`); it starts s
 from __future__ import annotations
 
 import importlib.util
-import json
 import re
-import subprocess
 import sys
 import tempfile
 from typing import Any, ClassVar
@@ -22,17 +20,21 @@ import attrs
 
 from ...config._validator import ValidatorConfig
 from ...config._validators import to_tuple
-from ...errors import ConfigError, GenerationError
+from ...errors import ConfigError
 from ...generators._factory import BuildContext
-from ...generators.base import Context
-from ._base import Checker, ValidatorKind, as_text, invalid, needs_extra, valid
+from ._base import ValidatorKind, as_text, invalid, needs_extra, valid
 from ._column import ValidateColumn
-from ._subprocess import LANE, first_line, run_linter, snippet_index, write_snippets
+from ._subprocess import (
+    LANE,
+    MAX_LINT_OUTPUT,
+    LintingChecker,
+    snippet_index,
+    write_snippets,
+)
 
 __all__ = ["VALIDATOR", "SqlCheck", "SqlChecker"]
 
 #: Most bytes of sqlfluff's report read per value.
-MAX_LINT_OUTPUT = 4 * 1024 * 1024
 _RULE = re.compile(r"[A-Za-z][A-Za-z0-9_.]*")
 
 
@@ -69,7 +71,7 @@ class SqlCheck(ValidatorConfig):
     timeout: float = attrs.field(default=60.0, validator=attrs.validators.gt(0))
 
 
-class SqlChecker(Checker):
+class SqlChecker(LintingChecker):
     """Parses each value with sqlglot, then lints it with sqlfluff when asked."""
 
     def __init__(self, check: SqlCheck, sqlglot: Any, *, column: str):
@@ -77,6 +79,8 @@ class SqlChecker(Checker):
         self.sqlglot = sqlglot
         self.column = column
         self.granularity = "batch" if check.batch else "cell"
+        self.tool = "sqlfluff"
+        self.timeout = check.timeout
         if check.lint:
             self.lane = LANE
 
@@ -88,27 +92,7 @@ class SqlChecker(Checker):
             command += ["--rules", ",".join(self.config.lint_rules)]
         return [*command, *(paths or ("-",))]
 
-    def check(self, value: Any, ctx: Context) -> Any:
-        if self.granularity == "batch":
-            return self.check_many(list(value))
-        found = self._parsed(value)
-        if not isinstance(found, str):
-            return found
-        findings = self.lint_many({0: found}).get(0, [])
-        return invalid(findings) if findings else valid()
-
-    def check_many(self, values: list[Any]) -> list[Any]:
-        """Verdicts of ``values``, the parsed ones linted by one sqlfluff process."""
-        results: list[Any] = [self._parsed(value) for value in values]
-        codes = {i: code for i, code in enumerate(results) if isinstance(code, str)}
-        if codes:
-            findings = self.lint_many(codes)
-            for index in codes:
-                found = findings.get(index, [])
-                results[index] = invalid(found) if found else valid()
-        return results
-
-    def _parsed(self, value: Any) -> dict[str, Any] | str:
+    def parsed(self, value: Any) -> dict[str, Any] | str:
         """The verdict when no lint is needed, else the SQL to lint."""
         text = as_text(value)
         if text is None:
@@ -132,24 +116,10 @@ class SqlChecker(Checker):
         """sqlfluff's findings on each of ``codes`` (by index), from one process."""
         with tempfile.TemporaryDirectory(prefix="gridloom-sqlfluff-") as folder:
             paths = write_snippets(folder, codes, ".sql")
-            returncode, data, errors = run_linter(
-                self.command(*paths),
-                stdin=b"",
-                timeout=self.config.timeout,
-                limit=min(MAX_LINT_OUTPUT * len(codes), 16 * MAX_LINT_OUTPUT),
-                column=self.column,
-                tool="sqlfluff",
-            )
-        if returncode not in (0, 1):
-            raise GenerationError(f"column {self.column!r}: sqlfluff failed: {errors}")
-        try:
-            report = json.loads(data)
-        except ValueError as exc:
-            raise GenerationError(
-                f"column {self.column!r}: sqlfluff's report is not JSON: {exc}"
-            ) from None
+            limit = min(MAX_LINT_OUTPUT * len(codes), 16 * MAX_LINT_OUTPUT)
+            report = self.report(self.command(*paths), stdin=b"", limit=limit)
         found: dict[int, list[str]] = {}
-        for item in report if isinstance(report, list) else []:
+        for item in report:
             index = snippet_index(item.get("filepath")) if isinstance(item, dict) else None
             if index is None or index not in codes:
                 continue
@@ -179,20 +149,13 @@ def _build(check: SqlCheck, column: ValidateColumn, ctx: BuildContext) -> SqlChe
     if check.lint:
         if importlib.util.find_spec("sqlfluff") is None:
             raise needs_extra("sqlfluff", column=column.name, kind="sql")
-        try:  # a dialect sqlfluff does not know fails here, before any request
-            done = subprocess.run(
-                checker.command(), input=b"", capture_output=True, timeout=120, check=False
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise ConfigError(
-                f"cannot run sqlfluff: {exc}", column=column.name, field="validate.lint"
-            ) from None
-        if done.returncode not in (0, 1):
-            raise ConfigError(
-                f"sqlfluff refuses the settings: {first_line(done.stderr)}",
-                column=column.name,
-                field="validate.dialect",
-            )
+        # A dialect sqlfluff does not know fails here, before any request.
+        checker.probe(
+            seconds=120,
+            run_field="validate.lint",
+            refused="the settings",
+            refused_field="validate.dialect",
+        )
     return checker
 
 
