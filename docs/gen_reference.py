@@ -218,7 +218,9 @@ PROCESSORS_INTRO = """\
 Steps run in order on each finished row group, just before it is written (so only that group's
 rows are in memory), as a list of one-key mappings under `processors` (see
 [processors](processors.md)). Each step sees the columns the steps before it left; a bad step
-fails `gridloom validate` before any request, naming it (`processors[1].rename.old: ...`)."""
+fails `gridloom validate` before any request, naming it (`processors[1].rename.old: ...`).
+A finished run is written out as one file with `gridloom export RUN_DIR --format
+jsonl|csv|parquet|hf` (or `RunResult.export`, `to_jsonl`, `to_hf_dataset`)."""
 
 
 def _processors() -> list[str]:

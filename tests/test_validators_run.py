@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 
 import gridloom as gl
 from gridloom.config import structure_pipeline
-from gridloom.kinds.validate import VERDICT_TYPE, verdict
+from gridloom.kinds.validate import VERDICT_TYPE, ValidateColumn, verdict
+from gridloom.kinds.validate.http import HttpCheck, HttpChecker
 from gridloom.kinds.validate.python import PythonCheck, PythonChecker, find_ruff
 from gridloom.kinds.validate.regex import RegexCheck, RegexChecker
 from tests.test_validators import VALUES, bad, ok, pipeline, verdicts
@@ -49,6 +50,8 @@ async def serve(
             body += await stream.receive_some(65536)
         status, payload = answer(json.loads(body))
         reply = f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n"
+        if status == 429:
+            reply += "Retry-After: 3\r\n"
         reply += f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
         await stream.send_all(reply.encode() + payload)
         await stream.aclose()
@@ -84,6 +87,38 @@ async def test_http_validator_posts_and_retries(autojump_clock: Any) -> None:
         ("flaky", "value", 2),
         ("good", "value", 0),
     ]
+
+
+async def test_http_validator_backs_off_on_429_through_an_adaptive_limiter(
+    autojump_clock: Any,
+) -> None:
+    """A 429 with Retry-After is tried again no sooner than it asks, and the validator's
+    adaptive limiter records the refusal (its limit cut, admission held for the Retry-After)
+    like a model's throttle."""
+    times: list[tuple[str, float]] = []
+
+    def answer(body: dict[str, Any]) -> tuple[int, bytes]:
+        times.append((body["value"], trio.current_time()))
+        if len(times) == 1:
+            return 429, b"{}"
+        return 200, json.dumps({"is_valid": True, "messages": []}).encode()
+
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(serve, answer)
+        check = HttpCheck(url=f"http://127.0.0.1:{port}/", max_parallel=4)
+        column = ValidateColumn(name="v", target="value", check=check)
+        checker = HttpChecker(check, column=column, api_key=None)
+        ctx = gl.CellContext(row={"value": "once"}, row_id=0, column="v", seed=0)
+        found = await checker.acheck("once", ctx)
+        nursery.cancel_scope.cancel()
+    assert found == {"is_valid": True, "messages": []}
+    stats = checker.limiter.statistics()
+    assert (stats.rate_limited, stats.cuts, stats.succeeded, stats.in_flight) == (1, 1, 1, 0)
+    assert stats.limit < 4  # cut by the refusal
+    assert stats.blocked_until == 3.0  # held for its Retry-After
+    (_, first), (_, second) = times
+    assert second - first >= 3.0
+    assert second - first < 3.0 + 30.0  # the backoff cap: not a much longer wait
 
 
 async def test_http_validator_refuses_an_oversize_answer(autojump_clock: Any) -> None:

@@ -2,11 +2,13 @@
 
 The request body is ``{"value": ..., "column": <target>, "row_id": ...}`` (JSON); the answer
 is ``{"is_valid": bool, "messages": [...], "details": ...}``. Requests run on the trio loop
-through an ``httpx.AsyncClient``, at most ``max_parallel`` at once per column, each with a
-timeout; a 429, a 5xx or a connection failure is tried again (``max_attempts`` in all) after
-a jittered backoff (:class:`gridloom.clients.RetryPolicy`), honouring a ``Retry-After`` up to
-its cap. An answer larger than ``max_response_bytes`` is refused without being read further.
-Any other failure fails the cell, with the reason recorded.
+through an ``httpx.AsyncClient``, each with a timeout, admitted by the same adaptive limiter
+models have (:class:`gridloom.throttle.AdaptiveLimiter`: at most ``max_parallel`` at once; a
+429 halves the limit and holds admission for its ``Retry-After``; successes raise it again).
+A 429, a 5xx or a connection failure is tried again (``max_attempts`` in all) after a jittered
+backoff (:class:`gridloom.clients.RetryPolicy`) spent outside the limiter, honouring a
+``Retry-After`` up to its cap. An answer larger than ``max_response_bytes`` is refused without
+being read further. Any other failure fails the cell, with the reason recorded.
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ import httpx
 import trio
 
 from ...clients._retry import RetryPolicy
+from ...config import ThrottleConfig
 from ...config._validator import ValidatorConfig
 from ...errors import ConfigError, GenerationError
 from ...generators._factory import BuildContext
 from ...generators.base import CellContext, Context
+from ...throttle import AdaptiveLimiter, AIMDController
 from ._base import Checker, ValidatorKind
 from ._column import ValidateColumn
 
@@ -50,7 +54,8 @@ class HttpCheck(ValidatorConfig):
         timeout: longest one request may take, in seconds.
         max_attempts: attempts per value, the first included; a 429, a 5xx or a connection
             failure is tried again after a jittered backoff.
-        max_parallel: most requests in flight at once for this column.
+        max_parallel: most requests in flight at once for this column: the ceiling of its
+            adaptive limiter (a 429 lowers the limit, successes raise it back).
         max_response_bytes: largest answer accepted.
     """
 
@@ -66,9 +71,12 @@ class HttpCheck(ValidatorConfig):
 class _Retry(Exception):
     """Internal: an attempt that may be tried again; ``retry_after`` from the answer."""
 
-    def __init__(self, message: str, retry_after: float | None = None):
+    def __init__(
+        self, message: str, retry_after: float | None = None, *, rate_limited: bool = False
+    ):
         super().__init__(message)
         self.retry_after = retry_after
+        self.rate_limited = rate_limited  #: a 429: the service asks for fewer requests
 
 
 class HttpChecker(Checker):
@@ -80,9 +88,23 @@ class HttpChecker(Checker):
         self.config = check
         self.column = column
         self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.limiter = trio.CapacityLimiter(check.max_parallel)
         self.lane = (f"validate:{check.url}", check.max_parallel)
         self.policy = RetryPolicy(max_attempts=check.max_attempts)
+        self._limiter: AdaptiveLimiter | None = None
+
+    @property
+    def limiter(self) -> AdaptiveLimiter:
+        """The service's adaptive limiter, made on first use (inside the run: its clock is
+        the run's)."""
+        if self._limiter is None:
+            controller = AIMDController(
+                cap=self.config.max_parallel,
+                config=ThrottleConfig(),
+                clock=trio.current_time,
+                name=f"validate {self.column.name}: {self.config.url}",
+            )
+            self._limiter = AdaptiveLimiter(controller)
+        return self._limiter
 
     async def acheck(self, value: Any, ctx: Context) -> Any:
         row_id = ctx.row_id if isinstance(ctx, CellContext) else None
@@ -91,22 +113,33 @@ class HttpChecker(Checker):
             ensure_ascii=False,
             default=str,
         ).encode()
-        async with self.limiter:
-            attempt = 1
-            while True:
-                try:
-                    return await self._attempt(body)
-                except _Retry as exc:
-                    if attempt >= self.config.max_attempts:
-                        raise GenerationError(
-                            f"column {self.column.name!r}: the validation service failed"
-                            f" {attempt} times; last: {exc}"
-                        ) from None
-                    wait = self.policy.backoff(attempt)
-                    if exc.retry_after is not None:
-                        wait = max(wait, min(exc.retry_after, self.policy.cap))
-                    await trio.sleep(wait)
-                    attempt += 1
+        limiter = self.limiter
+        attempt = 1
+        while True:
+            ticket = await limiter.acquire()
+            try:
+                verdict = await self._attempt(body)
+            except _Retry as exc:
+                if exc.rate_limited:
+                    limiter.rate_limited(ticket, exc.retry_after)
+                else:
+                    limiter.released(ticket)
+                if attempt >= self.config.max_attempts:
+                    raise GenerationError(
+                        f"column {self.column.name!r}: the validation service failed"
+                        f" {attempt} times; last: {exc}"
+                    ) from None
+                wait = self.policy.backoff(attempt)
+                if exc.retry_after is not None:
+                    wait = max(wait, min(exc.retry_after, self.policy.cap))
+                await trio.sleep(wait)  # outside the limiter: the slot serves others
+                attempt += 1
+            except BaseException:
+                limiter.released(ticket)
+                raise
+            else:
+                limiter.succeeded(ticket)
+                return verdict
 
     async def _attempt(self, body: bytes) -> Any:
         headers = {**self.headers, "Content-Type": "application/json"}
@@ -118,7 +151,8 @@ class HttpChecker(Checker):
             ):
                 status = answer.status_code
                 if status == 429 or status >= 500:
-                    raise _Retry(f"HTTP {status}", _retry_after(answer.headers))
+                    wait = _retry_after(answer.headers)
+                    raise _Retry(f"HTTP {status}", wait, rate_limited=status == 429)
                 declared = answer.headers.get("Content-Length", "")
                 if declared.isdigit() and int(declared) > limit:
                     raise self._too_large()
