@@ -113,7 +113,7 @@ async def test_output_is_identical_when_rows_drop_at_different_moments(
     tmp_path: Path, autojump_clock: Any
 ) -> None:
     """Samplers after a cell column give every surviving row the same value, whichever
-    sibling cells failed before or after the sampler ran."""
+    sibling cells failed before or after the sampler ran; the counts are the same too."""
     config = structure_pipeline(
         {
             "columns": [
@@ -134,13 +134,20 @@ async def test_output_is_identical_when_rows_drop_at_different_moments(
             "run": {"seed": 4, "row_group_size": 12},
         }
     )
-    tables = [
-        (await gl.acreate(config, num_records=36, output_dir=tmp_path / str(i))).table
-        for i in range(4)
+    results = [
+        await gl.acreate(config, num_records=36, output_dir=tmp_path / str(i)) for i in range(4)
     ]
+    tables = [result.table for result in results]
     assert tables[0].num_rows == 24
     for table in tables[1:]:
         assert table.equals(tables[0])
+    # So are the counts: a sibling's cell in a dropped row counts as dropped whether it ran
+    # before the drop or not; columns upstream of the failure count as done.
+    for result in results[1:]:
+        assert result.columns == results[0].columns
+    for name in ("n", "a", "g", "u", "e"):  # none is upstream of ``bad``
+        assert results[0].columns[name] == gl.ColumnCounts(done=24, dropped=12), name
+    assert results[0].columns["bad"] == gl.ColumnCounts(done=24, failed=12)
 
 
 async def test_one_bad_row_in_a_batch_expression_drops_only_that_row(

@@ -167,10 +167,23 @@ class RowGroup:
 
     # ------------------------------------------------------------------ the result
 
-    def _corrections(self, node: Node) -> CorrectionCounts | None:
+    def _counted_rows(
+        self, graph: ExecutionGraph, ancestors: list[set[int]], node: int, live: list[int]
+    ) -> set[int]:
+        """The rows whose cell of ``node`` is counted by its outcome: those written, and
+        the dropped ones where ``node`` is upstream of the column that failed."""
+        rows = set(live)
+        first = self.spec.first_row_id
+        for drop in self.drops:
+            culprit = graph.producer.get(drop.column)
+            if culprit is not None and node in ancestors[culprit]:
+                rows.add(drop.row_id - first)
+        return rows
+
+    def _corrections(self, node: Node, counted: set[int]) -> CorrectionCounts | None:
         """How the cells of ``node`` fared against its answer checks (a model column whose
-        generator keeps a :class:`CorrectionLog`): a cell counts when it was stored, or when
-        its rejection dropped its row."""
+        generator keeps a :class:`CorrectionLog`): a cell counts when its row is counted (see
+        :meth:`_counted_rows`), or when its rejection dropped its row."""
         log = getattr(node.generator, "corrections", None)
         if not isinstance(log, CorrectionLog):
             return None
@@ -182,7 +195,7 @@ class RowGroup:
         for row_id, rounds in taken.items():
             if rounds == REJECTED:
                 rejected += row_id in rejected_here
-            elif self.tracker.is_done(node.index, row_id - first):
+            elif row_id - first in counted and self.tracker.is_done(node.index, row_id - first):
                 if rounds == 0:
                     first_try += 1
                 elif rounds <= log.limit:
@@ -198,23 +211,32 @@ class RowGroup:
         first = self.spec.first_row_id
         counts: dict[str, ColumnCounts] = {}
         skipped_at: dict[str, set[int]] = {}
+        ancestors: list[set[int]] = []
+        for node in graph.nodes:  # topological order: upstream nodes come first
+            ancestors.append(set().union(*([{u} | ancestors[u] for u in node.upstream] or [set()])))
         for node in graph.nodes:
-            done = sum(tracker.is_done(node.index, r) for r in range(tracker.num_rows))
+            # A cell counts as done (or skipped) in a row written, or in a dropped row when
+            # its column is upstream of the one that failed there: it had to run first. A
+            # sibling's cell of a dropped row may or may not have run before the drop — a
+            # race — so it counts as dropped either way, and counts never depend on timing.
+            counted = self._counted_rows(graph, ancestors, node.index, live)
+            skipped_rows = self.skipped.get(node.index, set())
+            skipped = len(skipped_rows & counted)
+            done = sum(tracker.is_done(node.index, r) for r in counted) - skipped
             failed = self.failed[node.index]
-            skipped = self.skipped.get(node.index, set())
             node_counts = ColumnCounts(
-                done=done - len(skipped),
+                done=done,
                 failed=failed,
-                dropped=tracker.num_rows - done - failed,
-                skipped=len(skipped),
-                corrections=self._corrections(node),
+                dropped=tracker.num_rows - done - failed - skipped,
+                skipped=skipped,
+                corrections=self._corrections(node, counted),
             )
             for col in node.outputs:
                 counts[col] = node_counts
                 if node_counts.corrections is not None:  # the column's own, not side columns'
                     node_counts = attrs.evolve(node_counts, corrections=None)
-                if skipped:
-                    skipped_at[col] = skipped
+                if skipped_rows:
+                    skipped_at[col] = skipped_rows
         columns = {}
         for field in graph.schema:
             values = self.columns[field.name]

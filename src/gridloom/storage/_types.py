@@ -91,11 +91,13 @@ class ColumnCounts:
     """Outcome counts of the cells of one column.
 
     Attributes:
-        done: cells whose generator succeeded.
+        done: cells whose generator succeeded, in the rows written, or in dropped rows
+            when the column is upstream of the one that failed (such cells had to run first).
         failed: cells whose generator failed, which dropped their row.
-        dropped: cells never run because their row was dropped upstream.
-        skipped: cells left null, never run, because the column's ``skip_when`` held (their
-            rows go on).
+        dropped: the other cells of dropped rows: never run, or run before the drop (which of
+            the two is a race, so they are counted alike and counts never depend on timing).
+        skipped: cells left null, never run, because the column's ``skip_when`` held
+            (counted in the same rows as ``done``).
         corrections: for a model column with checks (``validate_with``, or a structured
             column's own parse and schema check), how its answers fared; ``None`` for others.
     """
