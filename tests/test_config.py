@@ -45,8 +45,12 @@ from gridloom.config import (
     structure_pipeline,
     unstructure_pipeline,
 )
+from gridloom.config._distribution import ScipyDistribution
 from gridloom.errors import ConfigError
 from gridloom.kinds import installed
+from gridloom.kinds.bernoulli_mixture import BernoulliMixtureColumn
+from gridloom.kinds.person import PersonColumn
+from gridloom.kinds.scipy_dist import ScipyColumn
 from gridloom.kinds.validate import ValidateColumn
 from gridloom.kinds.validate.regex import RegexCheck
 
@@ -187,6 +191,22 @@ KIND_CASES[8] = (
     {"name": "when", "datetime": {"start": "2024-01-01", "end": "2024-03-01T12:30:00"}},
     DatetimeColumn(name="when", start=dt.datetime(2024, 1, 1), end=dt.datetime(2024, 3, 1, 12, 30)),
 )
+KIND_CASES.append(
+    (
+        {"name": "who", "person": {"locale": {"en_US": 3, "de_DE": 1}, "age_range": [20, 60]}},
+        PersonColumn(name="who", locale={"en_US": 3, "de_DE": 1}, age_range=(20, 60)),
+    )
+)
+KIND_CASES += [
+    (
+        {"name": "g", "scipy": {"distribution": "gamma", "params": {"a": 2.0}, "high": 9}},
+        ScipyColumn(name="g", distribution="gamma", params={"a": 2.0}, high=9),
+    ),
+    (
+        {"name": "m", "bernoulli_mixture": {"p": 0.3, "dist": {"distribution": "expon"}}},
+        BernoulliMixtureColumn(name="m", p=0.3, dist=ScipyDistribution(distribution="expon")),
+    ),
+]
 
 
 def _write(tmp_path: Path, name: str, doc: dict[str, Any]) -> Path:
@@ -487,7 +507,10 @@ def test_builder_has_a_method_per_kind() -> None:
         .poisson("p", 2)
         .bernoulli("b", 0.5)
         .binomial("n", 3, 0.5)
+        .scipy("sp", "gamma", {"a": 2.0})
+        .bernoulli_mixture("bm", 0.5, {"distribution": "norm"})
         .uuid("id", short=True)
+        .person("who", locale="de_DE", sex="female")
         .datetime("d", "2024-01-01", "2024-12-31")
         .timedelta("t", 0, 5, reference="d")
         .expression("e", "{{ c }}")

@@ -276,9 +276,21 @@ HASHES_BEFORE = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(HASHES_BEFORE))
+#: A pipeline with a seed dataset, and its config_hash before the seed dataset gained
+#: index_range, partition and Hugging Face fields (commit 2ef7f24).
+SEEDED = {
+    "seed_dataset": {"path": "examples/data/x.parquet"},
+    "columns": [{"name": "u", "uuid": {}}],
+}
+SEEDED_HASH = "5c9abc0d865039ed9bd3be5f6eb69d845f9221286b2c0ce0b8be7e0943ddb08a"
+
+
+@pytest.mark.parametrize("name", sorted([*HASHES_BEFORE, "seeded"]))
 def test_config_hashes_are_unchanged(name: str) -> None:
     """Existing pipelines keep their config hash (so their runs still resume)."""
+    if name == "seeded":
+        assert config_hash(structure_pipeline(SEEDED)) == SEEDED_HASH
+        return
     cfg = all_kinds() if name == "all_kinds" else load_config(ROOT / "examples" / f"{name}.yaml")
     assert config_hash(cfg) == HASHES_BEFORE[name]
 

@@ -20,7 +20,14 @@ from ._converter import converter, structure_pipeline, unstructure_pipeline
 from ._io import config_hash, dump_config, load_config, load_config_with_base
 from ._kinds import COLUMN_KINDS
 from ._llm import LLMColumn, Rubric
-from ._models import ModelConfig, PipelineConfig, ProviderConfig, RunConfig, SeedDatasetConfig
+from ._models import (
+    ModelConfig,
+    PipelineConfig,
+    ProviderConfig,
+    RunConfig,
+    SeedDatasetConfig,
+    SeedPartition,
+)
 from ._schema import config_json_schema
 from ._simulation import CapacityStep, LatencyConfig, SimulatedModel, SimulationConfig
 from ._throttle import ThrottleConfig
@@ -40,6 +47,7 @@ __all__ = [
     "Rubric",
     "RunConfig",
     "SeedDatasetConfig",
+    "SeedPartition",
     "SimulatedModel",
     "SimulationConfig",
     "ThrottleConfig",

@@ -10,6 +10,7 @@ from typing import Any, Literal, Self
 
 from ._building import BuilderBase
 from ._columns import ConvertTo, DType, TimeUnit
+from ._distribution import ScipyDistribution
 from ._llm import Rubric
 from ._validator import ValidatorConfig
 
@@ -314,6 +315,108 @@ class PipelineBuilder(BuilderBase):
                 9999: about 3.65 million days).
             unit: the unit of `min` and `max`.
             reference: a datetime column to add the duration to.
+            depends_on: extra columns this one must wait for, beyond those its templates name.
+            drop: compute the column (others may use it) but leave it out of the output.
+            skip_when: a Jinja expression over the row (`"topic == 'alpha'"`, or the same
+                wrapped in `{{ }}`). Where it is true (by Jinja's truthiness: `false`, `none`,
+                `0`, empty strings and empty lists are false; any other value, even the string
+                `"false"`, is true) the cell is null and its generator is not called (no model
+                request); the row goes on. The columns it names are dependencies, like a
+                template's. Downstream templates see `None` (rendered as the text `None`).
+        """
+
+    def scipy(
+        self,
+        name: str,
+        distribution: str,
+        params: Mapping[str, float] | None = None,
+        *,
+        low: float | None = None,
+        high: float | None = None,
+        convert_to: ConvertTo | None = None,
+        decimals: int | None = None,
+        depends_on: Iterable[str] = (),
+        drop: bool = False,
+        skip_when: str | None = None,
+    ) -> Self:
+        """Add a `scipy` column (ScipyColumn): a number drawn from a `scipy.stats` distribution
+        (continuous or discrete) by name.
+
+        Args:
+            name: the column's name; other columns reference it as `{{ name }}`.
+            distribution: the `scipy.stats` name (`gamma`, `lognorm`, `beta`, `poisson`...).
+            params: the distribution's parameters by name (finite numbers); None for the
+                default.
+            low: clip draws to `[low, high]` (either may be left out).
+            high: clip draws to `[low, high]` (either may be left out).
+            convert_to: store the value as `int` (rounded; draws beyond the 64-bit range are
+                clamped to it), `float` or `string`.
+            decimals: round floats to this many decimal places.
+            depends_on: extra columns this one must wait for, beyond those its templates name.
+            drop: compute the column (others may use it) but leave it out of the output.
+            skip_when: a Jinja expression over the row (`"topic == 'alpha'"`, or the same
+                wrapped in `{{ }}`). Where it is true (by Jinja's truthiness: `false`, `none`,
+                `0`, empty strings and empty lists are false; any other value, even the string
+                `"false"`, is true) the cell is null and its generator is not called (no model
+                request); the row goes on. The columns it names are dependencies, like a
+                template's. Downstream templates see `None` (rendered as the text `None`).
+        """
+
+    def bernoulli_mixture(
+        self,
+        name: str,
+        p: float,
+        dist: ScipyDistribution | Mapping[str, Any],
+        *,
+        convert_to: ConvertTo | None = None,
+        decimals: int | None = None,
+        depends_on: Iterable[str] = (),
+        drop: bool = False,
+        skip_when: str | None = None,
+    ) -> Self:
+        """Add a `bernoulli_mixture` column (BernoulliMixtureColumn): with probability `p` a draw
+        from a `scipy.stats` distribution, else 0.
+
+        Args:
+            name: the column's name; other columns reference it as `{{ name }}`.
+            p: the probability of drawing from `dist` (`0 <= p <= 1`).
+            dist: the distribution drawn from: `{distribution: name, params: {...}}`.
+            convert_to: store the value as `int` (rounded; draws beyond the 64-bit range are
+                clamped to it), `float` or `string`.
+            decimals: round floats to this many decimal places.
+            depends_on: extra columns this one must wait for, beyond those its templates name.
+            drop: compute the column (others may use it) but leave it out of the output.
+            skip_when: a Jinja expression over the row (`"topic == 'alpha'"`, or the same
+                wrapped in `{{ }}`). Where it is true (by Jinja's truthiness: `false`, `none`,
+                `0`, empty strings and empty lists are false; any other value, even the string
+                `"false"`, is true) the cell is null and its generator is not called (no model
+                request); the row goes on. The columns it names are dependencies, like a
+                template's. Downstream templates see `None` (rendered as the text `None`).
+        """
+
+    def person(
+        self,
+        name: str,
+        locale: Any = "en_US",
+        *,
+        age_range: Iterable[int] = ...,
+        sex: Literal["male", "female", "any"] = "any",
+        reference_date: Any = "2025-01-01",
+        depends_on: Iterable[str] = (),
+        drop: bool = False,
+        skip_when: str | None = None,
+    ) -> Self:
+        """Add a `person` column (PersonColumn): a synthetic person with consistent fields, stored
+        as a struct.
+
+        Args:
+            name: the column's name; other columns reference it as `{{ name }}`.
+            locale: a Faker locale (`en_US`, `de_DE`, `ja_JP`...), or several: a mapping of
+                locale to weight, or a list (equally weighted), one drawn per row.
+            age_range: `[min, max]` ages in whole years, `0 <= min <= max <= 120`.
+            sex: `male`, `female` or `any` (either, evenly); first names follow it.
+            reference_date: the date ages are counted on, `YYYY-MM-DD` (fixed, so output does
+                not depend on today's date).
             depends_on: extra columns this one must wait for, beyond those its templates name.
             drop: compute the column (others may use it) but leave it out of the output.
             skip_when: a Jinja expression over the row (`"topic == 'alpha'"`, or the same

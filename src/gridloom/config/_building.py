@@ -27,13 +27,14 @@ from cattrs.errors import ClassValidationError
 
 from ..errors import ConfigError
 from ._columns import ColumnConfig
-from ._converter import converter, find_invalid_field, structure_processor
-from ._issues import collect, describe
+from ._converter import converter, structure_processor
+from ._issues import collect, describe, find_invalid_field
 from ._kind import COMMON_FIELDS, ColumnKind
 from ._kinds import column_kinds, unavailable, unavailable_message
 from ._models import ModelConfig, PipelineConfig, ProviderConfig, RunConfig, SeedDatasetConfig
 from ._processors import ProcessorConfig
 from ._schema import split_doc
+from ._seed_tables import seed_path
 from ._validator import ValidatorConfig
 
 __all__ = ["BuilderBase", "KindParameter", "construct", "kind_method_doc", "kind_parameters"]
@@ -388,9 +389,11 @@ class BuilderBase(metaclass=_KindMethods):
         self._models.append(_part(ModelConfig, model, "alias", fields, where))
         return self
 
-    def seed_dataset(self, dataset: SeedDatasetConfig | str, /, **fields: Any) -> Self:
-        """Set the seed dataset: a :class:`SeedDatasetConfig`, or its path and other fields."""
-        self._seed_dataset = _part(SeedDatasetConfig, dataset, "path", fields, "seed_dataset")
+    def seed_dataset(self, dataset: object, /, **fields: Any) -> Self:
+        """Set the seed dataset: a :class:`SeedDatasetConfig`, or its path — or a pandas
+        DataFrame or pyarrow Table, kept in memory — and other fields."""
+        given = dataset if isinstance(dataset, SeedDatasetConfig) else seed_path(dataset)
+        self._seed_dataset = _part(SeedDatasetConfig, given, "path", fields, "seed_dataset")
         return self
 
     def processors(self, *processors: ProcessorConfig | Mapping[str, Any]) -> Self:

@@ -45,6 +45,7 @@ from ._issues import (
     PathPart,
     collect,
     describe,
+    find_invalid_field,
     render_path,
     suggest,
     to_config_error,
@@ -69,7 +70,6 @@ from ._validators import text_problem
 
 __all__ = [
     "converter",
-    "find_invalid_field",
     "structure_pipeline",
     "structure_processor",
     "unstructure_pipeline",
@@ -150,44 +150,6 @@ def _dict_hook(tp: Any) -> Callable[[Any, Any], Any]:
 
 
 # --------------------------------------------------------------------------- attrs classes
-
-
-def find_invalid_field(cls: type[Any], values: Mapping[str, Any]) -> str | None:
-    """The field whose validator rejects ``values``, for errors raised by ``cls(**values)``.
-
-    attrs validators raise a plain ``ValueError``/``TypeError`` that does not say which field
-    failed; this rebuilds the instance without running ``__init__`` and runs the validators one
-    by one. ``None`` when no single validator is to blame (for example a post-init check).
-
-    Args:
-        cls: an attrs class.
-        values: the already structured keyword arguments that made ``cls(**values)`` fail.
-    """
-    try:
-        inst = object.__new__(cls)
-        fields = attrs.fields(cls)
-        for field in fields:
-            if field.name in values:
-                value = values[field.name]
-            elif isinstance(field.default, attrs.Factory):  # type: ignore[arg-type]
-                factory = field.default.factory
-                value = factory(inst) if field.default.takes_self else factory()
-            else:
-                value = field.default
-            if field.converter is not None and field.name in values:
-                value = field.converter(value)
-            object.__setattr__(inst, field.name, value)
-        for field in fields:
-            if field.validator is None:
-                continue
-            try:
-                field.validator(inst, field, getattr(inst, field.name))
-            except (ValueError, TypeError):
-                invalid: str = field.name
-                return invalid
-    except Exception:  # the values were odd enough to defeat the reconstruction
-        return None
-    return None
 
 
 def _attrs_hook(cls: type[Any]) -> Callable[[Any, Any], Any]:
@@ -578,6 +540,10 @@ def unstructure_pipeline(cfg: PipelineConfig, *, strict: bool = True) -> dict[st
         _STRICT.reset(token)
 
 
+#: Seed dataset fields added after runs were first saved: absent from a config when unset.
+_SEED_FIELDS_OMITTED_WHEN_UNSET = ("index_range", "partition", "split", "config", "revision")
+
+
 def _unstructure_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     raw: dict[str, Any] = converter.unstructure(cfg, unstructure_as=PipelineConfig)
     out: dict[str, Any] = {}
@@ -586,6 +552,13 @@ def _unstructure_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
         if key != "columns" and value in (None, []):
             continue
         out[key] = value
+    seed = out.get("seed_dataset")
+    if isinstance(seed, dict):
+        # Fields the seed dataset gained later are left out when unset, so older configs
+        # keep their hash (and their runs can be resumed).
+        for key in _SEED_FIELDS_OMITTED_WHEN_UNSET:
+            if seed.get(key) is None:
+                seed.pop(key, None)
     for index, column in enumerate(cfg.columns):
         try:
             out["columns"][index] = _plain(out["columns"][index], ())

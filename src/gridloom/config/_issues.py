@@ -10,7 +10,7 @@ every problem.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -31,6 +31,7 @@ __all__ = [
     "PathPart",
     "collect",
     "describe",
+    "find_invalid_field",
     "render_path",
     "suggest",
     "to_config_error",
@@ -175,3 +176,41 @@ def to_config_error(issues: Sequence[Issue]) -> ConfigError:
         ConfigIssue(issue.message, issue.column, render_path(issue.path) or None)
         for issue in ordered
     )
+
+
+def find_invalid_field(cls: type[Any], values: Mapping[str, Any]) -> str | None:
+    """The field whose validator rejects ``values``, for errors raised by ``cls(**values)``.
+
+    attrs validators raise a plain ``ValueError``/``TypeError`` that does not say which field
+    failed; this rebuilds the instance without running ``__init__`` and runs the validators one
+    by one. ``None`` when no single validator is to blame (for example a post-init check).
+
+    Args:
+        cls: an attrs class.
+        values: the already structured keyword arguments that made ``cls(**values)`` fail.
+    """
+    try:
+        inst = object.__new__(cls)
+        fields = attrs.fields(cls)
+        for field in fields:
+            if field.name in values:
+                value = values[field.name]
+            elif isinstance(field.default, attrs.Factory):  # type: ignore[arg-type]
+                factory = field.default.factory
+                value = factory(inst) if field.default.takes_self else factory()
+            else:
+                value = field.default
+            if field.converter is not None and field.name in values:
+                value = field.converter(value)
+            object.__setattr__(inst, field.name, value)
+        for field in fields:
+            if field.validator is None:
+                continue
+            try:
+                field.validator(inst, field, getattr(inst, field.name))
+            except (ValueError, TypeError):
+                invalid: str = field.name
+                return invalid
+    except Exception:  # the values were odd enough to defeat the reconstruction
+        return None
+    return None

@@ -9,6 +9,7 @@ import attrs
 from ..errors import ConfigError, ConfigIssue
 from ._columns import ColumnConfig
 from ._processors import ProcessorConfig
+from ._seed_tables import seed_path
 from ._simulation import SimulationConfig
 from ._throttle import ThrottleConfig
 from ._validators import finite, int64, probability, schema_keywords, text, to_tuple
@@ -19,6 +20,7 @@ __all__ = [
     "ProviderConfig",
     "RunConfig",
     "SeedDatasetConfig",
+    "SeedPartition",
 ]
 
 
@@ -199,9 +201,70 @@ class ModelConfig:
     max_response_bytes: int = attrs.field(default=8 * 1024 * 1024, validator=attrs.validators.ge(1))
 
 
+def _check_index_range(_inst: Any, _attribute: Any, value: tuple[int, ...] | None) -> None:
+    if value is None:
+        return
+    if len(value) != 2 or any(isinstance(v, bool) or not isinstance(v, int) for v in value):
+        raise ValueError(f"index_range is [start, stop], two integers; got {list(value)!r}")
+    start, stop = value
+    if not 0 <= start < stop:
+        raise ValueError(f"index_range [start, stop] needs 0 <= start < stop, got {list(value)!r}")
+
+
+@attrs.frozen(kw_only=True)
+class SeedPartition:
+    """Part ``index`` of ``of`` contiguous, near-equal parts of the seed rows.
+
+    Attributes:
+        index: which part, from 0.
+        of: how many parts the rows are split into.
+    """
+
+    index: int = attrs.field(validator=[int64, attrs.validators.ge(0)])
+    of: int = attrs.field(validator=[int64, attrs.validators.ge(1)])
+
+    def __attrs_post_init__(self) -> None:
+        if self.index >= self.of:
+            raise ValueError(f"partition index must be below of ({self.of}), got {self.index}")
+
+
+def _hf_only(inst: Any, attribute: attrs.Attribute[Any], value: str | None) -> None:
+    """A validator: text, given only with a Hugging Face dataset's ``hf://`` path."""
+    if value is None:
+        return
+    text(inst, attribute, value)
+    if not inst.path.startswith("hf://"):
+        raise ValueError(
+            f"{attribute.name} applies to a Hugging Face dataset (path: hf://org/name) only"
+        )
+
+
+def _to_partition(value: Any) -> SeedPartition | None:
+    """A converter: a ``{index, of}`` mapping (from Python) as a :class:`SeedPartition`."""
+    if isinstance(value, dict):
+        return SeedPartition(**value)
+    return value  # type: ignore[no-any-return]
+
+
 @attrs.frozen(kw_only=True)
 class SeedDatasetConfig:
-    """Rows read from a file whose columns every generated column can reference.
+    """Rows read from a file, a Hugging Face dataset or an in-memory table, whose columns
+    every generated column can reference.
+
+    For example:
+
+        seed_dataset:
+          path: data/products-*.parquet
+          order: shuffled
+          index_range: [0, 10000]              # only these rows ...
+          partition: {index: 0, of: 4}         # ... and of them, the first quarter
+
+    or a Hugging Face dataset's split, read through the local cache:
+
+        seed_dataset: {path: "hf://org/reviews", split: test, config: en, revision: main}
+
+    From Python, a pandas DataFrame or a pyarrow Table is a seed too:
+    ``PipelineBuilder().seed_dataset(df)`` or ``SeedDatasetConfig(path=table)``.
 
     Attributes:
         path: a parquet, CSV or JSONL file, or a glob of them (relative paths are resolved
@@ -209,20 +272,53 @@ class SeedDatasetConfig:
             whole, and checked, when the pipeline is validated: at most 2 GiB in all and
             10,000 files; a CSV or JSONL file that does not parse cleanly (an unterminated
             quote, a row with more or fewer fields than the header, text that is not UTF-8)
-            or seed data without rows is a configuration error.
-        format: ``auto`` picks by file extension.
+            or seed data without rows is a configuration error. In Python, a pandas
+            DataFrame or a pyarrow Table (at most 2 GiB): the config then holds
+            ``memory://<fingerprint>``, a SHA-256 of the table's schema and content, which
+            ``config_hash`` covers (resuming a run with other rows is refused) and a dumped
+            config shows; such a config loaded in another process needs the table given
+            again.
+            ``hf://org/name`` is a Hugging Face dataset, read with the ``datasets`` package
+            (``pip install 'gridloom[hf]'``) through its cache, offline when
+            ``HF_DATASETS_OFFLINE=1``; ``hf://`` followed by a folder written by
+            ``save_to_disk`` reads that folder. A dataset that cannot be loaded (missing, or
+            not cached while offline) fails validation.
+        format: ``auto`` picks by file extension (ignored for an in-memory table or a Hugging
+            Face dataset).
         order: ``ordered`` keeps file order; ``shuffled`` permutes (deterministically under
             ``run.seed``).
         cycle: start again from the top when the run needs more rows than the file has;
             with ``cycle: false`` such a run is refused.
         columns: the subset of the file's columns to use; all of them when empty.
+        index_range: ``[start, stop]``: use only rows ``start`` to ``stop - 1`` (from 0);
+            ``stop`` may not pass the number of rows.
+        partition: ``{index: i, of: n}``: split the rows (those of ``index_range`` when
+            given) into ``n`` contiguous parts of near-equal size (part ``i`` holds rows
+            ``i * N // n`` to ``(i + 1) * N // n - 1``) and use part ``i`` only, so each
+            shard of a distributed run reads its own rows. ``order`` and ``cycle`` apply
+            to the rows kept. From parquet files, a slice (``index_range`` or ``partition``)
+            reads and checks only the row groups holding its rows.
+        split: the split of a Hugging Face dataset (``train`` when unset).
+        config: the configuration (subset) name of a Hugging Face dataset.
+        revision: the git revision (branch, tag or commit) of a Hugging Face dataset.
     """
 
-    path: str = attrs.field(validator=attrs.validators.and_(attrs.validators.min_len(1), text))
+    path: str = attrs.field(
+        converter=seed_path, validator=attrs.validators.and_(attrs.validators.min_len(1), text)
+    )
     format: Literal["auto", "parquet", "csv", "jsonl"] = "auto"
     order: Literal["ordered", "shuffled"] = "ordered"
     cycle: bool = True
     columns: tuple[str, ...] = attrs.field(default=(), converter=to_tuple)
+    index_range: tuple[int, ...] | None = attrs.field(
+        default=None,
+        converter=attrs.converters.optional(to_tuple),
+        validator=_check_index_range,
+    )
+    partition: SeedPartition | None = attrs.field(default=None, converter=_to_partition)
+    split: str | None = attrs.field(default=None, validator=_hf_only)
+    config: str | None = attrs.field(default=None, validator=_hf_only)
+    revision: str | None = attrs.field(default=None, validator=_hf_only)
 
 
 @schema_keywords(exclusiveMinimum=0, maximum=1)

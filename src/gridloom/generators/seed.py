@@ -1,7 +1,10 @@
-"""The seed dataset generator: rows of a parquet, CSV or JSONL file (or a glob of them).
+"""The seed dataset generator: rows of a parquet, CSV or JSONL file (or a glob of them), of an
+in-memory table (``memory://``) or of a Hugging Face dataset (``hf://``, see ``_seed_hf``),
+sliced by ``index_range`` and ``partition``.
 
-The files are read whole, and checked, when the generator is built — when the pipeline is
-compiled, so ``validate`` reports what a run would trip on: every problem is a
+The files are read whole (parquet files sliced by ``index_range`` or ``partition``: only the
+row groups holding the slice's rows), and checked, when the generator is built — when the
+pipeline is compiled, so ``validate`` reports what a run would trip on: every problem is a
 :class:`~gridloom.errors.ConfigError` on ``seed_dataset.path`` naming the file. Limits and
 checks: at most :data:`MAX_SEED_BYTES` (2 GiB) in at most :data:`MAX_SEED_FILES` files, each
 a regular file (not a directory, pipe or device); a CSV or JSONL file must parse cleanly (no
@@ -27,7 +30,9 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from ..config._models import SeedDatasetConfig
+from ..config._seed_tables import is_memory_path, lookup
 from ..errors import ConfigError, GenerationError
+from ._seed_hf import is_hf_path, read_hf
 from .base import BatchContext, ColumnGenerator, Granularity, derive_rng
 
 __all__ = ["MAX_SEED_BYTES", "MAX_SEED_FILES", "SEED_DATASET_NODE", "SeedDatasetGenerator"]
@@ -177,10 +182,28 @@ def _read_csv(path: Path) -> pa.Table:
         return pa_csv.read_csv(path, read_options=one_thread, parse_options=parse)
 
 
-def _read_parquet(path: Path, wanted: Sequence[str]) -> pa.Table:
+def _read_parquet(path: Path, wanted: Sequence[str], rows: tuple[int, int] | None) -> pa.Table:
+    """The file's ``wanted`` columns (all when empty); of ``rows`` (``[start, stop)``) only,
+    when given, reading just the row groups that hold them."""
     names = pq.read_schema(path).names
     columns = [name for name in names if name in wanted] if wanted else None
-    return pq.read_table(path, columns=columns)
+    if rows is None:
+        return pq.read_table(path, columns=columns)
+    start, stop = rows
+    with pq.ParquetFile(path) as handle:
+        groups: list[int] = []
+        first = offset = 0
+        for group in range(handle.metadata.num_row_groups):
+            size = handle.metadata.row_group(group).num_rows
+            if offset < stop and offset + size > start:
+                if not groups:
+                    first = offset
+                groups.append(group)
+            offset += size
+        if not groups:
+            return handle.schema_arrow.empty_table().select(columns or names)
+        table = handle.read_row_groups(groups, columns=columns)
+    return table.slice(start - first, stop - start)
 
 
 def _text_type(kind: pa.DataType) -> pa.DataType:
@@ -276,12 +299,15 @@ def _check_text(table: pa.Table, where: str) -> None:
             offset += len(chunk)
 
 
-def _read_file(path: Path, fmt: str, wanted: Sequence[str]) -> pa.Table:
-    """The rows of one seed file, checked, with text for binary values."""
+def _read_file(
+    path: Path, fmt: str, wanted: Sequence[str], rows: tuple[int, int] | None = None
+) -> pa.Table:
+    """The rows of one seed file (of ``rows``, ``[start, stop)``, only for a parquet file
+    when given), checked, with text for binary values."""
     where = f"seed data {str(path)!r}"
     try:
         if fmt == "parquet":
-            table = _read_parquet(path, wanted)
+            table = _read_parquet(path, wanted, rows)
         elif fmt == "csv":
             table = _read_csv(path)
         elif fmt == "jsonl":
@@ -317,6 +343,75 @@ def _conformed(path: Path, table: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=schema)
 
 
+def _selected(schema: pa.Schema, columns: Sequence[str]) -> tuple[str, ...]:
+    """The seed columns used: ``columns``, checked against ``schema``, else all."""
+    names = tuple(columns) or tuple(schema.names)
+    unknown = [name for name in names if name not in schema.names]
+    if unknown:
+        raise ConfigError(
+            f"columns {unknown} are not in the seed data (it has {schema.names})",
+            field="seed_dataset.columns",
+        )
+    return names
+
+
+def _given_table(table: pa.Table, config: SeedDatasetConfig, where: str) -> pa.Table:
+    """An in-memory or Hugging Face table, checked like a file's rows."""
+    _check_names(table, where)
+    table = table.select(list(_selected(table.schema, config.columns)))
+    table = _as_text(table, where)
+    _check_text(table, where)
+    return table
+
+
+def _window(rows: int, config: SeedDatasetConfig) -> tuple[int, int]:
+    """The rows ``[start, stop)`` of ``rows`` that ``index_range`` and then ``partition`` keep."""
+    start, stop = 0, rows
+    if config.index_range is not None:
+        start, stop = config.index_range
+        if stop > rows:
+            raise ConfigError(
+                f"index_range [{start}, {stop}] passes the end of the seed data ({rows:,} rows)",
+                field="seed_dataset.index_range",
+            )
+    part = config.partition
+    if part is not None:
+        size = stop - start
+        if part.of > size:
+            raise ConfigError(
+                f"partition of {part.of} parts leaves some empty: the seed data has {size:,} rows",
+                field="seed_dataset.partition",
+            )
+        start, stop = (
+            start + part.index * size // part.of,
+            start + (part.index + 1) * size // part.of,
+        )
+    return start, stop
+
+
+def _sliced(table: pa.Table, config: SeedDatasetConfig) -> pa.Table:
+    """The rows of ``table`` that ``index_range`` and then ``partition`` keep."""
+    start, stop = _window(table.num_rows, config)
+    return table.slice(start, stop - start)
+
+
+def _file_windows(files: Sequence[Path], config: SeedDatasetConfig) -> list[tuple[int, int]] | None:
+    """Each parquet file's share (``[start, stop)`` of its rows) of the rows a sliced seed
+    keeps, from the files' metadata; ``None`` when nothing is sliced."""
+    if config.index_range is None and config.partition is None:
+        return None
+    counts = [_checked(path, lambda p: pq.read_metadata(p).num_rows, path) for path in files]
+    if sum(counts) == 0:
+        raise _problem(f"the seed dataset has no rows: {str(config.path)!r} holds no data rows")
+    start, stop = _window(sum(counts), config)
+    windows, offset = [], 0
+    for count in counts:
+        low, high = max(start - offset, 0), min(stop - offset, count)
+        windows.append((low, max(low, high)))
+        offset += count
+    return windows
+
+
 class SeedDatasetGenerator(ColumnGenerator[BatchContext]):
     """Fills the seed columns of each row from a file of rows.
 
@@ -342,11 +437,40 @@ class SeedDatasetGenerator(ColumnGenerator[BatchContext]):
 
     def __init__(self, config: SeedDatasetConfig, base_dir: Path | None = None):
         self.config = config
-        self.files = _resolve_files(config.path, base_dir)
+        self._presliced = False
+        if is_memory_path(config.path):
+            self.files: tuple[Path, ...] = ()
+            table = _given_table(lookup(config.path), config, "the in-memory seed table")
+        elif is_hf_path(config.path):
+            self.files = ()
+            where = f"the Hugging Face dataset {config.path!r}"
+            table = _given_table(read_hf(config, base_dir), config, where)
+        else:
+            self.files = _resolve_files(config.path, base_dir)
+            table = self._read_files(config)
+        self.schema = table.schema
+        super().__init__(name=SEED_DATASET_NODE, outputs={f.name: f.type for f in self.schema})
+        if not self._presliced:
+            if table.num_rows == 0:
+                raise _problem(
+                    f"the seed dataset has no rows: {str(config.path)!r} holds no data rows"
+                )
+            table = _sliced(table, config)
+        self._table: pa.Table = table
+        self._lock = threading.Lock()
+        self._permutations: dict[tuple[int, int], list[int]] = {}
+
+    def _read_files(self, config: SeedDatasetConfig) -> pa.Table:
         formats = tuple(_format_of(path, config.format) for path in self.files)
+        windows: Sequence[tuple[int, int] | None] = [None] * len(self.files)
+        if set(formats) == {"parquet"}:
+            # Read only the row groups that hold the rows a slice keeps.
+            found = _file_windows(self.files, config)
+            if found is not None:
+                windows, self._presliced = found, True
         tables = [
-            _read_file(path, fmt, config.columns)
-            for path, fmt in zip(self.files, formats, strict=True)
+            _read_file(path, fmt, config.columns, window)
+            for path, fmt, window in zip(self.files, formats, windows, strict=True)
         ]
         schema = _checked(
             self.files[0],
@@ -354,24 +478,11 @@ class SeedDatasetGenerator(ColumnGenerator[BatchContext]):
             [table.schema for table in tables],
             promote_options="permissive",
         )
-        names = config.columns or tuple(schema.names)
-        unknown = [name for name in names if name not in schema.names]
-        if unknown:
-            raise ConfigError(
-                f"columns {unknown} are not in the seed data (it has {schema.names})",
-                field="seed_dataset.columns",
-            )
-        self.schema = pa.schema([schema.field(name) for name in names])
-        super().__init__(name=SEED_DATASET_NODE, outputs={f.name: f.type for f in self.schema})
-        table = pa.concat_tables(
-            _conformed(path, part, self.schema)
-            for path, part in zip(self.files, tables, strict=True)
+        names = _selected(schema, config.columns)
+        wanted = pa.schema([schema.field(name) for name in names])
+        return pa.concat_tables(
+            _conformed(path, part, wanted) for path, part in zip(self.files, tables, strict=True)
         )
-        if table.num_rows == 0:
-            raise _problem(f"the seed dataset has no rows: {str(config.path)!r} holds no data rows")
-        self._table: pa.Table = table
-        self._lock = threading.Lock()
-        self._permutations: dict[tuple[int, int], list[int]] = {}
 
     @property
     def num_rows(self) -> int:

@@ -11,9 +11,11 @@ one is described in ``docs/plugins.md``.
 that did not load.
 """
 
+from ..config._distribution import ScipyDistribution
 from ..config._kind import ColumnKind, KindInfo
 from ..config._kinds import ENTRY_POINT_GROUP, installed
 from .bernoulli import BernoulliColumn
+from .bernoulli_mixture import BernoulliMixtureColumn
 from .binomial import BinomialColumn
 from .category import CategoryColumn
 from .custom import CustomColumn
@@ -25,7 +27,9 @@ from .llm_code import LLMCodeColumn
 from .llm_judge import LLMJudgeColumn
 from .llm_structured import LLMStructuredColumn
 from .llm_text import LLMTextColumn
+from .person import PersonColumn
 from .poisson import PoissonColumn
+from .scipy_dist import ScipyColumn
 from .subcategory import SubcategoryColumn
 from .timedelta import TimedeltaColumn
 from .uniform import UniformColumn
@@ -34,6 +38,7 @@ from .uuid import UUIDColumn
 __all__ = [
     "ENTRY_POINT_GROUP",
     "BernoulliColumn",
+    "BernoulliMixtureColumn",
     "BinomialColumn",
     "CategoryColumn",
     "ColumnKind",
@@ -47,7 +52,10 @@ __all__ = [
     "LLMJudgeColumn",
     "LLMStructuredColumn",
     "LLMTextColumn",
+    "PersonColumn",
     "PoissonColumn",
+    "ScipyColumn",
+    "ScipyDistribution",
     "SubcategoryColumn",
     "TimedeltaColumn",
     "UUIDColumn",
