@@ -23,6 +23,7 @@ __all__ = [
     "clip",
     "finite",
     "float_or_none",
+    "function_path",
     "int64",
     "is_finite",
     "positive",
@@ -106,6 +107,18 @@ def text_problem(value: str) -> str | None:
 def finite(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     """A number (not a boolean), finite: NaN and infinity are refused."""
     as_finite(attribute.name, value)
+
+
+def function_path(_inst: Any, _attribute: attrs.Attribute[Any], value: Any) -> None:
+    """A user function: a callable, or its import path ``package.module:function``."""
+    if isinstance(value, str):
+        module, sep, attr = value.partition(":")
+        if not sep or not module or not attr:
+            raise ValueError(
+                f"function must be an import path 'package.module:function', got {value!r}"
+            )
+    elif not callable(value):
+        raise TypeError(f"function must be callable or an import path, got {value!r}")
 
 
 def int64(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:

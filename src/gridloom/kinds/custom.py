@@ -18,6 +18,7 @@ import attrs
 from ..config._columns import ColumnConfig, DType
 from ..config._kind import ColumnKind
 from ..config._models import ModelConfig
+from ..config._validators import function_path
 from ..errors import ConfigError, GenerationError
 from ..generators._dtypes import arrow_type, coerce, json_text
 from ..generators._factory import BuildContext
@@ -56,7 +57,7 @@ class CustomColumn(ColumnConfig):
     """
 
     kind: ClassVar[str] = "custom"
-    function: str | Callable[..., Any] = attrs.field()
+    function: str | Callable[..., Any] = attrs.field(validator=function_path)
     mode: Literal["cell", "batch"] = "cell"
     dtype: DType = "string"
     params: dict[str, Any] = attrs.field(factory=dict)
@@ -64,17 +65,6 @@ class CustomColumn(ColumnConfig):
 
     def model_aliases(self) -> dict[str, str]:
         return {f"{self.kind}.model": self.model} if self.model is not None else {}
-
-    @function.validator
-    def _check_function(self, _attribute: attrs.Attribute[Any], value: Any) -> None:
-        if isinstance(value, str):
-            module, sep, attr = value.partition(":")
-            if not sep or not module or not attr:
-                raise ValueError(
-                    f"function must be an import path 'package.module:function', got {value!r}"
-                )
-        elif not callable(value):
-            raise TypeError(f"function must be callable or an import path, got {value!r}")
 
 
 class _CustomBase(ColumnGenerator[Context]):

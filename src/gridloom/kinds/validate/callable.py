@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import attrs
 
 from ...config._validator import ValidatorConfig
+from ...config._validators import function_path
 from ...errors import ConfigError, GenerationError
 from ...generators._factory import BuildContext
 from ...generators.base import Context
@@ -26,17 +27,6 @@ from ._base import Checker, ValidatorKind
 from ._column import ValidateColumn
 
 __all__ = ["VALIDATOR", "CallableCheck", "CallableChecker"]
-
-
-def _check_function(_inst: Any, _attribute: attrs.Attribute[Any], value: Any) -> None:
-    if isinstance(value, str):
-        module, sep, attr = value.partition(":")
-        if not sep or not module or not attr:
-            raise ValueError(
-                f"function must be an import path 'package.module:function', got {value!r}"
-            )
-    elif not callable(value):
-        raise TypeError(f"function must be callable or an import path, got {value!r}")
 
 
 @attrs.frozen(kw_only=True)
@@ -51,7 +41,7 @@ class CallableCheck(ValidatorConfig):
     """
 
     kind: ClassVar[str] = "callable"
-    function: str | Callable[..., Any] = attrs.field(validator=_check_function)
+    function: str | Callable[..., Any] = attrs.field(validator=function_path)
     batch: bool = False
     params: dict[str, Any] = attrs.field(factory=dict)
 
