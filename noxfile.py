@@ -71,6 +71,8 @@ def bench_full(session: nox.Session) -> None:
     session.run("python", "bench/cells.py", "--model-bound", env=env)
     session.run("python", "bench/llm_socket.py", env=env)
     session.run("python", "bench/timeline.py", env=env)
+    session.install("-e", ".[bench,person,scipy]")
+    session.run("python", "bench/samplers.py", env=env)
     session.run("python", "bench/report.py", *session.posargs)
 
 

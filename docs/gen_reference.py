@@ -19,6 +19,8 @@ import attrs
 
 from gridloom.config import (
     ColumnConfig,
+    Constraint,
+    InferenceDistribution,
     LatencyConfig,
     ModelConfig,
     PipelineConfig,
@@ -194,7 +196,9 @@ def render(*, plugins: bool = False) -> str:
         ("providers[].simulation.default / .models[name]", SimulatedModel),
         ("...latency", LatencyConfig),
         ("models", ModelConfig),
+        ("temperature / top_p / max_tokens as a distribution", InferenceDistribution),
         ("seed_dataset", SeedDatasetConfig),
+        ("constraints[]", Constraint),
         ("run", RunConfig),
     ]
     out += ["## Pipeline", "", _doc(PipelineConfig), "", *_table(PipelineConfig), ""]

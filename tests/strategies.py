@@ -20,6 +20,7 @@ from gridloom.config import (
     BinomialColumn,
     CategoryColumn,
     ColumnConfig,
+    Constraint,
     CustomColumn,
     DatetimeColumn,
     DType,
@@ -83,8 +84,20 @@ def _category(name: str) -> st.SearchStrategy[ColumnConfig]:
                 max_size=len(values),
             ).filter(lambda ws: sum(ws) > 0)
         )
+        conditional = draw(
+            st.none()
+            | st.dictionaries(
+                identifiers.map(lambda other: f"{other} == 1"),
+                st.fixed_dictionaries({"values": st.lists(scalars, min_size=1, max_size=3)}),
+                min_size=1,
+                max_size=2,
+            )
+        )
         return CategoryColumn(
-            **draw(st.fixed_dictionaries(_common(name))), values=values, weights=weights
+            **draw(st.fixed_dictionaries(_common(name))),
+            values=values,
+            weights=weights,
+            conditional_params=conditional,
         )
 
     return build()
@@ -231,6 +244,7 @@ seed_datasets = st.builds(
     order=st.sampled_from(["ordered", "shuffled"]),
     cycle=st.booleans(),
     columns=st.lists(identifiers, max_size=3),
+    replacement=st.booleans(),
 )
 
 run_configs = st.builds(
@@ -262,7 +276,34 @@ def pipelines(draw: st.DrawFn, max_columns: int = 6) -> PipelineConfig:
         models=mods,
         seed_dataset=draw(st.none() | seed_datasets),
         run=draw(run_configs),
+        constraints=draw(st.lists(constraints(names), max_size=2)),
     )
+
+
+def constraints(names: list[str]) -> st.SearchStrategy[Constraint]:
+    """A constraint between two of ``names`` (when there are two) or against a constant."""
+    constant = st.one_of(
+        st.integers(-(2**40), 2**40),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.sampled_from(["2024-01-31", "2024-01-31T12:00:00"]),
+    )
+    column = st.sampled_from(names)
+    against = st.builds(
+        Constraint,
+        column=column,
+        op=st.sampled_from(["<", "<=", ">", ">="]),
+        value=constant,
+        max_attempts=st.integers(1, 1000),
+    )
+    if len(names) < 2:
+        return against
+    pair = st.lists(st.sampled_from(names), min_size=2, max_size=2, unique=True)
+    between = pair.flatmap(
+        lambda p: st.builds(
+            Constraint, column=st.just(p[0]), op=st.sampled_from(["<", ">="]), other=st.just(p[1])
+        )
+    )
+    return against | between
 
 
 # --------------------------------------------------------------------------- JSON Schemas

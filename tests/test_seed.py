@@ -317,10 +317,10 @@ def test_binary_parquet_values_are_decoded_or_refused(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
 def test_paths_that_are_not_regular_files_are_config_errors(tmp_path: Path) -> None:
-    """A directory, a named pipe (which would block), a device, and a glob matching only
-    directories are refused at once, saying what they are."""
+    """A folder without seed files, a named pipe (which would block), a device, and a glob
+    matching only directories are refused at once, saying what they are."""
     (tmp_path / "folder.csv").mkdir()
-    refused(tmp_path, "folder.csv", "is a directory; give a file, or a glob")
+    refused(tmp_path, "folder.csv", "the folder .* holds no parquet, CSV or JSONL file")
     os.mkfifo(tmp_path / "pipe.csv")
     refused(tmp_path, "pipe.csv", "is not a regular file")
     refused(tmp_path, "/dev/null", "is not a regular file", format="csv")

@@ -270,15 +270,16 @@ def test_the_format_counts_in_the_config_hash_only_when_set() -> None:
 
 async def test_invalid_answers_do_not_depend_on_the_order_of_arrivals() -> None:
     """Which answers the simulated endpoint makes invalid depends on the seed and the request
-    only: two runs of the same pipeline (many requests in flight) give the same rows, the same
-    drops and the same number of requests."""
+    only: two runs of the same pipeline (many requests in flight) give the same rows and the
+    same drops. The number of requests is not compared: when one format's cell drops a row,
+    whether its sibling cells had already sent their requests depends on timing."""
     runs = [await gl.apreview(pipeline(simulated(0.5), corrections=1), ROWS) for _ in range(2)]
     first, second = runs
     assert first.table.equals(second.table)
     assert first.dropped.to_pylist() == second.dropped.to_pylist()
     assert first.num_dropped > 0
     requests = [run.summary["models"]["m"]["requests"] for run in runs]
-    assert requests[0] == requests[1] > ROWS * 3
+    assert min(requests) > ROWS * 3
 
 
 async def test_a_long_answer_is_parsed_off_the_event_loop(

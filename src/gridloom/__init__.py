@@ -20,6 +20,7 @@ from ._api import (
 )
 from .config import (
     ColumnConfig,
+    Constraint,
     ModelConfig,
     PipelineBuilder,
     PipelineConfig,
@@ -77,6 +78,7 @@ __all__ = [
     "ColumnCounts",
     "ColumnGenerator",
     "ConfigError",
+    "Constraint",
     "CustomColumn",
     "CycleError",
     "DatetimeColumn",

@@ -14,6 +14,8 @@ already catches ``ValueError`` for bad input keeps working::
     ├── GenerationError                   a generator failed on a cell or batch
     │   ├── ValueTypeError                a generated value does not fit the column's dtype
     │   ├── InvalidOutput                 model output unusable after the allowed corrections
+    │   ├── ConstraintUnmet               a row's sampled value still broke a constraint after
+    │   │                                 the allowed redraws
     │   ├── TemplateLimitExceeded         rendering a template went past a limit (its output's
     │   │                                 size, loop iterations, an integer's size, CPU time)
     │   └── SalvageTimeout                a cell re-run in a salvage round outlasted the round
@@ -54,6 +56,7 @@ __all__ = [
     "ConfigError",
     "ConfigIssue",
     "ConnectionFailed",
+    "ConstraintUnmet",
     "ContextLengthExceeded",
     "CycleError",
     "GenerationError",
@@ -201,6 +204,12 @@ class ValidationFailed(GenerationError):
     ``drop_invalid: true``, or a model column whose answers its ``validate_with`` validators
     still rejected after the allowed correction attempts. The message quotes the validators'
     messages."""
+
+
+class ConstraintUnmet(GenerationError):
+    """A sampler column's value in a row still broke one of the pipeline's ``constraints``
+    after its ``max_attempts`` redraws; the row is dropped. The message names the constraint
+    and the values compared."""
 
 
 class TemplateLimitExceeded(GenerationError):

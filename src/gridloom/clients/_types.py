@@ -120,6 +120,9 @@ class ChatResponse:
         finish_reason: why generation stopped (``stop``, ``length``, ...), if reported.
         model: the model name the provider reports.
         rate_limit: the quota the response's headers reported, if they did.
+        inference: the inference parameters the request was sent with that its cell drew
+            from distributions (``temperature``, ...); set by the model-calling generator,
+            not the provider, and empty when nothing was drawn.
     """
 
     text: str
@@ -128,6 +131,7 @@ class ChatResponse:
     finish_reason: str | None = None
     model: str | None = None
     rate_limit: RateLimitState | None = None
+    inference: Mapping[str, float | int] = attrs.field(factory=dict)
 
 
 @attrs.frozen(kw_only=True)

@@ -16,7 +16,9 @@ from typing import Any
 
 from ._builder import PipelineBuilder
 from ._columns import ColumnConfig, DType
+from ._constraints import Constraint
 from ._converter import converter, structure_pipeline, unstructure_pipeline
+from ._inference import InferenceDistribution
 from ._io import config_hash, dump_config, load_config, load_config_with_base
 from ._kinds import COLUMN_KINDS
 from ._llm import LLMColumn, Rubric
@@ -37,7 +39,9 @@ __all__ = [
     "COLUMN_KINDS",
     "CapacityStep",
     "ColumnConfig",
+    "Constraint",
     "DType",
+    "InferenceDistribution",
     "LLMColumn",
     "LatencyConfig",
     "ModelConfig",

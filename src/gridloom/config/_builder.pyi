@@ -11,6 +11,7 @@ from typing import Any, Literal, Self
 from ._building import BuilderBase
 from ._columns import ConvertTo, DType, TimeUnit
 from ._distribution import ScipyDistribution
+from ._inference import InferenceDistribution
 from ._llm import Rubric
 from ._validator import ValidatorConfig
 
@@ -31,6 +32,7 @@ class PipelineBuilder(BuilderBase):
         depends_on: Iterable[str] = (),
         drop: bool = False,
         skip_when: str | None = None,
+        conditional_params: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> Self:
         """Add a `category` column (CategoryColumn): a value drawn from `values`, optionally
         weighted.
@@ -50,6 +52,13 @@ class PipelineBuilder(BuilderBase):
                 `"false"`, is true) the cell is null and its generator is not called (no model
                 request); the row goes on. The columns it names are dependencies, like a
                 template's. Downstream templates see `None` (rendered as the text `None`).
+            conditional_params: sampler columns only: conditions (Jinja expressions over the
+                row, written like `skip_when`) mapped to parameters of the column's kind that
+                replace its own in the rows where the condition is true; the first true
+                condition wins, rows where none is true use the column's parameters. The columns
+                the conditions name are dependencies. For example, a `category` column with
+                `conditional_params: {"country == 'Japan'": {values: [Tokyo, Osaka]}}`. Every
+                variant must store the same type as the column.
         """
 
     def subcategory(
@@ -61,6 +70,7 @@ class PipelineBuilder(BuilderBase):
         depends_on: Iterable[str] = (),
         drop: bool = False,
         skip_when: str | None = None,
+        conditional_params: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> Self:
         """Add a `subcategory` column (SubcategoryColumn): a value drawn from the list that belongs
         to the row's `parent` category value.
@@ -78,6 +88,13 @@ class PipelineBuilder(BuilderBase):
                 `"false"`, is true) the cell is null and its generator is not called (no model
                 request); the row goes on. The columns it names are dependencies, like a
                 template's. Downstream templates see `None` (rendered as the text `None`).
+            conditional_params: sampler columns only: conditions (Jinja expressions over the
+                row, written like `skip_when`) mapped to parameters of the column's kind that
+                replace its own in the rows where the condition is true; the first true
+                condition wins, rows where none is true use the column's parameters. The columns
+                the conditions name are dependencies. For example, a `category` column with
+                `conditional_params: {"country == 'Japan'": {values: [Tokyo, Osaka]}}`. Every
+                variant must store the same type as the column.
         """
 
     def uniform(
@@ -91,6 +108,7 @@ class PipelineBuilder(BuilderBase):
         depends_on: Iterable[str] = (),
         drop: bool = False,
         skip_when: str | None = None,
+        conditional_params: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> Self:
         """Add a `uniform` column (UniformColumn): a number drawn uniformly from `[low, high]`.
 
@@ -110,6 +128,13 @@ class PipelineBuilder(BuilderBase):
                 `"false"`, is true) the cell is null and its generator is not called (no model
                 request); the row goes on. The columns it names are dependencies, like a
                 template's. Downstream templates see `None` (rendered as the text `None`).
+            conditional_params: sampler columns only: conditions (Jinja expressions over the
+                row, written like `skip_when`) mapped to parameters of the column's kind that
+                replace its own in the rows where the condition is true; the first true
+                condition wins, rows where none is true use the column's parameters. The columns
+                the conditions name are dependencies. For example, a `category` column with
+                `conditional_params: {"country == 'Japan'": {values: [Tokyo, Osaka]}}`. Every
+                variant must store the same type as the column.
         """
 
     def gaussian(
@@ -123,6 +148,7 @@ class PipelineBuilder(BuilderBase):
         depends_on: Iterable[str] = (),
         drop: bool = False,
         skip_when: str | None = None,
+        conditional_params: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> Self:
         """Add a `gaussian` column (GaussianColumn): a number drawn from a normal distribution.
 
@@ -144,6 +170,13 @@ class PipelineBuilder(BuilderBase):
                 `"false"`, is true) the cell is null and its generator is not called (no model
                 request); the row goes on. The columns it names are dependencies, like a
                 template's. Downstream templates see `None` (rendered as the text `None`).
+            conditional_params: sampler columns only: conditions (Jinja expressions over the
+                row, written like `skip_when`) mapped to parameters of the column's kind that
+                replace its own in the rows where the condition is true; the first true
+                condition wins, rows where none is true use the column's parameters. The columns
+                the conditions name are dependencies. For example, a `category` column with
+                `conditional_params: {"country == 'Japan'": {values: [Tokyo, Osaka]}}`. Every
+                variant must store the same type as the column.
         """
 
     def poisson(
@@ -155,6 +188,7 @@ class PipelineBuilder(BuilderBase):
         depends_on: Iterable[str] = (),
         drop: bool = False,
         skip_when: str | None = None,
+        conditional_params: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> Self:
         """Add a `poisson` column (PoissonColumn): a count drawn from a Poisson distribution with
         the given mean.
@@ -171,6 +205,13 @@ class PipelineBuilder(BuilderBase):
                 `"false"`, is true) the cell is null and its generator is not called (no model
                 request); the row goes on. The columns it names are dependencies, like a
                 template's. Downstream templates see `None` (rendered as the text `None`).
+            conditional_params: sampler columns only: conditions (Jinja expressions over the
+                row, written like `skip_when`) mapped to parameters of the column's kind that
+                replace its own in the rows where the condition is true; the first true
+                condition wins, rows where none is true use the column's parameters. The columns
+                the conditions name are dependencies. For example, a `category` column with
+                `conditional_params: {"country == 'Japan'": {values: [Tokyo, Osaka]}}`. Every
+                variant must store the same type as the column.
         """
 
     def bernoulli(
@@ -182,6 +223,7 @@ class PipelineBuilder(BuilderBase):
         depends_on: Iterable[str] = (),
         drop: bool = False,
         skip_when: str | None = None,
+        conditional_params: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> Self:
         """Add a `bernoulli` column (BernoulliColumn): 1 with probability `p`, else 0.
 
@@ -197,6 +239,13 @@ class PipelineBuilder(BuilderBase):
                 `"false"`, is true) the cell is null and its generator is not called (no model
                 request); the row goes on. The columns it names are dependencies, like a
                 template's. Downstream templates see `None` (rendered as the text `None`).
+            conditional_params: sampler columns only: conditions (Jinja expressions over the
+                row, written like `skip_when`) mapped to parameters of the column's kind that
+                replace its own in the rows where the condition is true; the first true
+                condition wins, rows where none is true use the column's parameters. The columns
+                the conditions name are dependencies. For example, a `category` column with
+                `conditional_params: {"country == 'Japan'": {values: [Tokyo, Osaka]}}`. Every
+                variant must store the same type as the column.
         """
 
     def binomial(
@@ -209,6 +258,7 @@ class PipelineBuilder(BuilderBase):
         depends_on: Iterable[str] = (),
         drop: bool = False,
         skip_when: str | None = None,
+        conditional_params: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> Self:
         """Add a `binomial` column (BinomialColumn): the number of successes in `n` trials of
         probability `p`.
@@ -226,6 +276,13 @@ class PipelineBuilder(BuilderBase):
                 `"false"`, is true) the cell is null and its generator is not called (no model
                 request); the row goes on. The columns it names are dependencies, like a
                 template's. Downstream templates see `None` (rendered as the text `None`).
+            conditional_params: sampler columns only: conditions (Jinja expressions over the
+                row, written like `skip_when`) mapped to parameters of the column's kind that
+                replace its own in the rows where the condition is true; the first true
+                condition wins, rows where none is true use the column's parameters. The columns
+                the conditions name are dependencies. For example, a `category` column with
+                `conditional_params: {"country == 'Japan'": {values: [Tokyo, Osaka]}}`. Every
+                variant must store the same type as the column.
         """
 
     def uuid(
@@ -238,6 +295,7 @@ class PipelineBuilder(BuilderBase):
         depends_on: Iterable[str] = (),
         drop: bool = False,
         skip_when: str | None = None,
+        conditional_params: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> Self:
         """Add a `uuid` column (UUIDColumn): a random UUID4 as text (deterministic when `run.seed`
         is set).
@@ -255,6 +313,13 @@ class PipelineBuilder(BuilderBase):
                 `"false"`, is true) the cell is null and its generator is not called (no model
                 request); the row goes on. The columns it names are dependencies, like a
                 template's. Downstream templates see `None` (rendered as the text `None`).
+            conditional_params: sampler columns only: conditions (Jinja expressions over the
+                row, written like `skip_when`) mapped to parameters of the column's kind that
+                replace its own in the rows where the condition is true; the first true
+                condition wins, rows where none is true use the column's parameters. The columns
+                the conditions name are dependencies. For example, a `category` column with
+                `conditional_params: {"country == 'Japan'": {values: [Tokyo, Osaka]}}`. Every
+                variant must store the same type as the column.
         """
 
     def datetime(
@@ -268,6 +333,7 @@ class PipelineBuilder(BuilderBase):
         depends_on: Iterable[str] = (),
         drop: bool = False,
         skip_when: str | None = None,
+        conditional_params: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> Self:
         """Add a `datetime` column (DatetimeColumn): a datetime drawn uniformly from `[start,
         end]`, rounded down to `unit`.
@@ -288,6 +354,13 @@ class PipelineBuilder(BuilderBase):
                 `"false"`, is true) the cell is null and its generator is not called (no model
                 request); the row goes on. The columns it names are dependencies, like a
                 template's. Downstream templates see `None` (rendered as the text `None`).
+            conditional_params: sampler columns only: conditions (Jinja expressions over the
+                row, written like `skip_when`) mapped to parameters of the column's kind that
+                replace its own in the rows where the condition is true; the first true
+                condition wins, rows where none is true use the column's parameters. The columns
+                the conditions name are dependencies. For example, a `category` column with
+                `conditional_params: {"country == 'Japan'": {values: [Tokyo, Osaka]}}`. Every
+                variant must store the same type as the column.
         """
 
     def timedelta(
@@ -301,6 +374,7 @@ class PipelineBuilder(BuilderBase):
         depends_on: Iterable[str] = (),
         drop: bool = False,
         skip_when: str | None = None,
+        conditional_params: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> Self:
         """Add a `timedelta` column (TimedeltaColumn): a whole number of `unit` drawn from `[min,
         max]`.
@@ -323,6 +397,13 @@ class PipelineBuilder(BuilderBase):
                 `"false"`, is true) the cell is null and its generator is not called (no model
                 request); the row goes on. The columns it names are dependencies, like a
                 template's. Downstream templates see `None` (rendered as the text `None`).
+            conditional_params: sampler columns only: conditions (Jinja expressions over the
+                row, written like `skip_when`) mapped to parameters of the column's kind that
+                replace its own in the rows where the condition is true; the first true
+                condition wins, rows where none is true use the column's parameters. The columns
+                the conditions name are dependencies. For example, a `category` column with
+                `conditional_params: {"country == 'Japan'": {values: [Tokyo, Osaka]}}`. Every
+                variant must store the same type as the column.
         """
 
     def scipy(
@@ -338,6 +419,7 @@ class PipelineBuilder(BuilderBase):
         depends_on: Iterable[str] = (),
         drop: bool = False,
         skip_when: str | None = None,
+        conditional_params: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> Self:
         """Add a `scipy` column (ScipyColumn): a number drawn from a `scipy.stats` distribution
         (continuous or discrete) by name.
@@ -360,6 +442,13 @@ class PipelineBuilder(BuilderBase):
                 `"false"`, is true) the cell is null and its generator is not called (no model
                 request); the row goes on. The columns it names are dependencies, like a
                 template's. Downstream templates see `None` (rendered as the text `None`).
+            conditional_params: sampler columns only: conditions (Jinja expressions over the
+                row, written like `skip_when`) mapped to parameters of the column's kind that
+                replace its own in the rows where the condition is true; the first true
+                condition wins, rows where none is true use the column's parameters. The columns
+                the conditions name are dependencies. For example, a `category` column with
+                `conditional_params: {"country == 'Japan'": {values: [Tokyo, Osaka]}}`. Every
+                variant must store the same type as the column.
         """
 
     def bernoulli_mixture(
@@ -373,6 +462,7 @@ class PipelineBuilder(BuilderBase):
         depends_on: Iterable[str] = (),
         drop: bool = False,
         skip_when: str | None = None,
+        conditional_params: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> Self:
         """Add a `bernoulli_mixture` column (BernoulliMixtureColumn): with probability `p` a draw
         from a `scipy.stats` distribution, else 0.
@@ -392,6 +482,13 @@ class PipelineBuilder(BuilderBase):
                 `"false"`, is true) the cell is null and its generator is not called (no model
                 request); the row goes on. The columns it names are dependencies, like a
                 template's. Downstream templates see `None` (rendered as the text `None`).
+            conditional_params: sampler columns only: conditions (Jinja expressions over the
+                row, written like `skip_when`) mapped to parameters of the column's kind that
+                replace its own in the rows where the condition is true; the first true
+                condition wins, rows where none is true use the column's parameters. The columns
+                the conditions name are dependencies. For example, a `category` column with
+                `conditional_params: {"country == 'Japan'": {values: [Tokyo, Osaka]}}`. Every
+                variant must store the same type as the column.
         """
 
     def person(
@@ -405,6 +502,7 @@ class PipelineBuilder(BuilderBase):
         depends_on: Iterable[str] = (),
         drop: bool = False,
         skip_when: str | None = None,
+        conditional_params: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> Self:
         """Add a `person` column (PersonColumn): a synthetic person with consistent fields, stored
         as a struct.
@@ -425,6 +523,13 @@ class PipelineBuilder(BuilderBase):
                 `"false"`, is true) the cell is null and its generator is not called (no model
                 request); the row goes on. The columns it names are dependencies, like a
                 template's. Downstream templates see `None` (rendered as the text `None`).
+            conditional_params: sampler columns only: conditions (Jinja expressions over the
+                row, written like `skip_when`) mapped to parameters of the column's kind that
+                replace its own in the rows where the condition is true; the first true
+                condition wins, rows where none is true use the column's parameters. The columns
+                the conditions name are dependencies. For example, a `category` column with
+                `conditional_params: {"country == 'Japan'": {values: [Tokyo, Osaka]}}`. Every
+                variant must store the same type as the column.
         """
 
     def expression(
@@ -436,6 +541,7 @@ class PipelineBuilder(BuilderBase):
         depends_on: Iterable[str] = (),
         drop: bool = False,
         skip_when: str | None = None,
+        conditional_params: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> Self:
         """Add a `expression` column (ExpressionColumn): a Jinja template rendered per row
         (sandboxed), then cast to `dtype`.
@@ -454,6 +560,13 @@ class PipelineBuilder(BuilderBase):
                 `"false"`, is true) the cell is null and its generator is not called (no model
                 request); the row goes on. The columns it names are dependencies, like a
                 template's. Downstream templates see `None` (rendered as the text `None`).
+            conditional_params: sampler columns only: conditions (Jinja expressions over the
+                row, written like `skip_when`) mapped to parameters of the column's kind that
+                replace its own in the rows where the condition is true; the first true
+                condition wins, rows where none is true use the column's parameters. The columns
+                the conditions name are dependencies. For example, a `category` column with
+                `conditional_params: {"country == 'Japan'": {values: [Tokyo, Osaka]}}`. Every
+                variant must store the same type as the column.
         """
 
     def custom(
@@ -468,6 +581,7 @@ class PipelineBuilder(BuilderBase):
         depends_on: Iterable[str] = (),
         drop: bool = False,
         skip_when: str | None = None,
+        conditional_params: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> Self:
         """Add a `custom` column (CustomColumn): a user function, sync or async, called per cell or
         per batch.
@@ -490,6 +604,13 @@ class PipelineBuilder(BuilderBase):
                 `"false"`, is true) the cell is null and its generator is not called (no model
                 request); the row goes on. The columns it names are dependencies, like a
                 template's. Downstream templates see `None` (rendered as the text `None`).
+            conditional_params: sampler columns only: conditions (Jinja expressions over the
+                row, written like `skip_when`) mapped to parameters of the column's kind that
+                replace its own in the rows where the condition is true; the first true
+                condition wins, rows where none is true use the column's parameters. The columns
+                the conditions name are dependencies. For example, a `category` column with
+                `conditional_params: {"country == 'Japan'": {values: [Tokyo, Osaka]}}`. Every
+                variant must store the same type as the column.
         """
 
     def llm_text(
@@ -499,9 +620,9 @@ class PipelineBuilder(BuilderBase):
         prompt: str,
         *,
         system_prompt: str | None = None,
-        temperature: float | None = None,
-        top_p: float | None = None,
-        max_tokens: int | None = None,
+        temperature: float | InferenceDistribution | Mapping[str, Any] | None = None,
+        top_p: float | InferenceDistribution | Mapping[str, Any] | None = None,
+        max_tokens: int | InferenceDistribution | Mapping[str, Any] | None = None,
         timeout: float | None = None,
         extra_body: Mapping[str, Any] | None = None,
         with_reasoning: bool = False,
@@ -510,6 +631,7 @@ class PipelineBuilder(BuilderBase):
         depends_on: Iterable[str] = (),
         drop: bool = False,
         skip_when: str | None = None,
+        conditional_params: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> Self:
         """Add a `llm_text` column (LLMTextColumn): free text from a model (stripped of surrounding
         whitespace).
@@ -519,9 +641,15 @@ class PipelineBuilder(BuilderBase):
             model: the model alias to call (one of `models[].alias`).
             prompt: the user message, a Jinja template over other columns.
             system_prompt: an optional system message, also a template.
-            temperature: sampling temperature for this column (default: the model's).
-            top_p: nucleus sampling probability for this column (default: the model's).
-            max_tokens: the most tokens an answer may have (default: the model's).
+            temperature: sampling temperature for this column (`>= 0`; default: the model's). A
+                number, or a distribution each cell draws its own value from: `{uniform: [0.5,
+                1.0]}` or `{values: [0.2, 0.9], weights: [1, 3]}` (see docs/inference.md). A
+                column that draws a parameter (a distribution of its own or its model's) also
+                keeps the values each cell drew, in a column named `<name>__inference`.
+            top_p: nucleus sampling probability for this column (from 0 to 1; default: the
+                model's); a number or a distribution, like `temperature`.
+            max_tokens: the most tokens an answer may have (default: the model's); a whole
+                number `>= 1` or a distribution of whole numbers, like `temperature`.
             timeout: seconds allowed per request (default: the model's).
             extra_body: fields added to the request body; None for the default.
             with_reasoning: also keep the model's reasoning text, in a column named
@@ -545,6 +673,13 @@ class PipelineBuilder(BuilderBase):
                 `"false"`, is true) the cell is null and its generator is not called (no model
                 request); the row goes on. The columns it names are dependencies, like a
                 template's. Downstream templates see `None` (rendered as the text `None`).
+            conditional_params: sampler columns only: conditions (Jinja expressions over the
+                row, written like `skip_when`) mapped to parameters of the column's kind that
+                replace its own in the rows where the condition is true; the first true
+                condition wins, rows where none is true use the column's parameters. The columns
+                the conditions name are dependencies. For example, a `category` column with
+                `conditional_params: {"country == 'Japan'": {values: [Tokyo, Osaka]}}`. Every
+                variant must store the same type as the column.
         """
 
     def llm_code(
@@ -554,9 +689,9 @@ class PipelineBuilder(BuilderBase):
         prompt: str,
         *,
         system_prompt: str | None = None,
-        temperature: float | None = None,
-        top_p: float | None = None,
-        max_tokens: int | None = None,
+        temperature: float | InferenceDistribution | Mapping[str, Any] | None = None,
+        top_p: float | InferenceDistribution | Mapping[str, Any] | None = None,
+        max_tokens: int | InferenceDistribution | Mapping[str, Any] | None = None,
         timeout: float | None = None,
         extra_body: Mapping[str, Any] | None = None,
         with_reasoning: bool = False,
@@ -566,6 +701,7 @@ class PipelineBuilder(BuilderBase):
         depends_on: Iterable[str] = (),
         drop: bool = False,
         skip_when: str | None = None,
+        conditional_params: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> Self:
         """Add a `llm_code` column (LLMCodeColumn): code from a model: the model is asked for one
         fenced code block, whose content is kept.
@@ -575,9 +711,15 @@ class PipelineBuilder(BuilderBase):
             model: the model alias to call (one of `models[].alias`).
             prompt: the user message, a Jinja template over other columns.
             system_prompt: an optional system message, also a template.
-            temperature: sampling temperature for this column (default: the model's).
-            top_p: nucleus sampling probability for this column (default: the model's).
-            max_tokens: the most tokens an answer may have (default: the model's).
+            temperature: sampling temperature for this column (`>= 0`; default: the model's). A
+                number, or a distribution each cell draws its own value from: `{uniform: [0.5,
+                1.0]}` or `{values: [0.2, 0.9], weights: [1, 3]}` (see docs/inference.md). A
+                column that draws a parameter (a distribution of its own or its model's) also
+                keeps the values each cell drew, in a column named `<name>__inference`.
+            top_p: nucleus sampling probability for this column (from 0 to 1; default: the
+                model's); a number or a distribution, like `temperature`.
+            max_tokens: the most tokens an answer may have (default: the model's); a whole
+                number `>= 1` or a distribution of whole numbers, like `temperature`.
             timeout: seconds allowed per request (default: the model's).
             extra_body: fields added to the request body; None for the default.
             with_reasoning: also keep the model's reasoning text, in a column named
@@ -603,6 +745,13 @@ class PipelineBuilder(BuilderBase):
                 `"false"`, is true) the cell is null and its generator is not called (no model
                 request); the row goes on. The columns it names are dependencies, like a
                 template's. Downstream templates see `None` (rendered as the text `None`).
+            conditional_params: sampler columns only: conditions (Jinja expressions over the
+                row, written like `skip_when`) mapped to parameters of the column's kind that
+                replace its own in the rows where the condition is true; the first true
+                condition wins, rows where none is true use the column's parameters. The columns
+                the conditions name are dependencies. For example, a `category` column with
+                `conditional_params: {"country == 'Japan'": {values: [Tokyo, Osaka]}}`. Every
+                variant must store the same type as the column.
         """
 
     def llm_structured(
@@ -613,9 +762,9 @@ class PipelineBuilder(BuilderBase):
         schema: Mapping[str, Any] | None = None,
         *,
         system_prompt: str | None = None,
-        temperature: float | None = None,
-        top_p: float | None = None,
-        max_tokens: int | None = None,
+        temperature: float | InferenceDistribution | Mapping[str, Any] | None = None,
+        top_p: float | InferenceDistribution | Mapping[str, Any] | None = None,
+        max_tokens: int | InferenceDistribution | Mapping[str, Any] | None = None,
         timeout: float | None = None,
         extra_body: Mapping[str, Any] | None = None,
         with_reasoning: bool = False,
@@ -627,6 +776,7 @@ class PipelineBuilder(BuilderBase):
         depends_on: Iterable[str] = (),
         drop: bool = False,
         skip_when: str | None = None,
+        conditional_params: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> Self:
         """Add a `llm_structured` column (LLMStructuredColumn): structured data from a model, as
         JSON, YAML or XML, valid against `schema`.
@@ -638,9 +788,15 @@ class PipelineBuilder(BuilderBase):
             schema: the JSON Schema of the answer (templates downstream may read only the fields
                 it declares); required unless `xsd` is given.
             system_prompt: an optional system message, also a template.
-            temperature: sampling temperature for this column (default: the model's).
-            top_p: nucleus sampling probability for this column (default: the model's).
-            max_tokens: the most tokens an answer may have (default: the model's).
+            temperature: sampling temperature for this column (`>= 0`; default: the model's). A
+                number, or a distribution each cell draws its own value from: `{uniform: [0.5,
+                1.0]}` or `{values: [0.2, 0.9], weights: [1, 3]}` (see docs/inference.md). A
+                column that draws a parameter (a distribution of its own or its model's) also
+                keeps the values each cell drew, in a column named `<name>__inference`.
+            top_p: nucleus sampling probability for this column (from 0 to 1; default: the
+                model's); a number or a distribution, like `temperature`.
+            max_tokens: the most tokens an answer may have (default: the model's); a whole
+                number `>= 1` or a distribution of whole numbers, like `temperature`.
             timeout: seconds allowed per request (default: the model's).
             extra_body: fields added to the request body; None for the default.
             with_reasoning: also keep the model's reasoning text, in a column named
@@ -668,6 +824,13 @@ class PipelineBuilder(BuilderBase):
                 `"false"`, is true) the cell is null and its generator is not called (no model
                 request); the row goes on. The columns it names are dependencies, like a
                 template's. Downstream templates see `None` (rendered as the text `None`).
+            conditional_params: sampler columns only: conditions (Jinja expressions over the
+                row, written like `skip_when`) mapped to parameters of the column's kind that
+                replace its own in the rows where the condition is true; the first true
+                condition wins, rows where none is true use the column's parameters. The columns
+                the conditions name are dependencies. For example, a `category` column with
+                `conditional_params: {"country == 'Japan'": {values: [Tokyo, Osaka]}}`. Every
+                variant must store the same type as the column.
         """
 
     def llm_judge(
@@ -678,9 +841,9 @@ class PipelineBuilder(BuilderBase):
         rubrics: Iterable[Rubric | Mapping[str, Any]],
         *,
         system_prompt: str | None = None,
-        temperature: float | None = None,
-        top_p: float | None = None,
-        max_tokens: int | None = None,
+        temperature: float | InferenceDistribution | Mapping[str, Any] | None = None,
+        top_p: float | InferenceDistribution | Mapping[str, Any] | None = None,
+        max_tokens: int | InferenceDistribution | Mapping[str, Any] | None = None,
         timeout: float | None = None,
         extra_body: Mapping[str, Any] | None = None,
         with_reasoning: bool = False,
@@ -689,6 +852,7 @@ class PipelineBuilder(BuilderBase):
         depends_on: Iterable[str] = (),
         drop: bool = False,
         skip_when: str | None = None,
+        conditional_params: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> Self:
         """Add a `llm_judge` column (LLMJudgeColumn): a model's judgement against named rubrics:
         for each rubric a score and a reason.
@@ -699,9 +863,15 @@ class PipelineBuilder(BuilderBase):
             prompt: the user message, a Jinja template over other columns.
             rubrics: the criteria, each with a unique name (see `rubrics[]` below).
             system_prompt: an optional system message, also a template.
-            temperature: sampling temperature for this column (default: the model's).
-            top_p: nucleus sampling probability for this column (default: the model's).
-            max_tokens: the most tokens an answer may have (default: the model's).
+            temperature: sampling temperature for this column (`>= 0`; default: the model's). A
+                number, or a distribution each cell draws its own value from: `{uniform: [0.5,
+                1.0]}` or `{values: [0.2, 0.9], weights: [1, 3]}` (see docs/inference.md). A
+                column that draws a parameter (a distribution of its own or its model's) also
+                keeps the values each cell drew, in a column named `<name>__inference`.
+            top_p: nucleus sampling probability for this column (from 0 to 1; default: the
+                model's); a number or a distribution, like `temperature`.
+            max_tokens: the most tokens an answer may have (default: the model's); a whole
+                number `>= 1` or a distribution of whole numbers, like `temperature`.
             timeout: seconds allowed per request (default: the model's).
             extra_body: fields added to the request body; None for the default.
             with_reasoning: also keep the model's reasoning text, in a column named
@@ -724,6 +894,13 @@ class PipelineBuilder(BuilderBase):
                 `"false"`, is true) the cell is null and its generator is not called (no model
                 request); the row goes on. The columns it names are dependencies, like a
                 template's. Downstream templates see `None` (rendered as the text `None`).
+            conditional_params: sampler columns only: conditions (Jinja expressions over the
+                row, written like `skip_when`) mapped to parameters of the column's kind that
+                replace its own in the rows where the condition is true; the first true
+                condition wins, rows where none is true use the column's parameters. The columns
+                the conditions name are dependencies. For example, a `category` column with
+                `conditional_params: {"country == 'Japan'": {values: [Tokyo, Osaka]}}`. Every
+                variant must store the same type as the column.
         """
 
     def embedding(
@@ -736,6 +913,7 @@ class PipelineBuilder(BuilderBase):
         depends_on: Iterable[str] = (),
         drop: bool = False,
         skip_when: str | None = None,
+        conditional_params: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> Self:
         """Add a `embedding` column (EmbeddingColumn): an embedding vector of a text.
 
@@ -752,6 +930,13 @@ class PipelineBuilder(BuilderBase):
                 `"false"`, is true) the cell is null and its generator is not called (no model
                 request); the row goes on. The columns it names are dependencies, like a
                 template's. Downstream templates see `None` (rendered as the text `None`).
+            conditional_params: sampler columns only: conditions (Jinja expressions over the
+                row, written like `skip_when`) mapped to parameters of the column's kind that
+                replace its own in the rows where the condition is true; the first true
+                condition wins, rows where none is true use the column's parameters. The columns
+                the conditions name are dependencies. For example, a `category` column with
+                `conditional_params: {"country == 'Japan'": {values: [Tokyo, Osaka]}}`. Every
+                variant must store the same type as the column.
         """
 
     def validate(
@@ -765,6 +950,7 @@ class PipelineBuilder(BuilderBase):
         depends_on: Iterable[str] = (),
         drop: bool = False,
         skip_when: str | None = None,
+        conditional_params: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> Self:
         """Add a `validate` column (ValidateColumn): another column's value checked by a validator:
         `{is_valid, messages, details}`.
@@ -785,4 +971,11 @@ class PipelineBuilder(BuilderBase):
                 `"false"`, is true) the cell is null and its generator is not called (no model
                 request); the row goes on. The columns it names are dependencies, like a
                 template's. Downstream templates see `None` (rendered as the text `None`).
+            conditional_params: sampler columns only: conditions (Jinja expressions over the
+                row, written like `skip_when`) mapped to parameters of the column's kind that
+                replace its own in the rows where the condition is true; the first true
+                condition wins, rows where none is true use the column's parameters. The columns
+                the conditions name are dependencies. For example, a `category` column with
+                `conditional_params: {"country == 'Japan'": {values: [Tokyo, Osaka]}}`. Every
+                variant must store the same type as the column.
         """

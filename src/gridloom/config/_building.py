@@ -27,6 +27,7 @@ from cattrs.errors import ClassValidationError
 
 from ..errors import ConfigError
 from ._columns import ColumnConfig
+from ._constraints import DEFAULT_MAX_ATTEMPTS, Constraint
 from ._converter import converter, structure_processor
 from ._issues import collect, describe, find_invalid_field
 from ._kind import COMMON_FIELDS, ColumnKind
@@ -144,6 +145,11 @@ def kind_parameters(kind: ColumnKind[Any]) -> tuple[KindParameter, ...]:
     params.append(KindParameter("depends_on", Iterable[str], (), positional=False))
     params.append(KindParameter("drop", bool, False, positional=False))
     params.append(KindParameter("skip_when", str | None, None, positional=False))
+    params.append(
+        KindParameter(
+            "conditional_params", Mapping[str, Mapping[str, Any]] | None, None, positional=False
+        )
+    )
     return tuple(params)
 
 
@@ -186,6 +192,17 @@ def _signature(kind: ColumnKind[Any]) -> inspect.Signature:
         for p in kind_parameters(kind)
     ]
     return inspect.Signature(parameters)
+
+
+def _plain_params(value: Any) -> Any:
+    """``conditional_params`` as given to a builder method, with each entry a plain dict (a
+    value of the wrong shape is left for the field's validator to name)."""
+    if not isinstance(value, Mapping):
+        return value
+    return {
+        key: dict(params) if isinstance(params, Mapping) else params
+        for key, params in value.items()
+    }
 
 
 def _prepared(kind: ColumnKind[Any], column: str, arguments: Mapping[str, Any]) -> dict[str, Any]:
@@ -323,6 +340,7 @@ class BuilderBase(metaclass=_KindMethods):
         self._models: list[ModelConfig] = []
         self._seed_dataset: SeedDatasetConfig | None = None
         self._processors: list[ProcessorConfig] = []
+        self._constraints: list[Constraint] = []
         self._run: dict[str, Any] = {} if seed is None else {"seed": seed}
 
     if not TYPE_CHECKING:  # see _KindMethods
@@ -370,6 +388,7 @@ class BuilderBase(metaclass=_KindMethods):
             "depends_on": tuple(arguments.pop("depends_on", ())),
             "drop": arguments.pop("drop", False),
             "skip_when": arguments.pop("skip_when", None),
+            "conditional_params": _plain_params(arguments.pop("conditional_params", None)),
             **_prepared(kind, column or "", arguments),
         }
         built = construct(kind.config, values, column=column, where=kind.name, common=True)
@@ -405,6 +424,24 @@ class BuilderBase(metaclass=_KindMethods):
             self._processors.append(structure_processor(processor, where))
         return self
 
+    def constraint(
+        self,
+        column: str,
+        op: str,
+        *,
+        other: str | None = None,
+        value: Any = None,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    ) -> Self:
+        """Add a constraint: ``column op other`` (another column) or ``column op value`` (a
+        constant), e.g. ``.constraint("hi", ">", other="lo")``, ``.constraint("age", ">=",
+        value=18)``; ``column`` is a sampler column, redrawn where the constraint breaks."""
+        where = f"constraints[{len(self._constraints)}]"
+        values = {"column": column, "op": op, "other": other, "value": value}
+        values["max_attempts"] = max_attempts
+        self._constraints.append(construct(Constraint, values, column=column, where=where))
+        return self
+
     def run(self, **fields: Any) -> Self:
         """Set :class:`RunConfig` fields; later calls override earlier ones field by field."""
         merged = {**self._run, **fields}
@@ -427,6 +464,7 @@ class BuilderBase(metaclass=_KindMethods):
                 "models": self._models,
                 "seed_dataset": self._seed_dataset,
                 "processors": self._processors,
+                "constraints": self._constraints,
                 "run": run,
             },
             column=None,

@@ -41,6 +41,31 @@ def _optional_text(instance: object, attribute: attrs.Attribute[str | None], val
         raise ValueError(f"{attribute.name} must be a non-empty string, got {value!r}")
 
 
+#: Fields a ``conditional_params`` entry may not change: the column's identity and wiring.
+_FIXED_FIELDS = frozenset({"name", "depends_on", "drop", "skip_when", "conditional_params"})
+
+
+def _check_conditional_params(
+    instance: object, attribute: attrs.Attribute[Any], value: Any
+) -> None:
+    if value is None:
+        return
+    if not isinstance(value, Mapping) or not value:
+        raise ValueError(
+            "conditional_params must be a mapping of conditions to parameters, with at least"
+            " one entry"
+        )
+    for condition, params in value.items():
+        if not (isinstance(condition, str) and condition.strip()):
+            raise ValueError(f"a condition must be a non-empty string, got {condition!r}")
+        where = f"conditional_params[{condition!r}]"
+        if not isinstance(params, Mapping) or not params:
+            raise ValueError(f"{where} must be a non-empty mapping of the kind's parameters")
+        fixed = sorted(set(params) & _FIXED_FIELDS)
+        if fixed:
+            raise ValueError(f"{where} may not set {fixed[0]!r}, only the kind's parameters")
+
+
 @attrs.frozen(kw_only=True)
 class ColumnConfig:
     """Fields every column has.
@@ -55,6 +80,13 @@ class ColumnConfig:
             ``"false"``, is true) the cell is null and its generator is not called (no model
             request); the row goes on. The columns it names are dependencies, like a
             template's. Downstream templates see ``None`` (rendered as the text ``None``).
+        conditional_params: sampler columns only: conditions (Jinja expressions over the row,
+            written like ``skip_when``) mapped to parameters of the column's kind that replace
+            its own in the rows where the condition is true; the first true condition wins,
+            rows where none is true use the column's parameters. The columns the conditions
+            name are dependencies. For example, a ``category`` column with
+            ``conditional_params: {"country == 'Japan'": {values: [Tokyo, Osaka]}}``.
+            Every variant must store the same type as the column.
     """
 
     #: The kind key (``category``, ``llm_text``, ...): set by every kind's class.
@@ -65,6 +97,9 @@ class ColumnConfig:
     depends_on: tuple[str, ...] = attrs.field(default=(), converter=to_tuple)
     drop: bool = False
     skip_when: str | None = attrs.field(default=None, validator=_optional_text)
+    conditional_params: dict[str, dict[str, Any]] | None = attrs.field(
+        default=None, validator=_check_conditional_params
+    )
 
     def templates(self) -> dict[str, str]:
         """Jinja templates of this column, by field name; their variables are references."""

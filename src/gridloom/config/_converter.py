@@ -39,6 +39,7 @@ from cattrs.gen import make_dict_structure_fn
 from ..errors import ConfigError
 from ._columns import ColumnConfig
 from ._document import by_column, document_issues, reported
+from ._inference import InferenceDistribution, is_param_type, structure_param, unstructure_param
 from ._issues import (
     ColumnIssues,
     Issue,
@@ -80,7 +81,15 @@ converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
 
 _COMMON_FIELDS = COMMON_FIELDS
 #: Top-level key order of a dumped pipeline (the order a reader wants, not field order).
-_PIPELINE_KEYS = ("providers", "models", "seed_dataset", "columns", "processors", "run")
+_PIPELINE_KEYS = (
+    "providers",
+    "models",
+    "seed_dataset",
+    "columns",
+    "constraints",
+    "processors",
+    "run",
+)
 _LITERAL: Any = Literal
 #: Whether the unstructuring in progress refuses what cannot be loaded back (see ``strict``).
 _STRICT: contextvars.ContextVar[bool] = contextvars.ContextVar("gridloom_config_strict")
@@ -273,8 +282,9 @@ def _unstructure_column(column: ColumnConfig) -> dict[str, Any]:
         raise ConfigError(exc.message, column=column.name, field=exc.field) from None
     out: dict[str, Any] = {"name": flat.pop("name")}
     common = {key: flat.pop(key) for key in _COMMON_FIELDS if key in flat}
-    if common.get("skip_when") is None:  # unset: left out, so older configs keep their hash
-        common.pop("skip_when", None)
+    for key in ("skip_when", "conditional_params"):
+        if common.get(key) is None:  # unset: left out, so older configs keep their hash
+            common.pop(key, None)
     # Parameters a kind gained later are left out at their (plain) default, so older configs
     # keep their hash; the kind names them in its ``omit_at_default`` class variable.
     fields = attrs.fields_dict(type(column))
@@ -434,6 +444,10 @@ def _register() -> None:
     c.register_structure_hook_factory(_is_config_class, _attrs_hook)
     c.register_structure_hook_func(lambda tp: tp is ColumnConfig, _structure_column)
     c.register_structure_hook_func(lambda tp: tp is ProcessorConfig, _structure_processor)
+    # temperature, top_p, max_tokens: a number, or a distribution drawn from per cell.
+    c.register_structure_hook_func(
+        is_param_type, structure_param(lambda obj: c.structure(obj, InferenceDistribution))
+    )
 
     c.register_unstructure_hook(float, _unstructure_float)
     c.register_unstructure_hook(dt.datetime, dt.datetime.isoformat)
@@ -453,6 +467,9 @@ def _register() -> None:
     c.register_unstructure_hook_func(_is_function_type, _function_to_path)
     c.register_unstructure_hook_func(lambda tp: tp is ColumnConfig, _unstructure_column)
     c.register_unstructure_hook_func(lambda tp: tp is ProcessorConfig, _unstructure_processor)
+    c.register_unstructure_hook_factory(
+        is_param_type, lambda tp: unstructure_param(integer=int in get_args(tp))
+    )
 
 
 _register()
@@ -542,6 +559,8 @@ def unstructure_pipeline(cfg: PipelineConfig, *, strict: bool = True) -> dict[st
 
 #: Seed dataset fields added after runs were first saved: absent from a config when unset.
 _SEED_FIELDS_OMITTED_WHEN_UNSET = ("index_range", "partition", "split", "config", "revision")
+#: Seed dataset flags added later: absent from a config when false (their default).
+_SEED_FLAGS_OMITTED_WHEN_FALSE = ("replacement",)
 
 
 def _unstructure_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
@@ -558,6 +577,9 @@ def _unstructure_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
         # keep their hash (and their runs can be resumed).
         for key in _SEED_FIELDS_OMITTED_WHEN_UNSET:
             if seed.get(key) is None:
+                seed.pop(key, None)
+        for key in _SEED_FLAGS_OMITTED_WHEN_FALSE:
+            if seed.get(key) is False:
                 seed.pop(key, None)
     for index, column in enumerate(cfg.columns):
         try:

@@ -21,7 +21,17 @@ C = TypeVar("C", bound=ColumnConfig)
 COMMON_FIELDS: tuple[str, ...] = tuple(a.name for a in attrs.fields(ColumnConfig))
 #: ``PipelineBuilder``'s own methods: a kind key may not take one of these names.
 BUILDER_METHODS = frozenset(
-    {"add", "build", "column", "model", "processors", "provider", "run", "seed_dataset"}
+    {
+        "add",
+        "build",
+        "column",
+        "constraint",
+        "model",
+        "processors",
+        "provider",
+        "run",
+        "seed_dataset",
+    }
 )
 
 

@@ -6,18 +6,38 @@ The kinds themselves (``llm_text``, ``llm_code``, ``llm_structured``, ``llm_judg
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import attrs
 
 from ._columns import ColumnConfig
+from ._inference import (
+    InferenceDistribution,
+    as_param,
+    check_max_tokens,
+    check_temperature,
+    check_top_p,
+)
 from ._validator import ValidatorConfig
 from ._validators import to_tuple
 
 #: Suffix of the side column holding a model's reasoning text.
 REASONING_SUFFIX = "__reasoning"
+#: Suffix of the side column holding the inference parameters each cell drew.
+INFERENCE_SUFFIX = "__inference"
+#: The inference parameters a column or model may draw per cell, in drawing order.
+INFERENCE_PARAMS = ("temperature", "top_p", "max_tokens")
 
-__all__ = ["REASONING_SUFFIX", "LLMColumn", "Rubric", "not_templated", "templated"]
+__all__ = [
+    "INFERENCE_PARAMS",
+    "INFERENCE_SUFFIX",
+    "REASONING_SUFFIX",
+    "LLMColumn",
+    "Rubric",
+    "not_templated",
+    "templated",
+]
 
 
 #: What starts a Jinja tag; a structural field holding one would be sent or used literally.
@@ -46,9 +66,16 @@ class LLMColumn(ColumnConfig):
         model: the model alias to call (one of ``models[].alias``).
         prompt: the user message, a Jinja template over other columns.
         system_prompt: an optional system message, also a template.
-        temperature: sampling temperature for this column (default: the model's).
-        top_p: nucleus sampling probability for this column (default: the model's).
-        max_tokens: the most tokens an answer may have (default: the model's).
+        temperature: sampling temperature for this column (``>= 0``; default: the
+            model's). A number, or a distribution each cell draws its own value from:
+            ``{uniform: [0.5, 1.0]}`` or ``{values: [0.2, 0.9], weights: [1, 3]}`` (see
+            docs/inference.md). A column that draws a parameter (a distribution of its own
+            or its model's) also keeps the values each cell drew, in a column named
+            ``<name>__inference``.
+        top_p: nucleus sampling probability for this column (from 0 to 1; default: the
+            model's); a number or a distribution, like ``temperature``.
+        max_tokens: the most tokens an answer may have (default: the model's); a whole
+            number ``>= 1`` or a distribution of whole numbers, like ``temperature``.
         timeout: seconds allowed per request (default: the model's).
         extra_body: fields added to the request body.
         with_reasoning: also keep the model's reasoning text, in a column named
@@ -71,10 +98,14 @@ class LLMColumn(ColumnConfig):
     model: str
     prompt: str
     system_prompt: str | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    max_tokens: int | None = attrs.field(
-        default=None, validator=attrs.validators.optional(attrs.validators.ge(1))
+    temperature: float | InferenceDistribution | None = attrs.field(
+        default=None, converter=as_param, validator=check_temperature
+    )
+    top_p: float | InferenceDistribution | None = attrs.field(
+        default=None, converter=as_param, validator=check_top_p
+    )
+    max_tokens: int | InferenceDistribution | None = attrs.field(
+        default=None, converter=as_param, validator=check_max_tokens
     )
     timeout: float | None = attrs.field(
         default=None, validator=attrs.validators.optional(attrs.validators.gt(0))
@@ -97,10 +128,38 @@ class LLMColumn(ColumnConfig):
     def model_aliases(self) -> dict[str, str]:
         return {f"{self.kind}.model": self.model}
 
-    def output_names(self) -> tuple[str, ...]:
+    def drawn_params(self) -> tuple[str, ...]:
+        """The inference parameters this column sets as distributions (drawn per cell)."""
+        return tuple(
+            name
+            for name in INFERENCE_PARAMS
+            if isinstance(getattr(self, name), InferenceDistribution)
+        )
+
+    def output_names(self, models: Mapping[str, Any] | None = None) -> tuple[str, ...]:
+        """The column, then ``<name>__reasoning`` (``with_reasoning``), then
+        ``<name>__inference`` when a parameter is drawn per cell: one the column sets as a
+        distribution, or — given the pipeline's ``models`` (``ModelConfig`` by alias) — one
+        its model sets as a distribution and the column leaves unset."""
+        names: tuple[str, ...] = (self.name,)
         if self.with_reasoning:
-            return (self.name, self.name + REASONING_SUFFIX)
-        return (self.name,)
+            names += (self.name + REASONING_SUFFIX,)
+        if self.drawn_params() or self.model_drawn_params(models):
+            names += (self.name + INFERENCE_SUFFIX,)
+        return names
+
+    def model_drawn_params(self, models: Mapping[str, Any] | None) -> tuple[str, ...]:
+        """The parameters this column leaves unset that its model (in ``models``) sets as
+        distributions."""
+        model = (models or {}).get(getattr(self, "model", None) or "")
+        if model is None:
+            return ()
+        return tuple(
+            name
+            for name in INFERENCE_PARAMS
+            if getattr(self, name) is None
+            and isinstance(getattr(model, name, None), InferenceDistribution)
+        )
 
 
 def _score_keys(scores: Any) -> dict[int | str, str]:

@@ -8,11 +8,19 @@ import attrs
 
 from ..errors import ConfigError, ConfigIssue
 from ._columns import ColumnConfig
+from ._constraints import Constraint
+from ._inference import (
+    InferenceDistribution,
+    as_param,
+    check_max_tokens,
+    check_temperature,
+    check_top_p,
+)
 from ._processors import ProcessorConfig
 from ._seed_tables import seed_path
 from ._simulation import SimulationConfig
 from ._throttle import ThrottleConfig
-from ._validators import finite, int64, probability, schema_keywords, text, to_tuple
+from ._validators import finite, int64, schema_keywords, text, to_tuple
 
 __all__ = [
     "ModelConfig",
@@ -163,7 +171,10 @@ class ModelConfig:
         max_parallel_requests: upper bound on concurrent requests to this model; the adaptive
             throttle discovers the real capacity beneath it.
         temperature, top_p, max_tokens: default inference parameters (``temperature >= 0``,
-            ``top_p`` between 0 and 1, ``max_tokens >= 1``).
+            ``top_p`` between 0 and 1, ``max_tokens`` a whole number ``>= 1``) of the
+            columns that set none. Each is a number, or a distribution every cell draws its
+            own value from: ``{uniform: [0.5, 1.0]}`` or ``{values: [0.2, 0.9], weights:
+            [1, 3]}`` (see docs/inference.md).
         timeout: seconds allowed for one request (a finite number > 0).
         json_schema_mode: the provider enforces a JSON schema given as ``response_format``;
             when false, structured columns put the schema in the prompt instead.
@@ -181,14 +192,14 @@ class ModelConfig:
     provider: str
     model: str
     max_parallel_requests: int = attrs.field(default=4, validator=[int64, attrs.validators.ge(1)])
-    temperature: float | None = attrs.field(
-        default=None, validator=attrs.validators.optional([finite, attrs.validators.ge(0)])
+    temperature: float | InferenceDistribution | None = attrs.field(
+        default=None, converter=as_param, validator=check_temperature
     )
-    top_p: float | None = attrs.field(
-        default=None, validator=attrs.validators.optional(probability)
+    top_p: float | InferenceDistribution | None = attrs.field(
+        default=None, converter=as_param, validator=check_top_p
     )
-    max_tokens: int | None = attrs.field(
-        default=None, validator=attrs.validators.optional([int64, attrs.validators.ge(1)])
+    max_tokens: int | InferenceDistribution | None = attrs.field(
+        default=None, converter=as_param, validator=check_max_tokens
     )
     timeout: float = attrs.field(default=120.0, validator=[finite, attrs.validators.gt(0)])
     json_schema_mode: bool = True
@@ -259,6 +270,14 @@ class SeedDatasetConfig:
           index_range: [0, 10000]              # only these rows ...
           partition: {index: 0, of: 4}         # ... and of them, the first quarter
 
+    or every seed file of a folder (sorted by name), each run row taking a row drawn at
+    random with replacement:
+
+        seed_dataset:
+          path: data/reviews/                  # its .parquet, .csv and .jsonl files
+          columns: [title, body]
+          replacement: true
+
     or a Hugging Face dataset's split, read through the local cache:
 
         seed_dataset: {path: "hf://org/reviews", split: test, config: en, revision: main}
@@ -266,27 +285,46 @@ class SeedDatasetConfig:
     From Python, a pandas DataFrame or a pyarrow Table is a seed too:
     ``PipelineBuilder().seed_dataset(df)`` or ``SeedDatasetConfig(path=table)``.
 
+    Large parquet seeds are streamed: when all the files are parquet and together larger than
+    64 MiB, validation reads only their metadata (schemas, row counts per row group; the
+    column names and types, the files' agreement, ``columns``, the rows a slice needs are
+    checked), and a run reads, for each of its row groups, only the parquet row groups (and
+    only the ``columns``) holding the seed rows it takes, keeping at most 64 MiB of decoded
+    rows cached; there is no limit on the file size, but a parquet row group may hold at most
+    2 GiB (uncompressed, of the selected columns) and the files at most 1,000,000 row groups.
+    A streamed row group found broken during the run (bytes that are not UTF-8, a file changed
+    since validation) fails the rows that need it and stops the run with an error naming the
+    file (rows already written are kept: fix the file and resume). Other
+    seeds (CSV, JSONL, smaller parquet files, in-memory tables, Hugging Face datasets) are
+    read whole when the pipeline is validated, at most 2 GiB.
+
     Attributes:
-        path: a parquet, CSV or JSONL file, or a glob of them (relative paths are resolved
-            against the config file's folder when loaded from a file). The files are read
-            whole, and checked, when the pipeline is validated: at most 2 GiB in all and
-            10,000 files; a CSV or JSONL file that does not parse cleanly (an unterminated
-            quote, a row with more or fewer fields than the header, text that is not UTF-8)
-            or seed data without rows is a configuration error. In Python, a pandas
-            DataFrame or a pyarrow Table (at most 2 GiB): the config then holds
-            ``memory://<fingerprint>``, a SHA-256 of the table's schema and content, which
-            ``config_hash`` covers (resuming a run with other rows is refused) and a dumped
-            config shows; such a config loaded in another process needs the table given
-            again.
+        path: a parquet, CSV or JSONL file, a glob of them, or a folder (its files with those
+            extensions, not its subfolders, sorted by name), concatenated in sorted order;
+            relative paths are resolved against the config file's folder when loaded from a
+            file. Checked when the pipeline is validated: at most 10,000 files; a CSV or
+            JSONL file that does not parse cleanly (an unterminated quote, a row with more or
+            fewer fields than the header, text that is not UTF-8) or seed data without rows
+            is a configuration error (see above for what is read whole and what streamed).
+            In Python, a pandas DataFrame or a pyarrow Table (at most 2 GiB): the config then
+            holds ``memory://<fingerprint>``, a SHA-256 of the table's schema and content,
+            which ``config_hash`` covers (resuming a run with other rows is refused) and a
+            dumped config shows; such a config loaded in another process needs the table
+            given again.
             ``hf://org/name`` is a Hugging Face dataset, read with the ``datasets`` package
             (``pip install 'gridloom[hf]'``) through its cache, offline when
             ``HF_DATASETS_OFFLINE=1``; ``hf://`` followed by a folder written by
             ``save_to_disk`` reads that folder. A dataset that cannot be loaded (missing, or
             not cached while offline) fails validation.
         format: ``auto`` picks by file extension (ignored for an in-memory table or a Hugging
-            Face dataset).
-        order: ``ordered`` keeps file order; ``shuffled`` permutes (deterministically under
-            ``run.seed``).
+            Face dataset); in a folder, only files of the given format are read.
+        order: ``ordered`` keeps file order (the same rows whether read whole or streamed).
+            ``shuffled`` permutes, deterministically under ``run.seed``, each pass over the
+            rows anew: a seed read whole is permuted uniformly; a streamed seed has its
+            parquet row groups permuted, then the rows permuted within each window of four
+            consecutive (permuted) row groups, so a run row group reads a few row groups only
+            (each row still comes once per pass, but rows of distant row groups never meet in
+            one window).
         cycle: start again from the top when the run needs more rows than the file has;
             with ``cycle: false`` such a run is refused.
         columns: the subset of the file's columns to use; all of them when empty.
@@ -298,6 +336,13 @@ class SeedDatasetConfig:
             shard of a distributed run reads its own rows. ``order`` and ``cycle`` apply
             to the rows kept. From parquet files, a slice (``index_range`` or ``partition``)
             reads and checks only the row groups holding its rows.
+        replacement: each run row takes a row drawn uniformly at random (with replacement)
+            from the rows kept, deterministically under ``run.seed`` and the run row group
+            (``order`` and ``cycle`` then do not apply: any number of rows can be drawn). For
+            a streamed seed, each run row group first draws four parquet row groups (each
+            with probability proportional to its rows), and each of its rows one of those
+            four, then a row of it: every row is still equally likely, but the rows of one
+            run row group come from at most four parquet row groups.
         split: the split of a Hugging Face dataset (``train`` when unset).
         config: the configuration (subset) name of a Hugging Face dataset.
         revision: the git revision (branch, tag or commit) of a Hugging Face dataset.
@@ -316,6 +361,7 @@ class SeedDatasetConfig:
         validator=_check_index_range,
     )
     partition: SeedPartition | None = attrs.field(default=None, converter=_to_partition)
+    replacement: bool = False
     split: str | None = attrs.field(default=None, validator=_hf_only)
     config: str | None = attrs.field(default=None, validator=_hf_only)
     revision: str | None = attrs.field(default=None, validator=_hf_only)
@@ -458,6 +504,10 @@ class PipelineConfig:
         seed_dataset: rows read from a file, whose columns every column can reference.
         processors: steps that reshape each finished row group before it is written
             (``drop_columns``, ``rename``, ``schema_transform``), in order.
+        constraints: comparisons every output row satisfies, each between a sampler column
+            and another column or a constant (``{column: hi, op: ">", other: lo}``,
+            ``{column: age, op: ">=", value: 18}``), enforced by redrawing the sampler column
+            in the rows that break them; see :class:`~gridloom.config.Constraint`.
         run: how the run is executed.
     """
 
@@ -467,6 +517,7 @@ class PipelineConfig:
     seed_dataset: SeedDatasetConfig | None = None
     processors: tuple[ProcessorConfig, ...] = attrs.field(default=(), converter=to_tuple)
     run: RunConfig = attrs.field(factory=RunConfig)
+    constraints: tuple[Constraint, ...] = attrs.field(default=(), converter=to_tuple)
 
     def __attrs_post_init__(self) -> None:
         problems: list[ConfigIssue] = []

@@ -191,6 +191,8 @@ class _Builder:
         if required:
             schema["required"] = required
         schema["additionalProperties"] = False
+        # What the fields' types cannot say (e.g. "exactly one of these keys").
+        schema.update(getattr(cls, "json_schema_extra", None) or {})
         return schema
 
     def field_schema(self, field: attrs.Attribute[Any], tp: Any) -> dict[str, Any]:

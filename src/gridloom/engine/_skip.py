@@ -1,14 +1,8 @@
 """A column's ``skip_when`` condition: one Jinja expression over the row, compiled once.
 
-The condition is written either bare (``topic == 'alpha'``) or wrapped in one pair of
-``{{ }}`` (``{{ topic == 'alpha' }}``, whitespace control ``{{- -}}`` allowed); anything else —
-text around the braces, several expressions, statements — is refused when the pipeline is
-compiled. It is compiled as the template ``{% if (EXPR) %}1{% endif %}`` in the sandboxed
-environment every user template uses (:func:`~gridloom.generators._jinja.compile_template`:
-the same safety checks and render limits), so it is true exactly when the expression's value
-is truthy for Jinja's ``if`` (Python truthiness: ``false``, ``none``, ``0``, ``''``, ``[]``,
-``{}`` are false; the *string* ``'false'`` is true). An undefined name or attribute raises
-(strict undefined), which fails the cell like any template error.
+The condition's syntax and truthiness are those of every condition
+(:mod:`gridloom.generators._condition`); an undefined name or attribute raises (strict
+undefined), which fails the cell like any template error.
 """
 
 from __future__ import annotations
@@ -16,17 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import jinja2
-from jinja2 import nodes
-
-from ..errors import GenerationError, TemplateError, TemplateLimitExceeded
-from ..generators._jinja import (
-    CompiledTemplate,
-    TemplateLimits,
-    compile_template,
-    parse_template,
-    template_variables,
-)
+from ..errors import GenerationError
+from ..generators._condition import Condition, condition_source, condition_variables
+from ..generators._jinja import TemplateLimits
 from ..generators.base import RowFailure
 
 __all__ = ["FIELD", "SKIPPED", "SkipCondition", "skip_source", "skip_variables"]
@@ -47,48 +33,10 @@ class _Skipped:
 #: Stands for a skipped cell's value between the dispatcher and the outcomes.
 SKIPPED: Any = _Skipped()
 
-_NOT_ONE = 'must be one Jinja expression, bare (x == 1) or in one {{ }} ("{{ x == 1 }}")'
-#: The truthy text the wrapping template renders.
-_TRUE = "1"
-
-
-def _expression(condition: str) -> str:
-    text = condition.strip()
-    if text.startswith("{{") and text.endswith("}}") and len(text) >= 4:
-        text = text[2:-2]
-        text = text.removeprefix("-").removesuffix("-")
-    return text
-
 
 def skip_source(condition: str) -> str:
-    """The template a condition compiles to (see the module docstring)."""
-    return "{% if (" + _expression(condition) + ") %}" + _TRUE + "{% endif %}"
-
-
-def _check_shape(condition: str, column: str) -> None:
-    """Refuse a condition that is not one expression (text, statements or several
-    ``{{ }}`` around it would change the shape of the wrapping template)."""
-    expression = _expression(condition)
-    if not expression.strip() or any(m in expression for m in ("{{", "}}", "{%", "%}")):
-        raise TemplateError(_NOT_ONE, column=column, field=FIELD)
-    try:
-        tree = parse_template(skip_source(condition))
-    except jinja2.TemplateSyntaxError as exc:
-        raise TemplateError(
-            f"condition does not parse: {exc.message}", column=column, field=FIELD
-        ) from exc
-    body = tree.body
-    shaped = (
-        len(body) == 1
-        and isinstance(body[0], nodes.If)
-        and not body[0].elif_
-        and not body[0].else_
-        and len(body[0].body) == 1
-        and isinstance(body[0].body[0], nodes.Output)
-        and [type(n) for n in body[0].body[0].nodes] == [nodes.TemplateData]
-    )
-    if not shaped:
-        raise TemplateError(_NOT_ONE, column=column, field=FIELD)
+    """The template a condition compiles to (see :mod:`gridloom.generators._condition`)."""
+    return condition_source(condition)
 
 
 def skip_variables(condition: str, column: str) -> set[str]:
@@ -97,45 +45,16 @@ def skip_variables(condition: str, column: str) -> set[str]:
     Raises:
         TemplateError: it does not parse, or is not one expression (names ``skip_when``).
     """
-    _check_shape(condition, column)
-    return template_variables(skip_source(condition))
+    return condition_variables(condition, column=column, field=FIELD)
 
 
-class SkipCondition:
-    """A compiled ``skip_when`` of one column.
+class SkipCondition(Condition):
+    """A compiled ``skip_when`` of one column."""
 
-    Attributes:
-        source: the condition as written.
-        simple: it evaluates in a moment (no loops, heavy operators): fine on the event loop.
-    """
-
-    __slots__ = ("_column", "_template", "simple", "source")
+    __slots__ = ()
 
     def __init__(self, condition: str, *, column: str, limits: TemplateLimits | None = None):
-        _check_shape(condition, column)
-        self.source = condition
-        self._column = column
-        self._template: CompiledTemplate = compile_template(
-            skip_source(condition), column=column, field=FIELD, limits=limits
-        )
-        self.simple = self._template.simple
-
-    def holds(self, row: Mapping[str, Any]) -> bool:
-        """Whether the cell of ``row`` is skipped.
-
-        Raises:
-            TemplateLimitExceeded: the evaluation went past a limit.
-            GenerationError: the evaluation failed (an undefined name, a bad operation).
-        """
-        try:
-            return self._template.render(row) == _TRUE
-        except TemplateLimitExceeded:
-            raise
-        except Exception as exc:
-            raise GenerationError(
-                f"column {self._column!r}, field {FIELD!r}: condition failed to evaluate: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
+        super().__init__(condition, column=column, field=FIELD, limits=limits)
 
     def verdict(self, row: Mapping[str, Any]) -> object:
         """:data:`SKIPPED`, ``None`` (the cell runs), or a :class:`RowFailure`."""

@@ -239,6 +239,9 @@ class GeneratorHealth:
         state.add(kind)
         if self._tripped is not None:
             return
+        if getattr(error, "stops_run", False):  # e.g. a seed file found broken mid-run
+            self._trip(column, state, kind, state.counts[kind], len(state.outcomes), first=False)
+            return
         if (
             not state.settled
             and row_id in self._first

@@ -19,10 +19,12 @@ import attrs
 import jinja2
 import pyarrow as pa
 
-from ..config import ColumnConfig, PipelineConfig
+from ..config import ColumnConfig, Constraint, LLMColumn, PipelineConfig
 from ..errors import ConfigError, CycleError, TemplateError, UnknownReferenceError
 from ..generators import BuildContext, ColumnGenerator, SeedDatasetGenerator, build_generator
+from ..generators._condition import condition_source, condition_variables
 from ..generators._jinja import TemplateLimits, template_variables
+from ..generators._shaped import ShapedSampler, shape_sampler
 from ..generators.base import Granularity
 from ._fields import field_problems, value_schema
 from ._skip import FIELD as SKIP_FIELD
@@ -100,6 +102,12 @@ class ExecutionGraph:
             }
             if node.skip is not None:
                 entry["skip_when"] = node.skip.source
+            shaped = node.generator
+            if isinstance(shaped, ShapedSampler):
+                if shaped.variants:
+                    entry["conditional_params"] = [c.source for c, _ in shaped.variants]
+                if shaped.constraints:
+                    entry["constraints"] = [c.constraint.describe() for c in shaped.constraints]
             described.append(entry)
         return described
 
@@ -137,6 +145,13 @@ def _references(
                 refs.setdefault(name, SKIP_FIELD)
         except TemplateError as exc:
             problems.append(exc)
+    conditions = {f"conditional_params[{c!r}]": c for c in column.conditional_params or {}}
+    for field, condition in conditions.items():
+        try:
+            for name in sorted(condition_variables(condition, column=column.name, field=field)):
+                refs.setdefault(name, field)
+        except TemplateError as exc:
+            problems.append(exc)
     for field, names_ in column.direct_references().items():
         path = field if field == "depends_on" else f"{column.kind}.{field}"
         for name in names_:
@@ -154,6 +169,7 @@ def _references(
     checked = {f"{column.kind}.{field}": source for field, source in templates.items()}
     if column.skip_when is not None:
         checked[SKIP_FIELD] = skip_source(column.skip_when)
+    checked.update({field: condition_source(c) for field, c in conditions.items()})
     for path, source in checked.items() if read else ():
         try:
             found = field_problems(source, read)
@@ -191,6 +207,63 @@ def _find_cycle(edges: Mapping[int, Sequence[int]], among: set[int]) -> list[int
     raise AssertionError("no cycle among the given nodes")  # pragma: no cover
 
 
+def _constraint_edges(
+    config: PipelineConfig,
+    names: Sequence[str],
+    producer: Mapping[str, int],
+    upstream: dict[int, set[int]],
+    problems: list[ConfigError],
+    failed: set[int],
+) -> dict[str, list[tuple[int, Constraint]]]:
+    """Check each constraint's columns, make its ``other`` a dependency of its ``column``, and
+    group the constraints by the column they redraw."""
+    constrained: dict[str, list[tuple[int, Constraint]]] = {}
+    for index, constraint in enumerate(config.constraints):
+        where = f"constraints[{index}]"
+        slot = producer.get(constraint.column)
+        if slot is None:
+            problems.append(
+                UnknownReferenceError(
+                    f"constraint {constraint.describe()} names unknown column"
+                    f" {constraint.column!r}{_suggest(constraint.column, producer)}",
+                    column=constraint.column,
+                    field=f"{where}.column",
+                )
+            )
+            continue
+        if names[slot] != constraint.column:
+            owner = "the seed dataset" if names[slot] == SEED_NODE else f"column {names[slot]!r}"
+            problems.append(
+                ConfigError(
+                    f"constraint {constraint.describe()}: {constraint.column!r} is filled by"
+                    f" {owner}, not by a sampler column of its own; a constraint redraws a"
+                    " sampler column",
+                    column=constraint.column,
+                    field=f"{where}.column",
+                )
+            )
+            failed.add(slot)
+            continue
+        other = constraint.other
+        if other is not None:
+            source = producer.get(other)
+            if source is None or source == slot:
+                what = "unknown column" if source is None else "a column filled with it:"
+                problems.append(
+                    UnknownReferenceError(
+                        f"constraint {constraint.describe()} compares with {what} {other!r}"
+                        f"{_suggest(other, producer) if source is None else ''}",
+                        column=constraint.column,
+                        field=f"{where}.other",
+                    )
+                )
+                failed.add(slot)
+                continue
+            upstream[slot].add(source)
+        constrained.setdefault(constraint.column, []).append((index, constraint))
+    return constrained
+
+
 def compile_pipeline(config: PipelineConfig, *, base_dir: Path | None = None) -> ExecutionGraph:
     """Check ``config`` and build its execution graph.
 
@@ -219,8 +292,13 @@ def compile_pipeline(config: PipelineConfig, *, base_dir: Path | None = None) ->
         for col in seed.output_names:
             producer[col] = 0
     offset = len(names)
+    models = {model.alias: model for model in config.models}
     for i, column in enumerate(config.columns):
-        for output in column.output_names():
+        # A model that draws a parameter per cell gives its LLM columns an __inference output.
+        column_outputs = (
+            column.output_names(models) if isinstance(column, LLMColumn) else column.output_names()
+        )
+        for output in column_outputs:
             if output in producer:
                 owner = names[producer[output]]
                 what = "a seed dataset column" if owner == SEED_NODE else f"column {owner!r}"
@@ -235,7 +313,7 @@ def compile_pipeline(config: PipelineConfig, *, base_dir: Path | None = None) ->
                 continue
             producer[output] = offset + i
         names.append(column.name)
-        outputs.append(column.output_names())
+        outputs.append(column_outputs)
 
     # Edges from references.
     upstream: dict[int, set[int]] = {i: set() for i in range(len(names))}
@@ -254,6 +332,7 @@ def compile_pipeline(config: PipelineConfig, *, base_dir: Path | None = None) ->
                 failed.add(slot)
                 continue
             upstream[slot].add(producer[ref])
+    constrained = _constraint_edges(config, names, producer, upstream, problems, failed)
     downstream: dict[int, list[int]] = {i: [] for i in range(len(names))}
     for v, ups in upstream.items():
         for u in ups:
@@ -279,11 +358,11 @@ def compile_pipeline(config: PipelineConfig, *, base_dir: Path | None = None) ->
     # Build generators in topological order so each sees its upstream types.
     position = {slot: pos for pos, slot in enumerate(order)}
     by_name = {column.name: column for column in config.columns}
-    models = {model.alias: model for model in config.models}
     template_limits = TemplateLimits.from_run(config.run)
     types: dict[str, pa.DataType] = {}
     metadata: dict[str, Mapping[bytes, bytes]] = {}
     granularity: dict[str, Granularity] = {}
+    supports: dict[str, tuple[Any, Any]] = {}
     ancestors: dict[int, set[str]] = {}
     nodes: list[Node] = []
     for pos, slot in enumerate(order):
@@ -312,9 +391,11 @@ def compile_pipeline(config: PipelineConfig, *, base_dir: Path | None = None) ->
                 base_dir=base_dir,
                 models=models,
                 template_limits=template_limits,
+                supports=dict(supports),
             )
             try:
                 generator = build_generator(column, ctx)
+                generator = shape_sampler(column, generator, ctx, constrained.get(column.name, ()))
             except ConfigError as exc:
                 problems.append(exc)
                 failed.add(slot)
@@ -327,6 +408,9 @@ def compile_pipeline(config: PipelineConfig, *, base_dir: Path | None = None) ->
             )
         types.update(generator.outputs)
         metadata.update(generator.field_metadata)
+        support = getattr(generator, "support", None)
+        if callable(support) and (drawn := support()) is not None:
+            supports[names[slot]] = drawn
         for col in outputs[slot]:
             granularity[col] = generator.granularity
         inherited: set[str] = set()

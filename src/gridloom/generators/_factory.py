@@ -35,6 +35,8 @@ class BuildContext:
         models: the pipeline's model configurations, by alias.
         template_limits: what one render of a template may use (the run's ``template_*``
             settings).
+        supports: for each sampler column built so far, the smallest and largest value it
+            can draw (``None`` for an unbounded side); what constraint checks read.
     """
 
     columns: Mapping[str, ColumnConfig] = attrs.field(factory=dict)
@@ -43,6 +45,7 @@ class BuildContext:
     base_dir: Path | None = None
     models: Mapping[str, ModelConfig] = attrs.field(factory=dict)
     template_limits: TemplateLimits = attrs.field(factory=TemplateLimits)
+    supports: Mapping[str, tuple[Any, Any]] = attrs.field(factory=dict)
 
     def model_config(self, column: ColumnConfig, alias: str, field: str = "model") -> ModelConfig:
         """The configuration of the model ``alias`` that ``column`` calls.

@@ -8,10 +8,12 @@ scheduler decides what a failure means for the row. An answer that fails the col
 (its ``validate_with`` validators; a structured answer's parse and schema check) is sent back
 as a follow-up turn quoting the problems, up to ``max_correction_attempts`` times
 (:meth:`ModelColumnGenerator.answer`); each cell's rounds go to the generator's
-:class:`~._corrections.CorrectionLog`. :class:`ModelColumnGenerator` is the base
-of the ``llm_*`` kinds' generators (:mod:`gridloom.kinds`) and of a plugin's own;
-:class:`LLMStructuredGenerator` adds JSON, YAML or XML answers valid against a schema, with
-correction rounds (the formats: :mod:`._structured_formats`).
+:class:`~._corrections.CorrectionLog`. Inference parameters given as distributions are drawn
+once per cell (:mod:`._inference`) and sent with each of its requests.
+:class:`ModelColumnGenerator` is the base of the ``llm_*`` kinds' generators
+(:mod:`gridloom.kinds`) and of a plugin's own; :class:`LLMStructuredGenerator` adds JSON,
+YAML or XML answers valid against a schema, with correction rounds (the formats:
+:mod:`._structured_formats`).
 """
 
 from __future__ import annotations
@@ -21,14 +23,16 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import attrs
 import pyarrow as pa
 import trio
 
 from ..clients._types import ChatRequest, ChatResponse, Message, ResponseFormat
 from ..config import LLMColumn, ModelConfig
-from ..config._llm import REASONING_SUFFIX
+from ..config._llm import INFERENCE_SUFFIX, REASONING_SUFFIX
 from ..errors import GenerationError, InvalidOutput, TemplateLimitExceeded, ValidationFailed
 from ._corrections import REJECTED, AnswerCheck, CorrectionLog
+from ._inference import InferencePlan, Params, trace_drawn
 from ._jinja import CompiledTemplate, TemplateLimits, compile_template
 from ._json_arrow import JsonArrowError, storage_for_schema
 from ._structured_formats import AnswerFormat, Format, validation_correction
@@ -76,8 +80,9 @@ def render(column: str, template: CompiledTemplate, row: Mapping[str, Any]) -> s
 class ModelColumnGenerator(ColumnGenerator[CellContext]):
     """The base of generators for :class:`~gridloom.config.LLMColumn` kinds: prompt
     templates (rendered inline when simple, else in a thread), the request from the column's
-    and its model's settings, the call through the run's model handle, and the reasoning side
-    column. A subclass implements ``agenerate``: typically
+    and its model's settings (inference parameters drawn per cell where they are
+    distributions, :attr:`inference`), the call through the run's model handle, and the
+    reasoning and inference side columns. A subclass implements ``agenerate``: typically
     ``value, response = await self.answer(ctx, await self.render_messages(ctx.row))`` then
     ``self.result(value, response)``; it turns an answer's text into its value in
     :meth:`accept`.
@@ -106,9 +111,16 @@ class ModelColumnGenerator(ColumnGenerator[CellContext]):
         value_type: pa.DataType,
         limits: TemplateLimits | None = None,
     ):
+        #: The inference parameters the column sends, and those it draws per cell.
+        self.inference = InferencePlan(config, model)
+        #: The cell's drawn parameters go to ``<name>__inference`` (the column or its model
+        #: sets a distribution: see ``LLMColumn.output_names``).
+        self.records_inference = bool(self.inference.distributions)
         outputs = {config.name: value_type}
         if config.with_reasoning:
             outputs[config.name + REASONING_SUFFIX] = pa.string()
+        if self.records_inference:
+            outputs[config.name + INFERENCE_SUFFIX] = self.inference.arrow_type()
         super().__init__(name=config.name, outputs=outputs)
         self.config = config
         self.model_config = model
@@ -153,11 +165,17 @@ class ModelColumnGenerator(ColumnGenerator[CellContext]):
         quoting the problems (one more request through the model handle, throttled like any).
         After :attr:`max_corrections` follow-ups the cell fails: :class:`InvalidOutput` when
         the last answer was unusable, :class:`ValidationFailed` when validators rejected it.
+
+        Every request of the cell is sent with the inference parameters the cell drew
+        (:meth:`draw_inference`); the response returned carries them (``inference``).
         """
         problems: list[str] = []
         unusable = False
+        drawn = self.draw_inference(ctx)
         for attempt in range(self.max_corrections + 1):
-            response = await self.call(ctx, self.request(messages, response_format))
+            response = await self.call(ctx, self.request(messages, response_format, drawn))
+            if drawn:
+                response = attrs.evolve(response, inference=drawn)
             try:
                 value = await self.accept(response.text)
             except ValueError as exc:
@@ -187,6 +205,13 @@ class ModelColumnGenerator(ColumnGenerator[CellContext]):
             f"column {self.name!r}: the validators still rejected the answer after"
             f" {self.max_corrections} correction attempt(s): {shown}"
         )
+
+    def draw_inference(self, ctx: CellContext) -> dict[str, float | int]:
+        """The inference parameters this cell draws from its distributions (the same on
+        every attempt of the cell), also put on the cell's trace span when tracing."""
+        drawn = self.inference.draw(ctx.seed, ctx.row_id)
+        trace_drawn(drawn)
+        return drawn
 
     def correction_text(self, reason: str) -> str:
         """The follow-up turn for an answer :meth:`accept` refused (``reason``)."""
@@ -218,15 +243,22 @@ class ModelColumnGenerator(ColumnGenerator[CellContext]):
         return out
 
     def request(
-        self, messages: list[Message], response_format: ResponseFormat | None = None
+        self,
+        messages: list[Message],
+        response_format: ResponseFormat | None = None,
+        drawn: Params | None = None,
     ) -> ChatRequest:
-        cfg, model = self.config, self.model_config
+        """The request for ``messages``; ``drawn``: the cell's drawn inference parameters
+        (:meth:`draw_inference`), needed when the column or its model has distributions."""
+        cfg, model, plan = self.config, self.model_config, self.inference
+        drawn = drawn or {}
+        max_tokens = plan.value("max_tokens", drawn)
         return ChatRequest(
             model=model.model,
             messages=messages,
-            temperature=cfg.temperature if cfg.temperature is not None else model.temperature,
-            top_p=cfg.top_p if cfg.top_p is not None else model.top_p,
-            max_tokens=cfg.max_tokens if cfg.max_tokens is not None else model.max_tokens,
+            temperature=plan.value("temperature", drawn),
+            top_p=plan.value("top_p", drawn),
+            max_tokens=None if max_tokens is None else int(max_tokens),
             timeout=cfg.timeout if cfg.timeout is not None else model.timeout,
             response_format=response_format,
             extra_body=dict(cfg.extra_body),
@@ -240,9 +272,16 @@ class ModelColumnGenerator(ColumnGenerator[CellContext]):
         return response
 
     def result(self, value: Any, response: ChatResponse) -> Any:
-        if not self.config.with_reasoning:
+        """The cell's result: ``value``, with the side columns the column has (reasoning,
+        drawn inference parameters) as a mapping by output column."""
+        extra: dict[str, Any] = {}
+        if self.config.with_reasoning:
+            extra[self.name + REASONING_SUFFIX] = response.reasoning
+        if self.records_inference:
+            extra[self.name + INFERENCE_SUFFIX] = dict(response.inference)
+        if not extra:
             return value
-        return {self.name: value, self.name + REASONING_SUFFIX: response.reasoning}
+        return {self.name: value, **extra}
 
 
 def parse_json_answer(text: str, check: Callable[[Any], None]) -> Any:
@@ -355,6 +394,6 @@ class LLMStructuredGenerator(ModelColumnGenerator):
         out = self.result(value, response)
         if not self.keep_raw:
             return out
-        if not self.config.with_reasoning:
+        if not self.config.with_reasoning and not self.records_inference:
             out = {self.name: out}
         return {**out, self.name + RAW_SUFFIX: response.text}

@@ -65,6 +65,12 @@ class Sampler(ColumnGenerator[BatchContext]):
     def _draw(self, rng: random.Random) -> Any:
         raise NotImplementedError
 
+    def support(self) -> tuple[Any, Any] | None:
+        """The smallest and largest value this sampler can give (either ``None`` when
+        unbounded on that side), or ``None`` when unknown or not ordered; what ``validate``
+        uses to find constraints that can never hold."""
+        return None
+
 
 def numeric_output(
     column: str,

@@ -1,26 +1,31 @@
-"""The seed dataset generator: rows of a parquet, CSV or JSONL file (or a glob of them), of an
-in-memory table (``memory://``) or of a Hugging Face dataset (``hf://``, see ``_seed_hf``),
-sliced by ``index_range`` and ``partition``.
+"""The seed dataset generator: rows of a parquet, CSV or JSONL file (or a glob or a folder of
+them), of an in-memory table (``memory://``) or of a Hugging Face dataset (``hf://``, see
+``_seed_hf``), sliced by ``index_range`` and ``partition``.
 
-The files are read whole (parquet files sliced by ``index_range`` or ``partition``: only the
-row groups holding the slice's rows), and checked, when the generator is built — when the
+Parquet seeds over :data:`STREAM_THRESHOLD_BYTES` (64 MiB, all files together) are *streamed*:
+only their metadata is read when the generator is built, and at generate time only the row
+groups (and columns) holding the rows a run row group takes (see ``_seed_stream``); there is
+no limit on their size. Any other seed is read whole, and checked, when the generator is
+built (parquet files sliced by ``index_range`` or ``partition``: only the row groups holding
+the slice's rows): at most :data:`MAX_SEED_BYTES` (2 GiB). Either way this happens when the
 pipeline is compiled, so ``validate`` reports what a run would trip on: every problem is a
 :class:`~gridloom.errors.ConfigError` on ``seed_dataset.path`` naming the file. Limits and
-checks: at most :data:`MAX_SEED_BYTES` (2 GiB) in at most :data:`MAX_SEED_FILES` files, each
-a regular file (not a directory, pipe or device); a CSV or JSONL file must parse cleanly (no
-unterminated quote, no row with more or fewer fields than the header, UTF-8 text); binary
-values are decoded as UTF-8 text, or refused; column names are unique; there is at least one
-row.
+checks: at most :data:`MAX_SEED_FILES` files, each a regular file (not a pipe or device); a
+CSV or JSONL file must parse cleanly (no unterminated quote, no row with more or fewer fields
+than the header, UTF-8 text); binary values are decoded as UTF-8 text, or refused; column
+names are unique; there is at least one row. A streamed row group that fails these checks at
+generate time fails its run row group's rows with a :class:`SeedReadError` naming the file,
+which stops the run.
 """
 
 from __future__ import annotations
 
 import glob
 import mmap
-import re
+import os
 import stat
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,15 +37,35 @@ import pyarrow.parquet as pq
 from ..config._models import SeedDatasetConfig
 from ..config._seed_tables import is_memory_path, lookup
 from ..errors import ConfigError, GenerationError
+from ._seed_checks import (
+    as_text,
+    check_names,
+    check_text,
+    checked,
+    conformed,
+    problem,
+    selected,
+)
 from ._seed_hf import is_hf_path, read_hf
+from ._seed_order import WindowedShuffle, replacement_draws
+from ._seed_stream import SeedReadError, StreamedParquet, scan_parquet
 from .base import BatchContext, ColumnGenerator, Granularity, derive_rng
 
-__all__ = ["MAX_SEED_BYTES", "MAX_SEED_FILES", "SEED_DATASET_NODE", "SeedDatasetGenerator"]
+__all__ = [
+    "MAX_SEED_BYTES",
+    "MAX_SEED_FILES",
+    "SEED_DATASET_NODE",
+    "STREAM_THRESHOLD_BYTES",
+    "SeedDatasetGenerator",
+    "SeedReadError",
+]
 
 #: The generator's name (the seed dataset fills several columns as one node).
 SEED_DATASET_NODE = "seed_dataset"
-#: The most seed data read, in bytes, over all its files (2 GiB).
+#: The most seed data read whole, in bytes, over all its files (2 GiB).
 MAX_SEED_BYTES = 2 * 1024**3
+#: Parquet seeds larger than this (all files together, in bytes) are streamed by row group.
+STREAM_THRESHOLD_BYTES = 64 * 1024**2
 #: The most files a seed dataset's glob may match.
 MAX_SEED_FILES = 10_000
 
@@ -53,16 +78,11 @@ _FORMATS_BY_SUFFIX = {
     ".json": "jsonl",
 }
 _GLOB_CHARS = frozenset("*?[")
-_PATH_FIELD = "seed_dataset.path"
 #: Shuffle permutations kept per generator (row groups in flight rarely span more cycles).
 _PERMUTATION_CACHE = 4
 #: Bytes that end an unquoted CSV field, so that a quote after one opens a quoted field.
 _FIELD_ENDS = frozenset(b",\r\n")
 _UTF8_BOM = b"\xef\xbb\xbf"
-
-
-def _problem(message: str, field: str = _PATH_FIELD) -> ConfigError:
-    return ConfigError(message, field=field)
 
 
 def _regular_size(path: Path) -> int | None:
@@ -74,11 +94,41 @@ def _regular_size(path: Path) -> int | None:
     return info.st_size if stat.S_ISREG(info.st_mode) else None
 
 
-def _resolve_files(pattern: str, base_dir: Path | None) -> tuple[Path, ...]:
+def _folder_files(folder: Path, declared: str) -> list[tuple[Path, int]]:
+    """The regular files directly in ``folder`` with a seed file's extension (of the
+    ``declared`` format unless ``auto``), sorted, with their sizes."""
+    found: list[tuple[Path, int]] = []
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                fmt = _FORMATS_BY_SUFFIX.get(Path(entry.name).suffix.lower())
+                if fmt is None or declared not in ("auto", fmt):
+                    continue
+                size = _regular_size(Path(entry.path))
+                if size is not None:
+                    found.append((Path(entry.path), size))
+                if len(found) > MAX_SEED_FILES:
+                    raise problem(
+                        f"the folder {str(folder)!r} holds more than {MAX_SEED_FILES:,} seed"
+                        " files; a seed dataset has at most that many"
+                    )
+    except OSError as exc:
+        raise problem(f"cannot list the folder {str(folder)!r}: {exc}") from None
+    if not found:
+        kinds = "parquet, CSV or JSONL" if declared == "auto" else declared
+        raise problem(
+            f"the folder {str(folder)!r} holds no {kinds} file (known extensions:"
+            f" {', '.join(_FORMATS_BY_SUFFIX)})"
+        )
+    return sorted(found)
+
+
+def _resolve_files(pattern: str, base_dir: Path | None, declared: str) -> list[tuple[Path, int]]:
+    """The seed files ``pattern`` names (a file, a glob or a folder), sorted, with sizes."""
     try:
         path = Path(pattern).expanduser()
     except RuntimeError as exc:  # ~user that does not exist
-        raise _problem(f"cannot resolve {pattern!r}: {exc}") from None
+        raise problem(f"cannot resolve {pattern!r}: {exc}") from None
     if not path.is_absolute() and base_dir is not None:
         path = base_dir / path
     if _GLOB_CHARS.intersection(pattern):
@@ -86,31 +136,32 @@ def _resolve_files(pattern: str, base_dir: Path | None) -> tuple[Path, ...]:
         files = [(p, size) for p in matches if (size := _regular_size(p)) is not None]
         if not files:
             others = " (only directories or special files)" if matches else ""
-            raise _problem(f"no file matches {str(path)!r}{others}")
+            raise problem(f"no file matches {str(path)!r}{others}")
     else:
         size = _regular_size(path)
         if size is None:
             if path.is_dir():
-                raise _problem(
-                    f"{str(path)!r} is a directory; give a file, or a glob such as"
-                    f" {str(path / '*.parquet')!r}"
-                )
-            if path.exists():
-                raise _problem(f"{str(path)!r} is not a regular file (a pipe, socket or device)")
-            raise _problem(f"no file matches {str(path)!r}")
-        files = [(path, size)]
+                files = _folder_files(path, declared)
+            elif path.exists():
+                raise problem(f"{str(path)!r} is not a regular file (a pipe, socket or device)")
+            else:
+                raise problem(f"no file matches {str(path)!r}")
+        else:
+            files = [(path, size)]
     if len(files) > MAX_SEED_FILES:
-        raise _problem(
+        raise problem(
             f"{str(path)!r} matches {len(files):,} files; a seed dataset has at most"
             f" {MAX_SEED_FILES:,}"
         )
-    total = sum(size for _path, size in files)
+    return files
+
+
+def _check_whole_size(pattern: str, total: int) -> None:
     if total > MAX_SEED_BYTES:
-        raise _problem(
-            f"the seed data {str(path)!r} has {total:,} bytes; at most {MAX_SEED_BYTES:,}"
-            " (2 GiB) are read"
+        raise problem(
+            f"the seed data {pattern!r} has {total:,} bytes; at most {MAX_SEED_BYTES:,}"
+            " (2 GiB) are read whole (parquet seeds of any size are streamed by row group)"
         )
-    return tuple(p for p, _size in files)
 
 
 def _format_of(path: Path, declared: str) -> str:
@@ -165,7 +216,7 @@ def _check_quotes(path: Path) -> None:
         with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
             opening = _unterminated_quote(data)
             if opening is not None:
-                raise _problem(
+                raise problem(
                     f"cannot read seed data {str(path)!r}: the quoted field opened on line"
                     f" {_line_of(data, opening)} is never closed"
                 )
@@ -206,99 +257,6 @@ def _read_parquet(path: Path, wanted: Sequence[str], rows: tuple[int, int] | Non
     return table.slice(start - first, stop - start)
 
 
-def _text_type(kind: pa.DataType) -> pa.DataType:
-    """``kind`` with every binary type in it replaced by the matching text type."""
-    if pa.types.is_binary(kind) or pa.types.is_fixed_size_binary(kind):
-        return pa.string()
-    if pa.types.is_large_binary(kind):
-        return pa.large_string()
-    if pa.types.is_binary_view(kind):
-        return pa.string_view()
-    if pa.types.is_list(kind):
-        return pa.list_(kind.value_field.with_type(_text_type(kind.value_type)))
-    if pa.types.is_large_list(kind):
-        return pa.large_list(kind.value_field.with_type(_text_type(kind.value_type)))
-    if pa.types.is_fixed_size_list(kind):
-        value_field = kind.value_field.with_type(_text_type(kind.value_type))
-        return pa.list_(value_field, kind.list_size)
-    if pa.types.is_struct(kind):
-        return pa.struct([field.with_type(_text_type(field.type)) for field in kind])
-    if pa.types.is_map(kind):
-        return pa.map_(
-            kind.key_field.with_type(_text_type(kind.key_type)),
-            kind.item_field.with_type(_text_type(kind.item_type)),
-        )
-    if pa.types.is_dictionary(kind):
-        return pa.dictionary(kind.index_type, _text_type(kind.value_type), kind.ordered)
-    return kind
-
-
-def _first_bad_row(column: pa.ChunkedArray) -> str:
-    for row, value in enumerate(column.to_pylist(), start=1):
-        if isinstance(value, bytes):
-            try:
-                value.decode("utf-8")
-            except UnicodeDecodeError:
-                return f" (data row {row})"
-    return ""
-
-
-def _as_text(table: pa.Table, where: str) -> pa.Table:
-    """``table`` with binary values decoded as UTF-8 text: never stored as bytes."""
-    for index, field in enumerate(table.schema):
-        text_type = _text_type(field.type)
-        if text_type == field.type:
-            continue
-        column = table.column(index)
-        try:
-            decoded = column.cast(text_type)
-        except pa.ArrowInvalid:
-            raise _problem(
-                f"{where}: column {field.name!r} holds bytes that are not UTF-8 text"
-                f"{_first_bad_row(column)}; gridloom columns hold text"
-            ) from None
-        except pa.ArrowException:
-            raise _problem(
-                f"{where}: column {field.name!r} holds binary data ({field.type}), which"
-                " gridloom cannot store as text"
-            ) from None
-        table = table.set_column(index, field.with_type(text_type), decoded)
-    return table
-
-
-def _check_names(table: pa.Table, where: str) -> None:
-    try:
-        names = table.column_names
-    except UnicodeDecodeError:
-        raise _problem(f"{where}: a column name is not UTF-8 text") from None
-    if not names:
-        raise _problem(f"{where} has no columns")
-    seen: set[str] = set()
-    for name in names:
-        if "\ufffd" in name:
-            raise _problem(f"{where}: the column name {name!r} is not UTF-8 text")
-        if name in seen:
-            raise _problem(f"{where} has more than one column named {name!r}")
-        seen.add(name)
-
-
-def _check_text(table: pa.Table, where: str) -> None:
-    """Refuse text values that are not UTF-8 (pyarrow's JSON reader, and some parquet
-    writers, let such bytes through into text columns)."""
-    for name, column in zip(table.column_names, table.columns, strict=True):
-        offset = 0
-        for chunk in column.chunks:
-            try:
-                chunk.validate(full=True)
-            except pa.ArrowInvalid as exc:
-                found = re.search(r"string index (\d+)", str(exc))
-                row = f" (data row {offset + int(found[1]) + 1})" if found else ""
-                raise _problem(
-                    f"{where}: column {name!r} holds text that is not UTF-8{row}"
-                ) from None
-            offset += len(chunk)
-
-
 def _read_file(
     path: Path, fmt: str, wanted: Sequence[str], rows: tuple[int, int] | None = None
 ) -> pa.Table:
@@ -315,52 +273,21 @@ def _read_file(
         else:
             raise ConfigError(f"unknown format {fmt!r}", field="seed_dataset.format")
     except UnicodeDecodeError:  # pyarrow quoted the undecodable bytes in its message
-        raise _problem(f"cannot read {where}: it is not UTF-8 text") from None
+        raise problem(f"cannot read {where}: it is not UTF-8 text") from None
     except (OSError, pa.ArrowException) as exc:
-        raise _problem(f"cannot read {where}: {exc}") from exc
-    _check_names(table, where)
-    table = _as_text(table.replace_schema_metadata(None), where)
-    _check_text(table, where)
+        raise problem(f"cannot read {where}: {exc}") from exc
+    check_names(table, where)
+    table = as_text(table.replace_schema_metadata(None), where)
+    check_text(table, where)
     return table
-
-
-def _checked(path: Path, read: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """``read(*args, **kwargs)``, with read and schema errors raised as ``ConfigError``."""
-    try:
-        return read(*args, **kwargs)
-    except (OSError, pa.ArrowException) as exc:
-        raise _problem(f"cannot read seed data {str(path)!r}: {exc}") from exc
-
-
-def _conformed(path: Path, table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """``table`` with ``schema``: columns cast to its types, nulls for those it lacks."""
-    columns = [
-        _checked(path, table.column(field.name).cast, field.type)
-        if field.name in table.column_names
-        else pa.nulls(table.num_rows, field.type)
-        for field in schema
-    ]
-    return pa.Table.from_arrays(columns, schema=schema)
-
-
-def _selected(schema: pa.Schema, columns: Sequence[str]) -> tuple[str, ...]:
-    """The seed columns used: ``columns``, checked against ``schema``, else all."""
-    names = tuple(columns) or tuple(schema.names)
-    unknown = [name for name in names if name not in schema.names]
-    if unknown:
-        raise ConfigError(
-            f"columns {unknown} are not in the seed data (it has {schema.names})",
-            field="seed_dataset.columns",
-        )
-    return names
 
 
 def _given_table(table: pa.Table, config: SeedDatasetConfig, where: str) -> pa.Table:
     """An in-memory or Hugging Face table, checked like a file's rows."""
-    _check_names(table, where)
-    table = table.select(list(_selected(table.schema, config.columns)))
-    table = _as_text(table, where)
-    _check_text(table, where)
+    check_names(table, where)
+    table = table.select(list(selected(table.schema, config.columns)))
+    table = as_text(table, where)
+    check_text(table, where)
     return table
 
 
@@ -400,9 +327,9 @@ def _file_windows(files: Sequence[Path], config: SeedDatasetConfig) -> list[tupl
     keeps, from the files' metadata; ``None`` when nothing is sliced."""
     if config.index_range is None and config.partition is None:
         return None
-    counts = [_checked(path, lambda p: pq.read_metadata(p).num_rows, path) for path in files]
+    counts = [checked(path, lambda p: pq.read_metadata(p).num_rows, path) for path in files]
     if sum(counts) == 0:
-        raise _problem(f"the seed dataset has no rows: {str(config.path)!r} holds no data rows")
+        raise problem(f"the seed dataset has no rows: {str(config.path)!r} holds no data rows")
     start, stop = _window(sum(counts), config)
     windows, offset = [], 0
     for count in counts:
@@ -416,20 +343,33 @@ class SeedDatasetGenerator(ColumnGenerator[BatchContext]):
     """Fills the seed columns of each row from a file of rows.
 
     Construction resolves the file(s) (relative to ``base_dir``; a glob matches files in sorted
-    order, concatenated), reads them whole and checks them (see the module's docstring for
-    the limits). Dataset row ``r`` takes file row ``r mod N`` (``ordered``), or position
-    ``r mod N`` of a permutation of the ``N`` rows drawn from ``(seed, "seed_dataset", r // N)``
-    (``shuffled``): the mapping depends on neither row groups nor threads.
+    order, concatenated; a folder means the seed files directly in it, sorted) and reads them
+    whole and checks them, or — parquet seeds over :data:`STREAM_THRESHOLD_BYTES` — reads and
+    checks their metadata only (see the module's docstring for the limits).
+
+    Of the ``N`` rows kept (after ``index_range`` and ``partition``), dataset row ``r`` takes:
+
+    - ``ordered``: row ``r mod N``, read whole or streamed alike;
+    - ``shuffled``, read whole: position ``r mod N`` of a uniform permutation of the ``N``
+      rows drawn from ``(seed, "seed_dataset", r // N)``; streamed: position ``r mod N`` of
+      cycle ``r // N`` of a :class:`~gridloom.generators._seed_order.WindowedShuffle` (the
+      parquet row groups permuted, the rows permuted within windows of four of them);
+    - ``replacement``: a row drawn uniformly at random from ``(seed, "seed_dataset",
+      "replacement", row group)``, one draw per row of the run row group (dropped rows
+      included), so the draws do not depend on which rows are live; streamed, from four
+      row groups drawn per run row group, each with probability proportional to its rows.
+
+    The mapping depends on neither threads nor the order tasks run in.
 
     Args:
         config: the seed dataset section of the pipeline.
         base_dir: folder relative paths are resolved against (the config file's folder).
 
     Raises:
-        ConfigError: no file matches (or a path is a directory, pipe or device), the data is
-            too large, a format cannot be told, a file does not parse cleanly or holds binary
-            values that are not UTF-8 text, files' schemas conflict, ``config.columns``
-            names a column the files do not have, or there are no rows.
+        ConfigError: no file matches (or a path is a pipe or device, or a folder without seed
+            files), the data is too large, a format cannot be told, a file does not parse
+            cleanly or holds binary values that are not UTF-8 text, files' schemas conflict,
+            ``config.columns`` names a column the files do not have, or there are no rows.
     """
 
     granularity: Granularity = "batch"
@@ -438,6 +378,11 @@ class SeedDatasetGenerator(ColumnGenerator[BatchContext]):
     def __init__(self, config: SeedDatasetConfig, base_dir: Path | None = None):
         self.config = config
         self._presliced = False
+        self._stream: StreamedParquet | None = None
+        self._windowed: WindowedShuffle | None = None
+        self._blocks: list[tuple[int, int]] = []
+        self._start = self._size = 0
+        table: pa.Table | None = None
         if is_memory_path(config.path):
             self.files: tuple[Path, ...] = ()
             table = _given_table(lookup(config.path), config, "the in-memory seed table")
@@ -446,22 +391,42 @@ class SeedDatasetGenerator(ColumnGenerator[BatchContext]):
             where = f"the Hugging Face dataset {config.path!r}"
             table = _given_table(read_hf(config, base_dir), config, where)
         else:
-            self.files = _resolve_files(config.path, base_dir)
-            table = self._read_files(config)
-        self.schema = table.schema
+            found = _resolve_files(config.path, base_dir, config.format)
+            self.files = tuple(path for path, _size in found)
+            formats = tuple(_format_of(path, config.format) for path in self.files)
+            total = sum(size for _path, size in found)
+            if set(formats) == {"parquet"} and total > STREAM_THRESHOLD_BYTES:
+                self._stream = StreamedParquet(self.files, scan_parquet(self.files, config.columns))
+            else:
+                _check_whole_size(config.path, total)
+                table = self._read_files(config, formats)
+        if table is None:
+            assert self._stream is not None
+            self.schema = self._stream.schema
+            self._open_stream(config, self._stream)
+        else:
+            self.schema = table.schema
         super().__init__(name=SEED_DATASET_NODE, outputs={f.name: f.type for f in self.schema})
-        if not self._presliced:
+        if table is not None and not self._presliced:
             if table.num_rows == 0:
-                raise _problem(
-                    f"the seed dataset has no rows: {str(config.path)!r} holds no data rows"
-                )
+                raise _no_rows(config)
             table = _sliced(table, config)
-        self._table: pa.Table = table
+        self._table: pa.Table | None = table
+        if table is not None:
+            self._size = table.num_rows
         self._lock = threading.Lock()
         self._permutations: dict[tuple[int, int], list[int]] = {}
 
-    def _read_files(self, config: SeedDatasetConfig) -> pa.Table:
-        formats = tuple(_format_of(path, config.format) for path in self.files)
+    def _open_stream(self, config: SeedDatasetConfig, stream: StreamedParquet) -> None:
+        if stream.num_rows == 0:
+            raise _no_rows(config)
+        start, stop = _window(stream.num_rows, config)
+        self._start, self._size = start, stop - start
+        self._blocks = stream.blocks(start, stop)
+        if config.order == "shuffled":
+            self._windowed = WindowedShuffle(self._blocks, SEED_DATASET_NODE)
+
+    def _read_files(self, config: SeedDatasetConfig, formats: Sequence[str]) -> pa.Table:
         windows: Sequence[tuple[int, int] | None] = [None] * len(self.files)
         if set(formats) == {"parquet"}:
             # Read only the row groups that hold the rows a slice keeps.
@@ -472,25 +437,36 @@ class SeedDatasetGenerator(ColumnGenerator[BatchContext]):
             _read_file(path, fmt, config.columns, window)
             for path, fmt, window in zip(self.files, formats, windows, strict=True)
         ]
-        schema = _checked(
+        schema = checked(
             self.files[0],
             pa.unify_schemas,
             [table.schema for table in tables],
             promote_options="permissive",
         )
-        names = _selected(schema, config.columns)
+        names = selected(schema, config.columns)
         wanted = pa.schema([schema.field(name) for name in names])
         return pa.concat_tables(
-            _conformed(path, part, wanted) for path, part in zip(self.files, tables, strict=True)
+            conformed(path, part, wanted) for path, part in zip(self.files, tables, strict=True)
         )
 
     @property
+    def streamed(self) -> bool:
+        """Whether the seed rows are streamed by parquet row group (never held whole)."""
+        return self._stream is not None
+
+    @property
     def num_rows(self) -> int:
-        """Rows in the seed data."""
-        return int(self._table.num_rows)
+        """Rows in the seed data (those ``index_range`` and ``partition`` keep)."""
+        return self._size
 
     def table(self) -> pa.Table:
-        """The seed rows as one Arrow table with :attr:`schema` (read when built)."""
+        """The seed rows as one Arrow table with :attr:`schema` (read when built).
+
+        Raises:
+            RuntimeError: the seed is streamed (:attr:`streamed`), never held whole.
+        """
+        if self._table is None:
+            raise RuntimeError("a streamed seed dataset is never held whole")
         return self._table
 
     def _permutation(self, seed: int, cycle: int, size: int) -> list[int]:
@@ -505,16 +481,40 @@ class SeedDatasetGenerator(ColumnGenerator[BatchContext]):
                 self._permutations[key] = order
             return order
 
-    def indices(self, row_ids: Iterable[int], seed: int) -> list[int]:
-        """The seed data rows that dataset rows ``row_ids`` take under run seed ``seed``.
+    def _draws(self, group_row_ids: Sequence[int], seed: int, row_group: int) -> list[int]:
+        """One seed row drawn with replacement per row of a run row group."""
+        if self._stream is not None:
+            return replacement_draws(
+                self._blocks, seed, SEED_DATASET_NODE, row_group, len(group_row_ids)
+            )
+        rng = derive_rng(seed, SEED_DATASET_NODE, "replacement", row_group)
+        return [rng.randrange(self._size) for _ in group_row_ids]
+
+    def indices(
+        self,
+        row_ids: Iterable[int],
+        seed: int,
+        *,
+        row_group: int = 0,
+        group_row_ids: Sequence[int] | None = None,
+    ) -> list[int]:
+        """The seed data rows (from 0, of those kept) that dataset rows ``row_ids`` take under
+        run seed ``seed``; with ``replacement``, ``row_ids`` are rows of run row group
+        ``row_group``, whose rows are ``group_row_ids`` (``row_ids`` when not given).
 
         Raises:
             GenerationError: the seed data is empty, or a row id is past its end and ``cycle``
-                is off.
+                is off (and ``replacement`` too).
         """
         size = self.num_rows
         if size == 0:
             raise GenerationError("the seed dataset has no rows")
+        if self.config.replacement:
+            row_ids = list(row_ids)
+            group = list(row_ids if group_row_ids is None else group_row_ids)
+            where = {row_id: at for at, row_id in enumerate(group)}
+            draws = self._draws(group, seed, row_group)
+            return [draws[where[row_id]] for row_id in row_ids]
         shuffled = self.config.order == "shuffled"
         orders: dict[int, list[int]] = {}
         out = []
@@ -525,7 +525,9 @@ class SeedDatasetGenerator(ColumnGenerator[BatchContext]):
                     f"row {row_id} is past the end of the seed dataset ({size} rows)"
                     " and cycle is off"
                 )
-            if shuffled:
+            if shuffled and self._windowed is not None:
+                position = self._windowed.row(seed, cycle, position)
+            elif shuffled:
                 order = orders.get(cycle)
                 if order is None:
                     order = orders[cycle] = self._permutation(seed, cycle, size)
@@ -534,7 +536,17 @@ class SeedDatasetGenerator(ColumnGenerator[BatchContext]):
         return out
 
     def generate(self, ctx: BatchContext) -> dict[str, list[Any]]:
-        """Each seed column's values for the batch's rows."""
-        indices = self.indices(ctx.row_ids, ctx.seed)
-        taken = self.table().take(pa.array(indices, type=pa.int64()))
+        """Each seed column's values for the batch's rows (a streamed seed reads the row
+        groups holding them here, in the worker thread this runs in)."""
+        indices = self.indices(
+            ctx.row_ids, ctx.seed, row_group=ctx.row_group, group_row_ids=ctx.group_row_ids
+        )
+        if self._stream is not None:
+            taken = self._stream.take([self._start + index for index in indices])
+        else:
+            taken = self.table().take(pa.array(indices, type=pa.int64()))
         return {name: taken.column(name).to_pylist() for name in self.outputs}
+
+
+def _no_rows(config: SeedDatasetConfig) -> ConfigError:
+    return problem(f"the seed dataset has no rows: {str(config.path)!r} holds no data rows")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import attrs
 
@@ -34,7 +34,12 @@ class BernoulliSampler(NumericSampler):
 
     def __init__(self, config: BernoulliColumn):
         super().__init__(config.name, config.convert_to, "int")
+        self.config = config
         self.p = config.p
+
+    def support(self) -> tuple[Any, Any] | None:
+        """``[0, 1]``, unless stored as text."""
+        return None if self.config.convert_to == "string" else (0, 1)
 
     def _draw(self, rng: random.Random) -> object:
         return self.convert(1 if rng.random() < self.p else 0)

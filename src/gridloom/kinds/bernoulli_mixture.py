@@ -14,7 +14,13 @@ from ..config._kind import ColumnKind
 from ..config._validators import int64, probability
 from ..generators.base import BatchContext
 from ..generators.sampling import NumericSampler
-from .scipy_dist import frozen_distribution, group_generator, live_values, to_int64_range
+from .scipy_dist import (
+    frozen_distribution,
+    group_generator,
+    live_values,
+    narrowed_support,
+    to_int64_range,
+)
 
 __all__ = ["KIND", "BernoulliMixtureColumn", "BernoulliMixtureSampler"]
 
@@ -67,6 +73,13 @@ class BernoulliMixtureSampler(NumericSampler):
         super().__init__(config.name, config.convert_to, self.natural, config.decimals)
         self.config = config
         self.lock = threading.Lock()
+
+    def support(self) -> tuple[Any, Any] | None:
+        """The distribution's support, widened to hold 0."""
+        if self.config.convert_to == "string":
+            return None
+        low, high = narrowed_support(self.frozen, None, None)
+        return (None if low is None else min(low, 0), None if high is None else max(high, 0))
 
     def generate(self, ctx: BatchContext) -> list[Any]:
         """One choice and one draw per row of the group; the live rows' values, converted."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import attrs
 
@@ -37,7 +37,12 @@ class BinomialSampler(NumericSampler):
 
     def __init__(self, config: BinomialColumn):
         super().__init__(config.name, config.convert_to, "int")
+        self.config = config
         self._sample = binomial_sampler(config.n, config.p)
+
+    def support(self) -> tuple[Any, Any] | None:
+        """``[0, n]``, unless stored as text."""
+        return None if self.config.convert_to == "string" else (0, self.config.n)
 
     def _draw(self, rng: random.Random) -> object:
         return self.convert(self._sample(rng))

@@ -67,6 +67,13 @@ class CategorySampler(Sampler):
             list(itertools.accumulate(config.weights)) if config.weights is not None else None
         )
 
+    def support(self) -> tuple[Any, Any] | None:
+        """The smallest and largest value, when every value is a number."""
+        numbers = [v for v in self.values if isinstance(v, int | float) and not isinstance(v, bool)]
+        if len(numbers) != len(self.values):
+            return None
+        return (min(numbers), max(numbers))
+
     def _draw_many(self, rng: random.Random, count: int) -> list[Any]:
         return rng.choices(self.values, cum_weights=self._cum_weights, k=count)
 

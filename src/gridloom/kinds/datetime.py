@@ -113,6 +113,12 @@ class DatetimeSampler(Sampler):
         self._first = first
         self._steps = (last - first) // self._step
 
+    def support(self) -> tuple[Any, Any] | None:
+        """The first and last whole instant drawn (``None`` with ``format``: text)."""
+        if self.config.format is not None:
+            return None
+        return (self._first, self._first + self._step * self._steps)
+
     def _draw(self, rng: random.Random) -> Any:
         moment = self._first + self._step * rng.randint(0, self._steps)
         if self.config.format is not None:

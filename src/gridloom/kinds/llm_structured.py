@@ -154,8 +154,8 @@ class LLMStructuredColumn(LLMColumn):
     def value_schema(self) -> Mapping[str, Any] | None:
         return self.schema
 
-    def output_names(self) -> tuple[str, ...]:
-        names = super().output_names()
+    def output_names(self, models: Mapping[str, Any] | None = None) -> tuple[str, ...]:
+        names = super().output_names(models)
         return (*names, self.name + RAW_SUFFIX) if self.keep_raw else names
 
 

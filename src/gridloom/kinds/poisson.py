@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import attrs
 
@@ -38,7 +38,12 @@ class PoissonSampler(NumericSampler):
 
     def __init__(self, config: PoissonColumn):
         super().__init__(config.name, config.convert_to, "int")
+        self.config = config
         self._sample = poisson_sampler(config.mean)
+
+    def support(self) -> tuple[Any, Any] | None:
+        """``[0, +inf)``, unless stored as text."""
+        return None if self.config.convert_to == "string" else (0, None)
 
     def _draw(self, rng: random.Random) -> object:
         return self.convert(self._sample(rng))

@@ -41,6 +41,7 @@ __all__ = [
     "frozen_distribution",
     "group_generator",
     "live_values",
+    "narrowed_support",
     "numpy_generator",
     "to_int64_range",
 ]
@@ -156,6 +157,21 @@ def group_generator(ctx: BatchContext) -> tuple[np.random.Generator, int]:
     return numpy_generator(ctx.rng.getrandbits(128)), count
 
 
+def narrowed_support(
+    frozen: Any, low: float | None, high: float | None
+) -> tuple[float | None, float | None]:
+    """A frozen distribution's support, narrowed to ``[low, high]`` (``None``: unbounded)."""
+    lower, upper = (float(v) for v in frozen.support())
+    if low is not None:
+        lower = max(lower, low)
+    if high is not None:
+        upper = min(upper, high)
+    return (
+        lower if math.isfinite(lower) else None,
+        upper if math.isfinite(upper) else None,
+    )
+
+
 def live_values(ctx: BatchContext, values: npt.NDArray[Any]) -> list[Any]:
     """The values of the live rows of ``ctx`` (``values`` has one per row of the group)."""
     positions = ctx.positions()
@@ -228,6 +244,12 @@ class ScipySampler(NumericSampler):
                     field="scipy.high",
                 )
             self.bounds = (low, high)
+
+    def support(self) -> tuple[Any, Any] | None:
+        """The distribution's support, narrowed by ``low``/``high``."""
+        if self.config.convert_to == "string":
+            return None
+        return narrowed_support(self.frozen, *self.bounds)
 
     def generate(self, ctx: BatchContext) -> list[Any]:
         """One draw per row of the group; the live rows' values, clipped and converted."""

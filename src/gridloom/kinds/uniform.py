@@ -74,6 +74,14 @@ class UniformSampler(NumericSampler):
                 )
             self._int_range = (low, high)
 
+    def support(self) -> tuple[Any, Any] | None:
+        """``[low, high]`` (whole numbers within them with ``convert_to: int``)."""
+        if self.config.convert_to == "string":
+            return None
+        if self._int_range is not None:
+            return self._int_range
+        return (self.config.low, self.config.high)
+
     def _draw(self, rng: random.Random) -> Any:
         if self._int_range is not None:
             return rng.randint(*self._int_range)

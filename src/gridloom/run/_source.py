@@ -79,7 +79,7 @@ def _warn_redacted(cfg: PipelineConfig) -> None:
 
 def _check_seed_rows(graph: ExecutionGraph, cfg: PipelineConfig, num_records: int) -> None:
     seed_cfg = cfg.seed_dataset
-    if seed_cfg is None or seed_cfg.cycle:
+    if seed_cfg is None or seed_cfg.cycle or seed_cfg.replacement:
         return
     generator = graph.nodes[graph.producer[next(iter(graph.nodes[0].outputs))]].generator
     available = getattr(generator, "num_rows", None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import trio
@@ -105,12 +105,18 @@ class _Flight:
     happens just before its final response is sent, or when it ends without one."""
 
     def __init__(
-        self, finish: Callable[..., None], behaviour: ModelBehaviour, path: str, start: float
+        self,
+        finish: Callable[..., None],
+        behaviour: ModelBehaviour,
+        path: str,
+        start: float,
+        sampling: Mapping[str, Any],
     ):
         self._finish = finish
         self.behaviour = behaviour
         self.path = path
         self.start = start
+        self.sampling = sampling
         self.outcome = "client_closed"
         self.settled = False
 
@@ -136,7 +142,19 @@ class _Flight:
             admitted=True,
             input_tokens=input_tokens,
             output_tokens=output_tokens,
+            sampling=self.sampling,
         )
+
+
+def _sampling(request: GenerationRequest | EmbeddingsRequest) -> dict[str, Any]:
+    """The sampling parameters a request carried, for its timeline entry."""
+    if not isinstance(request, GenerationRequest):
+        return {}
+    return {
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+        "max_tokens": request.max_tokens,
+    }
 
 
 class SimulatedApp:
@@ -146,7 +164,8 @@ class SimulatedApp:
     Routes: ``POST /v1/chat/completions``, ``POST /v1/embeddings``, ``POST /v1/messages``,
     ``GET /v1/models`` (the configured models and :data:`DEFAULT_MODEL`),
     ``GET /v1/models/{model}`` (any name: every name is served), ``GET /stats`` (counters per
-    model) and ``GET /timeline`` (one entry per finished request). Other endpoints of the two
+    model) and ``GET /timeline`` (one entry per finished request, with the sampling parameters
+    it was sent with). Other endpoints of the two
     APIs (``/v1/responses``, ``/v1/completions``, ...) and parameters the simulation does not
     model (``logprobs``, ``n`` above 16, ...) get 400; unknown paths 404 (listing the routes),
     wrong methods 405, bad bodies 400, all as JSON in the API's error shape.
@@ -347,15 +366,16 @@ class SimulatedApp:
 
         self._recorder.arrived(model)
         behaviour = self._behaviour(model)
+        sampling = _sampling(request)
         rejection = behaviour.admit(output_tokens)
         if rejection is not None:
             headers = [(b"retry-after", format_retry_after(rejection.retry_after).encode())]
-            self._finish(model, path, start, 429, "rate_limited", admitted=False)
+            self._finish(model, path, start, 429, "rate_limited", admitted=False, sampling=sampling)
             await send_json(send, 429, error_body(api, 429, rejection.reason), headers=headers)
             return
 
         self._recorder.admitted(model)
-        flight = _Flight(self._finish, behaviour, path, start)
+        flight = _Flight(self._finish, behaviour, path, start, sampling)
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_cancel_on_disconnect, receive, nursery.cancel_scope)
@@ -476,9 +496,16 @@ class SimulatedApp:
         admitted: bool,
         input_tokens: int = 0,
         output_tokens: int = 0,
+        sampling: Mapping[str, Any] | None = None,
     ) -> None:
         entry = TimelineEntry(
-            model=model, path=path, start=start, end=self._clock(), status=status, outcome=outcome
+            model=model,
+            path=path,
+            start=start,
+            end=self._clock(),
+            status=status,
+            outcome=outcome,
+            **(sampling or {}),
         )
         self._recorder.finished(
             entry, admitted=admitted, input_tokens=input_tokens, output_tokens=output_tokens

@@ -34,6 +34,8 @@ class TimelineEntry:
         outcome: what happened, in one word: ``ok``, ``rate_limited``, ``bad_request``,
             ``error_500``, ``error_503``, ``malformed``, ``invalid_output``, ``hang``,
             ``disconnect`` or ``client_closed``.
+        temperature, top_p, max_tokens: the sampling parameters the request was sent with
+            (``None``: not sent, or not a chat or messages request that parsed).
     """
 
     model: str
@@ -42,6 +44,9 @@ class TimelineEntry:
     end: float
     status: int | None
     outcome: str
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""

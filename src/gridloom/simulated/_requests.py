@@ -116,6 +116,8 @@ class GenerationRequest:
         tools: the tools the model may call.
         tool_choice: how it must use them.
         after_tool_result: the conversation ends with a tool's result.
+        temperature, top_p: the sampling parameters sent, if any (recorded in the timeline;
+            the simulated answers do not depend on them).
         n: how many choices to answer with (OpenAI; at most :data:`MAX_CHOICES`).
         stream: answer as server-sent events.
         include_usage: when streaming, end with a chunk carrying the usage (OpenAI's
@@ -127,6 +129,8 @@ class GenerationRequest:
     schema: Any = None
     json_mode: bool = False
     max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
     tools: tuple[Tool, ...] = ()
     tool_choice: ToolChoice = AUTO
     after_tool_result: bool = False
@@ -333,6 +337,20 @@ def _max_tokens(body: Mapping[str, Any], *names: str) -> int | None:
     return None
 
 
+def _sampling(body: Mapping[str, Any]) -> tuple[float | None, float | None]:
+    """``temperature`` and ``top_p`` as sent: numbers, or absent."""
+    out: dict[str, float | None] = {}
+    for name in ("temperature", "top_p"):
+        value = body.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise RequestError(f"'{name}' must be a number", param=name)
+        try:
+            out[name] = None if value is None else float(value)
+        except OverflowError:
+            raise RequestError(f"'{name}' is too large", param=name) from None
+    return out["temperature"], out["top_p"]
+
+
 def _tool_calls_text(raw: Mapping[str, Any], param: str, size: _Size) -> str:
     """An assistant message's ``tool_calls`` as text (``name(arguments)`` lines)."""
     calls = raw.get("tool_calls")
@@ -429,6 +447,7 @@ def parse_chat_completions(body: Mapping[str, Any]) -> GenerationRequest:
         RequestError: the body is not a valid chat completion request.
     """
     model = _model(body)
+    temperature, top_p = _sampling(body)
     raw_messages = _messages(body.get("messages"))
     size = _Size()
     tally = SchemaTally()
@@ -474,6 +493,8 @@ def parse_chat_completions(body: Mapping[str, Any]) -> GenerationRequest:
         schema=schema,
         json_mode=json_mode,
         max_tokens=_max_tokens(body, "max_completion_tokens", "max_tokens"),
+        temperature=temperature,
+        top_p=top_p,
         after_tool_result=raw_messages[-1].get("role") in ("tool", "function"),
         **_openai_options(body, tally),
     )
@@ -489,6 +510,7 @@ def parse_anthropic_messages(body: Mapping[str, Any]) -> GenerationRequest:
     max_tokens = _max_tokens(body, "max_tokens")
     if max_tokens is None:
         raise RequestError("max_tokens: Field required", param="max_tokens")
+    temperature, top_p = _sampling(body)
     messages: list[PromptMessage] = []
     size = _Size()
     tally = SchemaTally()
@@ -521,6 +543,8 @@ def parse_anthropic_messages(body: Mapping[str, Any]) -> GenerationRequest:
         messages=tuple(messages),
         schema=schema,
         max_tokens=max_tokens,
+        temperature=temperature,
+        top_p=top_p,
         tools=tools,
         tool_choice=tool_choice,
         after_tool_result=after_tool_result,

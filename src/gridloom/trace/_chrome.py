@@ -86,6 +86,8 @@ def chrome_trace(
         ``json.dumps`` (no NaN anywhere).
     """
     data = {name: table.column(name).to_pylist() for name in _FIELDS}
+    if "inference" in table.column_names:  # absent from traces written before it existed
+        data["inference"] = table.column("inference").to_pylist()
     end = _ns(trace_end(table))
     columns = column_order(table)
     events: list[dict[str, Any]] = []
@@ -163,6 +165,9 @@ def _attempt(
         args["requests"] = data["requests"][index]
     if error:
         args["error"] = error
+    inference = data.get("inference")
+    if inference and inference[index]:  # drawn inference parameters (JSON text)
+        args["inference"] = inference[index]
     events = [
         {
             "name": name,

@@ -1,8 +1,9 @@
 """Where a model request reports its timing when a task trace is being recorded.
 
 The scheduler puts the running task's span in :data:`CURRENT_SPAN` (a context variable, so it
-follows the task into the generator's model calls); the model handle names the model, and the
-throttled client marks when a request passed its limits and when its answer came back. Without
+follows the task into the generator's model calls); the model handle names the model, the
+throttled client marks when a request passed its limits and when its answer came back, and a
+model-calling generator notes the inference parameters its cell drew. Without
 a trace the variable holds ``None`` and nothing is recorded.
 
 It lives here, below both the engine that sets it and the clients that fill it in, so neither
@@ -28,6 +29,9 @@ class RequestSpan(Protocol):
 
     def response_received(self, now: float) -> None:
         """A request's answer (or error) came back at ``now``."""
+
+    def inference_drawn(self, params: str) -> None:
+        """The task's cell drew these inference parameters (JSON text of an object)."""
 
 
 #: The span of the task whose code is running, when tracing; else ``None``.

@@ -44,6 +44,7 @@ TRACE_SCHEMA = pa.schema(
         pa.field("requests", pa.int64()),
         pa.field("status", pa.string()),
         pa.field("error", pa.string()),
+        pa.field("inference", pa.string()),
     ]
 )
 
@@ -64,6 +65,8 @@ class TaskSpan:
         status: ``ok``, ``retry`` (deferred), ``salvage`` (waits for a salvage round),
             ``failed`` (row dropped), ``skipped`` (its row was dropped first) or ``cancelled``.
         error: the error's class name, for a failed attempt.
+        inference: the inference parameters the cell drew from its column's or model's
+            distributions, as JSON text (``{"temperature": 0.73}``); empty when none.
     """
 
     row_group: int
@@ -81,6 +84,7 @@ class TaskSpan:
     requests: int = 0
     status: str = ""
     error: str = ""
+    inference: str = ""
 
     def using_model(self, alias: str) -> None:
         """The task calls model ``alias`` (called by the model handle)."""
@@ -95,6 +99,10 @@ class TaskSpan:
     def response_received(self, now: float) -> None:
         """A model answer (or error) came back."""
         self.response = now
+
+    def inference_drawn(self, params: str) -> None:
+        """The cell drew these inference parameters (JSON text; called by the generator)."""
+        self.inference = params
 
 
 class TaskTracer:
