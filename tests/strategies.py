@@ -93,12 +93,13 @@ def _category(name: str) -> st.SearchStrategy[ColumnConfig]:
                 max_size=2,
             )
         )
-        return CategoryColumn(
+        column: ColumnConfig = CategoryColumn(
             **draw(st.fixed_dictionaries(_common(name))),
             values=values,
             weights=weights,
             conditional_params=conditional,
         )
+        return column
 
     return build()
 

@@ -46,9 +46,11 @@ from gridloom.config import (
     unstructure_pipeline,
 )
 from gridloom.config._distribution import ScipyDistribution
+from gridloom.config._tools import PythonTool, SearchTool
 from gridloom.errors import ConfigError
 from gridloom.kinds import installed
 from gridloom.kinds.bernoulli_mixture import BernoulliMixtureColumn
+from gridloom.kinds.llm_agent import LLMAgentColumn
 from gridloom.kinds.person import PersonColumn
 from gridloom.kinds.scipy_dist import ScipyColumn
 from gridloom.kinds.validate import ValidateColumn
@@ -205,6 +207,24 @@ KIND_CASES += [
     (
         {"name": "m", "bernoulli_mixture": {"p": 0.3, "dist": {"distribution": "expon"}}},
         BernoulliMixtureColumn(name="m", p=0.3, dist=ScipyDistribution(distribution="expon")),
+    ),
+    (
+        {
+            "name": "ag",
+            "llm_agent": {
+                "model": "w",
+                "prompt": "Go",
+                "tools": [{"python": "json:dumps"}, {"search": {"seed": "c.jsonl", "field": "t"}}],
+                "max_turns": 3,
+            },
+        },
+        LLMAgentColumn(
+            name="ag",
+            model="w",
+            prompt="Go",
+            tools=(PythonTool(function="json:dumps"), SearchTool(seed="c.jsonl", field="t")),
+            max_turns=3,
+        ),
     ),
 ]
 
@@ -519,6 +539,7 @@ def test_builder_has_a_method_per_kind() -> None:
         .llm_code("lc", "w", "Code", language="go")
         .llm_structured("ls", "w", "Facts", {"type": "object"})
         .llm_judge("lj", "w", "{{ lt }}", [{"name": "a", "scores": {1: "x"}}])
+        .llm_agent("la", "w", "{{ lt }}", tools=[{"mcp": {"command": ["srv"]}}], max_turns=2)
         .embedding("le", "w", "{{ lt }}")
         .validate("va", "lt", RegexCheck(pattern=".+"))
         .column(UUIDColumn(name="id2"))

@@ -14,7 +14,7 @@ package, and any package of a lower layer)::
     progress     progress, plots
     engine       engine
     generators   generators, kinds          (the two may import each other)
-    clients      clients
+    clients      clients, tools
     services     throttle, simulated, trace
     base         storage, config
     errors       errors
@@ -49,7 +49,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("progress", frozenset({"progress", "plots"})),
     ("engine", frozenset({"engine"})),
     ("generators", frozenset({"generators", "kinds"})),
-    ("clients", frozenset({"clients"})),
+    ("clients", frozenset({"clients", "tools"})),
     ("services", frozenset({"throttle", "simulated", "trace"})),
     ("base", frozenset({"storage", "config"})),
     ("errors", frozenset({"errors"})),
@@ -65,6 +65,7 @@ SIDEWAYS: frozenset[tuple[str, str]] = frozenset(
         ("kinds", "generators"),
         ("<root>", "_api"),  # the face re-exports the entry points
         ("__main__", "cli"),  # python -m gridloom is the command line
+        ("tools", "clients"),  # tools speak the clients' ToolSpec and ToolCall
     }
 )
 

@@ -2,7 +2,7 @@
 
 Commands: ``validate``, ``preview``, ``create``, ``resume``, ``inspect``, ``export``,
 ``check-models``,
-``simulate``, ``schema``, ``plugins`` and ``plot`` (``docs/cli.md`` is the reference,
+``simulate``, ``schema``, ``plugins``, ``plot`` and ``skill`` (``docs/cli.md`` is the reference,
 generated from this package by ``docs/gen_cli.py``). Each command is one module of this
 package; adding one is a module defining a ``click.Command`` and its entry in
 :data:`_COMMANDS`.
@@ -49,6 +49,7 @@ from ._plugins import plugins
 from ._preview import preview
 from ._schema import schema
 from ._simulate import simulate
+from ._skill import skill
 from ._validate import validate
 
 __all__ = ["EXIT_CODES", "cli", "main", "output_schema"]
@@ -66,6 +67,7 @@ _COMMANDS: tuple[click.Command, ...] = (
     schema,
     plugins,
     plot,
+    skill,
 )
 for _command in _COMMANDS:
     cli.add_command(_command)

@@ -64,7 +64,8 @@ EXIT_CODES: dict[int, str] = {
     EXIT_CONFIG: "usage or configuration error: a bad option, an invalid config (the message"
     " names the column and field), a missing config file or run directory",
     EXIT_EXISTS: "the output directory already holds a run (pass --resume or --overwrite);"
-    " export: the file to write exists (pass --overwrite)",
+    " export: the file to write exists (pass --overwrite); skill --install: a different"
+    " SKILL.md is there (pass --force)",
     EXIT_STOPPED: "the run stopped early on its own (a model, or a column, kept failing); the"
     " reason is printed",
     EXIT_INCOMPLETE: "the run (or preview) generated every row group but wrote fewer rows than"

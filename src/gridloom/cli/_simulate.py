@@ -58,6 +58,21 @@ def _leaves(exc: BaseException) -> list[BaseException]:
     show_default=True,
     help="Share of requests answered 503.",
 )
+@click.option(
+    "--tool-turns",
+    type=click.IntRange(min=0),
+    default=1,
+    show_default=True,
+    help="Rounds of tool results after which a model offered tools (tool_choice auto)"
+    " answers in text instead of calling them.",
+)
+@click.option(
+    "--tool-calls-per-turn",
+    type=click.IntRange(1, 16),
+    default=1,
+    show_default=True,
+    help="Tool calls in one answer that calls tools (parallel tool calls).",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds latencies and faults.")
 @click.option(
     "--json",
@@ -71,6 +86,8 @@ def simulate(
     sigma: float,
     capacity: int | None,
     error_rate: float,
+    tool_turns: int,
+    tool_calls_per_turn: int,
     seed: int,
     as_json: bool,
 ) -> None:
@@ -87,12 +104,15 @@ def simulate(
     Example:
       gridloom simulate --port 8000 --latency 0.2 --capacity 8
       gridloom simulate --port 0 --json --latency 1 --sigma 0
+      gridloom simulate --tool-turns 3 --tool-calls-per-turn 2
     """
     out = Out("simulate", as_json)
     model = SimulatedModel(
         latency=LatencyConfig(median=latency, sigma=sigma if latency else 0.0),
         capacity=capacity,
         error_503_rate=error_rate,
+        tool_turns=tool_turns,
+        tool_calls_per_turn=tool_calls_per_turn,
     )
     config = SimulationConfig(seed=seed, default=model)
     try:

@@ -37,6 +37,8 @@ from ._types import (
     ModelClient,
     RateLimitState,
     ResponseFormat,
+    ToolCall,
+    ToolSpec,
     Usage,
 )
 
@@ -56,6 +58,8 @@ __all__ = [
     "RetryPolicy",
     "Secret",
     "ThrottledModelClient",
+    "ToolCall",
+    "ToolSpec",
     "TransportPlan",
     "Usage",
     "adapter_for",

@@ -1,4 +1,16 @@
-"""Adapter for the Anthropic Messages API (``POST messages``)."""
+"""Adapter for the Anthropic Messages API (``POST messages``).
+
+Tools go as ``tools: [{name, description, input_schema}]`` with ``tool_choice`` (``auto`` →
+``{type: auto}``, ``required`` → ``{type: any}``, ``none`` → ``{type: none}``; sent only with
+tools). An assistant message's calls become content blocks — a ``text`` block when it has
+text, then one ``tool_use {id, name, input}`` per call, ``input`` being the call's arguments
+parsed when they are a JSON object and ``{}`` otherwise (the Messages API only takes an
+object; the tool's result tells the model what was wrong) — and consecutive ``tool``
+messages become ONE ``user`` message of ``tool_result {tool_use_id, content}`` blocks, as the
+API wants the roles to alternate. A reply's ``tool_use`` blocks come back as
+:class:`~gridloom.clients.ToolCall` with the ``input`` as JSON text, and ``stop_reason:
+tool_use`` as ``finish_reason: tool_calls``.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +18,17 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import BadRequest
+from ..errors import BadRequest, MalformedResponse
 from ._base import AdapterBase, as_tokens, optional_str
+from ._tool_wire import arguments_object, checked_call, checked_count, tool_schema
 from ._types import (
     ChatRequest,
     ChatResponse,
     EmbeddingRequest,
     EmbeddingResponse,
+    Message,
     ResponseFormat,
+    ToolCall,
     Usage,
 )
 
@@ -25,6 +40,54 @@ ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 1024
 #: The property that carries a schema whose root is not an object (a tool's input is one).
 _WRAPPED = "value"
+#: ``tool_choice`` on the wire, per canonical choice.
+_TOOL_CHOICES = {"auto": {"type": "auto"}, "required": {"type": "any"}, "none": {"type": "none"}}
+
+
+def _messages(messages: tuple[Message, ...]) -> list[dict[str, Any]]:
+    """The conversation (system messages left out) on the wire: tool calls as ``tool_use``
+    blocks, each run of ``tool`` messages as one user message of ``tool_result`` blocks.
+
+    Raises:
+        ValueError: a ``tool`` message without ``tool_call_id``.
+    """
+    out: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] | None = None  # the blocks of the run of tool messages
+    for message in messages:
+        if message.role == "system":
+            continue
+        if message.role == "tool":
+            if message.tool_call_id is None:
+                raise ValueError("a tool message needs the tool_call_id it answers")
+            if results is None:
+                results = []
+                out.append({"role": "user", "content": results})
+            results.append(
+                {
+                    "type": "tool_result",
+                    "tool_use_id": message.tool_call_id,
+                    "content": message.content,
+                }
+            )
+            continue
+        results = None
+        if message.role == "assistant" and message.tool_calls:
+            blocks: list[dict[str, Any]] = []
+            if message.content:
+                blocks.append({"type": "text", "text": message.content})
+            blocks.extend(
+                {
+                    "type": "tool_use",
+                    "id": call.id,
+                    "name": call.name,
+                    "input": arguments_object(call.arguments),
+                }
+                for call in message.tool_calls
+            )
+            out.append({"role": "assistant", "content": blocks})
+        else:
+            out.append({"role": message.role, "content": message.content})
+    return out
 
 
 def _tool_for(response_format: ResponseFormat) -> tuple[dict[str, Any], bool]:
@@ -104,11 +167,7 @@ class AnthropicClient(AdapterBase):
         body: dict[str, Any] = {
             "model": request.model,
             "max_tokens": DEFAULT_MAX_TOKENS if request.max_tokens is None else request.max_tokens,
-            "messages": [
-                {"role": m.role, "content": m.content}
-                for m in request.messages
-                if m.role != "system"
-            ],
+            "messages": _messages(request.messages),
         }
         if system:
             body["system"] = "\n\n".join(system)
@@ -116,6 +175,13 @@ class AnthropicClient(AdapterBase):
             value = getattr(request, key)
             if value is not None:
                 body[key] = value
+        if request.tools:
+            body["tools"] = [
+                {"name": t.name, "description": t.description, "input_schema": tool_schema(t)}
+                for t in request.tools
+            ]
+            if request.tool_choice is not None:
+                body["tool_choice"] = dict(_TOOL_CHOICES[request.tool_choice])
         return body
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
@@ -126,13 +192,25 @@ class AnthropicClient(AdapterBase):
 
         Returns:
             The concatenated ``text`` blocks (with a forced schema tool: its ``input`` as JSON
-            text), the concatenated ``thinking`` blocks as reasoning, usage, the stop reason and
-            the quota reported by the ``anthropic-ratelimit-*`` headers.
+            text), the ``tool_use`` blocks as tool calls, the concatenated ``thinking`` blocks
+            as reasoning, usage, the stop reason (``tool_use`` as ``tool_calls``, others as
+            sent) and the quota reported by the ``anthropic-ratelimit-*`` headers.
 
         Raises:
             ModelError: the request failed; ``MalformedResponse`` when the reply lacks the
-                documented fields.
+                documented fields, or its ``tool_use`` blocks are malformed or beyond the
+                limits of :mod:`._tool_wire`.
+            ValueError: the request has both ``tools`` and ``response_format`` (the schema is
+                enforced with a forced tool, which would keep the model from calling the
+                others: ask for the structured answer in a request without tools), or a
+                ``tool`` message has no ``tool_call_id``.
         """
+        if request.tools and request.response_format is not None:
+            raise ValueError(
+                "the Anthropic adapter cannot send tools and a response_format in one request"
+                " (the schema is enforced with a forced tool); ask for the structured answer"
+                " in a request without tools"
+            )
         body = self._body(self.chat_body(request), request.extra_body)
         forced = None
         if request.response_format is not None:
@@ -147,7 +225,8 @@ class AnthropicClient(AdapterBase):
         texts: list[str] = []
         thoughts: list[str] = []
         answer: str | None = None
-        for block in blocks:
+        uses: list[tuple[int, dict[str, Any]]] = []
+        for index, block in enumerate(blocks):
             if not isinstance(block, dict):
                 raise self._malformed(model, "a content block is not an object")
             kind = block.get("type")
@@ -159,6 +238,9 @@ class AnthropicClient(AdapterBase):
                 thoughts.append(block["thinking"])
             elif kind == "tool_use" and forced is not None and block.get("name") == forced[0]:
                 answer = _tool_answer(block.get("input"), forced[1])
+            elif kind == "tool_use":
+                uses.append((index, block))
+        stop_reason = optional_str(data.get("stop_reason"))
         usage = data.get("usage")
         usage = usage if isinstance(usage, dict) else {}
         return ChatResponse(
@@ -168,10 +250,30 @@ class AnthropicClient(AdapterBase):
                 input_tokens=as_tokens(usage.get("input_tokens")),
                 output_tokens=as_tokens(usage.get("output_tokens")),
             ),
-            finish_reason=optional_str(data.get("stop_reason")),
+            finish_reason="tool_calls" if stop_reason == "tool_use" else stop_reason,
             model=optional_str(data.get("model")),
             rate_limit=rate_limit,
+            tool_calls=self._tool_calls(uses, model),
         )
+
+    def _tool_calls(
+        self, uses: list[tuple[int, dict[str, Any]]], model: str
+    ) -> tuple[ToolCall, ...]:
+        """The reply's ``tool_use`` blocks (with their indexes in ``content``) as calls."""
+
+        def malformed(what: str) -> MalformedResponse:
+            return self._malformed(model, what)
+
+        calls = []
+        for index, block in checked_count(uses, "content[].tool_use", malformed):
+            where = f"content[{index}]"
+            tool_input = block.get("input")
+            if not isinstance(tool_input, dict):
+                raise malformed(f"the 'input' of tool_use block '{where}' is not an object")
+            calls.append(
+                checked_call(block.get("id"), block.get("name"), tool_input, where, malformed)
+            )
+        return tuple(calls)
 
     @staticmethod
     def _force_schema(

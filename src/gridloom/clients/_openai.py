@@ -2,22 +2,60 @@
 
 Speaks to OpenAI itself, vLLM, llama.cpp, Ollama's OpenAI endpoint, gridloom's simulated
 endpoint and the like.
+
+Tools go as ``tools: [{type: function, function: {name, description, parameters}}]`` with
+``tool_choice`` (``auto``, ``none``, ``required``; sent only with tools); an assistant
+message's calls as ``tool_calls: [{id, type: function, function: {name, arguments}}]`` (its
+content ``null`` when it has no text) and a tool's result as
+``{role: tool, tool_call_id, content}``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from ..errors import MalformedResponse
 from ._base import AdapterBase, as_tokens, optional_str
+from ._tool_wire import checked_call, checked_count, tool_schema
 from ._types import (
     ChatRequest,
     ChatResponse,
     EmbeddingRequest,
     EmbeddingResponse,
+    Message,
+    ToolCall,
     Usage,
 )
 
 __all__ = ["OpenAIClient"]
+
+_CALLS = "choices[0].message.tool_calls"
+
+
+def _message(message: Message) -> dict[str, Any]:
+    """One message on the wire.
+
+    Raises:
+        ValueError: a ``tool`` message without ``tool_call_id``.
+    """
+    if message.role == "tool":
+        if message.tool_call_id is None:
+            raise ValueError("a tool message needs the tool_call_id it answers")
+        return {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content}
+    if message.role == "assistant" and message.tool_calls:
+        return {
+            "role": "assistant",
+            "content": message.content or None,
+            "tool_calls": [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": call.arguments},
+                }
+                for call in message.tool_calls
+            ],
+        }
+    return {"role": message.role, "content": message.content}
 
 
 class OpenAIClient(AdapterBase):
@@ -44,7 +82,7 @@ class OpenAIClient(AdapterBase):
         """The request's wire body, before any extra fields are merged."""
         body: dict[str, Any] = {
             "model": request.model,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "messages": [_message(m) for m in request.messages],
         }
         for key in ("temperature", "top_p", "max_tokens"):
             value = getattr(request, key)
@@ -59,6 +97,20 @@ class OpenAIClient(AdapterBase):
                     "strict": True,
                 },
             }
+        if request.tools:
+            body["tools"] = [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": tool.name,
+                        "description": tool.description,
+                        "parameters": tool_schema(tool),
+                    },
+                }
+                for tool in request.tools
+            ]
+            if request.tool_choice is not None:
+                body["tool_choice"] = request.tool_choice
         return body
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
@@ -68,13 +120,16 @@ class OpenAIClient(AdapterBase):
             request: the canonical request.
 
         Returns:
-            The first choice's content (``""`` when the provider sends ``null``), the reasoning
-            from ``reasoning_content`` or ``reasoning`` when present, usage, finish reason and
-            the quota reported by the ``x-ratelimit-*`` headers.
+            The first choice's content (``""`` when the provider sends ``null``), its tool
+            calls, the reasoning from ``reasoning_content`` or ``reasoning`` when present,
+            usage, finish reason (as sent) and the quota reported by the ``x-ratelimit-*``
+            headers.
 
         Raises:
             ModelError: the request failed; ``MalformedResponse`` when the reply lacks the
-                documented fields.
+                documented fields, or its tool calls are malformed or beyond the limits of
+                :mod:`._tool_wire`.
+            ValueError: a ``tool`` message has no ``tool_call_id``.
         """
         body = self._body(self.chat_body(request), request.extra_body)
         data, rate_limit = await self._post(
@@ -87,9 +142,9 @@ class OpenAIClient(AdapterBase):
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             raise self._malformed(model, "no 'choices'")
         message = choices[0].get("message")
-        if not isinstance(message, dict) or "content" not in message:
+        if not isinstance(message, dict) or not ("content" in message or "tool_calls" in message):
             raise self._malformed(model, "no 'choices[0].message.content'")
-        content = message["content"]
+        content = message.get("content")
         if content is not None and not isinstance(content, str):
             raise self._malformed(model, "'choices[0].message.content' is not a string")
         reasoning = optional_str(message.get("reasoning_content")) or optional_str(
@@ -107,7 +162,36 @@ class OpenAIClient(AdapterBase):
             finish_reason=optional_str(choices[0].get("finish_reason")),
             model=optional_str(data.get("model")),
             rate_limit=rate_limit,
+            tool_calls=self._tool_calls(message.get("tool_calls"), model),
         )
+
+    def _tool_calls(self, raw: Any, model: str) -> tuple[ToolCall, ...]:
+        """The calls of ``choices[0].message.tool_calls`` (none when absent or ``null``)."""
+        if raw is None:
+            return ()
+
+        def malformed(what: str) -> MalformedResponse:
+            return self._malformed(model, what)
+
+        calls = []
+        for index, entry in enumerate(checked_count(raw, _CALLS, malformed)):
+            where = f"{_CALLS}[{index}]"
+            if not isinstance(entry, dict):
+                raise malformed(f"'{where}' is not an object")
+            if entry.get("type", "function") != "function":
+                raise malformed(
+                    f"'{where}' is of type {str(entry.get('type'))[:64]!r}, not function"
+                )
+            function = entry.get("function")
+            if not isinstance(function, dict):
+                raise malformed(f"'{where}' has no 'function' object")
+            arguments = function.get("arguments")
+            if not isinstance(arguments, str | dict):
+                raise malformed(f"'{where}.function.arguments' is not a string")
+            calls.append(
+                checked_call(entry.get("id"), function.get("name"), arguments, where, malformed)
+            )
+        return tuple(calls)
 
     async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
         """Embeddings for the request's inputs (``POST embeddings``).

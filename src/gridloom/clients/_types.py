@@ -20,6 +20,8 @@ __all__ = [
     "ModelClient",
     "RateLimitState",
     "ResponseFormat",
+    "ToolCall",
+    "ToolSpec",
     "Usage",
 ]
 
@@ -29,11 +31,53 @@ def _tuple(value: Any) -> tuple[Any, ...]:
 
 
 @attrs.frozen(kw_only=True)
-class Message:
-    """One chat message."""
+class ToolSpec:
+    """A tool offered to the model.
 
-    role: Literal["system", "user", "assistant"]
+    Attributes:
+        name: the tool's name (letters, digits, ``_`` and ``-``; what the model calls).
+        description: what the tool does, for the model.
+        parameters: the JSON Schema (an ``object`` schema) of the tool's arguments.
+    """
+
+    name: str
+    description: str = ""
+    parameters: Mapping[str, Any] = attrs.field(factory=lambda: {"type": "object"})
+
+
+@attrs.frozen(kw_only=True)
+class ToolCall:
+    """A tool call the model asked for.
+
+    Attributes:
+        id: the call's id, which the tool message answering it names.
+        name: the tool called.
+        arguments: the arguments as the JSON text the model produced (it may be invalid JSON,
+            or not match the tool's schema: the caller checks).
+    """
+
+    id: str
+    name: str
+    arguments: str = "{}"
+
+
+@attrs.frozen(kw_only=True)
+class Message:
+    """One chat message.
+
+    Attributes:
+        role: ``system``, ``user``, ``assistant`` or ``tool`` (a tool's result).
+        content: the text (an assistant message that only calls tools may have none).
+        tool_calls: an assistant message's tool calls.
+        tool_call_id: a ``tool`` message's answer to that call id.
+        name: a ``tool`` message's tool name.
+    """
+
+    role: Literal["system", "user", "assistant", "tool"]
     content: str
+    tool_calls: tuple[ToolCall, ...] = attrs.field(default=(), converter=_tuple)
+    tool_call_id: str | None = None
+    name: str | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -60,6 +104,9 @@ class ChatRequest:
         timeout: seconds allowed for the whole request; ``None`` uses the client's default.
         response_format: JSON-schema output mode, for providers that support it.
         extra_body: fields merged into the request body as they are.
+        tools: tools offered to the model (none: a plain completion).
+        tool_choice: ``auto`` (the model decides), ``none`` or ``required``; ``None`` leaves
+            the provider's default.
     """
 
     model: str
@@ -70,6 +117,8 @@ class ChatRequest:
     timeout: float | None = None
     response_format: ResponseFormat | None = None
     extra_body: Mapping[str, Any] = attrs.field(factory=dict)
+    tools: tuple[ToolSpec, ...] = attrs.field(default=(), converter=_tuple)
+    tool_choice: Literal["auto", "none", "required"] | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -123,6 +172,8 @@ class ChatResponse:
         inference: the inference parameters the request was sent with that its cell drew
             from distributions (``temperature``, ...); set by the model-calling generator,
             not the provider, and empty when nothing was drawn.
+        tool_calls: the tools the model asked to call (``finish_reason`` is then typically
+            ``tool_calls``, Anthropic's ``tool_use`` mapped to it).
     """
 
     text: str
@@ -132,6 +183,7 @@ class ChatResponse:
     model: str | None = None
     rate_limit: RateLimitState | None = None
     inference: Mapping[str, float | int] = attrs.field(factory=dict)
+    tool_calls: tuple[ToolCall, ...] = attrs.field(default=(), converter=_tuple)
 
 
 @attrs.frozen(kw_only=True)

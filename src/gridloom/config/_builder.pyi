@@ -13,6 +13,7 @@ from ._columns import ConvertTo, DType, TimeUnit
 from ._distribution import ScipyDistribution
 from ._inference import InferenceDistribution
 from ._llm import Rubric
+from ._tools import ToolConfig
 from ._validator import ValidatorConfig
 
 class PipelineBuilder(BuilderBase):
@@ -963,6 +964,96 @@ class PipelineBuilder(BuilderBase):
                 (such drops count as the column's errors for the generator health check: a
                 pipeline whose every row is invalid is stopped like a broken one).
             max_chars: longest text checked, in characters; longer text is invalid.
+            depends_on: extra columns this one must wait for, beyond those its templates name.
+            drop: compute the column (others may use it) but leave it out of the output.
+            skip_when: a Jinja expression over the row (`"topic == 'alpha'"`, or the same
+                wrapped in `{{ }}`). Where it is true (by Jinja's truthiness: `false`, `none`,
+                `0`, empty strings and empty lists are false; any other value, even the string
+                `"false"`, is true) the cell is null and its generator is not called (no model
+                request); the row goes on. The columns it names are dependencies, like a
+                template's. Downstream templates see `None` (rendered as the text `None`).
+            conditional_params: sampler columns only: conditions (Jinja expressions over the
+                row, written like `skip_when`) mapped to parameters of the column's kind that
+                replace its own in the rows where the condition is true; the first true
+                condition wins, rows where none is true use the column's parameters. The columns
+                the conditions name are dependencies. For example, a `category` column with
+                `conditional_params: {"country == 'Japan'": {values: [Tokyo, Osaka]}}`. Every
+                variant must store the same type as the column.
+        """
+
+    def llm_agent(
+        self,
+        name: str,
+        model: str,
+        prompt: str,
+        *,
+        system_prompt: str | None = None,
+        temperature: float | InferenceDistribution | Mapping[str, Any] | None = None,
+        top_p: float | InferenceDistribution | Mapping[str, Any] | None = None,
+        max_tokens: int | InferenceDistribution | Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        with_reasoning: bool = False,
+        validate_with: Iterable[ValidatorConfig | Mapping[str, Any]] = (),
+        max_correction_attempts: int = 2,
+        tools: Iterable[ToolConfig | Mapping[str, Any]],
+        max_turns: int = 8,
+        final_tool: str | None = None,
+        on_incomplete: Literal["drop", "keep"] = "drop",
+        max_concurrent_tool_calls: int = 8,
+        tool_timeout: float = 60.0,
+        max_repeated_calls: int = 3,
+        tool_choice: Literal["auto", "required"] = "auto",
+        depends_on: Iterable[str] = (),
+        drop: bool = False,
+        skip_when: str | None = None,
+        conditional_params: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> Self:
+        """Add a `llm_agent` column (LLMAgentColumn): a multi-turn trajectory: the model answers
+        the prompt calling tools, turn after turn.
+
+        Args:
+            name: the column's name; other columns reference it as `{{ name }}`.
+            model: the model alias to call (one of `models[].alias`).
+            prompt: the user message, a Jinja template over other columns.
+            system_prompt: an optional system message, also a template.
+            temperature: sampling temperature for this column (`>= 0`; default: the model's). A
+                number, or a distribution each cell draws its own value from: `{uniform: [0.5,
+                1.0]}` or `{values: [0.2, 0.9], weights: [1, 3]}` (see docs/inference.md). A
+                column that draws a parameter (a distribution of its own or its model's) also
+                keeps the values each cell drew, in a column named `<name>__inference`.
+            top_p: nucleus sampling probability for this column (from 0 to 1; default: the
+                model's); a number or a distribution, like `temperature`.
+            max_tokens: the most tokens an answer may have (default: the model's); a whole
+                number `>= 1` or a distribution of whole numbers, like `temperature`.
+            timeout: seconds allowed per request (default: the model's).
+            extra_body: fields added to the request body; None for the default.
+            with_reasoning: also keep the model's reasoning text, in a column named
+                `<name>__reasoning` (empty when the model returns none).
+            validate_with: validators every answer must pass (rejection sampling), each written
+                like a `validate` column's validator without `target`: `{kind: regex, pattern:
+                ...}`, `{kind: python, rules: [F]}`, `{kind: callable, function: mod:fn}` (see
+                docs/validators.md). They check the cell's value: the text (`llm_text`), the
+                extracted code (`llm_code`), the parsed, schema-valid value (`llm_structured`,
+                `llm_judge`). A rejected answer is sent back with the validators' messages, up
+                to `max_correction_attempts` times; then the row is dropped
+                (`ValidationFailed`).
+            max_correction_attempts: how many times a rejected answer is sent back to the model
+                for correction (a follow-up turn quoting the problems) before the row is
+                dropped.
+            tools: where the tools come from: `{python: "module:function"}`, `{mcp: {command:
+                [...]}}` / `{mcp: {url: ...}}`, `{search: {seed, field}}`.
+            max_turns: the most model requests one trajectory makes (1 to 100).
+            final_tool: the name of a tool gridloom adds, taking `{answer: string}`: calling it
+                ends the trajectory with that answer.
+            on_incomplete: `drop` (the row, with the reason) or `keep` a trajectory that ended
+                without an answer (its `__answer` is null).
+            max_concurrent_tool_calls: the column's tool calls running at once, over all cells.
+            tool_timeout: seconds one tool call may take before the model is told it timed out.
+            max_repeated_calls: how often the same call (tool and arguments) may be made in one
+                trajectory; one more ends it as a `loop`.
+            tool_choice: `auto` (the model decides) or `required` (each turn must call a tool:
+                use with `final_tool`).
             depends_on: extra columns this one must wait for, beyond those its templates name.
             drop: compute the column (others may use it) but leave it out of the output.
             skip_when: a Jinja expression over the row (`"topic == 'alpha'"`, or the same

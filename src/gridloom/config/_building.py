@@ -29,13 +29,14 @@ from ..errors import ConfigError
 from ._columns import ColumnConfig
 from ._constraints import DEFAULT_MAX_ATTEMPTS, Constraint
 from ._converter import converter, structure_processor
-from ._issues import collect, describe, find_invalid_field
+from ._issues import ColumnIssues, collect, describe, find_invalid_field
 from ._kind import COMMON_FIELDS, ColumnKind
 from ._kinds import column_kinds, unavailable, unavailable_message
 from ._models import ModelConfig, PipelineConfig, ProviderConfig, RunConfig, SeedDatasetConfig
 from ._processors import ProcessorConfig
 from ._schema import split_doc
 from ._seed_tables import seed_path
+from ._tools import ToolConfig
 from ._validator import ValidatorConfig
 
 __all__ = ["BuilderBase", "KindParameter", "construct", "kind_method_doc", "kind_parameters"]
@@ -223,8 +224,8 @@ def _structured(cls: type[Any], value: Mapping[str, Any], *, column: str, where:
     problems become a ConfigError located under ``where``."""
     try:
         return converter.structure(dict(value), cls)
-    except ClassValidationError as exc:
-        issues = collect(exc)
+    except (ClassValidationError, ColumnIssues) as exc:
+        issues = exc.issues if isinstance(exc, ColumnIssues) else collect(exc)
         # A misspelt key explains the missing one it was meant to be: name it first.
         issue = next((i for i in issues if i.unknown_key), issues[0])
         field = ".".join([where, *map(str, issue.path)])
@@ -245,6 +246,8 @@ def _converted(tp: Any, value: Any, *, column: str, where: str) -> Any:
         except (ValueError, TypeError) as exc:
             raise ConfigError(str(exc), column=column, field=where) from None
     many = typing.get_origin(tp) is tuple
+    # A validator's (a tool's) class follows from its ``kind`` key (its one key), as in a file.
+    by_key = nested in (ValidatorConfig, ToolConfig)
     if nested is ValidatorConfig and isinstance(value, Mapping):
         # A validator's class follows from its ``kind`` key, as in a file.
         return _structured(nested, value, column=column, where=where)
@@ -254,7 +257,7 @@ def _converted(tp: Any, value: Any, *, column: str, where: str) -> Any:
         message = f"expected a list of {nested.__name__} objects or mappings, got {describe(value)}"
         raise ConfigError(message, column=column, field=where)
     if nested is not None and many and isinstance(value, Iterable):
-        make = _structured if nested is ValidatorConfig else construct  # see above
+        make = _structured if by_key else construct
         return tuple(
             make(nested, dict(item), column=column, where=f"{where}[{index}]")
             if isinstance(item, Mapping)

@@ -52,6 +52,7 @@ from ._issues import (
     to_config_error,
     unknown_key_message,
 )
+from ._keyed import keyed_hooks
 from ._kind import COMMON_FIELDS
 from ._kinds import column_kinds, unavailable, unavailable_message
 from ._llm import Rubric
@@ -67,6 +68,7 @@ from ._scalars import (
     structure_int_or_str,
     structure_str,
 )
+from ._tools import TOOL_KINDS, ToolConfig
 from ._validators import text_problem
 
 __all__ = [
@@ -225,8 +227,9 @@ def _structure_column(obj: Any, _: Any) -> ColumnConfig:
         for key in unknown:
             guess = suggest(key, kinds)
             if guess is not None:
+                hint = " (a kind from a plugin needs its package installed)"
                 raise _column_issue(
-                    name, f"unknown column kind {key!r}; did you mean {guess!r}?", str(key)
+                    name, f"unknown column kind {key!r}; did you mean {guess!r}?{hint}", str(key)
                 )
         found = ""
         if unknown:
@@ -384,46 +387,8 @@ def _plain(obj: Any, path: tuple[PathPart, ...]) -> Any:
 # --------------------------------------------------------------------------- processors
 
 
-def _structure_processor(obj: Any, _: Any) -> ProcessorConfig:
-    """``{<kind>: value}`` → the processor kind's class (see :mod:`._processors`)."""
-    if isinstance(obj, ProcessorConfig):
-        return obj
-    if not isinstance(obj, Mapping) or len(obj) != 1:
-        raise TypeError(
-            "a processor is a mapping with one key, its kind"
-            f" ({', '.join(PROCESSOR_KINDS)}), got {describe(obj)}"
-        )
-    ((kind, value),) = obj.items()
-    cls = PROCESSOR_KINDS.get(kind) if isinstance(kind, str) else None
-    if cls is None:
-        guess = suggest(kind, PROCESSOR_KINDS)
-        hint = f"; did you mean {guess!r}?" if guess else f" (kinds: {', '.join(PROCESSOR_KINDS)})"
-        raise ValueError(f"unknown processor kind {kind!r}{hint}")
-    shorthand = cls.shorthand
-    params = {shorthand: value} if shorthand is not None else value
-    if not isinstance(params, Mapping):
-        raise TypeError(f"{kind}: expected a mapping of parameters, got {describe(params)}")
-    try:
-        processor: ProcessorConfig = converter.structure(params, cls)
-    except ClassValidationError as exc:
-        # Paths from the processor: ``rename`` and ``drop_columns`` hide their one field.
-        issues = [
-            attrs.evolve(
-                issue,
-                path=(kind, *issue.path[1:])
-                if shorthand is not None and issue.path[:1] == (shorthand,)
-                else (kind, *issue.path),
-            )
-            for issue in collect(exc)
-        ]
-        raise ColumnIssues(None, issues) from None
-    return processor
-
-
-def _unstructure_processor(processor: ProcessorConfig) -> dict[str, Any]:
-    flat: dict[str, Any] = converter.unstructure(processor, unstructure_as=type(processor))
-    shorthand = processor.shorthand
-    return {processor.kind: flat[shorthand] if shorthand is not None else flat}
+_structure_processor, _unstructure_processor = keyed_hooks(converter, "processor", PROCESSOR_KINDS)
+_structure_tool, _unstructure_tool = keyed_hooks(converter, "tool", TOOL_KINDS)
 
 
 # --------------------------------------------------------------------------- registration
@@ -444,6 +409,7 @@ def _register() -> None:
     c.register_structure_hook_factory(_is_config_class, _attrs_hook)
     c.register_structure_hook_func(lambda tp: tp is ColumnConfig, _structure_column)
     c.register_structure_hook_func(lambda tp: tp is ProcessorConfig, _structure_processor)
+    c.register_structure_hook_func(lambda tp: tp is ToolConfig, _structure_tool)
     # temperature, top_p, max_tokens: a number, or a distribution drawn from per cell.
     c.register_structure_hook_func(
         is_param_type, structure_param(lambda obj: c.structure(obj, InferenceDistribution))
@@ -467,6 +433,7 @@ def _register() -> None:
     c.register_unstructure_hook_func(_is_function_type, _function_to_path)
     c.register_unstructure_hook_func(lambda tp: tp is ColumnConfig, _unstructure_column)
     c.register_unstructure_hook_func(lambda tp: tp is ProcessorConfig, _unstructure_processor)
+    c.register_unstructure_hook_func(lambda tp: tp is ToolConfig, _unstructure_tool)
     c.register_unstructure_hook_factory(
         is_param_type, lambda tp: unstructure_param(integer=int in get_args(tp))
     )
@@ -521,7 +488,8 @@ def structure_processor(obj: Any, index: int) -> ProcessorConfig:
         ConfigError: naming ``processors[index]`` and the field at fault.
     """
     try:
-        return _structure_processor(obj, None)
+        processor: ProcessorConfig = _structure_processor(obj, None)
+        return processor
     except ColumnIssues as exc:
         issues = [
             attrs.evolve(issue, path=("processors", index, *issue.path)) for issue in exc.issues

@@ -73,6 +73,7 @@ BUILTIN_ENTRY_POINTS: tuple[str, ...] = (
     "llm_judge = gridloom.kinds.llm_judge:KIND",
     "embedding = gridloom.kinds.embedding:KIND",
     "validate = gridloom.kinds.validate:KIND",
+    "llm_agent = gridloom.kinds.llm_agent:KIND",
 )
 
 

@@ -109,6 +109,8 @@ class ProcessorConfig:
 
     kind: ClassVar[str] = ""
     shorthand: ClassVar[str | None] = None
+    #: The key always holds the shorthand field's value.
+    shorthand_only: ClassVar[bool] = True
 
 
 @attrs.frozen(kw_only=True)

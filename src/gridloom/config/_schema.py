@@ -23,6 +23,7 @@ import datetime as dt
 import inspect
 import types
 import typing
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -32,6 +33,7 @@ from ._kind import COMMON_FIELDS, ColumnKind
 from ._kinds import column_kinds
 from ._models import PipelineConfig
 from ._processors import PROCESSOR_KINDS, ProcessorConfig
+from ._tools import TOOL_KINDS, ToolConfig
 from ._validator import FILE_SCHEMA, ValidatorConfig
 
 __all__ = ["SCHEMA_DIALECT", "config_json_schema", "kind_schema", "split_doc"]
@@ -243,7 +245,9 @@ class _Builder:
         if tp is ColumnConfig:
             return self._column_ref()
         if tp is ProcessorConfig:
-            return self._processor_schema()
+            return self._keyed_schema(PROCESSOR_KINDS)
+        if tp is ToolConfig:
+            return self._keyed_schema(TOOL_KINDS)
         if tp is ValidatorConfig:
             return self._validator_ref()
         if isinstance(tp, type) and attrs.has(tp):
@@ -260,15 +264,19 @@ class _Builder:
             }
         return {"anyOf": [self.type_schema(arg) for arg in args if not _is_callable(arg)]}
 
-    def _processor_schema(self) -> dict[str, Any]:
-        """``{<kind>: value}``: one key, the kind; ``rename`` and ``drop_columns`` hold their
-        one field's value directly."""
+    def _keyed_schema(self, kinds: Mapping[str, type[Any]]) -> dict[str, Any]:
+        """``{<kind>: value}`` (processors, tools): one key, the kind; a kind with a
+        shorthand field may hold that field's value directly (``{drop_columns: [...]}``,
+        ``{python: "m:f"}``), only it when ``shorthand_only``."""
         branches: list[dict[str, Any]] = []
-        for key, cls in PROCESSOR_KINDS.items():
+        for key, cls in kinds.items():
             params = self.object_schema(cls)
             if cls.shorthand is not None:  # {drop_columns: [...]}, {rename: {...}}
                 value = params["properties"][cls.shorthand]
                 value = {**value, "description": params.get("description", "")}
+                if not cls.shorthand_only:  # {python: "m:f"} or {python: {function: ...}}
+                    self.defs[cls.__name__] = params
+                    value = {"anyOf": [value, {"$ref": f"#/$defs/{cls.__name__}"}]}
             else:
                 self.defs[cls.__name__] = params
                 value = {"$ref": f"#/$defs/{cls.__name__}"}

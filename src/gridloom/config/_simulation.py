@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import attrs
 
-from ._validators import schema_keywords
+from ._validators import int64, schema_keywords
 
 __all__ = ["CapacityStep", "LatencyConfig", "SimulatedModel", "SimulationConfig"]
 
@@ -98,6 +98,14 @@ class SimulatedModel:
         output_tokens: typical length of a text answer, in tokens.
         reasoning: also return reasoning text, separately from the answer.
         embedding_dimensions: length of embedding vectors.
+        tool_turns: with tools offered and ``tool_choice`` ``auto``, the model calls tools
+            while the conversation holds fewer rounds of tool results than this (counted since
+            its last user message: a run of ``tool`` messages, or a user message of
+            ``tool_result`` blocks, is one round), then answers in text; 0 never calls on
+            its own. A forced choice (``required``/``any``, a named tool) always calls.
+        tool_calls_per_turn: calls in one answer that calls tools (each of an offered tool
+            picked from the request's seeded stream, or of the named one; distinct ids,
+            arguments valid for the tool's schema), to exercise parallel tool calls.
     """
 
     latency: LatencyConfig = attrs.field(factory=LatencyConfig)
@@ -124,6 +132,10 @@ class SimulatedModel:
     output_tokens: int = attrs.field(default=48, validator=attrs.validators.ge(1))
     reasoning: bool = False
     embedding_dimensions: int = attrs.field(default=32, validator=attrs.validators.ge(1))
+    tool_turns: int = attrs.field(default=1, validator=[int64, attrs.validators.ge(0)])
+    tool_calls_per_turn: int = attrs.field(
+        default=1, validator=[int64, attrs.validators.ge(1), attrs.validators.le(16)]
+    )
 
 
 @attrs.frozen(kw_only=True)

@@ -28,7 +28,7 @@ import trio
 from ..config import RunConfig
 from ..errors import GenerationError, SalvageTimeout
 from ..generators import BatchContext, CellContext, ColumnGenerator, RowFailure
-from ..generators.base import Models, normalize_result
+from ..generators.base import Models, Toolboxes, normalize_result
 from ..trace import CURRENT_SPAN, TaskTracer
 from ._lanes import ReadyQueue
 from ._outcomes import Outcomes
@@ -97,6 +97,8 @@ class Dispatcher:
         run: the limits (submission, LLM-wait, worker threads).
         seed: the run seed, handed to generators in their context.
         models: the run's model handles by alias, handed to generators in their context.
+        tools: the run's toolboxes by column (``llm_agent`` columns), handed to that column's
+            cells in their context.
         queue: the ready queue it takes tasks from.
         outcomes: records what each task returned.
         counters: the scheduler's counts.
@@ -110,6 +112,7 @@ class Dispatcher:
         *,
         seed: int,
         models: Models,
+        tools: Toolboxes | None = None,
         queue: ReadyQueue,
         outcomes: Outcomes,
         counters: Counters,
@@ -118,6 +121,7 @@ class Dispatcher:
         self._graph = graph
         self._seed = seed
         self._models = models
+        self._tools = tools or {}
         self._queue = queue
         self._outcomes = outcomes
         self._counts = counters
@@ -228,6 +232,7 @@ class Dispatcher:
                 column=node.name,
                 seed=self._seed,
                 models=self._models,
+                tools=self._tools.get(node.name),
             )
         rows = task.rows if rows is None else rows
         return BatchContext(

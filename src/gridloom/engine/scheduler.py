@@ -25,7 +25,7 @@ from collections.abc import Iterable
 import trio
 
 from ..config import RunConfig
-from ..generators.base import Models
+from ..generators.base import Models, Toolboxes
 from ..storage import RowGroupData, RowGroupStore
 from ..trace import TaskTracer
 from ._dispatch import Dispatcher
@@ -48,6 +48,7 @@ class Scheduler:
         seed: the run seed every random stream derives from.
         store: receives each finished row group (``await store.write(...)``).
         models: the run's model handles by alias, handed to generators in their context.
+        tools: the run's toolboxes by column, handed to that column's cells.
         tracer: records a span per task attempt when given.
         health: told every cell's final outcome, to stop a run whose column keeps failing.
     """
@@ -60,6 +61,7 @@ class Scheduler:
         seed: int,
         store: RowGroupStore,
         models: Models | None = None,
+        tools: Toolboxes | None = None,
         tracer: TaskTracer | None = None,
         health: GeneratorHealth | None = None,
     ):
@@ -87,6 +89,7 @@ class Scheduler:
             run,
             seed=seed,
             models=models or {},
+            tools=tools,
             queue=self._queue,
             outcomes=self._outcomes,
             counters=self._counts,

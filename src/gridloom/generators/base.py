@@ -42,8 +42,9 @@ import pyarrow as pa
 
 from ..errors import GenerationError
 
-if TYPE_CHECKING:  # the clients sit below the generators; imported for types only
+if TYPE_CHECKING:  # the clients and tools sit below the generators; imported for types only
     from ..clients import ModelHandle
+    from ..tools import Toolbox
 
 __all__ = [
     "BatchContext",
@@ -54,6 +55,7 @@ __all__ = [
     "Models",
     "Output",
     "RowFailure",
+    "Toolboxes",
     "derive_rng",
     "derive_seed",
     "normalize_result",
@@ -64,6 +66,9 @@ Granularity = Literal["cell", "batch"]
 #: The run's model handles by alias (:class:`~gridloom.clients.ModelHandle`), as generators
 #: get them in their context; the engine passes them on under this name, never naming a client.
 Models: TypeAlias = "Mapping[str, ModelHandle]"
+#: The run's toolboxes by column (:class:`~gridloom.tools.Toolbox`), for ``llm_agent``
+#: columns: opened by the run, handed to the column's cells as ``ctx.tools``.
+Toolboxes: TypeAlias = "Mapping[str, Toolbox]"
 
 
 def derive_seed(seed: int, *parts: object) -> int:
@@ -98,6 +103,8 @@ class CellContext:
         model: for a custom column with ``model``, that alias's handle (``await
             ctx.model.chat(request)``; ``ctx.model.config`` is its ``ModelConfig``).
         models: the run's model handles by alias (what LLM generators call).
+        tools: the column's toolbox, for a column that offers its model tools
+            (``llm_agent``); ``None`` otherwise.
     """
 
     row: Mapping[str, Any]
@@ -107,6 +114,7 @@ class CellContext:
     params: Mapping[str, Any] = attrs.field(factory=dict)
     model: ModelHandle | None = None
     models: Models = attrs.field(factory=dict)
+    tools: Toolbox | None = None
     _rng: random.Random | None = None
 
     @property

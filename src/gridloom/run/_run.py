@@ -33,6 +33,7 @@ from ..engine import ExecutionGraph, GeneratorHealth, RowGroupSpec, Scheduler, S
 from ..progress import ProgressReporter
 from ..storage import MemoryStore, ParquetStore, RowGroupStore, RunResult
 from ..throttle import ThrottleRegistry
+from ..tools import Toolbox
 from ..trace import TaskTracer
 from ._check import probe_models
 from ._health import HealthMonitor
@@ -42,6 +43,7 @@ from ._processors import ProcessingStore, compile_processors
 from ._report import is_interrupt, save_trace, summarize, unwrap
 from ._signals import Interrupted, StopSignals
 from ._source import ConfigSource, compile_source, load_source, prepare, run_seed
+from ._tools import serve_tools, tool_users
 
 __all__ = ["Run"]
 
@@ -95,6 +97,13 @@ class _Services:
         if cfg.run.throttle.rampup_seconds > 0:
             await self._start(registry.run)
         return handles, health
+
+    async def tools(self, graph: ExecutionGraph) -> dict[str, Toolbox]:
+        """Open the tool sources of the graph's agent columns (none: no service)."""
+        if not tool_users(graph):
+            return {}
+        toolboxes: dict[str, Toolbox] = await self._start(functools.partial(serve_tools, graph))
+        return toolboxes
 
     async def progress(self, reporter: ProgressReporter) -> None:
         """Show ``reporter``; the run stops it (:meth:`ProgressReporter.stop`) itself."""
@@ -255,12 +264,14 @@ class Run:
         columns_health = GeneratorHealth.from_run_config(cfg.run)
         # Processors reshape each row group on its way from the scheduler to the store.
         chain = compile_processors(cfg, graph.schema)
+        tools = await services.tools(graph)
         scheduler = Scheduler(
             graph,
             cfg.run,
             seed=seed,
             store=store if chain is None else ProcessingStore(store, chain),
             models=models,
+            tools=tools,
             tracer=tracer,
             health=columns_health,
         )

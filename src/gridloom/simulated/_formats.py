@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from ._replies import Reply, embedding_vector
+from ._replies import Reply, ToolCall, embedding_vector
 from ._requests import EmbeddingsRequest, GenerationRequest
 
 __all__ = [
@@ -30,22 +30,20 @@ OWNER = "gridloom-simulated"
 
 def finish_reason(reply: Reply) -> str:
     """OpenAI's ``finish_reason`` for ``reply``."""
-    if reply.tool_call is not None:
+    if reply.tool_calls:
         return "tool_calls"
     return "length" if reply.truncated else "stop"
 
 
 def anthropic_stop_reason(reply: Reply) -> str:
     """Anthropic's ``stop_reason`` for ``reply``."""
-    if reply.tool_call is not None:
+    if reply.tool_calls:
         return "tool_use"
     return "max_tokens" if reply.truncated else "end_turn"
 
 
-def openai_tool_call(reply: Reply) -> dict[str, Any]:
-    """The ``tool_calls`` entry of a tool-call reply."""
-    call = reply.tool_call
-    assert call is not None
+def openai_tool_call(call: ToolCall) -> dict[str, Any]:
+    """The ``tool_calls`` entry of a call."""
     return {
         "id": f"call_{call.key}",
         "type": "function",
@@ -75,9 +73,9 @@ def chat_completion(request: GenerationRequest, replies: Sequence[Reply]) -> dic
     choices = []
     for index, reply in enumerate(replies):
         message: dict[str, Any] = {"role": "assistant", "content": reply.text}
-        if reply.tool_call is not None:
+        if reply.tool_calls:
             message["content"] = None
-            message["tool_calls"] = [openai_tool_call(reply)]
+            message["tool_calls"] = [openai_tool_call(call) for call in reply.tool_calls]
         if reply.reasoning is not None:
             message["reasoning_content"] = reply.reasoning
         choices.append(
@@ -101,16 +99,15 @@ def chat_completion(request: GenerationRequest, replies: Sequence[Reply]) -> dic
 
 def anthropic_message(request: GenerationRequest, reply: Reply) -> dict[str, Any]:
     """An Anthropic Messages ``message`` object (a ``thinking`` block first when reasoning;
-    then a ``text`` block, or a ``tool_use`` block for a tool call)."""
+    then a ``text`` block, or a ``tool_use`` block per tool call)."""
     content: list[dict[str, Any]] = []
     if reply.reasoning is not None:
         signature = request.digest().hex()[:32]
         content.append({"type": "thinking", "thinking": reply.reasoning, "signature": signature})
-    call = reply.tool_call
-    if call is not None:
+    for call in reply.tool_calls:
         block = {"type": "tool_use", "id": f"toolu_{call.key}", "name": call.name}
         content.append(block | {"input": call.arguments})
-    else:
+    if not reply.tool_calls:
         content.append({"type": "text", "text": reply.text})
     return {
         "id": f"msg_{request.digest().hex()[:24]}",

@@ -2,8 +2,9 @@
 
 What is asked decides the kind of answer, in this order:
 
-0. tools the model must or may call → a call of one of them, its arguments valid for the
-   tool's schema (see :mod:`._tools` for which tool, and when ``auto`` answers text);
+0. tools the model must or may call → ``tool_calls_per_turn`` calls of them, each's
+   arguments valid for its tool's schema (see :mod:`._tools` for which tools, and when
+   ``auto`` answers text);
 1. a JSON Schema through the API (``response_format`` / ``output_format``) → JSON valid for it;
 2. a JSON Schema in the prompt (a fenced ```` ```json ```` block after the words "JSON Schema")
    → JSON valid for it, or YAML or XML holding such a value when a message says
@@ -57,7 +58,7 @@ from ._structured_text import (
     xml_from_xsd,
     xsd_from_prompt,
 )
-from ._tools import choose_tool
+from ._tools import Tool, choose_tools
 
 __all__ = [
     "MAX_ANSWER_TOKENS",
@@ -132,7 +133,7 @@ class Reply:
         text: the answer (message content; empty for a tool call).
         reasoning: reasoning text, when the model "reasons".
         kind: ``text``, ``code``, ``json``, ``yaml``, ``xml`` or ``tool``.
-        tool_call: the call, when the answer is one.
+        tool_calls: the calls, when the answer is some (distinct keys).
         schema: the JSON Schema the answer follows, if any.
         value: the structured answer's value (for ``yaml`` and ``xml`` answers).
         truncated: the answer was cut at ``max_tokens``.
@@ -144,13 +145,18 @@ class Reply:
     text: str
     reasoning: str | None = None
     kind: Literal["text", "code", "json", "yaml", "xml", "tool"] = "text"
-    tool_call: ToolCall | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
     schema: Any = None
     value: Any = None
     truncated: bool = False
     input_tokens: int = 0
     output_tokens: int = 0
     reasoning_tokens: int = 0
+
+    @property
+    def tool_call(self) -> ToolCall | None:
+        """The first call, or ``None`` when the answer calls no tool."""
+        return self.tool_calls[0] if self.tool_calls else None
 
 
 def _rng(digest: bytes, salt: bytes = b"") -> random.Random:
@@ -241,21 +247,20 @@ def build_reply(
     schema: Any = None
     value: Any = None
     truncated = False
-    call = None
-    tool = choose_tool(
-        request.tools, request.tool_choice, after_tool_result=request.after_tool_result, rng=rng
+    called = choose_tools(
+        request.tools,
+        request.tool_choice,
+        rounds=max(request.tool_rounds, int(request.after_tool_result)),
+        turns=model.tool_turns,
+        calls=model.tool_calls_per_turn,
+        rng=rng,
     )
-    if tool is not None:
-        try:
-            arguments = value_for_schema(tool.schema, rng, words=topics, budget=budget)
-        except UnsatisfiableSchema as exc:
-            raise RequestError(
-                f"the schema of tool {tool.name!r} is unsatisfiable: {_first_line(exc)}",
-                param="tools",
-            ) from None
-        key = hashlib.sha256(digest + tool.name.encode()).hexdigest()[:24]
-        call = ToolCall(key=key, name=tool.name, arguments=arguments)
-        text, kind, schema = "", "tool", tool.schema
+    calls: list[ToolCall] = []
+    for index, tool in enumerate(called):  # each pick drawn just before its arguments
+        calls.append(_tool_call(tool, index, digest, rng, topics, budget))
+        schema = schema if index else tool.schema  # the first call's
+    if calls:
+        text, kind = "", "tool"
     elif request.schema is not None:
         try:
             check_schema(request.schema)
@@ -293,12 +298,13 @@ def build_reply(
         length = min(model.output_tokens, MAX_ANSWER_TOKENS)
         reasoning = _reasoning(_rng(digest, b"reasoning"), length, topics)
     reasoning_tokens = count_tokens(reasoning) if reasoning else 0
-    answer_tokens = count_tokens(call.arguments_json()) if call else count_tokens(text)
+    answer_tokens = sum(count_tokens(call.arguments_json()) for call in calls)
+    answer_tokens = answer_tokens if calls else count_tokens(text)
     return Reply(
         text=text,
         reasoning=reasoning,
         kind=kind,
-        tool_call=call,
+        tool_calls=tuple(calls),
         schema=schema,
         value=value,
         truncated=truncated,
@@ -306,6 +312,28 @@ def build_reply(
         output_tokens=answer_tokens + reasoning_tokens,
         reasoning_tokens=reasoning_tokens,
     )
+
+
+def _tool_call(
+    tool: Tool,
+    index: int,
+    digest: bytes,
+    rng: random.Random,
+    topics: Sequence[str],
+    budget: Budget,
+) -> ToolCall:
+    """Call ``index`` of an answer: of ``tool``, with arguments valid for its schema (its key
+    from the request, the tool and the index, so the calls of an answer are distinct)."""
+    try:
+        arguments = value_for_schema(tool.schema, rng, words=topics, budget=budget)
+    except UnsatisfiableSchema as exc:
+        raise RequestError(
+            f"the schema of tool {tool.name!r} is unsatisfiable: {_first_line(exc)}",
+            param="tools",
+        ) from None
+    salt = tool.name if index == 0 else f"{tool.name}\x00{index}"
+    key = hashlib.sha256(digest + salt.encode()).hexdigest()[:24]
+    return ToolCall(key=key, name=tool.name, arguments=arguments)
 
 
 def invalid_reply(reply: Reply, digest: bytes, *, budget: Budget | None = None) -> Reply:

@@ -24,7 +24,10 @@ from ._tools import (
     AUTO,
     Tool,
     ToolChoice,
+    anthropic_tool_rounds,
     count_schema,
+    has_tool_result,
+    openai_tool_rounds,
     parse_anthropic_tools,
     parse_openai_tools,
 )
@@ -116,6 +119,7 @@ class GenerationRequest:
         tools: the tools the model may call.
         tool_choice: how it must use them.
         after_tool_result: the conversation ends with a tool's result.
+        tool_rounds: tool-result rounds since the last user message (see :mod:`._tools`).
         temperature, top_p: the sampling parameters sent, if any (recorded in the timeline;
             the simulated answers do not depend on them).
         n: how many choices to answer with (OpenAI; at most :data:`MAX_CHOICES`).
@@ -134,6 +138,7 @@ class GenerationRequest:
     tools: tuple[Tool, ...] = ()
     tool_choice: ToolChoice = AUTO
     after_tool_result: bool = False
+    tool_rounds: int = 0
     n: int = 1
     stream: bool = False
     include_usage: bool = False
@@ -496,6 +501,7 @@ def parse_chat_completions(body: Mapping[str, Any]) -> GenerationRequest:
         temperature=temperature,
         top_p=top_p,
         after_tool_result=raw_messages[-1].get("role") in ("tool", "function"),
+        tool_rounds=openai_tool_rounds(raw_messages),
         **_openai_options(body, tally),
     )
 
@@ -533,11 +539,6 @@ def parse_anthropic_messages(body: Mapping[str, Any]) -> GenerationRequest:
             )
         schema = _tallied(output_format["schema"], tally, "output_format.schema")
     tools, tool_choice = parse_anthropic_tools(body, tally)
-    last = raw_messages[-1].get("content")
-    after_tool_result = raw_messages[-1]["role"] == "user" and any(
-        isinstance(block, dict) and block.get("type") == "tool_result"
-        for block in (last if isinstance(last, list) else ())
-    )
     return GenerationRequest(
         model=model,
         messages=tuple(messages),
@@ -547,7 +548,8 @@ def parse_anthropic_messages(body: Mapping[str, Any]) -> GenerationRequest:
         top_p=top_p,
         tools=tools,
         tool_choice=tool_choice,
-        after_tool_result=after_tool_result,
+        after_tool_result=raw_messages[-1]["role"] == "user" and has_tool_result(raw_messages[-1]),
+        tool_rounds=anthropic_tool_rounds(raw_messages),
         stream=_flag(body, "stream"),
     )
 

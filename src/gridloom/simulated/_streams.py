@@ -1,9 +1,10 @@
 """Streamed answers (``stream: true``) as server-sent events.
 
 OpenAI: ``chat.completion.chunk`` objects in ``data:`` lines — per choice, a first chunk with
-the role, deltas of ``reasoning_content``, ``content`` or a tool call's ``arguments``, a last
-chunk with the ``finish_reason`` — then, with ``stream_options.include_usage``, a chunk with
-the ``usage`` and no choices, and ``data: [DONE]``. Choices follow one another.
+the role, deltas of ``reasoning_content``, then of ``content`` or of tool calls (per call, a
+chunk with its ``index``, id and name, then deltas of its ``arguments``), a last chunk with
+the ``finish_reason`` — then, with ``stream_options.include_usage``, a chunk with the
+``usage`` and no choices, and ``data: [DONE]``. Choices follow one another.
 
 Anthropic: ``message_start``; per content block (``thinking``, then ``text`` or
 ``tool_use``) ``content_block_start``, its deltas (``thinking_delta`` and a
@@ -19,6 +20,7 @@ would.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -86,19 +88,18 @@ def openai_events(request: GenerationRequest, replies: Sequence[Reply]) -> list[
 
     pieces: list[Piece] = []
     for index, reply in enumerate(replies):
-        first: dict[str, Any] = {"role": "assistant", "content": ""}
-        if reply.tool_call is not None:
-            call = openai_tool_call(reply)
-            call["function"] = call["function"] | {"arguments": ""}
-            first = {"role": "assistant", "content": None, "tool_calls": [{"index": 0} | call]}
+        first: dict[str, Any] = {"role": "assistant", "content": None if reply.tool_calls else ""}
         pieces.append(chunk(index, first))
         for part in split(reply.reasoning or ""):
             pieces.append(chunk(index, {"reasoning_content": part}, part))
-        if reply.tool_call is not None:
-            for part in split(reply.tool_call.arguments_json()):
-                delta = {"tool_calls": [{"index": 0, "function": {"arguments": part}}]}
+        for number, call in enumerate(reply.tool_calls):
+            head = openai_tool_call(call)
+            head["function"] = head["function"] | {"arguments": ""}
+            pieces.append(chunk(index, {"tool_calls": [{"index": number} | head]}))
+            for part in split(call.arguments_json()):
+                delta = {"tool_calls": [{"index": number, "function": {"arguments": part}}]}
                 pieces.append(chunk(index, delta, part))
-        else:
+        if not reply.tool_calls:
             pieces.extend(chunk(index, {"content": part}, part) for part in split(reply.text))
         pieces.append(chunk(index, {}, finish=finish_reason(reply)))
     if request.include_usage:
@@ -127,8 +128,7 @@ def anthropic_events(request: GenerationRequest, reply: Reply) -> list[Piece]:
             deltas.append(("signature_delta", "signature", block["signature"]))
         elif kind == "tool_use":
             empty = block | {"input": {}}
-            assert reply.tool_call is not None
-            text = reply.tool_call.arguments_json()
+            text = json.dumps(block["input"], ensure_ascii=False)
             deltas = [("input_json_delta", "partial_json", part) for part in split(text)]
         else:
             empty = {"type": "text", "text": ""}

@@ -2,16 +2,18 @@
 and ``tool_choice``, and deciding which tool an answer calls.
 
 The decision is deterministic: no tools or ``none`` → no call; a named tool → that tool;
-``required`` (OpenAI) / ``any`` (Anthropic) → one tool, picked by the request's seeded random
-stream; ``auto`` (the default when tools are given) → the same pick, except that a
-conversation whose last message is a tool result gets a text answer (the "model" has what
-it asked for, so an agent loop ends). One call per answer.
+``required`` (OpenAI) / ``any`` (Anthropic) → tools picked by the request's seeded random
+stream; ``auto`` (the default when tools are given) → the same picks while the conversation
+holds fewer tool-result rounds (since its last user message) than the model's ``tool_turns``,
+then a text answer (the "model" has what it asked for, so an agent loop ends). An answer
+that calls tools makes the model's ``tool_calls_per_turn`` calls (of the same or different
+tools, each its own pick).
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import attrs
@@ -26,8 +28,11 @@ __all__ = [
     "MAX_TOOL_NAME",
     "Tool",
     "ToolChoice",
-    "choose_tool",
+    "anthropic_tool_rounds",
+    "choose_tools",
     "count_schema",
+    "has_tool_result",
+    "openai_tool_rounds",
     "parse_anthropic_tools",
     "parse_openai_tools",
 ]
@@ -243,14 +248,68 @@ def parse_anthropic_tools(
     return _unique(tools), _check_named(choice, tools, "tool_choice")
 
 
-def choose_tool(
-    tools: Sequence[Tool], choice: ToolChoice, *, after_tool_result: bool, rng: random.Random
-) -> Tool | None:
-    """The tool the answer calls, or ``None`` for an ordinary answer (see the module doc)."""
+def choose_tools(
+    tools: Sequence[Tool],
+    choice: ToolChoice,
+    *,
+    rounds: int,
+    turns: int,
+    calls: int,
+    rng: random.Random,
+) -> Iterator[Tool]:
+    """The tools the answer calls, one per call (none: an ordinary answer; see the module doc).
+
+    The picks are drawn from ``rng`` lazily, each as its call is asked for, so the caller
+    may draw the call's arguments in between: the first call of an answer is then the same
+    whatever ``calls`` is.
+
+    Args:
+        tools: the tools offered.
+        choice: how the model must use them.
+        rounds: tool-result rounds in the conversation since its last user message.
+        turns: rounds after which ``auto`` answers text (the model's ``tool_turns``).
+        calls: calls one answer makes (the model's ``tool_calls_per_turn``).
+        rng: the request's seeded stream (one draw per call, unless a tool is named).
+    """
     if not tools or choice.mode == "none":
-        return None
-    if choice.mode == "named":
-        return next(tool for tool in tools if tool.name == choice.name)
-    if choice.mode == "auto" and after_tool_result:
-        return None
-    return tools[rng.randrange(len(tools))]
+        return
+    if choice.mode == "auto" and rounds >= turns:
+        return
+    for _ in range(calls):
+        if choice.mode == "named":
+            yield next(tool for tool in tools if tool.name == choice.name)
+        else:
+            yield tools[rng.randrange(len(tools))]
+
+
+def has_tool_result(message: Mapping[str, Any]) -> bool:
+    """Whether an Anthropic message's content holds a ``tool_result`` block."""
+    content = message.get("content")
+    return isinstance(content, list) and any(
+        isinstance(block, dict) and block.get("type") == "tool_result" for block in content
+    )
+
+
+def openai_tool_rounds(messages: Sequence[Mapping[str, Any]]) -> int:
+    """Rounds of tool results since the last ``user`` message of a chat completion request
+    (each run of ``tool`` / ``function`` messages is one; the messages are checked)."""
+    rounds = 0
+    previous = None
+    for message in messages:
+        role = message.get("role")
+        if role == "user":
+            rounds = 0
+        elif role in ("tool", "function") and previous not in ("tool", "function"):
+            rounds += 1
+        previous = role
+    return rounds
+
+
+def anthropic_tool_rounds(messages: Sequence[Mapping[str, Any]]) -> int:
+    """Rounds of tool results since the last ``user`` message that is not one of a Messages
+    request (each user message of ``tool_result`` blocks is one; the messages are checked)."""
+    rounds = 0
+    for message in messages:
+        if message.get("role") == "user":
+            rounds = rounds + 1 if has_tool_result(message) else 0
+    return rounds
