@@ -19,6 +19,8 @@ import trio
 from gridloom.config import LatencyConfig, SimulatedModel, SimulationConfig
 from gridloom.simulated import SimulatedServer, serve_simulated
 
+from .tool_helpers import TIME, WEATHER
+
 CONFIG = SimulationConfig(
     models={
         # A few microseconds per token: streams go out as many writes, not one.
@@ -29,17 +31,6 @@ CONFIG = SimulationConfig(
     }
 )
 PROMPT = [{"role": "user", "content": "Tell me about rivers, deltas and floodplains."}]
-WEATHER = {
-    "type": "object",
-    "properties": {
-        "city": {"type": "string", "minLength": 1},
-        "unit": {"enum": ["celsius", "fahrenheit"]},
-        "days": {"type": "integer", "minimum": 1, "maximum": 7},
-    },
-    "required": ["city", "unit", "days"],
-    "additionalProperties": False,
-}
-TIME = {"type": "object", "properties": {"zone": {"type": "string"}}, "required": ["zone"]}
 TOOLS: Any = [
     {"type": "function", "function": {"name": "get_weather", "parameters": WEATHER}},
     {"type": "function", "function": {"name": "get_time", "parameters": TIME}},

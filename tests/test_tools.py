@@ -377,3 +377,47 @@ async def test_missing_tools_fail_the_cell_with_the_reason() -> None:
 
     with pytest.raises(GenerationError, match="its tools are unavailable: server gone"):
         await agent().agenerate(context(Scripted([]), Toolbox.failed("server gone")))
+
+
+def test_an_invalid_tool_schema_is_refused_once_not_per_call() -> None:
+    """A tool whose schema is not a valid JSON Schema is refused when the toolbox is made
+    (the run reports it for the column), so calls never re-check the schema."""
+    bad = Recorder()
+    bad.spec = ToolSpec(name="bad", parameters={"type": "object", "properties": {"x": {"type": 3}}})
+    with pytest.raises(ValueError, match="tool 'bad' has an invalid schema"):
+        Toolbox([bad])
+
+
+def test_a_python_tool_with_an_invalid_schema_fails_validation(tmp_path: Path) -> None:
+    """Explicit parameters that are not a valid JSON Schema fail validate, naming the tool."""
+    import gridloom as gl
+    from gridloom.config import structure_pipeline
+    from gridloom.errors import ConfigError
+
+    config = structure_pipeline(
+        {
+            "providers": [{"name": "sim", "type": "simulated"}],
+            "models": [{"alias": "m", "provider": "sim", "model": "x"}],
+            "columns": [
+                {
+                    "name": "a",
+                    "llm_agent": {
+                        "model": "m",
+                        "prompt": "go",
+                        "tools": [
+                            {
+                                "python": {
+                                    "function": "json:dumps",
+                                    "parameters": {"type": "object", "required": "x"},
+                                }
+                            }
+                        ],
+                    },
+                }
+            ],
+        }
+    )
+    with pytest.raises(ConfigError) as info:
+        gl.validate(config)
+    assert info.value.field == "llm_agent.tools[0].python"
+    assert "invalid schema" in str(info.value)

@@ -370,9 +370,11 @@ def _source(
                 field=field,
             ) from None
         from ..config._tools import check_tool_name
+        from ..tools._base import argument_validator
 
         try:
             check_tool_name(spec.name)
+            argument_validator(spec)
         except ValueError as exc:
             raise ConfigError(str(exc), column=column.name, field=field) from None
         return FunctionSource(FunctionTool(function, spec))

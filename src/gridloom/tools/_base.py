@@ -101,10 +101,14 @@ class Toolbox:
         self, tools: Sequence[Tool], *, max_concurrent_calls: int = 8, call_timeout: float = 60.0
     ) -> None:
         self.tools: dict[str, Tool] = {}
+        #: Each tool's arguments validator, built once (checking the schema on every call
+        #: would cost more than most tools).
+        self.validators: dict[str, Any] = {}
         for tool in tools:
             if tool.spec.name in self.tools:
                 raise ValueError(f"two tools are named {tool.spec.name!r}")
             self.tools[tool.spec.name] = tool
+            self.validators[tool.spec.name] = argument_validator(tool.spec)
         self.specs: tuple[ToolSpec, ...] = tuple(tool.spec for tool in tools)
         self.limiter = trio.CapacityLimiter(max_concurrent_calls)
         self.call_timeout = call_timeout
@@ -127,7 +131,7 @@ class Toolbox:
             known = ", ".join(self.tools) or "none"
             return f"error: unknown tool {call.name!r} (tools: {known})", False
         try:
-            arguments = self.arguments(tool, call.arguments)
+            arguments = self.arguments(tool, call.arguments, self.validators[call.name])
             async with self.limiter:
                 with trio.fail_after(self.call_timeout):
                     result = await tool.call(arguments)
@@ -140,8 +144,9 @@ class Toolbox:
         return clip(result), True
 
     @staticmethod
-    def arguments(tool: Tool, text: str) -> dict[str, Any]:
-        """``text`` parsed as JSON and checked against the tool's schema.
+    def arguments(tool: Tool, text: str, validator: Any = None) -> dict[str, Any]:
+        """``text`` parsed as JSON and checked against the tool's schema (by ``validator``,
+        :func:`argument_validator` of the tool, when given).
 
         Raises:
             ToolError: too long, not a JSON object, or not valid against the schema.
@@ -154,13 +159,30 @@ class Toolbox:
             raise ToolError(f"arguments are not valid JSON: {exc}") from None
         if not isinstance(value, dict):
             raise ToolError(f"arguments must be a JSON object, got {type(value).__name__}")
+        if validator is None:
+            validator = argument_validator(tool.spec)
         try:
-            jsonschema.validate(value, dict(tool.spec.parameters))
+            validator.validate(value)
         except jsonschema.ValidationError as exc:
             where = "/".join(str(p) for p in exc.absolute_path) or "arguments"
             message = f"invalid arguments for {tool.spec.name!r} at {where}: {exc.message}"
             raise ToolError(message) from None
         return value
+
+
+def argument_validator(spec: ToolSpec) -> Any:
+    """A validator of ``spec``'s arguments (its schema checked once, here).
+
+    Raises:
+        ValueError: the schema is not a valid JSON Schema.
+    """
+    schema = dict(spec.parameters)
+    cls = jsonschema.validators.validator_for(schema)
+    try:
+        cls.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        raise ValueError(f"tool {spec.name!r} has an invalid schema: {exc.message}") from None
+    return cls(schema)
 
 
 def clip(text: str) -> str:
