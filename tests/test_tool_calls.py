@@ -202,7 +202,7 @@ _OPENAI_MALFORMED = [
         [_call(function={"name": "f", "arguments": 3})],
         "'choices[0].message.tool_calls[0].function.arguments' is not a string",
     ),
-    ([_call(), _call(id="")], "'choices[0].message.tool_calls[1]' has no id"),
+    ([_call(), _call(id=3)], "'choices[0].message.tool_calls[1]' has no id"),
     ([_call(function={"arguments": "{}"})], "'choices[0].message.tool_calls[0]' has no name"),
     (
         [_call(id="i" * (MAX_TOOL_NAME + 1))],
@@ -227,6 +227,21 @@ async def test_openai_refuses_malformed_tool_calls(calls: Any, what: str) -> Non
     request = ChatRequest(model="gpt-x", messages=[Message(role="user", content="?")], tools=TOOLS)
     with pytest.raises(MalformedResponse, match=re.escape(what)):
         await exchange("openai", request, calls_reply(calls))
+
+
+async def test_openai_names_calls_without_id_and_reads_null_arguments() -> None:
+    """A call without an id (absent, null or empty, as some OpenAI-compatible servers send)
+    is named by its place; ``arguments: null`` is a call without arguments."""
+    request = ChatRequest(model="gpt-x", messages=[Message(role="user", content="?")], tools=TOOLS)
+    bare = {"type": "function", "function": {"name": "f", "arguments": None}}
+    calls = [bare, _call(id=None), _call(id=""), _call(id="kept")]
+    _, response = await exchange("openai", request, calls_reply(calls))
+    assert [(c.id, c.arguments) for c in response.tool_calls] == [
+        ("call_0", "{}"),
+        ("call_1", "{}"),
+        ("call_2", "{}"),
+        ("kept", "{}"),
+    ]
 
 
 async def test_openai_accepts_the_most_tool_calls_and_the_longest_arguments() -> None:
@@ -488,3 +503,90 @@ def test_tools_round_trip_through_the_simulated_endpoint(
     offered = {tool.name: tool.parameters for tool in tools}
     for call in response.tool_calls:
         jsonschema.validate(json.loads(call.arguments), offered[call.name])
+
+
+_JSON_LEAF = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text()
+)
+_JSON = st.recursive(
+    _JSON_LEAF,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=12,
+)
+#: A tool call as odd servers send it: the documented keys with any JSON value, or none.
+_ODD_CALL = st.fixed_dictionaries(
+    {},
+    optional={
+        "id": _JSON,
+        "type": st.just("function") | _JSON,
+        "function": st.fixed_dictionaries(
+            {}, optional={"name": st.text(min_size=1) | _JSON, "arguments": _JSON}
+        )
+        | _JSON,
+    },
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(calls=st.lists(_ODD_CALL, max_size=4) | _JSON, content=_JSON)
+def test_any_openai_tool_calls_decode_or_are_malformed(calls: Any, content: Any) -> None:
+    """Whatever JSON a server puts in ``tool_calls`` and ``content``, the adapter gives
+    calls whose fields are text (arguments as JSON text) or raises MalformedResponse —
+    never another exception."""
+    request = ChatRequest(model="gpt-x", messages=[Message(role="user", content="?")], tools=TOOLS)
+    reply = completion({"role": "assistant", "content": content, "tool_calls": calls})
+    try:
+        _, response = trio.run(exchange, "openai", request, reply)
+    except MalformedResponse as exc:
+        message = str(exc)
+    else:
+        message = ""
+    assert "\n" not in message
+    if message:
+        return
+    for call in response.tool_calls:
+        assert call.id
+        assert call.name
+        assert isinstance(call.arguments, str)
+        json.dumps([call.id, call.name, call.arguments]).encode("utf-8")
+
+
+#: A content block as odd servers send it: tool_use or text with any JSON in its fields.
+_ODD_BLOCK = st.fixed_dictionaries(
+    {"type": st.sampled_from(["tool_use", "text", "thinking"]) | _JSON},
+    optional={"id": _JSON, "name": st.text(min_size=1) | _JSON, "input": _JSON, "text": _JSON},
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(blocks=st.lists(_ODD_BLOCK, max_size=4) | _JSON)
+def test_any_anthropic_content_decodes_or_is_malformed(blocks: Any) -> None:
+    """Whatever JSON a server puts in ``content``, the Anthropic adapter gives calls whose
+    fields are text or raises MalformedResponse — never another exception."""
+    request = ChatRequest(model="gpt-x", messages=[Message(role="user", content="?")], tools=TOOLS)
+    reply = {
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-x",
+        "content": blocks,
+        "stop_reason": "tool_use",
+        "usage": {"input_tokens": 3, "output_tokens": 4},
+    }
+    try:
+        _, response = trio.run(exchange, "anthropic", request, reply)
+    except MalformedResponse as exc:
+        message = str(exc)
+    else:
+        message = ""
+    assert "\n" not in message
+    if message:
+        return
+    assert isinstance(response.text, str)
+    for call in response.tool_calls:
+        assert call.id
+        assert call.name
+        assert isinstance(call.arguments, str)

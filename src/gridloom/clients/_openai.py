@@ -7,7 +7,8 @@ Tools go as ``tools: [{type: function, function: {name, description, parameters}
 ``tool_choice`` (``auto``, ``none``, ``required``; sent only with tools); an assistant
 message's calls as ``tool_calls: [{id, type: function, function: {name, arguments}}]`` (its
 content ``null`` when it has no text) and a tool's result as
-``{role: tool, tool_call_id, content}``.
+``{role: tool, tool_call_id, content}``. A reply's call without an id (some compatible
+servers send none) is named ``call_<n>`` by its place, and ``arguments: null`` is ``{}``.
 """
 
 from __future__ import annotations
@@ -186,11 +187,15 @@ class OpenAIClient(AdapterBase):
             if not isinstance(function, dict):
                 raise malformed(f"'{where}' has no 'function' object")
             arguments = function.get("arguments")
+            if arguments is None:  # some servers send null for a call without arguments
+                arguments = "{}"
             if not isinstance(arguments, str | dict):
                 raise malformed(f"'{where}.function.arguments' is not a string")
-            calls.append(
-                checked_call(entry.get("id"), function.get("name"), arguments, where, malformed)
-            )
+            # Some servers give no id (they do not need it back): the call's place names it.
+            call_id = entry.get("id")
+            if call_id is None or call_id == "":
+                call_id = f"call_{index}"
+            calls.append(checked_call(call_id, function.get("name"), arguments, where, malformed))
         return tuple(calls)
 
     async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:

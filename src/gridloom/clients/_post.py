@@ -21,7 +21,7 @@ from ._limit import ResponseCap, read_body
 from ._retry import RetryPolicy, send_with_retry
 from ._secret import Secret
 
-__all__ = ["post_json"]
+__all__ = ["post_json", "utf8_clean"]
 
 
 class _Chunk:
@@ -152,8 +152,12 @@ async def post_json(
         attempt, policy=retry, provider=provider, model=model, secrets=secrets
     )
     try:
-        return response.json(), response.headers
-    except ValueError:
+        data = response.json()
+        # A lone surrogate can only come from a \udXXX escape: most replies have none.
+        if b"\\ud" in response.content or b"\\uD" in response.content:
+            data = utf8_clean(data)
+        return data, response.headers
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than Python parses
         pass
     # Raised outside the except clause: no exception context to carry along.
     status = response.status_code
@@ -163,3 +167,37 @@ async def post_json(
         provider=provider,
         model=model,
     )
+
+
+def utf8_clean(value: Any) -> Any:
+    """``value`` (parsed JSON) with every string UTF-8 can encode: a lone surrogate a reply
+    escapes (``"\\ud800"``) becomes ``?``, so it can never reach storage, where it could not
+    be written. Walks iteratively (parsed JSON may be as deep as the parser allows)."""
+
+    def fixed(text: str) -> str:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return text.encode("utf-8", "replace").decode("utf-8")
+        return text
+
+    if isinstance(value, str):
+        return fixed(value)
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, inner in list(item.items()):
+                if isinstance(inner, str):
+                    item[key] = fixed(inner)
+                elif isinstance(inner, dict | list):
+                    stack.append(inner)
+                if isinstance(key, str) and fixed(key) is not key:
+                    item[fixed(key)] = item.pop(key)
+        elif isinstance(item, list):
+            for index, inner in enumerate(item):
+                if isinstance(inner, str):
+                    item[index] = fixed(inner)
+                elif isinstance(inner, dict | list):
+                    stack.append(inner)
+    return value

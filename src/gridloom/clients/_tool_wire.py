@@ -58,7 +58,14 @@ def checked_call(
             raise malformed(f"'{where}' has no {field}")
         if len(value) > MAX_TOOL_NAME:
             raise malformed(f"the {field} of '{where}' is over {MAX_TOOL_NAME} characters")
-    text = arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
+    try:
+        text = (
+            arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
+        )
+    except (ValueError, RecursionError):
+        raise malformed(
+            f"the arguments of '{where}' ({name!r}) cannot be written as JSON"
+        ) from None
     if len(text) > MAX_TOOL_ARGUMENTS:
         raise malformed(
             f"the arguments of '{where}' ({name!r}) are over {MAX_TOOL_ARGUMENTS} characters"

@@ -56,10 +56,11 @@ class PipelineBuilder(BuilderBase):
             conditional_params: sampler columns only: conditions (Jinja expressions over the
                 row, written like `skip_when`) mapped to parameters of the column's kind that
                 replace its own in the rows where the condition is true; the first true
-                condition wins, rows where none is true use the column's parameters. The columns
-                the conditions name are dependencies. For example, a `category` column with
-                `conditional_params: {"country == 'Japan'": {values: [Tokyo, Osaka]}}`. Every
-                variant must store the same type as the column.
+                condition wins, rows where none is true use the column's parameters (at most
+                1,000 conditions). The columns the conditions (and the parameters, such as a
+                `subcategory`'s `parent`) name are dependencies. For example, a `category`
+                column with `conditional_params: {"country == 'Japan'": {values: [Tokyo,
+                Osaka]}}`. Every variant must store the same type as the column.
         """
 
     def subcategory(
@@ -92,10 +93,11 @@ class PipelineBuilder(BuilderBase):
             conditional_params: sampler columns only: conditions (Jinja expressions over the
                 row, written like `skip_when`) mapped to parameters of the column's kind that
                 replace its own in the rows where the condition is true; the first true
-                condition wins, rows where none is true use the column's parameters. The columns
-                the conditions name are dependencies. For example, a `category` column with
-                `conditional_params: {"country == 'Japan'": {values: [Tokyo, Osaka]}}`. Every
-                variant must store the same type as the column.
+                condition wins, rows where none is true use the column's parameters (at most
+                1,000 conditions). The columns the conditions (and the parameters, such as a
+                `subcategory`'s `parent`) name are dependencies. For example, a `category`
+                column with `conditional_params: {"country == 'Japan'": {values: [Tokyo,
+                Osaka]}}`. Every variant must store the same type as the column.
         """
 
     def uniform(
@@ -132,10 +134,11 @@ class PipelineBuilder(BuilderBase):
             conditional_params: sampler columns only: conditions (Jinja expressions over the
                 row, written like `skip_when`) mapped to parameters of the column's kind that
                 replace its own in the rows where the condition is true; the first true
-                condition wins, rows where none is true use the column's parameters. The columns
-                the conditions name are dependencies. For example, a `category` column with
-                `conditional_params: {"country == 'Japan'": {values: [Tokyo, Osaka]}}`. Every
-                variant must store the same type as the column.
+                condition wins, rows where none is true use the column's parameters (at most
+                1,000 conditions). The columns the conditions (and the parameters, such as a
+                `subcategory`'s `parent`) name are dependencies. For example, a `category`
+                column with `conditional_params: {"country == 'Japan'": {values: [Tokyo,
+                Osaka]}}`. Every variant must store the same type as the column.
         """
 
     def gaussian(
@@ -174,10 +177,11 @@ class PipelineBuilder(BuilderBase):
             conditional_params: sampler columns only: conditions (Jinja expressions over the
                 row, written like `skip_when`) mapped to parameters of the column's kind that
                 replace its own in the rows where the condition is true; the first true
-                condition wins, rows where none is true use the column's parameters. The columns
-                the conditions name are dependencies. For example, a `category` column with
-                `conditional_params: {"country == 'Japan'": {values: [Tokyo, Osaka]}}`. Every
-                variant must store the same type as the column.
+                condition wins, rows where none is true use the column's parameters (at most
+                1,000 conditions). The columns the conditions (and the parameters, such as a
+                `subcategory`'s `parent`) name are dependencies. For example, a `category`
+                column with `conditional_params: {"country == 'Japan'": {values: [Tokyo,
+                Osaka]}}`. Every variant must store the same type as the column.
         """
 
     def poisson(
@@ -209,10 +213,11 @@ class PipelineBuilder(BuilderBase):
             conditional_params: sampler columns only: conditions (Jinja expressions over the
                 row, written like `skip_when`) mapped to parameters of the column's kind that
                 replace its own in the rows where the condition is true; the first true
-                condition wins, rows where none is true use the column's parameters. The columns
-                the conditions name are dependencies. For example, a `category` column with
-                `conditional_params: {"country == 'Japan'": {values: [Tokyo, Osaka]}}`. Every
-                variant must store the same type as the column.
+                condition wins, rows where none is true use the column's parameters (at most
+                1,000 conditions). The columns the conditions (and the parameters, such as a
+                `subcategory`'s `parent`) name are dependencies. For example, a `category`
+                column with `conditional_params: {"country == 'Japan'": {values: [Tokyo,
+                Osaka]}}`. Every variant must store the same type as the column.
         """
 
     def bernoulli(
@@ -243,10 +248,11 @@ class PipelineBuilder(BuilderBase):
             conditional_params: sampler columns only: conditions (Jinja expressions over the
                 row, written like `skip_when`) mapped to parameters of the column's kind that
                 replace its own in the rows where the condition is true; the first true
-                condition wins, rows where none is true use the column's parameters. The columns
-                the conditions name are dependencies. For example, a `category` column with
-                `conditional_params: {"country == 'Japan'": {values: [Tokyo, Osaka]}}`. Every
-                variant must store the same type as the column.
+                condition wins, rows where none is true use the column's parameters (at most
+                1,000 conditions). The columns the conditions (and the parameters, such as a
+                `subcategory`'s `parent`) name are dependencies. For example, a `category`
+                column with `conditional_params: {"country == 'Japan'": {values: [Tokyo,
+                Osaka]}}`. Every variant must store the same type as the column.
         """
 
     def binomial(
@@ -280,10 +286,11 @@ class PipelineBuilder(BuilderBase):
             conditional_params: sampler columns only: conditions (Jinja expressions over the
                 row, written like `skip_when`) mapped to parameters of the column's kind that
                 replace its own in the rows where the condition is true; the first true
-                condition wins, rows where none is true use the column's parameters. The columns
-                the conditions name are dependencies. For example, a `category` column with
-                `conditional_params: {"country == 'Japan'": {values: [Tokyo, Osaka]}}`. Every
-                variant must store the same type as the column.
+                condition wins, rows where none is true use the column's parameters (at most
+                1,000 conditions). The columns the conditions (and the parameters, such as a
+                `subcategory`'s `parent`) name are dependencies. For example, a `category`
+                column with `conditional_params: {"country == 'Japan'": {values: [Tokyo,
+                Osaka]}}`. Every variant must store the same type as the column.
         """
 
     def uuid(
@@ -317,10 +324,11 @@ class PipelineBuilder(BuilderBase):
             conditional_params: sampler columns only: conditions (Jinja expressions over the
                 row, written like `skip_when`) mapped to parameters of the column's kind that
                 replace its own in the rows where the condition is true; the first true
-                condition wins, rows where none is true use the column's parameters. The columns
-                the conditions name are dependencies. For example, a `category` column with
-                `conditional_params: {"country == 'Japan'": {values: [Tokyo, Osaka]}}`. Every
-                variant must store the same type as the column.
+                condition wins, rows where none is true use the column's parameters (at most
+                1,000 conditions). The columns the conditions (and the parameters, such as a
+                `subcategory`'s `parent`) name are dependencies. For example, a `category`
+                column with `conditional_params: {"country == 'Japan'": {values: [Tokyo,
+                Osaka]}}`. Every variant must store the same type as the column.
         """
 
     def datetime(
@@ -358,10 +366,11 @@ class PipelineBuilder(BuilderBase):
             conditional_params: sampler columns only: conditions (Jinja expressions over the
                 row, written like `skip_when`) mapped to parameters of the column's kind that
                 replace its own in the rows where the condition is true; the first true
-                condition wins, rows where none is true use the column's parameters. The columns
-                the conditions name are dependencies. For example, a `category` column with
-                `conditional_params: {"country == 'Japan'": {values: [Tokyo, Osaka]}}`. Every
-                variant must store the same type as the column.
+                condition wins, rows where none is true use the column's parameters (at most
+                1,000 conditions). The columns the conditions (and the parameters, such as a
+                `subcategory`'s `parent`) name are dependencies. For example, a `category`
+                column with `conditional_params: {"country == 'Japan'": {values: [Tokyo,
+                Osaka]}}`. Every variant must store the same type as the column.
         """
 
     def timedelta(
@@ -401,10 +410,11 @@ class PipelineBuilder(BuilderBase):
             conditional_params: sampler columns only: conditions (Jinja expressions over the
                 row, written like `skip_when`) mapped to parameters of the column's kind that
                 replace its own in the rows where the condition is true; the first true
-                condition wins, rows where none is true use the column's parameters. The columns
-                the conditions name are dependencies. For example, a `category` column with
-                `conditional_params: {"country == 'Japan'": {values: [Tokyo, Osaka]}}`. Every
-                variant must store the same type as the column.
+                condition wins, rows where none is true use the column's parameters (at most
+                1,000 conditions). The columns the conditions (and the parameters, such as a
+                `subcategory`'s `parent`) name are dependencies. For example, a `category`
+                column with `conditional_params: {"country == 'Japan'": {values: [Tokyo,
+                Osaka]}}`. Every variant must store the same type as the column.
         """
 
     def scipy(
@@ -446,10 +456,11 @@ class PipelineBuilder(BuilderBase):
             conditional_params: sampler columns only: conditions (Jinja expressions over the
                 row, written like `skip_when`) mapped to parameters of the column's kind that
                 replace its own in the rows where the condition is true; the first true
-                condition wins, rows where none is true use the column's parameters. The columns
-                the conditions name are dependencies. For example, a `category` column with
-                `conditional_params: {"country == 'Japan'": {values: [Tokyo, Osaka]}}`. Every
-                variant must store the same type as the column.
+                condition wins, rows where none is true use the column's parameters (at most
+                1,000 conditions). The columns the conditions (and the parameters, such as a
+                `subcategory`'s `parent`) name are dependencies. For example, a `category`
+                column with `conditional_params: {"country == 'Japan'": {values: [Tokyo,
+                Osaka]}}`. Every variant must store the same type as the column.
         """
 
     def bernoulli_mixture(
@@ -486,10 +497,11 @@ class PipelineBuilder(BuilderBase):
             conditional_params: sampler columns only: conditions (Jinja expressions over the
                 row, written like `skip_when`) mapped to parameters of the column's kind that
                 replace its own in the rows where the condition is true; the first true
-                condition wins, rows where none is true use the column's parameters. The columns
-                the conditions name are dependencies. For example, a `category` column with
-                `conditional_params: {"country == 'Japan'": {values: [Tokyo, Osaka]}}`. Every
-                variant must store the same type as the column.
+                condition wins, rows where none is true use the column's parameters (at most
+                1,000 conditions). The columns the conditions (and the parameters, such as a
+                `subcategory`'s `parent`) name are dependencies. For example, a `category`
+                column with `conditional_params: {"country == 'Japan'": {values: [Tokyo,
+                Osaka]}}`. Every variant must store the same type as the column.
         """
 
     def person(
@@ -527,10 +539,11 @@ class PipelineBuilder(BuilderBase):
             conditional_params: sampler columns only: conditions (Jinja expressions over the
                 row, written like `skip_when`) mapped to parameters of the column's kind that
                 replace its own in the rows where the condition is true; the first true
-                condition wins, rows where none is true use the column's parameters. The columns
-                the conditions name are dependencies. For example, a `category` column with
-                `conditional_params: {"country == 'Japan'": {values: [Tokyo, Osaka]}}`. Every
-                variant must store the same type as the column.
+                condition wins, rows where none is true use the column's parameters (at most
+                1,000 conditions). The columns the conditions (and the parameters, such as a
+                `subcategory`'s `parent`) name are dependencies. For example, a `category`
+                column with `conditional_params: {"country == 'Japan'": {values: [Tokyo,
+                Osaka]}}`. Every variant must store the same type as the column.
         """
 
     def expression(
@@ -564,10 +577,11 @@ class PipelineBuilder(BuilderBase):
             conditional_params: sampler columns only: conditions (Jinja expressions over the
                 row, written like `skip_when`) mapped to parameters of the column's kind that
                 replace its own in the rows where the condition is true; the first true
-                condition wins, rows where none is true use the column's parameters. The columns
-                the conditions name are dependencies. For example, a `category` column with
-                `conditional_params: {"country == 'Japan'": {values: [Tokyo, Osaka]}}`. Every
-                variant must store the same type as the column.
+                condition wins, rows where none is true use the column's parameters (at most
+                1,000 conditions). The columns the conditions (and the parameters, such as a
+                `subcategory`'s `parent`) name are dependencies. For example, a `category`
+                column with `conditional_params: {"country == 'Japan'": {values: [Tokyo,
+                Osaka]}}`. Every variant must store the same type as the column.
         """
 
     def custom(
@@ -608,10 +622,11 @@ class PipelineBuilder(BuilderBase):
             conditional_params: sampler columns only: conditions (Jinja expressions over the
                 row, written like `skip_when`) mapped to parameters of the column's kind that
                 replace its own in the rows where the condition is true; the first true
-                condition wins, rows where none is true use the column's parameters. The columns
-                the conditions name are dependencies. For example, a `category` column with
-                `conditional_params: {"country == 'Japan'": {values: [Tokyo, Osaka]}}`. Every
-                variant must store the same type as the column.
+                condition wins, rows where none is true use the column's parameters (at most
+                1,000 conditions). The columns the conditions (and the parameters, such as a
+                `subcategory`'s `parent`) name are dependencies. For example, a `category`
+                column with `conditional_params: {"country == 'Japan'": {values: [Tokyo,
+                Osaka]}}`. Every variant must store the same type as the column.
         """
 
     def llm_text(
@@ -677,10 +692,11 @@ class PipelineBuilder(BuilderBase):
             conditional_params: sampler columns only: conditions (Jinja expressions over the
                 row, written like `skip_when`) mapped to parameters of the column's kind that
                 replace its own in the rows where the condition is true; the first true
-                condition wins, rows where none is true use the column's parameters. The columns
-                the conditions name are dependencies. For example, a `category` column with
-                `conditional_params: {"country == 'Japan'": {values: [Tokyo, Osaka]}}`. Every
-                variant must store the same type as the column.
+                condition wins, rows where none is true use the column's parameters (at most
+                1,000 conditions). The columns the conditions (and the parameters, such as a
+                `subcategory`'s `parent`) name are dependencies. For example, a `category`
+                column with `conditional_params: {"country == 'Japan'": {values: [Tokyo,
+                Osaka]}}`. Every variant must store the same type as the column.
         """
 
     def llm_code(
@@ -749,10 +765,11 @@ class PipelineBuilder(BuilderBase):
             conditional_params: sampler columns only: conditions (Jinja expressions over the
                 row, written like `skip_when`) mapped to parameters of the column's kind that
                 replace its own in the rows where the condition is true; the first true
-                condition wins, rows where none is true use the column's parameters. The columns
-                the conditions name are dependencies. For example, a `category` column with
-                `conditional_params: {"country == 'Japan'": {values: [Tokyo, Osaka]}}`. Every
-                variant must store the same type as the column.
+                condition wins, rows where none is true use the column's parameters (at most
+                1,000 conditions). The columns the conditions (and the parameters, such as a
+                `subcategory`'s `parent`) name are dependencies. For example, a `category`
+                column with `conditional_params: {"country == 'Japan'": {values: [Tokyo,
+                Osaka]}}`. Every variant must store the same type as the column.
         """
 
     def llm_structured(
@@ -828,10 +845,11 @@ class PipelineBuilder(BuilderBase):
             conditional_params: sampler columns only: conditions (Jinja expressions over the
                 row, written like `skip_when`) mapped to parameters of the column's kind that
                 replace its own in the rows where the condition is true; the first true
-                condition wins, rows where none is true use the column's parameters. The columns
-                the conditions name are dependencies. For example, a `category` column with
-                `conditional_params: {"country == 'Japan'": {values: [Tokyo, Osaka]}}`. Every
-                variant must store the same type as the column.
+                condition wins, rows where none is true use the column's parameters (at most
+                1,000 conditions). The columns the conditions (and the parameters, such as a
+                `subcategory`'s `parent`) name are dependencies. For example, a `category`
+                column with `conditional_params: {"country == 'Japan'": {values: [Tokyo,
+                Osaka]}}`. Every variant must store the same type as the column.
         """
 
     def llm_judge(
@@ -898,10 +916,11 @@ class PipelineBuilder(BuilderBase):
             conditional_params: sampler columns only: conditions (Jinja expressions over the
                 row, written like `skip_when`) mapped to parameters of the column's kind that
                 replace its own in the rows where the condition is true; the first true
-                condition wins, rows where none is true use the column's parameters. The columns
-                the conditions name are dependencies. For example, a `category` column with
-                `conditional_params: {"country == 'Japan'": {values: [Tokyo, Osaka]}}`. Every
-                variant must store the same type as the column.
+                condition wins, rows where none is true use the column's parameters (at most
+                1,000 conditions). The columns the conditions (and the parameters, such as a
+                `subcategory`'s `parent`) name are dependencies. For example, a `category`
+                column with `conditional_params: {"country == 'Japan'": {values: [Tokyo,
+                Osaka]}}`. Every variant must store the same type as the column.
         """
 
     def embedding(
@@ -934,10 +953,11 @@ class PipelineBuilder(BuilderBase):
             conditional_params: sampler columns only: conditions (Jinja expressions over the
                 row, written like `skip_when`) mapped to parameters of the column's kind that
                 replace its own in the rows where the condition is true; the first true
-                condition wins, rows where none is true use the column's parameters. The columns
-                the conditions name are dependencies. For example, a `category` column with
-                `conditional_params: {"country == 'Japan'": {values: [Tokyo, Osaka]}}`. Every
-                variant must store the same type as the column.
+                condition wins, rows where none is true use the column's parameters (at most
+                1,000 conditions). The columns the conditions (and the parameters, such as a
+                `subcategory`'s `parent`) name are dependencies. For example, a `category`
+                column with `conditional_params: {"country == 'Japan'": {values: [Tokyo,
+                Osaka]}}`. Every variant must store the same type as the column.
         """
 
     def validate(
@@ -975,10 +995,11 @@ class PipelineBuilder(BuilderBase):
             conditional_params: sampler columns only: conditions (Jinja expressions over the
                 row, written like `skip_when`) mapped to parameters of the column's kind that
                 replace its own in the rows where the condition is true; the first true
-                condition wins, rows where none is true use the column's parameters. The columns
-                the conditions name are dependencies. For example, a `category` column with
-                `conditional_params: {"country == 'Japan'": {values: [Tokyo, Osaka]}}`. Every
-                variant must store the same type as the column.
+                condition wins, rows where none is true use the column's parameters (at most
+                1,000 conditions). The columns the conditions (and the parameters, such as a
+                `subcategory`'s `parent`) name are dependencies. For example, a `category`
+                column with `conditional_params: {"country == 'Japan'": {values: [Tokyo,
+                Osaka]}}`. Every variant must store the same type as the column.
         """
 
     def llm_agent(
@@ -1065,8 +1086,9 @@ class PipelineBuilder(BuilderBase):
             conditional_params: sampler columns only: conditions (Jinja expressions over the
                 row, written like `skip_when`) mapped to parameters of the column's kind that
                 replace its own in the rows where the condition is true; the first true
-                condition wins, rows where none is true use the column's parameters. The columns
-                the conditions name are dependencies. For example, a `category` column with
-                `conditional_params: {"country == 'Japan'": {values: [Tokyo, Osaka]}}`. Every
-                variant must store the same type as the column.
+                condition wins, rows where none is true use the column's parameters (at most
+                1,000 conditions). The columns the conditions (and the parameters, such as a
+                `subcategory`'s `parent`) name are dependencies. For example, a `category`
+                column with `conditional_params: {"country == 'Japan'": {values: [Tokyo,
+                Osaka]}}`. Every variant must store the same type as the column.
         """

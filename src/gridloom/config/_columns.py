@@ -21,9 +21,9 @@ from typing import Any, ClassVar, Literal
 
 import attrs
 
-from ._validators import to_tuple
+from ._validators import schema_keywords, to_tuple
 
-__all__ = ["ColumnConfig", "ConvertTo", "DType", "ModelEndpoint", "TimeUnit"]
+__all__ = ["MAX_CONDITIONS", "ColumnConfig", "ConvertTo", "DType", "ModelEndpoint", "TimeUnit"]
 
 #: Value types a column can declare. ``json`` values are stored as JSON text, marked in the
 #: field's metadata (``gridloom.json``).
@@ -43,8 +43,11 @@ def _optional_text(instance: object, attribute: attrs.Attribute[str | None], val
 
 #: Fields a ``conditional_params`` entry may not change: the column's identity and wiring.
 _FIXED_FIELDS = frozenset({"name", "depends_on", "drop", "skip_when", "conditional_params"})
+#: The most conditions one column's ``conditional_params`` may have.
+MAX_CONDITIONS = 1_000
 
 
+@schema_keywords(minProperties=1, maxProperties=MAX_CONDITIONS)
 def _check_conditional_params(
     instance: object, attribute: attrs.Attribute[Any], value: Any
 ) -> None:
@@ -54,6 +57,10 @@ def _check_conditional_params(
         raise ValueError(
             "conditional_params must be a mapping of conditions to parameters, with at least"
             " one entry"
+        )
+    if len(value) > MAX_CONDITIONS:
+        raise ValueError(
+            f"conditional_params may have at most {MAX_CONDITIONS} conditions, got {len(value)}"
         )
     for condition, params in value.items():
         if not (isinstance(condition, str) and condition.strip()):
@@ -83,8 +90,9 @@ class ColumnConfig:
         conditional_params: sampler columns only: conditions (Jinja expressions over the row,
             written like ``skip_when``) mapped to parameters of the column's kind that replace
             its own in the rows where the condition is true; the first true condition wins,
-            rows where none is true use the column's parameters. The columns the conditions
-            name are dependencies. For example, a ``category`` column with
+            rows where none is true use the column's parameters (at most 1,000 conditions).
+            The columns the conditions (and the parameters, such as a ``subcategory``'s
+            ``parent``) name are dependencies. For example, a ``category`` column with
             ``conditional_params: {"country == 'Japan'": {values: [Tokyo, Osaka]}}``.
             Every variant must store the same type as the column.
     """

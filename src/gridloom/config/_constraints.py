@@ -13,19 +13,31 @@ its rows satisfy every constraint on it; see :mod:`gridloom.generators._shaped`.
 from __future__ import annotations
 
 import datetime as dt
+import numbers
 from typing import Any, Literal
 
 import attrs
 
 from ._validators import as_finite, clip, int64, scalar, text
 
-__all__ = ["CONSTRAINT_OPS", "DEFAULT_MAX_ATTEMPTS", "Constraint", "ConstraintOp"]
+__all__ = ["CONSTRAINT_OPS", "DEFAULT_MAX_ATTEMPTS", "MAX_REDRAWS", "Constraint", "ConstraintOp"]
 
 #: The comparisons a constraint may make.
 ConstraintOp = Literal["<", "<=", ">", ">="]
 CONSTRAINT_OPS: tuple[str, ...] = ("<", "<=", ">", ">=")
 #: How many times, at most, a row's value may be redrawn by default.
 DEFAULT_MAX_ATTEMPTS = 100
+#: The most values one row group's rejection sampling may draw for a constraint:
+#: ``max_attempts`` times ``run.row_group_size`` (each attempt draws a whole row group).
+MAX_REDRAWS = 100_000_000
+
+
+def _to_value(value: Any) -> Any:
+    """The constant as kept: a date or time as its ISO text, a whole number of another type
+    (``numpy.int64``) as an ``int``."""
+    if type(value) not in (bool, int) and isinstance(value, numbers.Integral):
+        return int(value)
+    return scalar(value)
 
 
 def _check_value(_inst: Any, _attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -74,6 +86,8 @@ class Constraint:
         value: a constant: a number, or for a date/time column an ISO 8601 date or time
             (``"2024-01-31"``); for a duration column a number of seconds.
         max_attempts: redraws allowed per row before the row is dropped (1 to 100,000).
+            Each redraw draws a whole row group, so ``max_attempts`` times
+            ``run.row_group_size`` may be at most 100,000,000.
     """
 
     column: str = attrs.field(validator=attrs.validators.and_(attrs.validators.min_len(1), text))
@@ -84,7 +98,7 @@ class Constraint:
             attrs.validators.and_(attrs.validators.min_len(1), text)
         ),
     )
-    value: Any = attrs.field(default=None, converter=scalar, validator=_check_value)
+    value: Any = attrs.field(default=None, converter=_to_value, validator=_check_value)
     max_attempts: int = attrs.field(
         default=DEFAULT_MAX_ATTEMPTS,
         validator=[int64, attrs.validators.ge(1), attrs.validators.le(100_000)],

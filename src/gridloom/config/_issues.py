@@ -10,6 +10,7 @@ every problem.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -71,12 +72,18 @@ class ColumnIssues(Exception):
         self.issues = tuple(issues)
 
 
+#: A mapping key shown after a dot in a field path; any other key is shown in ``[...]``.
+_PLAIN_KEY = re.compile(r"[\w$@*/:+-]+")
+
+
 def render_path(path: Iterable[PathPart]) -> str:
     """``("models", 1, "timeout")`` → ``"models[1].timeout"``."""
     out = ""
     for part in path:
         if isinstance(part, int):
             out += f"[{part}]"
+        elif out and not _PLAIN_KEY.fullmatch(str(part)):
+            out += f"[{str(part)!r}]"  # a key with spaces or operators: a condition
         else:
             out += f".{part}" if out else str(part)
     return out

@@ -24,8 +24,9 @@ def conditional_variant(column: ColumnConfig, condition: str) -> ColumnConfig:
             ``conditional_params[<condition>].<field>``.
     """
     overrides = (column.conditional_params or {})[condition]
-    flat: dict[str, Any] = converter.unstructure(column, unstructure_as=type(column))
-    flat.update(conditional_params=None, skip_when=None, depends_on=[], drop=False)
+    # Without its conditions first: unstructuring them all for each one is quadratic.
+    plain = attrs.evolve(column, conditional_params=None, skip_when=None, depends_on=(), drop=False)
+    flat: dict[str, Any] = converter.unstructure(plain, unstructure_as=type(column))
     flat.update(overrides)
     try:
         variant: ColumnConfig = converter.structure(flat, type(column))

@@ -20,11 +20,13 @@ import jinja2
 import pyarrow as pa
 
 from ..config import ColumnConfig, Constraint, LLMColumn, PipelineConfig
+from ..config._constraints import MAX_REDRAWS
+from ..config._variants import conditional_variant
 from ..errors import ConfigError, CycleError, TemplateError, UnknownReferenceError
 from ..generators import BuildContext, ColumnGenerator, SeedDatasetGenerator, build_generator
 from ..generators._condition import condition_source, condition_variables
 from ..generators._jinja import TemplateLimits, template_variables
-from ..generators._shaped import ShapedSampler, shape_sampler
+from ..generators._shaped import ShapedSampler, shape_sampler, stored_support
 from ..generators.base import Granularity
 from ._fields import field_problems, value_schema
 from ._skip import FIELD as SKIP_FIELD
@@ -156,6 +158,8 @@ def _references(
         path = field if field == "depends_on" else f"{column.kind}.{field}"
         for name in names_:
             refs.setdefault(name, path)
+    for field, name in _variant_references(column):
+        refs.setdefault(name, field)
     for name, path in refs.items():
         if name not in known:
             problems.append(
@@ -180,6 +184,21 @@ def _references(
             for problem in found
         )
     return refs, problems
+
+
+def _variant_references(column: ColumnConfig) -> list[tuple[str, str]]:
+    """(field, column) for each column a ``conditional_params`` entry's parameters name
+    outright (a ``subcategory``'s ``parent``): dependencies like the column's own."""
+    found: list[tuple[str, str]] = []
+    for condition in column.conditional_params or {}:
+        try:
+            variant = conditional_variant(column, condition)
+        except ConfigError:
+            continue  # reported when the variant is built
+        for field, names in variant.direct_references().items():
+            if field != "depends_on":
+                found += [(f"conditional_params[{condition!r}].{field}", n) for n in names]
+    return found
 
 
 def _find_cycle(edges: Mapping[int, Sequence[int]], among: set[int]) -> list[int]:
@@ -260,6 +279,20 @@ def _constraint_edges(
                 failed.add(slot)
                 continue
             upstream[slot].add(source)
+        redraws = constraint.max_attempts * config.run.row_group_size
+        if redraws > MAX_REDRAWS:
+            problems.append(
+                ConfigError(
+                    f"constraint {constraint.describe()}: each attempt redraws the whole row"
+                    f" group, so max_attempts ({constraint.max_attempts}) times"
+                    f" run.row_group_size ({config.run.row_group_size}) may be at most"
+                    f" {MAX_REDRAWS:,}; lower one of them",
+                    column=constraint.column,
+                    field=f"{where}.max_attempts",
+                )
+            )
+            failed.add(slot)
+            continue
         constrained.setdefault(constraint.column, []).append((index, constraint))
     return constrained
 
@@ -408,8 +441,7 @@ def compile_pipeline(config: PipelineConfig, *, base_dir: Path | None = None) ->
             )
         types.update(generator.outputs)
         metadata.update(generator.field_metadata)
-        support = getattr(generator, "support", None)
-        if callable(support) and (drawn := support()) is not None:
+        if (drawn := stored_support(generator)) is not None:
             supports[names[slot]] = drawn
         for col in outputs[slot]:
             granularity[col] = generator.granularity

@@ -32,14 +32,26 @@ from jinja2 import nodes
 from ..config._columns import ColumnConfig
 from ..config._constraints import Constraint
 from ..config._variants import conditional_variant
-from ..errors import ConfigError, ConstraintUnmet, GenerationError, TemplateLimitExceeded
+from ..errors import (
+    ConfigError,
+    ConstraintUnmet,
+    GenerationError,
+    TemplateError,
+    TemplateLimitExceeded,
+    UnknownReferenceError,
+)
 from ._condition import Condition, condition_expression, condition_source
 from ._factory import BuildContext, build_generator
 from ._jinja import template_variables
 from .base import BatchContext, ColumnGenerator, RowFailure, derive_seed
-from .sampling import Sampler
+from .sampling import NumericSampler, Sampler
 
-__all__ = ["BoundConstraint", "ShapedSampler", "shape_sampler"]
+__all__ = ["INLINE_VARIANTS", "BoundConstraint", "ShapedSampler", "shape_sampler", "stored_support"]
+
+#: The most conditions a column may have and still run on the event loop (with no
+#: constraints on it): each evaluates in ~6 µs, so an inline batch of 1,024 rows holds the
+#: loop a few milliseconds at most; more, and it runs in a worker thread.
+INLINE_VARIANTS = 2
 
 _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     "<": operator.lt,
@@ -118,8 +130,12 @@ class ShapedSampler(ColumnGenerator[BatchContext]):
         self.constraints = tuple(constraints)
         self.encoders = base.encoders
         self.field_metadata = base.field_metadata
+        # Rejection redraws (up to max_attempts whole row groups) and long lists of
+        # conditions are unbounded work per row: such a column runs in a worker thread.
         self.inline = (
             base.inline
+            and not self.constraints
+            and len(self.variants) <= INLINE_VARIANTS
             and all(sampler.inline for _, sampler in self.variants)
             and all(condition.simple for condition, _ in self.variants)
         )
@@ -190,7 +206,7 @@ class ShapedSampler(ColumnGenerator[BatchContext]):
         memo: dict[tuple[Any, ...], int | RowFailure] = {}
         choices: list[int | RowFailure] = []
         for row in rows:
-            key: tuple[Any, ...] | None = tuple(row.values())
+            key: tuple[Any, ...] | None = tuple(_memo_key(value) for value in row.values())
             try:
                 choice = memo[key]  # type: ignore[index]
             except KeyError:
@@ -218,6 +234,14 @@ class ShapedSampler(ColumnGenerator[BatchContext]):
             if not constraint.holds(value, row):
                 return constraint
         return None
+
+
+def _memo_key(value: Any) -> Any:
+    """``value`` as part of a memo key: values that are equal but may render or test
+    differently (``1``, ``1.0`` and ``True``; ``0.0`` and ``-0.0``) get different keys."""
+    if isinstance(value, float):
+        return (float, repr(value))
+    return (type(value), value)
 
 
 def _context(ctx: BatchContext, variant: int, attempt: int, indices: Sequence[int]) -> BatchContext:
@@ -307,7 +331,10 @@ def _variant(
     compiled = Condition(condition, column=column.name, field=field, limits=ctx.template_limits)
     _check_boolean(column.name, field, condition, ctx.upstream_types)
     config = conditional_variant(column, condition)
-    sampler = build_generator(config, ctx)
+    try:
+        sampler = build_generator(config, ctx)
+    except ConfigError as exc:
+        raise _in_variant(exc, column, field) from None
     if not isinstance(sampler, Sampler):  # pragma: no cover - a kind builds one class
         raise ConfigError("its parameters do not make a sampler", column=column.name, field=field)
     if sampler.outputs != base.outputs:
@@ -319,6 +346,20 @@ def _variant(
             field=field,
         )
     return compiled, sampler
+
+
+def _in_variant(exc: ConfigError, column: ColumnConfig, field: str) -> ConfigError:
+    """``exc``, raised building a variant, with its fields named under ``field``
+    (``scipy.distribution`` becomes ``conditional_params['c'].distribution``)."""
+    issues = []
+    for issue in exc.issues:
+        path = issue.field or ""
+        path = "" if path == column.kind else path.removeprefix(f"{column.kind}.")
+        located = f"{field}.{path}" if path else field
+        issues.append(attrs.evolve(issue, column=column.name, field=located))
+    first, *rest = issues
+    kind = type(exc) if type(exc) in (TemplateError, UnknownReferenceError) else ConfigError
+    return kind(first.message, column=first.column, field=first.field, more=rest)
 
 
 def _check_boolean(
@@ -390,7 +431,7 @@ def _bind(
         return BoundConstraint(constraint=constraint, index=index)
     try:
         value = _constant(constraint.value, family, kind)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise ConfigError(
             f"constraint {constraint.describe()}: {exc}",
             column=column.name,
@@ -409,11 +450,20 @@ def _constant(value: Any, family: str, kind: pa.DataType) -> Any:
     if family == "duration":
         if not number:
             raise TypeError(f"the column holds durations: give value in seconds, not {value!r}")
-        return dt.timedelta(seconds=value)
+        try:
+            return dt.timedelta(seconds=value)
+        except OverflowError:
+            raise OverflowError(
+                f"{value!r} seconds is beyond the longest duration (about 2.7 million years)"
+            ) from None
     if not isinstance(value, str):
         raise TypeError(f"the column holds {kind} values: give value as an ISO 8601 text")
     moment = dt.datetime.fromisoformat(value)
     if family == "date":
+        if moment.tzinfo is not None or moment.time() != dt.time():
+            raise ValueError(
+                f"the column holds dates: give value as a date ('2024-01-31'), not {value!r}"
+            )
         return moment.date()
     if kind.tz is None and moment.tzinfo is not None:
         return moment.astimezone(dt.UTC).replace(tzinfo=None)
@@ -422,12 +472,30 @@ def _constant(value: Any, family: str, kind: pa.DataType) -> Any:
     return moment
 
 
+def stored_support(sampler: ColumnGenerator[Any]) -> tuple[Any, Any] | None:
+    """The smallest and largest value ``sampler`` stores (``None`` when unknown): its
+    :meth:`~Sampler.support`, with a numeric sampler's bounds passed through its conversion,
+    since rounding (``decimals``, ``convert_to: int``) can reach past the drawn range
+    (``uniform: [0, 9.96]`` with ``decimals: 1`` stores 10.0). The conversion is monotonic, so
+    the converted bounds are the stored ones."""
+    support = getattr(sampler, "support", None)
+    drawn: tuple[Any, Any] | None = support() if callable(support) else None
+    if drawn is None or not isinstance(sampler, NumericSampler):
+        return drawn
+    low, high = drawn
+    convert = sampler.convert
+    try:
+        return (None if low is None else convert(low), None if high is None else convert(high))
+    except (ArithmeticError, ValueError):  # pragma: no cover - bounds are finite numbers
+        return drawn
+
+
 def _support(samplers: Sequence[Sampler]) -> tuple[Any, Any] | None:
-    """The union of the samplers' supports (``None`` if any is unknown)."""
+    """The union of the samplers' stored supports (``None`` if any is unknown)."""
     lows: list[Any] = []
     highs: list[Any] = []
     for sampler in samplers:
-        support = sampler.support()
+        support = stored_support(sampler)
         if support is None:
             return None
         lows.append(support[0])

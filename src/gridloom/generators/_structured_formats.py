@@ -22,6 +22,7 @@ from typing import Any, Literal
 from jsonschema import exceptions as schema_exceptions
 from jsonschema import validators
 
+from ..clients._post import utf8_clean
 from ._safe_yaml import load_yaml
 from ._xml_json import local_name, parse_xml, xml_to_json
 
@@ -240,6 +241,7 @@ class AnswerFormat:
                 if not reason.startswith("the answer"):
                     reason = f"the answer is not usable JSON: {reason}"
                 raise ValueError(reason) from None
+            value = utf8_clean(value)  # a "\\ud800" escape decodes to text no file can hold
         elif self.fmt == "yaml":
             value = load_yaml(candidate)
         else:

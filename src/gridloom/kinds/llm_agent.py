@@ -12,6 +12,7 @@ import attrs
 import pyarrow as pa
 import trio
 
+from ..clients._post import utf8_clean
 from ..clients._types import ChatResponse, Message, ToolCall, ToolSpec
 from ..config._kind import ColumnKind
 from ..config._llm import LLMColumn
@@ -181,7 +182,15 @@ class LLMAgentGenerator(ModelColumnGenerator):
         self.tool_sources = tuple(sources)
 
     def toolbox(self, tools: Sequence[Any]) -> Toolbox:
-        """The column's toolbox over the opened ``tools`` (plus its ``final_tool``)."""
+        """The column's toolbox over the opened ``tools`` (plus its ``final_tool``).
+
+        Raises:
+            ValueError: two tools have one name, or one is named as the ``final_tool`` (an
+                MCP server's tools are known only now).
+        """
+        final = self.agent.final_tool
+        if any(tool.spec.name == final for tool in tools):
+            raise ValueError(f"two tools are named {final!r} (the final_tool and a tool)")
         return Toolbox(
             tools,
             max_concurrent_calls=self.agent.max_concurrent_tool_calls,
@@ -295,10 +304,11 @@ def _final_answer(call: ToolCall) -> str:
     """The ``answer`` argument of a ``final_tool`` call (its raw arguments if it has none)."""
     try:
         value = json.loads(call.arguments or "{}")
-    except ValueError:
+    except (ValueError, RecursionError):
         return call.arguments
     if isinstance(value, dict) and isinstance(value.get("answer"), str):
-        return str(value["answer"])
+        # A "\\ud800" escape decodes to a lone surrogate, which could not be stored.
+        return str(utf8_clean(value["answer"]))
     return call.arguments
 
 
@@ -358,7 +368,16 @@ def _source(
     column: LLMAgentColumn, tool: ToolConfig, field: str, base_dir: Path | None
 ) -> ToolSource:
     if isinstance(tool, PythonTool):
-        function = resolve_function(tool.function, column=column.name, search_path=base_dir)
+        try:
+            function = resolve_function(tool.function, column=column.name, search_path=base_dir)
+        except ConfigError as exc:  # named by the tool's own field, as every other problem
+            raise ConfigError(exc.message, column=column.name, field=field) from None
+        except SystemExit as exc:  # the module calls sys.exit() on import
+            raise ConfigError(
+                f"importing {tool.function!r} called sys.exit({exc.code!r})",
+                column=column.name,
+                field=field,
+            ) from None
         try:
             spec = function_spec(
                 function, name=tool.name, description=tool.description, parameters=tool.parameters

@@ -125,7 +125,12 @@ class Toolbox:
     async def call(self, call: ToolCall) -> tuple[str, bool]:
         """Run ``call``; return ``(result text, ok)``. Every failure — an unknown tool,
         arguments that are not JSON or do not match the schema, the tool's error, a timeout —
-        is a result the model reads (``ok`` false), with a one-line reason."""
+        is a result the model reads (``ok`` false), with a one-line reason; every result is
+        clipped to :data:`MAX_TOOL_RESULT_CHARS` and made valid UTF-8 (see :func:`clip`)."""
+        text, ok = await self._call(call)
+        return clip(text), ok
+
+    async def _call(self, call: ToolCall) -> tuple[str, bool]:
         tool = self.tools.get(call.name)
         if tool is None:
             known = ", ".join(self.tools) or "none"
@@ -134,14 +139,16 @@ class Toolbox:
             arguments = self.arguments(tool, call.arguments, self.validators[call.name])
             async with self.limiter:
                 with trio.fail_after(self.call_timeout):
-                    result = await tool.call(arguments)
+                    result: Any = await tool.call(arguments)  # checked below
         except trio.TooSlowError:
             return f"error: tool {call.name!r} did not answer within {self.call_timeout:g} s", False
         except ToolError as exc:
-            return f"error: {exc}", False
+            return f"error: {_said(exc)}", False
         except Exception as exc:  # the tool's own bug: the model is told, the run goes on
-            return f"error: tool {call.name!r} failed: {type(exc).__name__}: {exc}", False
-        return clip(result), True
+            return f"error: tool {call.name!r} failed: {type(exc).__name__}: {_said(exc)}", False
+        if not isinstance(result, str):  # a Tool that broke its contract
+            return f"error: tool {call.name!r} returned {type(result).__name__}, not text", False
+        return result, True
 
     @staticmethod
     def arguments(tool: Tool, text: str, validator: Any = None) -> dict[str, Any]:
@@ -157,6 +164,8 @@ class Toolbox:
             value = json.loads(text or "{}")
         except ValueError as exc:
             raise ToolError(f"arguments are not valid JSON: {exc}") from None
+        except RecursionError:
+            raise ToolError("arguments are nested too deeply") from None
         if not isinstance(value, dict):
             raise ToolError(f"arguments must be a JSON object, got {type(value).__name__}")
         if validator is None:
@@ -186,7 +195,20 @@ def argument_validator(spec: ToolSpec) -> Any:
 
 
 def clip(text: str) -> str:
-    """``text`` cut to :data:`MAX_TOOL_RESULT_CHARS`, saying so."""
-    if len(text) <= MAX_TOOL_RESULT_CHARS:
-        return text
-    return text[:MAX_TOOL_RESULT_CHARS] + f"\n[cut: {len(text)} characters in all]"
+    """``text`` cut to :data:`MAX_TOOL_RESULT_CHARS`, saying so, and made text UTF-8 can
+    encode (a lone surrogate becomes ``?``: it could be neither sent nor stored)."""
+    if len(text) > MAX_TOOL_RESULT_CHARS:
+        text = text[:MAX_TOOL_RESULT_CHARS] + f"\n[cut: {len(text)} characters in all]"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
+def _said(exc: BaseException) -> str:
+    """``str(exc)``, or a stand-in when the exception cannot even say what it is."""
+    try:
+        return str(exc)
+    except Exception:
+        return f"<{type(exc).__name__} whose message cannot be shown>"

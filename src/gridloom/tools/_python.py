@@ -6,18 +6,30 @@ from __future__ import annotations
 import contextlib
 import enum
 import inspect
+import itertools
 import json
 import types
 import typing
-from collections.abc import AsyncIterator, Callable, Hashable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Iterator, Mapping, Sequence
 from typing import Any
 
 import trio
 
 from ..clients._types import ToolSpec
-from ._base import Tool, ToolSource
+from ._base import Tool, ToolError, ToolSource
 
-__all__ = ["FunctionSource", "FunctionTool", "function_spec", "type_schema"]
+__all__ = [
+    "MAX_ITERATED",
+    "MAX_TOOL_THREADS",
+    "FunctionSource",
+    "FunctionTool",
+    "function_spec",
+    "type_schema",
+]
+
+#: Worker threads one Python tool's sync calls may hold at once in a run, abandoned ones
+#: (still running past their call's timeout) included; further calls wait for one.
+MAX_TOOL_THREADS = 32
 
 _SCALARS: dict[type, dict[str, Any]] = {
     str: {"type": "string"},
@@ -130,27 +142,63 @@ def function_spec(
 
 
 class FunctionTool(Tool):
-    """A Python function as a tool (an async one awaited, a sync one in a worker thread)."""
+    """A Python function as a tool (an async one awaited, a sync one in a worker thread).
 
-    def __init__(self, function: Callable[..., Any], spec: ToolSpec) -> None:
+    Args:
+        function: the function.
+        spec: its tool spec.
+        threads: bounds the worker threads of its sync calls, abandoned ones included (a
+            thread that outlives its call's timeout holds its token until it ends); ``None``
+            uses trio's default limiter. :meth:`FunctionSource.open` gives each run its own,
+            so hung calls never starve the run's other worker threads.
+    """
+
+    def __init__(
+        self,
+        function: Callable[..., Any],
+        spec: ToolSpec,
+        *,
+        threads: trio.CapacityLimiter | None = None,
+    ) -> None:
         self.function = function
         self.spec = spec
+        self.threads = threads
         self.is_async = inspect.iscoroutinefunction(function)
 
     async def call(self, arguments: Mapping[str, Any]) -> str:
+        name = self.spec.name
         if self.is_async:
-            result = await self.function(**arguments)
+            try:
+                result = await self.function(**arguments)
+            except Exception:
+                raise
+            except (trio.Cancelled, KeyboardInterrupt, GeneratorExit, BaseExceptionGroup):
+                raise  # the run's own cancellation or interrupt: never the model's business
+            except BaseException as exc:  # sys.exit() and the like end the call, not the run
+                raise ToolError(_escaped(name, exc)) from None
         else:
 
             def run() -> Any:
-                return self.function(**arguments)
+                try:
+                    value = self.function(**arguments)
+                    return value if isinstance(value, str) else _as_json(value)
+                except Exception:
+                    raise
+                except BaseException as exc:  # in a worker thread it can only be the tool's
+                    raise ToolError(_escaped(name, exc)) from None
 
             # Abandoned when the call times out or the cell is cancelled: the thread ends
             # on its own; the cell does not wait for it.
-            result = await trio.to_thread.run_sync(run, abandon_on_cancel=True)
+            result = await trio.to_thread.run_sync(
+                run, abandon_on_cancel=True, limiter=self.threads
+            )
         if isinstance(result, str):
             return result
-        return json.dumps(result, ensure_ascii=False, default=str)
+        # Writing a large value as JSON is heavy work: never on the event loop.
+        text: str = await trio.to_thread.run_sync(
+            _as_json, result, abandon_on_cancel=True, limiter=self.threads
+        )
+        return text
 
 
 class FunctionSource(ToolSource):
@@ -166,4 +214,33 @@ class FunctionSource(ToolSource):
 
     @contextlib.asynccontextmanager
     async def open(self) -> AsyncIterator[Sequence[Tool]]:
-        yield [self.tool]
+        threads = trio.CapacityLimiter(MAX_TOOL_THREADS)
+        yield [FunctionTool(self.tool.function, self.tool.spec, threads=threads)]
+
+
+def _as_json(value: Any) -> str:
+    """A tool's return value that is not text, as the JSON text the model reads: bytes as
+    UTF-8 text, sets sorted, iterators (generators) as lists of their first
+    :data:`MAX_ITERATED` items, other values JSON has no form for as their ``str``. The same
+    value always gives the same text (no memory addresses, no hash order)."""
+    return json.dumps(value, ensure_ascii=False, default=_plain)
+
+
+#: Most items of an iterator a tool returns that are written (it may never end).
+MAX_ITERATED = 10_000
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode("utf-8", "replace")
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=lambda item: (type(item).__name__, repr(item)))
+    if isinstance(value, Iterator):
+        return list(itertools.islice(value, MAX_ITERATED))
+    return str(value)
+
+
+def _escaped(name: str, exc: BaseException) -> str:
+    """What the model reads when tool ``name`` raised ``exc``, which is not an Exception."""
+    said = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return f"tool {name!r} ended with {said}"
