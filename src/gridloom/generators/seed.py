@@ -46,6 +46,7 @@ from ._seed_checks import (
     problem,
     selected,
 )
+from ._seed_fingerprint import files_fingerprint
 from ._seed_hf import is_hf_path, read_hf
 from ._seed_order import WindowedShuffle, replacement_draws
 from ._seed_stream import SeedReadError, StreamedParquet, scan_parquet
@@ -453,6 +454,16 @@ class SeedDatasetGenerator(ColumnGenerator[BatchContext]):
     def streamed(self) -> bool:
         """Whether the seed rows are streamed by parquet row group (never held whole)."""
         return self._stream is not None
+
+    def fingerprint(self) -> str | None:
+        """A fingerprint of the seed files (:mod:`._seed_fingerprint`), for a resume to check
+        that they did not change; ``None`` for an in-memory table (the config's hash covers
+        its content) or a Hugging Face dataset (its revision does).
+
+        Raises:
+            OSError: a file cannot be read.
+        """
+        return files_fingerprint(self.files) if self.files else None
 
     @property
     def num_rows(self) -> int:

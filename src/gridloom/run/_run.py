@@ -30,6 +30,7 @@ import trio
 from ..clients import ModelHandle
 from ..config import PipelineConfig, config_hash, dump_config
 from ..engine import ExecutionGraph, GeneratorHealth, RowGroupSpec, Scheduler, ShutdownReason
+from ..errors import StorageError
 from ..progress import ProgressReporter
 from ..storage import MemoryStore, ParquetStore, RowGroupStore, RunResult
 from ..throttle import ThrottleRegistry
@@ -57,6 +58,20 @@ def _output_schema(cfg: PipelineConfig, graph: ExecutionGraph) -> pa.Schema:
     """The schema of the data written: the generated columns', reshaped by the processors."""
     chain = compile_processors(cfg, graph.schema)
     return graph.schema if chain is None else chain.schema
+
+
+def _seed_fingerprint(graph: ExecutionGraph) -> str | None:
+    """The seed dataset's files' fingerprint (``None`` without seed files), recorded so a
+    resume over changed files is refused."""
+    for node in graph.nodes:
+        fingerprint = getattr(node.generator, "fingerprint", None)
+        if node.name == "seed_dataset" and callable(fingerprint):
+            try:
+                found: str | None = fingerprint()
+            except OSError as exc:
+                raise StorageError(f"cannot read the seed dataset's files: {exc}") from None
+            return found
+    return None
 
 
 class _Services:
@@ -207,6 +222,7 @@ class Run:
         given = self._base_dir
         record = Path(given) if given is not None else None if mode == "resume" else base
         models, health = await services.models(cfg)
+        fingerprint = await trio.to_thread.run_sync(_seed_fingerprint, graph)
         store = await trio.to_thread.run_sync(
             functools.partial(
                 ParquetStore.open,
@@ -219,6 +235,7 @@ class Run:
                 seed=run_seed(cfg),
                 mode=mode,
                 base_dir=record,
+                seed_fingerprint=fingerprint,
             )
         )
         return await self._generate(

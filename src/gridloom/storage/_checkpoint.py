@@ -149,6 +149,7 @@ class ParquetStore(TallyView):
         self._summary: dict[str, Any] = {}
         self._base_dir: str | None = None
         self._damaged: tuple[str, ...] = ()
+        self._seed_fingerprint: str | None = None
         self._writing: set[int] = set()
         self._limiter = trio.CapacityLimiter(IO_THREADS)
         self._lock = trio.Lock()
@@ -168,6 +169,7 @@ class ParquetStore(TallyView):
         seed: int,
         mode: Mode,
         base_dir: str | Path | None = None,
+        seed_fingerprint: str | None = None,
     ) -> ParquetStore:
         """Open a run directory for writing.
 
@@ -187,6 +189,8 @@ class ParquetStore(TallyView):
             base_dir: the folder the config's relative paths (seed files, custom function
                 modules) resolve against, recorded in ``metadata.json`` so a resume from the
                 saved ``config.yaml`` finds them; on resume, ``None`` keeps the recorded one.
+            seed_fingerprint: a fingerprint of the seed dataset's files, recorded in
+                ``metadata.json``; a resume with another is refused (the files changed).
 
         Returns:
             The store, with ``metadata.json`` showing status ``"running"``.
@@ -216,6 +220,7 @@ class ParquetStore(TallyView):
                     num_records=num_records,
                     row_group_size=row_group_size,
                     base_dir=base_dir,
+                    seed_fingerprint=seed_fingerprint,
                 )
             if mode == "new":
                 refuse_existing_run(out)
@@ -236,6 +241,7 @@ class ParquetStore(TallyView):
                 tally=Tally(),
             )
             store._base_dir = None if base_dir is None else str(Path(base_dir).resolve())
+            store._seed_fingerprint = seed_fingerprint
             store._write_metadata_sync(store._document())
             atomic_write_bytes(out / "config.yaml", config_text.encode("utf-8"))
         except OSError as exc:
@@ -253,6 +259,7 @@ class ParquetStore(TallyView):
         num_records: int,
         row_group_size: int,
         base_dir: str | Path | None,
+        seed_fingerprint: str | None,
     ) -> ParquetStore:
         try:
             state = load_resume_state(
@@ -262,6 +269,7 @@ class ParquetStore(TallyView):
                 num_records=num_records,
                 row_group_size=row_group_size,
                 row_group_key=ROW_GROUP_KEY,
+                seed_fingerprint=seed_fingerprint,
             )
             store = cls(
                 output_dir=out,
@@ -275,6 +283,8 @@ class ParquetStore(TallyView):
             )
             store._summary = state.summary
             store._damaged = state.damaged
+            recorded = load_json(out / "metadata.json").get("seed_fingerprint")
+            store._seed_fingerprint = recorded if isinstance(recorded, str) else seed_fingerprint
             if base_dir is not None:
                 store._base_dir = str(Path(base_dir).resolve())
             elif isinstance(recorded := load_json(out / "metadata.json").get("base_dir"), str):
@@ -442,6 +452,7 @@ class ParquetStore(TallyView):
             "status": self._status,
             "created_at": self._created_at,
             "base_dir": self._base_dir,
+            "seed_fingerprint": self._seed_fingerprint,
             "updated_at": now_iso(),
             "schema": schema_to_json(self._schema),
             "rows_written": self._tally.rows_written,

@@ -299,14 +299,20 @@ def load_resume_state(
     num_records: int,
     row_group_size: int,
     row_group_key: str,
+    seed_fingerprint: str | None = None,
 ) -> ResumeState:
     """Check that the run in ``out`` can be resumed and work out what is already done.
 
     Removes temp files and unusable leftovers (see the module docstring).
 
+    Args:
+        seed_fingerprint: the seed files' fingerprint now; a run that recorded another
+            (its seed files changed since) is refused. Runs that recorded none (written
+            before fingerprints, or seeded from memory) are not checked.
+
     Raises:
         StorageError: no run there, a damaged ``metadata.json``, or a run that does not
-            match (config hash, row group size, schema); the message says which.
+            match (config hash, row group size, schema, seed files); the message says which.
     """
     meta_path = out / "metadata.json"
     if not meta_path.is_file():
@@ -336,6 +342,13 @@ def load_resume_state(
             f"cannot resume {out}: the configuration changed (config hash "
             f"{old_hash[:12]} on disk, {config_hash[:12]} now); restore the original "
             "configuration, or start again with --overwrite (overwrite=True from Python)"
+        )
+    recorded = doc.get("seed_fingerprint")
+    if isinstance(recorded, str) and seed_fingerprint is not None and recorded != seed_fingerprint:
+        raise StorageError(
+            f"cannot resume {out}: the seed dataset's files changed since the run started"
+            " (the rows already written came from the files as they were); restore them, or"
+            " start again with --overwrite (overwrite=True from Python)"
         )
     if old_size != row_group_size:
         raise StorageError(
