@@ -17,7 +17,7 @@ from ..clients._types import ChatResponse, Message, ToolCall, ToolSpec
 from ..config._kind import ColumnKind
 from ..config._llm import LLMColumn
 from ..config._models import ModelConfig
-from ..config._tools import McpTool, PythonTool, SearchTool, ToolConfig
+from ..config._tools import McpTool, PythonTool, SearchTool, ToolConfig, check_tool_name
 from ..config._validators import int64, positive, to_tuple
 from ..errors import ConfigError, GenerationError, ValidationFailed
 from ..generators._factory import BuildContext
@@ -27,6 +27,7 @@ from ..generators.base import CellContext
 from ..generators.custom import resolve_function
 from ..generators.llm import ModelColumnGenerator
 from ..tools import Toolbox, ToolSource
+from ..tools._base import argument_validator
 from ..tools._python import FunctionSource, FunctionTool, function_spec
 from ..tools._search import SearchSource
 
@@ -149,8 +150,6 @@ class LLMAgentColumn(LLMColumn):
     @final_tool.validator
     def _check_final_tool(self, _attribute: attrs.Attribute[Any], value: str | None) -> None:
         if value is not None:
-            from ..config._tools import check_tool_name
-
             check_tool_name(value)
         elif self.tool_choice == "required":
             raise ValueError("tool_choice: required needs a final_tool to end the trajectory")
@@ -342,7 +341,7 @@ def _sources(column: LLMAgentColumn, base_dir: Path | None) -> list[ToolSource]:
     for index, tool in enumerate(column.tools):
         field = f"llm_agent.tools[{index}].{tool.kind}"
         source = _source(column, tool, field, base_dir)
-        for name in _known_names(source, tool):
+        for name in _known_names(source):
             if name in names or name == column.final_tool:
                 other = names.get(name, "final_tool")
                 raise ConfigError(
@@ -355,7 +354,7 @@ def _sources(column: LLMAgentColumn, base_dir: Path | None) -> list[ToolSource]:
     return sources
 
 
-def _known_names(source: ToolSource, tool: ToolConfig) -> list[str]:
+def _known_names(source: ToolSource) -> list[str]:
     """The tool names a source is known to give before it is opened."""
     if isinstance(source, FunctionSource):
         return [source.tool.spec.name]
@@ -367,64 +366,78 @@ def _known_names(source: ToolSource, tool: ToolConfig) -> list[str]:
 def _source(
     column: LLMAgentColumn, tool: ToolConfig, field: str, base_dir: Path | None
 ) -> ToolSource:
+    """The tool source a ``tools`` entry names (``field`` locates it in messages)."""
     if isinstance(tool, PythonTool):
-        try:
-            function = resolve_function(tool.function, column=column.name, search_path=base_dir)
-        except ConfigError as exc:  # named by the tool's own field, as every other problem
-            raise ConfigError(exc.message, column=column.name, field=field) from None
-        except SystemExit as exc:  # the module calls sys.exit() on import
-            raise ConfigError(
-                f"importing {tool.function!r} called sys.exit({exc.code!r})",
-                column=column.name,
-                field=field,
-            ) from None
-        try:
-            spec = function_spec(
-                function, name=tool.name, description=tool.description, parameters=tool.parameters
-            )
-        except TypeError as exc:
-            raise ConfigError(
-                f"{exc}; give the tool's parameters (a JSON Schema) explicitly",
-                column=column.name,
-                field=field,
-            ) from None
-        from ..config._tools import check_tool_name
-        from ..tools._base import argument_validator
-
-        try:
-            check_tool_name(spec.name)
-            argument_validator(spec)
-        except ValueError as exc:
-            raise ConfigError(str(exc), column=column.name, field=field) from None
-        return FunctionSource(FunctionTool(function, spec))
+        return _python_source(column, tool, field, base_dir)
     if isinstance(tool, SearchTool):
-        path = Path(tool.seed).expanduser()
-        if not path.is_absolute() and base_dir is not None:
-            path = base_dir / path
-        if not path.is_file():
-            raise ConfigError(
-                f"no file at {str(path)!r}", column=column.name, field=f"{field}.seed"
-            )
-        return SearchSource(
-            path,
-            tool.field,
-            id_field=tool.id_field,
-            title_field=tool.title_field,
-            name=tool.name,
-            max_results=tool.max_results,
-        )
+        return _search_source(column, tool, field, base_dir)
     if isinstance(tool, McpTool):
-        try:
-            from ..tools._mcp import McpSource
-        except ImportError as exc:
-            raise ConfigError(
-                f"MCP tools need the mcp package: pip install 'gridloom[mcp]' ({exc})",
-                column=column.name,
-                field=field,
-            ) from None
-        source: ToolSource = McpSource(tool, base_dir=base_dir)
-        return source
+        return _mcp_source(column, tool, field, base_dir)
     raise ConfigError(f"unknown tool kind {tool.kind!r}", column=column.name, field=field)
+
+
+def _python_source(
+    column: LLMAgentColumn, tool: PythonTool, field: str, base_dir: Path | None
+) -> ToolSource:
+    try:
+        function = resolve_function(tool.function, column=column.name, search_path=base_dir)
+    except ConfigError as exc:  # named by the tool's own field, as every other problem
+        raise ConfigError(exc.message, column=column.name, field=field) from None
+    except SystemExit as exc:  # the module calls sys.exit() on import
+        raise ConfigError(
+            f"importing {tool.function!r} called sys.exit({exc.code!r})",
+            column=column.name,
+            field=field,
+        ) from None
+    try:
+        spec = function_spec(
+            function, name=tool.name, description=tool.description, parameters=tool.parameters
+        )
+    except TypeError as exc:
+        raise ConfigError(
+            f"{exc}; give the tool's parameters (a JSON Schema) explicitly",
+            column=column.name,
+            field=field,
+        ) from None
+    try:
+        check_tool_name(spec.name)
+        argument_validator(spec)
+    except ValueError as exc:
+        raise ConfigError(str(exc), column=column.name, field=field) from None
+    return FunctionSource(FunctionTool(function, spec))
+
+
+def _search_source(
+    column: LLMAgentColumn, tool: SearchTool, field: str, base_dir: Path | None
+) -> ToolSource:
+    path = Path(tool.seed).expanduser()
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    if not path.is_file():
+        raise ConfigError(f"no file at {str(path)!r}", column=column.name, field=f"{field}.seed")
+    return SearchSource(
+        path,
+        tool.field,
+        id_field=tool.id_field,
+        title_field=tool.title_field,
+        name=tool.name,
+        max_results=tool.max_results,
+    )
+
+
+def _mcp_source(
+    column: LLMAgentColumn, tool: McpTool, field: str, base_dir: Path | None
+) -> ToolSource:
+    try:
+        from ..tools._mcp import McpSource
+    except ImportError as exc:
+        raise ConfigError(
+            f"MCP tools need the mcp package: pip install 'gridloom[mcp]' ({exc})",
+            column=column.name,
+            field=field,
+        ) from None
+    source: ToolSource = McpSource(tool, base_dir=base_dir)
+    return source
 
 
 def _build(column: LLMAgentColumn, ctx: BuildContext) -> LLMAgentGenerator:

@@ -162,6 +162,14 @@ class LintingChecker(Checker):
         """The linter's command line: the files at ``paths``, else one text on stdin."""
         raise NotImplementedError
 
+    def report_on_files(self, codes: dict[int, str], suffix: str) -> list[Any]:
+        """The linter's report on ``codes`` written as files (:func:`write_snippets`, named
+        by index), from one process; its output bounded by the batch's size."""
+        with tempfile.TemporaryDirectory(prefix=f"gridloom-{self.tool}-") as folder:
+            paths = write_snippets(folder, codes, suffix)
+            limit = min(MAX_LINT_OUTPUT * len(codes), 16 * MAX_LINT_OUTPUT)
+            return self.report(self.command(*paths), stdin=b"", limit=limit)
+
     def lint_one(self, code: str) -> list[str]:
         """The linter's findings on one text."""
         return self.lint_many({0: code}).get(0, [])

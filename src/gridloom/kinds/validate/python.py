@@ -14,7 +14,6 @@ from __future__ import annotations
 import ast
 import os
 import re
-import tempfile
 from typing import Any, ClassVar
 
 import attrs
@@ -29,7 +28,6 @@ from ._subprocess import (
     MAX_LINT_OUTPUT,
     LintingChecker,
     snippet_index,
-    write_snippets,
 )
 
 __all__ = ["DEFAULT_RULES", "VALIDATOR", "PythonCheck", "PythonChecker"]
@@ -129,10 +127,7 @@ class PythonChecker(LintingChecker):
 
     def lint_many(self, codes: dict[int, str]) -> dict[int, list[str]]:
         """ruff's findings on each of ``codes`` (by index), from one ruff process."""
-        with tempfile.TemporaryDirectory(prefix="gridloom-ruff-") as folder:
-            paths = write_snippets(folder, codes, ".py")
-            limit = min(MAX_LINT_OUTPUT * len(codes), 16 * MAX_LINT_OUTPUT)
-            report = self.report(self.command(*paths), stdin=b"", limit=limit)
+        report = self.report_on_files(codes, ".py")
         found: dict[int, list[str]] = {}
         for item in report:
             index = snippet_index(item.get("filename")) if isinstance(item, dict) else None

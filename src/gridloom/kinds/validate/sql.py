@@ -13,7 +13,6 @@ from __future__ import annotations
 import importlib.util
 import re
 import sys
-import tempfile
 from typing import Any, ClassVar
 
 import attrs
@@ -26,10 +25,8 @@ from ._base import ValidatorKind, as_text, invalid, needs_extra, valid
 from ._column import ValidateColumn
 from ._subprocess import (
     LANE,
-    MAX_LINT_OUTPUT,
     LintingChecker,
     snippet_index,
-    write_snippets,
 )
 
 __all__ = ["VALIDATOR", "SqlCheck", "SqlChecker"]
@@ -114,10 +111,7 @@ class SqlChecker(LintingChecker):
 
     def lint_many(self, codes: dict[int, str]) -> dict[int, list[str]]:
         """sqlfluff's findings on each of ``codes`` (by index), from one process."""
-        with tempfile.TemporaryDirectory(prefix="gridloom-sqlfluff-") as folder:
-            paths = write_snippets(folder, codes, ".sql")
-            limit = min(MAX_LINT_OUTPUT * len(codes), 16 * MAX_LINT_OUTPUT)
-            report = self.report(self.command(*paths), stdin=b"", limit=limit)
+        report = self.report_on_files(codes, ".sql")
         found: dict[int, list[str]] = {}
         for item in report:
             index = snippet_index(item.get("filepath")) if isinstance(item, dict) else None
