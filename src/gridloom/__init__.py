@@ -34,6 +34,7 @@ from .config import (
 )
 from .engine import ExecutionGraph
 from .errors import (
+    ClusterError,
     ConfigError,
     CycleError,
     GenerationError,
@@ -74,6 +75,7 @@ __all__ = [
     "BinomialColumn",
     "CategoryColumn",
     "CellContext",
+    "ClusterError",
     "ColumnConfig",
     "ColumnCounts",
     "ColumnGenerator",

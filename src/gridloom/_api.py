@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Any
+from typing import Any, Literal
 
 import trio
 
@@ -57,16 +57,29 @@ async def acreate(
     resume: bool = False,
     overwrite: bool = False,
     base_dir: str | os.PathLike[str] | None = None,
+    executor: Literal["local", "ray"] | None = None,
+    ray_address: str | None = None,
+    shards: int | None = None,
 ) -> RunResult:
     """Generate ``num_records`` rows into ``output_dir``; for callers already inside trio.
 
     Args:
         config: a :class:`PipelineConfig`, a path to a YAML/JSON file, or a parsed mapping.
         num_records: rows to generate.
-        output_dir: where ``config.yaml``, ``metadata.json`` and ``data/*.parquet`` go.
+        output_dir: where ``config.yaml``, ``metadata.json`` and ``data/*.parquet`` go: a
+            local folder, or a filesystem URI (``s3://bucket/run``, ``gs://...``,
+            ``hdfs://...``; credentials and endpoints come from the environment).
         resume: continue a run previously started in ``output_dir`` with the same config.
         overwrite: replace a previous run in ``output_dir``.
         base_dir: folder for relative paths in the config (default: the config file's folder).
+        executor: ``"ray"`` shards the run over a Ray cluster (``pip install
+            'gridloom[ray]'``) and writes the same dataset as ``"local"``; default: the
+            config's ``run.executor``.
+        ray_address: the Ray cluster to join (default: ``run.ray.address``, else
+            ``RAY_ADDRESS``, else a new one on this machine); implies ``executor="ray"``
+            unless ``executor`` says otherwise.
+        shards: how many shards (default: ``run.ray.shards``, else one per cluster CPU);
+            implies ``executor="ray"`` too.
 
     Returns:
         The :class:`RunResult`; the data stays on disk and is read on first access. When a
@@ -78,7 +91,14 @@ async def acreate(
         ConfigError: the pipeline is invalid (raised before anything is generated).
         OutputExistsError: ``output_dir`` holds a run and neither ``resume`` nor ``overwrite``.
     """
-    run = Run(config, base_dir=base_dir)
+    overrides: dict[str, Any] = {}
+    if executor is not None:
+        overrides["executor"] = executor
+    ray = {"address": ray_address, "shards": shards}
+    if any(v is not None for v in ray.values()):
+        overrides["ray"] = {k: v for k, v in ray.items() if v is not None}
+        overrides.setdefault("executor", "ray")  # a cluster or a shard count asks for Ray
+    run = Run(config, base_dir=base_dir, executor=overrides)
     return await run.create(
         num_records=num_records, output_dir=output_dir, resume=resume, overwrite=overwrite
     )
@@ -92,6 +112,9 @@ def create(
     resume: bool = False,
     overwrite: bool = False,
     base_dir: str | os.PathLike[str] | None = None,
+    executor: Literal["local", "ray"] | None = None,
+    ray_address: str | None = None,
+    shards: int | None = None,
 ) -> RunResult:
     """Generate ``num_records`` rows into ``output_dir`` (runs its own trio event loop).
 
@@ -112,6 +135,9 @@ def create(
             resume=resume,
             overwrite=overwrite,
             base_dir=base_dir,
+            executor=executor,
+            ray_address=ray_address,
+            shards=shards,
         )
     )
 

@@ -35,6 +35,8 @@ already catches ``ValueError`` for bad input keeps working::
     ├── StorageError                      the output directory cannot be used
     │   └── OutputExistsError             the directory already holds a run
     └── RunError                          a run could not complete
+        └── ClusterError                  a sharded run's cluster cannot be used (Ray missing,
+                                          unreachable, output not shared), or a shard failed
 
 Messages name the column, model or file involved. A :class:`ConfigError` lists every problem
 found (``issues``, one :class:`ConfigIssue` each), not only the first. :func:`is_retryable`
@@ -53,6 +55,7 @@ __all__ = [
     "AuthenticationFailed",
     "BadRequest",
     "CertificateRejected",
+    "ClusterError",
     "ConfigError",
     "ConfigIssue",
     "ConnectionFailed",
@@ -340,6 +343,11 @@ class OutputExistsError(StorageError):
 
 class RunError(GridloomError):
     """A run could not complete."""
+
+
+class ClusterError(RunError):
+    """A sharded run (``executor: ray``) cannot use its cluster, or one of its shards kept
+    failing; the message names the cluster or the shard, and the cause."""
 
 
 def is_retryable(error: BaseException) -> bool:

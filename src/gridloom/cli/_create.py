@@ -14,7 +14,7 @@ import click
 from ..errors import ConfigError
 from ..progress import render_summary
 from ..run import Run, StopSignals, signal_exit, signal_name
-from ..storage import RunResult, data_files
+from ..storage import RunResult
 from ._group import json_option
 from ._output import (
     EXIT_CONFIG,
@@ -25,6 +25,18 @@ from ._output import (
     run_metadata,
 )
 from ._signals import run_stoppable
+from ._target import (
+    OUTPUT,
+    Output,
+    executor_overrides,
+    is_run,
+    kept_row_groups,
+    local_dir,
+    ray_hint,
+    ray_options,
+    saved_config,
+    shown,
+)
 
 __all__ = ["create", "resume"]
 
@@ -39,19 +51,23 @@ log = logging.getLogger("gridloom")
 @click.option(
     "-o",
     "--output-dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=OUTPUT,
     required=True,
-    help="Directory for config.yaml, metadata.json and data/.",
+    help="Directory for config.yaml, metadata.json and data/: a local folder, or a URI"
+    " (s3://bucket/run, gs://..., hdfs://...; credentials from the environment).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace a previous run in OUTPUT_DIR.")
 @click.option("--resume", is_flag=True, help="Continue a run started in OUTPUT_DIR.")
+@ray_options
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary (or error) as JSON.")
 def create(
     config: Path,
     num_records: int,
-    output_dir: Path,
+    output_dir: Output,
     overwrite: bool,
     resume: bool,
+    ray: str | None,
+    shards: int | None,
     as_json: bool,
 ) -> None:
     """Generate NUM_RECORDS rows from CONFIG into OUTPUT_DIR as parquet.
@@ -76,12 +92,14 @@ def create(
       gridloom create examples/people.yaml -n 1000 -o out/people
       gridloom create examples/people.yaml -n 1000 -o out/people --resume
       gridloom create examples/quickstart.yaml -n 200 -o out/q --overwrite --json
+      gridloom create examples/quickstart.yaml -n 100000 -o s3://bucket/q --ray --shards 8
     """
     out = Out("create", as_json)
     if overwrite and resume:
         out.fail(EXIT_CONFIG, "--overwrite and --resume exclude each other", kind="UsageError")
     check_config_file(out, config)
-    hint = ["gridloom", "create", str(config), "-n", str(num_records), "-o", str(output_dir)]
+    hint = ["gridloom", "create", str(config), "-n", str(num_records), "-o", shown(output_dir)]
+    hint += ray_hint(ray, shards)
     _generate(
         out,
         config=config,
@@ -91,11 +109,12 @@ def create(
         resume=resume,
         base_dir=None,
         resume_command=[*hint, "--resume"],
+        executor=executor_overrides(ray, shards),
     )
 
 
 @click.command()
-@click.argument("output_dir", type=click.Path(path_type=Path))
+@click.argument("output_dir", type=OUTPUT)
 @click.option(
     "-n",
     "--num-records",
@@ -112,8 +131,16 @@ def create(
     " are resolved against; default: the original config's folder, as recorded in"
     " metadata.json (else OUTPUT_DIR). Needed only when those files have moved.",
 )
+@ray_options
 @json_option
-def resume(output_dir: Path, num_records: int | None, base_dir: Path | None, as_json: bool) -> None:
+def resume(
+    output_dir: Output,
+    num_records: int | None,
+    base_dir: Path | None,
+    ray: str | None,
+    shards: int | None,
+    as_json: bool,
+) -> None:
     """Continue the run in OUTPUT_DIR with the config.yaml saved there.
 
     The same as `gridloom create OUTPUT_DIR/config.yaml -n <num_records> -o
@@ -133,14 +160,14 @@ def resume(output_dir: Path, num_records: int | None, base_dir: Path | None, as_
     """
     out = Out("resume", as_json)
     meta = run_metadata(out, output_dir)
-    config = output_dir / "config.yaml"
-    if not config.is_file():
+    config = saved_config(output_dir)
+    if config is None:
         out.fail(
             EXIT_FAILED,
             "the run directory has no config.yaml; resume with"
             " `gridloom create CONFIG -n N -o OUTPUT_DIR --resume`",
             kind="StorageError",
-            file=output_dir,
+            file=shown(output_dir),
         )
     recorded = meta.get("num_records")
     if not isinstance(recorded, int) or isinstance(recorded, bool) or recorded < 1:
@@ -148,7 +175,7 @@ def resume(output_dir: Path, num_records: int | None, base_dir: Path | None, as_
             EXIT_FAILED,
             f"metadata.json has no valid num_records ({recorded!r})",
             kind="StorageError",
-            file=output_dir / "metadata.json",
+            file=f"{shown(output_dir)}/metadata.json",
         )
     if num_records is not None and num_records < recorded:
         out.fail(
@@ -157,21 +184,22 @@ def resume(output_dir: Path, num_records: int | None, base_dir: Path | None, as_
             f" run keeps its rows and can only grow: pass -n {recorded:,} or more, or leave -n"
             " out",
             kind="UsageError",
-            file=output_dir,
+            file=shown(output_dir),
         )
     if meta.get("status") == "running":
         log.warning(
             "metadata.json says the run in %s is running: if another gridloom process is"
             " still writing it, stop that one first",
-            output_dir,
+            shown(output_dir),
         )
     explicit = base_dir is not None
     recorded_base = meta.get("base_dir")
     if base_dir is None and isinstance(recorded_base, str) and Path(recorded_base).is_dir():
         base_dir = Path(recorded_base)  # where the original config's relative paths pointed
-    command = ["gridloom", "resume", str(output_dir)]
+    command = ["gridloom", "resume", shown(output_dir)]
     if explicit:
         command += ["--base-dir", str(base_dir)]
+    command += ray_hint(ray, shards)
     _generate(
         out,
         config=config,
@@ -179,12 +207,13 @@ def resume(output_dir: Path, num_records: int | None, base_dir: Path | None, as_
         output_dir=output_dir,
         overwrite=False,
         resume=True,
-        base_dir=base_dir if base_dir is not None else output_dir,
+        base_dir=base_dir if base_dir is not None else local_dir(output_dir, config),
         resume_command=command,
+        executor=executor_overrides(ray, shards),
         config_hint=""
         if explicit
         else f" (the saved config's relative paths and custom function modules resolve"
-        f" against {base_dir or output_dir}, the original config's folder when recorded;"
+        f" against {base_dir or shown(output_dir)}, the original config's folder when recorded;"
         " if they have moved, pass --base-dir with their folder)",
     )
 
@@ -194,18 +223,19 @@ def _generate(
     *,
     config: Path,
     num_records: int,
-    output_dir: Path,
+    output_dir: Output,
     overwrite: bool,
     resume: bool,
     base_dir: Path | None,
     resume_command: list[str],
     config_hint: str = "",
+    executor: dict[str, Any] | None = None,
 ) -> None:
     """The run of ``create`` and ``resume``: a :class:`~gridloom.run.Run` under the signal
     handling, then the report or the error, and the exit code."""
 
     async def work(signals: StopSignals) -> RunResult:
-        run = Run(config, base_dir=base_dir, signals=signals)
+        run = Run(config, base_dir=base_dir, signals=signals, executor=executor)
         return await run.create(
             num_records=num_records, output_dir=output_dir, overwrite=overwrite, resume=resume
         )
@@ -223,27 +253,28 @@ def _generate(
     _report(out, outcome.result)
 
 
-def _interrupted(out: Out, signum: int, output_dir: Path, resume_command: list[str]) -> NoReturn:
+def _interrupted(out: Out, signum: int, output_dir: Output, resume_command: list[str]) -> NoReturn:
     """Print what was kept and how to resume, then exit with the signal's code."""
     name = signal_name(signum)
     code = signal_exit(signum)
     extra: dict[str, Any] = {
         "status": "interrupted",
         "signal": name,
-        "output_dir": str(output_dir),
+        "output_dir": shown(output_dir),
         "row_groups_kept": 0,
         "resume_command": None,
     }
-    if not (output_dir / "metadata.json").is_file():  # stopped before the run directory
+    if not is_run(output_dir):  # stopped before the run directory
         message = (
-            f"interrupted by {name} before the run started; nothing was written to {output_dir}"
+            f"interrupted by {name} before the run started; nothing was written to"
+            f" {shown(output_dir)}"
         )
     else:
-        kept = len(data_files(output_dir))
+        kept = kept_row_groups(output_dir)
         command = shlex.join(resume_command)
         extra.update(row_groups_kept=kept, resume_command=command)
         message = (
-            f"interrupted by {name}; {kept} row groups kept in {output_dir}"
+            f"interrupted by {name}; {kept} row groups kept in {shown(output_dir)}"
             f" — resume with: {command}"
         )
     if out.as_json:

@@ -11,13 +11,14 @@ from ..errors import OutputExistsError, StorageError
 from ..storage import open_run
 from ..storage._export import EXPORT_FORMATS, export_result
 from ._group import json_option
-from ._output import EXIT_EXISTS, EXIT_FAILED, Out, run_metadata
+from ._output import EXIT_CONFIG, EXIT_EXISTS, EXIT_FAILED, Out, run_metadata
+from ._target import OUTPUT, Output, shown
 
 __all__ = ["export"]
 
 
 @click.command(short_help="Export a run's dataset to jsonl, csv, parquet or hf.")
-@click.argument("output_dir", type=click.Path(path_type=Path))
+@click.argument("output_dir", type=OUTPUT)
 @click.option(
     "--format",
     "fmt",
@@ -35,7 +36,9 @@ __all__ = ["export"]
 )
 @click.option("--overwrite", is_flag=True, help="Replace PATH when it exists.")
 @json_option
-def export(output_dir: Path, fmt: str, target: Path | None, overwrite: bool, as_json: bool) -> None:
+def export(
+    output_dir: Output, fmt: str, target: Path | None, overwrite: bool, as_json: bool
+) -> None:
     """Export the dataset of the run in OUTPUT_DIR (its rows as written, after the
     pipeline's processors) to one file.
 
@@ -54,18 +57,25 @@ def export(output_dir: Path, fmt: str, target: Path | None, overwrite: bool, as_
     """
     out = Out("export", as_json)
     run_metadata(out, output_dir)
-    path = target if target is not None else output_dir / "export" / f"data.{fmt}"
+    if target is None and not isinstance(output_dir, Path):
+        out.fail(
+            EXIT_CONFIG,
+            "a run at a URI is exported to a local file: pass -o PATH",
+            kind="UsageError",
+            file=shown(output_dir),
+        )
+    path = target if target is not None else Path(output_dir) / "export" / f"data.{fmt}"
     try:
         result = open_run(output_dir)
         info = export_result(result, path, fmt, overwrite=overwrite)
     except OutputExistsError as exc:
         out.fail(EXIT_EXISTS, str(exc), kind=type(exc).__name__)
     except (StorageError, ImportError) as exc:
-        out.fail(EXIT_FAILED, str(exc), kind=type(exc).__name__, file=output_dir)
+        out.fail(EXIT_FAILED, str(exc), kind=type(exc).__name__, file=shown(output_dir))
     if as_json:
         out.emit(
             {
-                "output_dir": str(output_dir),
+                "output_dir": shown(output_dir),
                 "format": info.format,
                 "path": str(info.path),
                 "rows": info.rows,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shlex
-from pathlib import Path
 from typing import Any
 
 import click
@@ -13,12 +12,13 @@ from ..progress import render_corrections, render_drops
 from ..storage import inspect_run
 from ._group import json_option
 from ._output import EXIT_FAILED, Out, jsonable, render_rows, run_metadata
+from ._target import OUTPUT, Output, shown
 
 __all__ = ["inspect"]
 
 
 @click.command(short_help="Show a run's status, counts, schema and first rows.")
-@click.argument("output_dir", type=click.Path(path_type=Path))
+@click.argument("output_dir", type=OUTPUT)
 @click.option(
     "-n",
     "--sample-rows",
@@ -28,7 +28,7 @@ __all__ = ["inspect"]
     help="Sample rows to show (0: none).",
 )
 @json_option
-def inspect(output_dir: Path, sample_rows: int, as_json: bool) -> None:
+def inspect(output_dir: Output, sample_rows: int, as_json: bool) -> None:
     """Show the status, counts, schema and first rows of the run in OUTPUT_DIR.
 
     Reads metadata.json and the parquet footers, never the whole dataset: the
@@ -49,7 +49,7 @@ def inspect(output_dir: Path, sample_rows: int, as_json: bool) -> None:
     try:
         info = inspect_run(output_dir, sample_rows=sample_rows)
     except StorageError as exc:
-        out.fail(EXIT_FAILED, str(exc), kind=type(exc).__name__, file=output_dir)
+        out.fail(EXIT_FAILED, str(exc), kind=type(exc).__name__, file=shown(output_dir))
     meta = info.metadata
     summary: dict[str, Any] = meta["summary"] if isinstance(meta.get("summary"), dict) else {}
     status = str(meta.get("status", "unknown"))
@@ -60,7 +60,7 @@ def inspect(output_dir: Path, sample_rows: int, as_json: bool) -> None:
     rows = [jsonable(row) for row in info.sample.to_pylist()]
     resumable = status not in ("complete", "incomplete")
     doc: dict[str, Any] = {
-        "output_dir": str(output_dir),
+        "output_dir": shown(output_dir),
         "status": status,
         "stop_reason": summary.get("stop_reason"),
         "num_records": num_records,
@@ -85,7 +85,7 @@ def inspect(output_dir: Path, sample_rows: int, as_json: bool) -> None:
         "schema": info.schema,
         "sample": rows,
         "problems": list(info.problems),
-        "resume_command": shlex.join(["gridloom", "resume", str(output_dir)])
+        "resume_command": shlex.join(["gridloom", "resume", shown(output_dir)])
         if resumable
         else None,
         "summary": summary,

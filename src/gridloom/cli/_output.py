@@ -24,7 +24,8 @@ import click
 from ..config import COLUMN_KINDS
 from ..errors import ConfigError, ConfigIssue, GridloomError, OutputExistsError, StorageError
 from ..run import signal_exit
-from ..storage import RunResult, read_run_metadata
+from ..storage import RunResult, is_run_directory, read_run_metadata
+from ._target import shown
 
 __all__ = [
     "EXIT_CODES",
@@ -237,23 +238,28 @@ def check_config_file(out: Out, config: Path) -> None:
         out.config_error(ConfigError("not a file"), config)
 
 
-def run_metadata(out: Out, output_dir: Path) -> dict[str, Any]:
-    """``metadata.json`` of the run in ``output_dir``; fails clearly when there is none."""
-    if not output_dir.exists():
-        out.fail(EXIT_CONFIG, "no such directory", kind="NotARunDirectory", file=output_dir)
-    if not output_dir.is_dir():
-        out.fail(EXIT_CONFIG, "not a directory", kind="NotARunDirectory", file=output_dir)
-    if not (output_dir / "metadata.json").is_file():
+def run_metadata(out: Out, output_dir: Path | str) -> dict[str, Any]:
+    """``metadata.json`` of the run in ``output_dir`` (a folder or a URI); fails clearly when
+    there is none."""
+    if isinstance(output_dir, Path):
+        if not output_dir.exists():
+            out.fail(EXIT_CONFIG, "no such directory", kind="NotARunDirectory", file=output_dir)
+        if not output_dir.is_dir():
+            out.fail(EXIT_CONFIG, "not a directory", kind="NotARunDirectory", file=output_dir)
+    name = output_dir if isinstance(output_dir, Path) else shown(output_dir)
+    try:
+        found = is_run_directory(output_dir)
+        metadata = read_run_metadata(output_dir) if found else None
+    except StorageError as exc:
+        out.fail(EXIT_FAILED, str(exc), kind=type(exc).__name__, file=name)
+    if metadata is None:
         out.fail(
             EXIT_CONFIG,
             "not a gridloom run directory (no metadata.json)",
             kind="NotARunDirectory",
-            file=output_dir,
+            file=name,
         )
-    try:
-        return read_run_metadata(output_dir)
-    except StorageError as exc:
-        out.fail(EXIT_FAILED, str(exc), kind=type(exc).__name__, file=output_dir)
+    return metadata
 
 
 def run_failure(result: RunResult) -> tuple[int, str, str] | None:

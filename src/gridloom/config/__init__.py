@@ -18,6 +18,7 @@ from ._builder import PipelineBuilder
 from ._columns import ColumnConfig, DType
 from ._constraints import Constraint
 from ._converter import converter, structure_pipeline, unstructure_pipeline
+from ._executor import RayConfig
 from ._inference import InferenceDistribution
 from ._io import config_hash, dump_config, load_config, load_config_with_base
 from ._kinds import COLUMN_KINDS
@@ -48,6 +49,7 @@ __all__ = [
     "PipelineBuilder",
     "PipelineConfig",
     "ProviderConfig",
+    "RayConfig",
     "Rubric",
     "RunConfig",
     "SeedDatasetConfig",

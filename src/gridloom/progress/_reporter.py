@@ -8,13 +8,14 @@ import math
 import sys
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any, Literal, TextIO
 
 import trio
 
 from ._snapshot import (
     RATE_WINDOW_SECONDS,
+    ModelProgress,
     ProgressSnapshot,
     eta_seconds,
     format_duration,
@@ -83,6 +84,8 @@ class ProgressReporter:
         total: rows planned in this invocation.
         interval: seconds between two ``log`` lines.
         stream: where to write (default: ``sys.stderr`` as it is when writing).
+        model_lines: returns the model lines to show, instead of reading ``models``' handles
+            (a sharded run's driver shows the lines its shards report).
     """
 
     def __init__(
@@ -94,11 +97,13 @@ class ProgressReporter:
         total: int,
         interval: float = 10.0,
         stream: TextIO | None = None,
+        model_lines: Callable[[], Sequence[ModelProgress]] | None = None,
     ):
         self.mode = mode
         self.total = total
         self._statistics = statistics
         self._models = dict(models or {})
+        self._model_lines = model_lines
         self._interval = interval
         self._stream = stream
         self._history: deque[ProgressSnapshot] = deque()
@@ -152,6 +157,10 @@ class ProgressReporter:
     def snapshot(self, *, usage: bool = True) -> ProgressSnapshot:
         """A snapshot now; ``usage`` reads each handle's ``usage()`` (else the last count)."""
         now = trio.current_time() - self._started
+        if self._model_lines is not None:  # another process's models (a sharded run)
+            return take_snapshot(
+                self._statistics(), self._model_lines(), time=now, total=self.total
+            )
         if usage:
             self._requests = {a: h.usage().requests for a, h in self._models.items()}
             self._usage_read = now

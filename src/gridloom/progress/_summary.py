@@ -121,6 +121,31 @@ def _ended(status: str, summary: Mapping[str, Any]) -> str:
     return status or "unknown"
 
 
+def render_shards(shards: Sequence[Mapping[str, Any]]) -> list[str]:
+    """A sharded run's shards, one table row each (none for a local run): where each ran,
+    its row groups, and the requests and 429s of its share."""
+    if not shards:
+        return []
+    rows = []
+    for shard in sorted(shards, key=lambda s: int(s.get("shard", 0))):
+        groups = shard.get("row_groups") or []
+        span = f"{groups[0]}-{groups[-1]}" if len(groups) > 1 else str(groups[0] if groups else "")
+        usage = (shard.get("models") or {}).values()
+        rows.append(
+            [
+                str(shard.get("shard")),
+                f"{shard.get('host', '?')}:{shard.get('pid', '?')}",
+                span,
+                _number(len(shard.get("row_groups_generated") or [])),
+                _number(sum(int(m.get("requests") or 0) for m in usage)),
+                _number(sum(int(m.get("rate_limited") or 0) for m in usage)),
+                str(shard.get("status", "")),
+            ]
+        )
+    header = ["shard", "worker", "row groups", "generated", "requests", "429s", "ended"]
+    return ["", *_table(header, rows)]
+
+
 def render_summary(summary: Mapping[str, Any]) -> str:
     """A run's summary as a plain-text table, for a terminal or a log.
 
@@ -208,5 +233,6 @@ def render_summary(summary: Mapping[str, Any]) -> str:
         ]
     else:
         lines.append("")
+    lines += render_shards(summary.get("shards") or [])
     lines.append(f"ended: {_ended(str(summary.get('status', '')), summary)}")
     return "\n".join(lines)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,17 @@ import trio
 
 from ..clients import ModelHandle
 from ..engine import Scheduler
-from ..trace import TaskTracer, throttle_counters, with_origin, write_trace
+from ..storage import Location
+from ..trace import (
+    CHROME_TRACE_FILE,
+    TRACE_FILE,
+    TaskTracer,
+    throttle_counters,
+    with_origin,
+    write_trace,
+)
 
-__all__ = ["is_interrupt", "leaves", "save_trace", "summarize", "unwrap"]
+__all__ = ["is_interrupt", "leaves", "save_trace", "summarize", "unwrap", "write_trace_at"]
 
 log = logging.getLogger("gridloom")
 
@@ -45,12 +54,14 @@ def summarize(
 
 
 async def save_trace(
-    tracer: TaskTracer | None, output_dir: Path | None, models: Mapping[str, ModelHandle]
+    tracer: TaskTracer | None,
+    output: Path | Location | None,
+    models: Mapping[str, ModelHandle],
 ) -> pa.Table | None:
-    """The run's trace as a table, also written to ``output_dir`` (if any) as
-    ``trace.parquet`` and ``trace.json`` (for Perfetto, with the counter tracks of ``models``'
-    throttles); spans still open (the run was cut short) are marked ``cancelled``. The table's
-    schema metadata records the run's start on the trio clock (``trace.ORIGIN_KEY``)."""
+    """The run's trace as a table, also written to ``output`` (if any) as ``trace.parquet``
+    and ``trace.json`` (for Perfetto, with the counter tracks of ``models``' throttles); spans
+    still open (the run was cut short) are marked ``cancelled``. The table's schema metadata
+    records the run's start on the trio clock (``trace.ORIGIN_KEY``)."""
     if tracer is None:
         return None
     for span in tracer.spans:
@@ -63,17 +74,31 @@ async def save_trace(
             tracer.overflow,
         )
     table = with_origin(tracer.table(), tracer.origin)
-    if output_dir is not None:
+    if output is not None:
         usage = {alias: handle.usage().as_dict() for alias, handle in models.items()}
         write = functools.partial(
-            write_trace,
-            output_dir,
+            write_trace_at,
+            output,
             table,
             counters=throttle_counters(usage, origin=tracer.origin),
             metadata={"spans_not_kept": tracer.overflow},
         )
         await trio.to_thread.run_sync(write)
     return table
+
+
+def write_trace_at(output: Path | Location, table: pa.Table, **options: Any) -> None:
+    """:func:`~gridloom.trace.write_trace` to a run directory or to any location (a remote
+    one's files are written in a temp folder, then each put in one piece); blocking."""
+    if isinstance(output, Location) and output.local is not None:
+        output = output.local
+    if isinstance(output, Path):
+        write_trace(output, table, **options)
+        return
+    with tempfile.TemporaryDirectory(prefix="gridloom-trace-") as tmp:
+        write_trace(Path(tmp), table, **options)
+        for name in (TRACE_FILE, CHROME_TRACE_FILE):
+            output.write_bytes(name, (Path(tmp) / name).read_bytes())
 
 
 def is_interrupt(exc: BaseException) -> bool:

@@ -20,19 +20,33 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
-import pyarrow as pa
+import attrs
 import trio
 
 from ..clients import ModelHandle
 from ..config import PipelineConfig, config_hash, dump_config
-from ..engine import ExecutionGraph, GeneratorHealth, RowGroupSpec, Scheduler, ShutdownReason
-from ..errors import StorageError
+from ..engine import (
+    ExecutionGraph,
+    GeneratorHealth,
+    RowGroupSpec,
+    Scheduler,
+    ShutdownReason,
+)
 from ..progress import ProgressReporter
-from ..storage import MemoryStore, ParquetStore, RowGroupStore, RunResult
+from ..storage import (
+    Location,
+    ManifestStore,
+    MemoryStore,
+    ParquetStore,
+    RowGroupStore,
+    RunResult,
+    is_remote_uri,
+    location_of,
+)
 from ..throttle import ThrottleRegistry
 from ..tools import Toolbox
 from ..trace import TaskTracer
@@ -42,8 +56,18 @@ from ._models import serve_models
 from ._plan import iter_row_groups, shortfall, top_up
 from ._processors import ProcessingStore, compile_processors
 from ._report import is_interrupt, save_trace, summarize, unwrap
+from ._shard import ShardJob, ShardReporter, shard_report
+from ._sharded import create_sharded
 from ._signals import Interrupted, StopSignals
-from ._source import ConfigSource, compile_source, load_source, prepare, run_seed
+from ._source import (
+    ConfigSource,
+    compile_source,
+    load_source,
+    output_schema,
+    prepare,
+    run_seed,
+    seed_fingerprint,
+)
 from ._tools import serve_tools, tool_users
 
 __all__ = ["Run"]
@@ -54,24 +78,18 @@ T = TypeVar("T")
 Mode = Literal["new", "overwrite", "resume"]
 
 
-def _output_schema(cfg: PipelineConfig, graph: ExecutionGraph) -> pa.Schema:
-    """The schema of the data written: the generated columns', reshaped by the processors."""
-    chain = compile_processors(cfg, graph.schema)
-    return graph.schema if chain is None else chain.schema
+class Reporter(Protocol):
+    """What the run asks of its progress service (:class:`ProgressReporter` is one; a shard's
+    reports to its driver)."""
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = ...) -> None: ...
+    def stop(self) -> None: ...
+    def finish(self, status: str) -> None: ...
+    def add_rows(self, rows: int) -> None: ...
 
 
-def _seed_fingerprint(graph: ExecutionGraph) -> str | None:
-    """The seed dataset's files' fingerprint (``None`` without seed files), recorded so a
-    resume over changed files is refused."""
-    for node in graph.nodes:
-        fingerprint = getattr(node.generator, "fingerprint", None)
-        if node.name == "seed_dataset" and callable(fingerprint):
-            try:
-                found: str | None = fingerprint()
-            except OSError as exc:
-                raise StorageError(f"cannot read the seed dataset's files: {exc}") from None
-            return found
-    return None
+#: Makes a run's progress service from its scheduler and models (``None``: no service).
+Reporting = Callable[[Scheduler, Mapping[str, ModelHandle]], Reporter | None]
 
 
 class _Services:
@@ -120,7 +138,7 @@ class _Services:
         toolboxes: dict[str, Toolbox] = await self._start(functools.partial(serve_tools, graph))
         return toolboxes
 
-    async def progress(self, reporter: ProgressReporter) -> None:
+    async def progress(self, reporter: Reporter) -> None:
         """Show ``reporter``; the run stops it (:meth:`ProgressReporter.stop`) itself."""
         await self._start(reporter.serve, reporter.stop)
 
@@ -141,6 +159,8 @@ class Run:
         base_dir: folder for relative paths in the config (default: the config file's folder).
         signals: stop on SIGINT/SIGTERM (the command line): the run records status
             ``"interrupted"`` and raises :class:`~gridloom.run.Interrupted`.
+        executor: overrides of the config's ``run.executor`` (key ``executor``) and
+            ``run.ray`` settings (key ``ray``: a mapping of :class:`RayConfig` fields).
     """
 
     def __init__(
@@ -149,10 +169,12 @@ class Run:
         *,
         base_dir: str | os.PathLike[str] | None = None,
         signals: StopSignals | None = None,
+        executor: Mapping[str, Any] | None = None,
     ) -> None:
         self._source = config
         self._base_dir = base_dir
         self._signals = signals
+        self._executor = dict(executor or {})
 
     # ------------------------------------------------------------------ what a run does
 
@@ -177,12 +199,16 @@ class Run:
         if resume and overwrite:
             raise ValueError("resume and overwrite exclude each other")
         mode: Mode = "resume" if resume else "overwrite" if overwrite else "new"
-        work = functools.partial(self._create, num_records, Path(output_dir), mode)
+        work = functools.partial(self._create, num_records, os.fspath(output_dir), mode)
         return await self._supervise(work)
 
     async def preview(self, num_records: int = 10) -> RunResult:
         """Generate a few rows in memory (see :func:`gridloom.apreview`)."""
         return await self._supervise(functools.partial(self._preview, num_records))
+
+    async def shard(self, job: ShardJob) -> dict[str, Any]:
+        """Run one shard of a sharded run (the body of its Ray task; see ``._shard``)."""
+        return await self._supervise(functools.partial(self._shard, job))
 
     async def check_models(self) -> list[dict[str, Any]]:
         """One tiny request to every model the pipeline uses (see
@@ -214,20 +240,37 @@ class Run:
         return result
 
     async def _create(
-        self, num_records: int, out: Path, mode: Mode, services: _Services
+        self, num_records: int, output: str, mode: Mode, services: _Services
     ) -> RunResult:
         cfg, graph, base = await prepare(self._source, self._base_dir, num_records)
+        cfg = self._overridden(cfg)
         # Recorded in metadata.json for a resume from the saved config.yaml; a resume keeps the
         # recorded folder unless one is given.
         given = self._base_dir
         record = Path(given) if given is not None else None if mode == "resume" else base
+        if cfg.run.executor == "ray":
+            return await create_sharded(
+                cfg,
+                graph,
+                base,
+                num_records=num_records,
+                output=output,
+                mode=mode,
+                record_base=record,
+            )
+        remote = is_remote_uri(output)
+        location = await trio.to_thread.run_sync(location_of, output) if remote else None
         models, health = await services.models(cfg)
-        fingerprint = await trio.to_thread.run_sync(_seed_fingerprint, graph)
+        fingerprint = await trio.to_thread.run_sync(seed_fingerprint, graph)
+        opener: Any = (
+            functools.partial(ParquetStore.open, Path(output))
+            if location is None
+            else functools.partial(ManifestStore.open, location, role="run")
+        )
         store = await trio.to_thread.run_sync(
             functools.partial(
-                ParquetStore.open,
-                out,
-                schema=_output_schema(cfg, graph),
+                opener,
+                schema=output_schema(cfg, graph),
                 config_text=dump_config(cfg, None, strict=False, redact=True),
                 config_hash=config_hash(cfg),
                 num_records=num_records,
@@ -238,13 +281,75 @@ class Run:
                 seed_fingerprint=fingerprint,
             )
         )
+        out = Path(output) if location is None else location.local
         return await self._generate(
-            services, cfg, graph, store, models, health, num_records, store.seed, out
+            services,
+            cfg,
+            graph,
+            store,
+            models,
+            health,
+            num_records,
+            store.seed,
+            out,
+            trace_to=location,
         )
+
+    def _overridden(self, cfg: PipelineConfig) -> PipelineConfig:
+        """``cfg`` with the executor settings the caller gave (``--ray``, ``--shards``)."""
+        if not self._executor:
+            return cfg
+        ray = attrs.evolve(cfg.run.ray, **self._executor.get("ray", {}))
+        executor = self._executor.get("executor", cfg.run.executor)
+        return attrs.evolve(cfg, run=attrs.evolve(cfg.run, executor=executor, ray=ray))
+
+    async def _shard(self, job: ShardJob, services: _Services) -> dict[str, Any]:
+        cfg, graph, _base = await prepare(self._source, self._base_dir, job.num_records)
+        models, health = await services.models(cfg)
+        fingerprint = await trio.to_thread.run_sync(seed_fingerprint, graph)
+        store = await trio.to_thread.run_sync(
+            functools.partial(
+                ManifestStore.open,
+                location_of(job.output),
+                schema=output_schema(cfg, graph),
+                config_text=dump_config(cfg, None, strict=False, redact=True),
+                config_hash=job.config_hash,
+                num_records=job.num_records,
+                row_group_size=cfg.run.row_group_size,
+                seed=job.seed,
+                mode="resume",
+                role="shard",
+                seed_fingerprint=fingerprint,
+            )
+        )
+        # A shard restarted after its worker died skips what it had committed.
+        done = store.completed()
+        plan = [spec for spec in job.specs if spec.index not in done]
+
+        def reporting(scheduler: Scheduler, handles: Mapping[str, ModelHandle]) -> Reporter | None:
+            if job.board is None:
+                return None
+            interval = cfg.run.ray.progress_seconds
+            return ShardReporter(job.board, job.index, scheduler.statistics, handles, interval)
+
+        result = await self._generate(
+            services,
+            cfg,
+            graph,
+            store,
+            models,
+            health,
+            job.num_records,
+            job.seed,
+            None,
+            plan=plan,
+            reporting=reporting,
+        )
+        return shard_report(job, plan, result)
 
     async def _preview(self, num_records: int, services: _Services) -> RunResult:
         cfg, graph, _base = await prepare(self._source, self._base_dir, num_records)
-        store = MemoryStore(_output_schema(cfg, graph))
+        store = MemoryStore(output_schema(cfg, graph))
         models, health = await services.models(cfg)
         return await self._generate(
             services, cfg, graph, store, models, health, num_records, run_seed(cfg), None
@@ -268,14 +373,29 @@ class Run:
         num_records: int,
         seed: int,
         output_dir: Path | None,
+        *,
+        trace_to: Location | None = None,
+        plan: Sequence[RowGroupSpec] | None = None,
+        reporting: Reporting | None = None,
     ) -> RunResult:
-        """The scheduler over the plan, then its top-up rounds, then the store finished."""
+        """The scheduler over the plan, then its top-up rounds, then the store finished.
+
+        ``trace_to`` is where the trace goes when ``output_dir`` is not a local run
+        directory (a run at a URI); ``plan`` (a shard's row groups) replaces the run's own
+        plan (every row group not in the store); ``reporting`` makes the progress service
+        (default: the display ``run.progress`` asks for).
+        """
         # On resume the store knows the run's full size (it may have grown).
         total = getattr(store, "num_records", num_records)
         size = cfg.run.row_group_size
-        specs = iter_row_groups(total, size, store.completed())  # lazy: -n 10**12 plans nothing
-        planned = -(-total // size)
-        remaining = total - sum(rows for i, rows in store.rows_covered().items() if i < planned)
+        specs: Iterable[RowGroupSpec]
+        if plan is not None:
+            specs, remaining = plan, sum(spec.num_rows for spec in plan)
+        else:
+            specs = iter_row_groups(total, size, store.completed())  # lazy: -n 10**12 plans nothing
+            planned = -(-total // size)
+            covered = store.rows_covered().items()
+            remaining = total - sum(rows for i, rows in covered if i < planned)
         traced = cfg.run.trace or os.environ.get("GRIDLOOM_TRACE", "") not in ("", "0")
         tracer = TaskTracer(origin=trio.current_time()) if traced else None
         columns_health = GeneratorHealth.from_run_config(cfg.run)
@@ -303,12 +423,16 @@ class Run:
         health.on_trip(on_trip)
         columns_health.on_trip(on_trip)
         # Live progress (run.progress, GRIDLOOM_PROGRESS): a service reading snapshots.
-        reporter = ProgressReporter.for_run(
-            cfg.run,
-            statistics=scheduler.statistics,
-            models=models,
-            total=remaining,
-            preview=output_dir is None,
+        reporter: Reporter | None = (
+            ProgressReporter.for_run(
+                cfg.run,
+                statistics=scheduler.statistics,
+                models=models,
+                total=remaining,
+                preview=output_dir is None,
+            )
+            if reporting is None
+            else reporting(scheduler, models)
         )
         started = trio.current_time()
         rows_before = store.rows_written
@@ -326,7 +450,7 @@ class Run:
             summary = summarize(scheduler, models, status, trio.current_time() - started)
             with trio.CancelScope(shield=True):
                 try:
-                    await save_trace(tracer, output_dir, models)
+                    await save_trace(tracer, output_dir or trace_to, models)
                     await store.finish(status=status, summary=summary)
                 except Exception:  # keep the original error; this one is secondary
                     log.exception("could not record the run's final status")
@@ -355,7 +479,7 @@ class Run:
             log.info("run stopped early: %s", reason.message)
             summary["stop_reason"] = reason.message
             summary["stop"] = extras["stop"] = reason.as_dict()
-        trace = await save_trace(tracer, output_dir, models)
+        trace = await save_trace(tracer, output_dir or trace_to, models)
         await store.finish(status=status, summary=summary)
         return RunResult.from_store(
             store,
@@ -377,7 +501,7 @@ class Run:
         specs: Iterable[RowGroupSpec],
         cfg: PipelineConfig,
         total: int,
-        reporter: ProgressReporter | None,
+        reporter: Reporter | None,
     ) -> None:
         """The planned row groups, then (``fill_to_target``) top-up rounds until the rows
         dropped are replaced or the budget is spent."""

@@ -11,16 +11,25 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import pyarrow as pa
 import trio
 
 from ..config import PipelineConfig, load_config_with_base
 from ..config._io import redacted_headers  # TODO(lead): export it from gridloom.config
 from ..engine import ExecutionGraph, compile_pipeline
-from ..errors import ConfigError
+from ..errors import ConfigError, StorageError
 from ._plan import check_num_records
 from ._processors import compile_processors
 
-__all__ = ["ConfigSource", "compile_source", "load_source", "prepare", "run_seed"]
+__all__ = [
+    "ConfigSource",
+    "compile_source",
+    "load_source",
+    "output_schema",
+    "prepare",
+    "run_seed",
+    "seed_fingerprint",
+]
 
 log = logging.getLogger("gridloom")
 
@@ -114,3 +123,23 @@ async def prepare(
 def run_seed(cfg: PipelineConfig) -> int:
     """The run's seed: the configured one, else a fresh random one."""
     return cfg.run.seed if cfg.run.seed is not None else secrets.randbits(63)
+
+
+def output_schema(cfg: PipelineConfig, graph: ExecutionGraph) -> pa.Schema:
+    """The schema of the data written: the generated columns', reshaped by the processors."""
+    chain = compile_processors(cfg, graph.schema)
+    return graph.schema if chain is None else chain.schema
+
+
+def seed_fingerprint(graph: ExecutionGraph) -> str | None:
+    """The seed dataset's files' fingerprint (``None`` without seed files), recorded so a
+    resume over changed files is refused."""
+    for node in graph.nodes:
+        fingerprint = getattr(node.generator, "fingerprint", None)
+        if node.name == "seed_dataset" and callable(fingerprint):
+            try:
+                found: str | None = fingerprint()
+            except OSError as exc:
+                raise StorageError(f"cannot read the seed dataset's files: {exc}") from None
+            return found
+    return None

@@ -4,7 +4,10 @@ The engine hands each finished row group (:class:`RowGroupData`) to a
 :class:`RowGroupStore`: :class:`ParquetStore` writes it atomically to a run
 directory that can be resumed, :class:`MemoryStore` keeps it in memory.
 :class:`RunResult` is what a run returns, and :func:`open_run` gives that of a run
-directory on disk; :func:`inspect_run` looks at one without loading its dataset. Drop records
+directory on disk; :func:`inspect_run` looks at one without loading its dataset.
+:class:`ManifestStore` writes a run to any filesystem pyarrow knows (a :class:`Location`, from
+:func:`location_of`), committing each row group with a manifest entry so that several
+processes (the shards of a sharded run) can write one run. Drop records
 read back with the columns ``row_id`` (int64), ``column``, ``error_type`` and ``message``
 (strings).
 """
@@ -20,6 +23,8 @@ from ._inspect import (
     is_run_directory,
     read_run_metadata,
 )
+from ._location import Location, is_remote_uri, location_of
+from ._manifest import ManifestStore
 from ._memory import MemoryStore
 from ._opened import open_run
 from ._protocol import RowGroupStore
@@ -31,6 +36,8 @@ __all__ = [
     "CorrectionCounts",
     "DropExample",
     "DropRecord",
+    "Location",
+    "ManifestStore",
     "MemoryStore",
     "ParquetStore",
     "RowGroupData",
@@ -39,7 +46,9 @@ __all__ = [
     "RunResult",
     "data_files",
     "inspect_run",
+    "is_remote_uri",
     "is_run_directory",
+    "location_of",
     "open_run",
     "read_run_metadata",
 ]

@@ -58,23 +58,26 @@ from gridloom.errors import StorageError
 from ._atomic import atomic_write, atomic_write_bytes, fsync_dir, remove_temp_files
 from ._convert import DROPPED_SCHEMA, data_table, dropped_table
 from ._metadata import (
-    FORMAT_VERSION,
     RowGroupEntry,
     Tally,
     TallyView,
-    counts_to_json,
-    gridloom_version,
+    document_bytes,
     layout_problem,
     load_json,
     now_iso,
-    schema_to_json,
+    run_document,
 )
 from ._protocol import IO_THREADS, check_finish_args
 from ._resume import load_resume_state
 from ._rundir import clear_run, refuse_existing_run, refuse_foreign_files
 from ._types import RowGroupData
 
-__all__ = ["ROW_GROUP_KEY", "ParquetStore", "read_parquet"]
+__all__ = [
+    "ROW_GROUP_KEY",
+    "ParquetStore",
+    "declared_table",
+    "read_parquet",
+]
 
 #: Key of the row group entry in each data file's footer metadata.
 ROW_GROUP_KEY = "gridloom.row_group"
@@ -94,9 +97,19 @@ def read_parquet(path: Path, schema: pa.Schema) -> pa.Table:
         table = pq.read_table(path)
     except (OSError, pa.ArrowException) as exc:
         raise StorageError(f"cannot read {path}: {exc}") from exc
+    return declared_table(table, schema, str(path))
+
+
+def declared_table(table: pa.Table, schema: pa.Schema, where: str) -> pa.Table:
+    """``table`` (read from ``where``) with ``schema``'s metadata, after checking it has exactly
+    ``schema`` otherwise.
+
+    Raises:
+        StorageError: the table has another schema.
+    """
     if not table.schema.equals(schema):
         raise StorageError(
-            f"{path} does not have the declared schema:\n{table.schema}\nexpected:\n{schema}"
+            f"{where} does not have the declared schema:\n{table.schema}\nexpected:\n{schema}"
         )
     # The declared schema's metadata wins (a field's JSON-text mark included), so files
     # written before a mark existed read back like the ones written after.
@@ -441,30 +454,22 @@ class ParquetStore(TallyView):
         return entry
 
     def _document(self) -> dict[str, Any]:
-        groups = self._tally.groups
-        return {
-            "format_version": FORMAT_VERSION,
-            "gridloom_version": gridloom_version(),
-            "config_hash": self._config_hash,
-            "num_records": self._num_records,
-            "row_group_size": self._row_group_size,
-            "seed": self._seed,
-            "status": self._status,
-            "created_at": self._created_at,
-            "base_dir": self._base_dir,
-            "seed_fingerprint": self._seed_fingerprint,
-            "updated_at": now_iso(),
-            "schema": schema_to_json(self._schema),
-            "rows_written": self._tally.rows_written,
-            "rows_dropped": self._tally.rows_dropped,
-            "counts": counts_to_json(self._tally.counts),
-            "row_groups": {str(i): groups[i].to_json() for i in sorted(groups)},
-            "summary": self._summary,
-        }
+        return run_document(
+            config_hash=self._config_hash,
+            num_records=self._num_records,
+            row_group_size=self._row_group_size,
+            seed=self._seed,
+            status=self._status,
+            created_at=self._created_at,
+            base_dir=self._base_dir,
+            seed_fingerprint=self._seed_fingerprint,
+            schema=self._schema,
+            tally=self._tally,
+            summary=self._summary,
+        )
 
     def _write_metadata_sync(self, doc: dict[str, Any]) -> None:
-        payload = json.dumps(doc, indent=2, allow_nan=False).encode("utf-8") + b"\n"
-        atomic_write_bytes(self._dir / "metadata.json", payload)
+        atomic_write_bytes(self._dir / "metadata.json", document_bytes(doc))
 
     async def _write_metadata(self) -> None:
         doc = self._document()

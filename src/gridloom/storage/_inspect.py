@@ -1,12 +1,15 @@
 """A look at a run directory without loading its dataset (``gridloom inspect``).
 
-Everything comes from ``metadata.json`` and the parquet footers; the only data read is the
-first rows of the first non-empty data file's first row group (the sample) and the
-dropped-records files (the drop reasons, with an example each).
+Everything comes from ``metadata.json`` (plus the commit entries of ``_commits/``, written
+by the shards of a sharded run) and the parquet footers; the only data read is the first rows
+of the first non-empty data file's first row group (the sample) and the dropped-records files
+(the drop reasons, with an example each). A run directory is a local path or a URI
+(:func:`~gridloom.storage.location_of`).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +19,9 @@ import pyarrow.parquet as pq
 
 from gridloom.errors import StorageError
 
+from ._commits import committed_indices, load_document, read_commit
 from ._drops import DropExample, DropTally
+from ._location import Location, is_remote_uri, location_of
 from ._metadata import RowGroupEntry, load_json
 
 __all__ = [
@@ -28,26 +33,84 @@ __all__ = [
 ]
 
 
-def is_run_directory(out: Path) -> bool:
-    """Whether ``out`` holds a gridloom run (it has a ``metadata.json``)."""
-    return (out / "metadata.json").is_file()
+def is_run_directory(out: str | os.PathLike[str]) -> bool:
+    """Whether ``out`` (a path or a URI) holds a gridloom run (it has a ``metadata.json``).
+
+    Raises:
+        StorageError: a URI that cannot be opened or read.
+    """
+    if is_remote_uri(out):
+        return location_of(out).exists("metadata.json")
+    return (Path(out) / "metadata.json").is_file()
 
 
-def read_run_metadata(out: Path) -> dict[str, Any]:
-    """The ``metadata.json`` of the run in ``out``, as read.
+def read_run_metadata(out: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``metadata.json`` of the run in ``out`` (a path or a URI), as read.
 
     Raises:
         StorageError: ``out`` holds no run, or its ``metadata.json`` cannot be read.
     """
+    if is_remote_uri(out):
+        location = location_of(out)
+        doc = load_document(location)
+        if doc is None:
+            raise StorageError(f"{location.display} holds no gridloom run (no metadata.json)")
+        return doc
     if not is_run_directory(out):
         raise StorageError(f"{out} holds no gridloom run (no metadata.json)")
-    return load_json(out / "metadata.json")
+    return load_json(Path(out) / "metadata.json")
+
+
+def committed_entries(
+    location: Location, metadata: dict[str, Any], problems: list[str] | None = None
+) -> tuple[dict[str, Any], dict[int, RowGroupEntry]]:
+    """The ``row_groups`` object of ``metadata`` as read, plus the commit entries of the row
+    groups it does not list (committed by shards since it was written), by index.
+
+    Args:
+        problems: when given, a damaged commit entry is reported there instead of raised.
+
+    Raises:
+        StorageError: ``row_groups`` is not an object, or a commit entry is damaged.
+    """
+    raw_groups = metadata.get("row_groups") or {}
+    if not isinstance(raw_groups, dict):
+        raise StorageError(
+            f"cannot read {location.where('metadata.json')}: row_groups is not an object"
+        )
+    listed = {int(key) for key in raw_groups if str(key).isdigit()}
+    commits: dict[int, RowGroupEntry] = {}
+    for index in committed_indices(location):
+        if index in listed:
+            continue
+        try:
+            entry = read_commit(location, index)
+        except StorageError as exc:
+            if problems is None:
+                raise
+            problems.append(str(exc))
+            continue
+        if entry is not None:
+            commits[index] = entry
+    return raw_groups, commits
 
 
 def data_files(out: Path) -> dict[int, Path]:
     """The data files on disk in the run directory ``out``, by row group index (the row
     groups kept, whether ``metadata.json`` lists them yet or not)."""
     return _part_files(out / "data")
+
+
+def _data_names(location: Location) -> dict[int, Path | str]:
+    """:func:`data_files` at any location (a remote one's files named by URI)."""
+    if location.local is not None:
+        return dict(data_files(location.local))
+    found: dict[int, Path | str] = {}
+    for name in location.list_names("data"):
+        stem = name.removeprefix("part-").removesuffix(".parquet")
+        if name.startswith("part-") and name.endswith(".parquet") and stem.isdigit():
+            found[int(stem)] = location.where(f"data/{name}")
+    return dict(sorted(found.items()))
 
 
 @attrs.frozen(kw_only=True)
@@ -57,9 +120,10 @@ class RunDirectoryInfo:
     Attributes:
         metadata: ``metadata.json`` as read.
         rows_on_disk: kept rows over the data files on disk, from their parquet footers.
-        data_files: row group index to its data file, for the files on disk.
-        unlisted: indices of data files on disk that ``metadata.json`` does not list (written
-            just before a crash; a resume adopts them).
+        data_files: row group index to its data file, for the files on disk (a path, or for a
+            run at a URI the file's URI).
+        unlisted: indices of data files on disk that neither ``metadata.json`` nor a commit
+            entry lists (written just before a crash).
         problems: what is wrong with the directory, one sentence each (empty when nothing).
         schema: the columns of the data files: ``name``, Arrow ``type`` (as text) and
             ``nullable`` (from ``metadata.json`` when no data file exists).
@@ -70,7 +134,7 @@ class RunDirectoryInfo:
 
     metadata: dict[str, Any]
     rows_on_disk: int
-    data_files: dict[int, Path]
+    data_files: dict[int, Path | str]
     unlisted: tuple[int, ...]
     problems: tuple[str, ...]
     schema: list[dict[str, Any]]
@@ -90,6 +154,18 @@ def _part_files(directory: Path) -> dict[int, Path]:
     return dict(sorted(found.items()))
 
 
+def _footer(location: Location, rel: str) -> pq.FileMetaData:
+    """The parquet footer of ``rel`` (pyarrow's errors as raised, for the caller to report)."""
+    where, filesystem = location.source(rel)
+    return pq.read_metadata(where, filesystem=filesystem)
+
+
+def read_file_schema(location: Location, rel: str) -> pa.Schema:
+    """The Arrow schema of the parquet file ``rel`` (pyarrow's errors as raised)."""
+    where, filesystem = location.source(rel)
+    return pq.read_schema(where, filesystem=filesystem)
+
+
 def _schema_fields(schema: pa.Schema) -> list[dict[str, Any]]:
     return [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in schema]
 
@@ -102,28 +178,27 @@ def _schema_from_metadata(metadata: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"name": str(n), "type": str(t), "nullable": True} for n, t in recorded.items()]
 
 
-def inspect_run(out: Path, *, sample_rows: int = 5) -> RunDirectoryInfo:
+def inspect_run(out: str | os.PathLike[str], *, sample_rows: int = 5) -> RunDirectoryInfo:
     """Read what a run directory holds, without loading the dataset.
 
     Args:
-        out: the run directory.
+        out: the run directory: a path, or a URI (``s3://...``).
         sample_rows: how many rows to sample (0 for none).
 
     Raises:
         StorageError: ``out`` holds no run, or its ``metadata.json`` cannot be read.
     """
+    location = location_of(out)
     metadata = read_run_metadata(out)
-    raw_groups = metadata.get("row_groups") or {}
-    if not isinstance(raw_groups, dict):
-        raise StorageError(f"cannot read {out / 'metadata.json'}: row_groups is not an object")
     problems: list[str] = []
-    listed: dict[int, RowGroupEntry] = {}
+    raw_groups, commits = committed_entries(location, metadata, problems)
+    listed: dict[int, RowGroupEntry] = dict(commits)
     for key, raw in raw_groups.items():
         try:
             listed[int(key)] = RowGroupEntry.from_json(int(key), raw)
         except (KeyError, TypeError, ValueError) as exc:
             problems.append(f"metadata.json entry for row group {key!r} is damaged ({exc!r})")
-    on_disk = data_files(out)
+    on_disk = _data_names(location)
     for index in sorted(set(listed) - set(on_disk)):
         problems.append(f"metadata.json lists {RowGroupEntry.data_file(index)}, which is missing")
     unlisted = tuple(sorted(set(on_disk) - set(listed)))
@@ -134,48 +209,54 @@ def inspect_run(out: Path, *, sample_rows: int = 5) -> RunDirectoryInfo:
         )
 
     rows_on_disk = 0
-    first_with_rows: Path | None = None
-    for index, path in on_disk.items():
+    first_with_rows: str | None = None
+    for index in on_disk:
+        rel = RowGroupEntry.data_file(index)
         try:
-            footer = pq.read_metadata(path)
+            footer = _footer(location, rel)
         except (OSError, pa.ArrowException) as exc:
-            problems.append(f"{path.relative_to(out)} is unreadable ({exc})")
+            problems.append(f"{rel} is unreadable ({exc})")
             continue
         rows_on_disk += footer.num_rows
         if first_with_rows is None and footer.num_rows and footer.num_row_groups:
-            first_with_rows = path
+            first_with_rows = rel
         entry = listed.get(index)
         if entry is not None and entry.rows != footer.num_rows:
-            problems.append(
-                f"{path.relative_to(out)} holds {footer.num_rows} rows, metadata.json says"
-                f" {entry.rows}"
-            )
-    first = next(iter(on_disk.values()), None)
+            problems.append(f"{rel} holds {footer.num_rows} rows, metadata.json says {entry.rows}")
+    first = next(iter(on_disk), None)
     try:
-        schema = None if first is None else pq.read_schema(first).remove_metadata()
+        schema = (
+            None
+            if first is None
+            else read_file_schema(location, RowGroupEntry.data_file(first)).remove_metadata()
+        )
     except (OSError, pa.ArrowException):  # reported above
         schema = None
     fields = _schema_from_metadata(metadata) if schema is None else _schema_fields(schema)
 
     sample = pa.table({}) if schema is None else schema.empty_table()
     if sample_rows > 0 and first_with_rows is not None:
+        where, filesystem = location.source(first_with_rows)
         try:
-            batches = pq.ParquetFile(first_with_rows).iter_batches(
+            batches = pq.ParquetFile(where, filesystem=filesystem).iter_batches(
                 batch_size=sample_rows, row_groups=[0]
             )
             sample = pa.Table.from_batches([next(batches)]).replace_schema_metadata(None)
         except (OSError, StopIteration, pa.ArrowException) as exc:
-            problems.append(f"cannot read a sample from {first_with_rows.relative_to(out)}: {exc}")
+            problems.append(f"cannot read a sample from {first_with_rows}: {exc}")
 
     tally = DropTally()
     for index, entry in sorted(listed.items()):
         if not entry.has_drops:
             continue
-        path = out / RowGroupEntry.dropped_file(index)
+        rel = RowGroupEntry.dropped_file(index)
+        where, filesystem = location.source(rel)
         try:
-            drops = pq.read_table(path, columns=["row_id", "column", "error_type", "message"])
+            drops = pq.read_table(
+                where, columns=["row_id", "column", "error_type", "message"], filesystem=filesystem
+            )
         except (OSError, pa.ArrowException) as exc:
-            problems.append(f"{path.relative_to(out)} is unreadable ({exc})")
+            problems.append(f"{rel} is unreadable ({exc})")
             continue
         tally.add_table(drops)
     reasons = tally.by_column()

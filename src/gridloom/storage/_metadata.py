@@ -26,10 +26,12 @@ __all__ = [
     "Tally",
     "counts_from_json",
     "counts_to_json",
+    "document_bytes",
     "gridloom_version",
     "layout_problem",
     "load_json",
     "now_iso",
+    "run_document",
     "schema_to_json",
 ]
 
@@ -239,3 +241,46 @@ class TallyView:
     def rows_covered(self) -> dict[int, int]:
         """Rows each held row group covers (kept and dropped), by index."""
         return {index: entry.num_rows for index, entry in self._tally.groups.items()}
+
+
+def run_document(
+    *,
+    config_hash: str,
+    num_records: int,
+    row_group_size: int,
+    seed: int,
+    status: str,
+    created_at: str,
+    base_dir: str | None,
+    seed_fingerprint: str | None,
+    schema: pa.Schema,
+    tally: Tally,
+    summary: dict[str, Any],
+) -> dict[str, Any]:
+    """The ``metadata.json`` document of a run (layout in :mod:`gridloom.storage._checkpoint`),
+    stamped with the current time as ``updated_at``."""
+    groups = tally.groups
+    return {
+        "format_version": FORMAT_VERSION,
+        "gridloom_version": gridloom_version(),
+        "config_hash": config_hash,
+        "num_records": num_records,
+        "row_group_size": row_group_size,
+        "seed": seed,
+        "status": status,
+        "created_at": created_at,
+        "base_dir": base_dir,
+        "seed_fingerprint": seed_fingerprint,
+        "updated_at": now_iso(),
+        "schema": schema_to_json(schema),
+        "rows_written": tally.rows_written,
+        "rows_dropped": tally.rows_dropped,
+        "counts": counts_to_json(tally.counts),
+        "row_groups": {str(i): groups[i].to_json() for i in sorted(groups)},
+        "summary": summary,
+    }
+
+
+def document_bytes(doc: Mapping[str, Any]) -> bytes:
+    """``metadata.json``'s content for ``doc`` (indented JSON, no NaN, a final newline)."""
+    return json.dumps(doc, indent=2, allow_nan=False).encode("utf-8") + b"\n"

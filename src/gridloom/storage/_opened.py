@@ -1,20 +1,22 @@
 """A run directory opened for reading (:func:`open_run`): the result of a finished run, or of
-as much of one as was written before it stopped."""
+as much of one as was written before it stopped. The directory is a local path or a URI
+(:func:`~gridloom.storage.location_of`); its row groups are those ``metadata.json`` lists plus
+those committed by shards (``_commits/``)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from gridloom.errors import StorageError
 
-from ._checkpoint import read_parquet
 from ._convert import DROPPED_SCHEMA
-from ._inspect import read_run_metadata
+from ._inspect import committed_entries, read_file_schema, read_run_metadata
+from ._location import Location, is_remote_uri, location_of
 from ._metadata import RowGroupEntry, Tally, TallyView
 from ._result import RunResult
 from ._types import RowGroupData
@@ -26,10 +28,10 @@ _EXTRAS = ("models", "invocation", "shortfall", "stop")
 
 
 class _RunDirectory(TallyView):
-    """The row groups ``metadata.json`` lists, read from disk on demand; nothing is written."""
+    """The row groups of a run, read on demand; nothing is written."""
 
-    def __init__(self, out: Path, schema: pa.Schema, tally: Tally) -> None:
-        self._dir = out
+    def __init__(self, location: Location, schema: pa.Schema, tally: Tally) -> None:
+        self._location = location
         self._schema = schema
         self._tally = tally
 
@@ -38,14 +40,18 @@ class _RunDirectory(TallyView):
         return self._schema
 
     async def write(self, data: RowGroupData) -> None:
-        raise StorageError(f"{self._dir} was opened for reading: it takes no row groups")
+        raise StorageError(
+            f"{self._location.display} was opened for reading: it takes no row groups"
+        )
 
     async def finish(self, *, status: str, summary: Mapping[str, Any]) -> None:
-        raise StorageError(f"{self._dir} was opened for reading: it cannot be finished")
+        raise StorageError(
+            f"{self._location.display} was opened for reading: it cannot be finished"
+        )
 
     def read_table(self) -> pa.Table:
         tables = [
-            read_parquet(self._dir / RowGroupEntry.data_file(i), self._schema)
+            self._location.read_parquet(RowGroupEntry.data_file(i), self._schema)
             for i, entry in sorted(self._tally.groups.items())
             if entry.rows
         ]
@@ -53,23 +59,23 @@ class _RunDirectory(TallyView):
 
     def read_dropped(self) -> pa.Table:
         tables = [
-            read_parquet(self._dir / RowGroupEntry.dropped_file(i), DROPPED_SCHEMA)
+            self._location.read_parquet(RowGroupEntry.dropped_file(i), DROPPED_SCHEMA)
             for i, entry in sorted(self._tally.groups.items())
             if entry.has_drops
         ]
         return pa.concat_tables(tables) if tables else DROPPED_SCHEMA.empty_table()
 
 
-def _schema(out: Path, tally: Tally, recorded: Any) -> pa.Schema:
+def _schema(location: Location, tally: Tally, recorded: Any) -> pa.Schema:
     """The data files' schema; without one on disk, ``metadata.json``'s (types it cannot
     name read as null)."""
     for index, entry in sorted(tally.groups.items()):
         if entry.rows:
-            path = out / RowGroupEntry.data_file(index)
+            rel = RowGroupEntry.data_file(index)
             try:
-                return pq.read_schema(path).remove_metadata()
+                return read_file_schema(location, rel).remove_metadata()
             except (OSError, pa.ArrowException) as exc:
-                raise StorageError(f"cannot read {path}: {exc}") from exc
+                raise StorageError(f"cannot read {location.where(rel)}: {exc}") from exc
     fields = []
     for name, text in (recorded if isinstance(recorded, dict) else {}).items():
         try:
@@ -80,19 +86,22 @@ def _schema(out: Path, tally: Tally, recorded: Any) -> pa.Schema:
     return pa.schema(fields)
 
 
-def open_run(output_dir: str | Path) -> RunResult:
-    """The :class:`RunResult` of the run in ``output_dir``: a finished run's, or, for one
-    that stopped or is still going, that of the row groups ``metadata.json`` lists so far.
+def open_run(output_dir: str | os.PathLike[str]) -> RunResult:
+    """The :class:`RunResult` of the run in ``output_dir`` (a path or a URI): a finished run's,
+    or, for one that stopped or is still going, that of the row groups ``metadata.json`` lists
+    and shards committed so far.
 
     Counts, status and summary come from ``metadata.json``; the data is read from the
     parquet files on first access (:attr:`RunResult.table`). ``wall_time`` is the last
-    invocation's; ``trace`` is ``None`` (read ``trace.parquet`` for it).
+    invocation's; ``trace`` is ``None`` (read ``trace.parquet`` for it); for a run at a URI,
+    :attr:`RunResult.output_dir` is ``None``.
 
     Raises:
         StorageError: ``output_dir`` holds no run, or its ``metadata.json`` is damaged.
     """
-    out = Path(output_dir)
-    meta = read_run_metadata(out)
+    location = location_of(output_dir)
+    out = location.display
+    meta = read_run_metadata(output_dir)
     summary = meta.get("summary") if isinstance(meta.get("summary"), dict) else {}
     assert isinstance(summary, dict)
     tally = Tally()
@@ -100,21 +109,22 @@ def open_run(output_dir: str | Path) -> RunResult:
         num_records = int(meta["num_records"])
         seed = int(meta["seed"])
         status = str(meta["status"])
-        groups = meta.get("row_groups") or {}
-        for key, raw in sorted(groups.items(), key=lambda item: int(item[0])):
-            tally.add(RowGroupEntry.from_json(int(key), raw))
+        groups, commits = committed_entries(location, meta)
+        entries = {int(k): RowGroupEntry.from_json(int(k), raw) for k, raw in groups.items()}
+        for _, entry in sorted({**commits, **entries}.items()):
+            tally.add(entry)
         invocation = summary.get("invocation")
         wall = float(invocation.get("wall_time", 0.0)) if isinstance(invocation, dict) else 0.0
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise StorageError(f"cannot open {out}: metadata.json is damaged ({exc!r})") from exc
     reason = summary.get("stop_reason")
     return RunResult.from_store(
-        _RunDirectory(out, _schema(out, tally, meta.get("schema")), tally),
+        _RunDirectory(location, _schema(location, tally, meta.get("schema")), tally),
         num_records=num_records,
         seed=seed,
         wall_time=wall,
         status=status,
-        output_dir=out,
+        output_dir=None if is_remote_uri(output_dir) else Path(output_dir),
         extras={key: summary[key] for key in _EXTRAS if key in summary},
         stop_reason=reason if isinstance(reason, str) else None,
     )

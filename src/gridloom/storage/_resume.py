@@ -57,7 +57,13 @@ from ._metadata import (
     schema_to_json,
 )
 
-__all__ = ["ResumeState", "load_resume_state", "resume_tally"]
+__all__ = [
+    "RecordedRun",
+    "ResumeState",
+    "check_resume_document",
+    "load_resume_state",
+    "resume_tally",
+]
 
 logger = logging.getLogger("gridloom.storage")
 
@@ -291,36 +297,40 @@ def _schema_change(old: Any, schema: pa.Schema) -> str:
     )
 
 
-def load_resume_state(
-    out: Path,
+@attrs.frozen(kw_only=True)
+class RecordedRun:
+    """What a run's ``metadata.json`` records that a resumed run keeps.
+
+    Attributes:
+        seed: the seed of the original run.
+        created_at: creation time of the original run.
+        summary: the summary recorded by the last ``finish``.
+        num_records: rows the run records.
+    """
+
+    seed: int
+    created_at: str
+    summary: dict[str, Any]
+    num_records: int
+
+
+def check_resume_document(
+    doc: dict[str, Any],
+    out: object,
     *,
     schema: pa.Schema,
     config_hash: str,
     num_records: int,
     row_group_size: int,
-    row_group_key: str,
     seed_fingerprint: str | None = None,
-) -> ResumeState:
-    """Check that the run in ``out`` can be resumed and work out what is already done.
-
-    Removes temp files and unusable leftovers (see the module docstring).
-
-    Args:
-        seed_fingerprint: the seed files' fingerprint now; a run that recorded another
-            (its seed files changed since) is refused. Runs that recorded none (written
-            before fingerprints, or seeded from memory) are not checked.
+) -> RecordedRun:
+    """Check that the run whose ``metadata.json`` is ``doc`` (in ``out``, named in messages)
+    can be resumed with these settings (see :func:`load_resume_state`).
 
     Raises:
-        StorageError: no run there, a damaged ``metadata.json``, or a run that does not
-            match (config hash, row group size, schema, seed files); the message says which.
+        StorageError: the document is damaged, or the run does not match; the message says
+            which.
     """
-    meta_path = out / "metadata.json"
-    if not meta_path.is_file():
-        raise StorageError(
-            f"cannot resume {out}: no metadata.json there, so there is no run to "
-            "continue; start a new run instead"
-        )
-    doc = load_json(meta_path)
     try:
         version = doc["format_version"]
         old_hash = str(doc["config_hash"])
@@ -363,7 +373,54 @@ def load_resume_state(
             f" {num_records:,} were asked for; a resumed run keeps its rows and can only grow:"
             f" ask for {old_records:,} or more (or leave -n out with `gridloom resume`)"
         )
-    for d in (out, out / "data", out / "dropped"):
+    return RecordedRun(
+        seed=seed,
+        created_at=created_at,
+        summary=summary if isinstance(summary, dict) else {},
+        num_records=old_records,
+    )
+
+
+def load_resume_state(
+    out: Path,
+    *,
+    schema: pa.Schema,
+    config_hash: str,
+    num_records: int,
+    row_group_size: int,
+    row_group_key: str,
+    seed_fingerprint: str | None = None,
+) -> ResumeState:
+    """Check that the run in ``out`` can be resumed and work out what is already done.
+
+    Removes temp files and unusable leftovers (see the module docstring).
+
+    Args:
+        seed_fingerprint: the seed files' fingerprint now; a run that recorded another
+            (its seed files changed since) is refused. Runs that recorded none (written
+            before fingerprints, or seeded from memory) are not checked.
+
+    Raises:
+        StorageError: no run there, a damaged ``metadata.json``, or a run that does not
+            match (config hash, row group size, schema, seed files); the message says which.
+    """
+    meta_path = out / "metadata.json"
+    if not meta_path.is_file():
+        raise StorageError(
+            f"cannot resume {out}: no metadata.json there, so there is no run to "
+            "continue; start a new run instead"
+        )
+    doc = load_json(meta_path)
+    head = check_resume_document(
+        doc,
+        out,
+        schema=schema,
+        config_hash=config_hash,
+        num_records=num_records,
+        row_group_size=row_group_size,
+        seed_fingerprint=seed_fingerprint,
+    )
+    for d in (out, out / "data", out / "dropped", out / "_commits"):
         remove_temp_files(d)
     total = num_records
     tally, damaged = resume_tally(
@@ -376,9 +433,9 @@ def load_resume_state(
     )
     return ResumeState(
         num_records=total,
-        seed=seed,
-        created_at=created_at,
-        summary=summary if isinstance(summary, dict) else {},
+        seed=head.seed,
+        created_at=head.created_at,
+        summary=head.summary,
         tally=tally,
         damaged=damaged,
     )

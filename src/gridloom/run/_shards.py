@@ -1,0 +1,191 @@
+"""Sharding a run (pure): which row groups each shard generates, each shard's share of the
+models' request caps, and the shards' counts merged into one view of the run."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from ..config import PipelineConfig
+from ..engine import NodeProgress, RowGroupSpec, SchedulerStatistics
+from ..errors import ConfigError
+from ..progress import ModelProgress
+
+__all__ = [
+    "cap_share",
+    "check_shards",
+    "merge_models",
+    "merge_statistics",
+    "merge_summaries",
+    "shard_config",
+    "split_row_groups",
+]
+
+
+def split_row_groups(specs: Sequence[RowGroupSpec], shards: int) -> list[tuple[RowGroupSpec, ...]]:
+    """``specs`` in ``shards`` contiguous runs whose sizes differ by at most one (the first
+    ones take the extra); never an empty shard (fewer shards when there are fewer groups)."""
+    if shards < 1:
+        raise ValueError(f"shards must be >= 1, got {shards}")
+    count = min(shards, len(specs))
+    if count == 0:
+        return []
+    base, extra = divmod(len(specs), count)
+    out: list[tuple[RowGroupSpec, ...]] = []
+    start = 0
+    for shard in range(count):
+        size = base + (1 if shard < extra else 0)
+        out.append(tuple(specs[start : start + size]))
+        start += size
+    return out
+
+
+def cap_share(cap: int, shards: int, shard: int) -> int:
+    """Shard ``shard``'s share of a cap of ``cap`` concurrent requests split among ``shards``:
+    the shares sum to ``cap`` and differ by at most one."""
+    if not 0 <= shard < shards:
+        raise ValueError(f"shard must be in [0, {shards}), got {shard}")
+    base, extra = divmod(cap, shards)
+    return base + (1 if shard < extra else 0)
+
+
+def check_shards(cfg: PipelineConfig, shards: int, groups: int) -> None:
+    """Refuse a shard count the run cannot use: more shards than row groups to generate, or
+    than some model has request slots to share (each shard needs one).
+
+    Raises:
+        ConfigError: one line naming the limit and the largest count that works.
+    """
+    if shards > groups > 0:
+        raise ConfigError(
+            f"{shards} shards but only {groups} row groups to generate: each shard needs at"
+            f" least one row group; use {groups} shards or fewer (or a smaller"
+            " run.row_group_size)"
+        )
+    for model in cfg.models:
+        if model.max_parallel_requests < shards:
+            raise ConfigError(
+                f"model {model.alias!r}: max_parallel_requests {model.max_parallel_requests}"
+                f" is a cap for the whole run and cannot be split among {shards} shards (each"
+                f" needs at least one request slot); use {model.max_parallel_requests} shards"
+                " or fewer, or raise the cap"
+            )
+
+
+def shard_config(cfg: PipelineConfig, shards: int, shard: int) -> PipelineConfig:
+    """The pipeline as shard ``shard`` of ``shards`` runs it: each model's
+    ``max_parallel_requests`` is its share of the run's cap; it runs locally, shows no
+    progress of its own (the driver shows the run's), and leaves replacing dropped rows to the
+    driver (which needs every shard's drops to know how many)."""
+    models = tuple(
+        attrs.evolve(m, max_parallel_requests=cap_share(m.max_parallel_requests, shards, shard))
+        for m in cfg.models
+    )
+    run = attrs.evolve(cfg.run, executor="local", progress="off", fill_to_target=False)
+    return attrs.evolve(cfg, models=models, run=run)
+
+
+def merge_statistics(stats: Sequence[SchedulerStatistics]) -> SchedulerStatistics:
+    """The shards' scheduler snapshots as one: counts summed, per node by name in the first
+    shard's order (peaks are summed too: an upper bound of the run's); all zero for none."""
+    fields = {
+        f.name: sum(getattr(s, f.name) for s in stats)
+        for f in attrs.fields(SchedulerStatistics)
+        if f.name != "nodes"
+    }
+    nodes: dict[str, NodeProgress] = {}
+    for snapshot in stats:
+        for node in snapshot.nodes:
+            seen = nodes.get(node.name)
+            nodes[node.name] = (
+                node
+                if seen is None
+                else attrs.evolve(
+                    seen,
+                    done=seen.done + node.done,
+                    failed=seen.failed + node.failed,
+                    skipped=seen.skipped + node.skipped,
+                )
+            )
+    return SchedulerStatistics(nodes=tuple(nodes.values()), **fields)
+
+
+def merge_models(per_shard: Sequence[Sequence[ModelProgress]]) -> list[ModelProgress]:
+    """The shards' model lines as one per alias: limits, requests in flight, requests and
+    429s summed (the run's aggregate concurrency and traffic)."""
+    merged: dict[str, ModelProgress] = {}
+    for models in per_shard:
+        for m in models:
+            seen = merged.get(m.alias)
+            if seen is None:
+                merged[m.alias] = m
+                continue
+            limit = None if seen.limit is None or m.limit is None else seen.limit + m.limit
+            merged[m.alias] = ModelProgress(
+                alias=m.alias,
+                limit=limit,
+                in_flight=seen.in_flight + m.in_flight,
+                requests=seen.requests + m.requests,
+                rate_limited=seen.rate_limited + m.rate_limited,
+            )
+    return list(merged.values())
+
+
+#: Per model usage fields that add up across shards.
+_SUMMED = ("requests", "succeeded", "failed", "rate_limited", "input_tokens", "output_tokens")
+
+
+def _merge_usage(usages: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One alias's usage over the shards: counts summed, latencies combined (the mean
+    weighted by requests; the p95 is the worst shard's, an upper bound), and each throttle
+    domain's cuts, increases and 429s summed, its limit the sum of the shards' limits."""
+    first = usages[0]
+    out: dict[str, Any] = {k: first.get(k) for k in ("alias", "model", "provider")}
+    for key in _SUMMED:
+        out[key] = sum(int(u.get(key) or 0) for u in usages)
+    for key in ("errors", "transport_retries"):
+        total: Counter[str] = Counter()
+        for u in usages:
+            total.update({str(k): int(v) for k, v in (u.get(key) or {}).items()})
+        out[key] = dict(total)
+    weighted = [
+        (u["mean_latency"], u.get("requests") or 0) for u in usages if u.get("mean_latency")
+    ]
+    weight = sum(w for _, w in weighted)
+    out["mean_latency"] = sum(m * w for m, w in weighted) / weight if weight else None
+    p95 = [u["p95_latency"] for u in usages if u.get("p95_latency") is not None]
+    out["p95_latency"] = max(p95) if p95 else None
+    throttle: dict[str, dict[str, Any]] = {}
+    for u in usages:
+        for domain, state in (u.get("throttle") or {}).items():
+            into = throttle.setdefault(domain, {"shards": 0})
+            into["shards"] += 1
+            for key in ("limit", "cap", "cuts", "increases", "probes", "rate_limited"):
+                if isinstance(state.get(key), int):
+                    into[key] = into.get(key, 0) + state[key]
+    out["throttle"] = throttle
+    return out
+
+
+def merge_summaries(summaries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The shards' summaries (``{"invocation": ..., "models": ...}``) as the run's: the
+    invocation's counts summed (its wall time is the longest shard's), each model's usage
+    merged (:func:`_merge_usage`)."""
+    invocation: dict[str, Any] = {}
+    for summary in summaries:
+        for key, value in (summary.get("invocation") or {}).items():
+            if key == "wall_time":
+                invocation[key] = max(invocation.get(key, 0.0), float(value))
+            elif isinstance(value, int) and not isinstance(value, bool):
+                invocation[key] = invocation.get(key, 0) + value
+    by_alias: dict[str, list[Mapping[str, Any]]] = {}
+    for summary in summaries:
+        for alias, usage in (summary.get("models") or {}).items():
+            by_alias.setdefault(alias, []).append(usage)
+    return {
+        "invocation": invocation,
+        "models": {alias: _merge_usage(usages) for alias, usages in by_alias.items()},
+    }

@@ -1,0 +1,375 @@
+"""Where a run lives: a folder on any filesystem pyarrow knows (blocking IO; call the
+operations from worker threads).
+
+:func:`location_of` turns a path or a URI into a :class:`Location`: a plain path or a
+``file://`` URI is the local filesystem; ``s3://``, ``gs://``, ``hdfs://``, ``abfs://``... go
+through :meth:`pyarrow.fs.FileSystem.from_uri` (credentials and endpoints from the environment,
+e.g. ``AWS_ACCESS_KEY_ID`` and ``AWS_ENDPOINT_URL_S3``, or the options pyarrow takes in the
+URI's query); other schemes go through fsspec when it is installed (the ``fsspec`` extra).
+
+A :class:`Location` shows only its ``display`` string: the URI without its user information
+and query, so that keys given in a URI never appear in a repr, a message or a file.
+
+Files are replaced atomically, in the way the filesystem allows: on the local filesystem a
+temp file is fsynced and renamed over the target (:mod:`gridloom.storage._atomic`); on a
+filesystem with an atomic rename (HDFS) a temp file is moved over it; on an object store
+(S3, GCS and the rest) the content is assembled in memory and sent in one upload, so the
+object appears whole or not at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import secrets
+import urllib.parse
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO, NoReturn
+
+import attrs
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from gridloom.errors import StorageError
+
+from ._atomic import TEMP_PREFIX, atomic_write, fsync_dir
+from ._checkpoint import declared_table, read_parquet
+
+__all__ = ["Location", "is_remote_uri", "location_of"]
+
+#: Filesystems (pyarrow ``type_name``) whose rename replaces a file atomically.
+_ATOMIC_RENAME = frozenset({"hdfs"})
+#: Query options that carry credentials (taken out of the URI before pyarrow sees it).
+_SECRET_OPTIONS = ("access_key", "secret_key", "session_token")
+#: Length at which a message taken from the filesystem is cut.
+_REASON_CHARS = 300
+
+_DENIED = re.compile(
+    r"Invalid_?Access_?Key_?Id|Signature_?Does_?Not_?Match|Access_?Denied|Expired_?Token|"
+    r"Invalid_?Token|Forbidden|\b403\b|credential|Unauthori[sz]ed|\b401\b|access token",
+    re.IGNORECASE,
+)
+_UNREACHABLE = re.compile(
+    r"NETWORK_CONNECTION|Could not connect|Couldn't connect|Connection refused|"
+    r"resolve host|Couldn't resolve|timed out|Timeout was reached|curlCode",
+    re.IGNORECASE,
+)
+
+
+#: Seconds pyarrow's GCS client may retry a request (its own default is unbounded here).
+GCS_RETRY_SECONDS = 30
+
+
+def _scheme(uri: str) -> str:
+    """The URI scheme of ``uri``, or ``""`` for a plain path (a Windows drive letter included)."""
+    scheme = urllib.parse.urlsplit(uri).scheme
+    return scheme.lower() if len(scheme) > 1 else ""
+
+
+def is_remote_uri(uri: str | os.PathLike[str]) -> bool:
+    """Whether ``uri`` names a place other than a local path: it has a scheme, not ``file``."""
+    if not isinstance(uri, str):
+        return False
+    return _scheme(uri) not in ("", "file")
+
+
+@attrs.frozen(kw_only=True, repr=False)
+class Location:
+    """A folder on a pyarrow filesystem.
+
+    Attributes:
+        filesystem: the filesystem.
+        root: the folder's path in ``filesystem`` (no trailing slash).
+        display: what names the folder in messages: the path, or the URI without user
+            information and query (so never a secret).
+        local: the folder as a local path when ``filesystem`` is the local one, else ``None``.
+    """
+
+    filesystem: pafs.FileSystem = attrs.field(eq=False)
+    root: str
+    display: str
+    local: Path | None = None
+    _secrets: tuple[str, ...] = attrs.field(default=(), eq=False, alias="secrets")
+
+    def __repr__(self) -> str:
+        return f"Location({self.display!r})"
+
+    # ------------------------------------------------------------------ naming
+
+    def path(self, rel: str) -> str:
+        """Path of ``rel`` (``/``-separated, relative to the folder) in :attr:`filesystem`."""
+        if self.local is not None:
+            return str(self.local / rel)
+        return f"{self.root}/{rel}" if rel else self.root
+
+    def where(self, rel: str) -> str:
+        """How messages name ``rel``: the local path, or the display URI joined with ``rel``."""
+        if self.local is not None:
+            return str(self.local / rel)
+        return f"{self.display.rstrip('/')}/{rel}" if rel else self.display
+
+    def source(self, rel: str) -> tuple[str, pafs.FileSystem | None]:
+        """``(path, filesystem)`` to hand pyarrow's readers (``filesystem`` is ``None`` for a
+        local folder, so errors read as they do for a plain path)."""
+        return (self.path(rel), None if self.local is not None else self.filesystem)
+
+    def _fail(self, action: str, rel: str, exc: BaseException) -> NoReturn:
+        """Raise one clear :class:`StorageError` line for a filesystem failure."""
+        reason = _reason(exc, self._secrets)
+        raise StorageError(f"cannot {action} {self.where(rel)}: {reason}") from None
+
+    # ----------------------------------------------------------------- writing
+
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        """Replace ``rel`` with ``data`` atomically (see the module docstring)."""
+
+        def _write(f: BinaryIO) -> None:
+            f.write(data)
+
+        self.write_with(rel, _write)
+
+    def write_with(self, rel: str, write: Callable[[BinaryIO], None]) -> None:
+        """Replace ``rel`` atomically with what ``write`` writes to the binary file it is given
+        (it must not close it); on failure nothing is left of the new file.
+
+        Raises:
+            StorageError: the filesystem failed (``write``'s own errors propagate as raised).
+        """
+        try:
+            if self.local is not None:
+                target = self.local / rel
+                if not target.parent.is_dir():
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    fsync_dir(target.parent.parent)
+                atomic_write(target, write)
+            elif self.filesystem.type_name in _ATOMIC_RENAME:
+                self._write_renamed(rel, write)
+            else:
+                buffer = io.BytesIO()
+                write(buffer)
+                self._put(rel, buffer.getvalue())
+        except (OSError, pa.ArrowException) as exc:
+            self._fail("write", rel, exc)
+
+    def _write_renamed(self, rel: str, write: Callable[[BinaryIO], None]) -> None:
+        final = self.path(rel)
+        parent, _, name = final.rpartition("/")
+        tmp = f"{parent}/{TEMP_PREFIX}{name}-{secrets.token_hex(4)}"
+        self.filesystem.create_dir(parent, recursive=True)
+        try:
+            with self.filesystem.open_output_stream(tmp) as out:
+                write(out)
+            self.filesystem.move(tmp, final)
+        except BaseException:
+            with contextlib.suppress(OSError, pa.ArrowException):
+                self.filesystem.delete_file(tmp)
+            raise
+
+    def _put(self, rel: str, payload: bytes) -> None:
+        """One upload of the whole content (an object store shows it whole or not at all)."""
+        with self.filesystem.open_output_stream(self.path(rel)) as out:
+            out.write(payload)
+
+    def delete(self, rel: str) -> None:
+        """Remove ``rel`` (nothing happens when it is missing)."""
+        try:
+            if self.local is not None:
+                (self.local / rel).unlink(missing_ok=True)
+            else:
+                self.filesystem.delete_file(self.path(rel))
+        except FileNotFoundError:
+            return
+        except (OSError, pa.ArrowException) as exc:
+            self._fail("delete", rel, exc)
+
+    def delete_dir_if_empty(self, rel: str) -> None:
+        """Remove the directory ``rel`` when nothing is left in it (object stores have none)."""
+        try:
+            if self.local is not None:
+                folder = self.local / rel
+                if folder.is_dir() and not any(folder.iterdir()):
+                    folder.rmdir()
+            elif self.filesystem.type_name in _ATOMIC_RENAME and not self.list_names(rel):
+                self.filesystem.delete_dir(self.path(rel))
+        except FileNotFoundError:
+            return
+        except (OSError, pa.ArrowException) as exc:
+            self._fail("delete", rel, exc)
+
+    # ----------------------------------------------------------------- reading
+
+    def exists(self, rel: str) -> bool:
+        """Whether ``rel`` exists (a file or a directory)."""
+        try:
+            if self.local is not None:
+                return (self.local / rel).exists()
+            info = self.filesystem.get_file_info(self.path(rel))
+        except (OSError, pa.ArrowException) as exc:
+            self._fail("read", rel, exc)
+        return bool(info.type != pafs.FileType.NotFound)
+
+    def read_bytes(self, rel: str, *, limit: int) -> bytes | None:
+        """The content of ``rel``, or ``None`` when it is missing.
+
+        Raises:
+            StorageError: the file holds more than ``limit`` bytes, or cannot be read.
+        """
+        try:
+            if self.local is not None:
+                with open(self.local / rel, "rb") as f:
+                    data = f.read(limit + 1)
+            else:
+                with self.filesystem.open_input_stream(self.path(rel)) as stream:
+                    data = stream.read(limit + 1)
+        except FileNotFoundError:
+            return None
+        except (OSError, pa.ArrowException) as exc:
+            self._fail("read", rel, exc)
+        if len(data) > limit:
+            raise StorageError(f"cannot read {self.where(rel)}: larger than {limit:,} bytes")
+        return bytes(data)
+
+    def list_names(self, rel_dir: str) -> list[str]:
+        """Names of the files directly in the directory ``rel_dir``, sorted (``[]`` when it
+        is missing)."""
+        try:
+            if self.local is not None:
+                folder = self.local / rel_dir
+                if not folder.is_dir():
+                    return []
+                return sorted(e.name for e in folder.iterdir() if e.is_file())
+            selector = pafs.FileSelector(self.path(rel_dir), allow_not_found=True)
+            infos = self.filesystem.get_file_info(selector)
+        except (OSError, pa.ArrowException) as exc:
+            self._fail("list", rel_dir, exc)
+        return sorted(i.base_name for i in infos if i.type == pafs.FileType.File)
+
+    def read_parquet(self, rel: str, schema: pa.Schema) -> pa.Table:
+        """Read the parquet file ``rel`` and check it has exactly ``schema`` (as
+        :func:`gridloom.storage._checkpoint.read_parquet` does for a local file).
+
+        Raises:
+            StorageError: the file cannot be read or has another schema.
+        """
+        if self.local is not None:
+            return read_parquet(self.local / rel, schema)
+        try:
+            table = pq.read_table(self.path(rel), filesystem=self.filesystem)
+        except (OSError, pa.ArrowException) as exc:
+            self._fail("read", rel, exc)
+        return declared_table(table, schema, self.where(rel))
+
+
+def _reason(exc: BaseException, hidden: tuple[str, ...]) -> str:
+    """One line saying why a filesystem operation failed (credentials and endpoint failures
+    told apart; the secrets in ``hidden`` masked)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    for secret in hidden:
+        text = text.replace(secret, "***")
+    if _DENIED.search(text):
+        return (
+            "access denied: the storage refused the credentials, or found none (check"
+            " AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, GOOGLE_APPLICATION_CREDENTIALS or"
+            " the provider's equivalents, and the permissions)"
+        )
+    if _UNREACHABLE.search(text):
+        return (
+            "the storage endpoint cannot be reached (check AWS_ENDPOINT_URL_S3 /"
+            " AWS_ENDPOINT_URL or the provider's equivalents, and the network)"
+        )
+    return text[:_REASON_CHARS]
+
+
+def _local(path: Path) -> Location:
+    return Location(
+        filesystem=pafs.LocalFileSystem(),
+        root=path.absolute().as_posix(),
+        display=str(path),
+        local=path,
+    )
+
+
+def _credentials(parts: urllib.parse.SplitResult) -> tuple[str, tuple[str, ...]]:
+    """The URI pyarrow is given (S3 keys in the query moved to the user information, which
+    pyarrow reads) and the secret strings it holds."""
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    found = {k: v for k, v in query if k in _SECRET_OPTIONS}
+    hidden = [v for v in found.values() if v]
+    if parts.password:
+        hidden.append(urllib.parse.unquote(parts.password))
+        hidden.append(parts.password)
+    if parts.username:
+        hidden.append(urllib.parse.unquote(parts.username))
+    if not found:
+        return parts.geturl(), tuple(hidden)
+    if "session_token" in found or "access_key" not in found or "secret_key" not in found:
+        raise StorageError(
+            f"{_display(parts)}: give both access_key and secret_key (session tokens come from"
+            " AWS_SESSION_TOKEN), or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        )
+    userinfo = ":".join(urllib.parse.quote(found[k], safe="") for k in ("access_key", "secret_key"))
+    host = parts.hostname or ""
+    netloc = f"{userinfo}@{host}" + (f":{parts.port}" if parts.port else "")
+    rest = urllib.parse.urlencode([(k, v) for k, v in query if k not in _SECRET_OPTIONS])
+    uri = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, rest, ""))
+    return uri, tuple(hidden)
+
+
+def _display(parts: urllib.parse.SplitResult) -> str:
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}".rstrip("/")
+
+
+def _fsspec(uri: str, scheme: str, display: str) -> tuple[pafs.FileSystem, str]:
+    try:
+        import fsspec  # type: ignore[import-untyped]
+    except ImportError:
+        raise StorageError(
+            f"{display}: pyarrow has no filesystem for {scheme}:// and fsspec is not installed;"
+            " install it with `pip install 'gridloom[fsspec]'` (plus fsspec's package for"
+            f" {scheme}://)"
+        ) from None
+    try:
+        spec_fs, path = fsspec.core.url_to_fs(uri)
+    except (ImportError, ValueError, OSError) as exc:
+        raise StorageError(f"{display}: fsspec cannot open {scheme}:// ({exc})") from None
+    return pafs.PyFileSystem(pafs.FSSpecHandler(spec_fs)), str(path)
+
+
+def location_of(uri: str | os.PathLike[str]) -> Location:
+    """The :class:`Location` a path or URI names (see the module docstring).
+
+    Raises:
+        StorageError: the URI cannot be opened (an unknown scheme without fsspec, bad options);
+            the message shows the URI without its user information and query.
+    """
+    if not isinstance(uri, str):
+        return _local(Path(uri))
+    scheme = _scheme(uri)
+    if not scheme:
+        return _local(Path(uri))
+    parts = urllib.parse.urlsplit(uri)
+    if scheme == "file":
+        return _local(Path(urllib.parse.unquote(parts.path)))
+    display = _display(parts)
+    if not parts.netloc and not parts.path.strip("/"):
+        raise StorageError(f"cannot open {scheme}://: the URI names no bucket, host or path")
+    given, hidden = _credentials(parts)
+    if scheme in ("gs", "gcs") and "retry_limit_seconds=" not in parts.query:
+        # pyarrow's GCS client retries a missing credential for minutes by default.
+        given += ("&" if parts.query else "?") + f"retry_limit_seconds={GCS_RETRY_SECONDS}"
+    try:
+        filesystem, path = pafs.FileSystem.from_uri(given)
+    except pa.ArrowNotImplementedError:
+        filesystem, path = _fsspec(uri, scheme, display)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        if "Unrecognized filesystem type" in str(exc):
+            filesystem, path = _fsspec(uri, scheme, display)
+        else:
+            raise StorageError(f"cannot open {display}: {_reason(exc, hidden)}") from None
+    return Location(filesystem=filesystem, root=path.rstrip("/"), display=display, secrets=hidden)

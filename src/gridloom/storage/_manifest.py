@@ -1,0 +1,480 @@
+"""A checkpoint store on any filesystem, whose row groups are committed by a manifest, so that
+several processes can write one run (:class:`ManifestStore`).
+
+The layout is a run directory's (see :mod:`gridloom.storage._checkpoint`): ``config.yaml``,
+``metadata.json`` in exactly :class:`~gridloom.storage.ParquetStore`'s format, and
+``data/part-NNNNN.parquet`` with the same footer entry, ``dropped/part-NNNNN.parquet``; plus
+``_commits/part-NNNNN.json``, one commit entry per row group (:mod:`gridloom.storage._commits`).
+A row group is written as its dropped part, its data part, then its commit entry; a part
+without a commit entry is never listed or read, and is overwritten when the group is
+generated again. The run's row groups are those ``metadata.json`` lists plus those
+``_commits/`` holds, so a run directory written by :class:`~gridloom.storage.ParquetStore`
+can be continued by shards, and the other way round.
+
+Two roles:
+
+- ``"run"``: the one process that owns ``metadata.json`` and ``config.yaml`` (a one-machine
+  run, or the driver of a sharded one). Modes ``new``, ``overwrite`` and ``resume`` refuse and
+  check what :class:`~gridloom.storage.ParquetStore` does; ``metadata.json`` is rewritten after
+  every row group, by :meth:`ManifestStore.absorb` (which takes in the row groups shards
+  committed) and by ``finish``.
+- ``"shard"``: a process writing some of the row groups of a run the driver already opened
+  (mode ``resume`` only). It checks the same things, writes parts and commit entries, and
+  never writes ``metadata.json`` or ``config.yaml``; its ``finish`` records nothing.
+
+On resume a committed row group's files are checked to exist (not read: on an object store
+that would download the dataset); a commit entry whose data part is missing and that
+``metadata.json`` does not list is stale (left by a rerun that removed the part) and is
+deleted, so its group is generated again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import pyarrow as pa
+import trio
+
+from gridloom.errors import StorageError
+
+from ._atomic import remove_temp_files
+from ._checkpoint import _write_data_file, _write_dropped_file
+from ._commits import (
+    COMMITS_DIR,
+    commit_bytes,
+    commit_file,
+    listed_entries,
+    load_document,
+    read_commits,
+)
+from ._convert import DROPPED_SCHEMA, data_table, dropped_table
+from ._location import Location
+from ._metadata import (
+    RowGroupEntry,
+    Tally,
+    TallyView,
+    document_bytes,
+    layout_problem,
+    now_iso,
+    run_document,
+)
+from ._protocol import IO_THREADS, check_finish_args
+from ._resume import RecordedRun, check_resume_document
+from ._rundir import clear_run_at, refuse_existing_run_at, refuse_foreign_files_at
+from ._types import RowGroupData
+
+__all__ = ["ManifestStore", "Role"]
+
+logger = logging.getLogger("gridloom.storage")
+
+Mode = Literal["new", "overwrite", "resume"]
+Role = Literal["run", "shard"]
+
+
+class ManifestStore(TallyView):
+    """Checkpoint store on a :class:`~gridloom.storage.Location` (see the module docstring).
+
+    Create it with :meth:`open` (blocking: call it from a worker thread in a running event
+    loop). ``write``, ``absorb`` and ``finish`` do their IO in worker threads (at most
+    :data:`~gridloom.storage._protocol.IO_THREADS` at a time).
+    """
+
+    def __init__(
+        self,
+        *,
+        location: Location,
+        role: Role,
+        schema: pa.Schema,
+        config_hash: str,
+        num_records: int,
+        row_group_size: int,
+        seed: int,
+        created_at: str,
+        tally: Tally,
+    ) -> None:
+        """Private: use :meth:`open`."""
+        self._location = location
+        self._role: Role = role
+        self._schema = schema
+        self._config_hash = config_hash
+        self._num_records = num_records
+        self._row_group_size = row_group_size
+        self._seed = seed
+        self._created_at = created_at
+        self._tally = tally
+        self._status = "running"
+        self._summary: dict[str, Any] = {}
+        self._base_dir: str | None = None
+        self._seed_fingerprint: str | None = None
+        self._writing: set[int] = set()
+        self._limiter = trio.CapacityLimiter(IO_THREADS)
+        self._lock = trio.Lock()
+
+    # ----------------------------------------------------------------- opening
+
+    @classmethod
+    def open(
+        cls,
+        location: Location,
+        *,
+        schema: pa.Schema,
+        config_text: str,
+        config_hash: str,
+        num_records: int,
+        row_group_size: int,
+        seed: int,
+        mode: Mode,
+        base_dir: str | Path | None = None,
+        seed_fingerprint: str | None = None,
+        role: Role = "run",
+    ) -> ManifestStore:
+        """Open the run at ``location`` for writing (blocking).
+
+        Args:
+            location: where the run lives (:func:`~gridloom.storage.location_of`).
+            schema, config_text, config_hash, num_records, row_group_size, seed, mode,
+                base_dir, seed_fingerprint: as for :meth:`ParquetStore.open`.
+            role: ``"run"`` (owns ``metadata.json``) or ``"shard"`` (mode ``"resume"`` only;
+                writes row groups and their commit entries, nothing else).
+
+        Raises:
+            OutputExistsError: mode ``"new"`` and the location holds a run.
+            StorageError: the location cannot be used, or the run cannot be resumed.
+            ValueError: invalid arguments.
+        """
+        if mode not in ("new", "overwrite", "resume"):
+            raise ValueError(f"mode must be 'new', 'overwrite' or 'resume', got {mode!r}")
+        if role not in ("run", "shard"):
+            raise ValueError(f"role must be 'run' or 'shard', got {role!r}")
+        if role == "shard" and mode != "resume":
+            raise ValueError(
+                f"a shard continues a run its driver opened: mode 'resume', not {mode!r}"
+            )
+        if num_records < 0:
+            raise ValueError(f"num_records must be >= 0, got {num_records}")
+        if row_group_size < 1:
+            raise ValueError(f"row_group_size must be >= 1, got {row_group_size}")
+        if location.local is not None and location.local.is_file():
+            raise StorageError(f"output path {location.local} exists and is not a directory")
+        args: dict[str, Any] = {
+            "location": location,
+            "role": role,
+            "schema": schema,
+            "config_hash": config_hash,
+            "row_group_size": row_group_size,
+        }
+        resolved = None if base_dir is None else str(Path(base_dir).resolve())
+        if mode == "resume":
+            refuse_foreign_files_at(location)
+            if location.local is not None and role == "run":
+                for folder in ("", "data", "dropped", COMMITS_DIR):
+                    remove_temp_files(location.local / folder)
+            doc = load_document(location)
+            if doc is None:
+                raise StorageError(
+                    f"cannot resume {location.display}: no metadata.json there, so there is no"
+                    " run to continue; start a new run instead"
+                )
+            recorded = check_resume_document(
+                doc,
+                location.display,
+                schema=schema,
+                config_hash=config_hash,
+                num_records=num_records,
+                row_group_size=row_group_size,
+                seed_fingerprint=seed_fingerprint,
+            )
+            if role == "shard" and num_records != recorded.num_records:
+                raise StorageError(
+                    f"cannot write a shard of {location.display}: the run records"
+                    f" {recorded.num_records:,} rows, the shard was given {num_records:,};"
+                    " a shard uses the num_records its driver recorded"
+                )
+            store = cls._resumed(args, doc, recorded, num_records)
+            fingerprint = doc.get("seed_fingerprint")
+            store._seed_fingerprint = (
+                fingerprint if isinstance(fingerprint, str) else seed_fingerprint
+            )
+            old_base = doc.get("base_dir")
+            store._base_dir = resolved or (old_base if isinstance(old_base, str) else None)
+            if role == "run":
+                if not location.exists("config.yaml"):
+                    location.write_bytes("config.yaml", config_text.encode("utf-8"))
+                store._write_metadata_sync(store._document())
+            return store
+        if mode == "new":
+            refuse_existing_run_at(location)
+        else:
+            clear_run_at(location)
+        store = cls(**args, num_records=num_records, seed=seed, created_at=now_iso(), tally=Tally())
+        store._base_dir = resolved
+        store._seed_fingerprint = seed_fingerprint
+        store._write_metadata_sync(store._document())
+        location.write_bytes("config.yaml", config_text.encode("utf-8"))
+        return store
+
+    @classmethod
+    def _resumed(
+        cls, args: dict[str, Any], doc: dict[str, Any], recorded: RecordedRun, num_records: int
+    ) -> ManifestStore:
+        location: Location = args["location"]
+        row_group_size: int = args["row_group_size"]
+        listed = listed_entries(f"cannot resume {location.display}", doc.get("row_groups"))
+        commits = read_commits(location)
+        data = set(location.list_names("data"))
+        dropped = set(location.list_names("dropped"))
+        tally = Tally()
+        for index in sorted(set(listed) | set(commits)):
+            entry = listed.get(index) or commits[index]
+            data_name = RowGroupEntry.data_file(index).split("/")[1]
+            problem = layout_problem(
+                index,
+                entry.first_row_id,
+                entry.num_rows,
+                num_records=num_records,
+                row_group_size=row_group_size,
+            )
+            if problem is not None:
+                logger.warning(
+                    "row group %d covered rows %d..%d, but for the resumed run %s: it will be"
+                    " generated again",
+                    index,
+                    entry.first_row_id,
+                    entry.first_row_id + entry.num_rows - 1,
+                    problem,
+                )
+                if args["role"] == "run":
+                    _remove_group(location, index)
+                continue
+            if data_name not in data:
+                if index in listed:
+                    raise StorageError(
+                        f"cannot resume {location.display}: metadata.json lists"
+                        f" {RowGroupEntry.data_file(index)} but the file is missing; start"
+                        " again with --overwrite (overwrite=True from Python)"
+                    )
+                logger.warning(
+                    "%s has no data part: it will be generated again",
+                    location.where(commit_file(index)),
+                )
+                location.delete(commit_file(index))
+                continue
+            if entry.has_drops and RowGroupEntry.dropped_file(index).split("/")[1] not in dropped:
+                raise StorageError(
+                    f"cannot resume {location.display}: row group {index} dropped rows but"
+                    f" {RowGroupEntry.dropped_file(index)} is missing; start again with"
+                    " --overwrite (overwrite=True from Python)"
+                )
+            tally.add(entry)
+        store = cls(
+            **args,
+            num_records=num_records,
+            seed=recorded.seed,
+            created_at=recorded.created_at,
+            tally=tally,
+        )
+        store._summary = recorded.summary
+        return store
+
+    # -------------------------------------------------------------- properties
+
+    @property
+    def location(self) -> Location:
+        """Where the run lives."""
+        return self._location
+
+    @property
+    def role(self) -> Role:
+        """``"run"`` (owns ``metadata.json``) or ``"shard"``."""
+        return self._role
+
+    @property
+    def schema(self) -> pa.Schema:
+        """Declared schema of the data files."""
+        return self._schema
+
+    @property
+    def seed(self) -> int:
+        """Run seed; on resume, the seed recorded by the original run."""
+        return self._seed
+
+    @property
+    def num_records(self) -> int:
+        """Rows requested; on resume, the larger of the old and the new request."""
+        return self._num_records
+
+    @property
+    def row_group_size(self) -> int:
+        """Rows per row group."""
+        return self._row_group_size
+
+    @property
+    def num_row_groups(self) -> int:
+        """Row groups of the whole run."""
+        return -(-self._num_records // self._row_group_size)
+
+    @property
+    def config_hash(self) -> str:
+        """Configuration hash recorded in ``metadata.json``."""
+        return self._config_hash
+
+    @property
+    def status(self) -> str:
+        """Status recorded in ``metadata.json`` (a shard's stays ``"running"``)."""
+        return self._status
+
+    @property
+    def damaged(self) -> tuple[str, ...]:
+        """Row groups found damaged on resume: none (files are checked to exist, not read)."""
+        return ()
+
+    def __repr__(self) -> str:
+        return (
+            f"<ManifestStore {self._location.display!r} {self._role} {len(self._tally.groups)}/"
+            f"{self.num_row_groups} row groups, {self.rows_written} rows, {self._status}>"
+        )
+
+    # ----------------------------------------------------------------- writing
+
+    async def write(self, data: RowGroupData) -> None:
+        """Write one row group (dropped part, data part, commit entry); the run role then
+        rewrites ``metadata.json``.
+
+        Raises:
+            ValueTypeError: a value does not fit its column's type.
+            StorageError: the row group is inconsistent, already committed, or IO failed.
+        """
+        index = data.index
+        problem = layout_problem(
+            index,
+            data.first_row_id,
+            data.num_rows,
+            num_records=self._num_records,
+            row_group_size=self._row_group_size,
+        )
+        if problem is not None:
+            raise StorageError(
+                f"{problem}, got first_row_id={data.first_row_id}, num_rows={data.num_rows}"
+            )
+        if index in self._tally.groups or index in self._writing:
+            raise StorageError(f"row group {index} is already written to {self._location.display}")
+        self._writing.add(index)
+        try:
+            entry = await trio.to_thread.run_sync(self._write_files, data, limiter=self._limiter)
+            del data
+            with trio.CancelScope(shield=True):  # committed: record it even when cancelled
+                async with self._lock:
+                    self._tally.add(entry)
+                    if self._role == "run":
+                        await self._write_metadata()
+        finally:
+            self._writing.discard(index)
+
+    def _write_files(self, data: RowGroupData) -> RowGroupEntry:
+        """Worker thread: convert, write the parts, then the commit entry."""
+        table = data_table(data, self._schema)
+        entry = RowGroupEntry.of(data)
+        info = json.dumps({"index": entry.index, **entry.to_json()})
+        loc = self._location
+        if data.drops:
+            drops = dropped_table(data.drops)
+            loc.write_with(entry.dropped_file(entry.index), lambda f: _write_dropped_file(drops, f))
+        loc.write_with(entry.data_file(entry.index), lambda f: _write_data_file(table, info, f))
+        loc.write_bytes(commit_file(entry.index), commit_bytes(entry))
+        return entry
+
+    async def absorb(self) -> int:
+        """Take in the row groups shards committed since the last look, and (role ``"run"``)
+        rewrite ``metadata.json``; return how many were new.
+
+        Raises:
+            StorageError: a commit entry is damaged, or IO failed.
+        """
+        async with self._lock:
+            known = frozenset(self._tally.groups) | frozenset(self._writing)
+            found = await trio.to_thread.run_sync(
+                read_commits, self._location, known, limiter=self._limiter
+            )
+            for _, entry in sorted(found.items()):
+                self._tally.add(entry)
+            if found and self._role == "run":
+                with trio.CancelScope(shield=True):
+                    await self._write_metadata()
+        return len(found)
+
+    async def finish(self, *, status: str, summary: Mapping[str, Any]) -> None:
+        """Record the final status and summary in ``metadata.json`` (a shard records nothing).
+
+        Raises:
+            ValueError: unknown status.
+            StorageError: the summary is not JSON-serialisable, or IO failed.
+        """
+        plain = check_finish_args(status, summary)
+        if self._role == "shard":
+            return
+        with trio.CancelScope(shield=True):
+            async with self._lock:
+                self._status = status
+                self._summary = plain
+                await self._write_metadata()
+
+    def _document(self) -> dict[str, Any]:
+        return run_document(
+            config_hash=self._config_hash,
+            num_records=self._num_records,
+            row_group_size=self._row_group_size,
+            seed=self._seed,
+            status=self._status,
+            created_at=self._created_at,
+            base_dir=self._base_dir,
+            seed_fingerprint=self._seed_fingerprint,
+            schema=self._schema,
+            tally=self._tally,
+            summary=self._summary,
+        )
+
+    def _write_metadata_sync(self, doc: dict[str, Any]) -> None:
+        self._location.write_bytes("metadata.json", document_bytes(doc))
+
+    async def _write_metadata(self) -> None:
+        doc = self._document()
+        await trio.to_thread.run_sync(self._write_metadata_sync, doc, limiter=self._limiter)
+
+    # ----------------------------------------------------------------- reading
+
+    def read_table(self) -> pa.Table:
+        """All kept rows of the row groups held, in row group order (blocking).
+
+        Raises:
+            StorageError: a data file is missing, unreadable or has another schema.
+        """
+        tables = [
+            self._location.read_parquet(RowGroupEntry.data_file(i), self._schema)
+            for i, entry in sorted(self._tally.groups.items())
+            if entry.rows
+        ]
+        return pa.concat_tables(tables) if tables else self._schema.empty_table()
+
+    def read_dropped(self) -> pa.Table:
+        """All drop records of the row groups held, in row group order (blocking).
+
+        Raises:
+            StorageError: a dropped file is missing or unreadable.
+        """
+        tables = [
+            self._location.read_parquet(RowGroupEntry.dropped_file(i), DROPPED_SCHEMA)
+            for i, entry in sorted(self._tally.groups.items())
+            if entry.has_drops
+        ]
+        return pa.concat_tables(tables) if tables else DROPPED_SCHEMA.empty_table()
+
+
+def _remove_group(location: Location, index: int) -> None:
+    """Delete a row group's commit entry, then its parts."""
+    location.delete(commit_file(index))
+    location.delete(RowGroupEntry.data_file(index))
+    location.delete(RowGroupEntry.dropped_file(index))

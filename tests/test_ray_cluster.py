@@ -1,0 +1,375 @@
+"""Sharded runs on a real local Ray cluster: a head node and a second worker node started on
+this machine (so cross-node paths are real), output to a folder and to an S3 protocol server.
+
+These tests start real processes (Ray nodes, a driver killed mid-run) and wait on them with
+real time; each wait is bounded by a deadline, never a fixed sleep that decides the outcome.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+import gridloom as gl
+from gridloom.errors import ClusterError, ConfigError
+
+# Ray 2.5x+ authenticates its nodes with a token (~/.ray/auth_token, made on first use); the
+# nodes and this driver must agree on the mode, which Ray reads when it is imported.
+os.environ.setdefault("RAY_AUTH_MODE", "token")
+pytest.importorskip("ray")
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+ROWS = 120
+GROUP = 20
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _ray_bin() -> str:
+    return str(Path(sys.executable).with_name("ray"))
+
+
+class Cluster:
+    """The local two-node cluster: its address and the environment its nodes run with."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+
+
+def _stop(node: subprocess.Popen[bytes]) -> None:
+    """Stop one node started with ``ray start --block`` (its own processes only: ``ray stop``
+    would stop every Ray process on the machine)."""
+    if node.poll() is None:
+        os.killpg(node.pid, signal.SIGTERM)
+        try:
+            node.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(node.pid, signal.SIGKILL)
+            node.wait(timeout=60)
+
+
+def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start a node in the foreground (``--block``), in its own process group."""
+    return subprocess.Popen(
+        [_ray_bin(), "start", "--block", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def _alive_nodes(address: str, env: dict[str, str]) -> int:
+    probe = (
+        f"import ray; ray.init(address={address!r}, log_to_driver=False);"
+        "print(sum(1 for n in ray.nodes() if n['Alive']))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120
+    )
+    return int(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else 0
+
+
+@pytest.fixture(scope="module")
+def cluster(s3_server: Any) -> Iterator[Cluster]:
+    """A head node and one worker node (1 CPU each), stopped at the end of the module. The
+    nodes start with the S3 server's endpoint and keys in their environment, as workers of a
+    real cluster get their object store's credentials."""
+    port = _free_port()
+    address = f"127.0.0.1:{port}"
+    env = dict(os.environ)
+    env.update(
+        AWS_ENDPOINT_URL_S3=s3_server.url,
+        AWS_ENDPOINT_URL=s3_server.url,
+        AWS_ACCESS_KEY_ID="gridloom-test-key",
+        AWS_SECRET_ACCESS_KEY="gridloom-test-secret",
+        AWS_REGION="us-east-1",
+        AWS_DEFAULT_REGION="us-east-1",
+        RAY_USAGE_STATS_ENABLED="0",
+    )
+    common = ["--num-cpus", "1", "--disable-usage-stats"]
+    nodes = [_start(["--head", "--port", str(port), "--include-dashboard=false", *common], env)]
+    try:
+        deadline = time.monotonic() + 120
+        while _alive_nodes(address, env) < 1:
+            assert time.monotonic() < deadline, "the head node did not start"
+            time.sleep(0.5)
+        nodes.append(_start(["--address", address, *common], env))
+        while _alive_nodes(address, env) < 2:
+            assert time.monotonic() < deadline, "the worker node did not join"
+            time.sleep(0.5)
+        yield Cluster(address)
+    finally:
+        for node in reversed(nodes):
+            _stop(node)
+
+
+def _pipeline(tmp: Path, *, kill_once: bool = False, kill_always: bool = False) -> dict[str, Any]:
+    """Samplers, three model columns on two models, an expression and a custom function;
+    the function can kill its own worker process (once, or every time) at row 50."""
+    (tmp / "shard_functions.py").write_text(
+        "import os, signal\n"
+        "from pathlib import Path\n"
+        f"MARK = Path({str(tmp / 'killed')!r})\n"
+        f"ONCE, ALWAYS = {kill_once!r}, {kill_always!r}\n"
+        "def score(row, ctx):\n"
+        "    if ctx.row_id == 50 and (ALWAYS or (ONCE and not MARK.exists())):\n"
+        "        MARK.write_text('x')\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    return len(row['summary']) % 7\n"
+    )
+    return {
+        "providers": [
+            {
+                "name": "sim",
+                "type": "simulated",
+                "simulation": {"default": {"latency": {"median": 0.01, "sigma": 0.2}}},
+            }
+        ],
+        "models": [
+            {"alias": "writer", "provider": "sim", "model": "w-8b", "max_parallel_requests": 8},
+            {"alias": "judge", "provider": "sim", "model": "j-70b", "max_parallel_requests": 5},
+        ],
+        "columns": [
+            {"name": "topic", "category": {"values": ["rivers", "deserts", "glaciers"]}},
+            {"name": "level", "uniform": {"low": 1, "high": 9}},
+            {"name": "summary", "llm_text": {"model": "writer", "prompt": "About {{ topic }}."}},
+            {
+                "name": "facts",
+                "llm_structured": {
+                    "model": "writer",
+                    "prompt": "Facts on {{ topic }} at level {{ level }}.",
+                    "schema": {
+                        "type": "object",
+                        "properties": {"fact": {"type": "string"}, "n": {"type": "integer"}},
+                        "required": ["fact", "n"],
+                    },
+                },
+            },
+            {"name": "fact", "expression": "{{ facts.fact }}"},
+            {
+                "name": "quality",
+                "llm_judge": {
+                    "model": "judge",
+                    "prompt": "Rate: {{ summary }}",
+                    "rubrics": [{"name": "clarity", "scores": {"1": "bad", "5": "good"}}],
+                },
+            },
+            {
+                "name": "score",
+                "custom": {"function": "shard_functions:score", "dtype": "int"},
+                "depends_on": ["summary"],
+            },
+        ],
+        "run": {"row_group_size": GROUP, "seed": 11, "progress": "off"},
+    }
+
+
+def _local(tmp: Path, cfg: dict[str, Any]) -> pa.Table:
+    result = gl.create(cfg, num_records=ROWS, output_dir=tmp / "one", base_dir=tmp)
+    assert result.status == "complete"
+    return result.table
+
+
+def test_a_sharded_run_writes_the_same_dataset_as_one_machine(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """Three shards over two nodes write, row for row and value for value, the dataset a
+    one-machine run writes, and the metadata shows every row group and each shard."""
+    cfg = _pipeline(tmp_path)
+    expected = _local(tmp_path, cfg)
+    out = tmp_path / "sharded"
+    result = gl.create(
+        cfg,
+        num_records=ROWS,
+        output_dir=out,
+        base_dir=tmp_path,
+        ray_address=cluster.address,
+        shards=3,
+    )
+    assert result.status == "complete"
+    assert result.table.equals(expected)
+    assert gl.open_run(out).table.equals(expected)
+    meta = gl.storage.read_run_metadata(out)
+    assert meta["status"] == "complete"
+    assert sorted(int(i) for i in meta["row_groups"]) == list(range(ROWS // GROUP))
+    shards = meta["summary"]["shards"]
+    assert sorted(s["shard"] for s in shards) == [0, 1, 2]
+    assert sorted(g for s in shards for g in s["row_groups"]) == list(range(ROWS // GROUP))
+
+
+def test_shards_split_each_models_cap(cluster: Cluster, tmp_path: Path) -> None:
+    """Each shard's limiter cap is its share of the model's max_parallel_requests: the
+    shares add up to the global cap exactly."""
+    cfg = _pipeline(tmp_path)
+    result = gl.create(
+        cfg,
+        num_records=ROWS,
+        output_dir=tmp_path / "caps",
+        base_dir=tmp_path,
+        ray_address=cluster.address,
+        shards=3,
+    )
+    shards = result.extras["shards"]
+    for alias, cap in (("writer", 8), ("judge", 5)):
+        caps = sorted(s["models"][alias]["throttle"]["chat"]["cap"] for s in shards)
+        assert sum(caps) == cap
+        assert caps[-1] - caps[0] <= 1
+    merged = result.extras["models"]["writer"]
+    assert merged["requests"] == sum(s["models"]["writer"]["requests"] for s in shards)
+    assert merged["requests"] == 2 * ROWS
+
+
+def test_output_on_an_s3_server(
+    cluster: Cluster, tmp_path: Path, s3_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Shards write to an S3 protocol server; the run reads back through s3:// equal to the
+    one-machine dataset, and ``inspect`` works on the URI."""
+    s3_server.set_env(monkeypatch)
+    cfg = _pipeline(tmp_path)
+    expected = _local(tmp_path, cfg)
+    uri = s3_server.bucket("sharded-run") + "/quick"
+    result = gl.create(
+        cfg,
+        num_records=ROWS,
+        output_dir=uri,
+        base_dir=tmp_path,
+        ray_address=cluster.address,
+        shards=2,
+    )
+    assert result.status == "complete"
+    assert gl.open_run(uri).table.equals(expected)
+    info = gl.storage.inspect_run(uri)
+    assert info.rows_on_disk == ROWS
+    assert info.problems == ()
+
+
+def test_a_worker_killed_mid_shard_is_retried_from_its_commits(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """The worker generating row 50 kills itself once: Ray restarts its shard, which skips
+    the row groups it had committed; the dataset still equals the one-machine run."""
+    expected = _local(tmp_path, _pipeline(tmp_path))
+    (tmp_path / "killed").unlink(missing_ok=True)
+    cfg = _pipeline(tmp_path, kill_once=True)
+    cfg["run"]["max_row_groups_in_flight"] = 1  # groups 0 and 1 are committed before row 50
+    result = gl.create(
+        cfg,
+        num_records=ROWS,
+        output_dir=tmp_path / "killed-run",
+        base_dir=tmp_path,
+        ray_address=cluster.address,
+        shards=2,
+    )
+    assert (tmp_path / "killed").exists()  # the kill happened
+    assert result.status == "complete"
+    assert result.table.equals(expected)
+    # Shard 0 (row groups 0-2) died at row 50 (group 2): its retry skipped groups 0 and 1.
+    shard0 = next(s for s in result.extras["shards"] if s["shard"] == 0)
+    assert shard0["row_groups"] == [0, 1, 2]
+    assert shard0["row_groups_generated"] == [2]
+
+
+def test_a_shard_that_keeps_dying_stops_the_run_naming_it(cluster: Cluster, tmp_path: Path) -> None:
+    """A shard whose worker dies on every attempt ends the run with one error naming the
+    shard, its row groups and the cause; the run is recorded failed, and resumable."""
+    cfg = _pipeline(tmp_path, kill_always=True)
+    cfg["run"]["ray"] = {"max_retries": 1}
+    out = tmp_path / "dying"
+    with pytest.raises(ClusterError, match=r"shard 0 of 2 \(row groups 0-2\) failed: .*") as info:
+        gl.create(
+            cfg,
+            num_records=ROWS,
+            output_dir=out,
+            base_dir=tmp_path,
+            ray_address=cluster.address,
+            shards=2,
+        )
+    assert "\n" not in str(info.value)
+    meta = gl.storage.read_run_metadata(out)
+    assert meta["status"] == "failed"
+
+
+def test_a_killed_driver_is_resumed_with_ray(cluster: Cluster, tmp_path: Path) -> None:
+    """The driver (the CLI) killed with SIGKILL mid-run leaves committed row groups; `gridloom
+    resume OUT --ray` generates only the rest, and the dataset equals the one-machine run."""
+    import yaml
+
+    cfg = _pipeline(tmp_path)
+    cfg["providers"][0]["simulation"]["default"]["latency"] = {"median": 0.2}
+    expected = _local(tmp_path, cfg)
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "driver-killed"
+    env = {**os.environ, "GRIDLOOM_PROGRESS": "off"}
+    cmd = [sys.executable, "-m", "gridloom", "create", str(config), "-n", str(ROWS)]
+    log = tmp_path / "driver.log"
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(
+            [*cmd, "-o", str(out), "--ray", cluster.address, "--shards", "2"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=sink,
+        )
+    commits = out / "_commits"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if commits.is_dir() and len(list(commits.glob("*.json"))) >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, log.read_text()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    done_before = len(list(commits.glob("*.json")))
+    assert 2 <= done_before < ROWS // GROUP
+    resumed = subprocess.run(
+        [sys.executable, "-m", "gridloom", "resume", str(out), "--ray", cluster.address, "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert gl.open_run(out).table.equals(expected)
+
+
+def test_more_shards_than_row_groups_is_one_clear_line(cluster: Cluster, tmp_path: Path) -> None:
+    """Asking for more shards than row groups fails before any request, in one line."""
+    with pytest.raises(ConfigError, match="9 shards but only 6 row groups") as info:
+        gl.create(
+            _pipeline(tmp_path),
+            num_records=ROWS,
+            output_dir=tmp_path / "x",
+            base_dir=tmp_path,
+            ray_address=cluster.address,
+            shards=9,
+        )
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "x" / "metadata.json").exists()
+
+
+def test_an_unreachable_cluster_is_one_clear_line(tmp_path: Path) -> None:
+    """An address where no cluster answers fails with one line naming it."""
+    port = _free_port()
+    cfg = _pipeline(tmp_path)
+    cfg["run"]["ray"] = {"address": f"127.0.0.1:{port}"}
+    cfg["run"]["executor"] = "ray"
+    with pytest.raises(ClusterError, match=f"cannot reach a Ray cluster at 127.0.0.1:{port}"):
+        gl.create(cfg, num_records=ROWS, output_dir=tmp_path / "x", base_dir=tmp_path)
+    assert not (tmp_path / "x").exists()
