@@ -23,9 +23,10 @@ import pytest
 import gridloom as gl
 from gridloom.errors import ClusterError, ConfigError
 
-# Ray 2.5x+ authenticates its nodes with a token (~/.ray/auth_token, made on first use); the
-# nodes and this driver must agree on the mode, which Ray reads when it is imported.
-os.environ.setdefault("RAY_AUTH_MODE", "token")
+# Ray 2.5x+ can authenticate its nodes with a token (RAY_AUTH_MODE=token, ~/.ray/auth_token);
+# the test cluster lives on 127.0.0.1 for one module, so its nodes and this driver run without
+# (on a fresh machine there is no token to share). Ray reads the mode when it is imported.
+os.environ["RAY_AUTH_MODE"] = "disabled"
 pytest.importorskip("ray")
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -306,47 +307,88 @@ def test_a_shard_that_keeps_dying_stops_the_run_naming_it(cluster: Cluster, tmp_
     assert meta["status"] == "failed"
 
 
+class _Driver:
+    """The CLI as a sharded run's driver, in a process of its own (2 shards on the cluster),
+    killed or interrupted by a test once its shards have committed some row groups."""
+
+    def __init__(self, cluster: Cluster, tmp: Path, cfg: dict[str, Any], name: str) -> None:
+        import yaml
+
+        config = tmp / f"{name}.yaml"
+        config.write_text(yaml.safe_dump(cfg))
+        self.cluster = cluster
+        self.out = tmp / name
+        self.log = tmp / f"{name}.log"
+        self.env = {**os.environ, "GRIDLOOM_PROGRESS": "off"}
+        cmd = [sys.executable, "-m", "gridloom", "create", str(config), "-n", str(ROWS)]
+        cmd += ["-o", str(self.out), "--ray", cluster.address, "--shards", "2"]
+        with self.log.open("wb") as sink:
+            self.proc = subprocess.Popen(cmd, env=self.env, stdout=subprocess.DEVNULL, stderr=sink)
+
+    def commits(self) -> int:
+        """Row groups the shards have committed so far."""
+        folder = self.out / "_commits"
+        return len(list(folder.glob("*.json"))) if folder.is_dir() else 0
+
+    def wait_for_commits(self, count: int) -> None:
+        """Wait (bounded) until ``count`` row groups are committed, the driver still running."""
+        deadline = time.monotonic() + 120
+        while self.commits() < count and self.proc.poll() is None:
+            assert time.monotonic() < deadline, "no commits in time"
+            time.sleep(0.05)
+        assert self.proc.poll() is None, self.log.read_text()
+
+    def resume(self) -> subprocess.CompletedProcess[str]:
+        """``gridloom resume OUT --ray ADDRESS``, to its end."""
+        cmd = [sys.executable, "-m", "gridloom", "resume", str(self.out)]
+        return subprocess.run(
+            [*cmd, "--ray", self.cluster.address],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+
+def _slow(cfg: dict[str, Any]) -> dict[str, Any]:
+    """``cfg`` with slower answers and one row group at a time, so a test can stop the run
+    between commits."""
+    cfg["providers"][0]["simulation"]["default"]["latency"] = {"median": 0.2}
+    cfg["run"]["max_row_groups_in_flight"] = 1
+    return cfg
+
+
 def test_a_killed_driver_is_resumed_with_ray(cluster: Cluster, tmp_path: Path) -> None:
     """The driver (the CLI) killed with SIGKILL mid-run leaves committed row groups; `gridloom
     resume OUT --ray` generates only the rest, and the dataset equals the one-machine run."""
-    import yaml
-
-    cfg = _pipeline(tmp_path)
-    cfg["providers"][0]["simulation"]["default"]["latency"] = {"median": 0.2}
+    cfg = _slow(_pipeline(tmp_path))
     expected = _local(tmp_path, cfg)
-    config = tmp_path / "pipeline.yaml"
-    config.write_text(yaml.safe_dump(cfg))
-    out = tmp_path / "driver-killed"
-    env = {**os.environ, "GRIDLOOM_PROGRESS": "off"}
-    cmd = [sys.executable, "-m", "gridloom", "create", str(config), "-n", str(ROWS)]
-    log = tmp_path / "driver.log"
-    with log.open("wb") as sink:
-        proc = subprocess.Popen(
-            [*cmd, "-o", str(out), "--ray", cluster.address, "--shards", "2"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=sink,
-        )
-    commits = out / "_commits"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if commits.is_dir() and len(list(commits.glob("*.json"))) >= 2:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, log.read_text()
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
-    done_before = len(list(commits.glob("*.json")))
-    assert 2 <= done_before < ROWS // GROUP
-    resumed = subprocess.run(
-        [sys.executable, "-m", "gridloom", "resume", str(out), "--ray", cluster.address, "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    driver = _Driver(cluster, tmp_path, cfg, "driver-killed")
+    driver.wait_for_commits(2)
+    driver.proc.send_signal(signal.SIGKILL)
+    driver.proc.wait(timeout=30)
+    assert 2 <= driver.commits() < ROWS // GROUP
+    resumed = driver.resume()
     assert resumed.returncode == 0, resumed.stderr
-    assert gl.open_run(out).table.equals(expected)
+    assert gl.open_run(driver.out).table.equals(expected)
+
+
+def test_ctrl_c_stops_the_shards_and_records_an_interrupted_run(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """SIGINT to the driver stops its shards, keeps what they committed, records the run as
+    interrupted, exits 130 with the resume command; the resume then completes it."""
+    driver = _Driver(cluster, tmp_path, _slow(_pipeline(tmp_path)), "interrupted")
+    driver.wait_for_commits(1)
+    driver.proc.send_signal(signal.SIGINT)
+    assert driver.proc.wait(timeout=60) == 130, driver.log.read_text()
+    assert "resume with: gridloom create" in driver.log.read_text()
+    meta = gl.storage.read_run_metadata(driver.out)
+    assert meta["status"] == "interrupted"
+    assert 1 <= len(meta["row_groups"]) < ROWS // GROUP
+    resumed = driver.resume()
+    assert resumed.returncode == 0, resumed.stderr
+    assert gl.open_run(driver.out).num_rows == ROWS
 
 
 def test_more_shards_than_row_groups_is_one_clear_line(cluster: Cluster, tmp_path: Path) -> None:

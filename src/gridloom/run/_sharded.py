@@ -143,15 +143,14 @@ class _Driver:
         submit = functools.partial(
             self.cluster.submit, cpus=ray_cfg.cpus_per_shard, max_retries=ray_cfg.max_retries
         )
-        refs = {id(ref): (ref, job) for job in jobs for ref in [submit(job)]}
-        pending = dict(refs)
+        pending = {submit(job): job for job in jobs}  # Ray's object refs are hashable
         absorbed = trio.current_time()
         try:
             while pending:
-                waiting = [ref for ref, _ in pending.values()]
+                waiting = list(pending)
                 ready = await trio.to_thread.run_sync(self.cluster.wait, waiting, WAIT_SECONDS)
                 for ref in ready:
-                    _, job = pending.pop(id(ref))
+                    job = pending.pop(ref)
                     report = await trio.to_thread.run_sync(self.cluster.result, ref, job)
                     self.reports.append(report)
                     if report["status"] == "stopped":
@@ -164,9 +163,7 @@ class _Driver:
         finally:
             with trio.CancelScope(shield=True):
                 if pending:
-                    await trio.to_thread.run_sync(
-                        self.cluster.cancel, [ref for ref, _ in pending.values()]
-                    )
+                    await trio.to_thread.run_sync(self.cluster.cancel, list(pending))
                 self.view.latest = await trio.to_thread.run_sync(self.cluster.read_board, board)
                 self.view.next_round()
                 await self.store.absorb()

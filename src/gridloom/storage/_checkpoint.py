@@ -56,20 +56,18 @@ import trio
 from gridloom.errors import StorageError
 
 from ._atomic import atomic_write, atomic_write_bytes, fsync_dir, remove_temp_files
-from ._convert import DROPPED_SCHEMA, data_table, dropped_table
+from ._convert import data_table, dropped_table
 from ._metadata import (
     RowGroupEntry,
     Tally,
-    TallyView,
     document_bytes,
-    layout_problem,
     load_json,
     now_iso,
-    run_document,
 )
-from ._protocol import IO_THREADS, check_finish_args
+from ._protocol import check_finish_args
 from ._resume import load_resume_state
 from ._rundir import clear_run, refuse_existing_run, refuse_foreign_files
+from ._runstore import RunStore
 from ._types import RowGroupData
 
 __all__ = [
@@ -128,7 +126,7 @@ def _write_dropped_file(table: pa.Table, f: BinaryIO) -> None:
     pq.write_table(table, f, use_compliant_nested_type=False)
 
 
-class ParquetStore(TallyView):
+class ParquetStore(RunStore):
     """Checkpoint store writing a run directory (see the module docstring).
 
     Create it with :meth:`open`. ``write`` and ``finish`` do their blocking IO in
@@ -150,22 +148,17 @@ class ParquetStore(TallyView):
         tally: Tally,
     ) -> None:
         """Private: use :meth:`open`."""
+        super().__init__(
+            schema=schema,
+            config_hash=config_hash,
+            num_records=num_records,
+            row_group_size=row_group_size,
+            seed=seed,
+            created_at=created_at,
+            tally=tally,
+        )
         self._dir = output_dir
-        self._schema = schema
-        self._config_hash = config_hash
-        self._num_records = num_records
-        self._row_group_size = row_group_size
-        self._seed = seed
-        self._created_at = created_at
-        self._tally = tally
-        self._status = "running"
-        self._summary: dict[str, Any] = {}
-        self._base_dir: str | None = None
         self._damaged: tuple[str, ...] = ()
-        self._seed_fingerprint: str | None = None
-        self._writing: set[int] = set()
-        self._limiter = trio.CapacityLimiter(IO_THREADS)
-        self._lock = trio.Lock()
 
     # ----------------------------------------------------------------- opening
 
@@ -323,41 +316,6 @@ class ParquetStore(TallyView):
         line each, which and why."""
         return self._damaged
 
-    @property
-    def schema(self) -> pa.Schema:
-        """Declared schema of the data files."""
-        return self._schema
-
-    @property
-    def seed(self) -> int:
-        """Run seed; on resume, the seed recorded by the original run."""
-        return self._seed
-
-    @property
-    def num_records(self) -> int:
-        """Rows requested; on resume, the larger of the old and the new request."""
-        return self._num_records
-
-    @property
-    def row_group_size(self) -> int:
-        """Rows per row group."""
-        return self._row_group_size
-
-    @property
-    def num_row_groups(self) -> int:
-        """Row groups of the whole run."""
-        return -(-self._num_records // self._row_group_size)
-
-    @property
-    def config_hash(self) -> str:
-        """Configuration hash recorded in ``metadata.json``."""
-        return self._config_hash
-
-    @property
-    def status(self) -> str:
-        """Status recorded in ``metadata.json``."""
-        return self._status
-
     def __repr__(self) -> str:
         return (
             f"<ParquetStore {str(self._dir)!r} {len(self._tally.groups)}/"
@@ -414,19 +372,6 @@ class ParquetStore(TallyView):
                 self._summary = plain
                 await self._write_metadata()
 
-    def _check_layout(self, data: RowGroupData) -> None:
-        problem = layout_problem(
-            data.index,
-            data.first_row_id,
-            data.num_rows,
-            num_records=self._num_records,
-            row_group_size=self._row_group_size,
-        )
-        if problem is not None:
-            raise StorageError(
-                f"{problem}, got first_row_id={data.first_row_id}, num_rows={data.num_rows}"
-            )
-
     def _write_files(self, data: RowGroupData) -> RowGroupEntry:
         """Worker thread: convert and write the data (and dropped) files atomically."""
         table = data_table(data, self._schema)
@@ -453,21 +398,6 @@ class ParquetStore(TallyView):
             ) from exc
         return entry
 
-    def _document(self) -> dict[str, Any]:
-        return run_document(
-            config_hash=self._config_hash,
-            num_records=self._num_records,
-            row_group_size=self._row_group_size,
-            seed=self._seed,
-            status=self._status,
-            created_at=self._created_at,
-            base_dir=self._base_dir,
-            seed_fingerprint=self._seed_fingerprint,
-            schema=self._schema,
-            tally=self._tally,
-            summary=self._summary,
-        )
-
     def _write_metadata_sync(self, doc: dict[str, Any]) -> None:
         atomic_write_bytes(self._dir / "metadata.json", document_bytes(doc))
 
@@ -480,32 +410,5 @@ class ParquetStore(TallyView):
 
     # ----------------------------------------------------------------- reading
 
-    def read_table(self) -> pa.Table:
-        """All kept rows on disk, in row group order, with exactly the declared schema.
-
-        Raises:
-            StorageError: a data file is missing, unreadable or has another schema.
-        """
-        tables = [
-            read_parquet(self._dir / RowGroupEntry.data_file(i), self._schema)
-            for i, entry in sorted(self._tally.groups.items())
-            if entry.rows
-        ]
-        if not tables:
-            return self._schema.empty_table()
-        return pa.concat_tables(tables)
-
-    def read_dropped(self) -> pa.Table:
-        """All drop records on disk, in row group order.
-
-        Raises:
-            StorageError: a dropped file is missing or unreadable.
-        """
-        tables = [
-            read_parquet(self._dir / RowGroupEntry.dropped_file(i), DROPPED_SCHEMA)
-            for i, entry in sorted(self._tally.groups.items())
-            if entry.has_drops
-        ]
-        if not tables:
-            return DROPPED_SCHEMA.empty_table()
-        return pa.concat_tables(tables)
+    def _read_part(self, rel: str, schema: pa.Schema) -> pa.Table:
+        return read_parquet(self._dir / rel, schema)

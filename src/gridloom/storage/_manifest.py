@@ -51,20 +51,19 @@ from ._commits import (
     load_document,
     read_commits,
 )
-from ._convert import DROPPED_SCHEMA, data_table, dropped_table
+from ._convert import data_table, dropped_table
 from ._location import Location
 from ._metadata import (
     RowGroupEntry,
     Tally,
-    TallyView,
     document_bytes,
     layout_problem,
     now_iso,
-    run_document,
 )
-from ._protocol import IO_THREADS, check_finish_args
+from ._protocol import check_finish_args
 from ._resume import RecordedRun, check_resume_document
 from ._rundir import clear_run_at, refuse_existing_run_at, refuse_foreign_files_at
+from ._runstore import RunStore
 from ._types import RowGroupData
 
 __all__ = ["ManifestStore", "Role"]
@@ -75,7 +74,7 @@ Mode = Literal["new", "overwrite", "resume"]
 Role = Literal["run", "shard"]
 
 
-class ManifestStore(TallyView):
+class ManifestStore(RunStore):
     """Checkpoint store on a :class:`~gridloom.storage.Location` (see the module docstring).
 
     Create it with :meth:`open` (blocking: call it from a worker thread in a running event
@@ -97,22 +96,17 @@ class ManifestStore(TallyView):
         tally: Tally,
     ) -> None:
         """Private: use :meth:`open`."""
+        super().__init__(
+            schema=schema,
+            config_hash=config_hash,
+            num_records=num_records,
+            row_group_size=row_group_size,
+            seed=seed,
+            created_at=created_at,
+            tally=tally,
+        )
         self._location = location
         self._role: Role = role
-        self._schema = schema
-        self._config_hash = config_hash
-        self._num_records = num_records
-        self._row_group_size = row_group_size
-        self._seed = seed
-        self._created_at = created_at
-        self._tally = tally
-        self._status = "running"
-        self._summary: dict[str, Any] = {}
-        self._base_dir: str | None = None
-        self._seed_fingerprint: str | None = None
-        self._writing: set[int] = set()
-        self._limiter = trio.CapacityLimiter(IO_THREADS)
-        self._lock = trio.Lock()
 
     # ----------------------------------------------------------------- opening
 
@@ -293,41 +287,6 @@ class ManifestStore(TallyView):
         return self._role
 
     @property
-    def schema(self) -> pa.Schema:
-        """Declared schema of the data files."""
-        return self._schema
-
-    @property
-    def seed(self) -> int:
-        """Run seed; on resume, the seed recorded by the original run."""
-        return self._seed
-
-    @property
-    def num_records(self) -> int:
-        """Rows requested; on resume, the larger of the old and the new request."""
-        return self._num_records
-
-    @property
-    def row_group_size(self) -> int:
-        """Rows per row group."""
-        return self._row_group_size
-
-    @property
-    def num_row_groups(self) -> int:
-        """Row groups of the whole run."""
-        return -(-self._num_records // self._row_group_size)
-
-    @property
-    def config_hash(self) -> str:
-        """Configuration hash recorded in ``metadata.json``."""
-        return self._config_hash
-
-    @property
-    def status(self) -> str:
-        """Status recorded in ``metadata.json`` (a shard's stays ``"running"``)."""
-        return self._status
-
-    @property
     def damaged(self) -> tuple[str, ...]:
         """Row groups found damaged on resume: none (files are checked to exist, not read)."""
         return ()
@@ -349,17 +308,7 @@ class ManifestStore(TallyView):
             StorageError: the row group is inconsistent, already committed, or IO failed.
         """
         index = data.index
-        problem = layout_problem(
-            index,
-            data.first_row_id,
-            data.num_rows,
-            num_records=self._num_records,
-            row_group_size=self._row_group_size,
-        )
-        if problem is not None:
-            raise StorageError(
-                f"{problem}, got first_row_id={data.first_row_id}, num_rows={data.num_rows}"
-            )
+        self._check_layout(data)
         if index in self._tally.groups or index in self._writing:
             raise StorageError(f"row group {index} is already written to {self._location.display}")
         self._writing.add(index)
@@ -422,21 +371,6 @@ class ManifestStore(TallyView):
                 self._summary = plain
                 await self._write_metadata()
 
-    def _document(self) -> dict[str, Any]:
-        return run_document(
-            config_hash=self._config_hash,
-            num_records=self._num_records,
-            row_group_size=self._row_group_size,
-            seed=self._seed,
-            status=self._status,
-            created_at=self._created_at,
-            base_dir=self._base_dir,
-            seed_fingerprint=self._seed_fingerprint,
-            schema=self._schema,
-            tally=self._tally,
-            summary=self._summary,
-        )
-
     def _write_metadata_sync(self, doc: dict[str, Any]) -> None:
         self._location.write_bytes("metadata.json", document_bytes(doc))
 
@@ -446,31 +380,8 @@ class ManifestStore(TallyView):
 
     # ----------------------------------------------------------------- reading
 
-    def read_table(self) -> pa.Table:
-        """All kept rows of the row groups held, in row group order (blocking).
-
-        Raises:
-            StorageError: a data file is missing, unreadable or has another schema.
-        """
-        tables = [
-            self._location.read_parquet(RowGroupEntry.data_file(i), self._schema)
-            for i, entry in sorted(self._tally.groups.items())
-            if entry.rows
-        ]
-        return pa.concat_tables(tables) if tables else self._schema.empty_table()
-
-    def read_dropped(self) -> pa.Table:
-        """All drop records of the row groups held, in row group order (blocking).
-
-        Raises:
-            StorageError: a dropped file is missing or unreadable.
-        """
-        tables = [
-            self._location.read_parquet(RowGroupEntry.dropped_file(i), DROPPED_SCHEMA)
-            for i, entry in sorted(self._tally.groups.items())
-            if entry.has_drops
-        ]
-        return pa.concat_tables(tables) if tables else DROPPED_SCHEMA.empty_table()
+    def _read_part(self, rel: str, schema: pa.Schema) -> pa.Table:
+        return self._location.read_parquet(rel, schema)
 
 
 def _remove_group(location: Location, index: int) -> None:

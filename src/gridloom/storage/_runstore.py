@@ -1,0 +1,153 @@
+"""What the two stores that write a run share (:class:`ParquetStore` on a local folder,
+:class:`ManifestStore` on any location): the run's recorded settings, its tally and status,
+the ``metadata.json`` document, the layout check, and reading the row groups back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+import trio
+
+from gridloom.errors import StorageError
+
+from ._convert import DROPPED_SCHEMA
+from ._metadata import RowGroupEntry, Tally, TallyView, layout_problem, run_document
+from ._protocol import IO_THREADS
+from ._types import RowGroupData
+
+__all__ = ["RunStore"]
+
+
+class RunStore(TallyView):
+    """The state of a run being written (private base: use a subclass's ``open``).
+
+    Subclasses read one part file (:meth:`_read_part`) and write ``metadata.json``; the
+    rest — properties, the document, reading every row group back — is here.
+    """
+
+    def __init__(
+        self,
+        *,
+        schema: pa.Schema,
+        config_hash: str,
+        num_records: int,
+        row_group_size: int,
+        seed: int,
+        created_at: str,
+        tally: Tally,
+    ) -> None:
+        self._schema = schema
+        self._config_hash = config_hash
+        self._num_records = num_records
+        self._row_group_size = row_group_size
+        self._seed = seed
+        self._created_at = created_at
+        self._tally = tally
+        self._status = "running"
+        self._summary: dict[str, Any] = {}
+        self._base_dir: str | None = None
+        self._seed_fingerprint: str | None = None
+        self._writing: set[int] = set()
+        self._limiter = trio.CapacityLimiter(IO_THREADS)
+        self._lock = trio.Lock()
+
+    @property
+    def schema(self) -> pa.Schema:
+        """Declared schema of the data files."""
+        return self._schema
+
+    @property
+    def seed(self) -> int:
+        """Run seed; on resume, the seed recorded by the original run."""
+        return self._seed
+
+    @property
+    def num_records(self) -> int:
+        """Rows requested; on resume, the larger of the old and the new request."""
+        return self._num_records
+
+    @property
+    def row_group_size(self) -> int:
+        """Rows per row group."""
+        return self._row_group_size
+
+    @property
+    def num_row_groups(self) -> int:
+        """Row groups of the whole run."""
+        return -(-self._num_records // self._row_group_size)
+
+    @property
+    def config_hash(self) -> str:
+        """Configuration hash recorded in ``metadata.json``."""
+        return self._config_hash
+
+    @property
+    def status(self) -> str:
+        """Status recorded in ``metadata.json``."""
+        return self._status
+
+    def _check_layout(self, data: RowGroupData) -> None:
+        """Refuse a row group that does not fit the run's layout.
+
+        Raises:
+            StorageError: naming the rows it should cover.
+        """
+        problem = layout_problem(
+            data.index,
+            data.first_row_id,
+            data.num_rows,
+            num_records=self._num_records,
+            row_group_size=self._row_group_size,
+        )
+        if problem is not None:
+            raise StorageError(
+                f"{problem}, got first_row_id={data.first_row_id}, num_rows={data.num_rows}"
+            )
+
+    def _document(self) -> dict[str, Any]:
+        """``metadata.json`` as it stands now."""
+        return run_document(
+            config_hash=self._config_hash,
+            num_records=self._num_records,
+            row_group_size=self._row_group_size,
+            seed=self._seed,
+            status=self._status,
+            created_at=self._created_at,
+            base_dir=self._base_dir,
+            seed_fingerprint=self._seed_fingerprint,
+            schema=self._schema,
+            tally=self._tally,
+            summary=self._summary,
+        )
+
+    def _read_part(self, rel: str, schema: pa.Schema) -> pa.Table:
+        """One part file of the run (``rel`` to its root), with exactly ``schema``."""
+        raise NotImplementedError
+
+    def read_table(self) -> pa.Table:
+        """All kept rows of the row groups held, in row group order, with exactly the
+        declared schema (blocking).
+
+        Raises:
+            StorageError: a data file is missing, unreadable or has another schema.
+        """
+        tables = [
+            self._read_part(RowGroupEntry.data_file(i), self._schema)
+            for i, entry in sorted(self._tally.groups.items())
+            if entry.rows
+        ]
+        return pa.concat_tables(tables) if tables else self._schema.empty_table()
+
+    def read_dropped(self) -> pa.Table:
+        """All drop records of the row groups held, in row group order (blocking).
+
+        Raises:
+            StorageError: a dropped file is missing or unreadable.
+        """
+        tables = [
+            self._read_part(RowGroupEntry.dropped_file(i), DROPPED_SCHEMA)
+            for i, entry in sorted(self._tally.groups.items())
+            if entry.has_drops
+        ]
+        return pa.concat_tables(tables) if tables else DROPPED_SCHEMA.empty_table()
