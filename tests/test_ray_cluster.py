@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 ROWS = 120
 GROUP = 20
+#: The row whose custom cell kills its worker (in the last row group).
+KILL_ROW = 110
 
 
 def _free_port() -> int:
@@ -123,14 +126,20 @@ def cluster(s3_server: Any) -> Iterator[Cluster]:
 
 def _pipeline(tmp: Path, *, kill_once: bool = False, kill_always: bool = False) -> dict[str, Any]:
     """Samplers, three model columns on two models, an expression and a custom function;
-    the function can kill its own worker process (once, or every time) at row 50."""
-    (tmp / "shard_functions.py").write_text(
+    the function logs each row it scores (``calls.log``) and can kill its own worker process
+    (once, or every time) at row ``KILL_ROW``."""
+    # A module name of this test's own: the test process keeps modules it imported.
+    module = "shard_fn_" + "".join(c if c.isalnum() else "_" for c in tmp.name)
+    (tmp / f"{module}.py").write_text(
         "import os, signal\n"
         "from pathlib import Path\n"
         f"MARK = Path({str(tmp / 'killed')!r})\n"
-        f"ONCE, ALWAYS = {kill_once!r}, {kill_always!r}\n"
+        f"CALLS = Path({str(tmp / 'calls.log')!r})\n"
+        f"ONCE, ALWAYS, ROW = {kill_once!r}, {kill_always!r}, {KILL_ROW}\n"
         "def score(row, ctx):\n"
-        "    if ctx.row_id == 50 and (ALWAYS or (ONCE and not MARK.exists())):\n"
+        "    with CALLS.open('a') as log:\n"
+        "        log.write(f'{ctx.row_id}\\n')\n"
+        "    if ctx.row_id == ROW and (ALWAYS or (ONCE and not MARK.exists())):\n"
         "        MARK.write_text('x')\n"
         "        os.kill(os.getpid(), signal.SIGKILL)\n"
         "    return len(row['summary']) % 7\n"
@@ -174,7 +183,7 @@ def _pipeline(tmp: Path, *, kill_once: bool = False, kill_always: bool = False) 
             },
             {
                 "name": "score",
-                "custom": {"function": "shard_functions:score", "dtype": "int"},
+                "custom": {"function": f"{module}:score", "dtype": "int"},
                 "depends_on": ["summary"],
             },
         ],
@@ -228,10 +237,15 @@ def test_shards_split_each_models_cap(cluster: Cluster, tmp_path: Path) -> None:
         shards=3,
     )
     shards = result.extras["shards"]
+    assert len(shards) == 3
     for alias, cap in (("writer", 8), ("judge", 5)):
-        caps = sorted(s["models"][alias]["throttle"]["chat"]["cap"] for s in shards)
+        caps = sorted(s["caps"][alias] for s in shards)
         assert sum(caps) == cap
         assert caps[-1] - caps[0] <= 1
+        for shard in shards:  # the limiter of a shard that sent requests had its share
+            throttle = shard["models"].get(alias, {}).get("throttle", {}).get("chat")
+            if throttle is not None:
+                assert throttle["cap"] == shard["caps"][alias]
     merged = result.extras["models"]["writer"]
     assert merged["requests"] == sum(s["models"]["writer"]["requests"] for s in shards)
     assert merged["requests"] == 2 * ROWS
@@ -264,12 +278,14 @@ def test_output_on_an_s3_server(
 def test_a_worker_killed_mid_shard_is_retried_from_its_commits(
     cluster: Cluster, tmp_path: Path
 ) -> None:
-    """The worker generating row 50 kills itself once: Ray restarts its shard, which skips
-    the row groups it had committed; the dataset still equals the one-machine run."""
+    """The worker scoring row 110 (the last row group) kills itself once: Ray restarts its
+    shard, which takes up its row groups again but skips those it had committed — only the
+    killed row group is scored twice — and the dataset still equals the one-machine run."""
     expected = _local(tmp_path, _pipeline(tmp_path))
-    (tmp_path / "killed").unlink(missing_ok=True)
+    (tmp_path / "calls.log").unlink()  # the local run's calls
     cfg = _pipeline(tmp_path, kill_once=True)
-    cfg["run"]["max_row_groups_in_flight"] = 1  # groups 0 and 1 are committed before row 50
+    # One row group at a time per shard: the killer had committed the one before row 110's.
+    cfg["run"]["max_row_groups_in_flight"] = 1
     result = gl.create(
         cfg,
         num_records=ROWS,
@@ -281,10 +297,15 @@ def test_a_worker_killed_mid_shard_is_retried_from_its_commits(
     assert (tmp_path / "killed").exists()  # the kill happened
     assert result.status == "complete"
     assert result.table.equals(expected)
-    # Shard 0 (row groups 0-2) died at row 50 (group 2): its retry skipped groups 0 and 1.
-    shard0 = next(s for s in result.extras["shards"] if s["shard"] == 0)
-    assert shard0["row_groups"] == [0, 1, 2]
-    assert shard0["row_groups_generated"] == [2]
+    calls = Counter(int(line) for line in (tmp_path / "calls.log").read_text().split())
+    assert set(calls) == set(range(ROWS))
+    twice = {row for row, n in calls.items() if n > 1}
+    killed_group = KILL_ROW // GROUP
+    assert KILL_ROW in twice
+    assert {row // GROUP for row in twice} == {killed_group}
+    killer = next(s for s in result.extras["shards"] if killed_group in s["row_groups"])
+    skipped = set(killer["row_groups"]) - set(killer["row_groups_generated"])
+    assert skipped  # committed before the kill, not generated again
 
 
 def test_a_shard_that_keeps_dying_stops_the_run_naming_it(cluster: Cluster, tmp_path: Path) -> None:
@@ -293,7 +314,9 @@ def test_a_shard_that_keeps_dying_stops_the_run_naming_it(cluster: Cluster, tmp_
     cfg = _pipeline(tmp_path, kill_always=True)
     cfg["run"]["ray"] = {"max_retries": 1}
     out = tmp_path / "dying"
-    with pytest.raises(ClusterError, match=r"shard 0 of 2 \(row groups 0-2\) failed: .*") as info:
+    with pytest.raises(
+        ClusterError, match=r"shard [01] of 2 \(row groups? [0-9, -]+\) failed: "
+    ) as info:
         gl.create(
             cfg,
             num_records=ROWS,

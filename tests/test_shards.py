@@ -17,7 +17,7 @@ from gridloom.config import PipelineConfig, load_config
 from gridloom.engine import NodeProgress, RowGroupSpec, SchedulerStatistics
 from gridloom.errors import ClusterError, ConfigError
 from gridloom.progress import ModelProgress, ProgressReporter
-from gridloom.run._cluster import Cluster, _cause, _check_listening, import_ray
+from gridloom.run._cluster import Board, Cluster, _cause, _check_listening, import_ray
 from gridloom.run._run import Run
 from gridloom.run._shard import ShardJob
 from gridloom.run._shards import (
@@ -27,7 +27,6 @@ from gridloom.run._shards import (
     merge_statistics,
     merge_summaries,
     shard_config,
-    split_row_groups,
 )
 from gridloom.storage import location_of
 
@@ -36,17 +35,26 @@ def _specs(n: int) -> list[RowGroupSpec]:
     return [RowGroupSpec(index=i, first_row_id=i * 10, num_rows=10) for i in range(n)]
 
 
-@given(st.integers(0, 300), st.integers(1, 64))
-def test_split_covers_every_group_once_in_contiguous_balanced_runs(n: int, k: int) -> None:
-    """Every row group lands in exactly one shard, shards are contiguous runs in order, no
-    shard is empty, and their sizes differ by at most one."""
-    parts = split_row_groups(_specs(n), k)
-    assert [s.index for part in parts for s in part] == list(range(n))
-    assert len(parts) == min(n, k)
-    assert all(parts)
-    sizes = [len(p) for p in parts]
-    assert not sizes or max(sizes) - min(sizes) <= 1
-    assert sizes == sorted(sizes, reverse=True)
+@given(st.integers(0, 60), st.lists(st.integers(0, 3), max_size=200))
+def test_the_board_hands_out_every_group_once_in_order(n: int, askers: list[int]) -> None:
+    """Shards pulling from the board in any interleaving get every row group exactly once,
+    lowest index first, then ``None``; each shard's ``taken`` is what it got, in order."""
+    board = Board(_specs(n))
+    got: dict[int, list[int]] = {}
+    handed: list[int] = []
+    for shard in askers:
+        spec = board.take(shard)
+        if spec is None:
+            continue
+        handed.append(spec.index)
+        got.setdefault(shard, []).append(spec.index)
+    while (spec := board.take(9)) is not None:
+        handed.append(spec.index)
+        got.setdefault(9, []).append(spec.index)
+    assert handed == list(range(n))
+    for shard, indices in got.items():
+        assert [s.index for s in board.taken(shard)] == indices
+    assert board.take(0) is None
 
 
 @given(st.integers(1, 10_000), st.integers(1, 256))
@@ -200,14 +208,16 @@ async def test_the_driver_display_shows_the_shards_model_lines() -> None:
 
 
 def test_a_job_describes_its_shard_for_messages() -> None:
-    """Messages name the shard, the round's size and its row groups."""
+    """Messages name the shard, the round's size and the row groups it took."""
     job = ShardJob(
-        index=1, count=4, config=_config(), base_dir=None, output="out", specs=tuple(_specs(3)),
-        num_records=30, config_hash="h", seed=1,
+        index=1, count=4, config=_config(), base_dir=None, output="out", num_records=30,
+        config_hash="h", seed=1,
     )  # fmt: skip
-    assert job.describe() == "shard 1 of 4 (row groups 0-2)"
-    one = attrs.evolve(job, specs=(RowGroupSpec(index=5, first_row_id=50, num_rows=10),))
-    assert one.describe() == "shard 1 of 4 (row group 5)"
+    assert job.describe() == "shard 1 of 4"
+    assert job.describe(_specs(3)) == "shard 1 of 4 (row groups 0-2)"
+    assert job.describe(_specs(1)) == "shard 1 of 4 (row group 0)"
+    spread = [_specs(12)[i] for i in (1, 3, 4, 6, 7, 8, 9, 10, 11)]
+    assert job.describe(spread) == "shard 1 of 4 (row groups 1, 3, 4, 6, 7, 8, 9, 10, ...)"
 
 
 def test_ray_missing_is_one_line_naming_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:

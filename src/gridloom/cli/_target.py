@@ -12,7 +12,14 @@ from typing import Any, TypeVar
 
 import click
 
-from ..storage import is_remote_uri, is_run_directory, location_of, read_run_metadata
+from ..errors import StorageError
+from ..storage import (
+    is_remote_uri,
+    is_run_directory,
+    local_path,
+    location_of,
+    read_run_metadata,
+)
 
 __all__ = [
     "OUTPUT",
@@ -45,7 +52,10 @@ class _OutputType(click.ParamType[Any]):
         text = os.fspath(value)
         if is_remote_uri(text):
             return text
-        path = Path(text)
+        try:
+            path = local_path(text)  # a file:// URI is a local folder
+        except StorageError as exc:
+            self.fail(str(exc), param, ctx)
         if path.exists() and not path.is_dir():
             self.fail(f"{text!r} is a file, not a directory", param, ctx)
         return path
@@ -125,7 +135,7 @@ def kept_row_groups(output: Output) -> int:
         commits = {name for name in location.list_names("_commits") if name.endswith(".json")}
     except Exception:
         return 0
-    names = {f"part-{int(i):05d}.json" for i in groups if str(i).isdigit()}
+    names = {f"part-{int(i):05d}.json" for i in groups if str(i).isascii() and str(i).isdigit()}
     return len(names | commits)
 
 

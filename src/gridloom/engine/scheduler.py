@@ -20,7 +20,7 @@ group's nursery, it hands the task to the group's starter, a task of that nurser
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import AsyncIterable, Iterable
 
 import trio
 
@@ -129,19 +129,28 @@ class Scheduler:
             peak_tasks_waiting_on_model=counts.peak_llm,
         )
 
-    async def run(self, row_groups: Iterable[RowGroupSpec]) -> None:
+    async def run(self, row_groups: Iterable[RowGroupSpec] | AsyncIterable[RowGroupSpec]) -> None:
         """Generate and store ``row_groups`` (in index order of admission); they are taken
-        one at a time, as admission allows, so a plan may be lazy and of any length."""
+        one at a time, as admission allows, so a plan may be lazy and of any length — or
+        asynchronous (a shard of a sharded run pulls its row groups from the driver)."""
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._dispatcher.run)
             async with trio.open_nursery() as groups:
-                for spec in row_groups:
-                    if self._health is not None:
-                        self._health.watch_rows(spec.first_row_id, spec.num_rows)
-                    token = object()
-                    await self._admission.acquire_on_behalf_of(token)
-                    groups.start_soon(self._run_row_group, spec, token)
+                if isinstance(row_groups, AsyncIterable):
+                    async for spec in row_groups:
+                        await self._admit(groups, spec)
+                else:
+                    for spec in row_groups:
+                        await self._admit(groups, spec)
             nursery.cancel_scope.cancel()
+
+    async def _admit(self, groups: trio.Nursery, spec: RowGroupSpec) -> None:
+        """Start ``spec``'s row group once admission allows."""
+        if self._health is not None:
+            self._health.watch_rows(spec.first_row_id, spec.num_rows)
+        token = object()
+        await self._admission.acquire_on_behalf_of(token)
+        groups.start_soon(self._run_row_group, spec, token)
 
     async def _run_row_group(self, spec: RowGroupSpec, token: object) -> None:
         counts = self._counts

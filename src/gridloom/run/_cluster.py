@@ -47,11 +47,27 @@ def import_ray() -> ModuleType:
 
 
 class Board:
-    """The driver's progress board, a Ray actor: each shard pushes its latest scheduler
-    snapshot and model lines; the driver reads them all."""
+    """The driver's board for one round of shards, a Ray actor: the queue of row groups the
+    shards pull from (in index order, one at a time, so every shard stays busy until the
+    queue is empty and the shards end together), which shard took which, and each shard's
+    latest counts for the display."""
 
-    def __init__(self) -> None:
+    def __init__(self, specs: Sequence[Any] = ()) -> None:
+        self._queue = list(reversed(specs))  # popped from the end: lowest index first
+        self._taken: dict[int, list[Any]] = {}
         self._latest: dict[int, tuple[Any, Any]] = {}
+
+    def take(self, shard: int) -> Any:
+        """The next row group for ``shard``, or ``None`` when none is left."""
+        if not self._queue:
+            return None
+        spec = self._queue.pop()
+        self._taken.setdefault(shard, []).append(spec)
+        return spec
+
+    def taken(self, shard: int) -> list[Any]:
+        """The row groups ``shard`` took so far (a restarted shard takes them up again)."""
+        return list(self._taken.get(shard, []))
 
     def push(self, shard: int, statistics: Any, models: Any) -> None:
         """Keep shard ``shard``'s latest counts."""
@@ -163,9 +179,17 @@ class Cluster:
                 " folder every node mounts, or to an object store (s3://, gs://, hdfs://)"
             )
 
-    def board(self) -> Any:
-        """A new progress board (a Ray actor using no CPU)."""
-        return self._ray.remote(num_cpus=0)(Board).remote()
+    def board(self, specs: Sequence[Any]) -> Any:
+        """A new board (a Ray actor using no CPU) queueing ``specs`` for the shards."""
+        return self._ray.remote(num_cpus=0)(Board).remote(list(specs))
+
+    def taken(self, board: Any, shard: int) -> list[Any]:
+        """The row groups ``shard`` took from ``board`` (empty when it cannot be read)."""
+        try:
+            found: list[Any] = self._ray.get(board.taken.remote(shard), timeout=10)
+        except Exception:  # a message must not hide the error it reports
+            return []
+        return found
 
     def read_board(self, board: Any) -> dict[int, tuple[Any, Any]]:
         """The board's latest counts (empty when it cannot be read now)."""
@@ -204,7 +228,8 @@ class Cluster:
         try:
             report: dict[str, Any] = self._ray.get(ref)
         except Exception as exc:
-            raise ClusterError(f"{job.describe()} failed: {_cause(exc)}") from None
+            shard = job.describe(self.taken(job.board, job.index))
+            raise ClusterError(f"{shard} failed: {_cause(exc)}") from None
         return report
 
     def cancel(self, refs: Sequence[Any]) -> None:

@@ -1,19 +1,22 @@
 """One shard of a sharded run, as the Ray task on a worker runs it.
 
-A shard is a range of the run's row groups. Its task runs gridloom's own engine (a
-:class:`~gridloom.run.Run` under ``trio.run``) on the range, with each model's request cap cut
-to the shard's share, and writes each finished row group straight to the run's output with a
-:class:`~gridloom.storage.ManifestStore` in its ``shard`` role (parts, then a commit entry;
-never ``metadata.json``, which the driver owns). A shard restarted by Ray after its worker
-died skips the row groups it had committed. Its progress goes to the driver's board (a Ray
-actor) every ``run.ray.progress_seconds``; its summary is the task's return value.
+A shard runs gridloom's own engine (a :class:`~gridloom.run.Run` under ``trio.run``) with each
+model's request cap cut to the shard's share, on the row groups it pulls one at a time from
+the driver's board (a Ray actor queueing the round's row groups in index order: every shard
+stays busy until the queue is empty, so the shards end together however unevenly their
+throttles share a provider). It writes each finished row group straight to the run's output
+with a :class:`~gridloom.storage.ManifestStore` in its ``shard`` role (parts, then a commit
+entry; never ``metadata.json``, which the driver owns). A shard restarted by Ray after its
+worker died first takes up the row groups it had pulled, skipping those it had committed.
+Its progress goes to the board every ``run.ray.progress_seconds``; its summary is the task's
+return value.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -24,7 +27,7 @@ from ..config import PipelineConfig
 from ..engine import RowGroupSpec, SchedulerStatistics
 from ..progress import model_progress
 
-__all__ = ["ShardJob", "ShardReporter", "run_shard"]
+__all__ = ["ShardJob", "ShardReporter", "ray_get_taken", "run_shard", "shard_report"]
 
 
 @attrs.frozen(kw_only=True)
@@ -37,11 +40,11 @@ class ShardJob:
         config: the pipeline as the shard runs it (:func:`~._shards.shard_config`).
         base_dir: the folder the config's relative paths resolve against.
         output: the run's output (a path every node sees, or a filesystem URI).
-        specs: the row groups of the shard.
         num_records: rows of the whole run.
         config_hash: the run's configuration hash (of the unsplit pipeline).
         seed: the run's seed.
         board: the driver's progress board (a Ray actor handle), or ``None``.
+        cache: use the response cache as the config says (``False``: ``--no-cache``).
     """
 
     index: int
@@ -49,19 +52,45 @@ class ShardJob:
     config: PipelineConfig
     base_dir: str | None
     output: str
-    specs: tuple[RowGroupSpec, ...]
     num_records: int
     config_hash: str
     seed: int
     board: Any = None
+    cache: bool = True
 
-    def describe(self) -> str:
-        """``shard 2 of 4 (row groups 10-19)``, for messages."""
-        if not self.specs:
+    def describe(self, taken: Sequence[RowGroupSpec] = ()) -> str:
+        """``shard 2 of 4 (row groups 10-19)``, for messages (``taken``: its row groups)."""
+        if not taken:
             return f"shard {self.index} of {self.count}"
-        first, last = self.specs[0].index, self.specs[-1].index
-        span = f"row group {first}" if first == last else f"row groups {first}-{last}"
+        indices = sorted(spec.index for spec in taken)
+        first, last = indices[0], indices[-1]
+        if first == last:
+            span = f"row group {first}"
+        elif last - first + 1 == len(indices):
+            span = f"row groups {first}-{last}"
+        else:
+            span = "row groups " + ", ".join(str(i) for i in indices[:8])
+            span += ", ..." if len(indices) > 8 else ""
         return f"shard {self.index} of {self.count} ({span})"
+
+    async def pull(
+        self, done: frozenset[int], generated: list[RowGroupSpec]
+    ) -> AsyncIterator[RowGroupSpec]:
+        """The shard's row groups: those it took before a restart and has not committed
+        (``done``), then one at a time from the board until its queue is empty; each one
+        yielded is added to ``generated``. Ray's blocking calls run in a worker thread."""
+        import ray
+
+        async def ask(call: Any) -> Any:
+            return await trio.to_thread.run_sync(ray.get, call)
+
+        for spec in await ask(self.board.taken.remote(self.index)):
+            if spec.index not in done:
+                generated.append(spec)
+                yield spec
+        while (spec := await ask(self.board.take.remote(self.index))) is not None:
+            generated.append(spec)
+            yield spec
 
 
 class ShardReporter:
@@ -108,8 +137,11 @@ class ShardReporter:
         """Nothing to do: a shard replaces no dropped rows (the driver does)."""
 
 
-def shard_report(job: ShardJob, planned: Sequence[RowGroupSpec], result: Any) -> dict[str, Any]:
-    """What a shard's task returns to the driver: how it ended, this attempt's counts and
+def shard_report(
+    job: ShardJob, taken: Sequence[RowGroupSpec], generated: Sequence[RowGroupSpec], result: Any
+) -> dict[str, Any]:
+    """What a shard's task returns to the driver: how it ended, the row groups it took
+    (``taken``, over its attempts) and generated (this attempt), this attempt's counts and
     model usage, and where it ran."""
     extras = result.extras
     return {
@@ -120,16 +152,26 @@ def shard_report(job: ShardJob, planned: Sequence[RowGroupSpec], result: Any) ->
         "stop": extras.get("stop"),
         "invocation": extras.get("invocation", {}),
         "models": extras.get("models", {}),
-        "row_groups": [spec.index for spec in job.specs],
-        "row_groups_generated": [spec.index for spec in planned],
+        # Its share of each model's request cap (a shard that found the queue empty used none).
+        "caps": {m.alias: m.max_parallel_requests for m in job.config.models},
+        "row_groups": sorted(spec.index for spec in taken),
+        "row_groups_generated": sorted(spec.index for spec in generated),
         "trace": result.trace,
         "host": socket.gethostname(),
         "pid": os.getpid(),
     }
 
 
+def ray_get_taken(job: ShardJob) -> list[RowGroupSpec]:
+    """The row groups ``job``'s shard took from its board, over all its attempts (blocking)."""
+    import ray
+
+    taken: list[RowGroupSpec] = ray.get(job.board.taken.remote(job.index))
+    return taken
+
+
 def run_shard(job: ShardJob) -> dict[str, Any]:
     """The body of a shard's Ray task: the shard's run, start to end (see the module)."""
     from ._run import Run  # the run layer's entry, imported in the worker
 
-    return trio.run(Run(job.config, base_dir=job.base_dir).shard, job)
+    return trio.run(Run(job.config, base_dir=job.base_dir, cache=job.cache).shard, job)

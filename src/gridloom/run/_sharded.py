@@ -1,9 +1,10 @@
 """A run sharded over a Ray cluster (``executor: ray``): the driver's side.
 
 The driver owns the run's output: it creates (or resumes) it with a
-:class:`~gridloom.storage.ManifestStore` in the ``run`` role, splits the row groups still to
-generate into contiguous shards (:func:`~._shards.split_row_groups`), and starts one Ray task
-per shard (``._shard``), each with its share of every model's request cap. While they run it
+:class:`~gridloom.storage.ManifestStore` in the ``run`` role, queues the row groups still to
+generate on a board (a Ray actor, ``._cluster.Board``), and starts one Ray task per shard
+(``._shard``), each with its share of every model's request cap, pulling row groups from the
+board one at a time until none is left (so the shards end together). While they run it
 shows the run's progress from the shards' reports (their board), and folds the row groups
 they commit into ``metadata.json``. When every shard has ended it replaces dropped rows
 (``fill_to_target``) with another round of shards, then records the run's end: one status,
@@ -41,7 +42,6 @@ from ._shards import (
     merge_statistics,
     merge_summaries,
     shard_config,
-    split_row_groups,
 )
 from ._source import output_schema, run_seed, seed_fingerprint
 
@@ -104,8 +104,10 @@ class _Driver:
         store: ManifestStore,
         output: str,
         seed: int,
+        cache: bool,
     ) -> None:
         self.cfg = cfg
+        self.cache = cache
         self.base = base
         self.cluster = cluster
         self.store = store
@@ -122,22 +124,22 @@ class _Driver:
         Raises:
             ClusterError: a shard failed.
         """
-        parts = split_row_groups(specs, shards)
-        board = await trio.to_thread.run_sync(self.cluster.board)
+        count = min(shards, len(specs))
+        board = await trio.to_thread.run_sync(self.cluster.board, specs)
         jobs = [
             ShardJob(
                 index=i,
-                count=len(parts),
-                config=shard_config(self.cfg, len(parts), i),
+                count=count,
+                config=shard_config(self.cfg, count, i),
                 base_dir=None if self.base is None else str(self.base),
                 output=self.output,
-                specs=part,
                 num_records=self.store.num_records,
                 config_hash=self.hash,
                 seed=self.seed,
                 board=board,
+                cache=self.cache,
             )
-            for i, part in enumerate(parts)
+            for i in range(count)
         ]
         ray_cfg = self.cfg.run.ray
         submit = functools.partial(
@@ -189,6 +191,7 @@ async def create_sharded(
     output: str,
     mode: Mode,
     record_base: Path | None,
+    cache: bool = True,
 ) -> RunResult:
     """Generate ``num_records`` rows into ``output`` with shards on a Ray cluster (see the
     module docstring); the arguments are :meth:`~gridloom.run.Run.create`'s, the pipeline
@@ -203,7 +206,7 @@ async def create_sharded(
     cluster = await trio.to_thread.run_sync(Cluster.connect, cfg.run.ray.address)
     try:
         return await _drive(
-            cfg, graph, base, cluster, location, num_records, output, mode, record_base
+            cfg, graph, base, cluster, location, num_records, output, mode, record_base, cache
         )
     finally:
         with trio.CancelScope(shield=True):
@@ -220,6 +223,7 @@ async def _drive(
     output: str,
     mode: Mode,
     record_base: Path | None,
+    cache: bool,
 ) -> RunResult:
     size = cfg.run.row_group_size
     asked = cfg.run.ray.shards
@@ -261,8 +265,9 @@ async def _drive(
         base,
         cluster,
         store,
-        location.display if location.local is None else output,
+        output,
         store.seed,
+        cache,
     )
     remaining = sum(spec.num_rows for spec in specs)
     mode_shown = resolve_mode(cfg.run.progress)

@@ -1,5 +1,5 @@
-"""Sharding a run (pure): which row groups each shard generates, each shard's share of the
-models' request caps, and the shards' counts merged into one view of the run."""
+"""Sharding a run (pure): each shard's share of the models' request caps, the checks on the
+shard count, and the shards' counts merged into one view of the run."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import attrs
 
 from ..config import PipelineConfig
-from ..engine import NodeProgress, RowGroupSpec, SchedulerStatistics
+from ..engine import NodeProgress, SchedulerStatistics
 from ..errors import ConfigError
 from ..progress import ModelProgress
 
@@ -21,26 +21,7 @@ __all__ = [
     "merge_statistics",
     "merge_summaries",
     "shard_config",
-    "split_row_groups",
 ]
-
-
-def split_row_groups(specs: Sequence[RowGroupSpec], shards: int) -> list[tuple[RowGroupSpec, ...]]:
-    """``specs`` in ``shards`` contiguous runs whose sizes differ by at most one (the first
-    ones take the extra); never an empty shard (fewer shards when there are fewer groups)."""
-    if shards < 1:
-        raise ValueError(f"shards must be >= 1, got {shards}")
-    count = min(shards, len(specs))
-    if count == 0:
-        return []
-    base, extra = divmod(len(specs), count)
-    out: list[tuple[RowGroupSpec, ...]] = []
-    start = 0
-    for shard in range(count):
-        size = base + (1 if shard < extra else 0)
-        out.append(tuple(specs[start : start + size]))
-        start += size
-    return out
 
 
 def cap_share(cap: int, shards: int, shard: int) -> int:
@@ -135,7 +116,23 @@ def merge_models(per_shard: Sequence[Sequence[ModelProgress]]) -> list[ModelProg
 
 
 #: Per model usage fields that add up across shards.
-_SUMMED = ("requests", "succeeded", "failed", "rate_limited", "input_tokens", "output_tokens")
+_SUMMED = (
+    "requests",
+    "succeeded",
+    "failed",
+    "rate_limited",
+    "input_tokens",
+    "output_tokens",
+    "online_requests",
+    "batch_requests",
+    "batch_input_tokens",
+    "batch_output_tokens",
+    "cached_requests",
+    "cached_input_tokens",
+    "cached_output_tokens",
+)
+#: Per model money fields that add up across shards when every shard has them (priced).
+_MONEY = ("estimated_cost", "cache_savings")
 
 
 def _merge_usage(usages: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -146,6 +143,10 @@ def _merge_usage(usages: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {k: first.get(k) for k in ("alias", "model", "provider")}
     for key in _SUMMED:
         out[key] = sum(int(u.get(key) or 0) for u in usages)
+    for key in _MONEY:
+        amounts = [u.get(key) for u in usages]
+        priced = [float(a) for a in amounts if isinstance(a, int | float)]
+        out[key] = sum(priced) if priced and len(priced) == len(amounts) else None
     for key in ("errors", "transport_retries"):
         total: Counter[str] = Counter()
         for u in usages:

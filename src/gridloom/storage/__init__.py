@@ -23,7 +23,7 @@ from ._inspect import (
     is_run_directory,
     read_run_metadata,
 )
-from ._location import Location, is_remote_uri, location_of
+from ._location import Location, is_remote_uri, local_path, location_of
 from ._manifest import ManifestStore
 from ._memory import MemoryStore
 from ._opened import open_run
@@ -48,6 +48,7 @@ __all__ = [
     "inspect_run",
     "is_remote_uri",
     "is_run_directory",
+    "local_path",
     "location_of",
     "open_run",
     "read_run_metadata",

@@ -21,7 +21,7 @@ from typing import Any
 from gridloom.errors import StorageError
 
 from ._location import Location
-from ._metadata import RowGroupEntry
+from ._metadata import JSON_LIMIT, RowGroupEntry, parse_json
 
 __all__ = [
     "COMMITS_DIR",
@@ -41,10 +41,10 @@ COMMITS_DIR = "_commits"
 #: Largest commit entry read (one row group's counts: a few KiB for hundreds of columns).
 COMMIT_LIMIT = 1 << 20
 #: Largest ``metadata.json`` read through a :class:`Location`.
-METADATA_LIMIT = 256 << 20
+METADATA_LIMIT = JSON_LIMIT
 
-_COMMIT_RE = re.compile(r"part-(\d{5,})\.json")
-_BAD_ENTRY = (KeyError, TypeError, ValueError)
+_COMMIT_RE = re.compile(r"part-([0-9]{5,})\.json")
+_BAD_ENTRY = (KeyError, TypeError, ValueError, OverflowError)
 
 
 def commit_file(index: int) -> str:
@@ -78,11 +78,13 @@ def read_commit(location: Location, index: int) -> RowGroupEntry | None:
     if raw is None:
         return None
     try:
-        info = json.loads(raw.decode("utf-8"))
-        if not isinstance(info, dict) or info.get("index") != index:
-            raise ValueError("not the entry of this row group")
+        info = parse_json(raw)
+        if not isinstance(info, dict) or type(info.get("index")) is not int:
+            raise ValueError("no row group index")
+        if info["index"] != index:
+            raise ValueError(f"it holds row group {info['index']}, its name says {index}")
         return RowGroupEntry.from_json(index, info)
-    except (UnicodeDecodeError, json.JSONDecodeError, *_BAD_ENTRY) as exc:
+    except _BAD_ENTRY as exc:
         raise StorageError(
             f"commit entry {location.where(rel)} is damaged ({exc}); delete it and its row"
             " group is generated again"
@@ -138,8 +140,8 @@ def load_document(location: Location) -> dict[str, Any] | None:
     if raw is None:
         return None
     try:
-        doc = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        doc = parse_json(raw)
+    except ValueError as exc:
         raise StorageError(f"cannot read {location.where('metadata.json')}: {exc}") from None
     if not isinstance(doc, dict):
         raise StorageError(f"cannot read {location.where('metadata.json')}: expected a JSON object")

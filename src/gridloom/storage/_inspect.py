@@ -21,7 +21,7 @@ from gridloom.errors import StorageError
 
 from ._commits import committed_indices, load_document, read_commit
 from ._drops import DropExample, DropTally
-from ._location import Location, is_remote_uri, location_of
+from ._location import Location, is_remote_uri, local_path, location_of
 from ._metadata import RowGroupEntry, load_json
 
 __all__ = [
@@ -41,7 +41,7 @@ def is_run_directory(out: str | os.PathLike[str]) -> bool:
     """
     if is_remote_uri(out):
         return location_of(out).exists("metadata.json")
-    return (Path(out) / "metadata.json").is_file()
+    return (local_path(out) / "metadata.json").is_file()
 
 
 def read_run_metadata(out: str | os.PathLike[str]) -> dict[str, Any]:
@@ -58,7 +58,7 @@ def read_run_metadata(out: str | os.PathLike[str]) -> dict[str, Any]:
         return doc
     if not is_run_directory(out):
         raise StorageError(f"{out} holds no gridloom run (no metadata.json)")
-    return load_json(Path(out) / "metadata.json")
+    return load_json(local_path(out) / "metadata.json")
 
 
 def committed_entries(
@@ -78,7 +78,7 @@ def committed_entries(
         raise StorageError(
             f"cannot read {location.where('metadata.json')}: row_groups is not an object"
         )
-    listed = {int(key) for key in raw_groups if str(key).isdigit()}
+    listed = {int(key) for key in raw_groups if str(key).isascii() and str(key).isdigit()}
     commits: dict[int, RowGroupEntry] = {}
     for index in committed_indices(location):
         if index in listed:
@@ -108,7 +108,12 @@ def _data_names(location: Location) -> dict[int, Path | str]:
     found: dict[int, Path | str] = {}
     for name in location.list_names("data"):
         stem = name.removeprefix("part-").removesuffix(".parquet")
-        if name.startswith("part-") and name.endswith(".parquet") and stem.isdigit():
+        if (
+            name.startswith("part-")
+            and name.endswith(".parquet")
+            and stem.isascii()
+            and stem.isdigit()
+        ):
             found[int(stem)] = location.where(f"data/{name}")
     return dict(sorted(found.items()))
 
@@ -149,7 +154,7 @@ def _part_files(directory: Path) -> dict[int, Path]:
         return found
     for entry in directory.glob("part-*.parquet"):
         stem = entry.name.removeprefix("part-").removesuffix(".parquet")
-        if stem.isdigit() and entry.is_file():
+        if stem.isascii() and stem.isdigit() and entry.is_file():
             found[int(stem)] = entry
     return dict(sorted(found.items()))
 
@@ -196,7 +201,7 @@ def inspect_run(out: str | os.PathLike[str], *, sample_rows: int = 5) -> RunDire
     for key, raw in raw_groups.items():
         try:
             listed[int(key)] = RowGroupEntry.from_json(int(key), raw)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             problems.append(f"metadata.json entry for row group {key!r} is damaged ({exc!r})")
     on_disk = _data_names(location)
     for index in sorted(set(listed) - set(on_disk)):

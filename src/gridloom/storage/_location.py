@@ -39,7 +39,7 @@ from gridloom.errors import StorageError
 from ._atomic import TEMP_PREFIX, atomic_write, fsync_dir
 from ._checkpoint import declared_table, read_parquet
 
-__all__ = ["Location", "is_remote_uri", "location_of"]
+__all__ = ["Location", "is_remote_uri", "local_path", "location_of"]
 
 #: Filesystems (pyarrow ``type_name``) whose rename replaces a file atomically.
 _ATOMIC_RENAME = frozenset({"hdfs"})
@@ -75,6 +75,19 @@ def is_remote_uri(uri: str | os.PathLike[str]) -> bool:
     if not isinstance(uri, str):
         return False
     return _scheme(uri) not in ("", "file")
+
+
+def local_path(uri: str | os.PathLike[str]) -> Path:
+    """The local folder a plain path or a ``file://`` URI names (so ``file:///data/run`` is
+    ``/data/run``, never a folder called ``file:``).
+
+    Raises:
+        StorageError: ``uri`` is a remote URI, or a ``file://`` URI naming a host.
+    """
+    local = None if is_remote_uri(uri) else location_of(uri).local
+    if local is None:
+        raise StorageError(f"{_display(urllib.parse.urlsplit(str(uri)))} is not a local folder")
+    return local
 
 
 @attrs.frozen(kw_only=True, repr=False)
@@ -304,6 +317,9 @@ def _credentials(parts: urllib.parse.SplitResult) -> tuple[str, tuple[str, ...]]
         hidden.append(parts.password)
     if parts.username:
         hidden.append(urllib.parse.unquote(parts.username))
+    # pyarrow's messages may quote the URI it was given, with the secrets percent-encoded.
+    hidden += [urllib.parse.quote(h, safe="") for h in hidden]
+    hidden = sorted({h for h in hidden if h}, key=len, reverse=True)
     if not found:
         return parts.geturl(), tuple(hidden)
     if "session_token" in found or "access_key" not in found or "secret_key" not in found:
@@ -325,7 +341,9 @@ def _display(parts: urllib.parse.SplitResult) -> str:
     return f"{parts.scheme}://{host}{port}{parts.path}".rstrip("/")
 
 
-def _fsspec(uri: str, scheme: str, display: str) -> tuple[pafs.FileSystem, str]:
+def _fsspec(
+    uri: str, scheme: str, display: str, hidden: tuple[str, ...]
+) -> tuple[pafs.FileSystem, str]:
     try:
         import fsspec  # type: ignore[import-untyped]
     except ImportError:
@@ -337,7 +355,8 @@ def _fsspec(uri: str, scheme: str, display: str) -> tuple[pafs.FileSystem, str]:
     try:
         spec_fs, path = fsspec.core.url_to_fs(uri)
     except (ImportError, ValueError, OSError) as exc:
-        raise StorageError(f"{display}: fsspec cannot open {scheme}:// ({exc})") from None
+        reason = _reason(exc, hidden)
+        raise StorageError(f"{display}: fsspec cannot open {scheme}:// ({reason})") from None
     return pafs.PyFileSystem(pafs.FSSpecHandler(spec_fs)), str(path)
 
 
@@ -355,6 +374,12 @@ def location_of(uri: str | os.PathLike[str]) -> Location:
         return _local(Path(uri))
     parts = urllib.parse.urlsplit(uri)
     if scheme == "file":
+        if parts.netloc not in ("", "localhost"):
+            raise StorageError(
+                f"cannot open file://{parts.hostname or ''}{parts.path}: a file URI names a local"
+                " path with three slashes (file:///abs/path), or use the plain path; a host is"
+                " not supported"
+            )
         return _local(Path(urllib.parse.unquote(parts.path)))
     display = _display(parts)
     if not parts.netloc and not parts.path.strip("/"):
@@ -366,10 +391,10 @@ def location_of(uri: str | os.PathLike[str]) -> Location:
     try:
         filesystem, path = pafs.FileSystem.from_uri(given)
     except pa.ArrowNotImplementedError:
-        filesystem, path = _fsspec(uri, scheme, display)
+        filesystem, path = _fsspec(uri, scheme, display, hidden)
     except (pa.ArrowException, OSError, ValueError) as exc:
         if "Unrecognized filesystem type" in str(exc):
-            filesystem, path = _fsspec(uri, scheme, display)
+            filesystem, path = _fsspec(uri, scheme, display, hidden)
         else:
             raise StorageError(f"cannot open {display}: {_reason(exc, hidden)}") from None
     return Location(filesystem=filesystem, root=path.rstrip("/"), display=display, secrets=hidden)

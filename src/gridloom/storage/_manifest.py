@@ -200,15 +200,18 @@ class ManifestStore(RunStore):
                     location.write_bytes("config.yaml", config_text.encode("utf-8"))
                 store._write_metadata_sync(store._document())
             return store
-        if mode == "new":
-            refuse_existing_run_at(location)
-        else:
-            clear_run_at(location)
         store = cls(**args, num_records=num_records, seed=seed, created_at=now_iso(), tally=Tally())
         store._base_dir = resolved
         store._seed_fingerprint = seed_fingerprint
-        store._write_metadata_sync(store._document())
-        location.write_bytes("config.yaml", config_text.encode("utf-8"))
+        try:  # a Location wraps its own errors; a local folder's housekeeping raises OSError
+            if mode == "new":
+                refuse_existing_run_at(location)
+            else:
+                clear_run_at(location)
+            store._write_metadata_sync(store._document())
+            location.write_bytes("config.yaml", config_text.encode("utf-8"))
+        except OSError as exc:
+            raise StorageError(f"cannot prepare output {location.display}: {exc}") from None
         return store
 
     @classmethod
@@ -218,7 +221,7 @@ class ManifestStore(RunStore):
         location: Location = args["location"]
         row_group_size: int = args["row_group_size"]
         listed = listed_entries(f"cannot resume {location.display}", doc.get("row_groups"))
-        commits = read_commits(location)
+        commits = read_commits(location, frozenset(listed))  # a listed group's entry is known
         data = set(location.list_names("data"))
         dropped = set(location.list_names("dropped"))
         tally = Tally()

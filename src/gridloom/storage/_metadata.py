@@ -21,6 +21,7 @@ from ._types import ColumnCounts, CorrectionCounts, RowGroupData
 
 __all__ = [
     "FORMAT_VERSION",
+    "JSON_LIMIT",
     "STATUSES",
     "RowGroupEntry",
     "Tally",
@@ -31,11 +32,15 @@ __all__ = [
     "layout_problem",
     "load_json",
     "now_iso",
+    "parse_json",
     "run_document",
     "schema_to_json",
+    "whole",
 ]
 
 FORMAT_VERSION = 1
+#: Largest ``metadata.json`` read.
+JSON_LIMIT = 256 << 20
 STATUSES = frozenset({"running", "complete", "incomplete", "interrupted", "stopped", "failed"})
 
 
@@ -92,16 +97,44 @@ def counts_from_json(raw: Any) -> dict[str, ColumnCounts]:
         raise TypeError("counts must be an object")
     return {
         str(name): ColumnCounts(
-            done=int(c["done"]),
-            failed=int(c["failed"]),
-            dropped=int(c["dropped"]),
-            skipped=int(c.get("skipped", 0)),  # absent in runs written before skip_when
+            done=whole(c, "done"),
+            failed=whole(c, "failed"),
+            dropped=whole(c, "dropped"),
+            skipped=whole(c, "skipped", 0),  # absent in runs written before skip_when
             corrections=(  # only for model columns with checks (and absent in older runs)
                 CorrectionCounts.from_dict(c["corrections"]) if "corrections" in c else None
             ),
         )
         for name, c in raw.items()
     }
+
+
+def whole(raw: Mapping[str, Any], key: str, default: int | None = None) -> int:
+    """``raw[key]`` as a count: a JSON integer >= 0 (not a float, a bool or a string), or
+    ``default`` when ``key`` is absent and a default is given.
+
+    Raises:
+        KeyError: ``key`` is missing and there is no default.
+        ValueError: the value is not a whole number >= 0.
+    """
+    value = raw[key] if default is None or key in raw else default
+    if type(value) is not int or value < 0:
+        raise ValueError(f"{key} must be a whole number >= 0, got {value!r:.40}")
+    return value
+
+
+def parse_json(raw: bytes) -> Any:
+    """``raw`` (UTF-8 JSON) parsed; JSON nested too deeply to parse is refused like any other
+    malformed JSON.
+
+    Raises:
+        ValueError: ``raw`` is not UTF-8 JSON (``UnicodeDecodeError`` and
+            ``json.JSONDecodeError`` are ``ValueError``s).
+    """
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 def load_json(path: Path) -> dict[str, Any]:
@@ -111,8 +144,12 @@ def load_json(path: Path) -> dict[str, Any]:
         StorageError: the file cannot be read or is not a JSON object.
     """
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        with open(path, "rb") as f:
+            raw = f.read(JSON_LIMIT + 1)
+        if len(raw) > JSON_LIMIT:
+            raise ValueError(f"larger than {JSON_LIMIT:,} bytes")
+        doc = parse_json(raw)
+    except (OSError, ValueError) as exc:
         raise StorageError(f"cannot read {path}: {exc}") from exc
     if not isinstance(doc, dict):
         raise StorageError(f"cannot read {path}: expected a JSON object")
@@ -181,12 +218,15 @@ class RowGroupEntry:
         """Inverse of :meth:`to_json`; raises ``KeyError``/``TypeError``/``ValueError``."""
         if not isinstance(raw, dict):
             raise TypeError("row group entry must be an object")
+        rows, dropped, num_rows = (whole(raw, key) for key in ("rows", "dropped", "num_rows"))
+        if rows + dropped != num_rows:
+            raise ValueError(f"rows ({rows}) + dropped ({dropped}) != num_rows ({num_rows})")
         return cls(
             index=index,
-            first_row_id=int(raw["first_row_id"]),
-            num_rows=int(raw["num_rows"]),
-            rows=int(raw["rows"]),
-            dropped=int(raw["dropped"]),
+            first_row_id=whole(raw, "first_row_id"),
+            num_rows=num_rows,
+            rows=rows,
+            dropped=dropped,
             has_drops=raw.get("dropped_file") is not None,
             counts=counts_from_json(raw["counts"]),
         )
@@ -282,5 +322,19 @@ def run_document(
 
 
 def document_bytes(doc: Mapping[str, Any]) -> bytes:
-    """``metadata.json``'s content for ``doc`` (indented JSON, no NaN, a final newline)."""
-    return json.dumps(doc, indent=2, allow_nan=False).encode("utf-8") + b"\n"
+    """``metadata.json``'s content for ``doc`` (no NaN, a final newline): one key per line,
+    and one line per entry of an object value (a row group, a column's counts, a section of
+    the summary). Every line is encoded by json's C encoder (``indent`` would use the pure
+    Python one: a second per rewrite for a run of 20,000 row groups, rewritten after each)."""
+
+    def dump(value: Any) -> str:
+        return json.dumps(value, allow_nan=False)
+
+    def member(key: str, value: Any) -> str:
+        if not isinstance(value, dict) or not value:
+            return f"  {dump(key)}: {dump(value)}"
+        inner = ",\n".join(f"    {dump(str(k))}: {dump(v)}" for k, v in value.items())
+        return f"  {dump(key)}: {{\n{inner}\n  }}"
+
+    body = ",\n".join(member(str(k), v) for k, v in doc.items())
+    return f"{{\n{body}\n}}\n".encode()

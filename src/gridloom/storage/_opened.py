@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -16,9 +15,10 @@ from gridloom.errors import StorageError
 
 from ._convert import DROPPED_SCHEMA
 from ._inspect import committed_entries, read_file_schema, read_run_metadata
-from ._location import Location, is_remote_uri, location_of
+from ._location import Location, location_of
 from ._metadata import RowGroupEntry, Tally, TallyView
 from ._result import RunResult
+from ._runstore import part_of
 from ._types import RowGroupData
 
 __all__ = ["open_run"]
@@ -51,7 +51,7 @@ class _RunDirectory(TallyView):
 
     def read_table(self) -> pa.Table:
         tables = [
-            self._location.read_parquet(RowGroupEntry.data_file(i), self._schema)
+            part_of(entry, self._location.read_parquet(RowGroupEntry.data_file(i), self._schema))
             for i, entry in sorted(self._tally.groups.items())
             if entry.rows
         ]
@@ -115,7 +115,7 @@ def open_run(output_dir: str | os.PathLike[str]) -> RunResult:
             tally.add(entry)
         invocation = summary.get("invocation")
         wall = float(invocation.get("wall_time", 0.0)) if isinstance(invocation, dict) else 0.0
-    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+    except (AttributeError, KeyError, TypeError, ValueError, OverflowError) as exc:
         raise StorageError(f"cannot open {out}: metadata.json is damaged ({exc!r})") from exc
     reason = summary.get("stop_reason")
     return RunResult.from_store(
@@ -124,7 +124,7 @@ def open_run(output_dir: str | os.PathLike[str]) -> RunResult:
         seed=seed,
         wall_time=wall,
         status=status,
-        output_dir=None if is_remote_uri(output_dir) else Path(output_dir),
+        output_dir=location.local,
         extras={key: summary[key] for key in _EXTRAS if key in summary},
         stop_reason=reason if isinstance(reason, str) else None,
     )

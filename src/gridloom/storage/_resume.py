@@ -33,7 +33,6 @@ The resumed run keeps the recorded seed; it may ask for more records than the or
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -54,7 +53,9 @@ from ._metadata import (
     layout_problem,
     load_json,
     now_iso,
+    parse_json,
     schema_to_json,
+    whole,
 )
 
 __all__ = [
@@ -67,7 +68,7 @@ __all__ = [
 
 logger = logging.getLogger("gridloom.storage")
 
-_BAD_ENTRY = (KeyError, TypeError, ValueError)
+_BAD_ENTRY = (KeyError, TypeError, ValueError, OverflowError)
 
 
 def _part_files(directory: Path, name_of: Callable[[int], str]) -> dict[int, Path]:
@@ -77,7 +78,7 @@ def _part_files(directory: Path, name_of: Callable[[int], str]) -> dict[int, Pat
         return found
     for entry in directory.iterdir():
         stem = entry.name.removeprefix("part-").removesuffix(".parquet")
-        if stem.isdigit() and entry.is_file():
+        if stem.isascii() and stem.isdigit() and entry.is_file():
             index = int(stem)
             if Path(name_of(index)).name == entry.name:
                 found[index] = entry
@@ -114,7 +115,7 @@ def _adopt(path: Path, index: int, schema: pa.Schema, key: str) -> RowGroupEntry
     if raw is None:
         raise StorageError(f"cannot resume: {path} was not written by gridloom{advice}")
     try:
-        info = json.loads(raw)
+        info = parse_json(raw)
         entry = RowGroupEntry.from_json(index, info)
         if info.get("index") != index:
             raise ValueError(f"footer says row group {info.get('index')!r}")
@@ -334,13 +335,13 @@ def check_resume_document(
     try:
         version = doc["format_version"]
         old_hash = str(doc["config_hash"])
-        old_size = int(doc["row_group_size"])
-        old_records = int(doc["num_records"])
+        old_size = whole(doc, "row_group_size")
+        old_records = whole(doc, "num_records")
         seed = int(doc["seed"])
         old_schema = doc["schema"]
         created_at = str(doc.get("created_at") or now_iso())
         summary = doc.get("summary") or {}
-    except (KeyError, TypeError, ValueError) as exc:
+    except _BAD_ENTRY as exc:
         raise StorageError(f"cannot resume {out}: metadata.json is damaged ({exc!r})") from exc
     if version != FORMAT_VERSION:
         raise StorageError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,15 +24,17 @@ __all__ = [
     "refuse_foreign_files_at",
 ]
 
-_PART_RE = re.compile(r"part-(\d{5,})\.parquet")
+_PART_RE = re.compile(r"part-([0-9]{5,})\.parquet")
 #: Files and directories of a run that belong to gridloom.
 _OWN_FILES = ("metadata.json", "config.yaml", "trace.parquet", "trace.json")
-_OWN_DIRS = ("data", "dropped", "_commits")
+_OWN_DIRS = ("data", "dropped", "_commits", "batches")
 #: The names gridloom gives the files of each of its directories.
 _OWN_NAMES = {
     "data": _PART_RE,
     "dropped": _PART_RE,
-    "_commits": re.compile(r"part-(\d{5,})\.json"),
+    "_commits": re.compile(r"part-([0-9]{5,})\.json"),
+    # The provider batch jobs of each model alias (clients/_batch_journal.py).
+    "batches": re.compile(r"[A-Za-z0-9_.-]+\.json"),
 }
 #: How many foreign files a message names.
 _NAMED = 5
@@ -46,10 +49,11 @@ def foreign_files(out: Path) -> list[Path]:
         sub = out / name
         if not sub.is_dir():
             continue
-        for entry in sorted(sub.iterdir()):
-            own = _OWN_NAMES[name].fullmatch(entry.name) or entry.name.startswith(TEMP_PREFIX)
-            if not (own and entry.is_file()):
-                found.append(entry)
+        with os.scandir(sub) as entries:  # no stat per file: a run may hold 100,000 parts
+            for entry in sorted(entries, key=lambda e: e.name):
+                own = _OWN_NAMES[name].fullmatch(entry.name) or entry.name.startswith(TEMP_PREFIX)
+                if not (own and entry.is_file()):
+                    found.append(sub / entry.name)
     return found
 
 
@@ -113,7 +117,8 @@ def clear_run(out: Path) -> None:
         for entry in sub.iterdir():
             if entry.is_file() and _OWN_NAMES[name].fullmatch(entry.name):
                 entry.unlink()
-        sub.rmdir()
+        if not sub.is_symlink():  # a link to a folder elsewhere stays, emptied of gridloom's
+            sub.rmdir()
     remove_temp_files(out)
     fsync_dir(out)
 

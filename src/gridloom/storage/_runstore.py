@@ -16,7 +16,7 @@ from ._metadata import RowGroupEntry, Tally, TallyView, layout_problem, run_docu
 from ._protocol import IO_THREADS
 from ._types import RowGroupData
 
-__all__ = ["RunStore"]
+__all__ = ["RunStore", "part_of"]
 
 
 class RunStore(TallyView):
@@ -133,7 +133,7 @@ class RunStore(TallyView):
             StorageError: a data file is missing, unreadable or has another schema.
         """
         tables = [
-            self._read_part(RowGroupEntry.data_file(i), self._schema)
+            part_of(entry, self._read_part(RowGroupEntry.data_file(i), self._schema))
             for i, entry in sorted(self._tally.groups.items())
             if entry.rows
         ]
@@ -151,3 +151,20 @@ class RunStore(TallyView):
             if entry.has_drops
         ]
         return pa.concat_tables(tables) if tables else DROPPED_SCHEMA.empty_table()
+
+
+def part_of(entry: RowGroupEntry, table: pa.Table) -> pa.Table:
+    """``table``, the data part read for ``entry``, once it holds the rows ``entry`` counts.
+
+    Raises:
+        StorageError: it holds another number of rows (the part was replaced after its entry
+            was written, e.g. by a second process writing the same run).
+    """
+    if table.num_rows != entry.rows:
+        raise StorageError(
+            f"{RowGroupEntry.data_file(entry.index)} holds {table.num_rows:,} rows but its row"
+            f" group is recorded with {entry.rows:,}: the part was replaced after it was"
+            " committed (were two runs writing this output at once?); start again with"
+            " --overwrite (overwrite=True from Python)"
+        )
+    return table
