@@ -40,17 +40,21 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Quick benchmarks (about 9 minutes on 2 cores); figures and plots go to bench/results/.
+    """Quick benchmarks (about 10 minutes on 2 cores); figures and plots go to bench/results/.
 
     The four DAG shapes at 10 records (3 trials) and 100 records (1 trial), cell vs column;
     engine overhead at 5,000 and 10,000 rows; the self-hosted case (512 in flight, 20,000
-    cells); the throttle's goodput at 200 rows. Then one combined table.
+    cells); the throttle's goodput at 200 rows; scale-out on Ray (goodput vs shards,
+    throughput vs workers, the fixed cost of a shard; about 90 s); the response cache's
+    lookup CPU against an uncached cell's (about 10 s). Then one combined table.
     """
     session.install("-e", ".[bench]")
     env = {"GRIDLOOM_PROGRESS": "off"}
     session.run("python", "bench/shapes.py", "--quick", env=env)
     session.run("python", "bench/overhead.py", "--quick", env=env)
     session.run("python", "bench/throttle.py", "--rows", "200", env=env)
+    session.run("python", "bench/ray_scale.py", "--quick", env=env)
+    session.run("python", "bench/cache.py", "--quick", env=env)
     session.run("python", "bench/report.py", *session.posargs)
 
 
@@ -58,7 +62,8 @@ def bench(session: nox.Session) -> None:
 def bench_full(session: nox.Session) -> None:
     """Every benchmark at full size (about 90 minutes): the shapes at 10 and 1,000 records with
     3 trials, engine overhead at 10,000 and 100,000 rows, the throttle at 1,000 rows, capacity
-    changes, faults and resume, the scheduler's own costs. Then one combined table."""
+    changes, faults and resume, the scheduler's own costs, scale-out on Ray (1, 2, 4 shards).
+    Then one combined table."""
     session.install("-e", ".[bench]")
     env = {"GRIDLOOM_PROGRESS": "off"}
     session.run("python", "bench/shapes.py", env=env)
@@ -71,6 +76,7 @@ def bench_full(session: nox.Session) -> None:
     session.run("python", "bench/cells.py", "--model-bound", env=env)
     session.run("python", "bench/llm_socket.py", env=env)
     session.run("python", "bench/timeline.py", env=env)
+    session.run("python", "bench/ray_scale.py", env=env)
     session.install("-e", ".[bench,person,scipy]")
     session.run("python", "bench/samplers.py", env=env)
     session.run("python", "bench/report.py", *session.posargs)

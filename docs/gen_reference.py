@@ -18,12 +18,14 @@ from typing import Any
 import attrs
 
 from gridloom.config import (
+    BatchSimulation,
     ColumnConfig,
     Constraint,
     InferenceDistribution,
     LatencyConfig,
     ModelConfig,
     PipelineConfig,
+    PriceConfig,
     ProviderConfig,
     RunConfig,
     SeedDatasetConfig,
@@ -195,7 +197,9 @@ def render(*, plugins: bool = False) -> str:
         ("providers[].simulation", SimulationConfig),
         ("providers[].simulation.default / .models[name]", SimulatedModel),
         ("...latency", LatencyConfig),
+        ("providers[].simulation.batch", BatchSimulation),
         ("models", ModelConfig),
+        ("models[].price", PriceConfig),
         ("temperature / top_p / max_tokens as a distribution", InferenceDistribution),
         ("seed_dataset", SeedDatasetConfig),
         ("constraints[]", Constraint),

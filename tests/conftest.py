@@ -8,6 +8,18 @@ from collections.abc import Iterator
 
 import pytest
 
+
+@pytest.fixture(autouse=True)
+def _no_response_cache(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Tests run without the response cache (it would serve one test's answers to another),
+    and never touch the user's: tests of the cache turn it on with ``GRIDLOOM_CACHE_DIR``
+    pointing at their own folder and ``GRIDLOOM_NO_CACHE`` removed."""
+    monkeypatch.setenv("GRIDLOOM_NO_CACHE", "1")
+    monkeypatch.setenv("GRIDLOOM_CACHE_DIR", str(tmp_path_factory.mktemp("response-cache")))
+
+
 #: Credentials the S3 server is used with (moto accepts any unless told to check them).
 S3_ACCESS_KEY = "gridloom-test-key"
 S3_SECRET_KEY = "gridloom-test-secret"

@@ -60,6 +60,7 @@ async def acreate(
     executor: Literal["local", "ray"] | None = None,
     ray_address: str | None = None,
     shards: int | None = None,
+    cache: bool = True,
 ) -> RunResult:
     """Generate ``num_records`` rows into ``output_dir``; for callers already inside trio.
 
@@ -80,6 +81,8 @@ async def acreate(
             unless ``executor`` says otherwise.
         shards: how many shards (default: ``run.ray.shards``, else one per cluster CPU);
             implies ``executor="ray"`` too.
+        cache: use the response cache as the models' and columns' ``cache`` settings say
+            (docs/cache.md); ``False`` never reads or writes it (``--no-cache``).
 
     Returns:
         The :class:`RunResult`; the data stays on disk and is read on first access. When a
@@ -98,7 +101,7 @@ async def acreate(
     if any(v is not None for v in ray.values()):
         overrides["ray"] = {k: v for k, v in ray.items() if v is not None}
         overrides.setdefault("executor", "ray")  # a cluster or a shard count asks for Ray
-    run = Run(config, base_dir=base_dir, executor=overrides)
+    run = Run(config, base_dir=base_dir, executor=overrides, cache=cache)
     return await run.create(
         num_records=num_records, output_dir=output_dir, resume=resume, overwrite=overwrite
     )
@@ -115,6 +118,7 @@ def create(
     executor: Literal["local", "ray"] | None = None,
     ray_address: str | None = None,
     shards: int | None = None,
+    cache: bool = True,
 ) -> RunResult:
     """Generate ``num_records`` rows into ``output_dir`` (runs its own trio event loop).
 
@@ -138,6 +142,7 @@ def create(
             executor=executor,
             ray_address=ray_address,
             shards=shards,
+            cache=cache,
         )
     )
 
@@ -147,12 +152,14 @@ async def apreview(
     num_records: int = 10,
     *,
     base_dir: str | os.PathLike[str] | None = None,
+    cache: bool = True,
 ) -> RunResult:
     """Generate a few rows in memory (nothing is written); for callers inside trio.
 
-    A failing model stops the preview early, as it does a run (see :func:`acreate`).
+    A failing model stops the preview early, as it does a run (see :func:`acreate`, also for
+    ``cache``).
     """
-    return await Run(config, base_dir=base_dir).preview(num_records)
+    return await Run(config, base_dir=base_dir, cache=cache).preview(num_records)
 
 
 def preview(
@@ -160,13 +167,16 @@ def preview(
     num_records: int = 10,
     *,
     base_dir: str | os.PathLike[str] | None = None,
+    cache: bool = True,
 ) -> RunResult:
     """Generate a few rows in memory to look at before a real run.
 
     Example:
         >>> gl.preview("pipeline.yaml", num_records=5).table.to_pylist()  # doctest: +SKIP
     """
-    return trio.run(functools.partial(apreview, config, num_records, base_dir=base_dir))
+    return trio.run(
+        functools.partial(apreview, config, num_records, base_dir=base_dir, cache=cache)
+    )
 
 
 async def acheck_models(

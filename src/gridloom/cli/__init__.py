@@ -1,11 +1,10 @@
 """The ``gridloom`` command line.
 
 Commands: ``validate``, ``preview``, ``create``, ``resume``, ``inspect``, ``export``,
-``check-models``,
-``simulate``, ``schema``, ``plugins``, ``plot`` and ``skill`` (``docs/cli.md`` is the reference,
-generated from this package by ``docs/gen_cli.py``). Each command is one module of this
-package; adding one is a module defining a ``click.Command`` and its entry in
-:data:`_COMMANDS`.
+``check-models``, ``simulate``, ``schema``, ``plugins``, ``plot``, ``skill`` and ``cache``
+(``docs/cli.md`` is the reference, generated from this package by ``docs/gen_cli.py``).
+Each command is one module of this package; adding one is a module defining a
+``click.Command`` and its entry in :data:`_COMMANDS`.
 
 Every command takes ``--json``: stdout then carries one JSON object (``simulate``: one per
 line) with ``"ok"`` and ``"command"``; a failure is ``{"ok": false, "command": ...,
@@ -38,6 +37,7 @@ import sys
 import click
 
 from ..run import stopping
+from ._cache import cache
 from ._check_models import check_models
 from ._create import create, resume
 from ._export import export
@@ -68,6 +68,7 @@ _COMMANDS: tuple[click.Command, ...] = (
     plugins,
     plot,
     skill,
+    cache,
 )
 for _command in _COMMANDS:
     cli.add_command(_command)

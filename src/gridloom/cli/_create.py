@@ -15,6 +15,7 @@ from ..errors import ConfigError
 from ..progress import render_summary
 from ..run import Run, StopSignals, signal_exit, signal_name
 from ..storage import RunResult
+from ._cache import no_cache_option
 from ._group import json_option
 from ._output import (
     EXIT_CONFIG,
@@ -59,6 +60,7 @@ log = logging.getLogger("gridloom")
 @click.option("--overwrite", is_flag=True, help="Replace a previous run in OUTPUT_DIR.")
 @click.option("--resume", is_flag=True, help="Continue a run started in OUTPUT_DIR.")
 @ray_options
+@no_cache_option
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary (or error) as JSON.")
 def create(
     config: Path,
@@ -68,6 +70,7 @@ def create(
     resume: bool,
     ray: str | None,
     shards: int | None,
+    no_cache: bool,
     as_json: bool,
 ) -> None:
     """Generate NUM_RECORDS rows from CONFIG into OUTPUT_DIR as parquet.
@@ -110,6 +113,7 @@ def create(
         base_dir=None,
         resume_command=[*hint, "--resume"],
         executor=executor_overrides(ray, shards),
+        cache=not no_cache,
     )
 
 
@@ -132,6 +136,7 @@ def create(
     " metadata.json (else OUTPUT_DIR). Needed only when those files have moved.",
 )
 @ray_options
+@no_cache_option
 @json_option
 def resume(
     output_dir: Output,
@@ -139,6 +144,7 @@ def resume(
     base_dir: Path | None,
     ray: str | None,
     shards: int | None,
+    no_cache: bool,
     as_json: bool,
 ) -> None:
     """Continue the run in OUTPUT_DIR with the config.yaml saved there.
@@ -210,6 +216,7 @@ def resume(
         base_dir=base_dir if base_dir is not None else local_dir(output_dir, config),
         resume_command=command,
         executor=executor_overrides(ray, shards),
+        cache=not no_cache,
         config_hint=""
         if explicit
         else f" (the saved config's relative paths and custom function modules resolve"
@@ -230,12 +237,13 @@ def _generate(
     resume_command: list[str],
     config_hint: str = "",
     executor: dict[str, Any] | None = None,
+    cache: bool = True,
 ) -> None:
     """The run of ``create`` and ``resume``: a :class:`~gridloom.run.Run` under the signal
     handling, then the report or the error, and the exit code."""
 
     async def work(signals: StopSignals) -> RunResult:
-        run = Run(config, base_dir=base_dir, signals=signals, executor=executor)
+        run = Run(config, base_dir=base_dir, signals=signals, executor=executor, cache=cache)
         return await run.create(
             num_records=num_records, output_dir=output_dir, overwrite=overwrite, resume=resume
         )

@@ -11,6 +11,7 @@ from ..errors import ConfigError
 from ..progress import render_drops
 from ..run import Run, StopSignals, signal_exit, signal_name
 from ..storage import RunResult
+from ._cache import no_cache_option
 from ._group import json_option
 from ._output import Out, check_config_file, jsonable, render_rows, run_failure
 from ._signals import run_stoppable
@@ -28,8 +29,9 @@ __all__ = ["preview"]
     show_default=True,
     help="Rows to generate.",
 )
+@no_cache_option
 @json_option
-def preview(config: Path, num_records: int, as_json: bool) -> None:
+def preview(config: Path, num_records: int, no_cache: bool, as_json: bool) -> None:
     """Generate a few rows of CONFIG in memory and print them; nothing is written.
 
     Prints a table (long values cut short; one block per row when the table
@@ -48,7 +50,7 @@ def preview(config: Path, num_records: int, as_json: bool) -> None:
     check_config_file(out, config)
 
     async def work(signals: StopSignals) -> RunResult:
-        return await Run(config, signals=signals).preview(num_records)
+        return await Run(config, signals=signals, cache=not no_cache).preview(num_records)
 
     outcome = run_stoppable(out, work)
     if outcome.signum is not None:

@@ -18,8 +18,11 @@ never appear in reprs, logs or error messages. A success carries the quota its h
 """
 
 from ._anthropic import AnthropicClient
+from ._batch import BatchClientStatistics, BatchingClient, BatchPolling
+from ._cache import CacheStats, CacheUnavailable, ResponseCache, default_cache_path
+from ._cache_key import CacheScope, request_key, scope_digest
 from ._errors import error_from_exception, error_from_response, parse_retry_after
-from ._factory import adapter_for
+from ._factory import adapter_for, batching_client
 from ._handle import ModelHandle, ModelUsage
 from ._http import api_key_from_env, build_http_client, http_limits, http_timeout
 from ._openai import OpenAIClient
@@ -44,6 +47,12 @@ from ._types import (
 
 __all__ = [
     "AnthropicClient",
+    "BatchClientStatistics",
+    "BatchPolling",
+    "BatchingClient",
+    "CacheScope",
+    "CacheStats",
+    "CacheUnavailable",
     "ChatRequest",
     "ChatResponse",
     "EmbeddingRequest",
@@ -54,6 +63,7 @@ __all__ = [
     "ModelUsage",
     "OpenAIClient",
     "RateLimitState",
+    "ResponseCache",
     "ResponseFormat",
     "RetryPolicy",
     "Secret",
@@ -64,13 +74,17 @@ __all__ = [
     "Usage",
     "adapter_for",
     "api_key_from_env",
+    "batching_client",
     "build_http_client",
+    "default_cache_path",
     "error_from_exception",
     "error_from_response",
     "http_limits",
     "http_timeout",
     "parse_rate_limit_headers",
     "parse_retry_after",
+    "request_key",
+    "scope_digest",
     "send_with_retry",
     "transport_plan",
 ]

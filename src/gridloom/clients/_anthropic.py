@@ -27,6 +27,7 @@ from ._types import (
     EmbeddingRequest,
     EmbeddingResponse,
     Message,
+    RateLimitState,
     ResponseFormat,
     ToolCall,
     Usage,
@@ -205,6 +206,20 @@ class AnthropicClient(AdapterBase):
                 others: ask for the structured answer in a request without tools), or a
                 ``tool`` message has no ``tool_call_id``.
         """
+        body, forced = self.prepare_chat(request)
+        data, rate_limit = await self._post(
+            "messages", body, model=request.model, time_limit=request.timeout
+        )
+        return self.decode_chat(data, request, forced, rate_limit)
+
+    def prepare_chat(self, request: ChatRequest) -> tuple[dict[str, Any], tuple[str, bool] | None]:
+        """The request's wire body (extra fields merged, a schema forced), and the forced
+        tool's name and whether its schema is wrapped (``None`` when none is forced); what
+        :meth:`decode_chat` needs back.
+
+        Raises:
+            ValueError: as :meth:`chat`.
+        """
         if request.tools and request.response_format is not None:
             raise ValueError(
                 "the Anthropic adapter cannot send tools and a response_format in one request"
@@ -215,9 +230,21 @@ class AnthropicClient(AdapterBase):
         forced = None
         if request.response_format is not None:
             forced = self._force_schema(body, request.response_format)
-        data, rate_limit = await self._post(
-            "messages", body, model=request.model, time_limit=request.timeout
-        )
+        return body, forced
+
+    def decode_chat(
+        self,
+        data: Any,
+        request: ChatRequest,
+        forced: tuple[str, bool] | None,
+        rate_limit: RateLimitState | None = None,
+    ) -> ChatResponse:
+        """The canonical response in a decoded ``messages`` reply (online, or a succeeded
+        item of a message batch), ``forced`` as :meth:`prepare_chat` gave it.
+
+        Raises:
+            MalformedResponse: as :meth:`chat`.
+        """
         model = request.model
         blocks = data.get("content") if isinstance(data, dict) else None
         if not isinstance(blocks, list):

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import httpx
 
-from ..config import ProviderConfig
+from ..config import ModelConfig, ProviderConfig
+from ..storage import Location
 from ._anthropic import AnthropicClient
+from ._batch import BatchingClient, BatchPolling
+from ._batch_journal import BatchJournal
 from ._openai import OpenAIClient
 from ._retry import RetryPolicy
 from ._secret import Secret
 
-__all__ = ["adapter_for"]
+__all__ = ["adapter_for", "batching_client"]
 
 
 def adapter_for(
@@ -37,3 +40,27 @@ def adapter_for(
     if provider.type == "anthropic":
         return AnthropicClient(http, provider=provider, api_key=api_key, retry=retry)
     return OpenAIClient(http, provider=provider, api_key=api_key, retry=retry)
+
+
+def batching_client(
+    adapter: OpenAIClient | AnthropicClient,
+    model: ModelConfig,
+    *,
+    output: Location | None = None,
+    polling: BatchPolling | None = None,
+) -> BatchingClient:
+    """The batch-mode client of a model with ``batch: true`` (see docs/batch.md).
+
+    Args:
+        adapter: the provider's adapter.
+        model: the alias; its ``batch_max_size`` and ``batch_wait`` apply.
+        output: the run's folder: jobs are recorded in ``batches/<alias>.json`` there, and a
+            resumed run re-attaches to them; ``None`` (a preview) records nothing.
+        polling: the poll schedule (default: :class:`BatchPolling`'s).
+
+    Returns:
+        The client; run it within ``async with client.running():``.
+    """
+    kind = "anthropic" if isinstance(adapter, AnthropicClient) else "openai"
+    journal = None if output is None else BatchJournal(output, model.alias, kind)
+    return BatchingClient(adapter, model, journal=journal, polling=polling)

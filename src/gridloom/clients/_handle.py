@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Protocol, TypeVar
+from typing import Literal, Protocol, TypeVar
 
 import attrs
 import trio
@@ -12,6 +12,15 @@ import trio
 from ..config import ModelConfig
 from ..errors import ModelError
 from ..throttle import AdaptiveLimiter
+from ._cache import ResponseCache
+from ._cache_key import (
+    CacheScope,
+    decode_chat,
+    decode_embedding,
+    encode_response,
+    is_deterministic,
+    request_key,
+)
 from ._span import CURRENT_CALLER, CURRENT_SPAN
 from ._types import (
     ChatRequest,
@@ -22,7 +31,10 @@ from ._types import (
     Usage,
 )
 
-__all__ = ["HealthRecorder", "ModelHandle", "ModelUsage"]
+__all__ = ["CacheSetting", "HealthRecorder", "ModelHandle", "ModelUsage"]
+
+#: A column's or model's ``cache`` setting: ``True``, ``False``, ``"read_only"`` or ``None``.
+CacheSetting = bool | Literal["read_only"] | None
 
 R = TypeVar("R", ChatResponse, EmbeddingResponse)
 
@@ -34,7 +46,16 @@ _HISTORY_POINTS = 1000
 
 @attrs.frozen(kw_only=True)
 class ModelUsage:
-    """A snapshot of one alias's traffic (what ``RunResult`` reports per model)."""
+    """A snapshot of one alias's traffic (what ``RunResult`` reports per model).
+
+    ``requests``, ``input_tokens`` and ``output_tokens`` count what the provider served:
+    ``online_requests`` plus ``batch_requests`` (requests answered by a batch job, whose
+    tokens are also in ``batch_input_tokens`` and ``batch_output_tokens``). Answers served
+    from the response cache are no requests: ``cached_requests`` counts them, and
+    ``cached_input_tokens`` / ``cached_output_tokens`` the tokens they saved. With the model's
+    ``price``, ``estimated_cost`` is what the provider's tokens cost (batch tokens discounted)
+    and ``cache_savings`` what the cached ones would have cost online; else both are ``None``.
+    """
 
     alias: str
     model: str
@@ -50,6 +71,15 @@ class ModelUsage:
     output_tokens: int
     mean_latency: float | None
     p95_latency: float | None
+    online_requests: int = 0
+    batch_requests: int = 0
+    batch_input_tokens: int = 0
+    batch_output_tokens: int = 0
+    cached_requests: int = 0
+    cached_input_tokens: int = 0
+    cached_output_tokens: int = 0
+    estimated_cost: float | None = None
+    cache_savings: float | None = None
 
     def as_dict(self) -> dict[str, object]:
         return attrs.asdict(self)
@@ -113,6 +143,13 @@ class ModelHandle:
         throttles: the adaptive limiters beneath the cap, by domain, for reporting.
         health: told each request's outcome (a success, or the ``ModelError`` it raised; a
             cancelled request is no outcome), to stop the run when this alias keeps failing.
+        cache: the response cache, if answers may be looked up and stored (see
+            docs/cache.md); ``None``: none is (``--no-cache``).
+        scope: what the alias's answers depend on besides the request (its provider), for
+            cache keys; needed with ``cache``.
+
+    A client with a truthy ``batched`` attribute (a batching client, whose answers may take
+    hours) is called without holding a slot of ``limiter``.
     """
 
     def __init__(
@@ -123,8 +160,14 @@ class ModelHandle:
         *,
         throttles: Mapping[str, AdaptiveLimiter] | None = None,
         health: HealthRecorder | None = None,
+        cache: ResponseCache | None = None,
+        scope: CacheScope | None = None,
     ):
+        if cache is not None and scope is None:
+            raise ValueError("a cache needs the scope of the alias's requests")
         self.config = config
+        self.cache = cache
+        self.scope = scope
         self.client = client
         self.limiter = limiter
         self.throttles = dict(throttles or {})
@@ -135,6 +178,10 @@ class ModelHandle:
         self._retries: Counter[str] = Counter()
         self._usage = Usage()
         self._latencies: deque[float] = deque(maxlen=_LATENCY_SAMPLE)
+        self._batch_requests = 0
+        self._batch_usage = Usage()
+        self._cached = 0
+        self._cached_usage = Usage()
 
     @property
     def alias(self) -> str:
@@ -145,26 +192,91 @@ class ModelHandle:
         """The provider's model name."""
         return self.config.model
 
+    @property
+    def cached_requests(self) -> int:
+        """Answers served from the response cache so far (cheap to read, for progress)."""
+        return self._cached
+
     def __repr__(self) -> str:
         return f"<ModelHandle {self.alias!r} → {self.config.provider}/{self.model}>"
 
-    async def chat(self, request: ChatRequest) -> ChatResponse:
-        """One chat completion, counted."""
-        return await self._counted(lambda: self.client.chat(request))
+    async def chat(self, request: ChatRequest, *, cache: CacheSetting = None) -> ChatResponse:
+        """One chat completion, counted; from the response cache when the alias's (or the
+        caller's ``cache``) setting allows and it holds the answer."""
+        return await self._cached_call(
+            request, cache, decode_chat, lambda: self.client.chat(request)
+        )
 
-    async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
-        """Embeddings, counted."""
-        return await self._counted(lambda: self.client.embed(request))
+    async def embed(
+        self, request: EmbeddingRequest, *, cache: CacheSetting = None
+    ) -> EmbeddingResponse:
+        """Embeddings, counted; from the response cache as for :meth:`chat`."""
+        return await self._cached_call(
+            request, cache, decode_embedding, lambda: self.client.embed(request)
+        )
+
+    def cache_mode(
+        self, request: ChatRequest | EmbeddingRequest, setting: CacheSetting = None
+    ) -> Literal["on", "read_only", "off"]:
+        """How ``request`` uses the cache: ``setting`` (a column's) if given, else the
+        model's ``cache``; ``None`` for both means on for a deterministic request, off for
+        another. Always off without a cache."""
+        if self.cache is None or self.scope is None:
+            return "off"
+        chosen = setting if setting is not None else self.config.cache
+        if chosen is None:
+            chosen = is_deterministic(self.scope, request)
+        if chosen == "read_only":
+            return "read_only"
+        return "on" if chosen else "off"
+
+    async def _cached_call(
+        self,
+        request: ChatRequest | EmbeddingRequest,
+        setting: CacheSetting,
+        decode: Callable[[bytes], R],
+        call: Callable[[], Awaitable[R]],
+    ) -> R:
+        mode = self.cache_mode(request, setting)
+        if mode == "off" or self.cache is None or self.scope is None:
+            return await self._counted(call)
+        cache = self.cache
+        key = request_key(self.scope, request)
+        record = await cache.get(key, touch=mode == "on")
+        if record is not None:
+            try:
+                hit = decode(record)
+            except (ValueError, TypeError, KeyError, UnicodeDecodeError):
+                pass  # not a whole record: a miss (a store below replaces it)
+            else:
+                self._served_from_cache(hit)
+                return hit
+        response = await self._counted(call)
+        if mode == "on":
+            await cache.put(key, encode_response(response))
+        return response
+
+    def _served_from_cache(self, response: ChatResponse | EmbeddingResponse) -> None:
+        """Count an answer the cache served (no request, no slot, no health outcome)."""
+        self._cached += 1
+        self._cached_usage = self._cached_usage + response.usage
+        span = CURRENT_SPAN.get()
+        if span is not None:
+            span.using_model(self.alias)
+            span.served_from_cache()
 
     async def _counted(self, call: Callable[[], Awaitable[R]]) -> R:
         """Run ``call`` within the cap, counting the request, its error or its usage, and
-        telling the health monitor the outcome."""
+        telling the health monitor the outcome. A batching client (``client.batched``) is
+        called without a slot: its requests wait in batch jobs, not on the provider."""
         span = CURRENT_SPAN.get()
         if span is not None:
             span.using_model(self.alias)
         record = _CallRecord(self._retries)
         caller = CURRENT_CALLER.set(record)
         try:
+            if getattr(self.client, "batched", False):
+                return await self._call(call, record)
             async with self.limiter:
                 return await self._call(call, record)
         finally:
@@ -188,6 +300,9 @@ class ModelHandle:
             raise
         self._succeeded += 1
         self._usage = self._usage + response.usage
+        if response.served_by == "batch":
+            self._batch_requests += 1
+            self._batch_usage = self._batch_usage + response.usage
         # The model's latency when the throttle reported it (no queueing), else the call's.
         latency = record.latency
         self._latencies.append(trio.current_time() - started if latency is None else latency)
@@ -232,4 +347,30 @@ class ModelHandle:
             output_tokens=self._usage.output_tokens,
             mean_latency=sum(latencies) / len(latencies) if latencies else None,
             p95_latency=p95,
+            online_requests=self._requests - self._batch_requests,
+            batch_requests=self._batch_requests,
+            batch_input_tokens=self._batch_usage.input_tokens,
+            batch_output_tokens=self._batch_usage.output_tokens,
+            cached_requests=self._cached,
+            cached_input_tokens=self._cached_usage.input_tokens,
+            cached_output_tokens=self._cached_usage.output_tokens,
+            **self._costs(),
         )
+
+    def _costs(self) -> dict[str, float | None]:
+        """The estimated cost of the provider's tokens and the savings of the cached ones,
+        when the model has a price."""
+        price = self.config.price
+        if price is None:
+            return {"estimated_cost": None, "cache_savings": None}
+        batch = self._batch_usage
+        online_in = self._usage.input_tokens - batch.input_tokens
+        online_out = self._usage.output_tokens - batch.output_tokens
+        cost = price.cost(online_in, online_out) + price.cost(
+            batch.input_tokens, batch.output_tokens, batch=True
+        )
+        cached = self._cached_usage
+        return {
+            "estimated_cost": cost,
+            "cache_savings": price.cost(cached.input_tokens, cached.output_tokens),
+        }

@@ -24,6 +24,7 @@ from ._types import (
     EmbeddingRequest,
     EmbeddingResponse,
     Message,
+    RateLimitState,
     ToolCall,
     Usage,
 )
@@ -114,6 +115,15 @@ class OpenAIClient(AdapterBase):
                 body["tool_choice"] = request.tool_choice
         return body
 
+    def prepare_chat(self, request: ChatRequest) -> dict[str, Any]:
+        """The request's wire body with the provider's and the request's extra fields merged
+        (what :meth:`chat` sends, and a batch job's item body).
+
+        Raises:
+            ValueError: a ``tool`` message has no ``tool_call_id``.
+        """
+        return self._body(self.chat_body(request), request.extra_body)
+
     async def chat(self, request: ChatRequest) -> ChatResponse:
         """One chat completion (``POST chat/completions``).
 
@@ -132,10 +142,21 @@ class OpenAIClient(AdapterBase):
                 :mod:`._tool_wire`.
             ValueError: a ``tool`` message has no ``tool_call_id``.
         """
-        body = self._body(self.chat_body(request), request.extra_body)
+        body = self.prepare_chat(request)
         data, rate_limit = await self._post(
             "chat/completions", body, model=request.model, time_limit=request.timeout
         )
+        return self.decode_chat(data, request, rate_limit)
+
+    def decode_chat(
+        self, data: Any, request: ChatRequest, rate_limit: RateLimitState | None = None
+    ) -> ChatResponse:
+        """The canonical response in a decoded ``chat/completions`` reply (online, or an item
+        of a batch job's results).
+
+        Raises:
+            MalformedResponse: the reply lacks the documented fields (see :meth:`chat`).
+        """
         model = request.model
         if not isinstance(data, dict):
             raise self._malformed(model, "the body is not a JSON object")
@@ -212,12 +233,29 @@ class OpenAIClient(AdapterBase):
             ModelError: the request failed; ``MalformedResponse`` when the reply does not hold
                 exactly one numeric vector per input.
         """
-        body = self._body(
+        data, rate_limit = await self._post(
+            "embeddings",
+            self.embed_body(request),
+            model=request.model,
+            time_limit=request.timeout,
+        )
+        return self.decode_embedding(data, request, rate_limit)
+
+    def embed_body(self, request: EmbeddingRequest) -> dict[str, Any]:
+        """The embeddings request's wire body, extra fields merged."""
+        return self._body(
             {"model": request.model, "input": list(request.inputs)}, request.extra_body
         )
-        data, rate_limit = await self._post(
-            "embeddings", body, model=request.model, time_limit=request.timeout
-        )
+
+    def decode_embedding(
+        self, data: Any, request: EmbeddingRequest, rate_limit: RateLimitState | None = None
+    ) -> EmbeddingResponse:
+        """The canonical response in a decoded ``embeddings`` reply (online, or an item of a
+        batch job's results).
+
+        Raises:
+            MalformedResponse: the reply does not hold one numeric vector per input.
+        """
         model = request.model
         items = data.get("data") if isinstance(data, dict) else None
         if not isinstance(items, list):

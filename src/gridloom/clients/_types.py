@@ -174,6 +174,8 @@ class ChatResponse:
             not the provider, and empty when nothing was drawn.
         tool_calls: the tools the model asked to call (``finish_reason`` is then typically
             ``tool_calls``, Anthropic's ``tool_use`` mapped to it).
+        served_by: how the answer was obtained: ``online`` (an ordinary request),
+            ``batch`` (a provider batch job) or ``cache`` (gridloom's response cache).
     """
 
     text: str
@@ -184,6 +186,7 @@ class ChatResponse:
     rate_limit: RateLimitState | None = None
     inference: Mapping[str, float | int] = attrs.field(factory=dict)
     tool_calls: tuple[ToolCall, ...] = attrs.field(default=(), converter=_tuple)
+    served_by: Literal["online", "batch", "cache"] = "online"
 
 
 @attrs.frozen(kw_only=True)
@@ -204,11 +207,14 @@ class EmbeddingResponse:
         vectors: the embeddings.
         usage: token counts.
         rate_limit: the quota the response's headers reported, if they did.
+        served_by: how the answer was obtained: ``online``, ``batch`` or ``cache`` (as for
+            :class:`ChatResponse`).
     """
 
     vectors: tuple[tuple[float, ...], ...]
     usage: Usage = attrs.field(factory=Usage)
     rate_limit: RateLimitState | None = None
+    served_by: Literal["online", "batch", "cache"] = "online"
 
 
 @runtime_checkable

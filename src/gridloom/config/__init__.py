@@ -15,6 +15,7 @@ import importlib
 from typing import Any
 
 from ._builder import PipelineBuilder
+from ._cache import PriceConfig
 from ._columns import ColumnConfig, DType
 from ._constraints import Constraint
 from ._converter import converter, structure_pipeline, unstructure_pipeline
@@ -32,12 +33,19 @@ from ._models import (
     SeedPartition,
 )
 from ._schema import config_json_schema
-from ._simulation import CapacityStep, LatencyConfig, SimulatedModel, SimulationConfig
+from ._simulation import (
+    BatchSimulation,
+    CapacityStep,
+    LatencyConfig,
+    SimulatedModel,
+    SimulationConfig,
+)
 from ._throttle import ThrottleConfig
 from ._validators import schema_keywords
 
 __all__ = [
     "COLUMN_KINDS",
+    "BatchSimulation",
     "CapacityStep",
     "ColumnConfig",
     "Constraint",
@@ -48,6 +56,7 @@ __all__ = [
     "ModelConfig",
     "PipelineBuilder",
     "PipelineConfig",
+    "PriceConfig",
     "ProviderConfig",
     "RayConfig",
     "Rubric",

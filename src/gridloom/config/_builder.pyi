@@ -644,6 +644,7 @@ class PipelineBuilder(BuilderBase):
         with_reasoning: bool = False,
         validate_with: Iterable[ValidatorConfig | Mapping[str, Any]] = (),
         max_correction_attempts: int = 2,
+        cache: bool | Literal["read_only"] | None = None,
         depends_on: Iterable[str] = (),
         drop: bool = False,
         skip_when: str | None = None,
@@ -681,6 +682,9 @@ class PipelineBuilder(BuilderBase):
             max_correction_attempts: how many times a rejected answer is sent back to the model
                 for correction (a follow-up turn quoting the problems) before the row is
                 dropped.
+            cache: this column's use of the response cache (docs/cache.md): `true`, `read_only`,
+                `false`, or `null` (default: the model's `cache` setting). Not part of the
+                config's hash.
             depends_on: extra columns this one must wait for, beyond those its templates name.
             drop: compute the column (others may use it) but leave it out of the output.
             skip_when: a Jinja expression over the row (`"topic == 'alpha'"`, or the same
@@ -714,6 +718,7 @@ class PipelineBuilder(BuilderBase):
         with_reasoning: bool = False,
         validate_with: Iterable[ValidatorConfig | Mapping[str, Any]] = (),
         max_correction_attempts: int = 2,
+        cache: bool | Literal["read_only"] | None = None,
         language: str = "python",
         depends_on: Iterable[str] = (),
         drop: bool = False,
@@ -752,6 +757,9 @@ class PipelineBuilder(BuilderBase):
             max_correction_attempts: how many times a rejected answer is sent back to the model
                 for correction (a follow-up turn quoting the problems) before the row is
                 dropped.
+            cache: this column's use of the response cache (docs/cache.md): `true`, `read_only`,
+                `false`, or `null` (default: the model's `cache` setting). Not part of the
+                config's hash.
             language: the programming language asked for (also the code fence's tag); used as
                 written, so it cannot hold Jinja syntax.
             depends_on: extra columns this one must wait for, beyond those its templates name.
@@ -787,6 +795,7 @@ class PipelineBuilder(BuilderBase):
         extra_body: Mapping[str, Any] | None = None,
         with_reasoning: bool = False,
         validate_with: Iterable[ValidatorConfig | Mapping[str, Any]] = (),
+        cache: bool | Literal["read_only"] | None = None,
         format: Literal["json", "yaml", "xml"] = "json",
         xsd: str | None = None,
         keep_raw: bool = False,
@@ -827,6 +836,9 @@ class PipelineBuilder(BuilderBase):
                 `llm_judge`). A rejected answer is sent back with the validators' messages, up
                 to `max_correction_attempts` times; then the row is dropped
                 (`ValidationFailed`).
+            cache: this column's use of the response cache (docs/cache.md): `true`, `read_only`,
+                `false`, or `null` (default: the model's `cache` setting). Not part of the
+                config's hash.
             format: the answer's format: `json`, `yaml` or `xml`.
             xsd: for `format: xml` only, instead of `schema`: the text of an XML Schema (at most
                 256 KiB; nothing it imports or includes is fetched).
@@ -867,6 +879,7 @@ class PipelineBuilder(BuilderBase):
         extra_body: Mapping[str, Any] | None = None,
         with_reasoning: bool = False,
         validate_with: Iterable[ValidatorConfig | Mapping[str, Any]] = (),
+        cache: bool | Literal["read_only"] | None = None,
         max_correction_attempts: int = 2,
         depends_on: Iterable[str] = (),
         drop: bool = False,
@@ -903,6 +916,9 @@ class PipelineBuilder(BuilderBase):
                 `llm_judge`). A rejected answer is sent back with the validators' messages, up
                 to `max_correction_attempts` times; then the row is dropped
                 (`ValidationFailed`).
+            cache: this column's use of the response cache (docs/cache.md): `true`, `read_only`,
+                `false`, or `null` (default: the model's `cache` setting). Not part of the
+                config's hash.
             max_correction_attempts: how many times an invalid answer is sent back for
                 correction.
             depends_on: extra columns this one must wait for, beyond those its templates name.
@@ -1017,6 +1033,7 @@ class PipelineBuilder(BuilderBase):
         with_reasoning: bool = False,
         validate_with: Iterable[ValidatorConfig | Mapping[str, Any]] = (),
         max_correction_attempts: int = 2,
+        cache: bool | Literal["read_only"] | None = None,
         tools: Iterable[ToolConfig | Mapping[str, Any]],
         max_turns: int = 8,
         final_tool: str | None = None,
@@ -1062,6 +1079,9 @@ class PipelineBuilder(BuilderBase):
             max_correction_attempts: how many times a rejected answer is sent back to the model
                 for correction (a follow-up turn quoting the problems) before the row is
                 dropped.
+            cache: this column's use of the response cache (docs/cache.md): `true`, `read_only`,
+                `false`, or `null` (default: the model's `cache` setting). Not part of the
+                config's hash.
             tools: where the tools come from: `{python: "module:function"}`, `{mcp: {command:
                 [...]}}` / `{mcp: {url: ...}}`, `{search: {seed, field}}`.
             max_turns: the most model requests one trajectory makes (1 to 100).

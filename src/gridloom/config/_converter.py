@@ -37,6 +37,7 @@ from cattrs.errors import (
 from cattrs.gen import make_dict_structure_fn
 
 from ..errors import ConfigError
+from ._cache import CacheSetting
 from ._columns import ColumnConfig
 from ._document import by_column, document_issues, reported
 from ._inference import InferenceDistribution, is_param_type, structure_param, unstructure_param
@@ -297,6 +298,10 @@ def _unstructure_column(column: ColumnConfig) -> dict[str, Any]:
             default = list(default)
         if key in flat and flat[key] == default:
             del flat[key]
+    # Execution settings (an LLM column's ``cache``) are written only when set.
+    for key in getattr(type(column), "execution_fields", ()):
+        if key in flat and flat[key] is None:
+            del flat[key]
     out[column.kind] = flat
     out.update(common)
     return out
@@ -402,6 +407,8 @@ def _register() -> None:
     c.register_structure_hook(bool, structure_bool)
     c.register_structure_hook(dt.datetime, structure_datetime)
     c.register_structure_hook(int | str, structure_int_or_str)
+    # ``cache``: true, false, read_only or null; its validator checks the raw value.
+    c.register_structure_hook(CacheSetting, lambda obj, _: obj)
     c.register_structure_hook_factory(lambda tp: get_origin(tp) is _LITERAL, literal_hook)
     c.register_structure_hook_factory(_is_tuple, _tuple_hook)
     c.register_structure_hook_factory(_is_dict, _dict_hook)

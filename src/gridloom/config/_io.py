@@ -406,7 +406,18 @@ def redacted_headers(cfg: PipelineConfig) -> dict[str, list[str]]:
 #: The run settings that change what is generated (the random streams derive from both).
 _OUTPUT_RUN_FIELDS = ("seed", "row_group_size")
 #: Model settings that change how requests are made, not what comes back.
-_EXECUTION_MODEL_FIELDS = frozenset({"max_parallel_requests", "timeout", "max_response_bytes"})
+_EXECUTION_MODEL_FIELDS = frozenset(
+    {
+        "max_parallel_requests",
+        "timeout",
+        "max_response_bytes",
+        "batch",
+        "batch_max_size",
+        "batch_wait",
+        "cache",
+        "price",
+    }
+)
 
 
 def config_hash(cfg: PipelineConfig) -> str:
@@ -415,7 +426,8 @@ def config_hash(cfg: PipelineConfig) -> str:
     Two pipelines that load to equal objects have the same hash, however they were written.
     Settings that change only how a run executes are left out, so a run can be resumed with
     other limits: ``run``'s concurrency limits and scheduling mode, models'
-    ``max_parallel_requests``, ``timeout`` and ``max_response_bytes``, and providers' endpoints,
+    ``max_parallel_requests``, ``timeout``, ``max_response_bytes``, ``batch*``,
+    ``cache`` and ``price``, model-calling columns' ``cache``, and providers' endpoints,
     key variables, headers, extra body fields and HTTP settings (only their names and types
     count). A custom function that
     is not importable by its name (a lambda, a local function) counts by its
@@ -431,6 +443,13 @@ def config_hash(cfg: PipelineConfig) -> str:
     data["providers"] = [
         {"name": p["name"], "type": p.get("type")} for p in data.get("providers", [])
     ]
+    by_name = {column.name: column for column in cfg.columns}
+    for item in data.get("columns", []):
+        column = by_name.get(item.get("name"))
+        params = item.get(column.kind) if column is not None else None
+        if column is not None and isinstance(params, dict):
+            for key in getattr(type(column), "execution_fields", ()):
+                params.pop(key, None)
     canonical = json.dumps(
         _hashable(data),
         sort_keys=True,

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 import attrs
 
+from ._cache import CacheSetting, check_cache_setting
 from ._columns import ColumnConfig
 from ._inference import (
     InferenceDistribution,
@@ -89,11 +90,17 @@ class LLMColumn(ColumnConfig):
             `max_correction_attempts` times; then the row is dropped (`ValidationFailed`).
         max_correction_attempts: how many times a rejected answer is sent back to the model
             for correction (a follow-up turn quoting the problems) before the row is dropped.
+        cache: this column's use of the response cache (docs/cache.md): ``true``,
+            ``read_only``, ``false``, or ``null`` (default: the model's ``cache`` setting).
+            Not part of the config's hash.
     """
 
     #: Parameters added after the first release: left out of the config's hash at their
     #: default (a subclass that sets its own list keeps ``validate_with`` in it).
     omit_at_default: ClassVar[tuple[str, ...]] = ("validate_with", "max_correction_attempts")
+    #: Settings of how the column runs, not what it generates: left out of the config's
+    #: hash, and out of a dumped config when unset.
+    execution_fields: ClassVar[tuple[str, ...]] = ("cache",)
 
     model: str
     prompt: str
@@ -118,6 +125,7 @@ class LLMColumn(ColumnConfig):
         validator=attrs.validators.deep_iterable(attrs.validators.instance_of(ValidatorConfig)),
     )
     max_correction_attempts: int = attrs.field(default=2, validator=attrs.validators.ge(0))
+    cache: CacheSetting = attrs.field(default=None, validator=check_cache_setting)
 
     def templates(self) -> dict[str, str]:
         out = {"prompt": self.prompt}

@@ -7,6 +7,12 @@ from typing import Any, Literal
 import attrs
 
 from ..errors import ConfigError, ConfigIssue
+from ._cache import (
+    CacheSetting,
+    PriceConfig,
+    as_price,
+    check_cache_setting,
+)
 from ._columns import ColumnConfig
 from ._constraints import Constraint
 from ._inference import (
@@ -186,6 +192,20 @@ class ModelConfig:
             longer one is refused while it is read (``ResponseTooLarge``; the row is dropped)
             instead of being held in memory. Aliases of one (provider, model) share the
             largest.
+        batch: send this model's requests through the provider's batch API (OpenAI
+            ``/v1/batches``, Anthropic Message Batches; see docs/batch.md): cheaper, slower,
+            resumable. Ready cells are collected into batch jobs.
+        batch_max_size: a batch job is submitted once this many requests are queued.
+        batch_wait: ... or once this many seconds have passed since the first queued one.
+        cache: use the response cache (docs/cache.md): ``true`` (look answers up, store new
+            ones), ``read_only`` (look up only), ``false``, or ``null`` (default): on for
+            deterministic requests only — temperature 0, or a whole-number ``seed`` in the
+            request body (column's or provider's ``extra_body``) — off otherwise. A column's
+            own ``cache`` wins. Not part of the config's hash.
+        price: ``{input: 2.5, output: 10, batch_discount: 0.5}``: dollars (or any currency)
+            per million input and output tokens, and the share taken off batch tokens; the
+            summary and ``metadata.json`` then show an estimated cost. Not part of the
+            config's hash.
     """
 
     alias: str = attrs.field(validator=attrs.validators.min_len(1))
@@ -210,6 +230,13 @@ class ModelConfig:
         default=None, validator=attrs.validators.optional([finite, attrs.validators.gt(0)])
     )
     max_response_bytes: int = attrs.field(default=8 * 1024 * 1024, validator=attrs.validators.ge(1))
+    batch: bool = False
+    batch_max_size: int = attrs.field(
+        default=1000, validator=[int64, attrs.validators.ge(1), attrs.validators.le(50_000)]
+    )
+    batch_wait: float = attrs.field(default=5.0, validator=[finite, attrs.validators.ge(0)])
+    cache: CacheSetting = attrs.field(default=None, validator=check_cache_setting)
+    price: PriceConfig | None = attrs.field(default=None, converter=as_price)
 
 
 def _check_index_range(_inst: Any, _attribute: Any, value: tuple[int, ...] | None) -> None:

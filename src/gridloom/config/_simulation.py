@@ -17,9 +17,15 @@ from typing import Any, Literal
 
 import attrs
 
-from ._validators import int64, schema_keywords
+from ._validators import finite, int64, schema_keywords
 
-__all__ = ["CapacityStep", "LatencyConfig", "SimulatedModel", "SimulationConfig"]
+__all__ = [
+    "BatchSimulation",
+    "CapacityStep",
+    "LatencyConfig",
+    "SimulatedModel",
+    "SimulationConfig",
+]
 
 
 @schema_keywords(minimum=0, maximum=1)
@@ -139,6 +145,47 @@ class SimulatedModel:
 
 
 @attrs.frozen(kw_only=True)
+class BatchSimulation:
+    """How the simulated batch APIs behave (OpenAI files + ``/v1/batches``, Anthropic
+    ``/v1/messages/batches``).
+
+    A job is in progress for ``completion_delay`` seconds of the endpoint's clock after it is
+    created, then ended: its items answered as the online endpoint answers the same requests.
+    Which items fail, expire, go missing or come twice is drawn from ``seed``, the job's id and
+    the item's ``custom_id``, so it is the same on every run.
+
+    Attributes:
+        completion_delay: seconds from creation until a job has ended.
+        job_expiry: a job that would take longer than this ends expired, every item unanswered
+            (OpenAI: status ``expired`` and ``batch_expired`` errors; Anthropic: ``expired``
+            results); ``None`` never expires.
+        error_rate: share of items answered with an error (500 ``server_error`` / ``api_error``).
+        expired_rate: share of items that expire unanswered.
+        missing_rate: share of items left out of the results altogether.
+        duplicate_rate: share of items written twice to the results.
+        max_items: most requests in one job.
+        max_file_bytes: largest uploaded file (OpenAI) or request body (Anthropic).
+        max_jobs: most jobs (and files) held; beyond, creating one more is refused (400).
+    """
+
+    completion_delay: float = attrs.field(default=0.0, validator=[finite, _non_negative])
+    job_expiry: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.gt(0))
+    )
+    error_rate: float = attrs.field(default=0.0, validator=_rate)
+    expired_rate: float = attrs.field(default=0.0, validator=_rate)
+    missing_rate: float = attrs.field(default=0.0, validator=_rate)
+    duplicate_rate: float = attrs.field(default=0.0, validator=_rate)
+    max_items: int = attrs.field(
+        default=50_000, validator=[int64, attrs.validators.ge(1), attrs.validators.le(1_000_000)]
+    )
+    max_file_bytes: int = attrs.field(
+        default=64 * 1024 * 1024, validator=[int64, attrs.validators.ge(1)]
+    )
+    max_jobs: int = attrs.field(default=1_000, validator=[int64, attrs.validators.ge(1)])
+
+
+@attrs.frozen(kw_only=True)
 class SimulationConfig:
     """The simulated endpoint of one provider.
 
@@ -148,12 +195,14 @@ class SimulationConfig:
         models: behaviour per model name.
         transport: ``socket`` serves the endpoint over HTTP on 127.0.0.1 (started and stopped
             with the run); ``asgi`` mounts it in-process, for runs on a virtual clock.
+        batch: how its batch APIs behave (delays, partial failures, limits).
     """
 
     seed: int = 0
     default: SimulatedModel = attrs.field(factory=SimulatedModel)
     models: dict[str, SimulatedModel] = attrs.field(factory=dict)
     transport: Literal["socket", "asgi"] = "socket"
+    batch: BatchSimulation = attrs.field(factory=BatchSimulation)
 
     def for_model(self, name: str) -> SimulatedModel:
         """The behaviour of model ``name``."""

@@ -392,6 +392,7 @@ class ProgressReporter:
         models = [
             f" limit {'-' if m.limit is None else f'{m.limit:,}'} · in flight {m.in_flight:,}"
             f" · requests {m.requests:,} · 429s {m.rate_limited:,}"
+            + (f" · cached {m.cached:,}" if m.cached else "")
             for m in snapshot.models
         ]
         name_width = max(map(len, names), default=0)

@@ -79,6 +79,7 @@ class ModelProgress:
         in_flight: requests sent and not yet answered.
         requests: requests made so far.
         rate_limited: 429s (capacity refusals) so far.
+        cached: answers served from the response cache so far (no requests).
     """
 
     alias: str
@@ -86,6 +87,7 @@ class ModelProgress:
     in_flight: int
     requests: int
     rate_limited: int
+    cached: int = 0
 
 
 @attrs.frozen(kw_only=True)
@@ -161,6 +163,7 @@ def model_progress(handle: ModelHandle, requests: int | None = None) -> ModelPro
             in_flight=cap.borrowed_tokens,
             requests=requests,
             rate_limited=handle.usage().rate_limited,
+            cached=getattr(handle, "cached_requests", 0),
         )
     # The limit of the domain in use: the one with the most requests (chat on a tie).
     domain = max(stats, key=lambda d: (stats[d].admitted, d == "chat"))
@@ -170,6 +173,7 @@ def model_progress(handle: ModelHandle, requests: int | None = None) -> ModelPro
         in_flight=sum(s.in_flight for s in stats.values()),
         requests=requests,
         rate_limited=sum(s.rate_limited for s in stats.values()),
+        cached=getattr(handle, "cached_requests", 0),
     )
 
 
@@ -239,7 +243,8 @@ def format_rate(per_second: float | None) -> str:
 
 def _model_text(model: ModelProgress) -> str:
     limit = "-" if model.limit is None else f"{model.limit:,}"
-    return f"{model.alias} limit {limit} in flight {model.in_flight:,} 429s {model.rate_limited:,}"
+    text = f"{model.alias} limit {limit} in flight {model.in_flight:,} 429s {model.rate_limited:,}"
+    return f"{text} cached {model.cached:,}" if model.cached else text
 
 
 def format_line(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["render_corrections", "render_drops", "render_summary"]
+__all__ = ["render_corrections", "render_costs", "render_drops", "render_summary"]
 
 
 def _number(value: Any, spec: str = ",") -> str:
@@ -146,6 +146,22 @@ def render_shards(shards: Sequence[Mapping[str, Any]]) -> list[str]:
     return ["", *_table(header, rows)]
 
 
+def render_costs(models: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """One line per model with a price: the estimated cost of its tokens (batch tokens
+    discounted) and what its cached answers saved."""
+    lines = []
+    for alias, m in models.items():
+        cost = m.get("estimated_cost")
+        if not isinstance(cost, int | float):
+            continue
+        line = f"estimated cost {alias}: ${cost:,.4f}"
+        savings = m.get("cache_savings")
+        if isinstance(savings, int | float) and m.get("cached_requests"):
+            line += f" (the cache saved ${savings:,.4f})"
+        lines.append(line)
+    return lines
+
+
 def render_summary(summary: Mapping[str, Any]) -> str:
     """A run's summary as a plain-text table, for a terminal or a log.
 
@@ -220,7 +236,14 @@ def render_summary(summary: Mapping[str, Any]) -> str:
             ]
             for alias, m in models.items()
         ]
+        # Served from the response cache or by batch jobs: columns only when some were.
+        for key, title in (("cached_requests", "cached"), ("batch_requests", "batch")):
+            if any(m.get(key) for m in models.values()):
+                header.insert(2, title)
+                for row, m in zip(rows, models.values(), strict=True):
+                    row.insert(2, _number(m.get(key, 0)))
         lines += ["", *_table(header, rows)]
+        lines += render_costs(models)
     if invocation:
         lines += [
             "",

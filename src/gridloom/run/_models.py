@@ -10,35 +10,96 @@ Every handle of one :func:`open_models` shares one :class:`~gridloom.run.HealthM
 stop when a model keeps failing; and every limiter comes from one
 :class:`~gridloom.throttle.ThrottleRegistry`, whose start-up ramps (``throttle.rampup_seconds``)
 the run drives as a service of its nursery (``await nursery.start(registry.run)``).
+
+The response cache (docs/cache.md) is opened here too, in a worker thread, unless the caller
+says ``cache=False`` (``--no-cache``), ``GRIDLOOM_NO_CACHE`` is set, or no model or column
+could use it; a cache file that cannot be opened is one warning, and the run goes on without.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 from collections.abc import AsyncIterator
 
+import attrs
 import httpx
 import trio
 
 from ..clients import (
     AnthropicClient,
+    CacheScope,
+    CacheUnavailable,
     ModelClient,
     ModelHandle,
     OpenAIClient,
+    ResponseCache,
     ThrottledModelClient,
     api_key_from_env,
+    batching_client,
     build_http_client,
+    scope_digest,
 )
 from ..config import ModelConfig, PipelineConfig, ProviderConfig, SimulationConfig
+from ..storage import location_of
 from ..throttle import ThrottleRegistry, TokenBucket
 from ._health import HealthMonitor
 
-__all__ = ["open_models", "serve_models", "used_aliases"]
+__all__ = [
+    "cache_scope",
+    "cache_wanted",
+    "open_cache",
+    "open_models",
+    "serve_models",
+    "used_aliases",
+]
+
+log = logging.getLogger("gridloom.cache")
 
 
 def used_aliases(config: PipelineConfig) -> set[str]:
     """Model aliases referenced by some column."""
     return {alias for column in config.columns for alias in column.model_aliases().values()}
+
+
+def cache_wanted(config: PipelineConfig, models: list[ModelConfig]) -> bool:
+    """Whether some of ``models`` may use the response cache: one whose ``cache`` is not
+    ``false``, or a column that turns it on; never with ``GRIDLOOM_NO_CACHE`` set."""
+    if os.environ.get("GRIDLOOM_NO_CACHE"):
+        return False
+    if any(model.cache is not False for model in models):
+        return True
+    return any(getattr(column, "cache", None) for column in config.columns)
+
+
+async def open_cache(stack: contextlib.AsyncExitStack) -> ResponseCache | None:
+    """The response cache at its default place, opened in a worker thread and closed with
+    ``stack``; ``None`` (after one warning) when it cannot be used."""
+    try:
+        cache = await trio.to_thread.run_sync(ResponseCache)
+    except CacheUnavailable as exc:
+        log.warning("%s", exc)
+        return None
+
+    async def close() -> None:
+        await trio.to_thread.run_sync(cache.close)
+
+    stack.push_async_callback(close)
+    return cache
+
+
+def cache_scope(provider: ProviderConfig) -> CacheScope:
+    """What a provider's answers depend on besides the request: its type, its endpoint (a
+    simulated one's settings, its port changing each run) and its extra body fields."""
+    if provider.type == "simulated":
+        simulation = attrs.evolve(provider.simulation or SimulationConfig(), transport="socket")
+        endpoint = "simulated:" + scope_digest(simulation)
+    else:
+        endpoint = provider.endpoint or ""
+    return CacheScope(
+        provider_type=provider.type, endpoint=endpoint, extra_body=dict(provider.extra_body)
+    )
 
 
 async def _open_client(
@@ -77,6 +138,8 @@ async def open_models(
     aliases: set[str] | None = None,
     registry: ThrottleRegistry | None = None,
     health: HealthMonitor | None = None,
+    cache: bool = True,
+    output: str | os.PathLike[str] | None = None,
 ) -> AsyncIterator[dict[str, ModelHandle]]:
     """Open clients for the aliases the pipeline uses; yield a handle per alias.
 
@@ -86,6 +149,10 @@ async def open_models(
     ``config.run``'s ``shutdown_*`` settings unless ``health`` is given. The limiters come from
     ``registry`` (default: a new one for ``config.run.throttle``); with a start-up ramp
     (``throttle.rampup_seconds``), the caller drives it: ``await nursery.start(registry.run)``.
+    With ``cache`` (and see the module's notes), the handles share the response cache.
+    A model with ``batch: true`` gets a :class:`~gridloom.clients.BatchingClient` instead of a
+    throttled client (docs/batch.md); with ``output`` (the run's folder) its jobs are recorded
+    there, so that a resumed run re-attaches to them instead of paying again.
 
     Raises:
         ConfigError: a provider's API key variable is not set.
@@ -99,6 +166,9 @@ async def open_models(
             provider = providers[name]
             served = [m for m in config.models if m.provider == name]
             clients[name] = await _open_client(provider, served, stack)
+        responses = (
+            await open_cache(stack) if cache and models and cache_wanted(config, models) else None
+        )
         caps: dict[tuple[str, str], int] = {}
         for model in models:
             key = (model.provider, model.model)
@@ -126,11 +196,14 @@ async def open_models(
             else health
         )
         handles: dict[str, ModelHandle] = {}
+        location = None
+        if output is not None and any(m.batch for m in models):
+            location = await trio.to_thread.run_sync(location_of, output)
         for model in models:
             key = (model.provider, model.model)
             chat = throttles.limiter(model.provider, model.model, "chat", caps[key])
             embedding = throttles.limiter(model.provider, model.model, "embedding", caps[key])
-            throttled = ThrottledModelClient(
+            throttled: ModelClient = ThrottledModelClient(
                 clients[model.provider],
                 chat=chat,
                 embedding=embedding,
@@ -138,6 +211,10 @@ async def open_models(
                 requests=budget(model, "requests"),
                 tokens=budget(model, "tokens"),
             )
+            adapter = clients[model.provider]
+            if model.batch and isinstance(adapter, OpenAIClient | AnthropicClient):
+                batching = batching_client(adapter, model, output=location)
+                throttled = await stack.enter_async_context(batching.running())
             monitor.register(
                 model.alias,
                 model=model.model,
@@ -150,6 +227,8 @@ async def open_models(
                 limiters[key],
                 throttles={"chat": chat, "embedding": embedding},
                 health=monitor,
+                cache=responses,
+                scope=cache_scope(providers[model.provider]),
             )
         yield handles
 
@@ -160,11 +239,16 @@ async def serve_models(
     registry: ThrottleRegistry,
     health: HealthMonitor,
     stop: trio.Event,
+    cache: bool = True,
+    output: str | os.PathLike[str] | None = None,
     task_status: trio.TaskStatus[dict[str, ModelHandle]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """The models as a service of a run's nursery: open them (:func:`open_models`), report
-    the handles as started, and close them once ``stop`` is set — normally, not cancelled, so
-    connections and a simulated endpoint shut down cleanly."""
-    async with open_models(config, registry=registry, health=health) as handles:
+    """The models as a service of a run's nursery: open them (:func:`open_models`; ``cache``:
+    with the response cache; ``output``: where batch jobs are recorded), report the handles as
+    started, and close them once ``stop`` is set — normally, not cancelled, so connections and
+    a simulated endpoint shut down cleanly."""
+    async with open_models(
+        config, registry=registry, health=health, cache=cache, output=output
+    ) as handles:
         task_status.started(handles)
         await stop.wait()

@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -45,6 +45,7 @@ from ..storage import (
     RowGroupStore,
     RunResult,
     is_remote_uri,
+    local_path,
     location_of,
 )
 from ..throttle import ThrottleRegistry
@@ -56,7 +57,7 @@ from ._models import serve_models
 from ._plan import iter_row_groups, shortfall, top_up
 from ._processors import ProcessingStore, compile_processors
 from ._report import is_interrupt, save_trace, summarize, unwrap
-from ._shard import ShardJob, ShardReporter, shard_report
+from ._shard import ShardJob, ShardReporter, ray_get_taken, shard_report
 from ._sharded import create_sharded
 from ._signals import Interrupted, StopSignals
 from ._source import (
@@ -120,12 +121,24 @@ class _Services:
         self._stops.append((scope.cancel if stop is None else stop, ended))
         return value
 
-    async def models(self, cfg: PipelineConfig) -> tuple[dict[str, ModelHandle], HealthMonitor]:
-        """Open the models (and their health monitor), and start their ramp if there is one."""
+    async def models(
+        self, cfg: PipelineConfig, *, cache: bool = True, output: str | None = None
+    ) -> tuple[dict[str, ModelHandle], HealthMonitor]:
+        """Open the models (and their health monitor; with the response cache unless
+        ``cache`` is false; recording batch jobs in the run's ``output``, if given), and
+        start their ramp if there is one."""
         registry = ThrottleRegistry(cfg.run.throttle)
         health = HealthMonitor.from_run_config(cfg.run, clock=trio.current_time)
         closing = trio.Event()
-        serve = functools.partial(serve_models, cfg, registry=registry, health=health, stop=closing)
+        serve = functools.partial(
+            serve_models,
+            cfg,
+            registry=registry,
+            health=health,
+            stop=closing,
+            cache=cache,
+            output=output,
+        )
         handles: dict[str, ModelHandle] = await self._start(serve, closing.set)
         if cfg.run.throttle.rampup_seconds > 0:
             await self._start(registry.run)
@@ -161,6 +174,8 @@ class Run:
             ``"interrupted"`` and raises :class:`~gridloom.run.Interrupted`.
         executor: overrides of the config's ``run.executor`` (key ``executor``) and
             ``run.ray`` settings (key ``ray``: a mapping of :class:`RayConfig` fields).
+        cache: use the response cache (docs/cache.md) as the models' and columns' ``cache``
+            settings say; ``False`` (``--no-cache``): never.
     """
 
     def __init__(
@@ -170,11 +185,13 @@ class Run:
         base_dir: str | os.PathLike[str] | None = None,
         signals: StopSignals | None = None,
         executor: Mapping[str, Any] | None = None,
+        cache: bool = True,
     ) -> None:
         self._source = config
         self._base_dir = base_dir
         self._signals = signals
         self._executor = dict(executor or {})
+        self._cache = cache
 
     # ------------------------------------------------------------------ what a run does
 
@@ -257,13 +274,14 @@ class Run:
                 output=output,
                 mode=mode,
                 record_base=record,
+                cache=self._cache,
             )
         remote = is_remote_uri(output)
         location = await trio.to_thread.run_sync(location_of, output) if remote else None
-        models, health = await services.models(cfg)
+        models, health = await services.models(cfg, cache=self._cache, output=output)
         fingerprint = await trio.to_thread.run_sync(seed_fingerprint, graph)
         opener: Any = (
-            functools.partial(ParquetStore.open, Path(output))
+            functools.partial(ParquetStore.open, local_path(output))
             if location is None
             else functools.partial(ManifestStore.open, location, role="run")
         )
@@ -281,7 +299,7 @@ class Run:
                 seed_fingerprint=fingerprint,
             )
         )
-        out = Path(output) if location is None else location.local
+        out = local_path(output) if location is None else location.local
         return await self._generate(
             services,
             cfg,
@@ -305,7 +323,7 @@ class Run:
 
     async def _shard(self, job: ShardJob, services: _Services) -> dict[str, Any]:
         cfg, graph, _base = await prepare(self._source, self._base_dir, job.num_records)
-        models, health = await services.models(cfg)
+        models, health = await services.models(cfg, cache=self._cache)
         fingerprint = await trio.to_thread.run_sync(seed_fingerprint, graph)
         store = await trio.to_thread.run_sync(
             functools.partial(
@@ -323,8 +341,8 @@ class Run:
             )
         )
         # A shard restarted after its worker died skips what it had committed.
-        done = store.completed()
-        plan = [spec for spec in job.specs if spec.index not in done]
+        generated: list[RowGroupSpec] = []
+        plan = job.pull(store.completed(), generated)
 
         def reporting(scheduler: Scheduler, handles: Mapping[str, ModelHandle]) -> Reporter | None:
             if job.board is None:
@@ -345,19 +363,21 @@ class Run:
             plan=plan,
             reporting=reporting,
         )
-        return shard_report(job, plan, result)
+        taken = await trio.to_thread.run_sync(ray_get_taken, job)
+        return shard_report(job, taken, generated, result)
 
     async def _preview(self, num_records: int, services: _Services) -> RunResult:
         cfg, graph, _base = await prepare(self._source, self._base_dir, num_records)
         store = MemoryStore(output_schema(cfg, graph))
-        models, health = await services.models(cfg)
+        models, health = await services.models(cfg, cache=self._cache)
         return await self._generate(
             services, cfg, graph, store, models, health, num_records, run_seed(cfg), None
         )
 
     async def _check_models(self, services: _Services) -> list[dict[str, Any]]:
         cfg, _base = await trio.to_thread.run_sync(load_source, self._source, self._base_dir)
-        models, _health = await services.models(cfg)
+        # A check must reach each model: never answered from the response cache.
+        models, _health = await services.models(cfg, cache=False)
         return await probe_models(cfg, models)
 
     # ------------------------------------------------------------------ the work
@@ -375,7 +395,7 @@ class Run:
         output_dir: Path | None,
         *,
         trace_to: Location | None = None,
-        plan: Sequence[RowGroupSpec] | None = None,
+        plan: AsyncIterable[RowGroupSpec] | None = None,
         reporting: Reporting | None = None,
     ) -> RunResult:
         """The scheduler over the plan, then its top-up rounds, then the store finished.
@@ -388,9 +408,9 @@ class Run:
         # On resume the store knows the run's full size (it may have grown).
         total = getattr(store, "num_records", num_records)
         size = cfg.run.row_group_size
-        specs: Iterable[RowGroupSpec]
+        specs: Iterable[RowGroupSpec] | AsyncIterable[RowGroupSpec]
         if plan is not None:
-            specs, remaining = plan, sum(spec.num_rows for spec in plan)
+            specs, remaining = plan, 0  # a shard shows no display of its own
         else:
             specs = iter_row_groups(total, size, store.completed())  # lazy: -n 10**12 plans nothing
             planned = -(-total // size)
@@ -498,7 +518,7 @@ class Run:
     async def _schedule(
         scheduler: Scheduler,
         store: RowGroupStore,
-        specs: Iterable[RowGroupSpec],
+        specs: Iterable[RowGroupSpec] | AsyncIterable[RowGroupSpec],
         cfg: PipelineConfig,
         total: int,
         reporter: Reporter | None,

@@ -25,6 +25,7 @@ from ._asgi import (
     send_json,
     wait_for_disconnect,
 )
+from ._batches import BatchService
 from ._behaviour import Fault, ModelBehaviour
 from ._formats import anthropic_message, chat_completion, embeddings, model_list, model_object
 from ._recorder import Recorder, SimulationStatistics, TimelineEntry
@@ -74,7 +75,8 @@ _ROUTES: dict[str, str] = {
 }
 _SERVED = (
     "POST /v1/chat/completions, POST /v1/embeddings, POST /v1/messages, GET /v1/models,"
-    " GET /v1/models/{model}, GET /stats, GET /timeline"
+    " GET /v1/models/{model}, GET /stats, GET /timeline, the batch APIs (/v1/files,"
+    " /v1/batches, /v1/messages/batches)"
 )
 #: Endpoints of the two APIs that the simulated endpoint knows and refuses (400, not 404).
 _UNSUPPORTED = (
@@ -83,15 +85,12 @@ _UNSUPPORTED = (
     "/v1/moderations",
     "/v1/images",
     "/v1/audio",
-    "/v1/files",
     "/v1/uploads",
-    "/v1/batches",
     "/v1/fine_tuning",
     "/v1/assistants",
     "/v1/threads",
     "/v1/vector_stores",
     "/v1/realtime",
-    "/v1/messages/batches",
     "/v1/messages/count_tokens",
 )
 
@@ -213,6 +212,10 @@ class SimulatedApp:
         self._behaviours: dict[str, ModelBehaviour] = {}
         self._names: set[str] = set()
         self._epoch: float | None = None
+        #: The batch APIs (OpenAI files and batches, Anthropic message batches).
+        self.batches = BatchService(
+            config.batch, self.answer_item, seed=config.seed, clock=clock, wall_clock=wall_clock
+        )
 
     def statistics(self) -> SimulationStatistics:
         """A snapshot of the counters per model (what ``GET /stats`` returns)."""
@@ -249,6 +252,9 @@ class SimulatedApp:
         path: str = scope["path"]
         method: str = scope["method"]
         api: Api = "anthropic" if path.startswith(_MESSAGES) else "openai"
+        if self.batches.serves(path):
+            await self.batches.handle(scope, api, receive, send)
+            return
         allowed = "GET" if path.startswith(_MODELS + "/") else _ROUTES.get(path)
         if allowed is None:
             if _unsupported(path):
@@ -279,6 +285,52 @@ class SimulatedApp:
             return
         body = await read_body(receive)
         await self._handle(path, api, body, receive, send)
+
+    def answer_item(self, path: str, payload: dict[str, Any]) -> tuple[int, Any]:
+        """A batch item's answer: what ``POST path`` with body ``payload`` would answer online
+        (status and JSON body), with no latency and no transport fault, but the model's invalid
+        structured outputs; counted in the statistics like an online request."""
+        api: Api = "anthropic" if path == _MESSAGES else "openai"
+        start = self._clock()
+        model = ""
+        try:
+            model = self._model_name(payload.get("model"))
+            request, replies = self._parse(path, payload)
+        except RequestError as exc:
+            self._recorder.arrived(model)
+            self._finish(model, path, start, 400, "bad_request", admitted=False)
+            return 400, error_body(api, 400, exc.message, param=exc.param, code=exc.code)
+        self._recorder.arrived(model)
+        self._recorder.admitted(model)
+        if isinstance(request, EmbeddingsRequest):
+            dimensions = request.dimensions or self.config.for_model(model).embedding_dimensions
+            value = embeddings(request, dimensions)
+            self._finish(
+                model, path, start, 200, "ok", admitted=True, input_tokens=request.input_tokens()
+            )
+            return 200, value
+        outcome = "ok"
+        structured = any(reply.kind in ("json", "yaml", "xml") for reply in replies)
+        if structured and self._behaviour(model).invalid_output(request.digest()):
+            budget = Budget()
+            replies = tuple(invalid_reply(r, request.digest(), budget=budget) for r in replies)
+            outcome = "invalid_output"
+        if api == "anthropic":
+            value = anthropic_message(request, replies[0])
+        else:
+            value = chat_completion(request, replies)
+        self._finish(
+            model,
+            path,
+            start,
+            200,
+            outcome,
+            admitted=True,
+            input_tokens=replies[0].input_tokens,
+            output_tokens=sum(reply.output_tokens for reply in replies),
+            sampling=_sampling(request),
+        )
+        return 200, value
 
     def _report(self, path: str) -> Any:
         if path == "/stats":

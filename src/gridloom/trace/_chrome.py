@@ -88,6 +88,8 @@ def chrome_trace(
     data = {name: table.column(name).to_pylist() for name in _FIELDS}
     if "inference" in table.column_names:  # absent from traces written before it existed
         data["inference"] = table.column("inference").to_pylist()
+    if "cached" in table.column_names:  # traces written before the response cache
+        data["cached"] = table.column("cached").to_pylist()
     end = _ns(trace_end(table))
     columns = column_order(table)
     events: list[dict[str, Any]] = []
@@ -163,6 +165,9 @@ def _attempt(
     if model is not None:
         args["model"] = model
         args["requests"] = data["requests"][index]
+        cached = data.get("cached")
+        if cached and cached[index]:  # answers served from the response cache
+            args["cached"] = cached[index]
     if error:
         args["error"] = error
     inference = data.get("inference")

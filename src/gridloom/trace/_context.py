@@ -30,6 +30,9 @@ class RequestSpan(Protocol):
     def response_received(self, now: float) -> None:
         """A request's answer (or error) came back at ``now``."""
 
+    def served_from_cache(self) -> None:
+        """An answer came from the response cache: no request was sent."""
+
     def inference_drawn(self, params: str) -> None:
         """The task's cell drew these inference parameters (JSON text of an object)."""
 

@@ -42,6 +42,7 @@ TRACE_SCHEMA = pa.schema(
         pa.field("response", pa.float64()),
         pa.field("completed", pa.float64()),
         pa.field("requests", pa.int64()),
+        pa.field("cached", pa.int64()),
         pa.field("status", pa.string()),
         pa.field("error", pa.string()),
         pa.field("inference", pa.string()),
@@ -62,6 +63,7 @@ class TaskSpan:
         attempt: 1 for the first attempt, then 2, 3, ... after retryable failures.
         ready, dispatched, slot, sent, response, completed: clock times (``NaN``: not reached).
         requests: model requests the attempt made (corrections count).
+        cached: answers the attempt got from the response cache instead (no request).
         status: ``ok``, ``retry`` (deferred), ``salvage`` (waits for a salvage round),
             ``failed`` (row dropped), ``skipped`` (its row was dropped first) or ``cancelled``.
         error: the error's class name, for a failed attempt.
@@ -82,6 +84,7 @@ class TaskSpan:
     response: float = _NAN
     completed: float = _NAN
     requests: int = 0
+    cached: int = 0
     status: str = ""
     error: str = ""
     inference: str = ""
@@ -99,6 +102,10 @@ class TaskSpan:
     def response_received(self, now: float) -> None:
         """A model answer (or error) came back."""
         self.response = now
+
+    def served_from_cache(self) -> None:
+        """An answer came from the response cache (called by the model handle)."""
+        self.cached += 1
 
     def inference_drawn(self, params: str) -> None:
         """The cell drew these inference parameters (JSON text; called by the generator)."""
