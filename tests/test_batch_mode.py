@@ -253,7 +253,9 @@ async def test_resume_polls_the_recorded_job_instead_of_paying_again(
                 await super().add(job)
                 recorded.set()
 
-        client = BatchingClient(adapter, MODEL, journal=Journal(output, "writer", "openai"))
+        client = BatchingClient(
+            adapter, MODEL, journal=Journal(output, "writer", "openai", where="simulated")
+        )
         async with client.running(), trio.open_nursery() as nursery:
             nursery.start_soon(gather, client, 5)
             await recorded.wait()  # interrupted once the job is on record

@@ -4,6 +4,7 @@ run a pipeline."""
 from __future__ import annotations
 
 import re
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import click
 
 from ..clients import CacheStats, CacheUnavailable, ResponseCache, default_cache_path
-from ..clients._cache import DEFAULT_MAX_BYTES
+from ..clients._cache import DEFAULT_MAX_BYTES, WITHOUT_IT
 from ._output import EXIT_CONFIG, EXIT_FAILED, Out
 
 __all__ = ["cache", "no_cache_option", "parse_duration", "parse_size"]
@@ -122,11 +123,15 @@ def cache(action: str, max_bytes: str | None, older_than: str | None, as_json: b
         out.fail(EXIT_FAILED, str(exc), kind="CacheUnavailable", file=path)
     with store:
         removed: int | None = None
-        if action == "prune":
-            removed = store.prune_sync(max_bytes=limit, older_than=age)
-        elif action == "clear":
-            removed = store.clear_sync()
-        stats = store.stats_sync()
+        try:
+            if action == "prune":
+                removed = store.prune_sync(max_bytes=limit, older_than=age)
+            elif action == "clear":
+                removed = store.clear_sync()
+            stats = store.stats_sync()
+        except sqlite3.Error as exc:  # locked by a run past the busy timeout, or damaged
+            message = f"response cache {str(path)!r} failed the {action} ({exc}); {WITHOUT_IT}"
+            out.fail(EXIT_FAILED, message, kind="CacheUnavailable", file=path)
     _report(out, action, stats, removed=removed)
 
 

@@ -40,6 +40,7 @@ import trio
 
 from ..config import ModelConfig
 from ..errors import (
+    BadRequest,
     MalformedResponse,
     ModelError,
     ProviderTimeout,
@@ -60,7 +61,9 @@ logger = logging.getLogger("gridloom.batch")
 _CHAT = "/v1/chat/completions"
 _MESSAGES = "/v1/messages"
 _EMBEDDINGS = "/v1/embeddings"
-#: Failed polls in a row after which a job's callers get the last error.
+#: Failed polls in a row after which a warning is logged. (Polls that fail retryably go on
+#: until the job's ``max_wait``: giving its callers an error would make their retries new
+#: jobs, paying twice for requests the provider is still answering.)
 MAX_POLL_FAILURES = 5
 
 _Answer = ChatResponse | EmbeddingResponse
@@ -69,12 +72,18 @@ _Answer = ChatResponse | EmbeddingResponse
 @attrs.frozen(kw_only=True)
 class BatchPolling:
     """How often a job is polled: ``first`` seconds after submission, then each wait
-    ``growth`` times the last, at most ``longest``, each jittered by ± ``jitter``."""
+    ``growth`` times the last, at most ``longest``, each jittered by ± ``jitter``; and for how
+    long: a job not ended ``max_wait`` seconds after it was submitted (or re-attached to) is
+    given up — the client asks the provider to cancel it, and its callers get a retryable
+    ``ProviderTimeout``. The default is the providers' 24-hour completion window and two
+    hours' grace: a job still ``in_progress`` after that (or in a status the client does not
+    know) is not coming back."""
 
     first: float = 1.0
     growth: float = 1.5
     longest: float = 60.0
     jitter: float = 0.1
+    max_wait: float = 26 * 3600.0
 
 
 @attrs.frozen(kw_only=True)
@@ -233,9 +242,11 @@ class BatchingClient:
             raise RuntimeError("BatchingClient used outside its running() block")
         pending = _Pending(endpoint, body, request_key(endpoint, body), decode)
         recorded = self._recorded.get(pending.key)
+        queue: _Queue | None = None
+        attached: tuple[str, str] | None = None
         if recorded:
-            job_id, custom_id = recorded.pop(0)
-            self._attach(nursery, job_id, custom_id, pending)
+            attached = recorded.pop(0)
+            self._attach(nursery, *attached, pending)
         else:
             queue = self._queues.get(endpoint)
             if queue is None:
@@ -245,11 +256,30 @@ class BatchingClient:
                 queue.first = trio.current_time()
             queue.items.append(pending)
             queue.arrived.set()
-        await pending.done.wait()
+        try:
+            await pending.done.wait()
+        except BaseException:
+            self._withdraw(pending, queue, attached)
+            raise
         if pending.error is not None:
             raise pending.error
         assert pending.answer is not None
         return pending.answer
+
+    def _withdraw(
+        self, pending: _Pending, queue: _Queue | None, attached: tuple[str, str] | None
+    ) -> None:
+        """The caller of ``pending`` gave up (cancelled): a request not submitted yet leaves
+        its queue (nobody pays for it); a recorded item it waited for goes back on offer for
+        the next identical request."""
+        if queue is not None and pending in queue.items:
+            queue.items.remove(pending)
+        if attached is not None and not pending.done.is_set():
+            job = self._jobs.get(attached[0])
+            if job is not None and job.waiting.get(attached[1]) is pending:
+                del job.waiting[attached[1]]
+            self._recorded.setdefault(pending.key, []).insert(0, attached)
+            self._counts["items_resumed"] -= 1
 
     def _attach(self, nursery: trio.Nursery, job_id: str, custom_id: str, p: _Pending) -> None:
         """Wait for ``custom_id`` of the recorded job ``job_id`` (following it if need be)."""
@@ -278,6 +308,8 @@ class BatchingClient:
                 while len(queue.items) < size:
                     queue.arrived = trio.Event()
                     await queue.arrived.wait()
+            if not queue.items:  # every caller gave up meanwhile
+                continue
             items, queue.items = queue.items[:size], queue.items[size:]
             queue.first = trio.current_time()
             assert self._nursery is not None
@@ -290,6 +322,15 @@ class BatchingClient:
         except ModelError as exc:
             for pending in items:
                 pending.settle(error=exc)
+            return
+        except ValueError as exc:  # a body that is no JSON (NaN): fail the cells, not the client
+            error = BadRequest(
+                f"a batch job could not be written: {exc}",
+                provider=self._adapter.provider.name,
+                model=self._config.model,
+            )
+            for pending in items:
+                pending.settle(error=error)
             return
         self._counts["jobs_submitted"] += 1
         self._counts["items_submitted"] += len(items)
@@ -317,18 +358,32 @@ class BatchingClient:
         polling = self._polling
         jitter = random.Random(job.id)
         delay, failures = first, 0
+        deadline = trio.current_time() + polling.max_wait
         state: JobState | None = None
         while state is None or not state.ended:
-            await trio.sleep(delay * (1 + polling.jitter * (2 * jitter.random() - 1)))
+            wait = delay * (1 + polling.jitter * (2 * jitter.random() - 1))
+            if trio.current_time() + wait > deadline:
+                await trio.sleep_until(deadline)
+                await self._give_up(job, state)
+                return
+            await trio.sleep(wait)
             delay = min(max(delay, polling.first) * polling.growth, polling.longest)
             try:
                 state = await self._wire.poll(job.id)
                 failures = 0
             except ModelError as exc:
                 failures += 1
-                if not exc.retryable or failures >= MAX_POLL_FAILURES:
+                if not exc.retryable:
                     self._fail(job, exc)
                     return
+                if failures == MAX_POLL_FAILURES:
+                    logger.warning(
+                        "batch job %s of %r: %d polls in a row failed (%s); still polling",
+                        job.id,
+                        self._config.alias,
+                        failures,
+                        exc,
+                    )
         try:
             outcomes = await self._wire.results(job.id, state)
         except ModelError as exc:
@@ -353,6 +408,21 @@ class BatchingClient:
             # Every item of a job of this run had its caller: nothing more to keep. (A
             # recorded job's results stay for the requests that re-attach later.)
             del self._jobs[job.id]
+
+    async def _give_up(self, job: _Job, state: JobState | None) -> None:
+        """``job`` did not end within ``max_wait``: ask the provider to cancel it (best
+        effort), and fail its callers with a retryable timeout."""
+        with contextlib.suppress(ModelError):
+            await self._wire.cancel(job.id)
+        status = "unknown" if state is None else state.status[:64]
+        message = (
+            f"batch job {job.id} did not end within {self._polling.max_wait:g} s (last status"
+            f" {status!r}); cancelled"
+        )
+        error = ProviderTimeout(
+            message, provider=self._adapter.provider.name, model=self._config.model
+        )
+        self._fail(job, error)
 
     def _fail(self, job: _Job, error: ModelError) -> None:
         if job.resumed and not error.retryable:

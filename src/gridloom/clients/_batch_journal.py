@@ -2,7 +2,7 @@
 
 ``<out>/batches/<alias>.json``::
 
-    {"version": 1, "alias": "writer", "provider": "openai",
+    {"version": 1, "alias": "writer", "provider": "openai", "where": "https://api.openai.com/v1",
      "jobs": [{"id": "batch_...", "endpoint": "/v1/chat/completions",
                "items": {"<custom_id>": "<request key>", ...}}]}
 
@@ -27,13 +27,22 @@ import trio
 from ..errors import StorageError
 from ..storage import Location
 
-__all__ = ["MAX_JOURNAL_BYTES", "BatchJournal", "JobRecord", "request_key"]
+__all__ = ["MAX_JOURNAL_BYTES", "BatchJournal", "JobRecord", "is_safe_id", "request_key"]
 
 logger = logging.getLogger("gridloom.batch")
 
 #: Largest journal read back.
 MAX_JOURNAL_BYTES = 64 * 1024 * 1024
 _VERSION = 1
+#: A provider's job or file id as gridloom puts it in a URL path: one path segment, no dot
+#: segment, nothing that would need escaping.
+_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,255}")
+
+
+def is_safe_id(value: object) -> bool:
+    """Whether ``value`` is an id that can go in a URL path as it is (see :data:`_SAFE_ID`):
+    a provider or a journal naming another would point requests elsewhere."""
+    return isinstance(value, str) and _SAFE_ID.fullmatch(value) is not None
 
 
 def request_key(endpoint: str, body: Mapping[str, Any]) -> str:
@@ -54,7 +63,11 @@ class JobRecord:
 
 
 def _file_name(alias: str) -> str:
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", alias)[:100] or "model"
+    """``batches/<alias>.json``; an alias that is not a safe file name as it is gets its
+    safe form plus a digest of the alias, so two aliases never share one journal."""
+    safe = re.sub(r"[^A-Za-z0-9_-]", "_", alias)[:100] or "model"
+    if safe != alias:
+        safe += "-" + hashlib.sha256(alias.encode()).hexdigest()[:12]
     return f"batches/{safe}.json"
 
 
@@ -65,12 +78,15 @@ class BatchJournal:
         location: the run's folder.
         alias: the model alias.
         provider: ``openai`` or ``anthropic`` (a journal of the other kind is ignored).
+        where: the provider's endpoint (a journal written against another is ignored: the
+            jobs it lists are not there).
     """
 
-    def __init__(self, location: Location, alias: str, provider: str):
+    def __init__(self, location: Location, alias: str, provider: str, *, where: str = ""):
         self._location = location
         self._alias = alias
         self._provider = provider
+        self._where = where
         self._rel = _file_name(alias)
         self._jobs: list[JobRecord] = []
 
@@ -102,6 +118,8 @@ class BatchJournal:
             not isinstance(value, dict)
             or value.get("version") != _VERSION
             or value.get("provider") != self._provider
+            or value.get("alias") != self._alias
+            or value.get("where", "") != self._where
             or not isinstance(value.get("jobs"), list)
         ):
             logger.warning("batch journal of %r is not one gridloom wrote: ignored", self._alias)
@@ -112,12 +130,12 @@ class BatchJournal:
                 continue
             job_id, endpoint, items = job.get("id"), job.get("endpoint"), job.get("items")
             if (
-                isinstance(job_id, str)
+                is_safe_id(job_id)
                 and isinstance(endpoint, str)
                 and isinstance(items, dict)
                 and all(isinstance(k, str) and isinstance(v, str) for k, v in items.items())
             ):
-                jobs.append(JobRecord(id=job_id, endpoint=endpoint, items=dict(items)))
+                jobs.append(JobRecord(id=str(job_id), endpoint=endpoint, items=dict(items)))
         return jobs
 
     async def add(self, job: JobRecord) -> None:
@@ -128,6 +146,7 @@ class BatchJournal:
                 "version": _VERSION,
                 "alias": self._alias,
                 "provider": self._provider,
+                "where": self._where,
                 "jobs": [
                     {"id": j.id, "endpoint": j.endpoint, "items": dict(j.items)} for j in self._jobs
                 ],

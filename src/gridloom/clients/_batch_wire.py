@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
 import httpx
+import trio
 
 from ..errors import BadRequest, MalformedResponse
 from ._anthropic import AnthropicClient
+from ._batch_journal import is_safe_id
 from ._limit import ResponseCap, read_body
 from ._openai import OpenAIClient
 from ._retry import send_with_retry
@@ -47,6 +49,10 @@ _ANTHROPIC_STATUSES = {
     "api_error": 500,
     "overloaded_error": 529,
 }
+#: Results bodies up to this size, and jobs up to this many items, are encoded or decoded on
+#: the event loop (a few milliseconds); larger ones in a worker thread.
+_INLINE_BYTES = 256 * 1024
+_INLINE_ITEMS = 256
 _OPENAI_ENDED = frozenset({"completed", "failed", "expired", "cancelled"})
 
 
@@ -156,7 +162,8 @@ class BatchWire:
 
     def _field(self, reply: Mapping[str, Any], name: str) -> str:
         value = reply.get(name)
-        if not isinstance(value, str) or not value or len(value) > 256:
+        bad_id = name == "id" and not is_safe_id(value)
+        if not isinstance(value, str) or not value or len(value) > 256 or bad_id:
             raise MalformedResponse(
                 f"a batch API reply has no {name!r}",
                 provider=self._adapter.provider.name,
@@ -175,16 +182,10 @@ class BatchWire:
                 await self._send("POST", "messages/batches", json_body={"requests": requests})
             )
             return self._field(reply, "id")
-        lines = b"".join(
-            json.dumps(
-                {"custom_id": cid, "method": "POST", "url": endpoint, "body": body},
-                ensure_ascii=False,
-                separators=(",", ":"),
-                allow_nan=False,
-            ).encode()
-            + b"\n"
-            for cid, body in items
-        )
+        if len(items) > _INLINE_ITEMS:
+            lines = await trio.to_thread.run_sync(_jsonl, endpoint, items)
+        else:
+            lines = _jsonl(endpoint, items)
         files = {"file": ("gridloom-batch.jsonl", lines, "application/jsonl")}
         upload = self._json(
             await self._send("POST", "files", files=files, data={"purpose": "batch"})
@@ -209,6 +210,9 @@ class BatchWire:
             for value in (reply.get("output_file_id"), reply.get("error_file_id"))
             if isinstance(value, str) and value
         )
+        if any(not is_safe_id(value) for value in files):
+            logger.warning("batch job %s names a result file whose id is not one: ignored", job_id)
+            files = tuple(value for value in files if is_safe_id(value))
         errors = None
         if status == "failed":
             listed = (
@@ -241,15 +245,13 @@ class BatchWire:
             response = await self._send(
                 "GET", f"messages/batches/{job_id}/results", limit=MAX_RESULTS_BYTES
             )
-            return [o for line in _lines(response.content) if (o := self._anthropic_line(line))]
+            return await _read_outcomes(response.content, self._anthropic_line)
         outcomes: list[ItemOutcome] = []
         budget = MAX_RESULTS_BYTES
         for file_id in state.files:
             response = await self._send("GET", f"files/{file_id}/content", limit=budget)
             budget -= len(response.content)
-            outcomes.extend(
-                o for line in _lines(response.content) if (o := self._openai_line(line))
-            )
+            outcomes += await _read_outcomes(response.content, self._openai_line)
         return outcomes
 
     # ----------------------------------------------------------------- result lines
@@ -287,9 +289,38 @@ class BatchWire:
         return ItemOutcome(custom_id=custom_id, status=None, reason=str(kind)[:64])
 
 
+def _jsonl(endpoint: str, items: list[tuple[str, Mapping[str, Any]]]) -> bytes:
+    """An OpenAI batch input file of ``items`` (in a worker thread: a job may hold 50,000)."""
+    return b"".join(
+        json.dumps(
+            {"custom_id": cid, "method": "POST", "url": endpoint, "body": body},
+            ensure_ascii=False,
+            separators=(",", ":"),
+            allow_nan=False,
+        ).encode()
+        + b"\n"
+        for cid, body in items
+    )
+
+
+async def _read_outcomes(
+    data: bytes, read: Callable[[Any], ItemOutcome | None]
+) -> list[ItemOutcome]:
+    """:func:`_outcomes`, in a worker thread when ``data`` is large (not on the event loop)."""
+    if len(data) > _INLINE_BYTES:
+        return await trio.to_thread.run_sync(_outcomes, data, read)
+    return _outcomes(data, read)
+
+
+def _outcomes(data: bytes, read: Callable[[Any], ItemOutcome | None]) -> list[ItemOutcome]:
+    """The outcomes of a results body's lines (in a worker thread: up to 512 MiB of JSON)."""
+    return [outcome for line in _lines(data) if (outcome := read(line))]
+
+
 def _lines(data: bytes) -> list[dict[str, Any]]:
-    """The JSON objects of a JSONL body (other lines skipped, and logged)."""
+    """The JSON objects of a JSONL body (other lines skipped, and counted in one warning)."""
     out: list[dict[str, Any]] = []
+    skipped = 0
     for raw in data.split(b"\n"):
         if not raw.strip():
             continue
@@ -300,5 +331,7 @@ def _lines(data: bytes) -> list[dict[str, Any]]:
         if isinstance(value, dict):
             out.append(value)
         else:
-            logger.warning("skipped a batch result line that is not a JSON object")
+            skipped += 1
+    if skipped:
+        logger.warning("skipped %d batch result line(s) that are not JSON objects", skipped)
     return out

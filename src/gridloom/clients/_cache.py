@@ -21,7 +21,9 @@ per entry, so lookups seldom write.
 Every call that touches the file is blocking: :class:`ResponseCache`'s async methods run them
 in worker threads (one at a time per cache, through a limiter), never on the event loop. A
 failing lookup is a miss and a failing store is skipped; each logs one warning naming the file
-and how to run without it. A file that cannot be opened (not a database, locked for longer
+and how to run without it, and after a failed store none is tried for :data:`STORE_BACKOFF`
+seconds. Lookups never wait for another process's write lock (the last-read refresh is
+skipped instead). A file that cannot be opened (not a database, locked for longer
 than the busy timeout) raises :class:`CacheUnavailable` with that advice.
 """
 
@@ -58,6 +60,9 @@ DEFAULT_MAX_BYTES = 2 * 1024**3
 MAX_ENTRY_BYTES = 16 * 1024 * 1024
 #: Milliseconds a statement waits for another process's write lock before failing.
 BUSY_TIMEOUT_MS = 5000
+#: Seconds stores are skipped after one failed (a file locked by another process for long, or
+#: a full disk, would otherwise make every answer wait for the busy timeout first).
+STORE_BACKOFF = 60.0
 #: Seconds between refreshes of an entry's last-read time.
 _TOUCH_EVERY = 60.0
 #: Eviction shrinks the cache to this share of ``max_bytes``.
@@ -152,7 +157,8 @@ class ResponseCache:
     Args:
         path: the database file (created with its folder if missing).
         max_bytes: the size bound (records' bytes); writes beyond it evict.
-        clock: Unix time, for last-read times (tests pass their own).
+        clock: Unix time, for last-read times and the store back-off (tests pass their own).
+        busy_timeout: seconds a write waits for another process's lock before failing.
 
     Raises:
         CacheUnavailable: the file cannot be opened or is not a cache database.
@@ -164,6 +170,7 @@ class ResponseCache:
         *,
         max_bytes: int = DEFAULT_MAX_BYTES,
         clock: Callable[[], float] = time.time,
+        busy_timeout: float = BUSY_TIMEOUT_MS / 1000,
     ):
         if max_bytes < 1:
             raise ValueError(f"max_bytes must be at least 1, got {max_bytes}")
@@ -175,15 +182,17 @@ class ResponseCache:
         self._warned: set[str] = set()
         self._waiting: list[_Lookup] = []
         self._fetching = False
+        self._busy_ms = max(0, int(busy_timeout * 1000))
+        #: Stores tried and failed; none is tried before ``_stores_after`` (clock time).
+        self.store_failures = 0
+        self._stores_after = float("-inf")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(
-                self.path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False
-            )
+            self._db = sqlite3.connect(self.path, timeout=busy_timeout, check_same_thread=False)
         except (OSError, sqlite3.Error) as exc:
             raise CacheUnavailable(self._problem("cannot be opened", exc)) from None
         try:
-            self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self._db.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
             mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()
             self._db.execute("PRAGMA synchronous = NORMAL")
             if mode is None or str(mode[0]).lower() != "wal":
@@ -235,7 +244,7 @@ class ResponseCache:
                     marks = ",".join("?" * len(chunk))
                     rows = self._db.execute(
                         f"SELECT key, value, accessed FROM responses WHERE key IN ({marks})"
-                        " AND size <= ?",
+                        " AND length(value) <= ?",
                         (*chunk, MAX_ENTRY_BYTES),
                     ).fetchall()
                     for key, value, accessed in rows:
@@ -244,23 +253,34 @@ class ResponseCache:
                         if key in touching and now - accessed >= _TOUCH_EVERY:
                             stale.append((now, key))
                 if stale:
-                    with self._db:
-                        self._db.executemany(
-                            "UPDATE responses SET accessed = ? WHERE key = ?", stale
-                        )
+                    self._touch(stale)
         except sqlite3.Error as exc:
             self._warn_once("lookup", exc)
             return {}
         return found
 
+    def _touch(self, stale: list[tuple[float, bytes]]) -> None:
+        """Refresh last-read times, best effort: without waiting for another process's
+        write lock (the records found are answered either way; holding the lock)."""
+        self._db.execute("PRAGMA busy_timeout = 0")
+        try:
+            with self._db:
+                self._db.executemany("UPDATE responses SET accessed = ? WHERE key = ?", stale)
+        except sqlite3.Error as exc:
+            self._warn_once("last-read refresh", exc)
+        finally:
+            self._db.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+
     def put_sync(self, key: bytes, value: bytes) -> bool:
         """Store ``value`` under ``key`` (replacing any), evicting if the cache grows past
-        ``max_bytes``; ``False`` when not stored (too large, or the write failed: logged
-        once)."""
+        ``max_bytes``; ``False`` when not stored (too large, the write failed: logged once,
+        or within :data:`STORE_BACKOFF` seconds of a failed one: not tried)."""
         size = len(value)
         if size > MAX_ENTRY_BYTES or size > self.max_bytes:
             return False
         now = self._clock()
+        if now < self._stores_after:
+            return False
         try:
             with self._lock, self._db:
                 self._db.execute(
@@ -273,6 +293,8 @@ class ResponseCache:
                 if total > self.max_bytes:
                     self._evict(int(self.max_bytes * _EVICT_TO))
         except sqlite3.Error as exc:
+            self.store_failures += 1
+            self._stores_after = now + STORE_BACKOFF
             self._warn_once("store", exc)
             return False
         return True

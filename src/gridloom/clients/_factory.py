@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 
 from ..config import ModelConfig, ProviderConfig
+from ..config._models import redact_url
 from ..storage import Location
 from ._anthropic import AnthropicClient
 from ._batch import BatchingClient, BatchPolling
@@ -62,5 +63,8 @@ def batching_client(
         The client; run it within ``async with client.running():``.
     """
     kind = "anthropic" if isinstance(adapter, AnthropicClient) else "openai"
-    journal = None if output is None else BatchJournal(output, model.alias, kind)
+    # A simulated provider's URL is a new port each run: its type stands for where it is.
+    # (Credentials in the URL are redacted: the journal is a file of the run directory.)
+    where = redact_url(adapter.provider.endpoint or adapter.provider.type)
+    journal = None if output is None else BatchJournal(output, model.alias, kind, where=where)
     return BatchingClient(adapter, model, journal=journal, polling=polling)

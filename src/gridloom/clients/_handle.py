@@ -96,6 +96,16 @@ def _downsample(
     return [[round(t, 6), limit, flight] for t, limit, flight in picked]
 
 
+def _fits(
+    request: ChatRequest | EmbeddingRequest, answer: ChatResponse | EmbeddingResponse
+) -> bool:
+    """Whether a cached ``answer`` can answer ``request``: one vector per input (a record
+    in the file may have been written by anyone)."""
+    if isinstance(request, EmbeddingRequest):
+        return isinstance(answer, EmbeddingResponse) and len(answer.vectors) == len(request.inputs)
+    return isinstance(answer, ChatResponse)
+
+
 class HealthRecorder(Protocol):
     """Told when each request is sent, and its outcome (the run's ``HealthMonitor`` is
     one): ``sent`` gives a ticket in send order, then ``record`` the outcome, or ``forget``
@@ -246,11 +256,12 @@ class ModelHandle:
         if record is not None:
             try:
                 hit = decode(record)
-            except (ValueError, TypeError, KeyError, UnicodeDecodeError):
+            except ValueError:
                 pass  # not a whole record: a miss (a store below replaces it)
             else:
-                self._served_from_cache(hit)
-                return hit
+                if _fits(request, hit):
+                    self._served_from_cache(hit)
+                    return hit
         response = await self._counted(call)
         if mode == "on":
             await cache.put(key, encode_response(response))

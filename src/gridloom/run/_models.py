@@ -91,14 +91,18 @@ async def open_cache(stack: contextlib.AsyncExitStack) -> ResponseCache | None:
 
 def cache_scope(provider: ProviderConfig) -> CacheScope:
     """What a provider's answers depend on besides the request: its type, its endpoint (a
-    simulated one's settings, its port changing each run) and its extra body fields."""
+    simulated one's settings, its port changing each run), its extra body fields and its
+    headers (credentials among them are not keyed on)."""
     if provider.type == "simulated":
         simulation = attrs.evolve(provider.simulation or SimulationConfig(), transport="socket")
         endpoint = "simulated:" + scope_digest(simulation)
     else:
         endpoint = provider.endpoint or ""
     return CacheScope(
-        provider_type=provider.type, endpoint=endpoint, extra_body=dict(provider.extra_body)
+        provider_type=provider.type,
+        endpoint=endpoint,
+        extra_body=dict(provider.extra_body),
+        headers=dict(provider.headers),
     )
 
 

@@ -18,6 +18,9 @@ from ._http11 import ServerLimits, serve_http
 
 __all__ = ["SimulatedServer", "run_simulator", "serve_simulated"]
 
+#: Bytes a multipart form adds around an uploaded file (its boundaries and part heads).
+_FORM_OVERHEAD = 64 * 1024
+
 
 @attrs.frozen(kw_only=True)
 class SimulatedServer:
@@ -74,7 +77,8 @@ async def serve_simulated(
             keep-alive connections are closed at once, and no connection starts a new
             request); then they are cut.
         limits: the timeouts and sizes the HTTP server holds clients to (default:
-            :class:`ServerLimits`'s defaults).
+            :class:`ServerLimits`'s defaults, with a body limit that admits a batch upload
+            of ``config.batch.max_file_bytes``).
 
     Yields:
         The running server; it stops (gracefully) when the block ends. An exception raised in
@@ -84,6 +88,15 @@ async def serve_simulated(
         ValueError: ``host`` is not a loopback address.
     """
     address = _loopback(host)
+    if limits is None:  # a batch file upload may be larger than an ordinary request
+        limits = ServerLimits()
+        upload = config.batch.max_file_bytes + _FORM_OVERHEAD
+        if upload > limits.max_body_bytes:
+            limits = attrs.evolve(
+                limits,
+                max_body_bytes=upload,
+                max_buffered_bytes=max(limits.max_buffered_bytes, upload),
+            )
     app = SimulatedApp(config)
     shutdown = trio.Event()
     failure: Exception | None = None
