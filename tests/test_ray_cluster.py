@@ -124,7 +124,9 @@ def cluster(s3_server: Any) -> Iterator[Cluster]:
             _stop(node)
 
 
-def _pipeline(tmp: Path, *, kill_once: bool = False, kill_always: bool = False) -> dict[str, Any]:
+def _pipeline(
+    tmp: Path, *, kill_once: bool = False, kill_always: bool = False, fail_every: int = 0
+) -> dict[str, Any]:
     """Samplers, three model columns on two models, an expression and a custom function;
     the function logs each row it scores (``calls.log``) and can kill its own worker process
     (once, or every time) at row ``KILL_ROW``."""
@@ -135,8 +137,10 @@ def _pipeline(tmp: Path, *, kill_once: bool = False, kill_always: bool = False) 
         "from pathlib import Path\n"
         f"MARK = Path({str(tmp / 'killed')!r})\n"
         f"CALLS = Path({str(tmp / 'calls.log')!r})\n"
-        f"ONCE, ALWAYS, ROW = {kill_once!r}, {kill_always!r}, {KILL_ROW}\n"
+        f"ONCE, ALWAYS, ROW, FAIL = {kill_once!r}, {kill_always!r}, {KILL_ROW}, {fail_every}\n"
         "def score(row, ctx):\n"
+        "    if FAIL and ctx.row_id % FAIL == 3:\n"
+        "        raise ValueError('a row this column refuses')\n"
         "    with CALLS.open('a') as log:\n"
         "        log.write(f'{ctx.row_id}\\n')\n"
         "    if ctx.row_id == ROW and (ALWAYS or (ONCE and not MARK.exists())):\n"
@@ -222,6 +226,30 @@ def test_a_sharded_run_writes_the_same_dataset_as_one_machine(
     shards = meta["summary"]["shards"]
     assert sorted(s["shard"] for s in shards) == [0, 1, 2]
     assert sorted(g for s in shards for g in s["row_groups"]) == list(range(ROWS // GROUP))
+
+
+def test_rows_dropped_are_replaced_by_a_round_of_shards_as_on_one_machine(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """With fill_to_target, the rows a column drops are replaced after the planned row
+    groups by a second round of shards: the same top-up groups, and the same dataset, as a
+    one-machine run."""
+    cfg = _pipeline(tmp_path, fail_every=17)
+    cfg["run"]["fill_to_target"] = True
+    expected = _local(tmp_path, cfg)
+    result = gl.create(
+        cfg,
+        num_records=ROWS,
+        output_dir=tmp_path / "topped-up",
+        base_dir=tmp_path,
+        ray_address=cluster.address,
+        shards=2,
+    )
+    assert result.status == "complete"
+    assert result.num_rows == ROWS
+    assert result.table.equals(expected)
+    groups = sorted(g for s in result.extras["shards"] for g in s["row_groups"])
+    assert groups[-1] >= ROWS // GROUP  # a top-up group, after the planned ones
 
 
 def test_shards_split_each_models_cap(cluster: Cluster, tmp_path: Path) -> None:

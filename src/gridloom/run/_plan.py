@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
+from ..config import RunConfig
 from ..engine import RowGroupSpec
 from ..errors import ConfigError
 from ..storage import RowGroupStore
 
-__all__ = ["check_num_records", "iter_row_groups", "plan_row_groups", "shortfall", "top_up"]
+__all__ = [
+    "announced_top_up",
+    "check_num_records",
+    "iter_row_groups",
+    "plan_row_groups",
+    "shortfall",
+    "top_up",
+]
+
+log = logging.getLogger("gridloom")
 
 
 def check_num_records(num_records: int) -> None:
@@ -74,3 +85,27 @@ def top_up(
             yield RowGroupSpec(index=index, first_row_id=index * row_group_size, num_rows=rows)
 
     return wanted, groups()
+
+
+def announced_top_up(
+    store: RowGroupStore,
+    total: int,
+    run: RunConfig,
+    add_rows: Callable[[int], None] | None = None,
+) -> Iterator[RowGroupSpec] | None:
+    """The next round of :func:`top_up` groups when ``run.fill_to_target`` asks for one, said
+    in the log and told to the display (``add_rows``); ``None`` when there is none."""
+    if not run.fill_to_target:
+        return None
+    extra = top_up(store, total, run.row_group_size, run.fill_budget)
+    if extra is None:
+        return None
+    rows, groups = extra
+    log.info(
+        "%d rows were dropped: generating %d more (fill_to_target)",
+        total - store.rows_written,
+        rows,
+    )
+    if add_rows is not None:
+        add_rows(rows)
+    return groups

@@ -54,7 +54,7 @@ from ..trace import TaskTracer
 from ._check import probe_models
 from ._health import HealthMonitor
 from ._models import serve_models
-from ._plan import iter_row_groups, shortfall, top_up
+from ._plan import announced_top_up, iter_row_groups, shortfall
 from ._processors import ProcessingStore, compile_processors
 from ._report import is_interrupt, save_trace, summarize, unwrap
 from ._shard import ShardJob, ShardReporter, ray_get_taken, shard_report
@@ -526,16 +526,6 @@ class Run:
         """The planned row groups, then (``fill_to_target``) top-up rounds until the rows
         dropped are replaced or the budget is spent."""
         await scheduler.run(specs)
-        if not cfg.run.fill_to_target:
-            return
-        size = cfg.run.row_group_size
-        while extra := top_up(store, total, size, cfg.run.fill_budget):
-            rows, groups = extra
-            log.info(
-                "%d rows were dropped: generating %d more (fill_to_target)",
-                total - store.rows_written,
-                rows,
-            )
-            if reporter is not None:
-                reporter.add_rows(rows)
+        add_rows = None if reporter is None else reporter.add_rows
+        while (groups := announced_top_up(store, total, cfg.run, add_rows)) is not None:
             await scheduler.run(groups)

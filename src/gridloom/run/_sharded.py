@@ -33,7 +33,7 @@ from ..engine import ExecutionGraph, RowGroupSpec, SchedulerStatistics
 from ..progress import ModelProgress, ProgressReporter, resolve_mode
 from ..storage import Location, ManifestStore, RunResult, location_of
 from ._cluster import Cluster
-from ._plan import iter_row_groups, shortfall, top_up
+from ._plan import announced_top_up, iter_row_groups, shortfall
 from ._report import is_interrupt, write_trace_at
 from ._shard import ShardJob
 from ._shards import (
@@ -291,18 +291,11 @@ async def _drive(
                 await nursery.start(reporter.serve)
             try:
                 stopped = await driver.round(specs, shards) if specs else None
-                while stopped is None and cfg.run.fill_to_target:
-                    extra = top_up(store, total, size, cfg.run.fill_budget)
-                    if extra is None:
+                add_rows = None if reporter is None else reporter.add_rows
+                while stopped is None:
+                    groups = announced_top_up(store, total, cfg.run, add_rows)
+                    if groups is None:
                         break
-                    rows, groups = extra
-                    log.info(
-                        "%d rows were dropped: generating %d more (fill_to_target)",
-                        total - store.rows_written,
-                        rows,
-                    )
-                    if reporter is not None:
-                        reporter.add_rows(rows)
                     more = list(groups)
                     stopped = await driver.round(more, min(shards, len(more)))
             finally:
