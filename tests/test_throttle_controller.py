@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 import pytest
-from hypothesis import settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
@@ -629,3 +629,29 @@ ControllerMachine.TestCase.settings = settings(
     max_examples=300, stateful_step_count=60, deadline=None
 )
 TestControllerMachine = ControllerMachine.TestCase
+
+
+@given(
+    st.integers(1, 32),
+    st.lists(st.tuples(st.integers(1, 32), st.booleans(), st.booleans()), max_size=40),
+)
+def test_a_lifted_cap_moves_the_limit_with_it_and_never_past_it(
+    cap: int, steps: list[tuple[int, bool, bool]]
+) -> None:
+    """``set_cap(c, lift=True)`` (a sharded run's share of the board's ceiling): the limit
+    never exceeds the cap; a raise forgets the controller's own ceiling and raises the limit
+    by as much as the cap rose (up to it); a cut lowers the limit to the cap as without."""
+    controller, clock = make(cap=cap, success_window=1)
+    for new_cap, refuse, lift in steps:
+        if refuse and controller.can_admit():
+            controller.on_rate_limited(controller.admit(), 0.0)
+        old_cap, old_limit = controller.cap, controller.limit
+        controller.set_cap(new_cap, lift=lift)
+        assert controller.limit <= new_cap
+        if lift:
+            assert controller.ceiling is None
+        if lift and new_cap > old_cap:
+            assert controller.limit == min(new_cap, old_limit + new_cap - old_cap)
+        else:
+            assert controller.limit == min(old_limit, new_cap)
+        clock[0] += 1.0

@@ -13,13 +13,15 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
 from ..errors import ClusterError
 from ..storage import Location
 from ._shard import ShardJob, run_shard
+from ._shards import ShardThrottle, SharedCeiling
 
 __all__ = ["Board", "Cluster", "import_ray"]
 
@@ -50,12 +52,14 @@ class Board:
     """The driver's board for one round of shards, a Ray actor: the queue of row groups the
     shards pull from (in index order, one at a time, so every shard stays busy until the
     queue is empty and the shards end together), which shard took which, and each shard's
-    latest counts for the display."""
+    latest counts for the display; and, per model, the shards' one AIMD ceiling
+    (:class:`~._shards.SharedCeiling`), whose share it hands back to each shard's report."""
 
     def __init__(self, specs: Sequence[Any] = ()) -> None:
         self._queue = list(reversed(specs))  # popped from the end: lowest index first
         self._taken: dict[int, list[Any]] = {}
         self._latest: dict[int, tuple[Any, Any]] = {}
+        self._ceilings: dict[str, SharedCeiling] = {}
 
     def take(self, shard: int) -> Any:
         """The next row group for ``shard``, or ``None`` when none is left."""
@@ -69,9 +73,28 @@ class Board:
         """The row groups ``shard`` took so far (a restarted shard takes them up again)."""
         return list(self._taken.get(shard, []))
 
-    def push(self, shard: int, statistics: Any, models: Any) -> None:
-        """Keep shard ``shard``'s latest counts."""
+    def push(
+        self,
+        shard: int,
+        statistics: Any,
+        models: Any,
+        throttles: Mapping[str, ShardThrottle] | None = None,
+    ) -> dict[str, int] | None:
+        """Keep shard ``shard``'s latest counts; with its ``throttles`` (by alias), the cap
+        each model's limiters of that shard should have now (else ``None``)."""
         self._latest[shard] = (statistics, models)
+        if throttles is None:
+            return None
+        now = time.monotonic()
+        caps: dict[str, int] = {}
+        for alias, state in throttles.items():
+            ceiling = self._ceilings.setdefault(alias, SharedCeiling())
+            caps[alias] = ceiling.report(shard, state, now)
+        return caps
+
+    def ceilings(self) -> dict[str, int | None]:
+        """Each model's shared ceiling (``None`` before its first refusal)."""
+        return {alias: c.ceiling for alias, c in self._ceilings.items()}
 
     def read(self) -> dict[int, tuple[Any, Any]]:
         """Every shard's latest counts."""

@@ -348,7 +348,14 @@ class Run:
             if job.board is None:
                 return None
             interval = cfg.run.ray.progress_seconds
-            return ShardReporter(job.board, job.index, scheduler.statistics, handles, interval)
+            return ShardReporter(
+                job.board,
+                job.index,
+                scheduler.statistics,
+                handles,
+                interval,
+                coordinate=job.count > 1,
+            )
 
         result = await self._generate(
             services,

@@ -14,6 +14,7 @@ return value.
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -26,6 +27,7 @@ from ..clients import ModelHandle
 from ..config import PipelineConfig
 from ..engine import RowGroupSpec, SchedulerStatistics
 from ..progress import model_progress
+from ._shards import ShardThrottle
 
 __all__ = ["ShardJob", "ShardReporter", "ray_get_taken", "run_shard", "shard_report"]
 
@@ -93,9 +95,27 @@ class ShardJob:
             yield spec
 
 
+def peak_in_flight(history: Sequence[tuple[float, int, int]], since: float) -> int:
+    """The most requests in flight at once from ``since`` on, from a controller's history
+    (``(time, limit, in_flight)`` after each change, oldest first)."""
+    peak = 0
+    for when, _limit, in_flight in reversed(history):
+        peak = max(peak, in_flight)
+        if when <= since:  # the state in force at ``since``
+            break
+    return peak
+
+
 class ShardReporter:
     """A shard's progress service: its scheduler snapshot and model lines, pushed to the
-    driver's board every ``interval`` seconds and once more when the shard ends."""
+    driver's board every ``interval`` seconds and once more when the shard ends.
+
+    With ``coordinate`` (a round of more than one shard) each push also carries, per model,
+    the shard's share of its cap, its peak in flight since the last push and its 429s; the
+    board answers with the cap each model's limiters should have now (their share of the
+    shards' one learnt ceiling, :class:`~._shards.SharedCeiling`), set here. The answer is
+    awaited in a worker thread, never on the trio loop.
+    """
 
     def __init__(
         self,
@@ -104,6 +124,8 @@ class ShardReporter:
         statistics: Callable[[], SchedulerStatistics],
         models: Mapping[str, ModelHandle],
         interval: float,
+        *,
+        coordinate: bool = False,
     ) -> None:
         self._board = board
         self._shard = shard
@@ -111,10 +133,67 @@ class ShardReporter:
         self._models = dict(models)
         self._interval = interval
         self._scope = trio.CancelScope()
+        self._coordinate = coordinate and any(h.throttles for h in self._models.values())
+        # Each alias's share of its cap (the smallest of the aliases sharing a limiter).
+        self._shares = {
+            alias: min(
+                [h.config.max_parallel_requests, *(t.controller.cap for t in h.throttles.values())]
+            )
+            for alias, h in self._models.items()
+        }
+        self._since = trio.current_time()
 
-    def _push(self) -> None:
+    def _throttles(self, active: bool) -> dict[str, ShardThrottle] | None:
+        if not self._coordinate:
+            return None
+        since, self._since = self._since, trio.current_time()
+        out: dict[str, ShardThrottle] = {}
+        for alias, handle in self._models.items():
+            if not handle.throttles:
+                continue
+            limiters = handle.throttles.values()
+            out[alias] = ShardThrottle(
+                cap=self._shares[alias],
+                peak=sum(peak_in_flight(t.controller.history(), since) for t in limiters),
+                rate_limited=sum(t.statistics().rate_limited for t in limiters),
+                active=active,
+                limit=max(t.controller.limit for t in limiters),
+            )
+        return out
+
+    def _push(self, active: bool = True) -> Any:
         lines = [model_progress(handle) for handle in self._models.values()]
-        self._board.push.remote(self._shard, self._statistics(), lines)
+        throttles = self._throttles(active)
+        return self._board.push.remote(self._shard, self._statistics(), lines, throttles)
+
+    def _apply(self, caps: Mapping[str, int] | None) -> None:
+        """Set the board's caps (a limiter shared by aliases takes the smallest)."""
+        if not caps:
+            return
+        wanted: dict[int, tuple[Any, int]] = {}
+        for alias, cap in caps.items():
+            handle = self._models.get(alias)
+            if handle is None:
+                continue
+            cap = max(1, min(int(cap), self._shares[alias]))
+            for limiter in handle.throttles.values():
+                seen = wanted.get(id(limiter))
+                wanted[id(limiter)] = (limiter, cap if seen is None else min(seen[1], cap))
+        for limiter, cap in wanted.values():
+            if cap != limiter.controller.cap or limiter.controller.ceiling is not None:
+                limiter.set_cap(cap, lift=True)
+
+    async def _exchange(self) -> None:
+        ref = self._push()
+        if not self._coordinate:
+            return
+        import ray
+
+        try:
+            caps: Any = await trio.to_thread.run_sync(functools.partial(ray.get, ref, timeout=10))
+        except Exception:  # a late answer only delays the next cap
+            return
+        self._apply(caps)
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Push now, report started, then push every ``interval`` until :meth:`stop`."""
@@ -123,12 +202,13 @@ class ShardReporter:
             task_status.started()
             while True:
                 await trio.sleep(self._interval)
-                self._push()
+                await self._exchange()
 
     def stop(self) -> None:
-        """Stop pushing, after a last push of the final counts."""
+        """Stop pushing, after a last push of the final counts (the shard is then no longer
+        one of those sharing the models)."""
         self._scope.cancel()
-        self._push()
+        self._push(active=False)
 
     def finish(self, status: str) -> None:
         """Nothing to show: the driver shows the run's end."""

@@ -15,6 +15,8 @@ from ..errors import ConfigError
 from ..progress import ModelProgress
 
 __all__ = [
+    "ShardThrottle",
+    "SharedCeiling",
     "cap_share",
     "check_shards",
     "merge_models",
@@ -31,6 +33,139 @@ def cap_share(cap: int, shards: int, shard: int) -> int:
         raise ValueError(f"shard must be in [0, {shards}), got {shard}")
     base, extra = divmod(cap, shards)
     return base + (1 if shard < extra else 0)
+
+
+@attrs.frozen(kw_only=True)
+class ShardThrottle:
+    """What a shard reports of one model's throttle each ``run.ray.progress_seconds``.
+
+    Attributes:
+        cap: the shard's share of the model's ``max_parallel_requests`` (its hard bound).
+        peak: the most requests it had in flight at once since its previous report.
+        rate_limited: its refusals (429s) so far, cumulative.
+        active: ``False`` once the shard has ended (its share goes to the others).
+        limit: its limiters' limit now (``None``: its cap).
+    """
+
+    cap: int
+    peak: int
+    rate_limited: int
+    active: bool = True
+    limit: int | None = None
+
+
+class SharedCeiling:
+    """The board's policy for one model shared by the shards of a round: one AIMD ceiling
+    for all of them (pure: the caller passes the time).
+
+    Each shard's own AIMD would learn its own ceiling from the refusals it happens to get,
+    and their sum would keep exceeding the endpoint's capacity. Instead the board learns one
+    *global* ceiling ``G`` from every shard's reports and hands each active shard a share of
+    it as the cap of its limiters, so the shards' limits add up to about ``G``:
+
+    * **Refused**: a shard reports new 429s. The requests then in flight were at least the
+      capacity plus the refused one, so ``G`` becomes ``peak + others - 1`` when that is
+      lower (the shard's peak in flight since its last report; for each other active shard
+      its latest peak or limit, plus the raise of its cap it was last handed: an upper
+      bound of what they had in flight); a refusal while the sum of peaks is
+      not below ``G`` — the ceiling itself was too high — lowers it by one (not within
+      ``settle`` seconds of the last change: those refusals speak of caps not yet applied).
+    * **Probe**: after ``probe_seconds`` without a refusal, while the shards fill ``G``,
+      it rises by one; refused, it steps back and the wait doubles (up to 8 times).
+    * **Caps**: ``G`` split among the active shards (:func:`cap_share`, by rank), never
+      above a shard's own share of ``max_parallel_requests`` nor below 1; ``G`` never falls
+      below the number of active shards. Before the first refusal a shard's cap is its share.
+    """
+
+    def __init__(self, *, probe_seconds: float = 10.0, settle: float = 3.0) -> None:
+        self.ceiling: int | None = None
+        self._probe_base = probe_seconds
+        self._probe_wait = probe_seconds
+        self._settle = settle
+        self._latest: dict[int, ShardThrottle] = {}
+        self._granted: dict[int, int] = {}  # the cap each shard was last handed
+        self._had: dict[int, int] = {}  # the cap it had before that
+        self._changed_at = -float("inf")
+        self._quiet_since: float | None = None
+        self._probing = False
+        self.refusals = 0
+        self.probes = 0
+
+    def _active(self) -> list[int]:
+        return sorted(s for s, state in self._latest.items() if state.active)
+
+    def _set(self, value: int, now: float) -> None:
+        floor = max(1, len(self._active()))
+        value = max(floor, value)
+        if value != self.ceiling:
+            self._changed_at = now
+        self.ceiling = value
+
+    def report(self, shard: int, state: ShardThrottle, now: float) -> int:
+        """Take shard ``shard``'s report made at ``now``; the cap it is to have now."""
+        self._update(shard, state, now)
+        if self.ceiling is not None and self.ceiling < len(self._active()):
+            self._set(self.ceiling, now)  # raised to one slot per active shard
+        self._had[shard] = self._granted.get(shard, state.cap)
+        self._granted[shard] = cap = self.cap(shard)
+        return cap
+
+    def _update(self, shard: int, state: ShardThrottle, now: float) -> None:
+        before = self._latest.get(shard)
+        self._latest[shard] = state
+        refused = state.rate_limited > (0 if before is None else before.rate_limited)
+        if self._quiet_since is None:
+            self._quiet_since = now
+        peaks = sum(s.peak for s in self._latest.values() if s.active)
+        if refused:
+            self.refusals += 1
+            self._quiet_since = now
+            # At most what the others may have had in flight meanwhile: their latest peak or
+            # limit, plus any raise of their cap handed out with it (not in either yet).
+            others = sum(
+                max(o.peak, o.cap if o.limit is None else o.limit)
+                + max(0, self._granted.get(i, o.cap) - self._had.get(i, o.cap))
+                for i, o in self._latest.items()
+                if o.active and i != shard
+            )
+            estimate = state.peak + others - 1
+            if self._probing:
+                self._probing = False
+                self._probe_wait = min(2 * self._probe_wait, 8 * self._probe_base)
+                if self.ceiling is not None:
+                    self._set(min(estimate, self.ceiling - 1), now)
+                    return
+            if self.ceiling is None or estimate < self.ceiling:
+                self._set(estimate, now)
+            elif now - self._changed_at >= self._settle:
+                self._set(self.ceiling - 1, now)
+            return
+        if self.ceiling is None:
+            return
+        bound = sum(s.cap for s in self._latest.values() if s.active)
+        if (
+            now - self._quiet_since >= self._probe_wait
+            and peaks >= self.ceiling
+            and self.ceiling < bound
+        ):
+            self.probes += 1
+            self._probing = True
+            self._quiet_since = now
+            self._set(self.ceiling + 1, now)
+        elif self._probing and now - self._quiet_since >= self._probe_wait:
+            self._probing = False  # the probe held: keep it and wait as at first
+            self._probe_wait = self._probe_base
+
+    def cap(self, shard: int) -> int:
+        """Shard ``shard``'s cap now (its own share until the ceiling is known)."""
+        state = self._latest.get(shard)
+        if state is None:
+            raise KeyError(f"shard {shard} has not reported")
+        if self.ceiling is None or not state.active:
+            return state.cap
+        active = self._active()
+        share = cap_share(self.ceiling, len(active), active.index(shard))
+        return max(1, min(state.cap, share))
 
 
 def check_shards(cfg: PipelineConfig, shards: int, groups: int) -> None:

@@ -404,9 +404,14 @@ class AIMDController:
         now = self._release(ticket)
         self._advance_ramp(now)
 
-    def set_cap(self, cap: int) -> Transition | None:
+    def set_cap(self, cap: int, *, lift: bool = False) -> Transition | None:
         """Change the cap; the limit becomes ``min(limit, cap)`` (during a ramp, the ramp is
         re-evaluated with the new cap).
+
+        With ``lift`` (the cap is a share of a ceiling learnt elsewhere, as a sharded run's
+        board hands out) the controller forgets its own ceiling (the cap is the ceiling now:
+        increases climb back to it after a cut), and a raised cap raises the limit by as much
+        as the cap rose: the slots handed over are known to be free.
 
         Returns:
             The transition (reason ``"cap"``) if the limit changed, else ``None``.
@@ -417,10 +422,17 @@ class AIMDController:
         _check_cap(cap)
         now = self._clock()
         self._advance_ramp(now)
+        raised = cap - self._cap
         self._cap = cap
+        if lift:
+            self._ceiling = None
+            self._probing = False
+            self._windows_at_bound = 0
         if self._ramping:
             new = self._ramp_limit(now)
             self._ramping = new < cap
+        elif lift and raised > 0:
+            new = min(self._limit + raised, cap)
         else:
             new = min(self._limit, cap)
         if new == self._limit:

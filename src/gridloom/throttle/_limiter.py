@@ -72,9 +72,10 @@ class AdaptiveLimiter:
         queued re-check the hold when they get a slot."""
         self.controller.hold_until(when, reason)
 
-    def set_cap(self, cap: int) -> None:
-        """Change the cap (the smallest ``max_parallel_requests`` of the aliases sharing it)."""
-        if self.controller.set_cap(cap) is not None:
+    def set_cap(self, cap: int, *, lift: bool = False) -> None:
+        """Change the cap (the smallest ``max_parallel_requests`` of the aliases sharing it,
+        or a sharded run's share: ``lift``, see :meth:`AIMDController.set_cap`)."""
+        if self.controller.set_cap(cap, lift=lift) is not None:
             self._sync()
 
     async def run_ramp(self) -> None:
