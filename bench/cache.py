@@ -24,7 +24,6 @@ import datetime as dt
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,22 +32,9 @@ from typing import Any
 
 import trio
 
+from _harness import start_simulator
+
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def start_simulator(latency: float) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gridloom", "simulate", "--port", "0", "--latency", str(latency)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if "http://" not in line:
-        proc.kill()
-        raise RuntimeError(f"simulator did not start: {line!r}")
-    return proc, next(word for word in line.split() if word.startswith("http://"))
 
 
 def pipeline(url: str, cache: bool) -> dict[str, Any]:
@@ -136,7 +122,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = 1000 if args.quick else args.rows
     os.environ.pop("GRIDLOOM_NO_CACHE", None)
-    proc, url = start_simulator(args.latency)
+    proc, url = start_simulator("--latency", str(args.latency))
     try:
         with tempfile.TemporaryDirectory() as tmp:
             os.environ["GRIDLOOM_CACHE_DIR"] = f"{tmp}/cache"

@@ -57,11 +57,10 @@ from ._metadata import (
     RowGroupEntry,
     Tally,
     document_bytes,
-    layout_problem,
     now_iso,
 )
 from ._protocol import check_finish_args
-from ._resume import RecordedRun, check_resume_document
+from ._resume import RecordedRun, check_resume_document, misplaced
 from ._rundir import clear_run_at, refuse_existing_run_at, refuse_foreign_files_at
 from ._runstore import RunStore
 from ._types import RowGroupData
@@ -228,22 +227,7 @@ class ManifestStore(RunStore):
         for index in sorted(set(listed) | set(commits)):
             entry = listed.get(index) or commits[index]
             data_name = RowGroupEntry.data_file(index).split("/")[1]
-            problem = layout_problem(
-                index,
-                entry.first_row_id,
-                entry.num_rows,
-                num_records=num_records,
-                row_group_size=row_group_size,
-            )
-            if problem is not None:
-                logger.warning(
-                    "row group %d covered rows %d..%d, but for the resumed run %s: it will be"
-                    " generated again",
-                    index,
-                    entry.first_row_id,
-                    entry.first_row_id + entry.num_rows - 1,
-                    problem,
-                )
+            if misplaced(index, entry, num_records=num_records, row_group_size=row_group_size):
                 if args["role"] == "run":
                     _remove_group(location, index)
                 continue

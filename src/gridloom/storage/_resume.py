@@ -174,6 +174,28 @@ def _set_aside(out: Path, index: int) -> list[Path]:
     return moved
 
 
+def misplaced(index: int, entry: RowGroupEntry, *, num_records: int, row_group_size: int) -> bool:
+    """Whether a row group on disk no longer fits the resumed run's layout (it is then
+    generated again, which the log says)."""
+    problem = layout_problem(
+        index,
+        entry.first_row_id,
+        entry.num_rows,
+        num_records=num_records,
+        row_group_size=row_group_size,
+    )
+    if problem is None:
+        return False
+    logger.warning(
+        "row group %d covered rows %d..%d, but for the resumed run %s: it will be generated again",
+        index,
+        entry.first_row_id,
+        entry.first_row_id + entry.num_rows - 1,
+        problem,
+    )
+    return True
+
+
 def resume_tally(
     out: Path,
     raw_groups: Any,
@@ -207,22 +229,7 @@ def resume_tally(
         entry = listed.get(index)
         if entry is None:
             entry = _adopt(path, index, schema, row_group_key)
-        problem = layout_problem(
-            index,
-            entry.first_row_id,
-            entry.num_rows,
-            num_records=num_records,
-            row_group_size=row_group_size,
-        )
-        if problem is not None:
-            logger.warning(
-                "row group %d covered rows %d..%d, but for the resumed run %s: "
-                "it will be generated again",
-                index,
-                entry.first_row_id,
-                entry.first_row_id + entry.num_rows - 1,
-                problem,
-            )
+        if misplaced(index, entry, num_records=num_records, row_group_size=row_group_size):
             path.unlink(missing_ok=True)
             dropped_path.unlink(missing_ok=True)
             continue
