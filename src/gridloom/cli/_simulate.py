@@ -75,6 +75,14 @@ def _leaves(exc: BaseException) -> list[BaseException]:
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds latencies and faults.")
 @click.option(
+    "--max-connections",
+    type=click.IntRange(1, 65536),
+    default=1024,
+    show_default=True,
+    help="Connections served at once; one more is answered 503 and closed (a client with"
+    " more requests in flight needs as many).",
+)
+@click.option(
     "--json",
     "as_json",
     is_flag=True,
@@ -89,6 +97,7 @@ def simulate(
     tool_turns: int,
     tool_calls_per_turn: int,
     seed: int,
+    max_connections: int,
     as_json: bool,
 ) -> None:
     """Serve the simulated OpenAI-compatible endpoint on 127.0.0.1 until Ctrl-C.
@@ -105,6 +114,7 @@ def simulate(
       gridloom simulate --port 8000 --latency 0.2 --capacity 8
       gridloom simulate --port 0 --json --latency 1 --sigma 0
       gridloom simulate --tool-turns 3 --tool-calls-per-turn 2
+      gridloom simulate --port 0 --latency 1 --sigma 0 --max-connections 4096
     """
     out = Out("simulate", as_json)
     model = SimulatedModel(
@@ -116,7 +126,7 @@ def simulate(
     )
     config = SimulationConfig(seed=seed, default=model)
     try:
-        signum = trio.run(_simulate, config, port, out)
+        signum = trio.run(_simulate, config, port, max_connections, out)
     except KeyboardInterrupt:  # before the signal receiver was open
         signum = signal.SIGINT
     except Exception as exc:
@@ -136,11 +146,12 @@ def simulate(
         )
 
 
-async def _simulate(config: SimulationConfig, port: int, out: Out) -> int:
-    from ..simulated import serve_simulated  # the server loads only for this command
+async def _simulate(config: SimulationConfig, port: int, connections: int, out: Out) -> int:
+    from ..simulated import ServerLimits, serve_simulated  # loaded only for this command
 
+    limits = ServerLimits(max_connections=connections)
     with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
-        async with serve_simulated(config, port=port, grace=0.1) as server:
+        async with serve_simulated(config, port=port, grace=0.1, limits=limits) as server:
             if out.as_json:
                 ready = {
                     "ok": True,

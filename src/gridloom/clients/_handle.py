@@ -288,8 +288,16 @@ class ModelHandle:
         try:
             if getattr(self.client, "batched", False):
                 return await self._call(call, record)
-            async with self.limiter:
+            limiter = self.limiter
+            # A free slot is taken without a checkpoint: the request itself has plenty.
+            try:
+                limiter.acquire_nowait()
+            except trio.WouldBlock:
+                await limiter.acquire()
+            try:
                 return await self._call(call, record)
+            finally:
+                limiter.release()
         finally:
             CURRENT_CALLER.reset(caller)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 import attrs
@@ -19,6 +19,7 @@ import httpx
 
 from ..config import ModelConfig, ProviderConfig
 from ..errors import ConfigError
+from ._exchange import request_head
 from ._limit import ResponseCap
 from ._policy import TransportPlan, network_transport
 from ._secret import Secret
@@ -182,6 +183,10 @@ class DirectRoute:
     caps: dict[str, ResponseCap] = attrs.field(factory=dict)
     plan: TransportPlan | None = None
     _urls: dict[str, httpx.URL] = attrs.field(factory=dict)
+    # Heads hold the API key: never in a repr.
+    _heads: dict[tuple[str, tuple[tuple[str, str], ...]], bytes] = attrs.field(
+        factory=dict, repr=False
+    )
     _default_cap: ResponseCap = attrs.field(factory=ResponseCap)
 
     def cap(self, model: str) -> ResponseCap:
@@ -195,6 +200,24 @@ class DirectRoute:
             url = self._urls[path] = self.base_url.join(path)
         return url
 
+    def head(self, path: str, headers: Mapping[str, str]) -> bytes:
+        """The request head of a JSON ``POST`` to ``path`` with the client's headers and then
+        ``headers`` (:func:`~gridloom.clients._exchange.request_head`), made once per path and
+        header set (an API key rarely changes; at most :data:`_HEADS` sets are kept)."""
+        key = (path, tuple(headers.items()))
+        head = self._heads.get(key)
+        if head is None:
+            if len(self._heads) >= _HEADS:
+                self._heads.clear()
+            # Merged as httpx merges: a later value replaces one of the same name in any case.
+            merged = {k.lower(): (k, v) for k, v in self.headers.items()}
+            merged.update((k.lower(), (k, v)) for k, v in headers.items())
+            head = self._heads[key] = request_head(self.url(path), dict(merged.values()))
+        return head
+
+
+#: Request heads a route keeps (per path and header set).
+_HEADS = 64
 
 #: The direct route of each client made by :func:`build_http_client`.
 _DIRECT: weakref.WeakKeyDictionary[httpx.AsyncClient, DirectRoute] = weakref.WeakKeyDictionary()

@@ -16,12 +16,17 @@ import httpx
 import trio
 
 from ..errors import MalformedResponse, ProviderTimeout
+from ._exchange import Reply
 from ._http import CONNECT_TIMEOUT, DirectRoute, direct_route
 from ._limit import ResponseCap, read_body
 from ._retry import RetryPolicy, send_with_retry
 from ._secret import Secret
+from ._wire import WireTransport
 
 __all__ = ["post_json", "utf8_clean"]
+
+#: One encoder for every request body (``json.dumps`` with options builds one per call).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 class _Chunk:
@@ -102,14 +107,18 @@ async def post_json(
     """
     secrets = tuple(secrets)
     deadline = _deadline(http, time_limit)
-    request_timeout = http.timeout
-    if time_limit is not None:
-        request_timeout = httpx.Timeout(time_limit, connect=min(CONNECT_TIMEOUT, time_limit))
+    if time_limit is None:
+        request_timeout = http.timeout
+        timeouts = request_timeout.as_dict()
+    else:  # httpx.Timeout(time_limit, connect=...), without building one per request
+        connect = min(CONNECT_TIMEOUT, time_limit)
+        timeouts = {"connect": connect, "read": time_limit, "write": time_limit}
+        timeouts["pool"] = time_limit
+        request_timeout = None
 
-    payload = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    payload = _ENCODER.encode(body).encode()
     send_headers = {**headers, "content-type": "application/json"}
     route = direct_route(http)
-    timeouts = request_timeout.as_dict()
     cap = route.cap(model) if route is not None else ResponseCap()
 
     async def direct_attempt(route: DirectRoute) -> httpx.Response:
@@ -132,11 +141,39 @@ async def post_json(
             return response
         raise ProviderTimeout(f"no answer within {deadline:g} s", provider=provider, model=model)
 
-    async def attempt() -> httpx.Response:
+    async def wire_attempt(route: DirectRoute, wire: WireTransport) -> httpx.Response | Reply:
+        url = route.url(path)
+        head = route.head(path, send_headers)
+        reply = await wire.post(
+            url,
+            head,
+            payload,
+            timeouts=timeouts,
+            until=trio.current_time() + deadline,
+            cap=cap,
+            where=(provider, model),
+        )
+        if reply is None:
+            raise ProviderTimeout(
+                f"no answer within {deadline:g} s", provider=provider, model=model
+            )
+        if reply.is_success:
+            return reply
+        # The rare path: errors are mapped from a real response.
+        return reply.to_response(httpx.Request("POST", url))
+
+    async def attempt() -> httpx.Response | Reply:
         if route is not None:
+            wire = route.transport
+            if isinstance(wire, WireTransport):
+                return await wire_attempt(route, wire)
             return await direct_attempt(route)
         request = http.build_request(
-            "POST", path, content=payload, headers=send_headers, timeout=request_timeout
+            "POST",
+            path,
+            content=payload,
+            headers=send_headers,
+            timeout=httpx.Timeout(**timeouts) if request_timeout is None else request_timeout,
         )
         request.stream = _JsonBody(payload)  # httpx would wrap any stream passed as content
         with trio.move_on_after(deadline):
@@ -151,6 +188,8 @@ async def post_json(
     response = await send_with_retry(
         attempt, policy=retry, provider=provider, model=model, secrets=secrets
     )
+    if isinstance(response, Reply):
+        return _decoded(response, provider, model), _quota_headers(response)
     try:
         data = response.json()
         # A lone surrogate can only come from a \udXXX escape: most replies have none.
@@ -166,6 +205,36 @@ async def post_json(
         status=status,
         provider=provider,
         model=model,
+    )
+
+
+#: Headers that report a provider's quota (see :mod:`._quota`): the only ones a caller reads.
+_QUOTA_PREFIXES = (b"x-ratelimit-", b"anthropic-ratelimit-", b"retry-after")
+_NO_HEADERS = httpx.Headers()
+
+
+def _quota_headers(reply: Reply) -> httpx.Headers:
+    quota = [(k, v) for k, v in reply.headers if k.startswith(_QUOTA_PREFIXES)]
+    return httpx.Headers(quota) if quota else _NO_HEADERS
+
+
+def _decoded(reply: Reply, provider: str, model: str) -> Any:
+    """The JSON value of a successful reply's body."""
+    content = reply.content
+    try:
+        data = json.loads(content)
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than Python parses
+        pass
+    else:
+        # A lone surrogate can only come from a \udXXX escape: most replies have none.
+        if b"\\ud" in content or b"\\uD" in content:
+            data = utf8_clean(data)
+        return data
+    raise MalformedResponse(
+        f"HTTP {reply.status_code} reply is not JSON ({len(content)} bytes)",
+        provider=provider,
+        model=model,
+        status=reply.status_code,
     )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable
+from typing import TypeVar
 
 import attrs
 import httpx
@@ -20,10 +21,15 @@ import trio
 
 from ..errors import ModelError, ProviderUnavailable
 from ._errors import error_from_exception, error_from_response
+from ._exchange import Reply
 from ._secret import Secret
 from ._span import CURRENT_CALLER, CURRENT_SLOT
 
 __all__ = ["RETRY_STATUSES", "RetryPolicy", "send_with_retry"]
+
+#: What one attempt gives: an ``httpx.Response``, or a successful :class:`Reply` of the fast
+#: exchange (an unsuccessful one arrives as an ``httpx.Response``).
+R = TypeVar("R", httpx.Response, httpx.Response | Reply)
 
 logger = logging.getLogger("gridloom.clients")
 
@@ -63,13 +69,13 @@ class RetryPolicy:
 
 
 async def send_with_retry(
-    send: Callable[[], Awaitable[httpx.Response]],
+    send: Callable[[], Awaitable[R]],
     *,
     policy: RetryPolicy,
     provider: str | None,
     model: str | None,
     secrets: Iterable[Secret] = (),
-) -> httpx.Response:
+) -> R:
     """Call ``send`` until it gives a successful response, retrying transport failures.
 
     Args:
@@ -93,7 +99,7 @@ async def send_with_retry(
         # Errors are raised outside the except clauses, so that neither ``__cause__`` nor
         # ``__context__`` holds the httpx exception, whose request carries the headers.
         error: ModelError
-        response: httpx.Response | None = None
+        response: R | None = None
         try:
             response = await send()
         except httpx.HTTPError as exc:
@@ -102,6 +108,7 @@ async def send_with_retry(
         if response is not None:
             if response.is_success:
                 return response
+            assert isinstance(response, httpx.Response)  # a Reply is always a success
             error = error_from_response(response, provider=provider, model=model, secrets=secrets)
             retry = response.status_code in RETRY_STATUSES
         if not retry:

@@ -34,6 +34,9 @@ import h11
 import httpx
 import trio
 
+from ._exchange import Reply, ReplyReader
+from ._limit import ResponseCap
+
 __all__ = ["WireTransport", "ssl_error", "tls_reason"]
 
 #: Bytes asked for per read.
@@ -45,7 +48,11 @@ _NO_TIMEOUT: dict[str, float | None] = {}
 
 
 def _timeout(request: httpx.Request, name: str) -> float:
-    value: float | None = request.extensions.get("timeout", _NO_TIMEOUT).get(name)
+    return _get(request.extensions.get("timeout", _NO_TIMEOUT), name)
+
+
+def _get(timeouts: dict[str, float | None], name: str) -> float:
+    value = timeouts.get(name)
     return float("inf") if value is None else value
 
 
@@ -97,6 +104,18 @@ class _Connection:
             if not data and self.h11.their_state is h11.SEND_RESPONSE:
                 raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
             self.h11.receive_data(cast(bytes, data))
+
+
+class _Overdue(Exception):
+    """The exchange's overall deadline passed (internal to :meth:`WireTransport.post`)."""
+
+
+def _bound(scope: trio.CancelScope, seconds: float, until: float) -> None:
+    """Let the next operation take ``seconds`` (never past ``until``): ``scope``'s deadline is
+    moved only when that changes it, as moving it costs more than comparing."""
+    deadline = min(trio.current_time() + seconds, until)
+    if deadline != scope.deadline:
+        scope.deadline = deadline
 
 
 class _fail_after:
@@ -227,6 +246,88 @@ class WireTransport(httpx.AsyncBaseTransport):
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": bytes(event.reason)},
         )
 
+    async def post(
+        self,
+        url: httpx.URL,
+        head: bytes,
+        body: bytes,
+        *,
+        timeouts: dict[str, float | None],
+        until: float,
+        cap: ResponseCap,
+        where: tuple[str | None, str | None],
+    ) -> Reply | None:
+        """One whole exchange: ``head`` (up to the Content-Length value, see
+        :func:`~gridloom.clients._exchange.request_head`) and ``body`` sent, the reply read
+        within ``cap`` (:mod:`~gridloom.clients._exchange`).
+
+        Per-operation timeouts and errors are :meth:`handle_async_request`'s; the exchange as
+        a whole ends at trio time ``until`` (``math.inf``: no bound), and then gives ``None``.
+        One cancel scope serves both, its deadline the nearer of the two.
+        """
+        if self._closed:
+            raise RuntimeError("the transport is closed")
+        scheme = url.raw_scheme
+        if scheme not in (b"http", b"https"):
+            raise httpx.UnsupportedProtocol(f"unsupported URL scheme {url.scheme!r}")
+        origin: _Origin = (scheme, url.host, url.port or (443 if scheme == b"https" else 80))
+        conn: _Connection | None = None
+        reader = ReplyReader(cap, where)
+        phase: type[httpx.TimeoutException] = httpx.PoolTimeout
+        slot = False
+        try:
+            with trio.CancelScope(deadline=until) as scope:
+                try:
+                    self._slots.acquire_nowait()
+                except trio.WouldBlock:
+                    _bound(scope, _get(timeouts, "pool"), until)
+                    await self._slots.acquire()
+                slot = True
+                conn = self._checkout(origin)
+                if conn is None:
+                    phase = httpx.ConnectTimeout
+                    _bound(scope, _get(timeouts, "connect"), until)
+                    conn = await self._connect(origin)
+                phase = httpx.WriteTimeout
+                _bound(scope, _get(timeouts, "write"), until)
+                await conn.stream.send_all(
+                    b"".join((head, str(len(body)).encode(), b"\r\n\r\n", body))
+                )
+                phase = httpx.ReadTimeout
+                read = _get(timeouts, "read")
+                stream = conn.stream
+                while not reader.complete:
+                    _bound(scope, read, until)
+                    data = await stream.receive_some(READ_SIZE)
+                    if data:
+                        reader.feed(bytes(data))
+                    else:
+                        reader.eof()
+            if scope.cancelled_caught:
+                if trio.current_time() >= until:
+                    raise _Overdue
+                raise phase(phase.__name__)
+        except BaseException as exc:
+            if conn is not None:
+                conn.close_now()
+            if slot:
+                self._slots.release()
+            if isinstance(exc, _Overdue):
+                return None
+            translated = _translate(exc)
+            if translated is exc:
+                raise
+            raise translated from exc
+        self._slots.release()
+        assert conn is not None
+        try:
+            reply = reader.reply()
+        except BaseException:  # refused (too large once inflated, undecodable): as h11's path
+            conn.close_now()
+            raise
+        self._keep_or_close(conn, reuse=reader.keep_alive and not reader.extra)
+        return reply
+
     def _checkout(self, origin: _Origin) -> _Connection | None:
         stack = self._idle.get(origin)
         now = trio.current_time()
@@ -266,14 +367,14 @@ class WireTransport(httpx.AsyncBaseTransport):
         """A response is over: keep its connection for the next request, or close it."""
         self._slots.release()
         state = conn.h11
-        if (
-            reuse
-            and not self._closed
-            and state.our_state is h11.DONE
-            and state.their_state is h11.DONE
-            and self._idle_count < self._keep
-        ):
+        reuse = reuse and state.our_state is h11.DONE and state.their_state is h11.DONE
+        if reuse:
             state.start_next_cycle()
+        self._keep_or_close(conn, reuse=reuse)
+
+    def _keep_or_close(self, conn: _Connection, *, reuse: bool) -> None:
+        """Put an idle connection back on its origin's stack (if there is room), else close it."""
+        if reuse and not self._closed and self._idle_count < self._keep:
             conn.idle_since = trio.current_time()
             self._idle.setdefault(conn.origin, []).append(conn)
             self._idle_count += 1

@@ -89,6 +89,22 @@ def _spread(node: Node, kept: Sequence[int], verdicts: Sequence[object], value: 
     return spread
 
 
+class _Unbounded:
+    """Stands in for a cancel scope without a deadline (nothing can cancel it)."""
+
+    __slots__ = ()
+    cancelled_caught = False
+
+    def __enter__(self) -> _Unbounded:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+_UNBOUNDED = _Unbounded()
+
+
 class Dispatcher:
     """Moves ready tasks from the queue to their row groups, and runs each task.
 
@@ -312,7 +328,9 @@ class Dispatcher:
         deadline = group.deadline if group.salvaging and task in group.salvaging else math.inf
         try:
             try:
-                with trio.move_on_at(deadline) as scope:
+                # A cancel scope costs a cell's worth of bookkeeping: only salvage needs one.
+                scope = _UNBOUNDED if deadline == math.inf else trio.move_on_at(deadline)
+                with scope:
                     if generator.model_bound:
                         llm_wait = self.llm_wait
                         try:

@@ -26,6 +26,7 @@ from typing import Any
 
 import jinja2
 import jinja2.meta
+import jinja2.nodes
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -161,15 +162,22 @@ class CompiledTemplate:
         limits: what one render may use.
     """
 
-    __slots__ = ("_prefix", "_template", "limits", "simple")
+    __slots__ = ("_plain", "_prefix", "_template", "limits", "simple")
 
     def __init__(
-        self, template: jinja2.Template, *, simple: bool, limits: TemplateLimits, prefix: str
+        self,
+        template: jinja2.Template,
+        *,
+        simple: bool,
+        limits: TemplateLimits,
+        prefix: str,
+        plain: tuple[tuple[bool, str], ...] | None = None,
     ):
         self._template = template
         self.simple = simple
         self.limits = limits
         self._prefix = prefix
+        self._plain = plain
 
     def render(self, row: Mapping[str, Any]) -> str:
         """The template rendered over ``row`` (not stripped).
@@ -180,6 +188,17 @@ class CompiledTemplate:
             Exception: whatever the template raised (an undefined name, a refused attribute,
                 a division by zero ...).
         """
+        plain = self._plain
+        if plain is not None:
+            # Text and bare names only: what Jinja would do (str() of each value), without
+            # building its context. A missing name takes Jinja's path for its exact error.
+            try:
+                text = "".join([str(row[part]) if name else part for name, part in plain])
+            except KeyError:
+                pass
+            else:
+                if len(text) <= self.limits.max_output_chars:
+                    return text
         template = self._template
         budget = RenderBudget(self.limits, timed=not self.simple)
         previous = set_budget(budget)
@@ -228,6 +247,7 @@ def compile_template(
             more=[ConfigIssue(problem, column, field) for problem in rest],
         )
     simple = is_simple(tree)
+    plain = plain_parts(tree)
     try:
         template = env.from_string(instrument(tree, env))
     except jinja2.TemplateSyntaxError as exc:  # an unknown filter or test
@@ -241,4 +261,22 @@ def compile_template(
         simple=simple,
         limits=limits if limits is not None else TemplateLimits(),
         prefix=f"column {column!r}, field {field!r}",
+        plain=plain,
     )
+
+
+def plain_parts(tree: jinja2.nodes.Template) -> tuple[tuple[bool, str], ...] | None:
+    """A template of text and bare ``{{ name }}`` substitutions as ``(is_name, text or name)``
+    parts, or ``None`` for any other template (filters, attributes, tags, expressions)."""
+    parts: list[tuple[bool, str]] = []
+    for node in tree.body:
+        if not isinstance(node, jinja2.nodes.Output):
+            return None
+        for child in node.nodes:
+            if isinstance(child, jinja2.nodes.TemplateData):
+                parts.append((False, child.data))
+            elif isinstance(child, jinja2.nodes.Name) and child.ctx == "load":
+                parts.append((True, child.name))
+            else:
+                return None
+    return tuple(parts)

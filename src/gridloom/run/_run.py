@@ -52,6 +52,7 @@ from ..throttle import ThrottleRegistry
 from ..tools import Toolbox
 from ..trace import TaskTracer
 from ._check import probe_models
+from ._gc import collector_for_run
 from ._health import HealthMonitor
 from ._models import serve_models
 from ._plan import announced_top_up, iter_row_groups, shortfall
@@ -238,23 +239,34 @@ class Run:
         """Run ``work`` in the run's nursery, with its services; the one place errors leave
         the run, unwrapped."""
         stop = trio.CancelScope()
+        results: list[T] = []
         try:
-            async with trio.open_nursery() as nursery:
-                if self._signals is not None:
-                    await nursery.start(self._signals.watch, stop)
-                with stop:
-                    services = _Services(nursery)
-                    try:
-                        result = await work(services)
-                    finally:
-                        await services.aclose()
-                nursery.cancel_scope.cancel()
+            with collector_for_run():
+                await self._in_nursery(work, stop, results)
         except BaseExceptionGroup as group:
             raise unwrap(group) from None
         if stop.cancelled_caught and self._signals is not None:
             assert self._signals.signum is not None
             raise Interrupted(self._signals.signum)
-        return result
+        return results[0]
+
+    async def _in_nursery(
+        self,
+        work: Callable[[_Services], Awaitable[T]],
+        stop: trio.CancelScope,
+        results: list[T],
+    ) -> None:
+        """``work``'s result goes to ``results`` (nothing when ``stop`` cancelled it)."""
+        async with trio.open_nursery() as nursery:
+            if self._signals is not None:
+                await nursery.start(self._signals.watch, stop)
+            with stop:
+                services = _Services(nursery)
+                try:
+                    results.append(await work(services))
+                finally:
+                    await services.aclose()
+            nursery.cancel_scope.cancel()
 
     async def _create(
         self, num_records: int, output: str, mode: Mode, services: _Services
