@@ -1,4 +1,6 @@
-"""A small HTTP/1.1 server for the simulated endpoint: h11 on trio streams, ASGI to the app.
+"""A small HTTP/1.1 server for the simulated endpoint: httptools (llhttp) parses requests on
+trio streams (:mod:`._request_reader`), answers are framed by hand (:mod:`._framing`), ASGI
+to the app.
 
 The simulated endpoint is the harness every benchmark measures gridloom against, and it
 shares the machine with the engine, so its own cost per request matters: this server does
@@ -15,8 +17,9 @@ only what the simulated app needs, at about a quarter of a general-purpose serve
 - An app raising :class:`~gridloom.simulated._asgi.DroppedConnection` has its connection
   closed without an answer; any other exception before the response starts is a 500 (and a
   warning on the ``gridloom.simulated.server`` logger).
-- Nothing one connection does can stop the server: a malformed request (any h11 protocol
-  error: bad request line, header or chunk, a body cut short) gets a 400, a head over
+- Nothing one connection does can stop the server: a malformed request (any llhttp
+  parse error: bad request line, header or chunk, a body cut short; an HTTP/1.1 request
+  without exactly one ``Host``) gets a 400, a head over
   :data:`MAX_HEAD_BYTES` a 431, a body over :data:`MAX_BODY_BYTES` a 413, a client too slow
   to send its request a 408 — each with ``Connection: close`` and a JSON error body — or,
   when an answer is already under way, the connection is closed. Any other error is logged
@@ -30,7 +33,6 @@ only what the simulated app needs, at about a quarter of a general-purpose serve
 from __future__ import annotations
 
 import functools
-import http
 import json
 import logging
 import math
@@ -38,10 +40,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import attrs
-import h11
 import trio
 
 from ._asgi import DroppedConnection, Message, Scope
+from ._framing import Response as _Response
+from ._framing import reason as _reason
+from ._request_reader import Request, RequestReader
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -73,14 +77,8 @@ _MESSAGE_CHARS = 200
 
 App = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Any]
 
-_CLOSE = (b"connection", b"close")
-_REASONS = {status.value: status.phrase.encode("ascii") for status in http.HTTPStatus}
 _ERROR_TYPES = {413: "request_too_large", 503: "overloaded_error"}
-
-
-def _reason(status: int) -> bytes:
-    """The standard reason phrase of ``status`` (empty for a code without one)."""
-    return _REASONS.get(status, b"")
+_ASGI_VERSION = {"version": "3.0", "spec_version": "2.3"}
 
 
 @attrs.frozen(kw_only=True)
@@ -213,27 +211,20 @@ class _Connection:
         self.server = server
         self.activity = activity
         self.limits = limits
-        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_head_bytes)
-        #: Body bytes of the current request counted in ``activity.buffered``.
-        self.held = 0
+        self.reader = RequestReader(limits, activity)
+        #: Whether part of an answer is on the wire and the rest is not (then an error can
+        #: only close the connection).
+        self.answering = False
         #: The connection's scope: cancelled to stop it, its deadline the current phase's.
         self.scope = trio.CancelScope()
         self.phase = "head"
 
-    async def _receive(self) -> None:
-        """Read what the client sent into h11 (``b""`` when it closed)."""
+    async def _receive(self) -> bytes | bytearray:
+        """Read what the client sent (``b""`` when it closed)."""
         try:
-            data = await self.stream.receive_some(_READ_SIZE)
+            return await self.stream.receive_some(_READ_SIZE)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             raise _Closed from None
-        self.h11.receive_data(bytes(data))
-
-    async def _event(self) -> Any:
-        while True:
-            event = self.h11.next_event()
-            if event is not h11.NEED_DATA:
-                return event
-            await self._receive()
 
     async def serve(self) -> None:
         """Answer requests until the client or the server closes the connection (or the
@@ -242,42 +233,39 @@ class _Connection:
         # stopping cancels it there and never in the middle of an answer. Its deadline is the
         # timeout of the current phase (see _phase): one scope for every timeout of the
         # connection, moved rather than made anew, as that costs less per request.
-        waiting = self.activity.waiting
+        activity = self.activity
+        waiting = activity.waiting
         first = True
         refusal: tuple[int, str] | None = None
         with self.scope:
             try:
-                while not self.activity.stopping:
+                while not activity.stopping:
                     waiting.add(self.scope)
-                    request = await self._head(first)
-                    if request is None:  # closed, idle for too long, or not a request
+                    request = await self._next(first)
+                    if request is None:  # closed, or idle for too long
                         return
                     waiting.discard(self.scope)
                     first = False
-                    self.activity.begin()
+                    activity.begin()
                     try:
-                        if not await self._request(request):
+                        if not await self._answer(request):
                             return
                     finally:
-                        self.activity.end()
-                        self.activity.buffered -= self.held
-                        self.held = 0
-                    if self.h11.our_state is not h11.DONE or self.h11.their_state is not h11.DONE:
-                        return
-                    self.h11.start_next_cycle()
-            except h11.RemoteProtocolError as exc:
-                refusal = (exc.error_status_hint, f"malformed request: {exc}")
+                        activity.end()
+                        activity.buffered -= request.held
+                        request.held = 0
             except _Refused as exc:
                 refusal = (exc.status, exc.message)
             finally:
                 waiting.discard(self.scope)
-        if self.scope.cancelled_caught and not self.activity.stopping:
+                activity.buffered -= self.reader.release()
+        if self.scope.cancelled_caught and not activity.stopping:
             if self.phase == "head":
                 timeout = self.limits.head_timeout
                 refusal = (408, f"no complete request head within {timeout:g} s")
             elif self.phase == "body":
                 refusal = (408, f"the request body took over {self.limits.body_timeout:g} s")
-        if refusal is not None:
+        if refusal is not None and refusal[0]:
             await self._refuse(*refusal)
 
     def _phase(self, phase: str, timeout: float) -> None:
@@ -286,69 +274,40 @@ class _Connection:
         self.phase = phase
         self.scope.deadline = trio.current_time() + timeout
 
-    async def _head(self, first: bool) -> h11.Request | None:
-        """The next request's head; ``None`` when the client closed, sent something else, or
-        (kept alive) sent nothing for ``idle_timeout``.
+    async def _next(self, first: bool) -> Request | None:
+        """The next complete request; ``None`` when the client closed, or (kept alive) sent
+        nothing for ``idle_timeout``. A request's head must come within ``head_timeout`` (of
+        the connection's opening, or of the request's first byte), its body within
+        ``body_timeout`` of its head.
 
         Raises:
-            _Refused: the head is larger than ``max_head_bytes`` (431), or declares a body
-                larger than ``max_body_bytes`` (413).
-            h11.RemoteProtocolError: the head is malformed or too large.
+            _Refused: the request is malformed (400), its head too large (431), its body too
+                large (413) or too many bodies are held (503); status 0: an upgrade (close).
         """
-        if first:
-            self._phase("head", self.limits.head_timeout)
-            event = await self._event()
-        else:
-            event = self.h11.next_event()
-            if event is h11.NEED_DATA:
-                # Kept alive, nothing of the next request yet: wait for its first bytes.
-                self._phase("idle", self.limits.idle_timeout)
-                await self._receive()
-                event = self.h11.next_event()
-                if event is h11.NEED_DATA:
-                    self._phase("head", self.limits.head_timeout)
-                    event = await self._event()
-        if not isinstance(event, h11.Request):
-            return None
-        # h11 bounds the head only while it is incomplete: one read may bring a larger one.
+        reader = self.reader
         limits = self.limits
-        size = len(event.method) + len(event.target) + 12
-        for name, value in event.headers:
-            size += len(name) + len(value) + 4
-            if name == b"content-length" and int(value) > limits.max_body_bytes:
-                raise _Refused(413, f"the request body is over {limits.max_body_bytes} bytes")
-        if size > limits.max_head_bytes:
-            raise _Refused(431, f"the request head is over {limits.max_head_bytes} bytes")
-        return event
-
-    async def _request(self, request: h11.Request) -> bool:
-        """Read the body of ``request`` and answer it; whether the connection may go on."""
-        limits = self.limits
-        body = bytearray()
-        timed = False
+        phase = ""
         while True:
-            part = self.h11.next_event()
-            if part is h11.NEED_DATA:
-                if not timed:  # only a body still on its way needs its timeout
-                    timed = True
-                    self._phase("body", limits.body_timeout)
-                await self._receive()
-            elif isinstance(part, h11.Data):
-                size = len(part.data)
-                if len(body) + size > limits.max_body_bytes:
-                    raise _Refused(413, f"the request body is over {limits.max_body_bytes} bytes")
-                if self.activity.buffered + size > limits.max_buffered_bytes:
-                    raise _Refused(503, "the simulated endpoint holds too many request bodies")
-                self.activity.buffered += size
-                self.held += size
-                body += part.data
-            elif isinstance(part, h11.EndOfMessage):
-                break
-            else:  # pragma: no cover - h11 ends a body with EndOfMessage or raises
-                return False
-        self.phase = "app"
-        self.scope.deadline = math.inf  # the app takes the time it takes
-        return await self._answer(request, bytes(body))
+            if reader.ready:
+                return reader.ready.popleft()
+            if reader.failure is not None:
+                raise _Refused(*reader.failure)
+            if reader.head_done:
+                wanted, timeout = "body", limits.body_timeout
+            elif first or reader.started:
+                wanted, timeout = "head", limits.head_timeout
+            else:
+                wanted, timeout = "idle", limits.idle_timeout
+            if wanted != phase:
+                phase = wanted
+                self._phase(wanted, timeout)
+            data = await self._receive()
+            if not data:
+                reader.end_of_stream()
+                if reader.failure is None:
+                    return None
+            else:
+                reader.feed(data)
 
     async def _send(self, data: bytes, *, last: bool = False) -> None:
         """Send ``data``; a client that takes more than ``write_timeout`` to read it is cut
@@ -366,7 +325,7 @@ class _Connection:
         """Answer ``status`` and close, or just close when an answer has already started;
         then linger: drop what the client still sends, for a moment, so that it reads the
         answer instead of a connection reset."""
-        if self.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+        if self.answering:
             return
         stream = self.stream
         try:
@@ -384,35 +343,36 @@ class _Connection:
         except _GONE:
             pass
 
-    async def _answer(self, request: h11.Request, body: bytes) -> bool:
+    async def _answer(self, request: Request) -> bool:
         """Run the app for one request; whether the connection may carry another."""
-        target = bytes(request.target)
-        path, _, query = target.partition(b"?")
+        self.phase = "app"
+        self.scope.deadline = math.inf  # the app takes the time it takes
+        path, _, query = request.target.partition(b"?")
+        method = request.method.decode("ascii")
         scope: Scope = {
             "type": "http",
-            "asgi": {"version": "3.0", "spec_version": "2.3"},
-            "http_version": "1.1",
-            "method": request.method.decode("ascii"),
+            "asgi": _ASGI_VERSION,
+            "http_version": request.version,
+            "method": method,
             "scheme": "http",
             "path": path.decode("latin-1"),
             "raw_path": path,
             "query_string": query,
             "root_path": "",
-            "headers": [(bytes(k), bytes(v)) for k, v in request.headers],
+            "headers": request.headers,
             "client": None,
             "server": self.server,
         }
         delivered = False
-        started: list[Message] = []
-        finished = False
+        response = _Response(request)
 
         async def receive() -> Message:
             nonlocal delivered
             if not delivered:
                 delivered = True
-                return {"type": "http.request", "body": body, "more_body": False}
+                return {"type": "http.request", "body": request.body, "more_body": False}
             # A client waiting for its answer sends nothing more, except that it may close the
-            # connection. Bytes that do arrive are kept for the next request: the answer may
+            # connection. Bytes that do arrive are parsed for the next request: the answer may
             # already be out, and the client's next request already in, before this task is
             # cancelled. Before the answer is out, that is pipelining, allowed up to a limit;
             # after, the next request, up to the size of one.
@@ -421,9 +381,9 @@ class _Connection:
             try:
                 while data := await self.stream.receive_some(_READ_SIZE):
                     ahead += len(data)
-                    if not finished and ahead > limits.max_pipelined_bytes:
+                    if not response.finished and ahead > limits.max_pipelined_bytes:
                         break  # a client that floods its own connection is treated as gone
-                    self.h11.receive_data(bytes(data))
+                    self.reader.feed(data)
                     if ahead > limits.max_head_bytes + limits.max_body_bytes:
                         await trio.sleep_forever()  # enough for a request: read no more
             except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -431,53 +391,27 @@ class _Connection:
             return {"type": "http.disconnect"}
 
         async def send(message: Message) -> None:
-            nonlocal finished
-            kind = message["type"]
-            if kind == "http.response.start":
-                started.append(message)
-                return
-            if kind != "http.response.body" or not started or finished:
-                raise RuntimeError(f"unexpected ASGI message {kind!r}")
-            out = b""
-            if len(started) == 1:
-                head = started[0]
-                started.append(head)  # marks the head as sent
-                out = self.h11.send(self._head_of(head["status"], head.get("headers", []))) or b""
-            data = message.get("body", b"")
-            if data:
-                out += self.h11.send(h11.Data(data=data)) or b""
-            if not message.get("more_body", False):
-                finished = True
-                out += self.h11.send(h11.EndOfMessage()) or b""
-            await self._send(out, last=finished)
+            if self.activity.stopping:  # this answer is the connection's last
+                response.keep_alive = False
+            out = response.frame(message)
+            self.answering = not response.finished
+            await self._send(out, last=response.finished)
 
         try:
             await self.app(scope, receive, send)
         except Exception as exc:
             if _gone(exc):
                 return False
-            _LOGGER.warning(
-                "simulated app failed on %s %s", scope["method"], scope["path"], exc_info=True
-            )
-            if len(started) > 1 or self.h11.our_state is not h11.SEND_RESPONSE:
+            _LOGGER.warning("simulated app failed on %s %s", method, scope["path"], exc_info=True)
+            if response.sent:
                 return False  # the answer is under way: only closing can tell the client
+            self.answering = False
             error = b'{"error":{"message":"internal error","type":"server_error"}}'
-            head = self._head_of(500, [(b"content-type", b"application/json"), _CLOSE])
-            await self._send(
-                (self.h11.send(head) or b"")
-                + (self.h11.send(h11.Data(data=error)) or b"")
-                + (self.h11.send(h11.EndOfMessage()) or b""),
-                last=True,
-            )
+            head = b"HTTP/1.1 500 Internal Server Error\r\ncontent-type: application/json\r\n"
+            head += b"content-length: %d\r\nconnection: close\r\n\r\n" % len(error)
+            await self._send(head + error, last=True)
             return False
-        return finished
-
-    def _head_of(self, status: int, headers: Sequence[tuple[bytes, bytes]]) -> h11.Response:
-        """The response head; once the server is stopping, it says ``Connection: close``."""
-        fields = list(headers)
-        if self.activity.stopping and _CLOSE not in fields:
-            fields.append(_CLOSE)
-        return h11.Response(status_code=status, headers=fields, reason=_reason(status))
+        return response.finished and response.keep_alive
 
 
 async def serve_connection(
