@@ -11,6 +11,7 @@ import trio
 
 from ..config import SimulationConfig
 from ._asgi import (
+    WATCH_DISCONNECT,
     Api,
     DroppedConnection,
     Receive,
@@ -284,7 +285,9 @@ class SimulatedApp:
             await send_json(send, 200, self._report(path))
             return
         body = await read_body(receive)
-        await self._handle(path, api, body, receive, send)
+        # A server that cancels the answer when the client goes spares it a watcher task.
+        watch = scope.get("extensions", {}).get(WATCH_DISCONNECT)
+        await self._handle(path, api, body, receive, send, watch=watch and watch["watch"])
 
     def answer_item(self, path: str, payload: dict[str, Any]) -> tuple[int, Any]:
         """A batch item's answer: what ``POST path`` with body ``payload`` would answer online
@@ -400,7 +403,16 @@ class SimulatedApp:
         )
         return request, replies
 
-    async def _handle(self, path: str, api: Api, body: bytes, receive: Receive, send: Send) -> None:
+    async def _handle(
+        self,
+        path: str,
+        api: Api,
+        body: bytes,
+        receive: Receive,
+        send: Send,
+        *,
+        watch: Callable[[], None] | None,
+    ) -> None:
         start = self._clock()
         model = ""
         try:
@@ -429,10 +441,14 @@ class SimulatedApp:
         self._recorder.admitted(model)
         flight = _Flight(self._finish, behaviour, path, start, sampling)
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(_cancel_on_disconnect, receive, nursery.cancel_scope)
+            if watch is not None:  # the server cancels this task if the client goes
+                watch()
                 await self._answer(api, flight, request, replies, send)
-                nursery.cancel_scope.cancel()
+            else:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(_cancel_on_disconnect, receive, nursery.cancel_scope)
+                    await self._answer(api, flight, request, replies, send)
+                    nursery.cancel_scope.cancel()
         finally:
             flight.settle(None, flight.outcome)
         if flight.outcome == "disconnect":

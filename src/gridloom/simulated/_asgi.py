@@ -12,6 +12,7 @@ from ..errors import ConnectionFailed
 from ._behaviour import Quota
 
 __all__ = [
+    "WATCH_DISCONNECT",
     "Api",
     "DroppedConnection",
     "Message",
@@ -33,6 +34,12 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+
+#: An ASGI scope extension of gridloom's own server (not ``httpx.ASGITransport``'s, nor other
+#: servers'): ``scope["extensions"][WATCH_DISCONNECT]["watch"]()`` asks the server to cancel
+#: the app's task if the client goes from then on (at once, if it has gone already), which
+#: spares the app a task watching ``receive()`` for ``http.disconnect``.
+WATCH_DISCONNECT = "gridloom.watch_disconnect"
 
 #: Which API's error shape to answer with.
 Api = Literal["openai", "anthropic"]

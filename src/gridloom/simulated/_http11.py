@@ -42,7 +42,7 @@ from typing import Any
 import attrs
 import trio
 
-from ._asgi import DroppedConnection, Message, Scope
+from ._asgi import WATCH_DISCONNECT, DroppedConnection, Message, Scope
 from ._framing import Response as _Response
 from ._framing import reason as _reason
 from ._request_reader import Request, RequestReader
@@ -198,6 +198,10 @@ class _Activity:
 
 
 class _Connection:
+    """One client connection, served by two tasks: a reader, which parses whatever the client
+    sends as it comes (and so sees the client go while an answer is on its way), and the
+    connection's own task, which answers the requests in turn."""
+
     def __init__(
         self,
         stream: trio.abc.Stream,
@@ -218,13 +222,20 @@ class _Connection:
         #: The connection's scope: cancelled to stop it, its deadline the current phase's.
         self.scope = trio.CancelScope()
         self.phase = "head"
-
-    async def _receive(self) -> bytes | bytearray:
-        """Read what the client sent (``b""`` when it closed)."""
-        try:
-            return await self.stream.receive_some(_READ_SIZE)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            raise _Closed from None
+        #: Whether a request is being answered (from its app's start to its end).
+        self.busy = False
+        #: Whether the answer to the request being answered is not all sent yet.
+        self.unanswered = False
+        #: Bytes read since the request being answered was taken.
+        self.ahead = 0
+        #: Set once the client has gone (closed, reset, or flooded its own connection).
+        self.gone = trio.Event()
+        #: Whether the app of the request being answered asked to be cancelled if the
+        #: client goes (the WATCH_DISCONNECT extension).
+        self.watched = False
+        self.extensions: dict[str, Any] = {WATCH_DISCONNECT: {"watch": self._watch}}
+        self._wake: trio.Event | None = None
+        self._resume: trio.Event | None = None
 
     async def serve(self) -> None:
         """Answer requests until the client or the server closes the connection (or the
@@ -234,30 +245,15 @@ class _Connection:
         # timeout of the current phase (see _phase): one scope for every timeout of the
         # connection, moved rather than made anew, as that costs less per request.
         activity = self.activity
-        waiting = activity.waiting
-        first = True
         refusal: tuple[int, str] | None = None
         with self.scope:
             try:
-                while not activity.stopping:
-                    waiting.add(self.scope)
-                    request = await self._next(first)
-                    if request is None:  # closed, or idle for too long
-                        return
-                    waiting.discard(self.scope)
-                    first = False
-                    activity.begin()
-                    try:
-                        if not await self._answer(request):
-                            return
-                    finally:
-                        activity.end()
-                        activity.buffered -= request.held
-                        request.held = 0
-            except _Refused as exc:
-                refusal = (exc.status, exc.message)
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._read)
+                    refusal = await self._serve_requests()
+                    nursery.cancel_scope.cancel()
             finally:
-                waiting.discard(self.scope)
+                activity.waiting.discard(self.scope)
                 activity.buffered -= self.reader.release()
         if self.scope.cancelled_caught and not activity.stopping:
             if self.phase == "head":
@@ -267,6 +263,79 @@ class _Connection:
                 refusal = (408, f"the request body took over {self.limits.body_timeout:g} s")
         if refusal is not None and refusal[0]:
             await self._refuse(*refusal)
+
+    async def _serve_requests(self) -> tuple[int, str] | None:
+        """Answer requests in turn; what to refuse with at the end, if anything."""
+        activity = self.activity
+        waiting = activity.waiting
+        first = True
+        while not activity.stopping:
+            waiting.add(self.scope)
+            try:
+                request = await self._next(first)
+            except _Refused as exc:
+                return (exc.status, exc.message)
+            if request is None:  # closed, or idle for too long
+                return None
+            waiting.discard(self.scope)
+            first = False
+            activity.begin()
+            self.busy = self.unanswered = True
+            self.ahead = 0
+            try:
+                if not await self._answer(request):
+                    return None
+            finally:
+                self.busy = self.unanswered = self.watched = False
+                activity.end()
+                activity.buffered -= request.held
+                request.held = 0
+                if self._resume is not None:
+                    self._resume.set()
+        return None
+
+    async def _read(self) -> None:
+        """Read and parse what the client sends until it goes; then cancel the request being
+        answered, if any (the client will not read its answer).
+
+        While a request is answered, the client may send ahead (pipelining): up to
+        ``max_pipelined_bytes`` before the answer is out — more, and it is treated as gone —
+        and, after, the size of a request; then reading waits for the next request's turn.
+        """
+        limits = self.limits
+        enough = limits.max_head_bytes + limits.max_body_bytes
+        reader = self.reader
+        try:
+            while True:
+                if self.busy and self.ahead > enough:
+                    self._resume = trio.Event()
+                    await self._resume.wait()
+                    self._resume = None
+                    continue
+                data = await self.stream.receive_some(_READ_SIZE)
+                if not data:
+                    break
+                if self.busy:
+                    self.ahead += len(data)
+                    if self.unanswered and self.ahead > limits.max_pipelined_bytes:
+                        break  # a client that floods its own connection is treated as gone
+                reader.feed(data)
+                if self._wake is not None:
+                    self._wake.set()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        self.gone.set()
+        reader.end_of_stream()
+        if self.busy and self.watched:
+            self.scope.cancel()
+        elif self._wake is not None:
+            self._wake.set()
+
+    def _watch(self) -> None:
+        """Cancel the request being answered if the client goes (now, if it has gone)."""
+        self.watched = True
+        if self.gone.is_set():
+            self.scope.cancel()
 
     def _phase(self, phase: str, timeout: float) -> None:
         """Enter ``phase`` (``idle``, ``head``, ``body``, ``app`` or ``write``), which ends the
@@ -292,6 +361,8 @@ class _Connection:
                 return reader.ready.popleft()
             if reader.failure is not None:
                 raise _Refused(*reader.failure)
+            if self.gone.is_set():
+                return None
             if reader.head_done:
                 wanted, timeout = "body", limits.body_timeout
             elif first or reader.started:
@@ -301,13 +372,9 @@ class _Connection:
             if wanted != phase:
                 phase = wanted
                 self._phase(wanted, timeout)
-            data = await self._receive()
-            if not data:
-                reader.end_of_stream()
-                if reader.failure is None:
-                    return None
-            else:
-                reader.feed(data)
+            self._wake = trio.Event()
+            await self._wake.wait()
+            self._wake = None
 
     async def _send(self, data: bytes, *, last: bool = False) -> None:
         """Send ``data``; a client that takes more than ``write_timeout`` to read it is cut
@@ -362,6 +429,7 @@ class _Connection:
             "headers": request.headers,
             "client": None,
             "server": self.server,
+            "extensions": self.extensions,
         }
         delivered = False
         response = _Response(request)
@@ -372,22 +440,8 @@ class _Connection:
                 delivered = True
                 return {"type": "http.request", "body": request.body, "more_body": False}
             # A client waiting for its answer sends nothing more, except that it may close the
-            # connection. Bytes that do arrive are parsed for the next request: the answer may
-            # already be out, and the client's next request already in, before this task is
-            # cancelled. Before the answer is out, that is pipelining, allowed up to a limit;
-            # after, the next request, up to the size of one.
-            ahead = 0
-            limits = self.limits
-            try:
-                while data := await self.stream.receive_some(_READ_SIZE):
-                    ahead += len(data)
-                    if not response.finished and ahead > limits.max_pipelined_bytes:
-                        break  # a client that floods its own connection is treated as gone
-                    self.reader.feed(data)
-                    if ahead > limits.max_head_bytes + limits.max_body_bytes:
-                        await trio.sleep_forever()  # enough for a request: read no more
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass
+            # connection: the reader tells (and cancels this answer, too).
+            await self.gone.wait()
             return {"type": "http.disconnect"}
 
         async def send(message: Message) -> None:
@@ -395,6 +449,7 @@ class _Connection:
                 response.keep_alive = False
             out = response.frame(message)
             self.answering = not response.finished
+            self.unanswered = not response.finished
             await self._send(out, last=response.finished)
 
         try:
