@@ -3,9 +3,11 @@
 The status line carries the standard reason phrase. A body goes out with the app's
 ``content-length`` (sending more, or less, is the app's error); without one, chunked to an
 HTTP/1.1 client, and to an HTTP/1.0 client as is, ended by closing the connection. An answer
-to ``HEAD`` carries no body. ``connection: close`` is added when the connection will not carry
-another request: the client asked so (or speaks HTTP/1.0), the app said so, the body is
-delimited by the close, or the server is stopping.
+to ``HEAD`` carries no body. ``Connection: close`` is added when the connection will not
+carry another request: the client asked so (or speaks HTTP/1.0), the app said so, the body
+is delimited by the close, or the server is stopping. The headers the server adds are spelt
+as h11 spelt them (``Connection: close``, ``Transfer-Encoding: chunked``): answers are the
+same bytes as before.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from ._request_reader import Request
 __all__ = ["Response", "reason"]
 
 _REASONS = {status.value: status.phrase.encode("ascii") for status in http.HTTPStatus}
-_CHUNKED = b"transfer-encoding: chunked\r\n"
-_CLOSE = b"connection: close\r\n"
+_CHUNKED = b"Transfer-Encoding: chunked\r\n"
+_CLOSE = b"Connection: close\r\n"
 
 
 def reason(status: int) -> bytes:

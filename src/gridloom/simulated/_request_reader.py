@@ -267,4 +267,6 @@ class RequestReader:
         elif partial is not None:  # pragma: no cover - llhttp upgrades after a whole head
             self.failure = (400, "malformed request: an upgrade before the head ended")
             return
+        if self.ready:
+            self.ready[-1].keep_alive = False  # its answer says so
         self.failure = (0, "upgrade")
