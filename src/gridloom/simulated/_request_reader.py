@@ -154,8 +154,9 @@ class RequestReader:
                 self.failure = (400, f"malformed request: {exc}")
         else:
             partial = self._partial
-            if partial is not None and not partial.head_done:
-                self._check_head(partial, max(partial.seen, partial.size))
+            limit = self._limits.max_head_bytes
+            if partial is not None and not partial.head_done and partial.seen > limit:
+                self.failure = (431, f"the request head is over {limit} bytes")
 
     def end_of_stream(self) -> None:
         """The client closed its side: a request cut short is malformed."""
