@@ -8,12 +8,15 @@ only what the simulated app needs, at about a quarter of a general-purpose serve
 
 - HTTP/1.1 with keep-alive; one request at a time per connection (pipelined requests wait
   their turn).
+- Each connection has a reader task that parses what the client sends as it comes, so the
+  server sees a client go while its answer is on the way. Bytes read ahead are kept for the
+  connection's next request (at most :data:`MAX_PIPELINED_BYTES` before the answer is out:
+  more, and the client is treated as gone).
 - The app sees ``http`` scopes only. ``receive()`` gives the whole request body once; called
-  again, it waits until the client closes the connection and then reports
-  ``http.disconnect`` (a hanging answer uses that to end when the client gives up). Bytes
-  read meanwhile are kept for the connection's next request (at most
-  :data:`MAX_PIPELINED_BYTES` before the answer is out: more, and the connection is
-  treated as gone).
+  again, it waits until the client has gone and then reports ``http.disconnect`` (a
+  hanging answer uses that to end when the client gives up). Cheaper, an app may call
+  ``scope["extensions"][WATCH_DISCONNECT]["watch"]()`` (see :mod:`._asgi`): from then on,
+  the client's going cancels the app's task, with no task of its own watching.
 - An app raising :class:`~gridloom.simulated._asgi.DroppedConnection` has its connection
   closed without an answer; any other exception before the response starts is a 500 (and a
   warning on the ``gridloom.simulated.server`` logger).
@@ -137,10 +140,6 @@ def _error_response(status: int, message: str, *, retry_after: bool = False) -> 
     return head + b"connection: close\r\n\r\n" + body
 
 
-class _Closed(Exception):
-    """The client closed the connection (between or during requests), or stopped reading."""
-
-
 class _Refused(Exception):
     """The request cannot be served: answer ``status`` (with ``Connection: close``) if no
     answer has started, then close."""
@@ -152,7 +151,7 @@ class _Refused(Exception):
 
 
 #: What a connection that ended under the server's feet raises.
-_GONE = (_Closed, trio.BrokenResourceError, trio.ClosedResourceError)
+_GONE = (trio.BrokenResourceError, trio.ClosedResourceError)
 
 
 def _gone(exc: BaseException) -> bool:
@@ -440,7 +439,7 @@ class _Connection:
                 delivered = True
                 return {"type": "http.request", "body": request.body, "more_body": False}
             # A client waiting for its answer sends nothing more, except that it may close the
-            # connection: the reader tells (and cancels this answer, too).
+            # connection: the reader tells.
             await self.gone.wait()
             return {"type": "http.disconnect"}
 
