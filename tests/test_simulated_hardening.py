@@ -388,7 +388,7 @@ async def test_connections_beyond_the_limit_are_turned_away(
             [answer] = responses(await exchange(listener, CHAT))
         assert answer[0] == 503
         assert answer[1]["retry-after"] == "1"
-        assert "at most 1024 connections" in error_of(answer)
+        assert f"at most {MAX_CONNECTIONS} connections" in error_of(answer)
         await held.pop().aclose()
         await trio.testing.wait_all_tasks_blocked()
         await ok(listener)

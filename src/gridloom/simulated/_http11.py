@@ -72,8 +72,9 @@ MAX_BODY_BYTES = 4 * 1024 * 1024
 MAX_BUFFERED_BYTES = 256 * 1024 * 1024
 #: Bytes a client may send ahead of its answer (pipelining); more, and it is treated as gone.
 MAX_PIPELINED_BYTES = 64 * 1024
-#: Connections open at once; one more is answered 503 and closed at once.
-MAX_CONNECTIONS = 1024
+#: Connections open at once; one more is answered 503 and closed at once. A client keeps one
+#: connection per request in flight: 4,096 admits issue 21's 2,048 parallel requests twice over.
+MAX_CONNECTIONS = 4096
 _READ_SIZE = 64 * 1024
 #: Longest error message the server itself answers with (it may quote the client's bytes).
 _MESSAGE_CHARS = 200
