@@ -352,6 +352,7 @@ async def test_many_slowloris_connections_are_all_cut(
 ) -> None:
     """Thousands of connections that send half a head and wait are all closed by the head
     timeout: none is held for ever."""
+    limits = ServerLimits(max_connections=1024)
 
     async def test(listener: MemoryListener) -> None:
         async def slow_client(results: list[bytes]) -> None:
@@ -369,10 +370,10 @@ async def test_many_slowloris_connections_are_all_cut(
         statuses = [responses(data)[0][0] for data in results]
         assert len(statuses) == 2000
         assert set(statuses) == {408, 503}
-        assert statuses.count(408) == MAX_CONNECTIONS
+        assert statuses.count(408) == limits.max_connections
         await ok(listener)
 
-    await serving(test)
+    await serving(test, limits=limits)
 
 
 async def test_connections_beyond_the_limit_are_turned_away(
