@@ -8,7 +8,6 @@ cancels the answer at once (the app's watch extension, no watcher task); and
 from __future__ import annotations
 
 import functools
-import gc
 import itertools
 import json
 from collections.abc import Awaitable, Callable
@@ -20,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gridloom.config import LatencyConfig, SimulatedModel, SimulationConfig
-from gridloom.simulated import ServerLimits, SimulatedApp, serve_simulated
+from gridloom.simulated import ServerLimits, SimulatedApp
 from gridloom.simulated._http11 import _Activity, serve_connection
 
 from .test_simulated_hardening import BODY, CHAT, CHUNKED, MODELS, error_of, responses
@@ -233,15 +232,3 @@ async def test_a_half_closed_client_still_gets_an_answer_that_needs_no_wait(
     bad = CHAT.replace(BODY, b"{" + b" " * (len(BODY) - 1))
     [(status, _, _)] = responses(await _talk([bad], then=half_close))
     assert status == 400
-
-
-async def test_tune_gc_changes_the_collector_for_the_block_only() -> None:
-    """``serve_simulated(tune_gc=True)`` freezes the objects alive at its start and raises
-    the collector's thresholds while it serves; both are undone when it ends."""
-    before = gc.get_threshold()
-    frozen = gc.get_freeze_count()
-    async with serve_simulated(SimulationConfig(), tune_gc=True):
-        assert gc.get_threshold() == (50_000, 50, 100)
-        assert gc.get_freeze_count() > frozen
-    assert gc.get_threshold() == before
-    assert gc.get_freeze_count() == 0

@@ -6,6 +6,7 @@ import json
 import signal
 import sys
 
+import attrs
 import click
 import trio
 
@@ -77,10 +78,9 @@ def _leaves(exc: BaseException) -> list[BaseException]:
 @click.option(
     "--max-connections",
     type=click.IntRange(1, 65536),
-    default=1024,
-    show_default=True,
-    help="Connections served at once; one more is answered 503 and closed (a client with"
-    " more requests in flight needs as many).",
+    default=None,
+    help="Connections served at once (default 4096); one more is answered 503 and closed. A"
+    " client keeps one per request in flight.",
 )
 @click.option(
     "--json",
@@ -97,7 +97,7 @@ def simulate(
     tool_turns: int,
     tool_calls_per_turn: int,
     seed: int,
-    max_connections: int,
+    max_connections: int | None,
     as_json: bool,
 ) -> None:
     """Serve the simulated OpenAI-compatible endpoint on 127.0.0.1 until Ctrl-C.
@@ -146,11 +146,16 @@ def simulate(
         )
 
 
-async def _simulate(config: SimulationConfig, port: int, connections: int, out: Out) -> int:
-    from ..simulated import ServerLimits, serve_simulated  # loaded only for this command
+async def _simulate(config: SimulationConfig, port: int, connections: int | None, out: Out) -> int:
+    # The server loads only for this command; it serves alone in this process, so the
+    # collector is tuned as for a run (gridloom.run._gc).
+    from ..run._gc import collector_for_run
+    from ..simulated import default_limits, serve_simulated
 
-    limits = ServerLimits(max_connections=connections)
-    with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
+    limits = default_limits(config)
+    if connections is not None:
+        limits = attrs.evolve(limits, max_connections=connections)
+    with trio.open_signal_receiver(*STOP_SIGNALS) as signals, collector_for_run():
         async with serve_simulated(config, port=port, grace=0.1, limits=limits) as server:
             if out.as_json:
                 ready = {

@@ -11,7 +11,7 @@ from ._app import SimulatedApp
 from ._batches import BatchService, BatchStatistics
 from ._http11 import ServerLimits
 from ._recorder import ModelStatistics, SimulationStatistics, TimelineEntry
-from ._server import SimulatedServer, run_simulator, serve_simulated
+from ._server import SimulatedServer, default_limits, run_simulator, serve_simulated
 
 __all__ = [
     "BatchService",
@@ -22,6 +22,7 @@ __all__ = [
     "SimulatedServer",
     "SimulationStatistics",
     "TimelineEntry",
+    "default_limits",
     "run_simulator",
     "serve_simulated",
 ]

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import gc
 import ipaddress
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import attrs
 import trio
@@ -17,31 +16,24 @@ from ..config import SimulationConfig
 from ._app import SimulatedApp
 from ._http11 import ServerLimits, serve_http
 
-__all__ = ["SimulatedServer", "run_simulator", "serve_simulated"]
+__all__ = ["SimulatedServer", "default_limits", "run_simulator", "serve_simulated"]
 
 #: Bytes a multipart form adds around an uploaded file (its boundaries and part heads).
 _FORM_OVERHEAD = 64 * 1024
-#: The cyclic collector's thresholds while a tuned server runs: a young collection after
-#: 50,000 allocations net (not 700), the older ones rarely. A request leaves little cyclic
-#: garbage, and the timeline (up to 100,000 entries) makes a full collection costly.
-_GC_THRESHOLDS = (50_000, 50, 100)
 
 
-@contextlib.contextmanager
-def _collector_tuned() -> Iterator[None]:
-    """Within the block, the objects alive at its start (modules, classes: the start-up) are
-    frozen out of the cyclic collector's view, and it runs far less often; both undone on
-    exit. For a process that only serves the simulated endpoint: it changes the collector
-    for the whole process."""
-    thresholds = gc.get_threshold()
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*_GC_THRESHOLDS)
-    try:
-        yield
-    finally:
-        gc.set_threshold(*thresholds)
-        gc.unfreeze()
+def default_limits(config: SimulationConfig) -> ServerLimits:
+    """:class:`ServerLimits`'s defaults, with a body limit that admits a batch upload of
+    ``config.batch.max_file_bytes`` (larger than an ordinary request)."""
+    limits = ServerLimits()
+    upload = config.batch.max_file_bytes + _FORM_OVERHEAD
+    if upload > limits.max_body_bytes:
+        limits = attrs.evolve(
+            limits,
+            max_body_bytes=upload,
+            max_buffered_bytes=max(limits.max_buffered_bytes, upload),
+        )
+    return limits
 
 
 @attrs.frozen(kw_only=True)
@@ -82,7 +74,6 @@ async def serve_simulated(
     port: int = 0,
     grace: float = 3.0,
     limits: ServerLimits | None = None,
-    tune_gc: bool = False,
 ) -> AsyncIterator[SimulatedServer]:
     """Serve a :class:`SimulatedApp` over HTTP on loopback for the duration of the block.
 
@@ -102,10 +93,6 @@ async def serve_simulated(
         limits: the timeouts and sizes the HTTP server holds clients to (default:
             :class:`ServerLimits`'s defaults, with a body limit that admits a batch upload
             of ``config.batch.max_file_bytes``).
-        tune_gc: for a process that does nothing but serve (``gridloom simulate``): while the
-            block runs, freeze the objects alive at its start out of the cyclic garbage
-            collector's view and make it run far less often (about 15 % of the server's CPU
-            per request otherwise). It affects the whole process: leave it off in-process.
 
     Yields:
         The running server; it stops (gracefully) when the block ends. An exception raised in
@@ -115,36 +102,28 @@ async def serve_simulated(
         ValueError: ``host`` is not a loopback address.
     """
     address = _loopback(host)
-    if limits is None:  # a batch file upload may be larger than an ordinary request
-        limits = ServerLimits()
-        upload = config.batch.max_file_bytes + _FORM_OVERHEAD
-        if upload > limits.max_body_bytes:
-            limits = attrs.evolve(
-                limits,
-                max_body_bytes=upload,
-                max_buffered_bytes=max(limits.max_buffered_bytes, upload),
-            )
+    if limits is None:
+        limits = default_limits(config)
     app = SimulatedApp(config)
     shutdown = trio.Event()
     failure: Exception | None = None
-    with _collector_tuned() if tune_gc else contextlib.nullcontext():
-        async with trio.open_nursery() as nursery:
-            bound_host, bound_port = await nursery.start(
-                functools.partial(
-                    serve_http, app, address, port, shutdown=shutdown, grace=grace, limits=limits
-                )
+    async with trio.open_nursery() as nursery:
+        bound_host, bound_port = await nursery.start(
+            functools.partial(
+                serve_http, app, address, port, shutdown=shutdown, grace=grace, limits=limits
             )
-            netloc = f"[{bound_host}]" if ":" in bound_host else bound_host
-            netloc += f":{bound_port}"
-            try:
-                yield SimulatedServer(
-                    url=f"http://{netloc}/v1", host=bound_host, port=bound_port, app=app
-                )
-            except Exception as exc:
-                # Re-raised below, outside the nursery, so that it is not wrapped in a group.
-                failure = exc
-            finally:
-                shutdown.set()
+        )
+        netloc = f"[{bound_host}]" if ":" in bound_host else bound_host
+        netloc += f":{bound_port}"
+        try:
+            yield SimulatedServer(
+                url=f"http://{netloc}/v1", host=bound_host, port=bound_port, app=app
+            )
+        except Exception as exc:
+            # Re-raised below, outside the nursery, so that it is not wrapped in a group.
+            failure = exc
+        finally:
+            shutdown.set()
     if failure is not None:
         raise failure
 
@@ -167,7 +146,7 @@ def run_simulator(config: SimulationConfig, *, port: int, host: str = "127.0.0.1
 
     async def main() -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async with serve_simulated(config, host=host, port=port, tune_gc=True) as server:
+            async with serve_simulated(config, host=host, port=port) as server:
                 print(f"gridloom simulated endpoint: {server.url}  (Ctrl-C to stop)", flush=True)
                 async for _ in signals:
                     break
