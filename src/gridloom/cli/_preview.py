@@ -1,12 +1,19 @@
-"""``gridloom preview``."""
+"""``gridloom preview``.
+
+Its config is loaded before the event loop starts (errors are reported as before), so that
+its phases can be timed (:mod:`._startup`).
+"""
 
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import click
+import trio
 
+from ..config import load_config_with_base
 from ..errors import ConfigError
 from ..progress import render_drops
 from ..run import Run, StopSignals, signal_exit, signal_name
@@ -15,6 +22,7 @@ from ._cache import no_cache_option
 from ._group import json_option
 from ._output import Out, check_config_file, jsonable, render_rows, run_failure
 from ._signals import run_stoppable
+from ._startup import PhaseMarks
 
 __all__ = ["preview"]
 
@@ -46,13 +54,41 @@ def preview(config: Path, num_records: int, no_cache: bool, as_json: bool) -> No
       gridloom preview examples/quickstart.yaml -n 3
       gridloom preview examples/people.yaml --json
     """
+    marks = PhaseMarks()
+    marks.mark("command")
+    try:
+        result = _generate(config, num_records, no_cache, as_json, marks)
+        _print(config, result, as_json)
+        marks.mark("printed")
+    finally:
+        marks.save()
+
+
+def _generate(
+    config: Path,
+    num_records: int,
+    no_cache: bool,
+    as_json: bool,
+    marks: PhaseMarks,
+) -> RunResult:
+    """Load ``config`` and generate its rows; exits on an error or a stop signal."""
     out = Out("preview", as_json)
     check_config_file(out, config)
+    try:
+        cfg, base = load_config_with_base(config)
+    except ConfigError as exc:
+        out.config_error(exc, config)
+    marks.mark("config_loaded")
+    offset: list[float] = []
 
     async def work(signals: StopSignals) -> RunResult:
-        return await Run(config, signals=signals, cache=not no_cache).preview(num_records)
+        marks.mark("loop_started")
+        offset.append(time.perf_counter() - trio.current_time())
+        run = Run(cfg, base_dir=base, signals=signals, cache=not no_cache)
+        return await run.preview(num_records)
 
     outcome = run_stoppable(out, work)
+    marks.mark("run_returned")
     if outcome.signum is not None:
         name = signal_name(outcome.signum)
         out.fail(
@@ -67,6 +103,13 @@ def preview(config: Path, num_records: int, no_cache: bool, as_json: bool) -> No
         out.error(outcome.error, file=config)
     result = outcome.result
     assert result is not None
+    marks.requests(result.trace, offset[0])
+    return result
+
+
+def _print(config: Path, result: RunResult, as_json: bool) -> None:
+    """Print the rows of ``result`` (and the drops); exits 4 or 5 when the preview fell short."""
+    out = Out("preview", as_json)
     rows = [jsonable(row) for row in result.table.to_pylist()]
     if as_json:
         doc = {
