@@ -1,7 +1,8 @@
 """``gridloom preview``.
 
-Its config is loaded before the event loop starts (errors are reported as before), so that
-its phases can be timed (:mod:`._startup`).
+Its config is loaded before the event loop starts (errors are reported as before), and
+pyarrow's first conversion is made while the run waits on its models (:mod:`._startup`), so
+the rows are printed soon after the last answer.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from ._cache import no_cache_option
 from ._group import json_option
 from ._output import Out, check_config_file, jsonable, render_rows, run_failure
 from ._signals import run_stoppable
-from ._startup import PhaseMarks
+from ._startup import ArrowWarmup, PhaseMarks
 
 __all__ = ["preview"]
 
@@ -56,12 +57,13 @@ def preview(config: Path, num_records: int, no_cache: bool, as_json: bool) -> No
     """
     marks = PhaseMarks()
     marks.mark("command")
+    warmup = ArrowWarmup()
     try:
-        result = _generate(config, num_records, no_cache, as_json, marks)
+        result = _generate(config, num_records, no_cache, as_json, marks, warmup)
         _print(config, result, as_json)
         marks.mark("printed")
     finally:
-        marks.save()
+        marks.save(warmup_started=warmup.started, warmup_ended=warmup.ended)
 
 
 def _generate(
@@ -70,6 +72,7 @@ def _generate(
     no_cache: bool,
     as_json: bool,
     marks: PhaseMarks,
+    warmup: ArrowWarmup,
 ) -> RunResult:
     """Load ``config`` and generate its rows; exits on an error or a stop signal."""
     out = Out("preview", as_json)
@@ -87,7 +90,8 @@ def _generate(
         run = Run(cfg, base_dir=base, signals=signals, cache=not no_cache)
         return await run.preview(num_records)
 
-    outcome = run_stoppable(out, work)
+    with warmup:
+        outcome = run_stoppable(out, work)
     marks.mark("run_returned")
     if outcome.signum is not None:
         name = signal_name(outcome.signum)

@@ -1,0 +1,108 @@
+"""``gridloom preview`` starting up: what it imports, the Arrow warm-up, its phase marks."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+
+from gridloom.cli._startup import TIMES_ENV, ArrowWarmup, PhaseMarks
+
+ROOT = Path(__file__).resolve().parent.parent
+QUICKSTART = ROOT / "examples" / "quickstart.yaml"
+HAVE_PANDAS = importlib.util.find_spec("pandas") is not None
+
+
+def python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter (this checkout's gridloom first on the path)."""
+    environ = {**os.environ, **env}
+    environ["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), environ.get("PYTHONPATH", "")])
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        env=environ,
+        check=False,
+        timeout=120,
+    )
+
+
+def test_the_command_line_imports_no_pandas_or_matplotlib() -> None:
+    """Importing the command line (all a preview imports before its first request) leaves
+    pandas and matplotlib out: pyarrow brings pandas in only on its first conversion."""
+    done = python(
+        """
+        import sys
+        import gridloom.cli
+        print(sorted(m for m in ("pandas", "matplotlib") if m in sys.modules))
+        """
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_the_warmup_converts_while_the_main_thread_waits() -> None:
+    """A main thread waiting (the lock free, as a loop waiting on its models leaves it) lets
+    the helper make pyarrow's first conversion, which imports pandas when it is installed."""
+    done = python(
+        """
+        import sys
+        from gridloom.cli._startup import ArrowWarmup
+        before = "pandas" in sys.modules
+        with ArrowWarmup() as warmup:
+            assert warmup.done.wait(60)
+        print(before, warmup.started is not None, warmup.ended is not None,
+              "pandas" in sys.modules)
+        """
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True", "True", str(HAVE_PANDAS)]
+
+
+def test_leaving_the_warmup_ends_its_thread() -> None:
+    """Leaving the warm-up stops the helper (or waits for its conversion): no thread is left."""
+    with ArrowWarmup() as warmup:
+        pass
+    assert warmup.done.is_set()
+    assert not any(t.name == "gridloom-arrow-warmup" for t in threading.enumerate())
+
+
+def test_phase_marks_are_kept_only_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without GRIDLOOM_PREVIEW_TIMES the marks record and write nothing."""
+    monkeypatch.delenv(TIMES_ENV, raising=False)
+    marks = PhaseMarks()
+    marks.mark("command")
+    marks.save()
+    assert marks.path is None
+    assert marks.marks == {}
+
+
+def test_a_traced_preview_writes_its_phases_and_requests(tmp_path: Path) -> None:
+    """With GRIDLOOM_PREVIEW_TIMES (and tracing) the preview prints its rows and writes its
+    phase marks in order, and each model request's sent and answer times after its start."""
+    times = tmp_path / "times.json"
+    env = {**os.environ, TIMES_ENV: str(times), "GRIDLOOM_TRACE": "1"}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
+    cmd = [sys.executable, "-m", "gridloom", "preview", str(QUICKSTART), "-n", "3"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "3 of 3 rows" in done.stdout
+    doc = json.loads(times.read_text())
+    marks = doc["marks"]
+    order = ["command", "config_loaded", "loop_started", "run_returned", "printed"]
+    assert list(marks) == order
+    assert [marks[p] for p in order] == sorted(marks[p] for p in order)
+    requests = doc["requests"]
+    # summary, facts and quality call a model once per row.
+    assert sorted((r["row_id"], r["column"]) for r in requests) == sorted(
+        (row, column) for row in range(3) for column in ("summary", "facts", "quality")
+    )
+    for r in requests:
+        assert marks["loop_started"] <= r["sent"] <= r["response"] <= marks["run_returned"]
