@@ -161,8 +161,9 @@ def test_built_ins_come_through_gridloom_s_own_entry_points() -> None:
 
 
 def test_built_ins_pass_every_check_the_registry_skips_for_them() -> None:
-    """Each built-in kind passes the plugin checks in full, its parameters' JSON Schema
-    included (the registry leaves that check out for built-ins, to start runs sooner)."""
+    """Each built-in kind passes the plugin checks in full, its field types resolving and its
+    parameters' JSON Schema included (the registry leaves those out for built-ins, to start
+    runs sooner)."""
     points = discover_entry_points(ENTRY_POINT_GROUP, BUILTIN_ENTRY_POINTS)
     built_in = [ep for ep, _dist, _version, builtin in points if builtin]
     assert [ep.name for ep in built_in] == BUILTIN

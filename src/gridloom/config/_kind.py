@@ -140,13 +140,14 @@ class KindInfo:
         }
 
 
-def kind_problem(declared: object, entry_name: str, *, schema: bool = True) -> str | None:
+def kind_problem(declared: object, entry_name: str, *, thorough: bool = True) -> str | None:
     """Why ``declared`` (what an entry point named ``entry_name`` loaded) cannot be registered,
     or ``None`` when it can.
 
-    ``schema=False`` leaves out the slowest check, that the kind's parameters have a JSON
-    Schema: the registry skips it for gridloom's own kinds, whose schemas the test suite
-    checks, so that a run does not build them all before its first request.
+    ``thorough=False`` leaves out the two slow checks, that the config's field types resolve
+    and that the kind's parameters have a JSON Schema: the registry skips them for gridloom's
+    own kinds, which the test suite checks in full, so that a run does not build every
+    built-in's schema before its first request.
     """
     if not isinstance(declared, ColumnKind):
         return f"it names {_short(declared)}, not a gridloom.kinds.ColumnKind"
@@ -155,9 +156,9 @@ def kind_problem(declared: object, entry_name: str, *, schema: bool = True) -> s
         return f"its config {cls!r} is not a subclass of gridloom.config.ColumnConfig"
     return (
         _key_problem(cls, entry_name)
-        or _field_problem(cls)
+        or _field_problem(cls, resolve=thorough)
         or _declaration_problem(declared, cls)
-        or (_schema_problem(declared) if schema else None)
+        or (_schema_problem(declared) if thorough else None)
     )
 
 
@@ -185,13 +186,15 @@ def _key_problem(cls: type[ColumnConfig], entry_name: str) -> str | None:
     return None
 
 
-def _field_problem(cls: type[ColumnConfig]) -> str | None:
+def _field_problem(cls: type[ColumnConfig], *, resolve: bool = True) -> str | None:
     where = cls.__qualname__
     for field in attrs.fields(cls):
         if field.name == "kind":
             return f"{where} has a field named 'kind'; the kind key is a ClassVar"
         if field.name in COMMON_FIELDS and not field.inherited:
             return f"{where} redefines the common column field {field.name!r}"
+    if not resolve:
+        return None
     try:
         typing.get_type_hints(cls)
     except Exception as exc:

@@ -221,7 +221,7 @@ def _register(
     except Exception as exc:
         return attrs.evolve(info, problem=f"it failed to import: {_one_line(exc)}")
     try:
-        problem = kind_problem(declared, ep.name, schema=not found.builtin)
+        problem = kind_problem(declared, ep.name, thorough=not found.builtin)
     except Exception as exc:  # a declaration odd enough to break the checks themselves
         problem = f"its declaration cannot be checked: {_one_line(exc)}"
     config = getattr(declared, "config", None)
