@@ -46,7 +46,8 @@ def bench(session: nox.Session) -> None:
     engine overhead at 5,000 and 10,000 rows; the self-hosted case (512 in flight, 20,000
     cells); the throttle's goodput at 200 rows; scale-out on Ray (goodput vs shards,
     throughput vs workers, the fixed cost of a shard; about 90 s); the response cache's
-    lookup CPU against an uncached cell's (about 10 s). Then one combined table.
+    lookup CPU against an uncached cell's (about 10 s); how soon ``gridloom preview`` prints
+    its rows (5 fresh processes, about 15 s). Then one combined table.
     """
     session.install("-e", ".[bench]")
     env = {"GRIDLOOM_PROGRESS": "off"}
@@ -55,6 +56,7 @@ def bench(session: nox.Session) -> None:
     session.run("python", "bench/throttle.py", "--rows", "200", env=env)
     session.run("python", "bench/ray_scale.py", "--quick", env=env)
     session.run("python", "bench/cache.py", "--quick", env=env)
+    session.run("python", "bench/preview.py", env=env)
     session.run("python", "bench/report.py", *session.posargs)
 
 

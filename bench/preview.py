@@ -22,12 +22,19 @@ of its LLM cells' served latencies through the pipeline's dependencies (from ``g
 cells that call no model add nothing), the maximum over the rows. The verdict is the issue's:
 wall time to the rows ≤ critical path + 0.5 s.
 
+``--without numpy pandas`` runs the child with those modules made unimportable (``None`` in
+``sys.modules`` before gridloom is imported, then ``runpy`` runs ``gridloom`` as ``-m`` does):
+what a plain ``pip install gridloom`` gets, where neither is installed (neither is a
+dependency; this machine's venv has both for tests and extras, and pyarrow imports numpy when
+it is there, pandas on its first conversion).
+
 Bytecode: one unmeasured run first, with ``PYTHONDONTWRITEBYTECODE`` removed from the child's
 environment, so the measured runs import from cached ``.pyc`` files as an installed package
 does. ``other cores``: CPU the rest of the machine used during each run (cores busy on average,
 psutil), and the 1-minute load average before it: well above 0, the run competed for the CPU.
 
     python bench/preview.py                 # 5 runs
+    python bench/preview.py --without numpy pandas --name preview-minimal
     python bench/preview.py --runs 9 --name preview-quick
 
 Results: ``bench/results/preview-<date>-<host>.{json,md}``.
@@ -121,13 +128,32 @@ def critical_path(
     return max(per_row.values(), default=0.0), per_row
 
 
+#: Runs ``gridloom`` as ``python -m gridloom`` does, with the modules named in argv[1] (comma
+#: separated) unimportable.
+_WITHOUT = (
+    "import runpy, sys\n"
+    "for name in sys.argv.pop(1).split(','):\n"
+    "    sys.modules[name] = None\n"
+    "sys.argv[0] = 'gridloom'\n"
+    "runpy.run_module('gridloom', run_name='__main__', alter_sys=True)\n"
+)
+
+
+def command(config: Path, num: int, without: list[str]) -> list[str]:
+    """The preview's command line (with ``without`` modules unimportable, if any)."""
+    args = ["preview", str(config), "-n", str(num)]
+    if without:
+        return [sys.executable, "-c", _WITHOUT, ",".join(without), *args]
+    return [sys.executable, "-m", "gridloom", *args]
+
+
 def one_run(
-    config: Path, num: int, upstream: dict[str, list[str]], llm: set[str]
+    config: Path, num: int, upstream: dict[str, list[str]], llm: set[str], without: list[str]
 ) -> dict[str, Any]:
     """One preview process, timed; its phases and its critical path."""
     with tempfile.TemporaryDirectory() as tmp:
         times = Path(tmp) / "times.json"
-        cmd = [sys.executable, "-m", "gridloom", "preview", str(config), "-n", str(num)]
+        cmd = command(config, num, without)
         load = os.getloadavg()[0]
         busy0, child0 = _busy_seconds(), _children_cpu()
         t0 = time.perf_counter()
@@ -207,7 +233,9 @@ def markdown(report: dict[str, Any]) -> str:
     runs = report["runs"]
     lines = [
         f"**gridloom preview {report['config']} -n {report['num_records']}**"
-        f" ({len(runs)} fresh processes; bare interpreter {report['interpreter_s']:.3f} s)",
+        f" ({len(runs)} fresh processes; bare interpreter {report['interpreter_s']:.3f} s"
+        + (f"; without {', '.join(report['without'])}" if report["without"] else "")
+        + ")",
         "",
         "| phase | median s | max s |",
         "|---|---:|---:|",
@@ -235,14 +263,17 @@ def main() -> None:
     parser.add_argument("--config", type=Path, default=CONFIG)
     parser.add_argument("-n", "--num-records", type=int, default=5)
     parser.add_argument("--name", default="preview", help="results file prefix")
+    parser.add_argument(
+        "--without", nargs="*", default=[], help="modules the child cannot import (numpy pandas)"
+    )
     args = parser.parse_args()
     config = args.config.resolve()
     upstream, llm = dependencies(config)
-    one_run(config, args.num_records, upstream, llm)  # unmeasured: bytecode caches written
+    one_run(config, args.num_records, upstream, llm, args.without)  # unmeasured: bytecode cached
     interpreter = interpreter_start(args.runs)
     runs = []
     for _ in range(args.runs):
-        runs.append(one_run(config, args.num_records, upstream, llm))
+        runs.append(one_run(config, args.num_records, upstream, llm, args.without))
         r = runs[-1]
         print(
             f"rows {r['wall_to_rows_s']:.3f} s  exit {r['wall_to_exit_s']:.3f} s  critical path"
@@ -260,6 +291,7 @@ def main() -> None:
         "python": platform.python_version(),
         "config": str(config.relative_to(ROOT)) if config.is_relative_to(ROOT) else str(config),
         "num_records": args.num_records,
+        "without": args.without,
         "interpreter_s": interpreter,
         "allowance_s": ALLOWANCE_S,
         "median": {key: statistics.median(r[key] for r in runs) for key, _ in PHASES},
