@@ -77,8 +77,10 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _env(times: Path | None) -> dict[str, str]:
+def _env(times: Path | None, pythonpath: str | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    if pythonpath is not None:
+        env["PYTHONPATH"] = pythonpath
     env.pop("GRIDLOOM_PROGRESS", None)
     env["GRIDLOOM_TRACE"] = "1"
     if times is not None:
@@ -148,7 +150,12 @@ def command(config: Path, num: int, without: list[str]) -> list[str]:
 
 
 def one_run(
-    config: Path, num: int, upstream: dict[str, list[str]], llm: set[str], without: list[str]
+    config: Path,
+    num: int,
+    upstream: dict[str, list[str]],
+    llm: set[str],
+    without: list[str],
+    pythonpath: str | None = None,
 ) -> dict[str, Any]:
     """One preview process, timed; its phases and its critical path."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -162,7 +169,7 @@ def one_run(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=_env(times),
+            env=_env(times, pythonpath),
             cwd=ROOT,
         )
         assert proc.stdout is not None
@@ -230,31 +237,53 @@ PHASES = [
 
 
 def markdown(report: dict[str, Any]) -> str:
-    runs = report["runs"]
+    variants = report["variants"]
+    names = list(variants)
+    head = " | ".join(f"{name} median s | {name} max s" for name in names)
     lines = [
         f"**gridloom preview {report['config']} -n {report['num_records']}**"
-        f" ({len(runs)} fresh processes; bare interpreter {report['interpreter_s']:.3f} s"
+        f" ({report['runs_each']} fresh processes each; bare interpreter"
+        f" {report['interpreter_s']:.3f} s"
         + (f"; without {', '.join(report['without'])}" if report["without"] else "")
         + ")",
         "",
-        "| phase | median s | max s |",
-        "|---|---:|---:|",
+        f"| phase | {head} |",
+        "|---|" + "---:|---:|" * len(names),
     ]
     for key, label in PHASES:
-        values = [r[key] for r in runs]
-        lines.append(f"| {label} | {statistics.median(values):.3f} | {max(values):.3f} |")
-    ok = sum(r["within_allowance"] for r in runs)
+        cells = " | ".join(
+            f"{variants[n]['median'][key]:.3f} | {variants[n]['max'][key]:.3f}" for n in names
+        )
+        lines.append(f"| {label} | {cells} |")
+    lines.append("")
+    for name in names:
+        v = variants[name]
+        lines.append(
+            f"{name} ({v['source']}): wall to rows ≤ critical path + {ALLOWANCE_S} s in"
+            f" {v['within_allowance']} of {len(v['runs'])} runs; median margin"
+            f" {v['median_margin_s']:+.3f} s (negative: within)."
+        )
     lines += [
-        "",
-        f"Verdict (wall to rows ≤ critical path + {ALLOWANCE_S} s): {ok} of {len(runs)} runs;"
-        f" median margin {report['median_margin_s']:+.3f} s (negative: within).",
         "",
         "Phases are from the preview's own marks (GRIDLOOM_PREVIEW_TIMES) against the spawn"
         " time; the critical path is per row the longest chain of its LLM cells' served"
         " latencies (sent → answer, from the trace), the max over rows. other cores: CPU the"
-        " rest of the machine used during the run (cores busy on average).",
+        " rest of the machine used during the run (cores busy on average). With two sources"
+        " their runs alternate, so both see the same load.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def summary(runs: list[dict[str, Any]], source: str) -> dict[str, Any]:
+    margins = [r["wall_to_rows_s"] - r["critical_path_s"] - ALLOWANCE_S for r in runs]
+    return {
+        "source": source,
+        "median": {key: statistics.median(r[key] for r in runs) for key, _ in PHASES},
+        "max": {key: max(r[key] for r in runs) for key, _ in PHASES},
+        "median_margin_s": statistics.median(margins),
+        "within_allowance": sum(r["within_allowance"] for r in runs),
+        "runs": runs,
+    }
 
 
 def main() -> None:
@@ -266,24 +295,34 @@ def main() -> None:
     parser.add_argument(
         "--without", nargs="*", default=[], help="modules the child cannot import (numpy pandas)"
     )
+    parser.add_argument(
+        "--against",
+        metavar="SRC",
+        help="another gridloom source folder (its src/) to run alternately, e.g. a commit's",
+    )
     args = parser.parse_args()
     config = args.config.resolve()
     upstream, llm = dependencies(config)
-    one_run(config, args.num_records, upstream, llm, args.without)  # unmeasured: bytecode cached
+    sources: dict[str, str | None] = {"this": None}
+    if args.against:
+        sources["against"] = str(Path(args.against).resolve())
+    for path in sources.values():  # unmeasured: bytecode cached
+        one_run(config, args.num_records, upstream, llm, args.without, path)
     interpreter = interpreter_start(args.runs)
-    runs = []
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in sources}
     for _ in range(args.runs):
-        runs.append(one_run(config, args.num_records, upstream, llm, args.without))
-        r = runs[-1]
-        print(
-            f"rows {r['wall_to_rows_s']:.3f} s  exit {r['wall_to_exit_s']:.3f} s  critical path"
-            f" {r['critical_path_s']:.3f} s  start-up {r['startup_s']:.3f}  config"
-            f" {r['config_s']:.3f}  first request {r['first_request_s']:.3f}  after last answer"
-            f" {r['after_last_answer_s']:.3f}  other cores {r['other_cores']:.2f}"
-            f"  load {r['load_average_before']:.2f}",
-            flush=True,
-        )
-    margins = [r["wall_to_rows_s"] - r["critical_path_s"] - ALLOWANCE_S for r in runs]
+        for name, path in sources.items():
+            r = one_run(config, args.num_records, upstream, llm, args.without, path)
+            runs[name].append(r)
+            print(
+                f"{name}: rows {r['wall_to_rows_s']:.3f} s  exit {r['wall_to_exit_s']:.3f} s"
+                f"  critical path {r['critical_path_s']:.3f} s  start-up {r['startup_s']:.3f}"
+                f"  config {r['config_s']:.3f}  first request {r['first_request_s']:.3f}"
+                f"  after last answer {r['after_last_answer_s']:.3f}  other cores"
+                f" {r['other_cores']:.2f}  load {r['load_average_before']:.2f}",
+                flush=True,
+            )
+    this_source = os.environ.get("PYTHONPATH") or "installed gridloom"
     report = {
         "benchmark": "gridloom preview: wall time to the rows vs the critical path",
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -294,11 +333,10 @@ def main() -> None:
         "without": args.without,
         "interpreter_s": interpreter,
         "allowance_s": ALLOWANCE_S,
-        "median": {key: statistics.median(r[key] for r in runs) for key, _ in PHASES},
-        "max": {key: max(r[key] for r in runs) for key, _ in PHASES},
-        "median_margin_s": statistics.median(margins),
-        "within_allowance": sum(r["within_allowance"] for r in runs),
-        "runs": runs,
+        "runs_each": args.runs,
+        "variants": {
+            name: summary(runs[name], path or this_source) for name, path in sources.items()
+        },
     }
     text = markdown(report)
     print(text)
