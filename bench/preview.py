@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import os
 import platform
 import resource
@@ -190,6 +191,7 @@ def one_run(
             )
         doc = json.loads(times.read_text())
     marks = {k: v - t0 for k, v in doc["marks"].items()}
+    cpu = doc.get("cpu", {})
     requests = doc["requests"]
     first_sent = min(r["sent"] for r in requests) - t0
     last_answer = max(r["response"] for r in requests) - t0
@@ -214,6 +216,9 @@ def one_run(
         "requests": len(requests),
         "warmup_s": None if None in warm else [w - t0 for w in warm],
         "cpu_s": child_cpu,
+        "startup_cpu_s": cpu.get("command", math.nan),
+        "config_cpu_s": cpu.get("config_loaded", math.nan) - cpu.get("command", math.nan),
+        "run_cpu_s": cpu.get("run_returned", math.nan) - cpu.get("config_loaded", math.nan),
         "other_cores": others / (exited - t0),
         "load_average_before": load,
     }
@@ -231,7 +236,10 @@ PHASES = [
     ("wall_to_exit_s", "wall to exit"),
     ("critical_path_s", "**critical path of served latencies**"),
     ("over_critical_path_s", "wall to rows minus critical path"),
-    ("cpu_s", "process CPU"),
+    ("startup_cpu_s", "CPU: start-up"),
+    ("config_cpu_s", "CPU: config"),
+    ("run_cpu_s", "CPU: loop start → run returned (all threads)"),
+    ("cpu_s", "CPU: whole process"),
     ("other_cores", "other cores"),
 ]
 

@@ -12,9 +12,10 @@ conversion wait for an import still under way rather than start a second.
 **Phase marks.** With ``GRIDLOOM_PREVIEW_TIMES=<file>`` in the environment, a preview writes
 the moments it reached each phase to that file as JSON (:class:`PhaseMarks`), on the clock of
 :func:`time.perf_counter` (``CLOCK_MONOTONIC`` on Linux, shared by every process, so a parent
-can set them against its own); with tracing on (``GRIDLOOM_TRACE=1``) also when each model
-request of the run went out and when its answer came back, on the same clock.
-``bench/preview.py`` reads them. Without the variable nothing is recorded.
+can set them against its own), with the process's CPU time at each; with tracing on
+(``GRIDLOOM_TRACE=1``) also when each model request of the run went out and when its answer
+came back, on the same clock. ``bench/preview.py`` reads them. Without the variable nothing
+is recorded.
 """
 
 from __future__ import annotations
@@ -112,6 +113,9 @@ class PhaseMarks:
         target = os.environ.get(TIMES_ENV, "")
         self.path = Path(target) if target else None
         self.marks: dict[str, float] = {}
+        #: The process's CPU time (all threads) at each mark: its share of a phase holds up
+        #: better than wall time on a busy machine.
+        self.cpu: dict[str, float] = {}
         self._trace: pa.Table | None = None
         self._offset = 0.0
 
@@ -119,6 +123,7 @@ class PhaseMarks:
         """The preview reached ``phase`` now."""
         if self.path is not None:
             self.marks[phase] = time.perf_counter()
+            self.cpu[phase] = time.process_time()
 
     def requests(self, trace: pa.Table | None, offset: float) -> None:
         """The model requests of a traced run (``trace``, times in seconds since its origin
@@ -154,6 +159,7 @@ class PhaseMarks:
         doc = {
             "clock": "time.perf_counter",
             "marks": self.marks,
+            "cpu": self.cpu,
             **extra,
             "requests": self._requests(),
         }
