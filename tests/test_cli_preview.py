@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gridloom.cli._startup import TIMES_ENV, ArrowWarmup, PhaseMarks
+from gridloom.cli._startup import IDLE_SECONDS, TIMES_ENV, ArrowWarmup, PhaseMarks
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = ROOT / "examples" / "quickstart.yaml"
@@ -48,15 +48,17 @@ def test_the_command_line_imports_no_pandas_or_matplotlib() -> None:
     assert done.stdout.strip() == "[]"
 
 
-def test_the_warmup_converts_while_the_main_thread_waits() -> None:
-    """A main thread waiting (the lock free, as a loop waiting on its models leaves it) lets
-    the helper make pyarrow's first conversion, which imports pandas when it is installed."""
+def test_the_warmup_converts_once_the_loop_sleeps() -> None:
+    """A loop gone to sleep with nothing due soon and no worker thread busy (as one waiting on
+    its models) lets the helper make pyarrow's first conversion, which imports pandas when it
+    is installed."""
     done = python(
         """
         import sys
         from gridloom.cli._startup import ArrowWarmup
         before = "pandas" in sys.modules
-        with ArrowWarmup() as warmup:
+        with ArrowWarmup(busy_threads=lambda: 0) as warmup:
+            warmup.before_io_wait(60.0)  # the loop sleeps, and does not wake up
             assert warmup.done.wait(60)
         print(before, warmup.started is not None, warmup.ended is not None,
               "pandas" in sys.modules)
@@ -66,11 +68,26 @@ def test_the_warmup_converts_while_the_main_thread_waits() -> None:
     assert done.stdout.split() == ["False", "True", "True", str(HAVE_PANDAS)]
 
 
+@pytest.mark.parametrize(
+    ("timeout", "busy"),
+    [(IDLE_SECONDS / 2, 0), (60.0, 1)],
+    ids=["a short wait", "a worker thread busy"],
+)
+def test_the_warmup_ignores_a_loop_that_is_not_idle(timeout: float, busy: int) -> None:
+    """A wait with something due within IDLE_SECONDS, or one while a worker thread runs (the
+    pipeline compiling), never starts the conversion; leaving ends the helper."""
+    with ArrowWarmup(busy_threads=lambda: busy) as warmup:
+        warmup.before_io_wait(timeout)
+    assert warmup.done.is_set()
+    assert warmup.started is None
+
+
 def test_leaving_the_warmup_ends_its_thread() -> None:
     """Leaving the warm-up stops the helper (or waits for its conversion): no thread is left."""
     with ArrowWarmup() as warmup:
         pass
     assert warmup.done.is_set()
+    assert warmup.started is None
     assert not any(t.name == "gridloom-arrow-warmup" for t in threading.enumerate())
 
 

@@ -91,7 +91,7 @@ def _generate(
         return await run.preview(num_records)
 
     with warmup:
-        outcome = run_stoppable(out, work)
+        outcome = run_stoppable(out, work, instruments=[warmup])
     marks.mark("run_returned")
     if outcome.signum is not None:
         name = signal_name(outcome.signum)

@@ -5,10 +5,11 @@ has to exit without waiting."""
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 import click
+import trio
 
 from ..run import Outcome, StopSignals, run_with_signals, signal_name
 from ._output import Out
@@ -31,7 +32,13 @@ def abrupt_json(out: Out) -> Callable[[int, str], None]:
     return report
 
 
-def run_stoppable(out: Out, work: Callable[[StopSignals], Awaitable[T]]) -> Outcome[T]:
+def run_stoppable(
+    out: Out,
+    work: Callable[[StopSignals], Awaitable[T]],
+    *,
+    instruments: Sequence[trio.abc.Instrument] = (),
+) -> Outcome[T]:
     """Run ``work`` (a run given the signals: ``Run(..., signals=signals).preview(...)``)
-    under SIGINT/SIGTERM handling; returns its result, error and stop signal."""
-    return run_with_signals(work, abrupt_json(out))
+    under SIGINT/SIGTERM handling, its loop watched by ``instruments``; returns its result,
+    error and stop signal."""
+    return run_with_signals(work, abrupt_json(out), instruments=instruments)

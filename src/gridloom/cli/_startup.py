@@ -4,10 +4,13 @@
 Python values, which for a preview is when its only row group is stored, after the last
 answer; that import alone can take longer than a model call. :class:`ArrowWarmup` makes that
 first conversion in a helper thread instead, once the event loop has gone idle waiting on the
-models: the loop thread then sleeps in its I/O wait and leaves the interpreter lock free, which
-the helper sees as its short sleeps ending on time. Started earlier, it would share the lock
+models. It watches the loop (a trio instrument): each time the loop goes to sleep with nothing
+due for :data:`IDLE_SECONDS` and no worker thread busy, the helper is told, and if the loop is
+still asleep :data:`IDLE_SECONDS` later, the helper converts. Until then it blocks on events,
+costing the loop nothing while it works; started earlier, it would share the interpreter lock
 with the config and the first requests and hold them back. pyarrow's own lock makes the run's
-conversion wait for an import still under way rather than start a second.
+conversion wait for an import still under way rather than start a second. A loop that never
+idles (a preview of samplers only) converts by itself, as without the helper.
 
 **Phase marks.** With ``GRIDLOOM_PREVIEW_TIMES=<file>`` in the environment, a preview writes
 the moments it reached each phase to that file as JSON (:class:`PhaseMarks`), on the clock of
@@ -25,8 +28,11 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import trio
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -36,15 +42,9 @@ __all__ = ["TIMES_ENV", "ArrowWarmup", "PhaseMarks"]
 #: The environment variable naming the file a preview writes its phase marks to.
 TIMES_ENV = "GRIDLOOM_PREVIEW_TIMES"
 
-#: The helper's probe: a sleep this long...
-_PROBE_S = 0.002
-#: ...that ends later than this is taken as the loop thread holding the interpreter lock
-#: (a waiting thread gets it back after the 5 ms switch interval at the latest).
-_LATE_S = 0.0035
-#: Probes ending on time in a row that make the loop idle (about 20 ms).
-_IDLE_PROBES = 8
-#: Past this, the helper stops waiting for an idle loop and converts anyway.
-_GIVE_UP_S = 2.0
+#: The loop asleep this long, no worker thread busy, is idle: its first requests are out and
+#: their answers not back.
+IDLE_SECONDS = 0.01
 
 
 def _first_conversion() -> None:
@@ -56,15 +56,26 @@ def _first_conversion() -> None:
         pa.array([], type=pa.null())
 
 
-class ArrowWarmup:
-    """A helper thread making pyarrow's first conversion once the event loop is idle.
+def _busy_worker_threads() -> int:
+    """Worker threads of ``trio.to_thread`` running now (in the loop's thread)."""
+    return int(trio.to_thread.current_default_thread_limiter().borrowed_tokens)
+
+
+class ArrowWarmup(trio.abc.Instrument):
+    """A helper thread making pyarrow's first conversion once the event loop it instruments
+    (``trio.run(..., instruments=[warmup])``) has slept :data:`IDLE_SECONDS`.
 
     Use it as a context manager around the run: leaving it stops a helper still waiting and
     waits for a conversion under way (never started, it has nothing to wait for).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, busy_threads: Callable[[], int] | None = None) -> None:
+        #: How many worker threads are busy (default: ``trio.to_thread``'s).
+        self._busy_threads = busy_threads or _busy_worker_threads
+        self._asleep = threading.Event()
+        self._awake = threading.Event()
         self._stop = threading.Event()
+        self._watching = True
         self._thread = threading.Thread(target=self._main, name="gridloom-arrow-warmup")
         self._thread.daemon = True
         #: :func:`time.perf_counter` when the conversion started and ended (``None``: not).
@@ -78,31 +89,44 @@ class ArrowWarmup:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        self._watching = False
         self._stop.set()
+        self._asleep.set()
         self._thread.join()
+
+    # ------------------------------------------------------------------ the instrument
+
+    def before_io_wait(self, timeout: float) -> None:
+        """The loop is about to wait for I/O, ``timeout`` at most: tell the helper when that
+        may be a sleep of :data:`IDLE_SECONDS` with no worker thread busy."""
+        if not self._watching or timeout < IDLE_SECONDS:
+            return
+        if not self._busy_threads():
+            self._awake.clear()
+            self._asleep.set()
+
+    def after_io_wait(self, timeout: float) -> None:
+        """The loop woke up."""
+        if self._asleep.is_set():
+            self._asleep.clear()
+            self._awake.set()
+
+    # ------------------------------------------------------------------ the helper
 
     def _main(self) -> None:
         try:
-            if self._idle():
-                self.started = time.perf_counter()
-                _first_conversion()
-                self.ended = time.perf_counter()
+            while True:
+                self._asleep.wait()
+                if self._stop.is_set():
+                    return
+                if not self._awake.wait(IDLE_SECONDS):
+                    break  # still asleep: the loop is idle
+            self._watching = False
+            self.started = time.perf_counter()
+            _first_conversion()
+            self.ended = time.perf_counter()
         finally:
             self.done.set()
-
-    def _idle(self) -> bool:
-        """Wait until the loop looks idle (or long enough); ``False``: stopped first."""
-        give_up = time.perf_counter() + _GIVE_UP_S
-        on_time = 0
-        while on_time < _IDLE_PROBES:
-            before = time.perf_counter()
-            if self._stop.wait(_PROBE_S):
-                return False
-            after = time.perf_counter()
-            on_time = on_time + 1 if after - before < _LATE_S else 0
-            if after > give_up:
-                break
-        return not self._stop.is_set()
 
 
 class PhaseMarks:

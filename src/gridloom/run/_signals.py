@@ -28,7 +28,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
 import attrs
@@ -298,18 +298,22 @@ def stopping() -> bool:
 
 
 def run_with_signals(
-    work: Callable[[StopSignals], Awaitable[T]], on_abrupt_exit: Callable[[int, str], None]
+    work: Callable[[StopSignals], Awaitable[T]],
+    on_abrupt_exit: Callable[[int, str], None],
+    *,
+    instruments: Sequence[trio.abc.Instrument] = (),
 ) -> Outcome[T]:
     """Run ``work(signals)`` in its own trio loop, under a :class:`Watchdog`; ``work`` hands
     ``signals`` to the run (``Run(..., signals=signals)``), which stops on the first SIGINT or
     SIGTERM. Returns how it ended; only a ``BaseException`` other than Ctrl-C is raised.
+    ``instruments`` watch the loop (``trio.run``'s own argument).
     """
     global _STOPPING
     watchdog = Watchdog(on_abrupt_exit)
     signals = StopSignals(on_abrupt_exit, watchdog)
     outcome: Outcome[T] = Outcome()
     try:
-        outcome.result = trio.run(work, signals)
+        outcome.result = trio.run(work, signals, instruments=instruments)
     except Interrupted:
         pass
     except Exception as exc:
