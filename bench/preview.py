@@ -33,9 +33,14 @@ environment, so the measured runs import from cached ``.pyc`` files as an instal
 does. ``other cores``: CPU the rest of the machine used during each run (cores busy on average,
 psutil), and the 1-minute load average before it: well above 0, the run competed for the CPU.
 
+``--against SRC`` runs another source tree's preview (its ``src/`` folder, e.g. a commit
+exported with ``git archive``; it needs the phase marks) alternately with this one, so both
+see the same machine load; the report then has a column pair for each. The marks also record
+the process's CPU time, steadier than wall time when the machine is busy.
+
     python bench/preview.py                 # 5 runs
+    python bench/preview.py --runs 7 --against /tmp/before/src
     python bench/preview.py --without numpy pandas --name preview-minimal
-    python bench/preview.py --runs 9 --name preview-quick
 
 Results: ``bench/results/preview-<date>-<host>.{json,md}``.
 """
