@@ -26,7 +26,15 @@ requests/s both processes need CPU (the simulator roughly 1-1.5 ms per request, 
 as much per cell), so on a 2-core machine this case is close to CPU-bound as a whole: read the
 ``sim CPU`` and ``other cores`` columns before blaming the scheduler.
 
-In both cases the simulated endpoint runs in its own process, so the CPU and RSS measured are
+**selfhosted-large** (issue 21) — the selfhosted case at scale: ``max_parallel_requests`` 2,048,
+40,000 cells, row groups of 4,000 (4 in flight); target ≥ 0.9 of 2,048 cells/s with gridloom and
+the simulator sharing this machine's cores (read gridloom's ``CPU util``: the cores it used).
+
+``--with-trace`` runs the engine case's 10,000 rows once more with tracing on; the ratio of CPU
+per LLM cell, tracing on / off, has a target of ≤ 1.2 (issue 21). The CPU target per LLM cell is
+≤ 0.3 ms at 10,000 rows (issue 21; issue 7 asked for < 1 ms).
+
+In every case the simulated endpoint runs in its own process, so the CPU and RSS measured are
 gridloom's alone; its CPU is read with psutil before and after each run to tell whether it,
 not gridloom, was the bottleneck (the machine's cores are shared by both). Each run is a fresh
 ``python bench/overhead.py --child`` process (``GRIDLOOM_PROGRESS=off``) against a fresh
@@ -34,10 +42,12 @@ simulator; before timing the child imports gridloom and writes one tiny Parquet 
 one-off per process that is not the run's). Results go to
 ``bench/results/overhead-<date>-<host>.{json,md}``.
 
-    python bench/overhead.py                              # both cases, 10,000 and 100,000 rows
+    python bench/overhead.py                              # every case, 10,000 and 100,000 rows
     python bench/overhead.py --quick                      # engine at 5,000 and 10,000 rows
     python bench/overhead.py --case engine --rows 1000 3000
     python bench/overhead.py --case selfhosted --cells 2000
+    python bench/overhead.py --case selfhosted-large      # 2,048 in flight, 40,000 cells
+    python bench/overhead.py --case engine --rows 10000 --with-trace
 """
 
 from __future__ import annotations
@@ -72,7 +82,8 @@ ENGINE_COLUMNS = [
 SELFHOSTED_COLUMNS = [("summary", "Summarize {{ topic }}.")]
 ENGINE_LATENCY = math.sqrt(5) / 1000  # lognormal median, s: the geometric middle of 1-5 ms
 RSS_RATIO_TARGET = 1.2
-CPU_MS_TARGET = 1.0
+CPU_MS_TARGET = 0.3  # issue 21 (was < 1 ms, issue 7)
+TRACE_RATIO_TARGET = 1.2
 CPU_TARGET_ROWS = 10_000
 
 
@@ -103,6 +114,7 @@ def build_config(spec: dict[str, Any]) -> dict[str, Any]:
             "row_group_size": spec["row_group_size"],
             "max_row_groups_in_flight": spec["row_groups_in_flight"],
             "progress": "off",
+            "trace": spec.get("trace", False),
         },
     }
 
@@ -273,6 +285,28 @@ def engine_case(args: argparse.Namespace, sizes: list[int]) -> dict[str, Any]:
             f" non-200 {run['non_200']}",
             flush=True,
         )
+    traced = None
+    if args.with_trace:
+        rows = CPU_TARGET_ROWS if CPU_TARGET_ROWS in sizes else min(sizes)
+        proc, url = start_lognormal_simulator(args.latency, args.seed)
+        try:
+            spec = {
+                "url": url,
+                "columns": ENGINE_COLUMNS,
+                "parallel": args.parallel,
+                "row_group_size": args.row_group_size,
+                "row_groups_in_flight": args.row_groups_in_flight,
+                "rows": rows,
+                "trace": True,
+            }
+            traced = {"rows": rows, **measured_run(proc, url, spec)}
+        finally:
+            stop(proc)
+        print(
+            f"  engine {rows:>7,} rows, tracing on: {traced['cpu_ms_per_llm_cell']:.3f} ms"
+            f" CPU/cell, other {traced['other_cores']:.2f} cores",
+            flush=True,
+        )
     smallest, largest = min(runs, key=lambda r: r["rows"]), max(runs, key=lambda r: r["rows"])
     ratio = largest["peak_rss_mib"] / smallest["peak_rss_mib"]
     at_target = [r for r in runs if r["rows"] == CPU_TARGET_ROWS]
@@ -288,7 +322,12 @@ def engine_case(args: argparse.Namespace, sizes: list[int]) -> dict[str, Any]:
         "peak_rss_ratio_met": ratio <= RSS_RATIO_TARGET,
         "cpu_target_rows": cpu_run["rows"],
         "cpu_ms_per_llm_cell_at_target": cpu_run["cpu_ms_per_llm_cell"],
-        "cpu_target_met": cpu_run["cpu_ms_per_llm_cell"] < CPU_MS_TARGET,
+        "cpu_target_met": cpu_run["cpu_ms_per_llm_cell"] <= CPU_MS_TARGET,
+        "traced": traced,
+        "trace_cpu_ratio": None
+        if traced is None
+        else traced["cpu_ms_per_llm_cell"]
+        / next(r for r in runs if r["rows"] == traced["rows"])["cpu_ms_per_llm_cell"],
     }
 
 
@@ -388,13 +427,21 @@ def engine_markdown(case: dict[str, Any]) -> list[str]:
         f"- Peak RSS ratio, {largest:,} vs {smallest:,} rows: {case['peak_rss_ratio']:.2f}"
         f" (target ≤ {RSS_RATIO_TARGET}): {_verdict(case['peak_rss_ratio_met'])}",
         f"- CPU per LLM cell at {where}: {case['cpu_ms_per_llm_cell_at_target']:.3f} ms"
-        f" (target < {CPU_MS_TARGET:g} ms): {_verdict(case['cpu_target_met'])}",
+        f" (target ≤ {CPU_MS_TARGET:g} ms): {_verdict(case['cpu_target_met'])}",
         "",
         "CPU util is process CPU / wall (1.0 = one core); sim CPU util is the simulator's over"
         " the same wall time. A sim CPU util near 1.0 means the endpoint, not gridloom, set"
         " the pace. other cores: CPU used by the rest of the machine during the run (cores"
         f" busy on average, of {os.cpu_count()}); well above 0, the run competed for CPU.",
     ]
+    if case.get("traced"):
+        ratio = case["trace_cpu_ratio"]
+        lines.insert(
+            -2,
+            f"- Tracing on at {case['traced']['rows']:,} rows:"
+            f" {case['traced']['cpu_ms_per_llm_cell']:.3f} ms per LLM cell, {ratio:.2f} x tracing"
+            f" off (target ≤ {TRACE_RATIO_TARGET}): {_verdict(ratio <= TRACE_RATIO_TARGET)}",
+        )
     return lines
 
 
@@ -436,7 +483,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--case", choices=["engine", "selfhosted", "all"], default="all")
+    parser.add_argument(
+        "--case", choices=["engine", "selfhosted", "selfhosted-large", "all"], default="all"
+    )
     parser.add_argument("--rows", type=int, nargs="+", help="engine sizes (10000 100000)")
     parser.add_argument("--cells", type=int, default=20_000, help="selfhosted LLM cells")
     parser.add_argument("--quick", action="store_true", help="engine at 5,000 and 10,000 rows")
@@ -452,7 +501,14 @@ def main() -> None:
     selfhosted.add_argument("--sh-row-group-size", type=int, default=2000)
     selfhosted.add_argument("--sh-row-groups-in-flight", type=int, default=4)
     selfhosted.add_argument(
-        "--min-fraction", type=float, default=0.9, help="verdict threshold, fraction of ideal"
+        "--min-fraction", type=float, default=0.97, help="verdict threshold, fraction of ideal"
+    )
+    large = parser.add_argument_group("selfhosted-large case (the selfhosted case at scale)")
+    large.add_argument("--large-parallel", type=int, default=2048)
+    large.add_argument("--large-cells", type=int, default=40_000)
+    large.add_argument("--large-min-fraction", type=float, default=0.9)
+    engine.add_argument(
+        "--with-trace", action="store_true", help="run the CPU target size again, traced"
     )
     args = parser.parse_args()
     if args.child:
@@ -475,6 +531,12 @@ def main() -> None:
     if args.case in ("selfhosted", "all"):
         report["selfhosted"] = selfhosted_case(args)
         lines += ([""] if lines else []) + selfhosted_markdown(report["selfhosted"])
+    if args.case in ("selfhosted-large", "all"):
+        large = argparse.Namespace(**vars(args))
+        large.sh_parallel, large.cells = args.large_parallel, args.large_cells
+        large.sh_row_group_size, large.min_fraction = 4000, args.large_min_fraction
+        report["selfhosted_large"] = selfhosted_case(large)
+        lines += ([""] if lines else []) + selfhosted_markdown(report["selfhosted_large"])
     table = "\n".join(lines) + "\n"
     _harness.save("overhead", report, table)
     print()

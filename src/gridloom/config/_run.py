@@ -28,7 +28,8 @@ class RunConfig:
         row_group_size: rows per row group; each row group is one parquet file.
         max_row_groups_in_flight: row groups held in memory at once.
         max_submitted_tasks: cell/batch tasks dispatched and working locally at once.
-        max_llm_wait_tasks: model-bound tasks waiting on the network at once.
+        max_llm_wait_tasks: model-bound tasks waiting on the network at once; a run raises
+            it to twice the models' ``max_parallel_requests`` summed when that is more.
         max_worker_threads: threads running synchronous generators at once.
         template_max_output_chars: the longest text one template may render for one cell (an
             expression's value, a prompt), and the longest string or list it may build on the

@@ -28,7 +28,7 @@ import attrs
 import trio
 
 from ..clients import ModelHandle
-from ..config import PipelineConfig, config_hash, dump_config
+from ..config import PipelineConfig, RunConfig, config_hash, dump_config
 from ..engine import (
     ExecutionGraph,
     GeneratorHealth,
@@ -443,7 +443,7 @@ class Run:
         tools = await services.tools(graph)
         scheduler = Scheduler(
             graph,
-            cfg.run,
+            _with_llm_wait_room(cfg),
             seed=seed,
             store=store if chain is None else ProcessingStore(store, chain),
             models=models,
@@ -548,3 +548,13 @@ class Run:
         add_rows = None if reporter is None else reporter.add_rows
         while (groups := announced_top_up(store, total, cfg.run, add_rows)) is not None:
             await scheduler.run(groups)
+
+
+def _with_llm_wait_room(cfg: PipelineConfig) -> RunConfig:
+    """``cfg.run`` with ``max_llm_wait_tasks`` raised, if need be, to twice the models'
+    ``max_parallel_requests`` summed: below that, some of the requests the models allow could
+    never be in flight (their lanes dispatch up to twice a model's cap)."""
+    room = 2 * sum(model.max_parallel_requests for model in cfg.models)
+    if cfg.run.max_llm_wait_tasks >= room:
+        return cfg.run
+    return attrs.evolve(cfg.run, max_llm_wait_tasks=room)
