@@ -44,7 +44,7 @@ def bench(session: nox.Session) -> None:
 
     The four DAG shapes at 10 records (3 trials) and 100 records (1 trial), cell vs column;
     engine overhead at 5,000 and 10,000 rows; the self-hosted case (512 in flight, 20,000
-    cells); the throttle's goodput at 200 rows; scale-out on Ray (goodput vs shards,
+    cells); the throttle's goodput at 300 rows; scale-out on Ray (goodput vs shards,
     throughput vs workers, the fixed cost of a shard; about 90 s); the response cache's
     lookup CPU against an uncached cell's (about 10 s); how soon ``gridloom preview`` prints
     its rows (5 fresh processes, about 15 s). Then one combined table.
@@ -53,7 +53,7 @@ def bench(session: nox.Session) -> None:
     env = {"GRIDLOOM_PROGRESS": "off"}
     session.run("python", "bench/shapes.py", "--quick", env=env)
     session.run("python", "bench/overhead.py", "--quick", env=env)
-    session.run("python", "bench/throttle.py", "--rows", "200", env=env)
+    session.run("python", "bench/throttle.py", "--rows", "300", env=env)
     session.run("python", "bench/ray_scale.py", "--quick", env=env)
     session.run("python", "bench/cache.py", "--quick", env=env)
     session.run("python", "bench/preview.py", env=env)
