@@ -3,7 +3,8 @@
 An endpoint of capacity 8 (beyond it: 429 with Retry-After 1 s) behind
 ``max_parallel_requests: 32``; 1,000 rows x 5 independent LLM columns. Reports goodput as a
 fraction of the capacity bound (capacity / mean latency of served requests), the 429 count
-(in the whole run and in its first 10 s), the time from the start to the first 429, and a PNG of the AIMD limit and the requests in flight over time.
+(in the whole run and in its first 10 s), the time from the start to the first 429, and a
+PNG of the AIMD limit and the requests in flight over time.
 
     python bench/throttle.py                      # 1,000 rows, median latency 0.5 s
     python bench/throttle.py --rows 200 --latency 0.2
