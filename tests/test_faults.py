@@ -175,8 +175,9 @@ def assert_retried(
 async def test_a_429_storm_on_a_capacity_of_two_costs_no_row(
     autojump_clock: Any, simulators: list[SimulatedApp]
 ) -> None:
-    """Capacity 2 behind max_parallel_requests 16: the writer is refused again and again, the
-    throttle cuts its limit to the capacity, and every 429 is retried beneath the cell."""
+    """Capacity 2 behind max_parallel_requests 16: the writer is refused, the throttle's slow
+    start (opening at 8) takes the 2 then in flight for the capacity, and every 429 is retried
+    beneath the cell."""
     config = pipeline(writer={"capacity": 2}, models={"writer": {"max_parallel_requests": 16}})
     result = await gl.apreview(config, num_records=ROWS)
     assert_complete(result)
@@ -190,8 +191,9 @@ async def test_a_429_storm_on_a_capacity_of_two_costs_no_row(
     assert usage["errors"] == {}
     assert usage["requests"] == usage["succeeded"] == ROWS
     throttle = usage["throttle"]["chat"]
-    # 16 → 12 → 9 → 6 → 4 → 3: at least five cuts to get within one of the capacity.
-    assert throttle["cuts"] >= 5
+    # The first refusal that may cut ends the slow start at the estimate (later ones of its
+    # burst were sent at a higher limit); a probe above the capacity may cost one more.
+    assert throttle["cuts"] >= 1
     assert refused >= throttle["cuts"]
     assert throttle["limit"] <= 2 + 1
     assert result.summary["models"]["editor"]["rate_limited"] == 0

@@ -13,9 +13,12 @@ from gridloom.errors import ConfigError
 from gridloom.run import open_models
 
 
-def pipeline(models: list[dict[str, Any]], simulation: dict[str, Any]) -> Any:
+def pipeline(
+    models: list[dict[str, Any]], simulation: dict[str, Any], run: dict[str, Any] | None = None
+) -> Any:
     return structure_pipeline(
-        {
+        ({"run": run} if run else {})
+        | {
             "providers": [
                 {
                     "name": "sim",
@@ -59,7 +62,8 @@ async def test_aliases_of_one_model_share_the_smallest_cap(autojump_clock: Any) 
 
 
 async def test_a_429_storm_on_one_model_does_not_slow_another(autojump_clock: Any) -> None:
-    """Model a (capacity 1) is throttled hard; model b on the same provider is not slowed."""
+    """Model a (capacity 1) is throttled hard; model b on the same provider is not slowed
+    (no slow start: both open at their cap of 10)."""
     config = pipeline(
         [
             {"alias": "a", "provider": "sim", "model": "a", "max_parallel_requests": 10},
@@ -69,6 +73,7 @@ async def test_a_429_storm_on_one_model_does_not_slow_another(autojump_clock: An
             "default": {"latency": {"fixed": 1.0}},
             "models": {"a": {"latency": {"fixed": 1.0}, "capacity": 1, "retry_after": 5.0}},
         },
+        run={"throttle": {"slow_start_seconds": 0}},
     )
     finished_b: list[float] = []
 

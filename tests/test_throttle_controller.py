@@ -28,6 +28,9 @@ Clock = list[float]
 def make(
     cap: int = 16, now: Clock | None = None, name: str = "", **config: Any
 ) -> tuple[AIMDController, Clock]:
+    """A controller on a fake clock. It opens at the cap (no slow start) unless the test
+    passes ``slow_start_seconds``: most tests here are about the AIMD after the start."""
+    config.setdefault("slow_start_seconds", 0.0)
     clock = [0.0] if now is None else now
     controller = AIMDController(
         cap=cap, config=ThrottleConfig(**config), clock=lambda: clock[0], name=name
@@ -468,6 +471,9 @@ configs = st.builds(
     ceiling_overshoot=st.sampled_from([0.0, 0.1, 0.25, 0.5]),
     rampup_seconds=st.sampled_from([0.0, 0.0, 3.0, 10.0]),
     ceiling_probe_windows=st.sampled_from([0, 1, 2, 8]),
+    initial_limit=st.integers(1, 12),
+    slow_start_seconds=st.sampled_from([0.0, 0.125, 1.0]),
+    slow_start_latency_factor=st.sampled_from([1.5, 2.0]),
 )
 retry_afters = st.none() | st.floats(0.0, 10.0)
 
@@ -501,6 +507,7 @@ class ControllerMachine(RuleBasedStateMachine):
         assert self.controller.in_flight < limit
         ticket = self.controller.admit()
         assert ticket.limit_at_admission == limit
+        assert ticket.in_flight_at_admission == self.in_flight
         self.in_flight += 1
         return ticket
 
@@ -517,6 +524,10 @@ class ControllerMachine(RuleBasedStateMachine):
             assert not before.ramping
             assert 0 < transition.new_limit - transition.old_limit <= self.config.additive_increase
         after = self.controller.statistics()
+        if transition is not None and transition.reason == "slow-start":
+            assert before.slow_start
+            assert transition.old_limit < transition.new_limit <= 2 * transition.old_limit
+            assert after.slow_start == (after.limit < after.cap)
         if transition is not None and transition.reason == "probe":
             assert before.ceiling is not None
             assert after.ceiling == before.ceiling + 1
@@ -535,7 +546,17 @@ class ControllerMachine(RuleBasedStateMachine):
         if before.ceiling is not None:
             assert after.ceiling is not None
             assert after.ceiling <= before.ceiling
-        if after.cuts > before.cuts:
+        may_cut = ticket.limit_at_admission <= before.limit
+        if before.slow_start:
+            # The first refusal that may cut ends the slow start; the others leave it on.
+            assert after.slow_start == (not may_cut)
+        if after.cuts > before.cuts and before.slow_start:
+            assert transition is not None
+            assert transition.reason == "slow-start-ended"
+            assert transition.new_limit == max(1, ticket.in_flight_at_admission)
+            assert after.ceiling == transition.new_limit
+            assert after.success_streak == 0
+        elif after.cuts > before.cuts:
             assert transition is not None
             assert transition.reason in ("rate-limited", "ramp-aborted")
             old = transition.old_limit
@@ -569,8 +590,13 @@ class ControllerMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.controller.can_admit())
     @rule(size=st.integers(1, 20), retry_afters=st.lists(retry_afters, min_size=20, max_size=20))
     def burst(self, size: int, retry_afters: list[float | None]) -> None:
-        burst = [self.controller.admit() for _ in range(size) if self.controller.can_admit()]
-        assert len({t.limit_at_admission for t in burst}) == 1
+        burst = [self.controller.admit()]
+        # A slow start's doubling, due, happens at the admission that uses the limit: the
+        # burst is what was admitted at one limit.
+        while len(burst) < size and self.controller.can_admit():
+            if self.controller.limit != burst[0].limit_at_admission:
+                break
+            burst.append(self.controller.admit())
         before = self.controller.statistics()
         for ticket, retry_after in zip(burst, retry_afters, strict=False):
             self.controller.on_rate_limited(ticket, retry_after)
@@ -578,6 +604,10 @@ class ControllerMachine(RuleBasedStateMachine):
         # One reaction per burst: a cut, or stepping back from a probe.
         reactions = after.cuts + after.probes_refused - before.cuts - before.probes_refused
         assert reactions == 1
+        if before.slow_start:
+            # The estimate: what was in flight when the burst's first request was admitted.
+            assert not after.slow_start
+            assert after.limit == after.ceiling == max(1, burst[0].in_flight_at_admission)
 
     @rule(count=st.integers(1, 60))
     def steady(self, count: int) -> None:
@@ -599,6 +629,20 @@ class ControllerMachine(RuleBasedStateMachine):
         if not before.ramping:
             assert after.limit == min(before.limit, cap)
         assert (transition is None) == (after.limit == before.limit)
+
+    @precondition(lambda self: self.controller.statistics().slow_start)
+    @rule(periods=st.integers(1, 4))
+    def idle(self, periods: int) -> None:
+        """No doubling while the limit is not used, however long (past the one due, which
+        may double it if the limit was used before)."""
+        self.clock[0] += self.config.slow_start_seconds
+        stats = self.controller.statistics()
+        if not stats.slow_start or stats.in_flight >= stats.limit:
+            return
+        self.clock[0] += periods * self.config.slow_start_seconds
+        assert self.controller.statistics().limit == stats.limit
+        self.clock[0] += periods * self.config.slow_start_seconds
+        assert self.controller.statistics().limit == stats.limit
 
     @invariant()
     def limit_within_bounds(self) -> None:

@@ -36,6 +36,9 @@ from gridloom.throttle import AdaptiveLimiter, ThrottleRegistry, TokenBucket
 
 
 def limiter(cap: int, **config: Any) -> AdaptiveLimiter:
+    """A registry's limiter. It opens at the cap (no slow start) unless the test passes
+    ``slow_start_seconds``: most tests here are about the AIMD after the start."""
+    config.setdefault("slow_start_seconds", 0.0)
     return ThrottleRegistry(ThrottleConfig(**config)).limiter("p", "m", "chat", cap)
 
 

@@ -17,10 +17,16 @@ def _fraction(_inst: Any, attribute: attrs.Attribute[Any], value: float) -> None
         raise ValueError(f"{attribute.name} must be between 0 and 1 (exclusive), got {value!r}")
 
 
+@schema_keywords(exclusiveMinimum=1)
+def _above_one(_inst: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not value > 1.0:
+        raise ValueError(f"{attribute.name} must be above 1, got {value!r}")
+
+
 @attrs.frozen(kw_only=True)
 class ThrottleConfig:
-    """Adaptive concurrency per (provider, model): multiplicative decrease on a rate limit,
-    additive increase on sustained success.
+    """Adaptive concurrency per (provider, model): a slow start, then multiplicative decrease
+    on a rate limit and additive increase on sustained success.
 
     Attributes:
         reduce_factor: on a 429 the limit becomes ``max(1, floor(limit * reduce_factor))``.
@@ -35,8 +41,16 @@ class ThrottleConfig:
             has grown; if the probe holds for a window the ceiling is forgotten, if it is
             refused the limit steps back (no cut) and the wait before the next probe doubles
             (up to 8 times this). 0 never probes.
+        initial_limit: the limit a slow start opens at (at most the cap).
+        slow_start_seconds: the slow start doubles the limit every this many seconds (and
+            adds one per success) while the limit is in use, until the first 429, answers
+            slowing down (``slow_start_latency_factor``) or the cap. The first 429 sets the
+            limit, and the ceiling, to the requests that were in flight when the refused one
+            was sent. 0 opens at the cap.
+        slow_start_latency_factor: the slow start stops doubling (keeping its limit) once the
+            recent answers take this many times as long as the first ones.
         rampup_seconds: start at 1 and raise the limit linearly to the cap over this many
-            seconds (0 starts at the cap); the first 429 ends the ramp.
+            seconds (0: no ramp); the first 429 ends the ramp. A ramp replaces the slow start.
         capacity_statuses: other HTTP statuses that, with a ``Retry-After``, signal overload
             like a 429 does (self-hosted servers behind gateways often answer 503 or 529).
     """
@@ -47,5 +61,8 @@ class ThrottleConfig:
     cooldown_seconds: float = attrs.field(default=2.0, validator=attrs.validators.ge(0.0))
     ceiling_overshoot: float = attrs.field(default=0.10, validator=attrs.validators.ge(0.0))
     ceiling_probe_windows: int = attrs.field(default=8, validator=attrs.validators.ge(0))
+    initial_limit: int = attrs.field(default=8, validator=attrs.validators.ge(1))
+    slow_start_seconds: float = attrs.field(default=0.125, validator=attrs.validators.ge(0.0))
+    slow_start_latency_factor: float = attrs.field(default=2.0, validator=_above_one)
     rampup_seconds: float = attrs.field(default=0.0, validator=attrs.validators.ge(0.0))
     capacity_statuses: tuple[int, ...] = attrs.field(default=(503, 529), converter=to_tuple)

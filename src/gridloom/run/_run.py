@@ -127,7 +127,7 @@ class _Services:
     ) -> tuple[dict[str, ModelHandle], HealthMonitor]:
         """Open the models (and their health monitor; with the response cache unless
         ``cache`` is false; recording batch jobs in the run's ``output``, if given), and
-        start their ramp if there is one."""
+        start their ramp or slow start if there is one."""
         registry = ThrottleRegistry(cfg.run.throttle)
         health = HealthMonitor.from_run_config(cfg.run, clock=trio.current_time)
         closing = trio.Event()
@@ -141,7 +141,7 @@ class _Services:
             output=output,
         )
         handles: dict[str, ModelHandle] = await self._start(serve, closing.set)
-        if cfg.run.throttle.rampup_seconds > 0:
+        if registry.drives:
             await self._start(registry.run)
         return handles, health
 

@@ -4,8 +4,12 @@ A pure class driven by explicit calls and an injected clock (no trio, no I/O), s
 test it exhaustively; the trio actuator resizes its ``CapacityLimiter`` after each
 :class:`Transition`. Rules (numbers from :class:`~gridloom.config.ThrottleConfig`):
 
-* **Start** at the cap, or with ``rampup_seconds > 0`` at 1, rising as
-  ``min(cap, 1 + floor((cap - 1) * elapsed / rampup_seconds))`` (read from the clock).
+* **Slow start** (``slow_start_seconds > 0``) at ``min(initial_limit, cap)``: the limit doubles
+  every ``slow_start_seconds`` and grows by one per success while in use (:mod:`._slowstart`),
+  up to the cap. The first refusal that may cut ends it: the requests in flight when the
+  refused one was admitted become the limit and the ceiling (``"slow-start-ended"``); slowing
+  answers end it too, keeping the limit. Or with ``rampup_seconds > 0`` a linear ramp from 1:
+  ``min(cap, 1 + floor((cap - 1) * elapsed / rampup_seconds))``; with neither, the cap.
 * **Rate limited**: limit → ``max(1, floor(limit * reduce_factor))``; the pre-cut limit is
   remembered as the ceiling (the lowest seen) — and a refusal at or above the ceiling shows the
   ceiling itself too high, so it drops to one below that limit; no admission until the
@@ -15,7 +19,7 @@ test it exhaustively; the trio actuator resizes its ``CapacityLimiter`` after ea
   speaks of a limit already gone.
 * **Success**: every ``success_window`` successes in a row add ``additive_increase``, up to the
   cap and, once a ceiling exists, ``floor(ceiling * (1 + ceiling_overshoot))``. A ramp, while it
-  lasts, alone sets the limit.
+  lasts, alone sets the limit, and so does a slow start.
 * **Probing**: capacity can grow during a run (another tenant leaves, a quota is raised). After
   ``ceiling_probe_windows`` windows at that bound with no refusal, the ceiling rises by one
   (reason ``"probe"``). A probe that holds for one more window shows the ceiling stale: it is
@@ -39,6 +43,7 @@ from collections.abc import Callable
 import attrs
 
 from ..config import ThrottleConfig
+from ._slowstart import SlowStart
 
 __all__ = ["AIMDController", "ControllerStatistics", "Ticket", "Transition"]
 
@@ -64,11 +69,14 @@ class Ticket:
         id: increasing from 0, unique within the controller.
         admitted_at: clock time of admission.
         limit_at_admission: the controller's limit when the request was admitted.
+        in_flight_at_admission: the other requests in flight then (a refusal during a slow
+            start makes it the estimate of the provider's capacity).
     """
 
     id: int
     admitted_at: float
     limit_at_admission: int
+    in_flight_at_admission: int = 0
 
 
 @attrs.frozen(kw_only=True)
@@ -80,8 +88,9 @@ class Transition:
         old_limit: the limit before.
         new_limit: the limit after.
         reason: ``"rate-limited"``, ``"increase"``, ``"ramp"``, ``"ramp-aborted"`` (the cut
-            that ended a ramp), ``"probe"``, ``"probe-refused"``, ``"ceiling-lifted"`` or
-            ``"cap"``.
+            that ended a ramp), ``"slow-start"`` (a doubling, or one more after a success),
+            ``"slow-start-ended"`` (the cut to the capacity estimate that ended a slow start),
+            ``"probe"``, ``"probe-refused"``, ``"ceiling-lifted"`` or ``"cap"``.
         cooldown_until: for a cut, when admissions may resume; otherwise ``None``.
     """
 
@@ -97,11 +106,12 @@ class ControllerStatistics:
     """A snapshot of one controller.
 
     Attributes:
-        limit: requests allowed in flight now (the ramp applied).
+        limit: requests allowed in flight now (the ramp or slow start applied).
         cap: the hard upper bound.
         in_flight: requests admitted and not yet handed back.
         blocked_until: no admission before this clock time.
-        ceiling: the lowest limit that was cut, or ``None`` before the first cut.
+        ceiling: the lowest limit that was cut (or the capacity a slow start estimated), or
+            ``None`` before the first cut.
         success_streak: successes since the last increase or cut.
         ramping: whether the start-up ramp still sets the limit.
         admitted: requests admitted so far.
@@ -113,6 +123,7 @@ class ControllerStatistics:
         probes: times the ceiling was raised by one to probe for more capacity.
         probes_refused: probes answered with a refusal (each stepped back, without a cut).
         probing: whether the limit is at a probed ceiling not yet confirmed.
+        slow_start: whether a slow start still sets the limit.
     """
 
     limit: int
@@ -131,6 +142,7 @@ class ControllerStatistics:
     probes: int = 0
     probes_refused: int = 0
     probing: bool = False
+    slow_start: bool = False
 
 
 class AIMDController:
@@ -139,7 +151,8 @@ class AIMDController:
     Args:
         cap: the limit never exceeds this (the smallest ``max_parallel_requests`` of the
             aliases sharing the model).
-        config: the tuning (reduce factor, window, cooldown, ceiling overshoot, ramp).
+        config: the tuning (reduce factor, window, cooldown, ceiling overshoot, ramp, slow
+            start).
         clock: returns the current time in seconds (``trio.current_time`` in a run).
         name: prefix of log lines, e.g. ``"openai/gpt-4o chat"``.
 
@@ -167,7 +180,15 @@ class AIMDController:
         self._start = clock()
         self._ramp_end = self._start + config.rampup_seconds
         self._ramping = config.rampup_seconds > 0 and cap > 1
-        self._limit = 1 if self._ramping else cap
+        initial = min(config.initial_limit, cap)
+        self._slow: SlowStart | None = None
+        if not self._ramping and config.slow_start_seconds > 0 and initial < cap:
+            self._slow = SlowStart(
+                start=self._start,
+                period=config.slow_start_seconds,
+                factor=config.slow_start_latency_factor,
+            )
+        self._limit = 1 if self._ramping else initial if self._slow is not None else cap
         self._blocked_until = self._start
         self._ceiling: int | None = None
         self._streak = 0
@@ -191,7 +212,7 @@ class AIMDController:
     @property
     def limit(self) -> int:
         """Requests allowed in flight now (reading it advances the ramp)."""
-        self._advance_ramp(self._clock())
+        self._advance(self._clock())
         return self._limit
 
     @property
@@ -217,14 +238,14 @@ class AIMDController:
     def can_admit(self) -> bool:
         """Whether a request may start now: fewer than ``limit`` in flight and no cooldown."""
         now = self._clock()
-        self._advance_ramp(now)
+        self._advance(now)
         return len(self._tickets) < self._limit and now >= self._blocked_until
 
     def next_ramp_step_at(self) -> float | None:
         """When the ramp next raises the limit (guaranteed risen by then: sleep until it with
         no margin), or ``None`` if no ramp is under way."""
         now = self._clock()
-        self._advance_ramp(now)
+        self._advance(now)
         if not self._ramping:
             return None
         current = self._limit
@@ -237,13 +258,20 @@ class AIMDController:
             at = math.nextafter(at, math.inf)
         return self._ramp_end
 
+    def next_slow_start_step_at(self) -> float | None:
+        """When a slow start may next double the limit, or ``None`` if none is under way. It
+        doubles then if the limit has been in use by then; a time already past means the
+        doubling waits for the limit to be used (every request in flight that it allows)."""
+        self._advance(self._clock())
+        return None if self._slow is None else self._slow.due
+
     def history(self) -> list[tuple[float, int, int]]:
         """``(time, limit, in_flight)`` after every change of either (the last 100,000)."""
         return list(self._history)
 
     def statistics(self) -> ControllerStatistics:
         """A frozen snapshot of the state and the counters."""
-        self._advance_ramp(self._clock())
+        self._advance(self._clock())
         return ControllerStatistics(
             limit=self._limit,
             cap=self._cap,
@@ -261,6 +289,7 @@ class AIMDController:
             probes=self._probes,
             probes_refused=self._probes_refused,
             probing=self._probing,
+            slow_start=self._slow is not None,
         )
 
     # ------------------------------------------------------------------ driving
@@ -268,14 +297,21 @@ class AIMDController:
     def admit(self) -> Ticket:
         """Admit one request (only when :meth:`can_admit`)."""
         now = self._clock()
-        self._advance_ramp(now)
+        self._advance(now)
         if now < self._blocked_until:
             raise RuntimeError(f"{self._label()}admission during a cooldown")
         if len(self._tickets) >= self._limit:
             raise RuntimeError(f"{self._label()}admission beyond the limit of {self._limit}")
-        ticket = Ticket(id=self._next_id, admitted_at=now, limit_at_admission=self._limit)
+        ticket = Ticket(
+            id=self._next_id,
+            admitted_at=now,
+            limit_at_admission=self._limit,
+            in_flight_at_admission=len(self._tickets),
+        )
         self._next_id += 1
         self._tickets[ticket.id] = ticket
+        if self._slow is not None and len(self._tickets) >= self._limit:
+            self._slow.used = True
         self._record(now)
         return ticket
 
@@ -283,16 +319,20 @@ class AIMDController:
         """The request succeeded; may raise the limit.
 
         Returns:
-            The transition (an increase, or a ramp step seen now), or ``None``.
+            The transition (an increase, or a ramp or slow-start step), or ``None``.
         """
+        used = len(self._tickets) >= self._limit
         now = self._release(ticket)
-        transition = self._advance_ramp(now)
+        transition = self._advance(now)
         self._succeeded += 1
         self._streak += 1
+        if self._slow is not None:
+            grown = self._slow_start_success(now, now - ticket.admitted_at, used)
+            transition = transition if grown is None else grown
         if self._streak < self._config.success_window:
             return transition
         self._streak = 0
-        if self._ramping:
+        if self._ramping or self._slow is not None:
             return transition
         step = self._config.additive_increase
         bound = self._increase_bound()
@@ -329,8 +369,9 @@ class AIMDController:
                 date in the past, counts as 0), or ``None`` to use ``cooldown_seconds``.
 
         Returns:
-            The cut (``"rate-limited"`` or ``"ramp-aborted"``) if this refusal may cut — even
-            at limit 1, where it only starts a cooldown — else a ramp step seen now, or ``None``.
+            The cut (``"rate-limited"``, ``"ramp-aborted"`` or ``"slow-start-ended"``) if this
+            refusal may cut — even at limit 1, where it only starts a cooldown — else a ramp
+            or slow-start step seen now, or ``None``.
 
         Raises:
             ValueError: if ``retry_after`` is not finite.
@@ -338,7 +379,7 @@ class AIMDController:
         if retry_after is not None and not math.isfinite(retry_after):
             raise ValueError(f"Retry-After must be a finite number of seconds, got {retry_after}")
         now = self._release(ticket)
-        transition = self._advance_ramp(now)
+        transition = self._advance(now)
         self._rate_limited += 1
         if ticket.limit_at_admission > self._limit:
             if retry_after is not None:
@@ -347,6 +388,8 @@ class AIMDController:
             return transition
         wait = self._config.cooldown_seconds if retry_after is None else max(0.0, retry_after)
         self._blocked_until = max(self._blocked_until, now + wait)
+        if self._slow is not None:
+            return self._end_slow_start(now, ticket)
         old = self._limit
         if self._probing and self._ceiling is not None and old >= self._ceiling:
             # The probe got its answer: the limit before it was right. Step back to it — no
@@ -402,16 +445,18 @@ class AIMDController:
     def on_release(self, ticket: Ticket) -> None:
         """The request ended otherwise (another error, cancellation): only free its slot."""
         now = self._release(ticket)
-        self._advance_ramp(now)
+        self._advance(now)
 
     def set_cap(self, cap: int, *, lift: bool = False) -> Transition | None:
         """Change the cap; the limit becomes ``min(limit, cap)`` (during a ramp, the ramp is
-        re-evaluated with the new cap).
+        re-evaluated with the new cap; a slow start goes on beneath the new cap, and ends
+        once the limit reaches it).
 
         With ``lift`` (the cap is a share of a ceiling learnt elsewhere, as a sharded run's
         board hands out) the controller forgets its own ceiling (the cap is the ceiling now:
         increases climb back to it after a cut), and a raised cap raises the limit by as much
-        as the cap rose: the slots handed over are known to be free.
+        as the cap rose: the slots handed over are known to be free. A slow start goes on
+        (the board's share is a few doublings away, and may itself be an estimate).
 
         Returns:
             The transition (reason ``"cap"``) if the limit changed, else ``None``.
@@ -421,7 +466,7 @@ class AIMDController:
         """
         _check_cap(cap)
         now = self._clock()
-        self._advance_ramp(now)
+        self._advance(now)
         raised = cap - self._cap
         self._cap = cap
         if lift:
@@ -435,6 +480,9 @@ class AIMDController:
             new = min(self._limit + raised, cap)
         else:
             new = min(self._limit, cap)
+        if self._slow is not None and new >= cap:
+            self._slow = None
+            log.info("%sslow start ended at the cap of %d", self._label(), cap)
         if new == self._limit:
             return None
         return self._change(now, new, "cap")
@@ -451,7 +499,12 @@ class AIMDController:
         steps = _floor((self._cap - 1) * elapsed / self._config.rampup_seconds)
         return min(self._cap, 1 + steps)
 
-    def _advance_ramp(self, now: float) -> Transition | None:
+    def _advance(self, now: float) -> Transition | None:
+        if self._slow is not None:
+            if not self._slow.doubling_due(now):
+                return None
+            self._slow.doubled(now)
+            return self._slow_start_step(now, 2 * self._limit)
         if not self._ramping:
             return None
         new = self._ramp_limit(now)
@@ -460,6 +513,38 @@ class AIMDController:
         if new == self._limit:
             return None
         return self._change(now, new, "ramp")
+
+    def _slow_start_step(self, now: float, new: int) -> Transition:
+        new = min(new, self._cap)
+        if new < self._cap:
+            return self._change(now, new, "slow-start")
+        self._slow = None
+        return self._change(now, new, "slow-start", detail="slow-start, at the cap: ended")
+
+    def _slow_start_success(self, now: float, latency: float, used: bool) -> Transition | None:
+        """A success during a slow start: answers slowing down end it (the limit stays),
+        else one more slot if the limit was in use."""
+        assert self._slow is not None
+        ratio = self._slow.slowed(latency)
+        if ratio is not None:
+            self._slow = None
+            message = "%sslow start ended at limit %d: answers take %.1f x as long as at first"
+            log.info(message, self._label(), self._limit, ratio)
+            return None
+        return self._slow_start_step(now, self._limit + 1) if used else None
+
+    def _end_slow_start(self, now: float, ticket: Ticket) -> Transition:
+        """The first refusal that may cut, during a slow start: the requests in flight when
+        the refused one was admitted are the capacity; later refusals of the same burst
+        were admitted at a higher limit and may not cut."""
+        self._slow = None
+        estimate = max(1, min(ticket.in_flight_at_admission, self._limit))
+        self._ceiling = estimate
+        self._probing = False
+        self._windows_at_bound = 0
+        self._streak = 0
+        self._cuts += 1
+        return self._change(now, estimate, "slow-start-ended", cooldown_until=self._blocked_until)
 
     def _increase_bound(self) -> int:
         if self._ceiling is None:
@@ -479,7 +564,13 @@ class AIMDController:
         return now
 
     def _change(
-        self, now: float, new: int, reason: str, *, cooldown_until: float | None = None
+        self,
+        now: float,
+        new: int,
+        reason: str,
+        *,
+        cooldown_until: float | None = None,
+        detail: str | None = None,
     ) -> Transition:
         transition = Transition(
             time=now,
@@ -490,7 +581,7 @@ class AIMDController:
         )
         self._limit = new
         self._record(now)
-        detail = reason
+        detail = reason if detail is None else detail
         if cooldown_until is not None:
             detail = f"{reason}, cooldown {cooldown_until - now:.1f} s"
         log.info("%slimit %d → %d (%s)", self._label(), transition.old_limit, new, detail)

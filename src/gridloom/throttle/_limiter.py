@@ -3,7 +3,9 @@
 Lowering the limiter's ``total_tokens`` lets requests in flight finish; raising it wakes waiters,
 first come first served. A cooldown (after a 429) holds new admissions until the controller's
 ``blocked_until`` with a single ``trio.sleep_until`` — no polling. A start-up ramp raises the
-limit at the exact moments its steps fall due (:meth:`AdaptiveLimiter.run_ramp`).
+limit at the exact moments its steps fall due (:meth:`AdaptiveLimiter.run_ramp`), and a slow
+start doubles it at the moments its doublings fall due, or when the limit is first used after
+one fell due (:meth:`AdaptiveLimiter.run_slow_start`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ class AdaptiveLimiter:
         self._limiter = trio.CapacityLimiter(max(1, controller.limit))
         self._borrowers: dict[int, object] = {}
         self._rampup = rampup_seconds
+        # Set when a slow start's doubling, already due, waits for the limit to be used.
+        self._used: trio.Event | None = None
 
     def _sync(self) -> None:
         self._limiter.total_tokens = max(1, self.controller.limit)
@@ -46,12 +50,20 @@ class AdaptiveLimiter:
                 continue
             ticket = controller.admit()
             self._borrowers[ticket.id] = borrower
+            if self._used is not None and controller.in_flight >= self._limiter.total_tokens:
+                self._wake()
             return ticket
+
+    def _wake(self) -> None:
+        if self._used is not None:
+            self._used.set()
+            self._used = None
 
     def _settle(self, ticket: Ticket, transition: Transition | None) -> None:
         borrower = self._borrowers.pop(ticket.id)
         if transition is not None:
             self._sync()
+            self._wake()  # a slow start may have ended
         self._limiter.release_on_behalf_of(borrower)
 
     def succeeded(self, ticket: Ticket) -> None:
@@ -94,6 +106,23 @@ class AdaptiveLimiter:
                 break
             await trio.sleep_until(step)
         self._sync()
+
+    async def run_slow_start(self) -> None:
+        """During a slow start, raise the limiter at each doubling; returns when it ends.
+
+        A doubling falls due every period; if the limit has not been used by then, it waits
+        for the admission that uses it (it doubles there and then)."""
+        controller = self.controller
+        while True:
+            self._sync()
+            at = controller.next_slow_start_step_at()
+            if at is None:
+                return
+            if at > trio.current_time():
+                await trio.sleep_until(at)
+                continue
+            self._used = used = trio.Event()
+            await used.wait()
 
     def statistics(self) -> ControllerStatistics:
         """The controller's snapshot (limit, in flight, ceiling, cooldown, counters)."""

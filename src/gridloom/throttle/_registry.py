@@ -65,9 +65,16 @@ class ThrottleRegistry:
         return dict(self._limiters)
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Drive the start-up ramps of the limiters that have one (a service for the run's
-        nursery; returns when every ramp is over)."""
+        """Drive the start-up ramps and slow starts of the limiters that have one (a service
+        for the run's nursery; returns when every one is over — a limiter never used stays
+        in its slow start, so cancel the service when the run ends)."""
         task_status.started()
         async with trio.open_nursery() as nursery:
             for limiter in self._limiters.values():
                 nursery.start_soon(limiter.run_ramp)
+                nursery.start_soon(limiter.run_slow_start)
+
+    @property
+    def drives(self) -> bool:
+        """Whether :meth:`run` has work: the configuration has a ramp or a slow start."""
+        return self.config.rampup_seconds > 0 or self.config.slow_start_seconds > 0
