@@ -17,7 +17,8 @@ no rate limit, 20,000 cells (a sampler and one LLM text column, 20,000 rows). Th
 latencies the endpoint actually served (their sum / 512), the wave bound (whole 1 s rounds of
 512: ``ceil(cells / 512) x mean latency``, the best any scheduler can do; for 20,000 cells 40
 rounds, so at most 0.977 of 512 cells/s), gridloom's CPU utilisation (CPU s / wall s, as a
-fraction of one core), the simulator's, peak RSS and the count of non-200 answers. Row groups
+fraction of one core), the simulator's, peak RSS, the count of non-200 answers and the time
+from the first request to ``max_parallel_requests`` in flight (the throttle's start). Row groups
 of 2,000 with 4 in flight: 8,000 rows admitted is far more than the 512 requests in flight,
 so a row group closing (it waits for its slowest cell, then is written) never leaves the
 pipe short of ready cells; only the last partial round (20,000 mod 512 = 32 cells) runs
@@ -354,6 +355,8 @@ def selfhosted_case(args: argparse.Namespace) -> dict[str, Any]:
     ideal_s = sum(latencies) / parallel
     wave_s = math.ceil(len(served) / parallel) * mean_latency
     span = max(e["end"] for e in served) - min(e["start"] for e in served)
+    requests = [e for e in entries if e["path"].endswith("/completions")]
+    to_full = time_to_in_flight(requests, parallel)
     wall = run["wall_s"]
     result = {
         "latency": f"fixed {args.sh_latency} s",
@@ -374,6 +377,7 @@ def selfhosted_case(args: argparse.Namespace) -> dict[str, Any]:
         "span_s": span,
         "outside_s": wall - span,
         "endpoint_utilisation": sum(latencies) / (span * parallel),
+        "time_to_full_s": to_full,
         "min_fraction": args.min_fraction,
         "fraction_met": run["cells_per_s"] / nominal >= args.min_fraction,
     }
@@ -383,10 +387,29 @@ def selfhosted_case(args: argparse.Namespace) -> dict[str, Any]:
         f" {nominal:.0f}, ideal {ideal_s:.2f} s, wave bound {wave_s:.2f} s,"
         f" CPU {result['cpu_utilisation']:.2f}, sim CPU {result['sim_cpu_utilisation']:.2f},"
         f" other {result['other_cores']:.2f} cores,"
-        f" peak in flight {result['sim_peak_in_flight']}, non-200 {result['non_200']}",
+        f" peak in flight {result['sim_peak_in_flight']}, non-200 {result['non_200']},"
+        f" {parallel} in flight after {_seconds(to_full)}",
         flush=True,
     )
     return result
+
+
+def time_to_in_flight(entries: list[dict[str, Any]], count: int) -> float | None:
+    """Seconds from the first request the endpoint saw to the moment ``count`` were in flight
+    at once (from its ``/timeline``), or ``None`` if they never were."""
+    if not entries:
+        return None
+    events = sorted([(e["start"], 1) for e in entries] + [(e["end"], -1) for e in entries])
+    first, level = events[0][0], 0
+    for at, step in events:  # at equal times an end (-1) sorts before a start
+        level += step
+        if level >= count:
+            return float(at - first)
+    return None
+
+
+def _seconds(value: float | None) -> str:
+    return "never" if value is None else f"{value:.3f} s"
 
 
 # ----------------------------------------------------------------------------- report
@@ -471,7 +494,9 @@ def selfhosted_markdown(case: dict[str, Any]) -> list[str]:
         " sum of the served latencies / parallel; wave bound = ceil(cells / parallel) x mean"
         " latency (whole rounds; the best possible). outside = wall - endpoint busy span"
         " (setup before the first request, finishing after the last answer). Mean served"
-        f" latency {c['mean_latency_s']:.4f} s, max {c['max_latency_s']:.4f} s.",
+        f" latency {c['mean_latency_s']:.4f} s, max {c['max_latency_s']:.4f} s."
+        f" {c['max_parallel_requests']} requests in flight"
+        f" {_seconds(c.get('time_to_full_s'))} after the first one.",
     ]
 
 
