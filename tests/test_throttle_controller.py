@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 from typing import Any
 
 import pytest
@@ -588,8 +589,12 @@ class ControllerMachine(RuleBasedStateMachine):
         self.in_flight -= 1
 
     @precondition(lambda self: self.controller.can_admit())
-    @rule(size=st.integers(1, 20), retry_afters=st.lists(retry_afters, min_size=20, max_size=20))
-    def burst(self, size: int, retry_afters: list[float | None]) -> None:
+    @rule(
+        size=st.integers(1, 20),
+        retry_afters=st.lists(retry_afters, min_size=20, max_size=20),
+        order=st.randoms(use_true_random=False),
+    )
+    def burst(self, size: int, retry_afters: list[float | None], order: random.Random) -> None:
         burst = [self.controller.admit()]
         # A slow start's doubling, due, happens at the admission that uses the limit: the
         # burst is what was admitted at one limit.
@@ -598,16 +603,19 @@ class ControllerMachine(RuleBasedStateMachine):
                 break
             burst.append(self.controller.admit())
         before = self.controller.statistics()
-        for ticket, retry_after in zip(burst, retry_afters, strict=False):
+        # Refusals come back in any order: their requests were in flight together.
+        for ticket, retry_after in zip(order.sample(burst, len(burst)), retry_afters, strict=False):
             self.controller.on_rate_limited(ticket, retry_after)
         after = self.controller.statistics()
         # One reaction per burst: a cut, or stepping back from a probe.
         reactions = after.cuts + after.probes_refused - before.cuts - before.probes_refused
         assert reactions == 1
         if before.slow_start:
-            # The estimate: what was in flight when the burst's first request was admitted.
+            # The estimate: what was in flight when the burst's first request was admitted,
+            # whichever refusal came back first.
             assert not after.slow_start
             assert after.limit == after.ceiling == max(1, burst[0].in_flight_at_admission)
+            assert after.cuts == before.cuts + 1
 
     @rule(count=st.integers(1, 60))
     def steady(self, count: int) -> None:
@@ -678,20 +686,26 @@ TestControllerMachine = ControllerMachine.TestCase
 @given(
     st.integers(1, 32),
     st.lists(st.tuples(st.integers(1, 32), st.booleans(), st.booleans()), max_size=40),
+    st.sampled_from([0.0, 0.5]),
 )
 def test_a_lifted_cap_moves_the_limit_with_it_and_never_past_it(
-    cap: int, steps: list[tuple[int, bool, bool]]
+    cap: int, steps: list[tuple[int, bool, bool]], slow_start: float
 ) -> None:
     """``set_cap(c, lift=True)`` (a sharded run's share of the board's ceiling): the limit
     never exceeds the cap; a raise forgets the controller's own ceiling and raises the limit
-    by as much as the cap rose (up to it); a cut lowers the limit to the cap as without."""
-    controller, clock = make(cap=cap, success_window=1)
+    by as much as the cap rose (up to it); a cut lowers the limit to the cap as without. A
+    slow start goes on beneath the new cap until the limit reaches it."""
+    controller, clock = make(cap=cap, success_window=1, slow_start_seconds=slow_start)
     for new_cap, refuse, lift in steps:
         if refuse and controller.can_admit():
             controller.on_rate_limited(controller.admit(), 0.0)
+        if controller.can_admit():
+            controller.on_success(controller.admit())
         old_cap, old_limit = controller.cap, controller.limit
+        slow = controller.statistics().slow_start
         controller.set_cap(new_cap, lift=lift)
         assert controller.limit <= new_cap
+        assert controller.statistics().slow_start == (slow and controller.limit < new_cap)
         if lift:
             assert controller.ceiling is None
         if lift and new_cap > old_cap:

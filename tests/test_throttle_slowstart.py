@@ -108,6 +108,39 @@ def test_first_refusal_sets_limit_and_ceiling_to_what_was_in_flight() -> None:
     assert (stats.cuts, stats.rate_limited, stats.blocked_until) == (1, 8, 1.13)
 
 
+def test_refusals_of_the_burst_in_reverse_order_lower_the_estimate_to_the_first() -> None:
+    """The burst's refusals handled last-sent first: the first sets 15, each later one lowers
+    the estimate to its own count (no further cut), down to the 8 the first was sent with."""
+    controller, clock = make(cap=32)
+    fill(controller)
+    clock[0] = 0.125
+    burst = fill(controller)
+    reasons = []
+    for ticket in reversed(burst):
+        transition = controller.on_rate_limited(ticket, 1.0)
+        assert transition is not None
+        reasons.append((transition.new_limit, transition.reason))
+    assert reasons == [(15, "slow-start-ended")] + [
+        (n, "slow-start-estimate") for n in range(14, 7, -1)
+    ]
+    stats = controller.statistics()
+    assert (stats.limit, stats.ceiling, stats.cuts, stats.rate_limited) == (8, 8, 1, 8)
+
+
+def test_the_estimate_is_refined_only_until_the_next_change() -> None:
+    """Once the limit changes otherwise (here an increase), a late refusal of a request sent
+    during the slow start is judged like any other (admitted above the limit: no cut)."""
+    controller, clock = make(cap=32, success_window=1, ceiling_overshoot=1.0)
+    first = fill(controller)
+    clock[0] = 0.125
+    burst = fill(controller)
+    controller.on_rate_limited(burst[4], 0.0)  # sent with 12 in flight: limit 12
+    controller.on_success(first[0])  # 12 -> 13 (increase)
+    assert controller.on_rate_limited(burst[0], 0.0) is None
+    stats = controller.statistics()
+    assert (stats.limit, stats.ceiling, stats.cuts) == (13, 12, 1)
+
+
 def test_after_the_slow_start_increases_stop_at_the_estimated_ceiling() -> None:
     """Once the estimate is the ceiling, successes hold the limit at floor(8 * 1.1) = 8."""
     controller, clock = make(cap=32, success_window=1, ceiling_probe_windows=0)

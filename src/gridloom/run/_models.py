@@ -8,8 +8,9 @@ missing API key fails here, before any row is generated.
 Every handle of one :func:`open_models` shares one :class:`~gridloom.run.HealthMonitor`
 (``handle.health``), built from the run's ``shutdown_*`` settings, which the run watches to
 stop when a model keeps failing; and every limiter comes from one
-:class:`~gridloom.throttle.ThrottleRegistry`, whose start-up ramps (``throttle.rampup_seconds``)
-the run drives as a service of its nursery (``await nursery.start(registry.run)``).
+:class:`~gridloom.throttle.ThrottleRegistry`, whose start-up ramps and slow starts
+(``throttle.rampup_seconds``, ``slow_start_seconds``) the run drives as a service of its
+nursery (``await nursery.start(registry.run)``).
 
 The response cache (docs/cache.md) is opened here too, in a worker thread, unless the caller
 says ``cache=False`` (``--no-cache``), ``GRIDLOOM_NO_CACHE`` is set, or no model or column
@@ -151,8 +152,10 @@ async def open_models(
     ``max_parallel_requests`` among them. Every handle reports its outcomes to one
     :class:`HealthMonitor` (``handle.health``, on the virtual or real trio clock), configured by
     ``config.run``'s ``shutdown_*`` settings unless ``health`` is given. The limiters come from
-    ``registry`` (default: a new one for ``config.run.throttle``); with a start-up ramp
-    (``throttle.rampup_seconds``), the caller drives it: ``await nursery.start(registry.run)``.
+    ``registry`` (default: a new one for ``config.run.throttle``); with a start-up ramp or a slow
+    start (``throttle.rampup_seconds``, ``slow_start_seconds``), the caller drives it:
+    ``await nursery.start(registry.run)`` (without it a slow start grows only as answers come
+    back).
     With ``cache`` (and see the module's notes), the handles share the response cache.
     A model with ``batch: true`` gets a :class:`~gridloom.clients.BatchingClient` instead of a
     throttled client (docs/batch.md); with ``output`` (the run's folder) its jobs are recorded

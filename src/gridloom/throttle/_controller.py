@@ -7,8 +7,10 @@ test it exhaustively; the trio actuator resizes its ``CapacityLimiter`` after ea
 * **Slow start** (``slow_start_seconds > 0``) at ``min(initial_limit, cap)``: the limit doubles
   every ``slow_start_seconds`` and grows by one per success while in use (:mod:`._slowstart`),
   up to the cap. The first refusal that may cut ends it: the requests in flight when the
-  refused one was admitted become the limit and the ceiling (``"slow-start-ended"``); slowing
-  answers end it too, keeping the limit. Or with ``rampup_seconds > 0`` a linear ramp from 1:
+  refused one was admitted become the limit and the ceiling (``"slow-start-ended"``); any other
+  request sent during the slow start and refused with fewer in flight lowers both to that
+  (``"slow-start-estimate"``: a burst's refusals come back in any order); slowing answers end
+  it too, keeping the limit. Or with ``rampup_seconds > 0`` a linear ramp from 1:
   ``min(cap, 1 + floor((cap - 1) * elapsed / rampup_seconds))``; with neither, the cap.
 * **Rate limited**: limit → ``max(1, floor(limit * reduce_factor))``; the pre-cut limit is
   remembered as the ceiling (the lowest seen) — and a refusal at or above the ceiling shows the
@@ -40,10 +42,9 @@ import math
 from collections import deque
 from collections.abc import Callable
 
-import attrs
-
 from ..config import ThrottleConfig
 from ._slowstart import SlowStart
+from ._values import ControllerStatistics, Ticket, Transition
 
 __all__ = ["AIMDController", "ControllerStatistics", "Ticket", "Transition"]
 
@@ -59,90 +60,6 @@ _HISTORY = 100_000
 
 def _floor(value: float) -> int:
     return math.floor(value + _TOLERANCE)
-
-
-@attrs.frozen(kw_only=True)
-class Ticket:
-    """One admitted request; hand it back to exactly one of the ``on_*`` methods.
-
-    Attributes:
-        id: increasing from 0, unique within the controller.
-        admitted_at: clock time of admission.
-        limit_at_admission: the controller's limit when the request was admitted.
-        in_flight_at_admission: the other requests in flight then (a refusal during a slow
-            start makes it the estimate of the provider's capacity).
-    """
-
-    id: int
-    admitted_at: float
-    limit_at_admission: int
-    in_flight_at_admission: int = 0
-
-
-@attrs.frozen(kw_only=True)
-class Transition:
-    """A change of the limit (also returned for a cut at limit 1, which starts a cooldown).
-
-    Attributes:
-        time: clock time of the change.
-        old_limit: the limit before.
-        new_limit: the limit after.
-        reason: ``"rate-limited"``, ``"increase"``, ``"ramp"``, ``"ramp-aborted"`` (the cut
-            that ended a ramp), ``"slow-start"`` (a doubling, or one more after a success),
-            ``"slow-start-ended"`` (the cut to the capacity estimate that ended a slow start),
-            ``"probe"``, ``"probe-refused"``, ``"ceiling-lifted"`` or ``"cap"``.
-        cooldown_until: for a cut, when admissions may resume; otherwise ``None``.
-    """
-
-    time: float
-    old_limit: int
-    new_limit: int
-    reason: str
-    cooldown_until: float | None
-
-
-@attrs.frozen(kw_only=True)
-class ControllerStatistics:
-    """A snapshot of one controller.
-
-    Attributes:
-        limit: requests allowed in flight now (the ramp or slow start applied).
-        cap: the hard upper bound.
-        in_flight: requests admitted and not yet handed back.
-        blocked_until: no admission before this clock time.
-        ceiling: the lowest limit that was cut (or the capacity a slow start estimated), or
-            ``None`` before the first cut.
-        success_streak: successes since the last increase or cut.
-        ramping: whether the start-up ramp still sets the limit.
-        admitted: requests admitted so far.
-        succeeded: requests reported successful.
-        rate_limited: requests refused for capacity (cutting or not).
-        cuts: refusals that cut the limit.
-        increases: additive increases applied.
-        holds: admissions held by :meth:`AIMDController.hold_until` (quota headers).
-        probes: times the ceiling was raised by one to probe for more capacity.
-        probes_refused: probes answered with a refusal (each stepped back, without a cut).
-        probing: whether the limit is at a probed ceiling not yet confirmed.
-        slow_start: whether a slow start still sets the limit.
-    """
-
-    limit: int
-    cap: int
-    in_flight: int
-    blocked_until: float
-    ceiling: int | None
-    success_streak: int
-    ramping: bool
-    admitted: int
-    succeeded: int
-    rate_limited: int
-    cuts: int
-    increases: int
-    holds: int = 0
-    probes: int = 0
-    probes_refused: int = 0
-    probing: bool = False
-    slow_start: bool = False
 
 
 class AIMDController:
@@ -182,6 +99,8 @@ class AIMDController:
         self._ramping = config.rampup_seconds > 0 and cap > 1
         initial = min(config.initial_limit, cap)
         self._slow: SlowStart | None = None
+        # Tickets below this id were admitted during the slow start a refusal ended.
+        self._estimating_below: int | None = None
         if not self._ramping and config.slow_start_seconds > 0 and initial < cap:
             self._slow = SlowStart(
                 start=self._start,
@@ -381,6 +300,8 @@ class AIMDController:
         now = self._release(ticket)
         transition = self._advance(now)
         self._rate_limited += 1
+        if self._estimating_below is not None and ticket.id < self._estimating_below:
+            return self._refine_estimate(now, ticket, retry_after) or transition
         if ticket.limit_at_admission > self._limit:
             if retry_after is not None:
                 self._blocked_until = max(self._blocked_until, now + max(0.0, retry_after))
@@ -538,6 +459,7 @@ class AIMDController:
         the refused one was admitted are the capacity; later refusals of the same burst
         were admitted at a higher limit and may not cut."""
         self._slow = None
+        self._estimating_below = self._next_id
         estimate = max(1, min(ticket.in_flight_at_admission, self._limit))
         self._ceiling = estimate
         self._probing = False
@@ -545,6 +467,23 @@ class AIMDController:
         self._streak = 0
         self._cuts += 1
         return self._change(now, estimate, "slow-start-ended", cooldown_until=self._blocked_until)
+
+    def _refine_estimate(
+        self, now: float, ticket: Ticket, retry_after: float | None
+    ) -> Transition | None:
+        """A refusal of a request sent during the slow start, after the refusal that ended
+        it: honour its ``Retry-After``; fewer in flight when it was sent is a lower estimate."""
+        if retry_after is not None:
+            self._blocked_until = max(self._blocked_until, now + max(0.0, retry_after))
+        estimate = max(1, ticket.in_flight_at_admission)
+        if self._ceiling is None or estimate >= self._ceiling:
+            return None
+        self._ceiling = estimate
+        if estimate >= self._limit:
+            return None
+        return self._change(
+            now, estimate, "slow-start-estimate", cooldown_until=self._blocked_until
+        )
 
     def _increase_bound(self) -> int:
         if self._ceiling is None:
@@ -580,6 +519,9 @@ class AIMDController:
             cooldown_until=cooldown_until,
         )
         self._limit = new
+        if reason not in ("slow-start-ended", "slow-start-estimate"):
+            # Refusals from the slow start refine its estimate until the next change.
+            self._estimating_below = None
         self._record(now)
         detail = reason if detail is None else detail
         if cooldown_until is not None:
