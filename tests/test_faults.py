@@ -176,7 +176,7 @@ async def test_a_429_storm_on_a_capacity_of_two_costs_no_row(
     autojump_clock: Any, simulators: list[SimulatedApp]
 ) -> None:
     """Capacity 2 behind max_parallel_requests 16: the writer is refused, the throttle's slow
-    start (opening at 8) takes the 2 then in flight for the capacity, and every 429 is retried
+    start (opening at 16) takes the 2 then in flight for the capacity, and every 429 is retried
     beneath the cell."""
     config = pipeline(writer={"capacity": 2}, models={"writer": {"max_parallel_requests": 16}})
     result = await gl.apreview(config, num_records=ROWS)

@@ -20,6 +20,8 @@ Clock = list[float]
 
 
 def make(cap: int = 64, name: str = "", **config: Any) -> tuple[AIMDController, Clock]:
+    """A controller on a fake clock whose slow start opens at 8 (unless the test says)."""
+    config.setdefault("initial_limit", 8)
     clock = [0.0]
     controller = AIMDController(
         cap=cap, config=ThrottleConfig(**config), clock=lambda: clock[0], name=name
@@ -208,7 +210,7 @@ def test_latency_noise_alone_never_ends_the_slow_start(seed: int, sigma: float) 
         (64, {"slow_start_seconds": 0.0}, 64, False),
         (64, {"rampup_seconds": 8.0}, 1, True),
         (8, {}, 8, False),
-        (5, {"initial_limit": 16}, 5, False),
+        (16, {"initial_limit": 16}, 16, False),
     ],
 )
 def test_no_slow_start_when_disabled_replaced_by_a_ramp_or_at_the_cap(
@@ -272,9 +274,9 @@ def test_log_line_of_the_refusal(caplog: pytest.LogCaptureFixture) -> None:
 # --------------------------------------------------------------------------- trio shell
 
 
-async def test_reaches_512_in_flight_three_quarters_of_a_second_in(autojump_clock: Any) -> None:
-    """The self-hosted case: cap 512, answers after 1 s. Admissions open 8 at t=0, then
-    doubling every 0.125 s: all 512 in flight at t=0.75, before any answer."""
+async def test_reaches_512_in_flight_five_eighths_of_a_second_in(autojump_clock: Any) -> None:
+    """The self-hosted case with the defaults: cap 512, answers after 1 s. Admissions open 16
+    at t=0, then doubling every 0.125 s: all 512 in flight at t=0.625, before any answer."""
     registry = ThrottleRegistry(ThrottleConfig())
     lim = registry.limiter("p", "m", "chat", 512)
     admitted: list[float] = []
@@ -291,15 +293,15 @@ async def test_reaches_512_in_flight_three_quarters_of_a_second_in(autojump_cloc
             nursery.start_soon(request)
         await trio.sleep(0.9)
         assert lim.statistics().in_flight == 512
-    counts = [sum(1 for t in admitted if t == 0.125 * k) for k in range(7)]
-    assert counts == [8, 8, 16, 32, 64, 128, 256]
+    counts = [sum(1 for t in admitted if t == 0.125 * k) for k in range(6)]
+    assert counts == [16, 16, 32, 64, 128, 256]
     assert not lim.statistics().slow_start
 
 
 async def test_a_due_doubling_waits_for_the_limit_to_be_used(autojump_clock: Any) -> None:
     """7 of 8 in flight from t=0; 10 more requests at t=1: the first uses the limit, which
     doubles there and then (16 in flight at t=1); the last waits for the next doubling."""
-    registry = ThrottleRegistry(ThrottleConfig())
+    registry = ThrottleRegistry(ThrottleConfig(initial_limit=8))
     lim = registry.limiter("p", "m", "chat", 64)
     admitted: list[float] = []
 
@@ -325,7 +327,7 @@ async def test_a_due_doubling_waits_for_the_limit_to_be_used(autojump_clock: Any
 async def test_the_wake_up_service_ends_with_the_slow_start(autojump_clock: Any) -> None:
     """A refusal ends the slow start: the service returns at the next due doubling; with no
     slow start it returns at once."""
-    registry = ThrottleRegistry(ThrottleConfig())
+    registry = ThrottleRegistry(ThrottleConfig(initial_limit=8))
     lim = registry.limiter("p", "m", "chat", 64)
     tickets = [await lim.acquire() for _ in range(8)]
     async with trio.open_nursery() as nursery:

@@ -41,7 +41,8 @@ class ThrottleConfig:
             has grown; if the probe holds for a window the ceiling is forgotten, if it is
             refused the limit steps back (no cut) and the wait before the next probe doubles
             (up to 8 times this). 0 never probes.
-        initial_limit: the limit a slow start opens at (at most the cap).
+        initial_limit: the limit a slow start opens at (a cap at or below it opens at the
+            cap, with no slow start).
         slow_start_seconds: the slow start doubles the limit every this many seconds (and
             adds one per success) while the limit is in use, until the first 429, answers
             slowing down (``slow_start_latency_factor``) or the cap. The first 429 sets the
@@ -61,7 +62,7 @@ class ThrottleConfig:
     cooldown_seconds: float = attrs.field(default=2.0, validator=attrs.validators.ge(0.0))
     ceiling_overshoot: float = attrs.field(default=0.10, validator=attrs.validators.ge(0.0))
     ceiling_probe_windows: int = attrs.field(default=8, validator=attrs.validators.ge(0))
-    initial_limit: int = attrs.field(default=8, validator=attrs.validators.ge(1))
+    initial_limit: int = attrs.field(default=16, validator=attrs.validators.ge(1))
     slow_start_seconds: float = attrs.field(default=0.125, validator=attrs.validators.ge(0.0))
     slow_start_latency_factor: float = attrs.field(default=2.0, validator=_above_one)
     rampup_seconds: float = attrs.field(default=0.0, validator=attrs.validators.ge(0.0))
