@@ -12,7 +12,8 @@ import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gridloom.config import ThrottleConfig
+import gridloom as gl
+from gridloom.config import ThrottleConfig, structure_pipeline
 from gridloom.throttle import ThrottleRegistry
 from gridloom.throttle._controller import AIMDController, Ticket
 
@@ -340,3 +341,32 @@ async def test_the_wake_up_service_ends_with_the_slow_start(autojump_clock: Any)
     assert not off.drives
     await off.limiter("p", "m", "chat", 64).run_slow_start()
     assert trio.current_time() == 0.125
+
+
+async def test_a_run_drives_the_slow_start(autojump_clock: Any) -> None:
+    """A run starts the wake-up service: with 64 rows, a cap of 64 and 1 s answers the limit
+    goes 16, 32, 64 at 0.125 s steps, and the run ends within 1.5 s (without the service the
+    limit would grow only as answers come back, after 1 s)."""
+    config = structure_pipeline(
+        {
+            "providers": [
+                {
+                    "name": "sim",
+                    "type": "simulated",
+                    "simulation": {"transport": "asgi", "default": {"latency": {"fixed": 1.0}}},
+                }
+            ],
+            "models": [
+                {"alias": "m", "provider": "sim", "model": "m", "max_parallel_requests": 64}
+            ],
+            "columns": [{"name": "c", "llm_text": {"model": "m", "prompt": "hi"}}],
+        }
+    )
+    started = trio.current_time()
+    result = await gl.apreview(config, num_records=64, cache=False)
+    assert trio.current_time() - started < 1.5
+    history = result.summary["models"]["m"]["throttle"]["chat"]["history"]
+    limits = sorted({limit for _, limit, _ in history})
+    assert limits == [16, 32, 64]
+    reached = min(t for t, limit, _ in history if limit == 64) - history[0][0]
+    assert reached == pytest.approx(0.25)

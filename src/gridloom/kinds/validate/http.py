@@ -99,7 +99,9 @@ class HttpChecker(Checker):
         if self._limiter is None:
             controller = AIMDController(
                 cap=self.config.max_parallel,
-                config=ThrottleConfig(),
+                # No slow start: nothing drives its doublings here, and a validation
+                # service is the user's own (it opens at max_parallel, as before).
+                config=ThrottleConfig(slow_start_seconds=0.0),
                 clock=trio.current_time,
                 name=f"validate {self.column.name}: {self.config.url}",
             )
