@@ -551,12 +551,15 @@ class ControllerMachine(RuleBasedStateMachine):
         if before.slow_start:
             # The first refusal that may cut ends the slow start; the others leave it on.
             assert after.slow_start == (not may_cut)
-        if after.cuts > before.cuts and before.slow_start:
-            assert transition is not None
-            assert transition.reason == "slow-start-ended"
-            assert transition.new_limit == max(1, ticket.in_flight_at_admission)
-            assert after.ceiling == transition.new_limit
+        if transition is not None and transition.reason == "slow-start-ended":
+            # A request sent during the slow start (which may have reached the cap since).
+            assert after.cuts == before.cuts + 1
+            estimate = max(1, min(ticket.in_flight_at_admission, transition.old_limit))
+            assert transition.new_limit == after.ceiling == estimate
             assert after.success_streak == 0
+            assert not after.slow_start
+        elif before.slow_start and may_cut:
+            raise AssertionError(f"a refusal during the slow start gave {transition}")
         elif after.cuts > before.cuts:
             assert transition is not None
             assert transition.reason in ("rate-limited", "ramp-aborted")

@@ -130,6 +130,21 @@ def test_refusals_of_the_burst_in_reverse_order_lower_the_estimate_to_the_first(
     assert (stats.limit, stats.ceiling, stats.cuts, stats.rate_limited) == (8, 8, 1, 8)
 
 
+def test_refusals_arriving_after_the_slow_start_reached_the_cap_set_the_estimate() -> None:
+    """16 sent, then 32 (the cap) before any refusal came back: the refusals of requests sent
+    during the slow start still set the estimate (one cut, to 8), not a cascade of cuts."""
+    controller, clock = make(cap=32, initial_limit=16)
+    first = fill(controller)
+    clock[0] = 0.125
+    fill(controller)
+    assert not controller.statistics().slow_start
+    clock[0] = 0.2
+    for ticket in first[8:]:
+        controller.on_rate_limited(ticket, 1.0)
+    stats = controller.statistics()
+    assert (stats.limit, stats.ceiling, stats.cuts, stats.rate_limited) == (8, 8, 1, 8)
+
+
 def test_the_estimate_is_refined_only_until_the_next_change() -> None:
     """Once the limit changes otherwise (here an increase), a late refusal of a request sent
     during the slow start is judged like any other (admitted above the limit: no cut)."""

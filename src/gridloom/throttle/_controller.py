@@ -6,11 +6,12 @@ test it exhaustively; the trio actuator resizes its ``CapacityLimiter`` after ea
 
 * **Slow start** (``slow_start_seconds > 0``) at ``min(initial_limit, cap)``: the limit doubles
   every ``slow_start_seconds`` and grows by one per success while in use (:mod:`._slowstart`),
-  up to the cap. The first refusal that may cut ends it: the requests in flight when the
-  refused one was admitted become the limit and the ceiling (``"slow-start-ended"``); any other
-  request sent during the slow start and refused with fewer in flight lowers both to that
-  (``"slow-start-estimate"``: a burst's refusals come back in any order); slowing answers end
-  it too, keeping the limit. Or with ``rampup_seconds > 0`` a linear ramp from 1:
+  up to the cap. The first refusal that may cut of a request sent during it (if it reached the
+  cap meanwhile, too) ends it: the requests in flight when that one was admitted become the
+  limit and the ceiling (``"slow-start-ended"``); any other sent during the slow start and
+  refused with fewer in flight lowers both to that (``"slow-start-estimate"``: a burst's
+  refusals come back in any order); slowing answers end it too, keeping the limit. Or with
+  ``rampup_seconds > 0`` a linear ramp from 1:
   ``min(cap, 1 + floor((cap - 1) * elapsed / rampup_seconds))``; with neither, the cap.
 * **Rate limited**: limit → ``max(1, floor(limit * reduce_factor))``; the pre-cut limit is
   remembered as the ceiling (the lowest seen) — and a refusal at or above the ceiling shows the
@@ -99,8 +100,10 @@ class AIMDController:
         self._ramping = config.rampup_seconds > 0 and cap > 1
         initial = min(config.initial_limit, cap)
         self._slow: SlowStart | None = None
-        # Tickets below this id were admitted during the slow start a refusal ended.
-        self._estimating_below: int | None = None
+        # Tickets below this id were sent during the slow start, which has ended: their
+        # refusals make (once) and then lower its capacity estimate, until the next change.
+        self._slow_ids_below: int | None = None
+        self._estimated = False
         if not self._ramping and config.slow_start_seconds > 0 and initial < cap:
             self._slow = SlowStart(
                 start=self._start,
@@ -300,16 +303,17 @@ class AIMDController:
         now = self._release(ticket)
         transition = self._advance(now)
         self._rate_limited += 1
-        if self._estimating_below is not None and ticket.id < self._estimating_below:
+        sent_in_slow_start = self._slow_ids_below is not None and ticket.id < self._slow_ids_below
+        if sent_in_slow_start and self._estimated:
             return self._refine_estimate(now, ticket, retry_after) or transition
-        if ticket.limit_at_admission > self._limit:
+        if ticket.limit_at_admission > self._limit and not sent_in_slow_start:
             if retry_after is not None:
                 self._blocked_until = max(self._blocked_until, now + max(0.0, retry_after))
             log.debug("%srefusal from limit %d ignored", self._label(), ticket.limit_at_admission)
             return transition
         wait = self._config.cooldown_seconds if retry_after is None else max(0.0, retry_after)
         self._blocked_until = max(self._blocked_until, now + wait)
-        if self._slow is not None:
+        if self._slow is not None or sent_in_slow_start:
             return self._end_slow_start(now, ticket)
         old = self._limit
         if self._probing and self._ceiling is not None and old >= self._ceiling:
@@ -402,7 +406,7 @@ class AIMDController:
         else:
             new = min(self._limit, cap)
         if self._slow is not None and new >= cap:
-            self._slow = None
+            self._stop_slow_start()
             log.info("%sslow start ended at the cap of %d", self._label(), cap)
         if new == self._limit:
             return None
@@ -439,7 +443,7 @@ class AIMDController:
         new = min(new, self._cap)
         if new < self._cap:
             return self._change(now, new, "slow-start")
-        self._slow = None
+        self._stop_slow_start()
         return self._change(now, new, "slow-start", detail="slow-start, at the cap: ended")
 
     def _slow_start_success(self, now: float, latency: float, used: bool) -> Transition | None:
@@ -448,18 +452,23 @@ class AIMDController:
         assert self._slow is not None
         ratio = self._slow.slowed(latency)
         if ratio is not None:
-            self._slow = None
+            self._stop_slow_start()
             message = "%sslow start ended at limit %d: answers take %.1f x as long as at first"
             log.info(message, self._label(), self._limit, ratio)
             return None
         return self._slow_start_step(now, self._limit + 1) if used else None
 
-    def _end_slow_start(self, now: float, ticket: Ticket) -> Transition:
-        """The first refusal that may cut, during a slow start: the requests in flight when
-        the refused one was admitted are the capacity; later refusals of the same burst
-        were admitted at a higher limit and may not cut."""
+    def _stop_slow_start(self) -> None:
         self._slow = None
-        self._estimating_below = self._next_id
+        self._slow_ids_below = self._next_id
+
+    def _end_slow_start(self, now: float, ticket: Ticket) -> Transition:
+        """The first refusal that may cut of a request sent during the slow start (which
+        may have reached the cap meanwhile): the requests in flight when it was sent are the
+        capacity; later refusals of the same burst only lower that estimate."""
+        if self._slow is not None:
+            self._stop_slow_start()
+        self._estimated = True
         estimate = max(1, min(ticket.in_flight_at_admission, self._limit))
         self._ceiling = estimate
         self._probing = False
@@ -519,9 +528,8 @@ class AIMDController:
             cooldown_until=cooldown_until,
         )
         self._limit = new
-        if reason not in ("slow-start-ended", "slow-start-estimate"):
-            # Refusals from the slow start refine its estimate until the next change.
-            self._estimating_below = None
+        if reason not in ("slow-start", "slow-start-ended", "slow-start-estimate"):
+            self._slow_ids_below = None  # the slow start's estimate stands until now
         self._record(now)
         detail = reason if detail is None else detail
         if cooldown_until is not None:

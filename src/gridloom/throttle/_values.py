@@ -35,7 +35,8 @@ class Transition:
         new_limit: the limit after.
         reason: ``"rate-limited"``, ``"increase"``, ``"ramp"``, ``"ramp-aborted"`` (the cut
             that ended a ramp), ``"slow-start"`` (a doubling, or one more after a success),
-            ``"slow-start-ended"`` (the cut to the capacity estimate that ended a slow start),
+            ``"slow-start-ended"`` (the cut to the capacity estimate from the first refusal of a
+            request sent during a slow start, ending it unless it had reached the cap),
             ``"slow-start-estimate"`` (a lower estimate from a later refusal of that burst),
             ``"probe"``, ``"probe-refused"``, ``"ceiling-lifted"`` or ``"cap"``.
         cooldown_until: for a cut, when admissions may resume; otherwise ``None``.
