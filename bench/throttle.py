@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import platform
 import tempfile
 from pathlib import Path
@@ -116,6 +117,7 @@ def main() -> None:
     summary = {k: v for k, v in report.items() if k not in ("history", "timeline", "started")} | {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "host": platform.node(),
+        "load_avg_1_5_15": [round(x, 2) for x in os.getloadavg()],  # others' benchmarks too
     }
     (RESULTS / f"{stem}.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
