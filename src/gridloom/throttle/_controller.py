@@ -367,10 +367,14 @@ class AIMDController:
         )
         return True
 
-    def on_release(self, ticket: Ticket) -> None:
-        """The request ended otherwise (another error, cancellation): only free its slot."""
+    def on_release(self, ticket: Ticket) -> Transition | None:
+        """The request ended otherwise (another error, cancellation): only free its slot.
+
+        Returns:
+            A ramp or slow-start step seen now, or ``None``.
+        """
         now = self._release(ticket)
-        self._advance(now)
+        return self._advance(now)
 
     def set_cap(self, cap: int, *, lift: bool = False) -> Transition | None:
         """Change the cap; the limit becomes ``min(limit, cap)`` (during a ramp, the ramp is

@@ -50,8 +50,7 @@ class AdaptiveLimiter:
                 continue
             ticket = controller.admit()
             self._borrowers[ticket.id] = borrower
-            if self._used is not None and controller.in_flight >= self._limiter.total_tokens:
-                self._wake()
+            self._wake()  # a doubling waiting for the limit to be used may be due now
             return ticket
 
     def _wake(self) -> None:
@@ -76,8 +75,7 @@ class AdaptiveLimiter:
 
     def released(self, ticket: Ticket) -> None:
         """The request ended otherwise (another error, cancellation): free its slot only."""
-        self.controller.on_release(ticket)
-        self._settle(ticket, None)
+        self._settle(ticket, self.controller.on_release(ticket))
 
     def hold_until(self, when: float, reason: str) -> None:
         """Admit nothing before ``when`` (trio time), leaving the limit alone; waiters already
