@@ -508,7 +508,6 @@ class ControllerMachine(RuleBasedStateMachine):
         assert self.controller.in_flight < limit
         ticket = self.controller.admit()
         assert ticket.limit_at_admission == limit
-        assert ticket.in_flight_at_admission == self.in_flight
         self.in_flight += 1
         return ticket
 
@@ -554,8 +553,9 @@ class ControllerMachine(RuleBasedStateMachine):
         if transition is not None and transition.reason == "slow-start-ended":
             # A request sent during the slow start (which may have reached the cap since).
             assert after.cuts == before.cuts + 1
-            estimate = max(1, min(ticket.in_flight_at_admission, transition.old_limit))
-            assert transition.new_limit == after.ceiling == estimate
+            assert 1 <= transition.new_limit <= transition.old_limit
+            assert transition.new_limit == after.ceiling
+            assert transition.new_limit <= max(1, after.in_flight)
             assert after.success_streak == 0
             assert not after.slow_start
         elif before.slow_start and may_cut:
@@ -614,10 +614,10 @@ class ControllerMachine(RuleBasedStateMachine):
         reactions = after.cuts + after.probes_refused - before.cuts - before.probes_refused
         assert reactions == 1
         if before.slow_start:
-            # The estimate: what was in flight when the burst's first request was admitted,
-            # whichever refusal came back first.
+            # The estimate: what stays in flight once the burst is refused, whatever the order
+            # its refusals came back in.
             assert not after.slow_start
-            assert after.limit == after.ceiling == max(1, burst[0].in_flight_at_admission)
+            assert after.limit == after.ceiling == max(1, min(self.in_flight, before.limit))
             assert after.cuts == before.cuts + 1
 
     @rule(count=st.integers(1, 60))

@@ -87,76 +87,83 @@ def test_a_success_while_used_adds_one_slot() -> None:
     assert controller.limit == 9
 
 
-def test_first_refusal_sets_limit_and_ceiling_to_what_was_in_flight() -> None:
-    """Full at 8, doubled to 16, 8 more sent: the first refused (sent with 8 in flight) sets
-    limit and ceiling to 8 and ends the slow start; the burst's 7 others cut nothing."""
+@pytest.mark.parametrize("order", ["sent", "reversed", "shuffled"])
+def test_a_refused_burst_leaves_what_the_provider_accepted_as_limit_and_ceiling(
+    order: str,
+) -> None:
+    """Full at 8, doubled to 16, 8 more sent and refused, their refusals back in any order:
+    the first sets 15 (the others in flight) and ends the slow start with one cut, each later
+    one lowers the estimate by one (no cut): 8, what the provider accepted."""
     controller, clock = make(cap=32)
     fill(controller)
     clock[0] = 0.125
     burst = fill(controller)
-    assert [t.in_flight_at_admission for t in burst] == list(range(8, 16))
+    if order == "reversed":
+        burst.reverse()
+    elif order == "shuffled":
+        random.Random(3).shuffle(burst)
     clock[0] = 0.13
-    transition = controller.on_rate_limited(burst[0], 1.0)
-    assert transition is not None
-    assert (transition.old_limit, transition.new_limit, transition.reason) == (
-        16,
-        8,
-        "slow-start-ended",
-    )
-    assert transition.cooldown_until == 1.13
-    for ticket in burst[1:]:
-        assert controller.on_rate_limited(ticket, 1.0) is None
+    steps = []
+    for ticket in burst:
+        transition = controller.on_rate_limited(ticket, 1.0)
+        assert transition is not None
+        assert transition.cooldown_until == 1.13
+        steps.append((transition.old_limit, transition.new_limit, transition.reason))
+    assert steps == [(16, 15, "slow-start-ended")] + [
+        (n + 1, n, "slow-start-estimate") for n in range(14, 7, -1)
+    ]
     stats = controller.statistics()
     assert (stats.limit, stats.ceiling, stats.slow_start) == (8, 8, False)
     assert (stats.cuts, stats.rate_limited, stats.blocked_until) == (1, 8, 1.13)
 
 
-def test_refusals_of_the_burst_in_reverse_order_lower_the_estimate_to_the_first() -> None:
-    """The burst's refusals handled last-sent first: the first sets 15, each later one lowers
-    the estimate to its own count (no further cut), down to the 8 the first was sent with."""
+def test_answers_during_the_burst_count_as_accepted() -> None:
+    """A request of the slow start answered between two refusals of its burst was accepted:
+    the estimate counts it (8, not 7)."""
     controller, clock = make(cap=32)
-    fill(controller)
+    accepted = fill(controller)
     clock[0] = 0.125
     burst = fill(controller)
-    reasons = []
-    for ticket in reversed(burst):
-        transition = controller.on_rate_limited(ticket, 1.0)
-        assert transition is not None
-        reasons.append((transition.new_limit, transition.reason))
-    assert reasons == [(15, "slow-start-ended")] + [
-        (n, "slow-start-estimate") for n in range(14, 7, -1)
-    ]
-    stats = controller.statistics()
-    assert (stats.limit, stats.ceiling, stats.cuts, stats.rate_limited) == (8, 8, 1, 8)
+    clock[0] = 0.13
+    controller.on_rate_limited(burst[0], 1.0)
+    controller.on_success(accepted[0])
+    for ticket in burst[1:]:
+        controller.on_rate_limited(ticket, 1.0)
+    assert (controller.limit, controller.ceiling) == (8, 8)
 
 
 def test_refusals_arriving_after_the_slow_start_reached_the_cap_set_the_estimate() -> None:
-    """16 sent, then 32 (the cap) before any refusal came back: the refusals of requests sent
-    during the slow start still set the estimate (one cut, to 8), not a cascade of cuts."""
+    """16 sent, then 16 more (the cap, 32) before any refusal came back, and 24 of them
+    refused: the estimate is the 8 accepted (one cut), not a cascade of cuts."""
     controller, clock = make(cap=32, initial_limit=16)
     first = fill(controller)
     clock[0] = 0.125
-    fill(controller)
+    second = fill(controller)
     assert not controller.statistics().slow_start
     clock[0] = 0.2
-    for ticket in first[8:]:
+    for ticket in first[8:] + second:
         controller.on_rate_limited(ticket, 1.0)
     stats = controller.statistics()
-    assert (stats.limit, stats.ceiling, stats.cuts, stats.rate_limited) == (8, 8, 1, 8)
+    assert (stats.limit, stats.ceiling, stats.cuts, stats.rate_limited) == (8, 8, 1, 24)
 
 
 def test_the_estimate_is_refined_only_until_the_next_change() -> None:
     """Once the limit changes otherwise (here an increase), a late refusal of a request sent
-    during the slow start is judged like any other (admitted above the limit: no cut)."""
+    during the slow start is judged like any other (a cut)."""
     controller, clock = make(cap=32, success_window=1, ceiling_overshoot=1.0)
     first = fill(controller)
     clock[0] = 0.125
     burst = fill(controller)
-    controller.on_rate_limited(burst[4], 0.0)  # sent with 12 in flight: limit 12
-    controller.on_success(first[0])  # 12 -> 13 (increase)
-    assert controller.on_rate_limited(burst[0], 0.0) is None
-    stats = controller.statistics()
-    assert (stats.limit, stats.ceiling, stats.cuts) == (13, 12, 1)
+    controller.on_rate_limited(burst[4], 0.0)  # 15 others in flight: limit 15
+    controller.on_success(first[0])  # 15 -> 16 (increase)
+    transition = controller.on_rate_limited(burst[0], 0.0)
+    assert transition is not None
+    assert (transition.old_limit, transition.new_limit, transition.reason) == (
+        16,
+        12,
+        "rate-limited",
+    )
+    assert controller.statistics().cuts == 2
 
 
 def test_after_the_slow_start_increases_stop_at_the_estimated_ceiling() -> None:
@@ -164,10 +171,8 @@ def test_after_the_slow_start_increases_stop_at_the_estimated_ceiling() -> None:
     controller, clock = make(cap=32, success_window=1, ceiling_probe_windows=0)
     fill(controller)
     clock[0] = 0.125
-    first, *rest = fill(controller)
-    controller.on_rate_limited(first, 0.0)
-    for ticket in rest:
-        controller.on_release(ticket)
+    for ticket in fill(controller):
+        controller.on_rate_limited(ticket, 0.0)
     for ticket in fill(controller):
         clock[0] += 1.0
         controller.on_success(ticket)

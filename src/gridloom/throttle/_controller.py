@@ -7,10 +7,12 @@ test it exhaustively; the trio actuator resizes its ``CapacityLimiter`` after ea
 * **Slow start** (``slow_start_seconds > 0``) at ``min(initial_limit, cap)``: the limit doubles
   every ``slow_start_seconds`` and grows by one per success while in use (:mod:`._slowstart`),
   up to the cap. The first refusal that may cut of a request sent during it (if it reached the
-  cap meanwhile, too) ends it: the requests in flight when that one was admitted become the
-  limit and the ceiling (``"slow-start-ended"``); any other sent during the slow start and
-  refused with fewer in flight lowers both to that (``"slow-start-estimate"``: a burst's
-  refusals come back in any order); slowing answers end it too, keeping the limit. Or with
+  cap meanwhile, too) ends it: the requests sent during it and still in flight become the
+  limit and the ceiling (``"slow-start-ended"``); each later refusal of one of them lowers both
+  to those still in flight plus those answered since (``"slow-start-estimate"``), so once the
+  burst's refusals are back the estimate is what the provider accepted — in whatever order
+  they arrive (requests reach it in another order than they were admitted, so the count at
+  admission can be far too low); slowing answers end it too, keeping the limit. Or with
   ``rampup_seconds > 0`` a linear ramp from 1:
   ``min(cap, 1 + floor((cap - 1) * elapsed / rampup_seconds))``; with neither, the cap.
 * **Rate limited**: limit → ``max(1, floor(limit * reduce_factor))``; the pre-cut limit is
@@ -104,6 +106,7 @@ class AIMDController:
         # refusals make (once) and then lower its capacity estimate, until the next change.
         self._slow_ids_below: int | None = None
         self._estimated = False
+        self._answered = 0  # of those, successes since the estimate was made
         if not self._ramping and config.slow_start_seconds > 0 and initial < cap:
             self._slow = SlowStart(
                 start=self._start,
@@ -228,7 +231,6 @@ class AIMDController:
             id=self._next_id,
             admitted_at=now,
             limit_at_admission=self._limit,
-            in_flight_at_admission=len(self._tickets),
         )
         self._next_id += 1
         self._tickets[ticket.id] = ticket
@@ -248,6 +250,12 @@ class AIMDController:
         transition = self._advance(now)
         self._succeeded += 1
         self._streak += 1
+        if (
+            self._estimated
+            and self._slow_ids_below is not None
+            and ticket.id < self._slow_ids_below
+        ):
+            self._answered += 1
         if self._slow is not None:
             grown = self._slow_start_success(now, now - ticket.admitted_at, used)
             transition = transition if grown is None else grown
@@ -473,7 +481,8 @@ class AIMDController:
         if self._slow is not None:
             self._stop_slow_start()
         self._estimated = True
-        estimate = max(1, min(ticket.in_flight_at_admission, self._limit))
+        self._answered = 0
+        estimate = max(1, min(self._sent_in_slow_start(), self._limit))
         self._ceiling = estimate
         self._probing = False
         self._windows_at_bound = 0
@@ -485,10 +494,11 @@ class AIMDController:
         self, now: float, ticket: Ticket, retry_after: float | None
     ) -> Transition | None:
         """A refusal of a request sent during the slow start, after the refusal that ended
-        it: honour its ``Retry-After``; fewer in flight when it was sent is a lower estimate."""
+        it: honour its ``Retry-After``; lower the estimate to the slow start's requests still
+        in flight plus those answered since it was made (all were accepted)."""
         if retry_after is not None:
             self._blocked_until = max(self._blocked_until, now + max(0.0, retry_after))
-        estimate = max(1, ticket.in_flight_at_admission)
+        estimate = max(1, self._sent_in_slow_start() + self._answered)
         if self._ceiling is None or estimate >= self._ceiling:
             return None
         self._ceiling = estimate
@@ -497,6 +507,11 @@ class AIMDController:
         return self._change(
             now, estimate, "slow-start-estimate", cooldown_until=self._blocked_until
         )
+
+    def _sent_in_slow_start(self) -> int:
+        """Requests in flight that were admitted during the (ended) slow start."""
+        below = self._slow_ids_below
+        return len(self._tickets) if below is None else sum(1 for i in self._tickets if i < below)
 
     def _increase_bound(self) -> int:
         if self._ceiling is None:

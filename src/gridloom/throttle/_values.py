@@ -15,14 +15,11 @@ class Ticket:
         id: increasing from 0, unique within the controller.
         admitted_at: clock time of admission.
         limit_at_admission: the controller's limit when the request was admitted.
-        in_flight_at_admission: the other requests in flight then (a refusal during a slow
-            start makes it the estimate of the provider's capacity).
     """
 
     id: int
     admitted_at: float
     limit_at_admission: int
-    in_flight_at_admission: int = 0
 
 
 @attrs.frozen(kw_only=True)
