@@ -46,8 +46,8 @@ class ThrottleConfig:
         slow_start_seconds: the slow start doubles the limit every this many seconds (and
             adds one per success) while the limit is in use, until the first 429, answers
             slowing down (``slow_start_latency_factor``) or the cap. The first 429 sets the
-            limit, and the ceiling, to the requests that were in flight when the refused one
-            was sent. 0 opens at the cap.
+            limit, and the ceiling, to the requests the provider accepted (those of the slow
+            start still in flight once its refusals are back). 0 opens at the cap.
         slow_start_latency_factor: the slow start stops doubling (keeping its limit) once the
             recent answers take this many times as long as the first ones.
         rampup_seconds: start at 1 and raise the limit linearly to the cap over this many
