@@ -227,11 +227,7 @@ class AIMDController:
             raise RuntimeError(f"{self._label()}admission during a cooldown")
         if len(self._tickets) >= self._limit:
             raise RuntimeError(f"{self._label()}admission beyond the limit of {self._limit}")
-        ticket = Ticket(
-            id=self._next_id,
-            admitted_at=now,
-            limit_at_admission=self._limit,
-        )
+        ticket = Ticket(id=self._next_id, admitted_at=now, limit_at_admission=self._limit)
         self._next_id += 1
         self._tickets[ticket.id] = ticket
         if self._slow is not None and len(self._tickets) >= self._limit:
@@ -313,7 +309,7 @@ class AIMDController:
         self._rate_limited += 1
         sent_in_slow_start = self._slow_ids_below is not None and ticket.id < self._slow_ids_below
         if sent_in_slow_start and self._estimated:
-            return self._refine_estimate(now, ticket, retry_after) or transition
+            return self._refine_estimate(now, retry_after) or transition
         if ticket.limit_at_admission > self._limit and not sent_in_slow_start:
             if retry_after is not None:
                 self._blocked_until = max(self._blocked_until, now + max(0.0, retry_after))
@@ -322,7 +318,7 @@ class AIMDController:
         wait = self._config.cooldown_seconds if retry_after is None else max(0.0, retry_after)
         self._blocked_until = max(self._blocked_until, now + wait)
         if self._slow is not None or sent_in_slow_start:
-            return self._end_slow_start(now, ticket)
+            return self._end_slow_start(now)
         old = self._limit
         if self._probing and self._ceiling is not None and old >= self._ceiling:
             # The probe got its answer: the limit before it was right. Step back to it — no
@@ -474,10 +470,10 @@ class AIMDController:
         self._slow = None
         self._slow_ids_below = self._next_id
 
-    def _end_slow_start(self, now: float, ticket: Ticket) -> Transition:
+    def _end_slow_start(self, now: float) -> Transition:
         """The first refusal that may cut of a request sent during the slow start (which
-        may have reached the cap meanwhile): the requests in flight when it was sent are the
-        capacity; later refusals of the same burst only lower that estimate."""
+        may have reached the cap meanwhile): the others it sent, still in flight, are the
+        estimate of the capacity; later refusals of the same burst lower it."""
         if self._slow is not None:
             self._stop_slow_start()
         self._estimated = True
@@ -490,9 +486,7 @@ class AIMDController:
         self._cuts += 1
         return self._change(now, estimate, "slow-start-ended", cooldown_until=self._blocked_until)
 
-    def _refine_estimate(
-        self, now: float, ticket: Ticket, retry_after: float | None
-    ) -> Transition | None:
+    def _refine_estimate(self, now: float, retry_after: float | None) -> Transition | None:
         """A refusal of a request sent during the slow start, after the refusal that ended
         it: honour its ``Retry-After``; lower the estimate to the slow start's requests still
         in flight plus those answered since it was made (all were accepted)."""
