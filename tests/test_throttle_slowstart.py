@@ -21,8 +21,10 @@ Clock = list[float]
 
 
 def make(cap: int = 64, name: str = "", **config: Any) -> tuple[AIMDController, Clock]:
-    """A controller on a fake clock whose slow start opens at 8 (unless the test says)."""
+    """A controller on a fake clock whose slow start opens at 8 and doubles every 0.125 s
+    (unless the test says)."""
     config.setdefault("initial_limit", 8)
+    config.setdefault("slow_start_seconds", 0.125)
     clock = [0.0]
     controller = AIMDController(
         cap=cap, config=ThrottleConfig(**config), clock=lambda: clock[0], name=name
@@ -295,9 +297,9 @@ def test_log_line_of_the_refusal(caplog: pytest.LogCaptureFixture) -> None:
 # --------------------------------------------------------------------------- trio shell
 
 
-async def test_reaches_512_in_flight_five_eighths_of_a_second_in(autojump_clock: Any) -> None:
+async def test_reaches_512_in_flight_half_a_second_in(autojump_clock: Any) -> None:
     """The self-hosted case with the defaults: cap 512, answers after 1 s. Admissions open 16
-    at t=0, then doubling every 0.125 s: all 512 in flight at t=0.625, before any answer."""
+    at t=0, then doubling every 0.1 s: all 512 in flight at t=0.5, before any answer."""
     registry = ThrottleRegistry(ThrottleConfig())
     lim = registry.limiter("p", "m", "chat", 512)
     admitted: list[float] = []
@@ -314,7 +316,7 @@ async def test_reaches_512_in_flight_five_eighths_of_a_second_in(autojump_clock:
             nursery.start_soon(request)
         await trio.sleep(0.9)
         assert lim.statistics().in_flight == 512
-    counts = [sum(1 for t in admitted if t == 0.125 * k) for k in range(6)]
+    counts = [sum(1 for t in admitted if t == pytest.approx(0.1 * k)) for k in range(6)]
     assert counts == [16, 16, 32, 64, 128, 256]
     assert not lim.statistics().slow_start
 
@@ -322,7 +324,7 @@ async def test_reaches_512_in_flight_five_eighths_of_a_second_in(autojump_clock:
 async def test_a_due_doubling_waits_for_the_limit_to_be_used(autojump_clock: Any) -> None:
     """7 of 8 in flight from t=0; 10 more requests at t=1: the first uses the limit, which
     doubles there and then (16 in flight at t=1); the last waits for the next doubling."""
-    registry = ThrottleRegistry(ThrottleConfig(initial_limit=8))
+    registry = ThrottleRegistry(ThrottleConfig(initial_limit=8, slow_start_seconds=0.125))
     lim = registry.limiter("p", "m", "chat", 64)
     admitted: list[float] = []
 
@@ -348,7 +350,7 @@ async def test_a_due_doubling_waits_for_the_limit_to_be_used(autojump_clock: Any
 async def test_the_wake_up_service_ends_with_the_slow_start(autojump_clock: Any) -> None:
     """A refusal ends the slow start: the service returns at the next due doubling; with no
     slow start it returns at once."""
-    registry = ThrottleRegistry(ThrottleConfig(initial_limit=8))
+    registry = ThrottleRegistry(ThrottleConfig(initial_limit=8, slow_start_seconds=0.125))
     lim = registry.limiter("p", "m", "chat", 64)
     tickets = [await lim.acquire() for _ in range(8)]
     async with trio.open_nursery() as nursery:
@@ -365,7 +367,7 @@ async def test_the_wake_up_service_ends_with_the_slow_start(autojump_clock: Any)
 
 async def test_a_run_drives_the_slow_start(autojump_clock: Any) -> None:
     """A run starts the wake-up service: with 64 rows, a cap of 64 and 1 s answers the limit
-    goes 16, 32, 64 at 0.125 s steps, and the run ends within 1.5 s (without the service the
+    goes 16, 32, 64 at 0.1 s steps, and the run ends within 1.5 s (without the service the
     limit would grow only as answers come back, after 1 s)."""
     config = structure_pipeline(
         {
@@ -389,4 +391,4 @@ async def test_a_run_drives_the_slow_start(autojump_clock: Any) -> None:
     limits = sorted({limit for _, limit, _ in history})
     assert limits == [16, 32, 64]
     reached = min(t for t, limit, _ in history if limit == 64) - history[0][0]
-    assert reached == pytest.approx(0.25)
+    assert reached == pytest.approx(0.2)

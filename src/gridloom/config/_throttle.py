@@ -63,7 +63,7 @@ class ThrottleConfig:
     ceiling_overshoot: float = attrs.field(default=0.10, validator=attrs.validators.ge(0.0))
     ceiling_probe_windows: int = attrs.field(default=8, validator=attrs.validators.ge(0))
     initial_limit: int = attrs.field(default=16, validator=attrs.validators.ge(1))
-    slow_start_seconds: float = attrs.field(default=0.125, validator=attrs.validators.ge(0.0))
+    slow_start_seconds: float = attrs.field(default=0.1, validator=attrs.validators.ge(0.0))
     slow_start_latency_factor: float = attrs.field(default=2.0, validator=_above_one)
     rampup_seconds: float = attrs.field(default=0.0, validator=attrs.validators.ge(0.0))
     capacity_statuses: tuple[int, ...] = attrs.field(default=(503, 529), converter=to_tuple)
