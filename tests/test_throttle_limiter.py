@@ -398,3 +398,24 @@ async def test_published_budgets_pace_requests_and_tokens(autojump_clock: Any) -
     # Each answer costs 30 tokens, one second's budget. The bucket starts full, so the first
     # answer leaves it at 0 (the second may go at once) and the second overdraws it by 30.
     assert [t - begin for t in starts] == [0.0, 0.0, 1.0]
+
+
+async def test_a_refused_probe_delays_only_the_refused_request(autojump_clock: object) -> None:
+    """After a refused probe the others are admitted at once at the limit stepped back to,
+    while the refused request is told to wait its Retry-After."""
+    gate = limiter(32, success_window=1, ceiling_overshoot=0.0, ceiling_probe_windows=1)
+    controller = gate.controller
+    gate.rate_limited(await gate.acquire(), retry_after=0.0)  # 32 -> 24, ceiling 32
+    gate.rate_limited(await gate.acquire(), retry_after=0.0)  # 24 -> 18, ceiling 24
+    for _ in range(40):  # climbs to the ceiling, then probes above it
+        gate.succeeded(await gate.acquire())
+        if controller.statistics().probing:
+            break
+    assert controller.statistics().probing
+    probe = await gate.acquire()
+    start = trio.current_time()
+    again = gate.rate_limited(probe, retry_after=2.0)
+    assert again == start + 2.0
+    other = await gate.acquire()
+    assert trio.current_time() == start
+    gate.succeeded(other)

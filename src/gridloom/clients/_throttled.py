@@ -147,10 +147,11 @@ class ThrottledModelClient:
                 if not capacity:
                     limiter.released(slot.ticket)
                     raise
-                limiter.rate_limited(slot.ticket, retry_after)
+                again = limiter.rate_limited(slot.ticket, retry_after)
                 refusals += 1
                 if refusals >= self.max_rate_limited_attempts:
                     raise
+                await trio.sleep_until(again)
                 continue
             finally:
                 CURRENT_SLOT.reset(token)

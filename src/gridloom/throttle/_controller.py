@@ -141,6 +141,11 @@ class AIMDController:
         return self._limit
 
     @property
+    def config(self) -> ThrottleConfig:
+        """The tuning it follows."""
+        return self._config
+
+    @property
     def cap(self) -> int:
         """The hard upper bound of the limit."""
         return self._cap
@@ -316,13 +321,15 @@ class AIMDController:
             log.debug("%srefusal from limit %d ignored", self._label(), ticket.limit_at_admission)
             return transition
         wait = self._config.cooldown_seconds if retry_after is None else max(0.0, retry_after)
-        self._blocked_until = max(self._blocked_until, now + wait)
         if self._slow is not None or sent_in_slow_start:
+            self._blocked_until = max(self._blocked_until, now + wait)
             return self._end_slow_start(now)
         old = self._limit
         if self._probing and self._ceiling is not None and old >= self._ceiling:
             # The probe got its answer: the limit before it was right. Step back to it — no
-            # multiplicative cut — and wait twice as long before asking again.
+            # multiplicative cut — and wait twice as long before asking again. No cooldown:
+            # the provider accepted the limit stepped back to, so admissions go on at it; the
+            # refused request alone waits its Retry-After (:meth:`retry_at`).
             self._ceiling -= 1
             self._probing = False
             self._probes_refused += 1
@@ -331,9 +338,8 @@ class AIMDController:
             )
             self._windows_at_bound = 0
             self._streak = 0
-            return self._change(
-                now, self._increase_bound(), "probe-refused", cooldown_until=self._blocked_until
-            )
+            return self._change(now, self._increase_bound(), "probe-refused")
+        self._blocked_until = max(self._blocked_until, now + wait)
         if self._ceiling is not None and old >= self._ceiling:
             # Refused again at the remembered ceiling: the ceiling itself is one too high.
             # Lowering it ends the 6 -> 9 -> 429 sawtooth that re-probing it would cause.
@@ -551,9 +557,9 @@ class AIMDController:
         return transition
 
     def _record(self, now: float) -> None:
-        entry = (now, self._limit, len(self._tickets))
-        if entry[1:] != self._history[-1][1:]:
-            self._history.append(entry)
+        _, limit, in_flight = self._history[-1]
+        if limit != self._limit or in_flight != len(self._tickets):
+            self._history.append((now, self._limit, len(self._tickets)))
 
 
 def _check_cap(cap: int) -> None:

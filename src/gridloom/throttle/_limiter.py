@@ -43,7 +43,10 @@ class AdaptiveLimiter:
             if trio.current_time() < controller.blocked_until:  # a cooldown or a hold
                 await trio.sleep_until(controller.blocked_until)
             borrower = object()
-            await self._limiter.acquire_on_behalf_of(borrower)
+            try:  # a free slot is taken without a checkpoint: the request has plenty
+                self._limiter.acquire_on_behalf_of_nowait(borrower)
+            except trio.WouldBlock:
+                await self._limiter.acquire_on_behalf_of(borrower)
             if trio.current_time() < controller.blocked_until or not controller.can_admit():
                 # A 429 arrived (cooldown) or the limit fell while we waited: queue again.
                 self._limiter.release_on_behalf_of(borrower)
@@ -69,9 +72,18 @@ class AdaptiveLimiter:
         """The request succeeded."""
         self._settle(ticket, self.controller.on_success(ticket))
 
-    def rate_limited(self, ticket: Ticket, retry_after: float | None) -> None:
-        """The provider refused for capacity (429, or 503/529 with Retry-After)."""
+    def rate_limited(self, ticket: Ticket, retry_after: float | None) -> float:
+        """The provider refused for capacity (429, or 503/529 with Retry-After).
+
+        Returns:
+            When the refused request may be sent again (trio time): after its
+            ``Retry-After`` (else the cooldown), even where the others go on (a refused
+            probe steps the limit back with no cooldown for them).
+        """
         self._settle(ticket, self.controller.on_rate_limited(ticket, retry_after))
+        config = self.controller.config
+        wait = config.cooldown_seconds if retry_after is None else max(0.0, retry_after)
+        return max(self.controller.blocked_until, trio.current_time() + wait)
 
     def released(self, ticket: Ticket) -> None:
         """The request ended otherwise (another error, cancellation): free its slot only."""
