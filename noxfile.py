@@ -43,8 +43,9 @@ def bench(session: nox.Session) -> None:
     """Quick benchmarks (about 10 minutes on 2 cores); figures and plots go to bench/results/.
 
     The four DAG shapes at 10 records (3 trials) and 100 records (1 trial), cell vs column;
-    engine overhead at 5,000 and 10,000 rows; the self-hosted case (512 in flight, 20,000
-    cells); the throttle's goodput at 300 rows; scale-out on Ray (goodput vs shards,
+    engine overhead at 5,000 and 10,000 rows (10,000 again traced); the self-hosted cases
+    (512 in flight, 20,000 cells; 2,048 in flight, 40,000 cells); the throttle's goodput at
+    300 rows; scale-out on Ray (goodput vs shards,
     throughput vs workers, the fixed cost of a shard; about 90 s); the response cache's
     lookup CPU against an uncached cell's (about 10 s); how soon ``gridloom preview`` prints
     its rows (5 fresh processes, about 15 s). Then one combined table.
@@ -52,7 +53,7 @@ def bench(session: nox.Session) -> None:
     session.install("-e", ".[bench]")
     env = {"GRIDLOOM_PROGRESS": "off"}
     session.run("python", "bench/shapes.py", "--quick", env=env)
-    session.run("python", "bench/overhead.py", "--quick", env=env)
+    session.run("python", "bench/overhead.py", "--quick", "--with-trace", env=env)
     session.run("python", "bench/throttle.py", "--rows", "300", env=env)
     session.run("python", "bench/ray_scale.py", "--quick", env=env)
     session.run("python", "bench/cache.py", "--quick", env=env)
@@ -63,13 +64,15 @@ def bench(session: nox.Session) -> None:
 @nox.session
 def bench_full(session: nox.Session) -> None:
     """Every benchmark at full size (about 90 minutes): the shapes at 10 and 1,000 records with
-    3 trials, engine overhead at 10,000 and 100,000 rows, the throttle at 1,000 rows, capacity
+    3 trials, engine overhead at 10,000 (also traced) and 100,000 rows, the self-hosted cases,
+    the sampled profile of the CPU per LLM cell, the throttle at 1,000 rows, capacity
     changes, faults and resume, the scheduler's own costs, scale-out on Ray (1, 2, 4 shards).
     Then one combined table."""
     session.install("-e", ".[bench]")
     env = {"GRIDLOOM_PROGRESS": "off"}
     session.run("python", "bench/shapes.py", env=env)
-    session.run("python", "bench/overhead.py", env=env)
+    session.run("python", "bench/overhead.py", "--with-trace", env=env)
+    session.run("python", "bench/profile.py", env=env)
     session.run("python", "bench/throttle.py", env=env)
     session.run("python", "bench/throttle_shift.py", env=env)
     session.run("python", "bench/faults.py", env=env)

@@ -183,8 +183,9 @@ def _structured(data: dict[str, Any]) -> dict[str, Any]:
     return {"default": cfg.default, "models": cfg.models}
 
 
-def deep(scheduling: str, latency: float, rows: int) -> gl.PipelineConfig:
-    """topic → summary, trivia; summary → analysis → conclusion (all LLM), fixed latency."""
+def deep(scheduling: str, latency: float, rows: int, slow_start: bool = False) -> gl.PipelineConfig:
+    """topic → summary, trivia; summary → analysis → conclusion (all LLM), fixed latency; the
+    throttle opens at the cap unless ``slow_start``."""
     text = lambda prompt: {"model": "m", "prompt": prompt}  # noqa: E731
     return structure_pipeline(
         {
@@ -208,6 +209,7 @@ def deep(scheduling: str, latency: float, rows: int) -> gl.PipelineConfig:
                 "scheduling": scheduling,
                 "max_submitted_tasks": 10_000,
                 "max_llm_wait_tasks": 10_000,
+                "throttle": {} if slow_start else {"slow_start_seconds": 0},
             },
         }
     )
@@ -216,7 +218,8 @@ def deep(scheduling: str, latency: float, rows: int) -> gl.PipelineConfig:
 async def test_deep_shape_takes_exactly_four_latencies_in_virtual_time(
     autojump_clock: Any,
 ) -> None:
-    """Cell-level scheduling of the deep shape with no capacity limit takes exactly 4 x L."""
+    """Cell-level scheduling of the deep shape with no capacity limit (and the throttle opening
+    at the cap) takes exactly 4 x L."""
     latency = 1.5
     cell = await gl.apreview(deep("cell", latency, 24), num_records=24)
     column = await gl.apreview(deep("column", latency, 24), num_records=24)
@@ -225,6 +228,14 @@ async def test_deep_shape_takes_exactly_four_latencies_in_virtual_time(
     # Column mode runs trivia as a stage of its own: five latencies.
     assert column.wall_time == 5 * latency
     assert cell.table.equals(column.table)
+
+
+async def test_the_slow_start_costs_one_period_when_nothing_limits(autojump_clock: Any) -> None:
+    """With the default slow start (opens at 16, doubles every 0.1 s while used) the 24 first
+    requests go out as 16 at once and 8 a period later: the deep shape takes 4 x L + 0.1 s."""
+    latency = 1.5
+    cell = await gl.apreview(deep("cell", latency, 24, slow_start=True), num_records=24)
+    assert cell.wall_time == pytest.approx(4 * latency + 0.1)
 
 
 @pytest.mark.slow

@@ -222,7 +222,8 @@ def test_refused_probes_step_back_and_back_off_exponentially() -> None:
         assert step is not None
         assert (step.reason, step.new_limit) == ("probe-refused", 8)
         assert (controller.limit, controller.ceiling) == (8, 8)
-        assert step.cooldown_until is None and controller.can_admit()
+        assert step.cooldown_until is None
+        assert controller.can_admit()
         clock[0] += 2
     assert waits == [2, 4, 8, 16, 16, 16]
     stats = controller.statistics()
