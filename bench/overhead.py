@@ -261,22 +261,28 @@ def measured_run(proc: subprocess.Popen[str], url: str, spec: dict[str, Any]) ->
     }
 
 
+def engine_run(args: argparse.Namespace, rows: int, *, trace: bool = False) -> dict[str, Any]:
+    """One run of the engine case at ``rows`` rows against a fresh simulator."""
+    proc, url = start_lognormal_simulator(args.latency, args.seed)
+    try:
+        spec = {
+            "url": url,
+            "columns": ENGINE_COLUMNS,
+            "parallel": args.parallel,
+            "row_group_size": args.row_group_size,
+            "row_groups_in_flight": args.row_groups_in_flight,
+            "rows": rows,
+            "trace": trace,
+        }
+        return {"rows": rows, **measured_run(proc, url, spec)}
+    finally:
+        stop(proc)
+
+
 def engine_case(args: argparse.Namespace, sizes: list[int]) -> dict[str, Any]:
     runs = []
     for rows in sizes:
-        proc, url = start_lognormal_simulator(args.latency, args.seed)
-        try:
-            spec = {
-                "url": url,
-                "columns": ENGINE_COLUMNS,
-                "parallel": args.parallel,
-                "row_group_size": args.row_group_size,
-                "row_groups_in_flight": args.row_groups_in_flight,
-                "rows": rows,
-            }
-            run = {"rows": rows, **measured_run(proc, url, spec)}
-        finally:
-            stop(proc)
+        run = engine_run(args, rows)
         runs.append(run)
         print(
             f"  engine {rows:>7,} rows: {run['status']}, wall {run['wall_s']:.2f} s,"
@@ -289,20 +295,7 @@ def engine_case(args: argparse.Namespace, sizes: list[int]) -> dict[str, Any]:
     traced = None
     if args.with_trace:
         rows = CPU_TARGET_ROWS if CPU_TARGET_ROWS in sizes else min(sizes)
-        proc, url = start_lognormal_simulator(args.latency, args.seed)
-        try:
-            spec = {
-                "url": url,
-                "columns": ENGINE_COLUMNS,
-                "parallel": args.parallel,
-                "row_group_size": args.row_group_size,
-                "row_groups_in_flight": args.row_groups_in_flight,
-                "rows": rows,
-                "trace": True,
-            }
-            traced = {"rows": rows, **measured_run(proc, url, spec)}
-        finally:
-            stop(proc)
+        traced = engine_run(args, rows, trace=True)
         print(
             f"  engine {rows:>7,} rows, tracing on: {traced['cpu_ms_per_llm_cell']:.3f} ms"
             f" CPU/cell, other {traced['other_cores']:.2f} cores",
