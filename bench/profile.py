@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import collections
 import gc
+import gzip
 import json
 import os
 import shutil
@@ -190,6 +191,14 @@ def plain(spec: dict[str, Any]) -> dict[str, Any]:
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
 
 
+def packed(path: Path) -> Path:
+    """``path`` gzipped beside it (collapsed stacks run to megabytes); the original removed."""
+    out = path.with_name(path.name + ".gz")
+    out.write_bytes(gzip.compress(path.read_bytes(), mtime=0))
+    path.unlink()
+    return out
+
+
 def markdown(report: dict[str, Any]) -> str:
     ms = report["cpu_ms_per_cell"]
     lines = [
@@ -258,7 +267,7 @@ def main() -> None:
         "sampled_cpu_ms_per_cell": 1000 * runs[0]["cpu_s"] / runs[0]["cells"],
         "profile": breakdown(stacks, "run_marked (profile.py"),
         "flamegraph": str(svg.relative_to(RESULTS.parent.parent)),
-        "stacks": str(stacks.relative_to(RESULTS.parent.parent)),
+        "stacks": str(packed(stacks).relative_to(RESULTS.parent.parent)),
         "load_average": os.getloadavg()[0],
     }
     table = markdown(report)
