@@ -28,6 +28,7 @@ from ._asgi import (
 )
 from ._batches import BatchService
 from ._behaviour import Fault, ModelBehaviour
+from ._flight import Flight, sampling_of
 from ._formats import anthropic_message, chat_completion, embeddings, model_list, model_object
 from ._recorder import Recorder, SimulationStatistics, TimelineEntry
 from ._replies import Reply, build_reply, embedding_vector, invalid_reply
@@ -98,63 +99,6 @@ _UNSUPPORTED = (
 
 def _unsupported(path: str) -> bool:
     return any(path == prefix or path.startswith(prefix + "/") for prefix in _UNSUPPORTED)
-
-
-class _Flight:
-    """One admitted request: settled once (capacity released, outcome recorded), which
-    happens just before its final response is sent, or when it ends without one."""
-
-    def __init__(
-        self,
-        finish: Callable[..., None],
-        behaviour: ModelBehaviour,
-        path: str,
-        start: float,
-        sampling: Mapping[str, Any],
-    ):
-        self._finish = finish
-        self.behaviour = behaviour
-        self.path = path
-        self.start = start
-        self.sampling = sampling
-        self.outcome = "client_closed"
-        self.settled = False
-
-    def settle(
-        self,
-        status: int | None,
-        outcome: str,
-        *,
-        input_tokens: int = 0,
-        output_tokens: int = 0,
-    ) -> None:
-        if self.settled:
-            return
-        self.settled = True
-        self.outcome = outcome
-        self.behaviour.release()
-        self._finish(
-            self.behaviour.name,
-            self.path,
-            self.start,
-            status,
-            outcome,
-            admitted=True,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            sampling=self.sampling,
-        )
-
-
-def _sampling(request: GenerationRequest | EmbeddingsRequest) -> dict[str, Any]:
-    """The sampling parameters a request carried, for its timeline entry."""
-    if not isinstance(request, GenerationRequest):
-        return {}
-    return {
-        "temperature": request.temperature,
-        "top_p": request.top_p,
-        "max_tokens": request.max_tokens,
-    }
 
 
 class SimulatedApp:
@@ -331,7 +275,7 @@ class SimulatedApp:
             admitted=True,
             input_tokens=replies[0].input_tokens,
             output_tokens=sum(reply.output_tokens for reply in replies),
-            sampling=_sampling(request),
+            sampling=sampling_of(request),
         )
         return 200, value
 
@@ -430,7 +374,7 @@ class SimulatedApp:
 
         self._recorder.arrived(model)
         behaviour = self._behaviour(model)
-        sampling = _sampling(request)
+        sampling = sampling_of(request)
         rejection = behaviour.admit(output_tokens)
         if rejection is not None:
             headers = [(b"retry-after", format_retry_after(rejection.retry_after).encode())]
@@ -439,7 +383,7 @@ class SimulatedApp:
             return
 
         self._recorder.admitted(model)
-        flight = _Flight(self._finish, behaviour, path, start, sampling)
+        flight = Flight(self._finish, behaviour, path, start, sampling)
         try:
             if watch is not None:  # the server cancels this task if the client goes
                 watch()
@@ -457,7 +401,7 @@ class SimulatedApp:
     async def _answer(
         self,
         api: Api,
-        flight: _Flight,
+        flight: Flight,
         request: GenerationRequest | EmbeddingsRequest,
         replies: tuple[Reply, ...],
         send: Send,
@@ -521,7 +465,7 @@ class SimulatedApp:
     async def _stream(
         self,
         api: Api,
-        flight: _Flight,
+        flight: Flight,
         request: GenerationRequest,
         replies: tuple[Reply, ...],
         send: Send,
