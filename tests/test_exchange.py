@@ -9,6 +9,7 @@ hypothesis tests), so every timeout is checked to the instant.
 
 from __future__ import annotations
 
+import gc
 import gzip
 import math
 import random
@@ -1107,3 +1108,51 @@ async def test_post_json_returns_quota_headers(autojump_clock: object) -> None:
     assert headers["x-ratelimit-remaining-requests"] == "41"
     assert headers["x-ratelimit-reset-tokens"] == "6ms"
     assert headers["retry-after"] == "2"
+
+
+# --------------------------------------------------------------------------- 9. no cycles
+
+#: What each exchange below meets: a kept-alive answer, one the server closes after, a
+#: malformed one, one over the cap, a stall past the read timeout.
+_NO_CYCLE_CASES = {
+    "ok": (script(OK), None, {}),
+    "closed after": (
+        script(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nok", close=True),
+        None,
+        {},
+    ),
+    "malformed": (script(b"HTTP/1.1 2x0 OK\r\n\r\n"), httpx.RemoteProtocolError, {}),
+    "too large": (script(b"HTTP/1.1 200 OK\r\ncontent-length: 99\r\n\r\n"), ResponseTooLarge, {}),
+    "read timeout": (script(b"HTTP/1.1 200 OK\r\n", math.inf), httpx.ReadTimeout, {"read": 1.0}),
+}
+
+
+@pytest.mark.parametrize("case", list(_NO_CYCLE_CASES))
+async def test_an_exchange_leaves_no_reference_cycle(case: str, autojump_clock: object) -> None:
+    """Whatever the reply, the reader and its parser go by reference counting: as a cycle
+    (the parser holds the reader's bound methods) they would be garbage only the cyclic
+    collector frees, one per request, and its pauses grow with every request in flight."""
+    handler, error, timeouts = _NO_CYCLE_CASES[case]
+    cap = ResponseCap(limit=10, aliases=("m",))
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        async with serving(handler) as server, pool() as wire:
+            for _ in range(5):
+                if error is None:
+                    assert await post(wire, server, cap=cap, **timeouts) is not None
+                else:
+                    with pytest.raises(error):
+                        await post(wire, server, cap=cap, **timeouts)
+        gc.collect()
+        kinds = {type(o).__name__ for o in gc.garbage}
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    # An exception raised from an except block keeps its frame, and the frame its locals, in a
+    # cycle of the exception's own: the reader may hang off it, but never with its parser.
+    assert "HttpResponseParser" not in kinds
+    if error is None:
+        assert "ReplyReader" not in kinds

@@ -248,6 +248,18 @@ class ReplyReader:
             "peer closed connection without sending complete message body"
         )
 
+    def close(self) -> None:
+        """Let go of the parser (idempotent; the reader parses no more after it).
+
+        The parser holds this reader's bound methods as its callbacks, so the two make a
+        reference cycle that only Python's cyclic collector would free: one per request,
+        enough garbage to set off a collection every few thousand requests, whose pause grows
+        with everything young in flight (hundreds of milliseconds at 2,048 requests in flight).
+        Dropped here, the reader and its parser go by reference counting alone.
+        """
+        if hasattr(self, "_parser"):
+            del self._parser
+
     def _encoding(self) -> str | None:
         return self._coding  # every content-coding but identity, in order ("gzip, br")
 

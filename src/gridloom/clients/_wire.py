@@ -308,6 +308,7 @@ class WireTransport(httpx.AsyncBaseTransport):
                     raise _Overdue
                 raise phase(phase.__name__)
         except BaseException as exc:
+            reader.close()
             if conn is not None:
                 conn.close_now()
             if slot:
@@ -318,6 +319,7 @@ class WireTransport(httpx.AsyncBaseTransport):
             if translated is exc:
                 raise
             raise translated from exc
+        reader.close()
         self._slots.release()
         assert conn is not None
         try:

@@ -42,10 +42,10 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import deque
 from collections.abc import Callable
 
 from ..config import ThrottleConfig
+from ._history import History
 from ._slowstart import SlowStart
 from ._values import ControllerStatistics, Ticket, Transition
 
@@ -129,8 +129,7 @@ class AIMDController:
         self._probing = False
         self._windows_at_bound = 0
         self._probe_wait = config.ceiling_probe_windows
-        self._history: deque[tuple[float, int, int]] = deque(maxlen=_HISTORY)
-        self._history.append((self._start, self._limit, 0))
+        self._history = History(_HISTORY, time=self._start, limit=self._limit)
 
     # ------------------------------------------------------------------ reading
 
@@ -197,7 +196,7 @@ class AIMDController:
 
     def history(self) -> list[tuple[float, int, int]]:
         """``(time, limit, in_flight)`` after every change of either (the last 100,000)."""
-        return list(self._history)
+        return self._history.entries()
 
     def statistics(self) -> ControllerStatistics:
         """A frozen snapshot of the state and the counters."""
@@ -557,9 +556,9 @@ class AIMDController:
         return transition
 
     def _record(self, now: float) -> None:
-        _, limit, in_flight = self._history[-1]
-        if limit != self._limit or in_flight != len(self._tickets):
-            self._history.append((now, self._limit, len(self._tickets)))
+        history, limit, in_flight = self._history, self._limit, len(self._tickets)
+        if history.last_limit != limit or history.last_in_flight != in_flight:
+            history.append(now, limit, in_flight)
 
 
 def _check_cap(cap: int) -> None:

@@ -1,0 +1,50 @@
+"""The controller's history in flat arrays (``gridloom.throttle._history``) keeps what a
+``deque(maxlen=capacity)`` of tuples would, in the same order, and makes no objects the cyclic
+collector tracks."""
+
+from __future__ import annotations
+
+import gc
+from collections import deque
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gridloom.throttle._history import History
+
+_ENTRY = st.tuples(
+    st.floats(allow_nan=False, allow_infinity=False, width=64),
+    st.integers(0, 2**62),
+    st.integers(0, 2**62),
+)
+
+
+@given(capacity=st.integers(1, 12), entries=st.lists(_ENTRY, max_size=60))
+def test_history_is_a_bounded_deque_of_entries(
+    capacity: int, entries: list[tuple[float, int, int]]
+) -> None:
+    history = History(capacity, time=-1.0, limit=3)
+    model: deque[tuple[float, int, int]] = deque([(-1.0, 3, 0)], maxlen=capacity)
+    assert history.entries() == list(model)
+    for time, limit, in_flight in entries:
+        history.append(time, limit, in_flight)
+        model.append((time, limit, in_flight))
+        assert (history.last_limit, history.last_in_flight) == (limit, in_flight)
+        assert len(history) == len(model)
+    assert history.entries() == list(model)
+
+
+def test_appending_tracks_no_object() -> None:
+    history = History(1_000, time=0.0, limit=1)
+    gc.collect()
+    before = len(gc.get_objects())
+    for i in range(5_000):  # past the capacity: the ring wraps
+        history.append(float(i), i % 7, i % 11)
+    assert len(gc.get_objects()) == before
+    assert history.entries()[-1] == (4999.0, 4999 % 7, 4999 % 11)
+
+
+def test_capacity_below_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        History(0, time=0.0, limit=1)
