@@ -13,11 +13,14 @@ import gc
 import gzip
 import math
 import random
+import socket
+import struct
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
+from typing import cast
 
 import h11
 import httpx
@@ -1156,3 +1159,44 @@ async def test_an_exchange_leaves_no_reference_cycle(case: str, autojump_clock: 
     assert "HttpResponseParser" not in kinds
     if error is None:
         assert "ReplyReader" not in kinds
+
+
+# --------------------------------------------------------------------------- 10. the socket
+
+
+async def test_plain_connections_are_read_through_their_descriptor(autojump_clock: object) -> None:
+    """A plain TCP connection is exchanged on directly (its descriptor; one checkpoint: the
+    wait for the reply), and a reply larger than one read arrives whole."""
+    big = b"y" * (5 * 64 * 1024 + 17)
+    answer = b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(big) + big
+    async with serving(script(answer)) as server, pool() as wire:
+        for _ in range(3):
+            reply = await post(wire, server)
+            assert reply is not None
+            assert reply.content == big
+        (conn,) = wire._idle[(b"http", "127.0.0.1", server.port)]
+        assert conn.fd == conn.socket.fileno() >= 0
+        assert wire.connections_opened == 1
+
+
+def _reset(stream: trio.abc.Stream) -> None:
+    """Close with SO_LINGER 0: the peer gets a TCP reset, not an end of stream."""
+    sock = cast(trio.SocketStream, stream).socket
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+@pytest.mark.parametrize("sent", [b"", b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\npart"])
+async def test_connection_reset_is_a_read_error(sent: bytes, autojump_clock: object) -> None:
+    """A server resetting the connection (before or in the middle of its answer) gives
+    httpx.ReadError, and the pool recovers on a new connection."""
+
+    async def resets(stream: trio.abc.Stream, server: RawServer) -> None:
+        await server.read_request(stream)
+        if sent:
+            await stream.send_all(sent)
+            await trio.sleep(0.5)
+        _reset(stream)
+        await trio.sleep_forever()
+
+    await fails(httpx.ReadError, "reset|Connection", resets)

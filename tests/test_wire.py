@@ -6,6 +6,7 @@ what the server does (answer, close, stall, chunk). Timeouts run in virtual time
 
 from __future__ import annotations
 
+import math
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -18,6 +19,8 @@ import trio.testing
 import trustme
 
 from gridloom.clients import ChatRequest, Message, adapter_for, build_http_client
+from gridloom.clients._exchange import request_head
+from gridloom.clients._limit import ResponseCap
 from gridloom.clients._wire import WireTransport
 from gridloom.config import ModelConfig, ProviderConfig, SimulationConfig
 from gridloom.simulated import serve_simulated
@@ -343,6 +346,35 @@ async def test_https_with_the_ssl_context_given() -> None:
     async with serving(keep_alive, tls=ca) as server:
         wire = WireTransport(httpx.Limits(max_connections=2), ssl_context=context)
         assert (await get(wire, server.url)).content == b"ok"
+        await wire.aclose()
+    assert wire.connections_opened == 1
+
+
+async def test_https_exchange_goes_through_the_tls_stream() -> None:
+    """``post`` over TLS reads and writes through the SSL stream (a plain connection is read
+    through its descriptor instead: tests/test_exchange.py), on one kept-alive connection."""
+    ca = trustme.CA()
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    async with serving(keep_alive, tls=ca) as server:
+        wire = WireTransport(
+            httpx.Limits(max_connections=2, max_keepalive_connections=2), ssl_context=context
+        )
+        url = httpx.URL(server.url + "/v1/x")
+        for _ in range(3):
+            reply = await wire.post(
+                url,
+                request_head(url, {}),
+                b'{"a":1}',
+                timeouts={},
+                until=math.inf,
+                cap=ResponseCap(limit=1 << 20, aliases=("m",)),
+                where=("p", "m"),
+            )
+            assert reply is not None
+            assert reply.content == b"ok"
+        ((conn,),) = wire._idle.values()
+        assert conn.fd == -1
         await wire.aclose()
     assert wire.connections_opened == 1
 

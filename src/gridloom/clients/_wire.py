@@ -26,6 +26,7 @@ client gives such providers httpx's own transport (:mod:`~gridloom.clients._poli
 
 from __future__ import annotations
 
+import os
 import ssl
 from collections.abc import AsyncIterator
 from typing import Any, cast
@@ -59,7 +60,7 @@ def _get(timeouts: dict[str, float | None], name: str) -> float:
 class _Connection:
     """One HTTP/1.1 connection: a trio stream and its h11 state."""
 
-    __slots__ = ("h11", "idle_since", "origin", "socket", "stream")
+    __slots__ = ("fd", "h11", "idle_since", "origin", "socket", "stream")
 
     def __init__(self, origin: _Origin, stream: trio.abc.Stream, socket: trio.socket.SocketType):
         self.origin = origin
@@ -67,6 +68,9 @@ class _Connection:
         self.socket = socket
         self.h11 = h11.Connection(h11.CLIENT)
         self.idle_since = 0.0
+        #: The socket's descriptor when :meth:`WireTransport.post` may use it directly (plain
+        #: TCP on POSIX, see :func:`_exchange_plain`), else -1 (TLS: through the stream).
+        self.fd = socket.fileno() if _DIRECT and isinstance(stream, trio.SocketStream) else -1
 
     def reusable(self, now: float, expiry: float) -> bool:
         """Young enough and not closed by the server (an idle socket has nothing to read)."""
@@ -104,6 +108,48 @@ class _Connection:
             if not data and self.h11.their_state is h11.SEND_RESPONSE:
                 raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
             self.h11.receive_data(cast(bytes, data))
+
+
+#: Whether a plain TCP socket may be read and written with ``os.read``/``os.write`` (POSIX).
+_DIRECT = os.name == "posix"
+
+
+async def _send_plain(fd: int, data: bytes) -> None:
+    """Write ``data`` to a plain TCP socket's descriptor, waiting only when the kernel's buffer
+    is full (no checkpoint otherwise: the wait for the reply is the exchange's)."""
+    view = memoryview(data)
+    sent = 0
+    while sent < len(data):
+        try:
+            sent += os.write(fd, view[sent:])
+        except BlockingIOError:
+            await trio.lowlevel.wait_writable(fd)
+
+
+async def _receive_plain(
+    fd: int, reader: ReplyReader, scope: trio.CancelScope, read: float, until: float
+) -> None:
+    """Read the reply into ``reader`` from a plain TCP socket's descriptor: wait until it is
+    readable (the read timeout restarting with every wait, never past ``until``), then read
+    what is there; again until the reply is complete.
+
+    No read is tried before the first wait: the server cannot have answered a request it was
+    just sent, and the wait is the one checkpoint every exchange has.
+    """
+    while True:
+        _bound(scope, read, until)
+        await trio.lowlevel.wait_readable(fd)
+        while True:
+            try:
+                chunk = os.read(fd, READ_SIZE)
+            except BlockingIOError:
+                break
+            if chunk:
+                reader.feed(chunk)
+            else:
+                reader.eof()
+            if reader.complete:
+                return
 
 
 class _Overdue(Exception):
@@ -289,20 +335,25 @@ class WireTransport(httpx.AsyncBaseTransport):
                     _bound(scope, _get(timeouts, "connect"), until)
                     conn = await self._connect(origin)
                 phase = httpx.WriteTimeout
-                _bound(scope, _get(timeouts, "write"), until)
-                await conn.stream.send_all(
-                    b"".join((head, str(len(body)).encode(), b"\r\n\r\n", body))
-                )
-                phase = httpx.ReadTimeout
-                read = _get(timeouts, "read")
-                stream = conn.stream
-                while not reader.complete:
-                    _bound(scope, read, until)
-                    data = await stream.receive_some(READ_SIZE)
-                    if data:
-                        reader.feed(bytes(data))
-                    else:
-                        reader.eof()
+                request = b"".join((head, str(len(body)).encode(), b"\r\n\r\n", body))
+                if conn.fd >= 0:  # plain TCP: the descriptor itself (see _receive_plain)
+                    _bound(scope, _get(timeouts, "write"), until)
+                    await _send_plain(conn.fd, request)
+                    phase = httpx.ReadTimeout
+                    await _receive_plain(conn.fd, reader, scope, _get(timeouts, "read"), until)
+                else:
+                    _bound(scope, _get(timeouts, "write"), until)
+                    await conn.stream.send_all(request)
+                    phase = httpx.ReadTimeout
+                    read = _get(timeouts, "read")
+                    stream = conn.stream
+                    while not reader.complete:
+                        _bound(scope, read, until)
+                        data = await stream.receive_some(READ_SIZE)
+                        if data:
+                            reader.feed(bytes(data))
+                        else:
+                            reader.eof()
             if scope.cancelled_caught:
                 if trio.current_time() >= until:
                     raise _Overdue

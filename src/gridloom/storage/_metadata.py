@@ -6,6 +6,7 @@ The layout of ``metadata.json`` is described in :mod:`gridloom.storage._checkpoi
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import importlib.metadata
 import json
 from collections.abc import Mapping
@@ -73,8 +74,12 @@ def now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
+@functools.cache
 def gridloom_version() -> str:
-    """Installed gridloom version, or ``"unknown"`` when not installed as a distribution."""
+    """Installed gridloom version, or ``"unknown"`` when not installed as a distribution.
+
+    Read once per process: the distribution's metadata is parsed as an e-mail message, a few
+    milliseconds at every run's start and end otherwise."""
     try:
         return importlib.metadata.version("gridloom")
     except importlib.metadata.PackageNotFoundError:  # pragma: no cover - source checkout
