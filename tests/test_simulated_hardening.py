@@ -63,14 +63,33 @@ class Deaf(trio.abc.Stream):
 
 
 class MemoryListener(trio.abc.Listener[trio.abc.Stream]):
-    """Hands the server the far ends of in-memory connections opened with :meth:`connect`
-    (``deaf``: the client never reads, so the server's writes never finish)."""
+    """Hands the server the far ends of connections opened with :meth:`connect`: in-memory
+    streams, or (``sockets``, set by the ``connections`` fixture) real connected socket
+    pairs, which the server reads and writes through their descriptors (gridloom._sockets).
+    ``deaf``: the client never reads, so the server's writes never finish."""
+
+    #: Whether connections are socket pairs rather than memory streams.
+    sockets = False
 
     def __init__(self) -> None:
         self._send, self._receive = trio.open_memory_channel[trio.abc.Stream](0)
+        #: Both ends of every socket pair, closed by :meth:`close_sockets` (the server closes
+        #: its own, except one it was never handed: a connection made as it stopped).
+        self._sockets: list[trio.SocketStream] = []
+
+    def close_sockets(self) -> None:
+        for end in self._sockets:
+            end.socket.close()
 
     async def connect(self, *, deaf: bool = False) -> trio.abc.Stream:
-        client, server = trio.testing.memory_stream_pair()
+        client: trio.abc.Stream
+        server: trio.abc.Stream
+        if self.sockets:
+            ends = socket.socketpair()
+            client, server = (trio.SocketStream(trio.socket.from_stdlib_socket(e)) for e in ends)
+            self._sockets += (client, server)
+        else:
+            client, server = trio.testing.memory_stream_pair()
         await self._send.send(Deaf(server) if deaf else server)
         return client
 
@@ -80,6 +99,13 @@ class MemoryListener(trio.abc.Listener[trio.abc.Stream]):
     async def aclose(self) -> None:
         self._receive.close()
         await trio.sleep(0)
+
+
+@pytest.fixture(autouse=True, params=["memory", "socketpair"])
+def connections(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test on both kinds of connection (see :class:`MemoryListener`)."""
+    monkeypatch.setattr(MemoryListener, "sockets", request.param == "socketpair")
+    return str(request.param)
 
 
 def app(latency: float = 0.0) -> SimulatedApp:
@@ -104,6 +130,7 @@ async def serving(
             await test(listener)
         finally:
             shutdown.set()
+            listener.close_sockets()
 
 
 async def read_all(stream: trio.abc.Stream) -> bytes:
@@ -568,6 +595,7 @@ async def test_an_app_error_is_a_500_and_a_warning(
         assert status == 500
         await ok(listener)
         shutdown.set()
+    listener.close_sockets()
     [record] = [r for r in caplog.records if r.name == "gridloom.simulated.server"]
     assert record.levelno == logging.WARNING
     assert "simulated app failed on POST /v1/chat/completions" in record.getMessage()

@@ -26,7 +26,6 @@ client gives such providers httpx's own transport (:mod:`~gridloom.clients._poli
 
 from __future__ import annotations
 
-import os
 import ssl
 from collections.abc import AsyncIterator
 from typing import Any, cast
@@ -35,6 +34,7 @@ import h11
 import httpx
 import trio
 
+from .._sockets import descriptor, read_now, write_all
 from ._exchange import Reply, ReplyReader
 from ._limit import ResponseCap
 
@@ -69,8 +69,8 @@ class _Connection:
         self.h11 = h11.Connection(h11.CLIENT)
         self.idle_since = 0.0
         #: The socket's descriptor when :meth:`WireTransport.post` may use it directly (plain
-        #: TCP on POSIX, see :func:`_exchange_plain`), else -1 (TLS: through the stream).
-        self.fd = socket.fileno() if _DIRECT and isinstance(stream, trio.SocketStream) else -1
+        #: TCP on POSIX, see :mod:`gridloom._sockets`), else -1 (TLS: through the stream).
+        self.fd = descriptor(stream)
 
     def reusable(self, now: float, expiry: float) -> bool:
         """Young enough and not closed by the server (an idle socket has nothing to read)."""
@@ -110,22 +110,6 @@ class _Connection:
             self.h11.receive_data(cast(bytes, data))
 
 
-#: Whether a plain TCP socket may be read and written with ``os.read``/``os.write`` (POSIX).
-_DIRECT = os.name == "posix"
-
-
-async def _send_plain(fd: int, data: bytes) -> None:
-    """Write ``data`` to a plain TCP socket's descriptor, waiting only when the kernel's buffer
-    is full (no checkpoint otherwise: the wait for the reply is the exchange's)."""
-    view = memoryview(data)
-    sent = 0
-    while sent < len(data):
-        try:
-            sent += os.write(fd, view[sent:])
-        except BlockingIOError:
-            await trio.lowlevel.wait_writable(fd)
-
-
 async def _receive_plain(
     fd: int, reader: ReplyReader, scope: trio.CancelScope, read: float, until: float
 ) -> None:
@@ -139,11 +123,7 @@ async def _receive_plain(
     while True:
         _bound(scope, read, until)
         await trio.lowlevel.wait_readable(fd)
-        while True:
-            try:
-                chunk = os.read(fd, READ_SIZE)
-            except BlockingIOError:
-                break
+        while (chunk := read_now(fd, READ_SIZE)) is not None:
             if chunk:
                 reader.feed(chunk)
             else:
@@ -338,7 +318,7 @@ class WireTransport(httpx.AsyncBaseTransport):
                 request = b"".join((head, str(len(body)).encode(), b"\r\n\r\n", body))
                 if conn.fd >= 0:  # plain TCP: the descriptor itself (see _receive_plain)
                     _bound(scope, _get(timeouts, "write"), until)
-                    await _send_plain(conn.fd, request)
+                    await write_all(conn.fd, request)
                     phase = httpx.ReadTimeout
                     await _receive_plain(conn.fd, reader, scope, _get(timeouts, "read"), until)
                 else:

@@ -45,6 +45,7 @@ from typing import Any
 import attrs
 import trio
 
+from .._sockets import descriptor, read_now, write_all
 from ._asgi import WATCH_DISCONNECT, DroppedConnection, Message, Scope
 from ._framing import Response as _Response
 from ._framing import reason as _reason
@@ -211,6 +212,9 @@ class _Connection:
         limits: ServerLimits,
     ):
         self.stream = stream
+        #: The socket's descriptor if plain TCP (read and written directly: gridloom._sockets),
+        #: else -1.
+        self.fd = descriptor(stream)
         self.app = app
         self.server = server
         self.activity = activity
@@ -312,7 +316,11 @@ class _Connection:
                     await self._resume.wait()
                     self._resume = None
                     continue
-                data = await self.stream.receive_some(_READ_SIZE)
+                data: bytes | bytearray
+                if self.fd >= 0:
+                    data = await self._receive_plain()
+                else:
+                    data = await self.stream.receive_some(_READ_SIZE)
                 if not data:
                     break
                 if self.busy:
@@ -330,6 +338,19 @@ class _Connection:
             self.scope.cancel()
         elif self._wake is not None:
             self._wake.set()
+
+    async def _receive_plain(self) -> bytes:
+        """What the client sent next (``b""``: it closed), read from the descriptor once it is
+        readable; errors as the stream's (``trio.BrokenResourceError``)."""
+        fd = self.fd
+        while True:
+            await trio.lowlevel.wait_readable(fd)
+            try:
+                data = read_now(fd, _READ_SIZE)
+            except OSError as exc:
+                raise trio.BrokenResourceError(str(exc)) from exc
+            if data is not None:
+                return data
 
     def _watch(self) -> None:
         """Cancel the request being answered if the client goes (now, if it has gone)."""
@@ -383,7 +404,13 @@ class _Connection:
         self.phase = "write"
         scope = self.scope
         scope.deadline = trio.current_time() + self.limits.write_timeout
-        await self.stream.send_all(data)
+        if self.fd >= 0:
+            try:
+                await write_all(self.fd, data)
+            except OSError as exc:
+                raise trio.BrokenResourceError(str(exc)) from exc
+        else:
+            await self.stream.send_all(data)
         if not last:
             self.phase = "app"
             scope.deadline = math.inf
@@ -398,15 +425,7 @@ class _Connection:
         try:
             with trio.move_on_after(self.limits.write_timeout):
                 await stream.send_all(_error_response(status, message, retry_after=status == 503))
-            with trio.move_on_after(self.limits.linger):
-                if isinstance(stream, trio.abc.HalfCloseableStream):
-                    await stream.send_eof()
-                drained = 0
-                while drained <= self.limits.max_body_bytes:
-                    data = await stream.receive_some(_READ_SIZE)
-                    if not data:
-                        break
-                    drained += len(data)
+            await _linger(stream, self.limits)
         except _GONE:
             pass
 
@@ -490,12 +509,29 @@ async def serve_connection(
         await trio.aclose_forcefully(stream)
 
 
+async def _linger(stream: trio.abc.Stream, limits: ServerLimits) -> None:
+    """After a last answer: end the sending side, then drop what the client still sends, for
+    ``linger`` seconds at most. Closed with unread bytes in its buffer, a socket is reset (RST),
+    and the client may then lose the answer it has not read yet."""
+    with trio.move_on_after(limits.linger):
+        if isinstance(stream, trio.abc.HalfCloseableStream):
+            await stream.send_eof()
+        drained = 0
+        while drained <= limits.max_body_bytes:
+            data = await stream.receive_some(_READ_SIZE)
+            if not data:
+                break
+            drained += len(data)
+
+
 async def _turn_away(stream: trio.abc.Stream, limits: ServerLimits) -> None:
-    """Answer a connection beyond ``max_connections`` with 503, and close it."""
+    """Answer a connection beyond ``max_connections`` with 503 (then linger: :func:`_linger`),
+    and close it."""
     try:
         with trio.move_on_after(min(limits.write_timeout, 1.0)):
             message = f"the simulated endpoint serves at most {limits.max_connections} connections"
             await stream.send_all(_error_response(503, message, retry_after=True))
+            await _linger(stream, limits)
     except _GONE:
         pass
     except Exception:
