@@ -5,6 +5,7 @@ collector tracks."""
 from __future__ import annotations
 
 import gc
+from array import array
 from collections import deque
 
 import pytest
@@ -36,12 +37,17 @@ def test_history_is_a_bounded_deque_of_entries(
 
 
 def test_appending_tracks_no_object() -> None:
+    """However many entries a history was given, it holds three arrays of machine numbers
+    (which refer to no object) and plain numbers: no object per entry for the cyclic
+    collector to count and walk."""
     history = History(1_000, time=0.0, limit=1)
-    gc.collect()
-    before = len(gc.get_objects())
     for i in range(5_000):  # past the capacity: the ring wraps
         history.append(float(i), i % 7, i % 11)
-    assert len(gc.get_objects()) == before
+    held = [ref for ref in gc.get_referents(history) if ref is not History]
+    arrays = [ref for ref in held if isinstance(ref, array)]
+    assert len(arrays) == 3
+    assert all(gc.get_referents(a) == [array] for a in arrays)  # its type alone
+    assert all(isinstance(ref, int | float | array) for ref in held)
     assert history.entries()[-1] == (4999.0, 4999 % 7, 4999 % 11)
 
 
