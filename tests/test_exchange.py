@@ -1164,9 +1164,11 @@ async def test_an_exchange_leaves_no_reference_cycle(case: str, autojump_clock: 
 # --------------------------------------------------------------------------- 10. the socket
 
 
-async def test_plain_connections_are_read_through_their_descriptor(autojump_clock: object) -> None:
-    """A plain TCP connection is exchanged on directly (its descriptor; one checkpoint: the
-    wait for the reply), and a reply larger than one read arrives whole."""
+async def test_plain_connections_are_written_through_their_descriptor(
+    autojump_clock: object,
+) -> None:
+    """A plain TCP connection's requests are written straight to its descriptor
+    (gridloom._sockets), and a reply larger than one read arrives whole."""
     big = b"y" * (5 * 64 * 1024 + 17)
     answer = b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(big) + big
     async with serving(script(answer)) as server, pool() as wire:

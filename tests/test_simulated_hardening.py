@@ -65,7 +65,7 @@ class Deaf(trio.abc.Stream):
 class MemoryListener(trio.abc.Listener[trio.abc.Stream]):
     """Hands the server the far ends of connections opened with :meth:`connect`: in-memory
     streams, or (``sockets``, set by the ``connections`` fixture) real connected socket
-    pairs, which the server reads and writes through their descriptors (gridloom._sockets).
+    pairs, to whose descriptors the server writes its answers directly (gridloom._sockets).
     ``deaf``: the client never reads, so the server's writes never finish."""
 
     #: Whether connections are socket pairs rather than memory streams.

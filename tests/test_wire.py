@@ -351,8 +351,9 @@ async def test_https_with_the_ssl_context_given() -> None:
 
 
 async def test_https_exchange_goes_through_the_tls_stream() -> None:
-    """``post`` over TLS reads and writes through the SSL stream (a plain connection is read
-    through its descriptor instead: tests/test_exchange.py), on one kept-alive connection."""
+    """``post`` over TLS writes through the SSL stream (a plain connection's requests go
+    straight to its descriptor instead: tests/test_exchange.py), on one kept-alive
+    connection."""
     ca = trustme.CA()
     context = ssl.create_default_context()
     ca.configure_trust(context)

@@ -34,7 +34,7 @@ import h11
 import httpx
 import trio
 
-from .._sockets import descriptor, read_now, write_all
+from .._sockets import descriptor, send
 from ._exchange import Reply, ReplyReader
 from ._limit import ResponseCap
 
@@ -68,8 +68,8 @@ class _Connection:
         self.socket = socket
         self.h11 = h11.Connection(h11.CLIENT)
         self.idle_since = 0.0
-        #: The socket's descriptor when :meth:`WireTransport.post` may use it directly (plain
-        #: TCP on POSIX, see :mod:`gridloom._sockets`), else -1 (TLS: through the stream).
+        #: The socket's descriptor when :meth:`WireTransport.post` may write to it directly
+        #: (plain TCP on POSIX, see :mod:`gridloom._sockets`), else -1 (TLS).
         self.fd = descriptor(stream)
 
     def reusable(self, now: float, expiry: float) -> bool:
@@ -108,28 +108,6 @@ class _Connection:
             if not data and self.h11.their_state is h11.SEND_RESPONSE:
                 raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
             self.h11.receive_data(cast(bytes, data))
-
-
-async def _receive_plain(
-    fd: int, reader: ReplyReader, scope: trio.CancelScope, read: float, until: float
-) -> None:
-    """Read the reply into ``reader`` from a plain TCP socket's descriptor: wait until it is
-    readable (the read timeout restarting with every wait, never past ``until``), then read
-    what is there; again until the reply is complete.
-
-    No read is tried before the first wait: the server cannot have answered a request it was
-    just sent, and the wait is the one checkpoint every exchange has.
-    """
-    while True:
-        _bound(scope, read, until)
-        await trio.lowlevel.wait_readable(fd)
-        while (chunk := read_now(fd, READ_SIZE)) is not None:
-            if chunk:
-                reader.feed(chunk)
-            else:
-                reader.eof()
-            if reader.complete:
-                return
 
 
 class _Overdue(Exception):
@@ -315,25 +293,19 @@ class WireTransport(httpx.AsyncBaseTransport):
                     _bound(scope, _get(timeouts, "connect"), until)
                     conn = await self._connect(origin)
                 phase = httpx.WriteTimeout
+                _bound(scope, _get(timeouts, "write"), until)
                 request = b"".join((head, str(len(body)).encode(), b"\r\n\r\n", body))
-                if conn.fd >= 0:  # plain TCP: the descriptor itself (see _receive_plain)
-                    _bound(scope, _get(timeouts, "write"), until)
-                    await write_all(conn.fd, request)
-                    phase = httpx.ReadTimeout
-                    await _receive_plain(conn.fd, reader, scope, _get(timeouts, "read"), until)
-                else:
-                    _bound(scope, _get(timeouts, "write"), until)
-                    await conn.stream.send_all(request)
-                    phase = httpx.ReadTimeout
-                    read = _get(timeouts, "read")
-                    stream = conn.stream
-                    while not reader.complete:
-                        _bound(scope, read, until)
-                        data = await stream.receive_some(READ_SIZE)
-                        if data:
-                            reader.feed(bytes(data))
-                        else:
-                            reader.eof()
+                await send(conn.stream, conn.fd, request)
+                phase = httpx.ReadTimeout
+                read = _get(timeouts, "read")
+                stream = conn.stream
+                while not reader.complete:
+                    _bound(scope, read, until)
+                    data = await stream.receive_some(READ_SIZE)
+                    if data:
+                        reader.feed(bytes(data))
+                    else:
+                        reader.eof()
             if scope.cancelled_caught:
                 if trio.current_time() >= until:
                     raise _Overdue

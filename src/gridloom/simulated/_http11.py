@@ -45,7 +45,7 @@ from typing import Any
 import attrs
 import trio
 
-from .._sockets import descriptor, read_now, write_all
+from .._sockets import descriptor, send
 from ._asgi import WATCH_DISCONNECT, DroppedConnection, Message, Scope
 from ._framing import Response as _Response
 from ._framing import reason as _reason
@@ -212,8 +212,8 @@ class _Connection:
         limits: ServerLimits,
     ):
         self.stream = stream
-        #: The socket's descriptor if plain TCP (read and written directly: gridloom._sockets),
-        #: else -1.
+        #: The socket's descriptor if plain TCP (answers are written to it directly:
+        #: gridloom._sockets), else -1.
         self.fd = descriptor(stream)
         self.app = app
         self.server = server
@@ -316,11 +316,7 @@ class _Connection:
                     await self._resume.wait()
                     self._resume = None
                     continue
-                data: bytes | bytearray
-                if self.fd >= 0:
-                    data = await self._receive_plain()
-                else:
-                    data = await self.stream.receive_some(_READ_SIZE)
+                data = await self.stream.receive_some(_READ_SIZE)
                 if not data:
                     break
                 if self.busy:
@@ -338,19 +334,6 @@ class _Connection:
             self.scope.cancel()
         elif self._wake is not None:
             self._wake.set()
-
-    async def _receive_plain(self) -> bytes:
-        """What the client sent next (``b""``: it closed), read from the descriptor once it is
-        readable; errors as the stream's (``trio.BrokenResourceError``)."""
-        fd = self.fd
-        while True:
-            await trio.lowlevel.wait_readable(fd)
-            try:
-                data = read_now(fd, _READ_SIZE)
-            except OSError as exc:
-                raise trio.BrokenResourceError(str(exc)) from exc
-            if data is not None:
-                return data
 
     def _watch(self) -> None:
         """Cancel the request being answered if the client goes (now, if it has gone)."""
@@ -404,13 +387,7 @@ class _Connection:
         self.phase = "write"
         scope = self.scope
         scope.deadline = trio.current_time() + self.limits.write_timeout
-        if self.fd >= 0:
-            try:
-                await write_all(self.fd, data)
-            except OSError as exc:
-                raise trio.BrokenResourceError(str(exc)) from exc
-        else:
-            await self.stream.send_all(data)
+        await send(self.stream, self.fd, data)
         if not last:
             self.phase = "app"
             scope.deadline = math.inf
