@@ -150,8 +150,12 @@ def _attempt(
     data: Mapping[str, list[Any]], index: int, pid: int, tid: int, start: int, stop: int
 ) -> list[dict[str, Any]]:
     """The events of one task attempt: its slice and, nested in it, its phases."""
-    row_id, status, model, error = (data[k][index] for k in ("row_id", "status", "model", "error"))
-    name = f"row {row_id}" if row_id >= 0 else f"batch of {data['rows'][index]} rows"
+    row_id = data["row_id"][index]
+    status = data["status"][index]
+    model = data["model"][index]
+    error = data["error"][index]
+    rows = data["rows"][index]
+    name = f"row {row_id}" if row_id >= 0 else f"batch of {rows} rows"
     if status != "ok":
         name = f"{name} ({status or 'open'})"
     args: dict[str, Any] = {
@@ -160,8 +164,8 @@ def _attempt(
         "attempt": data["attempt"][index],
         "status": status,
     }
-    if data["rows"][index] != 1:
-        args["rows"] = data["rows"][index]
+    if rows != 1:
+        args["rows"] = rows
     if model is not None:
         args["model"] = model
         args["requests"] = data["requests"][index]
@@ -178,36 +182,40 @@ def _attempt(
             "name": name,
             "cat": "attempt",
             "ph": "X",
-            "ts": _us(start),
-            "dur": _us(stop - start),
+            "ts": start / 1000,
+            "dur": (stop - start) / 1000,
             "pid": pid,
             "tid": tid,
             "args": args,
         }
     ]
-    moments: list[tuple[str, int]] = []
+    # The phases: from each moment reached (clamped into the attempt, never before the one
+    # before it) to the next one reached, or to the attempt's end.
+    at = label = None
     previous = start
     for moment in _PHASES:
         value = data[moment][index]
-        if math.isfinite(value):
-            previous = min(max(_ns(value), previous), stop)
-            moments.append((moment, previous))
-    for k, (moment, at) in enumerate(moments):
-        until = moments[k + 1][1] if k + 1 < len(moments) else stop
-        label = _phase(moment, model)
-        if label is not None and until > at:
-            events.append(
-                {
-                    "name": label,
-                    "cat": "phase",
-                    "ph": "X",
-                    "ts": _us(at),
-                    "dur": _us(until - at),
-                    "pid": pid,
-                    "tid": tid,
-                }
-            )
+        if not math.isfinite(value):  # not reached
+            continue
+        moment_at = min(max(0, round(value * 1e9), previous), stop)
+        if label is not None and at is not None and moment_at > at:
+            events.append(_slice(label, at, moment_at, pid, tid))
+        at, label, previous = moment_at, _phase(moment, model), moment_at
+    if label is not None and at is not None and stop > at:
+        events.append(_slice(label, at, stop, pid, tid))
     return events
+
+
+def _slice(label: str, at: int, until: int, pid: int, tid: int) -> dict[str, Any]:
+    return {
+        "name": label,
+        "cat": "phase",
+        "ph": "X",
+        "ts": at / 1000,
+        "dur": (until - at) / 1000,
+        "pid": pid,
+        "tid": tid,
+    }
 
 
 def _from_start(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:

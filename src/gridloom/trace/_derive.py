@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 __all__ = [
     "assign_lanes",
@@ -75,10 +76,16 @@ def column_order(table: pa.Table) -> list[str]:
 
 def trace_end(table: pa.Table) -> float:
     """The latest time in the trace (seconds since the run's start; 0 for an empty trace)."""
-    return max(
-        (t for name in _TIMES for t in table.column(name).to_pylist() if _finite(t)),
-        default=0.0,
-    )
+    latest = 0.0
+    found = False
+    for name in _TIMES:  # in Arrow's compute: a trace can hold millions of times
+        column = table.column(name)
+        finite = pc.filter(column, pc.is_finite(column))
+        if len(finite):
+            value = pc.max(finite).as_py()
+            latest = value if not found else max(latest, value)
+            found = True
+    return latest
 
 
 def requests_in_flight(table: pa.Table) -> dict[str, list[tuple[float, int]]]:
