@@ -13,7 +13,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 __all__ = [
     "assign_lanes",
@@ -76,6 +75,8 @@ def column_order(table: pa.Table) -> list[str]:
 
 def trace_end(table: pa.Table) -> float:
     """The latest time in the trace (seconds since the run's start; 0 for an empty trace)."""
+    import pyarrow.compute as pc  # here: importing it costs every start of gridloom ~30 ms
+
     latest = 0.0
     found = False
     for name in _TIMES:  # in Arrow's compute: a trace can hold millions of times
