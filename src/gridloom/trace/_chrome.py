@@ -182,8 +182,8 @@ def _attempt(
             "name": name,
             "cat": "attempt",
             "ph": "X",
-            "ts": start / 1000,
-            "dur": (stop - start) / 1000,
+            "ts": _us(start),
+            "dur": _us(stop - start),
             "pid": pid,
             "tid": tid,
             "args": args,
@@ -191,17 +191,16 @@ def _attempt(
     ]
     # The phases: from each moment reached (clamped into the attempt, never before the one
     # before it) to the next one reached, or to the attempt's end.
-    at = label = None
-    previous = start
+    at, label = start, None  # the last moment reached, and the phase that began there
     for moment in _PHASES:
         value = data[moment][index]
         if not math.isfinite(value):  # not reached
             continue
-        moment_at = min(max(0, round(value * 1e9), previous), stop)
-        if label is not None and at is not None and moment_at > at:
-            events.append(_slice(label, at, moment_at, pid, tid))
-        at, label, previous = moment_at, _phase(moment, model), moment_at
-    if label is not None and at is not None and stop > at:
+        reached = min(max(_ns(value), at), stop)
+        if label is not None and reached > at:
+            events.append(_slice(label, at, reached, pid, tid))
+        at, label = reached, _phase(moment, model)
+    if label is not None and stop > at:
         events.append(_slice(label, at, stop, pid, tid))
     return events
 
@@ -211,8 +210,8 @@ def _slice(label: str, at: int, until: int, pid: int, tid: int) -> dict[str, Any
         "name": label,
         "cat": "phase",
         "ph": "X",
-        "ts": at / 1000,
-        "dur": (until - at) / 1000,
+        "ts": _us(at),
+        "dur": _us(until - at),
         "pid": pid,
         "tid": tid,
     }

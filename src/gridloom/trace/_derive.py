@@ -77,16 +77,13 @@ def trace_end(table: pa.Table) -> float:
     """The latest time in the trace (seconds since the run's start; 0 for an empty trace)."""
     import pyarrow.compute as pc  # here: importing it costs every start of gridloom ~30 ms
 
-    latest = 0.0
-    found = False
+    latest: list[float] = []
     for name in _TIMES:  # in Arrow's compute: a trace can hold millions of times
         column = table.column(name)
         finite = pc.filter(column, pc.is_finite(column))
         if len(finite):
-            value = pc.max(finite).as_py()
-            latest = value if not found else max(latest, value)
-            found = True
-    return latest
+            latest.append(pc.max(finite).as_py())
+    return max(latest, default=0.0)
 
 
 def requests_in_flight(table: pa.Table) -> dict[str, list[tuple[float, int]]]:
