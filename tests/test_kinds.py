@@ -4,6 +4,8 @@ plugins reported in one line each, and everything that iterates the kinds."""
 from __future__ import annotations
 
 import ast
+import concurrent.futures
+import contextlib
 import importlib
 import importlib.metadata
 import inspect
@@ -21,6 +23,8 @@ from pathlib import Path
 import attrs
 import jsonschema
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import gridloom as gl
 import gridloom.config as gc
@@ -38,7 +42,9 @@ from gridloom.config._kind import BUILDER_METHODS, kind_problem
 from gridloom.config._kinds import (
     BUILTIN_ENTRY_POINTS,
     ENTRY_POINT_GROUP,
+    column_kinds,
     discover_entry_points,
+    kind_named,
     reload,
 )
 from gridloom.engine import compile_pipeline
@@ -200,6 +206,125 @@ def test_importing_gridloom_does_not_read_entry_points() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.strip() == "None"
+
+
+@pytest.fixture
+def unread(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """A fresh registry whose entry points must not be read: each read is recorded (the
+    groups asked for) and fails."""
+    reads: list[str] = []
+
+    def refuse(**kw: object) -> object:
+        reads.append(str(kw.get("group")))
+        raise AssertionError(f"entry points read: {kw}")
+
+    reload()
+    monkeypatch.setattr(importlib.metadata, "entry_points", refuse)
+    yield reads
+    monkeypatch.undo()
+    reload()
+
+
+SAMPLERS_ONLY = {
+    "columns": [
+        {"name": "topic", "category": {"values": ["a", "b"]}},
+        {"name": "sub", "subcategory": {"parent": "topic", "values": {"a": ["x"], "b": ["y"]}}},
+        {"name": "n", "uniform": {"low": 1, "high": 9}},
+        {"name": "g", "gaussian": {"mean": 0, "stddev": 1}},
+        {"name": "id", "uuid": {}},
+        {"name": "when", "datetime": {"start": "2024-01-01", "end": "2024-12-31"}},
+        {"name": "text", "expression": "{{ topic }}-{{ n }}"},
+    ]
+}
+
+
+def test_a_pipeline_of_built_in_kinds_reads_no_entry_points(unread: list[str]) -> None:
+    """Loading, building, compiling and previewing a pipeline whose kinds are all built in
+    reads no installed entry points: a built-in is resolved by its key alone."""
+    cfg = structure_pipeline(SAMPLERS_ONLY)
+    built = PipelineBuilder(seed=3).category("topic", ["a", "b"]).uuid("id").build()
+    graph = compile_pipeline(cfg)
+    assert set(graph.columns) == {c["name"] for c in SAMPLERS_ONLY["columns"]}
+    assert gl.preview(built, 2).num_rows == 2
+    assert unread == []
+    assert gl.config._kinds._REGISTRY._state is None
+
+
+def test_a_kind_that_is_not_built_in_reads_the_plugins(unread: list[str]) -> None:
+    """An unknown kind key, a listing of the kinds, and validate each read the plugins'
+    entry points (once: the registry keeps what it read)."""
+    actions = {
+        "unknown key": lambda: structure_pipeline({"columns": [{"name": "x", "sparkles": {}}]}),
+        "listing": lambda: list(COLUMN_KINDS),
+        "validate": lambda: gl.validate(SAMPLERS_ONLY),
+    }
+    for what, action in actions.items():
+        reload()
+        unread.clear()
+        with contextlib.suppress(ConfigError):
+            action()
+        with contextlib.suppress(ConfigError):
+            action()
+        assert unread == [ENTRY_POINT_GROUP], what
+
+
+def test_built_ins_by_name_are_the_registry_s_own(site: Site) -> None:
+    """Whatever plugins are installed (one taking a built-in's key, one of its own), every
+    name resolves lazily to what the full registry holds: built-ins to the built-in, a
+    plugin's key to the plugin, an unknown key to nothing; the same object whichever is
+    asked first."""
+    taker, own = module_name(), module_name()
+    site.install("taker-plugin", {"uuid": f"{taker}:KIND"}, {taker: shout("uuid")})
+    site.install("own-plugin", {"shout": f"{own}:KIND"}, {own: shout("shout")})
+    names = [*BUILTIN, "shout", "sparkles"]
+    reload()
+    lazily = {name: kind_named(name) for name in BUILTIN}
+    assert gl.config._kinds._REGISTRY._state is None  # built-ins alone read nothing
+    lazily |= {name: kind_named(name) for name in ["shout", "sparkles"]}
+    eagerly = dict(column_kinds())
+    assert {name: lazily[name] for name in names} == {name: eagerly.get(name) for name in names}
+    assert lazily["uuid"] is eagerly["uuid"]
+    assert eagerly["uuid"].config is gl.UUIDColumn
+    assert eagerly["shout"].config.__module__ == own
+    reload()
+    assert kind_named("uuid") is eagerly["uuid"]  # loaded lazily after a full load: the same
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    keys=st.lists(
+        st.one_of(st.sampled_from(BUILTIN), st.from_regex(r"[a-z_]{1,12}", fullmatch=True)),
+        min_size=1,
+        max_size=3,
+    )
+)
+def test_a_column_reads_the_same_lazily_and_eagerly(keys: list[str]) -> None:
+    """A column mapping of any kind keys structures to the same column, or fails with the same
+    message, whether the registry has read the plugins yet or not."""
+    column = {"name": "c", **{key: {} for key in keys}}
+
+    def outcome() -> object:
+        try:
+            return structure_pipeline({"columns": [column]}).columns[0]
+        except ConfigError as exc:
+            return str(exc)
+
+    reload()
+    lazy = outcome()
+    column_kinds()
+    assert outcome() == lazy
+
+
+def test_concurrent_first_lookups_load_a_built_in_once() -> None:
+    """Threads asking for built-in kinds at once, before anything loaded, all get the
+    registry's object."""
+    reload()
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        found = list(pool.map(kind_named, BUILTIN * 8))
+    kinds = column_kinds()
+    assert [kind is kinds[name] for kind, name in zip(found, BUILTIN * 8, strict=True)] == [
+        True
+    ] * len(found)
 
 
 def test_the_config_layer_never_imports_the_kinds() -> None:

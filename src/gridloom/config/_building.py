@@ -31,7 +31,7 @@ from ._constraints import DEFAULT_MAX_ATTEMPTS, Constraint
 from ._converter import converter, structure_processor
 from ._issues import ColumnIssues, collect, describe, find_invalid_field
 from ._kind import COMMON_FIELDS, ColumnKind
-from ._kinds import column_kinds, unavailable, unavailable_message
+from ._kinds import column_kinds, kind_named, unavailable, unavailable_message
 from ._models import ModelConfig, PipelineConfig, ProviderConfig, RunConfig, SeedDatasetConfig
 from ._processors import ProcessorConfig
 from ._schema import split_doc
@@ -298,7 +298,7 @@ def _missing(owner: str, name: str) -> AttributeError:
 def _kind_or_missing(owner: str, name: str) -> Callable[..., Any]:
     if name.startswith("_"):
         raise AttributeError(f"{owner} has no attribute {name!r}")
-    kind = column_kinds().get(name)
+    kind = kind_named(name)
     if kind is None:
         raise _missing(owner, name)
     return _kind_function(kind)
@@ -368,7 +368,7 @@ class BuilderBase(metaclass=_KindMethods):
         """Add a column of ``kind`` (any registered kind, a plugin's too): the same as
         ``.<kind>(name, *args, **fields)``, for code that names the kind in a variable or
         that a type checker reads without knowing the plugin's method."""
-        declared = column_kinds().get(kind)
+        declared = kind_named(kind)
         if declared is None:
             info = unavailable(kind)
             message = unavailable_message(info) if info else f"unknown column kind {kind!r}"

@@ -54,8 +54,8 @@ from ._issues import (
     unknown_key_message,
 )
 from ._keyed import keyed_hooks
-from ._kind import COMMON_FIELDS
-from ._kinds import column_kinds, unavailable, unavailable_message
+from ._kind import COMMON_FIELDS, ColumnKind
+from ._kinds import column_kinds, is_builtin_name, kind_named, unavailable, unavailable_message
 from ._llm import Rubric
 from ._models import PipelineConfig
 from ._processors import PROCESSOR_KINDS, ProcessorConfig
@@ -165,16 +165,24 @@ def _dict_hook(tp: Any) -> Callable[[Any, Any], Any]:
 
 
 def _attrs_hook(cls: type[Any]) -> Callable[[Any, Any], Any]:
-    attrs.resolve_types(cls)
-    inner = make_dict_structure_fn(
-        cls, converter, _cattrs_forbid_extra_keys=True, _cattrs_detailed_validation=True
-    )
+    """The structure hook of the config class ``cls``. cattrs generates its code (and, through
+    its fields, the hooks of the classes they hold) the first time a value of ``cls`` is
+    structured, not when a class holding one is: a config that leaves a section out (tools,
+    seed datasets, Ray, MCP servers...) generates none of that section's code."""
+    generated: list[Callable[[Any, Any], Any]] = []
 
     def structure_attrs(obj: Any, _: Any) -> Any:
         if not isinstance(obj, Mapping):
             raise TypeError(f"expected a mapping, got {describe(obj)}")
+        if not generated:  # two threads may both generate it: the same function either way
+            attrs.resolve_types(cls)
+            generated.append(
+                make_dict_structure_fn(
+                    cls, converter, _cattrs_forbid_extra_keys=True, _cattrs_detailed_validation=True
+                )
+            )
         try:
-            return inner(obj, cls)
+            return generated[0](obj, cls)
         except ClassValidationError as exc:
             _point_at_fields(exc, cls, obj)
             raise
@@ -209,6 +217,18 @@ def _column_issue(name: str | None, message: str, *path: PathPart) -> ColumnIssu
     return ColumnIssues(name, [Issue(message, path)])
 
 
+def _kinds_for(column: Mapping[Any, Any]) -> Mapping[str, ColumnKind[Any]]:
+    """The kinds to read ``column``'s keys against: when every key but the common fields is a
+    built-in kind's, just those (loaded without reading the installed plugins); else every
+    available kind."""
+    keys = [key for key in column if key not in _COMMON_FIELDS]
+    if keys and all(is_builtin_name(key) for key in keys):
+        found = {key: kind_named(key) for key in keys}
+        if all(kind is not None for kind in found.values()):
+            return {key: kind for key, kind in found.items() if kind is not None}
+    return column_kinds()
+
+
 def _structure_column(obj: Any, _: Any) -> ColumnConfig:
     """``{name, <kind>: {params}, depends_on?, drop?}`` → the kind's column class."""
     if isinstance(obj, ColumnConfig):
@@ -217,7 +237,7 @@ def _structure_column(obj: Any, _: Any) -> ColumnConfig:
         raise TypeError(f"a column must be a mapping, got {describe(obj)}")
     raw_name = obj.get("name")
     name = raw_name if isinstance(raw_name, str) and raw_name else None
-    kinds = column_kinds()
+    kinds = _kinds_for(obj)
     keys = [key for key in obj if key in kinds]
     unknown = [key for key in obj if key not in kinds and key not in _COMMON_FIELDS]
     for key in unknown:

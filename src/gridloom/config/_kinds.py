@@ -7,6 +7,13 @@ is the kind key. When gridloom's own entry points are not installed (a source tr
 ``PYTHONPATH``) the built-in kinds are loaded from :data:`BUILTIN_ENTRY_POINTS`, the same list
 ``pyproject.toml`` declares.
 
+A built-in kind asked for by name (:func:`kind_named`: a config's columns, the builder's
+methods, a generator's kind) is loaded on its own from that list, without reading any
+installed package's entry points: no plugin can take a built-in's key, so the answer is the
+same, and a pipeline of built-in kinds starts without scanning every installed distribution
+and importing every plugin. Everything else reads them all, once: a name that is not a
+built-in's, and every listing (:func:`column_kinds`, :func:`installed`, :data:`COLUMN_KINDS`).
+
 A plugin that fails to import, declares an invalid kind or takes a name already registered
 (a built-in's, or an earlier plugin's) is skipped, with one warning line naming it; the other
 kinds still load. :func:`installed` lists every kind found, with its problem if it has one, and
@@ -38,6 +45,8 @@ __all__ = [
     "column_kinds",
     "discover_entry_points",
     "installed",
+    "is_builtin_name",
+    "kind_named",
     "kind_of",
     "reload",
     "unavailable",
@@ -75,6 +84,11 @@ BUILTIN_ENTRY_POINTS: tuple[str, ...] = (
     "validate = gridloom.kinds.validate:KIND",
     "llm_agent = gridloom.kinds.llm_agent:KIND",
 )
+#: Each built-in kind key and its entry point's value (``module:attribute``).
+_BUILTIN_VALUES: dict[str, str] = {
+    name.strip(): value.strip()
+    for name, _, value in (line.partition("=") for line in BUILTIN_ENTRY_POINTS)
+}
 
 
 @attrs.frozen
@@ -102,6 +116,8 @@ class _Registry:
         self._lock = threading.RLock()
         self._state: _State | None = None
         self._loading = False
+        #: Built-in kinds loaded one by one (:meth:`builtin`), before :meth:`state` was needed.
+        self._builtins: dict[str, ColumnKind[Any]] = {}
 
     def state(self) -> _State:
         state = self._state
@@ -120,9 +136,33 @@ class _Registry:
                     self._loading = False
             return self._state
 
+    def builtin(self, name: str) -> ColumnKind[Any] | None:
+        """The built-in kind ``name``, loaded from :data:`BUILTIN_ENTRY_POINTS` alone; ``None``
+        when ``name`` is not a built-in's key, or the kind does not load (then :meth:`state`
+        records why)."""
+        value = _BUILTIN_VALUES.get(name)
+        if value is None:
+            return None
+        state = self._state
+        if state is not None:
+            return state.kinds.get(name)
+        kind = self._builtins.get(name)
+        if kind is not None:
+            return kind
+        with self._lock:
+            if self._state is not None:
+                return self._state.kinds.get(name)
+            if name not in self._builtins:
+                loaded: dict[str, ColumnKind[Any]] = {}
+                if _register(_fallback(name, value), loaded, []).problem is not None:
+                    return None
+                self._builtins[name] = loaded[name]
+            return self._builtins[name]
+
     def reload(self) -> None:
         with self._lock:
             self._state = None
+            self._builtins.clear()
 
 
 _REGISTRY = _Registry()
@@ -140,17 +180,33 @@ def installed() -> tuple[KindInfo, ...]:
     return _REGISTRY.state().infos
 
 
+def kind_named(name: str) -> ColumnKind[Any] | None:
+    """The available kind whose key is ``name`` (``None``: none is). A built-in's is loaded on
+    its own, without reading the installed entry points; any other name reads them."""
+    kind = _REGISTRY.builtin(name)
+    if kind is not None:
+        return kind
+    return _REGISTRY.state().kinds.get(name)
+
+
+def is_builtin_name(name: object) -> bool:
+    """Whether ``name`` is the key of one of gridloom's own kinds (which no plugin can take)."""
+    return isinstance(name, str) and name in _BUILTIN_VALUES
+
+
 def kind_of(column: ColumnConfig | type[ColumnConfig]) -> ColumnKind[Any] | None:
     """The registered kind of a column (or config class): the one its ``kind`` key names,
     when the column is an instance of that kind's config class."""
     cls = column if isinstance(column, type) else type(column)
-    kind = _REGISTRY.state().kinds.get(cls.kind)
+    kind = kind_named(cls.kind) if isinstance(cls.kind, str) else None
     return kind if kind is not None and issubclass(cls, kind.config) else None
 
 
 def unavailable(name: str) -> KindInfo | None:
     """What went wrong with the kind called ``name``, when one was found under that name but
     none is available (``None`` when the name is available or unknown)."""
+    if _REGISTRY.builtin(name) is not None:
+        return None
     state = _REGISTRY.state()
     if name in state.kinds:
         return None

@@ -36,6 +36,7 @@ from ..engine import (
     Scheduler,
     ShutdownReason,
 )
+from ..kinds import installed
 from ..progress import ProgressReporter
 from ..storage import (
     Location,
@@ -199,9 +200,14 @@ class Run:
     def validate(self) -> ExecutionGraph:
         """Load and compile the pipeline, generating nothing (see :func:`gridloom.validate`).
 
+        A check reads every installed plugin's kinds, so that a broken plugin is warned about
+        (one line each) even when the pipeline uses only built-in kinds, which a run resolves
+        without reading the plugins.
+
         Raises:
             ConfigError: naming the column and field at fault (and the column's kind).
         """
+        installed()
         cfg, base = load_source(self._source, self._base_dir)
         return compile_source(cfg, base)
 
