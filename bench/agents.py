@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import _harness
 from _harness import run_sizes, save, start_simulator
 
 CONFIG = Path(__file__).resolve().parent.parent / "examples" / "search_agent" / "pipeline.yaml"
@@ -32,7 +33,7 @@ def config(url: str | None) -> Any:
     """The recipe, or with ``url`` the recipe pointed at an external endpoint."""
     import attrs
 
-    import gridloom as gl
+    gl = _harness.load_gridloom()
 
     cfg = gl.load_config(CONFIG)
     if url is None:
@@ -44,7 +45,7 @@ def config(url: str | None) -> Any:
 def child(rows: int, url: str | None) -> dict[str, Any]:
     import pyarrow.compute as pc
 
-    import gridloom as gl
+    gl = _harness.load_gridloom()
 
     cfg = config(url)
     with tempfile.TemporaryDirectory() as tmp:

@@ -32,6 +32,7 @@ from typing import Any
 
 import trio
 
+import _harness
 from _harness import start_simulator
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -59,7 +60,7 @@ def pipeline(url: str, cache: bool) -> dict[str, Any]:
 
 
 def timed_run(config: dict[str, Any], rows: int, out: str) -> dict[str, Any]:
-    import gridloom as gl
+    gl = _harness.load_gridloom()
 
     t0, c0 = time.perf_counter(), time.process_time()
     result = gl.create(config, num_records=rows, output_dir=out, overwrite=True)

@@ -14,6 +14,7 @@ import argparse
 import json
 from typing import Any
 
+import _harness
 from _harness import measure, run_sizes, write_report
 
 
@@ -23,7 +24,7 @@ async def passthrough(row: dict[str, Any], ctx: Any) -> int:
 
 
 def pipeline(model_bound: bool) -> Any:
-    import gridloom as gl
+    gl = _harness.load_gridloom()
 
     model = "sim" if model_bound else None
     builder = gl.PipelineBuilder(seed=1).uniform("n", 0, 1000, convert_to="int")
@@ -45,7 +46,7 @@ def main() -> None:
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        import gridloom as gl
+        gl = _harness.load_gridloom()
 
         config = pipeline(args.model_bound)
         run = lambda out: gl.create(config, num_records=args.child, output_dir=out)  # noqa: E731

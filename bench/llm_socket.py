@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import _harness
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -48,7 +50,7 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=64)
     args = parser.parse_args()
 
-    import gridloom as gl
+    gl = _harness.load_gridloom()
 
     proc, url = start_simulator(args.latency)
     try:

@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import time
 
+import _harness
+
 
 def main() -> None:
-    import gridloom as gl
+    gl = _harness.load_gridloom()
     from gridloom.kinds.person import FIELDS
 
     parser = argparse.ArgumentParser(description=__doc__)

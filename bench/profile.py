@@ -39,6 +39,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import _harness
 import overhead
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -138,7 +139,7 @@ def child(spec: dict[str, Any]) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    import gridloom as gl
+    gl = _harness.load_gridloom()
 
     pq.write_table(pa.table({"x": [1]}), io.BytesIO())  # one-off per process, not the run's
     config = overhead.build_config(spec)

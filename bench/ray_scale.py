@@ -61,6 +61,8 @@ os.environ.setdefault("GRIDLOOM_PROGRESS", "off")
 import psutil  # type: ignore[import-untyped]
 import trio
 
+import _harness
+
 RESULTS = Path(__file__).resolve().parent / "results"
 GOODPUT_TARGET = 0.9
 WORK_MODULE = "ray_scale_work"
@@ -145,7 +147,7 @@ async def timed_create(
     CPU and the machine's busy cores over it."""
     import attrs
 
-    import gridloom as gl
+    gl = _harness.load_gridloom()
 
     if shards is not None:
         ray_cfg = attrs.evolve(config.run.ray, cpus_per_shard=cpus)
@@ -185,7 +187,7 @@ def label(shards: int | None) -> str:
 
 
 async def goodput_case(args: argparse.Namespace) -> dict[str, Any]:
-    import gridloom as gl
+    gl = _harness.load_gridloom()
     from gridloom.config import LatencyConfig, SimulatedModel, SimulationConfig
     from gridloom.simulated import serve_simulated
 

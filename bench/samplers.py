@@ -14,6 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
+import _harness
 from _harness import measure, run_sizes, write_report
 
 CONFIG = Path(__file__).resolve().parent.parent / "examples" / "samplers.yaml"
@@ -25,7 +26,7 @@ def main() -> None:
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        import gridloom as gl
+        gl = _harness.load_gridloom()
 
         def run(out: str) -> gl.RunResult:
             return gl.create(CONFIG, num_records=args.child, output_dir=out)

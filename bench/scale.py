@@ -13,6 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
+import _harness
 from _harness import measure, run_sizes, write_report
 
 CONFIG = Path(__file__).resolve().parent.parent / "examples" / "people.yaml"
@@ -24,7 +25,7 @@ def main() -> None:
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        import gridloom as gl
+        gl = _harness.load_gridloom()
 
         run = lambda out: gl.create(CONFIG, num_records=args.child, output_dir=out)  # noqa: E731
         print(json.dumps(measure(run, args.child)))

@@ -236,7 +236,7 @@ def child(spec: dict[str, Any]) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    import gridloom as gl
+    gl = _harness.load_gridloom()
 
     pq.write_table(pa.table({"x": [1]}), io.BytesIO())  # one-off per process, not the run's
     config = build_config(

@@ -23,13 +23,15 @@ from typing import Any
 
 import trio
 
+import _harness
+
 RESULTS = Path(__file__).resolve().parent / "results"
 #: The start-up window whose refusals are counted apart (a slow start's are all in it).
 EARLY_SECONDS = 10.0
 
 
 async def run(rows: int, latency: float, capacity: int, parallel: int) -> dict[str, Any]:
-    import gridloom as gl
+    gl = _harness.load_gridloom()
     from gridloom.config import LatencyConfig, SimulatedModel, SimulationConfig
     from gridloom.simulated import serve_simulated
 

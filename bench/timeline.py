@@ -19,6 +19,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import _harness
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 FIGURE = ROOT / "docs" / "timeline-deep-cell-vs-column.png"
@@ -55,7 +57,7 @@ def main() -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    import gridloom as gl
+    gl = _harness.load_gridloom()
     from gridloom.plots import compare_gantt
 
     # The first Parquet write in a process pays ~0.3 s of one-off setup: not the first mode's.

@@ -23,9 +23,10 @@ from typing import Any
 
 import trio
 
-import gridloom as gl
+import _harness
 from gridloom.config import structure_pipeline
 
+gl = _harness.load_gridloom()
 STAMPS: list[float] = []
 
 SNIPPETS = [

@@ -377,6 +377,21 @@ def test_public_names_are_sorted_and_importable() -> None:
         assert hasattr(gl, name), name
 
 
+def test_every_public_name_and_part_loads_on_first_use() -> None:
+    """Each name of __all__ has the module it comes from (but the version), and every public
+    module or subpackage of gridloom is reachable as an attribute before it was imported."""
+    import gridloom
+
+    assert set(gridloom._PUBLIC) | {"__version__"} == set(gl.__all__)
+    src = Path(gridloom.__file__).parent
+    parts = {
+        p.stem
+        for p in src.iterdir()
+        if not p.name.startswith("_") and (p.suffix == ".py" or (p / "__init__.py").exists())
+    }
+    assert set(gridloom._SUBMODULES) == parts
+
+
 def test_the_namespace_has_no_stray_names() -> None:
     """Every public name of the gridloom namespace is in __all__ or is one of its subpackages
     (no `annotations` from a __future__ import, no `version` or `PackageNotFoundError`)."""

@@ -51,6 +51,65 @@ def test_the_command_line_imports_no_pandas_or_matplotlib() -> None:
     assert done.stdout.strip() == "[]"
 
 
+HAVE_HTTPX_CLI = all(importlib.util.find_spec(m) is not None for m in ("rich", "pygments"))
+
+
+def test_the_command_line_leaves_out_httpx_s_command_line() -> None:
+    """The gridloom command's process never imports httpx's own command line (nor pygments,
+    which only that needs), and httpx still works there; a program importing gridloom gets
+    httpx untouched, its command line included when its extras are installed."""
+    command = python(
+        """
+        import sys
+        import gridloom.cli
+        import httpx
+        assert httpx.Client and httpx.Timeout(1.0)
+        print(sys.modules["httpx._main"], "pygments" in sys.modules)
+        """
+    )
+    assert command.returncode == 0, command.stderr
+    assert command.stdout.split() == ["None", "False"]
+    program = python(
+        """
+        import sys
+        import gridloom as gl
+        gl.create, gl.PipelineBuilder
+        import httpx
+        print(sys.modules.get("httpx._main") is not None)
+        """
+    )
+    assert program.returncode == 0, program.stderr
+    assert program.stdout.strip() == str(HAVE_HTTPX_CLI)
+
+
+def test_importing_gridloom_loads_its_parts_on_first_use() -> None:
+    """``import gridloom`` imports no engine, httpx or pyarrow; each public name and each
+    subpackage arrives on first use, and ``dir()`` lists every public name."""
+    done = python(
+        """
+        import sys
+        import gridloom as gl
+        heavy = ("gridloom.engine", "httpx", "pyarrow", "trio")
+        print(sorted(m for m in heavy if m in sys.modules))
+        assert set(gl.__all__) <= set(dir(gl))
+        assert gl.create.__module__ == "gridloom._api"
+        assert gl.config.COLUMN_KINDS["uuid"] is gl.UUIDColumn
+        assert isinstance(gl.__version__, str)
+        from gridloom import ConfigError, open_run
+        assert issubclass(ConfigError, gl.GridloomError) and open_run
+        try:
+            gl.no_such_name
+        except AttributeError as exc:
+            print(exc)
+        """
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "[]",
+        "module 'gridloom' has no attribute 'no_such_name'",
+    ]
+
+
 def test_the_warmup_converts_once_the_loop_sleeps() -> None:
     """A loop gone to sleep with nothing due soon and no worker thread busy (as one waiting on
     its models) lets the helper make pyarrow's first conversion, which imports pandas when it

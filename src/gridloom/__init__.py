@@ -6,68 +6,172 @@ The public face. Everything a user needs is importable from here::
     result = gl.create("pipeline.yaml", num_records=10_000, output_dir="out/")
 """
 
-import importlib.metadata as _metadata
+import importlib as _importlib
+import typing as _typing
 
-from ._api import (
-    acheck_models,
-    acreate,
-    apreview,
-    check_models,
-    create,
-    plan_row_groups,
-    preview,
-    validate,
-)
-from .config import (
-    ColumnConfig,
-    Constraint,
-    ModelConfig,
-    PipelineBuilder,
-    PipelineConfig,
-    ProviderConfig,
-    RunConfig,
-    SeedDatasetConfig,
-    SeedPartition,
-    config_hash,
-    dump_config,
-    load_config,
-)
-from .engine import ExecutionGraph
-from .errors import (
-    ClusterError,
-    ConfigError,
-    CycleError,
-    GenerationError,
-    GridloomError,
-    OutputExistsError,
-    RunError,
-    StorageError,
-    TemplateError,
-    TemplateLimitExceeded,
-    UnknownReferenceError,
-    ValueTypeError,
-)
-from .generators import BatchContext, CellContext, ColumnGenerator, RowFailure
-from .kinds import (
-    BernoulliColumn,
-    BinomialColumn,
-    CategoryColumn,
-    CustomColumn,
-    DatetimeColumn,
-    ExpressionColumn,
-    GaussianColumn,
-    PoissonColumn,
-    SubcategoryColumn,
-    TimedeltaColumn,
-    UniformColumn,
-    UUIDColumn,
-)
-from .storage import ColumnCounts, RunResult, open_run
+if _typing.TYPE_CHECKING:
+    __version__: str
+    from ._api import (
+        acheck_models,
+        acreate,
+        apreview,
+        check_models,
+        create,
+        plan_row_groups,
+        preview,
+        validate,
+    )
+    from .config import (
+        ColumnConfig,
+        Constraint,
+        ModelConfig,
+        PipelineBuilder,
+        PipelineConfig,
+        ProviderConfig,
+        RunConfig,
+        SeedDatasetConfig,
+        SeedPartition,
+        config_hash,
+        dump_config,
+        load_config,
+    )
+    from .engine import ExecutionGraph
+    from .errors import (
+        ClusterError,
+        ConfigError,
+        CycleError,
+        GenerationError,
+        GridloomError,
+        OutputExistsError,
+        RunError,
+        StorageError,
+        TemplateError,
+        TemplateLimitExceeded,
+        UnknownReferenceError,
+        ValueTypeError,
+    )
+    from .generators import BatchContext, CellContext, ColumnGenerator, RowFailure
+    from .kinds import (
+        BernoulliColumn,
+        BinomialColumn,
+        CategoryColumn,
+        CustomColumn,
+        DatetimeColumn,
+        ExpressionColumn,
+        GaussianColumn,
+        PoissonColumn,
+        SubcategoryColumn,
+        TimedeltaColumn,
+        UniformColumn,
+        UUIDColumn,
+    )
+    from .storage import ColumnCounts, RunResult, open_run
 
-try:
-    __version__ = _metadata.version("gridloom")
-except _metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
+#: Each public name and the module it comes from: imported on first use (PEP 562), so that
+#: ``import gridloom`` is cheap and a program (the ``gridloom`` command) can prepare the
+#: process before the engine and its dependencies load.
+_PUBLIC: dict[str, str] = {
+    "BatchContext": ".generators",
+    "BernoulliColumn": ".kinds",
+    "BinomialColumn": ".kinds",
+    "CategoryColumn": ".kinds",
+    "CellContext": ".generators",
+    "ClusterError": ".errors",
+    "ColumnConfig": ".config",
+    "ColumnCounts": ".storage",
+    "ColumnGenerator": ".generators",
+    "ConfigError": ".errors",
+    "Constraint": ".config",
+    "CustomColumn": ".kinds",
+    "CycleError": ".errors",
+    "DatetimeColumn": ".kinds",
+    "ExecutionGraph": ".engine",
+    "ExpressionColumn": ".kinds",
+    "GaussianColumn": ".kinds",
+    "GenerationError": ".errors",
+    "GridloomError": ".errors",
+    "ModelConfig": ".config",
+    "OutputExistsError": ".errors",
+    "PipelineBuilder": ".config",
+    "PipelineConfig": ".config",
+    "PoissonColumn": ".kinds",
+    "ProviderConfig": ".config",
+    "RowFailure": ".generators",
+    "RunConfig": ".config",
+    "RunError": ".errors",
+    "RunResult": ".storage",
+    "SeedDatasetConfig": ".config",
+    "SeedPartition": ".config",
+    "StorageError": ".errors",
+    "SubcategoryColumn": ".kinds",
+    "TemplateError": ".errors",
+    "TemplateLimitExceeded": ".errors",
+    "TimedeltaColumn": ".kinds",
+    "UUIDColumn": ".kinds",
+    "UniformColumn": ".kinds",
+    "UnknownReferenceError": ".errors",
+    "ValueTypeError": ".errors",
+    "acheck_models": "._api",
+    "acreate": "._api",
+    "apreview": "._api",
+    "check_models": "._api",
+    "config_hash": ".config",
+    "create": "._api",
+    "dump_config": ".config",
+    "load_config": ".config",
+    "open_run": ".storage",
+    "plan_row_groups": "._api",
+    "preview": "._api",
+    "validate": "._api",
+}
+#: gridloom's subpackages and modules, reachable as attributes like any package's.
+_SUBMODULES = frozenset(
+    {
+        "cli",
+        "clients",
+        "config",
+        "engine",
+        "errors",
+        "generators",
+        "kinds",
+        "plots",
+        "progress",
+        "run",
+        "simulated",
+        "storage",
+        "throttle",
+        "tools",
+        "trace",
+    }
+)
+
+
+def __getattr__(name: str) -> _typing.Any:
+    module = _PUBLIC.get(name)
+    if module is not None:
+        value = getattr(_importlib.import_module(module, __name__), name)
+    elif name == "__version__":
+        value = _version()
+    elif name in _SUBMODULES:
+        value = _importlib.import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__, *_SUBMODULES})
+
+
+def _version() -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("gridloom")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - a source tree
+        return "0.0.0"
+
 
 __all__ = [
     "BatchContext",

@@ -35,6 +35,16 @@ import logging
 import os
 import sys
 
+# httpx imports its own command line (``httpx._main``) whenever click, rich and pygments are
+# installed, as they are beside gridloom; with rich's syntax highlighting and pygments' lexers
+# that is a tenth of this command's start-up, before its first request. The gridloom command
+# never runs httpx's command line, so its process marks that module absent before httpx is
+# first imported (``None`` in ``sys.modules`` is the import system's "not available"); httpx
+# then defines ``httpx.main`` as its fallback for a missing ``httpx[cli]``. Only this command
+# does it: ``import gridloom`` in a program leaves httpx as it is.
+if "httpx" not in sys.modules:
+    sys.modules.setdefault("httpx._main", None)
+
 import click
 
 from ..run import stopping
