@@ -8,7 +8,9 @@ exited. The preview writes its phase marks to a file (``GRIDLOOM_PREVIEW_TIMES``
 ``CLOCK_MONOTONIC``, the same clock in both processes), which split the wall time into:
 
 * **start-up**: spawn → the command runs (interpreter start, imports, option parsing); the
-  bare interpreter (``python -c pass``, measured alike) is reported beside it;
+  bare interpreter (``python -c pass``, measured alike) is reported beside it, and so is a
+  fresh interpreter importing only the core dependencies a preview needs
+  (:data:`CORE_IMPORTS`), the floor no code of gridloom's can go below;
 * **config**: reading, validating and building the pipeline config;
 * **to first request**: event loop start, compiling the pipeline, opening the models (the
   built-in simulated endpoint), until the first model request went out;
@@ -100,6 +102,39 @@ def interpreter_start(runs: int) -> float:
     for _ in range(runs):
         t0 = time.perf_counter()
         subprocess.run([sys.executable, "-c", "pass"], check=True, env=_env(None))
+        walls.append(time.perf_counter() - t0)
+    return statistics.median(walls)
+
+
+#: What a preview of the quickstart cannot start without, whatever gridloom's own code does:
+#: the event loop, Arrow, the HTTP client and its parser, templates, the config's classes and
+#: converter, YAML, JSON Schema (its llm_structured column checks its schema when compiled),
+#: the command line.
+CORE_IMPORTS = (
+    "trio",
+    "pyarrow",
+    "httpx",
+    "httptools",
+    "jinja2",
+    "attrs",
+    "cattrs",
+    "yaml",
+    "jsonschema",
+    "click",
+)
+
+
+def core_imports_start(runs: int, without: list[str]) -> float:
+    """Median wall time (spawn to exit) of a fresh interpreter importing :data:`CORE_IMPORTS`
+    alone, the way the command does (httpx's own command line left out; ``without`` made
+    unimportable): the floor under the preview's start-up."""
+    code = "import sys\n"
+    code += "".join(f"sys.modules[{name!r}] = None\n" for name in ["httpx._main", *without])
+    code += f"import {', '.join(CORE_IMPORTS)}\n"
+    walls = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True, env=_env(None))
         walls.append(time.perf_counter() - t0)
     return statistics.median(walls)
 
@@ -276,6 +311,17 @@ def markdown(report: dict[str, Any]) -> str:
             f" {v['within_allowance']} of {len(v['runs'])} runs; median margin"
             f" {v['median_margin_s']:+.3f} s (negative: within)."
         )
+    if "core_imports_s" in report:
+        lines.append(
+            f"The core dependencies' imports alone ({', '.join(report['core_imports'])}; a fresh"
+            f" interpreter, spawn to exit) take {report['core_imports_s']:.3f} s here: a floor"
+            " under the start-up that no code of gridloom's can go below"
+            + (
+                f", already above the {ALLOWANCE_S} s allowance on this machine."
+                if report["core_imports_s"] > ALLOWANCE_S
+                else "."
+            )
+        )
     lines += [
         "",
         "Phases are from the preview's own marks (GRIDLOOM_PREVIEW_TIMES) against the spawn"
@@ -322,6 +368,7 @@ def main() -> None:
     for path in sources.values():  # unmeasured: bytecode cached
         one_run(config, args.num_records, upstream, llm, args.without, path)
     interpreter = interpreter_start(args.runs)
+    core = core_imports_start(args.runs, args.without)
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in sources}
     for _ in range(args.runs):
         for name, path in sources.items():
@@ -345,6 +392,8 @@ def main() -> None:
         "num_records": args.num_records,
         "without": args.without,
         "interpreter_s": interpreter,
+        "core_imports": list(CORE_IMPORTS),
+        "core_imports_s": core,
         "allowance_s": ALLOWANCE_S,
         "runs_each": args.runs,
         "variants": {
