@@ -42,8 +42,8 @@ import sys
 # first imported (``None`` in ``sys.modules`` is the import system's "not available"); httpx
 # then defines ``httpx.main`` as its fallback for a missing ``httpx[cli]``. Only this command
 # does it: ``import gridloom`` in a program leaves httpx as it is.
-if "httpx" not in sys.modules:
-    sys.modules.setdefault("httpx._main", None)
+if "httpx" not in sys.modules and "httpx._main" not in sys.modules:
+    sys.modules["httpx._main"] = None  # type: ignore[assignment]  # typeshed: modules only
 
 import click
 
