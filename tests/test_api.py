@@ -392,6 +392,70 @@ def test_every_public_name_and_part_loads_on_first_use() -> None:
     assert set(gridloom._SUBMODULES) == parts
 
 
+LAZY_PACKAGES = ("gridloom", "gridloom.kinds", "gridloom.clients")
+
+
+def _type_checking_imports(package: Any) -> dict[str, str]:
+    """The names a package imports under ``if TYPE_CHECKING:`` (what type checkers read), and
+    the module of each, relative to the package as in its ``_PUBLIC``."""
+    import ast
+
+    tree = ast.parse(Path(package.__file__).read_text())
+    block = next(
+        node
+        for node in tree.body
+        if isinstance(node, ast.If) and ast.unparse(node.test).endswith("TYPE_CHECKING")
+    )
+    return {
+        alias.asname or alias.name: "." * node.level + (node.module or "")
+        for node in block.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+
+
+@pytest.mark.parametrize("name", LAZY_PACKAGES)
+def test_a_lazy_package_exports_what_it_declares(name: str) -> None:
+    """A package that imports its names on first use (``gridloom._lazy``) declares each in
+    ``_PUBLIC`` with the module defining it, exactly as its ``TYPE_CHECKING`` imports do (so
+    type checkers and the running code agree); each resolves to that module's object, is kept
+    once resolved, and an unknown name is an AttributeError naming the package."""
+    import importlib
+
+    package = importlib.import_module(name)
+    public: dict[str, str] = package._PUBLIC
+    declared = _type_checking_imports(package)
+    if name == "gridloom":
+        declared.pop("__version__", None)
+    assert declared == public
+    assert set(public) <= set(package.__all__) <= set(public) | {"__version__"}
+    assert set(package.__all__) <= set(dir(package))
+    for attribute, module in sorted(public.items()):
+        value = getattr(package, attribute)
+        assert value is getattr(importlib.import_module(module, name), attribute), attribute
+        assert vars(package)[attribute] is value
+    with pytest.raises(AttributeError, match=f"module {name!r} has no attribute 'nope'"):
+        package.nope  # noqa: B018
+
+
+def test_the_version_is_written_once() -> None:
+    """``gridloom.__version__`` comes from ``gridloom/_version.py``, which pyproject.toml
+    reads, so it is the installed distribution's version, and the one a run records and a
+    request's User-Agent carries."""
+    import importlib.metadata
+    import tomllib
+
+    from gridloom.clients._http import _user_agent
+    from gridloom.storage._metadata import gridloom_version
+
+    project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+    assert "version" in project["project"]["dynamic"]
+    assert project["tool"]["hatch"]["version"]["path"] == "src/gridloom/_version.py"
+    assert gl.__version__ == importlib.metadata.version("gridloom")
+    assert gridloom_version() == gl.__version__
+    assert _user_agent() == f"gridloom/{gl.__version__}"
+
+
 def test_the_namespace_has_no_stray_names() -> None:
     """Every public name of the gridloom namespace is in __all__ or is one of its subpackages
     (no `annotations` from a __future__ import, no `version` or `PackageNotFoundError`)."""

@@ -42,6 +42,7 @@ from gridloom.config._kind import BUILDER_METHODS, kind_problem
 from gridloom.config._kinds import (
     BUILTIN_ENTRY_POINTS,
     ENTRY_POINT_GROUP,
+    BuiltinPoint,
     column_kinds,
     discover_entry_points,
     kind_named,
@@ -206,6 +207,70 @@ def test_importing_gridloom_does_not_read_entry_points() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.strip() == "None"
+
+
+def _loaded(point: object) -> tuple[str, object]:
+    """What loading an entry point gives: ``("ok", the object)`` or ``(the error's type, "")``."""
+    try:
+        return "ok", point.load()  # type: ignore[attr-defined]
+    except Exception as exc:
+        return type(exc).__name__, ""
+
+
+def test_a_built_in_point_loads_what_its_entry_point_loads() -> None:
+    """Every built-in kind and validator loads the same object through :class:`BuiltinPoint`
+    (no distribution metadata) as through ``importlib.metadata.EntryPoint``."""
+    from gridloom.kinds.validate._registry import BUILTIN_VALIDATORS, VALIDATOR_GROUP
+
+    lines = [(ENTRY_POINT_GROUP, line) for line in BUILTIN_ENTRY_POINTS]
+    lines += [(VALIDATOR_GROUP, line) for line in BUILTIN_VALIDATORS]
+    for group, line in lines:
+        name, _, value = (part.strip() for part in line.partition("="))
+        real = importlib.metadata.EntryPoint(name=name, value=value, group=group)
+        assert _loaded(BuiltinPoint(name, value, group)) == _loaded(real) != ("ok", None), line
+
+
+@given(
+    module=st.sampled_from(["gridloom.kinds.uuid", "gridloom.no_such_module", "json", "os.path"]),
+    attribute=st.sampled_from(["", "KIND", "nope", "KIND.config", "KIND.nope", "sep", "dumps"]),
+    spaces=st.sampled_from(["", " "]),
+)
+def test_a_built_in_point_fails_like_an_entry_point(
+    module: str, attribute: str, spaces: str
+) -> None:
+    """Missing modules and attributes, dotted attributes and a bare module load (or fail,
+    with the same error type) alike through both."""
+    value = f"{module}{spaces}:{spaces}{attribute}" if attribute else module
+    real = importlib.metadata.EntryPoint(name="k", value=value, group=ENTRY_POINT_GROUP)
+    assert _loaded(BuiltinPoint("k", value, ENTRY_POINT_GROUP)) == _loaded(real)
+
+
+def test_a_pipeline_imports_only_the_kinds_it_names() -> None:
+    """In a fresh interpreter, loading and compiling a pipeline of built-in kinds imports
+    those kinds' modules and no other, and no distribution metadata (importlib.metadata):
+    a run's start-up pays for what it uses."""
+    code = textwrap.dedent(
+        """
+        import sys
+        from gridloom.config import structure_pipeline
+        from gridloom.engine import compile_pipeline
+        columns = [
+            {"name": "topic", "category": {"values": ["a", "b"]}},
+            {"name": "id", "uuid": {}},
+            {"name": "t", "expression": "{{ topic }}"},
+        ]
+        compile_pipeline(structure_pipeline({"columns": columns}))
+        print(sorted(m for m in sys.modules if m.startswith("gridloom.kinds.")))
+        print("importlib.metadata" in sys.modules)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.split("\n")[:2] == [
+        "['gridloom.kinds.category', 'gridloom.kinds.expression', 'gridloom.kinds.uuid']",
+        "False",
+    ]
 
 
 @pytest.fixture

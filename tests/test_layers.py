@@ -17,7 +17,7 @@ package, and any package of a lower layer)::
     clients      clients, tools
     services     throttle, simulated, trace
     base         storage, config
-    errors       errors, _sockets          (the standard library and trio only)
+    errors       errors, _sockets, _lazy, _version  (the standard library and trio only)
 
 Arrows forbidden on top of that:
 
@@ -52,7 +52,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("clients", frozenset({"clients", "tools"})),
     ("services", frozenset({"throttle", "simulated", "trace"})),
     ("base", frozenset({"storage", "config"})),
-    ("errors", frozenset({"errors", "_sockets"})),
+    ("errors", frozenset({"errors", "_sockets", "_lazy", "_version"})),
 )
 #: Packages a package may import, beyond its layer rule: the whole list, when given.
 ONLY: dict[str, frozenset[str]] = {

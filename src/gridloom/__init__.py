@@ -6,11 +6,12 @@ The public face. Everything a user needs is importable from here::
     result = gl.create("pipeline.yaml", num_records=10_000, output_dir="out/")
 """
 
-import importlib as _importlib
 import typing as _typing
 
+from ._lazy import lazy_exports as _lazy_exports
+from ._version import __version__
+
 if _typing.TYPE_CHECKING:
-    __version__: str
     from ._api import (
         acheck_models,
         acreate,
@@ -146,32 +147,7 @@ _SUBMODULES = frozenset(
 )
 
 
-def __getattr__(name: str) -> _typing.Any:
-    module = _PUBLIC.get(name)
-    if module is not None:
-        value = getattr(_importlib.import_module(module, __name__), name)
-    elif name == "__version__":
-        value = _version()
-    elif name in _SUBMODULES:
-        value = _importlib.import_module(f".{name}", __name__)
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__, *_SUBMODULES})
-
-
-def _version() -> str:
-    import importlib.metadata
-
-    try:
-        return importlib.metadata.version("gridloom")
-    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - a source tree
-        return "0.0.0"
-
+__getattr__, __dir__ = _lazy_exports(__name__, _PUBLIC, _SUBMODULES)
 
 __all__ = [
     "BatchContext",

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-import httpx
+from typing import TYPE_CHECKING
 
 from ..config import ModelConfig, ProviderConfig
 from ..config._models import redact_url
 from ..storage import Location
-from ._anthropic import AnthropicClient
-from ._batch import BatchingClient, BatchPolling
-from ._batch_journal import BatchJournal
 from ._openai import OpenAIClient
 from ._retry import RetryPolicy
 from ._secret import Secret
+
+if TYPE_CHECKING:  # imported when a provider or a model needs them, not by every run
+    import httpx
+
+    from ._anthropic import AnthropicClient
+    from ._batch import BatchingClient, BatchPolling
 
 __all__ = ["adapter_for", "batching_client"]
 
@@ -39,6 +42,8 @@ def adapter_for(
         A :class:`~gridloom.clients.ModelClient`.
     """
     if provider.type == "anthropic":
+        from ._anthropic import AnthropicClient
+
         return AnthropicClient(http, provider=provider, api_key=api_key, retry=retry)
     return OpenAIClient(http, provider=provider, api_key=api_key, retry=retry)
 
@@ -62,7 +67,10 @@ def batching_client(
     Returns:
         The client; run it within ``async with client.running():``.
     """
-    kind = "anthropic" if isinstance(adapter, AnthropicClient) else "openai"
+    from ._batch import BatchingClient
+    from ._batch_journal import BatchJournal
+
+    kind = "openai" if isinstance(adapter, OpenAIClient) else "anthropic"
     # A simulated provider's URL is a new port each run: its type stands for where it is.
     # (Credentials in the URL are redacted: the journal is a file of the run directory.)
     where = redact_url(adapter.provider.endpoint or adapter.provider.type)

@@ -12,11 +12,11 @@ from __future__ import annotations
 import os
 import weakref
 from collections.abc import Mapping, Sequence
-from importlib.metadata import PackageNotFoundError, version
 
 import attrs
 import httpx
 
+from .._version import __version__
 from ..config import ModelConfig, ProviderConfig
 from ..errors import ConfigError
 from ._exchange import request_head
@@ -47,10 +47,7 @@ _DEFAULT_MODEL_TIMEOUT: float = _DEFAULT if isinstance(_DEFAULT, float) else 120
 
 
 def _user_agent() -> str:
-    try:
-        return f"gridloom/{version('gridloom')}"
-    except PackageNotFoundError:  # pragma: no cover - running from a source tree
-        return "gridloom"
+    return f"gridloom/{__version__}"
 
 
 def _provider_models(provider: ProviderConfig, models: Sequence[ModelConfig]) -> list[ModelConfig]:

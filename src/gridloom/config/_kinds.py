@@ -26,17 +26,20 @@ their entry points give.
 
 from __future__ import annotations
 
-import importlib.metadata
+import importlib
 import logging
 import re
 import threading
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from ._columns import ColumnConfig
 from ._kind import ColumnKind, KindInfo, kind_problem
+
+if TYPE_CHECKING:
+    import importlib.metadata
 
 __all__ = [
     "BUILTIN_ENTRY_POINTS",
@@ -92,10 +95,29 @@ _BUILTIN_VALUES: dict[str, str] = {
 
 
 @attrs.frozen
+class BuiltinPoint:
+    """A built-in's entry point as the built-in list writes it, loaded without
+    :mod:`importlib.metadata` (reading a distribution's metadata imports it, and parses
+    files): loading one built-in kind by name needs neither."""
+
+    name: str
+    value: str
+    group: str
+
+    def load(self) -> Any:
+        """The object named by ``value`` (``module:attribute``), as an entry point loads it."""
+        module, _, attribute = self.value.partition(":")
+        found: Any = importlib.import_module(module.strip())
+        for part in attribute.strip().split(".") if attribute.strip() else ():
+            found = getattr(found, part)
+        return found
+
+
+@attrs.frozen
 class _Found:
     """An entry point to load, and what is known of its distribution."""
 
-    entry_point: importlib.metadata.EntryPoint
+    entry_point: importlib.metadata.EntryPoint | BuiltinPoint
     distribution: str | None
     version: str | None
     builtin: bool
@@ -301,7 +323,7 @@ def _one_line(exc: BaseException) -> str:
 
 def discover_entry_points(
     group: str, builtin: tuple[str, ...]
-) -> list[tuple[importlib.metadata.EntryPoint, str | None, str | None, bool]]:
+) -> list[tuple[importlib.metadata.EntryPoint | BuiltinPoint, str | None, str | None, bool]]:
     """The entry points of ``group`` to load, as ``(entry point, distribution, version,
     builtin)``: gridloom's own (installed, else ``builtin``, a list of ``name = module:attr``
     lines) in that list's order, then the plugins' sorted by distribution and name. Other
@@ -316,6 +338,8 @@ def _discover(
 ) -> list[_Found]:
     """The entry points to load: the built-ins (installed, else the fallback list) in
     documented order, then the plugins' sorted by distribution and name."""
+    import importlib.metadata
+
     try:
         points = list(importlib.metadata.entry_points(group=group))
     except Exception as exc:  # broken metadata somewhere on sys.path
@@ -344,8 +368,7 @@ def _discover(
 
 
 def _fallback(name: str, value: str, group: str = ENTRY_POINT_GROUP) -> _Found:
-    ep = importlib.metadata.EntryPoint(name=name, value=value, group=group)
-    return _Found(ep, _OWN_DISTRIBUTION, None, builtin=True)
+    return _Found(BuiltinPoint(name, value, group), _OWN_DISTRIBUTION, None, builtin=True)
 
 
 def _distribution(dist: importlib.metadata.Distribution | None) -> tuple[str | None, str | None]:

@@ -6,8 +6,6 @@ The layout of ``metadata.json`` is described in :mod:`gridloom.storage._checkpoi
 from __future__ import annotations
 
 import datetime as dt
-import functools
-import importlib.metadata
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,6 +14,7 @@ from typing import Any
 import attrs
 import pyarrow as pa
 
+from gridloom._version import __version__
 from gridloom.errors import StorageError
 
 from ._types import ColumnCounts, CorrectionCounts, RowGroupData
@@ -74,16 +73,10 @@ def now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
-@functools.cache
 def gridloom_version() -> str:
-    """Installed gridloom version, or ``"unknown"`` when not installed as a distribution.
-
-    Read once per process: the distribution's metadata is parsed as an e-mail message, a few
-    milliseconds at every run's start and end otherwise."""
-    try:
-        return importlib.metadata.version("gridloom")
-    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - source checkout
-        return "unknown"
+    """The gridloom version this process runs (:mod:`gridloom._version`, the one place it is
+    written, so no distribution metadata is parsed at a run's start or end)."""
+    return __version__
 
 
 def schema_to_json(schema: pa.Schema) -> dict[str, str]:
