@@ -108,7 +108,7 @@ class BuiltinPoint:
         """The object named by ``value`` (``module:attribute``), as an entry point loads it."""
         module, _, attribute = self.value.partition(":")
         found: Any = importlib.import_module(module.strip())
-        for part in attribute.strip().split(".") if attribute.strip() else ():
+        for part in filter(None, attribute.strip().split(".")):
             found = getattr(found, part)
         return found
 
