@@ -24,7 +24,6 @@ import datetime as dt
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -166,16 +165,17 @@ def main() -> None:
         f"| cache lookup + decode, one at a time | {serial['cpu_us_per_lookup']:,}"
         f" | {serial['hits_per_s']:,} |",
         "",
-        f"A lookup costs {share:.1%} of an uncached cell's CPU (target: under 5 %).",
+        f"A lookup costs {share:.1%} of an uncached cell's CPU (target: under 5 %):"
+        f" **{'met' if share < 0.05 else 'missed'}**.",
         "",
     ]
     RESULTS.mkdir(exist_ok=True)
     stem = f"cache-{'quick' if args.quick else dt.date.today().isoformat()}"
     (RESULTS / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
     (RESULTS / f"{stem}.md").write_text("\n".join(lines))
+    # A missed target is reported, like every benchmark's, not an error: the quick suite
+    # goes on to its other benchmarks and its combined table.
     print("\n".join(lines))
-    if share >= 0.05:
-        sys.exit(f"a cache lookup costs {share:.1%} of an uncached cell's CPU (target < 5 %)")
 
 
 if __name__ == "__main__":
