@@ -273,6 +273,65 @@ def test_a_pipeline_imports_only_the_kinds_it_names() -> None:
     ]
 
 
+@pytest.fixture(scope="module")
+def simulate_url() -> Iterator[str]:
+    """A ``gridloom simulate`` endpoint in its own process (so this process's imports are not
+    the run's), answering at once."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gridloom", "simulate", "--port", "0", "--latency", "0", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        yield str(json.loads(proc.stdout.readline())["url"])
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("column", "loads_jsonschema"),
+    [
+        ({"llm_text": {"model": "m", "prompt": "About {{ topic }}."}}, False),
+        (
+            {
+                "llm_structured": {
+                    "model": "m",
+                    "prompt": "Facts about {{ topic }}.",
+                    "schema": {"type": "object", "properties": {"fact": {"type": "string"}}},
+                }
+            },
+            True,
+        ),
+    ],
+)
+def test_a_run_loads_jsonschema_only_for_a_schema(
+    simulate_url: str, tmp_path: Path, column: dict[str, object], loads_jsonschema: bool
+) -> None:
+    """In a fresh interpreter, a whole run (a real endpoint, rows written) imports jsonschema
+    only when a column has a JSON Schema: it is tens of milliseconds of every start-up."""
+    config = {
+        "providers": [{"name": "p", "type": "openai", "endpoint": simulate_url}],
+        "models": [{"alias": "m", "provider": "p", "model": "x"}],
+        "columns": [{"name": "topic", "category": {"values": ["a", "b"]}}, {"name": "c", **column}],
+    }
+    code = textwrap.dedent(
+        f"""
+        import sys
+        import gridloom as gl
+        result = gl.create({config!r}, num_records=4, output_dir={str(tmp_path / "out")!r})
+        print(result.status, result.num_rows)
+        print("jsonschema" in sys.modules)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.split("\n")[:2] == ["complete 4", str(loads_jsonschema)], out.stderr
+
+
 @pytest.fixture
 def unread(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """A fresh registry whose entry points must not be read: each read is recorded (the

@@ -17,14 +17,14 @@ import json
 import re
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
-
-from jsonschema import exceptions as schema_exceptions
-from jsonschema import validators
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..clients._post import utf8_clean
 from ._safe_yaml import load_yaml
 from ._xml_json import local_name, parse_xml, xml_to_json
+
+if TYPE_CHECKING:
+    from jsonschema.protocols import Validator
 
 __all__ = [
     "FORMATS",
@@ -96,6 +96,15 @@ def compile_xsd(xsd: str) -> Any:
         raise ValueError(f"xsd is not a valid XML Schema: {first.rstrip(' :')}") from None
 
 
+def _schema_validator(schema: dict[str, Any]) -> Validator:
+    """The ``jsonschema`` validator of ``schema``'s draft. jsonschema is imported here, not with
+    this module, so a run without a JSON Schema does not load it."""
+    from jsonschema import validators
+
+    validator: Validator = validators.validator_for(schema)(schema)
+    return validator
+
+
 def _no_constant(name: str) -> Any:
     raise ValueError(f"the answer holds {name}, which JSON does not allow")
 
@@ -160,9 +169,7 @@ class AnswerFormat:
         self.fmt: Format = fmt
         self.schema = dict(schema) if schema is not None else None
         self.xsd = xsd
-        self._validator = (
-            validators.validator_for(self.schema)(self.schema) if self.schema is not None else None
-        )
+        self._validator = _schema_validator(self.schema) if self.schema is not None else None
         self._xsd = compile_xsd(xsd) if xsd is not None else None
         self._schema_text = (
             json.dumps(self.schema, indent=2, ensure_ascii=False) if self.schema else ""
@@ -254,7 +261,9 @@ class AnswerFormat:
 
     def _validate(self, value: Any) -> None:
         if self._validator is not None:
-            error = schema_exceptions.best_match(self._validator.iter_errors(value))
+            from jsonschema.exceptions import best_match  # loaded with the validator
+
+            error = best_match(self._validator.iter_errors(value))
             if error is not None:
                 where = "/".join(str(p) for p in error.absolute_path) or "the top level"
                 raise ValueError(

@@ -13,7 +13,6 @@ from collections.abc import Hashable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-import jsonschema
 import trio
 
 from ..clients._types import ToolCall, ToolSpec
@@ -170,9 +169,11 @@ class Toolbox:
             raise ToolError(f"arguments must be a JSON object, got {type(value).__name__}")
         if validator is None:
             validator = argument_validator(tool.spec)
+        from jsonschema import ValidationError  # loaded with the validator
+
         try:
             validator.validate(value)
-        except jsonschema.ValidationError as exc:
+        except ValidationError as exc:
             where = "/".join(str(p) for p in exc.absolute_path) or "arguments"
             message = f"invalid arguments for {tool.spec.name!r} at {where}: {exc.message}"
             raise ToolError(message) from None
@@ -185,11 +186,13 @@ def argument_validator(spec: ToolSpec) -> Any:
     Raises:
         ValueError: the schema is not a valid JSON Schema.
     """
+    from jsonschema import SchemaError, validators  # not with this module: only tools need it
+
     schema = dict(spec.parameters)
-    cls = jsonschema.validators.validator_for(schema)
+    cls = validators.validator_for(schema)
     try:
         cls.check_schema(schema)
-    except jsonschema.SchemaError as exc:
+    except SchemaError as exc:
         raise ValueError(f"tool {spec.name!r} has an invalid schema: {exc.message}") from None
     return cls(schema)
 
