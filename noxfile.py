@@ -43,12 +43,12 @@ def bench(session: nox.Session) -> None:
     """Quick benchmarks (about 10 minutes on 2 cores); figures and plots go to bench/results/.
 
     The four DAG shapes at 10 records (3 trials) and 100 records (1 trial), cell vs column;
-    engine overhead at 5,000 and 10,000 rows (10,000 again traced); the self-hosted cases
-    (512 in flight, 20,000 cells; 2,048 in flight, 40,000 cells); the throttle's goodput at
-    300 rows; scale-out on Ray (goodput vs shards,
-    throughput vs workers, the fixed cost of a shard; about 90 s); the response cache's
-    lookup CPU against an uncached cell's (about 10 s); how soon ``gridloom preview`` prints
-    its rows (5 fresh processes, about 15 s). Then one combined table.
+    engine overhead at 5,000 and 10,000 rows (10,000 again: traced twice, untraced once); the
+    self-hosted cases (512 in flight, 20,000 cells; 2,048 in flight, 40,000 cells); the
+    throttle's goodput at 300 rows; scale-out on Ray (goodput vs shards, throughput vs workers,
+    the fixed cost of a shard; about 90 s); the response cache's lookup CPU against an uncached
+    cell's (about 10 s); how soon ``gridloom preview`` prints its rows (5 fresh processes, about
+    15 s). Then one combined table.
     """
     session.install("-e", ".[bench]")
     env = {"GRIDLOOM_PROGRESS": "off"}
