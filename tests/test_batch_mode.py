@@ -405,3 +405,44 @@ async def test_create_interrupted_mid_batch_resumes_without_a_new_job(
     assert (stats.jobs_created, stats.items_submitted) == (2, 12)
     journal = json.loads((tmp_path / "batches" / "writer.json").read_text())
     assert [len(job["items"]) for job in journal["jobs"]] == [6, 6]
+
+
+def test_only_a_batch_run_loads_the_batch_apis(tmp_path: Path) -> None:
+    """In a fresh interpreter, a whole run on the in-process simulated endpoint (no batch
+    mode) imports neither the client's batching nor the simulator's batch APIs; a run in batch
+    mode loads both and completes."""
+    import subprocess
+    import sys
+    import textwrap
+
+    def run(batch: bool) -> list[str]:
+        model: dict[str, Any] = {"alias": "m", "provider": "sim", "model": "x"}
+        if batch:
+            model |= {"batch": True, "batch_max_size": 3, "batch_wait": 0.01}
+        simulation = {"batch": {"completion_delay": 0.01}}
+        config = {
+            "providers": [{"name": "sim", "type": "simulated", "simulation": simulation}],
+            "models": [model],
+            "columns": [
+                {"name": "topic", "category": {"values": ["a", "b"]}},
+                {"name": "c", "llm_text": {"model": "m", "prompt": "About {{ topic }}."}},
+            ],
+        }
+        code = textwrap.dedent(
+            f"""
+            import sys
+            import gridloom as gl
+            result = gl.create({config!r}, num_records=3, output_dir={str(tmp_path / str(batch))!r})
+            print(result.status, result.num_rows)
+            print("gridloom.simulated._batches" in sys.modules)
+            print("gridloom.clients._batch" in sys.modules)
+            """
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+        )
+        assert out.returncode == 0, out.stderr
+        return out.stdout.split("\n")[:3]
+
+    assert run(batch=False) == ["complete 3", "False", "False"]
+    assert run(batch=True) == ["complete 3", "True", "True"]

@@ -7,11 +7,16 @@ clock, virtual under ``autojump_clock``), or serve it over real sockets on loopb
 :func:`serve_simulated` / :func:`run_simulator`.
 """
 
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports as _lazy_exports
 from ._app import SimulatedApp
-from ._batches import BatchService, BatchStatistics
 from ._http11 import ServerLimits
 from ._recorder import ModelStatistics, SimulationStatistics, TimelineEntry
 from ._server import SimulatedServer, default_limits, run_simulator, serve_simulated
+
+if TYPE_CHECKING:
+    from ._batches import BatchService, BatchStatistics
 
 __all__ = [
     "BatchService",
@@ -26,3 +31,9 @@ __all__ = [
     "run_simulator",
     "serve_simulated",
 ]
+
+# The batch APIs load on first use (an app makes its BatchService when a batch route is first
+# asked for): a run that sends no batch does not import them.
+__getattr__, __dir__ = _lazy_exports(
+    __name__, {"BatchService": "._batches", "BatchStatistics": "._batches"}
+)

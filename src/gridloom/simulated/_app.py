@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -20,13 +21,13 @@ from ._asgi import (
     dump_json,
     error_body,
     format_retry_after,
+    is_batch_route,
     quota_headers,
     read_body,
     send_bytes,
     send_json,
     wait_for_disconnect,
 )
-from ._batches import BatchService
 from ._behaviour import Fault, ModelBehaviour
 from ._flight import Flight, sampling_of
 from ._formats import anthropic_message, chat_completion, embeddings, model_list, model_object
@@ -44,6 +45,9 @@ from ._requests import (
 )
 from ._schema_values import Budget
 from ._streams import Piece, anthropic_events, openai_events, send_stream
+
+if TYPE_CHECKING:
+    from ._batches import BatchService
 
 __all__ = ["DEFAULT_MODEL", "MAX_EMBEDDING_VALUES", "MAX_MODELS", "SimulatedApp"]
 
@@ -157,9 +161,20 @@ class SimulatedApp:
         self._behaviours: dict[str, ModelBehaviour] = {}
         self._names: set[str] = set()
         self._epoch: float | None = None
-        #: The batch APIs (OpenAI files and batches, Anthropic message batches).
-        self.batches = BatchService(
-            config.batch, self.answer_item, seed=config.seed, clock=clock, wall_clock=wall_clock
+
+    @cached_property
+    def batches(self) -> BatchService:
+        """The batch APIs (OpenAI files and batches, Anthropic message batches), made (and
+        their modules imported) when first used: most runs send no batch."""
+        from ._batches import BatchService
+
+        config = self.config
+        return BatchService(
+            config.batch,
+            self.answer_item,
+            seed=config.seed,
+            clock=self._clock,
+            wall_clock=self._wall_clock,
         )
 
     def statistics(self) -> SimulationStatistics:
@@ -197,7 +212,7 @@ class SimulatedApp:
         path: str = scope["path"]
         method: str = scope["method"]
         api: Api = "anthropic" if path.startswith(_MESSAGES) else "openai"
-        if self.batches.serves(path):
+        if is_batch_route(path):
             await self.batches.handle(scope, api, receive, send)
             return
         allowed = "GET" if path.startswith(_MODELS + "/") else _ROUTES.get(path)

@@ -23,6 +23,7 @@ __all__ = [
     "format_reset_duration",
     "format_retry_after",
     "format_timestamp",
+    "is_batch_route",
     "quota_headers",
     "read_body",
     "send_bytes",
@@ -43,6 +44,20 @@ WATCH_DISCONNECT = "gridloom.watch_disconnect"
 
 #: Which API's error shape to answer with.
 Api = Literal["openai", "anthropic"]
+
+#: The batch APIs' routes (:mod:`._batches`): OpenAI's files and batches, Anthropic's message
+#: batches. Here, not there, so an app tells a batch request apart without importing them.
+FILES_ROUTE = "/v1/files"
+BATCHES_ROUTE = "/v1/batches"
+MESSAGE_BATCHES_ROUTE = "/v1/messages/batches"
+
+
+def is_batch_route(path: str) -> bool:
+    """Whether ``path`` is one of the batch routes (or under one)."""
+    return any(
+        path == p or path.startswith(p + "/")
+        for p in (FILES_ROUTE, BATCHES_ROUTE, MESSAGE_BATCHES_ROUTE)
+    )
 
 
 class DroppedConnection(ConnectionFailed):

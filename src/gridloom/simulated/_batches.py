@@ -28,7 +28,17 @@ import attrs
 import trio
 
 from ..config import BatchSimulation
-from ._asgi import Api, Receive, Scope, Send, error_body, read_body, send_bytes, send_json
+from ._asgi import (
+    MESSAGE_BATCHES_ROUTE,
+    Api,
+    Receive,
+    Scope,
+    Send,
+    error_body,
+    read_body,
+    send_bytes,
+    send_json,
+)
 from ._batch_jobs import (
     Answer,
     Item,
@@ -44,9 +54,6 @@ from ._requests import RequestError, parse_json_body
 
 __all__ = ["BatchService", "BatchStatistics"]
 
-_FILES = "/v1/files"
-_BATCHES = "/v1/batches"
-_MESSAGE_BATCHES = "/v1/messages/batches"
 _OPENAI_ENDPOINTS = ("/v1/chat/completions", "/v1/embeddings")
 #: Longest ``custom_id`` accepted (Anthropic's limit; OpenAI's is larger).
 MAX_CUSTOM_ID = 64
@@ -133,13 +140,6 @@ class BatchService:
             jobs_created=self._created,
             items_submitted=self._items,
             polls=self._polls,
-        )
-
-    @staticmethod
-    def serves(path: str) -> bool:
-        """Whether ``path`` is one of the batch routes' (or under one)."""
-        return any(
-            path == p or path.startswith(p + "/") for p in (_FILES, _BATCHES, _MESSAGE_BATCHES)
         )
 
     async def handle(self, scope: Scope, api: Api, receive: Receive, send: Send) -> None:
@@ -401,7 +401,7 @@ class BatchService:
     def _results_url(scope: Scope, job: Job) -> str:
         headers = dict(scope.get("headers") or [])
         host = bytes(headers.get(b"host", b"127.0.0.1")).decode("latin-1")[:255]
-        return f"http://{host}{_MESSAGE_BATCHES}/{job.id}/results"
+        return f"http://{host}{MESSAGE_BATCHES_ROUTE}/{job.id}/results"
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
