@@ -15,6 +15,8 @@ import matplotlib.image
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import gridloom as gl
 from gridloom.config import structure_pipeline
@@ -24,6 +26,7 @@ from gridloom.trace import (
     TRACE_SCHEMA,
     assign_lanes,
     chrome_trace,
+    chrome_trace_chunks,
     column_order,
     requests_in_flight,
     trace_origin,
@@ -300,29 +303,34 @@ TRACE_EVENT_SCHEMA: dict[str, Any] = {
 }
 
 
+_TRACE_EVENTS = jsonschema.Draft202012Validator(TRACE_EVENT_SCHEMA)
+
+
 def check_chrome_trace(document: dict[str, Any]) -> None:
-    """Valid against the schema; on each (pid, tid), complete events nest properly (each one
-    inside the one it starts in, or after it ends) and attempts never overlap."""
-    jsonschema.validate(document, TRACE_EVENT_SCHEMA)
+    """Valid against the schema, times in whole microseconds; on each (pid, tid), complete
+    events nest properly (each one inside the one it starts in, or after it ends) and attempts
+    never overlap (one may end at the moment the next begins)."""
+    _TRACE_EVENTS.validate(document)
     threads: dict[tuple[int, int], list[dict[str, Any]]] = defaultdict(list)
     for event in document["traceEvents"]:
+        assert type(event["ts"]) is int  # whole microseconds, so slices nest exactly
         if event["ph"] == "X":
+            assert type(event["dur"]) is int
             threads[(event["pid"], event["tid"])].append(event)
     for events in threads.values():
-        # Whole nanoseconds: the events were written as ns / 1000.
-        bounds = sorted((round(e["ts"] * 1000), -round(e["dur"] * 1000), e["cat"]) for e in events)
+        bounds = sorted((e["ts"], -e["dur"], e["cat"]) for e in events)
         stack: list[int] = []  # ends of the open slices
-        last_attempt_end = -1
         for start, neg_dur, cat in bounds:
             end = start - neg_dur
             while stack and stack[-1] <= start:
                 stack.pop()
             assert not stack or end <= stack[-1], "a slice crosses its parent's end"
+            if cat == "attempt" and end > start:
+                assert not stack, "an attempt nested in another slice"
             stack.append(end)
-            if cat == "attempt":
-                assert start >= last_attempt_end, "two attempts overlap on one lane"
-                assert len(stack) == 1, "an attempt nested in another slice"
-                last_attempt_end = end
+        attempts = sorted((e["ts"], e["ts"] + e["dur"]) for e in events if e["cat"] == "attempt")
+        for (_, end), (start, _) in itertools.pairwise(attempts):
+            assert start >= end, "two attempts overlap on one lane"
 
 
 def table_of(rows: list[dict[str, Any]]) -> pa.Table:
@@ -457,6 +465,142 @@ def test_chrome_trace_places_overlapping_attempts_on_lanes() -> None:
         (2.5e6, 1),
         (3e6, 0),
     ]
+
+
+#: Times a trace may hold: on a grid (so many coincide), off it, not reached, and broken ones.
+_TIMES = st.one_of(
+    st.integers(0, 40).map(lambda k: k / 8),
+    st.floats(0, 6, allow_nan=False),
+    st.sampled_from([math.nan, math.inf, -math.inf, -0.5, -0.0]),
+    st.none(),
+)
+_MOMENTS = ("ready", "dispatched", "slot", "sent", "response", "completed")
+#: Any text, including quotes, backslashes, control characters and non-ASCII.
+_TEXT = st.text(max_size=12)
+_NAME = st.text(min_size=1, max_size=12)  # columns, models and counters have names
+
+
+@st.composite
+def trace_tables(draw: st.DrawFn, times: st.SearchStrategy[float | None] = _TIMES) -> pa.Table:
+    """A trace table of 0-30 attempts with arbitrary times, names and outcomes."""
+    columns = draw(st.lists(_NAME, min_size=1, max_size=4, unique=True))
+    models = draw(st.lists(_NAME, min_size=1, max_size=3, unique=True))
+    rows = draw(
+        st.lists(
+            st.fixed_dictionaries(
+                {
+                    "row_group": st.integers(0, 5),
+                    "row_id": st.integers(-1, 99),
+                    "rows": st.sampled_from([1, 1, 7]),
+                    "column": st.sampled_from(columns),
+                    "model": st.none() | st.sampled_from(models),
+                    "attempt": st.integers(1, 4),
+                    **dict.fromkeys(_MOMENTS, times),
+                    "requests": st.integers(0, 5),
+                    "cached": st.none() | st.integers(0, 3),
+                    "status": st.sampled_from(["ok", "retry", "failed", ""]) | _TEXT,
+                    "error": _TEXT,
+                    "inference": st.none() | _TEXT,
+                }
+            ),
+            max_size=30,
+        )
+    )
+    return pa.Table.from_pylist(rows, schema=TRACE_SCHEMA)
+
+
+@settings(max_examples=150, deadline=None)
+@given(trace_tables(), st.dictionaries(_NAME, st.lists(st.tuples(_TIMES, _TIMES), max_size=6)))
+def test_any_trace_exports_as_valid_nested_json(
+    table: pa.Table, counters: dict[str, list[tuple[Any, Any]]]
+) -> None:
+    """Whatever the times (missing, infinite, negative, out of order) and whatever the text
+    (quotes, control characters, non-ASCII), the export is valid JSON of the trace-event format
+    in which slices nest; it shows each attempt once, on its column's process, with its own
+    strings unchanged, and its phases inside it."""
+    counters = {
+        name: [(t, v) for t, v in points if t is not None and v is not None]
+        for name, points in counters.items()
+    }
+    text = "".join(chrome_trace_chunks(table, counters=counters, metadata={"note": '\u2603"'}))
+    document = json.loads(text)
+    assert document == chrome_trace(table, counters=counters, metadata={"note": '\u2603"'})
+    check_chrome_trace(document)
+    events = document["traceEvents"]
+    process = {e["pid"]: e["args"]["name"] for e in events if e["name"] == "process_name"}
+    attempts = [e for e in events if e.get("cat") == "attempt"]
+    assert len(attempts) == table.num_rows
+    shown = sorted(
+        (
+            process[e["pid"]],
+            e["args"]["row_id"],
+            e["args"]["attempt"],
+            e["args"]["status"],
+            e["args"].get("model"),
+            e["args"].get("error", ""),
+            e["args"].get("inference") or None,
+        )
+        for e in attempts
+    )
+    expected = sorted(
+        (
+            row["column"],
+            row["row_id"],
+            row["attempt"],
+            row["status"],
+            row["model"],
+            row["error"],
+            row["inference"] or None,
+        )
+        for row in table.to_pylist()
+    )
+    assert shown == expected
+    lanes = defaultdict(list)
+    for e in events:
+        if e["ph"] == "X":
+            lanes[(e["pid"], e["tid"])].append(e)
+    for lane in lanes.values():
+        for a in (e for e in lane if e["cat"] == "attempt"):
+            inside = [
+                p for p in lane if p["cat"] == "phase" and a["ts"] <= p["ts"] < a["ts"] + a["dur"]
+            ]
+            assert sum(p["dur"] for p in inside) <= a["dur"]
+            assert all(p["ts"] + p["dur"] <= a["ts"] + a["dur"] for p in inside)
+    assert document["otherData"] == {
+        "source": "gridloom",
+        "attempts": table.num_rows,
+        "note": '\u2603"',
+    }
+    for e in events:
+        if e["ph"] == "C":
+            assert math.isfinite(e["args"]["value"])
+
+
+@settings(max_examples=150, deadline=None)
+@given(trace_tables(st.one_of(st.integers(0, 40).map(lambda k: k / 8), st.just(math.nan))))
+def test_requests_in_flight_counts_the_attempts_waiting(table: pa.Table) -> None:
+    """At each time of the series, the level is the attempts sent by then and not yet back
+    (an attempt's last answer, else its end, else the trace's end); the times are 0 and every
+    time an attempt went out or came back, each once, in order."""
+    times = [row[name] for row in table.to_pylist() for name in _MOMENTS]
+    end = max((t for t in times if t is not None and math.isfinite(t)), default=0.0)
+    out: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for row in table.to_pylist():
+        sent, response, completed = row["sent"], row["response"], row["completed"]
+        if row["model"] is None or not math.isfinite(sent):
+            continue
+        if math.isfinite(response) and response >= sent:
+            back = response
+        else:
+            back = completed if math.isfinite(completed) else end
+        out[row["model"]].append((sent, max(back, sent)))
+    series = requests_in_flight(table)
+    assert set(series) == set(out)
+    for model, attempts in out.items():
+        times = [t for t, _ in series[model]]
+        assert times == sorted({0.0, *(t for pair in attempts for t in pair)})
+        for t, level in series[model]:
+            assert level == sum(1 for sent, back in attempts if sent <= t < back)
 
 
 def test_lanes_are_the_first_free_ones() -> None:

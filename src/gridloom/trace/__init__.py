@@ -1,10 +1,11 @@
 """Task traces: what each task attempt waited for, and how long its model took.
 
 ``trace.parquet`` holds one row per task attempt (:data:`TRACE_SCHEMA`); ``trace.json`` is the
-same trace as Chrome trace-event JSON (:func:`chrome_trace`), to open in https://ui.perfetto.dev.
+same trace as Chrome trace-event JSON (:func:`chrome_trace`, written by
+:func:`chrome_trace_chunks`), to open in https://ui.perfetto.dev.
 """
 
-from ._chrome import chrome_trace
+from ._chrome import chrome_trace, chrome_trace_chunks
 from ._context import CURRENT_SPAN, RequestSpan
 from ._derive import (
     assign_lanes,
@@ -37,6 +38,7 @@ __all__ = [
     "TaskTracer",
     "assign_lanes",
     "chrome_trace",
+    "chrome_trace_chunks",
     "column_order",
     "requests_in_flight",
     "throttle_counters",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -12,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..storage._atomic import atomic_write
-from ._chrome import chrome_trace
+from ._chrome import chrome_trace_chunks
 
 __all__ = [
     "CHROME_MAX_ATTEMPTS",
@@ -80,10 +79,10 @@ def write_trace(
         )
         shown = table.slice(0, CHROME_MAX_ATTEMPTS)
         extra["attempts_not_shown"] = table.num_rows - CHROME_MAX_ATTEMPTS
-    document = chrome_trace(shown, counters=counters, metadata=extra)
-    content = json.dumps(document, separators=(",", ":"), allow_nan=False, default=str)
+    chunks = chrome_trace_chunks(shown, counters=counters, metadata=extra)
 
     def write(f: BinaryIO) -> None:
-        f.write(content.encode())
+        for chunk in chunks:
+            f.write(chunk.encode())
 
     atomic_write(output_dir / CHROME_TRACE_FILE, write)
