@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
 
-from ._derive import assign_lanes, column_order, requests_in_flight, trace_end
+from ._derive import assign_lanes, column_order, flight_series, trace_end
 
 __all__ = ["chrome_trace", "chrome_trace_chunks"]
 
@@ -95,119 +95,126 @@ def chrome_trace_chunks(
     yield f'],"displayTimeUnit":"ms","otherData":{_json(other)}}}'
 
 
-def _microseconds(column: pa.ChunkedArray) -> list[int | None]:
-    """Each time as whole microseconds (see :func:`_us`), ``None`` if not finite (not
-    reached)."""
+def _microseconds(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """Each time as whole microseconds (see :func:`_us`), null if not finite (not reached)."""
     import pyarrow.compute as pc  # here: importing it costs every start of gridloom ~30 ms
 
     scaled = pc.round(pc.multiply(column, 1e6))  # half to even, as round() does
     clamped = pc.min_element_wise(pc.max_element_wise(scaled, 0.0), float(_MAX_US))
     reached = pc.if_else(pc.is_finite(column), clamped, pa.scalar(None, pa.float64()))
-    values: list[int | None] = pc.cast(reached, pa.int64()).to_pylist()
-    return values
+    return pc.cast(reached, pa.int64())
 
 
-def _texts(column: pa.ChunkedArray) -> list[str]:
-    """Each integer as JSON text (``null`` where missing)."""
+def _text(values: Any, missing: str = "null") -> pa.Array:
+    """Each value (integers) as JSON text, ``missing`` where null."""
     import pyarrow.compute as pc
 
-    texts: list[str] = pc.fill_null(pc.cast(column, pa.string()), "null").to_pylist()
-    return texts
+    return pc.fill_null(pc.cast(values, pa.string()), missing)
+
+
+def _quoted(values: Any, text: Callable[[Any], str], missing: str) -> pa.Array:
+    """``text(value)`` for each value, computed once per distinct value; ``missing`` for null."""
+    import pyarrow.compute as pc
+
+    encoded = pc.dictionary_encode(values).combine_chunks()
+    distinct = pa.array([text(v) for v in encoded.dictionary.to_pylist()], pa.string())
+    return pc.fill_null(distinct.take(encoded.indices), missing)
+
+
+def _attempts(
+    table: pa.Table, start: pa.Array, stop: pa.Array, pids: pa.Array, tids: pa.Array
+) -> pa.Array:
+    """Per task attempt, the JSON text of its slice and, nested in it, its phases (one string
+    per attempt, events separated by commas), built column by column in Arrow's compute."""
+    import pyarrow.compute as pc
+
+    def join(*parts: Any) -> pa.Array:  # null where any part is null
+        return pc.binary_join_element_wise(*parts, "")
+
+    moments = [_microseconds(table.column(name)) for name in _MOMENTS]
+    tail = join(',"pid":', _text(pids), ',"tid":', _text(tids), "")
+    has_model = pc.is_valid(table.column("model"))
+
+    def phase(label: pa.Array, at: pa.Array, until: pa.Array) -> pa.Array:
+        event = join(
+            '{"name":"', label, '","cat":"phase","ph":"X","ts":', _text(at), ',"dur":',
+            _text(pc.subtract(until, at)), tail, "}",
+        )  # fmt: skip
+        return pc.if_else(pc.fill_null(pc.greater(until, at), False), event, None)
+
+    # The phases: from each moment reached (clamped into the attempt, never before the one
+    # before it) to the next one reached, or to the attempt's end.
+    events = []
+    at = start  # the last moment reached
+    label = pa.nulls(len(table), pa.string())  # the phase that began there
+    for position, values in enumerate(moments):
+        reached_now = pc.is_valid(values)
+        reached = pc.min_element_wise(pc.max_element_wise(values, at), stop)
+        events.append(pc.if_else(reached_now, phase(label, at, reached), None))
+        at = pc.if_else(reached_now, reached, at)
+        begins = pc.if_else(has_model, _PHASE_WITH_MODEL[position], _PHASE[position])
+        label = pc.if_else(reached_now, pc.if_else(pc.equal(begins, ""), None, begins), label)
+    events.append(phase(label, at, stop))
+
+    row_id = table.column("row_id")
+    rows = table.column("rows")
+    status = table.column("status")
+    name = pc.if_else(
+        pc.fill_null(pc.less(row_id, 0), False),
+        join("batch of ", _text(rows), " rows"),
+        join("row ", _text(row_id)),
+    )
+    suffix = _quoted(  # escaped, without its quotes
+        status, lambda s: "" if s == "ok" else _json(f" ({s or 'open'})")[1:-1], " (open)"
+    )
+    head = join(
+        '"row_group":', _text(table.column("row_group")), ',"row_id":', _text(row_id),
+        ',"attempt":', _text(table.column("attempt")), ',"status":', _quoted(status, _json, "null"),
+    )  # fmt: skip
+    model = join(
+        ',"model":', _quoted(table.column("model"), _json, "null"), ',"requests":',
+        _text(table.column("requests")),
+    )  # fmt: skip
+    args = [
+        head,
+        pc.if_else(pc.fill_null(pc.not_equal(rows, 1), True), join(',"rows":', _text(rows)), ""),
+        pc.if_else(has_model, model, ""),
+    ]
+    if "cached" in table.column_names:  # absent from traces written before the response cache
+        cached = table.column("cached")
+        served = pc.and_(has_model, pc.fill_null(pc.not_equal(cached, 0), False))
+        args.append(pc.if_else(served, join(',"cached":', _text(cached)), ""))
+    args.append(_quoted(table.column("error"), lambda e: f',"error":{_json(e)}' if e else "", ""))
+    if "inference" in table.column_names:  # drawn inference parameters (JSON text)
+        inference = table.column("inference")
+        args.append(_quoted(inference, lambda i: f',"inference":{_json(i)}' if i else "", ""))
+    attempt = join(
+        '{"name":"', name, suffix, '","cat":"attempt","ph":"X","ts":', _text(start), ',"dur":',
+        _text(pc.subtract(stop, start)), tail, ',"args":{', *args, "}}",
+    )  # fmt: skip
+    return pc.binary_join_element_wise(attempt, *events, ",", null_handling="skip")
 
 
 def _events(
     table: pa.Table, counters: Mapping[str, Sequence[tuple[float, float]]]
 ) -> Iterator[str]:
     """The trace's events as JSON text, comma-separated, in pieces."""
+    import pyarrow.compute as pc
+
+    # Each attempt from ready to completed; a time not reached is the end of the trace.
     end = _us(trace_end(table))
-    moments = [_microseconds(table.column(name)) for name in _MOMENTS]
-    completed = _microseconds(table.column("completed"))
-    bounds: list[tuple[int, int]] = []
-    for ready, done in zip(moments[0], completed, strict=True):
-        start = end if ready is None else ready
-        stop = end if done is None else done
-        bounds.append((start, stop if stop > start else start))
-    names = table.column("column").to_pylist()
-    row_ids = table.column("row_id").to_pylist()
-    row_id_texts = _texts(table.column("row_id"))
-    rows = table.column("rows").to_pylist()
-    head_texts = [
-        f'"row_group":{group},"row_id":{row_id},"attempt":{attempt}'
-        for group, row_id, attempt in zip(
-            _texts(table.column("row_group")),
-            row_id_texts,
-            _texts(table.column("attempt")),
-            strict=True,
-        )
-    ]
-    models = table.column("model").to_pylist()
-    requests = _texts(table.column("requests"))
-    statuses = table.column("status").to_pylist()
-    errors = table.column("error").to_pylist()
-    # Absent from traces written before the response cache, and before inference parameters.
-    cached = table.column("cached").to_pylist() if "cached" in table.column_names else None
-    inference = table.column("inference").to_pylist() if "inference" in table.column_names else None
-    quoted: dict[Any, str] = {}  # JSON text of the statuses and models seen
-    suffixes: dict[Any, str] = {}  # the escaped " (status)" of an attempt's name
-
-    def attempt(index: int, tail: str, start: int, stop: int) -> str:
-        """One task attempt's slice and, nested in it, its phases (``tail`` ends each event:
-        its pid and tid)."""
-        row_id = row_ids[index]
-        status = statuses[index]
-        model = models[index]
-        if row_id is not None and row_id < 0:
-            name = f"batch of {rows[index]} rows"
-        else:
-            name = f"row {row_id_texts[index]}"
-        if status != "ok":
-            suffix = suffixes.get(status)
-            if suffix is None:  # escaped, without its quotes
-                suffix = suffixes[status] = _json(f" ({status or 'open'})")[1:-1]
-            name += suffix
-        status_text = quoted.get(status)
-        if status_text is None:
-            status_text = quoted[status] = _json(status)
-        args = f'{head_texts[index]},"status":{status_text}'
-        if rows[index] != 1:
-            args += f',"rows":{_number(rows[index])}'
-        if model is not None:
-            model_text = quoted.get(model)
-            if model_text is None:
-                model_text = quoted[model] = _json(model)
-            args += f',"model":{model_text},"requests":{requests[index]}'
-            if cached and cached[index]:  # answers served from the response cache
-                args += f',"cached":{cached[index]}'
-        if errors[index]:
-            args += f',"error":{_json(errors[index])}'
-        if inference and inference[index]:  # drawn inference parameters (JSON text)
-            args += f',"inference":{_json(inference[index])}'
-        events = [
-            f'{{"name":"{name}","cat":"attempt","ph":"X","ts":{start},"dur":{stop - start}'
-            f'{tail},"args":{{{args}}}}}'
-        ]
-        # The phases: from each moment reached (clamped into the attempt, never before the
-        # one before it) to the next one reached, or to the attempt's end.
-        at, label = start, ""  # the last moment reached, and the phase that began there
-        for position, values in enumerate(moments):
-            value = values[index]
-            if value is None:  # not reached
-                continue
-            reached = value if value > at else at
-            if reached > stop:
-                reached = stop
-            if label and reached > at:
-                events.append(_slice(label, at, reached, tail))
-            at = reached
-            label = _PHASE_WITH_MODEL[position] if model is not None else _PHASE[position]
-        if label and stop > at:
-            events.append(_slice(label, at, stop, tail))
-        return ",".join(events)
-
+    start = pc.fill_null(_microseconds(table.column("ready")), end)
+    stop = pc.max_element_wise(pc.fill_null(_microseconds(table.column("completed")), end), start)
+    bounds = list(zip(start.to_pylist(), stop.to_pylist(), strict=True))
     columns = column_order(table)
     rows_of: dict[str, list[int]] = {column: [] for column in columns}
-    for index, column in enumerate(names):
+    for index, column in enumerate(table.column("column").to_pylist()):
         rows_of[column].append(index)
+    # Each column's attempts on lanes: the order they are written in, and their pid and tid.
+    order: list[int] = []
+    pids: list[int] = []
+    tids: list[int] = []
+    written: list[tuple[str, int]] = []  # per column, its metadata events and its attempts
     for pid, column in enumerate(columns, start=1):
         indices = sorted(rows_of[column], key=bounds.__getitem__)
         lanes, count = assign_lanes([bounds[i] for i in indices])
@@ -218,28 +225,66 @@ def _events(
         for lane in range(count):
             meta.append(_meta("thread_name", pid, lane, "name", f'"lane {lane + 1}"'))
             meta.append(_meta("thread_sort_index", pid, lane, "sort_index", str(lane)))
-        yield ",".join(meta)
-        tails = [f',"pid":{pid},"tid":{lane}' for lane in range(count)]
-        by_lane: list[list[str]] = [[] for _ in range(count)]
+        by_lane: list[list[int]] = [[] for _ in range(count)]
         for index, lane in zip(indices, lanes, strict=True):
-            by_lane[lane].append(attempt(index, tails[lane], *bounds[index]))
-        for events in by_lane:
-            yield ",".join(events)
+            by_lane[lane].append(index)
+        for lane, on_lane in enumerate(by_lane):
+            order.extend(on_lane)
+            tids.extend([lane] * len(on_lane))
+        pids.extend([pid] * len(indices))
+        written.append((",".join(meta), len(indices)))
+    # The attempts in that order, a piece at a time (the text of a piece is all in memory).
+    take = pa.array(order, pa.int64())
+    attempts = table.take(take)
+    start, stop = start.take(take), stop.take(take)
+    pid_of, tid_of = pa.array(pids, pa.int64()), pa.array(tids, pa.int64())
+    at = 0
+    for metadata, count in written:
+        yield metadata
+        for first in range(at, at + count, _PIECE):
+            size = min(_PIECE, at + count - first)
+            text = _attempts(
+                attempts.slice(first, size),
+                start.slice(first, size),
+                stop.slice(first, size),
+                pid_of.slice(first, size),
+                tid_of.slice(first, size),
+            )
+            yield ",".join(text.to_pylist())
+        at += count
 
-    series: dict[str, Sequence[tuple[float, float]]] = {
-        f"{model} in flight (trace)": points for model, points in requests_in_flight(table).items()
+    # Counter tracks: the trace's requests in flight per model (two changes per attempt, so
+    # formatted in Arrow's compute), then the counters given (by name; one given under a
+    # trace track's name replaces it).
+    flights = {
+        f"{model} in flight (trace)": arrays for model, arrays in flight_series(table).items()
     }
-    series.update(counters)
-    if series:
+    names = sorted({*flights, *counters})
+    if names:
         pid = len(columns) + 1
         yield _meta("process_name", pid, 0, "name", '"models"')
         yield _meta("process_sort_index", pid, 0, "sort_index", "0")
-        for name in sorted(series):
+        for name in names:
             head = f'{{"name":{_json(name)},"ph":"C","ts":'
             tail = f',"pid":{pid},"tid":0,"args":{{"value":'
-            points = _from_start(series[name])
-            if points:
+            if name not in counters and pc.min(flights[name][0]).as_py() >= 0:
+                times, levels = flights[name]  # in time order, each time once
+                text = pc.binary_join_element_wise(
+                    head, _text(_microseconds(times)), tail, _text(levels), "}}", ""
+                )
+                yield ",".join(text.to_pylist())
+                continue
+            if name in counters:
+                given = counters[name]
+            else:  # a time before the run's start: folded into one at 0, as for any counter
+                times, levels = flights[name]
+                given = list(zip(times.to_pylist(), levels.to_pylist(), strict=True))
+            if points := _from_start(given):
                 yield ",".join(f"{head}{_us(t)}{tail}{_number(v)}}}}}" for t, v in points)
+
+
+#: Task attempts formatted at once (their text is in memory together: ~0.7 kB each).
+_PIECE = 8192
 
 
 #: The phase that begins at each moment of :data:`_MOMENTS`, for a task that calls a model and
@@ -251,10 +296,6 @@ _PHASE = ("queue", "slot wait", "run", "model", "")
 def _meta(kind: str, pid: int, tid: int, key: str, value: str) -> str:
     """A metadata event: its one argument ``key``, with ``value`` as JSON text."""
     return f'{{"name":"{kind}","ph":"M","ts":0,"pid":{pid},"tid":{tid},"args":{{"{key}":{value}}}}}'
-
-
-def _slice(label: str, at: int, until: int, tail: str) -> str:
-    return f'{{"name":"{label}","cat":"phase","ph":"X","ts":{at},"dur":{until - at}{tail}}}'
 
 
 def _from_start(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:

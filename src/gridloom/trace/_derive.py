@@ -16,6 +16,7 @@ import pyarrow as pa
 __all__ = [
     "assign_lanes",
     "column_order",
+    "flight_series",
     "requests_in_flight",
     "throttle_counters",
     "throttle_history",
@@ -93,6 +94,15 @@ def requests_in_flight(table: pa.Table) -> dict[str, list[tuple[float, int]]]:
     a throttle's own retries of an attempt stay one request in flight. The series starts at
     ``(0.0, 0)``; where several changes fall at one time, the level after all of them is kept.
     """
+    return {
+        model: list(zip(times.to_pylist(), levels.to_pylist(), strict=True))
+        for model, (times, levels) in flight_series(table).items()
+    }
+
+
+def flight_series(table: pa.Table) -> dict[str, tuple[pa.Array, pa.Array]]:
+    """:func:`requests_in_flight` as Arrow arrays: per model alias, its times (float64) and
+    the levels from each (int64)."""
     import pyarrow.compute as pc  # here: importing it costs every start of gridloom ~30 ms
 
     end = trace_end(table)
@@ -108,7 +118,7 @@ def requests_in_flight(table: pa.Table) -> dict[str, list[tuple[float, int]]]:
     )
     ended = pc.if_else(pc.fill_null(pc.is_finite(completed), False), completed, end)
     back = pc.max_element_wise(pc.if_else(answered, response, ended), sent)
-    series: dict[str, list[tuple[float, int]]] = {}
+    series: dict[str, tuple[pa.Array, pa.Array]] = {}
     models = attempts.column("model")
     for model in sorted(pc.unique(models).to_pylist()):
         mine = pc.equal(models, model)
@@ -128,12 +138,11 @@ def requests_in_flight(table: pa.Table) -> dict[str, list[tuple[float, int]]]:
         levels = pc.cumulative_sum(changes.column("delta").combine_chunks())
         # Each time's last change: where the next one's time differs, and the very last.
         keep = pa.concat_arrays([pc.not_equal(times[:-1], times[1:]), pa.array([True])])
-        kept_times, kept_levels = pc.filter(times, keep), pc.filter(levels, keep)
-        points = list(zip(kept_times.to_pylist(), kept_levels.to_pylist(), strict=True))
-        if points and points[0][0] == 0.0:
-            series[model] = points
-        else:
-            series[model] = [(0.0, 0), *points]
+        times, levels = pc.filter(times, keep), pc.filter(levels, keep)
+        if times[0].as_py() != 0.0:  # the series starts at (0, 0)
+            times = pa.concat_arrays([pa.array([0.0]), times])
+            levels = pa.concat_arrays([pa.array([0], pa.int64()), levels])
+        series[model] = (times, levels)
     return series
 
 
