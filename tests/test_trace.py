@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import random
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -24,6 +25,7 @@ from gridloom.plots import compare_gantt, draw_gantt, render_plots
 from gridloom.trace import (
     ORIGIN_KEY,
     TRACE_SCHEMA,
+    _chrome,
     assign_lanes,
     chrome_trace,
     chrome_trace_chunks,
@@ -574,6 +576,36 @@ def test_any_trace_exports_as_valid_nested_json(
     for e in events:
         if e["ph"] == "C":
             assert math.isfinite(e["args"]["value"])
+
+
+def test_the_export_is_the_same_whatever_its_piece_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The attempts are formatted a piece at a time; pieces of 1, 7 or all attempts write the
+    same document, and each attempt once."""
+    rng = random.Random(3)
+    rows = []
+    for index in range(60):
+        ready = rng.randint(0, 40) / 8
+        times = sorted(ready + rng.randint(0, 16) / 8 for _ in range(5))
+        rows.append(
+            {
+                "row_id": index // 3,
+                "column": f"c{index % 3}",
+                "model": "m" if index % 3 else None,
+                "ready": ready,
+                "dispatched": times[0],
+                "slot": times[1],
+                "sent": times[2] if index % 3 else math.nan,
+                "response": times[3] if index % 3 else math.nan,
+                "completed": times[4] if index % 5 else math.nan,
+                "status": "ok" if index % 4 else "retry",
+            }
+        )
+    table = table_of(rows)
+    whole = "".join(chrome_trace_chunks(table))
+    assert len([e for e in json.loads(whole)["traceEvents"] if e.get("cat") == "attempt"]) == 60
+    for piece in (1, 7):
+        monkeypatch.setattr(_chrome, "_PIECE", piece)
+        assert "".join(chrome_trace_chunks(table)) == whole
 
 
 @settings(max_examples=150, deadline=None)
