@@ -17,9 +17,9 @@ Times are whole microseconds since the run's start, so nested slices nest exactl
 (``trace.parquet`` keeps the clock's full resolution). Events come per column (its metadata
 first), then lane by lane in time order, each attempt followed by its phases.
 
-The JSON is formatted as text straight from the table's columns (:func:`chrome_trace_chunks`),
-the times converted in Arrow's compute: a traced run writes several events per task attempt,
-and a dict per event encoded by :mod:`json` cost about three times the CPU.
+The JSON is formatted as text straight from the table's columns, in Arrow's compute, a piece
+at a time (:func:`chrome_trace_chunks`): a traced run writes several events per task attempt,
+and a dict per event encoded by :mod:`json` took about six times the CPU.
 """
 
 from __future__ import annotations
