@@ -17,15 +17,15 @@ package, and any package of a lower layer)::
     clients      clients, tools
     services     throttle, simulated, trace
     base         storage, config
-    errors       errors, _sockets, _lazy, _version  (the standard library and trio only)
+    errors       errors, _attrs, _sockets, _lazy, _version  (the standard library, trio and attrs)
 
 Arrows forbidden on top of that:
 
-- the engine imports only config, errors, generators (and kinds), storage and trace: never
+- the engine imports only config, errors (and _attrs), generators (and kinds), storage and trace: never
   clients, throttle or simulated (the run opens those and hands the engine typed handles);
 - packages of one layer do not import each other (throttle knows nothing of HTTP or traces,
-  storage nothing of config), but generators and kinds, the face and ``_api``, and
-  ``__main__`` and ``cli``.
+  storage nothing of config), but generators and kinds, the face and ``_api``,
+  ``__main__`` and ``cli``, and errors and ``_attrs``.
 
 A package missing from the table fails the test: a new one must be given its place.
 """
@@ -52,11 +52,13 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("clients", frozenset({"clients", "tools"})),
     ("services", frozenset({"throttle", "simulated", "trace"})),
     ("base", frozenset({"storage", "config"})),
-    ("errors", frozenset({"errors", "_sockets", "_lazy", "_version"})),
+    ("errors", frozenset({"errors", "_attrs", "_sockets", "_lazy", "_version"})),
 )
 #: Packages a package may import, beyond its layer rule: the whole list, when given.
 ONLY: dict[str, frozenset[str]] = {
-    "engine": frozenset({"engine", "config", "errors", "generators", "kinds", "storage", "trace"}),
+    "engine": frozenset(
+        {"engine", "_attrs", "config", "errors", "generators", "kinds", "storage", "trace"}
+    ),
 }
 #: Packages of one layer that may import one another (the first the second).
 SIDEWAYS: frozenset[tuple[str, str]] = frozenset(
@@ -66,6 +68,7 @@ SIDEWAYS: frozenset[tuple[str, str]] = frozenset(
         ("<root>", "_api"),  # the face re-exports the entry points
         ("__main__", "cli"),  # python -m gridloom is the command line
         ("tools", "clients"),  # tools speak the clients' ToolSpec and ToolCall
+        ("errors", "_attrs"),  # the errors are attrs classes too
     }
 )
 

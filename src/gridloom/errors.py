@@ -49,7 +49,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-import attrs
+from ._attrs import frozen
 
 __all__ = [
     "AuthenticationFailed",
@@ -88,7 +88,7 @@ class GridloomError(Exception):
     """Root of every error gridloom raises on purpose."""
 
 
-@attrs.frozen
+@frozen
 class ConfigIssue:
     """One problem in a pipeline configuration.
 

@@ -18,9 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-import attrs
 import click
 
+from .._attrs import define
 from ..config import COLUMN_KINDS
 from ..errors import ConfigError, ConfigIssue, GridloomError, OutputExistsError, StorageError
 from ..run import signal_exit
@@ -148,7 +148,7 @@ def config_path(issue: ConfigIssue) -> str | None:
     return ".".join(["columns", issue.column, *([field] if field else [])])
 
 
-@attrs.define
+@define
 class Out:
     """What one command invocation prints: human text, or JSON with ``--json``."""
 

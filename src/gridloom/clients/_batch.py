@@ -38,6 +38,7 @@ import attrs
 import httpx
 import trio
 
+from .._attrs import define, frozen
 from ..config import ModelConfig
 from ..errors import (
     BadRequest,
@@ -69,7 +70,7 @@ MAX_POLL_FAILURES = 5
 _Answer = ChatResponse | EmbeddingResponse
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class BatchPolling:
     """How often a job is polled: ``first`` seconds after submission, then each wait
     ``growth`` times the last, at most ``longest``, each jittered by ± ``jitter``; and for how
@@ -86,7 +87,7 @@ class BatchPolling:
     max_wait: float = 26 * 3600.0
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class BatchClientStatistics:
     """A snapshot of one batching client's work.
 
@@ -107,7 +108,7 @@ class BatchClientStatistics:
     missing: int
 
 
-@attrs.define(eq=False)
+@define(eq=False)
 class _Pending:
     """One caller waiting for its answer."""
 
@@ -125,7 +126,7 @@ class _Pending:
             self.done.set()
 
 
-@attrs.define(eq=False)
+@define(eq=False)
 class _Job:
     """A job being followed: who waits for which item, and its results once read."""
 

@@ -21,9 +21,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import attrs
 import trio
 
+from .._attrs import frozen
 from ..errors import StorageError
 from ..storage import Location
 
@@ -53,7 +53,7 @@ def request_key(endpoint: str, body: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:40]
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class JobRecord:
     """One submitted job: its id, endpoint and items (``custom_id`` → request key)."""
 

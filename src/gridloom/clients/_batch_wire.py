@@ -19,10 +19,10 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import attrs
 import httpx
 import trio
 
+from .._attrs import frozen
 from ..errors import BadRequest, MalformedResponse
 from ._anthropic import AnthropicClient
 from ._batch_journal import is_safe_id
@@ -56,7 +56,7 @@ _INLINE_ITEMS = 256
 _OPENAI_ENDED = frozenset({"completed", "failed", "expired", "cancelled"})
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class JobState:
     """A job as the provider reported it.
 
@@ -73,7 +73,7 @@ class JobState:
     errors: str | None = None
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class ItemOutcome:
     """One item's result line.
 

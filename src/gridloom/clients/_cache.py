@@ -41,6 +41,8 @@ from typing import Any, TypeVar
 import attrs
 import trio
 
+from .._attrs import frozen
+
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "MAX_ENTRY_BYTES",
@@ -111,7 +113,7 @@ class CacheUnavailable(Exception):
     """The cache file cannot be used (its message names the file and how to go on without it)."""
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class CacheStats:
     """What a cache holds.
 

@@ -32,6 +32,7 @@ from typing import Any, Literal, TypeVar
 
 import attrs
 
+from .._attrs import frozen
 from ._types import (
     ChatRequest,
     ChatResponse,
@@ -58,7 +59,7 @@ A = TypeVar("A", ChatResponse, EmbeddingResponse)
 KEY_VERSION = 1
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class CacheScope:
     """Where one model alias's requests go, as far as its answers depend on it.
 

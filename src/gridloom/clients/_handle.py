@@ -9,6 +9,7 @@ from typing import Literal, Protocol, TypeVar
 import attrs
 import trio
 
+from .._attrs import frozen
 from ..config import ModelConfig
 from ..errors import ModelError
 from ..throttle import AdaptiveLimiter
@@ -44,7 +45,7 @@ _LATENCY_SAMPLE = 10_000
 _HISTORY_POINTS = 1000
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class ModelUsage:
     """A snapshot of one alias's traffic (what ``RunResult`` reports per model).
 

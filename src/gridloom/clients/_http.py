@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 import attrs
 import httpx
 
+from .._attrs import define
 from .._version import __version__
 from ..config import ModelConfig, ProviderConfig
 from ..errors import ConfigError
@@ -160,7 +161,7 @@ def build_http_client(
     return client
 
 
-@attrs.define(eq=False)
+@define(eq=False)
 class DirectRoute:
     """How a client made by :func:`build_http_client` sends model requests: straight to its
     transport, with the client's own headers and base URL (joined once per path).

@@ -20,6 +20,7 @@ import attrs
 import httpx
 import trio
 
+from .._attrs import frozen
 from ..config import ModelConfig
 from ..errors import ResponseTooLarge
 
@@ -32,7 +33,7 @@ DEFAULT_MAX_RESPONSE_BYTES: int = _DEFAULT if isinstance(_DEFAULT, int) else 8 *
 _INFLATED = frozenset({"gzip", "x-gzip", "deflate"})
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class ResponseCap:
     """The largest reply accepted for one model name of a provider.
 

@@ -37,6 +37,7 @@ from typing import Literal
 import attrs
 import httpx
 
+from .._attrs import frozen
 from ..config import ProviderConfig
 from ..config._models import redact_url
 from ..errors import ConfigError
@@ -51,7 +52,7 @@ def _redacted(value: str | None) -> str:
     return repr(None if value is None else redact_url(value))
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class TransportPlan:
     """Which transport a provider's requests go through, and why.
 
@@ -78,7 +79,7 @@ class TransportPlan:
 # --------------------------------------------------------------------------- proxies
 
 
-@attrs.frozen
+@frozen
 class _Pattern:
     """A proxy-map key as httpx matches it (``httpx._utils.URLPattern``)."""
 

@@ -19,6 +19,7 @@ import attrs
 import httpx
 import trio
 
+from .._attrs import frozen
 from ..errors import ModelError, ProviderUnavailable
 from ._errors import error_from_exception, error_from_response
 from ._exchange import Reply
@@ -40,7 +41,7 @@ RETRY_STATUSES = frozenset({502, 503, 504})
 _RETRY_EXCEPTIONS = (httpx.NetworkError, httpx.RemoteProtocolError)
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class RetryPolicy:
     """How often, and after how long, a transport failure is tried again.
 

@@ -11,6 +11,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import attrs
 
+from .._attrs import frozen
+
 __all__ = [
     "ChatRequest",
     "ChatResponse",
@@ -30,7 +32,7 @@ def _tuple(value: Any) -> tuple[Any, ...]:
     return tuple(value)
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class ToolSpec:
     """A tool offered to the model.
 
@@ -45,7 +47,7 @@ class ToolSpec:
     parameters: Mapping[str, Any] = attrs.field(factory=lambda: {"type": "object"})
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class ToolCall:
     """A tool call the model asked for.
 
@@ -61,7 +63,7 @@ class ToolCall:
     arguments: str = "{}"
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class Message:
     """One chat message.
 
@@ -80,7 +82,7 @@ class Message:
     name: str | None = None
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class ResponseFormat:
     """Ask for JSON output valid against ``schema`` (the provider's JSON-schema mode).
 
@@ -93,7 +95,7 @@ class ResponseFormat:
     schema: Mapping[str, Any]
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class ChatRequest:
     """A chat completion request.
 
@@ -121,7 +123,7 @@ class ChatRequest:
     tool_choice: Literal["auto", "none", "required"] | None = None
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class Usage:
     """Tokens a request consumed, as the provider counted them."""
 
@@ -135,7 +137,7 @@ class Usage:
         )
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class RateLimitState:
     """The provider's quota as its response headers reported it (``x-ratelimit-*`` from
     OpenAI-compatible servers, ``anthropic-ratelimit-*`` from Anthropic); ``None`` where a value
@@ -158,7 +160,7 @@ class RateLimitState:
     reset_tokens: float | None = None
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class ChatResponse:
     """A chat completion.
 
@@ -189,7 +191,7 @@ class ChatResponse:
     served_by: Literal["online", "batch", "cache"] = "online"
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class EmbeddingRequest:
     """Embed ``inputs`` with ``model``."""
 
@@ -199,7 +201,7 @@ class EmbeddingRequest:
     extra_body: Mapping[str, Any] = attrs.field(factory=dict)
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class EmbeddingResponse:
     """One vector per input, in input order.
 

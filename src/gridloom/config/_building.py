@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 import attrs
 from cattrs.errors import ClassValidationError
 
+from .._attrs import frozen
 from ..errors import ConfigError
 from ._columns import ColumnConfig
 from ._constraints import DEFAULT_MAX_ATTEMPTS, Constraint
@@ -80,7 +81,7 @@ def construct(
 # --------------------------------------------------------------------------- kind methods
 
 
-@attrs.frozen
+@frozen
 class KindParameter:
     """One parameter of a kind's builder method.
 

@@ -21,6 +21,8 @@ from typing import Any, Literal
 
 import attrs
 
+from .._attrs import frozen
+
 __all__ = [
     "CacheSetting",
     "PriceConfig",
@@ -52,7 +54,7 @@ def _discount(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         raise ValueError(f"{attribute.name} must be between 0 and 1, got {value!r}")
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class PriceConfig:
     """What a model's tokens cost, for the estimated cost in the summary and metadata.
 

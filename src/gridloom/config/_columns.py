@@ -21,6 +21,7 @@ from typing import Any, ClassVar, Literal
 
 import attrs
 
+from .._attrs import frozen
 from ._validators import schema_keywords, to_tuple
 
 __all__ = ["MAX_CONDITIONS", "ColumnConfig", "ConvertTo", "DType", "ModelEndpoint", "TimeUnit"]
@@ -73,7 +74,7 @@ def _check_conditional_params(
             raise ValueError(f"{where} may not set {fixed[0]!r}, only the kind's parameters")
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class ColumnConfig:
     """Fields every column has.
 

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import attrs
 
+from .._attrs import frozen
 from ._validators import as_finite, clip, int64, scalar, text
 
 __all__ = ["CONSTRAINT_OPS", "DEFAULT_MAX_ATTEMPTS", "MAX_REDRAWS", "Constraint", "ConstraintOp"]
@@ -55,7 +56,7 @@ def _check_value(_inst: Any, _attribute: attrs.Attribute[Any], value: Any) -> No
     as_finite("value", value)
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class Constraint:
     """``column op other`` or ``column op value``, held by every row of the output.
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import attrs
 
+from .._attrs import frozen
 from ._validators import clip
 
 __all__ = ["ScipyDistribution", "check_distribution_name", "check_params"]
@@ -41,7 +42,7 @@ def check_params(_instance: object, _attribute: attrs.Attribute[Any], value: Any
             raise ValueError(f"parameter {key!r} must be a finite number, got {clip(number)}")
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class ScipyDistribution:
     """A ``scipy.stats`` distribution and its parameters.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import attrs
 
+from .._attrs import frozen
 from ._validators import schema_keywords, text
 
 __all__ = ["RayConfig"]
@@ -17,7 +18,7 @@ def _optional_positive(
         raise ValueError(f"{attribute.name} must be >= 1 or null, got {value!r}")
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class RayConfig:
     """How a run with ``executor: ray`` is sharded (``pip install 'gridloom[ray]'``).
 

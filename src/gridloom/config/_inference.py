@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 import attrs
 
+from .._attrs import frozen
 from ._issues import describe
 from ._scalars import structure_float, structure_int
 from ._validators import INT64_MAX, as_finite, clip, schema_keywords
@@ -110,7 +111,7 @@ def _check_weights(inst: Any, _attribute: Any, value: tuple[float, ...] | None) 
         raise ValueError("weights must have a finite sum")
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class InferenceDistribution:
     """A distribution an inference parameter is drawn from, once per cell.
 

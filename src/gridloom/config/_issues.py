@@ -23,6 +23,7 @@ from cattrs.errors import (
     IterableValidationNote,
 )
 
+from .._attrs import frozen
 from ..errors import ConfigError, ConfigIssue
 from ._columns import ColumnConfig
 
@@ -45,7 +46,7 @@ PathPart = str | int
 _COMMON_FIELDS = frozenset(a.name for a in attrs.fields(ColumnConfig))
 
 
-@attrs.frozen
+@frozen
 class Issue:
     """One problem found while structuring.
 

@@ -10,6 +10,7 @@ from typing import Any, Generic, TypeVar
 
 import attrs
 
+from .._attrs import frozen
 from ._columns import ColumnConfig
 from ._validators import to_tuple
 
@@ -35,7 +36,7 @@ BUILDER_METHODS = frozenset(
 )
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class ColumnKind(Generic[C]):
     """A column kind, declared by one module and named by its ``gridloom.columns`` entry point.
 
@@ -78,7 +79,7 @@ class ColumnKind(Generic[C]):
         return self.config.kind
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class KindInfo:
     """One column kind the registry found, available or not (see ``gridloom.kinds.installed``).
 

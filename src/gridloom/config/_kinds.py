@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from .._attrs import frozen
 from ._columns import ColumnConfig
 from ._kind import ColumnKind, KindInfo, kind_problem
 
@@ -94,7 +95,7 @@ _BUILTIN_VALUES: dict[str, str] = {
 }
 
 
-@attrs.frozen
+@frozen
 class BuiltinPoint:
     """A built-in's entry point as the built-in list writes it, loaded without
     :mod:`importlib.metadata` (reading a distribution's metadata imports it, and parses
@@ -113,7 +114,7 @@ class BuiltinPoint:
         return found
 
 
-@attrs.frozen
+@frozen
 class _Found:
     """An entry point to load, and what is known of its distribution."""
 
@@ -123,7 +124,7 @@ class _Found:
     builtin: bool
 
 
-@attrs.frozen
+@frozen
 class _State:
     """What one load of the entry points found."""
 

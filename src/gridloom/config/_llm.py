@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 import attrs
 
+from .._attrs import frozen
 from ._cache import CacheSetting, check_cache_setting
 from ._columns import ColumnConfig
 from ._inference import (
@@ -59,7 +60,7 @@ def not_templated(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> No
         )
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class LLMColumn(ColumnConfig):
     """Fields every model-calling column has.
 
@@ -180,7 +181,7 @@ def _score_keys(scores: Any) -> dict[int | str, str]:
     return out
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class Rubric:
     """One judging criterion.
 

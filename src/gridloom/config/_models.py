@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 import attrs
 
+from .._attrs import frozen
 from ..errors import ConfigError, ConfigIssue
 from ._cache import (
     CacheSetting,
@@ -105,7 +106,7 @@ def _check_cert(_inst: Any, _attribute: attrs.Attribute[Any], value: Any) -> Non
     )
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class ProviderConfig:
     """Where models are served.
 
@@ -166,7 +167,7 @@ class ProviderConfig:
             raise ValueError(f"provider {self.name!r} of type {self.type!r} needs an endpoint")
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class ModelConfig:
     """A model as columns see it: an alias bound to a provider, a model name and defaults.
 
@@ -249,7 +250,7 @@ def _check_index_range(_inst: Any, _attribute: Any, value: tuple[int, ...] | Non
         raise ValueError(f"index_range [start, stop] needs 0 <= start < stop, got {list(value)!r}")
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class SeedPartition:
     """Part ``index`` of ``of`` contiguous, near-equal parts of the seed rows.
 
@@ -284,7 +285,7 @@ def _to_partition(value: Any) -> SeedPartition | None:
     return value  # type: ignore[no-any-return]
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class SeedDatasetConfig:
     """Rows read from a file, a Hugging Face dataset or an in-memory table, whose columns
     every generated column can reference.
@@ -394,7 +395,7 @@ class SeedDatasetConfig:
     revision: str | None = attrs.field(default=None, validator=_hf_only)
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class PipelineConfig:
     """A whole pipeline: where models live, which columns to generate, how to run.
 

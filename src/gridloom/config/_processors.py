@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 import attrs
 
+from .._attrs import frozen
 from ._validators import to_tuple
 
 __all__ = [
@@ -101,7 +102,7 @@ def _check_json_like(value: Any, where: str, depth: int) -> None:
         )
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class ProcessorConfig:
     """Base of the processor kinds: ``kind`` is the key a processor is written under;
     ``shorthand`` the one field whose value that key holds directly (``None``: the key holds
@@ -113,7 +114,7 @@ class ProcessorConfig:
     shorthand_only: ClassVar[bool] = True
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class DropColumnsProcessor(ProcessorConfig):
     """``{drop_columns: [a, b]}``: remove these columns from the output.
 
@@ -127,7 +128,7 @@ class DropColumnsProcessor(ProcessorConfig):
     columns: tuple[str, ...] = attrs.field(converter=to_tuple, validator=_names)
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class RenameProcessor(ProcessorConfig):
     """``{rename: {old: new}}``: rename output columns.
 
@@ -141,7 +142,7 @@ class RenameProcessor(ProcessorConfig):
     mapping: dict[str, str] = attrs.field(validator=_renames)
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class SchemaTransformProcessor(ProcessorConfig):
     """``{schema_transform: {template: {...}}}``: build a new record per row, which replaces
     the row's columns (each top-level key of ``template`` is an output column).

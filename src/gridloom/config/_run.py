@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 import attrs
 
+from .._attrs import frozen
 from ._executor import RayConfig
 from ._throttle import ThrottleConfig
 from ._validators import schema_keywords
@@ -19,7 +20,7 @@ def _optional_rate(_inst: Any, attribute: attrs.Attribute[Any], value: float | N
         raise ValueError(f"{attribute.name} must be in (0, 1] or null, got {value!r}")
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class RunConfig:
     """How a run is executed; none of these change *what* is generated except ``seed`` and
     ``row_group_size`` (the random streams are derived per row group).

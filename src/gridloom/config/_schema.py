@@ -28,6 +28,7 @@ from typing import Any
 
 import attrs
 
+from .._attrs import define
 from ._columns import ColumnConfig
 from ._kind import COMMON_FIELDS, ColumnKind
 from ._kinds import column_kinds
@@ -158,7 +159,7 @@ def _constraints(validator: Any, out: dict[str, Any], *, is_array: bool) -> None
         out.update(keywords)
 
 
-@attrs.define
+@define
 class _Builder:
     """Builds the schema of one class tree, collecting nested classes in ``defs``."""
 

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import attrs
 
+from .._attrs import frozen
 from ._validators import finite, int64, schema_keywords
 
 __all__ = [
@@ -37,7 +38,7 @@ def _rate(_inst: Any, attribute: attrs.Attribute[Any], value: float) -> None:
 _non_negative = attrs.validators.ge(0.0)
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class LatencyConfig:
     """How long the simulated model takes to answer: ``fixed + lognormal + per_token * tokens``.
 
@@ -54,7 +55,7 @@ class LatencyConfig:
     per_token: float = attrs.field(default=0.0, validator=_non_negative)
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class CapacityStep:
     """From ``at`` seconds after the endpoint's first request on, the model serves ``capacity``
     requests at once (to replay a provider whose capacity changes during a run).
@@ -78,7 +79,7 @@ def _ordered(_inst: Any, attribute: attrs.Attribute[Any], value: tuple[CapacityS
         raise ValueError(f"{attribute.name} must be in increasing order of 'at', got {times}")
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class SimulatedModel:
     """Behaviour of one simulated model.
 
@@ -144,7 +145,7 @@ class SimulatedModel:
     )
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class BatchSimulation:
     """How the simulated batch APIs behave (OpenAI files + ``/v1/batches``, Anthropic
     ``/v1/messages/batches``).
@@ -185,7 +186,7 @@ class BatchSimulation:
     max_jobs: int = attrs.field(default=1_000, validator=[int64, attrs.validators.ge(1)])
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class SimulationConfig:
     """The simulated endpoint of one provider.
 

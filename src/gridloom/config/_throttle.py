@@ -6,6 +6,7 @@ from typing import Any
 
 import attrs
 
+from .._attrs import frozen
 from ._validators import schema_keywords, to_tuple
 
 __all__ = ["ThrottleConfig"]
@@ -23,7 +24,7 @@ def _above_one(_inst: Any, attribute: attrs.Attribute[Any], value: float) -> Non
         raise ValueError(f"{attribute.name} must be above 1, got {value!r}")
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class ThrottleConfig:
     """Adaptive concurrency per (provider, model): a slow start, then multiplicative decrease
     on a rate limit and additive increase on sustained success.

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 import attrs
 
+from .._attrs import frozen
 from ._validators import function_path, int64, positive, text, to_tuple
 
 __all__ = [
@@ -52,7 +53,7 @@ def _object_schema(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> N
         raise ValueError(f"{attribute.name} must be a JSON Schema of type object")
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class ToolConfig:
     """Base of the tool kinds: ``kind`` is the key a tool is written under; ``shorthand``
     the one field whose value that key holds directly."""
@@ -63,7 +64,7 @@ class ToolConfig:
     shorthand_only: ClassVar[bool] = False
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class PythonTool(ToolConfig):
     """``{python: "package.module:function"}``: a Python function, sync or async, as a tool.
 
@@ -89,7 +90,7 @@ class PythonTool(ToolConfig):
     parameters: dict[str, Any] | None = attrs.field(default=None, validator=_object_schema)
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class McpTool(ToolConfig):
     """``{mcp: {command: [...]}}`` or ``{mcp: {url: ...}}``: the tools of an MCP server.
 
@@ -132,7 +133,7 @@ class McpTool(ToolConfig):
             raise ValueError("command must be a list of non-empty strings")
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class SearchTool(ToolConfig):
     """``{search: {seed: corpus.parquet, field: text}}``: full-text search over a file's
     rows, and reading a row by its id, as two tools (SQLite FTS5 from Python's standard

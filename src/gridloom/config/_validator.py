@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-import attrs
+from .._attrs import frozen
 
 __all__ = ["FILE_SCHEMA", "ValidatorConfig"]
 
@@ -23,7 +23,7 @@ __all__ = ["FILE_SCHEMA", "ValidatorConfig"]
 FILE_SCHEMA: list[Callable[[Any], dict[str, Any]]] = []
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class ValidatorConfig:
     """A validator of a `validate` column: one of its kinds' classes (`PythonCheck`,
     `SqlCheck`, `JsonSchemaCheck`, `RegexCheck`, `CallableCheck`, `HttpCheck` in

@@ -25,9 +25,9 @@ import difflib
 from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
-import attrs
 from jinja2 import nodes
 
+from .._attrs import frozen
 from ..config import ColumnConfig
 from ..generators._jinja import parse_template
 
@@ -78,7 +78,7 @@ def value_schema(column: ColumnConfig) -> Mapping[str, Any] | None:
     return column.value_schema()
 
 
-@attrs.frozen
+@frozen
 class Read:
     """A read of a column's value by a template: ``root`` then ``steps``.
 
@@ -180,7 +180,7 @@ def _only(schema: Mapping[str, Any], kind: str) -> bool:
     return isinstance(declared, list) and set(declared) - {"null"} == {kind}
 
 
-@attrs.frozen
+@frozen
 class FieldProblem:
     """A read of a field that the column's schema rules out.
 

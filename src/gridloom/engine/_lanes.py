@@ -23,6 +23,7 @@ from typing import Any
 import attrs
 import trio
 
+from .._attrs import define
 from ..generators import ColumnGenerator
 from ..trace import TaskTracer
 from ._rowgroup import RowGroup
@@ -39,7 +40,7 @@ LANE_DEPTH = 2
 Entry = tuple[int, int, int, int, RowGroup, Task]
 
 
-@attrs.define(eq=False)
+@define(eq=False)
 class Lane:
     """Ready tasks that wait on one model (or on no model), best first."""
 

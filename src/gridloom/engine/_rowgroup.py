@@ -20,6 +20,7 @@ from typing import Any
 import attrs
 import trio
 
+from .._attrs import frozen
 from ..generators._corrections import REJECTED, CorrectionLog
 from ..storage import ColumnCounts, CorrectionCounts, DropRecord, RowGroupData
 from ..trace import TaskSpan
@@ -32,7 +33,7 @@ __all__ = ["Handed", "RowGroup", "RowGroupSpec"]
 Handed = tuple[Callable[..., Awaitable[None]], tuple[Any, ...]]
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class RowGroupSpec:
     """A row group to generate: rows ``first_row_id .. first_row_id + num_rows - 1``."""
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import attrs
+from .._attrs import frozen
 
 __all__ = ["Counters", "NodeProgress", "SchedulerStatistics"]
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class NodeProgress:
     """Cells of one node (a column, or a multi-output generator) so far.
 
@@ -25,7 +25,7 @@ class NodeProgress:
     skipped: int = 0
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class SchedulerStatistics:
     """A snapshot of the scheduler (read by progress, traces and tests).
 

@@ -19,6 +19,7 @@ import attrs
 import jinja2
 import pyarrow as pa
 
+from .._attrs import frozen
 from ..config import ColumnConfig, Constraint, LLMColumn, PipelineConfig
 from ..config._constraints import MAX_REDRAWS
 from ..config._variants import conditional_variant
@@ -37,7 +38,7 @@ __all__ = ["ExecutionGraph", "Node", "compile_pipeline"]
 SEED_NODE = "seed_dataset"
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class Node:
     """One generator in the graph.
 
@@ -65,7 +66,7 @@ class Node:
     skip: SkipCondition | None = attrs.field(default=None, eq=False, repr=False)
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class ExecutionGraph:
     """Nodes in topological order, plus the output schema.
 

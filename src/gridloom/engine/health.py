@@ -12,10 +12,12 @@ from typing import Any
 
 import attrs
 
+from .._attrs import frozen
+
 __all__ = ["ShutdownReason", "check_window"]
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class ShutdownReason:
     """Why the run was stopped early: a failing model, or a column failing the same way row
     after row (:class:`~gridloom.engine.GeneratorHealth`).

@@ -18,8 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-import attrs
-
+from .._attrs import frozen
 from ..generators.base import Granularity
 
 __all__ = ["BatchTask", "CellTask", "CompletionTracker", "NodeShape", "Task", "TrackerStatistics"]
@@ -38,7 +37,7 @@ class NodeShape(Protocol):
     def granularity(self) -> Granularity: ...
 
 
-@attrs.frozen(slots=True)
+@frozen(slots=True, eq=True)  # attrs' compiled __eq__ and __hash__: a task keys dicts per cell
 class CellTask:
     """Compute ``node`` for one ``row`` (row index within the row group)."""
 
@@ -46,7 +45,7 @@ class CellTask:
     row: int
 
 
-@attrs.frozen(slots=True)
+@frozen(slots=True, eq=True)  # as CellTask
 class BatchTask:
     """Compute ``node`` for the live ``rows`` of the row group, in one call."""
 
@@ -57,7 +56,7 @@ class BatchTask:
 Task = CellTask | BatchTask
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class TrackerStatistics:
     """A snapshot of one row group's progress."""
 

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 import attrs
 import pyarrow as pa
 
+from .._attrs import frozen
 from ..config._columns import ColumnConfig
 from ..config._kinds import installed, kind_of, unavailable, unavailable_message
 from ..config._llm import LLMColumn
@@ -22,7 +23,7 @@ __all__ = ["BuildContext", "GeneratorBuilder", "build_generator"]
 C = TypeVar("C", bound=ColumnConfig)
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class BuildContext:
     """What :func:`build_generator` may know about the rest of the pipeline.
 

@@ -21,10 +21,10 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
-import attrs
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .._attrs import frozen
 from ..errors import ConfigError, GenerationError
 from ._seed_checks import (
     as_text,
@@ -68,7 +68,7 @@ class SeedReadError(GenerationError):
     stops_run = True
 
 
-@attrs.frozen
+@frozen
 class _Group:
     """One parquet row group: file ``file``'s group ``group``, ``rows`` rows from ``start``
     (over all the files' rows, concatenated)."""
@@ -79,7 +79,7 @@ class _Group:
     rows: int
 
 
-@attrs.frozen
+@frozen
 class ParquetScan:
     """What :func:`scan_parquet` learnt from the files' footers."""
 

@@ -29,6 +29,7 @@ import attrs
 import pyarrow as pa
 from jinja2 import nodes
 
+from .._attrs import frozen
 from ..config._columns import ColumnConfig
 from ..config._constraints import Constraint
 from ..config._variants import conditional_variant
@@ -71,7 +72,7 @@ _NOT_BOOLEAN = (
 )
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class BoundConstraint:
     """A constraint as its column's sampler applies it.
 

@@ -36,6 +36,7 @@ from typing import Any
 import attrs
 from jinja2.utils import Namespace
 
+from .._attrs import frozen
 from ..config import RunConfig
 from ..errors import TemplateLimitExceeded
 
@@ -73,7 +74,7 @@ _CLOCK_EVERY = 64
 _PRINTF = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d*))?[hlL]?[diouxXeEfFgGcrsab%]")
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class TemplateLimits:
     """What one render of one template may use (see the module docstring).
 

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeAlias, TypeVar
 import attrs
 import pyarrow as pa
 
+from .._attrs import define, frozen
 from ..errors import GenerationError
 
 if TYPE_CHECKING:  # the clients and tools sit below the generators; imported for types only
@@ -82,7 +83,7 @@ def derive_rng(seed: int, *parts: object) -> random.Random:
     return random.Random(derive_seed(seed, *parts))
 
 
-@attrs.frozen
+@frozen
 class RowFailure:
     """A batch generator's stand-in for one row's value: that row fails with ``error``
     (and is dropped), the batch's other rows go on."""
@@ -90,7 +91,7 @@ class RowFailure:
     error: Exception
 
 
-@attrs.define(kw_only=True, slots=True)
+@define(kw_only=True, slots=True)
 class CellContext:
     """What a cell generator gets for one row.
 
@@ -125,7 +126,7 @@ class CellContext:
         return self._rng
 
 
-@attrs.define(kw_only=True, slots=True)
+@define(kw_only=True, slots=True)
 class BatchContext:
     """What a batch generator gets for one row group.
 

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 import attrs
 
+from .._attrs import frozen
 from ..config._columns import ColumnConfig, ConvertTo
 from ..config._kind import ColumnKind
 from ..config._validators import probability
@@ -15,7 +16,7 @@ from ..generators.sampling import NumericSampler
 __all__ = ["KIND", "BernoulliColumn", "BernoulliSampler"]
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class BernoulliColumn(ColumnConfig):
     """1 with probability ``p``, else 0.
 

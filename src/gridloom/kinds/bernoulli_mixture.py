@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 import attrs
 
+from .._attrs import frozen
 from ..config._columns import ColumnConfig, ConvertTo
 from ..config._distribution import ScipyDistribution
 from ..config._kind import ColumnKind
@@ -25,7 +26,7 @@ from .scipy_dist import (
 __all__ = ["KIND", "BernoulliMixtureColumn", "BernoulliMixtureSampler"]
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class BernoulliMixtureColumn(ColumnConfig):
     """With probability ``p`` a draw from a ``scipy.stats`` distribution, else 0.
 

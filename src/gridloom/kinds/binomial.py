@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 import attrs
 
+from .._attrs import frozen
 from ..config._columns import ColumnConfig, ConvertTo
 from ..config._kind import ColumnKind
 from ..config._validators import int64, probability
@@ -16,7 +17,7 @@ from ..generators.sampling import NumericSampler
 __all__ = ["KIND", "BinomialColumn", "BinomialSampler"]
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class BinomialColumn(ColumnConfig):
     """The number of successes in ``n`` trials of probability ``p``.
 

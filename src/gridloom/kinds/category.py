@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 import attrs
 
+from .._attrs import frozen
 from ..config._columns import ColumnConfig
 from ..config._kind import ColumnKind
 from ..config._validators import as_finite, check_scalars, scalars, to_tuple
@@ -18,7 +19,7 @@ from ..generators.sampling import Sampler
 __all__ = ["KIND", "CategoryColumn", "CategorySampler"]
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class CategoryColumn(ColumnConfig):
     """A value drawn from ``values``, optionally weighted.
 

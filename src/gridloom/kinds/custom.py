@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Literal
 
 import attrs
 
+from .._attrs import frozen
 from ..config._columns import ColumnConfig, DType
 from ..config._kind import ColumnKind
 from ..config._models import ModelConfig
@@ -29,7 +30,7 @@ from ..storage._convert import JSON_TEXT_METADATA
 __all__ = ["KIND", "AsyncCustomGenerator", "CustomColumn", "CustomGenerator", "custom_generator"]
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class CustomColumn(ColumnConfig):
     """A user function, sync or async, called per cell or per batch.
 

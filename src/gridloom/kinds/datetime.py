@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import attrs
 import pyarrow as pa
 
+from .._attrs import frozen
 from ..config._columns import ColumnConfig, TimeUnit
 from ..config._kind import ColumnKind
 from ..config._validators import text_problem
@@ -42,7 +43,7 @@ def _utc_moment(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None
         )
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class DatetimeColumn(ColumnConfig):
     """A datetime drawn uniformly from ``[start, end]``, rounded down to ``unit``.
 

@@ -8,6 +8,7 @@ import attrs
 import pyarrow as pa
 import trio
 
+from .._attrs import frozen
 from ..clients._types import EmbeddingRequest
 from ..config._columns import ColumnConfig, ModelEndpoint
 from ..config._kind import ColumnKind
@@ -21,7 +22,7 @@ from ..generators.llm import compile_field, render
 __all__ = ["KIND", "EmbeddingColumn", "EmbeddingGenerator"]
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class EmbeddingColumn(ColumnConfig):
     """An embedding vector of a text.
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-import attrs
 import jinja2
 
+from .._attrs import frozen
 from ..config._columns import ColumnConfig, DType
 from ..config._kind import ColumnKind
 from ..errors import GenerationError, TemplateError, TemplateLimitExceeded, UnknownReferenceError
@@ -27,7 +27,7 @@ from ..storage._convert import JSON_TEXT_METADATA
 __all__ = ["KIND", "ExpressionColumn", "ExpressionGenerator"]
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class ExpressionColumn(ColumnConfig):
     """A Jinja template rendered per row (sandboxed), then cast to ``dtype``.
 

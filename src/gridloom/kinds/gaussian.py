@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 import attrs
 
+from .._attrs import frozen
 from ..config._columns import ColumnConfig, ConvertTo
 from ..config._kind import ColumnKind
 from ..config._validators import finite, int64, is_finite, positive
@@ -20,7 +21,7 @@ __all__ = ["GAUSS_REACH", "KIND", "GaussianColumn", "GaussianSampler"]
 GAUSS_REACH = 9.0
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class GaussianColumn(ColumnConfig):
     """A number drawn from a normal distribution.
 

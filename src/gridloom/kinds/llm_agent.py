@@ -12,6 +12,7 @@ import attrs
 import pyarrow as pa
 import trio
 
+from .._attrs import frozen
 from ..clients._post import utf8_clean
 from ..clients._types import ChatResponse, Message, ToolCall, ToolSpec
 from ..config._kind import ColumnKind
@@ -76,7 +77,7 @@ class TrajectoryIncomplete(GenerationError):
     tool call repeated); its row is dropped unless ``on_incomplete: keep``."""
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class LLMAgentColumn(LLMColumn):
     """A multi-turn trajectory: the model answers the prompt calling tools, turn after turn.
 

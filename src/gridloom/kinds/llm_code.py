@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 import attrs
 import pyarrow as pa
 
+from .._attrs import frozen
 from ..config._kind import ColumnKind
 from ..config._llm import LLMColumn, not_templated
 from ..config._models import ModelConfig
@@ -19,7 +20,7 @@ from ..generators.llm import FENCE, ModelColumnGenerator
 __all__ = ["KIND", "LLMCodeColumn", "LLMCodeGenerator", "extract_code"]
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class LLMCodeColumn(LLMColumn):
     """Code from a model: the model is asked for one fenced code block, whose content is kept.
 

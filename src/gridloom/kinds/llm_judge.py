@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 import attrs
 
+from .._attrs import frozen
 from ..config._kind import ColumnKind
 from ..config._llm import LLMColumn, Rubric
 from ..config._models import ModelConfig
@@ -39,7 +40,7 @@ def judge_schema(rubrics: tuple[Rubric, ...]) -> dict[str, Any]:
     }
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class LLMJudgeColumn(LLMColumn):
     """A model's judgement against named rubrics: for each rubric a score and a reason.
 

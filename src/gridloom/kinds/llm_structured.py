@@ -8,6 +8,7 @@ from typing import Any, ClassVar, Literal
 
 import attrs
 
+from .._attrs import frozen
 from ..config._kind import ColumnKind
 from ..config._llm import LLMColumn, templated
 from ..generators._factory import BuildContext
@@ -100,7 +101,7 @@ def _check_format(inst: Any, _attribute: attrs.Attribute[Any], value: str) -> No
         )
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class LLMStructuredColumn(LLMColumn):
     """Structured data from a model, as JSON, YAML or XML, valid against ``schema``.
 

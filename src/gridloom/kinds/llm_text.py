@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import attrs
 import pyarrow as pa
 
+from .._attrs import frozen
 from ..config._kind import ColumnKind
 from ..config._llm import LLMColumn
 from ..config._models import ModelConfig
@@ -18,7 +18,7 @@ from ..generators.llm import ModelColumnGenerator
 __all__ = ["KIND", "LLMTextColumn", "LLMTextGenerator"]
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class LLMTextColumn(LLMColumn):
     """Free text from a model (stripped of surrounding whitespace).
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import attrs
 import pyarrow as pa
 
+from .._attrs import frozen
 from ..config._columns import ColumnConfig
 from ..config._issues import suggest
 from ..config._kind import ColumnKind
@@ -72,7 +73,7 @@ def _iso_date(value: Any) -> Any:
     return value
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class PersonColumn(ColumnConfig):
     """A synthetic person with consistent fields, stored as a struct.
 

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 import attrs
 
+from .._attrs import frozen
 from ..config._columns import ColumnConfig, ConvertTo
 from ..config._kind import ColumnKind
 from ..config._validators import positive
@@ -19,7 +20,7 @@ __all__ = ["KIND", "POISSON_MEAN_MAX", "PoissonColumn", "PoissonSampler"]
 POISSON_MEAN_MAX = 1e15
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class PoissonColumn(ColumnConfig):
     """A count drawn from a Poisson distribution with the given mean.
 

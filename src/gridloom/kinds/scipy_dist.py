@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import attrs
 
+from .._attrs import frozen
 from ..config._columns import ColumnConfig, ConvertTo
 from ..config._distribution import check_distribution_name, check_params
 from ..config._issues import suggest
@@ -180,7 +181,7 @@ def live_values(ctx: BatchContext, values: npt.NDArray[Any]) -> list[Any]:
     return list(values.tolist())
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class ScipyColumn(ColumnConfig):
     """A number drawn from a ``scipy.stats`` distribution (continuous or discrete) by name.
 

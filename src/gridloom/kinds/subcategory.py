@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 import attrs
 
+from .._attrs import frozen
 from ..config._columns import ColumnConfig
 from ..config._kind import ColumnKind
 from ..config._validators import check_scalars, scalar, scalar_problem, scalars
@@ -24,7 +25,7 @@ def _options_by_parent(value: Any) -> dict[Any, tuple[Any, ...]]:
     return {scalar(key): scalars(options) for key, options in dict(value).items()}
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class SubcategoryColumn(ColumnConfig):
     """A value drawn from the list that belongs to the row's ``parent`` category value.
 

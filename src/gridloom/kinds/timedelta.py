@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import attrs
 import pyarrow as pa
 
+from .._attrs import frozen
 from ..config._columns import ColumnConfig, TimeUnit
 from ..config._kind import ColumnKind
 from ..config._validators import INT64_MAX, int64
@@ -27,7 +28,7 @@ DURATION_MAX = dt.timedelta(microseconds=INT64_MAX)
 DATETIME_SPAN = dt.datetime.max - dt.datetime.min
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class TimedeltaColumn(ColumnConfig):
     """A whole number of ``unit`` drawn from ``[min, max]``.
 

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 import attrs
 
+from .._attrs import frozen
 from ..config._columns import ColumnConfig, ConvertTo
 from ..config._kind import ColumnKind
 from ..config._validators import INT64_MAX, INT64_MIN, finite, int64, is_finite
@@ -17,7 +18,7 @@ from ..generators.sampling import NumericSampler
 __all__ = ["KIND", "UniformColumn", "UniformSampler"]
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class UniformColumn(ColumnConfig):
     """A number drawn uniformly from ``[low, high]``.
 

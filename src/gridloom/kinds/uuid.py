@@ -9,6 +9,7 @@ from typing import ClassVar
 import attrs
 import pyarrow as pa
 
+from .._attrs import frozen
 from ..config._columns import ColumnConfig
 from ..config._kind import ColumnKind
 from ..config._validators import text
@@ -17,7 +18,7 @@ from ..generators.sampling import Sampler
 __all__ = ["KIND", "UUIDColumn", "UUIDSampler"]
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class UUIDColumn(ColumnConfig):
     """A random UUID4 as text (deterministic when ``run.seed`` is set).
 

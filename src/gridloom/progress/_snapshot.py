@@ -12,7 +12,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Literal
 
-import attrs
+from .._attrs import frozen
 
 if TYPE_CHECKING:
     from ..clients import ModelHandle
@@ -47,7 +47,7 @@ RATE_WINDOW_SECONDS = 10.0
 _MODES = ("auto", "bar", "log", "off")
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class ColumnProgress:
     """One node (a column, or a generator filling several) at one moment.
 
@@ -69,7 +69,7 @@ class ColumnProgress:
         return self.done + self.skipped
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class ModelProgress:
     """One model alias at one moment.
 
@@ -90,7 +90,7 @@ class ModelProgress:
     cached: int = 0
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class ProgressSnapshot:
     """What the display shows at one moment; everything is a count of this invocation.
 

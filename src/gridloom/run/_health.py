@@ -35,8 +35,7 @@ import math
 from collections import Counter, deque
 from collections.abc import Callable
 
-import attrs
-
+from .._attrs import frozen
 from ..config import RunConfig
 from ..engine import ShutdownReason
 from ..engine.health import check_window
@@ -54,7 +53,7 @@ _MAX_BACKLOG = 10_000
 _KEPT = "stopping the run — completed row groups are kept; resume it to generate the rest"
 
 
-@attrs.frozen
+@frozen
 class _Alias:
     """What the monitor knows about an alias, for its messages."""
 

@@ -21,6 +21,7 @@ import attrs
 import pyarrow as pa
 import trio
 
+from .._attrs import frozen
 from ..config import PipelineConfig
 from ..config._issues import suggest
 from ..config._processors import (
@@ -46,7 +47,7 @@ def _unknown(name: str, names: list[str], field: str) -> ConfigError:
     return ConfigError(f"unknown column {name!r}{hint}", field=field)
 
 
-@attrs.frozen
+@frozen
 class _Drop:
     columns: frozenset[str]
 
@@ -54,7 +55,7 @@ class _Drop:
         return {k: v for k, v in columns.items() if k not in self.columns}
 
 
-@attrs.frozen
+@frozen
 class _Rename:
     mapping: Mapping[str, str]
 
@@ -97,7 +98,7 @@ def _compile_step(
     return compiled, compiled.schema
 
 
-@attrs.frozen
+@frozen
 class ProcessorChain:
     """The compiled ``processors:`` of a pipeline.
 

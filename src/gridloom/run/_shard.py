@@ -20,9 +20,9 @@ import socket
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
-import attrs
 import trio
 
+from .._attrs import frozen
 from ..clients import ModelHandle
 from ..config import PipelineConfig
 from ..engine import RowGroupSpec, SchedulerStatistics
@@ -32,7 +32,7 @@ from ._shards import ShardThrottle
 __all__ = ["ShardJob", "ShardReporter", "ray_get_taken", "run_shard", "shard_report"]
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class ShardJob:
     """What one shard is asked to do (sent to its Ray task).
 

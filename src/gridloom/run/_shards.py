@@ -9,6 +9,7 @@ from typing import Any
 
 import attrs
 
+from .._attrs import frozen
 from ..config import PipelineConfig
 from ..engine import NodeProgress, SchedulerStatistics
 from ..errors import ConfigError
@@ -35,7 +36,7 @@ def cap_share(cap: int, shards: int, shard: int) -> int:
     return base + (1 if shard < extra else 0)
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class ShardThrottle:
     """What a shard reports of one model's throttle each ``run.ray.progress_seconds``.
 

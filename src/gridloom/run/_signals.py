@@ -31,8 +31,9 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
-import attrs
 import trio
+
+from .._attrs import define
 
 __all__ = [
     "SIGNAL_GRACE_SECONDS",
@@ -278,7 +279,7 @@ class StopSignals:
                 os._exit(signal_exit(self.signum))
 
 
-@attrs.define
+@define
 class Outcome(Generic[T]):
     """How work run by :func:`run_with_signals` ended: its result, its error, and the signal
     that stopped it (an error may come with a signal: most likely a consequence of it)."""

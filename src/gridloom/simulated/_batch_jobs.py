@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import attrs
 
+from .._attrs import define, frozen
 from ..config import BatchSimulation
 from ._asgi import Api, dump_json, error_body, format_timestamp
 
@@ -39,7 +40,7 @@ Fate = Literal["ok", "error", "expired", "missing", "duplicate"]
 WINDOW_SECONDS = 24 * 3600
 
 
-@attrs.frozen
+@frozen
 class Item:
     """One request of a job: its caller's id and its body."""
 
@@ -47,7 +48,7 @@ class Item:
     body: dict[str, Any]
 
 
-@attrs.frozen
+@frozen
 class ItemResult:
     """How one item ended: ``succeeded`` (status 200), ``errored`` (any other status),
     ``expired`` or ``canceled``; ``copies`` is how many times it is written (0: missing)."""
@@ -59,7 +60,7 @@ class ItemResult:
     copies: int = 1
 
 
-@attrs.define(eq=False)
+@define(eq=False)
 class Job:
     """A batch job: its items, when it was created, how it ended (once it has)."""
 

@@ -24,9 +24,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import attrs
 import trio
 
+from .._attrs import define, frozen
 from ..config import BatchSimulation
 from ._asgi import (
     MESSAGE_BATCHES_ROUTE,
@@ -68,7 +68,7 @@ class _Refused(Exception):
         self.message = message
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class BatchStatistics:
     """What the batch APIs have seen.
 
@@ -85,7 +85,7 @@ class BatchStatistics:
     polls: int
 
 
-@attrs.define(eq=False)
+@define(eq=False)
 class _File:
     id: str
     purpose: str

@@ -16,8 +16,7 @@ import random
 from collections.abc import Callable
 from typing import Literal
 
-import attrs
-
+from .._attrs import frozen
 from ..config import SimulatedModel
 
 __all__ = ["Draw", "Fault", "ModelBehaviour", "Quota", "Rejection", "TokenBucket"]
@@ -37,7 +36,7 @@ class Fault(enum.Enum):
     MALFORMED = "malformed"
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class Draw:
     """What one admitted request will suffer: a fault (or none) and its lognormal latency
     component (seconds)."""
@@ -46,7 +45,7 @@ class Draw:
     lognormal: float
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class Rejection:
     """A 429: why, and after how many seconds to come back."""
 
@@ -54,7 +53,7 @@ class Rejection:
     retry_after: float
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class Quota:
     """One rate-limit bucket as the quota headers report it.
 

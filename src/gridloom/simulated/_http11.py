@@ -45,6 +45,7 @@ from typing import Any
 import attrs
 import trio
 
+from .._attrs import frozen
 from .._sockets import descriptor, send
 from ._asgi import WATCH_DISCONNECT, DroppedConnection, Message, Scope
 from ._framing import Response as _Response
@@ -86,7 +87,7 @@ _ERROR_TYPES = {413: "request_too_large", 503: "overloaded_error"}
 _ASGI_VERSION = {"version": "3.0", "spec_version": "2.3"}
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class ServerLimits:
     """What one client may take from the simulated endpoint's HTTP server.
 

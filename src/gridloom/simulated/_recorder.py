@@ -8,6 +8,8 @@ from typing import Any
 
 import attrs
 
+from .._attrs import define, frozen
+
 __all__ = [
     "TIMELINE_LIMIT",
     "ModelStatistics",
@@ -20,7 +22,7 @@ __all__ = [
 TIMELINE_LIMIT = 100_000
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class TimelineEntry:
     """One finished request.
 
@@ -53,7 +55,7 @@ class TimelineEntry:
         return attrs.asdict(self)
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class ModelStatistics:
     """Counters of one model.
 
@@ -75,7 +77,7 @@ class ModelStatistics:
     output_tokens: int = 0
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class SimulationStatistics:
     """A snapshot of the endpoint's counters.
 
@@ -90,7 +92,7 @@ class SimulationStatistics:
         return {"models": {name: attrs.asdict(stats) for name, stats in self.models.items()}}
 
 
-@attrs.define
+@define
 class _Counters:
     requests: int = 0
     by_status: collections.Counter[str] = attrs.field(factory=collections.Counter)

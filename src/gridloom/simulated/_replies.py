@@ -39,6 +39,7 @@ from typing import Any, Literal
 import attrs
 import jsonschema
 
+from .._attrs import frozen
 from ..config import SimulatedModel
 from ._requests import GenerationRequest, PromptMessage, RequestError, count_tokens
 from ._schema_values import (
@@ -105,7 +106,7 @@ MAX_ANSWER_TOKENS = 32_768
 _TOPIC_SCAN = 65_536
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class ToolCall:
     """A call of a tool, as an answer.
 
@@ -125,7 +126,7 @@ class ToolCall:
         return json.dumps(self.arguments, ensure_ascii=False)
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class Reply:
     """One answer.
 
@@ -400,7 +401,7 @@ def embedding_vector(model: str, text: str, dimensions: int) -> list[float]:
 # --------------------------------------------------------------------- JSON
 
 
-@attrs.frozen
+@frozen
 class _Facts:
     """What the answers to a request draw on that does not depend on the choice."""
 

@@ -16,8 +16,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-import attrs
-
+from .._attrs import frozen
 from ._errors import RequestError
 from ._schema_values import SchemaTally
 from ._tools import (
@@ -93,7 +92,7 @@ def count_tokens(text: str) -> int:
     return len(text.split())
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class PromptMessage:
     """One message of a conversation, reduced to its text.
 
@@ -106,7 +105,7 @@ class PromptMessage:
     text: str
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class GenerationRequest:
     """A chat completion or Anthropic Messages request, whatever the API.
 
@@ -170,7 +169,7 @@ class GenerationRequest:
         return sum(count_tokens(m.text) for m in self.messages)
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class EmbeddingsRequest:
     """An embeddings request.
 

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 import attrs
 import trio
 
+from .._attrs import frozen
 from ..config import SimulationConfig
 from ._app import SimulatedApp
 from ._http11 import ServerLimits, serve_http
@@ -36,7 +37,7 @@ def default_limits(config: SimulationConfig) -> ServerLimits:
     return limits
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class SimulatedServer:
     """A running simulated endpoint.
 

@@ -26,9 +26,9 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import attrs
 import trio
 
+from .._attrs import frozen
 from ._asgi import Send, dump_json
 from ._formats import (
     OWNER,
@@ -49,7 +49,7 @@ _BOUNDARY = re.compile(r"(?<=\S)(?=\s)")
 _HEAD = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
 
 
-@attrs.frozen
+@frozen
 class Piece:
     """One event, and the output tokens it delivers."""
 

@@ -16,9 +16,9 @@ import random
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
 
-import attrs
 import jsonschema
 
+from .._attrs import frozen
 from ._errors import RequestError
 from ._schema_values import SchemaTally, SchemaTooLarge, check_schema
 
@@ -45,7 +45,7 @@ MAX_TOOL_NAME = 128
 _NO_ARGUMENTS: Mapping[str, Any] = {"type": "object", "properties": {}}
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class Tool:
     """A function the model may call.
 
@@ -59,7 +59,7 @@ class Tool:
     schema: Any
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class ToolChoice:
     """How the model must use the tools.
 

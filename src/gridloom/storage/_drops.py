@@ -8,6 +8,8 @@ from typing import Any
 import attrs
 import pyarrow as pa
 
+from .._attrs import frozen
+
 __all__ = ["MESSAGE_CHARS", "DropExample", "DropTally", "summarize_drops"]
 
 #: How much of an example's message is kept (the full message stays in ``dropped/``).
@@ -20,7 +22,7 @@ def _shorten(message: str) -> str:
     return message[: MESSAGE_CHARS - 1] + "…"
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class DropExample:
     """One drop reason (a column and an error type) and an example of it.
 

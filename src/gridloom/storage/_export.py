@@ -30,12 +30,12 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
-import attrs
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gridloom.errors import OutputExistsError, StorageError
 
+from .._attrs import frozen
 from ._atomic import TEMP_PREFIX, atomic_write, fsync_dir
 from ._convert import is_json_text
 
@@ -57,7 +57,7 @@ ExportFormat = Literal["jsonl", "csv", "parquet", "hf"]
 EXPORT_FORMATS: dict[str, str] = {"jsonl": "jsonl", "csv": "csv", "parquet": "parquet", "hf": "hf"}
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class ExportInfo:
     """What an export wrote.
 

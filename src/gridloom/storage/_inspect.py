@@ -13,12 +13,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-import attrs
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gridloom.errors import StorageError
 
+from .._attrs import frozen
 from ._commits import committed_indices, load_document, read_commit
 from ._drops import DropExample, DropTally
 from ._location import Location, is_remote_uri, local_path, location_of
@@ -118,7 +118,7 @@ def _data_names(location: Location) -> dict[int, Path | str]:
     return dict(sorted(found.items()))
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class RunDirectoryInfo:
     """What ``gridloom inspect`` reports about a run directory.
 

@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 
 from gridloom.errors import StorageError
 
+from .._attrs import frozen
 from ._atomic import TEMP_PREFIX, atomic_write, fsync_dir
 from ._checkpoint import declared_table, read_parquet
 
@@ -90,7 +91,7 @@ def local_path(uri: str | os.PathLike[str]) -> Path:
     return local
 
 
-@attrs.frozen(kw_only=True, repr=False)
+@frozen(kw_only=True, repr=False)
 class Location:
     """A folder on a pyarrow filesystem.
 

@@ -17,6 +17,7 @@ import pyarrow as pa
 from gridloom._version import __version__
 from gridloom.errors import StorageError
 
+from .._attrs import define, frozen
 from ._types import ColumnCounts, CorrectionCounts, RowGroupData
 
 __all__ = [
@@ -154,7 +155,7 @@ def load_json(path: Path) -> dict[str, Any]:
     return doc
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class RowGroupEntry:
     """What the stores remember about a written row group (no data).
 
@@ -230,7 +231,7 @@ class RowGroupEntry:
         )
 
 
-@attrs.define
+@define
 class Tally:
     """Running totals over the row groups a store holds."""
 

@@ -13,6 +13,7 @@ from typing import Any
 import attrs
 import pyarrow as pa
 
+from .._attrs import frozen
 from ._checkpoint import read_parquet
 from ._convert import parse_json_text
 from ._drops import DropExample, summarize_drops
@@ -32,7 +33,7 @@ def _plain(value: Mapping[str, Any]) -> dict[str, Any]:
     return plain
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class RunResult:
     """The outcome of a run: counts at hand, data read on demand from the store.
 

@@ -38,12 +38,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import attrs
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gridloom.errors import StorageError
 
+from .._attrs import frozen
 from ._atomic import remove_temp_files
 from ._convert import DROPPED_SCHEMA
 from ._metadata import (
@@ -263,7 +263,7 @@ def resume_tally(
     return tally, tuple(damaged)
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class ResumeState:
     """What a resumed store starts from.
 
@@ -305,7 +305,7 @@ def _schema_change(old: Any, schema: pa.Schema) -> str:
     )
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class RecordedRun:
     """What a run's ``metadata.json`` records that a resumed run keeps.
 

@@ -6,6 +6,8 @@ from typing import Any
 
 import attrs
 
+from .._attrs import frozen
+
 __all__ = ["ColumnCounts", "CorrectionCounts", "DropRecord", "RowGroupData"]
 
 
@@ -14,7 +16,7 @@ def _non_negative(instance: object, attribute: attrs.Attribute[int], value: int)
         raise ValueError(f"{attribute.name} must be >= 0, got {value}")
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class DropRecord:
     """Why one row was dropped.
 
@@ -38,7 +40,7 @@ def _histogram(value: Any) -> tuple[int, ...]:
     return out
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class CorrectionCounts:
     """How a model column's answers fared against its checks (its validators, and for a
     structured column its format and schema), cell by cell.
@@ -86,7 +88,7 @@ class CorrectionCounts:
         )
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class ColumnCounts:
     """Outcome counts of the cells of one column.
 
@@ -141,7 +143,7 @@ def _sum_corrections(
     return a if b is None else a + b
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class RowGroupData:
     """A finished row group, handed by the engine to a store to be written.
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import attrs
+from .._attrs import frozen
 
 __all__ = ["ControllerStatistics", "Ticket", "Transition"]
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True, eq=True)  # attrs' compiled __eq__: tickets are compared per request
 class Ticket:
     """One admitted request; hand it back to exactly one of the ``on_*`` methods.
 
@@ -22,7 +22,7 @@ class Ticket:
     limit_at_admission: int
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class Transition:
     """A change of the limit (also returned for a cut at limit 1, which starts a cooldown).
 
@@ -46,7 +46,7 @@ class Transition:
     cooldown_until: float | None
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class ControllerStatistics:
     """A snapshot of one controller.
 

@@ -19,8 +19,9 @@ import math
 import operator
 from typing import Any
 
-import attrs
 import pyarrow as pa
+
+from .._attrs import define
 
 __all__ = ["TRACE_SCHEMA", "TaskSpan", "TaskTracer"]
 
@@ -51,7 +52,7 @@ TRACE_SCHEMA = pa.schema(
 )
 
 
-@attrs.define(slots=True, kw_only=True)
+@define(slots=True, kw_only=True)
 class TaskSpan:
     """The times and outcome of one task attempt (filled in as the task moves on).
 

@@ -14,8 +14,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-import attrs
-
+from ..._attrs import frozen
 from ...config._validator import ValidatorConfig
 from ...errors import ConfigError, GenerationError, ValidationFailed
 from ...generators._dtypes import short_repr
@@ -76,7 +75,7 @@ class Checker:
         raise NotImplementedError(f"{type(self).__name__} implements neither check nor acheck")
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class ValidatorKind(Generic[V]):
     """A validator kind, declared by one module and named by its ``gridloom.validators``
     entry point (whose name must be ``config.kind``).

@@ -22,6 +22,7 @@ import pyarrow as pa
 from cattrs.errors import AttributeValidationNote, ClassValidationError
 from cattrs.gen import make_dict_structure_fn
 
+from ..._attrs import frozen
 from ...config._columns import ColumnConfig
 from ...config._converter import converter
 from ...config._issues import describe, suggest
@@ -64,7 +65,7 @@ VERDICT_SCHEMA: dict[str, Any] = {
 }
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class ValidateColumn(ColumnConfig):
     """Another column's value checked by a validator: `{is_valid, messages, details}`.
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import attrs
 
+from ..._attrs import frozen
 from ...config._kinds import discover_entry_points
 from ...config._validator import ValidatorConfig
 from ._base import ValidatorKind
@@ -45,7 +46,7 @@ BUILTIN_VALIDATORS: tuple[str, ...] = (
 )
 
 
-@attrs.frozen
+@frozen
 class _State:
     kinds: dict[str, ValidatorKind[Any]]
     problems: dict[str, str]

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 import attrs
 
+from ..._attrs import frozen
 from ...config._validator import ValidatorConfig
 from ...config._validators import function_path
 from ...errors import ConfigError, GenerationError
@@ -29,7 +30,7 @@ from ._column import ValidateColumn
 __all__ = ["VALIDATOR", "CallableCheck", "CallableChecker"]
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class CallableCheck(ValidatorConfig):
     """A user function deciding validity: `function(value, ctx)`, or `function(values, ctx)`
     per batch.

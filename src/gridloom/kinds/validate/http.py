@@ -21,6 +21,7 @@ import attrs
 import httpx
 import trio
 
+from ..._attrs import frozen
 from ...clients._retry import RetryPolicy
 from ...config import ThrottleConfig
 from ...config._validator import ValidatorConfig
@@ -43,7 +44,7 @@ def _check_url(_inst: Any, _attribute: attrs.Attribute[Any], value: str) -> None
         raise ValueError(f"url must be an http:// or https:// URL with a host, got {value!r}")
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class HttpCheck(ValidatorConfig):
     """A remote validation service: each value is POSTed as JSON `{value, column, row_id}`;
     the service answers `{is_valid, messages, details?}`.

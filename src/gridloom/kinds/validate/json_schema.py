@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 import attrs
 
+from ..._attrs import frozen
 from ...config._validator import ValidatorConfig
 from ...generators._factory import BuildContext
 from ...generators.base import Context
@@ -29,7 +30,7 @@ def _check_schema(_inst: Any, _attribute: attrs.Attribute[Any], value: Any) -> N
         raise ValueError(f"schema is not a valid JSON Schema: {exc.message}") from None
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class JsonSchemaCheck(ValidatorConfig):
     """A JSON value valid against a JSON Schema (text is parsed as JSON first).
 

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 import attrs
 
+from ..._attrs import frozen
 from ...config._validator import ValidatorConfig
 from ...config._validators import to_tuple
 from ...generators._factory import BuildContext
@@ -46,7 +47,7 @@ def _check_rules(_instance: Any, attribute: attrs.Attribute[Any], value: tuple[s
             )
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class PythonCheck(ValidatorConfig):
     """Python code: it must parse, and `ruff` must find nothing under the chosen rules.
 

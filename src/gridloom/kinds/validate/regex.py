@@ -8,6 +8,7 @@ from typing import Any, ClassVar, Literal
 
 import attrs
 
+from ..._attrs import frozen
 from ...config._validator import ValidatorConfig
 from ...generators._factory import BuildContext
 from ...generators.base import Context
@@ -24,7 +25,7 @@ def _check_pattern(instance: Any, _attribute: attrs.Attribute[Any], value: str) 
         raise ValueError(f"pattern is not a valid regular expression: {exc}") from None
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class RegexCheck(ValidatorConfig):
     """Text matching a regular expression (Python's `re` syntax).
 

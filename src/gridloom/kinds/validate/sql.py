@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 import attrs
 
+from ..._attrs import frozen
 from ...config._validator import ValidatorConfig
 from ...config._validators import to_tuple
 from ...errors import ConfigError
@@ -41,7 +42,7 @@ def _check_rules(_instance: Any, attribute: attrs.Attribute[Any], value: tuple[s
             raise ValueError(f"{rule!r} is not a sqlfluff rule (like LT01, CP or layout.spacing)")
 
 
-@attrs.frozen(kw_only=True)
+@frozen(kw_only=True)
 class SqlCheck(ValidatorConfig):
     """SQL: every statement must parse in the chosen dialect (`sqlglot`); optionally `sqlfluff`
     must find nothing under the chosen rules.

@@ -1,0 +1,235 @@
+"""gridloom's class decorators (``gridloom._attrs``): the shared ``__repr__``, ``__eq__``,
+``__ne__`` and ``__hash__`` behave as attrs' own would, for any fields; and the classes that
+ask for attrs' own (or write their own) keep them."""
+
+from __future__ import annotations
+
+import keyword
+from typing import Any
+
+import attrs
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gridloom._attrs import attrs_eq, attrs_hash, attrs_repr, define, frozen
+
+
+def _masked(value: Any) -> str:
+    return "<hidden>"
+
+
+#: How a field is printed: attrs' default, left out, or by a callable.
+_HOW = st.sampled_from([True, False, _masked])
+
+_NAMES = st.lists(
+    # attrs names a private field's init argument without its underscore: none here
+    st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True).filter(
+        lambda n: not keyword.iskeyword(n)
+    ),
+    min_size=0,
+    max_size=6,
+    unique=True,
+)
+
+_VALUES = st.recursive(
+    st.none() | st.integers() | st.text(max_size=5) | st.floats(allow_nan=False),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner),
+    max_leaves=6,
+)
+
+
+def _pair(names: list[str], hows: list[Any], inits: list[bool], decorator: Any) -> type:
+    """The same class body made by ``decorator`` (gridloom's or attrs')."""
+    fields = {
+        name: attrs.field(default=None, repr=how, init=init)
+        for name, how, init in zip(names, hows, inits, strict=True)
+    }
+    body = {"__annotations__": dict.fromkeys(names, "Any"), "__qualname__": "Sample", **fields}
+    made: type = decorator(type("Sample", (), body))
+    return made
+
+
+@given(
+    data=st.data(),
+    names=_NAMES,
+    use_frozen=st.booleans(),
+)
+def test_the_shared_repr_prints_what_attrs_own_would(
+    data: st.DataObject, names: list[str], use_frozen: bool
+) -> None:
+    hows = [data.draw(_HOW) for _ in names]
+    inits = [data.draw(st.booleans()) for _ in names]
+    ours = _pair(names, hows, inits, frozen if use_frozen else define)
+    theirs = _pair(names, hows, inits, attrs.frozen if use_frozen else attrs.define)
+    assert ours.__repr__ is attrs_repr
+    assert theirs.__repr__ is not attrs_repr
+    values = {name: data.draw(_VALUES) for name in names}
+    inited = {name: v for name, v, init in zip(names, values.values(), inits, strict=True) if init}
+    a, b = ours(**inited), theirs(**inited)
+    for name, value in values.items():  # the fields without init, set afterwards
+        if name not in inited:
+            object.__setattr__(a, name, value)
+            object.__setattr__(b, name, value)
+    assert repr(a) == repr(b)
+
+
+def test_an_object_inside_itself_is_printed_once() -> None:
+    @define
+    class Node:
+        children: list[Any] = attrs.field(factory=list)
+
+    @attrs.define
+    class Theirs:
+        children: list[Any] = attrs.field(factory=list)
+
+    ours, theirs = Node(), Theirs()
+    ours.children.append(ours)
+    theirs.children.append(theirs)
+    assert repr(ours) == "Node(children=[...])" == repr(theirs).replace("Theirs", "Node")
+    assert repr(ours) == repr(ours)  # the set of objects being printed was emptied
+
+
+def test_a_class_with_its_own_repr_or_asking_for_attrs_keeps_it() -> None:
+    @frozen
+    class Own:
+        secret: str
+
+        def __repr__(self) -> str:
+            return "Own(***)"
+
+    @frozen(repr=False)
+    class Refused:
+        secret: str
+
+    @frozen(repr=True)
+    class Attrs:
+        value: int
+
+    assert repr(Own("key")) == "Own(***)"
+    assert "key" not in repr(Refused("key"))
+    assert repr(Refused("key")).startswith("<")
+    assert Attrs.__repr__ is not attrs_repr
+    assert repr(Attrs(1)) == "Attrs(value=1)"
+
+
+def test_a_subclass_prints_its_own_name_and_fields() -> None:
+    @frozen
+    class Base:
+        a: int
+
+    @frozen
+    class Child(Base):
+        b: str
+
+    class Plain(Base):
+        pass
+
+    assert repr(Child(1, "x")) == "Child(a=1, b='x')"
+    assert repr(Plain(2)) == "Plain(a=2)"
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+#: How a field takes part in == (and the hash): compared, left out, or through a key.
+_EQ = st.sampled_from([True, False, _lower])
+_SMALL = (
+    st.none() | st.integers(-2, 2) | st.sampled_from(["a", "A", "b"]) | st.tuples(st.integers(0, 1))
+)
+
+
+def _classes(names: list[str], eqs: list[Any], decorator: Any) -> type:
+    fields = {name: attrs.field(default=None, eq=eq) for name, eq in zip(names, eqs, strict=True)}
+    body = {"__annotations__": dict.fromkeys(names, "Any"), "__qualname__": "Sample", **fields}
+    made: type = decorator(type("Sample", (), body))
+    return made
+
+
+@given(data=st.data(), names=_NAMES, use_frozen=st.booleans())
+def test_equality_and_hash_are_attrs_own(
+    data: st.DataObject, names: list[str], use_frozen: bool
+) -> None:
+    eqs = [data.draw(_EQ) for _ in names]
+    ours = _classes(names, eqs, frozen if use_frozen else define)
+    theirs = _classes(names, eqs, attrs.frozen if use_frozen else attrs.define)
+    assert ours.__eq__ is attrs_eq
+    first = {name: data.draw(_SMALL) for name in names}
+    # mostly the same values, one or none changed, so that equal pairs are common
+    second = dict(first)
+    if names and data.draw(st.booleans()):
+        second[data.draw(st.sampled_from(names))] = data.draw(_SMALL)
+    a1, a2, b1, b2 = ours(**first), ours(**second), theirs(**first), theirs(**second)
+    assert (a1 == a2) == (b1 == b2)
+    assert (a1 != a2) == (b1 != b2)
+    assert a1 == ours(**first)
+    assert a1 != b1  # another class: attrs' NotImplemented both ways, then identity
+    assert (a1 == 5) is False
+    if use_frozen:
+        assert ours.__hash__ is attrs_hash
+        if a1 == a2:
+            assert hash(a1) == hash(a2)
+    else:
+        assert ours.__hash__ is None  # as attrs: a mutable class with equality is unhashable
+        with pytest.raises(TypeError):
+            hash(a1)
+
+
+def test_a_class_asking_for_attrs_comparison_or_writing_its_own_keeps_it() -> None:
+    @frozen(eq=True)
+    class Compiled:
+        a: int
+
+    @frozen(eq=False)
+    class Identity:
+        a: int
+
+    @frozen
+    class Own:
+        a: int
+
+        def __eq__(self, other: object) -> bool:
+            return True
+
+        def __hash__(self) -> int:
+            return 7
+
+    @define(frozen=True)
+    class Frozen:
+        a: int
+
+    assert Compiled.__eq__ is not attrs_eq
+    assert Compiled(1) == Compiled(1)
+    assert hash(Compiled(1)) == hash(Compiled(1))
+    assert Identity(1) != Identity(1)
+    assert Own(1) == Own(2)
+    assert hash(Own(1)) == 7
+    assert Frozen.__hash__ is attrs_hash
+    assert hash(Frozen(1)) == hash(Frozen(1))
+
+
+def test_a_field_compared_through_a_key_hashes_through_it() -> None:
+    @frozen
+    class Word:
+        text: str = attrs.field(eq=str.lower)
+        note: str = attrs.field(default="", eq=False)
+
+    assert Word("Rain", "a") == Word("rain", "b")
+    assert hash(Word("Rain", "a")) == hash(Word("rain", "b"))
+    assert Word("Rain") != Word("snow")
+
+
+def test_a_subclass_compares_its_own_fields() -> None:
+    @frozen
+    class Base:
+        a: int
+
+    @frozen
+    class Child(Base):
+        b: str
+
+    assert Child(1, "x") == Child(1, "x")
+    assert Child(1, "x") != Child(1, "y")
+    assert Base(1) != Child(1, "x")
+    assert hash(Child(1, "x")) == hash(Child(1, "x"))
