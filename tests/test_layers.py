@@ -21,8 +21,9 @@ package, and any package of a lower layer)::
 
 Arrows forbidden on top of that:
 
-- the engine imports only config, errors (and _attrs), generators (and kinds), storage and trace: never
-  clients, throttle or simulated (the run opens those and hands the engine typed handles);
+- the engine imports only config, errors (and _attrs), generators (and kinds), storage and
+  trace: never clients, throttle or simulated (the run opens those and hands the engine typed
+  handles);
 - packages of one layer do not import each other (throttle knows nothing of HTTP or traces,
   storage nothing of config), but generators and kinds, the face and ``_api``,
   ``__main__`` and ``cli``, and errors and ``_attrs``.
