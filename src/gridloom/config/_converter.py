@@ -34,12 +34,12 @@ from cattrs.errors import (
     ClassValidationError,
     ForbiddenExtraKeysError,
 )
-from cattrs.gen import make_dict_structure_fn
 
 from ..errors import ConfigError
 from ._cache import CacheSetting
 from ._columns import ColumnConfig
 from ._document import by_column, document_issues, reported
+from ._fields import structurer_for
 from ._inference import InferenceDistribution, is_param_type, structure_param, unstructure_param
 from ._issues import (
     ColumnIssues,
@@ -165,22 +165,17 @@ def _dict_hook(tp: Any) -> Callable[[Any, Any], Any]:
 
 
 def _attrs_hook(cls: type[Any]) -> Callable[[Any, Any], Any]:
-    """The structure hook of the config class ``cls``. cattrs generates its code (and, through
-    its fields, the hooks of the classes they hold) the first time a value of ``cls`` is
-    structured, not when a class holding one is: a config that leaves a section out (tools,
-    seed datasets, Ray, MCP servers...) generates none of that section's code."""
+    """The structure hook of the config class ``cls`` (:func:`._fields.structurer_for`). It
+    looks up the hooks of its fields (and so of the classes they hold) the first time a value
+    of ``cls`` is structured, not when a class holding one is: a config that leaves a section
+    out (tools, seed datasets, Ray, MCP servers...) looks up none of that section's."""
     generated: list[Callable[[Any, Any], Any]] = []
 
     def structure_attrs(obj: Any, _: Any) -> Any:
         if not isinstance(obj, Mapping):
             raise TypeError(f"expected a mapping, got {describe(obj)}")
-        if not generated:  # two threads may both generate it: the same function either way
-            attrs.resolve_types(cls)
-            generated.append(
-                make_dict_structure_fn(
-                    cls, converter, _cattrs_forbid_extra_keys=True, _cattrs_detailed_validation=True
-                )
-            )
+        if not generated:  # two threads may both make it: the same function either way
+            generated.append(structurer_for(cls, converter))
         try:
             return generated[0](obj, cls)
         except ClassValidationError as exc:
