@@ -199,6 +199,22 @@ def test_a_class_asking_for_attrs_methods_or_writing_its_own_keeps_them() -> Non
     assert hash(Frozen(1)) == hash(Frozen(1))
 
 
+def test_an_exception_class_is_compared_by_identity_as_with_attrs() -> None:
+    @define
+    class Failed(Exception):
+        code: int
+
+    @frozen
+    class Stopped(Exception):
+        code: int
+
+    for cls in (Failed, Stopped):
+        assert cls(1) != cls(1)
+        assert cls.__eq__ is Exception.__eq__
+        assert cls.__hash__ is Exception.__hash__
+        assert repr(cls(1)) == f"{cls.__name__}(code=1)"
+
+
 def test_a_field_compared_through_a_key_hashes_through_it() -> None:
     @frozen
     class Word:

@@ -18,7 +18,8 @@ without them and give it functions shared by all (:func:`attrs_repr`, :func:`att
   ``hash`` names), so equal objects hash alike; a mutable class with equality is unhashable.
 
 A class keeps attrs' own methods when it asks for them (``repr=...``, ``eq=...``,
-``unsafe_hash=...`` and the like) or writes its own; a class hashed or compared on a hot path
+``unsafe_hash=...`` and the like) or writes its own, and an exception class keeps attrs' rule
+for exceptions (compared and hashed by identity); a class hashed or compared on a hot path
 (a cell's task) says ``eq=True`` for attrs' compiled ones, which are faster per call.
 
 Type checkers see attrs' decorators themselves (the names are attrs' under ``TYPE_CHECKING``),
@@ -131,7 +132,12 @@ def _shared_methods(
     def wrap(cls: _C) -> _C:
         own = cls.__dict__
         repr_ = options.get("repr") is None and "__repr__" not in own
-        comparison = share_comparison and not {"__eq__", "__ne__", "__hash__"} & own.keys()
+        comparison = (
+            share_comparison
+            and not {"__eq__", "__ne__", "__hash__"} & own.keys()
+            # attrs' rule for an exception (auto_exc): compared and hashed by identity
+            and not (options.get("auto_exc", True) and issubclass(cls, BaseException))
+        )
         made: _C = decorator(
             cls,
             **options,
