@@ -185,3 +185,81 @@ def test_a_traced_preview_writes_its_phases_and_requests(tmp_path: Path) -> None
     )
     for r in requests:
         assert marks["loop_started"] <= r["sent"] <= r["response"] <= marks["run_returned"]
+
+
+#: Parts a run loads only when its pipeline uses them: the seed dataset's reader, YAML and
+#: XML answers, and the sharded run's driver and worker (``executor: ray``).
+ON_DEMAND = (
+    "gridloom.generators.seed",
+    "gridloom.generators._safe_yaml",
+    "gridloom.generators._xml_json",
+    "defusedxml",
+    "gridloom.run._sharded",
+    "gridloom.run._shard",
+    "gridloom.run._cluster",
+)
+USED = {
+    "gridloom.generators.seed",
+    "gridloom.generators._safe_yaml",
+    "gridloom.generators._xml_json",
+    "defusedxml",
+}
+
+
+def _preview_loads(config: Path) -> list[str]:
+    """Which of ON_DEMAND a ``gridloom preview`` of ``config`` (5 rows, in a fresh
+    interpreter, through the console script's entry point) has loaded once it has printed."""
+    done = python(
+        f"""
+        import sys
+        from gridloom.__main__ import main
+        sys.argv = ["gridloom", "preview", {str(config)!r}, "-n", "5", "--no-cache"]
+        try:
+            main()
+        except SystemExit as exc:
+            assert not exc.code, exc.code
+        print(sorted(m for m in {ON_DEMAND!r} if m in sys.modules))
+        """,
+        GRIDLOOM_PROGRESS="off",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "5 of 5 rows" in done.stdout, done.stdout
+    return json.loads(done.stdout.strip().splitlines()[-1].replace("'", '"'))
+
+
+def test_a_preview_loads_only_the_parts_its_pipeline_uses(tmp_path: Path) -> None:
+    """The quickstart (JSON answers, no seed dataset, one process) previews without loading
+    the seed reader, YAML or XML parsing, or the sharded run; a pipeline with a seed dataset
+    and YAML and XML answers loads the ones it uses, and its rows come out the same way."""
+    assert _preview_loads(QUICKSTART) == []
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import yaml
+
+    pq.write_table(pa.table({"city": ["Oslo", "Lima", "Pune"]}), tmp_path / "seed.parquet")
+    record = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "size": {"type": "integer"}},
+        "required": ["name", "size"],
+    }
+    config = {
+        "providers": [{"name": "sim", "type": "simulated"}],
+        "models": [{"alias": "m", "provider": "sim", "model": "m-1"}],
+        "seed_dataset": {"path": "seed.parquet"},
+        "columns": [
+            {
+                "name": fmt,
+                "llm_structured": {
+                    "model": "m",
+                    "prompt": f"A record about {{{{ city }}}}, in {fmt}.",
+                    "format": fmt,
+                    "schema": record,
+                },
+            }
+            for fmt in ("yaml", "xml")
+        ],
+    }
+    path = tmp_path / "uses.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert _preview_loads(path) == sorted(USED)

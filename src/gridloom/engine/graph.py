@@ -13,7 +13,7 @@ import difflib
 import heapq
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import jinja2
@@ -24,7 +24,7 @@ from ..config import ColumnConfig, Constraint, LLMColumn, PipelineConfig
 from ..config._constraints import MAX_REDRAWS
 from ..config._variants import conditional_variant
 from ..errors import ConfigError, CycleError, TemplateError, UnknownReferenceError
-from ..generators import BuildContext, ColumnGenerator, SeedDatasetGenerator, build_generator
+from ..generators import BuildContext, ColumnGenerator, build_generator
 from ..generators._condition import condition_source, condition_variables
 from ..generators._jinja import TemplateLimits, template_variables
 from ..generators._shaped import ShapedSampler, shape_sampler, stored_support
@@ -32,6 +32,9 @@ from ..generators.base import Granularity
 from ._fields import field_problems, value_schema
 from ._skip import FIELD as SKIP_FIELD
 from ._skip import SkipCondition, skip_source, skip_variables
+
+if TYPE_CHECKING:
+    from ..generators.seed import SeedDatasetGenerator
 
 __all__ = ["ExecutionGraph", "Node", "compile_pipeline"]
 
@@ -320,6 +323,8 @@ def compile_pipeline(config: PipelineConfig, *, base_dir: Path | None = None) ->
     outputs: list[tuple[str, ...]] = []
     producer: dict[str, int] = {}
     if config.seed_dataset is not None:
+        from ..generators.seed import SeedDatasetGenerator  # only a pipeline with one loads it
+
         seed = SeedDatasetGenerator(config.seed_dataset, base_dir=base_dir)
         names.append(SEED_NODE)
         outputs.append(seed.output_names)

@@ -6,6 +6,9 @@ directly, and calls them as :class:`ColumnGenerator` describes. The shared helpe
 dtypes, the Jinja sandbox, the sampler base, the model-calling machinery, function lookup.
 """
 
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports as _lazy_exports
 from ._dtypes import arrow_type, coerce, infer_arrow_type, normalize_values
 from ._factory import BuildContext, GeneratorBuilder, build_generator
 from ._jinja import TemplateLimits
@@ -21,7 +24,9 @@ from .base import (
 from .custom import is_async_callable, resolve_function
 from .llm import LLMStructuredGenerator, ModelColumnGenerator
 from .sampling import NumericSampler, Sampler
-from .seed import SeedDatasetGenerator
+
+if TYPE_CHECKING:
+    from .seed import SeedDatasetGenerator
 
 __all__ = [
     "BatchContext",
@@ -47,3 +52,7 @@ __all__ = [
     "normalize_values",
     "resolve_function",
 ]
+
+# The seed dataset's reader (pyarrow's datasets, the Hugging Face and streaming sources) loads
+# only for a pipeline that has one.
+__getattr__, __dir__ = _lazy_exports(__name__, {"SeedDatasetGenerator": ".seed"})

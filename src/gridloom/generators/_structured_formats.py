@@ -20,8 +20,6 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..clients._post import utf8_clean
-from ._safe_yaml import load_yaml
-from ._xml_json import local_name, parse_xml, xml_to_json
 
 if TYPE_CHECKING:
     from jsonschema.protocols import Validator
@@ -112,6 +110,8 @@ def _no_constant(name: str) -> Any:
 def _local_keys(value: Any) -> Any:
     """``value`` with namespaces dropped from its keys (``{urn:x}name`` → ``name``,
     ``@{urn:x}id`` → ``@id``)."""
+    from ._xml_json import local_name
+
     if isinstance(value, dict):
         out = {}
         for key, item in value.items():
@@ -132,6 +132,8 @@ def _decode_xsd(xsd: Any, root: Any) -> Any:
     """The JSON form of ``root`` as ``xsd`` decodes it, once it is valid."""
     error = next(iter(xsd.iter_errors(root)), None)
     if error is not None:
+        from ._xml_json import local_name
+
         where = error.path or local_name(str(root.tag))
         raise ValueError(f"the answer does not match the XSD at {where}: {error.reason}")
     return _json_value(xsd.to_dict(root, decimal_type=float))
@@ -250,8 +252,12 @@ class AnswerFormat:
                 raise ValueError(reason) from None
             value = utf8_clean(value)  # a "\\ud800" escape decodes to text no file can hold
         elif self.fmt == "yaml":
+            from ._safe_yaml import load_yaml  # YAML and XML load with their first answer
+
             value = load_yaml(candidate)
         else:
+            from ._xml_json import parse_xml, xml_to_json
+
             root = parse_xml(candidate)
             if self._xsd is not None:
                 return _decode_xsd(self._xsd, root)

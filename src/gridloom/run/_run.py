@@ -22,7 +22,7 @@ import logging
 import os
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import attrs
 import trio
@@ -59,8 +59,6 @@ from ._models import serve_models
 from ._plan import announced_top_up, iter_row_groups, shortfall
 from ._processors import ProcessingStore, compile_processors
 from ._report import is_interrupt, save_trace, summarize, unwrap
-from ._shard import ShardJob, ShardReporter, ray_get_taken, shard_report
-from ._sharded import create_sharded
 from ._signals import Interrupted, StopSignals
 from ._source import (
     ConfigSource,
@@ -72,6 +70,9 @@ from ._source import (
     seed_fingerprint,
 )
 from ._tools import serve_tools, tool_users
+
+if TYPE_CHECKING:
+    from ._shard import ShardJob
 
 __all__ = ["Run"]
 
@@ -284,6 +285,8 @@ class Run:
         given = self._base_dir
         record = Path(given) if given is not None else None if mode == "resume" else base
         if cfg.run.executor == "ray":
+            from ._sharded import create_sharded  # a sharded run's driver only
+
             return await create_sharded(
                 cfg,
                 graph,
@@ -340,6 +343,8 @@ class Run:
         return attrs.evolve(cfg, run=attrs.evolve(cfg.run, executor=executor, ray=ray))
 
     async def _shard(self, job: ShardJob, services: _Services) -> dict[str, Any]:
+        from ._shard import ShardReporter, ray_get_taken, shard_report  # a shard's worker only
+
         cfg, graph, _base = await prepare(self._source, self._base_dir, job.num_records)
         models, health = await services.models(cfg, cache=self._cache)
         fingerprint = await trio.to_thread.run_sync(seed_fingerprint, graph)
