@@ -70,6 +70,7 @@ from ._scalars import (
     structure_str,
 )
 from ._tools import TOOL_KINDS, ToolConfig
+from ._validator import ValidatorConfig
 from ._validators import text_problem
 
 __all__ = [
@@ -411,6 +412,21 @@ _structure_processor, _unstructure_processor = keyed_hooks(converter, "processor
 _structure_tool, _unstructure_tool = keyed_hooks(converter, "tool", TOOL_KINDS)
 
 
+# --------------------------------------------------------------------------- validators
+
+
+def _structure_validator(obj: Any, tp: Any) -> Any:
+    """A validator, ``{kind, **parameters}``, before the ``validate`` kind has loaded (an LLM
+    column's ``validate_with`` in a pipeline with no ``validate`` column): loads that kind,
+    whose module registers the validators' own hook in this one's place, and structures
+    ``obj`` with it."""
+    kind_named("validate")
+    hook = converter.get_structure_hook(ValidatorConfig)
+    if hook is _structure_validator:
+        raise TypeError("validators are unavailable: the 'validate' column kind did not load")
+    return hook(obj, tp)
+
+
 # --------------------------------------------------------------------------- registration
 
 
@@ -432,6 +448,7 @@ def _register() -> None:
     c.register_structure_hook_func(lambda tp: tp is ColumnConfig, _structure_column)
     c.register_structure_hook_func(lambda tp: tp is ProcessorConfig, _structure_processor)
     c.register_structure_hook_func(lambda tp: tp is ToolConfig, _structure_tool)
+    c.register_structure_hook_func(lambda tp: tp is ValidatorConfig, _structure_validator)
     # temperature, top_p, max_tokens: a number, or a distribution drawn from per cell.
     c.register_structure_hook_func(
         is_param_type, structure_param(lambda obj: c.structure(obj, InferenceDistribution))

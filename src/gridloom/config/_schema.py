@@ -31,7 +31,7 @@ import attrs
 from .._attrs import define
 from ._columns import ColumnConfig
 from ._kind import COMMON_FIELDS, ColumnKind
-from ._kinds import column_kinds
+from ._kinds import column_kinds, kind_named
 from ._models import PipelineConfig
 from ._processors import PROCESSOR_KINDS, ProcessorConfig
 from ._tools import TOOL_KINDS, ToolConfig
@@ -293,11 +293,13 @@ class _Builder:
 
     def _validator_ref(self) -> dict[str, Any]:
         """``{kind: <validator>, **parameters}`` (``validate_with`` entries), once in $defs:
-        described by the validators' :data:`FILE_SCHEMA` once the ``validate`` kind has
-        loaded (it loads with the kind registry), as a bare object before."""
+        described by the validators' :data:`FILE_SCHEMA`, which the ``validate`` kind sets
+        when it loads (here, if nothing has loaded it yet); as a bare object if it cannot."""
         name = ValidatorConfig.__name__
         if name not in self.defs:
             self.defs[name] = {}
+            if not FILE_SCHEMA:
+                kind_named("validate")
             made = FILE_SCHEMA[0](self) if FILE_SCHEMA else self.object_schema(ValidatorConfig)
             self.defs[name] = made
         return {"$ref": f"#/$defs/{name}"}
