@@ -316,13 +316,25 @@ def simulate_url() -> Iterator[str]:
         ),
     ],
 )
+@pytest.mark.parametrize("in_process", [False, True], ids=["openai endpoint", "type simulated"])
 def test_a_run_loads_jsonschema_only_for_a_schema(
-    simulate_url: str, tmp_path: Path, column: dict[str, object], loads_jsonschema: bool
+    simulate_url: str,
+    tmp_path: Path,
+    column: dict[str, object],
+    loads_jsonschema: bool,
+    in_process: bool,
 ) -> None:
     """In a fresh interpreter, a whole run (a real endpoint, rows written) imports jsonschema
-    only when a column has a JSON Schema: it is tens of milliseconds of every start-up."""
+    only when a column has a JSON Schema: it is tens of milliseconds of every start-up. So
+    does a run whose provider is the built-in simulated endpoint, started in the same process
+    (it checks the schemas requests bring, as providers do, and only they need jsonschema)."""
+    provider = (
+        {"name": "p", "type": "simulated"}
+        if in_process
+        else {"name": "p", "type": "openai", "endpoint": simulate_url}
+    )
     config = {
-        "providers": [{"name": "p", "type": "openai", "endpoint": simulate_url}],
+        "providers": [provider],
         "models": [{"alias": "m", "provider": "p", "model": "x"}],
         "columns": [{"name": "topic", "category": {"values": ["a", "b"]}}, {"name": "c", **column}],
     }

@@ -37,13 +37,13 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import attrs
-import jsonschema
 
 from .._attrs import frozen
 from ..config import SimulatedModel
 from ._requests import GenerationRequest, PromptMessage, RequestError, count_tokens
 from ._schema_values import (
     Budget,
+    InvalidSchema,
     SchemaTally,
     SchemaTooLarge,
     UnsatisfiableSchema,
@@ -266,7 +266,7 @@ def build_reply(
         try:
             check_schema(request.schema)
             text = _json_text(value_for_schema(request.schema, rng, words=topics, budget=budget))
-        except (jsonschema.SchemaError, UnsatisfiableSchema) as exc:
+        except (InvalidSchema, UnsatisfiableSchema) as exc:
             raise RequestError(f"invalid JSON Schema: {_first_line(exc)}", param="schema") from None
         kind, schema = "json", request.schema
     elif (prompted := _prompted_value(facts.prompt_schema, rng, topics, budget)) is not None:
@@ -442,7 +442,7 @@ def _checked(schema: Any) -> Any:
     try:
         SchemaTally().add(schema)
         check_schema(schema)
-    except (jsonschema.SchemaError, SchemaTooLarge):
+    except (InvalidSchema, SchemaTooLarge):
         return None
     return schema
 
@@ -465,7 +465,7 @@ def _json_text(value: Any) -> str:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = exc.message if isinstance(exc, jsonschema.SchemaError) else str(exc)
+    text = str(exc)
     return text.splitlines()[0] if text else type(exc).__name__
 
 

@@ -19,11 +19,10 @@ import functools
 import json
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
-import jsonschema.validators
-import referencing.exceptions
+if TYPE_CHECKING:
+    import jsonschema.protocols
 
 __all__ = [
     "MAX_SCHEMA_DEPTH",
@@ -31,6 +30,7 @@ __all__ = [
     "MAX_SCHEMA_STEPS",
     "MAX_SCHEMA_VALUES",
     "Budget",
+    "InvalidSchema",
     "SchemaTally",
     "SchemaTooLarge",
     "UnsatisfiableSchema",
@@ -56,14 +56,33 @@ _DATA_KEYWORDS = frozenset({"const", "enum", "default", "examples"})
 #: sort pairwise, so they must be strings (as the meta-schemas say anyway).
 _STRING_ARRAYS = frozenset({"type", "required"})
 _STRING_ARRAY_MAPS = frozenset({"dependentRequired", "dependencies"})
-#: Drafts accepted in ``$schema`` (drafts 3 and 4 want ``enum`` items unique, which
-#: jsonschema checks in quadratic time).
-_DRAFTS = (
-    jsonschema.Draft6Validator,
-    jsonschema.Draft7Validator,
-    jsonschema.Draft201909Validator,
-    jsonschema.Draft202012Validator,
-)
+
+
+@functools.cache
+def _drafts() -> tuple[Any, ...]:
+    """The drafts accepted in ``$schema`` (drafts 3 and 4 want ``enum`` items unique, which
+    jsonschema checks in quadratic time). jsonschema, like every use of it here, loads with
+    the first schema a request brings: a text-only endpoint never needs it."""
+    import jsonschema
+
+    return (
+        jsonschema.Draft6Validator,
+        jsonschema.Draft7Validator,
+        jsonschema.Draft201909Validator,
+        jsonschema.Draft202012Validator,
+    )
+
+
+class InvalidSchema(Exception):
+    """The schema is not a valid JSON Schema, or not one the simulated endpoint takes.
+
+    Attributes:
+        message: why, in one line (what the endpoint's 400 answer says).
+    """
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
 
 
 class UnsatisfiableSchema(ValueError):
@@ -116,7 +135,7 @@ class SchemaTally:
 
         Raises:
             SchemaTooLarge: the schemas so far are over a limit.
-            jsonschema.SchemaError: ``schema`` names an unsupported ``$schema`` draft, or
+            InvalidSchema: ``schema`` names an unsupported ``$schema`` draft, or
                 has a ``type`` / ``required`` array of other than strings.
         """
         stack: list[tuple[Any, int, bool]] = [(schema, 1, True)]
@@ -151,10 +170,12 @@ def _check_keyword(key: str, value: Any, *, root: bool) -> None:
     if key == "$schema" and (root or isinstance(value, str)):
         draft = None
         if isinstance(value, str):
+            from jsonschema.validators import validator_for
+
             with contextlib.suppress(ValueError):  # not even a URL
-                draft = jsonschema.validators.validator_for({key: value}, default=None)  # type: ignore[arg-type]
-        if not root or draft not in _DRAFTS:
-            raise jsonschema.SchemaError(
+                draft = validator_for({key: value}, default=None)  # type: ignore[arg-type]
+        if not root or draft not in _drafts():
+            raise InvalidSchema(
                 "'$schema' may only name JSON Schema draft-06, draft-07, 2019-09 or 2020-12,"
                 " at the root of a schema"
             )
@@ -163,7 +184,7 @@ def _check_keyword(key: str, value: Any, *, root: bool) -> None:
         and isinstance(value, dict)
         and not all(_strings(item) for item in value.values())
     ):
-        raise jsonschema.SchemaError(f"'{key}' arrays must hold strings")
+        raise InvalidSchema(f"'{key}' arrays must hold strings")
 
 
 # --------------------------------------------------------------------- validation
@@ -185,8 +206,10 @@ def _additional_properties(
         for name in extras:
             yield from validator.descend(instance[name], extra, path=name)
     elif not extra and extras:
+        from jsonschema import ValidationError  # loaded: this runs inside a validator
+
         names = ", ".join(repr(name) for name in sorted(extras)[:8])
-        yield jsonschema.ValidationError(f"Additional properties are not allowed ({names})")
+        yield ValidationError(f"Additional properties are not allowed ({names})")
 
 
 #: Keywords that validate the instance against another schema (each such step costs about
@@ -222,15 +245,19 @@ _OVERRIDES: dict[str, Callable[..., Any]] = {
 def _bounded_class(cls: type[jsonschema.protocols.Validator]) -> Any:
     """``cls`` with every keyword counted against the running budget, and no client regex."""
     keywords: dict[str, Callable[..., Any]] = {}
+    from jsonschema.validators import extend
+
     for name, keyword in cls.VALIDATORS.items():
         keywords[name] = _counted(name, _OVERRIDES.get(name) or keyword)
-    return jsonschema.validators.extend(cls, keywords)  # type: ignore[no-untyped-call]
+    return extend(cls, keywords)  # type: ignore[no-untyped-call]
 
 
 @functools.lru_cache(maxsize=256)
 def _validator(schema_json: str) -> jsonschema.protocols.Validator:
+    from jsonschema.validators import Draft202012Validator, validator_for
+
     schema = json.loads(schema_json)
-    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    cls = validator_for(schema, default=Draft202012Validator)
     if isinstance(schema, dict):
         # Without "$schema", a $ref back to the root keeps the bounded class (jsonschema
         # switches to the stock class of a subschema that names its draft).
@@ -251,20 +278,23 @@ def check_schema(schema: Any) -> None:
     per object.
 
     Raises:
-        jsonschema.SchemaError: it is not.
+        InvalidSchema: it is not.
     """
     problem = _schema_problem(schema_key(schema))
     if problem is not None:
-        raise jsonschema.SchemaError(problem)
+        raise InvalidSchema(problem)
 
 
 @functools.lru_cache(maxsize=256)
 def _schema_problem(schema_json: str) -> str | None:
+    from jsonschema.exceptions import SchemaError
+    from jsonschema.validators import Draft202012Validator, validator_for
+
     schema = json.loads(schema_json)
-    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    cls = validator_for(schema, default=Draft202012Validator)
     try:
         cls.check_schema(schema)
-    except jsonschema.SchemaError as exc:
+    except SchemaError as exc:
         return exc.message
     except (OverflowError, RecursionError, ValueError) as exc:  # e.g. a pattern's "a{99999999999}"
         return f"the schema cannot be checked: {exc}"
@@ -284,10 +314,12 @@ def validate(value: Any, schema: Any, budget: Budget, key: str | None = None) ->
         key = schema_key(schema)
         budget.spend(1 + len(key) // 64)
     validator = _validator(key)
+    from referencing.exceptions import Unresolvable  # loaded with the validator
+
     _RUNNING.budget = budget
     try:
         return bool(validator.is_valid(value))
-    except referencing.exceptions.Unresolvable as exc:
+    except Unresolvable as exc:
         raise UnsatisfiableSchema(f"a $ref does not resolve: {exc}") from None
     except RecursionError:
         raise UnsatisfiableSchema("the schema refers to itself without end") from None

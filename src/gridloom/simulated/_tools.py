@@ -16,11 +16,9 @@ import random
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
 
-import jsonschema
-
 from .._attrs import frozen
 from ._errors import RequestError
-from ._schema_values import SchemaTally, SchemaTooLarge, check_schema
+from ._schema_values import InvalidSchema, SchemaTally, SchemaTooLarge, check_schema
 
 __all__ = [
     "AUTO",
@@ -98,7 +96,7 @@ def count_schema(schema: Any, tally: SchemaTally, param: str) -> None:
         tally.add(schema)
     except SchemaTooLarge as exc:
         raise RequestError(str(exc), param=param) from None
-    except jsonschema.SchemaError as exc:
+    except InvalidSchema as exc:
         raise RequestError(f"invalid JSON Schema: {exc.message}", param=param) from None
 
 
@@ -110,7 +108,7 @@ def _schema(value: Any, param: str, tally: SchemaTally, *, objects_only: bool) -
     count_schema(value, tally, param)
     try:
         check_schema(value)
-    except jsonschema.SchemaError as exc:
+    except InvalidSchema as exc:
         raise RequestError(f"invalid JSON Schema: {exc.message}", param=param) from None
     return value
 
