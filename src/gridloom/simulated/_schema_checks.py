@@ -244,9 +244,9 @@ _OVERRIDES: dict[str, Callable[..., Any]] = {
 @functools.cache
 def _bounded_class(cls: type[jsonschema.protocols.Validator]) -> Any:
     """``cls`` with every keyword counted against the running budget, and no client regex."""
-    keywords: dict[str, Callable[..., Any]] = {}
     from jsonschema.validators import extend
 
+    keywords: dict[str, Callable[..., Any]] = {}
     for name, keyword in cls.VALIDATORS.items():
         keywords[name] = _counted(name, _OVERRIDES.get(name) or keyword)
     return extend(cls, keywords)  # type: ignore[no-untyped-call]
