@@ -68,7 +68,7 @@ def construct(
             message = f"unknown argument {unknown[0]!r}"
         else:
             name = find_invalid_field(cls, values)
-            message = str(exc)
+            message = _message(exc)
         if name is None:
             field = where or None
         elif common and name in COMMON_FIELDS:
@@ -76,6 +76,20 @@ def construct(
         else:
             field = f"{where}.{name}" if where else name
         raise ConfigError(message, column=column, field=field) from None
+
+
+def _message(exc: Exception) -> str:
+    """The text of a constructor's error. An attrs validator's error has four ``args`` (its
+    message, the attribute, what was expected, the value): the message alone, or for a
+    type check, the types expected by name and the value given."""
+    args = exc.args
+    if len(args) != 4 or not isinstance(args[1], attrs.Attribute):
+        return str(exc)
+    if isinstance(exc, TypeError) and isinstance(args[2], type | tuple):  # instance_of
+        names = args[2] if isinstance(args[2], tuple) else (args[2],)
+        wanted = " or ".join(getattr(t, "__name__", str(t)) for t in names)
+        return f"expected {wanted}, got {describe(args[3])}"
+    return str(args[0])
 
 
 # --------------------------------------------------------------------------- kind methods
@@ -220,7 +234,7 @@ def _prepared(kind: ColumnKind[Any], column: str, arguments: Mapping[str, Any]) 
     return out
 
 
-def _structured(cls: type[Any], value: Mapping[str, Any], *, column: str, where: str) -> Any:
+def _structured(cls: type[Any], value: Mapping[str, Any], *, column: str | None, where: str) -> Any:
     """``value`` structured as ``cls`` by the config converter, as a file's would be; its
     problems become a ConfigError located under ``where``."""
     try:
@@ -235,7 +249,7 @@ def _structured(cls: type[Any], value: Mapping[str, Any], *, column: str, where:
         raise ConfigError(str(exc), column=column, field=where) from None
 
 
-def _converted(tp: Any, value: Any, *, column: str, where: str) -> Any:
+def _converted(tp: Any, value: Any, *, column: str | None, where: str) -> Any:
     """``value`` as the field of type ``tp`` holds it, for the wider forms :func:`widen`
     allows; any other value is left for the config class to refuse."""
     nested = _nested_class(tp)
@@ -249,7 +263,7 @@ def _converted(tp: Any, value: Any, *, column: str, where: str) -> Any:
     many = typing.get_origin(tp) is tuple
     # A validator's (a tool's) class follows from its ``kind`` key (its one key), as in a file.
     by_key = nested in (ValidatorConfig, ToolConfig)
-    if nested is ValidatorConfig and isinstance(value, Mapping):
+    if nested is ValidatorConfig and not many and isinstance(value, Mapping):
         # A validator's class follows from its ``kind`` key, as in a file.
         return _structured(nested, value, column=column, where=where)
     if nested is not None and not many and isinstance(value, Mapping):
@@ -323,11 +337,41 @@ class _KindMethods(type):
 P = TypeVar("P")
 
 
+def _nested_values(cls: type[Any], values: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """``values`` (keyword arguments of ``cls``, a pipeline part) with each mapping given for
+    a nested config class made into that class, as a file's would be (``simulation`` of a
+    provider, ``throttle`` and ``ray`` of the run, ...)."""
+    hints = typing.get_type_hints(cls)
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        tp = hints.get(name)
+        nested = None if tp is None else _nested_class(tp)
+        many = typing.get_origin(tp) is tuple
+        if nested is not None and not many and isinstance(value, Mapping) and _plain_data(value):
+            # Plain data, as a file holds it: the converter makes it, nested levels and all.
+            out[name] = _structured(nested, value, column=None, where=f"{where}.{name}")
+        elif tp is not None:
+            out[name] = _converted(tp, value, column=None, where=f"{where}.{name}")
+        else:
+            out[name] = value
+    return out
+
+
+def _plain_data(value: Any) -> bool:
+    """Whether ``value`` is made of mappings, lists and scalars only (no config objects)."""
+    if isinstance(value, Mapping):
+        return all(_plain_data(item) for item in value.values())
+    if isinstance(value, list | tuple):
+        return all(_plain_data(item) for item in value)
+    return value is None or isinstance(value, str | int | float | bool)
+
+
 def _part(cls: type[P], given: P | str, key: str, fields: dict[str, Any], where: str) -> P:
     """``given`` when it is a ``cls``, else ``cls(key=given, **fields)``."""
     if isinstance(given, cls):
         return given
-    built: P = construct(cls, {key: given, **fields}, column=None, where=where)
+    values = _nested_values(cls, {key: given, **fields}, where)
+    built: P = construct(cls, values, column=None, where=where)
     return built
 
 
@@ -448,7 +492,7 @@ class BuilderBase(metaclass=_KindMethods):
 
     def run(self, **fields: Any) -> Self:
         """Set :class:`RunConfig` fields; later calls override earlier ones field by field."""
-        merged = {**self._run, **fields}
+        merged = _nested_values(RunConfig, {**self._run, **fields}, "run")
         construct(RunConfig, merged, column=None, where="run")  # fail here, not in build()
         self._run = merged
         return self

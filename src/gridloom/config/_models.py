@@ -146,7 +146,10 @@ class ProviderConfig:
     api_key_env: str | None = None
     headers: dict[str, str] = attrs.field(factory=dict)
     extra_body: dict[str, Any] = attrs.field(factory=dict)
-    simulation: SimulationConfig | None = attrs.field(default=None)
+    simulation: SimulationConfig | None = attrs.field(
+        default=None,
+        validator=attrs.validators.optional(attrs.validators.instance_of(SimulationConfig)),
+    )
     proxy: str | None = attrs.field(default=None, validator=_check_proxy, repr=_redacted_repr)
     trust_env: bool = True
     verify: bool | str = attrs.field(default=True, converter=_as_given, validator=_check_verify)

@@ -116,7 +116,9 @@ class RunConfig:
     )
     seed: int | None = None
     scheduling: Literal["cell", "column"] = "cell"
-    throttle: ThrottleConfig = attrs.field(factory=ThrottleConfig)
+    throttle: ThrottleConfig = attrs.field(
+        factory=ThrottleConfig, validator=attrs.validators.instance_of(ThrottleConfig)
+    )
     max_cell_attempts: int = attrs.field(default=8, validator=attrs.validators.ge(1))
     retry_backoff_seconds: float = attrs.field(default=1.0, validator=attrs.validators.ge(0.0))
     retry_backoff_max_seconds: float = attrs.field(default=30.0, validator=attrs.validators.ge(0.0))
@@ -140,4 +142,6 @@ class RunConfig:
     progress: Literal["auto", "bar", "log", "off"] = "auto"
     progress_interval_seconds: float = attrs.field(default=10.0, validator=attrs.validators.gt(0.0))
     executor: Literal["local", "ray"] = "local"
-    ray: RayConfig = attrs.field(factory=RayConfig)
+    ray: RayConfig = attrs.field(
+        factory=RayConfig, validator=attrs.validators.instance_of(RayConfig)
+    )

@@ -115,7 +115,9 @@ class SimulatedModel:
             arguments valid for the tool's schema), to exercise parallel tool calls.
     """
 
-    latency: LatencyConfig = attrs.field(factory=LatencyConfig)
+    latency: LatencyConfig = attrs.field(
+        factory=LatencyConfig, validator=attrs.validators.instance_of(LatencyConfig)
+    )
     capacity: int | None = attrs.field(
         default=None, validator=attrs.validators.optional(attrs.validators.ge(1))
     )
@@ -200,10 +202,20 @@ class SimulationConfig:
     """
 
     seed: int = 0
-    default: SimulatedModel = attrs.field(factory=SimulatedModel)
-    models: dict[str, SimulatedModel] = attrs.field(factory=dict)
+    default: SimulatedModel = attrs.field(
+        factory=SimulatedModel, validator=attrs.validators.instance_of(SimulatedModel)
+    )
+    models: dict[str, SimulatedModel] = attrs.field(
+        factory=dict,
+        validator=attrs.validators.deep_mapping(
+            key_validator=attrs.validators.instance_of(str),
+            value_validator=attrs.validators.instance_of(SimulatedModel),
+        ),
+    )
     transport: Literal["socket", "asgi"] = "socket"
-    batch: BatchSimulation = attrs.field(factory=BatchSimulation)
+    batch: BatchSimulation = attrs.field(
+        factory=BatchSimulation, validator=attrs.validators.instance_of(BatchSimulation)
+    )
 
     def for_model(self, name: str) -> SimulatedModel:
         """The behaviour of model ``name``."""
