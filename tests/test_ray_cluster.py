@@ -228,6 +228,38 @@ def test_a_sharded_run_writes_the_same_dataset_as_one_machine(
     assert sorted(g for s in shards for g in s["row_groups"]) == list(range(ROWS // GROUP))
 
 
+def test_an_in_memory_seed_table_reaches_every_shard(cluster: Cluster, tmp_path: Path) -> None:
+    """A seed dataset given as an Arrow table (no file: it lives in the driver's memory) is
+    sent to the shards' workers, which are other processes on two nodes: the sharded run
+    writes what one machine writes, every seed row once."""
+    seed = pa.table({"city": [f"city-{i}" for i in range(ROWS)], "size": list(range(ROWS))})
+    sim = {"latency": {"median": 0.01, "sigma": 0.2}}
+    cfg = (
+        gl.PipelineBuilder(seed=5)
+        .provider("sim", type="simulated", simulation={"default": sim})
+        .model("writer", provider="sim", model="w-8b", max_parallel_requests=8)
+        .seed_dataset(seed, order="ordered")
+        .llm_text("blurb", model="writer", prompt="About {{ city }}.")
+        .expression("label", "{{ city }}:{{ size }}")
+        .run(row_group_size=GROUP, progress="off")
+        .build()
+    )
+    expected = gl.create(cfg, num_records=ROWS, output_dir=tmp_path / "one")
+    assert expected.status == "complete"
+    result = gl.create(
+        cfg,
+        num_records=ROWS,
+        output_dir=tmp_path / "sharded",
+        ray_address=cluster.address,
+        shards=2,
+    )
+    assert result.status == "complete"
+    assert result.table.equals(expected.table)
+    assert sorted(result.table.column("size").to_pylist()) == list(range(ROWS))
+    shards = gl.storage.read_run_metadata(tmp_path / "sharded")["summary"]["shards"]
+    assert sorted(s["shard"] for s in shards) == [0, 1]
+
+
 def test_rows_dropped_are_replaced_by_a_round_of_shards_as_on_one_machine(
     cluster: Cluster, tmp_path: Path
 ) -> None:

@@ -7,6 +7,9 @@ The fingerprint is SHA-256 over the table's schema and its Arrow IPC bytes (take
 row windows, so how the table happens to be chunked does not matter): ``config_hash`` covers the
 content, a run's saved ``config.yaml`` names it, and resuming that run with other rows is
 refused as a changed config. A table is kept for the life of the process once registered.
+
+A sharded run's driver sends its in-memory tables to the shards' workers (each their own
+process), which :func:`register` them under the same paths before running.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ __all__ = [
     "fingerprint",
     "is_memory_path",
     "lookup",
+    "register",
     "seed_path",
 ]
 
@@ -118,6 +122,19 @@ def seed_path(value: Any) -> Any:
 def is_memory_path(path: str) -> bool:
     """Whether ``path`` names an in-memory seed table."""
     return path.startswith(MEMORY_SCHEME)
+
+
+def register(path: str, table: Any) -> None:
+    """Keep ``table`` under ``path``, the ``memory://`` path another process registered it
+    under (a sharded run's driver; the table comes with the shard's job).
+
+    Raises:
+        ValueError: ``path`` is not an in-memory table's path.
+    """
+    if not is_memory_path(path):
+        raise ValueError(f"not an in-memory seed table's path: {path!r}")
+    with _lock:
+        _tables.setdefault(path, table)
 
 
 def lookup(path: str) -> Any:

@@ -222,6 +222,10 @@ class Cluster:
             return {}
         return found
 
+    def put(self, value: Any) -> Any:
+        """``value`` in the cluster's object store, once: the reference every shard gets."""
+        return self._ray.put(value)
+
     def submit(self, job: ShardJob, *, cpus: float, max_retries: int) -> Any:
         """Start ``job`` as a Ray task; its worker dying is retried ``max_retries`` times, an
         error it raises is not (it would only fail again)."""

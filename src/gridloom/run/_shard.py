@@ -20,6 +20,7 @@ import socket
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
+import attrs
 import trio
 
 from .._attrs import frozen
@@ -47,6 +48,9 @@ class ShardJob:
         seed: the run's seed.
         board: the driver's progress board (a Ray actor handle), or ``None``.
         cache: use the response cache as the config says (``False``: ``--no-cache``).
+        seed_tables: the config's in-memory seed table, ``memory://`` path → a reference to
+            the table in Ray's object store (put there once by the driver); the worker
+            registers it before the shard's run loads the config.
     """
 
     index: int
@@ -59,6 +63,7 @@ class ShardJob:
     seed: int
     board: Any = None
     cache: bool = True
+    seed_tables: Mapping[str, Any] = attrs.field(factory=dict)
 
     def describe(self, taken: Sequence[RowGroupSpec] = ()) -> str:
         """``shard 2 of 4 (row groups 10-19)``, for messages (``taken``: its row groups)."""
@@ -254,4 +259,11 @@ def run_shard(job: ShardJob) -> dict[str, Any]:
     """The body of a shard's Ray task: the shard's run, start to end (see the module)."""
     from ._run import Run  # the run layer's entry, imported in the worker
 
+    if job.seed_tables:
+        import ray
+
+        from ..config._seed_tables import register
+
+        for path, ref in job.seed_tables.items():
+            register(path, ray.get(ref))
     return trio.run(Run(job.config, base_dir=job.base_dir, cache=job.cache).shard, job)

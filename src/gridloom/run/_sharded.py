@@ -29,6 +29,7 @@ import pyarrow as pa
 import trio
 
 from ..config import PipelineConfig, config_hash, dump_config
+from ..config._seed_tables import is_memory_path, lookup
 from ..engine import ExecutionGraph, RowGroupSpec, SchedulerStatistics
 from ..progress import ModelProgress, ProgressReporter, resolve_mode
 from ..storage import Location, ManifestStore, RunResult, location_of
@@ -116,6 +117,16 @@ class _Driver:
         self.hash = config_hash(cfg)
         self.view = _BoardView()
         self.reports: list[dict[str, Any]] = []
+        self.seed_tables: dict[str, Any] | None = None  # put in the object store on first need
+
+    def _put_seed_tables(self) -> dict[str, Any]:
+        """The config's in-memory seed table, put in the object store (the shards' workers
+        are other processes, whose registry of tables is empty): ``memory://`` path → its
+        reference; empty without one."""
+        seed = self.cfg.seed_dataset
+        if seed is None or not is_memory_path(seed.path):
+            return {}
+        return {seed.path: self.cluster.put(lookup(seed.path))}
 
     async def round(self, specs: Sequence[RowGroupSpec], shards: int) -> dict[str, Any] | None:
         """Run ``specs`` as up to ``shards`` shards until all end; the report of a shard that
@@ -126,6 +137,8 @@ class _Driver:
         """
         count = min(shards, len(specs))
         board = await trio.to_thread.run_sync(self.cluster.board, specs)
+        if self.seed_tables is None:
+            self.seed_tables = await trio.to_thread.run_sync(self._put_seed_tables)
         jobs = [
             ShardJob(
                 index=i,
@@ -138,6 +151,7 @@ class _Driver:
                 seed=self.seed,
                 board=board,
                 cache=self.cache,
+                seed_tables=self.seed_tables,
             )
             for i in range(count)
         ]
