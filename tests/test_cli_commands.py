@@ -523,7 +523,7 @@ def test_resume_finds_functions_next_to_the_original_config(tmp_path: Path) -> N
     result = invoke("resume", out, "-n", "20")
     assert result.exit_code == 2
     line = one_line_error(result.stderr)
-    assert line.startswith(f"error: {out / 'config.yaml'}: column 'd', field 'function'")
+    assert line.startswith(f"error: {out / 'config.yaml'}: column 'd', field 'custom.function'")
     assert "--base-dir" in line
     proc = gridloom("resume", out, "--base-dir", moved, "-n", "20")
     assert proc.returncode == 0, proc.stderr

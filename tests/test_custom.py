@@ -194,10 +194,11 @@ def test_import_path_resolves_functions_and_dotted_attributes(user_module: str) 
 def test_unresolvable_import_path_is_a_config_error(
     user_module: str, path: str, message: str
 ) -> None:
-    """An import path that cannot be resolved is a ConfigError on field function."""
+    """An import path that cannot be resolved is a ConfigError on field custom.function (the
+    kind's key first, as every field of a column is named)."""
     with pytest.raises(ConfigError, match=message) as info:
         build(path.format(module=user_module))
-    assert (info.value.column, info.value.field) == ("out", "function")
+    assert (info.value.column, info.value.field) == ("out", "custom.function")
 
 
 def test_params_are_read_only() -> None:

@@ -17,7 +17,11 @@ __all__ = ["is_async_callable", "resolve_function"]
 
 
 def resolve_function(
-    function: str | Callable[..., Any], *, column: str, search_path: Path | None = None
+    function: str | Callable[..., Any],
+    *,
+    column: str,
+    search_path: Path | None = None,
+    field: str = "function",
 ) -> Callable[..., Any]:
     """The callable ``function`` names: itself, or the object at ``"pkg.mod:attr[.attr...]"``.
 
@@ -27,18 +31,18 @@ def resolve_function(
 
     Raises:
         ConfigError: the module cannot be imported, the attribute does not exist, or the
-            object is not callable (field ``function``).
+            object is not callable (at ``field``: the kind's, e.g. ``custom.function``).
     """
     if not isinstance(function, str):
         if not callable(function):
-            raise ConfigError(f"{function!r} is not callable", column=column, field="function")
+            raise ConfigError(f"{function!r} is not callable", column=column, field=field)
         return function
     module_name, sep, attr_path = function.partition(":")
     if not sep or not module_name or not attr_path:
         raise ConfigError(
             f"expected an import path 'package.module:function', got {function!r}",
             column=column,
-            field="function",
+            field=field,
         )
     try:
         target: Any = _import(module_name, search_path)
@@ -46,7 +50,7 @@ def resolve_function(
         raise ConfigError(
             f"cannot import module {module_name!r} for {function!r}: {exc}",
             column=column,
-            field="function",
+            field=field,
         ) from exc
     for attr in attr_path.split("."):
         try:
@@ -56,10 +60,10 @@ def resolve_function(
                 f"{function!r}: {type(target).__name__} {getattr(target, '__name__', target)!r}"
                 f" has no attribute {attr!r}",
                 column=column,
-                field="function",
+                field=field,
             ) from None
     if not callable(target):
-        raise ConfigError(f"{function!r} is not callable", column=column, field="function")
+        raise ConfigError(f"{function!r} is not callable", column=column, field=field)
     return target  # type: ignore[no-any-return]
 
 

@@ -169,7 +169,9 @@ def custom_generator(
     Raises:
         ConfigError: the function cannot be resolved, or the dtype or mode is unknown.
     """
-    function = resolve_function(config.function, column=config.name, search_path=search_path)
+    function = resolve_function(
+        config.function, column=config.name, search_path=search_path, field="custom.function"
+    )
     if is_async_callable(function):
         return AsyncCustomGenerator(config, function, model)
     return CustomGenerator(config, function, model)
