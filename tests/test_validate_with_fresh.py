@@ -9,16 +9,11 @@ that imports nothing but ``gridloom`` (within this test process the kind is long
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.test_cli_preview import python
 
 BASE: dict[str, Any] = {
     "providers": [{"name": "p", "type": "simulated"}],
@@ -48,16 +43,7 @@ ACCEPT_ALL = {"kind": "callable", "function": "operator:is_not"}
 def fresh(code: str) -> list[Any]:
     """Run ``code`` in a new interpreter (this checkout's gridloom first on the path); each
     line it prints is read as JSON."""
-    env = {**os.environ, "GRIDLOOM_PROGRESS": "off"}
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
-    done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        timeout=120,
-    )
+    done = python(code, GRIDLOOM_PROGRESS="off")
     assert done.returncode == 0, done.stderr
     return [json.loads(line) for line in done.stdout.splitlines()]
 
