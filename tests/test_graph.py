@@ -211,7 +211,7 @@ def test_every_compile_error_is_listed() -> None:
         ("b", "expression.template"),
         ("c", "expression.template"),
         ("d", None),
-        ("f", "function"),
+        ("f", "custom.function"),
     ]
     assert "references unknown column 'topik'" in err.issues[1].message
     assert "d -> e -> d" in err.issues[2].message
