@@ -87,6 +87,11 @@ async def test_a_429_storm_on_one_model_does_not_slow_another(autojump_clock: An
                 nursery.start_soon(handles["a"].chat, ask("a"))
                 nursery.start_soon(ask_b, handles["b"])
         a_usage, b_usage = handles["a"].usage(), handles["b"].usage()
+        # The counts progress reads at every poll are usage()'s, without building it.
+        for handle, usage in ((handles["a"], a_usage), (handles["b"], b_usage)):
+            assert (handle.requests, handle.rate_limited) == (usage.requests, usage.rate_limited)
+        history = handles["a"].throttles["chat"].controller.history()
+    assert a_usage.throttle["chat"]["history"] == [[round(t, 6), lim, n] for t, lim, n in history]
     assert finished_b == [1.0] * 10
     assert b_usage.rate_limited == 0
     assert a_usage.rate_limited > 0

@@ -54,3 +54,36 @@ def test_appending_tracks_no_object() -> None:
 def test_capacity_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         History(0, time=0.0, limit=1)
+
+
+def _spread(entries: list[tuple[float, int, int]], points: int) -> list[tuple[float, int, int]]:
+    """The sample's definition over the whole list: every entry when they fit, else the
+    entries at ``int(i * n / points)`` for ``i < points - 1`` and the newest."""
+    if len(entries) <= points:
+        return entries
+    step = len(entries) / points
+    return [entries[int(i * step)] for i in range(points - 1)] + [entries[-1]]
+
+
+@given(
+    capacity=st.integers(1, 40),
+    entries=st.lists(_ENTRY, max_size=120),
+    points=st.integers(1, 50),
+)
+def test_a_sample_is_the_entries_spread_evenly(
+    capacity: int, entries: list[tuple[float, int, int]], points: int
+) -> None:
+    """Before and after the ring wraps, a sample is what spreading :meth:`entries` would
+    give: at most ``points``, oldest first, the newest always last."""
+    history = History(capacity, time=-1.0, limit=3)
+    for entry in entries:
+        history.append(*entry)
+    sample = history.sample(points)
+    assert sample == _spread(history.entries(), points)
+    assert len(sample) == min(points, len(history))
+    assert sample[-1] == history.entries()[-1]
+
+
+def test_a_sample_of_no_point_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least 1 point"):
+        History(4, time=0.0, limit=1).sample(0)

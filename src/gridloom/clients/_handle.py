@@ -12,7 +12,7 @@ import trio
 from .._attrs import frozen
 from ..config import ModelConfig
 from ..errors import ModelError
-from ..throttle import AdaptiveLimiter
+from ..throttle import AdaptiveLimiter, AIMDController
 from ._cache import ResponseCache
 from ._cache_key import (
     CacheScope,
@@ -86,15 +86,13 @@ class ModelUsage:
         return attrs.asdict(self)
 
 
-def _downsample(
-    history: list[tuple[float, int, int]], points: int = _HISTORY_POINTS
-) -> list[list[float]]:
-    """At most ``points`` (time, limit, in flight) samples, evenly spread, the last one kept."""
-    if len(history) <= points:
-        return [[round(t, 6), limit, flight] for t, limit, flight in history]
-    step = len(history) / points
-    picked = [history[int(i * step)] for i in range(points - 1)] + [history[-1]]
-    return [[round(t, 6), limit, flight] for t, limit, flight in picked]
+def _plotted(controller: AIMDController) -> list[list[float]]:
+    """At most :data:`_HISTORY_POINTS` of ``controller``'s (time, limit, in flight) entries,
+    evenly spread, the last one kept, times rounded to the microsecond."""
+    return [
+        [round(t, 6), limit, flight]
+        for t, limit, flight in controller.history_sample(_HISTORY_POINTS)
+    ]
 
 
 def _fits(
@@ -202,6 +200,19 @@ class ModelHandle:
     def model(self) -> str:
         """The provider's model name."""
         return self.config.model
+
+    @property
+    def requests(self) -> int:
+        """Requests made so far (cheap to read, for progress; :meth:`usage` has them all)."""
+        return self._requests
+
+    @property
+    def rate_limited(self) -> int:
+        """429s so far (cheap to read, for progress). With throttles, every 429 is counted
+        there (most are retried, never raised)."""
+        if self.throttles:
+            return sum(t.statistics().rate_limited for t in self.throttles.values())
+        return self._errors.get("RateLimited", 0)
 
     @property
     def cached_requests(self) -> int:
@@ -343,10 +354,7 @@ class ModelHandle:
             failed=sum(self._errors.values()),
             errors=dict(self._errors),
             transport_retries=dict(self._retries),
-            # With throttles, every 429 is counted there (most are retried, never raised).
-            rate_limited=sum(t.statistics().rate_limited for t in self.throttles.values())
-            if self.throttles
-            else self._errors.get("RateLimited", 0),
+            rate_limited=self.rate_limited,
             throttle={
                 domain: {
                     "limit": stats.limit,
@@ -358,7 +366,7 @@ class ModelHandle:
                     "probes_refused": stats.probes_refused,
                     "holds": stats.holds,
                     "rate_limited": stats.rate_limited,
-                    "history": _downsample(t.controller.history()),
+                    "history": _plotted(t.controller),
                 }
                 for domain, t in self.throttles.items()
                 if (stats := t.statistics()).admitted

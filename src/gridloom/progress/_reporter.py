@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import sys
 import time
 from collections import deque
@@ -46,9 +45,6 @@ _IDLE_REDRAW_SECONDS = 1.0
 #: A redraw waits at least this many times as long as the last one took: the display takes at
 #: most about 1% of the event loop, however slow the terminal.
 _COST_FACTOR = 100
-#: Model usage (its requests count) is read at most this often by the bar display; the
-#: throttle snapshots (limit, in flight, 429s) are read at every poll.
-_USAGE_SECONDS = 1.0
 #: Width of a bar, in cells, when the terminal has room; it shrinks to fit down to the least.
 _BAR_WIDTH = 30
 _LEAST_BAR = 6
@@ -107,8 +103,6 @@ class ProgressReporter:
         self._interval = interval
         self._stream = stream
         self._history: deque[ProgressSnapshot] = deque()
-        self._requests: dict[str, int] = {}
-        self._usage_read = -math.inf
         self._started = 0.0
         self._broken = False
         self._live: Live | None = None
@@ -154,20 +148,14 @@ class ProgressReporter:
 
     # ------------------------------------------------------------------ snapshots
 
-    def snapshot(self, *, usage: bool = True) -> ProgressSnapshot:
-        """A snapshot now; ``usage`` reads each handle's ``usage()`` (else the last count)."""
+    def snapshot(self) -> ProgressSnapshot:
+        """A snapshot now: the columns' counts, each model's requests and throttle."""
         now = trio.current_time() - self._started
         if self._model_lines is not None:  # another process's models (a sharded run)
             return take_snapshot(
                 self._statistics(), self._model_lines(), time=now, total=self.total
             )
-        if usage:
-            self._requests = {a: h.usage().requests for a, h in self._models.items()}
-            self._usage_read = now
-        models = [
-            model_progress(handle, self._requests.get(alias, 0))
-            for alias, handle in self._models.items()
-        ]
+        models = [model_progress(handle) for handle in self._models.values()]
         return take_snapshot(self._statistics(), models, time=now, total=self.total)
 
     def _record(self, snapshot: ProgressSnapshot) -> None:
@@ -210,8 +198,7 @@ class ProgressReporter:
                 return  # a virtual clock: its time runs ahead of the real one
             try:
                 if self.mode == "bar":
-                    now = trio.current_time() - self._started
-                    snapshot = self.snapshot(usage=now - self._usage_read >= _USAGE_SECONDS)
+                    snapshot = self.snapshot()
                     self._record(snapshot)
                     self._redraw(snapshot)
                 else:

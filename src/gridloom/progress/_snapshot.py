@@ -142,18 +142,11 @@ def take_snapshot(
     )
 
 
-def model_progress(handle: ModelHandle, requests: int | None = None) -> ModelProgress:
-    """A :class:`ModelProgress` from one handle's snapshots.
-
-    Args:
-        handle: the alias's handle; its throttles' ``statistics()`` give the limit, requests
-            in flight and 429s (its cap limiter's statistics when it has no throttle).
-        requests: requests made so far, when the caller read ``handle.usage()`` already
-            (``usage()`` sorts latencies; the bar display reads it once a second); read from
-            ``handle.usage()`` when ``None``.
-    """
-    if requests is None:
-        requests = handle.usage().requests
+def model_progress(handle: ModelHandle) -> ModelProgress:
+    """A :class:`ModelProgress` from one handle's counts and snapshots: its throttles'
+    ``statistics()`` give the limit, requests in flight and 429s (its cap limiter's
+    statistics when it has no throttle)."""
+    requests = handle.requests
     stats = {domain: limiter.statistics() for domain, limiter in handle.throttles.items()}
     if not stats:
         cap = handle.limiter.statistics()
@@ -162,7 +155,7 @@ def model_progress(handle: ModelHandle, requests: int | None = None) -> ModelPro
             limit=int(cap.total_tokens),
             in_flight=cap.borrowed_tokens,
             requests=requests,
-            rate_limited=handle.usage().rate_limited,
+            rate_limited=handle.rate_limited,
             cached=getattr(handle, "cached_requests", 0),
         )
     # The limit of the domain in use: the one with the most requests (chat on a tie).

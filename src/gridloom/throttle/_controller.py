@@ -198,6 +198,10 @@ class AIMDController:
         """``(time, limit, in_flight)`` after every change of either (the last 100,000)."""
         return self._history.entries()
 
+    def history_sample(self, points: int) -> list[tuple[float, int, int]]:
+        """At most ``points`` entries of :meth:`history`, evenly spread, the newest kept."""
+        return self._history.sample(points)
+
     def statistics(self) -> ControllerStatistics:
         """A frozen snapshot of the state and the counters."""
         self._advance(self._clock())

@@ -69,3 +69,20 @@ class History:
         times, limits, flights = self._times, self._limits, self._flights
         order = [*range(at, len(times)), *range(at)]
         return [(times[i], limits[i], flights[i]) for i in order]
+
+    def sample(self, points: int) -> list[tuple[float, int, int]]:
+        """At most ``points`` kept entries, oldest first, evenly spread over them and the
+        newest always among them: the ``k``-th of ``n`` entries is taken for ``k`` in
+        ``int(i * n / points)``, ``i < points - 1``. Only those are read, not the whole
+        history (a report's plot wants a thousand of up to 100,000)."""
+        if points < 1:
+            raise ValueError(f"a sample has at least 1 point, got {points}")
+        count = len(self._times)
+        if count <= points:
+            return self.entries()
+        step = count / points
+        picked = [int(i * step) for i in range(points - 1)] + [count - 1]
+        at, times, limits, flights = self._next, self._times, self._limits, self._flights
+        # Entry k (oldest first) is at (at + k) % count: the arrays are full once they wrap.
+        slots = [(at + k) % count for k in picked]
+        return [(times[i], limits[i], flights[i]) for i in slots]
