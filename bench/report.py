@@ -449,11 +449,11 @@ def main() -> None:
         pictures = "".join(f"![{name}](../bench/results/{name})\n" for name in images)
         reproduce = (
             "\n### Reproduce\n\n"
-            "`python3 -m nox -s bench` runs the quick suite (under 10 minutes on 2 cores: the"
-            " shapes at 10 records x 3 trials and 100 x 1, engine overhead at 5,000 and 10,000"
-            " rows with traced reruns in balanced order, the self-hosted cases at 512 and 2,048"
-            " in flight, the throttle at 300 rows, scale-out on Ray, the cache, the preview) and"
-            " rewrites this section."
+            "`python3 -m nox -s bench` runs the quick suite (under 10 minutes on 2 cores: first"
+            " the benchmarks with absolute targets, the preview, engine overhead at 5,000 and"
+            " 10,000 rows with traced reruns in balanced order and the self-hosted cases at 512"
+            " and 2,048 in flight; then the shapes at 10 records x 3 trials and 100 x 1, the"
+            " throttle at 300 rows, scale-out on Ray, the cache) and rewrites this section."
             " `python3 -m nox -s bench_full` runs every benchmark at full size (the shapes at"
             " 10 and 1,000 records, overhead at 10,000 and 100,000 rows; about 90 minutes)."
             " `python3 -m nox -s bench_peer` installs Data Designer 0.9.7 in its own"
