@@ -196,7 +196,8 @@ def test_trips_once_and_calls_back_once() -> None:
 
 
 def test_the_message_names_the_model_counts_error_and_what_next() -> None:
-    """One line: alias, failed of total, the most common error, kept row groups, --resume."""
+    """One line: alias, failed of total, the most common error, its latest message, kept row
+    groups, --resume."""
     clock = Clock()
     health = monitor(clock, min_outcomes=5)
     health.register("judge", model="judge-70b", provider="p")
@@ -210,9 +211,10 @@ def test_the_message_names_the_model_counts_error_and_what_next() -> None:
     assert reason.top_error == "ConnectionFailed"
     assert reason.message == (
         "model 'judge' failed 5 of its last 5 requests (ConnectionFailed), a failure rate of"
-        " 100% second by second over 1 s; stopping the run — completed row groups are kept;"
-        " resume it to generate the rest"
+        " 100% second by second over 1 s; the latest: p/judge-70b: connection refused;"
+        " stopping the run — completed row groups are kept; resume it to generate the rest"
     )
+    assert reason.example == "p/judge-70b: connection refused"
     assert "\n" not in reason.message
     assert reason.as_dict()["failed"] == 5
 

@@ -248,7 +248,7 @@ class AnthropicClient(AdapterBase):
         model = request.model
         blocks = data.get("content") if isinstance(data, dict) else None
         if not isinstance(blocks, list):
-            raise self._malformed(model, "no 'content' list")
+            raise self._malformed(model, "no 'content' list", data)
         texts: list[str] = []
         thoughts: list[str] = []
         answer: str | None = None

@@ -9,6 +9,7 @@ import httpx
 
 from ..config import ProviderConfig
 from ..errors import MalformedResponse
+from ._errors import _error_detail, _excerpt
 from ._post import post_json
 from ._quota import parse_rate_limit_headers
 from ._retry import RetryPolicy
@@ -84,7 +85,13 @@ class AdapterBase:
         )
         return data, parse_rate_limit_headers(headers)
 
-    def _malformed(self, model: str, what: str) -> MalformedResponse:
+    def _malformed(self, model: str, what: str, data: Any = None) -> MalformedResponse:
+        """The error for a reply that lacks ``what``; when its body (``data``) is an error
+        object (``{"error": {"message": ...}}``, as some proxies send with a 200), the
+        provider's message is quoted, redacted and cut as an error status's is."""
+        detail = _error_detail(data)
+        if detail is not None:
+            what += f"; the body is an error: {_excerpt(detail, self._secrets)}"
         return MalformedResponse(
             f"reply is not the API's documented shape: {what}",
             provider=self._provider.name,

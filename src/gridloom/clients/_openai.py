@@ -162,7 +162,7 @@ class OpenAIClient(AdapterBase):
             raise self._malformed(model, "the body is not a JSON object")
         choices = data.get("choices")
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-            raise self._malformed(model, "no 'choices'")
+            raise self._malformed(model, "no 'choices'", data)
         message = choices[0].get("message")
         if not isinstance(message, dict) or not ("content" in message or "tool_calls" in message):
             raise self._malformed(model, "no 'choices[0].message.content'")
@@ -259,7 +259,7 @@ class OpenAIClient(AdapterBase):
         model = request.model
         items = data.get("data") if isinstance(data, dict) else None
         if not isinstance(items, list):
-            raise self._malformed(model, "no 'data' list")
+            raise self._malformed(model, "no 'data' list", data)
         vectors: dict[int, tuple[float, ...]] = {}
         for item in items:
             if not isinstance(item, dict):

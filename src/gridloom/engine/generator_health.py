@@ -35,12 +35,10 @@ from collections.abc import Callable, Iterable
 
 from ..config import RunConfig
 from ..errors import ModelError, is_retryable
-from .health import ShutdownReason, check_window
+from .health import ShutdownReason, check_window, quote_example
 
 __all__ = ["GeneratorHealth", "counts_for_generator_health", "wilson_lower_bound"]
 
-#: How much of an error message a stop reason quotes.
-_QUOTE = 300
 #: A watched row the first-rows rule passes over: its cell was skipped (``skip_when``), or its
 #: row failed for a reason that is not the column's own.
 _PASS = "\x00pass"
@@ -71,11 +69,6 @@ def wilson_lower_bound(failed: int, total: int, z: float = _Z) -> float:
     centre = share + z2 / (2 * total)
     spread = z * math.sqrt(share * (1 - share) / total + z2 / (4 * total * total))
     return (centre - spread) / (1 + z2 / total)
-
-
-def _quote(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= _QUOTE else text[: _QUOTE - 1] + "…"
 
 
 class _Column:
@@ -294,7 +287,7 @@ class GeneratorHealth:
     ) -> None:
         message, row_id = state.examples[kind]
         # Generator messages often start by naming their column again.
-        quoted = _quote(message.removeprefix(f"column {column!r}: "))
+        quoted = quote_example(message.removeprefix(f"column {column!r}: "))
         if first:
             counts = f"failed on each of its first {total} rows"
         else:

@@ -14,7 +14,18 @@ import attrs
 
 from .._attrs import frozen
 
-__all__ = ["ShutdownReason", "check_window"]
+__all__ = ["EXAMPLE_CHARS", "ShutdownReason", "check_window", "quote_example"]
+
+#: The longest example message a :class:`ShutdownReason` quotes.
+EXAMPLE_CHARS = 300
+
+
+def quote_example(text: str) -> str:
+    """An error message as a stop reason quotes it: on one line (whitespace runs made single
+    spaces), at most :data:`EXAMPLE_CHARS` characters. Model errors come redacted from their
+    client (no API key, no request header), as the drop reasons do."""
+    text = " ".join(text.split())
+    return text if len(text) <= EXAMPLE_CHARS else text[: EXAMPLE_CHARS - 1] + "…"
 
 
 @frozen(kw_only=True)
@@ -32,8 +43,10 @@ class ShutdownReason:
         message: one line for people: the model or column, the counts, the error, and what
             happens next.
         column: the column that was failing, when it was a column.
-        example: for a failing column, one failure's message, quoted.
-        row_id: the row of that example.
+        example: one failure's message, quoted (:func:`quote_example`): for a failing
+            column, that of ``row_id``; for a failing model, its latest failure of
+            ``top_error`` (or its latest refusal).
+        row_id: the row of a failing column's example.
     """
 
     alias: str | None

@@ -21,6 +21,10 @@ that crosses the line. A refused API key (:class:`~gridloom.errors.Authenticatio
 trips at once, even with ``error_rate`` ``None``: a wrong key never heals, and every further
 request would be refused too.
 
+A stop reason quotes one error message, the latest of the error class it names: the
+provider's own words, as redacted and bounded as the model errors are
+(:func:`~gridloom.engine.health.quote_example`).
+
 The monitor only decides; the run (:class:`~gridloom.run.Run`), which opens the models and
 hands each handle this monitor, registers :meth:`HealthMonitor.on_trip` and cancels the run
 (completed row groups stay on disk, a resume generates the rest).
@@ -38,7 +42,7 @@ from collections.abc import Callable
 from .._attrs import frozen
 from ..config import RunConfig
 from ..engine import ShutdownReason
-from ..engine.health import check_window
+from ..engine.health import check_window, quote_example
 from ..errors import AuthenticationFailed
 
 __all__ = ["SLICE_SECONDS", "HealthMonitor"]
@@ -81,7 +85,17 @@ class _Slice:
 class _Requests:
     """One alias's requests: tickets in send order, outcomes, and the judged slices."""
 
-    __slots__ = ("failed", "frontier", "next", "pending", "shares", "slices", "total", "waiting")
+    __slots__ = (
+        "failed",
+        "frontier",
+        "latest",
+        "next",
+        "pending",
+        "shares",
+        "slices",
+        "total",
+        "waiting",
+    )
 
     def __init__(self) -> None:
         self.next = 0  #: the next ticket
@@ -95,6 +109,8 @@ class _Requests:
         self.shares = 0.0  #: sum of the slices' failure shares
         self.failed = 0  #: failures among the judged requests
         self.total = 0  #: judged requests
+        #: the latest failure's message per error class (quoted), for a stop reason's example
+        self.latest: dict[str, str] = {}
 
 
 class HealthMonitor:
@@ -259,7 +275,10 @@ class HealthMonitor:
         sent_at = state.pending.pop(ticket, None)
         if sent_at is None:  # left out already (see _MAX_BACKLOG), or recorded twice
             return
-        state.waiting[ticket] = (sent_at, ok, None if error is None else type(error).__name__)
+        name = None if error is None else type(error).__name__
+        state.waiting[ticket] = (sent_at, ok, name)
+        if not ok and error is not None and name is not None:
+            state.latest[name] = quote_example(str(error))
         if self._tripped is None and isinstance(error, AuthenticationFailed):
             self._advance(alias, state, None)
             self._trip(self._auth_reason(alias, error, state.failed, state.total))
@@ -374,6 +393,8 @@ class HealthMonitor:
         top = names.most_common(1)[0][0] if names else None
         cause = f" ({top})" if top else ""
         seconds = (judged[-1].key - judged[0].key + 1) * SLICE_SECONDS
+        example = None if top is None else state.latest.get(top)
+        latest = f"; the latest: {example}" if example else ""
         return ShutdownReason(
             alias=alias,
             model=self._info(alias, None).model,
@@ -382,7 +403,9 @@ class HealthMonitor:
             window_seconds=self.window_seconds,
             top_error=top,
             message=f"model {alias!r} failed {failed} of its last {total} requests{cause},"
-            f" a failure rate of {rate:.0%} second by second over {seconds:g} s; {_KEPT}",
+            f" a failure rate of {rate:.0%} second by second over {seconds:g} s{latest};"
+            f" {_KEPT}",
+            example=example,
         )
 
     def _auth_reason(
@@ -404,4 +427,5 @@ class HealthMonitor:
             window_seconds=self.window_seconds,
             top_error=type(error).__name__,
             message=f"model {alias!r}: the API key was refused ({status}); {hint}; {_KEPT}",
+            example=quote_example(str(error)),
         )
