@@ -480,18 +480,22 @@ async def test_an_unreachable_endpoint_stops_the_run_within_seconds(tmp_path: Pa
 
 
 @asynccontextmanager
-async def refusing_endpoint() -> AsyncIterator[tuple[str, list[bytes]]]:
-    """An HTTP server on 127.0.0.1 answering every request 401, as OpenAI does to a bad key.
+async def refusing_endpoint(
+    status: bytes = b"401 Unauthorized",
+    error: dict[str, Any] | None = None,
+) -> AsyncIterator[tuple[str, list[bytes]]]:
+    """An HTTP server on 127.0.0.1 answering every request ``status`` with ``{"error":
+    error}`` — by default 401, as OpenAI does to a bad key.
 
     Yields its base URL and the raw requests it received.
     """
     received: list[bytes] = []
-    body = json.dumps(
-        {"error": {"message": "Incorrect API key provided", "code": "invalid_api_key"}}
-    ).encode()
+    if error is None:
+        error = {"message": "Incorrect API key provided", "code": "invalid_api_key"}
+    body = json.dumps({"error": error}).encode()
     answer = (
-        b"HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\n"
-        b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body)
+        b"HTTP/1.1 %s\r\ncontent-type: application/json\r\n"
+        b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (status, len(body), body)
     )
 
     async def serve(stream: trio.SocketStream) -> None:

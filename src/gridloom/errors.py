@@ -31,6 +31,8 @@ already catches ``ValueError`` for bad input keeps working::
     │   ├── ResponseTooLarge              the reply is longer than ``max_response_bytes``
     │   └── BadRequest                    any other 4xx
     │       ├── AuthenticationFailed      401/403: missing or wrong API key
+    │       ├── QuotaExhausted            the account's quota or credit is spent (402, or a
+    │       │                             429 saying ``insufficient_quota``): no rate limit
     │       └── ContextLengthExceeded     the prompt does not fit the model
     ├── StorageError                      the output directory cannot be used
     │   └── OutputExistsError             the directory already holds a run
@@ -70,6 +72,7 @@ __all__ = [
     "OutputExistsError",
     "ProviderTimeout",
     "ProviderUnavailable",
+    "QuotaExhausted",
     "RateLimited",
     "ResponseTooLarge",
     "RunError",
@@ -327,6 +330,12 @@ class BadRequest(ModelError):
 
 class AuthenticationFailed(BadRequest):
     """HTTP 401/403: the API key is missing, wrong, or not allowed this model."""
+
+
+class QuotaExhausted(BadRequest):
+    """The provider refused because the account's quota, credit or billing is exhausted (HTTP
+    402, or a 429 or 400 whose error code says so, e.g. OpenAI's ``insufficient_quota``):
+    unlike a rate limit, waiting does not help, so it is final and stops a run at once."""
 
 
 class ContextLengthExceeded(BadRequest):

@@ -27,6 +27,7 @@ from ..errors import (
     ModelError,
     ProviderTimeout,
     ProviderUnavailable,
+    QuotaExhausted,
     RateLimited,
 )
 from ._secret import Secret, redact
@@ -46,6 +47,16 @@ _CONTEXT_MARKERS = (
     "too many input tokens",
 )
 _CONTEXT_STATUSES = frozenset({400, 413, 422})
+
+# How providers say the account's quota, credit or billing is spent — final, unlike a rate
+# limit, whatever the status (often 429): the ``code`` or ``type`` of an ``{"error": {...}}``
+# body (OpenAI and Azure OpenAI: ``insufficient_quota`` on a 429, ``billing_not_active``,
+# ``billing_hard_limit_reached``), or a phrase of its message (Anthropic: a 400 "Your credit
+# balance is too low"). HTTP 402 (DeepSeek's "Insufficient Balance", OpenRouter's credits) is
+# always one. A 429 that says neither stays a rate limit.
+_QUOTA_CODES = frozenset({"insufficient_quota", "billing_not_active", "billing_hard_limit_reached"})
+_QUOTA_MARKERS = ("credit balance is too low",)
+_QUOTA_STATUSES = frozenset({400, 429})
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -114,6 +125,23 @@ def _error_detail(body: Any) -> str | None:
     return None
 
 
+def _quota_spent(status: int, body: Any, detail: str | None) -> bool:
+    """Whether an error reply says the account's quota or credit is spent (see
+    :data:`_QUOTA_CODES`)."""
+    if status == 402:
+        return True
+    if status not in _QUOTA_STATUSES:
+        return False
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        for key in ("code", "type"):
+            value = error.get(key)
+            if isinstance(value, str) and value.lower() in _QUOTA_CODES:
+                return True
+    lowered = (detail or "").lower()
+    return any(marker in lowered for marker in _QUOTA_MARKERS)
+
+
 def _excerpt(text: str, secrets: Iterable[Secret] = ()) -> str:
     """The start of ``text`` (whitespace runs made single spaces), at most
     :data:`EXCERPT_CHARS` characters, with every secret redacted *before* it is cut: the head
@@ -140,6 +168,7 @@ def error_from_response(
     ===========================================  ==========================================
     status                                       error
     ===========================================  ==========================================
+    402; 400 or 429 saying the quota is spent    ``QuotaExhausted`` (see ``_QUOTA_CODES``)
     429                                          ``RateLimited(retry_after)``
     408                                          ``ProviderTimeout``
     401, 403                                     ``AuthenticationFailed``
@@ -163,9 +192,10 @@ def error_from_response(
     status = response.status_code
     text = response.text
     try:
-        detail = _error_detail(json.loads(text))
+        body = json.loads(text)
     except ValueError:
-        detail = None
+        body = None
+    detail = _error_detail(body)
     # Redact before cutting: a secret cut at the excerpt's end would leak its prefix.
     excerpt = _excerpt(detail if detail is not None else text, secrets)
     reason = response.reason_phrase or ""
@@ -174,6 +204,8 @@ def error_from_response(
         message += f": {excerpt}"
     where: dict[str, Any] = {"status": status, "provider": provider, "model": model}
 
+    if _quota_spent(status, body, detail):
+        return QuotaExhausted(message, **where)
     if status == 429:
         return RateLimited(message, retry_after=_retry_after(response.headers, now), **where)
     if status >= 500:

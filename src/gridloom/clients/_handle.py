@@ -108,7 +108,8 @@ def _fits(
 class HealthRecorder(Protocol):
     """Told when each request is sent, and its outcome (the run's ``HealthMonitor`` is
     one): ``sent`` gives a ticket in send order, then ``record`` the outcome, or ``forget``
-    when the request ended with none (cancelled)."""
+    when the request ended with none (cancelled); ``refused`` hears of each capacity refusal
+    the throttle sends again (no outcome: the request goes on)."""
 
     def sent(self, alias: str) -> int: ...
 
@@ -123,16 +124,25 @@ class HealthRecorder(Protocol):
 
     def forget(self, alias: str, ticket: int) -> None: ...
 
+    def refused(self, alias: str, error: BaseException) -> None: ...
+
 
 class _CallRecord:
     """What the layers beneath one call report back to its handle: transport retries (counted
-    per error class in the handle's counter) and the model's latency without queueing."""
+    per error class in the handle's counter), capacity refusals (told the health monitor) and
+    the model's latency without queueing."""
 
-    __slots__ = ("latency", "retries")
+    __slots__ = ("alias", "health", "latency", "retries")
 
-    def __init__(self, retries: Counter[str]):
+    def __init__(self, retries: Counter[str], alias: str, health: HealthRecorder | None):
         self.retries = retries
+        self.alias = alias
+        self.health = health
         self.latency: float | None = None
+
+    def refused(self, error: BaseException) -> None:
+        if self.health is not None:
+            self.health.refused(self.alias, error)
 
     def transport_retry(self, error: str) -> None:
         self.retries[error] += 1
@@ -295,7 +305,7 @@ class ModelHandle:
         span = CURRENT_SPAN.get()
         if span is not None:
             span.using_model(self.alias)
-        record = _CallRecord(self._retries)
+        record = _CallRecord(self._retries, self.alias, self.health)
         caller = CURRENT_CALLER.set(record)
         try:
             if getattr(self.client, "batched", False):

@@ -17,13 +17,18 @@ __all__ = ["CURRENT_CALLER", "CURRENT_SLOT", "CURRENT_SPAN", "Caller", "HeldSlot
 
 
 class Caller(Protocol):
-    """Who is making the current model call (a model handle), to count transport retries."""
+    """Who is making the current model call (a model handle), to count transport retries
+    and capacity refusals."""
 
     def transport_retry(self, error: str) -> None:
         """An attempt failed with ``error`` (a class name) and is being tried again."""
 
     def answered(self, seconds: float) -> None:
         """A request that had passed its model's limits was answered after ``seconds``."""
+
+    def refused(self, error: BaseException) -> None:
+        """The provider refused the request for capacity (``error``: a 429, or a 503/529
+        with ``Retry-After``); the throttle will send it again."""
 
 
 #: The model handle whose call is running (set by the handle around each call).

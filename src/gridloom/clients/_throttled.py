@@ -73,6 +73,9 @@ class ThrottledModelClient:
         capacity_statuses: statuses other than 429 that, with a ``Retry-After``, count as a
             capacity refusal.
         max_rate_limited_attempts: refusals in a row before the error is raised.
+        max_refusal_wait: a refusal that would make the request wait longer than this many
+            seconds before it is sent again is raised at once (``None``: waited out); a probe
+            (``check-models``) sets it, a run does not.
         requests: a published requests-per-minute budget, taken before each attempt.
         tokens: a published tokens-per-minute budget, charged with each response's usage.
         respect_quota_headers: hold admissions when a response's quota headers
@@ -91,6 +94,7 @@ class ThrottledModelClient:
         embedding: AdaptiveLimiter,
         capacity_statuses: tuple[int, ...] = (503, 529),
         max_rate_limited_attempts: int = MAX_RATE_LIMITED_ATTEMPTS,
+        max_refusal_wait: float | None = None,
         requests: TokenBucket | None = None,
         tokens: TokenBucket | None = None,
         respect_quota_headers: bool = True,
@@ -102,6 +106,7 @@ class ThrottledModelClient:
         self.embedding_limiter = embedding
         self.capacity_statuses = capacity_statuses
         self.max_rate_limited_attempts = max_rate_limited_attempts
+        self.max_refusal_wait = max_refusal_wait
         self.respect_quota_headers = respect_quota_headers
         self._successes = 0
         self._mean_cost = 1.0
@@ -149,7 +154,13 @@ class ThrottledModelClient:
                     raise
                 again = limiter.rate_limited(slot.ticket, retry_after)
                 refusals += 1
+                caller = CURRENT_CALLER.get()
+                if caller is not None:  # the run's health watches refusals too
+                    caller.refused(exc)
                 if refusals >= self.max_rate_limited_attempts:
+                    raise
+                longest = self.max_refusal_wait
+                if longest is not None and again - trio.current_time() > longest:
                     raise
                 await trio.sleep_until(again)
                 continue

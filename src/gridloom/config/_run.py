@@ -68,6 +68,13 @@ class RunConfig:
         shutdown_min_seconds: nor on requests sent over less time than this, so a start-up
             burst of failures cannot stop a run on its own (a refused API key stops it at
             once).
+        shutdown_refused_seconds: stop the run when every request of one model has been
+            refused for capacity (429, or a ``capacity_statuses`` status with
+            ``Retry-After``) for this many seconds since the first refusal, with not one
+            success meanwhile; the stop reason quotes the provider's latest refusal. ``0``:
+            never. (Such refusals are retried behind the throttle's cooldown, so they never
+            count in ``shutdown_error_rate``; a 429 saying the account's quota or credit is
+            spent, e.g. ``insufficient_quota``, stops the run at once.)
         generator_first_rows: stop the run when the first this many rows of the run all
             fail at a column with the same error of its own (a template that does not
             render, output that fails its schema, a custom function that raises; not a
@@ -129,6 +136,7 @@ class RunConfig:
     shutdown_window_seconds: float = attrs.field(default=120.0, validator=attrs.validators.gt(0.0))
     shutdown_min_outcomes: int = attrs.field(default=20, validator=attrs.validators.ge(1))
     shutdown_min_seconds: float = attrs.field(default=5.0, validator=attrs.validators.ge(0.0))
+    shutdown_refused_seconds: float = attrs.field(default=600.0, validator=attrs.validators.ge(0.0))
     generator_first_rows: int = attrs.field(default=5, validator=attrs.validators.ge(0))
     generator_error_rate: float | None = attrs.field(default=0.5, validator=_optional_rate)
     generator_window: int = attrs.field(default=1000, validator=attrs.validators.ge(1))

@@ -19,11 +19,19 @@ rule judges the share of *requests* that fail, over *time*:
 When the rate exceeds ``error_rate`` the monitor *trips*: once per run, for the first alias
 that crosses the line. A refused API key (:class:`~gridloom.errors.AuthenticationFailed`)
 trips at once, even with ``error_rate`` ``None``: a wrong key never heals, and every further
-request would be refused too.
+request would be refused too; so does a spent quota or credit
+(:class:`~gridloom.errors.QuotaExhausted`, e.g. a 429 saying ``insufficient_quota``).
 
-A stop reason quotes one error message, the latest of the error class it names: the
-provider's own words, as redacted and bounded as the model errors are
-(:func:`~gridloom.engine.health.quote_example`).
+Capacity refusals (a 429, or a 503/529 with ``Retry-After``) are no outcomes: the throttle
+retries them, behind its cooldown, and a request fails only after many in a row. So the
+**refusal rule** watches them apart (:meth:`HealthMonitor.refused`): an alias whose requests
+have all been refused, with not one success, for ``refused_seconds`` since the first refusal
+of the streak trips, when its next refusal comes (``refused_seconds`` ``None``: never). A
+success ends the streak; ordinary rate limiting, where some requests pass, never trips it.
+
+A stop reason quotes one error message (the latest of the error class it names; for the
+refusal rule, the latest refusal): the provider's own words, as redacted and bounded as the
+model errors are (:func:`~gridloom.engine.health.quote_example`).
 
 The monitor only decides; the run (:class:`~gridloom.run.Run`), which opens the models and
 hands each handle this monitor, registers :meth:`HealthMonitor.on_trip` and cancels the run
@@ -43,7 +51,7 @@ from .._attrs import frozen
 from ..config import RunConfig
 from ..engine import ShutdownReason
 from ..engine.health import check_window, quote_example
-from ..errors import AuthenticationFailed
+from ..errors import AuthenticationFailed, QuotaExhausted
 
 __all__ = ["SLICE_SECONDS", "HealthMonitor"]
 
@@ -82,6 +90,17 @@ class _Slice:
         return self.failed / self.total
 
 
+class _Refusals:
+    """One alias's capacity refusals since its last success."""
+
+    __slots__ = ("count", "last", "since")
+
+    def __init__(self) -> None:
+        self.since: float | None = None  #: when the first refusal of the streak came
+        self.count = 0  #: refusals in the streak
+        self.last: BaseException | None = None  #: the latest one
+
+
 class _Requests:
     """One alias's requests: tickets in send order, outcomes, and the judged slices."""
 
@@ -91,6 +110,7 @@ class _Requests:
         "latest",
         "next",
         "pending",
+        "refusals",
         "shares",
         "slices",
         "total",
@@ -111,6 +131,7 @@ class _Requests:
         self.total = 0  #: judged requests
         #: the latest failure's message per error class (quoted), for a stop reason's example
         self.latest: dict[str, str] = {}
+        self.refusals = _Refusals()
 
 
 class HealthMonitor:
@@ -124,6 +145,8 @@ class HealthMonitor:
         window_seconds: requests sent longer ago than this (by ``clock``) are not judged.
         min_outcomes: nothing is judged on fewer requests than this (capped at ``window``).
         min_seconds: nor on requests sent over less time than this.
+        refused_seconds: trip when every request of an alias has been refused for capacity
+            this long, with no success (see the module docstring); ``None``: never.
         clock: current time in seconds.
 
     Raises:
@@ -139,8 +162,11 @@ class HealthMonitor:
         min_outcomes: int,
         clock: Callable[[], float],
         min_seconds: float = 0.0,
+        refused_seconds: float | None = None,
     ):
         check_window(error_rate, window, min_outcomes)
+        if refused_seconds is not None and refused_seconds <= 0:
+            raise ValueError(f"refused_seconds must be > 0 or None, got {refused_seconds}")
         if window_seconds <= 0:
             raise ValueError(f"window_seconds must be > 0, got {window_seconds}")
         if not 0 <= min_seconds <= window_seconds:
@@ -150,6 +176,7 @@ class HealthMonitor:
         self.window_seconds = window_seconds
         self.min_outcomes = min(min_outcomes, window)
         self.min_seconds = min_seconds
+        self.refused_seconds = refused_seconds
         self._clock = clock
         self._requests: dict[str, _Requests] = {}
         self._aliases: dict[str, _Alias] = {}
@@ -165,6 +192,7 @@ class HealthMonitor:
             window_seconds=run.shutdown_window_seconds,
             min_outcomes=run.shutdown_min_outcomes,
             min_seconds=min(run.shutdown_min_seconds, run.shutdown_window_seconds),
+            refused_seconds=run.shutdown_refused_seconds or None,
             clock=clock,
         )
 
@@ -173,7 +201,7 @@ class HealthMonitor:
         return (
             f"<HealthMonitor {state}: error_rate={self.error_rate}, window={self.window}, "
             f"{self.window_seconds:g}s, min_outcomes={self.min_outcomes}, "
-            f"min_seconds={self.min_seconds:g}>"
+            f"min_seconds={self.min_seconds:g}, refused_seconds={self.refused_seconds}>"
         )
 
     # ------------------------------------------------------------------ setup
@@ -277,13 +305,32 @@ class HealthMonitor:
             return
         name = None if error is None else type(error).__name__
         state.waiting[ticket] = (sent_at, ok, name)
-        if not ok and error is not None and name is not None:
+        if ok:
+            state.refusals = _Refusals()  # a success ends a streak of refusals
+        elif error is not None and name is not None:
             state.latest[name] = quote_example(str(error))
-        if self._tripped is None and isinstance(error, AuthenticationFailed):
+        if self._tripped is None and isinstance(error, AuthenticationFailed | QuotaExhausted):
             self._advance(alias, state, None)
-            self._trip(self._auth_reason(alias, error, state.failed, state.total))
+            self._trip(self._final_reason(alias, error, state.failed, state.total))
             return
         self._advance(alias, state, error)
+
+    def refused(self, alias: str, error: BaseException) -> None:
+        """A request to ``alias`` was refused for capacity (``error``: the 429, or the
+        503/529 with ``Retry-After``) and the throttle will send it again: trip when every
+        request has been refused for ``refused_seconds`` (see the module docstring)."""
+        streak = self._state(alias).refusals
+        now = self._clock()
+        if streak.since is None:
+            streak.since = now
+        streak.count += 1
+        streak.last = error
+        if (
+            self._tripped is None
+            and self.refused_seconds is not None
+            and now - streak.since >= self.refused_seconds
+        ):
+            self._trip(self._refused_reason(alias, streak, now - streak.since))
 
     def _advance(self, alias: str, state: _Requests, error: BaseException | None) -> None:
         """Judge the outcomes now in send order up to the oldest request in flight."""
@@ -408,10 +455,43 @@ class HealthMonitor:
             example=example,
         )
 
-    def _auth_reason(
-        self, alias: str, error: AuthenticationFailed, failed: int, total: int
+    def _refused_reason(self, alias: str, streak: _Refusals, seconds: float) -> ShutdownReason:
+        last = streak.last
+        name = None if last is None else type(last).__name__
+        example = None if last is None else quote_example(str(last))
+        cause = f" ({name})" if name else ""
+        latest = f"; the latest: {example}" if example else ""
+        return ShutdownReason(
+            alias=alias,
+            model=self._info(alias, last).model,
+            failed=streak.count,
+            total=streak.count,
+            window_seconds=self.refused_seconds,
+            top_error=name,
+            message=f"model {alias!r}: the provider refused all of its requests for capacity"
+            f" for {seconds:g} s, with no success ({streak.count} refusals{cause}){latest};"
+            f" run.shutdown_refused_seconds sets this check; {_KEPT}",
+            example=example,
+        )
+
+    def _final_reason(
+        self, alias: str, error: AuthenticationFailed | QuotaExhausted, failed: int, total: int
     ) -> ShutdownReason:
         info = self._info(alias, error)
+        example = quote_example(str(error))
+        if isinstance(error, QuotaExhausted):
+            return ShutdownReason(
+                alias=alias,
+                model=info.model,
+                failed=failed,
+                total=total,
+                window_seconds=self.window_seconds,
+                top_error=type(error).__name__,
+                message=f"model {alias!r}: the provider says the account's quota or credit is"
+                f" spent, which waiting does not fix ({example}); check the plan and billing"
+                f" of the account{self._whose(info)}; {_KEPT}",
+                example=example,
+            )
         status = f"HTTP {error.status}" if error.status is not None else type(error).__name__
         if info.api_key_env:
             hint = f"check the key in the environment variable {info.api_key_env}"
@@ -427,5 +507,13 @@ class HealthMonitor:
             window_seconds=self.window_seconds,
             top_error=type(error).__name__,
             message=f"model {alias!r}: the API key was refused ({status}); {hint}; {_KEPT}",
-            example=quote_example(str(error)),
+            example=example,
         )
+
+    @staticmethod
+    def _whose(info: _Alias) -> str:
+        if info.api_key_env:
+            return f" whose key is in the environment variable {info.api_key_env}"
+        if info.provider:
+            return f" of provider {info.provider!r}"
+        return ""

@@ -23,6 +23,7 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
+from typing import Any
 
 import attrs
 import httpx
@@ -48,6 +49,8 @@ from ..throttle import ThrottleRegistry, TokenBucket
 from ._health import HealthMonitor
 
 __all__ = [
+    "PROBE_REFUSALS",
+    "PROBE_REFUSAL_WAIT_SECONDS",
     "cache_scope",
     "cache_wanted",
     "open_cache",
@@ -57,6 +60,11 @@ __all__ = [
 ]
 
 log = logging.getLogger("gridloom.cache")
+
+#: Capacity refusals after which a probe's request gives up (``check-models``).
+PROBE_REFUSALS = 3
+#: A probe's request gives up at once on a refusal asking it to wait longer than this.
+PROBE_REFUSAL_WAIT_SECONDS = 10.0
 
 
 def used_aliases(config: PipelineConfig) -> set[str]:
@@ -145,6 +153,7 @@ async def open_models(
     health: HealthMonitor | None = None,
     cache: bool = True,
     output: str | os.PathLike[str] | None = None,
+    probe: bool = False,
 ) -> AsyncIterator[dict[str, ModelHandle]]:
     """Open clients for the aliases the pipeline uses; yield a handle per alias.
 
@@ -160,6 +169,9 @@ async def open_models(
     A model with ``batch: true`` gets a :class:`~gridloom.clients.BatchingClient` instead of a
     throttled client (docs/batch.md); with ``output`` (the run's folder) its jobs are recorded
     there, so that a resumed run re-attaches to them instead of paying again.
+    With ``probe`` (``check-models``), a request gives up after :data:`PROBE_REFUSALS`
+    capacity refusals, or at once on one asking to wait more than
+    :data:`PROBE_REFUSAL_WAIT_SECONDS`, rather than waiting the provider out as a run does.
 
     Raises:
         ConfigError: a provider's API key variable is not set.
@@ -202,6 +214,14 @@ async def open_models(
             if health is None
             else health
         )
+        probing: dict[str, Any] = (
+            {
+                "max_rate_limited_attempts": PROBE_REFUSALS,
+                "max_refusal_wait": PROBE_REFUSAL_WAIT_SECONDS,
+            }
+            if probe
+            else {}
+        )
         handles: dict[str, ModelHandle] = {}
         location = None
         if output is not None and any(m.batch for m in models):
@@ -215,6 +235,7 @@ async def open_models(
                 chat=chat,
                 embedding=embedding,
                 capacity_statuses=config.run.throttle.capacity_statuses,
+                **probing,
                 requests=budget(model, "requests"),
                 tokens=budget(model, "tokens"),
             )
@@ -248,14 +269,15 @@ async def serve_models(
     stop: trio.Event,
     cache: bool = True,
     output: str | os.PathLike[str] | None = None,
+    probe: bool = False,
     task_status: trio.TaskStatus[dict[str, ModelHandle]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """The models as a service of a run's nursery: open them (:func:`open_models`; ``cache``:
     with the response cache; ``output``: where batch jobs are recorded), report the handles as
     started, and close them once ``stop`` is set — normally, not cancelled, so connections and
-    a simulated endpoint shut down cleanly."""
+    a simulated endpoint shut down cleanly; ``probe``: see :func:`open_models`)."""
     async with open_models(
-        config, registry=registry, health=health, cache=cache, output=output
+        config, registry=registry, health=health, cache=cache, output=output, probe=probe
     ) as handles:
         task_status.started(handles)
         await stop.wait()

@@ -125,11 +125,17 @@ class _Services:
         return value
 
     async def models(
-        self, cfg: PipelineConfig, *, cache: bool = True, output: str | None = None
+        self,
+        cfg: PipelineConfig,
+        *,
+        cache: bool = True,
+        output: str | None = None,
+        probe: bool = False,
     ) -> tuple[dict[str, ModelHandle], HealthMonitor]:
         """Open the models (and their health monitor; with the response cache unless
-        ``cache`` is false; recording batch jobs in the run's ``output``, if given), and
-        start their ramp or slow start if there is one."""
+        ``cache`` is false; recording batch jobs in the run's ``output``, if given; giving up
+        soon on refusals with ``probe``, see :func:`open_models`), and start their ramp or
+        slow start if there is one."""
         registry = ThrottleRegistry(cfg.run.throttle)
         health = HealthMonitor.from_run_config(cfg.run, clock=trio.current_time)
         closing = trio.Event()
@@ -141,6 +147,7 @@ class _Services:
             stop=closing,
             cache=cache,
             output=output,
+            probe=probe,
         )
         handles: dict[str, ModelHandle] = await self._start(serve, closing.set)
         if registry.drives:
@@ -407,7 +414,8 @@ class Run:
     async def _check_models(self, services: _Services) -> list[dict[str, Any]]:
         cfg, _base = await trio.to_thread.run_sync(load_source, self._source, self._base_dir)
         # A check must reach each model: never answered from the response cache.
-        models, _health = await services.models(cfg, cache=False)
+        # A probe: a few tries on refusals, never the long wait a run would make.
+        models, _health = await services.models(cfg, cache=False, probe=True)
         return await probe_models(cfg, models)
 
     # ------------------------------------------------------------------ the work
