@@ -306,7 +306,8 @@ class HealthMonitor:
         name = None if error is None else type(error).__name__
         state.waiting[ticket] = (sent_at, ok, name)
         if ok:
-            state.refusals = _Refusals()  # a success ends a streak of refusals
+            if state.refusals.count:  # a success ends a streak of refusals
+                state.refusals = _Refusals()
         elif error is not None and name is not None:
             state.latest[name] = quote_example(str(error))
         if self._tripped is None and isinstance(error, AuthenticationFailed | QuotaExhausted):
