@@ -65,6 +65,7 @@ from gridloom.errors import (
     CertificateRejected,
     ConfigError,
     ConnectionFailed,
+    MalformedResponse,
     ModelError,
     ResponseTooLarge,
     is_retryable,
@@ -153,6 +154,26 @@ def _bomb() -> bytes:
     return gzip.compress(_chat(b" " * BIG), compresslevel=6)
 
 
+@functools.cache
+def _double_bomb() -> bytes:
+    """The same 50 MB reply gzipped twice (``Content-Encoding: gzip, gzip``): a few KB."""
+    return gzip.compress(_bomb(), compresslevel=9)
+
+
+#: Per mode of :class:`App` with a content-coded body: the body and its Content-Encoding.
+_CODED: dict[str, Callable[[], tuple[bytes, bytes]]] = {
+    "gzip": lambda: (gzip.compress(_chat(b"gzip ok")), b"gzip"),
+    "bomb": lambda: (_bomb(), b"gzip"),
+    "gzgz": lambda: (gzip.compress(zlib.compress(_chat(b"gzgz ok"))), b"deflate, GZIP"),
+    "gzgzbomb": lambda: (_double_bomb(), b"gzip, gzip"),
+    "br": lambda: (b"\x0b\x02\x80hello\x03", b"br"),
+    "gz4": lambda: (
+        gzip.compress(gzip.compress(gzip.compress(gzip.compress(b"{}")))),
+        b"gzip, gzip, gzip, gzip",
+    ),
+}
+
+
 class App:
     """A small OpenAI-ish ASGI app; the first path segment says how to answer."""
 
@@ -188,9 +209,9 @@ class App:
                 }
             )
             await send({"type": "http.response.body", "body": body})
-        elif mode in ("gzip", "bomb"):
-            body = gzip.compress(_chat(b"gzip ok")) if mode == "gzip" else _bomb()
-            headers = [*head, (b"content-encoding", b"gzip")]
+        elif mode in _CODED:
+            body, coding = _CODED[mode]()
+            headers = [*head, (b"content-encoding", coding)]
             headers.append((b"content-length", str(len(body)).encode()))
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             await send({"type": "http.response.body", "body": body})
@@ -952,6 +973,41 @@ async def test_a_gzip_bomb_is_refused_with_bounded_memory(
     assert isinstance(error, ResponseTooLarge)
     assert "of model alias 'm' once decompressed; reading stopped there" in str(error)
     assert peak < 8 * MiB
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_stacked_gzip_bomb_is_refused_with_bounded_memory(
+    clean_env: pytest.MonkeyPatch, kind: Kind
+) -> None:
+    """``Content-Encoding: gzip, gzip`` around a 50 MB reply (a few KB on the wire): both
+    transports undo the stacked codings in bounded pieces and stop at the cap, where httpx's
+    own decoder used to inflate all 50 MB first."""
+    _double_bomb()
+    async with (
+        hypercorn_serving(App()) as url,
+        opened(url + "/gzgzbomb/v1", kind, max_response_bytes=MiB) as m,
+    ):
+        is_transport(m, kind)
+        peak, error = await _peak_while(m.ask)
+    assert isinstance(error, ResponseTooLarge)
+    assert "of model alias 'm' once decompressed; reading stopped there" in str(error)
+    assert peak < 8 * MiB
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_stacked_codings_are_undone_alike_on_both_transports(
+    clean_env: pytest.MonkeyPatch, kind: Kind
+) -> None:
+    """``deflate, GZIP`` (deflate applied first) is undone last coding first on both
+    transports; a coding gridloom does not ask for (``br``), or more than MAX_CODINGS
+    stacked, is a MalformedResponse saying so, on both."""
+    async with hypercorn_serving(App()) as url:
+        async with opened(url + "/gzgz/v1", kind) as m:
+            assert await m.ask() == "gzgz ok"
+        for mode, match in (("br", "unsupported content-encoding 'br'"), ("gz4", "4 stacked")):
+            async with opened(url + f"/{mode}/v1", kind) as m:
+                with pytest.raises(MalformedResponse, match=match):
+                    await m.ask()
 
 
 def test_inflate_never_returns_more_than_the_room_plus_one() -> None:
