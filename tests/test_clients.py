@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
 import httpx
 import pytest
 import trio
@@ -41,12 +42,14 @@ from gridloom.errors import (
     BadRequest,
     ConfigError,
     ConnectionFailed,
+    EmptyAnswer,
     MalformedResponse,
     ModelError,
     ProviderTimeout,
     ProviderUnavailable,
     RateLimited,
     ResponseTooLarge,
+    is_retryable,
 )
 
 KEY_ENV = "GRIDLOOM_TEST_API_KEY"
@@ -379,12 +382,68 @@ async def test_openai_reasoning_is_extracted(message: dict[str, Any], expected: 
     assert (response.text, response.reasoning) == ("Answer.", expected)
 
 
-async def test_openai_null_content_is_empty_text() -> None:
-    """A null content (all tokens spent on reasoning) gives empty text, not an error."""
+async def test_openai_null_content_cut_at_max_tokens_is_an_empty_answer() -> None:
+    """A null content (all tokens spent on reasoning, finish_reason length) is EmptyAnswer
+    saying so, final (was: empty text, counted a success)."""
     reply = chat_reply(None, reasoning_content="long thought")
     reply["choices"][0]["finish_reason"] = "length"
-    response = await openai(Script(ok(reply))).chat(REQUEST)
-    assert (response.text, response.finish_reason) == ("", "length")
+    with pytest.raises(EmptyAnswer) as info:
+        await openai(Script(ok(reply))).chat(attrs.evolve(REQUEST, max_tokens=64))
+    assert info.value.reason == "length"
+    assert not is_retryable(info.value)
+    assert str(info.value) == (
+        "oa/w-8b: no answer: the model ran out of tokens (finish_reason: length) before any"
+        " content of max_tokens 64, spent on 12 characters of reasoning; raise max_tokens on"
+        " the model or column"
+    )
+
+
+@pytest.mark.parametrize(
+    ("message", "finish", "reason", "text"),
+    [
+        ({"content": ""}, "content_filter", "content_filter", "content filter withheld it"),
+        (
+            {"content": None, "refusal": "I'm sorry, I cannot help with that."},
+            "stop",
+            "refusal",
+            'the model refused: "I\'m sorry, I cannot help with that."',
+        ),
+        ({"content": None, "refusal": "no " * 500}, "stop", "refusal", "refused: 'no no no"),
+        ({"content": "  \n "}, "stop", "empty", "empty content and no tool calls"),
+        ({"content": None}, None, "empty", "empty content and no tool calls"),
+    ],
+)
+async def test_openai_answer_without_content_is_an_empty_answer(
+    message: dict[str, Any], finish: str | None, reason: str, text: str
+) -> None:
+    """No content (or only whitespace) and no tool calls is EmptyAnswer naming why: a
+    content filter, the refusal (quoted, at most REFUSAL_CHARS), or nothing; only the last
+    is retryable."""
+    reply = {"choices": [{"message": {"role": "assistant", **message}, "finish_reason": finish}]}
+    with pytest.raises(EmptyAnswer) as info:
+        await openai(Script(ok(reply))).chat(REQUEST)
+    assert info.value.reason == reason
+    assert is_retryable(info.value) == (reason == "empty")
+    assert text in str(info.value)
+    assert len(str(info.value)) < 300
+    if "no " * 10 in str(message.get("refusal")):
+        assert str(info.value).endswith("…'")
+
+
+async def test_openai_answer_cut_at_max_tokens_is_kept_and_told_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An answer with content cut by finish_reason length is kept (truncated), and a warning
+    says so once per model; a tool call with no content is an answer."""
+    reply = chat_reply("truncated answ")
+    reply["choices"][0]["finish_reason"] = "length"
+    client = openai(Script(ok(reply), ok(reply)))
+    for _ in range(2):
+        response = await client.chat(REQUEST)
+        assert (response.text, response.finish_reason) == ("truncated answ", "length")
+    cut = [r for r in caplog.records if "cut at max_tokens" in r.getMessage()]
+    assert [r.levelname for r in cut] == ["WARNING"]
+    assert cut[0].getMessage().startswith("oa/w-8b: an answer was cut at max_tokens")
 
 
 @pytest.mark.parametrize(

@@ -28,6 +28,8 @@ already catches ``ValueError`` for bad input keeps working::
     │   │   └── CertificateRejected       the server's TLS certificate failed verification
     │   │                                 (final: it will not pass by itself)
     │   ├── MalformedResponse             the reply is not the API's documented shape
+    │   ├── EmptyAnswer                   the reply holds no answer: cut at max_tokens before
+    │   │                                 any content, withheld by a content filter, a refusal
     │   ├── ResponseTooLarge              the reply is longer than ``max_response_bytes``
     │   └── BadRequest                    any other 4xx
     │       ├── AuthenticationFailed      401/403: missing or wrong API key
@@ -62,6 +64,7 @@ __all__ = [
     "ConstraintUnmet",
     "ContextLengthExceeded",
     "CycleError",
+    "EmptyAnswer",
     "GenerationError",
     "GridloomError",
     "InvalidOutput",
@@ -303,6 +306,26 @@ class MalformedResponse(ModelError):
     """The provider answered, but not in the API's documented shape."""
 
     retryable = True
+
+
+class EmptyAnswer(ModelError):
+    """The provider answered in the documented shape, but with no usable answer: no content
+    (or only whitespace) and no tool calls. The message says why, from the reply:
+    ``finish_reason: length`` (the model ran out of tokens, e.g. reasoning, before answering:
+    raise ``max_tokens``), ``content_filter``, the model's refusal (quoted, cut short), or
+    nothing reported.
+
+    Attributes:
+        reason: ``length``, ``content_filter``, ``refusal`` or ``empty`` (none of those).
+
+    Only ``empty`` is retryable (a sampled answer may differ next time); the same request
+    would be cut, filtered or refused again, so the others are final and drop the row.
+    """
+
+    def __init__(self, message: str, *, reason: str, **kwargs: Any):
+        self.reason = reason
+        self.retryable = reason == "empty"
+        super().__init__(message, **kwargs)
 
 
 class ResponseTooLarge(ModelError):
