@@ -16,6 +16,8 @@ import attrs
 import httpx
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import gridloom.clients as gc
 from gridloom.clients import (
@@ -819,6 +821,38 @@ def test_missing_api_key_is_a_config_error(
     assert info.value.field == "api_key_env"
     assert "'oa'" in str(info.value)
     assert repr(KEY_ENV) in str(info.value)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    before=st.text(alphabet=" \t\r\n\x0b\x0c", max_size=4),
+    after=st.text(alphabet=" \t\r\n\x0b\x0c", max_size=4),
+)
+def test_api_key_surrounding_whitespace_is_stripped(before: str, after: str) -> None:
+    """A key read from a file keeps its trailing newline (or spaces, CR): stripped, so the
+    key sent is the key meant (was: every request refused as an unsendable header)."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv(KEY_ENV, before + FAKE_KEY + after)
+        key = api_key_from_env(OPENAI)
+    assert key is not None
+    assert key.reveal() == FAKE_KEY
+
+
+@pytest.mark.parametrize("inner", ["\n", "\r\n", "\x01", "\x7f", "\u2028"])
+def test_api_key_with_an_inner_control_character_is_a_config_error(
+    inner: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key with a control (or non-Latin-1) character inside is a ConfigError naming the
+    variable, before any request, never showing the key."""
+    monkeypatch.setenv(KEY_ENV, FAKE_KEY[:8] + inner + FAKE_KEY[8:])
+    with pytest.raises(ConfigError) as info:
+        api_key_from_env(OPENAI)
+    message = str(info.value)
+    assert info.value.field == "api_key_env"
+    assert repr(KEY_ENV) in message
+    assert "an HTTP header cannot carry" in message
+    assert FAKE_KEY[:8] not in message
+    assert FAKE_KEY[8:] not in message
 
 
 def _failures() -> list[Callable[[httpx.Request], Any]]:
