@@ -432,6 +432,26 @@ async def test_openai_answer_without_content_is_an_empty_answer(
         assert str(info.value).endswith("…'")
 
 
+@pytest.mark.parametrize(
+    ("reported", "counted"),
+    [
+        ({"prompt_tokens": 10**30, "completion_tokens": 2**63}, (0, 0)),
+        ({"prompt_tokens": -3, "completion_tokens": "7"}, (0, 0)),
+        ({"prompt_tokens": 12.0, "completion_tokens": 1.5}, (12, 0)),
+        ({"prompt_tokens": 100_000_000, "completion_tokens": True}, (100_000_000, 0)),
+    ],
+)
+async def test_openai_absurd_usage_counts_as_unknown(
+    reported: dict[str, Any], counted: tuple[int, int]
+) -> None:
+    """Usage beyond MAX_REPORTED_TOKENS, negative, or not a whole number counts as 0, so one
+    reply cannot stall a token budget or put 3e30 tokens in the summary."""
+    reply = chat_reply("hi")
+    reply["usage"] = reported
+    response = await openai(Script(ok(reply))).chat(REQUEST)
+    assert (response.usage.input_tokens, response.usage.output_tokens) == counted
+
+
 async def test_openai_answer_cut_at_max_tokens_is_kept_and_told_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -38,6 +38,7 @@ from gridloom.throttle import (
     ThrottleRegistry,
     TokenBucket,
 )
+from gridloom.throttle._bucket import MAX_DEBT_SECONDS
 
 
 def limiter(cap: int, **config: Any) -> AdaptiveLimiter:
@@ -482,3 +483,21 @@ async def test_a_servers_hold_is_capped_and_logged(
     else:
         assert holds[0].levelname == ("WARNING" if waited >= 10 else "DEBUG")
         assert f"a hold of {waited:.1f} s is in effect, as the server asked" in message
+
+
+@pytest.mark.parametrize("usage", [10**12, 10**30, float("inf"), -5.0])
+async def test_one_absurd_debit_never_blocks_a_token_budget_for_long(
+    usage: float, autojump_clock: Any
+) -> None:
+    """A debit of any size delays the next request at most MAX_DEBT_SECONDS (60 s), and a
+    non-finite or negative one is ignored (was: a reply reporting 10**30 tokens stalled the
+    run forever)."""
+    tokens = TokenBucket.per_minute(1800, trio.current_time)
+    tokens.debit(usage)
+    wait = tokens.available_at() - trio.current_time()
+    if usage > 0 and usage != float("inf"):
+        assert wait == MAX_DEBT_SECONDS
+    else:
+        assert wait == 0.0
+    await trio.sleep_until(tokens.available_at())
+    assert trio.current_time() <= MAX_DEBT_SECONDS

@@ -16,7 +16,7 @@ from ._retry import RetryPolicy
 from ._secret import Secret
 from ._types import RateLimitState
 
-__all__ = ["REFUSAL_CHARS", "AdapterBase", "as_tokens", "optional_str"]
+__all__ = ["MAX_REPORTED_TOKENS", "REFUSAL_CHARS", "AdapterBase", "as_tokens", "optional_str"]
 
 logger = logging.getLogger("gridloom.clients")
 
@@ -156,10 +156,29 @@ class AdapterBase:
         )
 
 
+#: The largest token count a reply's usage may report; a larger one is not believed.
+MAX_REPORTED_TOKENS = 100_000_000
+_TOLD_ABSURD: list[bool] = []
+
+
 def as_tokens(value: Any) -> int:
-    """A token count from a usage block; 0 when absent or not a count."""
+    """A token count from a usage block; 0 (unknown) when absent, not a whole number,
+    negative, or beyond :data:`MAX_REPORTED_TOKENS` — the last said once per process in a
+    warning, so one absurd reply can neither stall a token budget nor fill the summary with
+    10^30 tokens."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
+        if value <= MAX_REPORTED_TOKENS:
+            return value
+        if not _TOLD_ABSURD:
+            _TOLD_ABSURD.append(True)
+            logger.warning(
+                "a reply's usage reports %.3g tokens, more than %d: counted as unknown (0);"
+                " told once",
+                float(value),
+                MAX_REPORTED_TOKENS,
+            )
     return 0
 
 
