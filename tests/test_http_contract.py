@@ -68,6 +68,7 @@ from gridloom.errors import (
     MalformedResponse,
     ModelError,
     ResponseTooLarge,
+    TLSFailed,
     is_retryable,
 )
 from gridloom.simulated import serve_simulated
@@ -607,6 +608,63 @@ async def test_tls_failures_name_their_reason(
             await m.ask()
     assert reason in str(caught.value)
     assert not is_retryable(caught.value)  # final: retrying cannot fix a certificate
+
+
+@contextlib.asynccontextmanager
+async def plain_http_server() -> AsyncIterator[tuple[str, list[int]]]:
+    """A server answering anything with a plain-HTTP 400 and closing (as a plain-HTTP server
+    answers a TLS ClientHello); yields its https:// URL and the count of connections."""
+    connections = [0]
+
+    async def serve(stream: trio.SocketStream) -> None:
+        connections[0] += 1
+        with contextlib.suppress(trio.BrokenResourceError):
+            await stream.receive_some(65536)
+            await stream.send_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+        await stream.aclose()
+
+    async with trio.open_nursery() as nursery:
+        serve_tcp = functools.partial(trio.serve_tcp, host="127.0.0.1")
+        listeners = await nursery.start(serve_tcp, serve, 0)
+        yield f"https://127.0.0.1:{listeners[0].socket.getsockname()[1]}/v1", connections
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_https_to_a_plain_http_server_is_final_and_suggests_http(
+    clean_env: pytest.MonkeyPatch, kind: Kind
+) -> None:
+    """https:// against a plain-HTTP server (WRONG_VERSION_NUMBER) is TLSFailed: not retried
+    by the transport (one connection, where 3 attempts were made), final, and the message
+    suggests an http:// endpoint."""
+    async with plain_http_server() as (url, connections), opened(url, kind) as m:
+        with pytest.raises(TLSFailed) as caught:
+            await m.ask()
+    assert connections == [1]
+    assert not is_retryable(caught.value)
+    assert "wrong version number" in str(caught.value).lower()
+    assert str(caught.value).endswith(
+        "the server does not speak TLS there: if it serves plain HTTP, use an http:// endpoint"
+    )
+
+
+async def test_a_run_against_https_on_plain_http_stops_at_once(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    """A run whose endpoint is https:// on a plain-HTTP server stops after its first failed
+    request, like a refused key, naming the model and suggesting http://."""
+    async with plain_http_server() as (url, connections):
+        config = PipelineConfig(
+            providers=[ProviderConfig(name="p", endpoint=url)],
+            models=[ModelConfig(alias="m", provider="p", model="m-1", max_parallel_requests=1)],
+            columns=[LLMTextColumn(name="a", model="m", prompt="hi")],
+        )
+        result = await gl.apreview(config, 5)
+    assert result.status == "stopped"
+    assert result.stop_reason is not None
+    assert result.stop_reason.startswith("model 'm': TLS with the provider cannot work (")
+    assert "use an http:// endpoint" in result.stop_reason
+    assert connections[0] <= 2
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -25,8 +25,10 @@ already catches ``ValueError`` for bad input keeps working::
     │   ├── ProviderUnavailable           5xx, or 529 overloaded
     │   ├── ProviderTimeout               no answer in time (or 408)
     │   ├── ConnectionFailed              refused, reset or dropped connection
-    │   │   └── CertificateRejected       the server's TLS certificate failed verification
-    │   │                                 (final: it will not pass by itself)
+    │   │   └── TLSFailed                 TLS with the server cannot work as configured (it
+    │   │       │                         speaks plain HTTP, no common protocol version):
+    │   │       │                         final, it will not pass by itself
+    │   │       └── CertificateRejected   the server's TLS certificate failed verification
     │   ├── MalformedResponse             the reply is not the API's documented shape
     │   ├── EmptyAnswer                   the reply holds no answer: cut at max_tokens before
     │   │                                 any content, withheld by a content filter, a refusal
@@ -78,6 +80,7 @@ __all__ = [
     "RunError",
     "SalvageTimeout",
     "StorageError",
+    "TLSFailed",
     "TemplateError",
     "TemplateLimitExceeded",
     "UnknownReferenceError",
@@ -294,7 +297,16 @@ class ConnectionFailed(ModelError):
     retryable = True
 
 
-class CertificateRejected(ConnectionFailed):
+class TLSFailed(ConnectionFailed):
+    """The TLS handshake failed in a way trying again cannot mend: the server answers plain
+    HTTP on an ``https://`` endpoint (``WRONG_VERSION_NUMBER``), or client and server share
+    no protocol version. Final, unlike other connection failures, and it stops the run at
+    once; the message suggests ``http://`` or the provider's TLS settings."""
+
+    retryable = False
+
+
+class CertificateRejected(TLSFailed):
     """The server's TLS certificate failed verification (an unknown CA, another host's name,
     expired): trying again cannot help, so it is final, unlike other connection failures. The
     message says why; a provider's ``verify`` (a CA bundle) or the system's trust fixes it."""

@@ -19,7 +19,8 @@ rule judges the share of *requests* that fail, over *time*:
 When the rate exceeds ``error_rate`` the monitor *trips*: once per run, for the first alias
 that crosses the line. A refused API key (:class:`~gridloom.errors.AuthenticationFailed`)
 trips at once, even with ``error_rate`` ``None``: a wrong key never heals, and every further
-request would be refused too.
+request would be refused too. So does a TLS handshake that cannot work
+(:class:`~gridloom.errors.TLSFailed`: plain HTTP behind ``https://``, a rejected certificate).
 
 The monitor only decides; the run (:class:`~gridloom.run.Run`), which opens the models and
 hands each handle this monitor, registers :meth:`HealthMonitor.on_trip` and cancels the run
@@ -39,7 +40,7 @@ from .._attrs import frozen
 from ..config import RunConfig
 from ..engine import ShutdownReason
 from ..engine.health import check_window
-from ..errors import AuthenticationFailed
+from ..errors import AuthenticationFailed, TLSFailed
 
 __all__ = ["SLICE_SECONDS", "HealthMonitor"]
 
@@ -264,6 +265,10 @@ class HealthMonitor:
             self._advance(alias, state, None)
             self._trip(self._auth_reason(alias, error, state.failed, state.total))
             return
+        if self._tripped is None and isinstance(error, TLSFailed):
+            self._advance(alias, state, None)
+            self._trip(self._tls_reason(alias, error, state.failed, state.total))
+            return
         self._advance(alias, state, error)
 
     def _advance(self, alias: str, state: _Requests, error: BaseException | None) -> None:
@@ -383,6 +388,20 @@ class HealthMonitor:
             top_error=top,
             message=f"model {alias!r} failed {failed} of its last {total} requests{cause},"
             f" a failure rate of {rate:.0%} second by second over {seconds:g} s; {_KEPT}",
+        )
+
+    def _tls_reason(self, alias: str, error: TLSFailed, failed: int, total: int) -> ShutdownReason:
+        info = self._info(alias, error)
+        # The error's message after its "provider/model: " prefix, bounded.
+        why = str(error).split(": ", 1)[-1][:400]
+        return ShutdownReason(
+            alias=alias,
+            model=info.model,
+            failed=failed,
+            total=total,
+            window_seconds=self.window_seconds,
+            top_error=type(error).__name__,
+            message=f"model {alias!r}: TLS with the provider cannot work ({why}); {_KEPT}",
         )
 
     def _auth_reason(
