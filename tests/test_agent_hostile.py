@@ -207,8 +207,6 @@ def _tool_results(result: gl.RunResult) -> list[str]:
 KEPT = {
     "arguments_object": ["Paris: sunny"],
     "missing_id": None,
-    "null_content": None,
-    "empty_calls": None,
     "surrogate_content": None,
     "final_not_object": None,
     "deep_final": None,
@@ -245,6 +243,14 @@ def test_odd_tool_call_replies_end_per_cell(
         expected = KEPT[mode]
         if expected is not None:
             assert _tool_results(result) == expected * 2
+    if mode in EMPTY:  # no content and no tool call: no answer (was: an empty final answer)
+        assert result.num_dropped == 2
+        assert {e.error_type for e in result.drop_examples} == {"EmptyAnswer"}
+        assert "empty content and no tool calls" in result.drop_examples[0].message
+
+
+#: Modes whose first reply holds neither content nor a tool call: the cell has no answer.
+EMPTY = {"null_content", "empty_calls"}
 
 
 @pytest.mark.parametrize(

@@ -12,9 +12,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
 import httpx
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import gridloom.clients as gc
 from gridloom.clients import (
@@ -41,12 +44,14 @@ from gridloom.errors import (
     BadRequest,
     ConfigError,
     ConnectionFailed,
+    EmptyAnswer,
     MalformedResponse,
     ModelError,
     ProviderTimeout,
     ProviderUnavailable,
     RateLimited,
     ResponseTooLarge,
+    is_retryable,
 )
 
 KEY_ENV = "GRIDLOOM_TEST_API_KEY"
@@ -379,12 +384,88 @@ async def test_openai_reasoning_is_extracted(message: dict[str, Any], expected: 
     assert (response.text, response.reasoning) == ("Answer.", expected)
 
 
-async def test_openai_null_content_is_empty_text() -> None:
-    """A null content (all tokens spent on reasoning) gives empty text, not an error."""
+async def test_openai_null_content_cut_at_max_tokens_is_an_empty_answer() -> None:
+    """A null content (all tokens spent on reasoning, finish_reason length) is EmptyAnswer
+    saying so, final (was: empty text, counted a success)."""
     reply = chat_reply(None, reasoning_content="long thought")
     reply["choices"][0]["finish_reason"] = "length"
+    with pytest.raises(EmptyAnswer) as info:
+        await openai(Script(ok(reply))).chat(attrs.evolve(REQUEST, max_tokens=64))
+    assert info.value.reason == "length"
+    assert not is_retryable(info.value)
+    assert str(info.value) == (
+        "oa/w-8b: no answer: the model ran out of tokens (finish_reason: length) before any"
+        " content of max_tokens 64, spent on 12 characters of reasoning; raise max_tokens on"
+        " the model or column"
+    )
+
+
+@pytest.mark.parametrize(
+    ("message", "finish", "reason", "text"),
+    [
+        ({"content": ""}, "content_filter", "content_filter", "content filter withheld it"),
+        (
+            {"content": None, "refusal": "I'm sorry, I cannot help with that."},
+            "stop",
+            "refusal",
+            'the model refused: "I\'m sorry, I cannot help with that."',
+        ),
+        ({"content": None, "refusal": "no " * 500}, "stop", "refusal", "refused: 'no no no"),
+        ({"content": "  \n "}, "stop", "empty", "empty content and no tool calls"),
+        ({"content": None}, None, "empty", "empty content and no tool calls"),
+    ],
+)
+async def test_openai_answer_without_content_is_an_empty_answer(
+    message: dict[str, Any], finish: str | None, reason: str, text: str
+) -> None:
+    """No content (or only whitespace) and no tool calls is EmptyAnswer naming why: a
+    content filter, the refusal (quoted, at most REFUSAL_CHARS), or nothing; only the last
+    is retryable."""
+    reply = {"choices": [{"message": {"role": "assistant", **message}, "finish_reason": finish}]}
+    with pytest.raises(EmptyAnswer) as info:
+        await openai(Script(ok(reply))).chat(REQUEST)
+    assert info.value.reason == reason
+    assert is_retryable(info.value) == (reason == "empty")
+    assert text in str(info.value)
+    assert len(str(info.value)) < 300
+    if "no " * 10 in str(message.get("refusal")):
+        assert str(info.value).endswith("…'")
+
+
+@pytest.mark.parametrize(
+    ("reported", "counted"),
+    [
+        ({"prompt_tokens": 10**30, "completion_tokens": 2**63}, (0, 0)),
+        ({"prompt_tokens": -3, "completion_tokens": "7"}, (0, 0)),
+        ({"prompt_tokens": 12.0, "completion_tokens": 1.5}, (12, 0)),
+        ({"prompt_tokens": 100_000_000, "completion_tokens": True}, (100_000_000, 0)),
+    ],
+)
+async def test_openai_absurd_usage_counts_as_unknown(
+    reported: dict[str, Any], counted: tuple[int, int]
+) -> None:
+    """Usage beyond MAX_REPORTED_TOKENS, negative, or not a whole number counts as 0, so one
+    reply cannot stall a token budget or put 3e30 tokens in the summary."""
+    reply = chat_reply("hi")
+    reply["usage"] = reported
     response = await openai(Script(ok(reply))).chat(REQUEST)
-    assert (response.text, response.finish_reason) == ("", "length")
+    assert (response.usage.input_tokens, response.usage.output_tokens) == counted
+
+
+async def test_openai_answer_cut_at_max_tokens_is_kept_and_told_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An answer with content cut by finish_reason length is kept (truncated), and a warning
+    says so once per model; a tool call with no content is an answer."""
+    reply = chat_reply("truncated answ")
+    reply["choices"][0]["finish_reason"] = "length"
+    client = openai(Script(ok(reply), ok(reply)))
+    for _ in range(2):
+        response = await client.chat(REQUEST)
+        assert (response.text, response.finish_reason) == ("truncated answ", "length")
+    cut = [r for r in caplog.records if "cut at max_tokens" in r.getMessage()]
+    assert [r.levelname for r in cut] == ["WARNING"]
+    assert cut[0].getMessage().startswith("oa/w-8b: an answer was cut at max_tokens")
 
 
 @pytest.mark.parametrize(
@@ -760,6 +841,38 @@ def test_missing_api_key_is_a_config_error(
     assert info.value.field == "api_key_env"
     assert "'oa'" in str(info.value)
     assert repr(KEY_ENV) in str(info.value)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    before=st.text(alphabet=" \t\r\n\x0b\x0c", max_size=4),
+    after=st.text(alphabet=" \t\r\n\x0b\x0c", max_size=4),
+)
+def test_api_key_surrounding_whitespace_is_stripped(before: str, after: str) -> None:
+    """A key read from a file keeps its trailing newline (or spaces, CR): stripped, so the
+    key sent is the key meant (was: every request refused as an unsendable header)."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv(KEY_ENV, before + FAKE_KEY + after)
+        key = api_key_from_env(OPENAI)
+    assert key is not None
+    assert key.reveal() == FAKE_KEY
+
+
+@pytest.mark.parametrize("inner", ["\n", "\r\n", "\x01", "\x7f", "\u2028"])
+def test_api_key_with_an_inner_control_character_is_a_config_error(
+    inner: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key with a control (or non-Latin-1) character inside is a ConfigError naming the
+    variable, before any request, never showing the key."""
+    monkeypatch.setenv(KEY_ENV, FAKE_KEY[:8] + inner + FAKE_KEY[8:])
+    with pytest.raises(ConfigError) as info:
+        api_key_from_env(OPENAI)
+    message = str(info.value)
+    assert info.value.field == "api_key_env"
+    assert repr(KEY_ENV) in message
+    assert "an HTTP header cannot carry" in message
+    assert FAKE_KEY[:8] not in message
+    assert FAKE_KEY[8:] not in message
 
 
 def _failures() -> list[Callable[[httpx.Request], Any]]:

@@ -34,7 +34,13 @@ from hypothesis import strategies as st
 from gridloom.clients import build_http_client
 from gridloom.clients._exchange import MAX_HEAD_BYTES, Reply, request_head
 from gridloom.clients._http import DirectRoute, direct_route
-from gridloom.clients._limit import ResponseCap
+from gridloom.clients._limit import (
+    MAX_CODINGS,
+    Decoder,
+    ResponseCap,
+    _Overflow,
+    content_codings,
+)
 from gridloom.clients._post import post_json
 from gridloom.clients._retry import RetryPolicy
 from gridloom.clients._wire import WireTransport
@@ -1202,3 +1208,57 @@ async def test_connection_reset_is_a_read_error(sent: bytes, autojump_clock: obj
         await trio.sleep_forever()
 
     await fails(httpx.ReadError, "reset|Connection", resets)
+
+
+def _coded(payload: bytes, coding: str) -> bytes:
+    return gzip.compress(payload) if coding == "gzip" else zlib.compress(payload)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    payload=st.binary(max_size=3000) | st.integers(0, 200_000).map(lambda n: b"a" * n),
+    codings=st.lists(st.sampled_from(["gzip", "deflate"]), min_size=1, max_size=MAX_CODINGS),
+    limit=st.integers(1, 150_000),
+    cut=st.integers(1, 4096),
+)
+def test_decoder_undoes_stacked_codings_within_the_cap(
+    payload: bytes, codings: list[str], limit: int, cut: int
+) -> None:
+    """Stacked codings fed in any pieces: the payload comes back whole when it fits the cap;
+    otherwise the output passes the cap by at most one byte, then the caller stops."""
+    body = payload
+    for coding in codings:
+        body = _coded(body, coding)
+    decoder = Decoder(content_codings([", ".join(codings)]), limit)
+    out = b""
+    try:
+        for i in range(0, len(body), cut):
+            out += decoder.feed(body[i : i + cut], limit - len(out))
+            assert len(out) <= limit + 1
+            if len(out) > limit:
+                break
+        else:
+            out += decoder.flush(limit - len(out))
+    except _Overflow:
+        assert len(payload) > limit
+        return
+    if len(payload) <= limit:
+        assert out == payload
+    else:
+        assert limit < len(out) <= limit + 1
+        assert out == payload[: len(out)]
+
+
+@pytest.mark.parametrize(
+    ("values", "match"),
+    [
+        (["br"], "unsupported content-encoding 'br'"),
+        (["gzip, zstd"], "unsupported content-encoding 'zstd'"),
+        (["gzip", "gzip", "gzip", "gzip"], "4 stacked content-encodings"),
+    ],
+)
+def test_content_codings_refuses_what_it_cannot_undo(values: list[str], match: str) -> None:
+    """A coding gridloom does not ask for, or too many stacked, is refused by name."""
+    with pytest.raises(httpx.DecodingError, match=match):
+        content_codings(values)
+    assert content_codings([" Identity ", "X-GZIP,deflate", ""]) == ("x-gzip", "deflate")

@@ -65,8 +65,10 @@ from gridloom.errors import (
     CertificateRejected,
     ConfigError,
     ConnectionFailed,
+    MalformedResponse,
     ModelError,
     ResponseTooLarge,
+    TLSFailed,
     is_retryable,
 )
 from gridloom.simulated import serve_simulated
@@ -153,6 +155,26 @@ def _bomb() -> bytes:
     return gzip.compress(_chat(b" " * BIG), compresslevel=6)
 
 
+@functools.cache
+def _double_bomb() -> bytes:
+    """The same 50 MB reply gzipped twice (``Content-Encoding: gzip, gzip``): a few KB."""
+    return gzip.compress(_bomb(), compresslevel=9)
+
+
+#: Per mode of :class:`App` with a content-coded body: the body and its Content-Encoding.
+_CODED: dict[str, Callable[[], tuple[bytes, bytes]]] = {
+    "gzip": lambda: (gzip.compress(_chat(b"gzip ok")), b"gzip"),
+    "bomb": lambda: (_bomb(), b"gzip"),
+    "gzgz": lambda: (gzip.compress(zlib.compress(_chat(b"gzgz ok"))), b"deflate, GZIP"),
+    "gzgzbomb": lambda: (_double_bomb(), b"gzip, gzip"),
+    "br": lambda: (b"\x0b\x02\x80hello\x03", b"br"),
+    "gz4": lambda: (
+        gzip.compress(gzip.compress(gzip.compress(gzip.compress(b"{}")))),
+        b"gzip, gzip, gzip, gzip",
+    ),
+}
+
+
 class App:
     """A small OpenAI-ish ASGI app; the first path segment says how to answer."""
 
@@ -188,9 +210,9 @@ class App:
                 }
             )
             await send({"type": "http.response.body", "body": body})
-        elif mode in ("gzip", "bomb"):
-            body = gzip.compress(_chat(b"gzip ok")) if mode == "gzip" else _bomb()
-            headers = [*head, (b"content-encoding", b"gzip")]
+        elif mode in _CODED:
+            body, coding = _CODED[mode]()
+            headers = [*head, (b"content-encoding", coding)]
             headers.append((b"content-length", str(len(body)).encode()))
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             await send({"type": "http.response.body", "body": body})
@@ -588,6 +610,63 @@ async def test_tls_failures_name_their_reason(
     assert not is_retryable(caught.value)  # final: retrying cannot fix a certificate
 
 
+@contextlib.asynccontextmanager
+async def plain_http_server() -> AsyncIterator[tuple[str, list[int]]]:
+    """A server answering anything with a plain-HTTP 400 and closing (as a plain-HTTP server
+    answers a TLS ClientHello); yields its https:// URL and the count of connections."""
+    connections = [0]
+
+    async def serve(stream: trio.SocketStream) -> None:
+        connections[0] += 1
+        with contextlib.suppress(trio.BrokenResourceError):
+            await stream.receive_some(65536)
+            await stream.send_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+        await stream.aclose()
+
+    async with trio.open_nursery() as nursery:
+        serve_tcp = functools.partial(trio.serve_tcp, host="127.0.0.1")
+        listeners = await nursery.start(serve_tcp, serve, 0)
+        yield f"https://127.0.0.1:{listeners[0].socket.getsockname()[1]}/v1", connections
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_https_to_a_plain_http_server_is_final_and_suggests_http(
+    clean_env: pytest.MonkeyPatch, kind: Kind
+) -> None:
+    """https:// against a plain-HTTP server (WRONG_VERSION_NUMBER) is TLSFailed: not retried
+    by the transport (one connection, where 3 attempts were made), final, and the message
+    suggests an http:// endpoint."""
+    async with plain_http_server() as (url, connections), opened(url, kind) as m:
+        with pytest.raises(TLSFailed) as caught:
+            await m.ask()
+    assert connections == [1]
+    assert not is_retryable(caught.value)
+    assert "wrong version number" in str(caught.value).lower()
+    assert str(caught.value).endswith(
+        "the server does not speak TLS there: if it serves plain HTTP, use an http:// endpoint"
+    )
+
+
+async def test_a_run_against_https_on_plain_http_stops_at_once(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    """A run whose endpoint is https:// on a plain-HTTP server stops after its first failed
+    request, like a refused key, naming the model and suggesting http://."""
+    async with plain_http_server() as (url, connections):
+        config = PipelineConfig(
+            providers=[ProviderConfig(name="p", endpoint=url)],
+            models=[ModelConfig(alias="m", provider="p", model="m-1", max_parallel_requests=1)],
+            columns=[LLMTextColumn(name="a", model="m", prompt="hi")],
+        )
+        result = await gl.apreview(config, 5)
+    assert result.status == "stopped"
+    assert result.stop_reason is not None
+    assert result.stop_reason.startswith("model 'm': TLS with the provider cannot work (")
+    assert "use an http:// endpoint" in result.stop_reason
+    assert connections[0] <= 2
+
+
 @pytest.mark.parametrize("kind", KINDS)
 async def test_tls_verification_can_be_turned_off(
     certs: Certs, clean_env: pytest.MonkeyPatch, kind: Kind
@@ -952,6 +1031,41 @@ async def test_a_gzip_bomb_is_refused_with_bounded_memory(
     assert isinstance(error, ResponseTooLarge)
     assert "of model alias 'm' once decompressed; reading stopped there" in str(error)
     assert peak < 8 * MiB
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_stacked_gzip_bomb_is_refused_with_bounded_memory(
+    clean_env: pytest.MonkeyPatch, kind: Kind
+) -> None:
+    """``Content-Encoding: gzip, gzip`` around a 50 MB reply (a few KB on the wire): both
+    transports undo the stacked codings in bounded pieces and stop at the cap, where httpx's
+    own decoder used to inflate all 50 MB first."""
+    _double_bomb()
+    async with (
+        hypercorn_serving(App()) as url,
+        opened(url + "/gzgzbomb/v1", kind, max_response_bytes=MiB) as m,
+    ):
+        is_transport(m, kind)
+        peak, error = await _peak_while(m.ask)
+    assert isinstance(error, ResponseTooLarge)
+    assert "of model alias 'm' once decompressed; reading stopped there" in str(error)
+    assert peak < 8 * MiB
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_stacked_codings_are_undone_alike_on_both_transports(
+    clean_env: pytest.MonkeyPatch, kind: Kind
+) -> None:
+    """``deflate, GZIP`` (deflate applied first) is undone last coding first on both
+    transports; a coding gridloom does not ask for (``br``), or more than MAX_CODINGS
+    stacked, is a MalformedResponse saying so, on both."""
+    async with hypercorn_serving(App()) as url:
+        async with opened(url + "/gzgz/v1", kind) as m:
+            assert await m.ask() == "gzgz ok"
+        for mode, match in (("br", "unsupported content-encoding 'br'"), ("gz4", "4 stacked")):
+            async with opened(url + f"/{mode}/v1", kind) as m:
+                with pytest.raises(MalformedResponse, match=match):
+                    await m.ask()
 
 
 def test_inflate_never_returns_more_than_the_room_plus_one() -> None:

@@ -32,7 +32,13 @@ from gridloom.config import (
 )
 from gridloom.errors import BadRequest, RateLimited
 from gridloom.simulated import SimulatedApp
-from gridloom.throttle import AdaptiveLimiter, ThrottleRegistry, TokenBucket
+from gridloom.throttle import (
+    MAX_SERVER_HOLD_SECONDS,
+    AdaptiveLimiter,
+    ThrottleRegistry,
+    TokenBucket,
+)
+from gridloom.throttle._bucket import MAX_DEBT_SECONDS
 
 
 def limiter(cap: int, **config: Any) -> AdaptiveLimiter:
@@ -419,3 +425,79 @@ async def test_a_refused_probe_delays_only_the_refused_request(autojump_clock: o
     other = await gate.acquire()
     assert trio.current_time() == start
     gate.succeeded(other)
+
+
+@pytest.mark.parametrize(
+    ("header", "value", "waited"),
+    [
+        ("retry-after", "100000", 60.0),
+        ("retry-after", "3600", 60.0),
+        ("retry-after", "Fri, 31 Dec 2100 23:59:59 GMT", 60.0),
+        ("retry-after-ms", "100000000", 60.0),
+        ("retry-after", "12", 12.0),
+        ("retry-after", "3", 3.0),
+    ],
+)
+async def test_a_servers_hold_is_capped_and_logged(
+    header: str,
+    value: str,
+    waited: float,
+    autojump_clock: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A 429's Retry-After (seconds, HTTP date, retry-after-ms) holds the request at most
+    MAX_SERVER_HOLD_SECONDS (60 s), then it is sent again; the hold is logged naming the
+    model: a warning when capped (saying what the server asked) or long, DEBUG when short."""
+    sent: list[float] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(trio.current_time())
+        if len(sent) == 1:
+            return httpx.Response(429, json={"error": {"message": "slow"}}, headers={header: value})
+        reply = {"choices": [{"message": {"content": "ok"}, "finish_reason": "stop"}]}
+        return httpx.Response(200, json=reply)
+
+    provider = ProviderConfig(name="p", type="openai", endpoint="http://p.test/v1")
+    model = ModelConfig(alias="m", provider="p", model="m", max_parallel_requests=2)
+    http = build_http_client(provider, [model], transport=httpx.MockTransport(handler))
+    lim = limiter(2)
+    client = ThrottledModelClient(
+        OpenAIClient(http, provider=provider, api_key=None), chat=lim, embedding=limiter(1)
+    )
+    caplog.set_level("DEBUG", logger="gridloom.throttle")
+    async with http:
+        response = await client.chat(
+            ChatRequest(model="m", messages=[Message(role="user", content="x")])
+        )
+    assert response.text == "ok"
+    assert sent == [0.0, waited]
+    assert MAX_SERVER_HOLD_SECONDS == 60.0
+    holds = [r for r in caplog.records if "hold of" in r.getMessage()]
+    assert len(holds) == 1
+    message = holds[0].getMessage()
+    assert message.startswith("p/m [chat]: a hold of ")
+    if waited == 60.0:
+        assert holds[0].levelname == "WARNING"
+        assert "a hold of 60 s is in effect: the server asked to wait" in message
+        assert "capped at MAX_SERVER_HOLD_SECONDS = 60 s" in message
+    else:
+        assert holds[0].levelname == ("WARNING" if waited >= 10 else "DEBUG")
+        assert f"a hold of {waited:.1f} s is in effect, as the server asked" in message
+
+
+@pytest.mark.parametrize("usage", [10**12, 10**30, float("inf"), -5.0])
+async def test_one_absurd_debit_never_blocks_a_token_budget_for_long(
+    usage: float, autojump_clock: Any
+) -> None:
+    """A debit of any size delays the next request at most MAX_DEBT_SECONDS (60 s), and a
+    non-finite or negative one is ignored (was: a reply reporting 10**30 tokens stalled the
+    run forever)."""
+    tokens = TokenBucket.per_minute(1800, trio.current_time)
+    tokens.debit(usage)
+    wait = tokens.available_at() - trio.current_time()
+    if usage > 0 and usage != float("inf"):
+        assert wait == MAX_DEBT_SECONDS
+    else:
+        assert wait == 0.0
+    await trio.sleep_until(tokens.available_at())
+    assert trio.current_time() <= MAX_DEBT_SECONDS

@@ -26,7 +26,7 @@ from gridloom.clients import (
 )
 from gridloom.clients._tool_wire import MAX_TOOL_ARGUMENTS, MAX_TOOL_CALLS, MAX_TOOL_NAME
 from gridloom.config import SimulatedModel, SimulationConfig
-from gridloom.errors import MalformedResponse
+from gridloom.errors import EmptyAnswer, MalformedResponse
 from gridloom.simulated import SimulatedApp
 
 from .strategies import identifiers, json_schemas
@@ -58,6 +58,10 @@ def completion(message: dict[str, Any], finish: str = "tool_calls") -> dict[str,
 
 def calls_reply(calls: Any) -> dict[str, Any]:
     return completion({"role": "assistant", "content": None, "tool_calls": calls})
+
+
+#: A text block: a reply with no text and no tool call is an EmptyAnswer.
+_TEXT = {"type": "text", "text": "ok"}
 
 
 def anthropic_reply(*blocks: Any, stop: str = "tool_use") -> dict[str, Any]:
@@ -337,7 +341,7 @@ async def test_anthropic_tool_choice(choice: Any, wire: Any) -> None:
     request = ChatRequest(
         model="c", messages=[Message(role="user", content="?")], tools=TOOLS, tool_choice=choice
     )
-    body, _ = await exchange("anthropic", request, anthropic_reply(stop="end_turn"))
+    body, _ = await exchange("anthropic", request, anthropic_reply(_TEXT, stop="end_turn"))
     assert body.get("tool_choice") == wire
 
 
@@ -357,7 +361,7 @@ async def test_anthropic_decodes_tool_use() -> None:
         ToolCall(id="t2", name="get_time", arguments="{}"),
     )
     assert response.finish_reason == "tool_calls"
-    _, answer = await exchange("anthropic", request, anthropic_reply(stop="end_turn"))
+    _, answer = await exchange("anthropic", request, anthropic_reply(_TEXT, stop="end_turn"))
     assert answer.finish_reason == "end_turn"
 
 
@@ -535,13 +539,13 @@ _ODD_CALL = st.fixed_dictionaries(
 @given(calls=st.lists(_ODD_CALL, max_size=4) | _JSON, content=_JSON)
 def test_any_openai_tool_calls_decode_or_are_malformed(calls: Any, content: Any) -> None:
     """Whatever JSON a server puts in ``tool_calls`` and ``content``, the adapter gives
-    calls whose fields are text (arguments as JSON text) or raises MalformedResponse —
-    never another exception."""
+    calls whose fields are text (arguments as JSON text) or raises MalformedResponse (or
+    EmptyAnswer: no content, no calls) — never another exception."""
     request = ChatRequest(model="gpt-x", messages=[Message(role="user", content="?")], tools=TOOLS)
     reply = completion({"role": "assistant", "content": content, "tool_calls": calls})
     try:
         _, response = trio.run(exchange, "openai", request, reply)
-    except MalformedResponse as exc:
+    except (MalformedResponse, EmptyAnswer) as exc:
         message = str(exc)
     else:
         message = ""
@@ -566,7 +570,8 @@ _ODD_BLOCK = st.fixed_dictionaries(
 @given(blocks=st.lists(_ODD_BLOCK, max_size=4) | _JSON)
 def test_any_anthropic_content_decodes_or_is_malformed(blocks: Any) -> None:
     """Whatever JSON a server puts in ``content``, the Anthropic adapter gives calls whose
-    fields are text or raises MalformedResponse — never another exception."""
+    fields are text or raises MalformedResponse (or EmptyAnswer: no text, no calls) — never
+    another exception."""
     request = ChatRequest(model="gpt-x", messages=[Message(role="user", content="?")], tools=TOOLS)
     reply = {
         "type": "message",
@@ -578,7 +583,7 @@ def test_any_anthropic_content_decodes_or_is_malformed(blocks: Any) -> None:
     }
     try:
         _, response = trio.run(exchange, "anthropic", request, reply)
-    except MalformedResponse as exc:
+    except (MalformedResponse, EmptyAnswer) as exc:
         message = str(exc)
     else:
         message = ""
@@ -590,3 +595,25 @@ def test_any_anthropic_content_decodes_or_is_malformed(blocks: Any) -> None:
         assert call.id
         assert call.name
         assert isinstance(call.arguments, str)
+
+
+@pytest.mark.parametrize(
+    ("blocks", "stop", "reason"),
+    [
+        ([{"type": "thinking", "thinking": "hmm"}], "max_tokens", "length"),
+        ([], "refusal", "refusal"),
+        ([{"type": "text", "text": " "}], "end_turn", "empty"),
+    ],
+)
+async def test_anthropic_reply_without_text_or_calls_is_an_empty_answer(
+    blocks: list[Any], stop: str, reason: str
+) -> None:
+    """No text and no tool_use is EmptyAnswer: ``stop_reason: max_tokens`` names max_tokens
+    (1024 by default), ``refusal`` says the model refused; only an unexplained one retries."""
+    request = ChatRequest(model="c", messages=[Message(role="user", content="?")])
+    with pytest.raises(EmptyAnswer) as info:
+        await exchange("anthropic", request, anthropic_reply(*blocks, stop=stop))
+    assert info.value.reason == reason
+    assert info.value.retryable == (reason == "empty")
+    if reason == "length":
+        assert "max_tokens 1024, spent on 3 characters of reasoning" in str(info.value)

@@ -25,9 +25,13 @@ already catches ``ValueError`` for bad input keeps working::
     │   ├── ProviderUnavailable           5xx, or 529 overloaded
     │   ├── ProviderTimeout               no answer in time (or 408)
     │   ├── ConnectionFailed              refused, reset or dropped connection
-    │   │   └── CertificateRejected       the server's TLS certificate failed verification
-    │   │                                 (final: it will not pass by itself)
+    │   │   └── TLSFailed                 TLS with the server cannot work as configured (it
+    │   │       │                         speaks plain HTTP, no common protocol version):
+    │   │       │                         final, it will not pass by itself
+    │   │       └── CertificateRejected   the server's TLS certificate failed verification
     │   ├── MalformedResponse             the reply is not the API's documented shape
+    │   ├── EmptyAnswer                   the reply holds no answer: cut at max_tokens before
+    │   │                                 any content, withheld by a content filter, a refusal
     │   ├── ResponseTooLarge              the reply is longer than ``max_response_bytes``
     │   └── BadRequest                    any other 4xx
     │       ├── AuthenticationFailed      401/403: missing or wrong API key
@@ -64,6 +68,7 @@ __all__ = [
     "ConstraintUnmet",
     "ContextLengthExceeded",
     "CycleError",
+    "EmptyAnswer",
     "GenerationError",
     "GridloomError",
     "InvalidOutput",
@@ -78,6 +83,7 @@ __all__ = [
     "RunError",
     "SalvageTimeout",
     "StorageError",
+    "TLSFailed",
     "TemplateError",
     "TemplateLimitExceeded",
     "UnknownReferenceError",
@@ -294,7 +300,16 @@ class ConnectionFailed(ModelError):
     retryable = True
 
 
-class CertificateRejected(ConnectionFailed):
+class TLSFailed(ConnectionFailed):
+    """The TLS handshake failed in a way trying again cannot mend: the server answers plain
+    HTTP on an ``https://`` endpoint (``WRONG_VERSION_NUMBER``), or client and server share
+    no protocol version. Final, unlike other connection failures, and it stops the run at
+    once; the message suggests ``http://`` or the provider's TLS settings."""
+
+    retryable = False
+
+
+class CertificateRejected(TLSFailed):
     """The server's TLS certificate failed verification (an unknown CA, another host's name,
     expired): trying again cannot help, so it is final, unlike other connection failures. The
     message says why; a provider's ``verify`` (a CA bundle) or the system's trust fixes it."""
@@ -306,6 +321,26 @@ class MalformedResponse(ModelError):
     """The provider answered, but not in the API's documented shape."""
 
     retryable = True
+
+
+class EmptyAnswer(ModelError):
+    """The provider answered in the documented shape, but with no usable answer: no content
+    (or only whitespace) and no tool calls. The message says why, from the reply:
+    ``finish_reason: length`` (the model ran out of tokens, e.g. reasoning, before answering:
+    raise ``max_tokens``), ``content_filter``, the model's refusal (quoted, cut short), or
+    nothing reported.
+
+    Attributes:
+        reason: ``length``, ``content_filter``, ``refusal`` or ``empty`` (none of those).
+
+    Only ``empty`` is retryable (a sampled answer may differ next time); the same request
+    would be cut, filtered or refused again, so the others are final and drop the row.
+    """
+
+    def __init__(self, message: str, *, reason: str, **kwargs: Any):
+        self.reason = reason
+        self.retryable = reason == "empty"
+        super().__init__(message, **kwargs)
 
 
 class ResponseTooLarge(ModelError):

@@ -200,7 +200,8 @@ class AnthropicClient(AdapterBase):
         Raises:
             ModelError: the request failed; ``MalformedResponse`` when the reply lacks the
                 documented fields, or its ``tool_use`` blocks are malformed or beyond the
-                limits of :mod:`._tool_wire`.
+                limits of :mod:`._tool_wire`; ``EmptyAnswer`` when it holds no text and no
+                tool call (``stop_reason: max_tokens``, ``refusal``, or nothing).
             ValueError: the request has both ``tools`` and ``response_format`` (the schema is
                 enforced with a forced tool, which would keep the model from calling the
                 others: ask for the structured answer in a request without tools), or a
@@ -270,8 +271,20 @@ class AnthropicClient(AdapterBase):
         stop_reason = optional_str(data.get("stop_reason"))
         usage = data.get("usage")
         usage = usage if isinstance(usage, dict) else {}
+        text = "".join(texts) if answer is None else answer
+        tool_calls = self._tool_calls(uses, model)
+        self._checked_answer(
+            model,
+            text,
+            has_calls=bool(tool_calls),
+            cut=stop_reason == "max_tokens",
+            # Anthropic's stop_reason "refusal" (streaming classifiers) says no more.
+            refusal="(stop_reason: refusal)" if stop_reason == "refusal" else None,
+            reasoning="".join(thoughts) or None,
+            max_tokens=DEFAULT_MAX_TOKENS if request.max_tokens is None else request.max_tokens,
+        )
         return ChatResponse(
-            text="".join(texts) if answer is None else answer,
+            text=text,
             reasoning="".join(thoughts) or None,
             usage=Usage(
                 input_tokens=as_tokens(usage.get("input_tokens")),
@@ -280,7 +293,7 @@ class AnthropicClient(AdapterBase):
             finish_reason="tool_calls" if stop_reason == "tool_use" else stop_reason,
             model=optional_str(data.get("model")),
             rate_limit=rate_limit,
-            tool_calls=self._tool_calls(uses, model),
+            tool_calls=tool_calls,
         )
 
     def _tool_calls(

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
 from ..config import ProviderConfig
-from ..errors import MalformedResponse
+from ..errors import EmptyAnswer, MalformedResponse
 from ._errors import _error_detail, _excerpt
 from ._post import post_json
 from ._quota import parse_rate_limit_headers
@@ -16,7 +17,12 @@ from ._retry import RetryPolicy
 from ._secret import Secret
 from ._types import RateLimitState
 
-__all__ = ["AdapterBase", "as_tokens", "optional_str"]
+__all__ = ["MAX_REPORTED_TOKENS", "REFUSAL_CHARS", "AdapterBase", "as_tokens", "optional_str"]
+
+logger = logging.getLogger("gridloom.clients")
+
+#: Longest excerpt of a model's refusal kept in an error message.
+REFUSAL_CHARS = 200
 
 
 class AdapterBase:
@@ -30,7 +36,7 @@ class AdapterBase:
         retry: the transport retry policy; ``RetryPolicy()`` when ``None``.
     """
 
-    __slots__ = ("_api_key", "_http", "_provider", "_retry", "_secrets")
+    __slots__ = ("_api_key", "_cut_told", "_http", "_provider", "_retry", "_secrets")
 
     def __init__(
         self,
@@ -44,6 +50,7 @@ class AdapterBase:
         self._provider = provider
         self._api_key = api_key
         self._retry = RetryPolicy() if retry is None else retry
+        self._cut_told: set[str] = set()
         # Redacted from every error message: the key and every configured header value.
         self._secrets = tuple(
             [*([] if api_key is None else [api_key])]
@@ -85,6 +92,63 @@ class AdapterBase:
         )
         return data, parse_rate_limit_headers(headers)
 
+    def _checked_answer(
+        self,
+        model: str,
+        text: str,
+        *,
+        has_calls: bool,
+        cut: bool,
+        filtered: bool = False,
+        refusal: str | None = None,
+        reasoning: str | None = None,
+        max_tokens: int | None = None,
+    ) -> None:
+        """Refuse an answer without content (only whitespace) and without tool calls, saying
+        why (:class:`~gridloom.errors.EmptyAnswer`): ``cut`` (the model ran out of tokens),
+        ``filtered`` (a content filter), a ``refusal``, else nothing reported. An answer with
+        content that was ``cut`` is kept, and the first per model is logged as a warning
+        (its value is truncated)."""
+        if has_calls or text.strip():
+            if cut and not has_calls and model not in self._cut_told:
+                self._cut_told.add(model)
+                logger.warning(
+                    "%s/%s: an answer was cut at max_tokens (finish_reason: length) and is kept"
+                    " truncated; raise max_tokens%s if whole answers matter (told once per"
+                    " model)",
+                    self._provider.name,
+                    model,
+                    "" if max_tokens is None else f" (now {max_tokens})",
+                )
+            return
+        where = {"provider": self._provider.name, "model": model}
+        if refusal is not None and refusal.strip():
+            quoted = " ".join(refusal.split())
+            if len(quoted) > REFUSAL_CHARS:
+                quoted = quoted[: REFUSAL_CHARS - 1] + "…"
+            raise EmptyAnswer(
+                f"no answer: the model refused: {quoted!r}", reason="refusal", **where
+            )
+        if cut:
+            limit = "" if max_tokens is None else f" of max_tokens {max_tokens}"
+            spent = f", spent on {len(reasoning)} characters of reasoning" if reasoning else ""
+            raise EmptyAnswer(
+                f"no answer: the model ran out of tokens (finish_reason: length) before any"
+                f" content{limit}{spent}; raise max_tokens on the model or column",
+                reason="length",
+                **where,
+            )
+        if filtered:
+            raise EmptyAnswer(
+                "no answer: the provider's content filter withheld it"
+                " (finish_reason: content_filter)",
+                reason="content_filter",
+                **where,
+            )
+        raise EmptyAnswer(
+            "no answer: the reply has empty content and no tool calls", reason="empty", **where
+        )
+
     def _malformed(self, model: str, what: str, data: Any = None) -> MalformedResponse:
         """The error for a reply that lacks ``what``; when its body (``data``) is an error
         object (``{"error": {"message": ...}}``, as some proxies send with a 200), the
@@ -99,10 +163,29 @@ class AdapterBase:
         )
 
 
+#: The largest token count a reply's usage may report; a larger one is not believed.
+MAX_REPORTED_TOKENS = 100_000_000
+_TOLD_ABSURD: list[bool] = []
+
+
 def as_tokens(value: Any) -> int:
-    """A token count from a usage block; 0 when absent or not a count."""
+    """A token count from a usage block; 0 (unknown) when absent, not a whole number,
+    negative, or beyond :data:`MAX_REPORTED_TOKENS` — the last said once per process in a
+    warning, so one absurd reply can neither stall a token budget nor fill the summary with
+    10^30 tokens."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
+        if value <= MAX_REPORTED_TOKENS:
+            return value
+        if not _TOLD_ABSURD:
+            _TOLD_ABSURD.append(True)
+            logger.warning(
+                "a reply's usage reports %.3g tokens, more than %d: counted as unknown (0);"
+                " told once",
+                float(value),
+                MAX_REPORTED_TOKENS,
+            )
     return 0
 
 

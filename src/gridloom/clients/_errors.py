@@ -29,6 +29,7 @@ from ..errors import (
     ProviderUnavailable,
     QuotaExhausted,
     RateLimited,
+    TLSFailed,
 )
 from ._secret import Secret, redact
 
@@ -261,7 +262,50 @@ def error_from_exception(
         return BadRequest(message, **where)
     if _certificate_rejected(exc):
         return CertificateRejected(message, **where)
+    protocol = _tls_protocol_failure(exc)
+    if protocol is not None:
+        hint = (
+            "; the server does not speak TLS there: if it serves plain HTTP, use an http://"
+            " endpoint"
+            if protocol == "plain"
+            else "; the server and gridloom share no TLS version: check the server's TLS setup"
+        )
+        return TLSFailed(message + hint, **where)
     return ConnectionFailed(message, **where)
+
+
+#: OpenSSL reasons of a handshake that cannot succeed however often it is tried: the peer
+#: speaks plain HTTP (or something else than TLS), or there is no common protocol version.
+_PLAIN_REASONS = (
+    "WRONG_VERSION_NUMBER",
+    "HTTP_REQUEST",
+    "RECORD_LAYER_FAILURE",
+    "PACKET_LENGTH_TOO_LONG",
+)
+_VERSION_REASONS = (
+    "UNSUPPORTED_PROTOCOL",
+    "TLSV1_ALERT_PROTOCOL_VERSION",
+    "NO_PROTOCOLS_AVAILABLE",
+    "VERSION_TOO_LOW",
+)
+
+
+def _tls_protocol_failure(exc: BaseException) -> str | None:
+    """``"plain"`` when ``exc`` (or what caused it) is a TLS handshake with a server that
+    does not speak TLS, ``"version"`` when they share no protocol version, else ``None``."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        text = str(current).upper().replace(" ", "_")
+        reason = current.reason if isinstance(current, ssl.SSLError) else None
+        for name in (reason or "", text):
+            if any(r in name for r in _PLAIN_REASONS):
+                return "plain"
+            if any(r in name for r in _VERSION_REASONS):
+                return "version"
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _certificate_rejected(exc: BaseException) -> bool:

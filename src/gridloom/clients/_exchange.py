@@ -13,7 +13,8 @@ usual error mapping (:func:`Reply.to_response`).
 
 Every read is bounded: the head to :data:`MAX_HEAD_BYTES`, the body to the model's
 ``max_response_bytes`` (a declared Content-Length beyond it is refused before the body is read;
-a compressed body is inflated in bounded pieces by :class:`~gridloom.clients._limit._Inflate`).
+a compressed body is inflated in bounded pieces by :class:`~gridloom.clients._limit.Decoder`,
+under the content-coding rule of httpx's path: :func:`~gridloom.clients._limit.content_codings`).
 Failures raise the same ``httpx`` exceptions as the h11 path, so transport retry and error
 mapping see no difference.
 """
@@ -26,14 +27,12 @@ from collections.abc import Mapping
 import httptools
 import httpx
 
-from ._limit import _INFLATED, ResponseCap, _Inflate, too_large
+from ._limit import Decoder, ResponseCap, _Overflow, compressed_limit, content_codings, too_large
 
 __all__ = ["MAX_HEAD_BYTES", "Reply", "ReplyReader", "request_head"]
 
 #: The largest response head (status line and headers) accepted.
 MAX_HEAD_BYTES = 64 * 1024
-#: A compressed body may be this much longer than the cap before inflating it shows the truth.
-_COMPRESSED_SLACK = 64 * 1024
 
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 #: A field value: no control character but the tab (h11 refuses the same).
@@ -174,13 +173,13 @@ class ReplyReader:
                 self._length = int(text) if text.isdigit() else None
             elif name == b"transfer-encoding" and b"chunked" in value.lower():
                 self._chunked = True
-        codings = [
-            coding.strip().lower()
-            for name, value in self.headers
-            if name == b"content-encoding"
-            for coding in value.decode("latin-1").split(",")
-        ]
-        self._coding = ", ".join(c for c in codings if c not in ("", "identity")) or None
+        values = [v.decode("latin-1") for n, v in self.headers if n == b"content-encoding"]
+        # Any coding but identity (checked, as a whole, when the body is decoded).
+        self._coding = (
+            ", ".join(values)
+            if any(c.strip().lower() not in ("", "identity") for v in values for c in v.split(","))
+            else None
+        )
 
     def on_body(self, body: bytes) -> None:
         self._chunks.append(body)
@@ -225,7 +224,7 @@ class ReplyReader:
         if self._length is not None and self._length > limit and self._encoding() is None:
             seen = f"{self._length} bytes (its Content-Length)"
             raise too_large(self._cap, seen=seen, provider=provider, model=model)
-        if self._size > limit + (0 if self._encoding() is None else _COMPRESSED_SLACK):
+        if self._size > (limit if self._encoding() is None else compressed_limit(limit)):
             raise too_large(self._cap, seen=None, provider=provider, model=model)
         if self._after - self._size > limit + MAX_HEAD_BYTES:
             raise httpx.RemoteProtocolError(
@@ -261,27 +260,29 @@ class ReplyReader:
             del self._parser
 
     def _encoding(self) -> str | None:
-        return self._coding  # every content-coding but identity, in order ("gzip, br")
+        return self._coding  # the content-encoding values, when any is not identity
 
     def reply(self) -> Reply:
-        """The complete response, its body inflated (gzip, deflate) within the cap.
+        """The complete response, its body inflated (gzip, deflate, stacked) within the cap.
 
         Raises:
             ResponseTooLarge: the body is longer than the cap once inflated.
             httpx.DecodingError: a compressed body does not decode, or its encoding is one
-                gridloom does not ask for.
+                gridloom does not ask for (:func:`~gridloom.clients._limit.content_codings`).
         """
         body = b"".join(self._chunks)
         encoding = self._encoding()
         if encoding is not None:
-            if encoding not in _INFLATED:
-                raise httpx.DecodingError(f"unsupported content-encoding {encoding!r}")
             limit = self._cap.limit
-            inflate = _Inflate(encoding)
-            body = inflate.feed(body, limit)
-            if len(body) <= limit:
-                body += inflate.flush()
-            if len(body) > limit:
+            decoder = Decoder(content_codings([encoding]), limit)
+            overflow = False
+            try:
+                body = decoder.feed(body, limit)
+                if len(body) <= limit:
+                    body += decoder.flush(limit - len(body))
+            except _Overflow:
+                overflow = True
+            if overflow or len(body) > limit:
                 provider, model = self._where
                 raise too_large(
                     self._cap, seen=None, provider=provider, model=model, decompressed=True

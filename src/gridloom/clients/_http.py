@@ -237,18 +237,31 @@ def api_key_from_env(provider: ProviderConfig) -> Secret | None:
         The key wrapped in a :class:`Secret`, or ``None`` when the provider names no variable
         (local servers without authentication, the simulated endpoint).
 
+    Surrounding whitespace (a trailing newline, from a key read from a file) is stripped.
+
     Raises:
-        ConfigError: the named variable is unset or empty. The message names the provider and
-            the variable, never a value.
+        ConfigError: the named variable is unset or empty (or only whitespace), or the key
+            holds a character an HTTP header cannot carry (a control character such as an
+            inner line break, or one outside Latin-1). The message names the provider and the
+            variable, never a value.
     """
     name = provider.api_key_env
     if not name:
         return None
-    value = os.environ.get(name)
+    value = os.environ.get(name, "").strip()
     if not value:
         raise ConfigError(
             f"provider {provider.name!r}: environment variable {name!r} holding the API key"
             " is not set (or empty)",
+            field="api_key_env",
+        )
+    bad = next((c for c in value if ord(c) < 32 or ord(c) == 127 or ord(c) > 255), None)
+    if bad is not None:
+        what = "a control" if ord(bad) < 32 or ord(bad) == 127 else "a non-Latin-1"
+        raise ConfigError(
+            f"provider {provider.name!r}: the API key in environment variable {name!r} holds"
+            f" {what} character (U+{ord(bad):04X}) an HTTP header cannot carry; check how the"
+            " variable is set",
             field="api_key_env",
         )
     return Secret(value)

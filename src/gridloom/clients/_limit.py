@@ -4,16 +4,23 @@ The body is counted as it arrives and reading stops as soon as it passes the cap
 ``Content-Length`` beyond it is refused before anything is read, and a ``gzip``/``deflate``
 body is inflated here, in pieces that never pass the cap either (a small compressed reply
 cannot expand into a large one in memory). The connection of a refused reply is closed, not
-reused. Other content encodings (which gridloom does not ask for) are left to httpx and
-checked once decoded.
+reused.
+
+Both transports apply one rule to ``Content-Encoding`` (:func:`content_codings`): the codings
+gridloom asks for (``gzip``, ``x-gzip``, ``deflate``; ``identity`` is no coding) are undone
+here, stacked ones too (``gzip, gzip``: undone last first, at most :data:`MAX_CODINGS`), each
+stage bounded — an inner stage by :func:`compressed_limit`, the last by the cap — and any
+other coding (``br``, ``zstd``, ``compress``, ...) is refused with ``httpx.DecodingError``
+before the body is read. Nothing is left for httpx to decode unbounded.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import attrs
@@ -24,13 +31,63 @@ from .._attrs import frozen
 from ..config import ModelConfig
 from ..errors import ResponseTooLarge
 
-__all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "ResponseCap", "read_body"]
+__all__ = [
+    "DEFAULT_MAX_RESPONSE_BYTES",
+    "MAX_CODINGS",
+    "Decoder",
+    "ResponseCap",
+    "compressed_limit",
+    "content_codings",
+    "read_body",
+]
 
 _DEFAULT: Any = attrs.fields(ModelConfig).max_response_bytes.default
 #: The cap when no model config says otherwise (``ModelConfig.max_response_bytes``).
 DEFAULT_MAX_RESPONSE_BYTES: int = _DEFAULT if isinstance(_DEFAULT, int) else 8 * 1024 * 1024
 
 _INFLATED = frozenset({"gzip", "x-gzip", "deflate"})
+#: The most content-codings one reply may stack (``gzip, gzip`` is two).
+MAX_CODINGS = 3
+#: A compressed body may be this much longer than the cap before inflating it shows the truth.
+_COMPRESSED_SLACK = 64 * 1024
+
+
+def compressed_limit(limit: int) -> int:
+    """The most bytes a compressed form of at most ``limit`` bytes may take: deflate's worst
+    case (stored blocks of incompressible data) adds well under 0.1 %, plus headers."""
+    return limit + limit // 1000 + _COMPRESSED_SLACK
+
+
+def content_codings(values: list[str]) -> tuple[str, ...]:
+    """The content-codings of a reply, in the order they were applied, from its
+    ``Content-Encoding`` header values (several headers, or one comma-separated list);
+    ``identity`` and empty items dropped, names lowercased.
+
+    Raises:
+        httpx.DecodingError: a coding gridloom does not ask for (and so cannot undo within
+            the reply size cap), or more than :data:`MAX_CODINGS` of them.
+    """
+    codings = tuple(
+        coding
+        for value in values
+        for item in value.split(",")
+        if (coding := item.strip().lower()) not in ("", "identity")
+    )
+    for coding in codings:
+        if coding not in _INFLATED:
+            raise httpx.DecodingError(
+                f"unsupported content-encoding {coding[:40]!r} (gridloom asks for gzip or"
+                " deflate only)"
+            )
+    if len(codings) > MAX_CODINGS:
+        raise httpx.DecodingError(
+            f"{len(codings)} stacked content-encodings; at most {MAX_CODINGS} are undone"
+        )
+    return codings
+
+
+class _Overflow(Exception):
+    """An inner stage of a :class:`Decoder` gave more than a compressed body may hold."""
 
 
 @frozen(kw_only=True)
@@ -129,6 +186,63 @@ class _Inflate:
             raise httpx.DecodingError(f"undecodable compressed reply: {exc}") from None
 
 
+class Decoder:
+    """Undoes a reply's content-codings (as :func:`content_codings` gives them), incrementally:
+    each :meth:`feed` gives at most ``room + 1`` bytes (the caller stops there), and an inner
+    stage of stacked codings at most :func:`compressed_limit` of the cap in all.
+
+    Args:
+        codings: the codings in the order they were applied (undone last first).
+        limit: the reply size cap.
+    """
+
+    __slots__ = ("_inner", "_last", "_room", "_sizes")
+
+    def __init__(self, codings: tuple[str, ...], limit: int):
+        stages = [_Inflate(coding) for coding in reversed(codings)]
+        self._inner = stages[:-1]
+        self._last = stages[-1]
+        self._room = compressed_limit(limit)
+        self._sizes = [0] * len(self._inner)
+
+    def _through(self, data: bytes, start: int) -> bytes:
+        """``data`` passed through the inner stages from ``start`` on."""
+        for index in range(start, len(self._inner)):
+            if not data:
+                break
+            data = self._inner[index].feed(data, self._room - self._sizes[index])
+            self._sizes[index] += len(data)
+            if self._sizes[index] > self._room:
+                raise _Overflow
+        return data
+
+    def feed(self, data: bytes, room: int) -> bytes:
+        """What ``data`` decodes to (at most ``room + 1`` bytes, see :class:`_Inflate`).
+
+        Raises:
+            _Overflow: an inner stage gave more than :func:`compressed_limit` (the caller
+                reports the reply too large).
+            httpx.DecodingError: the data does not decode.
+        """
+        data = self._through(data, 0)
+        return self._last.feed(data, room) if data else b""
+
+    def flush(self, room: int) -> bytes:
+        """The rest, once the body has ended (inner stages flushed into the next ones)."""
+        out: list[bytes] = []
+        size = 0
+        for index in range(len(self._inner)):
+            tail = self._through(self._inner[index].flush(), index + 1)
+            if tail:
+                piece = self._last.feed(tail, room - size)
+                out.append(piece)
+                size += len(piece)
+                if size > room:
+                    return b"".join(out)
+        out.append(self._last.flush())
+        return b"".join(out)
+
+
 class _CappedStream(httpx.AsyncByteStream):
     """A response stream that stops with :class:`ResponseTooLarge` past ``limit`` bytes.
 
@@ -141,7 +255,7 @@ class _CappedStream(httpx.AsyncByteStream):
     """
 
     def __init__(
-        self, inner: httpx.AsyncByteStream, cap: ResponseCap, inflate: _Inflate | None, where: Any
+        self, inner: httpx.AsyncByteStream, cap: ResponseCap, inflate: Decoder | None, where: Any
     ):
         self._inner = inner
         self._iter: AsyncIterator[bytes] | None = None
@@ -168,15 +282,29 @@ class _CappedStream(httpx.AsyncByteStream):
                 self._ended = True
                 raw = None
             if raw is None:  # the end (errors are raised outside the except clause)
-                tail = self._inflate.flush() if self._inflate is not None else b""
+                tail = b""
+                if self._inflate is not None:
+                    tail = self._decode(self._inflate.flush, limit - self._size)
                 self._count(tail)
                 if tail:
                     return tail
                 raise StopAsyncIteration
-            data = raw if self._inflate is None else self._inflate.feed(raw, limit - self._size)
+            if self._inflate is None:
+                data = raw
+            else:
+                data = self._decode(functools.partial(self._inflate.feed, raw), limit - self._size)
             self._count(data)
             if data:
                 return data
+
+    def _decode(self, step: Callable[[int], bytes], room: int) -> bytes:
+        """``step(room)``; an inner stage of stacked codings too long is the reply too large."""
+        try:
+            return step(room)
+        except _Overflow:
+            pass
+        provider, model = self._where
+        raise too_large(self._cap, seen=None, provider=provider, model=model, decompressed=True)
 
     def _count(self, data: bytes) -> None:
         self._size += len(data)
@@ -211,26 +339,21 @@ async def read_body(
 
     Raises:
         ResponseTooLarge: the body is longer than ``cap.limit`` (declared or read).
-        httpx.DecodingError: a compressed body does not decode.
+        httpx.DecodingError: a compressed body does not decode, or its content-coding is one
+            gridloom does not undo (:func:`content_codings`; refused before reading).
     """
     headers = response.headers
-    encoding = headers.get("content-encoding")
+    codings = content_codings(headers.get_list("content-encoding"))
     inflate = None
-    if encoding is not None:
-        name = encoding.strip().lower()
-        if name in _INFLATED:
-            inflate = _Inflate(name)
-            del headers["content-encoding"]  # decoded here: httpx must not decode it again
-        elif name == "identity":
-            encoding = None
+    if "content-encoding" in headers:
+        del headers["content-encoding"]  # decoded here: httpx must not decode it (unbounded)
+    if codings:
+        inflate = Decoder(codings, cap.limit)
     length = headers.get("content-length")
-    if encoding is None and length is not None and length.isdigit() and int(length) > cap.limit:
+    if not codings and length is not None and length.isdigit() and int(length) > cap.limit:
         seen = f"{length} bytes (its Content-Length)"
         raise too_large(cap, seen=seen, provider=provider, model=model)
     if not isinstance(response.stream, httpx.AsyncByteStream):  # pragma: no cover
         raise TypeError("read_body needs a response of an async transport")
     response.stream = _CappedStream(response.stream, cap, inflate, (provider, model))
     await response.aread()
-    if len(response.content) > cap.limit:  # an encoding httpx decoded
-        seen = f"{len(response.content)} bytes once decoded"
-        raise too_large(cap, seen=seen, provider=provider, model=model)

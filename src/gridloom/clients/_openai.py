@@ -131,12 +131,14 @@ class OpenAIClient(AdapterBase):
             request: the canonical request.
 
         Returns:
-            The first choice's content (``""`` when the provider sends ``null``), its tool
-            calls, the reasoning from ``reasoning_content`` or ``reasoning`` when present,
-            usage, finish reason (as sent) and the quota reported by the ``x-ratelimit-*``
-            headers.
+            The first choice's content, its tool calls, the reasoning from
+            ``reasoning_content`` or ``reasoning`` when present, usage, finish reason (as
+            sent) and the quota reported by the ``x-ratelimit-*`` headers.
 
         Raises:
+            EmptyAnswer: the content is empty (or ``null``) and there are no tool calls; the
+                message says why: ``finish_reason: length``, ``content_filter``, the
+                message's ``refusal``.
             ModelError: the request failed; ``MalformedResponse`` when the reply lacks the
                 documented fields, or its tool calls are malformed or beyond the limits of
                 :mod:`._tool_wire`.
@@ -174,6 +176,18 @@ class OpenAIClient(AdapterBase):
         )
         usage = data.get("usage")
         usage = usage if isinstance(usage, dict) else {}
+        finish_reason = optional_str(choices[0].get("finish_reason"))
+        tool_calls = self._tool_calls(message.get("tool_calls"), model)
+        self._checked_answer(
+            model,
+            content or "",
+            has_calls=bool(tool_calls),
+            cut=finish_reason == "length",
+            filtered=finish_reason == "content_filter",
+            refusal=optional_str(message.get("refusal")),
+            reasoning=reasoning,
+            max_tokens=request.max_tokens,
+        )
         return ChatResponse(
             text=content or "",
             reasoning=reasoning,
@@ -181,10 +195,10 @@ class OpenAIClient(AdapterBase):
                 input_tokens=as_tokens(usage.get("prompt_tokens")),
                 output_tokens=as_tokens(usage.get("completion_tokens")),
             ),
-            finish_reason=optional_str(choices[0].get("finish_reason")),
+            finish_reason=finish_reason,
             model=optional_str(data.get("model")),
             rate_limit=rate_limit,
-            tool_calls=self._tool_calls(message.get("tool_calls"), model),
+            tool_calls=tool_calls,
         )
 
     def _tool_calls(self, raw: Any, model: str) -> tuple[ToolCall, ...]:

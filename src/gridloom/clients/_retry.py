@@ -105,7 +105,8 @@ async def send_with_retry(
             response = await send()
         except httpx.HTTPError as exc:
             error = error_from_exception(exc, provider=provider, model=model, secrets=secrets)
-            retry = isinstance(exc, _RETRY_EXCEPTIONS)
+            # A failure that cannot heal (a TLS handshake that is refused) is not tried again.
+            retry = isinstance(exc, _RETRY_EXCEPTIONS) and error.retryable
         if response is not None:
             if response.is_success:
                 return response

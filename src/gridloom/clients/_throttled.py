@@ -19,7 +19,7 @@ from typing import TypeVar
 import trio
 
 from ..errors import ProviderUnavailable, RateLimited
-from ..throttle import AdaptiveLimiter, Ticket, TokenBucket
+from ..throttle import MAX_SERVER_HOLD_SECONDS, AdaptiveLimiter, Ticket, TokenBucket
 from ._span import CURRENT_CALLER, CURRENT_SLOT, CURRENT_SPAN
 from ._types import (
     ChatRequest,
@@ -37,8 +37,8 @@ T = TypeVar("T")
 
 #: Refusals in a row after which a request gives up (the fault layer above decides what next).
 MAX_RATE_LIMITED_ATTEMPTS = 50
-#: Longest hold one response's quota headers may impose, in seconds.
-MAX_QUOTA_HOLD_SECONDS = 60.0
+#: Longest hold one response's quota headers may impose, in seconds (as for ``Retry-After``).
+MAX_QUOTA_HOLD_SECONDS = MAX_SERVER_HOLD_SECONDS
 
 
 class _Slot:

@@ -115,8 +115,10 @@ class ProviderConfig:
         type: ``openai`` (any OpenAI-compatible server, vLLM included), ``anthropic``, or
             ``simulated`` (gridloom's built-in endpoint; needs no key and no network).
         endpoint: base URL, e.g. ``http://127.0.0.1:8000/v1``; not used by ``simulated``.
-        api_key_env: name of the environment variable holding the API key. The key itself never
-            appears in a config, an output file, a log or an error message.
+        api_key_env: name of the environment variable holding the API key. Surrounding
+            whitespace (a trailing newline from a file) is stripped; a key with a control
+            character inside is a configuration error naming the variable. The key itself
+            never appears in a config, an output file, a log or an error message.
         headers: extra HTTP headers sent with every request.
         extra_body: extra fields merged into every request body.
         simulation: behaviour of the simulated endpoint (``simulated`` providers only).

@@ -20,7 +20,9 @@ When the rate exceeds ``error_rate`` the monitor *trips*: once per run, for the 
 that crosses the line. A refused API key (:class:`~gridloom.errors.AuthenticationFailed`)
 trips at once, even with ``error_rate`` ``None``: a wrong key never heals, and every further
 request would be refused too; so does a spent quota or credit
-(:class:`~gridloom.errors.QuotaExhausted`, e.g. a 429 saying ``insufficient_quota``).
+(:class:`~gridloom.errors.QuotaExhausted`, e.g. a 429 saying ``insufficient_quota``), and a
+TLS handshake that cannot work (:class:`~gridloom.errors.TLSFailed`: plain HTTP behind
+``https://``, a rejected certificate).
 
 Capacity refusals (a 429, or a 503/529 with ``Retry-After``) are no outcomes: the throttle
 retries them, behind its cooldown, and a request fails only after many in a row. So the
@@ -51,7 +53,7 @@ from .._attrs import frozen
 from ..config import RunConfig
 from ..engine import ShutdownReason
 from ..engine.health import check_window, quote_example
-from ..errors import AuthenticationFailed, QuotaExhausted
+from ..errors import AuthenticationFailed, QuotaExhausted, TLSFailed
 
 __all__ = ["SLICE_SECONDS", "HealthMonitor"]
 
@@ -314,6 +316,10 @@ class HealthMonitor:
             self._advance(alias, state, None)
             self._trip(self._final_reason(alias, error, state.failed, state.total))
             return
+        if self._tripped is None and isinstance(error, TLSFailed):
+            self._advance(alias, state, None)
+            self._trip(self._tls_reason(alias, error, state.failed, state.total))
+            return
         self._advance(alias, state, error)
 
     def refused(self, alias: str, error: BaseException) -> None:
@@ -473,6 +479,21 @@ class HealthMonitor:
             f" for {seconds:g} s, with no success ({streak.count} refusals{cause}){latest};"
             f" run.shutdown_refused_seconds sets this check; {_KEPT}",
             example=example,
+        )
+
+    def _tls_reason(self, alias: str, error: TLSFailed, failed: int, total: int) -> ShutdownReason:
+        info = self._info(alias, error)
+        # The error's message after its "provider/model: " prefix, bounded.
+        why = str(error).split(": ", 1)[-1][:400]
+        return ShutdownReason(
+            alias=alias,
+            model=info.model,
+            failed=failed,
+            total=total,
+            window_seconds=self.window_seconds,
+            top_error=type(error).__name__,
+            message=f"model {alias!r}: TLS with the provider cannot work ({why}); {_KEPT}",
+            example=quote_example(str(error)),
         )
 
     def _final_reason(

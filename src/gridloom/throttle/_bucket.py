@@ -3,14 +3,20 @@
 The level refills at ``rate`` per second up to ``capacity``. :meth:`TokenBucket.reserve` takes
 tokens at once — the level may go negative — and says when the taker may go: takers queue in
 the order they reserved, without polling. :meth:`TokenBucket.debit` charges tokens after the
-fact (a response's token usage); the debt delays the next reservations.
+fact (a response's token usage); the debt delays the next reservations, by at most
+:data:`MAX_DEBT_SECONDS`: one reply, however large its reported usage, never blocks for long.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
-__all__ = ["TokenBucket"]
+__all__ = ["MAX_DEBT_SECONDS", "TokenBucket"]
+
+#: The longest a debt charged after the fact may delay the next reservation, in seconds (a
+#: minute: a per-minute budget's whole worth).
+MAX_DEBT_SECONDS = 60.0
 
 
 class TokenBucket:
@@ -58,6 +64,10 @@ class TokenBucket:
         return now if self._level >= 0 else now + (-self._level) / self.rate
 
     def debit(self, amount: float) -> None:
-        """Charge ``amount`` tokens after the fact."""
+        """Charge ``amount`` tokens after the fact; the debt is capped at
+        :data:`MAX_DEBT_SECONDS` worth of the rate (a non-finite or negative amount is
+        ignored)."""
+        if not math.isfinite(amount) or amount <= 0:
+            return
         self._refill()
-        self._level -= amount
+        self._level = max(self._level - amount, min(self._level, -self.rate * MAX_DEBT_SECONDS))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import trio
 
-from ._controller import AIMDController, ControllerStatistics, Ticket, Transition
+from ._controller import AIMDController, ControllerStatistics, Ticket, Transition, server_hold
 
 __all__ = ["AdaptiveLimiter"]
 
@@ -77,12 +77,13 @@ class AdaptiveLimiter:
 
         Returns:
             When the refused request may be sent again (trio time): after its
-            ``Retry-After`` (else the cooldown), even where the others go on (a refused
-            probe steps the limit back with no cooldown for them).
+            ``Retry-After`` (else the cooldown; at most
+            :data:`~gridloom.throttle.MAX_SERVER_HOLD_SECONDS`), even where the others go on
+            (a refused probe steps the limit back with no cooldown for them).
         """
         self._settle(ticket, self.controller.on_rate_limited(ticket, retry_after))
         config = self.controller.config
-        wait = config.cooldown_seconds if retry_after is None else max(0.0, retry_after)
+        wait = config.cooldown_seconds if retry_after is None else server_hold(retry_after)
         return max(self.controller.blocked_until, trio.current_time() + wait)
 
     def released(self, ticket: Ticket) -> None:
