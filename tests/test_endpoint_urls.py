@@ -12,6 +12,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
+import gridloom as gl
 from gridloom.cli import cli
 from gridloom.config import ProviderConfig, load_config
 from gridloom.config._tools import McpTool
@@ -32,6 +33,9 @@ def pipeline(endpoint: Any, **provider: Any) -> dict[str, Any]:
 # --------------------------------------------------------------------------- validation
 
 BAD_ENDPOINTS = [
+    (f"http://user:{CANARY}@127.0.0.1:18431/ok/v1", "must not hold credentials"),
+    (f"http://{CANARY}@127.0.0.1:18431/ok/v1", "must not hold credentials"),
+    (f"https://user:{CANARY}@[::1]:8443/v1?x=1", "must not hold credentials"),
     ("localhost:18431/ok/v1", "must be a URL such as 'http://127.0.0.1:8000/v1'"),
     ("127.0.0.1:18431/ok/v1", "must be a URL such as"),
     ("//127.0.0.1:18431/v1", "must be a URL such as"),
@@ -71,6 +75,42 @@ def test_bad_endpoints_are_config_errors(endpoint: str, problem: str) -> None:
     assert "providers[0].endpoint" in message
     assert problem in message
     assert CANARY not in message
+
+
+def test_credentials_refusal_says_what_to_use_instead() -> None:
+    """The refusal points at api_key_env and headers, and shows the URL redacted."""
+    with pytest.raises(ConfigError) as caught:
+        load_config(pipeline(f"http://user:{CANARY}@127.0.0.1:18431/ok/v1"))
+    message = str(caught.value)
+    assert "api_key_env" in message
+    assert "headers" in message
+    assert "'http://<redacted>@127.0.0.1:18431/ok/v1'" in message
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        f"http://user:{CANARY}/x@127.0.0.1/v1",  # a '/' in the password: not userinfo by RFC
+        f"http://user:{CANARY}?x@127.0.0.1/v1",
+        f"http://user:{CANARY}#x@127.0.0.1/v1",
+        f"http://user:{CANARY} @127.0.0.1/v1",
+        f"user:{CANARY}@127.0.0.1/v1",
+    ],
+)
+def test_malformed_credentials_are_never_echoed(endpoint: str) -> None:
+    """However the credentials are misspelt, the error does not show them."""
+    with pytest.raises(ConfigError) as caught:
+        load_config(pipeline(endpoint))
+    assert "providers[0].endpoint" in str(caught.value)
+    assert CANARY not in str(caught.value)
+    assert CANARY not in repr(caught.value)
+
+
+def test_python_api_refuses_credentials_without_showing_them() -> None:
+    """Built in Python, the provider is refused the same way (a ValueError, attrs style)."""
+    with pytest.raises(ValueError, match="must not hold credentials") as caught:
+        ProviderConfig(name="p", endpoint=f"http://u:{CANARY}@127.0.0.1/v1")
+    assert CANARY not in str(caught.value)
 
 
 @pytest.mark.parametrize(
@@ -119,6 +159,7 @@ def _write(tmp_path: Path, endpoint: str) -> Path:
         "127.0.0.1:18431/ok/v1",
         "ftp://127.0.0.1:18431/ok/v1",
         "http://127.0.0.1:18431/ok v1",
+        f"http://user:{CANARY}@127.0.0.1:18431/ok/v1",
     ],
 )
 def test_validate_command_refuses_bad_endpoints(tmp_path: Path, endpoint: str) -> None:
@@ -127,6 +168,19 @@ def test_validate_command_refuses_bad_endpoints(tmp_path: Path, endpoint: str) -
     assert result.exit_code == 2, result.output
     assert "providers[0].endpoint" in result.output
     assert CANARY not in result.output
+
+
+async def test_create_refuses_credentials_before_writing_anything(tmp_path: Path) -> None:
+    """A run with credentials in its endpoint fails before any request or output file: the
+    password never reaches the output directory."""
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError) as caught:
+        await gl.acreate(
+            pipeline(f"http://user:{CANARY}@127.0.0.1:9/ok/v1"), num_records=2, output_dir=out
+        )
+    assert CANARY not in str(caught.value)
+    written = [p.read_bytes() for p in out.rglob("*") if p.is_file()] if out.exists() else []
+    assert all(CANARY.encode() not in data for data in written)
 
 
 @pytest.mark.parametrize(
@@ -157,13 +211,15 @@ def test_proxy_urls_follow_the_same_rule(proxy: str, problem: str) -> None:
     [
         ("127.0.0.1:8000/mcp", "url must be a URL such as"),
         ("ftp://127.0.0.1/mcp", "not ftp://"),
+        (f"http://bob:{CANARY}@127.0.0.1/mcp", "headers_env"),
         ("http://127.0.0.1/mcp#x", "must not have a fragment"),
         ("http://127.0.0.1:0/mcp", "invalid port"),
         ("http://127.0.0.1/m cp", "spaces or control characters"),
     ],
 )
 def test_mcp_urls_follow_the_same_rule(url: str, problem: str) -> None:
-    """An MCP tool's url is checked by the same rule."""
+    """An MCP tool's url is checked by the same rule, credentials refused (headers_env holds
+    secrets)."""
     with pytest.raises(ValueError, match="url ") as caught:
         McpTool(url=url)
     assert problem in str(caught.value)

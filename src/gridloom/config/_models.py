@@ -42,6 +42,11 @@ __all__ = [
 
 _PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
 _HTTP_SCHEMES = ("http", "https")
+_ENDPOINT_CREDENTIALS = (
+    "they would not be sent, and the run's config.yaml would show them; name the"
+    " environment variable holding the API key in api_key_env, or send other credentials"
+    " in headers (their values are never shown)"
+)
 
 
 def _redacted_repr(value: str | None) -> str:
@@ -95,7 +100,9 @@ class ProviderConfig:
         type: ``openai`` (any OpenAI-compatible server, vLLM included), ``anthropic``, or
             ``simulated`` (gridloom's built-in endpoint; needs no key and no network).
         endpoint: base URL, e.g. ``http://127.0.0.1:8000/v1``; not used by ``simulated``.
-            An ``http://`` or ``https://`` URL with a host; no fragment, no spaces.
+            An ``http://`` or ``https://`` URL with a host; no fragment, no spaces, and no
+            credentials (``user:password@`` is refused: use ``api_key_env`` or ``headers``).
+            The run's ``config.yaml`` shows it whole, query included.
         api_key_env: name of the environment variable holding the API key. The key itself never
             appears in a config, an output file, a log or an error message.
         headers: extra HTTP headers sent with every request.
@@ -156,6 +163,7 @@ class ProviderConfig:
                 field="endpoint",
                 schemes=_HTTP_SCHEMES,
                 example="http://127.0.0.1:8000/v1",
+                credentials=_ENDPOINT_CREDENTIALS,
             )
 
 

@@ -97,6 +97,10 @@ def _mcp_url(_inst: Any, _attribute: attrs.Attribute[Any], value: str) -> None:
         field="url",
         schemes=("http", "https"),
         example="http://127.0.0.1:8000/mcp",
+        credentials=(
+            "the run's config.yaml would show them; send them as headers read from"
+            " environment variables (headers_env)"
+        ),
     )
 
 
@@ -110,7 +114,8 @@ class McpTool(ToolConfig):
 
     Attributes:
         command: a stdio server: the program and its arguments.
-        url: a streamable-HTTP server's endpoint (``http://`` or ``https://``).
+        url: a streamable-HTTP server's endpoint (``http://`` or ``https://``; no
+            credentials in it: put them in ``headers_env``).
         env: environment variables for a stdio server, besides a minimal inherited set.
         cwd: the stdio server's working folder (relative to the config file's folder).
         headers_env: HTTP headers whose values are read from environment variables (header

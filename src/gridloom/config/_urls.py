@@ -4,7 +4,9 @@ One rule for all of them, checked when the config is built (so before any reques
 scheme from the field's list followed by ``://``, a host (a name, an IPv4 address, or an
 IPv6 address in brackets), an optional port from 1 to 65535, then an optional path and (where
 the field allows it) a query; no fragment, no space or control character anywhere, and every
-``%`` the start of an escape such as ``%20``.
+``%`` the start of an escape such as ``%20``. Credentials (``user:password@``) are allowed only
+where gridloom uses and hides them (a proxy); elsewhere they are refused, since the run's
+``config.yaml`` would show them (and a provider's endpoint would not even send them).
 
 Messages never show a URL's credentials: they go through :func:`shown_url`.
 """
@@ -61,6 +63,7 @@ def check_url(
     field: str,
     schemes: tuple[str, ...],
     example: str,
+    credentials: str | None = None,
     query: bool = True,
 ) -> None:
     """Check a URL-valued field's ``value``; raise a ``ValueError`` (``TypeError`` for a
@@ -71,6 +74,8 @@ def check_url(
         field: the field's name, for messages (e.g. ``endpoint``).
         schemes: the schemes allowed, lower case.
         example: a URL of the right shape, shown when the scheme is missing.
+        credentials: ``None`` if credentials (``user:password@``) are allowed; else why
+            not and what to use instead, said in the message refusing them.
         query: a query (``?...``) is allowed.
     """
     if not isinstance(value, str):
@@ -94,7 +99,11 @@ def check_url(
     rest = value[match.end() :]
     authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
     after = rest[len(authority) :]
-    userinfo, _, hostport = authority.rpartition("@")
+    userinfo, at, hostport = authority.rpartition("@")
+    if at and credentials is not None:
+        raise ValueError(
+            f"{field} must not hold credentials (user:password@): {credentials}. Got {shown!r}"
+        )
     _check_host(hostport, field, shown)
     if "#" in after:
         raise ValueError(
