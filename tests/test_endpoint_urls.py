@@ -1,20 +1,43 @@
 """URL-valued config fields (a provider's ``endpoint`` and ``proxy``, an MCP tool's ``url``):
-checked when the config is built, credentials never shown.
+checked when the config is built, credentials never shown, and every request sent to exactly
+the endpoint's path + the API path (+ the endpoint's query), checked against a real server on
+127.0.0.1 that records each request line, over both transports.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import attrs
+import h11
 import httpx
 import pytest
+import trio
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import gridloom as gl
 from gridloom.cli import cli
-from gridloom.config import ProviderConfig, load_config
+from gridloom.clients import (
+    AnthropicClient,
+    ChatRequest,
+    EmbeddingRequest,
+    Message,
+    OpenAIClient,
+    RetryPolicy,
+    build_http_client,
+    http_limits,
+)
+from gridloom.clients._batch_wire import BatchWire
+from gridloom.clients._http import api_url
+from gridloom.clients._policy import network_transport
+from gridloom.config import ModelConfig, ProviderConfig, load_config
 from gridloom.config._tools import McpTool
 from gridloom.errors import ConfigError
 
@@ -224,3 +247,226 @@ def test_mcp_urls_follow_the_same_rule(url: str, problem: str) -> None:
         McpTool(url=url)
     assert problem in str(caught.value)
     assert CANARY not in str(caught.value)
+
+
+# --------------------------------------------------------------------------- the join
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "path", "sent"),
+    [
+        ("http://h/v1", "chat/completions", "http://h/v1/chat/completions"),
+        ("http://h/v1/", "chat/completions", "http://h/v1/chat/completions"),
+        ("http://h/v1//", "chat/completions", "http://h/v1/chat/completions"),
+        ("http://h", "chat/completions", "http://h/chat/completions"),
+        ("http://h/", "messages", "http://h/messages"),
+        ("http://h//v1", "embeddings", "http://h//v1/embeddings"),
+        (
+            "http://h/ok/deployments/gpt4?api-version=2024-06-01",
+            "chat/completions",
+            "http://h/ok/deployments/gpt4/chat/completions?api-version=2024-06-01",
+        ),
+        (
+            "https://h:8443/openai/deployments/gpt4/?api-version=2024-06-01&x=%20y",
+            "embeddings",
+            "https://h:8443/openai/deployments/gpt4/embeddings?api-version=2024-06-01&x=%20y",
+        ),
+        ("http://[::1]:8000/a%2Fb/v1", "files", "http://[::1]:8000/a%2Fb/v1/files"),
+        ("http://h/ä/v1", "batches/b_1", "http://h/%C3%A4/v1/batches/b_1"),
+        ("http://h/v1?", "chat/completions", "http://h/v1/chat/completions?"),
+    ],
+)
+def test_api_url_keeps_every_segment_and_the_query(endpoint: str, path: str, sent: str) -> None:
+    """The API path is appended to the endpoint's whole path (trailing slashes dropped), and
+    the endpoint's query follows."""
+    assert str(api_url(httpx.URL(endpoint), path)) == sent
+
+
+# --------------------------------------------------------------------------- a real server
+
+
+def _reply(target: str) -> bytes:
+    path = target.partition("?")[0]
+    if path.endswith("/messages"):
+        return json.dumps(
+            {
+                "content": [{"type": "text", "text": "ok"}],
+                "stop_reason": "end_turn",
+                "usage": {"input_tokens": 1, "output_tokens": 1},
+            }
+        ).encode()
+    if path.endswith("/embeddings"):
+        return json.dumps({"data": [{"index": 0, "embedding": [0.5, 0.25]}]}).encode()
+    return json.dumps(
+        {
+            "id": "c1",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "ok"},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1},
+        }
+    ).encode()
+
+
+@attrs.define
+class Recorder:
+    """A small HTTP/1.1 server answering every request, recording its target."""
+
+    targets: list[str] = attrs.field(factory=list)
+    ports: dict[str, int] = attrs.field(factory=dict)
+
+    async def serve(self, stream: trio.SocketStream) -> None:
+        conn = h11.Connection(h11.SERVER)
+        with contextlib.suppress(trio.BrokenResourceError, h11.RemoteProtocolError):
+            while True:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    data = await stream.receive_some(65536)
+                    if not data:
+                        return
+                    conn.receive_data(data)
+                elif isinstance(event, h11.Request):
+                    target = event.target.decode("ascii")
+                    self.targets.append(target)
+                elif isinstance(event, h11.EndOfMessage):
+                    body = _reply(self.targets[-1])
+                    head = [
+                        ("content-type", "application/json"),
+                        ("content-length", str(len(body))),
+                    ]
+                    await stream.send_all(
+                        conn.send(h11.Response(status_code=200, headers=head)) or b""
+                    )
+                    await stream.send_all(conn.send(h11.Data(data=body)) or b"")
+                    await stream.send_all(conn.send(h11.EndOfMessage()) or b"")
+                    conn.start_next_cycle()
+                elif isinstance(event, h11.ConnectionClosed):
+                    return
+
+
+@contextlib.asynccontextmanager
+async def recording() -> AsyncIterator[Recorder]:
+    """A :class:`Recorder` listening on 127.0.0.1 and on ::1."""
+    recorder = Recorder()
+    async with trio.open_nursery() as nursery:
+        for family, host in (("v4", "127.0.0.1"), ("v6", "::1")):
+            serve = functools.partial(trio.serve_tcp, host=host)
+            listeners = await nursery.start(serve, recorder.serve, 0)
+            recorder.ports[family] = listeners[0].socket.getsockname()[1]
+        yield recorder
+        nursery.cancel_scope.cancel()
+
+
+def _adapter(
+    endpoint: str, kind: str, provider_type: str = "openai"
+) -> tuple[httpx.AsyncClient, OpenAIClient | AnthropicClient]:
+    provider = ProviderConfig(name="p", type=provider_type, endpoint=endpoint, trust_env=False)  # type: ignore[arg-type]
+    models = [ModelConfig(alias="m", provider="p", model="m-1")]
+    transport, _ = network_transport(provider, endpoint, http_limits(provider, models), kind=kind)  # type: ignore[arg-type]
+    http = build_http_client(provider, models, transport=transport)
+    cls = AnthropicClient if provider_type == "anthropic" else OpenAIClient
+    return http, cls(http, provider=provider, api_key=None, retry=RetryPolicy(max_attempts=1))
+
+
+def _expected(endpoint_tail: str, api_path: str) -> str:
+    """The documented join, done on the text as written: the endpoint's path without its
+    trailing slashes, "/", the API path, then the endpoint's query ("?..." as written)."""
+    path, question, query = endpoint_tail.partition("?")
+    return path.rstrip("/") + "/" + api_path + question + query
+
+
+_PCHARS = "abcXYZ019-._~!$&'()*+,;=:@"
+_SEGMENT = (
+    st.lists(
+        st.one_of(
+            st.sampled_from(_PCHARS), st.sampled_from(["%20", "%2F", "%2f", "%3F", "%23", "%25"])
+        ),
+        max_size=6,
+    )
+    .map("".join)
+    .filter(lambda s: s not in (".", ".."))
+)
+_PATHS = st.lists(_SEGMENT, max_size=4).map(lambda parts: "".join("/" + p for p in parts))
+_QUERIES = st.none() | st.lists(
+    st.sampled_from([*"abc019-._~!$&'()*+,;=:@/?", "%20", "%26", "%3D"]), max_size=12
+).map("".join)
+
+
+@given(
+    host=st.sampled_from(["127.0.0.1", "[::1]"]),
+    zeros=st.sampled_from(["", "0"]),
+    path=_PATHS,
+    slashes=st.sampled_from(["", "/", "//"]),
+    query=_QUERIES,
+    api=st.sampled_from(["openai", "anthropic", "embeddings"]),
+)
+@settings(max_examples=40, deadline=None)
+def test_requests_go_to_the_documented_url(
+    host: str, zeros: str, path: str, slashes: str, query: str | None, api: str
+) -> None:
+    """Whatever the endpoint's spelling (path prefixes, trailing slashes, ``//``, escapes,
+    queries, IPv6 literals, ports with leading zeros), a real server receives the request
+    at exactly the endpoint's path + "/" + the API path + the endpoint's query, on both
+    transports."""
+    tail = path + slashes + ("" if query is None else "?" + query)
+    api_path = {"openai": "chat/completions", "anthropic": "messages", "embeddings": "embeddings"}
+
+    async def main() -> list[str]:
+        async with recording() as server:
+            port = server.ports["v6" if host.startswith("[") else "v4"]
+            endpoint = f"http://{host}:{zeros}{port}{tail}"
+            ProviderConfig(name="p", endpoint=endpoint)  # valid
+            for kind in KINDS:
+                provider_type = "anthropic" if api == "anthropic" else "openai"
+                http, adapter = _adapter(endpoint, kind, provider_type)
+                async with http:
+                    if api == "embeddings":
+                        assert isinstance(adapter, OpenAIClient)
+                        await adapter.embed(EmbeddingRequest(model="m-1", inputs=["a"]))
+                    else:
+                        request = ChatRequest(
+                            model="m-1", messages=[Message(role="user", content="hi")]
+                        )
+                        assert (await adapter.chat(request)).text == "ok"
+            return server.targets
+
+    expected = _expected(tail, api_path[api])
+    assert trio.run(main) == [expected, expected]
+
+
+async def test_azure_style_endpoint_end_to_end(tmp_path: Path) -> None:
+    """The reviewer's case through the public API: every row's request goes to the
+    deployment's chat/completions with the api-version query, the run completes."""
+    async with recording() as server:
+        endpoint = (
+            f"http://127.0.0.1:{server.ports['v4']}/ok/deployments/gpt4?api-version=2024-06-01"
+        )
+        cfg = pipeline(endpoint, trust_env=False)
+        result = await gl.acreate(cfg, num_records=3, output_dir=tmp_path / "out")
+    assert result.table.column("a").to_pylist() == ["ok"] * 3
+    assert server.targets == ["/ok/deployments/gpt4/chat/completions?api-version=2024-06-01"] * 3
+
+
+async def test_batch_api_requests_keep_the_endpoint_path_and_query() -> None:
+    """The batch API's calls (files, batches, their ids) are joined the same way."""
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.raw_path.decode())
+        return httpx.Response(200, json={"id": "file_1"})
+
+    endpoint = "http://h/openai/deployments/gpt4?api-version=2024-06-01"
+    provider = ProviderConfig(name="p", endpoint=endpoint)
+    models = [ModelConfig(alias="m", provider="p", model="m-1")]
+    http = build_http_client(provider, models, transport=httpx.MockTransport(handler))
+    async with http:
+        wire = BatchWire(OpenAIClient(http, provider=provider, api_key=None), "m-1")
+        await wire.submit("/v1/chat/completions", [("g0", {"model": "m-1"})])
+    assert seen == [
+        "/openai/deployments/gpt4/files?api-version=2024-06-01",
+        "/openai/deployments/gpt4/batches?api-version=2024-06-01",
+    ]

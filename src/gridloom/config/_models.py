@@ -100,7 +100,11 @@ class ProviderConfig:
         type: ``openai`` (any OpenAI-compatible server, vLLM included), ``anthropic``, or
             ``simulated`` (gridloom's built-in endpoint; needs no key and no network).
         endpoint: base URL, e.g. ``http://127.0.0.1:8000/v1``; not used by ``simulated``.
-            An ``http://`` or ``https://`` URL with a host; no fragment, no spaces, and no
+            Each request goes to its path with the API's path appended (every segment kept,
+            trailing slashes dropped: ``.../v1`` → ``.../v1/chat/completions``) and its
+            query, if any, kept (``.../deployments/gpt4?api-version=2024-06-01`` →
+            ``.../deployments/gpt4/chat/completions?api-version=2024-06-01``). An
+            ``http://`` or ``https://`` URL with a host; no fragment, no spaces, and no
             credentials (``user:password@`` is refused: use ``api_key_env`` or ``headers``).
             The run's ``config.yaml`` shows it whole, query included.
         api_key_env: name of the environment variable holding the API key. The key itself never
