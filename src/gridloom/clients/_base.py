@@ -9,8 +9,10 @@ from typing import Any
 import httpx
 
 from ..config import ProviderConfig
+from ..config._urls import redact_url
 from ..errors import EmptyAnswer, MalformedResponse
 from ._errors import _error_detail, _excerpt
+from ._http import direct_route
 from ._post import post_json
 from ._quota import parse_rate_limit_headers
 from ._retry import RetryPolicy
@@ -65,8 +67,12 @@ class AdapterBase:
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(provider={self._provider.name!r},"
-            f" base_url={str(self._http.base_url)!r})"
+            f" base_url={redact_url(str(self._endpoint()))!r})"
         )
+
+    def _endpoint(self) -> httpx.URL:
+        route = direct_route(self._http)
+        return route.base_url if route is not None else self._http.base_url
 
     def _auth_headers(self) -> dict[str, str]:
         raise NotImplementedError

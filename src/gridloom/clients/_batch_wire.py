@@ -26,6 +26,7 @@ from .._attrs import frozen
 from ..errors import BadRequest, MalformedResponse
 from ._anthropic import AnthropicClient
 from ._batch_journal import is_safe_id
+from ._http import request_url
 from ._limit import ResponseCap, read_body
 from ._openai import OpenAIClient
 from ._retry import send_with_retry
@@ -126,7 +127,7 @@ class BatchWire:
         async def attempt() -> httpx.Response:
             request = http.build_request(
                 method,
-                path,
+                request_url(http, path),
                 json=json_body,
                 files=files,
                 data=data,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..config import ModelConfig, ProviderConfig
-from ..config._models import redact_url
+from ..config._urls import redact_url
 from ..storage import Location
 from ._openai import OpenAIClient
 from ._retry import RetryPolicy

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import weakref
 from collections.abc import Mapping, Sequence
+from urllib.parse import quote
 
 import attrs
 import httpx
@@ -30,10 +31,12 @@ __all__ = [
     "KEEPALIVE_EXPIRY",
     "DirectRoute",
     "api_key_from_env",
+    "api_url",
     "build_http_client",
     "direct_route",
     "http_limits",
     "http_timeout",
+    "request_url",
     "response_caps",
 ]
 
@@ -42,6 +45,9 @@ CONNECT_TIMEOUT = 10.0
 #: Seconds an idle pooled connection is kept; below common servers' keep-alive timeouts, so a
 #: connection is not reused just as the server closes it.
 KEEPALIVE_EXPIRY = 4.0
+
+#: Characters of an API path sent as they are (RFC 3986 pchar, "/" and escapes).
+_PATH_SAFE = "/%:@!$&'()*+,;=-._~"
 
 _DEFAULT = attrs.fields(ModelConfig).timeout.default
 _DEFAULT_MODEL_TIMEOUT: float = _DEFAULT if isinstance(_DEFAULT, float) else 120.0
@@ -102,6 +108,28 @@ def response_caps(
     return caps
 
 
+def api_url(endpoint: httpx.URL, path: str) -> httpx.URL:
+    """The URL of the API ``path`` (e.g. ``chat/completions``) under ``endpoint``: the
+    endpoint's path with its trailing slashes removed, ``/``, then ``path``, then the
+    endpoint's query (``?...``) if it has one. Every path segment of the endpoint is kept
+    (``.../deployments/gpt4?api-version=...`` gives
+    ``.../deployments/gpt4/chat/completions?api-version=...``), unlike a relative reference's
+    resolution, which drops the last segment of a base without a trailing slash and the query.
+    """
+    raw_path, question, query = endpoint.raw_path.partition(b"?")
+    tail = quote(path.lstrip("/"), safe=_PATH_SAFE).encode("ascii")
+    joined = raw_path.rstrip(b"/") + b"/" + tail
+    return endpoint.copy_with(raw_path=joined + question + query)
+
+
+def request_url(http: httpx.AsyncClient, path: str) -> httpx.URL:
+    """The URL a request to the API ``path`` goes to with ``http``: :func:`api_url` of the
+    endpoint the client was made for (its ``base_url`` if :func:`build_http_client` did not
+    make it)."""
+    route = _DIRECT.get(http)
+    return api_url(route.base_url if route is not None else http.base_url, path)
+
+
 def build_http_client(
     provider: ProviderConfig,
     models: Sequence[ModelConfig],
@@ -154,7 +182,8 @@ def build_http_client(
     _DIRECT[client] = DirectRoute(
         transport,
         dict(client.headers),
-        client.base_url,
+        # The endpoint as written (httpx's base_url gets a "/" added, after any query).
+        httpx.URL(url),
         caps=response_caps(provider, models),
         plan=plan,
     )
@@ -164,7 +193,8 @@ def build_http_client(
 @define(eq=False)
 class DirectRoute:
     """How a client made by :func:`build_http_client` sends model requests: straight to its
-    transport, with the client's own headers and base URL (joined once per path).
+    transport, with the client's own headers and endpoint (joined once per path, by
+    :func:`api_url`).
 
     Model requests use none of what the client adds per request (cookies, an auth flow,
     redirects, event hooks); skipping it saves a large share of the client-side CPU per request.
@@ -192,10 +222,10 @@ class DirectRoute:
         return self.caps.get(model, self._default_cap)
 
     def url(self, path: str) -> httpx.URL:
-        """The absolute URL of ``path`` (relative to the base URL)."""
+        """The absolute URL of the API ``path`` under the endpoint (:func:`api_url`)."""
         url = self._urls.get(path)
         if url is None:
-            url = self._urls[path] = self.base_url.join(path)
+            url = self._urls[path] = api_url(self.base_url, path)
         return url
 
     def head(self, path: str, headers: Mapping[str, str]) -> bytes:

@@ -39,7 +39,7 @@ import httpx
 
 from .._attrs import frozen
 from ..config import ProviderConfig
-from ..config._models import redact_url
+from ..config._urls import redact_url
 from ..errors import ConfigError
 from ._wire import WireTransport, ssl_error, tls_reason
 

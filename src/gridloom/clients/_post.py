@@ -17,7 +17,7 @@ import trio
 
 from ..errors import MalformedResponse, ProviderTimeout
 from ._exchange import Reply
-from ._http import CONNECT_TIMEOUT, DirectRoute, direct_route
+from ._http import CONNECT_TIMEOUT, DirectRoute, api_url, direct_route
 from ._limit import ResponseCap, read_body
 from ._retry import RetryPolicy, send_with_retry
 from ._secret import Secret
@@ -170,7 +170,7 @@ async def post_json(
             return await direct_attempt(route)
         request = http.build_request(
             "POST",
-            path,
+            api_url(http.base_url, path),
             content=payload,
             headers=send_headers,
             timeout=httpx.Timeout(**timeouts) if request_timeout is None else request_timeout,

@@ -33,7 +33,8 @@ from ..errors import ConfigError
 from ._converter import structure_pipeline, unstructure_pipeline
 from ._document import MAX_CONFIG_VALUES, MAX_NESTING
 from ._issues import describe
-from ._models import PipelineConfig, redact_url
+from ._models import PipelineConfig
+from ._urls import redact_url
 
 __all__ = [
     "MAX_ALIAS_NODES",

@@ -27,6 +27,7 @@ from ._processors import ProcessorConfig
 from ._run import RunConfig
 from ._seed_tables import seed_path
 from ._simulation import SimulationConfig
+from ._urls import check_url, redact_url
 from ._validators import finite, int64, text, to_tuple
 
 __all__ = [
@@ -39,23 +40,13 @@ __all__ = [
 ]
 
 
-#: What the credentials of a URL read as where a config is shown (see :func:`redact_url`).
-URL_CREDENTIALS_REDACTED = "<redacted>"
-
 _PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
-
-
-def redact_url(url: str) -> str:
-    """``url`` with its credentials (``user:password@``), if any, replaced by ``<redacted>``:
-    a proxy URL may carry them, and it is shown in reprs, dumped configs and messages."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        scheme, rest = "", url
-    authority, slash, tail = rest.partition("/")
-    if "@" not in authority:
-        return url
-    host = authority.rpartition("@")[2]
-    return f"{scheme}{sep}{URL_CREDENTIALS_REDACTED}@{host}{slash}{tail}"
+_HTTP_SCHEMES = ("http", "https")
+_ENDPOINT_CREDENTIALS = (
+    "they would not be sent, and the run's config.yaml would show them; name the"
+    " environment variable holding the API key in api_key_env, or send other credentials"
+    " in headers (their values are never shown)"
+)
 
 
 def _redacted_repr(value: str | None) -> str:
@@ -73,13 +64,7 @@ def _check_proxy(_inst: Any, _attribute: attrs.Attribute[Any], value: str | None
         return
     if not isinstance(value, str):
         raise TypeError(f"proxy must be a URL string or null, got {type(value).__name__}")
-    scheme, sep, rest = value.partition("://")
-    host = rest.partition("/")[0].rpartition("@")[2]
-    if not sep or scheme.lower() not in _PROXY_SCHEMES or not host.strip(":"):
-        raise ValueError(
-            f"proxy must be a URL such as 'http://proxy.example:3128' (schemes:"
-            f" {', '.join(_PROXY_SCHEMES)}), got {redact_url(value)!r}"
-        )
+    check_url(value, field="proxy", schemes=_PROXY_SCHEMES, example="http://proxy.example:3128")
 
 
 def _check_verify(_inst: Any, _attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -115,6 +100,13 @@ class ProviderConfig:
         type: ``openai`` (any OpenAI-compatible server, vLLM included), ``anthropic``, or
             ``simulated`` (gridloom's built-in endpoint; needs no key and no network).
         endpoint: base URL, e.g. ``http://127.0.0.1:8000/v1``; not used by ``simulated``.
+            Each request goes to its path with the API's path appended (every segment kept,
+            trailing slashes dropped: ``.../v1`` → ``.../v1/chat/completions``) and its
+            query, if any, kept (``.../deployments/gpt4?api-version=2024-06-01`` →
+            ``.../deployments/gpt4/chat/completions?api-version=2024-06-01``). An
+            ``http://`` or ``https://`` URL with a host; no fragment, no spaces, and no
+            credentials (``user:password@`` is refused: use ``api_key_env`` or ``headers``).
+            The run's ``config.yaml`` shows it whole, query included.
         api_key_env: name of the environment variable holding the API key. Surrounding
             whitespace (a trailing newline from a file) is stripped; a key with a control
             character inside is a configuration error naming the variable. The key itself
@@ -122,11 +114,12 @@ class ProviderConfig:
         headers: extra HTTP headers sent with every request.
         extra_body: extra fields merged into every request body.
         simulation: behaviour of the simulated endpoint (``simulated`` providers only).
-        proxy: URL of the proxy requests go through (``http://``, ``https://``, ``socks5://``;
-            it may hold credentials, ``http://user:password@host:3128``, which are never
-            shown). ``null``: from the environment when ``trust_env`` is true, by httpx's
-            rules (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``, and ``NO_PROXY`` to
-            exclude hosts), else none. Requests through a proxy use httpx's transport.
+        proxy: URL of the proxy requests go through (``http://``, ``https://``, ``socks5://``,
+            ``socks5h://``, with a host; it may hold credentials,
+            ``http://user:password@host:3128``, which are never shown). ``null``: from the
+            environment when ``trust_env`` is true, by httpx's rules (``HTTPS_PROXY``,
+            ``HTTP_PROXY``, ``ALL_PROXY``, and ``NO_PROXY`` to exclude hosts), else none.
+            Requests through a proxy use httpx's transport.
         trust_env: read settings from the environment as httpx does: proxies (above) and,
             when ``verify`` is true, the CA bundle in ``SSL_CERT_FILE`` or ``SSL_CERT_DIR``.
             Environment proxies never apply to ``simulated`` providers (served on loopback).
@@ -170,6 +163,14 @@ class ProviderConfig:
         # A validator rather than __attrs_post_init__, so errors point at the field.
         if self.type != "simulated" and not value:
             raise ValueError(f"provider {self.name!r} of type {self.type!r} needs an endpoint")
+        if value:
+            check_url(
+                value,
+                field="endpoint",
+                schemes=_HTTP_SCHEMES,
+                example="http://127.0.0.1:8000/v1",
+                credentials=_ENDPOINT_CREDENTIALS,
+            )
 
 
 @frozen(kw_only=True)

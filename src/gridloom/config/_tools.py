@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import attrs
 
 from .._attrs import frozen
+from ._urls import check_url
 from ._validators import function_path, int64, positive, text, to_tuple
 
 __all__ = [
@@ -90,6 +91,19 @@ class PythonTool(ToolConfig):
     parameters: dict[str, Any] | None = attrs.field(default=None, validator=_object_schema)
 
 
+def _mcp_url(_inst: Any, _attribute: attrs.Attribute[Any], value: str) -> None:
+    check_url(
+        value,
+        field="url",
+        schemes=("http", "https"),
+        example="http://127.0.0.1:8000/mcp",
+        credentials=(
+            "the run's config.yaml would show them; send them as headers read from"
+            " environment variables (headers_env)"
+        ),
+    )
+
+
 @frozen(kw_only=True)
 class McpTool(ToolConfig):
     """``{mcp: {command: [...]}}`` or ``{mcp: {url: ...}}``: the tools of an MCP server.
@@ -100,7 +114,8 @@ class McpTool(ToolConfig):
 
     Attributes:
         command: a stdio server: the program and its arguments.
-        url: a streamable-HTTP server's endpoint (``http://`` or ``https://``).
+        url: a streamable-HTTP server's endpoint (``http://`` or ``https://``; no
+            credentials in it: put them in ``headers_env``).
         env: environment variables for a stdio server, besides a minimal inherited set.
         cwd: the stdio server's working folder (relative to the config file's folder).
         headers_env: HTTP headers whose values are read from environment variables (header
@@ -113,7 +128,7 @@ class McpTool(ToolConfig):
 
     kind: ClassVar[str] = "mcp"
     command: tuple[str, ...] = attrs.field(default=(), converter=to_tuple)
-    url: str | None = attrs.field(default=None, validator=attrs.validators.optional(text))
+    url: str | None = attrs.field(default=None, validator=attrs.validators.optional(_mcp_url))
     env: dict[str, str] = attrs.field(factory=dict)
     cwd: str | None = None
     headers_env: dict[str, str] = attrs.field(factory=dict)
@@ -127,8 +142,6 @@ class McpTool(ToolConfig):
     def __attrs_post_init__(self) -> None:
         if bool(self.command) == (self.url is not None):
             raise ValueError("an mcp tool needs exactly one of command (stdio) or url (HTTP)")
-        if self.url is not None and not self.url.startswith(("http://", "https://")):
-            raise ValueError(f"url must start with http:// or https://, got {self.url!r}")
         if self.command and any(not isinstance(part, str) or not part for part in self.command):
             raise ValueError("command must be a list of non-empty strings")
 
