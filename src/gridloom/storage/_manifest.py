@@ -56,6 +56,7 @@ from ._location import Location
 from ._metadata import (
     RowGroupEntry,
     Tally,
+    check_document,
     document_bytes,
     now_iso,
 )
@@ -173,6 +174,7 @@ class ManifestStore(RunStore):
                     f"cannot resume {location.display}: no metadata.json there, so there is no"
                     " run to continue; start a new run instead"
                 )
+            check_document(doc, f"cannot resume {location.display}")
             recorded = check_resume_document(
                 doc,
                 location.display,
