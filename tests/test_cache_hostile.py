@@ -256,3 +256,5 @@ def test_the_cache_command_reports_a_locked_file_without_a_traceback(
     assert doc["error"]["type"] == "CacheUnavailable"
     assert "database is locked" in doc["error"]["message"]
     assert str(tmp_path / "responses.sqlite3") in doc["error"]["message"]
+    with ResponseCache() as cache:  # a locked file is not damaged: clear never removes it
+        assert cache.get_sync(b"a" * 32) == b"1"

@@ -428,6 +428,74 @@ def test_cache_command_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert _invoke("cache", "stats", "--older-than", "3d").exit_code == 2
 
 
+def _damage(path: Path, how: str) -> None:
+    """Damage the cache file ``path`` (a cache with entries) ``how``."""
+    if how == "garbage":
+        path.write_bytes(b"garbage" * 1000)
+    elif how == "empty header":
+        path.write_bytes(b"\0" * 4096)
+    elif how == "truncated":
+        with open(path, "r+b") as f:
+            f.truncate(1500)
+    else:  # pages scribbled over, the header kept
+        with open(path, "r+b") as f:
+            f.seek(4096)
+            f.write(b"\xff" * (path.stat().st_size - 4096))
+
+
+@pytest.mark.parametrize("how", ["garbage", "empty header", "truncated", "scribbled"])
+@pytest.mark.parametrize("as_json", [False, True])
+def test_cache_clear_removes_a_damaged_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str, as_json: bool
+) -> None:
+    """`gridloom cache clear` of a damaged cache file removes it, with SQLite's -wal/-shm
+    files beside it, says so and exits 0; files that are not the cache's stay; the cache then
+    works again."""
+    monkeypatch.setenv("GRIDLOOM_CACHE_DIR", str(tmp_path))
+    path = tmp_path / "responses.sqlite3"
+    with ResponseCache() as cache:
+        for i in range(200):
+            cache.put_sync(bytes([i]) * 32, os.urandom(300))
+    _damage(path, how)
+    (tmp_path / "responses.sqlite3-shm").write_bytes(b"x")
+    (tmp_path / "responses.sqlite3.bak").write_bytes(b"mine")
+    (tmp_path / "notes.txt").write_text("mine")
+    result = _invoke("cache", "clear", *(["--json"] if as_json else []))
+    assert result.exit_code == 0, result.output
+    if as_json:
+        doc = json.loads(result.output)
+        jsonschema.validate(doc, output_schema("cache"))
+        assert str(path) in doc["removed_files"]
+        assert doc["damaged"]
+    else:
+        assert f"removed the damaged response cache {path}" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "responses.sqlite3.bak"]
+    with ResponseCache() as cache:
+        assert cache.put_sync(b"k" * 32, b"v")
+        assert cache.get_sync(b"k" * 32) == b"v"
+
+
+def test_cache_clear_leaves_a_link_and_a_sound_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """clear removes only its own damaged file: a link at the cache's name (to a damaged
+    file elsewhere) is refused (exit 1) and both stay; a sound file is emptied, not
+    removed."""
+    monkeypatch.setenv("GRIDLOOM_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "cache").mkdir()
+    elsewhere = tmp_path / "elsewhere.db"
+    elsewhere.write_bytes(b"garbage" * 1000)
+    (tmp_path / "cache" / "responses.sqlite3").symlink_to(elsewhere)
+    assert _invoke("cache", "clear").exit_code == 1
+    assert elsewhere.read_bytes() == b"garbage" * 1000
+    assert (tmp_path / "cache" / "responses.sqlite3").is_symlink()
+    (tmp_path / "cache" / "responses.sqlite3").unlink()
+    with ResponseCache() as cache:
+        cache.put_sync(b"a" * 32, b"1")
+    assert _invoke("cache", "clear").exit_code == 0
+    assert (tmp_path / "cache" / "responses.sqlite3").is_file()
+
+
 def test_sizes_and_durations_parse() -> None:
     """Sizes take binary units, durations s/m/h/d/w; anything else is refused."""
     assert parse_size("500") == 500

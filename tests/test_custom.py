@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import tempfile
 import textwrap
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -12,6 +13,8 @@ from typing import Any
 import pyarrow as pa
 import pytest
 import trio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gridloom.errors import ConfigError, GenerationError, ValueTypeError
 from gridloom.generators import (
@@ -22,6 +25,8 @@ from gridloom.generators import (
     build_generator,
 )
 from gridloom.kinds.custom import AsyncCustomGenerator, CustomColumn, CustomGenerator
+
+from .test_dtypes import RETURNED as RETURNED_VALUES
 
 MODULE = "gridloom_test_custom_functions"
 
@@ -211,3 +216,76 @@ def test_params_are_read_only() -> None:
     generator = build(mutate, params={"k": "v"})
     with pytest.raises(TypeError):
         generator.generate(cell({}))
+
+
+#: What :func:`hostile_cell` returns, by row id (set by the test).
+RETURNED: list[Any] = []
+
+
+def hostile_cell(row: Mapping[str, Any], ctx: CellContext) -> Any:
+    """Returns the value :data:`RETURNED` holds for the row (used by an import path)."""
+    return RETURNED[ctx.row_id]
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(RETURNED_VALUES, min_size=6, max_size=6),
+    st.sampled_from(["string", "json", "int", "timedelta"]),
+)
+def test_a_value_that_cannot_be_stored_drops_its_row_not_the_run(
+    values: list[Any], dtype: str
+) -> None:
+    """Whatever a custom function returns for a row (a lone surrogate at any depth, an object,
+    bytes, NaN in JSON text...), the run writes every row group: a value its column cannot
+    store drops that row (ValueTypeError), never the whole run."""
+    import gridloom as gl
+
+    RETURNED[:] = values
+    pipeline = {
+        "columns": [
+            {"name": "u", "uniform": {"low": 0, "high": 1}},
+            {
+                "name": "s",
+                "custom": {"function": "tests.test_custom:hostile_cell", "dtype": dtype},
+                "depends_on": ["u"],
+            },
+        ],
+        "run": {
+            "seed": 1,
+            "row_group_size": 4,
+            "progress": "off",
+            "allow_drops": 1.0,
+            "generator_first_rows": 0,  # a column failing every row is not stopped here
+            "generator_error_rate": None,
+        },
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        result = gl.create(pipeline, num_records=len(values), output_dir=Path(tmp) / "out")
+        assert result.status == "complete"
+        assert result.num_rows + result.num_dropped == len(values)
+        assert set(result.drop_reasons.get("s", {})) <= {"ValueTypeError"}
+        assert gl.open_run(Path(tmp) / "out").table.num_rows == result.num_rows
+
+
+def test_a_lone_surrogate_drops_its_row(tmp_path: Path) -> None:
+    """The reported case: a function returning "\\ud800" for some rows drops those rows as
+    ValueTypeError; the others are written."""
+    import gridloom as gl
+
+    RETURNED[:] = ["fine", "\ud800", "fine", {"k": ["\udc00"]}, "fine"]
+    pipeline = {
+        "columns": [
+            {"name": "u", "uniform": {"low": 0, "high": 1}},
+            {
+                "name": "s",
+                "custom": {"function": "tests.test_custom:hostile_cell"},
+                "depends_on": ["u"],
+            },
+        ],
+        "run": {"seed": 1, "row_group_size": 4, "progress": "off"},
+    }
+    result = gl.create(pipeline, num_records=5, output_dir=tmp_path / "out")
+    assert result.status == "incomplete"  # more drops than run.allow_drops lets go
+    assert result.num_rows == 3
+    assert result.drop_reasons == {"s": {"ValueTypeError": 2}}
+    assert result.table.column("s").to_pylist() == ["fine"] * 3

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from gridloom.errors import ConfigError, ValueTypeError
 from gridloom.generators import arrow_type, coerce, infer_arrow_type, normalize_values
-from gridloom.generators._dtypes import json_text
+from gridloom.generators._dtypes import DTYPES, json_text
 
 JSON_SCALARS = (
     st.none()
@@ -151,9 +151,13 @@ def test_datetime_iso_text_round_trips(moment: dt.datetime) -> None:
     assert coerce(moment.isoformat(), "datetime", column="c") == moment
 
 
-@given(st.timedeltas())
+#: The durations a ``duration("us")`` column stores: 64-bit microseconds.
+STORABLE_DELTA = dt.timedelta(microseconds=2**63 - 1)
+
+
+@given(st.timedeltas(min_value=-STORABLE_DELTA, max_value=STORABLE_DELTA))
 def test_timedelta_text_round_trips(delta: dt.timedelta) -> None:
-    """str(timedelta) coerces back to the same timedelta."""
+    """str(timedelta) of a storable duration coerces back to the same timedelta."""
     assert coerce(str(delta), "timedelta", column="c") == delta
 
 
@@ -211,3 +215,68 @@ def test_normalize_values_converts_to_the_inferred_type() -> None:
     kind, values = normalize_values([3, 4])
     assert kind == pa.int64()
     assert values == (3, 4)
+
+
+#: Text with lone surrogates (``"\ud800"``), which UTF-8 cannot encode, among other characters.
+HOSTILE_TEXT = st.text(
+    st.characters(exclude_categories=()) | st.sampled_from(["\ud800", "\udfff", "\udc80"]),
+    max_size=8,
+)
+#: Anything a custom function may return: scalars of many types, and containers of them with
+#: hostile text anywhere (keys included).
+RETURNED = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | HOSTILE_TEXT
+    | st.binary(max_size=8)
+    | st.decimals()
+    | st.datetimes(timezones=st.none() | st.timezones())
+    | st.dates()
+    | st.timedeltas()
+    | st.builds(object),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.tuples(inner, inner)
+        | st.dictionaries(HOSTILE_TEXT | st.integers(), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@given(RETURNED, st.sampled_from(DTYPES))
+def test_a_coerced_value_can_always_be_stored(value: Any, dtype: str) -> None:
+    """Whatever a function returns, coerce either refuses it (ValueTypeError: the row is
+    dropped) or gives a value its column's Arrow type stores: a lone surrogate at any depth,
+    NaN in JSON text, a duration beyond 64-bit microseconds never reach the data file."""
+    try:
+        kept = coerce(value, dtype, column="c")
+    except ValueTypeError:
+        return
+    stored = json_text(kept) if dtype == "json" else kept
+    pa.array([stored], type=arrow_type(dtype))
+
+
+@pytest.mark.parametrize(
+    ("value", "dtype"),
+    [
+        ("\ud800", "string"),
+        ("ok \udfff", "string"),
+        ({"k": ["\ud800"]}, "string"),
+        ({"\ud800": 1}, "string"),
+        (["\udc80"], "json"),
+        ({"\ud800": 1}, "json"),
+        ('"\\ud800"', "json"),  # an escape json.loads decodes to a lone surrogate
+        ("NaN", "json"),
+        ("[1e999]", "json"),
+        (dt.timedelta(days=999_999_999), "timedelta"),
+        pytest.param(10**400, "float", id="int-beyond-float"),
+        (decimal.Decimal("sNaN"), "float"),
+    ],
+)
+def test_values_that_cannot_be_stored_are_refused(value: Any, dtype: str) -> None:
+    """A lone surrogate (at any depth, in a key too), NaN or infinity read from JSON text, and
+    numbers out of the stored type's range are a ValueTypeError naming the column."""
+    with pytest.raises(ValueTypeError, match="column 'c'"):
+        coerce(value, dtype, column="c")

@@ -4,6 +4,7 @@ the ``gridloom export`` command."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,9 +16,12 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import gridloom as gl
 from gridloom.cli import cli, output_schema
+from gridloom.errors import StorageError
 from gridloom.storage import RunResult
 from gridloom.storage._export import export_tables
 
@@ -204,9 +208,10 @@ def test_cli_export_json_matches_its_schema(run: RunResult) -> None:
     failure = json.loads(again.stdout)
     jsonschema.validate(failure, output_schema("export"))
     assert failure["error"]["type"] == "OutputExistsError"
-    text = invoke("export", run.output_dir, "--format", "csv", "-o", run.output_dir / "x.csv")
+    target = run.output_dir / "export" / "x.csv"
+    text = invoke("export", run.output_dir, "--format", "csv", "-o", target)
     assert text.exit_code == 0
-    assert text.stdout.strip() == f"wrote {ROWS} rows (csv) to {run.output_dir / 'x.csv'}"
+    assert text.stdout.strip() == f"wrote {ROWS} rows (csv) to {target}"
 
 
 def test_cli_export_of_a_folder_that_is_no_run(tmp_path: Path) -> None:
@@ -214,3 +219,75 @@ def test_cli_export_of_a_folder_that_is_no_run(tmp_path: Path) -> None:
     res = invoke("export", tmp_path, "--format", "csv", "--json")
     assert res.exit_code == 2
     assert json.loads(res.stdout)["error"]["type"] == "NotARunDirectory"
+
+
+#: What a run directory holds (one row group, so one data file and no dropped file needed).
+RUN_FILES = ["metadata.json", "config.yaml", "data/part-00000.parquet", "data", "x.csv", "."]
+
+
+def _spellings(draw: st.DrawFn, run_dir: Path, rel: str) -> tuple[Path, Path]:
+    """A path to ``run_dir / rel`` spelled some way: absolute or relative to a drawn working
+    directory, with ``.``/``..`` detours, through a symbolic link to the run directory."""
+    parts = [] if rel == "." else rel.split("/")
+    link = run_dir.parent / "link-to-run"
+    if not link.is_symlink():
+        link.symlink_to(run_dir)
+    base = draw(st.sampled_from([run_dir, link]))
+    detours: list[str] = []
+    for part in [*parts]:
+        detours += draw(st.sampled_from([[], ["."], ["data", ".."], ["export", ".."]]))
+        detours.append(part)
+    cwd = draw(st.sampled_from([run_dir.parent, run_dir, run_dir / "data"]))
+    target = base.joinpath(*detours)
+    if draw(st.booleans()):
+        target = Path(os.path.relpath(target, cwd))
+    return target, cwd
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.data(), st.sampled_from(RUN_FILES), st.sampled_from(["jsonl", "csv", "parquet"]))
+def test_an_export_never_writes_inside_the_run_directory(
+    exported_run: Path, data: st.DataObject, rel: str, fmt: str
+) -> None:
+    """However the target is spelled (relative, ``..``, a symbolic link to the run), an export
+    into the run directory outside its export/ folder is refused: exit 2 with a clear error
+    from the command, StorageError from the API, and no file of the run changes."""
+    target, cwd = _spellings(data.draw, exported_run, rel)
+    before = {p: p.read_bytes() for p in exported_run.rglob("*") if p.is_file()}
+    old = Path.cwd()
+    os.chdir(cwd)
+    try:
+        res = invoke("export", exported_run, "--format", fmt, "-o", target, "--overwrite", "--json")
+        with pytest.raises(StorageError, match="run directory"):
+            gl.open_run(exported_run).export(target, fmt, overwrite=True)
+    finally:
+        os.chdir(old)
+    assert res.exit_code == 2, res.output
+    error = json.loads(res.stdout)["error"]
+    assert error["type"] == "UsageError"
+    assert "inside the run directory" in error["message"]
+    after = {p: p.read_bytes() for p in exported_run.rglob("*") if p.is_file()}
+    assert after == before
+    assert invoke("inspect", exported_run, "--json").exit_code == 0
+
+
+@pytest.fixture(scope="module")
+def exported_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small run, with its default jsonl export written, shared by the hostile targets."""
+    out = tmp_path_factory.mktemp("hostile") / "run"
+    gl.create(pipeline(), num_records=3, output_dir=out)
+    assert invoke("export", out, "--format", "jsonl").exit_code == 0
+    return out
+
+
+def test_an_export_under_the_run_export_folder_and_outside_is_written(
+    run: RunResult, tmp_path: Path
+) -> None:
+    """The default target (OUTPUT_DIR/export/data.<format>) and any file under export/ or
+    outside the run directory are written as before; a folder holding the run is refused."""
+    assert run.output_dir is not None
+    assert run.export(run.output_dir / "export" / "a" / "b.jsonl", "jsonl").rows == ROWS
+    assert run.export(tmp_path / "elsewhere.jsonl", "jsonl").rows == ROWS
+    res = invoke("export", run.output_dir, "--format", "hf", "-o", tmp_path, "--overwrite")
+    assert res.exit_code == 2
+    assert "holds the run directory" in res.output

@@ -6,6 +6,7 @@ case is refused with one clear StorageError (or handled as documented), never a 
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import urllib.parse
 from pathlib import Path
@@ -425,3 +426,54 @@ def test_fsspecs_error_never_shows_the_uris_password(monkeypatch: pytest.MonkeyP
     with pytest.raises(StorageError, match="fsspec cannot open ftp://") as caught:
         location_of("ftp://someone:pa55-w0rd@127.0.0.1/run")
     assert "pa55-w0rd" not in str(caught.value)
+
+
+#: Bytes a folder name may hold (no "/" or NUL), most of them not UTF-8 on their own.
+NAME_BYTES = st.binary(min_size=1, max_size=6).filter(lambda b: b"/" not in b and b"\0" not in b)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(NAME_BYTES)
+def test_a_run_directory_path_that_is_not_utf8_is_refused_up_front(name: bytes) -> None:
+    """A folder name that is not UTF-8 (pyarrow reads a run's files by UTF-8 paths only) is
+    refused before anything is written, by create and by every command reading a run (exit 2,
+    a message naming it, no traceback) and by the Python API (StorageError); a UTF-8 name
+    works with every command."""
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        config = base / "pipeline.yaml"
+        config.write_text(PIPELINE)
+        out = base / os.fsdecode(b"run-" + name)
+        utf8 = True
+        try:
+            name.decode("utf-8")
+        except UnicodeDecodeError:
+            utf8 = False
+        runner = CliRunner()
+        if not utf8:
+            with pytest.raises(StorageError, match="not UTF-8"):
+                gl.create(config, num_records=3, output_dir=out)
+            assert not os.path.lexists(out)
+            out.mkdir()  # a run made some other way, copied there
+            (out / "metadata.json").write_text("{}")
+        else:
+            gl.create(config, num_records=3, output_dir=out)
+        commands: list[list[str]] = [
+            ["inspect", "--json"],
+            ["export", "--format", "jsonl", "--json"],
+            ["resume", "--json"],
+            ["plot", "--json"],
+        ]
+        for command in commands:
+            res = runner.invoke(cli, [command[0], str(out), *command[1:]])
+            assert res.exception is None or isinstance(res.exception, SystemExit), res.output
+            if not utf8:
+                assert res.exit_code == 2, res.output
+                assert "not UTF-8" in json.loads(res.stdout)["error"]["message"]
+            elif command[0] != "plot":  # an untraced run has nothing to plot
+                assert res.exit_code == 0, res.output
+        if not utf8:
+            with pytest.raises(StorageError, match="not UTF-8"):
+                open_run(out)
+            with pytest.raises(StorageError, match="not UTF-8"):
+                inspect_run(out)

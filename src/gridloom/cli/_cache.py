@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from ..clients import CacheStats, CacheUnavailable, ResponseCache, default_cache_path
-from ..clients._cache import DEFAULT_MAX_BYTES, WITHOUT_IT
+from ..clients._cache import DEFAULT_MAX_BYTES, WITHOUT_IT, damage_of, remove_cache_files
 from ._output import EXIT_CONFIG, EXIT_FAILED, Out
 
 __all__ = ["cache", "no_cache_option", "parse_duration", "parse_size"]
@@ -97,7 +97,9 @@ def cache(action: str, max_bytes: str | None, older_than: str | None, as_json: b
     (default ~/.cache/gridloom/responses.sqlite3), shared by every run on this
     machine; docs/cache.md explains what it keys on. Runs may use it while
     these commands run. A file that cannot be opened exits 1 naming it; runs
-    go on without it (or pass --no-cache).
+    go on without it (or pass --no-cache). clear removes a damaged file (not
+    a SQLite database, or a corrupt one) with SQLite's -wal/-shm/-journal
+    files beside it, and nothing else.
 
     \b
     Example:
@@ -120,9 +122,12 @@ def cache(action: str, max_bytes: str | None, older_than: str | None, as_json: b
     try:
         store = ResponseCache(path)
     except CacheUnavailable as exc:
+        if action == "clear" and _clear_damaged(out, path):
+            return
         out.fail(EXIT_FAILED, str(exc), kind="CacheUnavailable", file=path)
     with store:
         removed: int | None = None
+        failure: sqlite3.Error | None = None
         try:
             if action == "prune":
                 removed = store.prune_sync(max_bytes=limit, older_than=age)
@@ -130,9 +135,44 @@ def cache(action: str, max_bytes: str | None, older_than: str | None, as_json: b
                 removed = store.clear_sync()
             stats = store.stats_sync()
         except sqlite3.Error as exc:  # locked by a run past the busy timeout, or damaged
-            message = f"response cache {str(path)!r} failed the {action} ({exc}); {WITHOUT_IT}"
-            out.fail(EXIT_FAILED, message, kind="CacheUnavailable", file=path)
+            failure = exc
+    if failure is not None:
+        if action == "clear" and _clear_damaged(out, path):
+            return
+        message = f"response cache {str(path)!r} failed the {action} ({failure}); {WITHOUT_IT}"
+        out.fail(EXIT_FAILED, message, kind="CacheUnavailable", file=path)
     _report(out, action, stats, removed=removed)
+
+
+def _clear_damaged(out: Out, path: Path) -> bool:
+    """``clear`` of a cache file SQLite cannot use: when it is damaged (not merely locked),
+    remove it and SQLite's files beside it and report it (true); else false."""
+    damage = damage_of(path)
+    if damage is None:
+        return False
+    try:
+        files = remove_cache_files(path)
+    except OSError as exc:
+        message = f"response cache {str(path)!r} is damaged ({damage}) and cannot be removed"
+        out.fail(EXIT_FAILED, f"{message} ({exc})", kind="CacheUnavailable", file=path)
+    if out.as_json:
+        out.emit(
+            {
+                "action": "clear",
+                "removed": None,
+                "removed_files": [str(f) for f in files],
+                "damaged": damage,
+                "stats": _empty(path).as_dict(),
+            }
+        )
+    else:
+        click.echo(
+            f"removed the damaged response cache {path} ({damage})"
+            + "".join(f" and {f.name}" for f in files[1:])
+            + "; the next run starts a new one"
+        )
+        _show(_empty(path))
+    return True
 
 
 def _empty(path: Path) -> CacheStats:

@@ -11,10 +11,11 @@ from typing import Any, NoReturn
 
 import click
 
-from ..errors import ConfigError
+from ..errors import ConfigError, StorageError
 from ..progress import render_summary
 from ..run import Run, StopSignals, signal_exit, signal_name
 from ..storage import RunResult
+from ..storage._rundir import refuse_input_config
 from ._cache import no_cache_option
 from ._group import json_option
 from ._output import (
@@ -84,8 +85,11 @@ def create(
     Exit codes:
       0    the run is complete
       1    the run failed
-      2    usage or configuration error
-      3    OUTPUT_DIR already holds a run
+      2    usage or configuration error (CONFIG is OUTPUT_DIR/config.yaml, which
+           the run would replace, without --resume)
+      3    OUTPUT_DIR already holds a run, or, holding none, a file a run
+           writes (config.yaml, trace.json...): a run never overwrites a file
+           it did not write
       4    the run stopped early (the reason is printed)
       130  interrupted by Ctrl-C (SIGINT)
       143  interrupted by SIGTERM
@@ -101,6 +105,11 @@ def create(
     if overwrite and resume:
         out.fail(EXIT_CONFIG, "--overwrite and --resume exclude each other", kind="UsageError")
     check_config_file(out, config)
+    if not resume and isinstance(output_dir, Path):
+        try:
+            refuse_input_config(output_dir, config)
+        except StorageError as exc:
+            out.fail(EXIT_CONFIG, str(exc), kind="UsageError", file=str(config))
     hint = ["gridloom", "create", str(config), "-n", str(num_records), "-o", shown(output_dir)]
     hint += ray_hint(ray, shards)
     _generate(

@@ -9,7 +9,7 @@ import click
 
 from ..errors import OutputExistsError, StorageError
 from ..storage import open_run
-from ..storage._export import EXPORT_FORMATS, export_result
+from ..storage._export import EXPORT_FORMATS, export_result, export_target_problem
 from ._group import json_option
 from ._output import EXIT_CONFIG, EXIT_EXISTS, EXIT_FAILED, Out, run_metadata
 from ._target import OUTPUT, Output, shown
@@ -47,8 +47,10 @@ def export(
     Face datasets folder (save_to_disk; load it with datasets.load_from_disk),
     which needs pip install 'gridloom[hf]'. The file is written to a temporary
     name beside PATH and renamed, so a failed export leaves nothing behind; an
-    existing PATH is refused (exit 3) unless --overwrite. A run still going, or
-    stopped, exports the row groups written so far.
+    existing PATH is refused (exit 3) unless --overwrite. PATH inside OUTPUT_DIR
+    is refused (exit 2) unless under OUTPUT_DIR/export/: an export never
+    replaces a run's own files. A run still going, or stopped, exports the row
+    groups written so far.
 
     \b
     Example:
@@ -65,6 +67,8 @@ def export(
             file=shown(output_dir),
         )
     path = target if target is not None else Path(output_dir) / "export" / f"data.{fmt}"
+    if isinstance(output_dir, Path) and (problem := export_target_problem(output_dir, path)):
+        out.fail(EXIT_CONFIG, problem, kind="UsageError", file=str(path))
     try:
         result = open_run(output_dir)
         info = export_result(result, path, fmt, overwrite=overwrite)

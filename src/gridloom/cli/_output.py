@@ -64,9 +64,10 @@ EXIT_CODES: dict[int, str] = {
     " damaged, a file cannot be written); the error is printed",
     EXIT_CONFIG: "usage or configuration error: a bad option, an invalid config (the message"
     " names the column and field), a missing config file or run directory",
-    EXIT_EXISTS: "the output directory already holds a run (pass --resume or --overwrite);"
-    " export: the file to write exists (pass --overwrite); skill --install: a different"
-    " SKILL.md is there (pass --force)",
+    EXIT_EXISTS: "the output directory already holds a run (pass --resume or --overwrite), or,"
+    " holding none, a file a run writes (config.yaml, trace.json...; a run never overwrites a"
+    " file it did not write); export: the file to write exists (pass --overwrite); skill"
+    " --install: a different SKILL.md is there (pass --force)",
     EXIT_STOPPED: "the run stopped early on its own (a model, or a column, kept failing); the"
     " reason is printed",
     EXIT_INCOMPLETE: "the run (or preview) generated every row group but wrote fewer rows than"

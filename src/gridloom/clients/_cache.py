@@ -49,7 +49,9 @@ __all__ = [
     "CacheStats",
     "CacheUnavailable",
     "ResponseCache",
+    "damage_of",
     "default_cache_path",
+    "remove_cache_files",
 ]
 
 log = logging.getLogger("gridloom.cache")
@@ -107,6 +109,49 @@ def default_cache_path() -> Path:
         base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
         folder = os.path.join(base, "gridloom")
     return Path(folder) / "responses.sqlite3"
+
+
+#: The files SQLite keeps beside a database: its write-ahead log, the log's shared-memory
+#: index, and a rollback journal.
+_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+def damage_of(path: Path) -> str | None:
+    """Why the cache file ``path`` is damaged (not a SQLite database, or one SQLite finds
+    corrupt), or ``None``: sound, missing, not a regular file, or only locked or unreadable
+    (which removing it would not mend)."""
+    if path.is_symlink() or not path.is_file():
+        return None
+    try:
+        db = sqlite3.connect(path, timeout=0)
+    except (OSError, sqlite3.Error):
+        return None
+    try:
+        rows = db.execute("PRAGMA quick_check").fetchall()
+    except sqlite3.OperationalError:  # locked by a run, or unreadable: not damage
+        return None
+    except sqlite3.DatabaseError as exc:  # "file is not a database", "... malformed"
+        return str(exc)
+    finally:
+        db.close()
+    verdict = "; ".join(str(row[0]) for row in rows)
+    return None if verdict == "ok" else verdict
+
+
+def remove_cache_files(path: Path) -> list[Path]:
+    """Remove the cache file ``path`` and SQLite's files beside it (``-wal``, ``-shm``,
+    ``-journal``): those names only, and only regular files (a link is left alone). The
+    files removed.
+
+    Raises:
+        OSError: a file cannot be removed.
+    """
+    removed = []
+    for candidate in [path, *(path.with_name(path.name + end) for end in _SIDE_FILES)]:
+        if candidate.is_file() and not candidate.is_symlink():
+            candidate.unlink()
+            removed.append(candidate)
+    return removed
 
 
 class CacheUnavailable(Exception):

@@ -20,6 +20,7 @@ from typing import Any, get_args
 import pyarrow as pa
 
 from ..config._columns import DType
+from ..config._validators import text_problem
 from ..errors import ConfigError, ValueTypeError
 
 __all__ = [
@@ -119,7 +120,7 @@ def coerce(value: Any, dtype: DType | str, *, column: str) -> Any:
     assert convert is not None
     try:
         return convert(value)
-    except _Unfit as exc:
+    except (_Unfit, ArithmeticError, ValueError) as exc:  # ValueError: float(Decimal("sNaN"))
         reason = f": {exc}" if exc.args else ""
         raise ValueTypeError(
             f"column {column!r}: cannot store {short_repr(value)}"
@@ -127,9 +128,16 @@ def coerce(value: Any, dtype: DType | str, *, column: str) -> Any:
         ) from None
 
 
+def _utf8(text: str) -> str:
+    """``text``, when UTF-8 can encode it (a lone surrogate, ``"\\ud800"``, cannot be stored)."""
+    if (problem := text_problem(text)) is not None:
+        raise _Unfit(problem)
+    return text
+
+
 def _to_string(value: Any) -> str:
     if isinstance(value, str):
-        return value
+        return _utf8(value)
     if isinstance(value, Mapping | list | tuple):
         return _to_json(value)
     if isinstance(value, bytes | bytearray):
@@ -137,7 +145,7 @@ def _to_string(value: Any) -> str:
             return bytes(value).decode("utf-8")
         except UnicodeDecodeError as exc:
             raise _Unfit("bytes are not UTF-8") from exc
-    return str(value)
+    return _utf8(str(value))
 
 
 def _int_in_range(value: int) -> int:
@@ -246,6 +254,16 @@ def _parse_duration(text: str) -> dt.timedelta:
 
 
 def _to_timedelta(value: Any) -> dt.timedelta:
+    delta = _timedelta(value)
+    if not _INT64_MIN <= delta // _MICROSECOND <= _INT64_MAX:  # stored in microseconds
+        raise _Unfit("outside the 64-bit microsecond range")
+    return delta
+
+
+_MICROSECOND = dt.timedelta(microseconds=1)
+
+
+def _timedelta(value: Any) -> dt.timedelta:
     if isinstance(value, dt.timedelta):
         return value
     if isinstance(value, bool):
@@ -263,10 +281,12 @@ def _to_timedelta(value: Any) -> dt.timedelta:
 def _to_json_value(value: Any) -> Any:
     if isinstance(value, str):
         try:
-            return json.loads(value)
-        except ValueError as exc:
+            value = json.loads(value)
+        except (ValueError, RecursionError) as exc:
             raise _Unfit(f"invalid JSON ({exc})") from None
-    _to_json(value)  # raises when it cannot be written as JSON
+    # Raises when it cannot be stored as JSON text (json_text): not JSON-able, NaN or infinity
+    # (which json.loads accepts), or a lone surrogate (which a "\\ud800" escape decodes to).
+    _dumped(value)
     return value
 
 
@@ -279,13 +299,19 @@ def _to_json(value: Any) -> str:
     if isinstance(value, str):
         try:
             json.loads(value)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise _Unfit(f"invalid JSON ({exc})") from None
-        return value
+        return _utf8(value)
+    return _dumped(value)
+
+
+def _dumped(value: Any) -> str:
+    """``value`` as the JSON text stored (:func:`json_text`), which UTF-8 can encode."""
     try:
-        return json.dumps(value, ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as exc:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
         raise _Unfit(str(exc)) from None
+    return _utf8(text)
 
 
 _CONVERTERS: dict[str, Callable[[Any], Any]] = {

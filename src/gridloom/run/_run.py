@@ -198,6 +198,9 @@ class Run:
         cache: bool = True,
     ) -> None:
         self._source = config
+        # The config file being run: a run never removes or overwrites it (it may be the
+        # output directory's config.yaml).
+        self._input = Path(os.fspath(config)) if isinstance(config, str | os.PathLike) else None
         self._base_dir = base_dir
         self._signals = signals
         self._executor = dict(executor or {})
@@ -303,6 +306,7 @@ class Run:
                 mode=mode,
                 record_base=record,
                 cache=self._cache,
+                input_config=self._input,
             )
         remote = is_remote_uri(output)
         location = await trio.to_thread.run_sync(location_of, output) if remote else None
@@ -325,6 +329,7 @@ class Run:
                 mode=mode,
                 base_dir=record,
                 seed_fingerprint=fingerprint,
+                input_config=self._input,
             )
         )
         out = local_path(output) if location is None else location.local

@@ -206,6 +206,7 @@ async def create_sharded(
     mode: Mode,
     record_base: Path | None,
     cache: bool = True,
+    input_config: Path | None = None,
 ) -> RunResult:
     """Generate ``num_records`` rows into ``output`` with shards on a Ray cluster (see the
     module docstring); the arguments are :meth:`~gridloom.run.Run.create`'s, the pipeline
@@ -220,7 +221,17 @@ async def create_sharded(
     cluster = await trio.to_thread.run_sync(Cluster.connect, cfg.run.ray.address)
     try:
         return await _drive(
-            cfg, graph, base, cluster, location, num_records, output, mode, record_base, cache
+            cfg,
+            graph,
+            base,
+            cluster,
+            location,
+            num_records,
+            output,
+            mode,
+            record_base,
+            cache,
+            input_config=input_config,
         )
     finally:
         with trio.CancelScope(shield=True):
@@ -238,6 +249,8 @@ async def _drive(
     mode: Mode,
     record_base: Path | None,
     cache: bool,
+    *,
+    input_config: Path | None = None,
 ) -> RunResult:
     size = cfg.run.row_group_size
     asked = cfg.run.ray.shards
@@ -259,6 +272,7 @@ async def _drive(
             base_dir=record_base,
             seed_fingerprint=fingerprint,
             role="run",
+            input_config=input_config,
         )
     )
     total = store.num_records

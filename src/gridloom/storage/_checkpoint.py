@@ -176,6 +176,7 @@ class ParquetStore(RunStore):
         mode: Mode,
         base_dir: str | Path | None = None,
         seed_fingerprint: str | None = None,
+        input_config: str | Path | None = None,
     ) -> ParquetStore:
         """Open a run directory for writing.
 
@@ -197,12 +198,18 @@ class ParquetStore(RunStore):
                 saved ``config.yaml`` finds them; on resume, ``None`` keeps the recorded one.
             seed_fingerprint: a fingerprint of the seed dataset's files, recorded in
                 ``metadata.json``; a resume with another is refused (the files changed).
+            input_config: the config file being run, if any: modes ``"new"`` and
+                ``"overwrite"`` refuse it as ``output_dir/config.yaml`` (the same file, not
+                the same name), which they would replace. Those modes also refuse a folder
+                holding no run but a file a run writes (``config.yaml``, ``trace.json``...):
+                a run never overwrites a file it did not write.
 
         Returns:
             The store, with ``metadata.json`` showing status ``"running"``.
 
         Raises:
-            OutputExistsError: mode ``"new"`` and the directory holds a run.
+            OutputExistsError: mode ``"new"`` and the directory holds a run; or it holds no
+                run but a file a run writes.
             StorageError: the directory cannot be used, or cannot be resumed.
             ValueError: invalid arguments.
         """
@@ -229,9 +236,9 @@ class ParquetStore(RunStore):
                     seed_fingerprint=seed_fingerprint,
                 )
             if mode == "new":
-                refuse_existing_run(out)
+                refuse_existing_run(out, input_config=input_config)
             else:
-                clear_run(out)
+                clear_run(out, input_config=input_config)
             out.mkdir(parents=True, exist_ok=True)
             (out / "data").mkdir(exist_ok=True)
             fsync_dir(out)

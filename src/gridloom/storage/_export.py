@@ -47,6 +47,7 @@ __all__ = [
     "ExportInfo",
     "export_result",
     "export_tables",
+    "export_target_problem",
     "hf_dataset",
     "json_value",
 ]
@@ -55,6 +56,8 @@ ExportFormat = Literal["jsonl", "csv", "parquet", "hf"]
 
 #: Export formats and the file extension of their default target (``hf``: a folder).
 EXPORT_FORMATS: dict[str, str] = {"jsonl": "jsonl", "csv": "csv", "parquet": "parquet", "hf": "hf"}
+#: The one folder of a run directory an export may write in (where it writes by default).
+EXPORT_DIR = "export"
 
 
 @frozen(kw_only=True)
@@ -97,6 +100,32 @@ def json_value(value: Any) -> Any:
 
 def _nested(type_: pa.DataType) -> bool:
     return bool(pa.types.is_nested(type_))
+
+
+def export_target_problem(run_dir: Path, target: Path) -> str | None:
+    """Why ``target`` may not take an export of the run in ``run_dir``, or ``None``.
+
+    An export never writes over a run's own files: inside the run directory it writes only
+    under ``export/`` (its default place), and never to a folder holding the run. Both paths
+    are resolved first (the working directory, ``..`` and symbolic links), so no spelling of
+    ``metadata.json`` or ``data/part-*.parquet`` gets past.
+    """
+    try:
+        run = run_dir.resolve()
+        where = target.resolve()
+    except (OSError, RuntimeError) as exc:  # a symbolic link loop, an unreadable folder
+        return f"cannot resolve the export target {target}: {exc}"
+    if where == run or run in where.parents:
+        parts = where.relative_to(run).parts
+        if len(parts) >= 2 and parts[0] == EXPORT_DIR:
+            return None
+        return (
+            f"{target} is inside the run directory {run_dir}, whose files an export never"
+            f" replaces; write the export outside it, or under {run_dir / EXPORT_DIR}"
+        )
+    if where in run.parents:
+        return f"{target} holds the run directory {run_dir}; an export never replaces it"
+    return None
 
 
 def _check_target(target: Path, overwrite: bool) -> None:
@@ -273,5 +302,14 @@ def _export_hf(schema: pa.Schema, tables: Iterable[pa.Table], target: Path) -> E
 def export_result(
     result: RunResult, target: Path, fmt: str, *, overwrite: bool = False
 ) -> ExportInfo:
-    """Export a run's dataset (see :func:`export_tables`), read one row group at a time."""
+    """Export a run's dataset (see :func:`export_tables`), read one row group at a time.
+
+    Raises:
+        StorageError: also when ``target`` is inside the run directory (outside its
+            ``export/`` folder) or holds it (see :func:`export_target_problem`).
+    """
+    if result.output_dir is not None:
+        problem = export_target_problem(result.output_dir, target)
+        if problem is not None:
+            raise StorageError(problem)
     return export_tables(result.schema, result.iter_tables(), target, fmt, overwrite=overwrite)

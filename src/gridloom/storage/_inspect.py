@@ -22,7 +22,7 @@ from .._attrs import frozen
 from ._commits import committed_indices, load_document, read_commit
 from ._drops import DropExample, DropTally
 from ._location import Location, is_remote_uri, local_path, location_of
-from ._metadata import RowGroupEntry, load_json
+from ._metadata import RowGroupEntry, check_document, load_json
 
 __all__ = [
     "RunDirectoryInfo",
@@ -48,17 +48,19 @@ def read_run_metadata(out: str | os.PathLike[str]) -> dict[str, Any]:
     """The ``metadata.json`` of the run in ``out`` (a path or a URI), as read.
 
     Raises:
-        StorageError: ``out`` holds no run, or its ``metadata.json`` cannot be read.
+        StorageError: ``out`` holds no run, or its ``metadata.json`` cannot be read or a field
+            has the wrong shape (:func:`~gridloom.storage._metadata.check_document`).
     """
     if is_remote_uri(out):
         location = location_of(out)
         doc = load_document(location)
         if doc is None:
             raise StorageError(f"{location.display} holds no gridloom run (no metadata.json)")
-        return doc
+        return check_document(doc, f"cannot read {location.where('metadata.json')}")
     if not is_run_directory(out):
         raise StorageError(f"{out} holds no gridloom run (no metadata.json)")
-    return load_json(local_path(out) / "metadata.json")
+    path = local_path(out) / "metadata.json"
+    return check_document(load_json(path), f"cannot read {path}")
 
 
 def committed_entries(

@@ -83,7 +83,8 @@ def local_path(uri: str | os.PathLike[str]) -> Path:
     ``/data/run``, never a folder called ``file:``).
 
     Raises:
-        StorageError: ``uri`` is a remote URI, or a ``file://`` URI naming a host.
+        StorageError: ``uri`` is a remote URI, a ``file://`` URI naming a host, or a path
+            that is not UTF-8 text (see :func:`location_of`).
     """
     local = None if is_remote_uri(uri) else location_of(uri).local
     if local is None:
@@ -299,6 +300,16 @@ def _reason(exc: BaseException, hidden: tuple[str, ...]) -> str:
 
 
 def _local(path: Path) -> Location:
+    root = path.absolute().as_posix()
+    try:
+        root.encode("utf-8")
+    except UnicodeEncodeError:  # a byte of a name that is not UTF-8 (os.fsdecode's surrogate)
+        shown = root.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        raise StorageError(
+            f"the run directory {shown} has a path that is not UTF-8 text; pyarrow, which reads"
+            " a run's parquet files, takes UTF-8 paths only: choose a folder whose path is"
+            " UTF-8 (rename it, or the folder above it)"
+        ) from None
     return Location(
         filesystem=pafs.LocalFileSystem(),
         root=path.absolute().as_posix(),
@@ -366,7 +377,9 @@ def location_of(uri: str | os.PathLike[str]) -> Location:
 
     Raises:
         StorageError: the URI cannot be opened (an unknown scheme without fsspec, bad options);
-            the message shows the URI without its user information and query.
+            the message shows the URI without its user information and query. Or a local
+            path is not UTF-8 text (a name with bytes ``os.fsdecode`` keeps as surrogates):
+            pyarrow, which reads a run's files, takes UTF-8 paths only.
     """
     if not isinstance(uri, str):
         return _local(Path(uri))

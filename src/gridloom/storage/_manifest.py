@@ -56,6 +56,7 @@ from ._location import Location
 from ._metadata import (
     RowGroupEntry,
     Tally,
+    check_document,
     document_bytes,
     now_iso,
 )
@@ -124,13 +125,14 @@ class ManifestStore(RunStore):
         base_dir: str | Path | None = None,
         seed_fingerprint: str | None = None,
         role: Role = "run",
+        input_config: str | Path | None = None,
     ) -> ManifestStore:
         """Open the run at ``location`` for writing (blocking).
 
         Args:
             location: where the run lives (:func:`~gridloom.storage.location_of`).
             schema, config_text, config_hash, num_records, row_group_size, seed, mode,
-                base_dir, seed_fingerprint: as for :meth:`ParquetStore.open`.
+                base_dir, seed_fingerprint, input_config: as for :meth:`ParquetStore.open`.
             role: ``"run"`` (owns ``metadata.json``) or ``"shard"`` (mode ``"resume"`` only;
                 writes row groups and their commit entries, nothing else).
 
@@ -172,6 +174,7 @@ class ManifestStore(RunStore):
                     f"cannot resume {location.display}: no metadata.json there, so there is no"
                     " run to continue; start a new run instead"
                 )
+            check_document(doc, f"cannot resume {location.display}")
             recorded = check_resume_document(
                 doc,
                 location.display,
@@ -204,9 +207,9 @@ class ManifestStore(RunStore):
         store._seed_fingerprint = seed_fingerprint
         try:  # a Location wraps its own errors; a local folder's housekeeping raises OSError
             if mode == "new":
-                refuse_existing_run_at(location)
+                refuse_existing_run_at(location, input_config=input_config)
             else:
-                clear_run_at(location)
+                clear_run_at(location, input_config=input_config)
             store._write_metadata_sync(store._document())
             location.write_bytes("config.yaml", config_text.encode("utf-8"))
         except OSError as exc:

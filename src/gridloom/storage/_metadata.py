@@ -26,6 +26,7 @@ __all__ = [
     "STATUSES",
     "RowGroupEntry",
     "Tally",
+    "check_document",
     "counts_from_json",
     "counts_to_json",
     "document_bytes",
@@ -134,6 +135,62 @@ def parse_json(raw: bytes) -> Any:
         return json.loads(raw.decode("utf-8"))
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
+
+
+#: The fields of ``metadata.json`` and what each holds, as readers use them: a whole number
+#: (``int``, not a bool), text, text or null, an object.
+_WHOLE = ("format_version", "num_records", "row_group_size", "rows_written", "rows_dropped")
+_TEXT = ("config_hash", "status", "gridloom_version", "created_at", "updated_at")
+_TEXT_OR_NULL = ("base_dir", "seed_fingerprint")
+_OBJECTS = ("row_groups", "counts", "schema", "summary")
+
+
+def _shape_problem(doc: Mapping[str, Any]) -> str | None:
+    """What is wrong with the shape of a ``metadata.json`` document, naming the field."""
+    for key in _WHOLE:
+        if key in doc:
+            value = doc[key]
+            if type(value) is not int or value < (1 if key == "row_group_size" else 0):
+                return f"{key} must be a whole number, got {value!r:.40}"
+    if "seed" in doc and type(doc["seed"]) is not int:
+        return f"seed must be an integer, got {doc['seed']!r:.40}"
+    for key in _TEXT:
+        if key in doc and not isinstance(doc[key], str):
+            return f"{key} must be text, got {doc[key]!r:.40}"
+    for key in _TEXT_OR_NULL:
+        if doc.get(key) is not None and not isinstance(doc[key], str):
+            return f"{key} must be text or null, got {doc[key]!r:.40}"
+    for key in _OBJECTS:
+        if key in doc and not isinstance(doc[key], dict):
+            return f"{key} must be an object, got {doc[key]!r:.40}"
+    for name, text in doc.get("schema", {}).items():
+        if not isinstance(text, str):
+            return f"schema.{name} must be an Arrow type's name, got {text!r:.40}"
+    for name, raw in doc.get("counts", {}).items():
+        try:
+            counts_from_json({name: raw})
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+            return f"counts.{name} is not a column's counts ({exc!r:.80})"
+    return None
+
+
+def check_document(doc: dict[str, Any], failing: str) -> dict[str, Any]:
+    """``doc``, a run's ``metadata.json``, after checking the shape of each field a reader
+    uses (present fields only: a reader needing one says when it is missing). The entries
+    of ``row_groups`` are checked where they are read (:meth:`RowGroupEntry.from_json`;
+    ``gridloom inspect`` reports a damaged one).
+
+    Args:
+        failing: what the error begins with, naming the file or the run (``cannot read
+            out/metadata.json``, ``cannot resume out``).
+
+    Raises:
+        StorageError: ``<failing>: metadata.json is damaged: <field> ...``.
+    """
+    problem = _shape_problem(doc)
+    if problem is not None:
+        raise StorageError(f"{failing}: metadata.json is damaged: {problem}")
+    return doc
 
 
 def load_json(path: Path) -> dict[str, Any]:

@@ -13,6 +13,8 @@ from typing import Any
 import attrs
 import pyarrow as pa
 
+from gridloom.errors import StorageError
+
 from .._attrs import frozen
 from ._checkpoint import read_parquet
 from ._convert import parse_json_text
@@ -166,8 +168,15 @@ class RunResult:
         if self.output_dir is None or "table" in self._cache:
             yield self.table
             return
+        where = self.output_dir / "metadata.json"
         groups = read_run_metadata(self.output_dir).get("row_groups", {})
-        indices = sorted(int(i) for i, entry in groups.items() if entry.get("rows"))
+        try:
+            entries = [RowGroupEntry.from_json(int(i), raw) for i, raw in groups.items()]
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+            raise StorageError(
+                f"cannot read {where}: metadata.json is damaged: a row_groups entry ({exc!r})"
+            ) from exc
+        indices = sorted(entry.index for entry in entries if entry.rows)
         for index in indices:
             path = self.output_dir / RowGroupEntry.data_file(index)
             yield read_parquet(path, self.schema)

@@ -50,6 +50,7 @@ from ._metadata import (
     FORMAT_VERSION,
     RowGroupEntry,
     Tally,
+    check_document,
     layout_problem,
     load_json,
     now_iso,
@@ -418,7 +419,7 @@ def load_resume_state(
             f"cannot resume {out}: no metadata.json there, so there is no run to "
             "continue; start a new run instead"
         )
-    doc = load_json(meta_path)
+    doc = check_document(load_json(meta_path), f"cannot resume {out}")
     head = check_resume_document(
         doc,
         out,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -18,15 +19,19 @@ __all__ = [
     "clear_run",
     "clear_run_at",
     "foreign_files",
+    "is_input_config",
     "refuse_existing_run",
     "refuse_existing_run_at",
     "refuse_foreign_files",
     "refuse_foreign_files_at",
+    "refuse_input_config",
 ]
 
 _PART_RE = re.compile(r"part-([0-9]{5,})\.parquet")
-#: Files and directories of a run that belong to gridloom.
-_OWN_FILES = ("metadata.json", "config.yaml", "trace.parquet", "trace.json")
+#: Files a run writes beside its ``metadata.json`` (which is written first and removed last,
+#: so a folder holding them without one is not a run: they are someone else's).
+_BESIDE = ("config.yaml", "trace.parquet", "trace.json")
+#: Directories of a run that belong to gridloom.
 _OWN_DIRS = ("data", "dropped", "_commits", "batches")
 #: The names gridloom gives the files of each of its directories.
 _OWN_NAMES = {
@@ -73,10 +78,68 @@ def refuse_foreign_files(out: Path) -> None:
     )
 
 
-def refuse_existing_run(out: Path) -> None:
+def is_input_config(path: Path, input_config: str | os.PathLike[str] | None) -> bool:
+    """Whether ``path`` is the file ``input_config`` (the config being run): the same file,
+    however either is spelled or linked (``os.path.samefile``), not a file of the same name."""
+    if input_config is None:
+        return False
+    with contextlib.suppress(OSError, ValueError):
+        return os.path.samefile(path, input_config)
+    return False
+
+
+def _not_written_by_a_run(
+    names: list[str], where: str, *, input_config: str | os.PathLike[str] | None = None
+) -> OutputExistsError:
+    """The error for a folder that is no run but holds ``names``, files a run writes."""
+    shown = ", ".join(names)
+    note = ""
+    if input_config is not None:
+        note = " (config.yaml is the config being run: run a copy kept elsewhere)"
+    return OutputExistsError(
+        f"output directory {where} holds no gridloom run (no metadata.json) but holds {shown},"
+        f" which a run writes; a run never overwrites a file it did not write: choose another"
+        f" output directory, or move {shown} away{note}"
+    )
+
+
+def refuse_input_config(out: Path, input_config: str | os.PathLike[str] | None) -> None:
+    """Raise :class:`StorageError` if the config being run is one of the files a run writes
+    in ``out`` (its ``config.yaml``): a run never overwrites or removes its input."""
+    for name in _BESIDE:
+        if is_input_config(out / name, input_config):
+            raise StorageError(
+                f"the config being run ({input_config}) is the output directory's {name},"
+                f" which a run writes in {out}; a run never overwrites its own config file:"
+                " copy it out of the output directory and run the copy, or choose another"
+                " output directory"
+            )
+
+
+def _holds_run(out: Path) -> bool:
+    """Whether ``out`` holds a run: its ``metadata.json``, or the part files of one (checked
+    to be gridloom's by :func:`refuse_foreign_files` first)."""
+    if (out / "metadata.json").is_file():
+        return True
+    return any((out / name).is_dir() and any((out / name).iterdir()) for name in _OWN_DIRS)
+
+
+def _beside_files(out: Path) -> list[str]:
+    """The files of :data:`_BESIDE` in ``out``."""
+    return [name for name in _BESIDE if (out / name).exists() or (out / name).is_symlink()]
+
+
+def refuse_existing_run(out: Path, *, input_config: str | os.PathLike[str] | None = None) -> None:
     """Raise :class:`OutputExistsError` if ``out`` already holds a run (its
-    ``metadata.json``, or the part files of one), or :class:`StorageError` if it holds files
-    in ``data/`` or ``dropped/`` that gridloom did not write."""
+    ``metadata.json``, or the part files of one) or, holding none, a file a run writes
+    (``config.yaml``, ``trace.json``...: a run never overwrites a file it did not write), or
+    :class:`StorageError` if it holds files in ``data/`` or ``dropped/`` that gridloom did
+    not write.
+
+    Args:
+        input_config: the config file being run, named in the message when it is
+            ``out/config.yaml``.
+    """
     refuse_foreign_files(out)
     if (out / "metadata.json").exists():
         raise OutputExistsError(
@@ -91,23 +154,35 @@ def refuse_existing_run(out: Path) -> None:
             f" metadata.json ({', '.join(p + '/' for p in parts)}); replace them with"
             " --overwrite (overwrite=True from Python)"
         )
+    found = _beside_files(out)
+    if found:
+        given = input_config if is_input_config(out / "config.yaml", input_config) else None
+        raise _not_written_by_a_run(found, str(out), input_config=given)
 
 
-def clear_run(out: Path) -> None:
+def clear_run(out: Path, *, input_config: str | os.PathLike[str] | None = None) -> None:
     """Remove gridloom's files of a previous run from ``out``; leave anything else.
 
-    Removes ``metadata.json``, ``config.yaml``, ``trace.parquet``, ``trace.json``, temp files,
-    the ``part-NNNNN.parquet`` files of ``data/`` and ``dropped/`` and the commit entries of
-    ``_commits/`` (and those directories when nothing else is in them).
+    Removes ``config.yaml``, ``trace.parquet``, ``trace.json``, temp files, the
+    ``part-NNNNN.parquet`` files of ``data/`` and ``dropped/``, the commit entries of
+    ``_commits/`` (and those directories when nothing else is in them), and ``metadata.json``
+    last (a folder interrupted meanwhile is still a run).
 
     Raises:
-        StorageError: ``data/`` or ``dropped/`` hold files gridloom did not write (nothing is
+        OutputExistsError: ``out`` holds no run (no ``metadata.json``, no part files) but
+            holds a file a run writes (``config.yaml``, ``trace.json``...): a run never
+            removes or overwrites a file it did not write (nothing is removed then).
+        StorageError: ``data/`` or ``dropped/`` hold files gridloom did not write, or
+            ``input_config`` (the config being run) is ``out/config.yaml`` (nothing is
             removed then).
     """
     if not out.is_dir():
         return
     refuse_foreign_files(out)
-    for name in _OWN_FILES:
+    refuse_input_config(out, input_config)
+    if not _holds_run(out) and (found := _beside_files(out)):
+        raise _not_written_by_a_run(found, str(out))
+    for name in _BESIDE:
         (out / name).unlink(missing_ok=True)
     for name in _OWN_DIRS:
         sub = out / name
@@ -120,6 +195,7 @@ def clear_run(out: Path) -> None:
         if not sub.is_symlink():  # a link to a folder elsewhere stays, emptied of gridloom's
             sub.rmdir()
     remove_temp_files(out)
+    (out / "metadata.json").unlink(missing_ok=True)
     fsync_dir(out)
 
 
@@ -148,10 +224,12 @@ def refuse_foreign_files_at(location: Location) -> None:
     )
 
 
-def refuse_existing_run_at(location: Location) -> None:
+def refuse_existing_run_at(
+    location: Location, *, input_config: str | os.PathLike[str] | None = None
+) -> None:
     """:func:`refuse_existing_run` for a run at any :class:`Location`."""
     if location.local is not None:
-        refuse_existing_run(location.local)
+        refuse_existing_run(location.local, input_config=input_config)
         return
     refuse_foreign_files_at(location)
     if location.exists("metadata.json"):
@@ -167,15 +245,24 @@ def refuse_existing_run_at(location: Location) -> None:
             f" metadata.json ({', '.join(p + '/' for p in parts)}); replace them with"
             " --overwrite (overwrite=True from Python)"
         )
+    found = [name for name in _BESIDE if location.exists(name)]
+    if found:
+        raise _not_written_by_a_run(found, location.display)
 
 
-def clear_run_at(location: Location) -> None:
+def clear_run_at(location: Location, *, input_config: str | os.PathLike[str] | None = None) -> None:
     """:func:`clear_run` for a run at any :class:`Location`."""
     if location.local is not None:
-        clear_run(location.local)
+        clear_run(location.local, input_config=input_config)
         return
     refuse_foreign_files_at(location)
-    for name in _OWN_FILES:
+    if not location.exists("metadata.json") and not any(
+        location.list_names(name) for name in _OWN_DIRS
+    ):
+        found = [name for name in _BESIDE if location.exists(name)]
+        if found:
+            raise _not_written_by_a_run(found, location.display)
+    for name in _BESIDE:
         location.delete(name)
     for name in _OWN_DIRS:
         for entry in location.list_names(name):
@@ -184,3 +271,4 @@ def clear_run_at(location: Location) -> None:
     for entry in location.list_names(""):
         if entry.startswith(TEMP_PREFIX):
             location.delete(entry)
+    location.delete("metadata.json")
