@@ -25,6 +25,7 @@ from ..config import COLUMN_KINDS
 from ..errors import ConfigError, ConfigIssue, GridloomError, OutputExistsError, StorageError
 from ..run import signal_exit
 from ..storage import RunResult, is_run_directory, read_run_metadata
+from ._stdout import write_json
 from ._target import shown
 
 __all__ = [
@@ -157,8 +158,7 @@ class Out:
 
     def emit(self, doc: dict[str, Any], *, ok: bool = True) -> None:
         """Print a JSON document (``ok``/``command`` first)."""
-        payload = {"ok": ok, "command": self.command, **doc}
-        click.echo(json.dumps(payload, indent=2, ensure_ascii=False, default=str))
+        write_json({"ok": ok, "command": self.command, **doc})
 
     def fail(
         self,
