@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from ._output import EXIT_FAILED, EXIT_OK
-from ._stdout import json_stdout, write_json
+from ._stdout import json_stdout, text_stdout, write_json
 
 __all__ = ["cli", "json_option"]
 
@@ -36,7 +36,7 @@ class _Group(click.Group):
     ) -> Any:
         argv = list(sys.argv[1:] if args is None else args)
         as_json = "--json" in argv
-        with json_stdout() if as_json else contextlib.nullcontext():
+        with text_stdout(), json_stdout() if as_json else contextlib.nullcontext():
             if not standalone_mode or not as_json:
                 return super().main(
                     argv,

@@ -1,6 +1,7 @@
-"""Where a command's output goes: with ``--json`` stdout is the command's alone.
+"""Where a command's output goes: with ``--json`` stdout is the command's alone, and no text
+gridloom prints can fail to encode.
 
-Stdout carries exactly the command's JSON (``simulate``: one document a line),
+**``--json``.** Stdout carries exactly the command's JSON (``simulate``: one document a line),
 yet a command runs code that is not gridloom's: custom functions, plugins, the modules they
 import, libraries writing to stdout from C. For the command's duration (:func:`json_stdout`):
 
@@ -16,6 +17,14 @@ import, libraries writing to stdout from C. For the command's duration (:func:`j
 
 Everything is put back when the command returns or exits. The watchdog's abrupt exit never
 returns, so :func:`write_json` flushes each document as it writes it.
+
+**Text that cannot be encoded.** A string may hold what the output's encoding cannot: a lone
+surrogate (``"\\ud800"`` in a config, a file name of non-UTF-8 bytes decoded with
+``surrogateescape``, a value a custom function returned), or any non-ASCII character on an
+ASCII stdout. JSON writes lone surrogates as ``\\uXXXX`` escapes (what a JSON reader turns back
+into the same string), and falls back to ASCII escapes for an encoding that cannot hold the
+rest; plain text on stdout (and stderr) is written with ``errors="backslashreplace"`` (stderr's
+usual policy) for the command's duration (:func:`text_stdout`).
 """
 
 from __future__ import annotations
@@ -24,20 +33,43 @@ import contextlib
 import io
 import json
 import os
+import re
 import sys
 from collections.abc import Iterator
 from typing import Any, TextIO
 
-__all__ = ["json_stdout", "write_json"]
+__all__ = ["json_stdout", "json_text", "text_stdout", "write_json"]
 
 #: Where JSON goes while :func:`json_stdout` is active (else ``sys.stdout``).
 _json_stream: TextIO | None = None
 
+#: A surrogate code point in a ``str``: always a lone one (a valid pair is one character).
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match[0]):04x}"
+
+
+def json_text(doc: Any, *, indent: int | None = 2, ascii_only: bool = False) -> str:
+    """``doc`` as JSON text that any UTF-8 stream can take: non-ASCII characters as they are
+    (``ascii_only``: escaped), lone surrogates escaped as ``\\uXXXX``, anything else JSON
+    has no type for as its ``str()``."""
+    text = json.dumps(doc, indent=indent, ensure_ascii=ascii_only, default=str)
+    return text if ascii_only else _SURROGATE.sub(_escape, text)
+
 
 def write_json(doc: Any, *, indent: int | None = 2) -> None:
-    """Print one JSON document (and a newline) where the command's JSON goes, and flush it."""
+    """Print one JSON document (and a newline) where the command's JSON goes, and flush it.
+
+    A stream whose encoding cannot hold the text (an ASCII stdout) gets it with every
+    non-ASCII character escaped: the same document."""
     stream = _json_stream if _json_stream is not None else sys.stdout
-    text = json.dumps(doc, indent=indent, ensure_ascii=False, default=str)
+    text = json_text(doc, indent=indent)
+    try:
+        text.encode(getattr(stream, "encoding", None) or "utf-8")
+    except (UnicodeError, LookupError):
+        text = json_text(doc, indent=indent, ascii_only=True)
     stream.write(text + "\n")
     stream.flush()
 
@@ -163,3 +195,32 @@ def _restore(saved: dict[int, int]) -> None:
             os.dup2(duplicate, diverted)
         with contextlib.suppress(OSError):
             os.close(duplicate)
+
+
+@contextlib.contextmanager
+def text_stdout() -> Iterator[None]:
+    """While inside, text ``sys.stdout`` or ``sys.stderr`` cannot encode is written escaped
+    (``errors="backslashreplace"``) instead of raising."""
+    with contextlib.ExitStack() as stack:
+        for name in ("stdout", "stderr"):
+            stack.enter_context(_escaping(getattr(sys, name)))
+        yield
+
+
+@contextlib.contextmanager
+def _escaping(stream: object) -> Iterator[None]:
+    """``stream`` (a text file) writes ``errors="backslashreplace"`` while inside."""
+    errors = getattr(stream, "errors", None)
+    if not isinstance(stream, io.TextIOWrapper) or errors in ("backslashreplace", None):
+        yield
+        return
+    try:
+        stream.reconfigure(errors="backslashreplace")
+    except (OSError, ValueError):  # pragma: no cover - a closed or detached stream
+        yield
+        return
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            stream.reconfigure(errors=errors)
