@@ -87,6 +87,8 @@ def create(
       2    usage or configuration error
       3    OUTPUT_DIR already holds a run
       4    the run stopped early (the reason is printed)
+      5    fewer rows written than asked: more were dropped than
+           run.allow_drops allows (the drop reasons are printed)
       130  interrupted by Ctrl-C (SIGINT)
       143  interrupted by SIGTERM
 
