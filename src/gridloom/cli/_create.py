@@ -13,13 +13,14 @@ import click
 
 from ..errors import ConfigError
 from ..progress import render_summary
-from ..run import Run, StopSignals, signal_exit, signal_name
+from ..run import MAX_NUM_RECORDS, Run, StopSignals, signal_exit, signal_name
 from ..storage import RunResult
 from ._cache import no_cache_option
 from ._group import json_option
 from ._output import (
     EXIT_CONFIG,
     EXIT_FAILED,
+    NUM_RECORDS,
     Out,
     check_config_file,
     run_failure,
@@ -47,7 +48,11 @@ log = logging.getLogger("gridloom")
 @click.command()
 @click.argument("config", type=click.Path(path_type=Path))
 @click.option(
-    "-n", "--num-records", type=click.IntRange(min=1), required=True, help="Rows to generate."
+    "-n",
+    "--num-records",
+    type=NUM_RECORDS,
+    required=True,
+    help="Rows to generate (at most 10^12).",
 )
 @click.option(
     "-o",
@@ -124,10 +129,10 @@ def create(
 @click.option(
     "-n",
     "--num-records",
-    type=click.IntRange(min=1),
+    type=NUM_RECORDS,
     default=None,
-    help="Rows of the whole run. Default: as recorded in metadata.json; more extends the run,"
-    " fewer is refused.",
+    help="Rows of the whole run (at most 10^12). Default: as recorded in metadata.json; more"
+    " extends the run, fewer is refused.",
 )
 @click.option(
     "--base-dir",
@@ -178,7 +183,11 @@ def resume(
             file=shown(output_dir),
         )
     recorded = meta.get("num_records")
-    if not isinstance(recorded, int) or isinstance(recorded, bool) or recorded < 1:
+    if (
+        not isinstance(recorded, int)
+        or isinstance(recorded, bool)
+        or not 1 <= recorded <= MAX_NUM_RECORDS
+    ):
         out.fail(
             EXIT_FAILED,
             f"metadata.json has no valid num_records ({recorded!r})",
