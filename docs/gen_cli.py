@@ -29,7 +29,8 @@ do not edit by hand. -->
 `gridloom` (or `python -m gridloom`) is built to be driven by people and by programs alike:
 
 - **`--json` on every command** prints one JSON object on stdout (`simulate`: one per line)
-  and nothing else there; logs and warnings go to stderr. Every object has `"ok"` and
+  and nothing else there; logs and warnings go to stderr, and so does whatever custom
+  functions, plugins or the libraries they use write to stdout while the command runs. Every object has `"ok"` and
   `"command"`. A failure is `{"ok": false, "command": ..., "error": {"type", "message",
   "path", "file"}}`, sometimes with context beside `error` (the summary of a run that
   stopped early, the resume command of an interrupted one). The JSON Schema of each

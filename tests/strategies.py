@@ -44,6 +44,13 @@ from gridloom.config import (
 identifiers = st.from_regex(r"[a-z][a-z0-9_]{0,11}", fullmatch=True)
 #: Free text, any Unicode a UTF-8 file can hold.
 texts = st.text(st.characters(codec="utf-8"), max_size=16)
+#: Any ``str`` at all, lone surrogates well represented (what ``surrogateescape`` makes of a
+#: non-UTF-8 file name, or a ``"\\ud800"`` escape in a JSON file, decodes to).
+any_texts = st.text(
+    st.characters(exclude_categories=())
+    | st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF, exclude_categories=()),
+    max_size=24,
+)
 #: Finite floats of a size no sampler would choke on.
 finite_floats = st.floats(min_value=-1e9, max_value=1e9, allow_nan=False)
 #: Scalars a YAML or JSON file can hold.

@@ -66,7 +66,8 @@ async def acreate(
 
     Args:
         config: a :class:`PipelineConfig`, a path to a YAML/JSON file, or a parsed mapping.
-        num_records: rows to generate.
+        num_records: rows to generate: from 1 to 10**12
+            (:data:`gridloom.run.MAX_NUM_RECORDS`).
         output_dir: where ``config.yaml``, ``metadata.json`` and ``data/*.parquet`` go: a
             local folder, or a filesystem URI (``s3://bucket/run``, ``gs://...``,
             ``hdfs://...``; credentials and endpoints come from the environment).
@@ -91,7 +92,8 @@ async def acreate(
         groups are kept, and ``resume=True`` generates the rest.
 
     Raises:
-        ConfigError: the pipeline is invalid (raised before anything is generated).
+        ConfigError: the pipeline is invalid, or ``num_records`` is not from 1 to 10**12
+            (raised before anything is generated).
         OutputExistsError: ``output_dir`` holds a run and neither ``resume`` nor ``overwrite``.
     """
     overrides: dict[str, Any] = {}
@@ -157,7 +159,7 @@ async def apreview(
     """Generate a few rows in memory (nothing is written); for callers inside trio.
 
     A failing model stops the preview early, as it does a run (see :func:`acreate`, also for
-    ``cache``).
+    ``cache``, and ``num_records``: from 1 to 10**12).
     """
     return await Run(config, base_dir=base_dir, cache=cache).preview(num_records)
 

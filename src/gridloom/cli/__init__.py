@@ -7,7 +7,9 @@ Each command is one module of this package; adding one is a module defining a
 ``click.Command`` and its entry in :data:`_COMMANDS`.
 
 Every command takes ``--json``: stdout then carries one JSON object (``simulate``: one per
-line) with ``"ok"`` and ``"command"``; a failure is ``{"ok": false, "command": ...,
+line) with ``"ok"`` and ``"command"``, and nothing else: whatever custom functions, plugins or
+libraries write to stdout meanwhile (Python or C code, child processes) goes to stderr
+(:mod:`._stdout`); a failure is ``{"ok": false, "command": ...,
 "error": {"type", "message", "path", "file"}}`` and the exit code says which kind it was. The
 JSON Schema of each command's output is in ``cli_schemas.json`` next to this package
 (:func:`output_schema`). Without ``--json`` an error is one line on stderr:

@@ -13,7 +13,7 @@ import click
 
 from ..errors import ConfigError, StorageError
 from ..progress import render_summary
-from ..run import Run, StopSignals, signal_exit, signal_name
+from ..run import MAX_NUM_RECORDS, Run, StopSignals, signal_exit, signal_name
 from ..storage import RunResult
 from ..storage._rundir import refuse_input_config
 from ._cache import no_cache_option
@@ -21,6 +21,7 @@ from ._group import json_option
 from ._output import (
     EXIT_CONFIG,
     EXIT_FAILED,
+    NUM_RECORDS,
     Out,
     check_config_file,
     run_failure,
@@ -48,7 +49,11 @@ log = logging.getLogger("gridloom")
 @click.command()
 @click.argument("config", type=click.Path(path_type=Path))
 @click.option(
-    "-n", "--num-records", type=click.IntRange(min=1), required=True, help="Rows to generate."
+    "-n",
+    "--num-records",
+    type=NUM_RECORDS,
+    required=True,
+    help="Rows to generate (at most 10^12).",
 )
 @click.option(
     "-o",
@@ -91,6 +96,8 @@ def create(
            writes (config.yaml, trace.json...): a run never overwrites a file
            it did not write
       4    the run stopped early (the reason is printed)
+      5    fewer rows written than asked: more were dropped than
+           run.allow_drops allows (the drop reasons are printed)
       130  interrupted by Ctrl-C (SIGINT)
       143  interrupted by SIGTERM
 
@@ -131,10 +138,10 @@ def create(
 @click.option(
     "-n",
     "--num-records",
-    type=click.IntRange(min=1),
+    type=NUM_RECORDS,
     default=None,
-    help="Rows of the whole run. Default: as recorded in metadata.json; more extends the run,"
-    " fewer is refused.",
+    help="Rows of the whole run (at most 10^12). Default: as recorded in metadata.json; more"
+    " extends the run, fewer is refused.",
 )
 @click.option(
     "--base-dir",
@@ -185,7 +192,11 @@ def resume(
             file=shown(output_dir),
         )
     recorded = meta.get("num_records")
-    if not isinstance(recorded, int) or isinstance(recorded, bool) or recorded < 1:
+    if (
+        not isinstance(recorded, int)
+        or isinstance(recorded, bool)
+        or not 1 <= recorded <= MAX_NUM_RECORDS
+    ):
         out.fail(
             EXIT_FAILED,
             f"metadata.json has no valid num_records ({recorded!r})",

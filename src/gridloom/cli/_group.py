@@ -1,9 +1,9 @@
-"""The ``gridloom`` command group: options common to every command, and ``--json`` usage
-errors."""
+"""The ``gridloom`` command group: options common to every command, where the output goes
+(:mod:`._stdout`), and ``--json`` usage errors."""
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -12,13 +12,15 @@ from typing import Any
 import click
 
 from ._output import EXIT_FAILED, EXIT_OK
+from ._stdout import json_stdout, text_stdout, write_json
 
 __all__ = ["cli", "json_option"]
 
 
 class _Group(click.Group):
-    """Lists the commands in the order they are added, and keeps ``--json`` usage errors
-    (a missing argument, an unknown option) on stdout as JSON."""
+    """Lists the commands in the order they are added; with ``--json`` keeps stdout for the
+    command's JSON (:func:`~._stdout.json_stdout`: whatever else is written there goes to
+    stderr), usage errors (a missing argument, an unknown option) included."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(self.commands)
@@ -33,17 +35,31 @@ class _Group(click.Group):
         **extra: Any,
     ) -> Any:
         argv = list(sys.argv[1:] if args is None else args)
-        if not standalone_mode or "--json" not in argv:
-            return super().main(
-                argv,
-                prog_name,
-                complete_var,
-                standalone_mode,
-                windows_expand_args=windows_expand_args,
-                **extra,
-            )
+        as_json = "--json" in argv
+        with text_stdout(), json_stdout() if as_json else contextlib.nullcontext():
+            if not standalone_mode or not as_json:
+                return super().main(
+                    argv,
+                    prog_name,
+                    complete_var,
+                    standalone_mode,
+                    windows_expand_args=windows_expand_args,
+                    **extra,
+                )
+            rv = self._main_json(argv, prog_name, complete_var, windows_expand_args, extra)
+        sys.exit(rv if isinstance(rv, int) else EXIT_OK)
+
+    def _main_json(
+        self,
+        argv: list[str],
+        prog_name: str | None,
+        complete_var: str | None,
+        windows_expand_args: bool,
+        extra: dict[str, Any],
+    ) -> Any:
+        """The command with ``--json``: a usage error is reported as JSON."""
         try:
-            rv = super().main(
+            return super().main(
                 argv,
                 prog_name,
                 complete_var,
@@ -55,13 +71,11 @@ class _Group(click.Group):
             command = next((a for a in argv if a in self.commands), None)
             kind = "UsageError" if isinstance(exc, click.UsageError) else type(exc).__name__
             error = {"type": kind, "message": exc.format_message(), "path": None, "file": None}
-            doc = {"ok": False, "command": command, "error": error}
-            click.echo(json.dumps(doc, indent=2))
+            write_json({"ok": False, "command": command, "error": error})
             sys.exit(exc.exit_code)
         except click.Abort:
             click.echo("Aborted!", err=True)
             sys.exit(EXIT_FAILED)
-        sys.exit(rv if isinstance(rv, int) else EXIT_OK)
 
 
 _JSON_HELP = "Print machine-readable JSON on stdout (errors too)."

@@ -23,8 +23,9 @@ import click
 from .._attrs import define
 from ..config import COLUMN_KINDS
 from ..errors import ConfigError, ConfigIssue, GridloomError, OutputExistsError, StorageError
-from ..run import signal_exit
+from ..run import MAX_NUM_RECORDS, signal_exit
 from ..storage import RunResult, is_run_directory, read_run_metadata
+from ._stdout import write_json
 from ._target import shown
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_STOPPED",
     "EXIT_TERMINATED",
+    "NUM_RECORDS",
     "Out",
     "check_config_file",
     "config_path",
@@ -76,6 +78,10 @@ EXIT_CODES: dict[int, str] = {
     EXIT_INTERRUPTED: "interrupted by Ctrl-C (SIGINT); a run is resumable",
     EXIT_TERMINATED: "interrupted by SIGTERM; a run is resumable",
 }
+
+#: The type of ``-n/--num-records``: from 1 to :data:`~gridloom.run.MAX_NUM_RECORDS` rows
+#: (beyond, a usage error: exit 2).
+NUM_RECORDS = click.IntRange(min=1, max=MAX_NUM_RECORDS)
 
 #: Keys of a column mapping that are not its kind key (the common fields).
 _COLUMN_KEYS = frozenset({"name", "depends_on", "drop", "skip_when"})
@@ -158,8 +164,7 @@ class Out:
 
     def emit(self, doc: dict[str, Any], *, ok: bool = True) -> None:
         """Print a JSON document (``ok``/``command`` first)."""
-        payload = {"ok": ok, "command": self.command, **doc}
-        click.echo(json.dumps(payload, indent=2, ensure_ascii=False, default=str))
+        write_json({"ok": ok, "command": self.command, **doc})
 
     def fail(
         self,

@@ -21,7 +21,7 @@ from ..run import Run, StopSignals, signal_exit, signal_name
 from ..storage import RunResult
 from ._cache import no_cache_option
 from ._group import json_option
-from ._output import Out, check_config_file, jsonable, render_rows, run_failure
+from ._output import NUM_RECORDS, Out, check_config_file, jsonable, render_rows, run_failure
 from ._signals import run_stoppable
 from ._startup import ArrowWarmup, PhaseMarks
 
@@ -33,10 +33,10 @@ __all__ = ["preview"]
 @click.option(
     "-n",
     "--num-records",
-    type=click.IntRange(min=1),
+    type=NUM_RECORDS,
     default=5,
     show_default=True,
-    help="Rows to generate.",
+    help="Rows to generate (at most 10^12).",
 )
 @no_cache_option
 @json_option

@@ -4,15 +4,14 @@ has to exit without waiting."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
-import click
 import trio
 
 from ..run import Outcome, StopSignals, run_with_signals, signal_name
 from ._output import Out
+from ._stdout import write_json
 
 __all__ = ["abrupt_json", "run_stoppable"]
 
@@ -27,7 +26,7 @@ def abrupt_json(out: Out) -> Callable[[int, str], None]:
         if out.as_json:
             message = f"{signal_name(signum)}, then {why}: exited without waiting"
             error = {"type": "Interrupted", "message": message, "path": None, "file": None}
-            click.echo(json.dumps({"ok": False, "command": out.command, "error": error}))
+            write_json({"ok": False, "command": out.command, "error": error}, indent=None)
 
     return report
 

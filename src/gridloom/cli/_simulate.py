@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 
@@ -13,6 +12,7 @@ import trio
 from ..config import LatencyConfig, SimulatedModel, SimulationConfig
 from ..run import STOP_SIGNALS, signal_name
 from ._output import EXIT_FAILED, Out
+from ._stdout import write_json
 
 __all__ = ["simulate"]
 
@@ -134,16 +134,13 @@ def simulate(
         error = found[0] if len(found) == 1 else exc
         out.fail(EXIT_FAILED, f"cannot serve on port {port}: {error}", kind=type(error).__name__)
     if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "ok": True,
-                    "command": "simulate",
-                    "event": "stopped",
-                    "signal": signal_name(signum),
-                }
-            )
-        )
+        stopped = {
+            "ok": True,
+            "command": "simulate",
+            "event": "stopped",
+            "signal": signal_name(signum),
+        }
+        write_json(stopped, indent=None)
 
 
 async def _simulate(config: SimulationConfig, port: int, connections: int | None, out: Out) -> int:
@@ -166,7 +163,7 @@ async def _simulate(config: SimulationConfig, port: int, connections: int | None
                     "host": server.host,
                     "port": server.port,
                 }
-                click.echo(json.dumps(ready))
+                write_json(ready, indent=None)
             else:
                 click.echo(f"gridloom simulated endpoint: {server.url}  (Ctrl-C to stop)")
             sys.stdout.flush()

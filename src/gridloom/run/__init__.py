@@ -10,7 +10,7 @@ client: the run hands it typed model handles.
 
 from ._health import SLICE_SECONDS, HealthMonitor
 from ._models import open_models, serve_models, used_aliases
-from ._plan import plan_row_groups
+from ._plan import MAX_NUM_RECORDS, plan_row_groups
 from ._run import Run
 from ._signals import (
     SIGNAL_GRACE_SECONDS,
@@ -29,6 +29,7 @@ from ._signals import (
 from ._source import ConfigSource, compile_source, load_source
 
 __all__ = [
+    "MAX_NUM_RECORDS",
     "SIGNAL_GRACE_SECONDS",
     "SLICE_SECONDS",
     "STOP_SIGNALS",
