@@ -73,22 +73,26 @@ def test_a_lone_surrogate_in_a_config_is_a_config_error(tmp_path: Path, as_json:
 
 
 @pytest.mark.parametrize("as_json", [False, True])
-def test_a_preview_whose_value_holds_a_lone_surrogate_fails_cleanly(
+def test_a_preview_whose_value_holds_a_lone_surrogate_says_so_cleanly(
     tmp_path: Path, as_json: bool
 ) -> None:
-    """A custom function returns text with a lone surrogate: the row cannot be stored, and
-    the preview says so (exit 1) in one line or one JSON object, the value escaped."""
+    """A custom function returns text with a lone surrogate: the row cannot be stored, so it
+    is dropped (exit 5, fewer rows than asked), and the preview says why in its drop lines or
+    its JSON object, the value escaped."""
     (tmp_path / "surrogates.py").write_text(SURROGATE_FUNCTION)
     config = tmp_path / "p.yaml"
     config.write_text(PIPELINE)
     proc = gridloom("preview", config, "-n", "2", *(["--json"] if as_json else []))
-    assert proc.returncode == 1, proc.stderr
+    assert proc.returncode == 5, proc.stderr
     assert "Traceback" not in proc.stderr
     if as_json:
-        error = _one_document(proc.stdout)["error"]
-        assert "x\\ud800y" in error["message"]
+        document = _one_document(proc.stdout)
+        assert document["error"]["type"] == "RunIncomplete"
+        (example,) = document["drop_examples"]
+        assert example["error_type"] == "ValueTypeError"
+        assert "x\\ud800y" in example["message"]
     else:
-        assert "x\\ud800y" in proc.stderr
+        assert "x\\ud800y" in proc.stdout + proc.stderr
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="file names of any bytes")
