@@ -71,7 +71,10 @@ and field at fault:
   at most 1,000,000 values; YAML aliases may stand for at most 100,000 values (each counted as
   what it refers to, written out: a "billion laughs" file stops there) and may not sit inside the
   list or mapping they name. YAML is read with a safe loader that knows only the plain tags (no
-  Python objects, `!!binary`, `!!set`, `!!omap`, `!!pairs`).
+  Python objects, `!!binary`, `!!set`, `!!omap`, `!!pairs`). A key given twice in one mapping
+  is refused, in YAML and JSON alike, naming the key, its field path and both lines (a reader
+  would keep the later value and silently drop the earlier); a key that a YAML merge (`<<:`)
+  brings in may still be set again.
 - Numbers are finite everywhere (no `.nan`, `.inf`, `NaN`, `1e999`); integers in typed fields fit
   in 64 bits, and any integer has at most about 3,000 digits; text is valid Unicode (no lone
   surrogates such as JSON's `"\\ud800"`).

@@ -13,7 +13,9 @@ lists and mappings nest at most :data:`MAX_NESTING` levels, a document holds at 
 :data:`MAX_CONFIG_VALUES` values, YAML aliases add at most :data:`MAX_ALIAS_NODES` values
 (each counted as if written out: a "billion laughs" document stops there) and never refer to a
 list or mapping that contains them. YAML is read with a safe loader whose only tags are the
-plain ones (no Python objects, no ``!!binary``, ``!!set``, ``!!omap`` or ``!!pairs``).
+plain ones (no Python objects, no ``!!binary``, ``!!set``, ``!!omap`` or ``!!pairs``). A
+key given twice in one mapping, YAML or JSON, is refused with its field path and both lines
+(see :mod:`._unique_keys`), rather than the later value silently replacing the earlier.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from ._converter import structure_pipeline, unstructure_pipeline
 from ._document import MAX_CONFIG_VALUES, MAX_NESTING
 from ._issues import describe
 from ._models import PipelineConfig, redact_url
+from ._unique_keys import DuplicateKey, DuplicateKeyFound, check_json_pairs, json_duplicate
+from ._unique_keys import yaml_duplicate as _yaml_duplicate
 
 __all__ = [
     "MAX_ALIAS_NODES",
@@ -82,8 +86,15 @@ _SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoade
 
 
 class _Loader(_SafeLoader):  # type: ignore[valid-type,misc]
-    """A safe loader that knows only the plain tags, and reports a value it cannot build
-    (``2024-13-01``, an integer of 5,000 digits) as a YAML error at its place."""
+    """A safe loader that knows only the plain tags, reports a value it cannot build
+    (``2024-13-01``, an integer of 5,000 digits) as a YAML error at its place, and refuses a
+    key given twice in one mapping (:class:`_DuplicateKeyError`)."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        found = _yaml_duplicate(node, lambda key: self.construct_object(key, deep=True))
+        if found is not None:
+            raise _DuplicateKeyError(found)
+        return super().construct_document(node)
 
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         try:
@@ -92,6 +103,14 @@ class _Loader(_SafeLoader):  # type: ignore[valid-type,misc]
             raise yaml.constructor.ConstructorError(
                 None, None, f"cannot read this value: {exc}", node.start_mark
             ) from None
+
+
+class _DuplicateKeyError(yaml.YAMLError):
+    """A YAML mapping gives a key twice."""
+
+    def __init__(self, found: DuplicateKey):
+        super().__init__(found.describe())
+        self.found = found
 
 
 def _refuse_tag(_loader: yaml.SafeLoader, node: yaml.Node) -> Any:
@@ -269,7 +288,10 @@ def _read_text(path: Path) -> str:
 
 def _parse_json(path: Path, text: str) -> Any:
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=check_json_pairs)
+    except DuplicateKeyFound as exc:
+        found = json_duplicate(text) or DuplicateKey(key=exc.key)
+        raise _duplicate_error(path, found) from None
     except json.JSONDecodeError as exc:
         raise ConfigError(
             f"config file {str(path)!r} is not valid JSON: {exc.msg}"
@@ -288,12 +310,20 @@ def _parse_yaml(path: Path, text: str) -> Any:
     try:
         _check_yaml_events(text)
         return yaml.load(text, Loader=_Loader)  # a safe loader: see _Loader
+    except _DuplicateKeyError as exc:
+        raise _duplicate_error(path, exc.found) from None
     except yaml.YAMLError as exc:
         raise ConfigError(
             f"config file {str(path)!r} is not valid YAML: {_yaml_problem(exc)}"
         ) from None
     except ValueError as exc:
         raise ConfigError(f"config file {str(path)!r} is refused: {exc}") from None
+
+
+def _duplicate_error(path: Path, found: DuplicateKey) -> ConfigError:
+    return ConfigError(
+        f"config file {str(path)!r} is refused: {found.describe()}", field=found.field
+    )
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
