@@ -67,14 +67,14 @@ the JSON Schema includes them, `gridloom.kinds.installed()` lists them, and
 what cannot is refused when the config is loaded or validated, before any request, with the column
 and field at fault:
 
-- A config file is at most 16 MiB; lists and mappings nest at most 64 levels; a document holds
-  at most 1,000,000 values; YAML aliases may stand for at most 100,000 values (each counted as
-  what it refers to, written out: a "billion laughs" file stops there) and may not sit inside the
-  list or mapping they name. YAML is read with a safe loader that knows only the plain tags (no
-  Python objects, `!!binary`, `!!set`, `!!omap`, `!!pairs`). A key given twice in one mapping
-  is refused, in YAML and JSON alike, naming the key, its field path and both lines (a reader
-  would keep the later value and silently drop the earlier); a key that a YAML merge (`<<:`)
-  brings in may still be set again.
+- A config file is UTF-8 text (a byte order mark is skipped) of at most 16 MiB; lists and
+  mappings nest at most 64 levels; a document holds at most 1,000,000 values; YAML aliases may
+  stand for at most 100,000 values (each counted as what it refers to, written out: a "billion
+  laughs" file stops there) and may not sit inside the list or mapping they name. YAML is read
+  with a safe loader that knows only the plain tags (no Python objects, `!!binary`, `!!set`,
+  `!!omap`, `!!pairs`). A key given twice in one mapping is refused, in YAML and JSON alike,
+  naming the key, its field path and both lines (a reader would keep the later value and
+  silently drop the earlier); a key that a YAML merge (`<<:`) brings in may still be set again.
 - Numbers are finite everywhere (no `.nan`, `.inf`, `NaN`, `1e999`); integers in typed fields fit
   in 64 bits, and any integer has at most about 3,000 digits; text is valid Unicode (no lone
   surrogates such as JSON's `"\\ud800"`).

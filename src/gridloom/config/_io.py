@@ -20,6 +20,7 @@ key given twice in one mapping, YAML or JSON, is refused with its field path and
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import os
@@ -260,7 +261,8 @@ def _read_document(path: Path) -> Mapping[str, Any]:
 
 
 def _read_text(path: Path) -> str:
-    """The text of the config file ``path``: a regular file of at most MAX_CONFIG_BYTES."""
+    """The text of the config file ``path``: a regular file of at most MAX_CONFIG_BYTES, UTF-8
+    with or without a byte order mark."""
     where = f"config file {str(path)!r}"
     try:
         info = path.stat()
@@ -279,6 +281,9 @@ def _read_text(path: Path) -> str:
         raise ConfigError(f"{where} cannot be read: {exc.strerror or exc}") from None
     if len(raw) > MAX_CONFIG_BYTES:  # it grew since stat
         raise ConfigError(f"{where} has more than {MAX_CONFIG_BYTES:,} bytes (16 MiB)")
+    # A byte order mark (Windows editors write one) is no part of the text: YAML skips it,
+    # json.loads would refuse it.
+    raw = raw.removeprefix(codecs.BOM_UTF8)
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
