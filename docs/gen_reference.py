@@ -75,6 +75,9 @@ and field at fault:
   `!!omap`, `!!pairs`). A key given twice in one mapping is refused, in YAML and JSON alike,
   naming the key, its field path and both lines (a reader would keep the later value and
   silently drop the earlier); a key that a YAML merge (`<<:`) brings in may still be set again.
+  A plain float with an exponent is a number as YAML 1.2 reads it, dot or not (`1e15`, `-2E-3`,
+  `+1e5`); quote it (`'1e15'`) for text. Other plain words keep PyYAML's (YAML 1.1) reading:
+  `yes`/`no`/`on`/`off` are booleans, which a choice spelt so (`progress: off`) still accepts.
 - Numbers are finite everywhere (no `.nan`, `.inf`, `NaN`, `1e999`); integers in typed fields fit
   in 64 bits, and any integer has at most about 3,000 digits; text is valid Unicode (no lone
   surrogates such as JSON's `"\\ud800"`).

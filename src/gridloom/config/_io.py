@@ -24,6 +24,7 @@ import codecs
 import hashlib
 import json
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Mapping
@@ -122,6 +123,15 @@ def _refuse_tag(_loader: yaml.SafeLoader, node: yaml.Node) -> Any:
 
 for _tag in ("binary", "set", "omap", "pairs"):
     _Loader.add_constructor(f"tag:yaml.org,2002:{_tag}", _refuse_tag)
+
+#: Floats with an exponent, written as YAML 1.2 allows (``1e15``, ``-2E-3``, ``+1e5``,
+#: ``.5e3``): YAML 1.1, which PyYAML follows, wants a dot and a signed exponent
+#: (``1.0e+15``) and reads these as text. Other plain scalars keep YAML 1.1's reading
+#: (``yes``/``no`` stay booleans: a choice spelt so is still accepted, see ``_scalars``).
+_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$")
+# The dumper resolves alike, so a string spelt so is written quoted and reads back as text.
+for _cls in (_Loader, _Dumper):
+    _cls.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+.0123456789"))
 
 
 class _Frame:
