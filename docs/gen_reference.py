@@ -65,7 +65,9 @@ the JSON Schema includes them, `gridloom.kinds.installed()` lists them, and
 
 **Limits.** Whatever is accepted can be run, written to a run's `config.yaml` and loaded back, so
 what cannot is refused when the config is loaded or validated, before any request, with the column
-and field at fault:
+and field at fault. A pipeline made in Python is held to the same rules when it is built
+(`PipelineBuilder.build()`, `PipelineConfig(...)`): a field takes only what the file could hold
+(`run.seed` a whole number within 64 bits, not `"7"`, `7.0` or `True`):
 
 - A config file is UTF-8 text (a byte order mark is skipped) of at most 16 MiB; lists and
   mappings nest at most 64 levels; a document holds at most 1,000,000 values; YAML aliases may
