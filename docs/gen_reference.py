@@ -65,13 +65,21 @@ the JSON Schema includes them, `gridloom.kinds.installed()` lists them, and
 
 **Limits.** Whatever is accepted can be run, written to a run's `config.yaml` and loaded back, so
 what cannot is refused when the config is loaded or validated, before any request, with the column
-and field at fault:
+and field at fault. A pipeline made in Python is held to the same rules when it is built
+(`PipelineBuilder.build()`, `PipelineConfig(...)`): a field takes only what the file could hold
+(`run.seed` a whole number within 64 bits, not `"7"`, `7.0` or `True`):
 
-- A config file is at most 16 MiB; lists and mappings nest at most 64 levels; a document holds
-  at most 1,000,000 values; YAML aliases may stand for at most 100,000 values (each counted as
-  what it refers to, written out: a "billion laughs" file stops there) and may not sit inside the
-  list or mapping they name. YAML is read with a safe loader that knows only the plain tags (no
-  Python objects, `!!binary`, `!!set`, `!!omap`, `!!pairs`).
+- A config file is UTF-8 text (a byte order mark is skipped) of at most 16 MiB; lists and
+  mappings nest at most 64 levels; a document holds at most 1,000,000 values; YAML aliases may
+  stand for at most 100,000 values (each counted as what it refers to, written out: a "billion
+  laughs" file stops there) and may not sit inside the list or mapping they name. YAML is read
+  with a safe loader that knows only the plain tags (no Python objects, `!!binary`, `!!set`,
+  `!!omap`, `!!pairs`). A key given twice in one mapping is refused, in YAML and JSON alike,
+  naming the key, its field path and both lines (a reader would keep the later value and
+  silently drop the earlier); a key that a YAML merge (`<<:`) brings in may still be set again.
+  A plain float with an exponent is a number as YAML 1.2 reads it, dot or not (`1e15`, `-2E-3`,
+  `+1e5`); quote it (`'1e15'`) for text. Other plain words keep PyYAML's (YAML 1.1) reading:
+  `yes`/`no`/`on`/`off` are booleans, which a choice spelt so (`progress: off`) still accepts.
 - Numbers are finite everywhere (no `.nan`, `.inf`, `NaN`, `1e999`); integers in typed fields fit
   in 64 bits, and any integer has at most about 3,000 digits; text is valid Unicode (no lone
   surrogates such as JSON's `"\\ud800"`).

@@ -180,6 +180,27 @@ def test_a_file_that_is_not_utf8_is_refused_with_its_line(tmp_path: Path) -> Non
     refused(path, r"not UTF-8 text \(line 3\)")
 
 
+@pytest.mark.parametrize("suffix", [".yaml", ".yml", ".json"])
+def test_a_utf8_byte_order_mark_is_skipped(tmp_path: Path, suffix: str) -> None:
+    """A config file starting with a UTF-8 BOM (as some Windows editors write) loads as the
+    same file without it; a JSON one was refused with "Unexpected UTF-8 BOM"."""
+    doc = {"columns": [{"name": "x", "category": {"values": ["é", "b"]}}], "run": {"seed": 3}}
+    text = json.dumps(doc, ensure_ascii=False) if suffix == ".json" else yaml.safe_dump(doc)
+    plain, marked = tmp_path / f"plain{suffix}", tmp_path / f"marked{suffix}"
+    plain.write_bytes(text.encode())
+    marked.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    assert load_config(marked) == load_config(plain)
+    result = CliRunner().invoke(cli, ["validate", str(marked)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+
+
+def test_after_a_byte_order_mark_bytes_that_are_not_utf8_keep_their_line(tmp_path: Path) -> None:
+    """The BOM is skipped, not counted: bad bytes further on are still named by their line."""
+    path = tmp_path / "bom.json"
+    path.write_bytes(b'\xef\xbb\xbf{"columns":\n []\n, "x": "caf\xe9"}')
+    refused(path, r"not UTF-8 text \(line 3\)")
+
+
 @pytest.mark.parametrize(
     ("value", "problem"),
     [

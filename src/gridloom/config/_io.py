@@ -13,14 +13,18 @@ lists and mappings nest at most :data:`MAX_NESTING` levels, a document holds at 
 :data:`MAX_CONFIG_VALUES` values, YAML aliases add at most :data:`MAX_ALIAS_NODES` values
 (each counted as if written out: a "billion laughs" document stops there) and never refer to a
 list or mapping that contains them. YAML is read with a safe loader whose only tags are the
-plain ones (no Python objects, no ``!!binary``, ``!!set``, ``!!omap`` or ``!!pairs``).
+plain ones (no Python objects, no ``!!binary``, ``!!set``, ``!!omap`` or ``!!pairs``). A
+key given twice in one mapping, YAML or JSON, is refused with its field path and both lines
+(see :mod:`._unique_keys`), rather than the later value silently replacing the earlier.
 """
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Mapping
@@ -34,6 +38,8 @@ from ._converter import structure_pipeline, unstructure_pipeline
 from ._document import MAX_CONFIG_VALUES, MAX_NESTING
 from ._issues import describe
 from ._models import PipelineConfig
+from ._unique_keys import DuplicateKey, DuplicateKeyFound, check_json_pairs, json_duplicate
+from ._unique_keys import yaml_duplicate as _yaml_duplicate
 from ._urls import redact_url
 
 __all__ = [
@@ -83,8 +89,15 @@ _SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoade
 
 
 class _Loader(_SafeLoader):  # type: ignore[valid-type,misc]
-    """A safe loader that knows only the plain tags, and reports a value it cannot build
-    (``2024-13-01``, an integer of 5,000 digits) as a YAML error at its place."""
+    """A safe loader that knows only the plain tags, reports a value it cannot build
+    (``2024-13-01``, an integer of 5,000 digits) as a YAML error at its place, and refuses a
+    key given twice in one mapping (:class:`_DuplicateKeyError`)."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        found = _yaml_duplicate(node, lambda key: self.construct_object(key, deep=True))
+        if found is not None:
+            raise _DuplicateKeyError(found)
+        return super().construct_document(node)
 
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         try:
@@ -95,6 +108,14 @@ class _Loader(_SafeLoader):  # type: ignore[valid-type,misc]
             ) from None
 
 
+class _DuplicateKeyError(yaml.YAMLError):
+    """A YAML mapping gives a key twice."""
+
+    def __init__(self, found: DuplicateKey):
+        super().__init__(found.describe())
+        self.found = found
+
+
 def _refuse_tag(_loader: yaml.SafeLoader, node: yaml.Node) -> Any:
     raise yaml.constructor.ConstructorError(
         None, None, f"the tag {node.tag!r} is not allowed in a config", node.start_mark
@@ -103,6 +124,15 @@ def _refuse_tag(_loader: yaml.SafeLoader, node: yaml.Node) -> Any:
 
 for _tag in ("binary", "set", "omap", "pairs"):
     _Loader.add_constructor(f"tag:yaml.org,2002:{_tag}", _refuse_tag)
+
+#: Floats with an exponent, written as YAML 1.2 allows (``1e15``, ``-2E-3``, ``+1e5``,
+#: ``.5e3``): YAML 1.1, which PyYAML follows, wants a dot and a signed exponent
+#: (``1.0e+15``) and reads these as text. Other plain scalars keep YAML 1.1's reading
+#: (``yes``/``no`` stay booleans: a choice spelt so is still accepted, see ``_scalars``).
+_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$")
+# The dumper resolves alike, so a string spelt so is written quoted and reads back as text.
+for _cls in (_Loader, _Dumper):
+    _cls.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+.0123456789"))
 
 
 class _Frame:
@@ -242,7 +272,8 @@ def _read_document(path: Path) -> Mapping[str, Any]:
 
 
 def _read_text(path: Path) -> str:
-    """The text of the config file ``path``: a regular file of at most MAX_CONFIG_BYTES."""
+    """The text of the config file ``path``: a regular file of at most MAX_CONFIG_BYTES, UTF-8
+    with or without a byte order mark."""
     where = f"config file {str(path)!r}"
     try:
         info = path.stat()
@@ -261,6 +292,9 @@ def _read_text(path: Path) -> str:
         raise ConfigError(f"{where} cannot be read: {exc.strerror or exc}") from None
     if len(raw) > MAX_CONFIG_BYTES:  # it grew since stat
         raise ConfigError(f"{where} has more than {MAX_CONFIG_BYTES:,} bytes (16 MiB)")
+    # A byte order mark (Windows editors write one) is no part of the text: YAML skips it,
+    # json.loads would refuse it.
+    raw = raw.removeprefix(codecs.BOM_UTF8)
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -270,7 +304,10 @@ def _read_text(path: Path) -> str:
 
 def _parse_json(path: Path, text: str) -> Any:
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=check_json_pairs)
+    except DuplicateKeyFound as exc:
+        found = json_duplicate(text) or DuplicateKey(key=exc.key)
+        raise _duplicate_error(path, found) from None
     except json.JSONDecodeError as exc:
         raise ConfigError(
             f"config file {str(path)!r} is not valid JSON: {exc.msg}"
@@ -289,12 +326,20 @@ def _parse_yaml(path: Path, text: str) -> Any:
     try:
         _check_yaml_events(text)
         return yaml.load(text, Loader=_Loader)  # a safe loader: see _Loader
+    except _DuplicateKeyError as exc:
+        raise _duplicate_error(path, exc.found) from None
     except yaml.YAMLError as exc:
         raise ConfigError(
             f"config file {str(path)!r} is not valid YAML: {_yaml_problem(exc)}"
         ) from None
     except ValueError as exc:
         raise ConfigError(f"config file {str(path)!r} is refused: {exc}") from None
+
+
+def _duplicate_error(path: Path, found: DuplicateKey) -> ConfigError:
+    return ConfigError(
+        f"config file {str(path)!r} is refused: {found.describe()}", field=found.field
+    )
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:

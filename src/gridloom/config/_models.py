@@ -23,10 +23,12 @@ from ._inference import (
     check_temperature,
     check_top_p,
 )
+from ._issues import render_path
 from ._processors import ProcessorConfig
 from ._run import RunConfig
 from ._seed_tables import seed_path
 from ._simulation import SimulationConfig
+from ._typecheck import type_issues
 from ._urls import check_url, redact_url
 from ._validators import finite, int64, text, to_tuple
 
@@ -401,12 +403,18 @@ class SeedDatasetConfig:
     revision: str | None = attrs.field(default=None, validator=_hf_only)
 
 
+#: The fields every column has, named at the column level (not under its kind's key).
+_COLUMN_FIELDS = frozenset(a.name for a in attrs.fields(ColumnConfig))
+
+
 @frozen(kw_only=True)
 class PipelineConfig:
     """A whole pipeline: where models live, which columns to generate, how to run.
 
-    Construction checks what can be checked without parsing templates: unique column and model
-    names, model aliases pointing at known providers. Reference, cycle and template checks
+    Construction checks what can be checked without parsing templates: that every field of
+    every part holds what a config file could (so a pipeline made in Python loads back from
+    its run's ``config.yaml``), unique column and model names, model aliases pointing at known
+    providers. Reference, cycle and template checks
     happen when the pipeline is compiled (``gridloom.validate``), still before any request.
 
     Attributes:
@@ -432,7 +440,7 @@ class PipelineConfig:
     constraints: tuple[Constraint, ...] = attrs.field(default=(), converter=to_tuple)
 
     def __attrs_post_init__(self) -> None:
-        problems: list[ConfigIssue] = []
+        problems = self._type_issues()
         if not self.columns and self.seed_dataset is None:
             problems.append(
                 ConfigIssue(
@@ -495,6 +503,37 @@ class PipelineConfig:
                     )
         if problems:
             raise ConfigError.from_issues(problems)
+
+    def _type_issues(self) -> list[ConfigIssue]:
+        """Every value, in every part, that a config file could not hold (see
+        :mod:`._typecheck`): a pipeline made in Python holds only what its ``config.yaml``
+        can be loaded back with."""
+        problems: list[ConfigIssue] = []
+        for col in self.columns:
+            if not attrs.has(type(col)):
+                continue
+            for path, message in type_issues(col):
+                field = render_path(path)
+                if path[0] not in _COLUMN_FIELDS and col.kind:
+                    field = f"{col.kind}.{field}"
+                problems.append(ConfigIssue(message, col.name, field))
+        parts: list[tuple[str, Any]] = [
+            ("providers", self.providers),
+            ("models", self.models),
+            ("processors", self.processors),
+            ("constraints", self.constraints),
+        ]
+        for name, items in parts:
+            for index, item in enumerate(items):
+                if not attrs.has(type(item)):
+                    continue
+                for path, message in type_issues(item, (name, index)):
+                    problems.append(ConfigIssue(message, None, render_path(path)))
+        for name, part in (("seed_dataset", self.seed_dataset), ("run", self.run)):
+            if attrs.has(type(part)):
+                for path, message in type_issues(part, (name,)):
+                    problems.append(ConfigIssue(message, None, render_path(path)))
+        return problems
 
     def column(self, name: str) -> ColumnConfig:
         """The column called ``name``; ``KeyError`` if there is none."""

@@ -9,6 +9,7 @@ import attrs
 from .._attrs import frozen
 from ._executor import RayConfig
 from ._throttle import ThrottleConfig
+from ._typecheck import typed
 from ._validators import schema_keywords
 
 __all__ = ["RunConfig"]
@@ -107,49 +108,65 @@ class RunConfig:
             :class:`~gridloom.config.RayConfig`.
     """
 
-    row_group_size: int = attrs.field(default=500, validator=attrs.validators.ge(1))
-    max_row_groups_in_flight: int = attrs.field(default=4, validator=attrs.validators.ge(1))
-    max_submitted_tasks: int = attrs.field(default=256, validator=attrs.validators.ge(1))
-    max_llm_wait_tasks: int = attrs.field(default=1024, validator=attrs.validators.ge(1))
-    max_worker_threads: int = attrs.field(default=8, validator=attrs.validators.ge(1))
+    row_group_size: int = attrs.field(default=500, validator=[typed, attrs.validators.ge(1)])
+    max_row_groups_in_flight: int = attrs.field(
+        default=4, validator=[typed, attrs.validators.ge(1)]
+    )
+    max_submitted_tasks: int = attrs.field(default=256, validator=[typed, attrs.validators.ge(1)])
+    max_llm_wait_tasks: int = attrs.field(default=1024, validator=[typed, attrs.validators.ge(1)])
+    max_worker_threads: int = attrs.field(default=8, validator=[typed, attrs.validators.ge(1)])
     template_max_output_chars: int = attrs.field(
-        default=1_048_576, validator=attrs.validators.ge(1)
+        default=1_048_576, validator=[typed, attrs.validators.ge(1)]
     )
     template_max_loop_iterations: int = attrs.field(
-        default=100_000, validator=attrs.validators.ge(1)
+        default=100_000, validator=[typed, attrs.validators.ge(1)]
     )
     template_time_budget_seconds: float = attrs.field(
-        default=2.0, validator=attrs.validators.gt(0.0)
+        default=2.0, validator=[typed, attrs.validators.gt(0.0)]
     )
-    seed: int | None = None
-    scheduling: Literal["cell", "column"] = "cell"
+    seed: int | None = attrs.field(default=None, validator=typed)
+    scheduling: Literal["cell", "column"] = attrs.field(default="cell", validator=typed)
     throttle: ThrottleConfig = attrs.field(
         factory=ThrottleConfig, validator=attrs.validators.instance_of(ThrottleConfig)
     )
-    max_cell_attempts: int = attrs.field(default=8, validator=attrs.validators.ge(1))
-    retry_backoff_seconds: float = attrs.field(default=1.0, validator=attrs.validators.ge(0.0))
-    retry_backoff_max_seconds: float = attrs.field(default=30.0, validator=attrs.validators.ge(0.0))
-    salvage_rounds: int = attrs.field(default=2, validator=attrs.validators.ge(0))
-    salvage_round_seconds: float = attrs.field(default=600.0, validator=attrs.validators.gt(0.0))
-    shutdown_error_rate: float | None = attrs.field(default=0.5, validator=_optional_rate)
-    shutdown_window: int = attrs.field(default=1000, validator=attrs.validators.ge(1))
-    shutdown_window_seconds: float = attrs.field(default=120.0, validator=attrs.validators.gt(0.0))
-    shutdown_min_outcomes: int = attrs.field(default=20, validator=attrs.validators.ge(1))
-    shutdown_min_seconds: float = attrs.field(default=5.0, validator=attrs.validators.ge(0.0))
-    shutdown_refused_seconds: float = attrs.field(default=600.0, validator=attrs.validators.ge(0.0))
-    generator_first_rows: int = attrs.field(default=5, validator=attrs.validators.ge(0))
-    generator_error_rate: float | None = attrs.field(default=0.5, validator=_optional_rate)
-    generator_window: int = attrs.field(default=1000, validator=attrs.validators.ge(1))
-    generator_min_outcomes: int = attrs.field(default=20, validator=attrs.validators.ge(1))
-    allow_drops: float = attrs.field(
-        default=0.0, validator=[attrs.validators.ge(0.0), attrs.validators.le(1.0)]
+    max_cell_attempts: int = attrs.field(default=8, validator=[typed, attrs.validators.ge(1)])
+    retry_backoff_seconds: float = attrs.field(
+        default=1.0, validator=[typed, attrs.validators.ge(0.0)]
     )
-    fill_to_target: bool = False
-    fill_budget: float = attrs.field(default=0.25, validator=attrs.validators.ge(0.0))
-    trace: bool = False
-    progress: Literal["auto", "bar", "log", "off"] = "auto"
-    progress_interval_seconds: float = attrs.field(default=10.0, validator=attrs.validators.gt(0.0))
-    executor: Literal["local", "ray"] = "local"
+    retry_backoff_max_seconds: float = attrs.field(
+        default=30.0, validator=[typed, attrs.validators.ge(0.0)]
+    )
+    salvage_rounds: int = attrs.field(default=2, validator=[typed, attrs.validators.ge(0)])
+    salvage_round_seconds: float = attrs.field(
+        default=600.0, validator=[typed, attrs.validators.gt(0.0)]
+    )
+    shutdown_error_rate: float | None = attrs.field(default=0.5, validator=[typed, _optional_rate])
+    shutdown_window: int = attrs.field(default=1000, validator=[typed, attrs.validators.ge(1)])
+    shutdown_window_seconds: float = attrs.field(
+        default=120.0, validator=[typed, attrs.validators.gt(0.0)]
+    )
+    shutdown_min_outcomes: int = attrs.field(default=20, validator=[typed, attrs.validators.ge(1)])
+    shutdown_min_seconds: float = attrs.field(
+        default=5.0, validator=[typed, attrs.validators.ge(0.0)]
+    )
+    shutdown_refused_seconds: float = attrs.field(
+        default=600.0, validator=[typed, attrs.validators.ge(0.0)]
+    )
+    generator_first_rows: int = attrs.field(default=5, validator=[typed, attrs.validators.ge(0)])
+    generator_error_rate: float | None = attrs.field(default=0.5, validator=[typed, _optional_rate])
+    generator_window: int = attrs.field(default=1000, validator=[typed, attrs.validators.ge(1)])
+    generator_min_outcomes: int = attrs.field(default=20, validator=[typed, attrs.validators.ge(1)])
+    allow_drops: float = attrs.field(
+        default=0.0, validator=[typed, attrs.validators.ge(0.0), attrs.validators.le(1.0)]
+    )
+    fill_to_target: bool = attrs.field(default=False, validator=typed)
+    fill_budget: float = attrs.field(default=0.25, validator=[typed, attrs.validators.ge(0.0)])
+    trace: bool = attrs.field(default=False, validator=typed)
+    progress: Literal["auto", "bar", "log", "off"] = attrs.field(default="auto", validator=typed)
+    progress_interval_seconds: float = attrs.field(
+        default=10.0, validator=[typed, attrs.validators.gt(0.0)]
+    )
+    executor: Literal["local", "ray"] = attrs.field(default="local", validator=typed)
     ray: RayConfig = attrs.field(
         factory=RayConfig, validator=attrs.validators.instance_of(RayConfig)
     )
