@@ -124,6 +124,85 @@ def test_something_else_is_refused_as_a_seed() -> None:
     assert info.value.field == "seed_dataset.path"
 
 
+@pytest.mark.parametrize(
+    ("frame", "message"),
+    [
+        (lambda: pd.DataFrame({"x": [2**64, 1]}, dtype=object), "Python int too large"),
+        (lambda: pd.DataFrame({"x": [-(2**63) - 1]}, dtype=object), "Python int too large"),
+        (lambda: pd.DataFrame({"ok": [1], "x": [[2**64]]}), "Python int too large"),
+        (lambda: pd.DataFrame({"x": [{"a": 2**70}]}), "Python int too large"),
+        (lambda: pd.DataFrame({"x": ["\ud800"]}, dtype=object), "surrogates not allowed"),
+        (lambda: pd.DataFrame({"x": [object()]}), "did not recognize Python value type"),
+        (lambda: pd.DataFrame({"x": [1, "a"]}, dtype=object), "Could not convert 'a'"),
+    ],
+)
+def test_a_value_arrow_cannot_store_is_a_config_error_naming_its_column(
+    frame: Any, message: str
+) -> None:
+    """A DataFrame value pyarrow cannot convert (an integer beyond 64 bits, alone or nested,
+    a lone surrogate, an object of no Arrow type, mixed types) is a ConfigError naming the
+    seed column — never a raw OverflowError or UnicodeError."""
+    with pytest.raises(ConfigError) as info:
+        gl.PipelineBuilder().seed_dataset(frame())
+    assert info.value.field == "seed_dataset.path"
+    text = str(info.value)
+    assert "seed column 'x' holds a value Arrow cannot store: " in text
+    assert message in text
+    with pytest.raises(ConfigError, match="seed column 'x'"):
+        SeedDatasetConfig(path=frame())
+
+
+def test_a_frame_arrow_refuses_as_a_whole_is_a_config_error() -> None:
+    """Duplicate column names: a ConfigError about the DataFrame."""
+    with pytest.raises(ConfigError, match="Duplicate column names"):
+        gl.PipelineBuilder().seed_dataset(pd.DataFrame([[1, 2]], columns=["a", "a"]))
+
+
+_ODD_VALUES = st.one_of(
+    st.none(),
+    st.integers(),
+    st.floats(),
+    st.text(),
+    st.binary(max_size=4),
+    st.booleans(),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+    st.builds(object),
+)
+#: A column's values: of one kind (integers up to 70 bits, alone or in lists; text that may
+#: hold lone surrogates), or anything.
+_COLUMNS = st.one_of(
+    st.lists(st.integers(-(2**70), 2**70), min_size=1, max_size=4),
+    st.lists(st.lists(st.integers(-(2**70), 2**70), max_size=2), min_size=1, max_size=4),
+    st.lists(
+        st.text(st.characters(codec=None, min_codepoint=0xD700, max_codepoint=0xE000), max_size=3),
+        min_size=1,
+        max_size=4,
+    ),
+    st.lists(_ODD_VALUES, min_size=1, max_size=4),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_COLUMNS, min_size=1, max_size=3))
+def test_any_in_memory_seed_converts_or_is_a_config_error(columns: list[list[Any]]) -> None:
+    """Whatever a DataFrame's object columns hold, seeding with it either works or is a
+    ConfigError; one naming a column names one of the frame's."""
+    size = min(len(values) for values in columns)
+    frame = pd.DataFrame(
+        {f"c{i}": pd.Series(values[:size], dtype=object) for i, values in enumerate(columns)}
+    )
+    error: ConfigError | None = None
+    try:
+        gl.PipelineBuilder().seed_dataset(frame)
+    except ConfigError as exc:
+        error = exc
+    if error is not None:
+        assert error.field == "seed_dataset.path"
+        if "seed column" in str(error):
+            assert any(f"seed column 'c{i}'" in str(error) for i in range(len(columns)))
+
+
 async def test_resume_of_an_in_memory_seeded_run_checks_the_table(
     tmp_path: Path, autojump_clock: Any
 ) -> None:

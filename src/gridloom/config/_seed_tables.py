@@ -73,13 +73,7 @@ def _as_table(value: Any) -> Any:
                 f" got {type(value).__name__}",
                 field="seed_dataset.path",
             )
-        try:
-            value = pa.Table.from_pandas(value, preserve_index=False)
-        except (pa.ArrowException, TypeError, ValueError) as exc:
-            raise ConfigError(
-                f"cannot convert the DataFrame to an Arrow table: {exc}",
-                field="seed_dataset.path",
-            ) from exc
+        value = _from_pandas(value)
     table = value.replace_schema_metadata(None)
     if table.nbytes > MAX_MEMORY_SEED_BYTES:
         raise ConfigError(
@@ -88,6 +82,44 @@ def _as_table(value: Any) -> Any:
             field="seed_dataset.path",
         )
     return table
+
+
+def _said(exc: BaseException) -> str:
+    """``exc`` in one short line (pyarrow may quote a whole value)."""
+    try:
+        text = " ".join(str(exc).split()) or type(exc).__name__
+    except Exception:  # a message that cannot even be shown
+        text = type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _from_pandas(frame: Any) -> Any:
+    """``frame`` as an Arrow table.
+
+    Raises:
+        ConfigError: a value pyarrow cannot convert (an integer beyond 64 bits, text with a
+            lone surrogate, an object of no Arrow type, ...), naming its column; or a frame
+            pyarrow refuses as a whole (duplicate column names).
+    """
+    import pyarrow as pa
+
+    try:
+        return pa.Table.from_pandas(frame, preserve_index=False)
+    except Exception as exc:  # pyarrow raises Arrow errors, OverflowError, UnicodeError, ...
+        whole = exc
+    # Which column? Converted one at a time (only once the whole frame failed).
+    for index, name in enumerate(frame.columns):
+        try:
+            pa.Table.from_pandas(frame.iloc[:, [index]], preserve_index=False)
+        except Exception as exc:
+            raise ConfigError(
+                f"seed column {str(name)!r} holds a value Arrow cannot store: {_said(exc)}",
+                field="seed_dataset.path",
+            ) from None
+    raise ConfigError(
+        f"cannot convert the DataFrame to an Arrow table: {_said(whole)}",
+        field="seed_dataset.path",
+    ) from None
 
 
 def fingerprint(table: Any) -> str:

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import attrs
 
 from .._attrs import frozen
+from ._schema_refs import ref_problem
 from ._urls import check_url
 from ._validators import function_path, int64, positive, text, to_tuple
 
@@ -52,6 +53,9 @@ def _object_schema(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> N
         return
     if not isinstance(value, dict) or value.get("type") != "object":
         raise ValueError(f"{attribute.name} must be a JSON Schema of type object")
+    problem = ref_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
 
 
 @frozen(kw_only=True)
@@ -80,7 +84,8 @@ class PythonTool(ToolConfig):
         function: the import path ``package.module:function`` (or, from Python, the callable).
         name: the tool's name (default: the function's name).
         description: what the tool does (default: the docstring's first paragraph).
-        parameters: the JSON Schema of the arguments (default: derived from the type hints).
+        parameters: the JSON Schema of the arguments (default: derived from the type hints);
+            only a local `$ref` is followed (nothing is fetched).
     """
 
     kind: ClassVar[str] = "python"

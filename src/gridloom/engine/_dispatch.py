@@ -14,6 +14,9 @@ thread by the task, before its generator is called. A batch task evaluates the c
 rows and calls its generator only with the rows not skipped (same ``group_row_ids``, so
 samplers give every row the value it would have without skips); the result is spread back
 over the task's rows with ``SKIPPED`` in the skipped rows' places.
+
+A generator's exception fails its cell (or the batch's rows), never the run: one that is not an
+``Exception`` too (``sys.exit()`` in user code), except Ctrl-C and the run's cancellation.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import trio
 from ..config import RunConfig
 from ..errors import GenerationError, SalvageTimeout
 from ..generators import BatchContext, CellContext, ColumnGenerator, RowFailure
+from ..generators._escapes import ends_run, escaped_failure
 from ..generators.base import Models, Toolboxes, normalize_result
 from ..trace import CURRENT_SPAN, TaskTracer
 from ._lanes import ReadyQueue
@@ -87,6 +91,12 @@ def _spread(node: Node, kept: Sequence[int], verdicts: Sequence[object], value: 
     if len(outputs) == 1 and generator.name in spread:
         return spread[generator.name]
     return spread
+
+
+def _escaped(generator: ColumnGenerator[Any], exc: BaseException) -> RowFailure:
+    """The failure of a cell (or batch) whose generator raised ``exc``, not an ``Exception``
+    (``sys.exit()`` in a plugin's or a user's code): it ends the cell, not the run."""
+    return RowFailure(escaped_failure(exc, generator.name, "the generator"))
 
 
 class _Unbounded:
@@ -272,11 +282,19 @@ class Dispatcher:
                     value = node.generator.generate(self._context(group, node, task, kept))
                 except Exception as exc:
                     value = RowFailure(exc)
+                except BaseException as exc:
+                    if ends_run(exc):
+                        raise
+                    value = _escaped(node.generator, exc)
             return _spread(node, kept, verdicts, value)
         try:
             return node.generator.generate(self._context(group, node, task))
         except Exception as exc:
             return RowFailure(exc)
+        except BaseException as exc:
+            if ends_run(exc):
+                raise
+            return _escaped(node.generator, exc)
 
     async def _verdicts(
         self, skip: SkipCondition, rows: Sequence[Mapping[str, Any]]
@@ -318,6 +336,10 @@ class Dispatcher:
             return generator.generate(ctx)
         except Exception as exc:
             return RowFailure(exc)
+        except BaseException as exc:
+            if ends_run(exc):
+                raise
+            return _escaped(generator, exc)
 
     async def run_task(self, group: RowGroup, node: Node, task: Task, token: object) -> None:
         """Run one dispatched task and record its outcome: a task of its row group's nursery,
@@ -387,3 +409,7 @@ class Dispatcher:
             )
         except Exception as exc:
             return RowFailure(exc)
+        except BaseException as exc:
+            if ends_run(exc):
+                raise
+            return _escaped(generator, exc)

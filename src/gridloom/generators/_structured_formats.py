@@ -5,7 +5,8 @@ instruction added to the prompt) and how to turn the model's text into the cell'
 takes the fenced block of the format (or the first fenced block, or the whole body), parses
 it safely (:mod:`._safe_yaml`, :mod:`._xml_json`) and validates it (the JSON Schema against
 the parsed value, or XML's JSON form; an XSD against the XML document with ``xmlschema``).
-Every failure is a ``ValueError`` whose text is fed back to the model.
+Every failure of the answer is a ``ValueError`` whose text is fed back to the model (one of
+the schema, a ``$ref`` that does not resolve, a :class:`~gridloom.errors.GenerationError`).
 
 The instruction for YAML and XML starts with :data:`FORMAT_MARKER` (``Answer format: YAML.``
 or ``Answer format: XML.``); the simulated endpoint reads it to answer in that format.
@@ -20,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..clients._post import utf8_clean
+from ..errors import GenerationError
 
 if TYPE_CHECKING:
     from jsonschema.protocols import Validator
@@ -95,12 +97,12 @@ def compile_xsd(xsd: str) -> Any:
 
 
 def _schema_validator(schema: dict[str, Any]) -> Validator:
-    """The ``jsonschema`` validator of ``schema``'s draft. jsonschema is imported here, not with
-    this module, so a run without a JSON Schema does not load it."""
-    from jsonschema import validators
+    """The ``jsonschema`` validator of ``schema``'s draft, which follows only local ``$ref``
+    (nothing is fetched). jsonschema is imported there, not with this module, so a run
+    without a JSON Schema does not load it."""
+    from ..config._schema_refs import local_validator
 
-    validator: Validator = validators.validator_for(schema)(schema)
-    return validator
+    return local_validator(schema)
 
 
 def _no_constant(name: str) -> Any:
@@ -268,8 +270,14 @@ class AnswerFormat:
     def _validate(self, value: Any) -> None:
         if self._validator is not None:
             from jsonschema.exceptions import best_match  # loaded with the validator
+            from referencing.exceptions import Unresolvable
 
-            error = best_match(self._validator.iter_errors(value))
+            try:
+                error = best_match(self._validator.iter_errors(value))
+            except Unresolvable as exc:  # the schema's fault, not the answer's: no correction
+                from ..config._schema_refs import unresolved
+
+                raise GenerationError(f"the schema cannot be used: {unresolved(exc)}") from None
             if error is not None:
                 where = "/".join(str(p) for p in error.absolute_path) or "the top level"
                 raise ValueError(

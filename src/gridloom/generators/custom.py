@@ -52,6 +52,15 @@ def resolve_function(
             column=column,
             field=field,
         ) from exc
+    except BaseException as exc:  # sys.exit() on import: a problem of the config, not an exit
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        said = f"sys.exit({exc.code!r})" if isinstance(exc, SystemExit) else type(exc).__name__
+        raise ConfigError(
+            f"cannot import module {module_name!r} for {function!r}: importing it raised {said}",
+            column=column,
+            field=field,
+        ) from None
     for attr in attr_path.split("."):
         try:
             target = getattr(target, attr)

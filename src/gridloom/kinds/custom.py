@@ -2,7 +2,10 @@
 
 A synchronous function becomes a :class:`CustomGenerator` (run in a worker thread); an
 ``async def`` function — or an object whose ``__call__`` is ``async def`` — becomes an
-:class:`AsyncCustomGenerator` (run on the trio loop). :func:`custom_generator` picks.
+:class:`AsyncCustomGenerator` (run on the trio loop). :func:`custom_generator` picks. A
+function that calls ``sys.exit()`` or raises another exception that is not an ``Exception``
+(but ``KeyboardInterrupt``) fails its cell or batch like any error (see
+:mod:`gridloom.generators._escapes`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from ..config._models import ModelConfig
 from ..config._validators import function_path
 from ..errors import ConfigError, GenerationError
 from ..generators._dtypes import arrow_type, coerce, json_text
+from ..generators._escapes import user_acall, user_call
 from ..generators._factory import BuildContext
 from ..generators.base import BatchContext, CellContext, ColumnGenerator, Context, RowFailure
 from ..generators.custom import is_async_callable, resolve_function
@@ -38,7 +42,10 @@ class CustomColumn(ColumnConfig):
     in YAML). Per cell it receives ``(row, ctx)`` — ``row`` maps the upstream columns to this row's
     values — and returns the value. Per batch it receives ``(columns, ctx)`` — each upstream column
     as a list over the batch's rows — and returns a list with one value per row. ``params`` are
-    passed as ``ctx.params``. Columns it reads must be listed in ``depends_on``.
+    passed as ``ctx.params``. Columns it reads must be listed in ``depends_on``. A function that
+    raises fails its cell (a batch function: the batch's rows), which is dropped with the reason
+    naming the column; so does one that calls ``sys.exit()`` or raises another exception that
+    is not an ``Exception`` — only ``KeyboardInterrupt`` stops the run, as Ctrl-C does.
 
     ``model`` names a model alias the function calls itself: the column is then *model-bound*
     (its tasks wait on the network under the LLM-wait limit, without holding a dispatch slot)
@@ -140,7 +147,7 @@ class CustomGenerator(_CustomBase):
 
     def generate(self, ctx: CellContext | BatchContext) -> Any:
         """Call the function for this cell or batch and coerce what it returns."""
-        result = self.function(*self._arguments(ctx))
+        result = user_call(self.function, *self._arguments(ctx), column=self.name)
         if inspect.isawaitable(result):
             close = getattr(result, "close", None)
             if close is not None:
@@ -157,7 +164,7 @@ class AsyncCustomGenerator(_CustomBase):
 
     async def agenerate(self, ctx: CellContext | BatchContext) -> Any:
         """Await the function for this cell or batch and coerce what it returns."""
-        result = await self.function(*self._arguments(ctx))
+        result = await user_acall(self.function, *self._arguments(ctx), column=self.name)
         return self._finish(result, ctx)
 
 

@@ -11,6 +11,7 @@ import attrs
 from .._attrs import frozen
 from ..config._kind import ColumnKind
 from ..config._llm import LLMColumn, templated
+from ..config._schema_refs import ref_problem
 from ..generators._factory import BuildContext
 from ..generators._structured_formats import FORMATS, compile_xsd
 from ..generators.llm import RAW_SUFFIX, LLMStructuredGenerator
@@ -69,6 +70,9 @@ def _check_schema(_inst: Any, _attribute: attrs.Attribute[Any], value: Any) -> N
         validators.validator_for(value).check_schema(value)
     except exceptions.SchemaError as exc:
         raise ValueError(f"schema is not a valid JSON Schema: {exc.message}") from None
+    problem = ref_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
     where = _templated_annotation(value)
     if where is not None:
         raise ValueError(
@@ -130,7 +134,10 @@ class LLMStructuredColumn(LLMColumn):
     schema's ``properties``: a name the schema rules out is an error (an object schema that
     does not mention ``additionalProperties`` counts as closed; ``additionalProperties: true``
     opens it). A schema's ``description`` and ``title`` texts are sent as written, so they cannot
-    hold Jinja syntax.
+    hold Jinja syntax. Only a local ``$ref`` (``#/$defs/item``, ``#anchor``) is followed, and
+    nothing is ever fetched: any other ``$ref`` (``https://...``, ``file://...``,
+    ``other.json``) is refused when the config is loaded, as are a ``$ref`` that points to
+    nothing and a loop of them that never descends into the value (``{"$ref": "#"}``).
 
     Attributes:
         schema: the JSON Schema of the answer (templates downstream may read only the fields

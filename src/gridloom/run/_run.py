@@ -36,6 +36,7 @@ from ..engine import (
     Scheduler,
     ShutdownReason,
 )
+from ..errors import RunError
 from ..kinds import installed
 from ..progress import ProgressReporter
 from ..storage import (
@@ -261,7 +262,12 @@ class Run:
             with collector_for_run():
                 await self._in_nursery(work, stop, results)
         except BaseExceptionGroup as group:
-            raise unwrap(group) from None
+            error = unwrap(group)
+            if not isinstance(error, Exception) and not is_interrupt(error):
+                # sys.exit() (or the like) in code the run called, past every cell's guard:
+                # an error of the run, never a silent exit of the process.
+                raise RunError(f"the run was ended by user code: {error!r}") from error
+            raise error from None
         if stop.cancelled_caught and self._signals is not None:
             assert self._signals.signum is not None
             raise Interrupted(self._signals.signum)

@@ -9,7 +9,8 @@ object, and is then cached) and to the drafts 6 and later; validation spends a
 validates against another schema), and never runs a client's regular expression (``pattern``
 and ``patternProperties`` are not checked, so a pattern cannot make it backtrack for ever;
 properties matched only by a pattern count as additional), nor checks
-``unevaluatedProperties``.
+``unevaluatedProperties``. Only a local ``$ref`` (``#...``) is followed: any other is refused
+by :func:`check_schema`, and the validators' registry fetches nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import json
 import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
+
+from ..config._schema_refs import local_registry, remote_ref
 
 if TYPE_CHECKING:
     import jsonschema.protocols
@@ -262,7 +265,9 @@ def _validator(schema_json: str) -> jsonschema.protocols.Validator:
         # Without "$schema", a $ref back to the root keeps the bounded class (jsonschema
         # switches to the stock class of a subschema that names its draft).
         schema = {key: value for key, value in schema.items() if key != "$schema"}
-    validator: jsonschema.protocols.Validator = _bounded_class(cls)(schema)
+    validator: jsonschema.protocols.Validator = _bounded_class(cls)(
+        schema, registry=local_registry()
+    )
     return validator
 
 
@@ -298,7 +303,7 @@ def _schema_problem(schema_json: str) -> str | None:
         return exc.message
     except (OverflowError, RecursionError, ValueError) as exc:  # e.g. a pattern's "a{99999999999}"
         return f"the schema cannot be checked: {exc}"
-    return None
+    return remote_ref(schema)  # only local $ref, as gridloom's own columns: nothing is fetched
 
 
 def validate(value: Any, schema: Any, budget: Budget, key: str | None = None) -> bool:

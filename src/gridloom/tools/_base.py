@@ -16,6 +16,7 @@ from typing import Any
 import trio
 
 from ..clients._types import ToolCall, ToolSpec
+from ..config._schema_refs import local_validator, ref_problem, unresolved
 
 __all__ = [
     "MAX_TOOL_ARGUMENTS_BYTES",
@@ -170,6 +171,7 @@ class Toolbox:
         if validator is None:
             validator = argument_validator(tool.spec)
         from jsonschema import ValidationError  # loaded with the validator
+        from referencing.exceptions import Unresolvable
 
         try:
             validator.validate(value)
@@ -177,11 +179,20 @@ class Toolbox:
             where = "/".join(str(p) for p in exc.absolute_path) or "arguments"
             message = f"invalid arguments for {tool.spec.name!r} at {where}: {exc.message}"
             raise ToolError(message) from None
+        except Unresolvable as exc:  # nothing is fetched: the schema's fault, said as such
+            raise ToolError(
+                f"the schema of {tool.spec.name!r} cannot be used: {unresolved(exc)}"
+            ) from None
+        except RecursionError:
+            raise ToolError(
+                f"arguments for {tool.spec.name!r} are nested too deeply to check"
+            ) from None
         return value
 
 
 def argument_validator(spec: ToolSpec) -> Any:
-    """A validator of ``spec``'s arguments (its schema checked once, here).
+    """A validator of ``spec``'s arguments (its schema checked once, here), which follows only
+    local ``$ref`` (nothing is fetched).
 
     Raises:
         ValueError: the schema is not a valid JSON Schema.
@@ -194,7 +205,10 @@ def argument_validator(spec: ToolSpec) -> Any:
         cls.check_schema(schema)
     except SchemaError as exc:
         raise ValueError(f"tool {spec.name!r} has an invalid schema: {exc.message}") from None
-    return cls(schema)
+    problem = ref_problem(schema)
+    if problem is not None:
+        raise ValueError(f"tool {spec.name!r} has an unusable schema: {problem}")
+    return local_validator(schema, cls)
 
 
 def clip(text: str) -> str:

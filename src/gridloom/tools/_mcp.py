@@ -28,6 +28,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp_types.jsonrpc import CONNECTION_CLOSED
 
 from ..clients._types import ToolSpec
+from ..config._schema_refs import ref_problem
 from ..config._tools import McpTool, check_tool_name
 from ._base import Tool, ToolError, ToolSource, ToolSourceError
 from ._mcp_http import http_client, missing_header_variable
@@ -82,6 +83,9 @@ def schema_problem(schema: Any) -> str | None:
         return f"its input schema is invalid at {where}: {_one_line(exc.message, 160)}"
     if schema.get("type") != "object":
         return "its input schema is not of type object"
+    problem = ref_problem(schema)
+    if problem is not None:
+        return f"its input schema is unusable: {_one_line(problem, 200)}"
     return None
 
 

@@ -5,7 +5,8 @@ Per cell it is called as ``function(value, ctx)`` (``ctx.row`` holds the row's u
 ``ctx.params`` the column's ``params``); per batch as ``function(values, ctx)`` with a list, and
 returns a list. A result is a bool, ``(bool, messages)`` or a mapping ``{is_valid, messages,
 details}``. A synchronous function runs in a worker thread; an ``async def`` one on the trio
-loop. A function that raises fails its cell (or batch), with the exception as the reason.
+loop. A function that raises fails its cell (or batch), with the exception as the reason
+(``sys.exit()`` and other exceptions that are not ``Exception`` s, but Ctrl-C, included).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ..._attrs import frozen
 from ...config._validator import ValidatorConfig
 from ...config._validators import function_path
 from ...errors import ConfigError, GenerationError
+from ...generators._escapes import user_acall, user_call
 from ...generators._factory import BuildContext
 from ...generators.base import Context
 from ...generators.custom import is_async_callable, resolve_function
@@ -59,7 +61,7 @@ class CallableChecker(Checker):
 
     def check(self, value: Any, ctx: Context) -> Any:
         ctx.params = self.params
-        result = self.function(value, ctx)
+        result = user_call(self.function, value, ctx, column=self.column)
         if inspect.isawaitable(result):
             close = getattr(result, "close", None)
             if close is not None:
@@ -71,7 +73,7 @@ class CallableChecker(Checker):
 
     async def acheck(self, value: Any, ctx: Context) -> Any:
         ctx.params = self.params
-        return await self.function(value, ctx)
+        return await user_acall(self.function, value, ctx, column=self.column)
 
 
 def _build(check: CallableCheck, column: ValidateColumn, ctx: BuildContext) -> CallableChecker:

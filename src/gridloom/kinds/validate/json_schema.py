@@ -1,6 +1,7 @@
 """The ``json_schema`` validator: the value (a parsed JSON value, or text that is parsed) is
-valid against a JSON Schema. The schema is checked when the config is loaded; each error is
-reported as ``$.path: message``, in the order of the paths."""
+valid against a JSON Schema. The schema is checked when the config is loaded (only local
+``$ref`` is followed: nothing is fetched; see :mod:`gridloom.config._schema_refs`); each error
+is reported as ``$.path: message``, in the order of the paths."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any, ClassVar
 import attrs
 
 from ..._attrs import frozen
+from ...config._schema_refs import local_validator, ref_problem, unresolved
 from ...config._validator import ValidatorConfig
 from ...generators._factory import BuildContext
 from ...generators.base import Context
@@ -28,6 +30,9 @@ def _check_schema(_inst: Any, _attribute: attrs.Attribute[Any], value: Any) -> N
         validators.validator_for(value).check_schema(value)
     except exceptions.SchemaError as exc:
         raise ValueError(f"schema is not a valid JSON Schema: {exc.message}") from None
+    problem = ref_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
 
 
 @frozen(kw_only=True)
@@ -35,7 +40,8 @@ class JsonSchemaCheck(ValidatorConfig):
     """A JSON value valid against a JSON Schema (text is parsed as JSON first).
 
     Attributes:
-        schema: the JSON Schema (its dialect from `$schema`, else the latest).
+        schema: the JSON Schema (its dialect from `$schema`, else the latest); a `$ref` must
+            be local (`#/$defs/...`): nothing is fetched.
         parse_text: parse a text value as JSON; when false text is checked as a JSON string.
     """
 
@@ -56,12 +62,12 @@ class JsonSchemaChecker(Checker):
     """Validates each value with one compiled jsonschema validator."""
 
     def __init__(self, check: JsonSchemaCheck):
-        from jsonschema import validators
-
         self.config = check
-        self.validator = validators.validator_for(check.schema)(check.schema)
+        self.validator = local_validator(check.schema)
 
     def check(self, value: Any, ctx: Context) -> Any:
+        from referencing.exceptions import Unresolvable  # loaded with the validator
+
         if isinstance(value, str) and self.config.parse_text:
             try:
                 value = json.loads(value)
@@ -74,6 +80,8 @@ class JsonSchemaChecker(Checker):
             )
         except RecursionError:
             return invalid(["the value is nested too deeply to check"])
+        except Unresolvable as exc:  # a local reference that slipped past the load check
+            return invalid([f"the schema cannot be used: {unresolved(exc)}"])
         if not errors:
             return valid()
         return invalid(f"{json_path(e.absolute_path)}: {e.message}" for e in errors)
