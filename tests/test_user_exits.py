@@ -181,7 +181,7 @@ def test_exit_on_import_is_a_config_error(user_module: Path) -> None:
     finally:
         sys.modules.pop("gridloom_test_exit_on_import", None)
     assert str(info.value).startswith("column 'b', field 'custom.function': cannot import")
-    assert "importing it raised sys.exit(4)" in str(info.value)
+    assert "importing it called sys.exit(4)" in str(info.value)
 
 
 # --------------------------------------------------------------------------- any generator

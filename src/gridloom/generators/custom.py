@@ -55,9 +55,13 @@ def resolve_function(
     except BaseException as exc:  # sys.exit() on import: a problem of the config, not an exit
         if isinstance(exc, KeyboardInterrupt):
             raise
-        said = f"sys.exit({exc.code!r})" if isinstance(exc, SystemExit) else type(exc).__name__
+        said = (
+            f"called sys.exit({exc.code!r})"
+            if isinstance(exc, SystemExit)
+            else f"raised {type(exc).__name__}"
+        )
         raise ConfigError(
-            f"cannot import module {module_name!r} for {function!r}: importing it raised {said}",
+            f"cannot import module {module_name!r} for {function!r}: importing it {said}",
             column=column,
             field=field,
         ) from None
