@@ -10,6 +10,7 @@ endpoint answers.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any, get_args
 
@@ -451,7 +452,9 @@ def json_schemas(draw: st.DrawFn) -> dict[str, Any]:
     defs = draw(st.dictionaries(identifiers, _schema_trees(st.nothing()), max_size=2))
     refs = st.sampled_from([{"$ref": f"#/$defs/{name}"} for name in sorted(defs)])
     body: dict[str, Any] = draw(_schema_trees(refs if defs else st.nothing()))
-    return {**body, "$defs": defs} if defs else body
+    # A copy: the leaves are shared objects of sampled_from, which a test that edits the
+    # schema it drew would otherwise change for every later draw of every test.
+    return copy.deepcopy({**body, "$defs": defs} if defs else body)
 
 
 # --------------------------------------------------------------------------- fields of schemas
