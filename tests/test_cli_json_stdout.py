@@ -15,8 +15,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +23,8 @@ from click.testing import CliRunner
 
 from gridloom.cli import cli
 from gridloom.cli._stdout import json_stdout, write_json
+
+from .test_signals_watchdog import _wait_for
 
 #: Generous bound on waiting for a subprocess.
 TIMEOUT = 60.0
@@ -189,19 +189,6 @@ def test_a_usage_error_with_json_is_one_document(folder: Path) -> None:
     assert _one_document(proc.stdout)["error"]["type"] == "UsageError"
 
 
-def _wait_for(proc: subprocess.Popen[str], ready: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while not ready():
-        if proc.poll() is not None:
-            out, err = proc.communicate()
-            pytest.fail(f"the command ended (exit {proc.returncode}) early:\n{out}\n{err}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            proc.communicate()
-            pytest.fail("timed out waiting for the stuck cell")
-        time.sleep(0.02)
-
-
 @pytest.mark.parametrize(
     ("function", "sig", "code", "how"),
     [
@@ -235,7 +222,7 @@ def test_a_stop_signal_still_prints_one_json_document(
         env=_env(folder),
     )
     try:
-        _wait_for(proc, (folder / "hanging").exists)
+        _wait_for(proc, (folder / "hanging").exists, "the stuck cell")
         proc.send_signal(sig)
         stdout, stderr = proc.communicate(timeout=TIMEOUT)
     finally:

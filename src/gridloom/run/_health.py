@@ -57,6 +57,9 @@ from ..errors import AuthenticationFailed, QuotaExhausted, TLSFailed
 
 __all__ = ["SLICE_SECONDS", "HealthMonitor"]
 
+#: Errors that retrying cannot heal: the first one trips the monitor (see the module doc).
+_FINAL = (AuthenticationFailed, QuotaExhausted, TLSFailed)
+
 #: Length of the send-time slices whose failure shares are averaged.
 SLICE_SECONDS = 1.0
 #: Outcomes held back behind one request still in flight, at most; past this the oldest request
@@ -312,13 +315,9 @@ class HealthMonitor:
                 state.refusals = _Refusals()
         elif error is not None and name is not None:
             state.latest[name] = quote_example(str(error))
-        if self._tripped is None and isinstance(error, AuthenticationFailed | QuotaExhausted):
+        if self._tripped is None and isinstance(error, _FINAL):
             self._advance(alias, state, None)
             self._trip(self._final_reason(alias, error, state.failed, state.total))
-            return
-        if self._tripped is None and isinstance(error, TLSFailed):
-            self._advance(alias, state, None)
-            self._trip(self._tls_reason(alias, error, state.failed, state.total))
             return
         self._advance(alias, state, error)
 
@@ -481,46 +480,35 @@ class HealthMonitor:
             example=example,
         )
 
-    def _tls_reason(self, alias: str, error: TLSFailed, failed: int, total: int) -> ShutdownReason:
-        info = self._info(alias, error)
-        # The error's message after its "provider/model: " prefix, bounded.
-        why = str(error).split(": ", 1)[-1][:400]
-        return ShutdownReason(
-            alias=alias,
-            model=info.model,
-            failed=failed,
-            total=total,
-            window_seconds=self.window_seconds,
-            top_error=type(error).__name__,
-            message=f"model {alias!r}: TLS with the provider cannot work ({why}); {_KEPT}",
-            example=quote_example(str(error)),
-        )
-
     def _final_reason(
-        self, alias: str, error: AuthenticationFailed | QuotaExhausted, failed: int, total: int
+        self,
+        alias: str,
+        error: AuthenticationFailed | QuotaExhausted | TLSFailed,
+        failed: int,
+        total: int,
     ) -> ShutdownReason:
+        """The stop reason of an error that retrying cannot heal (see the module doc)."""
         info = self._info(alias, error)
         example = quote_example(str(error))
-        if isinstance(error, QuotaExhausted):
-            return ShutdownReason(
-                alias=alias,
-                model=info.model,
-                failed=failed,
-                total=total,
-                window_seconds=self.window_seconds,
-                top_error=type(error).__name__,
-                message=f"model {alias!r}: the provider says the account's quota or credit is"
-                f" spent, which waiting does not fix ({example}); check the plan and billing"
-                f" of the account{self._whose(info)}; {_KEPT}",
-                example=example,
+        if isinstance(error, TLSFailed):
+            # The error's message after its "provider/model: " prefix, bounded.
+            why = str(error).split(": ", 1)[-1][:400]
+            message = f"TLS with the provider cannot work ({why})"
+        elif isinstance(error, QuotaExhausted):
+            message = (
+                "the provider says the account's quota or credit is spent, which waiting does"
+                f" not fix ({example}); check the plan and billing of the account"
+                f"{self._whose(info)}"
             )
-        status = f"HTTP {error.status}" if error.status is not None else type(error).__name__
-        if info.api_key_env:
-            hint = f"check the key in the environment variable {info.api_key_env}"
-        elif info.provider:
-            hint = f"provider {info.provider!r} names no api_key_env: set one if it needs a key"
         else:
-            hint = "check the provider's API key"
+            status = f"HTTP {error.status}" if error.status is not None else type(error).__name__
+            if info.api_key_env:
+                hint = f"check the key in the environment variable {info.api_key_env}"
+            elif info.provider:
+                hint = f"provider {info.provider!r} names no api_key_env: set one if it needs a key"
+            else:
+                hint = "check the provider's API key"
+            message = f"the API key was refused ({status}); {hint}"
         return ShutdownReason(
             alias=alias,
             model=info.model,
@@ -528,7 +516,7 @@ class HealthMonitor:
             total=total,
             window_seconds=self.window_seconds,
             top_error=type(error).__name__,
-            message=f"model {alias!r}: the API key was refused ({status}); {hint}; {_KEPT}",
+            message=f"model {alias!r}: {message}; {_KEPT}",
             example=example,
         )
 
