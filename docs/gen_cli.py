@@ -30,12 +30,12 @@ do not edit by hand. -->
 
 - **`--json` on every command** prints one JSON object on stdout (`simulate`: one per line)
   and nothing else there; logs and warnings go to stderr, and so does whatever custom
-  functions, plugins or the libraries they use write to stdout while the command runs. Every object has `"ok"` and
-  `"command"`. A failure is `{"ok": false, "command": ..., "error": {"type", "message",
-  "path", "file"}}`, sometimes with context beside `error` (the summary of a run that
-  stopped early, the resume command of an interrupted one). The JSON Schema of each
-  command's output is [below](#json-output) and in `src/gridloom/cli_schemas.json`;
-  `gridloom schema --command NAME` prints it.
+  functions, plugins or the libraries they use write to stdout while the command runs.
+  Every object has `"ok"` and `"command"`. A failure is `{"ok": false, "command": ...,
+  "error": {"type", "message", "path", "file"}}`, sometimes with context beside `error`
+  (the summary of a run that stopped early, the resume command of an interrupted one). The
+  JSON Schema of each command's output is [below](#json-output) and in
+  `src/gridloom/cli_schemas.json`; `gridloom schema --command NAME` prints it.
 - **Errors without `--json`** are one line on stderr: `error: <config file>: <message>`, the
   message naming the column and field at fault, e.g.
   `error: p.yaml: column 'summary', field 'llm_text.prompt': template does not parse: ...`.
