@@ -46,6 +46,7 @@ from collections.abc import Callable
 
 from ..config import ThrottleConfig
 from ._history import History
+from ._holds import LONG_HOLD_SECONDS, MAX_SERVER_HOLD_SECONDS, log_hold, server_hold
 from ._slowstart import SlowStart
 from ._values import ControllerStatistics, Ticket, Transition
 
@@ -61,14 +62,6 @@ __all__ = [
 
 log = logging.getLogger("gridloom.throttle")
 
-#: The longest wait a server's header may impose (``Retry-After`` in seconds or as an HTTP
-#: date, ``retry-after-ms``, a quota header's reset): a longer one is waited out this long,
-#: then the request is tried again (and refused again, if the server meant it).
-MAX_SERVER_HOLD_SECONDS = 60.0
-#: A hold at least this long is logged as a warning (shorter ones at DEBUG: a cut's own INFO
-#: line names its cooldown): long enough for a run's progress to look stuck.
-LONG_HOLD_SECONDS = 10.0
-
 #: Absorbs binary rounding in ``floor``: ``10 * 1.3`` is 12.999…, and the limit meant is 13.
 _TOLERANCE = 1e-9
 #: A refused probe doubles the wait before the next, up to this many times the base.
@@ -79,12 +72,6 @@ _HISTORY = 100_000
 
 def _floor(value: float) -> int:
     return math.floor(value + _TOLERANCE)
-
-
-def server_hold(seconds: float) -> float:
-    """A wait a server asked for (a negative one, from a date in the past, is 0), at most
-    :data:`MAX_SERVER_HOLD_SECONDS`."""
-    return min(max(0.0, seconds), MAX_SERVER_HOLD_SECONDS)
 
 
 class AIMDController:
@@ -522,27 +509,10 @@ class AIMDController:
         return self._change(now, estimate, "slow-start-ended", cooldown_until=self._blocked_until)
 
     def _log_hold(self, now: float, asked: float, hold: float) -> None:
-        """Say that a refusal's ``Retry-After`` holds admissions for ``hold`` seconds (once
-        per hold: a refusal that does not extend the current one by a second is not told)."""
-        if now + hold <= self._blocked_until + 1.0:
-            return
-        if asked > hold:
-            log.warning(
-                "%sa hold of %.0f s is in effect: the server asked to wait %.0f s"
-                " (Retry-After), capped at MAX_SERVER_HOLD_SECONDS = %.0f s",
-                self._label(),
-                hold,
-                asked,
-                MAX_SERVER_HOLD_SECONDS,
-            )
-        else:
-            level = logging.WARNING if hold >= LONG_HOLD_SECONDS else logging.DEBUG
-            log.log(
-                level,
-                "%sa hold of %.1f s is in effect, as the server asked (Retry-After)",
-                self._label(),
-                hold,
-            )
+        """Tell the hold (once: a refusal that does not extend the current one by a second
+        is not told)."""
+        if now + hold > self._blocked_until + 1.0:
+            log_hold(self._label(), asked, hold)
 
     def _refine_estimate(self, now: float, retry_after: float | None) -> Transition | None:
         """A refusal of a request sent during the slow start, after the refusal that ended

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import trio
 
-from ._controller import AIMDController, ControllerStatistics, Ticket, Transition, server_hold
+from ._controller import AIMDController, ControllerStatistics, Ticket, Transition
+from ._holds import server_hold
 
 __all__ = ["AdaptiveLimiter"]
 
