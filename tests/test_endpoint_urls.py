@@ -249,6 +249,104 @@ def test_mcp_urls_follow_the_same_rule(url: str, problem: str) -> None:
     assert CANARY not in str(caught.value)
 
 
+# --------------------------------------------------------------------------- credentials in a query
+
+#: Query parameters that carry a credential, as providers and gateways name them.
+SECRET_PARAMS = [
+    "key",
+    "api_key",
+    "api-key",
+    "apikey",
+    "x-api-key",
+    "subscription-key",
+    "access_token",
+    "token",
+    "auth",
+    "client_secret",
+    "password",
+    "sig",
+    "X-Amz-Signature",
+    "X-Amz-Credential",
+    "code",
+]
+#: Ordinary ones, kept and sent.
+PLAIN_PARAMS = ["api-version", "deployment", "model", "format", "beta", "region", "keys_only"]
+
+
+def _spelt(name: str, upper: list[bool], separator: str, escape: bool) -> str:
+    """``name`` with its letters' case from ``upper``, its separators replaced by
+    ``separator``, and (if ``escape``) its first letter percent-escaped."""
+    ups = (upper + [False] * len(name))[: len(name)]
+    letters = [c.upper() if up else c.lower() for c, up in zip(name, ups, strict=True)]
+    spelt = "".join(separator if c in "-_" else c for c in letters)
+    return f"%{ord(spelt[0]):02X}{spelt[1:]}" if escape else spelt
+
+
+@given(
+    name=st.sampled_from(SECRET_PARAMS),
+    upper=st.lists(st.booleans(), max_size=20),
+    separator=st.sampled_from(["-", "_", ".", ""]),
+    escape=st.booleans(),
+    before=st.lists(st.sampled_from(PLAIN_PARAMS), max_size=2),
+    joiner=st.sampled_from(["&", ";"]),
+    value=st.sampled_from([CANARY, f"{CANARY}%3D%3D", f"{CANARY}=x", ""]),
+)
+@settings(max_examples=200, deadline=None)
+def test_credentials_in_a_query_are_refused_unseen(
+    name: str,
+    upper: list[bool],
+    separator: str,
+    escape: bool,
+    before: list[str],
+    joiner: str,
+    value: str,
+) -> None:
+    """An endpoint or MCP url whose query carries a parameter named like a credential
+    (whatever its case, separators or escapes, wherever it stands) is refused before any
+    request: config.yaml would show it. The message names the field and the parameter,
+    points at headers, and never shows the value; nor do the repr and the run's copy of the
+    config for a proxy, where such a URL is allowed (its credentials are used)."""
+    param = _spelt(name, upper, separator, escape)
+    query = joiner.join([*(f"{p}=1" for p in before), f"{param}={value}"])
+    endpoint = f"https://llm.example/v1?{query}"
+    with pytest.raises(ConfigError) as caught:
+        load_config(pipeline(endpoint))
+    message = str(caught.value)
+    assert "providers[0].endpoint" in message
+    assert f"must not hold a credential in its query ({param}=...)" in message
+    assert "headers" in message
+    assert CANARY not in message
+    with pytest.raises(ValueError, match="headers_env") as refused:
+        McpTool(url=f"http://127.0.0.1/mcp?{query}")
+    assert CANARY not in str(refused.value)
+    provider = ProviderConfig(name="p", endpoint="http://h/v1", proxy=f"http://px:3128?{query}")
+    assert CANARY not in repr(provider)
+    shown = load_config(pipeline("http://h/v1", proxy=f"http://px:3128?{query}"))
+    assert CANARY not in gl.dump_config(shown, redact=True)  # as a run writes config.yaml
+
+
+@given(
+    names=st.lists(st.sampled_from(PLAIN_PARAMS), min_size=1, max_size=4),
+    joiner=st.sampled_from(["&", ";"]),
+)
+@settings(max_examples=50, deadline=None)
+def test_plain_query_parameters_are_kept(names: list[str], joiner: str) -> None:
+    """Ordinary parameters (``api-version``, ``keys_only``...) are not taken for
+    credentials: the endpoint loads and is kept whole."""
+    endpoint = "https://llm.example/v1?" + joiner.join(f"{n}=2024" for n in names)
+    assert load_config(pipeline(endpoint)).providers[0].endpoint == endpoint
+
+
+def test_validate_command_refuses_a_key_in_the_query(tmp_path: Path) -> None:
+    """``gridloom validate`` exits 2 on ``?key=...``, naming the field, the key unseen."""
+    path = _write(tmp_path, f"https://generativelanguage.example/v1beta/openai?key={CANARY}")
+    result = CliRunner().invoke(cli, ["validate", str(path)])
+    assert result.exit_code == 2, result.output
+    assert "providers[0].endpoint" in result.output
+    assert "credential in its query (key=...)" in result.output
+    assert CANARY not in result.output
+
+
 # --------------------------------------------------------------------------- the join
 
 

@@ -51,7 +51,7 @@ def test_short_name_hides_arguments_and_secrets() -> None:
         "node index.js"
     )
     assert short_name(McpTool(command=["uvx", "--from", "x", "server"])) == "uvx"
-    assert short_name(McpTool(url="https://host:8443/mcp?token=t")) == "https://host:8443/mcp"
+    assert short_name(McpTool(url="https://host:8443/mcp?team=t")) == "https://host:8443/mcp"
     # Credentials in the URL are refused when the config is built (test_endpoint_urls.py).
     with pytest.raises(ValueError, match="must not hold credentials") as caught:
         McpTool(url="https://user:pw@host:8443/mcp")

@@ -107,8 +107,10 @@ class ProviderConfig:
             query, if any, kept (``.../deployments/gpt4?api-version=2024-06-01`` →
             ``.../deployments/gpt4/chat/completions?api-version=2024-06-01``). An
             ``http://`` or ``https://`` URL with a host; no fragment, no spaces, and no
-            credentials (``user:password@`` is refused: use ``api_key_env`` or ``headers``).
-            The run's ``config.yaml`` shows it whole, query included.
+            credentials (``user:password@``, or a query parameter named like one, such as
+            ``?key=``, ``api_key``, ``access_token`` or ``sig``, is refused: use
+            ``api_key_env`` or ``headers``). The run's ``config.yaml`` shows it whole, query
+            included.
         api_key_env: name of the environment variable holding the API key. Surrounding
             whitespace (a trailing newline from a file) is stripped; a key with a control
             character inside is a configuration error naming the variable. The key itself

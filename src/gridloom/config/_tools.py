@@ -120,7 +120,8 @@ class McpTool(ToolConfig):
     Attributes:
         command: a stdio server: the program and its arguments.
         url: a streamable-HTTP server's endpoint (``http://`` or ``https://``; no
-            credentials in it: put them in ``headers_env``).
+            credentials in it, neither ``user:password@`` nor a query parameter named like
+            one such as ``?token=``: put them in ``headers_env``).
         env: environment variables for a stdio server, besides a minimal inherited set.
         cwd: the stdio server's working folder (relative to the config file's folder).
         headers_env: HTTP headers whose values are read from environment variables (header
