@@ -334,3 +334,55 @@ async def test_check_models_reports_a_spent_quota_at_once() -> None:
     assert writer["error"].startswith("QuotaExhausted: ")
     assert QUOTA["message"] in writer["error"]
     assert len(received) == 1
+
+
+def _completion(content: str | None, finish_reason: str) -> dict[str, Any]:
+    return {
+        "id": "c1",
+        "object": "chat.completion",
+        "model": "m",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "finish_reason": finish_reason,
+            }
+        ],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 64, "total_tokens": 69},
+    }
+
+
+@pytest.mark.parametrize(
+    ("content", "finish_reason", "ok"),
+    [
+        (None, "length", True),  # a reasoning model: all its tokens went on reasoning
+        ("", "length", True),
+        ("OK", "stop", True),
+        ("", "content_filter", False),
+        ("", "stop", False),
+    ],
+)
+async def test_check_models_passes_a_model_that_runs_out_of_tokens_reasoning(
+    content: str | None, finish_reason: str, ok: bool
+) -> None:
+    """check-models sends no max_tokens (OpenAI's reasoning models refuse the parameter, and
+    a small cap leaves them no token to answer with); a model that answers with no text for
+    lack of tokens is reachable and serving, so it passes with a note, while a filtered or
+    empty answer still fails."""
+    answer = _completion(content, finish_reason)
+    async with refusing_endpoint(b"200 OK", reply=answer) as (url, received):
+        config = pipeline(
+            providers=[{"name": "cloud", "endpoint": url}],
+            models={"writer": {"provider": "cloud"}},
+        )
+        with trio.fail_after(30):
+            results = await gl.acheck_models(config)
+    writer = next(row for row in results if row["alias"] == "writer")
+    assert writer["ok"] is ok, writer
+    assert ("note" in writer) is (ok and finish_reason == "length")
+    if "note" in writer:
+        assert "max_tokens" in writer["note"]
+    for request in received:
+        body = json.loads(request.partition(b"\r\n\r\n")[2])
+        assert "max_tokens" not in body
+        assert "max_completion_tokens" not in body

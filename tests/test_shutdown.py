@@ -483,16 +483,18 @@ async def test_an_unreachable_endpoint_stops_the_run_within_seconds(tmp_path: Pa
 async def refusing_endpoint(
     status: bytes = b"401 Unauthorized",
     error: dict[str, Any] | None = None,
+    *,
+    reply: dict[str, Any] | None = None,
 ) -> AsyncIterator[tuple[str, list[bytes]]]:
     """An HTTP server on 127.0.0.1 answering every request ``status`` with ``{"error":
-    error}`` — by default 401, as OpenAI does to a bad key.
+    error}`` — by default 401, as OpenAI does to a bad key — or with ``reply`` when given.
 
-    Yields its base URL and the raw requests it received.
+    Yields its base URL and the raw requests it received (head, blank line, body).
     """
     received: list[bytes] = []
     if error is None:
         error = {"message": "Incorrect API key provided", "code": "invalid_api_key"}
-    body = json.dumps({"error": error}).encode()
+    body = json.dumps({"error": error} if reply is None else reply).encode()
     answer = (
         b"HTTP/1.1 %s\r\ncontent-type: application/json\r\n"
         b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (status, len(body), body)
@@ -521,7 +523,7 @@ async def refusing_endpoint(
                     if not chunk:
                         return
                     rest += chunk
-                received.append(head)
+                received.append(head + b"\r\n\r\n" + rest)
                 await stream.send_all(answer)
             except trio.BrokenResourceError:
                 return

@@ -187,8 +187,10 @@ async def acheck_models(
     """Send one tiny request to every model alias the pipeline uses; for callers in trio.
 
     Returns:
-        One dict per alias: ``alias``, ``provider``, ``model``, ``ok``, and ``latency_s`` or
-        ``error``.
+        One dict per alias: ``alias``, ``provider``, ``model``, ``ok``, ``latency_s`` or
+        ``error``, ``transport`` and ``transport_reason``, and a ``note`` for a model that
+        answered but ran out of tokens first (a reasoning model; its columns need a larger
+        ``max_tokens``).
     """
     return await Run(config, base_dir=base_dir).check_models()
 

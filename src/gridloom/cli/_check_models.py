@@ -65,6 +65,8 @@ def check_models(config: Path, as_json: bool) -> None:
         where = f"{row['alias']} ({row['provider']}/{row['model']})"
         if row["ok"]:
             click.echo(f"  ok    {where:<40} {row['latency_s'] * 1000:8.1f} ms")
+            if "note" in row:
+                click.echo(f"        note: {row['note']}")
         else:
             click.echo(f"  FAIL  {where:<40} {row['error']}")
         click.echo(f"        transport: {row['transport']} ({row['transport_reason']})")

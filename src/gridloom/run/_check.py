@@ -9,6 +9,7 @@ import trio
 
 from ..clients import ChatRequest, EmbeddingRequest, Message, ModelHandle, transport_plan
 from ..config import EmbeddingColumn, PipelineConfig
+from ..errors import EmptyAnswer
 from ._models import used_aliases
 
 __all__ = ["probe_models"]
@@ -21,7 +22,11 @@ async def probe_models(
     transport its provider's requests go through and why (``transport``: ``fast``, ``httpx``
     or ``asgi``; ``transport_reason``, e.g. ``proxy http://proxy:3128 from HTTPS_PROXY``).
 
-    An alias only embedding columns use gets an embedding request, any other a chat request.
+    An alias only embedding columns use gets an embedding request, any other a chat request
+    with no ``max_tokens``: a reasoning model spends its tokens on reasoning before it answers,
+    and OpenAI's refuse the parameter outright. A model that still runs out of tokens before
+    answering (``finish_reason: length``) is reachable and serving, so it passes, with a
+    ``note`` saying its columns will need a larger ``max_tokens``.
     """
     providers = {p.name: p for p in config.providers}
     chat_aliases = {
@@ -54,9 +59,20 @@ async def probe_models(
                     ChatRequest(
                         model=handle.model,
                         messages=(Message(role="user", content="Reply with OK."),),
-                        max_tokens=8,
                         timeout=handle.config.timeout,
                     )
+                )
+        except EmptyAnswer as exc:
+            if exc.reason != "length":
+                entry.update(ok=False, error=f"{type(exc).__name__}: {exc}")
+            else:
+                entry.update(
+                    ok=True,
+                    latency_s=round(trio.current_time() - started, 4),
+                    note=(
+                        "answered, but ran out of tokens before any text (finish_reason:"
+                        " length): give its columns a larger max_tokens"
+                    ),
                 )
         except Exception as exc:  # reported, not raised: the point is to see them all
             entry.update(ok=False, error=f"{type(exc).__name__}: {exc}")
