@@ -396,3 +396,93 @@ def test_the_simulated_endpoint_answers_an_xsd_with_a_namespace_and_a_choice() -
         assert isinstance(value["n"], int)
         assert value["colour"] in ("red", "blue")
         assert value["@id"] == "river"
+
+
+# ---------------------------------------------------------------------- keys given twice
+
+_KEYS = st.text(alphabet="abxyz_", min_size=1, max_size=4)
+_LEAVES = st.one_of(
+    st.integers(-5, 5), st.booleans(), st.none(), st.text(alphabet="abc ", max_size=4)
+)
+_TREES = st.recursive(
+    _LEAVES,
+    lambda kids: st.one_of(st.lists(kids, max_size=3), st.dictionaries(_KEYS, kids, max_size=3)),
+    max_leaves=12,
+)
+
+
+def _objects(value: Any) -> int:
+    """How many objects (dicts) ``value`` holds, itself included."""
+    if isinstance(value, dict):
+        return 1 + sum(_objects(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(_objects(v) for v in value)
+    return 0
+
+
+def _render(value: Any, target: int, counter: list[int], again: Any) -> str:
+    """``value`` as JSON text (which is YAML too), with the first key of the ``target``-th
+    non-empty object (in document order) given a second time, with the value ``again``."""
+    if isinstance(value, list):
+        return "[" + ", ".join(_render(v, target, counter, again) for v in value) + "]"
+    if not isinstance(value, dict):
+        return json.dumps(value)
+    index = counter[0]
+    counter[0] += 1
+    pairs = [f"{json.dumps(k)}: {_render(v, target, counter, again)}" for k, v in value.items()]
+    if index == target and value:
+        pairs.append(f"{json.dumps(next(iter(value)))}: {json.dumps(again)}")
+    return "{" + ", ".join(pairs) + "}"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    fmt=st.sampled_from(["json", "yaml"]),
+    top=st.dictionaries(_KEYS, _TREES, min_size=1, max_size=4),
+    data=st.data(),
+    again=_LEAVES,
+)
+def test_a_key_given_twice_in_an_answer_is_a_reason_not_a_silent_choice(
+    fmt: Format, top: dict[str, Any], data: st.DataObject, again: Any
+) -> None:
+    """An answer (JSON, or YAML in flow style) that gives a key twice in any of its objects,
+    at any depth, is sent back to the model with a reason naming the key: a reader would keep
+    the later value and drop the earlier without a word. The same answer with each key once
+    parses to its value."""
+    answer = AnswerFormat(fmt, {})
+    assert answer.parse(_render(top, -1, [0], again)) == top
+    candidates = [
+        i for i in range(_objects(top)) if _nonempty_object(top, i)
+    ]  # objects that have a key to repeat
+    target = data.draw(st.sampled_from(candidates))
+    text = _render(top, target, [0], again)
+    with pytest.raises(ValueError, match="twice") as caught:
+        answer.parse(text)
+    assert str(caught.value).startswith("the answer")
+
+
+def _nonempty_object(value: Any, target: int) -> bool:
+    """Whether the ``target``-th object of ``value`` (in document order) has a key."""
+    found: list[dict[str, Any]] = []
+
+    def walk(v: Any) -> None:
+        if isinstance(v, dict):
+            found.append(v)
+            for item in v.values():
+                walk(item)
+        elif isinstance(v, list):
+            for item in v:
+                walk(item)
+
+    walk(value)
+    return bool(found[target])
+
+
+def test_a_yaml_block_answer_with_a_key_given_twice_names_it_and_its_line() -> None:
+    """In block style too, the reason names the key and the line of its second appearance;
+    ``1`` and ``0x1`` are the same key, ``<<`` is a plain one (YAML 1.2 has no merges)."""
+    with pytest.raises(ValueError, match=r"the key 'city' is given twice .*line 4"):
+        load_yaml("name: Ada\naddress:\n  city: London\n  city: Paris\n")
+    with pytest.raises(ValueError, match="the key 1 is given twice"):
+        load_yaml("1: a\n0x1: b\n")
+    assert load_yaml("<<: {a: 1}\na: 2\n") == {"<<": {"a": 1}, "a": 2}

@@ -8,7 +8,11 @@ strings, whole and finite decimal numbers, booleans, ``None``) and refuses every
 - **tags** other than the core ones (``!!str``, ``!!int``, ``!!float``, ``!!bool``, ``!!null``,
   ``!!seq``, ``!!map``): no ``!!python/...``, ``!!binary``, ``!!set``, ``!!timestamp``;
 - more than :data:`MAX_NODES` nodes or nesting deeper than :data:`MAX_DEPTH`;
-- more than one document, non-finite numbers, mapping keys that are not scalars.
+- more than one document, non-finite numbers, mapping keys that are not scalars;
+- a key given twice in one mapping (``a: 1`` then ``a: 2``): a reader would keep the last
+  value and drop the first without a word, so the answer is ambiguous. Keys compare as they
+  load (``1`` and ``0x1`` are the same key). ``<<`` is a plain key, as in YAML 1.2 (no
+  merges, which need aliases anyway).
 
 Plain scalars resolve like YAML 1.2's core schema, not YAML 1.1's: only ``true``/``false``
 are booleans (``yes``, ``no``, ``on``, ``off`` stay strings) and dates stay strings. A scalar
@@ -31,7 +35,7 @@ from yaml.events import (
     ScalarEvent,
     SequenceStartEvent,
 )
-from yaml.nodes import Node
+from yaml.nodes import MappingNode, Node
 from yaml.parser import Parser
 from yaml.reader import Reader
 from yaml.resolver import Resolver
@@ -96,6 +100,20 @@ _CoreConstructor.add_constructor(  # type: ignore[type-var]
 )
 
 
+def _check_unique_keys(constructor: SafeConstructor, node: MappingNode) -> None:
+    """Refuse a key given twice in the mapping ``node``."""
+    seen: set[Any] = set()
+    for key_node, _value in node.value:
+        key = constructor.construct_object(key_node, deep=True)
+        if key in seen:
+            line = key_node.start_mark.line + 1
+            raise yaml.YAMLError(
+                f"the key {key!r} is given twice in one mapping (again at line {line});"
+                " give each key once"
+            )
+        seen.add(key)
+
+
 class _BoundedLoader(Reader, Scanner, Parser, Composer, _CoreConstructor, _CoreResolver):
     """A safe loader that refuses aliases and tags beyond the core ones, and counts nodes."""
 
@@ -108,6 +126,11 @@ class _BoundedLoader(Reader, Scanner, Parser, Composer, _CoreConstructor, _CoreR
         _CoreResolver.__init__(self)
         self._nodes = 0
         self._depth = 0
+
+    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, MappingNode):
+            _check_unique_keys(self, node)
+        return super().construct_mapping(node, deep=deep)
 
     def compose_node(self, parent: Node | None, index: Any) -> Node | None:
         event = self.peek_event()  # type: ignore[no-untyped-call]

@@ -109,6 +109,21 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"the answer holds {name}, which JSON does not allow")
 
 
+def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object of the answer; a key given twice is refused (a reader would keep the
+    last value and drop the first without a word, so the answer is ambiguous)."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _value in pairs:
+            if key in seen:
+                raise ValueError(
+                    f"the answer gives the key {key!r} twice in one object; give each key once"
+                )
+            seen.add(key)
+    return obj
+
+
 def _local_keys(value: Any) -> Any:
     """``value`` with namespaces dropped from its keys (``{urn:x}name`` → ``name``,
     ``@{urn:x}id`` → ``@id``)."""
@@ -240,7 +255,9 @@ class AnswerFormat:
         candidate = extract_answer(text, self.fmt)
         if self.fmt == "json":
             try:
-                value = json.loads(candidate, parse_constant=_no_constant)
+                value = json.loads(
+                    candidate, parse_constant=_no_constant, object_pairs_hook=_unique_object
+                )
             except json.JSONDecodeError as exc:
                 raise ValueError(
                     f"the answer is not valid JSON ({exc.msg} at position {exc.pos})"
