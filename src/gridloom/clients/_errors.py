@@ -221,6 +221,8 @@ def error_from_response(
         return ContextLengthExceeded(message, **where)
     if status < 400:
         return BadRequest(f"{message} (unexpected; redirects are not followed)", **where)
+    if "max_completion_tokens" in text and "max_tokens" in text.replace("max_completion", ""):
+        message += " (set max_tokens_param: max_completion_tokens on this model)"
     return BadRequest(message, **where)
 
 

@@ -86,10 +86,12 @@ class OpenAIClient(AdapterBase):
             "model": request.model,
             "messages": [_message(m) for m in request.messages],
         }
-        for key in ("temperature", "top_p", "max_tokens"):
-            value = getattr(request, key)
-            if value is not None:
-                body[key] = value
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        if request.top_p is not None:
+            body["top_p"] = request.top_p
+        if request.max_tokens is not None:
+            body[request.max_tokens_param] = request.max_tokens
         if request.response_format is not None:
             body["response_format"] = {
                 "type": "json_schema",

@@ -109,6 +109,9 @@ class ChatRequest:
         tools: tools offered to the model (none: a plain completion).
         tool_choice: ``auto`` (the model decides), ``none`` or ``required``; ``None`` leaves
             the provider's default.
+        max_tokens_param: the body field an OpenAI-compatible request carries ``max_tokens``
+            in: ``max_tokens``, or ``max_completion_tokens`` (OpenAI's reasoning models refuse
+            the other). Anthropic's API has only ``max_tokens``.
     """
 
     model: str
@@ -121,6 +124,7 @@ class ChatRequest:
     extra_body: Mapping[str, Any] = attrs.field(factory=dict)
     tools: tuple[ToolSpec, ...] = attrs.field(default=(), converter=_tuple)
     tool_choice: Literal["auto", "none", "required"] | None = None
+    max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
 
 
 @frozen(kw_only=True)

@@ -192,6 +192,11 @@ class ModelConfig:
             columns that set none. Each is a number, or a distribution every cell draws its
             own value from: ``{uniform: [0.5, 1.0]}`` or ``{values: [0.2, 0.9], weights:
             [1, 3]}`` (see docs/inference.md).
+        max_tokens_param: the request body field that carries ``max_tokens`` on an
+            OpenAI-compatible provider: ``max_tokens`` (default; what vLLM, llama.cpp and most
+            servers read) or ``max_completion_tokens``, which OpenAI's reasoning models
+            (o-series, gpt-5) require: they refuse ``max_tokens`` with HTTP 400. Anthropic's
+            API has only ``max_tokens``, which it always gets.
         timeout: seconds allowed for one request (a finite number > 0).
         json_schema_mode: the provider enforces a JSON schema given as ``response_format``;
             when false, structured columns put the schema in the prompt instead.
@@ -231,6 +236,10 @@ class ModelConfig:
     )
     max_tokens: int | InferenceDistribution | None = attrs.field(
         default=None, converter=as_param, validator=check_max_tokens
+    )
+    max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = attrs.field(
+        default="max_tokens",
+        validator=attrs.validators.in_(("max_tokens", "max_completion_tokens")),
     )
     timeout: float = attrs.field(default=120.0, validator=[finite, attrs.validators.gt(0)])
     json_schema_mode: bool = True

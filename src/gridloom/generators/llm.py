@@ -262,6 +262,7 @@ class ModelColumnGenerator(ColumnGenerator[CellContext]):
             timeout=cfg.timeout if cfg.timeout is not None else model.timeout,
             response_format=response_format,
             extra_body=dict(cfg.extra_body),
+            max_tokens_param=model.max_tokens_param,
         )
 
     async def call(self, ctx: CellContext, request: ChatRequest) -> ChatResponse:
