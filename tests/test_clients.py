@@ -916,3 +916,30 @@ async def test_api_key_never_leaks(
     # The httpx exception (which holds the request, headers included) is not reachable.
     assert err.__cause__ is None
     assert err.__context__ is None
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+async def test_an_empty_answer_carries_its_usage_and_the_handle_counts_it(kind: str) -> None:
+    """A reply with no answer (out of tokens before any text) was served and billed: the
+    EmptyAnswer carries its reported usage, and the model's usage (and so its cost) counts
+    it, as it counts an answer's."""
+    from gridloom.clients import ModelHandle
+
+    if kind == "openai":
+        reply = chat_reply(None, reasoning_content="long thought")
+        reply["choices"][0]["finish_reason"] = "length"
+        client: Any = openai(Script(ok(reply)))
+        expected = (12, 3)
+    else:
+        reply = anthropic_reply({"type": "thinking", "thinking": "hm", "signature": "s"})
+        reply["stop_reason"] = "max_tokens"
+        client = anthropic(Script(ok(reply)))
+        expected = (20, 7)
+    handle = ModelHandle(MODELS[0], client, trio.CapacityLimiter(2))
+    for _ in range(2):
+        with pytest.raises(EmptyAnswer) as info:
+            await handle.chat(REQUEST)
+        assert (info.value.input_tokens, info.value.output_tokens) == expected
+    usage = handle.usage()
+    assert (usage.input_tokens, usage.output_tokens) == (2 * expected[0], 2 * expected[1])
+    assert usage.errors == {"EmptyAnswer": 2}

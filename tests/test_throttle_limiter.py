@@ -30,7 +30,7 @@ from gridloom.config import (
     SimulationConfig,
     ThrottleConfig,
 )
-from gridloom.errors import BadRequest, RateLimited
+from gridloom.errors import BadRequest, EmptyAnswer, RateLimited
 from gridloom.simulated import SimulatedApp
 from gridloom.throttle import (
     MAX_SERVER_HOLD_SECONDS,
@@ -501,3 +501,30 @@ async def test_one_absurd_debit_never_blocks_a_token_budget_for_long(
         assert wait == 0.0
     await trio.sleep_until(tokens.available_at())
     assert trio.current_time() <= MAX_DEBT_SECONDS
+
+
+async def test_an_empty_answer_is_charged_to_the_token_budget(autojump_clock: Any) -> None:
+    """A reply with no answer (a reasoning model out of tokens) was served and billed: its
+    reported usage is charged to tokens_per_minute like an answer's, so the next request
+    waits for the budget to refill."""
+    starts: list[float] = []
+
+    @attrs.define
+    class Thinking:
+        async def chat(self, request: ChatRequest) -> Any:
+            starts.append(trio.current_time())
+            raise EmptyAnswer("no answer", reason="length", input_tokens=30, output_tokens=60)
+
+        async def embed(self, request: Any) -> Any:
+            raise AssertionError
+
+    tokens = TokenBucket.per_minute(1800, trio.current_time)  # 30 tokens per second, 30 held
+    budgeted = ThrottledModelClient(
+        Thinking(), chat=limiter(8), embedding=limiter(8), tokens=tokens
+    )
+    for _ in range(3):
+        with pytest.raises(EmptyAnswer):
+            await budgeted.chat(REQUEST)
+    # 90 tokens each, 3 seconds' budget: the first goes at once and overdraws the bucket by
+    # 60 (2 s), the second by 90 more (3 s).
+    assert starts == [0.0, 2.0, 5.0]

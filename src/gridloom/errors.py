@@ -332,14 +332,27 @@ class EmptyAnswer(ModelError):
 
     Attributes:
         reason: ``length``, ``content_filter``, ``refusal`` or ``empty`` (none of those).
+        input_tokens, output_tokens: the usage the reply reported (0 when none): the
+            provider served, and bills, the request all the same, so a token budget is
+            charged with it and the model's usage counts it.
 
     Only ``empty`` is retryable (a sampled answer may differ next time); the same request
     would be cut, filtered or refused again, so the others are final and drop the row.
     """
 
-    def __init__(self, message: str, *, reason: str, **kwargs: Any):
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        **kwargs: Any,
+    ):
         self.reason = reason
         self.retryable = reason == "empty"
+        self.input_tokens = input_tokens
+        self.output_tokens = output_tokens
         super().__init__(message, **kwargs)
 
 

@@ -269,8 +269,12 @@ class AnthropicClient(AdapterBase):
             elif kind == "tool_use":
                 uses.append((index, block))
         stop_reason = optional_str(data.get("stop_reason"))
-        usage = data.get("usage")
-        usage = usage if isinstance(usage, dict) else {}
+        counts = data.get("usage")
+        counts = counts if isinstance(counts, dict) else {}
+        usage = Usage(
+            input_tokens=as_tokens(counts.get("input_tokens")),
+            output_tokens=as_tokens(counts.get("output_tokens")),
+        )
         text = "".join(texts) if answer is None else answer
         tool_calls = self._tool_calls(uses, model)
         self._checked_answer(
@@ -282,14 +286,12 @@ class AnthropicClient(AdapterBase):
             refusal="(stop_reason: refusal)" if stop_reason == "refusal" else None,
             reasoning="".join(thoughts) or None,
             max_tokens=DEFAULT_MAX_TOKENS if request.max_tokens is None else request.max_tokens,
+            usage=usage,
         )
         return ChatResponse(
             text=text,
             reasoning="".join(thoughts) or None,
-            usage=Usage(
-                input_tokens=as_tokens(usage.get("input_tokens")),
-                output_tokens=as_tokens(usage.get("output_tokens")),
-            ),
+            usage=usage,
             finish_reason="tool_calls" if stop_reason == "tool_use" else stop_reason,
             model=optional_str(data.get("model")),
             rate_limit=rate_limit,

@@ -17,7 +17,7 @@ from ._post import post_json
 from ._quota import parse_rate_limit_headers
 from ._retry import RetryPolicy
 from ._secret import Secret
-from ._types import RateLimitState
+from ._types import RateLimitState, Usage
 
 __all__ = ["MAX_REPORTED_TOKENS", "REFUSAL_CHARS", "AdapterBase", "as_tokens", "optional_str"]
 
@@ -109,12 +109,14 @@ class AdapterBase:
         refusal: str | None = None,
         reasoning: str | None = None,
         max_tokens: int | None = None,
+        usage: Usage | None = None,
     ) -> None:
         """Refuse an answer without content (only whitespace) and without tool calls, saying
         why (:class:`~gridloom.errors.EmptyAnswer`): ``cut`` (the model ran out of tokens),
         ``filtered`` (a content filter), a ``refusal``, else nothing reported. An answer with
         content that was ``cut`` is kept, and the first per model is logged as a warning
-        (its value is truncated)."""
+        (its value is truncated). The reply's ``usage`` goes with the error: it was served
+        and billed."""
         if has_calls or text.strip():
             if cut and not has_calls and model not in self._cut_told:
                 self._cut_told.add(model)
@@ -127,7 +129,9 @@ class AdapterBase:
                     "" if max_tokens is None else f" (now {max_tokens})",
                 )
             return
-        where = {"provider": self._provider.name, "model": model}
+        where: dict[str, Any] = {"provider": self._provider.name, "model": model}
+        if usage is not None:
+            where.update(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
         if refusal is not None and refusal.strip():
             quoted = " ".join(refusal.split())
             if len(quoted) > REFUSAL_CHARS:

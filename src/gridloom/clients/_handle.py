@@ -11,7 +11,7 @@ import trio
 
 from .._attrs import frozen
 from ..config import ModelConfig
-from ..errors import ModelError
+from ..errors import EmptyAnswer, ModelError
 from ..throttle import AdaptiveLimiter, AIMDController
 from ._cache import ResponseCache
 from ._cache_key import (
@@ -332,6 +332,10 @@ class ModelHandle:
             response = await call()
         except ModelError as exc:
             self._errors[type(exc).__name__] += 1
+            if isinstance(exc, EmptyAnswer):  # served and billed, though it holds no answer
+                self._usage = self._usage + Usage(
+                    input_tokens=exc.input_tokens, output_tokens=exc.output_tokens
+                )
             if health is not None:
                 health.record(self.alias, False, exc, ticket=ticket)
             raise

@@ -176,8 +176,12 @@ class OpenAIClient(AdapterBase):
         reasoning = optional_str(message.get("reasoning_content")) or optional_str(
             message.get("reasoning")
         )
-        usage = data.get("usage")
-        usage = usage if isinstance(usage, dict) else {}
+        counts = data.get("usage")
+        counts = counts if isinstance(counts, dict) else {}
+        usage = Usage(
+            input_tokens=as_tokens(counts.get("prompt_tokens")),
+            output_tokens=as_tokens(counts.get("completion_tokens")),
+        )
         finish_reason = optional_str(choices[0].get("finish_reason"))
         tool_calls = self._tool_calls(message.get("tool_calls"), model)
         self._checked_answer(
@@ -189,14 +193,12 @@ class OpenAIClient(AdapterBase):
             refusal=optional_str(message.get("refusal")),
             reasoning=reasoning,
             max_tokens=request.max_tokens,
+            usage=usage,
         )
         return ChatResponse(
             text=content or "",
             reasoning=reasoning,
-            usage=Usage(
-                input_tokens=as_tokens(usage.get("prompt_tokens")),
-                output_tokens=as_tokens(usage.get("completion_tokens")),
-            ),
+            usage=usage,
             finish_reason=finish_reason,
             model=optional_str(data.get("model")),
             rate_limit=rate_limit,

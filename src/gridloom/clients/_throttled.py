@@ -18,7 +18,7 @@ from typing import TypeVar
 
 import trio
 
-from ..errors import ProviderUnavailable, RateLimited
+from ..errors import EmptyAnswer, ProviderUnavailable, RateLimited
 from ..throttle import MAX_SERVER_HOLD_SECONDS, AdaptiveLimiter, Ticket, TokenBucket
 from ._span import CURRENT_CALLER, CURRENT_SLOT, CURRENT_SPAN
 from ._types import (
@@ -151,6 +151,10 @@ class ThrottledModelClient:
                 capacity, retry_after = self._retry_after(exc)
                 if not capacity:
                     limiter.released(slot.ticket)
+                    if isinstance(exc, EmptyAnswer) and self.tokens_budget is not None:
+                        # Served and billed though it holds no answer (a reasoning model's
+                        # tokens spent before any text): the budget pays for it too.
+                        self.tokens_budget.debit(exc.input_tokens + exc.output_tokens)
                     raise
                 again = limiter.rate_limited(slot.ticket, retry_after)
                 refusals += 1
