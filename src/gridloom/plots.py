@@ -12,15 +12,15 @@ Example:
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from .errors import StorageError
+from .storage._metadata import check_document, load_json
 from .trace import (
     TRACE_FILE,
     assign_lanes,
@@ -30,6 +30,7 @@ from .trace import (
     trace_end,
     trace_origin,
 )
+from .trace._read import read_trace
 
 __all__ = ["compare_gantt", "draw_gantt", "render_plots"]
 
@@ -282,6 +283,64 @@ def _draw_models(
     return _save(figure, path)
 
 
+def _summary_models(path: Path) -> Mapping[str, Mapping[str, Any]]:
+    """``summary.models`` of the run's ``metadata.json``, checked where the pictures read it:
+    per alias an object, its ``requests`` and ``rate_limited`` whole numbers, and each
+    ``throttle.<domain>.history`` a list of ``[time, limit, in flight]`` (a finite time,
+    two whole numbers).
+
+    Raises:
+        StorageError: naming the file and the field that is wrong.
+    """
+    failing = f"cannot read {path}"
+    doc = check_document(load_json(path), failing)
+    models = (doc.get("summary") or {}).get("models") or {}
+
+    def damaged(field: str, what: str, value: Any) -> StorageError:
+        return StorageError(
+            f"{failing}: metadata.json is damaged: summary.models.{field} must be {what},"
+            f" got {value!r:.60}"
+        )
+
+    if not isinstance(models, dict):
+        raise damaged("", "an object", models)
+    for alias, usage in models.items():
+        if not isinstance(usage, dict):
+            raise damaged(alias, "an object", usage)
+        for key in ("requests", "rate_limited"):
+            if key in usage and not _whole(usage[key]):
+                raise damaged(f"{alias}.{key}", "a whole number", usage[key])
+        throttle = usage.get("throttle") or {}
+        if not isinstance(throttle, dict):
+            raise damaged(f"{alias}.throttle", "an object", throttle)
+        for domain, info in throttle.items():
+            if not isinstance(info, dict):
+                raise damaged(f"{alias}.throttle.{domain}", "an object", info)
+            history = info.get("history") or []
+            if not isinstance(history, list):
+                raise damaged(f"{alias}.throttle.{domain}.history", "a list", history)
+            for index, point in enumerate(history):
+                if not (
+                    isinstance(point, list)
+                    and len(point) == 3
+                    and isinstance(point[0], int | float)
+                    and not isinstance(point[0], bool)
+                    and abs(point[0]) <= 1e12
+                    and _whole(point[1])
+                    and _whole(point[2])
+                ):
+                    raise damaged(
+                        f"{alias}.throttle.{domain}.history[{index}]",
+                        "[time, limit, in flight]",
+                        point,
+                    )
+    return models
+
+
+def _whole(value: Any) -> bool:
+    return type(value) is int and 0 <= value <= 2**53
+
+
 # ---------------------------------------------------------------------- latencies
 
 
@@ -346,6 +405,8 @@ def render_plots(out_dir: Path, *, dest: Path | None = None) -> list[Path]:
     Raises:
         FileNotFoundError: ``out_dir`` holds no trace.
         ImportError: matplotlib is not installed (``pip install 'gridloom[plot]'``).
+        StorageError: the trace or ``metadata.json`` is damaged, or not gridloom's (the
+            message names the file and the field).
     """
     out_dir = Path(out_dir)
     trace_path = out_dir / TRACE_FILE
@@ -354,12 +415,11 @@ def render_plots(out_dir: Path, *, dest: Path | None = None) -> list[Path]:
             f"{trace_path} not found: trace the run with run.trace: true or GRIDLOOM_TRACE=1"
         )
     _matplotlib()
-    table = pq.read_table(trace_path)
+    table = read_trace(trace_path)
     summary_models: Mapping[str, Mapping[str, Any]] = {}
     metadata_path = out_dir / "metadata.json"
     if metadata_path.is_file():
-        summary = json.loads(metadata_path.read_text()).get("summary") or {}
-        summary_models = summary.get("models") or {}
+        summary_models = _summary_models(metadata_path)
     target = out_dir if dest is None else Path(dest)
     written = [_draw_columns(target / "columns.png", table)]
     for drawn in (
