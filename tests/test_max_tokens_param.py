@@ -23,6 +23,8 @@ from gridloom.clients._openai import OpenAIClient
 from gridloom.config import ModelConfig, load_config
 from gridloom.errors import BadRequest, ConfigError
 
+from .test_shutdown import read_request
+
 #: OpenAI's answer to ``max_tokens`` sent to a reasoning model.
 REFUSAL = {
     "error": {
@@ -66,24 +68,9 @@ async def reasoning_endpoint() -> AsyncIterator[tuple[str, list[dict[str, Any]]]
     async def serve(stream: trio.SocketStream) -> None:
         buffer = b""
         try:
-            while True:
-                while b"\r\n\r\n" not in buffer:
-                    chunk = await stream.receive_some(65536)
-                    if not chunk:
-                        return
-                    buffer += chunk
-                head, _, buffer = buffer.partition(b"\r\n\r\n")
-                length = next(
-                    int(line.split(b":", 1)[1])
-                    for line in head.split(b"\r\n")
-                    if line.lower().startswith(b"content-length:")
-                )
-                while len(buffer) < length:
-                    chunk = await stream.receive_some(65536)
-                    if not chunk:
-                        return
-                    buffer += chunk
-                body, buffer = json.loads(buffer[:length]), buffer[length:]
+            while (request := await read_request(stream, buffer)) is not None:
+                _head, raw, buffer = request
+                body = json.loads(raw)
                 bodies.append(body)
                 if "max_tokens" in body:
                     await stream.send_all(_http(b"400 Bad Request", REFUSAL))

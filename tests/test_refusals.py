@@ -319,17 +319,25 @@ async def test_check_models_does_not_wait_out_a_long_retry_after(autojump_clock:
     assert "the simulated model is overloaded" in writer["error"]
 
 
-async def test_check_models_reports_a_spent_quota_at_once() -> None:
-    """A 429 insufficient_quota is reported as QuotaExhausted with the provider's message,
-    after one request."""
-    async with refusing_endpoint(b"429 Too Many Requests", QUOTA) as (url, received):
+async def _check_writer(
+    status: bytes, error: dict[str, Any] | None = None, *, reply: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], list[bytes]]:
+    """check-models with the writer on an endpoint answering every request ``status`` with
+    ``error`` (or ``reply``): the writer's row, and the requests the endpoint received."""
+    async with refusing_endpoint(status, error, reply=reply) as (url, received):
         config = pipeline(
             providers=[{"name": "cloud", "endpoint": url}],
             models={"writer": {"provider": "cloud"}},
         )
         with trio.fail_after(30):
             results = await gl.acheck_models(config)
-    writer = next(row for row in results if row["alias"] == "writer")
+    return next(row for row in results if row["alias"] == "writer"), received
+
+
+async def test_check_models_reports_a_spent_quota_at_once() -> None:
+    """A 429 insufficient_quota is reported as QuotaExhausted with the provider's message,
+    after one request."""
+    writer, received = await _check_writer(b"429 Too Many Requests", QUOTA)
     assert writer["ok"] is False
     assert writer["error"].startswith("QuotaExhausted: ")
     assert QUOTA["message"] in writer["error"]
@@ -369,15 +377,7 @@ async def test_check_models_passes_a_model_that_runs_out_of_tokens_reasoning(
     a small cap leaves them no token to answer with); a model that answers with no text for
     lack of tokens is reachable and serving, so it passes with a note, while a filtered or
     empty answer still fails."""
-    answer = _completion(content, finish_reason)
-    async with refusing_endpoint(b"200 OK", reply=answer) as (url, received):
-        config = pipeline(
-            providers=[{"name": "cloud", "endpoint": url}],
-            models={"writer": {"provider": "cloud"}},
-        )
-        with trio.fail_after(30):
-            results = await gl.acheck_models(config)
-    writer = next(row for row in results if row["alias"] == "writer")
+    writer, received = await _check_writer(b"200 OK", reply=_completion(content, finish_reason))
     assert writer["ok"] is ok, writer
     assert ("note" in writer) is (ok and finish_reason == "length")
     if "note" in writer:

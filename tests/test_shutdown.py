@@ -479,6 +479,34 @@ async def test_an_unreachable_endpoint_stops_the_run_within_seconds(tmp_path: Pa
     assert result.num_rows == 0
 
 
+async def read_request(
+    stream: trio.abc.ReceiveStream, buffer: bytes = b""
+) -> tuple[bytes, bytes, bytes] | None:
+    """Read one HTTP/1.1 request from ``stream`` (``buffer``: bytes already received): its
+    head, its body (by content-length) and what followed it; ``None`` if the peer closed
+    first."""
+    while b"\r\n\r\n" not in buffer:
+        chunk = await stream.receive_some(65536)
+        if not chunk:
+            return None
+        buffer += chunk
+    head, _, rest = buffer.partition(b"\r\n\r\n")
+    length = next(
+        (
+            int(line.split(b":", 1)[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        ),
+        0,
+    )
+    while len(rest) < length:
+        chunk = await stream.receive_some(65536)
+        if not chunk:
+            return None
+        rest += chunk
+    return head, rest[:length], rest[length:]
+
+
 @asynccontextmanager
 async def refusing_endpoint(
     status: bytes = b"401 Unauthorized",
@@ -502,28 +530,12 @@ async def refusing_endpoint(
 
     async def serve(stream: trio.SocketStream) -> None:
         async with stream:
-            data = b""
             try:
-                while b"\r\n\r\n" not in data:
-                    chunk = await stream.receive_some(65536)
-                    if not chunk:
-                        return
-                    data += chunk
-                head, _, rest = data.partition(b"\r\n\r\n")
-                length = next(
-                    (
-                        int(line.split(b":", 1)[1])
-                        for line in head.split(b"\r\n")
-                        if line.lower().startswith(b"content-length:")
-                    ),
-                    0,
-                )
-                while len(rest) < length:
-                    chunk = await stream.receive_some(65536)
-                    if not chunk:
-                        return
-                    rest += chunk
-                received.append(head + b"\r\n\r\n" + rest)
+                request = await read_request(stream)
+                if request is None:
+                    return
+                head, body, _ = request
+                received.append(head + b"\r\n\r\n" + body)
                 await stream.send_all(answer)
             except trio.BrokenResourceError:
                 return
