@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,7 +22,7 @@ from gridloom.clients._openai import OpenAIClient
 from gridloom.config import ModelConfig, load_config
 from gridloom.errors import BadRequest, ConfigError
 
-from .test_shutdown import read_request
+from .test_shutdown import read_request, serving
 
 #: OpenAI's answer to ``max_tokens`` sent to a reasoning model.
 REFUSAL = {
@@ -79,13 +78,8 @@ async def reasoning_endpoint() -> AsyncIterator[tuple[str, list[dict[str, Any]]]
         except trio.BrokenResourceError:
             return
 
-    async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(
-            functools.partial(trio.serve_tcp, serve, 0, host="127.0.0.1")
-        )
-        port = listeners[0].socket.getsockname()[1]
-        yield f"http://127.0.0.1:{port}/v1", bodies
-        nursery.cancel_scope.cancel()
+    async with serving(serve) as url:
+        yield url, bodies
 
 
 def pipeline(url: str, **model: Any) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import functools
 import json
 import logging
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -508,6 +508,21 @@ async def read_request(
 
 
 @asynccontextmanager
+async def serving(
+    serve: Callable[[trio.SocketStream], Awaitable[None]],
+) -> AsyncIterator[str]:
+    """Serve each connection to a port on 127.0.0.1 with ``serve``; yields the base URL
+    (``http://127.0.0.1:<port>/v1``)."""
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(
+            functools.partial(trio.serve_tcp, serve, 0, host="127.0.0.1")
+        )
+        port = listeners[0].socket.getsockname()[1]
+        yield f"http://127.0.0.1:{port}/v1"
+        nursery.cancel_scope.cancel()
+
+
+@asynccontextmanager
 async def refusing_endpoint(
     status: bytes = b"401 Unauthorized",
     error: dict[str, Any] | None = None,
@@ -540,13 +555,8 @@ async def refusing_endpoint(
             except trio.BrokenResourceError:
                 return
 
-    async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(
-            functools.partial(trio.serve_tcp, serve, 0, host="127.0.0.1")
-        )
-        port = listeners[0].socket.getsockname()[1]
-        yield f"http://127.0.0.1:{port}/v1", received
-        nursery.cancel_scope.cancel()
+    async with serving(serve) as url:
+        yield url, received
 
 
 async def test_a_refused_api_key_stops_the_run_at_the_first_answer(
