@@ -34,6 +34,7 @@ from gridloom.config import (
 )
 from gridloom.config._processors import PROCESSOR_KINDS
 from gridloom.kinds import installed
+from gridloom.kinds.validate._registry import BUILTIN_VALIDATORS, validator_kinds
 
 TARGET = Path(__file__).resolve().parent / "configuration.md"
 
@@ -133,6 +134,8 @@ def _default(field: attrs.Attribute[Any]) -> str:
         return f"`{str(value).lower()}`"
     if value == ():
         return "`[]`"
+    if isinstance(value, tuple) and all(isinstance(v, str) for v in value):
+        return "`[" + ", ".join(value) + "]`"  # as YAML writes a list of words
     if value == "":
         return '`""`'
     return f"`{value}`" if isinstance(value, str) else f"`{value!r}`"
@@ -225,9 +228,31 @@ def render(*, plugins: bool = False) -> str:
         origin = [] if info.builtin else [f"*From {info.origin}.*", ""]
         out += [f"### `{info.name}`", "", *origin, _doc(cls), "", *_table(cls, common), ""]
         for field, nested in _nested(cls):
-            out += [f"#### `{info.name}.{field}`", "", _doc(nested), "", *_table(nested), ""]
+            out += [f"#### `{info.name}.{field}`", "", _doc(nested), ""]
+            if attrs.fields(nested):
+                out += [*_table(nested), ""]
+            else:  # a kind's base class (a validator): its fields are its kinds'
+                out += ["Its fields are its kind's: see [Validator kinds](#validator-kinds).", ""]
+    out += _validators(plugins=plugins)
     out += _processors()
     return "\n".join(out).rstrip() + "\n"
+
+
+VALIDATORS_INTRO = """\
+The validators of a `validate` column (`check`) and of a model column's `validate_with`, by
+their `kind` (see [validators](validators.md)). In a `validate` column their fields sit beside
+`target`: `{name: ok, validate: {kind: python, target: code, rules: [F]}}`; in `validate_with`
+they stand alone: `validate_with: [{kind: regex, pattern: "^[A-Z]"}]`."""
+
+
+def _validators(*, plugins: bool) -> list[str]:
+    builtin = {line.split("=", 1)[0].strip() for line in BUILTIN_VALIDATORS}
+    out = ["## Validator kinds", "", VALIDATORS_INTRO, ""]
+    for key, kind in validator_kinds().items():
+        if key not in builtin and not plugins:
+            continue
+        out += [f"### `{key}`", "", _doc(kind.config), "", *_table(kind.config), ""]
+    return out
 
 
 PROCESSORS_INTRO = """\

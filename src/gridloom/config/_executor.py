@@ -22,9 +22,10 @@ def _optional_positive(
 class RayConfig:
     """How a run with ``executor: ray`` is sharded (``pip install 'gridloom[ray]'``).
 
-    The run's row groups still to generate are split into ``shards`` contiguous ranges; each
-    shard is a Ray task running gridloom's own engine on its range and writing its row groups
-    straight to the run's output (a path every node sees, or ``s3://``, ``gs://``,
+    The run's row groups still to generate wait in one queue, in index order; each of the
+    ``shards`` is a Ray task running gridloom's own engine on the row groups it pulls from that
+    queue, one at a time as it finishes the last (so every shard stays busy until the queue
+    is empty), and writing them straight to the run's output (a path every node sees, or ``s3://``, ``gs://``,
     ``hdfs://``). Each model's ``max_parallel_requests`` stays a cap for the whole run: every
     shard gets its share of it.
 
