@@ -182,3 +182,18 @@ def test_only_the_field_refusal_gets_the_hint(message: str, hinted: bool) -> Non
     error = error_from_response(response, provider="cloud", model="o-test")
     assert isinstance(error, BadRequest)
     assert ("max_tokens_param: max_completion_tokens" in str(error)) is hinted
+
+
+def test_changing_it_keeps_the_config_hash() -> None:
+    """How the limit is spelled on the wire does not change a run's output: a run whose rows
+    a 400 refusing ``max_tokens`` dropped resumes with the setting changed (the hash, which
+    resume compares, is the same), and configs written before the setting existed keep
+    theirs."""
+    from gridloom.config import config_hash
+
+    hashes = {
+        config_hash(load_config(pipeline("http://127.0.0.1:9/v1", max_tokens_param=p)))
+        for p in ("max_tokens", "max_completion_tokens")
+    }
+    assert len(hashes) == 1
+    assert hashes == {config_hash(load_config(pipeline("http://127.0.0.1:9/v1")))}

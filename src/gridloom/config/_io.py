@@ -455,6 +455,7 @@ _OUTPUT_RUN_FIELDS = ("seed", "row_group_size")
 _EXECUTION_MODEL_FIELDS = frozenset(
     {
         "max_parallel_requests",
+        "max_tokens_param",
         "timeout",
         "max_response_bytes",
         "batch",
@@ -472,7 +473,9 @@ def config_hash(cfg: PipelineConfig) -> str:
     Two pipelines that load to equal objects have the same hash, however they were written.
     Settings that change only how a run executes are left out, so a run can be resumed with
     other limits: ``run``'s concurrency limits and scheduling mode, models'
-    ``max_parallel_requests``, ``timeout``, ``max_response_bytes``, ``batch*``,
+    ``max_parallel_requests``, ``max_tokens_param`` (how the limit is spelled on the wire: a
+    run stopped by a 400 refusing ``max_tokens`` resumes with it changed), ``timeout``,
+    ``max_response_bytes``, ``batch*``,
     ``cache`` and ``price``, model-calling columns' ``cache``, and providers' endpoints,
     key variables, headers, extra body fields and HTTP settings (only their names and types
     count). A custom function that
