@@ -162,10 +162,10 @@ def render_costs(models: Mapping[str, Mapping[str, Any]]) -> list[str]:
     return lines
 
 
-def _unwritten(invocation: Mapping[str, Any]) -> str:
+def render_unwritten(invocation: Mapping[str, Any]) -> str:
     """The rows of row groups a stop left unwritten (which a resume generates again) and how
-    many of them had failed: they are in no drop record, so "N dropped" alone would hide
-    them."""
+    many of them had failed, as a clause to append (``""`` when there are none): they are in
+    no drop record, so "N dropped" alone would hide them."""
     abandoned = invocation.get("rows_abandoned")
     if not isinstance(abandoned, int) or abandoned <= 0:
         return ""
@@ -219,7 +219,7 @@ def render_summary(summary: Mapping[str, Any]) -> str:
     per_second = summary.get("rows_per_second")
     if isinstance(per_second, int | float):
         head += f" ({per_second:,.1f} rows/s)"
-    lines.append(head + _unwritten(invocation))
+    lines.append(head + render_unwritten(invocation))
     columns: Mapping[str, Mapping[str, Any]] = summary.get("columns") or {}
     if columns:
         header = ["column", "done", "failed", "dropped"]
