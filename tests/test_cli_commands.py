@@ -378,7 +378,13 @@ def test_create_then_inspect(tmp_path: Path) -> None:
     assert info["columns"] == meta["counts"] == summary["columns"]
     assert info["drop_reasons"] == summary["drop_reasons"]
     assert sum(info["drop_reasons"]["checked"].values()) == summary["num_dropped"]
-    assert info["row_groups"] == {"planned": 3, "written": 3, "on_disk": 3, "unlisted": []}
+    assert info["row_groups"] == {
+        "planned": 3,
+        "fill": 0,
+        "written": 3,
+        "on_disk": 3,
+        "unlisted": [],
+    }
     assert [f["name"] for f in info["schema"]] == ["topic", "n", "summary", "checked"]
     assert info["problems"] == []
     assert info["sample"] == pq.read_table(out / "data").slice(0, 2).to_pylist()

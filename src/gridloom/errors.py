@@ -13,6 +13,9 @@ already catches ``ValueError`` for bad input keeps working::
     │                                     the sandbox refuses (``__class__``, ``.format``, ...)
     ├── GenerationError                   a generator failed on a cell or batch
     │   ├── ValueTypeError                a generated value does not fit the column's dtype
+    │   ├── ColumnNotInRow (KeyError)     user code (a custom function, a callable
+    │   │                                 validator) read a column its row does not hold: one
+    │   │                                 its column's depends_on does not list
     │   ├── InvalidOutput                 model output unusable after the allowed corrections
     │   ├── ConstraintUnmet               a row's sampled value still broke a constraint after
     │   │                                 the allowed redraws
@@ -62,6 +65,7 @@ __all__ = [
     "BadRequest",
     "CertificateRejected",
     "ClusterError",
+    "ColumnNotInRow",
     "ConfigError",
     "ConfigIssue",
     "ConnectionFailed",
@@ -204,6 +208,26 @@ class GenerationError(GridloomError):
 
 class ValueTypeError(GenerationError, TypeError):
     """A generated value cannot be stored as the column's declared dtype."""
+
+
+class ColumnNotInRow(GenerationError, KeyError):
+    """User code (a ``custom`` column's function, a ``callable`` validator) read a column that
+    the row (or a batch's columns) it was handed does not hold: a row holds only the columns
+    its column's ``depends_on`` lists (and those its templates read). The message names the
+    column asked for, whether the pipeline has it, the column whose ``depends_on`` must list
+    it, and what the row holds. A :class:`KeyError`, so code that catches one for a missing
+    key keeps working; ``args[0]`` (and ``key``) is the key asked for."""
+
+    def __init__(self, key: object, message: str) -> None:
+        super().__init__(key)
+        self.key = key
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.key, self.message)
 
 
 class InvalidOutput(GenerationError):

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from ..errors import StorageError
-from ..progress import render_corrections, render_drops
+from ..progress import render_corrections, render_drops, render_unwritten
 from ..storage import inspect_run
 from ._group import json_option
 from ._output import EXIT_FAILED, Out, jsonable, render_rows, run_metadata
@@ -55,8 +55,11 @@ def inspect(output_dir: Output, sample_rows: int, as_json: bool) -> None:
     status = str(meta.get("status", "unknown"))
     num_records = _int_or_none(meta.get("num_records"))
     row_group_size = _int_or_none(meta.get("row_group_size"))
-    planned = -(-num_records // row_group_size) if num_records and row_group_size else None
     groups: dict[str, Any] = meta["row_groups"] if isinstance(meta.get("row_groups"), dict) else {}
+    base = -(-num_records // row_group_size) if num_records and row_group_size else None
+    # fill_to_target's row groups come after the planned ones (top_up): those listed count.
+    fill = _fill_groups(groups, base)
+    planned = None if base is None else base + fill
     rows = [jsonable(row) for row in info.sample.to_pylist()]
     resumable = status not in ("complete", "incomplete")
     doc: dict[str, Any] = {
@@ -75,6 +78,7 @@ def inspect(output_dir: Output, sample_rows: int, as_json: bool) -> None:
         "rows_on_disk": info.rows_on_disk,
         "row_groups": {
             "planned": planned,
+            "fill": fill,
             "written": len(groups),
             "on_disk": len(info.data_files),
             "unlisted": list(info.unlisted),
@@ -108,8 +112,28 @@ def _counts(raw: Any) -> dict[str, Any]:
     }
 
 
+def _fill_groups(groups: dict[str, Any], base: int | None) -> int:
+    """How many of the listed row groups are ``fill_to_target``'s: those after the ``base``
+    row groups that ``num_records`` needs."""
+    if base is None:
+        return 0
+    return sum(1 for key in groups if key.isdigit() and int(key) >= base)
+
+
 def _int_or_none(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _invocation(summary: dict[str, Any]) -> dict[str, Any]:
+    invocation = summary.get("invocation")
+    return invocation if isinstance(invocation, dict) else {}
+
+
+def _fill_text(fill: int) -> str:
+    if not fill:
+        return ""
+    them = "it" if fill == 1 else "them"
+    return f" ({fill} of {them} added by fill_to_target to replace dropped rows)"
 
 
 def _inspect_text(doc: dict[str, Any], names: list[str]) -> list[str]:
@@ -121,7 +145,8 @@ def _inspect_text(doc: dict[str, Any], names: list[str]) -> list[str]:
         f"{doc['output_dir']}: {status}",
         f"  rows: {doc['rows_written']} written of {doc['num_records']} requested,"
         f" {doc['rows_dropped']} dropped; row groups: {groups['written']} of"
-        f" {groups['planned']} written",
+        f" {groups['planned']} written{_fill_text(groups['fill'])}"
+        f"{render_unwritten(_invocation(doc['summary']))}",
         f"  seed {doc['seed']} · row_group_size {doc['row_group_size']} · created"
         f" {doc['created_at']} · updated {doc['updated_at']} · gridloom"
         f" {doc['gridloom_version']}",

@@ -31,11 +31,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "REF_KEYWORDS",
+    "Path",
     "local_registry",
     "local_validator",
+    "pointer",
     "ref_problem",
     "remote_ref",
     "unresolved",
+    "where",
 ]
 
 #: Keywords whose value is a reference.
@@ -70,7 +73,7 @@ _MAX_NODES = 10_000
 Path = tuple[str | int, ...]
 
 
-def _where(path: Path) -> str:
+def where(path: Path) -> str:
     """``path`` as ``schema.properties.a.$ref``."""
     out = "schema"
     for part in path:
@@ -100,13 +103,13 @@ def remote_ref(schema: Any) -> str | None:
     for path, _key, value in _references(schema):
         if not value.startswith("#"):
             return (
-                f"{_where(path)} is {value!r}, but only a local $ref (one starting with '#',"
+                f"{where(path)} is {value!r}, but only a local $ref (one starting with '#',"
                 " into the same schema, e.g. '#/$defs/item') is supported: nothing is fetched"
             )
     return None
 
 
-def _pointer(root: Any, fragment: str) -> tuple[Path, Any] | None:
+def pointer(root: Any, fragment: str) -> tuple[Path, Any] | None:
     """The path and value the JSON pointer ``fragment`` (``/$defs/a``) names in ``root``,
     or ``None`` if it names nothing."""
     node = root
@@ -187,16 +190,16 @@ def _local_problem(schema: dict[str, Any]) -> str | None:
         in_place[path] = targets
         ref = node.get("$ref")
         if isinstance(ref, str) and (ref == "#" or ref.startswith("#/")):
-            found = _pointer(schema, ref[1:])
+            found = pointer(schema, ref[1:])
             if found is None:
-                return f"{_where((*path, '$ref'))} is {ref!r}, which points to nothing"
+                return f"{where((*path, '$ref'))} is {ref!r}, which points to nothing"
             target_path, target = found
             if not isinstance(target, dict | bool):
-                return f"{_where((*path, '$ref'))} is {ref!r}, which is not a schema"
+                return f"{where((*path, '$ref'))} is {ref!r}, which is not a schema"
             targets.append(target_path)
             stack.append((target_path, target))
         elif isinstance(ref, str) and ref.startswith("#") and unquote(ref[1:]) not in anchors:
-            return f"{_where((*path, '$ref'))} is {ref!r}, but no $anchor has that name"
+            return f"{where((*path, '$ref'))} is {ref!r}, but no $anchor has that name"
         for is_in_place, sub_path, sub in _edges(node, path):
             if is_in_place:
                 targets.append(sub_path)
@@ -204,10 +207,10 @@ def _local_problem(schema: dict[str, Any]) -> str | None:
     loop = _loop(in_place)
     if loop is not None:
         return (
-            f"{_where((*loop, '$ref'))} leads back to itself without descending into the"
+            f"{where((*loop, '$ref'))} leads back to itself without descending into the"
             " value (a loop of $ref that no value can end)"
             if "$ref" in _get(schema, loop)
-            else f"{_where(loop)} applies itself to the same value again through $ref"
+            else f"{where(loop)} applies itself to the same value again through $ref"
             " (a loop that no value can end)"
         )
     return None

@@ -46,6 +46,10 @@ class SchedulerStatistics:
     salvage_rounds: int
     cells_salvaged: int
     rows_abandoned: int
+    #: Rows dropped (a cell failed) in row groups the run stopped without writing: counted in
+    #: ``rows_dropped`` but in no drop record, as their row groups are generated again on
+    #: resume.
+    rows_failed_unwritten: int = 0
     nodes: tuple[NodeProgress, ...] = ()
     peak_row_groups_in_flight: int
     peak_tasks_submitted: int
@@ -72,6 +76,7 @@ class Counters:
         "retries",
         "rows_abandoned",
         "rows_dropped",
+        "rows_failed_unwritten",
         "salvage_rounds",
         "written",
     )
@@ -88,6 +93,7 @@ class Counters:
         self.cells_skipped = 0
         self.node_skipped = [0] * nodes
         self.rows_abandoned = 0
+        self.rows_failed_unwritten = 0  #: rows dropped in row groups left unwritten
         self.deferred = 0  #: tasks sleeping before a retry
         self.salvage_rounds = 0
         self.cells_salvaged = 0

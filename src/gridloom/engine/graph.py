@@ -397,6 +397,7 @@ def compile_pipeline(config: PipelineConfig, *, base_dir: Path | None = None) ->
     # Build generators in topological order so each sees its upstream types.
     position = {slot: pos for pos, slot in enumerate(order)}
     by_name = {column.name: column for column in config.columns}
+    producers = {output: names[slot] for output, slot in producer.items()}
     template_limits = TemplateLimits.from_run(config.run)
     types: dict[str, pa.DataType] = {}
     metadata: dict[str, Mapping[bytes, bytes]] = {}
@@ -431,6 +432,7 @@ def compile_pipeline(config: PipelineConfig, *, base_dir: Path | None = None) ->
                 models=models,
                 template_limits=template_limits,
                 supports=dict(supports),
+                producers=producers,
             )
             try:
                 generator = build_generator(column, ctx)

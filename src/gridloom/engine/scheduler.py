@@ -20,7 +20,7 @@ group's nursery, it hands the task to the group's starter, a task of that nurser
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import AsyncIterable, Iterable, Sized
 
 import trio
 
@@ -114,6 +114,7 @@ class Scheduler:
             salvage_rounds=counts.salvage_rounds,
             cells_salvaged=counts.cells_salvaged,
             rows_abandoned=counts.rows_abandoned,
+            rows_failed_unwritten=counts.rows_failed_unwritten,
             nodes=tuple(
                 NodeProgress(
                     name=node.name,
@@ -157,8 +158,10 @@ class Scheduler:
         counts.in_flight += 1
         counts.peak_groups = max(counts.peak_groups, counts.in_flight)
         written = False
+        drops: Sized = ()
         try:
             group = RowGroup(spec, self._graph, self._column_mode)
+            drops = group.drops  # its rows dropped so far (grows until the group closes)
             try:
                 try:
                     async with trio.open_nursery() as nursery:
@@ -184,6 +187,7 @@ class Scheduler:
             counts.in_flight -= 1
             if not written:  # the run stopped or failed while this group was in flight
                 counts.rows_abandoned += spec.num_rows
+                counts.rows_failed_unwritten += len(drops)
             self._admission.release_on_behalf_of(token)
 
     def _close(self, group: RowGroup) -> None:

@@ -38,6 +38,9 @@ class BuildContext:
             settings).
         supports: for each sampler column built so far, the smallest and largest value it
             can draw (``None`` for an unbounded side); what constraint checks read.
+        producers: every column of the pipeline's data (each column's outputs and the seed
+            dataset's columns) → the column filling it (``seed_dataset`` for the seed
+            dataset's), for messages about a column user code read but was not handed.
     """
 
     columns: Mapping[str, ColumnConfig] = attrs.field(factory=dict)
@@ -47,6 +50,7 @@ class BuildContext:
     models: Mapping[str, ModelConfig] = attrs.field(factory=dict)
     template_limits: TemplateLimits = attrs.field(factory=TemplateLimits)
     supports: Mapping[str, tuple[Any, Any]] = attrs.field(factory=dict)
+    producers: Mapping[str, str] = attrs.field(factory=dict)
 
     def model_config(self, column: ColumnConfig, alias: str, field: str = "model") -> ModelConfig:
         """The configuration of the model ``alias`` that ``column`` calls.

@@ -27,6 +27,7 @@ from ..errors import ConfigError, GenerationError
 from ..generators._dtypes import arrow_type, coerce, json_text
 from ..generators._escapes import user_acall, user_call
 from ..generators._factory import BuildContext
+from ..generators._rows import row_class
 from ..generators.base import BatchContext, CellContext, ColumnGenerator, Context, RowFailure
 from ..generators.custom import is_async_callable, resolve_function
 from ..storage._convert import JSON_TEXT_METADATA
@@ -42,7 +43,9 @@ class CustomColumn(ColumnConfig):
     in YAML). Per cell it receives ``(row, ctx)`` — ``row`` maps the upstream columns to this row's
     values — and returns the value. Per batch it receives ``(columns, ctx)`` — each upstream column
     as a list over the batch's rows — and returns a list with one value per row. ``params`` are
-    passed as ``ctx.params``. Columns it reads must be listed in ``depends_on``. A function that
+    passed as ``ctx.params``. Columns it reads must be listed in ``depends_on``: ``row`` (and
+    ``columns``) holds only those, and reading another raises ``ColumnNotInRow`` (a
+    ``KeyError``) naming it, whether the pipeline has it, and what the row holds. A function that
     raises fails its cell (a batch function: the batch's rows), which is dropped with the reason
     naming the column; so does one that calls ``sys.exit()`` or raises another exception that
     is not an ``Exception`` — only ``KeyboardInterrupt`` stops the run, as Ctrl-C does.
@@ -76,7 +79,13 @@ class CustomColumn(ColumnConfig):
 
 
 class _CustomBase(ColumnGenerator[Context]):
-    def __init__(self, config: CustomColumn, function: Callable[..., Any], model: Any = None):
+    def __init__(
+        self,
+        config: CustomColumn,
+        function: Callable[..., Any],
+        model: Any = None,
+        producers: Mapping[str, str] | None = None,
+    ):
         super().__init__(
             name=config.name, outputs={config.name: arrow_type(config.dtype, column=config.name)}
         )
@@ -93,6 +102,8 @@ class _CustomBase(ColumnGenerator[Context]):
         self.params: Mapping[str, Any] = MappingProxyType(dict(config.params))
         self.model = model
         self.model_bound = config.model is not None
+        # A row (or batch's columns) that names the column a read of a missing one asked for.
+        self._row = row_class(config.name, producers or {})
         if self.model_bound and isinstance(model, ModelConfig):
             self.model_lane = (model.alias, model.max_parallel_requests)
 
@@ -101,8 +112,8 @@ class _CustomBase(ColumnGenerator[Context]):
         if self.model_bound:
             ctx.model = ctx.models.get(self.config.model or "", self.model)
         if isinstance(ctx, BatchContext):
-            return ({name: list(values) for name, values in ctx.columns.items()}, ctx)
-        return (dict(ctx.row), ctx)
+            return (self._row({name: list(values) for name, values in ctx.columns.items()}), ctx)
+        return (self._row(ctx.row), ctx)
 
     def _finish(self, result: Any, ctx: CellContext | BatchContext) -> Any:
         dtype = self.config.dtype
@@ -169,9 +180,15 @@ class AsyncCustomGenerator(_CustomBase):
 
 
 def custom_generator(
-    config: CustomColumn, *, search_path: Path | None = None, model: Any = None
+    config: CustomColumn,
+    *,
+    search_path: Path | None = None,
+    model: Any = None,
+    producers: Mapping[str, str] | None = None,
 ) -> CustomGenerator | AsyncCustomGenerator:
-    """Resolve ``config.function`` and wrap it in the sync or async generator it needs.
+    """Resolve ``config.function`` and wrap it in the sync or async generator it needs
+    (``producers``: the pipeline's columns → the column filling each, for the message of a
+    read of a column the row does not hold; see :func:`~gridloom.generators._rows.row_class`).
 
     Raises:
         ConfigError: the function cannot be resolved, or the dtype or mode is unknown.
@@ -180,13 +197,13 @@ def custom_generator(
         config.function, column=config.name, search_path=search_path, field="custom.function"
     )
     if is_async_callable(function):
-        return AsyncCustomGenerator(config, function, model)
-    return CustomGenerator(config, function, model)
+        return AsyncCustomGenerator(config, function, model, producers)
+    return CustomGenerator(config, function, model, producers)
 
 
 def _build(column: CustomColumn, ctx: BuildContext) -> ColumnGenerator[Any]:
     model = ctx.models.get(column.model) if column.model is not None else None
-    return custom_generator(column, search_path=ctx.base_dir, model=model)
+    return custom_generator(column, search_path=ctx.base_dir, model=model, producers=ctx.producers)
 
 
 KIND = ColumnKind(config=CustomColumn, build=_build, positional=("function",))

@@ -12,6 +12,7 @@ from .._attrs import frozen
 from ..config._kind import ColumnKind
 from ..config._llm import LLMColumn, templated
 from ..config._schema_refs import ref_problem
+from ..config._schema_required import required_problem
 from ..generators._factory import BuildContext
 from ..generators._structured_formats import FORMATS, compile_xsd
 from ..generators.llm import RAW_SUFFIX, LLMStructuredGenerator
@@ -70,7 +71,7 @@ def _check_schema(_inst: Any, _attribute: attrs.Attribute[Any], value: Any) -> N
         validators.validator_for(value).check_schema(value)
     except exceptions.SchemaError as exc:
         raise ValueError(f"schema is not a valid JSON Schema: {exc.message}") from None
-    problem = ref_problem(value)
+    problem = ref_problem(value) or required_problem(value)
     if problem is not None:
         raise ValueError(problem)
     where = _templated_annotation(value)
@@ -133,8 +134,11 @@ class LLMStructuredColumn(LLMColumn):
     ``docs/structured-formats.md``). ``validate`` checks the fields templates read against the
     schema's ``properties``: a name the schema rules out is an error (an object schema that
     does not mention ``additionalProperties`` counts as closed; ``additionalProperties: true``
-    opens it). A schema's ``description`` and ``title`` texts are sent as written, so they cannot
-    hold Jinja syntax. Only a local ``$ref`` (``#/$defs/item``, ``#anchor``) is followed, and
+    opens it). For the same reason, a name that a closed object's ``required`` (or
+    ``dependentRequired``) lists but its ``properties`` do not declare is refused when the
+    config is loaded, naming where: it would never be stored (a typo, as a rule). A schema's
+    ``description`` and ``title`` texts are sent as written, so they cannot hold Jinja syntax.
+    Only a local ``$ref`` (``#/$defs/item``, ``#anchor``) is followed, and
     nothing is ever fetched: any other ``$ref`` (``https://...``, ``file://...``,
     ``other.json``) is refused when the config is loaded, as are a ``$ref`` that points to
     nothing and a loop of them that never descends into the value (``{"$ref": "#"}``).

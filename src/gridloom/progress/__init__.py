@@ -46,7 +46,7 @@ from ._snapshot import (
     resolve_mode,
     take_snapshot,
 )
-from ._summary import render_corrections, render_drops, render_summary
+from ._summary import render_corrections, render_drops, render_summary, render_unwritten
 
 __all__ = [
     "BAR_POLL_SECONDS",
@@ -66,6 +66,7 @@ __all__ = [
     "render_corrections",
     "render_drops",
     "render_summary",
+    "render_unwritten",
     "reporting",
     "resolve_mode",
     "take_snapshot",

@@ -162,6 +162,20 @@ def render_costs(models: Mapping[str, Mapping[str, Any]]) -> list[str]:
     return lines
 
 
+def render_unwritten(invocation: Mapping[str, Any]) -> str:
+    """The rows of row groups a stop left unwritten (which a resume generates again) and how
+    many of them had failed, as a clause to append (``""`` when there are none): they are in
+    no drop record, so "N dropped" alone would hide them."""
+    abandoned = invocation.get("rows_abandoned")
+    if not isinstance(abandoned, int) or abandoned <= 0:
+        return ""
+    text = f"; {abandoned:,} rows left unwritten when the run stopped"
+    failed = invocation.get("rows_failed_unwritten")
+    if isinstance(failed, int) and failed > 0:
+        text += f", {failed:,} of them failed"
+    return text + " (a resume generates them again)"
+
+
 def render_summary(summary: Mapping[str, Any]) -> str:
     """A run's summary as a plain-text table, for a terminal or a log.
 
@@ -174,6 +188,10 @@ def render_summary(summary: Mapping[str, Any]) -> str:
         Lines such as::
 
             60 of 60 rows written, 0 dropped, in 2.31 s (26.0 rows/s)
+
+        (a run stopped with row groups in flight adds "; 50 rows left unwritten when the run
+        stopped, 11 of them failed (a resume generates them again)": those rows are in no drop
+        record)
 
               column   done  failed  dropped
               summary    60       0        0
@@ -201,7 +219,7 @@ def render_summary(summary: Mapping[str, Any]) -> str:
     per_second = summary.get("rows_per_second")
     if isinstance(per_second, int | float):
         head += f" ({per_second:,.1f} rows/s)"
-    lines.append(head)
+    lines.append(head + render_unwritten(invocation))
     columns: Mapping[str, Mapping[str, Any]] = summary.get("columns") or {}
     if columns:
         header = ["column", "done", "failed", "dropped"]

@@ -48,6 +48,8 @@ def summarize(
             "cells_salvaged": stats.cells_salvaged,
             # Rows of row groups in flight when the run stopped: not written, a resume redoes them.
             "rows_abandoned": stats.rows_abandoned,
+            # Rows of those that had failed (a cell raised): dropped, but in no drop record.
+            "rows_failed_unwritten": stats.rows_failed_unwritten,
         },
         "models": {alias: handle.usage().as_dict() for alias, handle in models.items()},
     }
