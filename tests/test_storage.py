@@ -645,16 +645,20 @@ async def test_row_group_outside_the_layout_is_refused(tmp_path: Path) -> None:
 
 async def test_top_up_row_groups_are_written_and_adopted_on_resume(tmp_path: Path) -> None:
     """Row groups after the planned ones (fill_to_target) start at index * row_group_size,
-    cover 1 to row_group_size rows, and a resumed run adopts them."""
+    cover 1 to row_group_size rows, and a resumed run adopts them, with the rows each covers
+    and keeps."""
     store = open_store(tmp_path / "run")
     for index in range(3):
         await store.write(group(index))
-    await store.write(group(3, num_records=14))  # rows 12..13 replace dropped ones
+    await store.write(group(3, num_records=14, drop=(13,)))  # rows 12..13 replace dropped ones
     await store.finish(status="complete", summary={})
     assert store.rows_covered() == {0: 4, 1: 4, 2: 2, 3: 2}
     resumed = open_store(tmp_path / "run", mode="resume")
     assert resumed.completed() == frozenset({0, 1, 2, 3})
-    assert resumed.rows_written == 12
+    assert resumed.rows_written == 11
+    # What a resumed fill_to_target run sizes its top-up rounds from.
+    assert resumed.rows_covered() == {0: 4, 1: 4, 2: 2, 3: 2}
+    assert resumed.rows_kept() == {0: 4, 1: 4, 2: 2, 3: 1}
 
 
 async def test_writing_a_row_group_twice_is_refused(tmp_path: Path) -> None:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import bisect
+import functools
 import logging
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+import attrs
+
+from .._attrs import frozen
 from ..config import RunConfig
 from ..engine import RowGroupSpec
 from ..errors import ConfigError
@@ -14,12 +19,15 @@ from ..storage import RowGroupStore
 
 __all__ = [
     "MAX_NUM_RECORDS",
-    "announced_top_up",
+    "Outcome",
+    "TopUpRound",
+    "announced_top_ups",
     "check_num_records",
     "iter_row_groups",
     "plan_row_groups",
     "shortfall",
-    "top_up",
+    "store_outcomes",
+    "top_up_rounds",
 ]
 
 log = logging.getLogger("gridloom")
@@ -83,48 +91,136 @@ def shortfall(written: int, total: int, allow_drops: float) -> dict[str, Any] | 
     return {"missing": missing, "allowed": allowed, "allow_drops": allow_drops}
 
 
-def top_up(
-    store: RowGroupStore, total: int, row_group_size: int, budget: float
-) -> tuple[int, Iterator[RowGroupSpec]] | None:
-    """Row groups that replace dropped rows (``fill_to_target``), after the planned ones: as
-    many rows as are missing, within the budget of ``budget * total`` extra rows overall.
-    Their row count, and the groups one at a time; ``None`` when there are none."""
+#: A held row group's outcome: the rows it covers (kept and dropped), and the rows it kept.
+Outcome = tuple[int, int]
+
+
+@frozen(kw_only=True)
+class TopUpRound:
+    """One round of top-up row groups (``fill_to_target``): ``rows`` rows cut into groups of
+    ``row_group_size`` (the last may be short) from index ``first_index`` on.
+
+    A round's size follows from the outcome of the planned row groups and of the rounds
+    before it only, so an interrupted round is the same round on resume: the groups not in
+    ``held`` are generated again with their indices and sizes (:meth:`missing`).
+
+    Attributes:
+        number: the round's number, from 1.
+        first_index: index of the round's first row group.
+        rows: rows the whole round covers.
+        row_group_size: rows per row group.
+        held: indices of the round's groups already held (on resume: found on disk).
+    """
+
+    number: int
+    first_index: int
+    rows: int
+    row_group_size: int
+    held: frozenset[int] = frozenset()
+
+    @property
+    def end(self) -> int:
+        """Index after the round's last row group (where the next round starts)."""
+        return self.first_index + -(-self.rows // self.row_group_size)
+
+    def size_of(self, index: int) -> int:
+        """Rows the round's row group ``index`` covers."""
+        offset = (index - self.first_index) * self.row_group_size
+        return min(self.row_group_size, self.rows - offset)
+
+    def groups(self) -> Iterator[RowGroupSpec]:
+        """Every row group of the round, one at a time."""
+        size = self.row_group_size
+        for index in range(self.first_index, self.end):
+            yield RowGroupSpec(index=index, first_row_id=index * size, num_rows=self.size_of(index))
+
+    def missing(self) -> Iterator[RowGroupSpec]:
+        """The round's row groups not held yet, one at a time."""
+        return (spec for spec in self.groups() if spec.index not in self.held)
+
+    @property
+    def rows_missing(self) -> int:
+        """Rows the round's groups not held yet cover."""
+        return self.rows - sum(self.size_of(index) for index in self.held)
+
+
+def top_up_rounds(
+    outcomes: Callable[[], Mapping[int, Outcome]],
+    total: int,
+    row_group_size: int,
+    budget: float,
+) -> Iterator[TopUpRound]:
+    """The top-up rounds that replace dropped rows (``fill_to_target``), each with row groups
+    still to generate, one at a time: a round yielded is expected held (``outcomes``) when
+    the caller asks for the next.
+
+    ``outcomes()`` gives each held row group's :data:`Outcome` by index; it is read once
+    before the first round and again after each round yielded. Round 1 starts after the
+    planned row groups and covers the rows they dropped; each next round starts after the
+    one before and covers the rows still missing, as long as the budget of
+    ``ceil(budget * total)`` extra rows (all rounds together) allows. A round's size depends
+    only on the planned groups and the rounds before it, never on what part of the round
+    itself is held, so a resumed run (whose store holds some rounds and part of one) walks
+    the very rounds an uninterrupted run generates: the rounds it holds are passed over,
+    the round it stopped in is yielded with just its missing groups. The walk stops when no
+    rows are missing, the budget is spent, or a round yielded is still not wholly held
+    afterwards (the run was cut short).
+    """
     planned = -(-total // row_group_size)
-    covered = store.rows_covered()
-    extra = sum(rows for index, rows in covered.items() if index >= planned)
-    wanted = min(total - store.rows_written, math.ceil(budget * total) - extra)
-    if wanted <= 0:
-        return None
-    start = max([planned, *(index + 1 for index in covered)])
+    allowed = math.ceil(budget * total)
+    held = outcomes()
+    written = sum(kept for index, (_covered, kept) in held.items() if index < planned)
+    extra = 0
+    start, number = planned, 0
+    tops = sorted(index for index in held if index >= planned)
+    while (wanted := min(total - written, allowed - extra)) > 0:
+        number += 1
+        rnd = TopUpRound(
+            number=number, first_index=start, rows=wanted, row_group_size=row_group_size
+        )
+        inside = tops[bisect.bisect_left(tops, rnd.first_index) : bisect.bisect_left(tops, rnd.end)]
+        if len(inside) < rnd.end - rnd.first_index:
+            yield attrs.evolve(rnd, held=frozenset(inside))
+            held = outcomes()
+            tops = sorted(index for index in held if index >= planned)
+            if any(index not in held for index in range(rnd.first_index, rnd.end)):
+                log.warning("top-up round %d is not complete: no further round is planned", number)
+                return
+        for index in range(rnd.first_index, rnd.end):
+            covered, kept = held[index]
+            written += kept
+            extra += covered
+        start = rnd.end
 
-    def groups() -> Iterator[RowGroupSpec]:
-        for n, offset in enumerate(range(0, wanted, row_group_size)):
-            index = start + n
-            rows = min(row_group_size, wanted - offset)
-            yield RowGroupSpec(index=index, first_row_id=index * row_group_size, num_rows=rows)
 
-    return wanted, groups()
+def store_outcomes(store: RowGroupStore) -> dict[int, Outcome]:
+    """Each row group ``store`` holds: the rows it covers, and the rows it kept."""
+    kept = store.rows_kept()
+    return {index: (covered, kept[index]) for index, covered in store.rows_covered().items()}
 
 
-def announced_top_up(
+def announced_top_ups(
     store: RowGroupStore,
     total: int,
     run: RunConfig,
     add_rows: Callable[[int], None] | None = None,
-) -> Iterator[RowGroupSpec] | None:
-    """The next round of :func:`top_up` groups when ``run.fill_to_target`` asks for one, said
-    in the log and told to the display (``add_rows``); ``None`` when there is none."""
+) -> Iterator[Iterator[RowGroupSpec]]:
+    """The row groups still to generate of each :func:`top_up_rounds` round, a round at a
+    time, when ``run.fill_to_target`` asks for them; each round is said in the log and told
+    to the display (``add_rows``). A round yielded is expected written to ``store`` when the
+    caller asks for the next."""
     if not run.fill_to_target:
-        return None
-    extra = top_up(store, total, run.row_group_size, run.fill_budget)
-    if extra is None:
-        return None
-    rows, groups = extra
-    log.info(
-        "%d rows were dropped: generating %d more (fill_to_target)",
-        total - store.rows_written,
-        rows,
+        return
+    rounds = top_up_rounds(
+        functools.partial(store_outcomes, store), total, run.row_group_size, run.fill_budget
     )
-    if add_rows is not None:
-        add_rows(rows)
-    return groups
+    for rnd in rounds:
+        log.info(
+            "%d rows were dropped: generating %d more (fill_to_target, round %d)",
+            total - store.rows_written,
+            rnd.rows_missing,
+            rnd.number,
+        )
+        if add_rows is not None:
+            add_rows(rnd.rows_missing)
+        yield rnd.missing()

@@ -215,6 +215,10 @@ class ProcessingStore:
         """Rows each held row group covers."""
         return self._store.rows_covered()
 
+    def rows_kept(self) -> dict[int, int]:
+        """Rows each held row group of the wrapped store kept."""
+        return self._store.rows_kept()
+
     async def write(self, data: RowGroupData) -> None:
         """Process ``data`` (in a worker thread when a step renders templates), then write it."""
         if self._chain.renders:

@@ -57,7 +57,7 @@ from ._check import probe_models
 from ._gc import collector_for_run
 from ._health import HealthMonitor
 from ._models import serve_models
-from ._plan import announced_top_up, iter_row_groups, shortfall
+from ._plan import announced_top_ups, iter_row_groups, shortfall
 from ._processors import ProcessingStore, compile_processors
 from ._report import is_interrupt, save_trace, summarize, unwrap
 from ._signals import Interrupted, StopSignals
@@ -573,10 +573,11 @@ class Run:
         reporter: Reporter | None,
     ) -> None:
         """The planned row groups, then (``fill_to_target``) top-up rounds until the rows
-        dropped are replaced or the budget is spent."""
+        dropped are replaced or the budget is spent (on resume: the round the run stopped
+        in, its missing groups only, then the rounds after it)."""
         await scheduler.run(specs)
         add_rows = None if reporter is None else reporter.add_rows
-        while (groups := announced_top_up(store, total, cfg.run, add_rows)) is not None:
+        for groups in announced_top_ups(store, total, cfg.run, add_rows):
             await scheduler.run(groups)
 
 

@@ -34,7 +34,7 @@ from ..engine import ExecutionGraph, RowGroupSpec, SchedulerStatistics
 from ..progress import ModelProgress, ProgressReporter, resolve_mode
 from ..storage import Location, ManifestStore, RunResult, location_of
 from ._cluster import Cluster
-from ._plan import announced_top_up, iter_row_groups, shortfall
+from ._plan import announced_top_ups, iter_row_groups, shortfall
 from ._report import is_interrupt, write_trace_at
 from ._shard import ShardJob
 from ._shards import (
@@ -320,10 +320,8 @@ async def _drive(
             try:
                 stopped = await driver.round(specs, shards) if specs else None
                 add_rows = None if reporter is None else reporter.add_rows
-                while stopped is None:
-                    groups = announced_top_up(store, total, cfg.run, add_rows)
-                    if groups is None:
-                        break
+                rounds = announced_top_ups(store, total, cfg.run, add_rows)
+                while stopped is None and (groups := next(rounds, None)) is not None:
                     more = list(groups)
                     stopped = await driver.round(more, min(shards, len(more)))
             finally:

@@ -338,6 +338,10 @@ class TallyView:
         """Rows each held row group covers (kept and dropped), by index."""
         return {index: entry.num_rows for index, entry in self._tally.groups.items()}
 
+    def rows_kept(self) -> dict[int, int]:
+        """Rows each held row group kept (written), by index."""
+        return {index: entry.rows for index, entry in self._tally.groups.items()}
+
 
 def run_document(
     *,

@@ -49,6 +49,9 @@ class RowGroupStore(Protocol):
     def rows_covered(self) -> dict[int, int]:
         """Rows each held row group covers (kept and dropped), by index."""
 
+    def rows_kept(self) -> dict[int, int]:
+        """Rows each held row group kept (written), by index."""
+
     async def write(self, data: RowGroupData) -> None:
         """Store one finished row group; afterwards the store keeps no reference to ``data``."""
 
