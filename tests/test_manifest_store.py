@@ -33,6 +33,7 @@ from gridloom.storage import (
 from gridloom.storage import _location as location_module
 
 from .conftest import S3Server
+from .crashes import as_a_new_process, opened
 
 SCHEMA = pa.schema([pa.field("topic", pa.string()), pa.field("score", pa.int64())])
 HASH = "0123456789abcdef" * 4
@@ -75,7 +76,8 @@ def open_store(where: Location, **overrides: Any) -> ManifestStore:
         "mode": "new",
     }
     kwargs.update(overrides)
-    return ManifestStore.open(where, **kwargs)
+    as_a_new_process()  # a run opened again stands for a new process
+    return opened(ManifestStore.open(where, **kwargs))
 
 
 def open_parquet(out: Path, **overrides: Any) -> ParquetStore:
@@ -89,7 +91,8 @@ def open_parquet(out: Path, **overrides: Any) -> ParquetStore:
         "mode": "new",
     }
     kwargs.update(overrides)
-    return ParquetStore.open(out, **kwargs)
+    as_a_new_process()  # a run opened again stands for a new process
+    return opened(ParquetStore.open(out, **kwargs))
 
 
 def doc(where: Location) -> dict[str, Any]:

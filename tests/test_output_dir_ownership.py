@@ -129,7 +129,7 @@ def test_overwrite_never_replaces_the_input_config(
     refused, and nothing of the run is removed."""
     out = tmp_path / "run"
     opener = open_store if store == "parquet" else open_manifest
-    opener(out)
+    opener(out).close()  # that run ended
     (out / "config.yaml").write_text("# edited by hand\ncolumns: []\n")
     given_path: Path = out / "config.yaml"
     if spelling == "relative":

@@ -29,6 +29,8 @@ from gridloom.storage import (
 )
 from gridloom.storage._convert import DROPPED_SCHEMA
 
+from .crashes import as_a_new_process, opened
+
 SCHEMA = pa.schema(
     [
         pa.field("topic", pa.string()),
@@ -51,7 +53,8 @@ def open_store(out: Path, **overrides: Any) -> ParquetStore:
         "mode": "new",
     }
     kwargs.update(overrides)
-    return ParquetStore.open(out, **kwargs)
+    as_a_new_process()  # a run opened again stands for a new process
+    return opened(ParquetStore.open(out, **kwargs))
 
 
 def group(

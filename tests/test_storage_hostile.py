@@ -35,6 +35,7 @@ from gridloom.storage._commits import read_commit
 from gridloom.storage._metadata import document_bytes
 
 from .conftest import S3Server
+from .crashes import as_a_new_process
 from .test_manifest_store import HASH, SCHEMA, group, open_store
 
 #: JSON nested far deeper than the parser's recursion limit.
@@ -80,6 +81,7 @@ def reopen(out: Path, store: str, mode: Literal["overwrite", "resume"]) -> Any:
     """Open the test run in ``out`` again with ``mode``, as a ManifestStore or ParquetStore."""
     if store == "manifest":
         return open_store(location_of(out), mode=mode)
+    as_a_new_process()  # a run opened again stands for a new process
     return ParquetStore.open(
         out,
         schema=SCHEMA,

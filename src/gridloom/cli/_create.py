@@ -212,12 +212,7 @@ def resume(
             kind="UsageError",
             file=shown(output_dir),
         )
-    if meta.get("status") == "running":
-        log.warning(
-            "metadata.json says the run in %s is running: if another gridloom process is"
-            " still writing it, stop that one first",
-            shown(output_dir),
-        )
+    # A run still being written is refused when its store is opened (the writer's lock).
     explicit = base_dir is not None
     recorded_base = meta.get("base_dir")
     if base_dir is None and isinstance(recorded_base, str) and Path(recorded_base).is_dir():

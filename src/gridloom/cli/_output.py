@@ -25,6 +25,7 @@ from ..config import COLUMN_KINDS
 from ..errors import ConfigError, ConfigIssue, GridloomError, OutputExistsError, StorageError
 from ..run import MAX_NUM_RECORDS, signal_exit
 from ..storage import RunResult, is_run_directory, read_run_metadata
+from ..storage._metadata import is_run_document
 from ._stdout import write_json
 from ._target import shown
 
@@ -262,6 +263,14 @@ def run_metadata(out: Out, output_dir: Path | str) -> dict[str, Any]:
         out.fail(
             EXIT_CONFIG,
             "not a gridloom run directory (no metadata.json)",
+            kind="NotARunDirectory",
+            file=name,
+        )
+    if not is_run_document(metadata):
+        out.fail(
+            EXIT_CONFIG,
+            "not a gridloom run directory: its metadata.json is not a gridloom run's (no"
+            " format_version and config_hash); another tool's files are there",
             kind="NotARunDirectory",
             file=name,
         )

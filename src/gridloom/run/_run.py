@@ -339,18 +339,21 @@ class Run:
             )
         )
         out = local_path(output) if location is None else location.local
-        return await self._generate(
-            services,
-            cfg,
-            graph,
-            store,
-            models,
-            health,
-            num_records,
-            store.seed,
-            out,
-            trace_to=location,
-        )
+        try:
+            return await self._generate(
+                services,
+                cfg,
+                graph,
+                store,
+                models,
+                health,
+                num_records,
+                store.seed,
+                out,
+                trace_to=location,
+            )
+        finally:
+            store.close()  # the final status is written: another writer may take the folder
 
     def _overridden(self, cfg: PipelineConfig) -> PipelineConfig:
         """``cfg`` with the executor settings the caller gave (``--ray``, ``--shards``)."""

@@ -275,102 +275,105 @@ async def _drive(
             input_config=input_config,
         )
     )
-    total = store.num_records
-    specs = list(iter_row_groups(total, size, store.completed()))
-    shards = asked if asked is not None else _default_shards(cluster, cfg, max(1, len(specs)))
-    if mode == "resume" and 0 < len(specs) < shards:
-        # The count saved with the run fitted its start; near its end fewer groups are left.
-        log.info(
-            "%d row groups left to generate: %d shards instead of %d",
-            len(specs),
-            len(specs),
-            shards,
-        )
-        shards = len(specs)
-    check_shards(cfg, shards, len(specs))
-    driver = _Driver(
-        cfg,
-        base,
-        cluster,
-        store,
-        output,
-        store.seed,
-        cache,
-    )
-    remaining = sum(spec.num_rows for spec in specs)
-    mode_shown = resolve_mode(cfg.run.progress)
-    reporter = (
-        None
-        if mode_shown == "off"
-        else ProgressReporter(
-            "bar" if mode_shown == "bar" else "log",
-            statistics=driver.view.statistics,
-            model_lines=driver.view.models,
-            total=remaining,
-            interval=cfg.run.progress_interval_seconds,
-        )
-    )
-    rows_before = store.rows_written
-    started = trio.current_time()
-    stopped: dict[str, Any] | None = None
     try:
-        async with trio.open_nursery() as nursery:
-            if reporter is not None:
-                await nursery.start(reporter.serve)
-            try:
-                stopped = await driver.round(specs, shards) if specs else None
-                add_rows = None if reporter is None else reporter.add_rows
-                rounds = announced_top_ups(store, total, cfg.run, add_rows)
-                while stopped is None and (groups := next(rounds, None)) is not None:
-                    more = list(groups)
-                    stopped = await driver.round(more, min(shards, len(more)))
-            finally:
+        total = store.num_records
+        specs = list(iter_row_groups(total, size, store.completed()))
+        shards = asked if asked is not None else _default_shards(cluster, cfg, max(1, len(specs)))
+        if mode == "resume" and 0 < len(specs) < shards:
+            # The count saved with the run fitted its start; near its end fewer groups are left.
+            log.info(
+                "%d row groups left to generate: %d shards instead of %d",
+                len(specs),
+                len(specs),
+                shards,
+            )
+            shards = len(specs)
+        check_shards(cfg, shards, len(specs))
+        driver = _Driver(
+            cfg,
+            base,
+            cluster,
+            store,
+            output,
+            store.seed,
+            cache,
+        )
+        remaining = sum(spec.num_rows for spec in specs)
+        mode_shown = resolve_mode(cfg.run.progress)
+        reporter = (
+            None
+            if mode_shown == "off"
+            else ProgressReporter(
+                "bar" if mode_shown == "bar" else "log",
+                statistics=driver.view.statistics,
+                model_lines=driver.view.models,
+                total=remaining,
+                interval=cfg.run.progress_interval_seconds,
+            )
+        )
+        rows_before = store.rows_written
+        started = trio.current_time()
+        stopped: dict[str, Any] | None = None
+        try:
+            async with trio.open_nursery() as nursery:
                 if reporter is not None:
-                    reporter.stop()
-    except BaseException as exc:
-        status = "interrupted" if is_interrupt(exc) else "failed"
-        with trio.CancelScope(shield=True):
-            try:
-                summary = driver.summary(status, trio.current_time() - started)
-                await store.finish(status=status, summary=summary)
-            except Exception:
-                log.exception("could not record the run's final status")
-        raise
-    wall = trio.current_time() - started
-    short = None
-    if stopped is not None:
-        status = "stopped"
-    else:
-        short = shortfall(store.rows_written, total, cfg.run.allow_drops)
-        status = "complete" if short is None else "incomplete"
-    summary = driver.summary(status, wall)
-    extras: dict[str, Any] = {
-        "models": summary["models"],
-        "invocation": summary["invocation"],
-        "shards": summary["shards"],
-    }
-    reason = None
-    if stopped is not None:
-        reason = f"shard {stopped['shard']}: {stopped.get('stop_reason')}"
-        summary["stop_reason"] = reason
-        if stopped.get("stop"):
-            summary["stop"] = extras["stop"] = stopped["stop"]
-    if short is not None:
-        summary["shortfall"] = extras["shortfall"] = short
-    if reporter is not None:
-        reporter.finish(status)
-    traces = [r["trace"] for r in driver.reports if r.get("trace") is not None]
-    trace = await _save_trace(location, traces)
-    await store.finish(status=status, summary=summary)
-    return RunResult.from_store(
-        store,
-        num_records=total,
-        wall_time=wall,
-        status=status,
-        stop_reason=reason,
-        output_dir=location.local,
-        seed=store.seed,
-        extras=extras,
-        trace=trace,
-        rows_generated=store.rows_written - rows_before,
-    )
+                    await nursery.start(reporter.serve)
+                try:
+                    stopped = await driver.round(specs, shards) if specs else None
+                    add_rows = None if reporter is None else reporter.add_rows
+                    rounds = announced_top_ups(store, total, cfg.run, add_rows)
+                    while stopped is None and (groups := next(rounds, None)) is not None:
+                        more = list(groups)
+                        stopped = await driver.round(more, min(shards, len(more)))
+                finally:
+                    if reporter is not None:
+                        reporter.stop()
+        except BaseException as exc:
+            status = "interrupted" if is_interrupt(exc) else "failed"
+            with trio.CancelScope(shield=True):
+                try:
+                    summary = driver.summary(status, trio.current_time() - started)
+                    await store.finish(status=status, summary=summary)
+                except Exception:
+                    log.exception("could not record the run's final status")
+            raise
+        wall = trio.current_time() - started
+        short = None
+        if stopped is not None:
+            status = "stopped"
+        else:
+            short = shortfall(store.rows_written, total, cfg.run.allow_drops)
+            status = "complete" if short is None else "incomplete"
+        summary = driver.summary(status, wall)
+        extras: dict[str, Any] = {
+            "models": summary["models"],
+            "invocation": summary["invocation"],
+            "shards": summary["shards"],
+        }
+        reason = None
+        if stopped is not None:
+            reason = f"shard {stopped['shard']}: {stopped.get('stop_reason')}"
+            summary["stop_reason"] = reason
+            if stopped.get("stop"):
+                summary["stop"] = extras["stop"] = stopped["stop"]
+        if short is not None:
+            summary["shortfall"] = extras["shortfall"] = short
+        if reporter is not None:
+            reporter.finish(status)
+        traces = [r["trace"] for r in driver.reports if r.get("trace") is not None]
+        trace = await _save_trace(location, traces)
+        await store.finish(status=status, summary=summary)
+        return RunResult.from_store(
+            store,
+            num_records=total,
+            wall_time=wall,
+            status=status,
+            stop_reason=reason,
+            output_dir=location.local,
+            seed=store.seed,
+            extras=extras,
+            trace=trace,
+            rows_generated=store.rows_written - rows_before,
+        )
+    finally:
+        store.close()  # the final status is written: another writer may take the folder

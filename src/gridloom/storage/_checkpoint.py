@@ -9,6 +9,8 @@ writes a run directory::
     <out>/metadata.json                 progress and counts, rewritten after every row group
     <out>/data/part-00000.parquet       one file per row group, all with the declared schema
     <out>/dropped/part-00000.parquet    drop records, only for row groups that dropped rows
+    <out>/.gridloom.lock                the writer's lock, while a process writes the run
+                                        (gridloom.storage._lock: one writer at a time)
 
 Every file is written atomically: to ``.tmp-*`` in the same directory, fsynced,
 renamed over the final name with :func:`os.replace`, then the directory is
@@ -57,6 +59,7 @@ from gridloom.errors import StorageError
 
 from ._atomic import atomic_write, atomic_write_bytes, fsync_dir, remove_temp_files
 from ._convert import data_table, dropped_table
+from ._lock import RunDirLock
 from ._metadata import (
     RowGroupEntry,
     Tally,
@@ -209,7 +212,9 @@ class ParquetStore(RunStore):
 
         Raises:
             OutputExistsError: mode ``"new"`` and the directory holds a run; or it holds no
-                run but a file a run writes.
+                run but a file a run writes; or another process (or another store of this
+                one) is writing it: the store holds the directory's writer lock
+                (:mod:`gridloom.storage._lock`) until :meth:`close`.
             StorageError: the directory cannot be used, or cannot be resumed.
             ValueError: invalid arguments.
         """
@@ -222,6 +227,44 @@ class ParquetStore(RunStore):
         out = Path(output_dir)
         if out.exists() and not out.is_dir():
             raise StorageError(f"output path {out} exists and is not a directory")
+        # Held for the whole run (until close), from before anything in the folder is touched.
+        lock = RunDirLock.acquire(out, create=mode != "resume")
+        try:
+            store = cls._open(
+                out,
+                schema=schema,
+                config_text=config_text,
+                config_hash=config_hash,
+                num_records=num_records,
+                row_group_size=row_group_size,
+                seed=seed,
+                mode=mode,
+                base_dir=base_dir,
+                seed_fingerprint=seed_fingerprint,
+                input_config=input_config,
+            )
+        except BaseException:
+            lock.release()
+            raise
+        store._run_lock = lock
+        return store
+
+    @classmethod
+    def _open(
+        cls,
+        out: Path,
+        *,
+        schema: pa.Schema,
+        config_text: str,
+        config_hash: str,
+        num_records: int,
+        row_group_size: int,
+        seed: int,
+        mode: Mode,
+        base_dir: str | Path | None,
+        seed_fingerprint: str | None,
+        input_config: str | Path | None,
+    ) -> ParquetStore:
         try:
             if mode == "resume":
                 refuse_foreign_files(out)

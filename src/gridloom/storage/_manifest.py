@@ -53,6 +53,7 @@ from ._commits import (
 )
 from ._convert import data_table, dropped_table
 from ._location import Location
+from ._lock import RunDirLock
 from ._metadata import (
     RowGroupEntry,
     Tally,
@@ -137,7 +138,9 @@ class ManifestStore(RunStore):
                 writes row groups and their commit entries, nothing else).
 
         Raises:
-            OutputExistsError: mode ``"new"`` and the location holds a run.
+            OutputExistsError: mode ``"new"`` and the location holds a run; or another
+                process writes the (local) run: role ``"run"`` holds its writer lock
+                (:mod:`gridloom.storage._lock`) until :meth:`close`.
             StorageError: the location cannot be used, or the run cannot be resumed.
             ValueError: invalid arguments.
         """
@@ -155,6 +158,51 @@ class ManifestStore(RunStore):
             raise ValueError(f"row_group_size must be >= 1, got {row_group_size}")
         if location.local is not None and location.local.is_file():
             raise StorageError(f"output path {location.local} exists and is not a directory")
+        # The driver of a local run holds its writer lock for the whole run (until close); a
+        # remote output has no lock (see gridloom.storage._lock), a shard writes beside its
+        # driver by design.
+        lock = None
+        if role == "run" and location.local is not None:
+            lock = RunDirLock.acquire(location.local, create=mode != "resume")
+        try:
+            store = cls._open(
+                location,
+                schema=schema,
+                config_text=config_text,
+                config_hash=config_hash,
+                num_records=num_records,
+                row_group_size=row_group_size,
+                seed=seed,
+                mode=mode,
+                base_dir=base_dir,
+                seed_fingerprint=seed_fingerprint,
+                role=role,
+                input_config=input_config,
+            )
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+        store._run_lock = lock
+        return store
+
+    @classmethod
+    def _open(
+        cls,
+        location: Location,
+        *,
+        schema: pa.Schema,
+        config_text: str,
+        config_hash: str,
+        num_records: int,
+        row_group_size: int,
+        seed: int,
+        mode: Mode,
+        base_dir: str | Path | None,
+        seed_fingerprint: str | None,
+        role: Role,
+        input_config: str | Path | None,
+    ) -> ManifestStore:
         args: dict[str, Any] = {
             "location": location,
             "role": role,

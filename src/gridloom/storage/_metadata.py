@@ -193,6 +193,18 @@ def check_document(doc: dict[str, Any], failing: str) -> dict[str, Any]:
     return doc
 
 
+def is_run_document(doc: dict[str, Any]) -> bool:
+    """Whether ``doc``, a ``metadata.json`` read, is a gridloom run's: every one gridloom
+    writes has an integer ``format_version`` and a string ``config_hash`` (another tool's
+    ``metadata.json`` is not taken for a run, nor replaced or removed with one)."""
+    version = doc.get("format_version")
+    return (
+        isinstance(version, int)
+        and not isinstance(version, bool)
+        and isinstance(doc.get("config_hash"), str)
+    )
+
+
 def load_json(path: Path) -> dict[str, Any]:
     """Read a JSON object from ``path``.
 

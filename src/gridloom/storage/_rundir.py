@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from gridloom.errors import OutputExistsError, StorageError
 
 from ._atomic import TEMP_PREFIX, fsync_dir, remove_temp_files
+from ._metadata import is_run_document, load_json
 
 if TYPE_CHECKING:
     from ._location import Location
@@ -97,7 +98,8 @@ def _not_written_by_a_run(
     if input_config is not None:
         note = " (config.yaml is the config being run: run a copy kept elsewhere)"
     return OutputExistsError(
-        f"output directory {where} holds no gridloom run (no metadata.json) but holds {shown},"
+        f"output directory {where} holds no gridloom run (no gridloom metadata.json) but holds"
+        f" {shown},"
         f" which a run writes; a run never overwrites a file it did not write: choose another"
         f" output directory, or move {shown} away{note}"
     )
@@ -116,10 +118,22 @@ def refuse_input_config(out: Path, input_config: str | os.PathLike[str] | None) 
             )
 
 
+def _foreign_metadata(out: Path) -> bool:
+    """Whether ``out/metadata.json`` exists but is not a gridloom run's (another tool's, or
+    unreadable: then it is not known to be gridloom's, and a run never removes it)."""
+    path = out / "metadata.json"
+    if not (path.exists() or path.is_symlink()):
+        return False
+    try:
+        return not is_run_document(load_json(path))
+    except StorageError:
+        return True
+
+
 def _holds_run(out: Path) -> bool:
-    """Whether ``out`` holds a run: its ``metadata.json``, or the part files of one (checked
-    to be gridloom's by :func:`refuse_foreign_files` first)."""
-    if (out / "metadata.json").is_file():
+    """Whether ``out`` holds a run: a gridloom ``metadata.json``, or the part files of one
+    (checked to be gridloom's by :func:`refuse_foreign_files` first)."""
+    if (out / "metadata.json").is_file() and not _foreign_metadata(out):
         return True
     return any((out / name).is_dir() and any((out / name).iterdir()) for name in _OWN_DIRS)
 
@@ -141,6 +155,8 @@ def refuse_existing_run(out: Path, *, input_config: str | os.PathLike[str] | Non
             ``out/config.yaml``.
     """
     refuse_foreign_files(out)
+    if _foreign_metadata(out):
+        raise _not_written_by_a_run(["metadata.json", *_beside_files(out)], str(out))
     if (out / "metadata.json").exists():
         raise OutputExistsError(
             f"output directory {out} already holds a gridloom run (metadata.json); replace it"
@@ -180,6 +196,8 @@ def clear_run(out: Path, *, input_config: str | os.PathLike[str] | None = None) 
         return
     refuse_foreign_files(out)
     refuse_input_config(out, input_config)
+    if _foreign_metadata(out):
+        raise _not_written_by_a_run(["metadata.json", *_beside_files(out)], str(out))
     if not _holds_run(out) and (found := _beside_files(out)):
         raise _not_written_by_a_run(found, str(out))
     for name in _BESIDE:
@@ -200,6 +218,17 @@ def clear_run(out: Path, *, input_config: str | os.PathLike[str] | None = None) 
 
 
 # ------------------------------------------------- the same, through a Location (blocking)
+
+
+def _foreign_metadata_at(location: Location) -> bool:
+    """:func:`_foreign_metadata` for a run at any :class:`Location`."""
+    from ._commits import load_document  # _commits reaches _location, which reaches here
+
+    try:
+        doc = load_document(location)
+    except StorageError:
+        return True
+    return doc is not None and not is_run_document(doc)
 
 
 def refuse_foreign_files_at(location: Location) -> None:
@@ -232,6 +261,10 @@ def refuse_existing_run_at(
         refuse_existing_run(location.local, input_config=input_config)
         return
     refuse_foreign_files_at(location)
+    if _foreign_metadata_at(location):
+        raise _not_written_by_a_run(
+            ["metadata.json", *(n for n in _BESIDE if location.exists(n))], location.display
+        )
     if location.exists("metadata.json"):
         raise OutputExistsError(
             f"output {location.display} already holds a gridloom run (metadata.json); replace"
@@ -256,6 +289,10 @@ def clear_run_at(location: Location, *, input_config: str | os.PathLike[str] | N
         clear_run(location.local, input_config=input_config)
         return
     refuse_foreign_files_at(location)
+    if _foreign_metadata_at(location):
+        raise _not_written_by_a_run(
+            ["metadata.json", *(n for n in _BESIDE if location.exists(n))], location.display
+        )
     if not location.exists("metadata.json") and not any(
         location.list_names(name) for name in _OWN_DIRS
     ):

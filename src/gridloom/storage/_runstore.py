@@ -12,6 +12,7 @@ import trio
 from gridloom.errors import StorageError
 
 from ._convert import DROPPED_SCHEMA
+from ._lock import RunDirLock
 from ._metadata import RowGroupEntry, Tally, TallyView, layout_problem, run_document
 from ._protocol import IO_THREADS
 from ._types import RowGroupData
@@ -51,6 +52,8 @@ class RunStore(TallyView):
         self._writing: set[int] = set()
         self._limiter = trio.CapacityLimiter(IO_THREADS)
         self._lock = trio.Lock()
+        #: The writer's lock on the run directory (``None``: a shard, or a remote output).
+        self._run_lock: RunDirLock | None = None
 
     @property
     def schema(self) -> pa.Schema:
@@ -86,6 +89,13 @@ class RunStore(TallyView):
     def status(self) -> str:
         """Status recorded in ``metadata.json``."""
         return self._status
+
+    def close(self) -> None:
+        """Let go of the run directory's writer lock (:mod:`gridloom.storage._lock`), once the
+        run is over: ``metadata.json`` holds its final status. Idempotent; the store can still
+        be read. A process that ends lets go of it too, however it ends."""
+        if self._run_lock is not None:
+            self._run_lock.release()
 
     def _check_layout(self, data: RowGroupData) -> None:
         """Refuse a row group that does not fit the run's layout.
