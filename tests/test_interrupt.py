@@ -29,6 +29,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gridloom.storage._lock import LOCK_NAME
+
 ROWS = 80
 ROW_GROUP_SIZE = 10
 N_GROUPS = ROWS // ROW_GROUP_SIZE
@@ -143,14 +145,19 @@ def interrupt(
 
 def check_on_disk(out: Path, *, graceful: bool) -> None:
     """Everything an interrupted run left is complete: each parquet file reads back, and
-    metadata.json parses. Temp files may be left only by an abrupt kill (resume removes
-    them); after a graceful stop metadata.json lists exactly the row groups on disk."""
+    metadata.json parses. Temp files and the lock file may be left only by an abrupt kill
+    (resume removes the first, takes the second); after a graceful stop metadata.json lists
+    exactly the row groups on disk."""
     assert out.is_dir()
     allowed = {"config.yaml", "metadata.json", "data", "dropped"}
     temps: list[Path] = []
     for entry in out.iterdir():
         if entry.name.startswith(".tmp-"):
             temps.append(entry)
+        elif entry.name == LOCK_NAME:
+            # The writer's lock file: a graceful stop removes it; after a kill the OS has
+            # released the lock and the file stays until the next writer takes it.
+            assert not graceful, f"{entry} left by a graceful stop"
         else:
             assert entry.name in allowed, f"unexpected {entry}"
     for sub in ("data", "dropped"):
