@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, cast
 
 import attrs
 from cattrs.errors import (
@@ -26,6 +26,7 @@ from cattrs.errors import (
 from .._attrs import frozen
 from ..errors import ConfigError, ConfigIssue
 from ._columns import ColumnConfig
+from ._validators import describe
 
 __all__ = [
     "ColumnIssues",
@@ -88,14 +89,6 @@ def render_path(path: Iterable[PathPart]) -> str:
         else:
             out += f".{part}" if out else str(part)
     return out
-
-
-def describe(value: Any) -> str:
-    """A short description of a value for messages: its type and a clipped repr."""
-    text = repr(value)
-    if len(text) > 60:
-        text = text[:57] + "..."
-    return f"{type(value).__name__} {text}"
 
 
 def suggest(word: object, choices: Iterable[str]) -> str | None:
@@ -186,12 +179,23 @@ def to_config_error(issues: Sequence[Issue]) -> ConfigError:
     )
 
 
+def _convert(field: attrs.Attribute[Any], inst: Any, value: Any) -> Any:
+    """``value`` through ``field``'s converter, as ``__init__`` calls it."""
+    convert: Any = field.converter
+    if isinstance(convert, attrs.Converter):  # called as (value, instance, field) whatever it takes
+        call: Callable[[Any, Any, Any], Any] = cast(Any, convert).__call__
+        return call(value, inst, field)
+    return convert(value)
+
+
 def find_invalid_field(cls: type[Any], values: Mapping[str, Any]) -> str | None:
-    """The field whose validator rejects ``values``, for errors raised by ``cls(**values)``.
+    """The field whose converter or validator rejects ``values``, for errors raised by
+    ``cls(**values)``.
 
     attrs validators raise a plain ``ValueError``/``TypeError`` that does not say which field
-    failed; this rebuilds the instance without running ``__init__`` and runs the validators one
-    by one. ``None`` when no single validator is to blame (for example a post-init check).
+    failed; this rebuilds the instance without running ``__init__``, converting the values and
+    running the validators one by one. ``None`` when no single field is to blame (for example
+    a post-init check).
 
     Args:
         cls: an attrs class.
@@ -209,7 +213,11 @@ def find_invalid_field(cls: type[Any], values: Mapping[str, Any]) -> str | None:
             else:
                 value = field.default
             if field.converter is not None and field.name in values:
-                value = field.converter(value)
+                try:
+                    value = _convert(field, inst, value)
+                except (ValueError, TypeError):
+                    converted: str = field.name
+                    return converted
             object.__setattr__(inst, field.name, value)
         for field in fields:
             if field.validator is None:
