@@ -35,6 +35,7 @@ __all__ = [
     "collect",
     "describe",
     "find_invalid_field",
+    "misplaced_key_message",
     "render_path",
     "suggest",
     "to_config_error",
@@ -108,6 +109,32 @@ def unknown_key_message(key: object, known: Sequence[str]) -> str:
     return f"unknown key {key!r} (allowed: {allowed})"
 
 
+def misplaced_key_message(
+    key: object, known: Sequence[str], elsewhere: Iterable[str], where: str
+) -> str:
+    """:func:`unknown_key_message` for a mapping whose neighbour (a column beside its kind's
+    parameters) takes other keys: a key that is, or is a typo of, one of ``elsewhere`` and
+    of none of ``known`` is said to belong ``where``."""
+    others = [name for name in elsewhere if name not in known]
+    if key in others:
+        return f"{key!r} belongs {where}"
+    guess = suggest(key, [*known, *others])  # the closest of both
+    if guess in others:
+        return f"unknown key {key!r}; did you mean {guess!r}? (it belongs {where})"
+    return unknown_key_message(key, known)
+
+
+def _extra_key_message(key: object, cls: Any) -> str:
+    """The message of a key that is no field of ``cls``."""
+    known = _known_fields(cls)
+    if isinstance(cls, type) and issubclass(cls, ColumnConfig):
+        kind = getattr(cls, "kind", None)
+        beside = f", beside {kind!r}" if isinstance(kind, str) else ""
+        where = f"at the column level{beside}, not inside it"
+        return misplaced_key_message(key, known, _COMMON_FIELDS, where)
+    return unknown_key_message(key, known)
+
+
 def _note_part(exc: BaseException) -> tuple[PathPart, ...]:
     for note in reversed(getattr(exc, "__notes__", ())):
         if isinstance(note, AttributeValidationNote):
@@ -149,9 +176,8 @@ def collect(exc: BaseException, path: tuple[PathPart, ...] = ()) -> list[Issue]:
             issues.extend(collect(sub, path + _note_part(sub)))
         return issues
     if isinstance(exc, ForbiddenExtraKeysError):
-        known = _known_fields(exc.cl)
         return [
-            Issue(unknown_key_message(key, known), (*path, str(key)), unknown_key=True)
+            Issue(_extra_key_message(key, exc.cl), (*path, str(key)), unknown_key=True)
             for key in sorted(exc.extra_fields, key=str)
         ]
     if isinstance(exc, ConfigError):
