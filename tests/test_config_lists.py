@@ -409,3 +409,22 @@ def test_the_config_classes_name_the_field() -> None:
         SubcategoryColumn(name="s", parent="c", values={"k": "xyz"})
     with pytest.raises(TypeError, match=r"^values: expected a mapping, got str 'xyz'$"):
         SubcategoryColumn(name="s", parent="c", values="xyz")
+
+
+def test_the_example_plugin_refuses_text_for_its_labels() -> None:
+    """The example plugin's source (examples/plugin, which plugins.md shows) converts its
+    list field with the public ``gridloom.config.to_tuple``."""
+    import importlib.util
+    from pathlib import Path
+
+    source = Path(__file__).parents[1] / "examples/plugin/src/gridloom_example_plugin/__init__.py"
+    spec = importlib.util.spec_from_file_location("_example_plugin_source", source)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    column = module.LLMLabelColumn(name="l", model="w", prompt="p", labels=["a", "b"])
+    assert column.labels == ("a", "b")
+    with pytest.raises(TypeError, match=r"^labels: expected a list, got str 'ab'$"):
+        module.LLMLabelColumn(name="l", model="w", prompt="p", labels="ab")
+    assert gl.config.to_tuple is module.to_tuple
