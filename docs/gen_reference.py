@@ -68,7 +68,8 @@ the JSON Schema includes them, `gridloom.kinds.installed()` lists them, and
 what cannot is refused when the config is loaded or validated, before any request, with the column
 and field at fault. A pipeline made in Python is held to the same rules when it is built
 (`PipelineBuilder.build()`, `PipelineConfig(...)`): a field takes only what the file could hold
-(`run.seed` a whole number within 64 bits, not `"7"`, `7.0` or `True`):
+(`run.seed` a whole number within 64 bits, not `"7"`, `7.0` or `True`; a list field a list, or
+in Python any ordered iterable such as a tuple or a generator, not a string, a mapping or a set):
 
 - A config file is UTF-8 text (a byte order mark is skipped) of at most 16 MiB; lists and
   mappings nest at most 64 levels; a document holds at most 1,000,000 values; YAML aliases may

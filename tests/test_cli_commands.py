@@ -241,6 +241,39 @@ def test_preview_of_a_bad_config_exits_2(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- check-models
 
 
+@pytest.mark.parametrize("key", [None, "  ", "sk-a\nb"])
+@pytest.mark.parametrize("index", [0, 1, 2])
+def test_a_provider_error_found_opening_the_models_gets_the_full_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str | None, index: int
+) -> None:
+    """An API key variable that is unset, empty or unusable is found when the models are
+    opened (not when the file is read); its error names the provider's field from the root,
+    ``providers[1].api_key_env``, as the file's other errors do."""
+    if key is None:
+        monkeypatch.delenv("GRIDLOOM_TEST_UNSET_KEY", raising=False)
+    else:
+        monkeypatch.setenv("GRIDLOOM_TEST_UNSET_KEY", key)
+    keyed = "{name: keyed, endpoint: 'http://127.0.0.1:9/v1', api_key_env: GRIDLOOM_TEST_UNSET_KEY}"
+    others = [f"{{name: p{n}, endpoint: 'http://127.0.0.1:9/v1'}}" for n in range(2)]
+    providers = [*others[:index], keyed, *others[index:]]
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "providers:\n"
+        + "".join(f"  - {p}\n" for p in providers)
+        + "models:\n  - {alias: a, provider: p0, model: x}\n"
+        "  - {alias: b, provider: keyed, model: y}\n"
+        "columns:\n  - {name: t, llm_text: {model: a, prompt: hi}}\n"
+        "  - {name: u, llm_text: {model: b, prompt: hi}}\n"
+    )
+    result = invoke("check-models", config, "--json")
+    assert result.exit_code == 2
+    error = checked("check-models", result.stdout)["error"]
+    assert error["type"] == "ConfigError"
+    assert error["path"] == f"providers[{index}].api_key_env"
+    assert [e["path"] for e in error["errors"]] == [f"providers[{index}].api_key_env"]
+    assert "GRIDLOOM_TEST_UNSET_KEY" in error["message"]
+
+
 def test_check_models_json_and_a_failing_model(tmp_path: Path) -> None:
     """Every model answers: exit 0; one does not: exit 1, ModelCheckFailed, with the results."""
     config = pipeline(tmp_path)

@@ -41,7 +41,7 @@ from ._simulation import (
     SimulationConfig,
 )
 from ._throttle import ThrottleConfig
-from ._validators import schema_keywords
+from ._validators import schema_keywords, to_tuple
 
 __all__ = [
     "COLUMN_KINDS",
@@ -74,6 +74,7 @@ __all__ = [
     "load_config_with_base",
     "schema_keywords",
     "structure_pipeline",
+    "to_tuple",
     "unstructure_pipeline",
 ]
 

@@ -4,9 +4,9 @@ per registered column kind, made from the kind's declaration.
 A kind's method is named after its kind key. It takes the column's name, then the fields the
 kind lists as ``positional``, then every other field of its config class as a keyword, then
 ``depends_on``, ``drop`` and ``skip_when``; its types are the fields' types, widened to what
-the method converts (any iterable for a list, any mapping for a mapping, a mapping for a
-nested config object, ISO text or a date for a datetime), and its docstring comes from the
-config class's.
+the method converts (any ordered iterable for a list — but not text, bytes, a mapping or a
+set, refused as a file's would be —, any mapping for a mapping, a mapping for a nested config
+object, ISO text or a date for a datetime), and its docstring comes from the config class's.
 The methods of the built-in kinds are also written out, typed, in ``_builder.pyi`` (generated
 by ``python -m gridloom.kinds._stub``) so editors and type checkers know them.
 """
@@ -30,7 +30,7 @@ from ..errors import ConfigError
 from ._columns import ColumnConfig
 from ._constraints import DEFAULT_MAX_ATTEMPTS, Constraint
 from ._converter import converter, structure_processor
-from ._issues import ColumnIssues, collect, describe, find_invalid_field
+from ._issues import ColumnIssues, collect, describe, find_invalid_field, render_path
 from ._kind import COMMON_FIELDS, ColumnKind
 from ._kinds import column_kinds, kind_named, unavailable, unavailable_message
 from ._models import ModelConfig, PipelineConfig, ProviderConfig, RunConfig, SeedDatasetConfig
@@ -39,6 +39,7 @@ from ._schema import split_doc
 from ._seed_tables import seed_path
 from ._tools import ToolConfig
 from ._validator import ValidatorConfig
+from ._validators import FieldTypeError, FieldValueError, list_problem
 
 __all__ = ["BuilderBase", "KindParameter", "construct", "kind_method_doc", "kind_parameters"]
 
@@ -63,19 +64,33 @@ def construct(
     except (ValueError, TypeError) as exc:
         known = {a.name for a in attrs.fields(cls)}
         unknown = sorted(set(values) - known)
+        keys: tuple[str | int, ...] = ()
         if unknown:
             name: str | None = unknown[0]
             message = f"unknown argument {unknown[0]!r}"
         else:
-            name = find_invalid_field(cls, values)
+            name = _field_of(cls, exc) or find_invalid_field(cls, values)
+            keys = exc.keys if isinstance(exc, FieldTypeError | FieldValueError) else ()
             message = _message(exc)
         if name is None:
             field = where or None
-        elif common and name in COMMON_FIELDS:
-            field = name
         else:
-            field = f"{where}.{name}" if where else name
+            inside = render_path((name, *keys))
+            field = (
+                inside if (common and name in COMMON_FIELDS) or not where else f"{where}.{inside}"
+            )
         raise ConfigError(message, column=column, field=field) from None
+
+
+def _field_of(cls: type[Any], exc: Exception) -> str | None:
+    """The field of ``cls`` that an error in attrs' shape (a validator's, a converter's)
+    names, if any (not one of a class made inside a converter)."""
+    args = exc.args
+    if len(args) == 4 and isinstance(args[1], attrs.Attribute):
+        name: str = args[1].name
+        if attrs.fields_dict(cls).get(name) is args[1]:
+            return name
+    return None
 
 
 def _message(exc: Exception) -> str:
@@ -127,6 +142,15 @@ def _nested_class(tp: Any) -> type | None:
     if isinstance(tp, type) and attrs.has(tp) and not issubclass(tp, ColumnConfig):
         return tp
     return None
+
+
+def _is_list(tp: Any) -> bool:
+    """Whether a field of type ``tp`` holds a list (``tuple[X, ...]``, or that or ``None``)."""
+    if _is_union(tp):
+        members = [arg for arg in typing.get_args(tp) if arg is not type(None)]
+        return len(members) == 1 and _is_list(members[0])
+    args = typing.get_args(tp)
+    return typing.get_origin(tp) is tuple and len(args) == 2 and args[1] is Ellipsis
 
 
 def widen(tp: Any) -> Any:
@@ -261,6 +285,11 @@ def _converted(tp: Any, value: Any, *, column: str | None, where: str) -> Any:
         except (ValueError, TypeError) as exc:
             raise ConfigError(str(exc), column=column, field=where) from None
     many = typing.get_origin(tp) is tuple
+    problem = list_problem(value) if nested is None and _is_list(tp) else None
+    if problem is not None:
+        # As a file's list is checked: a string is not the list of its characters (in a
+        # plugin's field with a converter of its own too).
+        raise ConfigError(problem, column=column, field=where)
     # A validator's (a tool's) class follows from its ``kind`` key (its one key), as in a file.
     by_key = nested in (ValidatorConfig, ToolConfig)
     if nested is ValidatorConfig and not many and isinstance(value, Mapping):
@@ -268,7 +297,7 @@ def _converted(tp: Any, value: Any, *, column: str | None, where: str) -> Any:
         return _structured(nested, value, column=column, where=where)
     if nested is not None and not many and isinstance(value, Mapping):
         return construct(nested, dict(value), column=column, where=where)
-    if nested is not None and many and isinstance(value, str | Mapping):
+    if nested is not None and many and list_problem(value) is not None:
         message = f"expected a list of {nested.__name__} objects or mappings, got {describe(value)}"
         raise ConfigError(message, column=column, field=where)
     if nested is not None and many and isinstance(value, Iterable):
@@ -433,7 +462,7 @@ class BuilderBase(metaclass=_KindMethods):
         arguments = dict(signature.bind(*args, **kwargs).arguments)
         values = {
             "name": arguments.pop("name"),
-            "depends_on": tuple(arguments.pop("depends_on", ())),
+            "depends_on": arguments.pop("depends_on", ()),
             "drop": arguments.pop("drop", False),
             "skip_when": arguments.pop("skip_when", None),
             "conditional_params": _plain_params(arguments.pop("conditional_params", None)),

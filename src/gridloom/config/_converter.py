@@ -48,10 +48,10 @@ from ._issues import (
     collect,
     describe,
     find_invalid_field,
+    misplaced_key_message,
     render_path,
     suggest,
     to_config_error,
-    unknown_key_message,
 )
 from ._keyed import keyed_hooks
 from ._kind import COMMON_FIELDS, ColumnKind
@@ -259,10 +259,13 @@ def _structure_column(obj: Any, _: Any) -> ColumnConfig:
             name, f"a column has exactly one kind key, found {len(keys)}: {listed}", keys[1]
         )
     kind = keys[0]
+    declared = kinds[kind]
     if unknown:
         allowed = [*_COMMON_FIELDS, kind]
-        raise _column_issue(name, unknown_key_message(unknown[0], allowed), str(unknown[0]))
-    declared = kinds[kind]
+        inside = [a.name for a in attrs.fields(declared.config) if a.name not in _COMMON_FIELDS]
+        where = f"inside {kind!r}, not beside it"
+        message = misplaced_key_message(unknown[0], allowed, inside, where)
+        raise _column_issue(name, message, str(unknown[0]))
     cls = declared.config
     params = obj[kind]
     if params is None:

@@ -27,7 +27,7 @@ import attrs
 from .._attrs import frozen
 from ._issues import describe
 from ._scalars import structure_float, structure_int
-from ._validators import INT64_MAX, as_finite, clip, schema_keywords
+from ._validators import INT64_MAX, as_finite, clip, list_problem, schema_keywords
 
 __all__ = [
     "FORMS",
@@ -54,7 +54,7 @@ def _numbers(name: str, value: Any) -> tuple[float, ...] | None:
     """``value``, a list of finite numbers, as a tuple (``None`` stays ``None``)."""
     if value is None:
         return None
-    if isinstance(value, str | bytes | Mapping) or not hasattr(value, "__iter__"):
+    if list_problem(value) is not None:
         raise TypeError(f"{name} must be a list of numbers, got {clip(value)}")
     items = list(value)
     if len(items) > MAX_VALUES:

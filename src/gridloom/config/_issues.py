@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, cast
 
 import attrs
 from cattrs.errors import (
@@ -26,6 +26,7 @@ from cattrs.errors import (
 from .._attrs import frozen
 from ..errors import ConfigError, ConfigIssue
 from ._columns import ColumnConfig
+from ._validators import describe
 
 __all__ = [
     "ColumnIssues",
@@ -34,6 +35,7 @@ __all__ = [
     "collect",
     "describe",
     "find_invalid_field",
+    "misplaced_key_message",
     "render_path",
     "suggest",
     "to_config_error",
@@ -90,14 +92,6 @@ def render_path(path: Iterable[PathPart]) -> str:
     return out
 
 
-def describe(value: Any) -> str:
-    """A short description of a value for messages: its type and a clipped repr."""
-    text = repr(value)
-    if len(text) > 60:
-        text = text[:57] + "..."
-    return f"{type(value).__name__} {text}"
-
-
 def suggest(word: object, choices: Iterable[str]) -> str | None:
     """The choice closest to ``word``, if any is close enough to be a likely typo."""
     if not isinstance(word, str):
@@ -113,6 +107,32 @@ def unknown_key_message(key: object, known: Sequence[str]) -> str:
         return f"unknown key {key!r}; did you mean {guess!r}?"
     allowed = ", ".join(known) if known else "none"
     return f"unknown key {key!r} (allowed: {allowed})"
+
+
+def misplaced_key_message(
+    key: object, known: Sequence[str], elsewhere: Iterable[str], where: str
+) -> str:
+    """:func:`unknown_key_message` for a mapping whose neighbour (a column beside its kind's
+    parameters) takes other keys: a key that is, or is a typo of, one of ``elsewhere`` and
+    of none of ``known`` is said to belong ``where``."""
+    others = [name for name in elsewhere if name not in known]
+    if key in others:
+        return f"{key!r} belongs {where}"
+    guess = suggest(key, [*known, *others])  # the closest of both
+    if guess in others:
+        return f"unknown key {key!r}; did you mean {guess!r}? (it belongs {where})"
+    return unknown_key_message(key, known)
+
+
+def _extra_key_message(key: object, cls: Any) -> str:
+    """The message of a key that is no field of ``cls``."""
+    known = _known_fields(cls)
+    if isinstance(cls, type) and issubclass(cls, ColumnConfig):
+        kind = getattr(cls, "kind", None)
+        beside = f", beside {kind!r}" if isinstance(kind, str) else ""
+        where = f"at the column level{beside}, not inside it"
+        return misplaced_key_message(key, known, _COMMON_FIELDS, where)
+    return unknown_key_message(key, known)
 
 
 def _note_part(exc: BaseException) -> tuple[PathPart, ...]:
@@ -156,9 +176,8 @@ def collect(exc: BaseException, path: tuple[PathPart, ...] = ()) -> list[Issue]:
             issues.extend(collect(sub, path + _note_part(sub)))
         return issues
     if isinstance(exc, ForbiddenExtraKeysError):
-        known = _known_fields(exc.cl)
         return [
-            Issue(unknown_key_message(key, known), (*path, str(key)), unknown_key=True)
+            Issue(_extra_key_message(key, exc.cl), (*path, str(key)), unknown_key=True)
             for key in sorted(exc.extra_fields, key=str)
         ]
     if isinstance(exc, ConfigError):
@@ -186,12 +205,23 @@ def to_config_error(issues: Sequence[Issue]) -> ConfigError:
     )
 
 
+def _convert(field: attrs.Attribute[Any], inst: Any, value: Any) -> Any:
+    """``value`` through ``field``'s converter, as ``__init__`` calls it."""
+    convert: Any = field.converter
+    if isinstance(convert, attrs.Converter):  # called as (value, instance, field) whatever it takes
+        call: Callable[[Any, Any, Any], Any] = cast(Any, convert).__call__
+        return call(value, inst, field)
+    return convert(value)
+
+
 def find_invalid_field(cls: type[Any], values: Mapping[str, Any]) -> str | None:
-    """The field whose validator rejects ``values``, for errors raised by ``cls(**values)``.
+    """The field whose converter or validator rejects ``values``, for errors raised by
+    ``cls(**values)``.
 
     attrs validators raise a plain ``ValueError``/``TypeError`` that does not say which field
-    failed; this rebuilds the instance without running ``__init__`` and runs the validators one
-    by one. ``None`` when no single validator is to blame (for example a post-init check).
+    failed; this rebuilds the instance without running ``__init__``, converting the values and
+    running the validators one by one. ``None`` when no single field is to blame (for example
+    a post-init check).
 
     Args:
         cls: an attrs class.
@@ -209,7 +239,11 @@ def find_invalid_field(cls: type[Any], values: Mapping[str, Any]) -> str | None:
             else:
                 value = field.default
             if field.converter is not None and field.name in values:
-                value = field.converter(value)
+                try:
+                    value = _convert(field, inst, value)
+                except (ValueError, TypeError):
+                    converted: str = field.name
+                    return converted
             object.__setattr__(inst, field.name, value)
         for field in fields:
             if field.validator is None:

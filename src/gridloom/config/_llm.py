@@ -22,7 +22,7 @@ from ._inference import (
     check_top_p,
 )
 from ._validator import ValidatorConfig
-from ._validators import to_tuple
+from ._validators import as_mapping, to_tuple
 
 #: Suffix of the side column holding a model's reasoning text.
 REASONING_SUFFIX = "__reasoning"
@@ -174,7 +174,7 @@ class LLMColumn(ColumnConfig):
 def _score_keys(scores: Any) -> dict[int | str, str]:
     """Score keys written as digits (JSON has only string keys) become whole numbers."""
     out: dict[int | str, str] = {}
-    for key, meaning in dict(scores).items():
+    for key, meaning in as_mapping(scores).items():
         if isinstance(key, str) and key.lstrip("-").isdigit():
             key = int(key)
         out[key] = meaning

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import attrs
 
 from .._attrs import frozen
-from ._validators import finite, int64, schema_keywords
+from ._validators import finite, int64, schema_keywords, to_tuple
 
 __all__ = [
     "BatchSimulation",
@@ -67,10 +67,6 @@ class CapacityStep:
 
     at: float = attrs.field(validator=_non_negative)
     capacity: int = attrs.field(validator=attrs.validators.ge(1))
-
-
-def _steps(value: Any) -> tuple[CapacityStep, ...]:
-    return tuple(value)
 
 
 def _ordered(_inst: Any, attribute: attrs.Attribute[Any], value: tuple[CapacityStep, ...]) -> None:
@@ -122,7 +118,7 @@ class SimulatedModel:
         default=None, validator=attrs.validators.optional(attrs.validators.ge(1))
     )
     capacity_schedule: tuple[CapacityStep, ...] = attrs.field(
-        default=(), converter=_steps, validator=_ordered
+        default=(), converter=to_tuple, validator=_ordered
     )
     retry_after: float = attrs.field(default=1.0, validator=_non_negative)
     requests_per_second: float | None = attrs.field(

@@ -24,6 +24,7 @@ import attrs
 
 from ._issues import PathPart, describe
 from ._scalars import structure_bool, structure_float, structure_int, structure_str
+from ._validators import FieldTypeError, FieldValueError
 
 __all__ = ["FieldTypeError", "FieldValueError", "type_issues", "type_problem", "typed"]
 
@@ -102,24 +103,6 @@ def _error(value: Any, tp: Any) -> TypeError | ValueError | None:
     except (TypeError, ValueError) as exc:
         return exc
     return None
-
-
-class _FieldError(Exception):
-    """What :func:`typed` raises, in attrs' shape (message, attribute, expected, value); it
-    prints as the field's name and the converter's message."""
-
-    def __str__(self) -> str:
-        if len(self.args) == 4 and isinstance(self.args[1], attrs.Attribute):
-            return f"{self.args[1].name}: {self.args[0]}"
-        return super().__str__()
-
-
-class FieldTypeError(_FieldError, TypeError):
-    """A field holds a value of the wrong type."""
-
-
-class FieldValueError(_FieldError, ValueError):
-    """A field holds a value of the right type that a config file cannot hold."""
 
 
 def typed(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:

@@ -10,25 +10,32 @@ from __future__ import annotations
 import datetime as dt
 import math
 import numbers
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Set as AbstractSet
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
 __all__ = [
     "INT64_MAX",
     "INT64_MIN",
+    "FieldTypeError",
+    "FieldValueError",
     "as_finite",
+    "as_mapping",
     "check_scalars",
     "clip",
+    "describe",
     "finite",
     "float_or_none",
     "function_path",
     "int64",
     "is_finite",
+    "list_problem",
     "positive",
     "probability",
     "scalar",
+    "scalar_lists",
     "scalar_problem",
     "scalars",
     "schema_keywords",
@@ -59,6 +66,36 @@ def clip(value: Any) -> str:
     """``repr(value)``, cut to 40 characters for a message."""
     shown = repr(value)
     return shown if len(shown) <= 40 else shown[:37] + "..."
+
+
+def describe(value: Any) -> str:
+    """A short description of a value for messages: its type and a clipped repr."""
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{type(value).__name__} {text}"
+
+
+class _FieldError(Exception):
+    """An error of one field, in attrs' shape (message, attribute, expected, value); it
+    prints as the field's name and the message. ``keys`` locates the problem inside the
+    field's value (a mapping's key, a list's index), when it is there."""
+
+    keys: tuple[str | int, ...] = ()
+
+    def __str__(self) -> str:
+        if len(self.args) == 4 and isinstance(self.args[1], attrs.Attribute):
+            inside = "".join(f"[{key!r}]" for key in self.keys)
+            return f"{self.args[1].name}{inside}: {self.args[0]}"
+        return super().__str__()
+
+
+class FieldTypeError(_FieldError, TypeError):
+    """A field holds (or was given) a value of the wrong type."""
+
+
+class FieldValueError(_FieldError, ValueError):
+    """A field holds a value of the right type that a config file cannot hold."""
 
 
 def as_finite(name: str, value: Any) -> float:
@@ -154,11 +191,6 @@ def probability(_inst: Any, attribute: attrs.Attribute[Any], value: float) -> No
         raise ValueError(f"{attribute.name} must be between 0 and 1, got {value!r}")
 
 
-def to_tuple(value: Any) -> tuple[Any, ...]:
-    """A converter: any iterable (a YAML list) as a tuple."""
-    return tuple(value)
-
-
 def scalar_problem(value: Any) -> str | None:
     """Why ``value`` cannot be a category value (or a subcategory key), if it cannot."""
     if value is None or isinstance(value, bool):
@@ -181,9 +213,78 @@ def scalar(value: Any) -> Any:
     return str(value) if isinstance(value, dt.date | dt.time) else value
 
 
-def scalars(value: Any) -> tuple[Any, ...]:
-    """A converter: each item through :func:`scalar`, as a tuple."""
-    return tuple(scalar(item) for item in value)
+def list_problem(value: Any) -> str | None:
+    """Why ``value`` cannot be given for a list, if it cannot: a config file's list, or in
+    Python any ordered iterable (a tuple, a generator, a range...). Text and bytes are refused
+    (a string is not a list of its characters), and so are a mapping (its keys) and a set (no
+    order: a pipeline would draw differently from one process to the next)."""
+    if isinstance(value, str | bytes | bytearray | memoryview | Mapping | AbstractSet) or not (
+        isinstance(value, Iterable)
+    ):
+        return f"expected a list, got {describe(value)}"
+    return None
+
+
+def as_mapping(value: Any) -> Mapping[Any, Any]:
+    """``value`` if it is a mapping; else a ``TypeError`` worded as a file's would be."""
+    if not isinstance(value, Mapping):
+        raise TypeError(f"expected a mapping, got {describe(value)}")
+    return value
+
+
+def _field_tuple(
+    value: Any, field: attrs.Attribute[Any], keys: tuple[str | int, ...] = ()
+) -> tuple[Any, ...]:
+    problem = list_problem(value)
+    if problem is not None:
+        error = FieldTypeError(problem, field, "list", value)
+        error.keys = keys
+        raise error
+    return tuple(value)
+
+
+def _field_mapping(value: Any, field: attrs.Attribute[Any]) -> Mapping[Any, Any]:
+    if not isinstance(value, Mapping):
+        raise FieldTypeError(f"expected a mapping, got {describe(value)}", field, "dict", value)
+    return value
+
+
+def _scalar_lists(value: Any, field: attrs.Attribute[Any]) -> dict[Any, tuple[Any, ...]]:
+    return {
+        scalar(key): tuple(scalar(item) for item in _field_tuple(options, field, (key,)))
+        for key, options in _field_mapping(value, field).items()
+    }
+
+
+def _field_scalars(value: Any, field: attrs.Attribute[Any]) -> tuple[Any, ...]:
+    return tuple(scalar(item) for item in _field_tuple(value, field))
+
+
+# The converters are attrs Converters given the field, so that their errors name it (a
+# function converter is not told which field it converts). mypy's attrs plugin reads only
+# function converters: type checkers see these as the functions they behave as.
+if TYPE_CHECKING:
+
+    def to_tuple(value: Iterable[Any]) -> tuple[Any, ...]:
+        """A converter: a list (any ordered iterable, see :func:`list_problem`) as a tuple."""
+
+    def scalars(value: Iterable[Any]) -> tuple[Any, ...]:
+        """A converter: each item of a list through :func:`scalar`, as a tuple."""
+
+    def scalar_lists(value: Mapping[Any, Iterable[Any]]) -> dict[Any, tuple[Any, ...]]:
+        """A converter: a mapping of scalars to lists of scalars (see :func:`scalars`)."""
+
+else:
+    #: A converter: a list (any ordered iterable, see :func:`list_problem`) as a tuple; any
+    #: other value is a :class:`FieldTypeError` naming the field.
+    to_tuple = attrs.Converter(_field_tuple, takes_field=True)
+    #: A converter: each item of a list through :func:`scalar`, as a tuple (a
+    #: :class:`FieldTypeError` naming the field for a value that is no list).
+    scalars = attrs.Converter(_field_scalars, takes_field=True)
+    #: A converter: a mapping whose keys go through :func:`scalar` and whose values through
+    #: :func:`scalars` (a :class:`FieldTypeError` naming the field, and the key, for a value
+    #: of the wrong shape).
+    scalar_lists = attrs.Converter(_scalar_lists, takes_field=True)
 
 
 def check_scalars(where: str, values: Any) -> None:

@@ -10,7 +10,7 @@ import attrs
 from .._attrs import frozen
 from ..config._columns import ColumnConfig
 from ..config._kind import ColumnKind
-from ..config._validators import check_scalars, scalar, scalar_problem, scalars
+from ..config._validators import check_scalars, scalar_lists, scalar_problem
 from ..errors import ConfigError, GenerationError
 from ..generators._dtypes import normalize_values, short_repr
 from ..generators._factory import BuildContext
@@ -19,10 +19,6 @@ from ..generators.sampling import Sampler
 from .category import CategoryColumn
 
 __all__ = ["KIND", "SubcategoryColumn", "SubcategorySampler"]
-
-
-def _options_by_parent(value: Any) -> dict[Any, tuple[Any, ...]]:
-    return {scalar(key): scalars(options) for key, options in dict(value).items()}
 
 
 @frozen(kw_only=True)
@@ -37,7 +33,7 @@ class SubcategoryColumn(ColumnConfig):
 
     kind: ClassVar[str] = "subcategory"
     parent: str
-    values: dict[Any, tuple[Any, ...]] = attrs.field(converter=_options_by_parent)
+    values: dict[Any, tuple[Any, ...]] = attrs.field(converter=scalar_lists)
 
     @values.validator
     def _check_values(self, _attribute: attrs.Attribute[Any], value: Any) -> None:

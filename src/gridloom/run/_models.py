@@ -44,6 +44,7 @@ from ..clients import (
     scope_digest,
 )
 from ..config import ModelConfig, PipelineConfig, ProviderConfig, SimulationConfig
+from ..errors import ConfigError
 from ..storage import location_of
 from ..throttle import ThrottleRegistry, TokenBucket
 from ._health import HealthMonitor
@@ -115,6 +116,18 @@ def cache_scope(provider: ProviderConfig) -> CacheScope:
     )
 
 
+def _at_provider(error: ConfigError, index: int) -> ConfigError:
+    """``error``, raised opening the client of ``providers[index]`` (whose fields it names as
+    the provider's: ``api_key_env``), with its fields located from the config's root
+    (``providers[1].api_key_env``), as the config's other errors are."""
+    prefix = f"providers[{index}]"
+    issues = [
+        attrs.evolve(issue, field=f"{prefix}.{issue.field}" if issue.field else prefix)
+        for issue in error.issues
+    ]
+    return type(error).from_issues(issues)
+
+
 async def _open_client(
     provider: ProviderConfig, models: list[ModelConfig], stack: contextlib.AsyncExitStack
 ) -> ModelClient:
@@ -184,7 +197,10 @@ async def open_models(
         for name in sorted({m.provider for m in models}):
             provider = providers[name]
             served = [m for m in config.models if m.provider == name]
-            clients[name] = await _open_client(provider, served, stack)
+            try:
+                clients[name] = await _open_client(provider, served, stack)
+            except ConfigError as exc:
+                raise _at_provider(exc, config.providers.index(provider)) from None
         responses = (
             await open_cache(stack) if cache and models and cache_wanted(config, models) else None
         )

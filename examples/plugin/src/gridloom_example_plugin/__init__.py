@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 import attrs
 
-from gridloom.config import LLMColumn, ModelConfig
+from gridloom.config import LLMColumn, ModelConfig, to_tuple
 from gridloom.generators import BuildContext, LLMStructuredGenerator, TemplateLimits
 from gridloom.kinds import ColumnKind
 
@@ -40,7 +40,7 @@ class LLMLabelColumn(LLMColumn):
     """
 
     kind: ClassVar[str] = "llm_label"
-    labels: tuple[str, ...] = attrs.field(converter=tuple, validator=attrs.validators.min_len(2))
+    labels: tuple[str, ...] = attrs.field(converter=to_tuple, validator=attrs.validators.min_len(2))
     max_correction_attempts: int = attrs.field(default=2, validator=attrs.validators.ge(0))
 
     @labels.validator

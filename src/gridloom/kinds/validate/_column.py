@@ -25,7 +25,7 @@ from cattrs.gen import make_dict_structure_fn
 from ..._attrs import frozen
 from ...config._columns import ColumnConfig
 from ...config._converter import converter
-from ...config._issues import describe, suggest
+from ...config._issues import ColumnIssues, Issue, describe, misplaced_key_message, suggest
 from ...config._kind import COMMON_FIELDS, ColumnKind
 from ...config._schema import _Builder
 from ...config._validator import FILE_SCHEMA, ValidatorConfig
@@ -102,6 +102,7 @@ class ValidateColumn(ColumnConfig):
 # --------------------------------------------------------------------------- file form
 
 _COLUMN_FIELDS = tuple(a.name for a in attrs.fields(ValidateColumn) if a.name != "check")
+KIND_KEY = ValidateColumn.kind
 
 
 def _field_error(field: str, message: str) -> ClassValidationError:
@@ -149,6 +150,27 @@ _structure_fields = make_dict_structure_fn(
 )
 
 
+def _check_keys(obj: Mapping[Any, Any], cls: type[ValidatorConfig]) -> None:
+    """Refuse a key that is neither the column's nor the validator's, naming both sets (the
+    validator's class alone knows only its own) and, when ``target`` is missing too, that."""
+    params = [a.name for a in attrs.fields(cls) if a.init]
+    known = ["kind", *(f for f in _COLUMN_FIELDS if f not in COMMON_FIELDS), *params]
+    unknown = [key for key in obj if key not in known and key not in _COLUMN_FIELDS]
+    if not unknown:
+        return
+    where = f"at the column level, beside {KIND_KEY!r}, not inside it"
+    issues = [
+        Issue(message, (str(key),), unknown_key=True)
+        for key in unknown
+        for message in [misplaced_key_message(key, known, COMMON_FIELDS, where)]
+    ]
+    if "target" not in obj:
+        issues.append(Issue("required field is missing", ("target",)))
+    raise ClassValidationError(
+        "While structuring ValidateColumn", [ColumnIssues(None, issues)], ValidateColumn
+    )
+
+
 def _structure_column(obj: Any, _: Any) -> ValidateColumn:
     """The flat file form (``kind``, the validator's parameters and the column's fields)."""
     if isinstance(obj, ValidateColumn):
@@ -161,6 +183,7 @@ def _structure_column(obj: Any, _: Any) -> ValidateColumn:
             "check",
             "unknown key 'check': the validator's parameters sit beside 'kind' and 'target'",
         )
+    _check_keys(obj, cls)
     own = {k: v for k, v in obj.items() if k not in _COLUMN_FIELDS and k != "kind"}
     check = converter.structure(own, cls)
     column: ValidateColumn = _structure_fields(
