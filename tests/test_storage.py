@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import datetime as dt
+import hashlib
 import json
 import os
 import shutil
@@ -221,7 +222,10 @@ async def test_metadata_contents(tmp_path: Path) -> None:
             "score": {"done": 2, "failed": 0, "dropped": 0, "skipped": 0},
             "tags": {"done": 2, "failed": 0, "dropped": 0, "skipped": 0},
         },
+        "sha256": hashlib.sha256((out / "data/part-00002.parquet").read_bytes()).hexdigest(),
     }
+    dropped_bytes = (out / "dropped/part-00000.parquet").read_bytes()
+    assert doc["row_groups"]["0"]["dropped_sha256"] == hashlib.sha256(dropped_bytes).hexdigest()
     assert doc["summary"] == {"wall_time": 1.5, "tokens": {"m": 3}}
 
 

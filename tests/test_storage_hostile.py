@@ -222,7 +222,8 @@ def test_a_local_metadata_json_is_read_size_bounded(
 
 def test_a_part_replaced_after_its_commit_is_refused_on_read(tmp_path: Path) -> None:
     """A data part holding other rows than its committed entry (a second writer replaced it)
-    stops reading the table with a clear error, from open_run and from the store."""
+    stops reading the table with a clear error from open_run; a resume of the local run sets
+    it aside, to be generated again, saying why."""
     out = committed_run(tmp_path)
     other = location_of(tmp_path / "other")
     open_store(other)
@@ -233,8 +234,11 @@ def test_a_part_replaced_after_its_commit_is_refused_on_read(tmp_path: Path) -> 
     message = r"part-00001\.parquet holds 3 rows but its row group is recorded with 4"
     with pytest.raises(StorageError, match=message):
         _ = open_run(out).table
-    with pytest.raises(StorageError, match=message):
-        open_store(location_of(out), mode="resume").read_table()
+    store = open_store(location_of(out), mode="resume")
+    assert store.damaged == ("row group 1: part-00001.parquet holds 3 rows, metadata.json lists 4",)
+    assert 1 not in store.completed()
+    assert (out / "damaged/data-part-00001.parquet").read_bytes() == replacement
+    assert not (out / "_commits/part-00001.json").exists()
 
 
 # -------------------------------------------------------------------------- URIs

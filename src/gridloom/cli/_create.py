@@ -264,7 +264,14 @@ def _generate(
         )
 
     outcome = run_stoppable(out, work)
-    if outcome.signum is not None:
+    if outcome.signum is not None and outcome.result is not None:
+        # The signal came after the run had written its last row group and its final status:
+        # nothing was cut short, so the run is reported as metadata.json records it.
+        log.warning(
+            "%s arrived after the run had finished; its result is kept",
+            signal_name(outcome.signum),
+        )
+    elif outcome.signum is not None:
         if outcome.error is not None:  # most likely a consequence of the cancellation
             log.warning("while stopping: %s", outcome.error)
         _interrupted(out, outcome.signum, output_dir, resume_command)

@@ -268,10 +268,15 @@ class Run:
                 # an error of the run, never a silent exit of the process.
                 raise RunError(f"the run was ended by user code: {error!r}") from error
             raise error from None
-        if stop.cancelled_caught and self._signals is not None:
-            assert self._signals.signum is not None
-            raise Interrupted(self._signals.signum)
-        return results[0]
+        if results:
+            # The work finished (a run's data and final status are written) before a signal
+            # could stop it: a signal after that point loses nothing, and the run is what it
+            # recorded (the caller sees the signal in StopSignals.signum).
+            return results[0]
+        assert stop.cancelled_caught
+        assert self._signals is not None
+        assert self._signals.signum is not None
+        raise Interrupted(self._signals.signum)
 
     async def _in_nursery(
         self,
@@ -551,8 +556,11 @@ class Run:
             log.info("run stopped early: %s", reason.message)
             summary["stop_reason"] = reason.message
             summary["stop"] = extras["stop"] = reason.as_dict()
-        trace = await save_trace(tracer, output_dir or trace_to, models)
-        await store.finish(status=status, summary=summary)
+        # Every row group is written: a signal from here on must not leave the status unwritten
+        # (it would stay "running") nor cut the trace short; both are bounded.
+        with trio.CancelScope(shield=True):
+            trace = await save_trace(tracer, output_dir or trace_to, models)
+            await store.finish(status=status, summary=summary)
         return RunResult.from_store(
             store,
             num_records=total,

@@ -32,10 +32,12 @@ file, if any, is renamed just before); ``metadata.json`` is then rewritten.
 - ``rows_written`` / ``rows_dropped``: totals over the row groups on disk.
 - ``counts``: per column ``{"done", "failed", "dropped"}`` totals.
 - ``row_groups``: ``{"<index>": {"rows", "dropped", "file", "dropped_file",
-  "first_row_id", "num_rows", "counts"}}`` where ``rows`` are kept rows,
-  ``dropped`` dropped rows, ``file``/``dropped_file`` paths relative to the run
-  directory (``dropped_file`` is ``null`` when nothing was dropped), and
-  ``counts`` the per column counts of that row group.
+  "first_row_id", "num_rows", "counts", "sha256", "dropped_sha256"}}`` where ``rows`` are
+  kept rows, ``dropped`` dropped rows, ``file``/``dropped_file`` paths relative to the run
+  directory (``dropped_file`` is ``null`` when nothing was dropped), ``counts`` the per
+  column counts of that row group, and ``sha256``/``dropped_sha256`` the hex SHA-256 of
+  each file as committed (absent in entries written before digests, and for a group
+  without dropped rows; checked on resume, see :mod:`gridloom.storage._digest`).
 - ``summary``: the JSON object given to :meth:`~ParquetStore.finish` (``{}`` before).
 
 Each data file also carries its own ``row_groups`` entry (plus ``index``) in the
@@ -51,14 +53,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
+import attrs
 import pyarrow as pa
 import pyarrow.parquet as pq
 import trio
 
 from gridloom.errors import StorageError
 
-from ._atomic import atomic_write, atomic_write_bytes, fsync_dir, remove_temp_files
+from ._atomic import atomic_write_bytes, fsync_dir, remove_temp_files
 from ._convert import data_table, dropped_table
+from ._digest import digest_of, rendered
 from ._lock import RunDirLock
 from ._metadata import (
     RowGroupEntry,
@@ -429,15 +433,19 @@ class ParquetStore(RunStore):
         info = json.dumps({"index": entry.index, **entry.to_json()})
         data_path = self._dir / entry.data_file(entry.index)
         drop_path = self._dir / entry.dropped_file(entry.index)
+        # Each file is rendered in memory first, so its digest is that of the bytes written.
+        payload = rendered(lambda f: _write_data_file(table, info, f))
+        dropped_sha256 = None
         try:
             if data.drops:
-                drops = dropped_table(data.drops)
+                drops = rendered(lambda f: _write_dropped_file(dropped_table(data.drops), f))
+                dropped_sha256 = digest_of(drops)
                 if not drop_path.parent.is_dir():
                     drop_path.parent.mkdir(exist_ok=True)
                     fsync_dir(self._dir)
-                atomic_write(drop_path, lambda f: _write_dropped_file(drops, f))
+                atomic_write_bytes(drop_path, drops)
             try:
-                atomic_write(data_path, lambda f: _write_data_file(table, info, f))
+                atomic_write_bytes(data_path, payload)
             except BaseException:
                 if data.drops:
                     drop_path.unlink(missing_ok=True)
@@ -446,7 +454,7 @@ class ParquetStore(RunStore):
             raise StorageError(
                 f"cannot write row group {entry.index} to {self._dir}: {exc}"
             ) from exc
-        return entry
+        return attrs.evolve(entry, sha256=digest_of(payload), dropped_sha256=dropped_sha256)
 
     def _write_metadata_sync(self, doc: dict[str, Any]) -> None:
         atomic_write_bytes(self._dir / "metadata.json", document_bytes(doc))

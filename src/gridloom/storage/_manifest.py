@@ -22,10 +22,14 @@ Two roles:
   (mode ``resume`` only). It checks the same things, writes parts and commit entries, and
   never writes ``metadata.json`` or ``config.yaml``; its ``finish`` records nothing.
 
-On resume a committed row group's files are checked to exist (not read: on an object store
-that would download the dataset); a commit entry whose data part is missing and that
-``metadata.json`` does not list is stale (left by a rerun that removed the part) and is
-deleted, so its group is generated again.
+Each commit entry records the SHA-256 of its parts, like ``metadata.json``'s entries
+(:mod:`gridloom.storage._digest`). On resume a committed row group's files are checked to
+exist; the driver of a local run also checks their footers and digests as
+:class:`~gridloom.storage.ParquetStore` does (a damaged group is set aside in ``damaged/``, its
+commit entry deleted, and generated again). A remote run's parts are not read on resume (that
+would download the dataset; the object store keeps its own checksums). A commit entry whose
+data part is missing and that ``metadata.json`` does not list is stale (left by a rerun that
+removed the part) and is deleted, so its group is generated again.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+import attrs
 import pyarrow as pa
 import trio
 
@@ -52,6 +57,7 @@ from ._commits import (
     read_commits,
 )
 from ._convert import data_table, dropped_table
+from ._digest import digest_of, rendered
 from ._location import Location
 from ._lock import RunDirLock
 from ._metadata import (
@@ -62,7 +68,7 @@ from ._metadata import (
     now_iso,
 )
 from ._protocol import check_finish_args
-from ._resume import RecordedRun, check_resume_document, misplaced
+from ._resume import RecordedRun, check_resume_document, checked_entry, misplaced, warn_damaged
 from ._rundir import clear_run_at, refuse_existing_run_at, refuse_foreign_files_at
 from ._runstore import RunStore
 from ._types import RowGroupData
@@ -108,6 +114,7 @@ class ManifestStore(RunStore):
         )
         self._location = location
         self._role: Role = role
+        self._damaged: tuple[str, ...] = ()
 
     # ----------------------------------------------------------------- opening
 
@@ -275,6 +282,7 @@ class ManifestStore(RunStore):
         data = set(location.list_names("data"))
         dropped = set(location.list_names("dropped"))
         tally = Tally()
+        damaged: list[str] = []
         for index in sorted(set(listed) | set(commits)):
             entry = listed.get(index) or commits[index]
             data_name = RowGroupEntry.data_file(index).split("/")[1]
@@ -301,6 +309,13 @@ class ManifestStore(RunStore):
                     f" {RowGroupEntry.dropped_file(index)} is missing; start again with"
                     " --overwrite (overwrite=True from Python)"
                 )
+            if location.local is not None and args["role"] == "run":
+                checked = checked_entry(entry, location.local, args["schema"])
+                if isinstance(checked, str):
+                    location.delete(commit_file(index))
+                    damaged.append(warn_damaged(location.local, index, checked))
+                    continue
+                entry = checked
             tally.add(entry)
         store = cls(
             **args,
@@ -310,6 +325,7 @@ class ManifestStore(RunStore):
             tally=tally,
         )
         store._summary = recorded.summary
+        store._damaged = tuple(damaged)
         return store
 
     # -------------------------------------------------------------- properties
@@ -326,8 +342,9 @@ class ManifestStore(RunStore):
 
     @property
     def damaged(self) -> tuple[str, ...]:
-        """Row groups found damaged on resume: none (files are checked to exist, not read)."""
-        return ()
+        """Row groups a resume found damaged (set aside in ``damaged/``, generated again): one
+        line each, which and why. Only a local run's driver checks its files' content."""
+        return self._damaged
 
     def __repr__(self) -> str:
         return (
@@ -367,10 +384,14 @@ class ManifestStore(RunStore):
         entry = RowGroupEntry.of(data)
         info = json.dumps({"index": entry.index, **entry.to_json()})
         loc = self._location
+        payload = rendered(lambda f: _write_data_file(table, info, f))
+        dropped_sha256 = None
         if data.drops:
-            drops = dropped_table(data.drops)
-            loc.write_with(entry.dropped_file(entry.index), lambda f: _write_dropped_file(drops, f))
-        loc.write_with(entry.data_file(entry.index), lambda f: _write_data_file(table, info, f))
+            drops = rendered(lambda f: _write_dropped_file(dropped_table(data.drops), f))
+            dropped_sha256 = digest_of(drops)
+            loc.write_bytes(entry.dropped_file(entry.index), drops)
+        loc.write_bytes(entry.data_file(entry.index), payload)
+        entry = attrs.evolve(entry, sha256=digest_of(payload), dropped_sha256=dropped_sha256)
         loc.write_bytes(commit_file(entry.index), commit_bytes(entry))
         return entry
 

@@ -18,6 +18,7 @@ from gridloom._version import __version__
 from gridloom.errors import StorageError
 
 from .._attrs import define, frozen
+from ._digest import check_digest_field
 from ._types import ColumnCounts, CorrectionCounts, RowGroupData
 
 __all__ = [
@@ -236,6 +237,9 @@ class RowGroupEntry:
         dropped: rows dropped.
         has_drops: whether a dropped-records file was written.
         counts: per column counts of the group.
+        sha256: hex SHA-256 of the data file as committed (:mod:`gridloom.storage._digest`);
+            ``None`` for entries written before digests, or not yet known.
+        dropped_sha256: the same for the dropped-records file (``None`` without one).
     """
 
     index: int
@@ -245,6 +249,8 @@ class RowGroupEntry:
     dropped: int
     has_drops: bool
     counts: dict[str, ColumnCounts]
+    sha256: str | None = None
+    dropped_sha256: str | None = None
 
     @classmethod
     def of(cls, data: RowGroupData) -> RowGroupEntry:
@@ -279,6 +285,8 @@ class RowGroupEntry:
             "first_row_id": self.first_row_id,
             "num_rows": self.num_rows,
             "counts": counts_to_json(self.counts),
+            **({"sha256": self.sha256} if self.sha256 is not None else {}),
+            **({"dropped_sha256": self.dropped_sha256} if self.dropped_sha256 is not None else {}),
         }
 
     @classmethod
@@ -297,6 +305,8 @@ class RowGroupEntry:
             dropped=dropped,
             has_drops=raw.get("dropped_file") is not None,
             counts=counts_from_json(raw["counts"]),
+            sha256=check_digest_field(raw, "sha256"),  # absent in runs written before digests
+            dropped_sha256=check_digest_field(raw, "dropped_sha256"),
         )
 
 

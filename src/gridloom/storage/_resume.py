@@ -5,9 +5,12 @@ Rules, applied to every row group listed in ``metadata.json`` or found as
 
 - **Listed and present**: adopted as complete once its files check out: the data file's footer
   reads, holds the listed row count and the run's schema, and its dropped-records file (if
-  the group dropped rows) reads with one record per dropped row. A file that fails (truncated,
-  emptied, overwritten) is *damaged*: it is moved to ``damaged/`` (kept, never deleted), a
-  warning names it and why, and the row group is generated again.
+  the group dropped rows) reads with one record per dropped row; and each file's content
+  matches the SHA-256 recorded when it was committed (an entry written before digests has
+  none: its files are decoded in full instead; see :mod:`gridloom.storage._digest`). A file
+  that fails (truncated, emptied, overwritten, a damaged page) is *damaged*: it is moved to
+  ``damaged/`` (kept, never deleted), a warning names it and why, and the row group is
+  generated again. An entry without digests records those of its checked files from then on.
 - **Listed but missing**: the run directory was tampered with; resuming would
   silently lose rows, so :class:`~gridloom.errors.StorageError` is raised.
 - **Present but not listed**: the run stopped between the atomic rename of the
@@ -15,7 +18,9 @@ Rules, applied to every row group listed in ``metadata.json`` or found as
   point, so the file is complete: it is adopted, with the exact counts stored in
   its footer (``gridloom.row_group``). A file without that footer entry, with
   another schema, or unreadable was not written by gridloom's atomic writer and
-  raises :class:`~gridloom.errors.StorageError` naming it (it is never deleted).
+  raises :class:`~gridloom.errors.StorageError` naming it (it is never deleted). Its content
+  (it has no recorded digest) is then decoded in full like an old listed entry's: damaged,
+  it is set aside and generated again.
 - **Covering other rows than the resumed run expects**: only possible for the
   last, short row group of a run resumed with a larger ``num_records``. Its
   files are deleted and the whole group is generated again, so that every
@@ -38,6 +43,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -46,6 +52,7 @@ from gridloom.errors import StorageError
 from .._attrs import frozen
 from ._atomic import remove_temp_files
 from ._convert import DROPPED_SCHEMA
+from ._digest import content_problem
 from ._metadata import (
     FORMAT_VERSION,
     RowGroupEntry,
@@ -63,8 +70,11 @@ __all__ = [
     "RecordedRun",
     "ResumeState",
     "check_resume_document",
+    "checked_entry",
     "load_resume_state",
     "resume_tally",
+    "set_aside",
+    "warn_damaged",
 ]
 
 logger = logging.getLogger("gridloom.storage")
@@ -130,9 +140,10 @@ def _adopt(path: Path, index: int, schema: pa.Schema, key: str) -> RowGroupEntry
     return entry
 
 
-def _damage(entry: RowGroupEntry, out: Path, schema: pa.Schema) -> str | None:
-    """Why the files of a listed row group cannot be adopted, or ``None`` when they check
-    out (footers only: the data pages are not read)."""
+def checked_entry(entry: RowGroupEntry, out: Path, schema: pa.Schema) -> RowGroupEntry | str:
+    """``entry`` (with the digests of its files, see :mod:`gridloom.storage._digest`) when the
+    files of the row group check out, else why they cannot be adopted: the footers must match
+    the entry, and each file's content its recorded digest (or, without one, decode)."""
     path = out / RowGroupEntry.data_file(entry.index)
     try:
         footer = pq.read_metadata(path)
@@ -143,25 +154,30 @@ def _damage(entry: RowGroupEntry, out: Path, schema: pa.Schema) -> str | None:
         return f"{path.name} holds {footer.num_rows} rows, metadata.json lists {entry.rows}"
     if not file_schema.equals(schema):
         return f"{path.name} does not have the run's column schema"
+    problem, sha256 = content_problem(path, path.name, entry.sha256)
+    if problem is not None:
+        return problem
+    dropped_sha256 = None
     if entry.has_drops:
         drops = out / RowGroupEntry.dropped_file(entry.index)
+        name = f"dropped/{drops.name}"
         try:
             meta = pq.read_metadata(drops)
             dropped_schema = meta.schema.to_arrow_schema().remove_metadata()
         except (OSError, pa.ArrowException) as exc:
-            return f"dropped/{drops.name} is unreadable ({type(exc).__name__}: {exc})"
+            return f"{name} is unreadable ({type(exc).__name__}: {exc})"
         if not dropped_schema.equals(DROPPED_SCHEMA):
-            return f"dropped/{drops.name} is not a dropped-records file"
+            return f"{name} is not a dropped-records file"
         dropped = meta.num_rows
         if dropped != entry.dropped:
-            return (
-                f"dropped/{drops.name} holds {dropped} records, the row group dropped"
-                f" {entry.dropped}"
-            )
-    return None
+            return f"{name} holds {dropped} records, the row group dropped {entry.dropped}"
+        problem, dropped_sha256 = content_problem(drops, name, entry.dropped_sha256)
+        if problem is not None:
+            return problem
+    return attrs.evolve(entry, sha256=sha256, dropped_sha256=dropped_sha256)
 
 
-def _set_aside(out: Path, index: int) -> list[Path]:
+def set_aside(out: Path, index: int) -> list[Path]:
     """Move a damaged row group's files to ``out/damaged/`` (out of the dataset, kept)."""
     moved: list[Path] = []
     for name in (RowGroupEntry.data_file(index), RowGroupEntry.dropped_file(index)):
@@ -173,6 +189,19 @@ def _set_aside(out: Path, index: int) -> list[Path]:
         source.replace(target)
         moved.append(target)
     return moved
+
+
+def warn_damaged(out: Path, index: int, problem: str) -> str:
+    """Set row group ``index``'s files aside (:func:`set_aside`), log a warning naming them
+    and ``problem``, and return the line :attr:`ResumeState.damaged` holds for it."""
+    moved = set_aside(out, index)
+    logger.warning(
+        "row group %d is damaged: %s; it will be generated again (its files were moved to %s)",
+        index,
+        problem,
+        ", ".join(str(p.relative_to(out)) for p in moved) or "nowhere",
+    )
+    return f"row group {index}: {problem}"
 
 
 def misplaced(index: int, entry: RowGroupEntry, *, num_records: int, row_group_size: int) -> bool:
@@ -244,18 +273,11 @@ def resume_tally(
                 f"cannot resume {out}: row group {index} dropped rows but {dropped_path} "
                 "is missing; start again with --overwrite (overwrite=True from Python)"
             )
-        damage = _damage(entry, out, schema) if index in listed else None
-        if damage is not None:
-            moved = _set_aside(out, index)
-            logger.warning(
-                "row group %d is damaged: %s; it will be generated again (its files were"
-                " moved to %s)",
-                index,
-                damage,
-                ", ".join(str(p.relative_to(out)) for p in moved) or "nowhere",
-            )
-            damaged.append(f"row group {index}: {damage}")
+        checked = checked_entry(entry, out, schema)
+        if isinstance(checked, str):
+            damaged.append(warn_damaged(out, index, checked))
             continue
+        entry = checked
         tally.add(entry)
     for index, path in _part_files(out / "dropped", RowGroupEntry.dropped_file).items():
         if index not in tally.groups:
