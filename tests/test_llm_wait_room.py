@@ -4,7 +4,7 @@ the models' max_parallel_requests summed (a self-hosted model at 2,048 in flight
 from __future__ import annotations
 
 from gridloom.config import PipelineConfig, load_config
-from gridloom.run._run import _with_llm_wait_room
+from gridloom.run._models import with_llm_wait_room
 
 
 def pipeline(caps: list[int], llm_wait: int | None = None) -> PipelineConfig:
@@ -24,10 +24,10 @@ def pipeline(caps: list[int], llm_wait: int | None = None) -> PipelineConfig:
 
 def test_raised_to_twice_the_summed_caps() -> None:
     """2,048 + 100 in flight allowed: 4,296 tasks may wait on the models."""
-    assert _with_llm_wait_room(pipeline([2048, 100])).max_llm_wait_tasks == 4296
+    assert with_llm_wait_room(pipeline([2048, 100])).max_llm_wait_tasks == 4296
 
 
 def test_a_larger_setting_is_kept() -> None:
     """The default 1,024 stays when the models allow fewer; a larger setting stays too."""
-    assert _with_llm_wait_room(pipeline([16, 4])).max_llm_wait_tasks == 1024
-    assert _with_llm_wait_room(pipeline([600], llm_wait=5000)).max_llm_wait_tasks == 5000
+    assert with_llm_wait_room(pipeline([16, 4])).max_llm_wait_tasks == 1024
+    assert with_llm_wait_room(pipeline([600], llm_wait=5000)).max_llm_wait_tasks == 5000

@@ -43,7 +43,7 @@ from ..clients import (
     build_http_client,
     scope_digest,
 )
-from ..config import ModelConfig, PipelineConfig, ProviderConfig, SimulationConfig
+from ..config import ModelConfig, PipelineConfig, ProviderConfig, RunConfig, SimulationConfig
 from ..errors import ConfigError
 from ..storage import location_of
 from ..throttle import ThrottleRegistry, TokenBucket
@@ -58,6 +58,7 @@ __all__ = [
     "open_models",
     "serve_models",
     "used_aliases",
+    "with_llm_wait_room",
 ]
 
 log = logging.getLogger("gridloom.cache")
@@ -297,3 +298,13 @@ async def serve_models(
     ) as handles:
         task_status.started(handles)
         await stop.wait()
+
+
+def with_llm_wait_room(cfg: PipelineConfig) -> RunConfig:
+    """``cfg.run`` with ``max_llm_wait_tasks`` raised, if need be, to twice the models'
+    ``max_parallel_requests`` summed: below that, some of the requests the models allow could
+    never be in flight (their lanes dispatch up to twice a model's cap)."""
+    room = 2 * sum(model.max_parallel_requests for model in cfg.models)
+    if cfg.run.max_llm_wait_tasks >= room:
+        return cfg.run
+    return attrs.evolve(cfg.run, max_llm_wait_tasks=room)

@@ -28,7 +28,7 @@ import attrs
 import trio
 
 from ..clients import ModelHandle
-from ..config import PipelineConfig, RunConfig, config_hash, dump_config
+from ..config import PipelineConfig, config_hash, dump_config
 from ..engine import (
     ExecutionGraph,
     GeneratorHealth,
@@ -56,7 +56,7 @@ from ..trace import TaskTracer
 from ._check import probe_models
 from ._gc import collector_for_run
 from ._health import HealthMonitor
-from ._models import serve_models
+from ._models import serve_models, with_llm_wait_room
 from ._plan import announced_top_ups, iter_row_groups, shortfall
 from ._processors import ProcessingStore, compile_processors
 from ._report import is_interrupt, save_trace, summarize, unwrap
@@ -481,7 +481,7 @@ class Run:
         tools = await services.tools(graph)
         scheduler = Scheduler(
             graph,
-            _with_llm_wait_room(cfg),
+            with_llm_wait_room(cfg),
             seed=seed,
             store=store if chain is None else ProcessingStore(store, chain),
             models=models,
@@ -590,13 +590,3 @@ class Run:
         add_rows = None if reporter is None else reporter.add_rows
         for groups in announced_top_ups(store, total, cfg.run, add_rows):
             await scheduler.run(groups)
-
-
-def _with_llm_wait_room(cfg: PipelineConfig) -> RunConfig:
-    """``cfg.run`` with ``max_llm_wait_tasks`` raised, if need be, to twice the models'
-    ``max_parallel_requests`` summed: below that, some of the requests the models allow could
-    never be in flight (their lanes dispatch up to twice a model's cap)."""
-    room = 2 * sum(model.max_parallel_requests for model in cfg.models)
-    if cfg.run.max_llm_wait_tasks >= room:
-        return cfg.run
-    return attrs.evolve(cfg.run, max_llm_wait_tasks=room)
