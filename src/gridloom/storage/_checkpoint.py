@@ -100,7 +100,7 @@ def read_parquet(path: Path, schema: pa.Schema) -> pa.Table:
     """
     try:
         table = pq.read_table(path)
-    except (OSError, pa.ArrowException) as exc:
+    except (OSError, ValueError, pa.ArrowException) as exc:
         raise StorageError(f"cannot read {path}: {exc}") from exc
     return declared_table(table, schema, str(path))
 

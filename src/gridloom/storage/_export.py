@@ -230,7 +230,7 @@ def export_tables(
     write = writers[fmt]
     try:
         atomic_write(target, lambda f: count.append(write(f)))
-    except (OSError, pa.ArrowException) as exc:
+    except (OSError, ValueError, pa.ArrowException) as exc:
         raise StorageError(f"cannot export to {target}: {exc}") from exc
     return ExportInfo(path=target, format=fmt, rows=count[0], columns=tuple(schema.names))
 

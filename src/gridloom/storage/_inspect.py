@@ -221,7 +221,7 @@ def inspect_run(out: str | os.PathLike[str], *, sample_rows: int = 5) -> RunDire
         rel = RowGroupEntry.data_file(index)
         try:
             footer = _footer(location, rel)
-        except (OSError, pa.ArrowException) as exc:
+        except (OSError, ValueError, pa.ArrowException) as exc:
             problems.append(f"{rel} is unreadable ({exc})")
             continue
         rows_on_disk += footer.num_rows
@@ -237,7 +237,7 @@ def inspect_run(out: str | os.PathLike[str], *, sample_rows: int = 5) -> RunDire
             if first is None
             else read_file_schema(location, RowGroupEntry.data_file(first)).remove_metadata()
         )
-    except (OSError, pa.ArrowException):  # reported above
+    except (OSError, ValueError, pa.ArrowException):  # reported above
         schema = None
     fields = _schema_from_metadata(metadata) if schema is None else _schema_fields(schema)
 
@@ -262,7 +262,7 @@ def inspect_run(out: str | os.PathLike[str], *, sample_rows: int = 5) -> RunDire
             drops = pq.read_table(
                 where, columns=["row_id", "column", "error_type", "message"], filesystem=filesystem
             )
-        except (OSError, pa.ArrowException) as exc:
+        except (OSError, ValueError, pa.ArrowException) as exc:
             problems.append(f"{rel} is unreadable ({exc})")
             continue
         tally.add_table(drops)

@@ -167,7 +167,7 @@ class Location:
                 buffer = io.BytesIO()
                 write(buffer)
                 self._put(rel, buffer.getvalue())
-        except (OSError, pa.ArrowException) as exc:
+        except (OSError, ValueError, pa.ArrowException) as exc:
             self._fail("write", rel, exc)
 
     def _write_renamed(self, rel: str, write: Callable[[BinaryIO], None]) -> None:
@@ -198,7 +198,7 @@ class Location:
                 self.filesystem.delete_file(self.path(rel))
         except FileNotFoundError:
             return
-        except (OSError, pa.ArrowException) as exc:
+        except (OSError, ValueError, pa.ArrowException) as exc:
             self._fail("delete", rel, exc)
 
     def delete_dir_if_empty(self, rel: str) -> None:
@@ -212,7 +212,7 @@ class Location:
                 self.filesystem.delete_dir(self.path(rel))
         except FileNotFoundError:
             return
-        except (OSError, pa.ArrowException) as exc:
+        except (OSError, ValueError, pa.ArrowException) as exc:
             self._fail("delete", rel, exc)
 
     # ----------------------------------------------------------------- reading
@@ -223,7 +223,7 @@ class Location:
             if self.local is not None:
                 return (self.local / rel).exists()
             info = self.filesystem.get_file_info(self.path(rel))
-        except (OSError, pa.ArrowException) as exc:
+        except (OSError, ValueError, pa.ArrowException) as exc:
             self._fail("read", rel, exc)
         return bool(info.type != pafs.FileType.NotFound)
 
@@ -242,7 +242,7 @@ class Location:
                     data = stream.read(limit + 1)
         except FileNotFoundError:
             return None
-        except (OSError, pa.ArrowException) as exc:
+        except (OSError, ValueError, pa.ArrowException) as exc:
             self._fail("read", rel, exc)
         if len(data) > limit:
             raise StorageError(f"cannot read {self.where(rel)}: larger than {limit:,} bytes")
@@ -259,7 +259,7 @@ class Location:
                 return sorted(e.name for e in folder.iterdir() if e.is_file())
             selector = pafs.FileSelector(self.path(rel_dir), allow_not_found=True)
             infos = self.filesystem.get_file_info(selector)
-        except (OSError, pa.ArrowException) as exc:
+        except (OSError, ValueError, pa.ArrowException) as exc:
             self._fail("list", rel_dir, exc)
         return sorted(i.base_name for i in infos if i.type == pafs.FileType.File)
 
@@ -274,7 +274,7 @@ class Location:
             return read_parquet(self.local / rel, schema)
         try:
             table = pq.read_table(self.path(rel), filesystem=self.filesystem)
-        except (OSError, pa.ArrowException) as exc:
+        except (OSError, ValueError, pa.ArrowException) as exc:
             self._fail("read", rel, exc)
         return declared_table(table, schema, self.where(rel))
 

@@ -74,7 +74,7 @@ def _schema(location: Location, tally: Tally, recorded: Any) -> pa.Schema:
             rel = RowGroupEntry.data_file(index)
             try:
                 return read_file_schema(location, rel).remove_metadata()
-            except (OSError, pa.ArrowException) as exc:
+            except (OSError, ValueError, pa.ArrowException) as exc:
                 raise StorageError(f"cannot read {location.where(rel)}: {exc}") from exc
     fields = []
     for name, text in (recorded if isinstance(recorded, dict) else {}).items():

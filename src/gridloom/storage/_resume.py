@@ -120,7 +120,7 @@ def _adopt(path: Path, index: int, schema: pa.Schema, key: str) -> RowGroupEntry
     try:
         footer = pq.read_metadata(path)
         file_schema = pq.read_schema(path)
-    except (OSError, pa.ArrowException) as exc:
+    except (OSError, ValueError, pa.ArrowException) as exc:
         raise StorageError(f"cannot resume: {path} is unreadable ({exc}){advice}") from exc
     raw = (footer.metadata or {}).get(key.encode())
     if raw is None:
@@ -148,7 +148,7 @@ def checked_entry(entry: RowGroupEntry, out: Path, schema: pa.Schema) -> RowGrou
     try:
         footer = pq.read_metadata(path)
         file_schema = footer.schema.to_arrow_schema().remove_metadata()
-    except (OSError, pa.ArrowException) as exc:
+    except (OSError, ValueError, pa.ArrowException) as exc:
         return f"{path.name} is unreadable ({type(exc).__name__}: {exc})"
     if footer.num_rows != entry.rows:
         return f"{path.name} holds {footer.num_rows} rows, metadata.json lists {entry.rows}"
@@ -164,7 +164,7 @@ def checked_entry(entry: RowGroupEntry, out: Path, schema: pa.Schema) -> RowGrou
         try:
             meta = pq.read_metadata(drops)
             dropped_schema = meta.schema.to_arrow_schema().remove_metadata()
-        except (OSError, pa.ArrowException) as exc:
+        except (OSError, ValueError, pa.ArrowException) as exc:
             return f"{name} is unreadable ({type(exc).__name__}: {exc})"
         if not dropped_schema.equals(DROPPED_SCHEMA):
             return f"{name} is not a dropped-records file"

@@ -39,7 +39,7 @@ def read_trace(path: Path) -> pa.Table:
         parquet = pq.ParquetFile(path)
         schema = parquet.schema_arrow
         rows = parquet.metadata.num_rows
-    except (OSError, pa.ArrowException) as exc:
+    except (OSError, ValueError, pa.ArrowException) as exc:
         raise StorageError(f"{failing}: {exc}") from None
     for field in TRACE_SCHEMA:
         index = schema.get_field_index(field.name)
@@ -57,7 +57,7 @@ def read_trace(path: Path) -> pa.Table:
         )
     try:
         table = parquet.read(columns=TRACE_SCHEMA.names)
-    except (OSError, pa.ArrowException) as exc:
+    except (OSError, ValueError, pa.ArrowException) as exc:
         raise StorageError(f"{failing}: {exc}") from None
     table = pa.Table.from_arrays(
         [table.column(name) for name in TRACE_SCHEMA.names],
