@@ -304,3 +304,69 @@ def test_the_watchdog_stops_with_a_run_that_ended_without_a_signal() -> None:
     watchdog.close()
     assert not any(t.name == "gridloom-signal-watchdog" for t in threading.enumerate())
     assert calls == []
+
+
+def test_ctrl_c_while_the_command_line_loads_ends_with_one_line() -> None:
+    """A SIGINT during the imports (delivered by a real signal while ``gridloom.cli`` is
+    being imported) gives exit code 130 and one line, not an import traceback."""
+    script = (
+        "import os, signal, sys\n"
+        "class Trip:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'gridloom.cli':\n"
+        "            os.kill(os.getpid(), signal.SIGINT)\n"
+        "        return None\n"
+        "sys.meta_path.insert(0, Trip())\n"
+        "sys.argv = ['gridloom', 'validate', 'missing.yaml']\n"
+        "from gridloom.__main__ import main\n"
+        "main()\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr == "interrupted while starting; nothing was done\n"
+    assert proc.stdout == ""
+
+
+@pytest.mark.parametrize("second", [signal.SIGTERM, signal.SIGINT])
+def test_a_second_signal_after_the_receiver_closed_still_goes_to_the_watchdog(
+    second: signal.Signals,
+) -> None:
+    """Once the run's signal receiver has closed (the loop still running its shutdown), a
+    second signal goes to the watchdog, which exits with the first signal's code and says
+    so: not SIGTERM's default action (status -15, no report) or a KeyboardInterrupt."""
+    script = (
+        "import os, signal, sys, trio\n"
+        "from gridloom.run import StopSignals, Watchdog\n"
+        "def abrupt(signum, why):\n"
+        "    print('abrupt', signum, why, flush=True)\n"
+        "async def main():\n"
+        "    stop = StopSignals(abrupt, Watchdog(abrupt, grace=60.0))\n"
+        "    scope = trio.CancelScope()\n"
+        "    async with trio.open_nursery() as nursery:\n"
+        "        await nursery.start(stop.watch, scope)\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "        with scope:\n"
+        "            await trio.sleep_forever()\n"
+        "        nursery.cancel_scope.cancel()\n"
+        "    handler = signal.getsignal(signal.SIGTERM)\n"
+        "    print('default' if handler == signal.SIG_DFL else 'armed', flush=True)\n"
+        f"    os.kill(os.getpid(), {int(second)})\n"
+        "    await trio.sleep_forever()\n"
+        "trio.run(main)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert proc.returncode == 143, proc.stderr
+    assert proc.stdout == f"armed\nabrupt {int(signal.SIGTERM)} a second signal\n"
+    assert f"{second.name} again: exiting without waiting" in proc.stderr

@@ -13,18 +13,39 @@ reference cycles the imports threw away are frozen with the rest rather than col
 a few hundred kilobytes, once. A run tunes the collector for itself on top of this
 (:mod:`gridloom.run._gc`); ``GRIDLOOM_GC=default`` leaves the collector alone here too.
 ``import gridloom`` in a program of its own changes nothing: only this entry point does it.
+
+Ctrl-C while the command line loads (a second or so on a slow machine) ends the process with
+exit code 130 and one line, not an import traceback: nothing has started, so nothing is lost.
+From then on each command handles the signals itself (:mod:`gridloom.run._signals`).
 """
 
 from __future__ import annotations
 
 import gc
 import os
+import sys
+from collections.abc import Callable
 
 __all__ = ["main"]
 
 
 def main() -> None:
     """Run the ``gridloom`` command line (:func:`gridloom.cli.main`)."""
+    try:
+        command = _load()
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted while starting; nothing was done\n")
+        sys.stderr.flush()
+        sys.exit(_INTERRUPTED)
+    command()
+
+
+#: Exit code of a command a SIGINT ended (128 + 2), as :func:`gridloom.run.signal_exit` gives.
+_INTERRUPTED = 130
+
+
+def _load() -> Callable[[], None]:
+    """Import the command line (with the collector off, see the module docstring)."""
     if os.environ.get("GRIDLOOM_GC", "").strip().lower() == "default":
         from .cli import main as command
     else:
@@ -36,7 +57,7 @@ def main() -> None:
             gc.freeze()
             if enabled:
                 gc.enable()
-    command()
+    return command
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
 import trio
@@ -261,22 +261,35 @@ class StopSignals:
     ) -> None:
         """The service: receive the stop signals until cancelled; the first cancels ``scope``
         (the run's work)."""
-        with trio.open_signal_receiver(*STOP_SIGNALS) as signals, chained_handlers(self._watchdog):
-            task_status.started()
-            async for signum in signals:
-                if self.signum is None:
-                    self.signum = signum
-                    scope.cancel()
-                    continue
-                if self._watchdog is not None:
-                    continue  # the watchdog saw it too, and is ending the process
-                # A second signal while shutting down: leave now. Every file on disk is complete
-                # (written atomically); resuming removes the temp files an abrupt exit leaves.
-                sys.stderr.write(f"{signal_name(signum)} again: exiting without waiting\n")
-                self._on_abrupt_exit(self.signum, "a second signal")
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(signal_exit(self.signum))
+        try:
+            with (
+                trio.open_signal_receiver(*STOP_SIGNALS) as signals,
+                chained_handlers(self._watchdog),
+            ):
+                task_status.started()
+                await self._receive(signals, scope)
+        finally:
+            # The receiver has just put back the handlers from before the run (SIGTERM's
+            # default ends the process with no report). After a signal, the watchdog takes
+            # any further one from here on, not only once the loop has ended.
+            if self.signum is not None and self._watchdog is not None:
+                _arm(self._watchdog)
+
+    async def _receive(self, signals: AsyncIterator[int], scope: trio.CancelScope) -> None:
+        async for signum in signals:
+            if self.signum is None:
+                self.signum = signum
+                scope.cancel()
+                continue
+            if self._watchdog is not None:
+                continue  # the watchdog saw it too, and is ending the process
+            # A second signal while shutting down: leave now. Every file on disk is complete
+            # (written atomically); resuming removes the temp files an abrupt exit leaves.
+            sys.stderr.write(f"{signal_name(signum)} again: exiting without waiting\n")
+            self._on_abrupt_exit(self.signum, "a second signal")
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(signal_exit(self.signum))
 
 
 @define
@@ -329,13 +342,18 @@ def run_with_signals(
     outcome.signum = signals.signum
     if watchdog.signalled:
         _STOPPING = True
-    if watchdog.signalled and threading.current_thread() is threading.main_thread():
-        # Stopping: until the process has exited (the report, the interpreter's own shutdown,
-        # threads the shutdown waits for), a further signal still goes to the watchdog, which
-        # exits at once with the first signal's code.
+    if watchdog.signalled:
+        _arm(watchdog)
+    return outcome
+
+
+def _arm(watchdog: Watchdog) -> None:
+    """Stopping: until the process has exited (the report, the interpreter's own shutdown,
+    threads the shutdown waits for), a further signal goes to ``watchdog``, which exits at
+    once with the first signal's code. Only the main thread installs signal handlers."""
+    if threading.current_thread() is threading.main_thread():
         for signum in STOP_SIGNALS:
             signal.signal(signum, lambda number, _frame: watchdog.notify(number))
-    return outcome
 
 
 def _is_keyboard_interrupt(exc: BaseException) -> bool:
