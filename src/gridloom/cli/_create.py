@@ -304,7 +304,8 @@ def _interrupted(out: Out, signum: int, output_dir: Output, resume_command: list
         command = shlex.join(resume_command)
         extra.update(row_groups_kept=kept, resume_command=command)
         message = (
-            f"interrupted by {name}; {kept} row groups kept in {shown(output_dir)}"
+            f"interrupted by {name}; {kept} row group{'' if kept == 1 else 's'} kept in"
+            f" {shown(output_dir)}"
             f" — resume with: {command}"
         )
     if out.as_json:
