@@ -63,7 +63,6 @@ from gridloom.errors import StorageError
 from ._atomic import atomic_write_bytes, fsync_dir, remove_temp_files
 from ._convert import data_table, dropped_table
 from ._digest import digest_of, rendered
-from ._lock import RunDirLock
 from ._metadata import (
     RowGroupEntry,
     Tally,
@@ -231,10 +230,10 @@ class ParquetStore(RunStore):
         out = Path(output_dir)
         if out.exists() and not out.is_dir():
             raise StorageError(f"output path {out} exists and is not a directory")
-        # Held for the whole run (until close), from before anything in the folder is touched.
-        lock = RunDirLock.acquire(out, create=mode != "resume")
-        try:
-            store = cls._open(
+        return cls._under_lock(
+            out,
+            create=mode != "resume",
+            open_store=lambda: cls._open(
                 out,
                 schema=schema,
                 config_text=config_text,
@@ -246,12 +245,8 @@ class ParquetStore(RunStore):
                 base_dir=base_dir,
                 seed_fingerprint=seed_fingerprint,
                 input_config=input_config,
-            )
-        except BaseException:
-            lock.release()
-            raise
-        store._run_lock = lock
-        return store
+            ),
+        )
 
     @classmethod
     def _open(

@@ -59,7 +59,6 @@ from ._commits import (
 from ._convert import data_table, dropped_table
 from ._digest import digest_of, rendered
 from ._location import Location
-from ._lock import RunDirLock
 from ._metadata import (
     RowGroupEntry,
     Tally,
@@ -168,11 +167,10 @@ class ManifestStore(RunStore):
         # The driver of a local run holds its writer lock for the whole run (until close); a
         # remote output has no lock (see gridloom.storage._lock), a shard writes beside its
         # driver by design.
-        lock = None
-        if role == "run" and location.local is not None:
-            lock = RunDirLock.acquire(location.local, create=mode != "resume")
-        try:
-            store = cls._open(
+        return cls._under_lock(
+            location.local if role == "run" else None,
+            create=mode != "resume",
+            open_store=lambda: cls._open(
                 location,
                 schema=schema,
                 config_text=config_text,
@@ -185,13 +183,8 @@ class ManifestStore(RunStore):
                 seed_fingerprint=seed_fingerprint,
                 role=role,
                 input_config=input_config,
-            )
-        except BaseException:
-            if lock is not None:
-                lock.release()
-            raise
-        store._run_lock = lock
-        return store
+            ),
+        )
 
     @classmethod
     def _open(

@@ -4,7 +4,9 @@ the ``metadata.json`` document, the layout check, and reading the row groups bac
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
 
 import pyarrow as pa
 import trio
@@ -18,6 +20,8 @@ from ._protocol import IO_THREADS
 from ._types import RowGroupData
 
 __all__ = ["RunStore", "part_of"]
+
+S = TypeVar("S", bound="RunStore")
 
 
 class RunStore(TallyView):
@@ -89,6 +93,22 @@ class RunStore(TallyView):
     def status(self) -> str:
         """Status recorded in ``metadata.json``."""
         return self._status
+
+    @staticmethod
+    def _under_lock(directory: Path | None, *, create: bool, open_store: Callable[[], S]) -> S:
+        """``open_store()`` holding the writer lock of the local run ``directory`` (none for
+        ``None``: a remote output, or a shard writing beside its driver), taken before
+        anything in it is touched and kept by the store until :meth:`close`; let go of at
+        once if the store cannot be opened. ``create``: make the directory if missing."""
+        lock = None if directory is None else RunDirLock.acquire(directory, create=create)
+        try:
+            store = open_store()
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+        store._run_lock = lock
+        return store
 
     def close(self) -> None:
         """Let go of the run directory's writer lock (:mod:`gridloom.storage._lock`), once the
