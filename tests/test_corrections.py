@@ -320,7 +320,7 @@ class _Handle:
         self.answers = answers
         self.requests: list[ChatRequest] = []
 
-    async def chat(self, request: ChatRequest) -> ChatResponse:
+    async def chat(self, request: ChatRequest, **_options: Any) -> ChatResponse:
         self.requests.append(request)
         return ChatResponse(text=self.answers[len(self.requests) - 1])
 

@@ -284,7 +284,7 @@ class Scripted:
         self.responses = list(responses)
         self.requests: list[ChatRequest] = []
 
-    async def chat(self, request: ChatRequest) -> ChatResponse:
+    async def chat(self, request: ChatRequest, **_options: Any) -> ChatResponse:
         self.requests.append(request)
         return self.responses[min(len(self.requests), len(self.responses)) - 1]
 

@@ -12,7 +12,12 @@ answer and nothing that does not:
   auth, key, token, secret, cookie, password, session, signature or credential is left out
   (so no secret is hashed into a key, and a rotated key keeps its cache);
 - the endpoint kind (chat or embeddings) and the canonical request as the client turns it into
-  a wire body: model, messages, sampling parameters, response format, tools, extra body fields.
+  a wire body: model, messages, sampling parameters, response format, tools, extra body fields;
+- for a sampled request (not :func:`is_deterministic`) cached because its column or model says
+  ``cache: true``: the cell asking (run seed, row id, column), when the caller names it. Rows
+  whose prompts are equal then keep answers of their own, as without a cache, and a rerun with
+  the same seed finds each row's own sample again. A deterministic request is keyed without
+  it: every row asking the same question shares one answer.
 
 Left out: the request's ``timeout``, credential headers, API keys (never part of a request
 object), proxies and TLS settings. Mappings are written with sorted keys and floats as JSON
@@ -44,6 +49,7 @@ from ._types import (
 
 __all__ = [
     "CacheScope",
+    "CellKey",
     "decode_chat",
     "decode_embedding",
     "encode_response",
@@ -118,8 +124,15 @@ def _digest(document: Any) -> bytes:
     return hashlib.sha256(text.encode("utf-8")).digest()
 
 
-def request_key(scope: CacheScope, request: ChatRequest | EmbeddingRequest) -> bytes:
-    """The 32-byte cache key of ``request`` sent within ``scope``."""
+#: A cell of a run, as a sampled request's cache key names it: (run seed, row id, column).
+CellKey = tuple[int, int, str]
+
+
+def request_key(
+    scope: CacheScope, request: ChatRequest | EmbeddingRequest, cell: CellKey | None = None
+) -> bytes:
+    """The 32-byte cache key of ``request`` sent within ``scope``; with ``cell``, the key of
+    that cell's own answer (a sampled request: each cell keeps its own sample)."""
     body = _plain(request)
     body.pop("timeout", None)
     kind = "chat" if isinstance(request, ChatRequest) else "embedding"
@@ -134,6 +147,8 @@ def request_key(scope: CacheScope, request: ChatRequest | EmbeddingRequest) -> b
     headers = keyed_headers(scope.headers)
     if headers:  # (absent when none: keys of providers without headers stay as they were)
         document["headers"] = headers
+    if cell is not None:
+        document["cell"] = list(cell)
     return _digest(document)
 
 

@@ -16,6 +16,7 @@ from ..throttle import AdaptiveLimiter, AIMDController
 from ._cache import ResponseCache
 from ._cache_key import (
     CacheScope,
+    CellKey,
     decode_chat,
     decode_embedding,
     encode_response,
@@ -232,11 +233,16 @@ class ModelHandle:
     def __repr__(self) -> str:
         return f"<ModelHandle {self.alias!r} → {self.config.provider}/{self.model}>"
 
-    async def chat(self, request: ChatRequest, *, cache: CacheSetting = None) -> ChatResponse:
+    async def chat(
+        self, request: ChatRequest, *, cache: CacheSetting = None, cell: CellKey | None = None
+    ) -> ChatResponse:
         """One chat completion, counted; from the response cache when the alias's (or the
-        caller's ``cache``) setting allows and it holds the answer."""
+        caller's ``cache``) setting allows and it holds the answer. ``cell``: the cell asking
+        (run seed, row id, column; a generator's ``ctx.cell_key``), so that a sampled request
+        cached by ``cache: true`` is keyed by its cell and equal prompts of other rows do not
+        share its answer (:mod:`gridloom.clients._cache_key`)."""
         return await self._cached_call(
-            request, cache, decode_chat, lambda: self.client.chat(request)
+            request, cache, decode_chat, lambda: self.client.chat(request), cell
         )
 
     async def embed(
@@ -268,12 +274,15 @@ class ModelHandle:
         setting: CacheSetting,
         decode: Callable[[bytes], R],
         call: Callable[[], Awaitable[R]],
+        cell: CellKey | None = None,
     ) -> R:
         mode = self.cache_mode(request, setting)
         if mode == "off" or self.cache is None or self.scope is None:
             return await self._counted(call)
         cache = self.cache
-        key = request_key(self.scope, request)
+        if cell is not None and is_deterministic(self.scope, request):
+            cell = None  # the same question gets the same answer in every row
+        key = request_key(self.scope, request, cell)
         record = await cache.get(key, touch=mode == "on")
         if record is not None:
             try:

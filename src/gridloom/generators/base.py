@@ -119,6 +119,13 @@ class CellContext:
     _rng: random.Random | None = None
 
     @property
+    def cell_key(self) -> tuple[int, int, str]:
+        """(run seed, row id, column): pass it as ``ctx.model.chat(request, cell=ctx.cell_key)``
+        so that a sampled request cached by ``cache: true`` keeps an answer of its own for
+        this row (see ``docs/cache.md``)."""
+        return (self.seed, self.row_id, self.column)
+
+    @property
     def rng(self) -> random.Random:
         """A random stream unique to this (run seed, column, row); created on first use."""
         if self._rng is None:

@@ -269,11 +269,9 @@ class ModelColumnGenerator(ColumnGenerator[CellContext]):
         handle = ctx.models.get(self.config.model)
         if handle is None:
             raise GenerationError(f"column {self.name!r}: model {self.config.model!r} is not open")
-        setting = getattr(self.config, "cache", None)
-        if setting is None:  # the model's own cache setting
-            response: ChatResponse = await handle.chat(request)
-        else:
-            response = await handle.chat(request, cache=setting)
+        response: ChatResponse = await handle.chat(
+            request, cache=getattr(self.config, "cache", None), cell=ctx.cell_key
+        )
         return response
 
     def result(self, value: Any, response: ChatResponse) -> Any:

@@ -52,9 +52,11 @@ class CustomColumn(ColumnConfig):
 
     ``model`` names a model alias the function calls itself: the column is then *model-bound*
     (its tasks wait on the network under the LLM-wait limit, without holding a dispatch slot)
-    and ``ctx.model`` is that alias's model handle: ``await ctx.model.chat(request)`` sends a
-    request through the alias's throttle, retries and usage counts, and ``ctx.model.config``
-    is its ``ModelConfig``.
+    and ``ctx.model`` is that alias's model handle: ``await ctx.model.chat(request,
+    cell=ctx.cell_key)`` sends a request through the alias's throttle, retries, response
+    cache and usage counts (``cell`` names the row, so that a sampled request the model
+    caches by ``cache: true`` keeps an answer of its own in each row, as LLM columns do), and
+    ``ctx.model.config`` is its ``ModelConfig``.
 
     Attributes:
         function: the callable or its import path ``"package.module:function"``.
