@@ -64,29 +64,42 @@ _MAX_LAYERS = 32
 _MAX_DEPTH = 8
 
 
-def _is_function_field(cls: type[Any], field: attrs.Attribute[Any]) -> bool:
-    """Whether ``field`` holds a user function (its type is ``str | Callable[..., Any]``, or
-    it is validated as one)."""
-    if field.validator is function_path:
-        return True
+#: Per attrs class, its fields and whether each holds a user function (see :func:`_fields`).
+_FIELDS: dict[type[Any], tuple[tuple[str, bool], ...]] = {}
+
+
+def _fields(cls: type[Any]) -> tuple[tuple[str, bool], ...]:
+    """The fields of the attrs class ``cls``, each with whether it holds a user function (its
+    type is ``str | Callable[..., Any]``, or it is validated as one); worked out once per
+    class (two threads may both do it: the same answer)."""
+    found = _FIELDS.get(cls)
+    if found is not None:
+        return found
     try:
-        attrs.resolve_types(cls)  # in place, once per class (the converter has done it too)
+        attrs.resolve_types(cls)  # in place (the converter has done it for a loaded config)
+        resolved = True
     except Exception:  # a type only a plugin's TYPE_CHECKING block names
-        return False
-    return _is_function_type(field.type)
+        resolved = False
+    found = _FIELDS[cls] = tuple(
+        (
+            field.name,
+            field.validator is function_path or (resolved and _is_function_type(field.type)),
+        )
+        for field in attrs.fields(cls)
+    )
+    return found
 
 
 def _walk(value: Any, path: str, depth: int) -> Iterator[tuple[str, Any]]:
     if depth > _MAX_DEPTH:
         return
     if attrs.has(type(value)):
-        for field in attrs.fields(type(value)):
-            item = getattr(value, field.name, None)
-            where = f"{path}.{field.name}"
-            if _is_function_field(type(value), field) and item is not None:
-                yield where, item
-            else:
-                yield from _walk(item, where, depth + 1)
+        for name, is_function in _fields(type(value)):
+            item = getattr(value, name, None)
+            if is_function and item is not None:
+                yield f"{path}.{name}", item
+            elif not is_function and not isinstance(item, str | int | float | None):
+                yield from _walk(item, f"{path}.{name}", depth + 1)
     elif isinstance(value, list | tuple) and value and attrs.has(type(value[0])):
         # A typed list of config values (tools); a list of data (values, params) is not
         # walked, nor a mapping (params, schemas): user data, of any size.
