@@ -77,7 +77,15 @@ def check_code(doc: Mapping[str, Any], out: object, code: CodeFingerprint | None
             the columns and what to do.
     """
     recorded = doc.get("code_fingerprint")
-    if code is None or not isinstance(recorded, dict):
+    if code is None:
+        return {}
+    if not isinstance(recorded, dict):
+        if code.columns:
+            logger.info(
+                "%s records no fingerprint of its columns' Python code (written before there"
+                " was one): the code is not checked this time, and is recorded from now on",
+                out,
+            )
         return {}
     change = _changed(recorded, code.columns)
     if not change:
