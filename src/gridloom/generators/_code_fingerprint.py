@@ -21,19 +21,23 @@ and for a callable object, its class. Each of those is fingerprinted by, in this
 2. when that file cannot be read (a function defined in a notebook cell, or by ``exec``),
    its own source text (:func:`inspect.getsource`): its helpers are then not covered;
 3. without source (a module shipped as ``.pyc`` only), its code object: bytecode, names and
-   constants, nested code objects included (this one depends on the Python version);
+   constants, nested code objects included (whitespace and comments are not in it, so they do
+   not count there; it depends on the Python version);
 4. else (a builtin, a C function, a NumPy ufunc) ``"unknown"``: a change there cannot be
    seen, and a resume is not refused for it.
 
 Code in *other* modules the function imports (a helpers module of your own, a library) is not
 covered, nor data an object or a ``functools.partial`` carries: the config's hash covers the
-import path, this fingerprint the code found there.
+import path, this fingerprint the code found there. The file is read as it is on disk when the
+run starts, which is what a new process imports (a Python process that imported the module
+before the edit still runs the old code; each ``gridloom`` command is a new process).
 
 **The column's digest.** A column whose fields name one callable with one layer records that
 layer's digest (for a function read from its file, ``sha256sum module.py`` shows the same
 value); one naming several records the SHA-256 of their labelled digests, or ``"unknown"``
-when all of them are. It costs a few file reads per run (the modules are imported already, by
-the pipeline's compile), done in a worker thread.
+when all of them are. It is computed once per run, in a worker thread: the modules are
+imported already (by the pipeline's compile), so it costs reading their files (0.25 ms for
+``examples/people.yaml``; about 1 ms per MB of module).
 """
 
 from __future__ import annotations
