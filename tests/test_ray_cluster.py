@@ -22,7 +22,7 @@ import pyarrow as pa
 import pytest
 
 import gridloom as gl
-from gridloom.errors import ClusterError, ConfigError
+from gridloom.errors import ClusterError, ConfigError, StorageError
 
 # Ray 2.5x+ can authenticate its nodes with a token (RAY_AUTH_MODE=token, ~/.ray/auth_token);
 # the test cluster lives on 127.0.0.1 for one module, so its nodes and this driver run without
@@ -333,6 +333,32 @@ def test_output_on_an_s3_server(
     info = gl.storage.inspect_run(uri)
     assert info.rows_on_disk == ROWS
     assert info.problems == ()
+
+
+def test_the_driver_checks_the_code_a_sharded_run_resumes_with(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """A sharded run resumed after an edit of its custom function's module is refused by the
+    driver, naming the column, before any shard starts; with accept_code_change the shards
+    (which never check the code) generate the rest, and the change is recorded."""
+    cfg = _pipeline(tmp_path)
+    out = tmp_path / "edited"
+    where: dict[str, Any] = {"base_dir": tmp_path, "ray_address": cluster.address, "shards": 2}
+    first = gl.create(cfg, num_records=ROWS - 2 * GROUP, output_dir=out, **where)
+    assert first.status == "complete"
+    (module,) = tmp_path.glob("shard_fn_*.py")
+    module.write_text(module.read_text() + "# edited\n")
+    with pytest.raises(StorageError, match="Python code of column 'score' changed"):
+        gl.create(cfg, num_records=ROWS, output_dir=out, resume=True, **where)
+    assert gl.storage.read_run_metadata(out)["status"] == "complete"
+    result = gl.create(
+        cfg, num_records=ROWS, output_dir=out, resume=True, accept_code_change=True, **where
+    )
+    assert result.status == "complete"
+    assert result.num_rows == ROWS
+    (change,) = gl.storage.read_run_metadata(out)["code_changes"]
+    assert list(change["columns"]) == ["score"]
+    assert change["row_groups_before"] == [[0, ROWS // GROUP - 3]]
 
 
 def test_a_worker_killed_mid_shard_is_retried_from_its_commits(

@@ -61,6 +61,7 @@ async def acreate(
     ray_address: str | None = None,
     shards: int | None = None,
     cache: bool = True,
+    accept_code_change: bool = False,
 ) -> RunResult:
     """Generate ``num_records`` rows into ``output_dir``; for callers already inside trio.
 
@@ -71,7 +72,9 @@ async def acreate(
         output_dir: where ``config.yaml``, ``metadata.json`` and ``data/*.parquet`` go: a
             local folder, or a filesystem URI (``s3://bucket/run``, ``gs://...``,
             ``hdfs://...``; credentials and endpoints come from the environment).
-        resume: continue a run previously started in ``output_dir`` with the same config.
+        resume: continue a run previously started in ``output_dir`` with the same config (and
+            the same seed files, and the same Python code in the columns' functions: a
+            fingerprint of each is recorded when the run starts and checked).
         overwrite: replace a previous run in ``output_dir``.
         base_dir: folder for relative paths in the config (default: the config file's folder).
         executor: ``"ray"`` shards the run over a Ray cluster (``pip install
@@ -84,6 +87,12 @@ async def acreate(
             implies ``executor="ray"`` too.
         cache: use the response cache as the models' and columns' ``cache`` settings say
             (docs/cache.md); ``False`` never reads or writes it (``--no-cache``).
+        accept_code_change: with ``resume``, go on even though the Python code a column calls
+            (a custom function, a callable validator, a Python tool; the whole file of its
+            module counts) changed since the run started, and record the change in
+            ``metadata.json`` (``code_changes``: when, which columns, the row groups written
+            before), so the mixed dataset says so; without it such a resume is refused
+            (``--accept-code-change``).
 
     Returns:
         The :class:`RunResult`; the data stays on disk and is read on first access. When a
@@ -95,6 +104,8 @@ async def acreate(
         ConfigError: the pipeline is invalid, or ``num_records`` is not from 1 to 10**12
             (raised before anything is generated).
         OutputExistsError: ``output_dir`` holds a run and neither ``resume`` nor ``overwrite``.
+        StorageError: ``resume`` and the run cannot be continued with this config, its seed
+            files or its code (the message says which, and what to do).
     """
     overrides: dict[str, Any] = {}
     if executor is not None:
@@ -105,7 +116,11 @@ async def acreate(
         overrides.setdefault("executor", "ray")  # a cluster or a shard count asks for Ray
     run = Run(config, base_dir=base_dir, executor=overrides, cache=cache)
     return await run.create(
-        num_records=num_records, output_dir=output_dir, resume=resume, overwrite=overwrite
+        num_records=num_records,
+        output_dir=output_dir,
+        resume=resume,
+        overwrite=overwrite,
+        accept_code_change=accept_code_change,
     )
 
 
@@ -121,6 +136,7 @@ def create(
     ray_address: str | None = None,
     shards: int | None = None,
     cache: bool = True,
+    accept_code_change: bool = False,
 ) -> RunResult:
     """Generate ``num_records`` rows into ``output_dir`` (runs its own trio event loop).
 
@@ -145,6 +161,7 @@ def create(
             ray_address=ray_address,
             shards=shards,
             cache=cache,
+            accept_code_change=accept_code_change,
         )
     )
 

@@ -45,6 +45,15 @@ __all__ = ["create", "resume"]
 
 log = logging.getLogger("gridloom")
 
+accept_code_option = click.option(
+    "--accept-code-change",
+    is_flag=True,
+    help="Resume even though the Python code a column calls (custom function, callable"
+    " validator, Python tool: the whole file of its module) changed since the run started;"
+    " the change is recorded in metadata.json (code_changes, shown by inspect). Without it"
+    " such a resume is refused.",
+)
+
 
 @click.command()
 @click.argument("config", type=click.Path(path_type=Path))
@@ -65,6 +74,7 @@ log = logging.getLogger("gridloom")
 )
 @click.option("--overwrite", is_flag=True, help="Replace a previous run in OUTPUT_DIR.")
 @click.option("--resume", is_flag=True, help="Continue a run started in OUTPUT_DIR.")
+@accept_code_option
 @ray_options
 @no_cache_option
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary (or error) as JSON.")
@@ -74,6 +84,7 @@ def create(
     output_dir: Output,
     overwrite: bool,
     resume: bool,
+    accept_code_change: bool,
     ray: str | None,
     shards: int | None,
     no_cache: bool,
@@ -111,6 +122,12 @@ def create(
     out = Out("create", as_json)
     if overwrite and resume:
         out.fail(EXIT_CONFIG, "--overwrite and --resume exclude each other", kind="UsageError")
+    if accept_code_change and not resume:
+        out.fail(
+            EXIT_CONFIG,
+            "--accept-code-change goes with --resume (a new run records the code as it is)",
+            kind="UsageError",
+        )
     check_config_file(out, config)
     if not resume and isinstance(output_dir, Path):
         try:
@@ -130,6 +147,7 @@ def create(
         resume_command=[*hint, "--resume"],
         executor=executor_overrides(ray, shards),
         cache=not no_cache,
+        accept_code_change=accept_code_change,
     )
 
 
@@ -151,6 +169,7 @@ def create(
     " are resolved against; default: the original config's folder, as recorded in"
     " metadata.json (else OUTPUT_DIR). Needed only when those files have moved.",
 )
+@accept_code_option
 @ray_options
 @no_cache_option
 @json_option
@@ -158,6 +177,7 @@ def resume(
     output_dir: Output,
     num_records: int | None,
     base_dir: Path | None,
+    accept_code_change: bool,
     ray: str | None,
     shards: int | None,
     no_cache: bool,
@@ -174,6 +194,10 @@ def resume(
     records; --base-dir is needed only when those files have moved. Provider
     header values are saved redacted, so a provider that needs headers must
     be resumed with `gridloom create ORIGINAL_CONFIG ... --resume` instead.
+    A run whose columns' Python code changed since it started (the file of
+    a custom function's module was edited) is refused, naming the columns:
+    revert the code, start a new run, or pass --accept-code-change, which
+    records the change in metadata.json.
 
     \b
     Example:
@@ -232,6 +256,7 @@ def resume(
         resume_command=command,
         executor=executor_overrides(ray, shards),
         cache=not no_cache,
+        accept_code_change=accept_code_change,
         config_hint=""
         if explicit
         else f" (the saved config's relative paths and custom function modules resolve"
@@ -253,6 +278,7 @@ def _generate(
     config_hint: str = "",
     executor: dict[str, Any] | None = None,
     cache: bool = True,
+    accept_code_change: bool = False,
 ) -> None:
     """The run of ``create`` and ``resume``: a :class:`~gridloom.run.Run` under the signal
     handling, then the report or the error, and the exit code."""
@@ -260,7 +286,11 @@ def _generate(
     async def work(signals: StopSignals) -> RunResult:
         run = Run(config, base_dir=base_dir, signals=signals, executor=executor, cache=cache)
         return await run.create(
-            num_records=num_records, output_dir=output_dir, overwrite=overwrite, resume=resume
+            num_records=num_records,
+            output_dir=output_dir,
+            overwrite=overwrite,
+            resume=resume,
+            accept_code_change=accept_code_change,
         )
 
     outcome = run_stoppable(out, work)

@@ -36,7 +36,9 @@ def inspect(output_dir: Output, sample_rows: int, as_json: bool) -> None:
     column (done, failed, dropped, skipped), with the drop reasons per column and error
     type, each with an example (row id and message). A run whose status is
     "running" may still be going, or was killed (resume continues it).
-    Problems found (a listed file missing, a file not yet listed, an
+    A run resumed with --accept-code-change lists each change of its
+    columns' Python code (when, which columns, the row groups written
+    before). Problems found (a listed file missing, a file not yet listed, an
     unreadable file) are reported, not fatal.
 
     \b
@@ -70,6 +72,8 @@ def inspect(output_dir: Output, sample_rows: int, as_json: bool) -> None:
         "row_group_size": row_group_size,
         "seed": _int_or_none(meta.get("seed")),
         "config_hash": meta.get("config_hash"),
+        "code_fingerprint": meta.get("code_fingerprint"),
+        "code_changes": _code_changes(meta.get("code_changes")),
         "gridloom_version": meta.get("gridloom_version"),
         "created_at": meta.get("created_at"),
         "updated_at": meta.get("updated_at"),
@@ -110,6 +114,32 @@ def _counts(raw: Any) -> dict[str, Any]:
         name: {**c, "skipped": c.get("skipped", 0)} if isinstance(c, dict) else c
         for name, c in raw.items()
     }
+
+
+def _code_changes(raw: Any) -> list[dict[str, Any]]:
+    """``metadata.json``'s accepted code changes (none in runs written before them)."""
+    return [change for change in raw if isinstance(change, dict)] if isinstance(raw, list) else []
+
+
+def _code_change_text(change: dict[str, Any]) -> str:
+    """One accepted code change as a line: when, which columns, what was written before."""
+    columns = change.get("columns")
+    names = ", ".join(map(str, columns)) if isinstance(columns, dict) else "?"
+    ranges = change.get("row_groups_before")
+    groups = (
+        ", ".join(
+            f"{r[0]}" if r[0] == r[1] else f"{r[0]}-{r[1]}"
+            for r in ranges
+            if isinstance(r, list) and len(r) == 2
+        )
+        if isinstance(ranges, list)
+        else ""
+    )
+    return (
+        f"  code changed (accepted on resume at {change.get('at', '?')}): column(s) {names};"
+        f" row groups written before: {groups or 'none'} ({change.get('rows_before', '?')}"
+        " rows), by the old code"
+    )
 
 
 def _fill_groups(groups: dict[str, Any], base: int | None) -> int:
@@ -153,6 +183,7 @@ def _inspect_text(doc: dict[str, Any], names: list[str]) -> list[str]:
     ]
     if doc["stop_reason"]:
         lines.append(f"  stopped early: {doc['stop_reason']}")
+    lines += [_code_change_text(change) for change in doc["code_changes"]]
     for problem in doc["problems"]:
         lines.append(f"  problem: {problem}")
     if doc["resume_command"]:

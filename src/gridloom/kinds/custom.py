@@ -58,6 +58,11 @@ class CustomColumn(ColumnConfig):
     caches by ``cache: true`` keeps an answer of its own in each row, as LLM columns do), and
     ``ctx.model.config`` is its ``ModelConfig``.
 
+    A run records a fingerprint of the function's code — the SHA-256 of its module's whole
+    file — and a resume after an edit of that file is refused, naming the column, unless
+    ``--accept-code-change`` records the change (docs/quickstart.md, "Interrupting and
+    resuming").
+
     Attributes:
         function: the callable or its import path ``"package.module:function"``.
         mode: ``cell`` (one call per row) or ``batch`` (one call per row group).

@@ -64,6 +64,7 @@ from ._signals import Interrupted, StopSignals
 from ._source import (
     ConfigSource,
     compile_source,
+    fingerprints,
     load_source,
     output_schema,
     prepare,
@@ -230,12 +231,17 @@ class Run:
         output_dir: str | os.PathLike[str],
         resume: bool = False,
         overwrite: bool = False,
+        accept_code_change: bool = False,
     ) -> RunResult:
         """Generate ``num_records`` rows into ``output_dir`` (see :func:`gridloom.acreate`)."""
         if resume and overwrite:
             raise ValueError("resume and overwrite exclude each other")
+        if accept_code_change and not resume:
+            raise ValueError("accept_code_change is for a resumed run (resume=True)")
         mode: Mode = "resume" if resume else "overwrite" if overwrite else "new"
-        work = functools.partial(self._create, num_records, os.fspath(output_dir), mode)
+        work = functools.partial(
+            self._create, num_records, os.fspath(output_dir), mode, accept_code_change
+        )
         return await self._supervise(work)
 
     async def preview(self, num_records: int = 10) -> RunResult:
@@ -297,7 +303,7 @@ class Run:
             nursery.cancel_scope.cancel()
 
     async def _create(
-        self, num_records: int, output: str, mode: Mode, services: _Services
+        self, num_records: int, output: str, mode: Mode, accept_code: bool, services: _Services
     ) -> RunResult:
         cfg, graph, base = await prepare(self._source, self._base_dir, num_records)
         cfg = self._overridden(cfg)
@@ -318,11 +324,12 @@ class Run:
                 record_base=record,
                 cache=self._cache,
                 input_config=self._input,
+                accept_code_change=accept_code,
             )
         remote = is_remote_uri(output)
         location = await trio.to_thread.run_sync(location_of, output) if remote else None
         models, health = await services.models(cfg, cache=self._cache, output=output)
-        fingerprint = await trio.to_thread.run_sync(seed_fingerprint, graph)
+        fingerprint, code = await fingerprints(cfg, graph, base, accept_code_change=accept_code)
         opener: Any = (
             functools.partial(ParquetStore.open, local_path(output))
             if location is None
@@ -341,6 +348,7 @@ class Run:
                 base_dir=record,
                 seed_fingerprint=fingerprint,
                 input_config=self._input,
+                code=code,
             )
         )
         out = local_path(output) if location is None else location.local

@@ -44,7 +44,7 @@ from ._shards import (
     merge_summaries,
     shard_config,
 )
-from ._source import output_schema, run_seed, seed_fingerprint
+from ._source import fingerprints, output_schema, run_seed
 
 __all__ = ["create_sharded"]
 
@@ -207,10 +207,13 @@ async def create_sharded(
     record_base: Path | None,
     cache: bool = True,
     input_config: Path | None = None,
+    accept_code_change: bool = False,
 ) -> RunResult:
     """Generate ``num_records`` rows into ``output`` with shards on a Ray cluster (see the
     module docstring); the arguments are :meth:`~gridloom.run.Run.create`'s, the pipeline
-    already prepared.
+    already prepared. The driver checks the columns' Python code against the run's record (a
+    resume over changed code is refused before any shard starts, unless
+    ``accept_code_change``); the shards do not, so one never fails on it.
 
     Raises:
         ClusterError: the cluster cannot be used, or a shard failed.
@@ -232,6 +235,7 @@ async def create_sharded(
             record_base,
             cache,
             input_config=input_config,
+            accept_code_change=accept_code_change,
         )
     finally:
         with trio.CancelScope(shield=True):
@@ -251,13 +255,14 @@ async def _drive(
     cache: bool,
     *,
     input_config: Path | None = None,
+    accept_code_change: bool = False,
 ) -> RunResult:
     size = cfg.run.row_group_size
     asked = cfg.run.ray.shards
     if asked is not None and mode != "resume":
         check_shards(cfg, asked, -(-num_records // size))
     await trio.to_thread.run_sync(cluster.check_shared, location)
-    fingerprint = await trio.to_thread.run_sync(seed_fingerprint, graph)
+    fingerprint, code = await fingerprints(cfg, graph, base, accept_code_change=accept_code_change)
     store: ManifestStore = await trio.to_thread.run_sync(
         functools.partial(
             ManifestStore.open,
@@ -273,6 +278,7 @@ async def _drive(
             seed_fingerprint=fingerprint,
             role="run",
             input_config=input_config,
+            code=code,
         )
     )
     try:

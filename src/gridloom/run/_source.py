@@ -18,12 +18,15 @@ from ..config import PipelineConfig, load_config_with_base
 from ..config._io import redacted_headers  # TODO(lead): export it from gridloom.config
 from ..engine import ExecutionGraph, compile_pipeline
 from ..errors import ConfigError, StorageError
+from ..generators._code_fingerprint import code_fingerprint
+from ..storage import CodeFingerprint
 from ._plan import check_num_records
 from ._processors import compile_processors
 
 __all__ = [
     "ConfigSource",
     "compile_source",
+    "fingerprints",
     "load_source",
     "output_schema",
     "prepare",
@@ -143,3 +146,16 @@ def seed_fingerprint(graph: ExecutionGraph) -> str | None:
                 raise StorageError(f"cannot read the seed dataset's files: {exc}") from None
             return found
     return None
+
+
+async def fingerprints(
+    cfg: PipelineConfig, graph: ExecutionGraph, base: Path | None, *, accept_code_change: bool
+) -> tuple[str | None, CodeFingerprint]:
+    """What a run records of its inputs beyond the config, for a resume to check, computed
+    once per run in a worker thread (both read files): the seed files' fingerprint
+    (:func:`seed_fingerprint`) and that of the Python code the columns call
+    (:mod:`gridloom.generators._code_fingerprint`; a resume over changed code is refused unless
+    ``accept_code_change``, ``--accept-code-change``, which records the change)."""
+    seed = await trio.to_thread.run_sync(seed_fingerprint, graph)
+    code = await trio.to_thread.run_sync(code_fingerprint, cfg, base)
+    return seed, CodeFingerprint(columns=code, accept_change=accept_code_change)

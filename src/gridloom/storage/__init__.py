@@ -7,7 +7,8 @@ directory that can be resumed, :class:`MemoryStore` keeps it in memory.
 directory on disk; :func:`inspect_run` looks at one without loading its dataset.
 :class:`ManifestStore` writes a run to any filesystem pyarrow knows (a :class:`Location`, from
 :func:`location_of`), committing each row group with a manifest entry so that several
-processes (the shards of a sharded run) can write one run. Drop records
+processes (the shards of a sharded run) can write one run. :class:`CodeFingerprint` is what a
+store records of the Python code the columns call, and checks on resume. Drop records
 read back with the columns ``row_id`` (int64), ``column``, ``error_type`` and ``message``
 (strings).
 """
@@ -15,6 +16,7 @@ read back with the columns ``row_id`` (int64), ``column``, ``error_type`` and ``
 from __future__ import annotations
 
 from ._checkpoint import ParquetStore
+from ._code import CodeFingerprint
 from ._drops import DropExample
 from ._inspect import (
     RunDirectoryInfo,
@@ -32,6 +34,7 @@ from ._result import RunResult
 from ._types import ColumnCounts, CorrectionCounts, DropRecord, RowGroupData
 
 __all__ = [
+    "CodeFingerprint",
     "ColumnCounts",
     "CorrectionCounts",
     "DropExample",

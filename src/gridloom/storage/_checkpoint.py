@@ -22,6 +22,13 @@ file, if any, is renamed just before); ``metadata.json`` is then rewritten.
 - ``format_version``: 1.
 - ``gridloom_version``: version of gridloom that last wrote the file.
 - ``config_hash``: hash of the configuration, checked on resume.
+- ``seed_fingerprint``: a fingerprint of the seed dataset's files (``null`` without any),
+  checked on resume.
+- ``code_fingerprint``: column name to a fingerprint of the Python code the column calls
+  (custom functions, callable validators, Python tools; ``{}`` when none do, ``null`` when
+  not computed), checked on resume; ``code_changes``: the changes of that code a resume
+  accepted (``--accept-code-change``), each with when, the columns' digests before and
+  after, and the row groups and rows written before it (:mod:`gridloom.storage._code`).
 - ``num_records``: rows requested; ``row_group_size``; ``seed``.
 - ``status``: ``"running"`` while a run is going, then what :meth:`~ParquetStore.finish`
   set: ``"complete"``, ``"incomplete"`` (every row group was generated, but more rows were
@@ -61,6 +68,7 @@ import trio
 from gridloom.errors import StorageError
 
 from ._atomic import atomic_write_bytes, fsync_dir, remove_temp_files
+from ._code import CodeFingerprint, code_after_resume
 from ._convert import data_table, dropped_table
 from ._digest import digest_of, rendered
 from ._metadata import (
@@ -183,6 +191,7 @@ class ParquetStore(RunStore):
         base_dir: str | Path | None = None,
         seed_fingerprint: str | None = None,
         input_config: str | Path | None = None,
+        code: CodeFingerprint | None = None,
     ) -> ParquetStore:
         """Open a run directory for writing.
 
@@ -209,6 +218,10 @@ class ParquetStore(RunStore):
                 the same name), which they would replace. Those modes also refuse a folder
                 holding no run but a file a run writes (``config.yaml``, ``trace.json``...):
                 a run never overwrites a file it did not write.
+            code: the fingerprint of the Python code the columns call, recorded in
+                ``metadata.json``; a resume with another is refused unless ``code`` accepts
+                the change, which is then recorded (:mod:`gridloom.storage._code`).
+                ``None``: not computed (nothing recorded, nothing checked).
 
         Returns:
             The store, with ``metadata.json`` showing status ``"running"``.
@@ -245,6 +258,7 @@ class ParquetStore(RunStore):
                 base_dir=base_dir,
                 seed_fingerprint=seed_fingerprint,
                 input_config=input_config,
+                code=code,
             ),
         )
 
@@ -263,6 +277,7 @@ class ParquetStore(RunStore):
         base_dir: str | Path | None,
         seed_fingerprint: str | None,
         input_config: str | Path | None,
+        code: CodeFingerprint | None,
     ) -> ParquetStore:
         try:
             if mode == "resume":
@@ -276,6 +291,7 @@ class ParquetStore(RunStore):
                     row_group_size=row_group_size,
                     base_dir=base_dir,
                     seed_fingerprint=seed_fingerprint,
+                    code=code,
                 )
             if mode == "new":
                 refuse_existing_run(out, input_config=input_config)
@@ -297,6 +313,7 @@ class ParquetStore(RunStore):
             )
             store._base_dir = None if base_dir is None else str(Path(base_dir).resolve())
             store._seed_fingerprint = seed_fingerprint
+            store._code_fingerprint = None if code is None else dict(code.columns)
             store._write_metadata_sync(store._document())
             atomic_write_bytes(out / "config.yaml", config_text.encode("utf-8"))
         except OSError as exc:
@@ -315,6 +332,7 @@ class ParquetStore(RunStore):
         row_group_size: int,
         base_dir: str | Path | None,
         seed_fingerprint: str | None,
+        code: CodeFingerprint | None,
     ) -> ParquetStore:
         try:
             state = load_resume_state(
@@ -325,6 +343,7 @@ class ParquetStore(RunStore):
                 row_group_size=row_group_size,
                 row_group_key=ROW_GROUP_KEY,
                 seed_fingerprint=seed_fingerprint,
+                code=code,
             )
             store = cls(
                 output_dir=out,
@@ -338,11 +357,19 @@ class ParquetStore(RunStore):
             )
             store._summary = state.summary
             store._damaged = state.damaged
-            recorded = load_json(out / "metadata.json").get("seed_fingerprint")
+            doc = load_json(out / "metadata.json")
+            recorded = doc.get("seed_fingerprint")
             store._seed_fingerprint = recorded if isinstance(recorded, str) else seed_fingerprint
+            store._code_fingerprint, store._code_changes = code_after_resume(
+                doc,
+                code,
+                state.code_change,
+                row_groups=state.tally.completed(),
+                rows_written=state.tally.rows_written,
+            )
             if base_dir is not None:
                 store._base_dir = str(Path(base_dir).resolve())
-            elif isinstance(recorded := load_json(out / "metadata.json").get("base_dir"), str):
+            elif isinstance(recorded := doc.get("base_dir"), str):
                 store._base_dir = recorded
             (out / "data").mkdir(exist_ok=True)
             if not (out / "config.yaml").exists():

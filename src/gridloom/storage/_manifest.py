@@ -48,6 +48,7 @@ from gridloom.errors import StorageError
 
 from ._atomic import remove_temp_files
 from ._checkpoint import _write_data_file, _write_dropped_file
+from ._code import CodeFingerprint, code_after_resume
 from ._commits import (
     COMMITS_DIR,
     commit_bytes,
@@ -133,15 +134,18 @@ class ManifestStore(RunStore):
         seed_fingerprint: str | None = None,
         role: Role = "run",
         input_config: str | Path | None = None,
+        code: CodeFingerprint | None = None,
     ) -> ManifestStore:
         """Open the run at ``location`` for writing (blocking).
 
         Args:
             location: where the run lives (:func:`~gridloom.storage.location_of`).
             schema, config_text, config_hash, num_records, row_group_size, seed, mode,
-                base_dir, seed_fingerprint, input_config: as for :meth:`ParquetStore.open`.
+                base_dir, seed_fingerprint, input_config, code: as for
+                :meth:`ParquetStore.open`.
             role: ``"run"`` (owns ``metadata.json``) or ``"shard"`` (mode ``"resume"`` only;
-                writes row groups and their commit entries, nothing else).
+                writes row groups and their commit entries, nothing else). A shard is given
+                no ``code``: its driver checked the columns' code before starting it.
 
         Raises:
             OutputExistsError: mode ``"new"`` and the location holds a run; or another
@@ -183,6 +187,7 @@ class ManifestStore(RunStore):
                 seed_fingerprint=seed_fingerprint,
                 role=role,
                 input_config=input_config,
+                code=code,
             ),
         )
 
@@ -202,6 +207,7 @@ class ManifestStore(RunStore):
         seed_fingerprint: str | None,
         role: Role,
         input_config: str | Path | None,
+        code: CodeFingerprint | None,
     ) -> ManifestStore:
         args: dict[str, Any] = {
             "location": location,
@@ -231,6 +237,7 @@ class ManifestStore(RunStore):
                 num_records=num_records,
                 row_group_size=row_group_size,
                 seed_fingerprint=seed_fingerprint,
+                code=code,
             )
             if role == "shard" and num_records != recorded.num_records:
                 raise StorageError(
@@ -243,6 +250,13 @@ class ManifestStore(RunStore):
             store._seed_fingerprint = (
                 fingerprint if isinstance(fingerprint, str) else seed_fingerprint
             )
+            store._code_fingerprint, store._code_changes = code_after_resume(
+                doc,
+                code,
+                recorded.code_change,
+                row_groups=store.completed(),
+                rows_written=store.rows_written,
+            )
             old_base = doc.get("base_dir")
             store._base_dir = resolved or (old_base if isinstance(old_base, str) else None)
             if role == "run":
@@ -253,6 +267,7 @@ class ManifestStore(RunStore):
         store = cls(**args, num_records=num_records, seed=seed, created_at=now_iso(), tally=Tally())
         store._base_dir = resolved
         store._seed_fingerprint = seed_fingerprint
+        store._code_fingerprint = None if code is None else dict(code.columns)
         try:  # a Location wraps its own errors; a local folder's housekeeping raises OSError
             if mode == "new":
                 refuse_existing_run_at(location, input_config=input_config)

@@ -172,6 +172,27 @@ def _shape_problem(doc: Mapping[str, Any]) -> str | None:
             counts_from_json({name: raw})
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             return f"counts.{name} is not a column's counts ({exc!r:.80})"
+    return _code_shape_problem(doc)
+
+
+def _code_shape_problem(doc: Mapping[str, Any]) -> str | None:
+    """What is wrong with ``code_fingerprint`` (an object of text, or null) and
+    ``code_changes`` (a list of objects), both absent in runs written before them
+    (:mod:`gridloom.storage._code`)."""
+    recorded = doc.get("code_fingerprint")
+    if recorded is not None:
+        if not isinstance(recorded, dict):
+            return f"code_fingerprint must be an object or null, got {recorded!r:.40}"
+        for name, digest in recorded.items():
+            if not isinstance(digest, str):
+                return f"code_fingerprint.{name} must be text, got {digest!r:.40}"
+    if "code_changes" in doc:
+        changes = doc["code_changes"]
+        if not isinstance(changes, list):
+            return f"code_changes must be a list, got {changes!r:.40}"
+        for i, change in enumerate(changes):
+            if not isinstance(change, dict):
+                return f"code_changes[{i}] must be an object, got {change!r:.40}"
     return None
 
 
@@ -378,6 +399,8 @@ def run_document(
     schema: pa.Schema,
     tally: Tally,
     summary: dict[str, Any],
+    code_fingerprint: Mapping[str, str] | None = None,
+    code_changes: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The ``metadata.json`` document of a run (layout in :mod:`gridloom.storage._checkpoint`),
     stamped with the current time as ``updated_at``."""
@@ -393,6 +416,8 @@ def run_document(
         "created_at": created_at,
         "base_dir": base_dir,
         "seed_fingerprint": seed_fingerprint,
+        "code_fingerprint": None if code_fingerprint is None else dict(code_fingerprint),
+        "code_changes": list(code_changes or ()),
         "updated_at": now_iso(),
         "schema": schema_to_json(schema),
         "rows_written": tally.rows_written,

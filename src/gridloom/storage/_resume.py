@@ -30,8 +30,9 @@ Rules, applied to every row group listed in ``metadata.json`` or found as
   missing raises :class:`~gridloom.errors.StorageError`.
 
 Before that, :func:`load_resume_state` checks that ``metadata.json`` exists and
-matches the run being resumed (format version, config hash, row group size and
-column schema) and removes temp files (``.tmp-*``) left by an interrupted write.
+matches the run being resumed (format version, config hash, seed files, row group size,
+column schema, and the columns' Python code: :mod:`gridloom.storage._code`) and removes
+temp files (``.tmp-*``) left by an interrupted write.
 The resumed run keeps the recorded seed; it may ask for more records than the original run
 (it grows), never fewer (refused with :class:`~gridloom.errors.StorageError`).
 """
@@ -51,6 +52,7 @@ from gridloom.errors import StorageError
 
 from .._attrs import frozen
 from ._atomic import remove_temp_files
+from ._code import Change, CodeFingerprint, check_code
 from ._convert import DROPPED_SCHEMA
 from ._digest import content_problem
 from ._metadata import (
@@ -298,6 +300,8 @@ class ResumeState:
         tally: the usable row groups.
         damaged: the row groups found damaged, set aside and to be generated again (one
             line each: which and why).
+        code_change: the columns whose Python code changed, accepted (see
+            :func:`~gridloom.storage._code.check_code`; empty: none).
     """
 
     num_records: int
@@ -306,6 +310,7 @@ class ResumeState:
     summary: dict[str, Any]
     tally: Tally
     damaged: tuple[str, ...] = ()
+    code_change: Change = attrs.field(factory=dict)
 
 
 def _schema_change(old: Any, schema: pa.Schema) -> str:
@@ -337,12 +342,14 @@ class RecordedRun:
         created_at: creation time of the original run.
         summary: the summary recorded by the last ``finish``.
         num_records: rows the run records.
+        code_change: the columns whose Python code changed, accepted (empty: none).
     """
 
     seed: int
     created_at: str
     summary: dict[str, Any]
     num_records: int
+    code_change: Change = attrs.field(factory=dict)
 
 
 def check_resume_document(
@@ -354,9 +361,11 @@ def check_resume_document(
     num_records: int,
     row_group_size: int,
     seed_fingerprint: str | None = None,
+    code: CodeFingerprint | None = None,
 ) -> RecordedRun:
     """Check that the run whose ``metadata.json`` is ``doc`` (in ``out``, named in messages)
-    can be resumed with these settings (see :func:`load_resume_state`).
+    can be resumed with these settings (see :func:`load_resume_state`; ``code``: the columns'
+    Python code now, ``None``: not checked, see :func:`~gridloom.storage._code.check_code`).
 
     Raises:
         StorageError: the document is damaged, or the run does not match; the message says
@@ -409,6 +418,7 @@ def check_resume_document(
         created_at=created_at,
         summary=summary if isinstance(summary, dict) else {},
         num_records=old_records,
+        code_change=check_code(doc, out, code),  # last: its warning says the resume goes on
     )
 
 
@@ -421,6 +431,7 @@ def load_resume_state(
     row_group_size: int,
     row_group_key: str,
     seed_fingerprint: str | None = None,
+    code: CodeFingerprint | None = None,
 ) -> ResumeState:
     """Check that the run in ``out`` can be resumed and work out what is already done.
 
@@ -430,10 +441,14 @@ def load_resume_state(
         seed_fingerprint: the seed files' fingerprint now; a run that recorded another
             (its seed files changed since) is refused. Runs that recorded none (written
             before fingerprints, or seeded from memory) are not checked.
+        code: the fingerprint of the columns' Python code now; a run that recorded another
+            is refused unless ``code`` accepts the change (:mod:`gridloom.storage._code`).
+            ``None``, or a run that recorded none, is not checked.
 
     Raises:
         StorageError: no run there, a damaged ``metadata.json``, or a run that does not
-            match (config hash, row group size, schema, seed files); the message says which.
+            match (config hash, row group size, schema, seed files, code); the message says
+            which.
     """
     meta_path = out / "metadata.json"
     if not meta_path.is_file():
@@ -450,6 +465,7 @@ def load_resume_state(
         num_records=num_records,
         row_group_size=row_group_size,
         seed_fingerprint=seed_fingerprint,
+        code=code,
     )
     for d in (out, out / "data", out / "dropped", out / "_commits"):
         remove_temp_files(d)
@@ -469,4 +485,5 @@ def load_resume_state(
         summary=head.summary,
         tally=tally,
         damaged=damaged,
+        code_change=head.code_change,
     )

@@ -53,6 +53,10 @@ class RunStore(TallyView):
         self._summary: dict[str, Any] = {}
         self._base_dir: str | None = None
         self._seed_fingerprint: str | None = None
+        #: The user code's fingerprint and the code changes a resume accepted
+        #: (:mod:`gridloom.storage._code`).
+        self._code_fingerprint: dict[str, str] | None = None
+        self._code_changes: list[dict[str, Any]] = []
         self._writing: set[int] = set()
         self._limiter = trio.CapacityLimiter(IO_THREADS)
         self._lock = trio.Lock()
@@ -88,6 +92,12 @@ class RunStore(TallyView):
     def config_hash(self) -> str:
         """Configuration hash recorded in ``metadata.json``."""
         return self._config_hash
+
+    @property
+    def code_changes(self) -> list[dict[str, Any]]:
+        """The changes of the columns' Python code accepted when the run was resumed, as
+        ``metadata.json`` records them (``code_changes``, :mod:`gridloom.storage._code`)."""
+        return list(self._code_changes)
 
     @property
     def status(self) -> str:
@@ -149,6 +159,8 @@ class RunStore(TallyView):
             schema=self._schema,
             tally=self._tally,
             summary=self._summary,
+            code_fingerprint=self._code_fingerprint,
+            code_changes=self._code_changes,
         )
 
     def _read_part(self, rel: str, schema: pa.Schema) -> pa.Table:
