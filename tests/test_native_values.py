@@ -405,7 +405,7 @@ async def test_a_run_stored_as_json_text_is_not_resumed_with_structs(tmp_path: P
 def test_old_files_without_the_mark_read_back_with_it(tmp_path: Path) -> None:
     """A data file written before the mark existed reads back with the declared schema's
     field metadata, so the old and new row groups of a resumed run agree."""
-    from gridloom.storage._checkpoint import read_parquet
+    from gridloom.storage._parts import read_parquet
 
     declared = pa.schema([pa.field("blob", pa.string(), metadata=JSON_TEXT_METADATA)])
     path = tmp_path / "old.parquet"

@@ -50,7 +50,10 @@ def export(
     existing PATH is refused (exit 3) unless --overwrite. PATH inside OUTPUT_DIR
     is refused (exit 2) unless under OUTPUT_DIR/export/: an export never
     replaces a run's own files. A run still going, or stopped, exports the row
-    groups written so far.
+    groups written so far. Each data file is checked against the SHA-256
+    recorded when it was written: one damaged since fails the export (exit 1),
+    naming it, and nothing is written (gridloom resume OUTPUT_DIR sets it aside
+    and generates its rows again).
 
     \b
     Example:

@@ -9,12 +9,15 @@ import click
 
 from ..errors import StorageError
 from ..progress import render_corrections, render_drops, render_unwritten
-from ..storage import inspect_run
+from ..storage import Verification, inspect_run
 from ._group import json_option
 from ._output import EXIT_FAILED, Out, jsonable, render_rows, run_metadata
 from ._target import OUTPUT, Output, shown
 
 __all__ = ["inspect"]
+
+#: Damaged files the one-line error of ``--verify`` names (the report lists them all).
+_NAMED = 5
 
 
 @click.command(short_help="Show a run's status, counts, schema and first rows.")
@@ -27,8 +30,14 @@ __all__ = ["inspect"]
     show_default=True,
     help="Sample rows to show (0: none).",
 )
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Also read every committed file and check it against the SHA-256 recorded when it"
+    " was written; exit 1 if any is damaged.",
+)
 @json_option
-def inspect(output_dir: Output, sample_rows: int, as_json: bool) -> None:
+def inspect(output_dir: Output, sample_rows: int, verify: bool, as_json: bool) -> None:
     """Show the status, counts, schema and first rows of the run in OUTPUT_DIR.
 
     Reads metadata.json and the parquet footers, never the whole dataset: the
@@ -41,15 +50,24 @@ def inspect(output_dir: Output, sample_rows: int, as_json: bool) -> None:
     before). Problems found (a listed file missing, a file not yet listed, an
     unreadable file) are reported, not fatal.
 
+    --verify reads the whole dataset (a run at a URI is downloaded one file at
+    a time): each committed data and dropped-records file must hold the bytes
+    whose SHA-256 was recorded when it was written (a file from a run written
+    before digests must decode in full). It prints the damaged files, or "all N
+    files intact", and exits 1 when any is damaged; resume sets damaged files
+    aside and generates their rows again. export checks the files it reads in
+    the same way.
+
     \b
     Example:
       gridloom inspect out/people
       gridloom inspect out/quickstart --json -n 2
+      gridloom inspect out/quickstart --verify
     """
     out = Out("inspect", as_json)
     run_metadata(out, output_dir)
     try:
-        info = inspect_run(output_dir, sample_rows=sample_rows)
+        info = inspect_run(output_dir, sample_rows=sample_rows, verify=verify)
     except StorageError as exc:
         out.fail(EXIT_FAILED, str(exc), kind=type(exc).__name__, file=shown(output_dir))
     meta = info.metadata
@@ -97,12 +115,32 @@ def inspect(output_dir: Output, sample_rows: int, as_json: bool) -> None:
         if resumable
         else None,
         "summary": summary,
+        "verify": None if info.verification is None else info.verification.as_dict(),
     }
+    damage = None if info.verification is None else _damage(info.verification)
     if as_json:
+        if damage is not None:
+            out.fail(EXIT_FAILED, damage, kind="RunDamaged", file=shown(output_dir), extra=doc)
         out.emit(doc)
         return
     for line in _inspect_text(doc, [f["name"] for f in info.schema]):
         click.echo(line)
+    if damage is not None:
+        out.fail(EXIT_FAILED, damage, kind="RunDamaged", file=shown(output_dir))
+
+
+def _damage(verification: Verification) -> str | None:
+    """The one-line error of ``inspect --verify`` when files are damaged, else ``None``."""
+    if verification.intact:
+        return None
+    files = [d.file for d in verification.damaged]
+    named = ", ".join(files[:_NAMED]) + (
+        f" and {len(files) - _NAMED} more" if len(files) > _NAMED else ""
+    )
+    return (
+        f"{len(files)} of {verification.files} committed files are damaged ({named});"
+        f" {verification.repair}"
+    )
 
 
 def _counts(raw: Any) -> dict[str, Any]:
@@ -150,6 +188,15 @@ def _fill_groups(groups: dict[str, Any], base: int | None) -> int:
     return sum(1 for key in groups if key.isdigit() and int(key) >= base)
 
 
+def _verify_text(verified: dict[str, Any] | None) -> list[str]:
+    if verified is None:
+        return []
+    if verified["intact"]:
+        return [f"  verified: all {verified['files']} files intact"]
+    lines = [f"  damaged: {d['problem']}" for d in verified["damaged"]]
+    return [*lines, f"  repair: {verified['repair']}"]
+
+
 def _int_or_none(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
@@ -186,6 +233,7 @@ def _inspect_text(doc: dict[str, Any], names: list[str]) -> list[str]:
     lines += [_code_change_text(change) for change in doc["code_changes"]]
     for problem in doc["problems"]:
         lines.append(f"  problem: {problem}")
+    lines += _verify_text(doc["verify"])
     if doc["resume_command"]:
         lines.append(f"  continue with: {doc['resume_command']}")
     lines.append("columns:")

@@ -14,7 +14,7 @@ dropped like a row whose cell failed: it leaves the data, and a drop record name
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -32,7 +32,8 @@ from ..config._processors import (
 )
 from ..errors import ConfigError
 from ..generators import TemplateLimits
-from ..storage import ColumnCounts, DropRecord, RowGroupData, RowGroupStore
+from ..storage import ColumnCounts, DropRecord, RowGroupData, RowGroupStore, Verification
+from ..storage._parts import store_tables, store_verification
 from ._transform import CompiledTransform, RowFailures, compile_transform
 
 __all__ = ["ProcessingStore", "ProcessorChain", "compile_processors"]
@@ -241,3 +242,11 @@ class ProcessingStore:
     def read_dropped(self) -> pa.Table:
         """The wrapped store's drop records."""
         return self._store.read_dropped()
+
+    def iter_tables(self) -> Iterator[pa.Table]:
+        """The wrapped store's rows, one row group at a time (each part checked)."""
+        return store_tables(self._store)
+
+    def verify(self) -> Verification:
+        """Check the wrapped store's committed files."""
+        return store_verification(self._store)

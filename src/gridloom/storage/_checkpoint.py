@@ -71,6 +71,7 @@ from ._atomic import atomic_write_bytes, fsync_dir, remove_temp_files
 from ._code import CodeFingerprint, code_after_resume
 from ._convert import data_table, dropped_table
 from ._digest import digest_of, rendered
+from ._location import Location, location_of
 from ._metadata import (
     RowGroupEntry,
     Tally,
@@ -87,8 +88,6 @@ from ._types import RowGroupData
 __all__ = [
     "ROW_GROUP_KEY",
     "ParquetStore",
-    "declared_table",
-    "read_parquet",
 ]
 
 #: Key of the row group entry in each data file's footer metadata.
@@ -96,36 +95,6 @@ ROW_GROUP_KEY = "gridloom.row_group"
 
 
 Mode = Literal["new", "overwrite", "resume"]
-
-
-def read_parquet(path: Path, schema: pa.Schema) -> pa.Table:
-    """Read one parquet file and check it has exactly ``schema`` (metadata aside: the
-    table read carries ``schema``'s, of the schema and of each field).
-
-    Raises:
-        StorageError: the file cannot be read or has another schema.
-    """
-    try:
-        table = pq.read_table(path)
-    except (OSError, ValueError, pa.ArrowException) as exc:
-        raise StorageError(f"cannot read {path}: {exc}") from exc
-    return declared_table(table, schema, str(path))
-
-
-def declared_table(table: pa.Table, schema: pa.Schema, where: str) -> pa.Table:
-    """``table`` (read from ``where``) with ``schema``'s metadata, after checking it has exactly
-    ``schema`` otherwise.
-
-    Raises:
-        StorageError: the table has another schema.
-    """
-    if not table.schema.equals(schema):
-        raise StorageError(
-            f"{where} does not have the declared schema:\n{table.schema}\nexpected:\n{schema}"
-        )
-    # The declared schema's metadata wins (a field's JSON-text mark included), so files
-    # written before a mark existed read back like the ones written after.
-    return pa.Table.from_arrays(table.columns, schema=schema)
 
 
 def _write_data_file(table: pa.Table, info: str, f: BinaryIO) -> None:
@@ -172,6 +141,7 @@ class ParquetStore(RunStore):
             tally=tally,
         )
         self._dir = output_dir
+        self._location: Location | None = None  # made when first read
         self._damaged: tuple[str, ...] = ()
 
     # ----------------------------------------------------------------- opening
@@ -490,5 +460,7 @@ class ParquetStore(RunStore):
 
     # ----------------------------------------------------------------- reading
 
-    def _read_part(self, rel: str, schema: pa.Schema) -> pa.Table:
-        return read_parquet(self._dir / rel, schema)
+    def _parts_location(self) -> Location:
+        if self._location is None:
+            self._location = location_of(self._dir)
+        return self._location

@@ -4,10 +4,15 @@ When a row group is committed, the SHA-256 of each of its files (the data part a
 the group dropped rows, its dropped-records part) is recorded in its ``row_groups`` entry of
 ``metadata.json`` (and in its commit entry, for :class:`~gridloom.storage.ManifestStore`), as
 ``"sha256"`` and ``"dropped_sha256"``: the digest of the bytes written, computed before the
-file is renamed into place. A resume recomputes it, so a part damaged after it was written
-(a flipped sector, an overwritten range, a bad copy) is found even when its parquet footer
-still reads. Entries written before digests existed have none: their parts are decoded in
-full instead (every page read and decompressed), which finds most, not all, damage.
+file is renamed into place. It is recomputed wherever the run's data is read back: a resume
+(:mod:`gridloom.storage._resume`), every read of the dataset (:attr:`RunResult.table
+<gridloom.storage.RunResult.table>`, an export) and :meth:`RunResult.verify
+<gridloom.storage.RunResult.verify>` (``gridloom inspect --verify``); see
+:mod:`gridloom.storage._parts`. So a part damaged after it was written (a flipped sector, an
+overwritten range, a bad copy) is found even when its parquet footer still reads: pyarrow
+writes no page checksums, and such a part may decode, to other values. Entries written
+before digests existed have none: their parts are decoded in full instead (every page read
+and decompressed), which finds most, not all, damage.
 """
 
 from __future__ import annotations
@@ -22,18 +27,35 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 __all__ = [
+    "DECODE_ERRORS",
     "DIGEST_KEYS",
     "check_digest_field",
     "content_problem",
+    "decode_problem",
     "digest_of",
     "file_digest",
+    "mismatch",
     "rendered",
+    "stream_digest",
 ]
 
 #: The entry fields holding the digests of the data part and of the dropped-records part.
 DIGEST_KEYS = ("sha256", "dropped_sha256")
 
+#: What pyarrow raises on a parquet file it cannot decode: damaged pages raise more than
+#: ``OSError`` and ``ArrowException`` (a footer damaged into undecodable names raises
+#: ``UnicodeDecodeError``, a ``ValueError``; some damaged encodings ``IndexError``).
+DECODE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    pa.ArrowException,
+    ValueError,
+    IndexError,
+    EOFError,
+)
+
 _HEX = frozenset("0123456789abcdef")
+#: Bytes read at a time when a digest is computed from a stream (memory stays bounded).
+_CHUNK = 1 << 20
 
 
 def rendered(write: Callable[[BinaryIO], None]) -> bytes:
@@ -52,6 +74,37 @@ def file_digest(path: Path) -> str:
     """The hex SHA-256 of the file at ``path`` (read in chunks)."""
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def stream_digest(stream: Any) -> str:
+    """The hex SHA-256 of what is left to read in ``stream`` (any object with ``read(n)``:
+    a file, or a pyarrow input stream of a remote file), read :data:`_CHUNK` bytes at a time."""
+    digest = hashlib.sha256()
+    while chunk := stream.read(_CHUNK):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def mismatch(name: str, actual: str, expected: str) -> str:
+    """Why the file ``name``, whose SHA-256 is ``actual``, is damaged: it was committed with
+    ``expected``."""
+    return (
+        f"{name} does not hold the bytes written at commit (its SHA-256 is {actual[:12]}...,"
+        f" the run recorded {expected[:12]}...)"
+    )
+
+
+def decode_problem(payload: bytes, name: str, rows: int | None = None) -> str | None:
+    """Why ``payload``, the content of the parquet file ``name``, is damaged (it does not
+    decode in full, every page read and decompressed, or holds other than ``rows`` rows when
+    given), or ``None``."""
+    try:
+        table = pq.read_table(pa.BufferReader(payload))
+    except DECODE_ERRORS as exc:
+        return f"{name} does not decode ({type(exc).__name__}: {exc})"
+    if rows is not None and table.num_rows != rows:
+        return f"{name} holds {table.num_rows:,} rows, its row group is recorded with {rows:,}"
+    return None
 
 
 def check_digest_field(raw: dict[str, Any], key: str) -> str | None:
@@ -88,14 +141,8 @@ def content_problem(path: Path, name: str, expected: str | None) -> tuple[str | 
         return f"{name} is unreadable ({type(exc).__name__}: {exc})", None
     if expected is not None:
         if actual != expected:
-            return (
-                f"{name} does not hold the bytes written at commit (its SHA-256 is"
-                f" {actual[:12]}..., metadata.json recorded {expected[:12]}...)",
-                None,
-            )
+            return mismatch(name, actual, expected), None
         return None, actual
-    try:
-        pq.read_table(pa.BufferReader(payload))
-    except (OSError, pa.ArrowException, ValueError, IndexError, EOFError) as exc:
-        return f"{name} does not decode ({type(exc).__name__}: {exc})", None
+    if (problem := decode_problem(payload, name)) is not None:
+        return problem, None
     return None, digest_of(payload)

@@ -5,7 +5,10 @@ JSON Lines, CSV and parquet are streamed: the dataset is read one row group (one
 at a time and appended to the output, so memory holds one row group whatever the dataset's
 size. Every export is atomic: it is written to a ``.tmp-*`` file (or folder) beside the
 target, then renamed over it, so a failed export leaves no partial file behind. An existing
-target is refused unless ``overwrite`` is given.
+target is refused unless ``overwrite`` is given. Each data part of a run is checked against
+the SHA-256 recorded when it was committed as it is read (:mod:`gridloom.storage._parts`): a
+part damaged since fails the export with a :class:`~gridloom.errors.StorageError` naming it
+(and how to repair the run), and nothing is left at the target.
 
 Values: JSON Lines writes nested values (structs, lists) as JSON objects and arrays, and so
 the JSON text of a column marked as holding it (a ``dtype: json`` column, or a structured one
@@ -302,11 +305,13 @@ def _export_hf(schema: pa.Schema, tables: Iterable[pa.Table], target: Path) -> E
 def export_result(
     result: RunResult, target: Path, fmt: str, *, overwrite: bool = False
 ) -> ExportInfo:
-    """Export a run's dataset (see :func:`export_tables`), read one row group at a time.
+    """Export a run's dataset (see :func:`export_tables`), read one row group at a time, each
+    data part checked against its recorded digest (:meth:`RunResult.iter_tables`).
 
     Raises:
         StorageError: also when ``target`` is inside the run directory (outside its
-            ``export/`` folder) or holds it (see :func:`export_target_problem`).
+            ``export/`` folder) or holds it (see :func:`export_target_problem`), or when a
+            data part is damaged (nothing is then left at ``target``).
     """
     if result.output_dir is not None:
         problem = export_target_problem(result.output_dir, target)

@@ -3,7 +3,9 @@
 Everything comes from ``metadata.json`` (plus the commit entries of ``_commits/``, written
 by the shards of a sharded run) and the parquet footers; the only data read is the first rows
 of the first non-empty data file's first row group (the sample) and the dropped-records files
-(the drop reasons, with an example each). A run directory is a local path or a URI
+(the drop reasons, with an example each). With ``verify``, every committed file is also read
+and checked against the SHA-256 recorded when it was committed
+(:func:`~gridloom.storage._parts.verify_groups`). A run directory is a local path or a URI
 (:func:`~gridloom.storage.location_of`).
 """
 
@@ -23,6 +25,7 @@ from ._commits import committed_indices, load_document, read_commit
 from ._drops import DropExample, DropTally
 from ._location import Location, is_remote_uri, local_path, location_of
 from ._metadata import RowGroupEntry, check_document, load_json
+from ._parts import Verification, verify_groups
 
 __all__ = [
     "RunDirectoryInfo",
@@ -137,6 +140,8 @@ class RunDirectoryInfo:
         drop_reasons: dropped rows per column and error type.
         drop_examples: one example per drop reason (row id and message).
         sample: the first rows of the dataset, as an Arrow table.
+        verification: with ``verify``, what the check of every committed file found (the
+            row groups ``metadata.json`` and the commit entries list); else ``None``.
     """
 
     metadata: dict[str, Any]
@@ -148,6 +153,7 @@ class RunDirectoryInfo:
     drop_reasons: dict[str, dict[str, int]]
     drop_examples: tuple[DropExample, ...]
     sample: pa.Table
+    verification: Verification | None = None
 
 
 def _part_files(directory: Path) -> dict[int, Path]:
@@ -185,15 +191,21 @@ def _schema_from_metadata(metadata: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"name": str(n), "type": str(t), "nullable": True} for n, t in recorded.items()]
 
 
-def inspect_run(out: str | os.PathLike[str], *, sample_rows: int = 5) -> RunDirectoryInfo:
+def inspect_run(
+    out: str | os.PathLike[str], *, sample_rows: int = 5, verify: bool = False
+) -> RunDirectoryInfo:
     """Read what a run directory holds, without loading the dataset.
 
     Args:
         out: the run directory: a path, or a URI (``s3://...``).
         sample_rows: how many rows to sample (0 for none).
+        verify: also check every committed file against the SHA-256 recorded when it was
+            committed (:attr:`RunDirectoryInfo.verification`): this reads the whole dataset
+            (a run at a URI is downloaded one file at a time).
 
     Raises:
-        StorageError: ``out`` holds no run, or its ``metadata.json`` cannot be read.
+        StorageError: ``out`` holds no run, or its ``metadata.json`` cannot be read; with
+            ``verify``, a remote filesystem cannot be read.
     """
     location = location_of(out)
     metadata = read_run_metadata(out)
@@ -273,6 +285,7 @@ def inspect_run(out: str | os.PathLike[str], *, sample_rows: int = 5) -> RunDire
     }
     drop_examples = tuple(example for errors in reasons.values() for example in errors.values())
 
+    verification = verify_groups(location, listed) if verify else None
     return RunDirectoryInfo(
         metadata=metadata,
         rows_on_disk=rows_on_disk,
@@ -283,4 +296,5 @@ def inspect_run(out: str | os.PathLike[str], *, sample_rows: int = 5) -> RunDire
         drop_reasons=drop_reasons,
         drop_examples=drop_examples,
         sample=sample,
+        verification=verification,
     )

@@ -38,7 +38,8 @@ from gridloom.errors import StorageError
 
 from .._attrs import frozen
 from ._atomic import TEMP_PREFIX, atomic_write, fsync_dir
-from ._checkpoint import declared_table, read_parquet
+from ._digest import file_digest, stream_digest
+from ._parts import declared_table, read_parquet
 
 __all__ = ["Location", "is_remote_uri", "local_path", "location_of"]
 
@@ -248,6 +249,39 @@ class Location:
             raise StorageError(f"cannot read {self.where(rel)}: larger than {limit:,} bytes")
         return bytes(data)
 
+    def read_file(self, rel: str) -> bytes:
+        """The whole content of the file ``rel``: a part of the run, which is decoded whole
+        anyway (memory holds one part, as :meth:`read_parquet` does).
+
+        Raises:
+            FileNotFoundError: ``rel`` is missing.
+            OSError: a local file cannot be read (left to the caller, to whom a local part
+                that cannot be read is a damaged one).
+            StorageError: a remote filesystem failed otherwise (one line, no secrets).
+        """
+        if self.local is not None:
+            return (self.local / rel).read_bytes()
+        try:
+            with self.filesystem.open_input_file(self.path(rel)) as f:
+                return bytes(f.read())
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            self._fail("read", rel, exc)
+
+    def digest(self, rel: str) -> str:
+        """The hex SHA-256 of the file ``rel``, read in chunks (memory stays bounded);
+        errors as for :meth:`read_file`."""
+        if self.local is not None:
+            return file_digest(self.local / rel)
+        try:
+            with self.filesystem.open_input_stream(self.path(rel)) as stream:
+                return stream_digest(stream)
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            self._fail("read", rel, exc)
+
     def list_names(self, rel_dir: str) -> list[str]:
         """Names of the files directly in the directory ``rel_dir``, sorted (``[]`` when it
         is missing)."""
@@ -265,7 +299,7 @@ class Location:
 
     def read_parquet(self, rel: str, schema: pa.Schema) -> pa.Table:
         """Read the parquet file ``rel`` and check it has exactly ``schema`` (as
-        :func:`gridloom.storage._checkpoint.read_parquet` does for a local file).
+        :func:`gridloom.storage._parts.read_parquet` does for a local file).
 
         Raises:
             StorageError: the file cannot be read or has another schema.

@@ -447,8 +447,8 @@ class ManifestStore(RunStore):
 
     # ----------------------------------------------------------------- reading
 
-    def _read_part(self, rel: str, schema: pa.Schema) -> pa.Table:
-        return self._location.read_parquet(rel, schema)
+    def _parts_location(self) -> Location:
+        return self._location
 
 
 def _remove_group(location: Location, index: int) -> None:

@@ -13,12 +13,11 @@ import pyarrow as pa
 
 from gridloom.errors import StorageError
 
-from ._convert import DROPPED_SCHEMA
 from ._inspect import committed_entries, read_file_schema, read_run_metadata
 from ._location import Location, location_of
-from ._metadata import RowGroupEntry, Tally, TallyView
+from ._metadata import RowGroupEntry, Tally
+from ._parts import PartReader
 from ._result import RunResult
-from ._runstore import part_of
 from ._types import RowGroupData
 
 __all__ = ["open_run"]
@@ -27,8 +26,9 @@ __all__ = ["open_run"]
 _EXTRAS = ("models", "invocation", "shortfall", "stop")
 
 
-class _RunDirectory(TallyView):
-    """The row groups of a run, read on demand; nothing is written."""
+class _RunDirectory(PartReader):
+    """The row groups of a run, read on demand (each part checked against its digest:
+    :mod:`gridloom.storage._parts`); nothing is written."""
 
     def __init__(self, location: Location, schema: pa.Schema, tally: Tally) -> None:
         self._location = location
@@ -49,21 +49,8 @@ class _RunDirectory(TallyView):
             f"{self._location.display} was opened for reading: it cannot be finished"
         )
 
-    def read_table(self) -> pa.Table:
-        tables = [
-            part_of(entry, self._location.read_parquet(RowGroupEntry.data_file(i), self._schema))
-            for i, entry in sorted(self._tally.groups.items())
-            if entry.rows
-        ]
-        return pa.concat_tables(tables) if tables else self._schema.empty_table()
-
-    def read_dropped(self) -> pa.Table:
-        tables = [
-            self._location.read_parquet(RowGroupEntry.dropped_file(i), DROPPED_SCHEMA)
-            for i, entry in sorted(self._tally.groups.items())
-            if entry.has_drops
-        ]
-        return pa.concat_tables(tables) if tables else DROPPED_SCHEMA.empty_table()
+    def _parts_location(self) -> Location:
+        return self._location
 
 
 def _schema(location: Location, tally: Tally, recorded: Any) -> pa.Schema:

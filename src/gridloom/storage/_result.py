@@ -13,15 +13,11 @@ from typing import Any
 import attrs
 import pyarrow as pa
 
-from gridloom.errors import StorageError
-
 from .._attrs import frozen
-from ._checkpoint import read_parquet
 from ._convert import parse_json_text
 from ._drops import DropExample, summarize_drops
 from ._export import ExportInfo, export_result, hf_dataset
-from ._inspect import read_run_metadata
-from ._metadata import RowGroupEntry
+from ._parts import Verification, store_tables, store_verification
 from ._protocol import RowGroupStore
 from ._types import ColumnCounts, CorrectionCounts
 
@@ -147,7 +143,9 @@ class RunResult:
 
     @property
     def table(self) -> pa.Table:
-        """The dataset as a ``pyarrow.Table`` (read on first access, then cached)."""
+        """The dataset as a ``pyarrow.Table`` (read on first access, then cached; each part
+        checked as :meth:`iter_tables` says, so a damaged one raises
+        :class:`~gridloom.errors.StorageError` naming it instead of giving other values)."""
         if "table" not in self._cache:
             self._cache["table"] = self._store.read_table()
         return self._cache["table"]
@@ -158,28 +156,38 @@ class RunResult:
         return self._store.schema
 
     def iter_tables(self) -> Iterator[pa.Table]:
-        """The dataset one row group at a time, in order: for a run directory each data file
+        """The dataset one row group at a time, in order: for a run directory each data part
         is read only when the previous table has been consumed (memory holds one row group);
         an in-memory result (a preview) or one whose :attr:`table` was read yields that.
 
+        Each part is checked against the SHA-256 recorded when it was committed before it is
+        decoded (:mod:`gridloom.storage._parts`), as :attr:`table` does.
+
         Raises:
-            StorageError: a data file cannot be read or has another schema.
+            StorageError: a data part is missing, unreadable, not what was committed (its
+                pages were damaged after it was written: the message names it and says how to
+                repair the run), or has another schema.
         """
-        if self.output_dir is None or "table" in self._cache:
+        if "table" in self._cache:
             yield self.table
             return
-        where = self.output_dir / "metadata.json"
-        groups = read_run_metadata(self.output_dir).get("row_groups", {})
-        try:
-            entries = [RowGroupEntry.from_json(int(i), raw) for i, raw in groups.items()]
-        except (KeyError, TypeError, ValueError, OverflowError) as exc:
-            raise StorageError(
-                f"cannot read {where}: metadata.json is damaged: a row_groups entry ({exc!r})"
-            ) from exc
-        indices = sorted(entry.index for entry in entries if entry.rows)
-        for index in indices:
-            path = self.output_dir / RowGroupEntry.data_file(index)
-            yield read_parquet(path, self.schema)
+        yield from store_tables(self._store)
+
+    def verify(self) -> Verification:
+        """Check every committed file of the run, data and dropped-records parts, against the
+        SHA-256 recorded when it was committed (a file from a run written before digests is
+        decoded in full instead), without keeping any data; ``gridloom inspect --verify`` does
+        this. A run at a URI is downloaded one file at a time to be checked. An in-memory
+        result has no files (``files == 0``).
+
+        Returns:
+            What was checked and which files are damaged (:attr:`Verification.intact` when
+            none), with :attr:`Verification.repair` saying how to regenerate their rows.
+
+        Raises:
+            StorageError: a remote filesystem cannot be read (the check could not be made).
+        """
+        return store_verification(self._store)
 
     def export(
         self, path: str | os.PathLike[str], format: str, *, overwrite: bool = False
@@ -190,7 +198,8 @@ class RunResult:
 
         Raises:
             OutputExistsError: ``path`` exists and ``overwrite`` is false.
-            StorageError: an unknown format, or the file cannot be written.
+            StorageError: an unknown format, the file cannot be written, or a data part is
+                damaged (see :meth:`iter_tables`; nothing is then left at ``path``).
             ImportError: ``hf`` without the ``datasets`` package (the ``hf`` extra).
         """
         return export_result(self, Path(path), format, overwrite=overwrite)

@@ -1,6 +1,7 @@
 """What the two stores that write a run share (:class:`ParquetStore` on a local folder,
 :class:`ManifestStore` on any location): the run's recorded settings, its tally and status,
-the ``metadata.json`` document, the layout check, and reading the row groups back."""
+the ``metadata.json`` document, the layout check, and reading the row groups back (each part
+checked against its recorded digest: :class:`~gridloom.storage._parts.PartReader`)."""
 
 from __future__ import annotations
 
@@ -13,22 +14,23 @@ import trio
 
 from gridloom.errors import StorageError
 
-from ._convert import DROPPED_SCHEMA
 from ._lock import RunDirLock
-from ._metadata import RowGroupEntry, Tally, TallyView, layout_problem, run_document
+from ._metadata import Tally, layout_problem, run_document
+from ._parts import PartReader
 from ._protocol import IO_THREADS
 from ._types import RowGroupData
 
-__all__ = ["RunStore", "part_of"]
+__all__ = ["RunStore"]
 
 S = TypeVar("S", bound="RunStore")
 
 
-class RunStore(TallyView):
+class RunStore(PartReader):
     """The state of a run being written (private base: use a subclass's ``open``).
 
-    Subclasses read one part file (:meth:`_read_part`) and write ``metadata.json``; the
-    rest — properties, the document, reading every row group back — is here.
+    Subclasses say where their parts are (:meth:`_parts_location`) and write
+    ``metadata.json``; the rest — properties, the document, reading every row group back
+    (:class:`~gridloom.storage._parts.PartReader`) — is here.
     """
 
     def __init__(
@@ -162,51 +164,3 @@ class RunStore(TallyView):
             code_fingerprint=self._code_fingerprint,
             code_changes=self._code_changes,
         )
-
-    def _read_part(self, rel: str, schema: pa.Schema) -> pa.Table:
-        """One part file of the run (``rel`` to its root), with exactly ``schema``."""
-        raise NotImplementedError
-
-    def read_table(self) -> pa.Table:
-        """All kept rows of the row groups held, in row group order, with exactly the
-        declared schema (blocking).
-
-        Raises:
-            StorageError: a data file is missing, unreadable or has another schema.
-        """
-        tables = [
-            part_of(entry, self._read_part(RowGroupEntry.data_file(i), self._schema))
-            for i, entry in sorted(self._tally.groups.items())
-            if entry.rows
-        ]
-        return pa.concat_tables(tables) if tables else self._schema.empty_table()
-
-    def read_dropped(self) -> pa.Table:
-        """All drop records of the row groups held, in row group order (blocking).
-
-        Raises:
-            StorageError: a dropped file is missing or unreadable.
-        """
-        tables = [
-            self._read_part(RowGroupEntry.dropped_file(i), DROPPED_SCHEMA)
-            for i, entry in sorted(self._tally.groups.items())
-            if entry.has_drops
-        ]
-        return pa.concat_tables(tables) if tables else DROPPED_SCHEMA.empty_table()
-
-
-def part_of(entry: RowGroupEntry, table: pa.Table) -> pa.Table:
-    """``table``, the data part read for ``entry``, once it holds the rows ``entry`` counts.
-
-    Raises:
-        StorageError: it holds another number of rows (the part was replaced after its entry
-            was written, e.g. by a second process writing the same run).
-    """
-    if table.num_rows != entry.rows:
-        raise StorageError(
-            f"{RowGroupEntry.data_file(entry.index)} holds {table.num_rows:,} rows but its row"
-            f" group is recorded with {entry.rows:,}: the part was replaced after it was"
-            " committed (were two runs writing this output at once?); start again with"
-            " --overwrite (overwrite=True from Python)"
-        )
-    return table
