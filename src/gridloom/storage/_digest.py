@@ -65,7 +65,7 @@ def rendered(write: Callable[[BinaryIO], None]) -> bytes:
     return buffer.getvalue()
 
 
-def digest_of(payload: bytes) -> str:
+def digest_of(payload: bytes | pa.Buffer) -> str:
     """The hex SHA-256 of ``payload``."""
     return hashlib.sha256(payload).hexdigest()
 
@@ -94,7 +94,7 @@ def mismatch(name: str, actual: str, expected: str) -> str:
     )
 
 
-def decode_problem(payload: bytes, name: str, rows: int | None = None) -> str | None:
+def decode_problem(payload: bytes | pa.Buffer, name: str, rows: int | None = None) -> str | None:
     """Why ``payload``, the content of the parquet file ``name``, is damaged (it does not
     decode in full, every page read and decompressed, or holds other than ``rows`` rows when
     given), or ``None``."""

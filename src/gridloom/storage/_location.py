@@ -249,9 +249,15 @@ class Location:
             raise StorageError(f"cannot read {self.where(rel)}: larger than {limit:,} bytes")
         return bytes(data)
 
-    def read_file(self, rel: str) -> bytes:
+    def read_file(self, rel: str) -> pa.Buffer:
         """The whole content of the file ``rel``: a part of the run, which is decoded whole
         anyway (memory holds one part, as :meth:`read_parquet` does).
+
+        The buffer is Arrow's own memory, not a Python ``bytes``: a table decoded from it
+        may share its memory, and a table sharing a Python object's memory that lives until
+        the interpreter exits (a run's drop examples) made the process abort there (SIGABRT,
+        "terminate called without an active exception"), releasing the object without the
+        interpreter.
 
         Raises:
             FileNotFoundError: ``rel`` is missing.
@@ -260,10 +266,11 @@ class Location:
             StorageError: a remote filesystem failed otherwise (one line, no secrets).
         """
         if self.local is not None:
-            return (self.local / rel).read_bytes()
+            with pa.OSFile(str(self.local / rel), "rb") as local:
+                return local.read_buffer()
         try:
             with self.filesystem.open_input_file(self.path(rel)) as f:
-                return bytes(f.read())
+                return f.read_buffer()
         except FileNotFoundError:
             raise
         except (OSError, ValueError, pa.ArrowException) as exc:
