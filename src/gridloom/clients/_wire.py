@@ -110,6 +110,20 @@ class _Connection:
             self.h11.receive_data(cast(bytes, data))
 
 
+async def _receive(
+    stream: trio.abc.Stream, reader: ReplyReader, scope: trio.CancelScope, read: float, until: float
+) -> None:
+    """Read a reply into ``reader`` until it is complete, each read taking ``read`` seconds at
+    most (never past ``until``) under ``scope``."""
+    while not reader.complete:
+        _bound(scope, read, until)
+        data = await stream.receive_some(READ_SIZE)
+        if data:
+            reader.feed(bytes(data))
+        else:
+            reader.eof()
+
+
 class _Overdue(Exception):
     """The exchange's overall deadline passed (internal to :meth:`WireTransport.post`)."""
 
@@ -268,6 +282,12 @@ class WireTransport(httpx.AsyncBaseTransport):
         Per-operation timeouts and errors are :meth:`handle_async_request`'s; the exchange as
         a whole ends at trio time ``until`` (``math.inf``: no bound), and then gives ``None``.
         One cancel scope serves both, its deadline the nearer of the two.
+
+        A server may answer before it has read the whole body and close the connection (a 413
+        or 401 sent once the head is read): sending then fails (a broken pipe, a reset) once
+        the body is larger than the socket buffers. As httpcore does, the reply is still read
+        (within ``cap`` and the read timeout), and only if no whole reply came is the failed
+        write reported. Such a connection is never reused.
         """
         if self._closed:
             raise RuntimeError("the transport is closed")
@@ -279,6 +299,8 @@ class WireTransport(httpx.AsyncBaseTransport):
         reader = ReplyReader(cap, where)
         phase: type[httpx.TimeoutException] = httpx.PoolTimeout
         slot = False
+        #: Why sending the request failed, if it did (a reply may still have come).
+        unsent: BaseException | None = None
         try:
             with trio.CancelScope(deadline=until) as scope:
                 try:
@@ -295,20 +317,23 @@ class WireTransport(httpx.AsyncBaseTransport):
                 phase = httpx.WriteTimeout
                 _bound(scope, _get(timeouts, "write"), until)
                 request = b"".join((head, str(len(body)).encode(), b"\r\n\r\n", body))
-                await send(conn.stream, conn.fd, request)
+                try:
+                    await send(conn.stream, conn.fd, request)
+                except (trio.BrokenResourceError, OSError) as exc:
+                    unsent = exc  # the server may have answered already: read below
                 phase = httpx.ReadTimeout
                 read = _get(timeouts, "read")
-                stream = conn.stream
-                while not reader.complete:
-                    _bound(scope, read, until)
-                    data = await stream.receive_some(READ_SIZE)
-                    if data:
-                        reader.feed(bytes(data))
-                    else:
-                        reader.eof()
+                try:
+                    await _receive(conn.stream, reader, scope, read, until)
+                except (httpx.TransportError, trio.BrokenResourceError, OSError):
+                    if unsent is None:
+                        raise
+                    raise unsent from None  # no whole reply came before it: report the write
             if scope.cancelled_caught:
                 if trio.current_time() >= until:
                     raise _Overdue
+                if unsent is not None:
+                    raise unsent
                 raise phase(phase.__name__)
         except BaseException as exc:
             reader.close()
@@ -330,7 +355,8 @@ class WireTransport(httpx.AsyncBaseTransport):
         except BaseException:  # refused (too large once inflated, undecodable): as h11's path
             conn.close_now()
             raise
-        self._keep_or_close(conn, reuse=reader.keep_alive and not reader.extra)
+        reuse = unsent is None and reader.keep_alive and not reader.extra
+        self._keep_or_close(conn, reuse=reuse)
         return reply
 
     def _checkout(self, origin: _Origin) -> _Connection | None:
