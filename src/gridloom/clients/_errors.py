@@ -60,14 +60,21 @@ _QUOTA_MARKERS = ("credit balance is too low",)
 _QUOTA_STATUSES = frozenset({400, 429})
 
 
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+def parse_retry_after(
+    value: str | None, *, now: float | None = None, date: str | None = None
+) -> float | None:
     """Seconds to wait according to a ``Retry-After`` header value.
+
+    An HTTP date is measured from the response's own ``Date`` header when it has a usable one
+    (RFC 9110 §10.2.3: the server's clock, not ours, so a skewed clock changes nothing), else
+    from the local clock.
 
     Args:
         value: the header value: delay-seconds (``"2"``, leniently also ``"1.5"``) or an HTTP
             date (``"Wed, 21 Oct 2015 07:28:00 GMT"``).
         now: the current wall-clock time (seconds since the epoch) an HTTP date is measured
-            from; ``time.time()`` when ``None``.
+            from when ``date`` is not usable; ``time.time()`` when ``None``.
+        date: the response's ``Date`` header value, if any.
 
     Returns:
         The delay in seconds (``0.0`` for a date already past), or ``None`` when the value is
@@ -80,14 +87,27 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
         return None
     if text[0] in "+-.0123456789":
         return _delay_seconds(text)
+    when = _http_date(text)
+    if when is None:
+        return None
+    current = _http_date(date.strip()) if date else None
+    if current is None:
+        current = time.time() if now is None else now
+    return max(0.0, when - current)
+
+
+def _http_date(text: str) -> float | None:
+    """An HTTP date as seconds since the epoch, or ``None`` if it is not one."""
     try:
         when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:  # HTTP dates are GMT; asctime-format dates carry no zone.
         when = when.replace(tzinfo=datetime.UTC)
-    current = time.time() if now is None else now
-    return max(0.0, when.timestamp() - current)
+    try:
+        return when.timestamp()
+    except (ValueError, OverflowError):
+        return None
 
 
 def _delay_seconds(text: str | None) -> float | None:
@@ -105,7 +125,7 @@ def _retry_after(headers: httpx.Headers, now: float | None) -> float | None:
     millis = _delay_seconds(headers.get("retry-after-ms"))
     if millis is not None:
         return millis / 1000.0
-    return parse_retry_after(headers.get("retry-after"), now=now)
+    return parse_retry_after(headers.get("retry-after"), now=now, date=headers.get("date"))
 
 
 def _error_detail(body: Any) -> str | None:
@@ -185,7 +205,8 @@ def error_from_response(
         provider: the provider's name, for the message.
         model: the model name, for the message.
         secrets: values to redact should the provider echo them in its error message.
-        now: wall-clock time to measure a ``Retry-After`` date from; ``time.time()`` if ``None``.
+        now: wall-clock time to measure a ``Retry-After`` date from when the response has no
+            usable ``Date`` header; ``time.time()`` if ``None``.
 
     Returns:
         The error to raise; it is not raised here.
