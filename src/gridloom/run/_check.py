@@ -7,7 +7,14 @@ from typing import Any
 
 import trio
 
-from ..clients import ChatRequest, EmbeddingRequest, Message, ModelHandle, transport_plan
+from ..clients import (
+    ChatRequest,
+    EmbeddingRequest,
+    Message,
+    ModelHandle,
+    TransportPlan,
+    transport_plan,
+)
 from ..config import EmbeddingColumn, PipelineConfig
 from ..errors import EmptyAnswer
 from ._models import used_aliases
@@ -27,6 +34,9 @@ async def probe_models(
     and OpenAI's refuse the parameter outright. A model that still runs out of tokens before
     answering (``finish_reason: length``) is reachable and serving, so it passes, with a
     ``note`` saying its columns will need a larger ``max_tokens``.
+
+    The models are probed concurrently, each within its own ``timeout``; the entries come in
+    the aliases' sorted order, as before.
     """
     providers = {p.name: p for p in config.providers}
     chat_aliases = {
@@ -36,47 +46,60 @@ async def probe_models(
         for alias in column.model_aliases().values()
     }
     embedding_only = used_aliases(config) - chat_aliases
-    results: list[dict[str, Any]] = []
-    for alias, handle in sorted(handles.items()):
-        started = trio.current_time()
+    ordered = sorted(handles.items())
+    results: list[dict[str, Any]] = [{} for _ in ordered]
+
+    async def probe(index: int, alias: str, handle: ModelHandle) -> None:
         plan = transport_plan(providers[handle.config.provider])
-        entry: dict[str, Any] = {
-            "alias": alias,
-            "provider": handle.config.provider,
-            "model": handle.model,
-            "transport": plan.kind,
-            "transport_reason": plan.reason,
-        }
-        try:
-            if alias in embedding_only:
-                await handle.embed(
-                    EmbeddingRequest(
-                        model=handle.model, inputs=("ok",), timeout=handle.config.timeout
-                    )
+        results[index] = await _probe(alias, handle, plan, embedding=alias in embedding_only)
+
+    # All at once, each bounded by its own model's timeout: a check of N models that do not
+    # answer takes one timeout, not N. The report keeps the aliases' order.
+    async with trio.open_nursery() as nursery:
+        for index, (alias, handle) in enumerate(ordered):
+            nursery.start_soon(probe, index, alias, handle)
+    return results
+
+
+async def _probe(
+    alias: str, handle: ModelHandle, plan: TransportPlan, *, embedding: bool
+) -> dict[str, Any]:
+    """One model's entry: one tiny request, its latency or its error (never raised)."""
+    started = trio.current_time()
+    entry: dict[str, Any] = {
+        "alias": alias,
+        "provider": handle.config.provider,
+        "model": handle.model,
+        "transport": plan.kind,
+        "transport_reason": plan.reason,
+    }
+    try:
+        if embedding:
+            await handle.embed(
+                EmbeddingRequest(model=handle.model, inputs=("ok",), timeout=handle.config.timeout)
+            )
+        else:
+            await handle.chat(
+                ChatRequest(
+                    model=handle.model,
+                    messages=(Message(role="user", content="Reply with OK."),),
+                    timeout=handle.config.timeout,
                 )
-            else:
-                await handle.chat(
-                    ChatRequest(
-                        model=handle.model,
-                        messages=(Message(role="user", content="Reply with OK."),),
-                        timeout=handle.config.timeout,
-                    )
-                )
-        except EmptyAnswer as exc:
-            if exc.reason != "length":
-                entry.update(ok=False, error=f"{type(exc).__name__}: {exc}")
-            else:
-                entry.update(
-                    ok=True,
-                    latency_s=round(trio.current_time() - started, 4),
-                    note=(
-                        "answered, but ran out of tokens before any text (finish_reason:"
-                        " length): give its columns a larger max_tokens"
-                    ),
-                )
-        except Exception as exc:  # reported, not raised: the point is to see them all
+            )
+    except EmptyAnswer as exc:
+        if exc.reason != "length":
             entry.update(ok=False, error=f"{type(exc).__name__}: {exc}")
         else:
-            entry.update(ok=True, latency_s=round(trio.current_time() - started, 4))
-        results.append(entry)
-    return results
+            entry.update(
+                ok=True,
+                latency_s=round(trio.current_time() - started, 4),
+                note=(
+                    "answered, but ran out of tokens before any text (finish_reason:"
+                    " length): give its columns a larger max_tokens"
+                ),
+            )
+    except Exception as exc:  # reported, not raised: the point is to see them all
+        entry.update(ok=False, error=f"{type(exc).__name__}: {exc}")
+    else:
+        entry.update(ok=True, latency_s=round(trio.current_time() - started, 4))
+    return entry
