@@ -203,11 +203,14 @@ async def acheck_models(
 ) -> list[dict[str, Any]]:
     """Send one tiny request to every model alias the pipeline uses; for callers in trio.
 
+    The requests go out at once, each bounded by its model's ``timeout``: a check of models
+    that never answer takes one timeout, not one per model.
+
     Returns:
-        One dict per alias: ``alias``, ``provider``, ``model``, ``ok``, ``latency_s`` or
-        ``error``, ``transport`` and ``transport_reason``, and a ``note`` for a model that
-        answered but ran out of tokens first (a reasoning model; its columns need a larger
-        ``max_tokens``).
+        One dict per alias, in the aliases' sorted order: ``alias``, ``provider``,
+        ``model``, ``ok``, ``latency_s`` or ``error``, ``transport`` and
+        ``transport_reason``, and a ``note`` for a model that answered but ran out of tokens
+        first (a reasoning model; its columns need a larger ``max_tokens``).
     """
     return await Run(config, base_dir=base_dir).check_models()
 

@@ -23,6 +23,9 @@ __all__ = ["check_models"]
 def check_models(config: Path, as_json: bool) -> None:
     """Send one tiny request to each model CONFIG uses; report latency or the error.
 
+    The models are checked at once, each within its own timeout: models that never
+    answer take one timeout in all, not one each.
+
     Under each model a line says which transport its provider uses and why: fast
     (gridloom's HTTP/1.1 transport), httpx (httpx's own: for a proxy, from the provider's
     proxy setting or from HTTPS_PROXY, HTTP_PROXY or ALL_PROXY, or for http2) or asgi (the
