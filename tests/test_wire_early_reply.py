@@ -175,3 +175,58 @@ def test_early_reply_with_a_small_body_is_unchanged(status: int) -> None:
     )
     _, outcome = trio.run(post_to, handler, b'{"a": 1}')
     assert getattr(outcome, "status_code", outcome) == status
+
+
+async def request_to(
+    handler: Callable[[trio.SocketStream], Awaitable[None]], body: bytes
+) -> tuple[int, httpx.Response | httpx.HTTPError]:
+    """As :func:`post_to`, through ``handle_async_request`` (h11) with the body read."""
+    wire = WireTransport(
+        httpx.Limits(max_connections=4, max_keepalive_connections=4, keepalive_expiry=60.0)
+    )
+    outcome: httpx.Response | httpx.HTTPError
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(
+            functools.partial(trio.serve_tcp, handler, 0, host="127.0.0.1")
+        )
+        port = listeners[0].socket.getsockname()[1]
+        request = httpx.Request(
+            "POST",
+            f"http://127.0.0.1:{port}/v1/files",
+            content=body,
+            extensions={"timeout": TIMEOUTS},
+        )
+        try:
+            outcome = await wire.handle_async_request(request)
+            await outcome.aread()
+            await outcome.aclose()
+        except httpx.HTTPError as exc:
+            outcome = exc
+        kept = wire._idle_count
+        await wire.aclose()
+        nursery.cancel_scope.cancel()
+    return kept, outcome
+
+
+@pytest.mark.parametrize("size", [100, 8 << 20])
+@pytest.mark.parametrize("close_header", [True, False])
+def test_h11_path_surfaces_the_early_reply_too(size: int, close_header: bool) -> None:
+    """``handle_async_request`` (httpx requests: batch files, ...) also reads the early reply
+    after a failed write, and never keeps that connection."""
+    seen: list[int] = []
+    handler = functools.partial(
+        answer_early, status=413, partial=0, delay=0.0, close_header=close_header, seen=seen
+    )
+    kept, outcome = trio.run(request_to, handler, b"x" * size)
+    assert isinstance(outcome, httpx.Response), repr(outcome)
+    assert outcome.status_code == 413
+    assert outcome.content == json.dumps({"error": {"message": "refused 413"}}).encode()
+    if close_header or size > 1 << 20:
+        assert kept == 0
+
+
+def test_h11_path_failed_write_without_a_reply_is_a_read_error() -> None:
+    """No reply before the failed write: the write's failure, as a ``ReadError``."""
+    kept, outcome = trio.run(request_to, hang_up, b"x" * (8 << 20))
+    assert isinstance(outcome, httpx.ReadError), repr(outcome)
+    assert kept == 0

@@ -16,7 +16,9 @@ needed, at a cost that does not depend on its size:
 
 httpx's timeouts are honoured per operation (connect, write, read, pool) and failures are
 raised as the same ``httpx`` exceptions httpcore raises, so the client's error mapping and
-transport retry see no difference; a failed TLS handshake names its reason (``certificate
+transport retry see no difference (as httpcore, a reply the server sent before it stopped
+reading the request — an early 413 or 401 — is still read when sending the body fails, and
+that connection is not reused); a failed TLS handshake names its reason (``certificate
 verify failed: self-signed certificate``, a hostname mismatch, an expired certificate, ...).
 HTTPS uses the SSL context it is given, which the client builds from the provider's TLS
 settings (:func:`~gridloom.clients._policy.ssl_context`), else httpx's default one (certifi,
@@ -157,11 +159,15 @@ class _fail_after:
 class _Body(httpx.AsyncByteStream):
     """A response body read from its connection; closing it frees (or closes) the connection."""
 
-    def __init__(self, transport: WireTransport, conn: _Connection, read_timeout: float):
+    def __init__(
+        self, transport: WireTransport, conn: _Connection, read_timeout: float, *, reusable: bool
+    ):
         self._transport = transport
         self._conn: _Connection | None = conn
         self._read_timeout = read_timeout
         self._done = False
+        #: False when sending the request failed: the connection is closed after the reply.
+        self._reusable = reusable
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self
@@ -186,7 +192,7 @@ class _Body(httpx.AsyncByteStream):
     async def aclose(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            self._transport._finished(conn, reuse=self._done)
+            self._transport._finished(conn, reuse=self._done and self._reusable)
 
 
 class WireTransport(httpx.AsyncBaseTransport):
@@ -231,6 +237,7 @@ class WireTransport(httpx.AsyncBaseTransport):
         conn: _Connection | None = None
         read_timeout = _timeout(request, "read")
         phase: type[httpx.TimeoutException] = httpx.ConnectTimeout
+        unsent: BaseException | None = None
         try:
             # One cancel scope for the whole exchange; its deadline follows the phase.
             with trio.CancelScope() as scope:
@@ -240,12 +247,22 @@ class WireTransport(httpx.AsyncBaseTransport):
                     conn = await self._connect(origin)
                 phase = httpx.WriteTimeout
                 scope.deadline = trio.current_time() + _timeout(request, "write")
-                await conn.send_request(request)
+                try:
+                    await conn.send_request(request)
+                except (trio.BrokenResourceError, OSError) as exc:
+                    unsent = exc  # the server may have answered already (see post)
                 phase = httpx.ReadTimeout
-                event = await conn.next_event(scope, read_timeout)
-                while isinstance(event, h11.InformationalResponse):
+                try:
                     event = await conn.next_event(scope, read_timeout)
+                    while isinstance(event, h11.InformationalResponse):
+                        event = await conn.next_event(scope, read_timeout)
+                except (httpx.TransportError, h11.ProtocolError, trio.BrokenResourceError, OSError):
+                    if unsent is None:
+                        raise
+                    raise unsent from None
             if scope.cancelled_caught:
+                if unsent is not None:
+                    raise unsent
                 raise phase(phase.__name__)
         except BaseException as exc:
             if conn is not None:
@@ -260,7 +277,7 @@ class WireTransport(httpx.AsyncBaseTransport):
         return httpx.Response(
             status_code=event.status_code,
             headers=event.headers.raw_items(),
-            stream=_Body(self, conn, read_timeout),
+            stream=_Body(self, conn, read_timeout, reusable=unsent is None),
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": bytes(event.reason)},
         )
 
