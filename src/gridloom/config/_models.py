@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 import attrs
@@ -49,6 +50,30 @@ _ENDPOINT_CREDENTIALS = (
     " environment variable holding the API key in api_key_env, or send other credentials"
     " in headers (their values are never shown)"
 )
+
+
+#: An HTTP header name (RFC 9110 ``token``).
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def _check_key_header(inst: Any, _attribute: attrs.Attribute[Any], value: str | None) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str) or not _HEADER_NAME.fullmatch(value):
+        raise ValueError(
+            "api_key_header must be an HTTP header name (letters, digits and"
+            f" !#$%&'*+-.^_`|~, no spaces or colon), such as 'api-key'; got {value!r}"
+        )
+    if not inst.api_key_env:
+        raise ValueError(
+            f"api_key_header {value!r} says how the key in api_key_env is sent, but provider"
+            f" {inst.name!r} names no api_key_env"
+        )
+    if any(str(name).lower() == value.lower() for name in inst.headers):
+        raise ValueError(
+            f"api_key_header {value!r} is also set in headers: the key goes in that header;"
+            " remove it from headers"
+        )
 
 
 def _redacted_repr(value: str | None) -> str:
@@ -115,6 +140,12 @@ class ProviderConfig:
             whitespace (a trailing newline from a file) is stripped; a key with a control
             character inside is a configuration error naming the variable. The key itself
             never appears in a config, an output file, a log or an error message.
+        api_key_header: the HTTP header the key is sent in, its value the key as it is
+            (``api-key`` for Azure OpenAI key auth, ``x-api-key`` for some gateways). By
+            default (``null``) an ``openai`` provider sends ``Authorization: Bearer <key>``
+            and an ``anthropic`` one ``x-api-key: <key>``. Needs ``api_key_env``; a header
+            name (letters, digits, ``-`` ...) that is not also in ``headers``. Like the key
+            variable, not part of the config's hash.
         headers: extra HTTP headers sent with every request.
         extra_body: extra fields merged into every request body.
         simulation: behaviour of the simulated endpoint (``simulated`` providers only).
@@ -143,6 +174,7 @@ class ProviderConfig:
     type: Literal["openai", "anthropic", "simulated"] = "openai"
     endpoint: str | None = attrs.field(default=None)
     api_key_env: str | None = None
+    api_key_header: str | None = attrs.field(default=None, validator=_check_key_header)
     headers: dict[str, str] = attrs.field(factory=dict)
     extra_body: dict[str, Any] = attrs.field(factory=dict)
     simulation: SimulationConfig | None = attrs.field(
