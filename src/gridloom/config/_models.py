@@ -235,7 +235,9 @@ class ModelConfig:
         requests_per_minute: a published request budget, spent evenly (one second's worth may
             go at once); aliases of one (provider, model) share the smallest.
         tokens_per_minute: a published token budget (input plus output); each response's usage
-            is charged, and new requests wait while the budget is overdrawn.
+            is charged, and new requests wait while the budget is overdrawn. A reply that
+            reports no usage (or 0 for a side) is charged an estimate, its characters / 4,
+            and a warning says once per model that the budget runs on estimates.
         max_response_bytes: the longest reply accepted, in bytes (after decompression); a
             longer one is refused while it is read (``ResponseTooLarge``; the row is dropped)
             instead of being held in memory. Aliases of one (provider, model) share the
