@@ -7,7 +7,9 @@ import contextlib
 import functools
 import json
 import logging
+import os
 import string
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -298,3 +300,34 @@ def test_the_key_never_appears_in_any_output(
     assert (out / "config.yaml").exists()
     for text in texts:
         assert key not in text
+
+
+@pytest.mark.parametrize("good", [True, False])
+async def test_cli_output_never_shows_the_key(tmp_path: Path, good: bool) -> None:
+    """``gridloom create --json`` against an Azure-style server (echoing headers on 401):
+    stdout, stderr and every file of the run hold no trace of the key."""
+    key = "azk-" + "Q7v2" * 8
+    async with key_server(key if good else key + "x") as (server, port):
+        config = tmp_path / "pipeline.yaml"
+        config.write_text(dump_config(_pipeline(port)))
+        env = {
+            **os.environ,
+            "GRIDLOOM_AZ_KEY": key,
+            "PYTHONPATH": os.pathsep.join([str(Path(gl.__file__).parents[1])]),
+        }
+        out = ["-o", str(tmp_path / "o"), "--json"]
+        done = await trio.run_process(
+            [sys.executable, "-m", "gridloom", "create", str(config), "-n", "3", *out],
+            env=env,
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    stdout, stderr = done.stdout.decode(), done.stderr.decode()
+    assert (done.returncode == 0) == good, stderr
+    assert server.seen
+    if not good:
+        assert "api-key" in stdout + stderr
+    for text in [stdout, stderr, *_outputs(tmp_path / "o")]:
+        assert key not in text
+        assert key[4:] not in text
