@@ -41,6 +41,7 @@ from gridloom.config import (
     structure_pipeline,
 )
 from gridloom.errors import ConfigError
+from gridloom.run._models import cache_scope
 
 KEY = "azkey-0123456789abcdef0123456789ab"
 REQUEST = ChatRequest(model="gpt-4o", messages=[Message(role="user", content="Hi")])
@@ -331,3 +332,78 @@ async def test_cli_output_never_shows_the_key(tmp_path: Path, good: bool) -> Non
     for text in [stdout, stderr, *_outputs(tmp_path / "o")]:
         assert key not in text
         assert key[4:] not in text
+
+
+# ---------------------------------------------------------------------- headers_env
+
+
+async def test_headers_env_sends_the_variable_and_never_shows_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A ``headers_env`` header goes out with the variable's value; an echo of it in an error
+    body is redacted; the cache scope, the saved config and the hash hold no value."""
+    secret = "apim-" + "Z8k3" * 8
+    monkeypatch.setenv("GRIDLOOM_APIM", secret)
+    provider = ProviderConfig(
+        name="gw",
+        endpoint=AZURE,
+        headers_env={"Ocp-Apim-Subscription-Key": "GRIDLOOM_APIM"},
+    )
+    seen: list[httpx.Request] = []
+
+    def echo(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(400, json={"error": {"message": f"bad: {dict(request.headers)}"}})
+
+    models = [ModelConfig(alias="m", provider="gw", model="gpt-4o")]
+    http = build_http_client(provider, models, transport=httpx.MockTransport(echo))
+    async with http:
+        with pytest.raises(gl.GridloomError) as caught:
+            await OpenAIClient(http, provider=provider, api_key=None).chat(REQUEST)
+    assert seen[0].headers["ocp-apim-subscription-key"] == secret
+    assert "bad:" in str(caught.value)
+    assert secret not in str(caught.value)
+    assert secret not in json.dumps(dict(cache_scope(provider).headers))
+    doc = _doc(api_key_env="K", headers_env={"Ocp-Apim-Subscription-Key": "GRIDLOOM_APIM"})
+    cfg = structure_pipeline(doc)
+    text = dump_config(cfg, redact=True)
+    assert secret not in text
+    assert "GRIDLOOM_APIM" in text
+    assert load_config(yaml.safe_load(text)) == cfg
+    assert config_hash(cfg) == config_hash(structure_pipeline(_doc(api_key_env="K")))
+
+
+@pytest.mark.parametrize(
+    ("headers_env", "problem"),
+    [
+        ({"bad header": "V"}, "not an HTTP header name"),
+        ({"X-Key": ""}, "needs the name of an environment variable"),
+        ({"api-key": "V"}, "also set in headers or api_key_header"),
+    ],
+)
+def test_bad_headers_env_is_refused_at_load(headers_env: dict[str, str], problem: str) -> None:
+    """An invalid ``headers_env`` fails at load, naming ``providers[1].headers_env``."""
+    doc = _doc(api_key_env="K", api_key_header="api-key", headers_env=headers_env)
+    with pytest.raises(ConfigError, match=problem) as caught:
+        structure_pipeline(doc)
+    assert "providers[1].headers_env" in str(caught.value)
+
+
+async def test_an_unset_headers_env_variable_fails_before_any_request(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unset variable stops the run before any request, naming the header's field."""
+    monkeypatch.delenv("GRIDLOOM_UNSET_HDR", raising=False)
+    async with key_server(KEY) as (server, port):
+        cfg = _pipeline(port)
+        provider = attrs.evolve(
+            cfg.providers[0],
+            api_key_env=None,
+            api_key_header=None,
+            headers_env={"X-Team-Key": "GRIDLOOM_UNSET_HDR"},
+        )
+        cfg = attrs.evolve(cfg, providers=[provider])
+        with pytest.raises(ConfigError, match="GRIDLOOM_UNSET_HDR") as caught:
+            await gl.acreate(cfg, num_records=2, output_dir=tmp_path / "o")
+    assert "providers[0].headers_env.X-Team-Key" in str(caught.value)
+    assert server.seen == []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any, Literal
 
 import attrs
@@ -17,6 +16,7 @@ from ._cache import (
 )
 from ._columns import ColumnConfig
 from ._constraints import Constraint
+from ._headers import check_headers_env, check_key_header
 from ._inference import (
     InferenceDistribution,
     as_param,
@@ -50,30 +50,6 @@ _ENDPOINT_CREDENTIALS = (
     " environment variable holding the API key in api_key_env, or send other credentials"
     " in headers (their values are never shown)"
 )
-
-
-#: An HTTP header name (RFC 9110 ``token``).
-_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-
-
-def _check_key_header(inst: Any, _attribute: attrs.Attribute[Any], value: str | None) -> None:
-    if value is None:
-        return
-    if not isinstance(value, str) or not _HEADER_NAME.fullmatch(value):
-        raise ValueError(
-            "api_key_header must be an HTTP header name (letters, digits and"
-            f" !#$%&'*+-.^_`|~, no spaces or colon), such as 'api-key'; got {value!r}"
-        )
-    if not inst.api_key_env:
-        raise ValueError(
-            f"api_key_header {value!r} says how the key in api_key_env is sent, but provider"
-            f" {inst.name!r} names no api_key_env"
-        )
-    if any(str(name).lower() == value.lower() for name in inst.headers):
-        raise ValueError(
-            f"api_key_header {value!r} is also set in headers: the key goes in that header;"
-            " remove it from headers"
-        )
 
 
 def _redacted_repr(value: str | None) -> str:
@@ -147,6 +123,11 @@ class ProviderConfig:
             name (letters, digits, ``-`` ...) that is not also in ``headers``. Like the key
             variable, not part of the config's hash.
         headers: extra HTTP headers sent with every request.
+        headers_env: extra HTTP headers whose values are read from environment variables
+            (header name to variable name), for credentials a gateway wants besides (or
+            instead of) the key: ``{Ocp-Apim-Subscription-Key: APIM_KEY}``. The values are
+            treated as the key is: never shown, saved or keyed on by the cache; an unset
+            variable is a configuration error naming it. Not part of the config's hash.
         extra_body: extra fields merged into every request body.
         simulation: behaviour of the simulated endpoint (``simulated`` providers only).
         proxy: URL of the proxy requests go through (``http://``, ``https://``, ``socks5://``,
@@ -174,8 +155,9 @@ class ProviderConfig:
     type: Literal["openai", "anthropic", "simulated"] = "openai"
     endpoint: str | None = attrs.field(default=None)
     api_key_env: str | None = None
-    api_key_header: str | None = attrs.field(default=None, validator=_check_key_header)
+    api_key_header: str | None = attrs.field(default=None, validator=check_key_header)
     headers: dict[str, str] = attrs.field(factory=dict)
+    headers_env: dict[str, str] = attrs.field(factory=dict, validator=check_headers_env)
     extra_body: dict[str, Any] = attrs.field(factory=dict)
     simulation: SimulationConfig | None = attrs.field(
         default=None,
