@@ -147,7 +147,8 @@ class AnthropicClient(AdapterBase):
     Args:
         http: the provider's shared client; its base URL ends in ``/v1``.
         provider: the provider's config; its ``extra_body`` is merged into every request body.
-        api_key: the API key, or ``None`` (e.g. behind a gateway that adds it).
+        api_key: the API key, or ``None`` (e.g. behind a gateway that adds it); sent as
+            ``x-api-key``, or in the header the provider's ``api_key_header`` names.
         retry: the transport retry policy; ``RetryPolicy()`` when ``None``.
     """
 
@@ -158,7 +159,7 @@ class AnthropicClient(AdapterBase):
         if "anthropic-version" not in self._http.headers:
             headers["anthropic-version"] = ANTHROPIC_VERSION
         if self._api_key is not None:
-            headers["x-api-key"] = self._api_key.reveal()
+            headers[self._provider.api_key_header or "x-api-key"] = self._api_key.reveal()
         return headers
 
     @staticmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -53,10 +54,16 @@ class AdapterBase:
         self._api_key = api_key
         self._retry = RetryPolicy() if retry is None else retry
         self._cut_told: set[str] = set()
-        # Redacted from every error message: the key and every configured header value.
+        # Redacted from every error message: the key and every configured header value
+        # (headers_env's read from the environment).
         self._secrets = tuple(
             [*([] if api_key is None else [api_key])]
             + [Secret(value) for value in provider.headers.values() if value]
+            + [
+                Secret(value)
+                for name in provider.headers_env.values()
+                if (value := os.environ.get(name, "").strip())
+            ]
         )
 
     @property

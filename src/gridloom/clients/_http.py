@@ -34,6 +34,7 @@ __all__ = [
     "api_url",
     "build_http_client",
     "direct_route",
+    "env_headers",
     "http_limits",
     "http_timeout",
     "request_url",
@@ -170,7 +171,12 @@ def build_http_client(
     if transport is None:
         transport, plan = network_transport(provider, url, limits)
     # Only the encodings the reply size cap can inflate in bounded pieces (see _limit.py).
-    headers = {"user-agent": _user_agent(), "accept-encoding": "gzip, deflate", **provider.headers}
+    headers = {
+        "user-agent": _user_agent(),
+        "accept-encoding": "gzip, deflate",
+        **provider.headers,
+        **{name: secret.reveal() for name, secret in env_headers(provider).items()},
+    }
     client = httpx.AsyncClient(
         base_url=url,
         headers=headers,
@@ -295,3 +301,29 @@ def api_key_from_env(provider: ProviderConfig) -> Secret | None:
             field="api_key_env",
         )
     return Secret(value)
+
+
+def env_headers(provider: ProviderConfig) -> dict[str, Secret]:
+    """The provider's ``headers_env`` headers, their values read from the environment.
+
+    Raises:
+        ConfigError: a variable is unset or empty, or its value holds a character an HTTP
+            header cannot carry. The message names the header and the variable, never a value.
+    """
+    found = {}
+    for header, name in provider.headers_env.items():
+        value = os.environ.get(name, "").strip()
+        if not value:
+            raise ConfigError(
+                f"provider {provider.name!r}: environment variable {name!r} holding header"
+                f" {header!r} is not set (or empty)",
+                field=f"headers_env.{header}",
+            )
+        if any(ord(c) < 32 or ord(c) == 127 or ord(c) > 255 for c in value):
+            raise ConfigError(
+                f"provider {provider.name!r}: the value of header {header!r} in environment"
+                f" variable {name!r} holds a character an HTTP header cannot carry",
+                field=f"headers_env.{header}",
+            )
+        found[header] = Secret(value)
+    return found

@@ -63,7 +63,8 @@ def _message(message: Message) -> dict[str, Any]:
 class OpenAIClient(AdapterBase):
     """A :class:`~gridloom.clients.ModelClient` for an OpenAI-compatible API.
 
-    Sends the key, when there is one, as ``Authorization: Bearer ...``.
+    Sends the key, when there is one, as ``Authorization: Bearer ...``, or as it is in the
+    header the provider's ``api_key_header`` names (``api-key`` for Azure OpenAI).
 
     Args:
         http: the provider's shared client; its base URL ends in ``/v1``.
@@ -77,6 +78,8 @@ class OpenAIClient(AdapterBase):
     def _auth_headers(self) -> dict[str, str]:
         if self._api_key is None:
             return {}
+        if self._provider.api_key_header:
+            return {self._provider.api_key_header: self._api_key.reveal()}
         return {"authorization": f"Bearer {self._api_key.reveal()}"}
 
     @staticmethod

@@ -21,6 +21,7 @@ import trio
 from ..errors import EmptyAnswer, ProviderUnavailable, RateLimited
 from ..throttle import MAX_SERVER_HOLD_SECONDS, AdaptiveLimiter, Ticket, TokenBucket
 from ._span import CURRENT_CALLER, CURRENT_SLOT, CURRENT_SPAN
+from ._token_estimate import budget_cost
 from ._types import (
     ChatRequest,
     ChatResponse,
@@ -77,7 +78,8 @@ class ThrottledModelClient:
             seconds before it is sent again is raised at once (``None``: waited out); a probe
             (``check-models``) sets it, a run does not.
         requests: a published requests-per-minute budget, taken before each attempt.
-        tokens: a published tokens-per-minute budget, charged with each response's usage.
+        tokens: a published tokens-per-minute budget, charged with each response's usage (a
+            reply without one is charged an estimate from its characters, with a warning).
         respect_quota_headers: hold admissions when a response's quota headers
             (:attr:`ChatResponse.rate_limit`) say the provider's quota is spent: until one
             request is back (``reset_requests / (limit_requests - remaining_requests)``), or
@@ -112,10 +114,14 @@ class ThrottledModelClient:
         self._mean_cost = 1.0
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
-        return await self._attempt(self.chat_limiter, lambda: self.inner.chat(request))
+        return await self._attempt(
+            self.chat_limiter, lambda: self.inner.chat(request), request=request
+        )
 
     async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
-        return await self._attempt(self.embedding_limiter, lambda: self.inner.embed(request))
+        return await self._attempt(
+            self.embedding_limiter, lambda: self.inner.embed(request), request=request
+        )
 
     def _retry_after(self, exc: BaseException) -> tuple[bool, float | None]:
         """Whether ``exc`` is a capacity refusal, and the wait it asked for."""
@@ -129,7 +135,13 @@ class ThrottledModelClient:
             return True, exc.retry_after
         return False, None
 
-    async def _attempt(self, limiter: AdaptiveLimiter, call: Callable[[], Awaitable[T]]) -> T:
+    async def _attempt(
+        self,
+        limiter: AdaptiveLimiter,
+        call: Callable[[], Awaitable[T]],
+        *,
+        request: ChatRequest | EmbeddingRequest | None = None,
+    ) -> T:
         refusals = 0
         while True:
             if self.tokens_budget is not None:
@@ -185,8 +197,9 @@ class ThrottledModelClient:
             if caller is not None:
                 caller.answered(answered - slot.sent)
             limiter.succeeded(slot.ticket)
-            if self.tokens_budget is not None and usage is not None:
-                self.tokens_budget.debit(usage.input_tokens + usage.output_tokens)
+            if self.tokens_budget is not None:
+                # A side the reply reports no usage for is charged an estimate.
+                self.tokens_budget.debit(budget_cost(self.tokens_budget, request, result))
             return result
 
     def _hold_for_quota(self, limiter: AdaptiveLimiter, state: RateLimitState) -> None:

@@ -16,6 +16,7 @@ from ._cache import (
 )
 from ._columns import ColumnConfig
 from ._constraints import Constraint
+from ._headers import check_headers_env, check_key_header
 from ._inference import (
     InferenceDistribution,
     as_param,
@@ -115,7 +116,18 @@ class ProviderConfig:
             whitespace (a trailing newline from a file) is stripped; a key with a control
             character inside is a configuration error naming the variable. The key itself
             never appears in a config, an output file, a log or an error message.
+        api_key_header: the HTTP header the key is sent in, its value the key as it is
+            (``api-key`` for Azure OpenAI key auth, ``x-api-key`` for some gateways). By
+            default (``null``) an ``openai`` provider sends ``Authorization: Bearer <key>``
+            and an ``anthropic`` one ``x-api-key: <key>``. Needs ``api_key_env``; a header
+            name (letters, digits, ``-`` ...) that is not also in ``headers``. Like the key
+            variable, not part of the config's hash.
         headers: extra HTTP headers sent with every request.
+        headers_env: extra HTTP headers whose values are read from environment variables
+            (header name to variable name), for credentials a gateway wants besides (or
+            instead of) the key: ``{Ocp-Apim-Subscription-Key: APIM_KEY}``. The values are
+            treated as the key is: never shown, saved or keyed on by the cache; an unset
+            variable is a configuration error naming it. Not part of the config's hash.
         extra_body: extra fields merged into every request body.
         simulation: behaviour of the simulated endpoint (``simulated`` providers only).
         proxy: URL of the proxy requests go through (``http://``, ``https://``, ``socks5://``,
@@ -143,7 +155,9 @@ class ProviderConfig:
     type: Literal["openai", "anthropic", "simulated"] = "openai"
     endpoint: str | None = attrs.field(default=None)
     api_key_env: str | None = None
+    api_key_header: str | None = attrs.field(default=None, validator=check_key_header)
     headers: dict[str, str] = attrs.field(factory=dict)
+    headers_env: dict[str, str] = attrs.field(factory=dict, validator=check_headers_env)
     extra_body: dict[str, Any] = attrs.field(factory=dict)
     simulation: SimulationConfig | None = attrs.field(
         default=None,
@@ -203,7 +217,9 @@ class ModelConfig:
         requests_per_minute: a published request budget, spent evenly (one second's worth may
             go at once); aliases of one (provider, model) share the smallest.
         tokens_per_minute: a published token budget (input plus output); each response's usage
-            is charged, and new requests wait while the budget is overdrawn.
+            is charged, and new requests wait while the budget is overdrawn. A reply that
+            reports no usage (or 0 for a side) is charged an estimate, its characters / 4,
+            and a warning says once per model that the budget runs on estimates.
         max_response_bytes: the longest reply accepted, in bytes (after decompression); a
             longer one is refused while it is read (``ResponseTooLarge``; the row is dropped)
             instead of being held in memory. Aliases of one (provider, model) share the

@@ -77,6 +77,7 @@ class _Alias:
     model: str
     provider: str | None = None
     api_key_env: str | None = None
+    key_header: str | None = None
 
 
 class _Slice:
@@ -218,6 +219,7 @@ class HealthMonitor:
         model: str,
         provider: str | None = None,
         api_key_env: str | None = None,
+        key_header: str | None = None,
     ) -> None:
         """Tell the monitor what ``alias`` stands for, so its messages can say so.
 
@@ -227,8 +229,11 @@ class HealthMonitor:
             provider: the provider's name.
             api_key_env: the environment variable the provider's key is read from (its name
                 only; the monitor never sees a key).
+            key_header: how the key is sent, e.g. ``Authorization: Bearer`` or ``api-key``.
         """
-        self._aliases[alias] = _Alias(model=model, provider=provider, api_key_env=api_key_env)
+        self._aliases[alias] = _Alias(
+            model=model, provider=provider, api_key_env=api_key_env, key_header=key_header
+        )
 
     def on_trip(self, callback: Callable[[ShutdownReason], None]) -> None:
         """Call ``callback`` with the reason when the monitor trips (at once if it already
@@ -504,6 +509,11 @@ class HealthMonitor:
             status = f"HTTP {error.status}" if error.status is not None else type(error).__name__
             if info.api_key_env:
                 hint = f"check the key in the environment variable {info.api_key_env}"
+                if info.key_header:
+                    hint += (
+                        f", sent in the header {info.key_header}"
+                        " (set the provider's api_key_header if the server wants another)"
+                    )
             elif info.provider:
                 hint = f"provider {info.provider!r} names no api_key_env: set one if it needs a key"
             else:

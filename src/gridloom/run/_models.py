@@ -117,6 +117,15 @@ def cache_scope(provider: ProviderConfig) -> CacheScope:
     )
 
 
+def _key_header(provider: ProviderConfig) -> str | None:
+    """How ``provider``'s key is sent (a header name, for messages), or ``None`` without a key."""
+    if not provider.api_key_env or provider.type == "simulated":
+        return None
+    if provider.api_key_header:
+        return provider.api_key_header
+    return "x-api-key" if provider.type == "anthropic" else "Authorization (Bearer)"
+
+
 def _at_provider(error: ConfigError, index: int) -> ConfigError:
     """``error``, raised opening the client of ``providers[index]`` (whose fields it names as
     the provider's: ``api_key_env``), with its fields located from the config's root
@@ -265,6 +274,7 @@ async def open_models(
                 model=model.model,
                 provider=model.provider,
                 api_key_env=providers[model.provider].api_key_env,
+                key_header=_key_header(providers[model.provider]),
             )
             handles[model.alias] = ModelHandle(
                 model,
