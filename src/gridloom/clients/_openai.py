@@ -17,6 +17,7 @@ from typing import Any
 
 from ..errors import MalformedResponse
 from ._base import AdapterBase, as_tokens, optional_str
+from ._content_parts import split_content
 from ._tool_wire import checked_call, checked_count, tool_schema
 from ._types import (
     ChatRequest,
@@ -135,7 +136,10 @@ class OpenAIClient(AdapterBase):
         Returns:
             The first choice's content, its tool calls, the reasoning from
             ``reasoning_content`` or ``reasoning`` when present, usage, finish reason (as
-            sent) and the quota reported by the ``x-ratelimit-*`` headers.
+            sent) and the quota reported by the ``x-ratelimit-*`` headers. A content given
+            as a list of parts (Mistral's reasoning models) is read by
+            :func:`._content_parts.split_content`: its text parts are the answer, its
+            ``thinking`` parts the reasoning (when no reasoning field is sent).
 
         Raises:
             EmptyAnswer: the content is empty (or ``null``) and there are no tool calls; the
@@ -170,11 +174,13 @@ class OpenAIClient(AdapterBase):
         message = choices[0].get("message")
         if not isinstance(message, dict) or not ("content" in message or "tool_calls" in message):
             raise self._malformed(model, "no 'choices[0].message.content'")
-        content = message.get("content")
-        if content is not None and not isinstance(content, str):
-            raise self._malformed(model, "'choices[0].message.content' is not a string")
-        reasoning = optional_str(message.get("reasoning_content")) or optional_str(
-            message.get("reasoning")
+        content, thoughts = split_content(
+            message.get("content"), lambda what: self._malformed(model, what)
+        )
+        reasoning = (
+            optional_str(message.get("reasoning_content"))
+            or optional_str(message.get("reasoning"))
+            or thoughts
         )
         counts = data.get("usage")
         counts = counts if isinstance(counts, dict) else {}
@@ -186,7 +192,7 @@ class OpenAIClient(AdapterBase):
         tool_calls = self._tool_calls(message.get("tool_calls"), model)
         self._checked_answer(
             model,
-            content or "",
+            content,
             has_calls=bool(tool_calls),
             cut=finish_reason == "length",
             filtered=finish_reason == "content_filter",
@@ -196,7 +202,7 @@ class OpenAIClient(AdapterBase):
             usage=usage,
         )
         return ChatResponse(
-            text=content or "",
+            text=content,
             reasoning=reasoning,
             usage=usage,
             finish_reason=finish_reason,
