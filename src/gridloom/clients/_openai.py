@@ -144,7 +144,9 @@ class OpenAIClient(AdapterBase):
         Raises:
             EmptyAnswer: the content is empty (or ``null``) and there are no tool calls; the
                 message says why: ``finish_reason: length``, ``content_filter``, the
-                message's ``refusal``.
+                message's ``refusal``. ``IncompleteAnswer`` when content came with
+                ``finish_reason`` ``content_filter`` (final), ``abort`` or ``error``
+                (retryable): it is partial.
             ModelError: the request failed; ``MalformedResponse`` when the reply lacks the
                 documented fields, or its tool calls are malformed or beyond the limits of
                 :mod:`._tool_wire`.
@@ -196,6 +198,7 @@ class OpenAIClient(AdapterBase):
             has_calls=bool(tool_calls),
             cut=finish_reason == "length",
             filtered=finish_reason == "content_filter",
+            gave_up=finish_reason if finish_reason in ("abort", "error") else None,
             refusal=optional_str(message.get("refusal")),
             reasoning=reasoning,
             max_tokens=request.max_tokens,
