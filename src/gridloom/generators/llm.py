@@ -31,7 +31,7 @@ from ..clients._types import ChatRequest, ChatResponse, Message, ResponseFormat
 from ..config import LLMColumn, ModelConfig
 from ..config._llm import INFERENCE_SUFFIX, REASONING_SUFFIX
 from ..errors import GenerationError, InvalidOutput, TemplateLimitExceeded, ValidationFailed
-from ._corrections import REJECTED, AnswerCheck, CorrectionLog
+from ._corrections import REJECTED, TRUNCATED_REASONS, AnswerCheck, CorrectionLog, TruncationLog
 from ._inference import InferencePlan, Params, trace_drawn
 from ._jinja import CompiledTemplate, TemplateLimits, compile_template
 from ._json_arrow import JsonArrowError, storage_for_schema
@@ -125,6 +125,8 @@ class ModelColumnGenerator(ColumnGenerator[CellContext]):
         super().__init__(name=config.name, outputs=outputs)
         self.config = config
         self.model_config = model
+        #: The cells whose kept answer was cut at ``max_tokens`` (counted per row group).
+        self.truncations = TruncationLog()
         self.model_lane = (model.alias, model.max_parallel_requests)
         self.limits = limits
         self._prompt = compile_field(config.name, f"{config.kind}.prompt", config.prompt, limits)
@@ -192,6 +194,8 @@ class ModelColumnGenerator(ColumnGenerator[CellContext]):
                 if not problems:
                     if self.corrections is not None:
                         self.corrections.record(ctx.row_id, attempt)
+                    cut = response.finish_reason in TRUNCATED_REASONS
+                    self.truncations.record(ctx.row_id, cut)
                     return value, response
                 follow_up = validation_correction(problems)
             messages = [
