@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 
 import gridloom as gl
-from gridloom.progress import render_summary
-
 from gridloom.errors import EmptyAnswer, IncompleteAnswer, is_retryable
+from gridloom.progress import render_summary
 from tests.test_content_parts import REQUEST, client
 
 
@@ -85,3 +84,17 @@ async def test_truncated_answers_are_counted_per_column(tmp_path: Path) -> None:
     whole = await gl.acreate(_pipeline(4000), num_records=4, output_dir=tmp_path / "whole")
     assert all("truncated" not in c for c in whole.summary["columns"].values())
     assert "truncated" not in render_summary(whole.summary).replace(str(tmp_path), "")
+
+
+def test_the_anthropic_max_tokens_default_is_documented() -> None:
+    """The reference says what an Anthropic request without max_tokens gets (was: 'the
+    model's', though 1024 is sent)."""
+    from gridloom.clients._anthropic import DEFAULT_MAX_TOKENS
+    from gridloom.config import ModelConfig
+    from gridloom.config._llm import LLMColumn
+
+    for config in (LLMColumn, ModelConfig):
+        assert (
+            f"anthropic`` provider, whose API requires one: {DEFAULT_MAX_TOKENS} is sent"
+            in " ".join((config.__doc__ or "").split())
+        )
