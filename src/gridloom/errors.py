@@ -34,7 +34,9 @@ already catches ``ValueError`` for bad input keeps working::
     │   │       └── CertificateRejected   the server's TLS certificate failed verification
     │   ├── MalformedResponse             the reply is not the API's documented shape
     │   ├── EmptyAnswer                   the reply holds no answer: cut at max_tokens before
-    │   │                                 any content, withheld by a content filter, a refusal
+    │   │   │                             any content, withheld by a content filter, a refusal
+    │   │   └── IncompleteAnswer          the answer is partial: the server gave up mid-answer
+    │   │                                 (abort, error: retryable) or a content filter cut it
     │   ├── ResponseTooLarge              the reply is longer than ``max_response_bytes``
     │   └── BadRequest                    any other 4xx
     │       ├── AuthenticationFailed      401/403: missing or wrong API key
@@ -75,6 +77,7 @@ __all__ = [
     "EmptyAnswer",
     "GenerationError",
     "GridloomError",
+    "IncompleteAnswer",
     "InvalidOutput",
     "MalformedResponse",
     "ModelError",
@@ -378,6 +381,22 @@ class EmptyAnswer(ModelError):
         self.input_tokens = input_tokens
         self.output_tokens = output_tokens
         super().__init__(message, **kwargs)
+
+
+class IncompleteAnswer(EmptyAnswer):
+    """The reply holds the start of an answer that was not finished: the server gave up
+    generating it (``finish_reason: abort`` from vLLM or SGLang, ``error`` from OpenRouter and
+    other routers) or a content filter cut it short (``content_filter``, as Azure OpenAI
+    does). The partial text is never stored as if complete.
+
+    Attributes:
+        reason: ``abort``, ``error`` (retryable: the server's trouble, the next try may
+            finish) or ``content_filter`` (final: the same request would be cut again).
+    """
+
+    def __init__(self, message: str, *, reason: str, **kwargs: Any):
+        super().__init__(message, reason=reason, **kwargs)
+        self.retryable = reason in ("abort", "error")
 
 
 class ResponseTooLarge(ModelError):

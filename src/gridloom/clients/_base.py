@@ -11,7 +11,7 @@ import httpx
 
 from ..config import ProviderConfig
 from ..config._urls import redact_url
-from ..errors import EmptyAnswer, MalformedResponse
+from ..errors import EmptyAnswer, IncompleteAnswer, MalformedResponse
 from ._errors import _error_detail, _excerpt
 from ._http import direct_route
 from ._post import post_json
@@ -113,6 +113,7 @@ class AdapterBase:
         has_calls: bool,
         cut: bool,
         filtered: bool = False,
+        gave_up: str | None = None,
         refusal: str | None = None,
         reasoning: str | None = None,
         max_tokens: int | None = None,
@@ -122,8 +123,28 @@ class AdapterBase:
         why (:class:`~gridloom.errors.EmptyAnswer`): ``cut`` (the model ran out of tokens),
         ``filtered`` (a content filter), a ``refusal``, else nothing reported. An answer with
         content that was ``cut`` is kept, and the first per model is logged as a warning
-        (its value is truncated). The reply's ``usage`` goes with the error: it was served
-        and billed."""
+        (its value is truncated; the cell counts it, see ``ChatResponse.truncated``). One
+        with content that was ``filtered``, or that the server ``gave_up`` (``abort``,
+        ``error``), is partial: :class:`~gridloom.errors.IncompleteAnswer`. The reply's
+        ``usage`` goes with the error: it was served and billed."""
+        where: dict[str, Any] = {"provider": self._provider.name, "model": model}
+        if usage is not None:
+            where.update(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
+        if text.strip() and not has_calls and (gave_up is not None or filtered):
+            if filtered:
+                raise IncompleteAnswer(
+                    f"the answer is partial: the provider's content filter cut it after"
+                    f" {len(text)} characters (finish_reason: content_filter); reword the"
+                    " prompt",
+                    reason="content_filter",
+                    **where,
+                )
+            raise IncompleteAnswer(
+                f"the answer is partial: the server stopped generating after {len(text)}"
+                f" characters (finish_reason: {gave_up}): it gave up mid-answer",
+                reason=gave_up or "abort",
+                **where,
+            )
         if has_calls or text.strip():
             if cut and not has_calls and model not in self._cut_told:
                 self._cut_told.add(model)
@@ -136,9 +157,6 @@ class AdapterBase:
                     "" if max_tokens is None else f" (now {max_tokens})",
                 )
             return
-        where: dict[str, Any] = {"provider": self._provider.name, "model": model}
-        if usage is not None:
-            where.update(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
         if refusal is not None and refusal.strip():
             quoted = " ".join(refusal.split())
             if len(quoted) > REFUSAL_CHARS:

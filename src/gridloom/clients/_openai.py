@@ -17,6 +17,7 @@ from typing import Any
 
 from ..errors import MalformedResponse
 from ._base import AdapterBase, as_tokens, optional_str
+from ._content_parts import split_content
 from ._tool_wire import checked_call, checked_count, tool_schema
 from ._types import (
     ChatRequest,
@@ -138,12 +139,17 @@ class OpenAIClient(AdapterBase):
         Returns:
             The first choice's content, its tool calls, the reasoning from
             ``reasoning_content`` or ``reasoning`` when present, usage, finish reason (as
-            sent) and the quota reported by the ``x-ratelimit-*`` headers.
+            sent) and the quota reported by the ``x-ratelimit-*`` headers. A content given
+            as a list of parts (Mistral's reasoning models) is read by
+            :func:`._content_parts.split_content`: its text parts are the answer, its
+            ``thinking`` parts the reasoning (when no reasoning field is sent).
 
         Raises:
             EmptyAnswer: the content is empty (or ``null``) and there are no tool calls; the
                 message says why: ``finish_reason: length``, ``content_filter``, the
-                message's ``refusal``.
+                message's ``refusal``. ``IncompleteAnswer`` when content came with
+                ``finish_reason`` ``content_filter`` (final), ``abort`` or ``error``
+                (retryable): it is partial.
             ModelError: the request failed; ``MalformedResponse`` when the reply lacks the
                 documented fields, or its tool calls are malformed or beyond the limits of
                 :mod:`._tool_wire`.
@@ -173,11 +179,13 @@ class OpenAIClient(AdapterBase):
         message = choices[0].get("message")
         if not isinstance(message, dict) or not ("content" in message or "tool_calls" in message):
             raise self._malformed(model, "no 'choices[0].message.content'")
-        content = message.get("content")
-        if content is not None and not isinstance(content, str):
-            raise self._malformed(model, "'choices[0].message.content' is not a string")
-        reasoning = optional_str(message.get("reasoning_content")) or optional_str(
-            message.get("reasoning")
+        content, thoughts = split_content(
+            message.get("content"), lambda what: self._malformed(model, what)
+        )
+        reasoning = (
+            optional_str(message.get("reasoning_content"))
+            or optional_str(message.get("reasoning"))
+            or thoughts
         )
         counts = data.get("usage")
         counts = counts if isinstance(counts, dict) else {}
@@ -189,17 +197,18 @@ class OpenAIClient(AdapterBase):
         tool_calls = self._tool_calls(message.get("tool_calls"), model)
         self._checked_answer(
             model,
-            content or "",
+            content,
             has_calls=bool(tool_calls),
             cut=finish_reason == "length",
             filtered=finish_reason == "content_filter",
+            gave_up=finish_reason if finish_reason in ("abort", "error") else None,
             refusal=optional_str(message.get("refusal")),
             reasoning=reasoning,
             max_tokens=request.max_tokens,
             usage=usage,
         )
         return ChatResponse(
-            text=content or "",
+            text=content,
             reasoning=reasoning,
             usage=usage,
             finish_reason=finish_reason,

@@ -76,8 +76,10 @@ class LLMColumn(ColumnConfig):
             ``<name>__inference``.
         top_p: nucleus sampling probability for this column (from 0 to 1; default: the
             model's); a number or a distribution, like ``temperature``.
-        max_tokens: the most tokens an answer may have (default: the model's); a whole
-            number ``>= 1`` or a distribution of whole numbers, like ``temperature``.
+        max_tokens: the most tokens an answer may have (default: the model's; when neither
+            sets it, none is sent and the server's own limit applies, except on an
+            ``anthropic`` provider, whose API requires one: 1024 is sent); a whole number
+            ``>= 1`` or a distribution of whole numbers, like ``temperature``.
         timeout: seconds allowed per request (default: the model's).
         extra_body: fields added to the request body.
         with_reasoning: also keep the model's reasoning text, in a column named

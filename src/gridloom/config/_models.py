@@ -205,7 +205,9 @@ class ModelConfig:
             ``top_p`` between 0 and 1, ``max_tokens`` a whole number ``>= 1``) of the
             columns that set none. Each is a number, or a distribution every cell draws its
             own value from: ``{uniform: [0.5, 1.0]}`` or ``{values: [0.2, 0.9], weights:
-            [1, 3]}`` (see docs/inference.md).
+            [1, 3]}`` (see docs/inference.md). Without ``max_tokens`` (here or on the
+            column) none is sent and the server's own limit applies, except on an
+            ``anthropic`` provider, whose API requires one: 1024 is sent.
         max_tokens_param: the request body field that carries ``max_tokens`` on an
             OpenAI-compatible provider: ``max_tokens`` (default; what vLLM, llama.cpp and most
             servers read) or ``max_completion_tokens``, which OpenAI's reasoning models

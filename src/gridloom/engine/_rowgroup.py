@@ -21,7 +21,7 @@ import attrs
 import trio
 
 from .._attrs import frozen
-from ..generators._corrections import REJECTED, CorrectionLog
+from ..generators._corrections import REJECTED, CorrectionLog, TruncationLog
 from ..storage import ColumnCounts, CorrectionCounts, DropRecord, RowGroupData
 from ..trace import TaskSpan
 from .graph import ExecutionGraph, Node
@@ -203,6 +203,18 @@ class RowGroup:
                     corrected[rounds - 1] += 1
         return CorrectionCounts(first_try=first_try, corrected=tuple(corrected), rejected=rejected)
 
+    def _truncated(self, node: Node, counted: set[int]) -> int:
+        """The done cells of ``node`` in counted rows whose answer was kept truncated (a model
+        column's :class:`TruncationLog`)."""
+        log = getattr(node.generator, "truncations", None)
+        if not isinstance(log, TruncationLog):
+            return 0
+        first = self.spec.first_row_id
+        rows = log.take(first, self.spec.num_rows)
+        return sum(
+            r - first in counted and self.tracker.is_done(node.index, r - first) for r in rows
+        )
+
     def data(
         self, graph: ExecutionGraph, encoders: Mapping[str, Callable[[Any], Any]]
     ) -> RowGroupData:
@@ -231,11 +243,12 @@ class RowGroup:
                 dropped=tracker.num_rows - done - failed - skipped,
                 skipped=skipped,
                 corrections=self._corrections(node, counted),
+                truncated=self._truncated(node, counted),
             )
             for col in node.outputs:
                 counts[col] = node_counts
-                if node_counts.corrections is not None:  # the column's own, not side columns'
-                    node_counts = attrs.evolve(node_counts, corrections=None)
+                # corrections and truncations: the column's own, not its side columns'
+                node_counts = attrs.evolve(node_counts, corrections=None, truncated=0)
                 if skipped_rows:
                     skipped_at[col] = skipped_rows
         columns = {}

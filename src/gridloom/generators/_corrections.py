@@ -17,10 +17,13 @@ from typing import Any
 
 from .base import CellContext
 
-__all__ = ["REJECTED", "AnswerCheck", "CorrectionLog"]
+__all__ = ["REJECTED", "TRUNCATED_REASONS", "AnswerCheck", "CorrectionLog", "TruncationLog"]
 
 #: Checks one answer value of a model column: the validators' messages (empty: valid).
 AnswerCheck = Callable[[Any, CellContext], Awaitable[list[str]]]
+
+#: The finish reasons of an answer cut at ``max_tokens`` (OpenAI's, Anthropic's stop reason).
+TRUNCATED_REASONS = frozenset({"length", "max_tokens"})
 
 #: The entry of a cell whose every answer was rejected.
 REJECTED = -1
@@ -53,3 +56,29 @@ class CorrectionLog:
                 end = first_row_id + num_rows
                 keys = [r for r in range(first_row_id, end) if r in self._rounds]
             return {row: self._rounds.pop(row) for row in keys}
+
+
+class TruncationLog:
+    """The row ids whose model cell kept an answer cut at ``max_tokens`` (truncated), taken
+    by the engine with the row group like a :class:`CorrectionLog`; a cell tried again
+    overwrites its entry."""
+
+    def __init__(self) -> None:
+        self._rows: set[int] = set()
+        self._lock = threading.Lock()
+
+    def record(self, row_id: int, truncated: bool) -> None:
+        """The cell of ``row_id`` ended with an answer that was (or was not) truncated."""
+        with self._lock:
+            if truncated:
+                self._rows.add(row_id)
+            else:
+                self._rows.discard(row_id)
+
+    def take(self, first_row_id: int, num_rows: int) -> set[int]:
+        """Remove and return the rows of ``first_row_id .. + num_rows - 1`` truncated."""
+        with self._lock:
+            end = first_row_id + num_rows
+            taken = {r for r in self._rows if first_row_id <= r < end}
+            self._rows -= taken
+            return taken

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ..clients._post import utf8_clean
 from ..errors import GenerationError
+from ._think import split_think
 
 if TYPE_CHECKING:
     from jsonschema.protocols import Validator
@@ -30,6 +31,7 @@ __all__ = [
     "FORMATS",
     "FORMAT_MARKER",
     "INLINE_PARSE_CHARS",
+    "MAX_JSON_STARTS",
     "MAX_XSD_CHARS",
     "AnswerFormat",
     "Format",
@@ -50,6 +52,10 @@ MAX_XSD_CHARS = 256 * 1024
 #: in pure Python (about 5 ms per KiB), so YAML always goes to a thread.
 INLINE_PARSE_CHARS: dict[str, int] = {"json": 65_536, "xml": 4_096, "yaml": 0}
 
+#: The most places a JSON answer with text around it is tried from (each ``{`` or ``[``).
+MAX_JSON_STARTS = 64
+
+_JSON_START = re.compile(r"[{\[]")
 _FENCE = re.compile(r"```[ \t]*([\w+#.-]*)[ \t]*\n(.*?)```", re.DOTALL)
 _TAGS: dict[str, tuple[str, ...]] = {"json": ("json",), "yaml": ("yaml", "yml"), "xml": ("xml",)}
 _XML_RULES = (
@@ -62,14 +68,55 @@ _XML_RULES = (
 
 
 def extract_answer(text: str, fmt: str) -> str:
-    """The part of a model's answer to parse: the first fenced block tagged for ``fmt``, else
-    the first fenced block, else the whole text (stripped)."""
-    stripped = text.strip()
+    """The part of a model's answer to parse: without a leading ``<think>`` block
+    (:func:`._think.split_think`), the first fenced block tagged for ``fmt``, else the first
+    fenced block, else the whole text (stripped)."""
+    stripped = split_think(text)[0].strip()
     blocks = _FENCE.findall(stripped)
     for tag, body in blocks:
         if tag.lower() in _TAGS[fmt]:
             return str(body).strip()
     return str(blocks[0][1]).strip() if blocks else stripped
+
+
+class _NotJson(ValueError):
+    """The text at a place is not JSON: ``pos`` is where its syntax breaks."""
+
+    def __init__(self, msg: str, pos: int) -> None:
+        super().__init__(f"the answer is not valid JSON ({msg} at position {pos})")
+        self.pos = pos
+
+
+def _load_json(text: str) -> Any:
+    """The JSON value that is the whole ``text``.
+
+    Raises:
+        ValueError: with a short, model-readable reason.
+    """
+    value, end = _decoded(_DECODER, text, 0)
+    if text[end:].strip():
+        raise _NotJson("Extra data", end)
+    return value
+
+
+def _decoded(decoder: json.JSONDecoder, text: str, start: int) -> tuple[Any, int]:
+    """The JSON value that begins at ``start`` in ``text`` and where it ends.
+
+    Raises:
+        ValueError: with a short, model-readable reason.
+    """
+    try:
+        value, end = decoder.raw_decode(text, start)
+    except json.JSONDecodeError as exc:
+        raise _NotJson(exc.msg, exc.pos) from None
+    except RecursionError:
+        raise ValueError("the answer's JSON is nested too deeply") from None
+    except ValueError as exc:  # NaN, or an integer beyond Python's digit limit
+        reason = str(exc)
+        if not reason.startswith("the answer"):
+            reason = f"the answer is not usable JSON: {reason}"
+        raise ValueError(reason) from None
+    return utf8_clean(value), end  # a "\\ud800" escape decodes to text no file can hold
 
 
 def compile_xsd(xsd: str) -> Any:
@@ -122,6 +169,9 @@ def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
                 )
             seen.add(key)
     return obj
+
+
+_DECODER = json.JSONDecoder(parse_constant=_no_constant, object_pairs_hook=_unique_object)
 
 
 def _local_keys(value: Any) -> Any:
@@ -255,21 +305,11 @@ class AnswerFormat:
         candidate = extract_answer(text, self.fmt)
         if self.fmt == "json":
             try:
-                value = json.loads(
-                    candidate, parse_constant=_no_constant, object_pairs_hook=_unique_object
-                )
-            except json.JSONDecodeError as exc:
-                raise ValueError(
-                    f"the answer is not valid JSON ({exc.msg} at position {exc.pos})"
-                ) from None
-            except RecursionError:
-                raise ValueError("the answer's JSON is nested too deeply") from None
-            except ValueError as exc:  # NaN, or an integer beyond Python's digit limit
-                reason = str(exc)
-                if not reason.startswith("the answer"):
-                    reason = f"the answer is not usable JSON: {reason}"
-                raise ValueError(reason) from None
-            value = utf8_clean(value)  # a "\\ud800" escape decodes to text no file can hold
+                value = _load_json(candidate)
+            except _NotJson as whole:
+                # Prose around the JSON (servers that ignore response_format, or no
+                # json_schema_mode): the first JSON value in the text that is valid.
+                return self._embedded_json(candidate, whole)
         elif self.fmt == "yaml":
             from ._safe_yaml import load_yaml  # YAML and XML load with their first answer
 
@@ -283,6 +323,40 @@ class AnswerFormat:
             value = xml_to_json(root, self.schema)
         self._validate(value)
         return value
+
+    def _embedded_json(self, text: str, whole: ValueError) -> Any:
+        """The first JSON object or array in ``text`` that parses and is valid against the
+        schema; values nested in an earlier one (valid or not, or broken before its break)
+        are not tried, and at most :data:`MAX_JSON_STARTS` places are.
+
+        Raises:
+            ValueError: no such value: the problem of the text's first value when it parses
+                but is invalid, or of a value that is JSON but unusable (a key given twice,
+                ``NaN``, nested too deeply), else ``whole`` (why the whole text is not JSON).
+        """
+        first_problem: ValueError | None = None
+        position, tries = 0, 0
+        while tries < MAX_JSON_STARTS:
+            match = _JSON_START.search(text, position)
+            if match is None:
+                break
+            tries += 1
+            try:
+                value, end = _decoded(_DECODER, text, match.start())
+            except _NotJson as exc:
+                # Values nested in the broken one, before where it breaks, are not answers
+                # (a cut-off answer breaks at the end: nothing after it is tried).
+                position = max(match.start() + 1, exc.pos)
+                continue
+            try:
+                self._validate(value)
+            except ValueError as exc:
+                if tries == 1:  # the text's first value is the answer it meant to give
+                    first_problem = exc
+                position = end
+                continue
+            return value
+        raise first_problem or whole
 
     def _validate(self, value: Any) -> None:
         if self._validator is not None:

@@ -31,11 +31,12 @@ from ..clients._types import ChatRequest, ChatResponse, Message, ResponseFormat
 from ..config import LLMColumn, ModelConfig
 from ..config._llm import INFERENCE_SUFFIX, REASONING_SUFFIX
 from ..errors import GenerationError, InvalidOutput, TemplateLimitExceeded, ValidationFailed
-from ._corrections import REJECTED, AnswerCheck, CorrectionLog
+from ._corrections import REJECTED, TRUNCATED_REASONS, AnswerCheck, CorrectionLog, TruncationLog
 from ._inference import InferencePlan, Params, trace_drawn
 from ._jinja import CompiledTemplate, TemplateLimits, compile_template
 from ._json_arrow import JsonArrowError, storage_for_schema
 from ._structured_formats import AnswerFormat, Format, validation_correction
+from ._think import split_think
 from .base import CellContext, ColumnGenerator
 
 __all__ = [
@@ -124,6 +125,8 @@ class ModelColumnGenerator(ColumnGenerator[CellContext]):
         super().__init__(name=config.name, outputs=outputs)
         self.config = config
         self.model_config = model
+        #: The cells whose kept answer was cut at ``max_tokens`` (counted per row group).
+        self.truncations = TruncationLog()
         self.model_lane = (model.alias, model.max_parallel_requests)
         self.limits = limits
         self._prompt = compile_field(config.name, f"{config.kind}.prompt", config.prompt, limits)
@@ -168,12 +171,17 @@ class ModelColumnGenerator(ColumnGenerator[CellContext]):
 
         Every request of the cell is sent with the inference parameters the cell drew
         (:meth:`draw_inference`); the response returned carries them (``inference``).
+        A ``<think>…</think>`` block leading an answer's text (:func:`._think.split_think`)
+        is moved to the response's reasoning (stored with ``with_reasoning``) when the
+        provider sent none apart; the value is made from the rest.
         """
         problems: list[str] = []
         unusable = False
         drawn = self.draw_inference(ctx)
         for attempt in range(self.max_corrections + 1):
-            response = await self.call(ctx, self.request(messages, response_format, drawn))
+            response = _think_moved(
+                await self.call(ctx, self.request(messages, response_format, drawn))
+            )
             if drawn:
                 response = attrs.evolve(response, inference=drawn)
             try:
@@ -186,6 +194,8 @@ class ModelColumnGenerator(ColumnGenerator[CellContext]):
                 if not problems:
                     if self.corrections is not None:
                         self.corrections.record(ctx.row_id, attempt)
+                    cut = response.finish_reason in TRUNCATED_REASONS
+                    self.truncations.record(ctx.row_id, cut)
                     return value, response
                 follow_up = validation_correction(problems)
             messages = [
@@ -285,6 +295,15 @@ class ModelColumnGenerator(ColumnGenerator[CellContext]):
         if not extra:
             return value
         return {self.name: value, **extra}
+
+
+def _think_moved(response: ChatResponse) -> ChatResponse:
+    """``response`` with a ``<think>`` block leading its text (a reasoning model served without
+    a reasoning parser) moved to its reasoning, unless the provider sent reasoning apart."""
+    text, thoughts = split_think(response.text)
+    if thoughts is None:
+        return response
+    return attrs.evolve(response, text=text, reasoning=response.reasoning or thoughts or None)
 
 
 def parse_json_answer(text: str, check: Callable[[Any], None]) -> Any:

@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["render_corrections", "render_costs", "render_drops", "render_summary"]
+__all__ = [
+    "render_corrections",
+    "render_costs",
+    "render_drops",
+    "render_summary",
+    "render_truncated",
+]
 
 
 def _number(value: Any, spec: str = ",") -> str:
@@ -56,6 +62,19 @@ def render_drops(examples: Sequence[Mapping[str, Any]], indent: str = "  ") -> l
         message = message.removeprefix(prefix)
         lines.append(f"{indent}  row {_number(example.get('row_id'), '')}: {message}")
     return lines
+
+
+def render_truncated(truncated: Mapping[str, Any]) -> list[str]:
+    """One line per column whose kept answers were cut at ``max_tokens``::
+
+        summary: 20 truncated (finish_reason length: cut at max_tokens, kept); raise max_tokens
+
+    Empty when there are none."""
+    return [
+        f"{name}: {_number(count)} truncated (finish_reason length: cut at max_tokens, kept);"
+        " raise max_tokens on the model or column if whole answers matter"
+        for name, count in truncated.items()
+    ]
 
 
 def render_corrections(columns: Mapping[str, Mapping[str, Any]]) -> list[str]:
@@ -231,7 +250,13 @@ def render_summary(summary: Mapping[str, Any]) -> str:
             header.append("skipped")
             for row, c in zip(rows, columns.values(), strict=True):
                 row.append(_number(c.get("skipped", 0)))
+        truncated = {n: c["truncated"] for n, c in columns.items() if c.get("truncated")}
+        if truncated:  # only runs with answers cut at max_tokens
+            header.append("truncated")
+            for row, c in zip(rows, columns.values(), strict=True):
+                row.append(_number(c.get("truncated", 0)))
         lines += ["", *_table(header, rows)]
+        lines += render_truncated(truncated)
         lines += render_corrections(columns)
     drops = render_drops(summary.get("drop_examples") or [])
     if drops:

@@ -105,6 +105,7 @@ def counts_from_json(raw: Any) -> dict[str, ColumnCounts]:
             corrections=(  # only for model columns with checks (and absent in older runs)
                 CorrectionCounts.from_dict(c["corrections"]) if "corrections" in c else None
             ),
+            truncated=whole(c, "truncated", 0),  # absent when 0, and in older runs
         )
         for name, c in raw.items()
     }

@@ -102,6 +102,8 @@ class ColumnCounts:
             (counted in the same rows as ``done``).
         corrections: for a model column with checks (``validate_with``, or a structured
             column's own parse and schema check), how its answers fared; ``None`` for others.
+        truncated: of the ``done`` cells of a model column, those whose answer was cut at
+            ``max_tokens`` (``finish_reason: length``, Anthropic's ``max_tokens``) and kept.
     """
 
     done: int = attrs.field(default=0, validator=_non_negative)
@@ -109,6 +111,7 @@ class ColumnCounts:
     dropped: int = attrs.field(default=0, validator=_non_negative)
     skipped: int = attrs.field(default=0, validator=_non_negative)
     corrections: CorrectionCounts | None = None
+    truncated: int = attrs.field(default=0, validator=_non_negative)
 
     def __add__(self, other: ColumnCounts) -> ColumnCounts:
         if not isinstance(other, ColumnCounts):
@@ -119,11 +122,12 @@ class ColumnCounts:
             dropped=self.dropped + other.dropped,
             skipped=self.skipped + other.skipped,
             corrections=_sum_corrections(self.corrections, other.corrections),
+            truncated=self.truncated + other.truncated,
         )
 
     def as_dict(self) -> dict[str, Any]:
         """Return the counts as a plain, JSON-serialisable dict (``corrections`` only for a
-        column that has them)."""
+        column that has them, ``truncated`` only when not 0)."""
         out: dict[str, Any] = {
             "done": self.done,
             "failed": self.failed,
@@ -132,6 +136,8 @@ class ColumnCounts:
         }
         if self.corrections is not None:
             out["corrections"] = self.corrections.as_dict()
+        if self.truncated:
+            out["truncated"] = self.truncated
         return out
 
 
