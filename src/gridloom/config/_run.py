@@ -72,8 +72,8 @@ class RunConfig:
             first request whatever its request rate, and a start-up burst of failures cannot
             stop a run on its own (a refused API key stops it at once).
         shutdown_refused_seconds: stop the run when every request of one model has been
-            refused for capacity (429, or a ``capacity_statuses`` status with
-            ``Retry-After``) for this many seconds since the first refusal, with not one
+            refused for capacity (429, or a ``capacity_statuses`` status: 502, 503, 529)
+            for this many seconds since the first refusal, with not one
             success meanwhile; the stop reason quotes the provider's latest refusal. ``0``:
             never. (Such refusals are retried behind the throttle's cooldown, so they never
             count in ``shutdown_error_rate``; a 429 saying the account's quota or credit is

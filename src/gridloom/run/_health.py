@@ -29,7 +29,8 @@ request would be refused too; so does a spent quota or credit
 TLS handshake that cannot work (:class:`~gridloom.errors.TLSFailed`: plain HTTP behind
 ``https://``, a rejected certificate).
 
-Capacity refusals (a 429, or a 503/529 with ``Retry-After``) are no outcomes: the throttle
+Capacity refusals (a 429, or a ``capacity_statuses`` status: 502/503/529, with or without
+``Retry-After``) are no outcomes: the throttle
 retries them, behind its cooldown, and a request fails only after many in a row. So the
 **refusal rule** watches them apart (:meth:`HealthMonitor.refused`): an alias whose requests
 have all been refused, with not one success, for ``refused_seconds`` since the first refusal
@@ -336,7 +337,7 @@ class HealthMonitor:
 
     def refused(self, alias: str, error: BaseException) -> None:
         """A request to ``alias`` was refused for capacity (``error``: the 429, or the
-        503/529 with ``Retry-After``) and the throttle will send it again: trip when every
+        502/503/529) and the throttle will send it again: trip when every
         request has been refused for ``refused_seconds`` (see the module docstring)."""
         streak = self._state(alias).refusals
         now = self._clock()
