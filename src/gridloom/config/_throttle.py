@@ -72,6 +72,4 @@ class ThrottleConfig:
     slow_start_seconds: float = attrs.field(default=0.1, validator=attrs.validators.ge(0.0))
     slow_start_latency_factor: float = attrs.field(default=2.0, validator=_above_one)
     rampup_seconds: float = attrs.field(default=0.0, validator=attrs.validators.ge(0.0))
-    capacity_statuses: tuple[int, ...] = attrs.field(
-        default=(502, 503, 529), converter=to_tuple
-    )
+    capacity_statuses: tuple[int, ...] = attrs.field(default=(502, 503, 529), converter=to_tuple)
