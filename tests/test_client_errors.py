@@ -280,3 +280,24 @@ def test_exception_message_redacts_secrets() -> None:
     err = error_from_exception(exc, provider="acme", model="m-1", secrets=[Secret("sk-LEAK-1")])
     assert "sk-LEAK-1" not in str(err)
     assert "***" in str(err)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Unsupported response_format type: json_schema",  # llama.cpp, older vLLM
+        "response_format json_schema is not supported by this model",  # Groq, DeepSeek
+    ],
+)
+def test_a_400_refusing_the_json_schema_names_the_setting(message: str) -> None:
+    """A 400 about response_format/json_schema tells to set json_schema_mode: false."""
+    err = _map(_response(400, _openai_error(message)))
+    assert type(err) is BadRequest
+    assert "set json_schema_mode: false on this model" in str(err)
+    assert message in str(err)
+
+
+def test_a_400_about_something_else_has_no_hint() -> None:
+    """A 400 naming neither max_tokens nor response_format carries no setting hint."""
+    err = _map(_response(400, _openai_error("temperature must be <= 2")))
+    assert "set " not in str(err)

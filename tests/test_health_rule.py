@@ -101,8 +101,8 @@ def test_a_run_whose_failures_stay_below_the_rate_never_stops(requests: list[Req
 def test_a_run_whose_failures_stay_above_the_rate_always_stops(requests: list[Request]) -> None:
     """Every second of sends above the rate, over enough requests and seconds: stopped."""
     judged = [r for r in requests if r[2] != "cancel"]
-    seconds = {int(r[0] // SLICE_SECONDS) for r in judged}
-    enough = len(judged) >= MIN_OUTCOMES and max(seconds) - min(seconds) >= MIN_SECONDS
+    sends = [r[0] for r in judged]
+    enough = len(judged) >= MIN_OUTCOMES and max(sends) - min(sends) >= MIN_SECONDS
     health = play(requests)
     if enough:
         assert health.tripped is not None
@@ -138,6 +138,86 @@ def test_fast_failures_do_not_outrun_slow_successes() -> None:
             health.record("m", True, ticket=ticket)
     assert health.recent("m") == (4, 40)
     assert health.tripped is None
+
+
+def first_trip(rate: float, start: float, *, window: int = 1000) -> float | None:
+    """When a monitor trips on a model whose every request fails at once, sent ``rate`` a
+    second from ``start`` (``None``: not within 20 s)."""
+    clock = Clock()
+    health = HealthMonitor(
+        error_rate=RATE,
+        window=window,
+        window_seconds=60.0,
+        min_outcomes=MIN_OUTCOMES,
+        min_seconds=5.0,
+        clock=clock,
+    )
+    for i in range(int(20 * rate)):
+        clock.now = start + i / rate
+        health.record("m", False, ProviderTimeout("timed out"), ticket=health.sent("m"))
+        if health.tripped is not None:
+            return clock.now
+    return None
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rate=st.floats(1.0, 10_000.0),
+    start=st.floats(0.0, 100.0),
+)
+def test_a_failing_model_is_stopped_at_min_seconds_whatever_its_request_rate(
+    rate: float, start: float
+) -> None:
+    """Every request failing, from 1 to 10,000 a second: stopped once its requests were sent
+    over min_seconds (5 s), within one request, never before — the window of 1000 requests
+    spans only 0.1 s at 10,000/s (above ~200/s it used to never stop)."""
+    tripped = first_trip(rate, start)
+    assert tripped is not None
+    assert start + 5.0 - 1e-9 <= tripped <= start + 5.0 + 1 / rate + 1e-9
+
+
+def test_a_burst_sent_at_once_cannot_stop_a_run_on_its_own() -> None:
+    """40 requests sent together at the start, all failing 30 s later, nothing sent since:
+    sent over no time at all, they are not judged however long they took."""
+    clock = Clock()
+    health = HealthMonitor(
+        error_rate=RATE,
+        window=1000,
+        window_seconds=60.0,
+        min_outcomes=5,
+        min_seconds=5.0,
+        clock=clock,
+    )
+    tickets = [health.sent("m") for _ in range(40)]
+    clock.now = 30.0
+    for ticket in tickets:
+        health.record("m", False, ProviderTimeout("timed out"), ticket=ticket)
+    health.check("m")
+    assert health.tripped is None
+    assert health.recent("m") == (40, 40)
+
+
+def test_min_seconds_starts_again_after_an_idle_window() -> None:
+    """A model idle for longer than window_seconds starts its min_seconds again: a later
+    failing stretch is stopped min_seconds after its own first request."""
+    clock = Clock()
+    health = HealthMonitor(
+        error_rate=RATE,
+        window=1000,
+        window_seconds=60.0,
+        min_outcomes=5,
+        min_seconds=5.0,
+        clock=clock,
+    )
+    for i in range(10):
+        clock.now = i * 0.5
+        health.record("m", True, ticket=health.sent("m"))
+    for i in range(2000):
+        clock.now = 200.0 + i / 100
+        health.record("m", False, ProviderTimeout("timed out"), ticket=health.sent("m"))
+        if health.tripped is not None:
+            break
+    assert clock.now == pytest.approx(205.0)
 
 
 # ---------------------------------------------------------------------- whole runs

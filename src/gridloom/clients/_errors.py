@@ -12,7 +12,7 @@ import json
 import math
 import ssl
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import httpx
@@ -242,9 +242,25 @@ def error_from_response(
         return ContextLengthExceeded(message, **where)
     if status < 400:
         return BadRequest(f"{message} (unexpected; redirects are not followed)", **where)
-    if "max_completion_tokens" in text and "max_tokens" in text.replace("max_completion", ""):
-        message += " (set max_tokens_param: max_completion_tokens on this model)"
-    return BadRequest(message, **where)
+    hint = next((hint for match, hint in _BAD_REQUEST_HINTS if match(text)), "")
+    return BadRequest(message + hint, **where)
+
+
+#: What a 400's body says → the model setting that fixes it (the first match is hinted).
+_BAD_REQUEST_HINTS: tuple[tuple[Callable[[str], bool], str], ...] = (
+    (
+        lambda text: (
+            "max_completion_tokens" in text and "max_tokens" in text.replace("max_completion", "")
+        ),
+        " (set max_tokens_param: max_completion_tokens on this model)",
+    ),
+    (
+        # llama.cpp, Groq, DeepSeek, older vLLM: "Unsupported response_format type: json_schema"
+        lambda text: "response_format" in text or "json_schema" in text,
+        " (the endpoint does not take a JSON schema as response_format: set"
+        " json_schema_mode: false on this model to put the schema in the prompt instead)",
+    ),
+)
 
 
 def error_from_exception(

@@ -1,7 +1,7 @@
 """``ThrottledModelClient``: any ``ModelClient`` behind adaptive limits.
 
 Each attempt acquires its (provider, model, domain) limiter, calls the wrapped client, and
-reports the outcome. A rate limit (429, or a configured overload status with ``Retry-After``)
+reports the outcome. A rate limit (429, or a configured overload status: 502, 503, 529)
 feeds the controller and the request re-enters the acquire path — behind the cooldown — rather
 than failing; after ``max_rate_limited_attempts`` refusals in a row it is raised. A 429 never
 reaches transport retry: it must reach the controller.
@@ -71,8 +71,8 @@ class ThrottledModelClient:
     Args:
         inner: the client that talks to the provider.
         chat: the limiter of chat requests; embedding: that of embedding requests.
-        capacity_statuses: statuses other than 429 that, with a ``Retry-After``, count as a
-            capacity refusal.
+        capacity_statuses: statuses other than 429 that count as a capacity refusal (with
+            or without ``Retry-After``; without one, the throttle's cooldown).
         max_rate_limited_attempts: refusals in a row before the error is raised.
         max_refusal_wait: a refusal that would make the request wait longer than this many
             seconds before it is sent again is raised at once (``None``: waited out); a probe
@@ -94,7 +94,7 @@ class ThrottledModelClient:
         *,
         chat: AdaptiveLimiter,
         embedding: AdaptiveLimiter,
-        capacity_statuses: tuple[int, ...] = (503, 529),
+        capacity_statuses: tuple[int, ...] = (502, 503, 529),
         max_rate_limited_attempts: int = MAX_RATE_LIMITED_ATTEMPTS,
         max_refusal_wait: float | None = None,
         requests: TokenBucket | None = None,
@@ -127,11 +127,9 @@ class ThrottledModelClient:
         """Whether ``exc`` is a capacity refusal, and the wait it asked for."""
         if isinstance(exc, RateLimited):
             return True, exc.retry_after
-        if (
-            isinstance(exc, ProviderUnavailable)
-            and exc.status in self.capacity_statuses
-            and exc.retry_after is not None
-        ):
+        if isinstance(exc, ProviderUnavailable) and exc.status in self.capacity_statuses:
+            # With or without Retry-After (Anthropic's 529 and a gateway's 502/503 mostly come
+            # without one): the cooldown then applies, as for a 429 without one.
             return True, exc.retry_after
         return False, None
 

@@ -66,12 +66,14 @@ class RunConfig:
         shutdown_window: at most this many recent requests per model are judged.
         shutdown_window_seconds: only requests sent this recently are judged.
         shutdown_min_outcomes: the rate is not judged on fewer requests than this.
-        shutdown_min_seconds: nor on requests sent over less time than this, so a start-up
-            burst of failures cannot stop a run on its own (a refused API key stops it at
-            once).
+        shutdown_min_seconds: nor before the model's requests were sent over this long,
+            counted from its first request (not over the window, which at a high request
+            rate holds less time than this): a failing model is stopped this long after its
+            first request whatever its request rate, and a start-up burst of failures cannot
+            stop a run on its own (a refused API key stops it at once).
         shutdown_refused_seconds: stop the run when every request of one model has been
-            refused for capacity (429, or a ``capacity_statuses`` status with
-            ``Retry-After``) for this many seconds since the first refusal, with not one
+            refused for capacity (429, or a ``capacity_statuses`` status: 502, 503, 529)
+            for this many seconds since the first refusal, with not one
             success meanwhile; the stop reason quotes the provider's latest refusal. ``0``:
             never. (Such refusals are retried behind the throttle's cooldown, so they never
             count in ``shutdown_error_rate``; a 429 saying the account's quota or credit is

@@ -53,8 +53,13 @@ class ThrottleConfig:
             recent answers take this many times as long as the first ones.
         rampup_seconds: start at 1 and raise the limit linearly to the cap over this many
             seconds (0: no ramp); the first 429 ends the ramp. A ramp replaces the slow start.
-        capacity_statuses: other HTTP statuses that, with a ``Retry-After``, signal overload
-            like a 429 does (self-hosted servers behind gateways often answer 503 or 529).
+        capacity_statuses: other HTTP statuses that signal overload like a 429 does, with or
+            without ``Retry-After`` (without one, ``cooldown_seconds``): the limit is cut and
+            the request is sent again behind the cooldown, never counted as a failure.
+            Anthropic answers 529 ``overloaded_error``, gateways 502/503 during short
+            outages, mostly with no ``Retry-After``. An outage that does not end stops the
+            run after ``run.shutdown_refused_seconds`` of refusals with no success. (504 is
+            left out: a gateway timing out one slow request is that request's failure.)
     """
 
     reduce_factor: float = attrs.field(default=0.75, validator=_fraction)
@@ -67,4 +72,4 @@ class ThrottleConfig:
     slow_start_seconds: float = attrs.field(default=0.1, validator=attrs.validators.ge(0.0))
     slow_start_latency_factor: float = attrs.field(default=2.0, validator=_above_one)
     rampup_seconds: float = attrs.field(default=0.0, validator=attrs.validators.ge(0.0))
-    capacity_statuses: tuple[int, ...] = attrs.field(default=(503, 529), converter=to_tuple)
+    capacity_statuses: tuple[int, ...] = attrs.field(default=(502, 503, 529), converter=to_tuple)

@@ -14,7 +14,12 @@ rule judges the share of *requests* that fail, over *time*:
   slices' failure shares** over the last ``window_seconds`` (and the last ``window``
   requests): a burst of simultaneous failures weighs as one slice, however many requests it
   held, while a model failing steadily fails in every slice.
-- Nothing is judged before ``min_outcomes`` requests sent over at least ``min_seconds``.
+- Nothing is judged before ``min_outcomes`` requests sent over at least ``min_seconds``:
+  the judged requests' sends must span ``min_seconds`` since the first request of the alias
+  (of its current stretch: one idle for ``window_seconds`` starts again), however few of them
+  the window still holds — a model failing 10,000 requests a second is stopped at
+  ``min_seconds`` like one failing one a second, while a single burst of requests sent
+  together cannot stop a run on its own, whenever its outcomes come.
 
 When the rate exceeds ``error_rate`` the monitor *trips*: once per run, for the first alias
 that crosses the line. A refused API key (:class:`~gridloom.errors.AuthenticationFailed`)
@@ -24,7 +29,8 @@ request would be refused too; so does a spent quota or credit
 TLS handshake that cannot work (:class:`~gridloom.errors.TLSFailed`: plain HTTP behind
 ``https://``, a rejected certificate).
 
-Capacity refusals (a 429, or a 503/529 with ``Retry-After``) are no outcomes: the throttle
+Capacity refusals (a 429, or a ``capacity_statuses`` status: 502/503/529, with or without
+``Retry-After``) are no outcomes: the throttle
 retries them, behind its cooldown, and a request fails only after many in a row. So the
 **refusal rule** watches them apart (:meth:`HealthMonitor.refused`): an alias whose requests
 have all been refused, with not one success, for ``refused_seconds`` since the first refusal
@@ -118,8 +124,10 @@ class _Requests:
         "pending",
         "refusals",
         "shares",
+        "since",
         "slices",
         "total",
+        "until",
         "waiting",
     )
 
@@ -135,6 +143,10 @@ class _Requests:
         self.shares = 0.0  #: sum of the slices' failure shares
         self.failed = 0  #: failures among the judged requests
         self.total = 0  #: judged requests
+        #: send times of the first and the latest judged request of the current stretch (the
+        #: window may hold far fewer: these are what ``min_seconds`` is measured on)
+        self.since: float | None = None
+        self.until = 0.0
         #: the latest failure's message per error class (quoted), for a stop reason's example
         self.latest: dict[str, str] = {}
         self.refusals = _Refusals()
@@ -147,10 +159,12 @@ class HealthMonitor:
     Args:
         error_rate: trip when the mean failure share of the recent send-time slices exceeds
             this; ``None`` never trips on the rate (a refused API key still does).
-        window: at most this many recent requests are judged per alias.
+        window: about this many recent requests are judged per alias: the fewest newest
+            whole slices that hold this many (and always the newest two).
         window_seconds: requests sent longer ago than this (by ``clock``) are not judged.
         min_outcomes: nothing is judged on fewer requests than this (capped at ``window``).
-        min_seconds: nor on requests sent over less time than this.
+        min_seconds: nor before the judged requests' sends span this long since the alias's
+            first request (whatever the window holds by then).
         refused_seconds: trip when every request of an alias has been refused for capacity
             this long, with no success (see the module docstring); ``None``: never.
         clock: current time in seconds.
@@ -328,7 +342,7 @@ class HealthMonitor:
 
     def refused(self, alias: str, error: BaseException) -> None:
         """A request to ``alias`` was refused for capacity (``error``: the 429, or the
-        503/529 with ``Retry-After``) and the throttle will send it again: trip when every
+        502/503/529) and the throttle will send it again: trip when every
         request has been refused for ``refused_seconds`` (see the module docstring)."""
         streak = self._state(alias).refusals
         now = self._clock()
@@ -365,6 +379,10 @@ class HealthMonitor:
         sent_at, ok, error = outcome
         key = math.floor(sent_at / SLICE_SECONDS)
         slices = state.slices
+        expired = math.floor((sent_at - self.window_seconds) / SLICE_SECONDS)
+        if state.since is None or not slices or slices[-1].key < expired:
+            state.since = sent_at  # the first judged request, or the first after an idle window
+        state.until = max(state.until, sent_at)
         if slices and slices[-1].key >= key:
             # Judged in send order, so a request belongs to the newest slice (equal keys); a
             # clock that stepped back is counted there too.
@@ -381,8 +399,11 @@ class HealthMonitor:
             if error is not None:
                 current.errors[error] += 1
         state.shares += current.share
-        # At most `window` requests, dropped a whole slice at a time (the newest is kept).
-        while state.total > self.window and len(slices) > 1:
+        # The last `window` requests, in whole slices: the oldest slice goes only when the rest
+        # hold `window` requests without it, and never one of the newest two (so a model sending
+        # more than `window` requests a second still has its last complete second judged, not
+        # only the one still filling).
+        while len(slices) > 2 and state.total - slices[0].total >= self.window:
             self._drop_oldest(state)
 
     def _drop_oldest(self, state: _Requests) -> None:
@@ -424,7 +445,10 @@ class HealthMonitor:
             count -= 1
         if total < self.min_outcomes or count == 0:
             return
-        if (slices[count - 1].key - slices[0].key) * SLICE_SECONDS < self.min_seconds:
+        # Sent over min_seconds since the alias's first request (not the window's span, which
+        # at a high request rate holds far less time than min_seconds).
+        since = state.since if state.since is not None else state.until
+        if state.until - since < self.min_seconds:
             return
         rate = shares / count
         if rate > self.error_rate:

@@ -74,7 +74,7 @@ class AdaptiveLimiter:
         self._settle(ticket, self.controller.on_success(ticket))
 
     def rate_limited(self, ticket: Ticket, retry_after: float | None) -> float:
-        """The provider refused for capacity (429, or 503/529 with Retry-After).
+        """The provider refused for capacity (429, or a capacity status: 502/503/529).
 
         Returns:
             When the refused request may be sent again (trio time): after its
