@@ -162,6 +162,17 @@ def _check_kept(out: Path, groups: int) -> None:
     json.loads((out / "metadata.json").read_text())  # complete JSON
 
 
+def _python(script: str) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` in a fresh interpreter, its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+
+
 def _resume(folder: Path, config: Path, out: Path) -> None:
     (folder / "release").touch()
     proc = subprocess.run(
@@ -321,13 +332,7 @@ def test_ctrl_c_while_the_command_line_loads_ends_with_one_line() -> None:
         "from gridloom.__main__ import main\n"
         "main()\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        check=False,
-    )
+    proc = _python(script)
     assert proc.returncode == 130, proc.stderr
     assert proc.stderr == "interrupted while starting; nothing was done\n"
     assert proc.stdout == ""
@@ -360,13 +365,7 @@ def test_a_second_signal_after_the_receiver_closed_still_goes_to_the_watchdog(
         "    await trio.sleep_forever()\n"
         "trio.run(main)\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        check=False,
-    )
+    proc = _python(script)
     assert proc.returncode == 143, proc.stderr
     assert proc.stdout == f"armed\nabrupt {int(signal.SIGTERM)} a second signal\n"
     assert f"{second.name} again: exiting without waiting" in proc.stderr
