@@ -2,7 +2,9 @@
 
 Reads, for one date and host, the newest ``bench/results/<kind>-<date>-<host>.json`` of each
 kind (``shapes``, ``overhead``, ``throttle``, ``peer``; a kind missing on that date is taken
-from the newest earlier date, and the report says so) and writes:
+from the newest earlier date, and the report says so; the shapes keep, for each record count,
+the newest run that measured it, so a quick run's 10 and 100 records do not hide the full
+run's 1,000) and writes:
 
 - ``bench/results/<date>-<host>.json``: the sources, the figures used and every target with
   what was measured and whether it was met (``null``: not measured);
@@ -49,10 +51,44 @@ def find(kind: str, date: str, host: str) -> Path | None:
     return found[-1][1] if found else None
 
 
+def shape_results(date: str, host: str) -> tuple[dict[str, Any] | None, str | None]:
+    """The newest shapes result up to ``date``, its summary completed, record count by record
+    count, from older results (newest first) that measured counts it did not; and the source
+    files, each with the counts taken from it."""
+    pattern = re.compile(rf"shapes-(\d{{4}}-\d{{2}}-\d{{2}})-{re.escape(host)}\.json")
+    paths = sorted(
+        (
+            (m.group(1), p)
+            for p in RESULTS.glob(f"shapes-*-{host}.json")
+            if (m := pattern.fullmatch(p.name)) and m.group(1) <= date
+        ),
+        reverse=True,
+    )
+    merged: dict[str, Any] | None = None
+    used: list[str] = []
+    for _, path in paths:
+        result = json.loads(path.read_text())
+        if merged is None:
+            merged = result
+            counts = sorted({r["records"] for r in result["summary"]})
+        else:
+            have = {r["records"] for r in merged["summary"]}
+            counts = sorted({r["records"] for r in result["summary"]} - have)
+            merged["summary"] += [r for r in result["summary"] if r["records"] in counts]
+        if counts:
+            used.append(f"{path.name} ({', '.join(f'{n:,}' for n in counts)} records)")
+    if merged is not None:
+        merged["summary"].sort(key=lambda r: (SHAPES.index(r["shape"]), r["records"]))
+    return merged, "; ".join(used) or None
+
+
 def load(date: str, host: str) -> tuple[dict[str, Any], dict[str, str | None]]:
     data: dict[str, Any] = {}
     sources: dict[str, str | None] = {}
     for kind in KINDS:
+        if kind == "shapes":
+            data[kind], sources[kind] = shape_results(date, host)
+            continue
         path = find(kind, date, host)
         sources[kind] = path.name if path else None
         data[kind] = json.loads(path.read_text()) if path else None
