@@ -215,11 +215,19 @@ class RowGroup:
         kept = sum(
             r - first in counted and self.tracker.is_done(node.index, r - first) for r in rows
         )
-        dropped = sum(
-            d.column == node.name and d.error_type == "AnswerTruncated" for d in self.drops
-        )
-        retries = log.take_retries(first, self.spec.num_rows)
-        return {"truncated": kept, "truncated_dropped": dropped, "truncated_retries": retries}
+        dropped = {
+            d.row_id
+            for d in self.drops
+            if d.column == node.name and d.error_type == "AnswerTruncated"
+        }
+        # A row dropped for a cut answer was not asked again after its last one.
+        failures = log.take_retries(first, self.spec.num_rows)
+        retries = sum(n - (r in dropped) for r, n in failures.items())
+        return {
+            "truncated": kept,
+            "truncated_dropped": len(dropped),
+            "truncated_retries": retries,
+        }
 
     def data(
         self, graph: ExecutionGraph, encoders: Mapping[str, Callable[[Any], Any]]

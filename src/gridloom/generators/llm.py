@@ -241,7 +241,7 @@ class ModelColumnGenerator(ColumnGenerator[CellContext]):
         retry = policy == "retry"
         if retry:
             self.truncations.asked_again(ctx.row_id)
-        again = " (asked again: on_truncated: retry)" if retry else ""
+        again = ", on_truncated: retry" if retry else ""
         raise AnswerTruncated(
             f"column {self.name!r}: {cut_words(request, response)}{again}; raise max_tokens"
             " or set on_truncated: keep",
@@ -312,8 +312,10 @@ class ModelColumnGenerator(ColumnGenerator[CellContext]):
         handle = ctx.models.get(self.config.model)
         if handle is None:
             raise GenerationError(f"column {self.name!r}: model {self.config.model!r} is not open")
+        # Asking again for a whole answer: a cut one is not taken from the cache, nor kept.
+        whole = {"whole_only": True} if self.config.on_truncated == "retry" else {}
         response: ChatResponse = await handle.chat(
-            request, cache=getattr(self.config, "cache", None), cell=ctx.cell_key
+            request, cache=getattr(self.config, "cache", None), cell=ctx.cell_key, **whole
         )
         return response
 
