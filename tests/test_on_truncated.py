@@ -282,9 +282,15 @@ def _scripted(server: Any, column: dict[str, Any], kind: str = "llm_text") -> di
     }
 
 
-def test_retry_asks_again_until_an_answer_is_whole(server: Any, tmp_path: Path) -> None:
+def test_retry_asks_again_until_an_answer_is_whole(
+    server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A sampled answer cut once is asked again and the whole one kept: nothing dropped,
-    nothing counted truncated, the re-asks counted (was: the cut answer kept)."""
+    nothing counted truncated, the re-asks counted (was: the cut answer kept). With the
+    response cache on (``cache: true``) the cut answer is neither served again nor stored;
+    a rerun takes every whole answer from the cache."""
+    monkeypatch.setenv("GRIDLOOM_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("GRIDLOOM_NO_CACHE", raising=False)
     doc = _scripted(server, {"max_tokens": 5, "on_truncated": "retry", "cache": True})
     result = gl.create(doc, num_records=8, output_dir=tmp_path / "out")
     assert result.num_rows == 8
@@ -292,7 +298,11 @@ def test_retry_asks_again_until_an_answer_is_whole(server: Any, tmp_path: Path) 
     assert counts.get("truncated", 0) == 0
     assert counts["truncated_retries"] == 8
     assert result.summary["models"]["m"]["requests"] == 16
-    assert "asked again" in render_summary(result.summary)
+    assert "asked again 8 times" in render_summary(result.summary)
+    again = gl.create(doc, num_records=8, output_dir=tmp_path / "again")
+    assert again.summary["models"]["m"]["requests"] == 0
+    assert again.summary["models"]["m"]["cached_requests"] == 8
+    assert "truncated_retries" not in _counts_of(tmp_path / "again", "out")
 
 
 def test_structured_answers_cut_short_say_so(server: Any, tmp_path: Path) -> None:
