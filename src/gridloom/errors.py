@@ -474,7 +474,9 @@ class ClusterError(RunError):
 def is_retryable(error: BaseException) -> bool:
     """Whether a cell that failed with ``error`` may succeed if tried again later: a model
     error marked retryable (429 after the throttle's own retries, 5xx, timeouts, dropped
-    connections, malformed replies), or a salvage round's timeout. Everything else — bad
+    connections, malformed replies), an answer cut at ``max_tokens`` in a column with
+    ``on_truncated: retry`` (:class:`AnswerTruncated`), or a salvage round's timeout.
+    Everything else — bad
     requests, authentication, output still invalid after corrections, generator exceptions,
     template errors — is final."""
     if isinstance(error, ModelError | AnswerTruncated):
