@@ -476,9 +476,8 @@ def is_retryable(error: BaseException) -> bool:
     error marked retryable (429 after the throttle's own retries, 5xx, timeouts, dropped
     connections, malformed replies), an answer cut at ``max_tokens`` in a column with
     ``on_truncated: retry`` (:class:`AnswerTruncated`), or a salvage round's timeout.
-    Everything else — bad
-    requests, authentication, output still invalid after corrections, generator exceptions,
-    template errors — is final."""
+    Everything else — bad requests, authentication, output still invalid after corrections,
+    generator exceptions, template errors — is final."""
     if isinstance(error, ModelError | AnswerTruncated):
         return error.retryable
     return isinstance(error, SalvageTimeout)
