@@ -17,6 +17,8 @@ already catches ``ValueError`` for bad input keeps working::
     │   │                                 validator) read a column its row does not hold: one
     │   │                                 its column's depends_on does not list
     │   ├── InvalidOutput                 model output unusable after the allowed corrections
+    │   │   └── AnswerTruncated           the answer was cut at max_tokens and the column's
+    │   │                                 ``on_truncated`` is ``drop`` (final) or ``retry``
     │   ├── ConstraintUnmet               a row's sampled value still broke a constraint after
     │   │                                 the allowed redraws
     │   ├── TemplateLimitExceeded         rendering a template went past a limit (its output's
@@ -63,6 +65,7 @@ from typing import Any
 from ._attrs import frozen
 
 __all__ = [
+    "AnswerTruncated",
     "AuthenticationFailed",
     "BadRequest",
     "CertificateRejected",
@@ -236,6 +239,24 @@ class ColumnNotInRow(GenerationError, KeyError):
 class InvalidOutput(GenerationError):
     """A model's output could not be used (unparseable, or invalid against the column's schema)
     even after the allowed correction attempts."""
+
+
+class AnswerTruncated(InvalidOutput):
+    """A model's answer was cut at ``max_tokens`` (``finish_reason: length``; Anthropic's
+    ``max_tokens``) and its column does not keep such answers (``on_truncated``): with
+    ``drop`` the failure is final and drops the row; with ``retry`` it may pass (a sampled
+    answer may be shorter next time), so the cell is asked again within the run's retry
+    budget (``max_cell_attempts``, then salvage rounds) before its row is dropped.
+
+    Attributes:
+        max_tokens: the limit the request sent (``None``: the server's own).
+        retryable: whether the cell is asked again (``on_truncated: retry``).
+    """
+
+    def __init__(self, message: str, *, max_tokens: int | None, retryable: bool):
+        self.max_tokens = max_tokens
+        self.retryable = retryable
+        super().__init__(message)
 
 
 class ValidationFailed(GenerationError):
@@ -453,9 +474,10 @@ class ClusterError(RunError):
 def is_retryable(error: BaseException) -> bool:
     """Whether a cell that failed with ``error`` may succeed if tried again later: a model
     error marked retryable (429 after the throttle's own retries, 5xx, timeouts, dropped
-    connections, malformed replies), or a salvage round's timeout. Everything else — bad
-    requests, authentication, output still invalid after corrections, generator exceptions,
-    template errors — is final."""
-    if isinstance(error, ModelError):
+    connections, malformed replies), an answer cut at ``max_tokens`` in a column with
+    ``on_truncated: retry`` (:class:`AnswerTruncated`), or a salvage round's timeout.
+    Everything else — bad requests, authentication, output still invalid after corrections,
+    generator exceptions, template errors — is final."""
+    if isinstance(error, ModelError | AnswerTruncated):
         return error.retryable
     return isinstance(error, SalvageTimeout)

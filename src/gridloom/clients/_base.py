@@ -149,9 +149,9 @@ class AdapterBase:
             if cut and not has_calls and model not in self._cut_told:
                 self._cut_told.add(model)
                 logger.warning(
-                    "%s/%s: an answer was cut at max_tokens (finish_reason: length) and is kept"
-                    " truncated; raise max_tokens%s if whole answers matter (told once per"
-                    " model)",
+                    "%s/%s: an answer was cut at max_tokens (finish_reason: length); its"
+                    " column keeps it truncated unless its on_truncated says drop or retry;"
+                    " raise max_tokens%s if whole answers matter (told once per model)",
                     self._provider.name,
                     model,
                     "" if max_tokens is None else f" (now {max_tokens})",

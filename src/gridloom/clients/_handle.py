@@ -96,6 +96,15 @@ def _plotted(controller: AIMDController) -> list[list[float]]:
     ]
 
 
+def _whole(answer: ChatResponse | EmbeddingResponse) -> bool:
+    """Whether ``answer`` was not cut at ``max_tokens``."""
+    return not isinstance(answer, ChatResponse) or answer.finish_reason not in _CUT
+
+
+#: The finish reasons of an answer cut at ``max_tokens`` (OpenAI's, Anthropic's).
+_CUT = frozenset({"length", "max_tokens"})
+
+
 def _fits(
     request: ChatRequest | EmbeddingRequest, answer: ChatResponse | EmbeddingResponse
 ) -> bool:
@@ -234,15 +243,27 @@ class ModelHandle:
         return f"<ModelHandle {self.alias!r} → {self.config.provider}/{self.model}>"
 
     async def chat(
-        self, request: ChatRequest, *, cache: CacheSetting = None, cell: CellKey | None = None
+        self,
+        request: ChatRequest,
+        *,
+        cache: CacheSetting = None,
+        cell: CellKey | None = None,
+        whole_only: bool = False,
     ) -> ChatResponse:
         """One chat completion, counted; from the response cache when the alias's (or the
         caller's ``cache``) setting allows and it holds the answer. ``cell``: the cell asking
         (run seed, row id, column; a generator's ``ctx.cell_key``), so that a sampled request
         cached by ``cache: true`` is keyed by its cell and equal prompts of other rows do not
-        share its answer (:mod:`gridloom.clients._cache_key`)."""
+        share its answer (:mod:`gridloom.clients._cache_key`). ``whole_only``: an answer cut
+        at ``max_tokens`` is neither served from the cache nor stored in it (the caller asks
+        again for a whole one: a column's ``on_truncated: retry``)."""
         return await self._cached_call(
-            request, cache, decode_chat, lambda: self.client.chat(request), cell
+            request,
+            cache,
+            decode_chat,
+            lambda: self.client.chat(request),
+            cell,
+            whole=_whole if whole_only else None,
         )
 
     async def embed(
@@ -275,6 +296,8 @@ class ModelHandle:
         decode: Callable[[bytes], R],
         call: Callable[[], Awaitable[R]],
         cell: CellKey | None = None,
+        *,
+        whole: Callable[[R], bool] | None = None,
     ) -> R:
         mode = self.cache_mode(request, setting)
         if mode == "off" or self.cache is None or self.scope is None:
@@ -290,11 +313,11 @@ class ModelHandle:
             except ValueError:
                 pass  # not a whole record: a miss (a store below replaces it)
             else:
-                if _fits(request, hit):
+                if _fits(request, hit) and (whole is None or whole(hit)):
                     self._served_from_cache(hit)
                     return hit
         response = await self._counted(call)
-        if mode == "on":
+        if mode == "on" and (whole is None or whole(response)):
             await cache.put(key, encode_response(response))
         return response
 

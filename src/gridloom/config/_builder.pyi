@@ -644,6 +644,7 @@ class PipelineBuilder(BuilderBase):
         with_reasoning: bool = False,
         validate_with: Iterable[ValidatorConfig | Mapping[str, Any]] = (),
         max_correction_attempts: int = 2,
+        on_truncated: Literal["keep", "drop", "retry"] = "keep",
         cache: bool | Literal["read_only"] | None = None,
         depends_on: Iterable[str] = (),
         drop: bool = False,
@@ -684,6 +685,14 @@ class PipelineBuilder(BuilderBase):
             max_correction_attempts: how many times a rejected answer is sent back to the model
                 for correction (a follow-up turn quoting the problems) before the row is
                 dropped.
+            on_truncated: what becomes of an answer cut at `max_tokens` (`finish_reason:
+                length`; Anthropic's `max_tokens`): `keep` it, truncated, and count it
+                (`truncated` in the column's counts); `drop` its row (`AnswerTruncated`, the
+                reason in the dropped records); or `retry`: ask again, as a failure that may
+                pass, within the run's `max_cell_attempts` and `salvage_rounds`, then drop the
+                row. `retry` only helps where answers are sampled (`temperature` above 0, no
+                `seed`, not served from the cache): the same deterministic request is cut again.
+                An `llm_agent` applies it to its final answer.
             cache: this column's use of the response cache (docs/cache.md): `true`, `read_only`,
                 `false`, or `null` (default: the model's `cache` setting). Not part of the
                 config's hash.
@@ -720,6 +729,7 @@ class PipelineBuilder(BuilderBase):
         with_reasoning: bool = False,
         validate_with: Iterable[ValidatorConfig | Mapping[str, Any]] = (),
         max_correction_attempts: int = 2,
+        on_truncated: Literal["keep", "drop", "retry"] = "keep",
         cache: bool | Literal["read_only"] | None = None,
         language: str = "python",
         depends_on: Iterable[str] = (),
@@ -761,6 +771,14 @@ class PipelineBuilder(BuilderBase):
             max_correction_attempts: how many times a rejected answer is sent back to the model
                 for correction (a follow-up turn quoting the problems) before the row is
                 dropped.
+            on_truncated: what becomes of an answer cut at `max_tokens` (`finish_reason:
+                length`; Anthropic's `max_tokens`): `keep` it, truncated, and count it
+                (`truncated` in the column's counts); `drop` its row (`AnswerTruncated`, the
+                reason in the dropped records); or `retry`: ask again, as a failure that may
+                pass, within the run's `max_cell_attempts` and `salvage_rounds`, then drop the
+                row. `retry` only helps where answers are sampled (`temperature` above 0, no
+                `seed`, not served from the cache): the same deterministic request is cut again.
+                An `llm_agent` applies it to its final answer.
             cache: this column's use of the response cache (docs/cache.md): `true`, `read_only`,
                 `false`, or `null` (default: the model's `cache` setting). Not part of the
                 config's hash.
@@ -799,6 +817,7 @@ class PipelineBuilder(BuilderBase):
         extra_body: Mapping[str, Any] | None = None,
         with_reasoning: bool = False,
         validate_with: Iterable[ValidatorConfig | Mapping[str, Any]] = (),
+        on_truncated: Literal["keep", "drop", "retry"] = "keep",
         cache: bool | Literal["read_only"] | None = None,
         format: Literal["json", "yaml", "xml"] = "json",
         xsd: str | None = None,
@@ -842,6 +861,14 @@ class PipelineBuilder(BuilderBase):
                 `llm_judge`). A rejected answer is sent back with the validators' messages, up
                 to `max_correction_attempts` times; then the row is dropped
                 (`ValidationFailed`).
+            on_truncated: what becomes of an answer cut at `max_tokens` (`finish_reason:
+                length`; Anthropic's `max_tokens`): `keep` it, truncated, and count it
+                (`truncated` in the column's counts); `drop` its row (`AnswerTruncated`, the
+                reason in the dropped records); or `retry`: ask again, as a failure that may
+                pass, within the run's `max_cell_attempts` and `salvage_rounds`, then drop the
+                row. `retry` only helps where answers are sampled (`temperature` above 0, no
+                `seed`, not served from the cache): the same deterministic request is cut again.
+                An `llm_agent` applies it to its final answer.
             cache: this column's use of the response cache (docs/cache.md): `true`, `read_only`,
                 `false`, or `null` (default: the model's `cache` setting). Not part of the
                 config's hash.
@@ -885,6 +912,7 @@ class PipelineBuilder(BuilderBase):
         extra_body: Mapping[str, Any] | None = None,
         with_reasoning: bool = False,
         validate_with: Iterable[ValidatorConfig | Mapping[str, Any]] = (),
+        on_truncated: Literal["keep", "drop", "retry"] = "keep",
         cache: bool | Literal["read_only"] | None = None,
         max_correction_attempts: int = 2,
         depends_on: Iterable[str] = (),
@@ -924,6 +952,14 @@ class PipelineBuilder(BuilderBase):
                 `llm_judge`). A rejected answer is sent back with the validators' messages, up
                 to `max_correction_attempts` times; then the row is dropped
                 (`ValidationFailed`).
+            on_truncated: what becomes of an answer cut at `max_tokens` (`finish_reason:
+                length`; Anthropic's `max_tokens`): `keep` it, truncated, and count it
+                (`truncated` in the column's counts); `drop` its row (`AnswerTruncated`, the
+                reason in the dropped records); or `retry`: ask again, as a failure that may
+                pass, within the run's `max_cell_attempts` and `salvage_rounds`, then drop the
+                row. `retry` only helps where answers are sampled (`temperature` above 0, no
+                `seed`, not served from the cache): the same deterministic request is cut again.
+                An `llm_agent` applies it to its final answer.
             cache: this column's use of the response cache (docs/cache.md): `true`, `read_only`,
                 `false`, or `null` (default: the model's `cache` setting). Not part of the
                 config's hash.
@@ -1041,6 +1077,7 @@ class PipelineBuilder(BuilderBase):
         with_reasoning: bool = False,
         validate_with: Iterable[ValidatorConfig | Mapping[str, Any]] = (),
         max_correction_attempts: int = 2,
+        on_truncated: Literal["keep", "drop", "retry"] = "keep",
         cache: bool | Literal["read_only"] | None = None,
         tools: Iterable[ToolConfig | Mapping[str, Any]],
         max_turns: int = 8,
@@ -1089,6 +1126,14 @@ class PipelineBuilder(BuilderBase):
             max_correction_attempts: how many times a rejected answer is sent back to the model
                 for correction (a follow-up turn quoting the problems) before the row is
                 dropped.
+            on_truncated: what becomes of an answer cut at `max_tokens` (`finish_reason:
+                length`; Anthropic's `max_tokens`): `keep` it, truncated, and count it
+                (`truncated` in the column's counts); `drop` its row (`AnswerTruncated`, the
+                reason in the dropped records); or `retry`: ask again, as a failure that may
+                pass, within the run's `max_cell_attempts` and `salvage_rounds`, then drop the
+                row. `retry` only helps where answers are sampled (`temperature` above 0, no
+                `seed`, not served from the cache): the same deterministic request is cut again.
+                An `llm_agent` applies it to its final answer.
             cache: this column's use of the response cache (docs/cache.md): `true`, `read_only`,
                 `false`, or `null` (default: the model's `cache` setting). Not part of the
                 config's hash.

@@ -7,7 +7,7 @@ The kinds themselves (``llm_text``, ``llm_code``, ``llm_structured``, ``llm_judg
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import attrs
 
@@ -30,10 +30,13 @@ REASONING_SUFFIX = "__reasoning"
 INFERENCE_SUFFIX = "__inference"
 #: The inference parameters a column or model may draw per cell, in drawing order.
 INFERENCE_PARAMS = ("temperature", "top_p", "max_tokens")
+#: What a model column may do with an answer cut at ``max_tokens`` (``on_truncated``).
+ON_TRUNCATED = ("keep", "drop", "retry")
 
 __all__ = [
     "INFERENCE_PARAMS",
     "INFERENCE_SUFFIX",
+    "ON_TRUNCATED",
     "REASONING_SUFFIX",
     "LLMColumn",
     "Rubric",
@@ -57,6 +60,13 @@ def not_templated(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> No
         raise ValueError(
             f"{attribute.name} is used as written, not rendered as a template, so it cannot"
             f" hold '{{{{' or '{{%' (got {value!r}); put per-row text in the prompt instead"
+        )
+
+
+def _check_on_truncated(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value not in ON_TRUNCATED:
+        raise ValueError(
+            f"{attribute.name} must be one of {', '.join(ON_TRUNCATED)} (got {value!r})"
         )
 
 
@@ -93,6 +103,14 @@ class LLMColumn(ColumnConfig):
             `max_correction_attempts` times; then the row is dropped (`ValidationFailed`).
         max_correction_attempts: how many times a rejected answer is sent back to the model
             for correction (a follow-up turn quoting the problems) before the row is dropped.
+        on_truncated: what becomes of an answer cut at ``max_tokens`` (``finish_reason:
+            length``; Anthropic's ``max_tokens``): ``keep`` it, truncated, and count it
+            (``truncated`` in the column's counts); ``drop`` its row (``AnswerTruncated``,
+            the reason in the dropped records); or ``retry``: ask again, as a failure that
+            may pass, within the run's ``max_cell_attempts`` and ``salvage_rounds``, then
+            drop the row. ``retry`` only helps where answers are sampled (``temperature``
+            above 0, no ``seed``, not served from the cache): the same deterministic request
+            is cut again. An ``llm_agent`` applies it to its final answer.
         cache: this column's use of the response cache (docs/cache.md): ``true``,
             ``read_only``, ``false``, or ``null`` (default: the model's ``cache`` setting).
             Not part of the config's hash.
@@ -100,7 +118,11 @@ class LLMColumn(ColumnConfig):
 
     #: Parameters added after the first release: left out of the config's hash at their
     #: default (a subclass that sets its own list keeps ``validate_with`` in it).
-    omit_at_default: ClassVar[tuple[str, ...]] = ("validate_with", "max_correction_attempts")
+    omit_at_default: ClassVar[tuple[str, ...]] = (
+        "validate_with",
+        "max_correction_attempts",
+        "on_truncated",
+    )
     #: Settings of how the column runs, not what it generates: left out of the config's
     #: hash, and out of a dumped config when unset.
     execution_fields: ClassVar[tuple[str, ...]] = ("cache",)
@@ -128,6 +150,9 @@ class LLMColumn(ColumnConfig):
         validator=attrs.validators.deep_iterable(attrs.validators.instance_of(ValidatorConfig)),
     )
     max_correction_attempts: int = attrs.field(default=2, validator=attrs.validators.ge(0))
+    on_truncated: Literal["keep", "drop", "retry"] = attrs.field(
+        default="keep", validator=_check_on_truncated
+    )
     cache: CacheSetting = attrs.field(default=None, validator=check_cache_setting)
 
     def templates(self) -> dict[str, str]:

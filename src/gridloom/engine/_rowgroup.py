@@ -203,17 +203,31 @@ class RowGroup:
                     corrected[rounds - 1] += 1
         return CorrectionCounts(first_try=first_try, corrected=tuple(corrected), rejected=rejected)
 
-    def _truncated(self, node: Node, counted: set[int]) -> int:
-        """The done cells of ``node`` in counted rows whose answer was kept truncated (a model
-        column's :class:`TruncationLog`)."""
+    def _truncated(self, node: Node, counted: set[int]) -> dict[str, int]:
+        """A model column's truncation counts (its :class:`TruncationLog`): the done cells of
+        ``node`` in counted rows whose answer was kept truncated, the cells that failed for
+        a cut answer, and the times cells were asked again for one."""
         log = getattr(node.generator, "truncations", None)
         if not isinstance(log, TruncationLog):
-            return 0
+            return {}
         first = self.spec.first_row_id
         rows = log.take(first, self.spec.num_rows)
-        return sum(
+        kept = sum(
             r - first in counted and self.tracker.is_done(node.index, r - first) for r in rows
         )
+        dropped = {
+            d.row_id
+            for d in self.drops
+            if d.column == node.name and d.error_type == "AnswerTruncated"
+        }
+        # A row dropped for a cut answer was not asked again after its last one.
+        failures = log.take_retries(first, self.spec.num_rows)
+        retries = sum(n - (r in dropped) for r, n in failures.items())
+        return {
+            "truncated": kept,
+            "truncated_dropped": len(dropped),
+            "truncated_retries": retries,
+        }
 
     def data(
         self, graph: ExecutionGraph, encoders: Mapping[str, Callable[[Any], Any]]
@@ -243,12 +257,18 @@ class RowGroup:
                 dropped=tracker.num_rows - done - failed - skipped,
                 skipped=skipped,
                 corrections=self._corrections(node, counted),
-                truncated=self._truncated(node, counted),
+                **self._truncated(node, counted),
             )
             for col in node.outputs:
                 counts[col] = node_counts
                 # corrections and truncations: the column's own, not its side columns'
-                node_counts = attrs.evolve(node_counts, corrections=None, truncated=0)
+                node_counts = attrs.evolve(
+                    node_counts,
+                    corrections=None,
+                    truncated=0,
+                    truncated_dropped=0,
+                    truncated_retries=0,
+                )
                 if skipped_rows:
                     skipped_at[col] = skipped_rows
         columns = {}

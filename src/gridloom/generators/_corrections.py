@@ -61,11 +61,27 @@ class CorrectionLog:
 class TruncationLog:
     """The row ids whose model cell kept an answer cut at ``max_tokens`` (truncated), taken
     by the engine with the row group like a :class:`CorrectionLog`; a cell tried again
-    overwrites its entry."""
+    overwrites its entry. Also how many times each cell failed, to be asked again, because its
+    answer was cut (``on_truncated: retry``, :meth:`asked_again`): those add up over
+    attempts."""
 
     def __init__(self) -> None:
         self._rows: set[int] = set()
+        self._again: dict[int, int] = {}
         self._lock = threading.Lock()
+
+    def asked_again(self, row_id: int) -> None:
+        """The cell of ``row_id`` failed, to be asked again, because its answer was cut."""
+        with self._lock:
+            self._again[row_id] = self._again.get(row_id, 0) + 1
+
+    def take_retries(self, first_row_id: int, num_rows: int) -> dict[int, int]:
+        """Remove and return how often each row of ``first_row_id .. + num_rows - 1`` failed
+        to be asked again (the last of a row dropped for a cut answer was not)."""
+        with self._lock:
+            end = first_row_id + num_rows
+            rows = [r for r in self._again if first_row_id <= r < end]
+            return {r: self._again.pop(r) for r in rows}
 
     def record(self, row_id: int, truncated: bool) -> None:
         """The cell of ``row_id`` ended with an answer that was (or was not) truncated."""

@@ -30,7 +30,13 @@ import trio
 from ..clients._types import ChatRequest, ChatResponse, Message, ResponseFormat
 from ..config import LLMColumn, ModelConfig
 from ..config._llm import INFERENCE_SUFFIX, REASONING_SUFFIX
-from ..errors import GenerationError, InvalidOutput, TemplateLimitExceeded, ValidationFailed
+from ..errors import (
+    AnswerTruncated,
+    GenerationError,
+    InvalidOutput,
+    TemplateLimitExceeded,
+    ValidationFailed,
+)
 from ._corrections import REJECTED, TRUNCATED_REASONS, AnswerCheck, CorrectionLog, TruncationLog
 from ._inference import InferencePlan, Params, trace_drawn
 from ._jinja import CompiledTemplate, TemplateLimits, compile_template
@@ -46,8 +52,10 @@ __all__ = [
     "LLMStructuredGenerator",
     "ModelColumnGenerator",
     "compile_field",
+    "cut_words",
     "parse_json_answer",
     "render",
+    "think_moved",
 ]
 
 #: A fenced block of a model's answer: its language tag, then its content.
@@ -179,22 +187,26 @@ class ModelColumnGenerator(ColumnGenerator[CellContext]):
         unusable = False
         drawn = self.draw_inference(ctx)
         for attempt in range(self.max_corrections + 1):
-            response = _think_moved(
-                await self.call(ctx, self.request(messages, response_format, drawn))
-            )
+            request = self.request(messages, response_format, drawn)
+            response = think_moved(await self.call(ctx, request))
             if drawn:
                 response = attrs.evolve(response, inference=drawn)
+            cut = response.finish_reason in TRUNCATED_REASONS
+            if cut:
+                self.refuse_truncated(ctx, request, response)
             try:
                 value = await self.accept(response.text)
             except ValueError as exc:
-                unusable, problems = True, [str(exc)]
+                reason = str(exc)
+                if cut:  # a cut answer rarely parses: say why it broke off
+                    reason += f" ({cut_words(request, response)}: finish_reason length)"
+                unusable, problems = True, [reason]
                 follow_up = self.correction_text(str(exc))
             else:
                 unusable, problems = False, await self._run_checks(value, ctx)
                 if not problems:
                     if self.corrections is not None:
                         self.corrections.record(ctx.row_id, attempt)
-                    cut = response.finish_reason in TRUNCATED_REASONS
                     self.truncations.record(ctx.row_id, cut)
                     return value, response
                 follow_up = validation_correction(problems)
@@ -207,13 +219,34 @@ class ModelColumnGenerator(ColumnGenerator[CellContext]):
             self.corrections.record(ctx.row_id, REJECTED)
         shown = "; ".join(problems[:5])
         if unusable:
+            hint = "; raise max_tokens" if "finish_reason length" in shown else ""
             raise InvalidOutput(
                 f"column {self.name!r}: no valid answer after {self.max_corrections} correction"
-                f" attempt(s); last problem: {shown}"
+                f" attempt(s); last problem: {shown}{hint}"
             )
         raise ValidationFailed(
             f"column {self.name!r}: the validators still rejected the answer after"
             f" {self.max_corrections} correction attempt(s): {shown}"
+        )
+
+    def refuse_truncated(
+        self, ctx: CellContext, request: ChatRequest, response: ChatResponse
+    ) -> None:
+        """Fail the cell of an answer cut at ``max_tokens`` unless the column keeps such
+        answers (``on_truncated``): :class:`AnswerTruncated`, final with ``drop``, one that
+        may pass with ``retry`` (counted in :attr:`truncations`)."""
+        policy = getattr(self.config, "on_truncated", "keep")
+        if policy == "keep":
+            return
+        retry = policy == "retry"
+        if retry:
+            self.truncations.asked_again(ctx.row_id)
+        again = ", on_truncated: retry" if retry else ""
+        raise AnswerTruncated(
+            f"column {self.name!r}: {cut_words(request, response)}{again}; raise max_tokens"
+            " or set on_truncated: keep",
+            max_tokens=request.max_tokens,
+            retryable=retry,
         )
 
     def draw_inference(self, ctx: CellContext) -> dict[str, float | int]:
@@ -279,8 +312,10 @@ class ModelColumnGenerator(ColumnGenerator[CellContext]):
         handle = ctx.models.get(self.config.model)
         if handle is None:
             raise GenerationError(f"column {self.name!r}: model {self.config.model!r} is not open")
+        # Asking again for a whole answer: a cut one is not taken from the cache, nor kept.
+        whole = {"whole_only": True} if self.config.on_truncated == "retry" else {}
         response: ChatResponse = await handle.chat(
-            request, cache=getattr(self.config, "cache", None), cell=ctx.cell_key
+            request, cache=getattr(self.config, "cache", None), cell=ctx.cell_key, **whole
         )
         return response
 
@@ -297,7 +332,18 @@ class ModelColumnGenerator(ColumnGenerator[CellContext]):
         return {self.name: value, **extra}
 
 
-def _think_moved(response: ChatResponse) -> ChatResponse:
+def cut_words(request: ChatRequest, response: ChatResponse) -> str:
+    """How an answer to ``request`` was cut: at its ``max_tokens``, else (none sent) at the
+    server's own limit, with the tokens it spent."""
+    if request.max_tokens is not None:
+        return f"answer cut at max_tokens ({request.max_tokens} tokens)"
+    return (
+        "answer cut at the server's output limit"
+        f" ({response.usage.output_tokens} tokens; no max_tokens sent)"
+    )
+
+
+def think_moved(response: ChatResponse) -> ChatResponse:
     """``response`` with a ``<think>`` block leading its text (a reasoning model served without
     a reasoning parser) moved to its reasoning, unless the provider sent reasoning apart."""
     text, thoughts = split_think(response.text)

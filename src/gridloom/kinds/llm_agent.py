@@ -21,12 +21,13 @@ from ..config._models import ModelConfig
 from ..config._tools import McpTool, PythonTool, SearchTool, ToolConfig, check_tool_name
 from ..config._validators import int64, positive, to_tuple
 from ..errors import ConfigError, GenerationError, ValidationFailed
+from ..generators._corrections import TRUNCATED_REASONS
 from ..generators._factory import BuildContext
 from ..generators._jinja import TemplateLimits
 from ..generators._structured_formats import validation_correction
 from ..generators.base import CellContext
 from ..generators.custom import resolve_function
-from ..generators.llm import ModelColumnGenerator
+from ..generators.llm import ModelColumnGenerator, think_moved
 from ..tools import Toolbox, ToolSource
 from ..tools._base import argument_validator
 from ..tools._python import FunctionSource, FunctionTool, function_spec
@@ -106,7 +107,10 @@ class LLMAgentColumn(LLMColumn):
     ``<name>__answer`` (the final answer), ``<name>__turns`` (model requests),
     ``<name>__tool_calls`` and ``<name>__end`` (``answer``, ``final_tool``, ``max_turns`` or
     ``loop``). ``validate_with`` checks the final answer (a rejected one is sent back as a
-    user turn, within ``max_turns``).
+    user turn, within ``max_turns``). A ``<think>`` block leading a turn's content is moved
+    to its reasoning (the last turn's is kept ``with_reasoning``), as ``llm_text`` does. A
+    trajectory with a turn cut at ``max_tokens`` counts once in the column's ``truncated``;
+    ``on_truncated`` applies to the turn giving the final answer.
 
     Attributes:
         tools: where the tools come from: ``{python: "module:function"}``,
@@ -228,11 +232,13 @@ class LLMAgentGenerator(ModelColumnGenerator):
         answer: str | None = None
         end = "max_turns"
         response = ChatResponse(text="")
+        cut_turns = 0
         while turns < agent.max_turns:
             request = attrs.evolve(
                 self.request(messages, None, drawn), tools=specs, tool_choice=agent.tool_choice
             )
-            response = await self.call(ctx, request)
+            # A leading <think> block is reasoning, as for llm_text: not part of the turn.
+            response = think_moved(await self.call(ctx, request))
             if drawn:
                 response = attrs.evolve(response, inference=drawn)
             turns += 1
@@ -240,6 +246,10 @@ class LLMAgentGenerator(ModelColumnGenerator):
                 Message(role="assistant", content=response.text, tool_calls=response.tool_calls)
             )
             final = next((c for c in response.tool_calls if c.name == agent.final_tool), None)
+            if response.finish_reason in TRUNCATED_REASONS:
+                cut_turns += 1
+                if not response.tool_calls or final is not None:
+                    self.refuse_truncated(ctx, request, response)  # the final answer's
             if not response.tool_calls or final is not None:
                 text = _final_answer(final) if final is not None else response.text.strip()
                 problems = await self._run_checks(text, ctx) if self.checks else []
@@ -269,6 +279,8 @@ class LLMAgentGenerator(ModelColumnGenerator):
                 else f"repeated a tool call more than {agent.max_repeated_calls} times"
             )
             raise TrajectoryIncomplete(f"column {self.name!r}: the trajectory {what}")
+        # The cell counts once among the column's truncated however many turns were cut.
+        self.truncations.record(ctx.row_id, cut_turns > 0)
         out = self.result(_trajectory(messages), response)
         values = out if isinstance(out, dict) else {self.name: out}
         values.update(

@@ -57,7 +57,7 @@ class LLMJudgeColumn(LLMColumn):
 
     kind: ClassVar[str] = "llm_judge"
     #: ``max_correction_attempts`` was always written here: only ``validate_with`` is left out.
-    omit_at_default: ClassVar[tuple[str, ...]] = ("validate_with",)
+    omit_at_default: ClassVar[tuple[str, ...]] = ("validate_with", "on_truncated")
     rubrics: tuple[Rubric, ...] = attrs.field(
         converter=to_tuple, validator=attrs.validators.min_len(1)
     )

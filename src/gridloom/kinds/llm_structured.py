@@ -156,7 +156,13 @@ class LLMStructuredColumn(LLMColumn):
 
     kind: ClassVar[str] = "llm_structured"
     #: Parameters added after the first release: left out of the config's hash at their default.
-    omit_at_default: ClassVar[tuple[str, ...]] = ("format", "xsd", "keep_raw", "validate_with")
+    omit_at_default: ClassVar[tuple[str, ...]] = (
+        "format",
+        "xsd",
+        "keep_raw",
+        "validate_with",
+        "on_truncated",
+    )
     schema: dict[str, Any] | None = attrs.field(default=None, validator=_check_schema)
     format: Literal["json", "yaml", "xml"] = attrs.field(default="json", validator=_check_format)
     xsd: str | None = attrs.field(default=None, validator=_check_xsd)

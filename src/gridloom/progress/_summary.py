@@ -64,17 +64,38 @@ def render_drops(examples: Sequence[Mapping[str, Any]], indent: str = "  ") -> l
     return lines
 
 
-def render_truncated(truncated: Mapping[str, Any]) -> list[str]:
-    """One line per column whose kept answers were cut at ``max_tokens``::
+def render_truncated(columns: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """One line per model column with answers cut at ``max_tokens`` (its counts'
+    ``truncated``: kept; ``truncated_dropped``: rows dropped; ``truncated_retries``: cells
+    asked again), saying what became of them (the column's ``on_truncated``)::
 
         summary: 20 truncated (finish_reason length: cut at max_tokens, kept); raise max_tokens
+        ...
+        summary: 3 truncated (finish_reason length: cut at max_tokens, asked again 9 times,
+        3 rows dropped); raise max_tokens ...
 
     Empty when there are none."""
-    return [
-        f"{name}: {_number(count)} truncated (finish_reason length: cut at max_tokens, kept);"
-        " raise max_tokens on the model or column if whole answers matter"
-        for name, count in truncated.items()
-    ]
+    lines = []
+    for name, c in columns.items():
+        kept, dropped = c.get("truncated") or 0, c.get("truncated_dropped") or 0
+        retries = c.get("truncated_retries") or 0
+        if not (kept or dropped or retries):
+            continue
+        fates = []
+        if kept:
+            fates.append(f"{_number(kept)} kept")
+        if retries:
+            fates.append(f"asked again {_number(retries)} time{'' if retries == 1 else 's'}")
+        if dropped:
+            fates.append(f"{_number(dropped)} row{'' if dropped == 1 else 's'} dropped")
+        if kept and not (dropped or retries):
+            fates = ["kept"]
+        lines.append(
+            f"{name}: {_number(kept + dropped)} truncated (finish_reason length: cut at"
+            f" max_tokens, {', '.join(fates)}); raise max_tokens on the model or column if"
+            " whole answers matter"
+        )
+    return lines
 
 
 def render_corrections(columns: Mapping[str, Mapping[str, Any]]) -> list[str]:
@@ -250,13 +271,12 @@ def render_summary(summary: Mapping[str, Any]) -> str:
             header.append("skipped")
             for row, c in zip(rows, columns.values(), strict=True):
                 row.append(_number(c.get("skipped", 0)))
-        truncated = {n: c["truncated"] for n, c in columns.items() if c.get("truncated")}
-        if truncated:  # only runs with answers cut at max_tokens
+        if any(c.get("truncated") for c in columns.values()):  # answers kept cut short
             header.append("truncated")
             for row, c in zip(rows, columns.values(), strict=True):
                 row.append(_number(c.get("truncated", 0)))
         lines += ["", *_table(header, rows)]
-        lines += render_truncated(truncated)
+        lines += render_truncated(columns)
         lines += render_corrections(columns)
     drops = render_drops(summary.get("drop_examples") or [])
     if drops:

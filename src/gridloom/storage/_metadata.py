@@ -106,6 +106,8 @@ def counts_from_json(raw: Any) -> dict[str, ColumnCounts]:
                 CorrectionCounts.from_dict(c["corrections"]) if "corrections" in c else None
             ),
             truncated=whole(c, "truncated", 0),  # absent when 0, and in older runs
+            truncated_dropped=whole(c, "truncated_dropped", 0),
+            truncated_retries=whole(c, "truncated_retries", 0),
         )
         for name, c in raw.items()
     }

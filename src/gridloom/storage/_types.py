@@ -103,7 +103,13 @@ class ColumnCounts:
         corrections: for a model column with checks (``validate_with``, or a structured
             column's own parse and schema check), how its answers fared; ``None`` for others.
         truncated: of the ``done`` cells of a model column, those whose answer was cut at
-            ``max_tokens`` (``finish_reason: length``, Anthropic's ``max_tokens``) and kept.
+            ``max_tokens`` (``finish_reason: length``, Anthropic's ``max_tokens``) and kept
+            (``on_truncated: keep``; an ``llm_agent`` cell with any turn cut counts once).
+        truncated_dropped: of the ``failed`` cells, those whose answer was cut at
+            ``max_tokens`` and not kept (``on_truncated: drop``, or ``retry`` out of
+            attempts): ``AnswerTruncated``.
+        truncated_retries: how many times the column's cells were asked again because
+            their answer was cut (``on_truncated: retry``).
     """
 
     done: int = attrs.field(default=0, validator=_non_negative)
@@ -112,6 +118,8 @@ class ColumnCounts:
     skipped: int = attrs.field(default=0, validator=_non_negative)
     corrections: CorrectionCounts | None = None
     truncated: int = attrs.field(default=0, validator=_non_negative)
+    truncated_dropped: int = attrs.field(default=0, validator=_non_negative)
+    truncated_retries: int = attrs.field(default=0, validator=_non_negative)
 
     def __add__(self, other: ColumnCounts) -> ColumnCounts:
         if not isinstance(other, ColumnCounts):
@@ -123,11 +131,13 @@ class ColumnCounts:
             skipped=self.skipped + other.skipped,
             corrections=_sum_corrections(self.corrections, other.corrections),
             truncated=self.truncated + other.truncated,
+            truncated_dropped=self.truncated_dropped + other.truncated_dropped,
+            truncated_retries=self.truncated_retries + other.truncated_retries,
         )
 
     def as_dict(self) -> dict[str, Any]:
         """Return the counts as a plain, JSON-serialisable dict (``corrections`` only for a
-        column that has them, ``truncated`` only when not 0)."""
+        column that has them, ``truncated`` and its kin only when not 0)."""
         out: dict[str, Any] = {
             "done": self.done,
             "failed": self.failed,
@@ -136,8 +146,9 @@ class ColumnCounts:
         }
         if self.corrections is not None:
             out["corrections"] = self.corrections.as_dict()
-        if self.truncated:
-            out["truncated"] = self.truncated
+        for key in ("truncated", "truncated_dropped", "truncated_retries"):
+            if getattr(self, key):
+                out[key] = getattr(self, key)
         return out
 
 
