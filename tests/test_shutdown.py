@@ -324,6 +324,36 @@ async def test_a_cancelled_request_is_no_outcome(autojump_clock: Any) -> None:
     assert handle.usage().requests == 1
 
 
+async def test_a_cancelled_cell_sends_no_request() -> None:
+    """A cell still running when its run is stopped (its scope cancelled between two of its
+    checkpoints) sends nothing: the handle takes a free slot without a checkpoint and the wire
+    transport writes a request before its first one, so the handle checks first. Before, a
+    run stopped by a refused key could send one more request per runnable cell."""
+    sent: list[ChatRequest] = []
+
+    class Recording(Client):
+        async def chat(self, request: ChatRequest) -> ChatResponse:
+            sent.append(request)
+            return await super().chat(request)
+
+    health = monitor()
+    handle = ModelHandle(
+        MODEL,
+        Recording(ChatResponse(text="x", usage=Usage())),
+        trio.CapacityLimiter(1),
+        health=health,
+    )
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await handle.chat(ASK)
+    assert scope.cancelled_caught
+    assert sent == []
+    assert handle.usage().requests == 0
+    assert health.recent("w") == (0, 0)
+    await handle.chat(ASK)  # outside the cancelled scope it is sent
+    assert sent == [ASK]
+
+
 # ---------------------------------------------------------------------- runs
 
 

@@ -356,6 +356,11 @@ class ModelHandle:
             CURRENT_CALLER.reset(caller)
 
     async def _call(self, call: Callable[[], Awaitable[R]], record: _CallRecord) -> R:
+        # A cell can reach here between checkpoints after its run was stopped (a refused key
+        # cancels the run while other cells are runnable; a free slot is taken without a
+        # checkpoint), and the wire transport writes a request before its first checkpoint:
+        # a cancelled cell must not send one. No yield when not cancelled.
+        await trio.lowlevel.checkpoint_if_cancelled()
         started = trio.current_time()
         self._requests += 1
         health = self.health
