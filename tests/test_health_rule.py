@@ -397,13 +397,42 @@ async def test_an_endpoint_down_from_the_start_stops_at_unavailable_seconds(
     assert reason.example == latest
     assert reason.message == (
         f"model 'w': no request of this model has succeeded in this run: its requests were"
-        f" refused with HTTP {status} for {when - first:g} s since the first refusal"
+        f" refused with HTTP {status} for {round(when - first, 1):g} s since the first refusal"
         f" ({len(gateway.refusals)} refusals (ProviderUnavailable)); the latest: {latest};"
         " check the provider's endpoint (its base URL) and any gateway or proxy in front of"
         " it, as one that has never served a request is likely down or misconfigured;"
         " run.shutdown_unavailable_seconds sets this check; stopping the run — completed row"
         " groups are kept; resume it to generate the rest"
     )
+
+
+def test_the_unavailable_setting_is_checked_and_reaches_the_monitor() -> None:
+    """shutdown_unavailable_seconds: 90 by default, 0 turns the rule off; a negative or
+    non-finite value fails before any request, naming the field."""
+    assert RunConfig().shutdown_unavailable_seconds == 90.0
+    on = HealthMonitor.from_run_config(RunConfig(), clock=Clock())
+    assert on.unavailable_seconds == 90.0
+    off = RunConfig(shutdown_unavailable_seconds=0)
+    assert HealthMonitor.from_run_config(off, clock=Clock()).unavailable_seconds is None
+    columns = [{"name": "a", "category": {"values": ["x"]}}]
+    for value, problem in [
+        (-1, "must be >= 0"),
+        (float("inf"), "expected a finite number"),
+        (float("nan"), "expected a finite number"),
+    ]:
+        with pytest.raises(gl.ConfigError) as caught:
+            structure_pipeline({"columns": columns, "run": {"shutdown_unavailable_seconds": value}})
+        assert "field 'run.shutdown_unavailable_seconds'" in str(caught.value)
+        assert problem in str(caught.value)
+    with pytest.raises(ValueError, match="unavailable_seconds must be > 0 or None"):
+        HealthMonitor(
+            error_rate=None,
+            window=10,
+            window_seconds=60.0,
+            min_outcomes=4,
+            clock=Clock(),
+            unavailable_seconds=0.0,
+        )
 
 
 @pytest.mark.parametrize(

@@ -81,12 +81,12 @@ class RunConfig:
         shutdown_unavailable_seconds: stop the run sooner when one model has not had a single
             success in the run and every refusal of it so far was a ``capacity_statuses``
             status (502, 503, 529; not one 429): this many seconds after its first refusal. An
-            endpoint that has never served a request is more likely a wrong base URL or a
-            gateway or proxy with nothing behind it than a passing outage; 90 s still waits
-            out a gateway blip at the start. A 429 (a live provider asking to slow down) or
-            one success turns this check off for that model for the rest of the run: from
-            then on only ``shutdown_refused_seconds`` applies. ``0``: never (only
-            ``shutdown_refused_seconds`` applies).
+            endpoint that has never served a request is more likely a wrong provider
+            ``endpoint`` (base URL) or a gateway or proxy with nothing behind it than a
+            passing outage; 90 s still waits out a gateway blip at the start. A 429 (a live
+            provider asking to slow down) or one success turns this check off for that model
+            for the rest of the run: from then on only ``shutdown_refused_seconds`` applies.
+            ``0``: never (only ``shutdown_refused_seconds`` applies).
         generator_first_rows: stop the run when the first this many rows of the run all
             fail at a column with the same error of its own (a template that does not
             render, output that fails its schema, a custom function that raises; not a

@@ -137,6 +137,7 @@ class RefusalRules:
         cause = f" ({name})" if name else ""
         latest = f"; the latest: {example}" if example else ""
         counts = f"{streak.count} refusals{cause}"
+        seconds = round(seconds, 1)
         if unavailable:
             codes = sorted(streak.statuses)
             answers = f"HTTP {' or '.join(map(str, codes))}" if codes else "a capacity refusal"
