@@ -3,17 +3,31 @@ second by second: healthy runs with slow or fast failures never stop, failing on
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
 import hypothesis.strategies as st
 import pytest
+import trio
 from hypothesis import given, settings
 
 import gridloom as gl
-from gridloom.config import structure_pipeline
-from gridloom.errors import ProviderTimeout
+from gridloom.clients import (
+    ChatRequest,
+    ChatResponse,
+    Message,
+    ModelHandle,
+    ThrottledModelClient,
+    Usage,
+)
+from gridloom.config import ModelConfig, RunConfig, structure_pipeline
+from gridloom.engine import ShutdownReason
+from gridloom.errors import ModelError, ProviderTimeout, ProviderUnavailable, RateLimited
 from gridloom.run import SLICE_SECONDS, HealthMonitor
+from gridloom.throttle import ThrottleRegistry
 
 RATE = 0.5
 MIN_OUTCOMES = 5
@@ -279,3 +293,285 @@ async def test_a_model_failing_most_requests_is_stopped(
     )
     assert result.status == "stopped"
     assert (result.stop_reason or "").startswith("model 'w' failed ")
+
+
+# ------------------------------------------------- an endpoint that has never served a request
+
+ASK = ChatRequest(model="w-8b", messages=(Message(role="user", content="hi"),))
+
+
+@attrs.define
+class Gateway:
+    """An inner client whose answer depends on when the request comes: ``answer(t)`` is the
+    status (200: a success) of a request arriving at trio time ``t``; each answer takes
+    ``latency`` seconds. Notes the time of every refusal (an answer that is not a 200)."""
+
+    answer: Callable[[float], int]
+    latency: float = 0.25
+    refusals: list[float] = attrs.Factory(list)
+
+    async def chat(self, request: ChatRequest) -> ChatResponse:
+        await trio.sleep(self.latency)
+        now = trio.current_time()
+        status = self.answer(now)
+        if status == 200:
+            return ChatResponse(text="ok", usage=Usage(output_tokens=1))
+        self.refusals.append(now)
+        if status == 429:
+            raise RateLimited("p/w-8b: HTTP 429 Too Many Requests: slow down", status=429)
+        raise ProviderUnavailable(
+            f"p/w-8b: HTTP {status}: <html><h1>{status} Bad Gateway</h1>nginx</html> #{now:g}",
+            status=status,
+        )
+
+    async def embed(self, request: Any) -> Any:
+        raise AssertionError
+
+
+async def stop_time(
+    gateway: Gateway, run: RunConfig, *, horizon: float = 3_000.0
+) -> tuple[float | None, ShutdownReason | None]:
+    """8 cells call ``gateway`` through the throttle (the run's ``run.throttle``) and a model
+    handle watched by the run's health monitor, each calling again 1 s after its request
+    ends (as a cell's retry would), until the monitor trips or ``horizon`` seconds pass:
+    when it tripped, and why."""
+    health = HealthMonitor.from_run_config(run, clock=trio.current_time)
+    health.register("w", model="w-8b", provider="p")
+    registry = ThrottleRegistry(run.throttle)
+    client = ThrottledModelClient(
+        gateway,
+        chat=registry.limiter("p", "w-8b", "chat", 8),
+        embedding=registry.limiter("p", "w-8b", "embedding", 8),
+        capacity_statuses=run.throttle.capacity_statuses,
+    )
+    model = ModelConfig(alias="w", provider="p", model="w-8b")
+    handle = ModelHandle(model, client, trio.CapacityLimiter(8), health=health)
+    stopped: list[float] = []
+
+    async def cell() -> None:
+        while True:
+            with contextlib.suppress(ModelError):
+                await handle.chat(ASK)
+            await trio.sleep(1.0)
+
+    with trio.move_on_after(horizon):
+        async with trio.open_nursery() as nursery:
+
+            def stop(_: ShutdownReason) -> None:
+                stopped.append(trio.current_time())
+                nursery.cancel_scope.cancel()
+
+            health.on_trip(stop)
+            for _ in range(8):
+                nursery.start_soon(cell)
+    return (stopped[0] if stopped else None), health.tripped
+
+
+def first_at_or_after(times: list[float], moment: float) -> float:
+    """The first of ``times`` at or after ``moment``."""
+    return min(t for t in times if t >= moment)
+
+
+@pytest.mark.parametrize("status", [502, 503, 529])
+async def test_an_endpoint_down_from_the_start_stops_at_unavailable_seconds(
+    autojump_clock: Any, status: int
+) -> None:
+    """Every request answered 502 (503, 529) from the first one, no Retry-After: the run is
+    stopped by the refusal that comes shutdown_unavailable_seconds (90 s by default) after
+    the first refusal — not one refusal sooner, not the 600 s of shutdown_refused_seconds —
+    and the reason says no request ever succeeded, names the status, quotes the latest
+    answer and says what to check."""
+    gateway = Gateway(lambda _: status)
+    when, reason = await stop_time(gateway, RunConfig())
+    first = gateway.refusals[0]
+    assert first == 0.25
+    assert when == first_at_or_after(gateway.refusals, first + 90.0)
+    assert when is not None
+    assert 90.0 <= when - first < 92.5  # within one cooldown (2 s) and one answer
+    assert gateway.refusals[-1] == when  # that very refusal stopped it
+    assert reason is not None
+    assert (reason.alias, reason.model, reason.top_error) == ("w", "w-8b", "ProviderUnavailable")
+    assert reason.failed == reason.total == len(gateway.refusals)
+    assert reason.window_seconds == 90.0
+    latest = f"p/w-8b: HTTP {status}: <html><h1>{status} Bad Gateway</h1>nginx</html> #{when:g}"
+    assert reason.example == latest
+    assert reason.message == (
+        f"model 'w': no request of this model has succeeded in this run: its requests were"
+        f" refused with HTTP {status} for {round(when - first, 1):g} s since the first refusal"
+        f" ({len(gateway.refusals)} refusals (ProviderUnavailable)); the latest: {latest};"
+        " check the provider's endpoint (its base URL) and any gateway or proxy in front of"
+        " it, as one that has never served a request is likely down or misconfigured;"
+        " run.shutdown_unavailable_seconds sets this check; stopping the run — completed row"
+        " groups are kept; resume it to generate the rest"
+    )
+
+
+def test_the_unavailable_setting_is_checked_and_reaches_the_monitor() -> None:
+    """shutdown_unavailable_seconds: 90 by default, 0 turns the rule off; a negative or
+    non-finite value fails before any request, naming the field."""
+    assert RunConfig().shutdown_unavailable_seconds == 90.0
+    on = HealthMonitor.from_run_config(RunConfig(), clock=Clock())
+    assert on.unavailable_seconds == 90.0
+    off = RunConfig(shutdown_unavailable_seconds=0)
+    assert HealthMonitor.from_run_config(off, clock=Clock()).unavailable_seconds is None
+    columns = [{"name": "a", "category": {"values": ["x"]}}]
+    for value, problem in [
+        (-1, "must be >= 0"),
+        (float("inf"), "expected a finite number"),
+        (float("nan"), "expected a finite number"),
+    ]:
+        with pytest.raises(gl.ConfigError) as caught:
+            structure_pipeline({"columns": columns, "run": {"shutdown_unavailable_seconds": value}})
+        assert "field 'run.shutdown_unavailable_seconds'" in str(caught.value)
+        assert problem in str(caught.value)
+    with pytest.raises(ValueError, match="unavailable_seconds must be > 0 or None"):
+        HealthMonitor(
+            error_rate=None,
+            window=10,
+            window_seconds=60.0,
+            min_outcomes=4,
+            clock=Clock(),
+            unavailable_seconds=0.0,
+        )
+
+
+@pytest.mark.parametrize(
+    ("run", "limit"),
+    [
+        ({"shutdown_unavailable_seconds": 0}, 600.0),  # off: shutdown_refused_seconds
+        ({"shutdown_unavailable_seconds": 15.5}, 15.5),
+        ({"shutdown_unavailable_seconds": 900, "shutdown_refused_seconds": 300}, 300.0),
+    ],
+)
+async def test_the_unavailable_rule_follows_its_setting(
+    autojump_clock: Any, run: dict[str, Any], limit: float
+) -> None:
+    """A permanent 502: stopped at shutdown_unavailable_seconds, or at
+    shutdown_refused_seconds when that comes first or the rule is off (0)."""
+    gateway = Gateway(lambda _: 502)
+    when, reason = await stop_time(gateway, RunConfig(**run))
+    first = gateway.refusals[0]
+    assert when == first_at_or_after(gateway.refusals, first + limit)
+    assert reason is not None
+    assert reason.window_seconds == limit
+
+
+async def test_one_success_before_the_outage_waits_out_shutdown_refused_seconds(
+    autojump_clock: Any,
+) -> None:
+    """The first requests succeed, then every answer is 502 from t=5: a model that has been
+    served in this run is in an outage, not misconfigured, so only shutdown_refused_seconds
+    (600 s) stops it, counted from the first refusal — not shutdown_unavailable_seconds (30 s
+    here)."""
+    gateway = Gateway(lambda t: 200 if t < 5.0 else 502)
+    when, reason = await stop_time(gateway, RunConfig(shutdown_unavailable_seconds=30.0))
+    first = gateway.refusals[0]
+    assert first >= 5.0
+    assert when == first_at_or_after(gateway.refusals, first + 600.0)
+    assert reason is not None
+    assert "run.shutdown_refused_seconds sets this check" in reason.message
+    assert "has succeeded" not in reason.message
+
+
+@pytest.mark.parametrize("later", [None, 502])
+async def test_a_429_from_the_start_is_a_live_provider(
+    autojump_clock: Any, later: int | None
+) -> None:
+    """429s from the first request (a provider asking to slow down, maybe 502s after them):
+    the unavailable rule (30 s here) does not apply, only shutdown_refused_seconds does."""
+    gateway = Gateway(lambda t: 429 if later is None or t < 10.0 else later)
+    when, reason = await stop_time(gateway, RunConfig(shutdown_unavailable_seconds=30.0))
+    first = gateway.refusals[0]
+    assert when == first_at_or_after(gateway.refusals, first + 600.0)
+    assert reason is not None
+    assert reason.message.startswith(
+        "model 'w': the provider refused all of its requests for capacity for"
+    )
+
+
+#: One scripted event for the monitor: (seconds since the previous event, status); 200 is a
+#: success, 500 a failure of another kind (recorded, not a refusal), the rest refusals.
+Event = tuple[float, int]
+UNAVAILABLE, REFUSED = 30.0, 100.0
+
+
+def expected_stop(events: list[Event]) -> tuple[float, str] | None:
+    """When, and by which rule, the monitor should stop on ``events``, from the rules as
+    documented: at a refusal, when no success and no 429 has come so far and the first
+    refusal came ``UNAVAILABLE`` s or more before; or when the first refusal since the last
+    success (or the start) came ``REFUSED`` s or more before."""
+    now = 0.0
+    history: list[tuple[float, int]] = []  # (time, status), in order
+    for gap, status in events:
+        now += gap
+        history.append((now, status))
+        if status in (200, 500):
+            continue
+        refusals = [t for t, s in history if s not in (200, 500)]
+        if all(s not in (200, 429) for _, s in history) and now - refusals[0] >= UNAVAILABLE:
+            return now, "unavailable"
+        last_success = max((i for i, (_, s) in enumerate(history) if s == 200), default=-1)
+        streak = [t for t, s in history[last_success + 1 :] if s not in (200, 500)]
+        if now - streak[0] >= REFUSED:
+            return now, "refused"
+    return None
+
+
+events = st.lists(
+    st.tuples(
+        st.sampled_from([0.0, 0.5, 1.0, 2.0, 7.5, 29.0, 31.0]),
+        st.sampled_from([200, 429, 500, 502, 503, 529]),
+    ),
+    max_size=80,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.one_of(
+        events,
+        # long runs of one capacity status, the case the rule is for
+        st.builds(
+            lambda head, status, gap, n: head + [(gap, status)] * n,
+            events,
+            st.sampled_from([429, 502, 503, 529]),
+            st.sampled_from([0.5, 1.0, 2.0, 5.0]),
+            st.integers(0, 250),
+        ),
+    )
+)
+def test_when_refusals_stop_a_run(script: list[Event]) -> None:
+    """Any sequence of successes, 429s, 502/503/529s and other failures over time: the run
+    stops at the first refusal that comes UNAVAILABLE s or more after the first refusal while
+    no success and no 429 has come yet, or REFUSED s or more after the first refusal since the
+    last success; never otherwise, and the reason names the rule."""
+    clock = Clock()
+    health = HealthMonitor(
+        error_rate=None,
+        window=100,
+        window_seconds=60.0,
+        min_outcomes=5,
+        clock=clock,
+        refused_seconds=REFUSED,
+        unavailable_seconds=UNAVAILABLE,
+    )
+    stopped: list[float] = []
+    health.on_trip(lambda _: stopped.append(clock.now))
+    for gap, status in script:
+        clock.now += gap
+        if status == 200:
+            health.record("m", True)
+        elif status == 500:
+            health.record("m", False, ProviderUnavailable("HTTP 500", status=500))
+        elif status == 429:
+            health.refused("m", RateLimited("HTTP 429", status=429))
+        else:
+            health.refused("m", ProviderUnavailable(f"HTTP {status}", status=status))
+    expected = expected_stop(script)
+    if expected is None:
+        assert health.tripped is None
+        return
+    reason = health.tripped
+    assert reason is not None
+    assert stopped[0] == expected[0]
+    assert f"run.shutdown_{expected[1]}_seconds sets this check" in reason.message

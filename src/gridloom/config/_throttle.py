@@ -58,8 +58,11 @@ class ThrottleConfig:
             the request is sent again behind the cooldown, never counted as a failure.
             Anthropic answers 529 ``overloaded_error``, gateways 502/503 during short
             outages, mostly with no ``Retry-After``. An outage that does not end stops the
-            run after ``run.shutdown_refused_seconds`` of refusals with no success. (504 is
-            left out: a gateway timing out one slow request is that request's failure.)
+            run after ``run.shutdown_refused_seconds`` of refusals with no success, or after
+            the shorter ``run.shutdown_unavailable_seconds`` when the model has not been
+            served once in the run (neither a success nor a 429). (504 is left out: a
+            gateway timing out one slow request is that request's failure. To treat it as
+            overload too, list it: ``capacity_statuses: [502, 503, 504, 529]``.)
     """
 
     reduce_factor: float = attrs.field(default=0.75, validator=_fraction)

@@ -32,10 +32,12 @@ TLS handshake that cannot work (:class:`~gridloom.errors.TLSFailed`: plain HTTP 
 Capacity refusals (a 429, or a ``capacity_statuses`` status: 502/503/529, with or without
 ``Retry-After``) are no outcomes: the throttle
 retries them, behind its cooldown, and a request fails only after many in a row. So the
-**refusal rule** watches them apart (:meth:`HealthMonitor.refused`): an alias whose requests
-have all been refused, with not one success, for ``refused_seconds`` since the first refusal
-of the streak trips, when its next refusal comes (``refused_seconds`` ``None``: never). A
-success ends the streak; ordinary rate limiting, where some requests pass, never trips it.
+**refusal rules** watch them apart (:meth:`HealthMonitor.refused`, :mod:`._refusals`): an alias
+whose requests have all been refused, with not one success, for ``refused_seconds`` since the
+first refusal of the streak trips, when its next refusal comes (``refused_seconds`` ``None``:
+never); one that has had neither a success nor a 429 in the run — an endpoint that has only
+ever answered 502/503/529 — trips after the shorter ``unavailable_seconds``. A success ends the
+streak; ordinary rate limiting, where some requests pass, never trips them.
 
 A stop reason quotes one error message (the latest of the error class it names; for the
 refusal rule, the latest refusal): the provider's own words, as redacted and bounded as the
@@ -60,6 +62,7 @@ from ..config import RunConfig
 from ..engine import ShutdownReason
 from ..engine.health import check_window, quote_example
 from ..errors import AuthenticationFailed, QuotaExhausted, TLSFailed
+from ._refusals import KEPT, RefusalRules
 
 __all__ = ["SLICE_SECONDS", "HealthMonitor"]
 
@@ -71,9 +74,6 @@ SLICE_SECONDS = 1.0
 #: Outcomes held back behind one request still in flight, at most; past this the oldest request
 #: in flight is left out of the judgement (as a cancelled one is), so memory stays bounded.
 _MAX_BACKLOG = 10_000
-
-#: What a stopped run's message ends with.
-_KEPT = "stopping the run — completed row groups are kept; resume it to generate the rest"
 
 
 @frozen
@@ -102,17 +102,6 @@ class _Slice:
         return self.failed / self.total
 
 
-class _Refusals:
-    """One alias's capacity refusals since its last success."""
-
-    __slots__ = ("count", "last", "since")
-
-    def __init__(self) -> None:
-        self.since: float | None = None  #: when the first refusal of the streak came
-        self.count = 0  #: refusals in the streak
-        self.last: BaseException | None = None  #: the latest one
-
-
 class _Requests:
     """One alias's requests: tickets in send order, outcomes, and the judged slices."""
 
@@ -122,7 +111,6 @@ class _Requests:
         "latest",
         "next",
         "pending",
-        "refusals",
         "shares",
         "since",
         "slices",
@@ -149,7 +137,6 @@ class _Requests:
         self.until = 0.0
         #: the latest failure's message per error class (quoted), for a stop reason's example
         self.latest: dict[str, str] = {}
-        self.refusals = _Refusals()
 
 
 class HealthMonitor:
@@ -167,6 +154,8 @@ class HealthMonitor:
             first request (whatever the window holds by then).
         refused_seconds: trip when every request of an alias has been refused for capacity
             this long, with no success (see the module docstring); ``None``: never.
+        unavailable_seconds: trip when an alias with neither a success nor a 429 in the run
+            has been refused for capacity this long since its first refusal; ``None``: never.
         clock: current time in seconds.
 
     Raises:
@@ -183,10 +172,12 @@ class HealthMonitor:
         clock: Callable[[], float],
         min_seconds: float = 0.0,
         refused_seconds: float | None = None,
+        unavailable_seconds: float | None = None,
     ):
         check_window(error_rate, window, min_outcomes)
-        if refused_seconds is not None and refused_seconds <= 0:
-            raise ValueError(f"refused_seconds must be > 0 or None, got {refused_seconds}")
+        self._refusals = RefusalRules(
+            refused_seconds=refused_seconds, unavailable_seconds=unavailable_seconds
+        )
         if window_seconds <= 0:
             raise ValueError(f"window_seconds must be > 0, got {window_seconds}")
         if not 0 <= min_seconds <= window_seconds:
@@ -197,6 +188,7 @@ class HealthMonitor:
         self.min_outcomes = min(min_outcomes, window)
         self.min_seconds = min_seconds
         self.refused_seconds = refused_seconds
+        self.unavailable_seconds = unavailable_seconds
         self._clock = clock
         self._requests: dict[str, _Requests] = {}
         self._aliases: dict[str, _Alias] = {}
@@ -213,6 +205,7 @@ class HealthMonitor:
             min_outcomes=run.shutdown_min_outcomes,
             min_seconds=min(run.shutdown_min_seconds, run.shutdown_window_seconds),
             refused_seconds=run.shutdown_refused_seconds or None,
+            unavailable_seconds=run.shutdown_unavailable_seconds or None,
             clock=clock,
         )
 
@@ -221,7 +214,8 @@ class HealthMonitor:
         return (
             f"<HealthMonitor {state}: error_rate={self.error_rate}, window={self.window}, "
             f"{self.window_seconds:g}s, min_outcomes={self.min_outcomes}, "
-            f"min_seconds={self.min_seconds:g}, refused_seconds={self.refused_seconds}>"
+            f"min_seconds={self.min_seconds:g}, refused_seconds={self.refused_seconds},"
+            f" unavailable_seconds={self.unavailable_seconds}>"
         )
 
     # ------------------------------------------------------------------ setup
@@ -329,10 +323,8 @@ class HealthMonitor:
             return
         name = None if error is None else type(error).__name__
         state.waiting[ticket] = (sent_at, ok, name)
-        if ok:
-            if state.refusals.count:  # a success ends a streak of refusals
-                state.refusals = _Refusals()
-        elif error is not None and name is not None:
+        self._refusals.answered(alias, ok, error)  # a success ends a streak of refusals
+        if not ok and error is not None and name is not None:
             state.latest[name] = quote_example(str(error))
         if self._tripped is None and isinstance(error, _FINAL):
             self._advance(alias, state, None)
@@ -342,20 +334,13 @@ class HealthMonitor:
 
     def refused(self, alias: str, error: BaseException) -> None:
         """A request to ``alias`` was refused for capacity (``error``: the 429, or the
-        502/503/529) and the throttle will send it again: trip when every
-        request has been refused for ``refused_seconds`` (see the module docstring)."""
-        streak = self._state(alias).refusals
-        now = self._clock()
-        if streak.since is None:
-            streak.since = now
-        streak.count += 1
-        streak.last = error
-        if (
-            self._tripped is None
-            and self.refused_seconds is not None
-            and now - streak.since >= self.refused_seconds
-        ):
-            self._trip(self._refused_reason(alias, streak, now - streak.since))
+        502/503/529) and the throttle will send it again: trip when every request has been
+        refused for ``refused_seconds``, or for ``unavailable_seconds`` with neither a success
+        nor a 429 in the run (see the module docstring)."""
+        model = self._info(alias, error).model
+        reason = self._refusals.refused(alias, error, self._clock(), model)
+        if reason is not None and self._tripped is None:
+            self._trip(reason)
 
     def _advance(self, alias: str, state: _Requests, error: BaseException | None) -> None:
         """Judge the outcomes now in send order up to the oldest request in flight."""
@@ -486,26 +471,7 @@ class HealthMonitor:
             top_error=top,
             message=f"model {alias!r} failed {failed} of its last {total} requests{cause},"
             f" a failure rate of {rate:.0%} second by second over {seconds:g} s{latest};"
-            f" {_KEPT}",
-            example=example,
-        )
-
-    def _refused_reason(self, alias: str, streak: _Refusals, seconds: float) -> ShutdownReason:
-        last = streak.last
-        name = None if last is None else type(last).__name__
-        example = None if last is None else quote_example(str(last))
-        cause = f" ({name})" if name else ""
-        latest = f"; the latest: {example}" if example else ""
-        return ShutdownReason(
-            alias=alias,
-            model=self._info(alias, last).model,
-            failed=streak.count,
-            total=streak.count,
-            window_seconds=self.refused_seconds,
-            top_error=name,
-            message=f"model {alias!r}: the provider refused all of its requests for capacity"
-            f" for {seconds:g} s, with no success ({streak.count} refusals{cause}){latest};"
-            f" run.shutdown_refused_seconds sets this check; {_KEPT}",
+            f" {KEPT}",
             example=example,
         )
 
@@ -550,7 +516,7 @@ class HealthMonitor:
             total=total,
             window_seconds=self.window_seconds,
             top_error=type(error).__name__,
-            message=f"model {alias!r}: {message}; {_KEPT}",
+            message=f"model {alias!r}: {message}; {KEPT}",
             example=example,
         )
 
