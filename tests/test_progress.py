@@ -134,7 +134,7 @@ def test_bar_display_in_a_terminal(tmp_path: Path) -> None:
         assert " 60/60 " in drawn[-1], drawn[-1]
     for alias in ("writer", "judge"):
         last = [line for line in lines if line.startswith(alias + " ") and "limit" in line][-1]
-        assert re.search(r"limit \d+ · in flight 0 · requests \d+ · 429s 0", last), last
+        assert re.search(r"limit \d+ · in flight 0 · requests \d+ · refused 0", last), last
     heads = [line for line in lines if line.startswith("gridloom ")]
     assert heads[-1].startswith("gridloom 60/60 rows"), heads[-1]
     assert "60 of 60 rows written to " in text
@@ -153,7 +153,7 @@ def test_plain_lines_in_a_pipe(tmp_path: Path) -> None:
     final = lines[-1]
     assert final.startswith("gridloom: complete · 60/60 rows · topic 60 done · "), final
     assert "quality 60 done" in final
-    assert re.search(r"writer limit \d+ in flight 0 429s 0", final), final
+    assert re.search(r"writer limit \d+ in flight 0 refused 0", final), final
     assert re.search(r"· [\d.,]+ rows/s · in [\d.]+ s$", final), final
     periodic = lines[:-1]
     assert periodic, "no periodic line within a run of about 2 s at a 0.3 s interval"
@@ -340,7 +340,7 @@ def test_plain_line_format() -> None:
     line = format_line(_snapshot(), 212.0)
     assert line == (
         "gridloom: 1,200/5,000 rows · summary 1,250 done 3 failed · "
-        "writer limit 16 in flight 14 429s 3 · 212 rows/s · ETA 18 s"
+        "writer limit 16 in flight 14 refused 3 · 212 rows/s · ETA 18 s"
     )
     quiet = _snapshot(columns=(ColumnProgress(name="topic", done=9, failed=0),), models=())
     expected = "gridloom: 1,200/5,000 rows · topic 9 done · ? rows/s · ETA ?"
@@ -414,9 +414,9 @@ def test_render_summary() -> None:
         "  quality · InvalidOutput · 2 rows",
         "    row 17: not valid JSON (line 1)",
         "",
-        "  model  requests  tokens in  tokens out  429s  retries  errors  mean latency"
+        "  model  requests  tokens in  tokens out  refused  retries  errors  mean latency"
         "  p95 latency",
-        "  judge     1,234     56,789       4,321     7        5       9        0.25 s"
+        "  judge     1,234     56,789       4,321        7        5       9        0.25 s"
         "       0.61 s",
         "",
         "cell retries 11 · salvage rounds 1",

@@ -6,11 +6,11 @@ A :class:`ProgressReporter` is fed only by snapshots: the scheduler's
 the engine's internals and never changes them. Two renderers:
 
 * **bar** (rich): a bar per column (node) with done/total, records/s, ETA and failures; a line
-  per model alias with its AIMD limit, requests in flight, requests and 429s. Log records and
-  anything printed go above the bars.
+  per model alias with its AIMD limit, requests in flight, requests and capacity refusals
+  (``refused``: 429s, and 502/503/529s). Log records and anything printed go above the bars.
 * **log**: one plain line every ``run.progress_interval_seconds`` (CI, files, notebooks), e.g.
   ``gridloom: 1,200/5,000 rows · summary 1,250 done 3 failed · writer limit 16 in flight 14
-  429s 3 · 212 rows/s · ETA 18 s``, and a final line when the run is over.
+  refused 3 · 212 rows/s · ETA 18 s``, and a final line when the run is over.
 
 :func:`render_summary` turns a run's summary into a plain-text table for the end of a run.
 

@@ -378,7 +378,7 @@ class ProgressReporter:
         fixed += (widths[1] + 1 if show_rate else 0) + (widths[2] + 2 if show_eta else 0)
         models = [
             f" limit {'-' if m.limit is None else f'{m.limit:,}'} · in flight {m.in_flight:,}"
-            f" · requests {m.requests:,} · 429s {m.rate_limited:,}"
+            f" · requests {m.requests:,} · refused {m.rate_limited:,}"
             + (f" · cached {m.cached:,}" if m.cached else "")
             for m in snapshot.models
         ]

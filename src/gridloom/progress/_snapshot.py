@@ -78,7 +78,8 @@ class ModelProgress:
         limit: the adaptive (AIMD) concurrency limit now; without a throttle, the hard cap.
         in_flight: requests sent and not yet answered.
         requests: requests made so far.
-        rate_limited: 429s (capacity refusals) so far.
+        rate_limited: capacity refusals so far (429s, and the throttle's
+            ``capacity_statuses``: 502, 503, 529).
         cached: answers served from the response cache so far (no requests).
     """
 
@@ -144,7 +145,7 @@ def take_snapshot(
 
 def model_progress(handle: ModelHandle) -> ModelProgress:
     """A :class:`ModelProgress` from one handle's counts and snapshots: its throttles'
-    ``statistics()`` give the limit, requests in flight and 429s (its cap limiter's
+    ``statistics()`` give the limit, requests in flight and capacity refusals (its cap limiter's
     statistics when it has no throttle)."""
     requests = handle.requests
     stats = {domain: limiter.statistics() for domain, limiter in handle.throttles.items()}
@@ -236,7 +237,9 @@ def format_rate(per_second: float | None) -> str:
 
 def _model_text(model: ModelProgress) -> str:
     limit = "-" if model.limit is None else f"{model.limit:,}"
-    text = f"{model.alias} limit {limit} in flight {model.in_flight:,} 429s {model.rate_limited:,}"
+    text = (
+        f"{model.alias} limit {limit} in flight {model.in_flight:,} refused {model.rate_limited:,}"
+    )
     return f"{text} cached {model.cached:,}" if model.cached else text
 
 
@@ -257,7 +260,7 @@ def format_line(
 
     Example:
         ``gridloom: 1,200/5,000 rows · summary 1,250 done 3 failed · writer limit 16 in flight
-        14 429s 3 · 212 rows/s · ETA 18 s``
+        14 refused 3 · 212 rows/s · ETA 18 s``
     """
     parts = [f"{snapshot.rows:,}/{snapshot.total:,} rows"]
     if status is not None:

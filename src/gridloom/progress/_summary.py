@@ -163,7 +163,7 @@ def _ended(status: str, summary: Mapping[str, Any]) -> str:
 
 def render_shards(shards: Sequence[Mapping[str, Any]]) -> list[str]:
     """A sharded run's shards, one table row each (none for a local run): where each ran,
-    its row groups, and the requests and 429s of its share."""
+    its row groups, and the requests and capacity refusals of its share."""
     if not shards:
         return []
     rows = []
@@ -182,7 +182,7 @@ def render_shards(shards: Sequence[Mapping[str, Any]]) -> list[str]:
                 str(shard.get("status", "")),
             ]
         )
-    header = ["shard", "worker", "row groups", "generated", "requests", "429s", "ended"]
+    header = ["shard", "worker", "row groups", "generated", "requests", "refused", "ended"]
     return ["", *_table(header, rows)]
 
 
@@ -236,7 +236,7 @@ def render_summary(summary: Mapping[str, Any]) -> str:
               column   done  failed  dropped
               summary    60       0        0
 
-              model   requests  tokens in  tokens out  429s  retries  errors  mean latency ...
+              model   requests  tokens in  tokens out  refused  retries  errors  mean latency ...
               writer       120      4,800       9,600     0        0       0        0.16 s ...
 
             cell retries 0 · salvage rounds 0
@@ -283,7 +283,7 @@ def render_summary(summary: Mapping[str, Any]) -> str:
         lines += ["", *drops]
     models: Mapping[str, Mapping[str, Any]] = summary.get("models") or {}
     if models:
-        header = ["model", "requests", "tokens in", "tokens out", "429s", "retries", "errors"]
+        header = ["model", "requests", "tokens in", "tokens out", "refused", "retries", "errors"]
         header += ["mean latency", "p95 latency"]
         rows = [
             [
