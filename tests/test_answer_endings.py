@@ -3,16 +3,29 @@ complete; answers cut at max_tokens are kept and counted."""
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import json
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import gridloom as gl
+from gridloom.clients import ChatRequest, ChatResponse, Message
+from gridloom.clients._types import CUT_FINISH_REASONS
 from gridloom.errors import EmptyAnswer, IncompleteAnswer, is_retryable
+from gridloom.generators._corrections import TRUNCATED_REASONS
 from gridloom.progress import render_summary
+from tests.test_clients import Script, anthropic
 from tests.test_content_parts import REQUEST, client
+
+ANTHROPIC_REQUEST = ChatRequest(model="c", messages=[Message(role="user", content="Hi")])
 
 
 def reply(content: Any, finish: str | None) -> dict[str, Any]:
@@ -98,3 +111,140 @@ def test_the_anthropic_max_tokens_default_is_documented() -> None:
             f"anthropic`` provider, whose API requires one: {DEFAULT_MAX_TOKENS} is sent"
             in " ".join((config.__doc__ or "").split())
         )
+
+
+# ------------------------------------------------- refusals after text, context-window cuts
+
+
+def _anthropic_reply(text: str | None, stop: str | None) -> dict[str, Any]:
+    blocks = [] if text is None else [{"type": "text", "text": text}]
+    return {
+        "type": "message",
+        "role": "assistant",
+        "model": "c",
+        "content": blocks,
+        "stop_reason": stop,
+        "usage": {"input_tokens": 3, "output_tokens": 4},
+    }
+
+
+def _decode(provider: str, reply_: dict[str, Any]) -> ChatResponse:
+    if provider == "anthropic":
+        return anthropic(Script()).decode_chat(reply_, ANTHROPIC_REQUEST, None)
+    return client().decode_chat(reply_, REQUEST)
+
+
+def test_an_anthropic_refusal_after_some_text_is_not_an_answer() -> None:
+    """``stop_reason: refusal`` after a text block (Anthropic's streaming classifiers stop a
+    reply part-way) is a final IncompleteAnswer with reason ``refusal`` (was: the text was
+    stored as a complete answer); without text it stays an EmptyAnswer."""
+    with pytest.raises(IncompleteAnswer) as info:
+        _decode("anthropic", _anthropic_reply("I can't help with that", "refusal"))
+    assert info.value.reason == "refusal"
+    assert not is_retryable(info.value)
+    assert "the model refused after 22 characters" in str(info.value)
+    with pytest.raises(EmptyAnswer) as empty:
+        _decode("anthropic", _anthropic_reply(None, "refusal"))
+    assert not isinstance(empty.value, IncompleteAnswer)
+    assert empty.value.reason == "refusal"
+
+
+def test_an_openai_refusal_beside_content_is_not_an_answer() -> None:
+    """OpenAI's ``message.refusal`` beside content: the content is not an answer."""
+    body = reply("Here is part", "stop")
+    body["choices"][0]["message"]["refusal"] = "I can't continue with this."
+    with pytest.raises(IncompleteAnswer) as info:
+        _decode("openai", body)
+    assert info.value.reason == "refusal"
+    assert "I can't continue with this." in str(info.value)
+    for blank in ("", "  ", None):  # an empty refusal field says nothing
+        body["choices"][0]["message"]["refusal"] = blank
+        assert _decode("openai", body).text == "Here is part"
+
+
+ENDINGS = {
+    "openai": ["stop", "length", "model_length", "content_filter", "abort", "tool_calls", None],
+    "anthropic": ["end_turn", "max_tokens", "model_context_window_exceeded", "stop_sequence"],
+}
+
+
+@given(
+    data=st.data(),
+    text=st.text(st.characters(codec="utf-8"), min_size=1, max_size=40).filter(str.strip),
+)
+@settings(max_examples=200, deadline=None)
+def test_every_cut_ending_is_counted_as_cut(data: st.DataObject, text: str) -> None:
+    """Whatever the provider and whichever of its endings: an answer is kept with its finish
+    reason and counted as cut exactly when that reason is a cut (max_tokens or a full context
+    window: Mistral's ``model_length``, Anthropic's ``model_context_window_exceeded``; those
+    two were kept as whole answers), and refused when it is partial."""
+    provider = data.draw(st.sampled_from(sorted(ENDINGS)))
+    ending = data.draw(st.sampled_from(ENDINGS[provider]) | st.text(max_size=12))
+    body = _anthropic_reply(text, ending) if provider == "anthropic" else reply(text, ending)
+    if ending in ("content_filter", "abort", "error", "refusal"):
+        with pytest.raises(IncompleteAnswer):
+            _decode(provider, body)
+        return
+    response = _decode(provider, body)
+    assert response.text == text
+    assert (response.finish_reason in TRUNCATED_REASONS) == (ending in CUT_FINISH_REASONS)
+
+
+@pytest.mark.parametrize(
+    ("ending", "words"),
+    [
+        ("length", "answer cut at max_tokens (5 tokens); raise max_tokens"),
+        ("model_length", "answer cut when the context window was full (4 tokens); shorten the"),
+    ],
+)
+def test_a_context_window_cut_follows_on_truncated(ending: str, words: str, tmp_path: Path) -> None:
+    """Over real sockets: an answer cut by a full context window is dropped under
+    ``on_truncated: drop`` like one cut at max_tokens, each with its own remedy (was: kept
+    as whole, the setting ignored)."""
+    with _ending_server(ending) as url:
+        doc = {
+            "providers": [{"name": "p", "type": "openai", "endpoint": url}],
+            "models": [{"alias": "m", "provider": "p", "model": "x", "max_tokens": 5}],
+            "columns": [
+                {"name": "topic", "category": {"values": ["rivers"]}},
+                {
+                    "name": "out",
+                    "llm_text": {"model": "m", "prompt": "On {{ topic }}", "on_truncated": "drop"},
+                },
+            ],
+            "run": {"row_group_size": 2, "seed": 1, "max_cell_attempts": 1, "salvage_rounds": 0},
+        }
+        result = gl.create(doc, num_records=2, output_dir=tmp_path / "out")
+    assert result.num_rows == 0
+    drops = pq.read_table(tmp_path / "out" / "dropped").to_pylist()
+    assert len(drops) == 2
+    assert all(d["error_type"] == "AnswerTruncated" for d in drops)
+    assert all(words in d["message"] for d in drops), drops
+
+
+@contextlib.contextmanager
+def _ending_server(ending: str) -> Iterator[str]:
+    """An OpenAI-compatible server on 127.0.0.1 whose every answer ends with ``ending``."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["content-length"]))
+            data = json.dumps(reply("It was", ending)).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *_args: Any) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()

@@ -394,9 +394,9 @@ async def test_openai_null_content_cut_at_max_tokens_is_an_empty_answer() -> Non
     assert info.value.reason == "length"
     assert not is_retryable(info.value)
     assert str(info.value) == (
-        "oa/w-8b: no answer: the model ran out of tokens (finish_reason: length) before any"
-        " content of max_tokens 64, spent on 12 characters of reasoning; raise max_tokens on"
-        " the model or column"
+        "oa/w-8b: no answer: the model was cut short (finish_reason: length) before any"
+        " content, spent on 12 characters of reasoning; raise max_tokens (now 64) on the model"
+        " or column"
     )
 
 
@@ -463,9 +463,11 @@ async def test_openai_answer_cut_at_max_tokens_is_kept_and_told_once(
     for _ in range(2):
         response = await client.chat(REQUEST)
         assert (response.text, response.finish_reason) == ("truncated answ", "length")
-    cut = [r for r in caplog.records if "cut at max_tokens" in r.getMessage()]
+    cut = [r for r in caplog.records if "was cut short" in r.getMessage()]
     assert [r.levelname for r in cut] == ["WARNING"]
-    assert cut[0].getMessage().startswith("oa/w-8b: an answer was cut at max_tokens")
+    assert (
+        cut[0].getMessage().startswith("oa/w-8b: an answer was cut short (finish_reason: length)")
+    )
 
 
 @pytest.mark.parametrize(

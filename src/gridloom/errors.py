@@ -407,12 +407,15 @@ class EmptyAnswer(ModelError):
 class IncompleteAnswer(EmptyAnswer):
     """The reply holds the start of an answer that was not finished: the server gave up
     generating it (``finish_reason: abort`` from vLLM or SGLang, ``error`` from OpenRouter and
-    other routers) or a content filter cut it short (``content_filter``, as Azure OpenAI
-    does). The partial text is never stored as if complete.
+    other routers), a content filter cut it short (``content_filter``, as Azure OpenAI
+    does), or the model refused part-way (Anthropic's ``stop_reason: refusal`` after some
+    text, or OpenAI's ``refusal`` beside content). The partial text is never stored as if
+    complete.
 
     Attributes:
         reason: ``abort``, ``error`` (retryable: the server's trouble, the next try may
-            finish) or ``content_filter`` (final: the same request would be cut again).
+            finish), ``content_filter`` or ``refusal`` (final: the same request would be cut
+            again).
     """
 
     def __init__(self, message: str, *, reason: str, **kwargs: Any):

@@ -22,6 +22,7 @@ from ..errors import BadRequest, MalformedResponse
 from ._base import AdapterBase, as_tokens, optional_str
 from ._tool_wire import arguments_object, checked_call, checked_count, tool_schema
 from ._types import (
+    CUT_FINISH_REASONS,
     ChatRequest,
     ChatResponse,
     EmbeddingRequest,
@@ -282,7 +283,7 @@ class AnthropicClient(AdapterBase):
             model,
             text,
             has_calls=bool(tool_calls),
-            cut=stop_reason == "max_tokens",
+            cut=stop_reason if stop_reason in CUT_FINISH_REASONS else None,
             # Anthropic's stop_reason "refusal" (streaming classifiers) says no more.
             refusal="(stop_reason: refusal)" if stop_reason == "refusal" else None,
             reasoning="".join(thoughts) or None,

@@ -18,7 +18,7 @@ from ._post import post_json
 from ._quota import parse_rate_limit_headers
 from ._retry import RetryPolicy
 from ._secret import Secret
-from ._types import RateLimitState, Usage
+from ._types import CONTEXT_FULL_REASONS, RateLimitState, Usage
 
 __all__ = ["MAX_REPORTED_TOKENS", "REFUSAL_CHARS", "AdapterBase", "as_tokens", "optional_str"]
 
@@ -111,7 +111,7 @@ class AdapterBase:
         text: str,
         *,
         has_calls: bool,
-        cut: bool,
+        cut: str | None,
         filtered: bool = False,
         gave_up: str | None = None,
         refusal: str | None = None,
@@ -120,17 +120,27 @@ class AdapterBase:
         usage: Usage | None = None,
     ) -> None:
         """Refuse an answer without content (only whitespace) and without tool calls, saying
-        why (:class:`~gridloom.errors.EmptyAnswer`): ``cut`` (the model ran out of tokens),
-        ``filtered`` (a content filter), a ``refusal``, else nothing reported. An answer with
-        content that was ``cut`` is kept, and the first per model is logged as a warning
-        (its value is truncated; the cell counts it, see ``ChatResponse.truncated``). One
-        with content that was ``filtered``, or that the server ``gave_up`` (``abort``,
-        ``error``), is partial: :class:`~gridloom.errors.IncompleteAnswer`. The reply's
+        why (:class:`~gridloom.errors.EmptyAnswer`): ``cut`` (the finish reason of an answer
+        cut short, one of :data:`~gridloom.clients._types.CUT_FINISH_REASONS`), ``filtered``
+        (a content filter), a ``refusal``, else nothing reported. An answer with content that
+        was ``cut`` is kept, and the first per model is logged as a warning (its column
+        counts it and applies its ``on_truncated``). One with content that was ``filtered``,
+        that the server ``gave_up`` (``abort``, ``error``), or that ends in a ``refusal``
+        (Anthropic's streaming classifiers stop a reply mid-way with ``stop_reason:
+        refusal``) is partial: :class:`~gridloom.errors.IncompleteAnswer`. The reply's
         ``usage`` goes with the error: it was served and billed."""
         where: dict[str, Any] = {"provider": self._provider.name, "model": model}
         if usage is not None:
             where.update(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
-        if text.strip() and not has_calls and (gave_up is not None or filtered):
+        refused = refusal.strip() if refusal is not None else ""
+        if text.strip() and not has_calls and (gave_up is not None or filtered or refused):
+            if refused:
+                raise IncompleteAnswer(
+                    f"the answer is partial: the model refused after {len(text)} characters"
+                    f" ({_quoted_refusal(refused)}); the text before it is not an answer",
+                    reason="refusal",
+                    **where,
+                )
             if filtered:
                 raise IncompleteAnswer(
                     f"the answer is partial: the provider's content filter cut it after"
@@ -149,27 +159,26 @@ class AdapterBase:
             if cut and not has_calls and model not in self._cut_told:
                 self._cut_told.add(model)
                 logger.warning(
-                    "%s/%s: an answer was cut at max_tokens (finish_reason: length); its"
-                    " column keeps it truncated unless its on_truncated says drop or retry;"
-                    " raise max_tokens%s if whole answers matter (told once per model)",
+                    "%s/%s: an answer was cut short (finish_reason: %s); its column keeps it"
+                    " truncated unless its on_truncated says drop or retry; %s if whole"
+                    " answers matter (told once per model)",
                     self._provider.name,
                     model,
-                    "" if max_tokens is None else f" (now {max_tokens})",
+                    cut,
+                    _cut_advice(cut, max_tokens),
                 )
             return
-        if refusal is not None and refusal.strip():
-            quoted = " ".join(refusal.split())
-            if len(quoted) > REFUSAL_CHARS:
-                quoted = quoted[: REFUSAL_CHARS - 1] + "…"
+        if refused:
             raise EmptyAnswer(
-                f"no answer: the model refused: {quoted!r}", reason="refusal", **where
+                f"no answer: the model refused: {_quoted_refusal(refused)}",
+                reason="refusal",
+                **where,
             )
-        if cut:
-            limit = "" if max_tokens is None else f" of max_tokens {max_tokens}"
+        if cut is not None:
             spent = f", spent on {len(reasoning)} characters of reasoning" if reasoning else ""
             raise EmptyAnswer(
-                f"no answer: the model ran out of tokens (finish_reason: length) before any"
-                f" content{limit}{spent}; raise max_tokens on the model or column",
+                f"no answer: the model was cut short (finish_reason: {cut}) before any"
+                f" content{spent}; {_cut_advice(cut, max_tokens)}",
                 reason="length",
                 **where,
             )
@@ -201,6 +210,22 @@ class AdapterBase:
 #: The largest token count a reply's usage may report; a larger one is not believed.
 MAX_REPORTED_TOKENS = 100_000_000
 _TOLD_ABSURD: list[bool] = []
+
+
+def _quoted_refusal(refusal: str) -> str:
+    """A model's refusal text on one line, bounded, quoted."""
+    quoted = " ".join(refusal.split())
+    if len(quoted) > REFUSAL_CHARS:
+        quoted = quoted[: REFUSAL_CHARS - 1] + "…"
+    return repr(quoted)
+
+
+def _cut_advice(reason: str, max_tokens: int | None) -> str:
+    """What to change for whole answers, by the finish reason that cut one short."""
+    if reason in CONTEXT_FULL_REASONS:
+        return "shorten the prompt or pick a model with a longer context window"
+    now = "" if max_tokens is None else f" (now {max_tokens})"
+    return f"raise max_tokens{now} on the model or column"
 
 
 def as_tokens(value: Any) -> int:

@@ -25,6 +25,7 @@ from ._cache_key import (
 )
 from ._span import CURRENT_CALLER, CURRENT_SPAN
 from ._types import (
+    CUT_FINISH_REASONS,
     ChatRequest,
     ChatResponse,
     EmbeddingRequest,
@@ -98,11 +99,7 @@ def _plotted(controller: AIMDController) -> list[list[float]]:
 
 def _whole(answer: ChatResponse | EmbeddingResponse) -> bool:
     """Whether ``answer`` was not cut at ``max_tokens``."""
-    return not isinstance(answer, ChatResponse) or answer.finish_reason not in _CUT
-
-
-#: The finish reasons of an answer cut at ``max_tokens`` (OpenAI's, Anthropic's).
-_CUT = frozenset({"length", "max_tokens"})
+    return not isinstance(answer, ChatResponse) or answer.finish_reason not in CUT_FINISH_REASONS
 
 
 def _fits(

@@ -20,6 +20,7 @@ from ._base import AdapterBase, as_tokens, optional_str
 from ._content_parts import split_content
 from ._tool_wire import checked_call, checked_count, tool_schema
 from ._types import (
+    CUT_FINISH_REASONS,
     ChatRequest,
     ChatResponse,
     EmbeddingRequest,
@@ -199,7 +200,7 @@ class OpenAIClient(AdapterBase):
             model,
             content,
             has_calls=bool(tool_calls),
-            cut=finish_reason == "length",
+            cut=finish_reason if finish_reason in CUT_FINISH_REASONS else None,
             filtered=finish_reason == "content_filter",
             gave_up=finish_reason if finish_reason in ("abort", "error") else None,
             refusal=optional_str(message.get("refusal")),

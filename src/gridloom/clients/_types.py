@@ -14,6 +14,8 @@ import attrs
 from .._attrs import frozen
 
 __all__ = [
+    "CONTEXT_FULL_REASONS",
+    "CUT_FINISH_REASONS",
     "ChatRequest",
     "ChatResponse",
     "EmbeddingRequest",
@@ -26,6 +28,18 @@ __all__ = [
     "ToolSpec",
     "Usage",
 ]
+
+
+#: The finish reasons of an answer cut before the model ended it: at ``max_tokens``
+#: (OpenAI's ``length``, Anthropic's ``max_tokens``) or because the context window filled up
+#: (Mistral's ``model_length``, Anthropic's ``model_context_window_exceeded``). Such an answer
+#: is counted as truncated and follows its column's ``on_truncated``.
+CUT_FINISH_REASONS = frozenset(
+    {"length", "max_tokens", "model_length", "model_context_window_exceeded"}
+)
+#: Those of :data:`CUT_FINISH_REASONS` that mean a full context window (a larger
+#: ``max_tokens`` does not help there; a shorter prompt does).
+CONTEXT_FULL_REASONS = frozenset({"model_length", "model_context_window_exceeded"})
 
 
 def _tuple(value: Any) -> tuple[Any, ...]:
@@ -172,7 +186,8 @@ class ChatResponse:
         text: the answer's text.
         reasoning: the model's reasoning text, when the provider returns it separately.
         usage: token counts.
-        finish_reason: why generation stopped (``stop``, ``length``, ...), if reported.
+        finish_reason: why generation stopped (``stop``, ``length``, ...), if reported; one
+            of :data:`CUT_FINISH_REASONS` for an answer that was cut.
         model: the model name the provider reports.
         rate_limit: the quota the response's headers reported, if they did.
         inference: the inference parameters the request was sent with that its cell drew

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ..clients._types import CUT_FINISH_REASONS
 from .base import CellContext
 
 __all__ = ["REJECTED", "TRUNCATED_REASONS", "AnswerCheck", "CorrectionLog", "TruncationLog"]
@@ -22,8 +23,8 @@ __all__ = ["REJECTED", "TRUNCATED_REASONS", "AnswerCheck", "CorrectionLog", "Tru
 #: Checks one answer value of a model column: the validators' messages (empty: valid).
 AnswerCheck = Callable[[Any, CellContext], Awaitable[list[str]]]
 
-#: The finish reasons of an answer cut at ``max_tokens`` (OpenAI's, Anthropic's stop reason).
-TRUNCATED_REASONS = frozenset({"length", "max_tokens"})
+#: The finish reasons of an answer cut short (at ``max_tokens`` or a full context window).
+TRUNCATED_REASONS = CUT_FINISH_REASONS
 
 #: The entry of a cell whose every answer was rejected.
 REJECTED = -1

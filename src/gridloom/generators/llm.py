@@ -27,7 +27,13 @@ import attrs
 import pyarrow as pa
 import trio
 
-from ..clients._types import ChatRequest, ChatResponse, Message, ResponseFormat
+from ..clients._types import (
+    CONTEXT_FULL_REASONS,
+    ChatRequest,
+    ChatResponse,
+    Message,
+    ResponseFormat,
+)
 from ..config import LLMColumn, ModelConfig
 from ..config._llm import INFERENCE_SUFFIX, REASONING_SUFFIX
 from ..errors import (
@@ -52,6 +58,7 @@ __all__ = [
     "LLMStructuredGenerator",
     "ModelColumnGenerator",
     "compile_field",
+    "cut_remedy",
     "cut_words",
     "parse_json_answer",
     "render",
@@ -199,7 +206,9 @@ class ModelColumnGenerator(ColumnGenerator[CellContext]):
             except ValueError as exc:
                 reason = str(exc)
                 if cut:  # a cut answer rarely parses: say why it broke off
-                    reason += f" ({cut_words(request, response)}: finish_reason length)"
+                    reason += (
+                        f" ({cut_words(request, response)}: finish_reason {response.finish_reason})"
+                    )
                 unusable, problems = True, [reason]
                 follow_up = self.correction_text(str(exc))
             else:
@@ -219,7 +228,7 @@ class ModelColumnGenerator(ColumnGenerator[CellContext]):
             self.corrections.record(ctx.row_id, REJECTED)
         shown = "; ".join(problems[:5])
         if unusable:
-            hint = "; raise max_tokens" if "finish_reason length" in shown else ""
+            hint = f"; {cut_remedy(response)}" if cut else ""
             raise InvalidOutput(
                 f"column {self.name!r}: no valid answer after {self.max_corrections} correction"
                 f" attempt(s); last problem: {shown}{hint}"
@@ -243,8 +252,8 @@ class ModelColumnGenerator(ColumnGenerator[CellContext]):
             self.truncations.asked_again(ctx.row_id)
         again = ", on_truncated: retry" if retry else ""
         raise AnswerTruncated(
-            f"column {self.name!r}: {cut_words(request, response)}{again}; raise max_tokens"
-            " or set on_truncated: keep",
+            f"column {self.name!r}: {cut_words(request, response)}{again};"
+            f" {cut_remedy(response)} or set on_truncated: keep",
             max_tokens=request.max_tokens,
             retryable=retry,
         )
@@ -333,14 +342,25 @@ class ModelColumnGenerator(ColumnGenerator[CellContext]):
 
 
 def cut_words(request: ChatRequest, response: ChatResponse) -> str:
-    """How an answer to ``request`` was cut: at its ``max_tokens``, else (none sent) at the
-    server's own limit, with the tokens it spent."""
+    """How an answer to ``request`` was cut: by a full context window, at its ``max_tokens``,
+    else (none sent) at the server's own limit, with the tokens it spent."""
+    if response.finish_reason in CONTEXT_FULL_REASONS:
+        return (
+            f"answer cut when the context window was full ({response.usage.output_tokens} tokens)"
+        )
     if request.max_tokens is not None:
         return f"answer cut at max_tokens ({request.max_tokens} tokens)"
     return (
         "answer cut at the server's output limit"
         f" ({response.usage.output_tokens} tokens; no max_tokens sent)"
     )
+
+
+def cut_remedy(response: ChatResponse) -> str:
+    """What gives whole answers where ``response`` was cut short."""
+    if response.finish_reason in CONTEXT_FULL_REASONS:
+        return "shorten the prompt"
+    return "raise max_tokens"
 
 
 def think_moved(response: ChatResponse) -> ChatResponse:
