@@ -7,6 +7,8 @@ import json
 from typing import Any
 
 import httpx
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gridloom.clients import (
     AnthropicClient,
@@ -132,3 +134,23 @@ async def test_without_a_tool_call_the_text_is_returned() -> None:
     reply = message({"type": "text", "text": "no JSON here"}, stop="end_turn")
     _, text = await exchange(ask(FACTS), reply)
     assert text == "no JSON here"
+
+
+@given(
+    value=st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
+        max_leaves=8,
+    )
+)
+@settings(max_examples=60, deadline=None)
+async def test_a_tool_input_sent_as_json_text_is_read_as_its_object(value: Any) -> None:
+    """Some gateways (Bedrock or LiteLLM proxies) send a ``tool_use`` block's ``input`` as
+    its JSON text: it is read as the object it holds, for a forced schema tool, wrapped or
+    not, the same answer as the object itself (was: refused, then corrected twice)."""
+    for schema, tool_input in ((FACTS, {"facts": value}), (LIST, {"value": value})):
+        direct = {"type": "tool_use", "id": "t1", "name": "facts", "input": tool_input}
+        as_text = {**direct, "input": json.dumps(tool_input)}
+        _, expected = await exchange(ask(schema), message(direct))
+        _, got = await exchange(ask(schema), message(as_text))
+        assert json.loads(got) == json.loads(expected)

@@ -616,4 +616,4 @@ async def test_anthropic_reply_without_text_or_calls_is_an_empty_answer(
     assert info.value.reason == reason
     assert info.value.retryable == (reason == "empty")
     if reason == "length":
-        assert "max_tokens 1024, spent on 3 characters of reasoning" in str(info.value)
+        assert "spent on 3 characters of reasoning; raise max_tokens (now 1024)" in str(info.value)

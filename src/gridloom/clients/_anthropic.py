@@ -113,8 +113,22 @@ def _tool_for(response_format: ResponseFormat) -> tuple[dict[str, Any], bool]:
     return tool, wrapped
 
 
+def _tool_input(value: Any) -> Any:
+    """A ``tool_use`` block's ``input``: an object, which some gateways (Bedrock or LiteLLM
+    proxies) send as its JSON text instead; that text is read as the object it holds."""
+    if isinstance(value, str):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            return value
+        if isinstance(parsed, dict):
+            return parsed
+    return value
+
+
 def _tool_answer(value: Any, wrapped: bool) -> str:
     """A forced tool's ``input`` as the JSON text of the answer (unwrapped if it was wrapped)."""
+    value = _tool_input(value)
     if wrapped and isinstance(value, dict):
         value = value.get(_WRAPPED)
     return json.dumps(value, ensure_ascii=False)
@@ -311,7 +325,7 @@ class AnthropicClient(AdapterBase):
         calls = []
         for index, block in checked_count(uses, "content[].tool_use", malformed):
             where = f"content[{index}]"
-            tool_input = block.get("input")
+            tool_input = _tool_input(block.get("input"))
             if not isinstance(tool_input, dict):
                 raise malformed(f"the 'input' of tool_use block '{where}' is not an object")
             calls.append(
