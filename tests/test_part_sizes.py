@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 import gridloom as gl
 from gridloom.errors import StorageError
 from gridloom.storage import location_of, open_run
-from gridloom.storage._lock import LOCK_LIMIT, LOCK_NAME, lock_holder
+from gridloom.storage._lock import LOCK_NAME, lock_holder
 from gridloom.storage._metadata import JSON_LIMIT, load_json
 
 from .conftest import S3Server
@@ -144,6 +144,7 @@ def test_a_run_written_before_sizes_reads_and_records_them_once_resumed(
     assert open_run(out).verify().intact
     result = gl.create(pipeline(), num_records=ROWS, output_dir=out, resume=True)
     assert "row_groups_damaged" not in result.summary["invocation"]
+    assert all("size" in e for e in entries(out).values())
     assert entries(out) == entries(reference)  # sizes (and all else) recorded again
 
 
@@ -168,10 +169,11 @@ def test_an_oversized_metadata_json_is_refused_unread(tmp_path: Path) -> None:
 
 
 def test_an_oversized_lock_file_names_no_pid_and_is_not_read_whole(tmp_path: Path) -> None:
-    """The lock file holds a pid; one grown past LOCK_LIMIT (by something else) names none."""
+    """The lock file holds a pid; one grown past its bound (``_lock.LOCK_LIMIT``, by something
+    else) names none, and is not read whole."""
     (tmp_path / LOCK_NAME).write_bytes(b"1234\n")
     assert lock_holder(tmp_path) == 1234
-    (tmp_path / LOCK_NAME).write_bytes(b"1234" + b" " * LOCK_LIMIT)
+    (tmp_path / LOCK_NAME).write_bytes(b"1234" + b" " * (1 << 20))
     assert lock_holder(tmp_path) is None
 
 

@@ -179,9 +179,9 @@ def repair_advice(location: Location) -> str:
             " damaged/ and generates their row groups again"
         )
     return (
-        f"a resume of {location.display} checks each part's size, not its content: copy the"
-        " run to a local folder and run `gridloom resume` on the copy, which sets the damaged"
-        " files aside in damaged/ and generates their row groups again"
+        "a resume of a remote run checks each part's size, not its content: copy"
+        f" {location.display} to a local folder and run `gridloom resume` on the copy, which"
+        " sets the damaged files aside in damaged/ and generates their row groups again"
     )
 
 
