@@ -237,3 +237,19 @@ def test_a_remote_resume_sets_a_resized_part_aside_by_its_size(
         resumed.close()
     assert open_run(uri).verify().intact
     assert open_run(uri).table.num_rows == 7
+
+
+def test_an_oversized_trace_is_refused_by_its_size(tmp_path: Path) -> None:
+    """A trace.parquet past MAX_TRACE_BYTES (sparse: no disk used) is refused before it is
+    opened, naming it and the bound, whatever its footer would claim."""
+    from gridloom.trace._read import MAX_TRACE_BYTES, read_trace
+
+    path = tmp_path / "trace.parquet"
+    with open(path, "wb") as f:
+        f.truncate(MAX_TRACE_BYTES + 1)
+    with pytest.raises(StorageError) as info:
+        read_trace(path)
+    assert str(info.value) == (
+        f"cannot read {path}: {MAX_TRACE_BYTES + 1:,} bytes, larger than a trace is read up to"
+        f" ({MAX_TRACE_BYTES:,})"
+    )
