@@ -185,6 +185,17 @@ def repair_advice(location: Location) -> str:
     )
 
 
+def _held_rows(location: Location, rel: str) -> int | None:
+    """The rows the footer of the part ``rel`` says it holds (only its tail is read, within
+    pyarrow's limits on a footer), or ``None`` when it does not read: a part of another size
+    holding other rows was replaced by another writer, which the error then says."""
+    path, filesystem = location.source(rel)
+    try:
+        return int(pq.read_metadata(path, filesystem=filesystem).num_rows)
+    except DECODE_ERRORS:
+        return None
+
+
 def _damaged(location: Location, problem: str) -> StorageError:
     """The error for a committed part that is not what was committed (``problem`` names it
     and says how: :func:`~gridloom.storage._digest.mismatch`)."""
@@ -221,6 +232,9 @@ def read_part(
     try:
         problem = size_problem(where, location.size(rel), size)
         if problem is not None:
+            held = _held_rows(location, rel) if size is not None else None
+            if held is not None and held != rows:
+                raise _replaced(where, held, rows)
             raise _damaged(location, problem)
         payload = location.read_file(rel, limit=PART_LIMIT if size is None else size)
     except OSError as exc:

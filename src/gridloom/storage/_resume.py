@@ -153,18 +153,31 @@ def _sized(path: Path, name: str, recorded: int | None) -> int | str:
     return size if problem is None else problem
 
 
+def _held_rows(path: Path) -> int | None:
+    """The rows the footer of the parquet file ``path`` says it holds (only its tail is read),
+    or ``None`` when it does not read."""
+    try:
+        return int(pq.read_metadata(path).num_rows)
+    except (OSError, ValueError, pa.ArrowException):
+        return None
+
+
 def checked_entry(entry: RowGroupEntry, out: Path, schema: pa.Schema) -> RowGroupEntry | str:
     """``entry`` (with the digests and sizes of its files, see
     :mod:`gridloom.storage._digest`) when the files of the row group check out, else why
     they cannot be adopted: each file's size must be the one recorded (checked first, before
     anything is read), the footers must match the entry, and each file's content its
-    recorded digest (or, without one, decode)."""
+    recorded digest (or, without one, decode). A data part of another size whose footer
+    holds other rows is said to hold them (another writer replaced it)."""
     path = out / RowGroupEntry.data_file(entry.index)
     drops = out / RowGroupEntry.dropped_file(entry.index)
     drops_name = f"dropped/{drops.name}"
     size = _sized(path, path.name, entry.size)
     dropped_size = _sized(drops, drops_name, entry.dropped_size) if entry.has_drops else None
-    if isinstance(size, str):
+    if isinstance(size, str):  # a part holding other rows was replaced: the footer says so
+        held = _held_rows(path)
+        if held is not None and held != entry.rows:
+            return f"{path.name} holds {held} rows, metadata.json lists {entry.rows}"
         return size
     if isinstance(dropped_size, str):
         return dropped_size
