@@ -109,7 +109,10 @@ def test_the_warning_names_the_file_and_why(
         result = gl.create(pipeline(), num_records=ROWS, output_dir=out, resume=True)
     [record] = [r for r in caplog.records if "damaged" in r.getMessage()]
     message = record.getMessage()
-    assert message.startswith("row group 2 is damaged: part-00002.parquet is unreadable")
+    assert message.startswith(  # its size is checked first, before anything is read
+        "row group 2 is damaged: part-00002.parquet does not hold the bytes written at commit"
+        " (it holds 0 bytes, the run recorded "
+    )
     assert "damaged/data-part-00002.parquet" in message
     assert result.summary["invocation"]["row_groups_damaged"][0].startswith("row group 2: ")
     assert os.path.getsize(out / "damaged" / "data-part-00002.parquet") == 0

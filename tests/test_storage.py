@@ -223,9 +223,11 @@ async def test_metadata_contents(tmp_path: Path) -> None:
             "tags": {"done": 2, "failed": 0, "dropped": 0, "skipped": 0},
         },
         "sha256": hashlib.sha256((out / "data/part-00002.parquet").read_bytes()).hexdigest(),
+        "size": (out / "data/part-00002.parquet").stat().st_size,
     }
     dropped_bytes = (out / "dropped/part-00000.parquet").read_bytes()
     assert doc["row_groups"]["0"]["dropped_sha256"] == hashlib.sha256(dropped_bytes).hexdigest()
+    assert doc["row_groups"]["0"]["dropped_size"] == len(dropped_bytes)
     assert doc["summary"] == {"wall_time": 1.5, "tokens": {"m": 3}}
 
 

@@ -39,12 +39,15 @@ file, if any, is renamed just before); ``metadata.json`` is then rewritten.
 - ``rows_written`` / ``rows_dropped``: totals over the row groups on disk.
 - ``counts``: per column ``{"done", "failed", "dropped"}`` totals.
 - ``row_groups``: ``{"<index>": {"rows", "dropped", "file", "dropped_file",
-  "first_row_id", "num_rows", "counts", "sha256", "dropped_sha256"}}`` where ``rows`` are
+  "first_row_id", "num_rows", "counts", "sha256", "dropped_sha256", "size",
+  "dropped_size"}}`` where ``rows`` are
   kept rows, ``dropped`` dropped rows, ``file``/``dropped_file`` paths relative to the run
   directory (``dropped_file`` is ``null`` when nothing was dropped), ``counts`` the per
   column counts of that row group, and ``sha256``/``dropped_sha256`` the hex SHA-256 of
   each file as committed (absent in entries written before digests, and for a group
-  without dropped rows; checked on resume, see :mod:`gridloom.storage._digest`).
+  without dropped rows; checked on resume, see :mod:`gridloom.storage._digest`), and
+  ``size``/``dropped_size`` each file's size in bytes as committed (absent likewise: a file
+  of another size is refused before it is read).
 - ``summary``: the JSON object given to :meth:`~ParquetStore.finish` (``{}`` before).
 
 Each data file also carries its own ``row_groups`` entry (plus ``index``) in the
@@ -427,11 +430,11 @@ class ParquetStore(RunStore):
         drop_path = self._dir / entry.dropped_file(entry.index)
         # Each file is rendered in memory first, so its digest is that of the bytes written.
         payload = rendered(lambda f: _write_data_file(table, info, f))
-        dropped_sha256 = None
+        dropped_sha256 = dropped_size = None
         try:
             if data.drops:
                 drops = rendered(lambda f: _write_dropped_file(dropped_table(data.drops), f))
-                dropped_sha256 = digest_of(drops)
+                dropped_sha256, dropped_size = digest_of(drops), len(drops)
                 if not drop_path.parent.is_dir():
                     drop_path.parent.mkdir(exist_ok=True)
                     fsync_dir(self._dir)
@@ -446,7 +449,13 @@ class ParquetStore(RunStore):
             raise StorageError(
                 f"cannot write row group {entry.index} to {self._dir}: {exc}"
             ) from exc
-        return attrs.evolve(entry, sha256=digest_of(payload), dropped_sha256=dropped_sha256)
+        return attrs.evolve(
+            entry,
+            sha256=digest_of(payload),
+            dropped_sha256=dropped_sha256,
+            size=len(payload),
+            dropped_size=dropped_size,
+        )
 
     def _write_metadata_sync(self, doc: dict[str, Any]) -> None:
         atomic_write_bytes(self._dir / "metadata.json", document_bytes(doc))

@@ -29,13 +29,16 @@ import pyarrow.parquet as pq
 __all__ = [
     "DECODE_ERRORS",
     "DIGEST_KEYS",
+    "PART_LIMIT",
     "check_digest_field",
     "content_problem",
     "decode_problem",
     "digest_of",
     "file_digest",
     "mismatch",
+    "read_bounded",
     "rendered",
+    "size_problem",
     "stream_digest",
 ]
 
@@ -52,6 +55,12 @@ DECODE_ERRORS: tuple[type[BaseException], ...] = (
     IndexError,
     EOFError,
 )
+
+#: Largest part read from an entry that records no size (written before sizes were recorded,
+#: or adopted from its footer): 2 GiB. A part is one row group, rendered whole in memory when
+#: it was written and decoded whole when it is read, so a file past this is not one gridloom
+#: wrote for a row group of any sensible size; it is refused, named, before it is read.
+PART_LIMIT = 2 << 30
 
 _HEX = frozenset("0123456789abcdef")
 #: Bytes read at a time when a digest is computed from a stream (memory stays bounded).
@@ -85,13 +94,34 @@ def stream_digest(stream: Any) -> str:
     return digest.hexdigest()
 
 
-def mismatch(name: str, actual: str, expected: str) -> str:
-    """Why the file ``name``, whose SHA-256 is ``actual``, is damaged: it was committed with
-    ``expected``."""
-    return (
-        f"{name} does not hold the bytes written at commit (its SHA-256 is {actual[:12]}...,"
-        f" the run recorded {expected[:12]}...)"
-    )
+def mismatch(name: str, actual: str | int, expected: str | int) -> str:
+    """Why the file ``name`` is damaged: its SHA-256 (hex text) or its size (bytes, an
+    ``int``) is ``actual``, it was committed with ``expected``."""
+    if isinstance(actual, int) or isinstance(expected, int):
+        now, then = f"it holds {actual:,} bytes", f"{expected:,}"
+    else:
+        now, then = f"its SHA-256 is {actual[:12]}...", f"{expected[:12]}..."
+    return f"{name} does not hold the bytes written at commit ({now}, the run recorded {then})"
+
+
+def size_problem(name: str, actual: int, recorded: int | None) -> str | None:
+    """Why the committed file ``name``, of ``actual`` bytes, is refused before it is read: it
+    was committed with ``recorded`` bytes (grown or shrunk since: :func:`mismatch`), or, with
+    no size recorded, it is larger than :data:`PART_LIMIT`; ``None`` when it may be read."""
+    if recorded is not None:
+        return None if actual == recorded else mismatch(name, actual, recorded)
+    if actual > PART_LIMIT:
+        return (
+            f"{name} holds {actual:,} bytes, more than the {PART_LIMIT:,} a part whose size"
+            " was not recorded is read up to"
+        )
+    return None
+
+
+def read_bounded(path: Path, limit: int) -> bytes:
+    """Up to ``limit`` bytes of the file at ``path`` (never more is allocated)."""
+    with open(path, "rb") as f:
+        return f.read(limit)
 
 
 def decode_problem(payload: bytes | pa.Buffer, name: str, rows: int | None = None) -> str | None:
@@ -122,21 +152,28 @@ def check_digest_field(raw: dict[str, Any], key: str) -> str | None:
     return value
 
 
-def content_problem(path: Path, name: str, expected: str | None) -> tuple[str | None, str | None]:
+def content_problem(
+    path: Path, name: str, expected: str | None, size: int | None = None
+) -> tuple[str | None, str | None]:
     """Whether the content of the committed file ``path`` (``name`` in messages) is intact.
 
-    With a recorded digest the file's digest must match it; without one (an entry written
-    before digests, or a part adopted from its footer) the file is decoded in full.
+    Its size must be ``size`` (the one recorded at commit; ``None``: at most
+    :data:`PART_LIMIT`), checked before anything is read. With a recorded digest the file's
+    digest must match it; without one (an entry written before digests, or a part adopted
+    from its footer) the file is decoded in full.
 
     Returns:
         ``(problem, digest)``: why the file is damaged (or ``None``), and its digest when
         it is intact (so an entry without one can record it from now on).
     """
     try:
+        problem = size_problem(name, path.stat().st_size, size)
+        if problem is not None:
+            return problem, None
         if expected is not None:
             actual = file_digest(path)
         else:
-            payload = path.read_bytes()
+            payload = read_bounded(path, PART_LIMIT if size is None else size)
     except OSError as exc:
         return f"{name} is unreadable ({type(exc).__name__}: {exc})", None
     if expected is not None:

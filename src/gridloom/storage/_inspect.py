@@ -22,6 +22,7 @@ from gridloom.errors import StorageError
 
 from .._attrs import frozen
 from ._commits import committed_indices, load_document, read_commit
+from ._digest import size_problem
 from ._drops import DropExample, DropTally
 from ._location import Location, is_remote_uri, local_path, location_of
 from ._metadata import RowGroupEntry, check_document, load_json
@@ -271,9 +272,14 @@ def inspect_run(
         rel = RowGroupEntry.dropped_file(index)
         where, filesystem = location.source(rel)
         try:
+            # Its size first: a file grown or shrunk since it was committed is not read.
+            if (problem := size_problem(rel, location.size(rel), entry.dropped_size)) is not None:
+                problems.append(problem)
+                continue
             drops = pq.read_table(
                 where, columns=["row_id", "column", "error_type", "message"], filesystem=filesystem
             )
+            drops.validate(full=True)  # damaged text (not UTF-8) is found here, not in the tally
         except (OSError, ValueError, pa.ArrowException) as exc:
             problems.append(f"{rel} is unreadable ({exc})")
             continue

@@ -234,24 +234,27 @@ class Location:
         Raises:
             StorageError: the file holds more than ``limit`` bytes, or cannot be read.
         """
-        try:
+        try:  # refused by its size first (a stat, the object's listed size): nothing read
             if self.local is not None:
                 with open(self.local / rel, "rb") as f:
-                    data = f.read(limit + 1)
+                    too_large = os.fstat(f.fileno()).st_size > limit
+                    data = b"" if too_large else f.read(limit + 1)
             else:
-                with self.filesystem.open_input_stream(self.path(rel)) as stream:
-                    data = stream.read(limit + 1)
+                with self.filesystem.open_input_file(self.path(rel)) as remote:
+                    too_large = remote.size() > limit
+                    data = b"" if too_large else remote.read(limit + 1)
         except FileNotFoundError:
             return None
         except (OSError, ValueError, pa.ArrowException) as exc:
             self._fail("read", rel, exc)
-        if len(data) > limit:
+        if too_large or len(data) > limit:
             raise StorageError(f"cannot read {self.where(rel)}: larger than {limit:,} bytes")
         return bytes(data)
 
-    def read_file(self, rel: str) -> pa.Buffer:
-        """The whole content of the file ``rel``: a part of the run, which is decoded whole
-        anyway (memory holds one part, as :meth:`read_parquet` does).
+    def read_file(self, rel: str, *, limit: int) -> pa.Buffer:
+        """The content of the file ``rel``, at most ``limit`` bytes of it (never more is
+        allocated; the caller checked its :meth:`size` first): a part of the run, which is
+        decoded whole anyway (memory holds one part, as :meth:`read_parquet` does).
 
         The buffer is Arrow's own memory, not a Python ``bytes``: a table decoded from it
         may share its memory, and a table sharing a Python object's memory that lives until
@@ -267,14 +270,44 @@ class Location:
         """
         if self.local is not None:
             with pa.OSFile(str(self.local / rel), "rb") as local:
-                return local.read_buffer()
+                return local.read_buffer(limit)
         try:
-            with self.filesystem.open_input_file(self.path(rel)) as f:
-                return f.read_buffer()
+            with self.filesystem.open_input_stream(self.path(rel)) as f:
+                return f.read_buffer(limit)
         except FileNotFoundError:
             raise
         except (OSError, ValueError, pa.ArrowException) as exc:
             self._fail("read", rel, exc)
+
+    def size(self, rel: str) -> int:
+        """The size in bytes of the file ``rel`` (a stat, or the object store's listing
+        information: nothing is downloaded); errors as for :meth:`read_file`."""
+        if self.local is not None:
+            return (self.local / rel).stat().st_size
+        try:
+            info = self.filesystem.get_file_info(self.path(rel))
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            self._fail("read", rel, exc)
+        if info.type != pafs.FileType.File or info.size is None:
+            raise FileNotFoundError(f"{self.where(rel)} is not a file")
+        return int(info.size)
+
+    def move(self, rel: str, target: str) -> None:
+        """Move the file ``rel`` to ``target`` (an object store copies it, then deletes it).
+
+        Raises:
+            StorageError: the filesystem failed.
+        """
+        try:
+            if self.local is not None:
+                (self.local / target).parent.mkdir(parents=True, exist_ok=True)
+                (self.local / rel).replace(self.local / target)
+            else:
+                parent = self.path(target).rpartition("/")[0]
+                self.filesystem.create_dir(parent, recursive=True)
+                self.filesystem.move(self.path(rel), self.path(target))
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            self._fail("move", rel, exc)
 
     def digest(self, rel: str) -> str:
         """The hex SHA-256 of the file ``rel``, read in chunks (memory stays bounded);
@@ -292,17 +325,30 @@ class Location:
     def list_names(self, rel_dir: str) -> list[str]:
         """Names of the files directly in the directory ``rel_dir``, sorted (``[]`` when it
         is missing)."""
+        if self.local is not None:
+            folder = self.local / rel_dir
+            try:
+                if not folder.is_dir():
+                    return []
+                return sorted(e.name for e in folder.iterdir() if e.is_file())
+            except OSError as exc:
+                self._fail("list", rel_dir, exc)
+        return sorted(self.list_sizes(rel_dir))
+
+    def list_sizes(self, rel_dir: str) -> dict[str, int]:
+        """The files directly in the directory ``rel_dir`` (``{}`` when it is missing): name
+        to size in bytes, from one listing (an object store's listing carries the sizes)."""
         try:
             if self.local is not None:
                 folder = self.local / rel_dir
                 if not folder.is_dir():
-                    return []
-                return sorted(e.name for e in folder.iterdir() if e.is_file())
+                    return {}
+                return {e.name: e.stat().st_size for e in folder.iterdir() if e.is_file()}
             selector = pafs.FileSelector(self.path(rel_dir), allow_not_found=True)
             infos = self.filesystem.get_file_info(selector)
         except (OSError, ValueError, pa.ArrowException) as exc:
             self._fail("list", rel_dir, exc)
-        return sorted(i.base_name for i in infos if i.type == pafs.FileType.File)
+        return {i.base_name: int(i.size or 0) for i in infos if i.type == pafs.FileType.File}
 
     def read_parquet(self, rel: str, schema: pa.Schema) -> pa.Table:
         """Read the parquet file ``rel`` and check it has exactly ``schema`` (as

@@ -57,12 +57,23 @@ _held: set[Path] = set()
 _held_lock = threading.Lock()
 
 
+#: Largest lock file read: it holds a pid and a newline (a few bytes); one grown past this
+#: was written by something else, and names no writer.
+LOCK_LIMIT = 64
+
+
 def lock_holder(out: Path) -> int | None:
     """The pid written in ``out``'s lock file, if one can be read (it is the writer's while
-    the file is locked; a file left by a killed writer still names it)."""
+    the file is locked; a file left by a killed writer still names it). At most
+    :data:`LOCK_LIMIT` bytes are read: a larger file names no pid (the message that quotes
+    it then says "another gridloom process")."""
     try:
-        text = (out / LOCK_NAME).read_text(encoding="ascii", errors="replace").strip()
+        with open(out / LOCK_NAME, "rb") as f:
+            raw = f.read(LOCK_LIMIT + 1)
     except OSError:
+        return None
+    text = raw.decode("ascii", errors="replace").strip()
+    if len(raw) > LOCK_LIMIT:
         return None
     return int(text) if text.isdecimal() and len(text) < 12 else None
 

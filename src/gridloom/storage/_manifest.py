@@ -24,12 +24,15 @@ Two roles:
 
 Each commit entry records the SHA-256 of its parts, like ``metadata.json``'s entries
 (:mod:`gridloom.storage._digest`). On resume a committed row group's files are checked to
-exist; the driver of a local run also checks their footers and digests as
-:class:`~gridloom.storage.ParquetStore` does (a damaged group is set aside in ``damaged/``, its
-commit entry deleted, and generated again). A remote run's parts are not read on resume (that
-would download the dataset; the object store keeps its own checksums). A commit entry whose
-data part is missing and that ``metadata.json`` does not list is stale (left by a rerun that
-removed the part) and is deleted, so its group is generated again.
+exist and to have the size recorded at commit (from the listing; nothing is downloaded); the
+driver of a local run also checks their footers and digests as
+:class:`~gridloom.storage.ParquetStore` does. A damaged group is set aside in ``damaged/``
+(moved there, on an object store too), its commit entry deleted, and generated again; a shard
+finding one refuses to start (its driver sets it aside). A remote run's parts are not read on
+resume (that would download the dataset; the object store keeps its own checksums): a part
+replaced by one of the same size is found by a read, or ``gridloom inspect --verify``. A
+commit entry whose data part is missing and that ``metadata.json`` does not list is stale
+(left by a rerun that removed the part) and is deleted, so its group is generated again.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ from ._commits import (
     read_commits,
 )
 from ._convert import data_table, dropped_table
-from ._digest import digest_of, rendered
+from ._digest import digest_of, rendered, size_problem
 from ._location import Location
 from ._metadata import (
     RowGroupEntry,
@@ -67,6 +70,7 @@ from ._metadata import (
     document_bytes,
     now_iso,
 )
+from ._parts import repair_advice
 from ._protocol import check_finish_args
 from ._resume import RecordedRun, check_resume_document, checked_entry, misplaced, warn_damaged
 from ._rundir import clear_run_at, refuse_existing_run_at, refuse_foreign_files_at
@@ -287,8 +291,9 @@ class ManifestStore(RunStore):
         row_group_size: int = args["row_group_size"]
         listed = listed_entries(f"cannot resume {location.display}", doc.get("row_groups"))
         commits = read_commits(location, frozenset(listed))  # a listed group's entry is known
-        data = set(location.list_names("data"))
-        dropped = set(location.list_names("dropped"))
+        data_sizes = location.list_sizes("data")
+        dropped_sizes = location.list_sizes("dropped")
+        data, dropped = set(data_sizes), set(dropped_sizes)
         tally = Tally()
         damaged: list[str] = []
         for index in sorted(set(listed) | set(commits)):
@@ -324,6 +329,14 @@ class ManifestStore(RunStore):
                     damaged.append(warn_damaged(location.local, index, checked))
                     continue
                 entry = checked
+            elif (problem := _size_problem(entry, data_sizes, dropped_sizes)) is not None:
+                if args["role"] != "run":
+                    raise StorageError(
+                        f"cannot write a shard of {location.display}: {problem}: it was damaged"
+                        f" after it was written; {repair_advice(location)}"
+                    )
+                damaged.append(_set_aside_at(location, index, problem))
+                continue
             tally.add(entry)
         store = cls(
             **args,
@@ -351,7 +364,8 @@ class ManifestStore(RunStore):
     @property
     def damaged(self) -> tuple[str, ...]:
         """Row groups a resume found damaged (set aside in ``damaged/``, generated again): one
-        line each, which and why. Only a local run's driver checks its files' content."""
+        line each, which and why. A run's driver checks its files' sizes; only a local run's
+        driver checks their content too."""
         return self._damaged
 
     def __repr__(self) -> str:
@@ -393,13 +407,19 @@ class ManifestStore(RunStore):
         info = json.dumps({"index": entry.index, **entry.to_json()})
         loc = self._location
         payload = rendered(lambda f: _write_data_file(table, info, f))
-        dropped_sha256 = None
+        dropped_sha256 = dropped_size = None
         if data.drops:
             drops = rendered(lambda f: _write_dropped_file(dropped_table(data.drops), f))
-            dropped_sha256 = digest_of(drops)
+            dropped_sha256, dropped_size = digest_of(drops), len(drops)
             loc.write_bytes(entry.dropped_file(entry.index), drops)
         loc.write_bytes(entry.data_file(entry.index), payload)
-        entry = attrs.evolve(entry, sha256=digest_of(payload), dropped_sha256=dropped_sha256)
+        entry = attrs.evolve(
+            entry,
+            sha256=digest_of(payload),
+            dropped_sha256=dropped_sha256,
+            size=len(payload),
+            dropped_size=dropped_size,
+        )
         loc.write_bytes(commit_file(entry.index), commit_bytes(entry))
         return entry
 
@@ -449,6 +469,44 @@ class ManifestStore(RunStore):
 
     def _parts_location(self) -> Location:
         return self._location
+
+
+def _size_problem(
+    entry: RowGroupEntry, data_sizes: Mapping[str, int], dropped_sizes: Mapping[str, int]
+) -> str | None:
+    """Why a committed row group whose files are listed with these sizes (name to bytes, from
+    the listing: nothing is downloaded) is damaged: a file's size is not the one recorded (or,
+    with none recorded, is larger than :data:`~gridloom.storage._digest.PART_LIMIT`)."""
+    files = [(RowGroupEntry.data_file(entry.index), entry.size, data_sizes)]
+    if entry.has_drops:
+        files.append((RowGroupEntry.dropped_file(entry.index), entry.dropped_size, dropped_sizes))
+    for rel, recorded, sizes in files:
+        problem = size_problem(rel, sizes[rel.split("/")[1]], recorded)
+        if problem is not None:
+            return problem
+    return None
+
+
+def _set_aside_at(location: Location, index: int, problem: str) -> str:
+    """Move row group ``index``'s files to ``damaged/`` at ``location`` (kept, out of the
+    dataset; an object store copies then deletes), delete its commit entry, log a warning
+    naming them and ``problem``, and return the line :attr:`ManifestStore.damaged` holds."""
+    moved: list[str] = []
+    for rel in (RowGroupEntry.data_file(index), RowGroupEntry.dropped_file(index)):
+        if location.exists(rel):
+            target = f"damaged/{rel.replace('/', '-')}"
+            location.move(rel, target)
+            moved.append(target)
+    location.delete(commit_file(index))
+    logger.warning(
+        "row group %d of %s is damaged: %s; it will be generated again (its files were moved"
+        " to %s)",
+        index,
+        location.display,
+        problem,
+        ", ".join(moved) or "nowhere",
+    )
+    return f"row group {index}: {problem}"
 
 
 def _remove_group(location: Location, index: int) -> None:

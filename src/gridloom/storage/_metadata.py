@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,9 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
-#: Largest ``metadata.json`` read.
+#: Largest ``metadata.json`` read (256 MiB): a run of 100,000 row groups with a few dozen
+#: columns writes well under that; a larger file was not written by gridloom, and is refused
+#: by its size, unread, with an error naming it.
 JSON_LIMIT = 256 << 20
 STATUSES = frozenset({"running", "complete", "incomplete", "interrupted", "stopped", "failed"})
 
@@ -237,9 +240,10 @@ def load_json(path: Path) -> dict[str, Any]:
         StorageError: the file cannot be read or is not a JSON object.
     """
     try:
-        with open(path, "rb") as f:
-            raw = f.read(JSON_LIMIT + 1)
-        if len(raw) > JSON_LIMIT:
+        with open(path, "rb") as f:  # refused by its size first: nothing of it is read
+            too_large = os.fstat(f.fileno()).st_size > JSON_LIMIT
+            raw = b"" if too_large else f.read(JSON_LIMIT + 1)
+        if too_large or len(raw) > JSON_LIMIT:
             raise ValueError(f"larger than {JSON_LIMIT:,} bytes")
         doc = parse_json(raw)
     except (OSError, ValueError) as exc:
@@ -264,6 +268,11 @@ class RowGroupEntry:
         sha256: hex SHA-256 of the data file as committed (:mod:`gridloom.storage._digest`);
             ``None`` for entries written before digests, or not yet known.
         dropped_sha256: the same for the dropped-records file (``None`` without one).
+        size: the data file's size in bytes as committed: a read refuses a file of another
+            size before reading it (:func:`gridloom.storage._digest.size_problem`); ``None``
+            for entries written before sizes (read up to
+            :data:`~gridloom.storage._digest.PART_LIMIT` bytes).
+        dropped_size: the same for the dropped-records file (``None`` without one).
     """
 
     index: int
@@ -275,6 +284,8 @@ class RowGroupEntry:
     counts: dict[str, ColumnCounts]
     sha256: str | None = None
     dropped_sha256: str | None = None
+    size: int | None = None
+    dropped_size: int | None = None
 
     @classmethod
     def of(cls, data: RowGroupData) -> RowGroupEntry:
@@ -311,6 +322,8 @@ class RowGroupEntry:
             "counts": counts_to_json(self.counts),
             **({"sha256": self.sha256} if self.sha256 is not None else {}),
             **({"dropped_sha256": self.dropped_sha256} if self.dropped_sha256 is not None else {}),
+            **({"size": self.size} if self.size is not None else {}),
+            **({"dropped_size": self.dropped_size} if self.dropped_size is not None else {}),
         }
 
     @classmethod
@@ -331,6 +344,9 @@ class RowGroupEntry:
             counts=counts_from_json(raw["counts"]),
             sha256=check_digest_field(raw, "sha256"),  # absent in runs written before digests
             dropped_sha256=check_digest_field(raw, "dropped_sha256"),
+            # absent in runs written before sizes were recorded
+            size=None if raw.get("size") is None else whole(raw, "size"),
+            dropped_size=None if raw.get("dropped_size") is None else whole(raw, "dropped_size"),
         )
 
 

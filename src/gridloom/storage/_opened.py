@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from gridloom.errors import StorageError
 
+from ._digest import size_problem
 from ._inspect import committed_entries, read_file_schema, read_run_metadata
 from ._location import Location, location_of
 from ._metadata import RowGroupEntry, Tally
@@ -55,11 +56,14 @@ class _RunDirectory(PartReader):
 
 def _schema(location: Location, tally: Tally, recorded: Any) -> pa.Schema:
     """The data files' schema; without one on disk, ``metadata.json``'s (types it cannot
-    name read as null)."""
+    name read as null). A part whose size is not the one recorded is not read (its footer is
+    not what was committed): it is refused, named, when the data is read."""
     for index, entry in sorted(tally.groups.items()):
         if entry.rows:
             rel = RowGroupEntry.data_file(index)
             try:
+                if size_problem(rel, location.size(rel), entry.size) is not None:
+                    continue
                 return read_file_schema(location, rel).remove_metadata()
             except (OSError, ValueError, pa.ArrowException) as exc:
                 raise StorageError(f"cannot read {location.where(rel)}: {exc}") from exc

@@ -33,7 +33,14 @@ from gridloom.errors import StorageError
 
 from .._attrs import frozen
 from ._convert import DROPPED_SCHEMA
-from ._digest import DECODE_ERRORS, decode_problem, digest_of, mismatch
+from ._digest import (
+    DECODE_ERRORS,
+    PART_LIMIT,
+    decode_problem,
+    digest_of,
+    mismatch,
+    size_problem,
+)
 from ._metadata import RowGroupEntry, TallyView
 
 if TYPE_CHECKING:
@@ -163,7 +170,8 @@ def part_of(entry: RowGroupEntry, table: pa.Table) -> pa.Table:
 def repair_advice(location: Location) -> str:
     """How the damaged row groups of the run at ``location`` are generated again: a resume sets
     a damaged part aside (in ``damaged/``) and generates its row group again, but checks the
-    parts of a local run only (it would download a remote run's whole dataset)."""
+    content of a local run's parts only (it would download a remote run's whole dataset; a
+    remote part is checked by its size alone)."""
     if location.local is not None:
         command = shlex.join(["gridloom", "resume", location.display])
         return (
@@ -171,14 +179,39 @@ def repair_advice(location: Location) -> str:
             " damaged/ and generates their row groups again"
         )
     return (
-        f"a resume checks the parts of a local run only: copy {location.display} to a local"
-        " folder and run `gridloom resume` on the copy, which sets the damaged files aside in"
-        " damaged/ and generates their row groups again"
+        "a resume of a remote run checks each part's size, not its content: copy"
+        f" {location.display} to a local folder and run `gridloom resume` on the copy, which"
+        " sets the damaged files aside in damaged/ and generates their row groups again"
+    )
+
+
+def _held_rows(location: Location, rel: str) -> int | None:
+    """The rows the footer of the part ``rel`` says it holds (only its tail is read, within
+    pyarrow's limits on a footer), or ``None`` when it does not read: a part of another size
+    holding other rows was replaced by another writer, which the error then says."""
+    path, filesystem = location.source(rel)
+    try:
+        return int(pq.read_metadata(path, filesystem=filesystem).num_rows)
+    except DECODE_ERRORS:
+        return None
+
+
+def _damaged(location: Location, problem: str) -> StorageError:
+    """The error for a committed part that is not what was committed (``problem`` names it
+    and says how: :func:`~gridloom.storage._digest.mismatch`)."""
+    return StorageError(
+        f"{problem}: it was damaged after it was written, and its rows are not read;"
+        f" {repair_advice(location)}"
     )
 
 
 def read_part(
-    location: Location, rel: str, schema: pa.Schema, sha256: str | None, rows: int
+    location: Location,
+    rel: str,
+    schema: pa.Schema,
+    sha256: str | None,
+    rows: int,
+    size: int | None = None,
 ) -> pa.Table:
     """The part ``rel`` of the run at ``location``, with exactly ``schema``, once its bytes
     match ``sha256`` (the digest its entry recorded; ``None``: not checked).
@@ -187,6 +220,9 @@ def read_part(
         rows: the rows its entry records (kept rows for a data part, dropped rows for a
             dropped-records part): a part whose bytes differ and whose footer holds other
             rows was replaced by another writer, which the error says.
+        size: the size in bytes its entry records: a file of another size is refused before
+            anything of it is read, and no more than that is ever read (``None``, an entry
+            written before sizes: up to :data:`~gridloom.storage._digest.PART_LIMIT`).
 
     Raises:
         StorageError: the part cannot be read, is not what was committed (the message names
@@ -194,9 +230,17 @@ def read_part(
     """
     where = location.where(rel)
     try:
-        payload = location.read_file(rel)
+        problem = size_problem(where, location.size(rel), size)
+        if problem is not None:
+            held = _held_rows(location, rel) if size is not None else None
+            if held is not None and held != rows:
+                raise _replaced(where, held, rows)
+            raise _damaged(location, problem)
+        payload = location.read_file(rel, limit=PART_LIMIT if size is None else size)
     except OSError as exc:
         raise StorageError(f"cannot read {where}: {exc}") from exc
+    if size is not None and payload.size != size:  # shrunk since its size was taken
+        raise _damaged(location, mismatch(where, payload.size, size))
     if sha256 is not None and (actual := digest_of(payload)) != sha256:
         try:
             held = pq.read_metadata(pa.BufferReader(payload)).num_rows
@@ -204,10 +248,7 @@ def read_part(
             held = rows
         if held != rows:
             raise _replaced(where, held, rows)
-        raise StorageError(
-            f"{mismatch(where, actual, sha256)}: it was damaged after it was written, and its"
-            f" rows are not read; {repair_advice(location)}"
-        )
+        raise _damaged(location, mismatch(where, actual, sha256))
     try:
         table = pq.read_table(pa.BufferReader(payload))
     except DECODE_ERRORS as exc:
@@ -215,14 +256,20 @@ def read_part(
     return declared_table(table, schema, where)
 
 
-def _file_problem(location: Location, rel: str, sha256: str | None, rows: int) -> str | None:
-    """Why the committed file ``rel`` is damaged, or ``None``: its digest must be ``sha256``;
-    without one it must decode in full and hold ``rows`` rows."""
+def _file_problem(
+    location: Location, rel: str, sha256: str | None, rows: int, size: int | None
+) -> str | None:
+    """Why the committed file ``rel`` is damaged, or ``None``: its size must be ``size``
+    (checked first; ``None``: at most :data:`~gridloom.storage._digest.PART_LIMIT`), its
+    digest ``sha256``; without one it must decode in full and hold ``rows`` rows."""
     try:
+        actual_size = location.size(rel)
+        if (problem := size_problem(rel, actual_size, size)) is not None:
+            return problem
         if sha256 is not None:
             actual = location.digest(rel)
             return None if actual == sha256 else mismatch(rel, actual, sha256)
-        payload = location.read_file(rel)
+        payload = location.read_file(rel, limit=actual_size)
     except FileNotFoundError:
         return f"{rel} is missing"
     except OSError as exc:  # a local file only: a remote filesystem's failure is raised
@@ -241,12 +288,13 @@ def verify_groups(location: Location, groups: Mapping[int, RowGroupEntry]) -> Ve
     checked = 0
     damaged: list[DamagedFile] = []
     for index, entry in sorted(groups.items()):
-        files = [(RowGroupEntry.data_file(index), entry.sha256, entry.rows)]
+        files = [(RowGroupEntry.data_file(index), entry.sha256, entry.rows, entry.size)]
         if entry.has_drops:
-            files.append((RowGroupEntry.dropped_file(index), entry.dropped_sha256, entry.dropped))
-        for rel, sha256, rows in files:
+            rel = RowGroupEntry.dropped_file(index)
+            files.append((rel, entry.dropped_sha256, entry.dropped, entry.dropped_size))
+        for rel, sha256, rows, size in files:
             checked += 1
-            problem = _file_problem(location, rel, sha256, rows)
+            problem = _file_problem(location, rel, sha256, rows, size)
             if problem is not None:
                 damaged.append(DamagedFile(row_group=index, file=rel, problem=problem))
     repair = repair_advice(location) if damaged else None
@@ -276,7 +324,7 @@ class PartReader(TallyView):
         for index, entry in sorted(self._tally.groups.items()):
             if entry.rows:
                 rel = RowGroupEntry.data_file(index)
-                table = read_part(location, rel, self._schema, entry.sha256, entry.rows)
+                table = read_part(location, rel, self._schema, entry.sha256, entry.rows, entry.size)
                 yield part_of(entry, table)
 
     def read_table(self) -> pa.Table:
@@ -294,7 +342,12 @@ class PartReader(TallyView):
         location = self._parts_location()
         tables = [
             read_part(
-                location, RowGroupEntry.dropped_file(i), DROPPED_SCHEMA, e.dropped_sha256, e.dropped
+                location,
+                RowGroupEntry.dropped_file(i),
+                DROPPED_SCHEMA,
+                e.dropped_sha256,
+                e.dropped,
+                e.dropped_size,
             )
             for i, e in sorted(self._tally.groups.items())
             if e.has_drops

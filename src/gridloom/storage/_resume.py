@@ -54,7 +54,7 @@ from .._attrs import frozen
 from ._atomic import remove_temp_files
 from ._code import Change, CodeFingerprint, check_code
 from ._convert import DROPPED_SCHEMA
-from ._digest import content_problem
+from ._digest import content_problem, size_problem
 from ._metadata import (
     FORMAT_VERSION,
     RowGroupEntry,
@@ -142,11 +142,45 @@ def _adopt(path: Path, index: int, schema: pa.Schema, key: str) -> RowGroupEntry
     return entry
 
 
+def _sized(path: Path, name: str, recorded: int | None) -> int | str:
+    """The size of the committed file ``path`` (``name`` in messages), or why it is refused
+    before anything of it is read (:func:`~gridloom.storage._digest.size_problem`)."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        return f"{name} is unreadable ({type(exc).__name__}: {exc})"
+    problem = size_problem(name, size, recorded)
+    return size if problem is None else problem
+
+
+def _held_rows(path: Path) -> int | None:
+    """The rows the footer of the parquet file ``path`` says it holds (only its tail is read),
+    or ``None`` when it does not read."""
+    try:
+        return int(pq.read_metadata(path).num_rows)
+    except (OSError, ValueError, pa.ArrowException):
+        return None
+
+
 def checked_entry(entry: RowGroupEntry, out: Path, schema: pa.Schema) -> RowGroupEntry | str:
-    """``entry`` (with the digests of its files, see :mod:`gridloom.storage._digest`) when the
-    files of the row group check out, else why they cannot be adopted: the footers must match
-    the entry, and each file's content its recorded digest (or, without one, decode)."""
+    """``entry`` (with the digests and sizes of its files, see
+    :mod:`gridloom.storage._digest`) when the files of the row group check out, else why
+    they cannot be adopted: each file's size must be the one recorded (checked first, before
+    anything is read), the footers must match the entry, and each file's content its
+    recorded digest (or, without one, decode). A data part of another size whose footer
+    holds other rows is said to hold them (another writer replaced it)."""
     path = out / RowGroupEntry.data_file(entry.index)
+    drops = out / RowGroupEntry.dropped_file(entry.index)
+    drops_name = f"dropped/{drops.name}"
+    size = _sized(path, path.name, entry.size)
+    dropped_size = _sized(drops, drops_name, entry.dropped_size) if entry.has_drops else None
+    if isinstance(size, str):  # a part holding other rows was replaced: the footer says so
+        held = _held_rows(path)
+        if held is not None and held != entry.rows:
+            return f"{path.name} holds {held} rows, metadata.json lists {entry.rows}"
+        return size
+    if isinstance(dropped_size, str):
+        return dropped_size
     try:
         footer = pq.read_metadata(path)
         file_schema = footer.schema.to_arrow_schema().remove_metadata()
@@ -156,13 +190,12 @@ def checked_entry(entry: RowGroupEntry, out: Path, schema: pa.Schema) -> RowGrou
         return f"{path.name} holds {footer.num_rows} rows, metadata.json lists {entry.rows}"
     if not file_schema.equals(schema):
         return f"{path.name} does not have the run's column schema"
-    problem, sha256 = content_problem(path, path.name, entry.sha256)
+    problem, sha256 = content_problem(path, path.name, entry.sha256, size)
     if problem is not None:
         return problem
     dropped_sha256 = None
     if entry.has_drops:
-        drops = out / RowGroupEntry.dropped_file(entry.index)
-        name = f"dropped/{drops.name}"
+        name = drops_name
         try:
             meta = pq.read_metadata(drops)
             dropped_schema = meta.schema.to_arrow_schema().remove_metadata()
@@ -173,10 +206,12 @@ def checked_entry(entry: RowGroupEntry, out: Path, schema: pa.Schema) -> RowGrou
         dropped = meta.num_rows
         if dropped != entry.dropped:
             return f"{name} holds {dropped} records, the row group dropped {entry.dropped}"
-        problem, dropped_sha256 = content_problem(drops, name, entry.dropped_sha256)
+        problem, dropped_sha256 = content_problem(drops, name, entry.dropped_sha256, dropped_size)
         if problem is not None:
             return problem
-    return attrs.evolve(entry, sha256=sha256, dropped_sha256=dropped_sha256)
+    return attrs.evolve(
+        entry, sha256=sha256, dropped_sha256=dropped_sha256, size=size, dropped_size=dropped_size
+    )
 
 
 def set_aside(out: Path, index: int) -> list[Path]:

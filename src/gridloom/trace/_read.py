@@ -11,10 +11,15 @@ import pyarrow as pa
 from ..errors import StorageError
 from ._spans import TRACE_SCHEMA
 
-__all__ = ["MAX_TRACE_ROWS", "MAX_TRACE_SECONDS", "read_trace"]
+__all__ = ["MAX_TRACE_BYTES", "MAX_TRACE_ROWS", "MAX_TRACE_SECONDS", "read_trace"]
 
 #: Task attempts a trace read back may hold (a run keeps at most 2,000,000 spans).
 MAX_TRACE_ROWS = 2_000_000
+#: Largest ``trace.parquet`` read back (1 GiB): :data:`MAX_TRACE_ROWS` attempts of a few dozen
+#: numbers and short names each, compressed, are a small fraction of it; a larger file (one
+#: grown or replaced since the run wrote it) is refused by its size, before it is opened,
+#: whatever its footer claims.
+MAX_TRACE_BYTES = 1 << 30
 #: The largest time a trace may hold, in seconds from the run's start (about 31 years):
 #: larger ones (or infinite ones; a time not reached is NaN) are damage, not a run.
 MAX_TRACE_SECONDS = 1e9
@@ -27,7 +32,8 @@ def read_trace(path: Path) -> pa.Table:
 
     Raises:
         StorageError: ``path`` cannot be read as parquet, lacks a column of the trace or
-            holds it with another type, holds more than :data:`MAX_TRACE_ROWS` attempts, or
+            holds it with another type, is larger than :data:`MAX_TRACE_BYTES`, holds more
+            than :data:`MAX_TRACE_ROWS` attempts, or
             a time that is infinite or beyond :data:`MAX_TRACE_SECONDS` (the message names
             the file and the column).
     """
@@ -35,6 +41,14 @@ def read_trace(path: Path) -> pa.Table:
     import pyarrow.parquet as pq
 
     failing = f"cannot read {path}"
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise StorageError(f"{failing}: {exc}") from None
+    if size > MAX_TRACE_BYTES:
+        raise StorageError(
+            f"{failing}: {size:,} bytes, larger than a trace is read up to ({MAX_TRACE_BYTES:,})"
+        )
     try:
         parquet = pq.ParquetFile(path)
         schema = parquet.schema_arrow

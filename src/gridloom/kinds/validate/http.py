@@ -22,6 +22,7 @@ import httpx
 import trio
 
 from ..._attrs import frozen
+from ...clients._errors import parse_retry_after
 from ...clients._retry import RetryPolicy
 from ...config import ThrottleConfig
 from ...config._validator import ValidatorConfig
@@ -154,7 +155,11 @@ class HttpChecker(Checker):
             ):
                 status = answer.status_code
                 if status == 429 or status >= 500:
-                    wait = _retry_after(answer.headers)
+                    # Seconds or an HTTP date (measured from the reply's Date), as the
+                    # model clients read it.
+                    wait = parse_retry_after(
+                        answer.headers.get("retry-after"), date=answer.headers.get("date")
+                    )
                     raise _Retry(f"HTTP {status}", wait, rate_limited=status == 429)
                 declared = answer.headers.get("Content-Length", "")
                 if declared.isdigit() and int(declared) > limit:
@@ -182,14 +187,6 @@ class HttpChecker(Checker):
             f"column {self.column.name!r}: the validation service's answer is larger than"
             f" max_response_bytes ({self.config.max_response_bytes})"
         )
-
-
-def _retry_after(headers: httpx.Headers) -> float | None:
-    try:
-        seconds = float(headers.get("Retry-After", ""))
-    except ValueError:
-        return None
-    return seconds if seconds >= 0 else None
 
 
 def _build(check: HttpCheck, column: ValidateColumn, ctx: BuildContext) -> HttpChecker:
