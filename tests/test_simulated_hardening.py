@@ -667,3 +667,39 @@ def test_fuzzed_byte_streams_never_stop_the_server(data: bytes, close: bool, pie
         await ok(listener)
 
     trio.run(serving, test, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+async def test_a_client_that_expects_100_continue_gets_it_before_its_body(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """``Expect: 100-continue`` (curl sends it for large bodies) gets ``100 Continue`` as soon
+    as the head is in, then the answer once the body follows (was: no interim answer, so curl
+    waited a second before sending each body). A body declared over the limit gets 413 with
+    no ``100 Continue``; an HTTP/1.0 request gets none either."""
+    head = CHAT[: -len(BODY)].replace(
+        b"host: sim", b"host: sim\r\nexpect: 100-continue\r\nconnection: close"
+    )
+
+    async def test(listener: MemoryListener) -> None:
+        stream = await listener.connect()
+        await stream.send_all(head)
+        with trio.fail_after(0.5):  # well within the body's timeout
+            interim = await stream.receive_some(65536)
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        await stream.send_all(BODY)
+        with trio.fail_after(BOUND):
+            [(status, _, body)] = responses(await read_all(stream))
+        assert status == 200, body
+        too_big = head.replace(b"content-length: %d" % len(BODY), b"content-length: 999999999")
+        answer = await exchange(listener, too_big, close=False)
+        assert not answer.startswith(b"HTTP/1.1 100")
+        [(status, _, _)] = responses(answer)
+        assert status == 413
+        old = head.replace(b"HTTP/1.1", b"HTTP/1.0") + BODY
+        answer = await exchange(listener, old, close=False)
+        assert b"100 Continue" not in answer
+        [(status, _, _)] = responses(answer)
+        assert status == 200
+        await ok(listener)
+
+    await serving(test)

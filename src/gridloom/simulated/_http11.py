@@ -78,6 +78,8 @@ MAX_PIPELINED_BYTES = 64 * 1024
 #: connection per request in flight: 4,096 admits issue 21's 2,048 parallel requests twice over.
 MAX_CONNECTIONS = 4096
 _READ_SIZE = 64 * 1024
+#: The interim answer to a request that asked ``Expect: 100-continue`` before its body.
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 #: Longest error message the server itself answers with (it may quote the client's bytes).
 _MESSAGE_CHARS = 200
 
@@ -369,6 +371,9 @@ class _Connection:
             if self.gone.is_set():
                 return None
             if reader.head_done:
+                if reader.take_continue():
+                    await self._send(CONTINUE)
+                    phase = ""  # the body's time starts now
                 wanted, timeout = "body", limits.body_timeout
             elif first or reader.started:
                 wanted, timeout = "head", limits.head_timeout

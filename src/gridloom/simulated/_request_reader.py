@@ -84,7 +84,17 @@ class Request:
 class _Partial:
     """The request being parsed."""
 
-    __slots__ = ("body", "chunks", "head_done", "headers", "hosts", "method", "seen", "size")
+    __slots__ = (
+        "body",
+        "chunks",
+        "expects",
+        "head_done",
+        "headers",
+        "hosts",
+        "method",
+        "seen",
+        "size",
+    )
 
     def __init__(self) -> None:
         self.method = b""
@@ -99,6 +109,8 @@ class _Partial:
         self.head_done = False
         #: Body bytes so far (also counted in the server's ``buffered``).
         self.body = 0
+        #: The client sent ``Expect: 100-continue`` and waits for a ``100 Continue``.
+        self.expects = False
 
 
 class _Stop(Exception):
@@ -132,6 +144,16 @@ class RequestReader:
     def started(self) -> bool:
         """Whether a request has begun and is not complete yet."""
         return self._partial is not None
+
+    def take_continue(self) -> bool:
+        """Whether the request being parsed has its head in, asked ``Expect: 100-continue``
+        (HTTP/1.1) and sent no body yet: the client waits for ``100 Continue`` before sending
+        it (curl does, for large bodies). True once per request."""
+        partial = self._partial
+        if partial is None or not (partial.head_done and partial.expects):
+            return False
+        partial.expects = False
+        return partial.body == 0 and self._parser.get_http_version() == "1.1"
 
     @property
     def head_done(self) -> bool:
@@ -208,6 +230,8 @@ class RequestReader:
                 self._fail(413, f"the request body is over {limit} bytes")
         elif name == b"host":
             partial.hosts += 1
+        elif name == b"expect" and value.lower() == b"100-continue":
+            partial.expects = True
         partial.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
