@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import pytest
 from click.testing import CliRunner, Result
 
 from gridloom.cli import cli, output_schema
@@ -131,3 +132,31 @@ def test_resume_of_a_run_folder_with_a_hostile_config_is_a_clear_error(tmp_path:
         assert result.exit_code == 2, result.stdout
         doc = checked("resume", result.stdout)
         assert doc["error"]["type"] == "ConfigError"
+
+
+@pytest.mark.parametrize("blank", ["", " ", "\t"])
+def test_an_empty_output_dir_is_refused_not_taken_for_the_current_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, blank: str
+) -> None:
+    """``-o ""`` (an unset shell variable) is a usage error naming the option; it used to
+    write the run into the current directory. Nothing is written."""
+    config = config_file(tmp_path)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    for command in (["create", config, "-n", "2", "-o", blank], ["inspect", blank]):
+        result = invoke(*command)
+        assert result.exit_code == 2
+        assert "is empty; name a directory (. for the current one)" in result.stderr
+    assert list(work.iterdir()) == []
+
+
+def test_a_dangling_symlink_as_output_dir_is_a_clear_error(tmp_path: Path) -> None:
+    """A symbolic link to nothing is named as such (was: a raw "[Errno 17] File exists")."""
+    config = config_file(tmp_path)
+    link = tmp_path / "out"
+    link.symlink_to(tmp_path / "gone")
+    result = invoke("create", config, "-n", "2", "-o", link)
+    assert result.exit_code == 2
+    assert "is a symbolic link to nothing" in result.stderr
+    assert not (tmp_path / "gone").exists()

@@ -50,12 +50,17 @@ class _OutputType(click.ParamType[Any]):
         if isinstance(value, Path):
             return value
         text = os.fspath(value)
+        if not text.strip():
+            # An unset shell variable (-o "$OUT") would otherwise mean the current directory.
+            self.fail("is empty; name a directory (. for the current one)", param, ctx)
         if is_remote_uri(text):
             return text
         try:
             path = local_path(text)  # a file:// URI is a local folder
         except StorageError as exc:
             self.fail(str(exc), param, ctx)
+        if path.is_symlink() and not path.exists():
+            self.fail(f"{text!r} is a symbolic link to nothing ({os.readlink(path)!r})", param, ctx)
         if path.exists() and not path.is_dir():
             self.fail(f"{text!r} is a file, not a directory", param, ctx)
         return path
