@@ -37,6 +37,7 @@ from gridloom.clients import (
     http_timeout,
 )
 from gridloom.clients._http import response_caps
+from gridloom.clients._post import not_json
 from gridloom.clients._wire import WireTransport
 from gridloom.config import ModelConfig, ProviderConfig
 from gridloom.errors import (
@@ -945,3 +946,29 @@ async def test_an_empty_answer_carries_its_usage_and_the_handle_counts_it(kind: 
     usage = handle.usage()
     assert (usage.input_tokens, usage.output_tokens) == (2 * expected[0], 2 * expected[1])
     assert usage.errors == {"EmptyAnswer": 2}
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (b'{"choices": [{"message": {"content": "caf\xc3"}}]}', "byte 41 is not UTF-8"),
+        (b'{"choices": [', "Expecting value at line 1, column 14"),
+        (b"<html>Bad Gateway</html>", "Expecting value at line 1, column 1"),
+    ],
+)
+async def test_a_reply_that_is_not_json_says_where_it_breaks(body: bytes, says: str) -> None:
+    """A 200 that is not JSON says why: bytes that are not UTF-8 (a server that split a
+    character between tokens) or where the JSON breaks off (was: only "is not JSON")."""
+    with pytest.raises(MalformedResponse) as info:
+        await openai(Script(lambda request: httpx.Response(200, content=body))).chat(REQUEST)
+    assert f"HTTP 200 reply is not JSON ({len(body)} bytes): {says}" in str(info.value)
+
+
+@given(st.binary(max_size=200))
+@settings(max_examples=300, deadline=None)
+def test_why_a_body_is_not_json_is_one_bounded_line(body: bytes) -> None:
+    """Whatever the bytes, the reason is one line of bounded length that starts the same."""
+    message = not_json(200, body)
+    assert message.startswith(f"HTTP 200 reply is not JSON ({len(body)} bytes)")
+    assert "\n" not in message
+    assert len(message) < 200

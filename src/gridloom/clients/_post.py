@@ -201,10 +201,7 @@ async def post_json(
     # Raised outside the except clause: no exception context to carry along.
     status = response.status_code
     raise MalformedResponse(
-        f"HTTP {status} reply is not JSON ({len(response.content)} bytes)",
-        status=status,
-        provider=provider,
-        model=model,
+        not_json(status, response.content), status=status, provider=provider, model=model
     )
 
 
@@ -231,11 +228,33 @@ def _decoded(reply: Reply, provider: str, model: str) -> Any:
             data = utf8_clean(data)
         return data
     raise MalformedResponse(
-        f"HTTP {reply.status_code} reply is not JSON ({len(content)} bytes)",
+        not_json(reply.status_code, content),
         provider=provider,
         model=model,
         status=reply.status_code,
     )
+
+
+def not_json(status: int, content: bytes) -> str:
+    """Why a reply's body is not JSON, in one bounded line: bytes that are not UTF-8 (a
+    server that split a character between tokens), or where the JSON breaks off."""
+    where = f"HTTP {status} reply is not JSON ({len(content)} bytes)"
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        span = (
+            f"byte {exc.start} is"
+            if exc.end - exc.start == 1
+            else f"bytes {exc.start}-{exc.end - 1} are"
+        )
+        return f"{where}: {span} not UTF-8 (the server's encoding)"
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as exc:
+        return f"{where}: {exc.msg} at line {exc.lineno}, column {exc.colno}"
+    except (ValueError, RecursionError):
+        return f"{where}: nested deeper than a JSON parser reads"
+    return where
 
 
 def utf8_clean(value: Any) -> Any:
