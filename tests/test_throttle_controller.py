@@ -536,7 +536,16 @@ class ControllerMachine(RuleBasedStateMachine):
         if transition is not None and transition.reason == "slow-start":
             assert before.slow_start
             assert transition.old_limit < transition.new_limit <= 2 * transition.old_limit
-            assert after.slow_start == (after.limit < after.cap)
+            # It ends at the cap, or, after an outage, at the limit before it.
+            assert not after.slow_start or after.limit < after.cap
+        # A success ends any refusal streak; the first after an outage starts the recovery.
+        assert not after.outage
+        assert after.outages == before.outages
+        if transition is not None and transition.reason == "outage-recovery":
+            assert before.outage
+            # One more slot if the limit was in use; the slow start's steps follow.
+            assert transition.old_limit <= transition.new_limit <= after.cap
+            assert after.cuts == before.cuts
         if transition is not None and transition.reason == "probe":
             assert before.ceiling is not None
             assert after.ceiling == before.ceiling + 1
@@ -574,8 +583,15 @@ class ControllerMachine(RuleBasedStateMachine):
             assert transition.reason in ("rate-limited", "ramp-aborted")
             old = transition.old_limit
             assert ticket.limit_at_admission <= old
-            assert after.ceiling is not None
-            bound = floor(after.ceiling * (1 + self.config.ceiling_overshoot))
+            if after.outage:  # refusals in an outage say nothing of the capacity
+                assert after.ceiling == before.ceiling
+            else:
+                assert after.ceiling is not None
+            bound = (
+                after.cap
+                if after.ceiling is None
+                else floor(after.ceiling * (1 + self.config.ceiling_overshoot))
+            )
             assert transition.new_limit == max(
                 1, min(floor(old * self.config.reduce_factor), bound)
             )

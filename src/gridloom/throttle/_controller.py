@@ -283,6 +283,8 @@ class AIMDController(ControllerState):
         self._cap = cap
         if lift:
             self._ceiling = None
+            if self._watch.streak is not None:  # an outage ends at the board's share too
+                self._watch.streak.ceiling = None
             self._probing = False
             self._windows_at_bound = 0
         if self._ramping:
@@ -368,7 +370,7 @@ class AIMDController(ControllerState):
                 limit = min(limit, self._increase_bound(ceiling))
             to_cap = self._slow is not None and self._slow_target is None
             self._watch.begin(self._next_id, limit=limit, ceiling=ceiling, to_cap=to_cap)
-        if self._watch.refused(ticket.id, next(iter(self._tickets), None)):
+        if self._watch.refused(ticket.id, len(self._tickets)):
             self._outages += 1
             log.info("%s%s", self._label(), self._watch.describe())
 

@@ -6,12 +6,13 @@ reports every capacity refusal and every success, and applies the answers. Rules
 * A **streak** begins with a capacity refusal after a success (or before the first) and ends
   with the next success. Its first refusal records the limit and the ceiling in force, before
   that refusal changes them: what the provider was known to accept.
-* The streak becomes an **outage** once the provider has refused a request sent after the
-  streak began while none sent before it is still in flight: every request it held when it
-  began was answered with no success (refused, or failed otherwise), and a fresh one was
-  refused too. At a capacity boundary the requests the provider accepted are still in flight
-  when it refuses the others, and their successes end the streak first, so a boundary never
-  becomes an outage, however long the answers take.
+* The streak becomes an **outage** at a refusal of a request sent after the streak began
+  that leaves nothing in flight: the provider refused a fresh request too, and answered every
+  request it held with no success (refused, or failed otherwise). At a capacity boundary a
+  request is refused only while others the provider accepted are in flight; they were in
+  flight when it was sent, after the streak began, so they end — with a success, which ends
+  the streak — before its refusal can find nothing in flight: a boundary never becomes an
+  outage, however the answers are ordered or delayed.
 * The success that ends an outage hands the recorded limit and ceiling back to the
   controller, which climbs back to them (``"outage-recovery"``).
 """
@@ -63,14 +64,12 @@ class StreakWatch:
             f"refused with no success since the first refusal: an outage ({aim} kept for its end)"
         )
 
-    def refused(self, ticket_id: int, oldest_in_flight: int | None) -> bool:
-        """A refusal of ``ticket_id`` (already released; ``oldest_in_flight`` is the lowest
-        id still in flight, if any) within the current streak; whether it *made* the streak
-        an outage (only the first such refusal returns true)."""
+    def refused(self, ticket_id: int, in_flight: int) -> bool:
+        """A refusal of ``ticket_id`` (already released, ``in_flight`` left) within the
+        current streak; whether it *made* the streak an outage (only the first such refusal
+        returns true)."""
         streak = self.streak
-        if streak is None or streak.outage or ticket_id < streak.first_id:
-            return False
-        if oldest_in_flight is not None and oldest_in_flight < streak.first_id:
+        if streak is None or streak.outage or ticket_id < streak.first_id or in_flight:
             return False
         streak.outage = True
         return True
