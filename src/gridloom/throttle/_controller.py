@@ -17,7 +17,8 @@ test it exhaustively; the trio actuator resizes its ``CapacityLimiter`` after ea
   ``min(cap, 1 + floor((cap - 1) * elapsed / rampup_seconds))``; with neither, the cap.
 * **Rate limited**: limit → ``max(1, floor(limit * reduce_factor))``; the pre-cut limit is
   remembered as the ceiling (the lowest seen) — and a refusal at or above the ceiling shows the
-  ceiling itself too high, so it drops to one below that limit; no admission until the
+  ceiling itself too high, so it drops to one below that limit (not in an outage: below);
+  no admission until the
   ``Retry-After`` — else ``cooldown_seconds`` — has passed. The first cut ends a ramp.
 * **Cascade dampening**: only a request admitted at or below the current limit can cut it. A
   refusal that may not cut still honours its ``Retry-After`` but keeps the success streak: it
@@ -32,6 +33,22 @@ test it exhaustively; the trio actuator resizes its ``CapacityLimiter`` after ea
   (``"probe-refused"``) steps the limit and the ceiling back — no multiplicative cut: it only
   confirms the limit before it — honours the cooldown, and doubles the wait before the next
   probe, up to 8 times the base; a steady capacity costs one refusal per ever longer interval.
+* **Outage** (:mod:`._outage`): capacity refusals with no success in between form a streak;
+  its first refusal records the limit and the ceiling in force. It becomes an outage at a
+  refusal of a request sent after the streak began that leaves nothing in flight — at a
+  capacity boundary accepted requests are still in flight then, so a boundary never is one.
+  Refusals in an outage still cut the limit (fewer requests wasted on a provider that is
+  down) but leave the ceiling alone. The first success after it (``"outage-recovery"``)
+  restores the ceiling recorded and starts a slow start from the current limit back to the
+  limit recorded, not beyond it (+1 for that success if the limit was in use; with
+  ``slow_start_seconds: 0``, that limit at once). If the start-up slow start was under way
+  when the streak began, the recovery resumes it, up to the cap, with no ceiling. A recovery
+  is a slow start like the first: its first refusal sets the limit and the ceiling to what
+  the provider accepted (a capacity that really shrank is found there), and a streak that
+  begins during it records the limit it was heading for. It ends a ramp, as any cut does,
+  and never restarts it; probing goes on from the restored ceiling (an unconfirmed probe is
+  recorded as the ceiling below it). The trio service that wakes slow starts on time drives
+  the start-up one only: a recovery doubles at the next admission or answer after a period.
 * A lower limit cancels nothing: none is admitted until fewer than ``limit`` are in flight.
 
 Each change of the limit is one INFO line on ``gridloom.throttle``, e.g.
