@@ -17,9 +17,9 @@ test it exhaustively; the trio actuator resizes its ``CapacityLimiter`` after ea
   ``min(cap, 1 + floor((cap - 1) * elapsed / rampup_seconds))``; with neither, the cap.
 * **Rate limited**: limit → ``max(1, floor(limit * reduce_factor))``; the pre-cut limit is
   remembered as the ceiling (the lowest seen) — and a refusal at or above the ceiling shows the
-  ceiling itself too high, so it drops to one below that limit (not in an outage: below);
-  no admission until the
-  ``Retry-After`` — else ``cooldown_seconds`` — has passed. The first cut ends a ramp.
+  ceiling itself too high, so it drops to one below that limit (in an outage the ceiling
+  stays, see below); no admission until the ``Retry-After`` — else ``cooldown_seconds`` —
+  has passed. The first cut ends a ramp.
 * **Cascade dampening**: only a request admitted at or below the current limit can cut it. A
   refusal that may not cut still honours its ``Retry-After`` but keeps the success streak: it
   speaks of a limit already gone.
