@@ -55,7 +55,9 @@ def fill(controller: AIMDController) -> list[Ticket]:
 
 
 def test_cut_arithmetic_follows_reduce_factor_down_to_one() -> None:
-    """Each 429 admitted at the current limit cuts it by 0.75, never below 1."""
+    """Each 429 admitted at the current limit cuts it by 0.75, never below 1. Refused one at a
+    time with no success, the requests show an outage from the second on: the ceiling the
+    first refusal set stays (the outage says nothing of the capacity)."""
     controller, clock = make(cap=16)
     seen = [controller.limit]
     for _ in range(8):
@@ -68,7 +70,7 @@ def test_cut_arithmetic_follows_reduce_factor_down_to_one() -> None:
     assert seen == [16, 12, 9, 6, 4, 3, 2, 1, 1]
     stats = controller.statistics()
     assert stats.cuts == stats.rate_limited == 8
-    assert stats.ceiling == 1
+    assert (stats.ceiling, stats.outage, stats.outages) == (16, True, 1)
 
 
 def test_increase_after_exactly_success_window_successes() -> None:
@@ -161,11 +163,13 @@ def test_probe_raises_a_quiet_ceiling_and_a_held_probe_lifts_it() -> None:
     controller, _ = make(
         cap=12, success_window=2, ceiling_overshoot=0.0, cooldown_seconds=0, ceiling_probe_windows=3
     )
+    accepted = controller.admit()  # in flight through the refusals: a boundary, no outage
     controller.on_rate_limited(controller.admit())  # 12 -> 9, ceiling 12
     controller.on_rate_limited(controller.admit())  # 9 -> 6, ceiling 9
     assert (controller.limit, controller.ceiling) == (6, 9)
     reasons = []
-    for _ in range(2 * (3 + 3) - 1):  # 3 windows up to 9, 3 windows at 9, less one success
+    assert controller.on_success(accepted) is None
+    for _ in range(2 * (3 + 3) - 2):  # 3 windows up to 9, 3 windows at 9, less one success
         transition = controller.on_success(controller.admit())
         if transition is not None:
             reasons.append(transition.reason)
@@ -204,10 +208,12 @@ def test_refused_probes_step_back_and_back_off_exponentially() -> None:
         ceiling_probe_windows=2,
         reduce_factor=0.5,
     )
+    accepted = controller.admit()  # in flight through the refusals: a boundary, no outage
     controller.on_rate_limited(controller.admit())  # 32 -> 16, ceiling 32
     controller.on_rate_limited(controller.admit())  # 16 -> 8, ceiling 16
     controller.on_rate_limited(controller.admit())  # 8 -> 4, ceiling 8
-    for _ in range(4):
+    controller.on_success(accepted)
+    for _ in range(3):
         controller.on_success(controller.admit())
     assert controller.limit == 8
     waits = []
@@ -530,7 +536,16 @@ class ControllerMachine(RuleBasedStateMachine):
         if transition is not None and transition.reason == "slow-start":
             assert before.slow_start
             assert transition.old_limit < transition.new_limit <= 2 * transition.old_limit
-            assert after.slow_start == (after.limit < after.cap)
+            # It ends at the cap, or, after an outage, at the limit before it.
+            assert not after.slow_start or after.limit < after.cap
+        # A success ends any refusal streak; the first after an outage starts the recovery.
+        assert not after.outage
+        assert after.outages == before.outages
+        if transition is not None and transition.reason == "outage-recovery":
+            assert before.outage
+            # One more slot if the limit was in use; the slow start's steps follow.
+            assert transition.old_limit <= transition.new_limit <= after.cap
+            assert after.cuts == before.cuts
         if transition is not None and transition.reason == "probe":
             assert before.ceiling is not None
             assert after.ceiling == before.ceiling + 1
@@ -568,8 +583,15 @@ class ControllerMachine(RuleBasedStateMachine):
             assert transition.reason in ("rate-limited", "ramp-aborted")
             old = transition.old_limit
             assert ticket.limit_at_admission <= old
-            assert after.ceiling is not None
-            bound = floor(after.ceiling * (1 + self.config.ceiling_overshoot))
+            if after.outage:  # refusals in an outage say nothing of the capacity
+                assert after.ceiling == before.ceiling
+            else:
+                assert after.ceiling is not None
+            bound = (
+                after.cap
+                if after.ceiling is None
+                else floor(after.ceiling * (1 + self.config.ceiling_overshoot))
+            )
             assert transition.new_limit == max(
                 1, min(floor(old * self.config.reduce_factor), bound)
             )

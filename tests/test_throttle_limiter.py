@@ -411,8 +411,10 @@ async def test_a_refused_probe_delays_only_the_refused_request(autojump_clock: o
     while the refused request is told to wait its Retry-After."""
     gate = limiter(32, success_window=1, ceiling_overshoot=0.0, ceiling_probe_windows=1)
     controller = gate.controller
+    accepted = await gate.acquire()  # in flight through the refusals: a boundary, no outage
     gate.rate_limited(await gate.acquire(), retry_after=0.0)  # 32 -> 24, ceiling 32
     gate.rate_limited(await gate.acquire(), retry_after=0.0)  # 24 -> 18, ceiling 24
+    gate.succeeded(accepted)
     for _ in range(40):  # climbs to the ceiling, then probes above it
         gate.succeeded(await gate.acquire())
         if controller.statistics().probing:

@@ -52,17 +52,25 @@ class ThrottleConfig:
         slow_start_latency_factor: the slow start stops doubling (keeping its limit) once the
             recent answers take this many times as long as the first ones.
         rampup_seconds: start at 1 and raise the limit linearly to the cap over this many
-            seconds (0: no ramp); the first 429 ends the ramp. A ramp replaces the slow start.
+            seconds (0: no ramp); the first 429 ends the ramp. A ramp replaces the slow start
+            at the start of a run; the recovery after an outage is a slow start all the same
+            (``slow_start_seconds``), and never restarts the ramp.
         capacity_statuses: other HTTP statuses that signal overload like a 429 does, with or
             without ``Retry-After`` (without one, ``cooldown_seconds``): the limit is cut and
             the request is sent again behind the cooldown, never counted as a failure.
             Anthropic answers 529 ``overloaded_error``, gateways 502/503 during short
-            outages, mostly with no ``Retry-After``. An outage that does not end stops the
-            run after ``run.shutdown_refused_seconds`` of refusals with no success, or after
-            the shorter ``run.shutdown_unavailable_seconds`` when the model has not been
-            served once in the run (neither a success nor a 429). (504 is left out: a
-            gateway timing out one slow request is that request's failure. To treat it as
-            overload too, list it: ``capacity_statuses: [502, 503, 504, 529]``.)
+            outages, mostly with no ``Retry-After``. Refusals with no success in between,
+            once one of a request sent after the first leaves nothing in flight, are an
+            outage (a capacity boundary always has accepted requests in flight): they cut
+            the limit but leave the ceiling alone, and the first success restores the
+            ceiling from before them and slow-starts (``slow_start_seconds``; at once if 0)
+            from the limit then back to the limit before them, not beyond. An outage that
+            does not end stops the run after ``run.shutdown_refused_seconds`` of refusals
+            with no success, or after the shorter ``run.shutdown_unavailable_seconds`` when
+            the model has not been served once in the run (neither a success nor a 429).
+            (504 is left out: a gateway timing out one slow request is that request's
+            failure. To treat it as overload too, list it: ``capacity_statuses: [502, 503,
+            504, 529]``.)
     """
 
     reduce_factor: float = attrs.field(default=0.75, validator=_fraction)

@@ -17,8 +17,9 @@ test it exhaustively; the trio actuator resizes its ``CapacityLimiter`` after ea
   ``min(cap, 1 + floor((cap - 1) * elapsed / rampup_seconds))``; with neither, the cap.
 * **Rate limited**: limit → ``max(1, floor(limit * reduce_factor))``; the pre-cut limit is
   remembered as the ceiling (the lowest seen) — and a refusal at or above the ceiling shows the
-  ceiling itself too high, so it drops to one below that limit; no admission until the
-  ``Retry-After`` — else ``cooldown_seconds`` — has passed. The first cut ends a ramp.
+  ceiling itself too high, so it drops to one below that limit (in an outage the ceiling
+  stays, see below); no admission until the ``Retry-After`` — else ``cooldown_seconds`` —
+  has passed. The first cut ends a ramp.
 * **Cascade dampening**: only a request admitted at or below the current limit can cut it. A
   refusal that may not cut still honours its ``Retry-After`` but keeps the success streak: it
   speaks of a limit already gone.
@@ -32,6 +33,22 @@ test it exhaustively; the trio actuator resizes its ``CapacityLimiter`` after ea
   (``"probe-refused"``) steps the limit and the ceiling back — no multiplicative cut: it only
   confirms the limit before it — honours the cooldown, and doubles the wait before the next
   probe, up to 8 times the base; a steady capacity costs one refusal per ever longer interval.
+* **Outage** (:mod:`._outage`): capacity refusals with no success in between form a streak;
+  its first refusal records the limit and the ceiling in force. It becomes an outage at a
+  refusal of a request sent after the streak began that leaves nothing in flight — at a
+  capacity boundary accepted requests are still in flight then, so a boundary never is one.
+  Refusals in an outage still cut the limit (fewer requests wasted on a provider that is
+  down) but leave the ceiling alone. The first success after it (``"outage-recovery"``)
+  restores the ceiling recorded and starts a slow start from the current limit back to the
+  limit recorded, not beyond it (+1 for that success if the limit was in use; with
+  ``slow_start_seconds: 0``, that limit at once). If the start-up slow start was under way
+  when the streak began, the recovery resumes it, up to the cap, with no ceiling. A recovery
+  is a slow start like the first: its first refusal sets the limit and the ceiling to what
+  the provider accepted (a capacity that really shrank is found there), and a streak that
+  begins during it records the limit it was heading for. It ends a ramp, as any cut does,
+  and never restarts it; probing goes on from the restored ceiling (an unconfirmed probe is
+  recorded as the ceiling below it). The trio service that wakes slow starts on time drives
+  the start-up one only: a recovery doubles at the next admission or answer after a period.
 * A lower limit cancels nothing: none is admitted until fewer than ``limit`` are in flight.
 
 Each change of the limit is one INFO line on ``gridloom.throttle``, e.g.
@@ -42,12 +59,12 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
 
-from ..config import ThrottleConfig
-from ._history import History
 from ._holds import LONG_HOLD_SECONDS, MAX_SERVER_HOLD_SECONDS, log_hold, server_hold
+from ._outage import Streak
+from ._ramp import floor
 from ._slowstart import SlowStart
+from ._state import ControllerState, check_cap
 from ._values import ControllerStatistics, Ticket, Transition
 
 __all__ = [
@@ -62,19 +79,11 @@ __all__ = [
 
 log = logging.getLogger("gridloom.throttle")
 
-#: Absorbs binary rounding in ``floor``: ``10 * 1.3`` is 12.999…, and the limit meant is 13.
-_TOLERANCE = 1e-9
 #: A refused probe doubles the wait before the next, up to this many times the base.
 _PROBE_BACKOFF = 8
-#: History entries kept (the oldest are dropped first).
-_HISTORY = 100_000
 
 
-def _floor(value: float) -> int:
-    return math.floor(value + _TOLERANCE)
-
-
-class AIMDController:
+class AIMDController(ControllerState):
     """Additive-increase, multiplicative-decrease limit on concurrent requests.
 
     Args:
@@ -92,147 +101,6 @@ class AIMDController:
     ``RuntimeError``, and so does :meth:`admit` when :meth:`can_admit` is false: both are bugs
     of the caller.
     """
-
-    def __init__(
-        self,
-        *,
-        cap: int,
-        config: ThrottleConfig,
-        clock: Callable[[], float],
-        name: str = "",
-    ):
-        _check_cap(cap)
-        self._config = config
-        self._clock = clock
-        self._name = name
-        self._cap = cap
-        self._start = clock()
-        self._ramp_end = self._start + config.rampup_seconds
-        self._ramping = config.rampup_seconds > 0 and cap > 1
-        initial = min(config.initial_limit, cap)
-        self._slow: SlowStart | None = None
-        # Tickets below this id were sent during the slow start, which has ended: their
-        # refusals make (once) and then lower its capacity estimate, until the next change.
-        self._slow_ids_below: int | None = None
-        self._estimated = False
-        self._answered = 0  # of those, successes since the estimate was made
-        if not self._ramping and config.slow_start_seconds > 0 and initial < cap:
-            self._slow = SlowStart(
-                start=self._start,
-                period=config.slow_start_seconds,
-                factor=config.slow_start_latency_factor,
-            )
-        self._limit = 1 if self._ramping else initial if self._slow is not None else cap
-        self._blocked_until = self._start
-        self._ceiling: int | None = None
-        self._streak = 0
-        self._tickets: dict[int, Ticket] = {}
-        self._next_id = 0
-        self._succeeded = 0
-        self._rate_limited = 0
-        self._cuts = 0
-        self._increases = 0
-        self._holds = 0
-        self._probes = 0
-        self._probes_refused = 0
-        self._probing = False
-        self._windows_at_bound = 0
-        self._probe_wait = config.ceiling_probe_windows
-        self._history = History(_HISTORY, time=self._start, limit=self._limit)
-
-    # ------------------------------------------------------------------ reading
-
-    @property
-    def limit(self) -> int:
-        """Requests allowed in flight now (reading it advances the ramp)."""
-        self._advance(self._clock())
-        return self._limit
-
-    @property
-    def config(self) -> ThrottleConfig:
-        """The tuning it follows."""
-        return self._config
-
-    @property
-    def cap(self) -> int:
-        """The hard upper bound of the limit."""
-        return self._cap
-
-    @property
-    def in_flight(self) -> int:
-        """Requests admitted and not yet handed back."""
-        return len(self._tickets)
-
-    @property
-    def blocked_until(self) -> float:
-        """No admission before this clock time (initially the construction time)."""
-        return self._blocked_until
-
-    @property
-    def ceiling(self) -> int | None:
-        """The lowest limit that was cut, or ``None`` before the first cut."""
-        return self._ceiling
-
-    def can_admit(self) -> bool:
-        """Whether a request may start now: fewer than ``limit`` in flight and no cooldown."""
-        now = self._clock()
-        self._advance(now)
-        return len(self._tickets) < self._limit and now >= self._blocked_until
-
-    def next_ramp_step_at(self) -> float | None:
-        """When the ramp next raises the limit (guaranteed risen by then: sleep until it with
-        no margin), or ``None`` if no ramp is under way."""
-        now = self._clock()
-        self._advance(now)
-        if not self._ramping:
-            return None
-        current = self._limit
-        at = min(
-            self._ramp_end, self._start + current * self._config.rampup_seconds / (self._cap - 1)
-        )
-        for _ in range(64):  # a few ulps at most; the ramp's end is the safe fallback
-            if at >= self._ramp_end or self._ramp_limit(at) > current:
-                return at
-            at = math.nextafter(at, math.inf)
-        return self._ramp_end
-
-    def next_slow_start_step_at(self) -> float | None:
-        """When a slow start may next double the limit, or ``None`` if none is under way. It
-        doubles then if the limit has been in use by then; a time already past means the
-        doubling waits for the limit to be used (every request in flight that it allows)."""
-        self._advance(self._clock())
-        return None if self._slow is None else self._slow.due
-
-    def history(self) -> list[tuple[float, int, int]]:
-        """``(time, limit, in_flight)`` after every change of either (the last 100,000)."""
-        return self._history.entries()
-
-    def history_sample(self, points: int) -> list[tuple[float, int, int]]:
-        """At most ``points`` entries of :meth:`history`, evenly spread, the newest kept."""
-        return self._history.sample(points)
-
-    def statistics(self) -> ControllerStatistics:
-        """A frozen snapshot of the state and the counters."""
-        self._advance(self._clock())
-        return ControllerStatistics(
-            limit=self._limit,
-            cap=self._cap,
-            in_flight=len(self._tickets),
-            blocked_until=self._blocked_until,
-            ceiling=self._ceiling,
-            success_streak=self._streak,
-            ramping=self._ramping,
-            admitted=self._next_id,
-            succeeded=self._succeeded,
-            rate_limited=self._rate_limited,
-            cuts=self._cuts,
-            increases=self._increases,
-            holds=self._holds,
-            probes=self._probes,
-            probes_refused=self._probes_refused,
-            probing=self._probing,
-            slow_start=self._slow is not None,
-        )
 
     # ------------------------------------------------------------------ driving
 
@@ -269,6 +137,9 @@ class AIMDController:
             and ticket.id < self._slow_ids_below
         ):
             self._answered += 1
+        outage = self._watch.succeeded()
+        if outage is not None:
+            return self._recover(now, outage, used) or transition
         if self._slow is not None:
             grown = self._slow_start_success(now, now - ticket.admitted_at, used)
             transition = transition if grown is None else grown
@@ -328,6 +199,7 @@ class AIMDController:
             self._log_hold(now, asked, retry_after)
         transition = self._advance(now)
         self._rate_limited += 1
+        self._refusal_streak(ticket)
         sent_in_slow_start = self._slow_ids_below is not None and ticket.id < self._slow_ids_below
         if sent_in_slow_start and self._estimated:
             return self._refine_estimate(now, retry_after) or transition
@@ -356,7 +228,9 @@ class AIMDController:
             self._streak = 0
             return self._change(now, self._increase_bound(), "probe-refused")
         self._blocked_until = max(self._blocked_until, now + wait)
-        if self._ceiling is not None and old >= self._ceiling:
+        if self._watch.in_outage:
+            pass  # refusals with no success say the provider is down, not where its capacity is
+        elif self._ceiling is not None and old >= self._ceiling:
             # Refused again at the remembered ceiling: the ceiling itself is one too high.
             # Lowering it ends the 6 -> 9 -> 429 sawtooth that re-probing it would cause.
             self._ceiling = max(1, min(self._ceiling, old) - 1)
@@ -369,7 +243,7 @@ class AIMDController:
         reason = "ramp-aborted" if self._ramping else "rate-limited"
         self._ramping = False
         # A lowered ceiling may bind tighter than the cut itself (refused at 5 with ceiling 4).
-        new = max(1, min(_floor(old * self._config.reduce_factor), self._increase_bound()))
+        new = max(1, min(floor(old * self._config.reduce_factor), self._increase_bound()))
         return self._change(now, new, reason, cooldown_until=self._blocked_until)
 
     def hold_until(self, when: float, reason: str) -> bool:
@@ -419,13 +293,15 @@ class AIMDController:
         Raises:
             ValueError: if ``cap`` is below 1.
         """
-        _check_cap(cap)
+        check_cap(cap)
         now = self._clock()
         self._advance(now)
         raised = cap - self._cap
         self._cap = cap
         if lift:
             self._ceiling = None
+            if self._watch.streak is not None:  # an outage ends at the board's share too
+                self._watch.streak.ceiling = None
             self._probing = False
             self._windows_at_bound = 0
         if self._ramping:
@@ -444,38 +320,6 @@ class AIMDController:
 
     # ------------------------------------------------------------------ internals
 
-    def _label(self) -> str:
-        return f"{self._name}: " if self._name else ""
-
-    def _ramp_limit(self, now: float) -> int:
-        if now >= self._ramp_end:
-            return self._cap
-        elapsed = max(0.0, now - self._start)
-        steps = _floor((self._cap - 1) * elapsed / self._config.rampup_seconds)
-        return min(self._cap, 1 + steps)
-
-    def _advance(self, now: float) -> Transition | None:
-        if self._slow is not None:
-            if not self._slow.doubling_due(now):
-                return None
-            self._slow.doubled(now)
-            return self._slow_start_step(now, 2 * self._limit)
-        if not self._ramping:
-            return None
-        new = self._ramp_limit(now)
-        if new >= self._cap:
-            self._ramping = False
-        if new == self._limit:
-            return None
-        return self._change(now, new, "ramp")
-
-    def _slow_start_step(self, now: float, new: int) -> Transition:
-        new = min(new, self._cap)
-        if new < self._cap:
-            return self._change(now, new, "slow-start")
-        self._stop_slow_start()
-        return self._change(now, new, "slow-start", detail="slow-start, at the cap: ended")
-
     def _slow_start_success(self, now: float, latency: float, used: bool) -> Transition | None:
         """A success during a slow start: answers slowing down end it (the limit stays),
         else one more slot if the limit was in use."""
@@ -487,10 +331,6 @@ class AIMDController:
             log.info(message, self._label(), self._limit, ratio)
             return None
         return self._slow_start_step(now, self._limit + 1) if used else None
-
-    def _stop_slow_start(self) -> None:
-        self._slow = None
-        self._slow_ids_below = self._next_id
 
     def _end_slow_start(self, now: float) -> Transition:
         """The first refusal that may cut of a request sent during the slow start (which
@@ -535,55 +375,48 @@ class AIMDController:
         below = self._slow_ids_below
         return len(self._tickets) if below is None else sum(1 for i in self._tickets if i < below)
 
-    def _increase_bound(self) -> int:
-        if self._ceiling is None:
-            return self._cap
-        overshoot = _floor(self._ceiling * (1.0 + self._config.ceiling_overshoot))
-        return min(self._cap, overshoot)
+    def _refusal_streak(self, ticket: Ticket) -> None:
+        """Count a capacity refusal in the streak (:mod:`._outage`): the first records what
+        the provider was known to accept; one may show the streak an outage."""
+        if self._watch.streak is None:
+            limit, ceiling = self._limit, self._ceiling
+            if self._slow is not None and self._slow_target is not None:
+                limit = max(limit, self._slow_target)  # a recovery under way: its aim
+            if self._probing and ceiling is not None:
+                ceiling -= 1  # a probe not yet confirmed is not known to be accepted
+                limit = min(limit, self._increase_bound(ceiling))
+            to_cap = self._slow is not None and self._slow_target is None
+            self._watch.begin(self._next_id, limit=limit, ceiling=ceiling, to_cap=to_cap)
+        if self._watch.refused(ticket.id, len(self._tickets)):
+            self._outages += 1
+            log.info("%s%s", self._label(), self._watch.describe())
 
-    def _release(self, ticket: Ticket) -> float:
-        if self._tickets.get(ticket.id) != ticket:
-            raise RuntimeError(
-                f"{self._label()}ticket {ticket.id} is not in flight "
-                "(handed back twice, or from another controller)"
+    def _recover(self, now: float, streak: Streak, used: bool) -> Transition | None:
+        """The first success after an outage: restore the ceiling before it and climb back
+        to the limit before it (to the cap if a start-up slow start was cut short) by a slow
+        start from the current limit (at once without slow start)."""
+        target = self._cap if streak.to_cap else min(streak.limit, self._cap)
+        self._ceiling = None if streak.to_cap else streak.ceiling
+        self._ramping = False
+        self._probing = False
+        self._windows_at_bound = 0
+        self._streak = 0
+        self._estimated = False
+        self._slow = None
+        self._slow_target = None
+        if self._limit >= target:
+            log.info(
+                "%soutage over: limit %d kept, ceiling %s", self._label(), target, self._ceiling
             )
-        del self._tickets[ticket.id]
-        now = self._clock()
-        self._record(now)
-        return now
-
-    def _change(
-        self,
-        now: float,
-        new: int,
-        reason: str,
-        *,
-        cooldown_until: float | None = None,
-        detail: str | None = None,
-    ) -> Transition:
-        transition = Transition(
-            time=now,
-            old_limit=self._limit,
-            new_limit=new,
-            reason=reason,
-            cooldown_until=cooldown_until,
+            return None
+        new = min(self._limit + 1, target) if used else self._limit
+        if self._config.slow_start_seconds <= 0 or new >= target:
+            return self._change(now, target, "outage-recovery")
+        self._slow = SlowStart(
+            start=now,
+            period=self._config.slow_start_seconds,
+            factor=self._config.slow_start_latency_factor,
         )
-        self._limit = new
-        if reason not in ("slow-start", "slow-start-ended", "slow-start-estimate"):
-            self._slow_ids_below = None  # the slow start's estimate stands until now
-        self._record(now)
-        detail = reason if detail is None else detail
-        if cooldown_until is not None:
-            detail = f"{reason}, cooldown {cooldown_until - now:.1f} s"
-        log.info("%slimit %d → %d (%s)", self._label(), transition.old_limit, new, detail)
-        return transition
-
-    def _record(self, now: float) -> None:
-        history, limit, in_flight = self._history, self._limit, len(self._tickets)
-        if history.last_limit != limit or history.last_in_flight != in_flight:
-            history.append(now, limit, in_flight)
-
-
-def _check_cap(cap: int) -> None:
-    if cap < 1:
-        raise ValueError(f"the concurrency cap must be at least 1, got {cap}")
+        self._slow_target = target if target < self._cap else None
+        detail = f"outage-recovery: slow start toward {target}, ceiling {self._ceiling}"
+        return self._change(now, new, "outage-recovery", detail=detail)

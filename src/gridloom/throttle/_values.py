@@ -35,7 +35,9 @@ class Transition:
             ``"slow-start-ended"`` (the cut to the capacity estimate from the first refusal of a
             request sent during a slow start, ending it unless it had reached the cap),
             ``"slow-start-estimate"`` (a lower estimate from a later refusal of that burst),
-            ``"probe"``, ``"probe-refused"``, ``"ceiling-lifted"`` or ``"cap"``.
+            ``"probe"``, ``"probe-refused"``, ``"ceiling-lifted"``, ``"cap"`` or
+            ``"outage-recovery"`` (the first success after an outage: the ceiling before it
+            restored, a slow start back to the limit before it begun, or that limit at once).
         cooldown_until: for a cut, when admissions may resume; otherwise ``None``.
     """
 
@@ -69,6 +71,9 @@ class ControllerStatistics:
         probes_refused: probes answered with a refusal (each stepped back, without a cut).
         probing: whether the limit is at a probed ceiling not yet confirmed.
         slow_start: whether a slow start still sets the limit.
+        outage: whether the refusals since the last success show an outage (see
+            :mod:`gridloom.throttle._outage`).
+        outages: refusal streaks found to be outages so far.
     """
 
     limit: int
@@ -88,3 +93,5 @@ class ControllerStatistics:
     probes_refused: int = 0
     probing: bool = False
     slow_start: bool = False
+    outage: bool = False
+    outages: int = 0
