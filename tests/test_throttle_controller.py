@@ -744,3 +744,32 @@ def test_a_lifted_cap_moves_the_limit_with_it_and_never_past_it(
         else:
             assert controller.limit == min(old_limit, new_cap)
         clock[0] += 1.0
+
+
+def test_a_probe_the_cap_undid_gets_one_reaction_per_burst() -> None:
+    """A probe whose raised limit a lower cap took away, then refused by a burst: the
+    burst cuts once (was: a step back that changed nothing, then a cut from the burst's
+    second refusal — two reactions to one burst; found by the state machine)."""
+    controller, _ = make(
+        cap=25,
+        reduce_factor=0.875,
+        success_window=1,
+        cooldown_seconds=0.0,
+        ceiling_overshoot=0.25,
+        ceiling_probe_windows=1,
+        initial_limit=1,
+    )
+    controller.set_cap(32)
+    controller.on_rate_limited(controller.admit())
+    for _ in range(11):
+        if not controller.can_admit():
+            break
+        controller.on_success(controller.admit())
+    controller.set_cap(26)
+    assert controller.statistics().probing
+    burst = [controller.admit(), controller.admit()]
+    reactions = [controller.on_rate_limited(ticket) for ticket in burst]
+    assert [(t.old_limit, t.new_limit, t.reason) for t in reactions if t is not None] == [
+        (26, 22, "rate-limited")
+    ]
+    assert controller.statistics().limit == 22

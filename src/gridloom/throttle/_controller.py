@@ -226,7 +226,12 @@ class AIMDController(ControllerState):
             )
             self._windows_at_bound = 0
             self._streak = 0
-            return self._change(now, self._increase_bound(), "probe-refused")
+            stepped = self._increase_bound()
+            if stepped < old:
+                return self._change(now, stepped, "probe-refused")
+            # A cap had already taken the limit below the probe: a step back would change
+            # nothing, and the burst's other refusals (admitted at this limit) would each
+            # react again. The refusal cuts as any other does.
         self._blocked_until = max(self._blocked_until, now + wait)
         if self._watch.in_outage:
             pass  # refusals with no success say the provider is down, not where its capacity is
