@@ -133,7 +133,7 @@ def _references(
     templates = column.templates()
     for field, source in templates.items():
         try:
-            names = template_variables(source)
+            names = template_variables(source, columns=known)
         except jinja2.TemplateSyntaxError as exc:
             problems.append(
                 TemplateError(
@@ -147,14 +147,16 @@ def _references(
             refs.setdefault(name, f"{column.kind}.{field}")
     if column.skip_when is not None:
         try:
-            for name in sorted(skip_variables(column.skip_when, column.name)):
+            for name in sorted(skip_variables(column.skip_when, column.name, known)):
                 refs.setdefault(name, SKIP_FIELD)
         except TemplateError as exc:
             problems.append(exc)
     conditions = {f"conditional_params[{c!r}]": c for c in column.conditional_params or {}}
     for field, condition in conditions.items():
         try:
-            for name in sorted(condition_variables(condition, column=column.name, field=field)):
+            for name in sorted(
+                condition_variables(condition, column=column.name, field=field, columns=known)
+            ):
                 refs.setdefault(name, field)
         except TemplateError as exc:
             problems.append(exc)

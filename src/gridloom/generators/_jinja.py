@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import functools
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import jinja2
 import jinja2.meta
 import jinja2.nodes
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -46,13 +47,28 @@ from ._template_limits import (
 from ._template_safety import instrument, is_simple, template_problems
 
 __all__ = [
+    "RESERVED_NAMES",
     "CompiledTemplate",
     "TemplateLimits",
     "compile_template",
     "parse_template",
     "template_env",
+    "template_names",
     "template_variables",
 ]
+
+#: Names no template can read as a variable, with the reason: Jinja's parser turns the
+#: literals into constants and refuses ``not`` as an operand, and ``self`` is the template's
+#: own internals (refused by :mod:`._template_safety`). Any other identifier (``range``,
+#: ``and``, ``in``, ``if`` ...) reads the row's value when the row has it.
+RESERVED_NAMES: dict[str, str] = {
+    **{
+        name: f"Jinja reads {name} as its literal {name.capitalize()}, never as a variable"
+        for name in ("true", "false", "none", "True", "False", "None")
+    },
+    "not": "Jinja reads not as its operator, never as a variable",
+    "self": "self is the template's own internals in Jinja, which templates may not read",
+}
 
 #: Objects whose methods return values they already hold (``d.get(k)``, ``d.items()``): their
 #: results are not checked again.
@@ -141,15 +157,46 @@ def parse_template(source: str) -> jinja2.nodes.Template:
         raise jinja2.TemplateSyntaxError(str(exc) or type(exc).__name__, 1) from exc
 
 
-def template_variables(source: str) -> set[str]:
-    """Names a template reads from its context, minus the environment's globals.
+class _NameTracker(CodeGenerator):
+    """Runs Jinja's code generator for its symbol tables only (writes nothing) and keeps
+    every name a frame resolves from the render context, environment globals included."""
+
+    def __init__(self, environment: jinja2.Environment) -> None:
+        super().__init__(environment, "<names>", "<names>")
+        self.names: set[str] = set()
+
+    def write(self, x: str) -> None:
+        pass
+
+    def enter_frame(self, frame: Frame) -> None:
+        super().enter_frame(frame)
+        for action, name in frame.symbols.loads.values():
+            if action == "resolve":
+                self.names.add(name)
+
+
+def template_names(source: str) -> set[str]:
+    """Every name a template reads from its render context: the row's values, or, for the
+    names the row lacks, the environment's globals (``range``, ``dict``, ``lipsum`` ...).
 
     Raises:
         jinja2.TemplateSyntaxError: the template does not parse.
     """
-    env = template_env()
-    names = jinja2.meta.find_undeclared_variables(parse_template(source))
-    return {name for name in names if name not in env.globals}
+    tracker = _NameTracker(template_env())
+    tracker.visit(parse_template(source))
+    return tracker.names
+
+
+def template_variables(source: str, *, columns: Collection[str]) -> set[str]:
+    """The columns a template reads: the names it reads from its context, except the
+    environment's globals that are not among ``columns`` (a column named ``range`` is read
+    as the column; without such a column ``range`` is Jinja's function).
+
+    Raises:
+        jinja2.TemplateSyntaxError: the template does not parse.
+    """
+    env_globals = template_env().globals
+    return {name for name in template_names(source) if name in columns or name not in env_globals}
 
 
 class CompiledTemplate:
