@@ -30,6 +30,7 @@ from ..generators._jinja import TemplateLimits, template_variables
 from ..generators._shaped import ShapedSampler, shape_sampler, stored_support
 from ..generators.base import Granularity
 from ._fields import field_problems, value_schema
+from ._seed_names import seed_name_problems
 from ._skip import FIELD as SKIP_FIELD
 from ._skip import SkipCondition, skip_source, skip_variables
 
@@ -332,6 +333,7 @@ def compile_pipeline(config: PipelineConfig, *, base_dir: Path | None = None) ->
         outputs.append(seed.output_names)
         for col in seed.output_names:
             producer[col] = 0
+        problems.extend(seed_name_problems(seed.output_names, config))
     offset = len(names)
     models = {model.alias: model for model in config.models}
     for i, column in enumerate(config.columns):

@@ -44,10 +44,10 @@ from ._template_limits import (
     current_budget,
     set_budget,
 )
+from ._template_output import text_value
 from ._template_safety import instrument, is_simple, template_problems
 
 __all__ = [
-    "RESERVED_NAMES",
     "CompiledTemplate",
     "TemplateLimits",
     "compile_template",
@@ -57,29 +57,32 @@ __all__ = [
     "template_variables",
 ]
 
-#: Names no template can read as a variable, with the reason: Jinja's parser turns the
-#: literals into constants and refuses ``not`` as an operand, and ``self`` is the template's
-#: own internals (refused by :mod:`._template_safety`). Any other identifier (``range``,
-#: ``and``, ``in``, ``if`` ...) reads the row's value when the row has it.
-RESERVED_NAMES: dict[str, str] = {
-    **{
-        name: f"Jinja reads {name} as its literal {name.capitalize()}, never as a variable"
-        for name in ("true", "false", "none", "True", "False", "None")
-    },
-    "not": "Jinja reads not as its operator, never as a variable",
-    "self": "self is the template's own internals in Jinja, which templates may not read",
-}
 
 #: Objects whose methods return values they already hold (``d.get(k)``, ``d.items()``): their
 #: results are not checked again.
 _CONTAINERS = (list, tuple, dict, set, frozenset)
 
 
-def _refuse_format(*args: Any, **kwargs: Any) -> Any:
-    raise SecurityError(
-        "str.format is not allowed in templates (its fields can read attributes); use the"
-        " format filter ('%s'|format(x)) or ~"
-    )
+def _format_refusal(name: str) -> Callable[..., Any]:
+    """What ``x.format`` / ``x.format_map`` reads as: a function of that name that refuses
+    to run (so ``{{ x.format_map }}`` is refused as a method, not printed)."""
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise SecurityError(
+            f"str.{name} is not allowed in templates (its fields can read attributes); use the"
+            " format filter ('%s'|format(x)) or ~"
+        )
+
+    refuse.__name__ = refuse.__qualname__ = name
+    return refuse
+
+
+_REFUSALS = {name: _format_refusal(name) for name in ("format", "format_map")}
+
+
+def _plain_text(value: Any) -> str:
+    """A bare ``{{ name }}``'s text, as Jinja's ``finalize`` then ``str`` make it."""
+    return value if type(value) is str else str(text_value(value))
 
 
 class _BoundedEnvironment(ImmutableSandboxedEnvironment):
@@ -92,7 +95,10 @@ class _BoundedEnvironment(ImmutableSandboxedEnvironment):
 
     def __init__(self) -> None:
         super().__init__(
-            undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True
+            undefined=jinja2.StrictUndefined,
+            autoescape=False,
+            keep_trailing_newline=True,
+            finalize=text_value,
         )
         self.filters.update(GUARDED_FILTERS)
         self.globals.update(GUARDED_GLOBALS)
@@ -132,7 +138,7 @@ class _BoundedEnvironment(ImmutableSandboxedEnvironment):
             and value.__name__ in ("format", "format_map")
             and isinstance(value.__self__, str)
         ):
-            return _refuse_format
+            return _REFUSALS[value.__name__]
         return None
 
 
@@ -240,7 +246,7 @@ class CompiledTemplate:
             # Text and bare names only: what Jinja would do (str() of each value), without
             # building its context. A missing name takes Jinja's path for its exact error.
             try:
-                text = "".join([str(row[part]) if name else part for name, part in plain])
+                text = "".join([_plain_text(row[part]) if name else part for name, part in plain])
             except KeyError:
                 pass
             else:
