@@ -13,6 +13,7 @@ searched (up to :data:`MAX_DEPTH` levels): ``{{ [topic.upper] }}`` is refused th
 from __future__ import annotations
 
 import types
+from collections.abc import Iterable
 from typing import Any
 
 import jinja2
@@ -59,17 +60,22 @@ def _what(value: Any) -> str | None:
 
 
 def _find(value: Any, depth: int) -> str | None:
-    if type(value) in _TEXT_TYPES:
-        return None
     if isinstance(value, _CONTAINERS) and depth < MAX_DEPTH:
-        items = value.items() if isinstance(value, dict) else ((item,) for item in value)
-        for pair in items:
-            for item in pair:
-                found = _find(item, depth + 1)
-                if found is not None:
-                    return found
-        return None
+        if isinstance(value, dict):
+            return _first(value.keys(), depth) or _first(value.values(), depth)
+        return _first(value, depth)
     return _what(value)
+
+
+def _first(items: Iterable[Any], depth: int) -> str | None:
+    """What the first item of ``items`` that is not data is (see :func:`_what`)."""
+    text_types = _TEXT_TYPES
+    for item in items:
+        if type(item) not in text_types:
+            found = _find(item, depth + 1)
+            if found is not None:
+                return found
+    return None
 
 
 def text_value(value: Any) -> Any:
