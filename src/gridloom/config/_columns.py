@@ -24,7 +24,15 @@ import attrs
 from .._attrs import frozen
 from ._validators import schema_keywords, to_tuple
 
-__all__ = ["MAX_CONDITIONS", "ColumnConfig", "ConvertTo", "DType", "ModelEndpoint", "TimeUnit"]
+__all__ = [
+    "MAX_CONDITIONS",
+    "TEMPLATE_RESERVED_NAMES",
+    "ColumnConfig",
+    "ConvertTo",
+    "DType",
+    "ModelEndpoint",
+    "TimeUnit",
+]
 
 #: Value types a column can declare. ``json`` values are stored as JSON text, marked in the
 #: field's metadata (``gridloom.json``).
@@ -35,6 +43,20 @@ ConvertTo = Literal["int", "float", "string"]
 TimeUnit = Literal["days", "hours", "minutes", "seconds"]
 #: Which API of its model a column calls.
 ModelEndpoint = Literal["chat", "embedding"]
+
+#: Names no template can read as a variable, with the reason: Jinja's parser turns its
+#: literals into constants and refuses ``not`` as an operand, and ``self`` is the template's
+#: own internals (which templates may not read). Every other identifier, including the
+#: names of the template globals (``range``, ``dict`` ...) and the operators Jinja accepts as
+#: names (``and``, ``in``, ``if`` ...), reads the column of that name when there is one.
+TEMPLATE_RESERVED_NAMES: dict[str, str] = {
+    **{
+        name: f"templates read {name} as Jinja's literal {name.capitalize()}, never as a column"
+        for name in ("true", "false", "none", "True", "False", "None")
+    },
+    "not": "templates read not as Jinja's operator, never as a column",
+    "self": "self is the template's own internals in Jinja, which templates may not read",
+}
 
 
 def _optional_text(instance: object, attribute: attrs.Attribute[str | None], value: object) -> None:

@@ -14,7 +14,7 @@ from ._cache import (
     as_price,
     check_cache_setting,
 )
-from ._columns import ColumnConfig
+from ._columns import TEMPLATE_RESERVED_NAMES, ColumnConfig
 from ._constraints import Constraint
 from ._headers import check_headers_env, check_key_header
 from ._inference import (
@@ -480,6 +480,15 @@ class PipelineConfig:
         for col in self.columns:
             if col.name in seen:
                 problems.append(ConfigIssue("duplicate column name", col.name, "name"))
+            why = TEMPLATE_RESERVED_NAMES.get(col.name)
+            if why is not None:
+                problems.append(
+                    ConfigIssue(
+                        f"column name {col.name!r} is reserved: {why}; rename the column",
+                        col.name,
+                        "name",
+                    )
+                )
             seen.add(col.name)
         providers: set[str] = set()
         for i, provider in enumerate(self.providers):

@@ -7,7 +7,7 @@ undefined), which fails the cell like any template error.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from ..errors import GenerationError
@@ -39,13 +39,13 @@ def skip_source(condition: str) -> str:
     return condition_source(condition)
 
 
-def skip_variables(condition: str, column: str) -> set[str]:
+def skip_variables(condition: str, column: str, columns: Collection[str]) -> set[str]:
     """The columns a condition reads.
 
     Raises:
         TemplateError: it does not parse, or is not one expression (names ``skip_when``).
     """
-    return condition_variables(condition, column=column, field=FIELD)
+    return condition_variables(condition, column=column, field=FIELD, columns=columns)
 
 
 class SkipCondition(Condition):

@@ -30,6 +30,7 @@ from ..generators._jinja import TemplateLimits, template_variables
 from ..generators._shaped import ShapedSampler, shape_sampler, stored_support
 from ..generators.base import Granularity
 from ._fields import field_problems, value_schema
+from ._seed_names import seed_name_problems
 from ._skip import FIELD as SKIP_FIELD
 from ._skip import SkipCondition, skip_source, skip_variables
 
@@ -133,7 +134,7 @@ def _references(
     templates = column.templates()
     for field, source in templates.items():
         try:
-            names = template_variables(source)
+            names = template_variables(source, columns=known)
         except jinja2.TemplateSyntaxError as exc:
             problems.append(
                 TemplateError(
@@ -147,14 +148,16 @@ def _references(
             refs.setdefault(name, f"{column.kind}.{field}")
     if column.skip_when is not None:
         try:
-            for name in sorted(skip_variables(column.skip_when, column.name)):
+            for name in sorted(skip_variables(column.skip_when, column.name, known)):
                 refs.setdefault(name, SKIP_FIELD)
         except TemplateError as exc:
             problems.append(exc)
     conditions = {f"conditional_params[{c!r}]": c for c in column.conditional_params or {}}
     for field, condition in conditions.items():
         try:
-            for name in sorted(condition_variables(condition, column=column.name, field=field)):
+            for name in sorted(
+                condition_variables(condition, column=column.name, field=field, columns=known)
+            ):
                 refs.setdefault(name, field)
         except TemplateError as exc:
             problems.append(exc)
@@ -330,6 +333,7 @@ def compile_pipeline(config: PipelineConfig, *, base_dir: Path | None = None) ->
         outputs.append(seed.output_names)
         for col in seed.output_names:
             producer[col] = 0
+        problems.extend(seed_name_problems(seed.output_names, config))
     offset = len(names)
     models = {model.alias: model for model in config.models}
     for i, column in enumerate(config.columns):

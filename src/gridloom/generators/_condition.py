@@ -13,7 +13,7 @@ the *string* ``'false'`` is true). An undefined name or attribute raises (strict
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import jinja2
 from jinja2 import nodes
@@ -84,14 +84,17 @@ def condition_expression(condition: str, *, column: str, field: str) -> nodes.Ex
     return test
 
 
-def condition_variables(condition: str, *, column: str, field: str) -> set[str]:
-    """The columns a condition reads.
+def condition_variables(
+    condition: str, *, column: str, field: str, columns: Collection[str]
+) -> set[str]:
+    """The columns a condition reads (of the pipeline's ``columns``, or unknown names; see
+    :func:`~gridloom.generators._jinja.template_variables`).
 
     Raises:
         TemplateError: it does not parse, or is not one expression (names ``field``).
     """
     condition_expression(condition, column=column, field=field)
-    return template_variables(condition_source(condition))
+    return template_variables(condition_source(condition), columns=columns)
 
 
 class Condition:

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import functools
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import jinja2
 import jinja2.meta
 import jinja2.nodes
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -43,6 +44,7 @@ from ._template_limits import (
     current_budget,
     set_budget,
 )
+from ._template_output import text_value
 from ._template_safety import instrument, is_simple, template_problems
 
 __all__ = [
@@ -51,19 +53,36 @@ __all__ = [
     "compile_template",
     "parse_template",
     "template_env",
+    "template_names",
     "template_variables",
 ]
+
 
 #: Objects whose methods return values they already hold (``d.get(k)``, ``d.items()``): their
 #: results are not checked again.
 _CONTAINERS = (list, tuple, dict, set, frozenset)
 
 
-def _refuse_format(*args: Any, **kwargs: Any) -> Any:
-    raise SecurityError(
-        "str.format is not allowed in templates (its fields can read attributes); use the"
-        " format filter ('%s'|format(x)) or ~"
-    )
+def _format_refusal(name: str) -> Callable[..., Any]:
+    """What ``x.format`` / ``x.format_map`` reads as: a function of that name that refuses
+    to run (so ``{{ x.format_map }}`` is refused as a method, not printed)."""
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise SecurityError(
+            f"str.{name} is not allowed in templates (its fields can read attributes); use the"
+            " format filter ('%s'|format(x)) or ~"
+        )
+
+    refuse.__name__ = refuse.__qualname__ = name
+    return refuse
+
+
+_REFUSALS = {name: _format_refusal(name) for name in ("format", "format_map")}
+
+
+def _plain_text(value: Any) -> str:
+    """A bare ``{{ name }}``'s text, as Jinja's ``finalize`` then ``str`` make it."""
+    return value if type(value) is str else str(text_value(value))
 
 
 class _BoundedEnvironment(ImmutableSandboxedEnvironment):
@@ -76,7 +95,10 @@ class _BoundedEnvironment(ImmutableSandboxedEnvironment):
 
     def __init__(self) -> None:
         super().__init__(
-            undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True
+            undefined=jinja2.StrictUndefined,
+            autoescape=False,
+            keep_trailing_newline=True,
+            finalize=text_value,
         )
         self.filters.update(GUARDED_FILTERS)
         self.globals.update(GUARDED_GLOBALS)
@@ -116,7 +138,7 @@ class _BoundedEnvironment(ImmutableSandboxedEnvironment):
             and value.__name__ in ("format", "format_map")
             and isinstance(value.__self__, str)
         ):
-            return _refuse_format
+            return _REFUSALS[value.__name__]
         return None
 
 
@@ -141,15 +163,46 @@ def parse_template(source: str) -> jinja2.nodes.Template:
         raise jinja2.TemplateSyntaxError(str(exc) or type(exc).__name__, 1) from exc
 
 
-def template_variables(source: str) -> set[str]:
-    """Names a template reads from its context, minus the environment's globals.
+class _NameTracker(CodeGenerator):
+    """Runs Jinja's code generator for its symbol tables only (writes nothing) and keeps
+    every name a frame resolves from the render context, environment globals included."""
+
+    def __init__(self, environment: jinja2.Environment) -> None:
+        super().__init__(environment, "<names>", "<names>")
+        self.names: set[str] = set()
+
+    def write(self, x: str) -> None:
+        pass
+
+    def enter_frame(self, frame: Frame) -> None:
+        super().enter_frame(frame)
+        for action, name in frame.symbols.loads.values():
+            if action == "resolve":
+                self.names.add(name)
+
+
+def template_names(source: str) -> set[str]:
+    """Every name a template reads from its render context: the row's values, or, for the
+    names the row lacks, the environment's globals (``range``, ``dict``, ``lipsum`` ...).
 
     Raises:
         jinja2.TemplateSyntaxError: the template does not parse.
     """
-    env = template_env()
-    names = jinja2.meta.find_undeclared_variables(parse_template(source))
-    return {name for name in names if name not in env.globals}
+    tracker = _NameTracker(template_env())
+    tracker.visit(parse_template(source))
+    return tracker.names
+
+
+def template_variables(source: str, *, columns: Collection[str]) -> set[str]:
+    """The columns a template reads: the names it reads from its context, except the
+    environment's globals that are not among ``columns`` (a column named ``range`` is read
+    as the column; without such a column ``range`` is Jinja's function).
+
+    Raises:
+        jinja2.TemplateSyntaxError: the template does not parse.
+    """
+    env_globals = template_env().globals
+    return {name for name in template_names(source) if name in columns or name not in env_globals}
 
 
 class CompiledTemplate:
@@ -193,7 +246,7 @@ class CompiledTemplate:
             # Text and bare names only: what Jinja would do (str() of each value), without
             # building its context. A missing name takes Jinja's path for its exact error.
             try:
-                text = "".join([str(row[part]) if name else part for name, part in plain])
+                text = "".join([_plain_text(row[part]) if name else part for name, part in plain])
             except KeyError:
                 pass
             else:

@@ -43,7 +43,7 @@ from ..errors import (
 )
 from ._condition import Condition, condition_expression, condition_source
 from ._factory import BuildContext, build_generator
-from ._jinja import template_variables
+from ._jinja import template_names
 from .base import BatchContext, ColumnGenerator, RowFailure, derive_seed
 from .sampling import NumericSampler, Sampler
 
@@ -143,7 +143,8 @@ class ShapedSampler(ColumnGenerator[BatchContext]):
         self.max_attempts = max((c.constraint.max_attempts for c in self.constraints), default=0)
         names: set[str] = set()
         for condition, _ in self.variants:
-            names |= template_variables(condition_source(condition.source))
+            # every name: those the batch has are its columns (globals included)
+            names |= template_names(condition_source(condition.source))
         names |= {c.constraint.other for c in self.constraints if c.constraint.other}
         self._reads = tuple(sorted(names))
 

@@ -19,6 +19,7 @@ import jinja2
 from jinja2 import filters as jf
 from jinja2.runtime import Context
 from jinja2.utils import generate_lorem_ipsum
+from markupsafe import soft_str
 
 from ._template_limits import (
     CountedIterator,
@@ -30,6 +31,7 @@ from ._template_limits import (
     replaced_size,
     repr_size,
 )
+from ._template_output import text_value
 from ._template_safety import CONCAT_FILTER, LOOP_FILTER, VALUE_FILTER
 
 __all__ = ["GUARDED_FILTERS", "GUARDED_GLOBALS", "bounded_concat"]
@@ -81,7 +83,7 @@ def _concat(context: Context, parts: list[Any]) -> str:
     texts: list[str] = []
     total = 0
     for part in parts:
-        text = str(part)
+        text = str(text_value(part))
         total += len(text)
         budget.fits(total, "a ~ concatenation")
         texts.append(text)
@@ -154,7 +156,14 @@ def _join(context: Context, value: Iterable[Any], d: Any = "", attribute: Any = 
     budget = current_budget()
     if attribute is not None:
         value = map(jf.make_attrgetter(context.environment, attribute), value)
-    return _checked(bounded_join(str(d), map(str, value), budget), budget)  # type: ignore[no-any-return]
+    texts = (str(text_value(item)) for item in value)
+    return _checked(bounded_join(str(d), texts, budget), budget)  # type: ignore[no-any-return]
+
+
+@jinja2.pass_context
+def _string(context: Context, value: Any) -> str:
+    """``string``: the value as text (refused for what is not data, like ``{{ }}``)."""
+    return soft_str(text_value(value))
 
 
 @jinja2.pass_context
@@ -264,6 +273,7 @@ GUARDED_FILTERS: dict[str, Callable[..., Any]] = {
     "replace": _replace,
     "round": _round,
     "slice": _slice,
+    "string": _string,
     "sum": _sum,
     "tojson": _tojson,
     "trim": _trim,
@@ -303,3 +313,6 @@ def _lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str
 
 
 GUARDED_GLOBALS: dict[str, Callable[..., Any]] = {"lipsum": _lipsum, "range": _range}
+# Named as templates call them (messages about them say 'range', not '_range').
+for _name, _function in GUARDED_GLOBALS.items():
+    _function.__name__ = _function.__qualname__ = _name

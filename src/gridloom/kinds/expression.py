@@ -119,7 +119,7 @@ class ExpressionGenerator(ColumnGenerator[Context]):
 
 def _build(column: ExpressionColumn, ctx: BuildContext) -> ExpressionGenerator:
     try:
-        names = template_variables(column.template)
+        names = template_variables(column.template, columns=ctx.upstream_granularity)
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(
             f"template does not parse: {exc.message} (line {exc.lineno})",

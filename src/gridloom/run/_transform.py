@@ -276,7 +276,7 @@ class _Compiler:
             if type_ is not None:
                 return _Path(column, steps, type_)
         try:
-            names = template_variables(source)
+            names = template_variables(source, columns=self._schema.names)
         except jinja2.TemplateSyntaxError as exc:
             raise self._error(
                 path, f"template does not parse: {exc.message} (line {exc.lineno})"
