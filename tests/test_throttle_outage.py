@@ -363,3 +363,5 @@ async def test_throughput_comes_back_after_a_529_outage(autojump_clock: Any) -> 
     before = sum(1 for t in served if t < 8.0)
     after = sum(1 for t in served if 28.0 <= t < 38.0)
     assert (before, after) == (216, 232)
+    [domain] = result.summary["models"]["m"]["throttle"].values()
+    assert domain["outages"] == 1  # the summary says an outage was climbed back from

@@ -412,6 +412,7 @@ class ModelHandle:
                     "increases": stats.increases,
                     "probes": stats.probes,
                     "probes_refused": stats.probes_refused,
+                    "outages": stats.outages,
                     "holds": stats.holds,
                     "rate_limited": stats.rate_limited,
                     "history": _plotted(t.controller),
