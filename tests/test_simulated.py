@@ -784,4 +784,7 @@ async def test_unknown_path_lists_the_routes(autojump_clock: trio.testing.MockCl
         "object": "model",
         "created": 0,
         "owned_by": "gridloom-simulated",
+        "type": "model",
+        "display_name": "some/model",
+        "created_at": "1970-01-01T00:00:00Z",
     }

@@ -265,6 +265,26 @@ async def test_models_list_and_retrieve(oai: openai.AsyncOpenAI) -> None:
     assert (model.id, model.object, model.owned_by) == ("my-model", "model", "gridloom-simulated")
 
 
+async def test_the_anthropic_sdk_lists_and_retrieves_models(
+    claude: anthropic.AsyncAnthropic,
+) -> None:
+    """Anthropic's ``models.list`` and ``models.retrieve`` read their own fields (``type``,
+    ``display_name``, ``created_at``; the page's ``has_more``, ``first_id``, ``last_id``),
+    which the endpoint sends beside OpenAI's (was: None, and the page fields missing)."""
+    page = await claude.models.list()
+    assert [model.id for model in page.data] == [
+        "busy",
+        "gridloom-simulated",
+        "streamer",
+        "thinker",
+    ]
+    assert all((m.type, m.display_name) == ("model", m.id) for m in page.data)
+    assert all(m.created_at is not None for m in page.data)
+    assert (page.has_more, page.first_id, page.last_id) == (False, "busy", "thinker")
+    model = await claude.models.retrieve("my-model")
+    assert (model.id, model.type, model.display_name) == ("my-model", "model", "my-model")
+
+
 async def test_unsupported_requests_are_bad_requests(oai: openai.AsyncOpenAI) -> None:
     """The Responses API, legacy completions and ``logprobs`` get a 400 saying so."""
     with pytest.raises(openai.BadRequestError, match="not supported") as info:

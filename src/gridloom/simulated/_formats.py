@@ -140,10 +140,28 @@ def embeddings(
 
 
 def model_object(name: str) -> dict[str, Any]:
-    """An OpenAI ``model`` object."""
-    return {"id": name, "object": "model", "created": 0, "owned_by": OWNER}
+    """A ``model`` object in both APIs' shapes at once: OpenAI's (``object``, ``created``,
+    ``owned_by``) and Anthropic's (``type``, ``display_name``, ``created_at``); each SDK reads
+    its own fields and ignores the others'."""
+    return {
+        "id": name,
+        "object": "model",
+        "created": 0,
+        "owned_by": OWNER,
+        "type": "model",
+        "display_name": name,
+        "created_at": "1970-01-01T00:00:00Z",
+    }
 
 
 def model_list(names: Iterable[str]) -> dict[str, Any]:
-    """An OpenAI model ``list``."""
-    return {"object": "list", "data": [model_object(name) for name in names]}
+    """A model ``list`` in both APIs' shapes (Anthropic's adds the page's ``has_more``,
+    ``first_id`` and ``last_id``: one page holds every model)."""
+    data = [model_object(name) for name in names]
+    return {
+        "object": "list",
+        "data": data,
+        "has_more": False,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+    }
