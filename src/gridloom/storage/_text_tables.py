@@ -9,7 +9,9 @@ pyarrow's memory profile for the usual file of short records, and on that refusa
 with a block twice as large, up to :data:`MAX_RECORD_BYTES`: a record of up to that many
 bytes is always read. A file still refused then holds a longer record, and
 :class:`RecordTooLong` says where (the line it starts on, when a line or quoted field that
-long can be found) and what to do.
+long can be found) and what to do. pyarrow may read a record of up to twice its block, so a
+file read with the largest block is scanned for such a line or quoted field too, and refused
+the same way: the bound does not depend on where a record falls against the blocks.
 
 Each retry reads the file again from the start; it fails where the first record too long for
 its block is, so a file whose long records come early costs little more than one read.
@@ -156,13 +158,21 @@ class _Blocks:
     def read(self, reader: Callable[[int], pa.Table]) -> pa.Table:
         while True:
             try:
-                return reader(self.size)
+                table = reader(self.size)
             except pa.ArrowInvalid as exc:
                 if _STRADDLING not in str(exc):
                     raise
                 if self.size >= MAX_RECORD_BYTES:
                     raise RecordTooLong(self.fmt, _long_record_line(self.path, self.fmt)) from None
                 self.size = min(2 * self.size, MAX_RECORD_BYTES)
+                continue
+            if self.size >= MAX_RECORD_BYTES:
+                # pyarrow may read a record of up to twice its block: hold every file to the
+                # same bound, wherever its long records fall against the blocks.
+                line = _long_record_line(self.path, self.fmt)
+                if line is not None:
+                    raise RecordTooLong(self.fmt, line)
+            return table
 
 
 def _check_quotes(path: Path) -> None:
