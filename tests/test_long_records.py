@@ -4,6 +4,7 @@ are read exactly, wherever they fall against pyarrow's read blocks; a record ove
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -49,19 +50,38 @@ def write(path: Path, fmt: str, rows: list[dict[str, Any]], newline: str = "\n")
     return path
 
 
+@dataclasses.dataclass(frozen=True)
+class Seed:
+    """A seed file's rows, drawn small (the long values are built from a piece and a size,
+    so that a failing example prints in a few lines): ``shorts`` as rows, with each of
+    ``longs`` (a place, a piece, a size in bytes) inserted in turn."""
+
+    shorts: tuple[str, ...]
+    longs: tuple[tuple[int, str, int], ...]
+    fmt: str
+    newline: str
+
+    def rows(self) -> list[dict[str, Any]]:
+        texts = list(self.shorts)
+        for place, piece, size in self.longs:
+            texts.insert(min(place, len(texts)), _long(piece, size))
+        return [{"id": i, "text": text} for i, text in enumerate(texts)]
+
+
 @st.composite
-def seeds_with_long_values(draw: st.DrawFn) -> tuple[list[dict[str, Any]], str, str]:
+def seeds_with_long_values(draw: st.DrawFn) -> Seed:
     """Short rows with one to three values of 0.5 to 8 MiB at random places (so their
-    records start and end anywhere against the 1 MiB blocks), a format and a line break."""
-    texts = [
-        f"s{i}" + draw(st.text(alphabet="abc ,\n", max_size=20))
-        for i in range(draw(st.integers(0, 40)))
-    ]
-    for _ in range(draw(st.integers(1, 3))):
-        size = draw(st.integers(MIB // 2, 8 * MIB))
-        texts.insert(draw(st.integers(0, len(texts))), _long(draw(PIECES), size))
-    rows = [{"id": i, "text": text} for i, text in enumerate(texts)]
-    return rows, draw(st.sampled_from(["csv", "jsonl"])), draw(st.sampled_from(["\n", "\r\n"]))
+    records start and end anywhere against the 1 MiB blocks), CSV (LF or CRLF) or JSONL
+    (JSON escapes line breaks inside values, so CRLF is tried in CSV only)."""
+    count = draw(st.integers(0, 40))
+    shorts = tuple(f"s{i}" + draw(st.text(alphabet="abc ,\n", max_size=20)) for i in range(count))
+    longs = tuple(
+        (draw(st.integers(0, count + 2)), draw(PIECES), draw(st.integers(MIB // 2, 8 * MIB)))
+        for _ in range(draw(st.integers(1, 3)))
+    )
+    fmt = draw(st.sampled_from(["csv", "jsonl"]))
+    newline = draw(st.sampled_from(["\n", "\r\n"])) if fmt == "csv" else "\n"
+    return Seed(shorts, longs, fmt, newline)
 
 
 @settings(
@@ -71,13 +91,11 @@ def seeds_with_long_values(draw: st.DrawFn) -> tuple[list[dict[str, Any]], str, 
 )
 @given(case=seeds_with_long_values())
 def test_long_values_round_trip_exactly(
-    tmp_path_factory: pytest.TempPathFactory, case: Any
+    tmp_path_factory: pytest.TempPathFactory, case: Seed
 ) -> None:
     """Every row of a seed with values of 0.5 to 8 MiB (line breaks, quotes and commas in
     them) among short rows is read exactly as written, CSV and JSONL alike."""
-    rows, fmt, newline = case
-    if fmt == "jsonl":
-        newline = "\n"  # JSON escapes line breaks inside values; a CRLF file is tried in CSV
+    rows, fmt, newline = case.rows(), case.fmt, case.newline
     folder = tmp_path_factory.mktemp("seed")
     path = write(folder / f"seed.{fmt}", fmt, rows, newline)
     table = SeedDatasetGenerator(SeedDatasetConfig(path=str(path))).table()
@@ -164,16 +182,14 @@ def _longer(row: dict[str, Any], fmt: str, newline: str, bound: int) -> bool:
 )
 @given(case=seeds_with_long_values(), bound=st.sampled_from([MIB, 2 * MIB, 3 * MIB]))
 def test_records_over_a_bound_are_refused_at_the_first(
-    tmp_path_factory: pytest.TempPathFactory, case: Any, bound: int
+    tmp_path_factory: pytest.TempPathFactory, case: Seed, bound: int
 ) -> None:
     """With the bound lowered to 1 to 3 MiB, a seed is read exactly when no record is longer
     than the bound, and otherwise refused naming the line of the first that is, wherever the
     records fall against pyarrow's blocks (a record of up to twice a block may fit them)."""
     from gridloom.storage import _text_tables
 
-    rows, fmt, newline = case
-    if fmt == "jsonl":
-        newline = "\n"
+    rows, fmt, newline = case.rows(), case.fmt, case.newline
     path = write(tmp_path_factory.mktemp("seed") / f"seed.{fmt}", fmt, rows, newline)
     first = next((at for at, row in enumerate(rows) if _longer(row, fmt, newline, bound)), None)
     with pytest.MonkeyPatch.context() as patch:
