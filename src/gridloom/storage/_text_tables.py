@@ -6,15 +6,17 @@ line breaks of its quoted fields) that does not end in the block after the one i
 of 1 to 2 MiB may already be refused, and long documents (papers, code files, transcripts)
 are ordinary seed values. So a file is read with that default block first, which keeps
 pyarrow's memory profile for the usual file of short records, and on that refusal read again
-with a block twice as large, up to :data:`MAX_RECORD_BYTES`: a record of up to that many
-bytes is always read. A file still refused then holds a longer record, and
+with a larger block, up to :data:`MAX_RECORD_BYTES`: a record of up to that many bytes is
+always read. The larger block is the smallest doubling that holds the file's longest line (or,
+in CSV, quoted field), found by a scan of the file after the first refusal; should pyarrow
+still refuse, the block doubles again. A file still refused then holds a longer record, and
 :class:`RecordTooLong` says where (the line it starts on, when a line or quoted field that
 long can be found) and what to do. pyarrow may read a record of up to twice its block, so a
 file read with the largest block is scanned for such a line or quoted field too, and refused
 the same way: the bound does not depend on where a record falls against the blocks.
 
-Each retry reads the file again from the start; it fails where the first record too long for
-its block is, so a file whose long records come early costs little more than one read.
+A retry reads the file again from the start, so a file with long records costs about two
+reads (the first stops at its first record too long for the default block).
 """
 
 from __future__ import annotations
@@ -78,16 +80,16 @@ class RecordTooLong(TextTableError):
         )
 
 
-def unterminated_quote(data: bytes | mmap.mmap, longer_than: int | None = None) -> int | None:
-    """Where a quoted CSV field opens that is never closed (a byte offset), if one does; with
-    ``longer_than``, also one that closes more than that many bytes after it opens (the
-    first such field either way).
+def _walk_quotes(data: bytes | mmap.mmap, longer_than: int | None) -> tuple[int | None, int]:
+    """Walks the quoted CSV fields of ``data``: where the first opens that is never closed,
+    or (with ``longer_than``) that closes more than that many bytes after it opens, if one
+    does (a byte offset); and the most bytes from an opening quote to its closing one.
 
     A quote opens a quoted field at the start of a field (the start of the data, or after a
-    comma or a line break); inside, ``""`` is a quote and a lone ``"`` closes it. pyarrow
-    reads an unclosed field to the end of the file as one value; this finds it.
+    comma or a line break); inside, ``""`` is a quote and a lone ``"`` closes it.
     """
     find = data.find
+    longest = 0
     first = pos = len(_UTF8_BOM) if data[: len(_UTF8_BOM)] == _UTF8_BOM else 0
     while (opening := find(b'"', pos)) >= 0:
         if opening != first and data[opening - 1] not in _FIELD_ENDS:
@@ -97,14 +99,23 @@ def unterminated_quote(data: bytes | mmap.mmap, longer_than: int | None = None) 
         while True:
             closing = find(b'"', closing)
             if closing < 0:
-                return opening
+                return opening, longest
             if data[closing + 1 : closing + 2] != b'"':
                 break
             closing += 2
-        if longer_than is not None and closing - opening > longer_than:
-            return opening
+        if closing - opening > longest:
+            longest = closing - opening
+            if longer_than is not None and longest > longer_than:
+                return opening, longest
         pos = closing + 1
-    return None
+    return None, longest
+
+
+def unterminated_quote(data: bytes | mmap.mmap, longer_than: int | None = None) -> int | None:
+    """Where a quoted CSV field opens that is never closed (a byte offset), if one does (pyarrow
+    would read it to the end of the file as one value); with ``longer_than``, also one that
+    closes more than that many bytes after it opens (the first such field either way)."""
+    return _walk_quotes(data, longer_than)[0]
 
 
 def line_of(data: bytes | mmap.mmap, offset: int) -> int:
@@ -146,14 +157,35 @@ def _long_record_line(path: Path, fmt: str) -> int | None:
         return None
 
 
+def _fitting_block(path: Path, fmt: str, failed: int) -> int:
+    """The block to try after pyarrow refused a record at block ``failed``: the smallest
+    doubling of it that no line (and, in CSV, no quoted field) of the file is longer than,
+    up to :data:`MAX_RECORD_BYTES`, so that a file of long records is read again once rather
+    than once per doubling (each read parses the file up to its first record too long)."""
+    size = 2 * failed
+    try:
+        with (
+            path.open("rb") as handle,
+            mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data,
+        ):
+            quoted = _walk_quotes(data, None)[1] if fmt == "csv" else 0
+            while size < MAX_RECORD_BYTES and (quoted > size or _long_line(data, size) is not None):
+                size *= 2
+    except (OSError, ValueError):
+        pass  # pyarrow says what is wrong with the file on the next read
+    return min(size, MAX_RECORD_BYTES)
+
+
 class _Blocks:
-    """Reads a file with a block that grows (doubling) while pyarrow finds a record longer
-    than it, up to :data:`MAX_RECORD_BYTES`; :attr:`size` keeps the last block tried."""
+    """Reads a file with a block that grows while pyarrow finds a record longer than it (to
+    the one :func:`_fitting_block` finds, then doubling), up to :data:`MAX_RECORD_BYTES`;
+    :attr:`size` keeps the last block tried."""
 
     def __init__(self, path: Path, fmt: str) -> None:
         self.path = path
         self.fmt = fmt
         self.size = FIRST_BLOCK_BYTES
+        self._scanned = False
 
     def read(self, reader: Callable[[int], pa.Table]) -> pa.Table:
         while True:
@@ -164,7 +196,12 @@ class _Blocks:
                     raise
                 if self.size >= MAX_RECORD_BYTES:
                     raise RecordTooLong(self.fmt, _long_record_line(self.path, self.fmt)) from None
-                self.size = min(2 * self.size, MAX_RECORD_BYTES)
+                if self._scanned:
+                    self.size = min(2 * self.size, MAX_RECORD_BYTES)
+                else:
+                    self.size, self._scanned = _fitting_block(self.path, self.fmt, self.size), True
+                # Give the failed read's memory back before the next (pyarrow's pool keeps it).
+                pa.default_memory_pool().release_unused()
                 continue
             if self.size >= MAX_RECORD_BYTES:
                 # pyarrow may read a record of up to twice its block: hold every file to the
