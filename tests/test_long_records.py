@@ -219,3 +219,37 @@ def test_the_first_long_line_is_found(lengths: list[int], bound: int, final_brea
     starts = [sum(lengths[:at]) + at for at in range(len(lengths))]
     expected = next((s for s, n in zip(starts, lengths, strict=True) if n > bound), None)
     assert _long_line(data, bound) == expected
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(case=seeds_with_long_values())
+def test_a_file_of_long_records_is_read_at_most_twice(
+    tmp_path_factory: pytest.TempPathFactory, case: Seed
+) -> None:
+    """After pyarrow first refuses a long record, the next block tried holds the file's
+    longest line or quoted field: pyarrow reads the file at most twice (not once per
+    doubling of its block), and the rows are read exactly."""
+    import pyarrow.csv as pa_csv
+    import pyarrow.json as pa_json
+
+    from gridloom.storage import _text_tables
+
+    rows = case.rows()
+    path = write(tmp_path_factory.mktemp("seed") / f"seed.{case.fmt}", case.fmt, rows, case.newline)
+    blocks: list[int] = []
+
+    def read(size: int) -> Any:
+        blocks.append(size)
+        if case.fmt == "csv":
+            options = pa_csv.ReadOptions(block_size=size)
+            parse = pa_csv.ParseOptions(newlines_in_values=True)
+            return pa_csv.read_csv(path, read_options=options, parse_options=parse)
+        return pa_json.read_json(path, read_options=pa_json.ReadOptions(block_size=size))
+
+    table = _text_tables._Blocks(path, case.fmt).read(read)
+    assert table.to_pylist() == rows
+    assert len(blocks) <= 2, blocks
