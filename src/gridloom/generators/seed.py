@@ -12,10 +12,11 @@ pipeline is compiled, so ``validate`` reports what a run would trip on: every pr
 :class:`~gridloom.errors.ConfigError` on ``seed_dataset.path`` naming the file. Limits and
 checks: at most :data:`MAX_SEED_FILES` files, each a regular file (not a pipe or device); a
 CSV or JSONL file must parse cleanly (no unterminated quote, no row with more or fewer fields
-than the header, UTF-8 text); binary values are decoded as UTF-8 text, or refused; column
-names are unique; there is at least one row. A streamed row group that fails these checks at
-generate time fails its run row group's rows with a :class:`SeedReadError` naming the file,
-which stops the run.
+than the header, UTF-8 text, no record over
+:data:`~gridloom.storage._text_tables.MAX_RECORD_BYTES`, 64 MiB); binary values are decoded
+as UTF-8 text, or refused; column names are unique; there is at least one row. A streamed
+row group that fails these checks at generate time fails its run row group's rows with a
+:class:`SeedReadError` naming the file, which stops the run.
 """
 
 from __future__ import annotations
