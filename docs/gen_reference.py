@@ -94,9 +94,9 @@ in Python any ordered iterable such as a tuple or a generator, not a string, a m
   with `reference` the span of datetimes (about 3.65 million days).
 - A seed dataset is read whole, and checked, when the pipeline is validated: at most 2 GiB in
   at most 10,000 regular files; a CSV or JSONL file that does not parse cleanly (an unterminated
-  quote, a row with more or fewer fields than the header, text that is not UTF-8), duplicate
-  column names, binary values that are not UTF-8 text (those that are become text) and seed
-  data without rows are refused.
+  quote, a row with more or fewer fields than the header, text that is not UTF-8), a JSONL
+  line or CSV row over 64 MiB, duplicate column names, binary values that are not UTF-8 text
+  (those that are become text) and seed data without rows are refused.
 """
 
 

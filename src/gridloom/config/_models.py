@@ -363,6 +363,17 @@ class SeedDatasetConfig:
     seeds (CSV, JSONL, smaller parquet files, in-memory tables, Hugging Face datasets) are
     read whole when the pipeline is validated, at most 2 GiB.
 
+    Long records are fine: one JSONL line, or one CSV row (line breaks inside its quoted
+    fields included), may hold up to 64 MiB, so a seed of whole papers, code files or
+    transcripts reads as it is (64 MiB of text is far beyond any model's context window).
+    A file of short records is read as cheaply as ever; one with records over about 1 MiB
+    costs a second read of the file, with read blocks grown to fit its longest record. A
+    record over 64 MiB fails validation with an error naming the file and the line the
+    record starts on: split such values over several rows, or convert the file to parquet,
+    which has no per-record bound (a single value still has to fit a 2 GiB row group). A
+    ``.json`` seed is read as JSON Lines, so a file holding one big JSON array is refused
+    the same way.
+
     Attributes:
         path: a parquet, CSV or JSONL file, a glob of them, or a folder (its files with those
             extensions, not its subfolders, sorted by name), concatenated in sorted order;

@@ -163,7 +163,9 @@ class SearchTool(ToolConfig):
     a snippet; the read tool takes ``{id}`` and returns the row's whole text.
 
     Attributes:
-        seed: a parquet, CSV or JSONL file (relative to the config file's folder).
+        seed: a parquet, CSV or JSONL file (relative to the config file's folder), read as
+            a seed dataset's file is: a quoted CSV field may hold line breaks, and a
+            document (a JSONL line, a CSV row) may be up to 64 MiB.
         field: the text column searched and read.
         id_field: a column holding each row's id (default: the row number).
         title_field: a column shown with each result (a title).

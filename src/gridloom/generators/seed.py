@@ -12,16 +12,16 @@ pipeline is compiled, so ``validate`` reports what a run would trip on: every pr
 :class:`~gridloom.errors.ConfigError` on ``seed_dataset.path`` naming the file. Limits and
 checks: at most :data:`MAX_SEED_FILES` files, each a regular file (not a pipe or device); a
 CSV or JSONL file must parse cleanly (no unterminated quote, no row with more or fewer fields
-than the header, UTF-8 text); binary values are decoded as UTF-8 text, or refused; column
-names are unique; there is at least one row. A streamed row group that fails these checks at
-generate time fails its run row group's rows with a :class:`SeedReadError` naming the file,
-which stops the run.
+than the header, UTF-8 text, no record over
+:data:`~gridloom.storage._text_tables.MAX_RECORD_BYTES`, 64 MiB); binary values are decoded
+as UTF-8 text, or refused; column names are unique; there is at least one row. A streamed
+row group that fails these checks at generate time fails its run row group's rows with a
+:class:`SeedReadError` naming the file, which stops the run.
 """
 
 from __future__ import annotations
 
 import glob
-import mmap
 import os
 import stat
 import threading
@@ -30,13 +30,12 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.csv as pa_csv
-import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from ..config._models import SeedDatasetConfig
 from ..config._seed_tables import is_memory_path, lookup
 from ..errors import ConfigError, GenerationError
+from ..storage._text_tables import TextTableError, read_text_table
 from ._seed_checks import (
     as_text,
     check_names,
@@ -81,9 +80,6 @@ _FORMATS_BY_SUFFIX = {
 _GLOB_CHARS = frozenset("*?[")
 #: Shuffle permutations kept per generator (row groups in flight rarely span more cycles).
 _PERMUTATION_CACHE = 4
-#: Bytes that end an unquoted CSV field, so that a quote after one opens a quoted field.
-_FIELD_ENDS = frozenset(b",\r\n")
-_UTF8_BOM = b"\xef\xbb\xbf"
 
 
 def _regular_size(path: Path) -> int | None:
@@ -178,62 +174,6 @@ def _format_of(path: Path, declared: str) -> str:
         ) from None
 
 
-def _unterminated_quote(data: bytes | mmap.mmap) -> int | None:
-    """Where a quoted CSV field opens that is never closed (a byte offset), if one does.
-
-    A quote opens a quoted field at the start of a field (the start of the data, or after a
-    comma or a line break); inside, ``""`` is a quote and a lone ``"`` closes it. pyarrow
-    reads an unclosed field to the end of the file as one value; this finds it.
-    """
-    find = data.find
-    first = pos = len(_UTF8_BOM) if data[: len(_UTF8_BOM)] == _UTF8_BOM else 0
-    while (opening := find(b'"', pos)) >= 0:
-        if opening != first and data[opening - 1] not in _FIELD_ENDS:
-            pos = opening + 1  # a quote inside an unquoted field is a plain character
-            continue
-        closing = opening + 1
-        while True:
-            closing = find(b'"', closing)
-            if closing < 0:
-                return opening
-            if data[closing + 1 : closing + 2] != b'"':
-                break
-            closing += 2
-        pos = closing + 1
-    return None
-
-
-def _line_of(data: bytes | mmap.mmap, offset: int) -> int:
-    chunk = 1 << 24
-    return 1 + sum(
-        data[start : min(offset, start + chunk)].count(b"\n") for start in range(0, offset, chunk)
-    )
-
-
-def _check_quotes(path: Path) -> None:
-    with path.open("rb") as handle:
-        if _regular_size(path) == 0:
-            return  # pyarrow says it is empty
-        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            opening = _unterminated_quote(data)
-            if opening is not None:
-                raise problem(
-                    f"cannot read seed data {str(path)!r}: the quoted field opened on line"
-                    f" {_line_of(data, opening)} is never closed"
-                )
-
-
-def _read_csv(path: Path) -> pa.Table:
-    _check_quotes(path)
-    parse = pa_csv.ParseOptions(newlines_in_values=True)
-    try:
-        return pa_csv.read_csv(path, parse_options=parse)
-    except pa.ArrowInvalid:
-        # Once more on one thread, where pyarrow's message says which row is wrong.
-        one_thread = pa_csv.ReadOptions(use_threads=False)
-        return pa_csv.read_csv(path, read_options=one_thread, parse_options=parse)
-
-
 def _read_parquet(path: Path, wanted: Sequence[str], rows: tuple[int, int] | None) -> pa.Table:
     """The file's ``wanted`` columns (all when empty); of ``rows`` (``[start, stop)``) only,
     when given, reading just the row groups that hold them."""
@@ -267,15 +207,13 @@ def _read_file(
     try:
         if fmt == "parquet":
             table = _read_parquet(path, wanted, rows)
-        elif fmt == "csv":
-            table = _read_csv(path)
-        elif fmt == "jsonl":
-            table = pa_json.read_json(path)
+        elif fmt in ("csv", "jsonl"):
+            table = read_text_table(path, fmt)
         else:
             raise ConfigError(f"unknown format {fmt!r}", field="seed_dataset.format")
     except UnicodeDecodeError:  # pyarrow quoted the undecodable bytes in its message
         raise problem(f"cannot read {where}: it is not UTF-8 text") from None
-    except (OSError, pa.ArrowException) as exc:
+    except (OSError, pa.ArrowException, TextTableError) as exc:
         raise problem(f"cannot read {where}: {exc}") from exc
     check_names(table, where)
     table = as_text(table.replace_schema_metadata(None), where)

@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.csv as pa_csv
-import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 import trio
 
 from ..clients._types import ToolSpec
+from ..storage._text_tables import TextTableError, read_text_table
 from ._base import Tool, ToolError, ToolSource, ToolSourceError
 
 __all__ = ["MAX_SEARCH_FILE_BYTES", "SearchSource"]
@@ -39,9 +38,9 @@ def _read_table(path: Path) -> pa.Table:
     if suffix in (".parquet", ".pq"):
         return pq.read_table(path)
     if suffix == ".csv":
-        return pa_csv.read_csv(path)
+        return read_text_table(path, "csv")
     if suffix in (".jsonl", ".ndjson", ".json"):
-        return pa_json.read_json(path)
+        return read_text_table(path, "jsonl")
     raise ToolSourceError(f"search seed {path.name!r}: expected a .parquet, .csv or .jsonl file")
 
 
@@ -106,6 +105,8 @@ class SearchSource(ToolSource):
             table = _read_table(self.path)
         except ToolSourceError:
             raise
+        except TextTableError as exc:
+            raise ToolSourceError(f"{where}: {exc}") from None
         except Exception as exc:
             raise ToolSourceError(f"{where}: {type(exc).__name__}: {exc}") from None
         for column in (self.field, self.id_field, self.title_field):
