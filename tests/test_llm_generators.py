@@ -10,6 +10,8 @@ import attrs
 import pyarrow as pa
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gridloom.clients import (
     ChatRequest,
@@ -193,6 +195,22 @@ async def test_answers_still_invalid_after_corrections_fail_the_cell() -> None:
     with pytest.raises(InvalidOutput, match=r"'f'.*1 correction.*facts"):
         await generator.agenerate(ctx({}))
     assert len(client.requests) == 2
+
+
+@given(big=st.integers(min_value=2**63) | st.integers(max_value=-(2**63) - 1))
+@settings(max_examples=25, deadline=None)
+async def test_an_integer_beyond_64_bits_is_sent_back_for_correction(big: int) -> None:
+    """A structured answer valid against its schema but holding an integer that 64 bits
+    cannot store is sent back to the model naming the field, and a corrected answer is kept
+    (was: the cell failed at once, GenerationError, with no correction turn)."""
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    answers = iter([json.dumps({"n": big}), '{"n": 42}'])
+    client = ScriptedClient(lambda r: reply(next(answers)))
+    column = LLMStructuredColumn(name="f", model="w", prompt="A number", schema=schema)
+    generator, ctx = setup(column, client)
+    assert await generator.agenerate(ctx({})) == {"n": 42}
+    assert len(client.requests) == 2
+    assert "f.n: cannot store" in client.requests[1].messages[-1].content
 
 
 async def test_judge_scores_every_rubric() -> None:

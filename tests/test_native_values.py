@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 import gridloom as gl
 from gridloom.config import LLMStructuredColumn, ModelConfig, structure_pipeline
-from gridloom.errors import GenerationError, StorageError
+from gridloom.errors import StorageError
 from gridloom.generators._json_arrow import (
     JsonArrowError,
     arrow_type_for_schema,
@@ -218,14 +218,15 @@ def test_a_value_that_does_not_fit_names_its_field_path() -> None:
 
 def test_a_structured_cell_whose_value_cannot_be_stored_fails_naming_the_field() -> None:
     """The generator checks the parsed answer against its stored type in the cell, so a
-    misfit fails that cell (GenerationError naming column and field), not the row group."""
+    misfit is an unusable answer of that cell (ValueError naming the field: sent back to the
+    model for correction), not a failure of the row group."""
     schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
     column = LLMStructuredColumn(name="f", model="m", prompt="p", schema=schema)
     model = ModelConfig(alias="m", provider="sim", model="x")
     generator = LLMStructuredGenerator(column, model, schema=schema, max_corrections=0)
     assert generator.outputs["f"] == pa.struct([pa.field("n", pa.int64(), nullable=False)])
     assert generator.answer_value({"n": 3}) == {"n": 3}
-    with pytest.raises(GenerationError, match=r"column 'f': f\.n: cannot store"):
+    with pytest.raises(ValueError, match=r"^f\.n: cannot store"):
         generator.answer_value({"n": 2**64})
 
 

@@ -431,13 +431,16 @@ class LLMStructuredGenerator(ModelColumnGenerator):
 
     def answer_value(self, answer: Any) -> Any:
         """The cell's value for a valid answer (parsed JSON): the answer itself, checked
-        against its stored type (a misfit fails the cell, :class:`GenerationError` naming the
-        field). A subclass may keep a part of it: its column is then a string column holding
-        JSON text, unmarked (set ``outputs``, ``encoders`` and ``field_metadata`` to match)."""
+        against its stored type. A misfit the schema allows (an integer beyond 64 bits) is an
+        unusable answer: :class:`ValueError` naming the field, sent back to the model like a
+        schema error, and after the correction attempts the cell fails with
+        :class:`~gridloom.errors.InvalidOutput`. A subclass may keep a part of it: its column
+        is then a string column holding JSON text, unmarked (set ``outputs``, ``encoders``
+        and ``field_metadata`` to match)."""
         try:
             self.encoders[self.name](answer)
         except JsonArrowError as exc:
-            raise GenerationError(f"column {self.name!r}: {exc}") from None
+            raise ValueError(str(exc)) from None
         return answer
 
     def enforced(self) -> bool:
