@@ -372,11 +372,11 @@ def first_at_or_after(times: list[float], moment: float) -> float:
     return min(t for t in times if t >= moment)
 
 
-@pytest.mark.parametrize("status", [502, 503, 529])
+@pytest.mark.parametrize("status", [502, 503])
 async def test_an_endpoint_down_from_the_start_stops_at_unavailable_seconds(
     autojump_clock: Any, status: int
 ) -> None:
-    """Every request answered 502 (503, 529) from the first one, no Retry-After: the run is
+    """Every request answered 502 (503) from the first one, no Retry-After: the run is
     stopped by the refusal that comes shutdown_unavailable_seconds (90 s by default) after
     the first refusal — not one refusal sooner, not the 600 s of shutdown_refused_seconds —
     and the reason says no request ever succeeded, names the status, quotes the latest
@@ -473,13 +473,15 @@ async def test_one_success_before_the_outage_waits_out_shutdown_refused_seconds(
     assert "has succeeded" not in reason.message
 
 
-@pytest.mark.parametrize("later", [None, 502])
+@pytest.mark.parametrize(("first", "later"), [(429, None), (429, 502), (529, None), (529, 502)])
 async def test_a_429_from_the_start_is_a_live_provider(
-    autojump_clock: Any, later: int | None
+    autojump_clock: Any, first: int, later: int | None
 ) -> None:
-    """429s from the first request (a provider asking to slow down, maybe 502s after them):
-    the unavailable rule (30 s here) does not apply, only shutdown_refused_seconds does."""
-    gateway = Gateway(lambda t: 429 if later is None or t < 10.0 else later)
+    """429s from the first request (a provider asking to slow down), or 529s (Anthropic's
+    API itself saying it is overloaded), maybe 502s after them: the unavailable rule (30 s
+    here) does not apply, only shutdown_refused_seconds does (a 529 stopped the run after
+    shutdown_unavailable_seconds before)."""
+    gateway = Gateway(lambda t: first if later is None or t < 10.0 else later)
     when, reason = await stop_time(gateway, RunConfig(shutdown_unavailable_seconds=30.0))
     first = gateway.refusals[0]
     assert when == first_at_or_after(gateway.refusals, first + 600.0)
@@ -497,7 +499,7 @@ UNAVAILABLE, REFUSED = 30.0, 100.0
 
 def expected_stop(events: list[Event]) -> tuple[float, str] | None:
     """When, and by which rule, the monitor should stop on ``events``, from the rules as
-    documented: at a refusal, when no success and no 429 has come so far and the first
+    documented: at a refusal, when no success, 429 or 529 has come so far and the first
     refusal came ``UNAVAILABLE`` s or more before; or when the first refusal since the last
     success (or the start) came ``REFUSED`` s or more before."""
     now = 0.0
@@ -508,7 +510,7 @@ def expected_stop(events: list[Event]) -> tuple[float, str] | None:
         if status in (200, 500):
             continue
         refusals = [t for t, s in history if s not in (200, 500)]
-        if all(s not in (200, 429) for _, s in history) and now - refusals[0] >= UNAVAILABLE:
+        if all(s not in (200, 429, 529) for _, s in history) and now - refusals[0] >= UNAVAILABLE:
             return now, "unavailable"
         last_success = max((i for i, (_, s) in enumerate(history) if s == 200), default=-1)
         streak = [t for t, s in history[last_success + 1 :] if s not in (200, 500)]
@@ -543,7 +545,7 @@ events = st.lists(
 def test_when_refusals_stop_a_run(script: list[Event]) -> None:
     """Any sequence of successes, 429s, 502/503/529s and other failures over time: the run
     stops at the first refusal that comes UNAVAILABLE s or more after the first refusal while
-    no success and no 429 has come yet, or REFUSED s or more after the first refusal since the
+    no success, 429 or 529 has come yet, or REFUSED s or more after the first refusal since the
     last success; never otherwise, and the reason names the rule."""
     clock = Clock()
     health = HealthMonitor(

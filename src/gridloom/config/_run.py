@@ -79,12 +79,14 @@ class RunConfig:
             count in ``shutdown_error_rate``; a 429 saying the account's quota or credit is
             spent, e.g. ``insufficient_quota``, stops the run at once.)
         shutdown_unavailable_seconds: stop the run sooner when one model has not had a single
-            success in the run and every refusal of it so far was a ``capacity_statuses``
-            status (502, 503, 529; not one 429): this many seconds after its first refusal. An
+            success in the run and every refusal of it so far was a 502, 503 (or another
+            ``capacity_statuses`` status; not one 429 or 529): this many seconds after its
+            first refusal. An
             endpoint that has never served a request is more likely a wrong provider
             ``endpoint`` (base URL) or a gateway or proxy with nothing behind it than a
             passing outage; 90 s still waits out a gateway blip at the start. A 429 (a live
-            provider asking to slow down) or one success turns this check off for that model
+            provider asking to slow down), a 529 (Anthropic's API saying it is overloaded) or
+            one success turns this check off for that model
             for the rest of the run: from then on only ``shutdown_refused_seconds`` applies.
             ``0``: never (only ``shutdown_refused_seconds`` applies).
         generator_first_rows: stop the run when the first this many rows of the run all

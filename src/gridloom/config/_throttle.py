@@ -67,7 +67,7 @@ class ThrottleConfig:
             from the limit then back to the limit before them, not beyond. An outage that
             does not end stops the run after ``run.shutdown_refused_seconds`` of refusals
             with no success, or after the shorter ``run.shutdown_unavailable_seconds`` when
-            the model has not been served once in the run (neither a success nor a 429).
+            the model has not been served once in the run (no success, 429 or 529).
             (504 is left out: a gateway timing out one slow request is that request's
             failure. To treat it as overload too, list it: ``capacity_statuses: [502, 503,
             504, 529]``.)

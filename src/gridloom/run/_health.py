@@ -35,8 +35,8 @@ retries them, behind its cooldown, and a request fails only after many in a row.
 **refusal rules** watch them apart (:meth:`HealthMonitor.refused`, :mod:`._refusals`): an alias
 whose requests have all been refused, with not one success, for ``refused_seconds`` since the
 first refusal of the streak trips, when its next refusal comes (``refused_seconds`` ``None``:
-never); one that has had neither a success nor a 429 in the run — an endpoint that has only
-ever answered 502/503/529 — trips after the shorter ``unavailable_seconds``. A success ends the
+never); one that has had no success, no 429 and no 529 in the run — an endpoint that has
+only ever answered 502/503 — trips after the shorter ``unavailable_seconds``. A success ends the
 streak; ordinary rate limiting, where some requests pass, never trips them.
 
 A stop reason quotes one error message (the latest of the error class it names; for the
@@ -154,8 +154,9 @@ class HealthMonitor:
             first request (whatever the window holds by then).
         refused_seconds: trip when every request of an alias has been refused for capacity
             this long, with no success (see the module docstring); ``None``: never.
-        unavailable_seconds: trip when an alias with neither a success nor a 429 in the run
-            has been refused for capacity this long since its first refusal; ``None``: never.
+        unavailable_seconds: trip when an alias with no success, no 429 and no 529 in the
+            run has been refused for capacity this long since its first refusal; ``None``:
+            never.
         clock: current time in seconds.
 
     Raises:
@@ -335,8 +336,8 @@ class HealthMonitor:
     def refused(self, alias: str, error: BaseException) -> None:
         """A request to ``alias`` was refused for capacity (``error``: the 429, or the
         502/503/529) and the throttle will send it again: trip when every request has been
-        refused for ``refused_seconds``, or for ``unavailable_seconds`` with neither a success
-        nor a 429 in the run (see the module docstring)."""
+        refused for ``refused_seconds``, or for ``unavailable_seconds`` with no success, no
+        429 and no 529 in the run (see the module docstring)."""
         model = self._info(alias, error).model
         reason = self._refusals.refused(alias, error, self._clock(), model)
         if reason is not None and self._tripped is None:

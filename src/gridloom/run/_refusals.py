@@ -8,11 +8,12 @@ refusals apart from the failure rate, as *streaks*: the refusals since its last 
   refusal of the streak, with not one success, trips (``run.shutdown_refused_seconds``). A
   live provider that is full (a 429, an overload spell in the middle of a run) is waited out
   this long.
-- **unavailable**: an alias that has *never* been answered in this run — no success and no
-  429, only 502/503/529 — trips after the shorter ``unavailable_seconds``
-  (``run.shutdown_unavailable_seconds``) since its first refusal. An endpoint that has never
-  served one request is more likely a wrong base URL or a gateway with nothing behind it than
-  a passing outage; a 429 is a live provider asking to slow down, and once the alias has
+- **unavailable**: an alias that has *never* been answered in this run — no success, no 429
+  and no 529, only 502/503 (or another ``capacity_statuses`` status) — trips after the
+  shorter ``unavailable_seconds`` (``run.shutdown_unavailable_seconds``) since its first
+  refusal. An endpoint that has never served one request is more likely a wrong base URL or a
+  gateway with nothing behind it than a passing outage; a 429 is a live provider asking to
+  slow down, a 529 Anthropic's API itself saying it is overloaded, and once the alias has
   succeeded an outage is waited out under the first rule only.
 
 Either rule trips when a refusal comes (the throttle sends every refused request again, at
@@ -55,8 +56,14 @@ class _Alias:
         self.live = False
 
 
-def _is_429(error: BaseException | None) -> bool:
-    return isinstance(error, RateLimited) or getattr(error, "status", None) == 429
+#: Refusals only a live provider gives: a rate limit, and Anthropic's ``overloaded_error``
+#: (529, a JSON error from the API itself). A gateway with nothing behind it answers 502/503.
+_LIVE_STATUSES = (429, 529)
+
+
+def _is_live(error: BaseException | None) -> bool:
+    """Whether ``error`` is a refusal that shows the provider is there (see _LIVE_STATUSES)."""
+    return isinstance(error, RateLimited) or getattr(error, "status", None) in _LIVE_STATUSES
 
 
 class RefusalRules:
@@ -65,8 +72,8 @@ class RefusalRules:
     Args:
         refused_seconds: trip when every request of an alias has been refused for capacity
             this long since the first refusal of its streak, with no success; ``None``: never.
-        unavailable_seconds: trip when an alias with neither a success nor a 429 in this run
-            has been refused this long since its first refusal; ``None``: never.
+        unavailable_seconds: trip when an alias with no success, no 429 and no 529 in this
+            run has been refused this long since its first refusal; ``None``: never.
 
     Raises:
         ValueError: a value out of range.
@@ -90,14 +97,14 @@ class RefusalRules:
         return state
 
     def answered(self, alias: str, ok: bool, error: BaseException | None = None) -> None:
-        """An outcome of ``alias``: a success ends its streak; a success or a 429 (one that
-        outlasted the throttle's retries) shows the provider is there."""
+        """An outcome of ``alias``: a success ends its streak; a success, a 429 or a 529 (one
+        that outlasted the throttle's retries) shows the provider is there."""
         state = self._alias(alias)
         if ok:
             if state.streak.count:
                 state.streak = _Streak()
             state.live = True
-        elif _is_429(error):
+        elif _is_live(error):
             state.live = True
 
     def refused(
@@ -115,7 +122,7 @@ class RefusalRules:
         status = getattr(error, "status", None)
         if isinstance(status, int):
             streak.statuses.add(status)
-        if _is_429(error):
+        if _is_live(error):
             state.live = True
         seconds = now - streak.since
         unavailable = self.unavailable_seconds
