@@ -1,5 +1,6 @@
 """Damage to a committed part that leaves its parquet footer readable: bytes flipped inside
-its pages, as a bad sector or a stray write would (shared by the export and inspect tests)."""
+its pages, as a bad sector or a stray write would; and the reference run those tests damage
+copies of (shared by the resume, export, inspect and part-size tests)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,49 @@ from pathlib import Path
 import hypothesis.strategies as st
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, settings
 
+import gridloom as gl
+from gridloom.config import structure_pipeline
 from gridloom.storage import Location
+
+#: The damaged-run tests' pipeline: rows, and rows per row group.
+ROWS = 60
+GROUP = 10
+
+
+def damage_settings(examples: int) -> settings:
+    """Hypothesis settings of a test that damages copies of a module-scoped reference run
+    (``examples`` of them; no deadline: each copies and reads a run)."""
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture],
+    )
+
+
+def pipeline() -> gl.PipelineConfig:
+    """Samplers and an expression that drops about one row in ten (the groups have dropped
+    files too)."""
+    return structure_pipeline(
+        {
+            "columns": [
+                {"name": "n", "uniform": {"low": 0, "high": 30, "convert_to": "int"}},
+                {"name": "q", "expression": {"template": "{{ 300 // (n % 10) }}", "dtype": "int"}},
+            ],
+            "run": {"seed": 9, "row_group_size": GROUP, "allow_drops": 0.5, "progress": "off"},
+        }
+    )
+
+
+def reference_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished run of :func:`pipeline` (with dropped rows), for a module's tests to copy
+    and damage."""
+    out = tmp_path_factory.mktemp("ref") / "run"
+    result = gl.create(pipeline(), num_records=ROWS, output_dir=out)
+    assert result.num_dropped > 0
+    return out
 
 
 def pages(raw: bytes) -> range:

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 import trio
 from click.testing import CliRunner, Result
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 
 import gridloom as gl
 from gridloom.cli import cli, output_schema
@@ -25,10 +25,18 @@ from gridloom.errors import StorageError
 from gridloom.storage import DamagedFile, location_of, open_run
 
 from .conftest import S3Server
-from .damage import damage_silently, flip_in_pages, flip_part_at
+from .damage import (
+    GROUP,
+    ROWS,
+    damage_settings,
+    damage_silently,
+    flip_in_pages,
+    flip_part_at,
+    pipeline,
+    reference_run,
+)
 from .test_export import pipeline as processed_pipeline
 from .test_manifest_store import group, open_store
-from .test_resume_damage import GROUP, ROWS, pipeline
 from .test_resume_digest import strip_digests
 
 GROUPS = ROWS // GROUP
@@ -36,10 +44,7 @@ GROUPS = ROWS // GROUP
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("ref") / "run"
-    result = gl.create(pipeline(), num_records=ROWS, output_dir=out)
-    assert result.num_dropped > 0
-    return out
+    return reference_run(tmp_path_factory)
 
 
 def copied(reference: Path, where: Path) -> Path:
@@ -56,9 +61,7 @@ def names(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
 
 
-@settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@damage_settings(25)
 @given(data=st.data())
 def test_an_export_refuses_a_part_damaged_in_its_pages(
     reference: Path, tmp_path_factory: pytest.TempPathFactory, data: st.DataObject
@@ -209,9 +212,7 @@ def manifest_run(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return uri
 
 
-@settings(
-    max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@damage_settings(10)
 @given(data=st.data())
 def test_a_manifest_run_refuses_a_damaged_part(
     manifest_run: str, tmp_path: Path, data: st.DataObject

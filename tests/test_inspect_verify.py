@@ -15,24 +15,20 @@ import hypothesis.strategies as st
 import jsonschema
 import pytest
 from click.testing import CliRunner, Result
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 
 import gridloom as gl
 from gridloom.cli import cli, output_schema
 from gridloom.storage import inspect_run, location_of, open_run
 
 from .conftest import S3Server
-from .damage import flip_in_pages, flip_part_at
-from .test_resume_damage import ROWS, pipeline
+from .damage import ROWS, damage_settings, flip_in_pages, flip_part_at, pipeline, reference_run
 from .test_resume_digest import break_pages, strip_digests
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("ref") / "run"
-    result = gl.create(pipeline(), num_records=ROWS, output_dir=out)
-    assert result.num_dropped > 0
-    return out
+    return reference_run(tmp_path_factory)
 
 
 def committed(out: Path) -> list[str]:
@@ -56,9 +52,7 @@ def checked(result: Result) -> dict[str, Any]:
     return doc
 
 
-@settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@damage_settings(25)
 @given(data=st.data())
 def test_verify_names_the_damaged_file_and_exits_1(
     reference: Path, tmp_path_factory: pytest.TempPathFactory, data: st.DataObject
@@ -155,9 +149,7 @@ def s3_run(s3_server: S3Server) -> str:
     return uri
 
 
-@settings(
-    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@damage_settings(8)
 @given(data=st.data())
 def test_a_run_at_a_uri_is_downloaded_to_be_verified(
     s3_run: str, s3_server: S3Server, monkeypatch: pytest.MonkeyPatch, data: st.DataObject

@@ -14,7 +14,7 @@ from pathlib import Path
 import hypothesis.strategies as st
 import pytest
 import trio
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 
 import gridloom as gl
 from gridloom.errors import StorageError
@@ -23,18 +23,15 @@ from gridloom.storage._lock import LOCK_NAME, lock_holder
 from gridloom.storage._metadata import JSON_LIMIT, load_json
 
 from .conftest import S3Server
+from .damage import GROUP, ROWS, damage_settings, pipeline, reference_run
 from .test_manifest_store import group, open_store
-from .test_resume_damage import GROUP, ROWS, pipeline
 
 GROUPS = ROWS // GROUP
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("ref") / "run"
-    result = gl.create(pipeline(), num_records=ROWS, output_dir=out)
-    assert result.num_dropped > 0
-    return out
+    return reference_run(tmp_path_factory)
 
 
 def entries(out: Path) -> dict[str, dict[str, object]]:
@@ -73,9 +70,7 @@ def _pick_part(out: Path, data: st.DataObject) -> tuple[int, str]:
     return index, str(entry[data.draw(st.sampled_from(kinds), label="kind")])
 
 
-@settings(
-    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@damage_settings(30)
 @given(data=st.data())
 def test_a_part_grown_or_shrunk_after_commit_is_refused_by_its_size(
     reference: Path, tmp_path_factory: pytest.TempPathFactory, data: st.DataObject
@@ -100,9 +95,7 @@ def test_a_part_grown_or_shrunk_after_commit_is_refused_by_its_size(
     assert damaged.problem == f"{rel} does not hold the bytes written at commit {sizes}"
 
 
-@settings(
-    max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@damage_settings(10)
 @given(data=st.data())
 def test_a_local_resume_sets_a_resized_part_aside_by_its_size(
     reference: Path, tmp_path_factory: pytest.TempPathFactory, data: st.DataObject
@@ -180,9 +173,7 @@ def test_an_oversized_lock_file_names_no_pid_and_is_not_read_whole(tmp_path: Pat
 # ------------------------------------------------------------------ a run on S3
 
 
-@settings(
-    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@damage_settings(8)
 @given(data=st.data())
 def test_a_remote_resume_sets_a_resized_part_aside_by_its_size(
     s3_server: S3Server,

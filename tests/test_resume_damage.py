@@ -12,35 +12,16 @@ import hypothesis.strategies as st
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 
 import gridloom as gl
-from gridloom.config import structure_pipeline
 
-ROWS = 60
-GROUP = 10
-
-
-def pipeline() -> gl.PipelineConfig:
-    """Samplers and an expression that drops about one row in ten (the groups have dropped
-    files too)."""
-    return structure_pipeline(
-        {
-            "columns": [
-                {"name": "n", "uniform": {"low": 0, "high": 30, "convert_to": "int"}},
-                {"name": "q", "expression": {"template": "{{ 300 // (n % 10) }}", "dtype": "int"}},
-            ],
-            "run": {"seed": 9, "row_group_size": GROUP, "allow_drops": 0.5, "progress": "off"},
-        }
-    )
+from .damage import ROWS, damage_settings, pipeline, reference_run
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("ref") / "run"
-    result = gl.create(pipeline(), num_records=ROWS, output_dir=out)
-    assert result.num_dropped > 0
-    return out
+    return reference_run(tmp_path_factory)
 
 
 def damage(path: Path, how: str, data: st.DataObject) -> None:
@@ -61,9 +42,7 @@ def damage(path: Path, how: str, data: st.DataObject) -> None:
 HOW = ["empty", "truncate", "garbage", "fewer rows", "other schema"]
 
 
-@settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@damage_settings(25)
 @given(data=st.data())
 def test_damaged_parts_are_set_aside_and_generated_again(
     reference: Path, tmp_path_factory: pytest.TempPathFactory, data: st.DataObject

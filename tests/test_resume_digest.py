@@ -15,23 +15,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import trio
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 
 import gridloom as gl
 from gridloom.errors import StorageError
 from gridloom.storage import location_of
 from gridloom.storage._commits import read_commit
 
+from .damage import GROUP, ROWS, damage_settings, pipeline, reference_run
 from .test_manifest_store import group, open_store
-from .test_resume_damage import GROUP, ROWS, pipeline
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("ref") / "run"
-    result = gl.create(pipeline(), num_records=ROWS, output_dir=out)
-    assert result.num_dropped > 0
-    return out
+    return reference_run(tmp_path_factory)
 
 
 def sha256(path: Path) -> str:
@@ -96,9 +93,7 @@ def test_each_entry_records_the_digest_of_its_files(reference: Path) -> None:
             assert entry["dropped_sha256"] == sha256(reference / entry["dropped_file"])
 
 
-@settings(
-    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@damage_settings(30)
 @given(data=st.data())
 def test_damage_anywhere_in_any_part_is_found(
     reference: Path, tmp_path_factory: pytest.TempPathFactory, data: st.DataObject
