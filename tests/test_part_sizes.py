@@ -10,6 +10,7 @@ import json
 import shutil
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import hypothesis.strategies as st
 import pytest
@@ -18,13 +19,14 @@ from hypothesis import given
 
 import gridloom as gl
 from gridloom.errors import StorageError
-from gridloom.storage import location_of, open_run
+from gridloom.storage import Location, _digest, location_of, open_run
 from gridloom.storage._lock import LOCK_NAME, lock_holder
 from gridloom.storage._metadata import JSON_LIMIT, load_json
 
 from .conftest import S3Server
 from .damage import GROUP, ROWS, damage_settings, pipeline, reference_run
 from .test_manifest_store import group, open_store
+from .test_resume_digest import strip_digests
 
 GROUPS = ROWS // GROUP
 
@@ -141,6 +143,39 @@ def test_a_run_written_before_sizes_reads_and_records_them_once_resumed(
     assert entries(out) == entries(reference)  # sizes (and all else) recorded again
 
 
+@pytest.mark.parametrize("digests", [True, False])
+def test_a_run_written_before_sizes_is_read_with_buffers_no_larger_than_its_files(
+    reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, digests: bool
+) -> None:
+    """Entries without sizes (and without digests): every read of a part, to return the
+    table, to verify it or to resume the run, asks for no more than the file holds. A read's
+    buffer is allocated at its limit up front, and the 2 GiB bound used as the limit made
+    each part of an older run allocate 2 GiB (an export failed under ``ulimit -v``)."""
+    out = tmp_path / "run"
+    shutil.copytree(reference, out)
+    _without_sizes(out)
+    if not digests:
+        strip_digests(out)
+    asked: list[tuple[int, int]] = []  # (limit, the file's size)
+    read_file, read_bounded = Location.read_file, _digest.read_bounded
+
+    def spy_read_file(self: Location, rel: str, *, limit: int) -> Any:
+        asked.append((limit, self.size(rel) or 0))
+        return read_file(self, rel, limit=limit)
+
+    def spy_read_bounded(path: Path, limit: int) -> bytes:
+        asked.append((limit, path.stat().st_size))
+        return read_bounded(path, limit)
+
+    monkeypatch.setattr(Location, "read_file", spy_read_file)
+    monkeypatch.setattr(_digest, "read_bounded", spy_read_bounded)
+    assert open_run(out).table.equals(open_run(reference).table)
+    assert open_run(out).verify().intact
+    gl.create(pipeline(), num_records=ROWS, output_dir=out, resume=True)
+    assert asked
+    assert all(limit <= size for limit, size in asked), asked
+
+
 def test_an_oversized_metadata_json_is_refused_unread(tmp_path: Path) -> None:
     """A metadata.json grown past JSON_LIMIT (a sparse file: no disk used) is refused with an
     error naming it, from its size: not even the limit's worth of it is read into memory."""
@@ -244,3 +279,12 @@ def test_an_oversized_trace_is_refused_by_its_size(tmp_path: Path) -> None:
         f"cannot read {path}: {MAX_TRACE_BYTES + 1:,} bytes, larger than a trace is read up to"
         f" ({MAX_TRACE_BYTES:,})"
     )
+
+
+def test_a_size_a_filesystem_does_not_tell_is_not_taken_for_zero() -> None:
+    """A filesystem whose listing has no sizes (some fsspec backends) gives ``None``, which
+    refuses nothing by size (the digest still checks the bytes); before, it was read as 0
+    bytes, and a remote resume set every healthy part aside as shrunk."""
+    assert _digest.size_problem("data/part-00000.parquet", None, 1234) is None
+    assert _digest.size_problem("data/part-00000.parquet", None, None) is None
+    assert _digest.size_problem("data/part-00000.parquet", 0, 1234) is not None

@@ -104,10 +104,14 @@ def mismatch(name: str, actual: str | int, expected: str | int) -> str:
     return f"{name} does not hold the bytes written at commit ({now}, the run recorded {then})"
 
 
-def size_problem(name: str, actual: int, recorded: int | None) -> str | None:
+def size_problem(name: str, actual: int | None, recorded: int | None) -> str | None:
     """Why the committed file ``name``, of ``actual`` bytes, is refused before it is read: it
     was committed with ``recorded`` bytes (grown or shrunk since: :func:`mismatch`), or, with
-    no size recorded, it is larger than :data:`PART_LIMIT`; ``None`` when it may be read."""
+    no size recorded, it is larger than :data:`PART_LIMIT`; ``None`` when it may be read, or
+    when its size is not known (a filesystem that does not tell it: the digest, or the
+    decode, still checks its content)."""
+    if actual is None:
+        return None
     if recorded is not None:
         return None if actual == recorded else mismatch(name, actual, recorded)
     if actual > PART_LIMIT:
@@ -167,13 +171,14 @@ def content_problem(
         it is intact (so an entry without one can record it from now on).
     """
     try:
-        problem = size_problem(name, path.stat().st_size, size)
+        on_disk = path.stat().st_size
+        problem = size_problem(name, on_disk, size)
         if problem is not None:
             return problem, None
         if expected is not None:
             actual = file_digest(path)
-        else:
-            payload = read_bounded(path, PART_LIMIT if size is None else size)
+        else:  # a read allocates its limit up front: never more than the file
+            payload = read_bounded(path, on_disk if size is None else size)
     except OSError as exc:
         return f"{name} is unreadable ({type(exc).__name__}: {exc})", None
     if expected is not None:

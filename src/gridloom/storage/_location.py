@@ -253,7 +253,8 @@ class Location:
 
     def read_file(self, rel: str, *, limit: int) -> pa.Buffer:
         """The content of the file ``rel``, at most ``limit`` bytes of it (never more is
-        allocated; the caller checked its :meth:`size` first): a part of the run, which is
+        allocated, and ``limit`` is allocated up front: the caller checked its :meth:`size`
+        first and passes no more than that): a part of the run, which is
         decoded whole anyway (memory holds one part, as :meth:`read_parquet` does).
 
         The buffer is Arrow's own memory, not a Python ``bytes``: a table decoded from it
@@ -279,18 +280,19 @@ class Location:
         except (OSError, ValueError, pa.ArrowException) as exc:
             self._fail("read", rel, exc)
 
-    def size(self, rel: str) -> int:
+    def size(self, rel: str) -> int | None:
         """The size in bytes of the file ``rel`` (a stat, or the object store's listing
-        information: nothing is downloaded); errors as for :meth:`read_file`."""
+        information: nothing is downloaded); ``None`` when a filesystem does not tell it
+        (an fsspec backend whose listing has no sizes); errors as for :meth:`read_file`."""
         if self.local is not None:
             return (self.local / rel).stat().st_size
         try:
             info = self.filesystem.get_file_info(self.path(rel))
         except (OSError, ValueError, pa.ArrowException) as exc:
             self._fail("read", rel, exc)
-        if info.type != pafs.FileType.File or info.size is None:
+        if info.type != pafs.FileType.File:
             raise FileNotFoundError(f"{self.where(rel)} is not a file")
-        return int(info.size)
+        return None if info.size is None else int(info.size)
 
     def move(self, rel: str, target: str) -> None:
         """Move the file ``rel`` to ``target`` (an object store copies it, then deletes it).
@@ -335,9 +337,10 @@ class Location:
                 self._fail("list", rel_dir, exc)
         return sorted(self.list_sizes(rel_dir))
 
-    def list_sizes(self, rel_dir: str) -> dict[str, int]:
+    def list_sizes(self, rel_dir: str) -> dict[str, int | None]:
         """The files directly in the directory ``rel_dir`` (``{}`` when it is missing): name
-        to size in bytes, from one listing (an object store's listing carries the sizes)."""
+        to size in bytes, from one listing (an object store's listing carries the sizes;
+        ``None`` where a filesystem's listing does not)."""
         try:
             if self.local is not None:
                 folder = self.local / rel_dir
@@ -348,7 +351,11 @@ class Location:
             infos = self.filesystem.get_file_info(selector)
         except (OSError, ValueError, pa.ArrowException) as exc:
             self._fail("list", rel_dir, exc)
-        return {i.base_name: int(i.size or 0) for i in infos if i.type == pafs.FileType.File}
+        return {
+            i.base_name: None if i.size is None else int(i.size)
+            for i in infos
+            if i.type == pafs.FileType.File
+        }
 
     def read_parquet(self, rel: str, schema: pa.Schema) -> pa.Table:
         """Read the parquet file ``rel`` and check it has exactly ``schema`` (as

@@ -472,7 +472,9 @@ class ManifestStore(RunStore):
 
 
 def _size_problem(
-    entry: RowGroupEntry, data_sizes: Mapping[str, int], dropped_sizes: Mapping[str, int]
+    entry: RowGroupEntry,
+    data_sizes: Mapping[str, int | None],
+    dropped_sizes: Mapping[str, int | None],
 ) -> str | None:
     """Why a committed row group whose files are listed with these sizes (name to bytes, from
     the listing: nothing is downloaded) is damaged: a file's size is not the one recorded (or,

@@ -230,13 +230,17 @@ def read_part(
     """
     where = location.where(rel)
     try:
-        problem = size_problem(where, location.size(rel), size)
+        on_disk = location.size(rel)
+        problem = size_problem(where, on_disk, size)
         if problem is not None:
             held = _held_rows(location, rel) if size is not None else None
             if held is not None and held != rows:
                 raise _replaced(where, held, rows)
             raise _damaged(location, problem)
-        payload = location.read_file(rel, limit=PART_LIMIT if size is None else size)
+        # The size it has (checked against the recorded one, or PART_LIMIT): a read's buffer
+        # is allocated at its limit up front, so the limit is never more than the file.
+        limit = size if size is not None else on_disk if on_disk is not None else PART_LIMIT
+        payload = location.read_file(rel, limit=limit)
     except OSError as exc:
         raise StorageError(f"cannot read {where}: {exc}") from exc
     if size is not None and payload.size != size:  # shrunk since its size was taken
@@ -269,7 +273,7 @@ def _file_problem(
         if sha256 is not None:
             actual = location.digest(rel)
             return None if actual == sha256 else mismatch(rel, actual, sha256)
-        payload = location.read_file(rel, limit=actual_size)
+        payload = location.read_file(rel, limit=PART_LIMIT if actual_size is None else actual_size)
     except FileNotFoundError:
         return f"{rel} is missing"
     except OSError as exc:  # a local file only: a remote filesystem's failure is raised
