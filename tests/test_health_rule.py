@@ -456,6 +456,20 @@ async def test_the_unavailable_rule_follows_its_setting(
     assert reason.window_seconds == limit
 
 
+async def test_refused_seconds_zero_means_capacity_refusals_never_stop_a_run(
+    autojump_clock: Any,
+) -> None:
+    """``shutdown_refused_seconds: 0`` says capacity refusals never stop the run: a server
+    still loading (503 from the first request) is waited out past the 90 s of the
+    never-served rule too (it stopped the run there before)."""
+    gateway = Gateway(lambda _: 503)
+    when, reason = await stop_time(gateway, RunConfig(shutdown_refused_seconds=0), horizon=900.0)
+    assert (when, reason) == (None, None)
+    assert gateway.refusals[-1] > 800.0
+    monitor = HealthMonitor.from_run_config(RunConfig(shutdown_refused_seconds=0), clock=Clock())
+    assert (monitor.refused_seconds, monitor.unavailable_seconds) == (None, None)
+
+
 async def test_one_success_before_the_outage_waits_out_shutdown_refused_seconds(
     autojump_clock: Any,
 ) -> None:

@@ -88,7 +88,9 @@ class RunConfig:
             provider asking to slow down), a 529 (Anthropic's API saying it is overloaded) or
             one success turns this check off for that model
             for the rest of the run: from then on only ``shutdown_refused_seconds`` applies.
-            ``0``: never (only ``shutdown_refused_seconds`` applies).
+            ``0``: never (only ``shutdown_refused_seconds`` applies). Off, too, when
+            ``shutdown_refused_seconds`` is ``0`` (capacity refusals never stop the run) or
+            not longer than this.
         generator_first_rows: stop the run when the first this many rows of the run all
             fail at a column with the same error of its own (a template that does not
             render, output that fails its schema, a custom function that raises; not a

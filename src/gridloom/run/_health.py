@@ -206,7 +206,14 @@ class HealthMonitor:
             min_outcomes=run.shutdown_min_outcomes,
             min_seconds=min(run.shutdown_min_seconds, run.shutdown_window_seconds),
             refused_seconds=run.shutdown_refused_seconds or None,
-            unavailable_seconds=run.shutdown_unavailable_seconds or None,
+            # shutdown_refused_seconds: 0 means capacity refusals never stop the run, the
+            # never-served rule included; a shorter refused check makes this one moot.
+            unavailable_seconds=(
+                run.shutdown_unavailable_seconds or None
+                if run.shutdown_refused_seconds
+                and run.shutdown_unavailable_seconds < run.shutdown_refused_seconds
+                else None
+            ),
             clock=clock,
         )
 
