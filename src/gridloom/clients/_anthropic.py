@@ -22,6 +22,7 @@ from ..errors import BadRequest, MalformedResponse
 from ._base import AdapterBase, as_tokens, optional_str
 from ._tool_wire import arguments_object, checked_call, checked_count, tool_schema
 from ._types import (
+    ANTHROPIC_DEFAULT_MAX_TOKENS,
     CUT_FINISH_REASONS,
     ChatRequest,
     ChatResponse,
@@ -39,7 +40,7 @@ __all__ = ["ANTHROPIC_VERSION", "DEFAULT_MAX_TOKENS", "AnthropicClient"]
 #: The ``anthropic-version`` header sent unless the provider's headers set another.
 ANTHROPIC_VERSION = "2023-06-01"
 #: ``max_tokens`` is required by the Messages API; this is sent when the request leaves it unset.
-DEFAULT_MAX_TOKENS = 1024
+DEFAULT_MAX_TOKENS = ANTHROPIC_DEFAULT_MAX_TOKENS
 #: The property that carries a schema whose root is not an object (a tool's input is one).
 _WRAPPED = "value"
 #: ``tool_choice`` on the wire, per canonical choice.

@@ -40,6 +40,9 @@ CUT_FINISH_REASONS = frozenset(
 #: Those of :data:`CUT_FINISH_REASONS` that mean a full context window (a larger
 #: ``max_tokens`` does not help there; a shorter prompt does).
 CONTEXT_FULL_REASONS = frozenset({"model_length", "model_context_window_exceeded"})
+#: The ``max_tokens`` the Anthropic client sends when a request leaves it unset (the Messages
+#: API requires one). An Anthropic answer cut with none set was cut at this many tokens.
+ANTHROPIC_DEFAULT_MAX_TOKENS = 1024
 
 
 def _tuple(value: Any) -> tuple[Any, ...]:

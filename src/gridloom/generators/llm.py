@@ -28,6 +28,7 @@ import pyarrow as pa
 import trio
 
 from ..clients._types import (
+    ANTHROPIC_DEFAULT_MAX_TOKENS,
     CONTEXT_FULL_REASONS,
     ChatRequest,
     ChatResponse,
@@ -342,14 +343,20 @@ class ModelColumnGenerator(ColumnGenerator[CellContext]):
 
 
 def cut_words(request: ChatRequest, response: ChatResponse) -> str:
-    """How an answer to ``request`` was cut: by a full context window, at its ``max_tokens``,
-    else (none sent) at the server's own limit, with the tokens it spent."""
+    """How an answer to ``request`` was cut: by a full context window, at its ``max_tokens``
+    (for Anthropic with none set, at the default its client sends), else (none sent) at the
+    server's own limit, with the tokens it spent."""
     if response.finish_reason in CONTEXT_FULL_REASONS:
         return (
             f"answer cut when the context window was full ({response.usage.output_tokens} tokens)"
         )
     if request.max_tokens is not None:
         return f"answer cut at max_tokens ({request.max_tokens} tokens)"
+    if response.finish_reason == "max_tokens":  # Anthropic's: its client sent its default
+        return (
+            f"answer cut at max_tokens ({ANTHROPIC_DEFAULT_MAX_TOKENS} tokens, the Anthropic"
+            " client's default when the column sets none)"
+        )
     return (
         "answer cut at the server's output limit"
         f" ({response.usage.output_tokens} tokens; no max_tokens sent)"
