@@ -4,7 +4,6 @@ per cell — a row, or a dropped row with its reason — never a crashed or hung
 
 from __future__ import annotations
 
-import http.server
 import json
 import signal
 import sys
@@ -36,6 +35,7 @@ from gridloom.tools._python import (
     FunctionTool,
     function_spec,
 )
+from tests.json_server import completion, json_server
 
 #: What the independent server's first reply holds, by mode (later turns answer "done").
 Reply = Callable[[], dict[str, Any]]
@@ -78,48 +78,24 @@ FIRST: dict[str, dict[str, Any]] = {
 }
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    mode = ""
-
-    def do_POST(self) -> None:
-        self.server.requests += 1  # type: ignore[attr-defined]
-        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-        answered = any(m.get("role") == "tool" for m in body["messages"])
-        mode = self.server.mode  # type: ignore[attr-defined]
-        message = _message(content="done") if answered else FIRST[mode]
-        tool = getattr(self.server, "tool", "lookup")  # the name the first reply calls
-        message = json.loads(json.dumps(message).replace('"lookup"', json.dumps(tool)))
-        reply = {
-            "id": "x",
-            "object": "chat.completion",
-            "model": body["model"],
-            "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}],
-            "usage": {"prompt_tokens": 3, "completion_tokens": 2},
-        }
+def _answer(server: Any, body: dict[str, Any]) -> dict[str, Any] | bytes:
+    server.requests += 1
+    answered = any(m.get("role") == "tool" for m in body["messages"])
+    message = _message(content="done") if answered else FIRST[server.mode]
+    tool = getattr(server, "tool", "lookup")  # the name the first reply calls
+    message = json.loads(json.dumps(message).replace('"lookup"', json.dumps(tool)))
+    reply = completion(body["model"], message, "tool_calls")
+    if server.mode == "deep_reply" and not answered:  # deeper than Python's parser goes
         data = json.dumps(reply).encode()
-        if mode == "deep_reply" and not answered:  # deeper than Python's parser goes
-            data = data.replace(b'"usage"', b'"x": ' + b"[" * 50_000 + b"]" * 50_000 + b', "usage"')
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *_args: Any) -> None:
-        pass
+        return data.replace(b'"usage"', b'"x": ' + b"[" * 50_000 + b"]" * 50_000 + b', "usage"')
+    return reply
 
 
 @pytest.fixture
-def server() -> Iterator[http.server.ThreadingHTTPServer]:
+def server() -> Iterator[Any]:
     """An independent OpenAI-compatible chat server on a real socket."""
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.requests = 0  # type: ignore[attr-defined]
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join()
+    with json_server(_answer, requests=0, mode="") as httpd:
+        yield httpd
 
 
 TOOLS = '''
@@ -223,13 +199,11 @@ KEPT = {
 
 
 @pytest.mark.parametrize("mode", sorted(FIRST))
-def test_odd_tool_call_replies_end_per_cell(
-    folder: Path, server: http.server.ThreadingHTTPServer, mode: str
-) -> None:
+def test_odd_tool_call_replies_end_per_cell(folder: Path, server: Any, mode: str) -> None:
     """Each odd but legal reply of an independent server gives every cell a stored row or a
     dropped row with a one-line reason; the run completes, nothing crashes."""
-    server.mode = mode  # type: ignore[attr-defined]
-    url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.mode = mode
+    url = server.url
     result = _run(folder, url, final_tool="submit")
     assert result.num_rows + result.num_dropped == 2
     for example in result.drop_examples:
@@ -264,14 +238,14 @@ EMPTY = {"null_content", "empty_calls"}
     ],
 )
 def test_tools_that_escape_exception_fail_the_call_not_the_run(
-    folder: Path, server: http.server.ThreadingHTTPServer, tool: str, said: str
+    folder: Path, server: Any, tool: str, said: str
 ) -> None:
     """A tool calling ``sys.exit``, raising KeyboardInterrupt in its worker thread or a bare
     BaseException, or returning text UTF-8 cannot encode, gives the model a tool result; every
     row is kept."""
-    server.mode = "content_and_calls"  # type: ignore[attr-defined]
-    server.tool = tool  # type: ignore[attr-defined]
-    url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.mode = "content_and_calls"
+    server.tool = tool
+    url = server.url
     result = _run(folder, url, tool)
     assert result.num_rows == 2, result.drop_examples
     assert _tool_results(result) == [said] * 2
@@ -419,13 +393,13 @@ def test_call_arguments_too_deep_to_write_are_a_malformed_reply() -> None:
 
 
 def test_an_mcp_tool_named_as_the_final_tool_fails_the_cells_before_any_request(
-    folder: Path, server: http.server.ThreadingHTTPServer
+    folder: Path, server: Any
 ) -> None:
     """An MCP server whose tool has the ``final_tool``'s name (known only once the server
     lists its tools) fails the column's cells with that reason; no request is sent."""
     pytest.importorskip("mcp")
-    server.mode = "null_content"  # type: ignore[attr-defined]
-    url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.mode = "null_content"
+    url = server.url
     config = _config(folder, {"name": "p", "type": "openai", "endpoint": url}, "lookup")
     doc = json.loads(config.read_text())
     echo = str(Path(__file__).parent / "mcp_servers" / "echo_server.py")
@@ -439,16 +413,16 @@ def test_an_mcp_tool_named_as_the_final_tool_fails_the_cells_before_any_request(
         "column 'traj': its tools are unavailable: two tools are named 'echo' (the final_tool"
         " and a tool)"
     ]
-    assert server.requests == 0  # type: ignore[attr-defined]
+    assert server.requests == 0
 
 
 def test_a_structured_answer_escaping_a_lone_surrogate_is_stored(
-    server: http.server.ThreadingHTTPServer, tmp_path: Path
+    server: Any, tmp_path: Path
 ) -> None:
     """A JSON answer whose string escapes a lone surrogate (valid JSON, not valid UTF-8 once
     decoded) is stored with ``?`` in its place instead of crashing the run at write time."""
-    server.mode = "surrogate_json"  # type: ignore[attr-defined]
-    url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.mode = "surrogate_json"
+    url = server.url
     schema = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}
     doc = {
         "providers": [{"name": "p", "type": "openai", "endpoint": url}],

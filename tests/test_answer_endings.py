@@ -3,11 +3,7 @@ complete; answers cut at max_tokens are kept and counted."""
 
 from __future__ import annotations
 
-import contextlib
-import http.server
 import json
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +13,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import gridloom as gl
-from gridloom.clients import ChatRequest, ChatResponse, Message
+from gridloom.clients import ChatRequest, ChatResponse, Message, Usage
 from gridloom.clients._types import CUT_FINISH_REASONS
 from gridloom.errors import EmptyAnswer, IncompleteAnswer, is_retryable
 from gridloom.generators._corrections import TRUNCATED_REASONS
+from gridloom.generators.llm import cut_words
 from gridloom.progress import render_summary
+from tests.json_server import json_server
 from tests.test_clients import Script, anthropic
 from tests.test_content_parts import REQUEST, client
 
@@ -201,9 +199,9 @@ def test_a_context_window_cut_follows_on_truncated(ending: str, words: str, tmp_
     """Over real sockets: an answer cut by a full context window is dropped under
     ``on_truncated: drop`` like one cut at max_tokens, each with its own remedy (was: kept
     as whole, the setting ignored)."""
-    with _ending_server(ending) as url:
+    with json_server(lambda _server, _body: reply("It was", ending)) as server:
         doc = {
-            "providers": [{"name": "p", "type": "openai", "endpoint": url}],
+            "providers": [{"name": "p", "type": "openai", "endpoint": server.url}],
             "models": [{"alias": "m", "provider": "p", "model": "x", "max_tokens": 5}],
             "columns": [
                 {"name": "topic", "category": {"values": ["rivers"]}},
@@ -222,29 +220,64 @@ def test_a_context_window_cut_follows_on_truncated(ending: str, words: str, tmp_
     assert all(words in d["message"] for d in drops), drops
 
 
-@contextlib.contextmanager
-def _ending_server(ending: str) -> Iterator[str]:
-    """An OpenAI-compatible server on 127.0.0.1 whose every answer ends with ``ending``."""
+def test_an_anthropic_cut_with_no_max_tokens_names_the_default_sent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over real sockets: an Anthropic answer cut with no max_tokens set was cut at the 1,024
+    tokens the client sends, and the message says so (was: "no max_tokens sent")."""
+    monkeypatch.setenv("GRIDLOOM_TEST_KEY", "k")
+    sent: list[str] = []
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers["content-length"]))
-            data = json.dumps(reply("It was", ending)).encode()
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    def answer(_server: Any, body: dict[str, Any]) -> dict[str, Any]:
+        sent.append(str(body["max_tokens"]))
+        return _anthropic_reply("It was", "max_tokens")
 
-        def log_message(self, *_args: Any) -> None:
-            pass
+    with json_server(answer) as server:
+        doc = {
+            "providers": [
+                {
+                    "name": "p",
+                    "type": "anthropic",
+                    "endpoint": server.url,
+                    "api_key_env": "GRIDLOOM_TEST_KEY",
+                }
+            ],
+            "models": [{"alias": "m", "provider": "p", "model": "c"}],
+            "columns": [
+                {"name": "topic", "category": {"values": ["rivers"]}},
+                {
+                    "name": "out",
+                    "llm_text": {"model": "m", "prompt": "On {{ topic }}", "on_truncated": "drop"},
+                },
+            ],
+            "run": {"row_group_size": 2, "seed": 1, "max_cell_attempts": 1, "salvage_rounds": 0},
+        }
+        result = gl.create(doc, num_records=2, output_dir=tmp_path / "out")
+    assert result.num_rows == 0
+    assert sent == ["1024", "1024"]
+    drops = pq.read_table(tmp_path / "out" / "dropped").to_pylist()
+    assert [d["message"] for d in drops] == [
+        "column 'out': answer cut at max_tokens (1024 tokens, the Anthropic client's default"
+        " when the column sets none); raise max_tokens or set on_truncated: keep"
+    ] * 2
 
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join()
+
+@pytest.mark.parametrize(
+    ("max_tokens", "finish", "words"),
+    [
+        (7, "length", "answer cut at max_tokens (7 tokens)"),
+        (7, "max_tokens", "answer cut at max_tokens (7 tokens)"),
+        (None, "max_tokens", "answer cut at max_tokens (1024 tokens, the Anthropic client's"),
+        (None, "length", "answer cut at the server's output limit (4 tokens; no max_tokens sent)"),
+        (7, "model_length", "answer cut when the context window was full (4 tokens)"),
+        (None, "model_context_window_exceeded", "when the context window was full (4 tokens)"),
+    ],
+)
+def test_each_cut_is_described_by_what_cut_it(
+    max_tokens: int | None, finish: str, words: str
+) -> None:
+    request = ChatRequest(
+        model="c", messages=[Message(role="user", content="Hi")], max_tokens=max_tokens
+    )
+    response = ChatResponse(text="It", finish_reason=finish, usage=Usage(output_tokens=4))
+    assert words in cut_words(request, response)

@@ -4,7 +4,6 @@ policy to its final answer and moves a leading ``<think>`` block to the reasonin
 
 from __future__ import annotations
 
-import http.server
 import json
 import threading
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from hypothesis import strategies as st
 import gridloom as gl
 from gridloom.errors import AnswerTruncated, ConfigError, is_retryable
 from gridloom.progress import render_summary
+from tests.json_server import completion, json_server
 
 #: The simulated model's answers run well past this many tokens: every one is cut.
 SHORT = 4
@@ -211,66 +211,44 @@ def test_the_error_is_final_for_drop_and_may_pass_for_retry() -> None:
 # --------------------------------------------------------------------- a scripted server
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-        server: Any = self.server
-        prompt = json.dumps(body["messages"][:2])
-        with server.lock:
-            server.seen[prompt] = server.seen.get(prompt, 0) + 1
-            times = server.seen[prompt]
-        answered = any(m.get("role") == "tool" for m in body["messages"])
-        if body.get("tools") and not answered:
-            message: dict[str, Any] = {
-                "role": "assistant",
-                "content": "<think>I need the weather.</think>Looking it up.",
-                "tool_calls": [
-                    {
-                        "id": "c1",
-                        "type": "function",
-                        "function": {"name": "lookup", "arguments": '{"city": "Lima"}'},
-                    }
-                ],
-            }
-            finish = server.tool_finish
-        else:
-            message = {"role": "assistant", "content": "<think>All set.</think>It is sunny in"}
-            # the first answer to each prompt is cut, the next ones whole
-            finish = "length" if times <= server.cut_times else "stop"
-        reply = {
-            "id": "x",
-            "object": "chat.completion",
-            "model": body["model"],
-            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-            "usage": {"prompt_tokens": 3, "completion_tokens": 5},
+def _answer(server: Any, body: dict[str, Any]) -> dict[str, Any]:
+    prompt = json.dumps(body["messages"][:2])
+    with server.lock:
+        server.seen[prompt] = server.seen.get(prompt, 0) + 1
+        times = server.seen[prompt]
+    answered = any(m.get("role") == "tool" for m in body["messages"])
+    if body.get("tools") and not answered:
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": "<think>I need the weather.</think>Looking it up.",
+            "tool_calls": [
+                {
+                    "id": "c1",
+                    "type": "function",
+                    "function": {"name": "lookup", "arguments": '{"city": "Lima"}'},
+                }
+            ],
         }
-        data = json.dumps(reply).encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *_args: Any) -> None:
-        pass
+        finish = server.tool_finish
+    else:
+        message = {"role": "assistant", "content": "<think>All set.</think>It is sunny in"}
+        # the first answer to each prompt is cut, the next ones whole
+        finish = "length" if times <= server.cut_times else "stop"
+    return completion(body["model"], message, finish, completion_tokens=5)
 
 
 @pytest.fixture
 def server() -> Iterator[Any]:
     """An OpenAI-compatible server on 127.0.0.1 that cuts the first answer to each prompt
     (``cut_times`` of them) at max_tokens."""
-    httpd: Any = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.seen, httpd.lock, httpd.cut_times, httpd.tool_finish = {}, threading.Lock(), 1, None
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join()
+    with json_server(
+        _answer, seen={}, lock=threading.Lock(), cut_times=1, tool_finish=None
+    ) as httpd:
+        yield httpd
 
 
 def _scripted(server: Any, column: dict[str, Any], kind: str = "llm_text") -> dict[str, Any]:
-    url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    url = server.url
     return {
         "providers": [{"name": "p", "type": "openai", "endpoint": url}],
         "models": [{"alias": "m", "provider": "p", "model": "x", "temperature": 0.9}],

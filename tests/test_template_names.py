@@ -6,10 +6,8 @@ fails the cell instead of writing a memory address into the data."""
 
 from __future__ import annotations
 
-import http.server
 import json
 import logging
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,49 +23,20 @@ from gridloom.errors import ConfigError
 from gridloom.generators import CellContext
 from gridloom.generators._jinja import compile_template, template_env
 from gridloom.generators._template_output import NotDataError
+from tests.json_server import completion, json_server
 
 
-class _Echo(http.server.BaseHTTPRequestHandler):
-    """An OpenAI-compatible chat endpoint answering with the prompts it received."""
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-        self.server.bodies.append(body)  # type: ignore[attr-defined]
-        text = " || ".join(str(m["content"]) for m in body["messages"])
-        reply = {
-            "id": "x",
-            "object": "chat.completion",
-            "model": body["model"],
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": text},
-                    "finish_reason": "stop",
-                }
-            ],
-            "usage": {"prompt_tokens": 3, "completion_tokens": 2},
-        }
-        data = json.dumps(reply).encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *_args: Any) -> None:
-        pass
+def _echo(server: Any, body: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAI-compatible chat answer holding the prompts it received."""
+    server.bodies.append(body)
+    text = " || ".join(str(m["content"]) for m in body["messages"])
+    return completion(body["model"], {"role": "assistant", "content": text})
 
 
 @pytest.fixture
-def echo() -> Iterator[http.server.ThreadingHTTPServer]:
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
-    httpd.bodies = []  # type: ignore[attr-defined]
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join()
+def echo() -> Iterator[Any]:
+    with json_server(_echo, bodies=[]) as httpd:
+        yield httpd
 
 
 def _write(folder: Path, doc: dict[str, Any], csv: str) -> Path:
@@ -88,12 +57,12 @@ def _doc(url: str, columns: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def test_a_column_and_a_seed_field_named_like_globals_are_read_in_every_template(
-    echo: http.server.ThreadingHTTPServer, tmp_path: Path
+    echo: Any, tmp_path: Path
 ) -> None:
     """A generated column ``range`` and a seed field ``dict``: the model receives their values
     in the prompt and system prompt, an expression renders them, skip_when on ``range`` skips
     its rows (no request for them), and both are dependencies in the compiled graph."""
-    url = f"http://127.0.0.1:{echo.server_address[1]}/v1"
+    url = echo.url
     columns = [
         {"name": "range", "category": {"values": ["alpha", "beta"]}},
         {
@@ -122,7 +91,7 @@ def test_a_column_and_a_seed_field_named_like_globals_are_read_in_every_template
             assert row["ask"] is None
         else:
             assert row["ask"] == f"city {row['dict']} || span alpha, {row['dict'].upper()}"
-    bodies = echo.bodies  # type: ignore[attr-defined]
+    bodies = echo.bodies
     assert len(bodies) == sum(row["range"] == "alpha" for row in rows)
     assert all("<" not in json.dumps(body) for body in bodies)  # no repr of a function
 
@@ -209,11 +178,11 @@ def test_a_column_no_template_can_read_is_refused_at_load(name: str) -> None:
 
 
 def test_a_seed_field_a_template_writes_but_cannot_read_is_refused_before_any_request(
-    echo: http.server.ThreadingHTTPServer, tmp_path: Path
+    echo: Any, tmp_path: Path
 ) -> None:
     """A seed field ``none`` with a prompt writing ``{{ none }}`` (Jinja's literal, so every
     prompt would say None): refused naming the field and the template; no request."""
-    url = f"http://127.0.0.1:{echo.server_address[1]}/v1"
+    url = echo.url
     columns = [{"name": "ask", "llm_text": {"model": "m", "prompt": "about {{ none }}"}}]
     config = _write(tmp_path, _doc(url, columns), "none,x\nOxford,1\n")
     with pytest.raises(ConfigError) as info:
@@ -221,7 +190,7 @@ def test_a_seed_field_a_template_writes_but_cannot_read_is_refused_before_any_re
     message = str(info.value)
     assert "seed dataset field 'none' cannot be read by templates" in message
     assert (info.value.column, info.value.field) == ("ask", "llm_text.prompt")
-    assert echo.bodies == []  # type: ignore[attr-defined]
+    assert echo.bodies == []
 
 
 def test_a_seed_field_no_template_writes_is_kept_with_a_warning(
