@@ -495,7 +495,7 @@ class PipelineConfig:
             if why is not None:
                 problems.append(
                     ConfigIssue(
-                        f"column name {col.name!r} is reserved: {why}; rename the column",
+                        f"the name is reserved: {why}; rename the column",
                         col.name,
                         "name",
                     )
