@@ -6,9 +6,11 @@ them), ``properties``, ``required``, ``additionalProperties``, ``min/maxProperti
 ``uniqueItems``, ``minimum`` / ``maximum`` / ``exclusiveMinimum`` / ``exclusiveMaximum``
 (numbers, and draft-4 booleans), ``multipleOf`` (integers), ``min/maxLength``, ``anyOf`` /
 ``oneOf`` (the first branch whose value validates), ``allOf`` (merged), local ``$ref`` into
-``$defs`` / ``definitions``, and ``format`` date, date-time, time, email, uri, uuid, hostname,
-ipv4 (roughly). ``pattern`` is not supported. Every value is checked with ``jsonschema``;
-:func:`value_for_schema` retries a few draws and then returns its best effort.
+``$defs`` / ``definitions``, ``format`` date, date-time, time, email, uri, uuid, hostname,
+ipv4 (roughly), and ``pattern`` (a string built from the expression's parse tree, see
+:mod:`._pattern_values`; it wins over ``format``). Every value is checked with ``jsonschema``
+(``pattern`` aside: no client regex runs here); :func:`value_for_schema` retries a few draws
+and then returns its best effort.
 
 Building is bounded, because schemas come from clients: a value is built within the
 request's :class:`~._schema_checks.Budget` of work, its building and validating counted
@@ -27,6 +29,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ._pattern_values import Pattern, parse_pattern
 from ._schema_checks import (
     MAX_SCHEMA_DEPTH,
     MAX_SCHEMA_OBJECTS,
@@ -69,6 +72,9 @@ MAX_STRING_LENGTH = 4_096
 MAX_OBJECT_PROPERTIES = 256
 
 _ATTEMPTS = 4
+#: How far each draw of a ``pattern``'s open repeats may go beyond their minimum, in turn,
+#: until a draw fits ``min/maxLength`` (0: the shortest).
+_PATTERN_SPREADS = (3, 3, 8, 32, 128, 0, 0)
 _MAX_DEPTH = 12
 _SHALLOW_DEPTH = 5
 _WORDS = tuple(
@@ -353,6 +359,9 @@ class _Builder:
     def _string(self, flat: Mapping[str, Any]) -> str:
         rng = self.rng
         fmt = flat.get("format")
+        pattern = parse_pattern(flat["pattern"]) if "pattern" in flat else None
+        if pattern is not None:
+            return self._patterned(pattern, flat)
         if fmt == "date":
             text = f"20{rng.randint(10, 29)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
         elif fmt == "date-time":
@@ -391,6 +400,26 @@ class _Builder:
             text = text[:max_len]
             if text.endswith(" "):
                 text = text[:-1] + "x"
+        return text
+
+    def _patterned(self, pattern: Pattern, flat: Mapping[str, Any]) -> str:
+        """A string matching ``pattern`` within ``min/maxLength`` where the draws allow: open
+        repeats widen while the draws come out short; a short one is padded where the pattern
+        is not anchored; else the last draw (best effort)."""
+        min_len = max(_int(flat.get("minLength"), 0), 0)
+        if min_len > MAX_STRING_LENGTH:
+            raise SchemaTooLarge(f"minLength above {MAX_STRING_LENGTH} is not supported")
+        max_len = _int(flat.get("maxLength"), -1)
+        text = ""
+        for spread in _PATTERN_SPREADS:
+            text = pattern.build(self.rng, self.budget, limit=MAX_STRING_LENGTH, spread=spread)
+            self.budget.spend(len(text) // 64)
+            if len(text) >= min_len and (max_len < 0 or len(text) <= max_len):
+                return text
+        if len(text) < min_len and not (pattern.anchored_end and pattern.anchored_start):
+            filler = "".join(self.rng.choice(self.words)[:1] or "x" for _ in range(min_len))
+            filler = filler[: min_len - len(text)]
+            return filler + text if pattern.anchored_end else text + filler
         return text
 
     def _slug(self) -> str:

@@ -13,9 +13,10 @@ the JSON Schema in the prompt, as for JSON answers, and is written:
 With no JSON Schema but an XML Schema (a ```` ```xml ```` block after the words "XML Schema")
 the answer is built from the XSD's first global element, when the optional ``xmlschema``
 package is installed: each element's declared children (the first branch of a choice, at
-least once each) and required attributes, with values drawn from the simple types' enumerations
-or their base type (string, integer, decimal, boolean, date); facets such as patterns and
-lengths are not followed, and a target namespace becomes the default one (right for
+least once each) and required attributes, with values drawn from the simple types' enumerations,
+else matching one of their patterns (built as for JSON Schema's ``pattern``, see
+:mod:`._pattern_values`), else of their base type (string, integer, decimal, boolean, date);
+length facets are not followed, and a target namespace becomes the default one (right for
 ``elementFormDefault="qualified"``). An answer that the XSD does not accept is not given (the
 reply is then plain text).
 
@@ -34,7 +35,10 @@ from xml.sax.saxutils import escape, quoteattr
 
 import yaml
 
+from ._pattern_values import parse_pattern
 from ._requests import PromptMessage
+from ._schema_checks import Budget
+from ._schema_values import MAX_STRING_LENGTH
 
 __all__ = [
     "StructuredFormat",
@@ -168,10 +172,15 @@ _INTEGERS = frozenset(
 
 
 def _simple(simple_type: Any, rng: random.Random, words: Sequence[str]) -> str:
-    """A value of an XSD simple type."""
+    """A value of an XSD simple type (not escaped): one of its enumeration, one matching one of
+    its patterns (as xmlschema translates them to Python's), else one of its base type."""
     enumeration = getattr(simple_type, "enumeration", None)
     if enumeration:
-        return escape(str(rng.choice(list(enumeration))))
+        return str(rng.choice(list(enumeration)))
+    for regex in _shuffled(getattr(getattr(simple_type, "patterns", None), "patterns", ()), rng):
+        pattern = parse_pattern(getattr(regex, "pattern", None))
+        if pattern is not None:
+            return pattern.build(rng, Budget(), limit=MAX_STRING_LENGTH)
     names: set[str] = set()
     current = simple_type
     for _ in range(32):
@@ -191,7 +200,17 @@ def _simple(simple_type: Any, rng: random.Random, words: Sequence[str]) -> str:
         return f"2024-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
     if primitive == "dateTime":
         return f"2024-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}T12:00:00"
-    return escape(rng.choice(list(words)) if words else "value")
+    return rng.choice(list(words)) if words else "value"
+
+
+def _shuffled(items: Any, rng: random.Random) -> list[Any]:
+    """``items`` (any iterable, or not one) in a drawn order."""
+    try:
+        listed = list(items)
+    except TypeError:
+        return []
+    rng.shuffle(listed)
+    return listed
 
 
 def _group(group: Any, rng: random.Random, words: Sequence[str], depth: int) -> str:
@@ -219,11 +238,11 @@ def _xsd_element(element: Any, rng: random.Random, words: Sequence[str], depth: 
     for attribute in getattr(kind, "attributes", {}).values():
         if getattr(attribute, "use", "") == "required" and getattr(attribute, "local_name", None):
             value = _simple(attribute.type, rng, words)
-            attributes += f' {attribute.local_name}="{value}"'
+            attributes += f" {attribute.local_name}={quoteattr(value)}"
     if kind.is_simple():
-        inner = _simple(kind, rng, words)
+        inner = escape(_simple(kind, rng, words))
     elif kind.has_simple_content():
-        inner = _simple(kind.content, rng, words)
+        inner = escape(_simple(kind.content, rng, words))
     elif kind.content is not None and hasattr(kind.content, "model"):
         inner = _group(kind.content, rng, words, depth)
     else:
