@@ -188,6 +188,22 @@ def test_every_cut_ending_is_counted_as_cut(data: st.DataObject, text: str) -> N
     assert (response.finish_reason in TRUNCATED_REASONS) == (ending in CUT_FINISH_REASONS)
 
 
+def _dropping(provider: dict[str, Any], model: dict[str, Any]) -> dict[str, Any]:
+    """Two rows of one text column on ``model`` that drops cut answers, tried once."""
+    return {
+        "providers": [provider],
+        "models": [model],
+        "columns": [
+            {"name": "topic", "category": {"values": ["rivers"]}},
+            {
+                "name": "out",
+                "llm_text": {"model": "m", "prompt": "On {{ topic }}", "on_truncated": "drop"},
+            },
+        ],
+        "run": {"row_group_size": 2, "seed": 1, "max_cell_attempts": 1, "salvage_rounds": 0},
+    }
+
+
 @pytest.mark.parametrize(
     ("ending", "words"),
     [
@@ -200,18 +216,8 @@ def test_a_context_window_cut_follows_on_truncated(ending: str, words: str, tmp_
     ``on_truncated: drop`` like one cut at max_tokens, each with its own remedy (was: kept
     as whole, the setting ignored)."""
     with json_server(lambda _server, _body: reply("It was", ending)) as server:
-        doc = {
-            "providers": [{"name": "p", "type": "openai", "endpoint": server.url}],
-            "models": [{"alias": "m", "provider": "p", "model": "x", "max_tokens": 5}],
-            "columns": [
-                {"name": "topic", "category": {"values": ["rivers"]}},
-                {
-                    "name": "out",
-                    "llm_text": {"model": "m", "prompt": "On {{ topic }}", "on_truncated": "drop"},
-                },
-            ],
-            "run": {"row_group_size": 2, "seed": 1, "max_cell_attempts": 1, "salvage_rounds": 0},
-        }
+        provider = {"name": "p", "type": "openai", "endpoint": server.url}
+        doc = _dropping(provider, {"alias": "m", "provider": "p", "model": "x", "max_tokens": 5})
         result = gl.create(doc, num_records=2, output_dir=tmp_path / "out")
     assert result.num_rows == 0
     drops = pq.read_table(tmp_path / "out" / "dropped").to_pylist()
@@ -233,25 +239,9 @@ def test_an_anthropic_cut_with_no_max_tokens_names_the_default_sent(
         return _anthropic_reply("It was", "max_tokens")
 
     with json_server(answer) as server:
-        doc = {
-            "providers": [
-                {
-                    "name": "p",
-                    "type": "anthropic",
-                    "endpoint": server.url,
-                    "api_key_env": "GRIDLOOM_TEST_KEY",
-                }
-            ],
-            "models": [{"alias": "m", "provider": "p", "model": "c"}],
-            "columns": [
-                {"name": "topic", "category": {"values": ["rivers"]}},
-                {
-                    "name": "out",
-                    "llm_text": {"model": "m", "prompt": "On {{ topic }}", "on_truncated": "drop"},
-                },
-            ],
-            "run": {"row_group_size": 2, "seed": 1, "max_cell_attempts": 1, "salvage_rounds": 0},
-        }
+        provider = {"name": "p", "type": "anthropic", "endpoint": server.url}
+        provider["api_key_env"] = "GRIDLOOM_TEST_KEY"
+        doc = _dropping(provider, {"alias": "m", "provider": "p", "model": "c"})
         result = gl.create(doc, num_records=2, output_dir=tmp_path / "out")
     assert result.num_rows == 0
     assert sent == ["1024", "1024"]
