@@ -21,6 +21,7 @@ adds a few items at most, and the work is counted against the request's budget.
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 import string
@@ -113,6 +114,13 @@ def parse_pattern(pattern: Any) -> Pattern | None:
     schema check refuses those first; a value is then built without it)."""
     if not isinstance(pattern, str):
         return None
+    return _parsed(pattern)
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed(pattern: str) -> Pattern | None:
+    """Parsed once per pattern (an array of 256 strings shares one parse); built values never
+    change a :class:`Pattern`."""
     try:
         return Pattern(_parser.parse(pattern, 0))
     except (re.error, OverflowError, RecursionError, ValueError):

@@ -73,7 +73,7 @@ MAX_OBJECT_PROPERTIES = 256
 
 _ATTEMPTS = 4
 #: How far each draw of a ``pattern``'s open repeats may go beyond their minimum, in turn,
-#: until a draw fits ``min/maxLength`` (0: the shortest).
+#: until a draw fits ``min/maxLength`` (0: open repeats at their minimum).
 _PATTERN_SPREADS = (3, 3, 8, 32, 128, 0, 0)
 _MAX_DEPTH = 12
 _SHALLOW_DEPTH = 5
