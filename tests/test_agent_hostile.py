@@ -193,7 +193,7 @@ KEPT = {
     "unknown_tool": None,
     "unicode_name": None,
     "null_arguments": None,
-    "surrogate_arguments": ["?: sunny"],
+    "surrogate_arguments": ["\ufffd: sunny"],
     "deep_arguments": None,
 }
 
@@ -234,7 +234,7 @@ EMPTY = {"null_content", "empty_calls"}
         ("exits_async", "error: tool 'exits_async' ended with SystemExit: 4"),
         ("interrupts", "error: tool 'interrupts' ended with KeyboardInterrupt"),
         ("base", "error: tool 'base' ended with BaseException: odd"),
-        ("surrogate", "half ? a pair"),
+        ("surrogate", "half \ufffd a pair"),
     ],
 )
 def test_tools_that_escape_exception_fail_the_call_not_the_run(
@@ -339,7 +339,7 @@ def _encodes(value: Any) -> bool:
 )
 def test_reply_json_is_cleaned_to_valid_utf8(value: Any) -> None:
     """Every string of a parsed reply, keys included, encodes as UTF-8 after cleaning (a
-    lone surrogate becomes ``?``); a reply that already did is left equal."""
+    lone surrogate becomes U+FFFD); a reply that already did is left equal."""
     wire = json.dumps(value)  # ASCII: lone surrogates travel as "\\udXXX" escapes
     cleaned = utf8_clean(json.loads(wire))
     assert _encodes(cleaned)
@@ -420,7 +420,7 @@ def test_a_structured_answer_escaping_a_lone_surrogate_is_stored(
     server: Any, tmp_path: Path
 ) -> None:
     """A JSON answer whose string escapes a lone surrogate (valid JSON, not valid UTF-8 once
-    decoded) is stored with ``?`` in its place instead of crashing the run at write time."""
+    decoded) is stored with U+FFFD in its place instead of crashing the run at write time."""
     server.mode = "surrogate_json"
     url = server.url
     schema = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}
@@ -435,7 +435,7 @@ def test_a_structured_answer_escaping_a_lone_surrogate_is_stored(
     config = tmp_path / "structured.yaml"
     config.write_text(json.dumps(doc))
     result = gl.preview(config, 2)
-    assert result.table.to_pylist() == [{"t": {"a": "x?y"}}] * 2
+    assert result.table.to_pylist() == [{"t": {"a": "x\ufffdy"}}] * 2
 
 
 async def test_tool_values_are_written_as_json_off_the_event_loop() -> None:

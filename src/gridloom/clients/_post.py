@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -257,16 +258,21 @@ def not_json(status: int, content: bytes) -> str:
     return where
 
 
+#: A UTF-16 surrogate on its own (JSON decodes a valid pair to one character).
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def utf8_clean(value: Any) -> Any:
     """``value`` (parsed JSON) with every string UTF-8 can encode: a lone surrogate a reply
-    escapes (``"\\ud800"``) becomes ``?``, so it can never reach storage, where it could not
-    be written. Walks iteratively (parsed JSON may be as deep as the parser allows)."""
+    escapes (``"\\ud800"``) becomes U+FFFD, the replacement character, so it can never reach
+    storage, where it could not be written, and the damage stays visible (``?`` passed for
+    text). Walks iteratively (parsed JSON may be as deep as the parser allows)."""
 
     def fixed(text: str) -> str:
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:
-            return text.encode("utf-8", "replace").decode("utf-8")
+            return _LONE_SURROGATE.sub("\ufffd", text)
         return text
 
     if isinstance(value, str):

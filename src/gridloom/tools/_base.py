@@ -15,6 +15,7 @@ from typing import Any
 
 import trio
 
+from ..clients._post import utf8_clean
 from ..clients._types import ToolCall, ToolSpec
 from ..config._schema_refs import local_validator, ref_problem, unresolved
 
@@ -213,14 +214,10 @@ def argument_validator(spec: ToolSpec) -> Any:
 
 def clip(text: str) -> str:
     """``text`` cut to :data:`MAX_TOOL_RESULT_CHARS`, saying so, and made text UTF-8 can
-    encode (a lone surrogate becomes ``?``: it could be neither sent nor stored)."""
+    encode (a lone surrogate becomes U+FFFD: it could be neither sent nor stored)."""
     if len(text) > MAX_TOOL_RESULT_CHARS:
         text = text[:MAX_TOOL_RESULT_CHARS] + f"\n[cut: {len(text)} characters in all]"
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = text.encode("utf-8", "replace").decode("utf-8")
-    return text
+    return str(utf8_clean(text))
 
 
 def _said(exc: BaseException) -> str:
