@@ -7,7 +7,8 @@ import json
 from typing import Any
 
 import httpx
-from hypothesis import given, settings
+import pytest
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from gridloom.clients import (
@@ -154,3 +155,32 @@ async def test_a_tool_input_sent_as_json_text_is_read_as_its_object(value: Any) 
         _, expected = await exchange(ask(schema), message(direct))
         _, got = await exchange(ask(schema), message(as_text))
         assert json.loads(got) == json.loads(expected)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    first=st.dictionaries(st.sampled_from(["facts", "x"]), st.integers(), min_size=1),
+    second=st.dictionaries(st.sampled_from(["facts", "x"]), st.integers(), min_size=1),
+)
+@example(first={"facts": 1}, second={"facts": 1})
+@example(first={"facts": 0, "x": 0}, second={"x": 0, "facts": 0})  # key order is no difference
+@example(first={"facts": 1}, second={"facts": True})
+async def test_two_answers_to_the_forced_tool_agree_or_the_reply_is_malformed(
+    first: dict[str, Any], second: dict[str, Any]
+) -> None:
+    """A reply with two ``tool_use`` blocks for the forced tool: the same input twice is that
+    answer; two different inputs are a malformed, retryable reply (was: the last one kept)."""
+    from gridloom.errors import MalformedResponse, is_retryable
+
+    blocks = [
+        {"type": "tool_use", "id": f"toolu_{i}", "name": "facts", "input": value}
+        for i, value in enumerate((first, second))
+    ]
+    if json.dumps(first, sort_keys=True) == json.dumps(second, sort_keys=True):  # 1 is not true
+        _, text = await exchange(ask(FACTS), message(*blocks))
+        assert json.loads(text) == first
+        return
+    with pytest.raises(MalformedResponse) as info:
+        await exchange(ask(FACTS), message(*blocks))
+    assert "two different answers to the forced tool" in str(info.value)
+    assert is_retryable(info.value)

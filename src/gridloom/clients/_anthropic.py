@@ -135,6 +135,11 @@ def _tool_answer(value: Any, wrapped: bool) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def _canonical(answer: str) -> str:
+    """A forced tool's answer (JSON text) with its keys sorted, to compare two of them."""
+    return json.dumps(json.loads(answer), sort_keys=True)
+
+
 def _schema_instruction(response_format: ResponseFormat) -> str:
     """The system-prompt fallback: the schema as a fenced JSON block."""
     text = json.dumps(dict(response_format.schema), indent=2, ensure_ascii=False)
@@ -282,7 +287,11 @@ class AnthropicClient(AdapterBase):
             elif kind == "thinking" and isinstance(block.get("thinking"), str):
                 thoughts.append(block["thinking"])
             elif kind == "tool_use" and forced is not None and block.get("name") == forced[0]:
-                answer = _tool_answer(block.get("input"), forced[1])
+                given = _tool_answer(block.get("input"), forced[1])
+                if answer is not None and _canonical(given) != _canonical(answer):
+                    # the same answer twice is that answer; which of two would be a guess
+                    raise self._malformed(model, "two different answers to the forced tool")
+                answer = given
             elif kind == "tool_use":
                 uses.append((index, block))
         stop_reason = optional_str(data.get("stop_reason"))
