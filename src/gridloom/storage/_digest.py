@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+# pyarrow.parquet is imported in the functions that use it: a preview, which reads and writes
+# no parquet, does not pay for it (~7 ms) before its first model request.
 __all__ = [
     "DECODE_ERRORS",
     "DIGEST_KEYS",
@@ -132,6 +133,8 @@ def decode_problem(payload: bytes | pa.Buffer, name: str, rows: int | None = Non
     """Why ``payload``, the content of the parquet file ``name``, is damaged (it does not
     decode in full, every page read and decompressed, or holds other than ``rows`` rows when
     given), or ``None``."""
+    import pyarrow.parquet as pq
+
     try:
         table = pq.read_table(pa.BufferReader(payload))
     except DECODE_ERRORS as exc:

@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from gridloom.errors import OutputExistsError, StorageError
 
@@ -45,6 +44,8 @@ from ._convert import is_json_text
 if TYPE_CHECKING:
     from ._result import RunResult
 
+# pyarrow.parquet is imported in the functions that use it: a preview, which reads and writes
+# no parquet, does not pay for it (~7 ms) before its first model request.
 __all__ = [
     "EXPORT_FORMATS",
     "ExportInfo",
@@ -196,6 +197,8 @@ def _write_csv(schema: pa.Schema, tables: Iterable[pa.Table], f: BinaryIO) -> in
 
 
 def _write_parquet(schema: pa.Schema, tables: Iterable[pa.Table], f: BinaryIO) -> int:
+    import pyarrow.parquet as pq
+
     rows = 0
     with pq.ParquetWriter(f, schema, use_compliant_nested_type=False) as writer:
         for table in tables:

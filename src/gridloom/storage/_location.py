@@ -27,12 +27,10 @@ import secrets
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, NoReturn
+from typing import TYPE_CHECKING, BinaryIO, NoReturn
 
 import attrs
 import pyarrow as pa
-import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 
 from gridloom.errors import StorageError
 
@@ -41,6 +39,11 @@ from ._atomic import TEMP_PREFIX, atomic_write, fsync_dir
 from ._digest import file_digest, stream_digest
 from ._parts import declared_table, read_parquet
 
+if TYPE_CHECKING:
+    import pyarrow.fs as pafs
+
+# pyarrow.parquet and pyarrow.fs are imported in the functions that use them: a preview, which
+# reads and writes no files, does not pay for them (~7 ms) before its first model request.
 __all__ = ["Location", "is_remote_uri", "local_path", "location_of"]
 
 #: Filesystems (pyarrow ``type_name``) whose rename replaces a file atomically.
@@ -220,6 +223,8 @@ class Location:
 
     def exists(self, rel: str) -> bool:
         """Whether ``rel`` exists (a file or a directory)."""
+        import pyarrow.fs as pafs
+
         try:
             if self.local is not None:
                 return (self.local / rel).exists()
@@ -284,6 +289,8 @@ class Location:
         """The size in bytes of the file ``rel`` (a stat, or the object store's listing
         information: nothing is downloaded); ``None`` when a filesystem does not tell it
         (an fsspec backend whose listing has no sizes); errors as for :meth:`read_file`."""
+        import pyarrow.fs as pafs
+
         if self.local is not None:
             return (self.local / rel).stat().st_size
         try:
@@ -341,6 +348,8 @@ class Location:
         """The files directly in the directory ``rel_dir`` (``{}`` when it is missing): name
         to size in bytes, from one listing (an object store's listing carries the sizes;
         ``None`` where a filesystem's listing does not)."""
+        import pyarrow.fs as pafs
+
         try:
             if self.local is not None:
                 folder = self.local / rel_dir
@@ -364,6 +373,8 @@ class Location:
         Raises:
             StorageError: the file cannot be read or has another schema.
         """
+        import pyarrow.parquet as pq
+
         if self.local is not None:
             return read_parquet(self.local / rel, schema)
         try:
@@ -394,6 +405,8 @@ def _reason(exc: BaseException, hidden: tuple[str, ...]) -> str:
 
 
 def _local(path: Path) -> Location:
+    import pyarrow.fs as pafs
+
     root = path.absolute().as_posix()
     try:
         root.encode("utf-8")
@@ -450,6 +463,8 @@ def _display(parts: urllib.parse.SplitResult) -> str:
 def _fsspec(
     uri: str, scheme: str, display: str, hidden: tuple[str, ...]
 ) -> tuple[pafs.FileSystem, str]:
+    import pyarrow.fs as pafs
+
     try:
         import fsspec  # type: ignore[import-untyped]
     except ImportError:
@@ -475,6 +490,8 @@ def location_of(uri: str | os.PathLike[str]) -> Location:
             path is not UTF-8 text (a name with bytes ``os.fsdecode`` keeps as surrogates):
             pyarrow, which reads a run's files, takes UTF-8 paths only.
     """
+    import pyarrow.fs as pafs
+
     if not isinstance(uri, str):
         return _local(Path(uri))
     scheme = _scheme(uri)

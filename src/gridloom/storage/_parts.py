@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from gridloom.errors import StorageError
 
@@ -47,6 +46,8 @@ if TYPE_CHECKING:
     from ._location import Location
     from ._protocol import RowGroupStore
 
+# pyarrow.parquet is imported in the functions that use it: a preview, which reads and writes
+# no parquet, does not pay for it (~7 ms) before its first model request.
 __all__ = [
     "DamagedFile",
     "PartReader",
@@ -122,6 +123,8 @@ def read_parquet(path: Path, schema: pa.Schema) -> pa.Table:
     Raises:
         StorageError: the file cannot be read or has another schema.
     """
+    import pyarrow.parquet as pq
+
     try:
         table = pq.read_table(path)
     except (OSError, ValueError, pa.ArrowException) as exc:
@@ -189,6 +192,8 @@ def _held_rows(location: Location, rel: str) -> int | None:
     """The rows the footer of the part ``rel`` says it holds (only its tail is read, within
     pyarrow's limits on a footer), or ``None`` when it does not read: a part of another size
     holding other rows was replaced by another writer, which the error then says."""
+    import pyarrow.parquet as pq
+
     path, filesystem = location.source(rel)
     try:
         return int(pq.read_metadata(path, filesystem=filesystem).num_rows)
@@ -228,6 +233,8 @@ def read_part(
         StorageError: the part cannot be read, is not what was committed (the message names
             it and says how to repair it), does not decode, or has another schema.
     """
+    import pyarrow.parquet as pq
+
     where = location.where(rel)
     try:
         on_disk = location.size(rel)

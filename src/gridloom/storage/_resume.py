@@ -46,7 +46,6 @@ from typing import Any
 
 import attrs
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from gridloom.errors import StorageError
 
@@ -68,6 +67,8 @@ from ._metadata import (
     whole,
 )
 
+# pyarrow.parquet is imported in the functions that use it: a preview, which reads and writes
+# no parquet, does not pay for it (~7 ms) before its first model request.
 __all__ = [
     "RecordedRun",
     "ResumeState",
@@ -118,6 +119,8 @@ def _listed(out: Path, raw_groups: Any) -> dict[int, RowGroupEntry]:
 
 def _adopt(path: Path, index: int, schema: pa.Schema, key: str) -> RowGroupEntry:
     """Entry of a data file committed but not yet listed in ``metadata.json``."""
+    import pyarrow.parquet as pq
+
     advice = "; remove it if it is not needed, or start again with --overwrite"
     try:
         footer = pq.read_metadata(path)
@@ -156,6 +159,8 @@ def _sized(path: Path, name: str, recorded: int | None) -> int | str:
 def _held_rows(path: Path) -> int | None:
     """The rows the footer of the parquet file ``path`` says it holds (only its tail is read),
     or ``None`` when it does not read."""
+    import pyarrow.parquet as pq
+
     try:
         return int(pq.read_metadata(path).num_rows)
     except (OSError, ValueError, pa.ArrowException):
@@ -169,6 +174,8 @@ def checked_entry(entry: RowGroupEntry, out: Path, schema: pa.Schema) -> RowGrou
     anything is read), the footers must match the entry, and each file's content its
     recorded digest (or, without one, decode). A data part of another size whose footer
     holds other rows is said to hold them (another writer replaced it)."""
+    import pyarrow.parquet as pq
+
     path = out / RowGroupEntry.data_file(entry.index)
     drops = out / RowGroupEntry.dropped_file(entry.index)
     drops_name = f"dropped/{drops.name}"
