@@ -302,7 +302,8 @@ def _first_request_modules(*preload: str) -> tuple[list[str], dict[str, object]]
     )
     assert done.returncode == 0, done.stderr
     *doc, last = done.stdout.strip().splitlines()
-    (loaded,) = json.loads(last.replace("'", '"'))  # exactly one request was caught first
+    # One list: the wrapped post saw the first request (none seen fails here, not silently).
+    (loaded,) = json.loads(last.replace("'", '"'))
     return loaded, json.loads("\n".join(doc))
 
 
@@ -312,8 +313,23 @@ def test_a_preview_sends_its_first_request_before_loading_arrow_s_file_formats()
     and the trace writer import them where they use them), and prints the same rows and
     schema as a process that had them loaded from the start."""
     loaded, doc = _first_request_modules()
-    assert "pyarrow.lib" in loaded  # the probe saw the run's Arrow: it is not vacuous
     assert [m for m in FILE_FORMATS if m in loaded] == []
     _, eager = _first_request_modules(*FILE_FORMATS)
     assert doc["num_rows"] == 5
+    assert (doc["rows"], doc["schema"]) == (eager["rows"], eager["schema"])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 21 item 4, not done yet: compiling the pipeline builds Arrow types "
+    "(generator outputs, the output schema) and ~30 modules import pyarrow at module level; "
+    "see bench/arrow_first_use.py",
+)
+def test_a_preview_sends_its_first_request_before_importing_arrow() -> None:
+    """The goal of the lazy-Arrow work: the quickstart's preview sends its first model request
+    before pyarrow is imported (the warm-up helper imports it while the run waits on the
+    models), and prints the same rows as a process that imported pyarrow first."""
+    loaded, doc = _first_request_modules()
+    assert loaded == []
+    _, eager = _first_request_modules("pyarrow")
     assert (doc["rows"], doc["schema"]) == (eager["rows"], eager["schema"])
