@@ -64,7 +64,8 @@ def compile_source(cfg: PipelineConfig, base: Path | None) -> ExecutionGraph:
     """
     try:
         graph = compile_pipeline(cfg, base_dir=base)
-        compile_processors(cfg, graph.schema)  # checked here; the run compiles them again
+        if cfg.processors:  # checked here; the run compiles them again
+            compile_processors(cfg, graph.schema)
         return graph
     except ConfigError as exc:
         kinds = {column.name: column.kind for column in cfg.columns}

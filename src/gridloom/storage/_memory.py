@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -26,11 +26,13 @@ class MemoryStore(TallyView):
     (no worker thread): ``write`` is deterministic under virtual clocks.
 
     Args:
-        schema: declared schema of the data tables.
+        schema: declared schema of the data tables, or a function returning it (called when
+            it is first needed: a preview builds it, and imports pyarrow, only once its first
+            model request is out).
     """
 
-    def __init__(self, schema: pa.Schema) -> None:
-        self._schema = schema
+    def __init__(self, schema: pa.Schema | Callable[[], pa.Schema]) -> None:
+        self._schema_of = schema
         self._tally = Tally()
         self._tables: dict[int, pa.Table] = {}
         self._dropped: dict[int, pa.Table] = {}
@@ -40,7 +42,9 @@ class MemoryStore(TallyView):
     @property
     def schema(self) -> pa.Schema:
         """Declared schema of the data tables."""
-        return self._schema
+        if callable(self._schema_of):
+            self._schema_of = self._schema_of()
+        return self._schema_of
 
     @property
     def status(self) -> str:
@@ -65,7 +69,7 @@ class MemoryStore(TallyView):
         index = data.index
         if index in self._tables:
             raise StorageError(f"row group {index} is already written")
-        table = data_table(data, self._schema)
+        table = data_table(data, self.schema)
         if data.drops:
             self._dropped[index] = dropped_table(data.drops)
         self._tables[index] = table
@@ -84,7 +88,7 @@ class MemoryStore(TallyView):
     def read_table(self) -> pa.Table:
         """All kept rows, in row group order, with the declared schema."""
         if not self._tables:
-            return self._schema.empty_table()
+            return self.schema.empty_table()
         return pa.concat_tables([self._tables[i] for i in sorted(self._tables)])
 
     def read_dropped(self) -> pa.Table:
