@@ -319,16 +319,11 @@ def test_a_preview_sends_its_first_request_before_loading_arrow_s_file_formats()
     assert (doc["rows"], doc["schema"]) == (eager["rows"], eager["schema"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 21 item 4, not done yet: compiling the pipeline builds Arrow types "
-    "(generator outputs, the output schema) and ~30 modules import pyarrow at module level; "
-    "see bench/arrow_first_use.py",
-)
 def test_a_preview_sends_its_first_request_before_importing_arrow() -> None:
-    """The goal of the lazy-Arrow work: the quickstart's preview sends its first model request
-    before pyarrow is imported (the warm-up helper imports it while the run waits on the
-    models), and prints the same rows as a process that imported pyarrow first."""
+    """The quickstart's preview sends its first model request before pyarrow is imported
+    (compiling the pipeline builds no Arrow type; the warm-up helper imports pyarrow while
+    the run waits on the models), and prints the same rows and schema as a process that
+    imported pyarrow first."""
     loaded, doc = _first_request_modules()
     assert loaded == []
     _, eager = _first_request_modules("pyarrow")

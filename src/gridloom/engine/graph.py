@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 import jinja2
-import pyarrow as pa
 
 from .._attrs import frozen
 from ..config import ColumnConfig, Constraint, LLMColumn, PipelineConfig
@@ -36,6 +35,8 @@ from ._skip import FIELD as SKIP_FIELD
 from ._skip import SkipCondition, skip_source, skip_variables
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from ..generators.seed import SeedDatasetGenerator
 
 __all__ = ["ExecutionGraph", "Node", "compile_pipeline"]

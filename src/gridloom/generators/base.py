@@ -38,12 +38,13 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeAlias, TypeVar
 
 import attrs
-import pyarrow as pa
 
 from .._attrs import define, frozen
 from ..errors import GenerationError
 
 if TYPE_CHECKING:  # the clients and tools sit below the generators; imported for types only
+    import pyarrow as pa
+
     from ..clients import ModelHandle
     from ..tools import Toolbox
 

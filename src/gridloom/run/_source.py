@@ -8,10 +8,9 @@ import os
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import pyarrow as pa
 import trio
 
 from ..config import PipelineConfig, load_config_with_base
@@ -22,6 +21,9 @@ from ..generators._code_fingerprint import code_fingerprint
 from ..storage import CodeFingerprint
 from ._plan import check_num_records
 from ._processors import compile_processors
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = [
     "ConfigSource",

@@ -61,10 +61,9 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 import attrs
-import pyarrow as pa
 import trio
 
 from gridloom.errors import StorageError
@@ -89,6 +88,9 @@ from ._types import RowGroupData
 
 # pyarrow.parquet is imported in the functions that use it: a preview, which reads and writes
 # no parquet, does not pay for it (~7 ms) before its first model request.
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 __all__ = [
     "ROW_GROUP_KEY",
     "ParquetStore",

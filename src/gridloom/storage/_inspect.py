@@ -15,8 +15,6 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-
 from gridloom.errors import StorageError
 
 from .._attrs import frozen
@@ -28,6 +26,7 @@ from ._metadata import RowGroupEntry, check_document, load_json
 from ._parts import Verification, verify_groups
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
 # pyarrow.parquet is imported in the functions that use it: a preview, which reads and writes
@@ -216,6 +215,7 @@ def inspect_run(
         StorageError: ``out`` holds no run, or its ``metadata.json`` cannot be read; with
             ``verify``, a remote filesystem cannot be read.
     """
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     location = location_of(out)

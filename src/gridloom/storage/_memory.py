@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from gridloom.errors import StorageError
 
-from ._convert import DROPPED_SCHEMA, data_table, dropped_table
+from ._convert import data_table, dropped_schema, dropped_table
 from ._metadata import RowGroupEntry, Tally, TallyView
 from ._protocol import check_finish_args
 from ._types import RowGroupData
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["MemoryStore"]
 
@@ -87,12 +88,16 @@ class MemoryStore(TallyView):
 
     def read_table(self) -> pa.Table:
         """All kept rows, in row group order, with the declared schema."""
+        import pyarrow as pa
+
         if not self._tables:
             return self.schema.empty_table()
         return pa.concat_tables([self._tables[i] for i in sorted(self._tables)])
 
     def read_dropped(self) -> pa.Table:
         """All drop records, in row group order."""
+        import pyarrow as pa
+
         if not self._dropped:
-            return DROPPED_SCHEMA.empty_table()
+            return dropped_schema().empty_table()
         return pa.concat_tables([self._dropped[i] for i in sorted(self._dropped)])

@@ -26,15 +26,13 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-import pyarrow as pa
-
 from gridloom.errors import StorageError
 
 from .._attrs import frozen
-from ._convert import DROPPED_SCHEMA
+from ._convert import dropped_schema
 from ._digest import (
-    DECODE_ERRORS,
     PART_LIMIT,
+    decode_errors,
     decode_problem,
     digest_of,
     mismatch,
@@ -43,6 +41,8 @@ from ._digest import (
 from ._metadata import RowGroupEntry, TallyView
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from ._location import Location
     from ._protocol import RowGroupStore
 
@@ -123,6 +123,7 @@ def read_parquet(path: Path, schema: pa.Schema) -> pa.Table:
     Raises:
         StorageError: the file cannot be read or has another schema.
     """
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
@@ -139,6 +140,8 @@ def declared_table(table: pa.Table, schema: pa.Schema, where: str) -> pa.Table:
     Raises:
         StorageError: the table has another schema.
     """
+    import pyarrow as pa
+
     if not table.schema.equals(schema):
         raise StorageError(
             f"{where} does not have the declared schema:\n{table.schema}\nexpected:\n{schema}"
@@ -197,7 +200,7 @@ def _held_rows(location: Location, rel: str) -> int | None:
     path, filesystem = location.source(rel)
     try:
         return int(pq.read_metadata(path, filesystem=filesystem).num_rows)
-    except DECODE_ERRORS:
+    except decode_errors():
         return None
 
 
@@ -233,6 +236,7 @@ def read_part(
         StorageError: the part cannot be read, is not what was committed (the message names
             it and says how to repair it), does not decode, or has another schema.
     """
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     where = location.where(rel)
@@ -255,14 +259,14 @@ def read_part(
     if sha256 is not None and (actual := digest_of(payload)) != sha256:
         try:
             held = pq.read_metadata(pa.BufferReader(payload)).num_rows
-        except DECODE_ERRORS:
+        except decode_errors():
             held = rows
         if held != rows:
             raise _replaced(where, held, rows)
         raise _damaged(location, mismatch(where, actual, sha256))
     try:
         table = pq.read_table(pa.BufferReader(payload))
-    except DECODE_ERRORS as exc:
+    except decode_errors() as exc:
         raise StorageError(f"cannot read {where}: {exc}") from exc
     return declared_table(table, schema, where)
 
@@ -341,6 +345,8 @@ class PartReader(TallyView):
     def read_table(self) -> pa.Table:
         """All kept rows, in row group order, with exactly the declared schema (see
         :meth:`iter_tables`)."""
+        import pyarrow as pa
+
         tables = list(self.iter_tables())
         return pa.concat_tables(tables) if tables else self._schema.empty_table()
 
@@ -350,12 +356,14 @@ class PartReader(TallyView):
         Raises:
             StorageError: a dropped-records part is missing, damaged or unreadable.
         """
+        import pyarrow as pa
+
         location = self._parts_location()
         tables = [
             read_part(
                 location,
                 RowGroupEntry.dropped_file(i),
-                DROPPED_SCHEMA,
+                dropped_schema(),
                 e.dropped_sha256,
                 e.dropped,
                 e.dropped_size,
@@ -363,7 +371,7 @@ class PartReader(TallyView):
             for i, e in sorted(self._tally.groups.items())
             if e.has_drops
         ]
-        return pa.concat_tables(tables) if tables else DROPPED_SCHEMA.empty_table()
+        return pa.concat_tables(tables) if tables else dropped_schema().empty_table()
 
     def verify(self) -> Verification:
         """Check every committed file (:func:`verify_groups`)."""
