@@ -484,8 +484,7 @@ class Run:
         traced = cfg.run.trace or os.environ.get("GRIDLOOM_TRACE", "") not in ("", "0")
         tracer = TaskTracer(origin=trio.current_time()) if traced else None
         columns_health = GeneratorHealth.from_run_config(cfg.run)
-        # Processors reshape each row group on its way from the scheduler to the store.
-        # (graph.schema is built on first use: without processors, at the first row group's end)
+        # Processors reshape each row group on the way to the store (no schema read without).
         chain = compile_processors(cfg, graph.schema) if cfg.processors else None
         tools = await services.tools(graph)
         scheduler = Scheduler(
