@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from gridloom.errors import ConfigError, ValueTypeError
 from gridloom.generators import arrow_type, coerce, infer_arrow_type, normalize_values
-from gridloom.generators._dtypes import DTYPES, json_text
+from gridloom.generators._dtypes import DTYPES, json_text, normalize_dtype
 
 JSON_SCALARS = (
     st.none()
@@ -280,3 +280,24 @@ def test_values_that_cannot_be_stored_are_refused(value: Any, dtype: str) -> Non
     numbers out of the stored type's range are a ValueTypeError naming the column."""
     with pytest.raises(ValueTypeError, match="column 'c'"):
         coerce(value, dtype, column="c")
+
+
+#: What a category's values may be (config-checked: integers within 64 bits, finite floats).
+CATEGORY_VALUES = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text()
+)
+
+
+@given(st.lists(CATEGORY_VALUES, max_size=8))
+def test_a_dtype_inferred_without_arrow_gives_the_same_type_and_values(values: list[Any]) -> None:
+    """normalize_dtype (what a category column compiles with, no pyarrow needed) names the
+    dtype whose Arrow type infer_arrow_type gives, converts the values as normalize_values
+    does, and Arrow stores the converted values as they are."""
+    kind, converted = normalize_dtype(values)
+    assert arrow_type(kind) == infer_arrow_type(values)
+    assert normalize_values(values) == (arrow_type(kind), converted)
+    assert pa.array(list(converted), type=arrow_type(kind)).to_pylist() == list(converted)

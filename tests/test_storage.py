@@ -28,7 +28,7 @@ from gridloom.storage import (
     RowGroupStore,
     _checkpoint,
 )
-from gridloom.storage._convert import DROPPED_SCHEMA
+from gridloom.storage._convert import dropped_schema
 
 from .crashes import as_a_new_process, opened
 
@@ -156,7 +156,7 @@ async def test_dropped_records_are_written_per_row_group(tmp_path: Path) -> None
         "part-00002.parquet",
     ]
     dropped = store.read_dropped()
-    assert dropped.schema.equals(DROPPED_SCHEMA)
+    assert dropped.schema.equals(dropped_schema())
     assert dropped.column("row_id").to_pylist() == [1, 8, 9]
     assert dropped.column("column").to_pylist() == ["score"] * 3
     assert dropped.column("message").to_pylist() == ["bad 1", "bad 8", "bad 9"]
@@ -172,7 +172,7 @@ async def test_read_dropped_is_empty_with_schema_when_nothing_dropped(tmp_path: 
     await store.write(group(0))
     dropped = store.read_dropped()
     assert dropped.num_rows == 0
-    assert dropped.schema.equals(DROPPED_SCHEMA)
+    assert dropped.schema.equals(dropped_schema())
 
 
 async def test_empty_store_reads_empty_table(tmp_path: Path) -> None:
@@ -480,7 +480,7 @@ async def test_resume_removes_temp_files_and_orphan_drop_files(tmp_path: Path) -
     await store.write(group(0))
     (out / "dropped").mkdir()
     orphan = out / "dropped" / "part-00001.parquet"
-    pq.write_table(DROPPED_SCHEMA.empty_table(), orphan)
+    pq.write_table(dropped_schema().empty_table(), orphan)
     (out / ".tmp-metadata.json-0000").write_text("{")
     (out / "data" / ".tmp-part-00001.parquet-0000").write_bytes(b"PAR1")
 
@@ -715,7 +715,7 @@ async def test_memory_store_empty() -> None:
     """An empty MemoryStore reads as empty tables with the declared schemas."""
     store = MemoryStore(SCHEMA)
     assert store.read_table().schema.equals(SCHEMA)
-    assert store.read_dropped().schema.equals(DROPPED_SCHEMA)
+    assert store.read_dropped().schema.equals(dropped_schema())
     assert store.read_table().num_rows == 0
 
 

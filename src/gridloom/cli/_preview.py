@@ -1,8 +1,8 @@
 """``gridloom preview``.
 
 Its config is loaded before the event loop starts (errors are reported as before), and
-pyarrow's first conversion is made while the run waits on its models (:mod:`._startup`), so
-the rows are printed soon after the last answer.
+pyarrow is imported, and its first conversion made, while the run waits on its models
+(:mod:`._startup`), so the rows are printed soon after the last answer.
 """
 
 from __future__ import annotations

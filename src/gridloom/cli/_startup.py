@@ -1,9 +1,10 @@
 """What ``gridloom preview`` does to print its rows sooner, and how it shows where its time went.
 
-**Arrow warm-up.** pyarrow imports pandas (when it is installed) the first time it converts
-Python values, which for a preview is when its only row group is stored, after the last
-answer; that import alone can take longer than a model call. :class:`ArrowWarmup` makes that
-first conversion in a helper thread instead, once the event loop has gone idle waiting on the
+**Arrow warm-up.** A preview sends its first model requests before pyarrow is imported
+(compiling a pipeline builds no Arrow type), and pyarrow imports pandas (when it is
+installed) the first time it converts Python values; together these can take longer than a
+model call. :class:`ArrowWarmup` imports pyarrow and makes that first conversion in a helper
+thread instead, once the event loop has gone idle waiting on the
 models. It watches the loop (a trio instrument): each time the loop goes to sleep with nothing
 due for :data:`IDLE_SECONDS` and no worker thread busy, the helper is told, and if the loop is
 still asleep :data:`IDLE_SECONDS` later, the helper converts. Until then it blocks on events,

@@ -75,7 +75,7 @@ def _spread(node: Node, kept: Sequence[int], verdicts: Sequence[object], value: 
     ``i``-th row), in the shape the generator returns. A failed call (``value`` a
     ``RowFailure``) or a result of the wrong shape fails the kept rows only."""
     generator = node.generator
-    outputs = list(generator.outputs)
+    outputs = list(generator.output_names)
     per_column: Mapping[str, Sequence[Any]]
     if isinstance(value, RowFailure):
         per_column = {col: [value] * len(kept) for col in outputs}

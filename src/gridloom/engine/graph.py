@@ -10,14 +10,14 @@ holding its generator, its granularity (cell or batch) and its edges.
 from __future__ import annotations
 
 import difflib
+import functools
 import heapq
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
 import jinja2
-import pyarrow as pa
 
 from .._attrs import frozen
 from ..config import ColumnConfig, Constraint, LLMColumn, PipelineConfig
@@ -35,6 +35,8 @@ from ._skip import FIELD as SKIP_FIELD
 from ._skip import SkipCondition, skip_source, skip_variables
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from ..generators.seed import SeedDatasetGenerator
 
 __all__ = ["ExecutionGraph", "Node", "compile_pipeline"]
@@ -70,6 +72,23 @@ class Node:
     skip: SkipCondition | None = attrs.field(default=None, eq=False, repr=False)
 
 
+class UpstreamTypes(Mapping[str, "pa.DataType"]):
+    """The Arrow type of each output column built so far, read from its generator when asked
+    (a generator's types may be built only then)."""
+
+    def __init__(self, generators: Mapping[str, ColumnGenerator[Any]]):
+        self._generators = generators
+
+    def __getitem__(self, column: str) -> pa.DataType:
+        return self._generators[column].outputs[column]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._generators)
+
+    def __len__(self) -> int:
+        return len(self._generators)
+
+
 @frozen(kw_only=True)
 class ExecutionGraph:
     """Nodes in topological order, plus the output schema.
@@ -81,8 +100,14 @@ class ExecutionGraph:
     """
 
     nodes: tuple[Node, ...]
-    schema: pa.Schema = attrs.field(eq=False)
+    schema_source: pa.Schema | Callable[[], pa.Schema] = attrs.field(eq=False, alias="schema")
     producer: Mapping[str, int]
+
+    @functools.cached_property
+    def schema(self) -> pa.Schema:
+        """The Arrow schema (built on first use when the graph was given a function)."""
+        source = self.schema_source
+        return source() if callable(source) else source
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -403,8 +428,7 @@ def compile_pipeline(config: PipelineConfig, *, base_dir: Path | None = None) ->
     by_name = {column.name: column for column in config.columns}
     producers = {output: names[slot] for output, slot in producer.items()}
     template_limits = TemplateLimits.from_run(config.run)
-    types: dict[str, pa.DataType] = {}
-    metadata: dict[str, Mapping[bytes, bytes]] = {}
+    built: dict[str, ColumnGenerator[Any]] = {}  # output column → its generator
     granularity: dict[str, Granularity] = {}
     supports: dict[str, tuple[Any, Any]] = {}
     ancestors: dict[int, set[str]] = {}
@@ -430,7 +454,7 @@ def compile_pipeline(config: PipelineConfig, *, base_dir: Path | None = None) ->
                     continue
             ctx = BuildContext(
                 columns=by_name,
-                upstream_types=dict(types),
+                upstream_types=UpstreamTypes(dict(built)),
                 upstream_granularity=dict(granularity),
                 base_dir=base_dir,
                 models=models,
@@ -445,14 +469,13 @@ def compile_pipeline(config: PipelineConfig, *, base_dir: Path | None = None) ->
                 problems.append(exc)
                 failed.add(slot)
                 continue
-        if tuple(generator.outputs) != outputs[slot]:
+        if generator.output_names != outputs[slot]:
             raise ConfigError(  # pragma: no cover - a generator bug, not a user error
                 f"generator {type(generator).__name__} declares outputs "
-                f"{list(generator.outputs)}, expected {list(outputs[slot])}",
+                f"{list(generator.output_names)}, expected {list(outputs[slot])}",
                 column=names[slot],
             )
-        types.update(generator.outputs)
-        metadata.update(generator.field_metadata)
+        built.update(dict.fromkeys(generator.output_names, generator))
         if (drawn := stored_support(generator)) is not None:
             supports[names[slot]] = drawn
         for col in outputs[slot]:
@@ -479,14 +502,22 @@ def compile_pipeline(config: PipelineConfig, *, base_dir: Path | None = None) ->
         raise ConfigError.gather(problems)
 
     dropped = {column.name for column in config.columns if column.drop}
-    fields = [
-        pa.field(col, types[col], metadata=metadata.get(col) or None)
-        for slot in range(len(names))
-        for col in outputs[slot]
-        if col not in dropped
-    ]
+    stored = [col for slot in range(len(names)) for col in outputs[slot] if col not in dropped]
+
+    def output_schema() -> pa.Schema:
+        # Built on first use: the generators' Arrow types need pyarrow, which a preview
+        # imports only once its first model request is out.
+        import pyarrow as pa
+
+        def field(col: str) -> pa.Field:
+            generator = built[col]
+            metadata = generator.field_metadata.get(col)
+            return pa.field(col, generator.outputs[col], metadata=metadata or None)
+
+        return pa.schema([field(col) for col in stored])
+
     return ExecutionGraph(
         nodes=tuple(nodes),
-        schema=pa.schema(fields),
+        schema=output_schema,
         producer={col: position[slot] for col, slot in producer.items()},
     )

@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import functools
 import json
 import math
 import numbers
 import re
 import reprlib
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, get_args
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any, get_args
 
 from ..config._columns import DType
 from ..config._validators import text_problem
 from ..errors import ConfigError, ValueTypeError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = [
     "DTYPES",
@@ -37,15 +39,23 @@ __all__ = [
 #: Every dtype a column can declare, in declaration order.
 DTYPES: tuple[str, ...] = get_args(DType)
 
-_ARROW_TYPES: dict[str, pa.DataType] = {
-    "string": pa.string(),
-    "int": pa.int64(),
-    "float": pa.float64(),
-    "bool": pa.bool_(),
-    "datetime": pa.timestamp("us"),
-    "timedelta": pa.duration("us"),
-    "json": pa.string(),
-}
+
+@functools.cache
+def _arrow_types() -> dict[str, pa.DataType]:
+    # Built on first use, not at import: pyarrow is imported once a preview's first model
+    # request is out (gridloom.cli._startup), and compiling a pipeline needs only the names.
+    import pyarrow as pa
+
+    return {
+        "string": pa.string(),
+        "int": pa.int64(),
+        "float": pa.float64(),
+        "bool": pa.bool_(),
+        "datetime": pa.timestamp("us"),
+        "timedelta": pa.duration("us"),
+        "json": pa.string(),
+    }
+
 
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
@@ -78,7 +88,7 @@ def arrow_type(dtype: DType | str, *, column: str | None = None) -> pa.DataType:
         ConfigError: ``dtype`` is not a known dtype (field ``dtype``).
     """
     try:
-        return _ARROW_TYPES[dtype]
+        return _arrow_types()[dtype]
     except (KeyError, TypeError):
         raise ConfigError(
             f"unknown dtype {dtype!r}; expected one of {', '.join(DTYPES)}",
@@ -329,35 +339,44 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def infer_arrow_type(values: Iterable[Any]) -> pa.DataType:
-    """The Arrow type for a list of literal values (category values, for instance).
-
-    ``None`` entries are nulls and do not count. All bools → ``bool``; all ints (bools
-    excluded) within 64 bits → ``int64``; ints and floats → ``float64``; anything else →
-    ``string`` (see :func:`normalize_values` for the matching conversion).
-    """
+def infer_dtype(values: Iterable[Any]) -> DType:
+    """The dtype for a list of literal values (category values, for instance): ``None``
+    entries are nulls and do not count. All bools → ``bool``; all ints (bools excluded) within
+    64 bits → ``int``; ints and floats → ``float``; anything else → ``string`` (see
+    :func:`normalize_values` for the matching conversion)."""
     present = [value for value in values if value is not None]
     if not present:
-        return pa.string()
+        return "string"
     if all(isinstance(value, bool) for value in present):
-        return pa.bool_()
+        return "bool"
     if all(_is_int(value) and _INT64_MIN <= value <= _INT64_MAX for value in present):
-        return pa.int64()
+        return "int"
     if all(_is_int(value) or isinstance(value, float) for value in present):
-        return pa.float64()
-    return pa.string()
+        return "float"
+    return "string"
 
 
-def normalize_values(values: Iterable[Any]) -> tuple[pa.DataType, tuple[Any, ...]]:
-    """:func:`infer_arrow_type` of ``values``, and the values converted to fit it.
+def infer_arrow_type(values: Iterable[Any]) -> pa.DataType:
+    """The Arrow type of :func:`infer_dtype` of ``values``."""
+    return arrow_type(infer_dtype(values))
 
-    Ints become floats in a ``float64`` list; non-strings become ``str(value)`` in a
+
+def normalize_dtype(values: Iterable[Any]) -> tuple[DType, tuple[Any, ...]]:
+    """:func:`infer_dtype` of ``values``, and the values converted to fit it.
+
+    Ints become floats in a ``float`` list; non-strings become ``str(value)`` in a
     ``string`` list; ``None`` stays ``None``.
     """
     items = tuple(values)
-    kind = infer_arrow_type(items)
-    if pa.types.is_floating(kind):
+    kind = infer_dtype(items)
+    if kind == "float":
         return kind, tuple(None if v is None else float(v) for v in items)
-    if pa.types.is_string(kind):
+    if kind == "string":
         return kind, tuple(v if v is None or isinstance(v, str) else str(v) for v in items)
     return kind, items
+
+
+def normalize_values(values: Iterable[Any]) -> tuple[pa.DataType, tuple[Any, ...]]:
+    """:func:`normalize_dtype`, with the dtype as its Arrow type."""
+    kind, items = normalize_dtype(values)
+    return arrow_type(kind), items

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
-import pyarrow as pa
 
 from .._attrs import frozen
 from ..config._columns import ColumnConfig
@@ -17,6 +16,9 @@ from ..config._models import ModelConfig
 from ..errors import ConfigError, GridloomError
 from ._jinja import TemplateLimits
 from .base import ColumnGenerator, Granularity
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["BuildContext", "GeneratorBuilder", "build_generator"]
 

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-
-import pyarrow as pa
+from typing import TYPE_CHECKING
 
 from ..config import LLMColumn, ModelConfig
 from ..config._inference import InferenceDistribution
 from ..config._llm import INFERENCE_PARAMS
 from ..trace import CURRENT_SPAN
 from .base import derive_rng
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["INTEGER_PARAMS", "InferencePlan", "Params", "trace_drawn"]
 
@@ -62,6 +64,8 @@ class InferencePlan:
     def arrow_type(self) -> pa.StructType:
         """The type of the ``<name>__inference`` column: a struct of the drawn parameters
         (``double``, ``int64`` for ``max_tokens``)."""
+        import pyarrow as pa
+
         return pa.struct(
             [
                 pa.field(name, pa.int64() if name in INTEGER_PARAMS else pa.float64())

@@ -32,15 +32,17 @@ schemas — derives nothing: the value is stored as JSON text.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Callable, Mapping
-from typing import Any
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from ..storage._convert import JSON_TEXT_METADATA
 from ._dtypes import short_repr
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = [
     "MAX_REF_DEPTH",
@@ -76,13 +78,22 @@ _OPEN_KEYWORDS = frozenset(
     }
 )
 
-_SCALARS: dict[str, pa.DataType] = {
-    "string": pa.string(),
-    "integer": pa.int64(),
-    "number": pa.float64(),
-    "boolean": pa.bool_(),
-    "null": pa.null(),
-}
+#: The JSON Schema scalar types.
+_SCALAR_NAMES = ("string", "integer", "number", "boolean", "null")
+
+
+@functools.cache
+def _scalars() -> dict[str, pa.DataType]:
+    """The Arrow type of each JSON Schema scalar type (built on first use, not at import)."""
+    import pyarrow as pa
+
+    return {
+        "string": pa.string(),
+        "integer": pa.int64(),
+        "number": pa.float64(),
+        "boolean": pa.bool_(),
+        "null": pa.null(),
+    }
 
 
 class JsonArrowError(ValueError):
@@ -95,7 +106,7 @@ class _Open(Exception):
 
 
 #: A derived type and whether ``null`` is allowed where it is.
-_Typed = tuple[pa.DataType, bool]
+_Typed: TypeAlias = "tuple[pa.DataType, bool]"
 
 
 def _json_kind(value: Any) -> str:
@@ -114,6 +125,8 @@ def _json_kind(value: Any) -> str:
 
 def _merge(types: list[_Typed]) -> _Typed:
     """One type for values that may be any of ``types`` (``null`` makes it nullable)."""
+    import pyarrow as pa
+
     nullable = any(t[1] or pa.types.is_null(t[0]) for t in types)
     present = [t[0] for t in types if not pa.types.is_null(t[0])]
     if not present:
@@ -166,12 +179,12 @@ class _Deriver:
                 return _merge([self.derive(branch, refs) for branch in branches])
         if "const" in schema:
             kind = _json_kind(schema["const"])
-            return _SCALARS[kind], kind == "null"
+            return _scalars()[kind], kind == "null"
         if "enum" in schema:
             values = schema["enum"]
             if not isinstance(values, list) or not values:
                 raise _Open
-            return _merge([(_SCALARS[_json_kind(v)], False) for v in values])
+            return _merge([(_scalars()[_json_kind(v)], False) for v in values])
         raise _Open  # a schema that lets any value in
 
     def _both(self, target: _Typed, rest: Mapping[str, Any], refs: tuple[str, ...]) -> _Typed:
@@ -182,6 +195,8 @@ class _Deriver:
         return target[0], target[1] and other[1]
 
     def _typed(self, schema: Mapping[str, Any], refs: tuple[str, ...]) -> _Typed:
+        import pyarrow as pa
+
         kinds = schema["type"]
         names = [kinds] if isinstance(kinds, str) else kinds
         if not isinstance(names, list) or not names or not all(n in _TYPE_NAMES for n in names):
@@ -196,10 +211,12 @@ class _Deriver:
             return self._array(schema, refs), nullable
         if "object" in present or "array" in present:
             raise _Open
-        merged = _merge([(_SCALARS[n], False) for n in present])
+        merged = _merge([(_scalars()[n], False) for n in present])
         return merged[0], nullable
 
     def _object(self, schema: Mapping[str, Any], refs: tuple[str, ...]) -> pa.DataType:
+        import pyarrow as pa
+
         properties = schema.get("properties")
         if not isinstance(properties, Mapping) or not properties:
             raise _Open
@@ -214,6 +231,8 @@ class _Deriver:
         return pa.struct(fields)
 
     def _array(self, schema: Mapping[str, Any], refs: tuple[str, ...]) -> pa.DataType:
+        import pyarrow as pa
+
         items = schema.get("items")
         if not isinstance(items, Mapping):
             raise _Open  # no items schema, or a tuple
@@ -221,7 +240,7 @@ class _Deriver:
         return pa.list_(pa.field("item", type_, nullable=nullable))
 
 
-_TYPE_NAMES = frozenset({*_SCALARS, "object", "array"})
+_TYPE_NAMES = frozenset({*_SCALAR_NAMES, "object", "array"})
 #: Keywords beside ``$ref`` that do not change the value's shape.
 _ANNOTATIONS = frozenset({"$schema", "$id", "$comment", "description", "title", "examples"})
 
@@ -252,6 +271,8 @@ def to_arrow_value(value: Any, type_: pa.DataType, path: str = "value") -> Any:
     Raises:
         JsonArrowError: the value does not fit; the message names the field ``path``.
     """
+    import pyarrow as pa
+
     if value is None:
         return None
     if pa.types.is_struct(type_):
@@ -280,6 +301,8 @@ def to_arrow_value(value: Any, type_: pa.DataType, path: str = "value") -> Any:
 
 
 def _scalar(value: Any, type_: pa.DataType, path: str) -> Any:
+    import pyarrow as pa
+
     if pa.types.is_string(type_):
         if isinstance(value, str):
             return value
@@ -305,13 +328,15 @@ def _scalar(value: Any, type_: pa.DataType, path: str) -> Any:
 
 #: How a structured column is stored: its Arrow type, the encoder from the parsed value to
 #: the stored one, and the field's metadata.
-Storage = tuple[pa.DataType, Callable[[Any], Any], Mapping[bytes, bytes]]
+Storage: TypeAlias = "tuple[pa.DataType, Callable[[Any], Any], Mapping[bytes, bytes]]"
 
 
 def storage_for_schema(schema: Mapping[str, Any] | None, column: str, mark: bool = True) -> Storage:
     """How column ``column``, whose values ``schema`` describes, is stored: natively when a
     type derives from the schema, else as JSON text, marked in the field's metadata unless
     ``mark`` is false."""
+    import pyarrow as pa
+
     type_ = arrow_type_for_schema(schema) if schema is not None else None
     if type_ is None:
         return pa.string(), _json_text, JSON_TEXT_METADATA if mark else {}

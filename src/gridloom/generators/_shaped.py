@@ -23,10 +23,9 @@ from __future__ import annotations
 import datetime as dt
 import operator
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import pyarrow as pa
 from jinja2 import nodes
 
 from .._attrs import frozen
@@ -46,6 +45,9 @@ from ._factory import BuildContext, build_generator
 from ._jinja import template_names
 from .base import BatchContext, ColumnGenerator, RowFailure, derive_seed
 from .sampling import NumericSampler, Sampler
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["INLINE_VARIANTS", "BoundConstraint", "ShapedSampler", "shape_sampler", "stored_support"]
 
@@ -369,6 +371,8 @@ def _check_boolean(
 ) -> None:
     """Refuse a condition whose value is plainly not true/false: arithmetic, text, a literal
     that is not a boolean, or a column that does not hold booleans."""
+    import pyarrow as pa
+
     expression = condition_expression(condition, column=column, field=field)
     problem: str | None = None
     if isinstance(expression, _NOT_BOOLEAN):
@@ -391,6 +395,8 @@ def _check_boolean(
 def _family(kind: pa.DataType) -> str | None:
     """What values of ``kind`` compare with: ``number``, ``timestamp``, ``date``,
     ``duration``; ``None`` when they cannot be ordered by a constraint."""
+    import pyarrow as pa
+
     if pa.types.is_integer(kind) or pa.types.is_floating(kind):
         return "number"
     if pa.types.is_timestamp(kind):
@@ -405,6 +411,8 @@ def _family(kind: pa.DataType) -> str | None:
 def _bind(
     column: ColumnConfig, sampler: Sampler, ctx: BuildContext, index: int, constraint: Constraint
 ) -> BoundConstraint:
+    import pyarrow as pa
+
     prefix = f"constraints[{index}]"
     kind = sampler.outputs[column.name]
     family = _family(kind)

@@ -38,12 +38,13 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeAlias, TypeVar
 
 import attrs
-import pyarrow as pa
 
 from .._attrs import define, frozen
 from ..errors import GenerationError
 
 if TYPE_CHECKING:  # the clients and tools sit below the generators; imported for types only
+    import pyarrow as pa
+
     from ..clients import ModelHandle
     from ..tools import Toolbox
 
@@ -198,6 +199,20 @@ ContextT = TypeVar("ContextT", bound=Context)
 Output: TypeAlias = object
 
 
+@frozen
+class DeferredOutputs:
+    """A generator's outputs whose Arrow types are built only when first read (pyarrow need
+    not be imported to compile a pipeline and send its first model request).
+
+    Attributes:
+        names: the output columns, in order.
+        build: returns each of ``names`` (in that order) with its Arrow type.
+    """
+
+    names: tuple[str, ...]
+    build: Callable[[], Mapping[str, pa.DataType]]
+
+
 class ColumnGenerator(Generic[ContextT]):
     """Base class of every generator. Subclasses set the class variables and implement one of
     :meth:`generate` / :meth:`agenerate`.
@@ -227,15 +242,54 @@ class ColumnGenerator(Generic[ContextT]):
     #: column holding JSON text, ``gridloom.storage._convert.JSON_TEXT_METADATA``).
     field_metadata: Mapping[str, Mapping[bytes, bytes]] = MappingProxyType({})
 
-    def __init__(self, *, name: str, outputs: Mapping[str, pa.DataType]):
-        if not outputs:
+    def __init__(self, *, name: str, outputs: Mapping[str, pa.DataType] | DeferredOutputs):
+        if isinstance(outputs, DeferredOutputs):
+            names: tuple[str, ...] = outputs.names
+            self._outputs: dict[str, pa.DataType] | None = None
+            self._deferred: DeferredOutputs | None = outputs
+        else:
+            names = tuple(outputs)
+            self._outputs, self._deferred = dict(outputs), None
+        if not names:
             raise ValueError("a generator needs at least one output column")
         self.name = name
-        self.outputs: dict[str, pa.DataType] = dict(outputs)
+        self._output_names = names
+
+    @property
+    def outputs(self) -> dict[str, pa.DataType]:
+        """Each output column and its Arrow type (built on first read when deferred)."""
+        if self._outputs is None:
+            assert self._deferred is not None
+            built = dict(self._deferred.build())
+            if tuple(built) != self._output_names:  # pragma: no cover - a generator bug
+                raise ValueError(f"deferred outputs {list(built)} != {list(self._output_names)}")
+            self._outputs, self._deferred = built, None
+        return self._outputs
+
+    @outputs.setter
+    def outputs(self, outputs: Mapping[str, pa.DataType]) -> None:
+        self._outputs, self._deferred = dict(outputs), None
+        self._output_names = tuple(outputs)
 
     @property
     def output_names(self) -> tuple[str, ...]:
-        return tuple(self.outputs)
+        """The output columns, in order (their types are not built for this)."""
+        if self._outputs is not None:
+            return tuple(self._outputs)
+        return self._output_names
+
+    def add_output(self, name: str, type_of: Callable[[], pa.DataType]) -> None:
+        """Add the output column ``name`` of type ``type_of()`` (called when the types are
+        built, at once when they already are)."""
+        if self._deferred is None:
+            self.outputs[name] = type_of()
+            self._output_names = tuple(self.outputs)
+            return
+        build = self._deferred.build
+        self._deferred = DeferredOutputs(
+            (*self._output_names, name), lambda: {**build(), name: type_of()}
+        )
+        self._output_names = self._deferred.names
 
     @property
     def is_async(self) -> bool:
@@ -276,7 +330,7 @@ def normalize_result(
     Raises:
         GenerationError: ``value`` is not of that shape; the message names the column.
     """
-    outputs = generator.outputs
+    outputs = generator.output_names
     name = generator.name
     mapping: Mapping[str, Any]
     if len(outputs) == 1 and name in outputs:

@@ -18,13 +18,13 @@ YAML or XML answers valid against a schema, with correction rounds (the formats:
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import pyarrow as pa
 import trio
 
 from ..clients._types import (
@@ -45,12 +45,44 @@ from ..errors import (
     ValidationFailed,
 )
 from ._corrections import REJECTED, TRUNCATED_REASONS, AnswerCheck, CorrectionLog, TruncationLog
+from ._dtypes import arrow_type
 from ._inference import InferencePlan, Params, trace_drawn
 from ._jinja import CompiledTemplate, TemplateLimits, compile_template
 from ._json_arrow import JsonArrowError, storage_for_schema
 from ._structured_formats import AnswerFormat, Format, validation_correction
 from ._think import split_think
-from .base import CellContext, ColumnGenerator
+from .base import CellContext, ColumnGenerator, DeferredOutputs
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+
+def string_type() -> pa.DataType:
+    """Arrow's string type (imports pyarrow when first called)."""
+    return arrow_type("string")
+
+
+class _FieldMetadata(Mapping[str, Mapping[bytes, bytes]]):
+    """``{column: metadata}`` (empty when the metadata is), the metadata read when first
+    asked for."""
+
+    def __init__(self, column: str, metadata: Callable[[], Mapping[bytes, bytes]]):
+        self._column = column
+        self._metadata = metadata
+
+    def _items(self) -> dict[str, Mapping[bytes, bytes]]:
+        metadata = self._metadata()
+        return {self._column: metadata} if metadata else {}
+
+    def __getitem__(self, column: str) -> Mapping[bytes, bytes]:
+        return self._items()[column]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items())
+
+    def __len__(self) -> int:
+        return len(self._items())
+
 
 __all__ = [
     "FENCE",
@@ -125,7 +157,7 @@ class ModelColumnGenerator(ColumnGenerator[CellContext]):
         self,
         config: LLMColumn,
         model: ModelConfig,
-        value_type: pa.DataType,
+        value_type: pa.DataType | Callable[[], pa.DataType],
         limits: TemplateLimits | None = None,
     ):
         #: The inference parameters the column sends, and those it draws per cell.
@@ -133,12 +165,20 @@ class ModelColumnGenerator(ColumnGenerator[CellContext]):
         #: The cell's drawn parameters go to ``<name>__inference`` (the column or its model
         #: sets a distribution: see ``LLMColumn.output_names``).
         self.records_inference = bool(self.inference.distributions)
-        outputs = {config.name: value_type}
+        # The Arrow types are built when first read, not here: compiling the pipeline and
+        # sending the first request need no pyarrow (see DeferredOutputs).
+        value_of = value_type if callable(value_type) else lambda: value_type
+        types: dict[str, Callable[[], pa.DataType]] = {config.name: value_of}
         if config.with_reasoning:
-            outputs[config.name + REASONING_SUFFIX] = pa.string()
+            types[config.name + REASONING_SUFFIX] = string_type
         if self.records_inference:
-            outputs[config.name + INFERENCE_SUFFIX] = self.inference.arrow_type()
-        super().__init__(name=config.name, outputs=outputs)
+            types[config.name + INFERENCE_SUFFIX] = self.inference.arrow_type
+        super().__init__(
+            name=config.name,
+            outputs=DeferredOutputs(
+                tuple(types), lambda: {name: type_of() for name, type_of in types.items()}
+            ),
+        )
         self.config = config
         self.model_config = model
         #: The cells whose kept answer was cut at ``max_tokens`` (counted per row group).
@@ -423,18 +463,21 @@ class LLMStructuredGenerator(ModelColumnGenerator):
         # Stored natively when the schema pins the value's type down, else as marked JSON
         # text; a subclass keeping a part of the answer gets a plain string column.
         whole = type(self).answer_value is LLMStructuredGenerator.answer_value
-        stored, encode, metadata = storage_for_schema(schema if whole else None, config.name, whole)
-        super().__init__(config, model, stored, limits)
+        # Derived on first use (the types when the schema is built, the encoder at the first
+        # answer): compiling the pipeline and sending the first request need no pyarrow.
+        given = dict(schema) if whole and schema is not None else None
+        storage = functools.cache(lambda: storage_for_schema(given, config.name, whole))
+        super().__init__(config, model, lambda: storage()[0], limits)
         self.schema = dict(schema) if schema is not None else None
         self.max_corrections = max_corrections
         # The format and schema check always runs: its rounds are counted too.
         self.corrections = CorrectionLog(max_corrections)
-        self.encoders = {config.name: encode}
-        self.field_metadata = {config.name: metadata} if metadata else {}
+        self.encoders = {config.name: lambda value: storage()[1](value)}
+        self.field_metadata = _FieldMetadata(config.name, lambda: storage()[2])
         self.format = AnswerFormat(answer_format, schema, xsd)
         self.keep_raw = keep_raw
         if keep_raw:
-            self.outputs = {**self.outputs, config.name + RAW_SUFFIX: pa.string()}
+            self.add_output(config.name + RAW_SUFFIX, string_type)
 
     def answer_value(self, answer: Any) -> Any:
         """The cell's value for a valid answer (parsed JSON): the answer itself, checked

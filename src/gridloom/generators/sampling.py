@@ -10,13 +10,15 @@ from __future__ import annotations
 import datetime as dt
 import random
 from collections.abc import Callable
-from typing import Any, Literal
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..config._columns import ConvertTo
 from ..errors import ConfigError
+from ._dtypes import arrow_type
 from .base import BatchContext, ColumnGenerator, Granularity
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = [
     "UNIT_STEPS",
@@ -34,11 +36,8 @@ UNIT_STEPS: dict[str, dt.timedelta] = {
     "minutes": dt.timedelta(minutes=1),
     "seconds": dt.timedelta(seconds=1),
 }
-_NUMERIC_TYPES: dict[str, pa.DataType] = {
-    "int": pa.int64(),
-    "float": pa.float64(),
-    "string": pa.string(),
-}
+#: What a numeric sampler may store: int64, float64 or string.
+_NUMERIC_TYPES = frozenset({"int", "float", "string"})
 
 
 class Sampler(ColumnGenerator[BatchContext]):
@@ -104,7 +103,7 @@ def numeric_output(
         return str(rounded(value))
 
     convert = {"int": to_int, "float": to_float, "string": to_string}[target]
-    return _NUMERIC_TYPES[target], convert
+    return arrow_type(target), convert
 
 
 class NumericSampler(Sampler):

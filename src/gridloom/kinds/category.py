@@ -13,7 +13,8 @@ from .._attrs import frozen
 from ..config._columns import ColumnConfig
 from ..config._kind import ColumnKind
 from ..config._validators import as_finite, check_scalars, scalars, to_tuple
-from ..generators._dtypes import normalize_values
+from ..generators._dtypes import arrow_type, normalize_dtype
+from ..generators.base import DeferredOutputs
 from ..generators.sampling import Sampler
 
 __all__ = ["KIND", "CategoryColumn", "CategorySampler"]
@@ -57,12 +58,15 @@ class CategoryColumn(ColumnConfig):
 class CategorySampler(Sampler):
     """Draws from a :class:`CategoryColumn`'s values, optionally weighted.
 
-    The output type is inferred from the values (see :func:`infer_arrow_type`).
+    The output type is inferred from the values (see :func:`infer_dtype`).
     """
 
     def __init__(self, config: CategoryColumn):
-        kind, self.values = normalize_values(config.values)
-        super().__init__(name=config.name, outputs={config.name: kind})
+        kind, self.values = normalize_dtype(config.values)
+        name = config.name
+        super().__init__(
+            name=name, outputs=DeferredOutputs((name,), lambda: {name: arrow_type(kind)})
+        )
         self.config = config
         self._cum_weights = (
             list(itertools.accumulate(config.weights)) if config.weights is not None else None

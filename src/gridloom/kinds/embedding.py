@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
-import pyarrow as pa
 import trio
 
 from .._attrs import frozen
@@ -18,6 +17,9 @@ from ..generators._factory import BuildContext
 from ..generators._jinja import TemplateLimits
 from ..generators.base import CellContext, ColumnGenerator
 from ..generators.llm import compile_field, render
+
+if TYPE_CHECKING:
+    pass
 
 __all__ = ["KIND", "EmbeddingColumn", "EmbeddingGenerator"]
 
@@ -57,6 +59,8 @@ class EmbeddingGenerator(ColumnGenerator[CellContext]):
     def __init__(
         self, config: EmbeddingColumn, model: ModelConfig, *, limits: TemplateLimits | None = None
     ):
+        import pyarrow as pa
+
         super().__init__(name=config.name, outputs={config.name: pa.list_(pa.float32())})
         self.config = config
         self.model_config = model

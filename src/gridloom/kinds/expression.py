@@ -11,7 +11,7 @@ from .._attrs import frozen
 from ..config._columns import ColumnConfig, DType
 from ..config._kind import ColumnKind
 from ..errors import GenerationError, TemplateError, TemplateLimitExceeded, UnknownReferenceError
-from ..generators._dtypes import arrow_type, coerce, json_text
+from ..generators._dtypes import DTYPES, arrow_type, coerce, json_text
 from ..generators._factory import BuildContext
 from ..generators._jinja import TemplateLimits, compile_template, template_variables
 from ..generators.base import (
@@ -19,6 +19,7 @@ from ..generators.base import (
     CellContext,
     ColumnGenerator,
     Context,
+    DeferredOutputs,
     Granularity,
     RowFailure,
 )
@@ -77,8 +78,12 @@ class ExpressionGenerator(ColumnGenerator[Context]):
         granularity: Granularity = "cell",
         limits: TemplateLimits | None = None,
     ):
-        super().__init__(
-            name=config.name, outputs={config.name: arrow_type(config.dtype, column=config.name)}
+        name, dtype = config.name, config.dtype
+        if dtype not in DTYPES:
+            arrow_type(dtype, column=name)  # raises the ConfigError naming it
+        super().__init__(  # the Arrow type built when first read: see DeferredOutputs
+            name=name,
+            outputs=DeferredOutputs((name,), lambda: {name: arrow_type(dtype, column=name)}),
         )
         self.config = config
         self.granularity = granularity

@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import attrs
-import pyarrow as pa
 
 from .._attrs import frozen
 from ..config._kind import ColumnKind
@@ -15,7 +14,7 @@ from ..config._models import ModelConfig
 from ..generators._factory import BuildContext
 from ..generators._jinja import TemplateLimits
 from ..generators.base import CellContext
-from ..generators.llm import FENCE, ModelColumnGenerator
+from ..generators.llm import FENCE, ModelColumnGenerator, string_type
 
 __all__ = ["KIND", "LLMCodeColumn", "LLMCodeGenerator", "extract_code"]
 
@@ -56,7 +55,7 @@ class LLMCodeGenerator(ModelColumnGenerator):
     def __init__(
         self, config: LLMCodeColumn, model: ModelConfig, *, limits: TemplateLimits | None = None
     ):
-        super().__init__(config, model, pa.string(), limits)
+        super().__init__(config, model, string_type, limits)
 
     def system_text(self, row: Mapping[str, Any]) -> str | None:
         own = super().system_text(row)

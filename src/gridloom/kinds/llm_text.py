@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import pyarrow as pa
-
 from .._attrs import frozen
 from ..config._kind import ColumnKind
 from ..config._llm import LLMColumn
@@ -13,7 +11,7 @@ from ..config._models import ModelConfig
 from ..generators._factory import BuildContext
 from ..generators._jinja import TemplateLimits
 from ..generators.base import CellContext
-from ..generators.llm import ModelColumnGenerator
+from ..generators.llm import ModelColumnGenerator, string_type
 
 __all__ = ["KIND", "LLMTextColumn", "LLMTextGenerator"]
 
@@ -34,7 +32,7 @@ class LLMTextGenerator(ModelColumnGenerator):
     def __init__(
         self, config: LLMColumn, model: ModelConfig, *, limits: TemplateLimits | None = None
     ):
-        super().__init__(config, model, pa.string(), limits)
+        super().__init__(config, model, string_type, limits)
 
     async def agenerate(self, ctx: CellContext) -> Any:
         value, response = await self.answer(ctx, await self.render_messages(ctx.row))

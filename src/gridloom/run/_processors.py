@@ -15,10 +15,9 @@ dropped like a row whose cell failed: it leaves the data, and a drop record name
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import pyarrow as pa
 import trio
 
 from .._attrs import frozen
@@ -35,6 +34,9 @@ from ..generators import TemplateLimits
 from ..storage import ColumnCounts, DropRecord, RowGroupData, RowGroupStore, Verification
 from ..storage._parts import store_tables, store_verification
 from ._transform import CompiledTransform, RowFailures, compile_transform
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["ProcessingStore", "ProcessorChain", "compile_processors"]
 
@@ -70,6 +72,8 @@ _Step = _Drop | _Rename | CompiledTransform
 def _compile_step(
     processor: ProcessorConfig, schema: pa.Schema, where: str, limits: TemplateLimits
 ) -> tuple[_Step, pa.Schema]:
+    import pyarrow as pa
+
     names: list[str] = schema.names
     if isinstance(processor, DropColumnsProcessor):
         for name in processor.columns:

@@ -7,9 +7,8 @@ import logging
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
 import trio
 
 from ..clients import ModelHandle
@@ -23,6 +22,9 @@ from ..trace import (
     with_origin,
     write_trace,
 )
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["is_interrupt", "leaves", "save_trace", "summarize", "unwrap", "write_trace_at"]
 

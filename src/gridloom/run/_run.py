@@ -432,7 +432,7 @@ class Run:
 
     async def _preview(self, num_records: int, services: _Services) -> RunResult:
         cfg, graph, _base = await prepare(self._source, self._base_dir, num_records)
-        store = MemoryStore(output_schema(cfg, graph))
+        store = MemoryStore(lambda: output_schema(cfg, graph))
         models, health = await services.models(cfg, cache=self._cache)
         return await self._generate(
             services, cfg, graph, store, models, health, num_records, run_seed(cfg), None
@@ -484,8 +484,8 @@ class Run:
         traced = cfg.run.trace or os.environ.get("GRIDLOOM_TRACE", "") not in ("", "0")
         tracer = TaskTracer(origin=trio.current_time()) if traced else None
         columns_health = GeneratorHealth.from_run_config(cfg.run)
-        # Processors reshape each row group on its way from the scheduler to the store.
-        chain = compile_processors(cfg, graph.schema)
+        # Processors reshape each row group on the way to the store (no schema read without).
+        chain = compile_processors(cfg, graph.schema) if cfg.processors else None
         tools = await services.tools(graph)
         scheduler = Scheduler(
             graph,

@@ -8,10 +8,9 @@ import os
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import pyarrow as pa
 import trio
 
 from ..config import PipelineConfig, load_config_with_base
@@ -22,6 +21,9 @@ from ..generators._code_fingerprint import code_fingerprint
 from ..storage import CodeFingerprint
 from ._plan import check_num_records
 from ._processors import compile_processors
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = [
     "ConfigSource",
@@ -64,7 +66,8 @@ def compile_source(cfg: PipelineConfig, base: Path | None) -> ExecutionGraph:
     """
     try:
         graph = compile_pipeline(cfg, base_dir=base)
-        compile_processors(cfg, graph.schema)  # checked here; the run compiles them again
+        if cfg.processors:  # checked here; the run compiles them again
+            compile_processors(cfg, graph.schema)
         return graph
     except ConfigError as exc:
         kinds = {column.name: column.kind for column in cfg.columns}

@@ -26,10 +26,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
-import pyarrow as pa
 from jinja2 import nodes
 
 from ..config._issues import suggest
@@ -43,13 +42,18 @@ from ..generators._jinja import (
 )
 from ..storage._convert import is_json_text
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 __all__ = ["CompiledTransform", "RowFailures", "compile_transform"]
 
 #: Failures of a processor step: position of the row in the group's kept rows → (error type,
 #: message).
 RowFailures = dict[int, tuple[str, str]]
 
-_CONVERSION_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError)
+# What a value that does not fit a type raises: pyarrow's ArrowInvalid and ArrowTypeError are
+# a ValueError and a TypeError (named apart, pyarrow would be imported with this module).
+_CONVERSION_ERRORS = (TypeError, ValueError, OverflowError)
 
 
 class _PathFailure(Exception):
@@ -67,6 +71,8 @@ class _Leaf:
 
 class _Constant(_Leaf):
     def __init__(self, value: Any) -> None:
+        import pyarrow as pa
+
         self._value = value
         if isinstance(value, bool):
             self.type = pa.bool_()
@@ -112,9 +118,10 @@ class _Path(_Leaf):
 
 
 class _Text(_Leaf):
-    type = pa.string()
-
     def __init__(self, template: CompiledTemplate, parse: tuple[str, ...] = ()) -> None:
+        import pyarrow as pa
+
+        self.type = pa.string()
         self._template = template
         self._parse = parse  # columns stored as JSON text: the template sees them parsed
 
@@ -138,6 +145,8 @@ class _List(_Leaf):
 
 class _Struct(_Leaf):
     def __init__(self, fields: dict[str, _Leaf]) -> None:
+        import pyarrow as pa
+
         self._fields = fields
         self.type = pa.struct([pa.field(k, leaf.type) for k, leaf in fields.items()])
 
@@ -147,6 +156,8 @@ class _Struct(_Leaf):
 
 def _unify(a: pa.DataType, b: pa.DataType) -> pa.DataType | None:
     """The one type values of types ``a`` and ``b`` both fit, if any."""
+    import pyarrow as pa
+
     if a.equals(b):
         return a
     if pa.types.is_null(a):
@@ -211,6 +222,8 @@ def _path_of(expr: nodes.Expr) -> tuple[str, tuple[str | int, ...]] | None:
 
 
 def _step_type(type_: pa.DataType, step: str | int) -> pa.DataType | None:
+    import pyarrow as pa
+
     if isinstance(step, int):
         return (
             type_.value_type if pa.types.is_list(type_) or pa.types.is_large_list(type_) else None
@@ -241,6 +254,8 @@ class _Compiler:
         return self._error(path, f"references unknown column {name!r}{hint}")
 
     def leaf(self, value: Any, path: str) -> _Leaf:
+        import pyarrow as pa
+
         if isinstance(value, Mapping):
             return _Struct({key: self.leaf(item, f"{path}.{key}") for key, item in value.items()})
         if isinstance(value, list | tuple):
@@ -296,6 +311,8 @@ class CompiledTransform:
     for a row group's rows."""
 
     def __init__(self, fields: dict[str, _Leaf], where: str) -> None:
+        import pyarrow as pa
+
         self._fields = fields
         self._where = where
         self.schema = pa.schema([pa.field(key, leaf.type) for key, leaf in fields.items()])
@@ -327,6 +344,8 @@ class CompiledTransform:
         return out, failures
 
     def _check_types(self, field: pa.Field, values: list[Any], failures: RowFailures) -> None:
+        import pyarrow as pa
+
         try:
             pa.array(values, type=field.type)
             return

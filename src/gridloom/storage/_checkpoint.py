@@ -61,11 +61,9 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 import attrs
-import pyarrow as pa
-import pyarrow.parquet as pq
 import trio
 
 from gridloom.errors import StorageError
@@ -88,6 +86,11 @@ from ._rundir import clear_run, refuse_existing_run, refuse_foreign_files
 from ._runstore import RunStore
 from ._types import RowGroupData
 
+# pyarrow.parquet is imported in the functions that use it: a preview, which reads and writes
+# no parquet, does not pay for it (~7 ms) before its first model request.
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 __all__ = [
     "ROW_GROUP_KEY",
     "ParquetStore",
@@ -103,12 +106,16 @@ Mode = Literal["new", "overwrite", "resume"]
 def _write_data_file(table: pa.Table, info: str, f: BinaryIO) -> None:
     # Non-compliant nested types keep Arrow's list item names ("item"), so that
     # the files read back with exactly the declared schema.
+    import pyarrow.parquet as pq
+
     with pq.ParquetWriter(f, table.schema, use_compliant_nested_type=False) as writer:
         writer.write_table(table)
         writer.add_key_value_metadata({ROW_GROUP_KEY: info})
 
 
 def _write_dropped_file(table: pa.Table, f: BinaryIO) -> None:
+    import pyarrow.parquet as pq
+
     pq.write_table(table, f, use_compliant_nested_type=False)
 
 

@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
-from typing import Any
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from gridloom.errors import StorageError, ValueTypeError
 
 from ._types import DropRecord, RowGroupData
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 __all__ = [
-    "DROPPED_SCHEMA",
     "JSON_TEXT_KEY",
     "JSON_TEXT_METADATA",
     "check_row_group",
     "data_table",
+    "dropped_schema",
     "dropped_table",
     "is_json_text",
     "parse_json_text",
@@ -46,18 +48,25 @@ def parse_json_text(schema: pa.Schema, frame: Any) -> Any:
     return frame
 
 
-#: Schema of the dropped-rows tables (``dropped/part-NNNNN.parquet``).
-DROPPED_SCHEMA = pa.schema(
-    [
-        pa.field("row_id", pa.int64(), nullable=False),
-        pa.field("column", pa.string(), nullable=False),
-        pa.field("error_type", pa.string(), nullable=False),
-        pa.field("message", pa.string(), nullable=False),
-    ]
-)
+@functools.cache
+def dropped_schema() -> pa.Schema:
+    """Schema of the dropped-rows tables (``dropped/part-NNNNN.parquet``); built on first use,
+    not at import (a preview imports pyarrow only once its first model request is out)."""
+    import pyarrow as pa
 
-# Everything pyarrow raises for a value that does not fit a type.
-_CONVERSION_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError)
+    return pa.schema(
+        [
+            pa.field("row_id", pa.int64(), nullable=False),
+            pa.field("column", pa.string(), nullable=False),
+            pa.field("error_type", pa.string(), nullable=False),
+            pa.field("message", pa.string(), nullable=False),
+        ]
+    )
+
+
+# Everything pyarrow raises for a value that does not fit a type (its ArrowInvalid and
+# ArrowTypeError are a ValueError and a TypeError).
+_CONVERSION_ERRORS = (TypeError, ValueError, OverflowError)
 
 
 def check_row_group(data: RowGroupData, schema: pa.Schema) -> None:
@@ -94,6 +103,8 @@ def check_row_group(data: RowGroupData, schema: pa.Schema) -> None:
 
 
 def _column_array(field: pa.Field, values: list[Any], data: RowGroupData) -> Any:
+    import pyarrow as pa
+
     name, type_ = field.name, field.type
     try:
         array = pa.array(values, type=type_)
@@ -126,6 +137,8 @@ def data_table(data: RowGroupData, schema: pa.Schema) -> pa.Table:
         StorageError: the row group is inconsistent (see :func:`check_row_group`).
         ValueTypeError: a value does not fit its column's type; names the column and row.
     """
+    import pyarrow as pa
+
     check_row_group(data, schema)
     arrays = [_column_array(field, data.columns.get(field.name, []), data) for field in schema]
     return pa.Table.from_arrays(arrays, schema=schema)
@@ -133,6 +146,8 @@ def data_table(data: RowGroupData, schema: pa.Schema) -> pa.Table:
 
 def dropped_table(drops: list[DropRecord]) -> pa.Table:
     """Build the dropped-rows table of a row group (possibly empty)."""
+    import pyarrow as pa
+
     return pa.Table.from_pydict(
         {
             "row_id": [d.row_id for d in drops],
@@ -140,5 +155,5 @@ def dropped_table(drops: list[DropRecord]) -> pa.Table:
             "error_type": [d.error_type for d in drops],
             "message": [d.message for d in drops],
         },
-        schema=DROPPED_SCHEMA,
+        schema=dropped_schema(),
     )

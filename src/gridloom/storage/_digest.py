@@ -17,21 +17,24 @@ and decompressed), which finds most, not all, damage.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-import pyarrow as pa
-import pyarrow.parquet as pq
+# pyarrow.parquet is imported in the functions that use it: a preview, which reads and writes
+# no parquet, does not pay for it (~7 ms) before its first model request.
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = [
-    "DECODE_ERRORS",
     "DIGEST_KEYS",
     "PART_LIMIT",
     "check_digest_field",
     "content_problem",
+    "decode_errors",
     "decode_problem",
     "digest_of",
     "file_digest",
@@ -45,16 +48,18 @@ __all__ = [
 #: The entry fields holding the digests of the data part and of the dropped-records part.
 DIGEST_KEYS = ("sha256", "dropped_sha256")
 
-#: What pyarrow raises on a parquet file it cannot decode: damaged pages raise more than
-#: ``OSError`` and ``ArrowException`` (a footer damaged into undecodable names raises
-#: ``UnicodeDecodeError``, a ``ValueError``; some damaged encodings ``IndexError``).
-DECODE_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    pa.ArrowException,
-    ValueError,
-    IndexError,
-    EOFError,
-)
+
+@functools.cache
+def decode_errors() -> tuple[type[BaseException], ...]:
+    """What pyarrow raises on a parquet file it cannot decode: damaged pages raise more than
+    ``OSError`` and ``ArrowException`` (a footer damaged into undecodable names raises
+    ``UnicodeDecodeError``, a ``ValueError``; some damaged encodings ``IndexError``). A
+    function, called in ``except`` clauses (so only once something was raised): naming
+    ``ArrowException`` at import would import pyarrow with this module."""
+    import pyarrow as pa
+
+    return (OSError, pa.ArrowException, ValueError, IndexError, EOFError)
+
 
 #: Largest part read from an entry that records no size (written before sizes were recorded,
 #: or adopted from its footer): 2 GiB. A part is one row group, rendered whole in memory when
@@ -132,9 +137,12 @@ def decode_problem(payload: bytes | pa.Buffer, name: str, rows: int | None = Non
     """Why ``payload``, the content of the parquet file ``name``, is damaged (it does not
     decode in full, every page read and decompressed, or holds other than ``rows`` rows when
     given), or ``None``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     try:
         table = pq.read_table(pa.BufferReader(payload))
-    except DECODE_ERRORS as exc:
+    except decode_errors() as exc:
         return f"{name} does not decode ({type(exc).__name__}: {exc})"
     if rows is not None and table.num_rows != rows:
         return f"{name} holds {table.num_rows:,} rows, its row group is recorded with {rows:,}"

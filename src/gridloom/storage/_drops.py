@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import pyarrow as pa
 
 from .._attrs import frozen
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["MESSAGE_CHARS", "DropExample", "DropTally", "summarize_drops"]
 
@@ -89,6 +91,8 @@ class DropTally:
 
 def summarize_drops(tables: pa.Table | Iterable[pa.Table]) -> dict[str, dict[str, DropExample]]:
     """Drop reasons (per column, then error type) with an example each, from drop tables."""
+    import pyarrow as pa
+
     tally = DropTally()
     for table in [tables] if isinstance(tables, pa.Table) else tables:
         tally.add_table(table)

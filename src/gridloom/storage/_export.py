@@ -33,9 +33,6 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from gridloom.errors import OutputExistsError, StorageError
 
 from .._attrs import frozen
@@ -43,8 +40,12 @@ from ._atomic import TEMP_PREFIX, atomic_write, fsync_dir
 from ._convert import is_json_text
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from ._result import RunResult
 
+# pyarrow.parquet is imported in the functions that use it: a preview, which reads and writes
+# no parquet, does not pay for it (~7 ms) before its first model request.
 __all__ = [
     "EXPORT_FORMATS",
     "ExportInfo",
@@ -102,6 +103,8 @@ def json_value(value: Any) -> Any:
 
 
 def _nested(type_: pa.DataType) -> bool:
+    import pyarrow as pa
+
     return bool(pa.types.is_nested(type_))
 
 
@@ -164,12 +167,16 @@ def _write_jsonl(schema: pa.Schema, tables: Iterable[pa.Table], f: BinaryIO) -> 
 
 
 def _csv_schema(schema: pa.Schema) -> pa.Schema:
+    import pyarrow as pa
+
     return pa.schema(
         [pa.field(f.name, pa.string()) if _nested(f.type) else f for f in schema],
     )
 
 
 def _csv_table(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    import pyarrow as pa
+
     arrays = []
     for field, column in zip(table.schema, table.columns, strict=True):
         if _nested(field.type):
@@ -196,6 +203,8 @@ def _write_csv(schema: pa.Schema, tables: Iterable[pa.Table], f: BinaryIO) -> in
 
 
 def _write_parquet(schema: pa.Schema, tables: Iterable[pa.Table], f: BinaryIO) -> int:
+    import pyarrow.parquet as pq
+
     rows = 0
     with pq.ParquetWriter(f, schema, use_compliant_nested_type=False) as writer:
         for table in tables:
@@ -219,6 +228,8 @@ def export_tables(
         StorageError: an unknown format, or the export cannot be written.
         ImportError: ``hf`` without the ``datasets`` package (the ``hf`` extra).
     """
+    import pyarrow as pa
+
     if fmt not in EXPORT_FORMATS:
         raise StorageError(f"unknown export format {fmt!r} (formats: {', '.join(EXPORT_FORMATS)})")
     _check_target(target, overwrite)
@@ -254,6 +265,8 @@ def hf_dataset(schema: pa.Schema, tables: Iterable[pa.Table]) -> Any:
     Raises:
         ImportError: the ``datasets`` package (the ``hf`` extra) is not installed.
     """
+    import pyarrow as pa
+
     datasets = _datasets()
     parts = list(tables)
     table = pa.concat_tables(parts) if parts else schema.empty_table()

@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
-
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING, Any
 
 from gridloom.errors import StorageError
 
@@ -28,6 +25,12 @@ from ._location import Location, is_remote_uri, local_path, location_of
 from ._metadata import RowGroupEntry, check_document, load_json
 from ._parts import Verification, verify_groups
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+# pyarrow.parquet is imported in the functions that use it: a preview, which reads and writes
+# no parquet, does not pay for it (~7 ms) before its first model request.
 __all__ = [
     "RunDirectoryInfo",
     "data_files",
@@ -170,12 +173,16 @@ def _part_files(directory: Path) -> dict[int, Path]:
 
 def _footer(location: Location, rel: str) -> pq.FileMetaData:
     """The parquet footer of ``rel`` (pyarrow's errors as raised, for the caller to report)."""
+    import pyarrow.parquet as pq
+
     where, filesystem = location.source(rel)
     return pq.read_metadata(where, filesystem=filesystem)
 
 
 def read_file_schema(location: Location, rel: str) -> pa.Schema:
     """The Arrow schema of the parquet file ``rel`` (pyarrow's errors as raised)."""
+    import pyarrow.parquet as pq
+
     where, filesystem = location.source(rel)
     return pq.read_schema(where, filesystem=filesystem)
 
@@ -208,6 +215,9 @@ def inspect_run(
         StorageError: ``out`` holds no run, or its ``metadata.json`` cannot be read; with
             ``verify``, a remote filesystem cannot be read.
     """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     location = location_of(out)
     metadata = read_run_metadata(out)
     problems: list[str] = []

@@ -27,12 +27,9 @@ import secrets
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, NoReturn
+from typing import TYPE_CHECKING, BinaryIO, NoReturn
 
 import attrs
-import pyarrow as pa
-import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 
 from gridloom.errors import StorageError
 
@@ -41,6 +38,12 @@ from ._atomic import TEMP_PREFIX, atomic_write, fsync_dir
 from ._digest import file_digest, stream_digest
 from ._parts import declared_table, read_parquet
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.fs as pafs
+
+# pyarrow.parquet and pyarrow.fs are imported in the functions that use them: a preview, which
+# reads and writes no files, does not pay for them (~7 ms) before its first model request.
 __all__ = ["Location", "is_remote_uri", "local_path", "location_of"]
 
 #: Filesystems (pyarrow ``type_name``) whose rename replaces a file atomically.
@@ -155,6 +158,8 @@ class Location:
         Raises:
             StorageError: the filesystem failed (``write``'s own errors propagate as raised).
         """
+        import pyarrow as pa
+
         try:
             if self.local is not None:
                 target = self.local / rel
@@ -172,6 +177,8 @@ class Location:
             self._fail("write", rel, exc)
 
     def _write_renamed(self, rel: str, write: Callable[[BinaryIO], None]) -> None:
+        import pyarrow as pa
+
         final = self.path(rel)
         parent, _, name = final.rpartition("/")
         tmp = f"{parent}/{TEMP_PREFIX}{name}-{secrets.token_hex(4)}"
@@ -192,6 +199,8 @@ class Location:
 
     def delete(self, rel: str) -> None:
         """Remove ``rel`` (nothing happens when it is missing)."""
+        import pyarrow as pa
+
         try:
             if self.local is not None:
                 (self.local / rel).unlink(missing_ok=True)
@@ -204,6 +213,8 @@ class Location:
 
     def delete_dir_if_empty(self, rel: str) -> None:
         """Remove the directory ``rel`` when nothing is left in it (object stores have none)."""
+        import pyarrow as pa
+
         try:
             if self.local is not None:
                 folder = self.local / rel
@@ -220,6 +231,9 @@ class Location:
 
     def exists(self, rel: str) -> bool:
         """Whether ``rel`` exists (a file or a directory)."""
+        import pyarrow as pa
+        import pyarrow.fs as pafs
+
         try:
             if self.local is not None:
                 return (self.local / rel).exists()
@@ -234,6 +248,8 @@ class Location:
         Raises:
             StorageError: the file holds more than ``limit`` bytes, or cannot be read.
         """
+        import pyarrow as pa
+
         try:  # refused by its size first (a stat, the object's listed size): nothing read
             if self.local is not None:
                 with open(self.local / rel, "rb") as f:
@@ -269,6 +285,8 @@ class Location:
                 that cannot be read is a damaged one).
             StorageError: a remote filesystem failed otherwise (one line, no secrets).
         """
+        import pyarrow as pa
+
         if self.local is not None:
             with pa.OSFile(str(self.local / rel), "rb") as local:
                 return local.read_buffer(limit)
@@ -284,6 +302,9 @@ class Location:
         """The size in bytes of the file ``rel`` (a stat, or the object store's listing
         information: nothing is downloaded); ``None`` when a filesystem does not tell it
         (an fsspec backend whose listing has no sizes); errors as for :meth:`read_file`."""
+        import pyarrow as pa
+        import pyarrow.fs as pafs
+
         if self.local is not None:
             return (self.local / rel).stat().st_size
         try:
@@ -300,6 +321,8 @@ class Location:
         Raises:
             StorageError: the filesystem failed.
         """
+        import pyarrow as pa
+
         try:
             if self.local is not None:
                 (self.local / target).parent.mkdir(parents=True, exist_ok=True)
@@ -314,6 +337,8 @@ class Location:
     def digest(self, rel: str) -> str:
         """The hex SHA-256 of the file ``rel``, read in chunks (memory stays bounded);
         errors as for :meth:`read_file`."""
+        import pyarrow as pa
+
         if self.local is not None:
             return file_digest(self.local / rel)
         try:
@@ -341,6 +366,9 @@ class Location:
         """The files directly in the directory ``rel_dir`` (``{}`` when it is missing): name
         to size in bytes, from one listing (an object store's listing carries the sizes;
         ``None`` where a filesystem's listing does not)."""
+        import pyarrow as pa
+        import pyarrow.fs as pafs
+
         try:
             if self.local is not None:
                 folder = self.local / rel_dir
@@ -364,6 +392,9 @@ class Location:
         Raises:
             StorageError: the file cannot be read or has another schema.
         """
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
         if self.local is not None:
             return read_parquet(self.local / rel, schema)
         try:
@@ -394,6 +425,8 @@ def _reason(exc: BaseException, hidden: tuple[str, ...]) -> str:
 
 
 def _local(path: Path) -> Location:
+    import pyarrow.fs as pafs
+
     root = path.absolute().as_posix()
     try:
         root.encode("utf-8")
@@ -450,6 +483,8 @@ def _display(parts: urllib.parse.SplitResult) -> str:
 def _fsspec(
     uri: str, scheme: str, display: str, hidden: tuple[str, ...]
 ) -> tuple[pafs.FileSystem, str]:
+    import pyarrow.fs as pafs
+
     try:
         import fsspec  # type: ignore[import-untyped]
     except ImportError:
@@ -475,6 +510,9 @@ def location_of(uri: str | os.PathLike[str]) -> Location:
             path is not UTF-8 text (a name with bytes ``os.fsdecode`` keeps as surrogates):
             pyarrow, which reads a run's files, takes UTF-8 paths only.
     """
+    import pyarrow as pa
+    import pyarrow.fs as pafs
+
     if not isinstance(uri, str):
         return _local(Path(uri))
     scheme = _scheme(uri)

@@ -41,10 +41,9 @@ import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
-import pyarrow as pa
 import trio
 
 from gridloom.errors import StorageError
@@ -76,6 +75,9 @@ from ._resume import RecordedRun, check_resume_document, checked_entry, misplace
 from ._rundir import clear_run_at, refuse_existing_run_at, refuse_foreign_files_at
 from ._runstore import RunStore
 from ._types import RowGroupData
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["ManifestStore", "Role"]
 

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-import pyarrow as pa
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from gridloom.errors import StorageError
 
-from ._convert import DROPPED_SCHEMA, data_table, dropped_table
+from ._convert import data_table, dropped_schema, dropped_table
 from ._metadata import RowGroupEntry, Tally, TallyView
 from ._protocol import check_finish_args
 from ._types import RowGroupData
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["MemoryStore"]
 
@@ -26,11 +27,13 @@ class MemoryStore(TallyView):
     (no worker thread): ``write`` is deterministic under virtual clocks.
 
     Args:
-        schema: declared schema of the data tables.
+        schema: declared schema of the data tables, or a function returning it (called when
+            it is first needed: a preview builds it, and imports pyarrow, only once its first
+            model request is out).
     """
 
-    def __init__(self, schema: pa.Schema) -> None:
-        self._schema = schema
+    def __init__(self, schema: pa.Schema | Callable[[], pa.Schema]) -> None:
+        self._schema_of = schema
         self._tally = Tally()
         self._tables: dict[int, pa.Table] = {}
         self._dropped: dict[int, pa.Table] = {}
@@ -40,7 +43,9 @@ class MemoryStore(TallyView):
     @property
     def schema(self) -> pa.Schema:
         """Declared schema of the data tables."""
-        return self._schema
+        if callable(self._schema_of):
+            self._schema_of = self._schema_of()
+        return self._schema_of
 
     @property
     def status(self) -> str:
@@ -65,7 +70,7 @@ class MemoryStore(TallyView):
         index = data.index
         if index in self._tables:
             raise StorageError(f"row group {index} is already written")
-        table = data_table(data, self._schema)
+        table = data_table(data, self.schema)
         if data.drops:
             self._dropped[index] = dropped_table(data.drops)
         self._tables[index] = table
@@ -83,12 +88,16 @@ class MemoryStore(TallyView):
 
     def read_table(self) -> pa.Table:
         """All kept rows, in row group order, with the declared schema."""
+        import pyarrow as pa
+
         if not self._tables:
-            return self._schema.empty_table()
+            return self.schema.empty_table()
         return pa.concat_tables([self._tables[i] for i in sorted(self._tables)])
 
     def read_dropped(self) -> pa.Table:
         """All drop records, in row group order."""
+        import pyarrow as pa
+
         if not self._dropped:
-            return DROPPED_SCHEMA.empty_table()
+            return dropped_schema().empty_table()
         return pa.concat_tables([self._dropped[i] for i in sorted(self._dropped)])

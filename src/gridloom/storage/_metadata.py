@@ -10,10 +10,9 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import pyarrow as pa
 
 from gridloom._version import __version__
 from gridloom.errors import StorageError
@@ -21,6 +20,9 @@ from gridloom.errors import StorageError
 from .._attrs import define, frozen
 from ._digest import check_digest_field
 from ._types import ColumnCounts, CorrectionCounts, RowGroupData
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = [
     "FORMAT_VERSION",

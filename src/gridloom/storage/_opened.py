@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from gridloom.errors import StorageError
 
@@ -20,6 +18,9 @@ from ._metadata import RowGroupEntry, Tally
 from ._parts import PartReader
 from ._result import RunResult
 from ._types import RowGroupData
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["open_run"]
 
@@ -58,6 +59,8 @@ def _schema(location: Location, tally: Tally, recorded: Any) -> pa.Schema:
     """The data files' schema; without one on disk, ``metadata.json``'s (types it cannot
     name read as null). A part whose size is not the one recorded is not read (its footer is
     not what was committed): it is refused, named, when the data is read."""
+    import pyarrow as pa
+
     for index, entry in sorted(tally.groups.items()):
         if entry.rows:
             rel = RowGroupEntry.data_file(index)

@@ -26,16 +26,13 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from gridloom.errors import StorageError
 
 from .._attrs import frozen
-from ._convert import DROPPED_SCHEMA
+from ._convert import dropped_schema
 from ._digest import (
-    DECODE_ERRORS,
     PART_LIMIT,
+    decode_errors,
     decode_problem,
     digest_of,
     mismatch,
@@ -44,9 +41,13 @@ from ._digest import (
 from ._metadata import RowGroupEntry, TallyView
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from ._location import Location
     from ._protocol import RowGroupStore
 
+# pyarrow.parquet is imported in the functions that use it: a preview, which reads and writes
+# no parquet, does not pay for it (~7 ms) before its first model request.
 __all__ = [
     "DamagedFile",
     "PartReader",
@@ -122,6 +123,9 @@ def read_parquet(path: Path, schema: pa.Schema) -> pa.Table:
     Raises:
         StorageError: the file cannot be read or has another schema.
     """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     try:
         table = pq.read_table(path)
     except (OSError, ValueError, pa.ArrowException) as exc:
@@ -136,6 +140,8 @@ def declared_table(table: pa.Table, schema: pa.Schema, where: str) -> pa.Table:
     Raises:
         StorageError: the table has another schema.
     """
+    import pyarrow as pa
+
     if not table.schema.equals(schema):
         raise StorageError(
             f"{where} does not have the declared schema:\n{table.schema}\nexpected:\n{schema}"
@@ -189,10 +195,12 @@ def _held_rows(location: Location, rel: str) -> int | None:
     """The rows the footer of the part ``rel`` says it holds (only its tail is read, within
     pyarrow's limits on a footer), or ``None`` when it does not read: a part of another size
     holding other rows was replaced by another writer, which the error then says."""
+    import pyarrow.parquet as pq
+
     path, filesystem = location.source(rel)
     try:
         return int(pq.read_metadata(path, filesystem=filesystem).num_rows)
-    except DECODE_ERRORS:
+    except decode_errors():
         return None
 
 
@@ -228,6 +236,9 @@ def read_part(
         StorageError: the part cannot be read, is not what was committed (the message names
             it and says how to repair it), does not decode, or has another schema.
     """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     where = location.where(rel)
     try:
         on_disk = location.size(rel)
@@ -248,14 +259,14 @@ def read_part(
     if sha256 is not None and (actual := digest_of(payload)) != sha256:
         try:
             held = pq.read_metadata(pa.BufferReader(payload)).num_rows
-        except DECODE_ERRORS:
+        except decode_errors():
             held = rows
         if held != rows:
             raise _replaced(where, held, rows)
         raise _damaged(location, mismatch(where, actual, sha256))
     try:
         table = pq.read_table(pa.BufferReader(payload))
-    except DECODE_ERRORS as exc:
+    except decode_errors() as exc:
         raise StorageError(f"cannot read {where}: {exc}") from exc
     return declared_table(table, schema, where)
 
@@ -334,6 +345,8 @@ class PartReader(TallyView):
     def read_table(self) -> pa.Table:
         """All kept rows, in row group order, with exactly the declared schema (see
         :meth:`iter_tables`)."""
+        import pyarrow as pa
+
         tables = list(self.iter_tables())
         return pa.concat_tables(tables) if tables else self._schema.empty_table()
 
@@ -343,12 +356,14 @@ class PartReader(TallyView):
         Raises:
             StorageError: a dropped-records part is missing, damaged or unreadable.
         """
+        import pyarrow as pa
+
         location = self._parts_location()
         tables = [
             read_part(
                 location,
                 RowGroupEntry.dropped_file(i),
-                DROPPED_SCHEMA,
+                dropped_schema(),
                 e.dropped_sha256,
                 e.dropped,
                 e.dropped_size,
@@ -356,7 +371,7 @@ class PartReader(TallyView):
             for i, e in sorted(self._tally.groups.items())
             if e.has_drops
         ]
-        return pa.concat_tables(tables) if tables else DROPPED_SCHEMA.empty_table()
+        return pa.concat_tables(tables) if tables else dropped_schema().empty_table()
 
     def verify(self) -> Verification:
         """Check every committed file (:func:`verify_groups`)."""

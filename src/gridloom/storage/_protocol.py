@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any, Protocol, runtime_checkable
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from gridloom.errors import StorageError
 
 from ._metadata import STATUSES
 from ._types import ColumnCounts, RowGroupData
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["IO_THREADS", "RowGroupStore", "check_finish_args"]
 

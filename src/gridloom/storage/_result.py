@@ -8,10 +8,9 @@ import json
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import pyarrow as pa
 
 from .._attrs import frozen
 from ._convert import parse_json_text
@@ -20,6 +19,9 @@ from ._export import ExportInfo, export_result, hf_dataset
 from ._parts import Verification, store_tables, store_verification
 from ._protocol import RowGroupStore
 from ._types import ColumnCounts, CorrectionCounts
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["RunResult"]
 

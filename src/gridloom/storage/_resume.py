@@ -42,18 +42,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from gridloom.errors import StorageError
 
 from .._attrs import frozen
 from ._atomic import remove_temp_files
 from ._code import Change, CodeFingerprint, check_code
-from ._convert import DROPPED_SCHEMA
+from ._convert import dropped_schema
 from ._digest import content_problem, size_problem
 from ._metadata import (
     FORMAT_VERSION,
@@ -67,6 +65,11 @@ from ._metadata import (
     schema_to_json,
     whole,
 )
+
+# pyarrow.parquet is imported in the functions that use it: a preview, which reads and writes
+# no parquet, does not pay for it (~7 ms) before its first model request.
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = [
     "RecordedRun",
@@ -118,6 +121,9 @@ def _listed(out: Path, raw_groups: Any) -> dict[int, RowGroupEntry]:
 
 def _adopt(path: Path, index: int, schema: pa.Schema, key: str) -> RowGroupEntry:
     """Entry of a data file committed but not yet listed in ``metadata.json``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     advice = "; remove it if it is not needed, or start again with --overwrite"
     try:
         footer = pq.read_metadata(path)
@@ -156,6 +162,9 @@ def _sized(path: Path, name: str, recorded: int | None) -> int | str:
 def _held_rows(path: Path) -> int | None:
     """The rows the footer of the parquet file ``path`` says it holds (only its tail is read),
     or ``None`` when it does not read."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     try:
         return int(pq.read_metadata(path).num_rows)
     except (OSError, ValueError, pa.ArrowException):
@@ -169,6 +178,9 @@ def checked_entry(entry: RowGroupEntry, out: Path, schema: pa.Schema) -> RowGrou
     anything is read), the footers must match the entry, and each file's content its
     recorded digest (or, without one, decode). A data part of another size whose footer
     holds other rows is said to hold them (another writer replaced it)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     path = out / RowGroupEntry.data_file(entry.index)
     drops = out / RowGroupEntry.dropped_file(entry.index)
     drops_name = f"dropped/{drops.name}"
@@ -198,10 +210,10 @@ def checked_entry(entry: RowGroupEntry, out: Path, schema: pa.Schema) -> RowGrou
         name = drops_name
         try:
             meta = pq.read_metadata(drops)
-            dropped_schema = meta.schema.to_arrow_schema().remove_metadata()
+            found = meta.schema.to_arrow_schema().remove_metadata()
         except (OSError, ValueError, pa.ArrowException) as exc:
             return f"{name} is unreadable ({type(exc).__name__}: {exc})"
-        if not dropped_schema.equals(DROPPED_SCHEMA):
+        if not found.equals(dropped_schema()):
             return f"{name} is not a dropped-records file"
         dropped = meta.num_rows
         if dropped != entry.dropped:

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import pyarrow as pa
 import trio
 
 from gridloom.errors import StorageError
@@ -19,6 +18,9 @@ from ._metadata import Tally, layout_problem, run_document
 from ._parts import PartReader
 from ._protocol import IO_THREADS
 from ._types import RowGroupData
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["RunStore"]
 

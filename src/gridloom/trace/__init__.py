@@ -5,6 +5,8 @@ same trace as Chrome trace-event JSON (:func:`chrome_trace`, written by
 :func:`chrome_trace_chunks`), to open in https://ui.perfetto.dev.
 """
 
+import typing as _typing
+
 from ._chrome import chrome_trace, chrome_trace_chunks
 from ._context import CURRENT_SPAN, RequestSpan
 from ._derive import (
@@ -24,7 +26,20 @@ from ._files import (
     with_origin,
     write_trace,
 )
-from ._spans import TRACE_SCHEMA, TaskSpan, TaskTracer
+from ._spans import TaskSpan, TaskTracer
+
+if _typing.TYPE_CHECKING:
+    from ._spans import TRACE_SCHEMA
+else:
+
+    def __getattr__(name: str) -> _typing.Any:
+        # TRACE_SCHEMA is built on first use: importing the package imports no pyarrow.
+        if name == "TRACE_SCHEMA":
+            from ._spans import TRACE_SCHEMA
+
+            return TRACE_SCHEMA
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "CHROME_MAX_ATTEMPTS",

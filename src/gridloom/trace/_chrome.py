@@ -27,11 +27,12 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from ._derive import assign_lanes, column_order, flight_series, trace_end
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["chrome_trace", "chrome_trace_chunks"]
 
@@ -97,6 +98,7 @@ def chrome_trace_chunks(
 
 def _microseconds(column: pa.ChunkedArray | pa.Array) -> pa.Array:
     """Each time as whole microseconds (see :func:`_us`), null if not finite (not reached)."""
+    import pyarrow as pa
     import pyarrow.compute as pc  # here: importing it costs every start of gridloom ~30 ms
 
     scaled = pc.round(pc.multiply(column, 1e6))  # half to even, as round() does
@@ -107,6 +109,7 @@ def _microseconds(column: pa.ChunkedArray | pa.Array) -> pa.Array:
 
 def _text(values: Any, missing: str = "null") -> pa.Array:
     """Each value (integers) as JSON text, ``missing`` where null."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     return pc.fill_null(pc.cast(values, pa.string()), missing)
@@ -114,6 +117,7 @@ def _text(values: Any, missing: str = "null") -> pa.Array:
 
 def _quoted(values: Any, text: Callable[[Any], str], missing: str) -> pa.Array:
     """``text(value)`` for each value, computed once per distinct value; ``missing`` for null."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     encoded = pc.dictionary_encode(values).combine_chunks()
@@ -126,6 +130,7 @@ def _attempts(
 ) -> pa.Array:
     """Per task attempt, the JSON text of its slice and, nested in it, its phases (one string
     per attempt, events separated by commas), built column by column in Arrow's compute."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     def join(*parts: Any) -> pa.Array:  # null where any part is null
@@ -199,6 +204,7 @@ def _events(
     table: pa.Table, counters: Mapping[str, Sequence[tuple[float, float]]]
 ) -> Iterator[str]:
     """The trace's events as JSON text, comma-separated, in pieces."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     # Each attempt from ready to completed; a time not reached is the end of the trace.

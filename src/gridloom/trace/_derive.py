@@ -9,9 +9,10 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = [
     "assign_lanes",
@@ -103,6 +104,7 @@ def requests_in_flight(table: pa.Table) -> dict[str, list[tuple[float, int]]]:
 def flight_series(table: pa.Table) -> dict[str, tuple[pa.Array, pa.Array]]:
     """:func:`requests_in_flight` as Arrow arrays: per model alias, its times (float64) and
     the levels from each (int64)."""
+    import pyarrow as pa
     import pyarrow.compute as pc  # here: importing it costs every start of gridloom ~30 ms
 
     end = trace_end(table)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
-
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..storage._atomic import atomic_write
 from ._chrome import chrome_trace_chunks
+
+# pyarrow.parquet is imported in the functions that use it: a preview, which reads and writes
+# no parquet, does not pay for it (~7 ms) before its first model request.
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = [
     "CHROME_MAX_ATTEMPTS",
@@ -66,6 +68,8 @@ def write_trace(
         counters: counter tracks for ``trace.json`` (see :func:`~gridloom.trace.chrome_trace`).
         metadata: added to ``trace.json``'s ``otherData``.
     """
+    import pyarrow.parquet as pq
+
     atomic_write(output_dir / TRACE_FILE, lambda f: pq.write_table(table, f))
     extra = dict(metadata or {})
     shown = table

@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from ..errors import StorageError
-from ._spans import TRACE_SCHEMA
+from ._spans import trace_schema
 
 __all__ = ["MAX_TRACE_BYTES", "MAX_TRACE_ROWS", "MAX_TRACE_SECONDS", "read_trace"]
 
@@ -55,7 +55,7 @@ def read_trace(path: Path) -> pa.Table:
         rows = parquet.metadata.num_rows
     except (OSError, ValueError, pa.ArrowException) as exc:
         raise StorageError(f"{failing}: {exc}") from None
-    for field in TRACE_SCHEMA:
+    for field in trace_schema():
         index = schema.get_field_index(field.name)
         if index < 0:
             raise StorageError(f"{failing}: not a gridloom trace: it has no {field.name!r} column")
@@ -70,12 +70,12 @@ def read_trace(path: Path) -> pa.Table:
             f"{failing}: {rows:,} task attempts, more than a trace holds ({MAX_TRACE_ROWS:,})"
         )
     try:
-        table = parquet.read(columns=TRACE_SCHEMA.names)
+        table = parquet.read(columns=trace_schema().names)
     except (OSError, ValueError, pa.ArrowException) as exc:
         raise StorageError(f"{failing}: {exc}") from None
     table = pa.Table.from_arrays(
-        [table.column(name) for name in TRACE_SCHEMA.names],
-        schema=TRACE_SCHEMA.with_metadata(table.schema.metadata),
+        [table.column(name) for name in trace_schema().names],
+        schema=trace_schema().with_metadata(table.schema.metadata),
     )
     for name in _TIMES:
         column = table.column(name)

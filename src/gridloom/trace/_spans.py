@@ -15,41 +15,60 @@ never grows without bound.
 
 from __future__ import annotations
 
+import functools
 import math
 import operator
-from typing import Any
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from .._attrs import define
 
-__all__ = ["TRACE_SCHEMA", "TaskSpan", "TaskTracer"]
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+__all__ = ["TRACE_SCHEMA", "TaskSpan", "TaskTracer", "trace_schema"]
 
 _NAN = math.nan
 _TIMES = frozenset({"ready", "dispatched", "slot", "sent", "response", "completed"})
 
-#: The columns of ``trace.parquet``.
-TRACE_SCHEMA = pa.schema(
-    [
-        pa.field("row_group", pa.int64()),
-        pa.field("row_id", pa.int64()),  # -1 for a batch
-        pa.field("rows", pa.int64()),
-        pa.field("column", pa.string()),
-        pa.field("model", pa.string()),
-        pa.field("attempt", pa.int64()),
-        pa.field("ready", pa.float64()),
-        pa.field("dispatched", pa.float64()),
-        pa.field("slot", pa.float64()),
-        pa.field("sent", pa.float64()),
-        pa.field("response", pa.float64()),
-        pa.field("completed", pa.float64()),
-        pa.field("requests", pa.int64()),
-        pa.field("cached", pa.int64()),
-        pa.field("status", pa.string()),
-        pa.field("error", pa.string()),
-        pa.field("inference", pa.string()),
-    ]
-)
+
+@functools.cache
+def trace_schema() -> pa.Schema:
+    """The columns of ``trace.parquet`` (:data:`TRACE_SCHEMA`); built on first use, not at
+    import (a preview imports pyarrow only once its first model request is out)."""
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            pa.field("row_group", pa.int64()),
+            pa.field("row_id", pa.int64()),  # -1 for a batch
+            pa.field("rows", pa.int64()),
+            pa.field("column", pa.string()),
+            pa.field("model", pa.string()),
+            pa.field("attempt", pa.int64()),
+            pa.field("ready", pa.float64()),
+            pa.field("dispatched", pa.float64()),
+            pa.field("slot", pa.float64()),
+            pa.field("sent", pa.float64()),
+            pa.field("response", pa.float64()),
+            pa.field("completed", pa.float64()),
+            pa.field("requests", pa.int64()),
+            pa.field("cached", pa.int64()),
+            pa.field("status", pa.string()),
+            pa.field("error", pa.string()),
+            pa.field("inference", pa.string()),
+        ]
+    )
+
+
+if TYPE_CHECKING:
+    #: The columns of ``trace.parquet``.
+    TRACE_SCHEMA: pa.Schema
+else:
+
+    def __getattr__(name: str) -> Any:
+        if name == "TRACE_SCHEMA":
+            return trace_schema()
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @define(slots=True, kw_only=True)
@@ -149,9 +168,11 @@ class TaskTracer:
     def table(self) -> pa.Table:
         """The kept spans as a table with :data:`TRACE_SCHEMA`, times in seconds since
         ``origin``."""
+        import pyarrow as pa
+
         spans, origin = self.spans, self.origin
         columns: dict[str, list[Any]] = {}
-        for name in TRACE_SCHEMA.names:  # a column at a time: one attribute getter per field
+        for name in trace_schema().names:  # a column at a time: one attribute getter per field
             values = list(map(operator.attrgetter(name), spans))
             columns[name] = [v - origin for v in values] if name in _TIMES else values
-        return pa.table(columns, schema=TRACE_SCHEMA)
+        return pa.table(columns, schema=trace_schema())
