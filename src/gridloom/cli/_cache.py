@@ -4,16 +4,16 @@ run a pipeline."""
 from __future__ import annotations
 
 import re
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..clients import CacheStats, CacheUnavailable, ResponseCache, default_cache_path
-from ..clients._cache import DEFAULT_MAX_BYTES, WITHOUT_IT, damage_of, remove_cache_files
 from ._output import EXIT_CONFIG, EXIT_FAILED, Out
+
+if TYPE_CHECKING:
+    from ..clients import CacheStats
 
 __all__ = ["cache", "no_cache_option", "parse_duration", "parse_size"]
 
@@ -107,6 +107,10 @@ def cache(action: str, max_bytes: str | None, older_than: str | None, as_json: b
       gridloom cache prune --max-bytes 500M --older-than 30d --json
       gridloom cache clear
     """
+    import sqlite3  # with the cache's module: a command that does not use the cache skips both
+
+    from ..clients._cache import WITHOUT_IT, CacheUnavailable, ResponseCache, default_cache_path
+
     out = Out("cache", as_json)
     try:
         limit = None if max_bytes is None else parse_size(max_bytes)
@@ -147,6 +151,8 @@ def cache(action: str, max_bytes: str | None, older_than: str | None, as_json: b
 def _clear_damaged(out: Out, path: Path) -> bool:
     """``clear`` of a cache file SQLite cannot use: when it is damaged (not merely locked),
     remove it and SQLite's files beside it and report it (true); else false."""
+    from ..clients._cache import damage_of, remove_cache_files
+
     damage = damage_of(path)
     if damage is None:
         return False
@@ -176,6 +182,8 @@ def _clear_damaged(out: Out, path: Path) -> bool:
 
 
 def _empty(path: Path) -> CacheStats:
+    from ..clients._cache import DEFAULT_MAX_BYTES, CacheStats
+
     return CacheStats(
         path=str(path),
         entries=0,

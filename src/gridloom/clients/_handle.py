@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
 
 import attrs
 import trio
@@ -13,7 +13,6 @@ from .._attrs import frozen
 from ..config import ModelConfig
 from ..errors import EmptyAnswer, ModelError
 from ..throttle import AdaptiveLimiter, AIMDController
-from ._cache import ResponseCache
 from ._cache_key import (
     CacheScope,
     CellKey,
@@ -33,6 +32,9 @@ from ._types import (
     ModelClient,
     Usage,
 )
+
+if TYPE_CHECKING:
+    from ._cache import ResponseCache  # sqlite3 loads only with a cache
 
 __all__ = ["CacheSetting", "HealthRecorder", "ModelHandle", "ModelUsage"]
 

@@ -1,4 +1,9 @@
-"""gridloom's HTTP/1.1 transport: keep-alive connections on trio streams, framed by h11.
+"""gridloom's HTTP/1.1 transport: keep-alive connections on trio streams.
+
+A model request takes :meth:`WireTransport.post`, whose reply is framed in C
+(:mod:`~gridloom.clients._exchange`); every other request (httpx's interface,
+``handle_async_request``) is framed by h11, which is imported with the first such request, so
+a run whose requests all take the fast exchange never loads it.
 
 httpx's default transport (httpcore) spends most of a model request's client-side CPU in its
 connection pool: on every request event it walks all of its connections and requests
@@ -29,16 +34,19 @@ client gives such providers httpx's own transport (:mod:`~gridloom.clients._poli
 from __future__ import annotations
 
 import ssl
+import sys
 from collections.abc import AsyncIterator
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-import h11
 import httpx
 import trio
 
 from .._sockets import descriptor, send
 from ._exchange import Reply, ReplyReader
 from ._limit import ResponseCap
+
+if TYPE_CHECKING:
+    import h11
 
 __all__ = ["WireTransport", "ssl_error", "tls_reason"]
 
@@ -60,15 +68,16 @@ def _get(timeouts: dict[str, float | None], name: str) -> float:
 
 
 class _Connection:
-    """One HTTP/1.1 connection: a trio stream and its h11 state."""
+    """One HTTP/1.1 connection: a trio stream, and its h11 state once a request that h11
+    frames has used it (the fast exchange keeps no state between requests)."""
 
-    __slots__ = ("fd", "h11", "idle_since", "origin", "socket", "stream")
+    __slots__ = ("_h11", "fd", "idle_since", "origin", "socket", "stream")
 
     def __init__(self, origin: _Origin, stream: trio.abc.Stream, socket: trio.socket.SocketType):
         self.origin = origin
         self.stream = stream
         self.socket = socket
-        self.h11 = h11.Connection(h11.CLIENT)
+        self._h11: h11.Connection | None = None
         self.idle_since = 0.0
         #: The socket's descriptor when :meth:`WireTransport.post` may write to it directly
         #: (plain TCP on POSIX, see :mod:`gridloom._sockets`), else -1 (TLS).
@@ -78,11 +87,23 @@ class _Connection:
         """Young enough and not closed by the server (an idle socket has nothing to read)."""
         return now - self.idle_since < expiry and not self.socket.is_readable()
 
+    @property
+    def h11(self) -> h11.Connection:
+        """The h11 state machine, made on first use: between two requests framed elsewhere it
+        would stay idle, so a connection's first h11 request starts from the same state."""
+        if self._h11 is None:
+            import h11
+
+            self._h11 = h11.Connection(h11.CLIENT)
+        return self._h11
+
     def close_now(self) -> None:
         """Close without a checkpoint (no TLS close_notify; the peer sees the socket close)."""
         self.socket.close()
 
     async def send_request(self, request: httpx.Request) -> None:
+        import h11
+
         head = h11.Request(
             method=request.method, target=request.url.raw_path, headers=request.headers.raw
         )
@@ -98,6 +119,8 @@ class _Connection:
     async def next_event(self, scope: trio.CancelScope | None, read_seconds: float) -> Any:
         """The next h11 event from the server. Each read may take ``read_seconds``: the deadline of
         ``scope`` restarts with it (without a scope, one is opened only if a read is needed)."""
+        import h11
+
         while True:
             event = self.h11.next_event()
             if event is not h11.NEED_DATA:
@@ -173,6 +196,8 @@ class _Body(httpx.AsyncByteStream):
         return self
 
     async def __anext__(self) -> bytes:
+        import h11
+
         conn = self._conn
         if conn is None or self._done:
             raise StopAsyncIteration
@@ -221,6 +246,8 @@ class WireTransport(httpx.AsyncBaseTransport):
         self.connections_opened = 0
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        import h11
+
         if self._closed:
             raise RuntimeError("the transport is closed")
         url = request.url
@@ -413,6 +440,8 @@ class WireTransport(httpx.AsyncBaseTransport):
 
     def _finished(self, conn: _Connection, *, reuse: bool) -> None:
         """A response is over: keep its connection for the next request, or close it."""
+        import h11
+
         self._slots.release()
         state = conn.h11
         reuse = reuse and state.our_state is h11.DONE and state.their_state is h11.DONE
@@ -467,9 +496,10 @@ def _translate(exc: BaseException) -> BaseException:
     """The httpx exception for a failure below it (httpx's own and cancellation pass through)."""
     if isinstance(exc, httpx.HTTPError | trio.Cancelled | KeyboardInterrupt):
         return exc
-    if isinstance(exc, h11.RemoteProtocolError):
+    h11 = sys.modules.get("h11")  # not loaded: no h11 error can have been raised
+    if h11 is not None and isinstance(exc, h11.RemoteProtocolError):
         return httpx.RemoteProtocolError(str(exc))
-    if isinstance(exc, h11.LocalProtocolError):
+    if h11 is not None and isinstance(exc, h11.LocalProtocolError):
         return httpx.LocalProtocolError(str(exc))
     if isinstance(exc, trio.BrokenResourceError | trio.ClosedResourceError | OSError):
         if ssl_error(exc) is not None:

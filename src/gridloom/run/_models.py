@@ -23,7 +23,7 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import httpx
@@ -32,11 +32,9 @@ import trio
 from ..clients import (
     AnthropicClient,
     CacheScope,
-    CacheUnavailable,
     ModelClient,
     ModelHandle,
     OpenAIClient,
-    ResponseCache,
     ThrottledModelClient,
     api_key_from_env,
     batching_client,
@@ -48,6 +46,9 @@ from ..errors import ConfigError
 from ..storage import location_of
 from ..throttle import ThrottleRegistry, TokenBucket
 from ._health import HealthMonitor
+
+if TYPE_CHECKING:
+    from ..clients import ResponseCache
 
 __all__ = [
     "PROBE_REFUSALS",
@@ -86,7 +87,10 @@ def cache_wanted(config: PipelineConfig, models: list[ModelConfig]) -> bool:
 
 async def open_cache(stack: contextlib.AsyncExitStack) -> ResponseCache | None:
     """The response cache at its default place, opened in a worker thread and closed with
-    ``stack``; ``None`` (after one warning) when it cannot be used."""
+    ``stack``; ``None`` (after one warning) when it cannot be used. The cache's module (and
+    sqlite3) loads here, so a run without the cache never imports it."""
+    from ..clients._cache import CacheUnavailable, ResponseCache
+
     try:
         cache = await trio.to_thread.run_sync(ResponseCache)
     except CacheUnavailable as exc:

@@ -31,7 +31,6 @@ import random
 import re
 from collections.abc import Sequence
 from typing import Any, Literal
-from xml.sax.saxutils import escape, quoteattr
 
 import yaml
 
@@ -84,19 +83,33 @@ def xsd_from_prompt(messages: Sequence[PromptMessage]) -> str | None:
     return None
 
 
+def _escape(text: str) -> str:
+    """``text`` as XML character data (``xml.sax`` loads with the first XML answer)."""
+    from xml.sax.saxutils import escape
+
+    return escape(text)
+
+
+def _quoteattr(text: str) -> str:
+    """``text`` as a quoted XML attribute value."""
+    from xml.sax.saxutils import quoteattr
+
+    return quoteattr(text)
+
+
 def _scalar(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
-    return escape(str(value))
+    return _escape(str(value))
 
 
 def _content(value: Any) -> tuple[str, str]:
     """The attributes and the inner XML of an element holding ``value``."""
     if isinstance(value, dict):
         attributes = "".join(
-            f" {key[1:]}={quoteattr(_scalar(item))}"
+            f" {key[1:]}={_quoteattr(_scalar(item))}"
             for key, item in value.items()
             if key.startswith("@")
         )
@@ -238,11 +251,11 @@ def _xsd_element(element: Any, rng: random.Random, words: Sequence[str], depth: 
     for attribute in getattr(kind, "attributes", {}).values():
         if getattr(attribute, "use", "") == "required" and getattr(attribute, "local_name", None):
             value = _simple(attribute.type, rng, words)
-            attributes += f" {attribute.local_name}={quoteattr(value)}"
+            attributes += f" {attribute.local_name}={_quoteattr(value)}"
     if kind.is_simple():
-        inner = escape(_simple(kind, rng, words))
+        inner = _escape(_simple(kind, rng, words))
     elif kind.has_simple_content():
-        inner = escape(_simple(kind.content, rng, words))
+        inner = _escape(_simple(kind.content, rng, words))
     elif kind.content is not None and hasattr(kind.content, "model"):
         inner = _group(kind.content, rng, words, depth)
     else:
@@ -262,7 +275,7 @@ def xml_from_xsd(xsd: str, rng: random.Random, words: Sequence[str]) -> str | No
         if schema.target_namespace:  # qualified elements: the namespace as the default one
             name = root.local_name
             document = document.replace(
-                f"<{name}", f"<{name} xmlns={quoteattr(schema.target_namespace)}", 1
+                f"<{name}", f"<{name} xmlns={_quoteattr(schema.target_namespace)}", 1
             )
         valid = schema.is_valid(document)
     except Exception:  # an XSD feature this builder does not follow
