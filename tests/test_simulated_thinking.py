@@ -305,3 +305,129 @@ async def test_a_run_keeps_the_thinking_as_reasoning(monkeypatch: pytest.MonkeyP
         assert words(row["note__reasoning"]) > 0
         assert row["note__reasoning"] != row["note"]
     assert {entry.path for entry in timeline} == {"/v1/messages"}
+
+
+# ---------------------------------------------------------------------- config checks
+
+
+def thinking_config(
+    column: dict[str, Any] | None = None,
+    model: dict[str, Any] | None = None,
+    provider_extra: dict[str, Any] | None = None,
+    provider_type: str = "anthropic",
+) -> dict[str, Any]:
+    """A one-column pipeline on an Anthropic provider whose ``extra_body`` enables thinking
+    (budget 1024) unless ``provider_extra`` says otherwise; the model sends max_tokens 2048
+    unless ``model`` says otherwise."""
+    thinking = {"thinking": {"type": "enabled", "budget_tokens": 1024}}
+    provider: dict[str, Any] = {
+        "name": "claude",
+        "type": provider_type,
+        "extra_body": thinking if provider_extra is None else provider_extra,
+    }
+    if provider_type != "simulated":
+        provider["endpoint"] = "http://127.0.0.1:9/v1"
+    return {
+        "providers": [provider],
+        "models": [
+            {"alias": "m", "provider": "claude", "model": "x"}
+            | ({"max_tokens": 2048} if model is None else model)
+        ],
+        "columns": [{"name": "note", "llm_text": {"model": "m", "prompt": "Hi."} | (column or {})}],
+    }
+
+
+@pytest.mark.parametrize(
+    ("column", "model", "provider_extra", "field", "message"),
+    [
+        ({"temperature": 0.7}, None, None, "temperature", "allows only temperature 1; got the"),
+        (None, {"max_tokens": 2048, "temperature": 0}, None, "temperature", "of model 'm'"),
+        (
+            None,
+            {"max_tokens": 2048, "temperature": {"uniform": [0.5, 1.0]}},
+            None,
+            "temperature",
+            "{uniform: [0.5, 1.0]}",
+        ),
+        ({"top_p": 0.9}, None, None, "top_p", "top_p from 0.95 to 1"),
+        ({"extra_body": {"top_k": 5}}, None, None, "extra_body", "refuses top_k"),
+        ({}, {}, None, "max_tokens", "the 1024 sent by default"),
+        ({"max_tokens": 1024}, None, None, "max_tokens", "above budget_tokens (1024)"),
+        (
+            {"max_tokens": {"values": [800, 4000]}},
+            None,
+            None,
+            "max_tokens",
+            "above budget_tokens",
+        ),
+        (None, None, {"thinking": "on"}, "extra_body", "must be an object"),
+        (None, None, {"thinking": {"type": "on"}}, "extra_body", "type must be enabled"),
+        (None, None, {"thinking": {"type": "enabled"}}, "extra_body", "must be an integer"),
+        (
+            {"extra_body": {"thinking": {"type": "enabled", "budget_tokens": 512}}},
+            None,
+            {},
+            "extra_body",
+            "at least 1024",
+        ),
+        (
+            {"temperature": 0.3},
+            None,
+            {"thinking": {"type": "adaptive"}},
+            "temperature",
+            "only temperature 1",
+        ),
+    ],
+)
+def test_a_config_anthropic_would_refuse_fails_at_load(
+    column: dict[str, Any] | None,
+    model: dict[str, Any] | None,
+    provider_extra: dict[str, Any] | None,
+    field: str,
+    message: str,
+) -> None:
+    """Thinking in ``extra_body`` (the provider's or the column's) with a parameter the
+    Messages API refuses with it fails when the config is built, before any request, naming
+    the column and the field."""
+    with pytest.raises(gl.ConfigError) as info:
+        structure_pipeline(thinking_config(column, model, provider_extra))
+    text = str(info.value)
+    assert f"column 'note', field 'llm_text.{field}'" in text
+    assert message in text
+    assert "thinking" in text
+
+
+@given(
+    temperature=st.none() | st.sampled_from([0.0, 0.5, 1.0, 1.5]) | st.floats(0, 2),
+    top_p=st.none() | st.sampled_from([0.5, 0.95, 1.0]) | st.floats(0, 1),
+    disabled=st.booleans(),
+    provider_type=st.sampled_from(["anthropic", "openai", "simulated"]),
+)
+@settings(max_examples=200, deadline=None)
+def test_sampling_with_thinking_is_checked_only_where_anthropic_thinks(
+    temperature: float | None, top_p: float | None, disabled: bool, provider_type: str
+) -> None:
+    """A config fails exactly when Anthropic would refuse its requests: thinking on, on an
+    Anthropic provider, with a temperature other than 1 or a top_p below 0.95."""
+    column = {"temperature": temperature, "top_p": top_p}
+    column = {key: value for key, value in column.items() if value is not None}
+    thinking = {"type": "disabled"} if disabled else {"type": "enabled", "budget_tokens": 1024}
+    config = thinking_config(column, None, {"thinking": thinking}, provider_type)
+    refused = (
+        provider_type == "anthropic"
+        and not disabled
+        and ((temperature is not None and temperature != 1) or (top_p is not None and top_p < 0.95))
+    )
+    if refused:
+        with pytest.raises(gl.ConfigError, match="column 'note'"):
+            structure_pipeline(config)
+    else:
+        structure_pipeline(config)
+
+
+def test_the_default_max_tokens_is_the_clients() -> None:
+    """The config check assumes the max_tokens the Anthropic client sends by default."""
+    from gridloom.clients._types import ANTHROPIC_DEFAULT_MAX_TOKENS
+    from gridloom.config._thinking import DEFAULT_MAX_TOKENS
+
+    assert DEFAULT_MAX_TOKENS == ANTHROPIC_DEFAULT_MAX_TOKENS
