@@ -121,11 +121,11 @@ def _budget(value: Any, max_tokens: int) -> int:
         raise RequestError(f"{param}: must be an integer, got {_shown(value)}", param=param)
     if value < MIN_BUDGET_TOKENS:
         raise RequestError(
-            f"{param}: must be at least {MIN_BUDGET_TOKENS}, got {value}", param=param
+            f"{param}: must be at least {MIN_BUDGET_TOKENS}, got {_shown(value)}", param=param
         )
     if value >= max_tokens:
         raise RequestError(
-            f"{param}: must be less than max_tokens ({max_tokens}), got {value}; max_tokens"
+            f"{param}: must be less than max_tokens ({max_tokens}), got {_shown(value)}; max_tokens"
             " covers the thinking and the answer",
             param=param,
         )
