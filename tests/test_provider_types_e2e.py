@@ -30,9 +30,15 @@ ROWS = 6
 
 
 def pipeline(
-    url: str, kind: str, *, embedding: bool, extra_body: dict[str, Any] | None = None
+    url: str,
+    kind: str,
+    *,
+    embedding: bool,
+    extra_body: dict[str, Any] | None = None,
+    max_tokens: int | None = None,
 ) -> gl.PipelineConfig:
-    """Text, code, structured, judge (and embedding) columns on one provider of ``kind``."""
+    """Text, code, structured, judge (and embedding) columns on one provider of ``kind``
+    (its model sending ``max_tokens`` when given)."""
     provider: dict[str, Any] = {
         "name": "p",
         "type": kind,
@@ -59,7 +65,10 @@ def pipeline(
     return structure_pipeline(
         {
             "providers": [provider],
-            "models": [{"alias": "m", "provider": "p", "model": f"{kind}-model"}],
+            "models": [
+                {"alias": "m", "provider": "p", "model": f"{kind}-model"}
+                | ({} if max_tokens is None else {"max_tokens": max_tokens})
+            ],
             "columns": columns,
             "run": {"seed": 5, "row_group_size": ROWS},
         }
@@ -101,10 +110,13 @@ async def test_every_model_column_kind_with_each_provider_type(kind: str) -> Non
 
 async def test_anthropic_with_extended_thinking_gets_the_schema_in_the_prompt() -> None:
     """With ``thinking`` on, Anthropic forbids a forced tool: the schema goes in the system
-    prompt instead, and structured and judge columns still produce every row."""
+    prompt instead, and structured and judge columns still produce every row (max_tokens
+    above the thinking budget, as the API requires)."""
     thinking = {"thinking": {"type": "enabled", "budget_tokens": 1024}}
     async with serve_simulated(SimulationConfig()) as server:
-        config = pipeline(server.url, "anthropic", embedding=False, extra_body=thinking)
+        config = pipeline(
+            server.url, "anthropic", embedding=False, extra_body=thinking, max_tokens=2048
+        )
         result = await gl.apreview(config, ROWS)
     assert result.drop_reasons == {}
     check_rows(result.table.to_pylist(), embedding=False)

@@ -29,6 +29,7 @@ from ._processors import ProcessorConfig
 from ._run import RunConfig
 from ._seed_tables import seed_path
 from ._simulation import SimulationConfig
+from ._thinking import thinking_issues
 from ._typecheck import type_issues
 from ._urls import check_url, redact_url
 from ._validators import finite, int64, text, to_tuple
@@ -550,6 +551,7 @@ class PipelineConfig:
                             field,
                         )
                     )
+        problems.extend(thinking_issues(self.columns, self.providers, self.models))
         if problems:
             raise ConfigError.from_issues(problems)
 

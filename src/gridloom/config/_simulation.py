@@ -99,7 +99,10 @@ class SimulatedModel:
             it allows. Which ones is decided from ``seed`` and the request itself, so a run
             gets the same ones whatever the order of arrivals; a correction is a new request.
         output_tokens: typical length of a text answer, in tokens.
-        reasoning: also return reasoning text, separately from the answer.
+        reasoning: also return reasoning text, separately from the answer. On
+            ``/v1/messages`` a request's own ``thinking`` wins: ``enabled`` (within its
+            ``budget_tokens``) or ``adaptive`` makes any model think, ``disabled`` makes
+            this one stop.
         embedding_dimensions: length of embedding vectors.
         tool_turns: with tools offered and ``tool_choice`` ``auto``, the model calls tools
             while the conversation holds fewer rounds of tool results than this (counted since

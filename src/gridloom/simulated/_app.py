@@ -45,6 +45,7 @@ from ._requests import (
 )
 from ._schema_values import Budget
 from ._streams import Piece, anthropic_events, openai_events, send_stream
+from ._thinking import fit_to_max_tokens
 
 if TYPE_CHECKING:
     from ._batches import BatchService
@@ -357,7 +358,11 @@ class SimulatedApp:
         settings = self.config.for_model(request.model)
         budget = Budget()  # one for all the choices: n is no multiplier of the work
         replies = tuple(
-            build_reply(request, settings, choice=index, budget=budget)
+            fit_to_max_tokens(
+                build_reply(request, settings, choice=index, budget=budget),
+                request.thinking,
+                request.max_tokens,
+            )
             for index in range(request.n)
         )
         return request, replies

@@ -59,6 +59,7 @@ from ._structured_text import (
     xml_from_xsd,
     xsd_from_prompt,
 )
+from ._thinking import reasoning_length
 from ._tools import Tool, choose_tools
 
 __all__ = [
@@ -295,9 +296,8 @@ def build_reply(
             wanted, truncated = request.max_tokens, True
         text = _sentences(rng, wanted, topics)
     reasoning = None
-    if model.reasoning:
-        length = min(model.output_tokens, MAX_ANSWER_TOKENS)
-        reasoning = _reasoning(_rng(digest, b"reasoning"), length, topics)
+    if (length := reasoning_length(request.thinking, model)) is not None:
+        reasoning = _reasoning(_rng(digest, b"reasoning"), min(length, MAX_ANSWER_TOKENS), topics)
     reasoning_tokens = count_tokens(reasoning) if reasoning else 0
     answer_tokens = sum(count_tokens(call.arguments_json()) for call in calls)
     answer_tokens = answer_tokens if calls else count_tokens(text)

@@ -19,6 +19,7 @@ from typing import Any
 from .._attrs import frozen
 from ._errors import RequestError
 from ._schema_values import SchemaTally
+from ._thinking import Thinking, parse_thinking
 from ._tools import (
     AUTO,
     Tool,
@@ -121,6 +122,7 @@ class GenerationRequest:
         tool_rounds: tool-result rounds since the last user message (see :mod:`._tools`).
         temperature, top_p: the sampling parameters sent, if any (recorded in the timeline;
             the simulated answers do not depend on them).
+        thinking: Anthropic's extended ``thinking``, if set (see :mod:`._thinking`).
         n: how many choices to answer with (OpenAI; at most :data:`MAX_CHOICES`).
         stream: answer as server-sent events.
         include_usage: when streaming, end with a chunk carrying the usage (OpenAI's
@@ -138,6 +140,7 @@ class GenerationRequest:
     tool_choice: ToolChoice = AUTO
     after_tool_result: bool = False
     tool_rounds: int = 0
+    thinking: Thinking | None = None
     n: int = 1
     stream: bool = False
     include_usage: bool = False
@@ -275,12 +278,9 @@ def _shallow(value: Any, param: str) -> Any:
         if isinstance(node, dict | list):
             if depth > MAX_JSON_DEPTH:
                 raise RequestError(f"a value nests more than {MAX_JSON_DEPTH} deep", param=param)
-            stack.extend((child, depth + 1) for child in _children(node))
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((child, depth + 1) for child in children)
     return value
-
-
-def _children(node: dict[str, Any] | list[Any]) -> list[Any]:
-    return list(node.values()) if isinstance(node, dict) else node
 
 
 def _text_of(content: Any, param: str, size: _Size) -> str:
@@ -537,6 +537,7 @@ def parse_anthropic_messages(body: Mapping[str, Any]) -> GenerationRequest:
                 "'output_format.schema' must be a JSON Schema", param="output_format.schema"
             )
         schema = _tallied(output_format["schema"], tally, "output_format.schema")
+    thinking = parse_thinking(body, max_tokens=max_tokens, temperature=temperature, top_p=top_p)
     tools, tool_choice = parse_anthropic_tools(body, tally)
     return GenerationRequest(
         model=model,
@@ -549,6 +550,7 @@ def parse_anthropic_messages(body: Mapping[str, Any]) -> GenerationRequest:
         tool_choice=tool_choice,
         after_tool_result=raw_messages[-1]["role"] == "user" and has_tool_result(raw_messages[-1]),
         tool_rounds=anthropic_tool_rounds(raw_messages),
+        thinking=thinking,
         stream=_flag(body, "stream"),
     )
 

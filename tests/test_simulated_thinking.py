@@ -1,0 +1,435 @@
+"""Anthropic's extended ``thinking`` request field on the simulated endpoint, over real
+sockets with the official ``anthropic`` SDK (and raw HTTP for the error bodies), and through
+a gridloom run whose Anthropic provider enables it in ``extra_body``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anthropic
+import httpx
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import gridloom as gl
+from gridloom.config import SimulatedModel, SimulationConfig, structure_pipeline
+from gridloom.simulated import SimulatedServer, serve_simulated
+from gridloom.simulated._requests import RequestError, parse_anthropic_messages
+
+CONFIG = SimulationConfig(
+    models={
+        "thinker": SimulatedModel(reasoning=True),
+        # Long answers and long reasoning: the budget and max_tokens have something to cut.
+        "verbose": SimulatedModel(output_tokens=20_000),
+    }
+)
+PROMPT: Any = [{"role": "user", "content": "Tell me about rivers, deltas and floodplains."}]
+ON: Any = {"type": "enabled", "budget_tokens": 1024}
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[SimulatedServer]:
+    async with serve_simulated(CONFIG) as running:
+        yield running
+
+
+@pytest.fixture
+async def claude(server: SimulatedServer) -> AsyncIterator[anthropic.AsyncAnthropic]:
+    base = server.url.removesuffix("/v1")
+    client = anthropic.AsyncAnthropic(base_url=base, api_key="sk-test", max_retries=0)
+    async with client:
+        yield client
+
+
+async def post(server: SimulatedServer, body: Any) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        return await http.post("/messages", json=body)
+
+
+def sdk_arguments(body: dict[str, Any]) -> Any:
+    """``body`` as keyword arguments of ``messages.create``: the sampling parameters, which
+    this SDK version no longer names, go through ``extra_body``."""
+    sampling = {key: body[key] for key in ("temperature", "top_k", "top_p") if key in body}
+    rest = {key: value for key, value in body.items() if key not in sampling}
+    return rest | {"extra_body": sampling}
+
+
+def words(text: str) -> int:
+    return len(text.split())
+
+
+async def test_enabled_thinking_gives_a_signed_thinking_block(
+    claude: anthropic.AsyncAnthropic,
+) -> None:
+    """A model that does not reason by itself answers a thinking block first (signed), then
+    the text; the thinking counts in ``usage.output_tokens``."""
+    message = await claude.messages.create(
+        model="plain", max_tokens=2000, messages=PROMPT, thinking=ON
+    )
+    thought, answer = message.content
+    assert thought.type == "thinking"
+    assert answer.type == "text"
+    assert words(thought.thinking) > 0
+    assert thought.signature
+    assert message.stop_reason == "end_turn"
+    assert message.usage.output_tokens == words(thought.thinking) + words(answer.text)
+    # The same request without thinking: the same answer, no thinking block.
+    bare = await claude.messages.create(model="plain", max_tokens=2000, messages=PROMPT)
+    assert [block.type for block in bare.content] == ["text"]
+    assert bare.content[0] == answer
+
+
+async def test_enabled_thinking_streams(
+    server: SimulatedServer, claude: anthropic.AsyncAnthropic
+) -> None:
+    """Streamed, the thinking arrives as ``thinking_delta`` events and a ``signature_delta``,
+    and the final message equals the unstreamed one (usage included)."""
+    body = {"model": "plain", "max_tokens": 2000, "messages": PROMPT, "thinking": ON}
+    response = await post(server, body)
+    assert response.status_code == 200, response.text
+    expected = response.json()
+    thinking, signatures = [], []
+    async with claude.messages.stream(
+        model="plain", max_tokens=2000, messages=PROMPT, thinking=ON
+    ) as stream:
+        async for event in stream:
+            if event.type == "content_block_delta" and event.delta.type == "thinking_delta":
+                thinking.append(event.delta.thinking)
+            if event.type == "content_block_delta" and event.delta.type == "signature_delta":
+                signatures.append(event.delta.signature)
+        final = await stream.get_final_message()
+    assert expected["content"][0]["type"] == "thinking"
+    assert "".join(thinking) == expected["content"][0]["thinking"]
+    assert signatures == [expected["content"][0]["signature"]]
+    assert final.model_dump(exclude_none=True) == {
+        key: value for key, value in expected.items() if value is not None
+    }
+
+
+@pytest.mark.parametrize("budget", [1024, 1500, 4096])
+async def test_the_budget_bounds_the_thinking(
+    claude: anthropic.AsyncAnthropic, budget: int
+) -> None:
+    """A model that would reason for ~10,000 words thinks at most ``budget_tokens``; the
+    answer then gets what is left of ``max_tokens`` (cut: ``stop_reason: max_tokens``), so
+    the usage is exactly ``max_tokens``."""
+    max_tokens = budget + 100
+    message = await claude.messages.create(
+        model="verbose",
+        max_tokens=max_tokens,
+        messages=PROMPT,
+        thinking={"type": "enabled", "budget_tokens": budget},
+    )
+    thought, answer = message.content
+    assert thought.type == "thinking"
+    assert answer.type == "text"
+    assert budget - 10 <= words(thought.thinking) <= budget
+    assert message.stop_reason == "max_tokens"
+    assert words(thought.thinking) + words(answer.text) == max_tokens
+    assert message.usage.output_tokens == max_tokens
+
+
+async def test_disabled_thinking_silences_a_reasoning_model(
+    claude: anthropic.AsyncAnthropic,
+) -> None:
+    """``disabled`` turns a ``reasoning: true`` model's thinking off; without the field it
+    still thinks, as before; ``adaptive`` turns thinking on with no budget."""
+    default = await claude.messages.create(model="thinker", max_tokens=200, messages=PROMPT)
+    assert [block.type for block in default.content] == ["thinking", "text"]
+    off = await claude.messages.create(
+        model="thinker", max_tokens=200, messages=PROMPT, thinking={"type": "disabled"}
+    )
+    assert [block.type for block in off.content] == ["text"]
+    assert off.usage.output_tokens == words(off.content[0].text)
+    adaptive: Any = {"type": "adaptive"}
+    chosen = await claude.messages.create(
+        model="plain", max_tokens=200, messages=PROMPT, thinking=adaptive
+    )
+    assert [block.type for block in chosen.content] == ["thinking", "text"]
+
+
+INVALID: list[tuple[dict[str, Any], str]] = [
+    ({"thinking": "enabled"}, "thinking"),
+    ({"thinking": ["enabled"]}, "thinking"),
+    ({"thinking": {"type": "on", "budget_tokens": 1024}}, "thinking.type"),
+    ({"thinking": {"budget_tokens": 1024}}, "thinking.type"),
+    ({"thinking": {"type": "enabled"}}, "thinking.budget_tokens"),
+    ({"thinking": {"type": "enabled", "budget_tokens": "2048"}}, "thinking.budget_tokens"),
+    ({"thinking": {"type": "enabled", "budget_tokens": 2048.0}}, "thinking.budget_tokens"),
+    ({"thinking": {"type": "enabled", "budget_tokens": True}}, "thinking.budget_tokens"),
+    ({"thinking": {"type": "enabled", "budget_tokens": 1023}}, "thinking.budget_tokens"),
+    ({"thinking": {"type": "enabled", "budget_tokens": 5000}}, "thinking.budget_tokens"),
+    ({"thinking": {"type": "enabled", "budget_tokens": 4096}}, "thinking.budget_tokens"),
+    ({"thinking": ON, "temperature": 0.7}, "temperature"),
+    ({"thinking": ON, "temperature": 0}, "temperature"),
+    ({"thinking": ON, "top_k": 40}, "top_k"),
+    ({"thinking": ON, "top_p": 0.9}, "top_p"),
+    ({"thinking": {"type": "adaptive"}, "temperature": 0.5}, "temperature"),
+]
+
+
+@pytest.mark.parametrize(("extra", "field"), INVALID)
+async def test_invalid_thinking_is_a_bad_request(
+    server: SimulatedServer, claude: anthropic.AsyncAnthropic, extra: dict[str, Any], field: str
+) -> None:
+    """Each combination the API refuses is a 400 ``invalid_request_error`` whose message
+    starts with the field; the SDK raises ``BadRequestError``."""
+    body = {"model": "plain", "max_tokens": 4096, "messages": PROMPT} | extra
+    response = await post(server, body)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["message"].startswith(f"{field}: ")
+    with pytest.raises(anthropic.BadRequestError, match=field):
+        await claude.messages.create(**sdk_arguments(body))
+
+
+async def test_what_thinking_allows(claude: anthropic.AsyncAnthropic) -> None:
+    """Thinking with ``temperature`` 1 and ``top_p`` from 0.95 to 1 is answered with a
+    thinking block; any sampling settings with thinking disabled, without one."""
+    for extra, blocks in (
+        ({"thinking": ON, "temperature": 1, "top_p": 0.95}, ["thinking", "text"]),
+        ({"thinking": ON, "top_p": 1}, ["thinking", "text"]),
+        (
+            {"thinking": {"type": "disabled"}, "temperature": 0.2, "top_k": 5, "top_p": 0.5},
+            ["text"],
+        ),
+    ):
+        body = {"model": "thinker", "max_tokens": 2000, "messages": PROMPT} | extra
+        message = await claude.messages.create(**sdk_arguments(body))
+        assert [block.type for block in message.content] == blocks
+
+
+def _invalid_thinking() -> st.SearchStrategy[Any]:
+    """``thinking`` values the API refuses (with ``max_tokens`` 4096)."""
+    scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
+    not_object = scalars.filter(lambda v: v is not None) | st.lists(scalars, max_size=3)
+    bad_type = st.fixed_dictionaries(
+        {"type": scalars.filter(lambda v: v not in ("enabled", "disabled", "adaptive"))}
+    )
+    bad_budget = st.one_of(
+        st.integers(max_value=1023),
+        st.integers(min_value=4096),
+        st.integers(min_value=10**100),
+        st.floats(allow_nan=False),
+        st.text(),
+        st.booleans(),
+    )
+    return (
+        not_object
+        | bad_type
+        | st.fixed_dictionaries({"type": st.just("enabled")})
+        | (st.fixed_dictionaries({"type": st.just("enabled"), "budget_tokens": bad_budget}))
+    )
+
+
+@given(thinking=_invalid_thinking())
+@settings(max_examples=300, deadline=None)
+def test_every_invalid_thinking_is_refused_naming_the_field(thinking: Any) -> None:
+    """Whatever invalid ``thinking`` a request carries, parsing it (what the endpoint does
+    before answering 400) fails naming ``thinking`` or one of its fields."""
+    body = {"model": "plain", "max_tokens": 4096, "messages": PROMPT, "thinking": thinking}
+    with pytest.raises(RequestError) as info:
+        parse_anthropic_messages(body)
+    assert info.value.param is not None
+    assert info.value.param.startswith("thinking")
+    assert info.value.message.startswith(f"{info.value.param}: ")
+    assert len(info.value.message) <= 200  # the value shown cut short, whatever it is
+
+
+@given(
+    budget=st.integers(min_value=1024, max_value=40_000),
+    room=st.integers(min_value=1, max_value=3_000),
+)
+@settings(max_examples=50, deadline=None)
+def test_thinking_stays_within_any_budget(budget: int, room: int) -> None:
+    """For any budget and ``max_tokens`` above it, the thinking is at most the budget and the
+    whole answer at most ``max_tokens``."""
+    from gridloom.simulated._replies import build_reply
+    from gridloom.simulated._thinking import fit_to_max_tokens
+
+    thinking = {"type": "enabled", "budget_tokens": budget}
+    body = {"model": "verbose", "max_tokens": budget + room, "messages": PROMPT}
+    request = parse_anthropic_messages(body | {"thinking": thinking})
+    model = CONFIG.for_model("verbose")
+    reply = fit_to_max_tokens(build_reply(request, model), request.thinking, request.max_tokens)
+    assert reply.reasoning is not None
+    assert 0 < words(reply.reasoning) <= budget
+    assert reply.reasoning_tokens == words(reply.reasoning)
+    assert reply.output_tokens == words(reply.reasoning) + words(reply.text) <= budget + room
+
+
+# ---------------------------------------------------------------------- through gridloom
+
+
+async def test_a_run_keeps_the_thinking_as_reasoning(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An ``anthropic`` provider whose ``extra_body`` enables thinking, pointed at the
+    simulated endpoint: an ``llm_text`` column ``with_reasoning`` gets the thinking in its
+    ``__reasoning`` column, and every request carried the field."""
+    monkeypatch.setenv("GRIDLOOM_TEST_KEY", "sk-test")
+    async with serve_simulated(SimulationConfig(seed=1)) as server:
+        config = structure_pipeline(
+            {
+                "providers": [
+                    {
+                        "name": "claude",
+                        "type": "anthropic",
+                        "endpoint": server.url,
+                        "api_key_env": "GRIDLOOM_TEST_KEY",
+                        "extra_body": {"thinking": {"type": "enabled", "budget_tokens": 1024}},
+                    }
+                ],
+                "models": [
+                    {"alias": "m", "provider": "claude", "model": "sim", "max_tokens": 2048}
+                ],
+                "columns": [
+                    {"name": "topic", "category": {"values": ["rivers", "deserts"]}},
+                    {
+                        "name": "note",
+                        "llm_text": {
+                            "model": "m",
+                            "prompt": "Write about {{ topic }}.",
+                            "with_reasoning": True,
+                        },
+                    },
+                ],
+                "run": {"seed": 3},
+            }
+        )
+        result = await gl.apreview(config, 4)
+        timeline = server.app.timeline()
+    rows = result.table.to_pylist()
+    assert len(rows) == 4
+    for row in rows:
+        assert row["note"]
+        assert words(row["note__reasoning"]) > 0
+        assert row["note__reasoning"] != row["note"]
+    assert {entry.path for entry in timeline} == {"/v1/messages"}
+
+
+# ---------------------------------------------------------------------- config checks
+
+
+def thinking_config(
+    column: dict[str, Any] | None = None,
+    model: dict[str, Any] | None = None,
+    provider_extra: dict[str, Any] | None = None,
+    provider_type: str = "anthropic",
+) -> dict[str, Any]:
+    """A one-column pipeline on an Anthropic provider whose ``extra_body`` enables thinking
+    (budget 1024) unless ``provider_extra`` says otherwise; the model sends max_tokens 2048
+    unless ``model`` says otherwise."""
+    thinking = {"thinking": {"type": "enabled", "budget_tokens": 1024}}
+    provider: dict[str, Any] = {
+        "name": "claude",
+        "type": provider_type,
+        "extra_body": thinking if provider_extra is None else provider_extra,
+    }
+    if provider_type != "simulated":
+        provider["endpoint"] = "http://127.0.0.1:9/v1"
+    return {
+        "providers": [provider],
+        "models": [
+            {"alias": "m", "provider": "claude", "model": "x"}
+            | ({"max_tokens": 2048} if model is None else model)
+        ],
+        "columns": [{"name": "note", "llm_text": {"model": "m", "prompt": "Hi."} | (column or {})}],
+    }
+
+
+@pytest.mark.parametrize(
+    ("column", "model", "provider_extra", "field", "message"),
+    [
+        ({"temperature": 0.7}, None, None, "temperature", "allows only temperature 1; got the"),
+        (None, {"max_tokens": 2048, "temperature": 0}, None, "temperature", "of model 'm'"),
+        (
+            None,
+            {"max_tokens": 2048, "temperature": {"uniform": [0.5, 1.0]}},
+            None,
+            "temperature",
+            "{uniform: [0.5, 1.0]}",
+        ),
+        ({"top_p": 0.9}, None, None, "top_p", "top_p from 0.95 to 1"),
+        ({"extra_body": {"top_k": 5}}, None, None, "extra_body", "refuses top_k"),
+        ({}, {}, None, "max_tokens", "the 1024 sent by default"),
+        ({"max_tokens": 1024}, None, None, "max_tokens", "above budget_tokens (1024)"),
+        (
+            {"max_tokens": {"values": [800, 4000]}},
+            None,
+            None,
+            "max_tokens",
+            "above budget_tokens",
+        ),
+        (None, None, {"thinking": "on"}, "extra_body", "must be an object"),
+        (None, None, {"thinking": {"type": "on"}}, "extra_body", "type must be enabled"),
+        (None, None, {"thinking": {"type": "enabled"}}, "extra_body", "must be an integer"),
+        (
+            {"extra_body": {"thinking": {"type": "enabled", "budget_tokens": 512}}},
+            None,
+            {},
+            "extra_body",
+            "at least 1024",
+        ),
+        (
+            {"temperature": 0.3},
+            None,
+            {"thinking": {"type": "adaptive"}},
+            "temperature",
+            "only temperature 1",
+        ),
+    ],
+)
+def test_a_config_anthropic_would_refuse_fails_at_load(
+    column: dict[str, Any] | None,
+    model: dict[str, Any] | None,
+    provider_extra: dict[str, Any] | None,
+    field: str,
+    message: str,
+) -> None:
+    """Thinking in ``extra_body`` (the provider's or the column's) with a parameter the
+    Messages API refuses with it fails when the config is built, before any request, naming
+    the column and the field."""
+    with pytest.raises(gl.ConfigError) as info:
+        structure_pipeline(thinking_config(column, model, provider_extra))
+    text = str(info.value)
+    assert f"column 'note', field 'llm_text.{field}'" in text
+    assert message in text
+    assert "thinking" in text
+
+
+@given(
+    temperature=st.none() | st.sampled_from([0.0, 0.5, 1.0, 1.5]) | st.floats(0, 2),
+    top_p=st.none() | st.sampled_from([0.5, 0.95, 1.0]) | st.floats(0, 1),
+    disabled=st.booleans(),
+    provider_type=st.sampled_from(["anthropic", "openai", "simulated"]),
+)
+@settings(max_examples=200, deadline=None)
+def test_sampling_with_thinking_is_checked_only_where_anthropic_thinks(
+    temperature: float | None, top_p: float | None, disabled: bool, provider_type: str
+) -> None:
+    """A config fails exactly when Anthropic would refuse its requests: thinking on, on an
+    Anthropic provider, with a temperature other than 1 or a top_p below 0.95."""
+    column = {"temperature": temperature, "top_p": top_p}
+    column = {key: value for key, value in column.items() if value is not None}
+    thinking = {"type": "disabled"} if disabled else {"type": "enabled", "budget_tokens": 1024}
+    config = thinking_config(column, None, {"thinking": thinking}, provider_type)
+    refused = (
+        provider_type == "anthropic"
+        and not disabled
+        and ((temperature is not None and temperature != 1) or (top_p is not None and top_p < 0.95))
+    )
+    if refused:
+        with pytest.raises(gl.ConfigError, match="column 'note'"):
+            structure_pipeline(config)
+    else:
+        structure_pipeline(config)
+
+
+def test_the_default_max_tokens_is_the_clients() -> None:
+    """The config check assumes the max_tokens the Anthropic client sends by default."""
+    from gridloom.clients._types import ANTHROPIC_DEFAULT_MAX_TOKENS
+    from gridloom.config._thinking import DEFAULT_MAX_TOKENS
+
+    assert DEFAULT_MAX_TOKENS == ANTHROPIC_DEFAULT_MAX_TOKENS
