@@ -254,6 +254,29 @@ async def test_fixed_latency_is_exact(autojump_clock: trio.testing.MockClock) ->
     assert (entry.start, entry.end, entry.status) == (0.0, 2.0, 200)
 
 
+async def test_latency_counts_from_the_requests_arrival(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The time the server spends on a request before it waits (parsing it, drafting the
+    answer) is part of the latency, not added to it: on a clock that moves on while the app
+    works, the answer comes sooner than the fixed latency in trio time, and never before the
+    latency has passed on the app's clock."""
+    worked = [0.0]
+
+    def working_clock() -> float:
+        worked[0] += 0.125  # each reading comes after a little work
+        return trio.current_time() + worked[0]
+
+    app = SimulatedApp(simulation(latency=LatencyConfig(fixed=2.0)), clock=working_clock)
+    async with client(app) as http:
+        response = await http.post("/chat/completions", json=chat())
+        assert response.status_code == 200
+        waited = trio.current_time()
+    (entry,) = app.timeline()
+    assert 0 < waited < 2.0
+    assert entry.end - entry.start >= 2.0
+
+
 async def test_per_token_latency(autojump_clock: trio.testing.MockClock) -> None:
     """Per-token latency adds ``per_token`` seconds per output token to the fixed part."""
     app = SimulatedApp(simulation(latency=LatencyConfig(fixed=1.0, per_token=0.25)))

@@ -129,7 +129,7 @@ class SimulatedApp:
     per embeddings answer; beyond any of them, 400. A large embeddings answer and
     ``GET /timeline`` are computed in slices, with checkpoints between them.
 
-    It waits with ``trio.sleep``, so mounted in-process (``httpx.ASGITransport``) under trio's
+    It waits with ``trio.sleep``, the latency counted from a request's arrival, so mounted in-process (``httpx.ASGITransport``) under trio's
     ``autojump_clock`` it runs in virtual time. Answers depend only on the request; latencies
     and faults come from a random stream per model seeded by ``config.seed``. An injected
     dropped connection raises :class:`~gridloom.errors.ConnectionFailed` out of the app
@@ -445,7 +445,9 @@ class SimulatedApp:
         # A stream spends the per-token latency between its events, the rest before them.
         stream = isinstance(request, GenerationRequest) and request.stream
         tokens = 0 if stream else sum(reply.output_tokens for reply in replies)
-        await trio.sleep(behaviour.latency(draw, tokens))
+        # The latency counts from the request's arrival: the time spent reading and parsing
+        # it and drafting the answer is part of it, as on a server, not added to it.
+        await trio.sleep(max(0.0, behaviour.latency(draw, tokens) - (self._clock() - flight.start)))
         if draw.fault is Fault.DISCONNECT:
             flight.settle(None, "disconnect")
             return
