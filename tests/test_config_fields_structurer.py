@@ -1,7 +1,8 @@
-"""The config's field-by-field structuring (``gridloom.config._fields``) against cattrs' own
-generated function: for every config class and any mapping (fields present or missing, values
-of any type, unknown keys), the same object or the same errors, in the same order, with the
-same notes."""
+"""The config's field-by-field structuring and unstructuring (``gridloom.config._fields``)
+against cattrs' own generated functions: for every config class and any mapping (fields
+present or missing, values of any type, unknown keys), the same object or the same errors, in
+the same order, with the same notes; for instances of the config classes the examples hold,
+and mixes of their field values, the same plain data with the keys in the same order."""
 
 from __future__ import annotations
 
@@ -10,13 +11,19 @@ from typing import Any, get_args
 import attrs
 import pytest
 from cattrs.errors import AttributeValidationNote
-from cattrs.gen import make_dict_structure_fn
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gridloom.config import PipelineConfig
 from gridloom.config._converter import _is_config_class, converter
-from gridloom.config._fields import FieldStructurer, _covered, structurer_for
+from gridloom.config._fields import (
+    FieldStructurer,
+    FieldUnstructurer,
+    _covered,
+    structurer_for,
+    unstructurer_for,
+)
 from gridloom.config._kinds import column_kinds
 from gridloom.config._processors import PROCESSOR_KINDS
 
@@ -131,3 +138,75 @@ def test_a_failure_names_its_class_and_field() -> None:
     assert isinstance(note, AttributeValidationNote)
     assert note == "Structuring class ModelConfig @ attribute provider"
     assert note.name == "provider"
+
+
+# --------------------------------------------------------------------------- unstructuring
+
+
+def _instances(value: Any, found: dict[type[Any], list[Any]]) -> None:
+    """Every config-class instance inside ``value``, by class."""
+    if isinstance(value, tuple | list):
+        for item in value:
+            _instances(item, found)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _instances(item, found)
+    elif attrs.has(type(value)):
+        if _is_config_class(type(value)):
+            found.setdefault(type(value), []).append(value)
+        for field in attrs.fields(type(value)):
+            _instances(getattr(value, field.name), found)
+
+
+def _example_instances() -> dict[type[Any], list[Any]]:
+    from pathlib import Path
+
+    from gridloom.config import load_config
+
+    found: dict[type[Any], list[Any]] = {}
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    for path in sorted(examples.rglob("*.yaml")):
+        _instances(load_config(path), found)
+    return found
+
+
+EXAMPLES = _example_instances()
+
+
+def test_the_examples_hold_instances_of_many_classes() -> None:
+    names = {cls.__name__ for cls in EXAMPLES}
+    assert {"PipelineConfig", "ModelConfig", "LLMTextColumn", "RunConfig"} <= names
+    assert len(EXAMPLES) >= 15
+
+
+@pytest.mark.parametrize("cls", sorted(EXAMPLES, key=lambda c: c.__qualname__), ids=str)
+def test_it_unstructures_the_examples_as_cattrs_generated_function_does(cls: type[Any]) -> None:
+    generated = make_dict_unstructure_fn(cls, converter)
+    ours = FieldUnstructurer.of(cls, converter)
+    assert isinstance(unstructurer_for(cls, converter), FieldUnstructurer)
+    for instance in EXAMPLES[cls]:
+        assert ours(instance) == generated(instance)
+        assert list(ours(instance)) == list(generated(instance))  # the same key order
+
+
+@pytest.mark.parametrize("cls", sorted(EXAMPLES, key=lambda c: c.__qualname__), ids=str)
+@settings(max_examples=25, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_it_unstructures_mixed_instances_as_cattrs_does(cls: type[Any], data: Any) -> None:
+    """Instances mixing the field values the examples hold (each field's value drawn from
+    any example instance of the class, or left at its default)."""
+    init = [field for field in attrs.fields(cls) if field.init]
+    kwargs: dict[str, Any] = {}
+    for field in init:
+        seen = [getattr(instance, field.name) for instance in EXAMPLES[cls]]
+        if field.default is not attrs.NOTHING and data.draw(st.booleans(), label=field.name):
+            continue
+        kwargs[field.alias] = data.draw(st.sampled_from(seen), label=field.name)
+    try:
+        instance = cls(**kwargs)
+    except (ValueError, TypeError):  # a combination the class's own checks refuse
+        return
+    generated = make_dict_unstructure_fn(cls, converter)
+    ours = FieldUnstructurer.of(cls, converter)
+    assert ours(instance) == generated(instance)
+    assert list(ours(instance)) == list(generated(instance))

@@ -39,7 +39,7 @@ from ..errors import ConfigError
 from ._cache import CacheSetting
 from ._columns import ColumnConfig
 from ._document import by_column, document_issues, reported
-from ._fields import structurer_for
+from ._fields import field_unstructurers, structurer_for
 from ._inference import InferenceDistribution, is_param_type, structure_param, unstructure_param
 from ._issues import (
     ColumnIssues,
@@ -73,12 +73,7 @@ from ._tools import TOOL_KINDS, ToolConfig
 from ._validator import ValidatorConfig
 from ._validators import text_problem
 
-__all__ = [
-    "converter",
-    "structure_pipeline",
-    "structure_processor",
-    "unstructure_pipeline",
-]
+__all__ = ["converter", "structure_pipeline", "structure_processor", "unstructure_pipeline"]
 
 #: The converter; hooks are registered below, at import.
 converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
@@ -469,6 +464,7 @@ def _register() -> None:
         },
     )
     c.register_unstructure_hook_factory(_is_optional, _optional_unhook)
+    c.register_unstructure_hook_factory(_is_config_class, field_unstructurers(c))
     c.register_unstructure_hook_factory(
         _is_tuple, lambda tp: iterable_unstructure_factory(tp, converter, unstructure_to=list)
     )

@@ -22,6 +22,12 @@ and with the same notes (cattrs' detailed validation, which the config's error r
 The hooks are looked up as cattrs looks them up, once per class, on first use. A class this
 does not cover (a generic one, a ``Final`` or ``Annotated`` field) gets cattrs' generated
 function instead. ``tests/test_config_fields_structurer.py`` holds both to the same results.
+
+The other way, :class:`FieldUnstructurer` does what cattrs' generated unstructure function
+does (a run writes its config once, to ``config.yaml`` and its hash): each ``__init__`` field,
+in order, under its name, through its type's unstructure hook (none where that hook returns the
+value as it is). Writing and compiling those functions was most of a run's first dump, some
+10 ms before its first request.
 """
 
 from __future__ import annotations
@@ -38,14 +44,21 @@ from cattrs.errors import (
     ForbiddenExtraKeysError,
     StructureHandlerNotFoundError,
 )
-from cattrs.fns import raise_error
-from cattrs.gen import make_dict_structure_fn
+from cattrs.fns import identity, raise_error
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn
 
 from .._attrs import frozen
 
-__all__ = ["FieldStructurer", "structurer_for"]
+__all__ = [
+    "FieldStructurer",
+    "FieldUnstructurer",
+    "field_unstructurers",
+    "structurer_for",
+    "unstructurer_for",
+]
 
 _Hook = Callable[[Any, Any], Any]
+_Unhook = Callable[[Any], Any]
 
 
 @frozen
@@ -151,3 +164,66 @@ def structurer_for(cls: type[Any], converter: Converter) -> _Hook:
         cls, converter, _cattrs_forbid_extra_keys=True, _cattrs_detailed_validation=True
     )
     return hook
+
+
+@frozen
+class FieldUnstructurer:
+    """Unstructures an instance of an attrs class into a dict, field by field (see the module):
+    ``fields`` holds each ``__init__`` field's name and hook (``None``: the value as it is)."""
+
+    fields: tuple[tuple[str, _Unhook | None], ...]
+
+    @classmethod
+    def of(cls, config_class: type[Any], converter: Converter) -> FieldUnstructurer:
+        return cls(
+            tuple(
+                (field.name, _unhook(field, converter))
+                for field in attrs.fields(config_class)
+                if field.init
+            )
+        )
+
+    def __call__(self, obj: Any) -> dict[str, Any]:
+        return {
+            name: getattr(obj, name) if hook is None else hook(getattr(obj, name))
+            for name, hook in self.fields
+        }
+
+
+def _unhook(field: attrs.Attribute[Any], converter: Converter) -> _Unhook | None:
+    """The hook cattrs' generated unstructure function would call for ``field``."""
+    if field.type is None:
+        return converter.unstructure
+    try:
+        hook = converter.get_unstructure_hook(field.type, cache_result=False)
+    except RecursionError:  # a class holding itself: looked up when used
+        return converter.unstructure
+    return None if hook == identity else hook
+
+
+def unstructurer_for(cls: type[Any], converter: Converter) -> _Unhook:
+    """The function unstructuring an instance of ``cls`` that ``converter`` uses: a
+    :class:`FieldUnstructurer`, or cattrs' generated one for a class it does not cover."""
+    attrs.resolve_types(cls)
+    if _covered(cls):
+        return FieldUnstructurer.of(cls, converter)
+    hook: _Unhook = make_dict_unstructure_fn(cls, converter)
+    return hook
+
+
+def field_unstructurers(converter: Converter) -> Callable[[type[Any]], _Unhook]:
+    """``converter``'s unstructure hook factory for config classes: the hook of a class looks
+    up the hooks of its fields (and so of the classes they hold) when a value of it is first
+    unstructured, not when a class holding one is."""
+
+    def hook_of(cls: type[Any]) -> _Unhook:
+        made: list[_Unhook] = []
+
+        def unstructure_attrs(obj: Any) -> Any:
+            if not made:  # two threads may both make it: the same function either way
+                made.append(unstructurer_for(cls, converter))
+            return made[0](obj)
+
+        return unstructure_attrs
+
+    return hook_of

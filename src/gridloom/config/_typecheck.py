@@ -41,11 +41,16 @@ _HINTS: dict[type, dict[str, Any]] = {}
 
 
 def _hints(cls: type) -> dict[str, Any]:
-    """The resolved field types of ``cls`` (none when they cannot be resolved)."""
+    """The resolved field types of the attrs class ``cls`` (none when they cannot be resolved).
+
+    attrs resolves them in place, once per class (the structurer asks it to as well), so the
+    annotations are evaluated once, not once for attrs and again here.
+    """
     hints = _HINTS.get(cls)
     if hints is None:
         try:
-            hints = typing.get_type_hints(cls)
+            attrs.resolve_types(cls)
+            hints = {field.name: field.type for field in attrs.fields(cls)}
         except Exception:  # a plugin's annotation that does not resolve: not checked
             hints = {}
         _HINTS[cls] = hints
