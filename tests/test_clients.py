@@ -948,6 +948,54 @@ async def test_an_empty_answer_carries_its_usage_and_the_handle_counts_it(kind: 
     assert usage.errors == {"EmptyAnswer": 2}
 
 
+_PLAIN = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.tuples(inner, inner)
+        | st.dictionaries(st.text(max_size=5), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@given(
+    errors=st.dictionaries(st.text(max_size=8), st.integers(0, 9), max_size=3),
+    throttle=st.dictionaries(st.text(max_size=8), st.dictionaries(st.text(max_size=8), _PLAIN)),
+    latency=st.none() | st.floats(0, 60),
+)
+@settings(max_examples=200, deadline=None)
+def test_a_usage_as_dict_is_what_attrs_asdict_gives(
+    errors: dict[str, int], throttle: dict[str, dict[str, Any]], latency: float | None
+) -> None:
+    """``ModelUsage.as_dict`` (a copy of plain containers, fast for a long throttle history)
+    gives what ``attrs.asdict`` gives, and shares no container with the snapshot."""
+    usage = gc.ModelUsage(
+        alias="a",
+        model="m",
+        provider="p",
+        requests=3,
+        succeeded=2,
+        failed=1,
+        errors=errors,
+        transport_retries={"ReadTimeout": 1},
+        rate_limited=0,
+        throttle=throttle,
+        input_tokens=5,
+        output_tokens=6,
+        mean_latency=latency,
+        p95_latency=latency,
+        estimated_cost=0.5,
+    )
+    plain = usage.as_dict()
+    assert plain == attrs.asdict(usage)
+    assert list(plain) == list(attrs.asdict(usage))
+    assert plain["errors"] is not usage.errors
+    assert plain["throttle"] is not usage.throttle
+    for domain, stats in throttle.items():
+        assert plain["throttle"][domain] is not stats  # type: ignore[index]
+
+
 @pytest.mark.parametrize(
     ("body", "says"),
     [

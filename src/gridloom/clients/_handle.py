@@ -87,7 +87,22 @@ class ModelUsage:
     cache_savings: float | None = None
 
     def as_dict(self) -> dict[str, object]:
-        return attrs.asdict(self)
+        """The fields as plain data, every container a copy (what ``attrs.asdict`` gives; that
+        visits each of the throttle history's points as a possible attrs instance, some
+        milliseconds at a run's end)."""
+        return {
+            field.name: _copied(getattr(self, field.name)) for field in attrs.fields(ModelUsage)
+        }
+
+
+def _copied(value: object) -> object:
+    """``value`` (plain data: a usage holds numbers, text, dicts and lists) with its dicts and
+    lists copied, all the way down."""
+    if isinstance(value, dict):
+        return {key: _copied(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_copied(item) for item in value]
+    return value
 
 
 def _plotted(controller: AIMDController) -> list[list[float]]:
