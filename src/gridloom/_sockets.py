@@ -9,10 +9,15 @@ and an error translation. A request, and an answer, is one small write that the 
 takes at once: that pass was a quarter of the client's task steps per model request. Here the
 bytes are first written straight to the descriptor trio already made non-blocking
 (``os.write``); only what the kernel did not take goes through ``send_all``, which waits for
-room as usual. Reading stays with ``receive_some``: it tries the read first and waits only when
-nothing is there, and the wait for an answer is the checkpoint every exchange keeps. TLS
-streams, and systems that are not POSIX (where a socket is no file descriptor), keep
-``send_all`` for everything.
+room as usual.
+
+Reading waits first, then reads the descriptor (:func:`receive`). ``receive_some`` tries the
+read first and waits only when nothing is there; but both ends read when the other side has
+yet to write (an answer comes a model's latency after its request; the next request, after the
+client has handled the answer), so that first read nearly always failed: a system call, an
+exception caught, and the layers of trio's socket wrapper, for every answer and every request.
+Waiting is the checkpoint each read had anyway. TLS streams, and systems that are not POSIX
+(where a socket is no file descriptor), keep ``send_all`` and ``receive_some``.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import os
 
 import trio
 
-__all__ = ["descriptor", "send"]
+__all__ = ["descriptor", "receive", "send"]
 
 #: Whether a socket may be written with ``os.write``.
 DIRECT = os.name == "posix"
@@ -50,3 +55,20 @@ async def send(stream: trio.abc.Stream, fd: int, data: bytes) -> None:
         await stream.send_all(memoryview(data)[sent:])
         return
     await stream.send_all(data)
+
+
+async def receive(stream: trio.abc.Stream, fd: int, max_bytes: int) -> bytes:
+    """``stream.receive_some(max_bytes)``, read straight from ``fd`` (:func:`descriptor`; -1:
+    through the stream) once the socket is readable: ``b""`` at the end of the stream. Errors
+    are the stream's: ``trio.BrokenResourceError`` when the connection broke,
+    ``trio.ClosedResourceError`` when it was closed meanwhile."""
+    if fd < 0:
+        return bytes(await stream.receive_some(max_bytes))
+    while True:
+        await trio.lowlevel.wait_readable(fd)
+        try:
+            return os.read(fd, max_bytes)
+        except BlockingIOError:  # woken with nothing to read after all: wait again
+            continue
+        except OSError as exc:
+            raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, cast
 import httpx
 import trio
 
-from .._sockets import descriptor, send
+from .._sockets import descriptor, receive, send
 from ._exchange import Reply, ReplyReader
 from ._limit import ResponseCap
 
@@ -136,15 +136,15 @@ class _Connection:
 
 
 async def _receive(
-    stream: trio.abc.Stream, reader: ReplyReader, scope: trio.CancelScope, read: float, until: float
+    conn: _Connection, reader: ReplyReader, scope: trio.CancelScope, read: float, until: float
 ) -> None:
     """Read a reply into ``reader`` until it is complete, each read taking ``read`` seconds at
     most (never past ``until``) under ``scope``."""
     while not reader.complete:
         _bound(scope, read, until)
-        data = await stream.receive_some(READ_SIZE)
+        data = await receive(conn.stream, conn.fd, READ_SIZE)
         if data:
-            reader.feed(bytes(data))
+            reader.feed(data)
         else:
             reader.eof()
 
@@ -368,7 +368,7 @@ class WireTransport(httpx.AsyncBaseTransport):
                 phase = httpx.ReadTimeout
                 read = _get(timeouts, "read")
                 try:
-                    await _receive(conn.stream, reader, scope, read, until)
+                    await _receive(conn, reader, scope, read, until)
                 except (httpx.TransportError, trio.BrokenResourceError, OSError):
                     if unsent is None:
                         raise

@@ -46,7 +46,7 @@ import attrs
 import trio
 
 from .._attrs import frozen
-from .._sockets import descriptor, send
+from .._sockets import descriptor, receive, send
 from ._asgi import WATCH_DISCONNECT, DroppedConnection, Message, Scope
 from ._framing import Response as _Response
 from ._framing import reason as _reason
@@ -319,7 +319,7 @@ class _Connection:
                     await self._resume.wait()
                     self._resume = None
                     continue
-                data = await self.stream.receive_some(_READ_SIZE)
+                data = await receive(self.stream, self.fd, _READ_SIZE)
                 if not data:
                     break
                 if self.busy:
