@@ -240,25 +240,61 @@ def test_every_invalid_thinking_is_refused_naming_the_field(thinking: Any) -> No
 
 
 @given(
-    budget=st.integers(min_value=1024, max_value=40_000),
-    room=st.integers(min_value=1, max_value=3_000),
+    budget=st.none() | st.integers(min_value=1024, max_value=40_000),
+    room=st.integers(min_value=1, max_value=45_000),
+    model=st.sampled_from(["verbose", "plain", "thinker"]),
 )
-@settings(max_examples=50, deadline=None)
-def test_thinking_stays_within_any_budget(budget: int, room: int) -> None:
-    """For any budget and ``max_tokens`` above it, the thinking is at most the budget and the
-    whole answer at most ``max_tokens``."""
+@settings(max_examples=100, deadline=None)
+def test_thinking_stays_within_any_budget(budget: int | None, room: int, model: str) -> None:
+    """For any ``enabled`` budget and ``max_tokens`` above it, or ``adaptive`` thinking and
+    any ``max_tokens``, the thinking is at most its bound (the budget, or ``max_tokens``)
+    and the whole answer at most ``max_tokens``; ``adaptive`` leaves room for an answer."""
     from gridloom.simulated._replies import build_reply
     from gridloom.simulated._thinking import fit_to_max_tokens
 
-    thinking = {"type": "enabled", "budget_tokens": budget}
-    body = {"model": "verbose", "max_tokens": budget + room, "messages": PROMPT}
+    if budget is None:
+        thinking: dict[str, Any] = {"type": "adaptive"}
+        max_tokens = bound = room
+    else:
+        thinking = {"type": "enabled", "budget_tokens": budget}
+        max_tokens, bound = budget + room, budget
+    body = {"model": model, "max_tokens": max_tokens, "messages": PROMPT}
     request = parse_anthropic_messages(body | {"thinking": thinking})
-    model = CONFIG.for_model("verbose")
-    reply = fit_to_max_tokens(build_reply(request, model), request.thinking, request.max_tokens)
+    settings = CONFIG.for_model(model)
+    reply = fit_to_max_tokens(build_reply(request, settings), request.thinking, max_tokens)
     assert reply.reasoning is not None
-    assert 0 < words(reply.reasoning) <= budget
+    assert 0 < words(reply.reasoning) <= bound
     assert reply.reasoning_tokens == words(reply.reasoning)
-    assert reply.output_tokens == words(reply.reasoning) + words(reply.text) <= budget + room
+    assert reply.output_tokens == words(reply.reasoning) + words(reply.text) <= max_tokens
+    if budget is None and max_tokens >= 100:
+        assert words(reply.text) > 0
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_adaptive_thinking_stays_within_max_tokens(
+    claude: anthropic.AsyncAnthropic, stream: bool
+) -> None:
+    """``adaptive`` thinking has no budget of its own, but ``max_tokens`` bounds it and the
+    answer together, streamed or not: a model that would think for ~10,000 words thinks for
+    part of ``max_tokens`` and answers, cut, in the rest."""
+    arguments: Any = {
+        "model": "verbose",
+        "max_tokens": 300,
+        "messages": PROMPT,
+        "thinking": {"type": "adaptive"},
+    }
+    if stream:
+        async with claude.messages.stream(**arguments) as events:
+            message = await events.get_final_message()
+    else:
+        message = await claude.messages.create(**arguments)
+    thought, answer = message.content
+    assert thought.type == "thinking"
+    assert answer.type == "text"
+    assert 0 < words(thought.thinking) < 300
+    assert words(answer.text) > 0
+    assert message.stop_reason == "max_tokens"
+    assert message.usage.output_tokens == words(thought.thinking) + words(answer.text) == 300
 
 
 # ---------------------------------------------------------------------- through gridloom

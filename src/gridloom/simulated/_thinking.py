@@ -149,29 +149,43 @@ def _check_sampling(
         )
 
 
-def reasoning_length(thinking: Thinking | None, model: SimulatedModel) -> int | None:
+def reasoning_length(
+    thinking: Thinking | None, model: SimulatedModel, max_tokens: int | None = None
+) -> int | None:
     """The length the reasoning text is built for (its words are about half of it, see
     ``_replies._reasoning``), or ``None`` for no reasoning: the model's ``output_tokens``,
-    when it reasons, and no more than twice an ``enabled`` budget, so the thinking stays
-    within it (half of twice the budget, and the budget is far above the opening's few
-    words)."""
+    when it reasons, and, when thinking is requested, no more than twice its bound, so the
+    thinking stays within it: an ``enabled`` budget, or for ``adaptive`` half of
+    ``max_tokens`` (the thinking then leaves about half of ``max_tokens`` to the answer)."""
     if thinking is None:
         return model.output_tokens if model.reasoning else None
     if not thinking.on:
         return None
-    if thinking.budget_tokens is None:
+    if thinking.budget_tokens is not None:
+        return min(model.output_tokens, 2 * thinking.budget_tokens)
+    if max_tokens is None:
         return model.output_tokens
-    return min(model.output_tokens, 2 * thinking.budget_tokens)
+    return min(model.output_tokens, max_tokens)
 
 
 def fit_to_max_tokens(reply: Reply, thinking: Thinking | None, max_tokens: int | None) -> Reply:
-    """``reply`` with its text answer cut to the tokens its thinking leaves of ``max_tokens``
-    (thinking requested and on; structured answers and tool calls are left whole, as
-    ``max_tokens`` never cuts them on the simulated endpoint). Words are counted as
-    :func:`._requests.count_tokens` counts them."""
-    if thinking is None or not thinking.on or max_tokens is None or reply.kind != "text":
+    """``reply`` within ``max_tokens`` when thinking was requested and is on: its thinking cut
+    to ``max_tokens`` (only a tiny ``max_tokens`` with ``adaptive`` thinking needs it), then
+    a text answer cut to the tokens the thinking leaves (structured answers and tool calls
+    are left whole, as ``max_tokens`` never cuts them on the simulated endpoint). Words are
+    counted as :func:`._requests.count_tokens` counts them."""
+    if thinking is None or not thinking.on or max_tokens is None:
         return reply
-    if reply.tool_calls or reply.output_tokens <= max_tokens:
+    if reply.reasoning is not None and reply.reasoning_tokens > max_tokens:
+        reasoning = " ".join(reply.reasoning.split()[:max_tokens])
+        cut = reply.reasoning_tokens - max_tokens
+        reply = attrs.evolve(
+            reply,
+            reasoning=reasoning,
+            reasoning_tokens=max_tokens,
+            output_tokens=reply.output_tokens - cut,
+        )
+    if reply.kind != "text" or reply.tool_calls or reply.output_tokens <= max_tokens:
         return reply
     keep = max(0, max_tokens - reply.reasoning_tokens)
     text = " ".join(reply.text.split()[:keep])
