@@ -469,3 +469,120 @@ def test_the_default_max_tokens_is_the_clients() -> None:
     from gridloom.config._thinking import DEFAULT_MAX_TOKENS
 
     assert DEFAULT_MAX_TOKENS == ANTHROPIC_DEFAULT_MAX_TOKENS
+
+
+@pytest.mark.parametrize(
+    ("provider_extra", "column", "field", "message"),
+    [
+        (
+            {"thinking": {"type": "enabled", "budget_tokens": 2048}, "temperature": 0.2},
+            {},
+            "providers[0].extra_body.temperature",
+            "temperature 1; got the extra_body.temperature of provider 'claude' 0.2",
+        ),
+        (
+            {"thinking": {"type": "enabled", "budget_tokens": 1024}},
+            {"extra_body": {"top_p": 0.5}},
+            "llm_text.extra_body.top_p",
+            "top_p from 0.95 to 1; got the column's extra_body.top_p 0.5",
+        ),
+        (
+            {"thinking": {"type": "enabled", "budget_tokens": 2048}},
+            {"max_tokens": 8000, "extra_body": {"max_tokens": 2000}},
+            "llm_text.extra_body.max_tokens",
+            "above budget_tokens (2048), which covers the thinking and the answer; got the"
+            " column's extra_body.max_tokens 2000",
+        ),
+    ],
+)
+def test_values_in_extra_body_are_the_ones_checked(
+    provider_extra: dict[str, Any], column: dict[str, Any], field: str, message: str
+) -> None:
+    """The client merges ``extra_body`` over the body, so a ``temperature``, ``top_p`` or
+    ``max_tokens`` there is what Anthropic gets: the check refuses it, naming that field."""
+    config = thinking_config(column, {"max_tokens": 4096}, provider_extra)
+    with pytest.raises(gl.ConfigError) as info:
+        structure_pipeline(config)
+    assert f"column 'note', field '{field}'" in str(info.value)
+    assert message in str(info.value)
+
+
+def test_max_tokens_in_the_providers_extra_body_is_the_one_sent() -> None:
+    """A provider whose ``extra_body`` sends ``max_tokens: 8000`` with a 2048 budget is
+    accepted: the 1024 the client would send by default is replaced by it."""
+    thinking = {"type": "enabled", "budget_tokens": 2048}
+    structure_pipeline(thinking_config({}, {}, {"thinking": thinking, "max_tokens": 8000}))
+
+
+_PLACES = ("model", "column", "provider_extra", "column_extra")
+_VALUES = {
+    "max_tokens": st.sampled_from([500, 1024, 1025, 2000, 8000]),
+    "temperature": st.sampled_from([0.2, 1.0, 1]),
+    "top_p": st.sampled_from([0.5, 0.95, 1.0]),
+}
+
+
+@given(
+    placed=st.fixed_dictionaries(
+        {
+            name: st.dictionaries(st.sampled_from(_PLACES), values, max_size=4)
+            for name, values in _VALUES.items()
+        }
+    ),
+    thinking_in_column=st.booleans(),
+)
+@settings(max_examples=200, deadline=None)
+def test_each_value_is_checked_where_the_client_takes_it(
+    placed: dict[str, dict[str, Any]], thinking_in_column: bool
+) -> None:
+    """Wherever ``max_tokens``, ``temperature`` and ``top_p`` are set (the model, the column,
+    the provider's or the column's ``extra_body``, several at once), the config fails exactly
+    when the body the client sends (``{**fields, **provider extra_body, **column
+    extra_body}``) breaks a thinking rule, naming the field the sent value comes from."""
+    thinking = {"type": "enabled", "budget_tokens": 1024}
+    provider_extra: dict[str, Any] = {} if thinking_in_column else {"thinking": thinking}
+    column_extra: dict[str, Any] = {"thinking": thinking} if thinking_in_column else {}
+    model: dict[str, Any] = {}
+    column: dict[str, Any] = {}
+    for name, places in placed.items():
+        for place, value in places.items():
+            {
+                "model": model,
+                "column": column,
+                "provider_extra": provider_extra,
+                "column_extra": column_extra,
+            }[place][name] = value
+    column["extra_body"] = column_extra
+    # the oracle: the body as the client builds it, and where each value came from
+    fields = {"max_tokens": 1024} | {
+        name: column.get(name, model.get(name))
+        for name in _VALUES
+        if column.get(name, model.get(name)) is not None
+    }
+    sent = {**fields, **provider_extra, **column_extra}
+    paths = {}
+    for name in _VALUES:
+        if name in column_extra:
+            paths[name] = f"llm_text.extra_body.{name}"
+        elif name in provider_extra:
+            paths[name] = f"providers[0].extra_body.{name}"
+        else:
+            paths[name] = f"llm_text.{name}"
+    broken = [
+        name
+        for name, bad in (
+            ("max_tokens", sent["max_tokens"] <= 1024),
+            ("temperature", sent.get("temperature", 1) != 1),
+            ("top_p", not 0.95 <= sent.get("top_p", 1) <= 1),
+        )
+        if bad
+    ]
+    config = thinking_config(column, model, provider_extra)
+    if not broken:
+        structure_pipeline(config)
+        return
+    with pytest.raises(gl.ConfigError) as info:
+        structure_pipeline(config)
+    assert len(info.value.issues) == len(broken)
+    for name in broken:
+        assert f"column 'note', field '{paths[name]}'" in str(info.value)

@@ -6,8 +6,12 @@ merges them) on a model of an ``anthropic`` provider. The API then requires an o
 ``type`` ``enabled``, ``disabled`` or ``adaptive``; with ``enabled``, an integer
 ``budget_tokens`` of at least 1024 and below ``max_tokens``; and while thinking is on, a
 ``temperature`` of 1 (if any), no ``top_k``, and a ``top_p`` from 0.95 to 1 (if any). Each
-parameter is the column's, else its model's (``max_tokens``: else the 1024 the Anthropic
-client sends); a distribution must keep every value it can draw within the rule.
+parameter is found where the client takes it from (it merges the column's ``extra_body`` over
+the provider's over the body built from the column's and the model's fields): the column's
+``extra_body``, else the provider's, else the column's field, else the model's
+(``max_tokens``: else the 1024 the Anthropic client sends). A distribution must keep every
+value it can draw within the rule; a value in ``extra_body`` that is not a number is left to
+the API.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .._attrs import frozen
 from ..errors import ConfigIssue
 from ._columns import ColumnConfig
 from ._inference import InferenceDistribution
@@ -42,16 +47,17 @@ def thinking_issues(
 ) -> list[ConfigIssue]:
     """A problem per model-calling column whose requests the Anthropic API would refuse
     for their ``thinking`` (see the module doc); none for other providers."""
-    by_name = {provider.name: provider for provider in providers}
+    by_name = {provider.name: (index, provider) for index, provider in enumerate(providers)}
     by_alias = {model.alias: model for model in models}
     problems: list[ConfigIssue] = []
     for col in columns:
         if not isinstance(col, LLMColumn):
             continue
         model = by_alias.get(col.model)
-        provider = by_name.get(model.provider) if model is not None else None
-        if model is None or provider is None or provider.type != "anthropic":
+        found = by_name.get(model.provider) if model is not None else None
+        if model is None or found is None or found[1].type != "anthropic":
             continue
+        index, provider = found
         if "thinking" in col.extra_body:
             thinking, origin = col.extra_body["thinking"], "extra_body.thinking"
         elif "thinking" in provider.extra_body:
@@ -59,27 +65,53 @@ def thinking_issues(
             origin = f"extra_body.thinking of provider {provider.name!r}"
         else:
             continue
-        prefix = f"{col.kind}." if col.kind else ""
-        for field, message in _problems(col, model, provider, thinking, origin):
-            problems.append(ConfigIssue(message, col.name, prefix + field))
+        request = _Request(col=col, model=model, provider=provider, index=index)
+        for field, message in _problems(request, thinking, origin):
+            problems.append(ConfigIssue(message, col.name, field))
     return problems
 
 
-def _problems(
-    col: LLMColumn,
-    model: ModelConfig,
-    provider: ProviderConfig,
-    thinking: Any,
-    origin: str,
-) -> Iterator[tuple[str, str]]:
-    """(field, message) of each rule ``col``'s requests would break."""
+@frozen(kw_only=True)
+class _Request:
+    """Where a column's requests take their fields from: the column, its model, and its
+    provider (at ``index`` in the config's providers)."""
+
+    col: LLMColumn
+    model: ModelConfig
+    provider: ProviderConfig
+    index: int
+
+    def field(self, name: str) -> str:
+        """The column's field ``name`` as a config path (its kind first)."""
+        return f"{self.col.kind}.{name}" if self.col.kind else name
+
+    def sent(self, name: str) -> tuple[str, str, Any] | None:
+        """The field to name, where the value comes from, and the value the client sends as
+        ``name`` (see the module doc); ``None`` when it sends none."""
+        if name in self.col.extra_body:
+            field = self.field(f"extra_body.{name}")
+            return field, f"the column's extra_body.{name}", self.col.extra_body[name]
+        if name in self.provider.extra_body:
+            field = f"providers[{self.index}].extra_body.{name}"
+            source = f"the extra_body.{name} of provider {self.provider.name!r}"
+            return field, source, self.provider.extra_body[name]
+        if (value := getattr(self.col, name, None)) is not None:
+            return self.field(name), f"the column's {name}", value
+        if (value := getattr(self.model, name, None)) is not None:
+            return self.field(name), f"the {name} of model {self.model.alias!r}", value
+        return None
+
+
+def _problems(request: _Request, thinking: Any, origin: str) -> Iterator[tuple[str, str]]:
+    """(field, message) of each rule the column's requests would break."""
+    extra_body = request.field("extra_body")
     if not isinstance(thinking, Mapping):
         example = "{type: enabled, budget_tokens: 2048}"
-        yield "extra_body", f"{origin} must be an object such as {example}"
+        yield extra_body, f"{origin} must be an object such as {example}"
         return
     kind = thinking.get("type")
     if kind not in _TYPES:
-        yield "extra_body", f"{origin}: type must be enabled, disabled or adaptive, got {kind!r}"
+        yield extra_body, f"{origin}: type must be enabled, disabled or adaptive, got {kind!r}"
         return
     if kind == "disabled":
         return
@@ -87,48 +119,50 @@ def _problems(
     if kind == "enabled":
         budget = thinking.get("budget_tokens")
         if isinstance(budget, bool) or not isinstance(budget, int):
-            yield "extra_body", f"{origin}: budget_tokens must be an integer, got {budget!r}"
+            yield extra_body, f"{origin}: budget_tokens must be an integer, got {budget!r}"
         elif budget < MIN_BUDGET_TOKENS:
-            yield "extra_body", f"{origin}: budget_tokens must be at least 1024, got {budget}"
+            yield extra_body, f"{origin}: budget_tokens must be at least 1024, got {budget}"
         else:
-            field, source, value = _param(col, model, "max_tokens")
-            lowest = DEFAULT_MAX_TOKENS if value is None else min(_points(value))
-            if lowest <= budget:
-                given = "the 1024 sent by default" if value is None else f"{source} {_shown(value)}"
+            sent = request.sent("max_tokens")
+            if sent is None:
+                field, given = request.field("max_tokens"), "the 1024 sent by default"
+                points: tuple[float, ...] | None = (DEFAULT_MAX_TOKENS,)
+            else:
+                field, source, value = sent
+                given, points = f"{source} {_shown(value)}", _numbers(value)
+            if points is not None and min(points) <= budget:
                 yield (
                     field,
                     f"{on} needs max_tokens above budget_tokens ({budget}), which covers the"
                     f" thinking and the answer; got {given}",
                 )
-    field, source, value = _param(col, model, "temperature")
-    if value is not None and any(point != 1 for point in _points(value)):
+    sent = request.sent("temperature")
+    if sent is not None and any(point != 1 for point in _numbers(sent[2]) or ()):
+        field, source, value = sent
         yield field, f"{on} allows only temperature 1; got {source} {_shown(value)}"
-    field, source, value = _param(col, model, "top_p")
-    if value is not None and any(not MIN_TOP_P <= p <= 1 for p in _points(value)):
+    sent = request.sent("top_p")
+    if sent is not None and any(not MIN_TOP_P <= p <= 1 for p in _numbers(sent[2]) or ()):
+        field, source, value = sent
         yield field, f"{on} needs top_p from 0.95 to 1; got {source} {_shown(value)}"
-    top_k = col.extra_body.get("top_k", provider.extra_body.get("top_k"))
+    top_k = request.col.extra_body.get("top_k", request.provider.extra_body.get("top_k"))
     if top_k is not None:
-        yield "extra_body", f"{on} refuses top_k (extra_body.top_k is {top_k!r})"
+        yield extra_body, f"{on} refuses top_k (extra_body.top_k is {top_k!r})"
 
 
-def _param(col: LLMColumn, model: ModelConfig, name: str) -> tuple[str, str, Any]:
-    """The field to name, where the value comes from, and the value (column's, else the
-    model's, else ``None``)."""
-    value = getattr(col, name)
-    if value is not None:
-        return name, f"the column's {name}", value
-    return name, f"the {name} of model {model.alias!r}", getattr(model, name)
-
-
-def _points(value: float | InferenceDistribution) -> tuple[float, ...]:
+def _numbers(value: Any) -> tuple[float, ...] | None:
     """The values ``value`` can take at their bounds (a distribution's values of weight
-    above 0, or its ``uniform`` ends)."""
-    if not isinstance(value, InferenceDistribution):
+    above 0, or its ``uniform`` ends; a number itself), or ``None`` when it is no number
+    (a value of ``extra_body`` the API judges itself)."""
+    if isinstance(value, InferenceDistribution):
+        if value.values is not None and value.weights is not None:
+            return tuple(v for v, w in zip(value.values, value.weights, strict=False) if w > 0)
+        return value.points
+    if isinstance(value, int | float) and not isinstance(value, bool):
         return (value,)
-    if value.values is not None and value.weights is not None:
-        return tuple(v for v, w in zip(value.values, value.weights, strict=False) if w > 0)
-    return value.points
+    return None
 
 
-def _shown(value: float | InferenceDistribution) -> str:
-    return value.describe() if isinstance(value, InferenceDistribution) else f"{value:g}"
+def _shown(value: Any) -> str:
+    if isinstance(value, InferenceDistribution):
+        return value.describe()
+    return f"{value:g}" if isinstance(value, float) else repr(value)
