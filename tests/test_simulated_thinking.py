@@ -586,3 +586,25 @@ def test_each_value_is_checked_where_the_client_takes_it(
     assert len(info.value.issues) == len(broken)
     for name in broken:
         assert f"column 'note', field '{paths[name]}'" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"anthropic-beta": "interleaved-thinking-2025-05-14"},
+        {"Anthropic-Beta": "files-api-2025-04-14,interleaved-thinking-2025-05-14"},
+    ],
+)
+def test_interleaved_thinking_may_think_beyond_max_tokens(headers: dict[str, str]) -> None:
+    """With the interleaved-thinking beta, Anthropic lets ``budget_tokens`` exceed
+    ``max_tokens``: such a config loads; without the header it does not, and the other rules
+    still hold with it."""
+    thinking = {"thinking": {"type": "enabled", "budget_tokens": 8000}}
+    config = thinking_config({}, {"max_tokens": 4096}, thinking)
+    with pytest.raises(gl.ConfigError, match="above budget_tokens"):
+        structure_pipeline(config)
+    config["providers"][0]["headers"] = headers
+    structure_pipeline(config)
+    config["columns"][0]["llm_text"]["temperature"] = 0.5
+    with pytest.raises(gl.ConfigError, match="allows only temperature 1"):
+        structure_pipeline(config)

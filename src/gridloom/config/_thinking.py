@@ -9,7 +9,10 @@ merges them) on a model of an ``anthropic`` provider. The API then requires an o
 parameter is found where the client takes it from (it merges the column's ``extra_body`` over
 the provider's over the body built from the column's and the model's fields): the column's
 ``extra_body``, else the provider's, else the column's field, else the model's
-(``max_tokens``: else the 1024 the Anthropic client sends). A distribution must keep every
+(``max_tokens``: else the 1024 the Anthropic client sends). With interleaved thinking (a
+provider header ``anthropic-beta`` naming :data:`INTERLEAVED_BETA`), Anthropic lets
+``budget_tokens`` exceed ``max_tokens`` (the context window bounds it): that rule is then not
+checked. A distribution must keep every
 value it can draw within the rule; a value in ``extra_body`` that is not a number is left to
 the API.
 """
@@ -38,6 +41,8 @@ MIN_TOP_P = 0.95
 #: (``clients._types.ANTHROPIC_DEFAULT_MAX_TOKENS``; config may not import clients).
 DEFAULT_MAX_TOKENS = 1024
 _TYPES = ("enabled", "disabled", "adaptive")
+#: The ``anthropic-beta`` feature (its date after it) that turns interleaved thinking on.
+INTERLEAVED_BETA = "interleaved-thinking-"
 
 
 def thinking_issues(
@@ -122,7 +127,7 @@ def _problems(request: _Request, thinking: Any, origin: str) -> Iterator[tuple[s
             yield extra_body, f"{origin}: budget_tokens must be an integer, got {budget!r}"
         elif budget < MIN_BUDGET_TOKENS:
             yield extra_body, f"{origin}: budget_tokens must be at least 1024, got {budget}"
-        else:
+        elif not _interleaved(request.provider):
             sent = request.sent("max_tokens")
             if sent is None:
                 field, given = request.field("max_tokens"), "the 1024 sent by default"
@@ -147,6 +152,15 @@ def _problems(request: _Request, thinking: Any, origin: str) -> Iterator[tuple[s
     top_k = request.col.extra_body.get("top_k", request.provider.extra_body.get("top_k"))
     if top_k is not None:
         yield extra_body, f"{on} refuses top_k (extra_body.top_k is {top_k!r})"
+
+
+def _interleaved(provider: ProviderConfig) -> bool:
+    """Whether ``provider``'s headers ask for interleaved thinking (``anthropic-beta``, a
+    comma-separated list of features, names :data:`INTERLEAVED_BETA`)."""
+    return any(
+        name.lower() == "anthropic-beta" and INTERLEAVED_BETA in value.lower()
+        for name, value in provider.headers.items()
+    )
 
 
 def _numbers(value: Any) -> tuple[float, ...] | None:
