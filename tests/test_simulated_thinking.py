@@ -4,6 +4,7 @@ a gridloom run whose Anthropic provider enables it in ``extra_body``."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -399,7 +400,7 @@ def thinking_config(
             "above budget_tokens",
         ),
         (None, None, {"thinking": "on"}, "extra_body", "must be an object"),
-        (None, None, {"thinking": {"type": "on"}}, "extra_body", "type must be enabled"),
+        (None, None, {"thinking": {"type": None}}, "extra_body", "type must be a string"),
         (None, None, {"thinking": {"type": "enabled"}}, "extra_body", "must be an integer"),
         (
             {"extra_body": {"thinking": {"type": "enabled", "budget_tokens": 512}}},
@@ -608,3 +609,45 @@ def test_interleaved_thinking_may_think_beyond_max_tokens(headers: dict[str, str
     config["columns"][0]["llm_text"]["temperature"] = 0.5
     with pytest.raises(gl.ConfigError, match="allows only temperature 1"):
         structure_pipeline(config)
+
+
+def test_an_unknown_thinking_type_loads_with_one_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Anthropic may add thinking types (a newer model takes one gridloom does not know): a
+    config with one loads, warning once for the provider that sets it, however many columns
+    use it and however often the config is built, and once for each column setting its
+    own."""
+    config = thinking_config(provider_extra={"thinking": {"type": "between_tools"}})
+    config["providers"][0]["name"] = "future"
+    config["models"][0]["provider"] = "future"
+    columns = config["columns"]
+    columns.append({"name": "second", "llm_text": {"model": "m", "prompt": "Hi."}})
+    for name in ("own1", "own2"):
+        extra = {"thinking": {"type": "interleaved_soon"}}
+        columns.append({"name": name, "llm_text": {"model": "m", "prompt": "Hi."}})
+        columns[-1]["llm_text"]["extra_body"] = extra
+    with caplog.at_level(logging.WARNING, logger="gridloom.config"):
+        structure_pipeline(config)
+        structure_pipeline(config)
+    told = [r.getMessage() for r in caplog.records if r.name == "gridloom.config"]
+    assert len(told) == 3, told
+    assert told[0].startswith("provider 'future': thinking type 'between_tools' is not one")
+    assert {message.split(":")[0] for message in told[1:]} == {"column 'own1'", "column 'own2'"}
+
+
+@pytest.mark.parametrize(
+    ("thinking", "message"),
+    [
+        ({"type": 5}, "type must be a string"),
+        ({"budget_tokens": 2048}, "type must be a string"),
+        ({"type": "between_tools", "budget_tokens": "2048"}, "budget_tokens must be an integer"),
+        ({"type": "adaptive", "budget_tokens": 2048.5}, "budget_tokens must be an integer"),
+        ({"type": "enabled", "budget_tokens": True}, "budget_tokens must be an integer"),
+    ],
+)
+def test_a_malformed_thinking_is_still_refused(thinking: dict[str, Any], message: str) -> None:
+    """What no version of the API could take — a type that is no string, a budget that is no
+    integer — fails at load, whatever the type."""
+    with pytest.raises(gl.ConfigError, match=message):
+        structure_pipeline(thinking_config(provider_extra={"thinking": thinking}))

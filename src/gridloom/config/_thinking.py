@@ -19,6 +19,7 @@ the API.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 
 __all__ = ["thinking_issues"]
 
+logger = logging.getLogger("gridloom.config")
+
 #: The smallest ``budget_tokens`` the API accepts.
 MIN_BUDGET_TOKENS = 1024
 #: The lowest ``top_p`` the API accepts with thinking on.
@@ -41,6 +44,8 @@ MIN_TOP_P = 0.95
 #: (``clients._types.ANTHROPIC_DEFAULT_MAX_TOKENS``; config may not import clients).
 DEFAULT_MAX_TOKENS = 1024
 _TYPES = ("enabled", "disabled", "adaptive")
+#: (place, type) of each unknown thinking type already warned about.
+_TOLD: set[tuple[str, str]] = set()
 #: The ``anthropic-beta`` feature (its date after it) that turns interleaved thinking on.
 INTERLEAVED_BETA = "interleaved-thinking-"
 
@@ -65,13 +70,15 @@ def thinking_issues(
         index, provider = found
         if "thinking" in col.extra_body:
             thinking, origin = col.extra_body["thinking"], "extra_body.thinking"
+            where = f"column {col.name!r}"
         elif "thinking" in provider.extra_body:
             thinking = provider.extra_body["thinking"]
             origin = f"extra_body.thinking of provider {provider.name!r}"
+            where = f"provider {provider.name!r}"
         else:
             continue
         request = _Request(col=col, model=model, provider=provider, index=index)
-        for field, message in _problems(request, thinking, origin):
+        for field, message in _problems(request, thinking, origin, where):
             problems.append(ConfigIssue(message, col.name, field))
     return problems
 
@@ -107,25 +114,37 @@ class _Request:
         return None
 
 
-def _problems(request: _Request, thinking: Any, origin: str) -> Iterator[tuple[str, str]]:
-    """(field, message) of each rule the column's requests would break."""
+def _problems(
+    request: _Request, thinking: Any, origin: str, where: str
+) -> Iterator[tuple[str, str]]:
+    """(field, message) of each rule the column's requests would break; ``origin``: the
+    field ``thinking`` comes from, ``where``: the provider or column that sets it."""
     extra_body = request.field("extra_body")
     if not isinstance(thinking, Mapping):
         example = "{type: enabled, budget_tokens: 2048}"
         yield extra_body, f"{origin} must be an object such as {example}"
         return
     kind = thinking.get("type")
+    if not isinstance(kind, str):
+        yield (
+            extra_body,
+            f"{origin}: type must be a string (enabled, disabled or adaptive), got {kind!r}",
+        )
+        return
+    budget = thinking.get("budget_tokens")
+    if (kind == "enabled" or budget is not None) and (
+        isinstance(budget, bool) or not isinstance(budget, int)
+    ):
+        yield extra_body, f"{origin}: budget_tokens must be an integer, got {budget!r}"
+        return
     if kind not in _TYPES:
-        yield extra_body, f"{origin}: type must be enabled, disabled or adaptive, got {kind!r}"
+        _tell_unknown(kind, where)
         return
     if kind == "disabled":
         return
     on = f"with extended thinking on ({origin}), Anthropic's API"
-    if kind == "enabled":
-        budget = thinking.get("budget_tokens")
-        if isinstance(budget, bool) or not isinstance(budget, int):
-            yield extra_body, f"{origin}: budget_tokens must be an integer, got {budget!r}"
-        elif budget < MIN_BUDGET_TOKENS:
+    if kind == "enabled" and isinstance(budget, int):
+        if budget < MIN_BUDGET_TOKENS:
             yield extra_body, f"{origin}: budget_tokens must be at least 1024, got {budget}"
         elif not _interleaved(request.provider):
             sent = request.sent("max_tokens")
@@ -152,6 +171,22 @@ def _problems(request: _Request, thinking: Any, origin: str) -> Iterator[tuple[s
     top_k = request.col.extra_body.get("top_k", request.provider.extra_body.get("top_k"))
     if top_k is not None:
         yield extra_body, f"{on} refuses top_k (extra_body.top_k is {top_k!r})"
+
+
+def _tell_unknown(kind: str, where: str) -> None:
+    """Warn, once per process for each place it is set in, that ``kind`` is a thinking type
+    gridloom does not know: the API may have added it, so it is sent unchecked."""
+    key = (where, kind)
+    if key in _TOLD:
+        return
+    _TOLD.add(key)
+    logger.warning(
+        "%s: thinking type %r is not one gridloom knows (%s); requests carry it unchecked,"
+        " and Anthropic's API decides (told once)",
+        where,
+        kind,
+        ", ".join(_TYPES),
+    )
 
 
 def _interleaved(provider: ProviderConfig) -> bool:
