@@ -651,3 +651,36 @@ def test_a_malformed_thinking_is_still_refused(thinking: dict[str, Any], message
     integer — fails at load, whatever the type."""
     with pytest.raises(gl.ConfigError, match=message):
         structure_pipeline(thinking_config(provider_extra={"thinking": thinking}))
+
+
+HUGE = "x" * 100_000
+
+
+@pytest.mark.parametrize(
+    ("column", "provider_extra"),
+    [
+        ({}, {"thinking": {"type": "enabled", "budget_tokens": HUGE}}),
+        ({}, {"thinking": {"type": [HUGE]}}),
+        ({}, {"thinking": HUGE}),
+        ({"extra_body": {"top_k": HUGE}}, None),
+        ({"extra_body": {"top_k": 10**2000}}, None),
+        ({}, {"thinking": {"type": "enabled", "budget_tokens": -(10**2000)}}),
+    ],
+)
+def test_a_refusal_shows_a_huge_value_cut_short(
+    column: dict[str, Any], provider_extra: dict[str, Any] | None
+) -> None:
+    """A value of 100,000 characters (or digits) is shown cut short in the message."""
+    with pytest.raises(gl.ConfigError) as info:
+        structure_pipeline(thinking_config(column, None, provider_extra))
+    assert len(str(info.value)) < 500, str(info.value)[:1000]
+
+
+def test_a_warning_shows_a_huge_type_cut_short(caplog: pytest.LogCaptureFixture) -> None:
+    """An unknown type of 100,000 characters loads, with a short warning."""
+    config = thinking_config(provider_extra={"thinking": {"type": "y" + HUGE}})
+    with caplog.at_level(logging.WARNING, logger="gridloom.config"):
+        structure_pipeline(config)
+    (told,) = [r.getMessage() for r in caplog.records if r.name == "gridloom.config"]
+    assert "'yxxxxxx" in told
+    assert len(told) < 500

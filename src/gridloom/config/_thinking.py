@@ -32,22 +32,47 @@ from ._llm import LLMColumn
 if TYPE_CHECKING:
     from ._models import ModelConfig, ProviderConfig
 
-__all__ = ["thinking_issues"]
+__all__ = [
+    "DEFAULT_MAX_TOKENS",
+    "INTERLEAVED_BETA",
+    "MIN_BUDGET_TOKENS",
+    "MIN_TOP_P",
+    "THINKING_TYPES",
+    "shown",
+    "thinking_issues",
+]
 
 logger = logging.getLogger("gridloom.config")
 
-#: The smallest ``budget_tokens`` the API accepts.
+#: The smallest ``budget_tokens`` the API accepts (here and on the simulated endpoint).
 MIN_BUDGET_TOKENS = 1024
 #: The lowest ``top_p`` the API accepts with thinking on.
 MIN_TOP_P = 0.95
 #: The ``max_tokens`` the Anthropic client sends when neither column nor model sets one
 #: (``clients._types.ANTHROPIC_DEFAULT_MAX_TOKENS``; config may not import clients).
 DEFAULT_MAX_TOKENS = 1024
-_TYPES = ("enabled", "disabled", "adaptive")
+#: The thinking types gridloom knows (the simulated endpoint serves exactly these).
+THINKING_TYPES = ("enabled", "disabled", "adaptive")
+_KNOWN = ", ".join(THINKING_TYPES)
+#: Longest value shown in a message (see :func:`shown`).
+SHOWN_CHARS = 40
 #: (place, type) of each unknown thinking type already warned about.
 _TOLD: set[tuple[str, str]] = set()
 #: The ``anthropic-beta`` feature (its date after it) that turns interleaved thinking on.
 INTERLEAVED_BETA = "interleaved-thinking-"
+
+
+def shown(value: Any) -> str:
+    """``value`` for a message, short whatever it is: the ``repr`` of a string, number,
+    boolean or ``None`` (cut to :data:`SHOWN_CHARS`), else its type's name."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        # repr would be long, and beyond 4300 digits refused by Python itself
+        sign = "a negative" if value < 0 else "an"
+        return f"{sign} integer of about {int(value.bit_length() * 0.30103) + 1} digits"
+    if isinstance(value, str | int | float | bool) or value is None:
+        text = repr(value)
+        return text if len(text) <= SHOWN_CHARS else f"{text[: SHOWN_CHARS - 3]}..."
+    return f"a {type(value).__name__}"
 
 
 def thinking_issues(
@@ -128,16 +153,16 @@ def _problems(
     if not isinstance(kind, str):
         yield (
             extra_body,
-            f"{origin}: type must be a string (enabled, disabled or adaptive), got {kind!r}",
+            f"{origin}: type must be a string ({_KNOWN}), got {shown(kind)}",
         )
         return
     budget = thinking.get("budget_tokens")
     if (kind == "enabled" or budget is not None) and (
         isinstance(budget, bool) or not isinstance(budget, int)
     ):
-        yield extra_body, f"{origin}: budget_tokens must be an integer, got {budget!r}"
+        yield extra_body, f"{origin}: budget_tokens must be an integer, got {shown(budget)}"
         return
-    if kind not in _TYPES:
+    if kind not in THINKING_TYPES:
         _tell_unknown(kind, where)
         return
     if kind == "disabled":
@@ -145,11 +170,16 @@ def _problems(
     on = f"with extended thinking on ({origin}), Anthropic's API"
     if kind == "enabled" and isinstance(budget, int):
         if budget < MIN_BUDGET_TOKENS:
-            yield extra_body, f"{origin}: budget_tokens must be at least 1024, got {budget}"
+            yield (
+                extra_body,
+                f"{origin}: budget_tokens must be at least {MIN_BUDGET_TOKENS},"
+                f" got {shown(budget)}",
+            )
         elif not _interleaved(request.provider):
             sent = request.sent("max_tokens")
             if sent is None:
-                field, given = request.field("max_tokens"), "the 1024 sent by default"
+                field = request.field("max_tokens")
+                given = f"the {DEFAULT_MAX_TOKENS} sent by default"
                 points: tuple[float, ...] | None = (DEFAULT_MAX_TOKENS,)
             else:
                 field, source, value = sent
@@ -157,7 +187,7 @@ def _problems(
             if points is not None and min(points) <= budget:
                 yield (
                     field,
-                    f"{on} needs max_tokens above budget_tokens ({budget}), which covers the"
+                    f"{on} needs max_tokens above budget_tokens ({shown(budget)}), which covers the"
                     f" thinking and the answer; got {given}",
                 )
     sent = request.sent("temperature")
@@ -167,25 +197,25 @@ def _problems(
     sent = request.sent("top_p")
     if sent is not None and any(not MIN_TOP_P <= p <= 1 for p in _numbers(sent[2]) or ()):
         field, source, value = sent
-        yield field, f"{on} needs top_p from 0.95 to 1; got {source} {_shown(value)}"
+        yield field, f"{on} needs top_p from {MIN_TOP_P:g} to 1; got {source} {_shown(value)}"
     top_k = request.col.extra_body.get("top_k", request.provider.extra_body.get("top_k"))
     if top_k is not None:
-        yield extra_body, f"{on} refuses top_k (extra_body.top_k is {top_k!r})"
+        yield extra_body, f"{on} refuses top_k (extra_body.top_k is {shown(top_k)})"
 
 
 def _tell_unknown(kind: str, where: str) -> None:
     """Warn, once per process for each place it is set in, that ``kind`` is a thinking type
     gridloom does not know: the API may have added it, so it is sent unchecked."""
-    key = (where, kind)
+    key = (where, shown(kind))
     if key in _TOLD:
         return
     _TOLD.add(key)
     logger.warning(
-        "%s: thinking type %r is not one gridloom knows (%s); requests carry it unchecked,"
+        "%s: thinking type %s is not one gridloom knows (%s); requests carry it unchecked,"
         " and Anthropic's API decides (told once)",
         where,
-        kind,
-        ", ".join(_TYPES),
+        shown(kind),
+        _KNOWN,
     )
 
 
@@ -212,6 +242,8 @@ def _numbers(value: Any) -> tuple[float, ...] | None:
 
 
 def _shown(value: Any) -> str:
+    """A sampling parameter's value for a message: a distribution as written, a float as
+    ``:g`` writes it, anything else by :func:`shown`."""
     if isinstance(value, InferenceDistribution):
         return value.describe()
-    return f"{value:g}" if isinstance(value, float) else repr(value)
+    return f"{value:g}" if isinstance(value, float) else shown(value)

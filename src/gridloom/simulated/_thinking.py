@@ -27,6 +27,7 @@ import attrs
 
 from .._attrs import frozen
 from ..config import SimulatedModel
+from ..config._thinking import MIN_BUDGET_TOKENS, MIN_TOP_P, THINKING_TYPES, shown
 from ._errors import RequestError
 
 if TYPE_CHECKING:
@@ -40,13 +41,6 @@ __all__ = [
     "parse_thinking",
     "reasoning_length",
 ]
-
-#: The smallest ``budget_tokens`` Anthropic accepts.
-MIN_BUDGET_TOKENS = 1024
-#: The lowest ``top_p`` Anthropic accepts with thinking on.
-MIN_TOP_P = 0.95
-
-_TYPES = ("enabled", "disabled", "adaptive")
 
 
 @frozen(kw_only=True)
@@ -65,14 +59,6 @@ class Thinking:
     def on(self) -> bool:
         """Whether the model thinks."""
         return self.type != "disabled"
-
-
-def _shown(value: Any) -> str:
-    """``value`` for an error message, short whatever it is."""
-    if isinstance(value, str | int | float | bool) or value is None:
-        text = repr(value)
-        return text if len(text) <= 40 else f"{text[:37]}..."
-    return f"a {type(value).__name__}"
 
 
 def parse_thinking(
@@ -95,13 +81,13 @@ def parse_thinking(
     if not isinstance(raw, dict):
         raise RequestError(
             f"thinking: must be an object such as {{'type': 'enabled', 'budget_tokens': 2048}},"
-            f" got {_shown(raw)}",
+            f" got {shown(raw)}",
             param="thinking",
         )
     kind = raw.get("type")
-    if kind not in _TYPES:
+    if kind not in THINKING_TYPES:
         raise RequestError(
-            f"thinking.type: must be 'enabled', 'disabled' or 'adaptive', got {_shown(kind)}",
+            f"thinking.type: must be 'enabled', 'disabled' or 'adaptive', got {shown(kind)}",
             param="thinking.type",
         )
     budget: int | None = None
@@ -118,14 +104,14 @@ def _budget(value: Any, max_tokens: int) -> int:
     if value is ...:
         raise RequestError(f"{param}: Field required when thinking is enabled", param=param)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise RequestError(f"{param}: must be an integer, got {_shown(value)}", param=param)
+        raise RequestError(f"{param}: must be an integer, got {shown(value)}", param=param)
     if value < MIN_BUDGET_TOKENS:
         raise RequestError(
-            f"{param}: must be at least {MIN_BUDGET_TOKENS}, got {_shown(value)}", param=param
+            f"{param}: must be at least {MIN_BUDGET_TOKENS}, got {shown(value)}", param=param
         )
     if value >= max_tokens:
         raise RequestError(
-            f"{param}: must be less than max_tokens ({max_tokens}), got {_shown(value)}; max_tokens"
+            f"{param}: must be less than max_tokens ({max_tokens}), got {shown(value)}; max_tokens"
             " covers the thinking and the answer",
             param=param,
         )
