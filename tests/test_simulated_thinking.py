@@ -4,6 +4,9 @@ a gridloom run whose Anthropic provider enables it in ``extra_body``."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -11,12 +14,15 @@ from typing import Any
 import anthropic
 import httpx
 import pytest
+import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import gridloom as gl
 from gridloom.config import SimulatedModel, SimulationConfig, structure_pipeline
 from gridloom.simulated import SimulatedServer, serve_simulated
+from gridloom.simulated._app import SimulatedApp
+from gridloom.simulated._http11 import serve_http
 from gridloom.simulated._requests import RequestError, parse_anthropic_messages
 
 CONFIG = SimulationConfig(
@@ -301,42 +307,69 @@ async def test_adaptive_thinking_stays_within_max_tokens(
 # ---------------------------------------------------------------------- through gridloom
 
 
+@contextlib.asynccontextmanager
+async def recording_server(
+    config: SimulationConfig,
+) -> AsyncIterator[tuple[str, SimulatedApp, list[dict[str, Any]]]]:
+    """The simulated endpoint on a real socket, recording the JSON body of every POST it is
+    sent: (its base URL, the app, the bodies so far)."""
+    app = SimulatedApp(config)
+    bodies: list[dict[str, Any]] = []
+
+    async def recording(scope: Any, receive: Any, send: Any) -> None:
+        chunks: list[bytes] = []
+
+        async def tee() -> Any:
+            message = await receive()
+            if message["type"] == "http.request" and scope.get("method") == "POST":
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body"):
+                    bodies.append(json.loads(b"".join(chunks)))
+            return message
+
+        await app(scope, tee, send)
+
+    shutdown = trio.Event()
+    async with trio.open_nursery() as nursery:
+        host, port = await nursery.start(
+            functools.partial(serve_http, recording, "127.0.0.1", 0, shutdown=shutdown)
+        )
+        try:
+            yield f"http://{host}:{port}/v1", app, bodies
+        finally:
+            shutdown.set()
+
+
+def run_config(url: str, columns: list[dict[str, Any]]) -> dict[str, Any]:
+    """A pipeline on an ``anthropic`` provider at ``url`` whose ``extra_body`` enables
+    thinking, with a ``topic`` category and ``columns``."""
+    thinking = {"type": "enabled", "budget_tokens": 1024}
+    return {
+        "providers": [
+            {
+                "name": "claude",
+                "type": "anthropic",
+                "endpoint": url,
+                "api_key_env": "GRIDLOOM_TEST_KEY",
+                "extra_body": {"thinking": thinking},
+            }
+        ],
+        "models": [{"alias": "m", "provider": "claude", "model": "sim", "max_tokens": 2048}],
+        "columns": [{"name": "topic", "category": {"values": ["rivers", "deserts"]}}, *columns],
+        "run": {"seed": 3},
+    }
+
+
 async def test_a_run_keeps_the_thinking_as_reasoning(monkeypatch: pytest.MonkeyPatch) -> None:
     """An ``anthropic`` provider whose ``extra_body`` enables thinking, pointed at the
     simulated endpoint: an ``llm_text`` column ``with_reasoning`` gets the thinking in its
     ``__reasoning`` column, and every request carried the field."""
     monkeypatch.setenv("GRIDLOOM_TEST_KEY", "sk-test")
-    async with serve_simulated(SimulationConfig(seed=1)) as server:
-        config = structure_pipeline(
-            {
-                "providers": [
-                    {
-                        "name": "claude",
-                        "type": "anthropic",
-                        "endpoint": server.url,
-                        "api_key_env": "GRIDLOOM_TEST_KEY",
-                        "extra_body": {"thinking": {"type": "enabled", "budget_tokens": 1024}},
-                    }
-                ],
-                "models": [
-                    {"alias": "m", "provider": "claude", "model": "sim", "max_tokens": 2048}
-                ],
-                "columns": [
-                    {"name": "topic", "category": {"values": ["rivers", "deserts"]}},
-                    {
-                        "name": "note",
-                        "llm_text": {
-                            "model": "m",
-                            "prompt": "Write about {{ topic }}.",
-                            "with_reasoning": True,
-                        },
-                    },
-                ],
-                "run": {"seed": 3},
-            }
-        )
+    async with recording_server(SimulationConfig(seed=1)) as (url, app, bodies):
+        note = {"model": "m", "prompt": "Write about {{ topic }}.", "with_reasoning": True}
+        config = structure_pipeline(run_config(url, [{"name": "note", "llm_text": note}]))
         result = await gl.apreview(config, 4)
-        timeline = server.app.timeline()
+        timeline = app.timeline()
     rows = result.table.to_pylist()
     assert len(rows) == 4
     for row in rows:
@@ -344,6 +377,54 @@ async def test_a_run_keeps_the_thinking_as_reasoning(monkeypatch: pytest.MonkeyP
         assert words(row["note__reasoning"]) > 0
         assert row["note__reasoning"] != row["note"]
     assert {entry.path for entry in timeline} == {"/v1/messages"}
+    assert len(bodies) == len(timeline) >= 4
+    assert all(body["thinking"] == {"type": "enabled", "budget_tokens": 1024} for body in bodies)
+
+
+async def test_a_columns_null_thinking_turns_its_providers_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``extra_body: {thinking: null}`` on a column turns its provider's thinking off for
+    that column: the config loads, its requests carry no ``thinking`` (the field left out, as
+    the simulated endpoint also reads a null), and its model does not think; the other
+    column's requests still carry the provider's."""
+    monkeypatch.setenv("GRIDLOOM_TEST_KEY", "sk-test")
+    async with recording_server(SimulationConfig(seed=1)) as (url, _app, bodies):
+        columns: list[dict[str, Any]] = [
+            {
+                "name": "note",
+                "llm_text": {
+                    "model": "m",
+                    "prompt": "Write about {{ topic }}.",
+                    "with_reasoning": True,
+                },
+            },
+            {
+                "name": "plain",
+                "llm_text": {
+                    "model": "m",
+                    "prompt": "List facts about {{ topic }}.",
+                    "with_reasoning": True,
+                    "extra_body": {"thinking": None},
+                },
+            },
+        ]
+        result = await gl.apreview(structure_pipeline(run_config(url, columns)), 4)
+        async with httpx.AsyncClient(base_url=url) as http:
+            body = {"model": "plain", "max_tokens": 200, "messages": PROMPT, "thinking": None}
+            response = await http.post("/messages", json=body)
+    for row in result.table.to_pylist():
+        assert words(row["note__reasoning"]) > 0
+        assert row["plain"]
+        assert row["plain__reasoning"] is None
+    facts = [body for body in bodies if "List facts" in json.dumps(body["messages"])]
+    notes = [body for body in bodies if "Write about" in json.dumps(body["messages"])]
+    assert len(facts) >= 4
+    assert len(notes) >= 4
+    assert all("thinking" not in body for body in facts)
+    assert all(body["thinking"]["type"] == "enabled" for body in notes)
+    assert response.status_code == 200
+    assert [block["type"] for block in response.json()["content"]] == ["text"]
 
 
 # ---------------------------------------------------------------------- config checks
@@ -389,7 +470,7 @@ def thinking_config(
             "{uniform: [0.5, 1.0]}",
         ),
         ({"top_p": 0.9}, None, None, "top_p", "top_p from 0.95 to 1"),
-        ({"extra_body": {"top_k": 5}}, None, None, "extra_body", "refuses top_k"),
+        ({"extra_body": {"top_k": 5}}, None, None, "extra_body.top_k", "refuses top_k"),
         ({}, {}, None, "max_tokens", "the 1024 sent by default"),
         ({"max_tokens": 1024}, None, None, "max_tokens", "above budget_tokens (1024)"),
         (
@@ -399,14 +480,11 @@ def thinking_config(
             "max_tokens",
             "above budget_tokens",
         ),
-        (None, None, {"thinking": "on"}, "extra_body", "must be an object"),
-        (None, None, {"thinking": {"type": None}}, "extra_body", "type must be a string"),
-        (None, None, {"thinking": {"type": "enabled"}}, "extra_body", "must be an integer"),
         (
             {"extra_body": {"thinking": {"type": "enabled", "budget_tokens": 512}}},
             None,
             {},
-            "extra_body",
+            "extra_body.thinking",
             "at least 1024",
         ),
         (
@@ -684,3 +762,29 @@ def test_a_warning_shows_a_huge_type_cut_short(caplog: pytest.LogCaptureFixture)
     (told,) = [r.getMessage() for r in caplog.records if r.name == "gridloom.config"]
     assert "'yxxxxxx" in told
     assert len(told) < 500
+
+
+@pytest.mark.parametrize(
+    ("thinking", "message"),
+    [
+        ("on", "must be an object such as {type: enabled, budget_tokens: 2048}, got 'on'"),
+        ({"type": None}, "type must be a string (enabled, disabled, adaptive), got None"),
+        (
+            {"type": "enabled"},
+            "type enabled needs budget_tokens, an integer of at least 1024",
+        ),
+        ({"type": "enabled", "budget_tokens": 100}, "budget_tokens must be at least 1024, got 100"),
+    ],
+)
+def test_a_malformed_provider_thinking_is_reported_once(thinking: Any, message: str) -> None:
+    """A malformed ``thinking`` in a provider's ``extra_body`` is one problem, at the
+    provider's field, however many columns use the provider."""
+    config = thinking_config(provider_extra={"thinking": thinking})
+    config["columns"] += [
+        {"name": name, "llm_text": {"model": "m", "prompt": "Hi."}} for name in ("b", "c")
+    ]
+    with pytest.raises(gl.ConfigError) as info:
+        structure_pipeline(config)
+    assert [str(issue) for issue in info.value.issues] == [
+        f"field 'providers[0].extra_body.thinking': {message}"
+    ]

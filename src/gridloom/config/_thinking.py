@@ -54,6 +54,7 @@ DEFAULT_MAX_TOKENS = 1024
 #: The thinking types gridloom knows (the simulated endpoint serves exactly these).
 THINKING_TYPES = ("enabled", "disabled", "adaptive")
 _KNOWN = ", ".join(THINKING_TYPES)
+_EXAMPLE = "{type: enabled, budget_tokens: 2048}"
 #: Longest value shown in a message (see :func:`shown`).
 SHOWN_CHARS = 40
 #: (place, type) of each unknown thinking type already warned about.
@@ -80,11 +81,21 @@ def thinking_issues(
     providers: Sequence[ProviderConfig],
     models: Sequence[ModelConfig],
 ) -> list[ConfigIssue]:
-    """A problem per model-calling column whose requests the Anthropic API would refuse
-    for their ``thinking`` (see the module doc); none for other providers."""
+    """The problems Anthropic's API would refuse the requests for, by their ``thinking``
+    (see the module doc): a malformed ``thinking`` once where it is set (a provider's
+    ``extra_body``, or a column's), and each rule a column's requests would break with it;
+    none for other providers."""
+    problems: list[ConfigIssue] = []
+    provider_on: dict[str, bool] = {}
+    for index, provider in enumerate(providers):
+        if provider.type != "anthropic" or provider.extra_body.get("thinking") is None:
+            continue
+        messages, on = _shape(provider.extra_body["thinking"], f"provider {provider.name!r}")
+        field = f"providers[{index}].extra_body.thinking"
+        problems.extend(ConfigIssue(message, None, field) for message in messages)
+        provider_on[provider.name] = on
     by_name = {provider.name: (index, provider) for index, provider in enumerate(providers)}
     by_alias = {model.alias: model for model in models}
-    problems: list[ConfigIssue] = []
     for col in columns:
         if not isinstance(col, LLMColumn):
             continue
@@ -93,18 +104,22 @@ def thinking_issues(
         if model is None or found is None or found[1].type != "anthropic":
             continue
         index, provider = found
-        if "thinking" in col.extra_body:
-            thinking, origin = col.extra_body["thinking"], "extra_body.thinking"
-            where = f"column {col.name!r}"
-        elif "thinking" in provider.extra_body:
-            thinking = provider.extra_body["thinking"]
-            origin = f"extra_body.thinking of provider {provider.name!r}"
-            where = f"provider {provider.name!r}"
-        else:
-            continue
         request = _Request(col=col, model=model, provider=provider, index=index)
-        for field, message in _problems(request, thinking, origin, where):
-            problems.append(ConfigIssue(message, col.name, field))
+        if "thinking" in col.extra_body:
+            thinking = col.extra_body["thinking"]
+            if thinking is None:  # none for this column, whatever its provider sets
+                continue
+            messages, on = _shape(thinking, f"column {col.name!r}")
+            field = request.field("extra_body.thinking")
+            problems.extend(ConfigIssue(message, col.name, field) for message in messages)
+            origin = "the column's extra_body.thinking"
+        else:
+            thinking = provider.extra_body.get("thinking")
+            on = provider_on.get(provider.name, False)
+            origin = f"the extra_body.thinking of provider {provider.name!r}"
+        if on:
+            for field, message in _rules(request, thinking, origin):
+                problems.append(ConfigIssue(message, col.name, field))
     return problems
 
 
@@ -122,9 +137,9 @@ class _Request:
         """The column's field ``name`` as a config path (its kind first)."""
         return f"{self.col.kind}.{name}" if self.col.kind else name
 
-    def sent(self, name: str) -> tuple[str, str, Any] | None:
-        """The field to name, where the value comes from, and the value the client sends as
-        ``name`` (see the module doc); ``None`` when it sends none."""
+    def extra(self, name: str) -> tuple[str, str, Any] | None:
+        """The field to name, where the value comes from, and the value of ``name`` in the
+        column's ``extra_body``, else the provider's; ``None`` when in neither."""
         if name in self.col.extra_body:
             field = self.field(f"extra_body.{name}")
             return field, f"the column's extra_body.{name}", self.col.extra_body[name]
@@ -132,6 +147,13 @@ class _Request:
             field = f"providers[{self.index}].extra_body.{name}"
             source = f"the extra_body.{name} of provider {self.provider.name!r}"
             return field, source, self.provider.extra_body[name]
+        return None
+
+    def sent(self, name: str) -> tuple[str, str, Any] | None:
+        """As :meth:`extra`, for the value the client sends as ``name``: from ``extra_body``,
+        else the column's field, else the model's; ``None`` when it sends none."""
+        if (found := self.extra(name)) is not None:
+            return found
         if (value := getattr(self.col, name, None)) is not None:
             return self.field(name), f"the column's {name}", value
         if (value := getattr(self.model, name, None)) is not None:
@@ -139,57 +161,53 @@ class _Request:
         return None
 
 
-def _problems(
-    request: _Request, thinking: Any, origin: str, where: str
-) -> Iterator[tuple[str, str]]:
-    """(field, message) of each rule the column's requests would break; ``origin``: the
-    field ``thinking`` comes from, ``where``: the provider or column that sets it."""
-    extra_body = request.field("extra_body")
+def _shape(thinking: Any, where: str) -> tuple[list[str], bool]:
+    """What is malformed in the ``thinking`` that ``where`` sets, and whether it turns
+    thinking on (well-formed, ``enabled`` or ``adaptive``); an unknown type is told about
+    (:func:`_tell_unknown`) and not checked further."""
     if not isinstance(thinking, Mapping):
-        example = "{type: enabled, budget_tokens: 2048}"
-        yield extra_body, f"{origin} must be an object such as {example}"
-        return
+        return [f"must be an object such as {_EXAMPLE}, got {shown(thinking)}"], False
     kind = thinking.get("type")
     if not isinstance(kind, str):
-        yield (
-            extra_body,
-            f"{origin}: type must be a string ({_KNOWN}), got {shown(kind)}",
-        )
-        return
+        return [f"type must be a string ({_KNOWN}), got {shown(kind)}"], False
     budget = thinking.get("budget_tokens")
-    if (kind == "enabled" or budget is not None) and (
-        isinstance(budget, bool) or not isinstance(budget, int)
-    ):
-        yield extra_body, f"{origin}: budget_tokens must be an integer, got {shown(budget)}"
-        return
+    if kind == "enabled" and budget is None:
+        return [
+            f"type enabled needs budget_tokens, an integer of at least {MIN_BUDGET_TOKENS}"
+        ], False
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int)):
+        return [f"budget_tokens must be an integer, got {shown(budget)}"], False
+    if kind == "enabled" and isinstance(budget, int) and budget < MIN_BUDGET_TOKENS:
+        return [f"budget_tokens must be at least {MIN_BUDGET_TOKENS}, got {shown(budget)}"], False
     if kind not in THINKING_TYPES:
         _tell_unknown(kind, where)
-        return
-    if kind == "disabled":
-        return
+        return [], False
+    return [], kind != "disabled"
+
+
+def _rules(
+    request: _Request, thinking: Mapping[str, Any], origin: str
+) -> Iterator[tuple[str, str]]:
+    """(field, message) of each rule the column's requests break with ``thinking`` on (a
+    well-formed one, from ``origin``)."""
     on = f"with extended thinking on ({origin}), Anthropic's API"
-    if kind == "enabled" and isinstance(budget, int):
-        if budget < MIN_BUDGET_TOKENS:
+    budget = thinking.get("budget_tokens")
+    interleaved = _interleaved(request.provider)
+    if thinking.get("type") == "enabled" and isinstance(budget, int) and not interleaved:
+        sent = request.sent("max_tokens")
+        if sent is None:
+            field = request.field("max_tokens")
+            given = f"the {DEFAULT_MAX_TOKENS} sent by default"
+            points: tuple[float, ...] | None = (DEFAULT_MAX_TOKENS,)
+        else:
+            field, source, value = sent
+            given, points = f"{source} {_shown(value)}", _numbers(value)
+        if points is not None and min(points) <= budget:
             yield (
-                extra_body,
-                f"{origin}: budget_tokens must be at least {MIN_BUDGET_TOKENS},"
-                f" got {shown(budget)}",
+                field,
+                f"{on} needs max_tokens above budget_tokens ({shown(budget)}), which covers"
+                f" the thinking and the answer; got {given}",
             )
-        elif not _interleaved(request.provider):
-            sent = request.sent("max_tokens")
-            if sent is None:
-                field = request.field("max_tokens")
-                given = f"the {DEFAULT_MAX_TOKENS} sent by default"
-                points: tuple[float, ...] | None = (DEFAULT_MAX_TOKENS,)
-            else:
-                field, source, value = sent
-                given, points = f"{source} {_shown(value)}", _numbers(value)
-            if points is not None and min(points) <= budget:
-                yield (
-                    field,
-                    f"{on} needs max_tokens above budget_tokens ({shown(budget)}), which covers the"
-                    f" thinking and the answer; got {given}",
-                )
     sent = request.sent("temperature")
     if sent is not None and any(point != 1 for point in _numbers(sent[2]) or ()):
         field, source, value = sent
@@ -198,9 +216,10 @@ def _problems(
     if sent is not None and any(not MIN_TOP_P <= p <= 1 for p in _numbers(sent[2]) or ()):
         field, source, value = sent
         yield field, f"{on} needs top_p from {MIN_TOP_P:g} to 1; got {source} {_shown(value)}"
-    top_k = request.col.extra_body.get("top_k", request.provider.extra_body.get("top_k"))
-    if top_k is not None:
-        yield extra_body, f"{on} refuses top_k (extra_body.top_k is {shown(top_k)})"
+    sent = request.extra("top_k")
+    if sent is not None and sent[2] is not None:
+        field, source, value = sent
+        yield field, f"{on} refuses top_k; got {source} {shown(value)}"
 
 
 def _tell_unknown(kind: str, where: str) -> None:
