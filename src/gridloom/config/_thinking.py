@@ -2,19 +2,21 @@
 found when the config is built instead of as a 400 on every request of the run.
 
 Thinking comes from ``extra_body.thinking`` (the column's over its provider's, as the client
-merges them) on a model of an ``anthropic`` provider. The API then requires an object with
-``type`` ``enabled``, ``disabled`` or ``adaptive``; with ``enabled``, an integer
-``budget_tokens`` of at least 1024 and below ``max_tokens``; and while thinking is on, a
-``temperature`` of 1 (if any), no ``top_k``, and a ``top_p`` from 0.95 to 1 (if any). Each
-parameter is found where the client takes it from (it merges the column's ``extra_body`` over
-the provider's over the body built from the column's and the model's fields): the column's
-``extra_body``, else the provider's, else the column's field, else the model's
-(``max_tokens``: else the 1024 the Anthropic client sends). With interleaved thinking (a
-provider header ``anthropic-beta`` naming :data:`INTERLEAVED_BETA`), Anthropic lets
-``budget_tokens`` exceed ``max_tokens`` (the context window bounds it): that rule is then not
-checked. A distribution must keep every
-value it can draw within the rule; a value in ``extra_body`` that is not a number is left to
-the API.
+merges them; a column's ``null`` turns the provider's off for it) on a model of an
+``anthropic`` provider. It must be an object whose ``type`` is a string and whose
+``budget_tokens``, if any, is an integer (required with ``enabled``, and at least 1024): a
+malformed one is a problem where it is set, once. A type other than ``enabled``,
+``disabled`` and ``adaptive`` may be one the API added since: it is told about in a warning
+and not checked further. While thinking is on, the API requires ``budget_tokens`` below
+``max_tokens``, a ``temperature`` of 1 (if any), no ``top_k``, and a ``top_p`` from 0.95 to
+1 (if any). Each parameter is found where the client takes it from (it merges the column's
+``extra_body`` over the provider's over the body built from the column's and the model's
+fields): the column's ``extra_body``, else the provider's, else the column's field, else the
+model's (``max_tokens``: else the 1024 the Anthropic client sends). With interleaved
+thinking (a provider header ``anthropic-beta`` naming :data:`INTERLEAVED_BETA`), Anthropic
+lets ``budget_tokens`` exceed ``max_tokens`` (the context window bounds it): that rule is
+then not checked. A distribution must keep every value it can draw within the rule; a value
+in ``extra_body`` that is not a number is left to the API.
 """
 
 from __future__ import annotations
