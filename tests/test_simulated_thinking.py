@@ -4,18 +4,24 @@ a gridloom run whose Anthropic provider enables it in ``extra_body``."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import anthropic
 import httpx
 import pytest
+import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import gridloom as gl
 from gridloom.config import SimulatedModel, SimulationConfig, structure_pipeline
 from gridloom.simulated import SimulatedServer, serve_simulated
+from gridloom.simulated._app import SimulatedApp
+from gridloom.simulated._http11 import serve_http
 from gridloom.simulated._requests import RequestError, parse_anthropic_messages
 
 CONFIG = SimulationConfig(
@@ -197,7 +203,8 @@ async def test_what_thinking_allows(claude: anthropic.AsyncAnthropic) -> None:
             ["text"],
         ),
     ):
-        body = {"model": "thinker", "max_tokens": 2000, "messages": PROMPT} | extra
+        # "plain" does not reason by itself: its thinking block is the field's doing
+        body = {"model": "plain", "max_tokens": 2000, "messages": PROMPT} | extra
         message = await claude.messages.create(**sdk_arguments(body))
         assert [block.type for block in message.content] == blocks
 
@@ -240,28 +247,117 @@ def test_every_invalid_thinking_is_refused_naming_the_field(thinking: Any) -> No
 
 
 @given(
-    budget=st.integers(min_value=1024, max_value=40_000),
-    room=st.integers(min_value=1, max_value=3_000),
+    budget=st.none() | st.integers(min_value=1024, max_value=40_000),
+    room=st.integers(min_value=1, max_value=45_000),
+    model=st.sampled_from(["verbose", "plain", "thinker"]),
 )
-@settings(max_examples=50, deadline=None)
-def test_thinking_stays_within_any_budget(budget: int, room: int) -> None:
-    """For any budget and ``max_tokens`` above it, the thinking is at most the budget and the
-    whole answer at most ``max_tokens``."""
+@settings(max_examples=100, deadline=None)
+def test_thinking_stays_within_any_budget(budget: int | None, room: int, model: str) -> None:
+    """For any ``enabled`` budget and ``max_tokens`` above it, or ``adaptive`` thinking and
+    any ``max_tokens``, the thinking is at most its bound (the budget, or ``max_tokens``)
+    and the whole answer at most ``max_tokens``; ``adaptive`` leaves room for an answer."""
     from gridloom.simulated._replies import build_reply
     from gridloom.simulated._thinking import fit_to_max_tokens
 
-    thinking = {"type": "enabled", "budget_tokens": budget}
-    body = {"model": "verbose", "max_tokens": budget + room, "messages": PROMPT}
+    if budget is None:
+        thinking: dict[str, Any] = {"type": "adaptive"}
+        max_tokens = bound = room
+    else:
+        thinking = {"type": "enabled", "budget_tokens": budget}
+        max_tokens, bound = budget + room, budget
+    body = {"model": model, "max_tokens": max_tokens, "messages": PROMPT}
     request = parse_anthropic_messages(body | {"thinking": thinking})
-    model = CONFIG.for_model("verbose")
-    reply = fit_to_max_tokens(build_reply(request, model), request.thinking, request.max_tokens)
+    settings = CONFIG.for_model(model)
+    reply = fit_to_max_tokens(build_reply(request, settings), request.thinking, max_tokens)
     assert reply.reasoning is not None
-    assert 0 < words(reply.reasoning) <= budget
+    assert 0 < words(reply.reasoning) <= bound
     assert reply.reasoning_tokens == words(reply.reasoning)
-    assert reply.output_tokens == words(reply.reasoning) + words(reply.text) <= budget + room
+    assert reply.output_tokens == words(reply.reasoning) + words(reply.text) <= max_tokens
+    if budget is None and max_tokens >= 100:
+        assert words(reply.text) > 0
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_adaptive_thinking_stays_within_max_tokens(
+    claude: anthropic.AsyncAnthropic, stream: bool
+) -> None:
+    """``adaptive`` thinking has no budget of its own, but ``max_tokens`` bounds it and the
+    answer together, streamed or not: a model that would think for ~10,000 words thinks for
+    part of ``max_tokens`` and answers, cut, in the rest."""
+    arguments: Any = {
+        "model": "verbose",
+        "max_tokens": 300,
+        "messages": PROMPT,
+        "thinking": {"type": "adaptive"},
+    }
+    if stream:
+        async with claude.messages.stream(**arguments) as events:
+            message = await events.get_final_message()
+    else:
+        message = await claude.messages.create(**arguments)
+    thought, answer = message.content
+    assert thought.type == "thinking"
+    assert answer.type == "text"
+    assert 0 < words(thought.thinking) < 300
+    assert words(answer.text) > 0
+    assert message.stop_reason == "max_tokens"
+    assert message.usage.output_tokens == words(thought.thinking) + words(answer.text) == 300
 
 
 # ---------------------------------------------------------------------- through gridloom
+
+
+@contextlib.asynccontextmanager
+async def recording_server(
+    config: SimulationConfig,
+) -> AsyncIterator[tuple[str, SimulatedApp, list[dict[str, Any]]]]:
+    """The simulated endpoint on a real socket, recording the JSON body of every POST it is
+    sent: (its base URL, the app, the bodies so far)."""
+    app = SimulatedApp(config)
+    bodies: list[dict[str, Any]] = []
+
+    async def recording(scope: Any, receive: Any, send: Any) -> None:
+        chunks: list[bytes] = []
+
+        async def tee() -> Any:
+            message = await receive()
+            if message["type"] == "http.request" and scope.get("method") == "POST":
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body"):
+                    bodies.append(json.loads(b"".join(chunks)))
+            return message
+
+        await app(scope, tee, send)
+
+    shutdown = trio.Event()
+    async with trio.open_nursery() as nursery:
+        host, port = await nursery.start(
+            functools.partial(serve_http, recording, "127.0.0.1", 0, shutdown=shutdown)
+        )
+        try:
+            yield f"http://{host}:{port}/v1", app, bodies
+        finally:
+            shutdown.set()
+
+
+def run_config(url: str, columns: list[dict[str, Any]]) -> dict[str, Any]:
+    """A pipeline on an ``anthropic`` provider at ``url`` whose ``extra_body`` enables
+    thinking, with a ``topic`` category and ``columns``."""
+    thinking = {"type": "enabled", "budget_tokens": 1024}
+    return {
+        "providers": [
+            {
+                "name": "claude",
+                "type": "anthropic",
+                "endpoint": url,
+                "api_key_env": "GRIDLOOM_TEST_KEY",
+                "extra_body": {"thinking": thinking},
+            }
+        ],
+        "models": [{"alias": "m", "provider": "claude", "model": "sim", "max_tokens": 2048}],
+        "columns": [{"name": "topic", "category": {"values": ["rivers", "deserts"]}}, *columns],
+        "run": {"seed": 3},
+    }
 
 
 async def test_a_run_keeps_the_thinking_as_reasoning(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -269,37 +365,11 @@ async def test_a_run_keeps_the_thinking_as_reasoning(monkeypatch: pytest.MonkeyP
     simulated endpoint: an ``llm_text`` column ``with_reasoning`` gets the thinking in its
     ``__reasoning`` column, and every request carried the field."""
     monkeypatch.setenv("GRIDLOOM_TEST_KEY", "sk-test")
-    async with serve_simulated(SimulationConfig(seed=1)) as server:
-        config = structure_pipeline(
-            {
-                "providers": [
-                    {
-                        "name": "claude",
-                        "type": "anthropic",
-                        "endpoint": server.url,
-                        "api_key_env": "GRIDLOOM_TEST_KEY",
-                        "extra_body": {"thinking": {"type": "enabled", "budget_tokens": 1024}},
-                    }
-                ],
-                "models": [
-                    {"alias": "m", "provider": "claude", "model": "sim", "max_tokens": 2048}
-                ],
-                "columns": [
-                    {"name": "topic", "category": {"values": ["rivers", "deserts"]}},
-                    {
-                        "name": "note",
-                        "llm_text": {
-                            "model": "m",
-                            "prompt": "Write about {{ topic }}.",
-                            "with_reasoning": True,
-                        },
-                    },
-                ],
-                "run": {"seed": 3},
-            }
-        )
+    async with recording_server(SimulationConfig(seed=1)) as (url, app, bodies):
+        note = {"model": "m", "prompt": "Write about {{ topic }}.", "with_reasoning": True}
+        config = structure_pipeline(run_config(url, [{"name": "note", "llm_text": note}]))
         result = await gl.apreview(config, 4)
-        timeline = server.app.timeline()
+        timeline = app.timeline()
     rows = result.table.to_pylist()
     assert len(rows) == 4
     for row in rows:
@@ -307,129 +377,51 @@ async def test_a_run_keeps_the_thinking_as_reasoning(monkeypatch: pytest.MonkeyP
         assert words(row["note__reasoning"]) > 0
         assert row["note__reasoning"] != row["note"]
     assert {entry.path for entry in timeline} == {"/v1/messages"}
+    assert len(bodies) == len(timeline) >= 4
+    assert all(body["thinking"] == {"type": "enabled", "budget_tokens": 1024} for body in bodies)
 
 
-# ---------------------------------------------------------------------- config checks
-
-
-def thinking_config(
-    column: dict[str, Any] | None = None,
-    model: dict[str, Any] | None = None,
-    provider_extra: dict[str, Any] | None = None,
-    provider_type: str = "anthropic",
-) -> dict[str, Any]:
-    """A one-column pipeline on an Anthropic provider whose ``extra_body`` enables thinking
-    (budget 1024) unless ``provider_extra`` says otherwise; the model sends max_tokens 2048
-    unless ``model`` says otherwise."""
-    thinking = {"thinking": {"type": "enabled", "budget_tokens": 1024}}
-    provider: dict[str, Any] = {
-        "name": "claude",
-        "type": provider_type,
-        "extra_body": thinking if provider_extra is None else provider_extra,
-    }
-    if provider_type != "simulated":
-        provider["endpoint"] = "http://127.0.0.1:9/v1"
-    return {
-        "providers": [provider],
-        "models": [
-            {"alias": "m", "provider": "claude", "model": "x"}
-            | ({"max_tokens": 2048} if model is None else model)
-        ],
-        "columns": [{"name": "note", "llm_text": {"model": "m", "prompt": "Hi."} | (column or {})}],
-    }
-
-
-@pytest.mark.parametrize(
-    ("column", "model", "provider_extra", "field", "message"),
-    [
-        ({"temperature": 0.7}, None, None, "temperature", "allows only temperature 1; got the"),
-        (None, {"max_tokens": 2048, "temperature": 0}, None, "temperature", "of model 'm'"),
-        (
-            None,
-            {"max_tokens": 2048, "temperature": {"uniform": [0.5, 1.0]}},
-            None,
-            "temperature",
-            "{uniform: [0.5, 1.0]}",
-        ),
-        ({"top_p": 0.9}, None, None, "top_p", "top_p from 0.95 to 1"),
-        ({"extra_body": {"top_k": 5}}, None, None, "extra_body", "refuses top_k"),
-        ({}, {}, None, "max_tokens", "the 1024 sent by default"),
-        ({"max_tokens": 1024}, None, None, "max_tokens", "above budget_tokens (1024)"),
-        (
-            {"max_tokens": {"values": [800, 4000]}},
-            None,
-            None,
-            "max_tokens",
-            "above budget_tokens",
-        ),
-        (None, None, {"thinking": "on"}, "extra_body", "must be an object"),
-        (None, None, {"thinking": {"type": "on"}}, "extra_body", "type must be enabled"),
-        (None, None, {"thinking": {"type": "enabled"}}, "extra_body", "must be an integer"),
-        (
-            {"extra_body": {"thinking": {"type": "enabled", "budget_tokens": 512}}},
-            None,
-            {},
-            "extra_body",
-            "at least 1024",
-        ),
-        (
-            {"temperature": 0.3},
-            None,
-            {"thinking": {"type": "adaptive"}},
-            "temperature",
-            "only temperature 1",
-        ),
-    ],
-)
-def test_a_config_anthropic_would_refuse_fails_at_load(
-    column: dict[str, Any] | None,
-    model: dict[str, Any] | None,
-    provider_extra: dict[str, Any] | None,
-    field: str,
-    message: str,
+async def test_a_columns_null_thinking_turns_its_providers_off(
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Thinking in ``extra_body`` (the provider's or the column's) with a parameter the
-    Messages API refuses with it fails when the config is built, before any request, naming
-    the column and the field."""
-    with pytest.raises(gl.ConfigError) as info:
-        structure_pipeline(thinking_config(column, model, provider_extra))
-    text = str(info.value)
-    assert f"column 'note', field 'llm_text.{field}'" in text
-    assert message in text
-    assert "thinking" in text
-
-
-@given(
-    temperature=st.none() | st.sampled_from([0.0, 0.5, 1.0, 1.5]) | st.floats(0, 2),
-    top_p=st.none() | st.sampled_from([0.5, 0.95, 1.0]) | st.floats(0, 1),
-    disabled=st.booleans(),
-    provider_type=st.sampled_from(["anthropic", "openai", "simulated"]),
-)
-@settings(max_examples=200, deadline=None)
-def test_sampling_with_thinking_is_checked_only_where_anthropic_thinks(
-    temperature: float | None, top_p: float | None, disabled: bool, provider_type: str
-) -> None:
-    """A config fails exactly when Anthropic would refuse its requests: thinking on, on an
-    Anthropic provider, with a temperature other than 1 or a top_p below 0.95."""
-    column = {"temperature": temperature, "top_p": top_p}
-    column = {key: value for key, value in column.items() if value is not None}
-    thinking = {"type": "disabled"} if disabled else {"type": "enabled", "budget_tokens": 1024}
-    config = thinking_config(column, None, {"thinking": thinking}, provider_type)
-    refused = (
-        provider_type == "anthropic"
-        and not disabled
-        and ((temperature is not None and temperature != 1) or (top_p is not None and top_p < 0.95))
-    )
-    if refused:
-        with pytest.raises(gl.ConfigError, match="column 'note'"):
-            structure_pipeline(config)
-    else:
-        structure_pipeline(config)
-
-
-def test_the_default_max_tokens_is_the_clients() -> None:
-    """The config check assumes the max_tokens the Anthropic client sends by default."""
-    from gridloom.clients._types import ANTHROPIC_DEFAULT_MAX_TOKENS
-    from gridloom.config._thinking import DEFAULT_MAX_TOKENS
-
-    assert DEFAULT_MAX_TOKENS == ANTHROPIC_DEFAULT_MAX_TOKENS
+    """``extra_body: {thinking: null}`` on a column turns its provider's thinking off for
+    that column: the config loads, its requests carry no ``thinking`` (the field left out, as
+    the simulated endpoint also reads a null), and its model does not think; the other
+    column's requests still carry the provider's."""
+    monkeypatch.setenv("GRIDLOOM_TEST_KEY", "sk-test")
+    async with recording_server(SimulationConfig(seed=1)) as (url, _app, bodies):
+        columns: list[dict[str, Any]] = [
+            {
+                "name": "note",
+                "llm_text": {
+                    "model": "m",
+                    "prompt": "Write about {{ topic }}.",
+                    "with_reasoning": True,
+                },
+            },
+            {
+                "name": "plain",
+                "llm_text": {
+                    "model": "m",
+                    "prompt": "List facts about {{ topic }}.",
+                    "with_reasoning": True,
+                    "extra_body": {"thinking": None},
+                },
+            },
+        ]
+        result = await gl.apreview(structure_pipeline(run_config(url, columns)), 4)
+        async with httpx.AsyncClient(base_url=url) as http:
+            body = {"model": "plain", "max_tokens": 200, "messages": PROMPT, "thinking": None}
+            response = await http.post("/messages", json=body)
+    for row in result.table.to_pylist():
+        assert words(row["note__reasoning"]) > 0
+        assert row["plain"]
+        assert row["plain__reasoning"] is None
+    facts = [body for body in bodies if "List facts" in json.dumps(body["messages"])]
+    notes = [body for body in bodies if "Write about" in json.dumps(body["messages"])]
+    assert len(facts) >= 4
+    assert len(notes) >= 4
+    assert all("thinking" not in body for body in facts)
+    assert all(body["thinking"]["type"] == "enabled" for body in notes)
+    assert response.status_code == 200
+    assert [block["type"] for block in response.json()["content"]] == ["text"]

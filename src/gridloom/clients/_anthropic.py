@@ -163,7 +163,8 @@ class AnthropicClient(AdapterBase):
     is not an object is wrapped as the tool's one property ``value`` and unwrapped). Anthropic
     forbids forcing a tool while extended thinking is on, so when the body's ``thinking``
     (from the provider's or the request's ``extra_body``) is enabled the schema goes into the
-    system prompt instead. There is no embeddings API.
+    system prompt instead. A ``thinking`` of ``null`` (a column's, turning its provider's off)
+    is left out of the body. There is no embeddings API.
 
     Args:
         http: the provider's shared client; its base URL ends in ``/v1``.
@@ -250,6 +251,10 @@ class AnthropicClient(AdapterBase):
                 " in a request without tools"
             )
         body = self._body(self.chat_body(request), request.extra_body)
+        if "thinking" in body and body["thinking"] is None:
+            # a column's `thinking: null` turns its provider's off: sent as no field at all,
+            # which every version of the API takes as no thinking
+            del body["thinking"]
         forced = None
         if request.response_format is not None:
             forced = self._force_schema(body, request.response_format)

@@ -296,7 +296,7 @@ def build_reply(
             wanted, truncated = request.max_tokens, True
         text = _sentences(rng, wanted, topics)
     reasoning = None
-    if (length := reasoning_length(request.thinking, model)) is not None:
+    if (length := reasoning_length(request.thinking, model, request.max_tokens)) is not None:
         reasoning = _reasoning(_rng(digest, b"reasoning"), min(length, MAX_ANSWER_TOKENS), topics)
     reasoning_tokens = count_tokens(reasoning) if reasoning else 0
     answer_tokens = sum(count_tokens(call.arguments_json()) for call in calls)

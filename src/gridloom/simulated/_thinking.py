@@ -27,6 +27,7 @@ import attrs
 
 from .._attrs import frozen
 from ..config import SimulatedModel
+from ..config._thinking import MIN_BUDGET_TOKENS, MIN_TOP_P, THINKING_TYPES, shown
 from ._errors import RequestError
 
 if TYPE_CHECKING:
@@ -40,13 +41,6 @@ __all__ = [
     "parse_thinking",
     "reasoning_length",
 ]
-
-#: The smallest ``budget_tokens`` Anthropic accepts.
-MIN_BUDGET_TOKENS = 1024
-#: The lowest ``top_p`` Anthropic accepts with thinking on.
-MIN_TOP_P = 0.95
-
-_TYPES = ("enabled", "disabled", "adaptive")
 
 
 @frozen(kw_only=True)
@@ -65,14 +59,6 @@ class Thinking:
     def on(self) -> bool:
         """Whether the model thinks."""
         return self.type != "disabled"
-
-
-def _shown(value: Any) -> str:
-    """``value`` for an error message, short whatever it is."""
-    if isinstance(value, str | int | float | bool) or value is None:
-        text = repr(value)
-        return text if len(text) <= 40 else f"{text[:37]}..."
-    return f"a {type(value).__name__}"
 
 
 def parse_thinking(
@@ -95,13 +81,13 @@ def parse_thinking(
     if not isinstance(raw, dict):
         raise RequestError(
             f"thinking: must be an object such as {{'type': 'enabled', 'budget_tokens': 2048}},"
-            f" got {_shown(raw)}",
+            f" got {shown(raw)}",
             param="thinking",
         )
     kind = raw.get("type")
-    if kind not in _TYPES:
+    if kind not in THINKING_TYPES:
         raise RequestError(
-            f"thinking.type: must be 'enabled', 'disabled' or 'adaptive', got {_shown(kind)}",
+            f"thinking.type: must be 'enabled', 'disabled' or 'adaptive', got {shown(kind)}",
             param="thinking.type",
         )
     budget: int | None = None
@@ -118,14 +104,14 @@ def _budget(value: Any, max_tokens: int) -> int:
     if value is ...:
         raise RequestError(f"{param}: Field required when thinking is enabled", param=param)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise RequestError(f"{param}: must be an integer, got {_shown(value)}", param=param)
+        raise RequestError(f"{param}: must be an integer, got {shown(value)}", param=param)
     if value < MIN_BUDGET_TOKENS:
         raise RequestError(
-            f"{param}: must be at least {MIN_BUDGET_TOKENS}, got {_shown(value)}", param=param
+            f"{param}: must be at least {MIN_BUDGET_TOKENS}, got {shown(value)}", param=param
         )
     if value >= max_tokens:
         raise RequestError(
-            f"{param}: must be less than max_tokens ({max_tokens}), got {_shown(value)}; max_tokens"
+            f"{param}: must be less than max_tokens ({max_tokens}), got {shown(value)}; max_tokens"
             " covers the thinking and the answer",
             param=param,
         )
@@ -149,29 +135,43 @@ def _check_sampling(
         )
 
 
-def reasoning_length(thinking: Thinking | None, model: SimulatedModel) -> int | None:
+def reasoning_length(
+    thinking: Thinking | None, model: SimulatedModel, max_tokens: int | None = None
+) -> int | None:
     """The length the reasoning text is built for (its words are about half of it, see
     ``_replies._reasoning``), or ``None`` for no reasoning: the model's ``output_tokens``,
-    when it reasons, and no more than twice an ``enabled`` budget, so the thinking stays
-    within it (half of twice the budget, and the budget is far above the opening's few
-    words)."""
+    when it reasons, and, when thinking is requested, no more than twice its bound, so the
+    thinking stays within it: an ``enabled`` budget, or for ``adaptive`` half of
+    ``max_tokens`` (the thinking then leaves about half of ``max_tokens`` to the answer)."""
     if thinking is None:
         return model.output_tokens if model.reasoning else None
     if not thinking.on:
         return None
-    if thinking.budget_tokens is None:
+    if thinking.budget_tokens is not None:
+        return min(model.output_tokens, 2 * thinking.budget_tokens)
+    if max_tokens is None:
         return model.output_tokens
-    return min(model.output_tokens, 2 * thinking.budget_tokens)
+    return min(model.output_tokens, max_tokens)
 
 
 def fit_to_max_tokens(reply: Reply, thinking: Thinking | None, max_tokens: int | None) -> Reply:
-    """``reply`` with its text answer cut to the tokens its thinking leaves of ``max_tokens``
-    (thinking requested and on; structured answers and tool calls are left whole, as
-    ``max_tokens`` never cuts them on the simulated endpoint). Words are counted as
-    :func:`._requests.count_tokens` counts them."""
-    if thinking is None or not thinking.on or max_tokens is None or reply.kind != "text":
+    """``reply`` within ``max_tokens`` when thinking was requested and is on: its thinking cut
+    to ``max_tokens`` (only a tiny ``max_tokens`` with ``adaptive`` thinking needs it), then
+    a text answer cut to the tokens the thinking leaves (structured answers and tool calls
+    are left whole, as ``max_tokens`` never cuts them on the simulated endpoint). Words are
+    counted as :func:`._requests.count_tokens` counts them."""
+    if thinking is None or not thinking.on or max_tokens is None:
         return reply
-    if reply.tool_calls or reply.output_tokens <= max_tokens:
+    if reply.reasoning is not None and reply.reasoning_tokens > max_tokens:
+        reasoning = " ".join(reply.reasoning.split()[:max_tokens])
+        cut = reply.reasoning_tokens - max_tokens
+        reply = attrs.evolve(
+            reply,
+            reasoning=reasoning,
+            reasoning_tokens=max_tokens,
+            output_tokens=reply.output_tokens - cut,
+        )
+    if reply.kind != "text" or reply.tool_calls or reply.output_tokens <= max_tokens:
         return reply
     keep = max(0, max_tokens - reply.reasoning_tokens)
     text = " ".join(reply.text.split()[:keep])
