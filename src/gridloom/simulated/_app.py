@@ -129,7 +129,8 @@ class SimulatedApp:
     per embeddings answer; beyond any of them, 400. A large embeddings answer and
     ``GET /timeline`` are computed in slices, with checkpoints between them.
 
-    It waits with ``trio.sleep``, the latency counted from a request's arrival, so mounted in-process (``httpx.ASGITransport``) under trio's
+    It waits with ``trio.sleep`` (a chat answer is drafted first: its latency counts from the
+    request's arrival), so mounted in-process (``httpx.ASGITransport``) under trio's
     ``autojump_clock`` it runs in virtual time. Answers depend only on the request; latencies
     and faults come from a random stream per model seeded by ``config.seed``. An injected
     dropped connection raises :class:`~gridloom.errors.ConnectionFailed` out of the app
@@ -445,18 +446,12 @@ class SimulatedApp:
         # A stream spends the per-token latency between its events, the rest before them.
         stream = isinstance(request, GenerationRequest) and request.stream
         tokens = 0 if stream else sum(reply.output_tokens for reply in replies)
-        # The latency counts from the request's arrival: the time spent reading and parsing
-        # it and drafting the answer is part of it, as on a server, not added to it.
-        await trio.sleep(max(0.0, behaviour.latency(draw, tokens) - (self._clock() - flight.start)))
-        if draw.fault is Fault.DISCONNECT:
-            flight.settle(None, "disconnect")
-            return
+        # A chat answer is drafted while its latency passes, which counts from the request's
+        # arrival, as on a server: the time spent reading, parsing and drafting is part of it,
+        # not added to it, and when it is up the answer only has to be sent.
         outcome = "ok"
-        if isinstance(request, EmbeddingsRequest):
-            dimensions = request.dimensions or settings.embedding_dimensions
-            data = await _embeddings_json(request, dimensions)
-            input_tokens, output_tokens = request.input_tokens(), 0
-        else:
+        data = b""
+        if isinstance(request, GenerationRequest):
             structured = any(reply.kind in ("json", "yaml", "xml") for reply in replies)
             if structured and behaviour.invalid_output(request.digest()):
                 budget = Budget()
@@ -464,16 +459,27 @@ class SimulatedApp:
                     invalid_reply(reply, request.digest(), budget=budget) for reply in replies
                 )
                 outcome = "invalid_output"
+            if not stream:
+                value = (
+                    anthropic_message(request, replies[0])
+                    if api == "anthropic"
+                    else chat_completion(request, replies)
+                )
+                data = dump_json(value)
+        await trio.sleep(max(0.0, behaviour.latency(draw, tokens) - (self._clock() - flight.start)))
+        if draw.fault is Fault.DISCONNECT:
+            flight.settle(None, "disconnect")
+            return
+        if isinstance(request, EmbeddingsRequest):
+            dimensions = request.dimensions or settings.embedding_dimensions
+            data = await _embeddings_json(request, dimensions)
+            input_tokens, output_tokens = request.input_tokens(), 0
+        else:
             input_tokens = replies[0].input_tokens
             output_tokens = sum(reply.output_tokens for reply in replies)
             if stream:
                 await self._stream(api, flight, request, replies, send, outcome, draw.fault)
                 return
-            if api == "anthropic":
-                value = anthropic_message(request, replies[0])
-            else:
-                value = chat_completion(request, replies)
-            data = dump_json(value)
         quota = None
         if settings.rate_limit_headers:
             quota = quota_headers(api, behaviour.quotas(), self._wall_clock())
