@@ -196,6 +196,20 @@ def targets(data: dict[str, Any]) -> list[dict[str, Any]]:
                 hosted["fraction_of_ideal"] >= least if hosted else None,
             )
         )
+        if parallel == 512:
+            # Issue 21's own wording for this case: "at >= 0.97 of the whole-round bound".
+            # The row above holds it to the stricter 0.97 of 512 cells/s; both are shown.
+            bound = None if not hosted else hosted["fraction_of_ideal"] / hosted["wave_over_wall"]
+            out.append(
+                _target(
+                    "self-hosted (512 parallel, 1 s) ≥ 0.97 of the whole-round bound (issue 21)",
+                    f"{hosted['wave_over_wall']:.3f} of the bound, itself {bound:.3f} of"
+                    " 512 cells/s (whole rounds at the latency served)"
+                    if hosted
+                    else "not run",
+                    hosted["wave_over_wall"] >= 0.97 if hosted else None,
+                )
+            )
     throttle = data["throttle"]
     out.append(
         _target(
